@@ -1,0 +1,197 @@
+"""The preprocessed-case cache that training reads (``medseg3d prepare``).
+
+Layout of a cache folder::
+
+    CACHE/cache.json              settings: preprocessing, label scheme, modalities, dataset root
+    CACHE/<case>/image.npy        float16 (C, x, y, z), z-scored, memory-mapped by training
+    CACHE/<case>/label.npy        uint8 class indices (x, y, z)
+    CACHE/<case>/record.json      PrepRecord (how to undo) + source files; written last
+
+A case counts as done when its ``record.json`` exists, matches the cache's settings and its arrays have the
+recorded shapes; anything else is (re)computed. Files are written under temporary names and renamed, so an
+interrupted ``prepare`` leaves no case half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Case, find_cases
+from .errors import InputError
+from .labels import LabelScheme, get_scheme
+from .preprocess import PrepConfig, PrepRecord, preprocess
+
+CACHE_VERSION = 1
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_npy(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def settings_of(config: PrepConfig, scheme: LabelScheme, modalities) -> dict:
+    return {
+        "version": CACHE_VERSION,
+        "preprocess": config.to_dict(),
+        "labels": scheme.to_dict(),
+        "modalities": list(modalities),
+    }
+
+
+def _case_done(case_dir: Path, settings: dict) -> bool:
+    rec_path = case_dir / "record.json"
+    if not rec_path.is_file():
+        return False
+    try:
+        rec = json.loads(rec_path.read_text())
+        if rec.get("settings") != settings:
+            return False
+        shape = tuple(rec["record"]["shape"])
+        img = np.load(case_dir / "image.npy", mmap_mode="r")
+        if tuple(img.shape) != (len(settings["modalities"]),) + shape:
+            return False
+        if rec.get("has_label"):
+            lab = np.load(case_dir / "label.npy", mmap_mode="r")
+            return tuple(lab.shape) == shape
+        return True
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return False
+
+
+def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme, settings: dict) -> dict:
+    """Preprocess one case into ``out/<case_id>/``; returns its record dict."""
+    case_dir = out / case.case_id
+    case_dir.mkdir(parents=True, exist_ok=True)
+    image, ref, label = case.load(with_label=True)
+    classes = scheme.to_classes(label, where=f"case {case.case_id} label") if label is not None else None
+    x, y, record = preprocess(image, ref.affine, config, classes, scheme.n_classes)
+    (case_dir / "record.json").unlink(missing_ok=True)
+    _atomic_npy(x.astype(np.float16), case_dir / "image.npy")
+    if y is not None:
+        _atomic_npy(y.astype(np.uint8), case_dir / "label.npy")
+    entry = {
+        "case": case.case_id,
+        "settings": settings,
+        "record": record.to_dict(),
+        "has_label": y is not None,
+        "channels": {k: str(v) for k, v in case.channels.items()},
+        "label_file": str(case.label) if case.label else None,
+        "class_voxels": np.bincount(y.ravel(), minlength=scheme.n_classes).tolist() if y is not None else None,
+    }
+    _atomic_json(entry, case_dir / "record.json")
+    return entry
+
+
+def _prepare_one(args):
+    case, out, config, scheme, settings = args
+    try:
+        return prepare_case(case, out, config, scheme, settings), None
+    except InputError as exc:
+        return None, str(exc)
+
+
+def prepare_dataset(
+    root,
+    out,
+    config: PrepConfig | None = None,
+    labels: str | LabelScheme = "brats",
+    modalities=None,
+    layout: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Preprocess every case of the dataset at ``root`` into the cache folder ``out``.
+
+    Cases already done with the same settings are skipped. Returns a summary dict
+    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}}``). Failed cases are reported, not
+    fatal, unless every case fails.
+    """
+    config = config or PrepConfig()
+    scheme = get_scheme(labels) if isinstance(labels, str) else labels
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out must be a folder")
+    cases = find_cases(root, layout=layout, modalities=modalities)
+    modalities = cases[0].modalities
+    out.mkdir(parents=True, exist_ok=True)
+    settings = settings_of(config, scheme, modalities)
+    meta_path = out / "cache.json"
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old.get("settings") != settings:
+            raise InputError(
+                f"{out}: holds a cache made with other settings; use another --out folder or delete this one"
+            )
+    _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]}, meta_path)
+    todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
+    skipped = [c.case_id for c in cases if c not in todo]
+    summary = {"prepared": [], "skipped": skipped, "failed": {}}
+    workers = workers or min(len(todo), os.cpu_count() or 1, 4)
+    jobs = [(c, out, config, scheme, settings) for c in todo]
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="prepare", unit="case", disable=not progress or not jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        results = map(_prepare_one, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(workers)
+        results = pool.map(_prepare_one, jobs)
+    try:
+        for job, (entry, error) in zip(jobs, results):
+            if error:
+                summary["failed"][job[0].case_id] = error
+            else:
+                summary["prepared"].append(entry["case"])
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown()
+    if summary["failed"] and not summary["prepared"] and not skipped:
+        first = next(iter(summary["failed"].values()))
+        raise InputError(f"every case failed to prepare; first error: {first}")
+    return summary
+
+
+class PreparedCase:
+    """One cached case: memory-mapped arrays plus its record."""
+
+    def __init__(self, case_dir: Path):
+        self.dir = Path(case_dir)
+        rec_path = self.dir / "record.json"
+        if not rec_path.is_file():
+            raise InputError(f"{self.dir}: not a prepared case (no record.json); run `medseg3d prepare` again")
+        self.entry = json.loads(rec_path.read_text())
+        self.case_id = self.entry["case"]
+        self.record = PrepRecord.from_dict(self.entry["record"])
+        self.image = np.load(self.dir / "image.npy", mmap_mode="r")
+        self.label = np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
+
+
+def open_cache(out) -> tuple[dict, dict[str, PreparedCase]]:
+    """Read a cache folder: (settings, {case_id: PreparedCase})."""
+    out = Path(out)
+    meta_path = out / "cache.json"
+    if not meta_path.is_file():
+        raise InputError(f"{out}: not a medseg3d cache (no cache.json); create it with `medseg3d prepare`")
+    meta = json.loads(meta_path.read_text())
+    cases = {}
+    for cid in meta["cases"]:
+        if (out / cid / "record.json").is_file():
+            cases[cid] = PreparedCase(out / cid)
+    if not cases:
+        raise InputError(f"{out}: the cache holds no prepared case; run `medseg3d prepare` again")
+    return meta, cases

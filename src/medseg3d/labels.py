@@ -1,0 +1,184 @@
+"""Label schemes: file label values <-> training classes, and evaluation regions.
+
+A :class:`LabelScheme` says which values a label file may hold, which training class each maps to, what the
+classes are called, and which evaluation regions (sets of file values) are scored. BraTS 2017+ files hold
+0, 1, 2, 4; the network predicts classes 0..3; predictions are written back as 0, 1, 2, 4.
+
+Region training (``region_training=True``) replaces the softmax classes with one sigmoid output per region
+(WT, TC, ET for BraTS, as the challenge winners train); :meth:`LabelScheme.regions_to_values` turns the
+nested region masks back into file values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """How label values in files map to classes and regions.
+
+    Args:
+        name: registry name (``"brats"``, ``"brats2015"``...).
+        values: file value of each training class; ``values[k]`` is written for class ``k``.
+        class_names: a name per class (``values`` order).
+        regions: evaluation regions, name -> file values it contains (e.g. ``"WT": (1, 2, 4)``).
+        merge: extra file values accepted on reading and mapped to a class value (binary: 2 -> 1...).
+        region_training: train one sigmoid output per region instead of softmax classes.
+    """
+
+    name: str
+    values: tuple[int, ...]
+    class_names: tuple[str, ...]
+    regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    merge: dict[int, int] = field(default_factory=dict)
+    region_training: bool = False
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.values)
+
+    @property
+    def n_outputs(self) -> int:
+        """Output channels of a network trained with this scheme."""
+        return len(self.regions) if self.region_training else self.n_classes
+
+    def _lookup(self) -> np.ndarray:
+        top = max(list(self.values) + list(self.merge)) + 1
+        table = np.full(top, 255, dtype=np.uint8)
+        for k, v in enumerate(self.values):
+            table[v] = k
+        for src, dst in self.merge.items():
+            table[src] = self.values.index(dst)
+        return table
+
+    def to_classes(self, labels: np.ndarray, where: str = "label map") -> np.ndarray:
+        """File values -> class indices (uint8). Unknown values raise :class:`InputError`."""
+        labels = np.asarray(labels)
+        if labels.dtype.kind == "f":
+            if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+                raise InputError(f"{where}: holds non-integer or NaN values; a label map must hold integers")
+            labels = labels.astype(np.int64)
+        table = self._lookup()
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= len(table) or np.any(table[np.unique(labels)] == 255):
+            found = sorted(int(v) for v in np.unique(labels))
+            allowed = sorted(set(self.values) | set(self.merge))
+            raise InputError(
+                f"{where}: label values {found} do not fit the '{self.name}' scheme (allowed {allowed}); "
+                "choose the right --labels scheme"
+            )
+        return table[labels]
+
+    def to_values(self, classes: np.ndarray) -> np.ndarray:
+        """Class indices -> file values (smallest integer dtype that holds them)."""
+        dtype = np.uint8 if max(self.values) < 256 else np.int16
+        return np.asarray(self.values, dtype=dtype)[np.asarray(classes)]
+
+    def region_masks(self, classes: np.ndarray) -> np.ndarray:
+        """Class indices (X, Y, Z) -> boolean region masks (R, X, Y, Z) in ``regions`` order."""
+        classes = np.asarray(classes)
+        out = np.empty((len(self.regions),) + classes.shape, dtype=bool)
+        for r, members in enumerate(self.regions.values()):
+            ks = [self.values.index(v) for v in members]
+            out[r] = np.isin(classes, ks)
+        return out
+
+    def regions_to_values(self, masks: np.ndarray) -> np.ndarray:
+        """Boolean region masks (R, ...) -> file values, painting regions from largest to smallest.
+
+        Regions are painted in the order given (WT, then TC, then ET for BraTS); each region is painted with
+        the value of its members that no later region contains (WT minus TC = edema 2, TC minus ET = 1,
+        ET = 4), which is how BraTS region outputs are turned back into a label map.
+        """
+        names = list(self.regions)
+        out = np.zeros(masks.shape[1:], dtype=self.to_values(np.zeros(1, dtype=np.int64)).dtype)
+        for r, name in enumerate(names):
+            later = set().union(*[set(self.regions[n]) for n in names[r + 1 :]]) if r + 1 < len(names) else set()
+            own = [v for v in self.regions[name] if v not in later]
+            if not own:
+                raise InputError(f"region {name} has no value of its own; regions must be nested, largest first")
+            out[masks[r]] = own[0]
+        return out
+
+    def with_region_training(self, on: bool = True) -> "LabelScheme":
+        if on and not self.regions:
+            raise InputError(f"label scheme '{self.name}' has no regions; region training needs them")
+        return LabelScheme(self.name, self.values, self.class_names, self.regions, self.merge, on)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "values": list(self.values),
+            "class_names": list(self.class_names),
+            "regions": {k: list(v) for k, v in self.regions.items()},
+            "merge": {str(k): v for k, v in self.merge.items()},
+            "region_training": self.region_training,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LabelScheme":
+        try:
+            return cls(
+                d["name"],
+                tuple(int(v) for v in d["values"]),
+                tuple(d["class_names"]),
+                {k: tuple(int(x) for x in v) for k, v in d.get("regions", {}).items()},
+                {int(k): int(v) for k, v in d.get("merge", {}).items()},
+                bool(d.get("region_training", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"label scheme record is incomplete or malformed ({exc})") from exc
+
+
+BRATS = LabelScheme(
+    "brats",
+    (0, 1, 2, 4),
+    ("background", "NCR/NET", "edema", "enhancing"),
+    {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)},
+    merge={3: 1},  # BraTS 2015 non-enhancing (3) was merged into 1 in 2017
+)
+BRATS2015 = LabelScheme(
+    "brats2015",
+    (0, 1, 2, 3, 4),
+    ("background", "necrosis", "edema", "non-enhancing", "enhancing"),
+    {"WT": (1, 2, 3, 4), "TC": (1, 3, 4), "ET": (4,)},
+)
+BRATS2012 = LabelScheme("brats2012", (0, 1, 2), ("background", "edema", "core"), {"WT": (1, 2), "TC": (2,)})
+BINARY = LabelScheme(
+    "binary", (0, 1), ("background", "tumour"), {"tumour": (1,)}, merge={2: 1, 3: 1, 4: 1}
+)
+
+SCHEMES = {s.name: s for s in (BRATS, BRATS2015, BRATS2012, BINARY)}
+
+
+def get_scheme(name: str) -> LabelScheme:
+    """A scheme by name; ``"regions"`` is BraTS with region (WT/TC/ET sigmoid) training."""
+    if name == "regions":
+        return BRATS.with_region_training()
+    if name.endswith("-regions") and name[: -len("-regions")] in SCHEMES:
+        return SCHEMES[name[: -len("-regions")]].with_region_training()
+    if name not in SCHEMES:
+        raise InputError(f"unknown label scheme '{name}'; choose one of {sorted(SCHEMES) + ['regions']}")
+    return SCHEMES[name]
+
+
+def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelScheme:
+    """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name)."""
+    pairs = []
+    for k, v in labels.items():
+        if isinstance(v, (list, tuple)):  # nnU-Net v2 region labels: not a plain class
+            raise InputError("dataset.json defines region labels; medseg3d reads plain class labels only")
+        if str(k).lstrip("-").isdigit():
+            pairs.append((int(k), str(v)))
+        else:
+            pairs.append((int(v), str(k)))
+    pairs.sort()
+    if not pairs or pairs[0][0] != 0:
+        raise InputError("dataset.json labels must include background with value 0")
+    fg = tuple(v for v, _ in pairs if v != 0)
+    return LabelScheme(name, tuple(v for v, _ in pairs), tuple(n for _, n in pairs), {"foreground": fg} if fg else {})

@@ -1,0 +1,91 @@
+"""Region-based (multilabel) losses for overlapping regions such as BraTS WT / TC / ET.
+
+Each output channel is an independent sigmoid "is this voxel inside region r" prediction; targets are
+float or bool masks of shape (N, R, *spatial), which may overlap (ET is inside TC is inside WT).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medseg3d.errors import InputError
+from medseg3d.losses._common import check_reduction, check_region, sum_dims
+from medseg3d.losses.dice import soft_dice_per_class
+
+
+class RegionDiceLoss(nn.Module):
+    """Soft Dice on sigmoid probabilities, per region, averaged over regions.
+
+    ``L = mean_r (1 - (2 I_r + s) / (D_r + s))`` with ``I_r = sum_v p_rv t_rv`` and ``D_r = sum_v p_rv +
+    sum_v t_rv`` (``squared=False``, the default, as nnU-Net does for BraTS regions) or the sums of squares.
+    ``reduction="image"`` averages the per-image losses; ``"batch"`` sums the statistics over the batch
+    first, which is gentler on images where a small region is absent.
+
+    Args:
+        smooth: added to numerator and denominator; an absent region predicted absent then costs ~0.
+        reduction: ``"image"`` or ``"batch"``.
+        squared: use ``sum p^2 + sum t^2`` in the denominator.
+    """
+
+    kind = "region"
+
+    def __init__(self, smooth: float = 1.0, reduction: str = "image", squared: bool = False) -> None:
+        super().__init__()
+        if smooth < 0:
+            raise InputError(f"smooth must be >= 0, got {smooth}; use a small positive value such as 1.0")
+        self.smooth = float(smooth)
+        self.reduction = check_reduction(reduction)
+        self.squared = squared
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = check_region(logits, target)
+        probs = torch.sigmoid(logits)
+        dice = soft_dice_per_class(probs, target, sum_dims(logits.ndim, self.reduction), self.squared, self.smooth)
+        return (1.0 - dice).mean()
+
+    def extra_repr(self) -> str:
+        return f"smooth={self.smooth}, reduction={self.reduction!r}, squared={self.squared}"
+
+
+class RegionDiceBCELoss(nn.Module):
+    """``dice_weight * RegionDiceLoss + bce_weight * BCE``, both on per-channel sigmoids.
+
+    The BCE term is :func:`torch.nn.functional.binary_cross_entropy_with_logits` averaged over every element
+    (batch, region and voxel).
+
+    Args:
+        bce_weight: factor of the binary cross-entropy term.
+        dice_weight: factor of the Dice term.
+        smooth, reduction, squared: passed to :class:`RegionDiceLoss`.
+
+    Example:
+        >>> loss = RegionDiceBCELoss()
+        >>> value = loss(torch.randn(1, 3, 8, 8, 8), torch.rand(1, 3, 8, 8, 8) > 0.5)
+    """
+
+    kind = "region"
+
+    def __init__(
+        self,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        smooth: float = 1.0,
+        reduction: str = "image",
+        squared: bool = False,
+    ) -> None:
+        super().__init__()
+        if bce_weight < 0 or dice_weight < 0:
+            raise InputError(f"loss weights must be >= 0, got bce_weight={bce_weight}, dice_weight={dice_weight}")
+        self.bce_weight = float(bce_weight)
+        self.dice_weight = float(dice_weight)
+        self.dice = RegionDiceLoss(smooth=smooth, reduction=reduction, squared=squared)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = check_region(logits, target)
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        return self.dice_weight * self.dice(logits, target) + self.bce_weight * bce
+
+    def extra_repr(self) -> str:
+        return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}"
