@@ -33,13 +33,21 @@ from medseg3d.losses.regions import RegionDiceBCELoss, RegionDiceLoss
 
 # name -> (class, default keyword arguments, one-line description)
 _REGISTRY: dict[str, tuple[type[nn.Module], dict, str]] = {
-    "jaccard": (JaccardLoss, {"mode": "paper"}, "Tanimoto Jaccard summed over all classes, as the paper coded it"),
+    "jaccard": (
+        JaccardLoss,
+        {"mode": "paper"},
+        "Tanimoto Jaccard summed over all classes, as the paper coded it",
+    ),
     "jaccard-smooth": (
         JaccardLoss,
         {"mode": "smooth"},
         "Tanimoto Jaccard with a smoothing term: absent classes predicted absent cost ~0",
     ),
-    "jaccard-minmax": (SoftJaccardMinMaxLoss, {}, "the seed's 1 - sum min(P,T) / sum max(P,T) over voxels and classes"),
+    "jaccard-minmax": (
+        SoftJaccardMinMaxLoss,
+        {},
+        "the seed's 1 - sum min(P,T) / sum max(P,T) over voxels and classes",
+    ),
     "dice": (DiceLoss, {"squared": True}, "soft Dice, V-Net form (sum p^2 + sum t^2), mean over classes"),
     "dice-plain": (DiceLoss, {"squared": False}, "soft Dice, plain form (sum p + sum t), mean over classes"),
     "ce": (CrossEntropyLoss, {}, "categorical cross-entropy, mean over voxels"),
@@ -49,7 +57,11 @@ _REGISTRY: dict[str, tuple[type[nn.Module], dict, str]] = {
         "cross-entropy weighted by inverse class frequency in the batch (or weight=[...])",
     ),
     "focal": (FocalLoss, {}, "multiclass focal loss on softmax (gamma=2)"),
-    "region-dice": (RegionDiceLoss, {}, "soft Dice per sigmoid region channel (BraTS WT/TC/ET), mean over regions"),
+    "region-dice": (
+        RegionDiceLoss,
+        {},
+        "soft Dice per sigmoid region channel (BraTS WT/TC/ET), mean over regions",
+    ),
     "region-dice-bce": (RegionDiceBCELoss, {}, "region soft Dice + binary cross-entropy on sigmoid channels"),
 }
 
@@ -100,7 +112,7 @@ def _parse(spec: str) -> list[tuple[float, str]]:
     text = spec.replace(" ", "").lower() if isinstance(spec, str) else ""
     terms = []
     # Split on '+' except inside an exponent such as 1e+3.
-    for part in re.split(r"(?<=[^0-9]e)\+|(?<![0-9e])\+|(?<=[a-z]e)\+", text) if text else [""]:
+    for part in re.split(r"(?<![0-9]e)\+", text) if text else [""]:
         match = _TERM.match(part)
         if not match:
             raise InputError(
@@ -116,18 +128,24 @@ def _parse(spec: str) -> list[tuple[float, str]]:
 
 def _make(name: str, n_classes: int | None, kwargs: dict, used: set[str]) -> nn.Module:
     if name not in _REGISTRY:
-        raise InputError(f"unknown loss {name!r}; choose from {', '.join(_REGISTRY)} (or a sum like 'jaccard+ce')")
+        raise InputError(
+            f"unknown loss {name!r}; choose from {', '.join(_REGISTRY)} (or a sum like 'jaccard+ce')"
+        )
     cls, defaults, _ = _REGISTRY[name]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     chosen = {**defaults, **{key: value for key, value in kwargs.items() if key in accepted}}
     used.update(key for key in kwargs if key in accepted)
     if n_classes is not None and getattr(cls, "kind", None) == "multiclass":
         if n_classes < 2:
-            raise InputError(f"loss {name!r} needs n_classes >= 2, got {n_classes}; background counts as a class")
+            raise InputError(
+                f"loss {name!r} needs n_classes >= 2, got {n_classes}; background counts as a class"
+            )
         for key in ("weight", "alpha"):
             value = chosen.get(key)
             if isinstance(value, Sequence) and not isinstance(value, str) and len(value) != n_classes:
-                raise InputError(f"{key} has {len(value)} values but n_classes is {n_classes}; give one per class")
+                raise InputError(
+                    f"{key} has {len(value)} values but n_classes is {n_classes}; give one per class"
+                )
     return cls(**chosen)
 
 
@@ -152,7 +170,9 @@ def build_loss(spec: str, n_classes: int | None = None, **kwargs) -> nn.Module:
     modules = [(weight, name, _make(name, n_classes, kwargs, used)) for weight, name in terms]
     unused = sorted(set(kwargs) - used)
     if unused:
-        raise InputError(f"loss {spec!r} takes no argument {', '.join(unused)}; check the spelling or the loss name")
+        raise InputError(
+            f"loss {spec!r} takes no argument {', '.join(unused)}; check the spelling or the loss name"
+        )
     if len(modules) == 1 and modules[0][0] == 1.0:
         return modules[0][2]
     return CombinedLoss(modules)

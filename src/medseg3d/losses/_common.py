@@ -18,9 +18,13 @@ def check_reduction(reduction: str) -> str:
 def check_logits(logits: torch.Tensor, min_channels: int) -> None:
     if not isinstance(logits, torch.Tensor) or logits.ndim < 3:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise InputError(f"logits must be a tensor of shape (N, C, *spatial), got {shape}; add the batch axis")
+        raise InputError(
+            f"logits must be a tensor of shape (N, C, *spatial), got {shape}; add the batch axis"
+        )
     if not logits.is_floating_point():
-        raise InputError(f"logits must be a floating-point tensor, got {logits.dtype}; pass raw network output")
+        raise InputError(
+            f"logits must be a floating-point tensor, got {logits.dtype}; pass raw network output"
+        )
     if logits.shape[1] < min_channels:
         raise InputError(
             f"this loss needs at least {min_channels} channels in logits, got {logits.shape[1]}; "
@@ -81,10 +85,14 @@ def check_region(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target
 
 
-def one_hot(target: torch.Tensor, n_classes: int, valid: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+def one_hot(
+    target: torch.Tensor, n_classes: int, valid: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
     """(N, *S) class map -> (N, C, *S) one-hot; ignored voxels become all-zero."""
     safe = target if valid is None else torch.where(valid, target, torch.zeros_like(target))
-    onehot = torch.nn.functional.one_hot(safe.long(), n_classes).movedim(-1, 1).to(dtype)
+    shape = (safe.shape[0], n_classes, *safe.shape[1:])
+    # scatter_ into the final dtype avoids F.one_hot's int64 (N, *S, C) intermediate (8x the memory of float32)
+    onehot = torch.zeros(shape, dtype=dtype, device=safe.device).scatter_(1, safe.long().unsqueeze(1), 1.0)
     if valid is not None:
         onehot = onehot * valid.unsqueeze(1).to(dtype)
     return onehot

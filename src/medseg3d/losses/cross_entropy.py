@@ -12,7 +12,9 @@ from medseg3d.errors import InputError
 from medseg3d.losses._common import check_multiclass
 
 
-def frequency_weights(target: torch.Tensor, n_classes: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+def frequency_weights(
+    target: torch.Tensor, n_classes: int, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Inverse-frequency class weights from the voxels of one batch.
 
     With ``n_c`` voxels of class ``c`` among the ``V`` counted (non-ignored) voxels and ``K`` classes present::

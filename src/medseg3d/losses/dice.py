@@ -22,7 +22,9 @@ def soft_dice_per_class(
         denominator = (probs * probs).sum(dims) + (onehot * onehot).sum(dims)
     else:
         denominator = probs.sum(dims) + onehot.sum(dims)
-    return (2.0 * intersection + smooth) / (denominator + smooth).clamp_min(torch.finfo(denominator.dtype).tiny)
+    return (2.0 * intersection + smooth) / (denominator + smooth).clamp_min(
+        torch.finfo(denominator.dtype).tiny
+    )
 
 
 class DiceLoss(nn.Module):
@@ -73,7 +75,9 @@ class DiceLoss(nn.Module):
             probs = probs * valid.unsqueeze(1).to(probs.dtype)
         if not self.include_background:
             probs, onehot = probs[:, 1:], onehot[:, 1:]
-        dice = soft_dice_per_class(probs, onehot, sum_dims(logits.ndim, self.reduction), self.squared, self.smooth)
+        dice = soft_dice_per_class(
+            probs, onehot, sum_dims(logits.ndim, self.reduction), self.squared, self.smooth
+        )
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:

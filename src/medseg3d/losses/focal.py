@@ -45,7 +45,9 @@ class FocalLoss(nn.Module):
         alpha_list = None
         if isinstance(alpha, (int, float)):
             if not 0.0 <= float(alpha) <= 1.0:
-                raise InputError(f"a scalar focal alpha must lie in [0, 1], got {alpha}; or give one per class")
+                raise InputError(
+                    f"a scalar focal alpha must lie in [0, 1], got {alpha}; or give one per class"
+                )
             self.alpha_scalar = float(alpha)
         elif alpha is not None:
             alpha_list = torch.as_tensor(list(alpha), dtype=torch.float32)

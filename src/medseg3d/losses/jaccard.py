@@ -114,7 +114,9 @@ class JaccardLoss(nn.Module):
         return (1.0 - ratio).sum(-1).mean()
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, reduction={self.reduction!r}, include_background={self.include_background}"
+        return (
+            f"mode={self.mode!r}, reduction={self.reduction!r}, include_background={self.include_background}"
+        )
 
 
 class SoftJaccardMinMaxLoss(nn.Module):

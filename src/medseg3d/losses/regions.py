@@ -42,7 +42,9 @@ class RegionDiceLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = check_region(logits, target)
         probs = torch.sigmoid(logits)
-        dice = soft_dice_per_class(probs, target, sum_dims(logits.ndim, self.reduction), self.squared, self.smooth)
+        dice = soft_dice_per_class(
+            probs, target, sum_dims(logits.ndim, self.reduction), self.squared, self.smooth
+        )
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:
@@ -77,7 +79,9 @@ class RegionDiceBCELoss(nn.Module):
     ) -> None:
         super().__init__()
         if bce_weight < 0 or dice_weight < 0:
-            raise InputError(f"loss weights must be >= 0, got bce_weight={bce_weight}, dice_weight={dice_weight}")
+            raise InputError(
+                f"loss weights must be >= 0, got bce_weight={bce_weight}, dice_weight={dice_weight}"
+            )
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         self.dice = RegionDiceLoss(smooth=smooth, reduction=reduction, squared=squared)
