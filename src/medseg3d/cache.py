@@ -15,6 +15,7 @@ interrupted ``prepare`` leaves no case half-written.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -100,6 +101,29 @@ def _prepare_one(args):
         return prepare_case(case, out, config, scheme, settings), None
     except InputError as exc:
         return None, str(exc)
+    except OSError as exc:  # disk full, permissions: reported with the case, like bad input
+        return None, f"case {case.case_id}: cannot write to the cache ({exc})"
+
+
+def _settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _settings_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: {what} is unreadable ({exc}); delete the cache folder and prepare again") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {what} is malformed; delete the cache folder and prepare again")
+    return data
 
 
 def prepare_dataset(
@@ -129,11 +153,15 @@ def prepare_dataset(
     settings = settings_of(config, scheme, modalities)
     meta_path = out / "cache.json"
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
+        old = _read_json(meta_path, "the cache record")
         if old.get("settings") != settings:
+            diff = _settings_diff(old.get("settings") or {}, settings)
             raise InputError(
-                f"{out}: holds a cache made with other settings; use another --out folder or delete this one"
+                f"{out}: holds a cache made with other settings ({'; '.join(diff[:3])}); "
+                "use another --out folder or delete this one"
             )
+    elif out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new --out")
     _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]}, meta_path)
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
@@ -147,7 +175,8 @@ def prepare_dataset(
         results = map(_prepare_one, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers)
+        # spawn, not fork: a forked child of a process that already ran torch's OpenMP threads can hang
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         results = pool.map(_prepare_one, jobs)
     try:
         for job, (entry, error) in zip(jobs, results):
@@ -174,11 +203,16 @@ class PreparedCase:
         rec_path = self.dir / "record.json"
         if not rec_path.is_file():
             raise InputError(f"{self.dir}: not a prepared case (no record.json); run `medseg3d prepare` again")
-        self.entry = json.loads(rec_path.read_text())
-        self.case_id = self.entry["case"]
-        self.record = PrepRecord.from_dict(self.entry["record"])
-        self.image = np.load(self.dir / "image.npy", mmap_mode="r")
-        self.label = np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
+        self.entry = _read_json(rec_path, "the case record")
+        try:
+            self.case_id = self.entry["case"]
+            self.record = PrepRecord.from_dict(self.entry["record"])
+            self.image = np.load(self.dir / "image.npy", mmap_mode="r")
+            self.label = np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); run `medseg3d prepare` again"
+            ) from exc
 
 
 def open_cache(out) -> tuple[dict, dict[str, PreparedCase]]:
@@ -187,9 +221,9 @@ def open_cache(out) -> tuple[dict, dict[str, PreparedCase]]:
     meta_path = out / "cache.json"
     if not meta_path.is_file():
         raise InputError(f"{out}: not a medseg3d cache (no cache.json); create it with `medseg3d prepare`")
-    meta = json.loads(meta_path.read_text())
+    meta = _read_json(meta_path, "the cache record")
     cases = {}
-    for cid in meta["cases"]:
+    for cid in meta.get("cases", []):
         if (out / cid / "record.json").is_file():
             cases[cid] = PreparedCase(out / cid)
     if not cases:

@@ -32,8 +32,13 @@ from .errors import InputError
 from .io import IMAGE_SUFFIXES, Volume, image_suffix, read_volume
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
-_MODALITY_ALIASES = {"t1c": "t1ce", "t1gd": "t1ce", "t1ce": "t1ce", "flair": "flair", "t1": "t1", "t2": "t2"}
+_MODALITY_ALIASES = {
+    "t1c": "t1ce", "t1gd": "t1ce", "t1ce": "t1ce", "flair": "flair", "t1": "t1", "t2": "t2",
+    # BraTS 2023+ names (T2-FLAIR, native T1, contrast T1, T2-weighted) and MSD's T1w / T2w
+    "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1",
+}
 _MHA_MODALITY = {"flair": "flair", "t1": "t1", "t1c": "t1ce", "t2": "t2"}
+_LABEL_KEYS = ("seg",)
 LAYOUTS = ("brats", "brats-mha", "nnunet", "csv")
 
 
@@ -43,9 +48,12 @@ class Case:
 
     Args:
         case_id: identifier used for output names (``<case_id>.nii.gz``).
-        channels: modality name -> file (or DICOM folder), in channel order.
+        channels: modality name -> file (or DICOM folder), in channel order. A modality that the dataset
+            has but this case lacks points to the file where it was expected (which does not exist), so
+            that :func:`check_case` and :meth:`Case.load` can say what is missing.
         label: label file, or ``None`` for unlabelled cases.
-        meta: layout details (e.g. ``"grade": "HGG"``).
+        meta: layout details (e.g. ``"grade": "HGG"``; ``"channel_index"``: modality -> index in a 4D
+            channel file, for MSD datasets that keep all channels in one file).
     """
 
     case_id: str
@@ -57,59 +65,119 @@ class Case:
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.channels)
 
-    def select(self, modalities: tuple[str, ...] | list[str] | None) -> "Case":
+    def missing(self) -> list[str]:
+        """Modalities whose file does not exist."""
+        return [m for m, p in self.channels.items() if not Path(p).exists()]
+
+    def select(self, modalities: tuple[str, ...] | list[str] | None) -> Case:
         """This case with only ``modalities``, in that order."""
         if modalities is None:
             return self
         modalities = normalise_modalities(modalities)
-        missing = [m for m in modalities if m not in self.channels]
+        missing = [m for m in modalities if m not in self.channels or not Path(self.channels[m]).exists()]
         if missing:
+            present = [m for m in self.channels if m not in self.missing()]
             raise InputError(
-                f"case {self.case_id}: modality {', '.join(missing)} is missing (found {', '.join(self.channels)}); "
+                f"case {self.case_id}: modality {', '.join(missing)} is missing (found {', '.join(present) or 'none'}); "
                 "add the file or choose --modalities among those found"
             )
-        return Case(self.case_id, {m: self.channels[m] for m in modalities}, self.label, dict(self.meta))
+        meta = dict(self.meta)
+        if "channel_index" in meta:
+            meta["channel_index"] = {m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]}
+        return Case(self.case_id, {m: self.channels[m] for m in modalities}, self.label, meta)
+
+    def read_channels(self):
+        """Yield ``(modality, path, Volume)`` per channel, each a 3D volume; a 4D file is read once."""
+        index = self.meta.get("channel_index", {})
+        opened: dict[Path, Volume] = {}
+        for name, path in self.channels.items():
+            path = Path(path)
+            if not path.exists():
+                present = [m for m in self.channels if m not in self.missing()]
+                raise InputError(
+                    f"case {self.case_id}: modality {name} file is missing ({path}); add it or choose "
+                    f"--modalities among those found ({', '.join(present) or 'none'})"
+                )
+            if path not in opened:
+                opened[path] = read_volume(path)
+            vol = opened[path]
+            if vol.array.ndim == 4 and name in index:
+                k = int(index[name])
+                if k >= vol.array.shape[3]:
+                    raise InputError(f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, no channel {k} ({name})")
+                vol = Volume(vol.array[..., k], vol.affine, vol.meta)
+            if vol.array.ndim != 3:
+                raise InputError(
+                    f"case {self.case_id}: channel {name} ({path}) is not a 3D image {vol.array.shape}; "
+                    "give one 3D file per channel"
+                )
+            yield name, path, vol
 
     def load(self, with_label: bool = True) -> tuple[np.ndarray, Volume, np.ndarray | None]:
         """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume, label)``.
 
         Checks that every channel and the label share one grid, and that images are finite and not constant.
         """
-        ref = None
+        ref = ref_name = None
         arrays = []
-        for name, path in self.channels.items():
-            vol = read_volume(path)
-            if vol.array.ndim != 3:
-                raise InputError(f"case {self.case_id}: channel {name} ({path}) is not a 3D image {vol.array.shape}")
+        for name, path, vol in self.read_channels():
             if ref is None:
-                ref = vol
-            elif not ref.same_grid(vol):
-                raise InputError(
-                    f"case {self.case_id}: channel {name} has grid {vol.shape} / spacing {vol.spacing} that differs "
-                    f"from {list(self.channels)[0]} {ref.shape} / {ref.spacing}; resample all channels onto one grid"
-                )
+                ref, ref_name = vol, name
             data = vol.array.astype(np.float32, copy=False)
-            if not np.all(np.isfinite(data)):
-                raise InputError(f"case {self.case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file")
-            if data.size and data.min() == data.max():
-                raise InputError(f"case {self.case_id}: channel {name} ({path}) is constant ({data.min()}); the file is empty or broken")
+            problem = _channel_problem(self.case_id, name, path, vol, data, ref, ref_name)
+            if problem:
+                raise InputError(problem)
             arrays.append(data)
         if ref is None:
             raise InputError(f"case {self.case_id}: no channel files")
         label = None
         if with_label and self.label is not None:
             lab = read_volume(self.label)
-            if not ref.same_grid(lab):
-                raise InputError(
-                    f"case {self.case_id}: label grid {lab.shape} / spacing {lab.spacing} differs from the images' "
-                    f"{ref.shape} / {ref.spacing}; the label must be on the image grid"
-                )
+            problem = _label_problem(self.case_id, self.label, lab, ref)
+            if problem:
+                raise InputError(problem)
             label = lab.array
         return np.stack(arrays), ref, label
 
 
+def _channel_problem(case_id, name, path, vol, data, ref, ref_name) -> str | None:
+    if vol is not ref and not ref.same_grid(vol):
+        return (
+            f"case {case_id}: channel {name} has grid {vol.shape} / spacing {_fmt(vol.spacing)} / origin "
+            f"{_fmt(vol.origin)} that differs from {ref_name} {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; "
+            "resample all channels onto one grid"
+        )
+    if not np.all(np.isfinite(data)):
+        return f"case {case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file"
+    if data.size and data.min() == data.max():
+        return f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); the file is empty or broken"
+    return None
+
+
+def _label_problem(case_id, path, lab, ref) -> str | None:
+    if not ref.same_grid(lab):
+        return (
+            f"case {case_id}: label grid {lab.shape} / spacing {_fmt(lab.spacing)} / origin {_fmt(lab.origin)} differs "
+            f"from the images' {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; the label must be on the image grid"
+        )
+    if lab.array.ndim != 3:
+        return f"case {case_id}: label {path} is not a 3D image {lab.array.shape}"
+    if lab.array.dtype.kind == "f" and (
+        not np.all(np.isfinite(lab.array)) or np.any(lab.array != np.round(lab.array))
+    ):
+        return f"case {case_id}: label {path} holds non-integer or NaN values; a label map must hold integers"
+    return None
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:g}" for v in values) + ")"
+
+
 def normalise_modalities(modalities) -> tuple[str, ...]:
-    """``"flair,t1c"`` or ``["FLAIR", "T1c"]`` -> ``("flair", "t1ce")`` (aliases t1c/t1gd -> t1ce)."""
+    """``"flair,t1c"`` or ``["FLAIR", "T1c"]`` -> ``("flair", "t1ce")``.
+
+    Aliases: t1c/t1gd -> t1ce, t1n/t1w -> t1, t2w -> t2, t2f -> flair (BraTS 2023 and MSD names).
+    """
     if isinstance(modalities, str):
         modalities = [m for m in modalities.split(",") if m.strip()]
     out = tuple(_MODALITY_ALIASES.get(m.strip().lower(), m.strip()) for m in modalities)
@@ -128,25 +196,47 @@ def _strip_suffix(name: str) -> str:
     return name[: -len(suffix)] if suffix else name
 
 
+def _visible_files(folder: Path):
+    """Files of ``folder`` without hidden ones (macOS ``._x.nii.gz`` forks ship inside MSD archives)."""
+    return (f for f in folder.iterdir() if not f.name.startswith(".") and f.is_file())
+
+
 def _brats_case(folder: Path) -> Case | None:
     files = {}
-    for f in folder.iterdir():
-        if not f.is_file() or image_suffix(f) not in (".nii.gz", ".nii"):
+    for f in _visible_files(folder):
+        if image_suffix(f) not in (".nii.gz", ".nii"):
             continue
-        stem = _strip_suffix(f.name)
-        if "_" not in stem:
+        parts = re.split(r"[_-]", _strip_suffix(f.name))
+        if len(parts) < 2:
             continue
-        key = stem.rsplit("_", 1)[1].lower()
-        files[key] = f
-    if not any(m in files for m in BRATS_MODALITIES):
-        return None
+        files.setdefault(parts[-1].lower(), f)
     channels = {}
-    for key in ("flair", "t1", "t1ce", "t1c", "t1gd", "t2"):
+    for key in ("flair", "t2f", "t1", "t1n", "t1ce", "t1c", "t1gd", "t2", "t2w"):
         if key in files:
             channels.setdefault(_MODALITY_ALIASES[key], files[key])
-    label = files.get("seg")
+    if not channels:
+        return None
+    label = next((files[k] for k in _LABEL_KEYS if k in files), None)
     ordered = {m: channels[m] for m in BRATS_MODALITIES if m in channels}
     return Case(folder.name, ordered, label, {"layout": "brats"})
+
+
+def _fill_missing(cases: list[Case], expected_path) -> list[Case]:
+    """Give every case the modalities any case has (BraTS order), pointing missing ones at ``expected_path``."""
+    present = {m for c in cases for m in c.channels}
+    order = [m for m in BRATS_MODALITIES if m in present] + sorted(present - set(BRATS_MODALITIES))
+    for c in cases:
+        c.channels = {m: c.channels[m] if m in c.channels else expected_path(c, m) for m in order}
+    return cases
+
+
+def _brats_expected(case: Case, modality: str) -> Path:
+    folder = Path(next(iter(case.channels.values()), case.label)).parent
+    return folder / f"{case.case_id}_{modality}.nii.gz"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _find_brats(root: Path) -> list[Case]:
@@ -154,27 +244,37 @@ def _find_brats(root: Path) -> list[Case]:
     if single is not None:
         return [single]
     cases = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+    for sub in _subfolders(root):
         case = _brats_case(sub)
         if case is not None:
             cases.append(case)
         else:  # BraTS 2017/2018 training archives nest HGG/ and LGG/
-            for subsub in sorted(p for p in sub.iterdir() if p.is_dir()):
+            for subsub in _subfolders(sub):
                 case = _brats_case(subsub)
                 if case is not None:
                     case.meta["grade"] = sub.name
                     cases.append(case)
-    return cases
+    return _fill_missing(cases, _brats_expected)
 
 
-_VSD = re.compile(r"VSD\.Brain(?:_3more)?\.XX\.O\.(MR_[A-Za-z0-9]+|OT)\.(\d+)", re.IGNORECASE)
+_VSD = re.compile(r"VSD\.Brain(?:_\d+more)?\.XX\.O\.(MR_[A-Za-z0-9]+|OT)\.(\d+)", re.IGNORECASE)
 _FLAT_MHA = re.compile(r"^(?P<case>.+)_(?P<mod>flair|t1c|t1|t2|truth|ot|seg)$", re.IGNORECASE)
+
+
+def _mha_expected(case: Case, modality: str) -> Path:
+    first = Path(next(iter(case.channels.values()), case.label))
+    if _VSD.search(first.name):
+        patient = first.parent.parent if _VSD.search(first.parent.name) else first.parent
+        mr = {"flair": "Flair", "t1": "T1", "t1ce": "T1c", "t2": "T2"}.get(modality, modality)
+        return patient / f"VSD.Brain.XX.O.MR_{mr}.*" / f"VSD.Brain.XX.O.MR_{mr}.*.mha"
+    mod = {"t1ce": "T1C"}.get(modality, modality.upper())
+    return first.parent / f"{case.case_id}_{mod}{image_suffix(first)}"
 
 
 def _find_brats_mha(root: Path) -> list[Case]:
     groups: dict[str, dict] = {}
     for f in sorted(root.rglob("*")):
-        if not f.is_file() or image_suffix(f) not in (".mha", ".mhd"):
+        if f.name.startswith(".") or not f.is_file() or image_suffix(f) not in (".mha", ".mhd"):
             continue
         stem = _strip_suffix(f.name)
         m = _VSD.search(stem)
@@ -184,7 +284,7 @@ def _find_brats_mha(root: Path) -> list[Case]:
             case_id = patient_dir.name
             kind = m.group(1).lower()
             key = "label" if kind == "ot" else _MHA_MODALITY.get(kind[3:].replace("_", ""), kind[3:])
-            meta = {"grade": patient_dir.parent.name} if patient_dir.parent != root.parent else {}
+            meta = {"grade": patient_dir.parent.name} if patient_dir != root else {}
         else:
             m = _FLAT_MHA.match(stem)
             if not m:
@@ -202,19 +302,47 @@ def _find_brats_mha(root: Path) -> list[Case]:
     for case_id, g in sorted(groups.items()):
         ordered = {m: g["channels"][m] for m in BRATS_MODALITIES if m in g["channels"]}
         ordered.update({m: p for m, p in g["channels"].items() if m not in ordered})
+        # a label with no image beside it stays a case: every channel is then reported missing
         cases.append(Case(case_id, ordered, g["label"], g["meta"]))
-    return cases
+    return _fill_missing(cases, _mha_expected)
+
+
+def _read_dataset_json(root: Path) -> dict:
+    path = root / "dataset.json"
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); fix the file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not isinstance(info, dict):
+        raise InputError(f"{path}: must hold a JSON object with 'channel_names' (or 'modality') and 'labels'")
+    return info
+
+
+def dataset_labels(root: str | Path) -> dict | None:
+    """The ``labels`` entry of an nnU-Net/MSD ``dataset.json`` at ``root``, or ``None``."""
+    root = Path(root)
+    if root.is_dir() and (root / "dataset.json").is_file():
+        return _read_dataset_json(root).get("labels")
+    return None
 
 
 def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
-    info = json.loads((root / "dataset.json").read_text())
+    info = _read_dataset_json(root)
     names = info.get("channel_names") or info.get("modality") or {}
-    n_channels = len(names) if names else None
+    if not isinstance(names, dict):
+        raise InputError(f"{root / 'dataset.json'}: 'channel_names' must map channel numbers to names")
+    channel_names: list[str] = []
+    for k in range(len(names)):
+        name = str(names.get(str(k), f"ch{k}")).strip().lower()
+        name = _MODALITY_ALIASES.get(name, name)
+        channel_names.append(name if name not in channel_names else f"{name}_{k}")
     img_dir = root / f"images{split}"
     lab_dir = root / f"labels{split}"
     pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
     found: dict[str, dict[int, Path]] = {}
-    for f in sorted(img_dir.glob("*")) if img_dir.is_dir() else []:
+    for f in sorted(_visible_files(img_dir)) if img_dir.is_dir() else []:
         if image_suffix(f) == "":
             continue
         m = pattern.match(_strip_suffix(f.name))
@@ -224,14 +352,17 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
             found.setdefault(_strip_suffix(f.name), {})[-1] = f
     cases = []
     for case_id, chans in sorted(found.items()):
+        meta = {"layout": "nnunet"}
         if -1 in chans:
-            channels = {"all": chans[-1]}
+            names4d = channel_names or ["all"]
+            channels = {name: chans[-1] for name in names4d}
+            if channel_names:
+                meta["channel_index"] = {name: k for k, name in enumerate(channel_names)}
         else:
-            count = n_channels or (max(chans) + 1)
+            count = len(channel_names) or (max(chans) + 1)
             channels = {}
             for k in range(count):
-                name = str(names.get(str(k), f"ch{k}")).lower() if names else f"ch{k}"
-                name = _MODALITY_ALIASES.get(name, name)
+                name = channel_names[k] if k < len(channel_names) else f"ch{k}"
                 if k in chans:
                     channels[name] = chans[k]
                 else:
@@ -242,35 +373,56 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
             if candidate.is_file():
                 label = candidate
                 break
-        cases.append(Case(case_id, channels, label, {"layout": "nnunet"}))
+        cases.append(Case(case_id, channels, label, meta))
     return cases
 
 
 def _find_csv(path: Path) -> list[Case]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheets write a BOM
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = [r for r in reader if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path}: cannot read the CSV ({exc}); save it as UTF-8 text") from exc
+    if not header:
+        raise InputError(f"{path}: the CSV is empty; add a header 'case,<channel>...,label' and one row per case")
+    columns = [c.strip() for c in header]
+    lower = [c.lower() for c in columns]
+    if "case" not in lower:
+        raise InputError(f"{path}: the CSV needs a 'case' column (found {columns})")
     if not rows:
         raise InputError(f"{path}: the CSV lists no cases; add rows with a 'case' column and one column per channel")
-    columns = list(rows[0])
-    if "case" not in columns:
-        raise InputError(f"{path}: the CSV needs a 'case' column (found {columns})")
-    channel_cols = [c for c in columns if c not in ("case", "label")]
+    label_col = next((i for i, c in enumerate(lower) if c in ("label", "seg")), None)
+    case_col = lower.index("case")
+    channel_cols = [i for i in range(len(columns)) if i not in (case_col, label_col)]
     if not channel_cols:
         raise InputError(f"{path}: the CSV has no channel columns; add one column per modality")
-    cases = []
-    for row in rows:
-        def resolve(p: str) -> Path:
-            p = Path(p.strip())
-            return p if p.is_absolute() else path.parent / p
+    names = normalise_modalities([columns[i] for i in channel_cols])
 
-        channels = {_MODALITY_ALIASES.get(c.lower(), c): resolve(row[c]) for c in channel_cols}
-        label = resolve(row["label"]) if row.get("label") else None
-        cases.append(Case(row["case"], channels, label, {"layout": "csv"}))
+    def resolve(p: str) -> Path:
+        p = Path(p.strip()).expanduser()
+        return p if p.is_absolute() else path.parent / p
+
+    cases = []
+    for n, row in enumerate(rows, start=2):
+        if len(row) != len(columns):
+            raise InputError(f"{path}: line {n} has {len(row)} cells, the header {len(columns)}; fix the row")
+        case_id = row[case_col].strip()
+        if not case_id:
+            raise InputError(f"{path}: line {n} has an empty 'case' cell; give every case an id")
+        empty = [names[j] for j, i in enumerate(channel_cols) if not row[i].strip()]
+        if empty:
+            raise InputError(f"{path}: line {n} (case {case_id}) has no file for {', '.join(empty)}; fill every channel cell")
+        channels = {names[j]: resolve(row[i]) for j, i in enumerate(channel_cols)}
+        label = resolve(row[label_col]) if label_col is not None and row[label_col].strip() else None
+        cases.append(Case(case_id, channels, label, {"layout": "csv"}))
     return cases
 
 
 def detect_layout(root: Path) -> str:
     """Guess the layout of ``root`` (see the module docstring)."""
+    root = Path(root)
     if root.is_file():
         if root.suffix.lower() == ".csv":
             return "csv"
@@ -279,13 +431,13 @@ def detect_layout(root: Path) -> str:
         return "nnunet"
     if _brats_case(root) is not None:
         return "brats"
-    for sub in root.iterdir():
-        if sub.is_dir() and _brats_case(sub) is not None:
-            return "brats"
-    if any(image_suffix(f) in (".mha", ".mhd") for f in root.rglob("*")):
+    subs = _subfolders(root)
+    if any(_brats_case(sub) is not None for sub in subs):
+        return "brats"
+    if any(image_suffix(f) in (".mha", ".mhd") for f in root.rglob("*") if not f.name.startswith(".")):
         return "brats-mha"
-    for sub in root.iterdir():
-        if sub.is_dir() and any(_brats_case(s) is not None for s in sub.iterdir() if s.is_dir()):
+    for sub in subs:
+        if any(_brats_case(s) is not None for s in _subfolders(sub)):
             return "brats"
     raise InputError(
         f"{root}: no cases found; expected BraTS folders (<case>/<case>_flair.nii.gz...), BRATS .mha files, "
@@ -302,6 +454,10 @@ def find_cases(
 ) -> list[Case]:
     """All cases of the dataset at ``root`` (folder or CSV), channels in order, optionally a modality subset.
 
+    Every case gets every modality that any case of the dataset has; where a case lacks the file, its
+    channel points to the expected (missing) path, which :func:`check_case` reports and
+    :meth:`Case.load` refuses. Choosing ``modalities`` checks at once that every case has those files.
+
     Args:
         root: dataset folder, single case folder, or CSV file.
         layout: one of ``LAYOUTS``; detected when ``None``.
@@ -312,19 +468,31 @@ def find_cases(
     root = Path(root)
     if not root.exists():
         raise InputError(f"{root}: no such dataset folder or file; check the path (or set MEDSEG3D_DATA)")
+    if layout is not None and layout not in LAYOUTS:
+        raise InputError(f"unknown dataset layout '{layout}'; choose one of {', '.join(LAYOUTS)}")
     layout = layout or detect_layout(root)
+    if layout == "csv" and not root.is_file():
+        raise InputError(f"{root}: is a folder; the csv layout needs a .csv file listing the cases")
+    if layout != "csv" and not root.is_dir():
+        raise InputError(f"{root}: is a file; the {layout} layout needs a dataset folder")
     if layout == "brats":
         cases = _find_brats(root)
     elif layout == "brats-mha":
         cases = _find_brats_mha(root)
     elif layout == "nnunet":
         cases = _find_nnunet(root, split)
-    elif layout == "csv":
-        cases = _find_csv(root)
     else:
-        raise InputError(f"unknown dataset layout '{layout}'; choose one of {', '.join(LAYOUTS)}")
+        cases = _find_csv(root)
     if not cases:
         raise InputError(f"{root}: no cases found in the '{layout}' layout; check the folder")
+    seen: dict[str, Case] = {}
+    for c in cases:
+        if c.case_id in seen:
+            raise InputError(
+                f"{root}: case id {c.case_id} appears twice ({_where(seen[c.case_id])} and {_where(c)}); "
+                "give every case a unique name"
+            )
+        seen[c.case_id] = c
     cases = [c.select(modalities) for c in cases]
     if require_label:
         unlabelled = [c.case_id for c in cases if c.label is None]
@@ -335,18 +503,48 @@ def find_cases(
     return cases
 
 
+def _where(case: Case) -> str:
+    return str(Path(next(iter(case.channels.values()), case.label or ".")).parent)
+
+
 def check_case(case: Case) -> list[str]:
-    """Problems of one case as readable lines (missing files, unreadable files, grids that differ)."""
+    """Every problem of one case as readable lines: missing or unreadable files, grids that differ, NaN or
+    constant images, a label off the image grid or with non-integer values."""
     problems = []
-    for name, path in list(case.channels.items()) + ([("label", case.label)] if case.label else []):
-        if not Path(path).exists():
-            problems.append(f"{case.case_id}: {name} file missing ({path})")
-    if problems:
-        return problems
-    try:
-        case.load(with_label=True)
-    except InputError as exc:
-        problems.append(str(exc))
+    if not case.channels:
+        problems.append(f"case {case.case_id}: no image file (only a label); add the channel files")
+    ref = ref_name = None
+    for name in case.channels:
+        try:
+            sub = case.select([name]) if Path(case.channels[name]).exists() else None
+        except InputError:
+            sub = None
+        if sub is None:
+            problems.append(f"case {case.case_id}: modality {name} file is missing ({case.channels[name]})")
+            continue
+        try:
+            _, path, vol = next(sub.read_channels())
+        except InputError as exc:
+            problems.append(str(exc) if str(exc).startswith(f"case {case.case_id}") else f"case {case.case_id}: {exc}")
+            continue
+        if ref is None:
+            ref, ref_name = vol, name
+        problem = _channel_problem(case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name)
+        if problem:
+            problems.append(problem)
+    if case.label is not None:
+        if not Path(case.label).exists():
+            problems.append(f"case {case.case_id}: label file is missing ({case.label})")
+        else:
+            try:
+                lab = read_volume(case.label)
+            except InputError as exc:
+                problems.append(f"case {case.case_id}: {exc}")
+            else:
+                if ref is not None:
+                    problem = _label_problem(case.case_id, case.label, lab, ref)
+                    if problem:
+                        problems.append(problem)
     return problems
 
 
@@ -389,10 +587,10 @@ def make_split(
         fractions = fractions or (0.8, 0.1, 0.1)
         if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
             raise InputError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
-        n_val = int(round(fractions[1] * n))
-        n_test = int(round(fractions[2] * n))
+        n_val = min(round(fractions[1] * n), n)
+        n_test = min(round(fractions[2] * n), n - n_val)
         counts = (n - n_val - n_test, n_val, n_test)
-    if sum(counts) != n or min(counts) < 0:
+    if len(counts) != 3 or sum(counts) != n or min(counts) < 0:
         raise InputError(f"split counts {counts} must be >= 0 and sum to the number of cases ({n})")
     a, b = counts[0], counts[0] + counts[1]
     return {"seed": seed, "kind": "holdout", "train": sorted(order[:a]), "val": sorted(order[a:b]), "test": sorted(order[b:])}
@@ -425,6 +623,11 @@ def load_split(path: str | Path) -> dict:
         raise InputError(f"{path}: split file not found; create it with `medseg3d split`") from exc
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: split file is not valid JSON ({exc.msg})") from exc
-    if split.get("kind") not in ("kfold", "holdout"):
-        raise InputError(f"{path}: not a medseg3d split file (no 'kind')")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the split file ({exc}); give a JSON file made by `medseg3d split`") from exc
+    if not isinstance(split, dict) or split.get("kind") not in ("kfold", "holdout"):
+        raise InputError(f"{path}: not a medseg3d split file (no 'kind'); create it with `medseg3d split`")
+    needed = ("folds",) if split["kind"] == "kfold" else ("train", "val")
+    if any(k not in split for k in needed):
+        raise InputError(f"{path}: the split file lacks {', '.join(k for k in needed if k not in split)}; recreate it")
     return split

@@ -13,13 +13,14 @@ One in-memory type, :class:`Volume`, whatever the file format:
 Formats: NIfTI (``.nii``, ``.nii.gz``) through nibabel; MetaImage (``.mha``, ``.mhd``), NRRD (``.nrrd``,
 ``.nhdr``) and DICOM series folders (read only) through SimpleITK.
 
-Writes are atomic: data go to a temporary file in the target folder, which is renamed into place, so an
-interrupted write never leaves a half-written file under the final name.
+Writes are atomic: data go to a temporary folder inside the target folder and are renamed into place, so
+an interrupted or failed write never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from .errors import InputError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+_DETACHED_SUFFIXES = (".mhd", ".nhdr")  # header + separate data file
 IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -85,13 +87,13 @@ class Volume:
 
         return tuple(nib.aff2axcodes(self.affine))
 
-    def with_array(self, array: np.ndarray) -> "Volume":
+    def with_array(self, array: np.ndarray) -> Volume:
         """The same grid and metadata with other voxels (e.g. a label map for this image)."""
         if tuple(array.shape[:3]) != self.shape:
             raise InputError(f"array shape {array.shape[:3]} does not match the volume grid {self.shape}")
         return Volume(array, self.affine.copy(), dict(self.meta))
 
-    def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
+    def same_grid(self, other: Volume, atol: float = 1e-3) -> bool:
         """True when both volumes have the same shape and (to ``atol`` mm) the same affine."""
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 
@@ -109,12 +111,31 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and image_suffix(path) != ""
 
 
-def _is_dicom_folder(path: Path) -> bool:
+def _one_line(exc: BaseException) -> str:
+    """The informative line of a library error (ITK puts a source location on the first line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR:" in ln:
+            return ln.split("ERROR:", 1)[1].strip()
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_dicom_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder holding at least one DICOM series."""
+    path = Path(path)
     if not path.is_dir():
         return False
     import SimpleITK as sitk
 
-    return len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))) > 0
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK warns "No Series were found" on stderr
+    try:
+        return len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))) > 0
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+_is_dicom_folder = is_dicom_folder
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
@@ -139,8 +160,9 @@ def read_volume(path: str | os.PathLike) -> Volume:
     except InputError:
         raise
     except Exception as exc:  # nibabel/ITK raise many types; all mean "cannot read this file"
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read this image ({msg}); is the file complete and valid?") from exc
+        raise InputError(
+            f"{path}: cannot read this image ({_one_line(exc)}); is the file complete and valid?"
+        ) from exc
     raise InputError(f"{path}: unknown image format; use .nii, .nii.gz, .mha, .mhd, .nrrd or a DICOM folder")
 
 
@@ -159,13 +181,13 @@ def _read_nifti(path: Path) -> Volume:
     return Volume(np.ascontiguousarray(array), img.affine.copy(), {"format": "nifti", "nifti_header": header})
 
 
-def _itk_to_volume(image, fmt: str) -> Volume:
+def _itk_to_volume(image, fmt: str, path: Path) -> Volume:
     import SimpleITK as sitk
 
-    array = sitk.GetArrayFromImage(image)  # (z, y, x[, c])
     dim = image.GetDimension()
     if dim != 3:
-        raise InputError(f"expected a 3D image, got a {dim}D image of size {image.GetSize()}")
+        raise InputError(f"{path}: expected a 3D image, got a {dim}D image of size {image.GetSize()}")
+    array = sitk.GetArrayFromImage(image)  # (z, y, x[, c])
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = np.transpose(array, (2, 1, 0, 3))
     else:
@@ -180,7 +202,7 @@ def _itk_to_volume(image, fmt: str) -> Volume:
 def _read_itk(path: Path) -> Volume:
     import SimpleITK as sitk
 
-    return _itk_to_volume(sitk.ReadImage(str(path)), "itk")
+    return _itk_to_volume(sitk.ReadImage(str(path)), "itk", path)
 
 
 def _read_dicom_series(path: Path) -> Volume:
@@ -194,22 +216,17 @@ def _read_dicom_series(path: Path) -> Volume:
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        raise InputError(f"{path}: cannot read the DICOM series ({str(exc).splitlines()[0]})") from exc
-    return _itk_to_volume(image, "dicom")
-
-
-def _atomic_target(path: Path, suffix: str):
-    """A temporary file beside ``path`` with the same image suffix (writers choose format by suffix)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+        raise InputError(f"{path}: cannot read the DICOM series ({_one_line(exc)})") from exc
+    return _itk_to_volume(image, "dicom", path)
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write ``volume`` to ``path``; the format follows the suffix. The write is atomic.
 
     A NIfTI header kept from reading (``volume.meta["nifti_header"]``) is reused, so reading and writing
-    a NIfTI file gives back the same header fields; only the data type follows the array.
+    a NIfTI file gives back the same header fields; only the data type follows the array. Formats with a
+    separate data file (``.mhd``, ``.nhdr``) are written under their final names in a temporary folder
+    beside ``path`` and moved into place data first, header last.
 
     Raises:
         InputError: unknown suffix, existing file with ``overwrite=False``, or a folder that cannot be written.
@@ -218,6 +235,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
     suffix = image_suffix(path)
     if suffix == "":
         raise InputError(f"{path}: unknown output format; end the name in .nii.gz, .nii, .mha, .mhd or .nrrd")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name ending in {suffix}")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: exists already; remove it or pass --force to overwrite")
     if not path.parent.is_dir():
@@ -227,18 +246,31 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
     array = volume.array
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
-    if array.dtype == np.int64:
+    elif array.dtype == np.int64:
         array = array.astype(np.int32)
-    tmp = _atomic_target(path, suffix)
+    elif array.dtype == np.float16:  # neither NIfTI nor ITK stores half floats
+        array = array.astype(np.float32)
     try:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise InputError(
+            f"{path.parent}: output folder is not writable ({exc.strerror}); choose another output path"
+        ) from exc
+    try:
+        tmp = tmp_dir / path.name
         if suffix in NIFTI_SUFFIXES:
             _write_nifti(array, volume, tmp)
         else:
             _write_itk(array, volume, tmp)
-        os.replace(tmp, path)
+        # detached data files first, the file named by ``path`` last: it appears only when complete
+        for f in sorted(tmp_dir.iterdir(), key=lambda f: f.name == path.name):
+            os.replace(f, path.parent / f.name)
+    except InputError:
+        raise
+    except Exception as exc:  # disk full, permissions, a dtype the format cannot hold...
+        raise InputError(f"{path}: cannot write the image ({_one_line(exc)}); check the folder and the data") from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
 
 

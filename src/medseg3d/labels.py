@@ -63,14 +63,16 @@ class LabelScheme:
             if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
                 raise InputError(f"{where}: holds non-integer or NaN values; a label map must hold integers")
             labels = labels.astype(np.int64)
+        elif labels.dtype.kind not in "iub":
+            raise InputError(f"{where}: has data type {labels.dtype}; a label map must hold integers")
         table = self._lookup()
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= len(table) or np.any(table[np.unique(labels)] == 255):
-            found = sorted(int(v) for v in np.unique(labels))
+        present = label_values(labels)
+        if present.size and (present[0] < 0 or present[-1] >= len(table) or np.any(table[present] == 255)):
             allowed = sorted(set(self.values) | set(self.merge))
+            unknown = [int(v) for v in present if v < 0 or v >= len(table) or table[v] == 255]
             raise InputError(
-                f"{where}: label values {found} do not fit the '{self.name}' scheme (allowed {allowed}); "
-                "choose the right --labels scheme"
+                f"{where}: label values {unknown} do not fit the '{self.name}' scheme (found "
+                f"{[int(v) for v in present]}, allowed {allowed}); choose the right --labels scheme"
             )
         return table[labels]
 
@@ -105,7 +107,7 @@ class LabelScheme:
             out[masks[r]] = own[0]
         return out
 
-    def with_region_training(self, on: bool = True) -> "LabelScheme":
+    def with_region_training(self, on: bool = True) -> LabelScheme:
         if on and not self.regions:
             raise InputError(f"label scheme '{self.name}' has no regions; region training needs them")
         return LabelScheme(self.name, self.values, self.class_names, self.regions, self.merge, on)
@@ -121,7 +123,7 @@ class LabelScheme:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LabelScheme":
+    def from_dict(cls, d: dict) -> LabelScheme:
         try:
             return cls(
                 d["name"],
@@ -133,6 +135,18 @@ class LabelScheme:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"label scheme record is incomplete or malformed ({exc})") from exc
+
+
+def label_values(labels: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer label map (a bincount, much faster than ``np.unique``)."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(labels.min()), int(labels.max())
+    if hi - lo > 65_535:
+        return np.unique(labels).astype(np.int64)
+    counts = np.bincount((labels.ravel() - lo).astype(np.intp, copy=False), minlength=hi - lo + 1)
+    return np.flatnonzero(counts).astype(np.int64) + lo
 
 
 BRATS = LabelScheme(
@@ -169,15 +183,25 @@ def get_scheme(name: str) -> LabelScheme:
 
 def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelScheme:
     """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name)."""
+    if not isinstance(labels, dict):
+        raise InputError("dataset.json 'labels' must be a mapping of names to values; fix the file")
     pairs = []
     for k, v in labels.items():
         if isinstance(v, (list, tuple)):  # nnU-Net v2 region labels: not a plain class
             raise InputError("dataset.json defines region labels; medseg3d reads plain class labels only")
-        if str(k).lstrip("-").isdigit():
-            pairs.append((int(k), str(v)))
-        else:
-            pairs.append((int(v), str(k)))
+        try:
+            if str(k).strip().lstrip("-").isdigit():
+                pairs.append((int(k), str(v)))
+            else:
+                pairs.append((int(v), str(k)))
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"dataset.json label {k!r}: {v!r} has no integer value; use name -> value pairs"
+            ) from exc
     pairs.sort()
+    values = [v for v, _ in pairs]
+    if len(set(values)) != len(values):
+        raise InputError(f"dataset.json labels repeat a value ({values}); give each class its own value")
     if not pairs or pairs[0][0] != 0:
         raise InputError("dataset.json labels must include background with value 0")
     fg = tuple(v for v, _ in pairs if v != 0)

@@ -4,9 +4,9 @@ Every geometric step is recorded in a :class:`PrepRecord` (a JSON-ready dict), s
 :func:`undo_labels` / :func:`undo_probabilities` put a prediction back on the original grid, voxel for voxel:
 
 1. foreground mask = voxels non-zero in any channel (the brain, for skull-stripped BraTS);
-2. crop: the mask's bounding box (plus ``margin``) or a fixed size centred on the foreground's centre of
-   mass and shifted to stay inside the volume (the paper's 160x144x128), padded with zeros where the volume
-   is smaller than the crop;
+2. crop: the bounding box of the mask and of any labelled voxel (plus ``margin``), or a fixed size centred
+   on the foreground's centre of mass and shifted to stay inside the volume (the paper's 160x144x128),
+   padded with zeros where the volume is smaller than the crop;
 3. per-channel z-score inside the mask (background stays 0);
 4. resampling by a factor (``downsample=2``) or to a target spacing: images linear, labels by majority
    (linear interpolation of one-hot maps + argmax, which keeps small structures better than picking one
@@ -53,6 +53,12 @@ class PrepConfig:
             raise InputError("crop='fixed' needs a crop size of three numbers, e.g. --crop 160,144,128")
         if self.downsample <= 0:
             raise InputError(f"--downsample must be > 0, got {self.downsample}")
+        if self.margin < 0:
+            raise InputError(f"the crop margin must be >= 0, got {self.margin}")
+        if self.crop_size is not None and (len(self.crop_size) != 3 or min(self.crop_size) < 1):
+            raise InputError(f"the crop size must be three positive numbers, got {self.crop_size}")
+        if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
+            raise InputError(f"--spacing must be three positive numbers in mm, got {self.spacing}")
         if self.normalize not in ("zscore", "none"):
             raise InputError(f"normalize must be 'zscore' or 'none', got {self.normalize!r}")
         if self.crop_size is not None:
@@ -67,7 +73,11 @@ class PrepConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PrepConfig":
+    def from_dict(cls, d: dict) -> PrepConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"preprocessing settings hold unknown fields {unknown}; was this made by a newer medseg3d?")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
@@ -92,7 +102,7 @@ class PrepRecord:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PrepRecord":
+    def from_dict(cls, d: dict) -> PrepRecord:
         d = dict(d)
         for k in ("original_shape", "box_start", "box_stop", "shape"):
             d[k] = tuple(int(v) for v in d[k])
@@ -131,7 +141,8 @@ def centred_box(mask: np.ndarray, size) -> tuple[tuple[int, ...], tuple[int, ...
         if s >= n:
             a = -((s - n) // 2)
         else:
-            a = int(round(c - s / 2))
+            # the box [a, a + s) is centred on voxel (a + (s - 1) / 2); round half up, not to even
+            a = int(np.floor(c - (s - 1) / 2 + 0.5))
             a = min(max(a, 0), n - s)
         start.append(a)
         stop.append(a + s)
@@ -192,7 +203,7 @@ def target_shape(shape, spacing, config: PrepConfig) -> tuple[int, int, int]:
         factors = [t / s for s, t in zip(spacing, config.spacing)]
     else:
         factors = [config.downsample] * 3
-    return tuple(max(int(round(n / f)), 1) for n, f in zip(shape, factors))
+    return tuple(max(round(n / f), 1) for n, f in zip(shape, factors))
 
 
 def resize_image(image: np.ndarray, shape) -> np.ndarray:
@@ -241,7 +252,8 @@ def preprocess(
     original_shape = tuple(int(v) for v in image.shape[1:])
     mask = foreground_mask(image)
     if config.crop == "bbox":
-        start, stop = bounding_box(mask, config.margin)
+        # the box holds the labels too: a label voxel where every channel is 0 must not be cut away
+        start, stop = bounding_box(mask if classes is None else mask | (classes != 0), config.margin)
     elif config.crop == "fixed":
         start, stop = centred_box(mask, config.crop_size)
     else:
@@ -281,7 +293,8 @@ def undo_probabilities(probs: np.ndarray, record: PrepRecord, fill_background: b
     """Probabilities (K, x, y, z) on the preprocessed grid -> (K, X, Y, Z) on the original grid.
 
     Up-sampling is linear (the paper's low-resolution mode); outside the crop box the first channel
-    (background) is 1 and the others 0 when ``fill_background``.
+    (background) is 1 and the others 0 when ``fill_background``. Region (sigmoid) outputs have no background
+    channel: pass ``fill_background=False`` so that every region is 0 outside the box.
     """
     probs = resize_image(probs, record.crop_shape)
     out = paste(probs.astype(np.float32), record.box_start, record.box_stop, record.original_shape)

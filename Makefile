@@ -1,0 +1,33 @@
+# One command each: `make demo` installs and segments a shared BraTS case with the bundled model;
+# `make test` installs with the test extras and runs the default (fast) test suite.
+PY ?= python3
+DATA ?= $(or $(MEDSEG3D_DATA),../shared/data)
+CASE ?= $(DATA)/brats2018/Brats18_2013_2_1
+
+.PHONY: install install-dev demo test test-slow lint bench
+
+# torch is installed first on its own: on a machine without it, `pip install torch==2.13.0` takes the CPU
+# build where one is provided locally instead of pulling several GB of CUDA wheels through a loose range.
+install:
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e .
+
+install-dev:
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -e ".[dev]"
+
+demo: install
+	medseg3d predict brats $(CASE) -o demo/tumour.nii.gz --force
+	medseg3d show $(CASE) --pred demo/tumour.nii.gz -o demo/overlay.png
+
+test: install-dev
+	$(PY) -m pytest -q
+
+test-slow: install-dev
+	$(PY) -m pytest -q -m slow
+
+lint:
+	ruff check src tests benchmarks
+
+bench:
+	$(PY) benchmarks/run.py

@@ -1,0 +1,93 @@
+"""Model files and training checkpoints, written atomically and loaded without running code.
+
+* A **model** is ``<name>.safetensors`` (weights only) with its metadata stored inside the safetensors
+  header (``medseg3d`` key, JSON): network name and arguments, input channels (modalities), label scheme,
+  preprocessing and inference settings. Loading checks the metadata before building the network.
+* A **training checkpoint** (``last.pt``) also holds the optimiser, scheduler, counters and RNG states; it is
+  read with ``torch.load(..., weights_only=True)`` so a checkpoint from someone else cannot run code.
+
+Every file is written to a temporary name in the same folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .errors import ModelError
+
+MODEL_FORMAT = 1
+REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
+
+
+def _atomic(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:
+    """Write ``model``'s weights and ``meta`` to a safetensors file (atomic)."""
+    from safetensors.torch import save_file
+
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ModelError(f"model metadata lacks {missing}")
+    module = model.module if hasattr(model, "module") else model
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    header = {"medseg3d": json.dumps({"format": MODEL_FORMAT, **meta})}
+    return _atomic(Path(path), lambda tmp: save_file(state, tmp, metadata=header))
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict]:
+    """(metadata, state_dict) of a model file, checked; never executes code from the file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("medseg3d")
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise ModelError(f"{path}: not a readable safetensors model file ({str(exc).splitlines()[0]})") from exc
+    if raw is None:
+        raise ModelError(f"{path}: has no medseg3d metadata; it was not written by medseg3d")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: its medseg3d metadata is not valid JSON") from exc
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise ModelError(f"{path}: model metadata lacks {missing}; the file is incomplete")
+    if meta.get("format", 0) > MODEL_FORMAT:
+        raise ModelError(f"{path}: made by a newer medseg3d (format {meta['format']}); upgrade medseg3d")
+    return meta, state
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: an interrupted save never corrupts ``path``."""
+    return _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found; nothing to resume")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read the checkpoint ({str(exc).splitlines()[0][:200]})") from exc

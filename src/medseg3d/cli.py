@@ -1,0 +1,274 @@
+"""``medseg3d <command>``: a thin layer over the Python API.
+
+Errors a user can cause end in one line on stderr (``medseg3d: error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import MedsegError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 96,96,96, got {text!r}") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive integers like 96,96,96, got {text!r}")
+    return values
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,1,1, got {text!r}") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three positive numbers like 2,2,2, got {text!r}")
+    return values
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected INDEX/COUNT like 0/4, got {text!r}") from None
+    return i, n
+
+
+def _kv(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE like base_channels=16, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def cmd_info(args) -> None:
+    from .info import describe
+
+    print(describe(args.path, layout=args.layout))
+
+
+def cmd_prepare(args) -> None:
+    from .cache import prepare_dataset
+    from .preprocess import PrepConfig
+
+    crop = "fixed" if args.crop else args.crop_mode
+    config = PrepConfig(crop=crop, crop_size=args.crop, downsample=args.downsample, spacing=args.spacing)
+    summary = prepare_dataset(args.dataset, args.out, config, args.labels, args.modalities, args.layout,
+                              workers=args.workers)
+    print(f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
+          f"failed {len(summary['failed'])} -> {args.out}")
+    for case, reason in summary["failed"].items():
+        print(f"  failed {case}: {reason}")
+    if summary["failed"]:
+        sys.exit(1)
+
+
+def cmd_split(args) -> None:
+    from .datasets import find_cases, make_split, save_split
+
+    ids = [c.case_id for c in find_cases(args.dataset, layout=args.layout)]
+    if args.folds:
+        split = make_split(ids, folds=args.folds, seed=args.seed)
+    else:
+        split = make_split(ids, counts=args.counts, fractions=args.fractions, seed=args.seed)
+    save_split(split, args.out)
+    print(f"wrote {args.out} ({split['kind']}, {len(ids)} cases, seed {args.seed})")
+
+
+def cmd_nets(args) -> None:
+    from .nets import describe_networks
+
+    print(describe_networks(in_channels=args.in_channels, n_classes=args.classes))
+
+
+def cmd_train(args) -> None:
+    from .train import TrainConfig, train
+
+    overrides = {k: getattr(args, k) for k in (
+        "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
+        "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
+        "iters_per_epoch", "cache", "split_file", "foreground_p")}
+    if args.all_cases:
+        overrides["all_cases"] = True
+    if args.crop:
+        overrides["crop"], overrides["crop_size"] = "fixed", args.crop
+    if args.net_arg:
+        overrides["net_args"] = dict(args.net_arg)
+    cfg = TrainConfig.from_preset(args.preset, dataset=args.dataset, out=args.out, resume=args.resume,
+                                  progress=not args.quiet, **overrides)
+    summary = train(cfg)
+    print(f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
+          f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
+
+
+def cmd_predict(args) -> None:
+    from .predict import predict
+
+    written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
+                      overlap=args.overlap, min_component=args.min_component, save_probabilities=args.probabilities,
+                      force=args.force, shard=args.shard, progress=not args.quiet, device=args.device)
+    for path in written[:10]:
+        print(f"wrote {path}")
+    if len(written) > 10:
+        print(f"... and {len(written) - 10} more")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluate import evaluate
+
+    out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
+    rows, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
+                             progress=not args.quiet)
+    print(summary)
+    print(f"\nper-case metrics: {out_csv}")
+
+
+def cmd_models(args) -> None:
+    from .models import describe_models
+
+    print(describe_models())
+
+
+def cmd_show(args) -> None:
+    from .show import show
+
+    print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="medseg3d", description="3D CNN segmentation of medical images (Kayalibay et al. 2017).")
+    p.add_argument("--version", action="version", version=f"medseg3d {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("info", help="describe an image file, a case folder or a dataset (and its problems)")
+    s.add_argument("path")
+    s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("prepare", help="preprocess a dataset once into a fast cache")
+    s.add_argument("dataset")
+    s.add_argument("--out", required=True, help="cache folder")
+    s.add_argument("--labels", default="brats", help="label scheme: brats, brats2015, brats2012, binary")
+    s.add_argument("--modalities", help="channels in order, e.g. flair,t1,t1ce,t2 (default: all)")
+    s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
+    s.add_argument("--crop", type=_ints, help="fixed crop X,Y,Z around the foreground's centre of mass")
+    s.add_argument("--crop-mode", default="bbox", choices=["bbox", "none"], help="without --crop: brain box or none")
+    s.add_argument("--downsample", type=float, default=1.0, help="down-sampling factor (2 = half resolution)")
+    s.add_argument("--spacing", type=_floats, help="resample to this voxel size in mm, e.g. 2,2,2")
+    s.add_argument("--workers", type=int, help="processes (default: cores, at most 4)")
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("split", help="write a seeded train/validation(/test) or k-fold split file")
+    s.add_argument("dataset")
+    s.add_argument("--out", required=True, help="split JSON file")
+    s.add_argument("--folds", type=int)
+    s.add_argument("--counts", type=lambda t: tuple(int(v) for v in t.split(",")), help="train,val,test counts")
+    s.add_argument("--fractions", type=lambda t: tuple(float(v) for v in t.split(",")), help="train,val,test")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
+    s.set_defaults(func=cmd_split)
+
+    s = sub.add_parser("nets", help="list the registered networks with parameter counts")
+    s.add_argument("--in-channels", type=int, default=4)
+    s.add_argument("--classes", type=int, default=5)
+    s.set_defaults(func=cmd_nets)
+
+    s = sub.add_parser("train", help="train a network on a dataset")
+    s.add_argument("dataset")
+    s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
+    s.add_argument("--preset", help="paper, brats (the bundled model) or quick")
+    s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
+    s.add_argument("--net-arg", action="append", type=_kv, help="network argument KEY=VALUE (repeatable)")
+    s.add_argument("--loss", help="loss name or combination, e.g. jaccard, dice, ce, jaccard+ce, region-dice-bce")
+    s.add_argument("--labels", help="brats, brats2015, binary, regions (BraTS WT/TC/ET sigmoid outputs)")
+    s.add_argument("--modalities", help="channels in order, e.g. flair,t1ce")
+    s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
+    s.add_argument("--downsample", type=float)
+    s.add_argument("--spacing", type=_floats)
+    s.add_argument("--crop", type=_ints, help="fixed crop X,Y,Z (the paper: 144,160,128)")
+    s.add_argument("--patch", type=_ints, help="train on patches X,Y,Z instead of whole crops")
+    s.add_argument("--foreground-p", type=float, help="fraction of patches centred on foreground")
+    s.add_argument("--augment", help="none, paper, default, strong")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--minutes", type=float, help="training-time budget (counted across resumes)")
+    s.add_argument("--iters-per-epoch", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--schedule", choices=["constant", "poly", "cosine"])
+    s.add_argument("--batch", type=int)
+    s.add_argument("--fold", type=int)
+    s.add_argument("--folds", type=int)
+    s.add_argument("--split-file", help="use (or create) this split JSON")
+    s.add_argument("--all-cases", action="store_true", help="train on every case without validation (final model)")
+    s.add_argument("--val-every", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+    s.add_argument("--cache", help="cache folder (default: ~/.cache/medseg3d/<dataset>-<hash> or $MEDSEG3D_CACHE)")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset")
+    s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
+    s.add_argument("inputs", nargs="+", help="case folder, channel files in the model's order, or dataset folder")
+    s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
+    s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
+    s.add_argument("--sliding-window", action="store_true", help="infer in windows (bounded memory)")
+    s.add_argument("--overlap", type=float, default=0.5)
+    s.add_argument("--min-component", type=int, default=0, help="remove tumour components smaller than N voxels")
+    s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
+    s.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    s.add_argument("--shard", type=_shard, help="INDEX/COUNT: this process takes every COUNT-th case")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("evaluate", help="score predictions against references (metrics.csv + summary)")
+    s.add_argument("pred_dir")
+    s.add_argument("ref", help="folder of reference label files or a dataset folder")
+    s.add_argument("--labels", default="brats")
+    s.add_argument("--csv", help="where to write the per-case metrics (default PRED_DIR/metrics.csv)")
+    s.add_argument("--hd95-penalty", action="store_true", help="HD95 = 373.13 mm when one mask is empty (BraTS)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("show", help="draw slices through the tumour with reference/prediction outlines (PNG)")
+    s.add_argument("case", help="case folder (its label is the reference) or an image file")
+    s.add_argument("--pred", help="predicted label file to outline (dashed)")
+    s.add_argument("-o", "--output", required=True, help="PNG file")
+    s.add_argument("--labels", default="brats")
+    s.add_argument("--channel", help="channel to draw (default flair)")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("models", help="list the bundled models")
+    s.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except MedsegError as exc:
+        print(f"medseg3d: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medseg3d: interrupted (a training run continues with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""What is in an image file, a case folder or a dataset (``medseg3d info PATH``).
+
+:func:`describe` returns plain text for the command line to print: for an image, its grid (shape, spacing,
+axis codes, origin), data type and intensity range, and the values and voxel counts of a label-like image;
+for a case folder, a line per channel and whether they share one grid; for a dataset, the layout, the cases,
+their channels, the label values over all cases and every problem found in any case.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Case, check_case, dataset_labels, detect_layout, find_cases
+from .errors import InputError
+from .io import Volume, image_suffix, is_dicom_folder, read_volume
+from .labels import SCHEMES, label_values, scheme_from_labels
+
+# an integer image with at most this many distinct values is shown as a label map
+MAX_LABEL_VALUES = 32
+
+
+def describe(path, layout: str | None = None, *, progress: bool = True) -> str:
+    """A readable summary of an image file, a case folder or a dataset (folder or CSV).
+
+    Args:
+        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder or CSV.
+        layout: dataset layout (see :data:`medseg3d.datasets.LAYOUTS`); detected when ``None``.
+        progress: show a progress bar on stderr while a dataset's cases are checked.
+
+    Raises:
+        InputError: the path is missing, or is neither an image nor a dataset medseg3d can read.
+
+    Example:
+        >>> print(describe("../shared/data/brats2018/Brats18_2013_2_1/Brats18_2013_2_1_seg.nii.gz"))
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder; check the path")
+    if path.is_file() and image_suffix(path):
+        return describe_image(path)
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise InputError(f"{path}: not an image (.nii.gz, .nii, .mha, .mhd, .nrrd) nor a .csv case list")
+    if path.is_dir() and layout is None and is_dicom_folder(path):
+        return describe_image(path)
+    layout = layout or detect_layout(path)
+    cases = find_cases(path, layout=layout)
+    if len(cases) == 1 and path.is_dir() and _is_case_folder(cases[0], path):
+        return f"case folder ({layout} layout)\n" + describe_case(cases[0])
+    return describe_dataset(path, cases, layout, progress=progress)
+
+
+def _is_case_folder(case: Case, path: Path) -> bool:
+    """``path`` is the case's own folder (named after it, or holding its files directly)."""
+    if case.case_id == path.name:
+        return True
+    files = [Path(p) for p in case.channels.values()] + ([Path(case.label)] if case.label else [])
+    return all(Path(f).parent.resolve() == path.resolve() for f in files)
+
+
+def _fmt(values, digits: int = 4) -> str:
+    return "(" + ", ".join(f"{v + 0.0:.{digits}g}" for v in values) + ")"  # + 0.0: no "-0"
+
+
+def _label_counts(array: np.ndarray) -> dict[int, int] | None:
+    """Value -> voxel count when ``array`` looks like a label map (few integer values), else ``None``."""
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            return None
+        lo, hi = float(array.min()), float(array.max())
+        if hi - lo > 65_535 or np.any(array != np.round(array)):
+            return None
+        array = array.astype(np.int64)
+    elif array.dtype.kind not in "iub":
+        return None
+    values = label_values(array)
+    if values.size > MAX_LABEL_VALUES:
+        return None
+    lo = int(values[0]) if values.size else 0
+    counts = np.bincount((array.ravel() - lo).astype(np.intp, copy=False))
+    return {int(v): int(counts[v - lo]) for v in values}
+
+
+def _image_lines(vol: Volume) -> list[str]:
+    a = vol.array
+    lines = [
+        f"shape {tuple(a.shape)}" + (f" ({a.shape[3]} channels)" if a.ndim == 4 else ""),
+        f"spacing {_fmt(vol.spacing)} mm, orientation {''.join(vol.axcodes)}, origin {_fmt(vol.origin)} mm",
+    ]
+    finite = np.isfinite(a) if a.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        bad = int(a.size - finite.sum())
+        values = a[finite]
+        rng = f"min {values.min():g}, max {values.max():g}" if values.size else "no finite value"
+        lines.append(f"dtype {a.dtype}, {rng}; {bad} NaN/infinite voxels")
+        return lines
+    lines.append(f"dtype {a.dtype}, min {a.min():g}, max {a.max():g}" + (" (constant image)" if a.min() == a.max() else ""))
+    counts = _label_counts(a)
+    if counts is not None and a.ndim == 3:
+        total = a.size
+        parts = [f"{v}: {n} ({100 * n / total:.2f} %)" for v, n in counts.items()]
+        lines.append(f"label values {', '.join(parts)}")
+    else:
+        nz = a != 0
+        lines.append(f"non-zero voxels {int(nz.sum())} of {a.size} ({100 * nz.mean():.1f} %)")
+    return lines
+
+
+def describe_image(path) -> str:
+    """Grid, data type, intensity range (and label values with counts) of one image file or DICOM folder."""
+    path = Path(path)
+    vol = read_volume(path)
+    fmt = vol.meta.get("format", "?")
+    return "\n".join([f"{path} [{fmt}]"] + ["  " + ln for ln in _image_lines(vol)])
+
+
+def describe_case(case: Case) -> str:
+    """A line per channel (and label), whether all share one grid, and the case's problems."""
+    lines = [f"case {case.case_id}: {len(case.channels)} channel(s) {', '.join(case.channels)}"
+             + ("" if case.label else ", no label file")]
+    vols: dict[str, Volume] = {}
+    entries = list(case.channels.items()) + ([("label", case.label)] if case.label else [])
+    for name, path in entries:
+        lines.append(f"  {name}: {path}")
+        if not Path(path).exists():
+            lines.append("    MISSING")
+            continue
+        try:
+            vol = next(case.select([name]).read_channels())[2] if name != "label" else read_volume(path)
+        except InputError as exc:
+            lines.append(f"    UNREADABLE: {exc}")
+            continue
+        vols[name] = vol
+        lines += ["    " + ln for ln in _image_lines(vol)]
+    if len(vols) > 1:
+        names = list(vols)
+        ref = vols[names[0]]
+        differ = [n for n in names[1:] if not ref.same_grid(vols[n])]
+        if differ:
+            lines.append(f"  grid: {', '.join(differ)} differ(s) from {names[0]} in shape or affine")
+        else:
+            lines.append(f"  grid: all {len(vols)} files share one grid {ref.shape} and affine")
+    problems = check_case(case)
+    lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
+    lines += ["    - " + p for p in problems]
+    return "\n".join(lines)
+
+
+def _fits(values: set[int]) -> list[str]:
+    return [name for name, s in SCHEMES.items() if values <= set(s.values) | set(s.merge)]
+
+
+def _declared_values(root: Path, layout: str) -> set[int] | None:
+    """Label values declared by an nnU-Net/MSD dataset.json, or ``None``."""
+    if layout != "nnunet":
+        return None
+    labels = dataset_labels(root)
+    if not labels:
+        return None
+    try:
+        return set(scheme_from_labels(labels).values)
+    except InputError:
+        return None
+
+
+def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True) -> str:
+    """Layout, cases, channels, label values over all cases and every problem of every case."""
+    from tqdm import tqdm
+
+    root = Path(root)
+    ids = [c.case_id for c in cases]
+    shown = ", ".join(ids if len(ids) <= 30 else ids[:10] + [f"... ({len(ids) - 20} more) ..."] + ids[-10:])
+    lines = [f"dataset {root}", f"  layout: {layout}", f"  cases: {len(cases)} ({shown})"]
+    channels = list(dict.fromkeys(m for c in cases for m in c.channels))
+    lines.append(f"  channels: {', '.join(channels)}")
+    grades: dict[str, int] = {}
+    for c in cases:
+        if "grade" in c.meta:
+            grades[c.meta["grade"]] = grades.get(c.meta["grade"], 0) + 1
+    if grades:
+        lines.append("  groups: " + ", ".join(f"{g} {n}" for g, n in sorted(grades.items())))
+    labelled = [c for c in cases if c.label is not None]
+    lines.append(f"  labelled cases: {len(labelled)} of {len(cases)}")
+
+    problems: list[str] = []
+    if labelled and len(labelled) < len(cases):
+        problems += [f"case {c.case_id}: no label file (other cases have one)" for c in cases if c.label is None]
+    totals: dict[int, int] = {}
+    in_cases: dict[int, int] = {}
+    grids: dict[str, int] = {}
+    case_values: dict[str, set[int]] = {}
+    for case in tqdm(cases, desc="check", unit="case", file=sys.stderr, disable=not progress):
+        problems += check_case(case)
+        if case.label is None or not Path(case.label).exists():
+            continue
+        try:
+            lab = read_volume(case.label)
+        except InputError:
+            continue  # reported by check_case
+        grid = f"{lab.shape} at {_fmt(lab.spacing)} mm {''.join(lab.axcodes)}"
+        grids[grid] = grids.get(grid, 0) + 1
+        counts = _label_counts(lab.array)
+        if counts is None:
+            problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
+            continue
+        case_values[case.case_id] = set(counts)
+        for v, n in counts.items():
+            totals[v] = totals.get(v, 0) + n
+            in_cases[v] = in_cases.get(v, 0) + 1
+    if grids:
+        lines.append("  label grids: " + "; ".join(f"{n} case(s) {g}" for g, n in sorted(grids.items(), key=lambda x: -x[1])))
+    if totals:
+        voxels = sum(totals.values())
+        parts = [f"{v}: {n} voxels ({100 * n / voxels:.2f} %) in {in_cases[v]} case(s)" for v, n in sorted(totals.items())]
+        lines.append("  label values: " + "; ".join(parts))
+        declared = _declared_values(root, layout)
+        fits = _fits(set(totals))
+        lines.append("  label schemes that fit: " + (", ".join(fits) if fits else "none of " + ", ".join(SCHEMES)))
+        # values no scheme explains: the dataset.json labels, else the BraTS family's 0..4
+        allowed = declared if declared is not None else (None if fits else {0, 1, 2, 3, 4})
+        if allowed is not None:
+            for cid, values in case_values.items():
+                odd = sorted(values - allowed)
+                if odd:
+                    problems.append(f"case {cid}: label values {odd} are not among {sorted(allowed)}")
+    lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
+    lines += ["    - " + p for p in problems]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""The bundled models: what each was trained on, its channels, labels, scores and provenance.
+
+Each bundled model is ``weights/<name>.safetensors`` (weights + metadata) with ``weights/<name>.json`` beside
+it: a human-readable card (training data, command, time, cross-validated scores, licence).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .checkpoint import read_model_file
+from .predict import WEIGHTS_DIR, bundled_models
+
+
+def model_card(name: str) -> dict:
+    path = WEIGHTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def describe_models() -> str:
+    """A readable list of the bundled models (for ``medseg3d models``)."""
+    models = bundled_models()
+    if not models:
+        return "no bundled model is installed"
+    lines = []
+    for name, path in models.items():
+        meta, _ = read_model_file(path)
+        card = model_card(name)
+        labels = meta["labels"]
+        lines.append(f"{name}  ({path.stat().st_size / 1e6:.1f} MB)")
+        lines.append(f"  network      {meta['network']} {meta.get('net_args') or ''}".rstrip())
+        lines.append(f"  channels     {', '.join(meta['modalities'])}")
+        lines.append(f"  labels       {labels['name']} values {labels['values']}"
+                     + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
+        lines.append(f"  preprocess   {meta['preprocess']}")
+        for key in ("trained_on", "command", "training_time", "cross_validation", "licence", "provenance"):
+            if key in card:
+                value = card[key]
+                if isinstance(value, dict):
+                    value = ", ".join(f"{k} {v}" for k, v in value.items())
+                lines.append(f"  {key.replace('_', ' '):<12} {value}")
+    return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""Segmenting new cases with a trained model (``medseg3d predict``) and the in-memory API ``segment``.
+
+A model is named by a bundled name (``brats``), a run folder (its ``model.safetensors``), or a
+``.safetensors`` file. Its metadata says which channels it needs, how to preprocess and which label values
+to write. Prediction preprocesses exactly as training did, infers on the whole preprocessed volume (or in
+sliding windows), optionally mirrors, turns probabilities into labels on the original grid (up-sampling
+probabilities when the model works at low resolution) and writes the dataset's own label values with the
+input's affine, header and file format.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import read_model_file
+from .datasets import Case, find_cases, normalise_modalities
+from .errors import InputError, ModelError
+from .inference import pick_device, predict_probabilities
+from .io import Volume, image_suffix, read_volume, write_volume
+from .labels import LabelScheme
+from .preprocess import PrepConfig, preprocess, undo_probabilities
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with the metadata it was saved with."""
+
+    model: torch.nn.Module
+    meta: dict
+    scheme: LabelScheme
+    prep: PrepConfig
+    device: torch.device
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.meta["modalities"])
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "multiclass")
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the models shipped inside the package -> their files."""
+    return {p.name[: -len(".safetensors")]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+
+
+def resolve_model_path(ref: str | os.PathLike) -> Path:
+    ref_s = str(ref)
+    bundled = bundled_models()
+    if ref_s in bundled and not Path(ref_s).exists():
+        return bundled[ref_s]
+    path = Path(ref_s)
+    if path.is_dir():
+        for name in ("model.safetensors", "best.safetensors", "last.safetensors"):
+            if (path / name).is_file():
+                return path / name
+        raise ModelError(f"{path}: run folder holds no model (model.safetensors); train it first")
+    if path.is_file():
+        if path.suffix == ".onnx":
+            return path
+        if path.suffix != ".safetensors":
+            raise ModelError(f"{path}: not a model file; give a .safetensors or .onnx file, a run folder or a bundled name")
+        return path
+    names = ", ".join(bundled) or "none installed"
+    raise ModelError(f"{ref_s}: no such model file, run folder or bundled model (bundled: {names})")
+
+
+def load_model(ref: str | os.PathLike, device: str = "auto") -> LoadedModel:
+    """Load a model by bundled name, run folder or file; metadata is checked before use."""
+    from .nets import build_network
+
+    path = resolve_model_path(ref)
+    if path.suffix == ".onnx":
+        from .export import load_onnx_model
+
+        return load_onnx_model(path)
+    meta, state = read_model_file(path)
+    try:
+        model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})") from exc
+    dev = pick_device(device)
+    model.to(dev).eval()
+    scheme = LabelScheme.from_dict(meta["labels"])
+    if scheme.n_outputs != int(meta["n_outputs"]):
+        raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {meta['n_outputs']}")
+    return LoadedModel(model, meta, scheme, PrepConfig.from_dict(meta["preprocess"]), dev)
+
+
+def _as_model(model) -> LoadedModel:
+    return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def _case_from_inputs(inputs: list, modalities: tuple[str, ...]) -> Case:
+    """A case from one case folder or a list of channel files (in the model's channel order)."""
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        cases = find_cases(inputs[0])
+        if len(cases) != 1:
+            raise InputError(f"{inputs[0]}: holds {len(cases)} cases; give one case folder, or -o a folder for all")
+        return cases[0].select(modalities)
+    if len(inputs) != len(modalities):
+        raise InputError(
+            f"the model needs {len(modalities)} channel files ({', '.join(modalities)}), got {len(inputs)}; "
+            "give them in that order or give a case folder"
+        )
+    first = Path(inputs[0])
+    case_id = first.name[: -len(image_suffix(first))] if image_suffix(first) else first.name
+    return Case(case_id, {m: Path(p) for m, p in zip(modalities, inputs)})
+
+
+def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background."""
+    if min_voxels <= 0:
+        return labels
+    from scipy import ndimage
+
+    comp, n = ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return labels
+    sizes = np.bincount(comp.ravel())
+    small = sizes < min_voxels
+    small[0] = False
+    out = labels.copy()
+    out[small[comp]] = 0
+    return out
+
+
+def segment_arrays(
+    model: LoadedModel,
+    image: np.ndarray,
+    affine: np.ndarray,
+    *,
+    mirror: bool = False,
+    sliding_window: bool = False,
+    overlap: float = 0.5,
+    min_component: int = 0,
+    return_probabilities: bool = False,
+):
+    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine``."""
+    if image.shape[0] != model.meta["in_channels"]:
+        raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
+                         f"the input has {image.shape[0]}")
+    x, _, record = preprocess(image, affine, model.prep)
+    patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
+    if sliding_window and patch is None:
+        patch = (128, 128, 128)
+    probs = predict_probabilities(model.model, x, kind=model.kind, patch=patch, overlap=overlap, mirror=mirror,
+                                  device=model.device).numpy()
+    if model.kind == "region":
+        # region probabilities: outside the brain every region is absent (probability 0)
+        full = undo_probabilities(probs, record, fill_background=False)
+        labels = model.scheme.regions_to_values(full > 0.5)
+    else:
+        full = undo_probabilities(probs, record)
+        labels = model.scheme.to_values(full.argmax(0))
+    labels = remove_small_components(labels, min_component)
+    return (labels, full) if return_probabilities else labels
+
+
+def segment(model, channels, *, mirror: bool = False, sliding_window: bool = False, overlap: float = 0.5,
+            min_component: int = 0) -> Volume:
+    """Segment one case in memory and return the label map as a :class:`Volume` on the input's grid.
+
+    Args:
+        model: a bundled name, run folder, model file or :class:`LoadedModel`.
+        channels: a case folder, a list of channel files or :class:`Volume` objects (model's channel order),
+            or a dict modality -> file/Volume.
+
+    Example:
+        >>> labels = medseg3d.segment("brats", "../shared/data/brats2018/Brats18_2013_2_1")
+        >>> labels.array.max()
+        4
+    """
+    loaded = _as_model(model)
+    if isinstance(channels, dict):
+        missing = [m for m in loaded.modalities if m not in normalise_modalities(list(channels))]
+        if missing:
+            raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(loaded.modalities)}")
+        lookup = dict(zip(normalise_modalities(list(channels)), channels.values()))
+        channels = [lookup[m] for m in loaded.modalities]
+    if isinstance(channels, (str, os.PathLike)):
+        channels = [channels]
+    if all(isinstance(c, Volume) for c in channels):
+        if len(channels) != len(loaded.modalities):
+            raise InputError(f"the model needs {len(loaded.modalities)} channels ({', '.join(loaded.modalities)}), "
+                             f"got {len(channels)}")
+        ref = channels[0]
+        for c in channels[1:]:
+            if not ref.same_grid(c):
+                raise InputError("the channels' grids differ; resample them onto one grid")
+        image = np.stack([c.array.astype(np.float32) for c in channels])
+    else:
+        case = _case_from_inputs(list(channels), loaded.modalities)
+        image, ref, _ = case.load(with_label=False)
+    labels = segment_arrays(loaded, image, ref.affine, mirror=mirror, sliding_window=sliding_window,
+                            overlap=overlap, min_component=min_component)
+    return ref.with_array(labels)
+
+
+def _output_path_for(case: Case, out_dir: Path) -> Path:
+    first = Path(next(iter(case.channels.values())))
+    suffix = image_suffix(first) or ".nii.gz"
+    return out_dir / f"{case.case_id}{suffix}"
+
+
+def predict(
+    model,
+    inputs: list,
+    output: str | os.PathLike,
+    *,
+    mirror: bool = False,
+    sliding_window: bool = False,
+    overlap: float = 0.5,
+    min_component: int = 0,
+    save_probabilities: bool = False,
+    force: bool = False,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    device: str = "auto",
+) -> list[Path]:
+    """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
+
+    In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
+    ``torchrun``, from ``RANK``/``WORLD_SIZE``) this process takes every n-th case starting at i; cases whose
+    output exists are skipped (so an interrupted or parallel run continues). Returns the written paths.
+    """
+    from tqdm import tqdm
+
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    output = Path(output)
+    inputs = [Path(p) for p in inputs]
+    for p in inputs:
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder; check the input path")
+    dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
+    if not dataset_mode:
+        if image_suffix(output) == "":
+            raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
+        if output.exists() and not force:
+            raise InputError(f"{output}: exists already; add --force to overwrite it")
+        case = _case_from_inputs(inputs, loaded.modalities)
+        return [_predict_case(loaded, case, output, mirror, sliding_window, overlap, min_component, save_probabilities)]
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: is a file; for a dataset give an output folder")
+    cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
+    if shard is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        shard = (int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]))
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise InputError(f"--shard {i}/{n}: the index must be between 0 and {n - 1}")
+        cases = cases[i::n]
+    output.mkdir(parents=True, exist_ok=True)
+    if not os.access(output, os.W_OK):
+        raise InputError(f"{output}: output folder is not writable; choose another -o")
+    written = []
+    for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
+        target = _output_path_for(case, output)
+        if target.exists() and not force:
+            continue
+        written.append(_predict_case(loaded, case, target, mirror, sliding_window, overlap, min_component,
+                                     save_probabilities))
+    return written
+
+
+def _count_cases(folder: Path) -> int:
+    try:
+        return len(find_cases(folder))
+    except InputError:
+        return 0
+
+
+def _predict_case(loaded: LoadedModel, case: Case, target: Path, mirror, sliding_window, overlap, min_component,
+                  save_probabilities) -> Path:
+    image, ref, _ = case.load(with_label=False)
+    result = segment_arrays(loaded, image, ref.affine, mirror=mirror, sliding_window=sliding_window,
+                            overlap=overlap, min_component=min_component, return_probabilities=save_probabilities)
+    if save_probabilities:
+        labels, probs = result
+        suffix = image_suffix(target)
+        prob_path = target.with_name(target.name[: -len(suffix)] + "_probabilities" + suffix)
+        write_volume(Volume(np.moveaxis(probs, 0, -1).astype(np.float32), ref.affine), prob_path)
+    else:
+        labels = result
+    return write_volume(ref.with_array(labels), target)

@@ -1,0 +1,76 @@
+"""Drawing training samples from prepared cases: whole crops or patches with foreground over-sampling.
+
+With ``patch=None`` a sample is the whole prepared crop, padded to the network's size multiple. With a patch
+size, a fraction ``foreground_p`` of patches is centred on a voxel of a foreground class chosen uniformly
+among the classes present in the case (so rare classes such as enhancing tumour are seen as often as
+edema); the others are placed uniformly at random. Patches that leave the volume are zero-padded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .cache import PreparedCase
+from .preprocess import crop_or_pad
+
+
+class PatchSampler:
+    """Samples (image (C, *patch) float32, classes (*patch) int64) from prepared cases.
+
+    Args:
+        cases: prepared cases (memory-mapped).
+        patch: patch size (x, y, z) or ``None`` for whole crops.
+        foreground_p: probability that a patch is centred on a foreground voxel.
+        size_multiple: whole crops are padded up to a multiple of this.
+        max_points: foreground voxel positions kept per class and case (memory bound).
+    """
+
+    def __init__(self, cases: list[PreparedCase], patch=None, foreground_p: float = 0.5, size_multiple: int = 8,
+                 max_points: int = 20_000):
+        self.cases = cases
+        self.patch = tuple(patch) if patch else None
+        self.foreground_p = foreground_p
+        self.size_multiple = size_multiple
+        self.max_points = max_points
+        self._points: dict[str, dict[int, np.ndarray]] = {}
+
+    def _foreground_points(self, case: PreparedCase, rng: np.random.Generator) -> dict[int, np.ndarray]:
+        if case.case_id not in self._points:
+            label = np.asarray(case.label)
+            points = {}
+            for k in np.unique(label):
+                if k == 0:
+                    continue
+                idx = np.argwhere(label == k)
+                if len(idx) > self.max_points:
+                    idx = idx[rng.choice(len(idx), self.max_points, replace=False)]
+                points[int(k)] = idx.astype(np.int32)
+            self._points[case.case_id] = points
+        return self._points[case.case_id]
+
+    def box_for(self, case: PreparedCase, rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        shape = case.image.shape[1:]
+        if self.patch is None:
+            target = tuple(int(np.ceil(s / self.size_multiple) * self.size_multiple) for s in shape)
+            start = tuple(-((t - s) // 2) for s, t in zip(shape, target))
+            return start, tuple(a + t for a, t in zip(start, target))
+        points = self._foreground_points(case, rng) if case.label is not None else {}
+        if points and rng.random() < self.foreground_p:
+            k = list(points)[rng.integers(len(points))]
+            centre = points[k][rng.integers(len(points[k]))]
+            # jitter so that the foreground voxel is not always in the patch's centre
+            centre = centre + rng.integers(-np.array(self.patch) // 4, np.array(self.patch) // 4 + 1)
+        else:
+            centre = np.array([rng.integers(0, s) for s in shape])
+        start = []
+        for c, p, s in zip(centre, self.patch, shape):
+            a = int(c) - p // 2
+            a = min(max(a, 0), max(s - p, 0)) if s >= p else -((p - s) // 2)
+            start.append(a)
+        return tuple(start), tuple(a + p for a, p in zip(start, self.patch))
+
+    def sample(self, case: PreparedCase, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = self.box_for(case, rng)
+        image = crop_or_pad(case.image, start, stop).astype(np.float32)
+        label = crop_or_pad(case.label, start, stop).astype(np.int64)
+        return image, label

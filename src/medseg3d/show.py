@@ -1,0 +1,94 @@
+"""Pictures of a segmentation (``medseg3d show``): three orthogonal slices with label outlines.
+
+The slices pass through the centre of the tumour (of the prediction, else the reference, else the brain).
+Reference labels are drawn as solid outlines, predictions as dashed ones, one colour per label, with a
+legend, over the FLAIR (or first) channel, so that a person can look at a result instead of reading numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import find_cases
+from .errors import InputError
+from .io import read_volume
+from .labels import get_scheme
+
+COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#984ea3", 4: "#ffd92f"}
+
+
+def _centre(mask: np.ndarray) -> tuple[int, int, int]:
+    idx = np.argwhere(mask)
+    return tuple(int(v) for v in np.round(idx.mean(0)))
+
+
+def show(case_path, out, pred=None, labels: str = "brats", channel: str | None = None, title: str | None = None) -> Path:
+    """Draw axial, coronal and sagittal slices of ``case_path`` with outlines; write a PNG to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    scheme = get_scheme(labels)
+    case_path = Path(case_path)
+    if case_path.is_dir():
+        cases = find_cases(case_path)
+        if len(cases) != 1:
+            raise InputError(f"{case_path}: holds {len(cases)} cases; give one case folder")
+        case = cases[0]
+        name = channel or ("flair" if "flair" in case.channels else next(iter(case.channels)))
+        if name not in case.channels:
+            raise InputError(f"{case_path}: no channel '{name}' (found {', '.join(case.channels)})")
+        image = read_volume(case.channels[name])
+        ref = read_volume(case.label) if case.label else None
+        label = case.case_id
+    else:
+        image, ref, label, name = read_volume(case_path), None, case_path.name, "image"
+    prediction = read_volume(pred) if pred else None
+    for what, vol in (("reference", ref), ("prediction", prediction)):
+        if vol is not None and vol.shape != image.shape:
+            raise InputError(f"the {what} grid {vol.shape} differs from the image's {image.shape}; give matching files")
+    ref_arr = scheme.to_values(scheme.to_classes(ref.array)) if ref is not None else None
+    pred_arr = scheme.to_values(scheme.to_classes(prediction.array)) if prediction is not None else None
+    data = image.array.astype(np.float32)
+    fg = next((a > 0 for a in (pred_arr, ref_arr) if a is not None and (a > 0).any()), data != 0)
+    if not fg.any():
+        raise InputError(f"{case_path}: the image is empty; nothing to show")
+    cx, cy, cz = _centre(fg)
+    lo, hi = np.percentile(data[data != 0], [1, 99.5]) if (data != 0).any() else (0, 1)
+    views = [("axial", lambda a: a[:, :, cz]), ("coronal", lambda a: a[:, cy, :]), ("sagittal", lambda a: a[cx, :, :])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 5))
+    for ax, (view, cut) in zip(axes, views):
+        ax.imshow(np.rot90(cut(data)), cmap="gray", vmin=lo, vmax=hi)
+        for arr, style in ((ref_arr, "solid"), (pred_arr, "dashed")):
+            if arr is None:
+                continue
+            sl = np.rot90(cut(arr))
+            for value in scheme.values[1:]:
+                if (sl == value).any():
+                    ax.contour(sl == value, levels=[0.5], colors=[COLOURS.get(value, "cyan")], linewidths=1.2,
+                               linestyles=style)
+        ax.set_title(view)
+        ax.axis("off")
+    handles = [Line2D([], [], color=COLOURS.get(v, "cyan"), label=f"{v}: {n}")
+               for v, n in zip(scheme.values[1:], scheme.class_names[1:])]
+    if ref_arr is not None:
+        handles.append(Line2D([], [], color="white", linestyle="solid", label="reference (solid)"))
+    if pred_arr is not None:
+        handles.append(Line2D([], [], color="white", linestyle="dashed", label="prediction (dashed)"))
+    leg = fig.legend(handles=handles, loc="lower center", ncol=len(handles), facecolor="#333333", labelcolor="white")
+    leg.get_frame().set_edgecolor("#333333")
+    fig.patch.set_facecolor("black")
+    fig.suptitle(title or f"{label} ({name}) at voxel ({cx}, {cy}, {cz})", color="white")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,483 @@
+"""The training loop: one readable place.
+
+``train(TrainConfig(...))`` or ``medseg3d train DATASET --out RUN``:
+
+1. prepare (or reuse) the cache of preprocessed cases; read or write the split file;
+2. build network and loss from their registry names;
+3. loop: sample (whole crop or patch) -> augment -> forward -> loss -> Adam step, with the learning rate set
+   from the schedule at each step;
+4. every ``val_every`` epochs score the validation cases (Dice per class and region, the metric of
+   ``medseg3d evaluate``), keep the best model, write ``log.csv`` and ``curves.png``;
+5. checkpoint ``last.pt`` atomically at the end of every epoch (keep epochs a few minutes long with
+   ``iters_per_epoch``), so ``--resume`` continues exactly where a killed run stopped (model, optimiser,
+   counters, RNG states); a run killed mid-epoch repeats that epoch.
+
+Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1) each process draws its own samples, gradients
+are averaged by DistributedDataParallel, and only rank 0 validates and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .cache import open_cache, prepare_dataset
+from .checkpoint import load_checkpoint, save_checkpoint, save_model
+from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
+from .errors import InputError
+from .inference import pick_device, predict_probabilities, probabilities_to_classes
+from .labels import LabelScheme, get_scheme
+from .preprocess import PrepConfig
+from .sampling import PatchSampler
+
+PRESETS: dict[str, dict] = {
+    # The paper as coded: whole 144x160x128 crops (x, y, z; the code's D x H x W = 128 x 160 x 144),
+    # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
+    "paper": dict(net="kayalibay", loss="jaccard", lr=5e-5, schedule="constant", augment="paper",
+                  crop="fixed", crop_size=(144, 160, 128), patch=None, labels="brats", val_every=5),
+    # The bundled BraTS model: region (WT/TC/ET sigmoid) training, Dice+BCE, full-resolution patches with
+    # foreground over-sampling, poly schedule, modern augmentation. Chosen by cross-validation (docs/results.md).
+    "brats": dict(net="kayalibay", net_args={"base_channels": 16}, loss="region-dice-bce", labels="regions",
+                  lr=3e-3, schedule="poly", augment="default", crop="bbox", patch=(96, 96, 96),
+                  foreground_p=0.6, minutes=110.0, val_every=10, iters_per_epoch=50),
+    # A few seconds: for tests and smoke runs.
+    "quick": dict(net="kayalibay", loss="jaccard-smooth", labels="brats", lr=1e-3, schedule="constant",
+                  augment="none", crop="bbox", downsample=4.0, patch=None, epochs=2, val_every=1),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as ``config.json``)."""
+
+    dataset: str = ""
+    out: str = ""
+    preset: str | None = None
+    net: str = "kayalibay"
+    net_args: dict = field(default_factory=dict)
+    loss: str = "jaccard"
+    labels: str = "brats"
+    modalities: tuple[str, ...] | None = None
+    layout: str | None = None
+    # preprocessing
+    crop: str = "bbox"
+    crop_size: tuple[int, int, int] | None = None
+    downsample: float = 1.0
+    spacing: tuple[float, float, float] | None = None
+    # sampling and augmentation
+    patch: tuple[int, int, int] | None = None
+    foreground_p: float = 0.5
+    augment: str = "default"
+    # optimisation
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | poly | cosine
+    batch: int = 1
+    epochs: int | None = None
+    minutes: float | None = None
+    iters_per_epoch: int | None = None  # default: one pass over the training cases
+    # validation, splits, bookkeeping
+    folds: int = 5
+    fold: int | None = None
+    all_cases: bool = False  # train on every case, no validation (the final model after cross-validation)
+    split_file: str | None = None
+    val_every: int = 1
+    val_patch: tuple[int, int, int] | None = None
+    seed: int = 0
+    device: str = "auto"
+    cache: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+    @classmethod
+    def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
+        base = {}
+        if preset:
+            if preset not in PRESETS:
+                raise InputError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+            base = dict(PRESETS[preset])
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(base) - names
+        if unknown:
+            raise InputError(f"unknown training setting(s) {sorted(unknown)}")
+        return cls(preset=preset, **base)
+
+    def prep_config(self) -> PrepConfig:
+        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
+    """A cache folder shared by runs with the same dataset, preprocessing, labels and channels."""
+    if cfg.cache:
+        return Path(cfg.cache)
+    key = json.dumps([str(Path(cfg.dataset).resolve()), cfg.prep_config().to_dict(), scheme.name,
+                      list(modalities) if modalities else None], sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    root = Path(os.environ.get("MEDSEG3D_CACHE", Path.home() / ".cache" / "medseg3d"))
+    return root / f"{Path(cfg.dataset).resolve().name}-{digest}"
+
+
+def software_versions() -> dict:
+    import monai
+    import numpy
+
+    return {"medseg3d": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "monai": monai.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    progress = min(max(progress, 0.0), 1.0)
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "poly":
+        return cfg.lr * (1 - progress) ** 0.9
+    if cfg.schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    raise InputError(f"unknown schedule '{cfg.schedule}'; choose constant, poly or cosine")
+
+
+def region_targets(classes: torch.Tensor, scheme: LabelScheme) -> torch.Tensor:
+    """(N, X, Y, Z) class indices -> (N, R, X, Y, Z) float region masks."""
+    masks = []
+    for members in scheme.regions.values():
+        ks = torch.tensor([scheme.values.index(v) for v in members], device=classes.device)
+        masks.append(torch.isin(classes, ks))
+    return torch.stack(masks, 1).float()
+
+
+def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patch=None) -> dict[str, float]:
+    """Mean Dice per class and region over prepared validation cases, on the preprocessed grid."""
+    from .metrics import dice
+
+    sums: dict[str, list[float]] = {}
+    for case in cases:
+        probs = predict_probabilities(model, np.asarray(case.image, dtype=np.float32), kind=kind, patch=patch,
+                                      device=device)
+        pred = probabilities_to_classes(probs, kind)
+        ref = np.asarray(case.label)
+        if kind == "region":
+            pred_values = scheme.regions_to_values(pred)
+        else:
+            pred_values = scheme.to_values(pred)
+        ref_values = scheme.to_values(ref)
+        for k, name in enumerate(scheme.class_names[1:], start=1):
+            v = scheme.values[k]
+            sums.setdefault(f"dice_{name}", []).append(dice(pred_values == v, ref_values == v))
+        for rname, members in scheme.regions.items():
+            sums.setdefault(f"dice_{rname}", []).append(dice(np.isin(pred_values, members), np.isin(ref_values, members)))
+    scores = {k: float(np.mean(v)) for k, v in sums.items()}
+    region_keys = [f"dice_{r}" for r in scheme.regions] or list(scores)
+    scores["score"] = float(np.mean([scores[k] for k in region_keys]))
+    return scores
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    ep = [h["epoch"] for h in history]
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    keys = [k for k in history[-1] if k.startswith("dice_")] if history else []
+    for k in keys:
+        pts = [(h["epoch"], h[k]) for h in history if h.get(k) not in (None, "")]
+        if pts:
+            b.plot(*zip(*pts), marker=".", label=k[5:])
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation Dice")
+    b.set_ylim(0, 1)
+    if keys:
+        b.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_log(history: list[dict], path: Path) -> None:
+    keys: list[str] = []
+    for h in history:
+        keys += [k for k in h if k not in keys]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for h in history:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()})
+    os.replace(tmp, path)
+
+
+def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
+    return {"numpy": json.dumps(np_rng.bit_generator.state), "torch": torch.get_rng_state(),
+            "augment": gen.get_state(), "python": json.dumps(random.getstate())}
+
+
+def _set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generator) -> None:
+    np_rng.bit_generator.state = json.loads(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["augment"])
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channels: int, kind: str,
+                   size_multiple, extra: dict | None = None) -> dict:
+    return {
+        "network": cfg.net,
+        "net_args": cfg.net_args,
+        "in_channels": in_channels,
+        "n_outputs": scheme.n_outputs,
+        "kind": kind,
+        "labels": scheme.to_dict(),
+        "modalities": list(modalities),
+        "preprocess": cfg.prep_config().to_dict(),
+        "patch": list(cfg.val_patch or cfg.patch) if (cfg.val_patch or cfg.patch) else None,
+        "size_multiple": size_multiple,
+        "loss": cfg.loss,
+        "trained_with": cfg.to_dict(),
+        "software": software_versions(),
+        **(extra or {}),
+    }
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run (or resume) a training run; returns a summary dict (best score, epochs, seconds, paths)."""
+    from tqdm import tqdm
+
+    from .augment import build_augment
+    from .losses import build_loss
+    from .nets import build_network
+
+    if not cfg.dataset:
+        raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
+    if not cfg.out:
+        raise InputError("no output folder given; add --out RUN_DIR")
+    if cfg.epochs is None and cfg.minutes is None:
+        raise InputError("give a budget: --epochs N or --minutes M")
+    rank, world = _distributed()
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out must be a folder")
+    last_path = out / "last.pt"
+    if last_path.exists() and not cfg.resume:
+        raise InputError(f"{out}: holds a run already; add --resume to continue it or choose another --out")
+    if cfg.resume and not last_path.exists():
+        raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
+    if cfg.resume:
+        saved = json.loads((out / "config.json").read_text())
+        changed = [k for k in ("net", "net_args", "loss", "labels", "patch", "crop", "downsample")
+                   if json.dumps(saved.get(k)) != json.dumps(cfg.to_dict().get(k))]
+        if changed:
+            raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}); use the run's own settings")
+    scheme = get_scheme(cfg.labels)
+    modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed + rank)
+    if device.type == "cpu" and world == 1:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+    # data: cache and split
+    cache_dir = default_cache_dir(cfg, scheme, modalities)
+    if rank == 0:
+        prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
+                        progress=cfg.progress)
+    if world > 1:
+        torch.distributed.barrier()
+    meta, cases = open_cache(cache_dir)
+    modalities = meta["settings"]["modalities"]
+    split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
+    if split_path.exists():
+        split = load_split(split_path)
+    else:
+        split = make_split(list(cases), folds=cfg.folds, seed=cfg.seed) if cfg.fold is not None else \
+            make_split(list(cases), counts=_holdout_counts(len(cases)), seed=cfg.seed)
+        if rank == 0:
+            save_split(split, split_path if cfg.split_file else out / "split.json")
+    train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
+    unknown = [c for c in train_ids + val_ids if c not in cases]
+    if unknown:
+        raise InputError(f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset")
+    train_cases = [cases[c] for c in train_ids]
+    val_cases = [cases[c] for c in val_ids]
+    if not train_cases:
+        raise InputError("no training cases; the dataset needs at least 2 labelled cases")
+
+    # model, loss, optimiser
+    in_channels = len(modalities)
+    model = build_network(cfg.net, in_channels, scheme.n_outputs, **cfg.net_args).to(device)
+    size_multiple = getattr(model, "size_multiple", None) or 1
+    loss_fn = build_loss(cfg.loss, n_classes=scheme.n_outputs)
+    kind = getattr(loss_fn, "kind", "multiclass")
+    if (kind == "region") != scheme.region_training:
+        raise InputError(
+            f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
+            f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
+        )
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last_3d) if model.spatial_dims == 3 else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    augment = build_augment(cfg.augment)
+    sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
+    np_rng = np.random.default_rng(cfg.seed * 1000 + rank)
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    iters_per_epoch = cfg.iters_per_epoch or max(1, math.ceil(len(train_cases) / (cfg.batch * world)))
+    total_iters = cfg.epochs * iters_per_epoch if cfg.epochs else None
+
+    state = {"epoch": 0, "iteration": 0, "elapsed": 0.0, "best": -1.0, "best_epoch": None, "history": []}
+    if cfg.resume:
+        ckpt = load_checkpoint(last_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state = {k: ckpt[k] for k in state}
+        state["history"] = json.loads(ckpt["history"])
+        _set_rng_state(ckpt["rng"], np_rng, aug_gen)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
+                                    "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
+                                    "iters_per_epoch": iters_per_epoch}
+        (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+    meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
+                              {"train_cases": train_ids, "val_cases": val_ids})
+
+    def progress() -> float:
+        fractions = []
+        if total_iters:
+            fractions.append(state["iteration"] / total_iters)
+        if cfg.minutes:
+            fractions.append(state["elapsed"] / (cfg.minutes * 60))
+        return max(fractions)
+
+    def checkpoint() -> None:
+        if rank != 0:
+            return
+        save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scaler": scaler.state_dict(), **{k: v for k, v in state.items() if k != "history"},
+                         "history": json.dumps(state["history"]), "rng": _rng_state(np_rng, aug_gen)}, last_path)
+
+    bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
+               disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    while not _all_agree(progress() >= 1.0, world):
+        net.train()
+        epoch_losses = []
+        t_epoch = time.monotonic()
+        for _ in range(iters_per_epoch):
+            t0 = time.monotonic()
+            images, targets = [], []
+            for _b in range(cfg.batch):
+                case = train_cases[int(np_rng.integers(len(train_cases)))]
+                image, label = sampler.sample(case, np_rng)
+                image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label), aug_gen)
+                images.append(image_t)
+                targets.append(label_t)
+            x = torch.stack(images).to(device)
+            y = torch.stack(targets).to(device).long()
+            if device.type == "cuda" and x.ndim == 5:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            target = region_targets(y, scheme) if kind == "region" else y
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, progress())
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                logits = net(x)
+                loss = loss_fn(logits.float(), target)
+            if not torch.isfinite(loss):
+                raise InputError(f"the loss became {loss.item()} at iteration {state['iteration']}; lower --lr "
+                                 "or check the data (NaN inputs)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            epoch_losses.append(loss.item())
+            state["iteration"] += 1
+            state["elapsed"] += time.monotonic() - t0
+            bar.update(1)
+            bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{np.mean(epoch_losses):.4f}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+            if _all_agree(progress() >= 1.0, world):
+                break
+        state["epoch"] += 1
+        row = {"epoch": state["epoch"], "iteration": state["iteration"], "seconds": round(state["elapsed"], 1),
+               "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(epoch_losses)),
+               "epoch_seconds": round(time.monotonic() - t_epoch, 2)}
+        done = _all_agree(progress() >= 1.0, world)
+        if rank == 0 and val_cases and (state["epoch"] % cfg.val_every == 0 or done):
+            t_val = time.monotonic()
+            scores = validation_scores(model, val_cases, scheme, kind, device, cfg.val_patch)
+            row.update(scores)
+            row["val_seconds"] = round(time.monotonic() - t_val, 1)
+            if scores["score"] > state["best"]:
+                state["best"], state["best_epoch"] = scores["score"], state["epoch"]
+                save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]}, out / "best.safetensors")
+            bar.write(f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
+                      + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
+        state["history"].append(row)
+        if rank == 0:
+            save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
+            checkpoint()
+            _write_log(state["history"], out / "log.csv")
+            _plot_curves(state["history"], out / "curves.png")
+    bar.close()
+    if rank == 0:
+        best = out / "best.safetensors"
+        final = best if best.exists() else out / "last.safetensors"
+        import shutil
+
+        tmp = out / ".model.safetensors.tmp"
+        shutil.copyfile(final, tmp)
+        os.replace(tmp, out / "model.safetensors")
+    if world > 1:
+        torch.distributed.barrier()
+    return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
+            "seconds": state["elapsed"], "best_score": state["best"], "best_epoch": state["best_epoch"],
+            "model": str(out / "model.safetensors")}
+
+
+def _all_agree(flag: bool, world: int) -> bool:
+    """True on every process once any process says True (time budgets differ slightly between ranks)."""
+    if world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _holdout_counts(n: int) -> tuple[int, int, int]:
+    """Train/validation/test counts for a hold-out split without --fold: 80/20/0, at least one of each."""
+    n_val = max(1, round(0.2 * n)) if n > 1 else 0
+    return n - n_val, n_val, 0

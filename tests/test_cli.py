@@ -1,0 +1,71 @@
+"""The command line: one clear line and status 2 on bad input, never a traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "medseg3d.cli", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def assert_one_line_error(result, fragment):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("medseg3d: error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.returncode == 0
+    for cmd in ("info", "prepare", "train", "predict", "evaluate", "nets", "models", "split"):
+        assert cmd in result.stdout
+
+
+def test_missing_dataset(tmp_path):
+    assert_one_line_error(run("prepare", tmp_path / "nope", "--out", tmp_path / "c"), "no such dataset")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run("prepare", tmp_path / "empty", "--out", tmp_path / "c"), "no cases found")
+
+
+def test_file_where_folder_expected(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    assert_one_line_error(run("prepare", f, "--out", tmp_path / "c"), "is a file")
+
+
+def test_train_without_budget(brats_root, tmp_path):
+    assert_one_line_error(run("train", brats_root, "--out", tmp_path / "r"), "--epochs")
+
+
+def test_unknown_model(tmp_path, brats_root):
+    case = brats_root / "Brats18_2013_2_1"
+    assert_one_line_error(run("predict", tmp_path / "nomodel", case, "-o", tmp_path / "o.nii.gz"), "no such model")
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_unknown_preset(brats_root, tmp_path):
+    assert_one_line_error(run("train", brats_root, "--out", tmp_path / "r", "--preset", "nope", "--epochs", "1"),
+                          "unknown preset")
+
+
+def test_missing_modality(tmp_path, brats_root):
+    case = tmp_path / "Brats18_2013_2_1"
+    case.mkdir()
+    for m in ("flair", "t1", "t2"):
+        name = f"Brats18_2013_2_1_{m}.nii.gz"
+        (case / name).symlink_to(brats_root / "Brats18_2013_2_1" / name)
+    assert_one_line_error(run("prepare", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"),
+                          "t1ce is missing")
+
+
+@pytest.mark.parametrize("cmd", ["nets", "models"])
+def test_listing_commands_run(cmd):
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr
