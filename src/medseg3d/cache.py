@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -93,6 +94,14 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
     }
     _atomic_json(entry, case_dir / "record.json")
     return entry
+
+
+def _worker_init() -> None:
+    """One torch/OpenMP thread per worker process: the workers already share the cores between them."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _prepare_one(args):
@@ -176,7 +185,7 @@ def prepare_dataset(
         pool = None
     else:
         # spawn, not fork: a forked child of a process that already ran torch's OpenMP threads can hang
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
         results = pool.map(_prepare_one, jobs)
     try:
         for job, (entry, error) in zip(jobs, results):

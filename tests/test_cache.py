@@ -1,0 +1,250 @@
+"""The prepared-case cache: prepare, skip, redo, refuse, report, memory-map."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg3d.cache import PreparedCase, open_cache, prepare_dataset
+from medseg3d.datasets import find_cases
+from medseg3d.errors import InputError
+from medseg3d.labels import BRATS
+from medseg3d.preprocess import PrepConfig, preprocess, undo_labels
+
+CASES = ("Brats18_2013_20_1", "Brats18_2013_2_1")
+
+
+@pytest.fixture(scope="module")
+def dataset(brats_root, tmp_path_factory) -> Path:
+    """Two shared cases, linked (not copied) into a dataset folder."""
+    root = tmp_path_factory.mktemp("ds")
+    for cid in CASES:
+        (root / cid).symlink_to(brats_root / cid, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cache") / "c"
+    summary = prepare_dataset(dataset, out, workers=1, progress=False)
+    return out, summary
+
+
+@pytest.fixture
+def cache_copy(prepared, tmp_path) -> Path:
+    dst = tmp_path / "c"
+    shutil.copytree(prepared[0], dst)
+    return dst
+
+
+def _mtimes(out: Path) -> dict:
+    return {cid: (out / cid / "image.npy").stat().st_mtime_ns for cid in CASES}
+
+
+def test_prepare_writes_every_case(prepared):
+    out, summary = prepared
+    assert sorted(summary["prepared"]) == sorted(CASES) and summary["skipped"] == [] and summary["failed"] == {}
+    meta = json.loads((out / "cache.json").read_text())
+    assert meta["cases"] == sorted(CASES)
+    assert meta["settings"]["modalities"] == ["flair", "t1", "t1ce", "t2"]
+    for cid in CASES:
+        assert sorted(p.name for p in (out / cid).iterdir()) == ["image.npy", "label.npy", "record.json"]
+
+
+def test_open_cache_memory_maps_and_undoes_exactly(prepared, brats_root):
+    out, _ = prepared
+    _, cases = open_cache(out)
+    assert sorted(cases) == sorted(CASES)
+    case = cases[CASES[0]]
+    assert isinstance(case.image, np.memmap) and isinstance(case.label, np.memmap)
+    assert case.image.dtype == np.float16 and case.label.dtype == np.uint8
+    assert case.image.shape == (4,) + case.record.shape and case.label.shape == case.record.shape
+    # the cached arrays are what preprocess gives, and the label goes back onto the original grid exactly
+    image, ref, seg = find_cases(brats_root / CASES[0])[0].load()
+    classes = BRATS.to_classes(seg)
+    x, y, rec = preprocess(image, ref.affine, PrepConfig(), classes, 4)
+    assert rec.to_dict() == case.record.to_dict()
+    np.testing.assert_array_equal(np.asarray(case.label), y)
+    np.testing.assert_allclose(np.asarray(case.image, dtype=np.float32), x, atol=0.01, rtol=1e-3)
+    np.testing.assert_array_equal(undo_labels(np.asarray(case.label), case.record, 4), classes)
+    assert case.entry["class_voxels"] == np.bincount(y.ravel(), minlength=4).tolist()
+
+
+def test_second_run_skips(prepared, cache_copy, dataset):
+    before = _mtimes(cache_copy)
+    summary = prepare_dataset(dataset, cache_copy, workers=1, progress=False)
+    assert summary["prepared"] == [] and sorted(summary["skipped"]) == sorted(CASES)
+    assert _mtimes(cache_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate image", "delete label", "garble record", "wrong shape"])
+def test_damaged_case_is_redone(cache_copy, dataset, damage):
+    victim = cache_copy / CASES[1]
+    if damage == "truncate image":
+        data = (victim / "image.npy").read_bytes()
+        (victim / "image.npy").write_bytes(data[: len(data) // 3])
+    elif damage == "delete label":
+        (victim / "label.npy").unlink()
+    elif damage == "garble record":
+        (victim / "record.json").write_text("{ not json")
+    else:
+        np.save(victim / "image.npy", np.zeros((4, 3, 3, 3), np.float16))
+    summary = prepare_dataset(dataset, cache_copy, workers=1, progress=False)
+    assert summary["prepared"] == [CASES[1]] and summary["skipped"] == [CASES[0]]
+    _, cases = open_cache(cache_copy)
+    assert cases[CASES[1]].image.shape[0] == 4
+    assert cases[CASES[1]].image.shape[1:] == cases[CASES[1]].record.shape
+
+
+def test_other_settings_refused(cache_copy, dataset):
+    with pytest.raises(InputError) as e:
+        prepare_dataset(dataset, cache_copy, PrepConfig(downsample=2), workers=1, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "other settings" in msg and "downsample" in msg and str(cache_copy) in msg
+    with pytest.raises(InputError) as e:
+        prepare_dataset(dataset, cache_copy, modalities="flair,t1ce", workers=1, progress=False)
+    assert "modalities" in str(e.value)
+    with pytest.raises(InputError):
+        prepare_dataset(dataset, cache_copy, labels="binary", workers=1, progress=False)
+
+
+def _bad_label_case(root: Path) -> None:
+    folder = root / "zz_bad"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        nib.save(nib.Nifti1Image(rng.integers(1, 100, (10, 10, 10)).astype(np.int16), np.eye(4)),
+                 str(folder / f"zz_bad_{m}.nii.gz"))
+    lab = np.zeros((10, 10, 10), np.uint8)
+    lab[5, 5, 5] = 7
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / "zz_bad_seg.nii.gz"))
+
+
+def test_failed_case_is_reported_others_prepared(tmp_path, brats_root):
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / CASES[1]).symlink_to(brats_root / CASES[1], target_is_directory=True)
+    _bad_label_case(ds)
+    summary = prepare_dataset(ds, tmp_path / "out", workers=2, progress=False)  # through the process pool
+    assert summary["prepared"] == [CASES[1]]
+    assert list(summary["failed"]) == ["zz_bad"]
+    reason = summary["failed"]["zz_bad"]
+    assert "[7]" in reason and "zz_bad" in reason and "\n" not in reason
+    _, cases = open_cache(tmp_path / "out")
+    assert list(cases) == [CASES[1]]
+
+
+def test_every_case_failing_raises(tmp_path):
+    _bad_label_case(tmp_path)
+    with pytest.raises(InputError) as e:
+        prepare_dataset(tmp_path / "zz_bad", tmp_path / "out", workers=1, progress=False)
+    assert "every case failed" in str(e.value) and "[7]" in str(e.value)
+
+
+def test_synthetic_cache_round_trip_with_downsampling(tmp_path):
+    """A small synthetic case through prepare with downsample=2: shapes and undo in the record."""
+    folder = tmp_path / "ds" / "s1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    shape = (30, 28, 26)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        a = np.zeros(shape, np.int16)
+        a[4:26, 3:25, 2:24] = rng.integers(1, 400, (22, 22, 22))
+        nib.save(nib.Nifti1Image(a, np.eye(4)), str(folder / f"s1_{m}.nii.gz"))
+    lab = np.zeros(shape, np.uint8)
+    # the bbox (margin 2) starts at (2, 1, 0): these blocks sit on the even 2-voxel grid of the crop
+    lab[8:20, 9:21, 8:20] = 2
+    lab[12:16, 13:17, 12:16] = 4
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / "s1_seg.nii.gz"))
+    prepare_dataset(tmp_path / "ds", tmp_path / "out", PrepConfig(downsample=2), workers=1, progress=False)
+    meta, cases = open_cache(tmp_path / "out")
+    assert meta["settings"]["preprocess"]["downsample"] == 2
+    case = cases["s1"]
+    assert case.record.box_start == (2, 1, 0) and case.record.crop_shape == (26, 26, 26)
+    assert case.record.shape == (13, 13, 13)
+    back = BRATS.to_values(undo_labels(np.asarray(case.label), case.record, 4))
+    assert back.shape == shape
+    # blocks on the 2-voxel grid come back except their 8 corner voxels, which linear up-sampling of the
+    # one-hot maps rounds off (smoother than nearest, and better on real tumours)
+    wrong = np.argwhere(back != lab)
+    assert len(wrong) == 16, wrong
+    for v in wrong:
+        assert sum(int(c) in (8, 19, 9, 20, 12, 15, 13, 16) for c in v) == 3
+
+
+def test_out_must_be_a_cache_folder(tmp_path, dataset):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError) as e:
+        prepare_dataset(dataset, tmp_path / "file", progress=False)
+    assert "is a file" in str(e.value)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "thesis.tex").write_text("x")
+    with pytest.raises(InputError) as e:
+        prepare_dataset(dataset, tmp_path / "home", progress=False)
+    assert "not a medseg3d cache" in str(e.value)
+    assert os.listdir(tmp_path / "home") == ["thesis.tex"]
+
+
+def test_open_cache_errors(tmp_path, cache_copy):
+    with pytest.raises(InputError) as e:
+        open_cache(tmp_path / "nothing")
+    assert "not a medseg3d cache" in str(e.value)
+    (cache_copy / CASES[0] / "image.npy").unlink()
+    with pytest.raises(InputError) as e:
+        open_cache(cache_copy)
+    assert "damaged" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError):
+        PreparedCase(tmp_path)
+    (cache_copy / "cache.json").write_text("[")
+    with pytest.raises(InputError):
+        open_cache(cache_copy)
+
+
+_FORK_AFTER_TORCH = r"""
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medseg3d.cache import prepare_dataset
+from medseg3d.preprocess import PrepConfig
+
+root = Path(sys.argv[1])
+rng = np.random.default_rng(0)
+for cid in ("a", "b"):  # one channel, large enough for torch to resample with several OpenMP threads
+    (root / "ds" / cid).mkdir(parents=True)
+    nib.save(nib.Nifti1Image(rng.integers(1, 100, (160, 160, 120)).astype(np.int16), np.eye(4)),
+             str(root / "ds" / cid / f"{cid}_flair.nii.gz"))
+torch.set_num_threads(2)
+F.interpolate(torch.rand(1, 4, 96, 96, 96), size=(48, 48, 48), mode="trilinear")  # OpenMP runs in the parent
+summary = prepare_dataset(root / "ds", root / "out", PrepConfig(downsample=2), workers=2, progress=False)
+assert sorted(summary["prepared"]) == ["a", "b"], summary
+print("ok")
+"""
+
+
+def test_worker_processes_do_not_deadlock_after_torch_ran_in_parent(tmp_path):
+    """Workers forked from a process that has run torch's OpenMP threads hang in their first resampling;
+    prepare must start its workers so that this cannot happen (it spawns them)."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _FORK_AFTER_TORCH, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung workers too, not only their parent
+        proc.communicate()
+        pytest.fail("prepare_dataset with worker processes hung after torch ran in the parent")
+    assert proc.returncode == 0 and "ok" in stdout, stderr[-2000:]

@@ -1,0 +1,154 @@
+"""``describe``: image files, case folders, datasets and the problems it must list."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg3d.errors import InputError
+from medseg3d.info import describe
+
+CASE = "Brats18_2013_20_1"
+
+
+def _nifti(path, array, affine=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+
+
+def _img(seed, shape=(12, 10, 8)):
+    a = np.random.default_rng(seed).integers(1, 300, size=shape).astype(np.int16)
+    a[:2] = 0
+    return a
+
+
+def test_describe_label_file(brats_root):
+    text = describe(brats_root / CASE / f"{CASE}_seg.nii.gz")
+    assert "shape (240, 240, 155)" in text
+    assert "spacing (1, 1, 1) mm" in text
+    assert "orientation LPS" in text
+    assert "dtype int16" in text and "min 0, max 4" in text
+    assert "0: 8710620" in text and "1: 64066" in text and "2: 109935" in text and "4: 43379" in text
+
+
+def test_describe_float_label_file(data_root):
+    text = describe(data_root / "brats2015_labels" / f"{CASE}_seg_brats2015.nii.gz")
+    assert "dtype float32" in text and "3: 22228" in text
+
+
+def test_describe_image_file(brats_root):
+    text = describe(brats_root / CASE / f"{CASE}_flair.nii.gz")
+    assert "dtype int16, min 0, max 634" in text
+    assert "label values" not in text  # an MRI is not a label map
+    assert "non-zero voxels" in text
+
+
+def test_describe_mha_file(data_root):
+    text = describe(data_root / "brats2012_mha" / "BRATS_HG0015_truth.mha")
+    assert "shape (160, 216, 176)" in text and "[itk]" in text
+    assert "1: 108706" in text and "2: 72310" in text
+
+
+def test_describe_case_folder(brats_root):
+    text = describe(brats_root / CASE)
+    assert text.startswith("case folder (brats layout)")
+    for m in ("flair", "t1", "t1ce", "t2", "label"):
+        assert f"  {m}: " in text
+    assert text.count("shape (240, 240, 155)") == 5
+    assert "all 5 files share one grid" in text
+    assert "problems: none" in text
+
+
+def test_describe_2012_mha_folder(data_root):
+    text = describe(data_root / "brats2012_mha")
+    assert "brats-mha" in text and "BRATS_HG0015" in text
+    assert "BRATS_HG0015_T1C.mha" in text
+    assert text.count("shape (160, 216, 176)") == 5
+    assert "share one grid" in text and "problems: none" in text
+
+
+def test_describe_broken_dataset_lists_every_problem(tmp_path, brats_root):
+    root = tmp_path / "ds"
+    # a real, complete case (linked)
+    (root / CASE).parent.mkdir(parents=True)
+    (root / CASE).symlink_to(brats_root / CASE, target_is_directory=True)
+    # a case without t2
+    for k, m in enumerate(("flair", "t1", "t1ce")):
+        _nifti(root / "no_t2" / f"no_t2_{m}.nii.gz", _img(k))
+    _nifti(root / "no_t2" / "no_t2_seg.nii.gz", np.zeros((12, 10, 8), np.uint8))
+    # a case whose channels are on different grids
+    shifted = np.eye(4)
+    shifted[1, 3] = 3.0
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(root / "grids" / f"grids_{m}.nii.gz", _img(k), shifted if m == "t1ce" else None)
+    _nifti(root / "grids" / "grids_seg.nii.gz", np.zeros((12, 10, 8), np.uint8))
+    # a case with an unreadable file and an unknown label value
+    for k, m in enumerate(("flair", "t1", "t1ce")):
+        _nifti(root / "broken" / f"broken_{m}.nii.gz", _img(k))
+    (root / "broken" / "broken_t2.nii.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    lab = np.zeros((12, 10, 8), np.uint8)
+    lab[5, 5, 5] = 9
+    _nifti(root / "broken" / "broken_seg.nii.gz", lab)
+    # an unlabelled case in a labelled dataset
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(root / "nolabel" / f"nolabel_{m}.nii.gz", _img(k))
+
+    text = describe(root, progress=False)
+    assert "layout: brats" in text
+    assert "cases: 5" in text
+    assert "channels: flair, t1, t1ce, t2" in text
+    assert "labelled cases: 4 of 5" in text
+    problems = [ln for ln in text.splitlines() if ln.startswith("    - ")]
+    joined = "\n".join(problems)
+    assert len(problems) == 5, text
+    assert any("no_t2" in p and "t2" in p and "missing" in p for p in problems), joined
+    assert any("grids" in p and "t1ce" in p and "differs" in p for p in problems), joined
+    assert any("broken" in p and "t2" in p and "cannot read" in p for p in problems), joined
+    assert any("nolabel" in p and "no label" in p for p in problems), joined
+    assert any("broken" in p and "label values [9]" in p for p in problems), joined
+    # label values over the cases, with the real case's values and the stray 9
+    assert "label values: 0:" in text and "4: 43379 voxels" in text and "9: 1 voxels" in text
+    assert "label schemes that fit: none" in text
+    assert CASE not in joined  # the real case is fine
+
+
+def test_describe_csv_dataset(tmp_path, brats_root):
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "case,flair,label\n"
+        f"a,{brats_root / CASE / (CASE + '_flair.nii.gz')},{brats_root / CASE / (CASE + '_seg.nii.gz')}\n"
+        f"b,{tmp_path / 'gone.nii.gz'},\n"
+    )
+    text = describe(csv, progress=False)
+    assert "layout: csv" in text and "cases: 2" in text
+    assert "gone.nii.gz" in text and "missing" in text
+    assert "label schemes that fit: brats" in text
+
+
+def test_describe_errors(tmp_path):
+    with pytest.raises(InputError) as e:
+        describe(tmp_path / "missing.nii.gz")
+    assert "no such file" in str(e.value)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(InputError):
+        describe(tmp_path / "notes.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError) as e:
+        describe(tmp_path / "empty")
+    assert "no cases found" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_describe_nnunet_checks_declared_labels(tmp_path):
+    import json
+
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bone": 1}}))
+    for i in range(2):
+        _nifti(tmp_path / "imagesTr" / f"c{i}_0000.nii.gz", _img(i))
+        lab = np.zeros((12, 10, 8), np.uint8)
+        lab[4:6, 4:6, 4:6] = 1 + i  # c1 holds a 2, which dataset.json does not declare
+        _nifti(tmp_path / "labelsTr" / f"c{i}.nii.gz", lab)
+    text = describe(tmp_path, progress=False)
+    assert "layout: nnunet" in text and "channels: ct" in text
+    problems = [ln for ln in text.splitlines() if ln.startswith("    - ")]
+    assert problems == ["    - case c1: label values [2] are not among [0, 1]"], text
