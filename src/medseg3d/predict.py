@@ -81,7 +81,7 @@ def load_model(ref: str | os.PathLike, device: str = "auto") -> LoadedModel:
     if path.suffix == ".onnx":
         from .export import load_onnx_model
 
-        return load_onnx_model(path)
+        return load_onnx_model(path, device)
     meta, state = read_model_file(path)
     try:
         model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))

@@ -4,9 +4,15 @@ With ``patch=None`` a sample is the whole prepared crop, padded to the network's
 size, a fraction ``foreground_p`` of patches is centred on a voxel of a foreground class chosen uniformly
 among the classes present in the case (so rare classes such as enhancing tumour are seen as often as
 edema); the others are placed uniformly at random. Patches that leave the volume are zero-padded.
+
+Drawing a box (:meth:`PatchSampler.box_for`, cheap, consumes the random stream) is separate from cutting it
+out (:meth:`PatchSampler.crop`), so that distributed training can draw a whole global batch on every process
+from one shared stream and cut out only its own share.
 """
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 
@@ -34,16 +40,19 @@ class PatchSampler:
         self.max_points = max_points
         self._points: dict[str, dict[int, np.ndarray]] = {}
 
-    def _foreground_points(self, case: PreparedCase, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    def _foreground_points(self, case: PreparedCase) -> dict[int, np.ndarray]:
         if case.case_id not in self._points:
             label = np.asarray(case.label)
+            # the subsample comes from the case's own seed, not the training stream: a resumed run (whose
+            # cache of points starts empty) then draws exactly what an uninterrupted run draws
+            sub_rng = np.random.default_rng(zlib.crc32(case.case_id.encode()))
             points = {}
             for k in np.unique(label):
                 if k == 0:
                     continue
                 idx = np.argwhere(label == k)
                 if len(idx) > self.max_points:
-                    idx = idx[rng.choice(len(idx), self.max_points, replace=False)]
+                    idx = idx[sub_rng.choice(len(idx), self.max_points, replace=False)]
                 points[int(k)] = idx.astype(np.int32)
             self._points[case.case_id] = points
         return self._points[case.case_id]
@@ -54,7 +63,7 @@ class PatchSampler:
             target = tuple(int(np.ceil(s / self.size_multiple) * self.size_multiple) for s in shape)
             start = tuple(-((t - s) // 2) for s, t in zip(shape, target))
             return start, tuple(a + t for a, t in zip(start, target))
-        points = self._foreground_points(case, rng) if case.label is not None else {}
+        points = self._foreground_points(case) if case.label is not None else {}
         if points and rng.random() < self.foreground_p:
             k = list(points)[rng.integers(len(points))]
             centre = points[k][rng.integers(len(points[k]))]
@@ -69,8 +78,12 @@ class PatchSampler:
             start.append(a)
         return tuple(start), tuple(a + p for a, p in zip(start, self.patch))
 
-    def sample(self, case: PreparedCase, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        start, stop = self.box_for(case, rng)
+    def crop(self, case: PreparedCase, box: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        """Cut the box ``(start, stop)`` (from :meth:`box_for`) out of a case, zero-padding outside it."""
+        start, stop = box
         image = crop_or_pad(case.image, start, stop).astype(np.float32)
         label = crop_or_pad(case.label, start, stop).astype(np.int64)
         return image, label
+
+    def sample(self, case: PreparedCase, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return self.crop(case, self.box_for(case, rng))

@@ -12,14 +12,21 @@
    ``iters_per_epoch``), so ``--resume`` continues exactly where a killed run stopped (model, optimiser,
    counters, RNG states); a run killed mid-epoch repeats that epoch.
 
-Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1) each process draws its own samples, gradients
-are averaged by DistributedDataParallel, and only rank 0 validates and writes files.
+Distributed (``torchrun``, ``WORLD_SIZE`` > 1; docs/distributed.md): one global batch of
+``batch x accumulate x world`` samples per optimiser step is drawn on every process from one shared random
+stream (cases, patch boxes and one augmentation seed per sample); process ``r`` cuts out and trains on
+micro-batches ``r, r + world, ...`` of it. DistributedDataParallel averages the gradients, so a run on N
+processes takes the same steps as one process with ``accumulate`` N times larger (BatchNorm sees the same
+micro-batches in both). The logged training loss is the mean over all processes; only rank 0 validates and
+writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import datetime
 import hashlib
 import json
 import math
@@ -48,11 +55,12 @@ PRESETS: dict[str, dict] = {
     # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
     "paper": dict(net="kayalibay", loss="jaccard", lr=5e-5, schedule="constant", augment="paper",
                   crop="fixed", crop_size=(144, 160, 128), patch=None, labels="brats", val_every=5),
-    # The bundled BraTS model: region (WT/TC/ET sigmoid) training, Dice+BCE, full-resolution patches with
-    # foreground over-sampling, poly schedule, modern augmentation. Chosen by cross-validation (docs/results.md).
-    "brats": dict(net="kayalibay", net_args={"base_channels": 16}, loss="region-dice-bce", labels="regions",
-                  lr=3e-3, schedule="poly", augment="default", crop="bbox", patch=(96, 96, 96),
-                  foreground_p=0.6, minutes=110.0, val_every=10, iters_per_epoch=50),
+    # The bundled BraTS model: region (WT/TC/ET sigmoid) training with Dice+BCE, 1.5 mm voxels, 96^3 patches
+    # (144 mm: most of a brain) with foreground over-sampling, poly schedule, modern augmentation.
+    # Measured choices and their effects: docs/results.md.
+    "brats": dict(net="kayalibay", loss="region-dice-bce", labels="regions", lr=2e-3, schedule="poly",
+                  augment="default", crop="bbox", downsample=1.5, patch=(96, 96, 96), foreground_p=0.5,
+                  minutes=100.0, val_every=5, iters_per_epoch=50),
     # A few seconds: for tests and smoke runs.
     "quick": dict(net="kayalibay", loss="jaccard-smooth", labels="brats", lr=1e-3, schedule="constant",
                   augment="none", crop="bbox", downsample=4.0, patch=None, epochs=2, val_every=1),
@@ -86,6 +94,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "constant"  # constant | poly | cosine
     batch: int = 1
+    accumulate: int = 1  # micro-batches per optimiser step (global batch = batch x accumulate x processes)
     epochs: int | None = None
     minutes: float | None = None
     iters_per_epoch: int | None = None  # default: one pass over the training cases
@@ -244,13 +253,49 @@ def _set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generato
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the ``torchrun`` process group: NCCL for CUDA devices, else gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
+        # rank 0 validates while the others wait in a collective: allow long validations
+        minutes = float(os.environ.get("MEDSEG3D_DIST_TIMEOUT_MIN", "120"))
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                             timeout=datetime.timedelta(minutes=minutes))
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
+
+
+def _process_device(name: str, world: int) -> torch.device:
+    """The device of this process: under torchrun, CUDA process k uses GPU ``LOCAL_RANK``."""
+    device = pick_device(name)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def plan_global_batch(cases: list, sampler: PatchSampler, np_rng: np.random.Generator, aug_gen: torch.Generator,
+                      size: int) -> list[tuple[int, tuple, int]]:
+    """(case index, patch box, augmentation seed) for each sample of one global batch.
+
+    Every process draws the whole plan from the same streams (cheap: no voxel is read), so the streams stay
+    in step across processes and a single-process run with gradient accumulation draws the same samples.
+    """
+    plan = []
+    for _ in range(size):
+        k = int(np_rng.integers(len(cases)))
+        box = sampler.box_for(cases[k], np_rng)
+        plan.append((k, box, int(torch.randint(0, 2**62, (), generator=aug_gen))))
+    return plan
+
+
+def _mean_across(values: list[float], world: int) -> list[float]:
+    """Element-wise mean of a few numbers over all processes."""
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return (t / world).tolist()
 
 
 def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channels: int, kind: str,
@@ -287,7 +332,11 @@ def train(cfg: TrainConfig) -> dict:
         raise InputError("no output folder given; add --out RUN_DIR")
     if cfg.epochs is None and cfg.minutes is None:
         raise InputError("give a budget: --epochs N or --minutes M")
-    rank, world = _distributed()
+    if cfg.batch < 1 or cfg.accumulate < 1:
+        raise InputError(f"--batch and --accumulate must be at least 1, got {cfg.batch} and {cfg.accumulate}")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = _process_device(cfg.device, world)
+    rank, world = _distributed(device)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
@@ -304,10 +353,9 @@ def train(cfg: TrainConfig) -> dict:
             raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}); use the run's own settings")
     scheme = get_scheme(cfg.labels)
     modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
-    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed + rank)
     if device.type == "cpu" and world == 1:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", os.cpu_count() or 1)))
 
     # data: cache and split
     cache_dir = default_cache_dir(cfg, scheme, modalities)
@@ -350,12 +398,16 @@ def train(cfg: TrainConfig) -> dict:
         model = model.to(memory_format=torch.channels_last_3d) if model.spatial_dims == 3 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     augment = build_augment(cfg.augment)
     sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
-    np_rng = np.random.default_rng(cfg.seed * 1000 + rank)
-    aug_gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    iters_per_epoch = cfg.iters_per_epoch or max(1, math.ceil(len(train_cases) / (cfg.batch * world)))
+    # one stream shared by all processes (same seed on every rank): see plan_global_batch
+    np_rng = np.random.default_rng(cfg.seed * 1000)
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 1000)
+    global_batch = cfg.batch * cfg.accumulate * world
+    iters_per_epoch = cfg.iters_per_epoch or max(1, math.ceil(len(train_cases) / global_batch))
     total_iters = cfg.epochs * iters_per_epoch if cfg.epochs else None
 
     state = {"epoch": 0, "iteration": 0, "elapsed": 0.0, "best": -1.0, "best_epoch": None, "history": []}
@@ -371,7 +423,8 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
-                                    "iters_per_epoch": iters_per_epoch}
+                                    "iters_per_epoch": iters_per_epoch, "world_size": world,
+                                    "global_batch": global_batch}
         (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
@@ -397,33 +450,36 @@ def train(cfg: TrainConfig) -> dict:
         net.train()
         epoch_losses = []
         t_epoch = time.monotonic()
+        data_seconds = 0.0
         for _ in range(iters_per_epoch):
             t0 = time.monotonic()
-            images, targets = [], []
-            for _b in range(cfg.batch):
-                case = train_cases[int(np_rng.integers(len(train_cases)))]
-                image, label = sampler.sample(case, np_rng)
-                image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label), aug_gen)
-                images.append(image_t)
-                targets.append(label_t)
-            x = torch.stack(images).to(device)
-            y = torch.stack(targets).to(device).long()
-            if device.type == "cuda" and x.ndim == 5:
-                x = x.contiguous(memory_format=torch.channels_last_3d)
-            target = region_targets(y, scheme) if kind == "region" else y
+            plan = plan_global_batch(train_cases, sampler, np_rng, aug_gen, global_batch)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress())
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
-                logits = net(x)
-                loss = loss_fn(logits.float(), target)
-            if not torch.isfinite(loss):
-                raise InputError(f"the loss became {loss.item()} at iteration {state['iteration']}; lower --lr "
-                                 "or check the data (NaN inputs)")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            step_loss = 0.0
+            for a in range(cfg.accumulate):
+                t_data = time.monotonic()
+                first = (a * world + rank) * cfg.batch  # this process's micro-batch of the global batch
+                x, y = _micro_batch(plan[first:first + cfg.batch], train_cases, sampler, augment, device)
+                target = region_targets(y, scheme) if kind == "region" else y
+                data_seconds += time.monotonic() - t_data
+                # DDP averages gradients only on the last micro-batch of the step
+                sync = net.no_sync() if world > 1 and a < cfg.accumulate - 1 else contextlib.nullcontext()
+                with sync:
+                    with torch.autocast(device.type, enabled=device.type == "cuda"):
+                        logits = net(x)
+                        loss = loss_fn(logits.float(), target)
+                    scaler.scale(loss / cfg.accumulate if cfg.accumulate > 1 else loss).backward()
+                step_loss += loss.item() / cfg.accumulate
+            # every process learns whether any loss was not finite, before any weight changes
+            step_loss, bad = _mean_across([step_loss, 0.0 if math.isfinite(step_loss) else 1.0], world)
+            if bad > 0:
+                raise InputError(f"the loss became {step_loss} at iteration {state['iteration']}; lower --lr "
+                                 "or check the data (NaN inputs)")
             scaler.step(optimizer)
             scaler.update()
-            epoch_losses.append(loss.item())
+            epoch_losses.append(step_loss)
             state["iteration"] += 1
             state["elapsed"] += time.monotonic() - t0
             bar.update(1)
@@ -434,7 +490,7 @@ def train(cfg: TrainConfig) -> dict:
         state["epoch"] += 1
         row = {"epoch": state["epoch"], "iteration": state["iteration"], "seconds": round(state["elapsed"], 1),
                "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(epoch_losses)),
-               "epoch_seconds": round(time.monotonic() - t_epoch, 2)}
+               "epoch_seconds": round(time.monotonic() - t_epoch, 2), "data_seconds": round(data_seconds, 2)}
         done = _all_agree(progress() >= 1.0, world)
         if rank == 0 and val_cases and (state["epoch"] % cfg.val_every == 0 or done):
             t_val = time.monotonic()
@@ -461,11 +517,31 @@ def train(cfg: TrainConfig) -> dict:
         tmp = out / ".model.safetensors.tmp"
         shutil.copyfile(final, tmp)
         os.replace(tmp, out / "model.safetensors")
+    dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
+    if dump:  # test hook: each process's final weights and logged losses
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "losses": [h["train_loss"] for h in state["history"]]}, Path(dump) / f"rank{rank}.pt")
     if world > 1:
         torch.distributed.barrier()
     return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
             "seconds": state["elapsed"], "best_score": state["best"], "best_epoch": state["best_epoch"],
             "model": str(out / "model.safetensors")}
+
+
+def _micro_batch(plan, cases, sampler: PatchSampler, augment, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut out and augment the samples of ``plan`` -> (images, class maps) on ``device``."""
+    images, targets = [], []
+    for k, box, seed in plan:
+        image, label = sampler.crop(cases[k], box)
+        image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label),
+                                      torch.Generator().manual_seed(seed))
+        images.append(image_t)
+        targets.append(label_t)
+    x = torch.stack(images).to(device)
+    if device.type == "cuda" and x.ndim == 5:
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    return x, torch.stack(targets).to(device).long()
 
 
 def _all_agree(flag: bool, world: int) -> bool:
