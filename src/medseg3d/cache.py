@@ -47,7 +47,8 @@ def settings_of(config: PrepConfig, scheme: LabelScheme, modalities) -> dict:
     return {
         "version": CACHE_VERSION,
         "preprocess": config.to_dict(),
-        "labels": scheme.to_dict(),
+        # the cache holds class maps; region training is a training-time view of them, so it is left out
+        "labels": scheme.with_region_training(False).to_dict(),
         "modalities": list(modalities),
     }
 

@@ -65,7 +65,7 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("medseg3d")
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
+            state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelError(f"{path}: not a readable safetensors model file ({str(exc).splitlines()[0]})") from exc
     if raw is None:

@@ -96,7 +96,7 @@ def cmd_train(args) -> None:
 
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
-        "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
+        "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
         "iters_per_epoch", "cache", "split_file", "foreground_p")}
     if args.all_cases:
         overrides["all_cases"] = True
@@ -123,6 +123,12 @@ def cmd_predict(args) -> None:
         print(f"... and {len(written) - 10} more")
 
 
+def cmd_export(args) -> None:
+    from .export import export_model
+
+    print(f"wrote {export_model(args.model, args.format, args.output)}")
+
+
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
 
@@ -143,6 +149,21 @@ def cmd_show(args) -> None:
     from .show import show
 
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
+
+
+def cmd_experiment(args) -> None:
+    from .errors import InputError
+    from .experiments import report_only, run_experiment
+
+    if args.report:
+        written = report_only(args.name, args.out)
+        print(f"wrote {written['table_md']}, {written['table_csv'].name}, {written['plot'].name}")
+        return
+    if args.dataset is None:
+        raise InputError("no dataset given; e.g. medseg3d experiment ablations ../shared/data/brats2018 --out DIR")
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
+    run_experiment(args.name, args.dataset, args.out, folds=args.folds, budget_minutes=args.budget_minutes,
+                   quick=args.quick, runs=runs, progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float)
     s.add_argument("--schedule", choices=["constant", "poly", "cosine"])
     s.add_argument("--batch", type=int)
+    s.add_argument("--accumulate", type=int,
+                   help="micro-batches per optimiser step (global batch = batch x accumulate x processes)")
     s.add_argument("--fold", type=int)
     s.add_argument("--folds", type=int)
     s.add_argument("--split-file", help="use (or create) this split JSON")
@@ -234,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_predict)
 
+    s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
+    s.add_argument("model", help="bundled model name, run folder or .safetensors file")
+    s.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
+    s.add_argument("-o", "--output", required=True, help="output file (.onnx or .pt)")
+    s.set_defaults(func=cmd_export)
+
     s = sub.add_parser("evaluate", help="score predictions against references (metrics.csv + summary)")
     s.add_argument("pred_dir")
     s.add_argument("ref", help="folder of reference label files or a dataset folder")
@@ -250,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default="brats")
     s.add_argument("--channel", help="channel to draw (default flair)")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("experiment", help="run one of the paper's experiment grids (resumable) -> table + plot")
+    s.add_argument("name", help="modalities, ablations, losses, depth, binary or hand")
+    s.add_argument("dataset", nargs="?", help="labelled dataset folder (not needed with --report)")
+    s.add_argument("--out", required=True, help="experiment folder (one sub-folder per run and fold)")
+    s.add_argument("--folds", type=int, help="cross-validation folds (default 5; 2 with --quick)")
+    s.add_argument("--budget-minutes", type=float, help="training minutes per run and fold (default: 260 / runs x folds)")
+    s.add_argument("--quick", action="store_true", help="2 cases, a few iterations: a smoke test, not a result")
+    s.add_argument("--runs", help="only these runs, comma-separated (default all)")
+    s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_experiment)
 
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

@@ -163,11 +163,20 @@ BRATS2015 = LabelScheme(
     {"WT": (1, 2, 3, 4), "TC": (1, 3, 4), "ET": (4,)},
 )
 BRATS2012 = LabelScheme("brats2012", (0, 1, 2), ("background", "edema", "core"), {"WT": (1, 2), "TC": (2,)})
+# Tumour vs background: the class is the BraTS whole tumour. The region is named WT, not "tumour", because a
+# class and a region must have different names to be scored side by side (metrics.score_case).
 BINARY = LabelScheme(
-    "binary", (0, 1), ("background", "tumour"), {"tumour": (1,)}, merge={2: 1, 3: 1, 4: 1}
+    "binary", (0, 1), ("background", "tumour"), {"WT": (1,)}, merge={2: 1, 3: 1, 4: 1}
+)
+# The paper's Task 1 (hand MRI, not public): five classes, one region holding every bone.
+HAND = LabelScheme(
+    "hand",
+    (0, 1, 2, 3, 4),
+    ("background", "metacarpals", "proximal", "middle", "distal"),
+    {"bone": (1, 2, 3, 4)},
 )
 
-SCHEMES = {s.name: s for s in (BRATS, BRATS2015, BRATS2012, BINARY)}
+SCHEMES = {s.name: s for s in (BRATS, BRATS2015, BRATS2012, BINARY, HAND)}
 
 
 def get_scheme(name: str) -> LabelScheme:

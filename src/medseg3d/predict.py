@@ -248,6 +248,7 @@ def predict(
         if output.exists() and not force:
             raise InputError(f"{output}: exists already; add --force to overwrite it")
         case = _case_from_inputs(inputs, loaded.modalities)
+        _make_parent(output)
         return [_predict_case(loaded, case, output, mirror, sliding_window, overlap, min_component, save_probabilities)]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
@@ -270,6 +271,13 @@ def predict(
         written.append(_predict_case(loaded, case, target, mirror, sliding_window, overlap, min_component,
                                      save_probabilities))
     return written
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
 
 
 def _count_cases(folder: Path) -> int:

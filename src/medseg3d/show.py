@@ -85,8 +85,10 @@ def show(case_path, out, pred=None, labels: str = "brats", channel: str | None =
     fig.patch.set_facecolor("black")
     fig.suptitle(title or f"{label} ({name}) at voxel ({cx}, {cy}, {cz})", color="white")
     out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")
     plt.close(fig)

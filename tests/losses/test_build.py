@@ -41,6 +41,7 @@ def test_registry_lists_every_name_with_a_description():
         "focal",
         "region-dice",
         "region-dice-bce",
+        "bce",
     }
     assert all(isinstance(text, str) and text and "\n" not in text for text in LOSSES.values())
 

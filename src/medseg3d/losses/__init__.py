@@ -29,7 +29,7 @@ from medseg3d.losses.cross_entropy import CrossEntropyLoss, frequency_weights
 from medseg3d.losses.dice import DiceLoss
 from medseg3d.losses.focal import FocalLoss
 from medseg3d.losses.jaccard import JaccardLoss, SoftJaccardMinMaxLoss
-from medseg3d.losses.regions import RegionDiceBCELoss, RegionDiceLoss
+from medseg3d.losses.regions import RegionBCELoss, RegionDiceBCELoss, RegionDiceLoss
 
 # name -> (class, default keyword arguments, one-line description)
 _REGISTRY: dict[str, tuple[type[nn.Module], dict, str]] = {
@@ -63,6 +63,11 @@ _REGISTRY: dict[str, tuple[type[nn.Module], dict, str]] = {
         "soft Dice per sigmoid region channel (BraTS WT/TC/ET), mean over regions",
     ),
     "region-dice-bce": (RegionDiceBCELoss, {}, "region soft Dice + binary cross-entropy on sigmoid channels"),
+    "bce": (
+        RegionBCELoss,
+        {},
+        "binary cross-entropy on sigmoid channels (binary: one output with --labels binary-regions)",
+    ),
 }
 
 LOSSES: dict[str, str] = {name: entry[2] for name, entry in _REGISTRY.items()}
@@ -185,6 +190,7 @@ __all__ = [
     "DiceLoss",
     "FocalLoss",
     "JaccardLoss",
+    "RegionBCELoss",
     "RegionDiceBCELoss",
     "RegionDiceLoss",
     "SoftJaccardMinMaxLoss",

@@ -51,6 +51,41 @@ class RegionDiceLoss(nn.Module):
         return f"smooth={self.smooth}, reduction={self.reduction!r}, squared={self.squared}"
 
 
+class RegionBCELoss(nn.Module):
+    """Binary cross-entropy on per-channel sigmoids, averaged over every element (batch, channel, voxel).
+
+    ``L = mean -(t log s(x) + (1 - t) log(1 - s(x)))``, computed from logits (numerically stable). With one
+    output channel this is the plain binary tumour-vs-background loss of the course project's tiny U-Net
+    (train it with ``--labels binary-regions``: one sigmoid channel for the whole tumour).
+
+    Args:
+        pos_weight: factor on the positive term (``> 1`` favours sensitivity on small foregrounds); ``None``
+            for the plain form.
+
+    Example:
+        >>> loss = RegionBCELoss()
+        >>> value = loss(torch.zeros(1, 1, 4, 4, 4), torch.ones(1, 1, 4, 4, 4))  # log 2
+    """
+
+    kind = "region"
+
+    def __init__(self, pos_weight: float | None = None) -> None:
+        super().__init__()
+        if pos_weight is not None and not pos_weight > 0:
+            raise InputError(f"pos_weight must be > 0, got {pos_weight}; leave it out for the plain loss")
+        self.pos_weight = None if pos_weight is None else float(pos_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = check_region(logits, target)
+        pos_weight = None
+        if self.pos_weight is not None:
+            pos_weight = torch.tensor(self.pos_weight, dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+
+    def extra_repr(self) -> str:
+        return f"pos_weight={self.pos_weight}"
+
+
 class RegionDiceBCELoss(nn.Module):
     """``dice_weight * RegionDiceLoss + bce_weight * BCE``, both on per-channel sigmoids.
 

@@ -1,0 +1,1066 @@
+"""The paper's experiments as data, and a resumable runner: ``medseg3d experiment NAME DATASET --out DIR``.
+
+An experiment is a list of named runs; a run is a set of :class:`~medseg3d.train.TrainConfig` overrides on
+top of the experiment's shared settings. Every run is trained once per cross-validation fold, its final
+parameters segment the fold's validation cases on their original grid (``predict``), and those are scored
+against their references (``evaluate``: per-case Dice per class and region, HD95 in mm).
+
+Experiments (``EXPERIMENTS``):
+
+* ``modalities``: the paper's Task 2 table: FLAIR, T1, T1c, T2 alone, FLAIR+T1c, FLAIR+T1c+T2, all four.
+* ``ablations``: the paper's Task 1 comparisons on BraTS: Jaccard vs cross-entropy, no long skips,
+  a single segmentation map instead of multi-scale maps, element-wise sum instead of concatenation; the
+  plot adds validation Dice against epoch to test "multi-scale maps speed up convergence".
+* ``losses``: Jaccard, Dice, cross-entropy, weighted cross-entropy, focal, Jaccard + cross-entropy.
+* ``depth``: the paper's net against two convolutions per level (``kayalibay-deep``), twice the width
+  (``base_channels=16``) and a fifth resolution level.
+* ``binary``: tumour vs background: the course project's tiny U-Net with BCE against the paper's net
+  (with BCE on one sigmoid output, and with its Jaccard loss on two softmax classes).
+* ``hand``: the paper's Task 1 configuration on any nnU-Net/MSD dataset: first channel only, five classes
+  (``--labels hand``: 0 background, 1 metacarpals, 2 proximal, 3 middle, 4 distal phalanges), a fixed
+  crop down-sampled to 120 x 120 x 64 voxels (crop and factor chosen from the first case's size).
+
+Default settings (they keep each experiment under 6 hours on a 2-core CPU):
+
+* the paper's network and Jaccard loss, BraTS classes, the brain's bounding box down-sampled 2x (about
+  72 x 88 x 72 voxels), whole crops (no patches), the paper's augmentation, Adam 1e-3 with a poly decay
+  (the paper's 5e-5 is far too slow for a budget of minutes), validation every epoch;
+* 5 folds; a training-time budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
+  (``TRAIN_MINUTES`` = 260: 7.4 min for ``modalities``, 10.4 for ``ablations``, 8.7 for ``losses``, 13 for
+  ``depth``, 17.3 for ``binary``, 52 for ``hand``); the rest of the 6 hours goes to caching, validation,
+  checkpoints, prediction at full resolution and scoring (the printed estimate for BraTS 2018's 20 cases
+  is 5 to 5.5 hours). ``--budget-minutes`` sets the per-run budget instead;
+* scoring uses the *final* parameters (``last.safetensors``), not ``model.safetensors`` (the best
+  validation epoch), because the validation cases that pick the best epoch are the ones scored here.
+
+``--quick`` is a smoke test, not a result: the first 2 cases (2 folds of 1 training + 1 validation case),
+6x down-sampling (the hand task: 60 x 60 x 32), 2 epochs of 2 iterations, no augmentation; a whole
+experiment takes a minute or two.
+
+Layout of ``DIR``::
+
+    experiment.json        what was asked; a later invocation must ask the same (or use another --out)
+    split.json             the k-fold split shared by every run
+    cases.csv, cache/      (--quick) the 2-case subset and its preprocessed cache
+    <run>/fold<k>/         a training run folder (config.json, log.csv, last.pt, model.safetensors...),
+                           train.log (epoch lines), pred/<case>.nii.gz, metrics.csv (per case), timing.json
+    table.md, table.csv    mean +- std over folds of per-class and per-region Dice and per-region HD95
+    plot.png               bar chart of the table (+ validation Dice against epoch for ``ablations``)
+
+A run folder with ``model.safetensors`` and ``metrics.csv`` is complete and skipped; one with ``last.pt``
+is resumed; a complete training without ``metrics.csv`` is only predicted and scored.
+
+Example:
+    >>> from medseg3d.experiments import run_experiment
+    >>> run_experiment("ablations", "../shared/data/brats2018", "runs/ablations", quick=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import Case, dataset_labels, find_cases, fold_ids, load_split, make_split, save_split
+from .errors import InputError
+from .labels import LabelScheme, get_scheme, scheme_from_labels
+
+TRAIN_MINUTES = 260.0  # training time per experiment at default settings, shared by its runs and folds
+DEFAULT_FOLDS = 5
+
+# Shared by every BraTS experiment (see the module docstring for why each value).
+BASE: dict = {
+    "net": "kayalibay",
+    "loss": "jaccard",
+    "labels": "brats",
+    "crop": "bbox",
+    "downsample": 2.0,
+    "patch": None,
+    "augment": "paper",
+    "lr": 1e-3,
+    "schedule": "poly",
+    "val_every": 1,
+    "seed": 0,
+}
+# --quick: strong down-sampling and a handful of iterations on 2 cases.
+QUICK: dict = {
+    "downsample": 6.0,
+    "epochs": 2,
+    "iters_per_epoch": 2,
+    "val_every": 1,
+    "augment": "none",
+    "minutes": None,
+}
+QUICK_CASES = 2
+HAND_SHAPE = (120, 120, 64)
+HAND_QUICK_SHAPE = (60, 60, 32)
+
+# The paper's numbers (docs: kayalibay2017.md section 5). BRATS 2015 has five classes; BraTS 2017+ merges
+# necrosis and non-enhancing tumour into one class (NCR/NET), so the class columns do not map one to one.
+PAPER_MODALITIES = {
+    "columns": ("necrosis", "edema", "enhancing", "non-enhancing"),
+    "rows": {
+        "flair": (0.19, 0.74, 0.28, 0.36),
+        "t1": (0.27, 0.56, 0.26, 0.40),
+        "t1ce": (0.47, 0.61, 0.38, 0.74),
+        "t2": (0.34, 0.69, 0.29, 0.45),
+        "flair+t1ce": (0.47, 0.81, 0.47, 0.78),
+        "flair+t1ce+t2": (0.55, 0.82, 0.49, 0.80),
+        "all": (0.49, 0.84, 0.50, 0.80),
+    },
+}
+PAPER_REGIONS = {"WT": 0.85, "TC": 0.72, "ET": 0.61}  # BRATS 2015 test set, the paper's final network
+
+
+@dataclass(frozen=True)
+class Run:
+    """One named variant: TrainConfig overrides and a short description."""
+
+    name: str
+    overrides: dict
+    description: str
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A grid of runs with shared settings.
+
+    Attributes:
+        name: registry name.
+        description: one line.
+        claim: what the paper says that this experiment tests (for the report).
+        runs: the variants, the first being the reference.
+        settings: overrides shared by every run (on top of :data:`BASE`).
+        adapt: optional ``adapt(dataset, cases, quick) -> overrides`` for settings that depend on the data.
+        convergence: plot validation Dice against epoch per run.
+    """
+
+    name: str
+    description: str
+    claim: str
+    runs: tuple[Run, ...]
+    settings: dict = field(default_factory=dict)
+    adapt: Callable[[Path, list[Case], bool], dict] | None = None
+    convergence: bool = False
+
+    def run(self, name: str) -> Run:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise InputError(
+            f"experiment '{self.name}' has no run '{name}'; its runs: {', '.join(self.run_names)}"
+        )
+
+    @property
+    def run_names(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+
+def _hand_settings(dataset: Path, cases: list[Case], quick: bool) -> dict:
+    """One channel, the hand label scheme, a fixed crop that down-samples to 120 x 120 x 64 voxels."""
+    labels = dataset_labels(dataset)
+    if labels is not None:
+        values = scheme_from_labels(labels).values
+        if values != get_scheme("hand").values:
+            raise InputError(
+                f"{dataset}: dataset.json labels {list(values)}; the hand configuration needs five "
+                "classes with values 0-4 (background and four bone groups)"
+            )
+    first = cases[0]
+    modality = first.modalities[0]
+    _, _, volume = next(first.select([modality]).read_channels())
+    target = HAND_QUICK_SHAPE if quick else HAND_SHAPE
+    shape = volume.array.shape[:3]
+    # one factor for all axes (isotropic, as the paper's 480x480x280 -> 120x120x70); the axes with room to
+    # spare are then cropped around the hand (280 / 4 = 70 -> 64 slices)
+    factor = min(s / t for s, t in zip(shape, target))
+    crop = tuple(round(t * factor) for t in target)
+    return {
+        "modalities": (modality,),
+        "labels": "hand",
+        "crop": "fixed",
+        "crop_size": crop,
+        "downsample": float(factor),
+    }
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            "modalities",
+            "the paper's Task 2 table: which MR sequences the network needs",
+            "the paper's table: FLAIR+T1c+T2 and all four are best; T1 alone is worst; T1c carries the core.",
+            (
+                Run("flair", {"modalities": ("flair",)}, "FLAIR alone"),
+                Run("t1", {"modalities": ("t1",)}, "T1 alone"),
+                Run("t1ce", {"modalities": ("t1ce",)}, "T1c alone"),
+                Run("t2", {"modalities": ("t2",)}, "T2 alone"),
+                Run("flair+t1ce", {"modalities": ("flair", "t1ce")}, "FLAIR and T1c"),
+                Run("flair+t1ce+t2", {"modalities": ("flair", "t1ce", "t2")}, "FLAIR, T1c and T2"),
+                Run("all", {"modalities": ("flair", "t1", "t1ce", "t2")}, "all four"),
+            ),
+        ),
+        Experiment(
+            "ablations",
+            "the paper's Task 1 comparisons, on BraTS: loss, long skips, multi-scale maps, skip merge",
+            "the paper: multi-scale maps speed up convergence without hurting the final result; "
+            "element-wise sum is slightly worse than concatenation; removing long skips clearly hurts; "
+            "cross-entropy detects rare classes far worse than the Jaccard loss.",
+            (
+                Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
+                Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
+                Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
+                Run(
+                    "single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"
+                ),
+                Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
+            ),
+            convergence=True,
+        ),
+        Experiment(
+            "losses",
+            "the seed's proposed loss improvements on the paper's network",
+            "the seed proposes focal loss and weighted cross-entropy as improvements over the paper's "
+            "Jaccard loss.",
+            (
+                Run("jaccard", {"loss": "jaccard"}, "Tanimoto Jaccard as the paper coded it"),
+                Run("dice", {"loss": "dice"}, "soft Dice, V-Net form"),
+                Run("ce", {"loss": "ce"}, "categorical cross-entropy"),
+                Run("wce", {"loss": "wce"}, "cross-entropy weighted by inverse class frequency"),
+                Run("focal", {"loss": "focal"}, "focal loss (gamma 2)"),
+                Run("jaccard+ce", {"loss": "jaccard+ce"}, "Jaccard + cross-entropy"),
+            ),
+        ),
+        Experiment(
+            "depth",
+            "deeper and wider variants of the paper's network (the seed's 'deeper architectures')",
+            "the seed expects deeper architectures with more contracting and expanding blocks to help.",
+            (
+                Run("paper", {}, "kayalibay: 4 levels, 8-64 channels, one conv per level (410k parameters)"),
+                Run(
+                    "deep",
+                    {"net": "kayalibay-deep"},
+                    "two convolutions per level, residual (690k parameters)",
+                ),
+                Run(
+                    "wide",
+                    {"net_args": {"base_channels": 16}},
+                    "twice the width: 16-128 channels (1.63M parameters)",
+                ),
+                Run(
+                    "five-levels",
+                    {"net_args": {"levels": 5}},
+                    "a fifth resolution level (1/16), 8-128 channels (1.67M parameters)",
+                ),
+            ),
+        ),
+        Experiment(
+            "binary",
+            "the course project's set-up (tumour vs background, tiny U-Net, BCE) against the paper's net",
+            "(ours, not the paper's) the paper's network should segment the whole tumour at least as well "
+            "as a 70k-parameter binary U-Net.",
+            (
+                Run(
+                    "tiny-unet-bce",
+                    {"net": "tiny-unet", "labels": "binary-regions", "loss": "bce"},
+                    "tiny 3D U-Net (70k parameters), one sigmoid output, binary cross-entropy",
+                ),
+                Run(
+                    "kayalibay-bce",
+                    {"labels": "binary-regions", "loss": "bce"},
+                    "paper's net, one sigmoid output, binary cross-entropy",
+                ),
+                Run(
+                    "kayalibay-jaccard",
+                    {"labels": "binary", "loss": "jaccard"},
+                    "paper's net, two softmax classes, Jaccard loss",
+                ),
+            ),
+        ),
+        Experiment(
+            "hand",
+            "the paper's Task 1 configuration (hand MRI): one channel, five classes, 120 x 120 x 64 voxels",
+            "none: the paper's Task 1 set-up, for any nnU-Net/MSD dataset with labels 0-4 (the hand MRI "
+            "set is not public).",
+            (Run("kayalibay", {}, "paper's net, Jaccard loss, one channel, five classes"),),
+            adapt=_hand_settings,
+        ),
+    )
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise InputError(f"unknown experiment '{name}'; choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def default_budget_minutes(experiment: Experiment, folds: int) -> float:
+    """Training minutes per run and fold at default settings: :data:`TRAIN_MINUTES` shared by the grid."""
+    return round(TRAIN_MINUTES / (len(experiment.runs) * folds), 1)
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+@dataclass
+class Task:
+    """One run on one fold, with its training settings and state."""
+
+    run: Run
+    fold: int
+    folder: Path
+    overrides: dict
+    val_ids: list[str]
+    state: str = "new"  # new | resume | score | done
+
+
+def _fold_dir(out: Path, run: str, fold: int) -> Path:
+    return out / run / f"fold{fold}"
+
+
+def _state(folder: Path) -> str:
+    if (folder / "model.safetensors").is_file():
+        return "done" if (folder / "metrics.csv").is_file() else "score"
+    if (folder / "last.pt").is_file():
+        return "resume"
+    return "new"
+
+
+def _write_subset(cases: list[Case], path: Path) -> Path:
+    """A CSV case list of ``cases`` (absolute paths): a dataset of just these cases, whatever the layout."""
+    names = list(cases[0].modalities)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", *names, "label"])
+        for c in cases:
+            writer.writerow(
+                [
+                    c.case_id,
+                    *(str(Path(c.channels[m]).resolve()) for m in names),
+                    str(Path(c.label).resolve()) if c.label else "",
+                ]
+            )
+    os.replace(tmp, path)
+    return path
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _check_record(out: Path, record: dict) -> None:
+    """A second invocation on ``out`` must ask for the same experiment as the first."""
+    path = out / "experiment.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}); delete it or choose another --out") from exc
+    for key, what in (
+        ("experiment", "experiment"),
+        ("dataset", "dataset"),
+        ("quick", "--quick"),
+        ("folds", "--folds"),
+        ("budget_minutes", "--budget-minutes"),
+    ):
+        if old.get(key) != record.get(key):
+            raise InputError(
+                f"{out}: was run with {what} {old.get(key)!r}, now {record.get(key)!r}; "
+                "repeat the first command's settings or choose another --out"
+            )
+
+
+def plan_experiment(
+    name: str,
+    dataset,
+    out,
+    folds: int | None = None,
+    budget_minutes: float | None = None,
+    quick: bool = False,
+    runs: list[str] | None = None,
+) -> tuple[Experiment, list[Task], dict]:
+    """Check the arguments, write ``experiment.json`` / ``split.json`` (and the quick subset), list the tasks.
+
+    Returns (experiment, tasks in run-major order, record).
+    """
+    experiment = get_experiment(name)
+    dataset, out = Path(dataset), Path(out)
+    if not dataset.exists():
+        raise InputError(f"{dataset}: no such dataset folder or file; check the path")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out must be a folder")
+    selected = [experiment.run(r) for r in runs] if runs else list(experiment.runs)
+    cases = find_cases(dataset, require_label=True)
+    if quick:
+        folds = QUICK_CASES if folds is None else folds
+        if folds != QUICK_CASES:
+            raise InputError(
+                f"--quick uses {QUICK_CASES} cases, hence {QUICK_CASES} folds; leave out --folds"
+            )
+        if len(cases) < QUICK_CASES:
+            raise InputError(
+                f"{dataset}: --quick needs at least {QUICK_CASES} labelled cases, found {len(cases)}"
+            )
+        cases = sorted(cases, key=lambda c: c.case_id)[:QUICK_CASES]
+    folds = DEFAULT_FOLDS if folds is None else int(folds)
+    if not 2 <= folds <= len(cases):
+        raise InputError(f"--folds must be between 2 and the number of cases ({len(cases)}), got {folds}")
+    if budget_minutes is not None and not budget_minutes > 0:
+        raise InputError(f"--budget-minutes must be > 0, got {budget_minutes}")
+    if budget_minutes is None and not quick:
+        budget_minutes = default_budget_minutes(experiment, folds)
+    record = {
+        "experiment": name,
+        "dataset": str(dataset.resolve()),
+        "quick": quick,
+        "folds": folds,
+        "budget_minutes": budget_minutes,
+        "runs": experiment.run_names,
+    }
+    _check_record(out, record)
+    out.mkdir(parents=True, exist_ok=True)
+
+    train_dataset = dataset
+    shared: dict = {}
+    if quick:
+        shared["cache_root"] = str(out / "cache")
+        # a CSV of the 2 cases keeps preparation to those 2 (4D MSD files need the dataset itself)
+        if not any("channel_index" in c.meta for c in cases):
+            train_dataset = _write_subset(cases, out / "cases.csv")
+    split_path = out / "split.json"
+    ids = sorted(c.case_id for c in cases)
+    if split_path.is_file():
+        split = load_split(split_path)
+        listed = sorted({c for f in split.get("folds", []) for c in f["train"] + f["val"]})
+        if split["kind"] != "kfold" or len(split["folds"]) != folds or listed != ids:
+            raise InputError(
+                f"{split_path}: is not a {folds}-fold split of this dataset's {len(ids)} cases; "
+                "delete it or choose another --out"
+            )
+    else:
+        split = make_split(ids, folds=folds, seed=0)
+        save_split(split, split_path)
+    adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
+    _atomic_json(
+        record | {"train_dataset": str(train_dataset), "adapted": _jsonable(adapted)}, out / "experiment.json"
+    )
+
+    tasks = []
+    for run in selected:
+        for k in range(folds):
+            overrides = {
+                **BASE,
+                **experiment.settings,
+                **run.overrides,
+                **(QUICK if quick else {}),
+                **adapted,
+            }
+            if budget_minutes is not None:
+                overrides.update(minutes=float(budget_minutes), epochs=None)
+            folder = _fold_dir(out, run.name, k)
+            overrides.update(
+                dataset=str(train_dataset),
+                out=str(folder),
+                fold=k,
+                folds=folds,
+                split_file=str(split_path),
+                progress=False,
+                **shared,
+            )
+            tasks.append(Task(run, k, folder, overrides, fold_ids(split, k)[1], _state(folder)))
+    return experiment, tasks, record
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _train_config(overrides: dict):
+    from .train import TrainConfig, default_cache_dir
+
+    settings = dict(overrides)
+    cache_root = settings.pop("cache_root", None)
+    cfg = TrainConfig.from_preset(None, **settings)
+    if not cfg.cache:
+        scheme = get_scheme(cfg.labels)
+        default = default_cache_dir(cfg, scheme, cfg.modalities)
+        cfg.cache = str(Path(cache_root or default.parent) / default.name)
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------- timing
+
+
+def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
+    """Seconds of one training iteration and of one validation forward pass of ``cfg``'s network, timed on
+    a random input of the size a case has after preprocessing (first case's grid, down-sampled)."""
+    import torch
+
+    from .io import read_volume
+    from .losses import build_loss
+    from .nets import build_network
+
+    scheme = get_scheme(cfg.labels)
+    case = next(iter(cases_by_id.values()))
+    channels = list(cfg.modalities) if cfg.modalities else list(case.modalities)
+    if cfg.crop == "fixed" and cfg.crop_size:
+        shape = cfg.crop_size
+    else:
+        # the brain's bounding box is about 60% of a BraTS volume along each axis
+        shape = tuple(int(s * 0.6) for s in read_volume(case.channels[channels[0]]).array.shape[:3])
+    model = build_network(cfg.net, len(channels), scheme.n_outputs, **cfg.net_args)
+    multiple = getattr(model, "size_multiple", None) or 1
+    grid = [max(multiple, math.ceil(s / cfg.downsample / multiple) * multiple) for s in shape]
+    loss_fn = build_loss(cfg.loss, n_classes=scheme.n_outputs)
+    x = torch.randn(1, len(channels), *grid)
+    if getattr(loss_fn, "kind", "multiclass") == "region":
+        y = torch.rand(1, scheme.n_outputs, *grid).round()
+    else:
+        y = torch.randint(0, scheme.n_outputs, (1, *grid))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    for _ in range(2):  # the first iteration also pays for warm-up: time the second
+        t0 = time.monotonic()
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        t_iter = time.monotonic() - t0
+    model.eval()
+    t0 = time.monotonic()
+    with torch.no_grad():
+        model(x)
+    return t_iter, time.monotonic() - t0
+
+
+# per validation case, besides the network: reading the channels, resampling back, writing, scoring (HD95)
+_SECONDS_PER_SCORED_CASE = 8.0
+# per training run: start-up (cache check, network, split); per epoch: checkpoint, log and curves
+_SECONDS_PER_RUN = 5.0
+_SECONDS_PER_EPOCH = 1.0
+
+
+def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train: int) -> float:
+    """Rough wall time of the pending tasks: training budget (or epochs x iterations x ``t_iter``),
+    validation passes, checkpoints, and prediction + scoring of the validation cases. Preparing a cache
+    the first time (a few seconds per case) comes on top."""
+    total = 0.0
+    for task in tasks:
+        if task.state == "done":
+            continue
+        o = task.overrides
+        n_val = len(task.val_ids)
+        score = n_val * (t_forward * 2 + _SECONDS_PER_SCORED_CASE)
+        if task.state == "score":
+            total += score
+            continue
+        per_epoch = (o.get("iters_per_epoch") or n_train) * t_iter
+        if o.get("minutes"):
+            train_s = o["minutes"] * 60 - _trained_seconds(task.folder)
+            epochs = train_s / max(per_epoch, 1e-6)
+        else:
+            epochs = o["epochs"] - _trained_epochs(task.folder)
+            train_s = epochs * per_epoch
+        epochs = max(epochs, 0.0)
+        validation = epochs / max(o.get("val_every") or 1, 1) * n_val * t_forward
+        total += max(train_s, 0.0) + validation + epochs * _SECONDS_PER_EPOCH + _SECONDS_PER_RUN + score
+    return total
+
+
+def _log_rows(folder: Path) -> list[dict]:
+    path = folder / "log.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _trained_seconds(folder: Path) -> float:
+    rows = _log_rows(folder)
+    return float(rows[-1].get("seconds") or 0) if rows else 0.0
+
+
+def _trained_epochs(folder: Path) -> int:
+    rows = _log_rows(folder)
+    return int(rows[-1].get("epoch") or 0) if rows else 0
+
+
+def format_duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+# ---------------------------------------------------------------------------------------------- execution
+
+
+def _score_task(task: Task, cfg, cases_by_id: dict[str, Case], dataset_ref: Path) -> None:
+    """Segment the fold's validation cases with the final parameters and score them (metrics.csv)."""
+    from .evaluate import evaluate
+    from .io import image_suffix, write_volume
+    from .predict import load_model, segment_arrays
+
+    model_file = task.folder / "last.safetensors"
+    if not model_file.is_file():
+        model_file = task.folder / "model.safetensors"
+    loaded = load_model(model_file, device=cfg.device)
+    pred_dir = task.folder / "pred"
+    pred_dir.mkdir(exist_ok=True)
+    for case_id in task.val_ids:
+        case = cases_by_id[case_id].select(loaded.modalities)
+        first = Path(next(iter(case.channels.values())))
+        target = pred_dir / f"{case_id}{image_suffix(first) or '.nii.gz'}"
+        if target.exists():
+            continue
+        image, ref, _ = case.load(with_label=False)
+        labels = segment_arrays(loaded, image, ref.affine)
+        write_volume(ref.with_array(labels), target)
+    evaluate(pred_dir, dataset_ref, loaded.scheme, out_csv=task.folder / "metrics.csv", progress=False)
+
+
+def _run_task(task: Task, cases_by_id: dict[str, Case], dataset_ref: Path) -> dict:
+    from .train import train
+
+    timing = {}
+    cfg = _train_config(task.overrides)
+    if task.state in ("new", "resume"):
+        cfg.resume = task.state == "resume"
+        t0 = time.monotonic()
+        task.folder.mkdir(parents=True, exist_ok=True)
+        # the epoch lines of train() go to the run's own log; the console keeps the bar over runs
+        with open(task.folder / "train.log", "a") as log, contextlib.redirect_stdout(log):
+            train(cfg)
+        timing["train_wall_seconds"] = round(time.monotonic() - t0, 1)
+    t0 = time.monotonic()
+    _score_task(task, cfg, cases_by_id, dataset_ref)
+    timing["score_wall_seconds"] = round(time.monotonic() - t0, 1)
+    old = (
+        json.loads((task.folder / "timing.json").read_text())
+        if (task.folder / "timing.json").is_file()
+        else {}
+    )
+    for key, value in timing.items():
+        timing[key] = round(value + old.get(key, 0.0), 1)
+    _atomic_json(old | timing, task.folder / "timing.json")
+    task.state = "done"
+    return timing
+
+
+def run_experiment(
+    name: str,
+    dataset,
+    out,
+    folds: int | None = None,
+    budget_minutes: float | None = None,
+    quick: bool = False,
+    runs: list[str] | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> dict:
+    """Run (or continue) experiment ``name`` on ``dataset`` into ``out``; returns a summary dict.
+
+    Args:
+        name: a key of :data:`EXPERIMENTS`.
+        dataset: dataset folder (or CSV case list) with labels.
+        out: experiment folder (see the module docstring for its layout).
+        folds: cross-validation folds (default 5; 2 with ``quick``).
+        budget_minutes: training minutes per run and fold (default: :func:`default_budget_minutes`).
+        quick: the 2-case smoke version.
+        runs: only these runs of the experiment (default all).
+        progress: print the time estimate and a progress bar over runs.
+        report: write ``table.md``, ``table.csv`` and ``plot.png`` at the end.
+    """
+    from tqdm import tqdm
+
+    _, tasks, record = plan_experiment(name, dataset, out, folds, budget_minutes, quick, runs)
+    out = Path(out)
+    info = json.loads((out / "experiment.json").read_text())
+    dataset_ref = Path(info["train_dataset"])
+    cases_by_id = {c.case_id: c for c in find_cases(dataset_ref, require_label=True)}
+    pending = [t for t in tasks if t.state != "done"]
+    n_train = len(fold_ids(load_split(out / "split.json"), 0)[0])
+    say = print if progress else (lambda *a, **k: None)
+    say(
+        f"experiment {name}: {len({t.run.name for t in tasks})} runs x {record['folds']} folds = "
+        f"{len(tasks)} trainings ({len(tasks) - len(pending)} complete, "
+        f"{sum(t.state == 'resume' for t in tasks)} to resume)"
+        + (f"; budget {record['budget_minutes']:g} min per training" if record["budget_minutes"] else "")
+        + ("; QUICK smoke test, not a result" if quick else "")
+    )
+    if pending:
+        t_iter, t_forward = _measure_iteration(_train_config(pending[0].overrides), cases_by_id)
+        eta = estimate_seconds(pending, t_iter, t_forward, n_train)
+        say(
+            f"estimated time: {format_duration(eta)} (measured {t_iter:.2f} s per training iteration, "
+            f"{t_forward:.2f} s per validation pass of {pending[0].run.name}'s network)"
+        )
+    t_start = time.monotonic()
+    bar = tqdm(
+        total=len(tasks),
+        initial=len(tasks) - len(pending),
+        unit="run",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for task in pending:
+            bar.set_description(f"{task.run.name}/fold{task.fold}")
+            _run_task(task, cases_by_id, dataset_ref)
+            bar.update(1)
+    finally:
+        bar.close()
+    summary = {
+        "out": str(out),
+        "tasks": len(tasks),
+        "ran": len(pending),
+        "seconds": time.monotonic() - t_start,
+    }
+    if report:
+        summary["report"] = {k: str(v) for k, v in write_report(out).items()}
+        say(
+            f"wrote {summary['report']['table_md']}, table.csv, plot.png "
+            f"({format_duration(summary['seconds'])} this session)"
+        )
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+
+def _fold_means(rows: list[dict], columns: list[str]) -> dict[str, float]:
+    """Mean over cases of each column, NaN (e.g. HD95 with one empty mask) left out."""
+    out = {}
+    for c in columns:
+        values = np.array([float(r[c]) for r in rows if r.get(c) not in (None, "")], dtype=float)
+        values = values[~np.isnan(values)]
+        out[c] = float(values.mean()) if values.size else math.nan
+    return out
+
+
+def _columns(scheme: LabelScheme) -> list[str]:
+    return (
+        [f"dice_{n}" for n in scheme.class_names[1:]]
+        + [f"dice_{r}" for r in scheme.regions]
+        + [f"hd95_{r}" for r in scheme.regions]
+    )
+
+
+def collect_results(out) -> tuple[dict, list[dict], dict]:
+    """Read an experiment folder: (record, one row per run with mean/std over folds, validation curves).
+
+    Each row holds ``run``, ``description``, ``folds_done``, ``<metric>_mean`` and ``<metric>_std`` (sample
+    standard deviation over folds; NaN with fewer than 2 folds), ``iterations`` and ``train_minutes`` (means
+    over folds). Curves map run -> (epochs, mean validation score over folds), using the epochs every
+    finished fold reached.
+    """
+    out = Path(out)
+    path = out / "experiment.json"
+    if not path.is_file():
+        raise InputError(
+            f"{out}: holds no experiment (no experiment.json); run `medseg3d experiment NAME "
+            "DATASET --out DIR` first"
+        )
+    record = json.loads(path.read_text())
+    experiment = get_experiment(record["experiment"])
+    rows, curves = [], {}
+    for run in experiment.runs:
+        per_fold, iters, minutes, fold_curves, columns = [], [], [], [], []
+        for k in range(record["folds"]):
+            folder = _fold_dir(out, run.name, k)
+            if _state(folder) != "done":
+                continue
+            config = json.loads((folder / "config.json").read_text())
+            scheme = get_scheme(config["labels"])
+            columns += [c for c in _columns(scheme) if c not in columns]
+            with open(folder / "metrics.csv", newline="") as fh:
+                per_fold.append(_fold_means(list(csv.DictReader(fh)), _columns(scheme)))
+            log = _log_rows(folder)
+            if log:
+                iters.append(float(log[-1]["iteration"]))
+                minutes.append(float(log[-1]["seconds"]) / 60)
+                fold_curves.append({int(r["epoch"]): float(r["score"]) for r in log if r.get("score")})
+        row = {"run": run.name, "description": run.description, "folds_done": len(per_fold)}
+        for c in columns:
+            values = np.array([f[c] for f in per_fold], dtype=float)
+            values = values[~np.isnan(values)]
+            row[f"{c}_mean"] = float(values.mean()) if values.size else math.nan
+            row[f"{c}_std"] = float(values.std(ddof=1)) if values.size > 1 else math.nan
+        row["iterations"] = float(np.mean(iters)) if iters else math.nan
+        row["train_minutes"] = float(np.mean(minutes)) if minutes else math.nan
+        rows.append(row)
+        if fold_curves:
+            epochs = sorted(set.intersection(*(set(c) for c in fold_curves)))
+            if epochs:
+                curves[run.name] = (epochs, [float(np.mean([c[e] for c in fold_curves])) for e in epochs])
+    return record, rows, curves
+
+
+def _metric_columns(rows: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        seen += [k[: -len("_mean")] for k in row if k.endswith("_mean") and k[: -len("_mean")] not in seen]
+    return seen
+
+
+def _cell(row: dict, metric: str, digits: int) -> str:
+    mean, std = row.get(f"{metric}_mean", math.nan), row.get(f"{metric}_std", math.nan)
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f}" + ("" if math.isnan(std) else f" ± {std:.{digits}f}")
+
+
+def _header(metric: str) -> str:
+    kind, name = metric.split("_", 1)
+    return f"HD95 {name} (mm)" if kind == "hd95" else name
+
+
+def _convergence_lines(curves: dict) -> list[str]:
+    if not curves:
+        return []
+    last = min(max(e) for e, _ in curves.values())
+    marks = sorted({max(1, math.ceil(last * q)) for q in (0.25, 0.5, 1.0)})
+    lines = [
+        "",
+        "## Convergence",
+        "",
+        (
+            "Validation score during training (mean of the region Dice on the fold's validation cases, at "
+            "the training resolution), mean over folds, at epochs every run reached; the last column "
+            f"averages epochs 1-{last} (higher = faster)."
+        ),
+        "",
+        "| run | " + " | ".join(f"epoch {m}" for m in marks) + f" | mean over epochs 1-{last} |",
+        "|---|" + "---|" * (len(marks) + 1),
+    ]
+    for run, (epochs, scores) in curves.items():
+        lookup = dict(zip(epochs, scores))
+        cells = [f"{lookup[m]:.3f}" if m in lookup else "-" for m in marks]
+        upto = [s for e, s in zip(epochs, scores) if e <= last]
+        lines.append(f"| {run} | " + " | ".join(cells) + f" | {np.mean(upto):.3f} |")
+    return lines
+
+
+def _paper_lines(name: str) -> list[str]:
+    lines = ["", "## The paper's numbers", ""]
+    if name == "modalities":
+        cols = PAPER_MODALITIES["columns"]
+        lines += [
+            (
+                "Per-class Dice on BRATS 2015 by input modalities (the seed's table). BRATS 2015 keeps "
+                "necrosis and non-enhancing tumour apart; BraTS 2017+ merges them into NCR/NET, so compare "
+                "the edema and enhancing columns directly and NCR/NET only loosely."
+            ),
+            "",
+            "| modalities | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
+        lines += [
+            f"| {run} | " + " | ".join(f"{v:.2f}" for v in vals) + " |"
+            for run, vals in PAPER_MODALITIES["rows"].items()
+        ]
+    elif name == "hand":
+        return [
+            "",
+            "## The paper's numbers",
+            "",
+            "The hand MRI results are not in the facts file (kayalibay2017.md); the data set is not public.",
+        ]
+    else:
+        lines += [
+            "BRATS 2015 test set, the paper's final network after full training (120,000 iterations): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in PAPER_REGIONS.items())
+            + "."
+        ]
+    return lines
+
+
+def write_report(out) -> dict[str, Path]:
+    """Write ``table.md``, ``table.csv`` and ``plot.png`` from whatever runs of ``out`` are complete."""
+    from .train import software_versions
+
+    out = Path(out)
+    record, rows, curves = collect_results(out)
+    experiment = get_experiment(record["experiment"])
+    metrics = _metric_columns(rows)
+
+    csv_path = out / "table.csv"
+    keys = (
+        ["run", "description", "folds_done"]
+        + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+        + ["iterations", "train_minutes"]
+    )
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k, math.nan)) for k in keys})
+    os.replace(tmp, csv_path)
+
+    wall = 0.0
+    for run in experiment.runs:
+        for k in range(record["folds"]):
+            t = _fold_dir(out, run.name, k) / "timing.json"
+            if t.is_file():
+                wall += sum(json.loads(t.read_text()).values())
+    sw = software_versions()
+    budget = (
+        f"{record['budget_minutes']:g} min of training per run and fold"
+        if record["budget_minutes"]
+        else "2 epochs of 2 iterations per run and fold"
+    )
+    lines = [f"# Experiment `{experiment.name}`: {experiment.description}", ""]
+    if record["quick"]:
+        lines += [
+            (
+                "**QUICK SMOKE RUN (`--quick`): 2 cases, a few iterations at strong down-sampling. These "
+                "numbers test the machinery; they are not results.**"
+            ),
+            "",
+        ]
+    lines += [
+        f"- dataset: `{record['dataset']}`; {record['folds']}-fold cross-validation (`split.json`); {budget}",
+        f"- settings: {_settings_text(record)}",
+        (
+            "- scored: the final parameters of each fold on that fold's validation cases, on the original "
+            "grid (per-case Dice and HD95 in mm; HD95 is left out where one mask is empty); cells are mean ± "
+            "sample standard deviation over folds of the per-fold mean"
+        ),
+        (
+            f"- machine: {os.cpu_count()} CPU cores, {sw['platform']}; torch {sw['torch']}, "
+            f"medseg3d {sw['medseg3d']}"
+        ),
+        f"- wall time of the recorded runs (training + scoring): {format_duration(wall)}",
+        f"- claim tested: {experiment.claim}",
+        "",
+        "| run | what | folds | " + " | ".join(_header(m) for m in metrics) + " | iterations | minutes |",
+        "|---|---|---|" + "---|" * (len(metrics) + 2),
+    ]
+    for row in rows:
+        if not row["folds_done"]:
+            lines.append(
+                f"| {row['run']} | {row['description']} | 0 | "
+                + " | ".join("not yet run" for _ in metrics)
+                + " | - | - |"
+            )
+            continue
+        cells = [_cell(row, m, 1 if m.startswith("hd95") else 3) for m in metrics]
+        its = "-" if math.isnan(row["iterations"]) else f"{row['iterations']:.0f}"
+        mins = "-" if math.isnan(row["train_minutes"]) else f"{row['train_minutes']:.1f}"
+        lines.append(
+            f"| {row['run']} | {row['description']} | {row['folds_done']}/{record['folds']} | "
+            + " | ".join(cells)
+            + f" | {its} | {mins} |"
+        )
+    lines += _convergence_lines(curves if experiment.convergence else {})
+    lines += _paper_lines(experiment.name)
+    md_path = out / "table.md"
+    tmp = md_path.with_name(md_path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, md_path)
+    plot_path = _plot(
+        out / "plot.png", experiment, rows, metrics, curves if experiment.convergence else {}, record["quick"]
+    )
+    return {"table_md": md_path, "table_csv": csv_path, "plot": plot_path}
+
+
+def _csv_value(value):
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def _settings_text(record: dict) -> str:
+    settings = {**BASE, **(QUICK if record["quick"] else {}), **record.get("adapted", {})}
+    keep = (
+        "net",
+        "loss",
+        "labels",
+        "crop",
+        "crop_size",
+        "downsample",
+        "augment",
+        "lr",
+        "schedule",
+        "epochs",
+        "iters_per_epoch",
+    )
+    return (
+        ", ".join(
+            f"{k}={settings[k]:.4g}" if isinstance(settings[k], float) else f"{k}={settings[k]}"
+            for k in keep
+            if settings.get(k) is not None
+        )
+        + " (each run changes some of these, as its description says)"
+    )
+
+
+def _plot(
+    path: Path, experiment: Experiment, rows: list[dict], metrics: list[str], curves: dict, quick: bool
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dice = [m for m in metrics if m.startswith("dice_")]
+    done = [r for r in rows if r["folds_done"]]
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(13 if curves else 9, 4.5), squeeze=False)
+    ax = axes[0][0]
+    width = 0.8 / max(len(done), 1)
+    x = np.arange(len(dice))
+    for i, row in enumerate(done):
+        means = [row.get(f"{m}_mean", math.nan) for m in dice]
+        stds = [0.0 if math.isnan(row.get(f"{m}_std", math.nan)) else row[f"{m}_std"] for m in dice]
+        ax.bar(x - 0.4 + width * (i + 0.5), means, width, yerr=stds, capsize=2, label=row["run"])
+    ax.set_xticks(x)
+    ax.set_xticklabels([m[len("dice_") :] for m in dice])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice (mean ± std over folds)")
+    ax.set_title(f"{experiment.name}" + (" (QUICK SMOKE RUN: not a result)" if quick else ""))
+    if done:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no run complete yet", ha="center", va="center", transform=ax.transAxes)
+    if curves:
+        ax = axes[0][1]
+        for run, (epochs, scores) in curves.items():
+            ax.plot(epochs, scores, marker=".", label=run)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation score (mean region Dice)")
+        ax.set_ylim(0, 1)
+        ax.set_title("convergence (mean over folds)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def report_only(name: str, out) -> dict[str, Path]:
+    """``--report``: tables and plot from the complete runs, without training anything."""
+    out = Path(out)
+    path = out / "experiment.json"
+    if path.is_file():
+        recorded = json.loads(path.read_text()).get("experiment")
+        if recorded != name:
+            raise InputError(
+                f"{out}: holds experiment '{recorded}', not '{name}'; give that name or another --out"
+            )
+    return write_report(out)

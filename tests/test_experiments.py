@@ -1,0 +1,282 @@
+"""Experiment grids: --quick runs end to end, skip and resume, --report alone, the synthetic hand phantom."""
+
+import csv
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from medseg3d.checkpoint import read_model_file
+from medseg3d.cli import main
+from medseg3d.errors import InputError
+from medseg3d.experiments import (
+    EXPERIMENTS,
+    TRAIN_MINUTES,
+    default_budget_minutes,
+    estimate_seconds,
+    plan_experiment,
+    report_only,
+    run_experiment,
+)
+from medseg3d.labels import BINARY, get_scheme
+from medseg3d.metrics import score_case
+from medseg3d.preprocess import PrepConfig, target_shape
+
+CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
+# one run keeps the default suite short; test_quick_ablations_all_runs (slow) runs the whole grid
+SUBSET = ["single-map"]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(brats_root, tmp_path_factory):
+    """Three shared cases, linked (not copied) into a temporary dataset folder."""
+    root = tmp_path_factory.mktemp("data") / "brats3"
+    root.mkdir()
+    for case in CASES:
+        (root / case).symlink_to(brats_root / case, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def quick_ablations(small_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp") / "ablations"
+    summary = run_experiment("ablations", small_dataset, out, quick=True, runs=SUBSET, progress=False)
+    return out, summary
+
+
+def read_table(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_grid_definitions():
+    assert list(EXPERIMENTS) == ["modalities", "ablations", "losses", "depth", "binary", "hand"]
+    assert [r.name for r in EXPERIMENTS["modalities"].runs] == [
+        "flair",
+        "t1",
+        "t1ce",
+        "t2",
+        "flair+t1ce",
+        "flair+t1ce+t2",
+        "all",
+    ]
+    assert EXPERIMENTS["ablations"].convergence
+    assert {r.overrides.get("loss") for r in EXPERIMENTS["losses"].runs} == {
+        "jaccard",
+        "dice",
+        "ce",
+        "wce",
+        "focal",
+        "jaccard+ce",
+    }
+    for exp in EXPERIMENTS.values():
+        # the default budget shares TRAIN_MINUTES over the grid: the 6-hour promise rests on it
+        assert default_budget_minutes(exp, 5) * len(exp.runs) * 5 <= TRAIN_MINUTES + 1
+
+
+def test_quick_ablations_write_table_and_plot(quick_ablations, small_dataset):
+    out, summary = quick_ablations
+    assert summary["ran"] == 2
+    for name in ("table.md", "table.csv", "plot.png", "split.json", "experiment.json", "cases.csv"):
+        assert (out / name).is_file(), name
+    split = json.loads((out / "split.json").read_text())
+    assert split["kind"] == "kfold" and len(split["folds"]) == 2
+    assert sorted(split["folds"][0]["train"] + split["folds"][0]["val"]) == sorted(CASES)[:2]
+    for run in SUBSET:
+        for k in range(2):
+            fold = out / run / f"fold{k}"
+            for name in (
+                "model.safetensors",
+                "last.pt",
+                "log.csv",
+                "metrics.csv",
+                "train.log",
+                "timing.json",
+            ):
+                assert (fold / name).is_file(), (run, k, name)
+            metrics = read_table(fold / "metrics.csv")
+            assert [r["case"] for r in metrics] == split["folds"][k]["val"]
+    rows = read_table(out / "table.csv")
+    assert [r["run"] for r in rows] == [r.name for r in EXPERIMENTS["ablations"].runs]
+    done = {r["run"]: r for r in rows if r["folds_done"] != "0"}
+    assert sorted(done) == sorted(SUBSET)
+    dice_cols = [
+        f"dice_{n}_{s}" for n in ("NCR/NET", "edema", "enhancing", "WT", "TC", "ET") for s in ("mean", "std")
+    ]
+    assert set(dice_cols + ["hd95_WT_mean", "hd95_ET_std", "iterations", "train_minutes"]) <= set(rows[0])
+    for row in done.values():
+        assert row["folds_done"] == "2" and float(row["iterations"]) == 4
+        for col in dice_cols:
+            assert 0.0 <= float(row[col]) <= 1.0, (col, row[col])
+    md = (out / "table.md").read_text()
+    assert "QUICK SMOKE RUN" in md and "not yet run" in md and "## Convergence" in md
+    assert "| single-map |" in md and "| concat-jaccard |" in md and "WT 0.85" in md
+
+
+def test_second_invocation_skips_complete_runs(quick_ablations, small_dataset, capsys):
+    out, _ = quick_ablations
+    stamp = (out / "single-map" / "fold0" / "model.safetensors").stat().st_mtime_ns
+    summary = run_experiment("ablations", small_dataset, out, quick=True, runs=SUBSET)
+    assert summary["ran"] == 0
+    assert (out / "single-map" / "fold0" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert "2 complete" in capsys.readouterr().out
+
+
+def test_report_alone_and_cli(quick_ablations, capsys):
+    out, _ = quick_ablations
+    (out / "table.md").unlink()
+    (out / "plot.png").unlink()
+    written = report_only("ablations", out)
+    assert written["table_md"].is_file() and written["plot"].is_file()
+    assert main(["experiment", "ablations", "--out", str(out), "--report"]) == 0
+    assert "table.md" in capsys.readouterr().out
+    assert main(["experiment", "losses", "--out", str(out), "--report"]) == 2
+    assert "holds experiment 'ablations'" in capsys.readouterr().err
+
+
+def test_interrupted_runs_resume_or_rescore(quick_ablations, small_dataset):
+    out, _ = quick_ablations
+    # killed after training but before scoring: only predicted and scored again
+    fold = out / "single-map" / "fold1"
+    (fold / "metrics.csv").unlink()
+    shutil.rmtree(fold / "pred")
+    # killed during training (last.pt, no final model): resumed, not restarted
+    fold0 = out / "single-map" / "fold0"
+    (fold0 / "model.safetensors").unlink()
+    (fold0 / "metrics.csv").unlink()
+    _, tasks, _ = plan_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"])
+    assert [t.state for t in tasks] == ["resume", "score"]
+    assert estimate_seconds(tasks, 1.0, 0.1, 1) > 0
+    summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+    assert summary["ran"] == 2
+    assert (fold0 / "model.safetensors").is_file() and (fold / "metrics.csv").is_file()
+    log = read_table(fold0 / "log.csv")
+    assert len(log) == 2  # the resumed run did not train again
+
+
+def test_user_errors(quick_ablations, small_dataset, tmp_path):
+    out, _ = quick_ablations
+    with pytest.raises(InputError, match="--quick"):
+        plan_experiment("ablations", small_dataset, out, folds=2)  # the folder was made with --quick
+    with pytest.raises(InputError, match="unknown experiment"):
+        plan_experiment("everything", small_dataset, tmp_path / "x")
+    with pytest.raises(InputError, match="no run 'deeper'"):
+        plan_experiment("depth", small_dataset, tmp_path / "x", runs=["deeper"])
+    with pytest.raises(InputError, match="--folds"):
+        plan_experiment("depth", small_dataset, tmp_path / "x", folds=7)
+    with pytest.raises(InputError, match="no experiment"):
+        report_only("depth", tmp_path / "empty")
+    assert main(["experiment", "depth", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_default_plan_uses_the_budget(small_dataset, tmp_path):
+    exp, tasks, record = plan_experiment("depth", small_dataset, tmp_path / "depth", folds=3)
+    assert record["budget_minutes"] == round(TRAIN_MINUTES / (len(exp.runs) * 3), 1)
+    assert len(tasks) == len(exp.runs) * 3
+    wide = next(t for t in tasks if t.run.name == "wide")
+    assert wide.overrides["net_args"] == {"base_channels": 16} and wide.overrides["downsample"] == 2.0
+    assert wide.overrides["minutes"] == record["budget_minutes"] and wide.overrides["epochs"] is None
+
+
+def test_binary_scheme_scores_class_and_region():
+    # the binary class and its region carry different names, so evaluate can score both
+    a = np.zeros((6, 6, 6), np.uint8)
+    a[1:4, 1:4, 1:4] = 1
+    row = score_case(a, a, {"tumour": (1,)}, BINARY.regions)
+    assert row["dice_tumour"] == row["dice_WT"] == 1.0
+    assert get_scheme("binary-regions").n_outputs == 1
+
+
+@pytest.mark.slow
+def test_quick_binary_tiny_unet_with_one_output(small_dataset, tmp_path):
+    out = tmp_path / "binary"
+    run_experiment("binary", small_dataset, out, quick=True, runs=["tiny-unet-bce"], progress=False)
+    meta, _ = read_model_file(out / "tiny-unet-bce" / "fold0" / "last.safetensors")
+    assert meta["network"] == "tiny-unet" and meta["n_outputs"] == 1 and meta["kind"] == "region"
+    row = next(r for r in read_table(out / "table.csv") if r["run"] == "tiny-unet-bce")
+    assert row["folds_done"] == "2"
+    for col in ("dice_tumour_mean", "dice_WT_mean"):
+        assert 0.0 <= float(row[col]) <= 1.0
+
+
+@pytest.mark.slow
+def test_quick_ablations_all_runs(small_dataset, tmp_path):
+    out = tmp_path / "ablations-all"
+    summary = run_experiment("ablations", small_dataset, out, quick=True, progress=False)
+    assert summary["ran"] == 10
+    rows = read_table(out / "table.csv")
+    assert all(r["folds_done"] == "2" for r in rows)
+
+
+# ------------------------------------------------------------------------------ synthetic hand phantom
+
+
+def make_synthetic_hand_dataset(root, n_cases=3, shape=(72, 64, 40), seed=0):
+    """A SYNTHETIC phantom in nnU-Net layout (no real anatomy): four 'fingers' along x, each a rod of four
+    bone segments labelled 1 metacarpal, 2 proximal, 3 middle, 4 distal, bright in soft tissue plus noise."""
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    for i in range(n_cases):
+        label = np.zeros(shape, np.uint8)
+        image = rng.normal(10, 2, shape)
+        image[(abs(y - shape[1] / 2) < shape[1] * 0.4) & (abs(z - shape[2] / 2) < shape[2] * 0.3)] += 30
+        bounds = np.cumsum([6 + rng.integers(0, 4), 22, 12, 9, 7])
+        for f in range(4):
+            cy, cz = 12 + 13 * f + rng.integers(-2, 3), shape[2] / 2 + rng.integers(-3, 4)
+            rod = (y - cy) ** 2 + (z - cz) ** 2 <= 9
+            for k in range(4):
+                label[rod & (x >= bounds[k]) & (x < bounds[k + 1])] = k + 1
+        image[label > 0] += 60
+        case = f"synthetic_hand_{i:03d}"
+        nib.save(
+            nib.Nifti1Image(image.astype(np.float32), np.eye(4)),
+            str(root / "imagesTr" / f"{case}_0000.nii.gz"),
+        )
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(root / "labelsTr" / f"{case}.nii.gz"))
+    labels = {"background": 0, "metacarpals": 1, "proximal": 2, "middle": 3, "distal": 4}
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "synthetic hand phantom (not real data)",
+                "channel_names": {"0": "MRI"},
+                "labels": labels,
+                "numTraining": n_cases,
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
+    return root
+
+
+def test_hand_configuration_on_synthetic_phantom(tmp_path):
+    data = make_synthetic_hand_dataset(tmp_path / "synthetic_hand")
+    # default settings: one channel, five classes, a crop that down-samples to 120 x 120 x 64
+    _, tasks, _ = plan_experiment("hand", data, tmp_path / "hand-default", folds=3)
+    o = tasks[0].overrides
+    assert o["labels"] == "hand" and o["modalities"] == ("mri",) and o["crop"] == "fixed"
+    prep = PrepConfig(crop="fixed", crop_size=o["crop_size"], downsample=o["downsample"])
+    assert target_shape(o["crop_size"], (1.0, 1.0, 1.0), prep) == (120, 120, 64)
+
+    out = tmp_path / "hand"
+    run_experiment("hand", data, out, quick=True, progress=False)
+    config = json.loads((out / "kayalibay" / "fold0" / "config.json").read_text())
+    assert config["modalities"] == ["mri"] and config["labels"] == "hand"
+    row = read_table(out / "table.csv")[0]
+    assert row["folds_done"] == "2"
+    for name in ("metacarpals", "proximal", "middle", "distal", "bone"):
+        assert 0.0 <= float(row[f"dice_{name}_mean"]) <= 1.0
+    assert "hd95_bone_mean" in row
+    assert "QUICK SMOKE RUN" in (out / "table.md").read_text()
+
+
+def test_hand_configuration_rejects_other_label_sets(tmp_path):
+    data = make_synthetic_hand_dataset(tmp_path / "synthetic_hand", n_cases=2)
+    info = json.loads((data / "dataset.json").read_text())
+    info["labels"] = {"background": 0, "bone": 1}
+    (data / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match="five classes"):
+        plan_experiment("hand", data, tmp_path / "out", quick=True)
