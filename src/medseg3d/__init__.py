@@ -27,4 +27,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'medseg3d' has no attribute {name!r}")
 
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = ["MedsegError", "Volume", "__version__", "evaluate", "load_model", "read_volume", "segment", "train",
+           "write_volume"]

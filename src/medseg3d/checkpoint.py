@@ -68,8 +68,14 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelError(f"{path}: not a readable safetensors model file ({str(exc).splitlines()[0]})") from exc
+    meta = check_metadata(raw, path)
+    return meta, state
+
+
+def check_metadata(raw: str | None, path: Path, origin: str = "it was not written by medseg3d") -> dict:
+    """Parse and check the medseg3d metadata JSON of a model file (safetensors, ONNX or TorchScript)."""
     if raw is None:
-        raise ModelError(f"{path}: has no medseg3d metadata; it was not written by medseg3d")
+        raise ModelError(f"{path}: has no medseg3d metadata; {origin}")
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -79,7 +85,7 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
         raise ModelError(f"{path}: model metadata lacks {missing}; the file is incomplete")
     if meta.get("format", 0) > MODEL_FORMAT:
         raise ModelError(f"{path}: made by a newer medseg3d (format {meta['format']}); upgrade medseg3d")
-    return meta, state
+    return meta
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:

@@ -133,7 +133,7 @@ def cmd_evaluate(args) -> None:
     from .evaluate import evaluate
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
-    rows, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
+    _, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
                              progress=not args.quiet)
     print(summary)
     print(f"\nper-case metrics: {out_csv}")

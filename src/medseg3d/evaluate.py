@@ -11,9 +11,7 @@ and HD95 NaN (or the BraTS penalty of 373.13 mm with ``hd95_penalty=True``).
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from .datasets import find_cases
 from .errors import InputError
 from .io import image_suffix, is_image_file, read_volume
 from .labels import LabelScheme, get_scheme
-from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_case
+from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_case, write_rows
 
 
 def _strip(name: str) -> str:
@@ -94,17 +92,3 @@ def evaluate(
     if missing:
         note += f"\nNo reference for {len(missing)} prediction(s): {', '.join(missing[:5])}"
     return rows, summary + "\n" + note
-
-
-def write_rows(rows: list[dict], path: Path) -> Path:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
-    return path

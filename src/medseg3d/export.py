@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import MODEL_FORMAT, REQUIRED_META, _atomic
+from .checkpoint import MODEL_FORMAT, _atomic, check_metadata
 from .errors import InputError, ModelError
 from .labels import LabelScheme
 from .predict import LoadedModel, load_model
@@ -214,18 +214,7 @@ def _verify(reference: torch.nn.Module, exported: torch.nn.Module, in_channels: 
 
 
 def _check_meta(raw: str | None, path: Path) -> dict:
-    if raw is None:
-        raise ModelError(f"{path}: has no medseg3d metadata; export it with `medseg3d export`")
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: its medseg3d metadata is not valid JSON") from exc
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise ModelError(f"{path}: model metadata lacks {missing}; the file is incomplete")
-    if meta.get("format", 0) > MODEL_FORMAT:
-        raise ModelError(f"{path}: made by a newer medseg3d (format {meta['format']}); upgrade medseg3d")
-    return meta
+    return check_metadata(raw, path, "export it with `medseg3d export`")
 
 
 def _loaded(model: torch.nn.Module, meta: dict, path: Path, device: torch.device) -> LoadedModel:

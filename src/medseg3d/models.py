@@ -33,7 +33,8 @@ def describe_models() -> str:
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
         lines.append(f"  preprocess   {meta['preprocess']}")
-        for key in ("trained_on", "command", "training_time", "cross_validation", "licence", "provenance"):
+        for key in ("trained_on", "command", "training_time", "held_out_scores", "cross_validation", "note", "licence",
+                    "provenance"):
             if key in card:
                 value = card[key]
                 if isinstance(value, dict):

@@ -21,7 +21,7 @@ from .checkpoint import read_model_file
 from .datasets import Case, find_cases, normalise_modalities
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
-from .io import Volume, image_suffix, read_volume, write_volume
+from .io import Volume, image_suffix, write_volume
 from .labels import LabelScheme
 from .preprocess import PrepConfig, preprocess, undo_probabilities
 

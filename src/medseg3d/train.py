@@ -24,7 +24,6 @@ writes files.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import datetime
 import hashlib
@@ -47,6 +46,7 @@ from .datasets import fold_ids, load_split, make_split, normalise_modalities, sa
 from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
 from .labels import LabelScheme, get_scheme
+from .metrics import write_rows
 from .preprocess import PrepConfig
 from .sampling import PatchSampler
 
@@ -112,7 +112,7 @@ class TrainConfig:
     progress: bool = True
 
     @classmethod
-    def from_preset(cls, preset: str | None, **overrides) -> "TrainConfig":
+    def from_preset(cls, preset: str | None, **overrides) -> TrainConfig:
         base = {}
         if preset:
             if preset not in PRESETS:
@@ -224,19 +224,6 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_log(history: list[dict], path: Path) -> None:
-    keys: list[str] = []
-    for h in history:
-        keys += [k for k in h if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for h in history:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in h.items()})
     os.replace(tmp, path)
 
 
@@ -506,7 +493,7 @@ def train(cfg: TrainConfig) -> dict:
         if rank == 0:
             save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
             checkpoint()
-            _write_log(state["history"], out / "log.csv")
+            write_rows(state["history"], out / "log.csv")
             _plot_curves(state["history"], out / "curves.png")
     bar.close()
     if rank == 0:

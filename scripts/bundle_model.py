@@ -1,0 +1,69 @@
+"""Copy a trained run's model into the package as a bundled model, with its model card.
+
+Usage:
+    python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
+
+The card (``src/medseg3d/weights/<name>.json``) records what the model was trained on, the exact command,
+the training time, the scores measured on held-out cases (from ``medseg3d evaluate``'s metrics.csv, per case
+and mean), and the data licence. ``medseg3d models`` prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("--name", default="brats")
+    p.add_argument("--model", default="best", choices=["best", "last", "model"])
+    p.add_argument("--metrics", type=Path, required=True, help="metrics.csv of the held-out cases")
+    p.add_argument("--note", default="", help="one sentence on what the scores mean")
+    args = p.parse_args()
+
+    config = json.loads((args.run / "config.json").read_text())
+    log = list(csv.DictReader(open(args.run / "log.csv")))
+    rows = list(csv.DictReader(open(args.metrics)))
+    keys = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
+
+    def mean(k):
+        values = [float(r[k]) for r in rows if r.get(k) not in (None, "", "nan")]
+        return round(float(np.mean(values)), 4) if values else None
+
+    command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
+               + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
+               + (" --all-cases" if config.get("all_cases") else ""))
+    card = {
+        "name": args.name,
+        "trained_on": f"{len(config['train_cases'])} BraTS 2018 training cases (../shared/data/brats2018)"
+                      + (f", fold {config['fold']} of a seeded 5-fold split" if config.get("fold") is not None else ""),
+        "train_cases": config["train_cases"],
+        "held_out_cases": config["val_cases"],
+        "command": command,
+        "training_time": f"{float(log[-1]['seconds']) / 60:.0f} min of training on a 2-core CPU, "
+                         f"{log[-1]['epoch']} epochs, {log[-1]['iteration']} iterations",
+        "weights": f"{args.model}.safetensors of the run (best validation score)" if args.model == "best" else args.model,
+        "held_out_scores": {k: mean(k) for k in keys},
+        "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in keys} for r in rows},
+        "note": args.note,
+        "licence": "weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
+                   "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.",
+        "provenance": "trained with medseg3d " + config["software"]["medseg3d"] + ", torch " + config["software"]["torch"],
+    }
+    WEIGHTS.mkdir(exist_ok=True)
+    shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
+    (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The bundled BraTS model: listed with its card, loads safely, segments a shared case on its own grid."""
+
+import numpy as np
+import pytest
+
+from medseg3d.io import read_volume
+from medseg3d.models import describe_models, model_card
+from medseg3d.predict import bundled_models, load_model, predict
+
+pytestmark = pytest.mark.skipif("brats" not in bundled_models(), reason="no bundled brats model installed")
+
+
+def test_card_and_metadata():
+    card = model_card("brats")
+    for key in ("trained_on", "command", "training_time", "held_out_scores", "licence"):
+        assert key in card
+    text = describe_models()
+    assert "brats" in text and "flair, t1, t1ce, t2" in text
+    model = load_model("brats", device="cpu")
+    assert model.modalities == ("flair", "t1", "t1ce", "t2") and model.scheme.values == (0, 1, 2, 4)
+    assert bundled_models()["brats"].stat().st_size < 10_000_000
+
+
+def test_segments_a_shared_case(brats_root, tmp_path):
+    case = brats_root / "Brats18_2013_2_1"
+    out = predict("brats", [case], tmp_path / "sub" / "tumour.nii.gz", progress=False, device="cpu")[0]
+    pred, ref = read_volume(out), read_volume(case / "Brats18_2013_2_1_seg.nii.gz")
+    assert pred.shape == ref.shape and np.allclose(pred.affine, ref.affine)
+    assert set(np.unique(pred.array)) <= {0, 1, 2, 4}
+    wt_p, wt_r = pred.array > 0, ref.array > 0
+    # a case the model was trained on: the whole tumour must be found (guards against a broken pipeline)
+    assert 2 * (wt_p & wt_r).sum() / (wt_p.sum() + wt_r.sum()) > 0.6
