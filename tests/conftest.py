@@ -32,3 +32,20 @@ def _few_threads():
         torch.set_num_threads(2)
     except ImportError:
         pass
+
+
+SMALL_CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
+
+
+def link_cases(brats_root: Path, dest: Path, cases) -> Path:
+    """A dataset folder holding symbolic links to shared cases (the data are never copied)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        (dest / case).symlink_to(brats_root / case, target_is_directory=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_dataset(brats_root, tmp_path_factory) -> Path:
+    """Three shared cases (two HGG, one LGG), linked into a temporary dataset folder."""
+    return link_cases(brats_root, tmp_path_factory.mktemp("data") / "brats3", SMALL_CASES)

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fixture
 
 from medseg3d.train import TrainConfig, train
 
-CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
 REPO = Path(__file__).resolve().parents[1]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 # patches and augmentation on, so that the shared sampling stream and per-sample augmentation seeds matter
@@ -23,12 +23,8 @@ SETTINGS = {"epochs": 1, "iters_per_epoch": 3, "patch": (32, 32, 32), "augment":
 
 
 @pytest.fixture(scope="module")
-def dataset(brats_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "brats3"
-    root.mkdir()
-    for case in CASES:
-        (root / case).symlink_to(brats_root / case, target_is_directory=True)
-    return root
+def dataset(small_dataset):
+    return small_dataset
 
 
 def _env(**extra) -> dict:

@@ -7,6 +7,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fixture
 
 from medseg3d.checkpoint import read_model_file
 from medseg3d.cli import main
@@ -24,19 +25,8 @@ from medseg3d.labels import BINARY, get_scheme
 from medseg3d.metrics import score_case
 from medseg3d.preprocess import PrepConfig, target_shape
 
-CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
 # one run keeps the default suite short; test_quick_ablations_all_runs (slow) runs the whole grid
 SUBSET = ["single-map"]
-
-
-@pytest.fixture(scope="module")
-def small_dataset(brats_root, tmp_path_factory):
-    """Three shared cases, linked (not copied) into a temporary dataset folder."""
-    root = tmp_path_factory.mktemp("data") / "brats3"
-    root.mkdir()
-    for case in CASES:
-        (root / case).symlink_to(brats_root / case, target_is_directory=True)
-    return root
 
 
 @pytest.fixture(scope="module")

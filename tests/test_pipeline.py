@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fixture
 
 from medseg3d.checkpoint import read_model_file
 from medseg3d.errors import InputError, ModelError
@@ -13,18 +14,6 @@ from medseg3d.evaluate import evaluate
 from medseg3d.io import read_volume
 from medseg3d.predict import load_model, predict, segment
 from medseg3d.train import TrainConfig, train
-
-CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
-
-
-@pytest.fixture(scope="module")
-def small_dataset(brats_root, tmp_path_factory):
-    """Three shared cases, linked (not copied) into a temporary dataset folder."""
-    root = tmp_path_factory.mktemp("data") / "brats3"
-    root.mkdir()
-    for case in CASES:
-        (root / case).symlink_to(brats_root / case, target_is_directory=True)
-    return root
 
 
 def quick_config(dataset, out, cache, **kw):
@@ -45,13 +34,13 @@ def test_training_writes_everything(trained_run):
     run, _, summary = trained_run
     for name in ("config.json", "log.csv", "curves.png", "last.pt", "model.safetensors", "split.json"):
         assert (run / name).is_file(), name
-    rows = list(csv.DictReader(open(run / "log.csv")))
+    rows = list(csv.DictReader((run / "log.csv").open()))
     assert len(rows) == 2 and {"epoch", "train_loss", "dice_WT", "dice_TC", "dice_ET", "seconds"} <= set(rows[0])
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
     assert 0.0 <= float(rows[-1]["dice_WT"]) <= 1.0
     config = json.loads((run / "config.json").read_text())
     assert config["software"]["torch"] == torch.__version__ and config["net"] == "kayalibay"
-    meta, state = read_model_file(run / "model.safetensors")
+    meta, _ = read_model_file(run / "model.safetensors")
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"] and meta["labels"]["values"] == [0, 1, 2, 4]
     assert summary["iterations"] == 2 * config["iters_per_epoch"]
 
@@ -73,7 +62,7 @@ def test_predict_and_evaluate(trained_run, small_dataset, brats_root, tmp_path):
     assert len(written) == 3
     rows, summary = evaluate(folder, small_dataset, "brats", progress=False)
     assert len(rows) == 3 and "dice_WT" in summary
-    table = list(csv.DictReader(open(folder / "metrics.csv")))
+    table = list(csv.DictReader((folder / "metrics.csv").open()))
     for col in ("case", "dice_WT", "dice_TC", "dice_ET", "hd95_WT", "sens_WT", "spec_WT", "jaccard_ET"):
         assert col in table[0]
     for r in table:
