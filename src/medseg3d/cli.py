@@ -13,24 +13,23 @@ from pathlib import Path
 from .errors import MedsegError
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 96,96,96, got {text!r}") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected three positive integers like 96,96,96, got {text!r}")
-    return values
+def _positive_triple(cast, kind: str, example: str):
+    """An argparse type: three positive comma-separated values (sizes or spacings), e.g. 96,96,96."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(cast(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind} like {example}, got {text!r}") from None
+        if len(values) != 3 or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"expected three positive {kind} like {example}, got {text!r}")
+        return values
+
+    return parse
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1,1,1, got {text!r}") from None
-    if len(values) != 3 or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected three positive numbers like 2,2,2, got {text!r}")
-    return values
+_ints = _positive_triple(int, "integers", "96,96,96")
+_floats = _positive_triple(float, "numbers", "2,2,2")
 
 
 def _shard(text: str) -> tuple[int, int]:

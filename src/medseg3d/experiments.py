@@ -72,6 +72,7 @@ import numpy as np
 from .datasets import Case, dataset_labels, find_cases, fold_ids, load_split, make_split, save_split
 from .errors import InputError
 from .labels import LabelScheme, get_scheme, scheme_from_labels
+from .plotting import save_figure
 
 TRAIN_MINUTES = 260.0  # training time per experiment at default settings, shared by its runs and folds
 DEFAULT_FOLDS = 5
@@ -1046,11 +1047,7 @@ def _plot(
         ax.set_title("convergence (mean over folds)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def report_only(name: str, out) -> dict[str, Path]:

@@ -7,7 +7,6 @@ legend, over the FLAIR (or first) channel, so that a person can look at a result
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from .datasets import find_cases
 from .errors import InputError
 from .io import read_volume
 from .labels import get_scheme
+from .plotting import save_figure
 
 COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#984ea3", 4: "#ffd92f"}
 
@@ -89,8 +89,4 @@ def show(case_path, out, pred=None, labels: str = "brats", channel: str | None =
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return save_figure(fig, out, dpi=90, facecolor=fig.get_facecolor(), bbox_inches="tight")

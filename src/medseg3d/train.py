@@ -47,6 +47,7 @@ from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
 from .labels import LabelScheme, get_scheme
 from .metrics import write_rows
+from .plotting import save_figure
 from .preprocess import PrepConfig
 from .sampling import PatchSampler
 
@@ -221,10 +222,7 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     if keys:
         b.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=80)
 
 
 def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
