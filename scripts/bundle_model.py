@@ -21,6 +21,20 @@ import numpy as np
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
 
 
+def cross_validation(root: Path, variant: str) -> dict:
+    """Mean Dice per region for each fold of a cross-validation, and the mean and SD over folds."""
+    from crossval_report import REGIONS, collect
+
+    folds = collect(root, variant)
+    per_fold = {f"fold {k}": {r: round(float(np.mean([float(x[f"dice_{r}"]) for x in rows])), 4) for r in REGIONS}
+                for k, rows in sorted(folds.items())}
+    summary = {}
+    for r in REGIONS:
+        values = [v[r] for v in per_fold.values()]
+        summary[f"dice_{r}"] = f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+    return {"folds": len(folds), "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path)
@@ -28,11 +42,16 @@ def main() -> None:
     p.add_argument("--model", default="best", choices=["best", "last", "model"])
     p.add_argument("--metrics", type=Path, required=True, help="metrics.csv of the held-out cases")
     p.add_argument("--note", default="", help="one sentence on what the scores mean")
+    p.add_argument("--cv", type=Path, help="scripts/crossval.sh output of the same preset: adds per-fold "
+                   "cross-validated scores to the card (then --metrics is its pooled held-out CSV)")
+    p.add_argument("--cv-variant", default="last", help="which weights of the folds were scored (last, best)")
     args = p.parse_args()
 
     config = json.loads((args.run / "config.json").read_text())
-    log = list(csv.DictReader(open(args.run / "log.csv")))
-    rows = list(csv.DictReader(open(args.metrics)))
+    with open(args.run / "log.csv", newline="") as f:
+        log = list(csv.DictReader(f))
+    with open(args.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
     keys = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
 
     def mean(k):
@@ -55,6 +74,7 @@ def main() -> None:
         "held_out_scores": {k: mean(k) for k in keys},
         "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in keys} for r in rows},
         "note": args.note,
+        **({"cross_validation": cross_validation(args.cv, args.cv_variant)} if args.cv else {}),
         "licence": "weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
                    "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.",
         "provenance": "trained with medseg3d " + config["software"]["medseg3d"] + ", torch " + config["software"]["torch"],

@@ -7,7 +7,7 @@ import pytest
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "medseg3d.cli", *map(str, args)], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "medseg3d.cli", *map(str, args)], check=False, capture_output=True, text=True, **kw)
 
 
 def assert_one_line_error(result, fragment):

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a network on a dataset")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
-    s.add_argument("--preset", help="paper, brats (the bundled model) or quick")
+    s.add_argument("--preset", help="paper, brats (the bundled model), brats-v0 or quick")
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
     s.add_argument("--net-arg", action="append", type=_kv, help="network argument KEY=VALUE (repeatable)")
     s.add_argument("--loss", help="loss name or combination, e.g. jaccard, dice, ce, jaccard+ce, region-dice-bce")

@@ -23,6 +23,7 @@ from medseg3d.nets import KayalibayNet, count_parameters, pad_to_multiple, unpad
         (4, {"blocks_per_level": 2}, 690_552),  # res_fcn_concat
         (4, {"blocks_per_level": 2, "merge": "sum", "act": "relu"}, 617_360),  # res_fcn_add
         (1, {}, 409_424),
+        (4, {"norm": "instance"}, 410_072),  # instance norm: same affine parameters as batch norm
     ],
 )
 def test_parameter_counts_match_the_authors_models(in_channels, arguments, expected):
@@ -109,6 +110,7 @@ def test_wrong_channels_or_rank_raise_input_error():
         {"spatial_dims": 4},
         {"blocks_per_level": 0},
         {"init": "xavier"},
+        {"norm": "group"},
     ],
 )
 def test_bad_arguments_raise_input_error(arguments):
@@ -191,3 +193,19 @@ def test_default_init_is_kaiming():
     assert first_conv.weight.std().item() == pytest.approx(expected_std, rel=0.15)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm3d)]
     assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)
+
+
+def test_instance_norm_keeps_no_running_statistics_and_normalises_each_volume():
+    torch.manual_seed(0)
+    net = KayalibayNet(4, 3, norm="instance")
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert sum(isinstance(m, torch.nn.InstanceNorm3d) for m in net.modules()) > 10
+    x = torch.randn(2, 4, 16, 16, 16)
+    net.train()
+    train_out = net(x)
+    net.eval()
+    with torch.no_grad():
+        eval_out = net(x)
+        alone = net(x[1:])
+    assert torch.allclose(train_out, eval_out, atol=1e-5)  # the same in training and inference
+    assert torch.allclose(eval_out[1:], alone, atol=1e-5)  # independent of the other volumes of the batch

@@ -48,6 +48,8 @@ use :func:`medseg3d.nets.pad_to_multiple` otherwise. The forward pass returns lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -75,14 +77,13 @@ class _ShallowDownLevel(nn.Module):
         in_channels: int,
         down_channels: int,
         out_channels: int,
-        act: str,
-        bn_momentum: float,
+        norm_act: Callable[[int], nn.Module],
     ):
         super().__init__()
         self.down = conv_layer(spatial_dims, in_channels, down_channels, 3, stride=2)
-        self.down_act = NormAct(down_channels, spatial_dims, "batch", act, bn_momentum)
+        self.down_act = norm_act(down_channels)
         self.conv = conv_layer(spatial_dims, down_channels, out_channels, 3)
-        self.out_act = NormAct(out_channels, spatial_dims, "batch", act, bn_momentum)
+        self.out_act = norm_act(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.down(x)
@@ -91,7 +92,7 @@ class _ShallowDownLevel(nn.Module):
 
 
 def _pre_activation_units(
-    spatial_dims: int, in_channels: int, out_channels: int, count: int, act: str, bn_momentum: float
+    spatial_dims: int, in_channels: int, out_channels: int, count: int, norm_act: Callable[[int], nn.Module]
 ) -> nn.ModuleList:
     """``count`` units of ``A ; conv3``, the first going from ``in_channels`` to ``out_channels``."""
     units = []
@@ -99,7 +100,7 @@ def _pre_activation_units(
         channels = in_channels if index == 0 else out_channels
         units.append(
             nn.Sequential(
-                NormAct(channels, spatial_dims, "batch", act, bn_momentum),
+                norm_act(channels),
                 conv_layer(spatial_dims, channels, out_channels, 3),
             )
         )
@@ -115,14 +116,13 @@ class _DeepDownLevel(nn.Module):
         in_channels: int,
         down_channels: int,
         out_channels: int,
-        act: str,
-        bn_momentum: float,
+        norm_act: Callable[[int], nn.Module],
         blocks: int,
     ):
         super().__init__()
         self.down = conv_layer(spatial_dims, in_channels, down_channels, 3, stride=2)
         self.units = _pre_activation_units(
-            spatial_dims, down_channels, out_channels, blocks, act, bn_momentum
+            spatial_dims, down_channels, out_channels, blocks, norm_act
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,22 +155,21 @@ class _ShallowUpLevel(nn.Module):
         skip_channels: int,
         out_channels: int,
         merge: str,
-        act: str,
-        bn_momentum: float,
+        norm_act: Callable[[int], nn.Module],
     ):
         super().__init__()
         reduced = in_channels // 2
         self.merge = merge
         self.reduce = nn.Sequential(
             conv_layer(spatial_dims, in_channels, reduced, 1),
-            NormAct(reduced, spatial_dims, "batch", act, bn_momentum),
+            norm_act(reduced),
         )
         self.up_conv = conv_layer(spatial_dims, reduced, skip_channels, 3)
-        self.up_act = NormAct(skip_channels, spatial_dims, "batch", act, bn_momentum)
+        self.up_act = norm_act(skip_channels)
         self.conv = conv_layer(
             spatial_dims, _merged_channels(merge, skip_channels, skip_channels), out_channels, 3
         )
-        self.out_act = NormAct(out_channels, spatial_dims, "batch", act, bn_momentum)
+        self.out_act = norm_act(out_channels)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up_act(self.up_conv(upsample_nearest_x2(self.reduce(x))))
@@ -187,19 +186,18 @@ class _DeepUpLevel(nn.Module):
         skip_channels: int,
         out_channels: int,
         merge: str,
-        act: str,
-        bn_momentum: float,
+        norm_act: Callable[[int], nn.Module],
         blocks: int,
     ):
         super().__init__()
         self.merge = merge
         self.reduce = nn.Sequential(
             conv_layer(spatial_dims, in_channels, skip_channels, 1),
-            NormAct(skip_channels, spatial_dims, "batch", act, bn_momentum),
+            norm_act(skip_channels),
         )
         self.up_conv = conv_layer(spatial_dims, skip_channels, skip_channels, 3)
         merged = _merged_channels(merge, skip_channels, skip_channels)
-        self.units = _pre_activation_units(spatial_dims, merged, out_channels, blocks, act, bn_momentum)
+        self.units = _pre_activation_units(spatial_dims, merged, out_channels, blocks, norm_act)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up_conv(upsample_nearest_x2(self.reduce(x)))
@@ -230,6 +228,10 @@ class KayalibayNet(nn.Module):
         act: ``"prelu"`` (paper) or ``"relu"``.
         init: ``"kaiming"`` (default, He-normal convolutions) or ``"paper"`` (every parameter N(0, 0.01)).
         bn_momentum: batch-norm running-statistics momentum, PyTorch convention (the authors used 0.5).
+        norm: ``"batch"`` (paper) or ``"instance"``. Instance norm normalises each volume by its own
+            statistics in training and inference alike; with batches of one patch, batch norm's running
+            statistics differ from what a whole volume sees at inference (measured in docs/results.md).
+            The parameter count is the same.
 
     Attributes:
         spatial_dims: 2 or 3.
@@ -254,12 +256,15 @@ class KayalibayNet(nn.Module):
         act: str = "prelu",
         init: str = "kaiming",
         bn_momentum: float = 0.1,
+        norm: str = "batch",
     ):
         super().__init__()
         if merge not in MERGE_MODES:
             raise InputError(f"unknown merge {merge!r}; choose one of {', '.join(MERGE_MODES)}")
         if act not in ("prelu", "relu"):
             raise InputError(f"unknown act {act!r} for KayalibayNet; choose prelu or relu")
+        if norm not in ("batch", "instance"):
+            raise InputError(f"unknown norm {norm!r} for KayalibayNet; choose batch or instance")
         if int(levels) < 2:
             raise InputError(f"KayalibayNet needs levels >= 2, got {levels}")
         if int(blocks_per_level) < 1:
@@ -280,9 +285,13 @@ class KayalibayNet(nn.Module):
         deep = self.blocks_per_level >= 2
         widths = [int(base_channels) * 2**level for level in range(self.levels)]
 
+        def norm_act(channels: int) -> nn.Module:
+            return NormAct(channels, spatial_dims, norm, act, bn_momentum)
+
+        self.norm = norm
         self.stem = nn.Sequential(
             conv_layer(spatial_dims, self.in_channels, widths[0], 3),
-            NormAct(widths[0], spatial_dims, "batch", act, bn_momentum),
+            norm_act(widths[0]),
         )
         encoder = []
         for level in range(1, self.levels):
@@ -294,15 +303,14 @@ class KayalibayNet(nn.Module):
                         widths[level - 1],
                         down_width,
                         widths[level],
-                        act,
-                        bn_momentum,
+                        norm_act,
                         self.blocks_per_level,
                     )
                 )
             else:
                 encoder.append(
                     _ShallowDownLevel(
-                        spatial_dims, widths[level - 1], down_width, widths[level], act, bn_momentum
+                        spatial_dims, widths[level - 1], down_width, widths[level], norm_act
                     )
                 )
         self.encoder = nn.ModuleList(encoder)
@@ -320,14 +328,13 @@ class KayalibayNet(nn.Module):
                         widths[level],
                         out_width,
                         merge,
-                        act,
-                        bn_momentum,
+                        norm_act,
                         self.blocks_per_level,
                     )
                 )
             else:
                 decoder.append(
-                    _ShallowUpLevel(spatial_dims, incoming, widths[level], out_width, merge, act, bn_momentum)
+                    _ShallowUpLevel(spatial_dims, incoming, widths[level], out_width, merge, norm_act)
                 )
             decoder_widths.append(out_width)
             incoming = out_width

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Cross-validate a training preset: for each fold of a split file, train (resumable), then segment the
+# fold's held-out cases on their original grid with the last and the best weights and score them.
+# Several copies may run at once (one per free core): a fold is claimed by creating OUT/foldK.claim.
+#
+#   scripts/crossval.sh DATASET SPLIT OUT [train options...]
+#   e.g. MEDSEG3D_THREADS=1 scripts/crossval.sh ../shared/data/brats2018 splits/brats2018-5fold.json \
+#            runs/cv-brats --preset brats --epochs 40
+# Then: python scripts/crossval_report.py runs/cv-brats
+set -euo pipefail
+data=$1; split=$2; out=$3; shift 3
+mkdir -p "$out"
+folds=$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['folds']))" "$split")
+for ((k = 0; k < folds; k++)); do
+    run="$out/fold$k"
+    if [[ -e "$run/done" ]]; then continue; fi
+    # claim the fold unless this is a resume of our own earlier claim (-resume: RESUME=1)
+    if ! mkdir "$run.claim" 2>/dev/null && [[ "${RESUME:-0}" != 1 ]]; then continue; fi
+    resume=(); [[ -e "$run/last.pt" ]] && resume=(--resume)
+    medseg3d train "$data" --out "$run" --fold "$k" --split-file "$split" --quiet "${resume[@]}" "$@"
+    held="$run/heldout"; rm -rf "$held"; mkdir -p "$held"
+    for c in $(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['folds'][int(sys.argv[2])]['val']))" "$split" "$k"); do
+        ln -s "$(realpath "$data/$c")" "$held/$c"
+    done
+    for w in last best; do
+        medseg3d predict "$run/$w.safetensors" "$held" -o "$run/pred-$w" --force --quiet
+        medseg3d evaluate "$run/pred-$w" "$held" --labels brats --hd95-penalty --quiet
+    done
+    medseg3d predict "$run/last.safetensors" "$held" -o "$run/pred-last-tta" --tta --force --quiet
+    medseg3d evaluate "$run/pred-last-tta" "$held" --labels brats --hd95-penalty --quiet
+    touch "$run/done"
+done

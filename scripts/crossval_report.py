@@ -1,0 +1,103 @@
+"""Summarise a cross-validation made by ``scripts/crossval.sh``: per fold and over folds, per case.
+
+For every variant found (``pred-last``, ``pred-best``, ``pred-last-tta``: the folds' ``metrics.csv`` files),
+prints Markdown: the mean Dice of WT / TC / ET and HD95 per fold, the mean and standard deviation over folds,
+the pooled mean over all held-out cases, and the held-out cases sorted from worst to best WT Dice.
+
+    python scripts/crossval_report.py runs/cv-brats [--variant last] [--csv all_cases.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+from pathlib import Path
+
+REGIONS = ("WT", "TC", "ET")
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def _sd(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def collect(root: Path, variant: str) -> dict[int, list[dict]]:
+    """{fold: rows of that fold's held-out metrics} for the folds that have been scored."""
+    folds = {}
+    for metrics in sorted(root.glob(f"fold*/pred-{variant}/metrics.csv")):
+        fold = int(metrics.parent.parent.name.removeprefix("fold"))
+        folds[fold] = _read(metrics)
+    return folds
+
+
+def report(root: Path, variant: str) -> tuple[str, list[dict]]:
+    folds = collect(root, variant)
+    if not folds:
+        raise SystemExit(f"error: no {root}/fold*/pred-{variant}/metrics.csv; run scripts/crossval.sh first")
+    lines = [f"### `{variant}` weights ({len(folds)} folds)", "",
+             "| fold | cases | WT | TC | ET | HD95 WT (mm) | HD95 TC | HD95 ET |", "|---|---|---|---|---|---|---|---|"]
+    per_fold = {r: [] for r in REGIONS}
+    all_rows = []
+    for fold, rows in sorted(folds.items()):
+        dice = {r: _mean(float(row[f"dice_{r}"]) for row in rows) for r in REGIONS}
+        hd = {r: _mean(float(row[f"hd95_{r}"]) for row in rows) for r in REGIONS}
+        for r in REGIONS:
+            per_fold[r].append(dice[r])
+        lines.append(f"| {fold} | {len(rows)} | " + " | ".join(_f(dice[r]) for r in REGIONS) + " | "
+                     + " | ".join(_f(hd[r], 1) for r in REGIONS) + " |")
+        all_rows += [dict(row, fold=fold) for row in rows]
+    lines.append("| **mean +- SD over folds** | | " + " | ".join(
+        f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in REGIONS) + " | | | |")
+    pooled = {r: _mean(float(row[f"dice_{r}"]) for row in all_rows) for r in REGIONS}
+    hd = {r: _mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in REGIONS}
+    lines.append(f"| pooled over {len(all_rows)} cases | | " + " | ".join(_f(pooled[r]) for r in REGIONS) + " | "
+                 + " | ".join(_f(hd[r], 1) for r in REGIONS) + " |")
+    lines += ["", "Held-out cases, worst WT first:", "",
+              "| case | fold | WT | TC | ET | WT volume (ml) | ET volume (ml) |", "|---|---|---|---|---|---|---|"]
+    for row in sorted(all_rows, key=lambda row: float(row["dice_WT"])):
+        lines.append(f"| {row['case']} | {row['fold']} | " + " | ".join(_f(float(row[f'dice_{r}'])) for r in REGIONS)
+                     + f" | {float(row['vol_ref_WT']):.1f} | {float(row['vol_ref_ET']):.1f} |")
+    return "\n".join(lines) + "\n", all_rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="the OUT folder given to scripts/crossval.sh")
+    parser.add_argument("--variant", action="append", help="last, best, last-tta (default: all found)")
+    parser.add_argument("--csv", type=Path, help="also write all held-out rows of the first variant here")
+    args = parser.parse_args(argv)
+    variants = args.variant or [v for v in ("last", "last-tta", "best") if collect(args.root, v)]
+    if not variants:
+        print(f"error: nothing scored under {args.root}; run scripts/crossval.sh first", file=sys.stderr)
+        return 1
+    for i, variant in enumerate(variants):
+        text, rows = report(args.root, variant)
+        print(text)
+        if args.csv and i == 0:
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            with args.csv.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
