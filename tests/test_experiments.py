@@ -3,6 +3,8 @@
 import csv
 import json
 import shutil
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,9 +17,11 @@ from medseg3d.errors import InputError
 from medseg3d.experiments import (
     EXPERIMENTS,
     TRAIN_MINUTES,
+    claim_task,
     default_budget_minutes,
     estimate_seconds,
     plan_experiment,
+    release_task,
     report_only,
     run_experiment,
 )
@@ -270,3 +274,37 @@ def test_hand_configuration_rejects_other_label_sets(tmp_path):
     (data / "dataset.json").write_text(json.dumps(info))
     with pytest.raises(InputError, match="five classes"):
         plan_experiment("hand", data, tmp_path / "out", quick=True)
+
+
+def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path):
+    import socket
+
+    folder = tmp_path / "run" / "fold0"
+    assert claim_task(folder) and claim_task(folder)  # ours, and asking again keeps it
+    release_task(folder)
+    assert not (folder / "claim.json").exists()
+    host = socket.gethostname()
+    # a live process (pid 1 always exists) holds it: not ours
+    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
+    assert not claim_task(folder)
+    # another host's claim cannot be checked: respected
+    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}))
+    assert not claim_task(folder)
+    # a claim left by a process that has ended is taken over
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "claim.json").write_text(json.dumps({"pid": dead.pid, "host": host}))
+    assert claim_task(folder)
+    release_task(folder)
+
+    # in the runner: a run held by another live invocation is left alone and reported
+    out, _ = quick_ablations
+    fold0 = out / "single-map" / "fold0"
+    (fold0 / "metrics.csv").unlink()
+    (fold0 / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
+    summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+    assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
+    assert not (fold0 / "metrics.csv").exists()
+    (fold0 / "claim.json").unlink()
+    summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+    assert summary["ran"] == 1 and (fold0 / "metrics.csv").is_file() and not (fold0 / "claim.json").exists()

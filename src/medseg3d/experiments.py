@@ -50,6 +50,11 @@ Layout of ``DIR``::
 A run folder with ``model.safetensors`` and ``metrics.csv`` is complete and skipped; one with ``last.pt``
 is resumed; a complete training without ``metrics.csv`` is only predicted and scored.
 
+Several invocations of the same command may run at once (one per core or GPU, e.g. two shells with
+``MEDSEG3D_THREADS=1`` on a 2-core machine): each takes the next run no other live process holds. A run in
+progress holds ``<run>/fold<k>/claim.json`` (process id and host); a claim left by a process that has ended
+on this host is taken over, one from another host must be deleted by hand if that host is gone.
+
 Example:
     >>> from medseg3d.experiments import run_experiment
     >>> run_experiment("ablations", "../shared/data/brats2018", "runs/ablations", quick=True)
@@ -62,6 +67,7 @@ import csv
 import json
 import math
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -633,6 +639,48 @@ def _score_task(task: Task, cfg, cases_by_id: dict[str, Case], dataset_ref: Path
     evaluate(pred_dir, dataset_ref, loaded.scheme, out_csv=task.folder / "metrics.csv", progress=False)
 
 
+def _process_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def claim_task(folder: Path) -> bool:
+    """Mark ``folder`` as trained by this process; False when a live process (or another host) holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "claim.json"
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
+                return True
+            if owner.get("host") == me["host"] and not _process_alive(owner.get("pid")):
+                path.unlink(missing_ok=True)  # stale: the process that held it has ended
+                continue
+            return False
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return True
+    return False
+
+
+def release_task(folder: Path) -> None:
+    path = folder / "claim.json"
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
 def _run_task(task: Task, cases_by_id: dict[str, Case], dataset_ref: Path) -> dict:
     from .train import train
 
@@ -717,17 +765,31 @@ def run_experiment(
         disable=not progress,
         dynamic_ncols=True,
     )
+    ran, held = 0, []
     try:
         for task in pending:
             bar.set_description(f"{task.run.name}/fold{task.fold}")
-            _run_task(task, cases_by_id, dataset_ref)
+            if not claim_task(task.folder):
+                held.append(task)  # another invocation is training it
+                continue
+            try:
+                task.state = _state(task.folder)  # it may have been finished meanwhile
+                if task.state != "done":
+                    _run_task(task, cases_by_id, dataset_ref)
+                    ran += 1
+            finally:
+                release_task(task.folder)
             bar.update(1)
     finally:
         bar.close()
+    if held:
+        say(f"{len(held)} run(s) held by another invocation, not run here: "
+            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held))
     summary = {
         "out": str(out),
         "tasks": len(tasks),
-        "ran": len(pending),
+        "ran": ran,
+        "held_elsewhere": len(held),
         "seconds": time.monotonic() - t_start,
     }
     if report:
