@@ -61,16 +61,20 @@ def main() -> None:
     command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
                + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
                + (" --all-cases" if config.get("all_cases") else ""))
+    held_out = config["val_cases"]
+    if args.cv:  # every case was held out once by the cross-validation of the same preset
+        held_out = sorted(r["case"] for r in rows)
     card = {
         "name": args.name,
         "trained_on": f"{len(config['train_cases'])} BraTS 2018 training cases (../shared/data/brats2018)"
                       + (f", fold {config['fold']} of a seeded 5-fold split" if config.get("fold") is not None else ""),
         "train_cases": config["train_cases"],
-        "held_out_cases": config["val_cases"],
+        "held_out_cases": held_out,
         "command": command,
         "training_time": f"{float(log[-1]['seconds']) / 60:.0f} min of training on a 2-core CPU, "
                          f"{log[-1]['epoch']} epochs, {log[-1]['iteration']} iterations",
-        "weights": f"{args.model}.safetensors of the run (best validation score)" if args.model == "best" else args.model,
+        "weights": f"{args.model}.safetensors of the run"
+                   + (" (best validation score)" if args.model == "best" else ""),
         "held_out_scores": {k: mean(k) for k in keys},
         "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in keys} for r in rows},
         "note": args.note,
