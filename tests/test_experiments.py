@@ -308,3 +308,20 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     (fold0 / "claim.json").unlink()
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 1 and (fold0 / "metrics.csv").is_file() and not (fold0 / "claim.json").exists()
+
+
+def test_finished_runs_need_only_their_text_files(quick_ablations, small_dataset, tmp_path):
+    out, _ = quick_ablations
+    ignore = (out / ".gitignore").read_text().split()
+    assert {"*.pt", "*.safetensors", "pred/"} <= set(ignore)
+    # keep only what git would keep of one experiment: a copy without weights and predictions
+    kept = tmp_path / "kept"
+    shutil.copytree(
+        out, kept, ignore=shutil.ignore_patterns("*.pt", "*.safetensors", "*.onnx", "pred", "claim.json")
+    )
+    assert not list(kept.rglob("*.safetensors"))
+    _, tasks, _ = plan_experiment("ablations", small_dataset, kept, quick=True, runs=SUBSET)
+    assert tasks and all(t.state == "done" for t in tasks)
+    summary = run_experiment("ablations", small_dataset, kept, quick=True, runs=SUBSET, progress=False)
+    assert summary["ran"] == 0
+    assert read_table(kept / "table.csv") == read_table(out / "table.csv")

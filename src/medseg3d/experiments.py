@@ -47,8 +47,10 @@ Layout of ``DIR``::
     table.md, table.csv    mean +- std over folds of per-class and per-region Dice and per-region HD95
     plot.png               bar chart of the table (+ validation Dice against epoch for ``ablations``)
 
-A run folder with ``model.safetensors`` and ``metrics.csv`` is complete and skipped; one with ``last.pt``
-is resumed; a complete training without ``metrics.csv`` is only predicted and scored.
+A run folder with ``metrics.csv`` is complete and skipped (its weights and predictions may be deleted: the
+tables need only ``metrics.csv``, ``log.csv``, ``config.json`` and ``timing.json``; ``DIR/.gitignore`` lists
+the rest, so committing ``DIR`` keeps an experiment's progress across machines and sittings); one with
+``last.pt`` is resumed; a complete training without ``metrics.csv`` is only predicted and scored.
 
 Several invocations of the same command may run at once (one per core or GPU, e.g. two shells with
 ``MEDSEG3D_THREADS=1`` on a 2-core machine): each takes the next run no other live process holds. A run in
@@ -335,9 +337,23 @@ def _fold_dir(out: Path, run: str, fold: int) -> Path:
     return out / run / f"fold{fold}"
 
 
+# Written as DIR/.gitignore: a run's tables need only its metrics.csv, log.csv, config.json and timing.json,
+# so committing DIR keeps every finished run (a later invocation skips it) without weights or predictions.
+RESULTS_ONLY_IGNORE = """# written by medseg3d experiment: keep the small text files of finished runs, not weights or images
+*.pt
+*.safetensors
+*.onnx
+pred/
+cache/
+claim.json
+"""
+
+
 def _state(folder: Path) -> str:
+    if (folder / "metrics.csv").is_file():  # scored: the tables need nothing else of the run
+        return "done"
     if (folder / "model.safetensors").is_file():
-        return "done" if (folder / "metrics.csv").is_file() else "score"
+        return "score"
     if (folder / "last.pt").is_file():
         return "resume"
     return "new"
@@ -462,6 +478,9 @@ def plan_experiment(
         split = make_split(ids, folds=folds, seed=0)
         save_split(split, split_path)
     adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
+    ignore = out / ".gitignore"
+    if not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
+        ignore.write_text(RESULTS_ONLY_IGNORE)
     _atomic_json(
         record | {"train_dataset": str(train_dataset), "adapted": _jsonable(adapted)}, out / "experiment.json"
     )
@@ -783,8 +802,10 @@ def run_experiment(
     finally:
         bar.close()
     if held:
-        say(f"{len(held)} run(s) held by another invocation, not run here: "
-            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held))
+        say(
+            f"{len(held)} run(s) held by another invocation, not run here: "
+            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held)
+        )
     summary = {
         "out": str(out),
         "tasks": len(tasks),
