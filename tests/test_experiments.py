@@ -170,8 +170,17 @@ def test_default_plan_uses_the_budget(small_dataset, tmp_path):
     assert record["budget_minutes"] == round(TRAIN_MINUTES / (len(exp.runs) * 3), 1)
     assert len(tasks) == len(exp.runs) * 3
     wide = next(t for t in tasks if t.run.name == "wide")
-    assert wide.overrides["net_args"] == {"base_channels": 16} and wide.overrides["downsample"] == 2.0
+    assert wide.overrides["net_args"] == {"norm": "instance", "base_channels": 16}
+    assert wide.overrides["downsample"] == 2.0
+    assert all(t.overrides["net_args"]["norm"] == "instance" for t in tasks)
     assert wide.overrides["minutes"] == record["budget_minutes"] and wide.overrides["epochs"] is None
+
+
+def test_instance_norm_only_for_the_kayalibay_family(small_dataset, tmp_path):
+    _, tasks, _ = plan_experiment("binary", small_dataset, tmp_path / "binary", folds=2)
+    args = {t.run.name: t.overrides["net_args"] for t in tasks}
+    assert args["tiny-unet-bce"] == {}
+    assert args["kayalibay-bce"] == args["kayalibay-jaccard"] == {"norm": "instance"}
 
 
 def test_binary_scheme_scores_class_and_region():
