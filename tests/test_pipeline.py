@@ -112,3 +112,12 @@ def test_bad_model_file(tmp_path):
         load_model(bad)
     with pytest.raises(ModelError, match="no such model"):
         load_model(tmp_path / "missing")
+
+
+def test_presets_budget_and_network_arguments_merge():
+    cfg = TrainConfig.from_preset("brats")
+    assert cfg.net_args == {"norm": "instance"} and cfg.labels == "regions"
+    assert cfg.minutes <= 120 and cfg.epochs * cfg.iters_per_epoch == 8000  # the 2-hour CPU budget
+    wider = TrainConfig.from_preset("brats", net_args={"base_channels": 16})
+    assert wider.net_args == {"norm": "instance", "base_channels": 16}
+    assert TrainConfig.from_preset("brats-v0").net_args == {}

@@ -126,7 +126,10 @@ class TrainConfig:
             if preset not in PRESETS:
                 raise InputError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
             base = dict(PRESETS[preset])
+        preset_net_args = dict(base.get("net_args") or {})
         base.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("net_args") is not None:  # e.g. --net-arg base_channels=16 keeps the preset's norm
+            base["net_args"] = preset_net_args | dict(overrides["net_args"])
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(base) - names
         if unknown:
