@@ -23,16 +23,16 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
 
 def cross_validation(root: Path, variant: str) -> dict:
     """Mean Dice per region for each fold of a cross-validation, and the mean and SD over folds."""
-    from crossval_report import REGIONS, collect
+    from crossval_report import REGIONS, _mean, _sd, collect, fold_means
 
-    folds = collect(root, variant)
-    per_fold = {f"fold {k}": {r: round(float(np.mean([float(x[f"dice_{r}"]) for x in rows])), 4) for r in REGIONS}
-                for k, rows in sorted(folds.items())}
+    means = fold_means(collect(root, variant))
+    per_fold = {f"fold {k}": {r: round(v[r], 4) for r in REGIONS} for k, v in means.items()}
     summary = {}
     for r in REGIONS:
         values = [v[r] for v in per_fold.values()]
-        summary[f"dice_{r}"] = f"{np.mean(values):.3f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
-    return {"folds": len(folds), "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
+        sd = _sd(values) if len(values) > 1 else 0.0
+        summary[f"dice_{r}"] = f"{_mean(values):.3f} +- {sd:.3f}"
+    return {"folds": len(means), "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
 
 
 def main() -> None:

@@ -8,6 +8,11 @@
 #            runs/cv-brats --preset brats --epochs 40
 # Then: python scripts/crossval_report.py runs/cv-brats
 set -euo pipefail
+score() {  # score WEIGHTS FOLDER NAME [predict options]: segment the held-out cases and evaluate them
+    local weights=$1 held=$2 pred=$3; shift 3
+    medseg3d predict "$weights" "$held" -o "$pred" --force --quiet "$@"
+    medseg3d evaluate "$pred" "$held" --labels brats --hd95-penalty --quiet
+}
 data=$1; split=$2; out=$3; shift 3
 mkdir -p "$out"
 folds=$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['folds']))" "$split")
@@ -22,11 +27,8 @@ for ((k = 0; k < folds; k++)); do
     for c in $(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['folds'][int(sys.argv[2])]['val']))" "$split" "$k"); do
         ln -s "$(realpath "$data/$c")" "$held/$c"
     done
-    for w in last best; do
-        medseg3d predict "$run/$w.safetensors" "$held" -o "$run/pred-$w" --force --quiet
-        medseg3d evaluate "$run/pred-$w" "$held" --labels brats --hd95-penalty --quiet
-    done
-    medseg3d predict "$run/last.safetensors" "$held" -o "$run/pred-last-tta" --tta --force --quiet
-    medseg3d evaluate "$run/pred-last-tta" "$held" --labels brats --hd95-penalty --quiet
+    score "$run/last.safetensors" "$held" "$run/pred-last"
+    score "$run/best.safetensors" "$held" "$run/pred-best"
+    score "$run/last.safetensors" "$held" "$run/pred-last-tta" --tta
     touch "$run/done"
 done

@@ -47,19 +47,23 @@ def collect(root: Path, variant: str) -> dict[int, list[dict]]:
     return folds
 
 
+def fold_means(folds: dict[int, list[dict]], metric: str = "dice") -> dict[int, dict[str, float]]:
+    """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
+    return {fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in REGIONS}
+            for fold, rows in sorted(folds.items())}
+
+
 def report(root: Path, variant: str) -> tuple[str, list[dict]]:
     folds = collect(root, variant)
     if not folds:
         raise SystemExit(f"error: no {root}/fold*/pred-{variant}/metrics.csv; run scripts/crossval.sh first")
     lines = [f"### `{variant}` weights ({len(folds)} folds)", "",
              "| fold | cases | WT | TC | ET | HD95 WT (mm) | HD95 TC | HD95 ET |", "|---|---|---|---|---|---|---|---|"]
-    per_fold = {r: [] for r in REGIONS}
+    dice_by_fold, hd_by_fold = fold_means(folds), fold_means(folds, "hd95")
+    per_fold = {r: [d[r] for d in dice_by_fold.values()] for r in REGIONS}
     all_rows = []
     for fold, rows in sorted(folds.items()):
-        dice = {r: _mean(float(row[f"dice_{r}"]) for row in rows) for r in REGIONS}
-        hd = {r: _mean(float(row[f"hd95_{r}"]) for row in rows) for r in REGIONS}
-        for r in REGIONS:
-            per_fold[r].append(dice[r])
+        dice, hd = dice_by_fold[fold], hd_by_fold[fold]
         lines.append(f"| {fold} | {len(rows)} | " + " | ".join(_f(dice[r]) for r in REGIONS) + " | "
                      + " | ".join(_f(hd[r], 1) for r in REGIONS) + " |")
         all_rows += [dict(row, fold=fold) for row in rows]

@@ -288,7 +288,6 @@ class KayalibayNet(nn.Module):
         def norm_act(channels: int) -> nn.Module:
             return NormAct(channels, spatial_dims, norm, act, bn_momentum)
 
-        self.norm = norm
         self.stem = nn.Sequential(
             conv_layer(spatial_dims, self.in_channels, widths[0], 3),
             norm_act(widths[0]),
