@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fixture
 
+from medseg3d import experiments
 from medseg3d.checkpoint import read_model_file
 from medseg3d.cli import main
 from medseg3d.errors import InputError
@@ -165,15 +166,69 @@ def test_user_errors(quick_ablations, small_dataset, tmp_path):
     assert main(["experiment", "depth", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_default_plan_uses_the_budget(small_dataset, tmp_path):
+def test_default_plan_turns_the_budget_into_epochs(small_dataset, tmp_path, monkeypatch):
+    # depth shares training *time*: each network trains as many iterations as its own speed allows
+    seconds = {8: 0.5, 16: 2.0}  # seconds per iteration by base width (levels/blocks: as the paper's)
+
+    def fake_measure(cfg, cases_by_id):
+        return seconds[cfg.net_args.get("base_channels", 8)] * (1.5 if cfg.net_args.get("levels") else 1), 0.1
+
+    monkeypatch.setattr(experiments, "_measure_iteration", fake_measure)
     exp, tasks, record = plan_experiment("depth", small_dataset, tmp_path / "depth", folds=3)
-    assert record["budget_minutes"] == round(TRAIN_MINUTES / (len(exp.runs) * 3), 1)
+    minutes = round(TRAIN_MINUTES / (len(exp.runs) * 3), 1)
+    assert record["budget_minutes"] == minutes and record["equal"] == "time"
+    n_train = 2  # 3 cases, 3 folds
+    assert record["epochs"] == {
+        "paper": round(minutes * 60 / (0.5 * n_train)),
+        "deep": round(minutes * 60 / (0.5 * n_train)),
+        "wide": round(minutes * 60 / (2.0 * n_train)),
+        "five-levels": round(minutes * 60 / (0.75 * n_train)),
+    }
     assert len(tasks) == len(exp.runs) * 3
     wide = next(t for t in tasks if t.run.name == "wide")
     assert wide.overrides["net_args"] == {"norm": "instance", "base_channels": 16}
     assert wide.overrides["downsample"] == 2.0
     assert all(t.overrides["net_args"]["norm"] == "instance" for t in tasks)
-    assert wide.overrides["minutes"] == record["budget_minutes"] and wide.overrides["epochs"] is None
+    assert wide.overrides["epochs"] == record["epochs"]["wide"] and wide.overrides["minutes"] is None
+    # fold-major: every run's fold 0 comes before any fold 1
+    assert [(t.fold, t.run.name) for t in tasks[:5]] == [(0, r) for r in exp.run_names] + [(1, "paper")]
+
+    # ablations shares *iterations*: only the reference run is timed and every run gets its epochs
+    timed = []
+    monkeypatch.setattr(experiments, "_measure_iteration", lambda cfg, c: timed.append(cfg.net) or (0.5, 0.1))
+    _, _, record = plan_experiment("ablations", small_dataset, tmp_path / "abl", folds=3)
+    assert timed == ["kayalibay"] and len(set(record["epochs"].values())) == 1
+
+    # a later invocation uses the recorded epochs without timing anything, and may not change them
+    monkeypatch.setattr(experiments, "_measure_iteration", None)
+    _, tasks, again = plan_experiment("depth", small_dataset, tmp_path / "depth", folds=3)
+    assert again["epochs"] == record_epochs(tmp_path / "depth")
+    assert {t.overrides["epochs"] for t in tasks if t.run.name == "wide"} == {again["epochs"]["wide"]}
+    with pytest.raises(InputError, match="--budget-minutes"):
+        plan_experiment("depth", small_dataset, tmp_path / "depth", folds=3, budget_minutes=5)
+    with pytest.raises(InputError, match="--epochs 7"):
+        plan_experiment("depth", small_dataset, tmp_path / "depth", folds=3, epochs=7)
+
+
+def record_epochs(out):
+    return json.loads((out / "experiment.json").read_text())["epochs"]
+
+
+def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
+    _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, epochs=3)
+    assert set(record["epochs"].values()) == {3} and {t.overrides["epochs"] for t in tasks} == {3}
+    assert all(t.overrides["minutes"] is None for t in tasks)
+    with pytest.raises(InputError, match="not both"):
+        plan_experiment("losses", small_dataset, tmp_path / "l2", folds=2, epochs=3, budget_minutes=1)
+    with pytest.raises(InputError, match="whole number"):
+        plan_experiment("losses", small_dataset, tmp_path / "l3", folds=2, epochs=0)
+    # a folder of the time-budget era: its runs are not comparable with fixed-iteration ones
+    old = tmp_path / "old"
+    old.mkdir()
+    record = {k: record[k] for k in ("experiment", "dataset", "quick", "folds")} | {"budget_minutes": 8.7}
+    (old / "experiment.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match="older medseg3d"):
+        plan_experiment("losses", small_dataset, old, folds=2)
 
 
 def test_instance_norm_only_for_the_kayalibay_family(small_dataset, tmp_path):

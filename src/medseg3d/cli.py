@@ -162,7 +162,7 @@ def cmd_experiment(args) -> None:
         raise InputError("no dataset given; e.g. medseg3d experiment ablations ../shared/data/brats2018 --out DIR")
     runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     run_experiment(args.name, args.dataset, args.out, folds=args.folds, budget_minutes=args.budget_minutes,
-                   quick=args.quick, runs=runs, progress=not args.quiet)
+                   quick=args.quick, runs=runs, progress=not args.quiet, epochs=args.epochs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dataset", nargs="?", help="labelled dataset folder (not needed with --report)")
     s.add_argument("--out", required=True, help="experiment folder (one sub-folder per run and fold)")
     s.add_argument("--folds", type=int, help="cross-validation folds (default 5; 2 with --quick)")
-    s.add_argument("--budget-minutes", type=float, help="training minutes per run and fold (default: 260 / runs x folds)")
+    s.add_argument("--budget-minutes", type=float,
+                   help="training minutes per run and fold (default: 260 / runs x folds), turned into a fixed "
+                        "number of epochs when the experiment folder is made")
+    s.add_argument("--epochs", type=int, help="epochs per run and fold (one epoch = one pass over the training "
+                                               "cases) instead of --budget-minutes")
     s.add_argument("--quick", action="store_true", help="2 cases, a few iterations: a smoke test, not a result")
     s.add_argument("--runs", help="only these runs, comma-separated (default all)")
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")

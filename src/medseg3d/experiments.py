@@ -26,11 +26,16 @@ Default settings (they keep each experiment under 6 hours on a 2-core CPU):
   at inference) and Jaccard loss, BraTS classes, the brain's bounding box down-sampled 2x (about
   72 x 88 x 72 voxels), whole crops (no patches), the paper's augmentation, Adam 1e-3 with a poly decay
   (the paper's 5e-5 is far too slow for a budget of minutes), validation every epoch;
-* 5 folds; a training-time budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
+* 5 folds; a training budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
   (``TRAIN_MINUTES`` = 260: 7.4 min for ``modalities``, 10.4 for ``ablations``, 8.7 for ``losses``, 13 for
-  ``depth``, 17.3 for ``binary``, 52 for ``hand``); the rest of the 6 hours goes to caching, validation,
-  checkpoints, prediction at full resolution and scoring (the printed estimate for BraTS 2018's 20 cases
-  is 5 to 5.5 hours). ``--budget-minutes`` sets the per-run budget instead;
+  ``depth``, 17.3 for ``binary``, 52 for ``hand``), turned into a fixed number of epochs when the
+  experiment folder is made (:func:`budget_epochs`: one training iteration is timed, and the epochs are
+  recorded in ``experiment.json``). Every fold of a run then trains exactly that many iterations, in any
+  sitting and on any machine: a time budget gave one run 582 to 853 iterations on different folds as the
+  machine's load changed. Runs share the reference run's iterations (the paper compares at equal
+  iterations), except in ``depth``, where each network gets the same time and so the larger ones fewer
+  iterations. ``--budget-minutes`` sets the per-run time instead, ``--epochs`` the epochs directly; the
+  rest of the 6 hours goes to caching, validation, checkpoints, prediction at full resolution and scoring;
 * scoring uses the *final* parameters (``last.safetensors``), not ``model.safetensors`` (the best
   validation epoch), because the validation cases that pick the best epoch are the ones scored here.
 
@@ -166,6 +171,9 @@ class Experiment:
         settings: overrides shared by every run (on top of :data:`BASE`).
         adapt: optional ``adapt(dataset, cases, quick) -> overrides`` for settings that depend on the data.
         convergence: plot validation Dice against epoch per run.
+        equal: what the runs share: ``"iterations"`` (every run trains as many iterations as the reference
+            run can in the budget) or ``"time"`` (each run as many as it can in the budget, so that larger
+            networks train fewer iterations).
     """
 
     name: str
@@ -175,6 +183,7 @@ class Experiment:
     settings: dict = field(default_factory=dict)
     adapt: Callable[[Path, list[Case], bool], dict] | None = None
     convergence: bool = False
+    equal: str = "iterations"
 
     def run(self, name: str) -> Run:
         for r in self.runs:
@@ -287,6 +296,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     "a fifth resolution level (1/16), 8-128 channels (1.67M parameters)",
                 ),
             ),
+            equal="time",
         ),
         Experiment(
             "binary",
@@ -400,27 +410,71 @@ def _atomic_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_record(out: Path, record: dict) -> None:
-    """A second invocation on ``out`` must ask for the same experiment as the first."""
+def _read_record(out: Path) -> dict | None:
     path = out / "experiment.json"
     if not path.is_file():
-        return
+        return None
     try:
-        old = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({exc}); delete it or choose another --out") from exc
+
+
+def _check_record(out: Path, old: dict | None, record: dict, budget_minutes, epochs) -> None:
+    """A second invocation on ``out`` must ask for the same experiment as the first (budget arguments may be
+    left out: the recorded ones apply)."""
+    if old is None:
+        return
     for key, what in (
         ("experiment", "experiment"),
         ("dataset", "dataset"),
         ("quick", "--quick"),
         ("folds", "--folds"),
-        ("budget_minutes", "--budget-minutes"),
     ):
         if old.get(key) != record.get(key):
             raise InputError(
                 f"{out}: was run with {what} {old.get(key)!r}, now {record.get(key)!r}; "
                 "repeat the first command's settings or choose another --out"
             )
+    if not isinstance(old.get("epochs"), dict):
+        raise InputError(
+            f"{out}: was made by an older medseg3d that gave each run a training time instead of a number of "
+            "iterations; delete the folder or choose another --out"
+        )
+    if budget_minutes is not None and budget_minutes != old.get("budget_minutes"):
+        raise InputError(
+            f"{out}: was run with --budget-minutes {old.get('budget_minutes')!r}, now {budget_minutes!r}; "
+            "leave the option out to continue, or choose another --out"
+        )
+    if epochs is not None and set(old["epochs"].values()) != {epochs}:
+        raise InputError(
+            f"{out}: was run with epochs {old['epochs']}, now --epochs {epochs}; "
+            "leave the option out to continue, or choose another --out"
+        )
+
+
+def budget_epochs(
+    experiment: Experiment, overrides: dict[str, dict], cases_by_id: dict[str, Case], minutes: float, n_train: int
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Turn a training-time budget per run and fold into a fixed number of epochs per run.
+
+    The iteration time is measured once, here, in one process (so the runs' times are compared as ratios
+    on one machine at one moment), and the resulting epochs are recorded: every fold of a run, on any
+    machine and in any sitting, trains the same number of iterations, whatever else the machine is doing.
+    With ``experiment.equal == "iterations"`` every run gets the reference run's (the first run's) epochs;
+    with ``"time"`` each run gets as many as its own iteration time allows.
+
+    Returns (epochs by run, measured seconds per iteration by run).
+    """
+    names = [r.name for r in experiment.runs]
+    measure = names if experiment.equal == "time" else names[:1]
+    seconds = {name: _measure_iteration(_train_config(overrides[name]), cases_by_id)[0] for name in measure}
+    epochs = {}
+    for name in names:
+        t_iter = seconds.get(name, seconds[names[0]])
+        per_epoch = overrides[name].get("iters_per_epoch") or n_train
+        epochs[name] = max(1, round(minutes * 60 / (t_iter * per_epoch)))
+    return epochs, seconds
 
 
 def plan_experiment(
@@ -431,10 +485,16 @@ def plan_experiment(
     budget_minutes: float | None = None,
     quick: bool = False,
     runs: list[str] | None = None,
+    epochs: int | None = None,
 ) -> tuple[Experiment, list[Task], dict]:
     """Check the arguments, write ``experiment.json`` / ``split.json`` (and the quick subset), list the tasks.
 
-    Returns (experiment, tasks in run-major order, record).
+    The budget of each run and fold is a number of epochs, fixed when the experiment folder is made:
+    ``epochs`` if given, else ``budget_minutes`` (default :func:`default_budget_minutes`) turned into epochs
+    by :func:`budget_epochs`. Later invocations on the same folder use the recorded epochs.
+
+    Returns (experiment, tasks in fold-major order, record): every run's fold 0 first, then fold 1, ...,
+    so that an experiment stopped part-way compares all its runs on the same folds.
     """
     experiment = get_experiment(name)
     dataset, out = Path(dataset), Path(out)
@@ -450,6 +510,8 @@ def plan_experiment(
             raise InputError(
                 f"--quick uses {QUICK_CASES} cases, hence {QUICK_CASES} folds; leave out --folds"
             )
+        if budget_minutes is not None or epochs is not None:
+            raise InputError("--quick sets its own budget (2 epochs of 2 iterations); leave out the budget")
         if len(cases) < QUICK_CASES:
             raise InputError(
                 f"{dataset}: --quick needs at least {QUICK_CASES} labelled cases, found {len(cases)}"
@@ -460,17 +522,18 @@ def plan_experiment(
         raise InputError(f"--folds must be between 2 and the number of cases ({len(cases)}), got {folds}")
     if budget_minutes is not None and not budget_minutes > 0:
         raise InputError(f"--budget-minutes must be > 0, got {budget_minutes}")
-    if budget_minutes is None and not quick:
-        budget_minutes = default_budget_minutes(experiment, folds)
+    if epochs is not None and (int(epochs) != epochs or epochs < 1):
+        raise InputError(f"--epochs must be a whole number >= 1, got {epochs}")
+    if epochs is not None and budget_minutes is not None:
+        raise InputError("give one budget: --epochs or --budget-minutes, not both")
     record = {
         "experiment": name,
         "dataset": str(dataset.resolve()),
         "quick": quick,
         "folds": folds,
-        "budget_minutes": budget_minutes,
-        "runs": experiment.run_names,
     }
-    _check_record(out, record)
+    old = _read_record(out)
+    _check_record(out, old, record, budget_minutes, epochs)
     out.mkdir(parents=True, exist_ok=True)
 
     train_dataset = dataset
@@ -497,33 +560,59 @@ def plan_experiment(
     ignore = out / ".gitignore"
     if not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
         ignore.write_text(RESULTS_ONLY_IGNORE)
-    _atomic_json(
-        record | {"train_dataset": str(train_dataset), "adapted": _jsonable(adapted)}, out / "experiment.json"
-    )
+
+    def run_overrides(run: Run, k: int) -> dict:
+        overrides = {**BASE, **experiment.settings, **run.overrides, **(QUICK if quick else {}), **adapted}
+        overrides["net_args"] = _net_args(overrides["net"], experiment.settings, run.overrides, adapted)
+        overrides.update(
+            dataset=str(train_dataset),
+            out=str(_fold_dir(out, run.name, k)),
+            fold=k,
+            folds=folds,
+            split_file=str(split_path),
+            progress=False,
+            minutes=None,
+            **shared,
+        )
+        return overrides
+
+    measured: dict = {}
+    if old is not None:
+        budget_minutes, run_epochs = old.get("budget_minutes"), dict(old["epochs"])
+        missing = [r for r in experiment.run_names if r not in run_epochs]
+        if missing:
+            raise InputError(f"{out}: records no budget for run(s) {', '.join(missing)}; choose another --out")
+    elif quick:
+        run_epochs = {r: QUICK["epochs"] for r in experiment.run_names}
+    elif epochs is not None:
+        run_epochs = {r: int(epochs) for r in experiment.run_names}
+    else:
+        budget_minutes = budget_minutes or default_budget_minutes(experiment, folds)
+        n_train = len(fold_ids(split, 0)[0])
+        run_epochs, measured = budget_epochs(
+            experiment,
+            {r.name: run_overrides(r, 0) for r in experiment.runs},
+            {c.case_id: c for c in cases},
+            budget_minutes,
+            n_train,
+        )
+    record |= {"budget_minutes": budget_minutes, "epochs": run_epochs, "runs": experiment.run_names}
+    if old is None:
+        record |= {
+            "equal": experiment.equal,
+            "measured_seconds_per_iteration": {k: round(v, 3) for k, v in measured.items()},
+            "train_dataset": str(train_dataset),
+            "adapted": _jsonable(adapted),
+        }
+        _atomic_json(record, out / "experiment.json")
+    else:
+        record = old | record
 
     tasks = []
-    for run in selected:
-        for k in range(folds):
-            overrides = {
-                **BASE,
-                **experiment.settings,
-                **run.overrides,
-                **(QUICK if quick else {}),
-                **adapted,
-            }
-            overrides["net_args"] = _net_args(overrides["net"], experiment.settings, run.overrides, adapted)
-            if budget_minutes is not None:
-                overrides.update(minutes=float(budget_minutes), epochs=None)
+    for k in range(folds):
+        for run in selected:
+            overrides = run_overrides(run, k) | {"epochs": int(run_epochs[run.name])}
             folder = _fold_dir(out, run.name, k)
-            overrides.update(
-                dataset=str(train_dataset),
-                out=str(folder),
-                fold=k,
-                folds=folds,
-                split_file=str(split_path),
-                progress=False,
-                **shared,
-            )
             tasks.append(Task(run, k, folder, overrides, fold_ids(split, k)[1], _state(folder)))
     return experiment, tasks, record
 
@@ -556,18 +645,23 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     from .io import read_volume
     from .losses import build_loss
     from .nets import build_network
+    from .preprocess import bounding_box, foreground_mask, target_shape
 
     scheme = get_scheme(cfg.labels)
     case = next(iter(cases_by_id.values()))
     channels = list(cfg.modalities) if cfg.modalities else list(case.modalities)
+    volume = read_volume(case.channels[channels[0]])
+    shape = volume.array.shape[:3]
     if cfg.crop == "fixed" and cfg.crop_size:
         shape = cfg.crop_size
-    else:
-        # the brain's bounding box is about 60% of a BraTS volume along each axis
-        shape = tuple(int(s * 0.6) for s in read_volume(case.channels[channels[0]]).array.shape[:3])
+    elif cfg.crop == "bbox":  # the first case's own bounding box (a brain: about 140 x 170 x 140 mm)
+        start, stop = bounding_box(foreground_mask(volume.array[None, ..., 0] if volume.array.ndim == 4
+                                                   else volume.array[None]), cfg.prep_config().margin)
+        shape = tuple(b - a for a, b in zip(start, stop))
+    shape = cfg.patch or target_shape(shape, volume.spacing, cfg.prep_config())
     model = build_network(cfg.net, len(channels), scheme.n_outputs, **cfg.net_args)
     multiple = getattr(model, "size_multiple", None) or 1
-    grid = [max(multiple, math.ceil(s / cfg.downsample / multiple) * multiple) for s in shape]
+    grid = [max(multiple, math.ceil(s / multiple) * multiple) for s in shape]
     loss_fn = build_loss(cfg.loss, n_classes=scheme.n_outputs)
     x = torch.randn(1, len(channels), *grid)
     if getattr(loss_fn, "kind", "multiclass") == "region":
@@ -575,13 +669,15 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     else:
         y = torch.randint(0, scheme.n_outputs, (1, *grid))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    for _ in range(2):  # the first iteration also pays for warm-up: time the second
+    times = []
+    for _ in range(4):  # the first iteration also pays for warm-up: the median of the next three
         t0 = time.monotonic()
         loss = loss_fn(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        t_iter = time.monotonic() - t0
+        times.append(time.monotonic() - t0)
+    t_iter = float(np.median(times[1:]))
     model.eval()
     t0 = time.monotonic()
     with torch.no_grad():
@@ -621,6 +717,29 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
         validation = epochs / max(o.get("val_every") or 1, 1) * n_val * t_forward
         total += max(train_s, 0.0) + validation + epochs * _SECONDS_PER_EPOCH + _SECONDS_PER_RUN + score
     return total
+
+
+def budget_text(record: dict, n_train: int) -> str:
+    """The budget of a run and fold, in words, from ``experiment.json``."""
+    if record["quick"]:
+        return f"{QUICK['epochs']} epochs of {QUICK['iters_per_epoch']} iterations per run and fold"
+    epochs = record["epochs"]
+    minutes = record.get("budget_minutes")
+    seconds = record.get("measured_seconds_per_iteration") or {}
+    if len(set(epochs.values())) == 1:
+        (e,) = set(epochs.values())
+        text = f"{e} epochs of {n_train} iterations ({e * n_train} iterations) per run and fold"
+        if minutes and seconds:
+            text += (
+                f", fixed from a {minutes:g}-minute budget at the {next(iter(seconds.values())):.2f} s per "
+                "iteration measured when the experiment started"
+            )
+        return text
+    per_run = ", ".join(f"{run} {e}" for run, e in epochs.items())
+    text = f"epochs of {n_train} iterations per run and fold: {per_run}"
+    if minutes:
+        text += f" (the same {minutes:g} training minutes for each, at iteration times measured side by side)"
+    return text
 
 
 def _log_rows(folder: Path) -> list[dict]:
@@ -755,6 +874,7 @@ def run_experiment(
     runs: list[str] | None = None,
     progress: bool = True,
     report: bool = True,
+    epochs: int | None = None,
 ) -> dict:
     """Run (or continue) experiment ``name`` on ``dataset`` into ``out``; returns a summary dict.
 
@@ -763,18 +883,19 @@ def run_experiment(
         dataset: dataset folder (or CSV case list) with labels.
         out: experiment folder (see the module docstring for its layout).
         folds: cross-validation folds (default 5; 2 with ``quick``).
-        budget_minutes: training minutes per run and fold (default: :func:`default_budget_minutes`).
+        budget_minutes: training minutes per run and fold (default: :func:`default_budget_minutes`), turned
+            into a fixed number of epochs when the folder is made (:func:`budget_epochs`).
         quick: the 2-case smoke version.
         runs: only these runs of the experiment (default all).
         progress: print the time estimate and a progress bar over runs.
         report: write ``table.md``, ``table.csv`` and ``plot.png`` at the end.
+        epochs: epochs per run and fold instead of ``budget_minutes``.
     """
     from tqdm import tqdm
 
-    _, tasks, record = plan_experiment(name, dataset, out, folds, budget_minutes, quick, runs)
+    _, tasks, record = plan_experiment(name, dataset, out, folds, budget_minutes, quick, runs, epochs)
     out = Path(out)
-    info = json.loads((out / "experiment.json").read_text())
-    dataset_ref = Path(info["train_dataset"])
+    dataset_ref = Path(record["train_dataset"])
     cases_by_id = {c.case_id: c for c in find_cases(dataset_ref, require_label=True)}
     pending = [t for t in tasks if t.state != "done"]
     n_train = len(fold_ids(load_split(out / "split.json"), 0)[0])
@@ -783,7 +904,7 @@ def run_experiment(
         f"experiment {name}: {len({t.run.name for t in tasks})} runs x {record['folds']} folds = "
         f"{len(tasks)} trainings ({len(tasks) - len(pending)} complete, "
         f"{sum(t.state == 'resume' for t in tasks)} to resume)"
-        + (f"; budget {record['budget_minutes']:g} min per training" if record["budget_minutes"] else "")
+        + f"; {budget_text(record, n_train)}"
         + ("; QUICK smoke test, not a result" if quick else "")
     )
     if pending:
@@ -1019,11 +1140,7 @@ def write_report(out) -> dict[str, Path]:
             if t.is_file():
                 wall += sum(json.loads(t.read_text()).values())
     sw = software_versions()
-    budget = (
-        f"{record['budget_minutes']:g} min of training per run and fold"
-        if record["budget_minutes"]
-        else "2 epochs of 2 iterations per run and fold"
-    )
+    budget = budget_text(record, len(fold_ids(load_split(out / "split.json"), 0)[0]))
     lines = [f"# Experiment `{experiment.name}`: {experiment.description}", ""]
     if record["quick"]:
         lines += [
