@@ -232,7 +232,7 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
 
 
 def test_instance_norm_only_for_the_kayalibay_family(small_dataset, tmp_path):
-    _, tasks, _ = plan_experiment("binary", small_dataset, tmp_path / "binary", folds=2)
+    _, tasks, _ = plan_experiment("binary", small_dataset, tmp_path / "binary", folds=2, epochs=1)
     args = {t.run.name: t.overrides["net_args"] for t in tasks}
     assert args["tiny-unet-bce"] == {}
     assert args["kayalibay-bce"] == args["kayalibay-jaccard"] == {"norm": "instance"}
@@ -313,7 +313,7 @@ def make_synthetic_hand_dataset(root, n_cases=3, shape=(72, 64, 40), seed=0):
 def test_hand_configuration_on_synthetic_phantom(tmp_path):
     data = make_synthetic_hand_dataset(tmp_path / "synthetic_hand")
     # default settings: one channel, five classes, a crop that down-samples to 120 x 120 x 64
-    _, tasks, _ = plan_experiment("hand", data, tmp_path / "hand-default", folds=3)
+    _, tasks, _ = plan_experiment("hand", data, tmp_path / "hand-default", folds=3, epochs=1)
     o = tasks[0].overrides
     assert o["labels"] == "hand" and o["modalities"] == ("mri",) and o["crop"] == "fixed"
     prep = PrepConfig(crop="fixed", crop_size=o["crop_size"], downsample=o["downsample"])
