@@ -21,6 +21,7 @@ from medseg3d.experiments import (
     claim_task,
     default_budget_minutes,
     estimate_seconds,
+    paired_comparison,
     plan_experiment,
     release_task,
     report_only,
@@ -108,6 +109,23 @@ def test_quick_ablations_write_table_and_plot(quick_ablations, small_dataset):
     md = (out / "table.md").read_text()
     assert "QUICK SMOKE RUN" in md and "not yet run" in md and "## Convergence" in md
     assert "| single-map |" in md and "| concat-jaccard |" in md and "WT 0.85" in md
+    # every held-out case once, with the fold that scored it; no paired section without the reference run
+    per_case = md.split("## Per case")[1].split("##")[0]
+    for k, fold in enumerate(split["folds"]):
+        for case in fold["val"]:
+            assert f"| {case} | {k} |" in per_case
+    assert "## Paired" not in md
+
+
+def test_paired_comparison_known_answer():
+    ref = {"a": {"dice_WT": 0.5}, "b": {"dice_WT": 0.6}, "c": {"dice_WT": 0.4}}
+    other = {"a": {"dice_WT": 0.6}, "b": {"dice_WT": 0.4}, "c": {"dice_WT": 0.7}, "d": {"dice_WT": 0.1}}
+    # common cases a, b, c: differences +0.1, -0.2, +0.3 (ranks 1, 2, 3): W+ = 4, W- = 2; of the 8 sign
+    # patterns, 6 are at least as extreme (W+ in {0, 1, 2, 4, 5, 6}), so the exact two-sided p is 0.75
+    c = paired_comparison(ref, other, "dice_WT")
+    assert c["n"] == 3 and c["better"] == 2 and c["worse"] == 1
+    assert c["mean_diff"] == pytest.approx(0.2 / 3) and c["p"] == pytest.approx(0.75)
+    assert paired_comparison(ref, {"d": {"dice_WT": 0.1}}, "dice_WT")["n"] == 0
 
 
 def test_second_invocation_skips_complete_runs(quick_ablations, small_dataset, capsys):

@@ -1031,6 +1031,118 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
     return record, rows, curves
 
 
+def collect_cases(out, record: dict) -> dict[str, dict[str, dict]]:
+    """Per-case scores of every scored run and fold: run -> case -> row of ``metrics.csv`` (floats) plus
+    ``fold``."""
+    cases: dict[str, dict[str, dict]] = {}
+    for run in get_experiment(record["experiment"]).runs:
+        for k in range(record["folds"]):
+            folder = _fold_dir(Path(out), run.name, k)
+            if _state(folder) != "done":
+                continue
+            with open(folder / "metrics.csv", newline="") as fh:
+                for row in csv.DictReader(fh):
+                    values = {key: _float(v) for key, v in row.items() if key != "case"}
+                    cases.setdefault(run.name, {})[row["case"]] = values | {"fold": k}
+    return cases
+
+
+def _float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def paired_comparison(reference: dict[str, dict], other: dict[str, dict], metric: str) -> dict:
+    """``other`` against ``reference`` on the cases both scored (the same cases, the same folds): mean
+    per-case difference, cases better / worse, and the two-sided Wilcoxon signed-rank p-value."""
+    from scipy.stats import wilcoxon
+
+    common = sorted(set(reference) & set(other))
+    pairs = [(reference[c].get(metric, math.nan), other[c].get(metric, math.nan)) for c in common]
+    diffs = np.array([b - a for a, b in pairs if not (math.isnan(a) or math.isnan(b))])
+    result = {"n": int(diffs.size), "mean_diff": math.nan, "better": 0, "worse": 0, "p": math.nan}
+    if diffs.size:
+        result.update(
+            mean_diff=float(diffs.mean()), better=int((diffs > 0).sum()), worse=int((diffs < 0).sum())
+        )
+        if np.count_nonzero(diffs) >= 2:
+            result["p"] = float(wilcoxon(diffs).pvalue)
+    return result
+
+
+def _paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metrics: list[str]) -> list[str]:
+    """Each run against the reference run (the first), case by case."""
+    ref = experiment.runs[0].name
+    others = [r.name for r in experiment.runs[1:] if r.name in cases]
+    dice = [m for m in metrics if m.startswith("dice_")]
+    if ref not in cases or not others or not dice:
+        return []
+    lines = [
+        "",
+        f"## Paired against `{ref}`",
+        "",
+        (
+            f"Per-case Dice of each run minus `{ref}`'s on the same cases (scored by models of the same fold): "
+            "mean difference, then cases better / worse, then the two-sided Wilcoxon signed-rank p-value. "
+            "With 20 cases, p < 0.05 needs a consistent difference; a difference of the mean with p > 0.2 is "
+            "noise at this budget."
+        ),
+        "",
+        "| run | cases | " + " | ".join(_header(m) for m in dice) + " |",
+        "|---|---|" + "---|" * len(dice),
+    ]
+    for name in others:
+        cells, n = [], 0
+        for m in dice:
+            c = paired_comparison(cases[ref], cases[name], m)
+            n = max(n, c["n"])
+            if not c["n"]:
+                cells.append("-")
+                continue
+            p = "-" if math.isnan(c["p"]) else f"{c['p']:.2f}"
+            cells.append(f"{c['mean_diff']:+.3f} ({c['better']}/{c['worse']}, p {p})")
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _per_case_lines(experiment: Experiment, cases: dict[str, dict[str, dict]]) -> list[str]:
+    """Every scored case, worst first by the reference run's first region: each run's region Dice."""
+    names = [r.name for r in experiment.runs if r.name in cases]
+    if not names:
+        return []
+    first = cases[names[0]]
+    regions = [k[len("dice_"):] for k in next(iter(first.values())) if k.startswith("dice_")]
+    regions = [r for r in ("WT", "TC", "ET") if r in regions] or regions[-1:]
+    key = f"dice_{regions[0]}"
+    all_cases = sorted({c for run in cases.values() for c in run},
+                       key=lambda c: (first.get(c, {}).get(key, math.inf), c))
+    vol = f"vol_ref_{regions[0]}"
+    lines = [
+        "",
+        "## Per case",
+        "",
+        (
+            f"Dice per case ({' / '.join(regions)}), worst `{names[0]}` {regions[0]} first; each case was "
+            f"scored by the model of the fold that held it out; reference {regions[0]} volume in ml."
+        ),
+        "",
+        f"| case | fold | {regions[0]} ml | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for c in all_cases:
+        any_row = next(cases[n][c] for n in names if c in cases[n])
+        ml = any_row.get(vol, math.nan)
+        cells = []
+        for n in names:
+            row = cases[n].get(c)
+            cells.append(" / ".join(f"{row.get(f'dice_{r}', math.nan):.2f}" for r in regions) if row else "-")
+        ml_text = "-" if math.isnan(ml) else f"{ml:.0f}"
+        lines.append(f"| {c} | {any_row['fold']} | {ml_text} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _metric_columns(rows: list[dict]) -> list[str]:
     seen: list[str] = []
     for row in rows:
@@ -1184,7 +1296,10 @@ def write_report(out) -> dict[str, Path]:
             + " | ".join(cells)
             + f" | {its} | {mins} |"
         )
+    cases = collect_cases(out, record)
+    lines += _paired_lines(experiment, cases, metrics)
     lines += _convergence_lines(curves if experiment.convergence else {})
+    lines += _per_case_lines(experiment, cases)
     lines += _paper_lines(experiment.name)
     md_path = out / "table.md"
     tmp = md_path.with_name(md_path.name + ".tmp")
