@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cross-validate a training preset: for each fold of a split file, train (resumable), then segment the
-# fold's held-out cases on their original grid with the last and the best weights and score them.
+# fold's held-out cases on their original grid with the last and the best weights (and the last with
+# mirroring, and in windows of the training patch) and score them.
 # Several copies may run at once (one per free core): a fold is claimed by creating OUT/foldK.claim.
 #
 #   scripts/crossval.sh DATASET SPLIT OUT [train options...]
@@ -30,5 +31,6 @@ for ((k = 0; k < folds; k++)); do
     score "$run/last.safetensors" "$held" "$run/pred-last"
     score "$run/best.safetensors" "$held" "$run/pred-best"
     score "$run/last.safetensors" "$held" "$run/pred-last-tta" --tta
+    score "$run/last.safetensors" "$held" "$run/pred-last-sw" --sliding-window   # windows of the patch size
     touch "$run/done"
 done

@@ -1,8 +1,10 @@
 """Summarise a cross-validation made by ``scripts/crossval.sh``: per fold and over folds, per case.
 
-For every variant found (``pred-last``, ``pred-best``, ``pred-last-tta``: the folds' ``metrics.csv`` files),
-prints Markdown: the mean Dice of WT / TC / ET and HD95 per fold, the mean and standard deviation over folds,
-the pooled mean over all held-out cases, and the held-out cases sorted from worst to best WT Dice.
+For every variant found (``pred-last``, ``pred-best``, ``pred-last-tta``, ``pred-last-sw``: the folds'
+``metrics.csv`` files), prints Markdown: the mean Dice of WT / TC / ET and HD95 per fold, the mean and
+standard deviation over folds, the pooled mean over all held-out cases, and the held-out cases sorted from
+worst to best WT Dice; then every variant paired case by case against ``last`` (mean difference, cases
+better / worse, Wilcoxon signed-rank p).
 
     python scripts/crossval_report.py runs/cv-brats [--variant last] [--csv all_cases.csv]
 """
@@ -81,13 +83,34 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", all_rows
 
 
+def paired_lines(root: Path, variants: list[str], reference: str = "last") -> list[str]:
+    """Each variant against ``reference`` on the same held-out cases."""
+    from medseg3d.experiments import paired_comparison
+
+    by_variant = {v: {row["case"]: {k: float(x) for k, x in row.items() if k != "case"}
+                      for rows in collect(root, v).values() for row in rows} for v in variants}
+    others = [v for v in variants if v != reference]
+    if reference not in by_variant or not others:
+        return []
+    lines = [f"### Paired against `{reference}` (mean difference; cases better / worse; Wilcoxon p)", "",
+             "| variant | cases | WT | TC | ET |", "|---|---|---|---|---|"]
+    for v in others:
+        cells, n = [], 0
+        for r in REGIONS:
+            c = paired_comparison(by_variant[reference], by_variant[v], f"dice_{r}")
+            n = max(n, c["n"])
+            cells.append(f"{c['mean_diff']:+.3f} ({c['better']}/{c['worse']}, p {_f(c['p'], 2)})" if c["n"] else "-")
+        lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the OUT folder given to scripts/crossval.sh")
-    parser.add_argument("--variant", action="append", help="last, best, last-tta (default: all found)")
+    parser.add_argument("--variant", action="append", help="last, best, last-tta, last-sw (default: all found)")
     parser.add_argument("--csv", type=Path, help="also write all held-out rows of the first variant here")
     args = parser.parse_args(argv)
-    variants = args.variant or [v for v in ("last", "last-tta", "best") if collect(args.root, v)]
+    variants = args.variant or [v for v in ("last", "last-tta", "last-sw", "best") if collect(args.root, v)]
     if not variants:
         print(f"error: nothing scored under {args.root}; run scripts/crossval.sh first", file=sys.stderr)
         return 1
@@ -100,6 +123,7 @@ def main(argv=None) -> int:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
+    print("\n".join(paired_lines(args.root, variants)))
     return 0
 
 
