@@ -40,8 +40,7 @@ def test_report_and_pairing(tmp_path, crossval_report, capsys):
     # per fold: fold 0 WT (0.5 + 0.7) / 2 = 0.600, fold 1 0.900; over folds 0.750 +- 0.212; pooled 0.700
     assert "| 0 | 2 | 0.600 | 0.500 | 0.400 |" in out and "| 1 | 1 | 0.900 |" in out
     assert "**0.750** +- 0.212" in out and "| pooled over 3 cases | | 0.700 |" in out
-    worst_first = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| a |")
-                   or line.startswith("| b |") or line.startswith("| c |")]
+    worst_first = [line.split(" | ")[0] for line in out.splitlines() if line.startswith(("| a |", "| b |", "| c |"))]
     assert worst_first[:3] == ["| a", "| b", "| c"]
     # paired: WT differences +0.1, -0.1, +0.05 -> mean +0.017, 2 better, 1 worse; TC and ET unchanged
     paired = out.split("Paired against `last`")[1]
