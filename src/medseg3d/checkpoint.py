@@ -72,6 +72,32 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     return meta, state
 
 
+def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | None = None) -> Path:
+    """Write ``path``'s weights again with ``updates`` merged into its metadata (to ``out``, default in
+    place; atomic). E.g. ``{"inference": {"sliding_window": True, "overlap": 0.5}}``."""
+    from safetensors.torch import save_file
+
+    meta, state = read_model_file(path)
+    meta = meta | updates
+    check_inference(meta.get("inference"), Path(path))
+    header = {"medseg3d": json.dumps(meta)}
+    return _atomic(Path(out or path), lambda tmp: save_file(state, tmp, metadata=header))
+
+
+def check_inference(inference, path: Path) -> None:
+    """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
+    if inference is None:
+        return
+    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap"}:
+        raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; "
+                         "expected {{'sliding_window': bool, 'overlap': float}}")
+    if not isinstance(inference.get("sliding_window", False), bool):
+        raise ModelError(f"{path}: inference.sliding_window must be true or false")
+    overlap = inference.get("overlap", 0.5)
+    if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
+        raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
+
+
 def check_metadata(raw: str | None, path: Path, origin: str = "it was not written by medseg3d") -> dict:
     """Parse and check the medseg3d metadata JSON of a model file (safetensors, ONNX or TorchScript)."""
     if raw is None:
@@ -85,6 +111,7 @@ def check_metadata(raw: str | None, path: Path, origin: str = "it was not writte
         raise ModelError(f"{path}: model metadata lacks {missing}; the file is incomplete")
     if meta.get("format", 0) > MODEL_FORMAT:
         raise ModelError(f"{path}: made by a newer medseg3d (format {meta['format']}); upgrade medseg3d")
+    check_inference(meta.get("inference"), path)
     return meta
 
 

@@ -246,8 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("inputs", nargs="+", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
     s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
-    s.add_argument("--sliding-window", action="store_true", help="infer in windows (bounded memory)")
-    s.add_argument("--overlap", type=float, default=0.5)
+    window = s.add_mutually_exclusive_group()
+    window.add_argument("--sliding-window", dest="sliding_window", action="store_const", const=True, default=None,
+                        help="infer in windows of the training patch size (default: as the model file says)")
+    window.add_argument("--whole-volume", dest="sliding_window", action="store_const", const=False,
+                        help="infer on the whole cropped volume at once")
+    s.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's, else 0.5)")
     s.add_argument("--min-component", type=int, default=0, help="remove tumour components smaller than N voxels")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")

@@ -33,6 +33,13 @@ def describe_models() -> str:
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
         lines.append(f"  preprocess   {meta['preprocess']}")
+        inference = meta.get("inference") or {}
+        if inference.get("sliding_window") and meta.get("patch"):
+            window = "x".join(str(v) for v in meta["patch"])
+            lines.append(f"  inference    windows of {window} voxels, overlap {inference.get('overlap', 0.5)} "
+                         "(--whole-volume for one pass)")
+        else:
+            lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
         for key in ("trained_on", "command", "training_time", "held_out_scores", "cross_validation", "note", "licence",
                     "provenance"):
             if key in card:

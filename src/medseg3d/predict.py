@@ -46,6 +46,18 @@ class LoadedModel:
     def kind(self) -> str:
         return self.meta.get("kind", "multiclass")
 
+    def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
+        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
+        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
+        defaults = self.meta.get("inference") or {}
+        if sliding_window is None:
+            sliding_window = bool(defaults.get("sliding_window", False))
+        if overlap is None:
+            overlap = float(defaults.get("overlap", 0.5))
+        if not 0 <= overlap < 1:
+            raise InputError(f"--overlap must be in [0, 1), got {overlap}")
+        return sliding_window, overlap
+
 
 def bundled_models() -> dict[str, Path]:
     """Names of the models shipped inside the package -> their files."""
@@ -140,15 +152,20 @@ def segment_arrays(
     affine: np.ndarray,
     *,
     mirror: bool = False,
-    sliding_window: bool = False,
-    overlap: float = 0.5,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
     min_component: int = 0,
     return_probabilities: bool = False,
 ):
-    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine``."""
+    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine``.
+
+    ``sliding_window`` / ``overlap`` left as ``None`` take the model's own defaults
+    (:meth:`LoadedModel.inference_settings`).
+    """
     if image.shape[0] != model.meta["in_channels"]:
         raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
                          f"the input has {image.shape[0]}")
+    sliding_window, overlap = model.inference_settings(sliding_window, overlap)
     x, _, record = preprocess(image, affine, model.prep)
     patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
     if sliding_window and patch is None:
@@ -166,8 +183,8 @@ def segment_arrays(
     return (labels, full) if return_probabilities else labels
 
 
-def segment(model, channels, *, mirror: bool = False, sliding_window: bool = False, overlap: float = 0.5,
-            min_component: int = 0) -> Volume:
+def segment(model, channels, *, mirror: bool = False, sliding_window: bool | None = None,
+            overlap: float | None = None, min_component: int = 0) -> Volume:
     """Segment one case in memory and return the label map as a :class:`Volume` on the input's grid.
 
     Args:
@@ -218,8 +235,8 @@ def predict(
     output: str | os.PathLike,
     *,
     mirror: bool = False,
-    sliding_window: bool = False,
-    overlap: float = 0.5,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
     min_component: int = 0,
     save_probabilities: bool = False,
     force: bool = False,
