@@ -44,7 +44,11 @@ def main() -> None:
     p.add_argument("--note", default="", help="one sentence on what the scores mean")
     p.add_argument("--cv", type=Path, help="scripts/crossval.sh output of the same preset: adds per-fold "
                    "cross-validated scores to the card (then --metrics is its pooled held-out CSV)")
-    p.add_argument("--cv-variant", default="last", help="which weights of the folds were scored (last, best)")
+    p.add_argument("--cv-variant", default="last", help="which weights of the folds were scored (last, best, "
+                   "last-sw: the last weights in windows of the training patch)")
+    p.add_argument("--sliding-window", action="store_true", help="the bundled file asks to be run in windows of "
+                   "its training patch (what --cv-variant last-sw scored); users can still pass --whole-volume")
+    p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
     args = p.parse_args()
 
     config = json.loads((args.run / "config.json").read_text())
@@ -85,6 +89,11 @@ def main() -> None:
     }
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
+    if args.sliding_window:
+        from medseg3d.checkpoint import rewrite_model_metadata
+
+        rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors",
+                               {"inference": {"sliding_window": True, "overlap": args.overlap}})
     (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
 
