@@ -986,8 +986,9 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
 
     Each row holds ``run``, ``description``, ``folds_done``, ``<metric>_mean`` and ``<metric>_std`` (sample
     standard deviation over folds; NaN with fewer than 2 folds), ``iterations`` and ``train_minutes`` (means
-    over folds). Curves map run -> (epochs, mean validation score over folds), using the epochs every
-    finished fold reached.
+    over folds). Curves map run -> (epochs, mean validation score over folds), over the folds that every run
+    with a curve has finished (so that the runs' curves average the same validation cases) and the epochs
+    all those folds reached.
     """
     out = Path(out)
     path = out / "experiment.json"
@@ -998,9 +999,9 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
         )
     record = json.loads(path.read_text())
     experiment = get_experiment(record["experiment"])
-    rows, curves = [], {}
+    rows, fold_curves = [], {}
     for run in experiment.runs:
-        per_fold, iters, minutes, fold_curves, columns = [], [], [], [], []
+        per_fold, iters, minutes, columns = [], [], [], []
         for k in range(record["folds"]):
             folder = _fold_dir(out, run.name, k)
             if _state(folder) != "done":
@@ -1014,7 +1015,9 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
             if log:
                 iters.append(float(log[-1]["iteration"]))
                 minutes.append(float(log[-1]["seconds"]) / 60)
-                fold_curves.append({int(r["epoch"]): float(r["score"]) for r in log if r.get("score")})
+                curve = {int(r["epoch"]): float(r["score"]) for r in log if r.get("score")}
+                if curve:
+                    fold_curves.setdefault(run.name, {})[k] = curve
         row = {"run": run.name, "description": run.description, "folds_done": len(per_fold)}
         for c in columns:
             values = np.array([f[c] for f in per_fold], dtype=float)
@@ -1024,10 +1027,13 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
         row["iterations"] = float(np.mean(iters)) if iters else math.nan
         row["train_minutes"] = float(np.mean(minutes)) if minutes else math.nan
         rows.append(row)
-        if fold_curves:
-            epochs = sorted(set.intersection(*(set(c) for c in fold_curves)))
-            if epochs:
-                curves[run.name] = (epochs, [float(np.mean([c[e] for c in fold_curves])) for e in epochs])
+    curves = {}
+    common = set.intersection(*(set(f) for f in fold_curves.values())) if fold_curves else set()
+    for name, by_fold in fold_curves.items():
+        chosen = [by_fold[k] for k in sorted(common)]
+        epochs = sorted(set.intersection(*(set(c) for c in chosen))) if chosen else []
+        if epochs:
+            curves[name] = (epochs, [float(np.mean([c[e] for c in chosen])) for e in epochs])
     return record, rows, curves
 
 
@@ -1173,8 +1179,8 @@ def _convergence_lines(curves: dict) -> list[str]:
         "",
         (
             "Validation score during training (mean of the region Dice on the fold's validation cases, at "
-            "the training resolution), mean over folds, at epochs every run reached; the last column "
-            f"averages epochs 1-{last} (higher = faster)."
+            "the training resolution), mean over the folds that every run has finished, at epochs every run "
+            f"reached; the last column averages epochs 1-{last} (higher = faster)."
         ),
         "",
         "| run | " + " | ".join(f"epoch {m}" for m in marks) + f" | mean over epochs 1-{last} |",
