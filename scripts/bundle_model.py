@@ -2,6 +2,8 @@
 
 Usage:
     python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
+    python scripts/bundle_model.py --keep-weights --name brats --cv CV_DIR --cv-variant last-sw \
+        --metrics CV_DIR/pooled.csv --sliding-window --note "..."   # same weights: new scores, how it runs
 
 The card (``src/medseg3d/weights/<name>.json``) records what the model was trained on, the exact command,
 the training time, the scores measured on held-out cases (from ``medseg3d evaluate``'s metrics.csv, per case
@@ -35,9 +37,53 @@ def cross_validation(root: Path, variant: str) -> dict:
     return {"folds": len(means), "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
 
 
+KEYS = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
+
+
+def scores(rows: list[dict]) -> dict:
+    """The card's held-out scores: the mean of each metric and every case's values."""
+    def mean(k):
+        values = [float(r[k]) for r in rows if r.get(k) not in (None, "", "nan")]
+        return round(float(np.mean(values)), 4) if values else None
+
+    return {"held_out_scores": {k: mean(k) for k in KEYS},
+            "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in KEYS} for r in rows}}
+
+
+def set_inference(args, card: dict) -> None:
+    """Write the inference default (sliding window or whole volume) into the bundled file and its card."""
+    from medseg3d.checkpoint import rewrite_model_metadata
+
+    inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap}
+    rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
+    card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
+                         else "the whole cropped volume in one pass")
+
+
+def update_card(args) -> None:
+    """--keep-weights: new held-out scores, cross-validation, note and inference default for the same weights."""
+    path = WEIGHTS / f"{args.name}.json"
+    card = json.loads(path.read_text())
+    with open(args.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    card |= scores(rows)
+    if args.cv:
+        card["held_out_cases"] = sorted(r["case"] for r in rows)
+        card["cross_validation"] = cross_validation(args.cv, args.cv_variant)
+    if args.note:
+        card["note"] = args.note
+    set_inference(args, card)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    tmp.replace(path)
+    print(json.dumps({k: card[k] for k in ("name", "held_out_scores", "cross_validation", "inference")}, indent=1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", type=Path)
+    p.add_argument("run", type=Path, nargs="?", help="the training run whose weights are bundled")
+    p.add_argument("--keep-weights", action="store_true", help="keep the bundled weights and the card's training "
+                   "record; update its scores (--metrics, --cv), note and inference default")
     p.add_argument("--name", default="brats")
     p.add_argument("--model", default="best", choices=["best", "last", "model"])
     p.add_argument("--metrics", type=Path, required=True, help="metrics.csv of the held-out cases")
@@ -50,17 +96,17 @@ def main() -> None:
                    "its training patch (what --cv-variant last-sw scored); users can still pass --whole-volume")
     p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
     args = p.parse_args()
+    if (args.run is None) != args.keep_weights:
+        p.error("give either a RUN_DIR or --keep-weights")
+    if args.keep_weights:
+        update_card(args)
+        return
 
     config = json.loads((args.run / "config.json").read_text())
     with open(args.run / "log.csv", newline="") as f:
         log = list(csv.DictReader(f))
     with open(args.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
-    keys = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
-
-    def mean(k):
-        values = [float(r[k]) for r in rows if r.get(k) not in (None, "", "nan")]
-        return round(float(np.mean(values)), 4) if values else None
 
     command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
                + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
@@ -79,8 +125,7 @@ def main() -> None:
                          f"{log[-1]['epoch']} epochs, {log[-1]['iteration']} iterations",
         "weights": f"{args.model}.safetensors of the run"
                    + (" (best validation score)" if args.model == "best" else ""),
-        "held_out_scores": {k: mean(k) for k in keys},
-        "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in keys} for r in rows},
+        **scores(rows),
         "note": args.note,
         **({"cross_validation": cross_validation(args.cv, args.cv_variant)} if args.cv else {}),
         "licence": "weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
@@ -89,11 +134,7 @@ def main() -> None:
     }
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
-    if args.sliding_window:
-        from medseg3d.checkpoint import rewrite_model_metadata
-
-        rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors",
-                               {"inference": {"sliding_window": True, "overlap": args.overlap}})
+    set_inference(args, card)
     (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
 

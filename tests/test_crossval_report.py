@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,42 @@ def test_report_and_pairing(tmp_path, crossval_report, capsys):
 def test_nothing_scored(tmp_path, crossval_report, capsys):
     assert crossval_report.main([str(tmp_path)]) == 1
     assert "nothing scored" in capsys.readouterr().err
+
+
+def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, capsys):
+    import argparse
+    import shutil
+    import sys
+
+    from medseg3d.checkpoint import read_model_file
+    from medseg3d.predict import bundled_models
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    sys.modules.pop("bundle_model", None)
+    import bundle_model
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    source = bundled_models()["brats"]
+    shutil.copyfile(source, weights / "brats.safetensors")
+    shutil.copyfile(source.with_suffix(".json"), weights / "brats.json")
+    monkeypatch.setattr(bundle_model, "WEIGHTS", weights)
+    cv = tmp_path / "cv"
+    for fold, (case, wt) in enumerate((("a", 0.8), ("b", 0.6))):
+        write_metrics(cv / f"fold{fold}" / "pred-last-sw", [{"case": case, "dice_WT": wt, "hd95_WT": 5.0}])
+    pooled = tmp_path / "pooled.csv"
+    write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}, {"case": "b", "dice_WT": 0.6}])
+    shutil.copyfile(tmp_path / "pooled" / "metrics.csv", pooled)
+    args = argparse.Namespace(name="brats", metrics=pooled, cv=cv, cv_variant="last-sw", note="new note",
+                              sliding_window=True, overlap=0.5)
+    bundle_model.update_card(args)
+    card = json.loads((weights / "brats.json").read_text())
+    assert card["held_out_scores"]["dice_WT"] == 0.7 and card["held_out_cases"] == ["a", "b"]
+    assert card["cross_validation"]["weights"] == "last-sw" and card["cross_validation"]["folds"] == 2
+    assert card["cross_validation"]["mean_sd_over_folds"]["dice_WT"] == "0.700 +- 0.141"
+    assert card["note"] == "new note" and card["inference"].startswith("windows")
+    meta, state = read_model_file(weights / "brats.safetensors")
+    assert meta["inference"] == {"sliding_window": True, "overlap": 0.5}
+    _original_meta, original_state = read_model_file(source)
+    assert all((state[k] == original_state[k]).all() for k in state)
+    assert card["command"] == json.loads(source.with_suffix(".json").read_text())["command"]  # training record kept
