@@ -85,7 +85,7 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
 
 def paired_lines(root: Path, variants: list[str], reference: str = "last") -> list[str]:
     """Each variant against ``reference`` on the same held-out cases."""
-    from medseg3d.experiments import paired_comparison
+    from medseg3d.experiments import paired_cells
 
     by_variant = {v: {row["case"]: {k: float(x) for k, x in row.items() if k != "case"}
                       for rows in collect(root, v).values() for row in rows} for v in variants}
@@ -95,11 +95,7 @@ def paired_lines(root: Path, variants: list[str], reference: str = "last") -> li
     lines = [f"### Paired against `{reference}` (mean difference; cases better / worse; Wilcoxon p)", "",
              "| variant | cases | WT | TC | ET |", "|---|---|---|---|---|"]
     for v in others:
-        cells, n = [], 0
-        for r in REGIONS:
-            c = paired_comparison(by_variant[reference], by_variant[v], f"dice_{r}")
-            n = max(n, c["n"])
-            cells.append(f"{c['mean_diff']:+.3f} ({c['better']}/{c['worse']}, p {_f(c['p'], 2)})" if c["n"] else "-")
+        n, cells = paired_cells(by_variant[reference], by_variant[v], [f"dice_{r}" for r in REGIONS], na="n/a")
         lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -44,15 +44,20 @@ def _atomic(path: Path, write) -> Path:
 
 def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:
     """Write ``model``'s weights and ``meta`` to a safetensors file (atomic)."""
-    from safetensors.torch import save_file
 
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ModelError(f"model metadata lacks {missing}")
     module = model.module if hasattr(model, "module") else model
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    header = {"medseg3d": json.dumps({"format": MODEL_FORMAT, **meta})}
-    return _atomic(Path(path), lambda tmp: save_file(state, tmp, metadata=header))
+    return _write_model_file(state, {"format": MODEL_FORMAT, **meta}, Path(path))
+
+
+def _write_model_file(state: dict, meta: dict, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    header = {"medseg3d": json.dumps(meta)}
+    return _atomic(path, lambda tmp: save_file(state, tmp, metadata=header))
 
 
 def read_model_file(path: str | Path) -> tuple[dict, dict]:
@@ -75,13 +80,10 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
 def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | None = None) -> Path:
     """Write ``path``'s weights again with ``updates`` merged into its metadata (to ``out``, default in
     place; atomic). E.g. ``{"inference": {"sliding_window": True, "overlap": 0.5}}``."""
-    from safetensors.torch import save_file
-
     meta, state = read_model_file(path)
     meta = meta | updates
     check_inference(meta.get("inference"), Path(path))
-    header = {"medseg3d": json.dumps(meta)}
-    return _atomic(Path(out or path), lambda tmp: save_file(state, tmp, metadata=header))
+    return _write_model_file(state, meta, Path(out or path))
 
 
 def check_inference(inference, path: Path) -> None:

@@ -981,14 +981,16 @@ def _columns(scheme: LabelScheme) -> list[str]:
     )
 
 
-def collect_results(out) -> tuple[dict, list[dict], dict]:
-    """Read an experiment folder: (record, one row per run with mean/std over folds, validation curves).
+def collect_results(out) -> tuple[dict, list[dict], dict, dict[str, dict[str, dict]]]:
+    """Read an experiment folder: (record, one row per run with mean/std over folds, validation curves,
+    per-case scores).
 
     Each row holds ``run``, ``description``, ``folds_done``, ``<metric>_mean`` and ``<metric>_std`` (sample
     standard deviation over folds; NaN with fewer than 2 folds), ``iterations`` and ``train_minutes`` (means
     over folds). Curves map run -> (epochs, mean validation score over folds), over the folds that every run
     with a curve has finished (so that the runs' curves average the same validation cases) and the epochs
-    all those folds reached.
+    all those folds reached. Per-case scores map run -> case -> that case's row of ``metrics.csv`` (floats)
+    plus ``fold``.
     """
     out = Path(out)
     path = out / "experiment.json"
@@ -999,7 +1001,7 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
         )
     record = json.loads(path.read_text())
     experiment = get_experiment(record["experiment"])
-    rows, fold_curves = [], {}
+    rows, fold_curves, cases = [], {}, {}
     for run in experiment.runs:
         per_fold, iters, minutes, columns = [], [], [], []
         for k in range(record["folds"]):
@@ -1010,7 +1012,11 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
             scheme = get_scheme(config["labels"])
             columns += [c for c in _columns(scheme) if c not in columns]
             with open(folder / "metrics.csv", newline="") as fh:
-                per_fold.append(_fold_means(list(csv.DictReader(fh)), _columns(scheme)))
+                case_rows = list(csv.DictReader(fh))
+            per_fold.append(_fold_means(case_rows, _columns(scheme)))
+            for row in case_rows:
+                values = {key: _float(v) for key, v in row.items() if key != "case"}
+                cases.setdefault(run.name, {})[row["case"]] = values | {"fold": k}
             log = _log_rows(folder)
             if log:
                 iters.append(float(log[-1]["iteration"]))
@@ -1034,23 +1040,7 @@ def collect_results(out) -> tuple[dict, list[dict], dict]:
         epochs = sorted(set.intersection(*(set(c) for c in chosen))) if chosen else []
         if epochs:
             curves[name] = (epochs, [float(np.mean([c[e] for c in chosen])) for e in epochs])
-    return record, rows, curves
-
-
-def collect_cases(out, record: dict) -> dict[str, dict[str, dict]]:
-    """Per-case scores of every scored run and fold: run -> case -> row of ``metrics.csv`` (floats) plus
-    ``fold``."""
-    cases: dict[str, dict[str, dict]] = {}
-    for run in get_experiment(record["experiment"]).runs:
-        for k in range(record["folds"]):
-            folder = _fold_dir(Path(out), run.name, k)
-            if _state(folder) != "done":
-                continue
-            with open(folder / "metrics.csv", newline="") as fh:
-                for row in csv.DictReader(fh):
-                    values = {key: _float(v) for key, v in row.items() if key != "case"}
-                    cases.setdefault(run.name, {})[row["case"]] = values | {"fold": k}
-    return cases
+    return record, rows, curves, cases
 
 
 def _float(value) -> float:
@@ -1078,6 +1068,23 @@ def paired_comparison(reference: dict[str, dict], other: dict[str, dict], metric
     return result
 
 
+def paired_cells(
+    reference: dict[str, dict], other: dict[str, dict], metrics: list[str], na: str = "-"
+) -> tuple[int, list[str]]:
+    """(cases paired, one cell per metric): ``other`` against ``reference`` as "mean difference (cases
+    better/worse, p P)", ``na`` for a p-value that cannot be computed, "-" where no case pairs."""
+    cells, n = [], 0
+    for metric in metrics:
+        c = paired_comparison(reference, other, metric)
+        n = max(n, c["n"])
+        if not c["n"]:
+            cells.append("-")
+            continue
+        p = na if math.isnan(c["p"]) else f"{c['p']:.2f}"
+        cells.append(f"{c['mean_diff']:+.3f} ({c['better']}/{c['worse']}, p {p})")
+    return n, cells
+
+
 def _paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metrics: list[str]) -> list[str]:
     """Each run against the reference run (the first), case by case."""
     ref = experiment.runs[0].name
@@ -1100,15 +1107,7 @@ def _paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], met
         "|---|---|" + "---|" * len(dice),
     ]
     for name in others:
-        cells, n = [], 0
-        for m in dice:
-            c = paired_comparison(cases[ref], cases[name], m)
-            n = max(n, c["n"])
-            if not c["n"]:
-                cells.append("-")
-                continue
-            p = "-" if math.isnan(c["p"]) else f"{c['p']:.2f}"
-            cells.append(f"{c['mean_diff']:+.3f} ({c['better']}/{c['worse']}, p {p})")
+        n, cells = paired_cells(cases[ref], cases[name], dice)
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     return lines
 
@@ -1233,7 +1232,7 @@ def write_report(out) -> dict[str, Path]:
     from .train import software_versions
 
     out = Path(out)
-    record, rows, curves = collect_results(out)
+    record, rows, curves, cases = collect_results(out)
     experiment = get_experiment(record["experiment"])
     metrics = _metric_columns(rows)
 
@@ -1302,7 +1301,6 @@ def write_report(out) -> dict[str, Path]:
             + " | ".join(cells)
             + f" | {its} | {mins} |"
         )
-    cases = collect_cases(out, record)
     lines += _paired_lines(experiment, cases, metrics)
     lines += _convergence_lines(curves if experiment.convergence else {})
     lines += _per_case_lines(experiment, cases)
