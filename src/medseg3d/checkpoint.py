@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .errors import ModelError
+from .precision import PRECISIONS
 
 MODEL_FORMAT = 1
 REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
@@ -90,14 +91,17 @@ def check_inference(inference, path: Path) -> None:
     """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
     if inference is None:
         return
-    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap"}:
+    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap", "precision"}:
         raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; "
-                         "expected {{'sliding_window': bool, 'overlap': float}}")
+                         "expected {{'sliding_window': bool, 'overlap': float, 'precision': str}}")
     if not isinstance(inference.get("sliding_window", False), bool):
         raise ModelError(f"{path}: inference.sliding_window must be true or false")
     overlap = inference.get("overlap", 0.5)
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
+    if inference.get("precision", "auto") not in PRECISIONS:
+        raise ModelError(f"{path}: inference.precision must be one of {', '.join(PRECISIONS)}, "
+                         f"got {inference['precision']!r}")
 
 
 def check_metadata(raw: str | None, path: Path, origin: str = "it was not written by medseg3d") -> dict:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .errors import MedsegError
+from .precision import PRECISIONS
 
 
 def _positive_triple(cast, kind: str, example: str):
@@ -96,7 +97,7 @@ def cmd_train(args) -> None:
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
-        "iters_per_epoch", "cache", "split_file", "foreground_p")}
+        "iters_per_epoch", "cache", "split_file", "foreground_p", "precision")}
     if args.all_cases:
         overrides["all_cases"] = True
     if args.crop:
@@ -115,7 +116,8 @@ def cmd_predict(args) -> None:
 
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, save_probabilities=args.probabilities,
-                      force=args.force, shard=args.shard, progress=not args.quiet, device=args.device)
+                      force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
+                      precision=args.precision)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -236,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--val-every", type=int)
     s.add_argument("--seed", type=int)
     s.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+    s.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32, or mixed (float16 on CUDA, bfloat16 on CPUs with native bfloat16; about 2.5x "
+                        "faster there); auto (default): the preset's, else mixed on CUDA and fp32 on the CPU")
     s.add_argument("--cache", help="cache folder (default: ~/.cache/medseg3d/<dataset>-<hash> or $MEDSEG3D_CACHE)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     s.add_argument("--quiet", action="store_true")
@@ -257,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--shard", type=_shard, help="INDEX/COUNT: this process takes every COUNT-th case")
     s.add_argument("--device", default="auto")
+    s.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="fp32 or mixed (bfloat16 on CPUs with native bfloat16, float16 on CUDA); "
+                        "auto (default): as the model file says, else fp32 on the CPU")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_predict)
 

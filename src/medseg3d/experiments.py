@@ -645,6 +645,7 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     from .io import read_volume
     from .losses import build_loss
     from .nets import build_network
+    from .precision import autocast
     from .preprocess import bounding_box, foreground_mask, target_shape
 
     scheme = get_scheme(cfg.labels)
@@ -672,7 +673,9 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     times = []
     for _ in range(4):  # the first iteration also pays for warm-up: the median of the next three
         t0 = time.monotonic()
-        loss = loss_fn(model(x), y)
+        with autocast(cfg.precision, "cpu"):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -680,7 +683,7 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     t_iter = float(np.median(times[1:]))
     model.eval()
     t0 = time.monotonic()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(cfg.precision, "cpu"):
         model(x)
     return t_iter, time.monotonic() - t0
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .precision import autocast
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """``"auto"`` -> CUDA when present, else CPU."""
@@ -51,7 +53,7 @@ def predict_probabilities(
     overlap: float = 0.5,
     mirror: bool = False,
     device: str | torch.device = "cpu",
-    amp: bool | None = None,
+    precision: str = "auto",
     max_voxels: int = 24_000_000,
 ) -> torch.Tensor:
     """Probabilities (K, x, y, z) on the grid of ``image`` (C, x, y, z), as float32 on the CPU.
@@ -64,11 +66,11 @@ def predict_probabilities(
             else windows of 128^3.
         overlap: sliding-window overlap fraction.
         mirror: average over the 8 mirrored copies (test-time augmentation).
-        device: where to run; CUDA uses mixed precision (float16) unless ``amp=False``, and channels-last
-            memory for 3D networks.
+        device: where to run; CUDA uses channels-last memory for 3D networks.
+        precision: ``"auto"`` / ``"fp32"`` / ``"mixed"`` (see :mod:`medseg3d.precision`): ``auto`` runs in
+            float16 on CUDA and float32 on the CPU.
     """
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    amp = (device.type == "cuda") if amp is None else amp
     model.eval()
     x = torch.as_tensor(np.asarray(image, dtype=np.float32) if not torch.is_tensor(image) else image).float()
     x = x[None].to(device)
@@ -83,7 +85,7 @@ def predict_probabilities(
         patch = (128,) * len(spatial)
 
     def run(t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, enabled=amp, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16):
+        with autocast(precision, device):
             if patch is None:
                 padded, pads = _pad_to_multiple(t, multiple)
                 out = _crop_back(model(padded), pads)

@@ -23,6 +23,7 @@ from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
 from .io import Volume, image_suffix, write_volume
 from .labels import LabelScheme
+from .precision import check_precision
 from .preprocess import PrepConfig, preprocess, undo_probabilities
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -37,6 +38,7 @@ class LoadedModel:
     scheme: LabelScheme
     prep: PrepConfig
     device: torch.device
+    precision: str = "auto"  # what the user asked; "auto" = the model file's default (see compute_precision)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -57,6 +59,13 @@ class LoadedModel:
         if not 0 <= overlap < 1:
             raise InputError(f"--overlap must be in [0, 1), got {overlap}")
         return sliding_window, overlap
+
+    def compute_precision(self) -> str:
+        """The precision to run in: what the user asked, else the model file's ``inference.precision``
+        (set for a model whose cross-validation was scored in it), else ``auto``."""
+        if self.precision != "auto":
+            return self.precision
+        return (self.meta.get("inference") or {}).get("precision", "auto")
 
 
 def bundled_models() -> dict[str, Path]:
@@ -85,8 +94,12 @@ def resolve_model_path(ref: str | os.PathLike) -> Path:
     raise ModelError(f"{ref_s}: no such model file, run folder or bundled model (bundled: {names})")
 
 
-def load_model(ref: str | os.PathLike, device: str = "auto") -> LoadedModel:
-    """Load a model by bundled name, run folder or file; metadata is checked before use."""
+def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "auto") -> LoadedModel:
+    """Load a model by bundled name, run folder or file; metadata is checked before use.
+
+    ``precision`` (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`) is the one inference runs
+    in; ``auto`` takes the model file's own default."""
+    check_precision(precision)
     from .nets import build_network
 
     path = resolve_model_path(ref)
@@ -105,7 +118,7 @@ def load_model(ref: str | os.PathLike, device: str = "auto") -> LoadedModel:
     scheme = LabelScheme.from_dict(meta["labels"])
     if scheme.n_outputs != int(meta["n_outputs"]):
         raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {meta['n_outputs']}")
-    return LoadedModel(model, meta, scheme, PrepConfig.from_dict(meta["preprocess"]), dev)
+    return LoadedModel(model, meta, scheme, PrepConfig.from_dict(meta["preprocess"]), dev, precision)
 
 
 def _as_model(model) -> LoadedModel:
@@ -171,7 +184,7 @@ def segment_arrays(
     if sliding_window and patch is None:
         patch = (128, 128, 128)
     probs = predict_probabilities(model.model, x, kind=model.kind, patch=patch, overlap=overlap, mirror=mirror,
-                                  device=model.device).numpy()
+                                  device=model.device, precision=model.compute_precision()).numpy()
     if model.kind == "region":
         # region probabilities: outside the brain every region is absent (probability 0)
         full = undo_probabilities(probs, record, fill_background=False)
@@ -243,6 +256,7 @@ def predict(
     shard: tuple[int, int] | None = None,
     progress: bool = True,
     device: str = "auto",
+    precision: str = "auto",
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
@@ -252,7 +266,7 @@ def predict(
     """
     from tqdm import tqdm
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, precision)
     output = Path(output)
     inputs = [Path(p) for p in inputs]
     for p in inputs:

@@ -48,6 +48,8 @@ from .inference import pick_device, predict_probabilities, probabilities_to_clas
 from .labels import LabelScheme, get_scheme
 from .metrics import write_rows
 from .plotting import save_figure
+from .precision import autocast, autocast_dtype, check_precision
+from .precision import describe as describe_precision
 from .preprocess import PrepConfig
 from .sampling import PatchSampler
 
@@ -115,6 +117,7 @@ class TrainConfig:
     val_patch: tuple[int, int, int] | None = None
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | mixed (see medseg3d.precision)
     cache: str | None = None
     resume: bool = False
     progress: bool = True
@@ -183,14 +186,15 @@ def region_targets(classes: torch.Tensor, scheme: LabelScheme) -> torch.Tensor:
     return torch.stack(masks, 1).float()
 
 
-def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patch=None) -> dict[str, float]:
+def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patch=None,
+                      precision: str = "auto") -> dict[str, float]:
     """Mean Dice per class and region over prepared validation cases, on the preprocessed grid."""
     from .metrics import dice
 
     sums: dict[str, list[float]] = {}
     for case in cases:
         probs = predict_probabilities(model, np.asarray(case.image, dtype=np.float32), kind=kind, patch=patch,
-                                      device=device)
+                                      device=device, precision=precision)
         pred = probabilities_to_classes(probs, kind)
         ref = np.asarray(case.label)
         if kind == "region":
@@ -329,6 +333,7 @@ def train(cfg: TrainConfig) -> dict:
         raise InputError("give a budget: --epochs N or --minutes M")
     if cfg.batch < 1 or cfg.accumulate < 1:
         raise InputError(f"--batch and --accumulate must be at least 1, got {cfg.batch} and {cfg.accumulate}")
+    check_precision(cfg.precision)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = _process_device(cfg.device, world)
     rank, world = _distributed(device)
@@ -344,6 +349,8 @@ def train(cfg: TrainConfig) -> dict:
         saved = json.loads((out / "config.json").read_text())
         changed = [k for k in ("net", "net_args", "loss", "labels", "patch", "crop", "downsample")
                    if json.dumps(saved.get(k)) != json.dumps(cfg.to_dict().get(k))]
+        if saved.get("precision", "auto") != cfg.precision:  # runs from before the setting trained as "auto"
+            changed.append("precision")
         if changed:
             raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}); use the run's own settings")
     scheme = get_scheme(cfg.labels)
@@ -392,7 +399,8 @@ def train(cfg: TrainConfig) -> dict:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d) if model.spatial_dims == 3 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    # float16 needs loss scaling; bfloat16 (mixed precision on a CPU) has float32's range and does not
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype(cfg.precision, device) == torch.float16)
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -419,7 +427,8 @@ def train(cfg: TrainConfig) -> dict:
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
                                     "iters_per_epoch": iters_per_epoch, "world_size": world,
-                                    "global_batch": global_batch}
+                                    "global_batch": global_batch,
+                                    "compute_dtype": describe_precision(cfg.precision, device)}
         (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
@@ -462,7 +471,7 @@ def train(cfg: TrainConfig) -> dict:
                 # DDP averages gradients only on the last micro-batch of the step
                 sync = net.no_sync() if world > 1 and a < cfg.accumulate - 1 else contextlib.nullcontext()
                 with sync:
-                    with torch.autocast(device.type, enabled=device.type == "cuda"):
+                    with autocast(cfg.precision, device):
                         logits = net(x)
                         loss = loss_fn(logits.float(), target)
                     scaler.scale(loss / cfg.accumulate if cfg.accumulate > 1 else loss).backward()
@@ -489,7 +498,7 @@ def train(cfg: TrainConfig) -> dict:
         done = _all_agree(progress() >= 1.0, world)
         if rank == 0 and val_cases and (state["epoch"] % cfg.val_every == 0 or done):
             t_val = time.monotonic()
-            scores = validation_scores(model, val_cases, scheme, kind, device, cfg.val_patch)
+            scores = validation_scores(model, val_cases, scheme, kind, device, cfg.val_patch, cfg.precision)
             row.update(scores)
             row["val_seconds"] = round(time.monotonic() - t_val, 1)
             if scores["score"] > state["best"]:
