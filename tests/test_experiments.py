@@ -18,6 +18,7 @@ from medseg3d.errors import InputError
 from medseg3d.experiments import (
     EXPERIMENTS,
     TRAIN_MINUTES,
+    _settings_text,
     claim_task,
     default_budget_minutes,
     estimate_seconds,
@@ -247,6 +248,28 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
     (old / "experiment.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match="older medseg3d"):
         plan_experiment("losses", small_dataset, old, folds=2)
+
+
+def test_precision_is_recorded_and_kept(small_dataset, tmp_path):
+    _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, epochs=3)
+    assert record["precision"] == "mixed" and {t.overrides["precision"] for t in tasks} == {"mixed"}
+    assert json.loads((tmp_path / "losses" / "experiment.json").read_text())["precision"] == "mixed"
+    _, tasks, _ = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2)  # adopts the record
+    assert {t.overrides["precision"] for t in tasks} == {"mixed"}
+    with pytest.raises(InputError, match="was run with --precision mixed, now fp32"):
+        plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, precision="fp32")
+    with pytest.raises(InputError, match="unknown precision"):
+        plan_experiment("losses", small_dataset, tmp_path / "l2", folds=2, epochs=3, precision="half")
+    _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "l3", folds=2, epochs=3, precision="fp32")
+    assert {t.overrides["precision"] for t in tasks} == {"fp32"} and "precision=fp32" in _settings_text(record)
+    # a folder from before the setting trained in "auto" (float32 on a CPU) and goes on doing so
+    old = tmp_path / "old"
+    old.mkdir()
+    kept = {k: v for k, v in json.loads((tmp_path / "losses" / "experiment.json").read_text()).items()
+            if k != "precision"}
+    (old / "experiment.json").write_text(json.dumps(kept))
+    _, tasks, _ = plan_experiment("losses", small_dataset, old, folds=2)
+    assert {t.overrides["precision"] for t in tasks} == {"auto"}
 
 
 def test_instance_norm_only_for_the_kayalibay_family(small_dataset, tmp_path):

@@ -164,7 +164,8 @@ def cmd_experiment(args) -> None:
         raise InputError("no dataset given; e.g. medseg3d experiment ablations ../shared/data/brats2018 --out DIR")
     runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     run_experiment(args.name, args.dataset, args.out, folds=args.folds, budget_minutes=args.budget_minutes,
-                   quick=args.quick, runs=runs, progress=not args.quiet, epochs=args.epochs)
+                   quick=args.quick, runs=runs, progress=not args.quiet, epochs=args.epochs,
+                   precision=args.precision)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "number of epochs when the experiment folder is made")
     s.add_argument("--epochs", type=int, help="epochs per run and fold (one epoch = one pass over the training "
                                                "cases) instead of --budget-minutes")
+    s.add_argument("--precision", choices=["fp32", "mixed"],
+                   help="numeric precision of every training, recorded with the budget (default mixed: bfloat16 "
+                        "on CPUs with native bfloat16, float16 on CUDA, else float32)")
     s.add_argument("--quick", action="store_true", help="2 cases, a few iterations: a smoke test, not a result")
     s.add_argument("--runs", help="only these runs, comma-separated (default all)")
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
