@@ -54,10 +54,12 @@ def set_inference(args, card: dict) -> None:
     """Write the inference default (sliding window or whole volume) into the bundled file and its card."""
     from medseg3d.checkpoint import rewrite_model_metadata
 
-    inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap}
+    inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap, "precision": args.precision}
     rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
     card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
                          else "the whole cropped volume in one pass")
+    if args.precision == "mixed":
+        card["inference"] += "; mixed precision (bfloat16 on CPUs with native bfloat16, else float32)"
 
 
 def update_card(args) -> None:
@@ -95,6 +97,8 @@ def main() -> None:
     p.add_argument("--sliding-window", action="store_true", help="the bundled file asks to be run in windows of "
                    "its training patch (what --cv-variant last-sw scored); users can still pass --whole-volume")
     p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
+                   help="the precision the bundled file asks to be run in (users can still pass --precision)")
     args = p.parse_args()
     if (args.run is None) != args.keep_weights:
         p.error("give either a RUN_DIR or --keep-weights")

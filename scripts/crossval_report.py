@@ -103,10 +103,13 @@ def paired_lines(root: Path, variants: list[str], reference: str = "last") -> li
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the OUT folder given to scripts/crossval.sh")
-    parser.add_argument("--variant", action="append", help="last, best, last-tta, last-sw (default: all found)")
+    parser.add_argument("--variant", action="append", help="last, best, last-tta, last-sw, or any other pred-NAME scored (default: all found)")
+    parser.add_argument("--reference", default="last", help="the variant the others are paired against")
     parser.add_argument("--csv", type=Path, help="also write all held-out rows of the first variant here")
     args = parser.parse_args(argv)
-    variants = args.variant or [v for v in ("last", "last-tta", "last-sw", "best") if collect(args.root, v)]
+    known = ("last", "last-tta", "last-sw", "best")
+    found = sorted({m.parent.name[len("pred-"):] for m in args.root.glob("fold*/pred-*/metrics.csv")})
+    variants = args.variant or [v for v in known if v in found] + [v for v in found if v not in known]
     if not variants:
         print(f"error: nothing scored under {args.root}; run scripts/crossval.sh first", file=sys.stderr)
         return 1
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-    print("\n".join(paired_lines(args.root, variants)))
+    print("\n".join(paired_lines(args.root, variants, args.reference)))
     return 0
 
 

@@ -47,6 +47,13 @@ def test_report_and_pairing(tmp_path, crossval_report, capsys):
     paired = out.split("Paired against `last`")[1]
     assert "| last-sw | 3 | +0.017 (2/1, p " in paired and "+0.000 (0/0, p n/a)" in paired
 
+    # any other scored pred-NAME is found too, and any variant can be the reference
+    write_metrics(tmp_path / "fold0" / "pred-last-sw-bf16", [{"case": "a", "dice_WT": 0.6, "dice_TC": 0.4,
+                                                              "dice_ET": 0.3}])
+    assert crossval_report.main([str(tmp_path), "--reference", "last-sw"]) == 0
+    paired = capsys.readouterr().out.split("Paired against `last-sw`")[1]
+    assert "| last-sw-bf16 | 1 | +0.000 (0/0, p n/a)" in paired and "| last | 3 | -0.017 (1/2, p " in paired
+
 
 def test_nothing_scored(tmp_path, crossval_report, capsys):
     assert crossval_report.main([str(tmp_path)]) == 1
@@ -78,15 +85,15 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}, {"case": "b", "dice_WT": 0.6}])
     shutil.copyfile(tmp_path / "pooled" / "metrics.csv", pooled)
     args = argparse.Namespace(name="brats", metrics=pooled, cv=cv, cv_variant="last-sw", note="new note",
-                              sliding_window=True, overlap=0.5)
+                              sliding_window=True, overlap=0.5, precision="mixed")
     bundle_model.update_card(args)
     card = json.loads((weights / "brats.json").read_text())
     assert card["held_out_scores"]["dice_WT"] == 0.7 and card["held_out_cases"] == ["a", "b"]
     assert card["cross_validation"]["weights"] == "last-sw" and card["cross_validation"]["folds"] == 2
     assert card["cross_validation"]["mean_sd_over_folds"]["dice_WT"] == "0.700 +- 0.141"
-    assert card["note"] == "new note" and card["inference"].startswith("windows")
+    assert card["note"] == "new note" and card["inference"].startswith("windows") and "mixed" in card["inference"]
     meta, state = read_model_file(weights / "brats.safetensors")
-    assert meta["inference"] == {"sliding_window": True, "overlap": 0.5}
+    assert meta["inference"] == {"sliding_window": True, "overlap": 0.5, "precision": "mixed"}
     _original_meta, original_state = read_model_file(source)
     assert all((state[k] == original_state[k]).all() for k in state)
     assert card["command"] == json.loads(source.with_suffix(".json").read_text())["command"]  # training record kept

@@ -40,6 +40,11 @@ def describe_models() -> str:
                          "(--whole-volume for one pass)")
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
+        if inference.get("precision", "auto") != "auto":
+            from .precision import describe
+
+            lines.append(f"  precision    {inference['precision']}: {describe(inference['precision'], 'cpu')} on this "
+                         "CPU (--precision fp32 for float32)")
         for key in ("trained_on", "command", "training_time", "held_out_scores", "cross_validation", "note", "licence",
                     "provenance"):
             if key in card:
