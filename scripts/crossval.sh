@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-validate a training preset: for each fold of a split file, train (resumable), then segment the
-# fold's held-out cases on their original grid with the last and the best weights (and the last with
-# mirroring, and in windows of the training patch) and score them.
+# fold's held-out cases on their original grid with the last and the best weights in one whole-volume pass
+# (and the last with mirroring, and in windows of the training patch) and score them. Inference runs in the
+# precision the model file asks for (mixed for models trained with --precision mixed).
 # Several copies may run at once (one per free core): a fold is claimed by creating OUT/foldK.claim.
 #
 #   scripts/crossval.sh DATASET SPLIT OUT [train options...]
@@ -28,9 +29,10 @@ for ((k = 0; k < folds; k++)); do
     for c in $(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['folds'][int(sys.argv[2])]['val']))" "$split" "$k"); do
         ln -s "$(realpath "$data/$c")" "$held/$c"
     done
-    score "$run/last.safetensors" "$held" "$run/pred-last"
-    score "$run/best.safetensors" "$held" "$run/pred-best"
-    score "$run/last.safetensors" "$held" "$run/pred-last-tta" --tta
+    # explicit flags: models trained on patches run in windows by default (see medseg3d models)
+    score "$run/last.safetensors" "$held" "$run/pred-last" --whole-volume
+    score "$run/best.safetensors" "$held" "$run/pred-best" --whole-volume
+    score "$run/last.safetensors" "$held" "$run/pred-last-tta" --whole-volume --tta
     score "$run/last.safetensors" "$held" "$run/pred-last-sw" --sliding-window   # windows of the patch size
     touch "$run/done"
 done

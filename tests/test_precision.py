@@ -59,7 +59,8 @@ def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_datase
     assert config["precision"] == "mixed"
     assert config["compute_dtype"] == ("bfloat16" if precision.native_bf16() else "float32")
     assert np.isfinite(summary["best_score"])
-    _meta, state = read_model_file(tmp_path / "run" / "model.safetensors")
+    meta, state = read_model_file(tmp_path / "run" / "model.safetensors")
+    assert meta["inference"] == {"precision": "mixed"}  # it asks to be run as it was validated
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())  # weights stay float32
     with pytest.raises(InputError, match=r"--resume with other settings \(precision\)"):
         train(TrainConfig.from_preset("quick", epochs=2, resume=True, **(base | {"precision": "fp32"})))
@@ -87,3 +88,16 @@ def test_cli_bad_precision_for_predict_is_one_line(capsys):
     with pytest.raises(SystemExit):
         main(["predict", "brats", "case", "-o", "x.nii.gz", "--precision", "half"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_trained_models_say_how_to_run(tmp_path):
+    from medseg3d.train import inference_defaults
+
+    def cfg(**kw):
+        return TrainConfig.from_preset("quick", dataset="d", out=str(tmp_path), **kw)
+
+    assert inference_defaults(cfg()) is None  # whole crops, float32: one pass, as before
+    assert inference_defaults(cfg(patch=(32, 32, 32))) == {"sliding_window": True, "overlap": 0.5}
+    assert inference_defaults(cfg(precision="mixed")) == {"precision": "mixed"}
+    assert inference_defaults(TrainConfig.from_preset("brats", dataset="d", out="o", precision="mixed")) == {
+        "sliding_window": True, "overlap": 0.5, "precision": "mixed"}

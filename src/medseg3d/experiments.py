@@ -802,7 +802,8 @@ def _score_task(task: Task, cfg, cases_by_id: dict[str, Case], dataset_ref: Path
     model_file = task.folder / "last.safetensors"
     if not model_file.is_file():
         model_file = task.folder / "model.safetensors"
-    loaded = load_model(model_file, device=cfg.device)
+    # every run is scored the same way, whatever its model file asks for: one whole-volume pass in float32
+    loaded = load_model(model_file, device=cfg.device, precision="fp32")
     pred_dir = task.folder / "pred"
     pred_dir.mkdir(exist_ok=True)
     for case_id in task.val_ids:
@@ -812,7 +813,7 @@ def _score_task(task: Task, cfg, cases_by_id: dict[str, Case], dataset_ref: Path
         if target.exists():
             continue
         image, ref, _ = case.load(with_label=False)
-        labels = segment_arrays(loaded, image, ref.affine)
+        labels = segment_arrays(loaded, image, ref.affine, sliding_window=False)
         write_volume(ref.with_array(labels), target)
     evaluate(pred_dir, dataset_ref, loaded.scheme, out_csv=task.folder / "metrics.csv", progress=False)
 

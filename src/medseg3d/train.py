@@ -297,8 +297,25 @@ def _mean_across(values: list[float], world: int) -> list[float]:
     return (t / world).tolist()
 
 
+def inference_defaults(cfg: TrainConfig) -> dict | None:
+    """How a trained model asks to be run when the user does not say (the ``inference`` metadata).
+
+    A network trained on patches runs in windows of its patch (overlap 0.5): with instance norm it saw
+    only patch statistics, and in the bundled preset's 5-fold cross-validation windows beat one whole-volume
+    pass by 0.033 WT Dice and 8.5 mm WT HD95 (docs/results.md). A network trained in mixed precision runs in
+    it. ``None`` (whole volume, ``auto`` precision) otherwise.
+    """
+    inference = {}
+    if cfg.patch:
+        inference |= {"sliding_window": True, "overlap": 0.5}
+    if cfg.precision == "mixed":
+        inference["precision"] = "mixed"
+    return inference or None
+
+
 def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channels: int, kind: str,
                    size_multiple, extra: dict | None = None) -> dict:
+    inference = inference_defaults(cfg)
     return {
         "network": cfg.net,
         "net_args": cfg.net_args,
@@ -313,6 +330,7 @@ def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channel
         "loss": cfg.loss,
         "trained_with": cfg.to_dict(),
         "software": software_versions(),
+        **({"inference": inference} if inference else {}),
         **(extra or {}),
     }
 
