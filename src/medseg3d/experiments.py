@@ -742,6 +742,48 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
     return total
 
 
+def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], float]:
+    """From the finished trainings with a ``timing.json``: wall seconds per training iteration (validation
+    and checkpoints included) per run name, key ``""`` over all of them, and the mean scoring seconds of a
+    fold. ``({}, 0.0)`` if none has finished."""
+    seconds: dict[str, float] = {}
+    iterations: dict[str, float] = {}
+    scoring = []
+    for task in tasks:
+        path = task.folder / "timing.json"
+        if task.state != "done" or not path.is_file() or not task.overrides.get("epochs"):
+            continue
+        try:
+            timing = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        wall = float(timing.get("train_wall_seconds", 0.0))
+        if wall <= 0:
+            continue
+        scoring.append(float(timing.get("score_wall_seconds", 0.0)))
+        its = task.overrides["epochs"] * (task.overrides.get("iters_per_epoch") or n_train)
+        for key in (task.run.name, ""):
+            seconds[key] = seconds.get(key, 0.0) + wall
+            iterations[key] = iterations.get(key, 0.0) + its
+    rates = {k: seconds[k] / iterations[k] for k in seconds}
+    return rates, (float(np.mean(scoring)) if scoring else 0.0)
+
+
+def estimate_from_finished(tasks: list[Task], rates: dict[str, float], score_seconds: float, n_train: int) -> float:
+    """Wall time of the pending fixed-epoch tasks at the pace of the finished ones (:func:`finished_rates`):
+    a run's own pace where it has finished a fold, else the experiment's; plus scoring."""
+    total = 0.0
+    for task in tasks:
+        if task.state == "done":
+            continue
+        if task.state != "score":
+            epochs = task.overrides["epochs"] - (_trained_epochs(task.folder) if task.state == "resume" else 0)
+            iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
+            total += iterations * rates.get(task.run.name, rates[""])
+        total += score_seconds
+    return total
+
+
 def budget_text(record: dict, n_train: int) -> str:
     """The budget of a run and fold, in words, from ``experiment.json``."""
     if record["quick"]:
@@ -933,7 +975,16 @@ def run_experiment(
         + f"; {budget_text(record, n_train)}"
         + ("; QUICK smoke test, not a result" if quick else "")
     )
-    if pending:
+    rates, score_seconds = finished_rates(tasks, n_train) if not quick else ({}, 0.0)
+    if pending and rates and all(t.overrides.get("epochs") for t in pending):
+        # the finished trainings of this experiment, on this machine, say more than a micro-benchmark
+        eta = estimate_from_finished(pending, rates, score_seconds, n_train)
+        n_done = sum(t.state == "done" and (t.folder / "timing.json").is_file() for t in tasks)
+        say(
+            f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per training "
+            f"iteration, validation included, of the {n_done} finished trainings; concurrent invocations share it)"
+        )
+    elif pending:
         t_iter, t_forward = _measure_iteration(_train_config(pending[0].overrides), cases_by_id)
         eta = estimate_seconds(pending, t_iter, t_forward, n_train)
         say(
