@@ -101,3 +101,19 @@ def test_trained_models_say_how_to_run(tmp_path):
     assert inference_defaults(cfg(precision="mixed")) == {"precision": "mixed"}
     assert inference_defaults(TrainConfig.from_preset("brats", dataset="d", out="o", precision="mixed")) == {
         "sliding_window": True, "overlap": 0.5, "precision": "mixed"}
+
+
+def test_cli_passes_precision_to_training(monkeypatch):
+    import medseg3d.train as train_module
+
+    seen = {}
+
+    def fake_train(cfg):
+        seen["precision"] = cfg.precision
+        return {"epochs": 0, "iterations": 0, "seconds": 0.0, "best_score": 0.0, "best_epoch": None, "model": "m"}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    assert main(["train", "data", "--out", "o", "--preset", "quick", "--precision", "mixed"]) == 0
+    assert seen["precision"] == "mixed"
+    assert main(["train", "data", "--out", "o", "--preset", "quick"]) == 0
+    assert seen["precision"] == "auto"
