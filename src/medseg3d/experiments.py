@@ -742,6 +742,12 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
     return total
 
 
+def _read_timing(folder: Path) -> dict:
+    """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if none."""
+    path = folder / "timing.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], float]:
     """From the finished trainings with a ``timing.json``: wall seconds per training iteration (validation
     and checkpoints included) per run name, key ``""`` over all of them, and the mean scoring seconds of a
@@ -750,11 +756,10 @@ def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], f
     iterations: dict[str, float] = {}
     scoring = []
     for task in tasks:
-        path = task.folder / "timing.json"
-        if task.state != "done" or not path.is_file() or not task.overrides.get("epochs"):
+        if task.state != "done" or not task.overrides.get("epochs"):
             continue
         try:
-            timing = json.loads(path.read_text())
+            timing = _read_timing(task.folder)
         except (OSError, json.JSONDecodeError):
             continue
         wall = float(timing.get("train_wall_seconds", 0.0))
@@ -918,11 +923,7 @@ def _run_task(task: Task, cases_by_id: dict[str, Case], dataset_ref: Path) -> di
     t0 = time.monotonic()
     _score_task(task, cfg, cases_by_id, dataset_ref)
     timing["score_wall_seconds"] = round(time.monotonic() - t0, 1)
-    old = (
-        json.loads((task.folder / "timing.json").read_text())
-        if (task.folder / "timing.json").is_file()
-        else {}
-    )
+    old = _read_timing(task.folder)
     for key, value in timing.items():
         timing[key] = round(value + old.get(key, 0.0), 1)
     _atomic_json(old | timing, task.folder / "timing.json")
@@ -1330,9 +1331,7 @@ def write_report(out) -> dict[str, Path]:
     wall = 0.0
     for run in experiment.runs:
         for k in range(record["folds"]):
-            t = _fold_dir(out, run.name, k) / "timing.json"
-            if t.is_file():
-                wall += sum(json.loads(t.read_text()).values())
+            wall += sum(_read_timing(_fold_dir(out, run.name, k)).values())
     sw = software_versions()
     budget = budget_text(record, len(fold_ids(load_split(out / "split.json"), 0)[0]))
     lines = [f"# Experiment `{experiment.name}`: {experiment.description}", ""]
