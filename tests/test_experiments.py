@@ -131,6 +131,30 @@ def test_paired_comparison_known_answer():
     assert paired_comparison(ref, {"d": {"dice_WT": 0.1}}, "dice_WT")["n"] == 0
 
 
+def test_report_pairs_against_the_reference_run():
+    exp = EXPERIMENTS["modalities"]
+    assert exp.reference_run == "all" and EXPERIMENTS["ablations"].reference_run == "concat-jaccard"
+    with pytest.raises(ValueError, match="reference run"):
+        experiments.Experiment("x", "", "", (experiments.Run("a", {}, ""),), reference="b")
+
+    def rows(wt):
+        return {c: {"dice_WT": v, "fold": 0, "vol_ref_WT": 10.0} for c, v in zip("pqr", wt)}
+
+    cases = {"flair": rows([0.5, 0.6, 0.7]), "t1": rows([0.1, 0.2, 0.3])}
+    # until the reference run has scores: no paired section, cases ordered by the first scored run
+    assert experiments._paired_lines(exp, cases, ["dice_WT"]) == []
+    assert "worst `flair` WT first" in "\n".join(experiments._per_case_lines(exp, cases))
+    cases["all"] = rows([0.9, 0.4, 0.8])
+    paired = "\n".join(experiments._paired_lines(exp, cases, ["dice_WT"]))
+    assert "## Paired against `all`" in paired
+    assert "| flair | 3 | -0.100 (1/2," in paired and "| t1 | 3 | -0.500 (0/3," in paired
+    assert "| all |" not in paired
+    per_case = experiments._per_case_lines(exp, cases)
+    assert "worst `all` WT first" in "\n".join(per_case)
+    assert [line.split(" | ")[0] for line in per_case if line.startswith("| ") and " | 0 | " in line] == [
+        "| q", "| r", "| p"]
+
+
 def test_second_invocation_skips_complete_runs(quick_ablations, small_dataset, capsys):
     out, _ = quick_ablations
     stamp = (out / "single-map" / "fold0" / "model.safetensors").stat().st_mtime_ns
@@ -219,6 +243,12 @@ def test_default_plan_turns_the_budget_into_epochs(small_dataset, tmp_path, monk
     monkeypatch.setattr(experiments, "_measure_iteration", lambda cfg, c: timed.append(cfg.net) or (0.5, 0.1))
     _, _, record = plan_experiment("ablations", small_dataset, tmp_path / "abl", folds=3)
     assert timed == ["kayalibay"] and len(set(record["epochs"].values())) == 1
+    # modalities is compared with (and timed on) its reference run, all four sequences, not the first run
+    timed_channels = []
+    monkeypatch.setattr(experiments, "_measure_iteration",
+                        lambda cfg, c: timed_channels.append(cfg.modalities) or (0.5, 0.1))
+    plan_experiment("modalities", small_dataset, tmp_path / "mod", folds=3)
+    assert timed_channels == [("flair", "t1", "t1ce", "t2")]
 
     # a later invocation uses the recorded epochs without timing anything, and may not change them
     monkeypatch.setattr(experiments, "_measure_iteration", None)

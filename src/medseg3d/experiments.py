@@ -171,7 +171,9 @@ class Experiment:
         name: registry name.
         description: one line.
         claim: what the paper says that this experiment tests (for the report).
-        runs: the variants, the first being the reference.
+        runs: the variants, in table order.
+        reference: the run the others are compared with (paired differences, per-case order, the timed run
+            of an ``"iterations"`` budget); default the first run.
         settings: overrides shared by every run (on top of :data:`BASE`).
         adapt: optional ``adapt(dataset, cases, quick) -> overrides`` for settings that depend on the data.
         convergence: plot validation Dice against epoch per run.
@@ -188,6 +190,11 @@ class Experiment:
     adapt: Callable[[Path, list[Case], bool], dict] | None = None
     convergence: bool = False
     equal: str = "iterations"
+    reference: str | None = None
+
+    def __post_init__(self):
+        if self.reference is not None and self.reference not in self.run_names:
+            raise ValueError(f"experiment {self.name}: reference run {self.reference!r} is not one of its runs")
 
     def run(self, name: str) -> Run:
         for r in self.runs:
@@ -200,6 +207,10 @@ class Experiment:
     @property
     def run_names(self) -> list[str]:
         return [r.name for r in self.runs]
+
+    @property
+    def reference_run(self) -> str:
+        return self.reference or self.runs[0].name
 
 
 def _hand_settings(dataset: Path, cases: list[Case], quick: bool) -> dict:
@@ -246,6 +257,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 Run("flair+t1ce+t2", {"modalities": ("flair", "t1ce", "t2")}, "FLAIR, T1c and T2"),
                 Run("all", {"modalities": ("flair", "t1", "t1ce", "t2")}, "all four"),
             ),
+            reference="all",
         ),
         Experiment(
             "ablations",
@@ -465,17 +477,18 @@ def budget_epochs(
     The iteration time is measured once, here, in one process (so the runs' times are compared as ratios
     on one machine at one moment), and the resulting epochs are recorded: every fold of a run, on any
     machine and in any sitting, trains the same number of iterations, whatever else the machine is doing.
-    With ``experiment.equal == "iterations"`` every run gets the reference run's (the first run's) epochs;
+    With ``experiment.equal == "iterations"`` every run gets the reference run's epochs;
     with ``"time"`` each run gets as many as its own iteration time allows.
 
     Returns (epochs by run, measured seconds per iteration by run).
     """
     names = [r.name for r in experiment.runs]
-    measure = names if experiment.equal == "time" else names[:1]
+    ref = experiment.reference_run
+    measure = names if experiment.equal == "time" else [ref]
     seconds = {name: _measure_iteration(_train_config(overrides[name]), cases_by_id)[0] for name in measure}
     epochs = {}
     for name in names:
-        t_iter = seconds.get(name, seconds[names[0]])
+        t_iter = seconds.get(name, seconds[ref])
         per_epoch = overrides[name].get("iters_per_epoch") or n_train
         epochs[name] = max(1, round(minutes * 60 / (t_iter * per_epoch)))
     return epochs, seconds
@@ -1164,9 +1177,9 @@ def paired_cells(
 
 
 def _paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metrics: list[str]) -> list[str]:
-    """Each run against the reference run (the first), case by case."""
-    ref = experiment.runs[0].name
-    others = [r.name for r in experiment.runs[1:] if r.name in cases]
+    """Each run against the reference run, case by case."""
+    ref = experiment.reference_run
+    others = [r.name for r in experiment.runs if r.name != ref and r.name in cases]
     dice = [m for m in metrics if m.startswith("dice_")]
     if ref not in cases or not others or not dice:
         return []
@@ -1191,11 +1204,13 @@ def _paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], met
 
 
 def _per_case_lines(experiment: Experiment, cases: dict[str, dict[str, dict]]) -> list[str]:
-    """Every scored case, worst first by the reference run's first region: each run's region Dice."""
+    """Every scored case, worst first by the reference run's first region (or the first scored run's, until
+    the reference has scores): each run's region Dice."""
     names = [r.name for r in experiment.runs if r.name in cases]
     if not names:
         return []
-    first = cases[names[0]]
+    order_by = experiment.reference_run if experiment.reference_run in names else names[0]
+    first = cases[order_by]
     regions = [k[len("dice_"):] for k in next(iter(first.values())) if k.startswith("dice_")]
     regions = [r for r in ("WT", "TC", "ET") if r in regions] or regions[-1:]
     key = f"dice_{regions[0]}"
@@ -1207,7 +1222,7 @@ def _per_case_lines(experiment: Experiment, cases: dict[str, dict[str, dict]]) -
         "## Per case",
         "",
         (
-            f"Dice per case ({' / '.join(regions)}), worst `{names[0]}` {regions[0]} first; each case was "
+            f"Dice per case ({' / '.join(regions)}), worst `{order_by}` {regions[0]} first; each case was "
             f"scored by the model of the fold that held it out; reference {regions[0]} volume in ml."
         ),
         "",
