@@ -98,6 +98,8 @@ def cmd_train(args) -> None:
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
         "iters_per_epoch", "cache", "split_file", "foreground_p", "precision")}
+    if args.compile:
+        overrides["compile"] = True
     if args.all_cases:
         overrides["all_cases"] = True
     if args.crop:
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", choices=PRECISIONS,
                    help="fp32, or mixed (float16 on CUDA, bfloat16 on CPUs with native bfloat16; about 2.5x "
                         "faster there); auto (default): the preset's, else mixed on CUDA and fp32 on the CPU")
+    s.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (needs fixed-size inputs: --patch or a fixed crop): "
+                        "up to minutes of compilation, then about 1.2-1.3x faster bfloat16 iterations on this CPU")
     s.add_argument("--cache", help="cache folder (default: ~/.cache/medseg3d/<dataset>-<hash> or $MEDSEG3D_CACHE)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     s.add_argument("--quiet", action="store_true")

@@ -118,6 +118,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | mixed (see medseg3d.precision)
+    compile: bool = False  # torch.compile the training step (see compile_for_training)
     cache: str | None = None
     resume: bool = False
     progress: bool = True
@@ -335,6 +336,25 @@ def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channel
     }
 
 
+def compile_for_training(net):
+    """``net`` compiled with ``torch.compile`` for the training step; validation and saving use the original.
+
+    Measured on this project's 2-core CPU with ``benchmarks/compile.py`` (one thread, the ``brats`` network
+    and loss on a 64^3 patch, eager and compiled alternating beside two trainings): 1.2 to 1.3 times faster
+    per step in bfloat16, 1.1 times in float32; compiling took 3 to 4 minutes the first time under load and
+    seconds once torch's on-disk kernel cache holds it, so it pays for runs of thousands of iterations and
+    is not a preset default. The inputs must all
+    have one size (patches, or a fixed crop): with whole crops of different sizes, torch 2.13's dynamic
+    shapes failed to compile this network. If compilation fails (no C++ compiler, an unsupported
+    platform), the step runs uncompiled, as without ``--compile``.
+    """
+    import torch
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True  # a backend failure falls back to eager, with a warning
+    return torch.compile(net, dynamic=False)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) a training run; returns a summary dict (best score, epochs, seconds, paths)."""
     from tqdm import tqdm
@@ -352,6 +372,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.batch < 1 or cfg.accumulate < 1:
         raise InputError(f"--batch and --accumulate must be at least 1, got {cfg.batch} and {cfg.accumulate}")
     check_precision(cfg.precision)
+    if cfg.compile and cfg.patch is None and cfg.crop != "fixed":
+        raise InputError("--compile needs inputs of one size: add --patch X Y Z or a fixed --crop; whole crops "
+                         "of different sizes would recompile for every case")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = _process_device(cfg.device, world)
     rank, world = _distributed(device)
@@ -422,6 +445,10 @@ def train(cfg: TrainConfig) -> dict:
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = compile_for_training(net)
+        if rank == 0 and cfg.progress:
+            print("compiling the network for training (torch.compile): the first iterations take minutes on a CPU")
     augment = build_augment(cfg.augment)
     sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
     # one stream shared by all processes (same seed on every rank): see plan_global_batch
