@@ -341,9 +341,9 @@ def compile_for_training(net):
 
     Measured on this project's 2-core CPU with ``benchmarks/compile.py`` (one thread, the ``brats`` network
     and loss on a 64^3 patch, eager and compiled alternating beside two trainings): 1.2 to 1.3 times faster
-    per step in bfloat16, 1.1 times in float32; compiling took 3 to 4 minutes the first time under load and
-    seconds once torch's on-disk kernel cache holds it, so it pays for runs of thousands of iterations and
-    is not a preset default. The inputs must all
+    per step in bfloat16, 1.1 times in float32, but only 1.02 times per epoch in a real 4,000-iteration
+    training (docs/results.md); compiling took 3 to 4 minutes the first time under load and seconds once
+    torch's on-disk kernel cache holds it. An opt-in for other machines, not a preset default. The inputs must all
     have one size (patches, or a fixed crop): with whole crops of different sizes, torch 2.13's dynamic
     shapes failed to compile this network. If compilation fails (no C++ compiler, an unsupported
     platform), the step runs uncompiled, as without ``--compile``.
