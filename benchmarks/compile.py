@@ -19,30 +19,18 @@ import statistics
 import time
 
 import torch
+from precision import _net, _train_step  # benchmarks/precision.py: the same network and training step
 
 from medseg3d.losses import build_loss
-from medseg3d.nets import build_network
-from medseg3d.precision import autocast, describe
+from medseg3d.precision import describe
 from medseg3d.train import compile_for_training
 
 PATCH = (64, 64, 64)
 
 
 def _setup():
-    torch.manual_seed(0)
-    model = build_network("kayalibay", 4, 3, norm="instance")
+    model = _net()
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
-
-
-def _step(net, opt, loss_fn, x, y, precision) -> tuple[float, float]:
-    start = time.perf_counter()
-    with autocast(precision, "cpu"):
-        logits = net(x)
-    loss = loss_fn(logits.float(), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return time.perf_counter() - start, loss.item()
 
 
 def main(argv=None) -> int:
@@ -61,16 +49,16 @@ def main(argv=None) -> int:
     eager_model, eager_opt = _setup()
     comp_model, comp_opt = _setup()
     compiled = compile_for_training(comp_model)
-    _, loss_eager = _step(eager_model, eager_opt, loss_fn, x, y, args.precision)
+    _, loss_eager = _train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
     t0 = time.perf_counter()
-    _, loss_comp = _step(compiled, comp_opt, loss_fn, x, y, args.precision)
-    _step(compiled, comp_opt, loss_fn, x, y, args.precision)
+    _, loss_comp = _train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
+    _train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
     compile_seconds = time.perf_counter() - t0
-    _step(eager_model, eager_opt, loss_fn, x, y, args.precision)
+    _train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
     eager, comp = [], []
     for _ in range(args.repeats):
-        eager.append(_step(eager_model, eager_opt, loss_fn, x, y, args.precision)[0])
-        comp.append(_step(compiled, comp_opt, loss_fn, x, y, args.precision)[0])
+        eager.append(_train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)[0])
+        comp.append(_train_step(compiled, comp_opt, loss_fn, x, y, args.precision)[0])
     result = {
         "precision": args.precision,
         "compute_dtype": describe(args.precision, "cpu"),

@@ -41,7 +41,7 @@ def _train_step(model, opt, loss_fn, x, y, precision):
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, loss.item()
 
 
 @torch.no_grad()
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         models[p].train()
     for _ in range(args.repeats):
         for p in precisions:
-            train_t[p].append(_train_step(models[p], opts[p], loss_fn, x, y, p))
+            train_t[p].append(_train_step(models[p], opts[p], loss_fn, x, y, p)[0])
     evaluator = _net().eval()
     outs = {}
     for _ in range(args.repeats):
