@@ -343,10 +343,12 @@ def compile_for_training(net):
     and loss on a 64^3 patch, eager and compiled alternating beside two trainings): 1.2 to 1.3 times faster
     per step in bfloat16, 1.1 times in float32, but only 1.02 times per epoch in a real 4,000-iteration
     training (docs/results.md); compiling took 3 to 4 minutes the first time under load and seconds once
-    torch's on-disk kernel cache holds it. An opt-in for other machines, not a preset default. The inputs must all
-    have one size (patches, or a fixed crop): with whole crops of different sizes, torch 2.13's dynamic
-    shapes failed to compile this network. If compilation fails (no C++ compiler, an unsupported
-    platform), the step runs uncompiled, as without ``--compile``.
+    torch's on-disk kernel cache holds it. An opt-in for other machines, not a preset default.
+
+    The inputs must all have one size (patches, or a fixed crop): with whole crops of different sizes,
+    torch 2.13's dynamic shapes failed to compile this network. If compilation fails (no C++ compiler, an
+    unsupported platform), the step runs uncompiled, as without ``--compile``; this sets torch's
+    process-wide ``suppress_errors`` switch.
     """
     import torch
     import torch._dynamo
