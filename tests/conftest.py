@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -49,3 +50,14 @@ def link_cases(brats_root: Path, dest: Path, cases) -> Path:
 def small_dataset(brats_root, tmp_path_factory) -> Path:
     """Three shared cases (two HGG, one LGG), linked into a temporary dataset folder."""
     return link_cases(brats_root, tmp_path_factory.mktemp("data") / "brats3", SMALL_CASES)
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """A module of ``scripts/`` (not a package) loaded from its file, e.g. ``load_script("crossval_report")``."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,21 +1,16 @@
 """scripts/crossval_report.py: fold means, pooled means, worst-first case list, variants paired per case."""
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "crossval_report.py"
+from conftest import SCRIPTS, load_script
 
 
 @pytest.fixture(scope="module")
 def crossval_report():
-    spec = importlib.util.spec_from_file_location("crossval_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("crossval_report")
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -68,7 +63,7 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     from medseg3d.checkpoint import read_model_file
     from medseg3d.predict import bundled_models
 
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.syspath_prepend(str(SCRIPTS))
     sys.modules.pop("bundle_model", None)
     import bundle_model
 

@@ -1,20 +1,14 @@
 """scripts/crossval_thresholds.py: labels painted as predict paints them, thresholds chosen without the case."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "crossval_thresholds.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def thresholds():
-    spec = importlib.util.spec_from_file_location("crossval_thresholds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("crossval_thresholds")
 
 
 def case(et_prob: float):

@@ -1,21 +1,15 @@
 """scripts/ensemble_heldout.py: each model alone and every average, scored on the same held-out cases."""
 
-import importlib.util
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ensemble_heldout.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def ensemble():
-    spec = importlib.util.spec_from_file_location("ensemble_heldout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ensemble_heldout")
 
 
 def _save(array, path):

@@ -1,21 +1,15 @@
 """scripts/score_brats2012.py: 2018 labels against a 2012 truth map (1 edema, 2 core), known answers."""
 
-import importlib.util
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_brats2012.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("score_brats2012", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("score_brats2012")
 
 
 def test_regions_map_across_conventions(script):
