@@ -68,3 +68,27 @@ def test_compiled_training_runs_and_matches_eager_closely(small_dataset, tmp_pat
     for k in w_eager:
         assert torch.allclose(w_eager[k], w_comp[k], atol=1e-3), k
     assert compiled["best_score"] == pytest.approx(eager["best_score"], abs=0.05)
+
+
+def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
+    import torch._dynamo
+    from torch._inductor import compile_fx
+
+    calls = []
+
+    def no_compiler(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(compile_fx, "compile_fx", no_compiler)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 2, 3, padding=1)
+    x = torch.randn(1, 1, 8, 8, 8)
+    try:
+        y = train_module.compile_for_training(net)(x)  # warns, then runs uncompiled
+        y.sum().backward()
+        assert calls, "the compiler was not asked: the test would not show a fallback"
+        assert torch.allclose(y, net(x)) and net.weight.grad is not None
+    finally:
+        torch._dynamo.reset()
