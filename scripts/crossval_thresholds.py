@@ -42,21 +42,29 @@ def _crop(probs: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probs[(slice(None),) + box], ref[box]
 
 
+def read_probabilities(pred: Path, case_id: str, hint: str = "") -> np.ndarray:
+    """The region probabilities (3, X, Y, Z) that ``medseg3d predict --probabilities`` wrote for a case."""
+    path = pred / f"{case_id}_probabilities.nii.gz"
+    if not path.exists():
+        sys.exit(f"error: {path} is missing; run medseg3d predict with --probabilities{hint}")
+    return np.moveaxis(np.asarray(read_volume(path).array, dtype=np.float32), -1, 0)
+
+
+def region_masks(labels: np.ndarray) -> np.ndarray:
+    """BraTS label values (0/1/2/4) -> boolean WT / TC / ET masks (3, ...)."""
+    scheme = get_scheme("brats")
+    return scheme.region_masks(scheme.to_classes(labels))
+
+
 def load_cases(root: Path, variant: str) -> dict[int, list[tuple[str, np.ndarray, np.ndarray]]]:
     """{fold: [(case, probabilities (3, ...), reference region masks (3, ...))]}, cropped to the tumour."""
-    scheme = get_scheme("brats")
     folds: dict[int, list] = {}
     for pred in sorted(root.glob(f"fold*/pred-{variant}")):
         fold = int(pred.parent.name.removeprefix("fold"))
         for case in find_cases(pred.parent / "heldout", require_label=True):
-            prob_file = pred / f"{case.case_id}_probabilities.nii.gz"
-            if not prob_file.exists():
-                sys.exit(f"error: {prob_file} is missing; run medseg3d predict with --probabilities on fold {fold}")
-            probs = np.moveaxis(np.asarray(read_volume(prob_file).array, dtype=np.float32), -1, 0)
-            ref = np.asarray(read_volume(case.label).array)
-            probs, ref = _crop(probs, ref)
-            masks = scheme.region_masks(scheme.to_classes(ref))
-            folds.setdefault(fold, []).append((case.case_id, probs, masks))
+            probs = read_probabilities(pred, case.case_id, f" on fold {fold}")
+            probs, ref = _crop(probs, np.asarray(read_volume(case.label).array))
+            folds.setdefault(fold, []).append((case.case_id, probs, region_masks(ref)))
     if not folds:
         sys.exit(f"error: no {root}/fold*/pred-{variant} folders; give the variant with --variant")
     return folds
@@ -64,9 +72,8 @@ def load_cases(root: Path, variant: str) -> dict[int, list[tuple[str, np.ndarray
 
 def region_dice(probs: np.ndarray, masks: np.ndarray, thresholds) -> list[float]:
     """Dice of WT / TC / ET after thresholding and painting the regions into one label map, as predict does."""
-    scheme = get_scheme("brats")
-    values = scheme.regions_to_values(probs > np.asarray(thresholds, dtype=np.float32)[:, None, None, None])
-    pred = scheme.region_masks(scheme.to_classes(values))
+    values = get_scheme("brats").regions_to_values(probs > np.asarray(thresholds, dtype=np.float32)[:, None, None, None])
+    pred = region_masks(values)
     return [dice(pred[r], masks[r]) for r in range(len(REGIONS))]
 
 

@@ -22,12 +22,12 @@ import numpy as np
 
 from medseg3d.datasets import find_cases
 from medseg3d.io import read_volume
-from medseg3d.labels import get_scheme
 
 _spec = importlib.util.spec_from_file_location("crossval_thresholds", Path(__file__).with_name("crossval_thresholds.py"))
 _thresholds = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_thresholds)
 REGIONS, region_dice = _thresholds.REGIONS, _thresholds.region_dice
+read_probabilities, region_masks = _thresholds.read_probabilities, _thresholds.region_masks
 
 
 def _name(pred: Path) -> str:
@@ -42,17 +42,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if len(args.preds) < 2:
         sys.exit("error: give at least two prediction folders to compare their average with each alone")
-    scheme = get_scheme("brats")
     names = [_name(p) for p in args.preds]
     combos = [c for n in range(1, len(names) + 1) for c in itertools.combinations(range(len(names)), n)]
     scores: dict[tuple, list[list[float]]] = {c: [] for c in combos}
     for case in find_cases(args.heldout, require_label=True):
-        files = [p / f"{case.case_id}_probabilities.nii.gz" for p in args.preds]
-        missing = [str(f) for f in files if not f.exists()]
-        if missing:
-            sys.exit(f"error: {missing[0]} is missing; run medseg3d predict with --probabilities")
-        probs = [np.moveaxis(np.asarray(read_volume(f).array, dtype=np.float32), -1, 0) for f in files]
-        masks = scheme.region_masks(scheme.to_classes(np.asarray(read_volume(case.label).array)))
+        probs = [read_probabilities(p, case.case_id) for p in args.preds]
+        masks = region_masks(np.asarray(read_volume(case.label).array))
         for c in combos:
             scores[c].append(region_dice(sum(probs[i] for i in c) / len(c), masks, [0.5] * len(REGIONS)))
     print(f"| models ({len(scores[combos[0]])} cases) | " + " | ".join(REGIONS) + " |\n|---|" + "---|" * len(REGIONS))
