@@ -944,6 +944,116 @@ def _run_task(task: Task, cases_by_id: dict[str, Case], dataset_ref: Path) -> di
     return timing
 
 
+# ------------------------------------------------------------------------------------------------- reuse
+
+# config.json entries that say where a run lived or what it cached, not what it trained
+_PLACE_KEYS = frozenset({"out", "split_file", "cache", "resume", "progress", "software", "dataset"})
+# copied from a reused run; metrics.csv last, because its presence marks a run as done (see _state)
+_REUSED_FILES = ("config.json", "log.csv", "timing.json", "train.log", "curves.png", "metrics.csv")
+
+
+def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
+    """What decides the outcome of a training: every :class:`TrainConfig` setting except where it lives
+    (settings an older run did not record take their defaults), its channels, its cases and its batch."""
+    from .datasets import normalise_modalities
+    from .train import TrainConfig
+
+    settings = TrainConfig().to_dict() | {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    settings = {k: v for k, v in settings.items() if k not in _PLACE_KEYS}
+    global_batch = settings["batch"] * settings["accumulate"]
+    settings["iters_per_epoch"] = settings["iters_per_epoch"] or max(1, math.ceil(len(train_ids) / global_batch))
+    settings["modalities"] = list(normalise_modalities(settings["modalities"] or modalities))
+    settings |= {"train_cases": sorted(train_ids), "val_cases": sorted(val_ids), "global_batch": global_batch}
+    return json.loads(json.dumps(settings))  # tuples -> lists, as in a config.json
+
+
+def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: dict, modalities) -> dict:
+    """Finished runs in other experiment folders (``sources``) that trained exactly what a new task of this
+    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run folder}.
+
+    Training on a CPU is deterministic for a given configuration (seeded sampling and augmentation: the
+    ``all`` run of ``modalities`` and ``concat-jaccard`` of ``ablations``, trained a day apart in
+    bfloat16, logged the same loss and validation scores at every epoch and the same per-case scores on
+    every fold), so training such a run again would only repeat it.
+    """
+    found: dict[int, Path] = {}
+    if record["quick"] or not sources:
+        return found
+    candidates = []  # (settings, folder) of every finished run in the sources
+    for source in sources:
+        source_record = _read_record(source)
+        if source_record is None:
+            raise InputError(f"{source}: not an experiment folder (no experiment.json); check --reuse")
+        if source_record["dataset"] != record["dataset"] or source_record.get("quick"):
+            continue
+        for config_path in sorted(source.glob("*/fold*/config.json")):
+            folder = config_path.parent
+            if _state(folder) != "done" or (folder / "reused.json").is_file():
+                continue
+            config = json.loads(config_path.read_text())
+            if config.get("world_size", 1) != 1:
+                continue
+            settings = _training_settings(config, None, config["train_cases"], config["val_cases"])
+            candidates.append((settings, folder))
+    for i, task in enumerate(tasks):
+        if task.state != "new":
+            continue
+        train_ids, val_ids = fold_ids(split, task.fold)
+        wanted = _training_settings(task.overrides, modalities, train_ids, val_ids)
+        match = next((folder for settings, folder in candidates if settings == wanted), None)
+        if match is not None:
+            found[i] = match
+    return found
+
+
+def _adopt_run(task: Task, source: Path) -> None:
+    """Copy the result files of ``source`` (a finished run with the same training) into ``task``'s folder."""
+    import shutil
+
+    task.folder.mkdir(parents=True, exist_ok=True)
+    config = json.loads((source / "config.json").read_text())
+    _atomic_json(
+        {
+            "source": str(source.resolve()),
+            "source_out": config.get("out"),
+            "source_software": config.get("software"),
+            "why": "same training settings, channels, budget, dataset and fold cases; not trained again",
+        },
+        task.folder / "reused.json",
+    )
+    for name in _REUSED_FILES:
+        if (source / name).is_file():
+            tmp = task.folder / (name + ".tmp")
+            shutil.copyfile(source / name, tmp)
+            os.replace(tmp, task.folder / name)
+    task.state = "done"
+
+
+def reused_sources(out: Path) -> dict[str, dict[str, list[int]]]:
+    """{run: {source run ("experiment/run"): folds}} of the runs of ``out`` that were copied, not trained."""
+    sources: dict[str, dict[str, list[int]]] = {}
+    for path in sorted(out.glob("*/fold*/reused.json")):
+        source = Path(json.loads(path.read_text())["source"])
+        fold = int(path.parent.name.removeprefix("fold"))
+        name = f"{source.parent.parent.name}/{source.parent.name}"
+        sources.setdefault(path.parent.parent.name, {}).setdefault(name, []).append(fold)
+    return sources
+
+
+def _reused_lines(out: Path) -> list[str]:
+    lines = []
+    for run, found in reused_sources(out).items():
+        copies = "; ".join(
+            f"fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, sorted(folds)))} from `{name}`"
+            for name, folds in found.items()
+        )
+        lines.append(
+            f"- reused, not trained again: `{run}` {copies} (the same training settings, channels, budget and "
+            "fold cases; `reused.json` in the fold folder)"
+        )
+    return lines
+
+
 def run_experiment(
     name: str,
     dataset,
@@ -956,6 +1066,7 @@ def run_experiment(
     report: bool = True,
     epochs: int | None = None,
     precision: str | None = None,
+    reuse: list | None = None,
 ) -> dict:
     """Run (or continue) experiment ``name`` on ``dataset`` into ``out``; returns a summary dict.
 
@@ -972,6 +1083,8 @@ def run_experiment(
         report: write ``table.md``, ``table.csv`` and ``plot.png`` at the end.
         epochs: epochs per run and fold instead of ``budget_minutes``.
         precision: ``fp32`` or ``mixed`` (see :mod:`medseg3d.precision`), recorded with the budget.
+        reuse: other experiment folders whose finished runs are copied instead of trained again where they
+            trained exactly what a run here would (:func:`find_reusable`); the report names them.
     """
     from tqdm import tqdm
 
@@ -979,16 +1092,32 @@ def run_experiment(
     out = Path(out)
     dataset_ref = Path(record["train_dataset"])
     cases_by_id = {c.case_id: c for c in find_cases(dataset_ref, require_label=True)}
-    pending = [t for t in tasks if t.state != "done"]
-    n_train = len(fold_ids(load_split(out / "split.json"), 0)[0])
+    split = load_split(out / "split.json")
+    sources = [Path(p) for p in reuse or []]
+    for source in sources:
+        if not source.is_dir():
+            raise InputError(f"{source}: no such experiment folder; check --reuse")
+        if source.resolve() == out.resolve():
+            raise InputError(f"{source}: is the experiment folder itself; --reuse takes other experiment folders")
+    first = next(iter(cases_by_id.values()))
+    reusable = find_reusable(tasks, sources, record, split, list(first.modalities))
+    copies = {id(tasks[i]): folder for i, folder in reusable.items()}
+    pending = [t for t in tasks if t.state != "done" and id(t) not in copies]
+    n_train = len(fold_ids(split, 0)[0])
     say = print if progress else (lambda *a, **k: None)
     say(
         f"experiment {name}: {len({t.run.name for t in tasks})} runs x {record['folds']} folds = "
-        f"{len(tasks)} trainings ({len(tasks) - len(pending)} complete, "
+        f"{len(tasks)} trainings ({len(tasks) - len(pending) - len(copies)} complete, "
         f"{sum(t.state == 'resume' for t in tasks)} to resume)"
         + f"; {budget_text(record, n_train)}"
         + ("; QUICK smoke test, not a result" if quick else "")
     )
+    if sources:
+        say(
+            f"reused: {len(copies)} training(s) identical to finished runs of "
+            + ", ".join(str(s) for s in sources)
+            + " are copied, not trained again"
+        )
     rates, score_seconds = finished_rates(tasks, n_train) if not quick else ({}, 0.0)
     if pending and rates and all(t.overrides.get("epochs") for t in pending):
         # the finished trainings of this experiment, on this machine, say more than a micro-benchmark
@@ -1006,6 +1135,13 @@ def run_experiment(
             f"{t_forward:.2f} s per validation pass of {pending[0].run.name}'s network)"
         )
     t_start = time.monotonic()
+    for task in tasks:  # copies first: they take a moment
+        if id(task) in copies and claim_task(task.folder):
+            try:
+                if _state(task.folder) == "new":
+                    _adopt_run(task, copies[id(task)])
+            finally:
+                release_task(task.folder)
     bar = tqdm(
         total=len(tasks),
         initial=len(tasks) - len(pending),
@@ -1039,6 +1175,7 @@ def run_experiment(
         "out": str(out),
         "tasks": len(tasks),
         "ran": ran,
+        "reused": len(copies),
         "held_elsewhere": len(held),
         "seconds": time.monotonic() - t_start,
     }
@@ -1372,6 +1509,9 @@ def write_report(out) -> dict[str, Path]:
         ),
         f"- wall time of the recorded runs (training + scoring): {format_duration(wall)}",
         f"- claim tested: {experiment.claim}",
+    ]
+    lines += _reused_lines(out)
+    lines += [
         "",
         "| run | what | folds | " + " | ".join(_header(m) for m in metrics) + " | iterations | minutes |",
         "|---|---|---|" + "---|" * (len(metrics) + 2),
