@@ -543,6 +543,10 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     assert "reused, not trained again: `jaccard` folds 0, 1, 2 from `abl/concat-jaccard`" in table
     rows = {r["run"]: r for r in read_table(tmp_path / "losses" / "table.csv")}
     assert rows["jaccard"]["folds_done"] == "3"
-    with pytest.raises(InputError, match="no such experiment folder"):
-        run_experiment("losses", small_dataset, tmp_path / "l2", folds=3, epochs=1, runs=["dice"],
-                       reuse=[tmp_path / "missing"], progress=False)
+    capsys.readouterr()
+    args = ["experiment", "losses", str(small_dataset), "--folds", "3", "--epochs", "1", "--runs", "dice"]
+    assert main(args + ["--out", str(tmp_path / "l2"), "--reuse", str(tmp_path / "missing")]) == 2
+    assert "no such experiment folder; check --reuse" in capsys.readouterr().err
+    again = ["experiment", "ablations", str(small_dataset), "--folds", "3", "--epochs", "1", "--runs", "concat-jaccard"]
+    assert main(again + ["--out", str(source), "--reuse", str(source)]) == 2
+    assert "is the experiment folder itself" in capsys.readouterr().err
