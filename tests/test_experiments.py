@@ -530,6 +530,14 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     source = tmp_path / "abl"
     run_experiment("ablations", small_dataset, source, folds=3, epochs=1, runs=["concat-jaccard"],
                    progress=False, report=False)
+    # --plan: what would be copied and trained, and nothing written
+    plan = run_experiment("losses", small_dataset, tmp_path / "losses", folds=3, epochs=1,
+                          runs=["jaccard", "dice"], reuse=[source], plan=True)
+    assert (plan["to_copy"], plan["to_train"], plan["ran"]) == (3, 3, 0)
+    assert not (tmp_path / "losses").exists()
+    printed = capsys.readouterr().out
+    assert "jaccard  0     3        0" in printed and "dice     0     0        3" in printed
+    assert "estimated time" in printed and "nothing was trained or written" in printed
     summary = run_experiment("losses", small_dataset, tmp_path / "losses", folds=3, epochs=1,
                              runs=["jaccard"], reuse=[source])
     assert summary["ran"] == 0 and summary["reused"] == 3
@@ -550,3 +558,13 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     again = ["experiment", "ablations", str(small_dataset), "--folds", "3", "--epochs", "1", "--runs", "concat-jaccard"]
     assert main(again + ["--out", str(source), "--reuse", str(source)]) == 2
     assert "is the experiment folder itself" in capsys.readouterr().err
+
+
+def test_plan_writes_nothing(small_dataset, tmp_path, capsys):
+    out = tmp_path / "binary"
+    assert main(["experiment", "binary", str(small_dataset), "--out", str(out), "--quick", "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert not out.exists()
+    # one timing per distinct network and output (the tiny U-Net; the paper's net with 1 and with 2 outputs)
+    assert all(f"({run})" in printed for run in ("tiny-unet-bce", "kayalibay-bce", "kayalibay-jaccard"))
+    assert "tiny-unet-bce      0     0        2" in printed

@@ -119,7 +119,7 @@ def cmd_predict(args) -> None:
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, reuse=args.reuse)
+                      precision=args.precision, reuse=args.reuse, plan=args.plan)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -167,7 +167,7 @@ def cmd_experiment(args) -> None:
     runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
     run_experiment(args.name, args.dataset, args.out, folds=args.folds, budget_minutes=args.budget_minutes,
                    quick=args.quick, runs=runs, progress=not args.quiet, epochs=args.epochs,
-                   precision=args.precision, reuse=args.reuse)
+                   precision=args.precision, reuse=args.reuse, plan=args.plan)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reuse", action="append", metavar="DIR",
                    help="another experiment folder (repeatable): its finished runs that trained exactly what a run "
                         "here would (settings, channels, budget, fold cases) are copied instead of trained again")
+    s.add_argument("--plan", action="store_true",
+                   help="only print what would run (folds done, to copy, to train, to resume) and the time estimate; "
+                        "writes nothing")
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)

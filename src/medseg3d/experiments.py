@@ -504,8 +504,12 @@ def plan_experiment(
     runs: list[str] | None = None,
     epochs: int | None = None,
     precision: str | None = None,
+    write: bool = True,
 ) -> tuple[Experiment, list[Task], dict]:
     """Check the arguments, write ``experiment.json`` / ``split.json`` (and the quick subset), list the tasks.
+
+    With ``write=False`` nothing is written (``--plan``): the tasks and the record are what a run would use.
+    The record carries the split under ``"split"`` (not saved in ``experiment.json``).
 
     The budget of each run and fold is a number of epochs, fixed when the experiment folder is made:
     ``epochs`` if given, else ``budget_minutes`` (default :func:`default_budget_minutes`) turned into epochs
@@ -566,7 +570,8 @@ def plan_experiment(
         precision = recorded
     precision = precision or DEFAULT_PRECISION
     record["precision"] = precision
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
 
     train_dataset = dataset
     shared: dict = {}
@@ -574,7 +579,7 @@ def plan_experiment(
         shared["cache_root"] = str(out / "cache")
         # a CSV of the 2 cases keeps preparation to those 2 (4D MSD files need the dataset itself)
         if not any("channel_index" in c.meta for c in cases):
-            train_dataset = _write_subset(cases, out / "cases.csv")
+            train_dataset = _write_subset(cases, out / "cases.csv") if write else out / "cases.csv"
     split_path = out / "split.json"
     ids = sorted(c.case_id for c in cases)
     if split_path.is_file():
@@ -587,10 +592,11 @@ def plan_experiment(
             )
     else:
         split = make_split(ids, folds=folds, seed=0)
-        save_split(split, split_path)
+        if write:
+            save_split(split, split_path)
     adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
     ignore = out / ".gitignore"
-    if not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
+    if write and not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
         ignore.write_text(RESULTS_ONLY_IGNORE)
 
     def run_overrides(run: Run, k: int) -> dict:
@@ -637,9 +643,11 @@ def plan_experiment(
             "train_dataset": str(train_dataset),
             "adapted": _jsonable(adapted),
         }
-        _atomic_json(record, out / "experiment.json")
+        if write:
+            _atomic_json(record, out / "experiment.json")
     else:
         record = old | record
+    record = record | {"split": split}
 
     tasks = []
     for k in range(folds):
@@ -721,6 +729,9 @@ def _measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]
     return t_iter, time.monotonic() - t0
 
 
+# the settings that decide the speed of a training iteration (one timing per distinct combination)
+_SPEED_KEYS = ("net", "net_args", "labels", "modalities", "crop", "crop_size", "downsample", "spacing", "patch",
+               "precision", "batch")
 # per validation case, besides the network: reading the channels, resampling back, writing, scoring (HD95)
 _SECONDS_PER_SCORED_CASE = 8.0
 # per training run: start-up (cache check, network, split); per epoch: checkpoint, log and curves
@@ -1067,6 +1078,7 @@ def run_experiment(
     epochs: int | None = None,
     precision: str | None = None,
     reuse: list | None = None,
+    plan: bool = False,
 ) -> dict:
     """Run (or continue) experiment ``name`` on ``dataset`` into ``out``; returns a summary dict.
 
@@ -1085,14 +1097,20 @@ def run_experiment(
         precision: ``fp32`` or ``mixed`` (see :mod:`medseg3d.precision`), recorded with the budget.
         reuse: other experiment folders whose finished runs are copied instead of trained again where they
             trained exactly what a run here would (:func:`find_reusable`); the report names them.
+        plan: only print what would run (each run's folds done, to resume, to copy, to train) and the time
+            estimate; write nothing, not even the experiment folder.
     """
     from tqdm import tqdm
 
-    _, tasks, record = plan_experiment(name, dataset, out, folds, budget_minutes, quick, runs, epochs, precision)
+    _, tasks, record = plan_experiment(
+        name, dataset, out, folds, budget_minutes, quick, runs, epochs, precision, write=not plan
+    )
     out = Path(out)
     dataset_ref = Path(record["train_dataset"])
+    if plan and not dataset_ref.exists():  # the quick subset's case list, not written by a plan
+        dataset_ref = Path(dataset)
     cases_by_id = {c.case_id: c for c in find_cases(dataset_ref, require_label=True)}
-    split = load_split(out / "split.json")
+    split = record["split"]
     sources = [Path(p) for p in reuse or []]
     for source in sources:
         if not source.is_dir():
@@ -1128,12 +1146,28 @@ def run_experiment(
             f"iteration, validation included, of the {n_done} finished trainings; concurrent invocations share it)"
         )
     elif pending:
-        t_iter, t_forward = _measure_iteration(_train_config(pending[0].overrides), cases_by_id)
-        eta = estimate_seconds(pending, t_iter, t_forward, n_train)
+        # one timing per distinct network and input (the runs of binary or depth differ several-fold)
+        groups: dict[str, list[Task]] = {}
+        for task in pending:
+            o = task.overrides
+            key = json.dumps([o.get(k) for k in _SPEED_KEYS], sort_keys=True, default=str)
+            groups.setdefault(key, []).append(task)
+        eta, measured_text = 0.0, []
+        for group in groups.values():
+            t_iter, t_forward = _measure_iteration(_train_config(group[0].overrides), cases_by_id)
+            eta += estimate_seconds(group, t_iter, t_forward, n_train)
+            names = sorted({t.run.name for t in group})
+            measured_text.append(f"{t_iter:.2f} s ({', '.join(names)})")
         say(
-            f"estimated time: {format_duration(eta)} (measured {t_iter:.2f} s per training iteration, "
-            f"{t_forward:.2f} s per validation pass of {pending[0].run.name}'s network)"
+            f"estimated time: {format_duration(eta)} (measured per training iteration: "
+            + "; ".join(measured_text)
+            + ")"
         )
+    if plan:
+        print(_plan_table(tasks, copies, record))
+        return {"out": str(out), "tasks": len(tasks), "ran": 0, "reused": 0, "to_copy": len(copies),
+                "to_train": sum(t.state in ("new", "resume") for t in pending),
+                "to_score": sum(t.state == "score" for t in pending), "seconds": 0.0}
     t_start = time.monotonic()
     for task in tasks:  # copies first: they take a moment
         if id(task) in copies and claim_task(task.folder):
@@ -1186,6 +1220,23 @@ def run_experiment(
             f"({format_duration(summary['seconds'])} this session)"
         )
     return summary
+
+
+def _plan_table(tasks: list[Task], copies: dict, record: dict) -> str:
+    """What ``--plan`` prints: per run, its folds by what is left to do, and its budget."""
+    rows = {}
+    for task in tasks:
+        state = "copy" if id(task) in copies else task.state
+        rows.setdefault(task.run.name, {"done": 0, "resume": 0, "score": 0, "new": 0, "copy": 0})[state] += 1
+    header = ("run", "done", "to copy", "to train", "to resume", "to score", "epochs")
+    table = [header] + [
+        (run, str(c["done"]), str(c["copy"]), str(c["new"]), str(c["resume"]), str(c["score"]),
+         str(record["epochs"].get(run, "-")))
+        for run, c in rows.items()
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in table]
+    return "\n".join(lines + ["plan only (--plan): nothing was trained or written"])
 
 
 # ------------------------------------------------------------------------------------------------ report
