@@ -549,6 +549,7 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
         assert not (copy / "model.safetensors").exists()
     table = (tmp_path / "losses" / "table.md").read_text()
     assert "reused, not trained again: `jaccard` folds 0, 1, 2 from `abl/concat-jaccard`" in table
+    assert "not counting the 3 copied with `--reuse`" in table
     rows = {r["run"]: r for r in read_table(tmp_path / "losses" / "table.csv")}
     assert rows["jaccard"]["folds_done"] == "3"
     capsys.readouterr()

@@ -1531,10 +1531,14 @@ def write_report(out) -> dict[str, Path]:
             writer.writerow({k: _csv_value(row.get(k, math.nan)) for k in keys})
     os.replace(tmp, csv_path)
 
-    wall = 0.0
+    wall, copied = 0.0, 0
     for run in experiment.runs:
         for k in range(record["folds"]):
-            wall += sum(_read_timing(_fold_dir(out, run.name, k)).values())
+            folder = _fold_dir(out, run.name, k)
+            if (folder / "reused.json").is_file():  # trained (and timed) in the experiment it came from
+                copied += 1
+                continue
+            wall += sum(_read_timing(folder).values())
     sw = software_versions()
     budget = budget_text(record, len(fold_ids(load_split(out / "split.json"), 0)[0]))
     lines = [f"# Experiment `{experiment.name}`: {experiment.description}", ""]
@@ -1558,7 +1562,8 @@ def write_report(out) -> dict[str, Path]:
             f"- machine: {os.cpu_count()} CPU cores, {sw['platform']}; torch {sw['torch']}, "
             f"medseg3d {sw['medseg3d']}"
         ),
-        f"- wall time of the recorded runs (training + scoring): {format_duration(wall)}",
+        f"- wall time of the recorded runs (training + scoring): {format_duration(wall)}"
+        + (f", not counting the {copied} copied with `--reuse`" if copied else ""),
         f"- claim tested: {experiment.claim}",
     ]
     lines += _reused_lines(out)
