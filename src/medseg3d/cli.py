@@ -119,7 +119,7 @@ def cmd_predict(args) -> None:
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, reuse=args.reuse, plan=args.plan)
+                      precision=args.precision)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
