@@ -121,3 +121,24 @@ def test_presets_budget_and_network_arguments_merge():
     wider = TrainConfig.from_preset("brats", net_args={"base_channels": 16})
     assert wider.net_args == {"norm": "instance", "base_channels": 16}
     assert TrainConfig.from_preset("brats-v0").net_args == {}
+
+
+def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path):
+    cfg = quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
+                       loss="bce", epochs=1, output_prior=True, augment="none")
+    train(cfg)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    (fraction,) = saved["output_prior_fractions"]
+    # whole crops (no --patch), zero-padded to multiples of 8 as training sees them: the tumour share
+    tumour = total = 0
+    for case in saved["train_cases"]:
+        label = np.load(tmp_path / "cache" / case / "label.npy")
+        tumour += int((label > 0).sum())
+        total += int(np.prod([-(-n // 8) * 8 for n in label.shape]))
+    assert fraction == pytest.approx(tumour / total, rel=1e-4)
+    assert 0.0 < fraction < 0.5
+    # the paper's network has bias-free output maps: refused in one line before any training
+    with pytest.raises(InputError, match="without --output-prior"):
+        train(quick_config(small_dataset, tmp_path / "paper", tmp_path / "cache", labels="binary-regions",
+                           loss="bce", epochs=1, output_prior=True))
+    assert not (tmp_path / "paper").exists()

@@ -100,6 +100,8 @@ def cmd_train(args) -> None:
         "iters_per_epoch", "cache", "split_file", "foreground_p", "precision")}
     if args.compile:
         overrides["compile"] = True
+    if args.output_prior:
+        overrides["output_prior"] = True
     if args.all_cases:
         overrides["all_cases"] = True
     if args.crop:
@@ -248,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the training step (needs fixed-size inputs: --patch or a fixed crop): "
                         "up to minutes of compilation; on the 2-core CPU it was measured on, only 1.02x faster "
                         "per epoch in a real training")
+    s.add_argument("--output-prior", action="store_true",
+                   help="start the output biases at the training labels' frequencies instead of 0 (sigmoid: "
+                        "log-odds, softmax: log); for networks with a biased output layer (unet, tiny-unet)")
     s.add_argument("--cache", help="cache folder (default: ~/.cache/medseg3d/<dataset>-<hash> or $MEDSEG3D_CACHE)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out")
     s.add_argument("--quiet", action="store_true")

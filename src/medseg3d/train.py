@@ -119,6 +119,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | mixed (see medseg3d.precision)
     compile: bool = False  # torch.compile the training step (see compile_for_training)
+    output_prior: bool = False  # start the output biases at the training labels' frequencies (nets.prior)
     cache: str | None = None
     resume: bool = False
     progress: bool = True
@@ -185,6 +186,28 @@ def region_targets(classes: torch.Tensor, scheme: LabelScheme) -> torch.Tensor:
         ks = torch.tensor([scheme.values.index(v) for v in members], device=classes.device)
         masks.append(torch.isin(classes, ks))
     return torch.stack(masks, 1).float()
+
+
+def label_fractions(cases, sampler: PatchSampler, scheme: LabelScheme, kind: str, seed: int,
+                    samples_per_case: int = 2) -> list[float]:
+    """Fraction of training voxels in each output (region or class), over samples drawn like training's.
+
+    Draws ``samples_per_case`` patches (or whole crops) per case with their own random stream, so the
+    training stream is unchanged. Used by ``--output-prior`` (:func:`medseg3d.nets.init_output_prior`).
+    """
+    rng = np.random.default_rng(seed * 1000 + 7)
+    counts = torch.zeros(scheme.n_outputs, dtype=torch.float64)
+    total = 0
+    for case in cases:
+        for _ in range(samples_per_case if sampler.patch is not None else 1):
+            _, label = sampler.sample(case, rng)
+            y = torch.from_numpy(label)[None]
+            if kind == "region":
+                counts += region_targets(y, scheme).sum(dim=(0, *range(2, y.dim() + 1))).double()
+            else:
+                counts += torch.bincount(y.ravel(), minlength=scheme.n_outputs)[: scheme.n_outputs].double()
+            total += y.numel()
+    return (counts / max(total, 1)).tolist()
 
 
 def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patch=None,
@@ -363,7 +386,7 @@ def train(cfg: TrainConfig) -> dict:
 
     from .augment import build_augment
     from .losses import build_loss
-    from .nets import build_network
+    from .nets import build_network, init_output_prior
 
     if not cfg.dataset:
         raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
@@ -412,13 +435,13 @@ def train(cfg: TrainConfig) -> dict:
     meta, cases = open_cache(cache_dir)
     modalities = meta["settings"]["modalities"]
     split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
+    new_split = None
     if split_path.exists():
         split = load_split(split_path)
     else:
         split = make_split(list(cases), folds=cfg.folds, seed=cfg.seed) if cfg.fold is not None else \
             make_split(list(cases), counts=_holdout_counts(len(cases)), seed=cfg.seed)
-        if rank == 0:
-            save_split(split, split_path if cfg.split_file else out / "split.json")
+        new_split = split_path  # written with the run's first files, once every setting has been checked
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
     unknown = [c for c in train_ids + val_ids if c not in cases]
     if unknown:
@@ -439,6 +462,11 @@ def train(cfg: TrainConfig) -> dict:
             f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
             f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
         )
+    sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
+    prior_fractions = None
+    if cfg.output_prior and not cfg.resume:
+        prior_fractions = label_fractions(train_cases, sampler, scheme, kind, cfg.seed)
+        init_output_prior(model, prior_fractions, kind)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last_3d) if model.spatial_dims == 3 else model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -452,7 +480,6 @@ def train(cfg: TrainConfig) -> dict:
         if rank == 0 and cfg.progress:
             print("compiling the network for training (torch.compile): the first iterations take minutes on a CPU")
     augment = build_augment(cfg.augment)
-    sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
     # one stream shared by all processes (same seed on every rank): see plan_global_batch
     np_rng = np.random.default_rng(cfg.seed * 1000)
     aug_gen = torch.Generator().manual_seed(cfg.seed * 1000)
@@ -471,11 +498,15 @@ def train(cfg: TrainConfig) -> dict:
         _set_rng_state(ckpt["rng"], np_rng, aug_gen)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        if new_split is not None:
+            save_split(split, new_split)
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
                                     "iters_per_epoch": iters_per_epoch, "world_size": world,
                                     "global_batch": global_batch,
                                     "compute_dtype": describe_precision(cfg.precision, device)}
+        if prior_fractions is not None:
+            cfg_dict["output_prior_fractions"] = [round(f, 6) for f in prior_fractions]
         (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})

@@ -13,6 +13,7 @@ from medseg3d.nets.blocks import upsample_linear_x2
 from medseg3d.nets.havaei import InputCascadeCNN, TwoPathCNN, paper_weight_count
 from medseg3d.nets.kayalibay import KayalibayNet
 from medseg3d.nets.padding import pad_to_multiple, unpad
+from medseg3d.nets.prior import init_output_prior, prior_biases
 from medseg3d.nets.registry import (
     NetInfo,
     build_network,
@@ -37,11 +38,13 @@ __all__ = [
     "count_parameters",
     "describe_networks",
     "get_network_info",
+    "init_output_prior",
     "input_rule_of",
     "list_networks",
     "network_names",
     "pad_to_multiple",
     "paper_weight_count",
+    "prior_biases",
     "unpad",
     "upsample_linear_x2",
 ]

@@ -122,6 +122,10 @@ class UNet3D(nn.Module):
         )
         init_weights(self, init, negative_slope=0.01)
 
+    def logit_bias_groups(self) -> list[list[nn.Module]]:
+        """The output convolutions, one group per output (see :mod:`medseg3d.nets.prior`)."""
+        return [[self.head]] + [[head] for head in self.deep_heads]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Segment ``x``.
 
@@ -299,6 +303,10 @@ class UNet2D(nn.Module):
             inputs.append(length)
         return inputs[0] if isinstance(output_size, int) else tuple(inputs)
 
+    def logit_bias_groups(self) -> list[list[nn.Module]]:
+        """The output convolution (see :mod:`medseg3d.nets.prior`)."""
+        return [[self.head]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Segment ``x``.
 
@@ -402,6 +410,10 @@ class TinyUNet3D(nn.Module):
         self.decoder = nn.ModuleList(decoder)
         self.head = conv_layer(3, widths[0], 1, 1, bias=True)
         init_weights(self, init, negative_slope=0.0)
+
+    def logit_bias_groups(self) -> list[list[nn.Module]]:
+        """The output convolution (see :mod:`medseg3d.nets.prior`)."""
+        return [[self.head]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Segment ``x``.
