@@ -273,6 +273,17 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
         plan_experiment("losses", small_dataset, tmp_path / "l2", folds=2, epochs=3, budget_minutes=1)
     with pytest.raises(InputError, match="whole number"):
         plan_experiment("losses", small_dataset, tmp_path / "l3", folds=2, epochs=0)
+    # a run added to the experiment since a fixed-epochs folder was made gets the same epochs
+    grown = tmp_path / "grown"
+    plan_experiment("binary", small_dataset, grown, folds=2, epochs=3)
+    made = json.loads((grown / "experiment.json").read_text())
+    del made["epochs"]["tiny-unet-bce-prior"]
+    made["runs"].remove("tiny-unet-bce-prior")
+    (grown / "experiment.json").write_text(json.dumps(made))
+    _, tasks, _ = plan_experiment("binary", small_dataset, grown, folds=2, epochs=3)
+    assert {t.overrides["epochs"] for t in tasks if t.run.name == "tiny-unet-bce-prior"} == {3}
+    assert json.loads((grown / "experiment.json").read_text())["epochs"]["tiny-unet-bce-prior"] == 3
+    assert next(t for t in tasks if t.run.name == "tiny-unet-bce-prior").overrides["output_prior"] is True
     # a folder of the time-budget era: its runs are not comparable with fixed-iteration ones
     old = tmp_path / "old"
     old.mkdir()
@@ -567,5 +578,6 @@ def test_plan_writes_nothing(small_dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert not out.exists()
     # one timing per distinct network and output (the tiny U-Net; the paper's net with 1 and with 2 outputs)
-    assert all(f"({run})" in printed for run in ("tiny-unet-bce", "kayalibay-bce", "kayalibay-jaccard"))
-    assert "tiny-unet-bce      0     0        2" in printed
+    for timed in ("(tiny-unet-bce, tiny-unet-bce-prior)", "(kayalibay-bce)", "(kayalibay-jaccard)"):
+        assert timed in printed
+    assert "tiny-unet-bce-prior  0     0        2" in printed

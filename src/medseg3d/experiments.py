@@ -14,8 +14,9 @@ Experiments (``EXPERIMENTS``):
 * ``losses``: Jaccard, Dice, cross-entropy, weighted cross-entropy, focal, Jaccard + cross-entropy.
 * ``depth``: the paper's net against two convolutions per level (``kayalibay-deep``), twice the width
   (``base_channels=16``) and a fifth resolution level.
-* ``binary``: tumour vs background: the course project's tiny U-Net with BCE against the paper's net
-  (with BCE on one sigmoid output, and with its Jaccard loss on two softmax classes).
+* ``binary``: tumour vs background: the course project's tiny U-Net with BCE (its output bias starting at
+  0, and at the tumour's voxel share with ``--output-prior``) against the paper's net (with BCE on one
+  sigmoid output, and with its Jaccard loss on two softmax classes).
 * ``hand``: the paper's Task 1 configuration on any nnU-Net/MSD dataset: first channel only, five classes
   (``--labels hand``: 0 background, 1 metacarpals, 2 proximal, 3 middle, 4 distal phalanges), a fixed
   crop down-sampled to 120 x 120 x 64 voxels (crop and factor chosen from the first case's size).
@@ -28,7 +29,7 @@ Default settings (they keep each experiment under 6 hours on a 2-core CPU):
   (the paper's 5e-5 is far too slow for a budget of minutes), validation every epoch;
 * 5 folds; a training budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
   (``TRAIN_MINUTES`` = 260: 7.4 min for ``modalities``, 10.4 for ``ablations``, 8.7 for ``losses``, 13 for
-  ``depth``, 17.3 for ``binary``, 52 for ``hand``), turned into a fixed number of epochs when the
+  ``depth``, 13 for ``binary``, 52 for ``hand``), turned into a fixed number of epochs when the
   experiment folder is made (:func:`budget_epochs`: one training iteration is timed, and the epochs are
   recorded in ``experiment.json``). Every fold of a run then trains exactly that many iterations, in any
   sitting and on any machine: a time budget gave one run 582 to 853 iterations on different folds as the
@@ -326,6 +327,11 @@ EXPERIMENTS: dict[str, Experiment] = {
                     "tiny 3D U-Net (70k parameters), one sigmoid output, binary cross-entropy",
                 ),
                 Run(
+                    "tiny-unet-bce-prior",
+                    {"net": "tiny-unet", "labels": "binary-regions", "loss": "bce", "output_prior": True},
+                    "the same, its output bias started at the tumour's voxel share (--output-prior)",
+                ),
+                Run(
                     "kayalibay-bce",
                     {"labels": "binary-regions", "loss": "bce"},
                     "paper's net, one sigmoid output, binary cross-entropy",
@@ -619,7 +625,10 @@ def plan_experiment(
     if old is not None:
         budget_minutes, run_epochs = old.get("budget_minutes"), dict(old["epochs"])
         missing = [r for r in experiment.run_names if r not in run_epochs]
-        if missing:
+        if missing and epochs is not None and budget_minutes is None:
+            # runs added to the experiment since the folder was made, which trained a fixed --epochs
+            run_epochs |= {r: int(epochs) for r in missing}
+        elif missing:
             raise InputError(f"{out}: records no budget for run(s) {', '.join(missing)}; choose another --out")
     elif quick:
         run_epochs = {r: QUICK["epochs"] for r in experiment.run_names}
@@ -647,6 +656,8 @@ def plan_experiment(
             _atomic_json(record, out / "experiment.json")
     else:
         record = old | record
+        if write and record != old:
+            _atomic_json(record, out / "experiment.json")
     record = record | {"split": split}
 
     tasks = []
