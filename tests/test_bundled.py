@@ -30,3 +30,15 @@ def test_segments_a_shared_case(brats_root, tmp_path):
     wt_p, wt_r = pred.array > 0, ref.array > 0
     # a case the model was trained on: the whole tumour must be found (guards against a broken pipeline)
     assert 2 * (wt_p & wt_r).sum() / (wt_p.sum() + wt_r.sum()) > 0.6
+
+
+def test_min_enhancing_moves_enhancing_to_necrosis(brats_root):
+    from medseg3d.predict import segment
+
+    case = brats_root / "Brats18_2013_2_1"
+    # a threshold above any real volume: every enhancing voxel becomes necrosis, the tumour core stays
+    labels = segment("brats", case, min_enhancing=10**9).array
+    ref = read_volume(case / "Brats18_2013_2_1_seg.nii.gz").array
+    assert not (labels == 4).any() and (labels == 1).any()
+    tc_p, tc_r = np.isin(labels, (1, 4)), np.isin(ref, (1, 4))
+    assert 2 * (tc_p & tc_r).sum() / (tc_p.sum() + tc_r.sum()) > 0.6

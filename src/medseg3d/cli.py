@@ -119,7 +119,8 @@ def cmd_predict(args) -> None:
     from .predict import predict
 
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
-                      overlap=args.overlap, min_component=args.min_component, save_probabilities=args.probabilities,
+                      overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
+                      save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision)
     for path in written[:10]:
@@ -270,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="infer on the whole cropped volume at once")
     s.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's, else 0.5)")
     s.add_argument("--min-component", type=int, default=0, help="remove tumour components smaller than N voxels")
+    s.add_argument("--min-enhancing", type=int, default=0,
+                   help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
+                        "enhancement score ET Dice 1 only with none predicted)")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--shard", type=_shard, help="INDEX/COUNT: this process takes every COUNT-th case")

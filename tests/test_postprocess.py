@@ -1,0 +1,72 @@
+"""Label-map post-processing after inference: small enhancing tumour relabelled, non-BraTS models refused."""
+
+import numpy as np
+import pytest
+
+from medseg3d.errors import InputError
+from medseg3d.labels import get_scheme
+from medseg3d.predict import relabel_small_enhancing, remove_small_components
+
+
+def _case_with_enhancing(n_enhancing: int) -> np.ndarray:
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[2:6, 2:6, 2:6] = 2  # edema
+    labels[3:5, 3:5, 3] = 1  # necrosis
+    labels.flat[np.flatnonzero(labels == 2)[:n_enhancing]] = 4
+    return labels
+
+
+@pytest.mark.parametrize("scheme", ["brats", "regions", "brats2015"])
+def test_small_enhancing_becomes_necrosis(scheme):
+    labels = _case_with_enhancing(3)
+    out = relabel_small_enhancing(labels, get_scheme(scheme), 4)
+    assert (out == 4).sum() == 0 and (out == 1).sum() == (labels == 1).sum() + 3
+    # tumour core and whole tumour are unchanged
+    assert np.array_equal(np.isin(out, (1, 4)), np.isin(labels, (1, 4))) and np.array_equal(out > 0, labels > 0)
+    assert (labels == 4).sum() == 3  # the input is not modified
+
+
+def test_enough_enhancing_or_none_is_kept():
+    scheme = get_scheme("brats")
+    labels = _case_with_enhancing(3)
+    assert np.array_equal(relabel_small_enhancing(labels, scheme, 3), labels)  # 3 voxels is not fewer than 3
+    assert np.array_equal(relabel_small_enhancing(labels, scheme, 0), labels)  # off
+    none = _case_with_enhancing(0)
+    assert np.array_equal(relabel_small_enhancing(none, scheme, 100), none)
+
+
+def test_non_brats_models_are_refused():
+    for scheme in ("binary", "hand", "brats2012"):
+        with pytest.raises(InputError, match="needs a BraTS model"):
+            relabel_small_enhancing(_case_with_enhancing(0), get_scheme(scheme), 10)
+
+
+def test_small_components_removed_known_answer():
+    labels = np.zeros((12, 12, 12), np.uint8)
+    labels[1:5, 1:5, 1:5] = 2  # 64 voxels
+    labels[9, 9, 9] = 4  # an isolated voxel
+    out = remove_small_components(labels, 10)
+    assert out[9, 9, 9] == 0 and (out == 2).sum() == 64
+
+
+def test_sweep_script_known_answer(tmp_path, capsys):
+    from conftest import load_script
+
+    from medseg3d.io import Volume, write_volume
+
+    sweep = load_script("min_enhancing_sweep")
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    ref = _case_with_enhancing(5)
+    pred = _case_with_enhancing(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
+    case = tmp_path / "cv" / "fold0" / "heldout" / "c1"
+    case.mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        write_volume(Volume(np.ones(ref.shape, np.float32), affine), case / f"c1_{m}.nii.gz")
+    write_volume(Volume(ref, affine), case / "c1_seg.nii.gz")
+    (tmp_path / "cv" / "fold0" / "pred-last-sw").mkdir()
+    write_volume(Volume(pred, affine), tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz")
+    assert sweep.main([str(tmp_path / "cv"), "--thresholds", "0,3,4"]) == 0
+    printed = capsys.readouterr().out
+    assert "| 0 | 0.7500 | 0.8750 | - |" in printed
+    assert "| 3 | 0.7500 | 0.8750 | - |" in printed
+    assert "| 4 | 0.0000 | 0.8750 | c1 |" in printed
