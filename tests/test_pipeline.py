@@ -137,6 +137,10 @@ def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path)
         total += int(np.prod([-(-n // 8) * 8 for n in label.shape]))
     assert fraction == pytest.approx(tumour / total, rel=1e-4)
     assert 0.0 < fraction < 0.5
+    # resumed for a second epoch: the biases come from the checkpoint, the record of the first start stays
+    train(quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
+                       loss="bce", epochs=2, output_prior=True, augment="none", resume=True))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["output_prior_fractions"] == [fraction]
     # the paper's network has bias-free output maps: refused in one line before any training
     with pytest.raises(InputError, match="without --output-prior"):
         train(quick_config(small_dataset, tmp_path / "paper", tmp_path / "cache", labels="binary-regions",

@@ -507,6 +507,10 @@ def train(cfg: TrainConfig) -> dict:
                                     "compute_dtype": describe_precision(cfg.precision, device)}
         if prior_fractions is not None:
             cfg_dict["output_prior_fractions"] = [round(f, 6) for f in prior_fractions]
+        elif cfg.output_prior and (out / "config.json").exists():  # a resumed run keeps its first start's record
+            first = json.loads((out / "config.json").read_text())
+            if "output_prior_fractions" in first:
+                cfg_dict["output_prior_fractions"] = first["output_prior_fractions"]
         (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
