@@ -332,11 +332,14 @@ def test_precision_is_recorded_and_kept(small_dataset, tmp_path):
     assert {t.overrides["precision"] for t in tasks} == {"auto"}
 
 
-def test_instance_norm_only_for_the_kayalibay_family(small_dataset, tmp_path):
+def test_instance_norm_for_every_network_with_the_option(small_dataset, tmp_path):
     _, tasks, _ = plan_experiment("binary", small_dataset, tmp_path / "binary", folds=2, epochs=1)
     args = {t.run.name: t.overrides["net_args"] for t in tasks}
-    assert args["tiny-unet-bce"] == {}
+    assert args["tiny-unet-bce"] == args["tiny-unet-bce-prior"] == {"norm": "instance"}
     assert args["kayalibay-bce"] == args["kayalibay-jaccard"] == {"norm": "instance"}
+    from medseg3d.experiments import _net_args
+
+    assert _net_args("twopath") == {}  # Havaei's nets have no norm option
 
 
 def test_binary_scheme_scores_class_and_region():

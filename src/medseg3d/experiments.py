@@ -23,8 +23,8 @@ Experiments (``EXPERIMENTS``):
 
 Default settings (they keep each experiment under 6 hours on a 2-core CPU):
 
-* the paper's network with instance norm (:data:`KAYALIBAY_NORM`: batch norm's running averages failed
-  at inference) and Jaccard loss, BraTS classes, the brain's bounding box down-sampled 2x (about
+* the paper's network with instance norm (:data:`EXPERIMENT_NORM`, for every network that has the
+  option: batch norm's running averages failed at inference) and Jaccard loss, BraTS classes, the brain's bounding box down-sampled 2x (about
   72 x 88 x 72 voxels), whole crops (no patches), the paper's augmentation, Adam 1e-3 with a poly decay
   (the paper's 5e-5 is far too slow for a budget of minutes), validation every epoch;
 * 5 folds; a training budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
@@ -93,16 +93,20 @@ from .precision import check_precision
 TRAIN_MINUTES = 260.0  # training time per experiment at default settings, shared by its runs and folds
 DEFAULT_FOLDS = 5
 
-# Normalisation of the Kayalibay networks in every experiment. With one volume per batch, batch norm and
-# instance norm train identically; at inference batch norm's running averages made a 10-minute ablation
-# run score WT/TC/ET 0.318/0.202/0.186 on its held-out cases where the same weights with per-volume
-# statistics score 0.674/0.519/0.437 (docs/results.md), which would drown the differences being tested.
-KAYALIBAY_NORM = {"norm": "instance"}
+# Normalisation of every network in every experiment (those that have a ``norm`` option). With one volume
+# per batch, batch norm and instance norm train identically; at inference batch norm's running averages
+# made a 10-minute ablation run of the paper's net score WT/TC/ET 0.318/0.202/0.186 on its held-out cases
+# where the same weights with per-volume statistics score 0.674/0.519/0.437, and a binary tiny U-Net fold
+# score WT 0.556 where per-volume statistics give 0.702 (docs/results.md); that would drown the differences
+# being tested.
+EXPERIMENT_NORM = {"norm": "instance"}
 
 
 def _net_args(net: str, *layers: dict) -> dict:
-    """Network arguments: instance norm for the Kayalibay family, then each layer's ``net_args`` on top."""
-    args = dict(KAYALIBAY_NORM) if str(net).startswith("kayalibay") else {}
+    """Network arguments: instance norm where the network has a norm option, then each layer's ``net_args``."""
+    from .nets import get_network_info
+
+    args = dict(EXPERIMENT_NORM) if "norm" in get_network_info(str(net)).options() else {}
     for layer in layers:
         args.update(layer.get("net_args") or {})
     return args
