@@ -1648,6 +1648,7 @@ def _settings_text(record: dict) -> str:
             for k in keep
             if settings.get(k) is not None
         )
+        + ", norm=instance (every network that has the option)"
         + " (each run changes some of these, as its description says)"
     )
 
