@@ -70,3 +70,12 @@ def test_sweep_script_known_answer(tmp_path, capsys):
     assert "| 0 | 0.7500 | 0.8750 | - |" in printed
     assert "| 3 | 0.7500 | 0.8750 | - |" in printed
     assert "| 4 | 0.0000 | 0.8750 | c1 |" in printed
+
+
+def test_negative_minimums_are_refused(brats_root):
+    from medseg3d.predict import bundled_models, segment
+
+    if "brats" not in bundled_models():
+        pytest.skip("no bundled brats model installed")
+    with pytest.raises(InputError, match="--min-enhancing must be a number of voxels >= 0"):
+        segment("brats", brats_root / "Brats18_2013_2_1", min_enhancing=-1)

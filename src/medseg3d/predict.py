@@ -202,6 +202,9 @@ def segment_arrays(
         raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
                          f"the input has {image.shape[0]}")
     sliding_window, overlap = model.inference_settings(sliding_window, overlap)
+    for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
+        if value < 0:
+            raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
     if min_enhancing > 0:
         _check_enhancing_scheme(model.scheme)  # before minutes of inference
     x, _, record = preprocess(image, affine, model.prep)

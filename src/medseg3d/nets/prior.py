@@ -12,9 +12,10 @@ fractions p_c the biases are log(p_c) (softmax is invariant to a shared offset).
 to [1e-4, 1 - 1e-4] so that a class absent from the sample gets a finite bias.
 
 A network supports this by a ``logit_bias_groups()`` method: a list of groups, one per output tensor, each
-a list of 1x1 convolutions whose biases are summed into that output (the Kayalibay net adds upsampled
-coarse maps to its final map; constants survive linear upsampling). The first layer of a group gets the
-prior, the others zero.
+a list of 1x1 convolutions whose biases are summed into that output (a network that adds upsampled coarse
+maps to its final map lists them all: constants survive linear upsampling). The first layer of a group
+gets the prior, the others zero. The U-Nets have it; the paper's network does not, because its
+segmentation maps have no bias.
 """
 
 from __future__ import annotations
