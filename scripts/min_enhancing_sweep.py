@@ -44,6 +44,11 @@ def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarr
     return pairs
 
 
+def region_masks(scheme, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Label values -> {region name: boolean mask}, by the scheme's own region definitions."""
+    return dict(zip(scheme.regions, scheme.region_masks(scheme.to_classes(labels))))
+
+
 def sweep(pairs, thresholds) -> list[dict]:
     """Per threshold: mean ET and TC Dice and the cases whose labels changed."""
     scheme = get_scheme("brats")
@@ -52,8 +57,9 @@ def sweep(pairs, thresholds) -> list[dict]:
         et, tc, changed = [], [], []
         for case, pred, ref in pairs:
             out = relabel_small_enhancing(pred, scheme, n)
-            et.append(dice(out == 4, ref == 4))
-            tc.append(dice(np.isin(out, (1, 4)), np.isin(ref, (1, 4))))
+            predicted, truth = region_masks(scheme, out), region_masks(scheme, ref)
+            et.append(dice(predicted["ET"], truth["ET"]))
+            tc.append(dice(predicted["TC"], truth["TC"]))
             if not np.array_equal(out, pred):
                 changed.append(case)
         rows.append({"min_enhancing": n, "ET": statistics.fmean(et), "TC": statistics.fmean(tc), "changed": changed})

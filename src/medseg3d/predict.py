@@ -302,6 +302,8 @@ def predict(
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the input path")
     dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
+    options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
+                   min_enhancing=min_enhancing)  # segment_arrays' settings, the same for every case
     if not dataset_mode:
         if image_suffix(output) == "":
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
@@ -309,8 +311,7 @@ def predict(
             raise InputError(f"{output}: exists already; add --force to overwrite it")
         case = _case_from_inputs(inputs, loaded.modalities)
         _make_parent(output)
-        return [_predict_case(loaded, case, output, mirror, sliding_window, overlap, (min_component, min_enhancing),
-                              save_probabilities)]
+        return [_predict_case(loaded, case, output, save_probabilities, options)]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
@@ -329,8 +330,7 @@ def predict(
         target = _output_path_for(case, output)
         if target.exists() and not force:
             continue
-        written.append(_predict_case(loaded, case, target, mirror, sliding_window, overlap,
-                                     (min_component, min_enhancing), save_probabilities))
+        written.append(_predict_case(loaded, case, target, save_probabilities, options))
     return written
 
 
@@ -348,12 +348,9 @@ def _count_cases(folder: Path) -> int:
         return 0
 
 
-def _predict_case(loaded: LoadedModel, case: Case, target: Path, mirror, sliding_window, overlap,
-                  minimums: tuple[int, int], save_probabilities) -> Path:
+def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilities: bool, options: dict) -> Path:
     image, ref, _ = case.load(with_label=False)
-    result = segment_arrays(loaded, image, ref.affine, mirror=mirror, sliding_window=sliding_window,
-                            overlap=overlap, min_component=minimums[0], min_enhancing=minimums[1],
-                            return_probabilities=save_probabilities)
+    result = segment_arrays(loaded, image, ref.affine, return_probabilities=save_probabilities, **options)
     if save_probabilities:
         labels, probs = result
         suffix = image_suffix(target)
