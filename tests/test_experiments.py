@@ -444,7 +444,7 @@ def test_hand_configuration_rejects_other_label_sets(tmp_path):
         plan_experiment("hand", data, tmp_path / "out", quick=True)
 
 
-def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path):
+def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path, monkeypatch):
     import socket
 
     folder = tmp_path / "run" / "fold0"
@@ -468,10 +468,22 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     # in the runner: a run held by another live invocation is left alone and reported
     out, _ = quick_ablations
     fold0 = out / "single-map" / "fold0"
+    scored = (fold0 / "metrics.csv").read_bytes()
     (fold0 / "metrics.csv").unlink()
     (fold0 / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
+
+    # held when this invocation passed it, finished by the other one before this one ends: not reported as held
+    def finished_elsewhere(folder):
+        (folder / "metrics.csv").write_bytes(scored)
+        return False
+
+    with monkeypatch.context() as m:
+        m.setattr(experiments, "claim_task", finished_elsewhere)
+        summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+    assert summary["ran"] == 0 and summary["held_elsewhere"] == 0
+    (fold0 / "metrics.csv").unlink()
     assert not (fold0 / "metrics.csv").exists()
     (fold0 / "claim.json").unlink()
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)

@@ -1217,10 +1217,13 @@ def run_experiment(
             bar.update(1)
     finally:
         bar.close()
+    # a run another invocation held when this one passed it may have finished since
+    held = [t for t in held if _state(t.folder) != "done"]
     if held:
         say(
-            f"{len(held)} run(s) held by another invocation, not run here: "
+            f"{len(held)} run(s) still being trained by another invocation, not run here: "
             + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held)
+            + "; once it ends, '--report' writes the complete table"
         )
     summary = {
         "out": str(out),
