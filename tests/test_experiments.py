@@ -473,6 +473,7 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     (fold0 / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
+    assert not (fold0 / "metrics.csv").exists()
 
     # held when this invocation passed it, finished by the other one before this one ends: not reported as held
     def finished_elsewhere(folder):
@@ -484,7 +485,6 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
         summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 0
     (fold0 / "metrics.csv").unlink()
-    assert not (fold0 / "metrics.csv").exists()
     (fold0 / "claim.json").unlink()
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 1 and (fold0 / "metrics.csv").is_file() and not (fold0 / "claim.json").exists()

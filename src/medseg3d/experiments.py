@@ -1223,7 +1223,7 @@ def run_experiment(
         say(
             f"{len(held)} run(s) still being trained by another invocation, not run here: "
             + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held)
-            + "; once it ends, '--report' writes the complete table"
+            + "; once they end, '--report' writes the complete table"
         )
     summary = {
         "out": str(out),
