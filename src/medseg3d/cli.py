@@ -122,11 +122,31 @@ def cmd_predict(args) -> None:
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision)
+                      precision=args.precision, preprocess=args.preprocess, space=args.space,
+                      channel_files=_channel_flags(args))
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
         print(f"... and {len(written) - 10} more")
+
+
+def _channel_flags(args) -> dict:
+    return {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m, None)}
+
+
+def _add_channel_flags(s) -> None:
+    for m in ("flair", "t1", "t1ce", "t2"):
+        s.add_argument(f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)")
+
+
+def cmd_preprocess(args) -> None:
+    from .predict import _case_with_overrides
+    from .raw.outputs import write_preprocessed
+
+    case = _case_with_overrides([Path(p) for p in args.inputs], ("flair", "t1", "t1ce", "t2"), _channel_flags(args))
+    for line in write_preprocessed(case, args.output, mode=args.preprocess, force=args.force,
+                                   progress=None if args.quiet else print):
+        print(line)
 
 
 def cmd_export(args) -> None:
@@ -261,8 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset")
     s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
-    s.add_argument("inputs", nargs="+", help="case folder, channel files in the model's order, or dataset folder")
+    s.add_argument("inputs", nargs="*", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
+    s.add_argument("--preprocess", choices=["auto", "full", "resample", "none"], default="auto",
+                   help="auto (default): scans not already on one skull-stripped grid in the model's space are "
+                        "co-registered, skull-stripped and aligned to it (full), or only reoriented and resampled "
+                        "(resample); none: use them as they are")
+    s.add_argument("--space", choices=["native", "atlas"], default="native",
+                   help="native (default): labels on the T1ce's own grid; atlas: on the 240x240x155 BraTS grid")
+    _add_channel_flags(s)
     s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
     window = s.add_mutually_exclusive_group()
     window.add_argument("--sliding-window", dest="sliding_window", action="store_const", const=True, default=None,
@@ -283,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): as the model file says, else fp32 on the CPU")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("preprocess", help="raw scans -> BraTS-like channels, brain mask, transforms, QC picture")
+    s.add_argument("inputs", nargs="*", help="FLAIR T1 T1CE T2 files (or DICOM folders), or one case folder")
+    s.add_argument("-o", "--output", required=True, help="output folder (written as a BraTS case folder)")
+    s.add_argument("--preprocess", choices=["full", "auto"], default="full",
+                   help="full (default): always co-register, skull-strip and align; auto: only when needed")
+    _add_channel_flags(s)
+    s.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_preprocess)
 
     s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
     s.add_argument("model", help="bundled model name, run folder or .safetensors file")
