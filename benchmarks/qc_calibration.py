@@ -1,9 +1,9 @@
 """Calibrate the raw pipeline's template-similarity check on cases whose alignment is known.
 
-Every BraTS case of a dataset is already aligned to the template (SRI24 space): its correlation with the
-template of each modality is what a good registration gives. The same case moved off by a known error
-(10 mm shift, 10 degree rotation, 15% scaling) shows what a failed one gives. The threshold
-(``medseg3d.raw.qc.MIN_TEMPLATE_CORRELATION``) must separate the two.
+Every BraTS case of a dataset is already aligned to the template (SRI24 space): its brain overlap with the
+template's and its correlation with the template of each modality are what a good registration gives. The same case moved off by a known error
+(10 mm shift, 10 degree rotation, 15% scaling) shows what a failed one gives. The thresholds
+(``medseg3d.raw.qc.MIN_BRAIN_OVERLAP``, ``MIN_TEMPLATE_CORRELATION``) must separate the two.
 
     python benchmarks/qc_calibration.py ../shared/data/brats2018 [--out /tmp/qc_calibration.json]
 """
@@ -19,8 +19,7 @@ import numpy as np
 from medseg3d.datasets import find_cases
 from medseg3d.io import Volume
 from medseg3d.raw.geometry import resample
-from medseg3d.raw.pipeline import _to_template_grid
-from medseg3d.raw.qc import correlation
+from medseg3d.raw.qc import template_fit
 from medseg3d.raw.simulate import rigid_matrix, rotation
 from medseg3d.raw.template import BRATS_AFFINE, BRATS_SHAPE, load_template
 
@@ -40,7 +39,6 @@ def main() -> None:
     p.add_argument("--modalities", default="t1,t1ce")
     args = p.parse_args()
     template = load_template()
-    tmask = template.brain >= 0.5
     modalities = args.modalities.split(",")
     rows = []
     for case in find_cases(args.dataset):
@@ -49,10 +47,11 @@ def main() -> None:
         row = {"case": case.case_id}
         for name, err in ERRORS.items():
             moved_brain = resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, err) >= 0.5
-            for m, v in vols.items():
-                moved = resample(v, BRATS_SHAPE, BRATS_AFFINE, err)
-                small = _to_template_grid(moved, moved_brain, template)
-                row[f"{m} {name}"] = round(correlation(small, template.images[m], tmask), 3)
+            moved = {m: resample(v, BRATS_SHAPE, BRATS_AFFINE, err) for m, v in vols.items()}
+            fit = template_fit(moved, moved_brain, template)
+            row[f"overlap {name}"] = fit["brain_overlap"]
+            for m in vols:
+                row[f"{m} {name}"] = fit["correlation"][m][m]
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = {}

@@ -78,6 +78,13 @@ def sitk_to_matrix(transform) -> np.ndarray:
             out = out @ sitk_to_matrix(t.GetNthTransform(k))
         return out
     dim = t.GetDimension()
+    if not hasattr(t, "GetMatrix"):  # e.g. a translation: read the (linear) map off four points
+        origin = np.asarray(t.TransformPoint((0.0,) * dim))
+        out = np.eye(4)
+        for k in range(dim):
+            out[:3, k] = np.asarray(t.TransformPoint(tuple(float(v) for v in np.eye(dim)[k]))) - origin
+        out[:3, 3] = origin
+        return out
     m = np.asarray(t.GetMatrix(), dtype=np.float64).reshape(dim, dim)
     c = np.asarray(t.GetCenter(), dtype=np.float64)
     tr = np.asarray(t.GetTranslation(), dtype=np.float64)

@@ -273,27 +273,13 @@ def _uncovered(brain: np.ndarray, grid_to_channel: np.ndarray, vol: Volume) -> f
 
 def _quality(channels: dict, brain: np.ndarray, template, brain_ml: float, uncovered: dict, warnings: list,
              strip: str) -> dict:
-    """Template similarity and modality plausibility on the template's 2 mm grid, plus the simple checks."""
-    small = {m: _to_template_grid(a, brain, template) for m, a in channels.items()}
-    tmask = template.brain >= 0.5
-    scores = qc.modality_scores(small, template.images, tmask)
-    similarity = {m: scores[m][m] for m in small if m in scores[m]}
-    for line in [qc.check_brain_volume(brain_ml)] + \
-            [qc.check_template_similarity(similarity[strip], strip)] + \
-            qc.check_modalities(scores) + qc.check_coverage(uncovered):
+    """Fit to the template (brain overlap, correlation) and modality plausibility, plus the simple checks."""
+    fit = qc.template_fit(channels, brain, template)
+    for line in [qc.check_brain_volume(brain_ml), qc.check_template_fit(fit["brain_overlap"],
+                                                                         fit["correlation"][strip][strip], strip)] + \
+            qc.check_modalities(fit["correlation"]) + qc.check_coverage(uncovered):
         if line:
             warnings.append(line)
-    return {"template_correlation": similarity, "modality_correlation": scores, "brain_uncovered": uncovered}
-
-
-def _to_template_grid(array: np.ndarray, brain: np.ndarray, template) -> np.ndarray:
-    """A BraTS-grid channel brain-normalised and averaged into the template's 2 mm blocks."""
-    from .template import OUTSIDE, block_sum
-
-    if brain.sum() < 100:
-        return np.full(template.shape, OUTSIDE, np.float32)
-    z = normalise_brain(array, brain)
-    f = int(template.info.get("factor", 2))
-    s = block_sum(np.where(brain, z, 0.0), f)
-    w = block_sum(brain.astype(np.float32), f)
-    return np.where(w > 0, s / np.maximum(w, 1), OUTSIDE).astype(np.float32)
+    return {"template_fit": {"brain_overlap": fit["brain_overlap"],
+                             "correlation": {m: fit["correlation"][m][m] for m in channels}},
+            "modality_correlation": fit["correlation"], "brain_uncovered": uncovered}

@@ -21,7 +21,8 @@ import numpy as np
 from .template import MODALITIES
 
 BRAIN_ML = (800.0, 2000.0)
-MIN_TEMPLATE_CORRELATION = 0.5
+MIN_TEMPLATE_CORRELATION = 0.3
+MIN_BRAIN_OVERLAP = 0.85
 PERMUTATION_GAIN = 0.3
 MAX_UNCOVERED = 0.05
 EDGE_MM = 2.0
@@ -45,16 +46,29 @@ def check_brain_volume(ml: float) -> str | None:
     return None
 
 
-def check_template_similarity(value: float, modality: str) -> str | None:
-    if value < MIN_TEMPLATE_CORRELATION:
-        return (f"the {modality} brain matches the template poorly after registration (correlation {value:.2f} < "
-                f"{MIN_TEMPLATE_CORRELATION}): the alignment may have failed (look at the picture)")
+def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -> dict:
+    """How well a case on the BraTS grid fits the template: the Dice overlap of its brain with the template's,
+    and the correlation of each channel with each modality's template inside both brains (2 mm grid)."""
+    from .template import to_template_grid
+
+    tmask = template.brain >= 0.5
+    small, fraction = {}, None
+    for m, array in channels.items():
+        small[m], fraction = to_template_grid(array, brain, template)
+    mask = fraction >= 0.5
+    overlap = 2.0 * float((mask & tmask).sum()) / max(int(mask.sum()) + int(tmask.sum()), 1)
+    both = mask & tmask
+    scores = {c: {m: round(correlation(img, template.images[m], both), 3) for m in MODALITIES}
+              for c, img in small.items()}
+    return {"brain_overlap": round(overlap, 4), "correlation": scores}
+
+
+def check_template_fit(overlap: float, corr: float, modality: str) -> str | None:
+    if overlap < MIN_BRAIN_OVERLAP or corr < MIN_TEMPLATE_CORRELATION:
+        return (f"the brain fits the template poorly after registration (brain overlap {overlap:.2f}, {modality} "
+                f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {MIN_TEMPLATE_CORRELATION}): "
+                "the alignment or the skull stripping may have failed (look at the picture)")
     return None
-
-
-def modality_scores(normalised: dict[str, np.ndarray], templates: dict[str, np.ndarray], mask: np.ndarray) -> dict:
-    """Correlation of each channel (brain-normalised, on the template grid) with each modality's template."""
-    return {c: {m: round(correlation(img, templates[m], mask), 3) for m in MODALITIES} for c, img in normalised.items()}
 
 
 def check_modalities(scores: dict) -> list[str]:
