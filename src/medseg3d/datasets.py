@@ -282,6 +282,9 @@ def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str
         key = "_".join(words[-n:])
         what = _NAME_MODALITY.get(key) or (
             "label" if key in _LABEL_NAMES else "ignore" if key in _IGNORED_NAMES else None)
+        others = {_STRONG_NAMES[w] for w in words[:-n] if w in _STRONG_NAMES} - {what}
+        if what in BRATS_MODALITIES and others:  # "t1_to_t2": a T1 moved onto the T2? not guessed
+            return None, stem
         if what in ("label", "ignore") or (what and not descriptive):
             return what, stem[: spans[-n].start()].rstrip("_-. ")
     strong = {_STRONG_NAMES[w] for w in words if w in _STRONG_NAMES}
@@ -890,9 +893,12 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
     sources = {m: f"--{m}" if m in overrides else found[m][1] for m in modalities}
     label = found["label"][0] if "label" in found else None
     case = Case(case_id, channels, label, {"layout": "folder", "sources": sources})
-    if len(prefixes) == 1 and case_id.lower() in ("raw", "images", "input", "nifti", "dicom"):
-        case.case_id = prefixes.pop()  # "raw/flair.nii.gz" has no prefix; "raw/<case>_flair.nii.gz" does
+    if case_id.lower() in _GENERIC_FOLDER_NAMES:  # ".../TCGA-FG-6692/raw/flair.nii.gz": the case is above
+        case.case_id = prefixes.pop() if len(prefixes) == 1 else folder.resolve().parent.name
     return case, []
+
+
+_GENERIC_FOLDER_NAMES = {"raw", "images", "input", "inputs", "nifti", "nii", "dicom", "scans", "anat", "mri"}
 
 
 def _nnunet_file_modalities(files: list[Path]) -> tuple[dict[int, str], str] | None:

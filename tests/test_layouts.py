@@ -1,0 +1,317 @@
+"""Every input layout a user brings, from a real shared case converted in the test: found, channels named and
+checked, ambiguity refused (issue #21 layouts, issue #20 item 2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from layouts import (
+    MODALITIES,
+    NNUNET_ORDER,
+    brats_names,
+    crop_case,
+    write_case_folder,
+    write_dicom_case,
+    write_nnunet_case,
+    write_nnunet_dataset,
+)
+
+from medseg3d.datasets import (
+    FLAGS,
+    check_case,
+    dataset_labels,
+    detect_layout,
+    find_cases,
+    identify_name,
+    resolve_case_channels,
+)
+from medseg3d.errors import InputError
+from medseg3d.info import describe
+
+CASE = "Brats18_2013_20_1"
+OTHER = "Brats18_2013_2_1"
+
+
+@pytest.fixture(scope="module")
+def vols(brats_root):
+    return crop_case(brats_root, CASE)
+
+
+@pytest.fixture(scope="module")
+def other_vols(brats_root):
+    return crop_case(brats_root, OTHER)
+
+
+def _one_line(excinfo, *fragments):
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+
+
+def _assert_channels_are(case, vols, modalities=MODALITIES):
+    image, ref, label = case.load()
+    assert case.modalities == tuple(modalities)
+    for k, m in enumerate(modalities):
+        np.testing.assert_array_equal(image[k], vols[m].array)
+    np.testing.assert_allclose(ref.affine, vols["flair"].affine, atol=1e-4)
+    return label
+
+
+# ------------------------------------------------------------------------------------ names -> modality
+
+
+@pytest.mark.parametrize("name, what, prefix", [
+    ("Brats18_2013_2_1_flair.nii.gz", "flair", "Brats18_2013_2_1"),
+    ("Brats18_2013_2_1_t1.nii.gz", "t1", "Brats18_2013_2_1"),
+    ("Brats18_2013_2_1_t1ce.nii.gz", "t1ce", "Brats18_2013_2_1"),  # t1ce, not t1
+    ("Brats18_2013_2_1_t2.nii.gz", "t2", "Brats18_2013_2_1"),
+    ("Brats18_2013_2_1_seg.nii.gz", "label", "Brats18_2013_2_1"),
+    ("BraTS-GLI-00001-000-t1n.nii.gz", "t1", "BraTS-GLI-00001-000"),
+    ("BraTS-GLI-00001-000-t1c.nii.gz", "t1ce", "BraTS-GLI-00001-000"),
+    ("BraTS-GLI-00001-000-t2w.nii.gz", "t2", "BraTS-GLI-00001-000"),
+    ("BraTS-GLI-00001-000-t2f.nii.gz", "flair", "BraTS-GLI-00001-000"),  # t2f, not t2
+    ("BraTS-GLI-00001-000-seg.nii.gz", "label", "BraTS-GLI-00001-000"),
+    ("BRATS_HG0015_T1C.mha", "t1ce", "BRATS_HG0015"),
+    ("BRATS_HG0015_truth.mha", "label", "BRATS_HG0015"),
+    ("flair.nii.gz", "flair", ""),
+    ("p1_fla.nii", "flair", "p1"),
+    ("t2_flair.nii.gz", "flair", ""),
+    ("t1w.nii.gz", "t1", ""),
+    ("t1_native.nrrd", "t1", ""),
+    ("t1gd.nii.gz", "t1ce", ""),
+    ("t1_post.mha", "t1ce", ""),
+    ("post.nii.gz", "t1ce", ""),
+    ("t1+c.nii.gz", "t1ce", ""),
+    ("t1_contrast.nii.gz", "t1ce", ""),
+    ("post_gd.nii.gz", "t1ce", ""),
+    ("t2w.nii", "t2", ""),
+    ("flair_brain.nii.gz", "flair", "flair_brain"),  # a modality anywhere, when it is the only one
+    ("brainmask.nii.gz", "ignore", ""),
+    ("notes.nii.gz", None, "notes"),
+    ("CASE_0000.nii.gz", None, "CASE_0000"),  # nnU-Net numbers say nothing without dataset.json
+    ("t1_to_t2.nii.gz", None, "t1_to_t2"),  # two modalities named: not guessed
+])
+def test_modality_from_file_name(name, what, prefix):
+    assert identify_name(name) == (what, prefix)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("AX T1 POST GD", "t1ce"), ("Ax T1 pre", "t1"), ("Sag T2 FLAIR", "flair"), ("AX T2 FSE", "t2"),
+    ("MPRAGE", "t1"), ("T1+C", "t1ce"), ("AX_FLAIR_3", "flair"), ("t1ce", "t1ce"),
+    ("T1 FLAIR", None),  # a T1-weighted FLAIR: neither BraTS FLAIR nor plain T1, the user must say
+    ("DWI b1000", None), ("T2 post", None),
+])
+def test_modality_from_series_description(text, what):
+    assert identify_name(text, descriptive=True)[0] == what
+
+
+# ---------------------------------------------------------------------------------- case folder layouts
+
+
+def test_raw_clinical_folder_is_one_case(data_root):
+    raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"
+    (case,) = find_cases(raw)
+    assert case.modalities == MODALITIES
+    assert {m: p.name for m, p in case.channels.items()} == {m: f"{m}.nii.gz" for m in MODALITIES}
+    assert case.label is None and "ambiguous" not in case.meta
+    case, lines = resolve_case_channels([raw], MODALITIES)
+    assert case.case_id == "TCGA-FG-6692"  # "raw" says nothing; its files carry no prefix either
+    assert lines == [f"{m} <- {m}.nii.gz (file name)" for m in MODALITIES]
+
+
+def test_nrrd_case_folder(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nrrd")
+    assert detect_layout(folder) == "brats"
+    (case,) = find_cases(folder)
+    assert case.case_id == CASE and case.label.name == f"{CASE}_seg.nrrd"
+    label = _assert_channels_are(case, vols)
+    np.testing.assert_array_equal(label, vols["seg"].array)
+    assert check_case(case) == []
+    # a dataset of such folders, too
+    write_case_folder(vols, tmp_path / "ds" / CASE, brats_names(CASE), ".nrrd")
+    write_case_folder(vols, tmp_path / "ds" / "second", brats_names("second"), ".nrrd")
+    assert [c.case_id for c in find_cases(tmp_path / "ds")] == [CASE, "second"]
+
+
+def test_mha_case_folder_keeps_its_t1ce(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".mha")
+    assert detect_layout(folder) == "brats-mha"
+    (case,) = find_cases(folder)
+    assert case.case_id == CASE
+    assert case.channels["t1ce"].name == f"{CASE}_t1ce.mha"  # was dropped: 3 channels
+    _assert_channels_are(case, vols)
+    assert check_case(case) == []
+    text = describe(folder)
+    assert f"t1ce: {folder / (CASE + '_t1ce.mha')} (taken as t1ce from its file name)" in text
+    assert "problems: none" in text
+
+
+def test_dicom_series_case_folder(vols, tmp_path):
+    # modality from the folder name (AX_FLAIR, t2) or, for neutral folder names, the SeriesDescription
+    folder = write_dicom_case(vols, tmp_path / CASE, {
+        "flair": "AX_FLAIR", "t1": "series_2|AX T1 PRE", "t1ce": "series_3|AX T1 POST GD", "t2": "t2"})
+    (case,) = find_cases(folder)
+    assert case.case_id == CASE
+    assert {m: p.name for m, p in case.channels.items()} == {
+        "flair": "AX_FLAIR", "t1": "series_2", "t1ce": "series_3", "t2": "t2"}
+    assert case.meta["sources"]["t1ce"] == "series description 'AX T1 POST GD'"
+    assert case.meta["sources"]["flair"] == "folder name"
+    _assert_channels_are(case, vols)
+    text = describe(folder)
+    assert "t1ce" in text and "series description 'AX T1 POST GD'" in text and "problems: none" in text
+    # the series folders are inputs like files for prediction
+    series = [folder / "t2", folder / "series_3", folder / "AX_FLAIR", folder / "series_2"]
+    case, lines = resolve_case_channels(series, MODALITIES)
+    assert [p.name for p in case.channels.values()] == ["AX_FLAIR", "series_2", "series_3", "t2"]
+    assert "reordered" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ nnU-Net
+
+
+def test_nnunet_dataset137(vols, other_vols, tmp_path):
+    root = write_nnunet_dataset({CASE: vols, OTHER: other_vols}, tmp_path / "Dataset137_BraTS2021", test_cases=[OTHER])
+    assert detect_layout(root) == "nnunet"
+    cases = find_cases(root)
+    assert [c.case_id for c in cases] == [CASE, OTHER]
+    case = cases[0]
+    # dataset.json says 0 T1, 1 T1ce, 2 T2, 3 Flair: FLAIR is the _0003 file
+    assert {m: p.name for m, p in case.channels.items()} == {
+        m: f"{CASE}_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES}
+    label = _assert_channels_are(case, vols)
+    # nnU-Net's 1 edema, 2 NCR/NET, 3 enhancing are read back as BraTS 2, 1, 4
+    np.testing.assert_array_equal(label, vols["seg"].array)
+    assert set(np.unique(label)) == {0, 1, 2, 4}
+    assert dataset_labels(root) == {"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}
+    (test_case,) = find_cases(root, split="Ts")
+    assert test_case.case_id == OTHER and test_case.label is None
+    _assert_channels_are(test_case, other_vols)
+    text = describe(root, progress=False)
+    assert "layout: nnunet" in text and "channels: flair, t1, t1ce, t2" in text
+    assert "flair <- <case>_0003.nii.gz (dataset.json channel 3 'Flair')" in text
+    assert "label values read as BraTS values: 1 -> 2, 2 -> 1, 3 -> 4" in text
+    assert "label schemes that fit: brats" in text and "problems: none" in text
+
+
+def test_nnunet_images_folder_without_dataset_json(vols, tmp_path):
+    images = tmp_path / "imagesTs"
+    write_nnunet_case(vols, images, "BRATS_001")
+    assert detect_layout(images) == "nnunet"
+    (case,) = find_cases(images)
+    _assert_channels_are(case, vols)
+    assert "nnU-Net's BraTS order" in case.meta["note"] and "\n" not in case.meta["note"]
+    assert "note: " in describe(images) and "nnU-Net's BraTS order" in describe(images)
+    case, lines = resolve_case_channels([images], MODALITIES)
+    assert "nnU-Net's BraTS order" in lines[0]
+    assert [p.name for p in case.channels.values()] == [f"BRATS_001_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES]
+    # the four files listed as given (the issue's WT 0.319 case): reordered by their numbers, and said so
+    files = sorted(images.iterdir())
+    case, lines = resolve_case_channels(files, MODALITIES)
+    _assert_channels_are(case, vols)
+    assert case.case_id == "BRATS_001"
+    assert any("nnU-Net's BraTS order" in ln for ln in lines) and any("reordered" in ln for ln in lines)
+
+
+def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
+    order = ("flair", "t1", "t1ce", "t2")  # another dataset's order: must be taken from its dataset.json
+    write_nnunet_case(vols, tmp_path / "imagesTs", "c1", order=order)
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1Gd", "3": "T2w"}, "labels": {"background": 0}}))
+    (case,) = find_cases(tmp_path / "imagesTs")
+    assert "note" not in case.meta
+    _assert_channels_are(case, vols)
+    case, _ = resolve_case_channels(sorted((tmp_path / "imagesTs").iterdir()), MODALITIES)
+    _assert_channels_are(case, vols)
+
+
+# ----------------------------------------------------------------------------------------------- ambiguity
+
+
+def test_two_files_for_one_modality_are_refused(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
+    write_case_folder(vols, folder, {"t1": "x_flair"}, ".nii.gz")  # noise named as a second FLAIR
+    (case,) = find_cases(folder)
+    problems = check_case(case)
+    assert len(problems) == 1
+    assert "2 files for flair" in problems[0] and "x_flair.nii.gz -> flair" in problems[0] and FLAGS in problems[0]
+    with pytest.raises(InputError) as e:
+        case.load()
+    _one_line(e, "2 files for flair", f"{CASE}_flair.nii.gz -> flair", "x_flair.nii.gz -> flair", FLAGS)
+    text = describe(folder)
+    assert "problems: none" not in text and "2 files for flair" in text
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder], MODALITIES)
+    _one_line(e, "2 files for flair", FLAGS)
+    # the flag settles it, whichever file it names
+    case, lines = resolve_case_channels([folder], MODALITIES, {"flair": folder / f"{CASE}_flair.nii.gz"})
+    _assert_channels_are(case, vols)
+    assert lines[0] == f"flair <- {CASE}_flair.nii.gz (--flair)"
+    # a model that does not read FLAIR is not concerned
+    case, _ = resolve_case_channels([folder], ("t1ce", "t2"))
+    assert [p.name for p in case.channels.values()] == [f"{CASE}_t1ce.nii.gz", f"{CASE}_t2.nii.gz"]
+
+
+def test_unrecognised_file_and_missing_modality_are_refused(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE, label=False), ".nii.gz")
+    write_case_folder(vols, folder, {"t1ce": "scan_7"}, ".nii.gz")
+    with pytest.raises(InputError) as e:
+        find_cases(folder)[0].load()
+    _one_line(e, "not recognised", "scan_7.nii.gz -> not recognised", FLAGS)
+    assert any("not recognised" in p for p in check_case(find_cases(folder)[0]))
+    (folder / "scan_7.nii.gz").unlink()
+    (folder / f"{CASE}_t2.nii.gz").unlink()
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder], MODALITIES)
+    _one_line(e, "no file for t2", f"{CASE}_t1ce.nii.gz -> t1ce", FLAGS)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder], MODALITIES, {"t2": tmp_path / "elsewhere_t2.nii.gz"})
+    _one_line(e, "--t2", "no such file")
+
+
+def test_brain_mask_beside_the_channels_is_not_a_channel(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
+    write_case_folder(vols, folder, {"seg": f"{CASE}_brainmask"}, ".nii.gz")
+    (case,) = find_cases(folder)
+    assert check_case(case) == [] and case.meta["ignored"] == [f"{CASE}_brainmask.nii.gz"]
+    assert "not a channel, ignored" in describe(folder)
+
+
+# ----------------------------------------------------------------------------------------- lists of files
+
+
+def test_list_of_files_in_another_order_is_reordered(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE, label=False), ".nii.gz")
+    given = [folder / f"{CASE}_{m}.nii.gz" for m in ("t1", "t1ce", "t2", "flair")]
+    case, lines = resolve_case_channels(given, MODALITIES)
+    _assert_channels_are(case, vols)
+    assert case.case_id == CASE
+    assert lines[0] == "channels given in the order t1, t1ce, t2, flair; reordered to the model's flair, t1, t1ce, t2 by their names"
+    assert lines[1:] == [f"{m} <- {CASE}_{m}.nii.gz (file name)" for m in MODALITIES]
+
+
+def test_list_without_names_keeps_the_given_order(vols, tmp_path):
+    names = {m: f"scan{k}" for k, m in enumerate(MODALITIES)}
+    folder = write_case_folder(vols, tmp_path / "x", names, ".nii.gz")
+    case, lines = resolve_case_channels([folder / f"scan{k}.nii.gz" for k in range(4)], MODALITIES)
+    _assert_channels_are(case, vols)
+    assert lines[0] == "flair <- scan0.nii.gz (position 1, no modality in the name)"
+    # names that contradict the order given, or repeat a modality, are refused
+    write_case_folder(vols, folder, {"t2": "t2", "flair": "post"}, ".nii.gz")
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder / "t2.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz",
+                               folder / "scan3.nii.gz"], MODALITIES)
+    _one_line(e, "t2.nii.gz -> t2", "scan1.nii.gz -> not recognised", FLAGS)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder / "post.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz",
+                               folder / "t2.nii.gz"], MODALITIES)
+    _one_line(e, "post.nii.gz -> t1ce", FLAGS)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder / "scan0.nii.gz"], MODALITIES)
+    _one_line(e, "needs 4 channel files", FLAGS)
+    # the flags alone make a case
+    case, lines = resolve_case_channels([], MODALITIES, {m: folder / f"scan{k}.nii.gz" for k, m in enumerate(MODALITIES)})
+    _assert_channels_are(case, vols)
+    assert lines[2] == "t1ce <- scan2.nii.gz (--t1ce)"
