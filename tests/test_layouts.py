@@ -315,3 +315,119 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
     case, lines = resolve_case_channels([], MODALITIES, {m: folder / f"scan{k}.nii.gz" for k, m in enumerate(MODALITIES)})
     _assert_channels_are(case, vols)
     assert lines[2] == "t1ce <- scan2.nii.gz (--t1ce)"
+
+
+# ------------------------------------------------------------------------- found by predict and by train
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory, vols):
+    """The bundled model and its prediction on the crop as BraTS files (the reference every layout must give)."""
+    from medseg3d.predict import load_model, predict
+
+    model = load_model("brats", "cpu", "fp32")
+    folder = write_case_folder(vols, tmp_path_factory.mktemp("ref") / CASE, brats_names(CASE), ".nii.gz")
+    (written,) = predict(model, [folder], folder.parent / "ref.nii.gz", progress=False)
+    from medseg3d.io import read_volume
+
+    return model, read_volume(written)
+
+
+def _same_prediction(path, reference):
+    from medseg3d.io import read_volume
+
+    out = read_volume(path)
+    np.testing.assert_array_equal(out.array, reference.array)
+    np.testing.assert_allclose(out.affine, reference.affine, atol=1e-4)
+
+
+def test_predict_on_an_nnunet_images_folder_without_dataset_json(bundled, vols, tmp_path):
+    """The issue's WT 0.319 input: nnU-Net's channel order, no dataset.json. Now the same result as BraTS files."""
+    from medseg3d.predict import predict
+
+    model, reference = bundled
+    assert set(np.unique(reference.array)) == {0, 1, 2, 4}  # the crop holds tumour: a real comparison
+    write_nnunet_case(vols, tmp_path / "imagesTs", CASE)
+    (written,) = predict(model, [tmp_path / "imagesTs"], tmp_path / "seg.nii.gz", progress=False)
+    _same_prediction(written, reference)
+
+
+@pytest.mark.slow
+def test_predict_finds_every_case_folder_layout(bundled, vols, other_vols, tmp_path):
+    from medseg3d.predict import predict
+
+    model, reference = bundled
+    folders = {
+        "nrrd": write_case_folder(vols, tmp_path / "nrrd" / CASE, brats_names(CASE), ".nrrd"),
+        "mha": write_case_folder(vols, tmp_path / "mha" / CASE, brats_names(CASE), ".mha"),
+        "dicom": write_dicom_case(vols, tmp_path / "dicom" / CASE, {
+            "flair": "FLAIR", "t1": "s2|AX T1 PRE", "t1ce": "s3|AX T1 POST GD", "t2": "T2"}),
+    }
+    for name, folder in folders.items():
+        (written,) = predict(model, [folder], tmp_path / f"{name}.nii.gz", progress=False)
+        _same_prediction(written, reference)
+    # a whole nnU-Net dataset
+    root = write_nnunet_dataset({CASE: vols, OTHER: other_vols}, tmp_path / "Dataset137_BraTS2021")
+    written = predict(model, [root], tmp_path / "out137", progress=False)
+    assert sorted(p.name for p in written) == sorted([f"{CASE}.nii.gz", f"{OTHER}.nii.gz"])
+    _same_prediction(tmp_path / "out137" / f"{CASE}.nii.gz", reference)
+
+
+@pytest.mark.slow
+def test_predict_command_on_a_dicom_case(bundled, vols, tmp_path, capsys):
+    from medseg3d.cli import main
+
+    _, reference = bundled
+    folder = write_dicom_case(vols, tmp_path / CASE, {
+        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
+    assert main(["predict", "brats", str(folder), "-o", str(tmp_path / "seg.nii.gz"), "--quiet", "--device", "cpu",
+                 "--precision", "fp32"]) == 0
+    _same_prediction(tmp_path / "seg.nii.gz", reference)
+    assert main(["info", str(folder)]) == 0
+    assert "(taken as t1ce from its folder name)" in capsys.readouterr().out
+
+
+def test_training_data_of_an_nnunet_dataset_equal_the_brats_folders(vols, other_vols, tmp_path):
+    """``train`` prepares its cache from the dataset: the nnU-Net conversion must give the same arrays (channels
+    in the same order, labels back in BraTS values) as the same cases in BraTS folders."""
+    from medseg3d.cache import open_cache, prepare_dataset
+    from medseg3d.preprocess import PrepConfig
+
+    cases = {CASE: vols, OTHER: other_vols}
+    for cid, v in cases.items():
+        write_case_folder(v, tmp_path / "brats" / cid, brats_names(cid), ".nii.gz")
+    nnunet = write_nnunet_dataset(cases, tmp_path / "Dataset137_BraTS2021")
+    config = PrepConfig(downsample=2.0)
+    for name, root in (("a", tmp_path / "brats"), ("b", nnunet)):
+        summary = prepare_dataset(root, tmp_path / f"cache_{name}", config, "brats", workers=1, progress=False)
+        assert sorted(summary["prepared"]) == sorted(cases) and not summary["failed"]
+    meta_a, a = open_cache(tmp_path / "cache_a")
+    meta_b, b = open_cache(tmp_path / "cache_b")
+    assert meta_a["settings"]["modalities"] == meta_b["settings"]["modalities"] == list(MODALITIES)
+    for cid in cases:
+        np.testing.assert_array_equal(a[cid].image, b[cid].image)
+        np.testing.assert_array_equal(a[cid].label, b[cid].label)
+        assert a[cid].entry["class_voxels"] == b[cid].entry["class_voxels"]
+        assert min(a[cid].entry["class_voxels"]) > 0  # every BraTS class present, so a swap would show
+
+
+@pytest.mark.slow
+def test_train_command_on_nnunet_dicom_and_nrrd_datasets(vols, other_vols, brats_root, tmp_path):
+    from medseg3d.cli import main
+
+    third = crop_case(brats_root, "Brats18_CBICA_ABM_1")
+    cases = {CASE: vols, OTHER: other_vols, "Brats18_CBICA_ABM_1": third}
+    datasets = {"nnunet": write_nnunet_dataset(cases, tmp_path / "Dataset137_BraTS2021")}
+    for cid, v in cases.items():
+        write_case_folder(v, tmp_path / "nrrd" / cid, brats_names(cid), ".nrrd")
+        write_dicom_case(v, tmp_path / "dicom" / cid, {"flair": "flair", "t1": "t1", "t1ce": "t1_post", "t2": "t2"})
+        write_case_folder(v, tmp_path / "dicom" / cid, {"seg": f"{cid}_seg"}, ".nii.gz")
+    datasets["nrrd"], datasets["dicom"] = tmp_path / "nrrd", tmp_path / "dicom"
+    for name, root in datasets.items():
+        run = tmp_path / f"run_{name}"
+        assert main(["train", str(root), "--out", str(run), "--preset", "quick", "--epochs", "1", "--quiet",
+                     "--device", "cpu", "--cache", str(tmp_path / f"cache_{name}")]) == 0
+        config = json.loads((run / "config.json").read_text())
+        assert config["dataset"] == str(root)
+        cache = json.loads((tmp_path / f"cache_{name}" / "cache.json").read_text())
+        assert cache["settings"]["modalities"] == list(MODALITIES) and sorted(cache["cases"]) == sorted(cases)
