@@ -92,7 +92,8 @@ def _assert_channels_are(case, vols, modalities=MODALITIES):
     ("brainmask.nii.gz", "ignore", ""),
     ("notes.nii.gz", None, "notes"),
     ("CASE_0000.nii.gz", None, "CASE_0000"),  # nnU-Net numbers say nothing without dataset.json
-    ("t1_to_t2.nii.gz", None, "t1_to_t2"),  # two modalities named: not guessed
+    ("no_t2_t1.nii.gz", "t1", "no_t2"),  # the end names the modality, whatever the case id holds
+    ("t1_t2.nii.gz", "t2", "t1"),
 ])
 def test_modality_from_file_name(name, what, prefix):
     assert identify_name(name) == (what, prefix)

@@ -92,8 +92,15 @@ def cmd_nets(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .datasets import find_cases, layout_notes
+    from .errors import InputError
     from .train import TrainConfig, train
 
+    try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
+        for note in layout_notes(find_cases(args.dataset, layout=args.layout)):
+            print(f"note: {note}")
+    except InputError:
+        pass  # train reports the dataset's problem itself
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",

@@ -21,7 +21,9 @@ Any subset can be chosen with ``modalities=``.
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,6 +258,7 @@ def _words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+@functools.lru_cache(maxsize=65536)  # find_cases is called often, on the same names
 def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str]:
     """What a file or folder name says it holds, and the name without that part (the case id, usually).
 
@@ -282,9 +285,6 @@ def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str
         key = "_".join(words[-n:])
         what = _NAME_MODALITY.get(key) or (
             "label" if key in _LABEL_NAMES else "ignore" if key in _IGNORED_NAMES else None)
-        others = {_STRONG_NAMES[w] for w in words[:-n] if w in _STRONG_NAMES} - {what}
-        if what in BRATS_MODALITIES and others:  # "t1_to_t2": a T1 moved onto the T2? not guessed
-            return None, stem
         if what in ("label", "ignore") or (what and not descriptive):
             return what, stem[: spans[-n].start()].rstrip("_-. ")
     strong = {_STRONG_NAMES[w] for w in words if w in _STRONG_NAMES}
@@ -313,20 +313,38 @@ def _modality_from_description(words: list[str]) -> str | None:
     return None
 
 
-def _file_entries(folder: Path, suffixes) -> list[tuple[Path, str | None, str, str]]:
+def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(visible files, visible sub-folders) of ``folder``, sorted, from one directory scan (no stat per entry
+    but for links: ``find_cases`` runs this on every case folder, often)."""
+    files, dirs = [], []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    dirs.append(Path(entry.path))
+                elif entry.is_file():
+                    files.append(Path(entry.path))
+    except OSError:
+        return [], []
+    return sorted(files), sorted(dirs)
+
+
+def _file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | None, str, str]]:
     """``(file, what, how, prefix)`` for the image files of ``folder`` with one of ``suffixes``."""
     entries = []
-    for f in _visible_files(folder):
+    for f in _listing(folder)[0] if files is None else files:
         if image_suffix(f) in suffixes:
             what, prefix = identify_name(f.name)
             entries.append((f, what, "file name", prefix))
     return entries
 
 
-def _dicom_entries(folder: Path) -> list[tuple[Path, str | None, str, str]]:
+def _dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None, str, str]]:
     """``(series folder, what, how, prefix)`` for the DICOM series sub-folders of ``folder``."""
     entries = []
-    for sub in _subfolders(folder):
+    for sub in _subfolders(folder) if subfolders is None else subfolders:
         if not looks_like_dicom_series(sub):
             continue
         what, prefix = identify_name(sub.name, descriptive=True)
@@ -380,7 +398,10 @@ def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
 def _brats_case(folder: Path) -> Case | None:
     """The case in ``folder``: channel files named by modality (any image format but MetaImage, which is the
     brats-mha layout's), or one DICOM series sub-folder per modality; ``None`` if none is named."""
-    entries = _file_entries(folder, _CASE_FILE_SUFFIXES) + _dicom_entries(folder)
+    files, dirs = _listing(folder)
+    entries = _file_entries(folder, _CASE_FILE_SUFFIXES, files)
+    if dirs and not any(what in BRATS_MODALITIES for _, what, _, _ in entries):
+        entries += _dicom_entries(folder, dirs)  # channels as files, or as series folders: not both
     return _case_from_entries(folder.name, entries, "brats")
 
 
@@ -794,6 +815,12 @@ def find_cases(
 
 def _where(case: Case) -> str:
     return str(Path(next(iter(case.channels.values()), case.label or ".")).parent)
+
+
+def layout_notes(cases: list[Case]) -> list[str]:
+    """The assumptions the layout made for these cases (e.g. nnU-Net's BraTS channel order taken for an
+    images folder without dataset.json), each once: to be printed before the cases are used."""
+    return list(dict.fromkeys(c.meta["note"] for c in cases if c.meta.get("note")))
 
 
 # ------------------------------------------------------------------------------- one case, for prediction

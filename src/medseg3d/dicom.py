@@ -7,6 +7,7 @@ and :func:`series_description` reads one header (no pixel data).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .io import image_suffix
@@ -40,12 +41,15 @@ def looks_like_dicom_series(folder: str | Path) -> bool:
     folder = Path(folder)
     seen = 0
     try:
-        for f in _visible_files(folder):
-            if seen >= _FILES_LOOKED_AT:
-                break
-            if image_suffix(f) or not _is_dicom_file(f):
-                return False
-            seen += 1
+        with os.scandir(folder) as it:  # no stat per entry: this runs on every case folder of a dataset
+            for entry in it:
+                if seen >= _FILES_LOOKED_AT:
+                    break
+                if entry.name.startswith(".") or not entry.is_file():
+                    continue
+                if image_suffix(entry.name) or not _is_dicom_file(Path(entry.path)):
+                    return False
+                seen += 1
     except OSError:
         return False
     return seen > 0
