@@ -272,6 +272,21 @@ def test_unrecognised_file_and_missing_modality_are_refused(vols, tmp_path):
     _one_line(e, "--t2", "no such file")
 
 
+def test_two_label_files_are_refused_for_training_not_for_prediction(vols, tmp_path):
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
+    write_case_folder(vols, folder, {"seg": "fusion_labels"}, ".nii.gz")
+    (case,) = find_cases(folder)
+    assert check_case(case) == [(f"case {CASE}: 2 label files ({CASE}_seg.nii.gz, fusion_labels.nii.gz); keep one, "
+                                "or list the cases in a .csv with a 'label' column")]
+    with pytest.raises(InputError) as e:
+        case.load()
+    _one_line(e, "2 label files")
+    image, _, label = case.load(with_label=False)
+    assert image.shape == (4, 64, 64, 48) and label is None
+    case, _ = resolve_case_channels([folder], MODALITIES)
+    _assert_channels_are(case, vols)
+
+
 def test_brain_mask_beside_the_channels_is_not_a_channel(vols, tmp_path):
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
     write_case_folder(vols, folder, {"seg": f"{CASE}_brainmask"}, ".nii.gz")

@@ -141,11 +141,14 @@ class Case:
         """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume, label)``.
 
         Checks that every channel and the label share one grid, and that images are finite and not constant.
-        Refuses a case whose files could not be told apart (``meta["ambiguous"]``). A label renumbered by an
+        Refuses a case whose channel files could not be told apart (``meta["ambiguous"]``), and with
+        ``with_label`` one with several label files (``meta["ambiguous_label"]``). A label renumbered by an
         nnU-Net/MSD conversion is returned in BraTS values (``meta["label_map"]``).
         """
         if self.meta.get("ambiguous"):
             raise InputError(self.meta["ambiguous"])
+        if with_label and self.meta.get("ambiguous_label"):
+            raise InputError(self.meta["ambiguous_label"])
         ref = ref_name = None
         arrays = []
         for name, path, vol in self.read_channels():
@@ -385,9 +388,14 @@ def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
         first.setdefault(what, (path, how))
     channels = {m: first[m][0] for m in BRATS_MODALITIES if m in first}
     meta = {"layout": layout, "sources": {m: first[m][1] for m in channels}}
-    ambiguous = _ambiguity(case_id, entries)
+    ambiguous = _ambiguity(case_id, entries, BRATS_MODALITIES)
     if ambiguous:
         meta["ambiguous"] = ambiguous
+    labels = [e for e in entries if e[1] == "label"]
+    if len(labels) > 1:  # matters to training and evaluation, not to prediction
+        meta["ambiguous_label"] = (
+            f"case {case_id}: {len(labels)} label files ({', '.join(_shown_name(e[0]) for e in labels)}); "
+            "keep one, or list the cases in a .csv with a 'label' column")
     ignored = [_shown_name(p) for p, what, _, _ in entries if what == "ignore"]
     if ignored:
         meta["ignored"] = ignored
@@ -415,8 +423,8 @@ def _fill_missing(cases: list[Case], expected_path) -> list[Case]:
 
 
 def _brats_expected(case: Case, modality: str) -> Path:
-    folder = Path(next(iter(case.channels.values()), case.label)).parent
-    return folder / f"{case.case_id}_{modality}.nii.gz"
+    first = Path(next(iter(case.channels.values()), case.label))
+    return first.parent / f"{case.case_id}_{modality}{image_suffix(first) or '.nii.gz'}"
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -750,8 +758,9 @@ def detect_layout(root: Path) -> str:
         if any(_brats_case(s) is not None for s in _subfolders(sub)):
             return "brats"
     raise InputError(
-        f"{root}: no cases found; expected BraTS folders (<case>/<case>_flair.nii.gz...), BRATS .mha files, "
-        "an nnU-Net folder with dataset.json, or a .csv case list"
+        f"{root}: no cases found; expected case folders with files named by modality (<case>_flair.nii.gz, "
+        ".nrrd, .mha...) or one DICOM series folder per modality, BRATS 2015 .mha folders, an nnU-Net folder "
+        "(dataset.json, or <case>_0000.nii.gz files), or a .csv case list"
     )
 
 
@@ -1012,8 +1021,7 @@ def check_case(case: Case) -> list[str]:
     """Every problem of one case as readable lines: missing or unreadable files, grids that differ, NaN or
     constant images, a label off the image grid or with non-integer values."""
     problems = []
-    if case.meta.get("ambiguous"):
-        problems.append(case.meta["ambiguous"])
+    problems += [case.meta[k] for k in ("ambiguous", "ambiguous_label") if case.meta.get(k)]
     if not case.channels:
         problems.append(f"case {case.case_id}: no image file (only a label); add the channel files")
     ref = ref_name = None
