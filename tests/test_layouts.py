@@ -20,6 +20,7 @@ from layouts import (
 
 from medseg3d.datasets import (
     FLAGS,
+    brats_label_map,
     check_case,
     dataset_labels,
     detect_layout,
@@ -226,6 +227,50 @@ def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
     _assert_channels_are(case, vols)
     case, _ = resolve_case_channels(sorted((tmp_path / "imagesTs").iterdir()), MODALITIES)
     _assert_channels_are(case, vols)
+
+
+@pytest.mark.parametrize("labels, expected", [
+    # nnU-Net v2 Dataset137_BraTS2021: regions
+    ({"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}, {1: 2, 2: 1, 3: 4}),
+    # MSD Task01_BrainTumour: classes, value -> name
+    ({"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}, {1: 2, 2: 1, 3: 4}),
+    ({"background": 0, "NCR": 1, "ED": 2, "ET": 3}, {1: 1, 2: 2, 3: 4}),
+    ({"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}, None),  # BraTS values already
+    ({"background": 0, "necrosis": 1, "edema": 2, "non-enhancing": 3, "enhancing": 4}, None),  # BRATS 2015: 5 classes
+    ({"background": 0, "bone": 1}, None),
+    ({"background": 0, "whole tumor": [1, 2], "tumor core": [2, 3], "enhancing tumor": [3]}, None),  # not nested
+    ("not a mapping", None),
+])
+def test_brats_label_map(labels, expected):
+    assert brats_label_map(labels) == expected
+
+
+def test_msd_class_labels_are_read_as_brats_values(vols, tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}))
+    write_nnunet_case(vols, tmp_path / "imagesTr", "BRATS_001", tmp_path / "labelsTr", order=MODALITIES)
+    (case,) = find_cases(tmp_path)
+    np.testing.assert_array_equal(_assert_channels_are(case, vols), vols["seg"].array)
+    assert dataset_labels(tmp_path) == {"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}
+
+
+def test_resolve_reads_mha_and_brats2015_folders(vols, data_root, tmp_path):
+    folder = write_case_folder(vols, tmp_path / "p1", brats_names("p1", {"t1ce": "T1C", "flair": "FLAIR"}), ".mha")
+    case, lines = resolve_case_channels([folder], MODALITIES)
+    _assert_channels_are(case, vols)
+    assert case.case_id == "p1" and lines[2] == "t1ce <- p1_T1C.mha (file name)"
+    case, _ = resolve_case_channels([data_root / "brats2012_mha"], ("flair", "t1ce"))
+    assert [p.name for p in case.channels.values()] == ["BRATS_HG0015_FLAIR.mha", "BRATS_HG0015_T1C.mha"]
+    vsd = tmp_path / "HGG" / "brats_2013_pat0020_1"
+    for k, (m, mr) in enumerate({"flair": "MR_Flair", "t1": "MR_T1", "t1ce": "MR_T1c", "t2": "MR_T2"}.items()):
+        write_case_folder(vols, vsd / f"VSD.Brain.XX.O.{mr}.{100 + k}", {m: f"VSD.Brain.XX.O.{mr}.{100 + k}"}, ".mha")
+    case, _ = resolve_case_channels([vsd], MODALITIES)
+    assert case.case_id == "brats_2013_pat0020_1"
+    _assert_channels_are(case, vols)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([tmp_path], MODALITIES)  # a dataset (p1 and the patient), not a case: said so
+    _one_line(e, "holds 2 cases", "give one case folder")
 
 
 # ----------------------------------------------------------------------------------------------- ambiguity
