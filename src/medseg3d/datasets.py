@@ -842,6 +842,77 @@ def layout_notes(cases: list[Case]) -> list[str]:
     return list(dict.fromkeys(c.meta["note"] for c in cases if c.meta.get("note")))
 
 
+# Pearson correlation between two channels' intensities inside the brain (voxels non-zero in every channel,
+# every 2nd voxel along each axis): mean and standard deviation over the 27 shared BraTS 2018 cases. T2 is
+# the one channel anti-correlated with T1 and T1ce (CSF is bright only in T2); T1 and T1ce go together.
+_PAIR_CORRELATION = {
+    ("flair", "t1"): (0.302, 0.233), ("flair", "t1ce"): (0.200, 0.194), ("flair", "t2"): (0.166, 0.241),
+    ("t1", "t1ce"): (0.580, 0.143), ("t1", "t2"): (-0.362, 0.326), ("t1ce", "t2"): (-0.283, 0.261),
+}
+# How much better another order must fit than the given one to be reported. On the shared cases (each scored
+# against the other 26) and the shared case from another pipeline (brainles_sri24), the correct order's excess
+# was at most 0.56; nnU-Net's order (T1, T1ce, T2, FLAIR) read as FLAIR, T1, T1ce, T2 scored at least 10.8.
+# A T1 / T1ce swap is not seen by this check (their correlations with the others are alike).
+CHANNEL_ORDER_THRESHOLD = 3.0
+
+
+def _order_misfit(corr: np.ndarray, assigned) -> float:
+    total = 0.0
+    for i in range(len(assigned)):
+        for j in range(i + 1, len(assigned)):
+            pair = tuple(sorted((assigned[i], assigned[j]), key=BRATS_MODALITIES.index))
+            mean, sd = _PAIR_CORRELATION[pair]
+            total += ((corr[i, j] - mean) / (sd + 0.05)) ** 2
+    return total
+
+
+def channel_order_warning(image: np.ndarray, modalities) -> str | None:
+    """One line when the channels' intensities fit another order of the BraTS modalities clearly better.
+
+    ``image`` is ``(C, X, Y, Z)`` with channels in ``modalities`` order, skull-stripped, on one grid (as
+    :meth:`Case.load` returns it). The check compares the correlations between channels inside the brain
+    with those of the shared BraTS cases; it needs three or more BraTS modalities and a brain-sized volume,
+    and cannot tell T1 from T1ce. Returns ``None`` when the given order fits (or nothing can be said).
+
+    Example:
+        >>> image, _, _ = case.load(with_label=False)
+        >>> channel_order_warning(image[[1, 2, 3, 0]], case.modalities)  # nnU-Net's order read as BraTS's
+        "the channels given as flair, t1, t1ce, t2 look like t1, t1ce, t2, flair by their intensities ..."
+    """
+    if image.ndim != 4:
+        return None
+    return _order_warning([image[i, ::2, ::2, ::2] for i in range(image.shape[0])], tuple(modalities))
+
+
+# fewer voxels (every 2nd along each axis) inside the brain than this, e.g. a small crop: no order check
+_ORDER_CHECK_MIN_VOXELS = 10_000
+
+
+def _order_warning(subsampled: list[np.ndarray], modalities: tuple[str, ...]) -> str | None:
+    import itertools
+
+    idx = [i for i, m in enumerate(modalities) if m in BRATS_MODALITIES]
+    if len(idx) < 3:
+        return None
+    sub = [np.asarray(subsampled[i], dtype=np.float32) for i in idx]
+    brain = np.logical_and.reduce([s != 0 for s in sub])
+    if brain.sum() < _ORDER_CHECK_MIN_VOXELS:
+        return None
+    values = np.stack([s[brain] for s in sub]).astype(np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values.std(axis=1) == 0):
+        return None
+    corr = np.corrcoef(values)
+    given = [modalities[i] for i in idx]
+    misfit = _order_misfit(corr, given)
+    best = min(itertools.permutations(given), key=lambda order: _order_misfit(corr, order))
+    best_misfit = _order_misfit(corr, best)
+    if misfit - best_misfit <= CHANNEL_ORDER_THRESHOLD:
+        return None
+    return (f"the channels given as {', '.join(given)} look like {', '.join(best)} by their intensities "
+            f"(misfit {misfit:.1f}, against {best_misfit:.1f} in that order); check which file is which, or "
+            f"name them with {FLAGS}")
+
+
 # ------------------------------------------------------------------------------- one case, for prediction
 
 
@@ -1028,13 +1099,15 @@ def _resolve_files(files: list[Path], modalities, overrides) -> tuple[Case, list
 
 
 def check_case(case: Case) -> list[str]:
-    """Every problem of one case as readable lines: missing or unreadable files, grids that differ, NaN or
-    constant images, a label off the image grid or with non-integer values."""
+    """Every problem of one case as readable lines: files that cannot be told apart, missing or unreadable
+    files, grids that differ, NaN or constant images, channels whose intensities fit another order
+    (:func:`channel_order_warning`), a label off the image grid or with non-integer values."""
     problems = []
     problems += [case.meta[k] for k in ("ambiguous", "ambiguous_label") if case.meta.get(k)]
     if not case.channels:
         problems.append(f"case {case.case_id}: no image file (only a label); add the channel files")
     ref = ref_name = None
+    subsampled: dict[str, np.ndarray] = {}  # for the channel order check
     for name in case.channels:
         try:
             sub = case.select([name]) if Path(case.channels[name]).exists() else None
@@ -1053,6 +1126,12 @@ def check_case(case: Case) -> list[str]:
         problem = _channel_problem(case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name)
         if problem:
             problems.append(problem)
+        else:
+            subsampled[name] = vol.array[::2, ::2, ::2]
+    if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
+        warning = _order_warning(list(subsampled.values()), tuple(subsampled))
+        if warning:
+            problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:
         if not Path(case.label).exists():
             problems.append(f"case {case.case_id}: label file is missing ({case.label})")
