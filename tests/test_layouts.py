@@ -218,6 +218,21 @@ def test_nnunet_images_folder_without_dataset_json(vols, tmp_path):
     assert any("nnU-Net's BraTS order" in ln for ln in lines) and any("reordered" in ln for ln in lines)
 
 
+def test_train_says_which_order_it_assumed(vols, tmp_path, capsys):
+    from medseg3d.cli import main
+
+    write_nnunet_case(vols, tmp_path / "imagesTs", "BRATS_001", tmp_path / "labelsTs")
+    (tmp_path / "run").write_text("")  # train stops at once (--out is a file); the assumption is printed first
+    assert main(["train", str(tmp_path / "imagesTs"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("note: ") and "nnU-Net's BraTS order" in out and out.count("\n") == 1
+    assert "is a file" in err
+    # a dataset without labels: one line, not a traceback from inside the training loop
+    (tmp_path / "labelsTs" / "BRATS_001.nii.gz").unlink()
+    assert main(["train", str(tmp_path / "imagesTs"), "--out", str(tmp_path / "run2"), "--epochs", "1"]) == 2
+    assert "training needs labels" in capsys.readouterr().err
+
+
 def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
     order = ("flair", "t1", "t1ce", "t2")  # another dataset's order: must be taken from its dataset.json
     write_nnunet_case(vols, tmp_path / "imagesTs", "c1", order=order)

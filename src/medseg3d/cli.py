@@ -97,10 +97,15 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
-        for note in layout_notes(find_cases(args.dataset, layout=args.layout)):
-            print(f"note: {note}")
+        cases = find_cases(args.dataset, layout=args.layout)
     except InputError:
-        pass  # train reports the dataset's problem itself
+        cases = []  # train reports the dataset's problem itself
+    for note in layout_notes(cases):
+        print(f"note: {note}")
+    unlabelled = [c.case_id for c in cases if c.label is None]
+    if unlabelled:  # the cache takes such cases, and training then fails inside its loop
+        raise InputError(f"{args.dataset}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); "
+                         "training needs labels")
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
