@@ -413,6 +413,12 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
     with pytest.raises(InputError) as e:
         resolve_case_channels([folder / "scan0.nii.gz"], MODALITIES)
     _one_line(e, "needs 4 channel files", FLAGS)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([], MODALITIES)
+    _one_line(e, "no input", FLAGS)
+    with pytest.raises(InputError) as e:
+        resolve_case_channels([folder / "scan0.nii.gz"], ("flair",), {"t2": folder / "t2.nii.gz"})
+    _one_line(e, "--t2", "does not use t2")
     # the flags alone make a case
     case, lines = resolve_case_channels([], MODALITIES, {m: folder / f"scan{k}.nii.gz" for k, m in enumerate(MODALITIES)})
     _assert_channels_are(case, vols)

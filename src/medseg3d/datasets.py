@@ -945,6 +945,8 @@ def resolve_case_channels(
         if not path.exists():
             raise InputError(f"--{m} {path}: no such file or folder; check the path")
     inputs = [Path(p) for p in inputs]
+    if not inputs and not overrides:
+        raise InputError(f"no input given; give a case folder, the channel files, or {FLAGS}")
     for path in inputs:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder; check the input path")
