@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Case, apply_label_map, check_case, dataset_labels, detect_layout, find_cases
+from .datasets import (
+    Case,
+    apply_label_map,
+    check_case,
+    dataset_labels,
+    detect_layout,
+    find_cases,
+    layout_notes,
+)
 from .errors import InputError
 from .io import Volume, image_suffix, is_dicom_folder, read_volume
 from .labels import SCHEMES, label_values, scheme_from_labels
@@ -212,8 +220,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             grades[c.meta["grade"]] = grades.get(c.meta["grade"], 0) + 1
     if grades:
         lines.append("  groups: " + ", ".join(f"{g} {n}" for g, n in sorted(grades.items())))
-    notes = list(dict.fromkeys(c.meta["note"] for c in cases if c.meta.get("note")))
-    lines += [f"  note: {n}" for n in notes]
+    lines += [f"  note: {n}" for n in layout_notes(cases)]
     lines += _channel_file_lines(cases)
     labelled = [c for c in cases if c.label is not None]
     lines.append(f"  labelled cases: {len(labelled)} of {len(cases)}")
