@@ -92,8 +92,20 @@ def cmd_nets(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .datasets import find_cases, layout_notes
+    from .errors import InputError
     from .train import TrainConfig, train
 
+    try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
+        cases = find_cases(args.dataset, layout=args.layout)
+    except InputError:
+        cases = []  # train reports the dataset's problem itself
+    for note in layout_notes(cases):
+        print(f"note: {note}")
+    unlabelled = [c.case_id for c in cases if c.label is None]
+    if unlabelled:  # the cache takes such cases, and training then fails inside its loop
+        raise InputError(f"{args.dataset}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); "
+                         "training needs labels")
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
