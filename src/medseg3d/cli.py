@@ -152,10 +152,13 @@ def _add_channel_flags(s) -> None:
 
 
 def cmd_preprocess(args) -> None:
-    from .predict import _case_with_overrides
+    from .datasets import resolve_case_channels
     from .raw.outputs import write_preprocessed
 
-    case = _case_with_overrides([Path(p) for p in args.inputs], ("flair", "t1", "t1ce", "t2"), _channel_flags(args))
+    case, lines = resolve_case_channels([Path(p) for p in args.inputs], ("flair", "t1", "t1ce", "t2"),
+                                        _channel_flags(args))
+    for line in lines if not args.quiet else []:
+        print(line)
     for line in write_preprocessed(case, args.output, mode=args.preprocess, force=args.force,
                                    progress=None if args.quiet else print):
         print(line)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .checkpoint import read_model_file
-from .datasets import Case, find_cases, normalise_modalities
+from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
 from .io import Volume, image_suffix, write_volume
@@ -126,21 +126,10 @@ def _as_model(model) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
-def _case_from_inputs(inputs: list, modalities: tuple[str, ...]) -> Case:
-    """A case from one case folder or a list of channel files (in the model's channel order)."""
-    if len(inputs) == 1 and Path(inputs[0]).is_dir():
-        cases = find_cases(inputs[0])
-        if len(cases) != 1:
-            raise InputError(f"{inputs[0]}: holds {len(cases)} cases; give one case folder, or -o a folder for all")
-        return cases[0].select(modalities)
-    if len(inputs) != len(modalities):
-        raise InputError(
-            f"the model needs {len(modalities)} channel files ({', '.join(modalities)}), got {len(inputs)}; "
-            "give them in that order or give a case folder"
-        )
-    first = Path(inputs[0])
-    case_id = first.name[: -len(image_suffix(first))] if image_suffix(first) else first.name
-    return Case(case_id, {m: Path(p) for m, p in zip(modalities, inputs)})
+def _case_from_inputs(inputs: list, modalities: tuple[str, ...], overrides: dict | None = None) -> tuple[Case, list]:
+    """(case, lines): one case folder or a list of channel files, each channel identified by its name (or
+    ``overrides``, the ``--flair/--t1/--t1ce/--t2`` flags); the lines say which file is which."""
+    return resolve_case_channels([Path(p) for p in inputs], modalities, overrides)
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -332,7 +321,7 @@ def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
         return dict(zip(loaded.modalities, channels))
     if any(isinstance(c, Volume) for c in channels):
         raise InputError("give the channels either all as files or all as Volumes")
-    case = _case_from_inputs(channels, loaded.modalities)
+    case, _ = _case_from_inputs(channels, loaded.modalities)
     return {name: vol for name, _, vol in case.read_channels()}
 
 
@@ -417,9 +406,11 @@ def predict(
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
         if output.exists() and not force:
             raise InputError(f"{output}: exists already; add --force to overwrite it")
-        case = _case_with_overrides(inputs, loaded.modalities, channel_files)
+        case, lines = _case_from_inputs(inputs, loaded.modalities, channel_files)
         _make_parent(output)
         say = (lambda line: print(line, flush=True)) if progress else None
+        for line in lines if say else []:
+            say(line)
         return [_predict_case(loaded, case, output, save_probabilities, dict(options, progress=say))]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
@@ -458,22 +449,10 @@ def _count_cases(folder: Path) -> int:
         return 0
 
 
-def _case_with_overrides(inputs: list[Path], modalities: tuple[str, ...], overrides: dict | None) -> Case:
-    """The case of ``inputs``, with the files named by ``--flair/--t1/--t1ce/--t2`` in their places."""
-    overrides = {normalise_modalities([m])[0]: Path(p) for m, p in (overrides or {}).items() if p}
-    for m, p in overrides.items():
-        if not p.exists():
-            raise InputError(f"--{m} {p}: no such file or folder; check the path")
-    if inputs:
-        case = _case_from_inputs(inputs, modalities)
-    elif set(overrides) >= set(modalities):
-        first = overrides[modalities[0]]
-        case = Case(first.name[: -len(image_suffix(first))] if image_suffix(first) else first.name, {})
-    else:
-        missing = [m for m in modalities if m not in overrides]
-        raise InputError(f"give the input files or a case folder, or all of --{' --'.join(missing)}")
-    channels = {m: overrides.get(m, case.channels.get(m)) for m in modalities}
-    return Case(case.case_id, {m: p for m, p in channels.items() if p is not None}, case.label, case.meta)
+def _warn(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilities: bool, options: dict) -> Path:
@@ -484,6 +463,10 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     read_seconds = time.perf_counter() - t0
     result = segment_volumes(loaded, volumes, **options)
     say = options.get("progress")
+    if result.prepared.mode != "full":
+        order = channel_order_warning(result.prepared.image(loaded.modalities), loaded.modalities)
+        if order:
+            (say or _warn)(f"warning: {case.case_id}: {order}")
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     grid = result.labels

@@ -129,3 +129,18 @@ def test_permuted_axes_give_the_same_labels_permuted(brats_volumes):
     np.testing.assert_allclose(permuted.labels.affine, permute(brats_volumes["t1ce"]).affine)
     expected = permute(original).array
     assert (permuted.labels.array != expected).mean() < 1e-5  # interpolation ties at most
+
+
+def test_preprocess_writes_a_brats_case_folder_that_predict_and_info_can_read(brats_root, tmp_path):
+    out = tmp_path / "prep"
+    case = brats_root / CASE
+    assert main(["preprocess", str(case), "-o", str(out), "--preprocess", "auto", "--quiet"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([f"{CASE}_{m}.nii.gz" for m in MODS] + [f"{CASE}_brainmask.nii.gz", "preprocess.json",
+                                                                    "qc.png", "transforms.json"])
+    for m in MODS:  # already BraTS-like: the channels are the input's, on its grid
+        got, src = read_volume(out / f"{CASE}_{m}.nii.gz"), read_volume(case / f"{CASE}_{m}.nii.gz")
+        np.testing.assert_array_equal(got.array, src.array.astype(np.float32))
+        np.testing.assert_allclose(got.affine, src.affine)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    assert main(["preprocess", str(case), "-o", str(out), "--preprocess", "auto", "--quiet"]) == 2  # exists

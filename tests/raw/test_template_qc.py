@@ -97,6 +97,6 @@ def test_template_fit_of_a_brats_case_is_high_and_of_a_shifted_one_lower(brats_r
     moved_brain = resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, shift) >= 0.5
     bad = qc.template_fit({"t1": moved}, moved_brain, template)
     assert good["brain_overlap"] >= qc.MIN_BRAIN_OVERLAP
-    assert good["correlation"]["t1"]["t1"] >= qc.MIN_TEMPLATE_CORRELATION
+    assert good["correlation"]["t1"]["t1"] >= qc.MIN_TEMPLATE_CORRELATION["t1"]
     assert bad["brain_overlap"] < good["brain_overlap"] - 0.03
     assert bad["correlation"]["t1"]["t1"] < good["correlation"]["t1"]["t1"]

@@ -4,10 +4,9 @@ Each check returns ``None`` or one line; the pipeline prints them, records them 
 on (exit status 0). Thresholds:
 
 * brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586 ml);
-* template similarity: the correlation inside the template's brain between the registered, brain-normalised
-  image and the template of its modality. On the 27 BraTS cases (already in template space, each compared
-  with the template built from all 27) it is 0.73 to 0.88 for T1 (``benchmarks/raw_pipeline.py``
-  prints the distribution); below ``MIN_TEMPLATE_CORRELATION`` the alignment is suspect;
+* template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
+  the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
+  ``benchmarks/qc_calibration.py``);
 * channels that fit the modality templates much better in another order (swapped files, a T1 given as T2);
 * brain that a channel's field of view does not cover (thin slabs);
 * tumour outside the brain mask, or a third of its surface within 2 mm of the mask's edge (the skull
@@ -21,8 +20,11 @@ import numpy as np
 from .template import MODALITIES
 
 BRAIN_ML = (800.0, 2000.0)
-MIN_TEMPLATE_CORRELATION = 0.3
+# Calibrated with benchmarks/qc_calibration.py on the 27 shared cases (aligned by construction): brain overlap
+# 0.86-0.96, T1 correlation 0.37-0.71, T1ce 0.25-0.61; moved by 10 mm, 10 degrees or 15% scale they drop
+# (overlap 0.70-0.93, T1 0.15-0.65). No aligned case is flagged; gross failures are, small errors often not.
 MIN_BRAIN_OVERLAP = 0.85
+MIN_TEMPLATE_CORRELATION = {"t1": 0.3, "t1ce": 0.2}
 PERMUTATION_GAIN = 0.3
 MAX_UNCOVERED = 0.05
 EDGE_MM = 2.0
@@ -64,9 +66,10 @@ def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -
 
 
 def check_template_fit(overlap: float, corr: float, modality: str) -> str | None:
-    if overlap < MIN_BRAIN_OVERLAP or corr < MIN_TEMPLATE_CORRELATION:
+    least = MIN_TEMPLATE_CORRELATION.get(modality, 0.2)
+    if overlap < MIN_BRAIN_OVERLAP or corr < least:
         return (f"the brain fits the template poorly after registration (brain overlap {overlap:.2f}, {modality} "
-                f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {MIN_TEMPLATE_CORRELATION}): "
+                f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {least}): "
                 "the alignment or the skull stripping may have failed (look at the picture)")
     return None
 
