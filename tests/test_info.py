@@ -152,3 +152,58 @@ def test_describe_nnunet_checks_declared_labels(tmp_path):
     assert "layout: nnunet" in text and "channels: ct" in text
     problems = [ln for ln in text.splitlines() if ln.startswith("    - ")]
     assert problems == ["    - case c1: label values [2] are not among [0, 1]"], text
+
+
+# ------------------------------------------------------------------ inputs that other commands refuse
+
+
+def _problems(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("    - ")]
+
+
+def test_negative_voxels_in_a_wide_int16_range(tmp_path):
+    # few values over the whole int16 range: int16 arithmetic wrapped round and bincount raised before
+    a = np.zeros((12, 10, 8), np.int16)
+    a[0, 0, 0], a[1, 1, 1], a[2, 2, 2] = -30000, 30000, -1
+    _nifti(tmp_path / "wide.nii.gz", a)
+    text = describe(tmp_path / "wide.nii.gz")
+    assert "label values -30000: 1" in text and "30000: 1" in text and "-1: 1" in text
+    assert "problems: none" in text
+    b = np.random.default_rng(0).integers(-300, 300, size=(12, 10, 8)).astype(np.int16)
+    _nifti(tmp_path / "noisy.nii.gz", b)
+    assert "problems: none" in describe(tmp_path / "noisy.nii.gz")
+
+
+def test_image_file_problems_match_what_reading_refuses(tmp_path):
+    nan = _img(0).astype(np.float32)
+    nan[3, 3, 3] = np.nan
+    _nifti(tmp_path / "nan.nii.gz", nan)
+    text = describe(tmp_path / "nan.nii.gz")
+    assert "1 NaN/infinite voxels" in text
+    expected = f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; fix the file or replace them (e.g. with 0)"
+    assert _problems(text) == [expected]
+    huge = _img(1).astype(np.float32)
+    huge[:, :, :2] = 3e38
+    _nifti(tmp_path / "huge.nii.gz", huge)
+    (problem,) = _problems(describe(tmp_path / "huge.nii.gz"))
+    assert "3e+38" in problem and "limit 1e+10" in problem
+    _nifti(tmp_path / "flat.nii.gz", np.full((12, 10, 8), 7, np.int16))
+    (problem,) = _problems(describe(tmp_path / "flat.nii.gz"))
+    assert "constant (7)" in problem
+    big = np.zeros((12, 10, 8), np.int64)
+    big[0, 0, 0] = 10**12  # two values 1e12 apart: no bincount of 1e12 bins
+    nib.save(nib.Nifti1Image(big, np.eye(4), dtype=np.int64), str(tmp_path / "big.nii.gz"))
+    (problem,) = _problems(describe(tmp_path / "big.nii.gz"))
+    assert "1e+12" in problem
+
+
+def test_case_folder_with_a_nan_channel_is_described_and_listed(tmp_path):
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        a = _img(k).astype(np.float32)
+        if m == "t1":
+            a[0, 0, 0] = np.inf
+        _nifti(tmp_path / "c1" / f"c1_{m}.nii.gz", a)
+    text = describe(tmp_path / "c1")
+    assert "UNREADABLE" not in text and "1 NaN/infinite voxels" in text
+    (problem,) = _problems(text)
+    assert "c1_t1.nii.gz" in problem and "NaN or infinite" in problem

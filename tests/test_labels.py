@@ -194,3 +194,11 @@ def test_scheme_from_labels_errors():
         scheme_from_labels({"background": 0, "a": 1, "b": 1})
     with pytest.raises(InputError):
         scheme_from_labels(["background"])
+
+
+def test_label_values_over_the_whole_int16_range():
+    from medseg3d.labels import label_values
+
+    a = np.array([-32768, 0, 32767, 5, 5], np.int16)  # max - min = 65535: int16 arithmetic would wrap
+    np.testing.assert_array_equal(label_values(a), [-32768, 0, 5, 32767])
+    np.testing.assert_array_equal(label_values(np.array([-3, -3, 1], np.int8)), [-3, 1])

@@ -15,7 +15,7 @@ import numpy as np
 
 from .datasets import Case, check_case, dataset_labels, detect_layout, find_cases
 from .errors import InputError
-from .io import Volume, image_suffix, is_dicom_folder, read_volume
+from .io import Volume, check_values, image_suffix, is_dicom_folder, read_volume
 from .labels import SCHEMES, label_values, scheme_from_labels
 
 # an integer image with at most this many distinct values is shown as a label map
@@ -78,8 +78,11 @@ def _label_counts(array: np.ndarray) -> dict[int, int] | None:
     values = label_values(array)
     if values.size > MAX_LABEL_VALUES:
         return None
+    if values.size and int(values[-1]) - int(values[0]) > 65_535:  # few values far apart: no bincount
+        found, counts = np.unique(array, return_counts=True)
+        return {int(v): int(n) for v, n in zip(found, counts)}
     lo = int(values[0]) if values.size else 0
-    counts = np.bincount((array.ravel() - lo).astype(np.intp, copy=False))
+    counts = np.bincount(np.subtract(array.ravel(), lo, dtype=np.intp))  # wide: no int8/int16 wrap-around
     return {int(v): int(counts[v - lo]) for v in values}
 
 
@@ -108,12 +111,28 @@ def _image_lines(vol: Volume) -> list[str]:
     return lines
 
 
+def image_problems(vol: Volume, where: str) -> list[str]:
+    """What other commands refuse in one image's voxels: NaN/Inf, magnitudes over 1e10, a constant image."""
+    try:
+        check_values(vol.array, where)
+    except InputError as exc:
+        return [str(exc)]
+    a = vol.array
+    if a.size and a.min() == a.max():
+        return [f"{where}: is constant ({a.min():g}); the file is empty or broken"]
+    return []
+
+
 def describe_image(path) -> str:
-    """Grid, data type, intensity range (and label values with counts) of one image file or DICOM folder."""
+    """Grid, data type, intensity range (and label values with counts) of one image file or DICOM folder,
+    then its problems: everything :func:`~medseg3d.io.read_volume` or a case check would refuse."""
     path = Path(path)
-    vol = read_volume(path)
+    vol = read_volume(path, check_voxels=False)
     fmt = vol.meta.get("format", "?")
-    return "\n".join([f"{path} [{fmt}]"] + ["  " + ln for ln in _image_lines(vol)])
+    problems = image_problems(vol, str(path))
+    lines = [f"{path} [{fmt}]"] + ["  " + ln for ln in _image_lines(vol)]
+    lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
+    return "\n".join(lines + ["    - " + p for p in problems])
 
 
 def describe_case(case: Case) -> str:
@@ -130,8 +149,14 @@ def describe_case(case: Case) -> str:
         try:
             vol = next(case.select([name]).read_channels())[2] if name != "label" else read_volume(path)
         except InputError as exc:
-            lines.append(f"    UNREADABLE: {exc}")
-            continue
+            try:  # voxels other commands refuse (NaN, 1e38...) are still described; check_case lists them
+                vol = read_volume(path, check_voxels=False)
+            except InputError:
+                lines.append(f"    UNREADABLE: {exc}")
+                continue
+            if vol.array.ndim != 3:
+                lines.append(f"    UNREADABLE: {exc}")
+                continue
         vols[name] = vol
         lines += ["    " + ln for ln in _image_lines(vol)]
     if len(vols) > 1:

@@ -145,7 +145,8 @@ def label_values(labels: np.ndarray) -> np.ndarray:
     lo, hi = int(labels.min()), int(labels.max())
     if hi - lo > 65_535:
         return np.unique(labels).astype(np.int64)
-    counts = np.bincount((labels.ravel() - lo).astype(np.intp, copy=False), minlength=hi - lo + 1)
+    # subtract in a wide type: int16 - (-32768) would wrap around to negative counts' indices
+    counts = np.bincount(np.subtract(labels.ravel(), lo, dtype=np.intp), minlength=hi - lo + 1)
     return np.flatnonzero(counts).astype(np.int64) + lo
 
 
