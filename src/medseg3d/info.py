@@ -15,7 +15,7 @@ import numpy as np
 
 from .datasets import Case, check_case, dataset_labels, detect_layout, find_cases
 from .errors import InputError
-from .io import Volume, check_values, image_suffix, is_dicom_folder, read_volume
+from .io import Volume, check_path, check_values, image_suffix, is_dicom_folder, read_volume
 from .labels import SCHEMES, label_values, scheme_from_labels
 
 # an integer image with at most this many distinct values is shown as a label map
@@ -167,10 +167,80 @@ def describe_case(case: Case) -> str:
             lines.append(f"  grid: {', '.join(differ)} differ(s) from {names[0]} in shape or affine")
         else:
             lines.append(f"  grid: all {len(vols)} files share one grid {ref.shape} and affine")
-    problems = check_case(case)
+    found = check_case(case)
+    problems = found + [p for p in folder_problems(case) if p not in found]
+    if "label" in vols and vols["label"].array.ndim == 3 and not any("label" in p for p in found):
+        counts = _label_counts(vols["label"].array)
+        if counts is None:
+            problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or "
+                            "non-integer values)")
+        elif not _fits(set(counts)):
+            odd = sorted(set(counts) - {0, 1, 2, 3, 4})
+            problems.append(f"case {case.case_id}: label values {odd} are not among [0, 1, 2, 3, 4] and fit no "
+                            f"label scheme ({', '.join(SCHEMES)})")
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
+
+
+_BRATS_CHANNELS = ("flair", "t1", "t1ce", "t2")
+_KEY_ALIASES = {"t1c": "t1ce", "t1gd": "t1ce", "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1"}
+
+
+def _channel_key(name: str) -> str:
+    """``case_t1c.nii.gz`` -> ``t1ce``: the channel (or ``seg``) a BraTS-style file name says it holds."""
+    stem = name[: -len(image_suffix(name))] if image_suffix(name) else name
+    key = stem.replace("-", "_").rsplit("_", 1)[-1].lower()
+    return _KEY_ALIASES.get(key, key)
+
+
+def folder_problems(case: Case) -> list[str]:
+    """What a case's own folder holds that reading would trip over or silently ignore.
+
+    Entries named like images that are not readable files (folders, pipes, link loops, broken links), and
+    image files for a channel or label the case already takes from another file (two ``*_flair`` files:
+    one is picked by name order). Only for layouts with one folder per case (``brats``, ``brats-mha``).
+    """
+    if case.meta.get("layout") not in ("brats", "brats-mha"):
+        return []
+    used = [Path(p) for p in case.channels.values()] + ([Path(case.label)] if case.label else [])
+    folders = {p.parent for p in used}
+    if len(folders) != 1:
+        return []
+    folder = folders.pop()
+    used_names = {p.name for p in used}
+    problems = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        return [f"case {case.case_id}: folder {folder} cannot be listed ({exc.strerror})"]
+    for entry in entries:
+        if entry.name.startswith(".") or not image_suffix(entry.name) or entry.name in used_names:
+            continue
+        try:
+            check_path(entry)
+        except InputError as exc:
+            problems.append(f"case {case.case_id}: {exc}")
+            continue
+        if entry.is_dir():
+            problems.append(f"case {case.case_id}: {entry} is a folder where an image file is expected; "
+                            "replace it with the file")
+            continue
+        key = _channel_key(entry.name)
+        taken = next((p.name for p in used if _channel_key(p.name) == key), None)
+        if taken:
+            problems.append(
+                f"case {case.case_id}: {entry.name} is a second '{key}' file beside {taken}; remove or rename one "
+                "so that the right file is read"
+            )
+    if case.meta.get("layout") == "brats" and case.channels:
+        missing = [m for m in _BRATS_CHANNELS if m not in case.channels]
+        if missing and len(missing) < len(_BRATS_CHANNELS):
+            problems.append(
+                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no {', '.join(missing)}); "
+                "the bundled model and the BraTS presets need all four"
+            )
+    return problems
 
 
 def _fits(values: set[int]) -> list[str]:
@@ -217,7 +287,8 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
     grids: dict[str, int] = {}
     case_values: dict[str, set[int]] = {}
     for case in tqdm(cases, desc="check", unit="case", file=sys.stderr, disable=not progress):
-        problems += check_case(case)
+        found = check_case(case)
+        problems += found + [p for p in folder_problems(case) if p not in found]
         if case.label is None or not Path(case.label).exists():
             continue
         try:

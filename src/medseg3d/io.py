@@ -255,7 +255,7 @@ def read_volume(path: str | os.PathLike, *, check_voxels: bool = True) -> Volume
             (one line naming the file, no traceback needed).
     """
     path = Path(path)
-    _check_path(path)
+    check_path(path)
     if path.is_dir():
         if _is_dicom_folder(path):
             vol = _read_dicom_series(path)
@@ -287,7 +287,7 @@ def read_volume(path: str | os.PathLike, *, check_voxels: bool = True) -> Volume
     return vol
 
 
-def _check_path(path: Path) -> None:
+def check_path(path: Path) -> None:
     """Refuse, with one line, what is not a readable file or folder: missing, link loop, FIFO, no permission."""
     try:
         st = path.stat()
