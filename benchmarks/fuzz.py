@@ -365,7 +365,7 @@ def b_huge_header(rng, inp):
     m = _pick_modality(rng)
     nib = _nib()
     hdr = nib.Nifti1Header()
-    hdr.set_data_shape(rng.choice(((2048, 1024, 1024), (65535, 65535, 1), (4096, 4096, 512))))
+    hdr.set_data_shape(rng.choice(((2048, 1024, 1024), (32767, 32767, 4), (4096, 4096, 512))))
     hdr.set_data_dtype(rng.choice((np.int16, np.float32, np.uint8)))
     inp.file(m).unlink()
     (inp.case_dir / f"{inp.case}_{m}.nii").write_bytes(hdr.binaryblock + b"\0" * 4 + os.urandom(50_000))
@@ -512,10 +512,15 @@ CATEGORIES = {
 }
 
 
-def build_inputs(work: Path, base: Path, per_category: int, seed: int, categories=None) -> list[Input]:
+def build_inputs(work: Path, base: Path, per_category: int, seed: int, categories=None,
+                 only=None) -> list[Input]:
+    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides info."""
     inputs = []
     for name in categories or CATEGORIES:
         builder, commands, _ = CATEGORIES[name]
+        if only is not None:  # a tuple of commands, or category -> commands
+            allowed = only.get(name, ()) if isinstance(only, dict) else only
+            commands = tuple(c for c in commands if c in allowed) or ("info",)
         for k in range(per_category):
             rng = random.Random(f"{seed}-{name}-{k}")
             inp = Input(name, k, work / f"{name}-{k:02d}")
@@ -525,7 +530,7 @@ def build_inputs(work: Path, base: Path, per_category: int, seed: int, categorie
                                or inp.detail.startswith(t + ":") or inp.detail.startswith(f"second {t} ")), "")
             if name == "pred_grid":
                 inp.target = "pred"
-            inp.commands = ("info", commands[k % len(commands)])
+            inp.commands = tuple(dict.fromkeys(("info", commands[k % len(commands)])))
             inputs.append(inp)
     return inputs
 
@@ -747,12 +752,12 @@ def _quote(text: str) -> str:
 
 
 def run(work: Path, per_category: int = 12, seed: int = 0, categories=None, jobs: int = 1, args=None,
-        progress: bool = True) -> tuple[list[Result], str]:
+        progress: bool = True, only=None) -> tuple[list[Result], str]:
     """Build the inputs under ``work``, run every command on them, return the results and the report."""
     args = args or argparse.Namespace(in_process=False, timeout=120.0, mem_cap=6.0, mem_report=2.0)
     start = time.monotonic()
     base = make_base(work / "base")
-    inputs = build_inputs(work / "inputs", base, per_category, seed, categories)
+    inputs = build_inputs(work / "inputs", base, per_category, seed, categories, only)
     jobs_list = [(inp, c) for inp in inputs for c in inp.commands]
     results: list[Result] = []
 
@@ -778,6 +783,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-category", type=int, default=12, help="inputs per category (default 12: 348 inputs)")
     ap.add_argument("--categories", help="comma-separated subset of: " + ", ".join(CATEGORIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--commands", help="commands besides info, comma-separated (default predict,prepare,train,"
+                                       "evaluate in turn)")
     ap.add_argument("--jobs", type=int, default=1, help="commands run at once")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per command")
     ap.add_argument("--mem-cap", type=float, default=6.0, help="address-space cap per command, GiB")
@@ -793,7 +800,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown categories {unknown}")
     work = args.work or Path(tempfile.mkdtemp(prefix="medseg3d-fuzz-"))
     try:
-        _, text = run(work, args.per_category, args.seed, categories, args.jobs, args)
+        only = tuple(args.commands.split(",")) if args.commands else None
+        _, text = run(work, args.per_category, args.seed, categories, args.jobs, args, only=only)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(work, ignore_errors=True)
