@@ -207,3 +207,36 @@ def test_case_folder_with_a_nan_channel_is_described_and_listed(tmp_path):
     assert "UNREADABLE" not in text and "1 NaN/infinite voxels" in text
     (problem,) = _problems(text)
     assert "c1_t1.nii.gz" in problem and "NaN or infinite" in problem
+
+
+def test_case_folder_problems_that_reading_would_trip_over(tmp_path, brats_root):
+    import os
+
+    case = tmp_path / "c2"
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(case / f"c2_{m}.nii.gz", _img(k))
+    _nifti(case / "c2_seg.nii.gz", np.zeros((12, 10, 8), np.uint8))
+    assert "problems: none" in describe(case)
+    _nifti(case / "x_flair.nii.gz", _img(9))  # a second FLAIR: one of the two is picked by name order
+    problems = _problems(describe(case))
+    assert len(problems) == 1 and "is a second 'flair' file beside" in problems[0]
+    assert "x_flair.nii.gz" in problems[0] and "c2_flair.nii.gz" in problems[0]
+    (case / "x_flair.nii.gz").unlink()
+    (case / "c2_t2.nii.gz").unlink()
+    os.mkfifo(case / "c2_t2.nii.gz")  # not listed as a channel by the layout, would block a reader
+    problems = _problems(describe(case))
+    assert any("c2_t2.nii.gz: is not a regular file" in p for p in problems), problems
+    assert any("has 3 of the 4 BraTS channels (no t2)" in p for p in problems), problems
+    (case / "c2_t2.nii.gz").unlink()
+    (case / "c2_t2.nii.gz").mkdir()
+    assert any("is a folder where an image file is expected" in p for p in _problems(describe(case)))
+
+
+def test_case_label_values_no_scheme_fits(tmp_path):
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(tmp_path / "c3" / f"c3_{m}.nii.gz", _img(k))
+    lab = np.zeros((12, 10, 8), np.int16)
+    lab[3, 3, 3] = 300
+    _nifti(tmp_path / "c3" / "c3_seg.nii.gz", lab)
+    (problem,) = _problems(describe(tmp_path / "c3"))
+    assert "label values [300] are not among [0, 1, 2, 3, 4]" in problem
