@@ -246,11 +246,12 @@ _MIN_VOXELS = 50
 
 @dataclass
 class LabelStats:
-    """Values present in one or more label maps and, for values 1 and 2, how many voxels touch background."""
+    """Values present in one or more label maps and, for tumour values 1 to 4, how many voxels touch the
+    background outside the tumour."""
 
     values: set[int] = field(default_factory=set)
-    touching: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
-    voxels: dict[int, int] = field(default_factory=lambda: {1: 0, 2: 0})
+    touching: dict[int, int] = field(default_factory=lambda: dict.fromkeys(range(1, 5), 0))
+    voxels: dict[int, int] = field(default_factory=lambda: dict.fromkeys(range(1, 5), 0))
 
     def add(self, labels: np.ndarray) -> LabelStats:
         """Pool the statistics of one more label map (integer valued; others are left out)."""
@@ -265,9 +266,9 @@ class LabelStats:
         nz = np.argwhere(labels != 0)
         if nz.size == 0:
             return self
-        lo, hi = nz.min(0), nz.max(0) + 1
         from scipy.ndimage import binary_fill_holes
 
+        lo, hi = nz.min(0), nz.max(0) + 1
         crop = np.pad(labels[tuple(slice(a, b) for a, b in zip(lo, hi))], 1)  # outside the grid = background
         # only the background outside the tumour counts: holes (a removed class) are not what edema surrounds
         background = ~binary_fill_holes(crop != 0)
@@ -275,21 +276,21 @@ class LabelStats:
         for axis in range(3):
             for shift in (1, -1):
                 near |= np.roll(background, shift, axis=axis)
-        for v in (1, 2):
+        for v in self.voxels:
             mask = crop == v
             self.voxels[v] += int(np.count_nonzero(mask))
             self.touching[v] += int(np.count_nonzero(mask & near))
         return self
 
     def edema_value(self) -> int | None:
-        """1 or 2, whichever clearly surrounds the other (its voxels touch the background far more), else None."""
-        if min(self.voxels.values()) < _MIN_VOXELS:
+        """The tumour value that clearly surrounds the others (far more of its voxels touch the background
+        than of any other value's), else None: too few voxels, or no clear winner."""
+        present = {v: self.touching[v] / self.voxels[v] for v in self.voxels if self.voxels[v] >= _MIN_VOXELS}
+        if len(present) < 2 or any(0 < self.voxels[v] < _MIN_VOXELS for v in (1, 2)):
             return None
-        share = {v: self.touching[v] / self.voxels[v] for v in (1, 2)}
-        if share[1] >= EDEMA_CONTACT_RATIO * share[2]:
-            return 1
-        if share[2] >= EDEMA_CONTACT_RATIO * share[1]:
-            return 2
+        ranked = sorted(present, key=present.get, reverse=True)
+        if present[ranked[0]] >= EDEMA_CONTACT_RATIO * present[ranked[1]]:
+            return ranked[0]
         return None
 
 
