@@ -251,3 +251,12 @@ def test_resolve_convention_refuses_three_without_four_when_unclear():
     # other schemes are left alone
     hand = get_scheme("hand")
     assert resolve_convention(hand, LabelStats().add(lab), "refs") == (hand, None)
+
+
+def test_predictions_with_only_0_1_2_keep_the_declared_scheme():
+    from medseg3d.labels import LabelStats, get_scheme, resolve_convention
+
+    stats = LabelStats().add(_tumour(1, 2))  # shaped like BRATS 2012, but a prediction's shapes prove nothing
+    assert resolve_convention(get_scheme("brats"), stats, "preds", by_shape=False) == (get_scheme("brats"), None)
+    nnunet = LabelStats().add(_tumour(1, 2, 3))  # 3 without 4 is still told apart
+    assert resolve_convention(get_scheme("brats"), nnunet, "preds", by_shape=False)[0].name == "nnunet-brats"

@@ -192,7 +192,8 @@ def evaluate(
         pred_stats.add(p.array)
         ref_stats.add(r.array)
         kept[case_id] = (r.shape, r.spacing, *_crop(p.array, r.array))
-    pred_scheme, pred_note = resolve_convention(declared_pred, pred_stats, f"predictions in {pred_dir}")
+    pred_scheme, pred_note = resolve_convention(declared_pred, pred_stats, f"predictions in {pred_dir}",
+                                                by_shape=False)
     ref_option = "--ref-labels" if ref_labels is not None else "--labels"
     ref_scheme, ref_note = resolve_convention(declared_ref, ref_stats, f"references in {ref}", option=ref_option)
     names = _shared_names(pred_scheme, ref_scheme)

@@ -295,7 +295,7 @@ class LabelStats:
 
 
 def resolve_convention(
-    declared: LabelScheme, stats: LabelStats, what: str, option: str = "--labels"
+    declared: LabelScheme, stats: LabelStats, what: str, option: str = "--labels", *, by_shape: bool = True
 ) -> tuple[LabelScheme, str | None]:
     """The BraTS numbering that label maps really use, given the one declared with ``--labels``.
 
@@ -305,6 +305,9 @@ def resolve_convention(
     is. When that differs from ``declared`` the detected scheme is returned with a note to print; when the
     values fit more than one numbering and the declared one is doubtful, an :class:`InputError` names the
     values found and the ``--labels`` choices. Other schemes are returned unchanged.
+
+    ``by_shape=False`` (for predictions, whose shapes are noisy and whose numbering is the model's) keeps
+    the declared scheme for maps holding only 0, 1 and 2.
 
     Returns:
         (scheme to read the maps with, note or ``None``).
@@ -325,8 +328,10 @@ def resolve_convention(
                 f"{what}: label values {found} hold 3 but no 4, which fits both nnU-Net's BraTS numbering (3 "
                 f"enhancing) and BRATS 2015 without enhancing tumour; pass {option} nnunet-brats or brats2015"
             )
-    else:
+    elif by_shape:
         detected = {1: "brats2012", 2: "brats"}.get(edema)
+    else:
+        detected = None  # only 0, 1, 2 in a prediction: noisy shapes are no evidence against the model's scheme
     if detected is None or _EDEMA_VALUE[detected] == _EDEMA_VALUE[base]:
         if base == "brats2012" and values & {3, 4}:
             raise InputError(

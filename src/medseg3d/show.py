@@ -68,7 +68,8 @@ def show(case_path, out, pred=None, labels: str = "brats", channel: str | None =
         ref_scheme, note = resolve_convention(scheme, LabelStats().add(ref.array), f"reference {label}")
         notes.append(note)
     if prediction is not None:
-        pred_scheme, note = resolve_convention(scheme, LabelStats().add(prediction.array), f"prediction {pred}")
+        pred_scheme, note = resolve_convention(scheme, LabelStats().add(prediction.array), f"prediction {pred}",
+                                               by_shape=False)
         notes.append(note)
     for note in filter(None, notes):
         print(f"medseg3d: note: {note}", file=sys.stderr)
