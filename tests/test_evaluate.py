@@ -127,10 +127,11 @@ def test_nnunet_numbered_references_are_detected(segs, tmp_path):
     rows, summary = evaluate(preds, refs, "brats", progress=False)
     for row in rows:  # before: label 3 merged into 1, ET 0.000
         assert row["dice_ET"] == row["dice_TC"] == row["dice_WT"] == row["dice_edema"] == 1.0
-    assert "nnU-Net's BraTS numbering" in summary and "--labels nnunet-brats" in summary
+    assert "Note: references in" in summary and "nnU-Net's BraTS numbering" in summary
+    assert "--labels nnunet-brats" in summary
     # said explicitly, no note
     _, summary = evaluate(preds, refs, "brats", ref_labels="nnunet-brats", progress=False)
-    assert "Label numbering" not in summary
+    assert "Note:" not in summary
 
 
 def test_brats2012_truth_is_read_as_2012(data_root, tmp_path):

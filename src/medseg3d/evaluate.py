@@ -228,7 +228,7 @@ def evaluate(
             + ("373.13 mm (BraTS penalty)." if hd95_penalty else "NaN (left out of the statistics, counted)."))
     for label_note in (pred_note, ref_note):
         if label_note:
-            note += f"\nLabel numbering: {label_note}."
+            note += f"\nNote: {label_note}."
     if pred_scheme.name != ref_scheme.name:
         note += (f"\nScored what '{pred_scheme.name}' predictions and '{ref_scheme.name}' references share: "
                  f"{', '.join(names)}.")
