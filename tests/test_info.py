@@ -240,3 +240,19 @@ def test_case_label_values_no_scheme_fits(tmp_path):
     _nifti(tmp_path / "c3" / "c3_seg.nii.gz", lab)
     (problem,) = _problems(describe(tmp_path / "c3"))
     assert "label values [300] are not among [0, 1, 2, 3, 4]" in problem
+
+
+def test_label_numbering_is_named(data_root, brats_root, tmp_path):
+    text = describe(data_root / "brats2012_mha")
+    assert "label numbering: BRATS 2012 (1 edema, 2 core), from the values and shapes; use --labels brats2012" in text
+    assert "label numbering" not in describe(brats_root / CASE)  # BraTS 2017+: what everything assumes
+    seg = nib.load(str(brats_root / CASE / f"{CASE}_seg.nii.gz"))
+    a = np.asanyarray(seg.dataobj)
+    nnunet = np.zeros_like(a)
+    nnunet[a == 2], nnunet[a == 1], nnunet[a == 4] = 1, 2, 3
+    (tmp_path / "ds" / CASE).mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        (tmp_path / "ds" / CASE / f"{CASE}_{m}.nii.gz").symlink_to(brats_root / CASE / f"{CASE}_{m}.nii.gz")
+    nib.save(nib.Nifti1Image(nnunet, seg.affine, seg.header), str(tmp_path / "ds" / CASE / f"{CASE}_seg.nii.gz"))
+    text = describe(tmp_path / "ds", progress=False)
+    assert "label numbering: nnU-Net's BraTS numbering" in text and "use --labels nnunet-brats" in text

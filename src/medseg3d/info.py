@@ -16,7 +16,15 @@ import numpy as np
 from .datasets import Case, check_case, dataset_labels, detect_layout, find_cases
 from .errors import InputError
 from .io import Volume, check_path, check_values, image_suffix, is_dicom_folder, read_volume
-from .labels import SCHEMES, label_values, scheme_from_labels
+from .labels import (
+    BRATS,
+    CONVENTION_TEXT,
+    SCHEMES,
+    LabelStats,
+    label_values,
+    resolve_convention,
+    scheme_from_labels,
+)
 
 # an integer image with at most this many distinct values is shown as a label map
 MAX_LABEL_VALUES = 32
@@ -178,6 +186,10 @@ def describe_case(case: Case) -> str:
             odd = sorted(set(counts) - {0, 1, 2, 3, 4})
             problems.append(f"case {case.case_id}: label values {odd} are not among [0, 1, 2, 3, 4] and fit no "
                             f"label scheme ({', '.join(SCHEMES)})")
+        else:
+            numbering = _numbering_line(LabelStats().add(vols["label"].array))
+            if numbering:
+                lines.append(f"  {numbering}")
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
@@ -286,6 +298,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
     in_cases: dict[int, int] = {}
     grids: dict[str, int] = {}
     case_values: dict[str, set[int]] = {}
+    pooled = LabelStats()
     for case in tqdm(cases, desc="check", unit="case", file=sys.stderr, disable=not progress):
         found = check_case(case)
         problems += found + [p for p in folder_problems(case) if p not in found]
@@ -302,6 +315,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
             continue
         case_values[case.case_id] = set(counts)
+        pooled.add(lab.array)
         for v, n in counts.items():
             totals[v] = totals.get(v, 0) + n
             in_cases[v] = in_cases.get(v, 0) + 1
@@ -321,6 +335,22 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
                 odd = sorted(values - allowed)
                 if odd:
                     problems.append(f"case {cid}: label values {odd} are not among {sorted(allowed)}")
+    if totals and _declared_values(root, layout) is None:
+        numbering = _numbering_line(pooled)
+        if numbering:
+            lines.append(f"  {numbering}")
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
+
+
+def _numbering_line(stats: LabelStats) -> str | None:
+    """A line naming a BraTS-family label numbering other than BraTS 2017+ (what train and evaluate assume
+    unless told), and the ``--labels`` that reads it; ``None`` for BraTS 2017+ and other labels."""
+    try:
+        scheme, note = resolve_convention(BRATS, stats, "labels")
+    except InputError as exc:
+        return f"label numbering: unclear ({str(exc).split(': ', 1)[1]})"
+    if note is None:
+        return None
+    return f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; use --labels {scheme.name}"

@@ -232,7 +232,7 @@ def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelSc
 # and 2 is the edema: edema surrounds the core, so far more of its voxels touch the background.
 BRATS_FAMILY = ("brats", "brats2015", "brats2012", "nnunet-brats")
 _EDEMA_VALUE = {"brats": 2, "brats2015": 2, "brats2012": 1, "nnunet-brats": 1}
-_CONVENTION_TEXT = {
+CONVENTION_TEXT = {
     "brats": "BraTS 2017+ (1 NCR/NET, 2 edema, 4 enhancing)",
     "brats2015": "BRATS 2013-2015 (1 necrosis, 2 edema, 3 non-enhancing, 4 enhancing)",
     "brats2012": "BRATS 2012 (1 edema, 2 core)",
@@ -343,5 +343,5 @@ def resolve_convention(
     if declared.region_training:
         scheme = scheme.with_region_training()
     note = (f"{what}: label values {found}, label {edema} surrounding the others: read as "
-            f"{_CONVENTION_TEXT[detected]}, not as {option} {base}; pass {option} {detected} to say so")
+            f"{CONVENTION_TEXT[detected]}, not as {option} {base}; pass {option} {detected} to say so")
     return scheme, note
