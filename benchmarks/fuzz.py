@@ -26,7 +26,7 @@ code; flips that change the grid, type or voxel size are refused), ``negative_va
 accepted), and gzip flips in the 8-byte trailer's length field that happen to match (none in practice).
 Everything in a compressed file is covered by the CRC-32 and is detected.
 
-    python benchmarks/fuzz.py                       # ~330 inputs; Markdown table to stdout and /tmp
+    python benchmarks/fuzz.py --jobs 2              # 348 inputs, ~40 min here; Markdown to stdout and /tmp
     python benchmarks/fuzz.py --per-category 2 --categories gzip_flip,rgb24 --jobs 2
     python benchmarks/fuzz.py --in-process           # no subprocesses: fast, no memory figures (tests)
 
@@ -58,6 +58,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "src") not in sys.path:  # this checkout's medseg3d, in-process as in the subprocesses
+    sys.path.insert(0, str(REPO / "src"))
 CASE = "Brats18_2013_2_1"
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 OUTCOMES = ("refused", "warned", "silent", "traceback", "unclear", "leftover", "memory", "timeout")
