@@ -152,3 +152,107 @@ def test_describe_nnunet_checks_declared_labels(tmp_path):
     assert "layout: nnunet" in text and "channels: ct" in text
     problems = [ln for ln in text.splitlines() if ln.startswith("    - ")]
     assert problems == ["    - case c1: label values [2] are not among [0, 1]"], text
+
+
+# ------------------------------------------------------------------ inputs that other commands refuse
+
+
+def _problems(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("    - ")]
+
+
+def test_negative_voxels_in_a_wide_int16_range(tmp_path):
+    # few values over the whole int16 range: int16 arithmetic wrapped round and bincount raised before
+    a = np.zeros((12, 10, 8), np.int16)
+    a[0, 0, 0], a[1, 1, 1], a[2, 2, 2] = -30000, 30000, -1
+    _nifti(tmp_path / "wide.nii.gz", a)
+    text = describe(tmp_path / "wide.nii.gz")
+    assert "label values -30000: 1" in text and "30000: 1" in text and "-1: 1" in text
+    assert "problems: none" in text
+    b = np.random.default_rng(0).integers(-300, 300, size=(12, 10, 8)).astype(np.int16)
+    _nifti(tmp_path / "noisy.nii.gz", b)
+    assert "problems: none" in describe(tmp_path / "noisy.nii.gz")
+
+
+def test_image_file_problems_match_what_reading_refuses(tmp_path):
+    nan = _img(0).astype(np.float32)
+    nan[3, 3, 3] = np.nan
+    _nifti(tmp_path / "nan.nii.gz", nan)
+    text = describe(tmp_path / "nan.nii.gz")
+    assert "1 NaN/infinite voxels" in text
+    expected = f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; fix the file or replace them (e.g. with 0)"
+    assert _problems(text) == [expected]
+    huge = _img(1).astype(np.float32)
+    huge[:, :, :2] = 3e38
+    _nifti(tmp_path / "huge.nii.gz", huge)
+    (problem,) = _problems(describe(tmp_path / "huge.nii.gz"))
+    assert "3e+38" in problem and "limit 1e+10" in problem
+    _nifti(tmp_path / "flat.nii.gz", np.full((12, 10, 8), 7, np.int16))
+    (problem,) = _problems(describe(tmp_path / "flat.nii.gz"))
+    assert "constant (7)" in problem
+    big = np.zeros((12, 10, 8), np.int64)
+    big[0, 0, 0] = 10**12  # two values 1e12 apart: no bincount of 1e12 bins
+    nib.save(nib.Nifti1Image(big, np.eye(4), dtype=np.int64), str(tmp_path / "big.nii.gz"))
+    (problem,) = _problems(describe(tmp_path / "big.nii.gz"))
+    assert "1e+12" in problem
+
+
+def test_case_folder_with_a_nan_channel_is_described_and_listed(tmp_path):
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        a = _img(k).astype(np.float32)
+        if m == "t1":
+            a[0, 0, 0] = np.inf
+        _nifti(tmp_path / "c1" / f"c1_{m}.nii.gz", a)
+    text = describe(tmp_path / "c1")
+    assert "UNREADABLE" not in text and "1 NaN/infinite voxels" in text
+    (problem,) = _problems(text)
+    assert "c1_t1.nii.gz" in problem and "NaN or infinite" in problem
+
+
+def test_case_folder_problems_that_reading_would_trip_over(tmp_path, brats_root):
+    import os
+
+    case = tmp_path / "c2"
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(case / f"c2_{m}.nii.gz", _img(k))
+    _nifti(case / "c2_seg.nii.gz", np.zeros((12, 10, 8), np.uint8))
+    assert "problems: none" in describe(case)
+    _nifti(case / "x_flair.nii.gz", _img(9))  # a second FLAIR: one of the two is picked by name order
+    problems = _problems(describe(case))
+    assert len(problems) == 1 and "2 files for flair" in problems[0]
+    assert "x_flair.nii.gz" in problems[0] and "c2_flair.nii.gz" in problems[0]
+    (case / "x_flair.nii.gz").unlink()
+    (case / "c2_t2.nii.gz").unlink()
+    os.mkfifo(case / "c2_t2.nii.gz")  # not listed as a channel by the layout, would block a reader
+    problems = _problems(describe(case))
+    assert any("c2_t2.nii.gz: is not a regular file" in p for p in problems), problems
+    assert any("has 3 of the 4 BraTS channels (no t2)" in p for p in problems), problems
+    (case / "c2_t2.nii.gz").unlink()
+    (case / "c2_t2.nii.gz").mkdir()
+    assert any("is a folder where an image file is expected" in p for p in _problems(describe(case)))
+
+
+def test_case_label_values_no_scheme_fits(tmp_path):
+    for k, m in enumerate(("flair", "t1", "t1ce", "t2")):
+        _nifti(tmp_path / "c3" / f"c3_{m}.nii.gz", _img(k))
+    lab = np.zeros((12, 10, 8), np.int16)
+    lab[3, 3, 3] = 300
+    _nifti(tmp_path / "c3" / "c3_seg.nii.gz", lab)
+    (problem,) = _problems(describe(tmp_path / "c3"))
+    assert "label values [300] are not among [0, 1, 2, 3, 4]" in problem
+
+
+def test_label_numbering_is_named(data_root, brats_root, tmp_path):
+    text = describe(data_root / "brats2012_mha")
+    assert "label numbering: BRATS 2012 (1 edema, 2 core), from the values and shapes; use --labels brats2012" in text
+    assert "label numbering" not in describe(brats_root / CASE)  # BraTS 2017+: what everything assumes
+    seg = nib.load(str(brats_root / CASE / f"{CASE}_seg.nii.gz"))
+    a = np.asanyarray(seg.dataobj)
+    nnunet = np.zeros_like(a)
+    nnunet[a == 2], nnunet[a == 1], nnunet[a == 4] = 1, 2, 3
+    (tmp_path / "ds" / CASE).mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        (tmp_path / "ds" / CASE / f"{CASE}_{m}.nii.gz").symlink_to(brats_root / CASE / f"{CASE}_{m}.nii.gz")
+    nib.save(nib.Nifti1Image(nnunet, seg.affine, seg.header), str(tmp_path / "ds" / CASE / f"{CASE}_seg.nii.gz"))
+    text = describe(tmp_path / "ds", progress=False)
+    assert "label numbering: nnU-Net's BraTS numbering" in text and "use --labels nnunet-brats" in text

@@ -194,3 +194,69 @@ def test_scheme_from_labels_errors():
         scheme_from_labels({"background": 0, "a": 1, "b": 1})
     with pytest.raises(InputError):
         scheme_from_labels(["background"])
+
+
+def test_label_values_over_the_whole_int16_range():
+    from medseg3d.labels import label_values
+
+    a = np.array([-32768, 0, 32767, 5, 5], np.int16)  # max - min = 65535: int16 arithmetic would wrap
+    np.testing.assert_array_equal(label_values(a), [-32768, 0, 5, 32767])
+    np.testing.assert_array_equal(label_values(np.array([-3, -3, 1], np.int8)), [-3, 1])
+
+
+def _tumour(edema: int, core: int, enhancing: int | None = None) -> np.ndarray:
+    """A synthetic tumour: an edema ball (radius 9) around a core ball (radius 5) around an enhancing one (2)."""
+    z, y, x = np.mgrid[:30, :30, :30]
+    r = np.sqrt((x - 15) ** 2 + (y - 15) ** 2 + (z - 15) ** 2)
+    out = np.zeros((30, 30, 30), np.uint8)
+    out[r <= 9] = edema
+    out[r <= 5] = core
+    if enhancing is not None:
+        out[r <= 2] = enhancing
+    return out
+
+
+@pytest.mark.parametrize(
+    ("labels", "declared", "expected", "noted"),
+    [
+        ((2, 1, 4), "brats", "brats", False),  # BraTS 2017+ as declared
+        ((1, 2, None), "brats", "brats2012", True),  # BRATS 2012: 1 edema, 2 core
+        ((1, 2, 3), "brats", "nnunet-brats", True),  # nnU-Net: 1 edema, 2 NCR/NET, 3 enhancing
+        ((2, 3, None), "brats", "brats", False),  # BRATS 2015 without enhancing: 3 merged into 1 as before
+        ((2, 1, None), "brats2012", "brats", True),  # BraTS 2017+ without enhancing, declared 2012
+        ((1, 2, None), "brats2012", "brats2012", False),
+        ((1, 2, 3), "nnunet-brats", "nnunet-brats", False),
+    ],
+)
+def test_resolve_convention(labels, declared, expected, noted):
+    from medseg3d.labels import LabelStats, get_scheme, resolve_convention
+
+    stats = LabelStats().add(_tumour(*labels))
+    scheme, note = resolve_convention(get_scheme(declared), stats, "refs")
+    assert scheme.name == expected
+    assert (note is not None) == noted
+    if noted:
+        assert note.startswith("refs: label values") and f"pass --labels {expected}" in note
+
+
+def test_resolve_convention_refuses_three_without_four_when_unclear():
+    from medseg3d.labels import LabelStats, get_scheme, resolve_convention
+
+    lab = np.zeros((20, 20, 20), np.uint8)
+    lab[5:9, 5:9, 5:9] = 3
+    lab[1, 1, 1], lab[2, 2, 2] = 1, 2  # too few voxels to tell the edema
+    with pytest.raises(InputError) as e:
+        resolve_convention(get_scheme("brats"), LabelStats().add(lab), "refs", option="--ref-labels")
+    assert "[0, 1, 2, 3]" in str(e.value) and "--ref-labels nnunet-brats or brats2015" in str(e.value)
+    # other schemes are left alone
+    hand = get_scheme("hand")
+    assert resolve_convention(hand, LabelStats().add(lab), "refs") == (hand, None)
+
+
+def test_predictions_with_only_0_1_2_keep_the_declared_scheme():
+    from medseg3d.labels import LabelStats, get_scheme, resolve_convention
+
+    stats = LabelStats().add(_tumour(1, 2))  # shaped like BRATS 2012, but a prediction's shapes prove nothing
+    assert resolve_convention(get_scheme("brats"), stats, "preds", by_shape=False) == (get_scheme("brats"), None)
+    nnunet = LabelStats().add(_tumour(1, 2, 3))  # 3 without 4 is still told apart
+    assert resolve_convention(get_scheme("brats"), nnunet, "preds", by_shape=False)[0].name == "nnunet-brats"

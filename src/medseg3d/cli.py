@@ -175,7 +175,7 @@ def cmd_evaluate(args) -> None:
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
     _, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
-                             progress=not args.quiet)
+                             progress=not args.quiet, ref_labels=args.ref_labels)
     print(summary)
     print(f"\nper-case metrics: {out_csv}")
 
@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("pred_dir")
     s.add_argument("ref", help="folder of reference label files or a dataset folder")
     s.add_argument("--labels", default="brats")
+    s.add_argument("--ref-labels", help="label numbering of the references when it differs from --labels "
+                                         "(e.g. brats2012, nnunet-brats; detected from the values when clear)")
     s.add_argument("--csv", help="where to write the per-case metrics (default PRED_DIR/metrics.csv)")
     s.add_argument("--hd95-penalty", action="store_true", help="HD95 = 373.13 mm when one mask is empty (BraTS)")
     s.add_argument("--quiet", action="store_true")

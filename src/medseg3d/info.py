@@ -23,8 +23,16 @@ from .datasets import (
     layout_notes,
 )
 from .errors import InputError
-from .io import Volume, image_suffix, is_dicom_folder, read_volume
-from .labels import SCHEMES, label_values, scheme_from_labels
+from .io import Volume, check_path, check_values, image_suffix, is_dicom_folder, read_volume
+from .labels import (
+    BRATS,
+    CONVENTION_TEXT,
+    SCHEMES,
+    LabelStats,
+    label_values,
+    resolve_convention,
+    scheme_from_labels,
+)
 
 # an integer image with at most this many distinct values is shown as a label map
 MAX_LABEL_VALUES = 32
@@ -86,8 +94,11 @@ def _label_counts(array: np.ndarray) -> dict[int, int] | None:
     values = label_values(array)
     if values.size > MAX_LABEL_VALUES:
         return None
+    if values.size and int(values[-1]) - int(values[0]) > 65_535:  # few values far apart: no bincount
+        found, counts = np.unique(array, return_counts=True)
+        return {int(v): int(n) for v, n in zip(found, counts)}
     lo = int(values[0]) if values.size else 0
-    counts = np.bincount((array.ravel() - lo).astype(np.intp, copy=False))
+    counts = np.bincount(np.subtract(array.ravel(), lo, dtype=np.intp))  # wide: no int8/int16 wrap-around
     return {int(v): int(counts[v - lo]) for v in values}
 
 
@@ -116,12 +127,28 @@ def _image_lines(vol: Volume) -> list[str]:
     return lines
 
 
+def image_problems(vol: Volume, where: str) -> list[str]:
+    """What other commands refuse in one image's voxels: NaN/Inf, magnitudes over 1e10, a constant image."""
+    try:
+        check_values(vol.array, where)
+    except InputError as exc:
+        return [str(exc)]
+    a = vol.array
+    if a.size and a.min() == a.max():
+        return [f"{where}: is constant ({a.min():g}); the file is empty or broken"]
+    return []
+
+
 def describe_image(path) -> str:
-    """Grid, data type, intensity range (and label values with counts) of one image file or DICOM folder."""
+    """Grid, data type, intensity range (and label values with counts) of one image file or DICOM folder,
+    then its problems: everything :func:`~medseg3d.io.read_volume` or a case check would refuse."""
     path = Path(path)
-    vol = read_volume(path)
+    vol = read_volume(path, check_voxels=False)
     fmt = vol.meta.get("format", "?")
-    return "\n".join([f"{path} [{fmt}]"] + ["  " + ln for ln in _image_lines(vol)])
+    problems = image_problems(vol, str(path))
+    lines = [f"{path} [{fmt}]"] + ["  " + ln for ln in _image_lines(vol)]
+    lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
+    return "\n".join(lines + ["    - " + p for p in problems])
 
 
 def describe_case(case: Case) -> str:
@@ -141,8 +168,14 @@ def describe_case(case: Case) -> str:
         try:
             vol = next(case.select([name]).read_channels())[2] if name != "label" else read_volume(path)
         except InputError as exc:
-            lines.append(f"    UNREADABLE: {exc}")
-            continue
+            try:  # voxels other commands refuse (NaN, 1e38...) are still described; check_case lists them
+                vol = read_volume(path, check_voxels=False)
+            except InputError:
+                lines.append(f"    UNREADABLE: {exc}")
+                continue
+            if vol.array.ndim != 3:
+                lines.append(f"    UNREADABLE: {exc}")
+                continue
         vols[name] = vol
         lines += ["    " + ln for ln in _image_lines(vol)]
     if len(vols) > 1:
@@ -157,7 +190,22 @@ def describe_case(case: Case) -> str:
         lines.append(f"  not a channel, ignored: {', '.join(case.meta['ignored'])}")
     if case.meta.get("label_map"):
         lines.append(f"  label values read as BraTS values: {_label_map_text(case.meta['label_map'])}")
-    problems = check_case(case)
+    found = check_case(case)
+    ambiguous = any("cannot tell which file" in p for p in found)  # the same duplicate, said once
+    problems = found + [p for p in folder_problems(case) if p not in found and not (ambiguous and "is a second" in p)]
+    if "label" in vols and vols["label"].array.ndim == 3 and not any("label" in p for p in found):
+        counts = _label_counts(vols["label"].array)
+        if counts is None:
+            problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or "
+                            "non-integer values)")
+        elif not _fits(set(counts)):
+            odd = sorted(set(counts) - {0, 1, 2, 3, 4})
+            problems.append(f"case {case.case_id}: label values {odd} are not among [0, 1, 2, 3, 4] and fit no "
+                            f"label scheme ({', '.join(SCHEMES)})")
+        else:
+            numbering = _numbering_line(LabelStats().add(vols["label"].array))
+            if numbering:
+                lines.append(f"  {numbering}")
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
@@ -185,6 +233,66 @@ def _channel_file_lines(cases: list[Case]) -> list[str]:
     if len(patterns) > MAX_CASES_LISTED:
         lines.append(f"    ... {len(patterns) - MAX_CASES_LISTED} more namings (`medseg3d info CASE_FOLDER` shows one)")
     return lines
+
+
+_BRATS_CHANNELS = ("flair", "t1", "t1ce", "t2")
+_KEY_ALIASES = {"t1c": "t1ce", "t1gd": "t1ce", "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1"}
+
+
+def _channel_key(name: str) -> str:
+    """``case_t1c.nii.gz`` -> ``t1ce``: the channel (or ``seg``) a BraTS-style file name says it holds."""
+    stem = name[: -len(image_suffix(name))] if image_suffix(name) else name
+    key = stem.replace("-", "_").rsplit("_", 1)[-1].lower()
+    return _KEY_ALIASES.get(key, key)
+
+
+def folder_problems(case: Case) -> list[str]:
+    """What a case's own folder holds that reading would trip over or silently ignore.
+
+    Entries named like images that are not readable files (folders, pipes, link loops, broken links), and
+    image files for a channel or label the case already takes from another file (two ``*_flair`` files:
+    one is picked by name order). Only for layouts with one folder per case (``brats``, ``brats-mha``).
+    """
+    if case.meta.get("layout") not in ("brats", "brats-mha"):
+        return []
+    used = [Path(p) for p in case.channels.values()] + ([Path(case.label)] if case.label else [])
+    folders = {p.parent for p in used}
+    if len(folders) != 1:
+        return []
+    folder = folders.pop()
+    used_names = {p.name for p in used}
+    problems = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        return [f"case {case.case_id}: folder {folder} cannot be listed ({exc.strerror})"]
+    for entry in entries:
+        if entry.name.startswith(".") or not image_suffix(entry.name) or entry.name in used_names:
+            continue
+        try:
+            check_path(entry)
+        except InputError as exc:
+            problems.append(f"case {case.case_id}: {exc}")
+            continue
+        if entry.is_dir():
+            problems.append(f"case {case.case_id}: {entry} is a folder where an image file is expected; "
+                            "replace it with the file")
+            continue
+        key = _channel_key(entry.name)
+        taken = next((p.name for p in used if _channel_key(p.name) == key), None)
+        if taken:
+            problems.append(
+                f"case {case.case_id}: {entry.name} is a second '{key}' file beside {taken}; remove or rename one "
+                "so that the right file is read"
+            )
+    if case.meta.get("layout") == "brats" and case.channels:
+        missing = [m for m in _BRATS_CHANNELS if m not in case.channels]
+        if missing and len(missing) < len(_BRATS_CHANNELS):
+            problems.append(
+                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no {', '.join(missing)}); "
+                "the bundled model and the BraTS presets need all four"
+            )
+    return problems
 
 
 def _fits(values: set[int]) -> list[str]:
@@ -234,8 +342,10 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
     in_cases: dict[int, int] = {}
     grids: dict[str, int] = {}
     case_values: dict[str, set[int]] = {}
+    pooled = LabelStats()
     for case in tqdm(cases, desc="check", unit="case", file=sys.stderr, disable=not progress):
-        problems += check_case(case)
+        found = check_case(case)
+        problems += found + [p for p in folder_problems(case) if p not in found]
         if case.label is None or not Path(case.label).exists():
             continue
         try:
@@ -249,6 +359,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
             continue
         case_values[case.case_id] = set(counts)
+        pooled.add(lab.array)
         for v, n in counts.items():
             totals[v] = totals.get(v, 0) + n
             in_cases[v] = in_cases.get(v, 0) + 1
@@ -268,6 +379,22 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
                 odd = sorted(values - allowed)
                 if odd:
                     problems.append(f"case {cid}: label values {odd} are not among {sorted(allowed)}")
+    if totals and _declared_values(root, layout) is None:
+        numbering = _numbering_line(pooled)
+        if numbering:
+            lines.append(f"  {numbering}")
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
+
+
+def _numbering_line(stats: LabelStats) -> str | None:
+    """A line naming a BraTS-family label numbering other than BraTS 2017+ (what train and evaluate assume
+    unless told), and the ``--labels`` that reads it; ``None`` for BraTS 2017+ and other labels."""
+    try:
+        scheme, note = resolve_convention(BRATS, stats, "labels")
+    except InputError as exc:
+        return f"label numbering: unclear ({str(exc).split(': ', 1)[1]})"
+    if note is None:
+        return None
+    return f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; use --labels {scheme.name}"

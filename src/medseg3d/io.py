@@ -13,15 +13,28 @@ One in-memory type, :class:`Volume`, whatever the file format:
 Formats: NIfTI (``.nii``, ``.nii.gz``) through nibabel; MetaImage (``.mha``, ``.mhd``), NRRD (``.nrrd``,
 ``.nhdr``) and DICOM series folders (read only) through SimpleITK.
 
+Reading refuses, with one line naming the file, what would otherwise be read wrongly or crash later: a header
+describing more than ``MEDSEG3D_MAX_VOXELS`` voxels (default 2^28; checked before any allocation, so a gzip
+bomb costs nothing), compressed data whose CRC-32 / Adler-32 or length do not match (``.nii.gz``, compressed
+``.mha``, gzip ``.nrrd``), truncated files, RGB / complex / structured voxel types, zero or absurd voxel sizes,
+NaN / infinite voxels or magnitudes above 1e10, and paths that are link loops, pipes or unreadable. A bit flip
+in the voxels of an uncompressed file cannot be detected: nothing records what they were.
+
 Writes are atomic: data go to a temporary folder inside the target folder and are renamed into place, so
 an interrupted or failed write never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
+import errno
+import gzip
+import io
+import math
 import os
 import shutil
+import stat
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,38 +151,279 @@ def is_dicom_folder(path: str | os.PathLike) -> bool:
 _is_dicom_folder = is_dicom_folder
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a NIfTI, MetaImage, NRRD file or a DICOM series folder into a :class:`Volume`.
+# Largest image read, in voxels over all channels. The default (2^28, 1 GiB as float32) holds a 512x512x400 CT
+# (105 M) and a four-channel BraTS case (36 M) with room to spare, and refuses a 1400^3 gzip bomb (2.7 G) or a
+# header claiming 2^31 voxels before anything is allocated. MEDSEG3D_MAX_VOXELS raises or lowers it.
+DEFAULT_MAX_VOXELS = 2**28
+# Largest magnitude accepted in an image: beyond it float32 sums of squares (normalisation) overflow.
+MAX_ABS_VALUE = 1e10
+# Compressed streams are checked to their end; data beyond what the header describes are read (and
+# discarded) up to this many bytes, so a bomb hidden after the voxels is refused without unbounded work.
+_MAX_TRAILING_BYTES = 64 * 2**20
+_CHUNK = 4 * 2**20
+
+
+def max_voxels() -> int:
+    """The voxel limit of :func:`read_volume`: ``MEDSEG3D_MAX_VOXELS`` or :data:`DEFAULT_MAX_VOXELS`."""
+    text = os.environ.get("MEDSEG3D_MAX_VOXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_VOXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(f"MEDSEG3D_MAX_VOXELS={text!r} is not a positive whole number; set e.g. 300000000 or unset it")
+    return value
+
+
+def _check_size(path: Path, shape, what: str = "its header") -> None:
+    dims = [int(d) for d in shape]
+    if not dims or min(dims) <= 0:
+        raise InputError(f"{path}: {what} describes an empty grid {tuple(dims)}; the file is broken")
+    total = math.prod(dims)
+    limit = max_voxels()
+    if total > limit:
+        raise InputError(
+            f"{path}: {what} describes {' x '.join(map(str, dims))} = {total:,} voxels, over the limit of "
+            f"{limit:,} (MEDSEG3D_MAX_VOXELS); crop or downsample the image, or raise the limit if it is genuine"
+        )
+
+
+def _check_dtype(path: Path, dtype: np.dtype, name: str | None = None) -> None:
+    dtype = np.dtype(dtype)
+    shown = name or str(dtype)
+    if dtype.fields is not None or dtype.kind == "V":
+        names = "".join(dtype.names or ())
+        colour = "RGB colour" if names.upper().startswith("RGB") else "structured (multi-field)"
+        raise InputError(
+            f"{path}: holds {colour} voxels ({shown}); medseg3d reads grey-value images and label maps: "
+            "convert it to one grey-value channel per file"
+        )
+    if dtype.kind == "c":
+        raise InputError(f"{path}: holds complex voxels ({shown}); save the magnitude image instead")
+    if dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise InputError(f"{path}: voxel type {shown} is not supported; save it as integers or float32/float64")
+
+
+def _check_affine(path: Path, affine: np.ndarray) -> None:
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{path}: its voxel-to-world matrix holds NaN or infinite values; fix the header")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing < 1e-4) or np.any(spacing > 1e4) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        shown = ", ".join(f"{v:g}" for v in spacing)
+        raise InputError(
+            f"{path}: voxel size ({shown}) mm is zero, degenerate or absurd (allowed 0.0001 to 10000 mm); "
+            "fix the header's spacing"
+        )
+
+
+def check_values(array: np.ndarray, where: str) -> None:
+    """Refuse NaN / infinite voxels and magnitudes above :data:`MAX_ABS_VALUE` (1e10).
+
+    Negative values are legal (other pipelines write them) and pass.
 
     Raises:
-        InputError: missing path, unknown format, or unreadable file (one line, no traceback needed).
+        InputError: one line naming ``where``, the problem and what to do.
+    """
+    if array.size == 0:
+        return
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(array.size - np.count_nonzero(finite))
+            raise InputError(f"{where}: holds {bad:,} NaN or infinite voxels; fix the file or replace them (e.g. with 0)")
+    if array.dtype.kind == "f" or (array.dtype.kind in "iu" and array.dtype.itemsize == 8):
+        biggest = max(abs(float(array.min())), abs(float(array.max())))
+        if biggest > MAX_ABS_VALUE:
+            raise InputError(
+                f"{where}: holds values up to {biggest:.3g} in magnitude (limit {MAX_ABS_VALUE:g}, beyond which "
+                "float32 statistics overflow); the file is broken or needs rescaling"
+            )
+
+
+def read_volume(path: str | os.PathLike, *, check_voxels: bool = True) -> Volume:
+    """Read a NIfTI, MetaImage, NRRD file or a DICOM series folder into a :class:`Volume`.
+
+    Before any voxel is read, the header's grid is checked against the voxel limit (:func:`max_voxels`:
+    ``MEDSEG3D_MAX_VOXELS``, default 2^28 = 268,435,456 voxels over all channels) and its voxel type
+    (RGB, complex and structured types are refused). Compressed data (``.nii.gz``, compressed ``.mha`` /
+    ``.mhd``, gzip ``.nrrd``) are checked to the end of their stream: a CRC or length error, or data that end
+    before the header's grid is filled, refuse the file. A degenerate voxel size or affine is refused.
+
+    Args:
+        path: image file or DICOM series folder.
+        check_voxels: also refuse NaN / infinite voxels and magnitudes above 1e10 (:func:`check_values`);
+            ``medseg3d info`` turns this off to describe such a file and list the problem.
+
+    Raises:
+        InputError: missing path, unknown format, unreadable, corrupt, too large or implausible file
+            (one line naming the file, no traceback needed).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder; check the path")
+    check_path(path)
     if path.is_dir():
         if _is_dicom_folder(path):
-            return _read_dicom_series(path)
+            vol = _read_dicom_series(path)
+            if check_voxels:
+                check_values(vol.array, str(path))
+            return vol
         raise InputError(f"{path}: is a folder with no DICOM series; give an image file (.nii.gz, .mha, .nrrd)")
     suffix = image_suffix(path)
+    if suffix == "":
+        raise InputError(f"{path}: unknown image format; use .nii, .nii.gz, .mha, .mhd, .nrrd or a DICOM folder")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: cannot read this image: the file is empty (0 bytes)")
     try:
         if suffix in NIFTI_SUFFIXES:
-            return _read_nifti(path)
-        if suffix in ITK_SUFFIXES:
-            return _read_itk(path)
+            vol = _read_nifti(path)
+        else:
+            vol = _read_itk(path)
     except InputError:
         raise
+    except MemoryError as exc:
+        raise InputError(f"{path}: not enough memory to read this image; free memory or lower its size") from exc
     except Exception as exc:  # nibabel/ITK raise many types; all mean "cannot read this file"
         raise InputError(
             f"{path}: cannot read this image ({_one_line(exc)}); is the file complete and valid?"
         ) from exc
-    raise InputError(f"{path}: unknown image format; use .nii, .nii.gz, .mha, .mhd, .nrrd or a DICOM folder")
+    _check_affine(path, vol.affine)
+    if check_voxels:
+        check_values(vol.array, str(path))
+    return vol
+
+
+def check_path(path: Path) -> None:
+    """Refuse, with one line, what is not a readable file or folder: missing, link loop, FIFO, no permission."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise InputError(f"{path}: is a broken symbolic link (to {os.readlink(path)}); fix or remove it") from None
+        raise InputError(f"{path}: no such file or folder; check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path}: is a symbolic link loop; point the link at a real file") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InputError(f"{path}: the path is too long for this system; use a shorter name") from None
+        raise InputError(f"{path}: cannot be opened ({exc.strerror}); check the path and its permissions") from None
+    if stat.S_ISDIR(st.st_mode):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError(f"{path}: folder cannot be read (permission denied); check its permissions")
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: is not a regular file (a pipe, socket or device); give an image file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: cannot be read (permission denied); check its permissions")
+
+
+def _gunzip_checked(path: Path, header_nbytes) -> bytes:
+    """The decompressed bytes of a gzip file, its CRC and length checked; refuse before a bomb inflates.
+
+    ``header_nbytes(first_bytes)`` returns the number of bytes the header describes (header + voxels),
+    after checking them against the limits; decompression stops being kept beyond that.
+    """
+    chunks: list[bytes] = []
+    try:
+        with gzip.open(path, "rb") as fh:
+            head = fh.read(1024)
+            needed = header_nbytes(head)
+            chunks.append(head)
+            kept = len(head)
+            while kept < needed:
+                chunk = fh.read(min(_CHUNK, needed - kept))
+                if not chunk:
+                    raise InputError(
+                        f"{path}: cannot read this image: it is truncated ({kept:,} of the {needed:,} bytes its "
+                        "header describes); copy or download the file again"
+                    )
+                chunks.append(chunk)
+                kept += len(chunk)
+            trailing = 0
+            while True:  # read to the end of the stream so that gzip checks the CRC and length
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                trailing += len(chunk)
+                if trailing > _MAX_TRAILING_BYTES:
+                    raise InputError(
+                        f"{path}: cannot read this image: over {_MAX_TRAILING_BYTES >> 20} MB of data follow the "
+                        "voxels its header describes; the file is broken"
+                    )
+    except InputError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(
+            f"{path}: cannot read this image: its compressed data are corrupt or incomplete ({_one_line(exc)}); "
+            "copy or download the file again (gzip -t checks it)"
+        ) from exc
+    return b"".join(chunks)
+
+
+def _nifti_header(path: Path, head: bytes):
+    import nibabel as nib
+
+    if len(head) < 4:
+        raise InputError(f"{path}: cannot read this image: it is too short to hold a NIfTI header")
+    sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+    klass = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header
+    if not sizes & {348, 540}:
+        raise InputError(f"{path}: cannot read this image: it is not a NIfTI file (no NIfTI header); check the file")
+    need = klass.sizeof_hdr
+    if len(head) < need:
+        raise InputError(f"{path}: cannot read this image: it is truncated inside its NIfTI header")
+    # check=False: nibabel would quietly set a zero voxel size to 1 mm; _nifti_nbytes refuses it instead
+    return klass.from_fileobj(io.BytesIO(head[:need]), check=False)
+
+
+def _nifti_nbytes(path: Path, header) -> int:
+    """Bytes the header describes (offset + voxels), after checking its grid and voxel type."""
+    _check_dtype(path, header.get_data_dtype(), _nifti_dtype_name(header))
+    shape = header.get_data_shape()
+    _check_size(path, shape)
+    zooms = np.asarray(header["pixdim"][1 : 1 + min(3, len(shape))], dtype=np.float64)
+    if int(header["sform_code"]) == 0 and (not np.all(np.isfinite(zooms)) or np.any(zooms == 0)):
+        shown = ", ".join(f"{v:g}" for v in zooms)
+        raise InputError(f"{path}: its header gives voxel size ({shown}) mm, zero or not finite, and no sform "
+                         "matrix; fix the header's pixdim")
+    offset = int(header.get_data_offset())
+    if offset < 0:
+        raise InputError(f"{path}: cannot read this image: negative data offset in its header; the file is broken")
+    return offset + math.prod(int(d) for d in shape) * header.get_data_dtype().itemsize
+
+
+def _nifti_dtype_name(header) -> str:
+    try:
+        return str(header.get_value_label("datatype"))
+    except (KeyError, ValueError):  # an unknown datatype code
+        return str(header.get_data_dtype())
 
 
 def _read_nifti(path: Path) -> Volume:
     import nibabel as nib
 
-    img = nib.load(str(path))
+    if image_suffix(path) == ".nii.gz":
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        if magic != b"\x1f\x8b":
+            raise InputError(f"{path}: cannot read this image: it is not gzip-compressed although named .nii.gz; "
+                             "rename it to .nii if it is an uncompressed NIfTI file")
+        data = _gunzip_checked(path, lambda head: _nifti_nbytes(path, _nifti_header(path, head)))
+        head = _nifti_header(path, data)
+        klass = nib.Nifti2Image if isinstance(head, nib.Nifti2Header) else nib.Nifti1Image
+        img = klass.from_bytes(data)
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+        needed = _nifti_nbytes(path, _nifti_header(path, head))
+        size = path.stat().st_size
+        if size < needed:
+            raise InputError(
+                f"{path}: cannot read this image: it is truncated ({size:,} of the {needed:,} bytes its header "
+                "describes); copy or download the file again"
+            )
+        img = nib.load(str(path))
     array = np.asanyarray(img.dataobj)
     if array.ndim == 5 and array.shape[3] == 1:  # (x, y, z, t=1, c) NIfTI vector images
         array = array[:, :, :, 0, :]
@@ -202,7 +456,91 @@ def _itk_to_volume(image, fmt: str, path: Path) -> Volume:
 def _read_itk(path: Path) -> Volume:
     import SimpleITK as sitk
 
-    return _itk_to_volume(sitk.ReadImage(str(path)), "itk", path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()  # the header only: check before anything is allocated
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    if "complex" in pixel.lower():
+        raise InputError(f"{path}: holds complex voxels ({pixel}); save the magnitude image instead")
+    dim = reader.GetDimension()
+    if dim != 3:
+        raise InputError(f"{path}: expected a 3D image, got a {dim}D image of size {reader.GetSize()}")
+    _check_size(path, tuple(reader.GetSize()) + (max(1, reader.GetNumberOfComponents()),))
+    suffix = image_suffix(path)
+    if suffix in (".mha", ".mhd"):
+        _check_metaimage_data(path)
+    elif suffix in (".nrrd", ".nhdr"):
+        _check_nrrd_data(path)
+    return _itk_to_volume(reader.Execute(), "itk", path)
+
+
+def _header_fields(text: str, sep: str) -> dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        if sep in line:
+            key, value = line.split(sep, 1)
+            fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def _check_stream(path: Path, data_path: Path, offset: int, wbits: int) -> None:
+    """Decompress (and discard) a zlib / gzip stream to its end so that its checksum and length are verified."""
+    inflater = zlib.decompressobj(wbits)
+    try:
+        with open(data_path, "rb") as fh:
+            fh.seek(offset)
+            while not inflater.eof:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    raise InputError(
+                        f"{path}: cannot read this image: its compressed data end early (truncated); copy or "
+                        "download the file again"
+                    )
+                data = inflater.decompress(chunk, _CHUNK)
+                while inflater.unconsumed_tail and not inflater.eof:
+                    data = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+                del data
+    except zlib.error as exc:
+        raise InputError(
+            f"{path}: cannot read this image: its compressed data are corrupt ({exc}); copy or download the file again"
+        ) from exc
+
+
+def _check_metaimage_data(path: Path) -> None:
+    """For a compressed MetaImage, verify the zlib stream (Adler-32) to its end; ITK does not always."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    end = head.find(b"ElementDataFile")
+    if end < 0:
+        return
+    line_end = head.find(b"\n", end)
+    if line_end < 0:
+        return
+    fields = _header_fields(head[: line_end + 1].decode("latin-1"), "=")
+    if fields.get("compresseddata", "").lower() != "true":
+        return
+    data_file = fields.get("elementdatafile", "")
+    if data_file.upper() == "LOCAL":
+        _check_stream(path, path, line_end + 1, zlib.MAX_WBITS | 32)
+    elif data_file and " " not in data_file and (path.parent / data_file).is_file():
+        _check_stream(path, path.parent / data_file, 0, zlib.MAX_WBITS | 32)
+
+
+def _check_nrrd_data(path: Path) -> None:
+    """For a gzip-encoded NRRD, verify the gzip stream (CRC and length) to its end."""
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    end = head.find(b"\n\n")
+    text = head[: end if end >= 0 else len(head)].decode("latin-1")
+    fields = _header_fields(text, ":")
+    if fields.get("encoding", "").lower() not in ("gzip", "gz"):
+        return
+    data_file = fields.get("data file") or fields.get("datafile")
+    if data_file:
+        if " " not in data_file and (path.parent / data_file).is_file():
+            _check_stream(path, path.parent / data_file, 0, zlib.MAX_WBITS | 16)
+    elif end >= 0:
+        _check_stream(path, path, end + 2, zlib.MAX_WBITS | 16)
 
 
 def _read_dicom_series(path: Path) -> Volume:
@@ -212,7 +550,16 @@ def _read_dicom_series(path: Path) -> Volume:
     series = reader.GetGDCMSeriesIDs(str(path))
     if len(series) > 1:
         raise InputError(f"{path}: holds {len(series)} DICOM series; give a folder with exactly one")
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+    files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+    first = sitk.ImageFileReader()
+    first.SetFileName(files[0])
+    try:
+        first.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"{path}: cannot read the DICOM series ({_one_line(exc)})") from exc
+    size = tuple(first.GetSize())[:2] + (len(files), max(1, first.GetNumberOfComponents()))
+    _check_size(path, size, "its DICOM series")
+    reader.SetFileNames(files)
     try:
         image = reader.Execute()
     except RuntimeError as exc:

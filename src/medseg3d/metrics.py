@@ -274,13 +274,31 @@ def score_case(
     allowed = {0} | {int(v) for values in classes.values() for v in np.atleast_1d(values)}
     _check_labels(pred, allowed, "prediction")
     _check_labels(ref, allowed, "reference")
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-
     groups = {**classes, **regions}
-    pred_masks, ref_masks = _label_masks(pred, groups), _label_masks(ref, groups)
+    return score_masks(_label_masks(pred, groups), _label_masks(ref, groups), spacing, hd95_one_empty)
+
+
+def score_masks(
+    pred_masks: Mapping[str, np.ndarray],
+    ref_masks: Mapping[str, np.ndarray],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    hd95_one_empty: float = math.nan,
+) -> dict[str, float]:
+    """Score boolean masks by name (the columns of :func:`score_case`), for maps read with different
+    label numberings: each side's masks come from its own scheme.
+
+    Raises:
+        InputError: the names or shapes of the two sides differ.
+    """
+    if list(pred_masks) != list(ref_masks):
+        raise InputError(f"prediction masks {list(pred_masks)} and reference masks {list(ref_masks)} differ")
+    spacing = _check_spacing(spacing, next(iter(pred_masks.values())).ndim) if pred_masks else tuple(spacing)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
     row: dict[str, float] = {}
-    for name in groups:
-        p, r = pred_masks[name], ref_masks[name]
+    for name in pred_masks:
+        p, r = np.asarray(pred_masks[name], bool), np.asarray(ref_masks[name], bool)
+        if p.shape != r.shape:
+            raise InputError(f"{name}: prediction shape {p.shape} differs from reference shape {r.shape}")
         tp, fp, fn, tn = _counts(p, r)
         row[f"dice_{name}"] = _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
         row[f"jaccard_{name}"] = _ratio(tp, tp + fp + fn, 1.0)
@@ -372,6 +390,7 @@ __all__ = [
     "markdown_summary",
     "precision",
     "score_case",
+    "score_masks",
     "sensitivity",
     "specificity",
     "summarize",
@@ -381,6 +400,7 @@ __all__ = [
 
 def write_rows(rows: Sequence[Mapping], path) -> Path:
     """Write one CSV row per dict (columns in order of first appearance) atomically; floats to 6 digits."""
+    import contextlib
     import csv
     import os
 
@@ -389,10 +409,15 @@ def write_rows(rows: Sequence[Mapping], path) -> Path:
     for row in rows:
         keys += [k for k in row if k not in keys]
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk or a folder in the way: no half-written .tmp left
+            tmp.unlink(missing_ok=True)
+        raise
     return path

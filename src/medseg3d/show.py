@@ -7,6 +7,7 @@ legend, over the FLAIR (or first) channel, so that a person can look at a result
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,18 @@ import numpy as np
 from .datasets import find_cases
 from .errors import InputError
 from .io import read_volume
-from .labels import get_scheme
+from .labels import LabelStats, get_scheme, resolve_convention
 from .plotting import save_figure
 
-COLOURS = {1: "#e41a1c", 2: "#4daf4a", 3: "#984ea3", 4: "#ffd92f"}
+# one colour per structure, whatever value a numbering gives it (BRATS 2012 edema is 1, BraTS 2017+ edema 2)
+COLOURS = {"NCR/NET": "#e41a1c", "necrosis": "#e41a1c", "edema": "#4daf4a", "non-enhancing": "#984ea3",
+           "core": "#984ea3", "enhancing": "#ffd92f"}
+_OTHER_COLOURS = ("#377eb8", "#ff7f00", "#a65628", "#f781bf", "#999999")
+
+
+def _colour(scheme, value: int) -> str:
+    name = scheme.class_names[scheme.values.index(value)]
+    return COLOURS.get(name, _OTHER_COLOURS[scheme.values.index(value) % len(_OTHER_COLOURS)])
 
 
 def _centre(mask: np.ndarray) -> tuple[int, int, int]:
@@ -52,8 +61,20 @@ def show(case_path, out, pred=None, labels: str = "brats", channel: str | None =
     for what, vol in (("reference", ref), ("prediction", prediction)):
         if vol is not None and vol.shape != image.shape:
             raise InputError(f"the {what} grid {vol.shape} differs from the image's {image.shape}; give matching files")
-    ref_arr = scheme.to_values(scheme.to_classes(ref.array)) if ref is not None else None
-    pred_arr = scheme.to_values(scheme.to_classes(prediction.array)) if prediction is not None else None
+    # each map in the numbering its values show (a BRATS 2012 truth under --labels brats is read as 2012)
+    ref_scheme = pred_scheme = scheme
+    notes = []
+    if ref is not None:
+        ref_scheme, note = resolve_convention(scheme, LabelStats().add(ref.array), f"reference {label}")
+        notes.append(note)
+    if prediction is not None:
+        pred_scheme, note = resolve_convention(scheme, LabelStats().add(prediction.array), f"prediction {pred}",
+                                               by_shape=False)
+        notes.append(note)
+    for note in filter(None, notes):
+        print(f"medseg3d: note: {note}", file=sys.stderr)
+    ref_arr = ref_scheme.to_values(ref_scheme.to_classes(ref.array)) if ref is not None else None
+    pred_arr = pred_scheme.to_values(pred_scheme.to_classes(prediction.array)) if prediction is not None else None
     data = image.array.astype(np.float32)
     fg = next((a > 0 for a in (pred_arr, ref_arr) if a is not None and (a > 0).any()), data != 0)
     if not fg.any():
@@ -64,18 +85,24 @@ def show(case_path, out, pred=None, labels: str = "brats", channel: str | None =
     fig, axes = plt.subplots(1, 3, figsize=(13, 5))
     for ax, (view, cut) in zip(axes, views):
         ax.imshow(np.rot90(cut(data)), cmap="gray", vmin=lo, vmax=hi)
-        for arr, style in ((ref_arr, "solid"), (pred_arr, "dashed")):
+        for arr, style, arr_scheme in ((ref_arr, "solid", ref_scheme), (pred_arr, "dashed", pred_scheme)):
             if arr is None:
                 continue
             sl = np.rot90(cut(arr))
-            for value in scheme.values[1:]:
+            for value in arr_scheme.values[1:]:
                 if (sl == value).any():
-                    ax.contour(sl == value, levels=[0.5], colors=[COLOURS.get(value, "cyan")], linewidths=1.2,
+                    ax.contour(sl == value, levels=[0.5], colors=[_colour(arr_scheme, value)], linewidths=1.2,
                                linestyles=style)
         ax.set_title(view)
         ax.axis("off")
-    handles = [Line2D([], [], color=COLOURS.get(v, "cyan"), label=f"{v}: {n}")
-               for v, n in zip(scheme.values[1:], scheme.class_names[1:])]
+    handles = []
+    legend_schemes = [s for s, a in ((ref_scheme, ref_arr), (pred_scheme, pred_arr)) if a is not None] or [scheme]
+    if len(legend_schemes) == 2 and legend_schemes[0].name == legend_schemes[1].name:
+        legend_schemes = legend_schemes[:1]
+    for shown in legend_schemes:
+        prefix = "" if len(legend_schemes) == 1 else f"{shown.name} "
+        handles += [Line2D([], [], color=_colour(shown, v), label=f"{prefix}{v}: {n}")
+                    for v, n in zip(shown.values[1:], shown.class_names[1:])]
     if ref_arr is not None:
         handles.append(Line2D([], [], color="white", linestyle="solid", label="reference (solid)"))
     if pred_arr is not None:
