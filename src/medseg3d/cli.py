@@ -140,7 +140,7 @@ def cmd_evaluate(args) -> None:
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
     _, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
-                             progress=not args.quiet)
+                             progress=not args.quiet, lesion_wise=args.lesion_wise)
     print(summary)
     print(f"\nper-case metrics: {out_csv}")
 
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default="brats")
     s.add_argument("--csv", help="where to write the per-case metrics (default PRED_DIR/metrics.csv)")
     s.add_argument("--hd95-penalty", action="store_true", help="HD95 = 373.13 mm when one mask is empty (BraTS)")
+    s.add_argument("--lesion-wise", action="store_true",
+                   help="add BraTS 2023 lesion-wise Dice/HD95 per region (missed or false-positive lesion: 0 / 374 mm)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 

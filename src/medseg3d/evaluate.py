@@ -46,8 +46,11 @@ def evaluate(
     out_csv=None,
     hd95_penalty: bool = False,
     progress: bool = True,
+    lesion_wise: bool = False,
 ) -> tuple[list[dict], str]:
     """Score every prediction in ``pred_dir`` that has a reference; returns (rows, Markdown summary).
+
+    ``lesion_wise=True`` adds the BraTS 2023 lesion-wise columns per region (:mod:`medseg3d.lesionwise`).
 
     ``metrics.csv`` is written to ``out_csv`` (default ``pred_dir/metrics.csv``) atomically.
     """
@@ -82,6 +85,10 @@ def evaluate(
         row = {"case": case_id}
         row.update(score_case(pred_values, ref_values, classes, scheme.regions, spacing=r.spacing,
                               hd95_one_empty=BRATS_HD95_PENALTY if hd95_penalty else math.nan))
+        if lesion_wise:
+            from .lesionwise import lesion_wise_scores
+
+            row.update(lesion_wise_scores(pred_values, ref_values, scheme.regions, spacing=r.spacing))
         rows.append(row)
     out_csv = Path(out_csv) if out_csv else pred_dir / "metrics.csv"
     write_rows(rows, out_csv)
