@@ -47,6 +47,8 @@ class MirroredPrediction:
     variance: np.ndarray
     agreement: np.ndarray
     passes: int
+    first_pass: np.ndarray | None = None
+    """The unmirrored pass's probabilities (what a plain ``predict`` gives), kept with ``keep_first_pass``."""
 
 
 def _decision(probs: np.ndarray, kind: str) -> np.ndarray:
@@ -71,7 +73,8 @@ def normalised_entropy(probs: np.ndarray, kind: str) -> np.ndarray:
 
 
 def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int = 8, patch=None,
-                         overlap: float = 0.5, device="cpu", precision: str = "auto") -> MirroredPrediction:
+                         overlap: float = 0.5, device="cpu", precision: str = "auto",
+                         keep_first_pass: bool = False) -> MirroredPrediction:
     """Run ``model`` on ``passes`` mirrored copies of ``image`` (C, x, y, z) and measure their disagreement.
 
     Args:
@@ -80,6 +83,7 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
         kind: ``"multiclass"`` (softmax) or ``"region"`` (sigmoid per region).
         passes: 2 (identity + left-right), 4 or 8 (all flips of the three axes, as ``--mirror``).
         patch, overlap, device, precision: as for :func:`~medseg3d.inference.predict_probabilities`.
+        keep_first_pass: also return the unmirrored pass's probabilities (``first_pass``).
 
     Returns:
         :class:`MirroredPrediction` on the grid of ``image``: the mean probabilities, the normalised entropy of
@@ -89,7 +93,7 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
 
     if passes not in (2, 4, 8):
         raise InputError(f"--uncertainty passes must be 2, 4 or 8, got {passes}")
-    total = sum_sq = None
+    total = sum_sq = first = None
     decisions = []
     for axes in _FLIP_ORDER[:passes]:
         x = np.flip(image, axis=tuple(a + 1 for a in axes)) if axes else image
@@ -97,6 +101,8 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
                                   mirror=False, device=device, precision=precision).numpy()
         if axes:
             p = np.ascontiguousarray(np.flip(p, axis=tuple(a + 1 for a in axes)))
+        if keep_first_pass and first is None:
+            first = p.astype(np.float32)
         p = p.astype(np.float64)
         total = p if total is None else total + p
         sum_sq = p * p if sum_sq is None else sum_sq + p * p
@@ -107,7 +113,7 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
     agreement = np.mean([d == final for d in decisions], axis=0)
     mean = mean.astype(np.float32)
     return MirroredPrediction(mean, normalised_entropy(mean, kind), variance.astype(np.float32),
-                              agreement.astype(np.float32), passes)
+                              agreement.astype(np.float32), passes, first)
 
 
 def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin: int = 2) -> dict:
