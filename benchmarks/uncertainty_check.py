@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     loaded = load_model("brats", "cpu")
     seen = set(model_card("brats").get("train_cases", []))
-    cases = [c for c in find_cases(Path(args.data)) if c.case_id not in seen][: args.cases]
+    # channels in the model's order, as predict does
+    cases = [c.select(loaded.modalities) for c in find_cases(Path(args.data)) if c.case_id not in seen][: args.cases]
     sliding, overlap = loaded.inference_settings(None, None)
     patch = tuple(loaded.meta["patch"]) if sliding else None
     opts = dict(kind=loaded.kind, patch=patch, overlap=overlap, device=loaded.device,

@@ -13,6 +13,7 @@ from medseg3d.labels import get_scheme
 from medseg3d.report import (
     lesion_summary,
     overlay_pictures,
+    radiological_slices,
     volume_summary,
     voxel_volume_ml,
     write_case_report,
@@ -78,9 +79,36 @@ def test_an_empty_map_has_no_lesions():
 def test_overlay_pictures_are_three_pngs():
     labels = _two_lesion_case()
     image = np.random.default_rng(0).random(labels.shape).astype(np.float32) + 1
-    pics = overlay_pictures(image, labels, get_scheme("brats"), (4, 4, 4), spacing=(1, 1, 3))
+    pics = overlay_pictures(image, labels, get_scheme("brats"), (4, 4, 4), affine=np.diag([1.0, 1.0, 3.0, 1.0]))
     assert list(pics) == ["axial", "coronal", "sagittal"]
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pics.values())
+
+
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_slices_are_radiological_whatever_the_grid_orientation(flip_x):
+    # a marker at the patient's right-anterior-superior corner region of a 9^3 head
+    labels = np.zeros((9, 9, 9), dtype=np.uint8)
+    ras = (7, 6, 5)  # towards R (i up), A (j up), S (k up) on a RAS grid
+    affine = np.eye(4)
+    voxel = list(ras)
+    if flip_x:  # an LAS grid: i grows towards the left, so the same point is at i = 8 - 7
+        affine[0, 0], affine[0, 3] = -1.0, 8.0
+        voxel[0] = 8 - ras[0]
+    labels[tuple(voxel)] = 4
+    image = np.ones(labels.shape, dtype=np.float32)
+    views = radiological_slices(image, labels, affine, voxel)
+    axial, coronal, sagittal = (views[v][1] for v in ("axial", "coronal", "sagittal"))
+    # axial: row 0 = anterior, column 0 = patient's right; coronal/sagittal: row 0 = superior
+    assert np.argwhere(axial == 4).tolist() == [[8 - 6, 8 - 7]]
+    assert np.argwhere(coronal == 4).tolist() == [[8 - 5, 8 - 7]]
+    assert np.argwhere(sagittal == 4).tolist() == [[8 - 5, 8 - 6]]  # column 0 = anterior
+    assert [views[v][3] for v in ("axial", "coronal", "sagittal")] == [("R", "L", "A"), ("R", "L", "S"),
+                                                                       ("A", "P", "S")]
+
+
+def test_thick_slices_keep_their_aspect():
+    views = radiological_slices(np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.diag([1.0, 2.0, 5.0, 1.0]), (1, 1, 1))
+    assert [views[v][2] for v in ("axial", "coronal", "sagittal")] == [2.0, 5.0, 2.5]
 
 
 def _case_volumes():
@@ -118,6 +146,11 @@ def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existin
     empty = labels.with_array(np.zeros(labels.shape, dtype=np.uint8))
     json_path, _ = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, [])
     assert any("No tumour" in w for w in json.loads(json_path.read_text())["warnings"])
+    json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
+                                     {"uncertainty": {"confidence": 0.31, "passes": 8}})
+    report = json.loads(json_path.read_text())
+    assert report["extra"]["uncertainty"]["confidence"] == 0.31
+    assert [w[:25] for w in report["warnings"]] == ["Low confidence (0.31 < 0."]
     with pytest.raises(InputError, match="does not exist"):
         write_case_report(labels, channels, get_scheme("brats"), tmp_path / "missing" / "e", {}, [])
 

@@ -116,16 +116,65 @@ def _picture_channel(image_channels: dict, labels_grid) -> tuple[str | None, np.
     return None, None
 
 
+def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """``array`` transposed and flipped so that its axes point (nearly) to Right, Anterior, Superior."""
+    import nibabel as nib
+
+    return nib.orientations.apply_orientation(array, nib.orientations.io_orientation(affine))
+
+
+def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_voxel) -> dict:
+    """Axial, coronal and sagittal slices through ``centre_voxel``, oriented for display (radiological).
+
+    Returns ``{view: (image slice, label slice, pixel aspect, (left, right, top) letters)}``; row 0 of a slice
+    is its top. The volumes are reoriented to RAS first and cropped to the head (nonzero image or labels, plus
+    4 voxels), so the tumour is drawn large whatever the grid's orientation.
+    """
+    import nibabel as nib
+
+    affine = np.asarray(affine, dtype=float)
+    marker = np.zeros(labels.shape, dtype=bool)  # the centre, followed through the reorientation
+    marker[tuple(int(v) for v in centre_voxel)] = True
+    data, labels, marker = (_to_ras(a, affine) for a in (data, labels, marker))
+    centre = [int(v) for v in np.argwhere(marker)[0]]
+    spacing = np.empty(3)
+    for axis, (to, _) in enumerate(nib.orientations.io_orientation(affine)):
+        spacing[int(to)] = np.linalg.norm(affine[:3, axis])
+    shown = (data != 0) | (labels != 0)
+    if shown.any():
+        box = []
+        for axis in range(3):
+            hit = np.flatnonzero(shown.any(axis=tuple(a for a in range(3) if a != axis)))
+            box.append(slice(max(int(hit[0]) - 4, 0), min(int(hit[-1]) + 5, shown.shape[axis])))
+        data, labels = data[tuple(box)], labels[tuple(box)]
+        centre = [min(max(c - b.start, 0), b.stop - b.start - 1) for c, b in zip(centre, box)]
+    ci, cj, ck = centre
+    sx, sy, sz = (float(v) for v in spacing)
+    # RAS axes -> rows top to bottom, columns left to right: axial A..P x R..L, coronal S..I x R..L,
+    # sagittal S..I x A..P
+    cuts = {
+        "axial": (lambda a: a[::-1, ::-1, ck].T, sy / sx, ("R", "L", "A")),
+        "coronal": (lambda a: a[::-1, cj, ::-1].T, sz / sx, ("R", "L", "S")),
+        "sagittal": (lambda a: a[ci, ::-1, ::-1].T, sz / sy, ("A", "P", "S")),
+    }
+    return {view: (cut(data), cut(labels), aspect, letters) for view, (cut, aspect, letters) in cuts.items()}
+
+
 def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: LabelScheme, centre_voxel,
-                     spacing=(1.0, 1.0, 1.0)) -> dict[str, bytes]:
+                     affine=None) -> dict[str, bytes]:
     """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled outlines.
+
+    Drawn in radiological convention whatever the grid's orientation: axial and coronal with the patient's
+    right on the viewer's left, anterior (axial) or superior (coronal, sagittal) at the top, sagittal with
+    anterior on the left; letters at the edges say which side is which.
 
     Args:
         image: the background channel on the labels' grid (X, Y, Z), or None for a black background.
         labels: label map in the scheme's file values.
         scheme: gives the label values and colours' order.
-        centre_voxel: (i, j, k) the three slices pass through.
-        spacing: voxel size in mm, so that thick slices are drawn with their true aspect.
+        centre_voxel: (i, j, k) on the labels' grid that the three slices pass through.
+        affine: the grid's 4x4 voxel-to-world matrix (RAS+); default identity. Its spacing gives thick slices
+            their true aspect.
 
     Returns:
         ``{"axial": png, "coronal": png, "sagittal": png}`` (PNG file bytes).
@@ -138,31 +187,18 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
     labels = np.asarray(labels)
     data = np.zeros(labels.shape, dtype=np.float32) if image is None else np.asarray(image, dtype=np.float32)
     nonzero = data[data != 0]
     lo, hi = (np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0))
-    ci, cj, ck = (int(v) for v in centre_voxel)
-    # draw only the head (the image's nonzero box, a few voxels of margin) so that the tumour is large enough
-    shown = (data != 0) | (labels != 0)
-    if shown.any():
-        box = []
-        for axis in range(3):
-            hit = np.flatnonzero(shown.any(axis=tuple(a for a in range(3) if a != axis)))
-            box.append(slice(max(int(hit[0]) - 4, 0), min(int(hit[-1]) + 5, shown.shape[axis])))
-        data, labels = data[tuple(box)], labels[tuple(box)]
-        ci, cj, ck = (min(max(c - b.start, 0), b.stop - b.start - 1) for c, b in zip((ci, cj, ck), box))
-    sx, sy, sz = (float(s) for s in spacing)
-    # (slice, aspect = height/width of a pixel after rot90: rows follow the second kept axis)
-    views = {"axial": (lambda a: a[:, :, ck], sy / sx), "coronal": (lambda a: a[:, cj, :], sz / sx),
-             "sagittal": (lambda a: a[ci, :, :], sz / sy)}
+    views = radiological_slices(data, labels, affine, centre_voxel)
     out = {}
-    for view, (cut, aspect) in views.items():
+    for view, (picture, sl, aspect, (left, right, top)) in views.items():
         fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)
         fig.patch.set_facecolor("black")
-        ax.imshow(np.rot90(cut(data)), cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
+        ax.imshow(picture, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
                   interpolation="nearest")
-        sl = np.rot90(cut(labels))
         for value in scheme.values[1:]:
             inside = sl == value
             if inside.any():
@@ -170,6 +206,10 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
                 ax.imshow(np.ma.masked_where(~inside, inside), cmap=ListedColormap([colour]), alpha=0.35,
                           aspect=aspect, interpolation="nearest")
                 ax.contour(inside, levels=[0.5], colors=[colour], linewidths=0.8)
+        for x, y, letter, ha, va in ((0.01, 0.5, left, "left", "center"), (0.99, 0.5, right, "right", "center"),
+                                     (0.5, 0.99, top, "center", "top")):
+            ax.text(x, y, letter, transform=ax.transAxes, color="#9fd3ff", fontsize=9, ha=ha, va=va,
+                    fontweight="bold")
         ax.set_title(view, color="white", fontsize=9)
         ax.axis("off")
         buffer = _io.BytesIO()
@@ -203,6 +243,13 @@ def case_report(labels, image_channels: dict | None, scheme: LabelScheme, model_
     lesions = lesion_summary(labels.array, labels.affine, scheme, min_lesion_mm3)
     extra = dict(extra or {})
     warnings = [str(w) for w in extra.pop("warnings", [])]
+    uncertainty = extra.get("uncertainty")
+    if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
+        from .uncertainty import confidence_warning
+
+        low = confidence_warning(float(uncertainty["confidence"]))
+        if low:
+            warnings.append(low)
     if not np.any(np.asarray(labels.array)):
         warnings.append("No tumour was segmented. If a tumour is visible, the input may not match what the model "
                         "was trained on (channels, preprocessing).")
@@ -354,8 +401,9 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
         out_stem: path without suffix, e.g. ``out/case`` for ``out/case.nii.gz``.
         model_card: the model's card (``medseg3d.models.model_card``), shown and saved as given.
         preprocessing: the steps that ran, one dict each (``{"step": "resample", ...}``), in order.
-        extra: more items to save and show (e.g. ``{"uncertainty": {...}}``); ``extra["warnings"]`` (a list of
-            strings) is shown at the top of the page with the report's own warnings.
+        extra: more items to save and show; ``extra["warnings"]`` (a list of strings) is shown at the top of
+            the page with the report's own warnings; ``extra["uncertainty"]`` (what
+            :func:`medseg3d.uncertainty.case_confidence` returns) adds a warning below its confidence threshold.
 
     Returns:
         (JSON path, HTML path). Both are written atomically (temporary file, then rename).
@@ -377,7 +425,7 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     _, image = _picture_channel(image_channels or {}, labels)
     centre = _largest_lesion_centre(report, labels)
     report["pictures_through_voxel"] = list(centre)
-    pictures = overlay_pictures(image, labels.array, scheme, centre, labels.spacing)
+    pictures = overlay_pictures(image, labels.array, scheme, centre, labels.affine)
     title = f"Segmentation report: {out_stem.name}"
     json_path = out_stem.with_name(out_stem.name + ".json")
     html_path = out_stem.with_name(out_stem.name + ".report.html")
