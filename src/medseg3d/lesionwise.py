@@ -109,6 +109,10 @@ def lesion_wise_region(
         raise InputError(f"lesion-wise scoring needs two 3D masks of one shape, got {pred.shape} and {ref.shape}")
     voxel_mm3 = float(np.prod([float(s) for s in spacing]))
     it = int(rules.dilation_iterations)
+    either = pred | ref
+    if either.any():  # everything below happens within the masks' box plus the dilation's reach: same result
+        crop = _box(ndimage.find_objects(either.astype(np.uint8))[0], 2 * it + 1, either.shape)
+        pred, ref = pred[crop], ref[crop]
     pred_cc, n_pred = ndimage.label(pred, structure=CONNECTIVITY_26)
     pred_boxes = ndimage.find_objects(pred_cc)
 
