@@ -6,7 +6,9 @@ and measures on every case:
 
 * the time of one pass (what ``predict`` does by default), of 2 passes and of 8 passes (first case only);
 * Dice WT/TC/ET of the mirrored prediction against the reference, and the per-case confidence;
-* the ECE (15 equal-width bins, top-label, brain voxels) of the single-pass and of the mirrored probabilities,
+* the ECE (15 equal-width bins, over the brain and over the tumour zone = reference or predicted tumour grown
+  by 5 voxels; top-label for softmax models, the mean over regions of the
+  binary ECE for region models like the bundled one) of the single-pass and of the mirrored probabilities,
   before and after temperature scaling fitted leave-one-case-out (the temperature for a case is fitted on the
   other cases, so no case is calibrated on itself).
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from medseg3d.datasets import find_cases
 from medseg3d.inference import predict_probabilities
@@ -55,12 +58,13 @@ def main(argv=None) -> int:
     opts = dict(kind=loaded.kind, patch=patch, overlap=overlap, device=loaded.device,
                 precision=loaded.compute_precision())
     scheme = loaded.scheme
-    rows, single, mirrored, refs, brains = [], [], [], [], []
+    rows, single, mirrored, refs, brains, zones = [], [], [], [], [], []
     for case in cases:
         image, ref_vol, label = case.load(with_label=True)
         x, _, record = preprocess(image, ref_vol.affine, loaded.prep)
         times = {}
         if not rows:  # timing on the first case only: the machine is shared, each pass costs the same
+            predict_probabilities(loaded.model, x, mirror=False, **opts)  # warm-up: first-call costs untimed
             t0 = time.perf_counter()
             predict_probabilities(loaded.model, x, mirror=False, **opts)
             t1 = time.perf_counter()
@@ -71,40 +75,51 @@ def main(argv=None) -> int:
         times["s_8pass"] = round(time.perf_counter() - t2, 2)
         one = result.first_pass
         confidence = case_confidence(result, loaded.kind)
-        probs8 = undo_probabilities(result.probabilities, record)
-        probs1 = undo_probabilities(one, record)
+        region = loaded.kind == "region"
+        probs8 = undo_probabilities(result.probabilities, record, fill_background=not region)
+        probs1 = undo_probabilities(one, record, fill_background=not region)
         classes_ref = scheme.to_classes(label)
-        pred_values = scheme.to_values(probs8.argmax(0))
+        # region outputs (WT, TC, ET sigmoids): painted as predict does; references as region masks
+        pred_values = scheme.regions_to_values(probs8 > 0.5) if region else scheme.to_values(probs8.argmax(0))
         ref_values = scheme.to_values(classes_ref)
+        target = scheme.region_masks(classes_ref) if region else classes_ref
         row = {"case": case.case_id, **times, **confidence}
         for name, members in scheme.regions.items():
             row[f"dice_{name}"] = round(dice(np.isin(pred_values, members), np.isin(ref_values, members)), 4)
         brain = np.any(image != 0, axis=0)
+        # the tumour zone: reference or predicted tumour grown by 5 voxels, where calibration matters
+        zone = ndimage.binary_dilation((ref_values > 0) | (pred_values > 0), iterations=5) & brain
+        zones.append(zone[brain])
         single.append(probs1[:, brain])
         mirrored.append(probs8[:, brain])
-        refs.append(classes_ref[brain])
+        refs.append(target[:, brain] if region else target[brain])
         brains.append(int(brain.sum()))
         rows.append(row)
         print(json.dumps(row), flush=True)
 
+    kind = loaded.kind
+
     def loo(probs_list):
-        before = expected_calibration_error(probs_list, refs)
+        before = expected_calibration_error(probs_list, refs, kind)
+        before_zone = expected_calibration_error(probs_list, refs, kind, mask=zones)
         calibrated, temps = [], []
         for i in range(len(probs_list)):
             others = [j for j in range(len(probs_list)) if j != i]
-            t = fit_temperature([probs_list[j] for j in others], [refs[j] for j in others])
-            temps.append(t[0])
-            calibrated.append(apply_temperature(probs_list[i], t))
-        after = expected_calibration_error(calibrated, refs)
-        return before, after, temps
+            t = fit_temperature([probs_list[j] for j in others], [refs[j] for j in others], kind)
+            temps.append(t)
+            calibrated.append(apply_temperature(probs_list[i], t, kind))
+        after = expected_calibration_error(calibrated, refs, kind)
+        after_zone = expected_calibration_error(calibrated, refs, kind, mask=zones)
+        return before, after, before_zone, after_zone, temps
 
     from scipy.stats import spearmanr
 
     summary = {}
     for name, probs_list in (("1 pass", single), ("8 mirrored passes", mirrored)):
-        before, after, temps = loo(probs_list)
-        summary[name] = {"ece_before": round(before, 5), "ece_after": round(after, 5),
-                         "temperatures": [round(t, 3) for t in temps]}
+        before, after, before_zone, after_zone, temps = loo(probs_list)
+        summary[name] = {"ece_brain_before": round(before, 5), "ece_brain_after": round(after, 5),
+                         "ece_tumour_zone_before": round(before_zone, 5), "ece_tumour_zone_after": round(after_zone, 5),
+                         "temperatures": [[round(v, 3) for v in t] for t in temps]}
     conf = [r["confidence"] for r in rows]
     for region in scheme.regions:
         rho, p = spearmanr(conf, [r[f"dice_{region}"] for r in rows])
