@@ -13,6 +13,7 @@ from medseg3d.uncertainty import (
     ece_from_confidences,
     expected_calibration_error,
     fit_temperature,
+    maps_on_input_grid,
     mirrored_uncertainty,
     normalised_entropy,
 )
@@ -137,3 +138,18 @@ def test_case_confidence_is_one_minus_entropy_in_the_tumour_zone():
     probs[0, 4:6, 4:6, 4:6], probs[1, 4:6, 4:6, 4:6] = 0.0, 1.0  # a sure tumour with a sure margin
     assert case_confidence(_result(probs), margin=2)["confidence"] == pytest.approx(1.0, abs=1e-3)
     assert confidence_warning(0.3).startswith("Low confidence") and confidence_warning(0.9) is None
+
+
+def test_maps_go_back_onto_the_input_grid_and_read_certain_outside_the_crop():
+    from medseg3d.preprocess import PrepConfig, preprocess
+
+    image = np.zeros((1, 12, 10, 8), dtype=np.float32)
+    image[0, 3:9, 2:8, 2:6] = np.random.default_rng(0).normal(5, 1, size=(6, 6, 4))
+    x, _, record = preprocess(image, np.eye(4), PrepConfig(margin=0))
+    result = mirrored_uncertainty(_Ramp(), x, passes=2)
+    maps = maps_on_input_grid(result, record)
+    assert all(m.shape == (12, 10, 8) and m.dtype == np.float32 for m in maps.values())
+    assert maps["entropy"][0].max() == 0 and maps["agreement"][0].min() == 1  # outside the brain box
+    inside = (slice(3, 9), slice(2, 8), slice(2, 6))
+    assert np.allclose(maps["entropy"][inside], result.entropy, atol=1e-6)
+    assert np.allclose(maps["agreement"][inside], result.agreement, atol=1e-6)

@@ -119,6 +119,24 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
                               agreement.astype(np.float32), passes, first)
 
 
+def maps_on_input_grid(result: MirroredPrediction, record) -> dict[str, np.ndarray]:
+    """The uncertainty maps pasted back onto the input's grid (as ``predict`` does with probabilities).
+
+    Args:
+        result: what :func:`mirrored_uncertainty` returned on the preprocessed grid.
+        record: the :class:`~medseg3d.preprocess.PrepRecord` of that preprocessing.
+
+    Returns:
+        ``{"entropy", "variance", "agreement"}`` as float32 (X, Y, Z) arrays; outside the crop box the model
+        saw nothing, which reads as certain (entropy and variance 0, agreement 1).
+    """
+    from .preprocess import undo_probabilities
+
+    stacked = np.stack([result.entropy, result.variance, 1.0 - result.agreement])
+    entropy, variance, disagreement = undo_probabilities(stacked, record, fill_background=False)
+    return {"entropy": entropy, "variance": variance, "agreement": (1.0 - disagreement).astype(np.float32)}
+
+
 def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin: int = 2) -> dict:
     """One confidence number per case from the uncertainty maps.
 
@@ -296,6 +314,7 @@ __all__ = [
     "ece_from_confidences",
     "expected_calibration_error",
     "fit_temperature",
+    "maps_on_input_grid",
     "mirrored_uncertainty",
     "normalised_entropy",
 ]
