@@ -92,8 +92,20 @@ def cmd_nets(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .datasets import find_cases, layout_notes
+    from .errors import InputError
     from .train import TrainConfig, train
 
+    try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
+        cases = find_cases(args.dataset, layout=args.layout)
+    except InputError:
+        cases = []  # train reports the dataset's problem itself
+    for note in layout_notes(cases):
+        print(f"note: {note}")
+    unlabelled = [c.case_id for c in cases if c.label is None]
+    if unlabelled:  # the cache takes such cases, and training then fails inside its loop
+        raise InputError(f"{args.dataset}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); "
+                         "training needs labels")
     overrides = {k: getattr(args, k) for k in (
         "net", "loss", "labels", "modalities", "layout", "downsample", "spacing", "patch", "lr", "batch",
         "accumulate", "epochs", "minutes", "fold", "folds", "seed", "device", "augment", "schedule", "val_every",
@@ -132,11 +144,31 @@ def cmd_predict(args) -> None:
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, **extras)
+                      precision=args.precision, preprocess=args.preprocess, space=args.space,
+                      channel_files=_channel_flags(args), **extras)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
         print(f"... and {len(written) - 10} more")
+
+
+def _channel_flags(args) -> dict:
+    return {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m, None)}
+
+
+def _add_channel_flags(s) -> None:
+    for m in ("flair", "t1", "t1ce", "t2"):
+        s.add_argument(f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)")
+
+
+def cmd_preprocess(args) -> None:
+    from .predict import _case_with_overrides
+    from .raw.outputs import write_preprocessed
+
+    case = _case_with_overrides([Path(p) for p in args.inputs], ("flair", "t1", "t1ce", "t2"), _channel_flags(args))
+    for line in write_preprocessed(case, args.output, mode=args.preprocess, force=args.force,
+                                   progress=None if args.quiet else print):
+        print(line)
 
 
 def cmd_export(args) -> None:
@@ -271,8 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset")
     s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
-    s.add_argument("inputs", nargs="+", help="case folder, channel files in the model's order, or dataset folder")
+    s.add_argument("inputs", nargs="*", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
+    s.add_argument("--preprocess", choices=["auto", "full", "resample", "none"], default="auto",
+                   help="auto (default): scans not already on one skull-stripped grid in the model's space are "
+                        "co-registered, skull-stripped and aligned to it (full), or only reoriented and resampled "
+                        "(resample); none: use them as they are")
+    s.add_argument("--space", choices=["native", "atlas"], default="native",
+                   help="native (default): labels on the T1ce's own grid; atlas: on the 240x240x155 BraTS grid")
+    _add_channel_flags(s)
     s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
     window = s.add_mutually_exclusive_group()
     window.add_argument("--sliding-window", dest="sliding_window", action="store_const", const=True, default=None,
@@ -302,6 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (default): as the model file says, else fp32 on the CPU")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("preprocess", help="raw scans -> BraTS-like channels, brain mask, transforms, QC picture")
+    s.add_argument("inputs", nargs="*", help="FLAIR T1 T1CE T2 files (or DICOM folders), or one case folder")
+    s.add_argument("-o", "--output", required=True, help="output folder (written as a BraTS case folder)")
+    s.add_argument("--preprocess", choices=["full", "auto"], default="full",
+                   help="full (default): always co-register, skull-strip and align; auto: only when needed")
+    _add_channel_flags(s)
+    s.add_argument("--force", action="store_true", help="overwrite an existing output folder")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_preprocess)
 
     s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
     s.add_argument("model", help="bundled model name, run folder or .safetensors file")

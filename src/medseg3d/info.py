@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Case, check_case, dataset_labels, detect_layout, find_cases
+from .datasets import (
+    Case,
+    apply_label_map,
+    check_case,
+    dataset_labels,
+    detect_layout,
+    find_cases,
+    layout_notes,
+)
 from .errors import InputError
 from .io import Volume, image_suffix, is_dicom_folder, read_volume
 from .labels import SCHEMES, label_values, scheme_from_labels
@@ -120,10 +128,13 @@ def describe_case(case: Case) -> str:
     """A line per channel (and label), whether all share one grid, and the case's problems."""
     lines = [f"case {case.case_id}: {len(case.channels)} channel(s) {', '.join(case.channels)}"
              + ("" if case.label else ", no label file")]
+    if case.meta.get("note"):
+        lines.append(f"  note: {case.meta['note']}")
     vols: dict[str, Volume] = {}
+    sources = case.meta.get("sources", {})
     entries = list(case.channels.items()) + ([("label", case.label)] if case.label else [])
     for name, path in entries:
-        lines.append(f"  {name}: {path}")
+        lines.append(f"  {name}: {path}" + (f" (taken as {name} from its {sources[name]})" if name in sources else ""))
         if not Path(path).exists():
             lines.append("    MISSING")
             continue
@@ -142,10 +153,38 @@ def describe_case(case: Case) -> str:
             lines.append(f"  grid: {', '.join(differ)} differ(s) from {names[0]} in shape or affine")
         else:
             lines.append(f"  grid: all {len(vols)} files share one grid {ref.shape} and affine")
+    if case.meta.get("ignored"):
+        lines.append(f"  not a channel, ignored: {', '.join(case.meta['ignored'])}")
+    if case.meta.get("label_map"):
+        lines.append(f"  label values read as BraTS values: {_label_map_text(case.meta['label_map'])}")
     problems = check_case(case)
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
+
+
+def _label_map_text(label_map: dict) -> str:
+    return ", ".join(f"{k} -> {v}" for k, v in sorted(label_map.items())) + " (nnU-Net's BraTS numbering)"
+
+
+# at most this many naming patterns (or cases) get their channel files listed one line each
+MAX_CASES_LISTED = 20
+
+
+def _channel_file_lines(cases: list[Case]) -> list[str]:
+    """Which file was taken as which channel: one line per naming pattern (the case id written <case>), with
+    the cases that follow it, so that a dataset named consistently takes one line and an odd case stands out."""
+    patterns: dict[str, list[str]] = {}
+    for c in cases:
+        text = "; ".join(c.channel_lines()).replace(c.case_id, "<case>")
+        patterns.setdefault(text, []).append(c.case_id)
+    lines = ["  channel files (modality <- file):"]
+    for text, ids in list(patterns.items())[:MAX_CASES_LISTED]:
+        who = f"{len(ids)} cases" if len(ids) > 1 else f"case {ids[0]}"
+        lines.append(f"    {who}: {text}")
+    if len(patterns) > MAX_CASES_LISTED:
+        lines.append(f"    ... {len(patterns) - MAX_CASES_LISTED} more namings (`medseg3d info CASE_FOLDER` shows one)")
+    return lines
 
 
 def _fits(values: set[int]) -> list[str]:
@@ -181,8 +220,12 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             grades[c.meta["grade"]] = grades.get(c.meta["grade"], 0) + 1
     if grades:
         lines.append("  groups: " + ", ".join(f"{g} {n}" for g, n in sorted(grades.items())))
+    lines += [f"  note: {n}" for n in layout_notes(cases)]
+    lines += _channel_file_lines(cases)
     labelled = [c for c in cases if c.label is not None]
     lines.append(f"  labelled cases: {len(labelled)} of {len(cases)}")
+    label_maps = list(dict.fromkeys(_label_map_text(c.meta["label_map"]) for c in cases if c.meta.get("label_map")))
+    lines += [f"  label values read as BraTS values: {t}" for t in label_maps]
 
     problems: list[str] = []
     if labelled and len(labelled) < len(cases):
@@ -201,7 +244,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             continue  # reported by check_case
         grid = f"{lab.shape} at {_fmt(lab.spacing)} mm {''.join(lab.axcodes)}"
         grids[grid] = grids.get(grid, 0) + 1
-        counts = _label_counts(lab.array)
+        counts = _label_counts(apply_label_map(lab.array, case.meta.get("label_map")))
         if counts is None:
             problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
             continue

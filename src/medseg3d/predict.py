@@ -25,6 +25,7 @@ from .io import Volume, image_suffix, write_volume
 from .labels import LabelScheme
 from .precision import check_precision
 from .preprocess import PrepConfig, preprocess, undo_probabilities
+from .raw.pipeline import Prepared
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -181,6 +182,53 @@ def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels:
     return labels
 
 
+def _check_options(model: LoadedModel, min_component: int, min_enhancing: int) -> None:
+    for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
+        if value < 0:
+            raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
+    if min_enhancing > 0:
+        _check_enhancing_scheme(model.scheme)  # before minutes of inference
+
+
+def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
+                       sliding_window: bool | None = None, overlap: float | None = None) -> np.ndarray:
+    """The model's probabilities (outputs, X, Y, Z) for raw channels ``image`` (C, X, Y, Z), on their grid.
+
+    Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
+    models give 0 outside the brain, multi-class models background there.
+    """
+    if image.shape[0] != model.meta["in_channels"]:
+        raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
+                         f"the input has {image.shape[0]}")
+    sliding_window, overlap = model.inference_settings(sliding_window, overlap)
+    x, _, record = preprocess(image, affine, model.prep)
+    patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
+    if sliding_window and patch is None:
+        patch = (128, 128, 128)
+    probs = predict_probabilities(model.model, x, kind=model.kind, patch=patch, overlap=overlap, mirror=mirror,
+                                  device=model.device, precision=model.compute_precision()).numpy()
+    if model.kind == "region":
+        # region probabilities: outside the brain every region is absent (probability 0)
+        return undo_probabilities(probs, record, fill_background=False)
+    return undo_probabilities(probs, record)
+
+
+def background_fill(model: LoadedModel) -> list[float]:
+    """Probability of each output where there is no data: 0 for regions, 1 for a background class."""
+    n = int(model.meta["n_outputs"])
+    return [0.0] * n if model.kind == "region" else [1.0] + [0.0] * (n - 1)
+
+
+def probabilities_to_labels(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0,
+                            min_enhancing: int = 0) -> np.ndarray:
+    """Label values from probabilities (regions above 0.5, or the most probable class), then post-processing."""
+    if model.kind == "region":
+        labels = model.scheme.regions_to_values(probs > 0.5)
+    else:
+        labels = model.scheme.to_values(probs.argmax(0))
+    return relabel_small_enhancing(remove_small_components(labels, min_component), model.scheme, min_enhancing)
+
+
 def segment_arrays(
     model: LoadedModel,
     image: np.ndarray,
@@ -198,70 +246,120 @@ def segment_arrays(
     ``sliding_window`` / ``overlap`` left as ``None`` take the model's own defaults
     (:meth:`LoadedModel.inference_settings`).
     """
-    if image.shape[0] != model.meta["in_channels"]:
-        raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
-                         f"the input has {image.shape[0]}")
-    sliding_window, overlap = model.inference_settings(sliding_window, overlap)
-    for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
-        if value < 0:
-            raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
-    if min_enhancing > 0:
-        _check_enhancing_scheme(model.scheme)  # before minutes of inference
-    x, _, record = preprocess(image, affine, model.prep)
-    patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
-    if sliding_window and patch is None:
-        patch = (128, 128, 128)
-    probs = predict_probabilities(model.model, x, kind=model.kind, patch=patch, overlap=overlap, mirror=mirror,
-                                  device=model.device, precision=model.compute_precision()).numpy()
-    if model.kind == "region":
-        # region probabilities: outside the brain every region is absent (probability 0)
-        full = undo_probabilities(probs, record, fill_background=False)
-        labels = model.scheme.regions_to_values(full > 0.5)
-    else:
-        full = undo_probabilities(probs, record)
-        labels = model.scheme.to_values(full.argmax(0))
-    labels = relabel_small_enhancing(remove_small_components(labels, min_component), model.scheme, min_enhancing)
+    _check_options(model, min_component, min_enhancing)
+    full = grid_probabilities(model, image, affine, mirror=mirror, sliding_window=sliding_window, overlap=overlap)
+    labels = probabilities_to_labels(model, full, min_component=min_component, min_enhancing=min_enhancing)
     return (labels, full) if return_probabilities else labels
 
 
-def segment(model, channels, *, mirror: bool = False, sliding_window: bool | None = None,
-            overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0) -> Volume:
-    """Segment one case in memory and return the label map as a :class:`Volume` on the input's grid.
+@dataclass
+class CaseResult:
+    """One segmented case: labels on the output grid, probabilities there, and how the input was prepared."""
+
+    labels: Volume
+    probabilities: np.ndarray
+    prepared: Prepared
+    seconds: dict
+
+
+def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
+                    space: str = "native", progress=None, mirror: bool = False, sliding_window: bool | None = None,
+                    overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0) -> CaseResult:
+    """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`).
+
+    Args:
+        volumes: modality -> Volume, the model's modalities.
+        preprocess: ``auto`` (decide from the input), ``full``, ``resample`` or ``none``.
+        space: ``native`` writes labels on the reference scan's grid (T1ce for BraTS models; with
+            ``preprocess none`` the first channel's, as always); ``atlas`` on the model's grid (after ``full``:
+            the 240 x 240 x 155 BraTS grid).
+        progress: a callable given one line per step (e.g. ``print``), or None.
+    """
+    import time
+
+    from .raw.pipeline import model_space, prepare
+
+    if space not in ("native", "atlas"):
+        raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
+    _check_options(model, min_component, min_enhancing)
+    missing = [m for m in model.modalities if m not in volumes]
+    if missing:
+        raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
+    ordered = {m: volumes[m] for m in model.modalities}
+    if preprocess == "none":
+        reference = model.modalities[0]  # today's behaviour: the first channel's grid and header
+    else:
+        reference = "t1ce" if "t1ce" in ordered else model.modalities[0]
+    prepared = prepare(ordered, model_space(model.meta), preprocess, reference=reference, progress=progress)
+    if prepared.mode == "none":
+        prepared.reference, prepared.native = model.modalities[0], ordered[model.modalities[0]]
+    if space == "atlas" and prepared.mode != "full":
+        raise InputError("--space atlas needs the full preprocessing (--preprocess full); this input is "
+                         f"'{prepared.mode}', already on its own grid")
+    if progress and prepared.mode != "none":
+        progress(f"segmenting on the model's grid {'x'.join(str(s) for s in prepared.shape)}")
+    t0 = time.perf_counter()
+    probs = grid_probabilities(model, prepared.image(model.modalities), prepared.affine, mirror=mirror,
+                               sliding_window=sliding_window, overlap=overlap)
+    seconds = {"segment": round(time.perf_counter() - t0, 2)}
+    if space == "atlas":
+        grid = Volume(np.zeros(prepared.shape, np.uint8), prepared.affine)
+    else:
+        t0 = time.perf_counter()
+        probs = prepared.to_native(probs, background_fill(model))
+        seconds["map back"] = round(time.perf_counter() - t0, 2)
+        grid = prepared.native
+    labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing)
+    return CaseResult(grid.with_array(labels), probs, prepared, seconds)
+
+
+def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
+    """modality -> Volume from a case folder, a list of files or Volumes (model's order), or a dict."""
+    if isinstance(channels, dict):
+        names = normalise_modalities(list(channels))
+        missing = [m for m in loaded.modalities if m not in names]
+        if missing:
+            raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(loaded.modalities)}")
+        lookup = dict(zip(names, channels.values()))
+        channels = [lookup[m] for m in loaded.modalities]
+    if isinstance(channels, (str, os.PathLike, Volume)):
+        channels = [channels]
+    channels = list(channels)
+    if all(isinstance(c, Volume) for c in channels):
+        if len(channels) != len(loaded.modalities):
+            raise InputError(f"the model needs {len(loaded.modalities)} channels ({', '.join(loaded.modalities)}), "
+                             f"got {len(channels)}")
+        return dict(zip(loaded.modalities, channels))
+    if any(isinstance(c, Volume) for c in channels):
+        raise InputError("give the channels either all as files or all as Volumes")
+    case = _case_from_inputs(channels, loaded.modalities)
+    return {name: vol for name, _, vol in case.read_channels()}
+
+
+def segment(model, channels, *, preprocess: str = "auto", space: str = "native", mirror: bool = False,
+            sliding_window: bool | None = None, overlap: float | None = None, min_component: int = 0,
+            min_enhancing: int = 0) -> Volume:
+    """Segment one case in memory and return the label map as a :class:`Volume`.
 
     Args:
         model: a bundled name, run folder, model file or :class:`LoadedModel`.
         channels: a case folder, a list of channel files or :class:`Volume` objects (model's channel order),
-            or a dict modality -> file/Volume.
+            or a dict modality -> file/Volume. Raw scans (skull on, each on its own grid) are accepted.
+        preprocess: ``auto``, ``full``, ``resample`` or ``none`` (see :mod:`medseg3d.raw.pipeline`).
+        space: ``native`` (the T1ce's grid for raw input) or ``atlas`` (the BraTS grid, after ``full``).
 
     Example:
         >>> labels = medseg3d.segment("brats", "../shared/data/brats2018/Brats18_2013_2_1")
         >>> labels.array.max()
         4
+        >>> raw = "../shared/data/raw_clinical/TCGA-FG-6692/raw/"
+        >>> labels = medseg3d.segment("brats", [raw + f"{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")])
     """
     loaded = _as_model(model)
-    if isinstance(channels, dict):
-        missing = [m for m in loaded.modalities if m not in normalise_modalities(list(channels))]
-        if missing:
-            raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(loaded.modalities)}")
-        lookup = dict(zip(normalise_modalities(list(channels)), channels.values()))
-        channels = [lookup[m] for m in loaded.modalities]
-    if isinstance(channels, (str, os.PathLike)):
-        channels = [channels]
-    if all(isinstance(c, Volume) for c in channels):
-        if len(channels) != len(loaded.modalities):
-            raise InputError(f"the model needs {len(loaded.modalities)} channels ({', '.join(loaded.modalities)}), "
-                             f"got {len(channels)}")
-        ref = channels[0]
-        for c in channels[1:]:
-            if not ref.same_grid(c):
-                raise InputError("the channels' grids differ; resample them onto one grid")
-        image = np.stack([c.array.astype(np.float32) for c in channels])
-    else:
-        case = _case_from_inputs(list(channels), loaded.modalities)
-        image, ref, _ = case.load(with_label=False)
-    labels = segment_arrays(loaded, image, ref.affine, mirror=mirror, sliding_window=sliding_window,
-                            overlap=overlap, min_component=min_component, min_enhancing=min_enhancing)
-    return ref.with_array(labels)
+    volumes = _volumes_from_channels(loaded, channels)
+    return segment_volumes(loaded, volumes, preprocess=preprocess, space=space, mirror=mirror,
+                           sliding_window=sliding_window, overlap=overlap, min_component=min_component,
+                           min_enhancing=min_enhancing).labels
 
 
 def _output_path_for(case: Case, out_dir: Path) -> Path:
@@ -286,8 +384,16 @@ def predict(
     progress: bool = True,
     device: str = "auto",
     precision: str = "auto",
+    preprocess: str = "auto",
+    space: str = "native",
+    channel_files: dict | None = None,
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
+
+    ``preprocess`` and ``space`` are those of :func:`segment_volumes`: scans as exported (skull on, each on its
+    own grid) are co-registered, skull-stripped and aligned to the model's grid first, and such a case also
+    gets ``<output stem>.json`` (volumes, steps, timings, quality checks) and ``<output stem>.png``.
+    ``channel_files`` (modality -> file) says which file is which where names do not tell.
 
     In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
     ``torchrun``, from ``RANK``/``WORLD_SIZE``) this process takes every n-th case starting at i; cases whose
@@ -303,15 +409,18 @@ def predict(
             raise InputError(f"{p}: no such file or folder; check the input path")
     dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
-                   min_enhancing=min_enhancing)  # segment_arrays' settings, the same for every case
+                   min_enhancing=min_enhancing, preprocess=preprocess, space=space)  # the same for every case
+    if channel_files:
+        dataset_mode = False
     if not dataset_mode:
         if image_suffix(output) == "":
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
         if output.exists() and not force:
             raise InputError(f"{output}: exists already; add --force to overwrite it")
-        case = _case_from_inputs(inputs, loaded.modalities)
+        case = _case_with_overrides(inputs, loaded.modalities, channel_files)
         _make_parent(output)
-        return [_predict_case(loaded, case, output, save_probabilities, options)]
+        say = (lambda line: print(line, flush=True)) if progress else None
+        return [_predict_case(loaded, case, output, save_probabilities, dict(options, progress=say))]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
@@ -330,7 +439,8 @@ def predict(
         target = _output_path_for(case, output)
         if target.exists() and not force:
             continue
-        written.append(_predict_case(loaded, case, target, save_probabilities, options))
+        written.append(_predict_case(loaded, case, target, save_probabilities,
+                                     dict(options, progress=tqdm.write if progress else None)))
     return written
 
 
@@ -348,14 +458,48 @@ def _count_cases(folder: Path) -> int:
         return 0
 
 
+def _case_with_overrides(inputs: list[Path], modalities: tuple[str, ...], overrides: dict | None) -> Case:
+    """The case of ``inputs``, with the files named by ``--flair/--t1/--t1ce/--t2`` in their places."""
+    overrides = {normalise_modalities([m])[0]: Path(p) for m, p in (overrides or {}).items() if p}
+    for m, p in overrides.items():
+        if not p.exists():
+            raise InputError(f"--{m} {p}: no such file or folder; check the path")
+    if inputs:
+        case = _case_from_inputs(inputs, modalities)
+    elif set(overrides) >= set(modalities):
+        first = overrides[modalities[0]]
+        case = Case(first.name[: -len(image_suffix(first))] if image_suffix(first) else first.name, {})
+    else:
+        missing = [m for m in modalities if m not in overrides]
+        raise InputError(f"give the input files or a case folder, or all of --{' --'.join(missing)}")
+    channels = {m: overrides.get(m, case.channels.get(m)) for m in modalities}
+    return Case(case.case_id, {m: p for m, p in channels.items() if p is not None}, case.label, case.meta)
+
+
 def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilities: bool, options: dict) -> Path:
-    image, ref, _ = case.load(with_label=False)
-    result = segment_arrays(loaded, image, ref.affine, return_probabilities=save_probabilities, **options)
+    import time
+
+    t0 = time.perf_counter()
+    volumes = {name: vol for name, _, vol in case.read_channels()}
+    read_seconds = time.perf_counter() - t0
+    result = segment_volumes(loaded, volumes, **options)
+    say = options.get("progress")
+    if say and result.prepared.mode != "none":
+        say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
+    grid = result.labels
     if save_probabilities:
-        labels, probs = result
         suffix = image_suffix(target)
         prob_path = target.with_name(target.name[: -len(suffix)] + "_probabilities" + suffix)
-        write_volume(Volume(np.moveaxis(probs, 0, -1).astype(np.float32), ref.affine), prob_path)
-    else:
-        labels = result
-    return write_volume(ref.with_array(labels), target)
+        write_volume(Volume(np.moveaxis(result.probabilities, 0, -1).astype(np.float32), grid.affine), prob_path)
+    t0 = time.perf_counter()
+    written = write_volume(result.labels, target)
+    if result.prepared.mode != "none":
+        from .raw.summary import write_case_summary
+
+        seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
+        for line in write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
+                                       model=loaded.meta.get("name") or str(loaded.meta.get("network")),
+                                       inputs={m: str(p) for m, p in case.channels.items()}):
+            if say:
+                say(line)
+    return written

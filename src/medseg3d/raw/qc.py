@@ -1,0 +1,124 @@
+"""Quality checks of the raw-input pipeline: warnings a person should read before trusting a result.
+
+Each check returns ``None`` or one line; the pipeline prints them, records them in the case's JSON and carries
+on (exit status 0). Thresholds:
+
+* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586 ml);
+* template similarity: the correlation inside the template's brain between the registered, brain-normalised
+  image and the template of its modality. On the 27 BraTS cases (already in template space, each compared
+  with the template built from all 27) it is 0.73 to 0.88 for T1 (``benchmarks/raw_pipeline.py``
+  prints the distribution); below ``MIN_TEMPLATE_CORRELATION`` the alignment is suspect;
+* channels that fit the modality templates much better in another order (swapped files, a T1 given as T2);
+* brain that a channel's field of view does not cover (thin slabs);
+* tumour outside the brain mask, or a third of its surface within 2 mm of the mask's edge (the skull
+  stripping may have cut it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .template import MODALITIES
+
+BRAIN_ML = (800.0, 2000.0)
+MIN_TEMPLATE_CORRELATION = 0.3
+MIN_BRAIN_OVERLAP = 0.85
+PERMUTATION_GAIN = 0.3
+MAX_UNCOVERED = 0.05
+EDGE_MM = 2.0
+MAX_SURFACE_AT_EDGE = 0.3
+
+
+def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of ``a`` and ``b`` inside ``mask`` (0 when either is constant there)."""
+    x = a[mask].astype(np.float64)
+    y = b[mask].astype(np.float64)
+    if x.size < 2 or x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def check_brain_volume(ml: float) -> str | None:
+    lo, hi = BRAIN_ML
+    if not lo <= ml <= hi:
+        return (f"brain volume {ml:.0f} ml is outside {lo:.0f}-{hi:.0f} ml: the skull stripping may have failed "
+                "(look at the picture)")
+    return None
+
+
+def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -> dict:
+    """How well a case on the BraTS grid fits the template: the Dice overlap of its brain with the template's,
+    and the correlation of each channel with each modality's template inside both brains (2 mm grid)."""
+    from .template import to_template_grid
+
+    tmask = template.brain >= 0.5
+    small, fraction = {}, None
+    for m, array in channels.items():
+        small[m], fraction = to_template_grid(array, brain, template)
+    mask = fraction >= 0.5
+    overlap = 2.0 * float((mask & tmask).sum()) / max(int(mask.sum()) + int(tmask.sum()), 1)
+    both = mask & tmask
+    scores = {c: {m: round(correlation(img, template.images[m], both), 3) for m in MODALITIES}
+              for c, img in small.items()}
+    return {"brain_overlap": round(overlap, 4), "correlation": scores}
+
+
+def check_template_fit(overlap: float, corr: float, modality: str) -> str | None:
+    if overlap < MIN_BRAIN_OVERLAP or corr < MIN_TEMPLATE_CORRELATION:
+        return (f"the brain fits the template poorly after registration (brain overlap {overlap:.2f}, {modality} "
+                f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {MIN_TEMPLATE_CORRELATION}): "
+                "the alignment or the skull stripping may have failed (look at the picture)")
+    return None
+
+
+def check_modalities(scores: dict) -> list[str]:
+    """A warning when another assignment of the channels to modalities fits the templates much better.
+
+    Correlations with the mean templates are modest on thick-slice clinical scans (FLAIR 0.36 against 0.41 for
+    the T1 template on the raw shared case), so single channels are not judged alone: the sum over all
+    channels of the given assignment is compared with the best permutation, which must gain more than
+    ``PERMUTATION_GAIN`` (a T1/T2 or FLAIR/T2 swap gains about 1).
+    """
+    from itertools import permutations
+
+    channels = [c for c in scores if c in scores[c]]
+    if len(channels) < 2:
+        return []
+    given = sum(scores[c][c] for c in channels)
+    best, best_sum = tuple(channels), given
+    for perm in permutations(channels):
+        total = sum(scores[c][m] for c, m in zip(channels, perm))
+        if total > best_sum:
+            best, best_sum = perm, total
+    if best_sum - given <= PERMUTATION_GAIN:
+        return []
+    moved = ", ".join(f"{c} looks like {m}" for c, m in zip(channels, best) if c != m)
+    return [(f"the channels may be swapped ({moved}; template fit {best_sum:.2f} against {given:.2f} as given): "
+             "check which file is which (--flair --t1 --t1ce --t2)")]
+
+
+def check_coverage(uncovered: dict[str, float]) -> list[str]:
+    return [f"{c}: {100 * f:.0f}% of the brain lies outside this scan's field of view; the model sees zeros there"
+            for c, f in uncovered.items() if f > MAX_UNCOVERED]
+
+
+def check_tumour_in_brain(tumour: np.ndarray, brain: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> list[str]:
+    """Warnings when predicted tumour lies outside the brain mask, or when much of its surface lies within
+    ``EDGE_MM`` of the mask's edge (measured in millimetres, so thick slices do not widen the band)."""
+    from scipy import ndimage
+
+    n = int(tumour.sum())
+    if n == 0 or not brain.any():
+        return []
+    out = []
+    outside = float((tumour & ~brain).sum()) / n
+    if outside > 0.01:
+        out.append(f"{100 * outside:.0f}% of the predicted tumour lies outside the brain mask")
+    depth = ndimage.distance_transform_edt(brain, sampling=[float(s) for s in spacing])
+    surface = tumour & ~ndimage.binary_erosion(tumour) & brain
+    if surface.any():
+        at_edge = float((depth[surface] <= EDGE_MM).mean())
+        if at_edge > MAX_SURFACE_AT_EDGE:
+            out.append(f"{100 * at_edge:.0f}% of the tumour's surface lies on the edge of the brain mask: the skull "
+                       "stripping may have cut the tumour off (look at the picture)")
+    return out

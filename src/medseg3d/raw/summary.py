@@ -1,0 +1,139 @@
+"""What a raw case leaves beside its segmentation: ``<stem>.json`` (numbers) and ``<stem>.png`` (a picture).
+
+The JSON holds tumour volumes in ml (regions and labels), the brain volume, which preprocessing ran and why,
+each step's seconds, the transforms and every quality check. The picture shows the reference scan (T1ce) as
+exported, with the brain mask, the registered template's brain and the tumour outlined, in three orthogonal
+planes through the tumour, so that a person sees at a glance whether skull stripping and alignment worked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..io import Volume, image_suffix
+from ..labels import LabelScheme
+from . import qc
+from .geometry import resample
+from .pipeline import Prepared
+from .template import load_template
+
+REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
+
+
+def output_stem(target: Path) -> Path:
+    suffix = image_suffix(target)
+    return target.with_name(target.name[: -len(suffix)] if suffix else target.name)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
+                       *, model: str, inputs: dict) -> list[str]:
+    """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user."""
+    from ..report import volume_summary
+
+    stem = output_stem(Path(target))
+    on_native = labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
+    brain = prepared.native_brain if on_native else prepared.brain
+    warnings = list(prepared.warnings)
+    if brain is not None and scheme.regions:
+        tumour = np.isin(labels.array, [v for v in scheme.values if v != 0])
+        warnings += qc.check_tumour_in_brain(tumour, brain, labels.spacing)
+    volumes = volume_summary(labels.array, labels.spacing, scheme)
+    summary = {"model": model, "inputs": inputs, "output": str(target), "output_grid": {
+        "space": "native" if on_native else "atlas", "shape": list(labels.shape),
+        "spacing_mm": [round(s, 4) for s in labels.spacing], "axcodes": "".join(labels.axcodes)},
+        "volumes_ml": volumes, **prepared.summary()}
+    summary["warnings"] = warnings
+    summary["seconds"] = dict(seconds, preprocessing={s["step"]: s["seconds"] for s in prepared.steps},
+                              total=round(sum(s["seconds"] for s in prepared.steps) + sum(seconds.values()), 2))
+    json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")
+    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
+    _atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
+    regions = ", ".join(f"{k} {v:.1f} ml" for k, v in volumes["regions"].items())
+    lines = [f"warning: {w}" for w in warnings]
+    brain_ml = prepared.details.get("brain_ml")
+    lines.append(f"tumour volumes: {regions}" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
+    lines.append(f"wrote {json_path} and {png_path}")
+    return lines
+
+
+def _canonical(array: np.ndarray, affine: np.ndarray):
+    """``array`` in the closest RAS axis order, and its voxel sizes in that order."""
+    import nibabel as nib
+
+    ornt = nib.io_orientation(affine)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    out = nib.orientations.apply_orientation(array, ornt)
+    return out, spacing[np.argsort(ornt[:, 0])]
+
+
+def qc_picture(prepared: Prepared, labels: Volume, scheme: LabelScheme, path, native_brain: np.ndarray | None):
+    """Three orthogonal planes of the reference scan through the tumour (or brain) centre, with outlines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if native_brain is not None:
+        base, grid = prepared.native, prepared.native
+        template_brain = _template_on(grid, prepared)
+    else:  # labels on the model grid: show the preprocessed reference channel there
+        grid = Volume(prepared.channels[prepared.reference], prepared.affine)
+        base, template_brain = grid, None
+    image, spacing = _canonical(base.array.astype(np.float32), base.affine)
+    lab, _ = _canonical(labels.array, labels.affine)
+    brain = _canonical(native_brain if native_brain is not None else prepared.brain, base.affine)[0] \
+        if (native_brain is not None or prepared.brain is not None) else None
+    tmpl = _canonical(template_brain, base.affine)[0] if template_brain is not None else None
+    tumour = lab > 0
+    centre = np.argwhere(tumour).mean(0) if tumour.any() else np.array(image.shape) / 2
+    c = [int(np.round(v)) for v in centre]
+    lo, hi = np.percentile(image[image > 0], [1, 99.5]) if (image > 0).any() else (0, 1)
+    planes = [("axial", lambda a: a[:, :, c[2]], (spacing[0], spacing[1])),
+              ("coronal", lambda a: a[:, c[1], :], (spacing[0], spacing[2])),
+              ("sagittal", lambda a: a[c[0], :, :], (spacing[1], spacing[2]))]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), facecolor="black")
+    for ax, (name, cut, (sx, sy)) in zip(axes, planes):
+        extent = (0, cut(image).shape[0] * sx, 0, cut(image).shape[1] * sy)
+        ax.imshow(np.rot90(cut(image)), cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+        for mask, colour, style in ((brain, "#00bfff", "solid"), (tmpl, "#ff00ff", "dashed")):
+            if mask is not None and cut(mask).any():
+                ax.contour(np.rot90(cut(mask).astype(float)), [0.5], colors=colour, linestyles=style,
+                           linewidths=1.0, extent=extent, origin="upper")
+        for region, members in scheme.regions.items():
+            m = np.isin(cut(lab), members)
+            if m.any():
+                ax.contour(np.rot90(m.astype(float)), [0.5], colors=REGION_COLOURS.get(region, "red"),
+                           linewidths=1.2, extent=extent, origin="upper")
+        ax.set_title(name, color="white")
+        ax.axis("off")
+    legend = "brain mask (cyan), template brain (magenta, dashed), " + \
+        ", ".join(f"{r} ({'green' if r == 'WT' else 'red' if r == 'TC' else 'yellow'})" for r in scheme.regions)
+    fig.suptitle(f"{prepared.reference} as given, preprocessing '{prepared.mode}': {legend}", color="white",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, facecolor="black", format="png")
+    plt.close(fig)
+
+
+def _template_on(grid: Volume, prepared: Prepared) -> np.ndarray | None:
+    if prepared.grid_from_native is None or prepared.mode != "full":
+        return None
+    template = load_template()
+    return resample(Volume(template.brain, template.affine), grid.shape, grid.affine, prepared.grid_from_native,
+                    order=1) >= 0.5

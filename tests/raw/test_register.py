@@ -1,0 +1,87 @@
+"""Registration recovers known maps; skull stripping and the whole raw pipeline on the real raw case."""
+
+import json
+
+import numpy as np
+import pytest
+
+from medseg3d.io import Volume, read_volume
+from medseg3d.raw.geometry import resample
+from medseg3d.raw.register import rigid
+from medseg3d.raw.simulate import rigid_matrix, rotation
+
+CASE = "Brats18_2013_2_1"
+
+
+def _residual(fitted: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """(rotation in degrees, displacement in mm at the brain's centre) of the error map fitted^-1 true."""
+    err = np.linalg.inv(fitted) @ true
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(err[:3, :3]) - 1) / 2, -1, 1))))
+    centre = np.array([120.0, -120.0, 77.0])  # LPS centre of the BraTS grid
+    return angle, float(np.linalg.norm(err[:3, :3] @ centre + err[:3, 3] - centre))
+
+
+def test_a_known_rigid_motion_between_sequences_is_recovered_within_1mm_and_1_degree(brats_root):
+    t1ce = read_volume(brats_root / CASE / f"{CASE}_t1ce.nii.gz")
+    flair = read_volume(brats_root / CASE / f"{CASE}_flair.nii.gz")
+    move = rigid_matrix(rotation([0.3, -0.5, 1.0], 6.0), [3.0, -2.0, 4.0], [120.0, -120.0, 77.0])
+    # the FLAIR acquired with the head moved: its voxel at p shows the head's point move^-1 p
+    moved = Volume(resample(flair, flair.shape, flair.affine, np.linalg.inv(move)), flair.affine)
+    fit = rigid(t1ce, moved)
+    angle, shift = _residual(fit.matrix, move)
+    assert angle < 1.0 and shift < 1.0, (angle, shift)
+
+
+@pytest.mark.slow
+def test_deepbet_finds_an_adult_brain_in_the_raw_t1(data_root):
+    from medseg3d.raw.skullstrip import brain_mask
+
+    t1 = read_volume(data_root / "raw_clinical" / "TCGA-FG-6692" / "raw" / "t1.nii.gz")
+    mask = brain_mask(t1)
+    assert mask.shape == t1.shape
+    ml = float(mask.sum()) * float(np.prod(t1.spacing)) / 1000
+    assert 1200 < ml < 1800
+    # the neck and the skull are out: nothing in the lowest slices, nothing on the volume's faces
+    assert not mask[:, :, :2].any()
+    assert not mask[0].any() and not mask[-1].any()
+
+
+@pytest.mark.slow
+def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, capsys):
+    from medseg3d.cli import main
+
+    raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"
+    out = tmp_path / "seg.nii.gz"
+    files = [str(raw / f"{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")]
+    assert main(["predict", "brats", *files, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "preprocessing 'full'" in printed and "tumour volumes" in printed
+    seg, t1ce = read_volume(out), read_volume(raw / "t1ce.nii.gz")
+    assert seg.shape == t1ce.shape
+    np.testing.assert_allclose(seg.affine, t1ce.affine, atol=1e-4)
+    summary = json.loads((tmp_path / "seg.json").read_text())
+    assert summary["mode"] == "full" and 1200 < summary["brain_ml"] < 1800
+    assert {s["step"] for s in summary["steps"]} >= {"co-register", "skull strip", "atlas registration", "resample"}
+    wt = summary["volumes_ml"]["regions"]["WT"]
+    fusion = read_volume(data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24" / "fusion_labels.nii.gz")
+    fusion_wt = float((fusion.array > 0).sum()) / 1000
+    assert 0.5 * fusion_wt < wt < 2.0 * fusion_wt
+    assert (tmp_path / "seg.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_simulated_raw_case_scores_close_to_its_original(brats_root):
+    from medseg3d.datasets import find_cases
+    from medseg3d.predict import load_model, segment_volumes
+    from medseg3d.raw.simulate import simulate
+
+    case = next(c for c in find_cases(brats_root) if c.case_id == CASE)
+    vols = {m: v for m, _, v in case.select(("flair", "t1", "t1ce", "t2")).read_channels()}
+    label = read_volume(case.label)
+    sim = simulate(vols, label, seed=3)
+    assert len({v.shape for v in sim.volumes.values()}) == 4  # each on its own grid
+    assert max(max(v.spacing) for v in sim.volumes.values()) >= 3.0
+    result = segment_volumes(load_model("brats"), sim.volumes)
+    assert result.prepared.mode == "full"
+    pred, ref = result.labels.array > 0, sim.label.array > 0
+    assert 2 * (pred & ref).sum() / (pred.sum() + ref.sum()) > 0.8
