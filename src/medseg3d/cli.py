@@ -128,14 +128,24 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
+    import inspect
+
+    from .errors import InputError
     from .predict import predict
 
+    # --report / --uncertainty / --output-format reach predict() once it takes them (report.py, uncertainty.py
+    # and dicomseg.py hold the work); until then they are refused rather than silently ignored
+    extras = {k: v for k, v in (("report", args.report), ("uncertainty", args.uncertainty),
+                                ("output_format", args.output_format)) if v}
+    missing = [k for k in extras if k not in inspect.signature(predict).parameters]
+    if missing:
+        raise InputError(f"--{missing[0].replace('_', '-')} is not available in this version of predict yet")
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
-                      channel_files=_channel_flags(args))
+                      channel_files=_channel_flags(args), **extras)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -175,7 +185,7 @@ def cmd_evaluate(args) -> None:
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
     _, summary = evaluate(args.pred_dir, args.ref, args.labels, out_csv=out_csv, hd95_penalty=args.hd95_penalty,
-                             progress=not args.quiet, ref_labels=args.ref_labels)
+                             progress=not args.quiet, ref_labels=args.ref_labels, lesion_wise=args.lesion_wise)
     print(summary)
     print(f"\nper-case metrics: {out_csv}")
 
@@ -317,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
                         "enhancement score ET Dice 1 only with none predicted)")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
+    s.add_argument("--report", action="store_true",
+                   help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
+                        "and <stem>.json beside each segmentation")
+    s.add_argument("--uncertainty", nargs="?", type=int, const=8, choices=[2, 4, 8], metavar="PASSES",
+                   help="also write a voxel-wise uncertainty map and a per-case confidence from PASSES mirrored "
+                        "passes (2, 4 or 8; default 8, free with --tta)")
+    s.add_argument("--output-format", choices=["nifti", "dicom-seg"], default=None,
+                   help="dicom-seg: a DICOM Segmentation object referencing the input DICOM series (default: the "
+                        "input's own format)")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--shard", type=_shard, help="INDEX/COUNT: this process takes every COUNT-th case")
     s.add_argument("--device", default="auto")
@@ -350,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(e.g. brats2012, nnunet-brats; detected from the values when clear)")
     s.add_argument("--csv", help="where to write the per-case metrics (default PRED_DIR/metrics.csv)")
     s.add_argument("--hd95-penalty", action="store_true", help="HD95 = 373.13 mm when one mask is empty (BraTS)")
+    s.add_argument("--lesion-wise", action="store_true",
+                   help="add BraTS 2023 lesion-wise Dice/HD95 per region (missed or false-positive lesion: 0 / 374 mm)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate)
 

@@ -141,6 +141,7 @@ def evaluate(
     hd95_penalty: bool = False,
     progress: bool = True,
     ref_labels: str | LabelScheme | None = None,
+    lesion_wise: bool = False,
 ) -> tuple[list[dict], str]:
     """Score every prediction in ``pred_dir`` that has a reference; returns (rows, Markdown summary).
 
@@ -152,7 +153,8 @@ def evaluate(
     fit two numberings are refused with the choices to pass. Classes and regions both numberings define are
     scored. Rows hold ``vol_pred_<name>`` and ``vol_ref_<name>`` (ml); the summary adds their Pearson
     correlation and mean absolute difference per region. ``metrics.csv`` is written to ``out_csv`` (default
-    ``pred_dir/metrics.csv``) atomically.
+    ``pred_dir/metrics.csv``) atomically. ``lesion_wise=True`` adds the BraTS 2023 lesion-wise columns per
+    region (:mod:`medseg3d.lesionwise`).
 
     Raises:
         InputError: missing or unreadable files, grids that differ, label values that fit no numbering, or
@@ -214,6 +216,10 @@ def evaluate(
             if key.startswith("vol_ref_"):
                 name = key[len("vol_ref_"):]
                 row[f"vol_pred_{name}"] = int(np.count_nonzero(pm[name])) * voxel_ml
+        if lesion_wise:
+            from .lesionwise import lesion_wise_masks
+
+            row.update(lesion_wise_masks(pm, rm, [n for n in names if n in pred_scheme.regions], spacing))
         rows.append(row)
     try:
         write_rows(rows, out_csv)

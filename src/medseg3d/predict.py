@@ -10,6 +10,7 @@ input's affine, header and file format.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,12 +377,15 @@ def predict(
     preprocess: str = "auto",
     space: str = "native",
     channel_files: dict | None = None,
+    report: bool = False,
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
     ``preprocess`` and ``space`` are those of :func:`segment_volumes`: scans as exported (skull on, each on its
     own grid) are co-registered, skull-stripped and aligned to the model's grid first, and such a case also
     gets ``<output stem>.json`` (volumes, steps, timings, quality checks) and ``<output stem>.png``.
+    ``report=True`` writes ``<output stem>.report.html`` (one offline page: volumes, lesions, pictures, model
+    card, preprocessing, warnings) and its ``<output stem>.json`` for every case.
     ``channel_files`` (modality -> file) says which file is which where names do not tell.
 
     In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
@@ -399,6 +403,7 @@ def predict(
     dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
                    min_enhancing=min_enhancing, preprocess=preprocess, space=space)  # the same for every case
+    extras = {"report": report}
     if channel_files:
         dataset_mode = False
     if not dataset_mode:
@@ -411,7 +416,7 @@ def predict(
         say = (lambda line: print(line, flush=True)) if progress else None
         for line in lines if say else []:
             say(line)
-        return [_predict_case(loaded, case, output, save_probabilities, dict(options, progress=say))]
+        return [_predict_case(loaded, case, output, save_probabilities, dict(options, progress=say), extras)]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
@@ -431,7 +436,7 @@ def predict(
         if target.exists() and not force:
             continue
         written.append(_predict_case(loaded, case, target, save_probabilities,
-                                     dict(options, progress=tqdm.write if progress else None)))
+                                     dict(options, progress=tqdm.write if progress else None), extras))
     return written
 
 
@@ -455,7 +460,8 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilities: bool, options: dict) -> Path:
+def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilities: bool, options: dict,
+                  extras: dict | None = None) -> Path:
     import time
 
     t0 = time.perf_counter()
@@ -476,13 +482,40 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         write_volume(Volume(np.moveaxis(result.probabilities, 0, -1).astype(np.float32), grid.affine), prob_path)
     t0 = time.perf_counter()
     written = write_volume(result.labels, target)
+    raw_summary = None
     if result.prepared.mode != "none":
         from .raw.summary import write_case_summary
 
         seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
-        for line in write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
-                                       model=loaded.meta.get("name") or str(loaded.meta.get("network")),
-                                       inputs={m: str(p) for m, p in case.channels.items()}):
-            if say:
-                say(line)
+        lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
+                                                model=loaded.meta.get("name") or str(loaded.meta.get("network")),
+                                                inputs={m: str(p) for m, p in case.channels.items()})
+        for line in lines if say else []:
+            say(line)
+    if (extras or {}).get("report"):
+        _write_report(loaded, result, volumes, target, raw_summary, say)
     return written
+
+
+def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target: Path, raw_summary, say) -> None:
+    """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
+    from .report import write_case_report
+
+    suffix = image_suffix(target)
+    stem = target.with_name(target.name[: -len(suffix)] if suffix else target.name)
+    on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
+    if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
+        on_grid = {m: Volume(a, result.prepared.affine) for m, a in result.prepared.channels.items()}
+    card = {}
+    name = loaded.meta.get("name")
+    if name and name in bundled_models():
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text()) if (WEIGHTS_DIR / f"{name}.json").is_file() else {}
+    steps = [{"step": "preprocess", "mode": result.prepared.mode, "reason": result.prepared.reason}]
+    steps += list(result.prepared.steps)
+    extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
+    if raw_summary:
+        extra["raw_input"] = raw_summary
+    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, card or dict(loaded.meta),
+                                             steps, extra)
+    if say:
+        say(f"wrote {html_path} and {json_path}")

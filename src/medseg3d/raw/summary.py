@@ -42,8 +42,9 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
-                       *, model: str, inputs: dict) -> list[str]:
-    """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user."""
+                       *, model: str, inputs: dict) -> tuple[list[str], dict]:
+    """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
+    what the JSON holds."""
     from ..report import volume_summary
 
     stem = output_stem(Path(target))
@@ -69,7 +70,7 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
     brain_ml = prepared.details.get("brain_ml")
     lines.append(f"tumour volumes: {regions}" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
     lines.append(f"wrote {json_path} and {png_path}")
-    return lines
+    return lines, summary
 
 
 def _canonical(array: np.ndarray, affine: np.ndarray):
