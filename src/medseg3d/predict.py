@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import read_model_file
+from .checkpoint import read_model_file, validate_model
 from .datasets import Case, find_cases, normalise_modalities
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
@@ -108,6 +108,7 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
 
         return load_onnx_model(path, device)
     meta, state = read_model_file(path)
+    validate_model(meta, state, path)  # hostile or broken metadata and NaN weights: one clear line, no run
     try:
         model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
         model.load_state_dict(state)
