@@ -41,9 +41,9 @@ import torch
 
 from . import __version__
 from .cache import open_cache, prepare_dataset
-from .checkpoint import load_checkpoint, save_checkpoint, save_model
+from .checkpoint import load_checkpoint, read_model_file, save_checkpoint, save_model
 from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
-from .errors import InputError
+from .errors import InputError, MedsegError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
 from .labels import LabelScheme, get_scheme
 from .metrics import write_rows
@@ -121,6 +121,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (see compile_for_training)
     output_prior: bool = False  # start the output biases at the training labels' frequencies (nets.prior)
     cache: str | None = None
+    skip_bad_cases: bool = False  # train without cases that cannot be read (named, and recorded in config.json)
     resume: bool = False
     progress: bool = True
 
@@ -147,6 +148,217 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+# settings a resumed run may change: the budget (to extend it), and where and how verbosely it runs
+RESUME_FREE = ("epochs", "minutes", "progress", "device", "compile", "cache", "skip_bad_cases")
+_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch")
+CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
+                   "rng")
+PREVIOUS_CHECKPOINT = "previous.pt"
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"medseg3d: warning: {message}", file=sys.stderr)
+
+
+def _plain(value):
+    """JSON-comparable form of a setting (tuples and lists alike)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
+
+
+def read_run_settings(out: Path) -> dict:
+    """A run folder's settings: ``config.json``, else (missing or damaged) the ``trained_with`` record inside
+    its last model file, with a warning; one clear line when neither is readable."""
+    path = Path(out) / "config.json"
+    try:
+        settings = json.loads(path.read_text())
+        problem = None if isinstance(settings, dict) else f"holds a JSON {type(settings).__name__}, not a run's settings"
+    except FileNotFoundError:
+        problem = "is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    except json.JSONDecodeError:
+        problem = "is not valid JSON"
+    if problem is None:
+        return settings
+    for name in ("last.safetensors", "best.safetensors", "model.safetensors"):
+        try:
+            meta, _ = read_model_file(Path(out) / name)
+        except MedsegError:
+            continue
+        if isinstance(meta.get("trained_with"), dict):
+            _warn(f"{path} {problem}; resuming with the settings recorded in {name}")
+            return meta["trained_with"]
+    raise InputError(f"{path}: {problem}, and no model file of the run records its settings; restore config.json "
+                     "or start a new run with another --out")
+
+
+def given_settings(cfg: TrainConfig) -> dict:
+    """The settings of ``cfg`` that differ from the defaults: what a caller asked for."""
+    given = {}
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(cfg, f.name)
+        if f.name not in ("out", "resume") and _plain(value) != _plain(default):
+            given[f.name] = value
+    return given
+
+
+def resume_config(out, given: dict | None = None) -> TrainConfig:
+    """The configuration of the run in ``out``, for ``--resume``: its own settings (``config.json``).
+
+    ``given`` are settings the caller asked for: the budget (``epochs``, ``minutes``) and ``RESUME_FREE``
+    settings replace the run's; a dataset is accepted if it is the run's (or the run's is gone, moved);
+    any other setting must equal the run's, else one line names the differences.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"{out}: no such run folder to resume; check --out, or start a new run without --resume")
+    saved = read_run_settings(out)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in saved.items() if k in names}
+    for key in _TUPLE_FIELDS:
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(settings[key])
+    changed = []
+    for key, value in (given or {}).items():
+        if value is None or key in ("out", "resume"):
+            continue
+        if key in RESUME_FREE:
+            settings[key] = value
+        elif key == "dataset":
+            old = settings.get("dataset")
+            if not old or not Path(old).exists() or Path(old).resolve() == Path(value).resolve():
+                settings["dataset"] = value
+            else:
+                changed.append(f"dataset {old} -> {value}")
+        else:
+            if key == "modalities" and value:
+                value = normalise_modalities(value)
+            old = settings.get(key)
+            if key == "precision" and old is None:  # runs from before the setting trained as "auto"
+                old = "auto"
+            if _plain(value) != _plain(old):
+                changed.append(f"{key} {old!r} -> {value!r}")
+    if changed:
+        raise InputError(f"{out}: --resume takes the run's own settings, but other ones were given "
+                         f"({'; '.join(changed[:4])}); leave them out")
+    if not settings.get("dataset"):
+        raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
+    cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
+    cfg._from_run_folder = True  # not a setting: tells train() these were merged already
+    return cfg
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete the temporary files that a run killed mid-write leaves in its folder (``.last.pt.*.tmp``,
+    ``log.csv.tmp``, ...); never a finished file. Returns what was removed."""
+    removed = []
+    for path in Path(out).iterdir() if Path(out).is_dir() else []:
+        name = path.name
+        if path.is_file() and ((name.startswith(".") and name.endswith((".tmp", ".tmp.png")))
+                               or name in ("log.csv.tmp", "config.json.tmp", "split.json.tmp")):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _check_writable(out: Path) -> None:
+    """``out`` can be made and written, judged from its nearest existing folder (nothing is created here)."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{out}: cannot be made, {probe} is a file; choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: {probe} is not writable; choose another --out")
+
+
+def _write_failed(out: Path, exc: OSError) -> InputError:
+    """One line for a run folder that cannot be written (disk full, permissions); its temporaries removed."""
+    with contextlib.suppress(OSError):
+        remove_stale_temporaries(out)
+    reason = exc.strerror or str(exc)
+    return InputError(f"{out}: cannot write the run's files ({reason}); free space or fix the folder, then continue "
+                      f"with: medseg3d train --out {out} --resume")
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class _DamagedCheckpoint(Exception):
+    """A checkpoint that was read but does not fit the run (the message says how)."""
+
+
+def _restore_checkpoint(ckpt, model, optimizer, scaler, np_rng, aug_gen) -> dict:
+    """Load a checkpoint into the training objects; raises _DamagedCheckpoint naming what does not fit."""
+    if not isinstance(ckpt, dict):
+        raise _DamagedCheckpoint("it is not a training checkpoint")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        what = "the optimiser state" if "optimizer" in missing else ", ".join(missing)
+        raise _DamagedCheckpoint(f"it lacks {what}")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        reason = str(exc).splitlines()[-1].strip()[:160]
+        raise _DamagedCheckpoint(f"its weights do not fit the run's network ({reason})") from exc
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+        raise _DamagedCheckpoint(f"its optimiser state does not fit the network ({reason})") from exc
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
+                    raise _DamagedCheckpoint(f"its optimiser state '{name}' has shape {tuple(value.shape)} for "
+                                             f"weights of shape {tuple(param.shape)}")
+    try:
+        state = {k: ckpt[k] for k in ("epoch", "iteration", "elapsed", "best", "best_epoch")}
+        state["history"] = json.loads(ckpt["history"])
+        _set_rng_state(ckpt["rng"], np_rng, aug_gen)
+        if not isinstance(state["history"], list) or int(state["iteration"]) < 0:
+            raise ValueError("bad counters")
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        raise _DamagedCheckpoint(f"its counters or random states are damaged ({reason})") from exc
+    return state
+
+
+def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> dict:
+    """The training state of the run in ``out``: from ``last.pt``, else (damaged) from ``previous.pt`` with a
+    warning; one clear line when neither fits."""
+    problems = []
+    for name in ("last.pt", PREVIOUS_CHECKPOINT):
+        path = out / name
+        if not path.is_file():
+            if name == "last.pt":
+                problems.append(f"{name} is missing")
+            continue
+        if path.stat().st_size == 0:
+            problems.append(f"{name} is empty")
+            continue
+        try:
+            state = _restore_checkpoint(load_checkpoint(path), model, optimizer, scaler, np_rng, aug_gen)
+        except (MedsegError, _DamagedCheckpoint) as exc:
+            problems.append(f"{name}: {str(exc).removeprefix(str(path) + ': ')}")
+            continue
+        if problems:
+            _warn(f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, an epoch earlier)")
+        return state
+    raise InputError(f"{out}: cannot resume, the checkpoint is damaged ({'; '.join(problems)}); start a new run "
+                     "with another --out (the weights so far are in last.safetensors)")
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
@@ -388,10 +600,12 @@ def train(cfg: TrainConfig) -> dict:
     from .losses import build_loss
     from .nets import build_network, init_output_prior
 
-    if not cfg.dataset:
-        raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
     if not cfg.out:
         raise InputError("no output folder given; add --out RUN_DIR")
+    if cfg.resume and not getattr(cfg, "_from_run_folder", False):  # the run's own settings, budget aside
+        cfg = resume_config(cfg.out, given_settings(cfg))
+    if not cfg.dataset:
+        raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
     if cfg.epochs is None and cfg.minutes is None:
         raise InputError("give a budget: --epochs N or --minutes M")
     if cfg.batch < 1 or cfg.accumulate < 1:
@@ -406,19 +620,16 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
+    _check_writable(out)
     last_path = out / "last.pt"
-    if last_path.exists() and not cfg.resume:
+    has_checkpoint = last_path.exists() or (out / PREVIOUS_CHECKPOINT).exists()
+    if has_checkpoint and not cfg.resume:
         raise InputError(f"{out}: holds a run already; add --resume to continue it or choose another --out")
-    if cfg.resume and not last_path.exists():
+    if cfg.resume and not has_checkpoint:
         raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
-    if cfg.resume:
-        saved = json.loads((out / "config.json").read_text())
-        changed = [k for k in ("net", "net_args", "loss", "labels", "patch", "crop", "downsample")
-                   if json.dumps(saved.get(k)) != json.dumps(cfg.to_dict().get(k))]
-        if saved.get("precision", "auto") != cfg.precision:  # runs from before the setting trained as "auto"
-            changed.append("precision")
-        if changed:
-            raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}); use the run's own settings")
+    if rank == 0:
+        for path in remove_stale_temporaries(out):  # left by a run killed while writing
+            _warn(f"removed {path}, a temporary file left by an interrupted run")
     scheme = get_scheme(cfg.labels)
     modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
     torch.manual_seed(cfg.seed + rank)
@@ -427,12 +638,24 @@ def train(cfg: TrainConfig) -> dict:
 
     # data: cache and split
     cache_dir = default_cache_dir(cfg, scheme, modalities)
+    bad_cases: dict[str, str] = {}
     if rank == 0:
-        prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
-                        progress=cfg.progress)
+        prepared = prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
+                                   progress=cfg.progress, option="--cache" if cfg.cache else "--out")
+        bad_cases = prepared["failed"]
+        if bad_cases and not cfg.skip_bad_cases:
+            raise InputError(f"{len(bad_cases)} case(s) cannot be used: "
+                             + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
+                             + "; fix or remove them, or add --skip-bad-cases to train without them")
+        for cid, reason in bad_cases.items():
+            _warn(f"training without case {cid} (--skip-bad-cases): {reason}")
     if world > 1:
-        torch.distributed.barrier()
+        shared = [bad_cases]
+        torch.distributed.broadcast_object_list(shared, src=0)  # every rank leaves out the same cases
+        bad_cases = shared[0]
     meta, cases = open_cache(cache_dir)
+    # a case that failed now is not used even if an earlier preparation of it is still in the cache
+    cases = {cid: case for cid, case in cases.items() if cid not in bad_cases}
     modalities = meta["settings"]["modalities"]
     split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
     new_split = None
@@ -443,6 +666,9 @@ def train(cfg: TrainConfig) -> dict:
             make_split(list(cases), counts=_holdout_counts(len(cases)), seed=cfg.seed)
         new_split = split_path  # written with the run's first files, once every setting has been checked
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
+    if cfg.skip_bad_cases:  # a split made before the cases went bad: train and validate on the rest
+        train_ids = [c for c in train_ids if c not in bad_cases]
+        val_ids = [c for c in val_ids if c not in bad_cases]
     unknown = [c for c in train_ids + val_ids if c not in cases]
     if unknown:
         raise InputError(f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset")
@@ -489,17 +715,14 @@ def train(cfg: TrainConfig) -> dict:
 
     state = {"epoch": 0, "iteration": 0, "elapsed": 0.0, "best": -1.0, "best_epoch": None, "history": []}
     if cfg.resume:
-        ckpt = load_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = {k: ckpt[k] for k in state}
-        state["history"] = json.loads(ckpt["history"])
-        _set_rng_state(ckpt["rng"], np_rng, aug_gen)
+        state = load_resume_state(out, model, optimizer, scaler, np_rng, aug_gen)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if new_split is not None:
-            save_split(split, new_split)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if new_split is not None:
+                save_split(split, new_split)
+        except OSError as exc:
+            raise _write_failed(out, exc) from exc
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
                                     "iters_per_epoch": iters_per_epoch, "world_size": world,
@@ -507,11 +730,16 @@ def train(cfg: TrainConfig) -> dict:
                                     "compute_dtype": describe_precision(cfg.precision, device)}
         if prior_fractions is not None:
             cfg_dict["output_prior_fractions"] = [round(f, 6) for f in prior_fractions]
-        elif cfg.output_prior and (out / "config.json").exists():  # a resumed run keeps its first start's record
-            first = json.loads((out / "config.json").read_text())
+        elif cfg.output_prior and cfg.resume:  # a resumed run keeps its first start's record
+            first = read_run_settings(out)
             if "output_prior_fractions" in first:
                 cfg_dict["output_prior_fractions"] = first["output_prior_fractions"]
-        (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+        if bad_cases:
+            cfg_dict["skipped_cases"] = bad_cases
+        try:
+            _atomic_json(cfg_dict, out / "config.json")
+        except OSError as exc:
+            raise _write_failed(out, exc) from exc
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
 
@@ -528,7 +756,8 @@ def train(cfg: TrainConfig) -> dict:
             return
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), **{k: v for k, v in state.items() if k != "history"},
-                         "history": json.dumps(state["history"]), "rng": _rng_state(np_rng, aug_gen)}, last_path)
+                         "history": json.dumps(state["history"]), "rng": _rng_state(np_rng, aug_gen)}, last_path,
+                        previous=out / PREVIOUS_CHECKPOINT)
 
     bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
@@ -585,15 +814,22 @@ def train(cfg: TrainConfig) -> dict:
             row["val_seconds"] = round(time.monotonic() - t_val, 1)
             if scores["score"] > state["best"]:
                 state["best"], state["best_epoch"] = scores["score"], state["epoch"]
-                save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]}, out / "best.safetensors")
+                try:
+                    save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]},
+                               out / "best.safetensors")
+                except OSError as exc:
+                    raise _write_failed(out, exc) from exc
             bar.write(f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
         state["history"].append(row)
         if rank == 0:
-            save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
-            checkpoint()
-            write_rows(state["history"], out / "log.csv")
-            _plot_curves(state["history"], out / "curves.png")
+            try:
+                save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
+                checkpoint()
+                write_rows(state["history"], out / "log.csv")
+                _plot_curves(state["history"], out / "curves.png")
+            except OSError as exc:
+                raise _write_failed(out, exc) from exc
     bar.close()
     if rank == 0:
         best = out / "best.safetensors"
@@ -601,8 +837,11 @@ def train(cfg: TrainConfig) -> dict:
         import shutil
 
         tmp = out / ".model.safetensors.tmp"
-        shutil.copyfile(final, tmp)
-        os.replace(tmp, out / "model.safetensors")
+        try:
+            shutil.copyfile(final, tmp)
+            os.replace(tmp, out / "model.safetensors")
+        except OSError as exc:
+            raise _write_failed(out, exc) from exc
     dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
     if dump:  # test hook: each process's final weights and logged losses
         Path(dump).mkdir(parents=True, exist_ok=True)
