@@ -298,3 +298,24 @@ def test_a_full_disk_leaves_no_truncated_file_and_no_case_folder(tmp_path, monke
     summary = prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
     assert summary["prepared"] == ["s2"] and summary["skipped"] == ["s1"]
     assert sorted(open_cache(tmp_path / "out")[1]) == ["s1", "s2"]
+
+
+def test_a_cache_record_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    _synthetic_case(tmp_path / "ds", "s1")
+    real_write = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "cache.json.tmp":
+            real_write(self, "{")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(InputError, match="cannot write the cache [(]No space left on device[)]; free space"):
+        prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot make the cache folder"):
+        prepare_dataset(tmp_path / "ds", tmp_path / "file" / "cache", workers=1, progress=False)

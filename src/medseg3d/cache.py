@@ -185,7 +185,10 @@ def prepare_dataset(
         raise InputError(f"{out}: is a file; --out must be a folder")
     cases = find_cases(root, layout=layout, modalities=modalities)
     modalities = cases[0].modalities
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot make the cache folder ({exc.strerror or exc}); choose another {option}") from exc
     settings = settings_of(config, scheme, modalities)
     meta_path = out / "cache.json"
     if meta_path.is_file():
@@ -198,7 +201,12 @@ def prepare_dataset(
             )
     elif out.is_dir() and any(out.iterdir()):
         raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}")
-    _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]}, meta_path)
+    try:
+        _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
+                     meta_path)
+    except OSError as exc:  # a full disk or a read-only folder
+        raise InputError(f"{out}: cannot write the cache ({exc.strerror or exc}); free space or choose another "
+                         f"{option}") from exc
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
     summary = {"prepared": [], "skipped": skipped, "failed": {}}

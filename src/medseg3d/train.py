@@ -620,7 +620,8 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
-    _check_writable(out)
+    if rank == 0:  # the only process that writes there
+        _check_writable(out)
     last_path = out / "last.pt"
     has_checkpoint = last_path.exists() or (out / PREVIOUS_CHECKPOINT).exists()
     if has_checkpoint and not cfg.resume:
