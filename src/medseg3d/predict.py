@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import read_model_file, validate_model
 from .datasets import Case, find_cases, normalise_modalities
+from .distributed import remove_stale_temporaries
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
 from .io import Volume, image_suffix, write_volume
@@ -329,6 +330,7 @@ def predict(
     written = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         target = _output_path_for(case, output)
+        remove_stale_temporaries(target)  # left by a killed run of this shard (docs/distributed.md)
         if target.exists() and not force:
             continue
         written.append(_predict_case(loaded, case, target, save_probabilities, options))
