@@ -121,6 +121,9 @@ def test_resume_config_takes_the_budget_and_compares_the_rest(run, dataset, tmp_
         resume_config(run, {"dataset": str(tmp_path / "other")})
     with pytest.raises(InputError, match="no such run folder"):
         resume_config(tmp_path / "nothing", {})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no checkpoint [(]last.pt[)] to resume; start without --resume"):
+        resume_config(tmp_path / "empty", {})
 
 
 # ----------------------------------------------------------------------------------------- damaged run folders

@@ -217,6 +217,8 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
     out = Path(out)
     if not out.is_dir():
         raise InputError(f"{out}: no such run folder to resume; check --out, or start a new run without --resume")
+    if not (out / "last.pt").exists() and not (out / PREVIOUS_CHECKPOINT).exists():
+        raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
     saved = read_run_settings(out)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {k: v for k, v in saved.items() if k in names}
