@@ -9,8 +9,12 @@
 4. every ``val_every`` epochs score the validation cases (Dice per class and region, the metric of
    ``medseg3d evaluate``), keep the best model, write ``log.csv`` and ``curves.png``;
 5. checkpoint ``last.pt`` atomically at the end of every epoch (keep epochs a few minutes long with
-   ``iters_per_epoch``), so ``--resume`` continues exactly where a killed run stopped (model, optimiser,
-   counters, RNG states); a run killed mid-epoch repeats that epoch.
+   ``iters_per_epoch``), the one before kept as ``previous.pt``, so ``--resume`` continues exactly where a
+   killed run stopped (model, optimiser, counters, RNG states); a run killed mid-epoch repeats that epoch.
+   ``--resume`` needs only the run folder: the settings come from its ``config.json`` (only the budget may
+   change). A damaged ``last.pt`` (empty, truncated, of another network) falls back to ``previous.pt`` with
+   a warning; a damaged ``config.json`` to the settings recorded in the run's model file; otherwise one
+   line says what is damaged. Temporary files of a run killed mid-write are removed on the next start.
 
 Distributed (``torchrun``, ``WORLD_SIZE`` > 1; docs/distributed.md): one global batch of
 ``batch x accumulate x world`` samples per optimiser step is drawn on every process from one shared random
