@@ -20,15 +20,8 @@ from medseg3d.checkpoint import save_checkpoint
 from medseg3d.cli import main
 from medseg3d.errors import InputError
 from medseg3d.nets import build_network
-from medseg3d.train import (
-    PREVIOUS_CHECKPOINT,
-    TrainConfig,
-    _rng_state,
-    load_resume_state,
-    remove_stale_temporaries,
-    resume_config,
-    train,
-)
+from medseg3d.run_files import PREVIOUS_CHECKPOINT, load_resume_state, remove_stale_temporaries, rng_state
+from medseg3d.train import TrainConfig, resume_config, train
 
 SHAPE = (30, 28, 26)
 
@@ -165,7 +158,7 @@ def _checkpoint(folder: Path, epoch: int, channels: int = 4, drop: str | None = 
     optimizer.step()
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
              "epoch": epoch, "iteration": epoch, "elapsed": 1.0, "best": -1.0, "best_epoch": None,
-             "history": json.dumps([{"epoch": e + 1} for e in range(epoch)]), "rng": _rng_state(np_rng, gen)}
+             "history": json.dumps([{"epoch": e + 1} for e in range(epoch)]), "rng": rng_state(np_rng, gen)}
     if drop:
         del state[drop]
     save_checkpoint(state, folder / "last.pt", previous=folder / PREVIOUS_CHECKPOINT if rotate else None)

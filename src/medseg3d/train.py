@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +44,9 @@ import torch
 
 from . import __version__
 from .cache import open_cache, prepare_dataset
-from .checkpoint import load_checkpoint, read_model_file, save_checkpoint, save_model
+from .checkpoint import save_checkpoint, save_model
 from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
-from .errors import InputError, MedsegError
+from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
 from .labels import LabelScheme, get_scheme
 from .metrics import write_rows
@@ -55,6 +54,17 @@ from .plotting import save_figure
 from .precision import autocast, autocast_dtype, check_precision
 from .precision import describe as describe_precision
 from .preprocess import PrepConfig
+from .run_files import (
+    PREVIOUS_CHECKPOINT,
+    atomic_json,
+    check_writable,
+    load_resume_state,
+    read_run_settings,
+    remove_stale_temporaries,
+    rng_state,
+    warn,
+    write_failed,
+)
 from .sampling import PatchSampler
 
 PRESETS: dict[str, dict] = {
@@ -157,47 +167,11 @@ class TrainConfig:
 # settings a resumed run may change: the budget (to extend it), and where and how verbosely it runs
 RESUME_FREE = ("epochs", "minutes", "progress", "device", "compile", "cache", "skip_bad_cases")
 _TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch")
-CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
-                   "rng")
-PREVIOUS_CHECKPOINT = "previous.pt"
-
-
-def _warn(message: str) -> None:
-    import sys
-
-    print(f"medseg3d: warning: {message}", file=sys.stderr)
 
 
 def _plain(value):
     """JSON-comparable form of a setting (tuples and lists alike)."""
     return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
-
-
-def read_run_settings(out: Path) -> dict:
-    """A run folder's settings: ``config.json``, else (missing or damaged) the ``trained_with`` record inside
-    its last model file, with a warning; one clear line when neither is readable."""
-    path = Path(out) / "config.json"
-    try:
-        settings = json.loads(path.read_text())
-        problem = None if isinstance(settings, dict) else f"holds a JSON {type(settings).__name__}, not a run's settings"
-    except FileNotFoundError:
-        problem = "is missing"
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
-    except json.JSONDecodeError:
-        problem = "is not valid JSON"
-    if problem is None:
-        return settings
-    for name in ("last.safetensors", "best.safetensors", "model.safetensors"):
-        try:
-            meta, _ = read_model_file(Path(out) / name)
-        except MedsegError:
-            continue
-        if isinstance(meta.get("trained_with"), dict):
-            _warn(f"{path} {problem}; resuming with the settings recorded in {name}")
-            return meta["trained_with"]
-    raise InputError(f"{path}: {problem}, and no model file of the run records its settings; restore config.json "
-                     "or start a new run with another --out")
 
 
 def given_settings(cfg: TrainConfig) -> dict:
@@ -257,114 +231,6 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
     cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
     cfg._from_run_folder = True  # not a setting: tells train() these were merged already
     return cfg
-
-
-def remove_stale_temporaries(out: Path) -> list[Path]:
-    """Delete the temporary files that a run killed mid-write leaves in its folder (``.last.pt.*.tmp``,
-    ``log.csv.tmp``, ...); never a finished file. Returns what was removed."""
-    removed = []
-    for path in Path(out).iterdir() if Path(out).is_dir() else []:
-        name = path.name
-        if path.is_file() and ((name.startswith(".") and name.endswith((".tmp", ".tmp.png")))
-                               or name in ("log.csv.tmp", "config.json.tmp", "split.json.tmp")):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _check_writable(out: Path) -> None:
-    """``out`` can be made and written, judged from its nearest existing folder (nothing is created here)."""
-    probe = out
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"{out}: cannot be made, {probe} is a file; choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: {probe} is not writable; choose another --out")
-
-
-def _write_failed(out: Path, exc: OSError) -> InputError:
-    """One line for a run folder that cannot be written (disk full, permissions); its temporaries removed."""
-    with contextlib.suppress(OSError):
-        remove_stale_temporaries(out)
-    reason = exc.strerror or str(exc)
-    return InputError(f"{out}: cannot write the run's files ({reason}); free space or fix the folder, then continue "
-                      f"with: medseg3d train --out {out} --resume")
-
-
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class _DamagedCheckpoint(Exception):
-    """A checkpoint that was read but does not fit the run (the message says how)."""
-
-
-def _restore_checkpoint(ckpt, model, optimizer, scaler, np_rng, aug_gen) -> dict:
-    """Load a checkpoint into the training objects; raises _DamagedCheckpoint naming what does not fit."""
-    if not isinstance(ckpt, dict):
-        raise _DamagedCheckpoint("it is not a training checkpoint")
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        what = "the optimiser state" if "optimizer" in missing else ", ".join(missing)
-        raise _DamagedCheckpoint(f"it lacks {what}")
-    try:
-        model.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        reason = str(exc).splitlines()[-1].strip()[:160]
-        raise _DamagedCheckpoint(f"its weights do not fit the run's network ({reason})") from exc
-    try:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0][:160]
-        raise _DamagedCheckpoint(f"its optimiser state does not fit the network ({reason})") from exc
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for name, value in optimizer.state.get(param, {}).items():
-                if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
-                    raise _DamagedCheckpoint(f"its optimiser state '{name}' has shape {tuple(value.shape)} for "
-                                             f"weights of shape {tuple(param.shape)}")
-    try:
-        state = {k: ckpt[k] for k in ("epoch", "iteration", "elapsed", "best", "best_epoch")}
-        state["history"] = json.loads(ckpt["history"])
-        _set_rng_state(ckpt["rng"], np_rng, aug_gen)
-        if not isinstance(state["history"], list) or int(state["iteration"]) < 0:
-            raise ValueError("bad counters")
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0][:120]
-        raise _DamagedCheckpoint(f"its counters or random states are damaged ({reason})") from exc
-    return state
-
-
-def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> dict:
-    """The training state of the run in ``out``: from ``last.pt``, else (damaged) from ``previous.pt`` with a
-    warning; one clear line when neither fits."""
-    problems = []
-    for name in ("last.pt", PREVIOUS_CHECKPOINT):
-        path = out / name
-        if not path.is_file():
-            if name == "last.pt":
-                problems.append(f"{name} is missing")
-            continue
-        if path.stat().st_size == 0:
-            problems.append(f"{name} is empty")
-            continue
-        try:
-            state = _restore_checkpoint(load_checkpoint(path), model, optimizer, scaler, np_rng, aug_gen)
-        except (MedsegError, _DamagedCheckpoint) as exc:
-            problems.append(f"{name}: {str(exc).removeprefix(str(path) + ': ')}")
-            continue
-        if problems:
-            _warn(f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, an epoch earlier)")
-        return state
-    raise InputError(f"{out}: cannot resume, the checkpoint is damaged ({'; '.join(problems)}); start a new run "
-                     "with another --out (the weights so far are in last.safetensors)")
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
@@ -479,19 +345,6 @@ def _plot_curves(history: list[dict], path: Path) -> None:
         b.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=80)
-
-
-def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": json.dumps(np_rng.bit_generator.state), "torch": torch.get_rng_state(),
-            "augment": gen.get_state(), "python": json.dumps(random.getstate())}
-
-
-def _set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generator) -> None:
-    np_rng.bit_generator.state = json.loads(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["augment"])
-    py = json.loads(state["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -627,7 +480,7 @@ def train(cfg: TrainConfig) -> dict:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
     if rank == 0:  # the only process that writes there
-        _check_writable(out)
+        check_writable(out)
     last_path = out / "last.pt"
     has_checkpoint = last_path.exists() or (out / PREVIOUS_CHECKPOINT).exists()
     if has_checkpoint and not cfg.resume:
@@ -636,7 +489,7 @@ def train(cfg: TrainConfig) -> dict:
         raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
     if rank == 0:
         for path in remove_stale_temporaries(out):  # left by a run killed while writing
-            _warn(f"removed {path}, a temporary file left by an interrupted run")
+            warn(f"removed {path}, a temporary file left by an interrupted run")
     scheme = get_scheme(cfg.labels)
     modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
     torch.manual_seed(cfg.seed + rank)
@@ -655,7 +508,7 @@ def train(cfg: TrainConfig) -> dict:
                              + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
                              + "; fix or remove them, or add --skip-bad-cases to train without them")
         for cid, reason in bad_cases.items():
-            _warn(f"training without case {cid} (--skip-bad-cases): {reason}")
+            warn(f"training without case {cid} (--skip-bad-cases): {reason}")
     if world > 1:
         shared = [bad_cases]
         torch.distributed.broadcast_object_list(shared, src=0)  # every rank leaves out the same cases
@@ -729,7 +582,7 @@ def train(cfg: TrainConfig) -> dict:
             if new_split is not None:
                 save_split(split, new_split)
         except OSError as exc:
-            raise _write_failed(out, exc) from exc
+            raise write_failed(out, exc) from exc
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
                                     "iters_per_epoch": iters_per_epoch, "world_size": world,
@@ -744,9 +597,9 @@ def train(cfg: TrainConfig) -> dict:
         if bad_cases:
             cfg_dict["skipped_cases"] = bad_cases
         try:
-            _atomic_json(cfg_dict, out / "config.json")
+            atomic_json(cfg_dict, out / "config.json")
         except OSError as exc:
-            raise _write_failed(out, exc) from exc
+            raise write_failed(out, exc) from exc
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
 
@@ -763,7 +616,7 @@ def train(cfg: TrainConfig) -> dict:
             return
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), **{k: v for k, v in state.items() if k != "history"},
-                         "history": json.dumps(state["history"]), "rng": _rng_state(np_rng, aug_gen)}, last_path,
+                         "history": json.dumps(state["history"]), "rng": rng_state(np_rng, aug_gen)}, last_path,
                         previous=out / PREVIOUS_CHECKPOINT)
 
     bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
@@ -825,7 +678,7 @@ def train(cfg: TrainConfig) -> dict:
                     save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]},
                                out / "best.safetensors")
                 except OSError as exc:
-                    raise _write_failed(out, exc) from exc
+                    raise write_failed(out, exc) from exc
             bar.write(f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
         state["history"].append(row)
@@ -836,7 +689,7 @@ def train(cfg: TrainConfig) -> dict:
                 write_rows(state["history"], out / "log.csv")
                 _plot_curves(state["history"], out / "curves.png")
             except OSError as exc:
-                raise _write_failed(out, exc) from exc
+                raise write_failed(out, exc) from exc
     bar.close()
     if rank == 0:
         best = out / "best.safetensors"
@@ -848,7 +701,7 @@ def train(cfg: TrainConfig) -> dict:
             shutil.copyfile(final, tmp)
             os.replace(tmp, out / "model.safetensors")
         except OSError as exc:
-            raise _write_failed(out, exc) from exc
+            raise write_failed(out, exc) from exc
     dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
     if dump:  # test hook: each process's final weights and logged losses
         Path(dump).mkdir(parents=True, exist_ok=True)
