@@ -313,3 +313,59 @@ def test_a_prepared_cache_is_used_by_train(dataset, tmp_path):
                  "--labels", "brats", "--epochs", "1", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in images} == images  # read, not prepared again
     assert json.loads((tmp_path / "run" / "config.json").read_text())["cache"] == str(tmp_path / "c")
+
+
+def test_seeded_damage_of_checkpoints_and_settings_never_ends_in_a_traceback(tmp_path, run, capsys):
+    """60 seeded damages (truncation, byte flips, zeroed blocks) of last.pt and of config.json: resume either
+    goes on (from last.pt only if the damage missed everything it reads: zip padding or unused records;
+    flips inside tensor data are caught by the checkpoint's checksum), from previous.pt, or says in one
+    line what is damaged; never another exception."""
+    rng = np.random.default_rng(21)
+    _checkpoint(tmp_path, 1)
+    _checkpoint(tmp_path, 2)
+    good_last = (tmp_path / "last.pt").read_bytes()
+    good_config = (run / "config.json").read_bytes()
+    outcomes = {"resumed": 0, "fell back": 0, "refused": 0}
+
+    def damaged(data: bytes) -> bytes:
+        data = bytearray(data)
+        kind = rng.integers(3)
+        if kind == 0:
+            return bytes(data[: rng.integers(len(data))])
+        if kind == 1:
+            for i in rng.integers(0, len(data), rng.integers(1, 20)):
+                data[i] ^= 1 << int(rng.integers(8))
+            return bytes(data)
+        start = int(rng.integers(len(data)))
+        stop = min(len(data), start + int(rng.integers(1, 4096)))
+        data[start:stop] = bytes(stop - start)  # a block of zeros, as a bad sector reads
+        return bytes(data)
+
+    for trial in range(40):
+        (tmp_path / "last.pt").write_bytes(damaged(good_last))
+        keep_previous = trial % 2 == 0
+        if not keep_previous:
+            (tmp_path / PREVIOUS_CHECKPOINT).rename(tmp_path / "kept.pt")
+        try:
+            state = load_resume_state(tmp_path, *_small_training_objects())
+            outcomes["fell back" if "resuming from previous.pt" in capsys.readouterr().err else "resumed"] += 1
+            assert state["epoch"] in (1, 2)
+        except InputError as exc:
+            assert "\n" not in str(exc) and "cannot resume, the checkpoint is damaged" in str(exc)
+            assert not keep_previous
+            outcomes["refused"] += 1
+        if not keep_previous:
+            (tmp_path / "kept.pt").rename(tmp_path / PREVIOUS_CHECKPOINT)
+    settings_outcomes = {"read": 0, "from the model file": 0, "refused": 0}
+    for _ in range(20):
+        (run / "config.json").write_bytes(damaged(good_config))
+        try:
+            cfg = resume_config(run, {})
+            assert cfg.resume and cfg.out == str(run)
+            recovered = "recorded in last.safetensors" in capsys.readouterr().err
+            settings_outcomes["from the model file" if recovered else "read"] += 1
+        except InputError as exc:
+            assert "\n" not in str(exc)
+            settings_outcomes["refused"] += 1
+    print(f"damaged checkpoints: {outcomes}; damaged settings: {settings_outcomes}")  # shown with pytest -s
+    assert outcomes["fell back"] >= 10 and outcomes["refused"] >= 10, outcomes

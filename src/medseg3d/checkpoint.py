@@ -11,6 +11,7 @@ Every file is written to a temporary name in the same folder and renamed into pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -129,22 +130,59 @@ def check_metadata(raw: str | None, path: Path, origin: str = "it was not writte
     return meta
 
 
+def state_digest(obj) -> str:
+    """SHA-256 of a checkpoint's contents: every tensor's dtype, shape and bytes, and every other value."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if torch.is_tensor(value):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{flat.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        else:
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return digest.hexdigest()
+
+
 def save_checkpoint(state: dict, path: str | Path, previous: str | Path | None = None) -> Path:
     """``torch.save`` to a temporary file, then rename: an interrupted save never corrupts ``path``.
 
-    With ``previous`` (e.g. ``previous.pt``), the checkpoint being replaced is kept there: a resume can
-    fall back to it if ``path`` is later damaged (a copy, a disk error)."""
+    The file carries a checksum of its contents (``sha256``): ``torch.load`` reads flipped bits inside
+    tensor data as other numbers without a word, :func:`load_checkpoint` does not. With ``previous``
+    (e.g. ``previous.pt``), the checkpoint being replaced is kept there: a resume can fall back to it if
+    ``path`` is later damaged (a copy, a disk error)."""
+    state = dict(state) | {"sha256": state_digest(state)}
     return _atomic(Path(path), lambda tmp: torch.save(state, tmp), Path(previous) if previous else None)
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, its checksum verified (older ones have none)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found; nothing to resume")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: cannot read the checkpoint ({str(exc).splitlines()[0][:200]})") from exc
+    if isinstance(state, dict) and "sha256" in state:
+        stored = state.pop("sha256")
+        if state_digest(state) != stored:
+            raise ModelError(f"{path}: the checkpoint is damaged (its contents do not match the checksum saved "
+                             "with it)")
+    return state
 
 
 def _whole(value) -> bool:
