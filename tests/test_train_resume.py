@@ -133,6 +133,15 @@ def test_damaged_config_without_model_files_is_one_line(run, content, problem):
     assert "\n" not in str(err.value)
 
 
+def test_config_edited_against_the_model_file_is_refused(run):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}))  # a flipped digit, still valid JSON
+    with pytest.raises(InputError, match="config.json and last.safetensors disagree on lr 0.003 vs 0.001"):
+        resume_config(run, {})
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}))  # a budget is not a fixed setting
+    assert resume_config(run, {}).epochs == 7
+
+
 def test_damaged_config_is_recovered_from_the_model_file(run, capsys):
     (run / "config.json").write_text("[1, 2]")
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0

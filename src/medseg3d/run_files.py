@@ -44,6 +44,7 @@ def read_run_settings(out: Path) -> dict:
     except json.JSONDecodeError:
         problem = "is not valid JSON"
     if problem is None:
+        _check_against_model_file(Path(out), settings)
         return settings
     for name in ("last.safetensors", "best.safetensors", "model.safetensors"):
         try:
@@ -55,6 +56,28 @@ def read_run_settings(out: Path) -> dict:
             return meta["trained_with"]
     raise InputError(f"{path}: {problem}, and no model file of the run records its settings; restore config.json "
                      "or start a new run with another --out")
+
+
+# settings that no resume changes: config.json and the trained_with record of the run's last model file
+# always agree on them, so a difference means one of the two files was damaged or edited
+_FIXED_SETTINGS = ("net", "net_args", "loss", "labels", "lr", "weight_decay", "schedule", "patch", "crop",
+                   "crop_size", "downsample", "spacing", "batch", "accumulate", "seed", "augment", "foreground_p",
+                   "precision")  # not iters_per_epoch: config.json records the computed default
+
+
+def _check_against_model_file(out: Path, settings: dict) -> None:
+    try:
+        meta, _ = read_model_file(out / "last.safetensors")
+    except MedsegError:
+        return  # no model file yet (or a damaged one, which resume does not read)
+    recorded = meta.get("trained_with")
+    if not isinstance(recorded, dict):
+        return
+    differ = [f"{k} {settings[k]!r} vs {recorded[k]!r}" for k in _FIXED_SETTINGS
+              if k in settings and k in recorded and json.dumps(settings[k]) != json.dumps(recorded[k])]
+    if differ:
+        raise InputError(f"{out}: config.json and last.safetensors disagree on {'; '.join(differ[:3])}; one was "
+                         "damaged or edited: restore config.json, or delete it to resume with the model file's")
 
 
 def rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
