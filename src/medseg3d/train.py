@@ -203,7 +203,7 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
     for key in _TUPLE_FIELDS:
         if isinstance(settings.get(key), list):
             settings[key] = tuple(settings[key])
-    changed = []
+    changed: dict[str, str] = {}
     for key, value in (given or {}).items():
         if value is None or key in ("out", "resume"):
             continue
@@ -214,7 +214,7 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
             if not old or not Path(old).exists() or Path(old).resolve() == Path(value).resolve():
                 settings["dataset"] = value
             else:
-                changed.append(f"dataset {old} -> {value}")
+                changed["dataset"] = f"dataset {old} -> {value}"
         else:
             if key == "modalities" and value:
                 value = normalise_modalities(value)
@@ -222,10 +222,11 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
             if key == "precision" and old is None:  # runs from before the setting trained as "auto"
                 old = "auto"
             if _plain(value) != _plain(old):
-                changed.append(f"{key} {old!r} -> {value!r}")
+                changed[key] = f"{key} {old!r} -> {value!r}"
     if changed:
-        raise InputError(f"{out}: --resume takes the run's own settings, but other ones were given "
-                         f"({'; '.join(changed[:4])}); leave them out")
+        raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}): "
+                         f"{'; '.join(list(changed.values())[:4])}; a resumed run takes its settings from "
+                         "config.json (only --epochs and --minutes may change): leave them out")
     if not settings.get("dataset"):
         raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
     cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
