@@ -1,6 +1,9 @@
-"""One command for speed and memory (issue 8): writes ``benchmarks/results.md`` and ``benchmarks/results.json``.
+"""One command for speed and memory (issue 8): writes ``results.md`` and ``results.json``.
 
-    python benchmarks/run.py [--quick] [--dataset DIR] [--case ID] [--out-dir benchmarks]
+    python benchmarks/run.py [--quick] [--dataset DIR] [--case ID] [--out DIR]
+
+By default into ``runs/benchmarks/`` (ignored by git), so a run leaves the committed
+``benchmarks/results.md`` alone; ``--out benchmarks`` replaces it on purpose.
 
 1. **Inference, one full BraTS case** (four 240x240x155 NIfTI files in, label NIfTI out) through the real
    ``medseg3d.predict.predict``, timed end to end and split into read / preprocess / network / postprocess /
@@ -39,6 +42,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = "Brats18_2013_2_1"
+DEFAULT_OUT = REPO / "runs" / "benchmarks"  # ignored by git: results.md in benchmarks/ changes only when asked
 TARGETS = {"e2e_seconds": 10.0, "peak_rss_gib": 3.0, "monai_ratio": 3.0}
 
 
@@ -366,9 +370,19 @@ def compare_labels(reference: str, other: str) -> dict:
     return {"voxels_differing": differ, "fraction": differ / a.size, "dice_wt": 2 * inter / denom if denom else 1.0}
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Temporary file, then rename: an interrupted benchmark never leaves half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_report(results: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    _write_text(out_dir / "results.json", json.dumps(results, indent=1))
     env = results["environment"]
     lines = [
         "# medseg3d benchmarks", "",
@@ -456,18 +470,24 @@ def write_report(results: dict, out_dir: Path) -> None:
                      f"{r['compute_seconds']['median']:.2f} s: the step waits for data {100 * share:.0f}% of the time "
                      "(the loop is synchronous: no loader process, so every data second is a wait).")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+    _write_text(out_dir / "results.md", "\n".join(lines) + "\n")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and variants: a few minutes")
     p.add_argument("--dataset", type=Path,
                    default=Path(os.environ.get("MEDSEG3D_DATA", REPO.parent / "shared" / "data")) / "brats2018")
     p.add_argument("--case", default=DEFAULT_CASE)
-    p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks")
+    p.add_argument("--out", "--out-dir", dest="out_dir", type=Path, default=DEFAULT_OUT,
+                   help="folder for results.md and results.json (default runs/benchmarks, ignored by git; "
+                        "--out benchmarks updates the committed results)")
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.worker:
         result = WORKERS[args.worker[0]](json.loads(args.worker[1]))
         print("RESULT " + json.dumps(result))

@@ -248,3 +248,74 @@ def test_worker_processes_do_not_deadlock_after_torch_ran_in_parent(tmp_path):
         proc.communicate()
         pytest.fail("prepare_dataset with worker processes hung after torch ran in the parent")
     assert proc.returncode == 0 and "ok" in stdout, stderr[-2000:]
+
+
+def _synthetic_case(root: Path, name: str, seed: int = 0) -> None:
+    """A small valid case (30 x 28 x 26 voxels, a tumour block) named ``name`` in ``root``."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        a = np.zeros((30, 28, 26), np.int16)
+        a[4:26, 3:25, 2:24] = rng.integers(1, 400, (22, 22, 22))
+        nib.save(nib.Nifti1Image(a, np.eye(4)), str(folder / f"{name}_{m}.nii.gz"))
+    lab = np.zeros((30, 28, 26), np.uint8)
+    lab[8:20, 9:21, 8:20] = 2
+    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / f"{name}_seg.nii.gz"))
+
+
+def test_a_failed_case_leaves_no_folder(tmp_path):
+    _synthetic_case(tmp_path / "ds", "s1")
+    _bad_label_case(tmp_path / "ds")
+    summary = prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
+    assert summary["prepared"] == ["s1"] and list(summary["failed"]) == ["zz_bad"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cache.json", "s1"]
+
+
+def test_a_full_disk_leaves_no_truncated_file_and_no_case_folder(tmp_path, monkeypatch):
+    import errno
+
+    import medseg3d.cache as cache_module
+
+    _synthetic_case(tmp_path / "ds", "s1")
+    _synthetic_case(tmp_path / "ds", "s2", seed=1)
+    real_save = np.save
+    calls = []
+
+    def save_until_full(path, array):
+        calls.append(path)
+        if len(calls) == 3:  # s2's image: half written, then the disk is full
+            Path(path).write_bytes(b"\x93NUMPY" + b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(path, array)
+
+    monkeypatch.setattr(cache_module.np, "save", save_until_full)
+    summary = prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
+    assert summary["prepared"] == ["s1"] and "No space left on device" in summary["failed"]["s2"]
+    files = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*"))
+    assert files == ["cache.json", "s1", "s1/image.npy", "s1/label.npy", "s1/record.json"]
+    monkeypatch.setattr(cache_module.np, "save", real_save)  # space again: the next prepare completes it
+    summary = prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
+    assert summary["prepared"] == ["s2"] and summary["skipped"] == ["s1"]
+    assert sorted(open_cache(tmp_path / "out")[1]) == ["s1", "s2"]
+
+
+def test_a_cache_record_that_cannot_be_written_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    _synthetic_case(tmp_path / "ds", "s1")
+    real_write = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "cache.json.tmp":
+            real_write(self, "{")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(InputError, match="cannot write the cache [(]No space left on device[)]; free space"):
+        prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="cannot make the cache folder"):
+        prepare_dataset(tmp_path / "ds", tmp_path / "file" / "cache", workers=1, progress=False)

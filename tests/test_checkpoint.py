@@ -48,3 +48,18 @@ def test_checkpoint_round_trip(tmp_path):
     assert back["epoch"] == 4 and torch.equal(back["model"]["w"], torch.ones(3))
     with pytest.raises(ModelError, match="nothing to resume"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_checksum_catches_flipped_tensor_bits(tmp_path):
+    """torch.load reads a flipped bit inside tensor data as another number; the stored checksum does not."""
+    weights = torch.arange(1000, dtype=torch.float32)
+    save_checkpoint({"model": {"w": weights}, "epoch": 1}, tmp_path / "last.pt")
+    data = bytearray((tmp_path / "last.pt").read_bytes())
+    start = data.find(weights.numpy().tobytes())  # torch.save stores tensor bytes uncompressed
+    assert start > 0
+    data[start + 401] ^= 0x10  # one bit of weight 100
+    (tmp_path / "last.pt").write_bytes(bytes(data))
+    unchecked = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert not torch.equal(unchecked["model"]["w"], weights)  # read without complaint
+    with pytest.raises(ModelError, match="do not match the checksum"):
+        load_checkpoint(tmp_path / "last.pt")

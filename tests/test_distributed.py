@@ -122,6 +122,108 @@ def test_predict_shards_in_two_processes(runs, dataset, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}.nii.gz" for c in CASES)
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_nodes(runs, dataset):
+    """The same 3 steps on two "nodes": two torchrun launchers (1 process each) meeting at a c10d rendezvous
+    on 127.0.0.1, as on two machines (docs/distributed.md), gloo between them."""
+    port = _free_port()
+    env = _env(MEDSEG3D_DEBUG_DUMP=str(runs / "dump-nodes"))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "medseg3d-test",
+                "-m", "medseg3d.cli", "train", str(dataset), "--out", str(runs / "nodes"), "--preset", "quick",
+                "--cache", str(runs / "cache"), "--epochs", "1", "--iters-per-epoch", "3", "--patch", "32,32,32",
+                "--augment", "default", "--seed", "5", "--quiet"]
+    nodes = [subprocess.Popen(launcher, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=400) for node in nodes]
+    assert all(node.returncode == 0 for node in nodes), [err[-3000:] for _, err in outputs]
+    return runs
+
+
+@pytest.mark.slow
+def test_two_nodes_hold_identical_weights_equal_to_one_process(two_nodes):
+    p0, _, losses0 = _weights(two_nodes / "dump-nodes" / "rank0.pt")
+    p1, _, losses1 = _weights(two_nodes / "dump-nodes" / "rank1.pt")
+    for key in p0:
+        assert torch.equal(p0[key], p1[key]), key  # DDP broadcasts and averages: bit-identical on every rank
+    assert losses0 == losses1
+    single, _, single_losses = _weights(two_nodes / "dump1" / "rank0.pt")
+    # Tolerance from float32 arithmetic: the averaged gradient (g0 + g1) / 2 and the accumulated one
+    # g0 / 2 + g1 / 2 differ by at most one rounding (halving is exact), i.e. a relative 2^-24; Adam's
+    # normalised step m / sqrt(v) carries a few such roundings, so each of the 3 steps moves a weight by lr
+    # (1e-3, the quick preset) times at most ~8 units of 2^-24 differently, plus one rounding of the
+    # weight itself per step.
+    steps, lr, eps = 3, 1e-3, 2.0**-24
+    worst = 0.0
+    for key in single:
+        bound = steps * (8 * eps * lr + 2 * eps * float(single[key].abs().max()))
+        difference = float((p0[key] - single[key]).abs().max())
+        assert difference <= bound, (key, difference, bound)
+        worst = max(worst, difference)
+    print(f"two nodes vs one process: largest weight difference {worst:.3g}")  # shown with pytest -s
+    assert losses0 == pytest.approx(single_losses, rel=8 * eps)
+    config = json.loads((two_nodes / "nodes" / "config.json").read_text())
+    assert config["world_size"] == 2 and config["global_batch"] == 2
+
+
+def _synthetic_case(root: Path, name: str, seed: int) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    folder = root / name
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        a = np.zeros((30, 28, 26), np.int16)
+        a[4:26, 3:25, 2:24] = rng.integers(100, 400, (22, 22, 22))
+        nib.save(nib.Nifti1Image(a, np.eye(4)), str(folder / f"{name}_{m}.nii.gz"))
+
+
+@pytest.mark.slow
+def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs, tmp_path):
+    """3 shards over 9 cases; shard 1 is killed once it has written a case, and the folder holds what a kill
+    during a write leaves (an empty temporary folder, one with half a file); rerunning shard 1 completes it."""
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    names = [f"case{k}" for k in range(9)]
+    for k, name in enumerate(names):
+        _synthetic_case(data, name, k)
+    out = tmp_path / "preds"
+    base = [sys.executable, "-m", "medseg3d.cli", "predict", str(runs / "ddp"), str(data), "-o", str(out), "--quiet"]
+    env = _env()
+    procs = {i: subprocess.Popen(base + ["--shard", f"{i}/3"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for i in range(3)}
+    mine = names[1::3]  # shard 1's cases
+    deadline = time.monotonic() + 300
+    while not any((out / f"{n}.nii.gz").exists() for n in mine) and procs[1].poll() is None:
+        assert time.monotonic() < deadline, "shard 1 wrote nothing"
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].communicate()
+    for i in (0, 2):
+        assert procs[i].wait(timeout=300) == 0, procs[i].communicate()
+    # what a kill during a write leaves: write_volume's temporary folders
+    missing = [n for n in mine if not (out / f"{n}.nii.gz").exists()]
+    (out / f".{(missing or mine)[-1]}.nii.gz.k1ll3d.tmp").mkdir()
+    half = out / f".{mine[0]}.nii.gz.h4lf.tmp"
+    half.mkdir()
+    (half / f"{mine[0]}.nii.gz").write_bytes(b"\x1f\x8b half")
+    again = _run(base + ["--shard", "1/3"], env)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.nii.gz" for n in names)  # nothing hidden left
+    rewritten = {Path(line.split()[-1]).name for line in again.stdout.splitlines() if line.startswith("wrote")}
+    assert rewritten == {f"{n}.nii.gz" for n in missing}  # only shard 1's cases, only the ones not yet written
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_uses_amp_and_channels_last(runs):
     from medseg3d.inference import predict_probabilities

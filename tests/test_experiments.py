@@ -587,12 +587,34 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     assert "is the experiment folder itself" in capsys.readouterr().err
 
 
-def test_plan_writes_nothing(small_dataset, tmp_path, capsys):
+def _no_timing(*args, **kwargs):
+    raise AssertionError("--plan must not time iterations (minutes on a CPU)")
+
+
+def test_plan_writes_nothing(small_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiments, "_measure_iteration", _no_timing)
     out = tmp_path / "binary"
     assert main(["experiment", "binary", str(small_dataset), "--out", str(out), "--quick", "--plan"]) == 0
     printed = capsys.readouterr().out
     assert not out.exists()
-    # one timing per distinct network and output (the tiny U-Net; the paper's net with 1 and with 2 outputs)
-    for timed in ("(tiny-unet-bce, tiny-unet-bce-prior)", "(kayalibay-bce)", "(kayalibay-jaccard)"):
-        assert timed in printed
+    assert "estimated time: not estimated by --plan (it times nothing" in printed
     assert "tiny-unet-bce-prior  0     0        2" in printed
+    # a real start times one iteration per distinct network and output (the tiny U-Net; the paper's net with
+    # 1 and with 2 outputs)
+    _, tasks, _ = plan_experiment("binary", small_dataset, out, quick=True, write=False)
+    groups = [sorted({t.run.name for t in group}) for group in experiments.speed_groups(tasks)]
+    assert sorted(groups) == [["kayalibay-bce"], ["kayalibay-jaccard"], ["tiny-unet-bce", "tiny-unet-bce-prior"]]
+    assert not out.exists()
+
+
+def test_plan_of_a_time_budget_prints_at_once(small_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(experiments, "_measure_iteration", _no_timing)
+    out = tmp_path / "depth"
+    assert main(["experiment", "depth", str(small_dataset), "--out", str(out), "--folds", "3",
+                 "--budget-minutes", "2", "--plan"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 training minutes per run and fold, turned into epochs by timing each network" in printed
+    # 12 trainings of 2 minutes (+5 s start-up each), then each one's validation case scored (8 s)
+    assert f"about {experiments.format_duration(12 * 125 + 12 * 8)} (12 trainings of 2 minutes" in printed
+    assert "paper        0     0        3         0          0         -" in printed
+    assert not out.exists()

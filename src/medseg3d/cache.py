@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,14 +34,20 @@ CACHE_VERSION = 1
 
 def _atomic_json(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_npy(array: np.ndarray, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    try:
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no truncated temporary behind
+        tmp.unlink(missing_ok=True)
 
 
 def settings_of(config: PrepConfig, scheme: LabelScheme, modalities) -> dict:
@@ -74,16 +81,24 @@ def _case_done(case_dir: Path, settings: dict) -> bool:
 
 
 def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme, settings: dict) -> dict:
-    """Preprocess one case into ``out/<case_id>/``; returns its record dict."""
+    """Preprocess one case into ``out/<case_id>/``; returns its record dict.
+
+    The case folder is made only once the case has been read and preprocessed, and removed again if writing
+    it fails (a full disk): a failed case leaves nothing in the cache."""
     case_dir = out / case.case_id
-    case_dir.mkdir(parents=True, exist_ok=True)
     image, ref, label = case.load(with_label=True)
     classes = scheme.to_classes(label, where=f"case {case.case_id} label") if label is not None else None
     x, y, record = preprocess(image, ref.affine, config, classes, scheme.n_classes)
-    (case_dir / "record.json").unlink(missing_ok=True)
-    _atomic_npy(x.astype(np.float16), case_dir / "image.npy")
-    if y is not None:
-        _atomic_npy(y.astype(np.uint8), case_dir / "label.npy")
+    try:
+        case_dir.mkdir(parents=True, exist_ok=True)
+        (case_dir / "record.json").unlink(missing_ok=True)
+        _atomic_npy(x.astype(np.float16), case_dir / "image.npy")
+        if y is not None:
+            _atomic_npy(y.astype(np.uint8), case_dir / "label.npy")
+    except BaseException:
+        # without its record the case is not done: its arrays (old or new) are of no use to anyone
+        _remove_case_dir(case_dir, out)
+        raise
     entry = {
         "case": case.case_id,
         "settings": settings,
@@ -93,8 +108,18 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
         "label_file": str(case.label) if case.label else None,
         "class_voxels": np.bincount(y.ravel(), minlength=scheme.n_classes).tolist() if y is not None else None,
     }
-    _atomic_json(entry, case_dir / "record.json")
+    try:
+        _atomic_json(entry, case_dir / "record.json")
+    except BaseException:
+        _remove_case_dir(case_dir, out)
+        raise
     return entry
+
+
+def _remove_case_dir(case_dir: Path, out: Path) -> None:
+    """Delete a case's cache folder, only if it really is a folder directly inside the cache ``out``."""
+    if case_dir.is_dir() and not case_dir.is_symlink() and case_dir.resolve().parent == out.resolve():
+        shutil.rmtree(case_dir, ignore_errors=True)
 
 
 def _worker_init() -> None:
@@ -145,12 +170,13 @@ def prepare_dataset(
     layout: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    option: str = "--out",
 ) -> dict:
     """Preprocess every case of the dataset at ``root`` into the cache folder ``out``.
 
     Cases already done with the same settings are skipped. Returns a summary dict
     (``{"prepared": [...], "skipped": [...], "failed": {case: reason}}``). Failed cases are reported, not
-    fatal, unless every case fails.
+    fatal, unless every case fails. ``option`` is how the caller's user named ``out`` (``--cache`` for train).
     """
     config = config or PrepConfig()
     scheme = get_scheme(labels) if isinstance(labels, str) else labels
@@ -159,7 +185,10 @@ def prepare_dataset(
         raise InputError(f"{out}: is a file; --out must be a folder")
     cases = find_cases(root, layout=layout, modalities=modalities)
     modalities = cases[0].modalities
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot make the cache folder ({exc.strerror or exc}); choose another {option}") from exc
     settings = settings_of(config, scheme, modalities)
     meta_path = out / "cache.json"
     if meta_path.is_file():
@@ -168,11 +197,16 @@ def prepare_dataset(
             diff = _settings_diff(old.get("settings") or {}, settings)
             raise InputError(
                 f"{out}: holds a cache made with other settings ({'; '.join(diff[:3])}); "
-                "use another --out folder or delete this one"
+                f"use another {option} folder or delete this one"
             )
     elif out.is_dir() and any(out.iterdir()):
-        raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new --out")
-    _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]}, meta_path)
+        raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}")
+    try:
+        _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
+                     meta_path)
+    except OSError as exc:  # a full disk or a read-only folder
+        raise InputError(f"{out}: cannot write the cache ({exc.strerror or exc}); free space or choose another "
+                         f"{option}") from exc
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
     summary = {"prepared": [], "skipped": skipped, "failed": {}}

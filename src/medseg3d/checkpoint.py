@@ -11,6 +11,7 @@ Every file is written to a temporary name in the same folder and renamed into pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,14 +19,20 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelError
+from .errors import MedsegError, ModelError
 from .precision import PRECISIONS
 
 MODEL_FORMAT = 1
 REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
 
 
-def _atomic(path: Path, write) -> Path:
+def _atomic(path: Path, write, previous: Path | None = None) -> Path:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    With ``previous``, an existing ``path`` is first renamed to ``previous`` (the last good version stays
+    until the new one is complete; a process killed between the two renames leaves ``previous`` only).
+    The temporary file is removed on any failure (a full disk, an interrupt).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,6 +43,8 @@ def _atomic(path: Path, write) -> Path:
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -121,16 +130,128 @@ def check_metadata(raw: str | None, path: Path, origin: str = "it was not writte
     return meta
 
 
-def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, then rename: an interrupted save never corrupts ``path``."""
-    return _atomic(Path(path), lambda tmp: torch.save(state, tmp))
+def state_digest(obj) -> str:
+    """SHA-256 of a checkpoint's contents: every tensor's dtype, shape and bytes, and every other value."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if torch.is_tensor(value):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"T{flat.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=repr):
+                feed(key)
+                feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        else:
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(obj)
+    return digest.hexdigest()
+
+
+def save_checkpoint(state: dict, path: str | Path, previous: str | Path | None = None) -> Path:
+    """``torch.save`` to a temporary file, then rename: an interrupted save never corrupts ``path``.
+
+    The file carries a checksum of its contents (``sha256``): ``torch.load`` reads flipped bits inside
+    tensor data as other numbers without a word, :func:`load_checkpoint` does not. With ``previous``
+    (e.g. ``previous.pt``), the checkpoint being replaced is kept there: a resume can fall back to it if
+    ``path`` is later damaged (a copy, a disk error)."""
+    state = dict(state) | {"sha256": state_digest(state)}
+    return _atomic(Path(path), lambda tmp: torch.save(state, tmp), Path(previous) if previous else None)
 
 
 def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, its checksum verified (older ones have none)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found; nothing to resume")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: cannot read the checkpoint ({str(exc).splitlines()[0][:200]})") from exc
+    if isinstance(state, dict) and "sha256" in state:
+        stored = state.pop("sha256")
+        if state_digest(state) != stored:
+            raise ModelError(f"{path}: the checkpoint is damaged (its contents do not match the checksum saved "
+                             "with it)")
+    return state
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
+    """Refuse a model whose metadata or weights would run but give a wrong or empty result.
+
+    Checked before the network is built (one :class:`ModelError` line each): a network this medseg3d does
+    not know; channels and modalities that disagree; label values outside 0..255 (label files are written
+    as bytes) or repeated; an output kind (``region``/``multiclass``) or output count that disagrees with the
+    label scheme; a patch or size multiple that is not positive; preprocessing settings out of range; and
+    weights (``state``; ``None`` for exported files checked elsewhere) holding NaN or infinite values, which
+    turn every output into NaN and the segmentation into background.
+    """
+    from .labels import LabelScheme
+    from .nets import network_names
+    from .preprocess import PrepConfig
+
+    path = Path(path)
+    network = meta["network"]
+    if network not in network_names():
+        raise ModelError(f"{path}: unknown network {network!r} (this medseg3d has {', '.join(network_names())}); "
+                         "update medseg3d or use a model made by it")
+    in_channels, n_outputs, modalities = meta["in_channels"], meta["n_outputs"], meta["modalities"]
+    if not _whole(in_channels) or in_channels < 1:
+        raise ModelError(f"{path}: in_channels must be a whole number >= 1, got {in_channels!r}")
+    if not _whole(n_outputs) or n_outputs < 1:
+        raise ModelError(f"{path}: n_outputs must be a whole number >= 1, got {n_outputs!r}")
+    if not isinstance(modalities, list) or len(modalities) != in_channels \
+            or not all(isinstance(m, str) and m for m in modalities):
+        raise ModelError(f"{path}: modalities {modalities!r} do not name its {in_channels} input channels")
+    labels = meta["labels"]
+    values = labels.get("values") if isinstance(labels, dict) else None
+    if not isinstance(values, list) or len(values) < 2 or not all(_whole(v) for v in values):
+        raise ModelError(f"{path}: label values {values!r} are not a list of at least 2 whole numbers")
+    if not all(0 <= v <= 255 for v in values) or len(set(values)) != len(values):
+        raise ModelError(f"{path}: label values {values} must be distinct and within 0..255 (label files "
+                         "hold bytes); the model metadata is broken")
+    try:
+        scheme = LabelScheme.from_dict(labels)
+        region_values = [v for members in scheme.regions.values() for v in members]
+    except MedsegError as exc:
+        raise ModelError(f"{path}: its label scheme is malformed ({exc})") from exc
+    if any(v not in values for v in region_values) or len(scheme.class_names) != len(values):
+        raise ModelError(f"{path}: its label regions or class names do not match the label values {values}")
+    kind = meta.get("kind", "multiclass")
+    if kind not in ("multiclass", "region"):
+        raise ModelError(f"{path}: output kind {kind!r} is not 'multiclass' or 'region'")
+    if (kind == "region") != scheme.region_training:
+        trained = "regions (sigmoid outputs)" if scheme.region_training else "classes (softmax outputs)"
+        raise ModelError(f"{path}: declared {kind}, but its labels say it was trained on {trained}; "
+                         "the model metadata is inconsistent")
+    if scheme.n_outputs != n_outputs:
+        raise ModelError(f"{path}: its label scheme has {scheme.n_outputs} outputs but the network {n_outputs}")
+    patch = meta.get("patch")
+    if patch is not None and (not isinstance(patch, list) or len(patch) not in (2, 3)
+                              or not all(_whole(v) and v > 0 for v in patch)):
+        raise ModelError(f"{path}: patch {patch!r} is not 3 positive whole numbers (voxels per axis)")
+    multiple = meta.get("size_multiple")
+    if multiple is not None and (not _whole(multiple) or multiple < 1):
+        raise ModelError(f"{path}: size_multiple {multiple!r} is not a whole number >= 1")
+    try:
+        PrepConfig.from_dict(meta["preprocess"])
+    except (MedsegError, TypeError, KeyError, AttributeError) as exc:
+        raise ModelError(f"{path}: its preprocessing settings are invalid ({str(exc).splitlines()[0][:160]})") from exc
+    if state:
+        broken = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if broken:
+            raise ModelError(f"{path}: {len(broken)} of its {len(state)} weight tensors hold NaN or infinite values "
+                             f"(first: {broken[0]}); the model is broken: use an earlier checkpoint or retrain")

@@ -97,7 +97,7 @@ def cmd_train(args) -> None:
     from .train import TrainConfig, train
 
     try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
-        cases = find_cases(args.dataset, layout=args.layout)
+        cases = find_cases(args.dataset, layout=args.layout) if args.dataset else []
     except InputError:
         cases = []  # train reports the dataset's problem itself
     for note in layout_notes(cases):
@@ -120,8 +120,16 @@ def cmd_train(args) -> None:
         overrides["crop"], overrides["crop_size"] = "fixed", args.crop
     if args.net_arg:
         overrides["net_args"] = dict(args.net_arg)
+    if args.skip_bad_cases:
+        overrides["skip_bad_cases"] = True
     cfg = TrainConfig.from_preset(args.preset, dataset=args.dataset, out=args.out, resume=args.resume,
                                   progress=not args.quiet, **overrides)
+    if args.resume:  # settings come from the run folder; what was typed must agree with them (budget aside)
+        from .train import PRESETS, resume_config
+
+        typed = {k for k, v in overrides.items() if v is not None} | set(PRESETS.get(args.preset or "", {}))
+        given = {k: getattr(cfg, k) for k in typed} | {"dataset": args.dataset, "progress": not args.quiet}
+        cfg = resume_config(args.out, ({"preset": args.preset} if args.preset else {}) | given)
     summary = train(cfg)
     print(f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
@@ -259,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_nets)
 
     s = sub.add_parser("train", help="train a network on a dataset")
-    s.add_argument("dataset")
+    s.add_argument("dataset", nargs="?", help="dataset folder (with --resume: the run's own, may be left out)")
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
     s.add_argument("--preset", help="paper, brats (the bundled model), brats-v0 or quick")
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
@@ -300,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the output biases at the training labels' frequencies instead of 0 (sigmoid: "
                         "log-odds, softmax: log); for networks with a biased output layer (unet, tiny-unet)")
     s.add_argument("--cache", help="cache folder (default: ~/.cache/medseg3d/<dataset>-<hash> or $MEDSEG3D_CACHE)")
-    s.add_argument("--resume", action="store_true", help="continue the run in --out")
+    s.add_argument("--skip-bad-cases", action="store_true",
+                   help="train without the cases that cannot be read, naming them (default: refuse to start)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out with its own settings (config.json); only a new budget "
+                        "(--epochs, --minutes) may be given")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 

@@ -640,6 +640,11 @@ def plan_experiment(
         run_epochs = {r: QUICK["epochs"] for r in experiment.run_names}
     elif epochs is not None:
         run_epochs = {r: int(epochs) for r in experiment.run_names}
+    elif not write:
+        # --plan prints in seconds: turning minutes into epochs takes timed iterations of every network on
+        # whole crops (7.7 minutes for `depth` on a loaded 2-core CPU), left to the first real start
+        budget_minutes = budget_minutes or default_budget_minutes(experiment, folds)
+        run_epochs = {r: None for r in experiment.run_names}
     else:
         budget_minutes = budget_minutes or default_budget_minutes(experiment, folds)
         n_train = len(fold_ids(split, 0)[0])
@@ -669,7 +674,8 @@ def plan_experiment(
     tasks = []
     for k in range(folds):
         for run in selected:
-            overrides = run_overrides(run, k) | {"epochs": int(run_epochs[run.name])}
+            run_epoch = run_epochs[run.name]
+            overrides = run_overrides(run, k) | {"epochs": int(run_epoch) if run_epoch is not None else None}
             folder = _fold_dir(out, run.name, k)
             tasks.append(Task(run, k, folder, overrides, fold_ids(split, k)[1], _state(folder)))
     return experiment, tasks, record
@@ -837,6 +843,9 @@ def budget_text(record: dict, n_train: int) -> str:
     epochs = record["epochs"]
     minutes = record.get("budget_minutes")
     seconds = record.get("measured_seconds_per_iteration") or {}
+    if None in epochs.values():  # a --plan of a new folder: not timed yet
+        return (f"{minutes:g} training minutes per run and fold, turned into epochs by timing each network "
+                "when the experiment starts")
     if len(set(epochs.values())) == 1:
         (e,) = set(epochs.values())
         text = f"{e} epochs of {n_train} iterations ({e * n_train} iterations) per run and fold"
@@ -1162,15 +1171,11 @@ def run_experiment(
             f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per training "
             f"iteration, validation included, of the {n_done} finished trainings; concurrent invocations share it)"
         )
+    elif pending and plan:
+        say(f"estimated time: {plan_estimate_text(pending, record, n_train)}")
     elif pending:
-        # one timing per distinct network and input (the runs of binary or depth differ several-fold)
-        groups: dict[str, list[Task]] = {}
-        for task in pending:
-            o = task.overrides
-            key = json.dumps([o.get(k) for k in _SPEED_KEYS], sort_keys=True, default=str)
-            groups.setdefault(key, []).append(task)
         eta, measured_text = 0.0, []
-        for group in groups.values():
+        for group in speed_groups(pending):
             t_iter, t_forward = _measure_iteration(_train_config(group[0].overrides), cases_by_id)
             eta += estimate_seconds(group, t_iter, t_forward, n_train)
             names = sorted({t.run.name for t in group})
@@ -1242,6 +1247,41 @@ def run_experiment(
     return summary
 
 
+def speed_groups(tasks: list[Task]) -> list[list[Task]]:
+    """The tasks grouped by what decides their speed (``_SPEED_KEYS``): one timing per group (the runs of
+    binary or depth differ several-fold)."""
+    groups: dict[str, list[Task]] = {}
+    for task in tasks:
+        o = task.overrides
+        key = json.dumps([o.get(k) for k in _SPEED_KEYS], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(task)
+    return list(groups.values())
+
+
+def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
+    """The time estimate ``--plan`` prints without timing anything (timing takes minutes on a CPU): the
+    minutes budget of each training, or the iteration times recorded when the folder was made."""
+    to_train = [t for t in pending if t.state in ("new", "resume")]
+    scoring = sum(len(t.val_ids) for t in pending) * _SECONDS_PER_SCORED_CASE
+    minutes = record.get("budget_minutes")
+    measured = record.get("measured_seconds_per_iteration") or {}
+    if minutes and all(t.state == "new" for t in to_train):
+        total = len(to_train) * (minutes * 60 + _SECONDS_PER_RUN) + scoring
+        return (f"about {format_duration(total)} ({len(to_train)} trainings of {minutes:g} minutes, then scoring; "
+                "nothing timed for --plan)")
+    if measured and all(t.overrides.get("epochs") for t in to_train):
+        reference = next(iter(measured.values()))
+        total = scoring
+        for task in to_train:
+            epochs = task.overrides["epochs"] - (_trained_epochs(task.folder) if task.state == "resume" else 0)
+            iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
+            total += iterations * measured.get(task.run.name, reference) + _SECONDS_PER_RUN
+        return (f"about {format_duration(total)} (at the seconds per iteration measured when the experiment started; "
+                "nothing timed for --plan)")
+    return ("not estimated by --plan (it times nothing, to print at once); a run without --plan times one "
+            "iteration per network first (minutes on a CPU) and prints its estimate")
+
+
 def _plan_table(tasks: list[Task], copies: dict, record: dict) -> str:
     """What ``--plan`` prints: per run, its folds by what is left to do, and its budget."""
     rows = {}
@@ -1251,7 +1291,7 @@ def _plan_table(tasks: list[Task], copies: dict, record: dict) -> str:
     header = ("run", "done", "to copy", "to train", "to resume", "to score", "epochs")
     table = [header] + [
         (run, str(c["done"]), str(c["copy"]), str(c["new"]), str(c["resume"]), str(c["score"]),
-         str(record["epochs"].get(run, "-")))
+         str(record["epochs"].get(run) or "-"))
         for run, c in rows.items()
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

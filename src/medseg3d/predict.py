@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import read_model_file
+from .checkpoint import read_model_file, validate_model
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
+from .distributed import remove_stale_temporaries
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
 from .io import Volume, image_suffix, write_volume
@@ -110,6 +111,7 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
 
         return load_onnx_model(path, device)
     meta, state = read_model_file(path)
+    validate_model(meta, state, path)  # hostile or broken metadata and NaN weights: one clear line, no run
     try:
         model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
         model.load_state_dict(state)
@@ -433,6 +435,7 @@ def predict(
     written = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         target = _output_path_for(case, output)
+        remove_stale_temporaries(target)  # left by a killed run of this shard (docs/distributed.md)
         if target.exists() and not force:
             continue
         written.append(_predict_case(loaded, case, target, save_probabilities,

@@ -9,8 +9,12 @@
 4. every ``val_every`` epochs score the validation cases (Dice per class and region, the metric of
    ``medseg3d evaluate``), keep the best model, write ``log.csv`` and ``curves.png``;
 5. checkpoint ``last.pt`` atomically at the end of every epoch (keep epochs a few minutes long with
-   ``iters_per_epoch``), so ``--resume`` continues exactly where a killed run stopped (model, optimiser,
-   counters, RNG states); a run killed mid-epoch repeats that epoch.
+   ``iters_per_epoch``), the one before kept as ``previous.pt``, so ``--resume`` continues exactly where a
+   killed run stopped (model, optimiser, counters, RNG states); a run killed mid-epoch repeats that epoch.
+   ``--resume`` needs only the run folder: the settings come from its ``config.json`` (only the budget may
+   change). A damaged ``last.pt`` (empty, truncated, of another network) falls back to ``previous.pt`` with
+   a warning; a damaged ``config.json`` to the settings recorded in the run's model file; otherwise one
+   line says what is damaged. Temporary files of a run killed mid-write are removed on the next start.
 
 Distributed (``torchrun``, ``WORLD_SIZE`` > 1; docs/distributed.md): one global batch of
 ``batch x accumulate x world`` samples per optimiser step is drawn on every process from one shared random
@@ -31,7 +35,6 @@ import json
 import math
 import os
 import platform
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,7 @@ import torch
 
 from . import __version__
 from .cache import open_cache, prepare_dataset
-from .checkpoint import load_checkpoint, save_checkpoint, save_model
+from .checkpoint import save_checkpoint, save_model
 from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
 from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
@@ -51,6 +54,17 @@ from .plotting import save_figure
 from .precision import autocast, autocast_dtype, check_precision
 from .precision import describe as describe_precision
 from .preprocess import PrepConfig
+from .run_files import (
+    PREVIOUS_CHECKPOINT,
+    atomic_json,
+    check_writable,
+    load_resume_state,
+    read_run_settings,
+    remove_stale_temporaries,
+    rng_state,
+    warn,
+    write_failed,
+)
 from .sampling import PatchSampler
 
 PRESETS: dict[str, dict] = {
@@ -121,6 +135,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (see compile_for_training)
     output_prior: bool = False  # start the output biases at the training labels' frequencies (nets.prior)
     cache: str | None = None
+    skip_bad_cases: bool = False  # train without cases that cannot be read (named, and recorded in config.json)
     resume: bool = False
     progress: bool = True
 
@@ -147,6 +162,76 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+# settings a resumed run may change: the budget (to extend it), and where and how verbosely it runs
+RESUME_FREE = ("epochs", "minutes", "progress", "device", "compile", "cache", "skip_bad_cases")
+_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch")
+
+
+def _plain(value):
+    """JSON-comparable form of a setting (tuples and lists alike)."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
+
+
+def given_settings(cfg: TrainConfig) -> dict:
+    """The settings of ``cfg`` that differ from the defaults: what a caller asked for."""
+    given = {}
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(cfg, f.name)
+        if f.name not in ("out", "resume") and _plain(value) != _plain(default):
+            given[f.name] = value
+    return given
+
+
+def resume_config(out, given: dict | None = None) -> TrainConfig:
+    """The configuration of the run in ``out``, for ``--resume``: its own settings (``config.json``).
+
+    ``given`` are settings the caller asked for: the budget (``epochs``, ``minutes``) and ``RESUME_FREE``
+    settings replace the run's; a dataset is accepted if it is the run's (or the run's is gone, moved);
+    any other setting must equal the run's, else one line names the differences.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise InputError(f"{out}: no such run folder to resume; check --out, or start a new run without --resume")
+    if not (out / "last.pt").exists() and not (out / PREVIOUS_CHECKPOINT).exists():
+        raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
+    saved = read_run_settings(out)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in saved.items() if k in names}
+    for key in _TUPLE_FIELDS:
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(settings[key])
+    changed: dict[str, str] = {}
+    for key, value in (given or {}).items():
+        if value is None or key in ("out", "resume"):
+            continue
+        if key in RESUME_FREE:
+            settings[key] = value
+        elif key == "dataset":
+            old = settings.get("dataset")
+            if not old or not Path(old).exists() or Path(old).resolve() == Path(value).resolve():
+                settings["dataset"] = value
+            else:
+                changed["dataset"] = f"dataset {old} -> {value}"
+        else:
+            if key == "modalities" and value:
+                value = normalise_modalities(value)
+            old = settings.get(key)
+            if key == "precision" and old is None:  # runs from before the setting trained as "auto"
+                old = "auto"
+            if _plain(value) != _plain(old):
+                changed[key] = f"{key} {old!r} -> {value!r}"
+    if changed:
+        raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}): "
+                         f"{'; '.join(list(changed.values())[:4])}; a resumed run takes its settings from "
+                         "config.json (only --epochs and --minutes may change): leave them out")
+    if not settings.get("dataset"):
+        raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
+    cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
+    cfg._from_run_folder = True  # not a setting: tells train() these were merged already
+    return cfg
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
@@ -263,19 +348,6 @@ def _plot_curves(history: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=80)
 
 
-def _rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": json.dumps(np_rng.bit_generator.state), "torch": torch.get_rng_state(),
-            "augment": gen.get_state(), "python": json.dumps(random.getstate())}
-
-
-def _set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generator) -> None:
-    np_rng.bit_generator.state = json.loads(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["augment"])
-    py = json.loads(state["python"])
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
 def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); joins the ``torchrun`` process group: NCCL for CUDA devices, else gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -388,10 +460,12 @@ def train(cfg: TrainConfig) -> dict:
     from .losses import build_loss
     from .nets import build_network, init_output_prior
 
-    if not cfg.dataset:
-        raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
     if not cfg.out:
         raise InputError("no output folder given; add --out RUN_DIR")
+    if cfg.resume and not getattr(cfg, "_from_run_folder", False):  # the run's own settings, budget aside
+        cfg = resume_config(cfg.out, given_settings(cfg))
+    if not cfg.dataset:
+        raise InputError("no dataset given; e.g. medseg3d train ../shared/data/brats2018 --out runs/a")
     if cfg.epochs is None and cfg.minutes is None:
         raise InputError("give a budget: --epochs N or --minutes M")
     if cfg.batch < 1 or cfg.accumulate < 1:
@@ -406,19 +480,17 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
+    if rank == 0:  # the only process that writes there
+        check_writable(out)
     last_path = out / "last.pt"
-    if last_path.exists() and not cfg.resume:
+    has_checkpoint = last_path.exists() or (out / PREVIOUS_CHECKPOINT).exists()
+    if has_checkpoint and not cfg.resume:
         raise InputError(f"{out}: holds a run already; add --resume to continue it or choose another --out")
-    if cfg.resume and not last_path.exists():
+    if cfg.resume and not has_checkpoint:
         raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
-    if cfg.resume:
-        saved = json.loads((out / "config.json").read_text())
-        changed = [k for k in ("net", "net_args", "loss", "labels", "patch", "crop", "downsample")
-                   if json.dumps(saved.get(k)) != json.dumps(cfg.to_dict().get(k))]
-        if saved.get("precision", "auto") != cfg.precision:  # runs from before the setting trained as "auto"
-            changed.append("precision")
-        if changed:
-            raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}); use the run's own settings")
+    if rank == 0:
+        for path in remove_stale_temporaries(out):  # left by a run killed while writing
+            warn(f"removed {path}, a temporary file left by an interrupted run")
     scheme = get_scheme(cfg.labels)
     modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
     torch.manual_seed(cfg.seed + rank)
@@ -427,12 +499,24 @@ def train(cfg: TrainConfig) -> dict:
 
     # data: cache and split
     cache_dir = default_cache_dir(cfg, scheme, modalities)
+    bad_cases: dict[str, str] = {}
     if rank == 0:
-        prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
-                        progress=cfg.progress)
+        prepared = prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
+                                   progress=cfg.progress, option="--cache" if cfg.cache else "--out")
+        bad_cases = prepared["failed"]
+        if bad_cases and not cfg.skip_bad_cases:
+            raise InputError(f"{len(bad_cases)} case(s) cannot be used: "
+                             + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
+                             + "; fix or remove them, or add --skip-bad-cases to train without them")
+        for cid, reason in bad_cases.items():
+            warn(f"training without case {cid} (--skip-bad-cases): {reason}")
     if world > 1:
-        torch.distributed.barrier()
+        shared = [bad_cases]
+        torch.distributed.broadcast_object_list(shared, src=0)  # every rank leaves out the same cases
+        bad_cases = shared[0]
     meta, cases = open_cache(cache_dir)
+    # a case that failed now is not used even if an earlier preparation of it is still in the cache
+    cases = {cid: case for cid, case in cases.items() if cid not in bad_cases}
     modalities = meta["settings"]["modalities"]
     split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
     new_split = None
@@ -443,6 +527,9 @@ def train(cfg: TrainConfig) -> dict:
             make_split(list(cases), counts=_holdout_counts(len(cases)), seed=cfg.seed)
         new_split = split_path  # written with the run's first files, once every setting has been checked
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
+    if cfg.skip_bad_cases:  # a split made before the cases went bad: train and validate on the rest
+        train_ids = [c for c in train_ids if c not in bad_cases]
+        val_ids = [c for c in val_ids if c not in bad_cases]
     unknown = [c for c in train_ids + val_ids if c not in cases]
     if unknown:
         raise InputError(f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset")
@@ -489,17 +576,14 @@ def train(cfg: TrainConfig) -> dict:
 
     state = {"epoch": 0, "iteration": 0, "elapsed": 0.0, "best": -1.0, "best_epoch": None, "history": []}
     if cfg.resume:
-        ckpt = load_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = {k: ckpt[k] for k in state}
-        state["history"] = json.loads(ckpt["history"])
-        _set_rng_state(ckpt["rng"], np_rng, aug_gen)
+        state = load_resume_state(out, model, optimizer, scaler, np_rng, aug_gen)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if new_split is not None:
-            save_split(split, new_split)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if new_split is not None:
+                save_split(split, new_split)
+        except OSError as exc:
+            raise write_failed(out, exc) from exc
         cfg_dict = cfg.to_dict() | {"modalities": list(modalities), "cache": str(cache_dir),
                                     "train_cases": train_ids, "val_cases": val_ids, "software": software_versions(),
                                     "iters_per_epoch": iters_per_epoch, "world_size": world,
@@ -507,11 +591,16 @@ def train(cfg: TrainConfig) -> dict:
                                     "compute_dtype": describe_precision(cfg.precision, device)}
         if prior_fractions is not None:
             cfg_dict["output_prior_fractions"] = [round(f, 6) for f in prior_fractions]
-        elif cfg.output_prior and (out / "config.json").exists():  # a resumed run keeps its first start's record
-            first = json.loads((out / "config.json").read_text())
+        elif cfg.output_prior and cfg.resume:  # a resumed run keeps its first start's record
+            first = read_run_settings(out)
             if "output_prior_fractions" in first:
                 cfg_dict["output_prior_fractions"] = first["output_prior_fractions"]
-        (out / "config.json").write_text(json.dumps(cfg_dict, indent=1))
+        if bad_cases:
+            cfg_dict["skipped_cases"] = bad_cases
+        try:
+            atomic_json(cfg_dict, out / "config.json")
+        except OSError as exc:
+            raise write_failed(out, exc) from exc
     meta_out = model_metadata(cfg, scheme, modalities, in_channels, kind, size_multiple,
                               {"train_cases": train_ids, "val_cases": val_ids})
 
@@ -528,7 +617,8 @@ def train(cfg: TrainConfig) -> dict:
             return
         save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), **{k: v for k, v in state.items() if k != "history"},
-                         "history": json.dumps(state["history"]), "rng": _rng_state(np_rng, aug_gen)}, last_path)
+                         "history": json.dumps(state["history"]), "rng": rng_state(np_rng, aug_gen)}, last_path,
+                        previous=out / PREVIOUS_CHECKPOINT)
 
     bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
@@ -585,15 +675,22 @@ def train(cfg: TrainConfig) -> dict:
             row["val_seconds"] = round(time.monotonic() - t_val, 1)
             if scores["score"] > state["best"]:
                 state["best"], state["best_epoch"] = scores["score"], state["epoch"]
-                save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]}, out / "best.safetensors")
+                try:
+                    save_model(model, meta_out | {"validation": scores, "epoch": state["epoch"]},
+                               out / "best.safetensors")
+                except OSError as exc:
+                    raise write_failed(out, exc) from exc
             bar.write(f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
         state["history"].append(row)
         if rank == 0:
-            save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
-            checkpoint()
-            write_rows(state["history"], out / "log.csv")
-            _plot_curves(state["history"], out / "curves.png")
+            try:
+                save_model(model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
+                checkpoint()
+                write_rows(state["history"], out / "log.csv")
+                _plot_curves(state["history"], out / "curves.png")
+            except OSError as exc:
+                raise write_failed(out, exc) from exc
     bar.close()
     if rank == 0:
         best = out / "best.safetensors"
@@ -601,8 +698,11 @@ def train(cfg: TrainConfig) -> dict:
         import shutil
 
         tmp = out / ".model.safetensors.tmp"
-        shutil.copyfile(final, tmp)
-        os.replace(tmp, out / "model.safetensors")
+        try:
+            shutil.copyfile(final, tmp)
+            os.replace(tmp, out / "model.safetensors")
+        except OSError as exc:
+            raise write_failed(out, exc) from exc
     dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
     if dump:  # test hook: each process's final weights and logged losses
         Path(dump).mkdir(parents=True, exist_ok=True)
