@@ -110,7 +110,7 @@ def main(argv=None):
     for name in names:
         print(f"| {name} | " + " | ".join(f"{results[s][name]:.1f} ms" for s in results) + " |")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump(
                 {"threads": args.threads, "torch": torch.__version__, "median_ms": results}, f, indent=2
             )

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
           f"{result['speedup']:.2f}x; compiling pays for itself after about {breakeven:.0f} steps")
     print(f"  first-step loss: eager {loss_eager:.5f}, compiled {loss_comp:.5f}")
     if args.json:
-        with open(args.json, "w") as fh:
+        with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result | {"breakeven_steps": round(breakeven)}, fh, indent=1)
     return 0
 

@@ -813,7 +813,7 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, args.out)
     print(text)
     print(f"report: {args.out}" + (f"; inputs kept in {work}" if args.keep or args.work else ""), file=sys.stderr)

@@ -161,7 +161,7 @@ def main() -> None:
     results = run(args.repeats, args.threads)
     print(format_table(results, args.repeats, args.threads))
     if args.json:
-        with open(args.json, "w") as handle:
+        with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
 
 

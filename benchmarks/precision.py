@@ -102,7 +102,7 @@ def main(argv=None) -> int:
           f"{result['infer_ratio']:.2f}x |")
     print(f"largest probability difference, same weights: {result['max_probability_difference']:.4f}")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
     return 0
 

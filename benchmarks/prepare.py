@@ -107,7 +107,7 @@ def main(argv=None) -> int:
                   f"over {load['loads']} loads (max {load['max_ms']:.1f} ms; target < {LOAD_TARGET_MS:.0f} ms: {ok_l})")
     print(f"machine: {results['cpus']} CPUs, load average at start {results['load_average'][0]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
 
 

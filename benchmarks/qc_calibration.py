@@ -61,7 +61,7 @@ def main() -> None:
         vals = np.array([r[key] for r in rows])
         summary[key] = {"min": float(vals.min()), "median": float(np.median(vals)), "max": float(vals.max())}
     print(json.dumps(summary, indent=1))
-    with open(args.out, "w") as f:
+    with open(args.out, "w", encoding="utf-8") as f:
         json.dump({"rows": rows, "summary": summary}, f, indent=1)
     return 0
 

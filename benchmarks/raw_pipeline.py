@@ -46,7 +46,7 @@ def region_dice(pred: np.ndarray, ref: np.ndarray) -> dict:
 def _done(path: Path) -> set:
     if not path.exists():
         return set()
-    return {json.loads(line)["case"] for line in path.read_text().splitlines() if line.strip()}
+    return {json.loads(line)["case"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
 def _append(path: Path, row: dict) -> None:
@@ -137,7 +137,7 @@ def real(data: Path, out: Path) -> None:
 
 
 def report(out: Path) -> None:
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()]
     sim = [r for r in rows if "dice_raw" in r]
     if sim:
         print(f"simulated raw cases: {len(sim)}")

@@ -374,7 +374,7 @@ def _write_text(path: Path, text: str) -> None:
     """Temporary file, then rename: an interrupted benchmark never leaves half a report."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     summary["time_ratio_8pass"] = round(rows[0]["s_8pass"] / rows[0]["s_1pass"], 2)
     print(json.dumps(summary, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps({"cases": rows, "summary": summary}, indent=1))
+        Path(args.json).write_text(json.dumps({"cases": rows, "summary": summary}, indent=1), encoding="utf-8")
     return 0
 
 

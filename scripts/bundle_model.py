@@ -65,7 +65,7 @@ def set_inference(args, card: dict) -> None:
 def update_card(args) -> None:
     """--keep-weights: new held-out scores, cross-validation, note and inference default for the same weights."""
     path = WEIGHTS / f"{args.name}.json"
-    card = json.loads(path.read_text())
+    card = json.loads(path.read_text(encoding="utf-8"))
     with open(args.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
     card |= scores(rows)
@@ -76,7 +76,7 @@ def update_card(args) -> None:
         card["note"] = args.note
     set_inference(args, card)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    tmp.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
     print(json.dumps({k: card[k] for k in ("name", "held_out_scores", "cross_validation", "inference")}, indent=1))
 
@@ -106,7 +106,7 @@ def main() -> None:
         update_card(args)
         return
 
-    config = json.loads((args.run / "config.json").read_text())
+    config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
     with open(args.run / "log.csv", newline="") as f:
         log = list(csv.DictReader(f))
     with open(args.metrics, newline="") as f:
@@ -139,7 +139,7 @@ def main() -> None:
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
     set_inference(args, card)
-    (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
 
 

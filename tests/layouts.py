@@ -134,5 +134,5 @@ def write_nnunet_dataset(cases: dict[str, dict[str, Volume]], root: Path, test_c
     for case_id in test_cases:
         write_nnunet_case(cases[case_id], root / "imagesTs", case_id)
     info = dict(NNUNET_DATASET_JSON, numTraining=len(cases))
-    (root / "dataset.json").write_text(json.dumps(info, indent=1))
+    (root / "dataset.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
     return root

@@ -50,7 +50,7 @@ def _mtimes(out: Path) -> dict:
 def test_prepare_writes_every_case(prepared):
     out, summary = prepared
     assert sorted(summary["prepared"]) == sorted(CASES) and summary["skipped"] == [] and summary["failed"] == {}
-    meta = json.loads((out / "cache.json").read_text())
+    meta = json.loads((out / "cache.json").read_text(encoding="utf-8"))
     assert meta["cases"] == sorted(CASES)
     assert meta["settings"]["modalities"] == ["flair", "t1", "t1ce", "t2"]
     for cid in CASES:
@@ -92,7 +92,7 @@ def test_damaged_case_is_redone(cache_copy, dataset, damage):
     elif damage == "delete label":
         (victim / "label.npy").unlink()
     elif damage == "garble record":
-        (victim / "record.json").write_text("{ not json")
+        (victim / "record.json").write_text("{ not json", encoding="utf-8")
     else:
         np.save(victim / "image.npy", np.zeros((4, 3, 3, 3), np.float16))
     summary = prepare_dataset(dataset, cache_copy, workers=1, progress=False)
@@ -179,12 +179,12 @@ def test_synthetic_cache_round_trip_with_downsampling(tmp_path):
 
 
 def test_out_must_be_a_cache_folder(tmp_path, dataset):
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(InputError) as e:
         prepare_dataset(dataset, tmp_path / "file", progress=False)
     assert "is a file" in str(e.value)
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "thesis.tex").write_text("x")
+    (tmp_path / "home" / "thesis.tex").write_text("x", encoding="utf-8")
     with pytest.raises(InputError) as e:
         prepare_dataset(dataset, tmp_path / "home", progress=False)
     assert "not a medseg3d cache" in str(e.value)
@@ -201,7 +201,7 @@ def test_open_cache_errors(tmp_path, cache_copy):
     assert "damaged" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(InputError):
         PreparedCase(tmp_path)
-    (cache_copy / "cache.json").write_text("[")
+    (cache_copy / "cache.json").write_text("[", encoding="utf-8")
     with pytest.raises(InputError):
         open_cache(cache_copy)
 
@@ -316,6 +316,6 @@ def test_a_cache_record_that_cannot_be_written_is_one_line(tmp_path, monkeypatch
     with pytest.raises(InputError, match="cannot write the cache [(]No space left on device[)]; free space"):
         prepare_dataset(tmp_path / "ds", tmp_path / "out", workers=1, progress=False)
     assert list((tmp_path / "out").iterdir()) == []
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="cannot make the cache folder"):
         prepare_dataset(tmp_path / "ds", tmp_path / "file" / "cache", workers=1, progress=False)

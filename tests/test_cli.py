@@ -36,7 +36,7 @@ def test_empty_folder(tmp_path):
 
 def test_file_where_folder_expected(tmp_path):
     f = tmp_path / "file.txt"
-    f.write_text("x")
+    f.write_text("x", encoding="utf-8")
     assert_one_line_error(run("prepare", f, "--out", tmp_path / "c"), "is a file")
 
 

@@ -37,7 +37,7 @@ def test_compile_wraps_only_the_training_step(small_dataset, tmp_path, monkeypat
     summary = train(TrainConfig.from_preset("quick", epochs=1, compile=True, patch=(16, 16, 16),
                                             **_base(small_dataset, tmp_path)))
     assert len(wrapped) == 1 and isinstance(wrapped[0], torch.nn.Module)
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert config["compile"] is True and np.isfinite(summary["best_score"])
     # the weights are saved from the uncompiled module: no "_orig_mod." prefix in the model file
     _, state = read_model_file(tmp_path / "run" / "model.safetensors")

@@ -82,7 +82,7 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     args = argparse.Namespace(name="brats", metrics=pooled, cv=cv, cv_variant="last-sw", note="new note",
                               sliding_window=True, overlap=0.5, precision="mixed")
     bundle_model.update_card(args)
-    card = json.loads((weights / "brats.json").read_text())
+    card = json.loads((weights / "brats.json").read_text(encoding="utf-8"))
     assert card["held_out_scores"]["dice_WT"] == 0.7 and card["held_out_cases"] == ["a", "b"]
     assert card["cross_validation"]["weights"] == "last-sw" and card["cross_validation"]["folds"] == 2
     assert card["cross_validation"]["mean_sd_over_folds"]["dice_WT"] == "0.700 +- 0.141"
@@ -91,4 +91,4 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     assert meta["inference"] == {"sliding_window": True, "overlap": 0.5, "precision": "mixed"}
     _original_meta, original_state = read_model_file(source)
     assert all((state[k] == original_state[k]).all() for k in state)
-    assert card["command"] == json.loads(source.with_suffix(".json").read_text())["command"]  # training record kept
+    assert card["command"] == json.loads(source.with_suffix(".json").read_text(encoding="utf-8"))["command"]  # training record kept

@@ -140,7 +140,7 @@ def test_nested_hgg_lgg_brats_folder(brats_root, tmp_path):
     for cid in ("Brats18_2013_20_1", "Brats18_2013_2_1"):
         (tmp_path / "HGG" / cid).symlink_to(brats_root / cid, target_is_directory=True)
     (tmp_path / "LGG" / "Brats18_TCIA10_628_1").symlink_to(brats_root / "Brats18_TCIA10_628_1", target_is_directory=True)
-    (tmp_path / "survival_data.csv").write_text("id,age\n")  # BraTS ships this beside HGG/LGG
+    (tmp_path / "survival_data.csv").write_text("id,age\n", encoding="utf-8")  # BraTS ships this beside HGG/LGG
     assert detect_layout(tmp_path) == "brats"
     cases = find_cases(tmp_path)
     assert {c.case_id: c.meta.get("grade") for c in cases} == {
@@ -258,7 +258,7 @@ def _nnunet_tree(root: Path, n=3, missing_channel=False):
         "numTraining": n,
         "file_ending": ".nii.gz",
     }
-    (root / "dataset.json").write_text(json.dumps(info))
+    (root / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     for i in range(n):
         cid = f"hand_{i:03d}"
         for ch in range(2):
@@ -304,7 +304,7 @@ def test_msd_four_dimensional_images(tmp_path):
     (tmp_path / "labelsTr").mkdir()
     info = {"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
             "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}
-    (tmp_path / "dataset.json").write_text(json.dumps(info))
+    (tmp_path / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     arr = np.stack([_rand(seed=k) for k in range(4)], axis=-1)
     _nifti(tmp_path / "imagesTr" / "BRATS_001.nii.gz", arr)
     _nifti(tmp_path / "labelsTr" / "BRATS_001.nii.gz", np.zeros((12, 10, 8), np.uint8))
@@ -319,7 +319,7 @@ def test_msd_four_dimensional_images(tmp_path):
 
 
 def test_nnunet_bad_dataset_json(tmp_path):
-    (tmp_path / "dataset.json").write_text("{not json")
+    (tmp_path / "dataset.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(InputError) as e:
         find_cases(tmp_path)
     _one_line(e, "dataset.json", "JSON")
@@ -365,7 +365,7 @@ def test_csv_layout(brats_root, tmp_path):
     ],
 )
 def test_csv_errors(tmp_path, text, fragment):
-    (tmp_path / "c.csv").write_text(text)
+    (tmp_path / "c.csv").write_text(text, encoding="utf-8")
     with pytest.raises(InputError) as e:
         find_cases(tmp_path / "c.csv")
     _one_line(e, fragment)
@@ -422,7 +422,7 @@ def test_empty_folder_and_file_for_folder(tmp_path, brats_root):
         find_cases(tmp_path)
     _one_line(e, "no cases found")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "readme.txt").write_text("x")
+    (tmp_path / "sub" / "readme.txt").write_text("x", encoding="utf-8")
     with pytest.raises(InputError):
         find_cases(tmp_path)
     image = brats_root / CASE / f"{CASE}_seg.nii.gz"
@@ -529,13 +529,13 @@ def test_save_and_load_split(tmp_path):
     with pytest.raises(InputError) as e:
         load_split(tmp_path / "none.json")
     _one_line(e, "not found")
-    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     with pytest.raises(InputError):
         load_split(tmp_path / "bad.json")
-    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "list.json").write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(InputError):
         load_split(tmp_path / "list.json")
-    (tmp_path / "nokey.json").write_text('{"kind": "kfold"}')
+    (tmp_path / "nokey.json").write_text('{"kind": "kfold"}', encoding="utf-8")
     with pytest.raises(InputError):
         load_split(tmp_path / "nokey.json")
     with pytest.raises(InputError):

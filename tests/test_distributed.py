@@ -100,7 +100,7 @@ def test_only_rank_zero_writes(runs):
     with open(run / "log.csv") as a, open(runs / "single" / "log.csv") as b:
         rows, single = list(csv.DictReader(a)), list(csv.DictReader(b))
     assert len(rows) == 1 and float(rows[0]["train_loss"]) == pytest.approx(float(single[0]["train_loss"]), rel=1e-4)
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["world_size"] == 2 and config["global_batch"] == 2
 
 
@@ -170,7 +170,7 @@ def test_two_nodes_hold_identical_weights_equal_to_one_process(two_nodes):
         worst = max(worst, difference)
     print(f"two nodes vs one process: largest weight difference {worst:.3g}")  # shown with pytest -s
     assert losses0 == pytest.approx(single_losses, rel=8 * eps)
-    config = json.loads((two_nodes / "nodes" / "config.json").read_text())
+    config = json.loads((two_nodes / "nodes" / "config.json").read_text(encoding="utf-8"))
     assert config["world_size"] == 2 and config["global_batch"] == 2
 
 

@@ -80,7 +80,7 @@ def test_quick_ablations_write_table_and_plot(quick_ablations, small_dataset):
     assert summary["ran"] == 2
     for name in ("table.md", "table.csv", "plot.png", "split.json", "experiment.json", "cases.csv"):
         assert (out / name).is_file(), name
-    split = json.loads((out / "split.json").read_text())
+    split = json.loads((out / "split.json").read_text(encoding="utf-8"))
     assert split["kind"] == "kfold" and len(split["folds"]) == 2
     assert sorted(split["folds"][0]["train"] + split["folds"][0]["val"]) == sorted(CASES)[:2]
     for run in SUBSET:
@@ -109,7 +109,7 @@ def test_quick_ablations_write_table_and_plot(quick_ablations, small_dataset):
         assert row["folds_done"] == "2" and float(row["iterations"]) == 4
         for col in dice_cols:
             assert 0.0 <= float(row[col]) <= 1.0, (col, row[col])
-    md = (out / "table.md").read_text()
+    md = (out / "table.md").read_text(encoding="utf-8")
     assert "QUICK SMOKE RUN" in md and "not yet run" in md and "## Convergence" in md
     assert "| single-map |" in md and "| concat-jaccard |" in md and "WT 0.85" in md
     # every held-out case once, with the fold that scored it; no paired section without the reference run
@@ -262,7 +262,7 @@ def test_default_plan_turns_the_budget_into_epochs(small_dataset, tmp_path, monk
 
 
 def record_epochs(out):
-    return json.loads((out / "experiment.json").read_text())["epochs"]
+    return json.loads((out / "experiment.json").read_text(encoding="utf-8"))["epochs"]
 
 
 def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
@@ -276,19 +276,19 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
     # a run added to the experiment since a fixed-epochs folder was made gets the same epochs
     grown = tmp_path / "grown"
     plan_experiment("binary", small_dataset, grown, folds=2, epochs=3)
-    made = json.loads((grown / "experiment.json").read_text())
+    made = json.loads((grown / "experiment.json").read_text(encoding="utf-8"))
     del made["epochs"]["tiny-unet-bce-prior"]
     made["runs"].remove("tiny-unet-bce-prior")
-    (grown / "experiment.json").write_text(json.dumps(made))
+    (grown / "experiment.json").write_text(json.dumps(made), encoding="utf-8")
     _, tasks, _ = plan_experiment("binary", small_dataset, grown, folds=2, epochs=3)
     assert {t.overrides["epochs"] for t in tasks if t.run.name == "tiny-unet-bce-prior"} == {3}
-    assert json.loads((grown / "experiment.json").read_text())["epochs"]["tiny-unet-bce-prior"] == 3
+    assert json.loads((grown / "experiment.json").read_text(encoding="utf-8"))["epochs"]["tiny-unet-bce-prior"] == 3
     assert next(t for t in tasks if t.run.name == "tiny-unet-bce-prior").overrides["output_prior"] is True
     # a folder of the time-budget era: its runs are not comparable with fixed-iteration ones
     old = tmp_path / "old"
     old.mkdir()
     record = {k: record[k] for k in ("experiment", "dataset", "quick", "folds")} | {"budget_minutes": 8.7}
-    (old / "experiment.json").write_text(json.dumps(record))
+    (old / "experiment.json").write_text(json.dumps(record), encoding="utf-8")
     with pytest.raises(InputError, match="older medseg3d"):
         plan_experiment("losses", small_dataset, old, folds=2)
 
@@ -300,7 +300,7 @@ def test_estimate_from_finished_trainings(small_dataset, tmp_path):
     # fold 0 of both runs finished: 3 epochs of 1 iteration (1 training case per fold) each
     for task, wall in zip(tasks[:2], (30.0, 12.0)):
         task.folder.mkdir(parents=True)
-        (task.folder / "timing.json").write_text(json.dumps({"train_wall_seconds": wall, "score_wall_seconds": 4.0}))
+        (task.folder / "timing.json").write_text(json.dumps({"train_wall_seconds": wall, "score_wall_seconds": 4.0}), encoding="utf-8")
         task.state = "done"
     rates, score = finished_rates(tasks, 1)
     assert rates == {"concat-jaccard": 10.0, "noskip": 4.0, "": 7.0} and score == 4.0
@@ -313,7 +313,7 @@ def test_estimate_from_finished_trainings(small_dataset, tmp_path):
 def test_precision_is_recorded_and_kept(small_dataset, tmp_path):
     _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, epochs=3)
     assert record["precision"] == "mixed" and {t.overrides["precision"] for t in tasks} == {"mixed"}
-    assert json.loads((tmp_path / "losses" / "experiment.json").read_text())["precision"] == "mixed"
+    assert json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8"))["precision"] == "mixed"
     _, tasks, _ = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2)  # adopts the record
     assert {t.overrides["precision"] for t in tasks} == {"mixed"}
     with pytest.raises(InputError, match="was run with --precision mixed, now fp32"):
@@ -325,9 +325,9 @@ def test_precision_is_recorded_and_kept(small_dataset, tmp_path):
     # a folder from before the setting trained in "auto" (float32 on a CPU) and goes on doing so
     old = tmp_path / "old"
     old.mkdir()
-    kept = {k: v for k, v in json.loads((tmp_path / "losses" / "experiment.json").read_text()).items()
+    kept = {k: v for k, v in json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8")).items()
             if k != "precision"}
-    (old / "experiment.json").write_text(json.dumps(kept))
+    (old / "experiment.json").write_text(json.dumps(kept), encoding="utf-8")
     _, tasks, _ = plan_experiment("losses", small_dataset, old, folds=2)
     assert {t.overrides["precision"] for t in tasks} == {"auto"}
 
@@ -410,7 +410,7 @@ def make_synthetic_hand_dataset(root, n_cases=3, shape=(72, 64, 40), seed=0):
                 "file_ending": ".nii.gz",
             }
         )
-    )
+    , encoding="utf-8")
     return root
 
 
@@ -425,21 +425,21 @@ def test_hand_configuration_on_synthetic_phantom(tmp_path):
 
     out = tmp_path / "hand"
     run_experiment("hand", data, out, quick=True, progress=False)
-    config = json.loads((out / "kayalibay" / "fold0" / "config.json").read_text())
+    config = json.loads((out / "kayalibay" / "fold0" / "config.json").read_text(encoding="utf-8"))
     assert config["modalities"] == ["mri"] and config["labels"] == "hand"
     row = read_table(out / "table.csv")[0]
     assert row["folds_done"] == "2"
     for name in ("metacarpals", "proximal", "middle", "distal", "bone"):
         assert 0.0 <= float(row[f"dice_{name}_mean"]) <= 1.0
     assert "hd95_bone_mean" in row
-    assert "QUICK SMOKE RUN" in (out / "table.md").read_text()
+    assert "QUICK SMOKE RUN" in (out / "table.md").read_text(encoding="utf-8")
 
 
 def test_hand_configuration_rejects_other_label_sets(tmp_path):
     data = make_synthetic_hand_dataset(tmp_path / "synthetic_hand", n_cases=2)
-    info = json.loads((data / "dataset.json").read_text())
+    info = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
     info["labels"] = {"background": 0, "bone": 1}
-    (data / "dataset.json").write_text(json.dumps(info))
+    (data / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(InputError, match="five classes"):
         plan_experiment("hand", data, tmp_path / "out", quick=True)
 
@@ -453,15 +453,15 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     assert not (folder / "claim.json").exists()
     host = socket.gethostname()
     # a live process (pid 1 always exists) holds it: not ours
-    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
+    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host}), encoding="utf-8")
     assert not claim_task(folder)
     # another host's claim cannot be checked: respected
-    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}))
+    (folder / "claim.json").write_text(json.dumps({"pid": 1, "host": host + "-elsewhere"}), encoding="utf-8")
     assert not claim_task(folder)
     # a claim left by a process that has ended is taken over
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (folder / "claim.json").write_text(json.dumps({"pid": dead.pid, "host": host}))
+    (folder / "claim.json").write_text(json.dumps({"pid": dead.pid, "host": host}), encoding="utf-8")
     assert claim_task(folder)
     release_task(folder)
 
@@ -470,7 +470,7 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     fold0 = out / "single-map" / "fold0"
     scored = (fold0 / "metrics.csv").read_bytes()
     (fold0 / "metrics.csv").unlink()
-    (fold0 / "claim.json").write_text(json.dumps({"pid": 1, "host": host}))
+    (fold0 / "claim.json").write_text(json.dumps({"pid": 1, "host": host}), encoding="utf-8")
     summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
     assert not (fold0 / "metrics.csv").exists()
@@ -492,7 +492,7 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
 
 def test_finished_runs_need_only_their_text_files(quick_ablations, small_dataset, tmp_path):
     out, _ = quick_ablations
-    ignore = (out / ".gitignore").read_text().split()
+    ignore = (out / ".gitignore").read_text(encoding="utf-8").split()
     assert {"*.pt", "*.safetensors", "pred/"} <= set(ignore)
     # keep only what git would keep of one experiment: a copy without weights and predictions
     kept = tmp_path / "kept"
@@ -517,8 +517,8 @@ def _fake_finished_run(task, split, modalities, **changes):
                "iters_per_epoch": len(train_ids)}
     config.pop("compile")  # as written before the setting existed: read as its default
     task.folder.mkdir(parents=True)
-    (task.folder / "config.json").write_text(json.dumps(config | changes))
-    (task.folder / "metrics.csv").write_text("case,dice_WT\nx,0.5\n")
+    (task.folder / "config.json").write_text(json.dumps(config | changes), encoding="utf-8")
+    (task.folder / "metrics.csv").write_text("case,dice_WT\nx,0.5\n", encoding="utf-8")
 
 
 def test_reuse_matches_only_identical_trainings(small_dataset, tmp_path):
@@ -570,10 +570,10 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     assert "reused: 3 training(s)" in capsys.readouterr().out
     for k in range(3):
         copy, original = tmp_path / "losses" / "jaccard" / f"fold{k}", source / "concat-jaccard" / f"fold{k}"
-        assert (copy / "metrics.csv").read_text() == (original / "metrics.csv").read_text()
-        assert json.loads((copy / "reused.json").read_text())["source"] == str(original.resolve())
+        assert (copy / "metrics.csv").read_text(encoding="utf-8") == (original / "metrics.csv").read_text(encoding="utf-8")
+        assert json.loads((copy / "reused.json").read_text(encoding="utf-8"))["source"] == str(original.resolve())
         assert not (copy / "model.safetensors").exists()
-    table = (tmp_path / "losses" / "table.md").read_text()
+    table = (tmp_path / "losses" / "table.md").read_text(encoding="utf-8")
     assert "reused, not trained again: `jaccard` folds 0, 1, 2 from `abl/concat-jaccard`" in table
     assert "not counting the 3 copied with `--reuse`" in table
     rows = {r["run"]: r for r in read_table(tmp_path / "losses" / "table.csv")}

@@ -119,7 +119,7 @@ def test_describe_csv_dataset(tmp_path, brats_root):
         "case,flair,label\n"
         f"a,{brats_root / CASE / (CASE + '_flair.nii.gz')},{brats_root / CASE / (CASE + '_seg.nii.gz')}\n"
         f"b,{tmp_path / 'gone.nii.gz'},\n"
-    )
+    , encoding="utf-8")
     text = describe(csv, progress=False)
     assert "layout: csv" in text and "cases: 2" in text
     assert "gone.nii.gz" in text and "missing" in text
@@ -130,7 +130,7 @@ def test_describe_errors(tmp_path):
     with pytest.raises(InputError) as e:
         describe(tmp_path / "missing.nii.gz")
     assert "no such file" in str(e.value)
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(InputError):
         describe(tmp_path / "notes.txt")
     (tmp_path / "empty").mkdir()
@@ -142,7 +142,7 @@ def test_describe_errors(tmp_path):
 def test_describe_nnunet_checks_declared_labels(tmp_path):
     import json
 
-    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bone": 1}}))
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bone": 1}}), encoding="utf-8")
     for i in range(2):
         _nifti(tmp_path / "imagesTr" / f"c{i}_0000.nii.gz", _img(i))
         lab = np.zeros((12, 10, 8), np.uint8)

@@ -372,7 +372,7 @@ def test_empty_file(tmp_path):
 
 
 def test_folder_without_dicom(tmp_path):
-    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "notes.txt").write_text("not an image", encoding="utf-8")
     with pytest.raises(InputError) as e:
         read_volume(tmp_path)
     _one_line_error(e, str(tmp_path), "no DICOM")

@@ -222,7 +222,7 @@ def test_train_says_which_order_it_assumed(vols, tmp_path, capsys):
     from medseg3d.cli import main
 
     write_nnunet_case(vols, tmp_path / "imagesTs", "BRATS_001", tmp_path / "labelsTs")
-    (tmp_path / "run").write_text("")  # train stops at once (--out is a file); the assumption is printed first
+    (tmp_path / "run").write_text("", encoding="utf-8")  # train stops at once (--out is a file); the assumption is printed first
     assert main(["train", str(tmp_path / "imagesTs"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
     out, err = capsys.readouterr()
     assert out.startswith("note: ") and "nnU-Net's BraTS order" in out and out.count("\n") == 1
@@ -237,7 +237,7 @@ def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
     order = ("flair", "t1", "t1ce", "t2")  # another dataset's order: must be taken from its dataset.json
     write_nnunet_case(vols, tmp_path / "imagesTs", "c1", order=order)
     (tmp_path / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1Gd", "3": "T2w"}, "labels": {"background": 0}}))
+        "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1Gd", "3": "T2w"}, "labels": {"background": 0}}), encoding="utf-8")
     (case,) = find_cases(tmp_path / "imagesTs")
     assert "note" not in case.meta
     _assert_channels_are(case, vols)
@@ -264,7 +264,7 @@ def test_brats_label_map(labels, expected):
 def test_msd_class_labels_are_read_as_brats_values(vols, tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({
         "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
-        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}))
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}), encoding="utf-8")
     write_nnunet_case(vols, tmp_path / "imagesTr", "BRATS_001", tmp_path / "labelsTr", order=MODALITIES)
     (case,) = find_cases(tmp_path)
     np.testing.assert_array_equal(_assert_channels_are(case, vols), vols["seg"].array)
@@ -535,7 +535,7 @@ def test_train_command_on_nnunet_dicom_and_nrrd_datasets(vols, other_vols, brats
         run = tmp_path / f"run_{name}"
         assert main(["train", str(root), "--out", str(run), "--preset", "quick", "--epochs", "1", "--quiet",
                      "--device", "cpu", "--cache", str(tmp_path / f"cache_{name}")]) == 0
-        config = json.loads((run / "config.json").read_text())
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
         assert config["dataset"] == str(root)
-        cache = json.loads((tmp_path / f"cache_{name}" / "cache.json").read_text())
+        cache = json.loads((tmp_path / f"cache_{name}" / "cache.json").read_text(encoding="utf-8"))
         assert cache["settings"]["modalities"] == list(MODALITIES) and sorted(cache["cases"]) == sorted(cases)

@@ -38,7 +38,7 @@ def test_training_writes_everything(trained_run):
     assert len(rows) == 2 and {"epoch", "train_loss", "dice_WT", "dice_TC", "dice_ET", "seconds"} <= set(rows[0])
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
     assert 0.0 <= float(rows[-1]["dice_WT"]) <= 1.0
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["software"]["torch"] == torch.__version__ and config["net"] == "kayalibay"
     meta, _ = read_model_file(run / "model.safetensors")
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"] and meta["labels"]["values"] == [0, 1, 2, 4]
@@ -127,7 +127,7 @@ def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path)
     cfg = quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
                        loss="bce", epochs=1, output_prior=True, augment="none")
     train(cfg)
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     (fraction,) = saved["output_prior_fractions"]
     # whole crops (no --patch), zero-padded to multiples of 8 as training sees them: the tumour share
     tumour = total = 0
@@ -140,7 +140,7 @@ def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path)
     # resumed for a second epoch: the biases come from the checkpoint, the record of the first start stays
     train(quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
                        loss="bce", epochs=2, output_prior=True, augment="none", resume=True))
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["output_prior_fractions"] == [fraction]
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["output_prior_fractions"] == [fraction]
     # the paper's network has bias-free output maps: refused in one line before any training
     with pytest.raises(InputError, match="without --output-prior"):
         train(quick_config(small_dataset, tmp_path / "paper", tmp_path / "cache", labels="binary-regions",

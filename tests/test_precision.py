@@ -55,7 +55,7 @@ def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_datase
     base = dict(dataset=str(small_dataset), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
                 progress=False, seed=1, precision="mixed")
     summary = train(TrainConfig.from_preset("quick", epochs=1, **base))
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert config["precision"] == "mixed"
     assert config["compute_dtype"] == ("bfloat16" if precision.native_bf16() else "float32")
     assert np.isfinite(summary["best_score"])

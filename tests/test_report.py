@@ -126,14 +126,14 @@ def test_write_case_report_writes_a_self_contained_page_and_json(tmp_path):
                                              {"warnings": ["low confidence <check>"], "confidence": 0.4})
     assert (json_path.name, html_path.name) == ("case7.json", "case7.report.html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case7.json", "case7.report.html"]  # no temporary left
-    report = json.loads(json_path.read_text())
+    report = json.loads(json_path.read_text(encoding="utf-8"))
     assert report["volumes_ml"]["regions"] == {"WT": 0.394, "TC": 0.144, "ET": 0.128}  # 2 ul voxels
     assert report["lesions"]["regions"]["WT"]["count"] == 2  # the 8 voxels are 16 mm^3 < 50
     assert report["picture_channel"] == "flair"
     assert report["pictures_through_voxel"] == [4, 4, 4]  # the largest lesion's centre
     assert report["preprocessing"] == steps and report["model_card"] == card
     assert report["warnings"] == ["low confidence <check>"] and report["extra"] == {"confidence": 0.4}
-    html = html_path.read_text()
+    html = html_path.read_text(encoding="utf-8")
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "low confidence &lt;check&gt;" in html  # escaped, not markup
@@ -145,10 +145,10 @@ def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existin
     labels, channels = _case_volumes()
     empty = labels.with_array(np.zeros(labels.shape, dtype=np.uint8))
     json_path, _ = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, [])
-    assert any("No tumour" in w for w in json.loads(json_path.read_text())["warnings"])
+    assert any("No tumour" in w for w in json.loads(json_path.read_text(encoding="utf-8"))["warnings"])
     json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
                                      {"uncertainty": {"confidence": 0.31, "passes": 8}})
-    report = json.loads(json_path.read_text())
+    report = json.loads(json_path.read_text(encoding="utf-8"))
     assert report["extra"]["uncertainty"]["confidence"] == 0.31
     assert [w[:25] for w in report["warnings"]] == ["Low confidence (0.31 < 0."]
     with pytest.raises(InputError, match="does not exist"):
@@ -159,7 +159,7 @@ def test_pictures_fall_back_to_labels_alone_when_no_channel_is_on_the_grid(tmp_p
     labels, _ = _case_volumes()
     other = {"flair": Volume(np.ones((10, 10, 10), dtype=np.float32), np.eye(4))}
     json_path, _ = write_case_report(labels, other, get_scheme("brats"), tmp_path / "c", {}, [])
-    report = json.loads(json_path.read_text())
+    report = json.loads(json_path.read_text(encoding="utf-8"))
     assert report["picture_channel"] is None and any("grid" in w for w in report["warnings"])
 
 

@@ -90,9 +90,9 @@ def test_resume_needs_only_the_run_folder(run, capsys):
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0
     rows = _log_rows(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+    assert json.loads((run / "config.json").read_text(encoding="utf-8"))["epochs"] == 3
     # the README's form: the same dataset, no budget (the run's own: nothing left to do)
-    dataset = json.loads((run / "config.json").read_text())["dataset"]
+    dataset = json.loads((run / "config.json").read_text(encoding="utf-8"))["dataset"]
     assert main(["train", dataset, "--out", str(run), "--resume", "--quiet"]) == 0
     assert "done: 3 epochs" in capsys.readouterr().out
     assert len(_log_rows(run)) == 3
@@ -125,7 +125,7 @@ def test_resume_config_takes_the_budget_and_compares_the_rest(run, dataset, tmp_
     (None, "is missing"), ("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, not a run.s settings")])
 def test_damaged_config_without_model_files_is_one_line(run, content, problem):
     config = run / "config.json"
-    config.unlink() if content is None else config.write_text(content)
+    config.unlink() if content is None else config.write_text(content, encoding="utf-8")
     for model in run.glob("*.safetensors"):
         model.unlink()
     with pytest.raises(InputError, match=f"config.json: {problem}, and no model file") as err:
@@ -134,21 +134,21 @@ def test_damaged_config_without_model_files_is_one_line(run, content, problem):
 
 
 def test_config_edited_against_the_model_file_is_refused(run):
-    config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}))  # a flipped digit, still valid JSON
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}), encoding="utf-8")  # a flipped digit, still valid JSON
     with pytest.raises(InputError, match="config.json and last.safetensors disagree on lr 0.003 vs 0.001"):
         resume_config(run, {})
-    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}))  # a budget is not a fixed setting
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}), encoding="utf-8")  # a budget is not a fixed setting
     assert resume_config(run, {}).epochs == 7
 
 
 def test_damaged_config_is_recovered_from_the_model_file(run, capsys):
-    (run / "config.json").write_text("[1, 2]")
+    (run / "config.json").write_text("[1, 2]", encoding="utf-8")
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("medseg3d: warning:") == 1
     assert "holds a JSON list, not a run's settings; resuming with the settings recorded in last.safetensors" in err
-    assert len(_log_rows(run)) == 3 and json.loads((run / "config.json").read_text())["net"] == "kayalibay"
+    assert len(_log_rows(run)) == 3 and json.loads((run / "config.json").read_text(encoding="utf-8"))["net"] == "kayalibay"
 
 
 def _small_training_objects(channels: int = 4):
@@ -237,7 +237,7 @@ def test_stale_temporaries_are_removed_on_the_next_start(run, capsys):
 # ------------------------------------------------------------------------------- unwritable folder, full disk
 
 def test_unwritable_out_is_one_line_and_writes_nothing(dataset, tmp_path, capsys):
-    (tmp_path / "file").write_text("x")
+    (tmp_path / "file").write_text("x", encoding="utf-8")
     code = main(["train", str(dataset), "--out", str(tmp_path / "file" / "run"), "--preset", "quick", "--quiet"])
     assert code == 2 and "is a file; choose another --out" in _one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
@@ -297,7 +297,7 @@ def test_skip_bad_cases_trains_on_the_rest_and_records_them(dataset_with_a_bad_c
     assert main(["train", str(dataset_with_a_bad_case), "--out", str(out), "--preset", "quick", "--epochs", "1",
                  "--cache", str(tmp_path / "c"), "--downsample", "1", "--skip-bad-cases", "--quiet"]) == 0
     assert "training without case s9_broken (--skip-bad-cases)" in capsys.readouterr().err
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert list(config["skipped_cases"]) == ["s9_broken"] and "s9_broken_flair" in config["skipped_cases"]["s9_broken"]
     assert sorted(config["train_cases"] + config["val_cases"]) == ["s0", "s1", "s2"]
 
@@ -321,7 +321,7 @@ def test_a_prepared_cache_is_used_by_train(dataset, tmp_path):
     assert main(["train", str(dataset), "--out", str(tmp_path / "run"), "--preset", "quick", "--downsample", "1",
                  "--labels", "brats", "--epochs", "1", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in images} == images  # read, not prepared again
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["cache"] == str(tmp_path / "c")
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["cache"] == str(tmp_path / "c")
 
 
 def test_seeded_damage_of_checkpoints_and_settings_never_ends_in_a_traceback(tmp_path, run, capsys):

@@ -35,7 +35,7 @@ CACHE_VERSION = 1
 def _atomic_json(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=1))
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -65,7 +65,7 @@ def _case_done(case_dir: Path, settings: dict) -> bool:
     if not rec_path.is_file():
         return False
     try:
-        rec = json.loads(rec_path.read_text())
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
         if rec.get("settings") != settings:
             return False
         shape = tuple(rec["record"]["shape"])
@@ -153,7 +153,7 @@ def _settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def _read_json(path: Path, what: str) -> dict:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: {what} is unreadable ({exc}); delete the cache folder and prepare again") from exc
     if not isinstance(data, dict):

@@ -528,7 +528,7 @@ def _flat_mha_cases(folder: Path, entries) -> list[Case]:
 def _read_dataset_json(root: Path) -> dict:
     path = root / "dataset.json"
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}); fix the file") from exc
     except OSError as exc:
@@ -1212,7 +1212,7 @@ def save_split(split: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(split, indent=1))
+    tmp.write_text(json.dumps(split, indent=1), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -1220,7 +1220,7 @@ def save_split(split: dict, path: str | Path) -> Path:
 def load_split(path: str | Path) -> dict:
     path = Path(path)
     try:
-        split = json.loads(path.read_text())
+        split = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InputError(f"{path}: split file not found; create it with `medseg3d split`") from exc
     except json.JSONDecodeError as exc:

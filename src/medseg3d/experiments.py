@@ -417,7 +417,7 @@ def _write_subset(cases: list[Case], path: Path) -> Path:
     """A CSV case list of ``cases`` (absolute paths): a dataset of just these cases, whatever the layout."""
     names = list(cases[0].modalities)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["case", *names, "label"])
         for c in cases:
@@ -434,7 +434,7 @@ def _write_subset(cases: list[Case], path: Path) -> Path:
 
 def _atomic_json(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -443,7 +443,7 @@ def _read_record(out: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable ({exc}); delete it or choose another --out") from exc
 
@@ -609,7 +609,7 @@ def plan_experiment(
     adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
     ignore = out / ".gitignore"
     if write and not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
-        ignore.write_text(RESULTS_ONLY_IGNORE)
+        ignore.write_text(RESULTS_ONLY_IGNORE, encoding="utf-8")
 
     def run_overrides(run: Run, k: int) -> dict:
         overrides = {**BASE, **experiment.settings, **run.overrides, **(QUICK if quick else {}), **adapted}
@@ -792,7 +792,7 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
 def _read_timing(folder: Path) -> dict:
     """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if none."""
     path = folder / "timing.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], float]:
@@ -935,7 +935,7 @@ def claim_task(folder: Path) -> bool:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                owner = json.loads(path.read_text())
+                owner = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 owner = {}
             if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
@@ -944,7 +944,7 @@ def claim_task(folder: Path) -> bool:
                 path.unlink(missing_ok=True)  # stale: the process that held it has ended
                 continue
             return False
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(me, f)
         return True
     return False
@@ -953,7 +953,7 @@ def claim_task(folder: Path) -> bool:
 def release_task(folder: Path) -> None:
     path = folder / "claim.json"
     with contextlib.suppress(OSError, ValueError):
-        if json.loads(path.read_text()).get("pid") == os.getpid():
+        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
             path.unlink()
 
 
@@ -1027,7 +1027,7 @@ def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: d
             folder = config_path.parent
             if _state(folder) != "done" or (folder / "reused.json").is_file():
                 continue
-            config = json.loads(config_path.read_text())
+            config = json.loads(config_path.read_text(encoding="utf-8"))
             if config.get("world_size", 1) != 1:
                 continue
             settings = _training_settings(config, None, config["train_cases"], config["val_cases"])
@@ -1048,7 +1048,7 @@ def _adopt_run(task: Task, source: Path) -> None:
     import shutil
 
     task.folder.mkdir(parents=True, exist_ok=True)
-    config = json.loads((source / "config.json").read_text())
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
     _atomic_json(
         {
             "source": str(source.resolve()),
@@ -1070,7 +1070,7 @@ def reused_sources(out: Path) -> dict[str, dict[str, list[int]]]:
     """{run: {source run ("experiment/run"): folds}} of the runs of ``out`` that were copied, not trained."""
     sources: dict[str, dict[str, list[int]]] = {}
     for path in sorted(out.glob("*/fold*/reused.json")):
-        source = Path(json.loads(path.read_text())["source"])
+        source = Path(json.loads(path.read_text(encoding="utf-8"))["source"])
         fold = int(path.parent.name.removeprefix("fold"))
         name = f"{source.parent.parent.name}/{source.parent.name}"
         sources.setdefault(path.parent.parent.name, {}).setdefault(name, []).append(fold)
@@ -1338,7 +1338,7 @@ def collect_results(out) -> tuple[dict, list[dict], dict, dict[str, dict[str, di
             f"{out}: holds no experiment (no experiment.json); run `medseg3d experiment NAME "
             "DATASET --out DIR` first"
         )
-    record = json.loads(path.read_text())
+    record = json.loads(path.read_text(encoding="utf-8"))
     experiment = get_experiment(record["experiment"])
     rows, fold_curves, cases = [], {}, {}
     for run in experiment.runs:
@@ -1347,7 +1347,7 @@ def collect_results(out) -> tuple[dict, list[dict], dict, dict[str, dict[str, di
             folder = _fold_dir(out, run.name, k)
             if _state(folder) != "done":
                 continue
-            config = json.loads((folder / "config.json").read_text())
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             scheme = get_scheme(config["labels"])
             columns += [c for c in _columns(scheme) if c not in columns]
             with open(folder / "metrics.csv", newline="") as fh:
@@ -1584,7 +1584,7 @@ def write_report(out) -> dict[str, Path]:
         + ["iterations", "train_minutes"]
     )
     tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
@@ -1654,7 +1654,7 @@ def write_report(out) -> dict[str, Path]:
     lines += _paper_lines(experiment.name)
     md_path = out / "table.md"
     tmp = md_path.with_name(md_path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, md_path)
     plot_path = _plot(
         out / "plot.png", experiment, rows, metrics, curves if experiment.convergence else {}, record["quick"]
@@ -1741,7 +1741,7 @@ def report_only(name: str, out) -> dict[str, Path]:
     out = Path(out)
     path = out / "experiment.json"
     if path.is_file():
-        recorded = json.loads(path.read_text()).get("experiment")
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("experiment")
         if recorded != name:
             raise InputError(
                 f"{out}: holds experiment '{recorded}', not '{name}'; give that name or another --out"

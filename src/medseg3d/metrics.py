@@ -410,7 +410,7 @@ def write_rows(rows: Sequence[Mapping], path) -> Path:
         keys += [k for k in row if k not in keys]
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "w", newline="") as fh:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             for row in rows:

@@ -14,7 +14,7 @@ from .predict import WEIGHTS_DIR, bundled_models
 
 def model_card(name: str) -> dict:
     path = WEIGHTS_DIR / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def describe_models() -> str:

@@ -512,7 +512,7 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target
     card = {}
     name = loaded.meta.get("name")
     if name and name in bundled_models():
-        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text()) if (WEIGHTS_DIR / f"{name}.json").is_file() else {}
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text(encoding="utf-8")) if (WEIGHTS_DIR / f"{name}.json").is_file() else {}
     steps = [{"step": "preprocess", "mode": result.prepared.mode, "reason": result.prepared.reason}]
     steps += list(result.prepared.steps)
     extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}

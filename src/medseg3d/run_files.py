@@ -35,7 +35,7 @@ def read_run_settings(out: Path) -> dict:
     its last model file, with a warning; one clear line when neither is readable."""
     path = Path(out) / "config.json"
     try:
-        settings = json.loads(path.read_text())
+        settings = json.loads(path.read_text(encoding="utf-8"))
         problem = None if isinstance(settings, dict) else f"holds a JSON {type(settings).__name__}, not a run's settings"
     except FileNotFoundError:
         problem = "is missing"
@@ -129,7 +129,7 @@ def write_failed(out: Path, exc: OSError) -> InputError:
 def atomic_json(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(obj, indent=1))
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -207,5 +207,9 @@ def test_instance_norm_keeps_no_running_statistics_and_normalises_each_volume():
     with torch.no_grad():
         eval_out = net(x)
         alone = net(x[1:])
-    assert torch.allclose(train_out, eval_out, atol=1e-5)  # the same in training and inference
-    assert torch.allclose(eval_out[1:], alone, atol=1e-5)  # independent of the other volumes of the batch
+    # Equal up to float32 rounding: kernels chosen by batch size and thread count sum in other orders, and the
+    # error grows with the output's scale and the ~20 layers (about 1.3e-5 seen on outputs of 6.3). 100 eps of
+    # the largest output bounds that; batch statistics leaking in would differ by O(1).
+    tol = 100 * torch.finfo(torch.float32).eps * float(eval_out.abs().max())
+    assert (train_out - eval_out).abs().max() <= tol  # the same in training and inference
+    assert (eval_out[1:] - alone).abs().max() <= tol  # independent of the other volumes of the batch

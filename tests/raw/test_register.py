@@ -59,7 +59,7 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
     seg, t1ce = read_volume(out), read_volume(raw / "t1ce.nii.gz")
     assert seg.shape == t1ce.shape
     np.testing.assert_allclose(seg.affine, t1ce.affine, atol=1e-4)
-    summary = json.loads((tmp_path / "seg.json").read_text())
+    summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "full" and 1200 < summary["brain_ml"] < 1800
     assert {s["step"] for s in summary["steps"]} >= {"co-register", "skull strip", "atlas registration", "resample"}
     wt = summary["volumes_ml"]["regions"]["WT"]

@@ -61,9 +61,9 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
                           f"{prepared.reference} points to that sequence's points",
             "grid_from_native_lps": np.round(prepared.grid_from_native, 6).tolist()
             if prepared.grid_from_native is not None else None,
-            "transforms": transforms}, indent=1) + "\n")
+            "transforms": transforms}, indent=1) + "\n", encoding="utf-8")
         (tmp / "preprocess.json").write_text(json.dumps(
-            {"inputs": {m: str(p) for m, p in case.channels.items()}, **prepared.summary()}, indent=1) + "\n")
+            {"inputs": {m: str(p) for m, p in case.channels.items()}, **prepared.summary()}, indent=1) + "\n", encoding="utf-8")
         empty = Volume(np.zeros(prepared.native.shape, np.uint8), prepared.native.affine)
         qc_picture(prepared, empty, get_scheme("brats"), tmp / "qc.png", prepared.native_brain)
         if out.exists():

@@ -63,7 +63,7 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
     summary["seconds"] = dict(seconds, preprocessing={s["step"]: s["seconds"] for s in prepared.steps},
                               total=round(sum(s["seconds"] for s in prepared.steps) + sum(seconds.values()), 2))
     json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
+    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
     _atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
     regions = ", ".join(f"{k} {v:.1f} ml" for k, v in volumes["regions"].items())
     lines = [f"warning: {w}" for w in warnings]

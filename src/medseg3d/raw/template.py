@@ -129,7 +129,7 @@ def save_template(template: Template, folder: Path = TEMPLATE_DIR, name: str = T
     path = write_volume(Volume(stack, template.affine), folder / f"{name}.nii.gz")
     info = dict(template.info, channels=list(MODALITIES) + ["brain"], storage=f"uint8: images {_LO}..{_HI}, brain 0..1")
     tmp = folder / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     tmp.replace(folder / f"{name}.json")
     return path
 
@@ -146,7 +146,7 @@ def load_template(folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Tem
     if not path.is_file():
         raise InputError(f"{path}: the brain template is missing from the installation; reinstall medseg3d")
     vol = read_volume(path)
-    info = json.loads((folder / f"{name}.json").read_text())
+    info = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
     if vol.array.ndim != 4 or vol.array.shape[3] != len(MODALITIES) + 1:
         raise InputError(f"{path}: the brain template is damaged (shape {vol.array.shape}); reinstall medseg3d")
     a = vol.array.astype(np.float32)
