@@ -551,6 +551,7 @@ def test_reuse_matches_only_identical_trainings(small_dataset, tmp_path):
         experiments.find_reusable(tasks, [tmp_path], record, split, modalities)
 
 
+@pytest.mark.slow  # trains six quick runs: about a minute idle, several under load
 def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     """End to end: a run trained in one experiment is copied into another, not trained again."""
     source = tmp_path / "abl"

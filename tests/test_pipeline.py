@@ -45,6 +45,7 @@ def test_training_writes_everything(trained_run):
     assert summary["iterations"] == 2 * config["iters_per_epoch"]
 
 
+@pytest.mark.slow  # trains, predicts every case and scores them: 25 s idle
 def test_predict_and_evaluate(trained_run, small_dataset, brats_root, tmp_path):
     run, _, _ = trained_run
     case = brats_root / CASES[0]
