@@ -26,19 +26,14 @@ import numpy as np
 
 from .datasets import Case, find_cases
 from .errors import InputError
+from .io import write_json_atomic
 from .labels import LabelScheme, get_scheme
 from .preprocess import PrepConfig, PrepRecord, preprocess
 
 CACHE_VERSION = 1
 
 
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+_atomic_json = write_json_atomic  # one home: medseg3d.io
 
 
 def _atomic_npy(array: np.ndarray, path: Path) -> None:

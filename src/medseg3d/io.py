@@ -654,3 +654,16 @@ def _write_itk(array: np.ndarray, volume: Volume, path: Path) -> None:
     image.SetDirection(tuple(float(v) for v in (lps[:3, :3] / spacing[None, :]).ravel()))
     image.SetOrigin(tuple(float(v) for v in lps[:3, 3]))
     sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON (UTF-8) to ``path`` through a temporary file and a rename."""
+    import json
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import torch
 
 from .checkpoint import load_checkpoint, read_model_file
 from .errors import InputError, MedsegError
+from .io import write_json_atomic
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
                    "rng")
@@ -126,13 +127,7 @@ def write_failed(out: Path, exc: OSError) -> InputError:
                       f"with: medseg3d train --out {out} --resume")
 
 
-def atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+atomic_json = write_json_atomic  # one home: medseg3d.io
 
 
 class _DamagedCheckpoint(Exception):
