@@ -319,3 +319,26 @@ def test_a_cache_record_that_cannot_be_written_is_one_line(tmp_path, monkeypatch
     (tmp_path / "file").write_text("x", encoding="utf-8")
     with pytest.raises(InputError, match="cannot make the cache folder"):
         prepare_dataset(tmp_path / "ds", tmp_path / "file" / "cache", workers=1, progress=False)
+
+
+def test_nnunet_numbered_labels_read_as_brats_are_refused_not_merged(brats_root, tmp_path):
+    """nnU-Net's BraTS numbering (1 edema, 2 NCR/NET, 3 enhancing) under --labels brats would merge the
+    enhancing tumour into the necrosis without a word; BRATS 2015 maps (3 = non-enhancing) still merge."""
+    import numpy as np
+
+    from medseg3d.cache import prepare_case
+    from medseg3d.datasets import find_cases
+    from medseg3d.errors import InputError
+    from medseg3d.io import read_volume, write_volume
+    from medseg3d.labels import get_scheme
+    from medseg3d.preprocess import PrepConfig
+
+    case = next(c for c in find_cases(brats_root) if c.case_id == "Brats18_2013_2_1")
+    seg = read_volume(case.label)
+    nnunet = np.select([seg.array == 2, seg.array == 1, seg.array == 4], [1, 2, 3], 0).astype(np.uint8)
+    path = write_volume(seg.with_array(nnunet), tmp_path / "seg_nnunet.nii.gz")
+    relabelled = type(case)(case.case_id, case.channels, path, case.meta)
+    config = PrepConfig(downsample=4.0)
+    with pytest.raises(InputError, match="nnunet-brats"):
+        prepare_case(relabelled, tmp_path / "cache", config, get_scheme("brats"), {})
+    assert not (tmp_path / "cache" / case.case_id).exists()

@@ -75,6 +75,20 @@ def _case_done(case_dir: Path, settings: dict) -> bool:
         return False
 
 
+def _check_numbering(case: Case, label: np.ndarray, scheme: LabelScheme) -> None:
+    """Refuse nnU-Net-numbered BraTS labels (1 edema, 2 NCR/NET, 3 enhancing) read as BraTS 2017+ values,
+    which would silently merge the enhancing tumour (3) into the necrosis (1). BRATS 2015 maps (3 = non-enhancing,
+    edema 2) still merge 3 into 1 as they should."""
+    from .labels import LabelStats
+
+    if scheme.name != "brats":
+        return
+    stats = LabelStats().add(label)
+    if 3 in stats.values and 4 not in stats.values and stats.edema_value() == 1:
+        raise InputError(f"case {case.case_id}: label values {sorted(stats.values)} are numbered like nnU-Net's BraTS "
+                         "conversion (1 edema, 3 enhancing), not BraTS 2017+; pass --labels nnunet-brats")
+
+
 def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme, settings: dict) -> dict:
     """Preprocess one case into ``out/<case_id>/``; returns its record dict.
 
@@ -82,6 +96,8 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
     it fails (a full disk): a failed case leaves nothing in the cache."""
     case_dir = out / case.case_id
     image, ref, label = case.load(with_label=True)
+    if label is not None:
+        _check_numbering(case, label, scheme)
     classes = scheme.to_classes(label, where=f"case {case.case_id} label") if label is not None else None
     x, y, record = preprocess(image, ref.affine, config, classes, scheme.n_classes)
     try:
