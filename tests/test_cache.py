@@ -342,3 +342,22 @@ def test_nnunet_numbered_labels_read_as_brats_are_refused_not_merged(brats_root,
     with pytest.raises(InputError, match="nnunet-brats"):
         prepare_case(relabelled, tmp_path / "cache", config, get_scheme("brats"), {})
     assert not (tmp_path / "cache" / case.case_id).exists()
+
+
+def test_a_cache_where_every_case_fails_leaves_no_folder_behind(brats_root, tmp_path):
+    import numpy as np
+
+    from medseg3d.cache import prepare_dataset
+    from medseg3d.errors import InputError
+    from medseg3d.io import read_volume, write_volume
+
+    cid = "Brats18_2013_2_1"
+    case = tmp_path / "data" / cid
+    case.mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        (case / f"{cid}_{m}.nii.gz").symlink_to(brats_root / cid / f"{cid}_{m}.nii.gz")
+    seg = read_volume(brats_root / cid / f"{cid}_seg.nii.gz")
+    write_volume(seg.with_array(np.where(seg.array > 0, 7, 0).astype(np.uint8)), case / f"{cid}_seg.nii.gz")
+    with pytest.raises(InputError, match="every case failed"):
+        prepare_dataset(tmp_path / "data", tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()

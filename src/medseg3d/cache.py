@@ -14,6 +14,7 @@ interrupted ``prepare`` leaves no case half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -212,6 +213,7 @@ def prepare_dataset(
             )
     elif out.is_dir() and any(out.iterdir()):
         raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}")
+    new_cache = not meta_path.is_file()
     try:
         _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
                      meta_path)
@@ -246,6 +248,10 @@ def prepare_dataset(
             pool.shutdown()
     if summary["failed"] and not summary["prepared"] and not skipped:
         first = next(iter(summary["failed"].values()))
+        if new_cache:  # nothing was cached: leave no record of a cache behind
+            meta_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise InputError(f"every case failed to prepare; first error: {first}")
     return summary
 
