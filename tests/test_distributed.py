@@ -104,6 +104,7 @@ def test_only_rank_zero_writes(runs):
     assert config["world_size"] == 2 and config["global_batch"] == 2
 
 
+@pytest.mark.slow  # two torchrun processes predicting: 14 s idle; the killed-shard test stays in the default suite
 def test_predict_shards_in_two_processes(runs, dataset, tmp_path):
     model = runs / "ddp"
     out = tmp_path / "preds"

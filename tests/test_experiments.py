@@ -414,6 +414,7 @@ def make_synthetic_hand_dataset(root, n_cases=3, shape=(72, 64, 40), seed=0):
     return root
 
 
+@pytest.mark.slow  # trains the hand grid on a phantom: 10 s idle
 def test_hand_configuration_on_synthetic_phantom(tmp_path):
     data = make_synthetic_hand_dataset(tmp_path / "synthetic_hand")
     # default settings: one channel, five classes, a crop that down-samples to 120 x 120 x 64
