@@ -18,34 +18,19 @@ import numpy as np
 
 from medseg3d.datasets import find_cases
 from medseg3d.io import Volume, read_volume
+from medseg3d.metrics import region_dice
 from medseg3d.predict import load_model, segment_volumes
 from medseg3d.raw.geometry import resample
+from medseg3d.raw.simulate import permute_axes
 
 REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}
 MODS = ("flair", "t1", "t1ce", "t2")
-
-
-def dice(pred, ref) -> dict:
-    out = {}
-    for name, values in REGIONS.items():
-        a, b = np.isin(pred, values), np.isin(ref, values)
-        d = int(a.sum()) + int(b.sum())
-        out[name] = 1.0 if d == 0 else round(2 * float((a & b).sum()) / d, 4)
-    return out
 
 
 def thick(vol: Volume, order: int) -> Volume:
     affine = vol.affine @ np.diag([0.9, 0.9, 3.0, 1.0])
     shape = tuple(int(s) for s in np.floor((np.array(vol.shape) - 1) / [0.9, 0.9, 3.0]) + 1)
     return Volume(resample(vol, shape, affine, order=order), affine)
-
-
-def permuted(vol: Volume) -> Volume:
-    arr = np.ascontiguousarray(np.transpose(vol.array, (2, 0, 1))[::-1])
-    affine = vol.affine[:, [2, 0, 1, 3]].copy()
-    affine[:3, 3] += affine[:3, 0] * (arr.shape[0] - 1)
-    affine[:3, 0] *= -1
-    return Volume(arr, affine)
 
 
 def main() -> int:
@@ -59,14 +44,14 @@ def main() -> int:
         vols = {m: v for m, _, v in case.select(MODS).read_channels()}
         label = read_volume(case.label)
         row = {"case": case.case_id,
-               "original": dice(segment_volumes(model, vols, preprocess="none").labels.array, label.array)}
-        for name, make in (("0.9x0.9x3 mm", thick), ("axes permuted", lambda v, order: permuted(v))):
+               "original": region_dice(segment_volumes(model, vols, preprocess="none").labels.array, label.array, REGIONS)}
+        for name, make in (("0.9x0.9x3 mm", thick), ("axes permuted", lambda v, order: permute_axes(v))):
             variant = {m: make(v, 1) for m, v in vols.items()}
             ref = make(Volume(label.array.astype(np.float32), label.affine), 0)
             for mode in ("none", "auto"):
                 result = segment_volumes(model, variant, preprocess=mode)
-                row[f"{name}, preprocess {mode} ({result.prepared.mode})"] = dice(result.labels.array,
-                                                                                 np.round(ref.array))
+                row[f"{name}, preprocess {mode} ({result.prepared.mode})"] = region_dice(
+                    result.labels.array, np.round(ref.array), REGIONS)
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k != "case"]

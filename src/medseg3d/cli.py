@@ -136,24 +136,19 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    import inspect
-
     from .errors import InputError
     from .predict import predict
 
-    # --report / --uncertainty / --output-format reach predict() once it takes them (report.py, uncertainty.py
-    # and dicomseg.py hold the work); until then they are refused rather than silently ignored
-    extras = {k: v for k, v in (("report", args.report), ("uncertainty", args.uncertainty),
-                                ("output_format", args.output_format)) if v}
-    missing = [k for k in extras if k not in inspect.signature(predict).parameters]
-    if missing:
-        raise InputError(f"--{missing[0].replace('_', '-')} is not available in this version of predict yet")
+    # the work behind these is in uncertainty.py and dicomseg.py; refused, not ignored, until predict calls it
+    for flag, value in (("--uncertainty", args.uncertainty), ("--output-format", args.output_format)):
+        if value:
+            raise InputError(f"{flag} is not available in this version of predict yet")
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
-                      channel_files=_channel_flags(args), **extras)
+                      channel_files=_channel_flags(args), report=args.report)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:

@@ -191,8 +191,7 @@ def describe_case(case: Case) -> str:
     if case.meta.get("label_map"):
         lines.append(f"  label values read as BraTS values: {_label_map_text(case.meta['label_map'])}")
     found = check_case(case)
-    ambiguous = any("cannot tell which file" in p for p in found)  # the same duplicate, said once
-    problems = found + [p for p in folder_problems(case) if p not in found and not (ambiguous and "is a second" in p)]
+    problems = found + [p for p in folder_problems(case) if p not in found]
     if "label" in vols and vols["label"].array.ndim == 3 and not any("label" in p for p in found):
         counts = _label_counts(vols["label"].array)
         if counts is None:
@@ -236,22 +235,13 @@ def _channel_file_lines(cases: list[Case]) -> list[str]:
 
 
 _BRATS_CHANNELS = ("flair", "t1", "t1ce", "t2")
-_KEY_ALIASES = {"t1c": "t1ce", "t1gd": "t1ce", "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1"}
-
-
-def _channel_key(name: str) -> str:
-    """``case_t1c.nii.gz`` -> ``t1ce``: the channel (or ``seg``) a BraTS-style file name says it holds."""
-    stem = name[: -len(image_suffix(name))] if image_suffix(name) else name
-    key = stem.replace("-", "_").rsplit("_", 1)[-1].lower()
-    return _KEY_ALIASES.get(key, key)
-
-
 def folder_problems(case: Case) -> list[str]:
     """What a case's own folder holds that reading would trip over or silently ignore.
 
     Entries named like images that are not readable files (folders, pipes, link loops, broken links), and
-    image files for a channel or label the case already takes from another file (two ``*_flair`` files:
-    one is picked by name order). Only for layouts with one folder per case (``brats``, ``brats-mha``).
+    missing BraTS channels. (Two files for one channel or label are refused where the case is found, by
+    :func:`medseg3d.datasets.resolve_case_channels`, and listed by :func:`check_case`.) Only for layouts with
+    one folder per case (``brats``, ``brats-mha``).
     """
     if case.meta.get("layout") not in ("brats", "brats-mha"):
         return []
@@ -277,14 +267,6 @@ def folder_problems(case: Case) -> list[str]:
         if entry.is_dir():
             problems.append(f"case {case.case_id}: {entry} is a folder where an image file is expected; "
                             "replace it with the file")
-            continue
-        key = _channel_key(entry.name)
-        taken = next((p.name for p in used if _channel_key(p.name) == key), None)
-        if taken:
-            problems.append(
-                f"case {case.case_id}: {entry.name} is a second '{key}' file beside {taken}; remove or rename one "
-                "so that the right file is read"
-            )
     if case.meta.get("layout") == "brats" and case.channels:
         missing = [m for m in _BRATS_CHANNELS if m not in case.channels]
         if missing and len(missing) < len(_BRATS_CHANNELS):

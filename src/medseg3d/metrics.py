@@ -204,6 +204,12 @@ def _label_masks(labels: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dic
     return masks
 
 
+def region_dice(pred_labels: np.ndarray, ref_labels: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict:
+    """Dice per named group of label values (e.g. BraTS WT/TC/ET regions), rounded to 4 digits."""
+    pred, ref = _label_masks(pred_labels, groups), _label_masks(ref_labels, groups)
+    return {name: round(dice(pred[name], ref[name]), 4) for name in groups}
+
+
 def _integer_labels(labels: np.ndarray, what: str) -> np.ndarray:
     if labels.dtype.kind in "iub":
         return labels

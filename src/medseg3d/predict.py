@@ -27,7 +27,7 @@ from .io import Volume, image_suffix, write_volume
 from .labels import LabelScheme
 from .precision import check_precision
 from .preprocess import PrepConfig, preprocess, undo_probabilities
-from .raw.pipeline import Prepared
+from .raw.pipeline import Prepared, model_space, prepare
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -127,12 +127,6 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
 
 def _as_model(model) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
-
-
-def _case_from_inputs(inputs: list, modalities: tuple[str, ...], overrides: dict | None = None) -> tuple[Case, list]:
-    """(case, lines): one case folder or a list of channel files, each channel identified by its name (or
-    ``overrides``, the ``--flair/--t1/--t1ce/--t2`` flags); the lines say which file is which."""
-    return resolve_case_channels([Path(p) for p in inputs], modalities, overrides)
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -269,8 +263,6 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     """
     import time
 
-    from .raw.pipeline import model_space, prepare
-
     if space not in ("native", "atlas"):
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
     _check_options(model, min_component, min_enhancing)
@@ -278,13 +270,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
     ordered = {m: volumes[m] for m in model.modalities}
-    if preprocess == "none":
-        reference = model.modalities[0]  # today's behaviour: the first channel's grid and header
-    else:
-        reference = "t1ce" if "t1ce" in ordered else model.modalities[0]
-    prepared = prepare(ordered, model_space(model.meta), preprocess, reference=reference, progress=progress)
-    if prepared.mode == "none":
-        prepared.reference, prepared.native = model.modalities[0], ordered[model.modalities[0]]
+    prepared = prepare(ordered, model_space(model.meta), preprocess, progress=progress)
     if space == "atlas" and prepared.mode != "full":
         raise InputError("--space atlas needs the full preprocessing (--preprocess full); this input is "
                          f"'{prepared.mode}', already on its own grid")
@@ -324,7 +310,7 @@ def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
         return dict(zip(loaded.modalities, channels))
     if any(isinstance(c, Volume) for c in channels):
         raise InputError("give the channels either all as files or all as Volumes")
-    case, _ = _case_from_inputs(channels, loaded.modalities)
+    case, _ = resolve_case_channels([Path(p) for p in channels], loaded.modalities)
     return {name: vol for name, _, vol in case.read_channels()}
 
 
@@ -413,7 +399,7 @@ def predict(
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
         if output.exists() and not force:
             raise InputError(f"{output}: exists already; add --force to overwrite it")
-        case, lines = _case_from_inputs(inputs, loaded.modalities, channel_files)
+        case, lines = resolve_case_channels(inputs, loaded.modalities, channel_files)
         _make_parent(output)
         say = (lambda line: print(line, flush=True)) if progress else None
         for line in lines if say else []:

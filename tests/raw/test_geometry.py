@@ -11,7 +11,7 @@ from medseg3d.raw.geometry import (
     sitk_to_volume,
     volume_to_sitk,
 )
-from medseg3d.raw.simulate import rigid_matrix, rotation
+from medseg3d.raw.simulate import permute_axes, rigid_matrix, rotation
 
 
 def _oblique_affine():
@@ -62,11 +62,7 @@ def test_resampling_through_a_known_shift_moves_the_voxels_by_it():
 
 def test_permuted_axes_are_brought_back_exactly_by_the_covering_grid(brats_root):
     vol = read_volume(brats_root / "Brats18_2013_2_1" / "Brats18_2013_2_1_t1.nii.gz")
-    arr = np.ascontiguousarray(np.transpose(vol.array, (2, 0, 1))[::-1])
-    affine = vol.affine[:, [2, 0, 1, 3]].copy()
-    affine[:3, 3] += affine[:3, 0] * (arr.shape[0] - 1)
-    affine[:3, 0] *= -1
-    permuted = Volume(arr, affine)
+    permuted = permute_axes(vol)
     assert permuted.axcodes == ("I", "L", "P")
     shape, grid = covering_grid(permuted.shape, permuted.affine, ("L", "P", "S"), (1, 1, 1))
     assert shape == vol.shape

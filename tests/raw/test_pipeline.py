@@ -7,6 +7,7 @@ from medseg3d.cli import main
 from medseg3d.errors import InputError
 from medseg3d.io import Volume, read_volume, write_volume
 from medseg3d.raw.pipeline import BRATS_SPACE, choose_mode, looks_skull_stripped, prepare
+from medseg3d.raw.simulate import permute_axes as permute
 
 MODS = ("flair", "t1", "t1ce", "t2")
 CASE = "Brats18_2013_2_1"
@@ -23,15 +24,6 @@ def raw_volumes(data_root):
     if not raw.is_dir():
         pytest.skip("raw clinical case not in the shared data")
     return {m: read_volume(raw / f"{m}.nii.gz") for m in MODS}
-
-
-def permute(vol: Volume) -> Volume:
-    """The same image with axes permuted and one flipped: a valid, different affine (I, L, P)."""
-    arr = np.ascontiguousarray(np.transpose(vol.array, (2, 0, 1))[::-1])
-    affine = vol.affine[:, [2, 0, 1, 3]].copy()
-    affine[:3, 3] += affine[:3, 0] * (arr.shape[0] - 1)
-    affine[:3, 0] *= -1
-    return Volume(arr, affine)
 
 
 def test_brats_files_need_no_preprocessing(brats_volumes):

@@ -141,7 +141,3 @@ def covering_grid(shape, affine: np.ndarray, axcodes: tuple[str, str, str], spac
     new[:3, 3] = new[:3, :3] @ base
     out_shape = tuple(int(v) for v in np.floor(hi - base + 1e-6) + 1)
     return out_shape, new
-
-
-def same_space(a: Volume, b_shape, b_affine: np.ndarray, atol: float = 1e-3) -> bool:
-    return tuple(a.shape) == tuple(b_shape) and np.allclose(a.affine, b_affine, atol=atol)

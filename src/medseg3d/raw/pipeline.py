@@ -19,6 +19,7 @@ Three ways, chosen per case by :func:`choose_mode` (``--preprocess auto``) or fo
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -137,23 +138,12 @@ def _check_channel(name: str, volume: Volume) -> None:
         raise InputError(f"channel {name}: is empty or constant (all voxels {a.flat[0]}); check the file")
 
 
-class _Clock:
-    def __init__(self, steps: list):
-        self.steps = steps
-
-    def __call__(self, step: str, **details):
-        clock = self
-
-        class _Step:
-            def __enter__(self):
-                self.t = time.perf_counter()
-                return self
-
-            def __exit__(self, *exc):
-                if exc[0] is None:
-                    clock.steps.append({"step": step, "seconds": round(time.perf_counter() - self.t, 2), **details})
-
-        return _Step()
+@contextlib.contextmanager
+def _timed(steps: list, step: str, **details):
+    """Append ``{"step", "seconds", **details}`` to ``steps`` once the block has run without error."""
+    t = time.perf_counter()
+    yield
+    steps.append({"step": step, "seconds": round(time.perf_counter() - t, 2), **details})
 
 
 def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", reference: str = "t1ce",
@@ -164,7 +154,8 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
         volumes: modality -> Volume as read (any grid each).
         space: the model's grid (:func:`model_space`), or None.
         mode: ``auto`` / ``full`` / ``resample`` / ``none``.
-        reference: the channel whose grid outputs are written on (T1ce, or the first channel if absent).
+        reference: the channel whose grid outputs are written on (T1ce, or the first channel if absent). When
+            nothing is resampled (``none``) it is the first channel, whose header outputs kept before.
         progress: a callable taking one line, told as each step starts.
     """
     if mode not in MODES:
@@ -181,6 +172,8 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
     if mode == "none":
         if not all(first.same_grid(v) for v in volumes.values()):
             raise InputError("--preprocess none: the channels lie on different grids; use --preprocess full")
+        reference = next(iter(volumes))
+        first = volumes[reference]
         return Prepared("none", reason, {m: v.array.astype(np.float32) for m, v in volumes.items()}, first.shape,
                         first.affine, reference, first)
     if mode == "resample":
@@ -189,9 +182,8 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
         if space is None:
             raise InputError("--preprocess resample: the model does not say which grid it was trained on")
         steps: list = []
-        clock = _Clock(steps)
         shape, affine = covering_grid(first.shape, first.affine, tuple(space["axcodes"]), space["spacing"])
-        with clock("resample", grid=list(shape)):
+        with _timed(steps, "resample", grid=list(shape)):
             channels = {m: resample(v, shape, affine, order=1) for m, v in volumes.items()}
         return Prepared("resample", reason, channels, shape, affine, reference, first, np.eye(4), steps=steps)
     if space is not None and tuple(space.get("shape", ())) != BRATS_SHAPE:
@@ -209,13 +201,12 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say) -> Prepa
     from . import register, skullstrip
 
     steps: list = []
-    clock = _Clock(steps)
     warnings: list = []
     ref = volumes[reference]
     rigid = {reference: np.eye(4)}  # reference points -> channel points
     transforms: dict = {reference: {"kind": "identity"}}
     say(f"co-registering {', '.join(m for m in volumes if m != reference)} to {reference} (rigid, mutual information)")
-    with clock("co-register"):
+    with _timed(steps, "co-register"):
         for m, vol in volumes.items():
             if m == reference:
                 continue
@@ -224,12 +215,12 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say) -> Prepa
             transforms[m] = fit.to_dict()
     strip = _strip_channel(volumes)
     say(f"skull stripping {strip} (deepbet)")
-    with clock("skull strip", channel=strip):
+    with _timed(steps, "skull strip", channel=strip):
         mask = skullstrip.brain_mask(volumes[strip])
     brain_ml = float(mask.sum()) * float(np.prod(volumes[strip].spacing)) / 1000.0
     template = load_template()
     say("registering the brain to the BraTS template (affine, mutual information)")
-    with clock("atlas registration"):
+    with _timed(steps, "atlas registration"):
         brain_image = Volume(normalise_brain(volumes[strip].array.astype(np.float32), mask), volumes[strip].affine)
         tmpl_mod = strip if strip in template.images else "t1"
         fit = register.affine_to_template(template.volume(tmpl_mod), template.brain_mask(), brain_image, mask)
@@ -237,7 +228,7 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say) -> Prepa
     atlas_to_ref = np.linalg.inv(rigid[strip]) @ atlas_to_strip
     transforms["atlas"] = dict(fit.to_dict(), channel=strip, note="template (BraTS grid) points -> channel points")
     say("resampling the channels onto the BraTS grid")
-    with clock("resample"):
+    with _timed(steps, "resample"):
         brain = resample(Volume(mask.astype(np.float32), volumes[strip].affine), BRATS_SHAPE, BRATS_AFFINE,
                          atlas_to_strip, order=1) >= 0.5
         channels, uncovered = {}, {}
@@ -248,7 +239,7 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say) -> Prepa
             channels[m] = np.where(brain, data, 0.0).astype(np.float32)
         native_brain = resample(Volume(mask.astype(np.float32), volumes[strip].affine), ref.shape, ref.affine,
                                 rigid[strip], order=1) >= 0.5
-    with clock("quality checks"):
+    with _timed(steps, "quality checks"):
         details = _quality(channels, brain, template, brain_ml, uncovered, warnings, strip)
     details["brain_ml"] = round(brain_ml, 1)
     details["skull_stripped_channel"] = strip

@@ -51,12 +51,11 @@ def check_brain_volume(ml: float) -> str | None:
 def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -> dict:
     """How well a case on the BraTS grid fits the template: the Dice overlap of its brain with the template's,
     and the correlation of each channel with each modality's template inside both brains (2 mm grid)."""
-    from .template import to_template_grid
+    from .template import brain_fraction, to_template_grid
 
     tmask = template.brain >= 0.5
-    small, fraction = {}, None
-    for m, array in channels.items():
-        small[m], fraction = to_template_grid(array, brain, template)
+    fraction = brain_fraction(brain, template)
+    small = {m: to_template_grid(array, brain, fraction, template) for m, array in channels.items()}
     mask = fraction >= 0.5
     overlap = 2.0 * float((mask & tmask).sum()) / max(int(mask.sum()) + int(tmask.sum()), 1)
     both = mask & tmask

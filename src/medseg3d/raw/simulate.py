@@ -124,6 +124,16 @@ def simulate(volumes: dict[str, Volume], label: Volume | None, seed: int, *, ref
     return SimulatedCase(out, ref_label, motion, settings)
 
 
+def permute_axes(vol: Volume) -> Volume:
+    """The same image with its axes permuted (z, x, y) and the first flipped: another valid affine, same
+    physical voxels (a BraTS case becomes I, L, P)."""
+    arr = np.ascontiguousarray(np.transpose(vol.array, (2, 0, 1))[::-1])
+    affine = vol.affine[:, [2, 0, 1, 3]].copy()
+    affine[:3, 3] += affine[:3, 0] * (arr.shape[0] - 1)
+    affine[:3, 0] *= -1
+    return Volume(arr, affine)
+
+
 def true_rigid(sim: SimulatedCase, reference: str, modality: str) -> np.ndarray:
     """The map a perfect co-registration finds: reference points -> ``modality``'s points (LPS mm)."""
     return sim.motion[modality] @ np.linalg.inv(sim.motion[reference])

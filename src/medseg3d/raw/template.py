@@ -156,14 +156,18 @@ def load_template(folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Tem
     return template
 
 
-def to_template_grid(array: np.ndarray, brain: np.ndarray, template: Template) -> tuple[np.ndarray, np.ndarray]:
-    """A BraTS-grid image brain-normalised and averaged into the template's blocks, and the fraction of each
-    block that is brain (both on the template grid)."""
+def brain_fraction(brain: np.ndarray, template: Template) -> np.ndarray:
+    """The fraction of each of the template's blocks that ``brain`` (on the BraTS grid) covers."""
     f = int(template.info.get("factor", 2))
-    fraction = (block_sum(brain.astype(np.float32), f) / f**3).astype(np.float32)
+    return (block_sum(brain.astype(np.float32), f) / f**3).astype(np.float32)
+
+
+def to_template_grid(array: np.ndarray, brain: np.ndarray, fraction: np.ndarray, template: Template) -> np.ndarray:
+    """A BraTS-grid image brain-normalised and averaged into the template's blocks (``fraction`` from
+    :func:`brain_fraction` of the same ``brain``)."""
     if brain.sum() < 100:
-        return np.full(template.shape, OUTSIDE, np.float32), fraction
-    z = normalise_brain(array, brain)
-    s = block_sum(np.where(brain, z, 0.0), f)
+        return np.full(template.shape, OUTSIDE, np.float32)
+    f = int(template.info.get("factor", 2))
+    s = block_sum(np.where(brain, normalise_brain(array, brain), 0.0), f)
     w = fraction * f**3
-    return np.where(w > 0, s / np.maximum(w, 1), OUTSIDE).astype(np.float32), fraction
+    return np.where(w > 0, s / np.maximum(w, 1), OUTSIDE).astype(np.float32)
