@@ -82,6 +82,7 @@ def write_dicom_series(vol: Volume, folder: Path, description: str, series_numbe
         "0010|0010": "TEST^LAYOUTS",
         "0020|000d": "1.2.826.0.1.3680043.2.1125.7",
         "0020|000e": uid,
+        "0020|0052": "1.2.826.0.1.3680043.2.1125.7.0",  # frame of reference: one per study, as a scanner writes
         "0020|0011": str(series_number),
         "0020|0037": "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
     }

@@ -2,7 +2,11 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from medseg3d.cli import main
+from medseg3d.io import read_volume
 
 
 def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_path, capsys):
@@ -18,7 +22,130 @@ def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_
     assert "WT" in text and "ET" in text
 
 
-def test_uncertainty_is_refused_in_one_line_until_predict_takes_it(brats_root, tmp_path, capsys):
+# --- --uncertainty and --output-format on a small crop of a shared case (seconds) --------------------------------
+
+CROP_CASE = "Brats18_2013_20_1"
+
+
+@pytest.fixture(scope="module")
+def crop_folder(brats_root, tmp_path_factory):
+    from layouts import brats_names, crop_case, write_case_folder
+
+    vols = crop_case(brats_root, CROP_CASE)
+    return write_case_folder(vols, tmp_path_factory.mktemp("crop") / CROP_CASE, brats_names(CROP_CASE), ".nii.gz"), vols
+
+
+@pytest.fixture(scope="module")
+def model():
+    from medseg3d.predict import load_model
+
+    return load_model("brats", "cpu", "fp32")
+
+
+def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(crop_folder, model, tmp_path):
+    from medseg3d.predict import predict
+
+    folder, _ = crop_folder
+    (plain,) = predict(model, [folder], tmp_path / "plain.nii.gz", progress=False)
+    (seg,) = predict(model, [folder], tmp_path / "seg.nii.gz", progress=False, uncertainty=2)
+    labels, reference = read_volume(seg), read_volume(plain)
+    np.testing.assert_array_equal(labels.array, reference.array)
+    entropy = read_volume(tmp_path / "seg_uncertainty.nii.gz")
+    assert entropy.shape == labels.shape and np.allclose(entropy.affine, labels.affine)
+    assert entropy.array.dtype == np.float32 and 0 <= entropy.array.min() and entropy.array.max() <= 1
+    assert entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()  # doubt lives at the tumour
+    record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
+    assert record["passes"] == 2 and 0 < record["confidence"] <= 1 and record["calibrated"] is False
+    assert record["map"].endswith("seg_uncertainty.nii.gz")
+
+
+def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(model, crop_folder, tmp_path):
+    from medseg3d.checkpoint import rewrite_model_metadata
+    from medseg3d.predict import WEIGHTS_DIR, load_model, predict
+    from medseg3d.uncertainty import apply_temperature
+
+    folder, _ = crop_folder
+    temps = [2.0, 1.5, 3.0]
+    path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},
+                                  tmp_path / "calibrated.safetensors")
+    calibrated = load_model(path, "cpu", "fp32")
+    (raw_seg,) = predict(model, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2,
+                         save_probabilities=True)
+    (cal_seg,) = predict(calibrated, [folder], tmp_path / "cal.nii.gz", progress=False, uncertainty=2,
+                         save_probabilities=True)
+    np.testing.assert_array_equal(read_volume(cal_seg).array, read_volume(raw_seg).array)
+    raw = np.moveaxis(read_volume(tmp_path / "raw_probabilities.nii.gz").array, -1, 0)
+    cal = np.moveaxis(read_volume(tmp_path / "cal_probabilities.nii.gz").array, -1, 0)
+    # the same float32 inputs through the same float64 computation, stored as float32: equal to float32 rounding
+    np.testing.assert_allclose(cal, apply_temperature(raw, temps, "region"), rtol=0, atol=np.finfo(np.float32).eps)
+    tumour = (raw > 0.5) & (raw < 0.999)
+    assert np.all(np.abs(cal[tumour] - 0.5) <= np.abs(raw[tumour] - 0.5))  # T > 1 pulls towards 0.5
+    record = json.loads((tmp_path / "cal.json").read_text(encoding="utf-8"))["uncertainty"]
+    assert record["calibrated"] is True and record["temperatures"] == temps
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--tta", "--uncertainty", "2"], "--uncertainty 8"),
+    (["--output-format", "dicom-seg"], "needs DICOM series"),
+])
+def test_option_conflicts_are_refused_in_one_line_before_any_output(crop_folder, tmp_path, capsys, flags, fragment):
+    folder, _ = crop_folder
     out = tmp_path / "seg.nii.gz"
-    assert main(["predict", "brats", str(brats_root / "Brats18_2013_2_1"), "-o", str(out), "--uncertainty"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
+    assert main(["predict", "brats", str(folder), "-o", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hostile_calibration_metadata_is_refused(tmp_path):
+    from medseg3d.checkpoint import rewrite_model_metadata
+    from medseg3d.errors import ModelError
+    from medseg3d.predict import WEIGHTS_DIR, load_model
+
+    for temps in ([0.0, 1.0, 1.0], [1.0, 2.0], "2", [float("nan")] * 3, [1e9, 1.0, 1.0]):
+        path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},
+                                      tmp_path / "hostile.safetensors")
+        with pytest.raises(ModelError, match="calibration temperatures") as excinfo:
+            load_model(path, "cpu")
+        assert "\n" not in str(excinfo.value)
+
+
+def test_a_dicom_input_gets_a_dicom_seg_that_reads_back_voxel_for_voxel(crop_folder, model, tmp_path):
+    pytest.importorskip("highdicom")
+    from layouts import write_dicom_case
+
+    from medseg3d.dicomseg import read_dicom_seg
+    from medseg3d.predict import predict
+
+    _, vols = crop_folder
+    folder = write_dicom_case(vols, tmp_path / CROP_CASE, {
+        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
+    (seg,) = predict(model, [folder], tmp_path / "out" / "seg.nii.gz", progress=False)
+    labels = read_volume(seg)
+    assert labels.array.any()
+    dcm = tmp_path / "out" / "seg.seg.dcm"
+    back = read_dicom_seg(dcm, folder / "AX_FLAIR", model.scheme, grid=labels)  # labels lie on the first channel
+    np.testing.assert_array_equal(back.array, labels.array)
+    predict(model, [folder], tmp_path / "nifti" / "seg.nii.gz", progress=False, output_format="nifti")
+    assert not (tmp_path / "nifti" / "seg.seg.dcm").exists()
+
+
+def test_a_series_a_dicom_seg_cannot_reference_warns_and_keeps_the_nifti(crop_folder, model, tmp_path, capsys):
+    pytest.importorskip("highdicom")
+    import pydicom
+    from layouts import write_dicom_case
+
+    from medseg3d.predict import predict
+
+    _, vols = crop_folder
+    folder = write_dicom_case(vols, tmp_path / CROP_CASE, {
+        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
+    for path in (folder / "AX_FLAIR").iterdir():  # an export that left out the mandatory frame of reference
+        ds = pydicom.dcmread(path)
+        del ds.FrameOfReferenceUID
+        ds.save_as(path)
+    (seg,) = predict(model, [folder], tmp_path / "out" / "seg.nii.gz", progress=False)
+    assert read_volume(seg).array.any() and not (tmp_path / "out" / "seg.seg.dcm").exists()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no DICOM SEG written" in err and "Frame Of Reference" in err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["seg.nii.gz"]  # no temporary left behind

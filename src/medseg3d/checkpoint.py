@@ -246,6 +246,14 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
     multiple = meta.get("size_multiple")
     if multiple is not None and (not _whole(multiple) or multiple < 1):
         raise ModelError(f"{path}: size_multiple {multiple!r} is not a whole number >= 1")
+    calibration = meta.get("calibration")
+    if calibration is not None:
+        temps = calibration.get("temperatures") if isinstance(calibration, dict) else None
+        allowed = (1, n_outputs) if kind == "region" else (1,)
+        if not isinstance(temps, list) or len(temps) not in allowed or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20 for t in temps):
+            raise ModelError(f"{path}: calibration temperatures {temps!r} are not {' or '.join(map(str, allowed))} "
+                             "numbers in [0.05, 20]; recalibrate with scripts/calibrate.py or remove 'calibration'")
     try:
         PrepConfig.from_dict(meta["preprocess"])
     except (MedsegError, TypeError, KeyError, AttributeError) as exc:

@@ -136,19 +136,18 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .errors import InputError
     from .predict import predict
 
-    # the work behind these is in uncertainty.py and dicomseg.py; refused, not ignored, until predict calls it
-    for flag, value in (("--uncertainty", args.uncertainty), ("--output-format", args.output_format)):
-        if value:
-            raise InputError(f"{flag} is not available in this version of predict yet")
+    passes = args.uncertainty
+    if passes == 0:  # --uncertainty without a number: 2 passes (8 with --tta, whose mean is of all 8)
+        passes = 8 if args.tta else 2
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
-                      channel_files=_channel_flags(args), report=args.report)
+                      channel_files=_channel_flags(args), report=args.report, uncertainty=passes,
+                      output_format=args.output_format)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -197,6 +196,29 @@ def cmd_models(args) -> None:
     from .models import describe_models
 
     print(describe_models())
+
+
+def cmd_calibrate(args) -> None:
+    from .calibrate import calibrate, summary_lines, write_calibrated_model
+    from .errors import InputError
+    from .io import write_json_atomic
+    from .predict import load_model, resolve_model_path
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: name the calibrated model file .safetensors")
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    source = resolve_model_path(args.model)
+    if source.suffix != ".safetensors":
+        raise InputError(f"{source}: only .safetensors models can carry a calibration; calibrate before exporting")
+    summary = calibrate(load_model(args.model), args.dataset, passes=args.passes,
+                        exclude_trained=not args.include_trained, progress=None if args.quiet else print)
+    for line in summary_lines(summary):
+        print(line)
+    if args.json:
+        write_json_atomic(summary, args.json)
+    print(f"wrote {write_calibrated_model(source, summary, out)}")
 
 
 def cmd_show(args) -> None:
@@ -337,12 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true",
                    help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
                         "and <stem>.json beside each segmentation")
-    s.add_argument("--uncertainty", nargs="?", type=int, const=8, choices=[2, 4, 8], metavar="PASSES",
-                   help="also write a voxel-wise uncertainty map and a per-case confidence from PASSES mirrored "
-                        "passes (2, 4 or 8; default 8, free with --tta)")
+    s.add_argument("--uncertainty", nargs="?", type=int, const=0, choices=[2, 4, 8], metavar="PASSES",
+                   help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes, "
+                        "calibrated when the model is) and the case's confidence in <stem>.json; the labels do "
+                        "not change (default 2 passes, about 2x the inference; 8 with --tta, at no extra cost)")
     s.add_argument("--output-format", choices=["nifti", "dicom-seg"], default=None,
-                   help="dicom-seg: a DICOM Segmentation object referencing the input DICOM series (default: the "
-                        "input's own format)")
+                   help="dicom-seg: also write <stem>.seg.dcm, a DICOM Segmentation object referencing the input "
+                        "DICOM series (the default when the input is DICOM); nifti: do not")
     s.add_argument("--force", action="store_true", help="overwrite existing outputs")
     s.add_argument("--shard", type=_shard, help="INDEX/COUNT: this process takes every COUNT-th case")
     s.add_argument("--device", default="auto")
@@ -413,6 +436,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model")
+    s.add_argument("model", help="bundled name, run folder or .safetensors file")
+    s.add_argument("dataset", help="labelled dataset of cases the model never saw (e.g. a fold's held-out cases)")
+    s.add_argument("-o", "--output", required=True, help="the calibrated copy of the model (.safetensors)")
+    s.add_argument("--passes", type=int, choices=[2, 4, 8], default=2,
+                   help="mirrored passes for the per-case confidence (as predict --uncertainty; default 2)")
+    s.add_argument("--include-trained", action="store_true",
+                   help="also use cases the model's card lists as trained on (default: leave them out)")
+    s.add_argument("--json", help="also write every measurement (per case, ECE, Spearman) to this JSON file")
+    s.add_argument("--force", action="store_true", help="overwrite the output model file")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

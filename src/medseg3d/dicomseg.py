@@ -14,7 +14,7 @@ The segments are BINARY frames referencing the source instances (empty frames le
 AUTOMATIC. Segment ``n`` holds the scheme's ``n``-th non-background label value, which :func:`read_dicom_seg`
 uses to paint the segments back onto the source grid as label values.
 
-Needs the optional extra ``pip install medseg3d[dicom]`` (highdicom, pydicom).
+highdicom and pydicom are dependencies of medseg3d.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _require_highdicom():
         import highdicom
         import pydicom
     except ImportError as exc:
-        raise InputError("DICOM SEG needs highdicom and pydicom; install them with `pip install medseg3d[dicom]`") from exc
+        raise InputError("DICOM SEG needs highdicom and pydicom; reinstall medseg3d (`pip install medseg3d`)") from exc
     return highdicom, pydicom
 
 
@@ -149,11 +149,15 @@ def write_dicom_seg(labels: Volume, source_dir, out_path, scheme: LabelScheme, *
             segmented_property_category=Code(CATEGORY_SCT[0], "SCT", CATEGORY_SCT[1]),
             segmented_property_type=Code(code, "SCT", meaning),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm))
-    seg = hd.seg.Segmentation(
-        source_images=datasets, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medseg3d", manufacturer_model_name=model_name,
-        software_versions=str(__version__), device_serial_number="0", series_description=series_description)
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=datasets, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
+            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medseg3d", manufacturer_model_name=model_name,
+            software_versions=str(__version__), device_serial_number="0", series_description=series_description)
+    except (ValueError, TypeError, AttributeError) as exc:  # a source series missing what a SEG must reference
+        raise InputError(f"{source_dir}: this DICOM series cannot be referenced by a DICOM SEG "
+                         f"({str(exc).splitlines()[0][:160]}); the NIfTI segmentation is unaffected") from exc
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise InputError(f"{out_path.parent}: output folder does not exist; create it first")

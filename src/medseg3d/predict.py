@@ -176,13 +176,26 @@ def _check_options(model: LoadedModel, min_component: int, min_enhancing: int) -
         _check_enhancing_scheme(model.scheme)  # before minutes of inference
 
 
-def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
-                       sliding_window: bool | None = None, overlap: float | None = None) -> np.ndarray:
-    """The model's probabilities (outputs, X, Y, Z) for raw channels ``image`` (C, X, Y, Z), on their grid.
+@dataclass
+class GridPrediction:
+    """What inference gives on the input's grid: probabilities (outputs, X, Y, Z), and with uncertainty the
+    voxel-wise normalised entropy (X, Y, Z) of the mirrored passes' mean and the case's confidence."""
 
-    Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
-    models give 0 outside the brain, multi-class models background there.
-    """
+    probabilities: np.ndarray
+    uncertainty: np.ndarray | None = None
+    confidence: dict | None = None
+
+
+def calibration_temperatures(model: LoadedModel) -> list[float] | None:
+    """The temperatures of the model's calibration (``meta["calibration"]``, checked on load), if it has one."""
+    temps = (model.meta.get("calibration") or {}).get("temperatures")
+    return [float(t) for t in temps] if temps else None
+
+
+def model_input(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
+                overlap: float | None = None):
+    """``(x, record, settings)``: raw channels (C, X, Y, Z) preprocessed as in training, the record that undoes
+    it, and the keyword arguments of :func:`~medseg3d.inference.predict_probabilities` for this model."""
     if image.shape[0] != model.meta["in_channels"]:
         raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
                          f"the input has {image.shape[0]}")
@@ -191,12 +204,58 @@ def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray
     patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
     if sliding_window and patch is None:
         patch = (128, 128, 128)
-    probs = predict_probabilities(model.model, x, kind=model.kind, patch=patch, overlap=overlap, mirror=mirror,
-                                  device=model.device, precision=model.compute_precision()).numpy()
-    if model.kind == "region":
-        # region probabilities: outside the brain every region is absent (probability 0)
-        return undo_probabilities(probs, record, fill_background=False)
-    return undo_probabilities(probs, record)
+    return x, record, dict(kind=model.kind, patch=patch, overlap=overlap, device=model.device,
+                           precision=model.compute_precision())
+
+
+def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
+                    sliding_window: bool | None = None, overlap: float | None = None,
+                    passes: int | None = None) -> GridPrediction:
+    """The model's prediction for raw channels ``image`` (C, X, Y, Z), on their grid.
+
+    Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
+    models give 0 outside the brain, multi-class models background there.
+
+    With ``passes`` (2, 4 or 8 mirrored passes, see :mod:`medseg3d.uncertainty`) it also measures how much the
+    passes disagree. The segmentation is not changed by that: the probabilities are still those of the
+    unmirrored pass (with ``mirror``: the mean of all 8, as without uncertainty). The uncertainty map is the
+    normalised entropy of the mean of the passes (0 certain, 1 uniform; 0 outside the brain box the model saw),
+    after the model's calibration temperatures when it has them (``confidence["temperatures"]``; apply them to
+    the probabilities with :func:`medseg3d.uncertainty.apply_temperature`).
+    """
+    x, record, settings = model_input(model, image, affine, sliding_window=sliding_window, overlap=overlap)
+    # region probabilities: outside the brain every region is absent (probability 0)
+    fill_background = model.kind != "region"
+    if not passes:
+        probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
+        return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
+    from .uncertainty import (
+        apply_temperature,
+        case_confidence,
+        maps_on_input_grid,
+        mirrored_uncertainty,
+        normalised_entropy,
+    )
+
+    if mirror and passes != 8:
+        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
+    result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
+    probs = result.probabilities if mirror else result.first_pass
+    temps = calibration_temperatures(model)
+    if temps:
+        result.probabilities = apply_temperature(result.probabilities, temps, model.kind)
+        result.entropy = normalised_entropy(result.probabilities, model.kind)
+    confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
+    entropy = maps_on_input_grid(result, record)["entropy"]
+    return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy, confidence)
+
+
+def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
+                       sliding_window: bool | None = None, overlap: float | None = None) -> np.ndarray:
+    """The model's probabilities (outputs, X, Y, Z) for raw channels ``image`` (C, X, Y, Z), on their grid
+    (:func:`grid_prediction` without uncertainty)."""
+    return grid_prediction(model, image, affine, mirror=mirror, sliding_window=sliding_window,
+                           overlap=overlap).probabilities
 
 
 def background_fill(model: LoadedModel) -> list[float]:
@@ -246,11 +305,16 @@ class CaseResult:
     probabilities: np.ndarray
     prepared: Prepared
     seconds: dict
+    uncertainty: np.ndarray | None = None
+    """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty`` passes."""
+    confidence: dict | None = None
+    """The case's confidence (:func:`medseg3d.uncertainty.case_confidence`) and calibration temperatures."""
 
 
 def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
                     space: str = "native", progress=None, mirror: bool = False, sliding_window: bool | None = None,
-                    overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0) -> CaseResult:
+                    overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0,
+                    uncertainty: int | None = None) -> CaseResult:
     """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`).
 
     Args:
@@ -260,6 +324,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
             ``preprocess none`` the first channel's, as always); ``atlas`` on the model's grid (after ``full``:
             the 240 x 240 x 155 BraTS grid).
         progress: a callable given one line per step (e.g. ``print``), or None.
+        uncertainty: 2, 4 or 8 mirrored passes to measure the uncertainty with (see :func:`grid_prediction`);
+            the labels are the same as without.
     """
     import time
 
@@ -277,18 +343,21 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     if progress and prepared.mode != "none":
         progress(f"segmenting on the model's grid {'x'.join(str(s) for s in prepared.shape)}")
     t0 = time.perf_counter()
-    probs = grid_probabilities(model, prepared.image(model.modalities), prepared.affine, mirror=mirror,
-                               sliding_window=sliding_window, overlap=overlap)
+    prediction = grid_prediction(model, prepared.image(model.modalities), prepared.affine, mirror=mirror,
+                                 sliding_window=sliding_window, overlap=overlap, passes=uncertainty)
+    probs, entropy = prediction.probabilities, prediction.uncertainty
     seconds = {"segment": round(time.perf_counter() - t0, 2)}
     if space == "atlas":
         grid = Volume(np.zeros(prepared.shape, np.uint8), prepared.affine)
     else:
         t0 = time.perf_counter()
         probs = prepared.to_native(probs, background_fill(model))
+        if entropy is not None:  # outside the model's grid nothing was seen: certain, as outside the brain box
+            entropy = prepared.to_native(entropy[None], [0.0])[0]
         seconds["map back"] = round(time.perf_counter() - t0, 2)
         grid = prepared.native
     labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing)
-    return CaseResult(grid.with_array(labels), probs, prepared, seconds)
+    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence)
 
 
 def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
@@ -366,6 +435,8 @@ def predict(
     space: str = "native",
     channel_files: dict | None = None,
     report: bool = False,
+    uncertainty: int | None = None,
+    output_format: str | None = None,
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
@@ -375,6 +446,11 @@ def predict(
     ``report=True`` writes ``<output stem>.report.html`` (one offline page: volumes, lesions, pictures, model
     card, preprocessing, warnings) and its ``<output stem>.json`` for every case.
     ``channel_files`` (modality -> file) says which file is which where names do not tell.
+    ``uncertainty`` (2, 4 or 8 mirrored passes) writes ``<output stem>_uncertainty.<suffix>`` (normalised
+    entropy, 0 to 1) and the case's confidence into ``<output stem>.json``; with it, ``save_probabilities`` writes
+    the probabilities after the model's calibration, if it has one. The labels are the same as without.
+    ``output_format``: ``dicom-seg`` also writes ``<output stem>.seg.dcm``, a DICOM Segmentation object that
+    references the input DICOM series the labels lie on (written by default when there is one; ``nifti``: not).
 
     In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
     ``torchrun``, from ``RANK``/``WORLD_SIZE``) this process takes every n-th case starting at i; cases whose
@@ -390,8 +466,10 @@ def predict(
             raise InputError(f"{p}: no such file or folder; check the input path")
     dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
-                   min_enhancing=min_enhancing, preprocess=preprocess, space=space)  # the same for every case
-    extras = {"report": report}
+                   min_enhancing=min_enhancing, preprocess=preprocess, space=space,
+                   uncertainty=uncertainty)  # the same for every case
+    _check_output_options(uncertainty, output_format, space, mirror)
+    extras = {"report": report, "output_format": output_format}
     if channel_files:
         dataset_mode = False
     if not dataset_mode:
@@ -400,6 +478,7 @@ def predict(
         if output.exists() and not force:
             raise InputError(f"{output}: exists already; add --force to overwrite it")
         case, lines = resolve_case_channels(inputs, loaded.modalities, channel_files)
+        _check_dicom_source(case, output_format)
         _make_parent(output)
         say = (lambda line: print(line, flush=True)) if progress else None
         for line in lines if say else []:
@@ -408,6 +487,8 @@ def predict(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
+    for case in cases:
+        _check_dicom_source(case, output_format)
     if shard is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         shard = (int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]))
     if shard is not None:
@@ -427,6 +508,44 @@ def predict(
         written.append(_predict_case(loaded, case, target, save_probabilities,
                                      dict(options, progress=tqdm.write if progress else None), extras))
     return written
+
+
+def _check_output_options(uncertainty: int | None, output_format: str | None, space: str, mirror: bool) -> None:
+    """Refuse option combinations before minutes of work (one line each)."""
+    if uncertainty is not None and uncertainty not in (2, 4, 8):
+        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes, got {uncertainty}")
+    if uncertainty and mirror and uncertainty != 8:
+        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {uncertainty}")
+    if output_format not in (None, "nifti", "dicom-seg"):
+        raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
+    if output_format == "dicom-seg" and space == "atlas":
+        raise InputError("--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas")
+
+
+def _dicom_channels(case: Case) -> list[str]:
+    from .io import is_dicom_folder
+
+    return [m for m, p in case.channels.items() if Path(p).is_dir() and is_dicom_folder(p)]
+
+
+def _check_dicom_source(case: Case, output_format: str | None) -> None:
+    if output_format == "dicom-seg" and not _dicom_channels(case):
+        raise InputError(f"{case.case_id}: --output-format dicom-seg needs DICOM series as input (a DICOM SEG "
+                         "references the images it was drawn on); these channels are image files")
+
+
+def _write_dicom_seg(loaded: LoadedModel, case: Case, result: CaseResult, volumes: dict, stem: Path) -> Path | None:
+    """``<stem>.seg.dcm`` referencing the DICOM series the labels lie on (the T1ce for raw input), if any."""
+    from .dicomseg import write_dicom_seg
+
+    dicom = _dicom_channels(case)
+    order = sorted(dicom, key=lambda m: m != result.prepared.reference)
+    source = next((m for m in order if volumes[m].same_grid(result.labels)), None)
+    if source is None:
+        return None
+    name = loaded.meta.get("name") or str(loaded.meta.get("network"))
+    return write_dicom_seg(result.labels, case.channels[source], stem.with_name(stem.name + ".seg.dcm"),
+                           loaded.scheme, model_name=f"medseg3d {name}")
 
 
 def _make_parent(path: Path) -> None:
@@ -465,12 +584,34 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     grid = result.labels
+    suffix = image_suffix(target)
+    stem = target.with_name(target.name[: -len(suffix)] if suffix else target.name)
     if save_probabilities:
-        suffix = image_suffix(target)
-        prob_path = target.with_name(target.name[: -len(suffix)] + "_probabilities" + suffix)
-        write_volume(Volume(np.moveaxis(result.probabilities, 0, -1).astype(np.float32), grid.affine), prob_path)
+        probs = result.probabilities
+        if result.confidence and result.confidence.get("temperatures"):
+            from .uncertainty import apply_temperature
+
+            probs = apply_temperature(probs, result.confidence["temperatures"], loaded.kind)
+        write_volume(Volume(np.moveaxis(probs, 0, -1).astype(np.float32), grid.affine),
+                     stem.with_name(stem.name + "_probabilities" + suffix))
+    if result.uncertainty is not None:
+        # 3 decimals are more than the map means and shrink the file about fourfold
+        write_volume(grid.with_array(np.round(result.uncertainty, 3).astype(np.float32)),
+                     stem.with_name(stem.name + "_uncertainty" + suffix))
     t0 = time.perf_counter()
     written = write_volume(result.labels, target)
+    extras = extras or {}
+    uncertainty = _uncertainty_record(result, stem, suffix)
+    if uncertainty:
+        from .uncertainty import confidence_warning
+
+        line = (f"{case.case_id}: confidence {uncertainty['confidence']:.3f} over {uncertainty['passes']} mirrored "
+                f"passes{' (calibrated)' if uncertainty.get('calibrated') else ''}")
+        low = confidence_warning(uncertainty["confidence"])
+        if say:
+            say(line)
+        if low:
+            _warn(f"warning: {case.case_id}: {low}")
     raw_summary = None
     if result.prepared.mode != "none":
         from .raw.summary import write_case_summary
@@ -478,15 +619,49 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
         lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
                                                 model=loaded.meta.get("name") or str(loaded.meta.get("network")),
-                                                inputs={m: str(p) for m, p in case.channels.items()})
+                                                inputs={m: str(p) for m, p in case.channels.items()},
+                                                extra={"uncertainty": uncertainty} if uncertainty else None)
         for line in lines if say else []:
             say(line)
-    if (extras or {}).get("report"):
-        _write_report(loaded, result, volumes, target, raw_summary, say)
+    if extras.get("output_format") != "nifti" and _dicom_channels(case):
+        asked = extras.get("output_format") == "dicom-seg"
+        try:
+            seg_path = _write_dicom_seg(loaded, case, result, volumes, stem)
+        except InputError as exc:
+            if asked:
+                raise
+            seg_path = None  # written by default beside the NIfTI: a series that cannot take one is not fatal
+            _warn(f"warning: {case.case_id}: no DICOM SEG written: {exc}")
+        if seg_path is None and asked:
+            raise InputError(f"{case.case_id}: the labels do not lie on an input DICOM series' grid (they were written "
+                             f"to {target}); use --space native")
+        if seg_path is not None and say:
+            say(f"wrote {seg_path}")
+    if extras.get("report"):
+        _write_report(loaded, result, volumes, target, raw_summary, say, uncertainty)
+    elif uncertainty and raw_summary is None:
+        from .io import write_json_atomic
+        from .report import volume_summary
+
+        write_json_atomic({"model": loaded.meta.get("name") or str(loaded.meta.get("network")), "output": str(target),
+                           "volumes_ml": volume_summary(result.labels.array, result.labels.spacing, loaded.scheme),
+                           "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
     return written
 
 
-def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target: Path, raw_summary, say) -> None:
+def _uncertainty_record(result: CaseResult, stem: Path, suffix: str) -> dict | None:
+    """What the case's JSON says about its uncertainty: confidence, passes, calibration and the map's file."""
+    if result.confidence is None:
+        return None
+    from .uncertainty import LOW_CONFIDENCE
+
+    return dict(result.confidence, low_confidence_below=LOW_CONFIDENCE,
+                map=str(stem.with_name(stem.name + "_uncertainty" + suffix)),
+                map_meaning="normalised entropy of the mean of the mirrored passes: 0 certain, 1 uniform")
+
+
+def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target: Path, raw_summary, say,
+                  uncertainty: dict | None = None) -> None:
     """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
     from .report import write_case_report
 
@@ -504,7 +679,9 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target
     extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
     if raw_summary:
         extra["raw_input"] = raw_summary
+    if uncertainty:
+        extra["uncertainty"] = uncertainty
     json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, card or dict(loaded.meta),
-                                             steps, extra)
+                                             steps, extra, uncertainty_map=result.uncertainty)
     if say:
         say(f"wrote {html_path} and {json_path}")

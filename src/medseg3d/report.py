@@ -179,8 +179,6 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
     Returns:
         ``{"axial": png, "coronal": png, "sagittal": png}`` (PNG file bytes).
     """
-    import io as _io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,7 +192,7 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
     lo, hi = (np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0))
     views = radiological_slices(data, labels, affine, centre_voxel)
     out = {}
-    for view, (picture, sl, aspect, (left, right, top)) in views.items():
+    for view, (picture, sl, aspect, letters) in views.items():
         fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)
         fig.patch.set_facecolor("black")
         ax.imshow(picture, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
@@ -206,16 +204,46 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
                 ax.imshow(np.ma.masked_where(~inside, inside), cmap=ListedColormap([colour]), alpha=0.35,
                           aspect=aspect, interpolation="nearest")
                 ax.contour(inside, levels=[0.5], colors=[colour], linewidths=0.8)
-        for x, y, letter, ha, va in ((0.01, 0.5, left, "left", "center"), (0.99, 0.5, right, "right", "center"),
-                                     (0.5, 0.99, top, "center", "top")):
-            ax.text(x, y, letter, transform=ax.transAxes, color="#9fd3ff", fontsize=9, ha=ha, va=va,
-                    fontweight="bold")
-        ax.set_title(view, color="white", fontsize=9)
-        ax.axis("off")
-        buffer = _io.BytesIO()
-        fig.savefig(buffer, format="png", facecolor="black", bbox_inches="tight", pad_inches=0.02)
-        plt.close(fig)
-        out[view] = buffer.getvalue()
+        out[view] = _finish_png(fig, ax, view, letters)
+    return out
+
+
+def _finish_png(fig, ax, view: str, letters) -> bytes:
+    """Orientation letters, title, no axes; the figure as PNG bytes (closed)."""
+    import io as _io
+
+    import matplotlib.pyplot as plt
+
+    left, right, top = letters
+    for x, y, letter, ha, va in ((0.01, 0.5, left, "left", "center"), (0.99, 0.5, right, "right", "center"),
+                                 (0.5, 0.99, top, "center", "top")):
+        ax.text(x, y, letter, transform=ax.transAxes, color="#9fd3ff", fontsize=9, ha=ha, va=va, fontweight="bold")
+    ax.set_title(view, color="white", fontsize=9)
+    ax.axis("off")
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", facecolor="black", bbox_inches="tight", pad_inches=0.02)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def uncertainty_pictures(entropy: np.ndarray, labels: np.ndarray, centre_voxel, affine=None) -> dict[str, bytes]:
+    """The uncertainty map (normalised entropy, 0 black to 1 white-yellow, ``magma``) through the same three
+    slices as :func:`overlay_pictures`, with the segmented tumour's outline in cyan."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    views = radiological_slices(np.asarray(entropy, dtype=np.float32), np.asarray(labels), affine, centre_voxel)
+    out = {}
+    for view, (picture, sl, aspect, letters) in views.items():
+        fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)
+        fig.patch.set_facecolor("black")
+        ax.imshow(picture, cmap="magma", vmin=0.0, vmax=1.0, aspect=aspect, interpolation="nearest")
+        if (sl > 0).any():
+            ax.contour(sl > 0, levels=[0.5], colors=["#00e5ff"], linewidths=0.7)
+        out[view] = _finish_png(fig, ax, view, letters)
     return out
 
 
@@ -308,7 +336,8 @@ th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums
 """
 
 
-def render_html(report: dict, pictures: dict[str, bytes], title: str) -> str:
+def render_html(report: dict, pictures: dict[str, bytes], title: str,
+                uncertainty_pngs: dict[str, bytes] | None = None) -> str:
     """The report as one self-contained HTML page (styles inline, pictures as base64 PNG; no network)."""
     import base64
     import json
@@ -355,7 +384,22 @@ def render_html(report: dict, pictures: dict[str, bytes], title: str) -> str:
             data = base64.b64encode(png).decode("ascii")
             parts.append(f"<img alt='{escape(view)}' src='data:image/png;base64,{data}'>")
         parts.append("</div>")
-    extra = report.get("extra") or {}
+    extra = dict(report.get("extra") or {})
+    uncertainty = extra.pop("uncertainty", None)
+    if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
+        calibrated = (f"calibrated by temperature scaling (T = {', '.join(f'{t:g}' for t in uncertainty['temperatures'])})"
+                      if uncertainty.get("calibrated") else "not calibrated (the model carries no calibration)")
+        parts.append(f"<h2>Uncertainty</h2><p>Confidence <b>{uncertainty['confidence']:.3f}</b>: 1 minus the mean "
+                     f"normalised entropy of {uncertainty.get('passes')} mirrored passes in the tumour zone (the "
+                     f"segmented tumour grown by 2 voxels); below {uncertainty.get('low_confidence_below', 0.85):.2f} "
+                     f"the report warns. Probabilities {escape(calibrated)}.</p>")
+        if uncertainty_pngs:
+            parts.append("<p class='note'>Normalised entropy, black 0 (certain) to yellow 1 (uniform), the "
+                         "segmented tumour outlined in cyan, through the same slices.</p><div class='pics'>")
+            for view, png in uncertainty_pngs.items():
+                data = base64.b64encode(png).decode("ascii")
+                parts.append(f"<img alt='uncertainty {escape(view)}' src='data:image/png;base64,{data}'>")
+            parts.append("</div>")
     if extra:
         parts.append("<h2>More</h2>")
         parts.append(table(["item", "value"], [(k, json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else v)
@@ -390,7 +434,8 @@ def _write_text_atomic(text: str, path: Path) -> Path:
 
 
 def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_stem, model_card: dict,
-                      preprocessing: list[dict], extra: dict | None = None) -> tuple[Path, Path]:
+                      preprocessing: list[dict], extra: dict | None = None,
+                      uncertainty_map: np.ndarray | None = None) -> tuple[Path, Path]:
     """Write ``<out_stem>.json`` and ``<out_stem>.report.html`` for one segmented case.
 
     Args:
@@ -403,7 +448,9 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
         preprocessing: the steps that ran, one dict each (``{"step": "resample", ...}``), in order.
         extra: more items to save and show; ``extra["warnings"]`` (a list of strings) is shown at the top of
             the page with the report's own warnings; ``extra["uncertainty"]`` (what
-            :func:`medseg3d.uncertainty.case_confidence` returns) adds a warning below its confidence threshold.
+            :func:`medseg3d.uncertainty.case_confidence` returns) adds a warning below its confidence threshold
+            and an Uncertainty section.
+        uncertainty_map: the voxel-wise normalised entropy on the labels' grid, drawn in that section.
 
     Returns:
         (JSON path, HTML path). Both are written atomically (temporary file, then rename).
@@ -426,12 +473,15 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     centre = _largest_lesion_centre(report, labels)
     report["pictures_through_voxel"] = list(centre)
     pictures = overlay_pictures(image, labels.array, scheme, centre, labels.affine)
+    uncertainty_pngs = None
+    if uncertainty_map is not None and np.shape(uncertainty_map) == labels.shape:
+        uncertainty_pngs = uncertainty_pictures(uncertainty_map, labels.array, centre, labels.affine)
     title = f"Segmentation report: {out_stem.name}"
     json_path = out_stem.with_name(out_stem.name + ".json")
     html_path = out_stem.with_name(out_stem.name + ".report.html")
     try:
         _write_text_atomic(json.dumps(_jsonable(report), indent=1), json_path)
-        _write_text_atomic(render_html(report, pictures, title), html_path)
+        _write_text_atomic(render_html(report, pictures, title, uncertainty_pngs), html_path)
     except OSError as exc:
         raise InputError(f"{out_stem.parent}: cannot write the report ({exc.strerror}); choose another folder") from exc
     return json_path, html_path

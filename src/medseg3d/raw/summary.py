@@ -42,9 +42,9 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
-                       *, model: str, inputs: dict) -> tuple[list[str], dict]:
+                       *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
     """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
-    what the JSON holds."""
+    what the JSON holds (``extra``'s items added to it)."""
     from ..report import volume_summary
 
     stem = output_stem(Path(target))
@@ -60,6 +60,7 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
         "spacing_mm": [round(s, 4) for s in labels.spacing], "axcodes": "".join(labels.axcodes)},
         "volumes_ml": volumes, **prepared.summary()}
     summary["warnings"] = warnings
+    summary.update(extra or {})
     summary["seconds"] = dict(seconds, preprocessing={s["step"]: s["seconds"] for s in prepared.steps},
                               total=round(sum(s["seconds"] for s in prepared.steps) + sum(seconds.values()), 2))
     json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")

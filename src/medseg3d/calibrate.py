@@ -1,0 +1,158 @@
+"""Calibrating a model's probabilities on labelled cases it never saw (``medseg3d calibrate``).
+
+Brain-tumour networks say 0.0001 or 0.9999 almost everywhere, also where they are wrong. Temperature scaling
+(Guo et al. 2017) softens them with one number per output, fitted to minimise the negative log-likelihood on
+held-out predictions. :func:`calibrate` runs the model on every case exactly as ``predict --uncertainty``
+does, and measures, leave-one-case-out (the temperature scoring a case was fitted on the other cases):
+
+* the expected calibration error (ECE, 15 equal-width bins) over the brain and over the tumour zone (reference
+  or predicted tumour grown by 5 voxels), before and after;
+* each case's Dice (WT/TC/ET for BraTS) and its confidence after calibration, and the Spearman rank
+  correlation between them: does a low confidence flag a bad segmentation?
+
+It then fits the temperatures on all cases and writes a copy of the model file with ``calibration`` in its
+metadata, which ``predict --uncertainty`` applies. The labels a model gives never change: temperature scaling
+moves no probability across 0.5 and no class past another.
+
+    medseg3d calibrate MODEL HELD_OUT_DATASET -o calibrated.safetensors [--passes 2] [--json report.json]
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+ZONE_MARGIN = 5
+"""Voxels by which the reference and predicted tumour grow into the zone whose calibration matters."""
+
+
+def _case_record(loaded, case, passes: int) -> dict:
+    """Per case: the model's first-pass probabilities and references over the brain, the mirrored result."""
+    from scipy import ndimage
+
+    from .metrics import region_dice
+    from .predict import model_input, probabilities_to_labels
+    from .preprocess import undo_probabilities
+    from .uncertainty import mirrored_uncertainty
+
+    image, ref_vol, label = case.load(with_label=True)
+    x, record, settings = model_input(loaded, image, ref_vol.affine)
+    result = mirrored_uncertainty(loaded.model, x, passes=passes, keep_first_pass=True, **settings)
+    region = loaded.kind == "region"
+    probs = undo_probabilities(result.first_pass, record, fill_background=not region)
+    pred_values = probabilities_to_labels(loaded, probs)
+    scheme = loaded.scheme
+    classes = scheme.to_classes(label)
+    reference = scheme.region_masks(classes) if region else classes
+    brain = np.any(image != 0, axis=0)
+    zone = ndimage.binary_dilation((label > 0) | (pred_values > 0), iterations=ZONE_MARGIN) & brain
+    dice = region_dice(pred_values, label, scheme.regions) if scheme.regions else {}
+    return {"case": case.case_id, "probs": probs[:, brain], "ref": reference[:, brain] if region else reference[brain],
+            "zone": zone[brain], "mirrored": result, "dice": {k: round(float(v), 4) for k, v in dice.items()}}
+
+
+def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, progress=print) -> dict:
+    """Fit and measure temperature scaling of ``model`` on the labelled cases of ``dataset``.
+
+    Args:
+        model: a bundled name, run folder, model file or :class:`~medseg3d.predict.LoadedModel`.
+        dataset: a labelled dataset folder of cases the model never saw.
+        passes: mirrored passes for the confidence (as ``predict --uncertainty PASSES``).
+        exclude_trained: leave out the cases the model's card or metadata lists as trained on.
+        progress: called with one line per case, or None.
+
+    Returns:
+        ``{"temperatures", "passes", "cases", "ece", "spearman", "per_case"}``: the temperatures fitted on all
+        cases and the leave-one-case-out measurements.
+    """
+    from scipy.stats import spearmanr
+
+    from .datasets import find_cases
+    from .predict import _as_model
+    from .uncertainty import (
+        apply_temperature,
+        case_confidence,
+        expected_calibration_error,
+        fit_temperature,
+        normalised_entropy,
+    )
+
+    if passes not in (2, 4, 8):
+        raise InputError(f"--passes must be 2, 4 or 8, got {passes}")
+    loaded = _as_model(model)
+    trained = set(loaded.meta.get("train_cases") or []) if exclude_trained else set()
+    if exclude_trained:
+        from .models import model_card
+
+        trained |= set(model_card(str(loaded.meta.get("name", ""))).get("train_cases", []))
+    cases = [c.select(loaded.modalities) for c in find_cases(Path(dataset)) if c.case_id not in trained]
+    if len(cases) < 3:
+        raise InputError(f"{dataset}: {len(cases)} labelled case(s) the model did not see; calibration needs at "
+                         "least 3 (leave-one-case-out)")
+    kind = loaded.kind
+    records = []
+    for i, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        records.append(_case_record(loaded, case, passes))
+        if progress:
+            progress(f"[{i}/{len(cases)}] {case.case_id}: Dice {records[-1]['dice']} ({time.perf_counter() - t0:.1f} s)")
+    probs, refs, zones = [r["probs"] for r in records], [r["ref"] for r in records], [r["zone"] for r in records]
+    calibrated, rows = [], []
+    for i, rec in enumerate(records):  # leave-one-case-out: case i is scored with temperatures fitted without it
+        others = [j for j in range(len(records)) if j != i]
+        temps = fit_temperature([probs[j] for j in others], [refs[j] for j in others], kind)
+        calibrated.append(apply_temperature(probs[i], temps, kind))
+        mirrored = rec["mirrored"]
+        mirrored.probabilities = apply_temperature(mirrored.probabilities, temps, kind)
+        mirrored.entropy = normalised_entropy(mirrored.probabilities, kind)
+        confidence = case_confidence(mirrored, kind)["confidence"]
+        rows.append({"case": rec["case"], "confidence": confidence, **{f"dice_{k}": v for k, v in rec["dice"].items()},
+                     "temperatures": temps})
+    ece = {"brain_before": expected_calibration_error(probs, refs, kind),
+           "brain_after": expected_calibration_error(calibrated, refs, kind),
+           "tumour_zone_before": expected_calibration_error(probs, refs, kind, mask=zones),
+           "tumour_zone_after": expected_calibration_error(calibrated, refs, kind, mask=zones)}
+    spearman = {}
+    for region in loaded.scheme.regions:
+        rho, p = spearmanr([r["confidence"] for r in rows], [r[f"dice_{region}"] for r in rows])
+        # a constant column (every Dice 1, say) has no rank correlation: null, not NaN, in the JSON
+        spearman[region] = {"rho": round(float(rho), 3) if np.isfinite(rho) else None,
+                            "p": round(float(p), 3) if np.isfinite(p) else None}
+    return {"temperatures": fit_temperature(probs, refs, kind), "passes": passes, "cases": [r["case"] for r in rows],
+            "ece": {k: round(v, 5) for k, v in ece.items()}, "spearman": spearman, "per_case": rows}
+
+
+def write_calibrated_model(model_path, summary: dict, out) -> Path:
+    """A copy of the model file with ``calibration`` in its metadata (checked as any model file is)."""
+    from .checkpoint import read_model_file, rewrite_model_metadata, validate_model
+
+    calibration = {"temperatures": summary["temperatures"], "method": "temperature scaling (NLL, per output)",
+                   "passes": summary["passes"], "fitted_on": summary["cases"],
+                   "ece_leave_one_case_out": summary["ece"], "spearman_confidence_dice": summary["spearman"]}
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    meta, _state = read_model_file(model_path)
+    validate_model(meta | {"calibration": calibration}, None, out)
+    return rewrite_model_metadata(model_path, {"calibration": calibration}, out)
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The measurements as lines for the terminal."""
+    e = summary["ece"]
+    lines = [(f"{len(summary['cases'])} cases, {summary['passes']} mirrored passes; temperatures "
+             f"{', '.join(f'{t:.3f}' for t in summary['temperatures'])}"),
+             (f"ECE over the brain {e['brain_before']:.4f} -> {e['brain_after']:.4f}; in the tumour zone "
+             f"{e['tumour_zone_before']:.4f} -> {e['tumour_zone_after']:.4f} (leave-one-case-out)"),
+             "Spearman(confidence, Dice): " + ", ".join(
+                 f"{k} {v['rho']:+.2f} (p {v['p']:.2f})" if v["rho"] is not None else f"{k} undefined"
+                 for k, v in summary["spearman"].items())]
+    worst = sorted(summary["per_case"], key=lambda r: r["confidence"])[:3]
+    lines.append("least confident: " + "; ".join(
+        f"{r['case']} {r['confidence']:.3f} (" + ", ".join(f"{k[5:]} {v:.2f}" for k, v in r.items()
+                                                             if k.startswith("dice_")) + ")" for r in worst))
+    return lines
