@@ -19,7 +19,8 @@ import numpy as np
 from medseg3d.datasets import find_cases
 from medseg3d.io import Volume, read_volume
 from medseg3d.metrics import region_dice
-from medseg3d.predict import load_model, segment_volumes
+from medseg3d.models import load_model
+from medseg3d.predict import segment_volumes
 from medseg3d.raw.geometry import resample
 from medseg3d.raw.simulate import permute_axes
 

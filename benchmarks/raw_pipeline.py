@@ -62,7 +62,8 @@ def registration_error(fitted: np.ndarray, true: np.ndarray, centre_lps: np.ndar
 def simulated(data: Path, out: Path, seed: int, limit: int | None) -> None:
     from medseg3d.datasets import find_cases
     from medseg3d.io import read_volume
-    from medseg3d.predict import load_model, segment_volumes
+    from medseg3d.models import load_model
+    from medseg3d.predict import segment_volumes
     from medseg3d.raw.simulate import simulate, true_rigid
 
     model = load_model("brats")
@@ -101,7 +102,8 @@ def simulated(data: Path, out: Path, seed: int, limit: int | None) -> None:
 
 def real(data: Path, out: Path) -> None:
     from medseg3d.io import read_volume
-    from medseg3d.predict import background_fill, grid_probabilities, load_model, probabilities_to_labels
+    from medseg3d.models import load_model
+    from medseg3d.predict import background_fill, grid_probabilities, probabilities_to_labels
     from medseg3d.raw.pipeline import model_space, prepare
     from medseg3d.report import volume_summary
 

@@ -91,7 +91,7 @@ def _variant_model(model_path: str, variant: str, onnx_path: str | None):
     """(LoadedModel, extra predict_probabilities kwargs, seconds spent preparing) for a CPU path."""
     import torch
 
-    from medseg3d.predict import load_model
+    from medseg3d.models import load_model
 
     t0 = time.perf_counter()
     if variant.startswith("onnx"):
@@ -174,7 +174,7 @@ def worker_monai(cfg: dict) -> dict:
 
     from medseg3d.datasets import find_cases
     from medseg3d.inference import predict_probabilities
-    from medseg3d.predict import load_model
+    from medseg3d.models import load_model
     from medseg3d.preprocess import PrepConfig, preprocess
 
     torch.set_num_threads(cfg["threads"])
@@ -262,7 +262,7 @@ def worker_scale(cfg: dict) -> dict:
     import torch
 
     from medseg3d.inference import predict_probabilities
-    from medseg3d.predict import load_model
+    from medseg3d.models import load_model
 
     torch.set_num_threads(cfg["threads"])
     loaded = load_model(cfg["model"], device="cpu")
@@ -306,7 +306,7 @@ def run_worker(kind: str, cfg: dict, timeout: float = 1800) -> dict:
 
 def choose_model(tmp: Path) -> tuple[str, str]:
     """(path, description): bundled brats > newest run model > random brats-preset network."""
-    from medseg3d.predict import bundled_models
+    from medseg3d.models import bundled_models
 
     bundled = bundled_models()
     if "brats" in bundled:
@@ -556,9 +556,9 @@ def main(argv=None) -> int:
             training.append(run_worker("train", {"net": net, "cache": str(cache), "threads": cores,
                                                  "steps": 2 if quick else 10, "warmup": 1 if quick else 2}))
 
-        from medseg3d.predict import load_model
+        from medseg3d.models import load_model
 
-        window = load_model(model_path, device="cpu").meta.get("patch") or [128, 128, 128]
+        window = load_model(model_path, device="cpu").meta.patch or (128, 128, 128)
         scaling = []
         sizes = [[64, 64, 64], [128, 128, 128], [192, 192, 192], [240, 240, 155]]
         for size in sizes:

@@ -31,8 +31,7 @@ from scipy import ndimage
 from medseg3d.datasets import find_cases
 from medseg3d.inference import predict_probabilities
 from medseg3d.metrics import dice
-from medseg3d.models import model_card
-from medseg3d.predict import load_model
+from medseg3d.models import load_model, model_card
 from medseg3d.preprocess import preprocess, undo_probabilities
 from medseg3d.uncertainty import (
     apply_temperature,
@@ -54,7 +53,7 @@ def main(argv=None) -> int:
     # channels in the model's order, as predict does
     cases = [c.select(loaded.modalities) for c in find_cases(Path(args.data)) if c.case_id not in seen][: args.cases]
     sliding, overlap = loaded.inference_settings(None, None)
-    patch = tuple(loaded.meta["patch"]) if sliding else None
+    patch = loaded.meta.patch if sliding else None
     opts = dict(kind=loaded.kind, patch=patch, overlap=overlap, device=loaded.device,
                 precision=loaded.compute_precision())
     scheme = loaded.scheme

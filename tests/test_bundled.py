@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from medseg3d.io import read_volume
-from medseg3d.models import describe_models, model_card
-from medseg3d.predict import bundled_models, load_model, predict
+from medseg3d.models import bundled_models, describe_models, load_model, model_card
+from medseg3d.predict import predict
 
 pytestmark = pytest.mark.skipif("brats" not in bundled_models(), reason="no bundled brats model installed")
 

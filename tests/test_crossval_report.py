@@ -61,7 +61,7 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     import sys
 
     from medseg3d.checkpoint import read_model_file
-    from medseg3d.predict import bundled_models
+    from medseg3d.models import bundled_models
 
     monkeypatch.syspath_prepend(str(SCRIPTS))
     sys.modules.pop("bundle_model", None)

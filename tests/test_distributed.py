@@ -228,7 +228,7 @@ def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_uses_amp_and_channels_last(runs):
     from medseg3d.inference import predict_probabilities
-    from medseg3d.predict import load_model
+    from medseg3d.models import load_model
 
     loaded = load_model(runs / "ddp", device="auto")
     assert loaded.device.type == "cuda"

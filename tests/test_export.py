@@ -12,9 +12,10 @@ import torch
 
 from medseg3d.cli import main
 from medseg3d.errors import InputError, ModelError
-from medseg3d.export import export_model, load_onnx_model, load_torchscript_model
+from medseg3d.export import export_model
 from medseg3d.io import read_volume
-from medseg3d.predict import load_model, predict
+from medseg3d.models import load_model, load_onnx_model, load_torchscript_model
+from medseg3d.predict import predict
 from medseg3d.train import TrainConfig, train
 
 onnx = pytest.importorskip("onnx")
@@ -49,8 +50,8 @@ def onnx_file(run, tmp_path_factory):
 def test_onnx_metadata_round_trip(run, onnx_file):
     original = load_model(run, device="cpu")
     loaded = load_onnx_model(onnx_file)
-    assert {k: v for k, v in loaded.meta.items() if k not in EXPORT_KEYS} == \
-        {k: v for k, v in original.meta.items() if k not in EXPORT_KEYS}
+    assert {k: v for k, v in loaded.meta.to_dict().items() if k not in EXPORT_KEYS} == \
+        {k: v for k, v in original.meta.to_dict().items() if k not in EXPORT_KEYS}
     assert loaded.modalities == ("flair", "t1", "t1ce", "t2") and loaded.kind == original.kind
     assert loaded.scheme.values == original.scheme.values and loaded.prep == original.prep
     assert loaded.model.size_multiple == original.model.size_multiple and loaded.model.spatial_dims == 3
@@ -98,8 +99,8 @@ def test_torchscript_same_logits_and_metadata(run, tmp_path):
         scripted = torch.jit.load(str(out), _extra_files=extra)
     meta = json.loads(extra["medseg3d.json"])
     original = load_model(run, device="cpu")
-    assert meta["modalities"] == list(original.modalities) and meta["labels"] == original.meta["labels"]
-    assert meta["preprocess"] == original.meta["preprocess"] and meta["export"]["format"] == "torchscript"
+    assert meta["modalities"] == list(original.modalities) and meta["labels"] == original.meta.labels
+    assert meta["preprocess"] == original.meta.preprocess and meta["export"]["format"] == "torchscript"
     x = torch.randn(1, 4, 32, 40, 24)
     with torch.no_grad():
         expected = original.model(x)

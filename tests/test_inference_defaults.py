@@ -5,7 +5,7 @@ import pytest
 from medseg3d.checkpoint import read_model_file, rewrite_model_metadata
 from medseg3d.cli import build_parser
 from medseg3d.errors import ModelError
-from medseg3d.predict import bundled_models, load_model
+from medseg3d.models import bundled_models, load_model
 
 
 @pytest.fixture()
@@ -27,7 +27,7 @@ def test_rewrite_keeps_weights_and_adds_defaults(bundled_copy):
     assert loaded.inference_settings(False, None) == (False, 0.25)  # --whole-volume
     assert loaded.inference_settings(None, 0.5) == (True, 0.5)  # --overlap 0.5
     plain = load_model(source, device="cpu")
-    assert plain.inference_settings(None, None) == (plain.meta.get("inference", {}).get("sliding_window", False), 0.5)
+    assert plain.inference_settings(None, None) == (plain.meta.inference.get("sliding_window", False), 0.5)
 
 
 @pytest.mark.parametrize("bad", [{"sliding_window": "yes"}, {"overlap": 1.0}, {"windows": 3}, [True]])

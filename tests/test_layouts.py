@@ -431,7 +431,8 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory, vols):
     """The bundled model and its prediction on the crop as BraTS files (the reference every layout must give)."""
-    from medseg3d.predict import load_model, predict
+    from medseg3d.models import load_model
+    from medseg3d.predict import predict
 
     model = load_model("brats", "cpu", "fp32")
     folder = write_case_folder(vols, tmp_path_factory.mktemp("ref") / CASE, brats_names(CASE), ".nii.gz")

@@ -13,7 +13,7 @@ import torch
 from medseg3d.checkpoint import _write_model_file, read_model_file, rewrite_model_metadata
 from medseg3d.cli import main
 from medseg3d.errors import ModelError
-from medseg3d.predict import WEIGHTS_DIR, load_model
+from medseg3d.models import WEIGHTS_DIR, load_model
 
 BUNDLED = WEIGHTS_DIR / "brats.safetensors"
 
@@ -25,7 +25,7 @@ def _labels(**changes) -> dict:
 
 def test_the_bundled_model_passes(tmp_path):
     loaded = load_model(BUNDLED, device="cpu")
-    assert loaded.kind == "region" and loaded.meta["n_outputs"] == 3
+    assert loaded.kind == "region" and loaded.meta.n_outputs == 3
 
 
 @pytest.mark.parametrize("updates, message", [
@@ -94,9 +94,9 @@ def _edited_onnx(source, dest, meta_updates=None, input_dims=None):
 
 
 def test_the_bundled_onnx_export_passes(bundled_onnx):
-    from medseg3d.export import load_onnx_model
+    from medseg3d.models import load_onnx_model
 
-    assert load_onnx_model(bundled_onnx, device="cpu").meta["in_channels"] == 4
+    assert load_onnx_model(bundled_onnx, device="cpu").meta.in_channels == 4
 
 
 def test_onnx_channels_disagreeing_with_metadata(bundled_onnx, tmp_path):
@@ -112,7 +112,7 @@ def test_onnx_fixed_sizes_disagreeing_with_metadata(bundled_onnx, tmp_path):
         load_model(hostile, device="cpu")
     # the same fixed sizes are fine where they are the metadata's patch, run in windows
     fitting = _edited_onnx(bundled_onnx, tmp_path / "ok.onnx", {"patch": [32, 32, 32]}, [None, None, 32, 32, 32])
-    assert load_model(fitting, device="cpu").meta["patch"] == [32, 32, 32]
+    assert load_model(fitting, device="cpu").meta.patch == (32, 32, 32)
 
 
 def test_onnx_hostile_metadata_and_nan_weights(bundled_onnx, tmp_path):

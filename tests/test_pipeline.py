@@ -12,7 +12,8 @@ from medseg3d.checkpoint import read_model_file
 from medseg3d.errors import InputError, ModelError
 from medseg3d.evaluate import evaluate
 from medseg3d.io import read_volume
-from medseg3d.predict import load_model, predict, segment
+from medseg3d.models import load_model
+from medseg3d.predict import predict, segment
 from medseg3d.train import TrainConfig, train
 
 

@@ -73,7 +73,8 @@ def test_sweep_script_known_answer(tmp_path, capsys):
 
 
 def test_negative_minimums_are_refused(brats_root):
-    from medseg3d.predict import bundled_models, segment
+    from medseg3d.models import bundled_models
+    from medseg3d.predict import segment
 
     if "brats" not in bundled_models():
         pytest.skip("no bundled brats model installed")

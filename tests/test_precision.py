@@ -11,8 +11,8 @@ from medseg3d.checkpoint import read_model_file, rewrite_model_metadata
 from medseg3d.cli import build_parser, main
 from medseg3d.errors import InputError, ModelError
 from medseg3d.inference import predict_probabilities
+from medseg3d.models import bundled_models, load_model
 from medseg3d.nets import build_network
-from medseg3d.predict import bundled_models, load_model
 from medseg3d.train import TrainConfig, train
 
 

@@ -37,7 +37,7 @@ def crop_folder(brats_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from medseg3d.predict import load_model
+    from medseg3d.models import load_model
 
     return load_model("brats", "cpu", "fp32")
 
@@ -61,7 +61,8 @@ def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(c
 
 def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(model, crop_folder, tmp_path):
     from medseg3d.checkpoint import rewrite_model_metadata
-    from medseg3d.predict import WEIGHTS_DIR, load_model, predict
+    from medseg3d.models import WEIGHTS_DIR, load_model
+    from medseg3d.predict import predict
     from medseg3d.uncertainty import apply_temperature
 
     folder, _ = crop_folder
@@ -100,7 +101,7 @@ def test_option_conflicts_are_refused_in_one_line_before_any_output(crop_folder,
 def test_hostile_calibration_metadata_is_refused(tmp_path):
     from medseg3d.checkpoint import rewrite_model_metadata
     from medseg3d.errors import ModelError
-    from medseg3d.predict import WEIGHTS_DIR, load_model
+    from medseg3d.models import WEIGHTS_DIR, load_model
 
     for temps in ([0.0, 1.0, 1.0], [1.0, 2.0], "2", [float("nan")] * 3, [1e9, 1.0, 1.0]):
         path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},

@@ -59,7 +59,7 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
     """Fit and measure temperature scaling of ``model`` on the labelled cases of ``dataset``.
 
     Args:
-        model: a bundled name, run folder, model file or :class:`~medseg3d.predict.LoadedModel`.
+        model: a bundled name, run folder, model file or :class:`~medseg3d.models.LoadedModel`.
         dataset: a labelled dataset folder of cases the model never saw.
         passes: mirrored passes for the confidence (as ``predict --uncertainty PASSES``).
         exclude_trained: leave out the cases the model's card or metadata lists as trained on.
@@ -72,7 +72,7 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
     from scipy.stats import spearmanr
 
     from .datasets import find_cases
-    from .predict import _as_model
+    from .models import as_loaded
     from .uncertainty import (
         apply_temperature,
         case_confidence,
@@ -83,12 +83,8 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
 
     if passes not in (2, 4, 8):
         raise InputError(f"--passes must be 2, 4 or 8, got {passes}")
-    loaded = _as_model(model)
-    trained = set(loaded.meta.get("train_cases") or []) if exclude_trained else set()
-    if exclude_trained:
-        from .models import model_card
-
-        trained |= set(model_card(str(loaded.meta.get("name", ""))).get("train_cases", []))
+    loaded = as_loaded(model)
+    trained = set(loaded.meta.train_cases) | set(loaded.card.get("train_cases", [])) if exclude_trained else set()
     cases = [c.select(loaded.modalities) for c in find_cases(Path(dataset)) if c.case_id not in trained]
     if len(cases) < 3:
         raise InputError(f"{dataset}: {len(cases)} labelled case(s) the model did not see; calibration needs at "

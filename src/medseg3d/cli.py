@@ -202,7 +202,7 @@ def cmd_calibrate(args) -> None:
     from .calibrate import calibrate, summary_lines, write_calibrated_model
     from .errors import InputError
     from .io import write_json_atomic
-    from .predict import load_model, resolve_model_path
+    from .models import load_model, resolve_model_path
 
     out = Path(args.output)
     if out.suffix != ".safetensors":

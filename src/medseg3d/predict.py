@@ -10,123 +10,28 @@ input's affine, header and file format.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import read_model_file, validate_model
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
 from .distributed import remove_stale_temporaries
-from .errors import InputError, ModelError
-from .inference import pick_device, predict_probabilities
+from .errors import InputError
+from .inference import predict_probabilities
 from .io import Volume, image_suffix, write_volume
 from .labels import LabelScheme
-from .precision import check_precision
-from .preprocess import PrepConfig, preprocess, undo_probabilities
+from .models import (  # noqa: F401 (loading lives in medseg3d.models; these names stay importable here)
+    WEIGHTS_DIR,
+    LoadedModel,
+    as_loaded,
+    bundled_models,
+    load_model,
+    resolve_model_path,
+)
+from .preprocess import preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-
-@dataclass
-class LoadedModel:
-    """A network ready for inference, with the metadata it was saved with."""
-
-    model: torch.nn.Module
-    meta: dict
-    scheme: LabelScheme
-    prep: PrepConfig
-    device: torch.device
-    precision: str = "auto"  # what the user asked; "auto" = the model file's default (see compute_precision)
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        return tuple(self.meta["modalities"])
-
-    @property
-    def kind(self) -> str:
-        return self.meta.get("kind", "multiclass")
-
-    def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
-        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
-        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
-        defaults = self.meta.get("inference") or {}
-        if sliding_window is None:
-            sliding_window = bool(defaults.get("sliding_window", False))
-        if overlap is None:
-            overlap = float(defaults.get("overlap", 0.5))
-        if not 0 <= overlap < 1:
-            raise InputError(f"--overlap must be in [0, 1), got {overlap}")
-        return sliding_window, overlap
-
-    def compute_precision(self) -> str:
-        """The precision to run in: what the user asked, else the model file's ``inference.precision``
-        (set for a model whose cross-validation was scored in it), else ``auto``."""
-        if self.precision != "auto":
-            return self.precision
-        return (self.meta.get("inference") or {}).get("precision", "auto")
-
-
-def bundled_models() -> dict[str, Path]:
-    """Names of the models shipped inside the package -> their files."""
-    return {p.name[: -len(".safetensors")]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
-
-
-def resolve_model_path(ref: str | os.PathLike) -> Path:
-    ref_s = str(ref)
-    bundled = bundled_models()
-    if ref_s in bundled and not Path(ref_s).exists():
-        return bundled[ref_s]
-    path = Path(ref_s)
-    if path.is_dir():
-        for name in ("model.safetensors", "best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                return path / name
-        raise ModelError(f"{path}: run folder holds no model (model.safetensors); train it first")
-    if path.is_file():
-        if path.suffix == ".onnx":
-            return path
-        if path.suffix != ".safetensors":
-            raise ModelError(f"{path}: not a model file; give a .safetensors or .onnx file, a run folder or a bundled name")
-        return path
-    names = ", ".join(bundled) or "none installed"
-    raise ModelError(f"{ref_s}: no such model file, run folder or bundled model (bundled: {names})")
-
-
-def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "auto") -> LoadedModel:
-    """Load a model by bundled name, run folder or file; metadata is checked before use.
-
-    ``precision`` (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`) is the one inference runs
-    in; ``auto`` takes the model file's own default."""
-    check_precision(precision)
-    from .nets import build_network
-
-    path = resolve_model_path(ref)
-    if path.suffix == ".onnx":
-        from .export import load_onnx_model
-
-        return load_onnx_model(path, device)
-    meta, state = read_model_file(path)
-    validate_model(meta, state, path)  # hostile or broken metadata and NaN weights: one clear line, no run
-    try:
-        model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})") from exc
-    dev = pick_device(device)
-    model.to(dev).eval()
-    scheme = LabelScheme.from_dict(meta["labels"])
-    if scheme.n_outputs != int(meta["n_outputs"]):
-        raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {meta['n_outputs']}")
-    return LoadedModel(model, meta, scheme, PrepConfig.from_dict(meta["preprocess"]), dev, precision)
-
-
-def _as_model(model) -> LoadedModel:
-    return model if isinstance(model, LoadedModel) else load_model(model)
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -186,22 +91,16 @@ class GridPrediction:
     confidence: dict | None = None
 
 
-def calibration_temperatures(model: LoadedModel) -> list[float] | None:
-    """The temperatures of the model's calibration (``meta["calibration"]``, checked on load), if it has one."""
-    temps = (model.meta.get("calibration") or {}).get("temperatures")
-    return [float(t) for t in temps] if temps else None
-
-
 def model_input(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
                 overlap: float | None = None):
     """``(x, record, settings)``: raw channels (C, X, Y, Z) preprocessed as in training, the record that undoes
     it, and the keyword arguments of :func:`~medseg3d.inference.predict_probabilities` for this model."""
-    if image.shape[0] != model.meta["in_channels"]:
-        raise InputError(f"the model needs {model.meta['in_channels']} channels ({', '.join(model.modalities)}), "
+    if image.shape[0] != model.meta.in_channels:
+        raise InputError(f"the model needs {model.meta.in_channels} channels ({', '.join(model.modalities)}), "
                          f"the input has {image.shape[0]}")
     sliding_window, overlap = model.inference_settings(sliding_window, overlap)
     x, _, record = preprocess(image, affine, model.prep)
-    patch = tuple(model.meta["patch"]) if (sliding_window and model.meta.get("patch")) else None
+    patch = model.meta.patch if sliding_window else None
     if sliding_window and patch is None:
         patch = (128, 128, 128)
     return x, record, dict(kind=model.kind, patch=patch, overlap=overlap, device=model.device,
@@ -241,7 +140,7 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
         raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
     result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
     probs = result.probabilities if mirror else result.first_pass
-    temps = calibration_temperatures(model)
+    temps = model.meta.temperatures
     if temps:
         result.probabilities = apply_temperature(result.probabilities, temps, model.kind)
         result.entropy = normalised_entropy(result.probabilities, model.kind)
@@ -260,7 +159,7 @@ def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray
 
 def background_fill(model: LoadedModel) -> list[float]:
     """Probability of each output where there is no data: 0 for regions, 1 for a background class."""
-    n = int(model.meta["n_outputs"])
+    n = model.meta.n_outputs
     return [0.0] * n if model.kind == "region" else [1.0] + [0.0] * (n - 1)
 
 
@@ -402,7 +301,7 @@ def segment(model, channels, *, preprocess: str = "auto", space: str = "native",
         >>> raw = "../shared/data/raw_clinical/TCGA-FG-6692/raw/"
         >>> labels = medseg3d.segment("brats", [raw + f"{m}.nii.gz" for m in ("flair", "t1", "t1ce", "t2")])
     """
-    loaded = _as_model(model)
+    loaded = as_loaded(model)
     volumes = _volumes_from_channels(loaded, channels)
     return segment_volumes(loaded, volumes, preprocess=preprocess, space=space, mirror=mirror,
                            sliding_window=sliding_window, overlap=overlap, min_component=min_component,
@@ -543,9 +442,8 @@ def _write_dicom_seg(loaded: LoadedModel, case: Case, result: CaseResult, volume
     source = next((m for m in order if volumes[m].same_grid(result.labels)), None)
     if source is None:
         return None
-    name = loaded.meta.get("name") or str(loaded.meta.get("network"))
     return write_dicom_seg(result.labels, case.channels[source], stem.with_name(stem.name + ".seg.dcm"),
-                           loaded.scheme, model_name=f"medseg3d {name}")
+                           loaded.scheme, model_name=f"medseg3d {loaded.name}")
 
 
 def _make_parent(path: Path) -> None:
@@ -618,7 +516,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
 
         seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
         lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
-                                                model=loaded.meta.get("name") or str(loaded.meta.get("network")),
+                                                model=loaded.name,
                                                 inputs={m: str(p) for m, p in case.channels.items()},
                                                 extra={"uncertainty": uncertainty} if uncertainty else None)
         for line in lines if say else []:
@@ -643,7 +541,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         from .io import write_json_atomic
         from .report import volume_summary
 
-        write_json_atomic({"model": loaded.meta.get("name") or str(loaded.meta.get("network")), "output": str(target),
+        write_json_atomic({"model": loaded.name, "output": str(target),
                            "volumes_ml": volume_summary(result.labels.array, result.labels.spacing, loaded.scheme),
                            "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
     return written
@@ -670,10 +568,6 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
     if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
         on_grid = {m: Volume(a, result.prepared.affine) for m, a in result.prepared.channels.items()}
-    card = {}
-    name = loaded.meta.get("name")
-    if name and name in bundled_models():
-        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text(encoding="utf-8")) if (WEIGHTS_DIR / f"{name}.json").is_file() else {}
     steps = [{"step": "preprocess", "mode": result.prepared.mode, "reason": result.prepared.reason}]
     steps += list(result.prepared.steps)
     extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
@@ -681,7 +575,7 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target
         extra["raw_input"] = raw_summary
     if uncertainty:
         extra["uncertainty"] = uncertainty
-    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, card or dict(loaded.meta),
+    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
                                              steps, extra, uncertainty_map=result.uncertainty)
     if say:
         say(f"wrote {html_path} and {json_path}")

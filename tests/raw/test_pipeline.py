@@ -98,7 +98,8 @@ def test_a_missing_channel_flag_is_refused_in_one_line(brats_root, tmp_path, cap
 
 def test_already_preprocessed_input_gives_exactly_todays_result(brats_root):
     import medseg3d
-    from medseg3d.predict import load_model, segment_arrays
+    from medseg3d.models import load_model
+    from medseg3d.predict import segment_arrays
 
     model = load_model("brats")
     case = brats_root / CASE
@@ -110,7 +111,8 @@ def test_already_preprocessed_input_gives_exactly_todays_result(brats_root):
 
 
 def test_permuted_axes_give_the_same_labels_permuted(brats_volumes):
-    from medseg3d.predict import load_model, segment_volumes
+    from medseg3d.models import load_model
+    from medseg3d.predict import segment_volumes
 
     model = load_model("brats")
     original = segment_volumes(model, brats_volumes, preprocess="none", sliding_window=False).labels

@@ -72,7 +72,8 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
 @pytest.mark.slow
 def test_a_simulated_raw_case_scores_close_to_its_original(brats_root):
     from medseg3d.datasets import find_cases
-    from medseg3d.predict import load_model, segment_volumes
+    from medseg3d.models import load_model
+    from medseg3d.predict import segment_volumes
     from medseg3d.raw.simulate import simulate
 
     case = next(c for c in find_cases(brats_root) if c.case_id == CASE)

@@ -37,12 +37,13 @@ BRATS_SPACE = {"spacing": [1.0, 1.0, 1.0], "axcodes": "LPS", "shape": list(BRATS
 MAX_STRIPPED_ML = 2500.0  # foreground of a skull-stripped scan: brain and tumour, below any head with skull
 
 
-def model_space(meta: dict) -> dict | None:
-    """The grid a model was trained on: its metadata's ``space``, else BraTS's for four-channel BraTS models."""
-    space = meta.get("space")
-    if space:
-        return space
-    if sorted(meta.get("modalities", [])) == ["flair", "t1", "t1ce", "t2"]:
+def model_space(meta) -> dict | None:
+    """The grid a model was trained on: its metadata's ``space``, else BraTS's for four-channel BraTS models.
+
+    ``meta``: the model's :class:`~medseg3d.models.ModelMeta`."""
+    if meta.space:
+        return meta.space
+    if sorted(meta.modalities) == ["flair", "t1", "t1ce", "t2"]:
         return BRATS_SPACE
     return None
 

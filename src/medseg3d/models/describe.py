@@ -1,4 +1,4 @@
-"""The bundled models: what each was trained on, its channels, labels, scores and provenance.
+"""``medseg3d models``: the bundled models, what each was trained on, its channels, labels, scores.
 
 Each bundled model is ``weights/<name>.safetensors`` (weights + metadata) with ``weights/<name>.json`` beside
 it: a human-readable card (training data, command, time, cross-validated scores, licence).
@@ -6,15 +6,9 @@ it: a human-readable card (training data, command, time, cross-validated scores,
 
 from __future__ import annotations
 
-import json
-
-from .checkpoint import read_model_file
-from .predict import WEIGHTS_DIR, bundled_models
-
-
-def model_card(name: str) -> dict:
-    path = WEIGHTS_DIR / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+from ..checkpoint import read_model_file
+from .loading import bundled_models, model_card
+from .meta import ModelMeta
 
 
 def describe_models() -> str:
@@ -24,27 +18,33 @@ def describe_models() -> str:
         return "no bundled model is installed"
     lines = []
     for name, path in models.items():
-        meta, _ = read_model_file(path)
+        meta = ModelMeta.from_dict(read_model_file(path)[0])
         card = model_card(name)
-        labels = meta["labels"]
+        labels = meta.labels
         lines.append(f"{name}  ({path.stat().st_size / 1e6:.1f} MB)")
-        lines.append(f"  network      {meta['network']} {meta.get('net_args') or ''}".rstrip())
-        lines.append(f"  channels     {', '.join(meta['modalities'])}")
+        lines.append(f"  network      {meta.network} {meta.net_args or ''}".rstrip())
+        lines.append(f"  channels     {', '.join(meta.modalities)}")
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
-        lines.append(f"  preprocess   {meta['preprocess']}")
-        inference = meta.get("inference") or {}
-        if inference.get("sliding_window") and meta.get("patch"):
-            window = "x".join(str(v) for v in meta["patch"])
+        lines.append(f"  preprocess   {meta.preprocess}")
+        inference = meta.inference
+        if inference.get("sliding_window") and meta.patch:
+            window = "x".join(str(v) for v in meta.patch)
             lines.append(f"  inference    windows of {window} voxels, overlap {inference.get('overlap', 0.5)} "
                          "(--whole-volume for one pass)")
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
         if inference.get("precision", "auto") != "auto":
-            from .precision import describe
+            from ..precision import describe
 
             lines.append(f"  precision    {inference['precision']}: {describe(inference['precision'], 'cpu')} on this "
                          "CPU (--precision fp32 for float32)")
+        if meta.temperatures:
+            ece = (meta.calibration or {}).get("ece_leave_one_case_out") or {}
+            fitted = len((meta.calibration or {}).get("fitted_on") or [])
+            lines.append(f"  calibration  temperatures {', '.join(f'{t:g}' for t in meta.temperatures)} on {fitted} "
+                         f"held-out cases" + (f"; tumour-zone ECE {ece['tumour_zone_before']:.3f} -> "
+                                              f"{ece['tumour_zone_after']:.3f}" if "tumour_zone_after" in ece else ""))
         for key in ("trained_on", "command", "training_time", "held_out_scores", "cross_validation", "note", "licence",
                     "provenance"):
             if key in card:
