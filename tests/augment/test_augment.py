@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from medseg3d import augment as A
+from medseg3d.augment import resample as R
 from medseg3d.errors import InputError
 
 PLANES_3D = A.PLANES[3]
@@ -101,9 +102,9 @@ def test_zero_rotation_and_unit_scale_is_identity():
 def test_resampling_paths_with_identity_matrix_are_identity(mode):
     image, _ = _sample()
     eye = np.eye(3)
-    torch.testing.assert_close(A._resample_general(image, eye, mode), image, atol=1e-5, rtol=0)
+    torch.testing.assert_close(R.resample_general(image, eye, mode), image, atol=1e-5, rtol=0)
     for c in range(3):
-        torch.testing.assert_close(A._resample_separable(image, eye, c, mode), image, atol=1e-5, rtol=0)
+        torch.testing.assert_close(R.resample_separable(image, eye, c, mode), image, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("k", range(3))
@@ -112,12 +113,12 @@ def test_separable_path_matches_3d_grid_sample(k, scale):
     image, _ = _sample((13, 16, 11), channels=3)
     angles = [0.0, 0.0, 0.0]
     angles[k] = 37.0
-    sampling = np.linalg.inv(A._linear_map(angles, scale, 3))
-    c = A._separable_axis(sampling)
+    sampling = np.linalg.inv(R.linear_map(angles, scale, 3))
+    c = R.separable_axis(sampling)
     assert c == 2 - k
     for mode in ("bilinear", "nearest"):
-        fast = A._resample_separable(image, sampling, c, mode)
-        slow = A._resample_general(image, sampling, mode)
+        fast = R.resample_separable(image, sampling, c, mode)
+        slow = R.resample_general(image, sampling, mode)
         torch.testing.assert_close(fast, slow, atol=1e-4, rtol=0)
         assert fast.is_contiguous()
 
