@@ -549,7 +549,7 @@ def train(cfg: TrainConfig) -> dict:
             f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
             f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
         )
-    sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
+    sampler = PatchSampler(cfg.patch, cfg.foreground_p, size_multiple)
     prior_fractions = None
     if cfg.output_prior and not cfg.resume:
         prior_fractions = label_fractions(train_cases, sampler, scheme, kind, cfg.seed)
