@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Volume, read_volume
-from .channel_order import _order_warning
+from .channel_order import order_warning
 from .names import normalise_modalities
 
 
@@ -124,7 +124,7 @@ class Case:
     def channel_lines(self) -> list[str]:
         """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel order."""
         sources = self.meta.get("sources", {})
-        return [f"{m} <- {_shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
+        return [f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
                 for m, p in self.channels.items()]
 
 
@@ -138,7 +138,7 @@ def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
     return out
 
 
-def _shown_name(path) -> str:
+def shown_name(path) -> str:
     path = Path(path)
     return path.name + ("/" if path.is_dir() else "")
 
@@ -207,7 +207,7 @@ def check_case(case: Case) -> list[str]:
         else:
             subsampled[name] = vol.array[::2, ::2, ::2]
     if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
-        warning = _order_warning(list(subsampled.values()), tuple(subsampled))
+        warning = order_warning(list(subsampled.values()), tuple(subsampled))
         if warning:
             problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:

@@ -42,14 +42,14 @@ def channel_order_warning(image: np.ndarray, modalities) -> str | None:
     """
     if image.ndim != 4:
         return None
-    return _order_warning([image[i, ::2, ::2, ::2] for i in range(image.shape[0])], tuple(modalities))
+    return order_warning([image[i, ::2, ::2, ::2] for i in range(image.shape[0])], tuple(modalities))
 
 
 # fewer voxels (every 2nd along each axis) inside the brain than this, e.g. a small crop: no order check
 _ORDER_CHECK_MIN_VOXELS = 10_000
 
 
-def _order_warning(subsampled: list[np.ndarray], modalities: tuple[str, ...]) -> str | None:
+def order_warning(subsampled: list[np.ndarray], modalities: tuple[str, ...]) -> str | None:
     import itertools
 
     idx = [i for i, m in enumerate(modalities) if m in BRATS_MODALITIES]

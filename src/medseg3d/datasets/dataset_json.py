@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from .names import _words
+from .names import name_words
 
 
-def _read_dataset_json(root: Path) -> dict:
+def read_dataset_json(root: Path) -> dict:
     path = root / "dataset.json"
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -27,7 +27,7 @@ _BRATS_LABEL_NAMES = {0: "background", 1: "NCR/NET", 2: "edema", 4: "enhancing"}
 
 def _brats_value_of_class(name: str) -> int | None:
     """The BraTS value (1 NCR/NET, 2 edema, 4 enhancing) a class name of a BraTS conversion stands for."""
-    words = set(_words(name.replace("/", " ")))
+    words = set(name_words(name.replace("/", " ")))
     text = " ".join(sorted(words))
     if words & {"edema", "oedema", "ed", "peritumoral"}:
         return 2
@@ -62,7 +62,7 @@ def brats_label_map(labels) -> dict[int, int] | None:
         return None
     if regions:
         def region(*keys):
-            return next((vals for name, vals in regions.items() if any(k in _words(name) for k in keys)), None)
+            return next((vals for name, vals in regions.items() if any(k in name_words(name) for k in keys)), None)
 
         whole, core, enhancing = region("whole", "wt"), region("core", "tc"), region("enhancing", "et")
         if whole is None or core is None or enhancing is None or not enhancing <= core <= whole:
@@ -93,7 +93,7 @@ def dataset_labels(root: str | Path) -> dict | None:
     """
     root = Path(root)
     if root.is_dir() and (root / "dataset.json").is_file():
-        labels = _read_dataset_json(root).get("labels")
+        labels = read_dataset_json(root).get("labels")
         mapping = brats_label_map(labels)
         if mapping:
             return {_BRATS_LABEL_NAMES[v]: v for v in sorted({0, *mapping.values()})}

@@ -10,17 +10,17 @@ from pathlib import Path
 from ..dicom import looks_like_dicom_series, series_description
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES, image_suffix
-from .case import Case, _shown_name
-from .dataset_json import _read_dataset_json, brats_label_map
+from .case import Case, shown_name
+from .dataset_json import brats_label_map, read_dataset_json
 from .names import (
-    _MODALITY_ALIASES,
-    _NAME_MODALITY,
     BRATS_MODALITIES,
     FLAGS,
+    MODALITY_ALIASES,
+    NAME_MODALITY,
     NNUNET_BRATS_ORDER,
-    _strip_suffix,
     identify_name,
     normalise_modalities,
+    strip_image_suffix,
 )
 
 LAYOUTS = ("brats", "brats-mha", "nnunet", "csv")
@@ -52,7 +52,7 @@ def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
     return sorted(files), sorted(dirs)
 
 
-def _file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | None, str, str]]:
+def file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | None, str, str]]:
     """``(file, what, how, prefix)`` for the image files of ``folder`` with one of ``suffixes``."""
     entries = []
     for f in _listing(folder)[0] if files is None else files:
@@ -62,7 +62,7 @@ def _file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | 
     return entries
 
 
-def _dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None, str, str]]:
+def dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None, str, str]]:
     """``(series folder, what, how, prefix)`` for the DICOM series sub-folders of ``folder``."""
     entries = []
     for sub in _subfolders(folder) if subfolders is None else subfolders:
@@ -79,7 +79,7 @@ def _dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None
     return entries
 
 
-def _ambiguity(case_id: str, entries, needed=None) -> str | None:
+def ambiguity(case_id: str, entries, needed=None) -> str | None:
     """One line saying why the files of a case cannot be told apart, or ``None`` when they can."""
     counts: dict = {}
     for _, what, _, _ in entries:
@@ -88,7 +88,7 @@ def _ambiguity(case_id: str, entries, needed=None) -> str | None:
     unknown = counts.get(None, 0)
     if not twice and not unknown:
         return None
-    found = ", ".join(f"{_shown_name(p)} -> {what or 'not recognised'}"
+    found = ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}"
                       for p, what, _, _ in sorted(entries, key=lambda e: e[0].name) if what != "ignore")
     why = "; ".join([f"{n} files for {w}" for w, n in counts.items() if w in twice]
                     + ([f"{unknown} file(s) not recognised"] if unknown else []))
@@ -106,15 +106,15 @@ def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
         first.setdefault(what, (path, how))
     channels = {m: first[m][0] for m in BRATS_MODALITIES if m in first}
     meta = {"layout": layout, "sources": {m: first[m][1] for m in channels}}
-    ambiguous = _ambiguity(case_id, entries, BRATS_MODALITIES)
+    ambiguous = ambiguity(case_id, entries, BRATS_MODALITIES)
     if ambiguous:
         meta["ambiguous"] = ambiguous
     labels = [e for e in entries if e[1] == "label"]
     if len(labels) > 1:  # matters to training and evaluation, not to prediction
         meta["ambiguous_label"] = (
-            f"case {case_id}: {len(labels)} label files ({', '.join(_shown_name(e[0]) for e in labels)}); "
+            f"case {case_id}: {len(labels)} label files ({', '.join(shown_name(e[0]) for e in labels)}); "
             "keep one, or list the cases in a .csv with a 'label' column")
-    ignored = [_shown_name(p) for p, what, _, _ in entries if what == "ignore"]
+    ignored = [shown_name(p) for p, what, _, _ in entries if what == "ignore"]
     if ignored:
         meta["ignored"] = ignored
     label = first["label"][0] if "label" in first else None
@@ -125,9 +125,9 @@ def _brats_case(folder: Path) -> Case | None:
     """The case in ``folder``: channel files named by modality (any image format but MetaImage, which is the
     brats-mha layout's), or one DICOM series sub-folder per modality; ``None`` if none is named."""
     files, dirs = _listing(folder)
-    entries = _file_entries(folder, _CASE_FILE_SUFFIXES, files)
+    entries = file_entries(folder, _CASE_FILE_SUFFIXES, files)
     if dirs and not any(what in BRATS_MODALITIES for _, what, _, _ in entries):
-        entries += _dicom_entries(folder, dirs)  # channels as files, or as series folders: not both
+        entries += dicom_entries(folder, dirs)  # channels as files, or as series folders: not both
     return _case_from_entries(folder.name, entries, "brats")
 
 
@@ -186,7 +186,7 @@ def _find_brats_mha(root: Path) -> list[Case]:
     for f in sorted(root.rglob("*")):
         if f.name.startswith(".") or not f.is_file() or image_suffix(f) not in (".mha", ".mhd"):
             continue
-        stem = _strip_suffix(f.name)
+        stem = strip_image_suffix(f.name)
         m = _VSD.search(stem)
         if not m:
             what, prefix = identify_name(f.name)
@@ -196,7 +196,7 @@ def _find_brats_mha(root: Path) -> list[Case]:
         patient_dir = f.parent.parent if _VSD.search(f.parent.name) else f.parent
         case_id = patient_dir.name
         kind = m.group(1).lower()
-        key = "label" if kind == "ot" else _NAME_MODALITY.get(kind[3:].replace("_", ""), kind[3:])
+        key = "label" if kind == "ot" else NAME_MODALITY.get(kind[3:].replace("_", ""), kind[3:])
         meta = {"grade": patient_dir.parent.name} if patient_dir != root else {}
         entry = groups.setdefault(case_id, {"channels": {}, "label": None, "meta": {"layout": "brats-mha", **meta}})
         if key == "label":
@@ -233,26 +233,26 @@ def _flat_mha_cases(folder: Path, entries) -> list[Case]:
     return [case] if case is not None else []
 
 
-_NNUNET_FILE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
+NNUNET_FILE = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 
-def _is_nnunet_images_folder(folder: Path) -> bool:
+def is_nnunet_images_folder(folder: Path) -> bool:
     """``folder`` holds image files and every one is named ``<case>_XXXX`` (an nnU-Net imagesTr/imagesTs)."""
     seen = False
     for f in _visible_files(folder):
         if image_suffix(f):
-            if not _NNUNET_FILE.match(_strip_suffix(f.name)):
+            if not NNUNET_FILE.match(strip_image_suffix(f.name)):
                 return False
             seen = True
     return seen
 
 
-def _nnunet_channel_name(name: str, k: int) -> str:
+def nnunet_channel_name(name: str, k: int) -> str:
     what, _ = identify_name(str(name).strip(), descriptive=True)
     if what in BRATS_MODALITIES:
         return what
     name = str(name).strip().lower()
-    return _MODALITY_ALIASES.get(name, name) if name else f"ch{k}"
+    return MODALITY_ALIASES.get(name, name) if name else f"ch{k}"
 
 
 def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
@@ -262,24 +262,24 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
         info_root = root.parent if (root.parent / "dataset.json").is_file() else None
         img_dir = root
         lab_dir = root.parent / ("labels" + root.name[len("images"):]) if root.name.startswith("images") else None
-    info = _read_dataset_json(info_root) if info_root is not None else {}
+    info = read_dataset_json(info_root) if info_root is not None else {}
     names = info.get("channel_names") or info.get("modality") or {}
     if not isinstance(names, dict):
         raise InputError(f"{info_root / 'dataset.json'}: 'channel_names' must map channel numbers to names")
     channel_names: list[str] = []
     for k in range(len(names)):
-        name = _nnunet_channel_name(names.get(str(k), f"ch{k}"), k)
+        name = nnunet_channel_name(names.get(str(k), f"ch{k}"), k)
         channel_names.append(name if name not in channel_names else f"{name}_{k}")
     how = {name: f"dataset.json channel {k} '{names.get(str(k))}'" for k, name in enumerate(channel_names)}
     found: dict[str, dict[int, Path]] = {}
     for f in sorted(_visible_files(img_dir)) if img_dir.is_dir() else []:
         if image_suffix(f) == "":
             continue
-        m = _NNUNET_FILE.match(_strip_suffix(f.name))
+        m = NNUNET_FILE.match(strip_image_suffix(f.name))
         if m:
             found.setdefault(m.group("case"), {})[int(m.group("ch"))] = f
         else:  # MSD: one 4D file per case
-            found.setdefault(_strip_suffix(f.name), {})[-1] = f
+            found.setdefault(strip_image_suffix(f.name), {})[-1] = f
     note = None
     if info_root is None and found and all(set(chans) == {0, 1, 2, 3} for chans in found.values()):
         channel_names = list(NNUNET_BRATS_ORDER)
@@ -371,7 +371,7 @@ def detect_layout(root: Path) -> str:
         if root.suffix.lower() == ".csv":
             return "csv"
         raise InputError(f"{root}: is a file; give a dataset folder, a case folder or a .csv case list")
-    if (root / "dataset.json").is_file() or _is_nnunet_images_folder(root):
+    if (root / "dataset.json").is_file() or is_nnunet_images_folder(root):
         return "nnunet"
     if _brats_case(root) is not None:
         return "brats"

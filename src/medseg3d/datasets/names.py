@@ -9,15 +9,15 @@ from ..errors import InputError
 from ..io import image_suffix
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
-_MODALITY_ALIASES = {
+MODALITY_ALIASES = {
     "t1c": "t1ce", "t1gd": "t1ce", "t1ce": "t1ce", "flair": "flair", "t1": "t1", "t2": "t2",
     # BraTS 2023+ names (T2-FLAIR, native T1, contrast T1, T2-weighted) and MSD's T1w / T2w
     "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1",
 }
 # Names that say a file's modality when they END a file or folder name (after the case id): one word, or
 # two joined by "_" ("t1_post", "post_gd"). Words are split at "_", "-", ".", and spaces; "t1+c" is one word.
-_NAME_MODALITY = {
-    **_MODALITY_ALIASES,
+NAME_MODALITY = {
+    **MODALITY_ALIASES,
     "fla": "flair", "t2flair": "flair", "t2_flair": "flair",
     "t1_native": "t1", "t1native": "t1", "t1_pre": "t1", "t1pre": "t1", "native": "t1",
     "t1_post": "t1ce", "t1post": "t1ce", "post": "t1ce", "post_gd": "t1ce", "t1+c": "t1ce", "t1+gd": "t1ce",
@@ -25,7 +25,7 @@ _NAME_MODALITY = {
 }
 # Names that identify a modality wherever they stand in a file name ("flair_brain.nii.gz"), when no other
 # such name is there; shorter words ("post", "native") are trusted only at the end, after the case id.
-_STRONG_NAMES = {k: v for k, v in _NAME_MODALITY.items() if "_" not in k and k not in ("post", "native", "fla")}
+_STRONG_NAMES = {k: v for k, v in NAME_MODALITY.items() if "_" not in k and k not in ("post", "native", "fla")}
 _LABEL_NAMES = {"seg", "label", "labels", "truth", "ot", "gt", "segmentation"}
 # known companions of the channels that are not channels (a brain mask beside the images)
 _IGNORED_NAMES = {"mask", "brainmask", "brain_mask"}
@@ -44,7 +44,7 @@ def normalise_modalities(modalities) -> tuple[str, ...]:
     """
     if isinstance(modalities, str):
         modalities = [m for m in modalities.split(",") if m.strip()]
-    out = tuple(_MODALITY_ALIASES.get(m.strip().lower(), m.strip()) for m in modalities)
+    out = tuple(MODALITY_ALIASES.get(m.strip().lower(), m.strip()) for m in modalities)
     if not out:
         raise InputError("no modalities given; e.g. --modalities flair,t1,t1ce,t2")
     if len(set(out)) != len(out):
@@ -52,7 +52,7 @@ def normalise_modalities(modalities) -> tuple[str, ...]:
     return out
 
 
-def _strip_suffix(name: str) -> str:
+def strip_image_suffix(name: str) -> str:
     suffix = image_suffix(name)
     return name[: -len(suffix)] if suffix else name
 
@@ -60,7 +60,7 @@ def _strip_suffix(name: str) -> str:
 _WORD = re.compile(r"[^\s_\-.]+")
 
 
-def _words(text: str) -> list[str]:
+def name_words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
@@ -78,7 +78,7 @@ def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str
         >>> identify_name("BraTS-GLI-00001-000-t2f.nii.gz")
         ('flair', 'BraTS-GLI-00001-000')
     """
-    stem = _strip_suffix(name)
+    stem = strip_image_suffix(name)
     spans = list(_WORD.finditer(stem))
     words = [m.group().lower() for m in spans]
     if descriptive:  # all the words count: "T1 FLAIR" is neither FLAIR nor plain T1, so it stays unrecognised
@@ -89,7 +89,7 @@ def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str
         if len(words) < n:
             continue
         key = "_".join(words[-n:])
-        what = _NAME_MODALITY.get(key) or (
+        what = NAME_MODALITY.get(key) or (
             "label" if key in _LABEL_NAMES else "ignore" if key in _IGNORED_NAMES else None)
         if what in ("label", "ignore") or (what and not descriptive):
             return what, stem[: spans[-n].start()].rstrip("_-. ")

@@ -7,24 +7,24 @@ from pathlib import Path
 from ..dicom import looks_like_dicom_series, series_description
 from ..errors import InputError
 from ..io import IMAGE_SUFFIXES
-from .case import Case, _shown_name
-from .dataset_json import _read_dataset_json
+from .case import Case, shown_name
+from .dataset_json import read_dataset_json
 from .layouts import (
-    _NNUNET_FILE,
-    _ambiguity,
-    _dicom_entries,
-    _file_entries,
-    _is_nnunet_images_folder,
-    _nnunet_channel_name,
+    NNUNET_FILE,
+    ambiguity,
+    dicom_entries,
+    file_entries,
     find_cases,
+    is_nnunet_images_folder,
+    nnunet_channel_name,
 )
 from .names import (
     BRATS_MODALITIES,
     FLAGS,
     NNUNET_BRATS_ORDER,
-    _strip_suffix,
     identify_name,
     normalise_modalities,
+    strip_image_suffix,
 )
 
 # ------------------------------------------------------------------------------- one case, for prediction
@@ -76,19 +76,19 @@ def _override_entries(overrides: dict[str, Path]):
 
 
 def _refuse(case_id: str, entries, modalities, problem: str) -> InputError:
-    found = ", ".join(f"{_shown_name(p)} -> {what or 'not recognised'}" for p, what, _, _ in entries) or "no image file"
+    found = ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}" for p, what, _, _ in entries) or "no image file"
     return InputError(f"case {case_id}: {problem} (found {found}); say which file is which with {FLAGS}"
                       + ("" if set(modalities) == set(BRATS_MODALITIES) else f" (the model needs {', '.join(modalities)})"))
 
 
 def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str]]:
-    entries = _file_entries(folder, IMAGE_SUFFIXES) + _dicom_entries(folder)
+    entries = file_entries(folder, IMAGE_SUFFIXES) + dicom_entries(folder)
     named = any(what in BRATS_MODALITIES for _, what, _, _ in entries)
     if set(overrides) >= set(modalities):
         case = Case(folder.name, {m: overrides[m] for m in modalities}, None,
                     {"layout": "files", "sources": {m: f"--{m}" for m in modalities}})
         return case, []
-    if not named and entries and not _is_nnunet_images_folder(folder):
+    if not named and entries and not is_nnunet_images_folder(folder):
         raise _refuse(folder.name, entries, modalities, "no file name says its modality")
     if not named:  # nnU-Net images folder, BRATS 2015 patient folder...: as find_cases reads it
         cases = find_cases(folder)
@@ -115,7 +115,7 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
     prefixes = {prefix for _, what, _, prefix in kept if what in BRATS_MODALITIES and prefix}
     case_id = folder.name
     needed = [m for m in modalities if m not in overrides]
-    ambiguous = _ambiguity(case_id, kept, needed)
+    ambiguous = ambiguity(case_id, kept, needed)
     if ambiguous:
         raise InputError(ambiguous)
     found = {what: (path, how) for path, what, how, _ in kept}
@@ -136,7 +136,7 @@ _GENERIC_FOLDER_NAMES = {"raw", "images", "input", "inputs", "nifti", "nii", "di
 
 def _nnunet_file_modalities(files: list[Path]) -> tuple[dict[int, str], str] | None:
     """For files named ``<case>_XXXX`` of one case: channel number -> modality and how it was known."""
-    matches = [_NNUNET_FILE.match(_strip_suffix(f.name)) if f.is_file() else None for f in files]
+    matches = [NNUNET_FILE.match(strip_image_suffix(f.name)) if f.is_file() else None for f in files]
     if not all(matches) or len({m.group("case") for m in matches}) != 1:
         return None
     numbers = [int(m.group("ch")) for m in matches]
@@ -145,9 +145,9 @@ def _nnunet_file_modalities(files: list[Path]) -> tuple[dict[int, str], str] | N
     folder = files[0].parent
     for info_root in (folder, folder.parent):
         if (info_root / "dataset.json").is_file():
-            names = _read_dataset_json(info_root).get("channel_names") or _read_dataset_json(info_root).get("modality")
+            names = read_dataset_json(info_root).get("channel_names") or read_dataset_json(info_root).get("modality")
             if isinstance(names, dict) and all(str(k) in names for k in numbers):
-                return ({k: _nnunet_channel_name(names[str(k)], k) for k in numbers},
+                return ({k: nnunet_channel_name(names[str(k)], k) for k in numbers},
                         f"nnU-Net channel number, {info_root / 'dataset.json'}")
     if set(numbers) == {0, 1, 2, 3}:
         return dict(enumerate(NNUNET_BRATS_ORDER)), "nnU-Net channel number, nnU-Net's BraTS order"
@@ -157,15 +157,15 @@ def _nnunet_file_modalities(files: list[Path]) -> tuple[dict[int, str], str] | N
 def _resolve_files(files: list[Path], modalities, overrides) -> tuple[Case, list[str]]:
     remaining = [m for m in modalities if m not in overrides]
     first = files[0] if files else next(iter(overrides.values()))
-    case_id = _strip_suffix(first.name)
+    case_id = strip_image_suffix(first.name)
     lines: list[str] = []
     entries = []
     nnunet = _nnunet_file_modalities(files) if files else None
     if nnunet is not None:
         by_number, how = nnunet
-        case_id = _NNUNET_FILE.match(_strip_suffix(files[0].name)).group("case")
+        case_id = NNUNET_FILE.match(strip_image_suffix(files[0].name)).group("case")
         for f in files:
-            k = int(_NNUNET_FILE.match(_strip_suffix(f.name)).group("ch"))
+            k = int(NNUNET_FILE.match(strip_image_suffix(f.name)).group("ch"))
             entries.append((f, by_number[k], f"_{k:04d}: {how}", case_id))
         if "BraTS order" in how:
             lines.append(f"no dataset.json beside {files[0].parent}: channels taken in nnU-Net's BraTS order "
