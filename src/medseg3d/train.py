@@ -48,8 +48,8 @@ from .checkpoint import save_checkpoint, save_model
 from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
 from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
+from .io import write_rows
 from .labels import LabelScheme, get_scheme
-from .metrics import write_rows
 from .plotting import save_figure
 from .precision import autocast, autocast_dtype, check_precision
 from .precision import describe as describe_precision
