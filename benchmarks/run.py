@@ -229,7 +229,7 @@ def worker_train(cfg: dict) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
     _, cases = open_cache(cfg["cache"])
     cases = list(cases.values())
-    sampler = PatchSampler(cases, preset.patch, preset.foreground_p, 8)
+    sampler = PatchSampler(preset.patch, preset.foreground_p, 8)
     augment = build_augment(preset.augment)
     np_rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
     data_s, compute_s = [], []

@@ -445,3 +445,53 @@ def test_volume_validation():
     assert vol.same_grid(vol.with_array(np.ones((2, 3, 4))))
     shifted = Volume(vol.array, vol.affine + np.array([[0, 0, 0, 0.5], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
     assert not vol.same_grid(shifted)
+
+
+# ------------------------------------------------------------------------------------ atomic writes (#18)
+
+
+def test_atomic_write_replaces_whole_files_with_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from medseg3d.io import atomic_write, write_text_atomic
+
+    target = tmp_path / "sub" / "notes.txt"
+    assert write_text_atomic("first", target) == target  # the folder is created
+    write_text_atomic("second", target)
+    assert target.read_text(encoding="utf-8") == "second"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600
+    previous = tmp_path / "sub" / "notes.prev"
+    atomic_write(target, lambda tmp: Path(tmp).write_text("third"), previous=previous)
+    assert previous.read_text() == "second" and target.read_text() == "third"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["notes.prev", "notes.txt"]
+
+
+def test_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from medseg3d.io import atomic_write
+
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"good")
+
+    def half_then_full_disk(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(b"ha")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(target, half_then_full_disk)
+    assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["model.bin"]
+
+
+def test_write_rows_round_trips_columns_in_first_appearance_order(tmp_path):
+    import csv
+
+    from medseg3d.io import write_rows
+
+    path = write_rows([{"case": "a", "dice": 0.123456789}, {"case": "b", "hd95": 3.0, "dice": 1}], tmp_path / "r.csv")
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert rows == [["case", "dice", "hd95"], ["a", "0.123457", ""], ["b", "1", "3"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]

@@ -260,3 +260,15 @@ def test_predictions_with_only_0_1_2_keep_the_declared_scheme():
     assert resolve_convention(get_scheme("brats"), stats, "preds", by_shape=False) == (get_scheme("brats"), None)
     nnunet = LabelStats().add(_tumour(1, 2, 3))  # 3 without 4 is still told apart
     assert resolve_convention(get_scheme("brats"), nnunet, "preds", by_shape=False)[0].name == "nnunet-brats"
+
+
+def test_value_masks_is_one_mask_per_group_of_label_values():
+    from medseg3d.labels import value_masks
+
+    labels = np.array([[0, 1, 2], [4, 2, 3]], dtype=np.int16)
+    masks = value_masks(labels, {"WT": (1, 2, 4), "TC": [1, 4], "ET": 4, "none": (7,)})
+    assert list(masks) == ["WT", "TC", "ET", "none"]
+    assert masks["WT"].tolist() == [[False, True, True], [True, True, False]]
+    assert masks["TC"].tolist() == [[False, True, False], [True, False, False]]
+    assert masks["ET"].tolist() == [[False, False, False], [True, False, False]]
+    assert masks["none"].dtype == bool and not masks["none"].any()

@@ -27,23 +27,16 @@ import numpy as np
 
 from .datasets import Case, find_cases
 from .errors import InputError
-from .io import write_json_atomic
+from .io import atomic_write, write_json_atomic
 from .labels import LabelScheme, get_scheme
 from .preprocess import PrepConfig, PrepRecord, preprocess
 
 CACHE_VERSION = 1
 
 
-_atomic_json = write_json_atomic  # one home: medseg3d.io
-
-
 def _atomic_npy(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    try:
-        np.save(tmp, array)
-        os.replace(tmp, path)
-    finally:  # a full disk leaves no truncated temporary behind
-        tmp.unlink(missing_ok=True)
+    # the temporary name must end in .npy, or np.save appends it and the rename misses the file
+    atomic_write(path, lambda tmp: np.save(tmp, array), suffix=".tmp.npy")
 
 
 def settings_of(config: PrepConfig, scheme: LabelScheme, modalities) -> dict:
@@ -121,7 +114,7 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
         "class_voxels": np.bincount(y.ravel(), minlength=scheme.n_classes).tolist() if y is not None else None,
     }
     try:
-        _atomic_json(entry, case_dir / "record.json")
+        write_json_atomic(entry, case_dir / "record.json")
     except BaseException:
         _remove_case_dir(case_dir, out)
         raise
@@ -215,7 +208,7 @@ def prepare_dataset(
         raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}")
     new_cache = not meta_path.is_file()
     try:
-        _atomic_json({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
+        write_json_atomic({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
                      meta_path)
     except OSError as exc:  # a full disk or a read-only folder
         raise InputError(f"{out}: cannot write the cache ({exc.strerror or exc}); free space or choose another "

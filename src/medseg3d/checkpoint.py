@@ -13,43 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .errors import MedsegError, ModelError
+from .io import atomic_write
 from .precision import PRECISIONS
 
 MODEL_FORMAT = 1
 REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
 
 
-def _atomic(path: Path, write, previous: Path | None = None) -> Path:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
-
-    With ``previous``, an existing ``path`` is first renamed to ``previous`` (the last good version stays
-    until the new one is complete; a process killed between the two renames leaves ``previous`` only).
-    The temporary file is removed on any failure (a full disk, an interrupt).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes private (0600) files; give the result the permissions of any new file (umask)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+_atomic = atomic_write  # the name export.py imports; the one home is medseg3d.io.atomic_write
 
 
 def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:
@@ -67,7 +43,7 @@ def _write_model_file(state: dict, meta: dict, path: Path) -> Path:
     from safetensors.torch import save_file
 
     header = {"medseg3d": json.dumps(meta)}
-    return _atomic(path, lambda tmp: save_file(state, tmp, metadata=header))
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=header))
 
 
 def read_model_file(path: str | Path) -> tuple[dict, dict]:
@@ -165,7 +141,7 @@ def save_checkpoint(state: dict, path: str | Path, previous: str | Path | None =
     (e.g. ``previous.pt``), the checkpoint being replaced is kept there: a resume can fall back to it if
     ``path`` is later damaged (a copy, a disk error)."""
     state = dict(state) | {"sha256": state_digest(state)}
-    return _atomic(Path(path), lambda tmp: torch.save(state, tmp), Path(previous) if previous else None)
+    return atomic_write(Path(path), lambda tmp: torch.save(state, tmp), Path(previous) if previous else None)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -19,9 +19,10 @@ import numpy as np
 
 from .datasets import find_cases
 from .errors import InputError
-from .io import Volume, image_suffix, is_image_file, read_volume
+from .io import Volume, image_suffix, is_image_file, read_volume, write_rows
 from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention
-from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_masks, write_rows
+from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_masks
+from .preprocess import bounding_box
 
 
 def _strip(name: str) -> str:
@@ -73,11 +74,12 @@ def _fmt(values) -> str:
 
 def _crop(pred: np.ndarray, ref: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
     """Both maps cut to the box around their labels (kept between the passes instead of whole volumes)."""
-    nz = np.argwhere((pred != 0) | (ref != 0))
-    if nz.size == 0:
+    labelled = (pred != 0) | (ref != 0)
+    if not labelled.any():
         box = tuple(slice(0, 0) for _ in pred.shape)
     else:
-        box = tuple(slice(int(a), int(b) + 1) for a, b in zip(nz.min(0), nz.max(0)))
+        start, stop = bounding_box(labelled)
+        box = tuple(slice(a, b) for a, b in zip(start, stop))
     return box, pred[box].copy(), ref[box].copy()
 
 

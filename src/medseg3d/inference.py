@@ -11,8 +11,8 @@ import itertools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .nets.padding import pad_to_multiple, unpad
 from .precision import autocast
 
 
@@ -21,22 +21,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int | None) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    if not multiple or multiple <= 1:
-        return x, [(0, 0)] * (x.ndim - 2)
-    pads = []
-    for n in x.shape[2:]:
-        extra = (-n) % multiple
-        pads.append((extra // 2, extra - extra // 2))
-    flat = [p for pair in reversed(pads) for p in pair]
-    return F.pad(x, flat), pads
-
-
-def _crop_back(y: torch.Tensor, pads: list[tuple[int, int]]) -> torch.Tensor:
-    index = [slice(None), slice(None)] + [slice(a, y.shape[2 + i] - b) for i, (a, b) in enumerate(pads)]
-    return y[tuple(index)]
 
 
 def activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -87,8 +71,8 @@ def predict_probabilities(
     def run(t: torch.Tensor) -> torch.Tensor:
         with autocast(precision, device):
             if patch is None:
-                padded, pads = _pad_to_multiple(t, multiple)
-                out = _crop_back(model(padded), pads)
+                padded, pads = pad_to_multiple(t, multiple)
+                out = unpad(model(padded), pads)
             else:
                 from monai.inferers import sliding_window_inference
 

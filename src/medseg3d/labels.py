@@ -137,6 +137,20 @@ class LabelScheme:
             raise InputError(f"label scheme record is incomplete or malformed ({exc})") from exc
 
 
+def value_masks(labels: np.ndarray, groups) -> dict[str, np.ndarray]:
+    """Boolean masks of a label map (file values), one per named group of values.
+
+    Example:
+        >>> value_masks(np.array([0, 1, 2, 4]), {"WT": (1, 2, 4), "ET": 4})["WT"].tolist()
+        [False, True, True, True]
+    """
+    masks = {}
+    for name, values in groups.items():
+        values = tuple(int(v) for v in np.atleast_1d(values))
+        masks[name] = labels == values[0] if len(values) == 1 else np.isin(labels, values)
+    return masks
+
+
 def label_values(labels: np.ndarray) -> np.ndarray:
     """Sorted distinct values of an integer label map (a bincount, much faster than ``np.unique``)."""
     labels = np.asarray(labels)

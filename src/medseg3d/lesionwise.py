@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
+from .labels import value_masks
 from .metrics import hausdorff95
 
 LESION_HD95_PENALTY = 374.0
@@ -190,9 +191,7 @@ def lesion_wise_scores(
     if pred.shape != ref.shape:
         raise InputError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "
                          "paste the prediction onto the reference grid first")
-    masks = {name: [int(v) for v in values] for name, values in regions.items()}
-    return lesion_wise_masks({n: np.isin(pred, v) for n, v in masks.items()},
-                             {n: np.isin(ref, v) for n, v in masks.items()}, list(masks), spacing, rules)
+    return lesion_wise_masks(value_masks(pred, regions), value_masks(ref, regions), list(regions), spacing, rules)
 
 
 def lesion_wise_masks(pred_masks: Mapping, ref_masks: Mapping, names: Sequence[str],

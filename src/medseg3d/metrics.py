@@ -25,11 +25,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from medseg3d.errors import InputError
+from medseg3d.io import write_rows  # noqa: F401  (moved to io; train imports it from here)
+from medseg3d.labels import value_masks
+from medseg3d.preprocess import bounding_box
 
 BRATS_HD95_PENALTY = 373.13
 """HD95 (mm) the BraTS challenge assigns when exactly one of prediction and reference is empty."""
@@ -137,15 +139,6 @@ def _check_spacing(spacing, ndim: int) -> tuple[float, ...]:
     return values
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=others))
-        box.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
-
-
 def hausdorff95(
     pred_mask,
     ref_mask,
@@ -178,7 +171,8 @@ def hausdorff95(
         return 0.0
     if has_pred != has_ref:
         return float(one_empty)
-    box = _bounding_box(pred | ref, margin=1)
+    start, stop = bounding_box(pred | ref, margin=1)
+    box = tuple(slice(a, b) for a, b in zip(start, stop))
     pred, ref = pred[box], ref[box]
 
     import torch
@@ -196,17 +190,9 @@ def hausdorff95(
     return float(distance.reshape(-1)[0])
 
 
-def _label_masks(labels: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
-    masks = {}
-    for name, values in groups.items():
-        values = tuple(int(v) for v in np.atleast_1d(values))
-        masks[name] = labels == values[0] if len(values) == 1 else np.isin(labels, values)
-    return masks
-
-
 def region_dice(pred_labels: np.ndarray, ref_labels: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict:
     """Dice per named group of label values (e.g. BraTS WT/TC/ET regions), rounded to 4 digits."""
-    pred, ref = _label_masks(pred_labels, groups), _label_masks(ref_labels, groups)
+    pred, ref = value_masks(pred_labels, groups), value_masks(ref_labels, groups)
     return {name: round(dice(pred[name], ref[name]), 4) for name in groups}
 
 
@@ -281,7 +267,7 @@ def score_case(
     _check_labels(pred, allowed, "prediction")
     _check_labels(ref, allowed, "reference")
     groups = {**classes, **regions}
-    return score_masks(_label_masks(pred, groups), _label_masks(ref, groups), spacing, hd95_one_empty)
+    return score_masks(value_masks(pred, groups), value_masks(ref, groups), spacing, hd95_one_empty)
 
 
 def score_masks(
@@ -402,28 +388,3 @@ __all__ = [
     "summarize",
     "volume_difference",
 ]
-
-
-def write_rows(rows: Sequence[Mapping], path) -> Path:
-    """Write one CSV row per dict (columns in order of first appearance) atomically; floats to 6 digits."""
-    import contextlib
-    import csv
-    import os
-
-    path = Path(path)
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a full disk or a folder in the way: no half-written .tmp left
-            tmp.unlink(missing_ok=True)
-        raise
-    return path

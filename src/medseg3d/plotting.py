@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .io import atomic_write
 
 
 def save_figure(fig, path, **savefig_kwargs) -> Path:
     """Write ``fig`` to a temporary PNG beside ``path``, close it, then rename: never a half-written image."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
     try:
-        fig.savefig(tmp, **savefig_kwargs)
+        # the format from the final name: the temporary one ends in .tmp.png
+        savefig_kwargs.setdefault("format", Path(path).suffix.lstrip(".") or "png")
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig_kwargs), suffix=".tmp.png")
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
-    return path

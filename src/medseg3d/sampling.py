@@ -17,24 +17,27 @@ import zlib
 import numpy as np
 
 from .cache import PreparedCase
+from .errors import InputError
 from .preprocess import crop_or_pad
 
 
 class PatchSampler:
     """Samples (image (C, *patch) float32, classes (*patch) int64) from prepared cases.
 
+    The cases are given per draw (:meth:`box_for`, :meth:`sample`), so one sampler serves any set of cases.
+
     Args:
-        cases: prepared cases (memory-mapped).
         patch: patch size (x, y, z) or ``None`` for whole crops.
         foreground_p: probability that a patch is centred on a foreground voxel.
         size_multiple: whole crops are padded up to a multiple of this.
         max_points: foreground voxel positions kept per class and case (memory bound).
     """
 
-    def __init__(self, cases: list[PreparedCase], patch=None, foreground_p: float = 0.5, size_multiple: int = 8,
-                 max_points: int = 20_000):
-        self.cases = cases
-        self.patch = tuple(patch) if patch else None
+    def __init__(self, patch=None, foreground_p: float = 0.5, size_multiple: int = 8, max_points: int = 20_000):
+        if patch and not all(isinstance(p, (int, np.integer)) and p > 0 for p in patch):
+            # loud, not silent, for a caller still passing the cases first (they were never used here)
+            raise InputError(f"patch must be positive voxel counts (x, y, z) or None, got {patch!r}")
+        self.patch = tuple(int(p) for p in patch) if patch else None
         self.foreground_p = foreground_p
         self.size_multiple = size_multiple
         self.max_points = max_points

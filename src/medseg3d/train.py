@@ -48,8 +48,8 @@ from .checkpoint import save_checkpoint, save_model
 from .datasets import fold_ids, load_split, make_split, normalise_modalities, save_split
 from .errors import InputError
 from .inference import pick_device, predict_probabilities, probabilities_to_classes
+from .io import write_rows
 from .labels import LabelScheme, get_scheme
-from .metrics import write_rows
 from .plotting import save_figure
 from .precision import autocast, autocast_dtype, check_precision
 from .precision import describe as describe_precision
@@ -549,7 +549,7 @@ def train(cfg: TrainConfig) -> dict:
             f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
             f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
         )
-    sampler = PatchSampler(train_cases, cfg.patch, cfg.foreground_p, size_multiple)
+    sampler = PatchSampler(cfg.patch, cfg.foreground_p, size_multiple)
     prior_fractions = None
     if cfg.output_prior and not cfg.resume:
         prior_fractions = label_fractions(train_cases, sampler, scheme, kind, cfg.seed)

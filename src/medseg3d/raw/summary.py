@@ -9,13 +9,11 @@ planes through the tumour, so that a person sees at a glance whether skull strip
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..io import Volume, image_suffix
+from ..io import Volume, atomic_write, image_suffix
 from ..labels import LabelScheme
 from . import qc
 from .geometry import resample
@@ -28,17 +26,6 @@ REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 def output_stem(target: Path) -> Path:
     suffix = image_suffix(target)
     return target.with_name(target.name[: -len(suffix)] if suffix else target.name)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
@@ -64,8 +51,8 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
     summary["seconds"] = dict(seconds, preprocessing={s["step"]: s["seconds"] for s in prepared.steps},
                               total=round(sum(s["seconds"] for s in prepared.steps) + sum(seconds.values()), 2))
     json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")
-    _atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
-    _atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
+    atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
     regions = ", ".join(f"{k} {v:.1f} ml" for k, v in volumes["regions"].items())
     lines = [f"warning: {w}" for w in warnings]
     brain_ml = prepared.details.get("brain_ml")

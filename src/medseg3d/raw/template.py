@@ -120,7 +120,7 @@ _LO, _HI = OUTSIDE, CLIP[1]
 
 
 def save_template(template: Template, folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Path:
-    from ..io import write_volume
+    from ..io import write_text_atomic, write_volume
 
     folder.mkdir(parents=True, exist_ok=True)
     q = [np.round((np.clip(template.images[m], _LO, _HI) - _LO) / (_HI - _LO) * 255) for m in MODALITIES]
@@ -128,9 +128,7 @@ def save_template(template: Template, folder: Path = TEMPLATE_DIR, name: str = T
     stack = np.stack(q, axis=-1).astype(np.uint8)
     path = write_volume(Volume(stack, template.affine), folder / f"{name}.nii.gz")
     info = dict(template.info, channels=list(MODALITIES) + ["brain"], storage=f"uint8: images {_LO}..{_HI}, brain 0..1")
-    tmp = folder / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(folder / f"{name}.json")
+    write_text_atomic(json.dumps(info, indent=1) + "\n", folder / f"{name}.json")
     return path
 
 
