@@ -147,10 +147,13 @@ def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existin
     json_path, _ = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, [])
     assert any("No tumour" in w for w in json.loads(json_path.read_text(encoding="utf-8"))["warnings"])
     json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
-                                     {"uncertainty": {"confidence": 0.31, "passes": 8}})
+                                     {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}})
     report = json.loads(json_path.read_text(encoding="utf-8"))
     assert report["extra"]["uncertainty"]["confidence"] == 0.31
-    assert [w[:25] for w in report["warnings"]] == ["Low confidence (0.31 < 0."]
+    assert [w[:27] for w in report["warnings"]] == ["Low confidence (0.310 < 0.8"]
+    json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "n", {}, [],
+                                     {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}})
+    assert json.loads(json_path.read_text(encoding="utf-8"))["warnings"] == []  # no held-out reference, no threshold
     with pytest.raises(InputError, match="does not exist"):
         write_case_report(labels, channels, get_scheme("brats"), tmp_path / "missing" / "e", {}, [])
 

@@ -150,3 +150,49 @@ def test_a_series_a_dicom_seg_cannot_reference_warns_and_keeps_the_nifti(crop_fo
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no DICOM SEG written" in err and "Frame Of Reference" in err
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["seg.nii.gz"]  # no temporary left behind
+
+
+def test_a_case_less_confident_than_the_held_out_cases_is_warned_about(model, crop_folder, tmp_path, capsys):
+    from medseg3d.checkpoint import rewrite_model_metadata
+    from medseg3d.models import WEIGHTS_DIR, load_model
+    from medseg3d.predict import predict
+
+    folder, _ = crop_folder
+    calibration = {"temperatures": [2.0, 2.0, 2.0], "confidence": {"passes": 2, "held_out": [0.995, 0.997, 0.999]}}
+    path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": calibration},
+                                  tmp_path / "calibrated.safetensors")
+    predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "seg.nii.gz", uncertainty=2, report=True)
+    summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
+    record = summary["extra"]["uncertainty"]
+    assert record["confidence"] < 0.995 and record["held_out_share_less_confident"] == 0.0
+    assert record["low_confidence_below"] == pytest.approx(0.9954)  # the 10% quantile of the three
+    assert any(w.startswith("Low confidence") for w in summary["warnings"])
+    assert "warning:" in capsys.readouterr().err and "Low confidence" in (tmp_path / "seg.report.html").read_text(
+        encoding="utf-8")
+    # with 4 passes the 2-pass reference does not apply: no rank, no threshold, and it says why
+    predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "four.nii.gz", uncertainty=4, progress=False)
+    four = json.loads((tmp_path / "four.json").read_text(encoding="utf-8"))["uncertainty"]
+    assert four["low_confidence_below"] is None and "none for 4 passes" in four["reference"]
+
+
+@pytest.mark.slow
+def test_calibrate_fits_on_held_out_cases_and_writes_a_model_predict_uses(brats_root, tmp_path, capsys):
+    from conftest import link_cases
+
+    from medseg3d.models import load_model
+
+    cases = ["Brats18_CBICA_APR_1", "Brats18_CBICA_AQO_1", "Brats18_CBICA_ASE_1"]  # not in the bundled model's training
+    data = link_cases(brats_root, tmp_path / "held", cases)
+    out = tmp_path / "calibrated.safetensors"
+    assert main(["calibrate", "brats", str(data), "-o", str(out), "--json", str(tmp_path / "c.json"), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "ECE over the brain" in text and "Spearman" in text and f"wrote {out}" in text
+    meta = load_model(out, "cpu").meta
+    assert len(meta.temperatures) == 3 and all(t > 1 for t in meta.temperatures)  # v1 is overconfident
+    assert meta.calibration["fitted_on"] == cases and len(meta.calibration["confidence"]["held_out"]) == 3
+    summary = json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))
+    assert summary["ece"]["tumour_zone_after"] < summary["ece"]["tumour_zone_before"]
+    # a case the model trained on is left out by default: too few remain to calibrate on
+    trained = link_cases(brats_root, tmp_path / "trained", ["Brats18_2013_2_1", "Brats18_CBICA_APR_1"])
+    assert main(["calibrate", "brats", str(trained), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert "needs at least 3" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

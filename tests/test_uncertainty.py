@@ -137,7 +137,8 @@ def test_case_confidence_is_one_minus_entropy_in_the_tumour_zone():
     assert doubtful["zone_voxels"] == 8 and doubtful["confidence"] == pytest.approx(0.0, abs=1e-4)
     probs[0, 4:6, 4:6, 4:6], probs[1, 4:6, 4:6, 4:6] = 0.0, 1.0  # a sure tumour with a sure margin
     assert case_confidence(_result(probs), margin=2)["confidence"] == pytest.approx(1.0, abs=1e-3)
-    assert confidence_warning(0.3).startswith("Low confidence") and confidence_warning(0.9) is None
+    assert confidence_warning(0.3, 0.85).startswith("Low confidence") and confidence_warning(0.9, 0.85) is None
+    assert confidence_warning(0.3, None) is None  # no held-out reference, no threshold to warn by
 
 
 def test_maps_go_back_onto_the_input_grid_and_read_certain_outside_the_crop():
@@ -153,3 +154,14 @@ def test_maps_go_back_onto_the_input_grid_and_read_certain_outside_the_crop():
     inside = (slice(3, 9), slice(2, 8), slice(2, 6))
     assert np.allclose(maps["entropy"][inside], result.entropy, atol=1e-6)
     assert np.allclose(maps["agreement"][inside], result.agreement, atol=1e-6)
+
+
+def test_the_confidence_reference_is_the_held_out_tenth_for_the_same_passes():
+    from medseg3d.uncertainty import confidence_rank, confidence_reference
+
+    calibration = {"confidence": {"passes": 2, "held_out": [0.80, 0.85, 0.90, 0.92, 0.94]}}
+    ref = confidence_reference(calibration, 2)
+    assert ref["low_below"] == pytest.approx(0.82)  # numpy's linear quantile: 0.80 + 0.4 * (0.85 - 0.80)
+    assert confidence_reference(calibration, 8) is None and confidence_reference(None, 2) is None
+    assert confidence_reference({"confidence": {"passes": 2, "held_out": [0.9, 0.8]}}, 2) is None  # too few
+    assert confidence_rank(0.91, ref) == 0.6 and confidence_rank(0.5, ref) == 0.0 and confidence_rank(0.99, ref) == 1.0

@@ -7,11 +7,13 @@ does, and measures, leave-one-case-out (the temperature scoring a case was fitte
 
 * the expected calibration error (ECE, 15 equal-width bins) over the brain and over the tumour zone (reference
   or predicted tumour grown by 5 voxels), before and after;
-* each case's Dice (WT/TC/ET for BraTS) and its confidence after calibration, and the Spearman rank
-  correlation between them: does a low confidence flag a bad segmentation?
+* each case's Dice (WT/TC/ET for BraTS) and its confidence (as ``predict --uncertainty`` measures it), and the
+  Spearman rank correlation between them: does a low confidence flag a bad segmentation?
 
 It then fits the temperatures on all cases and writes a copy of the model file with ``calibration`` in its
-metadata, which ``predict --uncertainty`` applies. The labels a model gives never change: temperature scaling
+metadata, with the held-out confidences: ``predict --uncertainty`` applies the temperatures to the
+probabilities it writes and ranks each new case's confidence among the held-out ones (warning for the least
+confident tenth). The labels a model gives never change: temperature scaling
 moves no probability across 0.5 and no class past another.
 
     medseg3d calibrate MODEL HELD_OUT_DATASET -o calibrated.safetensors [--passes 2] [--json report.json]
@@ -73,13 +75,7 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
 
     from .datasets import find_cases
     from .models import as_loaded
-    from .uncertainty import (
-        apply_temperature,
-        case_confidence,
-        expected_calibration_error,
-        fit_temperature,
-        normalised_entropy,
-    )
+    from .uncertainty import apply_temperature, case_confidence, expected_calibration_error, fit_temperature
 
     if passes not in (2, 4, 8):
         raise InputError(f"--passes must be 2, 4 or 8, got {passes}")
@@ -102,10 +98,8 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
         others = [j for j in range(len(records)) if j != i]
         temps = fit_temperature([probs[j] for j in others], [refs[j] for j in others], kind)
         calibrated.append(apply_temperature(probs[i], temps, kind))
-        mirrored = rec["mirrored"]
-        mirrored.probabilities = apply_temperature(mirrored.probabilities, temps, kind)
-        mirrored.entropy = normalised_entropy(mirrored.probabilities, kind)
-        confidence = case_confidence(mirrored, kind)["confidence"]
+        # the confidence as predict --uncertainty measures it: on the passes before calibration
+        confidence = case_confidence(rec["mirrored"], kind)["confidence"]
         rows.append({"case": rec["case"], "confidence": confidence, **{f"dice_{k}": v for k, v in rec["dice"].items()},
                      "temperatures": temps})
     ece = {"brain_before": expected_calibration_error(probs, refs, kind),
@@ -127,8 +121,10 @@ def write_calibrated_model(model_path, summary: dict, out) -> Path:
     from .checkpoint import read_model_file, rewrite_model_metadata, validate_model
 
     calibration = {"temperatures": summary["temperatures"], "method": "temperature scaling (NLL, per output)",
-                   "passes": summary["passes"], "fitted_on": summary["cases"],
-                   "ece_leave_one_case_out": summary["ece"], "spearman_confidence_dice": summary["spearman"]}
+                   "fitted_on": summary["cases"], "ece_leave_one_case_out": summary["ece"],
+                   # the held-out confidences: predict --uncertainty with as many passes ranks a case among them
+                   "confidence": {"passes": summary["passes"], "held_out": [r["confidence"] for r in summary["per_case"]],
+                                  "spearman_with_dice": summary["spearman"]}}
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist; create it first")

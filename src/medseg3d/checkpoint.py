@@ -229,7 +229,14 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
         if not isinstance(temps, list) or len(temps) not in allowed or not all(
                 isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20 for t in temps):
             raise ModelError(f"{path}: calibration temperatures {temps!r} are not {' or '.join(map(str, allowed))} "
-                             "numbers in [0.05, 20]; recalibrate with scripts/calibrate.py or remove 'calibration'")
+                             "numbers in [0.05, 20]; recalibrate with `medseg3d calibrate` or remove 'calibration'")
+        reference = calibration.get("confidence")
+        if reference is not None:
+            values = reference.get("held_out") if isinstance(reference, dict) else None
+            if not isinstance(values, list) or reference.get("passes") not in (2, 4, 8) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
+                raise ModelError(f"{path}: calibration confidences are not held-out values in [0, 1] for 2, 4 or 8 "
+                                 "passes; recalibrate with `medseg3d calibrate` or remove 'calibration'")
     try:
         PrepConfig.from_dict(meta["preprocess"])
     except (MedsegError, TypeError, KeyError, AttributeError) as exc:

@@ -275,7 +275,7 @@ def case_report(labels, image_channels: dict | None, scheme: LabelScheme, model_
     if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
         from .uncertainty import confidence_warning
 
-        low = confidence_warning(float(uncertainty["confidence"]))
+        low = confidence_warning(float(uncertainty["confidence"]), uncertainty.get("low_confidence_below"))
         if low:
             warnings.append(low)
     if not np.any(np.asarray(labels.array)):
@@ -389,10 +389,13 @@ def render_html(report: dict, pictures: dict[str, bytes], title: str,
     if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
         calibrated = (f"calibrated by temperature scaling (T = {', '.join(f'{t:g}' for t in uncertainty['temperatures'])})"
                       if uncertainty.get("calibrated") else "not calibrated (the model carries no calibration)")
+        rank, low = uncertainty.get("held_out_share_less_confident"), uncertainty.get("low_confidence_below")
+        compared = (f"It is above {rank:.0%} of the {escape(str(uncertainty.get('reference')))}; below {low:.3f} "
+                    "the report warns." if rank is not None and low is not None
+                    else escape(str(uncertainty.get("reference") or "")))
         parts.append(f"<h2>Uncertainty</h2><p>Confidence <b>{uncertainty['confidence']:.3f}</b>: 1 minus the mean "
                      f"normalised entropy of {uncertainty.get('passes')} mirrored passes in the tumour zone (the "
-                     f"segmented tumour grown by 2 voxels); below {uncertainty.get('low_confidence_below', 0.85):.2f} "
-                     f"the report warns. Probabilities {escape(calibrated)}.</p>")
+                     f"segmented tumour grown by 2 voxels). {compared} Probabilities {escape(calibrated)}.</p>")
         if uncertainty_pngs:
             parts.append("<p class='note'>Normalised entropy, black 0 (certain) to yellow 1 (uniform), the "
                          "segmented tumour outlined in cyan, through the same slices.</p><div class='pics'>")

@@ -31,11 +31,10 @@ import numpy as np
 from .errors import InputError
 
 EPS = 1e-7
-LOW_CONFIDENCE = 0.85
-"""Cases whose :func:`case_confidence` (8 passes) is below this get a warning in the report. On the 7 shared cases
-the bundled model did not see, confidences ran from 0.83 to 0.92 and only the case it segments worst
-(CBICA_ASE, WT Dice 0.55) fell below 0.85 (``benchmarks/uncertainty_check.py``). Fewer passes average less and
-read more confident."""
+LOW_SHARE = 0.10
+"""A case less confident than all but this share of the held-out cases the model was calibrated on gets a
+warning (``medseg3d calibrate`` stores their confidences). Confidence depends on the number of passes (fewer
+passes average less and read more confident), so only a reference made with the same number counts."""
 
 # flips used for each number of passes: none first, then left-right (the brain's symmetry), then the others
 _FLIP_ORDER = [(), (0,), (1,), (0, 1), (2,), (0, 2), (1, 2), (0, 1, 2)]
@@ -165,11 +164,28 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
             "passes": result.passes}
 
 
-def confidence_warning(confidence: float, threshold: float = LOW_CONFIDENCE) -> str | None:
-    """The report's warning for a case below ``threshold``, else None."""
-    if confidence < threshold:
-        return (f"Low confidence ({confidence:.2f} < {threshold:.2f}): the mirrored passes disagree in the tumour "
-                "zone; check this segmentation by eye.")
+def confidence_reference(calibration: dict | None, passes: int) -> dict | None:
+    """The held-out confidences a model's calibration stored for ``passes`` mirrored passes, with the warning
+    threshold (their ``LOW_SHARE`` quantile): ``{"held_out", "low_below", "passes"}``, or None without one."""
+    ref = (calibration or {}).get("confidence") or {}
+    values = ref.get("held_out") or []
+    if int(ref.get("passes", 0)) != passes or len(values) < 3:
+        return None
+    return {"held_out": [float(v) for v in values], "low_below": round(float(np.quantile(values, LOW_SHARE)), 4),
+            "passes": passes}
+
+
+def confidence_rank(confidence: float, reference: dict) -> float:
+    """The share of the reference's held-out cases that were less confident than ``confidence`` (0 to 1)."""
+    values = np.asarray(reference["held_out"], dtype=np.float64)
+    return round(float((values < confidence).mean()), 3)
+
+
+def confidence_warning(confidence: float, threshold: float | None) -> str | None:
+    """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
+    if threshold is not None and confidence < threshold:
+        return (f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the model "
+                "was calibrated on): the mirrored passes disagree in the tumour zone; check this segmentation by eye.")
     return None
 
 
@@ -306,10 +322,12 @@ def expected_calibration_error(probabilities, labels, kind: str = "multiclass", 
 
 
 __all__ = [
-    "LOW_CONFIDENCE",
+    "LOW_SHARE",
     "MirroredPrediction",
     "apply_temperature",
     "case_confidence",
+    "confidence_rank",
+    "confidence_reference",
     "confidence_warning",
     "ece_from_confidences",
     "expected_calibration_error",
