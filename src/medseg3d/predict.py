@@ -357,14 +357,14 @@ def predict(
     for p in inputs:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the input path")
-    dataset_mode = len(inputs) == 1 and inputs[0].is_dir() and _count_cases(inputs[0]) > 1
+    # one scan of a folder says whether it is a dataset (several cases) and gives its cases
+    found = _cases_in(inputs[0]) if len(inputs) == 1 and inputs[0].is_dir() and not channel_files else []
+    dataset_mode = len(found) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
                    min_enhancing=min_enhancing, preprocess=preprocess, space=space,
                    uncertainty=uncertainty)  # the same for every case
     _check_output_options(uncertainty, output_format, space, mirror)
     extras = {"report": report, "output_format": output_format}
-    if channel_files:
-        dataset_mode = False
     if not dataset_mode:
         if image_suffix(output) == "":
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
@@ -379,7 +379,7 @@ def predict(
         return [_predict_case(loaded, case, output, save_probabilities, dict(options, progress=say), extras)]
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
-    cases = [c.select(loaded.modalities) for c in find_cases(inputs[0])]
+    cases = [c.select(loaded.modalities) for c in found]
     for case in cases:
         _check_dicom_source(case, output_format)
     if shard is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -447,11 +447,13 @@ def _make_parent(path: Path) -> None:
         raise InputError(f"{path.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
 
 
-def _count_cases(folder: Path) -> int:
+def _cases_in(folder: Path) -> list[Case]:
+    """The cases ``find_cases`` sees in ``folder``; none where it sees no dataset (e.g. a folder of files whose
+    names :func:`resolve_case_channels` must identify)."""
     try:
-        return len(find_cases(folder))
+        return find_cases(folder)
     except InputError:
-        return 0
+        return []
 
 
 def _warn(line: str) -> None:
