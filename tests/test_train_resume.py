@@ -20,8 +20,13 @@ from medseg3d.checkpoint import save_checkpoint
 from medseg3d.cli import main
 from medseg3d.errors import InputError
 from medseg3d.nets import build_network
-from medseg3d.run_files import PREVIOUS_CHECKPOINT, load_resume_state, remove_stale_temporaries, rng_state
 from medseg3d.train import TrainConfig, resume_config, train
+from medseg3d.train.run_files import (
+    PREVIOUS_CHECKPOINT,
+    load_resume_state,
+    remove_stale_temporaries,
+    rng_state,
+)
 
 SHAPE = (30, 28, 26)
 

@@ -20,7 +20,6 @@ import torch
 
 from .checkpoint import read_model_file, validate_model
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
-from .distributed import remove_stale_temporaries
 from .errors import InputError, ModelError
 from .inference import pick_device, predict_probabilities
 from .io import Volume, image_suffix, write_volume
@@ -28,6 +27,7 @@ from .labels import LabelScheme
 from .precision import check_precision
 from .preprocess import PrepConfig, preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
+from .train.distributed import remove_stale_temporaries
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
