@@ -194,15 +194,9 @@ def train(cfg: TrainConfig) -> dict:
                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
         state["history"].append(row)
         if rank == 0:
-            _save(out, save_model, model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
-            _save(out, save_checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "scaler": scaler.state_dict(),
-                                         **{k: v for k, v in state.items() if k != "history"},
-                                         "history": json.dumps(state["history"]),
-                                         "rng": rng_state(np_rng, aug_gen)},
-                  out / "last.pt", previous=out / PREVIOUS_CHECKPOINT)
-            _save(out, write_rows, state["history"], out / "log.csv")
-            _save(out, plot_curves, state["history"], out / "curves.png")
+            _write_epoch_files(out, model, meta_out, state, {"model": model.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                               "rng": rng_state(np_rng, aug_gen)})
     bar.close()
     _finish(out, model, state, rank, world)
     return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
@@ -216,6 +210,17 @@ def _save(out: Path, write, *args, **kwargs) -> None:
         write(*args, **kwargs)
     except OSError as exc:
         raise write_failed(out, exc) from exc
+
+
+def _write_epoch_files(out: Path, model, meta_out: dict, state: dict, training_state: dict) -> None:
+    """After each epoch: ``last.safetensors``, the checkpoint to resume from (``last.pt``, the one before kept
+    as ``previous.pt``), ``log.csv`` and ``curves.png``."""
+    _save(out, save_model, model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
+    checkpoint = training_state | {k: v for k, v in state.items() if k != "history"}
+    _save(out, save_checkpoint, checkpoint | {"history": json.dumps(state["history"])}, out / "last.pt",
+          previous=out / PREVIOUS_CHECKPOINT)
+    _save(out, write_rows, state["history"], out / "log.csv")
+    _save(out, plot_curves, state["history"], out / "curves.png")
 
 
 def _open_run_folder(cfg: TrainConfig, out: Path, rank: int) -> None:
