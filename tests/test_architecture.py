@@ -49,7 +49,8 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
     runs ``a.b``'s ``__init__``, so that counts as importing ``a.b`` too."""
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    annotation_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If) and _type_checking_only(node)
+    annotation_only = {id(inner) for node in ast.walk(tree)
+                       if isinstance(node, ast.If) and _type_checking_only(node)
                        for statement in node.body for inner in ast.walk(statement)}
     targets: set[str] = set()
     for node in ast.walk(tree):
@@ -73,7 +74,8 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
             continue
         found.add(target)
         parts = target.split(".")
-        for k in range(2, len(parts)):  # parent packages below the root (its __init__ imports nothing eagerly)
+        # parent packages below the root (the root's __init__ imports nothing eagerly)
+        for k in range(2, len(parts)):
             parent = ".".join(parts[:k])
             if not (name == parent or name.startswith(parent + ".")):
                 found.add(parent)
@@ -138,11 +140,10 @@ def test_the_cycle_finder_finds_known_cycles():
 
 
 def test_relative_function_level_and_package_imports_are_edges(tmp_path):
-    modules = {"medseg3d.experiments.plan": tmp_path / "plan.py", "medseg3d.experiments.timing": tmp_path / "t.py",
-               "medseg3d.experiments": tmp_path / "__init__.py", "medseg3d.train": tmp_path / "x.py",
-               "medseg3d.train.step": tmp_path / "y.py", "medseg3d.io": tmp_path / "z.py",
-               "medseg3d.experiments.runner": tmp_path / "r.py"}
-    source = tmp_path / "plan.py"
+    names = ["medseg3d.experiments", "medseg3d.experiments.plan", "medseg3d.experiments.timing",
+             "medseg3d.experiments.runner", "medseg3d.train", "medseg3d.train.step", "medseg3d.io"]
+    modules = {name: tmp_path / f"{name}.py" for name in names}  # only the names matter here
+    source = modules["medseg3d.experiments.plan"]
     source.write_text("from typing import TYPE_CHECKING\nfrom . import timing\nfrom ..io import read_volume\n"
                       "def f():\n    from ..train.step import training_step\n"
                       "if TYPE_CHECKING:\n    from .runner import Task\n", encoding="utf-8")
@@ -159,7 +160,7 @@ def test_the_known_cycles_still_exist():
     """A cycle that has been broken comes off the list, so it cannot come back unnoticed."""
     cycles = find_cycles(import_graph())
     for cycle in CYCLES_FOR_NOW:
-        assert any(cycle <= c for c in cycles), f"{sorted(cycle)} is no longer a cycle: remove it from CYCLES_FOR_NOW"
+        assert any(cycle <= c for c in cycles), f"{sorted(cycle)} is no cycle now: take it off CYCLES_FOR_NOW"
 
 
 @pytest.mark.parametrize("name", sorted(module_files()))

@@ -45,12 +45,13 @@ def test_the_loop_and_the_timing_call_the_one_step(dataset, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(train_step, "training_step", spy)  # the timing imports it from here when it runs
-    case = types.SimpleNamespace(modalities=("flair",), channels={"flair": dataset / "s0" / "s0_flair.nii.gz"})
+    flair = dataset / "s0" / "s0_flair.nii.gz"
+    case = types.SimpleNamespace(modalities=("flair",), channels={"flair": flair})
     cfg = TrainConfig.from_preset("quick", modalities=("flair",), patch=(16, 16, 16), precision="fp32")
     t_iter, t_forward = timing.measure_iteration(cfg, {"s0": case})
     assert calls == ["fp32"] * 4  # one warm-up step, then the three that are timed
     assert t_iter > 0 and t_forward > 0
-    assert read_volume(case.channels["flair"]).array.shape[:3] == (30, 28, 26)
+    assert read_volume(flair).array.shape[:3] == (30, 28, 26)
 
 
 def test_two_steps_by_hand_give_the_loops_first_two_iterations(dataset, tmp_path, monkeypatch):
@@ -109,8 +110,11 @@ def test_accumulation_averages_the_micro_batch_gradients():
 def test_a_loss_that_is_not_finite_stops_before_the_weights_change():
     net = torch.nn.Linear(3, 1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
+    def nan_loss(out, target):
+        return out.sum() * float("nan")
+
     with pytest.raises(InputError, match="the loss became nan at iteration 7; lower --lr"):
-        training_step(net, lambda out, target: out.sum() * float("nan"), torch.optim.SGD(net.parameters(), lr=0.1),
+        training_step(net, nan_loss, torch.optim.SGD(net.parameters(), lr=0.1),
                       make_grad_scaler("fp32", "cpu"), [(torch.randn(2, 3), None)], iteration=7)
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])

@@ -58,6 +58,7 @@ claim.json
 
 
 def run_state(folder: Path) -> str:
+    """What a run and fold's folder still needs: ``done`` (scored), ``score``, ``resume`` or ``new``."""
     if (folder / "metrics.csv").is_file():  # scored: the tables need nothing else of the run
         return "done"
     if (folder / "model.safetensors").is_file():

@@ -29,7 +29,22 @@ from .step import compile_for_training, make_grad_scaler, region_targets, traini
 from .validate import validation_scores
 
 __all__ = [
-    "PRESETS", "RESUME_FREE", "TrainConfig", "compile_for_training", "default_cache_dir", "given_settings",
-    "inference_defaults", "label_fractions", "learning_rate", "make_grad_scaler", "model_metadata", "plan_global_batch",
-    "region_targets", "resume_config", "software_versions", "train", "training_step", "validation_scores",
+    "PRESETS",
+    "RESUME_FREE",
+    "TrainConfig",
+    "compile_for_training",
+    "default_cache_dir",
+    "given_settings",
+    "inference_defaults",
+    "label_fractions",
+    "learning_rate",
+    "make_grad_scaler",
+    "model_metadata",
+    "plan_global_batch",
+    "region_targets",
+    "resume_config",
+    "software_versions",
+    "train",
+    "training_step",
+    "validation_scores",
 ]

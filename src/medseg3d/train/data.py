@@ -36,7 +36,7 @@ class TrainingData:
     val_ids: list[str]
     train_cases: list = field(default_factory=list)
     val_cases: list = field(default_factory=list)
-    bad_cases: dict[str, str] = field(default_factory=dict)  # case -> why it cannot be used (--skip-bad-cases)
+    bad_cases: dict[str, str] = field(default_factory=dict)  # case -> why it is unusable (--skip-bad-cases)
 
 
 def load_training_data(cfg: TrainConfig, out: Path, scheme: LabelScheme, modalities, rank: int = 0,

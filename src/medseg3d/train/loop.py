@@ -93,8 +93,8 @@ def train(cfg: TrainConfig) -> dict:
     torch.manual_seed(cfg.seed + rank)
     if device.type == "cpu" and world == 1:
         torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", os.cpu_count() or 1)))
-    data = load_training_data(cfg, out, scheme, normalise_modalities(cfg.modalities) if cfg.modalities else None,
-                              rank, world)
+    modalities = normalise_modalities(cfg.modalities) if cfg.modalities else None
+    data = load_training_data(cfg, out, scheme, modalities, rank, world)
 
     # model, loss, optimiser
     model = build_network(cfg.net, len(data.modalities), scheme.n_outputs, **cfg.net_args).to(device)
@@ -134,8 +134,8 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.resume:
         state = load_resume_state(out, model, optimizer, scaler, np_rng, aug_gen)
     if rank == 0:
-        _write_run_config(cfg, out, data, prior_fractions, device,
-                          {"iters_per_epoch": iters_per_epoch, "world_size": world, "global_batch": global_batch})
+        batching = {"iters_per_epoch": iters_per_epoch, "world_size": world, "global_batch": global_batch}
+        _write_run_config(cfg, out, data, prior_fractions, device, batching)
     meta_out = model_metadata(cfg, scheme, data.modalities, len(data.modalities), kind, size_multiple,
                               {"train_cases": data.train_ids, "val_cases": data.val_ids})
 
@@ -146,7 +146,7 @@ def train(cfg: TrainConfig) -> dict:
         return max(fractions)
 
     def timed_micro_batches(plan, timer: dict):
-        """This process's micro-batches of the global batch ``plan``, the seconds spent loading them in ``timer``."""
+        """This process's micro-batches of the global batch ``plan``; adds the loading seconds to ``timer``."""
         for a in range(cfg.accumulate):
             t_data = time.monotonic()
             first = (a * world + rank) * cfg.batch  # this process's micro-batch of the global batch
@@ -166,9 +166,10 @@ def train(cfg: TrainConfig) -> dict:
             plan = plan_global_batch(data.train_cases, sampler, np_rng, aug_gen, global_batch)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress())
-            epoch_losses.append(training_step(net, loss_fn, optimizer, scaler, timed_micro_batches(plan, timer),
-                                              accumulate=cfg.accumulate, precision=cfg.precision, device=device,
-                                              world=world, iteration=state["iteration"]))
+            loss = training_step(net, loss_fn, optimizer, scaler, timed_micro_batches(plan, timer),
+                                 accumulate=cfg.accumulate, precision=cfg.precision, device=device, world=world,
+                                 iteration=state["iteration"])
+            epoch_losses.append(loss)
             state["iteration"] += 1
             state["elapsed"] += time.monotonic() - t0
             bar.update(1)
@@ -264,7 +265,7 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
 
 
 def _finish(out: Path, model, state: dict, rank: int, world: int) -> None:
-    """``model.safetensors`` = the best (else the last) model; the test hook's dump; wait for every process."""
+    """``model.safetensors``: the best (else the last) model; then the test hook's dump and the last barrier."""
     if rank == 0:
         best = out / "best.safetensors"
         final = best if best.exists() else out / "last.safetensors"

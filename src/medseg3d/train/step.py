@@ -42,7 +42,7 @@ def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
     Args:
         net: the network in training mode (wrapped in DistributedDataParallel when ``world`` > 1).
         loss_fn: ``loss_fn(logits, target)``; it sees float32 logits whatever the compute precision.
-        optimizer, scaler: the optimiser (its learning rate already set) and :func:`make_grad_scaler`'s scaler.
+        optimizer, scaler: the optimiser (learning rate already set) and :func:`make_grad_scaler`'s scaler.
         micro_batches: ``accumulate`` pairs (inputs, target), drawn lazily, so a generator can load each
             micro-batch only when it is needed (and the caller can time the loading).
         precision, device: the autocast settings (:func:`medseg3d.precision.autocast`).
