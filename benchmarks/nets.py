@@ -73,6 +73,8 @@ def _measure(name: str, repeats: int, threads: int, queue) -> None:
     """Runs in a fresh process so that the peak RSS belongs to this network alone."""
     import torch
 
+    from medseg3d.train import make_grad_scaler, training_step
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     baseline_mb = _peak_rss_mb()
@@ -91,12 +93,10 @@ def _measure(name: str, repeats: int, threads: int, queue) -> None:
 
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    scaler = make_grad_scaler("fp32", "cpu")
 
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(image), target)
-        loss.backward()
-        optimizer.step()
+    def train_step() -> None:  # the training loop's own step, in float32
+        training_step(model, torch.nn.functional.cross_entropy, optimizer, scaler, [(image, target)])
 
     train_ms = _median_ms(train_step, repeats)
     queue.put(

@@ -23,6 +23,7 @@ import torch
 from medseg3d.losses import build_loss
 from medseg3d.nets import build_network
 from medseg3d.precision import autocast, describe, native_bf16
+from medseg3d.train import make_grad_scaler, training_step
 
 PATCH = (64, 64, 64)
 CROP = (72, 88, 72)
@@ -34,14 +35,11 @@ def _net():
 
 
 def _train_step(model, opt, loss_fn, x, y, precision):
+    """(seconds, loss) of one step of the training loop's own step function."""
+    scaler = make_grad_scaler(precision, "cpu")
     start = time.perf_counter()
-    with autocast(precision, "cpu"):
-        logits = model(x)
-    loss = loss_fn(logits.float(), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return time.perf_counter() - start, loss.item()
+    loss = training_step(model, loss_fn, opt, scaler, [(x, y)], precision=precision, device="cpu")
+    return time.perf_counter() - start, loss
 
 
 @torch.no_grad()

@@ -202,7 +202,8 @@ def worker_monai(cfg: dict) -> dict:
 
 
 def worker_train(cfg: dict) -> dict:
-    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16."""
+    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16, through
+    the training loop's own step (``medseg3d.train.training_step``)."""
     import numpy as np
     import torch
 
@@ -212,7 +213,7 @@ def worker_train(cfg: dict) -> dict:
     from medseg3d.losses import build_loss
     from medseg3d.nets import build_network
     from medseg3d.sampling import PatchSampler
-    from medseg3d.train import TrainConfig, plan_global_batch, region_targets
+    from medseg3d.train import TrainConfig, make_grad_scaler, plan_global_batch, region_targets, training_step
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
@@ -227,6 +228,7 @@ def worker_train(cfg: dict) -> dict:
         model = build_network(preset.net, 4, scheme.n_outputs, **preset.net_args)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr)
+    scaler = make_grad_scaler(preset.precision, "cpu")
     _, cases = open_cache(cfg["cache"])
     cases = list(cases.values())
     sampler = PatchSampler(preset.patch, preset.foreground_p, 8)
@@ -241,10 +243,7 @@ def worker_train(cfg: dict) -> dict:
         x, y = image_t[None], label_t[None].long()
         target = region_targets(y, scheme)
         t1 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x).float(), target)
-        loss.backward()
-        optimizer.step()
+        training_step(model, loss_fn, optimizer, scaler, [(x, target)], precision=preset.precision)
         t2 = time.perf_counter()
         if i >= cfg["warmup"]:
             data_s.append(t1 - t0)

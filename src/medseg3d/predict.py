@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
-from .distributed import remove_stale_temporaries
 from .errors import InputError
 from .inference import predict_probabilities
 from .io import Volume, image_suffix, write_volume
@@ -32,6 +31,7 @@ from .models import (  # noqa: F401 (loading lives in medseg3d.models; these nam
 )
 from .preprocess import preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
+from .train.distributed import remove_stale_temporaries
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:

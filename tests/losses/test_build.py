@@ -83,7 +83,7 @@ def test_combination_is_the_weighted_sum_of_its_parts():
     assert isinstance(combined, CombinedLoss) and combined.kind == "multiclass"
     expected = 0.5 * DiceLoss()(logits, target) + 2 * CrossEntropyLoss()(logits, target)
     assert combined(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(combined.last_terms) == {"dice", "ce"}
+    assert combined.names == ["dice", "ce"] and combined.weights == [0.5, 2.0]
     plain = build_loss("jaccard+ce")(logits, target)
     assert plain.item() == pytest.approx(
         (JaccardLoss()(logits, target) + CrossEntropyLoss()(logits, target)).item()

@@ -76,10 +76,7 @@ _TERM = re.compile(r"^(?:(?P<weight>[0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\*)?(?P<nam
 
 
 class CombinedLoss(nn.Module):
-    """Weighted sum ``sum_i w_i L_i`` of losses of the same ``kind``.
-
-    After each call, ``last_terms`` maps each part's name to its (unweighted, detached) value, for logging.
-    """
+    """Weighted sum ``sum_i w_i L_i`` of losses of the same ``kind``; ``names`` and ``weights`` list the parts."""
 
     def __init__(self, terms: Sequence[tuple[float, str, nn.Module]]) -> None:
         super().__init__()
@@ -98,14 +95,11 @@ class CombinedLoss(nn.Module):
         self.weights = [float(weight) for weight, _, _ in terms]
         self.names = names
         self.parts = nn.ModuleList(module for _, _, module in terms)
-        self.last_terms: dict[str, torch.Tensor] = {}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         total = None
-        self.last_terms = {}
-        for weight, name, part in zip(self.weights, self.names, self.parts):
+        for weight, part in zip(self.weights, self.parts):
             value = part(logits, target)
-            self.last_terms[name] = value.detach()
             total = weight * value if total is None else total + weight * value
         return total
 

@@ -1,6 +1,7 @@
 """Everything about finding and loading a model, and what a model file says about itself.
 
 * :mod:`~medseg3d.models.meta`: :class:`ModelMeta`, the typed metadata every model file carries;
+* :mod:`~medseg3d.models.loaded`: :class:`LoadedModel`, the bundled models and their cards;
 * :mod:`~medseg3d.models.loading`: bundled names, run folders, ``.safetensors`` files -> :class:`LoadedModel`;
 * :mod:`~medseg3d.models.exported`: ONNX (ONNX Runtime) and TorchScript exports -> :class:`LoadedModel`;
 * :mod:`~medseg3d.models.describe`: the text of ``medseg3d models``.
@@ -14,16 +15,8 @@ Example::
 
 from .describe import describe_models
 from .exported import load_onnx_model, load_torchscript_model, onnx_providers
-from .loading import (
-    WEIGHTS_DIR,
-    LoadedModel,
-    as_loaded,
-    bundled_models,
-    load_model,
-    loaded_model,
-    model_card,
-    resolve_model_path,
-)
+from .loaded import WEIGHTS_DIR, LoadedModel, bundled_models, loaded_model, model_card
+from .loading import as_loaded, load_model, resolve_model_path
 from .meta import ModelMeta
 
 __all__ = [

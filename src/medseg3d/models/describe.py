@@ -7,7 +7,7 @@ it: a human-readable card (training data, command, time, cross-validated scores,
 from __future__ import annotations
 
 from ..checkpoint import read_model_file
-from .loading import bundled_models, model_card
+from .loaded import bundled_models, model_card
 from .meta import ModelMeta
 
 

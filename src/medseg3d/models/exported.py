@@ -16,7 +16,7 @@ import torch
 
 from ..checkpoint import check_metadata, validate_model
 from ..errors import ModelError
-from .loading import LoadedModel, loaded_model
+from .loaded import LoadedModel, loaded_model
 
 META_KEY = "medseg3d"
 TORCHSCRIPT_META_FILE = "medseg3d.json"

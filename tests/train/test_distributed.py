@@ -16,7 +16,7 @@ from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fi
 
 from medseg3d.train import TrainConfig, train
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 # patches and augmentation on, so that the shared sampling stream and per-sample augmentation seeds matter
 SETTINGS = {"epochs": 1, "iters_per_epoch": 3, "patch": (32, 32, 32), "augment": "default", "seed": 5}

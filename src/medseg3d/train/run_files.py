@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, read_model_file
-from .errors import InputError, MedsegError
-from .io import write_json_atomic
+from ..checkpoint import load_checkpoint, read_model_file
+from ..errors import InputError, MedsegError
+from ..io import write_json_atomic
+from ..plotting import save_figure
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
                    "rng")
@@ -194,3 +195,29 @@ def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> d
         return state
     raise InputError(f"{out}: cannot resume, the checkpoint is damaged ({'; '.join(problems)}); start a new run "
                      "with another --out (the weights so far are in last.safetensors)")
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    ep = [h["epoch"] for h in history]
+    a.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss")
+    a.legend()
+    keys = [k for k in history[-1] if k.startswith("dice_")] if history else []
+    for k in keys:
+        pts = [(h["epoch"], h[k]) for h in history if h.get(k) not in (None, "")]
+        if pts:
+            b.plot(*zip(*pts), marker=".", label=k[5:])
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation Dice")
+    b.set_ylim(0, 1)
+    if keys:
+        b.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=80)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from medseg3d import train as train_module
 from medseg3d.checkpoint import read_model_file
 from medseg3d.cli import build_parser
 from medseg3d.errors import InputError
 from medseg3d.train import TrainConfig, train
+from medseg3d.train import loop as train_loop
+from medseg3d.train import step as train_step
 
 
 def _base(small_dataset, tmp_path, **extra):
@@ -33,7 +34,7 @@ def test_compile_wraps_only_the_training_step(small_dataset, tmp_path, monkeypat
         forward.train = net.train
         return forward
 
-    monkeypatch.setattr(train_module, "compile_for_training", fake_compile)
+    monkeypatch.setattr(train_loop, "compile_for_training", fake_compile)  # where the loop looks it up
     summary = train(TrainConfig.from_preset("quick", epochs=1, compile=True, patch=(16, 16, 16),
                                             **_base(small_dataset, tmp_path)))
     assert len(wrapped) == 1 and isinstance(wrapped[0], torch.nn.Module)
@@ -86,7 +87,7 @@ def test_a_failing_compiler_falls_back_to_eager(monkeypatch):
     net = torch.nn.Conv3d(1, 2, 3, padding=1)
     x = torch.randn(1, 1, 8, 8, 8)
     try:
-        y = train_module.compile_for_training(net)(x)  # warns, then runs uncompiled
+        y = train_step.compile_for_training(net)(x)  # warns, then runs uncompiled
         y.sum().backward()
         assert calls, "the compiler was not asked: the test would not show a fallback"
         assert torch.allclose(y, net(x)) and net.weight.grad is not None

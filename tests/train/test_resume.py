@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -20,27 +19,15 @@ from medseg3d.checkpoint import save_checkpoint
 from medseg3d.cli import main
 from medseg3d.errors import InputError
 from medseg3d.nets import build_network
-from medseg3d.run_files import PREVIOUS_CHECKPOINT, load_resume_state, remove_stale_temporaries, rng_state
 from medseg3d.train import TrainConfig, resume_config, train
+from medseg3d.train.run_files import (
+    PREVIOUS_CHECKPOINT,
+    load_resume_state,
+    remove_stale_temporaries,
+    rng_state,
+)
 
-SHAPE = (30, 28, 26)
-
-
-def synthetic_case(root: Path, name: str, seed: int) -> Path:
-    """A small labelled BraTS-style case: a brain block with an edema block and an enhancing core."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for m in ("flair", "t1", "t1ce", "t2"):
-        a = np.zeros(SHAPE, np.int16)
-        a[4:26, 3:25, 2:24] = rng.integers(100, 400, (22, 22, 22))
-        a[10:18, 10:18, 10:18] += 300
-        nib.save(nib.Nifti1Image(a, np.eye(4)), str(folder / f"{name}_{m}.nii.gz"))
-    lab = np.zeros(SHAPE, np.uint8)
-    lab[9:19, 9:19, 9:19] = 2
-    lab[12:16, 12:16, 12:16] = 4
-    nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / f"{name}_seg.nii.gz"))
-    return folder
+from .synthetic import synthetic_case
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,91 @@
+"""A loaded model: the network ready for inference with its typed metadata and, if bundled, its card.
+
+:func:`loaded_model` is where every loader (``.safetensors`` in :mod:`.loading`, ONNX and TorchScript in
+:mod:`.exported`) ends; the bundled models and their cards live in ``weights/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError, ModelError
+from ..labels import LabelScheme
+from ..preprocess import PrepConfig
+from .meta import ModelMeta
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with the metadata it was saved with."""
+
+    model: torch.nn.Module
+    meta: ModelMeta
+    scheme: LabelScheme
+    prep: PrepConfig
+    device: torch.device
+    precision: str = "auto"  # what the user asked; "auto" = the model file's default (see compute_precision)
+    card: dict = field(default_factory=dict)
+    """The bundled model's card (``weights/<name>.json``: data, command, scores), else empty."""
+    source: Path | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.meta.modalities
+
+    @property
+    def kind(self) -> str:
+        return self.meta.kind
+
+    @property
+    def name(self) -> str:
+        """The bundled name, else the file's stem, else the network's name."""
+        if self.meta.name:
+            return self.meta.name
+        return self.source.name.split(".")[0] if self.source is not None else self.meta.network
+
+    def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
+        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
+        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
+        defaults = self.meta.inference
+        if sliding_window is None:
+            sliding_window = bool(defaults.get("sliding_window", False))
+        if overlap is None:
+            overlap = float(defaults.get("overlap", 0.5))
+        if not 0 <= overlap < 1:
+            raise InputError(f"--overlap must be in [0, 1), got {overlap}")
+        return sliding_window, overlap
+
+    def compute_precision(self) -> str:
+        """The precision to run in: what the user asked, else the model file's ``inference.precision``
+        (set for a model whose cross-validation was scored in it), else ``auto``."""
+        if self.precision != "auto":
+            return self.precision
+        return self.meta.inference.get("precision", "auto")
+
+
+def loaded_model(net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
+    """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
+    typed = ModelMeta.from_dict(meta)
+    scheme = typed.scheme()
+    if scheme.n_outputs != typed.n_outputs:
+        raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {typed.n_outputs}")
+    bundled = path.parent.resolve() == WEIGHTS_DIR
+    card = model_card(path.name[: -len(".safetensors")]) if bundled and path.suffix == ".safetensors" else {}
+    return LoadedModel(net, typed, scheme, typed.prep(), device, precision, card, path)
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the models shipped inside the package -> their files."""
+    return {p.name[: -len(".safetensors")]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+
+
+def model_card(name: str) -> dict:
+    """The card of bundled model ``name`` (``weights/<name>.json``), or ``{}``."""
+    path = WEIGHTS_DIR / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if name and path.is_file() else {}
