@@ -45,6 +45,7 @@ NOT_INTERPOLATED = {"flip", "intensity", "gamma", "noise", "preset_none"}
 
 # Projection weights: small integers from a seeded generator, exact on every CPU.
 PROJECTIONS, MAX_WEIGHT = 2, 3
+FINGERPRINT_ENTRIES = ("sum", "sum of squares", "projection 1", "projection 2")
 EPS32, EPS64 = torch.finfo(torch.float32).eps, torch.finfo(torch.float64).eps
 # Labels and region masks are integers picked by nearest-neighbour sampling (or by thresholding/argmax of a
 # linear interpolation): a sample point within a few float32 roundings of a tie between two voxels (or of
@@ -137,9 +138,7 @@ def _tolerance(kind: str, values: torch.Tensor, interpolated_size: int) -> list[
 def _check(key: str, kind: str, values: torch.Tensor, expected: list[float], interpolated_size: int) -> None:
     actual = _fingerprint(values)
     tol = _tolerance(kind, values, interpolated_size)
-    for what, a, e, t in zip(
-        ("sum", "sum of squares", "projection 1", "projection 2"), actual, expected, tol
-    ):
+    for what, a, e, t in zip(FINGERPRINT_ENTRIES, actual, expected, tol):
         assert abs(a - e) <= t + STORED_RELATIVE * abs(e), f"{key} {kind} {what}: {a!r} != {e!r} +- {t:.3g}"
 
 
