@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import medseg3d.io as mio
+import medseg3d.io.write as io_write  # where write_volume looks up its format writers
 from medseg3d.errors import InputError
 from medseg3d.io import Volume, read_volume, write_volume
 
@@ -309,8 +309,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, suffix):
         Path(path).write_bytes(b"half a file")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mio, "_write_nifti", broken_writer)
-    monkeypatch.setattr(mio, "_write_itk", broken_writer)
+    monkeypatch.setattr(io_write, "write_nifti", broken_writer)
+    monkeypatch.setattr(io_write, "write_itk", broken_writer)
     with pytest.raises(InputError) as e:
         write_volume(vol, target)
     _one_line_error(e, str(target), "No space left")
@@ -319,8 +319,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, suffix):
     monkeypatch.undo()
     write_volume(vol, target)
     before = target.read_bytes()
-    monkeypatch.setattr(mio, "_write_nifti", broken_writer)
-    monkeypatch.setattr(mio, "_write_itk", broken_writer)
+    monkeypatch.setattr(io_write, "write_nifti", broken_writer)
+    monkeypatch.setattr(io_write, "write_itk", broken_writer)
     with pytest.raises(InputError):
         write_volume(vol.with_array(vol.array * 2), target)
     assert target.read_bytes() == before

@@ -1,0 +1,81 @@
+"""The one home of the temp-file-and-rename write: text, JSON, CSV rows or anything a callback writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(
+    path: str | os.PathLike, write, previous: str | os.PathLike | None = None, suffix: str = ".tmp"
+) -> Path:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``: the one home of
+    the temp-file-and-rename write, so no reader ever sees a half-written file.
+
+    Args:
+        path: the file to write; its folder is created.
+        write: called with the temporary file's name (a str); writes the whole content there.
+        previous: when given, an existing ``path`` is first renamed to it (the last good version stays until
+            the new one is complete; a process killed between the two renames leaves ``previous`` only).
+        suffix: of the temporary file (``.{name}.XXXX{suffix}``), for writers that read the format from it
+            (``".tmp.png"`` for matplotlib).
+
+    The result gets the permissions of any new file (umask), not mkstemp's private 0600. The temporary file
+    is removed on any failure (a full disk, an interrupt) and the error raised as it came.
+
+    Example:
+        >>> atomic_write(folder / "notes.txt", lambda tmp: Path(tmp).write_text("done"))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON (UTF-8) to ``path`` through a temporary file and a rename."""
+    import json
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_rows(rows, path: str | os.PathLike) -> Path:
+    """Write one CSV row per dict (columns in order of first appearance) atomically; floats to 6 digits."""
+    import csv
+
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    return atomic_write(path, write)
