@@ -55,11 +55,14 @@ def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(c
     assert entropy.array.dtype == np.float32 and 0 <= entropy.array.min() and entropy.array.max() <= 1
     assert entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()  # doubt lives at the tumour
     record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
-    assert record["passes"] == 2 and 0 < record["confidence"] <= 1 and record["calibrated"] is False
+    assert record["passes"] == 2 and 0 < record["confidence"] <= 1
+    # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass confidences
+    assert record["calibrated"] is True and len(record["temperatures"]) == 3
+    assert 0 <= record["held_out_share_less_confident"] <= 1 and 0 < record["low_confidence_below"] < 1
     assert record["map"].endswith("seg_uncertainty.nii.gz")
 
 
-def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(model, crop_folder, tmp_path):
+def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(crop_folder, tmp_path):
     from medseg3d.checkpoint import rewrite_model_metadata
     from medseg3d.models import WEIGHTS_DIR, load_model
     from medseg3d.predict import predict
@@ -70,7 +73,9 @@ def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(model, 
     path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},
                                   tmp_path / "calibrated.safetensors")
     calibrated = load_model(path, "cpu", "fp32")
-    (raw_seg,) = predict(model, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2,
+    plain = load_model(rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": None},
+                                              tmp_path / "plain.safetensors"), "cpu", "fp32")
+    (raw_seg,) = predict(plain, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2,
                          save_probabilities=True)
     (cal_seg,) = predict(calibrated, [folder], tmp_path / "cal.nii.gz", progress=False, uncertainty=2,
                          save_probabilities=True)

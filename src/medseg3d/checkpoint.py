@@ -25,7 +25,6 @@ MODEL_FORMAT = 1
 REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
 
 
-_atomic = atomic_write  # the name export.py imports; the one home is medseg3d.io.atomic_write
 
 
 def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:

@@ -19,13 +19,12 @@ highdicom and pydicom are dependencies of medseg3d.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-from .io import Volume
+from .io import Volume, atomic_write
 from .labels import LabelScheme
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -161,15 +160,10 @@ def write_dicom_seg(labels: Volume, source_dir, out_path, scheme: LabelScheme, *
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise InputError(f"{out_path.parent}: output folder does not exist; create it first")
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
     try:
-        seg.save_as(tmp)
-        os.replace(tmp, out_path)
+        return atomic_write(out_path, seg.save_as)
     except OSError as exc:
         raise InputError(f"{out_path}: cannot write the DICOM SEG ({exc.strerror}); choose another path") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
 
 
 def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | None = None) -> Volume:

@@ -32,17 +32,17 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .checkpoint import MODEL_FORMAT, _atomic
+from .checkpoint import MODEL_FORMAT
 from .errors import InputError, ModelError
+from .io import atomic_write
 from .models import LoadedModel, load_model
-from .models.exported import (  # noqa: F401 (loading lives in medseg3d.models; these names stay importable here)
+from .models.exported import (
     META_KEY,
     TORCHSCRIPT_META_FILE,
     OnnxRuntimeNet,
     TorchScriptNet,
     load_onnx_model,
     load_torchscript_model,
-    onnx_providers,
 )
 
 ONNX_OPSET = 17
@@ -127,7 +127,7 @@ def export_model(model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.o
                 _verify(model, load_torchscript_model(tmp).model, in_channels, out)
 
     # written to a temporary file, checked, then renamed: a failed export leaves nothing behind
-    return _atomic(out, write)
+    return atomic_write(out, write)
 
 
 def _onnx_bytes(model: torch.nn.Module, meta: dict, in_channels: int) -> bytes:

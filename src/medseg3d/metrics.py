@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from medseg3d.errors import InputError
-from medseg3d.io import write_rows  # noqa: F401  (moved to io; train imports it from here)
 from medseg3d.labels import value_masks
 from medseg3d.preprocess import bounding_box
 

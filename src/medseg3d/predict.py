@@ -19,19 +19,11 @@ import numpy as np
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
 from .errors import InputError
 from .inference import predict_probabilities
-from .io import Volume, image_suffix, write_volume
+from .io import Volume, image_suffix, remove_stale_temporaries_of, write_volume
 from .labels import LabelScheme
-from .models import (  # noqa: F401 (loading lives in medseg3d.models; these names stay importable here)
-    WEIGHTS_DIR,
-    LoadedModel,
-    as_loaded,
-    bundled_models,
-    load_model,
-    resolve_model_path,
-)
+from .models import LoadedModel, as_loaded, load_model
 from .preprocess import preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
-from .train.distributed import remove_stale_temporaries
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -395,7 +387,7 @@ def predict(
     written = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         target = _output_path_for(case, output)
-        remove_stale_temporaries(target)  # left by a killed run of this shard (docs/distributed.md)
+        remove_stale_temporaries_of(target, _companions(target))  # left by a killed run of this shard (docs/distributed.md)
         if target.exists() and not force:
             continue
         written.append(_predict_case(loaded, case, target, save_probabilities,
@@ -438,6 +430,14 @@ def _write_dicom_seg(loaded: LoadedModel, case: Case, result: CaseResult, volume
         return None
     return write_dicom_seg(result.labels, case.channels[source], stem.with_name(stem.name + ".seg.dcm"),
                            loaded.scheme, model_name=f"medseg3d {loaded.name}")
+
+
+def _companions(target: Path) -> list[str]:
+    """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
+    suffix = image_suffix(target)
+    stem = target.name[: -len(suffix)] if suffix else target.name
+    return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
+            f"{stem}.report.html", f"{stem}.seg.dcm"]
 
 
 def _make_parent(path: Path) -> None:

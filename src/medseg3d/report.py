@@ -418,24 +418,6 @@ def render_html(report: dict, pictures: dict[str, bytes], title: str,
     return "\n".join(parts)
 
 
-def _write_text_atomic(text: str, path: Path) -> Path:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_stem, model_card: dict,
                       preprocessing: list[dict], extra: dict | None = None,
                       uncertainty_map: np.ndarray | None = None) -> tuple[Path, Path]:
@@ -464,7 +446,7 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     import json
 
     from .errors import InputError
-    from .io import Volume
+    from .io import Volume, write_text_atomic
 
     out_stem = Path(out_stem)
     if not isinstance(labels, Volume):
@@ -483,8 +465,8 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     json_path = out_stem.with_name(out_stem.name + ".json")
     html_path = out_stem.with_name(out_stem.name + ".report.html")
     try:
-        _write_text_atomic(json.dumps(_jsonable(report), indent=1), json_path)
-        _write_text_atomic(render_html(report, pictures, title, uncertainty_pngs), html_path)
+        write_text_atomic(json.dumps(_jsonable(report), indent=1), json_path)
+        write_text_atomic(render_html(report, pictures, title, uncertainty_pngs), html_path)
     except OSError as exc:
         raise InputError(f"{out_stem.parent}: cannot write the report ({exc.strerror}); choose another folder") from exc
     return json_path, html_path

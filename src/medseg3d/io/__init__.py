@@ -30,7 +30,13 @@ of input files), :mod:`~medseg3d.io.write` (:func:`write_volume`) and :mod:`~med
 ``medseg3d.io``.
 """
 
-from .atomic import atomic_write, write_json_atomic, write_rows, write_text_atomic
+from .atomic import (
+    atomic_write,
+    remove_stale_temporaries_of,
+    write_json_atomic,
+    write_rows,
+    write_text_atomic,
+)
 from .checks import DEFAULT_MAX_VOXELS, MAX_ABS_VALUE, check_path, check_values, max_voxels
 from .read import is_dicom_folder, read_volume
 from .volume import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, Volume, image_suffix, is_image_file
@@ -51,6 +57,7 @@ __all__ = [
     "is_image_file",
     "max_voxels",
     "read_volume",
+    "remove_stale_temporaries_of",
     "write_json_atomic",
     "write_rows",
     "write_text_atomic",

@@ -79,3 +79,25 @@ def write_rows(rows, path: str | os.PathLike) -> Path:
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
     return atomic_write(path, write)
+
+
+def remove_stale_temporaries_of(target: str | os.PathLike, companions=()) -> list[Path]:
+    """Delete the temporaries an interrupted :func:`atomic_write` of ``target`` (or of a companion file beside
+    it, named in ``companions``) left behind: ``.NAME.*tmp*`` files or folders. Returns what was removed.
+
+    Only the process responsible for ``target`` may call this (for ``predict --shard i/n``: the shard that owns
+    the case), since a write of ``target`` in progress elsewhere would lose its temporary.
+    """
+    import glob
+    import shutil
+
+    target = Path(target)
+    removed = []
+    for name in [target.name, *companions]:
+        for path in target.parent.glob(f".{glob.escape(name)}.*tmp*"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -40,7 +40,7 @@ import torch
 from ..checkpoint import save_checkpoint, save_model
 from ..datasets import normalise_modalities, save_split
 from ..errors import InputError
-from ..io import write_rows
+from ..io import write_json_atomic, write_rows
 from ..labels import get_scheme
 from ..precision import describe as describe_precision
 from .config import (
@@ -56,7 +56,6 @@ from .data import TrainingData, label_fractions, load_training_data, micro_batch
 from .distributed import all_agree, join_process_group, process_device
 from .run_files import (
     PREVIOUS_CHECKPOINT,
-    atomic_json,
     check_writable,
     load_resume_state,
     plot_curves,
@@ -261,7 +260,7 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
             cfg_dict["output_prior_fractions"] = first["output_prior_fractions"]
     if data.bad_cases:
         cfg_dict["skipped_cases"] = data.bad_cases
-    _save(out, atomic_json, cfg_dict, out / "config.json")
+    _save(out, write_json_atomic, cfg_dict, out / "config.json")
 
 
 def _finish(out: Path, model, state: dict, rank: int, world: int) -> None:

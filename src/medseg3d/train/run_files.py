@@ -20,7 +20,6 @@ import torch
 
 from ..checkpoint import load_checkpoint, read_model_file
 from ..errors import InputError, MedsegError
-from ..io import write_json_atomic
 from ..plotting import save_figure
 
 CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
@@ -128,7 +127,6 @@ def write_failed(out: Path, exc: OSError) -> InputError:
                       f"with: medseg3d train --out {out} --resume")
 
 
-atomic_json = write_json_atomic  # one home: medseg3d.io
 
 
 class _DamagedCheckpoint(Exception):
