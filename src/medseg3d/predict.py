@@ -123,7 +123,7 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     if not passes:
         probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
         return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
-    from .uncertainty import case_confidence, maps_on_input_grid, mirrored_uncertainty
+    from .uncertainty import case_confidence, mirrored_uncertainty
 
     if mirror and passes != 8:
         raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
@@ -131,7 +131,8 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     probs = result.probabilities if mirror else result.first_pass
     temps = model.meta.temperatures
     confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
-    entropy = maps_on_input_grid(result, record)["entropy"]
+    # only the entropy map is written: one channel back onto the input grid, not all of maps_on_input_grid's
+    entropy = undo_probabilities(result.entropy[None], record, fill_background=False)[0]
     return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy, confidence)
 
 
