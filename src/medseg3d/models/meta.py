@@ -17,6 +17,9 @@ from ..labels import LabelScheme
 from ..preprocess import PrepConfig
 
 
+_ALWAYS = ("network", "in_channels", "n_outputs", "modalities", "labels", "preprocess", "kind")
+
+
 @dataclass
 class ModelMeta:
     """A model's metadata: what it needs, what it outputs and how it is meant to be run."""
@@ -77,7 +80,8 @@ class ModelMeta:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = list(value)
-            if f.name in out or value not in (None, {}, f.default):
+            # what every model states is always written; optional fields only when set
+            if f.name in out or f.name in _ALWAYS or value not in (None, {}, f.default):
                 out[f.name] = value
         out.update(self.extra)
         return out

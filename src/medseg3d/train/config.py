@@ -235,24 +235,17 @@ def inference_defaults(cfg: TrainConfig) -> dict | None:
 
 def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channels: int, kind: str,
                    size_multiple, extra: dict | None = None) -> dict:
-    inference = inference_defaults(cfg)
-    return {
-        "network": cfg.net,
-        "net_args": cfg.net_args,
-        "in_channels": in_channels,
-        "n_outputs": scheme.n_outputs,
-        "kind": kind,
-        "labels": scheme.to_dict(),
-        "modalities": list(modalities),
-        "preprocess": cfg.prep_config().to_dict(),
-        "patch": list(cfg.val_patch or cfg.patch) if (cfg.val_patch or cfg.patch) else None,
-        "size_multiple": size_multiple,
-        "loss": cfg.loss,
-        "trained_with": cfg.to_dict(),
-        "software": software_versions(),
-        **({"inference": inference} if inference else {}),
-        **(extra or {}),
-    }
+    """What the model file says about the model (a :class:`~medseg3d.models.ModelMeta`), as stored."""
+    from ..models.meta import ModelMeta
+
+    patch = cfg.val_patch or cfg.patch
+    meta = ModelMeta(network=cfg.net, net_args=dict(cfg.net_args), in_channels=in_channels, n_outputs=scheme.n_outputs,
+                     kind=kind, labels=scheme.to_dict(), modalities=tuple(modalities),
+                     preprocess=cfg.prep_config().to_dict(), patch=tuple(patch) if patch else None,
+                     size_multiple=size_multiple, inference=inference_defaults(cfg) or {},
+                     extra={"loss": cfg.loss, "trained_with": cfg.to_dict(), "software": software_versions(),
+                            **(extra or {})})
+    return meta.to_dict()
 
 
 def check_budget_and_batch(cfg: TrainConfig) -> None:
