@@ -35,6 +35,19 @@ def _few_threads():
         pass
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_locale():
+    """SimpleITK's DICOM writer (the tests' series writers) sets the process's LC_CTYPE to "C"; every later
+    open() without an encoding would then read ASCII (torch's inductor templates fail so). Restore it after
+    each test so that no test depends on the order the suite runs in."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_CTYPE)
+    yield
+    if locale.setlocale(locale.LC_CTYPE) != saved:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
 SMALL_CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
 
 
