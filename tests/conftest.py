@@ -1,4 +1,5 @@
 import importlib.util
+import locale
 import os
 from pathlib import Path
 
@@ -35,17 +36,18 @@ def _few_threads():
         pass
 
 
+_START_LOCALE = locale.setlocale(locale.LC_CTYPE)
+
+
 @pytest.fixture(autouse=True)
 def _keep_the_locale():
     """SimpleITK's DICOM writer (the tests' series writers) sets the process's LC_CTYPE to "C"; every later
-    open() without an encoding would then read ASCII (torch's inductor templates fail so). Restore it after
-    each test so that no test depends on the order the suite runs in."""
-    import locale
-
-    saved = locale.setlocale(locale.LC_CTYPE)
+    open() without an encoding would then read ASCII (torch's inductor templates fail so). Put back the locale
+    the suite started with after each test (also after a module fixture changed it before the test began), so
+    that no test depends on the order the suite runs in."""
     yield
-    if locale.setlocale(locale.LC_CTYPE) != saved:
-        locale.setlocale(locale.LC_CTYPE, saved)
+    if locale.setlocale(locale.LC_CTYPE) != _START_LOCALE:
+        locale.setlocale(locale.LC_CTYPE, _START_LOCALE)
 
 
 SMALL_CASES = ["Brats18_2013_2_1", "Brats18_CBICA_ABM_1", "Brats18_TCIA10_628_1"]
