@@ -102,6 +102,7 @@ def test_report_alone_and_cli(quick_ablations, capsys):
     assert "holds experiment 'ablations'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # retrains after a simulated interruption: 13 s idle
 def test_interrupted_runs_resume_or_rescore(quick_ablations, small_dataset):
     out, _ = quick_ablations
     # killed after training but before scoring: only predicted and scored again
@@ -180,6 +181,7 @@ def test_hand_configuration_on_synthetic_phantom(tmp_path):
     assert "QUICK SMOKE RUN" in (out / "table.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # two invocations train side by side: 10 s idle
 def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path, monkeypatch):
     import socket
 
