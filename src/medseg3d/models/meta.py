@@ -16,7 +16,6 @@ from ..errors import ModelError
 from ..labels import LabelScheme
 from ..preprocess import PrepConfig
 
-
 _ALWAYS = ("network", "in_channels", "n_outputs", "modalities", "labels", "preprocess", "kind")
 
 
