@@ -24,7 +24,7 @@ from medseg3d.datasets import find_cases
 from medseg3d.io import read_volume
 from medseg3d.labels import get_scheme
 from medseg3d.metrics import dice
-from medseg3d.predict import relabel_small_enhancing
+from medseg3d.postprocess import relabel_small_enhancing
 
 
 def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarray]]:

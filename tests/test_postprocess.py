@@ -5,7 +5,7 @@ import pytest
 
 from medseg3d.errors import InputError
 from medseg3d.labels import get_scheme
-from medseg3d.predict import relabel_small_enhancing, remove_small_components
+from medseg3d.postprocess import relabel_small_enhancing, remove_small_components
 
 
 def _case_with_enhancing(n_enhancing: int) -> np.ndarray:
@@ -80,3 +80,32 @@ def test_negative_minimums_are_refused(brats_root):
         pytest.skip("no bundled brats model installed")
     with pytest.raises(InputError, match="--min-enhancing must be a number of voxels >= 0"):
         segment("brats", brats_root / "Brats18_2013_2_1", min_enhancing=-1)
+
+
+def test_far_components_are_removed_by_their_distance_in_mm_and_near_ones_kept():
+    from medseg3d.postprocess import remove_far_components
+
+    labels = np.zeros((60, 20, 20), np.uint8)
+    labels[5:15, 5:15, 5:15] = 2     # the main tumour, 1000 voxels
+    labels[18:20, 8:10, 8:10] = 1    # 3 voxels past its edge (index 14 -> 18: 4 voxels apart)
+    labels[50:53, 8:11, 8:11] = 4    # 36 voxels past its edge
+    # 1 mm voxels: the near lesion is 4 mm away, the far one 36 mm
+    out = remove_far_components(labels, (1.0, 1.0, 1.0), 20)
+    assert out[50:53, 8:11, 8:11].sum() == 0 and (out[18:20, 8:10, 8:10] == 1).all() and (out[5:15, 5:15, 5:15] == 2).all()
+    # the same voxels 0.5 mm apart along x: the far one is 18 mm away and stays at 20 mm, goes at 15 mm
+    assert np.array_equal(remove_far_components(labels, (0.5, 1.0, 1.0), 20), labels)
+    assert remove_far_components(labels, (0.5, 1.0, 1.0), 15)[50:53].sum() == 0
+    assert np.array_equal(remove_far_components(labels, (1.0, 1.0, 1.0), 0), labels)  # off
+    single = np.zeros_like(labels)
+    single[5:15, 5:15, 5:15] = 2
+    assert np.array_equal(remove_far_components(single, (1.0, 1.0, 1.0), 1), single)
+
+
+def test_a_negative_distance_is_refused_in_one_line():
+    from medseg3d.errors import InputError
+    from medseg3d.labels import get_scheme
+    from medseg3d.postprocess import check_options
+
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(InputError, match="--max-distance must be a distance in mm >= 0"):
+            check_options(get_scheme("brats"), 0, 0, bad)

@@ -143,6 +143,7 @@ def cmd_predict(args) -> None:
         passes = 8 if args.tta else 2
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
+                      max_distance=args.max_distance,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
@@ -355,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-enhancing", type=int, default=0,
                    help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
                         "enhancement score ET Dice 1 only with none predicted)")
+    s.add_argument("--max-distance", type=float, default=0.0, metavar="MM",
+                   help="remove tumour components farther than MM millimetres from the largest one (0: off; a "
+                        "false-positive blob far from the tumour, e.g. on another pipeline's preprocessing)")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--report", action="store_true",
                    help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "

@@ -20,57 +20,10 @@ from .datasets import Case, channel_order_warning, find_cases, normalise_modalit
 from .errors import InputError
 from .inference import predict_probabilities
 from .io import Volume, image_suffix, remove_stale_temporaries_of, write_volume
-from .labels import LabelScheme
 from .models import LoadedModel, as_loaded, load_model
+from .postprocess import check_options, postprocess
 from .preprocess import preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
-
-
-def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background."""
-    if min_voxels <= 0:
-        return labels
-    from scipy import ndimage
-
-    comp, n = ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))
-    if n == 0:
-        return labels
-    sizes = np.bincount(comp.ravel())
-    small = sizes < min_voxels
-    small[0] = False
-    out = labels.copy()
-    out[small[comp]] = 0
-    return out
-
-
-def _check_enhancing_scheme(scheme: LabelScheme) -> None:
-    if tuple(scheme.regions.get("ET", ())) != (4,) or 1 not in scheme.values:
-        raise InputError("--min-enhancing needs a BraTS model (labels 1 necrosis, 2 edema, 4 enhancing)")
-
-
-def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels: int) -> np.ndarray:
-    """BraTS: if fewer than ``min_voxels`` voxels are enhancing tumour (4), call them necrosis (1) instead.
-
-    A case without enhancing tumour (many low-grade gliomas) scores ET Dice 0 for any enhancing voxel
-    predicted and 1 for none; a few hundred voxels of enhancement are more often noise than a real
-    enhancing rim. The tumour core (1 + 4) and whole tumour are unchanged.
-    """
-    if min_voxels <= 0:
-        return labels
-    _check_enhancing_scheme(scheme)
-    enhancing = labels == 4
-    if 0 < int(enhancing.sum()) < min_voxels:
-        labels = labels.copy()
-        labels[enhancing] = 1
-    return labels
-
-
-def _check_options(model: LoadedModel, min_component: int, min_enhancing: int) -> None:
-    for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
-        if value < 0:
-            raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
-    if min_enhancing > 0:
-        _check_enhancing_scheme(model.scheme)  # before minutes of inference
 
 
 @dataclass
@@ -151,13 +104,15 @@ def background_fill(model: LoadedModel) -> list[float]:
 
 
 def probabilities_to_labels(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0,
-                            min_enhancing: int = 0) -> np.ndarray:
-    """Label values from probabilities (regions above 0.5, or the most probable class), then post-processing."""
+                            min_enhancing: int = 0, spacing=None, max_distance: float = 0.0) -> np.ndarray:
+    """Label values from probabilities (regions above 0.5, or the most probable class), then post-processing
+    (:func:`medseg3d.postprocess.postprocess`; ``max_distance`` in mm needs the grid's ``spacing``)."""
     if model.kind == "region":
         labels = model.scheme.regions_to_values(probs > 0.5)
     else:
         labels = model.scheme.to_values(probs.argmax(0))
-    return relabel_small_enhancing(remove_small_components(labels, min_component), model.scheme, min_enhancing)
+    return postprocess(labels, model.scheme, spacing=spacing, min_component=min_component,
+                       min_enhancing=min_enhancing, max_distance_mm=max_distance)
 
 
 def segment_arrays(
@@ -170,6 +125,7 @@ def segment_arrays(
     overlap: float | None = None,
     min_component: int = 0,
     min_enhancing: int = 0,
+    max_distance: float = 0.0,
     return_probabilities: bool = False,
 ):
     """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine``.
@@ -177,9 +133,11 @@ def segment_arrays(
     ``sliding_window`` / ``overlap`` left as ``None`` take the model's own defaults
     (:meth:`LoadedModel.inference_settings`).
     """
-    _check_options(model, min_component, min_enhancing)
+    check_options(model.scheme, min_component, min_enhancing, max_distance)
     full = grid_probabilities(model, image, affine, mirror=mirror, sliding_window=sliding_window, overlap=overlap)
-    labels = probabilities_to_labels(model, full, min_component=min_component, min_enhancing=min_enhancing)
+    labels = probabilities_to_labels(model, full, min_component=min_component, min_enhancing=min_enhancing,
+                                     spacing=np.linalg.norm(np.asarray(affine)[:3, :3], axis=0),
+                                     max_distance=max_distance)
     return (labels, full) if return_probabilities else labels
 
 
@@ -200,7 +158,7 @@ class CaseResult:
 def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
                     space: str = "native", progress=None, mirror: bool = False, sliding_window: bool | None = None,
                     overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0,
-                    uncertainty: int | None = None) -> CaseResult:
+                    max_distance: float = 0.0, uncertainty: int | None = None) -> CaseResult:
     """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`).
 
     Args:
@@ -217,7 +175,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
 
     if space not in ("native", "atlas"):
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
-    _check_options(model, min_component, min_enhancing)
+    check_options(model.scheme, min_component, min_enhancing, max_distance)
     missing = [m for m in model.modalities if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
@@ -242,7 +200,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
             entropy = prepared.to_native(entropy[None], [0.0])[0]
         seconds["map back"] = round(time.perf_counter() - t0, 2)
         grid = prepared.native
-    labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing)
+    labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing,
+                                     spacing=grid.spacing, max_distance=max_distance)
     return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence)
 
 
@@ -271,7 +230,7 @@ def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
 
 def segment(model, channels, *, preprocess: str = "auto", space: str = "native", mirror: bool = False,
             sliding_window: bool | None = None, overlap: float | None = None, min_component: int = 0,
-            min_enhancing: int = 0) -> Volume:
+            min_enhancing: int = 0, max_distance: float = 0.0) -> Volume:
     """Segment one case in memory and return the label map as a :class:`Volume`.
 
     Args:
@@ -292,7 +251,7 @@ def segment(model, channels, *, preprocess: str = "auto", space: str = "native",
     volumes = _volumes_from_channels(loaded, channels)
     return segment_volumes(loaded, volumes, preprocess=preprocess, space=space, mirror=mirror,
                            sliding_window=sliding_window, overlap=overlap, min_component=min_component,
-                           min_enhancing=min_enhancing).labels
+                           min_enhancing=min_enhancing, max_distance=max_distance).labels
 
 
 def _output_path_for(case: Case, out_dir: Path) -> Path:
@@ -311,6 +270,7 @@ def predict(
     overlap: float | None = None,
     min_component: int = 0,
     min_enhancing: int = 0,
+    max_distance: float = 0.0,
     save_probabilities: bool = False,
     force: bool = False,
     shard: tuple[int, int] | None = None,
@@ -354,7 +314,7 @@ def predict(
     found = _cases_in(inputs[0]) if len(inputs) == 1 and inputs[0].is_dir() and not channel_files else []
     dataset_mode = len(found) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
-                   min_enhancing=min_enhancing, preprocess=preprocess, space=space,
+                   min_enhancing=min_enhancing, max_distance=max_distance, preprocess=preprocess, space=space,
                    uncertainty=uncertainty)  # the same for every case
     _check_output_options(uncertainty, output_format, space, mirror)
     extras = {"report": report, "output_format": output_format}
