@@ -33,28 +33,27 @@ ZONE_MARGIN = 5
 
 
 def _case_record(loaded, case, passes: int) -> dict:
-    """Per case: the model's first-pass probabilities and references over the brain, the mirrored result."""
+    """Per case, as ``predict --uncertainty`` sees it: the first pass's probabilities and the references over
+    the brain, the tumour zone, the confidence and the Dice."""
     from scipy import ndimage
 
     from .metrics import region_dice
-    from .predict import model_input, probabilities_to_labels
-    from .preprocess import undo_probabilities
-    from .uncertainty import mirrored_uncertainty
+    from .predict import grid_prediction, probabilities_to_labels
 
     image, ref_vol, label = case.load(with_label=True)
-    x, record, settings = model_input(loaded, image, ref_vol.affine)
-    result = mirrored_uncertainty(loaded.model, x, passes=passes, keep_first_pass=True, **settings)
-    region = loaded.kind == "region"
-    probs = undo_probabilities(result.first_pass, record, fill_background=not region)
+    prediction = grid_prediction(loaded, image, ref_vol.affine, passes=passes)
+    probs = prediction.probabilities
     pred_values = probabilities_to_labels(loaded, probs)
     scheme = loaded.scheme
     classes = scheme.to_classes(label)
+    region = loaded.kind == "region"
     reference = scheme.region_masks(classes) if region else classes
     brain = np.any(image != 0, axis=0)
     zone = ndimage.binary_dilation((label > 0) | (pred_values > 0), iterations=ZONE_MARGIN) & brain
     dice = region_dice(pred_values, label, scheme.regions) if scheme.regions else {}
     return {"case": case.case_id, "probs": probs[:, brain], "ref": reference[:, brain] if region else reference[brain],
-            "zone": zone[brain], "mirrored": result, "dice": {k: round(float(v), 4) for k, v in dice.items()}}
+            "zone": zone[brain], "confidence": prediction.confidence["confidence"],
+            "dice": {k: round(float(v), 4) for k, v in dice.items()}}
 
 
 def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, progress=print) -> dict:
@@ -75,7 +74,7 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
 
     from .datasets import find_cases
     from .models import as_loaded
-    from .uncertainty import apply_temperature, case_confidence, expected_calibration_error, fit_temperature
+    from .uncertainty import apply_temperature, expected_calibration_error, fit_temperature
 
     if passes not in (2, 4, 8):
         raise InputError(f"--passes must be 2, 4 or 8, got {passes}")
@@ -98,9 +97,7 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
         others = [j for j in range(len(records)) if j != i]
         temps = fit_temperature([probs[j] for j in others], [refs[j] for j in others], kind)
         calibrated.append(apply_temperature(probs[i], temps, kind))
-        # the confidence as predict --uncertainty measures it: on the passes before calibration
-        confidence = case_confidence(rec["mirrored"], kind)["confidence"]
-        rows.append({"case": rec["case"], "confidence": confidence, **{f"dice_{k}": v for k, v in rec["dice"].items()},
+        rows.append({"case": rec["case"], "confidence": rec["confidence"], **{f"dice_{k}": v for k, v in rec["dice"].items()},
                      "temperatures": temps})
     ece = {"brain_before": expected_calibration_error(probs, refs, kind),
            "brain_after": expected_calibration_error(calibrated, refs, kind),

@@ -213,7 +213,7 @@ def cmd_calibrate(args) -> None:
     source = resolve_model_path(args.model)
     if source.suffix != ".safetensors":
         raise InputError(f"{source}: only .safetensors models can carry a calibration; calibrate before exporting")
-    summary = calibrate(load_model(args.model), args.dataset, passes=args.passes,
+    summary = calibrate(load_model(source), args.dataset, passes=args.passes,
                         exclude_trained=not args.include_trained, progress=None if args.quiet else print)
     for line in summary_lines(summary):
         print(line)

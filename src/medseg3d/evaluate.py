@@ -19,15 +19,10 @@ import numpy as np
 
 from .datasets import find_cases
 from .errors import InputError
-from .io import Volume, image_suffix, is_image_file, read_volume, write_rows
+from .io import Volume, is_image_file, read_volume, strip_image_suffix, write_rows
 from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention
 from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_masks
 from .preprocess import bounding_box
-
-
-def _strip(name: str) -> str:
-    suffix = image_suffix(name)
-    return name[: -len(suffix)] if suffix else name
 
 
 def find_references(ref: Path, wanted=None) -> dict[str, Path]:
@@ -35,7 +30,7 @@ def find_references(ref: Path, wanted=None) -> dict[str, Path]:
     holds any of the ``wanted`` case ids, when given)."""
     if not ref.exists():
         raise InputError(f"{ref}: no such reference folder; check the path")
-    files = {_strip(p.name): p for p in sorted(ref.iterdir()) if is_image_file(p)} if ref.is_dir() else {}
+    files = {strip_image_suffix(p.name): p for p in sorted(ref.iterdir()) if is_image_file(p)} if ref.is_dir() else {}
     if files and (wanted is None or set(files) & set(wanted)):
         return files
     try:  # a case folder of images (BRATS 2012 .mha) holds files too: its cases' labels are the references
@@ -172,7 +167,7 @@ def evaluate(
     pred_dir, ref = Path(pred_dir), Path(ref)
     if not pred_dir.is_dir():
         raise InputError(f"{pred_dir}: not a folder of predictions; give the folder written by medseg3d predict")
-    preds = {_strip(p.name): p for p in sorted(pred_dir.iterdir()) if is_image_file(p) and "_probabilities" not in p.name}
+    preds = {strip_image_suffix(p.name): p for p in sorted(pred_dir.iterdir()) if is_image_file(p) and "_probabilities" not in p.name}
     if not preds:
         raise InputError(f"{pred_dir}: holds no prediction files (.nii.gz, .mha...)")
     refs = find_references(ref, wanted=preds)

@@ -19,11 +19,20 @@ import numpy as np
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
 from .errors import InputError
 from .inference import predict_probabilities
-from .io import Volume, image_suffix, remove_stale_temporaries_of, write_volume
+from .io import Volume, image_suffix, output_stem, remove_stale_temporaries_of, write_volume
 from .models import LoadedModel, as_loaded, load_model
 from .postprocess import check_options, postprocess
 from .preprocess import preprocess, undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
+from .uncertainty import (
+    apply_temperature,
+    case_confidence,
+    check_passes,
+    confidence_rank,
+    confidence_reference,
+    confidence_warning,
+    mirrored_uncertainty,
+)
 
 
 @dataclass
@@ -76,10 +85,7 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     if not passes:
         probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
         return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
-    from .uncertainty import case_confidence, mirrored_uncertainty
-
-    if mirror and passes != 8:
-        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
+    check_passes(passes, mirror)
     result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
     probs = result.probabilities if mirror else result.first_pass
     temps = model.meta.temperatures
@@ -176,6 +182,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     if space not in ("native", "atlas"):
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
     check_options(model.scheme, min_component, min_enhancing, max_distance)
+    check_passes(uncertainty, mirror)  # before the minutes a raw case's preprocessing may take
     missing = [m for m in model.modalities if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
@@ -358,10 +365,7 @@ def predict(
 
 def _check_output_options(uncertainty: int | None, output_format: str | None, space: str, mirror: bool) -> None:
     """Refuse option combinations before minutes of work (one line each)."""
-    if uncertainty is not None and uncertainty not in (2, 4, 8):
-        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes, got {uncertainty}")
-    if uncertainty and mirror and uncertainty != 8:
-        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {uncertainty}")
+    check_passes(uncertainty, mirror)
     if output_format not in (None, "nifti", "dicom-seg"):
         raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
     if output_format == "dicom-seg" and space == "atlas":
@@ -380,11 +384,12 @@ def _check_dicom_source(case: Case, output_format: str | None) -> None:
                          "references the images it was drawn on); these channels are image files")
 
 
-def _write_dicom_seg(loaded: LoadedModel, case: Case, result: CaseResult, volumes: dict, stem: Path) -> Path | None:
-    """``<stem>.seg.dcm`` referencing the DICOM series the labels lie on (the T1ce for raw input), if any."""
+def _write_dicom_seg(loaded: LoadedModel, case: Case, dicom: list[str], result: CaseResult, volumes: dict,
+                     stem: Path) -> Path | None:
+    """``<stem>.seg.dcm`` referencing the DICOM series (among the ``dicom`` channels) the labels lie on (the
+    T1ce for raw input), if any."""
     from .dicomseg import write_dicom_seg
 
-    dicom = _dicom_channels(case)
     order = sorted(dicom, key=lambda m: m != result.prepared.reference)
     source = next((m for m in order if volumes[m].same_grid(result.labels)), None)
     if source is None:
@@ -395,8 +400,7 @@ def _write_dicom_seg(loaded: LoadedModel, case: Case, result: CaseResult, volume
 
 def _companions(target: Path) -> list[str]:
     """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
-    suffix = image_suffix(target)
-    stem = target.name[: -len(suffix)] if suffix else target.name
+    suffix, stem = image_suffix(target), output_stem(target).name
     return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
             f"{stem}.report.html", f"{stem}.seg.dcm"]
 
@@ -439,13 +443,10 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     grid = result.labels
-    suffix = image_suffix(target)
-    stem = target.with_name(target.name[: -len(suffix)] if suffix else target.name)
+    suffix, stem = image_suffix(target), output_stem(target)
     if save_probabilities:
         probs = result.probabilities
         if result.confidence and result.confidence.get("temperatures"):
-            from .uncertainty import apply_temperature
-
             probs = apply_temperature(probs, result.confidence["temperatures"], loaded.kind)
         write_volume(Volume(np.moveaxis(probs, 0, -1).astype(np.float32), grid.affine),
                      stem.with_name(stem.name + "_probabilities" + suffix))
@@ -458,8 +459,6 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     extras = extras or {}
     uncertainty = _uncertainty_record(loaded, result, stem, suffix)
     if uncertainty:
-        from .uncertainty import confidence_warning
-
         rank = uncertainty.get("held_out_share_less_confident")
         if say:
             say(f"{case.case_id}: confidence {uncertainty['confidence']:.3f} over {uncertainty['passes']} mirrored passes"
@@ -478,10 +477,11 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
                                                 extra={"uncertainty": uncertainty} if uncertainty else None)
         for line in lines if say else []:
             say(line)
-    if extras.get("output_format") != "nifti" and _dicom_channels(case):
+    dicom = _dicom_channels(case) if extras.get("output_format") != "nifti" else []
+    if dicom:
         asked = extras.get("output_format") == "dicom-seg"
         try:
-            seg_path = _write_dicom_seg(loaded, case, result, volumes, stem)
+            seg_path = _write_dicom_seg(loaded, case, dicom, result, volumes, stem)
         except InputError as exc:
             if asked:
                 raise
@@ -493,7 +493,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         if seg_path is not None and say:
             say(f"wrote {seg_path}")
     if extras.get("report"):
-        _write_report(loaded, result, volumes, target, raw_summary, say, uncertainty)
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty)
     elif uncertainty and raw_summary is None:
         from .io import write_json_atomic
         from .report import volume_summary
@@ -509,8 +509,6 @@ def _uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suf
     cases of the model's calibration, and the map's file."""
     if result.confidence is None:
         return None
-    from .uncertainty import confidence_rank, confidence_reference
-
     record = dict(result.confidence, map=str(stem.with_name(stem.name + "_uncertainty" + suffix)),
                   map_meaning="normalised entropy of the mean of the mirrored passes: 0 certain, 1 uniform")
     reference = confidence_reference(loaded.meta.calibration, result.confidence["passes"])
@@ -525,13 +523,11 @@ def _uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suf
     return record
 
 
-def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, target: Path, raw_summary, say,
+def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
                   uncertainty: dict | None = None) -> None:
     """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
     from .report import write_case_report
 
-    suffix = image_suffix(target)
-    stem = target.with_name(target.name[: -len(suffix)] if suffix else target.name)
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
     if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
         on_grid = {m: Volume(a, result.prepared.affine) for m, a in result.prepared.channels.items()}

@@ -93,8 +93,7 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
     """
     from .inference import predict_probabilities
 
-    if passes not in (2, 4, 8):
-        raise InputError(f"--uncertainty passes must be 2, 4 or 8, got {passes}")
+    check_passes(passes)
     total = sum_sq = first = None
     decisions = []
     for axes in _FLIP_ORDER[:passes]:
@@ -116,6 +115,15 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
     mean = mean.astype(np.float32)
     return MirroredPrediction(mean, normalised_entropy(mean, kind), variance.astype(np.float32),
                               agreement.astype(np.float32), passes, first)
+
+
+def check_passes(passes: int | None, mirror: bool = False) -> None:
+    """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), or fewer than 8 with
+    ``--tta`` (mirroring averages all 8), in one line."""
+    if passes is not None and passes not in (2, 4, 8):
+        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes, got {passes}")
+    if passes and mirror and passes != 8:
+        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
 
 
 def maps_on_input_grid(result: MirroredPrediction, record) -> dict[str, np.ndarray]:
@@ -326,6 +334,7 @@ __all__ = [
     "MirroredPrediction",
     "apply_temperature",
     "case_confidence",
+    "check_passes",
     "confidence_rank",
     "confidence_reference",
     "confidence_warning",

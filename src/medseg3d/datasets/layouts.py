@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..dicom import looks_like_dicom_series, series_description
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES, image_suffix
+from ..io import IMAGE_SUFFIXES, image_suffix, strip_image_suffix
 from .case import Case, shown_name
 from .dataset_json import brats_label_map, read_dataset_json
 from .names import (
@@ -20,7 +20,6 @@ from .names import (
     NNUNET_BRATS_ORDER,
     identify_name,
     normalise_modalities,
-    strip_image_suffix,
 )
 
 LAYOUTS = ("brats", "brats-mha", "nnunet", "csv")

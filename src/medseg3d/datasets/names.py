@@ -6,7 +6,7 @@ import functools
 import re
 
 from ..errors import InputError
-from ..io import image_suffix
+from ..io import strip_image_suffix
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 MODALITY_ALIASES = {
@@ -50,11 +50,6 @@ def normalise_modalities(modalities) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise InputError(f"modalities {list(out)} repeat a channel; list each once")
     return out
-
-
-def strip_image_suffix(name: str) -> str:
-    suffix = image_suffix(name)
-    return name[: -len(suffix)] if suffix else name
 
 
 _WORD = re.compile(r"[^\s_\-.]+")

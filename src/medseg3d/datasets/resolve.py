@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..dicom import looks_like_dicom_series, series_description
 from ..errors import InputError
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, strip_image_suffix
 from .case import Case, shown_name
 from .dataset_json import read_dataset_json
 from .layouts import (
@@ -24,7 +24,6 @@ from .names import (
     NNUNET_BRATS_ORDER,
     identify_name,
     normalise_modalities,
-    strip_image_suffix,
 )
 
 # ------------------------------------------------------------------------------- one case, for prediction

@@ -39,7 +39,16 @@ from .atomic import (
 )
 from .checks import DEFAULT_MAX_VOXELS, MAX_ABS_VALUE, check_path, check_values, max_voxels
 from .read import is_dicom_folder, read_volume
-from .volume import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, Volume, image_suffix, is_image_file
+from .volume import (
+    IMAGE_SUFFIXES,
+    ITK_SUFFIXES,
+    NIFTI_SUFFIXES,
+    Volume,
+    image_suffix,
+    is_image_file,
+    output_stem,
+    strip_image_suffix,
+)
 from .write import write_volume
 
 __all__ = [
@@ -56,8 +65,10 @@ __all__ = [
     "is_dicom_folder",
     "is_image_file",
     "max_voxels",
+    "output_stem",
     "read_volume",
     "remove_stale_temporaries_of",
+    "strip_image_suffix",
     "write_json_atomic",
     "write_rows",
     "write_text_atomic",

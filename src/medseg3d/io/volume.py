@@ -94,5 +94,18 @@ def image_suffix(path: str | os.PathLike) -> str:
     return ""
 
 
+def strip_image_suffix(name: str) -> str:
+    """``name`` without its recognised image suffix (``case.nii.gz`` -> ``case``)."""
+    suffix = image_suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
+def output_stem(target: str | os.PathLike) -> Path:
+    """``target`` without its image suffix: the stem its companion files are named from (``out/t.nii.gz`` ->
+    ``out/t``, then ``out/t.json``, ``out/t_uncertainty.nii.gz``...)."""
+    target = Path(target)
+    return target.with_name(strip_image_suffix(target.name))
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).is_file() and image_suffix(path) != ""

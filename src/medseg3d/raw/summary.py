@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import Volume, atomic_write, image_suffix
+from ..io import Volume, atomic_write, output_stem
 from ..labels import LabelScheme
 from . import qc
 from .geometry import resample
@@ -23,18 +23,13 @@ from .template import load_template
 REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 
 
-def output_stem(target: Path) -> Path:
-    suffix = image_suffix(target)
-    return target.with_name(target.name[: -len(suffix)] if suffix else target.name)
-
-
 def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
                        *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
     """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
     what the JSON holds (``extra``'s items added to it)."""
     from ..report import volume_summary
 
-    stem = output_stem(Path(target))
+    stem = output_stem(target)
     on_native = labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
     brain = prepared.native_brain if on_native else prepared.brain
     warnings = list(prepared.warnings)
