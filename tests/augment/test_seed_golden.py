@@ -1,7 +1,10 @@
 """The same seed draws the same augmentation as before the split of ``augment.py`` (issue #18), on any CPU.
 
-The reference numbers were computed with the single-file ``augment.py`` of main at 3859d5d on a small
-synthetic sample. What a seed draws is exact on every CPU (torch's generators and Python float arithmetic),
+The reference numbers of ``GOLDEN`` were computed with the single-file ``augment.py`` of main at 3859d5d on a
+small synthetic sample; issue #22 redefined the "strong" preset, so the former one is built here from its
+transforms (``former_strong``) and still checked against them. ``GOLDEN_22`` holds the ops added by issue #22
+(blur, simulated low resolution, contrast, brightness, inverted gamma) and the new "strong", computed with the
+package when they were added, so any later change of what a seed draws for them shows up here. What a seed draws is exact on every CPU (torch's generators and Python float arithmetic),
 so the parameters logged (JSON of the typed records) are hashed and compared exactly. The outputs are
 float32 interpolations, powers and Gaussian noise, whose last bits depend on the CPU's SIMD kernels (try
 ``ATEN_CPU_CAPABILITY=default``), so each output is reduced to a fingerprint -- its sum, its sum of squares
@@ -9,7 +12,8 @@ and two fixed projections -- compared with a tolerance derived from float32 roun
 
 Regenerate only for an intended change of behaviour, from the module that defines the reference:
 ``git show 3859d5d:src/medseg3d/augment.py > /tmp/old_augment.py``, then
-``python tests/augment/test_seed_golden.py /tmp/old_augment.py`` (no argument: the current package).
+``python tests/augment/test_seed_golden.py /tmp/old_augment.py`` (no argument: the current package, which
+also prints ``GOLDEN_22``).
 """
 
 import hashlib
@@ -23,6 +27,21 @@ import torch
 from medseg3d import augment as A
 
 SPATIAL = {"3d": (12, 14, 10), "2d": (20, 18)}
+
+
+def _former_strong(aug):
+    """The "strong" preset before issue #22, from its transforms (which exist unchanged in both modules)."""
+    return aug.Compose(
+        [
+            aug.RandomFlip(p=0.5),
+            aug.RandomRotateScale(max_angle=180.0, p_rotation=0.5, scale_range=(0.7, 1.4), p_scale=0.5),
+            aug.RandomIntensity(scale_range=(0.75, 1.25), shift_range=(-0.2, 0.2), p=0.5),
+            aug.RandomGamma(gamma_range=(0.6, 1.7), p=0.5),
+            aug.RandomNoise(std_range=(0.0, 0.1), p=0.2),
+        ]
+    )
+
+
 SEEDS = (0, 1, 2, 3)
 OUTPUTS = ("image", "labels", "regions", "matrix")
 TRANSFORMS = {
@@ -39,9 +58,21 @@ TRANSFORMS = {
     "preset_none": lambda aug: aug.build_augment("none"),
     "preset_paper": lambda aug: aug.build_augment("paper"),
     "preset_default": lambda aug: aug.build_augment("default"),
+    "former_strong": _former_strong,
+}
+# The ops of issue #22, drawn with p=1 so every seed applies them, and the strong preset they make up.
+TRANSFORMS_22 = {
+    "blur": lambda aug: aug.RandomBlur((0.5, 1.0), p=1.0, p_per_channel=0.5),
+    "low_resolution": lambda aug: aug.RandomLowResolution((1.0, 2.0), p=1.0, p_per_channel=0.5),
+    "contrast": lambda aug: aug.RandomContrast((0.75, 1.25), p=1.0),
+    "brightness": lambda aug: aug.RandomBrightness((0.75, 1.25), p=1.0),
+    "gamma_inverted": lambda aug: aug.RandomGamma((0.7, 1.5), p=1.0, invert=True),
     "preset_strong": lambda aug: aug.build_augment("strong"),
 }
-NOT_INTERPOLATED = {"flip", "intensity", "gamma", "noise", "preset_none"}
+# Blur and low resolution are weighted sums of neighbours like an interpolation, so they get its tolerance.
+NOT_INTERPOLATED = {
+    "flip", "intensity", "gamma", "noise", "preset_none", "contrast", "brightness", "gamma_inverted"
+}
 
 # Projection weights: small integers from a seeded generator, exact on every CPU.
 PROJECTIONS, MAX_WEIGHT = 2, 3
@@ -85,14 +116,14 @@ def _fingerprint(values: torch.Tensor) -> list[float]:
     return [float(x.sum()), float((x * x).sum()), *(float(v) for v in weights @ x)]
 
 
-def _outputs(aug, name: str, dims: str) -> dict:
+def _outputs(aug, name: str, dims: str, transforms: dict = TRANSFORMS) -> dict:
     """Parameters digest and per-output fingerprints, each over the four seeds, for every label target."""
     image, label, regions = _sample(SPATIAL[dims])
     result = {}
     for target, lab in (("labels", label), ("regions", regions), ("none", None)):
         images, labels, records, matrix = [], [], [], []
         for seed in SEEDS:
-            out, lab_out, params = TRANSFORMS[name](aug)(image, lab, torch.Generator().manual_seed(seed))
+            out, lab_out, params = transforms[name](aug)(image, lab, torch.Generator().manual_seed(seed))
             plain, entries = _plain(params)
             images.append(out.flatten())
             labels.append(lab_out.flatten() if lab_out is not None else torch.zeros(0))
@@ -109,7 +140,7 @@ def _outputs(aug, name: str, dims: str) -> dict:
 
 def _inverse_outputs(aug) -> dict:
     image, label, _ = _sample((12, 12, 12))
-    _, _, applied = aug.build_augment("strong")(image, label, torch.Generator().manual_seed(5))
+    _, _, applied = _former_strong(aug)(image, label, torch.Generator().manual_seed(5))
     inverse = aug.invert_geometry(applied)
     back, back_label = aug.apply_params(image, label, inverse)
     plain, entries = _plain(inverse)
@@ -142,17 +173,26 @@ def _check(key: str, kind: str, values: torch.Tensor, expected: list[float], int
         assert abs(a - e) <= t + STORED_RELATIVE * abs(e), f"{key} {kind} {what}: {a!r} != {e!r} +- {t:.3g}"
 
 
-@pytest.mark.parametrize("key", sorted(f"{n}/{d}" for n in TRANSFORMS for d in SPATIAL))
-def test_same_seed_same_output_as_before_the_split(key):
+def _check_golden(key: str, golden: dict, transforms: dict) -> None:
     name, dims = key.split("/")
-    params, image, labels, regions, matrix = GOLDEN[key]
+    params, image, labels, regions, matrix = golden[key]
     expected = {"image": image, "labels": labels, "regions": regions, "matrix": matrix}
     interpolated_size = 0 if name in NOT_INTERPOLATED else max(SPATIAL[dims])
-    for target, outputs in _outputs(A, name, dims).items():
+    for target, outputs in _outputs(A, name, dims, transforms).items():
         assert outputs["params"] == params, f"{key}/{target}: other parameters drawn"
         for kind in ("image", target, "matrix"):
             if kind != "none":
                 _check(f"{key}/{target}", kind, outputs[kind], expected[kind], interpolated_size)
+
+
+@pytest.mark.parametrize("key", sorted(f"{n}/{d}" for n in TRANSFORMS for d in SPATIAL))
+def test_same_seed_same_output_as_before_the_split(key):
+    _check_golden(key, GOLDEN, TRANSFORMS)
+
+
+@pytest.mark.parametrize("key", sorted(f"{n}/{d}" for n in TRANSFORMS_22 for d in SPATIAL))
+def test_same_seed_same_output_as_when_the_issue_22_ops_were_added(key):
+    _check_golden(key, GOLDEN_22, TRANSFORMS_22)
 
 
 def test_inverse_of_logged_params_same_as_before_the_split():
@@ -234,20 +274,74 @@ GOLDEN = {
     "preset_default/2d": ("4cf0eb2398b6", (105.060686584, 1790.15710133, -105.841936061, -151.997073564),
         (1945, 5371, -16, -133), (1725, 1725, -7, 134),
         (3.76750734559, 4, -1.58419872416, -5.41580127584)),
-    "preset_strong/3d": ("ba0a9b0e213b", (2183.40606595, 6074.72811029, -269.703851756, -141.957844174),
+    "former_strong/3d": ("ba0a9b0e213b", (2183.40606595, 6074.72811029, -269.703851756, -141.957844174),
         (6218, 18948, 138, 222), (5304, 5304, 113, -19),
         (1.60082128251, 6, -0.950782897413, 1.53594209801)),
-    "preset_strong/2d": ("24e085133542", (111.042856025, 1409.49897579, -22.4805546151, -56.8255625898),
+    "former_strong/2d": ("24e085133542", (111.042856025, 1409.49897579, -22.4805546151, -56.8255625898),
         (1896, 5236, 106, -107), (1681, 1681, -66, 122),
         (4.89820399509, 6, -1.81576128806, -5.3605238254)),
 }
 GOLDEN_INVERSE = ("26b9c3656902", (-5.88709036841, 873.671094135, 18.3358047456, -5.68235589999),
     (1749, 5337, -144, -41), (2.91516423225, 3.00000007218, -5.92342880368, -1.49148541689))
+# Computed with the package at issue #22 (no argument), when these ops were added.
+GOLDEN_22 = {
+    "blur/3d": ("972308688b23", (83.1906187654, 2288.3099795, -94.7614983878, 82.9498604092),
+        (6880, 20912, 29, 118), (5876, 5876, -30, -128),
+        (0, 0, 0, 0)),
+    "blur/2d": ("972308688b23", (51.2325912514, 897.21388223, -121.492474147, -111.958985149),
+        (1908, 5292, 160, -153), (1688, 1688, 80, 46),
+        (0, 0, 0, 0)),
+    "low_resolution/3d": ("6bedfb2033cd", (199.386031052, 3973.33065378, -142.127406768, 106.507336053),
+        (6880, 20912, 29, 118), (5876, 5876, -30, -128),
+        (0, 0, 0, 0)),
+    "low_resolution/2d": ("6bedfb2033cd", (90.4347843292, 1514.953043, -107.086945999, -154.416590897),
+        (1908, 5292, 160, -153), (1688, 1688, 80, 46),
+        (0, 0, 0, 0)),
+    "contrast/3d": ("80ef2aa3bdcb", (98.5381613942, 8073.46034138, -77.2580276877, 224.959393091),
+        (6880, 20912, 29, 118), (5876, 5876, -30, -128),
+        (0, 0, 0, 0)),
+    "contrast/2d": ("80ef2aa3bdcb", (57.9145587943, 2529.68879004, -197.856257235, -113.08317831),
+        (1908, 5292, 160, -153), (1688, 1688, 80, 46),
+        (0, 0, 0, 0)),
+    "brightness/3d": ("d011d86873b8", (81.9057575951, 7561.761443, -54.0574988005, 186.581094352),
+        (6880, 20912, 29, 118), (5876, 5876, -30, -128),
+        (0, 0, 0, 0)),
+    "brightness/2d": ("d011d86873b8", (58.1370525189, 2392.51247579, -172.206535761, -104.685502748),
+        (1908, 5292, 160, -153), (1688, 1688, 80, 46),
+        (0, 0, 0, 0)),
+    "gamma_inverted/3d": ("d0a505909944", (714.411424756, 9615.77145203, -147.62305367, 130.239717841),
+        (6880, 20912, 29, 118), (5876, 5876, -30, -128),
+        (0, 0, 0, 0)),
+    "gamma_inverted/2d": ("d0a505909944", (225.858328104, 2916.78009237, -184.560405254, -134.61905086),
+        (1908, 5292, 160, -153), (1688, 1688, 80, 46),
+        (0, 0, 0, 0)),
+    "preset_strong/3d": ("e8954ec29aa0", (366.733813623, 2089.22047985, 39.9263685741, -172.978766882),
+        (7375, 22615, 447, 258), (6278, 6278, 210, 97),
+        (6.86448961955, 9, -5.34258088152, 3.94597765487)),
+    "preset_strong/2d": ("0bd8b1178847", (47.1250145379, 938.686047793, 43.5984667799, -83.7456707752),
+        (1889, 5203, 81, -59), (1675, 1675, 48, 30),
+        (3.86448961955, 6, -3.16901108639, -15.5853055147)),
+}
 # fmt: on
 
 
 def _numbers(values: torch.Tensor) -> str:
     return "(" + ", ".join(f"{v:.12g}" for v in _fingerprint(values)) + ")"
+
+
+def _print_golden(module, transforms: dict, dict_name: str) -> None:
+    print(f"{dict_name} = {{")
+    for name in transforms:
+        for dims in SPATIAL:
+            outs = _outputs(module, name, dims, transforms)
+            assert len({o["params"] for o in outs.values()}) == 1, "the label target changed the draws"
+            labels, regions = outs["labels"], outs["regions"]
+            head = f'    "{name}/{dims}": ("{labels["params"]}",'
+            image = _numbers(labels["image"])
+            print(f"{head} {image}," if len(head) + len(image) < 109 else f"{head}\n        {image},")
+            print(f"        {_numbers(labels['labels'])}, {_numbers(regions['regions'])},")
+            print(f"        {_numbers(labels['matrix'])}),")
+    print("}")
 
 
 if __name__ == "__main__":
@@ -258,19 +352,10 @@ if __name__ == "__main__":
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     print("# fmt: off")
-    print("GOLDEN = {")
-    for name in TRANSFORMS:
-        for dims in SPATIAL:
-            outs = _outputs(module, name, dims)
-            assert len({o["params"] for o in outs.values()}) == 1, "the label target changed the draws"
-            labels, regions = outs["labels"], outs["regions"]
-            head = f'    "{name}/{dims}": ("{labels["params"]}",'
-            image = _numbers(labels["image"])
-            print(f"{head} {image}," if len(head) + len(image) < 109 else f"{head}\n        {image},")
-            print(f"        {_numbers(labels['labels'])}, {_numbers(regions['regions'])},")
-            print(f"        {_numbers(labels['matrix'])}),")
-    print("}")
+    _print_golden(module, TRANSFORMS, "GOLDEN")
     inv = _inverse_outputs(module)
     print(f'GOLDEN_INVERSE = ("{inv["params"]}", {_numbers(inv["image"])},')
     print(f"    {_numbers(inv['labels'])}, {_numbers(inv['matrix'])})")
+    if module is A:
+        _print_golden(module, TRANSFORMS_22, "GOLDEN_22")
     print("# fmt: on")

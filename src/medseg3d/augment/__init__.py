@@ -6,7 +6,8 @@ indices or (R, X, Y, Z) region masks; 2D samples drop the Z axis. ``label`` may 
 Layers, as in TorchIO, one module each:
 
 * :mod:`~medseg3d.augment.functional`: deterministic ops (:func:`flip`, :func:`rotate_scale`,
-  :func:`intensity`, :func:`gamma`, :func:`gaussian_noise`) that take every parameter explicitly.
+  :func:`intensity`, :func:`gamma`, :func:`gaussian_noise`, :func:`gaussian_blur`, :func:`low_resolution`,
+  :func:`contrast`) that take every parameter explicitly.
 * :mod:`~medseg3d.augment.resample`: rotation matrices and the interpolation behind :func:`rotate_scale`.
 * :mod:`~medseg3d.augment.params`: typed records of what was applied (:class:`FlipParams`,
   :class:`RotateScaleParams`, ...), logged with ``to_dict()``, replayed by :func:`apply_params` and
@@ -29,12 +30,25 @@ Example:
 """
 
 from .compose import PRESETS, Compose, PaperAugment, build_augment
-from .functional import flip, gamma, gaussian_noise, intensity, rotate_scale
+from .functional import (
+    contrast,
+    flip,
+    gamma,
+    gaussian_blur,
+    gaussian_kernel,
+    gaussian_noise,
+    intensity,
+    low_resolution,
+    rotate_scale,
+)
 from .params import (
     AugmentParams,
+    BlurParams,
+    ContrastParams,
     FlipParams,
     GammaParams,
     IntensityParams,
+    LowResolutionParams,
     NoiseParams,
     RotateScaleParams,
     apply_params,
@@ -42,9 +56,13 @@ from .params import (
     params_from_dict,
 )
 from .random import (
+    RandomBlur,
+    RandomBrightness,
+    RandomContrast,
     RandomFlip,
     RandomGamma,
     RandomIntensity,
+    RandomLowResolution,
     RandomNoise,
     RandomRotateScale,
     RandomRotation,
@@ -57,15 +75,22 @@ __all__ = [
     "PLANES",
     "PRESETS",
     "AugmentParams",
+    "BlurParams",
     "Compose",
+    "ContrastParams",
     "FlipParams",
     "GammaParams",
     "IntensityParams",
+    "LowResolutionParams",
     "NoiseParams",
     "PaperAugment",
+    "RandomBlur",
+    "RandomBrightness",
+    "RandomContrast",
     "RandomFlip",
     "RandomGamma",
     "RandomIntensity",
+    "RandomLowResolution",
     "RandomNoise",
     "RandomRotateScale",
     "RandomRotation",
@@ -74,11 +99,15 @@ __all__ = [
     "RotateScaleParams",
     "apply_params",
     "build_augment",
+    "contrast",
     "flip",
     "gamma",
+    "gaussian_blur",
+    "gaussian_kernel",
     "gaussian_noise",
     "intensity",
     "invert_geometry",
+    "low_resolution",
     "params_from_dict",
     "rotate_scale",
     "rotation_matrix",

@@ -13,9 +13,13 @@ from medseg3d.errors import InputError
 from ._checks import spatial_dims
 from .params import AugmentParams, FlipParams, RotateScaleParams, apply_params
 from .random import (
+    RandomBlur,
+    RandomBrightness,
+    RandomContrast,
     RandomFlip,
     RandomGamma,
     RandomIntensity,
+    RandomLowResolution,
     RandomNoise,
     RandomRotateScale,
     randint,
@@ -123,8 +127,26 @@ def build_augment(name: str) -> Compose | PaperAugment:
     * ``"default"``: nnU-Net-like mix: flips on every axis (p=0.5 each); rotation up to +-30 degrees in a
       random plane (p=0.3) and scaling 0.85-1.15 (p=0.3) in one resampling; intensity scale 0.9-1.1 and
       shift +-0.1 per channel (p=0.3); gamma 0.7-1.5 (p=0.3).
-    * ``"strong"``: as default with any angle, scaling 0.7-1.4, wider intensity and gamma ranges, higher
-      probabilities, and Gaussian noise.
+    * ``"strong"``: the full few-data recipe of nnU-Net's training transforms (issue #22), in its order;
+      "p" is per sample, "per channel" a second draw for each channel of a chosen sample:
+
+      ==================  ==============================================================  ===============
+      transform           range                                                           p
+      ==================  ==============================================================  ===============
+      rotation            any angle (0-360 degrees) in one random plane                   0.5
+      scaling             0.7-1.4, isotropic (> 1 magnifies), same resampling as rotation 0.5
+      Gaussian noise      std 0-0.3 (z-score units; nnU-Net: variance 0-0.1)              0.1
+      Gaussian blur       sigma 0.5-1.0 voxel, own sigma per channel                      0.2, 0.5/channel
+      brightness          x 0.75-1.25 per channel                                         0.15
+      contrast            0.75-1.25 about the brain mean, clipped to the range            0.15
+      low resolution      down-sample 1-2x (nearest), up-sample back (linear), per channel 0.25, 0.5/channel
+      inverted gamma      0.7-1.5 on the inverted image, per channel                      0.1
+      gamma               0.7-1.5, per channel                                            0.3
+      mirroring           each axis                                                       0.5 per axis
+      ==================  ==============================================================  ===============
+
+      Gamma and contrast draw below 1 and above 1 equally often. Every intensity op leaves the background
+      (0 in every channel) at 0, so the brain mask the network sees is the one of the input.
     """
     key = str(name).lower()
     if key == "none":
@@ -143,11 +165,15 @@ def build_augment(name: str) -> Compose | PaperAugment:
     if key == "strong":
         return Compose(
             [
-                RandomFlip(p=0.5),
                 RandomRotateScale(max_angle=180.0, p_rotation=0.5, scale_range=(0.7, 1.4), p_scale=0.5),
-                RandomIntensity(scale_range=(0.75, 1.25), shift_range=(-0.2, 0.2), p=0.5),
-                RandomGamma(gamma_range=(0.6, 1.7), p=0.5),
-                RandomNoise(std_range=(0.0, 0.1), p=0.2),
+                RandomNoise(std_range=(0.0, 0.3), p=0.1),
+                RandomBlur(sigma_range=(0.5, 1.0), p=0.2, p_per_channel=0.5),
+                RandomBrightness(scale_range=(0.75, 1.25), p=0.15),
+                RandomContrast(factor_range=(0.75, 1.25), p=0.15),
+                RandomLowResolution(factor_range=(1.0, 2.0), p=0.25, p_per_channel=0.5),
+                RandomGamma(gamma_range=(0.7, 1.5), p=0.1, invert=True),
+                RandomGamma(gamma_range=(0.7, 1.5), p=0.3),
+                RandomFlip(p=0.5),
             ]
         )
     raise InputError(f"unknown augmentation {name!r}; choose one of {', '.join(PRESETS)}")

@@ -33,13 +33,25 @@ import torch
 
 from medseg3d.errors import InputError
 
-from .functional import flip, gamma, gaussian_noise, intensity, rotate_scale
+from .functional import (
+    contrast,
+    flip,
+    gamma,
+    gaussian_blur,
+    gaussian_noise,
+    intensity,
+    low_resolution,
+    rotate_scale,
+)
 
 __all__ = [
     "AugmentParams",
+    "BlurParams",
+    "ContrastParams",
     "FlipParams",
     "GammaParams",
     "IntensityParams",
+    "LowResolutionParams",
     "NoiseParams",
     "RotateScaleParams",
     "apply_params",
@@ -57,6 +69,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _values(value: Any) -> Any:
+    """A record's per-channel field as the op takes it: a list, or the single number as it is."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _frozen(value: Any) -> Any:
@@ -175,13 +192,18 @@ class IntensityParams(AugmentParams):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class GammaParams(AugmentParams):
-    """Gamma correction with one exponent or one per channel."""
+    """Gamma correction with one exponent or one per channel.
+
+    ``invert=True`` applies it to the inverted image (see :func:`~medseg3d.augment.gamma`); None (the
+    default) means not inverted and is left out of the log, so logs written before it existed read the same.
+    """
 
     gamma: tuple[float, ...]
+    invert: bool | None = None
     op: ClassVar[str] = "gamma"
 
     def apply(self, image, label):
-        return gamma(image, list(self.gamma)), label
+        return gamma(image, list(self.gamma), invert=bool(self.invert)), label
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -196,8 +218,51 @@ class NoiseParams(AugmentParams):
         return gaussian_noise(image, self.std, torch.Generator().manual_seed(int(self.seed))), label
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class BlurParams(AugmentParams):
+    """Gaussian blur with one standard deviation (voxels) or one per channel; 0 leaves a channel as it is."""
+
+    sigma: float | tuple[float, ...]
+    op: ClassVar[str] = "blur"
+
+    def apply(self, image, label):
+        return gaussian_blur(image, _values(self.sigma)), label
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LowResolutionParams(AugmentParams):
+    """Simulated low resolution: down-sampling factor (>= 1) per channel, up-sampled back; labels untouched."""
+
+    factor: float | tuple[float, ...]
+    op: ClassVar[str] = "low_resolution"
+
+    def apply(self, image, label):
+        return low_resolution(image, _values(self.factor)), label
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContrastParams(AugmentParams):
+    """Contrast about each channel's foreground mean, clipped to its range; one factor or one per channel."""
+
+    factor: float | tuple[float, ...]
+    op: ClassVar[str] = "contrast"
+
+    def apply(self, image, label):
+        return contrast(image, _values(self.factor)), label
+
+
 _RECORDS: dict[str, type[AugmentParams]] = {
-    cls.op: cls for cls in (FlipParams, RotateScaleParams, IntensityParams, GammaParams, NoiseParams)
+    cls.op: cls
+    for cls in (
+        FlipParams,
+        RotateScaleParams,
+        IntensityParams,
+        GammaParams,
+        NoiseParams,
+        BlurParams,
+        LowResolutionParams,
+        ContrastParams,
+    )
 }
 
 
@@ -210,9 +275,7 @@ def params_from_dict(params: Mapping[str, Any]) -> AugmentParams | None:
         return None
     cls = _RECORDS.get(op)
     if cls is None:
-        raise InputError(
-            f"unknown augmentation op {op!r}; expected flip, rotate_scale, intensity, gamma or noise"
-        )
+        raise InputError(f"unknown augmentation op {op!r}; expected one of {', '.join(_RECORDS)}")
     names = {f.name for f in fields(cls)}
     try:
         return cls(**{k: v for k, v in params.items() if k in names})

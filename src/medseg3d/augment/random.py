@@ -26,18 +26,25 @@ from medseg3d.errors import InputError
 from ._checks import check_axes, spatial_dims
 from .params import (
     AugmentParams,
+    BlurParams,
+    ContrastParams,
     FlipParams,
     GammaParams,
     IntensityParams,
+    LowResolutionParams,
     NoiseParams,
     RotateScaleParams,
 )
 from .resample import PLANES, plane_rotation
 
 __all__ = [
+    "RandomBlur",
+    "RandomBrightness",
+    "RandomContrast",
     "RandomFlip",
     "RandomGamma",
     "RandomIntensity",
+    "RandomLowResolution",
     "RandomNoise",
     "RandomRotateScale",
     "RandomRotation",
@@ -59,10 +66,29 @@ def randint(g: torch.Generator | None, n: int) -> int:
 
 
 def _range(r: Sequence[float], name: str) -> tuple[float, float]:
-    lo, hi = (float(v) for v in r)
-    if lo > hi:
+    try:
+        lo, hi = (float(v) for v in r)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be two numbers (low, high), got {r!r}") from None
+    if not lo <= hi:  # also catches NaN
         raise InputError(f"{name} must be (low, high) with low <= high, got {tuple(r)}")
     return lo, hi
+
+
+def _probability(p: float, name: str = "p") -> float:
+    p = float(p)
+    if not 0 <= p <= 1:
+        raise InputError(f"{name} must be a probability in [0, 1], got {p}")
+    return p
+
+
+def _around_one(g: torch.Generator | None, lo: float, hi: float) -> float:
+    """A factor from (lo, hi); when the range straddles 1, below 1 and above 1 each half of the time (as
+    nnU-Net draws gamma and contrast), so an asymmetric range like (0.7, 1.5) darkens as often as it
+    brightens."""
+    if lo < 1 < hi and rand(g) < 0.5:
+        return uniform(g, lo, 1.0)
+    return uniform(g, max(lo, 1.0), hi) if lo < 1 < hi else uniform(g, lo, hi)
 
 
 class RandomTransform:
@@ -251,26 +277,30 @@ class RandomGamma(RandomTransform):
 
     As in nnU-Net, half of the draws fall below 1 and half above (when the range straddles 1), so
     brightening and darkening are equally likely even for an asymmetric range like (0.7, 1.5).
+    ``invert=True`` applies the gamma to the inverted image (nnU-Net's ``invert_image``).
     """
 
-    def __init__(self, gamma_range: Sequence[float] = (0.7, 1.5), p: float = 1.0, per_channel: bool = True):
+    def __init__(
+        self,
+        gamma_range: Sequence[float] = (0.7, 1.5),
+        p: float = 1.0,
+        per_channel: bool = True,
+        invert: bool = False,
+    ):
         self.gamma_range = _range(gamma_range, "gamma_range")
         if self.gamma_range[0] <= 0:
             raise InputError(f"gamma_range must be positive, got {tuple(gamma_range)}")
         self.p = float(p)
         self.per_channel = bool(per_channel)
-
-    def _draw_one(self, g) -> float:
-        lo, hi = self.gamma_range
-        if lo < 1 < hi and rand(g) < 0.5:
-            return uniform(g, lo, 1.0)
-        return uniform(g, max(lo, 1.0), hi) if lo < 1 < hi else uniform(g, lo, hi)
+        self.invert = bool(invert)
 
     def draw(self, image, generator):
         if rand(generator) >= self.p:
             return None
         n = image.shape[0] if self.per_channel else 1
-        return GammaParams(gamma=[self._draw_one(generator) for _ in range(n)])
+        gammas = [_around_one(generator, *self.gamma_range) for _ in range(n)]
+        # not inverted: the record leaves ``invert`` out, so its log is the one written before it existed
+        return GammaParams(gamma=gammas, invert=True if self.invert else None)
 
 
 class RandomNoise(RandomTransform):
@@ -292,3 +322,120 @@ class RandomNoise(RandomTransform):
         std = uniform(generator, *self.std_range)
         seed = int(torch.randint(0, 2**62, (), generator=generator))
         return NoiseParams(std=std, seed=seed)
+
+
+class RandomBrightness(RandomTransform):
+    """Multiplicative brightness: ``image * scale`` per channel, scale from ``scale_range``, probability ``p``.
+
+    nnU-Net's BrightnessMultiplicativeTransform; recorded as an ``intensity`` record with zero shift.
+    """
+
+    def __init__(self, scale_range: Sequence[float] = (0.75, 1.25), p: float = 1.0, per_channel: bool = True):
+        self.scale_range = _range(scale_range, "scale_range")
+        self.p = _probability(p)
+        self.per_channel = bool(per_channel)
+
+    def draw(self, image, generator):
+        if rand(generator) >= self.p:
+            return None
+        n = image.shape[0] if self.per_channel else 1
+        scale = [uniform(generator, *self.scale_range) for _ in range(n)]
+        return IntensityParams(scale=scale, shift=[0.0] * n)
+
+
+class RandomContrast(RandomTransform):
+    """Contrast (:func:`~medseg3d.augment.contrast`) by a factor from ``factor_range``, probability ``p``.
+
+    As nnU-Net's ContrastAugmentationTransform: below 1 and above 1 each half of the time when the range
+    straddles 1; one factor per channel unless ``per_channel=False``.
+    """
+
+    def __init__(self, factor_range: Sequence[float] = (0.75, 1.25), p: float = 1.0, per_channel: bool = True):
+        self.factor_range = _range(factor_range, "factor_range")
+        if self.factor_range[0] <= 0:
+            raise InputError(f"factor_range must be positive, got {tuple(factor_range)}")
+        self.p = _probability(p)
+        self.per_channel = bool(per_channel)
+
+    def draw(self, image, generator):
+        if rand(generator) >= self.p:
+            return None
+        n = image.shape[0] if self.per_channel else 1
+        return ContrastParams(factor=[_around_one(generator, *self.factor_range) for _ in range(n)])
+
+
+class _PerChannelDraw(RandomTransform):
+    """A value per channel from ``value_range`` for a sample drawn with ``p``, each channel then with
+    ``p_per_channel`` (others get ``identity``); ``per_channel=False`` draws one value for all channels."""
+
+    identity: float = 0.0
+    range_name: str = "range"
+
+    def __init__(self, value_range: Sequence[float], p: float, p_per_channel: float, per_channel: bool):
+        self.value_range = _range(value_range, self.range_name)
+        self.p = _probability(p)
+        self.p_per_channel = _probability(p_per_channel, "p_per_channel")
+        self.per_channel = bool(per_channel)
+
+    def _values(self, image, generator) -> list[float] | None:
+        if rand(generator) >= self.p:
+            return None
+        if not self.per_channel:
+            return [uniform(generator, *self.value_range)] * image.shape[0]
+        values = [
+            uniform(generator, *self.value_range) if rand(generator) < self.p_per_channel else self.identity
+            for _ in range(image.shape[0])
+        ]
+        return values if any(v != self.identity for v in values) else None
+
+
+class RandomBlur(_PerChannelDraw):
+    """Gaussian blur (:func:`~medseg3d.augment.gaussian_blur`), sigma (voxels) from ``sigma_range``.
+
+    As nnU-Net's GaussianBlurTransform (``different_sigma_per_channel=True``): a sample is blurred with
+    probability ``p``, then each channel with ``p_per_channel``, each with its own sigma.
+    """
+
+    identity = 0.0
+    range_name = "sigma_range"
+
+    def __init__(
+        self,
+        sigma_range: Sequence[float] = (0.5, 1.0),
+        p: float = 1.0,
+        p_per_channel: float = 1.0,
+        per_channel: bool = True,
+    ):
+        super().__init__(sigma_range, p, p_per_channel, per_channel)
+        if self.value_range[0] < 0:
+            raise InputError(f"sigma_range must be >= 0, got {tuple(sigma_range)}")
+
+    def draw(self, image, generator):
+        sigma = self._values(image, generator)
+        return None if sigma is None else BlurParams(sigma=sigma)
+
+
+class RandomLowResolution(_PerChannelDraw):
+    """Simulated low resolution (:func:`~medseg3d.augment.low_resolution`), factor from ``factor_range``.
+
+    As nnU-Net's SimulateLowResolutionTransform (zoom 0.5-1 is a factor 1-2 here): a sample with probability
+    ``p``, then each channel with ``p_per_channel``, each with its own factor. Labels are untouched.
+    """
+
+    identity = 1.0
+    range_name = "factor_range"
+
+    def __init__(
+        self,
+        factor_range: Sequence[float] = (1.0, 2.0),
+        p: float = 1.0,
+        p_per_channel: float = 1.0,
+        per_channel: bool = True,
+    ):
+        super().__init__(factor_range, p, p_per_channel, per_channel)
+        if self.value_range[0] < 1:
+            raise InputError(f"factor_range must be >= 1 (a down-sampling factor), got {tuple(factor_range)}")
+
+    def draw(self, image, generator):
+        factor = self._values(image, generator)
+        return None if factor is None else LowResolutionParams(factor=factor)
