@@ -155,6 +155,147 @@ def test_intensity_and_noise_keep_background():
 
 
 
+# ------------------------------------------------- blur, low resolution, contrast, brightness (issue #22)
+
+U32 = torch.finfo(torch.float32).eps / 2  # unit roundoff of float32
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.8, 1.0])
+def test_blur_of_a_delta_is_the_normalised_gaussian_kernel(sigma):
+    kernel = A.gaussian_kernel(sigma)
+    radius = int(np.ceil(3 * sigma))
+    assert kernel.shape == (2 * radius + 1,) and torch.equal(kernel, kernel.flip(0))
+    assert abs(float(kernel.sum()) - 1) <= 4 * torch.finfo(torch.float64).eps
+    image = torch.zeros(2, 11, 12, 13)
+    image[0, 5, 6, 7] = 1.0
+    out = A.gaussian_blur(image, [sigma, 0.0], keep_background=False)
+    assert out.shape == image.shape and out.dtype == image.dtype
+    expected = torch.zeros(11, 12, 13, dtype=torch.float64)
+    box = (slice(5 - radius, 6 + radius), slice(6 - radius, 7 + radius), slice(7 - radius, 8 + radius))
+    expected[box] = kernel[:, None, None] * kernel[None, :, None] * kernel[None, None, :]
+    # each voxel is the float32 product of three float32-rounded weights: 3 + 2 roundings of u each
+    torch.testing.assert_close(out[0].double(), expected, rtol=5 * U32 * 1.01, atol=0)
+    assert torch.equal(out[1], image[1])  # sigma 0 leaves a channel as it is
+    assert torch.count_nonzero(out[0]) == (2 * radius + 1) ** 3
+
+
+def test_blur_of_a_constant_is_constant_and_the_background_stays_zero():
+    c = 2.5
+    # per axis: <= 7 float32 weights rounded (u each) and 6 partial sums rounded (u * c each); three axes
+    tolerance = 3 * (7 + 6) * U32 * c * 1.01
+    out = A.gaussian_blur(torch.full((1, 9, 10, 11), c), 1.0)
+    assert float((out - c).abs().max()) <= tolerance  # replicate padding: constant up to the edges
+    cube = torch.zeros(2, 16, 16, 16)
+    cube[:, 2:14, 2:14, 2:14] = c
+    out = A.gaussian_blur(cube, [1.0, 0.5])
+    assert torch.all(out[:, cube[0] == 0] == 0)  # keep_background: the zeros stay zeros
+    assert float((out[:, 5:11, 5:11, 5:11] - c).abs().max()) <= tolerance  # 3 voxels (the radius) inside
+    assert float(out[0, 2, 8, 8]) < c  # the rim is blurred with the zeros around it
+    leaked = A.gaussian_blur(cube, 1.0, keep_background=False)
+    assert float(leaked[0, 1, 8, 8]) > 0
+
+
+def test_low_resolution_factor_one_is_identity_and_labels_are_untouched():
+    image, label = _sample()
+    assert A.low_resolution(image, 1.0) is image
+    out = A.low_resolution(image, [1.0, 1.7])
+    assert out.shape == image.shape and out.dtype == image.dtype
+    assert torch.equal(out[0], image[0]) and not torch.equal(out[1], image[1])
+    record = A.LowResolutionParams(factor=(2.0, 1.5))
+    _, lab = record.apply(image, label)
+    assert lab is label
+    image2d, _ = _sample((20, 18))
+    assert A.low_resolution(image2d, 1.6).shape == image2d.shape
+
+
+def test_low_resolution_of_a_linear_ramp_is_the_ramp_shifted_by_half_a_voxel():
+    """nearest-exact keeps voxel 2j+1 of each pair, linear up-sampling puts it at 2j+0.5 + 0.5: inside,
+    the output is the ramp at x + 0.5 on every axis; at the first voxel the clamped interpolation reads one
+    voxel on, so everywhere it stays within the sum of the gradient's magnitudes."""
+    n = 16
+    u = torch.arange(n, dtype=torch.float32)
+    x, y, z = torch.meshgrid(u, u, u, indexing="ij")
+    gradient = (3.0, -2.0, 1.5)
+
+    def ramp(x, y, z):
+        return gradient[0] * x + gradient[1] * y + gradient[2] * z + 40.0  # > 0: all foreground
+
+    image = ramp(x, y, z)[None]
+    out = A.low_resolution(image, 2.0)
+    inner = (slice(1, n - 1),) * 3
+    # one linear interpolation: a weighted sum of 8 float32 values of magnitude <= max|ramp|
+    tolerance = 8 * torch.finfo(torch.float32).eps * float(image.abs().max())
+    shifted = ramp(x + 0.5, y + 0.5, z + 0.5)
+    assert float((out[0][inner] - shifted[inner]).abs().max()) <= tolerance
+    assert float((out[0] - image[0]).abs().max()) <= sum(abs(g) for g in gradient) + tolerance
+
+
+def test_contrast_known_answer_mean_and_range():
+    image = torch.zeros(1, 4, 4, 4)
+    image[0, :2] = 1.0
+    image[0, 2:] = 3.0
+    torch.testing.assert_close(A.contrast(image, 0.5)[0, :2], torch.full((2, 4, 4), 1.5), rtol=0, atol=0)
+    torch.testing.assert_close(A.contrast(image, 0.5)[0, 2:], torch.full((2, 4, 4), 2.5), rtol=0, atol=0)
+    assert torch.equal(A.contrast(image, 2.0), image)  # 0 and 4 clipped back to the range [1, 3]
+    sample, _ = _sample()
+    assert A.contrast(sample, 1.0) is sample
+    fg = (sample != 0).any(0)
+    for factor in ([0.75, 0.9], [1.25, 1.1]):
+        out = A.contrast(sample, factor)
+        assert out.shape == sample.shape and out.dtype == sample.dtype
+        assert torch.all(out[:, ~fg] == 0)
+        for ch in range(2):
+            inside, before = out[ch][fg], sample[ch][fg]
+            assert before.min() <= inside.min() and inside.max() <= before.max()
+            if factor[ch] < 1:  # nothing clipped: the mean is kept up to 3 roundings per voxel
+                mean = float(before.double().mean())
+                tolerance = 3 * U32 * (float(before.abs().max()) + abs(mean)) * 1.01
+                assert abs(float(inside.double().mean()) - mean) <= tolerance
+            else:  # stretched: the extremes saturate at the original min and max
+                assert inside.max() == before.max() and inside.min() == before.min()
+
+
+def test_brightness_is_an_exact_product_and_inverted_gamma_mirrors_gamma():
+    image, label = _sample()
+    out, lab, record = A.RandomBrightness((0.75, 1.25), p=1.0)(image, label, _gen(0))
+    assert record["op"] == "intensity" and record["shift"] == [0.0, 0.0] and lab is label
+    for ch, scale in enumerate(record["scale"]):
+        assert 0.75 <= scale <= 1.25
+        assert torch.equal(out[ch], image[ch] * torch.tensor(scale, dtype=torch.float32))
+    for g in (0.7, 1.4, [0.8, 1.3]):
+        inverted = A.gamma(image, g, invert=True)
+        assert torch.equal(inverted, -A.gamma(-image, g))  # the same float operations, negated
+        assert not torch.equal(inverted, A.gamma(image, g))
+    assert torch.equal(A.gamma(image, 1.0, invert=True), image)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda im: A.gaussian_blur(im, -0.5), "blur sigma"),
+        (lambda im: A.gaussian_blur(im, float("nan")), "blur sigma"),
+        (lambda im: A.gaussian_blur(im, [1.0, 1.0, 1.0]), "per channel"),
+        (lambda im: A.low_resolution(im, 0.5), "low-resolution factor"),
+        (lambda im: A.low_resolution(im, float("inf")), "low-resolution factor"),
+        (lambda im: A.contrast(im, 0.0), "contrast factor"),
+        (lambda im: A.contrast(im, [1.2, -1.0]), "contrast factor"),
+        (lambda im: A.contrast(im, 1.2, torch.ones(3, 3, 3, dtype=torch.bool)), "mask shape"),
+        (lambda im: A.RandomBlur(sigma_range=(-1.0, 1.0)), "sigma_range"),
+        (lambda im: A.RandomBlur(p=1.5), "probability"),
+        (lambda im: A.RandomLowResolution(factor_range=(0.5, 2.0)), "factor_range"),
+        (lambda im: A.RandomLowResolution(p_per_channel=-0.1), "p_per_channel"),
+        (lambda im: A.RandomContrast(factor_range=(0.0, 1.0)), "factor_range"),
+        (lambda im: A.RandomContrast(factor_range=(1.25, 0.75)), "low <= high"),
+        (lambda im: A.RandomBrightness(scale_range=(1.0,)), "two numbers"),
+    ],
+)
+def test_bad_issue_22_parameters_raise_one_line_input_error(call, match):
+    image, _ = _sample()
+    with pytest.raises(InputError, match=match) as info:
+        call(image)
+    assert "\n" not in str(info.value)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 

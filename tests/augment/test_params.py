@@ -21,6 +21,13 @@ RECORDS = [
     A.IntensityParams(scale=(1.1, 0.9), shift=(0.1, -0.2)),
     A.GammaParams(gamma=(0.8, 1.3)),
     A.NoiseParams(std=0.05, seed=123),
+    # issue #22
+    A.GammaParams(gamma=(0.8, 1.3), invert=True),
+    A.BlurParams(sigma=(0.7, 0.0)),
+    A.BlurParams(sigma=1.0),
+    A.LowResolutionParams(factor=(1.0, 1.8)),
+    A.LowResolutionParams(factor=2.0),
+    A.ContrastParams(factor=(0.8, 1.2)),
 ]
 
 
@@ -114,3 +121,40 @@ def test_bad_logs_raise_one_line_input_error():
         A.params_from_dict({"op": "noise", "std": 0.1})
     assert "\n" not in str(info.value)
     assert A.params_from_dict({}) is None
+
+
+def test_issue_22_records_are_dropped_from_the_geometry_and_listed_in_the_error():
+    records = [
+        A.BlurParams(sigma=(0.5, 1.0)),
+        A.FlipParams(axes=(2,)),
+        A.LowResolutionParams(factor=(1.5, 1.0)),
+        A.ContrastParams(factor=(0.9, 1.1)),
+        A.GammaParams(gamma=(1.2, 0.8), invert=True),
+    ]
+    assert A.invert_geometry(records) == [A.FlipParams(axes=(2,))]
+    for record in records[2:]:
+        with pytest.raises(InputError, match="no spatial inverse"):
+            record.inverse()
+    with pytest.raises(InputError) as info:
+        A.params_from_dict({"op": "warp"})
+    for op in ("flip", "rotate_scale", "intensity", "gamma", "noise", "blur", "low_resolution", "contrast"):
+        assert op in str(info.value)
+    with pytest.raises(InputError, match="incomplete"):
+        A.params_from_dict({"op": "blur"})
+
+
+def test_gamma_logs_as_before_unless_inverted():
+    assert A.GammaParams(gamma=(0.8,)).to_dict() == {"op": "gamma", "gamma": [0.8]}
+    assert A.GammaParams(gamma=(0.8,), invert=True).to_dict() == {"op": "gamma", "gamma": [0.8], "invert": True}
+
+
+def test_bad_logged_values_raise_one_line_input_error_when_replayed():
+    image, label = _sample()
+    for logged, match in (
+        ({"op": "blur", "sigma": [-1.0, 0.5]}, "blur sigma"),
+        ({"op": "low_resolution", "factor": [0.5, 1.0]}, "low-resolution factor"),
+        ({"op": "contrast", "factor": [1.0, 1.0, 1.0]}, "per channel"),
+    ):
+        with pytest.raises(InputError, match=match) as info:
+            A.apply_params(image, label, [logged])
+        assert "\n" not in str(info.value)

@@ -124,3 +124,85 @@ def test_invert_geometry_undoes_rotation_and_scaling_inside_the_volume():
     back, _ = A.apply_params(image, None, A.invert_geometry(applied))
     inner = (slice(None), *[slice(6, 19)] * 3)
     torch.testing.assert_close(back[inner], blob[inner], atol=0.02, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------- issue #22
+
+NEW_RANDOM = {
+    "blur": lambda p, pc: A.RandomBlur((0.5, 1.0), p=p, p_per_channel=pc),
+    "low_resolution": lambda p, pc: A.RandomLowResolution((1.0, 2.0), p=p, p_per_channel=pc),
+    "contrast": lambda p, pc: A.RandomContrast((0.75, 1.25), p=p),
+    "intensity": lambda p, pc: A.RandomBrightness((0.75, 1.25), p=p),
+    "gamma": lambda p, pc: A.RandomGamma((0.7, 1.5), p=p, invert=True),
+}
+
+
+@pytest.mark.parametrize("op", NEW_RANDOM)
+def test_issue_22_random_transforms_draw_log_and_replay(op):
+    image, label = _sample()
+    regions = _regions(label)
+    make = NEW_RANDOM[op]
+    out, lab, params = make(1.0, 1.0)(image, label, _gen(1))
+    assert params["op"] == op and not torch.equal(out, image)
+    assert out.shape == image.shape and out.dtype == image.dtype and lab is label  # labels untouched
+    again, _, same_params = make(1.0, 1.0)(image, label, _gen(1))
+    assert same_params == params and torch.equal(again, out)
+    replay, replay_lab = A.apply_params(image, label, [params.to_dict()])
+    assert torch.equal(replay, out) and replay_lab is label
+    other, _, other_params = make(1.0, 1.0)(image, label, _gen(2))
+    assert other_params != params and not torch.equal(other, out)
+    _, reg, _ = make(1.0, 1.0)(image, regions, _gen(1))
+    assert reg is regions
+    same, same_lab, none = make(0.0, 1.0)(image, label, _gen(1))
+    assert none == {} and same is image and same_lab is label
+
+
+def test_per_channel_draws_choose_channels_and_stay_in_their_ranges():
+    image, _ = _sample(channels=4)
+    chosen = set()
+    for seed in range(20):
+        _, _, blur = A.RandomBlur((0.5, 1.0), p=1.0, p_per_channel=0.5)(image, None, _gen(seed))
+        _, _, low = A.RandomLowResolution((1.0, 2.0), p=1.0, p_per_channel=0.5)(image, None, _gen(seed))
+        for record, field, identity, (lo, hi) in ((blur, "sigma", 0.0, (0.5, 1.0)), (low, "factor", 1.0, (1.0, 2.0))):
+            if record:  # {} when no channel was chosen
+                values = record[field]
+                assert len(values) == 4 and any(v != identity for v in values)
+                assert all(v == identity or lo <= v <= hi for v in values)
+                chosen.add(tuple(v != identity for v in values))
+    assert len(chosen) > 4  # different channel subsets
+    _, _, none = A.RandomBlur(p=1.0, p_per_channel=0.0)(image, None, _gen(0))
+    assert none == {}
+    _, _, shared = A.RandomLowResolution(p=1.0, per_channel=False)(image, None, _gen(0))
+    assert len(set(shared["factor"])) == 1 and len(shared["factor"]) == 4
+
+
+def test_strong_preset_draws_every_op_of_its_recipe_within_its_ranges():
+    """The table of build_augment's docstring: every op shows up over 60 seeds, inside its range."""
+    image, label = _sample((12, 12, 12), channels=4)
+    seen = set()
+    for seed in range(60):
+        _, _, applied = A.build_augment("strong")(image, label, _gen(seed))
+        for record in applied:
+            kind = record["op"]
+            if kind == "rotate_scale":
+                assert all(0 <= a <= 360 for a in record["angles_deg"])
+                assert all(0.7 <= s <= 1.4 for s in record["scale"]) and len(set(record["scale"])) == 1
+                kind += "+scale" if record["scale"][0] != 1.0 else "+rotate"
+            elif kind == "noise":
+                assert 0 <= record["std"] <= 0.3
+            elif kind == "blur":
+                assert all(s == 0 or 0.5 <= s <= 1.0 for s in record["sigma"])
+            elif kind == "intensity":
+                assert record["shift"] == [0.0] * 4 and all(0.75 <= s <= 1.25 for s in record["scale"])
+            elif kind == "contrast":
+                assert all(0.75 <= f <= 1.25 for f in record["factor"])
+            elif kind == "low_resolution":
+                assert all(1.0 <= f <= 2.0 for f in record["factor"])
+            elif kind == "gamma":
+                assert all(0.7 <= g <= 1.5 for g in record["gamma"])
+                kind += "+inverted" if record.get("invert") else ""
+            seen.add(kind)
+    assert seen == {
+        "rotate_scale+scale", "rotate_scale+rotate", "noise", "blur", "intensity", "contrast", "low_resolution",
+        "gamma", "gamma+inverted", "flip",
+    }

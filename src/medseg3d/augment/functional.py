@@ -345,13 +345,18 @@ def contrast(
         return image
     out = image.clone()
     zero = torch.zeros((), dtype=image.dtype)
+    inf = torch.tensor(float("inf"), dtype=image.dtype)
+    count = int(mask.sum())
     for ch in range(image.shape[0]):
         fc = float(f[ch])
         if fc == 1.0:
             continue
-        inside = image[ch][mask]
-        mean = inside.double().mean().to(image.dtype)  # float64 accumulation: the mean to float32 rounding
-        lo, hi = inside.amin(), inside.amax()
-        y = (image[ch] - mean).mul_(fc).add_(mean).clamp_(lo, hi)
+        # reductions over torch.where, not image[ch][mask]: boolean indexing gathers a copy (5x slower)
+        x = image[ch]
+        total = torch.where(mask, x, zero).double().sum()  # float64: the mean to float32 rounding
+        mean = (total / count).to(image.dtype)
+        lo = torch.where(mask, x, inf).amin()
+        hi = torch.where(mask, x, -inf).amax()
+        y = (x - mean).mul_(fc).add_(mean).clamp_(lo, hi)
         out[ch] = torch.where(mask, y, zero)
     return out
