@@ -127,23 +127,25 @@ def build_augment(name: str) -> Compose | PaperAugment:
     * ``"default"``: nnU-Net-like mix: flips on every axis (p=0.5 each); rotation up to +-30 degrees in a
       random plane (p=0.3) and scaling 0.85-1.15 (p=0.3) in one resampling; intensity scale 0.9-1.1 and
       shift +-0.1 per channel (p=0.3); gamma 0.7-1.5 (p=0.3).
-    * ``"strong"``: the full few-data recipe of nnU-Net's training transforms (issue #22), in its order;
-      "p" is per sample, "per channel" a second draw for each channel of a chosen sample:
+    * ``"strong"`` (issue #22): nnU-Net's training transforms with their ranges and probabilities, in their
+      order, and the geometry of the earlier "strong" (any angle, as Kayalibay et al.; nnU-Net turns 3D
+      patches by at most 30 degrees, p=0.2). "p" is per sample; "/channel" is a second draw for each channel
+      of a chosen sample, and each chosen channel gets its own value:
 
-      ==================  ==============================================================  ===============
-      transform           range                                                           p
-      ==================  ==============================================================  ===============
-      rotation            any angle (0-360 degrees) in one random plane                   0.5
-      scaling             0.7-1.4, isotropic (> 1 magnifies), same resampling as rotation 0.5
-      Gaussian noise      std 0-0.3 (z-score units; nnU-Net: variance 0-0.1)              0.1
-      Gaussian blur       sigma 0.5-1.0 voxel, own sigma per channel                      0.2, 0.5/channel
-      brightness          x 0.75-1.25 per channel                                         0.15
-      contrast            0.75-1.25 about the brain mean, clipped to the range            0.15
-      low resolution      down-sample 1-2x (nearest), up-sample back (linear), per channel 0.25, 0.5/channel
-      inverted gamma      0.7-1.5 on the inverted image, per channel                      0.1
-      gamma               0.7-1.5, per channel                                            0.3
-      mirroring           each axis                                                       0.5 per axis
-      ==================  ==============================================================  ===============
+      ==============  ================================================================  =================
+      transform       range                                                             p
+      ==============  ================================================================  =================
+      rotation        any angle (0-360 degrees) in one random plane                     0.5
+      scaling         0.7-1.4, isotropic (> 1 magnifies), one resampling with rotation  0.5
+      Gaussian noise  std 0-0.3 (z-score units; nnU-Net: variance 0-0.1)                0.1
+      Gaussian blur   sigma 0.5-1.0 voxel, its own sigma per channel                    0.2; 0.5/channel
+      brightness      x 0.75-1.25 per channel                                           0.15
+      contrast        0.75-1.25 about the brain mean, clipped to the range              0.15
+      low resolution  down 1-2x (nearest), back up (linear), own factor per channel     0.25; 0.5/channel
+      inverted gamma  0.7-1.5 on the inverted image, per channel                        0.1
+      gamma           0.7-1.5, per channel                                              0.3
+      mirroring       each axis                                                         0.5 per axis
+      ==============  ================================================================  =================
 
       Gamma and contrast draw below 1 and above 1 equally often. Every intensity op leaves the background
       (0 in every channel) at 0, so the brain mask the network sees is the one of the input.
