@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -75,9 +76,13 @@ def check_inference(inference, path: Path) -> None:
     """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
     if inference is None:
         return
-    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap", "precision"}:
-        raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; "
-                         "expected {{'sliding_window': bool, 'overlap': float, 'precision': str}}")
+    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap", "precision", "refiner"}:
+        raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; expected "
+                         "{{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str}}")
+    refiner = inference.get("refiner")
+    # a bundled model's name only: metadata travels with the file and must not point at other files
+    if refiner is not None and not (isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)):
+        raise ModelError(f"{path}: inference.refiner must be the name of a bundled model, got {refiner!r}")
     if not isinstance(inference.get("sliding_window", False), bool):
         raise ModelError(f"{path}: inference.sliding_window must be true or false")
     overlap = inference.get("overlap", 0.5)

@@ -148,7 +148,7 @@ def cmd_predict(args) -> None:
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
                       channel_files=_channel_flags(args), report=args.report, uncertainty=passes,
-                      output_format=args.output_format)
+                      output_format=args.output_format, refine=args.refine)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a network on a dataset")
     s.add_argument("dataset", nargs="?", help="dataset folder (with --resume: the run's own, may be left out)")
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
-    s.add_argument("--preset", help="paper, brats (the bundled model), brats-v0 or quick")
+    s.add_argument("--preset", help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0 or quick")
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
     s.add_argument("--net-arg", action="append", type=_kv, help="network argument KEY=VALUE (repeatable)")
     s.add_argument("--loss", help="loss name or combination, e.g. jaccard, dice, ce, jaccard+ce, region-dice-bce")
@@ -359,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-distance", type=float, default=0.0, metavar="MM",
                    help="remove tumour components farther than MM millimetres from the largest one (0: off; a "
                         "false-positive blob far from the tumour, e.g. on another pipeline's preprocessing)")
+    s.add_argument("--refine", default="auto", metavar="MODEL",
+                   help="re-segment the box around the tumour with a finer refiner model (bundled name, run folder "
+                        "or file); default: the refiner the model names, if any; 'none': the model alone")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--report", action="store_true",
                    help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cascade import refine
 from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
 from .errors import InputError
 from .inference import predict_probabilities
@@ -43,6 +44,8 @@ class GridPrediction:
     probabilities: np.ndarray
     uncertainty: np.ndarray | None = None
     confidence: dict | None = None
+    refinement: dict | None = None
+    """With a refiner (:mod:`medseg3d.cascade`): the box it refined on its grid (None: no tumour found)."""
 
 
 def model_input(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
@@ -78,21 +81,30 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     0.79 / 0.57 to 0.39 / 0.61 / 0.79 for WT / TC / ET on the 7 cases the bundled model never saw, docs/report.md).
     The model's temperatures, if any, come along in ``confidence["temperatures"]`` for the probabilities
     (:func:`medseg3d.uncertainty.apply_temperature`).
+
+    A model with a refiner (:mod:`medseg3d.cascade`) then has the box around its tumour re-segmented by the
+    refiner (mirrored too with ``mirror``); the uncertainty stays the coarse model's.
     """
     x, record, settings = model_input(model, image, affine, sliding_window=sliding_window, overlap=overlap)
     # region probabilities: outside the brain every region is absent (probability 0)
     fill_background = model.kind != "region"
     if not passes:
         probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
-        return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
-    check_passes(passes, mirror)
-    result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
-    probs = result.probabilities if mirror else result.first_pass
-    temps = model.meta.temperatures
-    confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
-    # only the entropy map is written: one channel back onto the input grid, not all of maps_on_input_grid's
-    entropy = undo_probabilities(result.entropy[None], record, fill_background=False)[0]
-    return GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy, confidence)
+        prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
+    else:
+        check_passes(passes, mirror)
+        result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
+        probs = result.probabilities if mirror else result.first_pass
+        temps = model.meta.temperatures
+        confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
+        # only the entropy map is written: one channel back onto the input grid, not all of maps_on_input_grid's
+        entropy = undo_probabilities(result.entropy[None], record, fill_background=False)[0]
+        prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy,
+                                    confidence)
+    if model.refiner is not None:  # the uncertainty stays the coarse model's: it says where the tumour may be
+        prediction.probabilities, prediction.refinement = refine(model.refiner, image, affine,
+                                                                 prediction.probabilities, mirror=mirror)
+    return prediction
 
 
 def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
@@ -290,6 +302,7 @@ def predict(
     report: bool = False,
     uncertainty: int | None = None,
     output_format: str | None = None,
+    refine: str | None = "auto",
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
@@ -304,6 +317,8 @@ def predict(
     the probabilities after the model's calibration, if it has one. The labels are the same as without.
     ``output_format``: ``dicom-seg`` also writes ``<output stem>.seg.dcm``, a DICOM Segmentation object that
     references the input DICOM series the labels lie on (written by default when there is one; ``nifti``: not).
+    ``refine`` (a model given by name or path): ``auto`` runs the refiner the model names, if any
+    (:mod:`medseg3d.cascade`); ``none`` none; else the refiner to run.
 
     In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
     ``torchrun``, from ``RANK``/``WORLD_SIZE``) this process takes every n-th case starting at i; cases whose
@@ -311,7 +326,7 @@ def predict(
     """
     from tqdm import tqdm
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, precision)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, precision, refine)
     output = Path(output)
     inputs = [Path(p) for p in inputs]
     for p in inputs:
@@ -395,7 +410,7 @@ def _write_dicom_seg(loaded: LoadedModel, case: Case, dicom: list[str], result: 
     if source is None:
         return None
     return write_dicom_seg(result.labels, case.channels[source], stem.with_name(stem.name + ".seg.dcm"),
-                           loaded.scheme, model_name=f"medseg3d {loaded.name}")
+                           loaded.scheme, model_name=f"medseg3d {loaded.pipeline_name}")
 
 
 def _companions(target: Path) -> list[str]:
@@ -472,7 +487,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
 
         seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
         lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
-                                                model=loaded.name,
+                                                model=loaded.pipeline_name,
                                                 inputs={m: str(p) for m, p in case.channels.items()},
                                                 extra={"uncertainty": uncertainty} if uncertainty else None)
         for line in lines if say else []:
@@ -498,7 +513,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         from .io import write_json_atomic
         from .report import volume_summary
 
-        write_json_atomic({"model": loaded.name, "output": str(target),
+        write_json_atomic({"model": loaded.pipeline_name, "output": str(target),
                            "volumes_ml": volume_summary(result.labels.array, result.labels.spacing, loaded.scheme),
                            "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
     return written

@@ -33,6 +33,8 @@ class LoadedModel:
     card: dict = field(default_factory=dict)
     """The bundled model's card (``weights/<name>.json``: data, command, scores), else empty."""
     source: Path | None = None
+    refiner: LoadedModel | None = None
+    """A model that refines this one's tumour at a finer resolution (:mod:`medseg3d.cascade`), or None."""
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -48,6 +50,11 @@ class LoadedModel:
         if self.meta.name:
             return self.meta.name
         return self.source.name.split(".")[0] if self.source is not None else self.meta.network
+
+    @property
+    def pipeline_name(self) -> str:
+        """The name to record with a result: the model's, and its refiner's if it has one."""
+        return f"{self.name} refined by {self.refiner.name}" if self.refiner is not None else self.name
 
     def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
         """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata

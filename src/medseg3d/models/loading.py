@@ -40,11 +40,35 @@ def resolve_model_path(ref: str | os.PathLike) -> Path:
     raise ModelError(f"{ref_s}: no such model file, run folder or bundled model (bundled: {names})")
 
 
-def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "auto") -> LoadedModel:
+def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "auto",
+               refine: str | os.PathLike | None = "auto") -> LoadedModel:
     """Load a model by bundled name, run folder or file; metadata is checked before use.
 
     ``precision`` (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`) is the one inference runs
-    in; ``auto`` takes the model file's own default."""
+    in; ``auto`` takes the model file's own default. ``refine`` attaches a refiner (:mod:`medseg3d.cascade`):
+    ``auto`` the one the model's metadata names (``inference.refiner``, a bundled model), ``None`` or
+    ``"none"`` none, else a bundled name, run folder or file."""
+    loaded = _load_one(ref, device, precision)
+    if refine is None or str(refine) == "none":
+        return loaded
+    if str(refine) == "auto":
+        refine = loaded.meta.inference.get("refiner")
+        if not refine:
+            return loaded
+        if str(refine) not in bundled_models():
+            raise ModelError(f"{loaded.source}: its metadata names refiner {refine!r}, which is not a bundled "
+                             "model; reinstall medseg3d or pass --refine none")
+    from ..cascade import check_refiner
+
+    refiner = _load_one(refine, device, precision)
+    if refiner.meta.inference.get("refiner"):
+        raise ModelError(f"{refiner.source}: a refiner must not name a refiner of its own; give its coarse model")
+    check_refiner(loaded, refiner)
+    loaded.refiner = refiner
+    return loaded
+
+
+def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedModel:
     check_precision(precision)
     from ..inference import pick_device
     from ..nets import build_network

@@ -37,6 +37,14 @@ PRESETS: dict[str, dict] = {
                   lr=2e-3, schedule="poly",
                   augment="default", crop="bbox", downsample=2.0, patch=(64, 64, 64), foreground_p=0.5,
                   epochs=160, iters_per_epoch=50, minutes=120.0, val_every=5),
+    # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3 patches
+    # (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse model's tumour.
+    # Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at the end; the
+    # cascade is scored by scripts/crossval_cascade.py.
+    "brats-refine": dict(net="kayalibay", net_args={"norm": "instance"}, loss="region-dice-bce", labels="regions",
+                         lr=2e-3, schedule="poly", augment="default", crop="bbox", downsample=1.0,
+                         patch=(64, 64, 64), foreground_p=0.9, epochs=160, iters_per_epoch=50, minutes=120.0,
+                         val_every=160),
     # Version 0 of the bundled model: 1.5 mm voxels, 96^3 patches, 100 minutes (kept to reproduce it).
     "brats-v0": dict(net="kayalibay", loss="region-dice-bce", labels="regions", lr=2e-3, schedule="poly",
                      augment="default", crop="bbox", downsample=1.5, patch=(96, 96, 96), foreground_p=0.5,
