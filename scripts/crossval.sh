@@ -9,6 +9,7 @@
 #   e.g. MEDSEG3D_THREADS=1 scripts/crossval.sh ../shared/data/brats2018 splits/brats2018-5fold.json \
 #            runs/cv-brats --preset brats --epochs 40
 # Then: python scripts/crossval_report.py runs/cv-brats
+# SCORE=none trains only (a cascade's refiner: scripts/crossval_cascade.py scores it with its coarse model).
 set -euo pipefail
 score() {  # score WEIGHTS FOLDER NAME [predict options]: segment the held-out cases and evaluate them
     local weights=$1 held=$2 pred=$3; shift 3
@@ -29,6 +30,7 @@ for ((k = 0; k < folds; k++)); do
     for c in $(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['folds'][int(sys.argv[2])]['val']))" "$split" "$k"); do
         ln -s "$(realpath "$data/$c")" "$held/$c"
     done
+    if [[ "${SCORE:-all}" == none ]]; then touch "$run/done"; continue; fi
     # explicit flags: models trained on patches run in windows by default (see medseg3d models)
     score "$run/last.safetensors" "$held" "$run/pred-last" --whole-volume
     score "$run/best.safetensors" "$held" "$run/pred-best" --whole-volume

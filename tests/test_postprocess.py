@@ -54,10 +54,13 @@ def test_sweep_script_known_answer(tmp_path, capsys):
 
     from medseg3d.io import Volume, write_volume
 
-    sweep = load_script("min_enhancing_sweep")
+    sweep = load_script("postprocess_sweep")
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    ref = _case_with_enhancing(5)
-    pred = _case_with_enhancing(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
+    ref = np.zeros((30, 10, 10), np.uint8)
+    ref[:10] = _case_with_enhancing(5)
+    pred = ref.copy()
+    pred[:10] = _case_with_enhancing(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
+    pred[25:27, 2:4, 2:4] = 2  # a far false-positive blob: 8 voxels, 20 mm from the tumour (x 5 -> 25)
     case = tmp_path / "cv" / "fold0" / "heldout" / "c1"
     case.mkdir(parents=True)
     for m in ("flair", "t1", "t1ce", "t2"):
@@ -65,11 +68,18 @@ def test_sweep_script_known_answer(tmp_path, capsys):
     write_volume(Volume(ref, affine), case / "c1_seg.nii.gz")
     (tmp_path / "cv" / "fold0" / "pred-last-sw").mkdir()
     write_volume(Volume(pred, affine), tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz")
-    assert sweep.main([str(tmp_path / "cv"), "--thresholds", "0,3,4"]) == 0
-    printed = capsys.readouterr().out
-    assert "| 0 | 0.7500 | 0.8750 | - |" in printed
-    assert "| 3 | 0.7500 | 0.8750 | - |" in printed
-    assert "| 4 | 0.0000 | 0.8750 | c1 |" in printed
+    assert sweep.main([str(tmp_path / "cv"), "--distances", "0,18,20", "--min-enhancing", "0,3,4"]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    table = {(r[0].strip("| "), r[1]): r for r in rows[1:10]}
+    wt_with_blob = 2 * 64 / (64 + 72)
+    assert table[("0", "0")][2:5] == [f"{wt_with_blob:.4f}", "0.8750", "0.7500"]
+    assert table[("0", "3")][2:5] == table[("0", "0")][2:5] and table[("0", "3")][-1] == "- |"
+    assert table[("0", "4")][2:5] == [f"{wt_with_blob:.4f}", "0.8750", "0.0000"]
+    assert table[("0", "4")][7] == "373.1"  # no enhancing tumour left: the BraTS penalty
+    assert table[("18", "0")][2:5] == ["1.0000", "0.8750", "0.7500"]  # the blob is 20 mm away: removed
+    assert table[("18", "0")][5] == "0.0"  # and the whole tumour's HD95 drops to 0
+    assert table[("20", "0")][2:5] == table[("0", "0")][2:5]  # 20 mm is not farther than 20: kept
+    assert table[("18", "4")][2:5] == ["1.0000", "0.8750", "0.0000"]
 
 
 def test_negative_minimums_are_refused(brats_root):

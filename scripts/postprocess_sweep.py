@@ -1,0 +1,129 @@
+"""Choose ``medseg3d predict``'s post-processing by cross-validation: every setting on every held-out case.
+
+Reads each fold's saved label maps (``OUT/fold<k>/pred-<variant>/<case>.nii.gz``, written by
+``medseg3d predict``) and references (``OUT/fold<k>/heldout``) and applies, for every combination of
+``--max-distance`` (tumour components farther than MM from the largest one removed) and ``--min-enhancing``
+(enhancing tumour relabelled as necrosis in a case with fewer than N enhancing voxels), exactly what
+``medseg3d.postprocess.postprocess`` does in ``predict``. Per setting it prints the mean Dice and HD95 (BraTS
+penalty of 373.13 mm where one side is empty) of WT / TC / ET over all held-out cases, the worst case's WT
+Dice and the cases that changed, then, per changed case, its Dice before and after. No inference is run.
+
+    python scripts/postprocess_sweep.py runs/cv27-v1 --variant last-sw [--distances 0,20,30,40,60]
+        [--min-enhancing 0,250,500]
+
+On cases that all contain enhancing tumour (the shared ones) ``--min-enhancing`` can only show its cost; its
+gain is on cases without enhancement, where any predicted enhancing voxel scores ET Dice 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from medseg3d.datasets import find_cases
+from medseg3d.io import read_volume
+from medseg3d.labels import get_scheme
+from medseg3d.metrics import BRATS_HD95_PENALTY, dice, hausdorff95
+from medseg3d.postprocess import postprocess
+
+REGIONS = ("WT", "TC", "ET")
+
+
+def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarray, tuple]]:
+    """[(case, predicted labels, reference labels, spacing)] over every fold folder under ``root``."""
+    pairs = []
+    folds = sorted(p for p in root.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
+    if not folds:
+        sys.exit(f"error: {root} has no fold* folders; give the folder of a cross-validation")
+    for fold in folds:
+        pred = fold / f"pred-{variant}"
+        if not pred.is_dir():
+            print(f"{fold.name}: no pred-{variant} (fold not scored yet); left out", file=sys.stderr)
+            continue
+        for case in find_cases(fold / "heldout"):
+            path = pred / f"{case.case_id}.nii.gz"
+            if not path.exists():
+                sys.exit(f"error: {path} is missing; run medseg3d predict for {fold.name}'s held-out cases first")
+            volume = read_volume(path)
+            pairs.append((case.case_id, volume.array.astype(np.int16),
+                          read_volume(case.label).array.astype(np.int16), tuple(volume.spacing)))
+    if not pairs:
+        sys.exit(f"error: no fold under {root} has pred-{variant}; score the folds first")
+    return pairs
+
+
+def scores(scheme, pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, float]:
+    """Dice and HD95 (mm, BraTS penalty where one side is empty) per region."""
+    predicted = dict(zip(scheme.regions, scheme.region_masks(scheme.to_classes(pred))))
+    truth = dict(zip(scheme.regions, scheme.region_masks(scheme.to_classes(ref))))
+    out = {}
+    for r in REGIONS:
+        out[f"dice_{r}"] = dice(predicted[r], truth[r])
+        out[f"hd95_{r}"] = hausdorff95(predicted[r], truth[r], spacing, one_empty=BRATS_HD95_PENALTY)
+    return out
+
+
+def sweep(pairs, distances, minimums) -> tuple[list[dict], dict]:
+    """(rows, base): per setting the mean scores over the cases, the worst WT case and each changed case's
+    scores; and every case's scores without post-processing."""
+    scheme = get_scheme("brats")
+    base = {case: scores(scheme, pred, ref, spacing) for case, pred, ref, spacing in pairs}
+    rows = []
+    for distance, minimum in itertools.product(distances, minimums):
+        per_case, changed = {}, {}
+        for case, pred, ref, spacing in pairs:
+            out = postprocess(pred, scheme, spacing=spacing, min_enhancing=minimum, max_distance_mm=distance)
+            if np.array_equal(out, pred):
+                per_case[case] = base[case]  # unchanged: no need to score it again
+            else:
+                per_case[case] = changed[case] = scores(scheme, out, ref, spacing)
+        mean = {k: statistics.fmean(s[k] for s in per_case.values()) for k in next(iter(per_case.values()))}
+        worst = min(per_case, key=lambda c: per_case[c]["dice_WT"])
+        rows.append({"max_distance": distance, "min_enhancing": minimum, "mean": mean, "worst": worst,
+                     "worst_WT": per_case[worst]["dice_WT"], "changed": changed})
+    return rows, base
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="cross-validation folder (fold0, fold1, ...)")
+    parser.add_argument("--variant", default="last-sw", help="prediction folder suffix: fold<k>/pred-<variant>")
+    parser.add_argument("--distances", default="0,20,30,40,60", help="--max-distance values in mm (0: off)")
+    parser.add_argument("--min-enhancing", default="0,250,500", help="--min-enhancing values in voxels (0: off)")
+    args = parser.parse_args(argv)
+    try:
+        distances = [float(t) for t in args.distances.split(",")]
+        minimums = [int(t) for t in args.min_enhancing.split(",")]
+    except ValueError:
+        sys.exit("error: --distances are numbers and --min-enhancing whole numbers, separated by commas")
+    pairs = load_pairs(args.root, args.variant)
+    rows, base = sweep(pairs, distances, minimums)
+    print(f"{len(pairs)} held-out cases of {args.root} (pred-{args.variant})\n")
+    print("| --max-distance | --min-enhancing | Dice WT | TC | ET | HD95 WT | TC | ET | worst WT | cases changed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        m = row["mean"]
+        print(f"| {row['max_distance']:g} | {row['min_enhancing']} | "
+              + " | ".join(f"{m['dice_' + r]:.4f}" for r in REGIONS) + " | "
+              + " | ".join(f"{m['hd95_' + r]:.1f}" for r in REGIONS)
+              + f" | {row['worst_WT']:.3f} ({row['worst']}) | {len(row['changed']) or '-'} |")
+    changes = [(row, case, s) for row in rows for case, s in row["changed"].items()]
+    if changes:
+        print("\n| --max-distance | --min-enhancing | case | Dice WT / TC / ET before | after | HD95 WT before | after |")
+        print("|---|---|---|---|---|---|---|")
+        for row, case, after in changes:
+            before = base[case]
+            print(f"| {row['max_distance']:g} | {row['min_enhancing']} | {case} | "
+                  + " / ".join(f"{before['dice_' + r]:.3f}" for r in REGIONS) + " | "
+                  + " / ".join(f"{after['dice_' + r]:.3f}" for r in REGIONS)
+                  + f" | {before['hd95_WT']:.1f} | {after['hd95_WT']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
