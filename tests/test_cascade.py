@@ -132,3 +132,31 @@ def test_cli_refine_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", "brats", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot refine brats" in err
+
+
+@pytest.mark.slow
+def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
+    import json
+
+    from medseg3d.io import read_volume
+
+    source = bundled_models()["brats"]
+    meta, _ = read_model_file(source)
+    # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it scores)
+    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0},
+                                           "inference": {"sliding_window": False}}, out=tmp_path / "fine.safetensors")
+    case = brats_root / "Brats18_2013_2_1"
+    plain, cascade = tmp_path / "plain.nii.gz", tmp_path / "cascade.nii.gz"
+    assert main(["predict", "brats", str(case), "-o", str(plain), "--quiet", "--report"]) == 0
+    assert main(["predict", "brats", str(case), "-o", str(cascade), "--quiet", "--report", "--refine", str(fine)]) == 0
+    refinement = json.loads((tmp_path / "cascade.json").read_text())["extra"]["refinement"]
+    assert refinement["refiner"] == "fine" and refinement["voxels"] > 64**3  # the tumour plus 12 mm each side
+    a, b = read_volume(plain), read_volume(cascade)
+    np.testing.assert_array_equal(a.affine, b.affine)
+    assert set(np.unique(b.array)) <= {0, 1, 2, 4} and (b.array > 0).sum() > 1000
+    # the refiner only relabels the box around the coarse tumour
+    box = np.argwhere(a.array > 0)
+    lo, hi = box.min(0) - 13, box.max(0) + 14
+    outside = np.ones(a.shape, bool)
+    outside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
+    np.testing.assert_array_equal(a.array[outside], b.array[outside])

@@ -171,6 +171,8 @@ class CaseResult:
     """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty`` passes."""
     confidence: dict | None = None
     """The case's confidence (:func:`medseg3d.uncertainty.case_confidence`) and calibration temperatures."""
+    refinement: dict | None = None
+    """With a refiner: which one and the box it refined (:func:`medseg3d.cascade.refine`)."""
 
 
 def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
@@ -221,7 +223,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
         grid = prepared.native
     labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing,
                                      spacing=grid.spacing, max_distance=max_distance)
-    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence)
+    refinement = None if model.refiner is None else {"refiner": model.refiner.name, **prediction.refinement}
+    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence, refinement)
 
 
 def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
@@ -553,6 +556,8 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
         extra["raw_input"] = raw_summary
     if uncertainty:
         extra["uncertainty"] = uncertainty
+    if result.refinement:
+        extra["refinement"] = result.refinement
     json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
                                              steps, extra, uncertainty_map=result.uncertainty)
     if say:
