@@ -9,7 +9,7 @@
 #   e.g. MEDSEG3D_THREADS=1 scripts/crossval.sh ../shared/data/brats2018 splits/brats2018-5fold.json \
 #            runs/cv-brats --preset brats --epochs 40
 # Then: python scripts/crossval_report.py runs/cv-brats
-# SCORE=none trains only (a cascade's refiner: scripts/crossval_cascade.py scores it with its coarse model).
+# FOLDS="0 2" runs only those folds. SCORE=none trains only (a cascade's refiner: scripts/crossval_cascade.py scores it with its coarse model).
 set -euo pipefail
 score() {  # score WEIGHTS FOLDER NAME [predict options]: segment the held-out cases and evaluate them
     local weights=$1 held=$2 pred=$3; shift 3
@@ -20,6 +20,7 @@ data=$1; split=$2; out=$3; shift 3
 mkdir -p "$out"
 folds=$(python -c "import json,sys; print(len(json.load(open(sys.argv[1]))['folds']))" "$split")
 for ((k = 0; k < folds; k++)); do
+    if [[ -n "${FOLDS:-}" && " $FOLDS " != *" $k "* ]]; then continue; fi
     run="$out/fold$k"
     if [[ -e "$run/done" ]]; then continue; fi
     # claim the fold unless this is a resume of our own earlier claim (-resume: RESUME=1)

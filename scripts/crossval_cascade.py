@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from medseg3d.cascade import check_refiner
+from medseg3d.datasets import find_cases
 from medseg3d.models import load_model
 from medseg3d.predict import predict
 
@@ -58,7 +59,9 @@ def main() -> None:
             check_refiner(coarse, refiner)
             refiner.meta.inference["sliding_window"] = refine_windows
             coarse.refiner = refiner
-            predict(coarse, [held], out, sliding_window=coarse_windows, force=True, progress=False)
+            for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
+                predict(coarse, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
+                        force=True, progress=False)
             subprocess.run(["medseg3d", "evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty",
                             "--quiet"], check=True)
             print(f"{run.name}: {name} scored in {out}")
