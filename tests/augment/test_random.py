@@ -185,7 +185,7 @@ def test_strong_preset_draws_every_op_of_its_recipe_within_its_ranges():
         for record in applied:
             kind = record["op"]
             if kind == "rotate_scale":
-                assert all(0 <= a <= 360 for a in record["angles_deg"])
+                assert all(-30 <= a <= 30 for a in record["angles_deg"])
                 assert all(0.7 <= s <= 1.4 for s in record["scale"]) and len(set(record["scale"])) == 1
                 kind += "+scale" if record["scale"][0] != 1.0 else "+rotate"
             elif kind == "noise":

@@ -128,15 +128,15 @@ def build_augment(name: str) -> Compose | PaperAugment:
       random plane (p=0.3) and scaling 0.85-1.15 (p=0.3) in one resampling; intensity scale 0.9-1.1 and
       shift +-0.1 per channel (p=0.3); gamma 0.7-1.5 (p=0.3).
     * ``"strong"`` (issue #22): nnU-Net's training transforms with their ranges and probabilities, in their
-      order, and the geometry of the earlier "strong" (any angle, as Kayalibay et al.; nnU-Net turns 3D
-      patches by at most 30 degrees, p=0.2). "p" is per sample; "/channel" is a second draw for each channel
-      of a chosen sample, and each chosen channel gets its own value:
+      order (rotation as in "default", at most 30 degrees: BraTS cases share one orientation, so turning them
+      upside down only teaches what never comes). "p" is per sample; "/channel" is a second draw for each
+      channel of a chosen sample, and each chosen channel gets its own value:
 
       ==============  ================================================================  =================
       transform       range                                                             p
       ==============  ================================================================  =================
-      rotation        any angle (0-360 degrees) in one random plane                     0.5
-      scaling         0.7-1.4, isotropic (> 1 magnifies), one resampling with rotation  0.5
+      rotation        -30 to 30 degrees in one random plane                             0.2
+      scaling         0.7-1.4, isotropic (> 1 magnifies), one resampling with rotation  0.2
       Gaussian noise  std 0-0.3 (z-score units; nnU-Net: variance 0-0.1)                0.1
       Gaussian blur   sigma 0.5-1.0 voxel, its own sigma per channel                    0.2; 0.5/channel
       brightness      x 0.75-1.25 per channel                                           0.15
@@ -167,7 +167,7 @@ def build_augment(name: str) -> Compose | PaperAugment:
     if key == "strong":
         return Compose(
             [
-                RandomRotateScale(max_angle=180.0, p_rotation=0.5, scale_range=(0.7, 1.4), p_scale=0.5),
+                RandomRotateScale(max_angle=30.0, p_rotation=0.2, scale_range=(0.7, 1.4), p_scale=0.2),
                 RandomNoise(std_range=(0.0, 0.3), p=0.1),
                 RandomBlur(sigma_range=(0.5, 1.0), p=0.2, p_per_channel=0.5),
                 RandomBrightness(scale_range=(0.75, 1.25), p=0.15),
