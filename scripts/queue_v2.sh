@@ -8,7 +8,8 @@
 #   e.g. MEDSEG3D_THREADS=2 setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
 #            splits/brats2018-27-5fold.json 0 1 2 3 4 >> runs/queue_v2.log 2>&1 &
 # Then: python scripts/crossval_report.py runs/cv27-v1 (baseline and cascade variants, case by case),
-#       python scripts/crossval_report.py runs/cv27-strong, python scripts/postprocess_sweep.py runs/cv27-v1
+#       python scripts/crossval_report.py runs/cv27-strong, python scripts/postprocess_sweep.py runs/cv27-v1,
+#       python scripts/ensemble_heldout.py runs/cv27-v1/foldK/heldout runs/cv27-{v1,strong}/foldK/pred-last-sw-prob
 set -euo pipefail
 data=${1:-../shared/data/brats2018}; split=${2:-splits/brats2018-27-5fold.json}; shift 2 || true
 folds=("$@"); [[ ${#folds[@]} -gt 0 ]] || folds=(0 1 2 3 4)
@@ -19,4 +20,10 @@ for k in "${folds[@]}"; do
     FOLDS=$k SCORE=none scripts/crossval.sh "$data" "$split" runs/cv27-refine --preset brats-refine "${budget[@]}"
     python scripts/crossval_cascade.py runs/cv27-v1 runs/cv27-refine
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
+    # probabilities of both coarse models of the fold, for scripts/ensemble_heldout.py (lever 4: ensembling)
+    for cv in runs/cv27-v1 runs/cv27-strong; do
+        held="$cv/fold$k/heldout"; prob="$cv/fold$k/pred-last-sw-prob"
+        [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
+            --refine none --quiet && touch "$prob/done"; }
+    done
 done
