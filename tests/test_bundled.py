@@ -42,3 +42,16 @@ def test_min_enhancing_moves_enhancing_to_necrosis(brats_root):
     assert not (labels == 4).any() and (labels == 1).any()
     tc_p, tc_r = np.isin(labels, (1, 4)), np.isin(ref, (1, 4))
     assert 2 * (tc_p & tc_r).sum() / (tc_p.sum() + tc_r.sum()) > 0.6
+
+
+def test_every_version_stays_selectable_by_name():
+    from medseg3d.models import model_aliases
+
+    aliases = model_aliases()
+    assert aliases["brats"] in bundled_models() and "brats-v1" in bundled_models()
+    assert bundled_models()["brats"] == bundled_models()[aliases["brats"]]
+    assert model_card("brats") == model_card(aliases["brats"]) and model_card("brats-v1")["name"] == "brats-v1"
+    assert load_model("brats-v1", device="cpu").name == "brats-v1"
+    listing = describe_models()
+    assert listing.splitlines()[0] == f"brats = {aliases['brats']} (what `medseg3d predict brats` runs)"
+    assert sum(line.startswith("brats-v1  (") for line in listing.splitlines()) == 1  # listed once, not per alias

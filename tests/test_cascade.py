@@ -102,7 +102,7 @@ def test_refiners_must_match(tmp_path):
     meta, _ = read_model_file(bundled_models()["brats"])
     other = loaded_model(_FirstChannelsAsLogits(), meta | {"modalities": ["t1", "flair", "t1ce", "t2"]},
                          tmp_path / "r.safetensors", torch.device("cpu"))
-    with pytest.raises(ModelError, match="cannot refine brats: it reads t1, flair, t1ce, t2"):
+    with pytest.raises(ModelError, match="cannot refine brats-v1: it reads t1, flair, t1ce, t2"):
         check_refiner(coarse, other)
     with pytest.raises(ModelError, match="it is the model itself"):
         load_model("brats", device="cpu", refine="brats")
@@ -115,7 +115,7 @@ def test_refiner_named_in_metadata(tmp_path):
                                   out=tmp_path / "fine.safetensors")
     assert load_model(source, device="cpu").refiner is None  # v1 names none
     attached = load_model(source, device="cpu", refine=fine)
-    assert attached.refiner.prep.downsample == 1.0 and attached.pipeline_name == "brats refined by fine"
+    assert attached.refiner.prep.downsample == 1.0 and attached.pipeline_name == "brats-v1 refined by fine"
     assert load_model(source, device="cpu", refine="none").refiner is None
     named = rewrite_model_metadata(source, {"inference": meta["inference"] | {"refiner": "no-such-model"}},
                                    out=tmp_path / "named.safetensors")
@@ -131,7 +131,7 @@ def test_refiner_named_in_metadata(tmp_path):
 def test_cli_refine_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", "brats", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "cannot refine brats" in err
+    assert err.count("\n") == 0 and "cannot refine brats-v1" in err
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from medseg3d.cli import main
 from medseg3d.errors import ModelError
 from medseg3d.models import WEIGHTS_DIR, load_model
 
-BUNDLED = WEIGHTS_DIR / "brats.safetensors"
+BUNDLED = WEIGHTS_DIR / "brats-v1.safetensors"
 
 
 def _labels(**changes) -> dict:

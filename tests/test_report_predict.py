@@ -70,10 +70,10 @@ def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(crop_fo
 
     folder, _ = crop_folder
     temps = [2.0, 1.5, 3.0]
-    path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},
+    path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": {"temperatures": temps}},
                                   tmp_path / "calibrated.safetensors")
     calibrated = load_model(path, "cpu", "fp32")
-    plain = load_model(rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": None},
+    plain = load_model(rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": None},
                                               tmp_path / "plain.safetensors"), "cpu", "fp32")
     (raw_seg,) = predict(plain, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2,
                          save_probabilities=True)
@@ -109,7 +109,7 @@ def test_hostile_calibration_metadata_is_refused(tmp_path):
     from medseg3d.models import WEIGHTS_DIR, load_model
 
     for temps in ([0.0, 1.0, 1.0], [1.0, 2.0], "2", [float("nan")] * 3, [1e9, 1.0, 1.0]):
-        path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": {"temperatures": temps}},
+        path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": {"temperatures": temps}},
                                       tmp_path / "hostile.safetensors")
         with pytest.raises(ModelError, match="calibration temperatures") as excinfo:
             load_model(path, "cpu")
@@ -164,7 +164,7 @@ def test_a_case_less_confident_than_the_held_out_cases_is_warned_about(model, cr
 
     folder, _ = crop_folder
     calibration = {"temperatures": [2.0, 2.0, 2.0], "confidence": {"passes": 2, "held_out": [0.995, 0.997, 0.999]}}
-    path = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {"calibration": calibration},
+    path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": calibration},
                                   tmp_path / "calibrated.safetensors")
     predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "seg.nii.gz", uncertainty=2, report=True)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))

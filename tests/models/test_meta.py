@@ -7,7 +7,7 @@ from medseg3d.models import WEIGHTS_DIR, ModelMeta, load_model
 
 
 def test_the_bundled_metadata_round_trips_exactly_and_reads_typed():
-    stored, _ = read_model_file(WEIGHTS_DIR / "brats.safetensors")
+    stored, _ = read_model_file(WEIGHTS_DIR / "brats-v1.safetensors")
     meta = ModelMeta.from_dict(stored)
     assert meta.to_dict() == stored and list(meta.to_dict()) == list(stored)  # same keys, same order
     assert meta.network == "kayalibay" and meta.in_channels == 4 and meta.n_outputs == 3 and meta.kind == "region"
@@ -18,7 +18,7 @@ def test_the_bundled_metadata_round_trips_exactly_and_reads_typed():
 
 
 def test_a_field_changed_is_written_back_and_optional_keys_absent_stay_absent():
-    stored, _ = read_model_file(WEIGHTS_DIR / "brats.safetensors")
+    stored, _ = read_model_file(WEIGHTS_DIR / "brats-v1.safetensors")
     meta = ModelMeta.from_dict(stored)
     meta.calibration = {"temperatures": [2.0, 2.0, 2.0]}
     out = meta.to_dict()
@@ -28,8 +28,8 @@ def test_a_field_changed_is_written_back_and_optional_keys_absent_stay_absent():
 
 def test_a_bundled_model_brings_its_card_and_a_copy_elsewhere_does_not(tmp_path):
     bundled = load_model("brats", "cpu")
-    assert bundled.card["trained_on"] and bundled.name == "brats" and bundled.source.parent == WEIGHTS_DIR
-    copy = rewrite_model_metadata(WEIGHTS_DIR / "brats.safetensors", {}, tmp_path / "mine.safetensors")
+    assert bundled.card["trained_on"] and bundled.name == "brats-v1" and bundled.source.parent == WEIGHTS_DIR
+    copy = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {}, tmp_path / "mine.safetensors")
     mine = load_model(copy, "cpu")
     assert mine.card == {} and mine.name == "mine"
 

@@ -15,7 +15,7 @@ Example::
 
 from .describe import describe_models
 from .exported import load_onnx_model, load_torchscript_model, onnx_providers
-from .loaded import WEIGHTS_DIR, LoadedModel, bundled_models, loaded_model, model_card
+from .loaded import WEIGHTS_DIR, LoadedModel, bundled_models, loaded_model, model_aliases, model_card
 from .loading import as_loaded, load_model, resolve_model_path
 from .meta import ModelMeta
 
@@ -30,6 +30,7 @@ __all__ = [
     "load_onnx_model",
     "load_torchscript_model",
     "loaded_model",
+    "model_aliases",
     "model_card",
     "onnx_providers",
     "resolve_model_path",

@@ -7,16 +7,18 @@ it: a human-readable card (training data, command, time, cross-validated scores,
 from __future__ import annotations
 
 from ..checkpoint import read_model_file
-from .loaded import bundled_models, model_card
+from .loaded import bundled_models, model_aliases, model_card
 from .meta import ModelMeta
 
 
 def describe_models() -> str:
     """A readable list of the bundled models (for ``medseg3d models``)."""
-    models = bundled_models()
+    aliases = model_aliases()
+    models = {name: path for name, path in bundled_models().items() if name not in aliases}
     if not models:
         return "no bundled model is installed"
-    lines = []
+    lines = [f"{alias} = {target} (what `medseg3d predict {alias}` runs)" for alias, target in aliases.items()
+             if target in models]
     for name, path in models.items():
         meta = ModelMeta.from_dict(read_model_file(path)[0])
         card = model_card(name)
@@ -27,6 +29,9 @@ def describe_models() -> str:
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
         lines.append(f"  preprocess   {meta.preprocess}")
+        if meta.inference.get("refiner"):
+            lines.append(f"  refined by   {meta.inference['refiner']} in the box around the tumour (--refine none: "
+                         "without)")
         inference = meta.inference
         if inference.get("sliding_window") and meta.patch:
             window = "x".join(str(v) for v in meta.patch)

@@ -88,11 +88,21 @@ def loaded_model(net: torch.nn.Module, meta: dict, path: Path, device: torch.dev
 
 
 def bundled_models() -> dict[str, Path]:
-    """Names of the models shipped inside the package -> their files."""
-    return {p.name[: -len(".safetensors")]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+    """Names of the models shipped inside the package -> their files, aliases included (``brats`` -> the file
+    of the version it stands for, see :func:`model_aliases`)."""
+    files = {p.name[: -len(".safetensors")]: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+    return files | {alias: files[target] for alias, target in model_aliases().items() if target in files}
+
+
+def model_aliases() -> dict[str, str]:
+    """Short names -> the bundled model they stand for (``weights/aliases.json``): ``brats`` names the current
+    version, while every version stays selectable by its own name (``brats-v1``)."""
+    path = WEIGHTS_DIR / "aliases.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def model_card(name: str) -> dict:
-    """The card of bundled model ``name`` (``weights/<name>.json``), or ``{}``."""
+    """The card of bundled model ``name`` (``weights/<name>.json``, an alias's target's), or ``{}``."""
+    name = model_aliases().get(name, name)
     path = WEIGHTS_DIR / f"{name}.json"
     return json.loads(path.read_text(encoding="utf-8")) if name and path.is_file() else {}
