@@ -18,7 +18,7 @@ budget=(--minutes 100000)  # iterations pinned by the presets (160 x 50), never 
 for k in "${folds[@]}"; do
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-v1 --preset brats "${budget[@]}"
     FOLDS=$k SCORE=none scripts/crossval.sh "$data" "$split" runs/cv27-refine --preset brats-refine "${budget[@]}"
-    python scripts/crossval_cascade.py runs/cv27-v1 runs/cv27-refine
+    python scripts/crossval_cascade.py runs/cv27-v1 runs/cv27-refine --windows  # box in one pass and in windows
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
     # probabilities of both coarse models of the fold, for scripts/ensemble_heldout.py (lever 4: ensembling)
     for cv in runs/cv27-v1 runs/cv27-strong; do
