@@ -47,7 +47,19 @@ def scores(rows: list[dict]) -> dict:
         return round(float(np.mean(values)), 4) if values else None
 
     return {"held_out_scores": {k: mean(k) for k in KEYS},
-            "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in KEYS} for r in rows}}
+            "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in KEYS} for r in rows},
+            "worst_cases": worst_cases(rows)}
+
+
+def worst_cases(rows: list[dict], n: int = 3) -> dict:
+    """The ``n`` held-out cases with the lowest Dice per region, worst first, with that Dice."""
+    out = {}
+    for region in ("WT", "TC", "ET"):
+        key = f"dice_{region}"
+        scored = [r for r in rows if r.get(key) not in (None, "", "nan")]
+        ranked = sorted(scored, key=lambda r: float(r[key]))[:n]
+        out[region] = [f"{r['case']} {float(r[key]):.3f}" for r in ranked]
+    return out
 
 
 def set_inference(args, card: dict) -> None:
@@ -55,11 +67,25 @@ def set_inference(args, card: dict) -> None:
     from medseg3d.checkpoint import rewrite_model_metadata
 
     inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap, "precision": args.precision}
+    if getattr(args, "refiner", None):
+        inference["refiner"] = args.refiner
     rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
     card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
                          else "the whole cropped volume in one pass")
     if args.precision == "mixed":
         card["inference"] += "; mixed precision (bfloat16 on CPUs with native bfloat16, else float32)"
+    if getattr(args, "refiner", None):
+        card["inference"] += f"; then the bundled refiner {args.refiner} in the box around the tumour"
+
+
+def make_default(name: str, alias: str) -> None:
+    """Point ``alias`` (``brats``: what ``medseg3d predict brats`` runs) at bundled model ``name``."""
+    path = WEIGHTS / "aliases.json"
+    aliases = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    aliases[alias] = name
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(aliases, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def update_card(args) -> None:
@@ -99,13 +125,21 @@ def main() -> None:
     p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
                    help="the precision the bundled file asks to be run in (users can still pass --precision)")
+    p.add_argument("--refiner", help="the bundled refiner (its name) this model runs in a cascade by default")
+    p.add_argument("--default-for", metavar="ALIAS", help="make this model what ALIAS names (e.g. brats)")
     args = p.parse_args()
     if (args.run is None) != args.keep_weights:
         p.error("give either a RUN_DIR or --keep-weights")
     if args.keep_weights:
         update_card(args)
-        return
+    else:
+        bundle_run(args)
+    if args.default_for:
+        make_default(args.name, args.default_for)
 
+
+def bundle_run(args) -> None:
+    """Copy the run's weights into the package and write their card."""
     config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
     with open(args.run / "log.csv", newline="") as f:
         log = list(csv.DictReader(f))

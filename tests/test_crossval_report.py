@@ -92,3 +92,36 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     _original_meta, original_state = read_model_file(source)
     assert all((state[k] == original_state[k]).all() for k in state)
     assert card["command"] == json.loads(source.with_suffix(".json").read_text(encoding="utf-8"))["command"]  # training record kept
+    assert card["worst_cases"]["WT"] == ["b 0.600", "a 0.800"]  # worst first
+
+
+def test_bundle_names_a_refiner_and_the_default(tmp_path, monkeypatch):
+    import argparse
+    import shutil
+    import sys
+
+    from medseg3d.checkpoint import read_model_file
+    from medseg3d.models import bundled_models
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    sys.modules.pop("bundle_model", None)
+    import bundle_model
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    source = bundled_models()["brats"]
+    shutil.copyfile(source, weights / "brats-v9.safetensors")
+    shutil.copyfile(source.with_suffix(".json"), weights / "brats-v9.json")
+    (weights / "aliases.json").write_text('{"brats": "brats-v1", "other": "x"}')
+    monkeypatch.setattr(bundle_model, "WEIGHTS", weights)
+    write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}])
+    args = argparse.Namespace(name="brats-v9", metrics=tmp_path / "pooled" / "metrics.csv", cv=None, note="",
+                              sliding_window=False, overlap=0.5, precision="auto", refiner="brats-v9-refine")
+    bundle_model.update_card(args)
+    bundle_model.make_default("brats-v9", "brats")
+    meta, _ = read_model_file(weights / "brats-v9.safetensors")
+    assert meta["inference"]["refiner"] == "brats-v9-refine" and meta["inference"]["sliding_window"] is False
+    card = json.loads((weights / "brats-v9.json").read_text(encoding="utf-8"))
+    assert card["inference"].endswith("then the bundled refiner brats-v9-refine in the box around the tumour")
+    assert json.loads((weights / "aliases.json").read_text()) == {"brats": "brats-v9", "other": "x"}
+    assert sorted(p.name for p in weights.iterdir()) == ["aliases.json", "brats-v9.json", "brats-v9.safetensors"]
