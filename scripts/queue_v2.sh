@@ -26,4 +26,7 @@ for k in "${folds[@]}"; do
         [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
             --refine none --quiet && touch "$prob/done"; }
     done
+    # lever 5: far false positives on the case from another preprocessing pipeline, both coarse models of the fold
+    [[ -e "runs/robustness-fold$k.json" ]] || python scripts/pipeline_robustness.py runs/cv27-v1/fold$k/last.safetensors \
+        runs/cv27-strong/fold$k/last.safetensors --json "runs/robustness-fold$k.json"
 done

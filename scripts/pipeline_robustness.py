@@ -1,0 +1,70 @@
+"""Lever 5 of issue #22: does a model stay free of far false positives on a case from another preprocessing pipeline?
+
+Segments ``raw_clinical/TCGA-FG-6692/brainles_sri24`` (the shared case after BrainLesion's BraTS preprocessing,
+SRI24 grid) with each model given, without post-processing, and prints per model: the region Dice against the
+case's ``fusion_labels.nii.gz`` (an algorithm fusion: a sanity reference, not truth), the tumour's components
+and the volume of those farther than 30 mm from the largest (what ``--max-distance 30`` would remove). The
+models must not have seen the case (none of the shared BraTS cases is this one).
+
+    python scripts/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors runs/cv27-strong/fold0/last.safetensors
+        [--case ../shared/data/raw_clinical/TCGA-FG-6692/brainles_sri24] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from medseg3d.io import read_volume, write_json_atomic
+from medseg3d.labels import get_scheme
+from medseg3d.metrics import region_dice
+from medseg3d.models import load_model
+from medseg3d.postprocess import remove_far_components
+from medseg3d.predict import segment
+
+DEFAULT_CASE = Path(os.environ.get("MEDSEG3D_DATA", "../shared/data")) / "raw_clinical/TCGA-FG-6692/brainles_sri24"
+
+
+def far_volume_ml(labels: np.ndarray, spacing, distance_mm: float = 30.0) -> float:
+    """Tumour volume (ml) in components farther than ``distance_mm`` from the largest one."""
+    kept = remove_far_components(labels, spacing, distance_mm)
+    return float(((labels > 0) & (kept == 0)).sum() * np.prod(spacing) / 1000.0)
+
+
+def assess(model: str, case: Path, reference) -> dict:
+    labels = segment(load_model(model, refine="none"), case)
+    spacing = labels.spacing
+    regions = get_scheme("brats").regions
+    components = int(ndimage.label(labels.array > 0, structure=np.ones((3, 3, 3)))[1])
+    return {"model": model, **{f"dice_{k}": round(v, 4) for k, v in region_dice(labels.array, reference, regions).items()},
+            "components": components, "far_30mm_ml": round(far_volume_ml(labels.array, spacing), 2),
+            "tumour_ml": round(float((labels.array > 0).sum() * np.prod(spacing) / 1000.0), 2)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="bundled names, run folders or model files")
+    parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    fusion = args.case / "fusion_labels.nii.gz"
+    if not fusion.is_file():
+        sys.exit(f"error: {fusion} is missing; give --case the brainles_sri24 folder of the shared data")
+    reference = read_volume(fusion).array.astype(np.int16)
+    rows = [assess(m, args.case, reference) for m in args.models]
+    print("| model | Dice WT | TC | ET | tumour ml | components | ml > 30 mm from the largest |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['dice_WT']:.3f} | {r['dice_TC']:.3f} | {r['dice_ET']:.3f} | {r['tumour_ml']:.1f} | "
+              f"{r['components']} | {r['far_30mm_ml']:.2f} |")
+    if args.json:
+        write_json_atomic(rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
