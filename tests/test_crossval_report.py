@@ -55,12 +55,11 @@ def test_nothing_scored(tmp_path, crossval_report, capsys):
     assert "nothing scored" in capsys.readouterr().err
 
 
-def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, capsys):
-    import argparse
+def _bundle_into(tmp_path, monkeypatch, name: str):
+    """scripts/bundle_model.py writing into a weights folder in tmp_path that holds a copy of v1 as ``name``."""
     import shutil
     import sys
 
-    from medseg3d.checkpoint import read_model_file
     from medseg3d.models import bundled_models
 
     monkeypatch.syspath_prepend(str(SCRIPTS))
@@ -70,9 +69,19 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
     weights = tmp_path / "weights"
     weights.mkdir()
     source = bundled_models()["brats"]
-    shutil.copyfile(source, weights / "brats.safetensors")
-    shutil.copyfile(source.with_suffix(".json"), weights / "brats.json")
+    shutil.copyfile(source, weights / f"{name}.safetensors")
+    shutil.copyfile(source.with_suffix(".json"), weights / f"{name}.json")
     monkeypatch.setattr(bundle_model, "WEIGHTS", weights)
+    return bundle_model, weights, source
+
+
+def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, capsys):
+    import argparse
+    import shutil
+
+    from medseg3d.checkpoint import read_model_file
+
+    bundle_model, weights, source = _bundle_into(tmp_path, monkeypatch, "brats")
     cv = tmp_path / "cv"
     for fold, (case, wt) in enumerate((("a", 0.8), ("b", 0.6))):
         write_metrics(cv / f"fold{fold}" / "pred-last-sw", [{"case": case, "dice_WT": wt, "hd95_WT": 5.0}])
@@ -97,23 +106,11 @@ def test_bundle_keep_weights_updates_card_and_inference(tmp_path, monkeypatch, c
 
 def test_bundle_names_a_refiner_and_the_default(tmp_path, monkeypatch):
     import argparse
-    import shutil
-    import sys
 
     from medseg3d.checkpoint import read_model_file
-    from medseg3d.models import bundled_models
 
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    sys.modules.pop("bundle_model", None)
-    import bundle_model
-
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    source = bundled_models()["brats"]
-    shutil.copyfile(source, weights / "brats-v9.safetensors")
-    shutil.copyfile(source.with_suffix(".json"), weights / "brats-v9.json")
+    bundle_model, weights, _ = _bundle_into(tmp_path, monkeypatch, "brats-v9")
     (weights / "aliases.json").write_text('{"brats": "brats-v1", "other": "x"}')
-    monkeypatch.setattr(bundle_model, "WEIGHTS", weights)
     write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}])
     args = argparse.Namespace(name="brats-v9", metrics=tmp_path / "pooled" / "metrics.csv", cv=None, note="",
                               sliding_window=False, overlap=0.5, precision="auto", refiner="brats-v9-refine")
