@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medseg3d.io import write_json_atomic
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
 
 
@@ -83,9 +85,7 @@ def make_default(name: str, alias: str) -> None:
     path = WEIGHTS / "aliases.json"
     aliases = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     aliases[alias] = name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(aliases, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(aliases, path)
 
 
 def update_card(args) -> None:
@@ -101,9 +101,7 @@ def update_card(args) -> None:
     if args.note:
         card["note"] = args.note
     set_inference(args, card)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(card, path)
     print(json.dumps({k: card[k] for k in ("name", "held_out_scores", "cross_validation", "inference")}, indent=1))
 
 
@@ -173,7 +171,7 @@ def bundle_run(args) -> None:
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
     set_inference(args, card)
-    (WEIGHTS / f"{args.name}.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    write_json_atomic(card, WEIGHTS / f"{args.name}.json")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
 
 

@@ -50,15 +50,14 @@ def main() -> None:
             print(f"{run.name}: the coarse fold is not done; skipped")
             continue
         held = coarse_run / "heldout"
-        refiner = load_model(run / "last.safetensors", refine="none")
+        coarse = load_model(coarse_run / "last.safetensors", refine="none")
+        coarse.refiner = load_model(run / "last.safetensors", refine="none")
+        check_refiner(coarse, coarse.refiner)
         for name, (coarse_windows, refine_windows) in variants(args.windows).items():
             out = coarse_run / f"pred-{name}"
             if (out / "metrics.csv").exists() and not args.force:
                 continue
-            coarse = load_model(coarse_run / "last.safetensors", refine="none")
-            check_refiner(coarse, refiner)
-            refiner.meta.inference["sliding_window"] = refine_windows
-            coarse.refiner = refiner
+            coarse.refiner.meta.inference["sliding_window"] = refine_windows
             for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
                 predict(coarse, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
                         force=True, progress=False)

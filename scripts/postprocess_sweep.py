@@ -27,7 +27,7 @@ import numpy as np
 
 from medseg3d.datasets import find_cases
 from medseg3d.io import read_volume
-from medseg3d.labels import get_scheme
+from medseg3d.labels import get_scheme, value_masks
 from medseg3d.metrics import BRATS_HD95_PENALTY, dice, hausdorff95
 from medseg3d.postprocess import postprocess
 
@@ -59,8 +59,7 @@ def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarr
 
 def scores(scheme, pred: np.ndarray, ref: np.ndarray, spacing) -> dict[str, float]:
     """Dice and HD95 (mm, BraTS penalty where one side is empty) per region."""
-    predicted = dict(zip(scheme.regions, scheme.region_masks(scheme.to_classes(pred))))
-    truth = dict(zip(scheme.regions, scheme.region_masks(scheme.to_classes(ref))))
+    predicted, truth = value_masks(pred, scheme.regions), value_masks(ref, scheme.regions)
     out = {}
     for r in REGIONS:
         out[f"dice_{r}"] = dice(predicted[r], truth[r])

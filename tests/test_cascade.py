@@ -94,7 +94,7 @@ def test_no_tumour_no_refinement(tmp_path):
     image, affine = _case()
     coarse = np.full((3, 40, 44, 36), 0.2, np.float32)
     out, info = refine(_refiner(tmp_path), image, affine, coarse)
-    assert info == {"box": None} and out is coarse
+    assert info == {"refiner": "refiner", "box": None} and out is coarse
 
 
 def test_refiners_must_match(tmp_path):

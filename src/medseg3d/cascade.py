@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ModelError
 from .inference import predict_probabilities
-from .preprocess import crop_or_pad, paste, preprocess, resize_image, undo_probabilities
+from .preprocess import crop_or_pad, paste, resize_image, undo_probabilities
 
 __all__ = ["DEFAULT_MARGIN_MM", "check_refiner", "refine", "refine_box", "tumour_mask"]
 
@@ -83,36 +83,28 @@ def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *
     The refiner sees the channels preprocessed as it was trained (crop to the brain, z-score over it, its own
     resolution), cut to the box; it runs in windows of its patch if ``sliding_window`` (None: as its metadata
     says), else in one pass over the box.
-    Returns ``(probabilities, info)``; ``info`` has the box on the refiner's grid and its size in voxels, or
-    ``{"box": None}`` when the coarse model found no tumour.
+    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's size
+    in voxels (``box`` None when the coarse model found no tumour).
     """
-    x, record = _preprocessed(refiner, image, affine)
+    x, record, settings = refiner.model_input(image, affine, sliding_window=sliding_window)
     coarse_mask = tumour_mask(_to_preprocessed(coarse, record), refiner.kind)
     spacing = np.linalg.norm(np.asarray(record.affine)[:3, :3], axis=0)
     margin = tuple(math.ceil(margin_mm / s) for s in spacing)
     box = refine_box(coarse_mask, margin, refiner.meta.patch)
     if box is None:
-        return coarse, {"box": None}
+        return coarse, {"refiner": refiner.name, "box": None}
     start, stop = box
     window = tuple(slice(a, b) for a, b in zip(start, stop))
-    sliding, overlap = refiner.inference_settings(sliding_window, None)
-    probs = predict_probabilities(refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), kind=refiner.kind,
-                                  patch=refiner.meta.patch if sliding else None, overlap=overlap, mirror=mirror,
-                                  device=refiner.device, precision=refiner.compute_precision()).numpy()
+    probs = predict_probabilities(refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), mirror=mirror,
+                                  **settings).numpy()
     # back onto the input grid: the refiner's box pasted into its preprocessed grid, then that grid undone
     fine = paste(probs, start, stop, record.shape)
     inside = paste(np.ones((1, *probs.shape[1:]), np.float32), start, stop, record.shape)
     fine = undo_probabilities(fine, record, fill_background=False)
     inside = undo_probabilities(inside, record, fill_background=False)[0] > 0.5
     out = np.where(inside[None], fine, coarse).astype(np.float32)
-    return out, {"box": [list(start), list(stop)], "voxels": int(np.prod([b - a for a, b in zip(start, stop)]))}
-
-
-def _preprocessed(refiner, image: np.ndarray, affine: np.ndarray):
-    if image.shape[0] != refiner.meta.in_channels:
-        raise ModelError(f"the refiner needs {refiner.meta.in_channels} channels, the input has {image.shape[0]}")
-    x, _, record = preprocess(image, affine, refiner.prep)
-    return x, record
+    return out, {"refiner": refiner.name, "box": [list(start), list(stop)],
+                 "voxels": int(np.prod([b - a for a, b in zip(start, stop)]))}
 
 
 def _to_preprocessed(probs: np.ndarray, record) -> np.ndarray:

@@ -23,7 +23,7 @@ from .inference import predict_probabilities
 from .io import Volume, image_suffix, output_stem, remove_stale_temporaries_of, write_volume
 from .models import LoadedModel, as_loaded, load_model
 from .postprocess import check_options, postprocess
-from .preprocess import preprocess, undo_probabilities
+from .preprocess import undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
 from .uncertainty import (
     apply_temperature,
@@ -45,23 +45,7 @@ class GridPrediction:
     uncertainty: np.ndarray | None = None
     confidence: dict | None = None
     refinement: dict | None = None
-    """With a refiner (:mod:`medseg3d.cascade`): the box it refined on its grid (None: no tumour found)."""
-
-
-def model_input(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
-                overlap: float | None = None):
-    """``(x, record, settings)``: raw channels (C, X, Y, Z) preprocessed as in training, the record that undoes
-    it, and the keyword arguments of :func:`~medseg3d.inference.predict_probabilities` for this model."""
-    if image.shape[0] != model.meta.in_channels:
-        raise InputError(f"the model needs {model.meta.in_channels} channels ({', '.join(model.modalities)}), "
-                         f"the input has {image.shape[0]}")
-    sliding_window, overlap = model.inference_settings(sliding_window, overlap)
-    x, _, record = preprocess(image, affine, model.prep)
-    patch = model.meta.patch if sliding_window else None
-    if sliding_window and patch is None:
-        patch = (128, 128, 128)
-    return x, record, dict(kind=model.kind, patch=patch, overlap=overlap, device=model.device,
-                           precision=model.compute_precision())
+    """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no tumour)."""
 
 
 def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
@@ -85,7 +69,7 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     A model with a refiner (:mod:`medseg3d.cascade`) then has the box around its tumour re-segmented by the
     refiner (mirrored too with ``mirror``); the uncertainty stays the coarse model's.
     """
-    x, record, settings = model_input(model, image, affine, sliding_window=sliding_window, overlap=overlap)
+    x, record, settings = model.model_input(image, affine, sliding_window=sliding_window, overlap=overlap)
     # region probabilities: outside the brain every region is absent (probability 0)
     fill_background = model.kind != "region"
     if not passes:
@@ -223,8 +207,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
         grid = prepared.native
     labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing,
                                      spacing=grid.spacing, max_distance=max_distance)
-    refinement = None if model.refiner is None else {"refiner": model.refiner.name, **prediction.refinement}
-    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence, refinement)
+    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence,
+                      prediction.refinement)
 
 
 def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:

@@ -68,3 +68,15 @@ def foreground(image: torch.Tensor) -> torch.Tensor:
     """Voxels that are non-zero in any channel: the brain, when the background was set to exactly 0."""
     return (image != 0).any(dim=0)
 
+
+def brain_mask(image: torch.Tensor, mask: torch.Tensor | None, what: str) -> torch.Tensor:
+    """``mask`` as booleans (checked to match ``image``'s spatial shape), else :func:`foreground`; ``what``
+    names the op in the error."""
+    if mask is None:
+        return foreground(image)
+    if tuple(mask.shape) != tuple(image.shape[1:]):
+        raise InputError(
+            f"{what} mask shape {tuple(mask.shape)} differs from image spatial shape {tuple(image.shape[1:])}"
+        )
+    return mask.bool()
+

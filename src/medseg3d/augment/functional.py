@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from medseg3d.errors import InputError
 
-from ._checks import check_axes, foreground, per_channel, spatial_dims
+from ._checks import brain_mask, check_axes, foreground, per_channel, spatial_dims
 from .resample import IDENTITY_ATOL, linear_map, resample, resample_label
 
 __all__ = [
@@ -150,13 +150,7 @@ def gamma(
         raise InputError(f"gamma must be positive, got {g.tolist()}")
     if torch.all(g == 1):
         return image
-    if mask is None:
-        mask = foreground(image)
-    elif tuple(mask.shape) != tuple(image.shape[1:]):
-        raise InputError(
-            f"gamma mask shape {tuple(mask.shape)} differs from image spatial shape {tuple(image.shape[1:])}"
-        )
-    mask = mask.bool()
+    mask = brain_mask(image, mask, "gamma")
     if not bool(mask.any()):
         return image
     out = image.clone()
@@ -334,13 +328,7 @@ def contrast(
         raise InputError(f"contrast factor must be finite and > 0, got {f.tolist()}; 1 = unchanged")
     if bool(torch.all(f == 1)):
         return image
-    if mask is None:
-        mask = foreground(image)
-    elif tuple(mask.shape) != tuple(image.shape[1:]):
-        raise InputError(
-            f"contrast mask shape {tuple(mask.shape)} differs from image spatial shape {tuple(image.shape[1:])}"
-        )
-    mask = mask.bool()
+    mask = brain_mask(image, mask, "contrast")
     if not bool(mask.any()):
         return image
     out = image.clone()

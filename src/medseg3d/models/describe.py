@@ -29,10 +29,10 @@ def describe_models() -> str:
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
         lines.append(f"  preprocess   {meta.preprocess}")
-        if meta.inference.get("refiner"):
-            lines.append(f"  refined by   {meta.inference['refiner']} in the box around the tumour (--refine none: "
-                         "without)")
         inference = meta.inference
+        if inference.get("refiner"):
+            lines.append(f"  refined by   {inference['refiner']} in the box around the tumour (--refine none: "
+                         "without)")
         if inference.get("sliding_window") and meta.patch:
             window = "x".join(str(v) for v in meta.patch)
             lines.append(f"  inference    windows of {window} voxels, overlap {inference.get('overlap', 0.5)} "

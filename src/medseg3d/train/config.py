@@ -23,28 +23,27 @@ from ..precision import check_precision
 from ..preprocess import PrepConfig
 from .run_files import PREVIOUS_CHECKPOINT, read_run_settings
 
+# The bundled BraTS model (v1): the paper's network with instance norm (batch-norm running statistics
+# from one-patch batches failed on whole volumes), region (WT/TC/ET sigmoid) training with Dice+BCE
+# on 2 mm voxels (`downsample` 2: a brain crop is about 72 x 88 x 70), 64^3 patches (128 mm) with
+# foreground over-sampling, poly schedule, nnU-Net-like augmentation; 8,000 iterations, at most 2 hours.
+# Measured choices and their effects: docs/results.md.
+_BRATS = dict(net="kayalibay", net_args={"norm": "instance"}, loss="region-dice-bce", labels="regions", lr=2e-3,
+              schedule="poly", augment="default", crop="bbox", downsample=2.0, patch=(64, 64, 64), foreground_p=0.5,
+              epochs=160, iters_per_epoch=50, minutes=120.0, val_every=5)
+
 PRESETS: dict[str, dict] = {
     # The paper as coded: whole 144x160x128 crops (x, y, z; the code's D x H x W = 128 x 160 x 144),
     # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
     "paper": dict(net="kayalibay", loss="jaccard", lr=5e-5, schedule="constant", augment="paper",
                   crop="fixed", crop_size=(144, 160, 128), patch=None, labels="brats", val_every=5),
-    # The bundled BraTS model (v1): the paper's network with instance norm (batch-norm running statistics
-    # from one-patch batches failed on whole volumes), region (WT/TC/ET sigmoid) training with Dice+BCE
-    # on 2 mm voxels (`downsample` 2: a brain crop is about 72 x 88 x 70), 64^3 patches (128 mm) with
-    # foreground over-sampling, poly schedule, nnU-Net-like augmentation; 8,000 iterations, at most 2 hours.
-    # Measured choices and their effects: docs/results.md.
-    "brats": dict(net="kayalibay", net_args={"norm": "instance"}, loss="region-dice-bce", labels="regions",
-                  lr=2e-3, schedule="poly",
-                  augment="default", crop="bbox", downsample=2.0, patch=(64, 64, 64), foreground_p=0.5,
-                  epochs=160, iters_per_epoch=50, minutes=120.0, val_every=5),
+    # The bundled BraTS model (v1), above.
+    "brats": _BRATS,
     # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3 patches
     # (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse model's tumour.
     # Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at the end; the
     # cascade is scored by scripts/crossval_cascade.py.
-    "brats-refine": dict(net="kayalibay", net_args={"norm": "instance"}, loss="region-dice-bce", labels="regions",
-                         lr=2e-3, schedule="poly", augment="default", crop="bbox", downsample=1.0,
-                         patch=(64, 64, 64), foreground_p=0.9, epochs=160, iters_per_epoch=50, minutes=120.0,
-                         val_every=160),
+    "brats-refine": _BRATS | dict(downsample=1.0, foreground_p=0.9, val_every=160),
     # Version 0 of the bundled model: 1.5 mm voxels, 96^3 patches, 100 minutes (kept to reproduce it).
     "brats-v0": dict(net="kayalibay", loss="region-dice-bce", labels="regions", lr=2e-3, schedule="poly",
                      augment="default", crop="bbox", downsample=1.5, patch=(96, 96, 96), foreground_p=0.5,
