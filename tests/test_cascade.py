@@ -8,7 +8,7 @@ from medseg3d.cascade import check_refiner, refine, refine_box, tumour_mask
 from medseg3d.checkpoint import read_model_file, rewrite_model_metadata
 from medseg3d.cli import main
 from medseg3d.errors import ModelError
-from medseg3d.models import bundled_models, load_model
+from medseg3d.models import bundled_models, load_model, with_refiner
 from medseg3d.models.loaded import loaded_model
 from medseg3d.preprocess import preprocess
 
@@ -127,6 +127,22 @@ def test_refiner_named_in_metadata(tmp_path):
             rewrite_model_metadata(source, {"inference": {"refiner": hostile}}, out=tmp_path / "h.safetensors")
     assert not (tmp_path / "h.safetensors").exists()
 
+
+
+def test_with_refiner_on_a_loaded_model(tmp_path):
+    source = bundled_models()["brats"]
+    meta, _ = read_model_file(source)
+    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
+                                  out=tmp_path / "fine.safetensors")
+    coarse = load_model(source, device="cpu")
+    attached = with_refiner(coarse, fine)
+    assert coarse.refiner is None and attached.refiner.name == "fine"  # the caller's model is not changed
+    assert attached.refiner.device == coarse.device and attached.model is coarse.model
+    assert with_refiner(attached, "auto") is attached  # auto keeps the refiner it has
+    assert with_refiner(attached, "none").refiner is None and attached.refiner is not None
+    assert with_refiner(coarse, "auto") is coarse  # v1's metadata names none
+    with pytest.raises(ModelError, match="it is the model itself"):
+        with_refiner(coarse, "brats")
 
 def test_cli_refine_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", "brats", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2

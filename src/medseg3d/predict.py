@@ -21,7 +21,7 @@ from .datasets import Case, channel_order_warning, find_cases, normalise_modalit
 from .errors import InputError
 from .inference import predict_probabilities
 from .io import Volume, image_suffix, output_stem, remove_stale_temporaries_of, write_volume
-from .models import LoadedModel, as_loaded, load_model
+from .models import LoadedModel, as_loaded, load_model, with_refiner
 from .postprocess import check_options, postprocess
 from .preprocess import undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
@@ -304,8 +304,8 @@ def predict(
     the probabilities after the model's calibration, if it has one. The labels are the same as without.
     ``output_format``: ``dicom-seg`` also writes ``<output stem>.seg.dcm``, a DICOM Segmentation object that
     references the input DICOM series the labels lie on (written by default when there is one; ``nifti``: not).
-    ``refine`` (a model given by name or path): ``auto`` runs the refiner the model names, if any
-    (:mod:`medseg3d.cascade`); ``none`` none; else the refiner to run.
+    ``refine``: ``auto`` runs the refiner ``model`` has or names, if any (:mod:`medseg3d.cascade`); ``none``
+    none; else the refiner to run (a bundled name, run folder or file).
 
     In dataset mode each case goes to ``output/<case>.<input suffix>``; with ``shard=(i, n)`` (or under
     ``torchrun``, from ``RANK``/``WORLD_SIZE``) this process takes every n-th case starting at i; cases whose
@@ -313,7 +313,10 @@ def predict(
     """
     from tqdm import tqdm
 
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, precision, refine)
+    if isinstance(model, LoadedModel):
+        loaded = with_refiner(model, refine)
+    else:
+        loaded = load_model(model, device, precision, refine)
     output = Path(output)
     inputs = [Path(p) for p in inputs]
     for p in inputs:

@@ -16,7 +16,7 @@ Example::
 from .describe import describe_models
 from .exported import load_onnx_model, load_torchscript_model, onnx_providers
 from .loaded import WEIGHTS_DIR, LoadedModel, bundled_models, loaded_model, model_aliases, model_card
-from .loading import as_loaded, load_model, resolve_model_path
+from .loading import as_loaded, load_model, resolve_model_path, with_refiner
 from .meta import ModelMeta
 
 __all__ = [
@@ -34,4 +34,5 @@ __all__ = [
     "model_card",
     "onnx_providers",
     "resolve_model_path",
+    "with_refiner",
 ]

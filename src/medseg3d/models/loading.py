@@ -9,6 +9,7 @@ nothing in a model file can run code (safetensors; ONNX and TorchScript through 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..checkpoint import read_model_file, validate_model
@@ -48,10 +49,18 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
     in; ``auto`` takes the model file's own default. ``refine`` attaches a refiner (:mod:`medseg3d.cascade`):
     ``auto`` the one the model's metadata names (``inference.refiner``, a bundled model), ``None`` or
     ``"none"`` none, else a bundled name, run folder or file."""
-    loaded = _load_one(ref, device, precision)
+    return with_refiner(_load_one(ref, device, precision), refine)
+
+
+def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> LoadedModel:
+    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the same
+    precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
+    ``loaded`` itself is not changed."""
     if refine is None or str(refine) == "none":
-        return loaded
+        return replace(loaded, refiner=None) if loaded.refiner is not None else loaded
     if str(refine) == "auto":
+        if loaded.refiner is not None:
+            return loaded
         refine = loaded.meta.inference.get("refiner")
         if not refine:
             return loaded
@@ -60,12 +69,11 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
                              "model; reinstall medseg3d or pass --refine none")
     from ..cascade import check_refiner
 
-    refiner = _load_one(refine, device, precision)
+    refiner = _load_one(refine, str(loaded.device), loaded.precision)
     if refiner.meta.inference.get("refiner"):
         raise ModelError(f"{refiner.source}: a refiner must not name a refiner of its own; give its coarse model")
     check_refiner(loaded, refiner)
-    loaded.refiner = refiner
-    return loaded
+    return replace(loaded, refiner=refiner)
 
 
 def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedModel:
