@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The cross-validations of issue #22 (bundled model v2) as one resumable queue, fold by fold, so that each lever
-# is compared with the v1 baseline on the same held-out cases as early as possible:
-#   for each fold: the v1 preset (baseline), the 1 mm refiner (then the cascade's scores), strong augmentation.
+# The cross-validations of issue #22 (bundled model v2) as one resumable queue, in two phases, so that the
+# candidate most likely to become v2 (the v1 preset refined by the 1 mm cascade) is cross-validated on all five
+# folds first:
+#   phase 1, each fold: the v1 preset (baseline), the 1 mm refiner, the cascade's scores, the baseline's
+#            probabilities (for ensembling) and its far false positives on the other pipeline's case;
+#   phase 2, each fold: the v1 preset with --augment strong, the cascade on it, the same extras.
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
 #
 #   MEDSEG3D_THREADS=2 scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
@@ -15,18 +18,24 @@ data=${1:-../shared/data/brats2018}; split=${2:-splits/brats2018-27-5fold.json};
 folds=("$@"); [[ ${#folds[@]} -gt 0 ]] || folds=(0 1 2 3 4)
 export RESUME=1  # one queue owns its claims: a fold it started before a stop is resumed, not skipped
 budget=(--minutes 100000)  # iterations pinned by the presets (160 x 50), never cut by the clock
-for k in "${folds[@]}"; do
+
+extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4) and far false positives (lever 5)
+    local cv=$1 k=$2 tag=$3
+    local held="$cv/fold$k/heldout" prob="$cv/fold$k/pred-last-sw-prob"
+    [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
+        --refine none --quiet && touch "$prob/done"; }
+    [[ -e "runs/robustness-$tag-fold$k.json" ]] || python scripts/pipeline_robustness.py \
+        "$cv/fold$k/last.safetensors" --json "runs/robustness-$tag-fold$k.json"
+}
+
+for k in "${folds[@]}"; do  # phase 1
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-v1 --preset brats "${budget[@]}"
     FOLDS=$k SCORE=none scripts/crossval.sh "$data" "$split" runs/cv27-refine --preset brats-refine "${budget[@]}"
     python scripts/crossval_cascade.py runs/cv27-v1 runs/cv27-refine --windows  # box in one pass and in windows
+    extras runs/cv27-v1 "$k" v1
+done
+for k in "${folds[@]}"; do  # phase 2
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
-    # probabilities of both coarse models of the fold, for scripts/ensemble_heldout.py (lever 4: ensembling)
-    for cv in runs/cv27-v1 runs/cv27-strong; do
-        held="$cv/fold$k/heldout"; prob="$cv/fold$k/pred-last-sw-prob"
-        [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
-            --refine none --quiet && touch "$prob/done"; }
-    done
-    # lever 5: far false positives on the case from another preprocessing pipeline, both coarse models of the fold
-    [[ -e "runs/robustness-fold$k.json" ]] || python scripts/pipeline_robustness.py runs/cv27-v1/fold$k/last.safetensors \
-        runs/cv27-strong/fold$k/last.safetensors --json "runs/robustness-fold$k.json"
+    python scripts/crossval_cascade.py runs/cv27-strong runs/cv27-refine
+    extras runs/cv27-strong "$k" strong
 done
