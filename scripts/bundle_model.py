@@ -70,6 +70,7 @@ def set_inference(args, card: dict) -> None:
 
     inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap, "precision": args.precision}
     if getattr(args, "refiner", None):
+        card["total_training"] = total_training(card, args.refiner)  # checks the refiner is bundled: before writing
         inference["refiner"] = args.refiner
     rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
     card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
@@ -78,6 +79,18 @@ def set_inference(args, card: dict) -> None:
         card["inference"] += "; mixed precision (bfloat16 on CPUs with native bfloat16, else float32)"
     if getattr(args, "refiner", None):
         card["inference"] += f"; then the bundled refiner {args.refiner} in the box around the tumour"
+
+
+def total_training(card: dict, refiner: str) -> str:
+    """The training time of a cascade: this model's minutes plus its bundled refiner's (bundle the refiner first)."""
+    path = WEIGHTS / f"{refiner}.json"
+    if not path.is_file():
+        raise SystemExit(f"{refiner}: no bundled refiner of that name ({path}); bundle the refiner first")
+    own, other = card.get("training_minutes"), json.loads(path.read_text(encoding="utf-8")).get("training_minutes")
+    if own is None or other is None:
+        return f"not recorded (card without training_minutes: {card['name'] if own is None else refiner})"
+    return (f"{own + other} min of training on a 2-core CPU in all: {own} min this model, {other} min its "
+            f"refiner {refiner}")
 
 
 def make_default(name: str, alias: str) -> None:
@@ -159,6 +172,7 @@ def bundle_run(args) -> None:
         "command": command,
         "training_time": f"{float(log[-1]['seconds']) / 60:.0f} min of training on a 2-core CPU, "
                          f"{log[-1]['epoch']} epochs, {log[-1]['iteration']} iterations",
+        "training_minutes": round(float(log[-1]["seconds"]) / 60),
         "weights": f"{args.model}.safetensors of the run"
                    + (" (best validation score)" if args.model == "best" else ""),
         **scores(rows),

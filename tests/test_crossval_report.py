@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import SCRIPTS, load_script
 
+from medseg3d.io import write_json_atomic
+
 
 @pytest.fixture(scope="module")
 def crossval_report():
@@ -114,11 +116,19 @@ def test_bundle_names_a_refiner_and_the_default(tmp_path, monkeypatch):
     write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}])
     args = argparse.Namespace(name="brats-v9", metrics=tmp_path / "pooled" / "metrics.csv", cv=None, note="",
                               sliding_window=False, overlap=0.5, precision="auto", refiner="brats-v9-refine")
+    with pytest.raises(SystemExit, match="brats-v9-refine: no bundled refiner of that name"):
+        bundle_model.update_card(args)  # the refiner is bundled first
+    assert "refiner" not in read_model_file(weights / "brats-v9.safetensors")[0]["inference"]  # nothing written
+    (weights / "brats-v9-refine.json").write_text('{"name": "brats-v9-refine", "training_minutes": 100}')
+    card = json.loads((weights / "brats-v9.json").read_text(encoding="utf-8"))
+    write_json_atomic(card | {"training_minutes": 120}, weights / "brats-v9.json")
     bundle_model.update_card(args)
     bundle_model.make_default("brats-v9", "brats")
     meta, _ = read_model_file(weights / "brats-v9.safetensors")
     assert meta["inference"]["refiner"] == "brats-v9-refine" and meta["inference"]["sliding_window"] is False
     card = json.loads((weights / "brats-v9.json").read_text(encoding="utf-8"))
     assert card["inference"].endswith("then the bundled refiner brats-v9-refine in the box around the tumour")
+    assert card["total_training"].startswith("220 min of training on a 2-core CPU in all: 120 min this model")
     assert json.loads((weights / "aliases.json").read_text()) == {"brats": "brats-v9", "other": "x"}
-    assert sorted(p.name for p in weights.iterdir()) == ["aliases.json", "brats-v9.json", "brats-v9.safetensors"]
+    assert sorted(p.name for p in weights.iterdir()) == ["aliases.json", "brats-v9-refine.json", "brats-v9.json",
+                                                         "brats-v9.safetensors"]

@@ -50,8 +50,8 @@ def describe_models() -> str:
             lines.append(f"  calibration  temperatures {', '.join(f'{t:g}' for t in meta.temperatures)} on {fitted} "
                          f"held-out cases" + (f"; tumour-zone ECE {ece['tumour_zone_before']:.3f} -> "
                                               f"{ece['tumour_zone_after']:.3f}" if "tumour_zone_after" in ece else ""))
-        for key in ("trained_on", "command", "training_time", "held_out_scores", "cross_validation", "worst_cases",
-                    "note", "licence", "provenance"):
+        for key in ("trained_on", "command", "training_time", "total_training", "held_out_scores", "cross_validation",
+                    "worst_cases", "note", "licence", "provenance"):
             if key in card:
                 value = card[key]
                 if isinstance(value, dict):
