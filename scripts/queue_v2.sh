@@ -4,6 +4,8 @@
 # folds first:
 #   phase 1, each fold: the v1 preset (baseline), the 1 mm refiner, the cascade's scores, the baseline's
 #            probabilities (for ensembling) and its far false positives on the other pipeline's case;
+#   then:    the candidate v2's two networks on all 27 cases (runs/v2-coarse, runs/v2-refine: the presets of
+#            phase 1 with --all-cases), so that v2 can be bundled as soon as phase 1 says the cascade helps;
 #   phase 2, each fold: the v1 preset with --augment strong, the cascade on it, the same extras.
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
 #
@@ -34,6 +36,15 @@ for k in "${folds[@]}"; do  # phase 1
     python scripts/crossval_cascade.py runs/cv27-v1 runs/cv27-refine --windows  # box in one pass and in windows
     extras runs/cv27-v1 "$k" v1
 done
+final() {  # OUT PRESET: train on every case, resumably; OUT/done when finished
+    local out=$1 preset=$2; shift 2
+    [[ -e "$out/done" ]] && return 0
+    local resume=(); [[ -e "$out/last.pt" ]] && resume=(--resume)
+    medseg3d train "$data" --out "$out" --preset "$preset" --all-cases --quiet "${resume[@]}" "${budget[@]}" "$@"
+    touch "$out/done"
+}
+final runs/v2-coarse brats
+final runs/v2-refine brats-refine
 for k in "${folds[@]}"; do  # phase 2
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
     python scripts/crossval_cascade.py runs/cv27-strong runs/cv27-refine
