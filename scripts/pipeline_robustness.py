@@ -7,7 +7,9 @@ and the volume of those farther than 30 mm from the largest (what ``--max-distan
 models must not have seen the case (none of the shared BraTS cases is this one).
 
     python scripts/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors runs/cv27-strong/fold0/last.safetensors
-        [--case ../shared/data/raw_clinical/TCGA-FG-6692/brainles_sri24] [--json out.json]
+        [--refiner runs/cv27-refine/fold0/last.safetensors] [--case ...brainles_sri24] [--json out.json]
+
+``--refiner``: each model is also scored as a cascade with that refiner (:mod:`medseg3d.cascade`).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ def far_volume_ml(labels: np.ndarray, spacing, distance_mm: float = 30.0) -> flo
     return float(((labels > 0) & (kept == 0)).sum() * np.prod(spacing) / 1000.0)
 
 
-def assess(model: str, case: Path, reference) -> dict:
-    labels = segment(load_model(model, refine="none"), case)
+def assess(model: str, case: Path, reference, refiner: str | None = None) -> dict:
+    loaded = load_model(model, refine=refiner or "none")
+    labels = segment(loaded, case)
     spacing = labels.spacing
     regions = get_scheme("brats").regions
     components = int(ndimage.label(labels.array > 0, structure=np.ones((3, 3, 3)))[1])
-    return {"model": model, **{f"dice_{k}": round(v, 4) for k, v in region_dice(labels.array, reference, regions).items()},
+    return {"model": f"{model} refined by {refiner}" if refiner else model, **{f"dice_{k}": round(v, 4) for k, v in region_dice(labels.array, reference, regions).items()},
             "components": components, "far_30mm_ml": round(far_volume_ml(labels.array, spacing), 2),
             "tumour_ml": round(float((labels.array > 0).sum() * np.prod(spacing) / 1000.0), 2)}
 
@@ -49,6 +52,7 @@ def assess(model: str, case: Path, reference) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="bundled names, run folders or model files")
+    parser.add_argument("--refiner", help="also score each model refined by this refiner (a cascade)")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
@@ -56,7 +60,8 @@ def main(argv=None) -> int:
     if not fusion.is_file():
         sys.exit(f"error: {fusion} is missing; give --case the brainles_sri24 folder of the shared data")
     reference = read_volume(fusion).array.astype(np.int16)
-    rows = [assess(m, args.case, reference) for m in args.models]
+    refiners = [None, args.refiner] if args.refiner else [None]
+    rows = [assess(m, args.case, reference, r) for m in args.models for r in refiners]
     print("| model | Dice WT | TC | ET | tumour ml | components | ml > 30 mm from the largest |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['dice_WT']:.3f} | {r['dice_TC']:.3f} | {r['dice_ET']:.3f} | {r['tumour_ml']:.1f} | "

@@ -21,13 +21,14 @@ folds=("$@"); [[ ${#folds[@]} -gt 0 ]] || folds=(0 1 2 3 4)
 export RESUME=1  # one queue owns its claims: a fold it started before a stop is resumed, not skipped
 budget=(--minutes 100000)  # iterations pinned by the presets (160 x 50), never cut by the clock
 
-extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4) and far false positives (lever 5)
+extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far false positives (lever 5), alone and refined
     local cv=$1 k=$2 tag=$3
     local held="$cv/fold$k/heldout" prob="$cv/fold$k/pred-last-sw-prob"
     [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
         --refine none --quiet && touch "$prob/done"; }
     [[ -e "runs/robustness-$tag-fold$k.json" ]] || python scripts/pipeline_robustness.py \
-        "$cv/fold$k/last.safetensors" --json "runs/robustness-$tag-fold$k.json"
+        "$cv/fold$k/last.safetensors" --refiner "runs/cv27-refine/fold$k/last.safetensors" \
+        --json "runs/robustness-$tag-fold$k.json"
 }
 
 for k in "${folds[@]}"; do  # phase 1
