@@ -70,9 +70,10 @@ def small_dataset(brats_root, tmp_path_factory) -> Path:
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def load_script(name: str):
-    """A module of ``scripts/`` (not a package) loaded from its file, e.g. ``load_script("crossval_report")``."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def load_script(name: str, folder: Path = SCRIPTS):
+    """A module of ``scripts/`` (or of ``folder``, e.g. ``benchmarks/``; not a package) loaded from its file,
+    e.g. ``load_script("crossval_report")``."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

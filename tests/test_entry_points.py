@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from conftest import load_script
 
 from medseg3d import __version__
 
@@ -24,10 +25,7 @@ def test_python_dash_m_runs_the_command_line(tmp_path):
 
 
 def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("bench_run", REPO / "benchmarks" / "run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("run", REPO / "benchmarks")
 
 
 def test_benchmark_writes_outside_tracked_files_unless_asked(tmp_path):

@@ -1,22 +1,15 @@
 """benchmarks/resolution_bound.py: the reference's round trip through a model's grid (known answers)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import SCRIPTS, load_script
 
 from medseg3d.preprocess import PrepConfig
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bound():
-    spec = importlib.util.spec_from_file_location("resolution_bound", REPO / "benchmarks" / "resolution_bound.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("resolution_bound", SCRIPTS.parent / "benchmarks")
 
 
 def test_round_trip_known_answers(bound):
