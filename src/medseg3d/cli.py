@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"medseg3d {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("info", help="describe an image file, a case folder or a dataset (and its problems)")
+    s = sub.add_parser("info", help="describe an image file, a case folder or a dataset (and its problems), "
+                                      "or where a training run stands")
     s.add_argument("path")
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
     s.set_defaults(func=cmd_info)

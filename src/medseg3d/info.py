@@ -39,10 +39,11 @@ MAX_LABEL_VALUES = 32
 
 
 def describe(path, layout: str | None = None, *, progress: bool = True) -> str:
-    """A readable summary of an image file, a case folder or a dataset (folder or CSV).
+    """A readable summary of an image file, a case folder, a dataset (folder or CSV) or a training run.
 
     Args:
-        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder or CSV.
+        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder, CSV, or a
+            training run's folder (:func:`medseg3d.train.status.describe_run`).
         layout: dataset layout (see :data:`medseg3d.datasets.LAYOUTS`); detected when ``None``.
         progress: show a progress bar on stderr while a dataset's cases are checked.
 
@@ -61,6 +62,10 @@ def describe(path, layout: str | None = None, *, progress: bool = True) -> str:
         raise InputError(f"{path}: not an image (.nii.gz, .nii, .mha, .mhd, .nrrd) nor a .csv case list")
     if path.is_dir() and layout is None and is_dicom_folder(path):
         return describe_image(path)
+    from .train.status import describe_run, is_run_folder
+
+    if path.is_dir() and layout is None and is_run_folder(path):
+        return describe_run(path)
     layout = layout or detect_layout(path)
     cases = find_cases(path, layout=layout)
     if len(cases) == 1 and path.is_dir() and _is_case_folder(cases[0], path):
