@@ -65,6 +65,9 @@ def test_info_dispatches_runs_and_rejects_damaged_settings(tmp_path, capsys):
     assert main(["info", str(run)]) == 0
     assert capsys.readouterr().out.startswith(f"training run {run}\n")
     assert "no checkpoint yet (last.pt)" in describe_run(run)
+    with open(run / "log.csv", "a") as f:
+        f.write("4,200,4")  # a line cut off by a kill mid-write: left out
+    assert "progress     epoch 3 of 100, 150 of 5,000 iterations (3%)" in describe_run(run)
     (run / "config.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="not a run's settings"):
         describe_run(run)

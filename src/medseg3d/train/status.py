@@ -26,10 +26,29 @@ def _minutes(seconds: float) -> str:
 
 
 def _read_log(path: Path) -> list[dict]:
+    """The log's complete rows (a line cut off by a kill mid-write is left out)."""
     if not path.is_file():
         return []
+
+    def complete(row: dict) -> bool:  # every column there (a cut line lacks the last ones: None), counters numbers
+        if any(v is None for v in row.values()):
+            return False
+        try:
+            int(row["epoch"]), int(row["iteration"]), float(row["seconds"])
+        except (KeyError, ValueError):
+            return False
+        return True
+
     with path.open(newline="", encoding="utf-8") as f:
-        return [row for row in csv.DictReader(f) if row.get("epoch")]
+        return [row for row in csv.DictReader(f) if complete(row)]
+
+
+def _number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def describe_run(path) -> str:
@@ -68,7 +87,7 @@ def describe_run(path) -> str:
     if epochs:
         iters = f", {int(log[-1]['iteration']):,} of {epochs * per_epoch:,} iterations" if log and per_epoch else ""
         lines.append(f"  progress     epoch {done} of {epochs}{iters} ({100 * done / epochs:.0f}%)")
-    recent = [float(r["epoch_seconds"]) for r in log[-10:] if r.get("epoch_seconds")]
+    recent = [float(r["epoch_seconds"]) for r in log[-10:] if _number(r.get("epoch_seconds"))]
     if recent:
         speed = statistics.median(recent)
         timing = (f"{_minutes(elapsed)} of training {'in all' if finished else 'so far'}; {speed:.1f} s per epoch "
@@ -80,10 +99,10 @@ def describe_run(path) -> str:
         if not finished and left > 0:
             timing += f", about {_minutes(left)} to go"
         lines.append(f"  time         {timing}")
-    scored = [r for r in log if r.get("score")]
+    scored = [r for r in log if _number(r.get("score"))]
     if scored:
         last = scored[-1]
-        regions = [k for k in last if k.startswith("dice_") and last[k]]
+        regions = [k for k in last if k.startswith("dice_") and _number(last[k])]
         names = [k.removeprefix("dice_") for k in regions]
         shown = [k for k, n in zip(regions, names) if n in ("WT", "TC", "ET")] or regions
         best = max(scored, key=lambda r: float(r["score"]))
