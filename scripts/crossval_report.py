@@ -7,6 +7,7 @@ worst to best WT Dice; then every variant paired case by case against ``last`` (
 better / worse, Wilcoxon signed-rank p).
 
     python scripts/crossval_report.py runs/cv-brats [--variant last] [--csv all_cases.csv]
+    python scripts/crossval_report.py runs/cv27-strong --variant last-sw --against runs/cv27-v1   # two presets
 """
 
 from __future__ import annotations
@@ -83,12 +84,16 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", all_rows
 
 
+def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
+    return {row["case"]: {k: float(x) for k, x in row.items() if k != "case"}
+            for rows in collect(root, variant).values() for row in rows}
+
+
 def paired_lines(root: Path, variants: list[str], reference: str = "last") -> list[str]:
     """Each variant against ``reference`` on the same held-out cases."""
     from medseg3d.experiments import paired_cells
 
-    by_variant = {v: {row["case"]: {k: float(x) for k, x in row.items() if k != "case"}
-                      for rows in collect(root, v).values() for row in rows} for v in variants}
+    by_variant = {v: _by_case(root, v) for v in variants}
     others = [v for v in variants if v != reference]
     if reference not in by_variant or not others:
         return []
@@ -100,12 +105,30 @@ def paired_lines(root: Path, variants: list[str], reference: str = "last") -> li
     return lines + [""]
 
 
+def against_lines(root: Path, other: Path, variants: list[str]) -> list[str]:
+    """Each variant of ``root`` against the same variant of another cross-validation ``other`` (another preset on
+    the same split), on the held-out cases both have scored."""
+    from medseg3d.experiments import paired_cells
+
+    title = f"### `{root}` against `{other}`, the same variant (mean difference; cases better / worse; Wilcoxon p)"
+    lines = [title, "", "| variant | cases | WT | TC | ET |", "|---|---|---|---|---|"]
+    rows = []
+    for v in variants:
+        mine, theirs = _by_case(root, v), _by_case(other, v)
+        if mine and theirs:
+            n, cells = paired_cells(theirs, mine, [f"dice_{r}" for r in REGIONS], na="n/a")
+            rows.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
+    return lines + rows + [""] if rows else [f"(`{other}` has none of these variants scored)", ""]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the OUT folder given to scripts/crossval.sh")
     parser.add_argument("--variant", action="append", help="last, best, last-tta, last-sw, or any other pred-NAME scored (default: all found)")
     parser.add_argument("--reference", default="last", help="the variant the others are paired against")
     parser.add_argument("--csv", type=Path, help="also write all held-out rows of the first variant here")
+    parser.add_argument("--against", type=Path, action="append", default=[],
+                        help="another crossval.sh folder on the same split: pair each variant with its own there")
     args = parser.parse_args(argv)
     known = ("last", "last-tta", "last-sw", "best")
     found = sorted({m.parent.name[len("pred-"):] for m in args.root.glob("fold*/pred-*/metrics.csv")})
@@ -123,6 +146,8 @@ def main(argv=None) -> int:
                 writer.writeheader()
                 writer.writerows(rows)
     print("\n".join(paired_lines(args.root, variants, args.reference)))
+    for other in args.against:
+        print("\n".join(against_lines(args.root, other, variants)))
     return 0
 
 

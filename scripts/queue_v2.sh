@@ -12,7 +12,7 @@
 #   MEDSEG3D_THREADS=2 scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
 #   e.g. MEDSEG3D_THREADS=2 setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
 #            splits/brats2018-27-5fold.json 0 1 2 3 4 >> runs/queue_v2.log 2>&1 &
-# Then: python scripts/crossval_report.py runs/cv27-v1, python scripts/crossval_report.py runs/cv27-strong,
+# Then: python scripts/crossval_report.py runs/cv27-v1, python scripts/crossval_report.py runs/cv27-strong --against runs/cv27-v1,
 #       python scripts/postprocess_sweep.py runs/cv27-v1, python scripts/learning_curves.py runs/cv27-v1,
 #       python scripts/ensemble_heldout.py runs/cv27-v1/foldK/heldout runs/cv27-{v1,strong}/foldK/pred-last-sw-prob
 set -euo pipefail

@@ -52,6 +52,24 @@ def test_report_and_pairing(tmp_path, crossval_report, capsys):
     assert "| last-sw-bf16 | 1 | +0.000 (0/0, p n/a)" in paired and "| last | 3 | -0.017 (1/2, p " in paired
 
 
+
+def test_against_another_cross_validation(tmp_path, crossval_report, capsys):
+    # two presets on the same split: "strong" is +0.1 WT on a and b, -0.05 on c; TC and ET the same
+    base = {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)}
+    strong = {"a": (0.6, 0.4, 0.3), "b": (0.8, 0.6, 0.5), "c": (0.85, 0.8, 0.7)}
+    for root, scores in (("base", base), ("strong", strong)):
+        for fold, cases in ((0, "ab"), (1, "c")):
+            rows = [{"case": c, **{f"dice_{r}": v for r, v in zip(("WT", "TC", "ET"), scores[c])}} for c in cases]
+            write_metrics(tmp_path / root / f"fold{fold}" / "pred-last-sw", rows)
+    write_metrics(tmp_path / "base" / "fold0" / "pred-last", [{"case": "a"}])  # only base has it: no row
+    assert crossval_report.main([str(tmp_path / "strong"), "--against", str(tmp_path / "base"),
+                                 "--against", str(tmp_path / "empty")]) == 0
+    out = capsys.readouterr().out
+    section = out.split(f"`{tmp_path / 'strong'}` against `{tmp_path / 'base'}`")[1]
+    # WT differences +0.1, +0.1, -0.05: mean +0.050, 2 better, 1 worse
+    assert "| last-sw | 3 | +0.050 (2/1, p " in section and "| last |" not in section
+    assert f"(`{tmp_path / 'empty'}` has none of these variants scored)" in out
+
 def test_nothing_scored(tmp_path, crossval_report, capsys):
     assert crossval_report.main([str(tmp_path)]) == 1
     assert "nothing scored" in capsys.readouterr().err
