@@ -30,7 +30,7 @@ def round_trip_dice(image: np.ndarray, affine: np.ndarray, label: np.ndarray, pr
     from medseg3d.metrics import dice, value_masks
     from medseg3d.preprocess import crop_or_pad, preprocess, resize_image, undo_probabilities
 
-    _, _, record = preprocess(image, affine, prep, classes=label, n_classes=5)
+    _, _, record = preprocess(image, affine, prep)  # the crop from the channels alone, as at inference
     masks = value_masks(label, get_scheme("brats").regions)
     stack = np.stack([masks[r] for r in REGIONS]).astype(np.float32)
     coarse = resize_image(crop_or_pad(stack, record.box_start, record.box_stop), record.shape)

@@ -160,6 +160,7 @@ def bundle_run(args) -> None:
     command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
                + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
                + (" --all-cases" if config.get("all_cases") else ""))
+    minutes = round(float(log[-1]["seconds"]) / 60)
     held_out = config["val_cases"]
     if args.cv:  # every case was held out once by the cross-validation of the same preset
         held_out = sorted(r["case"] for r in rows)
@@ -170,9 +171,9 @@ def bundle_run(args) -> None:
         "train_cases": config["train_cases"],
         "held_out_cases": held_out,
         "command": command,
-        "training_time": f"{float(log[-1]['seconds']) / 60:.0f} min of training on a 2-core CPU, "
-                         f"{log[-1]['epoch']} epochs, {log[-1]['iteration']} iterations",
-        "training_minutes": round(float(log[-1]["seconds"]) / 60),
+        "training_time": f"{minutes} min of training on a 2-core CPU, {log[-1]['epoch']} epochs, "
+                         f"{log[-1]['iteration']} iterations",
+        "training_minutes": minutes,
         "weights": f"{args.model}.safetensors of the run"
                    + (" (best validation score)" if args.model == "best" else ""),
         **scores(rows),

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from medseg3d.datasets import find_cases
-from medseg3d.models import load_model, with_refiner
+from medseg3d.models import load_model
 from medseg3d.predict import predict
 
 
@@ -49,7 +49,7 @@ def main() -> None:
             print(f"{run.name}: the coarse fold is not done; skipped")
             continue
         held = coarse_run / "heldout"
-        coarse = with_refiner(load_model(coarse_run / "last.safetensors", refine="none"), run / "last.safetensors")
+        coarse = load_model(coarse_run / "last.safetensors", refine=run / "last.safetensors")
         for name, (coarse_windows, refine_windows) in variants(args.windows).items():
             out = coarse_run / f"pred-{name}"
             if (out / "metrics.csv").exists() and not args.force:

@@ -25,14 +25,19 @@ def write_metrics(path: Path, rows: list[dict]) -> None:
             writer.writerow({k: row.get(k, 1.0) for k in keys})
 
 
+def write_folds(root: Path, variant: str, scores: dict) -> None:
+    """``scores`` (case -> WT, TC, ET Dice) as ``root``'s held-out metrics: fold 0 holds cases a and b, fold 1 c."""
+    for fold, cases in ((0, "ab"), (1, "c")):
+        rows = [{"case": c, **{f"dice_{r}": v for r, v in zip(("WT", "TC", "ET"), scores[c])}} for c in cases]
+        write_metrics(root / f"fold{fold}" / f"pred-{variant}", rows)
+
+
 def test_report_and_pairing(tmp_path, crossval_report, capsys):
     # fold 0: cases a, b; fold 1: case c. The "sw" variant is better on a and c, worse on b.
     last = {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)}
     sw = {"a": (0.6, 0.4, 0.3), "b": (0.6, 0.6, 0.5), "c": (0.95, 0.8, 0.7)}
     for variant, scores in (("last", last), ("last-sw", sw)):
-        for fold, cases in ((0, "ab"), (1, "c")):
-            rows = [{"case": c, **{f"dice_{r}": v for r, v in zip(("WT", "TC", "ET"), scores[c])}} for c in cases]
-            write_metrics(tmp_path / f"fold{fold}" / f"pred-{variant}", rows)
+        write_folds(tmp_path, variant, scores)
     assert crossval_report.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     # per fold: fold 0 WT (0.5 + 0.7) / 2 = 0.600, fold 1 0.900; over folds 0.750 +- 0.212; pooled 0.700
@@ -58,9 +63,7 @@ def test_against_another_cross_validation(tmp_path, crossval_report, capsys):
     base = {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)}
     strong = {"a": (0.6, 0.4, 0.3), "b": (0.8, 0.6, 0.5), "c": (0.85, 0.8, 0.7)}
     for root, scores in (("base", base), ("strong", strong)):
-        for fold, cases in ((0, "ab"), (1, "c")):
-            rows = [{"case": c, **{f"dice_{r}": v for r, v in zip(("WT", "TC", "ET"), scores[c])}} for c in cases]
-            write_metrics(tmp_path / root / f"fold{fold}" / "pred-last-sw", rows)
+        write_folds(tmp_path / root, "last-sw", scores)
     write_metrics(tmp_path / "base" / "fold0" / "pred-last", [{"case": "a"}])  # only base has it: no row
     assert crossval_report.main([str(tmp_path / "strong"), "--against", str(tmp_path / "base"),
                                  "--against", str(tmp_path / "empty")]) == 0

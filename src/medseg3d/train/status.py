@@ -102,9 +102,8 @@ def describe_run(path) -> str:
     scored = [r for r in log if _number(r.get("score"))]
     if scored:
         last = scored[-1]
-        regions = [k for k in last if k.startswith("dice_") and _number(last[k])]
-        names = [k.removeprefix("dice_") for k in regions]
-        shown = [k for k, n in zip(regions, names) if n in ("WT", "TC", "ET")] or regions
+        scores = [k for k in last if k.startswith("dice_") and _number(last[k])]
+        shown = [k for k in scores if k in ("dice_WT", "dice_TC", "dice_ET")] or scores  # regions, else classes
         best = max(scored, key=lambda r: float(r["score"]))
         lines.append(f"  validation   epoch {last['epoch']}: "
                      + " ".join(f"{k.removeprefix('dice_')} {float(last[k]):.3f}" for k in shown)
