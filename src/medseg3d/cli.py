@@ -222,6 +222,19 @@ def cmd_calibrate(args) -> None:
     print(f"wrote {write_calibrated_model(source, summary, out)}")
 
 
+def cmd_ensemble(args) -> None:
+    from .errors import InputError
+    from .models.ensemble import make_ensemble
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: name the ensemble file .safetensors")
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    print(f"wrote {make_ensemble(args.models, out, name=args.name, sliding_window=args.sliding_window, overlap=args.overlap)}"
+          f" ({len(args.models)} members; `medseg3d predict {out} CASE` runs them all and averages)")
+
+
 def cmd_show(args) -> None:
     from .show import show
 
@@ -457,6 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite the output model file")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_calibrate)
+
+    s = sub.add_parser("ensemble", help="one model file from several models trained alike (e.g. a CV's fold models)")
+    s.add_argument("models", nargs="+", metavar="MODEL", help="two or more bundled names, run folders or .safetensors files")
+    s.add_argument("-o", "--output", required=True, help="the ensemble model file (.safetensors)")
+    s.add_argument("--name", help="a name to record in the file (default: the file's stem)")
+    window = s.add_mutually_exclusive_group()
+    window.add_argument("--sliding-window", dest="sliding_window", action="store_true", default=None,
+                        help="run it in windows of the training patch by default (each window runs every member)")
+    window.add_argument("--whole-volume", dest="sliding_window", action="store_false",
+                        help="run it over the whole cropped volume in one pass per member by default")
+    s.add_argument("--overlap", type=float, help="window overlap recorded as its default (in [0, 1))")
+    s.add_argument("--force", action="store_true", help="overwrite the output file")
+    s.set_defaults(func=cmd_ensemble)
 
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

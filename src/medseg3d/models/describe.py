@@ -25,6 +25,9 @@ def describe_models() -> str:
         labels = meta.labels
         lines.append(f"{name}  ({path.stat().st_size / 1e6:.1f} MB)")
         lines.append(f"  network      {meta.network} {meta.net_args or ''}".rstrip())
+        if meta.ensemble:
+            lines.append(f"  ensemble     {meta.members} members, the mean of their probabilities (each member runs "
+                         "on every case)")
         lines.append(f"  channels     {', '.join(meta.modalities)}")
         lines.append(f"  labels       {labels['name']} values {labels['values']}"
                      + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))

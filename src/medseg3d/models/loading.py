@@ -15,6 +15,7 @@ from pathlib import Path
 from ..checkpoint import read_model_file, validate_model
 from ..errors import ModelError
 from ..precision import check_precision
+from .ensemble import build_ensemble, ensemble_members
 from .exported import load_onnx_model
 from .loaded import LoadedModel, bundled_models, loaded_model
 
@@ -86,8 +87,12 @@ def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedMode
         return load_onnx_model(path, device)
     meta, state = read_model_file(path)
     validate_model(meta, state, path)  # hostile or broken metadata and NaN weights: one clear line, no run
+    count = ensemble_members(meta, path)
     try:
-        model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+        if count:
+            model = build_ensemble(meta, count)
+        else:
+            model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})") from exc

@@ -47,6 +47,9 @@ class ModelMeta:
     space: dict | None = None
     """The grid it was trained on (spacing, axcodes, shape) when not BraTS's."""
     name: str | None = None
+    ensemble: dict | None = None
+    """For an ensemble file (:mod:`medseg3d.models.ensemble`): ``members`` (how many), ``combine`` and each
+    member's ``sources`` (run, training cases), else None."""
     extra: dict = field(default_factory=dict)
     """Every other key of the stored metadata (provenance), kept as read."""
 
@@ -100,6 +103,11 @@ class ModelMeta:
     @property
     def train_cases(self) -> list[str]:
         return list(self.extra.get("train_cases") or [])
+
+    @property
+    def members(self) -> int:
+        """How many networks the file holds: 1, or an ensemble's member count."""
+        return int((self.ensemble or {}).get("members", 1))
 
     @property
     def display_name(self) -> str:

@@ -1,0 +1,59 @@
+"""Several trained networks as one: their probabilities averaged, returned as logits.
+
+:class:`EnsembleNet` runs every member on the same input and averages their probabilities (sigmoid per
+region, or softmax over classes), as nnU-Net and most BraTS winners combine their fold models. It returns the
+*logits of the mean* (the logit of the mean probability per region; the log of the mean class
+probabilities), so that every consumer that applies the activation afterwards (whole-volume or windowed
+inference, mirroring, temperature scaling, uncertainty, ONNX export) gets exactly the mean probabilities
+without knowing that there is more than one network. A decision at probability 0.5 (or the argmax) is
+unchanged by the logit, which is monotone.
+
+Example::
+
+    net = EnsembleNet([fold0_net, fold1_net, fold2_net], kind="region")
+    torch.sigmoid(net(x))   # == mean of torch.sigmoid(m(x)) over the members, to about 1e-6
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from medseg3d.errors import InputError
+
+EPS = 1e-6
+"""Probabilities are clamped to [EPS, 1 - EPS] before the logit, so that no output is infinite."""
+
+
+class EnsembleNet(nn.Module):
+    """Members with the same input and output channels, run on the same input; their mean probabilities as logits.
+
+    Args:
+        members: two or more networks (built by :func:`medseg3d.nets.build_network`, same input size rule).
+        kind: ``"region"`` (sigmoid per output) or ``"multiclass"`` (softmax over outputs).
+    """
+
+    def __init__(self, members: Sequence[nn.Module], kind: str):
+        super().__init__()
+        if len(members) < 2:
+            raise InputError(f"an ensemble needs at least 2 members, got {len(members)}")
+        if kind not in ("region", "multiclass"):
+            raise InputError(f"ensemble kind must be 'region' or 'multiclass', got {kind!r}")
+        rules = {(getattr(m, "spatial_dims", None), getattr(m, "size_multiple", None)) for m in members}
+        if len(rules) != 1:
+            raise InputError(f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}")
+        self.members = nn.ModuleList(members)
+        self.kind = kind
+        self.spatial_dims, self.size_multiple = rules.pop()
+        self.network_name = f"ensemble of {len(members)} {getattr(members[0], 'network_name', 'networks')}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for member in self.members:  # one at a time: peak memory of one member, not of all
+            logits = member(x).float()
+            probs = torch.sigmoid(logits) if self.kind == "region" else torch.softmax(logits, dim=1)
+            total = probs if total is None else total + probs
+        mean = (total / len(self.members)).clamp(EPS, 1 - EPS)
+        return torch.logit(mean) if self.kind == "region" else torch.log(mean)
