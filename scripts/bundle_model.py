@@ -2,6 +2,8 @@
 
 Usage:
     python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
+    python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant last \
+        --metrics CV_DIR/pooled.csv            # the fold models of a cross-validation as one ensemble
     python scripts/bundle_model.py --keep-weights --name brats --cv CV_DIR --cv-variant last-sw \
         --metrics CV_DIR/pooled.csv --sliding-window --note "..."   # same weights: new scores, how it runs
 
@@ -138,22 +140,99 @@ def main() -> None:
                    help="the precision the bundled file asks to be run in (users can still pass --precision)")
     p.add_argument("--refiner", help="the bundled refiner (its name) this model runs in a cascade by default")
     p.add_argument("--default-for", metavar="ALIAS", help="make this model what ALIAS names (e.g. brats)")
+    p.add_argument("--ensemble", action="store_true", help="RUN_DIR is a cross-validation (scripts/crossval.sh): "
+                   "bundle its fold models as one ensemble (medseg3d ensemble); the card's scores are the fold "
+                   "models' on the cases each did not see")
     args = p.parse_args()
     if (args.run is None) != args.keep_weights:
         p.error("give either a RUN_DIR or --keep-weights")
+    if args.ensemble and args.keep_weights:
+        p.error("--ensemble bundles new weights; it does not go with --keep-weights")
     if args.keep_weights:
         update_card(args)
+    elif args.ensemble:
+        bundle_ensemble(args)
     else:
         bundle_run(args)
     if args.default_for:
         make_default(args.name, args.default_for)
 
 
+def read_run(run: Path) -> tuple[dict, list[dict]]:
+    """A training run's config.json and log.csv rows."""
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    with open(run / "log.csv", newline="") as f:
+        return config, list(csv.DictReader(f))
+
+
+def undisturbed_minutes(log: list[dict]) -> int:
+    """The run's epochs times its median epoch: its length on a machine doing nothing else (the wall clock
+    also counts the time other work took the cores)."""
+    return round(len(log) * float(np.median([float(r["epoch_seconds"]) for r in log])) / 60)
+
+
+LICENCE = ("weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
+           "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.")
+
+
+def bundle_ensemble(args) -> None:
+    """The fold models of the cross-validation ``args.run`` as one bundled ensemble, with their card."""
+    from medseg3d.models.ensemble import make_ensemble
+
+    folds = sorted((p for p in args.run.glob("fold*") if (p / f"{args.model}.safetensors").is_file()),
+                   key=lambda p: p.name)
+    if len(folds) < 2:
+        raise SystemExit(f"{args.run}: fewer than 2 fold folders with {args.model}.safetensors; finish the folds first")
+    runs = [read_run(f) for f in folds]
+    with open(args.metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    first = runs[0][0]
+    cases = sorted({c for config, _ in runs for c in config["train_cases"]})
+    wall = [round(float(log[-1]["seconds"]) / 60) for _, log in runs]
+    alone = [undisturbed_minutes(log) for _, log in runs]
+    fold_list = " ".join(f.name for f in folds)
+    command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
+               f"{args.run} --preset {first['preset']}"
+               + (f" --augment {first['augment']}" if first.get("augment", "default") != "default" else "")
+               + (f" --minutes {first['minutes']:g}" if first.get("minutes") else "")
+               + f"; medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folds)} -o "
+               f"{args.name}.safetensors")
+    card = {
+        "name": args.name,
+        "trained_on": f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the "
+                      f"{len(folds)} fold models of a seeded {len(folds)}-fold cross-validation, each trained on "
+                      f"{_span(len(c['train_cases']) for c, _ in runs)} of them",
+        "train_cases": cases,
+        "held_out_cases": sorted(r["case"] for r in rows),
+        "command": command,
+        "training_time": (f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(folds)} members together "
+                          f"({', '.join(map(str, wall))}); {sum(alone)} min undisturbed (epochs x median epoch), "
+                          f"{runs[0][1][-1]['iteration']} iterations each"),
+        "training_minutes": sum(wall),
+        "weights": f"{args.model}.safetensors of each fold",
+        **scores(rows),
+        "note": args.note or ("held-out scores are the members' own, each on the cases it did not see (the "
+                              "ensemble saw every case)"),
+        "cross_validation": cross_validation(args.cv or args.run, args.cv_variant),
+        "licence": LICENCE,
+        "provenance": "trained with medseg3d " + first["software"]["medseg3d"] + ", torch " + first["software"]["torch"],
+    }
+    WEIGHTS.mkdir(exist_ok=True)
+    make_ensemble([f / f"{args.model}.safetensors" for f in folds], WEIGHTS / f"{args.name}.safetensors", name=args.name)
+    set_inference(args, card)
+    write_json_atomic(card, WEIGHTS / f"{args.name}.json")
+    print(json.dumps({k: card[k] for k in ("name", "trained_on", "training_time", "held_out_scores")}, indent=1))
+
+
+def _span(values) -> str:
+    """``"21-22"``, or ``"21"`` when all are equal."""
+    values = sorted(values)
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
 def bundle_run(args) -> None:
     """Copy the run's weights into the package and write their card."""
-    config = json.loads((args.run / "config.json").read_text(encoding="utf-8"))
-    with open(args.run / "log.csv", newline="") as f:
-        log = list(csv.DictReader(f))
+    config, log = read_run(args.run)
     with open(args.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
 
@@ -179,8 +258,7 @@ def bundle_run(args) -> None:
         **scores(rows),
         "note": args.note,
         **({"cross_validation": cross_validation(args.cv, args.cv_variant)} if args.cv else {}),
-        "licence": "weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
-                   "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.",
+        "licence": LICENCE,
         "provenance": "trained with medseg3d " + config["software"]["medseg3d"] + ", torch " + config["software"]["torch"],
     }
     WEIGHTS.mkdir(exist_ok=True)

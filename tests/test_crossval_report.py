@@ -153,3 +153,44 @@ def test_bundle_names_a_refiner_and_the_default(tmp_path, monkeypatch):
     assert json.loads((weights / "aliases.json").read_text()) == {"brats": "brats-v9", "other": "x"}
     assert sorted(p.name for p in weights.iterdir()) == ["aliases.json", "brats-v9-refine.json", "brats-v9.json",
                                                          "brats-v9.safetensors"]
+
+
+def test_bundle_ensemble_of_fold_models(tmp_path, monkeypatch):
+    import argparse
+    import csv
+
+    from medseg3d.checkpoint import read_model_file
+    from medseg3d.models import load_model
+
+    bundle_model, weights, source = _bundle_into(tmp_path, monkeypatch, "unused")
+    cv = tmp_path / "cv"
+    fields = ["epoch", "iteration", "seconds", "epoch_seconds"]
+    for fold, (cases, seconds) in enumerate(((["b", "c"], [60, 600]), (["a", "c"], [30, 30]))):
+        run = cv / f"fold{fold}"
+        run.mkdir(parents=True)
+        (run / "last.safetensors").write_bytes(source.read_bytes())
+        config = {"dataset": "DATA", "split_file": "split.json", "preset": "brats", "augment": "strong",
+                  "minutes": 100000.0, "train_cases": cases, "software": {"medseg3d": "0.1.0", "torch": "2"}}
+        (run / "config.json").write_text(json.dumps(config))
+        with open(run / "log.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fields)
+            w.writeheader()
+            for epoch, s in enumerate(seconds, 1):
+                w.writerow({"epoch": epoch, "iteration": 50 * epoch, "seconds": sum(seconds[:epoch]), "epoch_seconds": s})
+        write_metrics(run / "pred-last", [{"case": "a" if fold == 0 else "b", "dice_WT": 0.8 - 0.2 * fold}])
+    write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}, {"case": "b", "dice_WT": 0.6}])
+    args = argparse.Namespace(run=cv, name="brats-v9", model="last", metrics=tmp_path / "pooled" / "metrics.csv",
+                              cv=None, cv_variant="last", note="", sliding_window=False, overlap=0.5, precision="auto")
+    bundle_model.bundle_ensemble(args)
+    card = json.loads((weights / "brats-v9.json").read_text(encoding="utf-8"))
+    assert card["train_cases"] == ["a", "b", "c"] and card["held_out_cases"] == ["a", "b"]
+    # wall clock 11 + 1 min; undisturbed: 2 epochs x median (330 s, 30 s) = 11 + 1 min
+    assert card["training_minutes"] == 12 and card["training_time"].startswith("12 min of wall clock")
+    assert "(11, 1); 12 min undisturbed" in card["training_time"]
+    assert card["command"].startswith("FOLDS='0 1' scripts/crossval.sh DATA split.json")
+    assert "--augment strong --minutes 100000; medseg3d ensemble" in card["command"]
+    assert card["cross_validation"]["folds"] == 2 and card["held_out_scores"]["dice_WT"] == 0.7
+    meta, _ = read_model_file(weights / "brats-v9.safetensors")
+    assert meta["ensemble"]["members"] == 2 and meta["inference"]["sliding_window"] is False
+    loaded = load_model(weights / "brats-v9.safetensors")
+    assert loaded.meta.members == 2 and loaded.name == "brats-v9"
