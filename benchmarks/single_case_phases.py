@@ -2,7 +2,7 @@
 (first and second call in windows, then the whole volume in one pass), writing; then the first segmentation's
 profile (cumulative). The imports are timed, so they happen inside ``main``.
 
-    MEDSEG3D_THREADS=2 python benchmarks/single_case_phases.py [CASE] [--top 45]
+    MEDSEG3D_THREADS=2 python benchmarks/single_case_phases.py [CASE] [--model brats] [--top 45]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = Path(__file__).resolve().parents[1].parent / "shared/data/brats2018/Brats18_2013_20_1"
     parser.add_argument("case", nargs="?", default=str(default))
+    parser.add_argument("--model", default="brats", help="bundled name, run folder or model file (an ensemble too)")
     parser.add_argument("--top", type=int, default=45, help="profile lines to print")
     args = parser.parse_args(argv)
     marks = [("start", time.perf_counter())]
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
     from medseg3d.models import load_model
 
     marks.append(("import medseg3d", time.perf_counter()))
-    model = load_model("brats", "cpu")
+    model = load_model(args.model, "cpu")
     marks.append(("load the model", time.perf_counter()))
     case, _ = resolve_case_channels([Path(args.case)], model.modalities)
     volumes = {name: vol for name, _, vol in case.read_channels()}
@@ -43,11 +44,11 @@ def main(argv=None) -> int:
     profile.enable()
     result = P.segment_volumes(model, volumes)
     profile.disable()
-    marks.append(("segment, first call (model's default: windows)", time.perf_counter()))
+    marks.append(("segment, first call (the model's default)", time.perf_counter()))
     write_volume(result.labels, Path(tempfile.mkdtemp()) / "labels.nii.gz")
     marks.append(("write the labels", time.perf_counter()))
     P.segment_volumes(model, volumes)
-    marks.append(("segment again (windows)", time.perf_counter()))
+    marks.append(("segment again (the model's default)", time.perf_counter()))
     P.segment_volumes(model, volumes, sliding_window=False)
     marks.append(("segment again (whole volume)", time.perf_counter()))
     for (_, before), (name, after) in itertools.pairwise(marks):
