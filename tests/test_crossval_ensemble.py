@@ -8,12 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 from medseg3d.checkpoint import read_model_file, save_model
 from medseg3d.models import bundled_models, load_model
 from medseg3d.nets import build_network
-
-from conftest import load_script
 
 
 def _fold(root, seed, split="split.json", done=True):
