@@ -2,9 +2,10 @@
 # The cross-validations of issue #22 (bundled model v2) as one resumable queue, fold by fold, so that each lever
 # meets the v1 baseline on the same held-out cases as early as possible:
 #   each fold: the v1 preset (baseline), the v1 preset with --augment strong (lever 3), both models'
-#              probabilities (lever 4: ensembling) and far false positives on the other pipeline's case (lever 5);
-#   then:      both candidate coarse models on all 27 cases (runs/v2-coarse, runs/v2-strong), so that v2 can be
-#              bundled from whichever the cross-validation prefers.
+#              probabilities and far false positives on the other pipeline's case (lever 5), and the two
+#              models of the fold as one ensemble, scored on the cases neither saw (lever 4).
+# v2 is an ensemble of the fold models of whichever preset the cross-validation prefers (`bundle_model.py
+# --ensemble`), so no model is trained again on all 27 cases.
 # The 1 mm refiner (lever 1) was cross-validated on fold 0 only (runs/cv27-refine, scripts/crossval_cascade.py):
 # its cascade lost 0.17 to 0.29 TC Dice there (docs/results.md), so its other folds are not queued.
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
@@ -13,8 +14,8 @@
 #   e.g. MEDSEG3D_THREADS=2 setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
 #            splits/brats2018-27-5fold.json 0 1 2 3 4 >> runs/queue_v2.log 2>&1 &
 # Then: python scripts/crossval_report.py runs/cv27-v1, python scripts/crossval_report.py runs/cv27-strong --against runs/cv27-v1,
-#       python scripts/postprocess_sweep.py runs/cv27-v1, python scripts/learning_curves.py runs/cv27-v1,
-#       python scripts/ensemble_heldout.py runs/cv27-v1/foldK/heldout runs/cv27-{v1,strong}/foldK/pred-last-sw-prob
+#       python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant last-sw --variant ens-cv27-strong,
+#       python scripts/postprocess_sweep.py runs/cv27-v1, python scripts/learning_curves.py runs/cv27-v1
 set -euo pipefail
 data=${1:-../shared/data/brats2018}; split=${2:-splits/brats2018-27-5fold.json}; shift 2 || true
 folds=("$@"); [[ ${#folds[@]} -gt 0 ]] || folds=(0 1 2 3 4)
@@ -30,19 +31,11 @@ extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far fals
         "$cv/fold$k/last.safetensors" --json "runs/robustness-$tag-fold$k.json"
 }
 
-final() {  # OUT [train options]: train on every case, resumably; OUT/done when finished
-    local out=$1; shift
-    [[ -e "$out/done" ]] && return 0
-    local resume=(); [[ -e "$out/last.pt" ]] && resume=(--resume)
-    medseg3d train "$data" --out "$out" --all-cases --quiet "${resume[@]}" "${budget[@]}" "$@"
-    touch "$out/done"
-}
-
 for k in "${folds[@]}"; do
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-v1 --preset brats "${budget[@]}"
     extras runs/cv27-v1 "$k" v1
     FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
     extras runs/cv27-strong "$k" strong
+    [[ -e "runs/cv27-v1/fold$k/pred-ens-cv27-strong-sw/metrics.csv" ]] || python scripts/crossval_ensemble.py \
+        runs/cv27-v1 runs/cv27-strong --folds "$k" --windows
 done
-final runs/v2-strong --preset brats --augment strong
-final runs/v2-coarse --preset brats
