@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from medseg3d.datasets import find_cases
@@ -31,6 +32,13 @@ def variants(windows: bool) -> dict[str, tuple[bool, bool]]:
     if windows:
         out["cascade-box-sw"] = (False, True)
     return out
+
+
+def with_refiner_windows(coarse, windows: bool):
+    """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that the
+    loaded models and their metadata stay as read."""
+    inference = {**coarse.refiner.meta.inference, "sliding_window": windows}
+    return replace(coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference)))
 
 
 def main() -> None:
@@ -54,9 +62,9 @@ def main() -> None:
             out = coarse_run / f"pred-{name}"
             if (out / "metrics.csv").exists() and not args.force:
                 continue
-            coarse.refiner.meta.inference["sliding_window"] = refine_windows
+            model = with_refiner_windows(coarse, refine_windows)
             for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
-                predict(coarse, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
+                predict(model, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
                         force=True, progress=False)
             subprocess.run(["medseg3d", "evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty",
                             "--quiet"], check=True)
