@@ -146,3 +146,21 @@ def test_cli_ensemble(tmp_path, capsys):
     assert "name the ensemble file .safetensors" in err and len(err.strip().splitlines()) == 1
     assert main(["ensemble", str(p0), str(tmp_path / "missing"), "-o", str(tmp_path / "g.safetensors")]) == 2
     assert "no such model" in capsys.readouterr().err and not (tmp_path / "g.safetensors").exists()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_ensemble_exports_and_runs_the_same(tmp_path, fmt):
+    from medseg3d.export import export_model
+    from medseg3d.models import load_torchscript_model
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    (p0, _), (p1, _) = _member(tmp_path, "a", 0), _member(tmp_path, "b", 1)
+    ens = make_ensemble([p0, p1], tmp_path / "e.safetensors", sliding_window=False)
+    x = np.random.default_rng(0).normal(size=(4, 24, 24, 24)).astype(np.float32)
+    want = predict_probabilities(load_model(ens).model, x, kind="region", precision="fp32")
+    out = export_model(str(ens), fmt, str(tmp_path / ("e.onnx" if fmt == "onnx" else "e.pt")))
+    exported = load_model(out) if fmt == "onnx" else load_torchscript_model(out)
+    assert exported.meta.members == 2
+    got = predict_probabilities(exported.model, x, kind="region", precision="fp32")
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)  # ONNX Runtime's float32 kernels differ slightly

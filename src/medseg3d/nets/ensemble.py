@@ -46,14 +46,19 @@ class EnsembleNet(nn.Module):
             raise InputError(f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}")
         self.members = nn.ModuleList(members)
         self.kind = kind
+        self.region = kind == "region"
+        self.eps = EPS
         self.spatial_dims, self.size_multiple = rules.pop()
         self.network_name = f"ensemble of {len(members)} {getattr(members[0], 'network_name', 'networks')}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = None
+        # written for TorchScript too (`medseg3d export --format torchscript`): no globals, no None
+        total = torch.zeros(0)
+        first = True
         for member in self.members:  # one at a time: peak memory of one member, not of all
             logits = member(x).float()
-            probs = torch.sigmoid(logits) if self.kind == "region" else torch.softmax(logits, dim=1)
-            total = probs if total is None else total + probs
-        mean = (total / len(self.members)).clamp(EPS, 1 - EPS)
-        return torch.logit(mean) if self.kind == "region" else torch.log(mean)
+            probs = torch.sigmoid(logits) if self.region else torch.softmax(logits, dim=1)
+            total = probs if first else total + probs
+            first = False
+        mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
+        return torch.logit(mean) if self.region else torch.log(mean)
