@@ -205,11 +205,7 @@ def cmd_calibrate(args) -> None:
     from .io import write_json_atomic
     from .models import load_model, resolve_model_path
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"{out}: name the calibrated model file .safetensors")
-    if out.exists() and not args.force:
-        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    out = _new_model_file(args.output, args.force, "calibrated model")
     source = resolve_model_path(args.model)
     if source.suffix != ".safetensors":
         raise InputError(f"{source}: only .safetensors models can carry a calibration; calibrate before exporting")
@@ -222,15 +218,23 @@ def cmd_calibrate(args) -> None:
     print(f"wrote {write_calibrated_model(source, summary, out)}")
 
 
-def cmd_ensemble(args) -> None:
+def _new_model_file(path: str, force: bool, what: str) -> Path:
+    """The ``.safetensors`` file a command writes a model to: refused if named otherwise, or if it exists
+    without ``--force``."""
     from .errors import InputError
+
+    out = Path(path)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: name the {what} file .safetensors")
+    if out.exists() and not force:
+        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    return out
+
+
+def cmd_ensemble(args) -> None:
     from .models.ensemble import make_ensemble
 
-    out = Path(args.output)
-    if out.suffix != ".safetensors":
-        raise InputError(f"{out}: name the ensemble file .safetensors")
-    if out.exists() and not args.force:
-        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    out = _new_model_file(args.output, args.force, "ensemble")
     print(f"wrote {make_ensemble(args.models, out, name=args.name, sliding_window=args.sliding_window, overlap=args.overlap)}"
           f" ({len(args.models)} members; `medseg3d predict {out} CASE` runs them all and averages)")
 
