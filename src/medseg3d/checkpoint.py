@@ -169,6 +169,23 @@ def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+MAX_MEMBERS = 16
+"""The most networks one ensemble file may hold (:mod:`medseg3d.models.ensemble`)."""
+
+
+def ensemble_members(meta: dict, path: str | Path) -> int:
+    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for a
+    single model."""
+    entry = meta.get("ensemble")
+    if entry is None:
+        return 0
+    count = entry.get("members") if isinstance(entry, dict) else None
+    if not isinstance(count, int) or isinstance(count, bool) or not 2 <= count <= MAX_MEMBERS:
+        raise ModelError(f"{path}: its ensemble metadata must give 'members' as a whole number from 2 to "
+                         f"{MAX_MEMBERS}, got {count!r}; the model file is broken")
+    return count
+
+
 def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
     """Refuse a model whose metadata or weights would run but give a wrong or empty result.
 
@@ -219,6 +236,7 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
                          "the model metadata is inconsistent")
     if scheme.n_outputs != n_outputs:
         raise ModelError(f"{path}: its label scheme has {scheme.n_outputs} outputs but the network {n_outputs}")
+    ensemble_members(meta, path)
     patch = meta.get("patch")
     if patch is not None and (not isinstance(patch, list) or len(patch) not in (2, 3)
                               or not all(_whole(v) and v > 0 for v in patch)):

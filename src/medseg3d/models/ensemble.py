@@ -20,39 +20,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
-from ..checkpoint import check_inference, read_model_file, save_model, validate_model
+from ..checkpoint import MAX_MEMBERS, check_inference, read_model_file, save_model, validate_model
 from ..errors import ModelError
+from ..nets.ensemble import build_ensemble
+from .loading import resolve_model_path
 
 MUST_AGREE = ("network", "net_args", "in_channels", "n_outputs", "modalities", "labels", "preprocess", "kind",
               "patch", "size_multiple", "spatial_dims", "space")
 """Metadata every member must share: what the network reads, how, and what it writes."""
 PER_MEMBER = ("train_cases", "val_cases", "epoch", "trained_with", "loss")
 """Provenance kept for each member in the ensemble's metadata."""
-MAX_MEMBERS = 16
-
-
-def ensemble_members(meta: dict, path: str | os.PathLike) -> int:
-    """The number of members an ensemble file's metadata declares, checked; 0 for a single model."""
-    entry = meta.get("ensemble")
-    if entry is None:
-        return 0
-    count = entry.get("members") if isinstance(entry, dict) else None
-    if not isinstance(count, int) or isinstance(count, bool) or not 2 <= count <= MAX_MEMBERS:
-        raise ModelError(f"{path}: its ensemble metadata must give 'members' as a whole number from 2 to "
-                         f"{MAX_MEMBERS}, got {count!r}; the model file is broken")
-    return count
-
-
-def build_ensemble(meta: dict, count: int) -> torch.nn.Module:
-    """An :class:`EnsembleNet` of ``count`` untrained members as ``meta`` describes them."""
-    from ..nets import build_network
-    from ..nets.ensemble import EnsembleNet
-
-    members = [build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
-               for _ in range(count)]
-    return EnsembleNet(members, meta.get("kind", "multiclass"))
 
 
 def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, name: str | None = None,
@@ -62,8 +39,6 @@ def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, na
     ``sliding_window``/``overlap`` set how the ensemble runs when the user does not say (default: as the
     first member's metadata says). Every member is checked (metadata and weights) before anything is written,
     and the file is written atomically. Raises :class:`ModelError` naming the first disagreement."""
-    from .loading import resolve_model_path
-
     if len(models) < 2:
         raise ModelError(f"an ensemble needs at least 2 models, got {len(models)}")
     if len(models) > MAX_MEMBERS:

@@ -12,10 +12,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from ..checkpoint import read_model_file, validate_model
+from ..checkpoint import ensemble_members, read_model_file, validate_model
 from ..errors import ModelError
 from ..precision import check_precision
-from .ensemble import build_ensemble, ensemble_members
 from .exported import load_onnx_model
 from .loaded import LoadedModel, bundled_models, loaded_model
 
@@ -81,6 +80,7 @@ def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedMode
     check_precision(precision)
     from ..inference import pick_device
     from ..nets import build_network
+    from ..nets.ensemble import build_ensemble
 
     path = resolve_model_path(ref)
     if path.suffix == ".onnx":

@@ -62,3 +62,13 @@ class EnsembleNet(nn.Module):
             first = False
         mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
         return torch.logit(mean) if self.region else torch.log(mean)
+
+
+def build_ensemble(meta: dict, count: int) -> EnsembleNet:
+    """An :class:`EnsembleNet` of ``count`` untrained members as model metadata ``meta`` describes them
+    (``network``, ``in_channels``, ``n_outputs``, ``net_args``, ``kind``), for their weights to be loaded."""
+    from medseg3d.nets.registry import build_network
+
+    members = [build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+               for _ in range(count)]
+    return EnsembleNet(members, meta.get("kind", "multiclass"))
