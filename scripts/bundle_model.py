@@ -165,6 +165,11 @@ def read_run(run: Path) -> tuple[dict, list[dict]]:
         return config, list(csv.DictReader(f))
 
 
+def wall_minutes(log: list[dict]) -> int:
+    """The run's training minutes by the wall clock (its log's last ``seconds``)."""
+    return round(float(log[-1]["seconds"]) / 60)
+
+
 def undisturbed_minutes(log: list[dict]) -> int:
     """The run's epochs times its median epoch: its length on a machine doing nothing else (the wall clock
     also counts the time other work took the cores)."""
@@ -188,7 +193,7 @@ def bundle_ensemble(args) -> None:
         rows = list(csv.DictReader(f))
     first = runs[0][0]
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
-    wall = [round(float(log[-1]["seconds"]) / 60) for _, log in runs]
+    wall = [wall_minutes(log) for _, log in runs]
     alone = [undisturbed_minutes(log) for _, log in runs]
     fold_list = " ".join(f.name for f in folds)
     command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
@@ -239,7 +244,7 @@ def bundle_run(args) -> None:
     command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
                + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
                + (" --all-cases" if config.get("all_cases") else ""))
-    minutes = round(float(log[-1]["seconds"]) / 60)
+    minutes = wall_minutes(log)
     held_out = config["val_cases"]
     if args.cv:  # every case was held out once by the cross-validation of the same preset
         held_out = sorted(r["case"] for r in rows)

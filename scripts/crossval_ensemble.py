@@ -24,7 +24,8 @@ from medseg3d.cli import main as medseg3d
 
 
 def finished_folds(roots: list[Path]) -> list[int]:
-    """Folds with ``done`` in every root, on the same split (``config.json``'s split file and fold)."""
+    """Folds with ``done`` in every root, refused unless every root's fold names the same split file
+    (``config.json``)."""
     folds = []
     for run in sorted(roots[0].glob("fold*"), key=lambda p: p.name):
         name = run.name

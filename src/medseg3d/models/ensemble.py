@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..checkpoint import MAX_MEMBERS, check_inference, read_model_file, save_model, validate_model
 from ..errors import ModelError
-from ..nets.ensemble import build_ensemble
+from ..nets.ensemble import build_from_meta
 from .loading import resolve_model_path
 
 MUST_AGREE = ("network", "net_args", "in_channels", "n_outputs", "modalities", "labels", "preprocess", "kind",
@@ -64,7 +64,7 @@ def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, na
             if meta.get(key) != first.get(key):
                 raise ModelError(f"{path}: its {key} ({meta.get(key)!r}) differs from {paths[0]}'s "
                                  f"({first.get(key)!r}); ensemble members must be trained alike")
-    net = build_ensemble(first, len(paths))
+    net = build_from_meta(first, len(paths))
     for i, state in enumerate(states):
         net.members[i].load_state_dict(state)
     meta = {k: v for k, v in first.items() if k not in (*PER_MEMBER, "calibration", "name", "format")}

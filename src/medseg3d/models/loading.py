@@ -79,20 +79,15 @@ def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> Loade
 def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedModel:
     check_precision(precision)
     from ..inference import pick_device
-    from ..nets import build_network
-    from ..nets.ensemble import build_ensemble
+    from ..nets.ensemble import build_from_meta
 
     path = resolve_model_path(ref)
     if path.suffix == ".onnx":
         return load_onnx_model(path, device)
     meta, state = read_model_file(path)
     validate_model(meta, state, path)  # hostile or broken metadata and NaN weights: one clear line, no run
-    count = ensemble_members(meta, path)
     try:
-        if count:
-            model = build_ensemble(meta, count)
-        else:
-            model = build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+        model = build_from_meta(meta, ensemble_members(meta, path))
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})") from exc

@@ -64,11 +64,13 @@ class EnsembleNet(nn.Module):
         return torch.logit(mean) if self.region else torch.log(mean)
 
 
-def build_ensemble(meta: dict, count: int) -> EnsembleNet:
-    """An :class:`EnsembleNet` of ``count`` untrained members as model metadata ``meta`` describes them
-    (``network``, ``in_channels``, ``n_outputs``, ``net_args``, ``kind``), for their weights to be loaded."""
+def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
+    """The untrained network model metadata ``meta`` describes (``network``, ``in_channels``, ``n_outputs``,
+    ``net_args``), or with ``members`` an :class:`EnsembleNet` of that many (``kind`` from ``meta``), for
+    weights to be loaded into."""
     from medseg3d.nets.registry import build_network
 
-    members = [build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
-               for _ in range(count)]
-    return EnsembleNet(members, meta.get("kind", "multiclass"))
+    def one() -> nn.Module:
+        return build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+
+    return EnsembleNet([one() for _ in range(members)], meta.get("kind", "multiclass")) if members else one()
