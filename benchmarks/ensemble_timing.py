@@ -6,7 +6,11 @@ variant segments the same cases in one process, interleaved, after a warm-up rou
 (segmenting only: no reading, writing or imports, which a fresh `medseg3d predict` adds, about 4 s here).
 
     MEDSEG3D_THREADS=2 python benchmarks/ensemble_timing.py [--data DIR] [--cases 3] [--repeats 2] [--members 1 3 4 5]
-        [--all-windows]
+        [--all-windows] [--uncertainty]
+
+``--uncertainty`` also times each ensemble in one pass through ``segment_volumes`` (labels and volumes included)
+without and with its members' uncertainty (``predict --uncertainty`` on an ensemble: the members' disagreement
+and each member's tumour volumes), interleaved the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from medseg3d.datasets import find_cases
 from medseg3d.io import read_volume
 from medseg3d.models import load_model
 from medseg3d.nets.ensemble import EnsembleNet
-from medseg3d.predict import grid_probabilities
+from medseg3d.io import Volume
+from medseg3d.predict import grid_probabilities, segment_volumes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,12 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[1, 3, 4, 5])
     parser.add_argument("--all-windows", action="store_true",
                         help="every ensemble in windows too (default: only the single model, v1's way to run)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also time each ensemble (one pass) without and with its members' uncertainty")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", "2")))
     single = load_model("brats", device="cpu", refine="none")
-    models = {n: single if n == 1 else replace(single, model=EnsembleNet([single.model] * n, single.kind))
+    models = {n: single if n == 1 else replace(single, model=EnsembleNet([single.model] * n, single.kind),
+                                               meta=replace(single.meta, ensemble={"members": n}))
               for n in args.members}
     variants = [(n, True) for n in args.members if n == 1 or args.all_windows] + [(n, False) for n in args.members]
+    if args.uncertainty:
+        variants += [(n, mode) for n in args.members if n > 1 for mode in ("labels", "labels + members")]
     times: dict[tuple, list[float]] = {v: [] for v in variants}
     cases = find_cases(args.data)[: args.cases]
     for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
@@ -49,7 +59,11 @@ def main(argv: list[str] | None = None) -> None:
             image, affine = np.stack([v.array for v in vols]).astype(np.float32), vols[0].affine
             for n, windows in variants:
                 t0 = time.perf_counter()
-                grid_probabilities(models[n], image, affine, sliding_window=windows)
+                if isinstance(windows, str):  # one pass, labels and volumes, with or without the members' maps
+                    segment_volumes(models[n], {m: Volume(a, affine) for m, a in zip(single.modalities, image)},
+                                    sliding_window=False, uncertainty="members" if "members" in windows else None)
+                else:
+                    grid_probabilities(models[n], image, affine, sliding_window=windows)
                 if repeat:
                     times[(n, windows)].append(time.perf_counter() - t0)
     print(f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case to "
@@ -59,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     for n, windows in variants:
         med = statistics.median(times[(n, windows)])
         ratio = f"{med / base:.2f}" if base else "-"
-        print(f"| {n} | {'64^3 windows' if windows else 'one pass'} | {med:.2f} | {ratio} |")
+        how = windows if isinstance(windows, str) else "64^3 windows" if windows else "one pass"
+        print(f"| {n} | {how} | {med:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":

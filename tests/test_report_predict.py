@@ -177,7 +177,7 @@ def test_a_case_less_confident_than_the_held_out_cases_is_warned_about(model, cr
     # with 4 passes the 2-pass reference does not apply: no rank, no threshold, and it says why
     predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "four.nii.gz", uncertainty=4, progress=False)
     four = json.loads((tmp_path / "four.json").read_text(encoding="utf-8"))["uncertainty"]
-    assert four["low_confidence_below"] is None and "none for 4 passes" in four["reference"]
+    assert four["low_confidence_below"] is None and "none for 4 mirrored passes" in four["reference"]
 
 
 @pytest.mark.slow

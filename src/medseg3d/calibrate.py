@@ -62,7 +62,8 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
     Args:
         model: a bundled name, run folder, model file or :class:`~medseg3d.models.LoadedModel`.
         dataset: a labelled dataset folder of cases the model never saw.
-        passes: mirrored passes for the confidence (as ``predict --uncertainty PASSES``).
+        passes: mirrored passes for the confidence (as ``predict --uncertainty PASSES``), or ``"members"``
+            for an ensemble's members.
         exclude_trained: leave out the cases the model's card or metadata lists as trained on.
         progress: called with one line per case, or None.
 
@@ -74,11 +75,10 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
 
     from .datasets import find_cases
     from .models import as_loaded
-    from .uncertainty import apply_temperature, expected_calibration_error, fit_temperature
+    from .uncertainty import apply_temperature, check_passes, expected_calibration_error, fit_temperature
 
-    if passes not in (2, 4, 8):
-        raise InputError(f"--passes must be 2, 4 or 8, got {passes}")
     loaded = as_loaded(model)
+    check_passes(passes, members=loaded.meta.members)
     trained = set(loaded.meta.train_cases) | set(loaded.card.get("train_cases", [])) if exclude_trained else set()
     cases = [c.select(loaded.modalities) for c in find_cases(Path(dataset)) if c.case_id not in trained]
     if len(cases) < 3:
@@ -109,7 +109,9 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
         # a constant column (every Dice 1, say) has no rank correlation: null, not NaN, in the JSON
         spearman[region] = {"rho": round(float(rho), 3) if np.isfinite(rho) else None,
                             "p": round(float(p), 3) if np.isfinite(p) else None}
-    return {"temperatures": fit_temperature(probs, refs, kind), "passes": passes, "cases": [r["case"] for r in rows],
+    source = "members" if passes == "members" else "mirrored"
+    return {"temperatures": fit_temperature(probs, refs, kind), "source": source,
+            "passes": loaded.meta.members if source == "members" else passes, "cases": [r["case"] for r in rows],
             "ece": {k: round(v, 5) for k, v in ece.items()}, "spearman": spearman, "per_case": rows}
 
 
@@ -120,7 +122,8 @@ def write_calibrated_model(model_path, summary: dict, out) -> Path:
     calibration = {"temperatures": summary["temperatures"], "method": "temperature scaling (NLL, per output)",
                    "fitted_on": summary["cases"], "ece_leave_one_case_out": summary["ece"],
                    # the held-out confidences: predict --uncertainty with as many passes ranks a case among them
-                   "confidence": {"passes": summary["passes"], "held_out": [r["confidence"] for r in summary["per_case"]],
+                   "confidence": {"passes": summary["passes"], "source": summary.get("source", "mirrored"),
+                                  "held_out": [r["confidence"] for r in summary["per_case"]],
                                   "spearman_with_dice": summary["spearman"]}}
     out = Path(out)
     if not out.parent.is_dir():
@@ -133,7 +136,9 @@ def write_calibrated_model(model_path, summary: dict, out) -> Path:
 def summary_lines(summary: dict) -> list[str]:
     """The measurements as lines for the terminal."""
     e = summary["ece"]
-    lines = [(f"{len(summary['cases'])} cases, {summary['passes']} mirrored passes; temperatures "
+    from .uncertainty import describe_passes
+
+    lines = [(f"{len(summary['cases'])} cases, {describe_passes(summary['passes'], summary.get('source', 'mirrored'))}; temperatures "
              f"{', '.join(f'{t:.3f}' for t in summary['temperatures'])}"),
              (f"ECE over the brain {e['brain_before']:.4f} -> {e['brain_after']:.4f}; in the tumour zone "
              f"{e['tumour_zone_before']:.4f} -> {e['tumour_zone_after']:.4f} (leave-one-case-out)"),

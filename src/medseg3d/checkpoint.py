@@ -236,7 +236,7 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
                          "the model metadata is inconsistent")
     if scheme.n_outputs != n_outputs:
         raise ModelError(f"{path}: its label scheme has {scheme.n_outputs} outputs but the network {n_outputs}")
-    ensemble_members(meta, path)
+    members = ensemble_members(meta, path)
     patch = meta.get("patch")
     if patch is not None and (not isinstance(patch, list) or len(patch) not in (2, 3)
                               or not all(_whole(v) and v > 0 for v in patch)):
@@ -255,10 +255,14 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
         reference = calibration.get("confidence")
         if reference is not None:
             values = reference.get("held_out") if isinstance(reference, dict) else None
-            if not isinstance(values, list) or reference.get("passes") not in (2, 4, 8) or not all(
+            source = reference.get("source", "mirrored") if isinstance(reference, dict) else None
+            passes_ok = (reference.get("passes") in (2, 4, 8) if source == "mirrored" else
+                         source == "members" and members >= 2 and reference.get("passes") == members)
+            if not isinstance(values, list) or not passes_ok or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
                 raise ModelError(f"{path}: calibration confidences are not held-out values in [0, 1] for 2, 4 or 8 "
-                                 "passes; recalibrate with `medseg3d calibrate` or remove 'calibration'")
+                                 "mirrored passes or for the ensemble's members; recalibrate with `medseg3d "
+                                 "calibrate` or remove 'calibration'")
     try:
         PrepConfig.from_dict(meta["preprocess"])
     except (MedsegError, TypeError, KeyError, AttributeError) as exc:

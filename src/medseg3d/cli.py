@@ -41,6 +41,16 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _passes(text: str) -> int | str:
+    """``--uncertainty`` / ``--passes``: 2, 4 or 8 mirrored passes, ``members`` (an ensemble's), or ``auto``
+    (``--uncertainty`` without a number; argparse passes its string constant through here too)."""
+    if text in ("members", "auto"):
+        return text
+    if text in ("2", "4", "8"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 2, 4 or 8 mirrored passes, or 'members' for an ensemble, got {text!r}")
+
+
 def _kv(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE like base_channels=16, got {text!r}")
@@ -138,16 +148,13 @@ def cmd_train(args) -> None:
 def cmd_predict(args) -> None:
     from .predict import predict
 
-    passes = args.uncertainty
-    if passes == 0:  # --uncertainty without a number: 2 passes (8 with --tta, whose mean is of all 8)
-        passes = 8 if args.tta else 2
     written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
                       overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
                       max_distance=args.max_distance,
                       save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
-                      channel_files=_channel_flags(args), report=args.report, uncertainty=passes,
+                      channel_files=_channel_flags(args), report=args.report, uncertainty=args.uncertainty,
                       output_format=args.output_format, refine=args.refine)
     for path in written[:10]:
         print(f"wrote {path}")
@@ -384,10 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true",
                    help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
                         "and <stem>.json beside each segmentation")
-    s.add_argument("--uncertainty", nargs="?", type=int, const=0, choices=[2, 4, 8], metavar="PASSES",
-                   help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes, "
-                        "calibrated when the model is) and the case's confidence in <stem>.json; the labels do "
-                        "not change (default 2 passes, about 2x the inference; 8 with --tta, at no extra cost)")
+    s.add_argument("--uncertainty", nargs="?", type=_passes, const="auto", metavar="PASSES",
+                   help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes "
+                        "(2, 4 or 8), or of an ensemble's members ('members')) and the case's confidence in "
+                        "<stem>.json; the labels do not change. Default: an ensemble's members, at no extra cost, "
+                        "with each member's tumour volumes; else 2 passes, about 2x the inference (8 with --tta, "
+                        "at no extra cost)")
     s.add_argument("--output-format", choices=["nifti", "dicom-seg"], default=None,
                    help="dicom-seg: also write <stem>.seg.dcm, a DICOM Segmentation object referencing the input "
                         "DICOM series (the default when the input is DICOM); nifti: do not")
@@ -466,8 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="bundled name, run folder or .safetensors file")
     s.add_argument("dataset", help="labelled dataset of cases the model never saw (e.g. a fold's held-out cases)")
     s.add_argument("-o", "--output", required=True, help="the calibrated copy of the model (.safetensors)")
-    s.add_argument("--passes", type=int, choices=[2, 4, 8], default=2,
-                   help="mirrored passes for the per-case confidence (as predict --uncertainty; default 2)")
+    s.add_argument("--passes", type=_passes, default=2,
+                   help="mirrored passes for the per-case confidence (2, 4 or 8), or 'members' for an ensemble "
+                        "(as predict --uncertainty; default 2)")
     s.add_argument("--include-trained", action="store_true",
                    help="also use cases the model's card lists as trained on (default: leave them out)")
     s.add_argument("--json", help="also write every measurement (per case, ECE, Spearman) to this JSON file")

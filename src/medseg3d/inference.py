@@ -24,9 +24,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def activation(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """Probabilities from logits: softmax over classes, or sigmoid per region channel."""
-    return torch.sigmoid(logits) if kind == "region" else torch.softmax(logits, dim=1)
+def activation(logits: torch.Tensor, kind: str, groups: int = 1) -> torch.Tensor:
+    """Probabilities from logits (N, C, ...): softmax over classes, or sigmoid per region channel.
+
+    With ``groups`` the C channels are that many blocks of C / groups outputs (an ensemble's mean and each of
+    its members, :meth:`medseg3d.nets.ensemble.EnsembleNet.forward_all`), each block activated on its own.
+    """
+    if kind == "region":
+        return torch.sigmoid(logits)
+    if groups == 1:
+        return torch.softmax(logits, dim=1)
+    n, c = logits.shape[:2]
+    blocks = logits.reshape(n, groups, c // groups, *logits.shape[2:])
+    return torch.softmax(blocks, dim=2).reshape(logits.shape)
 
 
 @torch.no_grad()
@@ -40,6 +50,7 @@ def predict_probabilities(
     device: str | torch.device = "cpu",
     precision: str = "auto",
     max_voxels: int = 24_000_000,
+    groups: int = 1,
 ) -> torch.Tensor:
     """Probabilities (K, x, y, z) on the grid of ``image`` (C, x, y, z), as float32 on the CPU.
 
@@ -54,6 +65,8 @@ def predict_probabilities(
         device: where to run; CUDA uses channels-last memory for 3D networks.
         precision: ``"auto"`` / ``"fp32"`` / ``"mixed"`` (see :mod:`medseg3d.precision`): ``auto`` runs in
             float16 on CUDA and float32 on the CPU.
+        groups: the model's output channels are this many blocks of outputs, each activated on its own (see
+            :func:`activation`); windows and mirrored copies are blended alike in every block.
     """
     device = torch.device(device) if not isinstance(device, torch.device) else device
     model.eval()
@@ -78,7 +91,7 @@ def predict_probabilities(
                 # windows must fit the network's size rule
                 win = tuple(int(np.ceil(w / multiple) * multiple) for w in patch)
                 out = sliding_window(model, t, win, overlap)
-        return activation(out.float(), kind)
+        return activation(out.float(), kind, groups)
 
     if not mirror:
         probs = run(x)

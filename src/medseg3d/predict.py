@@ -26,12 +26,15 @@ from .postprocess import check_options, postprocess
 from .preprocess import undo_probabilities
 from .raw.pipeline import Prepared, model_space, prepare
 from .uncertainty import (
+    MEMBERS,
     apply_temperature,
     case_confidence,
     check_passes,
     confidence_rank,
     confidence_reference,
     confidence_warning,
+    describe_passes,
+    member_uncertainty,
     mirrored_uncertainty,
 )
 
@@ -46,6 +49,19 @@ class GridPrediction:
     confidence: dict | None = None
     refinement: dict | None = None
     """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no tumour)."""
+    member_probabilities: np.ndarray | None = None
+    """With the members' uncertainty of an ensemble: each member's probabilities (M, K, x, y, z) on the model's
+    grid, to be pasted back one at a time with ``record`` (:func:`member_volumes`)."""
+    record: object = None
+
+
+def resolve_passes(model: LoadedModel, uncertainty, mirror: bool = False):
+    """What ``predict --uncertainty`` without a number measures: an ensemble's members' disagreement (free:
+    they run anyway), else 2 mirrored passes (8 with ``mirror``, whose mean is of all 8). Other values pass
+    through (None: no uncertainty); they are checked by :func:`~medseg3d.uncertainty.check_passes`."""
+    if uncertainty in (0, "auto"):
+        return MEMBERS if model.meta.members > 1 else (8 if mirror else 2)
+    return uncertainty
 
 
 def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
@@ -56,8 +72,8 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
     Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
     models give 0 outside the brain, multi-class models background there.
 
-    With ``passes`` (2, 4 or 8 mirrored passes, see :mod:`medseg3d.uncertainty`) it also measures how much the
-    passes disagree. The segmentation is not changed by that: the probabilities are still those of the
+    With ``passes`` (2, 4 or 8 mirrored passes, or ``"members"`` for an ensemble's members, see
+    :mod:`medseg3d.uncertainty`) it also measures how much the passes (or the members) disagree. The segmentation is not changed by that: the probabilities are still those of the
     unmirrored pass (with ``mirror``: the mean of all 8, as without uncertainty). The uncertainty map is the
     normalised entropy of the mean of the passes (0 certain, 1 uniform; 0 outside the brain box the model saw),
     and the confidence 1 minus its mean in the tumour zone. Both are measured before calibration: temperature
@@ -76,15 +92,19 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
         probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
         prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
     else:
-        check_passes(passes, mirror)
-        result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
-        probs = result.probabilities if mirror else result.first_pass
+        check_passes(passes, mirror, model.meta.members)
+        if passes == MEMBERS:  # the ensemble's own probabilities, with each member's beside them
+            result = member_uncertainty(model.model, x, mirror=mirror, **settings)
+            probs = result.probabilities
+        else:
+            result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
+            probs = result.probabilities if mirror else result.first_pass
         temps = model.meta.temperatures
         confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
         # only the entropy map is written: one channel back onto the input grid, not all of maps_on_input_grid's
         entropy = undo_probabilities(result.entropy[None], record, fill_background=False)[0]
         prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy,
-                                    confidence)
+                                    confidence, member_probabilities=result.member_probabilities, record=record)
     if model.refiner is not None:  # the uncertainty stays the coarse model's: it says where the tumour may be
         prediction.probabilities, prediction.refinement = refine(model.refiner, image, affine,
                                                                  prediction.probabilities, mirror=mirror)
@@ -172,15 +192,17 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
             ``preprocess none`` the first channel's, as always); ``atlas`` on the model's grid (after ``full``:
             the 240 x 240 x 155 BraTS grid).
         progress: a callable given one line per step (e.g. ``print``), or None.
-        uncertainty: 2, 4 or 8 mirrored passes to measure the uncertainty with (see :func:`grid_prediction`);
-            the labels are the same as without.
+        uncertainty: 2, 4 or 8 mirrored passes to measure the uncertainty with, ``"members"`` for an
+            ensemble's members (each member's tumour volumes go into ``confidence["member_volumes_ml"]``), or
+            ``"auto"`` (:func:`resolve_passes`); see :func:`grid_prediction`. The labels are the same as without.
     """
     import time
 
     if space not in ("native", "atlas"):
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
     check_options(model.scheme, min_component, min_enhancing, max_distance)
-    check_passes(uncertainty, mirror)  # before the minutes a raw case's preprocessing may take
+    uncertainty = resolve_passes(model, uncertainty, mirror)
+    check_passes(uncertainty, mirror, model.meta.members)  # before the minutes a raw case's preprocessing may take
     missing = [m for m in model.modalities if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
@@ -205,10 +227,34 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
             entropy = prepared.to_native(entropy[None], [0.0])[0]
         seconds["map back"] = round(time.perf_counter() - t0, 2)
         grid = prepared.native
-    labels = probabilities_to_labels(model, probs, min_component=min_component, min_enhancing=min_enhancing,
-                                     spacing=grid.spacing, max_distance=max_distance)
-    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, prediction.confidence,
+    post = dict(min_component=min_component, min_enhancing=min_enhancing, spacing=grid.spacing,
+                max_distance=max_distance)
+    labels = probabilities_to_labels(model, probs, **post)
+    confidence = prediction.confidence
+    if prediction.member_probabilities is not None and prediction.refinement is None:
+        t0 = time.perf_counter()
+        to_grid = (lambda p: p) if space == "atlas" else (lambda p: prepared.to_native(p, background_fill(model)))
+        confidence = dict(confidence, member_volumes_ml=member_volumes(model, prediction, to_grid, post))
+        seconds["members' volumes"] = round(time.perf_counter() - t0, 2)
+    return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, confidence,
                       prediction.refinement)
+
+
+def member_volumes(model: LoadedModel, prediction: GridPrediction, to_grid, post: dict) -> dict[str, list[float]]:
+    """Each ensemble member's tumour volumes in ml, region -> [one per member], measured as the ensemble's
+    are: its probabilities pasted back (``to_grid`` takes them from the preprocessed grid to the output's),
+    turned into labels with the same post-processing ``post``, one member at a time (a member on a full
+    240 x 240 x 155 grid is about 100 MB)."""
+    from .report import volume_summary
+
+    fill_background = model.kind != "region"
+    out: dict[str, list[float]] = {}
+    for member in prediction.member_probabilities:
+        probs = to_grid(undo_probabilities(member, prediction.record, fill_background=fill_background))
+        labels = probabilities_to_labels(model, probs, **post)
+        for region, ml in volume_summary(labels, post["spacing"], model.scheme)["regions"].items():
+            out.setdefault(region, []).append(ml)
+    return out
 
 
 def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
@@ -299,8 +345,10 @@ def predict(
     ``report=True`` writes ``<output stem>.report.html`` (one offline page: volumes, lesions, pictures, model
     card, preprocessing, warnings) and its ``<output stem>.json`` for every case.
     ``channel_files`` (modality -> file) says which file is which where names do not tell.
-    ``uncertainty`` (2, 4 or 8 mirrored passes) writes ``<output stem>_uncertainty.<suffix>`` (normalised
-    entropy, 0 to 1) and the case's confidence into ``<output stem>.json``; with it, ``save_probabilities`` writes
+    ``uncertainty`` (2, 4 or 8 mirrored passes; ``"members"``: an ensemble's members; ``"auto"``: members for
+    an ensemble, else 2 passes, 8 with ``mirror``) writes ``<output stem>_uncertainty.<suffix>`` (normalised
+    entropy, 0 to 1) and the case's confidence into ``<output stem>.json`` (for an ensemble's members also each
+    member's tumour volumes); with it, ``save_probabilities`` writes
     the probabilities after the model's calibration, if it has one. The labels are the same as without.
     ``output_format``: ``dicom-seg`` also writes ``<output stem>.seg.dcm``, a DICOM Segmentation object that
     references the input DICOM series the labels lie on (written by default when there is one; ``nifti``: not).
@@ -318,6 +366,7 @@ def predict(
     else:
         loaded = load_model(model, device, precision, refine)
     output = Path(output)
+    uncertainty = resolve_passes(loaded, uncertainty, mirror)
     inputs = [Path(p) for p in inputs]
     for p in inputs:
         if not p.exists():
@@ -328,7 +377,7 @@ def predict(
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
                    min_enhancing=min_enhancing, max_distance=max_distance, preprocess=preprocess, space=space,
                    uncertainty=uncertainty)  # the same for every case
-    _check_output_options(uncertainty, output_format, space, mirror)
+    _check_output_options(uncertainty, output_format, space, mirror, loaded.meta.members)
     extras = {"report": report, "output_format": output_format}
     if not dataset_mode:
         if image_suffix(output) == "":
@@ -368,9 +417,10 @@ def predict(
     return written
 
 
-def _check_output_options(uncertainty: int | None, output_format: str | None, space: str, mirror: bool) -> None:
+def _check_output_options(uncertainty: int | str | None, output_format: str | None, space: str, mirror: bool,
+                          members: int = 1) -> None:
     """Refuse option combinations before minutes of work (one line each)."""
-    check_passes(uncertainty, mirror)
+    check_passes(uncertainty, mirror, members)
     if output_format not in (None, "nifti", "dicom-seg"):
         raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
     if output_format == "dicom-seg" and space == "atlas":
@@ -466,9 +516,14 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     if uncertainty:
         rank = uncertainty.get("held_out_share_less_confident")
         if say:
-            say(f"{case.case_id}: confidence {uncertainty['confidence']:.3f} over {uncertainty['passes']} mirrored passes"
+            say(f"{case.case_id}: confidence {uncertainty['confidence']:.3f} over "
+                f"{describe_passes(uncertainty['passes'], uncertainty.get('source', 'mirrored'))}"
                 + (f", above {rank:.0%} of the held-out cases" if rank is not None else ""))
-        low = confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"))
+            spread = member_spread(uncertainty)
+            if spread:
+                say(f"{case.case_id}: {spread}")
+        low = confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"),
+                                 uncertainty.get("source", "mirrored"))
         if low:
             _warn(f"warning: {case.case_id}: {low}")
     raw_summary = None
@@ -514,18 +569,29 @@ def _uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suf
     cases of the model's calibration, and the map's file."""
     if result.confidence is None:
         return None
+    source = result.confidence.get("source", "mirrored")
+    over = "the ensemble's members" if source == MEMBERS else "the mirrored passes"
     record = dict(result.confidence, map=str(stem.with_name(stem.name + "_uncertainty" + suffix)),
-                  map_meaning="normalised entropy of the mean of the mirrored passes: 0 certain, 1 uniform")
-    reference = confidence_reference(loaded.meta.calibration, result.confidence["passes"])
+                  map_meaning=f"normalised entropy of the mean of {over}: 0 certain, 1 uniform")
+    reference = confidence_reference(loaded.meta.calibration, result.confidence["passes"], source)
     if reference is None:
         record["low_confidence_below"] = None
-        record["reference"] = (f"none for {result.confidence['passes']} passes: run `medseg3d calibrate` with "
-                               "--passes the same as --uncertainty to compare cases with held-out ones")
+        record["reference"] = (f"none for {describe_passes(result.confidence['passes'], source)}: run `medseg3d "
+                               "calibrate` with --passes the same as --uncertainty to compare cases with held-out ones")
     else:
         record["low_confidence_below"] = reference["low_below"]
         record["held_out_share_less_confident"] = confidence_rank(result.confidence["confidence"], reference)
         record["reference"] = f"{len(reference['held_out'])} held-out cases of the model's calibration"
     return record
+
+
+def member_spread(uncertainty: dict | None) -> str | None:
+    """``"the 5 members' volumes: WT 31.2-35.0 ml, TC 10.1-12.3 ml, ET 4.0-4.9 ml"``, or None without them."""
+    volumes = (uncertainty or {}).get("member_volumes_ml")
+    if not volumes:
+        return None
+    n = len(next(iter(volumes.values())))
+    return f"the {n} members' volumes: " + ", ".join(f"{r} {min(v):.1f}-{max(v):.1f} ml" for r, v in volumes.items())
 
 
 def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,

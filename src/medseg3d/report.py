@@ -275,7 +275,8 @@ def case_report(labels, image_channels: dict | None, scheme: LabelScheme, model_
     if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
         from .uncertainty import confidence_warning
 
-        low = confidence_warning(float(uncertainty["confidence"]), uncertainty.get("low_confidence_below"))
+        low = confidence_warning(float(uncertainty["confidence"]), uncertainty.get("low_confidence_below"),
+                                 uncertainty.get("source", "mirrored"))
         if low:
             warnings.append(low)
     if not np.any(np.asarray(labels.array)):
@@ -393,9 +394,19 @@ def render_html(report: dict, pictures: dict[str, bytes], title: str,
         compared = (f"It is above {rank:.0%} of the {escape(str(uncertainty.get('reference')))}; below {low:.3f} "
                     "the report warns." if rank is not None and low is not None
                     else escape(str(uncertainty.get("reference") or "")))
+        from .uncertainty import describe_passes
+
+        over = describe_passes(uncertainty.get("passes"), uncertainty.get("source", "mirrored"))
         parts.append(f"<h2>Uncertainty</h2><p>Confidence <b>{uncertainty['confidence']:.3f}</b>: 1 minus the mean "
-                     f"normalised entropy of {uncertainty.get('passes')} mirrored passes in the tumour zone (the "
+                     f"normalised entropy of the mean of {escape(over)} in the tumour zone (the "
                      f"segmented tumour grown by 2 voxels). {compared} Probabilities {escape(calibrated)}.</p>")
+        members = uncertainty.get("member_volumes_ml")
+        if members:
+            ensemble = report["volumes_ml"]["regions"]
+            parts.append("<p>Each member of the ensemble alone, measured as the ensemble is:</p>" + table(
+                ["region", "ensemble (ml)", "members, least to most (ml)", "spread (ml)"],
+                [(r, f"{ensemble.get(r, float('nan')):.1f}", ", ".join(f"{x:.1f}" for x in sorted(v)),
+                  f"{max(v) - min(v):.1f}") for r, v in members.items()], (1, 3)))
         if uncertainty_pngs:
             parts.append("<p class='note'>Normalised entropy, black 0 (certain) to yellow 1 (uniform), the "
                          "segmented tumour outlined in cyan, through the same slices.</p><div class='pics'>")

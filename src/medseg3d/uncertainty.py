@@ -5,6 +5,10 @@
   mean (0 = certain, 1 = uniform), the variance across passes (mean over outputs), and the agreement (share
   of passes whose decision equals the final one). With ``passes=8`` the mean is exactly what
   ``predict --mirror`` computes, so the uncertainty costs nothing on top of mirroring.
+* :func:`member_uncertainty` measures the same three maps across the members of an ensemble
+  (:class:`~medseg3d.nets.ensemble.EnsembleNet`), whose mean is exactly the ensemble's own prediction: the
+  members run once each, as they do without uncertainty, so it costs nothing on top of the ensemble. Each
+  member's probabilities come back too, for the spread of the tumour volumes.
 * :func:`case_confidence` turns the maps into one number per case: 1 minus the mean normalised entropy in the
   tumour zone (the predicted tumour grown by 2 voxels, where doubt about a segmentation lives).
 * :func:`fit_temperature` fits temperature scaling (Guo et al. 2017) on saved probabilities and references:
@@ -40,9 +44,14 @@ passes average less and read more confident), so only a reference made with the 
 _FLIP_ORDER = [(), (0,), (1,), (0, 1), (2,), (0, 2), (1, 2), (0, 1, 2)]
 
 
+MEMBERS = "members"
+"""``passes`` value (``predict --uncertainty`` without a number, on an ensemble) for the members' disagreement."""
+
+
 @dataclass
 class MirroredPrediction:
-    """Mean probabilities (K, x, y, z) and voxel-wise uncertainty maps (x, y, z), float32."""
+    """Mean probabilities (K, x, y, z) and voxel-wise uncertainty maps (x, y, z), float32, over ``passes``
+    mirrored passes (``source`` "mirrored") or over an ensemble's ``passes`` members (``source`` "members")."""
 
     probabilities: np.ndarray
     entropy: np.ndarray
@@ -51,6 +60,9 @@ class MirroredPrediction:
     passes: int
     first_pass: np.ndarray | None = None
     """The unmirrored pass's probabilities (what a plain ``predict`` gives), kept with ``keep_first_pass``."""
+    source: str = "mirrored"
+    member_probabilities: np.ndarray | None = None
+    """With ``source`` "members": each member's probabilities (M, K, x, y, z), float32."""
 
 
 def _decision(probs: np.ndarray, kind: str) -> np.ndarray:
@@ -117,11 +129,50 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
                               agreement.astype(np.float32), passes, first)
 
 
-def check_passes(passes: int | None, mirror: bool = False) -> None:
-    """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), or fewer than 8 with
-    ``--tta`` (mirroring averages all 8), in one line."""
+def member_uncertainty(model, image, *, kind: str = "multiclass", patch=None, overlap: float = 0.5,
+                       mirror: bool = False, device="cpu", precision: str = "auto") -> MirroredPrediction:
+    """An ensemble's prediction for ``image`` (C, x, y, z) with its members' disagreement.
+
+    Args:
+        model: an :class:`~medseg3d.nets.ensemble.EnsembleNet`.
+        image, kind, patch, overlap, mirror, device, precision: as for
+            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as ``--tta``).
+
+    Returns:
+        :class:`MirroredPrediction` with ``source="members"``: ``probabilities`` are the ensemble's own (the
+        same numbers as inference without uncertainty), the maps are the normalised entropy of that mean, the
+        variance across members (mean over outputs) and the share of members whose decision equals the
+        ensemble's; ``member_probabilities`` holds each member's (M, K, x, y, z).
+    """
+    from .inference import predict_probabilities
+    from .nets.ensemble import AllOutputs, EnsembleNet
+
+    if not isinstance(model, EnsembleNet):
+        raise InputError("only an ensemble has members to disagree; give --uncertainty a number of mirrored passes")
+    wrapped = AllOutputs(model)
+    out = predict_probabilities(wrapped, image, kind=kind, patch=patch, overlap=overlap, mirror=mirror,
+                                device=device, precision=precision, groups=wrapped.groups).numpy()
+    blocks = out.reshape(wrapped.groups, out.shape[0] // wrapped.groups, *out.shape[1:])
+    mean, members = np.ascontiguousarray(blocks[0]), np.ascontiguousarray(blocks[1:])
+    variance = members.astype(np.float64).var(axis=0).mean(axis=0)
+    final = _decision(mean, kind)
+    agreement = np.mean([_decision(m, kind) == final for m in members], axis=0)
+    return MirroredPrediction(mean, normalised_entropy(mean, kind), variance.astype(np.float32),
+                              agreement.astype(np.float32), len(members), source=MEMBERS,
+                              member_probabilities=members)
+
+
+def check_passes(passes: int | str | None, mirror: bool = False, members: int = 0) -> None:
+    """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), fewer than 8 with
+    ``--tta`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of ``members``
+    networks, in one line."""
+    if passes == MEMBERS:
+        if members < 2:
+            raise InputError("--uncertainty members needs an ensemble (medseg3d ensemble); this model is one "
+                             "network: give a number of mirrored passes (2, 4 or 8)")
+        return
     if passes is not None and passes not in (2, 4, 8):
-        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes, got {passes}")
+        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes (or 'members' for an ensemble), got {passes}")
     if passes and mirror and passes != 8:
         raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
 
@@ -153,7 +204,8 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
     none of those either, the model is sure there is nothing and the confidence is 1.
 
     Returns:
-        ``{"confidence", "mean_entropy", "mean_agreement", "zone_voxels", "passes"}``.
+        ``{"confidence", "mean_entropy", "mean_agreement", "zone_voxels", "passes", "source"}``; ``passes`` is
+        the number of members when ``source`` is "members".
     """
     from scipy import ndimage
 
@@ -165,19 +217,25 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
         zone = foreground > 0.1
     if not zone.any():
         return {"confidence": 1.0, "mean_entropy": 0.0, "mean_agreement": 1.0, "zone_voxels": 0,
-                "passes": result.passes}
+                "passes": result.passes, "source": result.source}
     entropy = float(result.entropy[zone].mean())
     return {"confidence": round(1.0 - entropy, 4), "mean_entropy": round(entropy, 4),
             "mean_agreement": round(float(result.agreement[zone].mean()), 4), "zone_voxels": int(zone.sum()),
-            "passes": result.passes}
+            "passes": result.passes, "source": result.source}
 
 
-def confidence_reference(calibration: dict | None, passes: int) -> dict | None:
-    """The held-out confidences a model's calibration stored for ``passes`` mirrored passes, with the warning
-    threshold (their ``LOW_SHARE`` quantile): ``{"held_out", "low_below", "passes"}``, or None without one."""
+def describe_passes(passes, source: str = "mirrored") -> str:
+    """``"2 mirrored passes"`` or ``"5 members"``: what a confidence was measured over, for people."""
+    return f"{passes} members" if source == MEMBERS else f"{passes} mirrored passes"
+
+
+def confidence_reference(calibration: dict | None, passes: int, source: str = "mirrored") -> dict | None:
+    """The held-out confidences a model's calibration stored for ``passes`` mirrored passes (or members, with
+    ``source`` "members"), with the warning threshold (their ``LOW_SHARE`` quantile):
+    ``{"held_out", "low_below", "passes"}``, or None without one."""
     ref = (calibration or {}).get("confidence") or {}
     values = ref.get("held_out") or []
-    if int(ref.get("passes", 0)) != passes or len(values) < 3:
+    if (int(ref.get("passes", 0)) != passes or ref.get("source", "mirrored") != source) or len(values) < 3:
         return None
     return {"held_out": [float(v) for v in values], "low_below": round(float(np.quantile(values, LOW_SHARE)), 4),
             "passes": passes}
@@ -189,11 +247,12 @@ def confidence_rank(confidence: float, reference: dict) -> float:
     return round(float((values < confidence).mean()), 3)
 
 
-def confidence_warning(confidence: float, threshold: float | None) -> str | None:
+def confidence_warning(confidence: float, threshold: float | None, source: str = "mirrored") -> str | None:
     """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
     if threshold is not None and confidence < threshold:
+        who = "the ensemble's members" if source == MEMBERS else "the mirrored passes"
         return (f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the model "
-                "was calibrated on): the mirrored passes disagree in the tumour zone; check this segmentation by eye.")
+                f"was calibrated on): {who} disagree in the tumour zone; check this segmentation by eye.")
     return None
 
 
@@ -331,6 +390,7 @@ def expected_calibration_error(probabilities, labels, kind: str = "multiclass", 
 
 __all__ = [
     "LOW_SHARE",
+    "MEMBERS",
     "MirroredPrediction",
     "apply_temperature",
     "case_confidence",
@@ -338,10 +398,12 @@ __all__ = [
     "confidence_rank",
     "confidence_reference",
     "confidence_warning",
+    "describe_passes",
     "ece_from_confidences",
     "expected_calibration_error",
     "fit_temperature",
     "maps_on_input_grid",
+    "member_uncertainty",
     "mirrored_uncertainty",
     "normalised_entropy",
 ]

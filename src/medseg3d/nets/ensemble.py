@@ -63,6 +63,32 @@ class EnsembleNet(nn.Module):
         mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
         return torch.logit(mean) if self.region else torch.log(mean)
 
+    def forward_all(self, x: torch.Tensor) -> torch.Tensor:
+        """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits, concatenated
+        along the channels: ``1 + len(members)`` blocks of outputs, for the members' disagreement
+        (:func:`medseg3d.uncertainty.member_uncertainty`) at the cost of one ensemble pass."""
+        logits = [member(x).float() for member in self.members]
+        total = torch.zeros(0)
+        for i, member_logits in enumerate(logits):  # the same operations in the same order as forward
+            probs = torch.sigmoid(member_logits) if self.region else torch.softmax(member_logits, dim=1)
+            total = probs if i == 0 else total + probs
+        mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
+        return torch.cat([torch.logit(mean) if self.region else torch.log(mean), *logits], dim=1)
+
+
+class AllOutputs(nn.Module):
+    """An :class:`EnsembleNet` seen as one network whose output is :meth:`EnsembleNet.forward_all`'s blocks, so
+    that whole-volume, windowed and mirrored inference treat the mean and every member alike."""
+
+    def __init__(self, ensemble: EnsembleNet):
+        super().__init__()
+        self.ensemble = ensemble
+        self.spatial_dims, self.size_multiple = ensemble.spatial_dims, ensemble.size_multiple
+        self.groups = 1 + len(ensemble.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble.forward_all(x)
+
 
 def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
     """The untrained network model metadata ``meta`` describes (``network``, ``in_channels``, ``n_outputs``,
