@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from medseg3d.datasets import find_cases
-from medseg3d.io import read_volume
+from medseg3d.io import Volume, read_volume
 from medseg3d.models import load_model
 from medseg3d.nets.ensemble import EnsembleNet
-from medseg3d.io import Volume
 from medseg3d.predict import grid_probabilities, segment_volumes
 
 

@@ -47,7 +47,7 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
     try:
         cid = case.case_id
         for m, array in prepared.channels.items():
-            write_volume(Volume(array, prepared.affine), tmp / f"{cid}_{m}.nii.gz")
+            write_volume(Volume(array.astype(np.float32, copy=False), prepared.affine), tmp / f"{cid}_{m}.nii.gz")
         brain = prepared.brain if prepared.brain is not None else np.any(prepared.image(list(prepared.channels)), 0)
         write_volume(Volume(brain.astype(np.uint8), prepared.affine), tmp / f"{cid}_brainmask.nii.gz")
         transforms = {}
