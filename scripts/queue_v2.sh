@@ -8,10 +8,13 @@
 # --ensemble`), so no model is trained again on all 27 cases.
 # The 1 mm refiner (lever 1) was cross-validated on fold 0 only (runs/cv27-refine, scripts/crossval_cascade.py):
 # its cascade lost 0.17 to 0.29 TC Dice there (docs/results.md), so its other folds are not queued.
+# The two presets train side by side, one thread each (two chains of folds): on this 2-core AVX2 CPU two
+# one-thread trainings did 1.09-1.27x the steps per second of one two-thread training
+# (`python benchmarks/train_threads.py`, three runs; docs/results.md).
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
 #
-#   MEDSEG3D_THREADS=2 scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
-#   e.g. MEDSEG3D_THREADS=2 setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
+#   scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
+#   e.g. setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
 #            splits/brats2018-27-5fold.json 0 1 2 3 4 >> runs/queue_v2.log 2>&1 &
 # Then: python scripts/crossval_report.py runs/cv27-v1, python scripts/crossval_report.py runs/cv27-strong --against runs/cv27-v1,
 #       python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant last-sw --variant ens-cv27-strong,
@@ -20,6 +23,7 @@ set -euo pipefail
 data=${1:-../shared/data/brats2018}; split=${2:-splits/brats2018-27-5fold.json}; shift 2 || true
 folds=("$@"); [[ ${#folds[@]} -gt 0 ]] || folds=(0 1 2 3 4)
 export RESUME=1  # one queue owns its claims: a fold it started before a stop is resumed, not skipped
+export MEDSEG3D_THREADS=1  # one core per chain
 budget=(--minutes 100000)  # iterations pinned by the presets (160 x 50), never cut by the clock
 
 extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far false positives (lever 5)
@@ -31,11 +35,24 @@ extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far fals
         "$cv/fold$k/last.safetensors" --json "runs/robustness-$tag-fold$k.json"
 }
 
-for k in "${folds[@]}"; do
-    FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-v1 --preset brats "${budget[@]}"
-    extras runs/cv27-v1 "$k" v1
-    FOLDS=$k scripts/crossval.sh "$data" "$split" runs/cv27-strong --preset brats --augment strong "${budget[@]}"
-    extras runs/cv27-strong "$k" strong
-    [[ -e "runs/cv27-v1/fold$k/pred-ens-cv27-strong-sw/metrics.csv" ]] || python scripts/crossval_ensemble.py \
-        runs/cv27-v1 runs/cv27-strong --folds "$k" --windows
-done
+ensemble() {  # fold: the two presets' fold models as one ensemble on the cases neither saw, once both are done
+    local k=$1
+    [[ -e "runs/cv27-v1/fold$k/done" && -e "runs/cv27-strong/fold$k/done" ]] || return 0
+    [[ -e "runs/cv27-v1/fold$k/pred-ens-cv27-strong-sw/metrics.csv" ]] && return 0
+    # whichever chain finishes the fold second scores it; flock: never both at once
+    flock -n "runs/ensemble-fold$k.lock" python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong \
+        --folds "$k" --windows || true
+}
+
+chain() {  # CV folder, tag, train options...: its folds in order, each with its extras and the fold's ensemble
+    local cv=$1 tag=$2; shift 2
+    for k in "${folds[@]}"; do
+        FOLDS=$k scripts/crossval.sh "$data" "$split" "$cv" "$@" "${budget[@]}"
+        extras "$cv" "$k" "$tag"
+        ensemble "$k"
+    done
+}
+
+chain runs/cv27-v1 v1 --preset brats &
+chain runs/cv27-strong strong --preset brats --augment strong &
+wait
