@@ -22,16 +22,17 @@ def test_gaussian_weights_are_separable_peaked_and_floored():
     assert torch.allclose(w[:, 6, 4] / w[8, 6, 4], w[:, 5, 3] / w[8, 5, 3])  # the same profile on every line
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3])
 @pytest.mark.parametrize("shape", [(24, 30, 20), (10, 40, 17), (16, 16, 16), (33, 16, 25)])
-def test_the_blend_equals_monai_bit_for_bit(shape):
+def test_the_blend_equals_monai_bit_for_bit(shape, batch):
     monai = pytest.importorskip("monai.inferers")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Conv3d(4, 3, 3, padding=1)).eval()
     x = torch.randn(1, 2, *shape)
     with torch.no_grad():
-        ours = sliding_window(net, x, (16, 16, 16), 0.5)
-        theirs = monai.sliding_window_inference(x, (16, 16, 16), 1, net, overlap=0.5, mode="gaussian")
+        ours = sliding_window(net, x, (16, 16, 16), 0.5, batch=batch)
+        theirs = monai.sliding_window_inference(x, (16, 16, 16), batch, net, overlap=0.5, mode="gaussian")
     assert ours.shape == (1, 3, *shape)
     assert torch.equal(ours, theirs)  # the same float32 operations in the same order
 
