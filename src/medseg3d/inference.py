@@ -16,11 +16,10 @@ import torch
 from .nets.padding import pad_to_multiple, unpad
 from .precision import autocast
 
-
 WINDOW_BATCH = 2
 """Windows per network call in sliding-window inference. On the 2-core AVX2 CPU, 2 threads, the bundled model's
-8 windows of 64^3 took 1.62 s in pairs against 2.61-2.73 s one at a time (4 at once 1.65 s and 0.17 GB more
-memory, 8 at once 1.88-2.13 s and 0.48 GB more; docs/results.md)."""
+8 windows of 64^3 took 1.62-1.80 s in pairs against 2.58-2.73 s one at a time (4 at once 1.65-1.96 s and 0.17 GB
+more memory, 8 at once 1.88-2.15 s and 0.48 GB more; ``benchmarks/window_batch.py``, docs/results.md)."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
