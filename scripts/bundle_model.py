@@ -4,6 +4,9 @@ Usage:
     python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
     python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant last \
         --metrics CV_DIR/pooled.csv            # the fold models of a cross-validation as one ensemble
+    python scripts/bundle_model.py --members runs/v2-v1 runs/v2-strong --name brats-v2 --model last \
+        --cv runs/cv27-v1 --cv-variant ens-cv27-strong-sw --metrics POOLED.csv --sliding-window
+        # models trained on all cases as one ensemble; the card's scores: the same ensemble cross-validated
     python scripts/bundle_model.py --keep-weights --name brats --cv CV_DIR --cv-variant last-sw \
         --metrics CV_DIR/pooled.csv --sliding-window --note "..."   # same weights: new scores, how it runs
 
@@ -143,13 +146,17 @@ def main() -> None:
     p.add_argument("--ensemble", action="store_true", help="RUN_DIR is a cross-validation (scripts/crossval.sh): "
                    "bundle its fold models as one ensemble (medseg3d ensemble); the card's scores are the fold "
                    "models' on the cases each did not see")
+    p.add_argument("--members", type=Path, nargs="+", help="training runs on all cases (--all-cases) to bundle "
+                   "as one ensemble (instead of RUN_DIR); --cv/--cv-variant: the same ensemble cross-validated")
     args = p.parse_args()
-    if (args.run is None) != args.keep_weights:
-        p.error("give either a RUN_DIR or --keep-weights")
+    if (args.run is None and not args.members) != args.keep_weights or (args.run and args.members):
+        p.error("give one of RUN_DIR, --members RUN... or --keep-weights")
     if args.ensemble and args.keep_weights:
         p.error("--ensemble bundles new weights; it does not go with --keep-weights")
     if args.keep_weights:
         update_card(args)
+    elif args.members:
+        bundle_members(args)
     elif args.ensemble:
         bundle_ensemble(args)
     else:
@@ -180,50 +187,90 @@ LICENCE = ("weights: Apache-2.0 like the code; trained on BraTS 2018 data, which
            "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.")
 
 
+def train_options(config: dict) -> str:
+    """The options of ``medseg3d train`` that made a run: its preset, and the augmentation and budget it changed."""
+    return (f"--preset {config['preset']}"
+            + (f" --augment {config['augment']}" if config.get("augment", "default") != "default" else "")
+            + (f" --minutes {config['minutes']:g}" if config.get("minutes") else ""))
+
+
 def bundle_ensemble(args) -> None:
     """The fold models of the cross-validation ``args.run`` as one bundled ensemble, with their card."""
-    from medseg3d.models.ensemble import make_ensemble
-
     folds = sorted((p for p in args.run.glob("fold*") if (p / f"{args.model}.safetensors").is_file()),
                    key=lambda p: p.name)
     if len(folds) < 2:
         raise SystemExit(f"{args.run}: fewer than 2 fold folders with {args.model}.safetensors; finish the folds first")
     runs = [read_run(f) for f in folds]
+    first = runs[0][0]
+    fold_list = " ".join(f.name for f in folds)
+    command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
+               f"{args.run} {train_options(first)}"
+               + f"; medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folds)} -o "
+               f"{args.name}.safetensors")
+    cases = sorted({c for config, _ in runs for c in config["train_cases"]})
+    write_ensemble(args, folds, runs, command, trained_on=(
+        f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the {len(folds)} fold "
+        f"models of a seeded {len(folds)}-fold cross-validation, each trained on "
+        f"{_span(len(c['train_cases']) for c, _ in runs)} of them"), weights=f"{args.model}.safetensors of each fold",
+        note="held-out scores are the members' own, each on the cases it did not see (the ensemble saw every case)",
+        cv=args.cv or args.run)
+
+
+def bundle_members(args) -> None:
+    """Runs trained on all cases (``args.members``) as one bundled ensemble; its card's scores are those of the
+    same ensemble cross-validated (``--cv`` and ``--cv-variant``, e.g. scripts/crossval_ensemble.py's
+    ``ens-...-sw``; ``--metrics`` its pooled held-out rows)."""
+    if len(args.members) < 2:
+        raise SystemExit("--members: give at least 2 training runs")
+    if args.cv is None:
+        raise SystemExit("--members: give --cv and --cv-variant, the cross-validation of the same ensemble")
+    runs = [read_run(r) for r in args.members]
+    partial = [str(r) for r, (config, _) in zip(args.members, runs) if not config.get("all_cases")]
+    if partial:
+        raise SystemExit(f"{', '.join(partial)}: not trained on all cases (--all-cases); a bundled member must be")
+    command = "; ".join(f"medseg3d train {c['dataset']} --out {r} --all-cases {train_options(c)}"
+                        for r, (c, _) in zip(args.members, runs))
+    command += (f"; medseg3d ensemble {' '.join(str(r / (args.model + '.safetensors')) for r in args.members)} -o "
+                f"{args.name}.safetensors")
+    cases = sorted({c for config, _ in runs for c in config["train_cases"]})
+    recipes = "; ".join(f"{r.name}: {train_options(c)}" for r, (c, _) in zip(args.members, runs))
+    write_ensemble(args, list(args.members), runs, command, trained_on=(
+        f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of {len(runs)} models, "
+        f"each trained on all of them ({recipes})"), weights=f"{args.model}.safetensors of each run",
+        note=("held-out scores: the same ensemble cross-validated, each fold's members trained alike on the other "
+              "cases and scored on that fold's cases, which none of them saw"), cv=args.cv)
+
+
+def write_ensemble(args, folders: list[Path], runs: list, command: str, *, trained_on: str, weights: str, note: str,
+                   cv: Path) -> None:
+    """Write the ensemble of ``folders``' ``args.model`` weights into the package with its card."""
+    from medseg3d.models.ensemble import make_ensemble
+
     with open(args.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
     first = runs[0][0]
-    cases = sorted({c for config, _ in runs for c in config["train_cases"]})
     wall = [wall_minutes(log) for _, log in runs]
     alone = [undisturbed_minutes(log) for _, log in runs]
-    fold_list = " ".join(f.name for f in folds)
-    command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
-               f"{args.run} --preset {first['preset']}"
-               + (f" --augment {first['augment']}" if first.get("augment", "default") != "default" else "")
-               + (f" --minutes {first['minutes']:g}" if first.get("minutes") else "")
-               + f"; medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folds)} -o "
-               f"{args.name}.safetensors")
     card = {
         "name": args.name,
-        "trained_on": f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the "
-                      f"{len(folds)} fold models of a seeded {len(folds)}-fold cross-validation, each trained on "
-                      f"{_span(len(c['train_cases']) for c, _ in runs)} of them",
-        "train_cases": cases,
+        "trained_on": trained_on,
+        "train_cases": sorted({c for config, _ in runs for c in config["train_cases"]}),
         "held_out_cases": sorted(r["case"] for r in rows),
         "command": command,
-        "training_time": (f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(folds)} members together "
+        "training_time": (f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(runs)} members together "
                           f"({', '.join(map(str, wall))}); {sum(alone)} min undisturbed (epochs x median epoch), "
                           f"{runs[0][1][-1]['iteration']} iterations each"),
         "training_minutes": sum(wall),
-        "weights": f"{args.model}.safetensors of each fold",
+        "weights": weights,
         **scores(rows),
-        "note": args.note or ("held-out scores are the members' own, each on the cases it did not see (the "
-                              "ensemble saw every case)"),
-        "cross_validation": cross_validation(args.cv or args.run, args.cv_variant),
+        "note": args.note or note,
+        "cross_validation": cross_validation(cv, args.cv_variant),
         "licence": LICENCE,
         "provenance": "trained with medseg3d " + first["software"]["medseg3d"] + ", torch " + first["software"]["torch"],
     }
     WEIGHTS.mkdir(exist_ok=True)
-    make_ensemble([f / f"{args.model}.safetensors" for f in folds], WEIGHTS / f"{args.name}.safetensors", name=args.name)
+    make_ensemble([f / f"{args.model}.safetensors" for f in folders], WEIGHTS / f"{args.name}.safetensors",
+                  name=args.name)
     set_inference(args, card)
     write_json_atomic(card, WEIGHTS / f"{args.name}.json")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "training_time", "held_out_scores")}, indent=1))

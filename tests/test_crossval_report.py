@@ -155,28 +155,34 @@ def test_bundle_names_a_refiner_and_the_default(tmp_path, monkeypatch):
                                                          "brats-v9.safetensors"]
 
 
+def _trained_run(run, source, cases, seconds, **config):
+    """A training run folder: the bundled weights as last.safetensors, config.json and a log of ``seconds`` per
+    50-iteration epoch."""
+    import csv
+
+    run.mkdir(parents=True)
+    (run / "last.safetensors").write_bytes(source.read_bytes())
+    config = {"dataset": "DATA", "preset": "brats", "minutes": 100000.0, "train_cases": cases,
+              "software": {"medseg3d": "0.1.0", "torch": "2"}} | config
+    (run / "config.json").write_text(json.dumps(config))
+    with open(run / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["epoch", "iteration", "seconds", "epoch_seconds"])
+        w.writeheader()
+        for epoch, s in enumerate(seconds, 1):
+            w.writerow({"epoch": epoch, "iteration": 50 * epoch, "seconds": sum(seconds[:epoch]), "epoch_seconds": s})
+
+
 def test_bundle_ensemble_of_fold_models(tmp_path, monkeypatch):
     import argparse
-    import csv
 
     from medseg3d.checkpoint import read_model_file
     from medseg3d.models import load_model
 
     bundle_model, weights, source = _bundle_into(tmp_path, monkeypatch, "unused")
     cv = tmp_path / "cv"
-    fields = ["epoch", "iteration", "seconds", "epoch_seconds"]
     for fold, (cases, seconds) in enumerate(((["b", "c"], [60, 600]), (["a", "c"], [30, 30]))):
         run = cv / f"fold{fold}"
-        run.mkdir(parents=True)
-        (run / "last.safetensors").write_bytes(source.read_bytes())
-        config = {"dataset": "DATA", "split_file": "split.json", "preset": "brats", "augment": "strong",
-                  "minutes": 100000.0, "train_cases": cases, "software": {"medseg3d": "0.1.0", "torch": "2"}}
-        (run / "config.json").write_text(json.dumps(config))
-        with open(run / "log.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fields)
-            w.writeheader()
-            for epoch, s in enumerate(seconds, 1):
-                w.writerow({"epoch": epoch, "iteration": 50 * epoch, "seconds": sum(seconds[:epoch]), "epoch_seconds": s})
+        _trained_run(run, source, cases, seconds, split_file="split.json", augment="strong")
         write_metrics(run / "pred-last", [{"case": "a" if fold == 0 else "b", "dice_WT": 0.8 - 0.2 * fold}])
     write_metrics(tmp_path / "pooled", [{"case": "a", "dice_WT": 0.8}, {"case": "b", "dice_WT": 0.6}])
     args = argparse.Namespace(run=cv, name="brats-v9", model="last", metrics=tmp_path / "pooled" / "metrics.csv",
@@ -194,3 +200,38 @@ def test_bundle_ensemble_of_fold_models(tmp_path, monkeypatch):
     assert meta["ensemble"]["members"] == 2 and meta["inference"]["sliding_window"] is False
     loaded = load_model(weights / "brats-v9.safetensors")
     assert loaded.meta.members == 2 and loaded.name == "brats-v9"
+
+
+def test_bundle_models_trained_on_all_cases_with_their_ensembles_cross_validation(tmp_path, monkeypatch):
+    import argparse
+
+    from medseg3d.models import load_model
+
+    bundle_model, weights, source = _bundle_into(tmp_path, monkeypatch, "unused")
+    members = [tmp_path / "v2-v1", tmp_path / "v2-strong"]
+    _trained_run(members[0], source, ["a", "b", "c"], [120, 60, 60], all_cases=True)
+    _trained_run(members[1], source, ["a", "b", "c"], [60, 60, 60], all_cases=True, augment="strong")
+    cv = tmp_path / "cv"
+    for fold, case in enumerate("abc"):
+        write_metrics(cv / f"fold{fold}" / "pred-ens-cv-strong-sw", [{"case": case, "dice_WT": 0.9 - 0.1 * fold}])
+    write_metrics(tmp_path / "pooled", [{"case": c, "dice_WT": 0.9 - 0.1 * k} for k, c in enumerate("abc")])
+    args = argparse.Namespace(members=members, name="brats-v9", model="last", metrics=tmp_path / "pooled" / "metrics.csv",
+                              cv=cv, cv_variant="ens-cv-strong-sw", note="", sliding_window=True, overlap=0.5,
+                              precision="auto")
+    bundle_model.bundle_members(args)
+    card = json.loads((weights / "brats-v9.json").read_text(encoding="utf-8"))
+    assert card["trained_on"].endswith("each trained on all of them (v2-v1: --preset brats --minutes 100000; "
+                                       "v2-strong: --preset brats --augment strong --minutes 100000)")
+    assert card["command"].startswith(f"medseg3d train DATA --out {members[0]} --all-cases --preset brats")
+    assert card["command"].endswith("-o brats-v9.safetensors") and "--augment strong" in card["command"]
+    assert card["training_minutes"] == 7 and "(4, 3); 6 min undisturbed" in card["training_time"]  # wall 240 + 180 s; 3 epochs x median 60 s each
+    assert card["cross_validation"]["weights"] == "ens-cv-strong-sw" and card["cross_validation"]["folds"] == 3
+    assert card["held_out_scores"]["dice_WT"] == 0.8 and card["worst_cases"]["WT"][0] == "c 0.700"
+    assert "none of them saw" in card["note"] and card["inference"].startswith("windows")
+    loaded = load_model(weights / "brats-v9.safetensors")
+    assert loaded.meta.members == 2 and loaded.inference_settings(None, None) == (True, 0.5)
+    _trained_run(tmp_path / "fold-run", source, ["a"], [60], fold=0)
+    with pytest.raises(SystemExit, match="fold-run: not trained on all cases"):
+        bundle_model.bundle_members(argparse.Namespace(**vars(args) | {"members": [members[0], tmp_path / "fold-run"]}))
+    with pytest.raises(SystemExit, match="give --cv"):
+        bundle_model.bundle_members(argparse.Namespace(**vars(args) | {"cv": None}))
