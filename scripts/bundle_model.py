@@ -259,7 +259,7 @@ def write_ensemble(args, folders: list[Path], runs: list, command: str, *, train
         "command": command,
         "training_time": (f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(runs)} members together "
                           f"({', '.join(map(str, wall))}); {sum(alone)} min undisturbed (epochs x median epoch), "
-                          f"{runs[0][1][-1]['iteration']} iterations each"),
+                          f"{runs[0][1][-1]['iteration']} iterations each" + _threads(runs)),
         "training_minutes": sum(wall),
         "weights": weights,
         **scores(rows),
@@ -274,6 +274,12 @@ def write_ensemble(args, folders: list[Path], runs: list, command: str, *, train
     set_inference(args, card)
     write_json_atomic(card, WEIGHTS / f"{args.name}.json")
     print(json.dumps({k: card[k] for k in ("name", "trained_on", "training_time", "held_out_scores")}, indent=1))
+
+
+def _threads(runs: list) -> str:
+    """``"; 1 thread each"`` from the runs' recorded threads (their last start), or nothing if not recorded."""
+    threads = sorted({c.get("software", {}).get("threads") for c, _ in runs} - {None})
+    return f"; {'/'.join(map(str, threads))} thread{'s' if threads[-1] > 1 else ''} each" if threads else ""
 
 
 def _span(values) -> str:

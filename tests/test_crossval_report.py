@@ -209,8 +209,9 @@ def test_bundle_models_trained_on_all_cases_with_their_ensembles_cross_validatio
 
     bundle_model, weights, source = _bundle_into(tmp_path, monkeypatch, "unused")
     members = [tmp_path / "v2-v1", tmp_path / "v2-strong"]
-    _trained_run(members[0], source, ["a", "b", "c"], [120, 60, 60], all_cases=True)
-    _trained_run(members[1], source, ["a", "b", "c"], [60, 60, 60], all_cases=True, augment="strong")
+    software = {"medseg3d": "0.1.0", "torch": "2", "threads": 1}
+    _trained_run(members[0], source, ["a", "b", "c"], [120, 60, 60], all_cases=True, software=software)
+    _trained_run(members[1], source, ["a", "b", "c"], [60, 60, 60], all_cases=True, augment="strong", software=software)
     cv = tmp_path / "cv"
     for fold, case in enumerate("abc"):
         write_metrics(cv / f"fold{fold}" / "pred-ens-cv-strong-sw", [{"case": case, "dice_WT": 0.9 - 0.1 * fold}])
@@ -224,7 +225,8 @@ def test_bundle_models_trained_on_all_cases_with_their_ensembles_cross_validatio
                                        "v2-strong: --preset brats --augment strong --minutes 100000)")
     assert card["command"].startswith(f"medseg3d train DATA --out {members[0]} --all-cases --preset brats")
     assert card["command"].endswith("-o brats-v9.safetensors") and "--augment strong" in card["command"]
-    assert card["training_minutes"] == 7 and "(4, 3); 6 min undisturbed" in card["training_time"]  # wall 240 + 180 s; 3 epochs x median 60 s each
+    assert card["training_minutes"] == 7 and "(4, 3); 6 min undisturbed" in card["training_time"]
+    assert card["training_time"].endswith("150 iterations each; 1 thread each")  # wall 240 + 180 s; 3 epochs x median 60 s each
     assert card["cross_validation"]["weights"] == "ens-cv-strong-sw" and card["cross_validation"]["folds"] == 3
     assert card["held_out_scores"]["dice_WT"] == 0.8 and card["worst_cases"]["WT"][0] == "c 0.700"
     assert "none of them saw" in card["note"] and card["inference"].startswith("windows")

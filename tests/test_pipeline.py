@@ -41,6 +41,7 @@ def test_training_writes_everything(trained_run):
     assert 0.0 <= float(rows[-1]["dice_WT"]) <= 1.0
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["software"]["torch"] == torch.__version__ and config["net"] == "kayalibay"
+    assert config["software"]["threads"] == torch.get_num_threads()
     meta, _ = read_model_file(run / "model.safetensors")
     assert meta["modalities"] == ["flair", "t1", "t1ce", "t2"] and meta["labels"]["values"] == [0, 1, 2, 4]
     assert summary["iterations"] == 2 * config["iters_per_epoch"]

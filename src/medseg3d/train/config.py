@@ -213,7 +213,8 @@ def software_versions() -> dict:
     import numpy
 
     return {"medseg3d": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "monai": monai.__version__, "python": platform.python_version(), "platform": platform.platform()}
+            "monai": monai.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "threads": torch.get_num_threads()}  # of the process's last start: MEDSEG3D_THREADS when training
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
     progress = min(max(progress, 0.0), 1.0)
