@@ -56,7 +56,7 @@ def _case_record(loaded, case, passes: int) -> dict:
             "dice": {k: round(float(v), 4) for k, v in dice.items()}}
 
 
-def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, progress=print) -> dict:
+def calibrate(model, dataset, *, passes: int | str = 2, exclude_trained: bool = True, progress=print) -> dict:
     """Fit and measure temperature scaling of ``model`` on the labelled cases of ``dataset``.
 
     Args:
@@ -71,26 +71,44 @@ def calibrate(model, dataset, *, passes: int = 2, exclude_trained: bool = True, 
         ``{"temperatures", "passes", "cases", "ece", "spearman", "per_case"}``: the temperatures fitted on all
         cases and the leave-one-case-out measurements.
     """
-    from scipy.stats import spearmanr
-
     from .datasets import find_cases
     from .models import as_loaded
-    from .uncertainty import apply_temperature, check_passes, expected_calibration_error, fit_temperature
 
     loaded = as_loaded(model)
-    check_passes(passes, members=loaded.meta.members)
     trained = set(loaded.meta.train_cases) | set(loaded.card.get("train_cases", [])) if exclude_trained else set()
     cases = [c.select(loaded.modalities) for c in find_cases(Path(dataset)) if c.case_id not in trained]
     if len(cases) < 3:
         raise InputError(f"{dataset}: {len(cases)} labelled case(s) the model did not see; calibration needs at "
                          "least 3 (leave-one-case-out)")
+    return calibrate_pairs([(loaded, cases)], passes=passes, progress=progress)
+
+
+def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> dict:
+    """:func:`calibrate` over several models, each with the labelled cases it never saw: ``[(LoadedModel,
+    [Case, ...]), ...]``, e.g. every fold's model (or ensemble) of a cross-validation with its held-out cases,
+    which together stand for a model trained alike on all of them. The models must be alike (the same outputs,
+    kind and, for ``"members"``, member count); the measurements pool every case."""
+    from scipy.stats import spearmanr
+
+    from .uncertainty import apply_temperature, check_passes, expected_calibration_error, fit_temperature
+
+    loaded = pairs[0][0]
+    kinds = {(m.kind, m.meta.n_outputs, m.meta.members) for m, _ in pairs}
+    if len(kinds) != 1:
+        raise InputError(f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}")
+    check_passes(passes, members=loaded.meta.members)
+    total = sum(len(cases) for _, cases in pairs)
+    if total < 3:
+        raise InputError(f"{total} labelled case(s); calibration needs at least 3 (leave-one-case-out)")
     kind = loaded.kind
     records = []
-    for i, case in enumerate(cases, 1):
-        t0 = time.perf_counter()
-        records.append(_case_record(loaded, case, passes))
-        if progress:
-            progress(f"[{i}/{len(cases)}] {case.case_id}: Dice {records[-1]['dice']} ({time.perf_counter() - t0:.1f} s)")
+    for model, cases in pairs:
+        for case in cases:
+            t0 = time.perf_counter()
+            records.append(_case_record(model, case, passes))
+            if progress:
+                progress(f"[{len(records)}/{total}] {case.case_id}: Dice {records[-1]['dice']} "
+                         f"({time.perf_counter() - t0:.1f} s)")
     probs, refs, zones = [r["probs"] for r in records], [r["ref"] for r in records], [r["zone"] for r in records]
     calibrated, rows = [], []
     for i, rec in enumerate(records):  # leave-one-case-out: case i is scored with temperatures fitted without it

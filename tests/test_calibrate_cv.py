@@ -1,0 +1,72 @@
+"""scripts/calibrate_cv.py: a model trained on all cases calibrated on its cross-validation's fold models, each
+on the held-out cases it never saw."""
+
+import json
+
+import pytest
+import torch
+from conftest import load_script
+from test_crossval_ensemble import _case
+
+from medseg3d.checkpoint import read_model_file, save_model
+from medseg3d.models import bundled_models, load_model
+from medseg3d.models.ensemble import make_ensemble
+from medseg3d.nets import build_network
+
+
+def _ensemble(folder, seeds, train_cases):
+    """A two-member ensemble of small BraTS-like networks, trained (so its metadata says) on ``train_cases``."""
+    meta, _ = read_model_file(bundled_models()["brats"])
+    meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}
+    meta |= {"net_args": {"norm": "instance", "base_channels": 4}, "train_cases": train_cases}
+    folder.mkdir(parents=True, exist_ok=True)
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = build_network("kayalibay", 4, 3, norm="instance", base_channels=4)
+        members.append(save_model(net, meta, folder / f"member{seed}.safetensors"))
+    return make_ensemble(members, folder / "ens.safetensors", sliding_window=False)
+
+
+def test_calibrate_a_final_ensemble_on_its_folds(tmp_path, capsys):
+    script = load_script("calibrate_cv")
+    cv = tmp_path / "cv"
+    names = [["Case_A", "Case_B"], ["Case_C", "Case_D"]]
+    for k, held in enumerate(names):
+        run = cv / f"fold{k}"
+        _ensemble(run, (2 * k, 2 * k + 1), names[1 - k])
+        for i, name in enumerate(held):
+            _case(run / "heldout", name, 10 * k + i)
+        (run / "done").touch()
+    target = _ensemble(tmp_path / "final", (7, 8), [c for held in names for c in held])
+    out = tmp_path / "calibrated.safetensors"
+    assert script.main([str(cv), "ens.safetensors", "--passes", "members", "--into", str(target), "-o", str(out),
+                        "--json", str(tmp_path / "c.json")]) == 0
+    assert "4 cases, 2 members; temperatures" in capsys.readouterr().out
+    loaded = load_model(out)
+    calibration = loaded.meta.calibration
+    assert calibration["fitted_on"] == ["Case_A", "Case_B", "Case_C", "Case_D"]
+    assert calibration["confidence"]["source"] == "members" and calibration["confidence"]["passes"] == 2
+    assert len(calibration["confidence"]["held_out"]) == 4 and len(calibration["temperatures"]) == 3
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert summary["fold_model"] == "ens.safetensors" and len(summary["per_case"]) == 4
+    # the target's weights are untouched: only the metadata gained the calibration
+    _, before = read_model_file(target)
+    _, after = read_model_file(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(SystemExit, match="exists already"):
+        script.main([str(cv), "ens.safetensors", "--into", str(target), "-o", str(out)])
+
+
+def test_a_fold_model_that_saw_its_held_out_cases_is_refused(tmp_path):
+    script = load_script("calibrate_cv")
+    run = tmp_path / "cv" / "fold0"
+    _ensemble(run, (0, 1), ["Case_A"])
+    _case(run / "heldout", "Case_A", 0)
+    (run / "done").touch()
+    with pytest.raises(SystemExit, match="trained on its fold's held-out case"):
+        script.main([str(tmp_path / "cv"), "ens.safetensors", "--into", str(run / "ens.safetensors"),
+                     "-o", str(tmp_path / "o.safetensors")])
+    with pytest.raises(SystemExit, match="no finished fold"):
+        script.main([str(tmp_path / "cv"), "missing.safetensors", "--into", str(run / "ens.safetensors"),
+                     "-o", str(tmp_path / "o.safetensors")])
