@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from stand_ins import Constant as _Constant
 
 from medseg3d.checkpoint import read_model_file, save_model, validate_model
 from medseg3d.cli import main
@@ -18,19 +19,6 @@ from medseg3d.models.ensemble import make_ensemble
 from medseg3d.nets import build_network
 from medseg3d.nets.ensemble import AllOutputs, EnsembleNet
 from medseg3d.uncertainty import member_uncertainty, normalised_entropy
-
-
-class _Constant(torch.nn.Module):
-    """A stand-in member whose logits are fixed numbers per output channel, whatever the input."""
-
-    size_multiple, spatial_dims = 1, 3
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.tensor(logits, dtype=torch.float32)
-
-    def forward(self, x):
-        return self.logits.view(1, -1, 1, 1, 1).expand(x.shape[0], -1, *x.shape[2:])
 
 
 def _nets(seed_a=0, seed_b=1, outputs=3):

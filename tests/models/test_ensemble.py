@@ -4,6 +4,7 @@ probabilities, the file round trip, and members that must not be combined refuse
 import numpy as np
 import pytest
 import torch
+from stand_ins import Constant as _Constant
 
 from medseg3d.checkpoint import read_model_file, rewrite_model_metadata, save_model
 from medseg3d.cli import main
@@ -13,19 +14,6 @@ from medseg3d.models import bundled_models, load_model
 from medseg3d.models.ensemble import make_ensemble
 from medseg3d.nets import build_network, count_parameters
 from medseg3d.nets.ensemble import EnsembleNet
-
-
-class _Constant(torch.nn.Module):
-    """A stand-in member whose logits are fixed numbers per output channel, whatever the input."""
-
-    size_multiple, spatial_dims = 1, 3
-
-    def __init__(self, logits):
-        super().__init__()
-        self.logits = torch.tensor(logits, dtype=torch.float32)
-
-    def forward(self, x):
-        return self.logits.view(1, -1, 1, 1, 1).expand(x.shape[0], -1, *x.shape[2:])
 
 
 def test_region_ensemble_returns_the_logit_of_the_mean_probability():
