@@ -12,13 +12,15 @@ temperatures on all of them, and writes them with the held-out confidences into 
     python scripts/calibrate_cv.py runs/cv27-v1 ensemble-cv27-strong.safetensors --passes members \\
         --into src/medseg3d/weights/brats-v2.safetensors -o runs/brats-v2-calibrated.safetensors --json c.json
 
-``TARGET`` must be made like the fold models (the same outputs and kind, the same number of members).
+``TARGET`` must be made like the fold models (the same outputs and kind, the same number of members); the fold
+models run as ``TARGET`` asks to be run (windows or one pass, overlap, precision).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from medseg3d.calibrate import calibrate_pairs, summary_lines, write_calibrated_model
@@ -65,6 +67,8 @@ def main(argv=None) -> int:
         if (target.kind, target.meta.n_outputs, target.meta.members) != (model.kind, model.meta.n_outputs,
                                                                         model.meta.members):
             sys.exit(f"error: {args.into} is not made like the fold models (kind, outputs, members)")
+        # every fold model runs as the target runs (windows or one pass, overlap, precision)
+        pairs = [(replace(m, meta=replace(m.meta, inference=dict(target.meta.inference))), cases) for m, cases in pairs]
         summary = calibrate_pairs(pairs, passes=passes)
         for line in summary_lines(summary):
             print(line)

@@ -8,7 +8,7 @@ import torch
 from conftest import load_script
 from test_crossval_ensemble import _case
 
-from medseg3d.checkpoint import read_model_file, save_model
+from medseg3d.checkpoint import read_model_file, rewrite_model_metadata, save_model
 from medseg3d.models import bundled_models, load_model
 from medseg3d.models.ensemble import make_ensemble
 from medseg3d.nets import build_network
@@ -39,6 +39,7 @@ def test_calibrate_a_final_ensemble_on_its_folds(tmp_path, capsys):
             _case(run / "heldout", name, 10 * k + i)
         (run / "done").touch()
     target = _ensemble(tmp_path / "final", (7, 8), [c for held in names for c in held])
+    rewrite_model_metadata(target, {"inference": {"sliding_window": True, "overlap": 0.5}})
     out = tmp_path / "calibrated.safetensors"
     assert script.main([str(cv), "ens.safetensors", "--passes", "members", "--into", str(target), "-o", str(out),
                         "--json", str(tmp_path / "c.json")]) == 0
@@ -50,6 +51,15 @@ def test_calibrate_a_final_ensemble_on_its_folds(tmp_path, capsys):
     assert len(calibration["confidence"]["held_out"]) == 4 and len(calibration["temperatures"]) == 3
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["fold_model"] == "ens.safetensors" and len(summary["per_case"]) == 4
+    from medseg3d.datasets import find_cases
+    from medseg3d.predict import grid_prediction
+
+    fold0 = load_model(cv / "fold0" / "ens.safetensors")
+    case = next(c for c in find_cases(cv / "fold0" / "heldout") if c.case_id == "Case_A")
+    image, ref, _ = case.load(with_label=True)
+    windowed = grid_prediction(fold0, image, ref.affine, sliding_window=True, passes="members").confidence
+    row = next(r for r in summary["per_case"] if r["case"] == "Case_A")
+    assert row["confidence"] == windowed["confidence"]  # the fold models ran in the target's windows
     # the target's weights are untouched: only the metadata gained the calibration
     _, before = read_model_file(target)
     _, after = read_model_file(out)
