@@ -16,7 +16,7 @@ from medseg3d.nets import build_network
 
 def _ensemble(folder, seeds, train_cases):
     """A two-member ensemble of small BraTS-like networks, trained (so its metadata says) on ``train_cases``."""
-    meta, _ = read_model_file(bundled_models()["brats"])
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}
     meta |= {"net_args": {"norm": "instance", "base_channels": 4}, "train_cases": train_cases}
     folder.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ class _FirstChannelsAsLogits(torch.nn.Module):
 
 
 def _refiner(tmp_path, patch=None, **inference):
-    meta, _ = read_model_file(bundled_models()["brats"])
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = meta | {"preprocess": meta["preprocess"] | {"downsample": 1.0}, "inference": inference or None,
                    "patch": patch}
     return loaded_model(_FirstChannelsAsLogits(), meta, tmp_path / "refiner.safetensors", torch.device("cpu"))
@@ -98,18 +98,18 @@ def test_no_tumour_no_refinement(tmp_path):
 
 
 def test_refiners_must_match(tmp_path):
-    coarse = load_model("brats", device="cpu", refine="none")
-    meta, _ = read_model_file(bundled_models()["brats"])
+    coarse = load_model("brats-v1", device="cpu", refine="none")
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     other = loaded_model(_FirstChannelsAsLogits(), meta | {"modalities": ["t1", "flair", "t1ce", "t2"]},
                          tmp_path / "r.safetensors", torch.device("cpu"))
     with pytest.raises(ModelError, match="cannot refine brats-v1: it reads t1, flair, t1ce, t2"):
         check_refiner(coarse, other)
     with pytest.raises(ModelError, match="it is the model itself"):
-        load_model("brats", device="cpu", refine="brats")
+        load_model("brats-v1", device="cpu", refine="brats")
 
 
 def test_refiner_named_in_metadata(tmp_path):
-    source = bundled_models()["brats"]
+    source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
                                   out=tmp_path / "fine.safetensors")
@@ -130,7 +130,7 @@ def test_refiner_named_in_metadata(tmp_path):
 
 
 def test_with_refiner_on_a_loaded_model(tmp_path):
-    source = bundled_models()["brats"]
+    source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
                                   out=tmp_path / "fine.safetensors")
@@ -145,7 +145,7 @@ def test_with_refiner_on_a_loaded_model(tmp_path):
         with_refiner(coarse, "brats")
 
 def test_cli_refine_errors_are_one_line(tmp_path, capsys):
-    assert main(["predict", "brats", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2
+    assert main(["predict", "brats-v1", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot refine brats-v1" in err
 
@@ -156,15 +156,15 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
 
     from medseg3d.io import read_volume
 
-    source = bundled_models()["brats"]
+    source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it scores)
     fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0},
                                            "inference": {"sliding_window": False}}, out=tmp_path / "fine.safetensors")
     case = brats_root / "Brats18_2013_2_1"
     plain, cascade = tmp_path / "plain.nii.gz", tmp_path / "cascade.nii.gz"
-    assert main(["predict", "brats", str(case), "-o", str(plain), "--quiet", "--report"]) == 0
-    assert main(["predict", "brats", str(case), "-o", str(cascade), "--quiet", "--report", "--refine", str(fine)]) == 0
+    assert main(["predict", "brats-v1", str(case), "-o", str(plain), "--quiet", "--report"]) == 0
+    assert main(["predict", "brats-v1", str(case), "-o", str(cascade), "--quiet", "--report", "--refine", str(fine)]) == 0
     refinement = json.loads((tmp_path / "cascade.json").read_text())["extra"]["refinement"]
     assert refinement["refiner"] == "fine" and refinement["voxels"] > 64**3  # the tumour plus 12 mm each side
     a, b = read_volume(plain), read_volume(cascade)
@@ -184,7 +184,7 @@ def test_crossval_cascade_switches_refiner_windows_on_a_copy(tmp_path):
     from conftest import load_script
 
     script = load_script("crossval_cascade")
-    coarse = replace(load_model("brats", refine="none"), refiner=_refiner(tmp_path, patch=[16, 16, 16]))
+    coarse = replace(load_model("brats-v1", refine="none"), refiner=_refiner(tmp_path, patch=[16, 16, 16]))
     windowed = script.with_refiner_windows(coarse, True)
     assert windowed.refiner.inference_settings(None, None)[0] is True
     assert coarse.refiner.inference_settings(None, None)[0] is False  # the loaded model is as read

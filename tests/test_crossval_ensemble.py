@@ -19,7 +19,7 @@ def _fold(root, seed, split="split.json", done=True):
     """A finished fold 0: a small BraTS-like model, its config and (for the first root) its held-out case."""
     run = root / "fold0"
     run.mkdir(parents=True)
-    meta, _ = read_model_file(bundled_models()["brats"])
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}
     meta |= {"net_args": {"norm": "instance", "base_channels": 4}}
     torch.manual_seed(seed)

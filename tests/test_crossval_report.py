@@ -91,7 +91,7 @@ def _bundle_into(tmp_path, monkeypatch, name: str):
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    source = bundled_models()["brats"]
+    source = bundled_models()["brats-v1"]
     shutil.copyfile(source, weights / f"{name}.safetensors")
     shutil.copyfile(source.with_suffix(".json"), weights / f"{name}.json")
     monkeypatch.setattr(bundle_model, "WEIGHTS", weights)

@@ -10,7 +10,7 @@ from medseg3d.models import bundled_models, load_model
 
 @pytest.fixture()
 def bundled_copy(tmp_path):
-    return bundled_models()["brats"], tmp_path / "windowed.safetensors"
+    return bundled_models()["brats-v1"], tmp_path / "windowed.safetensors"
 
 
 def test_rewrite_keeps_weights_and_adds_defaults(bundled_copy):
@@ -40,7 +40,7 @@ def test_bad_inference_metadata_is_rejected(bundled_copy, bad):
 
 def test_cli_flags():
     parser = build_parser()
-    base = ["predict", "brats", "case", "-o", "x.nii.gz"]
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
     assert parser.parse_args(base).sliding_window is None
     assert parser.parse_args(base + ["--sliding-window"]).sliding_window is True
     assert parser.parse_args(base + ["--whole-volume"]).sliding_window is False

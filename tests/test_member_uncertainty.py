@@ -101,9 +101,9 @@ def crop_folder(brats_root, tmp_path_factory):
 def two_members(tmp_path_factory):
     """The bundled model and a copy whose weights are perturbed by 5% noise: two members that disagree a little."""
     root = tmp_path_factory.mktemp("members")
-    meta, _ = read_model_file(bundled_models()["brats"])
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}
-    loaded = load_model("brats", "cpu", "fp32")
+    loaded = load_model("brats-v1", "cpu", "fp32")
     paths = []
     for i, scale in enumerate((0.0, 0.05)):
         net = build_network(meta["network"], meta["in_channels"], meta["n_outputs"], **meta.get("net_args", {}))

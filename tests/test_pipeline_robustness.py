@@ -24,7 +24,7 @@ def test_far_volume_known_answer(robustness):
 
 def test_missing_case_is_one_line(tmp_path, robustness):
     with pytest.raises(SystemExit, match="fusion_labels.nii.gz is missing"):
-        robustness.main(["brats", "--case", str(tmp_path)])
+        robustness.main(["brats-v1", "--case", str(tmp_path)])
 
 
 @pytest.mark.slow
@@ -35,13 +35,13 @@ def test_model_and_cascade_rows(tmp_path, robustness, data_root):
     case = data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24"
     if not (case / "fusion_labels.nii.gz").is_file():
         pytest.skip("shared brainles_sri24 case not present")
-    source = bundled_models()["brats"]
+    source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0},
                                            "inference": {"sliding_window": False}}, out=tmp_path / "fine.safetensors")
     out = tmp_path / "rows.json"
-    assert robustness.main(["brats", "--refiner", str(fine), "--case", str(case), "--json", str(out)]) == 0
+    assert robustness.main(["brats-v1", "--refiner", str(fine), "--case", str(case), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert [r["model"] for r in rows] == ["brats", f"brats refined by {fine}"]
+    assert [r["model"] for r in rows] == ["brats-v1", f"brats-v1 refined by {fine}"]
     for r in rows:
         assert 0 <= r["dice_WT"] <= 1 and r["components"] >= 1 and 0 <= r["far_30mm_ml"] <= r["tumour_ml"]

@@ -89,7 +89,7 @@ def test_negative_minimums_are_refused(brats_root):
     if "brats" not in bundled_models():
         pytest.skip("no bundled brats model installed")
     with pytest.raises(InputError, match="--min-enhancing must be a number of voxels >= 0"):
-        segment("brats", brats_root / "Brats18_2013_2_1", min_enhancing=-1)
+        segment("brats-v1", brats_root / "Brats18_2013_2_1", min_enhancing=-1)
 
 
 def test_far_components_are_removed_by_their_distance_in_mm_and_near_ones_kept():

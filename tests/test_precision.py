@@ -35,7 +35,7 @@ def test_unknown_setting_is_one_clear_error():
         precision.autocast_dtype("half", "cpu")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "data", "--out", "x", "--precision", "half"])
-    assert build_parser().parse_args(["predict", "brats", "c", "-o", "x.nii.gz"]).precision == "auto"
+    assert build_parser().parse_args(["predict", "brats-v1", "c", "-o", "x.nii.gz"]).precision == "auto"
 
 
 def test_mixed_inference_is_close_to_float32_and_returns_float32(monkeypatch):
@@ -71,7 +71,7 @@ def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_datase
 
 
 def test_model_file_can_carry_its_precision(tmp_path):
-    source, target = bundled_models()["brats"], tmp_path / "m.safetensors"
+    source, target = bundled_models()["brats-v1"], tmp_path / "m.safetensors"
     meta, _ = read_model_file(source)
     inference = dict(meta.get("inference") or {})
     rewrite_model_metadata(source, {"inference": inference | {"precision": "mixed"}}, out=target)
@@ -86,7 +86,7 @@ def test_model_file_can_carry_its_precision(tmp_path):
 
 def test_cli_bad_precision_for_predict_is_one_line(capsys):
     with pytest.raises(SystemExit):
-        main(["predict", "brats", "case", "-o", "x.nii.gz", "--precision", "half"])
+        main(["predict", "brats-v1", "case", "-o", "x.nii.gz", "--precision", "half"])
     assert "invalid choice" in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ from medseg3d.io import read_volume
 def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_path, capsys):
     case = brats_root / "Brats18_2013_2_1"
     out = tmp_path / "seg.nii.gz"
-    assert main(["predict", "brats", str(case), "-o", str(out), "--whole-volume", "--report"]) == 0
+    assert main(["predict", "brats-v1", str(case), "-o", str(out), "--whole-volume", "--report"]) == 0
     assert "seg.report.html" in capsys.readouterr().out
     page = (tmp_path / "seg.report.html").read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64," in page
@@ -39,7 +39,7 @@ def crop_folder(brats_root, tmp_path_factory):
 def model():
     from medseg3d.models import load_model
 
-    return load_model("brats", "cpu", "fp32")
+    return load_model("brats-v1", "cpu", "fp32")
 
 
 def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(crop_folder, model, tmp_path):
@@ -97,7 +97,7 @@ def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(crop_fo
 def test_option_conflicts_are_refused_in_one_line_before_any_output(crop_folder, tmp_path, capsys, flags, fragment):
     folder, _ = crop_folder
     out = tmp_path / "seg.nii.gz"
-    assert main(["predict", "brats", str(folder), "-o", str(out), *flags]) == 2
+    assert main(["predict", "brats-v1", str(folder), "-o", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
     assert list(tmp_path.iterdir()) == []
@@ -189,7 +189,7 @@ def test_calibrate_fits_on_held_out_cases_and_writes_a_model_predict_uses(brats_
     cases = ["Brats18_CBICA_APR_1", "Brats18_CBICA_AQO_1", "Brats18_CBICA_ASE_1"]  # not in the bundled model's training
     data = link_cases(brats_root, tmp_path / "held", cases)
     out = tmp_path / "calibrated.safetensors"
-    assert main(["calibrate", "brats", str(data), "-o", str(out), "--json", str(tmp_path / "c.json"), "--quiet"]) == 0
+    assert main(["calibrate", "brats-v1", str(data), "-o", str(out), "--json", str(tmp_path / "c.json"), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "ECE over the brain" in text and "Spearman" in text and f"wrote {out}" in text
     meta = load_model(out, "cpu").meta
@@ -199,5 +199,5 @@ def test_calibrate_fits_on_held_out_cases_and_writes_a_model_predict_uses(brats_
     assert summary["ece"]["tumour_zone_after"] < summary["ece"]["tumour_zone_before"]
     # a case the model trained on is left out by default: too few remain to calibrate on
     trained = link_cases(brats_root, tmp_path / "trained", ["Brats18_2013_2_1", "Brats18_CBICA_APR_1"])
-    assert main(["calibrate", "brats", str(trained), "-o", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["calibrate", "brats-v1", str(trained), "-o", str(tmp_path / "x.safetensors")]) == 2
     assert "needs at least 3" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -434,7 +434,7 @@ def bundled(tmp_path_factory, vols):
     from medseg3d.models import load_model
     from medseg3d.predict import predict
 
-    model = load_model("brats", "cpu", "fp32")
+    model = load_model("brats-v1", "cpu", "fp32")
     folder = write_case_folder(vols, tmp_path_factory.mktemp("ref") / CASE, brats_names(CASE), ".nii.gz")
     (written,) = predict(model, [folder], folder.parent / "ref.nii.gz", progress=False)
     from medseg3d.io import read_volume
@@ -489,7 +489,7 @@ def test_predict_command_on_a_dicom_case(bundled, vols, tmp_path, capsys):
     _, reference = bundled
     folder = write_dicom_case(vols, tmp_path / CASE, {
         "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
-    assert main(["predict", "brats", str(folder), "-o", str(tmp_path / "seg.nii.gz"), "--quiet", "--device", "cpu",
+    assert main(["predict", "brats-v1", str(folder), "-o", str(tmp_path / "seg.nii.gz"), "--quiet", "--device", "cpu",
                  "--precision", "fp32"]) == 0
     _same_prediction(tmp_path / "seg.nii.gz", reference)
     assert main(["info", str(folder)]) == 0

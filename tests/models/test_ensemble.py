@@ -57,7 +57,7 @@ def test_members_must_be_alike():
 
 def _member(tmp_path, name, seed, **changes):
     """A small BraTS-like model file: the bundled model's metadata, a 4-channel-wide kayalibay net."""
-    meta, _ = read_model_file(bundled_models()["brats"])
+    meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name")}
     meta |= {"net_args": {"norm": "instance", "base_channels": 4}, "train_cases": [f"case{seed}", "shared"]} | changes
     torch.manual_seed(seed)

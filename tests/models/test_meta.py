@@ -27,7 +27,7 @@ def test_a_field_changed_is_written_back_and_optional_keys_absent_stay_absent():
 
 
 def test_a_bundled_model_brings_its_card_and_a_copy_elsewhere_does_not(tmp_path):
-    bundled = load_model("brats", "cpu")
+    bundled = load_model("brats-v1", "cpu")
     assert bundled.card["trained_on"] and bundled.name == "brats-v1" and bundled.source.parent == WEIGHTS_DIR
     copy = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {}, tmp_path / "mine.safetensors")
     mine = load_model(copy, "cpu")

@@ -84,7 +84,7 @@ def test_a_broken_channel_is_refused_before_any_work_and_nothing_is_written(brat
         arr = arr[:, :, 70:71]
     files[1] = str(write_volume(Volume(arr, t1.affine), tmp_path / "t1.nii.gz"))
     out = tmp_path / "out" / "seg.nii.gz"
-    assert main(["predict", "brats", *files, "-o", str(out), "--quiet"]) == 2
+    assert main(["predict", "brats-v1", *files, "-o", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medseg3d: error:")
     assert not out.exists() and not (tmp_path / "out" / "seg.json").exists()
@@ -92,7 +92,7 @@ def test_a_broken_channel_is_refused_before_any_work_and_nothing_is_written(brat
 
 def test_a_missing_channel_flag_is_refused_in_one_line(brats_root, tmp_path, capsys):
     flair = str(brats_root / CASE / f"{CASE}_flair.nii.gz")
-    assert main(["predict", "brats", "-o", str(tmp_path / "s.nii.gz"), "--flair", flair, "--quiet"]) == 2
+    assert main(["predict", "brats-v1", "-o", str(tmp_path / "s.nii.gz"), "--flair", flair, "--quiet"]) == 2
     assert "--t1 --t1ce --t2" in capsys.readouterr().err
 
 
@@ -101,7 +101,7 @@ def test_already_preprocessed_input_gives_exactly_todays_result(brats_root):
     from medseg3d.models import load_model
     from medseg3d.predict import segment_arrays
 
-    model = load_model("brats")
+    model = load_model("brats-v1")
     case = brats_root / CASE
     auto = medseg3d.segment(model, case, sliding_window=False)
     image = np.stack([read_volume(case / f"{CASE}_{m}.nii.gz").array.astype(np.float32) for m in MODS])
@@ -114,7 +114,7 @@ def test_permuted_axes_give_the_same_labels_permuted(brats_volumes):
     from medseg3d.models import load_model
     from medseg3d.predict import segment_volumes
 
-    model = load_model("brats")
+    model = load_model("brats-v1")
     original = segment_volumes(model, brats_volumes, preprocess="none", sliding_window=False).labels
     permuted = segment_volumes(model, {m: permute(v) for m, v in brats_volumes.items()},
                                sliding_window=False)

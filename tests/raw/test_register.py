@@ -53,7 +53,7 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
     raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"
     out = tmp_path / "seg.nii.gz"
     files = [str(raw / f"{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")]
-    assert main(["predict", "brats", *files, "-o", str(out)]) == 0
+    assert main(["predict", "brats-v1", *files, "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "preprocessing 'full'" in printed and "tumour volumes" in printed
     seg, t1ce = read_volume(out), read_volume(raw / "t1ce.nii.gz")
@@ -82,7 +82,7 @@ def test_a_simulated_raw_case_scores_close_to_its_original(brats_root):
     sim = simulate(vols, label, seed=3)
     assert len({v.shape for v in sim.volumes.values()}) == 4  # each on its own grid
     assert max(max(v.spacing) for v in sim.volumes.values()) >= 3.0
-    result = segment_volumes(load_model("brats"), sim.volumes)
+    result = segment_volumes(load_model("brats-v1"), sim.volumes)
     assert result.prepared.mode == "full"
     pred, ref = result.labels.array > 0, sim.label.array > 0
     assert 2 * (pred & ref).sum() / (pred.sum() + ref.sum()) > 0.8
