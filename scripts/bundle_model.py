@@ -277,9 +277,15 @@ def write_ensemble(args, folders: list[Path], runs: list, command: str, *, train
 
 
 def _threads(runs: list) -> str:
-    """``"; 1 thread each"`` from the runs' recorded threads (their last start), or nothing if not recorded."""
-    threads = sorted({c.get("software", {}).get("threads") for c, _ in runs} - {None})
-    return f"; {'/'.join(map(str, threads))} thread{'s' if threads[-1] > 1 else ''} each" if threads else ""
+    """``"; 1 thread each, 2.0 core-hours (wall clock x threads)"`` from the runs' recorded threads (their last
+    start), or nothing if a run did not record them."""
+    threads = [c.get("software", {}).get("threads") for c, _ in runs]
+    if None in threads:
+        return ""
+    core_hours = sum(wall_minutes(log) * t for (_, log), t in zip(runs, threads)) / 60
+    kinds = sorted(set(threads))
+    return (f"; {'/'.join(map(str, kinds))} thread{'s' if kinds[-1] > 1 else ''} each, {core_hours:.1f} core-hours "
+            "(wall clock x threads)")
 
 
 def _span(values) -> str:

@@ -226,7 +226,7 @@ def test_bundle_models_trained_on_all_cases_with_their_ensembles_cross_validatio
     assert card["command"].startswith(f"medseg3d train DATA --out {members[0]} --all-cases --preset brats")
     assert card["command"].endswith("-o brats-v9.safetensors") and "--augment strong" in card["command"]
     assert card["training_minutes"] == 7 and "(4, 3); 6 min undisturbed" in card["training_time"]
-    assert card["training_time"].endswith("150 iterations each; 1 thread each")  # wall 240 + 180 s; 3 epochs x median 60 s each
+    assert card["training_time"].endswith("150 iterations each; 1 thread each, 0.1 core-hours (wall clock x threads)")  # wall 240 + 180 s; 3 epochs x median 60 s each
     assert card["cross_validation"]["weights"] == "ens-cv-strong-sw" and card["cross_validation"]["folds"] == 3
     assert card["held_out_scores"]["dice_WT"] == 0.8 and card["worst_cases"]["WT"][0] == "c 0.700"
     assert "none of them saw" in card["note"] and card["inference"].startswith("windows")
