@@ -16,10 +16,11 @@ prediction folders go into the coarse run (``COARSE/foldK/pred-<variant>``) so t
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+from crossval_ensemble import run as run_cli  # medseg3d COMMAND in this process, its one-line error stops us
 
 from medseg3d.datasets import find_cases
 from medseg3d.models import load_model
@@ -66,8 +67,7 @@ def main() -> None:
             for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
                 predict(model, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
                         force=True, progress=False)
-            subprocess.run(["medseg3d", "evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty",
-                            "--quiet"], check=True)
+            run_cli(["evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty", "--quiet"])
             print(f"{run.name}: {name} scored in {out}")
 
 

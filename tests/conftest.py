@@ -1,6 +1,7 @@
 import importlib.util
 import locale
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,10 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 def load_script(name: str, folder: Path = SCRIPTS):
     """A module of ``scripts/`` (or of ``folder``, e.g. ``benchmarks/``; not a package) loaded from its file,
-    e.g. ``load_script("crossval_report")``."""
+    e.g. ``load_script("crossval_report")``. Its folder goes on ``sys.path``, as when it runs as a script, so
+    that it can import its siblings."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
     spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
