@@ -18,16 +18,14 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from interleave import interleaved_seconds  # benchmarks/interleave.py
 
 from medseg3d.cascade import refine
 from medseg3d.checkpoint import read_model_file, rewrite_model_metadata
 from medseg3d.datasets import find_cases
-from medseg3d.io import read_volume
 from medseg3d.models import bundled_models, load_model
 from medseg3d.predict import grid_probabilities
 
@@ -39,30 +37,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", "2")))
-    coarse = load_model("brats", device="cpu", refine="none")
-    source = bundled_models()["brats"]
+    coarse = load_model("brats-v1", device="cpu", refine="none")
+    source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     with tempfile.TemporaryDirectory() as tmp:
         fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
                                       out=Path(tmp) / "fine.safetensors")
         refiner = load_model(fine, device="cpu", refine="none")
     cases = find_cases(args.data)[: args.cases]
-    variants = ["coarse windows", "coarse whole", "cascade box", "cascade windows"]
-    times: dict[str, list[float]] = {v: [] for v in variants}
     boxes = []
-    for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
-        for case in cases:
-            vols = [read_volume(case.channels[m]) for m in coarse.modalities]
-            image, affine = np.stack([v.array for v in vols]).astype(np.float32), vols[0].affine
-            for variant in variants:
-                t0 = time.perf_counter()
-                probs = grid_probabilities(coarse, image, affine, sliding_window=variant == "coarse windows")
-                if variant.startswith("cascade"):
-                    _, info = refine(refiner, image, affine, probs, sliding_window=variant == "cascade windows")
-                    if repeat == 0 and variant == "cascade box":
-                        boxes.append((case.case_id, info.get("box"), info.get("voxels")))
-                if repeat:
-                    times[variant].append(time.perf_counter() - t0)
+
+    def run(variant: str):
+        def fn(image, affine, case, repeat):
+            probs = grid_probabilities(coarse, image, affine, sliding_window=variant == "coarse windows")
+            if variant.startswith("cascade"):
+                _, info = refine(refiner, image, affine, probs, sliding_window=variant == "cascade windows")
+                if repeat == 0 and variant == "cascade box":
+                    boxes.append((case.case_id, info.get("box"), info.get("voxels")))
+        return fn
+
+    variants = ["coarse windows", "coarse whole", "cascade box", "cascade windows"]
+    times = interleaved_seconds(cases, coarse.modalities, {v: run(v) for v in variants}, args.repeats)
     print(f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case "
           "(segment only: no reading, writing or imports)")
     base = statistics.median(times["coarse windows"])

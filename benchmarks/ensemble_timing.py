@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from dataclasses import replace
 
-import numpy as np
 import torch
+from interleave import interleaved_seconds  # benchmarks/interleave.py
 
 from medseg3d.datasets import find_cases
-from medseg3d.io import Volume, read_volume
+from medseg3d.io import Volume
 from medseg3d.models import load_model
 from medseg3d.nets.ensemble import EnsembleNet
 from medseg3d.predict import grid_probabilities, segment_volumes
@@ -43,28 +42,24 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time each ensemble (one pass) without and with its members' uncertainty")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", "2")))
-    single = load_model("brats", device="cpu", refine="none")
+    single = load_model("brats-v1", device="cpu", refine="none")
     models = {n: single if n == 1 else replace(single, model=EnsembleNet([single.model] * n, single.kind),
                                                meta=replace(single.meta, ensemble={"members": n}))
               for n in args.members}
     variants = [(n, True) for n in args.members if n == 1 or args.all_windows] + [(n, False) for n in args.members]
     if args.uncertainty:
         variants += [(n, mode) for n in args.members if n > 1 for mode in ("labels", "labels + members")]
-    times: dict[tuple, list[float]] = {v: [] for v in variants}
+    def run(n: int, windows):
+        def fn(image, affine, case, repeat):
+            if isinstance(windows, str):  # one pass, labels and volumes, with or without the members' maps
+                segment_volumes(models[n], {m: Volume(a, affine) for m, a in zip(single.modalities, image)},
+                                sliding_window=False, uncertainty="members" if "members" in windows else None)
+            else:
+                grid_probabilities(models[n], image, affine, sliding_window=windows)
+        return fn
+
     cases = find_cases(args.data)[: args.cases]
-    for repeat in range(args.repeats + 1):  # the first round warms up and is not counted
-        for case in cases:
-            vols = [read_volume(case.channels[m]) for m in single.modalities]
-            image, affine = np.stack([v.array for v in vols]).astype(np.float32), vols[0].affine
-            for n, windows in variants:
-                t0 = time.perf_counter()
-                if isinstance(windows, str):  # one pass, labels and volumes, with or without the members' maps
-                    segment_volumes(models[n], {m: Volume(a, affine) for m, a in zip(single.modalities, image)},
-                                    sliding_window=False, uncertainty="members" if "members" in windows else None)
-                else:
-                    grid_probabilities(models[n], image, affine, sliding_window=windows)
-                if repeat:
-                    times[(n, windows)].append(time.perf_counter() - t0)
+    times = interleaved_seconds(cases, single.modalities, {v: run(*v) for v in variants}, args.repeats)
     print(f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case to "
           "segment (no reading, writing or imports)")
     base = statistics.median(times[(1, True)]) if (1, True) in times else None

@@ -33,7 +33,7 @@ def _worker(case: str, batch: int, repeats: int, save: str) -> None:
     from medseg3d.models import load_model
 
     torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", "2")))
-    model = load_model("brats", "cpu", refine="none")
+    model = load_model("brats-v1", "cpu", refine="none")
     found, _ = resolve_case_channels([Path(case)], model.modalities)
     volumes = [vol for _, _, vol in found.read_channels()]
     image = np.stack([v.array for v in volumes]).astype(np.float32)
