@@ -80,3 +80,22 @@ def test_a_fold_model_that_saw_its_held_out_cases_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no finished fold"):
         script.main([str(tmp_path / "cv"), "missing.safetensors", "--into", str(run / "ens.safetensors"),
                      "-o", str(tmp_path / "o.safetensors")])
+
+
+def test_medseg3d_calibrate_takes_members_for_an_ensemble_only(tmp_path, capsys):
+    from medseg3d.cli import main
+
+    ensemble = _ensemble(tmp_path / "m", (0, 1), ["other"])
+    for i, name in enumerate(("Case_A", "Case_B", "Case_C")):
+        _case(tmp_path / "held", name, i)
+    out = tmp_path / "single-cal.safetensors"
+    assert main(["calibrate", str(tmp_path / "m" / "member0.safetensors"), str(tmp_path / "held"), "--passes",
+                 "members", "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs an ensemble" in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    out = tmp_path / "ens-cal.safetensors"
+    assert main(["calibrate", str(ensemble), str(tmp_path / "held"), "--passes", "members", "-o", str(out),
+                 "--quiet"]) == 0
+    assert "3 cases, 2 members" in capsys.readouterr().out
+    confidence = load_model(out).meta.calibration["confidence"]
+    assert confidence["source"] == "members" and confidence["passes"] == 2 and len(confidence["held_out"]) == 3
