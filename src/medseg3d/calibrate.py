@@ -96,7 +96,7 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
     kinds = {(m.kind, m.meta.n_outputs, m.meta.members) for m, _ in pairs}
     if len(kinds) != 1:
         raise InputError(f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}")
-    check_passes(passes, members=loaded.meta.members)
+    check_passes(passes, members=loaded.runnable_members)
     total = sum(len(cases) for _, cases in pairs)
     if total < 3:
         raise InputError(f"{total} labelled case(s); calibration needs at least 3 (leave-one-case-out)")
@@ -129,7 +129,7 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
                             "p": round(float(p), 3) if np.isfinite(p) else None}
     source = "members" if passes == "members" else "mirrored"
     return {"temperatures": fit_temperature(probs, refs, kind), "source": source,
-            "passes": loaded.meta.members if source == "members" else passes, "cases": [r["case"] for r in rows],
+            "passes": loaded.runnable_members if source == "members" else passes, "cases": [r["case"] for r in rows],
             "ece": {k: round(v, 5) for k, v in ece.items()}, "spearman": spearman, "per_case": rows}
 
 

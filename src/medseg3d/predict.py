@@ -60,7 +60,7 @@ def resolve_passes(model: LoadedModel, uncertainty, mirror: bool = False):
     they run anyway), else 2 mirrored passes (8 with ``mirror``, whose mean is of all 8). Other values pass
     through (None: no uncertainty); they are checked by :func:`~medseg3d.uncertainty.check_passes`."""
     if uncertainty in (0, "auto"):
-        return MEMBERS if model.meta.members > 1 else (8 if mirror else 2)
+        return MEMBERS if model.runnable_members > 1 else (8 if mirror else 2)
     return uncertainty
 
 
@@ -92,7 +92,7 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
         probs = predict_probabilities(model.model, x, mirror=mirror, **settings).numpy()
         prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background))
     else:
-        check_passes(passes, mirror, model.meta.members)
+        check_passes(passes, mirror, model.runnable_members)
         if passes == MEMBERS:  # the ensemble's own probabilities, with each member's beside them
             result = member_uncertainty(model.model, x, mirror=mirror, **settings)
             probs = result.probabilities
@@ -202,7 +202,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
     check_options(model.scheme, min_component, min_enhancing, max_distance)
     uncertainty = resolve_passes(model, uncertainty, mirror)
-    check_passes(uncertainty, mirror, model.meta.members)  # before the minutes a raw case's preprocessing may take
+    check_passes(uncertainty, mirror, model.runnable_members)  # before the minutes a raw case's preprocessing may take
     missing = [m for m in model.modalities if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
@@ -377,7 +377,7 @@ def predict(
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
                    min_enhancing=min_enhancing, max_distance=max_distance, preprocess=preprocess, space=space,
                    uncertainty=uncertainty)  # the same for every case
-    _check_output_options(uncertainty, output_format, space, mirror, loaded.meta.members)
+    _check_output_options(uncertainty, output_format, space, mirror, loaded.runnable_members)
     extras = {"report": report, "output_format": output_format}
     if not dataset_mode:
         if image_suffix(output) == "":

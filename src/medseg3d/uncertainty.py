@@ -168,8 +168,8 @@ def check_passes(passes: int | str | None, mirror: bool = False, members: int = 
     networks, in one line."""
     if passes == MEMBERS:
         if members < 2:
-            raise InputError("--uncertainty members needs an ensemble (medseg3d ensemble); this model is one "
-                             "network: give a number of mirrored passes (2, 4 or 8)")
+            raise InputError("--uncertainty members needs an ensemble file (medseg3d ensemble); this model runs as "
+                             "one network (an exported ensemble does too): give a number of mirrored passes (2, 4 or 8)")
         return
     if passes is not None and passes not in (2, 4, 8):
         raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes (or 'members' for an ensemble), got {passes}")

@@ -150,5 +150,10 @@ def test_ensemble_exports_and_runs_the_same(tmp_path, fmt):
     out = export_model(str(ens), fmt, str(tmp_path / ("e.onnx" if fmt == "onnx" else "e.pt")))
     exported = load_model(out) if fmt == "onnx" else load_torchscript_model(out)
     assert exported.meta.members == 2
+    # it runs as one graph: no members to run one by one, so --uncertainty measures mirrored passes
+    from medseg3d.predict import resolve_passes
+
+    assert exported.runnable_members == 1 and load_model(ens).runnable_members == 2
+    assert resolve_passes(exported, "auto") == 2 and resolve_passes(load_model(ens), "auto") == "members"
     got = predict_probabilities(exported.model, x, kind="region", precision="fp32")
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)  # ONNX Runtime's float32 kernels differ slightly

@@ -45,6 +45,15 @@ class LoadedModel:
         return self.meta.kind
 
     @property
+    def runnable_members(self) -> int:
+        """How many members this model can run one by one: an ensemble's count when its network is an
+        :class:`~medseg3d.nets.ensemble.EnsembleNet` (a ``.safetensors`` ensemble), else 1 (one network, or an
+        ensemble exported to ONNX or TorchScript, which runs as one graph)."""
+        from medseg3d.nets.ensemble import EnsembleNet
+
+        return len(self.model.members) if isinstance(self.model, EnsembleNet) else 1
+
+    @property
     def name(self) -> str:
         """The bundled name, else the file's stem, else the network's name."""
         if self.meta.name:
