@@ -56,12 +56,10 @@ class EnsembleNet(nn.Module):
         total = torch.zeros(0)
         first = True
         for member in self.members:  # one at a time: peak memory of one member, not of all
-            logits = member(x).float()
-            probs = torch.sigmoid(logits) if self.region else torch.softmax(logits, dim=1)
+            probs = self._probabilities(member(x).float())
             total = probs if first else total + probs
             first = False
-        mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
-        return torch.logit(mean) if self.region else torch.log(mean)
+        return self._mean_logits(total)
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
         """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits, concatenated
@@ -70,10 +68,17 @@ class EnsembleNet(nn.Module):
         logits = [member(x).float() for member in self.members]
         total = torch.zeros(0)
         for i, member_logits in enumerate(logits):  # the same operations in the same order as forward
-            probs = torch.sigmoid(member_logits) if self.region else torch.softmax(member_logits, dim=1)
+            probs = self._probabilities(member_logits)
             total = probs if i == 0 else total + probs
+        return torch.cat([self._mean_logits(total), *logits], dim=1)
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.region else torch.softmax(logits, dim=1)
+
+    def _mean_logits(self, total: torch.Tensor) -> torch.Tensor:
+        """The logits of the mean of the members' probabilities, given their sum."""
         mean = (total / len(self.members)).clamp(self.eps, 1 - self.eps)
-        return torch.cat([torch.logit(mean) if self.region else torch.log(mean), *logits], dim=1)
+        return torch.logit(mean) if self.region else torch.log(mean)
 
 
 class AllOutputs(nn.Module):
