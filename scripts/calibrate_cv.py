@@ -23,7 +23,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from medseg3d.calibrate import calibrate_pairs, summary_lines, write_calibrated_model
+from medseg3d.calibrate import calibrate_pairs, check_alike, summary_lines, write_calibrated_model
 from medseg3d.datasets import find_cases
 from medseg3d.errors import MedsegError
 from medseg3d.io import write_json_atomic
@@ -63,10 +63,7 @@ def main(argv=None) -> int:
     pairs = fold_pairs(args.root, args.fold_model)
     try:
         target = load_model(args.into, "cpu", refine="none")
-        model = pairs[0][0]
-        if (target.kind, target.meta.n_outputs, target.meta.members) != (model.kind, model.meta.n_outputs,
-                                                                        model.meta.members):
-            sys.exit(f"error: {args.into} is not made like the fold models (kind, outputs, members)")
+        check_alike([target] + [m for m, _ in pairs])  # the fold models' calibration must fit the target
         # every fold model runs as the target runs (windows or one pass, overlap, precision)
         pairs = [(replace(m, meta=replace(m.meta, inference=dict(target.meta.inference))), cases) for m, cases in pairs]
         summary = calibrate_pairs(pairs, passes=passes)

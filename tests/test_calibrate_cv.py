@@ -99,3 +99,16 @@ def test_medseg3d_calibrate_takes_members_for_an_ensemble_only(tmp_path, capsys)
     assert "3 cases, 2 members" in capsys.readouterr().out
     confidence = load_model(out).meta.calibration["confidence"]
     assert confidence["source"] == "members" and confidence["passes"] == 2 and len(confidence["held_out"]) == 3
+
+
+def test_a_target_made_unlike_the_fold_models_is_refused(tmp_path):
+    script = load_script("calibrate_cv")
+    run = tmp_path / "cv" / "fold0"
+    _ensemble(run, (0, 1), ["other"])
+    _case(run / "heldout", "Case_A", 0)
+    (run / "done").touch()
+    single = run / "member0.safetensors"  # one network: its calibration cannot be the two members'
+    with pytest.raises(SystemExit, match="differ in kind, outputs or members"):
+        script.main([str(tmp_path / "cv"), "ens.safetensors", "--passes", "members", "--into", str(single),
+                     "-o", str(tmp_path / "o.safetensors")])
+    assert not (tmp_path / "o.safetensors").exists()

@@ -83,6 +83,14 @@ def calibrate(model, dataset, *, passes: int | str = 2, exclude_trained: bool = 
     return calibrate_pairs([(loaded, cases)], passes=passes, progress=progress)
 
 
+def check_alike(models: list) -> None:
+    """Refuse, in one line, models whose calibrations cannot stand for each other: different output kind,
+    number of outputs or number of ensemble members."""
+    kinds = {(m.kind, m.meta.n_outputs, m.meta.members) for m in models}
+    if len(kinds) != 1:
+        raise InputError(f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}")
+
+
 def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> dict:
     """:func:`calibrate` over several models, each with the labelled cases it never saw: ``[(LoadedModel,
     [Case, ...]), ...]``, e.g. every fold's model (or ensemble) of a cross-validation with its held-out cases,
@@ -93,9 +101,7 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
     from .uncertainty import apply_temperature, check_passes, expected_calibration_error, fit_temperature
 
     loaded = pairs[0][0]
-    kinds = {(m.kind, m.meta.n_outputs, m.meta.members) for m, _ in pairs}
-    if len(kinds) != 1:
-        raise InputError(f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}")
+    check_alike([m for m, _ in pairs])
     check_passes(passes, members=loaded.runnable_members)
     total = sum(len(cases) for _, cases in pairs)
     if total < 3:

@@ -34,6 +34,7 @@ from .uncertainty import (
     confidence_reference,
     confidence_warning,
     describe_passes,
+    describe_source,
     member_uncertainty,
     mirrored_uncertainty,
 )
@@ -570,9 +571,8 @@ def _uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suf
     if result.confidence is None:
         return None
     source = result.confidence.get("source", "mirrored")
-    over = "the ensemble's members" if source == MEMBERS else "the mirrored passes"
     record = dict(result.confidence, map=str(stem.with_name(stem.name + "_uncertainty" + suffix)),
-                  map_meaning=f"normalised entropy of the mean of {over}: 0 certain, 1 uniform")
+                  map_meaning=f"normalised entropy of the mean of {describe_source(source)}: 0 certain, 1 uniform")
     reference = confidence_reference(loaded.meta.calibration, result.confidence["passes"], source)
     if reference is None:
         record["low_confidence_below"] = None

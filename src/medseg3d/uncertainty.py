@@ -229,6 +229,11 @@ def describe_passes(passes, source: str = "mirrored") -> str:
     return f"{passes} members" if source == MEMBERS else f"{passes} mirrored passes"
 
 
+def describe_source(source: str = "mirrored") -> str:
+    """``"the mirrored passes"`` or ``"the ensemble's members"``: whose disagreement a map shows, for people."""
+    return "the ensemble's members" if source == MEMBERS else "the mirrored passes"
+
+
 def confidence_reference(calibration: dict | None, passes: int, source: str = "mirrored") -> dict | None:
     """The held-out confidences a model's calibration stored for ``passes`` mirrored passes (or members, with
     ``source`` "members"), with the warning threshold (their ``LOW_SHARE`` quantile):
@@ -250,9 +255,8 @@ def confidence_rank(confidence: float, reference: dict) -> float:
 def confidence_warning(confidence: float, threshold: float | None, source: str = "mirrored") -> str | None:
     """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
     if threshold is not None and confidence < threshold:
-        who = "the ensemble's members" if source == MEMBERS else "the mirrored passes"
         return (f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the model "
-                f"was calibrated on): {who} disagree in the tumour zone; check this segmentation by eye.")
+                f"was calibrated on): {describe_source(source)} disagree in the tumour zone; check this segmentation by eye.")
     return None
 
 
@@ -399,6 +403,7 @@ __all__ = [
     "confidence_reference",
     "confidence_warning",
     "describe_passes",
+    "describe_source",
     "ece_from_confidences",
     "expected_calibration_error",
     "fit_temperature",
