@@ -194,6 +194,12 @@ def train_options(config: dict) -> str:
             + (f" --minutes {config['minutes']:g}" if config.get("minutes") else ""))
 
 
+def ensemble_command(args, folders: list[Path]) -> str:
+    """``medseg3d ensemble`` of the folders' ``args.model`` weights into ``args.name``.safetensors."""
+    return (f"medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folders)} -o "
+            f"{args.name}.safetensors")
+
+
 def bundle_ensemble(args) -> None:
     """The fold models of the cross-validation ``args.run`` as one bundled ensemble, with their card."""
     folds = sorted((p for p in args.run.glob("fold*") if (p / f"{args.model}.safetensors").is_file()),
@@ -204,9 +210,7 @@ def bundle_ensemble(args) -> None:
     first = runs[0][0]
     fold_list = " ".join(f.name for f in folds)
     command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
-               f"{args.run} {train_options(first)}"
-               + f"; medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folds)} -o "
-               f"{args.name}.safetensors")
+               f"{args.run} {train_options(first)}; {ensemble_command(args, folds)}")
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
     write_ensemble(args, folds, runs, command, trained_on=(
         f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the {len(folds)} fold "
@@ -228,10 +232,8 @@ def bundle_members(args) -> None:
     partial = [str(r) for r, (config, _) in zip(args.members, runs) if not config.get("all_cases")]
     if partial:
         raise SystemExit(f"{', '.join(partial)}: not trained on all cases (--all-cases); a bundled member must be")
-    command = "; ".join(f"medseg3d train {c['dataset']} --out {r} --all-cases {train_options(c)}"
-                        for r, (c, _) in zip(args.members, runs))
-    command += (f"; medseg3d ensemble {' '.join(str(r / (args.model + '.safetensors')) for r in args.members)} -o "
-                f"{args.name}.safetensors")
+    command = "; ".join([*(f"medseg3d train {c['dataset']} --out {r} --all-cases {train_options(c)}"
+                           for r, (c, _) in zip(args.members, runs)), ensemble_command(args, args.members)])
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
     recipes = "; ".join(f"{r.name}: {train_options(c)}" for r, (c, _) in zip(args.members, runs))
     write_ensemble(args, list(args.members), runs, command, trained_on=(
