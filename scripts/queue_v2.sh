@@ -12,7 +12,8 @@
 # its cascade lost 0.17 to 0.29 TC Dice there (docs/results.md), so its other folds are not queued.
 # The two presets train side by side, one thread each (two chains of folds): on this 2-core AVX2 CPU two
 # one-thread trainings did 1.09-1.27x the steps per second of one two-thread training
-# (`python benchmarks/train_threads.py`, three runs; docs/results.md).
+# (`python benchmarks/train_threads.py`, three runs), and in the real runs 1.36-1.49x the epochs per hour
+# (67-70 s per epoch each against 47-50 s alone; docs/results.md).
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
 #
 #   scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
