@@ -28,6 +28,14 @@ def _ensemble(folder, seeds, train_cases):
     return make_ensemble(members, folder / "ens.safetensors", sliding_window=False)
 
 
+def _finished_fold(run, train_cases):
+    """A finished fold: a two-member ensemble trained (so it says) on ``train_cases``, held-out case Case_A."""
+    _ensemble(run, (0, 1), train_cases)
+    _case(run / "heldout", "Case_A", 0)
+    (run / "done").touch()
+    return run
+
+
 def test_calibrate_a_final_ensemble_on_its_folds(tmp_path, capsys):
     script = load_script("calibrate_cv")
     cv = tmp_path / "cv"
@@ -70,10 +78,7 @@ def test_calibrate_a_final_ensemble_on_its_folds(tmp_path, capsys):
 
 def test_a_fold_model_that_saw_its_held_out_cases_is_refused(tmp_path):
     script = load_script("calibrate_cv")
-    run = tmp_path / "cv" / "fold0"
-    _ensemble(run, (0, 1), ["Case_A"])
-    _case(run / "heldout", "Case_A", 0)
-    (run / "done").touch()
+    run = _finished_fold(tmp_path / "cv" / "fold0", ["Case_A"])
     with pytest.raises(SystemExit, match="trained on its fold's held-out case"):
         script.main([str(tmp_path / "cv"), "ens.safetensors", "--into", str(run / "ens.safetensors"),
                      "-o", str(tmp_path / "o.safetensors")])
@@ -103,10 +108,7 @@ def test_medseg3d_calibrate_takes_members_for_an_ensemble_only(tmp_path, capsys)
 
 def test_a_target_made_unlike_the_fold_models_is_refused(tmp_path):
     script = load_script("calibrate_cv")
-    run = tmp_path / "cv" / "fold0"
-    _ensemble(run, (0, 1), ["other"])
-    _case(run / "heldout", "Case_A", 0)
-    (run / "done").touch()
+    run = _finished_fold(tmp_path / "cv" / "fold0", ["other"])
     single = run / "member0.safetensors"  # one network: its calibration cannot be the two members'
     with pytest.raises(SystemExit, match="differ in kind, outputs or members"):
         script.main([str(tmp_path / "cv"), "ens.safetensors", "--passes", "members", "--into", str(single),
