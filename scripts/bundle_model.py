@@ -32,16 +32,20 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
 
 def cross_validation(root: Path, variant: str) -> dict:
     """Mean Dice per region for each fold of a cross-validation, and the mean and SD over folds."""
-    from crossval_report import REGIONS, _mean, _sd, collect, fold_means
+    from crossval_report import REGIONS, _mean, _sd, collect, fold_means, planned_folds
 
     means = fold_means(collect(root, variant))
+    if not means:
+        raise SystemExit(f"{root}: no fold*/pred-{variant}/metrics.csv; score at least one fold first")
     per_fold = {f"fold {k}": {r: round(v[r], 4) for r in REGIONS} for k, v in means.items()}
     summary = {}
     for r in REGIONS:
         values = [v[r] for v in per_fold.values()]
         sd = _sd(values) if len(values) > 1 else 0.0
         summary[f"dice_{r}"] = f"{_mean(values):.3f} +- {sd:.3f}"
-    return {"folds": len(means), "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
+    planned = planned_folds(root) or len(means)
+    return {"folds": len(means), "folds_planned": max(planned, len(means)), "complete": len(means) >= planned,
+            "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
 
 
 KEYS = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]

@@ -50,6 +50,19 @@ def collect(root: Path, variant: str) -> dict[int, list[dict]]:
     return folds
 
 
+def planned_folds(root: Path) -> int | None:
+    """How many folds the cross-validation has (its folds' ``config.json``), scored or not; None if none says."""
+    import json
+
+    planned = set()
+    for config in root.glob("fold*/config.json"):
+        try:
+            planned.add(int(json.loads(config.read_text(encoding="utf-8"))["folds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(planned) if planned else None
+
+
 def fold_means(folds: dict[int, list[dict]], metric: str = "dice") -> dict[int, dict[str, float]]:
     """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
     return {fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in REGIONS}
@@ -60,7 +73,10 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
     folds = collect(root, variant)
     if not folds:
         raise SystemExit(f"error: no {root}/fold*/pred-{variant}/metrics.csv; run scripts/crossval.sh first")
-    lines = [f"### `{variant}` weights ({len(folds)} folds)", "",
+    planned = planned_folds(root)
+    done = (f"{len(folds)} of {planned} folds: incomplete" if planned and len(folds) < planned
+            else f"{len(folds)} folds")
+    lines = [f"### `{variant}` weights ({done})", "",
              "| fold | cases | WT | TC | ET | HD95 WT (mm) | HD95 TC | HD95 ET |", "|---|---|---|---|---|---|---|---|"]
     dice_by_fold, hd_by_fold = fold_means(folds), fold_means(folds, "hd95")
     per_fold = {r: [d[r] for d in dice_by_fold.values()] for r in REGIONS}

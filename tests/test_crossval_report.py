@@ -237,3 +237,36 @@ def test_bundle_models_trained_on_all_cases_with_their_ensembles_cross_validatio
         bundle_model.bundle_members(argparse.Namespace(**vars(args) | {"members": [members[0], tmp_path / "fold-run"]}))
     with pytest.raises(SystemExit, match="give --cv"):
         bundle_model.bundle_members(argparse.Namespace(**vars(args) | {"cv": None}))
+
+
+def test_an_unfinished_cross_validation_says_so(tmp_path, crossval_report, capsys, monkeypatch):
+    from medseg3d.models.describe import card_lines
+
+    bundle_model = load_script("bundle_model")
+    for fold in range(5):  # five folds planned; two scored so far
+        (tmp_path / f"fold{fold}").mkdir()
+        (tmp_path / f"fold{fold}" / "config.json").write_text(json.dumps({"folds": 5, "fold": fold}))
+    for fold, (case, wt) in enumerate((("a", 0.9), ("b", 0.7))):
+        write_metrics(tmp_path / f"fold{fold}" / "pred-ens-sw", [{"case": case, "dice_WT": wt, "dice_TC": 0.8,
+                                                                   "dice_ET": 0.6, "hd95_WT": 4.0}])
+    assert crossval_report.main([str(tmp_path)]) == 0
+    assert "### `ens-sw` weights (2 of 5 folds: incomplete)" in capsys.readouterr().out
+    cv = bundle_model.cross_validation(tmp_path, "ens-sw")
+    assert (cv["folds"], cv["folds_planned"], cv["complete"]) == (2, 5, False)
+    assert cv["mean_sd_over_folds"]["dice_WT"] == "0.800 +- 0.141"
+    card = {"held_out_scores": {"dice_WT": 0.8, "dice_TC": 0.8, "dice_ET": 0.6, "hd95_WT": 4.0, "hd95_TC": None,
+                                "hd95_ET": 1.0}, "held_out_cases": ["a", "b"], "cross_validation": cv,
+            "worst_cases": {"WT": ["b 0.700", "a 0.900"], "TC": ["a 0.800"]}}
+    scores, folds, worst = card_lines(card)
+    assert scores.endswith("Dice WT / TC / ET 0.800 / 0.800 / 0.600, HD95 4.0 / n/a / 1.0 mm (2 cases, each scored "
+                           "by a model that never saw it)")
+    assert "2 of 5 folds (incomplete), ens-sw weights: WT 0.800 +- 0.141, TC 0.800 +- 0.000" in folds
+    assert folds.endswith("per fold: fold 0 0.900 / 0.800 / 0.600; fold 1 0.700 / 0.800 / 0.600")
+    assert worst.endswith("WT b 0.700, a 0.900; TC a 0.800")
+    for fold in (2, 3, 4):  # every fold scored: complete, and said plainly
+        write_metrics(tmp_path / f"fold{fold}" / "pred-ens-sw", [{"case": f"c{fold}", "dice_WT": 0.8}])
+    cv = bundle_model.cross_validation(tmp_path, "ens-sw")
+    assert (cv["folds"], cv["complete"]) == (5, True) and card_lines({"cross_validation": cv})[0].split()[2:4] == [
+        "5", "folds,"]
+    with pytest.raises(SystemExit, match="no fold\\*/pred-last-sw/metrics.csv; score at least one fold first"):
+        bundle_model.cross_validation(tmp_path, "last-sw")

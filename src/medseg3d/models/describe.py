@@ -53,11 +53,52 @@ def describe_models() -> str:
             lines.append(f"  calibration  temperatures {', '.join(f'{t:g}' for t in meta.temperatures)} on {fitted} "
                          f"held-out cases" + (f"; tumour-zone ECE {ece['tumour_zone_before']:.3f} -> "
                                               f"{ece['tumour_zone_after']:.3f}" if "tumour_zone_after" in ece else ""))
-        for key in ("trained_on", "command", "training_time", "total_training", "held_out_scores", "cross_validation",
-                    "worst_cases", "note", "licence", "provenance"):
-            if key in card:
-                value = card[key]
-                if isinstance(value, dict):
-                    value = ", ".join(f"{k} {v}" for k, v in value.items())
-                lines.append(f"  {key.replace('_', ' '):<12} {value}")
+        lines += card_lines(card)
     return "\n".join(lines)
+
+
+REGIONS = ("WT", "TC", "ET")
+
+
+def card_lines(card: dict) -> list[str]:
+    """The model card's training record and held-out scores as ``medseg3d models`` prints them."""
+    lines = []
+    for key in ("trained_on", "command", "training_time", "total_training", "held_out_scores", "cross_validation",
+                "worst_cases", "note", "licence", "provenance"):
+        if key not in card:
+            continue
+        value = card[key]
+        if key == "held_out_scores":
+            value = _scores(value, card.get("held_out_cases"))
+        elif key == "cross_validation":
+            value = _cross_validation(value)
+        elif key == "worst_cases":
+            value = "; ".join(f"{region} {', '.join(cases)}" for region, cases in value.items())
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        lines.append(f"  {key.replace('_', ' '):<12} {value}")
+    return lines
+
+
+def _scores(scores: dict, cases: list | None) -> str:
+    """``Dice WT 0.839 / TC 0.748 / ET 0.627, HD95 15.5 / 11.8 / 12.0 mm (20 cases)``."""
+    def values(metric, digits):
+        return " / ".join("n/a" if scores.get(f"{metric}_{r}") is None else f"{scores[f'{metric}_{r}']:.{digits}f}"
+                          for r in REGIONS)
+
+    return (f"Dice WT / TC / ET {values('dice', 3)}, HD95 {values('hd95', 1)} mm"
+            + (f" ({len(cases)} cases, each scored by a model that never saw it)" if cases else ""))
+
+
+def _cross_validation(cv: dict) -> str:
+    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC / ET."""
+    done, planned = cv.get("folds"), cv.get("folds_planned")
+    folds = f"{done} of {planned} folds (incomplete)" if planned and done != planned else f"{done} folds"
+    summary = cv.get("mean_sd_over_folds", {})
+    text = f"{folds}, {cv.get('weights')} weights: " + ", ".join(
+        f"{r} {summary[f'dice_{r}']}" for r in REGIONS if f"dice_{r}" in summary) + " (mean +- SD over folds)"
+    per_fold = cv.get("per_fold", {})
+    if per_fold:
+        text += "; WT / TC / ET per fold: " + "; ".join(
+            f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in REGIONS) for fold, v in per_fold.items())
+    return text
