@@ -8,6 +8,8 @@ better / worse, Wilcoxon signed-rank p).
 
     python scripts/crossval_report.py runs/cv-brats [--variant last] [--csv all_cases.csv]
     python scripts/crossval_report.py runs/cv27-strong --variant last-sw --against runs/cv27-v1   # two presets
+    python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant ens-cv27-strong-sw \
+        --side-by-side --png v1-v2.png   # two variants case by case, as a table and a picture
 """
 
 from __future__ import annotations
@@ -137,6 +139,71 @@ def against_lines(root: Path, other: Path, variants: list[str]) -> list[str]:
     return lines + rows + [""] if rows else [f"(`{other}` has none of these variants scored)", ""]
 
 
+def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
+    """Every held-out case scored by both ``reference`` and ``variant``: their Dice side by side and the
+    difference, worst ``variant`` WT first, then the means and the cases each is worst on."""
+    ref, var, folds = _by_case(root, reference), _by_case(root, variant), _fold_of(root, variant)
+    cases = sorted(set(ref) & set(var), key=lambda c: var[c]["dice_WT"])
+    if not cases:
+        return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
+
+    def cells(scores):
+        return " / ".join(_f(scores[f"dice_{r}"]) for r in REGIONS)
+
+    lines = [(f"### `{reference}` and `{variant}` side by side ({len(cases)} held-out cases, worst `{variant}` WT "
+             "first; Dice WT / TC / ET)"), "", f"| case | fold | `{reference}` | `{variant}` | difference |",
+             "|---|---|---|---|---|"]
+    for c in cases:
+        diff = " / ".join(f"{var[c][f'dice_{r}'] - ref[c][f'dice_{r}']:+.3f}" for r in REGIONS)
+        lines.append(f"| {c} | {folds.get(c, '')} | {cells(ref[c])} | {cells(var[c])} | {diff} |")
+    mean = {name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in REGIONS}
+            for name, scores in ((reference, ref), (variant, var))}
+    diff = " / ".join(f"{mean[variant][f'dice_{r}'] - mean[reference][f'dice_{r}']:+.3f}" for r in REGIONS)
+    lines.append(f"| **mean** | | **{cells(mean[reference])}** | **{cells(mean[variant])}** | {diff} |")
+    for r in REGIONS:
+        lowest = {name: min(cases, key=lambda c: scores[c][f"dice_{r}"]) for name, scores in ((reference, ref),
+                                                                                          (variant, var))}
+        lines.append(f"| lowest {r} | | {lowest[reference]} {_f(ref[lowest[reference]][f'dice_{r}'])} | "
+                     f"{lowest[variant]} {_f(var[lowest[variant]][f'dice_{r}'])} | |")
+    return lines + [""]
+
+
+def _fold_of(root: Path, variant: str) -> dict[str, int]:
+    return {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
+
+
+def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Path:
+    """A picture of :func:`side_by_side_lines`: each held-out case's Dice under ``reference`` (x) against
+    ``variant`` (y), one panel per region, the diagonal where they agree."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from medseg3d.plotting import save_figure
+
+    ref, var, folds = _by_case(root, reference), _by_case(root, variant), _fold_of(root, variant)
+    cases = sorted(set(ref) & set(var))
+    if not cases:
+        raise SystemExit(f"error: no case scored by both `{reference}` and `{variant}` under {root}")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
+    for ax, r in zip(axes, REGIONS):
+        x = [ref[c][f"dice_{r}"] for c in cases]
+        y = [var[c][f"dice_{r}"] for c in cases]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.scatter(x, y, c=[folds.get(c, 0) for c in cases], cmap="tab10", vmin=0, vmax=9, s=28)
+        for c, xi, yi in zip(cases, x, y):
+            if min(xi, yi) < 0.7:  # name the weak cases
+                ax.annotate(c.removeprefix("Brats18_").removesuffix("_1"), (xi, yi), fontsize=7,
+                            xytext=(3, -3), textcoords="offset points")
+        better = sum(yi > xi for xi, yi in zip(x, y))
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal", xlabel=f"{reference} Dice", ylabel=f"{variant} Dice",
+               title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above")
+    fig.suptitle(f"{root}: held-out cases (colour: fold)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the OUT folder given to scripts/crossval.sh")
@@ -145,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--csv", type=Path, help="also write all held-out rows of the first variant here")
     parser.add_argument("--against", type=Path, action="append", default=[],
                         help="another crossval.sh folder on the same split: pair each variant with its own there")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="also each variant's held-out cases beside --reference's, case by case")
+    parser.add_argument("--png", type=Path, help="a picture of the first variant against --reference, case by case")
     args = parser.parse_args(argv)
     known = ("last", "last-tta", "last-sw", "best")
     found = sorted({m.parent.name[len("pred-"):] for m in args.root.glob("fold*/pred-*/metrics.csv")})
@@ -164,6 +234,15 @@ def main(argv=None) -> int:
     print("\n".join(paired_lines(args.root, variants, args.reference)))
     for other in args.against:
         print("\n".join(against_lines(args.root, other, variants)))
+    compared = [v for v in variants if v != args.reference]
+    if args.side_by_side:
+        for variant in compared:
+            print("\n".join(side_by_side_lines(args.root, args.reference, variant)))
+    if args.png:
+        if not compared:
+            print(f"error: --png needs a --variant other than the reference {args.reference}", file=sys.stderr)
+            return 1
+        print(f"picture: {side_by_side_png(args.root, args.reference, compared[0], args.png)}")
     return 0
 
 

@@ -270,3 +270,26 @@ def test_an_unfinished_cross_validation_says_so(tmp_path, crossval_report, capsy
         "5", "folds,"]
     with pytest.raises(SystemExit, match="no fold\\*/pred-last-sw/metrics.csv; score at least one fold first"):
         bundle_model.cross_validation(tmp_path, "last-sw")
+
+
+def test_side_by_side_table_and_picture(tmp_path, crossval_report, capsys):
+    last = {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)}
+    ens = {"a": (0.6, 0.4, 0.2), "b": (0.65, 0.7, 0.5), "c": (0.95, 0.8, 0.7)}
+    for variant, scores in (("last-sw", last), ("ens-sw", ens)):
+        write_folds(tmp_path, variant, scores)
+    png = tmp_path / "pics" / "v1-v2.png"
+    assert crossval_report.main([str(tmp_path), "--reference", "last-sw", "--variant", "last-sw", "--variant", "ens-sw",
+                                 "--side-by-side", "--png", str(png)]) == 0
+    out = capsys.readouterr().out.split("side by side (3 held-out cases")[1].splitlines()
+    rows = [line for line in out if line.startswith("| ")][1:]  # after the header
+    # worst ens-sw WT first: a 0.6, b 0.65, c 0.95; each with its fold and the difference
+    assert rows[0] == "| a | 0 | 0.500 / 0.400 / 0.300 | 0.600 / 0.400 / 0.200 | +0.100 / +0.000 / -0.100 |"
+    assert rows[1].startswith("| b | 0 |") and rows[2].startswith("| c | 1 |")
+    # means: last-sw 0.700 / 0.600 / 0.500; ens-sw 0.733 / 0.633 / 0.467
+    assert rows[3] == ("| **mean** | | **0.700 / 0.600 / 0.500** | **0.733 / 0.633 / 0.467** | "
+                       "+0.033 / +0.033 / -0.033 |")
+    assert rows[4] == "| lowest WT | | a 0.500 | a 0.600 | |"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(png.parent.glob("*.tmp*"))
+    assert crossval_report.main([str(tmp_path), "--reference", "last-sw", "--variant", "last-sw", "--png",
+                                 str(png)]) == 1  # nothing to compare with
+    assert "--png needs a --variant other than the reference" in capsys.readouterr().err
