@@ -69,3 +69,12 @@ def test_missing_modality(tmp_path, brats_root):
 def test_listing_commands_run(cmd):
     result = run(cmd)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    """``medseg3d models | head -1``: the reader closes the pipe; no traceback, the exit status of SIGPIPE."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from medseg3d.cli import main; sys.exit(main(['models']))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -514,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("medseg3d: interrupted (a training run continues with --resume)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `medseg3d models | head`: the reader has gone, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     return 0
 
 
