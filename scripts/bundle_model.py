@@ -41,8 +41,8 @@ def cross_validation(root: Path, variant: str) -> dict:
     summary = {}
     for r in REGIONS:
         values = [v[r] for v in per_fold.values()]
-        sd = _sd(values) if len(values) > 1 else 0.0
-        summary[f"dice_{r}"] = f"{_mean(values):.3f} +- {sd:.3f}"
+        summary[f"dice_{r}"] = (f"{_mean(values):.3f} +- {_sd(values):.3f}" if len(values) > 1
+                                else f"{_mean(values):.3f} (one fold: no SD)")
     planned = planned_folds(root) or len(means)
     return {"folds": len(means), "folds_planned": max(planned, len(means)), "complete": len(means) >= planned,
             "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
