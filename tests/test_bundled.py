@@ -55,3 +55,19 @@ def test_every_version_stays_selectable_by_name():
     listing = describe_models()
     assert listing.splitlines()[0] == f"brats = {aliases['brats']} (what `medseg3d predict brats` runs)"
     assert sum(line.startswith("brats-v1  (") for line in listing.splitlines()) == 1  # listed once, not per alias
+
+
+def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validation(brats_root):
+    if "brats-v2" not in bundled_models():
+        pytest.skip("brats-v2 is not bundled")
+    card, model = model_card("brats-v2"), load_model("brats-v2", device="cpu")
+    assert bundled_models()["brats-v2"].stat().st_size < 20_000_000  # #22: at most 20 MB of weights
+    assert model.meta.members == 2 and model.inference_settings(None, None) == (True, 0.5)  # windows by default
+    assert len(model.meta.temperatures) == 3 and model.meta.calibration["confidence"]["source"] == "members"
+    shared = sorted(p.name for p in brats_root.iterdir() if p.is_dir() and p.name.startswith("Brats18_"))
+    assert card["train_cases"] == shared == sorted(model.meta.train_cases)  # all 27: nothing shared is unseen
+    cv = card["cross_validation"]
+    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one ensemble
+    assert cv["weights"] == "ens-cv27-strong-sw" and cv["folds_planned"] == 5 and 1 <= cv["folds"] <= 5
+    assert set(card["held_out_cases"]) <= set(shared) and len(card["held_out_cases"]) >= 6
+    assert {"WT", "TC", "ET"} == set(card["worst_cases"]) and "core-hours" in card["training_time"]
