@@ -134,6 +134,11 @@ def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop
     assert record["source"] == "members" and record["passes"] == 2 and 0 < record["confidence"] <= 1
     assert "ensemble's members" in record["map_meaning"] and record["low_confidence_below"] is None
     scheme = get_scheme("brats")
+    # the console says how much tumour there is: the written labels' voxels x the voxel volume, per region
+    wt = np.isin(labels.array, (1, 2, 4)).sum() * np.prod(labels.spacing) / 1000
+    ours = volume_summary(labels.array, labels.spacing, scheme)["regions"]
+    assert abs(ours["WT"] - wt) < 0.01 and ours["WT"] > 0
+    assert f"{CROP_CASE}: tumour volumes: " + ", ".join(f"{r} {v:.1f} ml" for r, v in ours.items()) in out
     for i, path in enumerate(paths):  # each member's volumes are what that member alone segments
         (alone,) = predict(path, [crop_folder], tmp_path / f"alone{i}.nii.gz", progress=False, sliding_window=False)
         got = volume_summary(read_volume(alone).array, labels.spacing, scheme)["regions"]

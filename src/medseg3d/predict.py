@@ -513,6 +513,11 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     t0 = time.perf_counter()
     written = write_volume(result.labels, target)
     extras = extras or {}
+    if say and result.prepared.mode == "none":  # other modes say it with their summary (raw.summary)
+        from .report import volume_summary
+
+        regions = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)["regions"]
+        say(f"{case.case_id}: tumour volumes: " + ", ".join(f"{k} {v:.1f} ml" for k, v in regions.items()))
     uncertainty = _uncertainty_record(loaded, result, stem, suffix)
     if uncertainty:
         rank = uncertainty.get("held_out_share_less_confident")
