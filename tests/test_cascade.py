@@ -105,7 +105,13 @@ def test_refiners_must_match(tmp_path):
     with pytest.raises(ModelError, match="cannot refine brats-v1: it reads t1, flair, t1ce, t2"):
         check_refiner(coarse, other)
     with pytest.raises(ModelError, match="it is the model itself"):
-        load_model("brats-v1", device="cpu", refine="brats")
+        load_model("brats-v1", device="cpu", refine="brats-v1")
+    # another model at the same 2 mm is no refiner: v2 (what `brats` names now) cannot refine v1, nor v1 v2
+    with pytest.raises(ModelError, match="cannot refine brats-v1: it works on voxels 2x the input's, not finer "
+                                         "than the model's \\(2x the input's\\)"):
+        load_model("brats-v1", device="cpu", refine="brats-v2")
+    with pytest.raises(ModelError, match="brats-v1 cannot refine brats-v2: it works on voxels 2x"):
+        load_model("brats-v2", device="cpu", refine="brats-v1")
 
 
 def test_refiner_named_in_metadata(tmp_path):
@@ -142,10 +148,15 @@ def test_with_refiner_on_a_loaded_model(tmp_path):
     assert with_refiner(attached, "none").refiner is None and attached.refiner is not None
     assert with_refiner(coarse, "auto") is coarse  # v1's metadata names none
     with pytest.raises(ModelError, match="it is the model itself"):
-        with_refiner(coarse, "brats")
+        with_refiner(coarse, "brats-v1")
+    coarser = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 3.0}},
+                                     out=tmp_path / "coarser.safetensors")
+    with pytest.raises(ModelError, match="coarser cannot refine brats-v1: it works on voxels 3x the input's"):
+        with_refiner(coarse, coarser)
+    assert with_refiner(load_model(coarser, device="cpu"), source).refiner.name == "brats-v1"  # 2x refines 3x
 
 def test_cli_refine_errors_are_one_line(tmp_path, capsys):
-    assert main(["predict", "brats-v1", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats"]) == 2
+    assert main(["predict", "brats-v1", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats-v1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot refine brats-v1" in err
 
@@ -190,3 +201,17 @@ def test_crossval_cascade_switches_refiner_windows_on_a_copy(tmp_path):
     assert coarse.refiner.inference_settings(None, None)[0] is False  # the loaded model is as read
     assert windowed.model is coarse.model and windowed.refiner.model is coarse.refiner.model  # no weights copied
     assert script.with_refiner_windows(windowed, False).refiner.inference_settings(None, None)[0] is False
+
+
+def test_a_refiner_must_work_on_finer_voxels():
+    from medseg3d.cascade import _finer
+    from medseg3d.preprocess import PrepConfig
+
+    def mm(*spacing):
+        return PrepConfig(spacing=spacing)
+
+    assert _finer(PrepConfig(downsample=1.0), PrepConfig(downsample=2.0))
+    assert not _finer(PrepConfig(downsample=2.0), PrepConfig(downsample=2.0))
+    assert _finer(mm(1, 1, 1), mm(2, 2, 2)) and _finer(mm(1, 2, 2), mm(2, 2, 2))  # finer in-plane only: finer
+    assert not _finer(mm(2, 2, 2), mm(2, 2, 2)) and not _finer(mm(1, 3, 1), mm(2, 2, 2))  # coarser on one axis
+    assert _finer(mm(1, 1, 1), PrepConfig(downsample=2.0))  # a spacing against a factor: the case decides

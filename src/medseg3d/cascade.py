@@ -42,8 +42,28 @@ def check_refiner(coarse, refiner) -> None:
         problems.append(f"it has {refiner.meta.n_outputs} outputs, the model {coarse.meta.n_outputs}")
     if refiner.source is not None and coarse.source is not None and refiner.source == coarse.source:
         problems.append("it is the model itself")
+    elif not _finer(refiner.prep, coarse.prep):
+        problems.append(f"it works on voxels {_voxels(refiner.prep)}, not finer than the model's "
+                        f"({_voxels(coarse.prep)}); a refiner is trained at a finer resolution (preset brats-refine)")
     if problems:
         raise ModelError(f"{refiner.name} cannot refine {coarse.name}: {'; '.join(problems)}")
+
+
+def _finer(fine, coarse) -> bool:
+    """Whether preprocessing ``fine`` gives smaller voxels than ``coarse``: both by a downsampling factor, or
+    both to a spacing in mm (any axis finer, none coarser); True when the two cannot be compared."""
+    if (fine.spacing is None) != (coarse.spacing is None):
+        return True  # a factor against a spacing: depends on the case; the box's resampling handles either
+    if fine.spacing is None:
+        return float(fine.downsample) < float(coarse.downsample)
+    pairs = list(zip(fine.spacing, coarse.spacing))
+    return all(f <= c for f, c in pairs) and any(f < c for f, c in pairs)
+
+
+def _voxels(prep) -> str:
+    if prep.spacing is not None:
+        return "x".join(f"{v:g}" for v in prep.spacing) + " mm"
+    return f"{float(prep.downsample):g}x the input's"
 
 
 def tumour_mask(probs: np.ndarray, kind: str) -> np.ndarray:
