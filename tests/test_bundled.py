@@ -71,3 +71,15 @@ def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validat
     assert cv["weights"] == "ens-cv27-strong-sw" and cv["folds_planned"] == 5 and 1 <= cv["folds"] <= 5
     assert set(card["held_out_cases"]) <= set(shared) and len(card["held_out_cases"]) >= 6
     assert {"WT", "TC", "ET"} == set(card["worst_cases"]) and "core-hours" in card["training_time"]
+
+
+def test_the_listing_shows_what_the_aliases_name_first_then_the_newest(monkeypatch):
+    from medseg3d.models import describe
+
+    v1 = bundled_models()["brats-v1"]
+    models = {"brats-v1": v1, "brats-v10": v1, "brats-v9": v1, "other-v2": v1, "brats": v1}
+    monkeypatch.setattr(describe, "bundled_models", lambda: models)
+    monkeypatch.setattr(describe, "model_aliases", lambda: {"brats": "brats-v9"})
+    monkeypatch.setattr(describe, "model_card", lambda name: {})
+    heads = [line.split()[0] for line in describe.describe_models().splitlines() if not line.startswith(" ")]
+    assert heads == ["brats", "brats-v9", "other-v2", "brats-v10", "brats-v1"]  # v10 after v9 by number, not text

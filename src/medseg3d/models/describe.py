@@ -6,6 +6,8 @@ it: a human-readable card (training data, command, time, cross-validated scores,
 
 from __future__ import annotations
 
+import re
+
 from ..checkpoint import read_model_file
 from .loaded import bundled_models, model_aliases, model_card
 from .meta import ModelMeta
@@ -15,6 +17,10 @@ def describe_models() -> str:
     """A readable list of the bundled models (for ``medseg3d models``)."""
     aliases = model_aliases()
     models = {name: path for name, path in bundled_models().items() if name not in aliases}
+    # what the aliases name first (what `predict brats` runs), then the other versions, newest first
+    order = sorted(models, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)], reverse=True)
+    order.sort(key=lambda n: n not in aliases.values())  # stable: keeps newest first within each group
+    models = {name: models[name] for name in order}
     if not models:
         return "no bundled model is installed"
     lines = [f"{alias} = {target} (what `medseg3d predict {alias}` runs)" for alias, target in aliases.items()
