@@ -142,8 +142,8 @@ def against_lines(root: Path, other: Path, variants: list[str]) -> list[str]:
 def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     """Every held-out case scored by both ``reference`` and ``variant``: their Dice side by side and the
     difference, worst ``variant`` WT first, then the means and the cases each is worst on."""
-    ref, var, folds = _by_case(root, reference), _by_case(root, variant), _fold_of(root, variant)
-    cases = sorted(set(ref) & set(var), key=lambda c: var[c]["dice_WT"])
+    ref, var, folds, cases = _both(root, reference, variant)
+    cases.sort(key=lambda c: var[c]["dice_WT"])
     if not cases:
         return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
 
@@ -168,8 +168,11 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     return lines + [""]
 
 
-def _fold_of(root: Path, variant: str) -> dict[str, int]:
-    return {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
+def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[str, int], list[str]]:
+    """Each variant's scores by case, ``variant``'s fold of each case, and the cases both scored (by name)."""
+    ref, var = _by_case(root, reference), _by_case(root, variant)
+    folds = {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
+    return ref, var, folds, sorted(set(ref) & set(var))
 
 
 def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Path:
@@ -182,8 +185,7 @@ def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Pa
 
     from medseg3d.plotting import save_figure
 
-    ref, var, folds = _by_case(root, reference), _by_case(root, variant), _fold_of(root, variant)
-    cases = sorted(set(ref) & set(var))
+    ref, var, folds, cases = _both(root, reference, variant)
     if not cases:
         raise SystemExit(f"error: no case scored by both `{reference}` and `{variant}` under {root}")
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))

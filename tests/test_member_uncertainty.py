@@ -153,8 +153,14 @@ def test_mirrored_passes_of_an_ensemble_and_members_of_a_single_model(crop_folde
     paths, ensemble = two_members
     assert main(["predict", str(ensemble), str(crop_folder), "-o", str(tmp_path / "a.nii.gz"),
                  "--uncertainty", "2", "--whole-volume"]) == 0
-    record = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["uncertainty"]
+    written = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    record = written["uncertainty"]
     assert record["source"] == "mirrored" and record["passes"] == 2 and "member_volumes_ml" not in record
+    from medseg3d.labels import get_scheme
+    from medseg3d.report import volume_summary
+
+    labels = read_volume(tmp_path / "a.nii.gz")  # the JSON's volumes are those of the labels written beside it
+    assert written["volumes_ml"] == volume_summary(labels.array, labels.spacing, get_scheme("brats"))
     capsys.readouterr()
     assert main(["predict", str(paths[0]), str(crop_folder), "-o", str(tmp_path / "b.nii.gz"),
                  "--uncertainty", "members"]) == 2

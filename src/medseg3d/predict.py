@@ -513,11 +513,13 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     t0 = time.perf_counter()
     written = write_volume(result.labels, target)
     extras = extras or {}
-    if say and result.prepared.mode == "none":  # other modes say it with their summary (raw.summary)
-        from .report import volume_summary
+    tumour_ml = None  # other modes measure and say it in their summary (raw.summary)
+    if result.prepared.mode == "none":
+        from .report import volume_summary, volumes_line
 
-        regions = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)["regions"]
-        say(f"{case.case_id}: tumour volumes: " + ", ".join(f"{k} {v:.1f} ml" for k, v in regions.items()))
+        tumour_ml = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)
+        if say:
+            say(f"{case.case_id}: tumour volumes: {volumes_line(tumour_ml['regions'])}")
     uncertainty = _uncertainty_record(loaded, result, stem, suffix)
     if uncertainty:
         rank = uncertainty.get("held_out_share_less_confident")
@@ -562,10 +564,8 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty)
     elif uncertainty and raw_summary is None:
         from .io import write_json_atomic
-        from .report import volume_summary
 
-        write_json_atomic({"model": loaded.pipeline_name, "output": str(target),
-                           "volumes_ml": volume_summary(result.labels.array, result.labels.spacing, loaded.scheme),
+        write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
                            "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
     return written
 

@@ -27,7 +27,7 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
                        *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
     """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
     what the JSON holds (``extra``'s items added to it)."""
-    from ..report import volume_summary
+    from ..report import volume_summary, volumes_line
 
     stem = output_stem(target)
     on_native = labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
@@ -48,10 +48,9 @@ def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, 
     json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")
     atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
     atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
-    regions = ", ".join(f"{k} {v:.1f} ml" for k, v in volumes["regions"].items())
     lines = [f"warning: {w}" for w in warnings]
     brain_ml = prepared.details.get("brain_ml")
-    lines.append(f"tumour volumes: {regions}" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
+    lines.append(f"tumour volumes: {volumes_line(volumes['regions'])}" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
     lines.append(f"wrote {json_path} and {png_path}")
     return lines, summary
 
