@@ -1,39 +1,57 @@
 #!/usr/bin/env bash
-# Bundle (or bring up to date) the BraTS model v2 of issue #22 from whatever the queue (scripts/queue_v2.sh)
-# has finished: run it again after each fold; every step is idempotent.
-#   1. the cross-validation of v2's recipe against the v1 preset's, case by case (runs/v2-report.md, the pooled
-#      held-out rows runs/v2-pooled.csv and the picture docs/images/v1_v2_cv27.png);
-#   2. the two members trained on all 27 cases (runs/v2-v1, runs/v2-strong) as one ensemble in the package,
-#      src/medseg3d/weights/brats-v2.safetensors, with its card (the first time), or the card's scores and
-#      cross-validation brought up to date (afterwards: same weights);
-#   3. its temperatures and held-out confidences from every finished fold's two models (scripts/calibrate_cv.py).
-# It never changes what `medseg3d predict brats` runs: give `--default-for brats` to bundle_model.py for that.
+# Bring the BraTS model v2 of issue #22 up to date with whatever cross-validation has been finished: run it after
+# each fold that scripts/queue_v2.sh finishes, on any machine; every step is idempotent.
+#   1. the finished folds' small records (configs, training logs and curves, per-case metrics of every scored
+#      variant) are kept in the repository, docs/runs/brats-v2-cv/ (scripts/keep_cv_records.py): runs/ does not
+#      outlive its machine, and everything below reads the kept records, so folds finished on other machines
+#      count too;
+#   2. the cross-validation of v2's recipe against the v1 preset's, case by case (docs/runs/brats-v2-cv/report.md,
+#      the pooled held-out rows docs/runs/brats-v2-cv/pooled-ens-cv27-strong-sw.csv, the picture
+#      docs/images/v1_v2_cv27.png);
+#   3. the card of the bundled v2 (src/medseg3d/weights/brats-v2.json): its held-out scores and per-fold
+#      cross-validation; the weights stay as bundled (the two members trained on all 27 cases);
+#   4. its temperatures and held-out confidences, from the fold models present on this machine
+#      (scripts/calibrate_cv.py), only if they cover more held-out cases than the calibration it has.
+# It never changes what `medseg3d predict brats` runs.
 #
 #   scripts/assemble_v2.sh            # from the repository root
 set -euo pipefail
 weights=src/medseg3d/weights
-for run in runs/v2-v1 runs/v2-strong; do
-    [[ -e "$run/done" ]] || { echo "error: $run has not finished training; run scripts/queue_v2.sh first" >&2; exit 1; }
+kept=docs/runs/brats-v2-cv
+[[ -e "$weights/brats-v2.safetensors" ]] \
+    || { echo "error: $weights/brats-v2.safetensors is not bundled; bundle its members first (docs/results.md)" >&2; exit 1; }
+
+for cv in cv27-v1 cv27-strong; do
+    if ls runs/$cv/fold*/done > /dev/null 2>&1; then python scripts/keep_cv_records.py "runs/$cv" "$kept/$cv"; fi
 done
-ls runs/cv27-v1/fold*/pred-ens-cv27-strong-sw/metrics.csv > /dev/null 2>&1 \
-    || { echo "error: no fold of runs/cv27-v1 has scored the ensemble yet (scripts/crossval_ensemble.py)" >&2; exit 1; }
+ls "$kept"/cv27-v1/fold*/pred-ens-cv27-strong-sw/metrics.csv > /dev/null 2>&1 \
+    || { echo "error: no fold in $kept/cv27-v1 has scored the ensemble yet (scripts/queue_v2.sh)" >&2; exit 1; }
 
-python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant ens-cv27-strong-sw --variant last-sw \
-    --csv runs/v2-pooled.csv --side-by-side --png docs/images/v1_v2_cv27.png > runs/v2-report.md.tmp
-mv runs/v2-report.md.tmp runs/v2-report.md
-echo "report: runs/v2-report.md, picture: docs/images/v1_v2_cv27.png"
+pooled="$kept/pooled-ens-cv27-strong-sw.csv"
+python scripts/crossval_report.py "$kept/cv27-v1" --reference last-sw --variant ens-cv27-strong-sw --variant last-sw \
+    --csv "$pooled" --side-by-side --png docs/images/v1_v2_cv27.png > "$kept/report.md.tmp"
+mv "$kept/report.md.tmp" "$kept/report.md"
+echo "report: $kept/report.md, picture: docs/images/v1_v2_cv27.png"
 
-card=(--name brats-v2 --cv runs/cv27-v1 --cv-variant ens-cv27-strong-sw --metrics runs/v2-pooled.csv --sliding-window)
-if [[ -e "$weights/brats-v2.safetensors" ]]; then
-    python scripts/bundle_model.py --keep-weights "${card[@]}" > /dev/null
+python scripts/bundle_model.py --keep-weights --name brats-v2 --cv "$kept/cv27-v1" --cv-variant ens-cv27-strong-sw \
+    --metrics "$pooled" --sliding-window > /dev/null
+echo "card: $weights/brats-v2.json"
+
+# calibration needs the fold models themselves, which only the machine that trained them has
+here=$(python -c "
+from pathlib import Path
+print(sum(len(list((f.parent / 'heldout').iterdir())) for f in Path('runs/cv27-v1').glob('fold*/ensemble-cv27-strong.safetensors')))")
+has=$(python -c "
+from medseg3d.checkpoint import read_model_file
+meta, _ = read_model_file('$weights/brats-v2.safetensors')
+print(len(meta.get('calibration', {}).get('fitted_on', [])))")
+if (( here > has )); then
+    calibrated=runs/brats-v2-calibrated.safetensors
+    rm -f "$calibrated"
+    python scripts/calibrate_cv.py runs/cv27-v1 ensemble-cv27-strong.safetensors --passes members \
+        --into "$weights/brats-v2.safetensors" -o "$calibrated" --json "$kept/calibration.json"
+    mv "$calibrated" "$weights/brats-v2.safetensors"
 else
-    python scripts/bundle_model.py --members runs/v2-v1 runs/v2-strong --model last "${card[@]}" > /dev/null
+    echo "calibration kept: fitted on $has held-out cases; the fold models here hold out $here"
 fi
-echo "bundled: $weights/brats-v2.safetensors and its card $weights/brats-v2.json"
-
-calibrated=runs/brats-v2-calibrated.safetensors
-rm -f "$calibrated"
-python scripts/calibrate_cv.py runs/cv27-v1 ensemble-cv27-strong.safetensors --passes members \
-    --into "$weights/brats-v2.safetensors" -o "$calibrated" --json runs/calibrate-v2.json
-mv "$calibrated" "$weights/brats-v2.safetensors"
 medseg3d models | sed -n '/^brats-v2 /,/^brats-v[^2]/p'

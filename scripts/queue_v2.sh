@@ -15,6 +15,7 @@
 # (`python benchmarks/train_threads.py`, three runs), and in the real runs 1.36-1.49x the epochs per hour
 # (67-70 s per epoch each against 47-50 s alone; docs/results.md).
 # Every training writes a checkpoint each epoch and resumes; run the same command again after a stop.
+# FINALS=skip trains the folds only (v2's two members are bundled already and need not be trained again).
 #
 #   scripts/queue_v2.sh [DATASET] [SPLIT] [FOLDS...]
 #   e.g. setsid nohup scripts/queue_v2.sh ../shared/data/brats2018 \
@@ -49,7 +50,7 @@ ensemble() {  # fold: the two presets' fold models as one ensemble on the cases 
 
 final() {  # folder, train options...: the preset on all 27 cases, one of v2's two members (resumable)
     local out=$1; shift
-    [[ -e "$out/done" ]] && return 0
+    [[ "${FINALS:-train}" == skip || -e "$out/done" ]] && return 0
     local resume=(); [[ -e "$out/last.pt" ]] && resume=(--resume)
     medseg3d train "$data" --out "$out" --all-cases --quiet "${resume[@]}" "$@" "${budget[@]}" && touch "$out/done"
 }
