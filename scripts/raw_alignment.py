@@ -14,6 +14,7 @@ alignment. Scored as is, any difference between the two alignments counts as seg
    the two how much the alignment costs.
 
     python scripts/raw_alignment.py [--model brats] [--case .../raw_clinical/TCGA-FG-6692] [--json out.json]
+        [--template-fit rigid|affine]
 
 The case folder holds ``raw/`` (the four scans as exported) and ``brainles_sri24/`` (the other pipeline's four
 channels and ``fusion_labels.nii.gz``: an algorithm fusion, a sanity reference, not truth).
@@ -66,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="brats", help="a bundled name or model file (default: brats)")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE, help="folder with raw/ and brainles_sri24/")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument("--template-fit", choices=["rigid", "affine"],
+                        help="our pipeline's map to the template (default: medseg3d's own)")
     args = parser.parse_args(argv)
     raw, other = args.case / "raw", args.case / "brainles_sri24"
     missing = [p for p in [*(raw / f"{m}.nii.gz" for m in MODALITIES), *(other / f"{m}.nii.gz" for m in MODALITIES),
@@ -73,9 +76,12 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: {missing[0]}: not found; give --case a folder with raw/ and brainles_sri24/", file=sys.stderr)
         return 1
+    import medseg3d.raw.pipeline
     from medseg3d.models import load_model
     from medseg3d.predict import segment_volumes
 
+    if args.template_fit:
+        medseg3d.raw.pipeline.TEMPLATE_FIT = args.template_fit
     t0 = time.perf_counter()
     model = load_model(args.model, "cpu")
     result = segment_volumes(model, {m: read_volume(raw / f"{m}.nii.gz") for m in MODALITIES}, preprocess="full",
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     brain = displacement_mm(matrix, lps_points(their_t1ce, their_t1ce.array != 0, step=50))
     tumour = displacement_mm(matrix, lps_points(reference, reference.array > 0, step=5))
     out = {
-        "model": model.name, "case": str(args.case),
+        "model": model.name, "case": str(args.case), "template_fit": prepared.transforms["atlas"]["kind"],
         "dice_as_is": {k: round(v, 4) for k, v in region_dice(result.labels.array, reference.array, groups).items()},
         "dice_aligned": {k: round(v, 4) for k, v in region_dice(aligned.array, reference.array, groups).items()},
         "alignment_difference_mm": {
@@ -104,7 +110,7 @@ def main(argv=None) -> int:
                      "theirs": round(float((their_t1ce.array != 0).sum() * np.prod(their_t1ce.spacing) / 1000), 1)},
         "seconds": round(time.perf_counter() - t0, 1)}
     d = out["alignment_difference_mm"]
-    print(f"{model.name} on {args.case.name}: the two pipelines' atlas alignments differ by {d['brain_median']:.1f} mm "
+    print(f"{model.name} on {args.case.name}, {out['template_fit']} template fit: the two pipelines' atlas alignments differ by {d['brain_median']:.1f} mm "
           f"(median over the brain; 95th percentile {d['brain_p95']:.1f} mm), {d['tumour_median']:.1f} mm in the tumour")
     for key, what in (("dice_as_is", "as is"), ("dice_aligned", "in the other pipeline's alignment")):
         print(f"Dice against the reference, {what}: " + " / ".join(f"{k} {v:.3f}" for k, v in out[key].items()))

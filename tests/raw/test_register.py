@@ -37,6 +37,41 @@ def test_a_known_rigid_motion_between_sequences_is_recovered_within_1mm_and_1_de
     np.testing.assert_array_equal(again.matrix, fit.matrix)
 
 
+def _template_fit(case_dir, move, kind):
+    """Fit ``kind`` from the template to the case's T1, acquired with the head moved by ``move``."""
+    from medseg3d.raw.register import to_template
+    from medseg3d.raw.template import load_template, normalise_brain
+
+    t1 = read_volume(case_dir / f"{case_dir.name}_t1.nii.gz")
+    moved = Volume(resample(t1, t1.shape, t1.affine, np.linalg.inv(move)), t1.affine)
+    mask = moved.array > 0
+    brain = Volume(normalise_brain(moved.array.astype(np.float32), mask), moved.affine)
+    template = load_template()
+    return to_template(template.volume("t1"), template.brain_mask(), brain, mask, kind=kind)
+
+
+def test_the_rigid_template_fit_keeps_the_brain_size_and_finds_a_known_motion(brats_root):
+    """BraTS files lie in the template's world, each brain at its own size: the true template map of a BraTS
+    case whose head moved is that motion. The rigid fit finds it within 2 mm and 2 degrees (the template is a
+    mean brain, not this one) and changes no size; the affine fit rescales."""
+    move = rigid_matrix(rotation([0.2, 1.0, -0.4], 5.0), [4.0, -3.0, 2.0], [120.0, -120.0, 77.0])
+    fit = _template_fit(brats_root / CASE, move, "rigid")
+    assert fit.kind == "rigid"
+    np.testing.assert_allclose(np.linalg.det(fit.matrix[:3, :3]), 1.0, atol=1e-6)
+    angle, shift = _residual(fit.matrix, move)
+    assert angle < 2.0 and shift < 2.0, (angle, shift)
+    affine = _template_fit(brats_root / CASE, move, "affine")
+    assert abs(np.linalg.det(affine.matrix[:3, :3]) - 1.0) > 0.01
+
+
+def test_an_unknown_template_fit_is_refused():
+    from medseg3d.errors import InputError
+    from medseg3d.raw.register import to_template
+
+    with pytest.raises(InputError, match="rigid, affine"):
+        to_template(None, None, None, None, kind="similarity")
+
+
 @pytest.mark.slow
 def test_deepbet_finds_an_adult_brain_in_the_raw_t1(data_root):
     from medseg3d.raw.skullstrip import brain_mask
@@ -46,8 +81,11 @@ def test_deepbet_finds_an_adult_brain_in_the_raw_t1(data_root):
     assert mask.shape == t1.shape
     ml = float(mask.sum()) * float(np.prod(t1.spacing)) / 1000
     assert 1200 < ml < 1800
-    # the neck and the skull are out: nothing in the lowest slices, nothing on the volume's faces
-    assert not mask[:, :, :2].any()
+    # the neck and the skull are out: nothing in the lowest slice (skull base and neck) and nothing on the volume's
+    # faces; the next 5.5 mm slab cuts the lowest cerebellum and brainstem, a sliver of the brain (on an AVX-512
+    # CPU deepbet keeps 0.3% of the brain there; where this test was written, an AVX2 CPU, it kept none)
+    assert not mask[:, :, 0].any()
+    assert mask[:, :, 1].sum() < 0.01 * mask.sum()
     assert not mask[0].any() and not mask[-1].any()
 
 
