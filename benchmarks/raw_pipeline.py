@@ -60,7 +60,7 @@ def registration_error(fitted: np.ndarray, true: np.ndarray, centre_lps: np.ndar
     return float(np.linalg.norm(a - b, axis=1).max())
 
 
-def simulated(data: Path, out: Path, seed: int, limit: int | None) -> None:
+def simulated(data: Path, out: Path, seed: int, limit: int | None, template_fit: str | None = None) -> None:
     from medseg3d.datasets import find_cases
     from medseg3d.io import read_volume
     from medseg3d.models import load_model
@@ -80,7 +80,7 @@ def simulated(data: Path, out: Path, seed: int, limit: int | None) -> None:
         t_original = time.perf_counter() - t0
         sim = simulate(vols, label, seed=seed + k)
         t0 = time.perf_counter()
-        raw = segment_volumes(model, sim.volumes, preprocess="auto")
+        raw = segment_volumes(model, sim.volumes, preprocess="auto", template_fit=template_fit)
         t_raw = time.perf_counter() - t0
         prepared = raw.prepared
         middle = (np.asarray(label.shape) - 1) / 2.0
@@ -110,7 +110,7 @@ def simulated(data: Path, out: Path, seed: int, limit: int | None) -> None:
               flush=True)
 
 
-def real(data: Path, out: Path) -> None:
+def real(data: Path, out: Path, template_fit: str | None = None) -> None:
     from medseg3d.io import read_volume
     from medseg3d.models import load_model
     from medseg3d.predict import background_fill, grid_probabilities, probabilities_to_labels
@@ -123,7 +123,7 @@ def real(data: Path, out: Path) -> None:
     t0 = time.perf_counter()
     vols = {m: read_volume(case / "raw" / f"{m}.nii.gz") for m in MODALITIES}
     seconds = {"load model": round(t0 - t_start, 2), "read": round(time.perf_counter() - t0, 2)}
-    prepared = prepare(vols, model_space(model.meta), "auto", progress=print)
+    prepared = prepare(vols, model_space(model.meta), "auto", progress=print, template_fit=template_fit)
     seconds.update({s["step"]: s["seconds"] for s in prepared.steps})
     t0 = time.perf_counter()
     probs = grid_probabilities(model, prepared.image(model.modalities), prepared.affine)
@@ -190,15 +190,11 @@ def main() -> int:
     p.add_argument("--report", action="store_true")
     args = p.parse_args()
     out = Path(args.out)
-    if args.template_fit:
-        import medseg3d.raw.pipeline
-
-        medseg3d.raw.pipeline.TEMPLATE_FIT = args.template_fit
     if not args.report:
         if args.part in ("real", "both"):
-            real(Path(args.data), out)
+            real(Path(args.data), out, args.template_fit)
         if args.part in ("simulated", "both"):
-            simulated(Path(args.data), out, args.seed, args.cases)
+            simulated(Path(args.data), out, args.seed, args.cases, args.template_fit)
     report(out)
     return 0
 

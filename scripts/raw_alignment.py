@@ -76,16 +76,13 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: {missing[0]}: not found; give --case a folder with raw/ and brainles_sri24/", file=sys.stderr)
         return 1
-    import medseg3d.raw.pipeline
     from medseg3d.models import load_model
     from medseg3d.predict import segment_volumes
 
-    if args.template_fit:
-        medseg3d.raw.pipeline.TEMPLATE_FIT = args.template_fit
     t0 = time.perf_counter()
     model = load_model(args.model, "cpu")
     result = segment_volumes(model, {m: read_volume(raw / f"{m}.nii.gz") for m in MODALITIES}, preprocess="full",
-                             space="atlas")
+                             space="atlas", template_fit=args.template_fit)
     prepared = result.prepared
     our_t1ce = Volume(prepared.channels["t1ce"], prepared.affine)
     their = read_volume(other / "t1ce.nii.gz")

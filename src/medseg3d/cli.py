@@ -156,7 +156,7 @@ def cmd_predict(args) -> None:
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, preprocess=args.preprocess, space=args.space,
                       channel_files=_channel_flags(args), report=args.report, uncertainty=args.uncertainty,
-                      output_format=args.output_format, refine=args.refine)
+                      output_format=args.output_format, refine=args.refine, template_fit=args.template_fit)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -165,6 +165,12 @@ def cmd_predict(args) -> None:
 
 def _channel_flags(args) -> dict:
     return {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m, None)}
+
+
+def _add_template_fit(s) -> None:
+    s.add_argument("--template-fit", choices=["rigid", "affine"], default=None,
+                   help="raw scans: how the brain is aligned to the BraTS template. rigid (default): keeps its size, "
+                        "as BraTS data do; affine: scales and shears it to the template's")
 
 
 def _add_channel_flags(s) -> None:
@@ -181,7 +187,7 @@ def cmd_preprocess(args) -> None:
     for line in lines if not args.quiet else []:
         print(line)
     for line in write_preprocessed(case, args.output, mode=args.preprocess, force=args.force,
-                                   progress=None if args.quiet else print):
+                                   progress=None if args.quiet else print, template_fit=args.template_fit):
         print(line)
 
 
@@ -370,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(resample); none: use them as they are")
     s.add_argument("--space", choices=["native", "atlas"], default="native",
                    help="native (default): labels on the T1ce's own grid; atlas: on the 240x240x155 BraTS grid")
+    _add_template_fit(s)
     _add_channel_flags(s)
     s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
     window = s.add_mutually_exclusive_group()
@@ -415,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output folder (written as a BraTS case folder)")
     s.add_argument("--preprocess", choices=["full", "auto"], default="full",
                    help="full (default): always co-register, skull-strip and align; auto: only when needed")
+    _add_template_fit(s)
     _add_channel_flags(s)
     s.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     s.add_argument("--quiet", action="store_true")

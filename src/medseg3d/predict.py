@@ -183,7 +183,8 @@ class CaseResult:
 def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
                     space: str = "native", progress=None, mirror: bool = False, sliding_window: bool | None = None,
                     overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0,
-                    max_distance: float = 0.0, uncertainty: int | None = None) -> CaseResult:
+                    max_distance: float = 0.0, uncertainty: int | None = None,
+                    template_fit: str | None = None) -> CaseResult:
     """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`).
 
     Args:
@@ -193,6 +194,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
             ``preprocess none`` the first channel's, as always); ``atlas`` on the model's grid (after ``full``:
             the 240 x 240 x 155 BraTS grid).
         progress: a callable given one line per step (e.g. ``print``), or None.
+        template_fit: ``rigid`` or ``affine``: how ``full`` maps the brain to the template (default rigid,
+            :data:`medseg3d.raw.pipeline.TEMPLATE_FIT`).
         uncertainty: 2, 4 or 8 mirrored passes to measure the uncertainty with, ``"members"`` for an
             ensemble's members (each member's tumour volumes go into ``confidence["member_volumes_ml"]``), or
             ``"auto"`` (:func:`resolve_passes`); see :func:`grid_prediction`. The labels are the same as without.
@@ -208,7 +211,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
     ordered = {m: volumes[m] for m in model.modalities}
-    prepared = prepare(ordered, model_space(model.meta), preprocess, progress=progress)
+    prepared = prepare(ordered, model_space(model.meta), preprocess, progress=progress, template_fit=template_fit)
     if space == "atlas" and prepared.mode != "full":
         raise InputError("--space atlas needs the full preprocessing (--preprocess full); this input is "
                          f"'{prepared.mode}', already on its own grid")
@@ -283,7 +286,7 @@ def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
 
 def segment(model, channels, *, preprocess: str = "auto", space: str = "native", mirror: bool = False,
             sliding_window: bool | None = None, overlap: float | None = None, min_component: int = 0,
-            min_enhancing: int = 0, max_distance: float = 0.0) -> Volume:
+            min_enhancing: int = 0, max_distance: float = 0.0, template_fit: str | None = None) -> Volume:
     """Segment one case in memory and return the label map as a :class:`Volume`.
 
     Args:
@@ -292,6 +295,7 @@ def segment(model, channels, *, preprocess: str = "auto", space: str = "native",
             or a dict modality -> file/Volume. Raw scans (skull on, each on its own grid) are accepted.
         preprocess: ``auto``, ``full``, ``resample`` or ``none`` (see :mod:`medseg3d.raw.pipeline`).
         space: ``native`` (the T1ce's grid for raw input) or ``atlas`` (the BraTS grid, after ``full``).
+        template_fit: ``rigid`` (default) or ``affine`` map to the template in ``full``.
 
     Example:
         >>> labels = medseg3d.segment("brats", "../shared/data/brats2018/Brats18_2013_2_1")
@@ -304,7 +308,7 @@ def segment(model, channels, *, preprocess: str = "auto", space: str = "native",
     volumes = _volumes_from_channels(loaded, channels)
     return segment_volumes(loaded, volumes, preprocess=preprocess, space=space, mirror=mirror,
                            sliding_window=sliding_window, overlap=overlap, min_component=min_component,
-                           min_enhancing=min_enhancing, max_distance=max_distance).labels
+                           min_enhancing=min_enhancing, max_distance=max_distance, template_fit=template_fit).labels
 
 
 def _output_path_for(case: Case, out_dir: Path) -> Path:
@@ -337,10 +341,11 @@ def predict(
     uncertainty: int | None = None,
     output_format: str | None = None,
     refine: str | None = "auto",
+    template_fit: str | None = None,
 ) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
-    ``preprocess`` and ``space`` are those of :func:`segment_volumes`: scans as exported (skull on, each on its
+    ``preprocess``, ``space`` and ``template_fit`` are those of :func:`segment_volumes`: scans as exported (skull on, each on its
     own grid) are co-registered, skull-stripped and aligned to the model's grid first, and such a case also
     gets ``<output stem>.json`` (volumes, steps, timings, quality checks) and ``<output stem>.png``.
     ``report=True`` writes ``<output stem>.report.html`` (one offline page: volumes, lesions, pictures, model
@@ -377,7 +382,7 @@ def predict(
     dataset_mode = len(found) > 1
     options = dict(mirror=mirror, sliding_window=sliding_window, overlap=overlap, min_component=min_component,
                    min_enhancing=min_enhancing, max_distance=max_distance, preprocess=preprocess, space=space,
-                   uncertainty=uncertainty)  # the same for every case
+                   uncertainty=uncertainty, template_fit=template_fit)  # the same for every case
     _check_output_options(uncertainty, output_format, space, mirror, loaded.runnable_members)
     extras = {"report": report, "output_format": output_format}
     if not dataset_mode:

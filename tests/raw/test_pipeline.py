@@ -69,6 +69,22 @@ def test_forced_modes_are_checked(brats_volumes, raw_volumes):
         prepare(raw_volumes, BRATS_SPACE, "none")
     with pytest.raises(InputError, match="--preprocess must be"):
         prepare(brats_volumes, BRATS_SPACE, "sometimes")
+    with pytest.raises(InputError, match="--template-fit must be one of rigid, affine"):
+        prepare(raw_volumes, BRATS_SPACE, "full", template_fit="similarity")  # before any registration
+
+
+def test_preprocess_aligns_raw_scans_affinely_when_asked(raw_volumes, data_root, tmp_path):
+    """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default, rigid,
+    keeps its size: the slow end-to-end test in test_register.py)."""
+    import json
+
+    raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"
+    out = tmp_path / "prep"
+    assert main(["preprocess", *[str(raw / f"{m}.nii.gz") for m in MODS], "-o", str(out), "--quiet",
+                 "--template-fit", "affine"]) == 0
+    atlas = json.loads((out / "transforms.json").read_text(encoding="utf-8"))["transforms"]["atlas"]
+    # this brain (1,586 ml) is larger than the template's: the affine map from template to scan enlarges
+    assert atlas["kind"] == "affine" and np.linalg.det(np.asarray(atlas["matrix_lps"])[:3, :3]) > 1.05
 
 
 @pytest.mark.parametrize("damage", ["constant", "nan", "2d"])

@@ -21,7 +21,8 @@ from .geometry import matrix_to_sitk
 from .pipeline import BRATS_SPACE, prepare
 
 
-def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False, progress=None) -> list[str]:
+def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False, progress=None,
+                       template_fit: str | None = None) -> list[str]:
     """Preprocess one case (``datasets.Case`` with flair, t1, t1ce, t2) into ``out_dir``; lines to show."""
     import SimpleITK as sitk
 
@@ -39,7 +40,7 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
     missing = [m for m in ("flair", "t1", "t1ce", "t2") if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; give FLAIR, T1, T1CE and T2")
-    prepared = prepare(volumes, BRATS_SPACE, mode, progress=progress)
+    prepared = prepare(volumes, BRATS_SPACE, mode, progress=progress, template_fit=template_fit)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as exc:

@@ -179,6 +179,10 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
     """
     if mode not in MODES:
         raise InputError(f"--preprocess must be one of {', '.join(MODES)}, got {mode!r}")
+    from .register import TEMPLATE_FITS
+
+    if template_fit is not None and template_fit not in TEMPLATE_FITS:
+        raise InputError(f"--template-fit must be one of {', '.join(TEMPLATE_FITS)}, got {template_fit!r}")
     for name, vol in volumes.items():
         _check_channel(name, vol)
     reference = reference if reference in volumes else next(iter(volumes))
