@@ -230,7 +230,9 @@ def main(argv=None) -> int:
         if args.csv and i == 0:
             args.csv.parent.mkdir(parents=True, exist_ok=True)
             with args.csv.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                # every column any fold has, in order of appearance (a fold restored from fewer columns, or
+                # scored by an older evaluate, leaves the others empty)
+                writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), restval="")
                 writer.writeheader()
                 writer.writerows(rows)
     print("\n".join(paired_lines(args.root, variants, args.reference)))

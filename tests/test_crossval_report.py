@@ -293,3 +293,22 @@ def test_side_by_side_table_and_picture(tmp_path, crossval_report, capsys):
     assert crossval_report.main([str(tmp_path), "--reference", "last-sw", "--variant", "last-sw", "--png",
                                  str(png)]) == 1  # nothing to compare with
     assert "--png needs a --variant other than the reference" in capsys.readouterr().err
+
+
+def test_pooled_csv_keeps_every_fold_s_columns(tmp_path, crossval_report):
+    """A fold restored with fewer columns (fold 0 here: Dice and HD95 only) pools with a fully scored fold: every
+    column is kept, the missing ones left empty."""
+    write_folds(tmp_path, "ens", {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)})
+    extra = tmp_path / "fold1" / "pred-ens" / "metrics.csv"
+    with extra.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    with extra.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*rows[0], "sens_WT"])
+        writer.writeheader()
+        writer.writerows([dict(r, sens_WT=0.95) for r in rows])
+    pooled = tmp_path / "pooled.csv"
+    assert crossval_report.main([str(tmp_path), "--variant", "ens", "--csv", str(pooled)]) == 0
+    with pooled.open(newline="") as f:
+        got = {r["case"]: r for r in csv.DictReader(f)}
+    assert sorted(got) == ["a", "b", "c"]
+    assert got["c"]["sens_WT"] == "0.95" and got["a"]["sens_WT"] == "" and got["a"]["dice_WT"] == "0.5"
