@@ -112,7 +112,7 @@ TEMPLATE_FITS = ("rigid", "affine")
 
 
 def to_template(template_image: Volume, template_brain: Volume, brain: Volume, brain_mask: np.ndarray,
-                *, kind: str = "affine", seed: int = 0) -> Registration:
+                *, kind: str = "rigid", seed: int = 0) -> Registration:
     """Map from template space to the space of ``brain`` (a brain-normalised image), rigid or affine.
 
     Both start from the translation that lays the brain's centre of mass on the template's and fit at three
@@ -136,16 +136,11 @@ def to_template(template_image: Volume, template_brain: Volume, brain: Volume, b
     reg = _method((4, 2), (4.0, 2.0), 200, 0.2, seed)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInitialTransform(start, inPlace=False)
-    first, metric, it1 = _run(reg, fixed, moving, f"atlas registration ({'rigid' if kind == 'rigid' else 'similarity'})")
+    first, _, it1 = _run(reg, fixed, moving, f"atlas registration ({'rigid' if kind == 'rigid' else 'similarity'})")
     matrix = sitk_to_matrix(first)
-    if kind == "rigid":
-        second = sitk.Euler3DTransform()
-        second.SetCenter(tuple(float(v) for v in c_fixed))
-        second.SetMatrix(tuple(float(v) for v in matrix[:3, :3].ravel()))
-    else:
-        second = sitk.AffineTransform(3)
-        second.SetCenter(tuple(float(v) for v in c_fixed))
-        second.SetMatrix(tuple(float(v) for v in matrix[:3, :3].ravel()))
+    second = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
+    second.SetCenter(tuple(float(v) for v in c_fixed))
+    second.SetMatrix(tuple(float(v) for v in matrix[:3, :3].ravel()))
     second.SetTranslation(tuple(float(v) for v in matrix[:3, 3] + matrix[:3, :3] @ c_fixed - c_fixed))
     reg = _method((2, 1), (2.0, 0.0), 150, 0.15, seed)
     reg.SetMetricFixedMask(fixed_mask)
