@@ -15,10 +15,11 @@ Each file is written atomically and only when it changed; nothing is ever delete
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
+
+from medseg3d.io.atomic import atomic_write
 
 FOLD_FILES = ("config.json", "log.csv", "curves.png")
 
@@ -34,10 +35,7 @@ def _copy_atomic(src: Path, dst: Path) -> bool:
     """Copy ``src`` to ``dst`` through a temporary file; False (and nothing written) if they are already equal."""
     if dst.is_file() and dst.read_bytes() == src.read_bytes():
         return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
     return True
 
 
