@@ -7,7 +7,7 @@ alignment. Scored as is, any difference between the two alignments counts as seg
 
 1. preprocesses the raw scans exactly as ``predict`` does and segments them with ``--model`` on the atlas grid;
 2. fits an affine map between our T1ce and the other pipeline's (both on the atlas grid, skull-stripped:
-   ``medseg3d.raw.register.affine_to_template``, Mattes mutual information) and reports how far apart the two
+   ``medseg3d.raw.register.to_template`` with ``kind="affine"``, Mattes mutual information) and reports how far apart the two
    alignments put each point, over the other pipeline's brain and over the reference tumour;
 3. scores our labels against the reference as they are, and after carrying them through that map into the
    other alignment (nearest neighbour): the second says how good the segmentation is, the difference between
@@ -54,10 +54,10 @@ def align_labels(ours: Volume, our_image: Volume, their_image: Volume, *, seed: 
     """``ours`` (labels on ``our_image``'s grid) carried into ``their_image``'s alignment, and the 4x4 LPS map
     (their points -> our points) fitted between the two skull-stripped images."""
     from medseg3d.raw.geometry import resample
-    from medseg3d.raw.register import affine_to_template
+    from medseg3d.raw.register import to_template
 
     their_brain = Volume((their_image.array != 0).astype(np.float32), their_image.affine)
-    fit = affine_to_template(their_image, their_brain, our_image, our_image.array != 0, seed=seed)
+    fit = to_template(their_image, their_brain, our_image, our_image.array != 0, kind="affine", seed=seed)
     labels = resample(ours, their_image.shape, their_image.affine, fit.matrix, order=0, dtype=np.float32)
     return Volume(np.rint(labels).astype(np.uint8), their_image.affine), fit.matrix
 

@@ -147,9 +147,3 @@ def to_template(template_image: Volume, template_brain: Volume, brain: Volume, b
     reg.SetInitialTransform(second, inPlace=False)
     final, metric, it2 = _run(reg, fixed, moving, f"atlas registration ({kind})")
     return Registration(sitk_to_matrix(final), metric, it1 + it2, kind)
-
-
-def affine_to_template(template_image: Volume, template_brain: Volume, brain: Volume, brain_mask: np.ndarray,
-                       *, seed: int = 0) -> Registration:
-    """The affine :func:`to_template` (similarity, then the full affine)."""
-    return to_template(template_image, template_brain, brain, brain_mask, kind="affine", seed=seed)
