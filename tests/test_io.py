@@ -485,6 +485,32 @@ def test_atomic_write_that_fails_keeps_the_old_file_and_leaves_no_temporary(tmp_
     assert target.read_bytes() == b"good" and [p.name for p in tmp_path.iterdir()] == ["model.bin"]
 
 
+def test_two_writers_of_one_json_file_at_once_both_finish(tmp_path, monkeypatch):
+    """Two trainings sharing a cache both write its cache.json: a second write that starts and ends while the
+    first is mid-way must neither fail nor remove the first one's temporary (a fixed temporary name did both:
+    'cannot write the cache (No such file or directory)')."""
+    import json
+
+    from medseg3d.io import write_json_atomic
+
+    target = tmp_path / "cache.json"
+    real_write = Path.write_text
+    others = []
+
+    def write_then_let_the_other_process_write(self, *args, **kwargs):
+        result = real_write(self, *args, **kwargs)
+        if not others:  # the other process writes the same file, start to end, in between
+            others.append(self.name)
+            write_json_atomic({"by": "second"}, target)
+            assert json.loads(target.read_text(encoding="utf-8")) == {"by": "second"}
+        return result
+
+    monkeypatch.setattr(Path, "write_text", write_then_let_the_other_process_write)
+    write_json_atomic({"by": "first"}, target)
+    assert json.loads(target.read_text(encoding="utf-8")) == {"by": "first"}
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]
+
+
 def test_write_rows_round_trips_columns_in_first_appearance_order(tmp_path):
     import csv
 

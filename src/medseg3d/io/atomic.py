@@ -50,17 +50,12 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Write ``obj`` as indented JSON (UTF-8) to ``path`` through a temporary file and a rename."""
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON (UTF-8) to ``path`` through :func:`atomic_write` (a unique temporary, so
+    two processes writing the same file at once, e.g. two trainings sharing a cache, never race on it)."""
     import json
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return write_text_atomic(json.dumps(obj, indent=1), path)
 
 
 def write_rows(rows, path: str | os.PathLike) -> Path:
