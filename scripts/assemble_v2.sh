@@ -7,7 +7,7 @@
 #      count too;
 #   2. the cross-validation of v2's recipe against the v1 preset's, case by case (docs/runs/brats-v2-cv/report.md,
 #      the pooled held-out rows docs/runs/brats-v2-cv/pooled-ens-cv27-strong-sw.csv, the picture
-#      docs/images/v1_v2_cv27.png);
+#      docs/images/v1_v2_cv27.png), and every fold's models on the other pipeline's case (robustness.md);
 #   3. the card of the bundled v2 (src/medseg3d/weights/brats-v2.json): its held-out scores and per-fold
 #      cross-validation; the weights stay as bundled (the two members trained on all 27 cases);
 #   4. its temperatures and held-out confidences, from the fold models present on this machine
@@ -32,6 +32,14 @@ python scripts/crossval_report.py "$kept/cv27-v1" --reference last-sw --variant 
     --csv "$pooled" --side-by-side --png docs/images/v1_v2_cv27.png > "$kept/report.md.tmp"
 mv "$kept/report.md.tmp" "$kept/report.md"
 echo "report: $kept/report.md, picture: docs/images/v1_v2_cv27.png"
+
+# lever 5: each fold's models (and their ensemble in windows, as v2 runs) on the other pipeline's case
+shopt -s nullglob; rows=(); for k in 0 1 2 3 4; do rows+=("$kept"/cv27-*/fold$k/robustness*.json); done; shopt -u nullglob
+if (( ${#rows[@]} )); then
+    python scripts/pipeline_robustness.py --table "${rows[@]}" > "$kept/robustness.md.tmp"
+    mv "$kept/robustness.md.tmp" "$kept/robustness.md"
+    echo "other pipeline: $kept/robustness.md"
+fi
 
 # mixed precision: bfloat16 on CPUs that have it natively (float32 elsewhere); on fold 1's six held-out cases the
 # same Dice as float32 to 0.001 (pred-ens-cv27-strong-sw-bf16) and 1.27x faster end to end (docs/results.md)

@@ -2,8 +2,8 @@
 
 A fold's trained weights and predicted volumes are large and stay in ``runs/`` (which a new machine does not
 have); what the reports and the model card are made of is small: each finished fold's ``config.json`` (split,
-preset, software), ``log.csv`` and ``curves.png`` (the training), and every scored variant's per-case
-``pred-VARIANT/metrics.csv``. This copies those of every finished fold (``foldK/done``) from ``SOURCE`` into
+preset, software), ``log.csv`` and ``curves.png`` (the training), its ``robustness*.json`` (``scripts/pipeline_robustness.py``
+on the other pipeline's case) and every scored variant's per-case ``pred-VARIANT/metrics.csv``. This copies those of every finished fold (``foldK/done``) from ``SOURCE`` into
 ``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST`` read
 them as they read the run folder:
 
@@ -27,6 +27,7 @@ FOLD_FILES = ("config.json", "log.csv", "curves.png")
 def records(fold: Path) -> list[Path]:
     """The small files of a finished fold worth keeping, relative to the fold folder."""
     kept = [Path(name) for name in FOLD_FILES if (fold / name).is_file()]
+    kept += sorted(p.relative_to(fold) for p in fold.glob("robustness*.json"))
     kept += sorted(p.relative_to(fold) for p in fold.glob("pred-*/metrics.csv"))
     return kept
 

@@ -32,20 +32,24 @@ budget=(--minutes 100000)  # iterations pinned by the presets (160 x 50), never 
 
 extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far false positives (lever 5)
     local cv=$1 k=$2 tag=$3
-    local held="$cv/fold$k/heldout" prob="$cv/fold$k/pred-last-sw-prob"
+    local held="$cv/fold$k/heldout" prob="$cv/fold$k/pred-last-sw-prob" rob="$cv/fold$k/robustness.json"
     [[ -e "$prob/done" ]] || { medseg3d predict "$cv/fold$k/last.safetensors" "$held" -o "$prob" --probabilities \
         --refine none --quiet && touch "$prob/done"; }
-    [[ -e "runs/robustness-$tag-fold$k.json" ]] || python scripts/pipeline_robustness.py \
-        "$cv/fold$k/last.safetensors" --json "runs/robustness-$tag-fold$k.json"
+    # until session 17 the rows lived in runs/robustness-TAG-foldK.json; now in the fold, kept with its records
+    [[ -e "runs/robustness-$tag-fold$k.json" && ! -e "$rob" ]] && mv "runs/robustness-$tag-fold$k.json" "$rob"
+    [[ -e "$rob" ]] || python scripts/pipeline_robustness.py "$cv/fold$k/last.safetensors" --json "$rob"
 }
 
-ensemble() {  # fold: the two presets' fold models as one ensemble on the cases neither saw, once both are done
-    local k=$1
-    [[ -e "runs/cv27-v1/fold$k/done" && -e "runs/cv27-strong/fold$k/done" ]] || return 0
-    [[ -e "runs/cv27-v1/fold$k/pred-ens-cv27-strong-sw/metrics.csv" ]] && return 0
+ensemble() {  # fold: the two presets' fold models as one ensemble on the cases neither saw, once both are done;
+    # then that ensemble, in windows as v2 runs, on the other pipeline's case (lever 5)
+    local k=$1 fold="runs/cv27-v1/fold$k"
+    [[ -e "$fold/done" && -e "runs/cv27-strong/fold$k/done" ]] || return 0
     # whichever chain finishes the fold second scores it; flock: never both at once
-    flock -n "runs/ensemble-fold$k.lock" python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong \
-        --folds "$k" --windows || true
+    [[ -e "$fold/pred-ens-cv27-strong-sw/metrics.csv" ]] || flock -n "runs/ensemble-fold$k.lock" \
+        python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong --folds "$k" --windows || true
+    [[ -e "$fold/ensemble-cv27-strong.safetensors" && ! -e "$fold/robustness-ens-cv27-strong-sw.json" ]] || return 0
+    flock -n "runs/ensemble-fold$k.lock" python scripts/pipeline_robustness.py "$fold/ensemble-cv27-strong.safetensors" \
+        --sliding-window --json "$fold/robustness-ens-cv27-strong-sw.json" || true
 }
 
 final() {  # folder, train options...: the preset on all 27 cases, one of v2's two members (resumable)

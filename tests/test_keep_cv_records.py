@@ -18,9 +18,11 @@ def test_finished_folds_kept_in_the_same_layout(tmp_path, keep_cv_records, capsy
         (runs / fold / "log.csv").write_text("epoch,train_loss\n1,0.9\n")
         (runs / fold / "last.safetensors").write_bytes(b"\0" * 64)  # weights: never kept
         (runs / fold / "pred-last-sw" / "Brats18_x.nii.gz").write_bytes(b"\0" * 64)  # predictions: never kept
+    (runs / "fold0" / "robustness.json").write_text('[{"model": "m"}]')
     (runs / "fold0" / "done").touch()  # fold 1 is still training: not kept
     written = keep_cv_records.keep(runs, kept)
-    assert sorted(p.relative_to(kept).as_posix() for p in written) == ["fold0/log.csv", "fold0/pred-last-sw/metrics.csv"]
+    assert sorted(p.relative_to(kept).as_posix() for p in written) == [
+        "fold0/log.csv", "fold0/pred-last-sw/metrics.csv", "fold0/robustness.json"]
     assert (kept / "fold0/pred-last-sw/metrics.csv").read_bytes() == (runs / "fold0/pred-last-sw/metrics.csv").read_bytes()
     assert not [p for p in kept.rglob("*") if ".tmp" in p.name]  # no temporary file left
 
