@@ -10,6 +10,12 @@ better / worse, Wilcoxon signed-rank p).
     python scripts/crossval_report.py runs/cv27-strong --variant last-sw --against runs/cv27-v1   # two presets
     python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant ens-cv27-strong-sw \
         --side-by-side --png v1-v2.png   # two variants case by case, as a table and a picture
+    python scripts/crossval_report.py runs/cv27-v1 --reference last-sw --variant ens-cv27-strong-sw \
+        --splice docs/results.md:v1-v2 --names "v1 preset" "v2 recipe"   # that table, kept current in a document
+
+``--splice FILE:NAME`` rewrites what lies between the lines ``<!-- NAME -->`` and ``<!-- /NAME -->`` of FILE
+with the side-by-side table of the first variant against ``--reference``, the folds done, the per-fold means
+and the paired differences; the rest of FILE is left as it is.
 """
 
 from __future__ import annotations
@@ -168,6 +174,50 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     return lines + [""]
 
 
+def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str]) -> list[str]:
+    """The block ``--splice`` writes: the folds done, the side-by-side table (its columns called ``names``),
+    the per-fold means of both and their paired differences."""
+    from medseg3d.experiments import paired_cells
+
+    table = side_by_side_lines(root, reference, variant)
+    if len(table) < 3:
+        raise SystemExit(f"error: no case scored by both `{reference}` and `{variant}` under {root}")
+    table = table[2:-1]
+    table[0] = f"| case | fold | {names[0]} WT / TC / ET | {names[1]} WT / TC / ET | difference |"
+    means = {name: fold_means(collect(root, v)) for name, v in zip(names, (reference, variant))}
+    folds = sorted(set(means[names[0]]) & set(means[names[1]]))
+    planned = planned_folds(root)
+    n, cells = paired_cells(_by_case(root, reference), _by_case(root, variant), [f"dice_{r}" for r in REGIONS],
+                            na="n/a")
+    done = ", ".join(map(str, folds[:-1])) + (" and " if len(folds) > 1 else "") + str(folds[-1])
+    head = (f"Folds {done}" if len(folds) > 1 else f"Fold {done}") + (f" of {planned}" if planned else "")
+    per_fold = "; ".join(f"fold {k} " + ", ".join(f"{name} " + " / ".join(_f(means[name][k][r]) for r in REGIONS)
+                                                  for name in names) for k in folds)
+    intro = (f"{head}: {n} held-out cases, each scored by models that never saw it (written by "
+             "`scripts/crossval_report.py --splice`).")
+    return [intro, "", *table, "",
+            f"Per fold (WT / TC / ET): {per_fold}. Paired over the {n} cases ({names[1]} minus {names[0]}; cases "
+            f"better / worse; Wilcoxon p): " + ", ".join(f"{r} {c}" for r, c in zip(REGIONS, cells)) + "."]
+
+
+def splice(target: str, lines: list[str]) -> Path:
+    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of ``FILE`` (``target`` is
+    ``FILE:NAME``) by ``lines``, atomically; a missing file or marker is one clear error."""
+    from medseg3d.io import write_text_atomic
+
+    path_text, sep, name = target.rpartition(":")
+    path = Path(path_text)
+    if not sep or not name or not path.is_file():
+        raise SystemExit(f"error: --splice {target}: give FILE:NAME, an existing Markdown file and a block name")
+    text = path.read_text(encoding="utf-8")
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise SystemExit(f"error: {path} needs exactly one '{start}' line and one '{end}' line after it")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    return write_text_atomic(before + start + "\n" + "\n".join(lines) + "\n" + end + after, path)
+
+
 def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[str, int], list[str]]:
     """Each variant's scores by case, ``variant``'s fold of each case, and the cases both scored (by name)."""
     ref, var = _by_case(root, reference), _by_case(root, variant)
@@ -217,6 +267,10 @@ def main(argv=None) -> int:
     parser.add_argument("--side-by-side", action="store_true",
                         help="also each variant's held-out cases beside --reference's, case by case")
     parser.add_argument("--png", type=Path, help="a picture of the first variant against --reference, case by case")
+    parser.add_argument("--splice", metavar="FILE:NAME",
+                        help="write the first variant against --reference into FILE's block <!-- NAME --> ... <!-- /NAME -->")
+    parser.add_argument("--names", nargs=2, default=None, metavar=("REFERENCE", "VARIANT"),
+                        help="what --splice calls the two (default: their variant names)")
     args = parser.parse_args(argv)
     known = ("last", "last-tta", "last-sw", "best")
     found = sorted({m.parent.name[len("pred-"):] for m in args.root.glob("fold*/pred-*/metrics.csv")})
@@ -247,6 +301,12 @@ def main(argv=None) -> int:
             print(f"error: --png needs a --variant other than the reference {args.reference}", file=sys.stderr)
             return 1
         print(f"picture: {side_by_side_png(args.root, args.reference, compared[0], args.png)}")
+    if args.splice:
+        if not compared:
+            print(f"error: --splice needs a --variant other than the reference {args.reference}", file=sys.stderr)
+            return 1
+        names = tuple(args.names or (f"`{args.reference}`", f"`{compared[0]}`"))
+        print(f"spliced: {splice(args.splice, splice_lines(args.root, args.reference, compared[0], names))}")
     return 0
 
 

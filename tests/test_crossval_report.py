@@ -312,3 +312,34 @@ def test_pooled_csv_keeps_every_fold_s_columns(tmp_path, crossval_report):
         got = {r["case"]: r for r in csv.DictReader(f)}
     assert sorted(got) == ["a", "b", "c"]
     assert got["c"]["sens_WT"] == "0.95" and got["a"]["sens_WT"] == "" and got["a"]["dice_WT"] == "0.5"
+
+
+def test_splice_keeps_a_document_s_table_current(tmp_path, crossval_report, capsys):
+    last = {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)}
+    ens = {"a": (0.6, 0.4, 0.2), "b": (0.65, 0.7, 0.5), "c": (0.95, 0.8, 0.7)}
+    for variant, scores in (("last-sw", last), ("ens-sw", ens)):
+        write_folds(tmp_path / "cv", variant, scores)
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\nbefore\n<!-- v1-v2 -->\nold table\n<!-- /v1-v2 -->\nafter\n", encoding="utf-8")
+    argv = [str(tmp_path / "cv"), "--reference", "last-sw", "--variant", "ens-sw", "--variant", "last-sw",
+            "--splice", f"{doc}:v1-v2", "--names", "v1 preset", "v2 recipe"]
+    assert crossval_report.main(argv) == 0
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# Results\n\nbefore\n<!-- v1-v2 -->\nFolds 0 and 1: 3 held-out cases")
+    assert text.endswith("<!-- /v1-v2 -->\nafter\n") and "old table" not in text
+    assert "| case | fold | v1 preset WT / TC / ET | v2 recipe WT / TC / ET | difference |" in text
+    assert "| a | 0 | 0.500 / 0.400 / 0.300 | 0.600 / 0.400 / 0.200 | +0.100 / +0.000 / -0.100 |" in text
+    # fold 0: last-sw WT (0.5 + 0.7) / 2, ens-sw (0.6 + 0.65) / 2 = 0.625; fold 1 0.900 and 0.950
+    assert ("Per fold (WT / TC / ET): fold 0 v1 preset 0.600 / 0.500 / 0.400, v2 recipe 0.625 / 0.550 / 0.350; "
+            "fold 1 v1 preset 0.900 / 0.800 / 0.700, v2 recipe 0.950 / 0.800 / 0.700.") in text
+    assert "Paired over the 3 cases (v2 recipe minus v1 preset; cases better / worse; Wilcoxon p): WT +0.033 (2/1, p " in text
+    # again: the same document (idempotent), no temporary left
+    assert crossval_report.main(argv) == 0 and doc.read_text(encoding="utf-8") == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv", "results.md"]
+    # a document without the block, or no such file: one clear line, the document untouched
+    doc.write_text("no markers\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="needs exactly one '<!-- v1-v2 -->' line"):
+        crossval_report.main(argv)
+    assert doc.read_text(encoding="utf-8") == "no markers\n"
+    with pytest.raises(SystemExit, match="give FILE:NAME"):
+        crossval_report.main(argv[:-5] + ["--splice", str(tmp_path / "missing.md:v1-v2")])
