@@ -8,7 +8,8 @@
 #   2. the cross-validation of v2's recipe against the v1 preset's, case by case (docs/runs/brats-v2-cv/report.md,
 #      the pooled held-out rows docs/runs/brats-v2-cv/pooled-ens-cv27-strong-sw.csv, the picture
 #      docs/images/v1_v2_cv27.png, the table of docs/results.md between <!-- v1-v2 --> and <!-- /v1-v2 -->), each lever fold by fold
-#      (scripts/levers_v2.py, docs/results.md's block <!-- levers -->), and every fold's models on the other pipeline's case (robustness.md);
+#      (scripts/levers_v2.py, docs/results.md's block <!-- levers -->), each preset's held-out Dice over the epochs
+#      (scripts/learning_curves.py: learning-curves-*.md, docs/images/learning_curves_*.png), and every fold's models on the other pipeline's case (robustness.md);
 #   3. the card of the bundled v2 (src/medseg3d/weights/brats-v2.json): its held-out scores and per-fold
 #      cross-validation; the weights stay as bundled (the two members trained on all 27 cases);
 #   4. its temperatures and held-out confidences, from the fold models present on this machine
@@ -34,6 +35,11 @@ python scripts/crossval_report.py "$kept/cv27-v1" --reference last-sw --variant 
     --splice docs/results.md:v1-v2 --names "v1 preset" "v2 recipe" > "$kept/report.md.tmp"
 mv "$kept/report.md.tmp" "$kept/report.md"
 python scripts/levers_v2.py "$kept" --splice docs/results.md:levers > /dev/null
+# lever 2: is either preset still improving at the end of its budget? (held-out Dice over each fold's epochs)
+for cv in cv27-v1 cv27-strong; do
+    python scripts/learning_curves.py "$kept/$cv" --png "docs/images/learning_curves_$cv.png" > "$kept/learning-curves-$cv.md.tmp" \
+        && mv "$kept/learning-curves-$cv.md.tmp" "$kept/learning-curves-$cv.md" || rm -f "$kept/learning-curves-$cv.md.tmp"
+done
 echo "report: $kept/report.md, picture: docs/images/v1_v2_cv27.png"
 
 # lever 5: each fold's models (and their ensemble in windows, as v2 runs) on the other pipeline's case

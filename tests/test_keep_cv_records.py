@@ -22,7 +22,7 @@ def test_finished_folds_kept_in_the_same_layout(tmp_path, keep_cv_records, capsy
     (runs / "fold0" / "done").touch()  # fold 1 is still training: not kept
     written = keep_cv_records.keep(runs, kept)
     assert sorted(p.relative_to(kept).as_posix() for p in written) == [
-        "fold0/log.csv", "fold0/pred-last-sw/metrics.csv", "fold0/robustness.json"]
+        "fold0/done", "fold0/log.csv", "fold0/pred-last-sw/metrics.csv", "fold0/robustness.json"]
     assert (kept / "fold0/pred-last-sw/metrics.csv").read_bytes() == (runs / "fold0/pred-last-sw/metrics.csv").read_bytes()
     assert not [p for p in kept.rglob("*") if ".tmp" in p.name]  # no temporary file left
 
@@ -32,7 +32,7 @@ def test_finished_folds_kept_in_the_same_layout(tmp_path, keep_cv_records, capsy
     (runs / "fold0" / "log.csv").write_text("epoch,train_loss\n1,0.9\n2,0.5\n")
     assert keep_cv_records.main([str(runs), str(kept)]) == 0
     out = capsys.readouterr().out
-    assert "3 file(s) written" in out and "fold1/pred-last-sw/metrics.csv" in out and "fold0/log.csv" in out
+    assert "4 file(s) written" in out and "fold1/pred-last-sw/metrics.csv" in out and "fold0/log.csv" in out
 
     # the kept records are a cross-validation crossval_report reads like the run folder
     report = load_script("crossval_report")
