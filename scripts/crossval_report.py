@@ -108,9 +108,14 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
     return "\n".join(lines) + "\n", all_rows
 
 
-def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
+def scores_by_case(folds: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
+    """{case: {metric: value}} over the folds of :func:`collect`."""
     return {row["case"]: {k: float(x) for k, x in row.items() if k != "case"}
-            for rows in collect(root, variant).values() for row in rows}
+            for rows in folds.values() for row in rows}
+
+
+def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
+    return scores_by_case(collect(root, variant))
 
 
 def paired_lines(root: Path, variants: list[str], reference: str = "last") -> list[str]:

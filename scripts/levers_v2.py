@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crossval_report import REGIONS, _by_case, collect, splice
+from crossval_report import REGIONS, _by_case, collect, scores_by_case, splice
 
 from medseg3d.experiments import paired_cells
 
@@ -55,16 +55,16 @@ def lever_lines(root: Path) -> list[str]:
         by_fold = collect(root / cv, variant)
         if not by_fold:
             continue
+        scores = scores_by_case(by_fold)
         cells = []
         for k in folds:
             cases = [row["case"] for row in by_fold.get(k, []) if row["case"] in reference]
             if not cases:
                 cells.append("-")
                 continue
-            scores = _by_case(root / cv, variant)
             cells.append(" / ".join(f"{sum(scores[c][f'dice_{r}'] - reference[c][f'dice_{r}'] for c in cases) / len(cases):+.3f}"
                                     for r in REGIONS) + f" ({len(cases)})")
-        _, paired = paired_cells(reference, _by_case(root / cv, variant), [f"dice_{r}" for r in REGIONS], na="n/a")
+        _, paired = paired_cells(reference, scores, [f"dice_{r}" for r in REGIONS], na="n/a")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {' | '.join(paired)} |")
     legend = ("A cell per fold: the mean difference over that fold's cases (how many in brackets); \"-\": not "
               "scored on that fold. Last columns: mean difference (cases better / worse, Wilcoxon p) over every case "
