@@ -2,7 +2,7 @@
 # Bring the BraTS model v2 of issue #22 up to date with whatever cross-validation has been finished: run it after
 # each fold that scripts/queue_v2.sh finishes, on any machine; every step is idempotent.
 #   1. the finished folds' small records (configs, training logs and curves, per-case metrics of every scored
-#      variant) are kept in the repository, docs/runs/brats-v2-cv/ (scripts/keep_cv_records.py): runs/ does not
+#      variant, v2's held-out label maps) are kept in the repository, docs/runs/brats-v2-cv/ (scripts/keep_cv_records.py): runs/ does not
 #      outlive its machine, and everything below reads the kept records, so folds finished on other machines
 #      count too;
 #   2. the cross-validation of v2's recipe against the v1 preset's, case by case (docs/runs/brats-v2-cv/report.md,
@@ -23,8 +23,12 @@ kept=docs/runs/brats-v2-cv
 [[ -e "$weights/brats-v2.safetensors" ]] \
     || { echo "error: $weights/brats-v2.safetensors is not bundled; bundle its members first (docs/results.md)" >&2; exit 1; }
 
+# v2's held-out label maps too (about 70 kB a case): post-processing can then be chosen by cross-validation on any
+# machine (scripts/postprocess_sweep.py docs/runs/brats-v2-cv/cv27-v1 --variant ens-cv27-strong-sw --data DATA)
+labels=(--labels ens-cv27-strong-sw)
 for cv in cv27-v1 cv27-strong; do
-    if ls runs/$cv/fold*/done > /dev/null 2>&1; then python scripts/keep_cv_records.py "runs/$cv" "$kept/$cv"; fi
+    if ls runs/$cv/fold*/done > /dev/null 2>&1; then python scripts/keep_cv_records.py "runs/$cv" "$kept/$cv" "${labels[@]}"; fi
+    labels=()
 done
 ls "$kept"/cv27-v1/fold*/pred-ens-cv27-strong-sw/metrics.csv > /dev/null 2>&1 \
     || { echo "error: no fold in $kept/cv27-v1 has scored the ensemble yet (scripts/queue_v2.sh)" >&2; exit 1; }

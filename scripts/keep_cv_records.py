@@ -9,7 +9,11 @@ finished folds, e.g. ``scripts/learning_curves.py``, read the kept copy too), it
 ``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST`` read
 them as they read the run folder:
 
-    python scripts/keep_cv_records.py runs/cv27-v1 docs/runs/brats-v2-cv/cv27-v1
+    python scripts/keep_cv_records.py runs/cv27-v1 docs/runs/brats-v2-cv/cv27-v1 [--labels ens-cv27-strong-sw]
+
+``--labels VARIANT`` also keeps that variant's predicted label maps (``pred-VARIANT/*.nii.gz``, about 70 kB a
+case): what ``scripts/postprocess_sweep.py KEPT --data DATA`` needs to choose post-processing by
+cross-validation on a machine without the fold models.
 
 Each file is written atomically and only when it changed; nothing is ever deleted from ``DEST``.
 """
@@ -26,11 +30,14 @@ from medseg3d.io.atomic import atomic_write
 FOLD_FILES = ("config.json", "log.csv", "curves.png", "done")  # done: finished, as in the run folder
 
 
-def records(fold: Path) -> list[Path]:
-    """The small files of a finished fold worth keeping, relative to the fold folder."""
+def records(fold: Path, labels: tuple[str, ...] = ()) -> list[Path]:
+    """The small files of a finished fold worth keeping, relative to the fold folder; with ``labels``, those
+    variants' predicted label maps too."""
     kept = [Path(name) for name in FOLD_FILES if (fold / name).is_file()]
     kept += sorted(p.relative_to(fold) for p in fold.glob("robustness*.json"))
     kept += sorted(p.relative_to(fold) for p in fold.glob("pred-*/metrics.csv"))
+    for variant in labels:
+        kept += sorted(p.relative_to(fold) for p in (fold / f"pred-{variant}").glob("*.nii.gz"))
     return kept
 
 
@@ -42,7 +49,7 @@ def _copy_atomic(src: Path, dst: Path) -> bool:
     return True
 
 
-def keep(source: Path, dest: Path) -> list[Path]:
+def keep(source: Path, dest: Path, labels: tuple[str, ...] = ()) -> list[Path]:
     """Copy the records of ``source``'s finished folds into ``dest``; returns the files written."""
     if not source.is_dir():
         raise SystemExit(f"error: {source}: no such cross-validation folder")
@@ -52,7 +59,7 @@ def keep(source: Path, dest: Path) -> list[Path]:
         raise SystemExit(f"error: {source}: no finished fold (foldK/done); nothing to keep")
     written = []
     for fold in folds:
-        for rel in records(fold):
+        for rel in records(fold, labels):
             if _copy_atomic(fold / rel, dest / fold.name / rel):
                 written.append(dest / fold.name / rel)
     return written
@@ -62,8 +69,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="the cross-validation run folder (fold*/done)")
     parser.add_argument("dest", type=Path, help="where its records are kept (same layout)")
+    parser.add_argument("--labels", action="append", default=[], metavar="VARIANT",
+                        help="also keep pred-VARIANT's label maps (repeatable)")
     args = parser.parse_args(argv)
-    written = keep(args.source, args.dest)
+    written = keep(args.source, args.dest, tuple(args.labels))
     print(f"{args.source} -> {args.dest}: {len(written)} file(s) written" + "".join(f"\n  {p}" for p in written))
     return 0
 

@@ -1,7 +1,9 @@
 """Choose ``medseg3d predict``'s post-processing by cross-validation: every setting on every held-out case.
 
 Reads each fold's saved label maps (``OUT/fold<k>/pred-<variant>/<case>.nii.gz``, written by
-``medseg3d predict``) and references (``OUT/fold<k>/heldout``) and applies, for every combination of
+``medseg3d predict``) and references (``OUT/fold<k>/heldout``, or with ``--data DIR`` the case folders
+``DIR/<case>`` of the predicted cases: for records kept without the held-out links, e.g.
+``docs/runs/brats-v2-cv/cv27-v1 --data ../shared/data/brats2018``) and applies, for every combination of
 ``--max-distance`` (tumour components farther than MM from the largest one removed) and ``--min-enhancing``
 (enhancing tumour relabelled as necrosis in a case with fewer than N enhancing voxels), exactly what
 ``medseg3d.postprocess.postprocess`` does in ``predict``. Per setting it prints the mean Dice and HD95 (BraTS
@@ -34,7 +36,20 @@ from medseg3d.postprocess import postprocess
 REGIONS = ("WT", "TC", "ET")
 
 
-def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarray, tuple]]:
+def references(fold: Path, pred: Path, data: Path | None) -> list:
+    """The fold's held-out cases: its ``heldout`` folder, or with ``data`` the cases there that ``pred`` holds."""
+    if data is None:
+        return find_cases(fold / "heldout")
+    wanted = {p.name[:-len(".nii.gz")] for p in pred.glob("*.nii.gz")}
+    cases = [case for case in find_cases(data) if case.case_id in wanted]
+    missing = wanted - {case.case_id for case in cases}
+    if missing:
+        sys.exit(f"error: {data} lacks the case(s) {', '.join(sorted(missing))} that {pred} predicts; "
+                 "give the data folder the cross-validation was made from")
+    return cases
+
+
+def load_pairs(root: Path, variant: str, data: Path | None = None) -> list[tuple[str, np.ndarray, np.ndarray, tuple]]:
     """[(case, predicted labels, reference labels, spacing)] over every fold folder under ``root``."""
     pairs = []
     folds = sorted(p for p in root.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
@@ -45,7 +60,7 @@ def load_pairs(root: Path, variant: str) -> list[tuple[str, np.ndarray, np.ndarr
         if not pred.is_dir():
             print(f"{fold.name}: no pred-{variant} (fold not scored yet); left out", file=sys.stderr)
             continue
-        for case in find_cases(fold / "heldout"):
+        for case in references(fold, pred, data):
             path = pred / f"{case.case_id}.nii.gz"
             if not path.exists():
                 sys.exit(f"error: {path} is missing; run medseg3d predict for {fold.name}'s held-out cases first")
@@ -92,6 +107,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="cross-validation folder (fold0, fold1, ...)")
     parser.add_argument("--variant", default="last-sw", help="prediction folder suffix: fold<k>/pred-<variant>")
+    parser.add_argument("--data", type=Path, help="the references' case folders, where the folds have no heldout/ "
+                        "(kept records: scripts/keep_cv_records.py --labels)")
     parser.add_argument("--distances", default="0,20,30,40,60", help="--max-distance values in mm (0: off)")
     parser.add_argument("--min-enhancing", default="0,250,500", help="--min-enhancing values in voxels (0: off)")
     args = parser.parse_args(argv)
@@ -100,7 +117,9 @@ def main(argv=None) -> int:
         minimums = [int(t) for t in args.min_enhancing.split(",")]
     except ValueError:
         sys.exit("error: --distances are numbers and --min-enhancing whole numbers, separated by commas")
-    pairs = load_pairs(args.root, args.variant)
+    if args.data is not None and not args.data.is_dir():
+        sys.exit(f"error: --data {args.data}: no such folder; give the folder of the cases")
+    pairs = load_pairs(args.root, args.variant, args.data)
     rows, base = sweep(pairs, distances, minimums)
     print(f"{len(pairs)} held-out cases of {args.root} (pred-{args.variant})\n")
     print("| --max-distance | --min-enhancing | Dice WT | TC | ET | HD95 WT | TC | ET | worst WT | cases changed |")

@@ -45,3 +45,17 @@ def test_nothing_finished_is_one_clear_error(tmp_path, keep_cv_records):
         keep_cv_records.keep(tmp_path, tmp_path / "kept")
     with pytest.raises(SystemExit, match="no such cross-validation folder"):
         keep_cv_records.keep(tmp_path / "missing", tmp_path / "kept")
+
+
+def test_label_maps_kept_only_for_the_variants_asked(tmp_path, keep_cv_records):
+    runs, kept = tmp_path / "runs", tmp_path / "kept"
+    write_folds(runs, "last-sw", {"a": (0.5, 0.4, 0.3), "b": (0.7, 0.6, 0.5), "c": (0.9, 0.8, 0.7)})
+    write_folds(runs, "ens-sw", {"a": (0.6, 0.4, 0.3), "b": (0.8, 0.6, 0.5), "c": (0.9, 0.9, 0.7)})
+    for fold in ("fold0", "fold1"):
+        for variant in ("last-sw", "ens-sw"):
+            (runs / fold / f"pred-{variant}" / f"{fold}_case.nii.gz").write_bytes(fold.encode() + variant.encode())
+        (runs / fold / "done").touch()
+    assert keep_cv_records.main([str(runs), str(kept), "--labels", "ens-sw"]) == 0
+    maps = sorted(p.relative_to(kept).as_posix() for p in kept.rglob("*.nii.gz"))
+    assert maps == ["fold0/pred-ens-sw/fold0_case.nii.gz", "fold1/pred-ens-sw/fold1_case.nii.gz"]
+    assert (kept / maps[1]).read_bytes() == b"fold1ens-sw"

@@ -81,6 +81,21 @@ def test_sweep_script_known_answer(tmp_path, capsys):
     assert table[("20", "0")][2:5] == table[("0", "0")][2:5]  # 20 mm is not farther than 20: kept
     assert table[("18", "4")][2:5] == ["1.0000", "0.8750", "0.0000"]
 
+    # kept records have no heldout/ links: --data finds the references by the predicted cases' names, and
+    # the sweep is the same
+    kept = tmp_path / "kept" / "fold0" / "pred-last-sw"
+    kept.mkdir(parents=True)
+    (kept / "c1.nii.gz").write_bytes((tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz").read_bytes())
+    assert sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "cv" / "fold0" / "heldout"),
+                       "--distances", "0,18,20", "--min-enhancing", "0,3,4"]) == 0
+    again = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert again[1:] == rows[1:]
+    (kept / "c2.nii.gz").write_bytes((kept / "c1.nii.gz").read_bytes())  # a case the data folder lacks
+    with pytest.raises(SystemExit, match="lacks the case"):
+        sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "cv" / "fold0" / "heldout")])
+    with pytest.raises(SystemExit, match="no such folder"):
+        sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "missing")])
+
 
 def test_negative_minimums_are_refused(brats_root):
     from medseg3d.models import bundled_models
