@@ -134,3 +134,20 @@ def test_a_negative_distance_is_refused_in_one_line():
     for bad in (-1.0, float("nan")):
         with pytest.raises(InputError, match="--max-distance must be a distance in mm >= 0"):
             check_options(get_scheme("brats"), 0, 0, bad)
+
+
+def test_nested_choice_never_sees_the_fold_it_is_scored_on():
+    from conftest import load_script
+
+    sweep = load_script("postprocess_sweep")
+    half = {f"dice_{r}": 0.5 for r in ("WT", "TC", "ET")}
+    best = {f"dice_{r}": 1.0 for r in ("WT", "TC", "ET")}
+    base = {"a": half, "b": half, "c": half}
+    rows = [{"max_distance": 0.0, "min_enhancing": 0, "changed": {}},
+            {"max_distance": 20.0, "min_enhancing": 0, "changed": {"a": best}}]  # helps case a only
+    chosen = {f["fold"]: f for f in sweep.nested(rows, base, {"a": "fold0", "b": "fold1", "c": "fold1"})}
+    # fold 0 holds a: the other folds (b, c) cannot tell the settings apart, so the first (none) is kept and
+    # a scores as without post-processing, although 20 mm would have helped it
+    assert chosen["fold0"]["max_distance"] == 0.0 and chosen["fold0"]["scores"] == {"a": half}
+    # fold 1: chosen on a, where 20 mm helps; b and c unchanged by it
+    assert chosen["fold1"]["max_distance"] == 20.0 and chosen["fold1"]["scores"] == {"b": half, "c": half}
