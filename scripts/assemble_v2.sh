@@ -25,10 +25,9 @@ kept=docs/runs/brats-v2-cv
 
 # v2's held-out label maps too (about 70 kB a case): post-processing can then be chosen by cross-validation on any
 # machine (scripts/postprocess_sweep.py docs/runs/brats-v2-cv/cv27-v1 --variant ens-cv27-strong-sw --data DATA)
-labels=(--labels ens-cv27-strong-sw)
 for cv in cv27-v1 cv27-strong; do
+    labels=(); [[ $cv == cv27-v1 ]] && labels=(--labels ens-cv27-strong-sw)  # v2's variant lives in cv27-v1
     if ls runs/$cv/fold*/done > /dev/null 2>&1; then python scripts/keep_cv_records.py "runs/$cv" "$kept/$cv" "${labels[@]}"; fi
-    labels=()
 done
 ls "$kept"/cv27-v1/fold*/pred-ens-cv27-strong-sw/metrics.csv > /dev/null 2>&1 \
     || { echo "error: no fold in $kept/cv27-v1 has scored the ensemble yet (scripts/queue_v2.sh)" >&2; exit 1; }

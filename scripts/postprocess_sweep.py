@@ -36,22 +36,23 @@ from medseg3d.postprocess import postprocess
 REGIONS = ("WT", "TC", "ET")
 
 
-def references(fold: Path, pred: Path, data: Path | None) -> list:
-    """The fold's held-out cases: its ``heldout`` folder, or with ``data`` the cases there that ``pred`` holds."""
-    if data is None:
+def references(fold: Path, pred: Path, available: dict | None) -> list:
+    """The fold's held-out cases: its ``heldout`` folder, or from ``available`` (case id -> case of ``--data``) the
+    cases that ``pred`` holds."""
+    if available is None:
         return find_cases(fold / "heldout")
-    wanted = {p.name[:-len(".nii.gz")] for p in pred.glob("*.nii.gz")}
-    cases = [case for case in find_cases(data) if case.case_id in wanted]
-    missing = wanted - {case.case_id for case in cases}
+    wanted = sorted(p.name[:-len(".nii.gz")] for p in pred.glob("*.nii.gz"))
+    missing = [case for case in wanted if case not in available]
     if missing:
-        sys.exit(f"error: {data} lacks the case(s) {', '.join(sorted(missing))} that {pred} predicts; "
+        sys.exit(f"error: the data folder lacks the case(s) {', '.join(missing)} that {pred} predicts; "
                  "give the data folder the cross-validation was made from")
-    return cases
+    return [available[case] for case in wanted]
 
 
 def load_pairs(root: Path, variant: str, data: Path | None = None):
     """([(case, predicted labels, reference labels, spacing)], {case: fold}) over every fold folder under ``root``."""
     pairs, fold_of = [], {}
+    available = None if data is None else {case.case_id: case for case in find_cases(data)}  # scanned once
     folds = sorted(p for p in root.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
     if not folds:
         sys.exit(f"error: {root} has no fold* folders; give the folder of a cross-validation")
@@ -60,7 +61,7 @@ def load_pairs(root: Path, variant: str, data: Path | None = None):
         if not pred.is_dir():
             print(f"{fold.name}: no pred-{variant} (fold not scored yet); left out", file=sys.stderr)
             continue
-        for case in references(fold, pred, data):
+        for case in references(fold, pred, available):
             path = pred / f"{case.case_id}.nii.gz"
             if not path.exists():
                 sys.exit(f"error: {path} is missing; run medseg3d predict for {fold.name}'s held-out cases first")
@@ -126,6 +127,12 @@ def nested(rows, base, fold_of: dict) -> list[dict]:
     return out
 
 
+def mean_dice_cell(case_scores) -> str:
+    """``WT / TC / ET``: the mean Dice of each region over ``case_scores`` (an iterable of per-case score dicts)."""
+    case_scores = list(case_scores)
+    return " / ".join(f"{statistics.fmean(s['dice_' + r] for s in case_scores):.4f}" for r in REGIONS)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="cross-validation folder (fold0, fold1, ...)")
@@ -172,13 +179,9 @@ def main(argv=None) -> int:
         for f in chosen:
             pooled |= f["scores"]
             print(f"| {f['fold']} | {f['max_distance']:g} | {f['min_enhancing']} | "
-                  + " / ".join(f"{statistics.fmean(base[c]['dice_' + r] for c in f['scores']):.4f}" for r in REGIONS)
-                  + " | " + " / ".join(f"{statistics.fmean(s['dice_' + r] for s in f['scores'].values()):.4f}"
-                                       for r in REGIONS) + " |")
-        print(f"| all {len(pooled)} cases | | | "
-              + " / ".join(f"{statistics.fmean(base[c]['dice_' + r] for c in pooled):.4f}" for r in REGIONS)
-              + " | " + " / ".join(f"{statistics.fmean(s['dice_' + r] for s in pooled.values()):.4f}" for r in REGIONS)
-              + f" (worst WT {min(s['dice_WT'] for s in pooled.values()):.3f}) |")
+                  f"{mean_dice_cell(base[c] for c in f['scores'])} | {mean_dice_cell(f['scores'].values())} |")
+        print(f"| all {len(pooled)} cases | | | {mean_dice_cell(base[c] for c in pooled)} | "
+              f"{mean_dice_cell(pooled.values())} (worst WT {min(s['dice_WT'] for s in pooled.values()):.3f}) |")
     return 0
 
 
