@@ -81,6 +81,8 @@ def set_inference(args, card: dict) -> None:
     if getattr(args, "refiner", None):
         card["total_training"] = total_training(card, args.refiner)  # checks the refiner is bundled: before writing
         inference["refiner"] = args.refiner
+    if getattr(args, "max_distance", 0.0):
+        inference["max_distance_mm"] = args.max_distance
     rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
     card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
                          else "the whole cropped volume in one pass")
@@ -88,6 +90,9 @@ def set_inference(args, card: dict) -> None:
         card["inference"] += "; mixed precision (bfloat16 on CPUs with native bfloat16, else float32)"
     if getattr(args, "refiner", None):
         card["inference"] += f"; then the bundled refiner {args.refiner} in the box around the tumour"
+    if getattr(args, "max_distance", 0.0):
+        card["inference"] += (f"; then tumour components farther than {args.max_distance:g} mm from the largest one "
+                              "are removed (--max-distance; 0 turns it off)")
 
 
 def total_training(card: dict, refiner: str) -> str:
@@ -145,6 +150,9 @@ def main() -> None:
     p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
                    help="the precision the bundled file asks to be run in (users can still pass --precision)")
+    p.add_argument("--max-distance", type=float, default=0.0, metavar="MM",
+                   help="the bundled file removes tumour components farther than MM mm from the largest one by "
+                        "default (chosen by cross-validation: scripts/postprocess_sweep.py); 0: off")
     p.add_argument("--refiner", help="the bundled refiner (its name) this model runs in a cascade by default")
     p.add_argument("--default-for", metavar="ALIAS", help="make this model what ALIAS names (e.g. brats)")
     p.add_argument("--ensemble", action="store_true", help="RUN_DIR is a cross-validation (scripts/crossval.sh): "

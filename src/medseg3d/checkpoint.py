@@ -72,13 +72,18 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
     return _write_model_file(state, meta, Path(out or path))
 
 
+INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm"}
+"""What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by default."""
+
+
 def check_inference(inference, path: Path) -> None:
     """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
     if inference is None:
         return
-    if not isinstance(inference, dict) or set(inference) - {"sliding_window", "overlap", "precision", "refiner"}:
+    if not isinstance(inference, dict) or set(inference) - INFERENCE_KEYS:
         raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; expected "
-                         "{{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str}}")
+                         "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
+                         "'max_distance_mm': float}")
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
     if refiner is not None and not (isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)):
@@ -88,6 +93,9 @@ def check_inference(inference, path: Path) -> None:
     overlap = inference.get("overlap", 0.5)
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
+    distance = inference.get("max_distance_mm", 0.0)
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not 0 <= distance < float("inf"):
+        raise ModelError(f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}")
     if inference.get("precision", "auto") not in PRECISIONS:
         raise ModelError(f"{path}: inference.precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {inference['precision']!r}")

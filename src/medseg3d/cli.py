@@ -389,9 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-enhancing", type=int, default=0,
                    help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
                         "enhancement score ET Dice 1 only with none predicted)")
-    s.add_argument("--max-distance", type=float, default=0.0, metavar="MM",
-                   help="remove tumour components farther than MM millimetres from the largest one (0: off; a "
-                        "false-positive blob far from the tumour, e.g. on another pipeline's preprocessing)")
+    s.add_argument("--max-distance", type=float, default=None, metavar="MM",
+                   help="remove tumour components farther than MM millimetres from the largest one (a "
+                        "false-positive blob far from the tumour); default: the model's own (its card "
+                        "in `medseg3d models` says), else off; 0: off")
     s.add_argument("--refine", default="auto", metavar="MODEL",
                    help="re-segment the box around the tumour with a finer refiner model (bundled name, run folder "
                         "or file); default: the refiner the model names, if any; 'none': the model alone")

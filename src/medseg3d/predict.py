@@ -148,14 +148,15 @@ def segment_arrays(
     overlap: float | None = None,
     min_component: int = 0,
     min_enhancing: int = 0,
-    max_distance: float = 0.0,
+    max_distance: float | None = None,
     return_probabilities: bool = False,
 ):
     """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine``.
 
     ``sliding_window`` / ``overlap`` left as ``None`` take the model's own defaults
-    (:meth:`LoadedModel.inference_settings`).
+    (:meth:`LoadedModel.inference_settings`), ``max_distance`` too (:meth:`LoadedModel.max_distance`; 0: off).
     """
+    max_distance = model.max_distance(max_distance)
     check_options(model.scheme, min_component, min_enhancing, max_distance)
     full = grid_probabilities(model, image, affine, mirror=mirror, sliding_window=sliding_window, overlap=overlap)
     labels = probabilities_to_labels(model, full, min_component=min_component, min_enhancing=min_enhancing,
@@ -178,12 +179,14 @@ class CaseResult:
     """The case's confidence (:func:`medseg3d.uncertainty.case_confidence`) and calibration temperatures."""
     refinement: dict | None = None
     """With a refiner: which one and the box it refined (:func:`medseg3d.cascade.refine`)."""
+    far_removed_ml: float = 0.0
+    """Tumour (ml) that ``max_distance`` removed as components far from the largest one."""
 
 
 def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preprocess: str = "auto",
                     space: str = "native", progress=None, mirror: bool = False, sliding_window: bool | None = None,
                     overlap: float | None = None, min_component: int = 0, min_enhancing: int = 0,
-                    max_distance: float = 0.0, uncertainty: int | None = None,
+                    max_distance: float | None = None, uncertainty: int | None = None,
                     template_fit: str | None = None) -> CaseResult:
     """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`).
 
@@ -204,6 +207,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
 
     if space not in ("native", "atlas"):
         raise InputError(f"--space must be 'native' or 'atlas', got {space!r}")
+    max_distance = model.max_distance(max_distance)  # None: the model's own (0: off)
     check_options(model.scheme, min_component, min_enhancing, max_distance)
     uncertainty = resolve_passes(model, uncertainty, mirror)
     check_passes(uncertainty, mirror, model.runnable_members)  # before the minutes a raw case's preprocessing may take
@@ -234,6 +238,10 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
     post = dict(min_component=min_component, min_enhancing=min_enhancing, spacing=grid.spacing,
                 max_distance=max_distance)
     labels = probabilities_to_labels(model, probs, **post)
+    far_removed_ml = 0.0
+    if max_distance > 0:  # say what it removed: a second lesion of a multifocal tumour would go too
+        kept = probabilities_to_labels(model, probs, **dict(post, max_distance=0.0))
+        far_removed_ml = float(np.count_nonzero((kept > 0) & (labels == 0)) * np.prod(grid.spacing) / 1000.0)
     confidence = prediction.confidence
     if prediction.member_probabilities is not None and prediction.refinement is None:
         t0 = time.perf_counter()
@@ -241,7 +249,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], *, preproces
         confidence = dict(confidence, member_volumes_ml=member_volumes(model, prediction, to_grid, post))
         seconds["members' volumes"] = round(time.perf_counter() - t0, 2)
     return CaseResult(grid.with_array(labels), probs, prepared, seconds, entropy, confidence,
-                      prediction.refinement)
+                      prediction.refinement, round(far_removed_ml, 2))
 
 
 def member_volumes(model: LoadedModel, prediction: GridPrediction, to_grid, post: dict) -> dict[str, list[float]]:
@@ -286,7 +294,7 @@ def _volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
 
 def segment(model, channels, *, preprocess: str = "auto", space: str = "native", mirror: bool = False,
             sliding_window: bool | None = None, overlap: float | None = None, min_component: int = 0,
-            min_enhancing: int = 0, max_distance: float = 0.0, template_fit: str | None = None) -> Volume:
+            min_enhancing: int = 0, max_distance: float | None = None, template_fit: str | None = None) -> Volume:
     """Segment one case in memory and return the label map as a :class:`Volume`.
 
     Args:
@@ -327,7 +335,7 @@ def predict(
     overlap: float | None = None,
     min_component: int = 0,
     min_enhancing: int = 0,
-    max_distance: float = 0.0,
+    max_distance: float | None = None,
     save_probabilities: bool = False,
     force: bool = False,
     shard: tuple[int, int] | None = None,
@@ -503,6 +511,12 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
             (say or _warn)(f"warning: {case.case_id}: {order}")
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
+    post = {"min_component": options.get("min_component", 0), "min_enhancing": options.get("min_enhancing", 0),
+            "max_distance_mm": loaded.max_distance(options.get("max_distance")),
+            "far_removed_ml": result.far_removed_ml}  # what the case's JSON records
+    if say and result.far_removed_ml > 0:
+        say(f"{case.case_id}: removed {result.far_removed_ml:.3g} ml of tumour farther than "
+            f"{post['max_distance_mm']:g} mm from the largest component (--max-distance 0 keeps it)")
     grid = result.labels
     suffix, stem = image_suffix(target), output_stem(target)
     if save_probabilities:
@@ -547,7 +561,7 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
                                                 model=loaded.pipeline_name,
                                                 inputs={m: str(p) for m, p in case.channels.items()},
-                                                extra={"uncertainty": uncertainty} if uncertainty else None)
+                                                extra={"postprocessing": post} | ({"uncertainty": uncertainty} if uncertainty else {}))
         for line in lines if say else []:
             say(line)
     dicom = _dicom_channels(case) if extras.get("output_format") != "nifti" else []
@@ -566,12 +580,12 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         if seg_path is not None and say:
             say(f"wrote {seg_path}")
     if extras.get("report"):
-        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty)
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post)
     elif uncertainty and raw_summary is None:
         from .io import write_json_atomic
 
         write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
-                           "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
+                           "postprocessing": post, "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
     return written
 
 
@@ -605,7 +619,7 @@ def member_spread(uncertainty: dict | None) -> str | None:
 
 
 def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
-                  uncertainty: dict | None = None) -> None:
+                  uncertainty: dict | None = None, post: dict | None = None) -> None:
     """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
     from .report import write_case_report
 
@@ -617,6 +631,12 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
     extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
     if raw_summary:
         extra["raw_input"] = raw_summary
+    if post:
+        extra["postprocessing"] = post
+        if post["far_removed_ml"] > 0:
+            extra["warnings"].append(f"{post['far_removed_ml']:.3g} ml of tumour farther than {post['max_distance_mm']:g} "
+                                     "mm from the largest component was removed; if it may be a second lesion, "
+                                     "segment again with --max-distance 0")
     if uncertainty:
         extra["uncertainty"] = uncertainty
     if result.refinement:

@@ -77,6 +77,14 @@ class LoadedModel:
             raise InputError(f"--overlap must be in [0, 1), got {overlap}")
         return sliding_window, overlap
 
+    def max_distance(self, asked: float | None) -> float:
+        """The far-component distance in mm (:func:`medseg3d.postprocess.remove_far_components`): what the
+        caller asked (0: off), else the model file's ``inference.max_distance_mm`` (set for a model whose
+        cross-validation chose it), else 0 (off)."""
+        if asked is not None:
+            return float(asked)
+        return float(self.meta.inference.get("max_distance_mm", 0.0))
+
     def model_input(self, image, affine, *, sliding_window: bool | None = None, overlap: float | None = None):
         """``(x, record, settings)``: raw channels (C, X, Y, Z) preprocessed as in training, the record that
         undoes it, and the keyword arguments of :func:`~medseg3d.inference.predict_probabilities` for this
