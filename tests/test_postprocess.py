@@ -151,3 +151,83 @@ def test_nested_choice_never_sees_the_fold_it_is_scored_on():
     assert chosen["fold0"]["max_distance"] == 0.0 and chosen["fold0"]["scores"] == {"a": half}
     # fold 1: chosen on a, where 20 mm helps; b and c unchanged by it
     assert chosen["fold1"]["max_distance"] == 20.0 and chosen["fold1"]["scores"] == {"b": half, "c": half}
+
+
+def test_postprocess_variant_scores_the_setting_as_predict_would(tmp_path, capsys):
+    """A far blob 20 mm from the tumour: --max-distance 18 removes it, in the variant's labels and scores."""
+    import csv
+
+    from conftest import load_script
+
+    from medseg3d.io import Volume, read_volume, write_volume
+
+    variant = load_script("postprocess_variant")
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    ref = np.zeros((30, 10, 10), np.uint8)
+    ref[:10] = _case_with_enhancing(5)
+    pred = ref.copy()
+    pred[25:27, 2:4, 2:4] = 2  # 8 voxels, 20 mm from the tumour
+    data = tmp_path / "data" / "c1"
+    data.mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        write_volume(Volume(np.ones(ref.shape, np.float32), affine), data / f"c1_{m}.nii.gz")
+    write_volume(Volume(ref, affine), data / "c1_seg.nii.gz")
+    saved = tmp_path / "cv" / "fold0" / "pred-ens"
+    saved.mkdir(parents=True)
+    write_volume(Volume(pred, affine), saved / "c1.nii.gz")
+
+    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "18", "--data",
+                         str(tmp_path / "data"), "--keep-labels"]) == 0
+    assert "fold0: 1 label map(s) changed" in capsys.readouterr().out
+    out = tmp_path / "cv" / "fold0" / "pred-ens-md18"
+    written = read_volume(out / "c1.nii.gz")
+    assert np.array_equal(written.array, ref) and np.allclose(written.affine, affine)
+    row = next(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
+    assert float(row["dice_WT"]) == 1.0 and float(row["hd95_WT"]) == 0.0
+    assert float(row["dice_ET"]) == 1.0
+    assert np.array_equal(read_volume(saved / "c1.nii.gz").array, pred)  # the input maps are untouched
+
+    # 20 mm is not farther than 20: nothing changes; the maps are deleted after scoring (no --keep-labels)
+    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20", "--data",
+                         str(tmp_path / "data")]) == 0
+    out20 = tmp_path / "cv" / "fold0" / "pred-ens-md20"
+    assert not list(out20.glob("*.nii.gz"))
+    assert float(next(csv.DictReader((out20 / "metrics.csv").read_text().splitlines()))["dice_WT"]) == pytest.approx(2 * 64 / (64 + 72), abs=1e-5)
+    scores_only = tmp_path / "cv" / "fold1" / "pred-ens"  # a fold kept with its scores only
+    scores_only.mkdir(parents=True)
+    (scores_only / "metrics.csv").write_text("case,dice_WT\n")
+    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20", "--data",
+                         str(tmp_path / "data")]) == 0
+    assert "fold1: pred-ens holds scores but no label maps (not kept); left out" in capsys.readouterr().out
+    assert not (tmp_path / "cv" / "fold1" / "pred-ens-md20").exists()
+    with pytest.raises(SystemExit, match="give --max-distance or --min-enhancing"):
+        variant.main([str(tmp_path / "cv"), "--variant", "ens"])
+    with pytest.raises(SystemExit, match="no fold under"):
+        variant.main([str(tmp_path / "cv"), "--variant", "missing", "--max-distance", "20"])
+    with pytest.raises(SystemExit, match="has no heldout/"):
+        variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20"])
+
+
+def test_far_tumour_in_references_known_answer(tmp_path, capsys):
+    from conftest import load_script
+
+    from medseg3d.io import Volume, write_volume
+
+    script = load_script("far_tumour_in_references")
+    labels = np.zeros((60, 20, 20), np.uint8)
+    labels[5:15, 5:15, 5:15] = 2   # main tumour
+    labels[50:53, 8:11, 8:11] = 4  # 27 voxels whose nearest is 36 mm (1 mm voxels) from it
+    for name, seg in (("multi", labels), ("single", np.where(labels == 4, 0, labels).astype(np.uint8))):
+        case = tmp_path / name
+        case.mkdir()
+        for m in ("flair", "t1", "t1ce", "t2"):
+            write_volume(Volume(np.ones(labels.shape, np.float32), np.eye(4)), case / f"{name}_{m}.nii.gz")
+        write_volume(Volume(seg, np.eye(4)), case / f"{name}_seg.nii.gz")
+    assert script.main([str(tmp_path), "--distances", "20,40"]) == 0
+    out = capsys.readouterr().out
+    assert "| multi | 1.0 | 0.027 | 0.000 |" in out  # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
+    assert "| single |" not in out
+    assert "20 mm: 1 of 2 references have tumour beyond it; most 0.027 ml (multi)" in out
+    assert "40 mm: 0 of 2 references have tumour beyond it\n" in out
+    with pytest.raises(SystemExit, match="must be above 0"):
+        script.main([str(tmp_path), "--distances", "0"])
