@@ -11,13 +11,21 @@
 #      (scripts/levers_v2.py, docs/results.md's block <!-- levers -->), each preset's held-out Dice over the epochs
 #      (scripts/learning_curves.py: learning-curves-*.md, docs/images/learning_curves_*.png), and every fold's models on the other pipeline's case (robustness.md);
 #   3. the card of the bundled v2 (src/medseg3d/weights/brats-v2.json): its held-out scores and per-fold
-#      cross-validation; the weights stay as bundled (the two members trained on all 27 cases);
+#      cross-validation of exactly what `medseg3d predict brats` runs, i.e. with the far-component removal that
+#      the cross-validation chose (--max-distance 20, written into v2's inference metadata; scored from the kept
+#      label maps by scripts/postprocess_variant.py, so a fold kept without its label maps is left out of the
+#      card until it is scored again); the weights stay as bundled (the two members trained on all 27 cases);
 #   4. its temperatures and held-out confidences, from the fold models present on this machine
 #      (scripts/calibrate_cv.py), only if they cover more held-out cases than the calibration it has.
-# It never changes what `medseg3d predict brats` runs.
+# It never changes the weights, nor the windows and precision they run in; the one inference setting it writes is
+# the far-component removal (3.).
 #
-#   scripts/assemble_v2.sh            # from the repository root
+#   scripts/assemble_v2.sh            # from the repository root; DATA=... if the cases are not in ../shared/data/brats2018
 set -euo pipefail
+data=${DATA:-../shared/data/brats2018}
+# v2's far-component removal (mm): nested cross-validation chose 20 mm in every fold of folds 1-4, no case worse
+# (docs/runs/brats-v2-cv/postprocess-ens-cv27-strong-sw.md)
+max_distance=20
 weights=src/medseg3d/weights
 kept=docs/runs/brats-v2-cv
 [[ -e "$weights/brats-v2.safetensors" ]] \
@@ -33,6 +41,11 @@ ls "$kept"/cv27-v1/fold*/pred-ens-cv27-strong-sw/metrics.csv > /dev/null 2>&1 \
     || { echo "error: no fold in $kept/cv27-v1 has scored the ensemble yet (scripts/queue_v2.sh)" >&2; exit 1; }
 
 pooled="$kept/pooled-ens-cv27-strong-sw.csv"
+exact="ens-cv27-strong-sw-md$max_distance"  # v2 as `predict brats` runs it: with its far-component removal
+python scripts/postprocess_variant.py "$kept/cv27-v1" --variant ens-cv27-strong-sw --max-distance "$max_distance" --data "$data"
+python scripts/crossval_report.py "$kept/cv27-v1" --reference ens-cv27-strong-sw --variant "$exact" \
+    --csv "$kept/pooled-$exact.csv" --side-by-side > "$kept/report-$exact.md.tmp"
+mv "$kept/report-$exact.md.tmp" "$kept/report-$exact.md"
 python scripts/crossval_report.py "$kept/cv27-v1" --reference last-sw --variant ens-cv27-strong-sw --variant last-sw \
     --csv "$pooled" --side-by-side --png docs/images/v1_v2_cv27.png \
     --splice docs/results.md:v1-v2 --names "v1 preset" "v2 recipe" > "$kept/report.md.tmp"
@@ -55,8 +68,8 @@ fi
 
 # mixed precision: bfloat16 on CPUs that have it natively (float32 elsewhere); on fold 1's six held-out cases the
 # same Dice as float32 to 0.001 (pred-ens-cv27-strong-sw-bf16) and 1.27x faster end to end (docs/results.md)
-python scripts/bundle_model.py --keep-weights --name brats-v2 --cv "$kept/cv27-v1" --cv-variant ens-cv27-strong-sw \
-    --metrics "$pooled" --sliding-window --precision mixed > /dev/null
+python scripts/bundle_model.py --keep-weights --name brats-v2 --cv "$kept/cv27-v1" --cv-variant "$exact" \
+    --metrics "$kept/pooled-$exact.csv" --sliding-window --precision mixed --max-distance "$max_distance" > /dev/null
 echo "card: $weights/brats-v2.json"
 
 # calibration needs the fold models themselves, which only the machine that trained them has

@@ -67,8 +67,12 @@ def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validat
     shared = sorted(p.name for p in brats_root.iterdir() if p.is_dir() and p.name.startswith("Brats18_"))
     assert card["train_cases"] == shared == sorted(model.meta.train_cases)  # all 27: nothing shared is unseen
     cv = card["cross_validation"]
-    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one ensemble
-    assert cv["weights"] == "ens-cv27-strong-sw" and cv["folds_planned"] == 5 and 1 <= cv["folds"] <= 5
+    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one ensemble,
+    # and the far-component removal v2 runs by default (chosen by cross-validation), at the same distance
+    distance = model.max_distance(None)
+    assert distance > 0 and f"farther than {distance:g} mm" in card["inference"]
+    assert cv["weights"] == f"ens-cv27-strong-sw-md{distance:g}" and cv["folds_planned"] == 5 and 1 <= cv["folds"] <= 5
+    assert f"farther than {distance:g} mm from the largest one are removed (--max-distance 0 keeps them)" in describe_models()
     assert set(card["held_out_cases"]) <= set(shared) and len(card["held_out_cases"]) >= 6
     assert {"WT", "TC", "ET"} == set(card["worst_cases"]) and "core-hours" in card["training_time"]
 

@@ -64,7 +64,13 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
         return labels
     from scipy import ndimage
 
-    comp, n = ndimage.label(labels > 0, structure=_FULL)
+    tumour = labels > 0
+    if not tumour.any():
+        return labels
+    # every component lies in the tumour's box, the largest one too: the distances to it are the same there
+    # (a nearest voxel of the largest component is never outside the box), on a grid a fraction of the size
+    box = ndimage.find_objects(tumour.astype(np.uint8))[0]
+    comp, n = ndimage.label(tumour[box], structure=_FULL)
     if n < 2:
         return labels
     sizes = np.bincount(comp.ravel())
@@ -77,7 +83,7 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
     if not far.any():
         return labels
     out = labels.copy()
-    out[far[comp]] = 0
+    out[box][far[comp]] = 0
     return out
 
 

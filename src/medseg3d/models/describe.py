@@ -48,6 +48,9 @@ def describe_models() -> str:
                          "(--whole-volume for one pass)")
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
+        if inference.get("max_distance_mm"):
+            lines.append(f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "
+                         "largest one are removed (--max-distance 0 keeps them)")
         if inference.get("precision", "auto") != "auto":
             from ..precision import describe
 
