@@ -44,7 +44,8 @@ def far_volume_ml(labels: np.ndarray, spacing, distance_mm: float = 30.0) -> flo
 def assess(model: str, case: Path, reference, refiner: str | None = None,
            sliding_window: bool | None = None) -> dict:
     loaded = load_model(model, refine=refiner or "none")
-    labels = segment(loaded, case, sliding_window=sliding_window)
+    # without post-processing, whatever the model file's default: the far tumour is what this measures
+    labels = segment(loaded, case, sliding_window=sliding_window, max_distance=0.0)
     spacing = labels.spacing
     regions = get_scheme("brats").regions
     components = int(ndimage.label(labels.array > 0, structure=np.ones((3, 3, 3)))[1])
