@@ -16,6 +16,27 @@ def _case_with_enhancing(n_enhancing: int) -> np.ndarray:
     return labels
 
 
+def _write_case(folder, case_id: str, reference: np.ndarray, affine) -> None:
+    """A BraTS case folder: four flat channels and ``reference`` as its label map."""
+    from medseg3d.io import Volume, write_volume
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        write_volume(Volume(np.ones(reference.shape, np.float32), affine), folder / f"{case_id}_{m}.nii.gz")
+    write_volume(Volume(reference, affine), folder / f"{case_id}_seg.nii.gz")
+
+
+def _reference_and_far_blob(found_enhancing: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, prediction) on a 30 x 10 x 10 grid of 1 mm voxels: the reference's tumour (5 enhancing voxels)
+    in x 0-9; the prediction finds ``found_enhancing`` of those and adds an 8-voxel blob 20 mm away (x 5 -> 25)."""
+    ref = np.zeros((30, 10, 10), np.uint8)
+    ref[:10] = _case_with_enhancing(5)
+    pred = ref.copy()
+    pred[:10] = _case_with_enhancing(found_enhancing)
+    pred[25:27, 2:4, 2:4] = 2
+    return ref, pred
+
+
 @pytest.mark.parametrize("scheme", ["brats", "regions", "brats2015"])
 def test_small_enhancing_becomes_necrosis(scheme):
     labels = _case_with_enhancing(3)
@@ -56,16 +77,8 @@ def test_sweep_script_known_answer(tmp_path, capsys):
 
     sweep = load_script("postprocess_sweep")
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    ref = np.zeros((30, 10, 10), np.uint8)
-    ref[:10] = _case_with_enhancing(5)
-    pred = ref.copy()
-    pred[:10] = _case_with_enhancing(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
-    pred[25:27, 2:4, 2:4] = 2  # a far false-positive blob: 8 voxels, 20 mm from the tumour (x 5 -> 25)
-    case = tmp_path / "cv" / "fold0" / "heldout" / "c1"
-    case.mkdir(parents=True)
-    for m in ("flair", "t1", "t1ce", "t2"):
-        write_volume(Volume(np.ones(ref.shape, np.float32), affine), case / f"c1_{m}.nii.gz")
-    write_volume(Volume(ref, affine), case / "c1_seg.nii.gz")
+    ref, pred = _reference_and_far_blob(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
+    _write_case(tmp_path / "cv" / "fold0" / "heldout" / "c1", "c1", ref, affine)
     (tmp_path / "cv" / "fold0" / "pred-last-sw").mkdir()
     write_volume(Volume(pred, affine), tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz")
     assert sweep.main([str(tmp_path / "cv"), "--distances", "0,18,20", "--min-enhancing", "0,3,4"]) == 0
@@ -163,15 +176,8 @@ def test_postprocess_variant_scores_the_setting_as_predict_would(tmp_path, capsy
 
     variant = load_script("postprocess_variant")
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    ref = np.zeros((30, 10, 10), np.uint8)
-    ref[:10] = _case_with_enhancing(5)
-    pred = ref.copy()
-    pred[25:27, 2:4, 2:4] = 2  # 8 voxels, 20 mm from the tumour
-    data = tmp_path / "data" / "c1"
-    data.mkdir(parents=True)
-    for m in ("flair", "t1", "t1ce", "t2"):
-        write_volume(Volume(np.ones(ref.shape, np.float32), affine), data / f"c1_{m}.nii.gz")
-    write_volume(Volume(ref, affine), data / "c1_seg.nii.gz")
+    ref, pred = _reference_and_far_blob(5)  # every enhancing voxel found, and the blob 20 mm away
+    _write_case(tmp_path / "data" / "c1", "c1", ref, affine)
     saved = tmp_path / "cv" / "fold0" / "pred-ens"
     saved.mkdir(parents=True)
     write_volume(Volume(pred, affine), saved / "c1.nii.gz")
@@ -211,18 +217,13 @@ def test_postprocess_variant_scores_the_setting_as_predict_would(tmp_path, capsy
 def test_far_tumour_in_references_known_answer(tmp_path, capsys):
     from conftest import load_script
 
-    from medseg3d.io import Volume, write_volume
 
     script = load_script("far_tumour_in_references")
     labels = np.zeros((60, 20, 20), np.uint8)
     labels[5:15, 5:15, 5:15] = 2   # main tumour
     labels[50:53, 8:11, 8:11] = 4  # 27 voxels whose nearest is 36 mm (1 mm voxels) from it
     for name, seg in (("multi", labels), ("single", np.where(labels == 4, 0, labels).astype(np.uint8))):
-        case = tmp_path / name
-        case.mkdir()
-        for m in ("flair", "t1", "t1ce", "t2"):
-            write_volume(Volume(np.ones(labels.shape, np.float32), np.eye(4)), case / f"{name}_{m}.nii.gz")
-        write_volume(Volume(seg, np.eye(4)), case / f"{name}_seg.nii.gz")
+        _write_case(tmp_path / name, name, seg, np.eye(4))
     assert script.main([str(tmp_path), "--distances", "20,40"]) == 0
     out = capsys.readouterr().out
     assert "| multi | 1.0 | 0.027 | 0.000 |" in out  # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
