@@ -44,12 +44,17 @@ ensemble() {  # fold: the two presets' fold models as one ensemble on the cases 
     # then that ensemble, in windows as v2 runs, on the other pipeline's case (lever 5)
     local k=$1 fold="runs/cv27-v1/fold$k"
     [[ -e "$fold/done" && -e "runs/cv27-strong/fold$k/done" ]] || return 0
-    # whichever chain finishes the fold second scores it; flock: never both at once
-    [[ -e "$fold/pred-ens-cv27-strong-sw/metrics.csv" ]] || flock -n "runs/ensemble-fold$k.lock" \
-        python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong --folds "$k" --windows || true
-    [[ -e "$fold/ensemble-cv27-strong.safetensors" && ! -e "$fold/robustness-ens-cv27-strong-sw.json" ]] || return 0
-    flock -n "runs/ensemble-fold$k.lock" python scripts/pipeline_robustness.py "$fold/ensemble-cv27-strong.safetensors" \
-        --sliding-window --json "$fold/robustness-ens-cv27-strong-sw.json" || true
+    # whichever chain finishes the fold second scores it, once: each step looks for its result again while it
+    # holds the fold's lock, so a chain that waited for the other's step never repeats it
+    (
+        flock 9
+        [[ -e "$fold/pred-ens-cv27-strong-sw/metrics.csv" ]] \
+            || python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong --folds "$k" --windows
+        [[ -e "$fold/ensemble-cv27-strong.safetensors" && ! -e "$fold/robustness-ens-cv27-strong-sw.json" ]] \
+            || exit 0
+        python scripts/pipeline_robustness.py "$fold/ensemble-cv27-strong.safetensors" \
+            --sliding-window --json "$fold/robustness-ens-cv27-strong-sw.json"
+    ) 9> "runs/ensemble-fold$k.lock" || true
 }
 
 final() {  # folder, train options...: the preset on all 27 cases, one of v2's two members (resumable)
