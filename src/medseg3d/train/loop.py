@@ -154,6 +154,7 @@ def train(cfg: TrainConfig) -> dict:
             timer["data"] += time.monotonic() - t_data
             yield x, target
 
+    first_step = {} if os.environ.get("MEDSEG3D_DEBUG_DUMP") else None  # test hook: this run's first step
     bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     while not all_agree(progress() >= 1.0, world):
@@ -169,6 +170,9 @@ def train(cfg: TrainConfig) -> dict:
                                  accumulate=cfg.accumulate, precision=cfg.precision, device=device, world=world,
                                  iteration=state["iteration"])
             epoch_losses.append(loss)
+            if first_step == {}:  # its loss and the gradient it applied (averaged over processes, micro-batches)
+                first_step.update(loss=loss, grads={k: p.grad.detach().cpu().clone()
+                                                    for k, p in model.named_parameters() if p.grad is not None})
             state["iteration"] += 1
             state["elapsed"] += time.monotonic() - t0
             bar.update(1)
@@ -198,7 +202,7 @@ def train(cfg: TrainConfig) -> dict:
                                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                "rng": rng_state(np_rng, aug_gen)})
     bar.close()
-    _finish(out, model, state, rank, world)
+    _finish(out, model, state, rank, world, first_step)
     return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
             "seconds": state["elapsed"], "best_score": state["best"], "best_epoch": state["best_epoch"],
             "model": str(out / "model.safetensors")}
@@ -263,7 +267,7 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
     _save(out, write_json_atomic, cfg_dict, out / "config.json")
 
 
-def _finish(out: Path, model, state: dict, rank: int, world: int) -> None:
+def _finish(out: Path, model, state: dict, rank: int, world: int, first_step: dict | None = None) -> None:
     """``model.safetensors``: the best (else the last) model; then the test hook's dump and the last barrier."""
     if rank == 0:
         best = out / "best.safetensors"
@@ -275,9 +279,10 @@ def _finish(out: Path, model, state: dict, rank: int, world: int) -> None:
         except OSError as exc:
             raise write_failed(out, exc) from exc
     dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
-    if dump:  # test hook: each process's final weights and logged losses
+    if dump:  # test hook: each process's final weights, logged losses, and its first step's loss and gradients
         Path(dump).mkdir(parents=True, exist_ok=True)
         torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "losses": [h["train_loss"] for h in state["history"]]}, Path(dump) / f"rank{rank}.pt")
+                    "losses": [h["train_loss"] for h in state["history"]], "first_step": first_step or {}},
+                   Path(dump) / f"rank{rank}.pt")
     if world > 1:
         torch.distributed.barrier()
