@@ -79,8 +79,8 @@ def test_ranks_hold_identical_weights(runs):
 
 # How far two float32 computations of the same gradient may lie apart, per tensor, relative to its norm: each
 # component is a sum over the patch's ~10^5 voxel terms with heavy cancellation, summed in another order when
-# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon, 0 on
-# an AMD EPYC, where they were bit-identical). A real fault is of order 1: a missing average over processes is 1.0 off, a process's
+# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon; bit-identical
+# on an AMD EPYC). A real fault is of order 1: a missing average over processes is 1.0 off, a process's
 # micro-batch lost or another sample drawn about 0.5 to 1.
 GRADIENT_RTOL = 1e-3
 
