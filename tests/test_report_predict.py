@@ -120,7 +120,7 @@ def test_a_dicom_input_gets_a_dicom_seg_that_reads_back_voxel_for_voxel(crop_fol
     pytest.importorskip("highdicom")
     from layouts import write_dicom_case
 
-    from medseg3d.dicomseg import read_dicom_seg
+    from medseg3d.dicom.seg import read_dicom_seg
     from medseg3d.predict import predict
 
     _, vols = crop_folder

@@ -457,7 +457,7 @@ def _write_dicom_seg(loaded: LoadedModel, case: Case, dicom: list[str], result: 
                      stem: Path) -> Path | None:
     """``<stem>.seg.dcm`` referencing the DICOM series (among the ``dicom`` channels) the labels lie on (the
     T1ce for raw input), if any."""
-    from .dicomseg import write_dicom_seg
+    from .dicom.seg import write_dicom_seg
 
     order = sorted(dicom, key=lambda m: m != result.prepared.reference)
     source = next((m for m in order if volumes[m].same_grid(result.labels)), None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .io import image_suffix
+from ..io import image_suffix
 
 _DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 _FILES_LOOKED_AT = 3

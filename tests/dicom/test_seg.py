@@ -7,7 +7,7 @@ pytest.importorskip("highdicom")
 import pydicom
 import SimpleITK as sitk
 
-from medseg3d.dicomseg import read_dicom_seg, read_dicom_seg_frames, write_dicom_seg
+from medseg3d.dicom.seg import read_dicom_seg, read_dicom_seg_frames, write_dicom_seg
 from medseg3d.errors import InputError
 from medseg3d.io import read_volume
 from medseg3d.labels import get_scheme

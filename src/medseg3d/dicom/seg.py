@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import Volume, atomic_write
-from .labels import LabelScheme
+from ..errors import InputError
+from ..io import Volume, atomic_write
+from ..labels import LabelScheme
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CATEGORY_SCT = ("49755003", "Morphologically Abnormal Structure")
@@ -123,7 +123,7 @@ def write_dicom_seg(labels: Volume, source_dir, out_path, scheme: LabelScheme, *
     hd, _ = _require_highdicom()
     from pydicom.sr.coding import Code
 
-    from . import __version__
+    from .. import __version__
 
     datasets = read_source_series(source_dir)
     k_of = _slice_index_of(datasets, labels)
@@ -179,7 +179,7 @@ def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | Non
         The label map as a :class:`Volume` on ``grid``.
     """
     hd, _ = _require_highdicom()
-    from .io import read_volume
+    from ..io import read_volume
 
     grid = grid if grid is not None else read_volume(source_dir)
     datasets = read_source_series(source_dir)
