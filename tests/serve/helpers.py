@@ -101,3 +101,37 @@ class Pacs:
 
     def sop_uids(self) -> list[str]:
         return [str(ds.SOPInstanceUID) for ds in self.received]
+
+
+RAW_CASE = "raw_clinical/TCGA-FG-6692/raw"
+RAW_SERIES = {"flair": "FLAIR|AX T2 FLAIR", "t1": "T1|AX T1", "t1ce": "T1POST|AX T1 POST GD", "t2": "T2|AX T2 FSE"}
+
+
+def raw_study(data_root: Path, folder: Path, study_uid: str) -> Path:
+    """The shared raw case (four scans as exported, each on its own grid) as a DICOM study: one series per
+    sequence, identified only by its SeriesDescription."""
+    from layouts import write_dicom_case
+
+    from medseg3d.io import read_volume
+
+    vols = {m: read_volume(data_root / RAW_CASE / f"{m}.nii.gz") for m in RAW_SERIES}
+    return write_dicom_case(vols, folder, RAW_SERIES, study_uid=study_uid)
+
+
+def seg_matches_the_nifti(seg_ds, spool: Path, tmp: Path, scheme) -> tuple[int, int]:
+    """Read a received DICOM SEG with highdicom onto the series it references (in the node's spool) and compare
+    it voxel for voxel with the NIfTI segmentation the node wrote; returns (voxels labelled, voxels differing)."""
+    import highdicom as hd
+
+    from medseg3d.dicom.seg import read_dicom_seg
+    from medseg3d.io import read_volume
+
+    hd.seg.Segmentation.from_dataset(seg_ds)  # readable by highdicom as a Segmentation
+    study = str(seg_ds.StudyInstanceUID)
+    source = spool / "studies" / study / "series" / str(seg_ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+    path = tmp / "received.seg.dcm"
+    seg_ds.save_as(path, enforce_file_format=True)
+    (labels_path,) = (spool / "studies" / study / "out").glob("*/segmentation.nii.gz")
+    labels = read_volume(labels_path)
+    back = read_dicom_seg(path, source, scheme, grid=labels)
+    return int((labels.array > 0).sum()), int((back.array != labels.array).sum())
