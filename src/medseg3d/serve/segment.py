@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 OUTPUT_NAME = "segmentation.nii.gz"
@@ -33,8 +35,18 @@ class PredictSegmenter:
 
     def __call__(self, channels: dict, out_dir: Path, say) -> list[Path]:
         """Segment the case ``channels`` (modality -> DICOM series folder) into ``out_dir``; returns the
-        segmentation's path. ``say`` is unused: predict's own lines go to its standard streams."""
+        segmentation's path. predict's own lines (steps, warnings) are given to ``say`` one by one, so the node
+        logs them with the study's UID."""
         from ..predict import predict
 
-        return predict(self.model, [], Path(out_dir) / OUTPUT_NAME, channel_files=channels, report=self.report,
-                       force=True, progress=False)
+        # predict prints its lines; they are caught and handed on after it returns (or fails). The worker is
+        # the only thread that prints while it runs: the log's handler keeps the stream it was given.
+        caught = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(caught), contextlib.redirect_stderr(caught):
+                return predict(self.model, [], Path(out_dir) / OUTPUT_NAME, channel_files=channels,
+                               report=self.report, force=True, progress=True)
+        finally:
+            for line in caught.getvalue().splitlines():
+                if line.strip():
+                    say(line.strip())

@@ -87,9 +87,9 @@ class Spool:
         path = self.instance_path(study_uid, series_uid, sop_uid)
         if path.exists():
             return path, False
-        _private_dir(path.parent.parent.parent)
-        _private_dir(path.parent.parent)
-        _private_dir(path.parent)
+        if not path.parent.is_dir():  # the study's first instance of this series
+            for folder in (path.parent.parent.parent, path.parent.parent, path.parent):
+                _private_dir(folder)
         atomic_write(path, write, suffix=".part")
         marker = self.study_dir(study_uid) / "received"
         marker.touch()
