@@ -53,13 +53,21 @@ class Spool:
 
     Args:
         root: the spool folder; created (mode 0700) if missing.
+        create: False to read an existing spool only (no folder made, no permission changed).
 
     Raises:
-        InputError: ``root`` exists and is not a folder, or cannot be written.
+        InputError: ``root`` exists and is not a folder, or cannot be written; without ``create``: ``root`` is
+            not a spool.
     """
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, create: bool = True):
         self.root = Path(root)
+        self._lock = threading.RLock()  # state read-modify-write: association threads and the worker
+        self._n_malformed = 0
+        if not create:
+            if not (self.root / "studies").is_dir():
+                raise InputError(f"{self.root}: not a medseg3d spool folder (no studies/ inside); give the node's --spool")
+            return
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: is a file; give a folder for --spool")
         try:
@@ -68,8 +76,6 @@ class Spool:
             _private_dir(self.root / "malformed")
         except OSError as exc:
             raise InputError(f"{self.root}: cannot make the spool folder ({exc.strerror}); choose another --spool") from None
-        self._lock = threading.RLock()  # state read-modify-write: association threads and the worker
-        self._n_malformed = 0
 
     # ----------------------------------------------------------------------------------------- instances
     def study_dir(self, study_uid: str) -> Path:
@@ -172,11 +178,8 @@ def status_lines(root: str | os.PathLike) -> list[str]:
     Raises:
         InputError: ``root`` is not a spool folder.
     """
-    root = Path(root)
-    if not (root / "studies").is_dir():
-        raise InputError(f"{root}: not a medseg3d spool folder (no studies/ inside); give the node's --spool")
-    spool = Spool.__new__(Spool)  # read only: no folder made, no permission changed
-    spool.root, spool._lock = root, threading.RLock()
+    spool = Spool(root, create=False)
+    root = spool.root
     rows, counts = [], dict.fromkeys(STATUSES, 0)
     for uid in spool.studies():
         state = spool.state(uid)
