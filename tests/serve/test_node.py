@@ -169,6 +169,26 @@ def test_a_study_sent_twice_is_segmented_once_and_new_images_reopen_it(tmp_path,
     assert len(segmenter.calls) == 2 and len(pacs.received) == 2
 
 
+def test_a_result_routed_back_to_the_node_does_not_reopen_the_study(tmp_path, nodes, pacs):
+    from pydicom.uid import generate_uid
+
+    spool = tmp_path / "spool"
+    study = small_study(tmp_path / "study", STUDY_A)
+    segmenter = StandIn()
+    _, address = nodes(spool, segmenter, send_to=pacs.address)
+    send_files([study], address)
+    wait_for(_status_is(spool, STUDY_A, "sent"), what="the first send")
+    seg = pydicom.dcmread(next((study / "AX_T2").glob("*.dcm")))  # as a PACS routing our SEG back would
+    seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
+    seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    seg.SeriesInstanceUID, seg.Modality = generate_uid(), "SEG"
+    seg.save_as(tmp_path / "seg.dcm")
+    assert len(send_files([tmp_path / "seg.dcm"], address).stored) == 1
+    _settle()
+    assert _state(spool, STUDY_A)["status"] == "sent" and _state(spool, STUDY_A)["round"] == 0
+    assert len(segmenter.calls) == 1 and len(pacs.received) == 1
+
+
 def test_a_corrupt_instance_is_kept_aside_and_the_study_still_goes_through(tmp_path, nodes, pacs):
     spool = tmp_path / "spool"
     study = small_study(tmp_path / "study", STUDY_A)
