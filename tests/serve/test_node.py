@@ -189,6 +189,23 @@ def test_a_result_routed_back_to_the_node_does_not_reopen_the_study(tmp_path, no
     assert len(segmenter.calls) == 1 and len(pacs.received) == 1
 
 
+def test_a_segmenter_that_crashes_fails_its_study_and_the_next_one_goes_through(tmp_path, nodes, pacs):
+    class CrashesOnA(StandIn):
+        def __call__(self, channels, out_dir, say):
+            if STUDY_A in str(channels["t1ce"]):
+                raise RuntimeError("out of memory")
+            super().__call__(channels, out_dir, say)
+
+    spool = tmp_path / "spool"
+    _, address = nodes(spool, CrashesOnA(), send_to=pacs.address)
+    send_files([small_study(tmp_path / "a", STUDY_A)], address)
+    wait_for(_status_is(spool, STUDY_A, "failed"), what="study A to fail")
+    assert _state(spool, STUDY_A)["reason"] == "segmentation failed: RuntimeError: out of memory"
+    send_files([small_study(tmp_path / "b", STUDY_B)], address)
+    wait_for(_status_is(spool, STUDY_B, "sent"), what="study B")
+    assert [str(ds.StudyInstanceUID) for ds in pacs.received] == [STUDY_B]
+
+
 def test_a_corrupt_instance_is_kept_aside_and_the_study_still_goes_through(tmp_path, nodes, pacs):
     spool = tmp_path / "spool"
     study = small_study(tmp_path / "study", STUDY_A)

@@ -303,6 +303,13 @@ class Node:
         if not self.spool.update(uid, round_, status="processing", started=t0, reason=None):
             return
         log.info("study %s: processing (round %d)", uid, round_)
+        try:
+            self._segment(uid, round_, t0)
+        except Exception as exc:  # reading headers, resolving: whatever fails, the study is failed, not stuck
+            log.exception("study %s: processing failed", uid)
+            self._fail(uid, round_, f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _segment(self, uid: str, round_: int, t0: float) -> None:
         kept, notes = usable_series(self.spool.series_dirs(uid))
         for note in notes:
             log.info("study %s: %s", uid, note)
