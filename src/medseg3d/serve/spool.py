@@ -173,7 +173,8 @@ class Spool:
 
 
 def status_lines(root: str | os.PathLike) -> list[str]:
-    """What ``medseg3d serve --status`` prints: counts per status, then one line per study.
+    """What ``medseg3d serve --status`` prints: counts per status, then one line per study in the order they
+    arrived.
 
     Raises:
         InputError: ``root`` is not a spool folder.
@@ -181,14 +182,16 @@ def status_lines(root: str | os.PathLike) -> list[str]:
     spool = Spool(root, create=False)
     root = spool.root
     rows, counts = [], dict.fromkeys(STATUSES, 0)
-    for uid in spool.studies():
+    uids = sorted(spool.studies(), key=spool.last_received)  # the order they arrived: the queue's order
+    width = max(map(len, uids), default=0)
+    for uid in uids:
         state = spool.state(uid)
         counts[state["status"]] = counts.get(state["status"], 0) + 1
         n, series = spool.count_instances(uid)
         last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(spool.last_received(uid)))
         detail = state.get("reason") or state.get("send_error") or ""
         sent = f" sent {len(state.get('sent', []))}/{len(state.get('outputs', []))}" if state.get("outputs") else ""
-        rows.append(f"{uid}  {state['status']:<10} {n} instances in {series} series, last {last}{sent}"
+        rows.append(f"{uid:<{width}}  {state['status']:<10} {n} instances in {series} series, last {last}{sent}"
                     + (f"  ({detail})" if detail else ""))
     malformed = len(list((root / "malformed").glob("*.dcm"))) if (root / "malformed").is_dir() else 0
     head = ", ".join(f"{k} {counts[k]}" for k in STATUSES) + f"; malformed instances kept aside {malformed}"
