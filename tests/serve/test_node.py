@@ -150,13 +150,20 @@ def test_a_send_cut_short_resumes_with_the_files_not_yet_stored(tmp_path, nodes,
         str(pydicom.dcmread(spool / "studies" / STUDY_A / "out" / "0" / "result.seg.dcm").SOPInstanceUID)]
 
 
-def test_a_study_sent_twice_is_segmented_once_and_new_images_reopen_it(tmp_path, nodes, pacs):
+def _one_study_sent(tmp_path, nodes, pacs):
+    """A node with a stand-in segmenter that has received study A and sent its result: (spool, study folder,
+    segmenter, the node's address)."""
     spool = tmp_path / "spool"
     study = small_study(tmp_path / "study", STUDY_A)
     segmenter = StandIn()
     _, address = nodes(spool, segmenter, send_to=pacs.address)
     send_files([study], address)
     wait_for(_status_is(spool, STUDY_A, "sent"), what="the first send")
+    return spool, study, segmenter, address
+
+
+def test_a_study_sent_twice_is_segmented_once_and_new_images_reopen_it(tmp_path, nodes, pacs):
+    spool, study, segmenter, address = _one_study_sent(tmp_path, nodes, pacs)
     assert len(send_files([study], address).stored) == 16  # acknowledged: the spool holds them already
     _settle()
     assert len(segmenter.calls) == 1 and len(pacs.received) == 1 and _state(spool, STUDY_A)["round"] == 0
@@ -172,12 +179,7 @@ def test_a_study_sent_twice_is_segmented_once_and_new_images_reopen_it(tmp_path,
 def test_a_result_routed_back_to_the_node_does_not_reopen_the_study(tmp_path, nodes, pacs):
     from pydicom.uid import generate_uid
 
-    spool = tmp_path / "spool"
-    study = small_study(tmp_path / "study", STUDY_A)
-    segmenter = StandIn()
-    _, address = nodes(spool, segmenter, send_to=pacs.address)
-    send_files([study], address)
-    wait_for(_status_is(spool, STUDY_A, "sent"), what="the first send")
+    spool, study, segmenter, address = _one_study_sent(tmp_path, nodes, pacs)
     seg = pydicom.dcmread(next((study / "AX_T2").glob("*.dcm")))  # as a PACS routing our SEG back would
     seg.SOPClassUID = seg.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"
     seg.SOPInstanceUID = seg.file_meta.MediaStorageSOPInstanceUID = generate_uid()
