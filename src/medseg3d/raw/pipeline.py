@@ -36,7 +36,7 @@ MODES = ("auto", "full", "resample", "none")
 BRATS_SPACE = {"spacing": [1.0, 1.0, 1.0], "axcodes": "LPS", "shape": list(BRATS_SHAPE)}
 MAX_STRIPPED_ML = 2500.0  # foreground of a skull-stripped scan: brain and tumour, below any head with skull
 # How ``full`` maps the brain to the template (medseg3d.raw.register.TEMPLATE_FITS): rigid, as BraTS data keep
-# each brain's size. Against affine on the simulated raw versions of the 27 shared cases (benchmarks/raw_pipeline.py
+# each brain's size. Against affine on the simulated raw versions of the 27 shared cases (validation/raw_pipeline.py
 # --template-fit): the same Dice (WT +0.000, TC +0.002, ET +0.003), nearer BraTS's own alignment on 25 of 27
 # (median 6.6 against 11.8 mm largest displacement); on the real raw case 1.2 against 3.5 mm from BrainLesion's
 # alignment (docs/raw.md).
