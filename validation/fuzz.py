@@ -547,7 +547,7 @@ def command_args(inp: Input, command: str, out: Path) -> list[str]:
     if command == "predict":
         return ["predict", "brats", case_dir, "-o", str(out / "pred.nii.gz"), "--whole-volume", "--quiet"]
     if command == "prepare":
-        return ["prepare", data, "--out", str(out / "cache")]
+        return ["cache", data, "--out", str(out / "cache")]
     if command == "train":
         return ["train", data, "--out", str(out / "run"), "--preset", "quick", "--epochs", "1",
                 "--iters-per-epoch", "1", "--all-cases", "--quiet"]
