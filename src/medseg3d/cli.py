@@ -145,7 +145,7 @@ def cmd_train(args) -> None:
         typed = {k for k, v in overrides.items() if v is not None} | set(PRESETS.get(args.preset or "", {}))
         given = {k: getattr(cfg, k) for k in typed} | {"dataset": args.dataset, "progress": not args.quiet}
         cfg = resume_config(args.out, ({"preset": args.preset} if args.preset else {}) | given)
-    summary = train(cfg)
+    summary = train(cfg, settings_merged=args.resume)
     print(f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
 
