@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import InputError
 from ..postprocess import check_options
@@ -21,7 +21,7 @@ from ..uncertainty import MEMBERS, check_passes
 if TYPE_CHECKING:
     from ..models import LoadedModel
 
-Passes = Union[int, Literal["members", "auto"], None]
+Passes = int | Literal["members", "auto"] | None
 """Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members for
 an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
 

@@ -225,7 +225,7 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], options: Pre
     else:
         t0 = time.perf_counter()
         fill = background_fill(model)
-        to_grid = lambda p: aligned.to_native(p, fill)  # noqa: E731
+        to_grid = lambda p: aligned.to_native(p, fill)
         probs = to_grid(probs)
         if entropy is not None:  # outside the model's grid nothing was seen: certain, as outside the brain box
             entropy = aligned.to_native(entropy[None], [0.0])[0]
