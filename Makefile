@@ -26,13 +26,14 @@ test: install-dev
 test-slow: install-dev
 	$(PY) -m pytest -q -m slow
 
-# The round trip through a real Orthanc (tests/integration, slow). Installs the Debian package `orthanc` when its
-# binary is missing (needs root, or sudo); the tests start their own Orthanc on loopback ports and stop it.
+# The end-to-end tests (tests/integration, slow ones included), among them the round trip through a real Orthanc.
+# Installs the Debian package `orthanc` when its binary is missing (needs root, or sudo); the test starts its own
+# Orthanc on loopback ports and stops it.
 # CI (a Debian/Ubuntu runner): `make test-integration`
 test-integration: install-dev
 	command -v Orthanc >/dev/null || { if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
 		$$S apt-get update && $$S apt-get install -y orthanc; }
-	$(PY) -m pytest -q -m slow tests/integration
+	$(PY) -m pytest -q -m "slow or not slow" tests/integration
 
 lint:
 	ruff check src tests benchmarks
