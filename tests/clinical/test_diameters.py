@@ -6,6 +6,7 @@ import pytest
 from medseg3d.clinical.diameters import (
     MEASURABLE_MM,
     case_diameters,
+    label_lesions,
     lesion_diameters,
     region_diameters,
     slice_axis,
@@ -188,3 +189,13 @@ def test_real_case_invariants_and_speed(brats_root):
             assert le["perpendicular_mm"] <= le["axial_mm"] <= le["longest_3d_mm"] + 1e-6
     assert r["WT"]["lesions"][0]["axial_mm"] >= r["ET"]["lesions"][0]["axial_mm"]
     assert elapsed < 5.0  # measured ~0.3 s on 2 shared cores; this only catches a return to whole-volume work
+
+
+def test_label_lesions_numbers_largest_first_as_region_diameters_lists_them():
+    shape = (40, 40, 10)
+    m = _box(shape, (2, 2, 2), (6, 6, 6)) | _box(shape, (20, 20, 2), (30, 30, 8)) | _box(shape, (35, 2, 2), (36, 3, 3))
+    found, count, n_small = label_lesions(m, 1.0)
+    assert (count, n_small) == (2, 1)
+    assert np.count_nonzero(found == 1) == 600 and np.count_nonzero(found == 2) == 64
+    r = region_diameters(m, np.eye(4))
+    assert [le["id"] for le in r["lesions"]] == [1, 2] and r["lesions"][0]["volume_ml"] == 0.6

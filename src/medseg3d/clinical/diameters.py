@@ -240,6 +240,33 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0)) -> dict:
     return out
 
 
+def label_lesions(mask, voxel_mm3: float, min_lesion_mm3: float = MIN_LESION_MM3) -> tuple[np.ndarray, int, int]:
+    """The lesions of a mask as a label image: 1 the largest, 2 the next... (0 outside and for small parts).
+
+    Args:
+        mask: 3D mask (nonzero = inside).
+        voxel_mm3: volume of one voxel.
+        min_lesion_mm3: components (26-connectivity) of at most this volume are not lesions.
+
+    Returns:
+        ``(lesions, count, n_small)``: the int32 label image (ties in size ordered by their first voxel), the
+        number of lesions and of components too small to be one. :func:`region_diameters` lists lesion ``k``
+        of the same mask at position ``k - 1``.
+    """
+    m = np.asarray(mask) != 0
+    out = np.zeros(m.shape, dtype=np.int32)
+    if not m.any():
+        return out, 0, 0
+    crop = _bounding_box(m)  # labelled within the mask's box: the same components, a fraction of the work
+    cc, n = ndimage.label(m[crop], structure=_CONNECTIVITY_26)
+    sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
+    kept = [k for k in np.argsort(-sizes, kind="stable") if sizes[k] * voxel_mm3 > min_lesion_mm3]
+    table = np.zeros(n + 1, dtype=np.int32)
+    table[np.asarray(kept, dtype=np.int64) + 1] = np.arange(1, len(kept) + 1, dtype=np.int32)
+    out[crop] = table[cc]
+    return out, len(kept), int(n) - len(kept)
+
+
 def region_diameters(mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origin=(0, 0, 0)) -> dict:
     """The lesions of one region with their diameters, and the region's multifocality.
 
@@ -251,11 +278,11 @@ def region_diameters(mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origi
 
     Returns:
         ``{"count", "n_small", "lesions", "multifocal", "max_distance_mm", "n_measurable",
-        "sum_products_mm2"}``: lesions largest first, each :func:`lesion_diameters` plus ``volume_ml`` and
-        ``centre_mm`` (world centroid); ``multifocal`` when there are two lesions or more, and
-        ``max_distance_mm`` the largest distance between two lesions' centres (0 for one lesion);
-        ``sum_products_mm2`` the RANO 2010 sum of the products of the (at most five, largest) measurable
-        lesions.
+        "sum_products_mm2"}``: lesions largest first (``id`` 1, 2, ... as :func:`label_lesions` numbers
+        them), each :func:`lesion_diameters` plus ``volume_ml`` and ``centre_mm`` (world centroid);
+        ``multifocal`` when there are two lesions or more, and ``max_distance_mm`` the largest distance
+        between two lesions' centres (0 for one lesion); ``sum_products_mm2`` the RANO 2010 sum of the
+        products of the (at most five, largest) measurable lesions.
 
     Raises:
         InputError: when the mask is not 3D or the affine is not a usable 4x4 matrix.
@@ -266,26 +293,20 @@ def region_diameters(mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origi
     a = _check_affine(affine)
     voxel_mm3 = abs(float(np.linalg.det(a[:3, :3])))
     lesions = []
-    n = 0
-    if m.any():  # labelled within the region's box: the same components, a fraction of the work
-        crop = _bounding_box(m)
-        cc, n = ndimage.label(m[crop], structure=_CONNECTIVITY_26)
-        sizes = np.bincount(cc.ravel(), minlength=n + 1)
-        for k, box in enumerate(ndimage.find_objects(cc), start=1):
-            if box is None or sizes[k] * voxel_mm3 <= min_lesion_mm3:
-                continue
-            comp = cc[box] == k
-            start = np.array([b.start + c.start for b, c in zip(box, crop)], dtype=float) + origin
-            centre = np.argwhere(comp).mean(axis=0) + start
-            d = lesion_diameters(comp, a, start)
-            lesions.append({"volume_ml": round(float(sizes[k]) * voxel_mm3 / 1000.0, 3),
-                            "centre_mm": [round(float(v), 1) for v in a[:3, :3] @ centre + a[:3, 3]], **d})
-    lesions.sort(key=lambda le: -le["volume_ml"])
+    found, count, n_small = label_lesions(m, voxel_mm3, min_lesion_mm3)
+    for k, box in enumerate(ndimage.find_objects(found) if count else [], start=1):
+        comp = found[box] == k
+        start = np.array([b.start for b in box], dtype=float) + origin
+        size = int(np.count_nonzero(comp))
+        centre = np.argwhere(comp).mean(axis=0) + start
+        lesions.append({"id": k, "volume_ml": round(size * voxel_mm3 / 1000.0, 3),
+                        "centre_mm": [round(float(v), 1) for v in a[:3, :3] @ centre + a[:3, 3]],
+                        **lesion_diameters(comp, a, start)})
     centres = np.array([le["centre_mm"] for le in lesions], dtype=float).reshape(-1, 3)
     distance = _farthest_pair(centres)[0] if len(centres) > 1 else 0.0
     products = sorted((le["product_mm2"] for le in lesions if le["measurable"]), reverse=True)
-    return {"count": len(lesions), "n_small": int(n) - len(lesions), "lesions": lesions,
-            "multifocal": len(lesions) > 1, "max_distance_mm": round(distance, 1),
+    return {"count": count, "n_small": n_small, "lesions": lesions,
+            "multifocal": count > 1, "max_distance_mm": round(distance, 1),
             "n_measurable": len(products), "sum_products_mm2": round(sum(products[:RANO_TARGET_LESIONS]), 1)}
 
 
