@@ -5,6 +5,7 @@ import pytest
 
 from medseg3d.clinical.diameters import (
     MEASURABLE_MM,
+    SLICE_RULES,
     case_diameters,
     label_lesions,
     lesion_diameters,
@@ -48,9 +49,10 @@ SPACING = (0.5, 2.0, 3.0)
 CHORD_TOL = 2 * min(SPACING[:2]) / 4 + 1e-6
 
 
-def test_box_at_anisotropic_spacing_gives_its_exact_diameters():
+@pytest.mark.parametrize("rule", SLICE_RULES)
+def test_box_at_anisotropic_spacing_gives_its_exact_diameters(rule):
     m = _box((40, 30, 12), (5, 10, 2), (25, 20, 6))  # 20 x 10 x 4 voxels = 10 x 20 x 12 mm
-    d = lesion_diameters(m, _affine(SPACING))
+    d = lesion_diameters(m, _affine(SPACING), rule=rule)
     axial, perpendicular = _rectangle_answers(20 * 0.5, 10 * 2.0)
     assert d["slice_axis"] == 2 and d["tilt_degrees"] == 0.0
     assert d["axial_mm"] == pytest.approx(axial, abs=0.01)
@@ -141,11 +143,11 @@ def test_multifocal_region_counts_lesions_and_their_largest_distance():
 
 
 def test_sum_of_products_keeps_the_five_largest():
-    shape = (140, 30, 6)
+    shape = (190, 30, 6)
     m = np.zeros(shape, dtype=bool)
     for k in range(6):  # six separate squares of 12..17 voxels
         side = 12 + k
-        m |= _box(shape, (2 + 22 * k, 2, 1), (2 + 22 * k + side, 2 + side, 4))
+        m |= _box(shape, (2 + 30 * k, 2, 1), (2 + 30 * k + side, 2 + side, 4))
     r = region_diameters(m, np.eye(4))
     products = sorted((le["product_mm2"] for le in r["lesions"]), reverse=True)
     assert r["n_measurable"] == 6
@@ -199,3 +201,28 @@ def test_label_lesions_numbers_largest_first_as_region_diameters_lists_them():
     assert np.count_nonzero(found == 1) == 600 and np.count_nonzero(found == 2) == 64
     r = region_diameters(m, np.eye(4))
     assert [le["id"] for le in r["lesions"]] == [1, 2] and r["lesions"][0]["volume_ml"] == 0.6
+
+
+def test_fragments_of_one_rim_are_one_lesion():
+    shape = (60, 60, 8)
+    ring = _box(shape, (10, 10, 2), (40, 40, 6)) & ~_box(shape, (14, 14, 2), (36, 36, 6))
+    ring[24:26, :, :] = False  # the rim broken in two places: two components, 2 voxels apart
+    _, plain, _ = label_lesions(ring, 1.0, group_iterations=0)
+    _, grouped, _ = label_lesions(ring, 1.0)
+    assert (plain, grouped) == (2, 1)
+    r = region_diameters(ring, np.eye(4))
+    assert r["count"] == 1 and r["lesions"][0]["axial_mm"] == pytest.approx(np.hypot(30, 30), abs=0.01)
+
+
+def test_slice_rules_pick_the_longest_diameter_or_the_largest_product():
+    # two slices: a long thin bar (axial 40 x 4) and a square (20 x 20, product 400 > bar's ~160)
+    m = np.zeros((50, 50, 4), dtype=bool)
+    m[5:45, 10:14, 1] = True
+    m[10:30, 20:40, 2] = True
+    by_diameter = lesion_diameters(m, np.eye(4), rule="diameter")
+    by_product = lesion_diameters(m, np.eye(4), rule="product")
+    assert by_diameter["slice"] == 1 and by_diameter["axial_mm"] == pytest.approx(np.hypot(40, 4), abs=0.01)
+    assert by_product["slice"] == 2 and by_product["axial_mm"] == pytest.approx(np.hypot(20, 20), abs=0.01)
+    assert by_product["product_mm2"] > by_diameter["product_mm2"]
+    with pytest.raises(InputError):
+        lesion_diameters(m, np.eye(4), rule="area")
