@@ -346,6 +346,7 @@ def predict(
     space: str = "native",
     channel_files: dict | None = None,
     report: bool = False,
+    anonymise: bool = False,
     uncertainty: int | None = None,
     output_format: str | None = None,
     refine: str | None = "auto",
@@ -356,8 +357,8 @@ def predict(
     ``preprocess``, ``space`` and ``template_fit`` are those of :func:`segment_volumes`: scans as exported (skull on, each on its
     own grid) are co-registered, skull-stripped and aligned to the model's grid first, and such a case also
     gets ``<output stem>.json`` (volumes, steps, timings, quality checks) and ``<output stem>.png``.
-    ``report=True`` writes ``<output stem>.report.html`` (one offline page: volumes, lesions, pictures, model
-    card, preprocessing, warnings) and its ``<output stem>.json`` for every case.
+    ``report=True`` writes the report a clinician reads (``.report.html``, ``.pdf``, ``.dcm`` for DICOM input:
+    :mod:`medseg3d.clinical.report`) and ``<output stem>.json``; ``anonymise`` leaves the patient out.
     ``channel_files`` (modality -> file) says which file is which where names do not tell.
     ``uncertainty`` (2, 4 or 8 mirrored passes; ``"members"``: an ensemble's members; ``"auto"``: members for
     an ensemble, else 2 passes, 8 with ``mirror``) writes ``<output stem>_uncertainty.<suffix>`` (normalised
@@ -392,7 +393,7 @@ def predict(
                    min_enhancing=min_enhancing, max_distance=max_distance, preprocess=preprocess, space=space,
                    uncertainty=uncertainty, template_fit=template_fit)  # the same for every case
     _check_output_options(uncertainty, output_format, space, mirror, loaded.runnable_members)
-    extras = {"report": report, "output_format": output_format}
+    extras = {"report": report, "output_format": output_format, "anonymise": anonymise}
     if not dataset_mode:
         if image_suffix(output) == "":
             raise InputError(f"{output}: name the output file with an image suffix (.nii.gz, .mha...)")
@@ -471,7 +472,7 @@ def _companions(target: Path) -> list[str]:
     """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
     suffix, stem = image_suffix(target), output_stem(target).name
     return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
-            f"{stem}.report.html", f"{stem}.seg.dcm"]
+            f"{stem}.report.html", f"{stem}.report.pdf", f"{stem}.report.dcm", f"{stem}.seg.dcm"]
 
 
 def _make_parent(path: Path) -> None:
@@ -580,7 +581,8 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
         if seg_path is not None and say:
             say(f"wrote {seg_path}")
     if extras.get("report"):
-        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post)
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post,
+                      {m: case.channels[m] for m in _dicom_channels(case)}, extras.get("anonymise", False))
     elif uncertainty and raw_summary is None:
         from .io import write_json_atomic
 
@@ -619,9 +621,9 @@ def member_spread(uncertainty: dict | None) -> str | None:
 
 
 def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
-                  uncertainty: dict | None = None, post: dict | None = None) -> None:
-    """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
-    from .report import write_case_report
+                  uncertainty: dict | None = None, post: dict | None = None, dicom=None, anonymise=False) -> None:
+    """The report's files and ``<stem>.json`` (a raw case's summary kept inside it); ``dicom``: DICOM inputs."""
+    from .clinical.report import write_case_report
 
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
     if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
@@ -641,7 +643,8 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
         extra["uncertainty"] = uncertainty
     if result.refinement:
         extra["refinement"] = result.refinement
-    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
-                                             steps, extra, uncertainty_map=result.uncertainty)
+    files = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
+                              steps, extra, uncertainty_map=result.uncertainty, dicom_series=dicom,
+                              anonymise=anonymise, prepared=result.prepared)
     if say:
-        say(f"wrote {html_path} and {json_path}")
+        say("wrote " + ", ".join(str(f) for f in (files.html, files.pdf, files.dcm, files.json) if f))

@@ -34,6 +34,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ..labels import LabelScheme
 from ..report import MIN_LESION_MM3
+from .diameters import label_lesions
 
 ATLAS_DIR = Path(__file__).resolve().parent.parent / "weights" / "atlas"
 ATLAS_NAME = "location_sri24"
@@ -49,7 +50,6 @@ LOBE_SHARE = 0.1
 STRUCTURE_ML = 0.1
 EPENDYMAL_MM = 2.0
 
-_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 _CACHE: dict[str, tuple[np.ndarray, dict]] = {}
 
 
@@ -172,7 +172,9 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
         atlas_labels: the labels on the BraTS grid (:func:`on_atlas_grid`), or None when they are not there.
         scheme: the label scheme (its regions; without regions each label is one).
         min_lesion_mm3: components of at most this volume are not lesions (as in the lesion table).
-        per_lesion: also locate each lesion (connected component, 26-connectivity), largest first.
+        per_lesion: also locate each lesion, largest first, grouped and numbered as
+            :func:`~medseg3d.clinical.diameters.label_lesions` does (so lesion k is the diameters' lesion k when
+            both are measured on the BraTS grid).
 
     Returns:
         ``{"available": True, "space", "atlas", "rules", "regions": {name: describe_mask(...) + "lesions"}}``,
@@ -199,18 +201,17 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
         mask = np.isin(crop, members)
         entry = describe_mask(mask, packed, origin, midline)
         if per_lesion and entry["volume_ml"] > 0:
-            cc, n = ndimage.label(mask, structure=_CONNECTIVITY_26)
-            sizes = np.bincount(cc.ravel(), minlength=n + 1)
-            lesions = []
+            lesions = []  # the lesions as the diameters number them: lesion k here is lesion k there
+            cc, _, _ = label_lesions(mask, 1.0, min_lesion_mm3)  # 1 mm voxels
             for k, sl in enumerate(ndimage.find_objects(cc), start=1):
-                if sl is None or sizes[k] <= min_lesion_mm3:  # 1 mm voxels: voxels are mm^3
+                if sl is None:
                     continue
                 sub = describe_mask(cc[sl] == k, packed, [o + s.start for o, s in zip(origin, sl)], midline)
                 lesions.append({key: sub[key] for key in ("volume_ml", "hemisphere", "side_share",
                                                           "crosses_midline", "main_lobe", "lobes_involved",
                                                           "deep_structures")}
                                | {"ventricles": sub["ventricles"]["contact"], "cortex": sub["cortex"]["contact"]})
-            entry["lesions"] = sorted(lesions, key=lambda le: -le["volume_ml"])
+            entry["lesions"] = lesions
         out[name] = entry
     return {"available": True, "space": "SRI24 (BraTS grid, 1 mm)", "atlas": info.get("source", ATLAS_NAME),
             "rules": {"bilateral_from_share": BILATERAL_SHARE, "midline_margin_mm": MIDLINE_MARGIN_MM,
