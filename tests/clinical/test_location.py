@@ -159,3 +159,22 @@ def test_labels_reach_the_atlas_grid_directly_or_through_the_alignment():
 def test_labels_of_another_shape_are_refused():
     with pytest.raises(InputError, match="BraTS grid"):
         loc.case_location(np.zeros((10, 10, 10), np.uint8), get_scheme("brats"))
+
+
+def test_resampling_only_the_tumour_box_equals_resampling_the_whole_grid():
+    from medseg3d.raw.geometry import resample
+
+    rng = np.random.default_rng(3)
+    labels = np.zeros((60, 50, 20), np.uint8)
+    labels[20:35, 10:30, 5:12] = 2
+    labels[25:30, 15:20, 7:10] = 4
+    labels[rng.random(labels.shape) > 0.995] = 1  # scattered voxels widen the box
+    angle = np.deg2rad(12)  # an oblique, anisotropic native grid placed inside the atlas' field of view
+    affine = np.array([[np.cos(angle) * 0.9, -np.sin(angle) * 0.9, 0, -60], [np.sin(angle) * 0.9, np.cos(angle) * 0.9, 0, 120],
+                       [0, 0, 4.0, 30], [0, 0, 0, 1]])
+    native = Volume(labels, affine)
+    to_atlas = np.eye(4)
+    to_atlas[:3, 3] = (3.0, -2.0, 1.5)  # an alignment: a shift in LPS mm
+    whole = resample(native, BRATS_SHAPE, BRATS_AFFINE, to_atlas, order=0, dtype=np.uint8)
+    assert whole.any()
+    np.testing.assert_array_equal(loc.on_atlas_grid(native, to_atlas), whole)

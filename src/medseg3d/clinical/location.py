@@ -95,8 +95,28 @@ def on_atlas_grid(labels, to_atlas: np.ndarray | None = None) -> np.ndarray | No
         return np.asarray(labels.array)
     if to_atlas is None:
         return None
-    return resample(labels, BRATS_SHAPE, BRATS_AFFINE, np.asarray(to_atlas, dtype=float), order=0,
-                    dtype=np.asarray(labels.array).dtype)
+    array = np.asarray(labels.array)
+    out = np.zeros(BRATS_SHAPE, dtype=array.dtype)
+    if not array.any():
+        return out
+    # only the tumour's box is resampled (a whole BraTS grid costs ~10x more): its corners, grown by a voxel,
+    # mapped into the atlas grid give the part of that grid the labels can reach
+    hit = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    corners = np.array([[i, j, k, 1.0] for i in (hit[0][0] - 1, hit[0][-1] + 1)
+                        for j in (hit[1][0] - 1, hit[1][-1] + 1) for k in (hit[2][0] - 1, hit[2][-1] + 1)])
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS
+    to_grid = np.linalg.inv(BRATS_AFFINE) @ lps @ np.linalg.inv(np.asarray(to_atlas, dtype=float)) @ lps @ labels.affine
+    ijk = (corners @ to_grid.T)[:, :3]
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, BRATS_SHAPE)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, BRATS_SHAPE)
+    if np.any(hi <= lo):
+        return out  # the tumour maps outside the atlas grid
+    shift = np.eye(4)
+    shift[:3, 3] = lo
+    out[tuple(slice(a, b) for a, b in zip(lo, hi))] = resample(
+        labels, tuple(int(v) for v in hi - lo), BRATS_AFFINE @ shift, np.asarray(to_atlas, dtype=float), order=0,
+        dtype=array.dtype)
+    return out
 
 
 def _box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...]:

@@ -51,7 +51,7 @@ def record_html(value, depth: int = 0) -> str:
     if isinstance(value, dict):
         if not value:
             return "-"
-        if depth >= 3:
+        if depth >= 3 or (depth >= 1 and len(value) > 12):  # e.g. a card's per-case scores: the JSON has them
             return escape(f"({len(value)} items, in the JSON)")
         rows = "".join(f"<tr><th>{escape(str(k).replace('_', ' '))}</th><td>{record_html(v, depth + 1)}</td></tr>"
                        for k, v in value.items())
@@ -114,7 +114,8 @@ def _location_table(location: dict) -> str:
             for r, e in location["regions"].items() if len(e.get("lesions", [])) > 1
             for i, le in enumerate(e["lesions"], start=1)]
     if many:
-        html += "<p>Each lesion of the regions with more than one:</p>" + _table(
+        html += ("<p>Each lesion of the regions with more than one, found in atlas space (resampling there can "
+                 "split or join small parts, so the count may differ from the lesion table's):</p>") + _table(
             ["region", "#", "volume (ml)", "side", "main lobe", "lobes", "deep structures"], many, (1, 2))
     return html + (f"<p class='note'>In the {escape(location['space'])} atlas (lobes: {', '.join(LOBES)}; deep: "
                    f"{', '.join(DEEP)}). Atlas-level: a registration maps the brain, not the tumour's mass "
@@ -146,7 +147,8 @@ def _size_tables(report: dict) -> str:
             ["region", "#", "volume (ml)", "axial (mm)", "perpendicular (mm)", "product (mm²)", "measurable",
              "3D (mm)", "centre (mm, RAS)"], lesions, (1, 2, 3, 4, 5, 7))
         small = {r: d["n_small"] for r, d in diam.items() if d.get("n_small")}
-        html += (f"<p class='note'>Connected components larger than {report['lesions']['min_lesion_mm3']:g} mm³"
+        html += (f"<p class='note'>Lesions larger than {report['lesions']['min_lesion_mm3']:g} mm³, fragments close "
+                 "together counted as one (BraTS 2023's rule)"
                  + (" (smaller ones left out: " + ", ".join(f"{r} {n}" for r, n in small.items()) + ")" if small else "")
                  + ".</p>")
     return html

@@ -36,7 +36,7 @@ class _Writer:
             self._page()
 
     def text(self, line: str, size: float = 9, weight: str = "normal", colour: str = "#222", indent: float = 0.0,
-             width: int = 105):
+             width: int = 112):
         for part in textwrap.wrap(line, width=width) or [""]:
             self.need(_LINE * size / 9)
             self.fig.text(_MARGIN + indent, self.y, part, fontsize=size, fontweight=weight, color=colour, va="top")
@@ -53,8 +53,10 @@ class _Writer:
         self.need(height)
         ax = self.fig.add_axes([_MARGIN, self.y - height, 1 - 2 * _MARGIN, height])
         ax.axis("off")
-        cells = ax.table(cellText=[[str(c) for c in r] for r in rows] or [["-"] * len(header)], colLabels=header,
-                         loc="upper left", cellLoc="left", bbox=[0, 0, 1, 1])
+        text = [[str(c) for c in r] for r in rows] or [["-"] * len(header)]
+        longest = [max(len(str(h)), *(len(r[k]) for r in text)) + 2 for k, h in enumerate(header)]
+        cells = ax.table(cellText=text, colLabels=header, loc="upper left", cellLoc="left", bbox=[0, 0, 1, 1],
+                         colWidths=[n / sum(longest) for n in longest])  # columns as wide as their text
         cells.auto_set_font_size(False)
         cells.set_fontsize(7.5)
         for (r, _), cell in cells.get_celld().items():
@@ -132,10 +134,9 @@ def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
         loc = report.get("location") or {}
         if loc.get("available"):
             w.heading("Location")
-            rows = [[region_name(r), f"{e['hemisphere']} (R {e['side_share']['right']:.0%})",
+            rows = [[r, f"{e['hemisphere']} (R {e['side_share']['right']:.0%})",
                      "yes" if e["crosses_midline"] else "no",
-                     ", ".join(f"{k} {v:.0%}" for k, v in sorted(e["lobes"].items(), key=lambda kv: -kv[1])
-                               if v >= 0.1),
+                     ", ".join(f"{k} {e['lobes'][k]:.0%}" for k in e["lobes_involved"]) or "none",
                      ", ".join(e["deep_structures"]) or "none",
                      "yes" if e["ventricles"]["contact"] else "no", "yes" if e["cortex"]["contact"] else "no"]
                     for r, e in loc["regions"].items() if e.get("hemisphere")]
