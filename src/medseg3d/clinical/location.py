@@ -222,11 +222,14 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
         entry = describe_mask(mask, packed, origin, midline)
         if per_lesion and entry["volume_ml"] > 0:
             lesions = []  # the lesions as the diameters number them: lesion k here is lesion k there
-            cc, _, _ = label_lesions(mask, 1.0, min_lesion_mm3)  # 1 mm voxels
-            for k, sl in enumerate(ndimage.find_objects(cc), start=1):
-                if sl is None:
-                    continue
-                sub = describe_mask(cc[sl] == k, packed, [o + s.start for o, s in zip(origin, sl)], midline)
+            _, parts = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+            if parts == 1:  # one connected part: the lesion is the region (if large enough), nothing to group
+                described = [entry] if entry["volume_ml"] * 1000 > min_lesion_mm3 else []
+            else:
+                cc, _, _ = label_lesions(mask, 1.0, min_lesion_mm3)  # 1 mm voxels
+                described = [describe_mask(cc[sl] == k, packed, [o + s.start for o, s in zip(origin, sl)], midline)
+                             for k, sl in enumerate(ndimage.find_objects(cc), start=1) if sl is not None]
+            for sub in described:
                 lesions.append({key: sub[key] for key in ("volume_ml", "hemisphere", "side_share",
                                                           "crosses_midline", "main_lobe", "lobes_involved",
                                                           "deep_structures")}
