@@ -137,8 +137,13 @@ def within_cov(pairs: np.ndarray) -> float:
 
 
 def measure_stage(work: Path, out: Path) -> dict:
+    from medseg3d.clinical import rano
     from medseg3d.clinical.compare import compare_timepoints, load_timepoint
+    from medseg3d.clinical.diameters import region_diameters
     from medseg3d.io.atomic import write_json_atomic
+
+    def spd_by_diameter_rule(point):  # the other slice rule, to compare the two on the same labels
+        return region_diameters(point.labels.array == 4, point.labels.affine, rule="diameter")["sum_products_mm2"]
 
     rows = []
     for case_dir in sorted(p for p in work.iterdir() if p.is_dir()):
@@ -159,10 +164,15 @@ def measure_stage(work: Path, out: Path) -> dict:
                                       result["regions"][r]["volume_ml"]["current"]] for r in REGIONS},
                    "sum_products_mm2": [result["regions"]["ET"]["sum_products_mm2"]["prior"],
                                         result["regions"]["ET"]["sum_products_mm2"]["current"]],
+                   "sum_products_mm2_diameter_rule": [spd_by_diameter_rule(prior), spd_by_diameter_rule(current)],
                    "rano_2010": result["response"]["rano_2010"]["category"],
                    "rano_2_volumetric": result["response"]["rano_2_volumetric"]["category"],
                    "new_lesions": {r: len(result["regions"][r]["new_lesions"]) for r in REGIONS},
                    "vanished_lesions": {r: len(result["regions"][r]["vanished_lesions"]) for r in REGIONS}}
+            et = result["regions"]["ET"]["lesions"]
+            row["rano_2010_diameter_rule"] = rano.rano_2010(
+                *row["sum_products_mm2_diameter_rule"], prior_lesions=et["prior"], current_lesions=et["current"],
+                new_measurable=sum(le["measurable"] for le in result["regions"]["ET"]["new_lesions"]))["category"]
             if scan == "C":
                 row["true_relative_change_percent"] = {
                     r: round(100.0 * (truth["changed_ml"][r] / truth["original_ml"][r] - 1.0), 1)
@@ -182,8 +192,20 @@ def measure_stage(work: Path, out: Path) -> dict:
             summary[f"icc_volume_{region}"] = round(icc_3_1(v), 4)
         spd = np.array([r["sum_products_mm2"] for r in same])
         summary["cov_sum_products_ET_percent"] = round(within_cov(spd), 2)
-        summary["false_calls_rano_2010"] = sum(r["rano_2010"] not in ("stable",) for r in same)
-        summary["false_calls_rano_2_volumetric"] = sum(r["rano_2_volumetric"] not in ("stable",) for r in same)
+        spd_d = np.array([r["sum_products_mm2_diameter_rule"] for r in same])
+        summary["cov_sum_products_ET_percent_diameter_rule"] = round(within_cov(spd_d), 2)
+        summary["icc_sum_products_ET"] = round(icc_3_1(spd), 4)
+        summary["false_calls_rano_2010_diameter_rule"] = sum(
+            r["rano_2010_diameter_rule"] not in ("stable", "not assessable") for r in same)
+        # "not assessable" (no enhancing tumour at either scan) is no call; anything else but stable is false
+        summary["false_calls_rano_2010"] = sum(r["rano_2010"] not in ("stable", "not assessable") for r in same)
+        summary["false_calls_rano_2_volumetric"] = sum(r["rano_2_volumetric"] not in ("stable", "not assessable")
+                                                       for r in same)
+        summary["pairs_with_new_or_vanished_lesions"] = {
+            reg: sum(1 for r in same if r["new_lesions"][reg] or r["vanished_lesions"][reg]) for reg in REGIONS}
+        summary["largest_abs_change_percent"] = {
+            reg: round(max(abs(100 * (b - a) / a) for a, b in (r["volumes_ml"][reg] for r in same) if a > 0), 1)
+            for reg in REGIONS}
         summary["calls_without_change"] = {key: sorted({r[key] for r in same}) for key in
                                            ("rano_2010", "rano_2_volumetric")}
     changed = [r for r in rows if r["pair"] != "A-B"]

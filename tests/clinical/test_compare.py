@@ -204,3 +204,30 @@ def test_cli_compare_on_saved_time_points(tmp_path, capsys):
     assert main(["compare", str(prior), str(current), "-o", str(tmp_path / "o"), "--no-register"]) == 0
     out = capsys.readouterr().out
     assert "RANO 2010: stable" in out and (tmp_path / "o" / "compare.json").is_file()
+
+
+@pytest.mark.slow
+def test_compare_two_raw_dicom_studies_of_one_head_is_stable(brats_root, tmp_path):
+    """End to end as a user runs it: two simulated acquisitions of one case (own grids, thick slices, motion,
+    intensities) as DICOM studies with scanner-style series names. Minutes of CPU: two raw segmentations."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from layouts import write_dicom_case
+
+    from medseg3d.datasets import find_cases
+    from medseg3d.raw.simulate import simulate
+
+    case = next(c for c in find_cases(brats_root) if c.case_id == "Brats18_2013_20_1")
+    vols = {m: v for m, _, v in case.select(("flair", "t1", "t1ce", "t2")).read_channels()}
+    series = {"flair": "AX_FLAIR|Ax T2 FLAIR", "t1": "T1_SE|Ax T1 SE", "t1ce": "T1_POST|Ax T1 +C MPRAGE",
+              "t2": "T2_TSE|Ax T2 TSE"}
+    studies = [write_dicom_case(simulate(vols, None, seed=s).volumes, tmp_path / f"study{s}", series) for s in (11, 12)]
+    record = compare(studies[0], studies[1], tmp_path / "out")
+    assert record["prior"]["preprocess"] == record["current"]["preprocess"] == "full"
+    assert record["response"]["rano_2010"]["category"] == "stable"
+    assert record["response"]["rano_2_volumetric"]["category"] == "stable"
+    assert abs(record["regions"]["WT"]["relative_change_percent"]) < 10  # repeatability: a few percent
+    assert record["registration"]["shift_at_centre_mm"] < 10
+    assert (tmp_path / "out" / "compare.html").is_file()
