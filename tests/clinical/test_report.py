@@ -123,18 +123,39 @@ def test_pictures_fall_back_to_labels_alone_when_no_channel_is_on_the_grid(tmp_p
     assert report["picture_channel"] is None and any("grid" in w for w in report["warnings"])
 
 
+def _chromium(*args, timeout=120):
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           *args], check=True, capture_output=True, timeout=timeout)
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_the_report_renders_in_headless_chromium(tmp_path):
     labels, channels = _case_volumes()
     html_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, []).html
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    f"--screenshot={shot}", "--window-size=1000,1400", html_path.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    _chromium(f"--screenshot={shot}", "--window-size=1000,1400", "--hide-scrollbars", html_path.as_uri())
     from PIL import Image
 
     page = np.asarray(Image.open(shot).convert("RGB"))
     assert page.shape[:2] == (1400, 1000)
     dark = (page.sum(axis=2) < 60).mean()  # the black picture strip: the images were drawn
     assert 0.02 < dark < 0.6
+    dom = _chromium("--dump-dom", html_path.as_uri()).stdout.decode("utf-8")  # what the browser built
+    for section in ("Findings", "Volumes and diameters", "Pictures", "Quality checks",
+                    "Technical record (preprocessing, transforms, timings, model)"):
+        assert f">{section}<" in dom
+    assert dom.count("<img") == 3 and "<details>" in dom
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils' pdftoppm is not installed")
+def test_the_pdf_renders_as_a_page_with_pictures(tmp_path):
+    labels, channels = _case_volumes()
+    pdf = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, []).pdf
+    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
+                   check=True, capture_output=True, timeout=60)
+    from PIL import Image
+
+    page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"))
+    assert abs(page.shape[0] / page.shape[1] - 297 / 210) < 0.02  # A4 portrait
+    assert (page < 40).mean() > 0.01 and (page > 240).mean() > 0.5  # pictures (black) on a white page
