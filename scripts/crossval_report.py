@@ -35,12 +35,14 @@ def _read(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _mean(values) -> float:
+def nan_mean(values) -> float:
+    """Mean of the values that are not NaN (NaN when none is)."""
     values = [v for v in values if not math.isnan(v)]
     return statistics.fmean(values) if values else math.nan
 
 
-def _sd(values) -> float:
+def nan_sd(values) -> float:
+    """Sample SD of the values that are not NaN (NaN when fewer than two are)."""
     values = [v for v in values if not math.isnan(v)]
     return statistics.stdev(values) if len(values) > 1 else math.nan
 
@@ -73,7 +75,7 @@ def planned_folds(root: Path) -> int | None:
 
 def fold_means(folds: dict[int, list[dict]], metric: str = "dice") -> dict[int, dict[str, float]]:
     """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
-    return {fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in REGIONS}
+    return {fold: {r: nan_mean(float(row[f"{metric}_{r}"]) for row in rows) for r in REGIONS}
             for fold, rows in sorted(folds.items())}
 
 
@@ -95,9 +97,9 @@ def report(root: Path, variant: str) -> tuple[str, list[dict]]:
                      + " | ".join(_f(hd[r], 1) for r in REGIONS) + " |")
         all_rows += [dict(row, fold=fold) for row in rows]
     lines.append("| **mean +- SD over folds** | | " + " | ".join(
-        f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in REGIONS) + " | | | |")
-    pooled = {r: _mean(float(row[f"dice_{r}"]) for row in all_rows) for r in REGIONS}
-    hd = {r: _mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in REGIONS}
+        f"**{_f(nan_mean(per_fold[r]))}** +- {_f(nan_sd(per_fold[r]))}" for r in REGIONS) + " | | | |")
+    pooled = {r: nan_mean(float(row[f"dice_{r}"]) for row in all_rows) for r in REGIONS}
+    hd = {r: nan_mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in REGIONS}
     lines.append(f"| pooled over {len(all_rows)} cases | | " + " | ".join(_f(pooled[r]) for r in REGIONS) + " | "
                  + " | ".join(_f(hd[r], 1) for r in REGIONS) + " |")
     lines += ["", "Held-out cases, worst WT first:", "",
@@ -167,7 +169,7 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     for c in cases:
         diff = " / ".join(f"{var[c][f'dice_{r}'] - ref[c][f'dice_{r}']:+.3f}" for r in REGIONS)
         lines.append(f"| {c} | {folds.get(c, '')} | {cells(ref[c])} | {cells(var[c])} | {diff} |")
-    mean = {name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in REGIONS}
+    mean = {name: {f"dice_{r}": nan_mean(scores[c][f"dice_{r}"] for c in cases) for r in REGIONS}
             for name, scores in ((reference, ref), (variant, var))}
     diff = " / ".join(f"{mean[variant][f'dice_{r}'] - mean[reference][f'dice_{r}']:+.3f}" for r in REGIONS)
     lines.append(f"| **mean** | | **{cells(mean[reference])}** | **{cells(mean[variant])}** | {diff} |")
@@ -255,7 +257,7 @@ def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Pa
                             xytext=(3, -3), textcoords="offset points")
         better = sum(yi > xi for xi, yi in zip(x, y))
         ax.set(xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal", xlabel=f"{reference} Dice", ylabel=f"{variant} Dice",
-               title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above")
+               title=f"{r}: mean {nan_mean(x):.3f} -> {nan_mean(y):.3f}, {better} of {len(cases)} cases above")
     fig.suptitle(f"{root}: held-out cases (colour: fold)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

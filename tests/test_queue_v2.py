@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do [[ $1 == -o ]] && mkdir -p "$2"; shift; done
 PYTHON = """#!/usr/bin/env bash
 echo "python $*" >> calls.log
 case "$1" in
-  scripts/pipeline_robustness.py)
+  validation/pipeline_robustness.py)
     while [[ $# -gt 0 ]]; do [[ $1 == --json ]] && echo '[{"model": "m"}]' > "$2"; shift; done ;;
   scripts/crossval_ensemble.py)
     while [[ $# -gt 0 ]]; do [[ $1 == --folds ]] && k=$2; shift; done

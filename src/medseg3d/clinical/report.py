@@ -130,7 +130,7 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
         pdf: also write the PDF (and, with ``dicom_series``, the DICOM object).
         dicom_reference: the modality whose series the ``.dcm`` lists as its source (the one the labels lie
             on); default: the first of ``dicom_series``.
-        prepared: how ``predict`` prepared the case (:class:`medseg3d.raw.pipeline.Prepared`): after the full
+        prepared: how ``predict`` prepared the case (:class:`medseg3d.raw.pipeline.Aligned`): after the full
             alignment it gives ``to_atlas``; its reference channel is ``dicom_reference``.
 
     Returns:

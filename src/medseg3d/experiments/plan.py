@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
@@ -27,18 +26,7 @@ from .catalogue import (
     net_args,
     train_config,
 )
-
-
-@dataclass
-class Task:
-    """One run on one fold, with its training settings and state."""
-
-    run: Run
-    fold: int
-    folder: Path
-    overrides: dict
-    val_ids: list[str]
-    state: str = "new"  # new | resume | score | done
+from .task import Task
 
 
 def fold_dir(out: Path, run: str, fold: int) -> Path:

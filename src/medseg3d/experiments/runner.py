@@ -15,8 +15,8 @@ from ..io import write_json_atomic
 from . import timing  # timing.measure_iteration: one place for tests to replace the timing
 from .catalogue import train_config
 from .plan import Task, plan_experiment, run_state
-from .report import write_report
 from .reuse import adopt_run, find_reusable
+from .tables import write_report
 from .timing import (
     budget_text,
     estimate_from_finished,

@@ -1,4 +1,4 @@
-"""An experiment's report: results collected over folds, paired statistics, ``table.md``, ``table.csv`` and
+"""An experiment's tables: results collected over folds, paired statistics, ``table.md``, ``table.csv`` and
 ``plot.png``."""
 
 from __future__ import annotations
