@@ -6,6 +6,7 @@ scanner-style series descriptions. ``medseg3d compare PRIOR CURRENT -o OUT`` the
 wall time, its CPU time (user + system, children included) and the machine's load average are printed as JSON.
 
     nice -n 10 python validation/clinical_compare_time.py --work /tmp/compare_time
+    nice -n 10 python validation/clinical_compare_time.py --diameters   # case_diameters on the 27 references
 """
 
 from __future__ import annotations
@@ -43,12 +44,37 @@ def make_studies(data: Path, work: Path, case_name: str) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
+def time_diameters(data: Path) -> None:
+    """Seconds of :func:`medseg3d.clinical.diameters.case_diameters` (WT, TC, ET, every lesion) per reference."""
+    import numpy as np
+
+    from medseg3d.clinical.diameters import case_diameters
+    from medseg3d.datasets import find_cases
+    from medseg3d.io import read_volume
+    from medseg3d.labels import get_scheme
+
+    seconds, cpu = [], []  # wall and CPU time: on a shared machine the CPU time is what the code costs
+    for case in find_cases(data / "brats2018"):
+        label = read_volume(case.label)
+        t0, c0 = time.perf_counter(), time.process_time()
+        case_diameters(label.array, label.affine, get_scheme("brats"))
+        seconds.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"cases": len(seconds), "median_seconds": round(float(np.median(seconds)), 2),
+                      "max_seconds": round(max(seconds), 2), "median_cpu_seconds": round(float(np.median(cpu)), 2),
+                      "max_cpu_seconds": round(max(cpu), 2), "load_average_1min": round(os.getloadavg()[0], 1)}))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--work", type=Path, default=Path("/tmp/compare_time"))
     p.add_argument("--case", default="Brats18_2013_20_1")
+    p.add_argument("--diameters", action="store_true", help="time case_diameters on the references instead")
     args = p.parse_args(argv)
+    if args.diameters:
+        time_diameters(args.data)
+        return
     prior, current = make_studies(args.data, args.work, args.case)
     out = args.work / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
