@@ -181,6 +181,31 @@ def test_time_point_round_trip_and_earlier_output(tmp_path):
         timepoint_from(tmp_path / "small.nii.gz")
 
 
+def test_earlier_output_on_its_native_grid_comes_back_through_its_transforms(tmp_path):
+    from medseg3d.raw.template import BRATS_AFFINE, BRATS_SHAPE
+
+    labels = np.zeros(BRATS_SHAPE, dtype=np.uint8)
+    labels[100:120, 90:110, 60:75] = 2
+    labels[105:112, 95:104, 64:70] = 4
+    shift_ras = np.array([12.0, -5.0, 3.0])  # the scan's grid: the BraTS grid moved by whole millimetres
+    native = BRATS_AFFINE.copy()
+    native[:3, 3] += shift_ras
+    write_volume(Volume(labels, native), tmp_path / "seg.nii.gz")
+    to_native = np.eye(4)
+    to_native[:3, 3] = shift_ras * [-1, -1, 1]  # BraTS-grid points -> the scan's points, LPS
+    record = {"output_grid": {"space": "native"}, "reference": "t1ce", "inputs": {},
+              "transforms": {"t1ce": {"kind": "identity"}, "atlas": {"matrix_lps": to_native.tolist(), "channel": "t1ce"}}}
+    (tmp_path / "seg.json").write_text(json.dumps(record))
+    point = timepoint_from(tmp_path / "seg.nii.gz")
+    assert np.array_equal(point.labels.array, labels) and np.allclose(point.labels.affine, BRATS_AFFINE)
+    (tmp_path / "seg.json").write_text(json.dumps(dict(record, transforms={})))
+    with pytest.raises(InputError, match="no atlas transform"):
+        timepoint_from(tmp_path / "seg.nii.gz")
+    (tmp_path / "seg.json").write_text("{not json")
+    with pytest.raises(InputError, match="not readable JSON"):
+        timepoint_from(tmp_path / "seg.nii.gz")
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     from medseg3d.cli import main
 

@@ -155,30 +155,36 @@ def _from_output(path: Path) -> TimePoint:
 
     labels = read_volume(path)
     record_path = output_stem(path).with_name(output_stem(path).name + ".json")
-    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+    except ValueError as exc:
+        raise InputError(f"{record_path}: is not readable JSON ({exc}); write it again with medseg3d predict") from exc
     grid = record.get("output_grid", {}).get("space")
     inputs = record.get("inputs", {})
-    image = None
-    if grid == "native":
-        transforms = record.get("transforms", {})
-        atlas = transforms.get("atlas", {})
-        if "matrix_lps" not in atlas:
-            raise InputError(f"{record_path}: holds no atlas transform; segment the scans again with compare")
+    transforms = record.get("transforms", {})
+    atlas = transforms.get("atlas", {})
+    to_native = None  # BraTS-grid points -> the reference scan's points, from the raw pipeline's maps
+    if "matrix_lps" in atlas:
         strip, reference = atlas.get("channel"), record.get("reference", PICTURE_CHANNEL)
         to_strip = np.asarray(atlas["matrix_lps"], dtype=float)
         rigid = np.asarray(transforms[strip]["matrix_lps"], dtype=float) if strip != reference else np.eye(4)
-        to_native = np.linalg.inv(rigid) @ to_strip  # BraTS-grid points -> the output's (reference) points
+        to_native = np.linalg.inv(rigid) @ to_strip
+    if grid == "native":
+        if to_native is None:
+            raise InputError(f"{record_path}: holds no atlas transform; give the scans to compare instead")
         labels = Volume(resample(labels, BRATS_SHAPE, BRATS_AFFINE, to_native, order=0).astype(np.uint8),
                         BRATS_AFFINE)
-        if reference in inputs and Path(inputs[reference]).exists():
-            image = Volume(resample(read_volume(inputs[reference]), BRATS_SHAPE, BRATS_AFFINE, to_native, order=1),
-                           BRATS_AFFINE)
     elif not _on_brats_grid(labels):
         raise InputError(f"{path}: a label map on a {labels.shape} grid without its predict JSON beside it; give "
                          "the scans instead, or the output of 'medseg3d predict' with its .json")
-    elif PICTURE_CHANNEL in inputs and Path(inputs[PICTURE_CHANNEL]).exists():
-        candidate = read_volume(inputs[PICTURE_CHANNEL])
-        image = candidate if candidate.same_grid(labels) else None
+    image = None
+    source = inputs.get(record.get("reference", PICTURE_CHANNEL), inputs.get(PICTURE_CHANNEL))
+    if source and Path(source).exists():
+        scan = read_volume(source)
+        if to_native is not None:
+            image = Volume(resample(scan, BRATS_SHAPE, BRATS_AFFINE, to_native, order=1), BRATS_AFFINE)
+        elif scan.same_grid(labels):
+            image = scan
     details = {"preprocess": record.get("mode", "earlier output"), "from_output": str(path)}
     return TimePoint(labels.with_array(np.asarray(labels.array).astype(np.uint8)), image, str(path), details)
 
