@@ -30,7 +30,8 @@ def test_an_empty_map_has_zero_volumes():
 
 # --- lesions --------------------------------------------------------------
 
-def _two_lesion_case():
+def two_lesion_case():
+    """Edema and enhancing lesions of 125 and 64 voxels and an 8-voxel fragment (also the report tests' case)."""
     labels = np.zeros((30, 30, 20), dtype=np.uint8)
     labels[2:7, 2:7, 2:7] = 2          # 125 voxels edema, centre (4, 4, 4)
     labels[20:24, 20:24, 10:14] = 4    # 64 voxels enhancing, centre (21.5, 21.5, 11.5)
@@ -41,7 +42,7 @@ def _two_lesion_case():
 def test_lesions_are_components_above_50_mm3_with_world_centres():
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = (-10.0, 5.0, 100.0)
-    out = lesion_summary(_two_lesion_case(), affine, get_scheme("brats"))
+    out = lesion_summary(two_lesion_case(), affine, get_scheme("brats"))
     wt = out["WT"]
     assert (wt["count"], wt["n_small"]) == (2, 1)
     assert [le["volume_ml"] for le in wt["lesions"]] == [0.125, 0.064]  # largest first
@@ -54,7 +55,7 @@ def test_lesions_are_components_above_50_mm3_with_world_centres():
 
 def test_lesion_size_threshold_is_in_mm3_so_spacing_counts():
     affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 voxels = 64 mm^3 > 50
-    out = lesion_summary(_two_lesion_case(), affine, get_scheme("brats"))
+    out = lesion_summary(two_lesion_case(), affine, get_scheme("brats"))
     assert (out["WT"]["count"], out["WT"]["n_small"]) == (3, 0)
     assert out["WT"]["lesions"][0]["volume_ml"] == 1.0  # 125 voxels of 8 ul
 

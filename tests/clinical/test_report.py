@@ -8,20 +8,13 @@ import subprocess
 
 import numpy as np
 import pytest
+from test_report import two_lesion_case as _two_lesion_case  # tests/test_report.py: the volumes' toy case
 
 from medseg3d.clinical.pictures import overlay_pictures, radiological_slices
 from medseg3d.clinical.report import write_case_report
 from medseg3d.errors import InputError
 from medseg3d.io import Volume
 from medseg3d.labels import get_scheme
-
-
-def _two_lesion_case():
-    labels = np.zeros((30, 30, 20), dtype=np.uint8)
-    labels[2:7, 2:7, 2:7] = 2          # 125 voxels edema, centre (4, 4, 4)
-    labels[20:24, 20:24, 10:14] = 4    # 64 voxels enhancing, centre (21.5, 21.5, 11.5)
-    labels[10:12, 25:27, 15:17] = 1    # 8 voxels: below 50 mm^3 at 1 mm
-    return labels
 
 
 def test_overlay_pictures_are_three_pngs():
