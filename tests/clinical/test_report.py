@@ -47,6 +47,22 @@ def test_slices_are_radiological_whatever_the_grid_orientation(flip_x):
                                                                        ("A", "P", "S")]
 
 
+@pytest.mark.parametrize("flip_x", [False, True])
+def test_points_land_on_the_axial_view_where_their_voxels_are_drawn(flip_x):
+    from medseg3d.clinical.pictures import _slices
+
+    labels = np.zeros((9, 9, 9), dtype=np.uint8)
+    affine = np.eye(4)
+    if flip_x:
+        affine[0, 0], affine[0, 3] = -1.0, 8.0
+    ends = [(2.0, 3.0, 4.0), (6.0, 5.0, 4.0)]
+    for p in ends:
+        labels[tuple(int(v) for v in p)] = 4
+    views, shown = _slices(np.ones(labels.shape, np.float32), labels, affine, (4, 4, 4), ends)
+    axial = views["axial"][1]
+    assert sorted((int(r), int(c)) for r, c in shown) == sorted(map(tuple, np.argwhere(axial == 4).tolist()))
+
+
 def test_thick_slices_keep_their_aspect():
     views = radiological_slices(np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.diag([1.0, 2.0, 5.0, 1.0]), (1, 1, 1))
     assert [views[v][2] for v in ("axial", "coronal", "sagittal")] == [2.0, 5.0, 2.5]
@@ -79,7 +95,7 @@ def test_write_case_report_writes_a_self_contained_page_and_json(tmp_path):
     assert report["warnings"] == ["low confidence <check>"] and report["extra"] == {"confidence": 0.4}
     html = html_path.read_text(encoding="utf-8")
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)  # + RANO
     assert "low confidence &lt;check&gt;" in html  # escaped, not markup
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)  # nothing fetched from the network
     assert "20 items" in html and "dice WT" in html and "resample" in html  # the card, in the technical record
@@ -138,7 +154,7 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
     for section in ("Findings", "Volumes and diameters", "Pictures", "Quality checks",
                     "Technical record (preprocessing, transforms, timings, model)"):
         assert f">{section}<" in dom
-    assert dom.count("<img") == 3 and "<details>" in dom
+    assert dom.count("<img") == 4 and "<details>" in dom
 
 
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils' pdftoppm is not installed")

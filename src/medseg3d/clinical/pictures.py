@@ -39,9 +39,21 @@ def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_vox
     is its top. The volumes are reoriented to RAS first and cropped to the head (nonzero image or labels, plus
     4 voxels), so the tumour is drawn large whatever the grid's orientation.
     """
+    return _slices(data, labels, affine, centre_voxel)[0]
+
+
+def _slices(data, labels, affine, centre_voxel, points=None) -> tuple[dict, list]:
+    """:func:`radiological_slices`, and where voxel coordinates ``points`` fall on the axial view (row, col)."""
     import nibabel as nib
 
     affine = np.asarray(affine, dtype=float)
+    ornt = nib.orientations.io_orientation(affine)
+    ras_points = []
+    for p in points or []:  # voxel coordinates -> those of the RAS-reoriented volume
+        q = np.empty(3)
+        for axis, (to, flip) in enumerate(ornt):
+            q[int(to)] = labels.shape[axis] - 1 - p[axis] if flip < 0 else p[axis]
+        ras_points.append(q)
     marker = np.zeros(labels.shape, dtype=bool)  # the centre, followed through the reorientation
     marker[tuple(int(v) for v in centre_voxel)] = True
     data, labels, marker = (_to_ras(a, affine) for a in (data, labels, marker))
@@ -57,6 +69,7 @@ def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_vox
             box.append(slice(max(int(hit[0]) - 4, 0), min(int(hit[-1]) + 5, shown.shape[axis])))
         data, labels = data[tuple(box)], labels[tuple(box)]
         centre = [min(max(c - b.start, 0), b.stop - b.start - 1) for c, b in zip(centre, box)]
+        ras_points = [q - [b.start for b in box] for q in ras_points]
     ci, cj, ck = centre
     sx, sy, sz = (float(v) for v in spacing)
     # RAS axes -> rows top to bottom, columns left to right: axial A..P x R..L, coronal S..I x R..L,
@@ -66,11 +79,15 @@ def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_vox
         "coronal": (lambda a: a[::-1, cj, ::-1].T, sz / sx, ("R", "L", "S")),
         "sagittal": (lambda a: a[ci, ::-1, ::-1].T, sz / sy, ("A", "P", "S")),
     }
-    return {view: (cut(data), cut(labels), aspect, letters) for view, (cut, aspect, letters) in cuts.items()}
+    nx, ny = data.shape[:2]  # axial: column nx - 1 - x, row ny - 1 - y (the cut above)
+    shown_points = [(ny - 1 - q[1], nx - 1 - q[0]) for q in ras_points]
+    return ({view: (cut(data), cut(labels), aspect, letters) for view, (cut, aspect, letters) in cuts.items()},
+            shown_points)
 
 
 def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: LabelScheme, centre_voxel,
-                     affine=None) -> dict[str, bytes]:
+                     affine=None, *, views=("axial", "coronal", "sagittal"), line=None,
+                     title: str | None = None) -> dict[str, bytes]:
     """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled outlines.
 
     Drawn in radiological convention whatever the grid's orientation: axial and coronal with the patient's
@@ -84,9 +101,12 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
         centre_voxel: (i, j, k) on the labels' grid that the three slices pass through.
         affine: the grid's 4x4 voxel-to-world matrix (RAS+); default identity. Its spacing gives thick slices
             their true aspect.
+        views: which of the three to draw.
+        line: two voxel coordinates (e.g. a RANO diameter's ends) drawn as a segment on the axial view.
+        title: the pictures' title instead of the view's name.
 
     Returns:
-        ``{"axial": png, "coronal": png, "sagittal": png}`` (PNG file bytes).
+        ``{"axial": png, "coronal": png, "sagittal": png}`` (PNG file bytes), the views asked for.
     """
     import matplotlib
 
@@ -99,9 +119,11 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
     data = np.zeros(labels.shape, dtype=np.float32) if image is None else np.asarray(image, dtype=np.float32)
     nonzero = data[data != 0]
     lo, hi = (np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0))
-    views = radiological_slices(data, labels, affine, centre_voxel)
+    slices, ends = _slices(data, labels, affine, centre_voxel, line)
     out = {}
-    for view, (picture, sl, aspect, letters) in views.items():
+    for view, (picture, sl, aspect, letters) in slices.items():
+        if view not in views:
+            continue
         fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)
         fig.patch.set_facecolor("black")
         ax.imshow(picture, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
@@ -113,7 +135,10 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
                 ax.imshow(np.ma.masked_where(~inside, inside), cmap=ListedColormap([colour]), alpha=0.35,
                           aspect=aspect, interpolation="nearest")
                 ax.contour(inside, levels=[0.5], colors=[colour], linewidths=0.8)
-        out[view] = finish_png(fig, ax, view, letters)
+        if view == "axial" and len(ends) == 2:
+            (r1, c1), (r2, c2) = ends
+            ax.plot([c1, c2], [r1, r2], color="#00e5ff", linewidth=1.6, solid_capstyle="round")
+        out[view] = finish_png(fig, ax, title or view, letters)
     return out
 
 

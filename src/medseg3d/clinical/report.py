@@ -101,6 +101,24 @@ def _largest_lesion_centre(report: dict, shape) -> tuple[int, int, int]:
     return tuple(int(s) // 2 for s in shape)
 
 
+def _rano_picture(report: dict, image, labels, scheme: LabelScheme) -> dict[str, bytes]:
+    """The axial slice where the largest enhancing (else core) lesion's RANO diameter was measured, with that
+    diameter drawn: ``{"RANO": png}``, or nothing without such a lesion or on a grid not sliced axially."""
+    from .pictures import overlay_pictures
+
+    for region in ("ET", "TC"):
+        lesions = (report.get("diameters") or {}).get(region, {}).get("lesions") or []
+        top = lesions[0] if lesions else None
+        if top and top.get("axial_ends_voxel"):
+            p1, p2 = (np.asarray(p, dtype=float) for p in top["axial_ends_voxel"])
+            centre = np.clip(np.round((p1 + p2) / 2).astype(int), 0, np.asarray(labels.shape) - 1)
+            centre[top["slice_axis"]] = top["slice"]
+            title = f"{region}: {top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f} mm"
+            return {"RANO": overlay_pictures(image, labels.array, scheme, tuple(int(v) for v in centre),
+                                             labels.affine, views=("axial",), line=(p1, p2), title=title)["axial"]}
+    return {}
+
+
 def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_stem, model_card: dict,
                       preprocessing: list[dict], extra: dict | None = None,
                       uncertainty_map: np.ndarray | None = None, *, to_atlas: np.ndarray | None = None,
@@ -166,6 +184,7 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     centre = _largest_lesion_centre(report, labels.shape)
     report["pictures_through_voxel"] = list(centre)
     pictures = overlay_pictures(image, labels.array, scheme, centre, labels.affine)
+    pictures.update(_rano_picture(report, image, labels, scheme))
     uncertainty_pngs = None
     if uncertainty_map is not None and np.shape(uncertainty_map) == labels.shape:
         uncertainty_pngs = uncertainty_pictures(uncertainty_map, labels.array, centre, labels.affine)
