@@ -160,8 +160,9 @@ def _pictures(report: dict, pictures: dict) -> str:
     imgs = "".join(f"<img alt='{escape(v)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
                    for v, png in pictures.items())
     return (f"<h2>Pictures</h2><p class='note'>Through the largest lesion, over "
-            f"{escape(str(report['picture_channel'] or 'no image'))}, the patient's right on the viewer's left. "
-            f"{legend}</p><div class='pics'>{imgs}</div>")
+            f"{escape(str(report['picture_channel'] or 'no image'))}, the patient's right on the viewer's left"
+            + ("; RANO: the axial slice where the diameter (cyan) was measured. " if "RANO" in pictures else ". ")
+            + f"{legend}</p><div class='pics'>{imgs}</div>")
 
 
 def _uncertainty(uncertainty: dict, report: dict, uncertainty_pngs) -> str:
