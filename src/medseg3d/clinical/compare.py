@@ -519,7 +519,8 @@ def render_html(record: dict) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>Follow-up comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:1.5em auto;color:#222}}
 table{{border-collapse:collapse;margin:.6em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
-.cat{{display:inline-block;vertical-align:top;width:46%;margin-right:2%;border:1px solid #ccc;padding:.4em .8em}}
+.cat{{display:inline-block;vertical-align:top;box-sizing:border-box;width:48%;margin-right:2%;border:1px solid #ccc;
+padding:.4em .8em}}
 .big{{font-size:1.5em;font-weight:bold;margin:.2em 0}}.caveat{{background:#fff4e5;border-left:4px solid #f0a030;
 padding:.5em .8em}}img{{max-width:100%}}</style></head><body>
 <h1>Follow-up comparison</h1>
