@@ -160,7 +160,7 @@ def cmd_predict(args) -> None:
     written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
                       precision=args.precision, channel_files=_channel_flags(args), report=args.report,
-                      output_format=args.output_format, refine=args.refine)
+                      anonymise=args.anonymise, output_format=args.output_format, refine=args.refine)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -261,6 +261,13 @@ def cmd_show(args) -> None:
     from .show import show
 
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
+
+
+def cmd_compare(args) -> None:
+    from .clinical.compare import compare
+
+    say = None if args.quiet else (lambda line: print(line, flush=True))
+    compare(args.prior, args.current, args.output, model=args.model, register=not args.no_register, progress=say)
 
 
 def cmd_experiment(args) -> None:
@@ -456,8 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or file); default: the refiner the model names, if any; 'none': the model alone")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--report", action="store_true",
-                   help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
-                        "and <stem>.json beside each segmentation")
+                   help="also write the report a clinician reads: <stem>.report.html, <stem>.report.pdf and, for a "
+                        "DICOM input, <stem>.report.dcm (an Encapsulated PDF in the study): patient and study, "
+                        "volumes, location, RANO diameters, pictures, quality checks; and <stem>.json")
+    s.add_argument("--anonymise", action="store_true",
+                   help="with --report: leave the patient, study and series details out (and write no .dcm)")
     s.add_argument("--uncertainty", nargs="?", type=_passes, const="auto", metavar="PASSES",
                    help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes "
                         "(2, 4 or 8), or of an ensemble's members ('members')) and the case's confidence in "
@@ -516,6 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--labels", default="brats")
     s.add_argument("--channel", help="channel to draw (default flair)")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("compare", help="follow-up: what changed between two scans (volumes, RANO, new lesions, page)")
+    s.add_argument("prior", help="earlier scans (case folder, raw files' folder, DICOM study) or predict output")
+    s.add_argument("current", help="later scans, or predict output, as PRIOR")
+    s.add_argument("-o", "--output", required=True, help="folder for compare.json, compare.html, pictures, change map")
+    s.add_argument("--model", default="brats", help="model to segment scans with (default: bundled brats)")
+    s.add_argument("--no-register", action="store_true", help="compare as placed in SRI24, without the rigid fit")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("experiment", help="run one of the paper's experiment grids (resumable) -> table + plot")
     s.add_argument("name", help="modalities, ablations, losses, depth, binary or hand")
