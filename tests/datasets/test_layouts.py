@@ -316,13 +316,30 @@ def test_two_files_for_one_modality_are_refused(vols, tmp_path):
     assert [p.name for p in case.channels.values()] == [f"{CASE}_t1ce.nii.gz", f"{CASE}_t2.nii.gz"]
 
 
+def test_extra_files_beside_the_four_channels_are_ignored_with_a_note(vols, tmp_path):
+    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the case."""
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
+    write_case_folder(vols, folder, {"t1ce": f"{CASE}_foo", "seg": f"{CASE}_seg2", "t1": f"{CASE}_mask"},
+                      ".nii.gz")
+    (case,) = find_cases(folder)
+    assert check_case(case) == []
+    assert case.meta["ignored"] == [f"{CASE}_foo.nii.gz", f"{CASE}_mask.nii.gz", f"{CASE}_seg2.nii.gz"]
+    _assert_channels_are(case, vols)
+    case, lines = resolve_case_channels([folder], MODALITIES)
+    _assert_channels_are(case, vols)
+    assert lines[0] == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, {CASE}_seg2.nii.gz (no channel name: not a channel)"
+    assert "not a channel, ignored" in describe(folder)
+
+
 def test_unrecognised_file_and_missing_modality_are_refused(vols, tmp_path):
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE, label=False), ".nii.gz")
     write_case_folder(vols, folder, {"t1ce": "scan_7"}, ".nii.gz")
+    (folder / f"{CASE}_t1ce.nii.gz").unlink()  # scan_7 may be the missing T1ce: a person must say
     with pytest.raises(InputError) as e:
         find_cases(folder)[0].load()
     _one_line(e, "not recognised", "scan_7.nii.gz -> not recognised", FLAGS)
     assert any("not recognised" in p for p in check_case(find_cases(folder)[0]))
+    write_case_folder(vols, folder, {"t1ce": f"{CASE}_t1ce"}, ".nii.gz")
     (folder / "scan_7.nii.gz").unlink()
     (folder / f"{CASE}_t2.nii.gz").unlink()
     with pytest.raises(InputError) as e:
