@@ -180,7 +180,8 @@ def prepare_dataset(
     """Preprocess every case of the dataset at ``root`` into the cache folder ``out``.
 
     Cases already done with the same settings are skipped. Returns a summary dict
-    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}}``). Failed cases are reported, not
+    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``; a caller that
+    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are reported, not
     fatal, unless every case fails. ``option`` is how the caller's user named ``out`` (``--cache`` for train).
     """
     config = config or PrepConfig()
@@ -215,7 +216,7 @@ def prepare_dataset(
                          f"{option}") from exc
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
-    summary = {"prepared": [], "skipped": skipped, "failed": {}}
+    summary = {"prepared": [], "skipped": skipped, "failed": {}, "new_cache": new_cache}
     workers = workers or min(len(todo), os.cpu_count() or 1, 4)
     jobs = [(c, out, config, scheme, settings) for c in todo]
     from tqdm import tqdm
@@ -247,6 +248,19 @@ def prepare_dataset(
                 out.rmdir()
         raise InputError(f"every case failed to prepare; first error: {first}")
     return summary
+
+
+def discard_prepared(out, summary: dict) -> None:
+    """Undo one :func:`prepare_dataset` call: remove the cases it prepared (and the cache's record and folder
+    when it made the cache), for a caller that refuses to go on (``train`` with a bad case), so that a
+    refusal leaves nothing behind. Cases an earlier call prepared stay."""
+    out = Path(out)
+    for cid in summary.get("prepared", []):
+        _remove_case_dir(out / cid, out)
+    if summary.get("new_cache") and not summary.get("skipped"):
+        (out / "cache.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 class PreparedCase:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume, read_volume
+from ..io import Volume, check_path, read_volume
 from .channel_order import order_warning
 from .names import normalise_modalities
 
@@ -67,6 +67,8 @@ class Case:
         opened: dict[Path, Volume] = {}
         for name, path in self.channels.items():
             path = Path(path)
+            if path.is_symlink() and not path.exists():
+                check_path(path)  # "is a symbolic link loop" / "is a broken symbolic link (to ...)"
             if not path.exists():
                 present = [m for m in self.channels if m not in self.missing()]
                 raise InputError(

@@ -42,9 +42,15 @@ def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
             for entry in it:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
+                try:
+                    is_dir, is_file = entry.is_dir(), entry.is_file()
+                except OSError:  # a symbolic link loop
+                    is_dir = is_file = False
+                if is_dir:
                     dirs.append(Path(entry.path))
-                elif entry.is_file():
+                elif is_file or entry.is_symlink():
+                    # a link that leads nowhere (a loop, a dangling target) is listed, so that the case it
+                    # belongs to is refused with what is wrong with it rather than dropped without a word
                     files.append(Path(entry.path))
     except OSError:
         return [], []
