@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume, check_path, read_volume
+from ..io import Volume, check_path, mask_like, read_volume
 from .channel_order import order_warning
 from .names import normalise_modalities
 
@@ -156,6 +156,9 @@ def _channel_problem(case_id, name, path, vol, data, ref, ref_name) -> str | Non
         return f"case {case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file"
     if data.size and data.min() == data.max():
         return f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); the file is empty or broken"
+    few = mask_like(vol.array)
+    if few:
+        return f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, not an MR scan; give the image"
     return None
 
 
