@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .cascade import refine
-from .datasets import Case, channel_order_warning, find_cases, normalise_modalities, resolve_case_channels
+from .datasets import Case, check_case_sequences, find_cases, normalise_modalities, resolve_case_channels
 from .errors import InputError
 from .inference import predict_probabilities
 from .io import Volume, image_suffix, output_stem, remove_stale_temporaries_of, write_volume
@@ -503,12 +503,14 @@ def _predict_case(loaded: LoadedModel, case: Case, target: Path, save_probabilit
     t0 = time.perf_counter()
     volumes = {name: vol for name, _, vol in case.read_channels()}
     read_seconds = time.perf_counter() - t0
-    result = segment_volumes(loaded, volumes, **options)
     say = options.get("progress")
-    if result.prepared.mode != "full":
-        order = channel_order_warning(result.prepared.image(loaded.modalities), loaded.modalities)
-        if order:
-            (say or _warn)(f"warning: {case.case_id}: {order}")
+    # which file is which sequence, by content against the names (issue 36): reorders, refuses or flags
+    volumes, sequences = check_case_sequences(case, volumes, (extras or {}).get("trust_names", False))
+    for line in sequences.lines:
+        (say or _warn)(f"note: {line}")
+    for line in sequences.review:
+        _warn(f"warning: {line}")
+    result = segment_volumes(loaded, volumes, **options)
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     post = {"min_component": options.get("min_component", 0), "min_enhancing": options.get("min_enhancing", 0),

@@ -210,9 +210,10 @@ def check_case(case: Case) -> list[str]:
         if problem:
             problems.append(problem)
         else:
-            subsampled[name] = vol.array[::2, ::2, ::2]
+            subsampled[name] = (vol.array[::2, ::2, ::2], tuple(2 * s for s in vol.spacing))
     if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
-        warning = order_warning(list(subsampled.values()), tuple(subsampled))
+        warning = order_warning([a for a, _ in subsampled.values()], tuple(subsampled),
+                                [s for _, s in subsampled.values()])
         if warning:
             problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:
