@@ -404,3 +404,16 @@ def test_a_symbolic_link_loop_is_listed_and_refused_not_dropped(tmp_path):
     assert [c.case_id for c in cases] == ["s0", "s1"]
     with pytest.raises(InputError, match="symbolic link loop"):
         cases[1].load()
+
+
+def test_a_case_whose_names_its_content_contradicts_is_not_cached(brats_root, tmp_path):
+    """T1 and T1ce files swapped in one case: training on it would learn the wrong contrast."""
+    good, bad = CASES
+    ds = tmp_path / "ds"
+    (ds / bad).mkdir(parents=True)
+    (ds / good).symlink_to(brats_root / good, target_is_directory=True)
+    for given, real in {"flair": "flair", "t1": "t1ce", "t1ce": "t1", "t2": "t2", "seg": "seg"}.items():
+        (ds / bad / f"{bad}_{given}.nii.gz").symlink_to(brats_root / bad / f"{bad}_{real}.nii.gz")
+    summary = prepare_dataset(ds, tmp_path / "out", workers=1, progress=False)
+    assert summary["prepared"] == [good] and list(summary["failed"]) == [bad]
+    assert "look like flair, t1ce, t1, t2" in summary["failed"][bad]

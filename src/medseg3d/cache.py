@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Case, find_cases
+from .datasets import Case, channel_order_warning, find_cases
 from .errors import InputError
 from .io import atomic_write, write_json_atomic
 from .labels import LabelScheme, get_scheme
@@ -87,9 +87,13 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
     """Preprocess one case into ``out/<case_id>/``; returns its record dict.
 
     The case folder is made only once the case has been read and preprocessed, and removed again if writing
-    it fails (a full disk): a failed case leaves nothing in the cache."""
+    it fails (a full disk): a failed case leaves nothing in the cache. A case whose channels' content
+    confidently says another order of FLAIR, T1, T1ce, T2 than their names is refused (InputError)."""
     case_dir = out / case.case_id
     image, ref, label = case.load(with_label=True)
+    swapped = channel_order_warning(image, case.modalities, ref.spacing)  # FLAIR, T1, T1ce, T2 by content
+    if swapped:
+        raise InputError(f"case {case.case_id}: {swapped}")
     if label is not None:
         _check_numbering(case, label, scheme)
     classes = scheme.to_classes(label, where=f"case {case.case_id} label") if label is not None else None
