@@ -60,6 +60,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # this checkout's medseg3d, in-process as in the subprocesses
     sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "tests") not in sys.path:  # the tests' writers of real-looking inputs (DICOM series)
+    sys.path.insert(0, str(REPO / "tests"))
 CASE = "Brats18_2013_2_1"
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 OUTCOMES = ("refused", "review", "warned", "silent", "traceback", "unclear", "leftover", "memory", "timeout")
@@ -467,33 +469,14 @@ def b_fifo(rng, inp):
 # thing a PACS export does to them.
 
 
-def _dicom_series(nifti: Path, folder: Path, description: str, number: int, slices=None, uid: str | None = None,
-                  start: int = 1) -> int:
-    """``nifti`` as a DICOM series in ``folder`` (one file per slice; ``slices``: only these), as a scanner
-    writes it: study, series and frame-of-reference UIDs, position and orientation per slice. Returns the
-    number of files written."""
-    import SimpleITK as sitk
+def _dicom_series(nifti: Path, folder: Path, description: str, number: int, slices=None, start: int = 1) -> None:
+    """``nifti`` as a DICOM series in ``folder`` as a scanner writes it (tests/layouts.py), int16."""
+    from layouts import write_dicom_series
 
-    folder.mkdir(parents=True, exist_ok=True)
-    image = sitk.Cast(sitk.ReadImage(str(nifti)), sitk.sitkInt16)
-    d = image.GetDirection()
-    uid = uid or f"1.2.826.0.1.3680043.2.1125.9.{number}"
-    tags = {"0008|0060": "MR", "0008|103e": description, "0010|0010": "FUZZ^CASE", "0020|000d": "1.2.826.0.1.3680043.2.1125.9",
-            "0020|000e": uid, "0020|0052": "1.2.826.0.1.3680043.2.1125.9.0", "0020|0011": str(number),
-            "0020|0037": "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))}
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    ks = list(range(image.GetDepth())) if slices is None else list(slices)
-    for n, k in enumerate(ks):
-        part = image[:, :, k]
-        for tag, value in tags.items():
-            part.SetMetaData(tag, value)
-        part.SetMetaData("0008|0018", f"{uid}.{k + 1}")
-        part.SetMetaData("0020|0013", str(k + 1))
-        part.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
-        writer.SetFileName(str(folder / f"IM{start + n:04d}.dcm"))
-        writer.Execute(part)
-    return len(ks)
+    from medseg3d.io import read_volume
+
+    vol = read_volume(nifti)
+    write_dicom_series(vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices, start)
 
 
 def _as_dicom(inp, skip: str | None = None) -> None:
