@@ -150,21 +150,50 @@ def cmd_train(args) -> None:
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
 
 
-def cmd_predict(args) -> None:
+PREDICT_EXIT_CODES = """exit codes:
+  0  every output written and no quality check fired
+  3  every output written, but a quality check fired for a case (channels that look swapped, brain outside a
+     scan's field of view, a registration or skull stripping that looks wrong, tumour cut by the brain mask,
+     low confidence): look at it; its <stem>.json lists the checks under "checks"
+  2  refused: the input or an option (one 'medseg3d: error:' line); with --strict also a case whose checks fire,
+     before anything of it is written
+  1  anything else (a bug: please report it)
+Warnings and errors go to standard error; --json prints one JSON object per case on standard output."""
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    from .io import output_stem
     from .predict import PredictOptions, predict
+    from .review import EXIT_OK, EXIT_REVIEW, collecting
 
     options = PredictOptions(mirror=args.mirror, sliding_window=args.sliding_window, overlap=args.overlap,
                              min_component=args.min_component, min_enhancing=args.min_enhancing,
                              max_distance=args.max_distance, align=args.align, space=args.space,
-                             uncertainty=args.uncertainty, template_fit=args.template_fit)
-    written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
-                      force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, channel_files=_channel_flags(args), report=args.report,
-                      anonymise=args.anonymise, output_format=args.output_format, refine=args.refine)
-    for path in written[:10]:
-        print(f"wrote {path}")
-    if len(written) > 10:
-        print(f"... and {len(written) - 10} more")
+                             uncertainty=args.uncertainty, template_fit=args.template_fit,
+                             trust_names=args.trust_names, strict=args.strict)
+    with collecting() as checks:
+        written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
+                          force=args.force, shard=args.shard, progress=not (args.quiet or args.json),
+                          device=args.device, precision=args.precision, channel_files=_channel_flags(args),
+                          report=args.report, anonymise=args.anonymise, output_format=args.output_format,
+                          refine=args.refine)
+    if args.json:
+        by_case: dict = {}
+        for c in checks:
+            by_case.setdefault(c.case, []).append(c.to_dict())
+        for path in written:  # a dataset's outputs are named after their cases; one case takes all checks
+            case = output_stem(path).name
+            fired = [c.to_dict() for c in checks] if len(written) == 1 else by_case.get(case, [])
+            print(json.dumps({"case": fired[0]["case"] if fired else case, "output": str(path),
+                              "status": "review" if fired else "ok", "checks": fired}))
+    elif not args.quiet:
+        for path in written[:10]:
+            print(f"wrote {path}")
+        if len(written) > 10:
+            print(f"... and {len(written) - 10} more")
+    return EXIT_REVIEW if checks else EXIT_OK
 
 
 def _channel_flags(args) -> dict:
@@ -428,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset")
+    s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset",
+                       epilog=PREDICT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
     s.add_argument("inputs", nargs="*", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
@@ -483,7 +513,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fp32 or mixed (bfloat16 on CPUs with native bfloat16, float16 on CUDA); "
                         "auto (default): as the model file says, else fp32 on the CPU")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2, nothing written) a case whose quality checks fire, instead of writing it "
+                        "and exiting 3")
+    s.add_argument("--trust-names", action="store_true",
+                   help="where file names and the channels' intensities confidently disagree about the sequences, "
+                        "segment as named (flagged for review) instead of refusing")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object per case on standard output (output, status, checks) and nothing "
+                        "else there; implies --quiet")
+    s.add_argument("--quiet", action="store_true", help="no progress; warnings and errors still go to standard error")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("align", aliases=["preprocess"],
@@ -629,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # a command with an exit-code contract returns its code (predict: 0 or 3)
     except MedsegError as exc:
         print(f"medseg3d: error: {exc}", file=sys.stderr)
         return 2
@@ -639,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `medseg3d models | head`: the reader has gone, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

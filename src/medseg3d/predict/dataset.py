@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
-from ..datasets import Case, find_cases, resolve_case_channels
+from ..datasets import Case, check_case_sequences, find_cases, resolve_case_channels
 from ..errors import InputError
 from ..io import image_suffix, remove_stale_temporaries_of
 from ..models import LoadedModel, load_model, with_refiner
+from ..review import collecting, fire
 from .options import PredictOptions, check_output_format
 from .outputs import check_dicom_source, companions, write_case_outputs
 from .pipeline import segment_volumes
@@ -58,12 +60,19 @@ def predict_case(loaded: LoadedModel, case: Case, target: Path, opts: PredictOpt
                  **outputs) -> Path:
     """Read one case, segment it and write its outputs (``outputs``: the keyword arguments of
     :func:`~.outputs.write_case_outputs`). Returns ``target``."""
-    t0 = time.perf_counter()
-    volumes = {name: vol for name, _, vol in case.read_channels()}
-    read_seconds = time.perf_counter() - t0
-    result = segment_volumes(loaded, volumes, opts, progress=progress)
-    return write_case_outputs(loaded, case, target, result, volumes, opts, read_seconds=read_seconds,
-                              say=progress, **outputs)
+    with collecting() as checks:  # this case's quality checks: recorded in its JSON, refused with --strict
+        t0 = time.perf_counter()
+        volumes = {name: vol for name, _, vol in case.read_channels()}
+        read_seconds = time.perf_counter() - t0
+        # which file is which sequence, by content against the names: reorders, refuses or flags (issue 36)
+        volumes, sequences = check_case_sequences(case, volumes, opts.trust_names)
+        for line in sequences.lines:
+            print(f"note: {line}", file=sys.stderr, flush=True)
+        for line in sequences.review:
+            fire(case.case_id, line)
+        result = segment_volumes(loaded, volumes, opts, progress=progress)
+        return write_case_outputs(loaded, case, target, result, volumes, opts, read_seconds=read_seconds,
+                                  say=progress, checks=checks, sequences=sequences.record(), **outputs)
 
 
 def predict(model, inputs: list, output: str | os.PathLike, options: PredictOptions | None = None, *,
