@@ -96,7 +96,7 @@ from .catalogue import (
     net_args,
     train_config,
 )
-from .plan import RESULTS_ONLY_IGNORE, Task, budget_epochs, fold_dir, plan_experiment, read_record, run_state
+from .plan import budget_epochs, plan_experiment, read_record
 from .report import (
     collect_results,
     paired_cells,
@@ -108,7 +108,8 @@ from .report import (
     write_report,
 )
 from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
-from .runner import claim_task, release_task, run_experiment
+from .runner import run_experiment
+from .tasks import RESULTS_ONLY_IGNORE, Task, claim_task, fold_dir, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,

@@ -17,8 +17,8 @@ from ..datasets import Case
 from ..labels import get_scheme
 from .catalogue import QUICK
 
-if TYPE_CHECKING:  # annotations only: plan imports timing
-    from .plan import Task
+if TYPE_CHECKING:
+    from .tasks import Task
 
 
 def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
