@@ -275,6 +275,16 @@ def cmd_experiment(args) -> None:
                    precision=args.precision, reuse=args.reuse, plan=args.plan)
 
 
+def cmd_plan(args) -> None:
+    from .experiments.crossval import format_plan, plan_dataset
+    from .io import write_json_atomic
+
+    plan = plan_dataset(args.dataset)
+    print(format_plan(plan))
+    if args.json:
+        write_json_atomic(plan.to_dict(), args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -480,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("plan", help="training settings chosen from a dataset's spacings, shapes, modality and labels")
+    s.add_argument("dataset", help="dataset folder with labels (BraTS, nnU-Net/MSD with dataset.json, CSV)")
+    s.add_argument("--json", help="also write the plan (settings, reasons, measurements) to this JSON file")
+    s.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model")
     s.add_argument("model", help="bundled name, run folder or .safetensors file")

@@ -292,13 +292,13 @@ def default_budget_minutes(experiment: Experiment, folds: int) -> float:
 
 
 def train_config(overrides: dict):
-    from ..train import TrainConfig, default_cache_dir
+    from ..train import TrainConfig, default_cache_dir, label_scheme
 
     settings = dict(overrides)
     cache_root = settings.pop("cache_root", None)
     cfg = TrainConfig.from_preset(None, **settings)
     if not cfg.cache:
-        scheme = get_scheme(cfg.labels)
+        scheme = label_scheme(cfg)
         default = default_cache_dir(cfg, scheme, cfg.modalities)
         cfg.cache = str(Path(cache_root or default.parent) / default.name)
     return cfg

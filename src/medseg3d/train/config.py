@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..datasets import normalise_modalities
+from ..datasets import dataset_labels, normalise_modalities
 from ..errors import InputError
-from ..labels import LabelScheme
+from ..labels import LabelScheme, get_scheme, scheme_from_labels
 from ..precision import check_precision
 from ..preprocess import PrepConfig
 from .run_files import PREVIOUS_CHECKPOINT, read_run_settings
@@ -73,6 +73,8 @@ class TrainConfig:
     crop_size: tuple[int, int, int] | None = None
     downsample: float = 1.0
     spacing: tuple[float, float, float] | None = None
+    normalize: str = "zscore"  # zscore (MRI) | window (CT: see PrepConfig) | none
+    window: tuple[float, float, float, float] | None = None
     # sampling and augmentation
     patch: tuple[int, int, int] | None = None
     foreground_p: float = 0.5
@@ -121,7 +123,8 @@ class TrainConfig:
         return cls(preset=preset, **base)
 
     def prep_config(self) -> PrepConfig:
-        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing)
+        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing,
+                          normalize=self.normalize, window=self.window)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -130,7 +133,7 @@ class TrainConfig:
 
 # settings a resumed run may change: the budget (to extend it), and where and how verbosely it runs
 RESUME_FREE = ("epochs", "minutes", "progress", "device", "compile", "cache", "skip_bad_cases")
-_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch")
+_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch", "window")
 
 
 def _plain(value):
@@ -196,6 +199,21 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
     cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
     cfg._from_run_folder = True  # not a setting: tells train() these were merged already
     return cfg
+
+
+def label_scheme(cfg: TrainConfig) -> LabelScheme:
+    """The label scheme ``cfg.labels`` names; ``"dataset"``: the classes of the dataset's ``dataset.json``.
+
+    Raises:
+        InputError: an unknown scheme, or ``"dataset"`` for a dataset without a ``dataset.json`` labels entry.
+    """
+    if cfg.labels != "dataset":
+        return get_scheme(cfg.labels)
+    labels = dataset_labels(cfg.dataset) if cfg.dataset else None
+    if labels is None:
+        raise InputError(f"{cfg.dataset}: --labels dataset needs a dataset.json with a 'labels' entry; "
+                         "name a scheme (brats, regions, binary...) instead")
+    return scheme_from_labels(labels, name="dataset")
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
