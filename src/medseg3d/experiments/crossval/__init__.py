@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from .bundle import bundle, card_scores
 from .planning import DatasetPlan, format_plan, plan_dataset
+from .report import write_crossval_report
+from .run import read_crossval_record, run_crossval, setup
 
-__all__ = ["DatasetPlan", "format_plan", "plan_dataset"]
+__all__ = ["DatasetPlan", "bundle", "card_scores", "format_plan", "plan_dataset", "read_crossval_record", "run_crossval", "setup",
+           "write_crossval_report"]
