@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from .bundle import bundle, card_scores
 from .planning import DatasetPlan, format_plan, plan_dataset
+from .records import read_crossval_record
 from .report import write_crossval_report
-from .run import read_crossval_record, run_crossval, setup
+from .run import run_crossval, setup
 
 __all__ = ["DatasetPlan", "bundle", "card_scores", "format_plan", "plan_dataset", "read_crossval_record", "run_crossval", "setup",
            "write_crossval_report"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...io import write_json_atomic
+from .records import FINAL, read_crossval_record
 from .report import _mean, _sd, collect, regions_of
-from .run import FINAL, read_crossval_record
 
 
 def card_scores(root: Path, variant: str, worst: int = 3) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...io import write_text_atomic
+from .records import FINAL, read_crossval_record
 
 BRATS_REGIONS = ("WT", "TC", "ET")
 
@@ -359,8 +360,6 @@ def write_crossval_report(root, variants: list[str] | None = None, reference: st
     Raises:
         InputError: nothing scored, or a variant that is not.
     """
-    from .run import FINAL, read_crossval_record
-
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such cross-validation folder")

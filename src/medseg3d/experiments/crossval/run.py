@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -37,9 +36,8 @@ from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
 from ..tasks import Task, claim_task, release_task
 from .planning import plan_dataset
+from .records import FINAL, RECORD, read_crossval_record
 
-RECORD = "crossval.json"
-FINAL = "final"  # the variant scored exactly as the final model runs
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
 KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records (configs, logs, metrics, choices), not weights or images
 *.pt
@@ -71,17 +69,6 @@ def _check_same(out: Path, old: dict, record: dict) -> None:
     if record.get("epochs") is not None and old.get("epochs") != record.get("epochs"):
         raise InputError(f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
                          "--epochs out to continue, or choose another --out")
-
-
-def read_crossval_record(out) -> dict | None:
-    """``RUN/crossval.json``, or ``None`` for a folder without one (e.g. v2's kept records)."""
-    path = Path(out) / RECORD
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable ({exc}); restore it or choose another --out") from exc
 
 
 def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
@@ -182,24 +169,6 @@ def train_task(task: Task) -> float:
     return time.monotonic() - t0
 
 
-def fold_model(out: Path, record: dict, k: int) -> Path:
-    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them."""
-    from ...models.ensemble import make_ensemble
-
-    target = out / f"fold{k}" / "model.safetensors"
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sources = [out / "members" / name / f"fold{k}" / "last.safetensors" for name in record["members"]]
-    if len(sources) == 1:
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(sources[0], tmp)
-        os.replace(tmp, target)
-    else:
-        make_ensemble([str(s) for s in sources], target, name=f"fold{k}")
-    return target
-
-
 def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
                  epochs: int | None = None, fold: int | None = None, final: bool = False, progress: bool = True,
                  report: bool = True, overrides: dict | None = None) -> dict:
@@ -218,6 +187,7 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
     Raises:
         InputError: as :func:`setup`; a ``--fold`` outside the split; ``torchrun`` without ``--fold``.
     """
+    from .report import write_crossval_report
     from .scoring import calibrate_run, choose_postprocessing, score_fold
 
     record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
@@ -279,8 +249,6 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
         choose_postprocessing(out, record, cases_by_id, say)
         calibrate_run(out, record, cases_by_id, say)
         if report:
-            from .report import write_crossval_report
-
             summary["report"] = str(write_crossval_report(out))
             say(f"wrote {summary['report']}")
     else:

@@ -16,6 +16,8 @@ nested cross-validation, calibrated.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from ...datasets import Case, fold_ids, load_split
 from ...errors import InputError
 from ...io import read_volume, write_json_atomic, write_volume
 from ...labels import BRATS_FAMILY, LabelScheme
+from .records import FINAL
 
 # far-component removal distances tried, in mm (0: off)
 DISTANCES_MM = (0.0, 5.0, 10.0, 20.0, 40.0)
@@ -40,7 +43,6 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
     from ...evaluate import evaluate
     from ...models import load_model
     from ...predict import predict
-    from .run import FINAL, fold_model
 
     pred_dir = out / f"fold{k}" / f"pred-{FINAL}"
     if (pred_dir / "metrics.csv").is_file():
@@ -62,6 +64,24 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
     evaluate(pred_dir, record["dataset"], loaded.scheme, out_csv=pred_dir / "metrics.csv",
              hd95_penalty=_hd95_penalty(loaded.scheme), progress=False, lesion_wise=True)
     return True
+
+
+def fold_model(out: Path, record: dict, k: int) -> Path:
+    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them."""
+    from ...models.ensemble import make_ensemble
+
+    target = out / f"fold{k}" / "model.safetensors"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sources = [out / "members" / name / f"fold{k}" / "last.safetensors" for name in record["members"]]
+    if len(sources) == 1:
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(sources[0], tmp)
+        os.replace(tmp, target)
+    else:
+        make_ensemble([str(s) for s in sources], target, name=f"fold{k}")
+    return target
 
 
 def _names(scheme: LabelScheme) -> list[str]:
@@ -123,7 +143,6 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
     ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps."""
     from ...evaluate import evaluate
     from ...models import load_model
-    from .run import FINAL
 
     path = out / "postprocess.json"
     if path.is_file():
