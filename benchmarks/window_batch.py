@@ -29,7 +29,7 @@ def _worker(case: str, batch: int, repeats: int, save: str) -> None:
     import torch
 
     from medseg3d.datasets import resolve_case_channels
-    from medseg3d.inference import predict_probabilities
+    from medseg3d.inference import model_input, predict_probabilities
     from medseg3d.models import load_model
 
     torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", "2")))
@@ -37,7 +37,7 @@ def _worker(case: str, batch: int, repeats: int, save: str) -> None:
     found, _ = resolve_case_channels([Path(case)], model.modalities)
     volumes = [vol for _, _, vol in found.read_channels()]
     image = np.stack([v.array for v in volumes]).astype(np.float32)
-    x, _, settings = model.model_input(image, volumes[0].affine, sliding_window=True)
+    x, _, settings = model_input(model, image, volumes[0].affine, sliding_window=True)
     times = []
     for i in range(repeats + 1):  # the first call warms up
         t0 = time.perf_counter()

@@ -108,7 +108,7 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     source, target = bundled_copy
     rewrite_model_metadata(source, {"inference": {"max_distance_mm": 20.0}}, out=target)
     folder, probs = _two_blob_case(tmp_path)
-    monkeypatch.setattr(P, "grid_prediction", lambda *a, **k: P.GridPrediction(probs.copy()))
+    monkeypatch.setattr(P.pipeline, "grid_prediction", lambda *a, **k: P.GridPrediction(probs.copy()))
     loaded = load_model(target, device="cpu")
 
     out = tmp_path / "out" / "seg.nii.gz"

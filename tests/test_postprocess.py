@@ -127,3 +127,19 @@ def test_far_tumour_in_references_known_answer(tmp_path, capsys):
     assert "40 mm: 0 of 2 references have tumour beyond it\n" in out
     with pytest.raises(SystemExit, match="must be above 0"):
         script.main([str(tmp_path), "--distances", "0"])
+
+
+def test_postprocess_counts_exactly_the_voxels_that_far_removal_took():
+    from medseg3d.labels import BRATS
+    from medseg3d.postprocess import postprocess, postprocess_counted
+
+    labels = np.zeros((60, 20, 20), np.uint8)
+    labels[2:12, 5:15, 5:15] = 2  # 1000 voxels of edema
+    labels[45:48, 5:8, 5:8] = 4  # 27 voxels, 34 mm from it at 1 mm spacing
+    kept, removed = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=20.0)
+    assert removed == 27 and (kept > 0).sum() == 1000
+    assert np.array_equal(kept, postprocess(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=20.0))
+    same, none_removed = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=40.0)
+    assert none_removed == 0 and np.array_equal(same, labels)
+    # 2 mm voxels: 68 mm apart, and the count is of voxels, not of mm^3
+    assert postprocess_counted(labels, BRATS, spacing=(2, 2, 2), max_distance_mm=40.0)[1] == 27

@@ -13,7 +13,7 @@ _LAZY = {
     "write_volume": "medseg3d.io",
     "MedsegError": "medseg3d.errors",
     "segment": "medseg3d.predict",
-    "load_model": "medseg3d.predict",
+    "load_model": "medseg3d.models",
     "train": "medseg3d.train",
     "evaluate": "medseg3d.evaluate",
 }

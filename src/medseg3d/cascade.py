@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .errors import ModelError
-from .inference import predict_probabilities
+from .inference import model_input, predict_probabilities
 from .preprocess import crop_or_pad, paste, resize_image, undo_probabilities
 
 __all__ = ["DEFAULT_MARGIN_MM", "check_refiner", "refine", "refine_box", "tumour_mask"]
@@ -106,7 +106,7 @@ def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *
     Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's size
     in voxels (``box`` None when the coarse model found no tumour).
     """
-    x, record, settings = refiner.model_input(image, affine, sliding_window=sliding_window)
+    x, record, settings = model_input(refiner, image, affine, sliding_window=sliding_window)
     coarse_mask = tumour_mask(_to_preprocessed(coarse, record), refiner.kind)
     spacing = np.linalg.norm(np.asarray(record.affine)[:3, :3], axis=0)
     margin = tuple(math.ceil(margin_mm / s) for s in spacing)

@@ -147,16 +147,16 @@ def cmd_train(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .predict import predict
+    from .predict import PredictOptions, predict
 
-    written = predict(args.model, args.inputs, args.output, mirror=args.tta, sliding_window=args.sliding_window,
-                      overlap=args.overlap, min_component=args.min_component, min_enhancing=args.min_enhancing,
-                      max_distance=args.max_distance,
-                      save_probabilities=args.probabilities,
+    options = PredictOptions(mirror=args.mirror, sliding_window=args.sliding_window, overlap=args.overlap,
+                             min_component=args.min_component, min_enhancing=args.min_enhancing,
+                             max_distance=args.max_distance, align=args.align, space=args.space,
+                             uncertainty=args.uncertainty, template_fit=args.template_fit)
+    written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
                       force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, preprocess=args.preprocess, space=args.space,
-                      channel_files=_channel_flags(args), report=args.report, uncertainty=args.uncertainty,
-                      output_format=args.output_format, refine=args.refine, template_fit=args.template_fit)
+                      precision=args.precision, channel_files=_channel_flags(args), report=args.report,
+                      output_format=args.output_format, refine=args.refine)
     for path in written[:10]:
         print(f"wrote {path}")
     if len(written) > 10:
@@ -178,7 +178,7 @@ def _add_channel_flags(s) -> None:
         s.add_argument(f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)")
 
 
-def cmd_preprocess(args) -> None:
+def cmd_align(args) -> None:
     from .datasets import resolve_case_channels
     from .raw.outputs import write_preprocessed
 
@@ -186,7 +186,7 @@ def cmd_preprocess(args) -> None:
                                         _channel_flags(args))
     for line in lines if not args.quiet else []:
         print(line)
-    for line in write_preprocessed(case, args.output, mode=args.preprocess, force=args.force,
+    for line in write_preprocessed(case, args.output, mode=args.align, force=args.force,
                                    progress=None if args.quiet else print, template_fit=args.template_fit):
         print(line)
 
@@ -384,8 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "faster there); auto (default): the preset's, else mixed on CUDA and fp32 on the CPU")
     s.add_argument("--compile", action="store_true",
                    help="torch.compile the training step (needs fixed-size inputs: --patch or a fixed crop): "
-                        "up to minutes of compilation; on the 2-core CPU it was measured on, only 1.02x faster "
-                        "per epoch in a real training")
+                        "up to minutes of compilation, for little gain per epoch on a CPU (docs/results.md)")
     s.add_argument("--output-prior", action="store_true",
                    help="start the output biases at the training labels' frequencies instead of 0 (sigmoid: "
                         "log-odds, softmax: log); for networks with a biased output layer (unet, tiny-unet)")
@@ -402,15 +401,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
     s.add_argument("inputs", nargs="*", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
-    s.add_argument("--preprocess", choices=["auto", "full", "resample", "none"], default="auto",
-                   help="auto (default): scans not already on one skull-stripped grid in the model's space are "
+    s.add_argument("--align", "--preprocess", dest="align", choices=["auto", "full", "resample", "none"],
+                   default="auto",
+                   help="how scans reach the model's grid (--preprocess is its old name). auto (default): "
+                        "scans not already on one skull-stripped grid in the model's space are "
                         "co-registered, skull-stripped and aligned to it (full), or only reoriented and resampled "
                         "(resample); none: use them as they are")
     s.add_argument("--space", choices=["native", "atlas"], default="native",
                    help="native (default): labels on the T1ce's own grid; atlas: on the 240x240x155 BraTS grid")
     _add_template_fit(s)
     _add_channel_flags(s)
-    s.add_argument("--tta", action="store_true", help="average over mirrored copies (8x slower)")
+    s.add_argument("--mirror", "--tta", dest="mirror", action="store_true",
+                   help="average over the 8 mirrored copies, test-time augmentation (8x slower; --tta is its old name)")
     window = s.add_mutually_exclusive_group()
     window.add_argument("--sliding-window", dest="sliding_window", action="store_const", const=True, default=None,
                         help="infer in windows of the training patch size (default: as the model file says)")
@@ -436,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes "
                         "(2, 4 or 8), or of an ensemble's members ('members')) and the case's confidence in "
                         "<stem>.json; the labels do not change. Default: an ensemble's members, at no extra cost, "
-                        "with each member's tumour volumes; else 2 passes, about 2x the inference (8 with --tta, "
+                        "with each member's tumour volumes; else 2 passes, about 2x the inference (8 with --mirror, "
                         "at no extra cost)")
     s.add_argument("--output-format", choices=["nifti", "dicom-seg"], default=None,
                    help="dicom-seg: also write <stem>.seg.dcm, a DICOM Segmentation object referencing the input "
@@ -450,16 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_predict)
 
-    s = sub.add_parser("preprocess", help="raw scans -> BraTS-like channels, brain mask, transforms, QC picture")
+    s = sub.add_parser("align", aliases=["preprocess"],
+                       help="raw scans -> BraTS-like channels on the BraTS grid, brain mask, transforms, QC picture "
+                            "(`preprocess` is its old name)")
     s.add_argument("inputs", nargs="*", help="FLAIR T1 T1CE T2 files (or DICOM folders), or one case folder")
     s.add_argument("-o", "--output", required=True, help="output folder (written as a BraTS case folder)")
-    s.add_argument("--preprocess", choices=["full", "auto"], default="full",
-                   help="full (default): always co-register, skull-strip and align; auto: only when needed")
+    s.add_argument("--align", "--preprocess", dest="align", choices=["full", "auto"], default="full",
+                   help="full (default): always co-register, skull-strip and align; auto: only when needed "
+                        "(--preprocess is its old name)")
     _add_template_fit(s)
     _add_channel_flags(s)
     s.add_argument("--force", action="store_true", help="overwrite an existing output folder")
     s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=cmd_preprocess)
+    s.set_defaults(func=cmd_align)
 
     s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
     s.add_argument("model", help="bundled model name, run folder or .safetensors file")

@@ -17,9 +17,8 @@ from .nets.padding import pad_to_multiple, unpad
 from .precision import autocast
 
 WINDOW_BATCH = 2
-"""Windows per network call in sliding-window inference. On the 2-core AVX2 CPU, 2 threads, the bundled model's
-8 windows of 64^3 took 1.62-1.80 s in pairs against 2.58-2.73 s one at a time (4 at once 1.65-1.96 s and 0.17 GB
-more memory, 8 at once 1.88-2.15 s and 0.48 GB more; ``benchmarks/window_batch.py``, docs/results.md)."""
+"""Windows per network call in sliding-window inference: pairs were the fastest on a 2-core CPU for little more
+memory (measured in docs/results.md, "Windows in pairs")."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -181,3 +180,35 @@ def probabilities_to_classes(probs: torch.Tensor | np.ndarray, kind: str, thresh
     if kind == "region":
         return (probs > threshold).numpy()
     return probs.argmax(0).to(torch.uint8).numpy()
+
+
+def model_input(model, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
+                overlap: float | None = None):
+    """Raw channels preprocessed as ``model`` was trained, ready for :func:`predict_probabilities`.
+
+    Args:
+        model: a :class:`~medseg3d.models.LoadedModel` (its preprocessing, patch, kind, device, precision).
+        image: raw channels (C, X, Y, Z) in the model's channel order.
+        affine: their grid's affine.
+        sliding_window, overlap: as asked; None takes the model file's own (:meth:`LoadedModel.inference_settings`).
+
+    Returns:
+        ``(x, record, settings)``: the preprocessed channels, the :class:`~medseg3d.preprocess.PrepRecord` that
+        undoes the preprocessing, and the keyword arguments of :func:`predict_probabilities` for this model.
+
+    Raises:
+        InputError: the image has another number of channels than the model takes, or ``overlap`` is outside [0, 1).
+    """
+    from .errors import InputError
+    from .preprocess import preprocess
+
+    if image.shape[0] != model.meta.in_channels:
+        raise InputError(f"the model needs {model.meta.in_channels} channels ({', '.join(model.modalities)}), "
+                         f"the input has {image.shape[0]}")
+    sliding_window, overlap = model.inference_settings(sliding_window, overlap)
+    x, _, record = preprocess(image, affine, model.prep)
+    patch = model.meta.patch if sliding_window else None
+    if sliding_window and patch is None:
+        patch = (128, 128, 128)
+    return x, record, dict(kind=model.kind, patch=patch, overlap=overlap, device=model.device,
+                           precision=model.compute_precision())

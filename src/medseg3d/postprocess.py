@@ -101,9 +101,25 @@ def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, m
 def postprocess(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
                 min_enhancing: int = 0, max_distance_mm: float = 0.0) -> np.ndarray:
     """Small components, then far components (needs ``spacing``), then small enhancing regions."""
+    return postprocess_counted(labels, scheme, spacing=spacing, min_component=min_component,
+                               min_enhancing=min_enhancing, max_distance_mm=max_distance_mm)[0]
+
+
+def postprocess_counted(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
+                        min_enhancing: int = 0, max_distance_mm: float = 0.0) -> tuple[np.ndarray, int]:
+    """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
+    ``predict`` reports: a second lesion of a multifocal tumour would go too).
+
+    Raises:
+        InputError: ``max_distance_mm`` without ``spacing``.
+    """
     labels = remove_small_components(labels, min_component)
+    far_removed = 0
     if max_distance_mm > 0:
         if spacing is None:
             raise InputError("--max-distance needs the grid's voxel spacing")
+        before = labels
         labels = remove_far_components(labels, spacing, max_distance_mm)
-    return relabel_small_enhancing(labels, scheme, min_enhancing)
+        if labels is not before:
+            far_removed = int(np.count_nonzero(before > 0) - np.count_nonzero(labels > 0))
+    return relabel_small_enhancing(labels, scheme, min_enhancing), far_removed

@@ -136,7 +136,7 @@ def member_uncertainty(model, image, *, kind: str = "multiclass", patch=None, ov
     Args:
         model: an :class:`~medseg3d.nets.ensemble.EnsembleNet`.
         image, kind, patch, overlap, mirror, device, precision: as for
-            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as ``--tta``).
+            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as ``--mirror``).
 
     Returns:
         :class:`MirroredPrediction` with ``source="members"``: ``probabilities`` are the ensemble's own (the
@@ -164,7 +164,7 @@ def member_uncertainty(model, image, *, kind: str = "multiclass", patch=None, ov
 
 def check_passes(passes: int | str | None, mirror: bool = False, members: int = 0) -> None:
     """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), fewer than 8 with
-    ``--tta`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of ``members``
+    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of ``members``
     networks, in one line."""
     if passes == MEMBERS:
         if members < 2:
@@ -174,7 +174,7 @@ def check_passes(passes: int | str | None, mirror: bool = False, members: int = 
     if passes is not None and passes not in (2, 4, 8):
         raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes (or 'members' for an ensemble), got {passes}")
     if passes and mirror and passes != 8:
-        raise InputError(f"--tta averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
+        raise InputError(f"--mirror averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
 
 
 def maps_on_input_grid(result: MirroredPrediction, record) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import pytest
 from medseg3d.cli import main
 from medseg3d.errors import InputError
 from medseg3d.io import Volume, read_volume, write_volume
-from medseg3d.raw.pipeline import BRATS_SPACE, choose_mode, looks_skull_stripped, prepare
+from medseg3d.raw.pipeline import BRATS_SPACE, align, choose_mode, looks_skull_stripped
 from medseg3d.raw.simulate import permute_axes as permute
 
 MODS = ("flair", "t1", "t1ce", "t2")
@@ -29,7 +29,7 @@ def raw_volumes(data_root):
 def test_brats_files_need_no_preprocessing(brats_volumes):
     mode, reason = choose_mode(brats_volumes, BRATS_SPACE)
     assert mode == "none", reason
-    prepared = prepare(brats_volumes, BRATS_SPACE)
+    prepared = align(brats_volumes, BRATS_SPACE)
     for m in MODS:
         np.testing.assert_array_equal(prepared.channels[m], brats_volumes[m].array.astype(np.float32))
 
@@ -38,7 +38,7 @@ def test_permuted_axes_or_thick_slices_of_a_stripped_case_are_only_resampled(bra
     permuted = {m: permute(v) for m, v in brats_volumes.items()}
     mode, reason = choose_mode(permuted, BRATS_SPACE)
     assert mode == "resample" and "orientation ILP" in reason
-    prepared = prepare(permuted, BRATS_SPACE)
+    prepared = align(permuted, BRATS_SPACE)
     assert prepared.shape == (240, 240, 155)
     np.testing.assert_allclose(prepared.affine, brats_volumes["t1"].affine, atol=1e-6)
     np.testing.assert_allclose(prepared.channels["t1ce"], brats_volumes["t1ce"].array, atol=1e-2)
@@ -66,11 +66,11 @@ def test_other_pipelines_small_negative_background_still_counts_as_stripped(data
 
 def test_forced_modes_are_checked(brats_volumes, raw_volumes):
     with pytest.raises(InputError, match="different grids"):
-        prepare(raw_volumes, BRATS_SPACE, "none")
-    with pytest.raises(InputError, match="--preprocess must be"):
-        prepare(brats_volumes, BRATS_SPACE, "sometimes")
+        align(raw_volumes, BRATS_SPACE, "none")
+    with pytest.raises(InputError, match="--align must be"):
+        align(brats_volumes, BRATS_SPACE, "sometimes")
     with pytest.raises(InputError, match="--template-fit must be one of rigid, affine"):
-        prepare(raw_volumes, BRATS_SPACE, "full", template_fit="similarity")  # before any registration
+        align(raw_volumes, BRATS_SPACE, "full", template_fit="similarity")  # before any registration
 
 
 def test_preprocess_aligns_raw_scans_affinely_when_asked(raw_volumes, data_root, tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError, ModelError
 from ..labels import LabelScheme
-from ..preprocess import PrepConfig, preprocess
+from ..preprocess import PrepConfig
 from .meta import ModelMeta
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -84,21 +84,6 @@ class LoadedModel:
         if asked is not None:
             return float(asked)
         return float(self.meta.inference.get("max_distance_mm", 0.0))
-
-    def model_input(self, image, affine, *, sliding_window: bool | None = None, overlap: float | None = None):
-        """``(x, record, settings)``: raw channels (C, X, Y, Z) preprocessed as in training, the record that
-        undoes it, and the keyword arguments of :func:`~medseg3d.inference.predict_probabilities` for this
-        model."""
-        if image.shape[0] != self.meta.in_channels:
-            raise InputError(f"the model needs {self.meta.in_channels} channels ({', '.join(self.modalities)}), "
-                             f"the input has {image.shape[0]}")
-        sliding_window, overlap = self.inference_settings(sliding_window, overlap)
-        x, _, record = preprocess(image, affine, self.prep)
-        patch = self.meta.patch if sliding_window else None
-        if sliding_window and patch is None:
-            patch = (128, 128, 128)
-        return x, record, dict(kind=self.kind, patch=patch, overlap=overlap, device=self.device,
-                               precision=self.compute_precision())
 
     def compute_precision(self) -> str:
         """The precision to run in: what the user asked, else the model file's ``inference.precision``

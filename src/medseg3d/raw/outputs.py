@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import Volume, write_volume
 from .geometry import matrix_to_sitk
-from .pipeline import BRATS_SPACE, prepare
+from .pipeline import BRATS_SPACE, align
 
 
 def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False, progress=None,
@@ -40,7 +40,7 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
     missing = [m for m in ("flair", "t1", "t1ce", "t2") if m not in volumes]
     if missing:
         raise InputError(f"modality {', '.join(missing)} is missing; give FLAIR, T1, T1CE and T2")
-    prepared = prepare(volumes, BRATS_SPACE, mode, progress=progress, template_fit=template_fit)
+    prepared = align(volumes, BRATS_SPACE, mode, progress=progress, template_fit=template_fit)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as exc:

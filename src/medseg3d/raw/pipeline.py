@@ -1,6 +1,6 @@
 """Scans as a hospital exports them -> the four BraTS-like channels a model was trained on, and back.
 
-Three ways, chosen per case by :func:`choose_mode` (``--preprocess auto``) or forced:
+Three ways, chosen per case by :func:`choose_mode` (``--align auto``; ``--preprocess`` is its old name) or forced:
 
 * ``none``: the channels already share one skull-stripped grid in the model's space (spacing, orientation);
   they are used as they are, which gives exactly the result of a BraTS-preprocessed case.
@@ -36,10 +36,8 @@ MODES = ("auto", "full", "resample", "none")
 BRATS_SPACE = {"spacing": [1.0, 1.0, 1.0], "axcodes": "LPS", "shape": list(BRATS_SHAPE)}
 MAX_STRIPPED_ML = 2500.0  # foreground of a skull-stripped scan: brain and tumour, below any head with skull
 # How ``full`` maps the brain to the template (medseg3d.raw.register.TEMPLATE_FITS): rigid, as BraTS data keep
-# each brain's size. Against affine on the simulated raw versions of the 27 shared cases (benchmarks/raw_pipeline.py
-# --template-fit): the same Dice (WT +0.000, TC +0.002, ET +0.003), nearer BraTS's own alignment on 25 of 27
-# (median 6.6 against 11.8 mm largest displacement); on the real raw case 1.2 against 3.5 mm from BrainLesion's
-# alignment (docs/raw.md).
+# each brain's size; it came nearer BraTS's own alignment than affine for the same Dice (docs/raw.md, "Rigid
+# template fit").
 TEMPLATE_FIT = "rigid"
 
 
@@ -95,7 +93,7 @@ def choose_mode(volumes: dict[str, Volume], space: dict | None) -> tuple[str, st
 
 
 @dataclass
-class Prepared:
+class Aligned:
     """A case on the model's grid, with what is needed to take results back to the reference scan."""
 
     mode: str
@@ -164,8 +162,8 @@ def _timed(steps: list, step: str, **details):
     steps.append({"step": step, "seconds": round(time.perf_counter() - t, 2), **details})
 
 
-def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", reference: str = "t1ce",
-            progress=None, template_fit: str | None = None) -> Prepared:
+def align(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", reference: str = "t1ce",
+            progress=None, template_fit: str | None = None) -> Aligned:
     """Bring one case's channels onto the model's grid (see the module docstring).
 
     Args:
@@ -178,7 +176,7 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
         template_fit: ``rigid`` or ``affine`` map to the template in ``full`` (default :data:`TEMPLATE_FIT`).
     """
     if mode not in MODES:
-        raise InputError(f"--preprocess must be one of {', '.join(MODES)}, got {mode!r}")
+        raise InputError(f"--align must be one of {', '.join(MODES)}, got {mode!r}")
     from .register import TEMPLATE_FITS
 
     if template_fit is not None and template_fit not in TEMPLATE_FITS:
@@ -189,28 +187,28 @@ def prepare(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", 
     if mode == "auto":
         mode, reason = choose_mode(volumes, space)
     else:
-        reason = f"--preprocess {mode}"
+        reason = f"--align {mode}"
     say = progress or (lambda line: None)
     first = volumes[reference]
     if mode == "none":
         if not all(first.same_grid(v) for v in volumes.values()):
-            raise InputError("--preprocess none: the channels lie on different grids; use --preprocess full")
+            raise InputError("--align none: the channels lie on different grids; use --align full")
         reference = next(iter(volumes))
         first = volumes[reference]
-        return Prepared("none", reason, {m: v.array for m, v in volumes.items()}, first.shape,
+        return Aligned("none", reason, {m: v.array for m, v in volumes.items()}, first.shape,
                         first.affine, reference, first)
     if mode == "resample":
         if not all(first.same_grid(v) for v in volumes.values()):
-            raise InputError("--preprocess resample: the channels lie on different grids; use --preprocess full")
+            raise InputError("--align resample: the channels lie on different grids; use --align full")
         if space is None:
-            raise InputError("--preprocess resample: the model does not say which grid it was trained on")
+            raise InputError("--align resample: the model does not say which grid it was trained on")
         steps: list = []
         shape, affine = covering_grid(first.shape, first.affine, tuple(space["axcodes"]), space["spacing"])
         with _timed(steps, "resample", grid=list(shape)):
             channels = {m: resample(v, shape, affine, order=1) for m, v in volumes.items()}
-        return Prepared("resample", reason, channels, shape, affine, reference, first, np.eye(4), steps=steps)
+        return Aligned("resample", reason, channels, shape, affine, reference, first, np.eye(4), steps=steps)
     if space is not None and tuple(space.get("shape", ())) != BRATS_SHAPE:
-        raise InputError("--preprocess full aligns scans to the BraTS (SRI24) grid; this model was trained on another")
+        raise InputError("--align full aligns scans to the BraTS (SRI24) grid; this model was trained on another")
     return _full(volumes, reference, reason, say, template_fit or TEMPLATE_FIT)
 
 
@@ -220,7 +218,7 @@ def _strip_channel(volumes: dict[str, Volume]) -> str:
     return min(candidates, key=lambda m: (round(float(np.prod(volumes[m].spacing)), 3), m != "t1"))
 
 
-def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template_fit: str) -> Prepared:
+def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template_fit: str) -> Aligned:
     from . import register, skullstrip
 
     steps: list = []
@@ -267,7 +265,7 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template
         details = _quality(channels, brain, template, brain_ml, uncovered, warnings, strip)
     details["brain_ml"] = round(brain_ml, 1)
     details["skull_stripped_channel"] = strip
-    return Prepared("full", reason, channels, BRATS_SHAPE, BRATS_AFFINE, reference, ref,
+    return Aligned("full", reason, channels, BRATS_SHAPE, BRATS_AFFINE, reference, ref,
                     np.linalg.inv(atlas_to_ref), brain, native_brain, steps, transforms, warnings, details)
 
 
@@ -298,3 +296,8 @@ def _quality(channels: dict, brain: np.ndarray, template, brain_ml: float, uncov
     return {"template_fit": {"brain_overlap": fit["brain_overlap"],
                              "correlation": {m: fit["correlation"][m][m] for m in channels}},
             "modality_correlation": fit["correlation"], "brain_uncovered": uncovered}
+
+
+# The names of the first release, kept for one more (medseg3d.raw.pipeline.prepare / Prepared).
+prepare = align
+Prepared = Aligned

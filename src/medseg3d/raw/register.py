@@ -61,8 +61,7 @@ def _method(levels: tuple[int, ...], sigmas_mm: tuple[float, ...], iterations: i
 
 def _run(reg, fixed, moving, what: str):
     """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input can
-    end up to 1e-3 away; with one, the same map bit for bit. On a 2-core CPU it was no slower (the raw case's
-    whole preprocessing 10.2-11.8 s against 9.8-13.0 s with two threads, idle machine)."""
+    end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
     import SimpleITK as sitk
 
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()

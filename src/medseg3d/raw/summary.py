@@ -17,13 +17,13 @@ from ..io import Volume, atomic_write, output_stem
 from ..labels import LabelScheme
 from . import qc
 from .geometry import resample
-from .pipeline import Prepared
+from .pipeline import Aligned
 from .template import load_template
 
 REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 
 
-def write_case_summary(labels: Volume, prepared: Prepared, scheme: LabelScheme, target: Path, seconds: dict,
+def write_case_summary(labels: Volume, prepared: Aligned, scheme: LabelScheme, target: Path, seconds: dict,
                        *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
     """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
     what the JSON holds (``extra``'s items added to it)."""
@@ -65,7 +65,7 @@ def _canonical(array: np.ndarray, affine: np.ndarray):
     return out, spacing[np.argsort(ornt[:, 0])]
 
 
-def qc_picture(prepared: Prepared, labels: Volume, scheme: LabelScheme, path, native_brain: np.ndarray | None):
+def qc_picture(prepared: Aligned, labels: Volume, scheme: LabelScheme, path, native_brain: np.ndarray | None):
     """Three orthogonal planes of the reference scan through the tumour (or brain) centre, with outlines."""
     import matplotlib
 
@@ -114,7 +114,7 @@ def qc_picture(prepared: Prepared, labels: Volume, scheme: LabelScheme, path, na
     plt.close(fig)
 
 
-def _template_on(grid: Volume, prepared: Prepared) -> np.ndarray | None:
+def _template_on(grid: Volume, prepared: Aligned) -> np.ndarray | None:
     if prepared.grid_from_native is None or prepared.mode != "full":
         return None
     template = load_template()

@@ -76,11 +76,8 @@ def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
 def compile_for_training(net):
     """``net`` compiled with ``torch.compile`` for the training step; validation and saving use the original.
 
-    Measured on this project's 2-core CPU with ``benchmarks/compile.py`` (one thread, the ``brats`` network
-    and loss on a 64^3 patch, eager and compiled alternating beside two trainings): 1.2 to 1.3 times faster
-    per step in bfloat16, 1.1 times in float32, but only 1.02 times per epoch in a real 4,000-iteration
-    training (docs/results.md); compiling took 3 to 4 minutes the first time under load and seconds once
-    torch's on-disk kernel cache holds it. An opt-in for other machines, not a preset default.
+    Faster per step on a 2-core CPU but hardly per epoch of a real training, after minutes of compilation the
+    first time (docs/results.md, "Compiled training step"): an opt-in for other machines, not a preset default.
 
     The inputs must all have one size (patches, or a fixed crop): with whole crops of different sizes,
     torch 2.13's dynamic shapes failed to compile this network. If compilation fails (no C++ compiler, an

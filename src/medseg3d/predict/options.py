@@ -1,0 +1,121 @@
+"""What one prediction is asked to do: one frozen object, built and checked once.
+
+The command line (``medseg3d predict``) and the Python API (:func:`~medseg3d.predict.segment`,
+:func:`~medseg3d.predict.predict`) build a :class:`PredictOptions`; :meth:`PredictOptions.resolve` fills in the
+model's own defaults (far-component distance, sliding windows, uncertainty passes) and refuses impossible
+settings in one line each, before minutes of alignment and inference. Everything downstream takes the resolved
+object and checks nothing again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import InputError
+from ..postprocess import check_options
+from ..raw.pipeline import MODES as ALIGN_MODES
+from ..uncertainty import MEMBERS, check_passes
+
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+
+Passes = int | Literal["members", "auto"] | None
+"""Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members for
+an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
+
+SPACES = ("native", "atlas")
+OUTPUT_FORMATS = (None, "nifti", "dicom-seg")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to segment a case (the same for every case of a dataset).
+
+    Attributes:
+        mirror: average the 8 mirrored passes (``--mirror``, formerly ``--tta``).
+        sliding_window: run in windows of the model's patch; None: as the model file says.
+        overlap: windows' overlap in [0, 1); None: the model file's (else 0.5).
+        min_component: remove tumour components smaller than this many voxels (0: off).
+        min_enhancing: below this many enhancing voxels, enhancing tumour becomes core (0: off).
+        max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
+            model file's choice.
+        align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or ``none``
+            (:mod:`medseg3d.raw.pipeline`).
+        space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after ``full``).
+        uncertainty: see :data:`Passes`.
+        template_fit: ``rigid`` or ``affine`` map of the brain to the template in ``full``; None: rigid.
+    """
+
+    mirror: bool = False
+    sliding_window: bool | None = None
+    overlap: float | None = None
+    min_component: int = 0
+    min_enhancing: int = 0
+    max_distance: float | None = None
+    align: str = "auto"
+    space: str = "native"
+    uncertainty: Passes = None
+    template_fit: str | None = None
+    resolved: bool = dataclasses.field(default=False, compare=False)
+
+    @classmethod
+    def of(cls, options: PredictOptions | None = None, **given) -> PredictOptions:
+        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name of
+        ``align``); None values of keywords that default to None are kept as given.
+
+        Raises:
+            InputError: an unknown option name.
+        """
+        if "preprocess" in given:
+            given["align"] = given.pop("preprocess")
+        names = {f.name for f in dataclasses.fields(cls)} - {"resolved"}
+        unknown = sorted(set(given) - names)
+        if unknown:
+            raise InputError(f"unknown prediction option {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        base = options or cls()
+        return dataclasses.replace(base, resolved=False, **given) if given else base
+
+    def resolve(self, model: LoadedModel) -> PredictOptions:
+        """These options with ``model``'s defaults filled in, checked once.
+
+        Returns:
+            A resolved copy: ``max_distance``, ``sliding_window`` and ``overlap`` are numbers, ``uncertainty``
+            is a number of passes, ``"members"`` or None. A resolved object is returned as it is.
+
+        Raises:
+            InputError: an option out of range, or one that this model cannot take (one line each).
+        """
+        if self.resolved:
+            return self
+        if self.align not in ALIGN_MODES:
+            raise InputError(f"--align must be one of {', '.join(ALIGN_MODES)}, got {self.align!r}")
+        if self.space not in SPACES:
+            raise InputError(f"--space must be 'native' or 'atlas', got {self.space!r}")
+        max_distance = model.max_distance(self.max_distance)
+        check_options(model.scheme, self.min_component, self.min_enhancing, max_distance)
+        sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
+        passes = self.uncertainty
+        if passes in (0, "auto"):
+            passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
+        check_passes(passes, self.mirror, model.runnable_members)
+        return dataclasses.replace(self, max_distance=max_distance, sliding_window=sliding_window, overlap=overlap,
+                                   uncertainty=passes, resolved=True)
+
+    def postprocessing(self, spacing) -> dict:
+        """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of ``spacing``."""
+        return dict(min_component=self.min_component, min_enhancing=self.min_enhancing, spacing=spacing,
+                    max_distance=self.max_distance or 0.0)
+
+
+def check_output_format(output_format: str | None, space: str) -> None:
+    """Refuse an output format that is unknown or cannot be written with ``space``, in one line.
+
+    Raises:
+        InputError: as said.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
+    if output_format == "dicom-seg" and space == "atlas":
+        raise InputError("--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas")

@@ -1,0 +1,249 @@
+"""Everything ``medseg3d predict`` writes beside a segmentation, and only here.
+
+Beside ``<stem>.<suffix>`` (the labels, in the input's format and on its grid):
+
+- ``<stem>_probabilities<suffix>`` (``--probabilities``), ``<stem>_uncertainty<suffix>`` (``--uncertainty``);
+- ``<stem>.json`` and ``<stem>.png`` for a case that was aligned (raw scans): volumes, steps, transforms,
+  timings and quality checks (:mod:`medseg3d.raw.summary`), and the alignment picture;
+- ``<stem>.report.html`` and ``<stem>.json`` with ``--report`` (:mod:`medseg3d.report`);
+- ``<stem>.json`` with ``--uncertainty`` alone;
+- ``<stem>.seg.dcm``, a DICOM Segmentation, when the input is a DICOM series (docs/report.md).
+
+Every file is written atomically (a temporary file, then a rename), so a killed run leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import Case, channel_order_warning
+from ..errors import InputError
+from ..io import Volume, image_suffix, output_stem, write_json_atomic, write_volume
+from ..models import LoadedModel
+from ..uncertainty import (
+    apply_temperature,
+    confidence_rank,
+    confidence_reference,
+    confidence_warning,
+    describe_passes,
+    describe_source,
+)
+from .options import PredictOptions
+from .pipeline import CaseResult
+
+
+def warn(line: str) -> None:
+    """A warning, on standard error."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def companions(target: Path) -> list[str]:
+    """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
+    suffix, stem = image_suffix(target), output_stem(target).name
+    return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
+            f"{stem}.report.html", f"{stem}.seg.dcm"]
+
+
+def dicom_channels(case: Case) -> list[str]:
+    """The case's channels that are DICOM series folders."""
+    from ..io import is_dicom_folder
+
+    return [m for m, p in case.channels.items() if Path(p).is_dir() and is_dicom_folder(p)]
+
+
+def check_dicom_source(case: Case, output_format: str | None) -> None:
+    """Refuse ``--output-format dicom-seg`` for a case without a DICOM series (one line)."""
+    if output_format == "dicom-seg" and not dicom_channels(case):
+        raise InputError(f"{case.case_id}: --output-format dicom-seg needs DICOM series as input (a DICOM SEG "
+                         "references the images it was drawn on); these channels are image files")
+
+
+def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: CaseResult, volumes: dict,
+                       opts: PredictOptions, *, save_probabilities: bool = False, report: bool = False,
+                       output_format: str | None = None, read_seconds: float = 0.0, say=None) -> Path:
+    """Write the segmentation ``target`` and what goes beside it (see the module docstring).
+
+    Args:
+        loaded: the model that segmented the case.
+        case: the case (its channels' paths, for the records and the DICOM SEG).
+        target: the labels' file.
+        result: what :func:`~.pipeline.segment_volumes` returned.
+        volumes: the channels as read (modality -> Volume), for the pictures and the DICOM SEG.
+        opts: the resolved options the case was segmented with (recorded).
+        save_probabilities, report, output_format: what else to write.
+        read_seconds: how long reading the channels took (recorded).
+        say: a callable given one line per step, or None (quiet).
+
+    Returns:
+        ``target``, once everything is written.
+
+    Raises:
+        InputError: ``--output-format dicom-seg`` where the labels do not lie on a DICOM series' grid, or an
+            output that cannot be written.
+    """
+    if result.prepared.mode != "full":
+        order = channel_order_warning(result.prepared.image(loaded.modalities), loaded.modalities)
+        if order:
+            (say or warn)(f"warning: {case.case_id}: {order}")
+    if say and result.prepared.mode != "none":
+        say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
+    post = {"min_component": opts.min_component, "min_enhancing": opts.min_enhancing,
+            "max_distance_mm": opts.max_distance, "far_removed_ml": result.far_removed_ml}  # the JSON's record
+    if say and result.far_removed_ml > 0:
+        say(f"{case.case_id}: removed {result.far_removed_ml:.3g} ml of tumour farther than "
+            f"{post['max_distance_mm']:g} mm from the largest component (--max-distance 0 keeps it)")
+    grid = result.labels
+    suffix, stem = image_suffix(target), output_stem(target)
+    if save_probabilities:
+        probs = result.probabilities
+        if result.confidence and result.confidence.get("temperatures"):
+            probs = apply_temperature(probs, result.confidence["temperatures"], loaded.kind)
+        write_volume(Volume(np.moveaxis(probs, 0, -1).astype(np.float32), grid.affine),
+                     stem.with_name(stem.name + "_probabilities" + suffix))
+    if result.uncertainty is not None:
+        # 3 decimals are more than the map means and shrink the file about fourfold
+        write_volume(grid.with_array(np.round(result.uncertainty, 3).astype(np.float32)),
+                     stem.with_name(stem.name + "_uncertainty" + suffix))
+    t0 = time.perf_counter()
+    written = write_volume(result.labels, target)
+    tumour_ml = None  # aligned cases measure and say it in their summary (raw.summary)
+    if result.prepared.mode == "none":
+        from ..report import volume_summary, volumes_line
+
+        tumour_ml = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)
+        if say:
+            say(f"{case.case_id}: tumour volumes: {volumes_line(tumour_ml['regions'])}")
+    uncertainty = uncertainty_record(loaded, result, stem, suffix)
+    if uncertainty:
+        _say_uncertainty(case.case_id, uncertainty, say)
+    raw_summary = None
+    if result.prepared.mode != "none":
+        from ..raw.summary import write_case_summary
+
+        seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
+        lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
+                                                model=loaded.pipeline_name,
+                                                inputs={m: str(p) for m, p in case.channels.items()},
+                                                extra={"postprocessing": post} | ({"uncertainty": uncertainty} if uncertainty else {}))
+        for line in lines if say else []:
+            say(line)
+    _write_dicom_seg_if_dicom(loaded, case, result, volumes, stem, target, output_format, say)
+    if report:
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post)
+    elif uncertainty and raw_summary is None:
+        write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
+                           "postprocessing": post, "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
+    return written
+
+
+def _say_uncertainty(case_id: str, uncertainty: dict, say) -> None:
+    rank = uncertainty.get("held_out_share_less_confident")
+    if say:
+        say(f"{case_id}: confidence {uncertainty['confidence']:.3f} over "
+            f"{describe_passes(uncertainty['passes'], uncertainty.get('source', 'mirrored'))}"
+            + (f", above {rank:.0%} of the held-out cases" if rank is not None else ""))
+        spread = member_spread(uncertainty)
+        if spread:
+            say(f"{case_id}: {spread}")
+    low = confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"),
+                             uncertainty.get("source", "mirrored"))
+    if low:
+        warn(f"warning: {case_id}: {low}")
+
+
+def _write_dicom_seg_if_dicom(loaded: LoadedModel, case: Case, result: CaseResult, volumes: dict, stem: Path,
+                              target: Path, output_format: str | None, say) -> None:
+    """``<stem>.seg.dcm`` when the case has DICOM series (unless ``output_format`` is ``nifti``); refused in one
+    line where ``dicom-seg`` was asked and cannot be written, else a warning."""
+    dicom = dicom_channels(case) if output_format != "nifti" else []
+    if not dicom:
+        return
+    asked = output_format == "dicom-seg"
+    try:
+        seg_path = _write_dicom_seg(loaded, case, dicom, result, volumes, stem)
+    except InputError as exc:
+        if asked:
+            raise
+        seg_path = None  # written by default beside the NIfTI: a series that cannot take one is not fatal
+        warn(f"warning: {case.case_id}: no DICOM SEG written: {exc}")
+    if seg_path is None and asked:
+        raise InputError(f"{case.case_id}: the labels do not lie on an input DICOM series' grid (they were written "
+                         f"to {target}); use --space native")
+    if seg_path is not None and say:
+        say(f"wrote {seg_path}")
+
+
+def _write_dicom_seg(loaded: LoadedModel, case: Case, dicom: list[str], result: CaseResult, volumes: dict,
+                     stem: Path) -> Path | None:
+    """``<stem>.seg.dcm`` referencing the DICOM series (among the ``dicom`` channels) the labels lie on (the
+    T1ce for raw input), if any."""
+    from ..dicom.seg import write_dicom_seg
+
+    order = sorted(dicom, key=lambda m: m != result.prepared.reference)
+    source = next((m for m in order if volumes[m].same_grid(result.labels)), None)
+    if source is None:
+        return None
+    return write_dicom_seg(result.labels, case.channels[source], stem.with_name(stem.name + ".seg.dcm"),
+                           loaded.scheme, model_name=f"medseg3d {loaded.pipeline_name}")
+
+
+def uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suffix: str) -> dict | None:
+    """What the case's JSON says about its uncertainty: confidence, passes, how it compares with the held-out
+    cases of the model's calibration, and the map's file; None without uncertainty."""
+    if result.confidence is None:
+        return None
+    source = result.confidence.get("source", "mirrored")
+    record = dict(result.confidence, map=str(stem.with_name(stem.name + "_uncertainty" + suffix)),
+                  map_meaning=f"normalised entropy of the mean of {describe_source(source)}: 0 certain, 1 uniform")
+    reference = confidence_reference(loaded.meta.calibration, result.confidence["passes"], source)
+    if reference is None:
+        record["low_confidence_below"] = None
+        record["reference"] = (f"none for {describe_passes(result.confidence['passes'], source)}: run `medseg3d "
+                               "calibrate` with --passes the same as --uncertainty to compare cases with held-out ones")
+    else:
+        record["low_confidence_below"] = reference["low_below"]
+        record["held_out_share_less_confident"] = confidence_rank(result.confidence["confidence"], reference)
+        record["reference"] = f"{len(reference['held_out'])} held-out cases of the model's calibration"
+    return record
+
+
+def member_spread(uncertainty: dict | None) -> str | None:
+    """``"the 5 members' volumes: WT 31.2-35.0 ml, TC 10.1-12.3 ml, ET 4.0-4.9 ml"``, or None without them."""
+    volumes = (uncertainty or {}).get("member_volumes_ml")
+    if not volumes:
+        return None
+    n = len(next(iter(volumes.values())))
+    return f"the {n} members' volumes: " + ", ".join(f"{r} {min(v):.1f}-{max(v):.1f} ml" for r, v in volumes.items())
+
+
+def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
+                  uncertainty: dict | None = None, post: dict | None = None) -> None:
+    """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
+    from ..report import write_case_report
+
+    on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
+    if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
+        on_grid = {m: Volume(a, result.prepared.affine) for m, a in result.prepared.channels.items()}
+    steps = [{"step": "preprocess", "mode": result.prepared.mode, "reason": result.prepared.reason}]
+    steps += list(result.prepared.steps)
+    extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
+    if raw_summary:
+        extra["raw_input"] = raw_summary
+    if post:
+        extra["postprocessing"] = post
+        if post["far_removed_ml"] > 0:
+            extra["warnings"].append(f"{post['far_removed_ml']:.3g} ml of tumour farther than {post['max_distance_mm']:g} "
+                                     "mm from the largest component was removed; if it may be a second lesion, "
+                                     "segment again with --max-distance 0")
+    if uncertainty:
+        extra["uncertainty"] = uncertainty
+    if result.refinement:
+        extra["refinement"] = result.refinement
+    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
+                                             steps, extra, uncertainty_map=result.uncertainty)
+    if say:
+        say(f"wrote {html_path} and {json_path}")
