@@ -25,6 +25,8 @@ Experiments (``EXPERIMENTS``):
 * ``hand``: the paper's Task 1 configuration on any nnU-Net/MSD dataset: first channel only, five classes
   (``--labels hand``: 0 background, 1 metacarpals, 2 proximal, 3 middle, 4 distal phalanges), a fixed
   crop down-sampled to 120 x 120 x 64 voxels (crop and factor chosen from the first case's size).
+* ``task1``: the runs of ``ablations`` on any dataset with a ``dataset.json`` (e.g. the hippocampus MRI), its
+  spacing, patch, batch, depth and classes planned from the data (:mod:`~medseg3d.experiments.planning`).
 
 Default settings (they keep each experiment under 6 hours on a 2-core CPU):
 

@@ -5,7 +5,7 @@ import pytest
 
 from medseg3d.cli import main
 from medseg3d.errors import InputError
-from medseg3d.experiments.crossval.planning import (
+from medseg3d.experiments.planning import (
     MIN_EDGE,
     PATCH_VOXELS,
     fit_patch,
@@ -90,3 +90,18 @@ def test_plan_command_refuses_a_folder_without_cases(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["plan", str(tmp_path / "empty")]) == 2
     assert "medseg3d: error:" in capsys.readouterr().err
+
+
+def test_task1_experiment_takes_the_dataset_plan(tmp_path, capsys):
+    """`medseg3d experiment task1 DATA --plan`: the paper's Task 1 runs with the dataset's planned settings."""
+    from medseg3d.experiments import plan_experiment
+
+    root = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    _, tasks, _ = plan_experiment("task1", root, tmp_path / "exp", folds=2, epochs=1, write=False)
+    assert {t.run.name for t in tasks} == {"concat-jaccard", "concat-ce", "noskip", "single-map", "sum"}
+    planned = plan_dataset(root).settings
+    for task in tasks:
+        assert task.overrides["labels"] == "dataset" and list(task.overrides["patch"]) == planned["patch"]
+        assert task.overrides["net_args"]["levels"] == planned["net_args"]["levels"]
+    assert {t.overrides["loss"] for t in tasks} == {"jaccard", "ce"}
+    assert not (tmp_path / "exp").exists()

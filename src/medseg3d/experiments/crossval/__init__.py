@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from ..planning import DatasetPlan, format_plan, plan_dataset
 from .bundle import bundle, card_scores
-from .planning import DatasetPlan, format_plan, plan_dataset
 from .records import read_crossval_record
 from .report import write_crossval_report
 from .run import run_crossval, setup

@@ -34,8 +34,8 @@ from ...datasets import Case, find_cases, fold_ids, load_split, make_split, save
 from ...errors import InputError
 from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
+from ..planning import plan_dataset
 from ..tasks import Task, claim_task, release_task
-from .planning import plan_dataset
 from .records import FINAL, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...datasets import Case, dataset_labels, find_cases
-from ...datasets.dataset_json import read_dataset_json
-from ...errors import InputError
+from ..datasets import Case, dataset_labels, find_cases
+from ..datasets.dataset_json import read_dataset_json
+from ..errors import InputError
 
 PATCH_VOXELS = 64**3  # a patch a 2-core CPU trains a step on in about a second with the paper's network
 MIN_COVER = 0.25
@@ -74,13 +74,13 @@ class DatasetPlan:
 
 def _spacing_and_box(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(spacing, non-zero box size in voxels, first channel, label) of one case."""
-    from ...preprocess import bounding_box, foreground_mask
+    from ..preprocess import bounding_box, foreground_mask
 
     _, _, volume = next(case.read_channels())
     image = np.asarray(volume.array, dtype=np.float32)
     label = None
     if case.label is not None:
-        from ...io import read_volume
+        from ..io import read_volume
 
         label = np.asarray(read_volume(case.label).array)
     mask = foreground_mask(image[None])
