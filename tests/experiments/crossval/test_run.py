@@ -84,6 +84,7 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
         assert not set(meta["train_cases"]) & set(held)
     report = (run / "report.md").read_text()
     assert "## Post-processing (nested cross-validation)" in report and "### `final-pp` weights (2 folds)" in report
+    assert "Lesion-wise" in report and (run / "images" / "cases.png").is_file()
     stamp = (run / "report.md").stat().st_mtime_ns
     assert main(args) == 0  # resumed: nothing left to train or score
     assert json.loads((run / "timing.json").read_text()).keys() == {
@@ -106,3 +107,6 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     case = min((data / "imagesTr").iterdir())
     assert main(["predict", str(model), str(case), "-o", str(out), "--quiet"]) == 0
     assert read_volume(out).shape == read_volume(case).shape
+    assert main(["export", str(model), "-o", str(tmp_path / "tiny.onnx")]) == 0  # a model file like any other
+    assert main(["calibrate", str(model), str(data), "-o", str(tmp_path / "again.safetensors"), "--quiet",
+                 "--include-trained"]) == 0

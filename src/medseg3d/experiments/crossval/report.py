@@ -124,6 +124,24 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
     return lines + [""], all_rows
 
 
+def lesion_lines(root: Path, variant: str) -> list[str]:
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them."""
+    rows = [row for rows in collect(root, variant).values() for row in rows]
+    names = [k[len("lesion_dice_"):] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
+    if not names:
+        return []
+    lines = [f"Lesion-wise (each connected component of the reference a lesion; `{variant}`, {len(rows)} cases):", "",
+             "| region | lesion Dice | lesion HD95 (mm) | lesions found | missed | false positives |", "|---|---|---|---|---|---|"]
+    def total(key, n):
+        return int(sum(float(row[f"{key}_{n}"]) for row in rows if row.get(f"{key}_{n}") not in (None, "")))
+
+    for n in names:
+        lines.append(f"| {n} | {_f(_mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
+                     f"{_f(_mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
+                     f"{total('lesion_fn', n)} | {total('lesion_fp', n)} |")
+    return lines + [""]
+
+
 def scores_by_case(folds: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
     """{case: {metric: value}} over the folds of :func:`collect`."""
     return {row["case"]: {k: float(x) for k, x in row.items() if k != "case" and x not in ("", None)}
@@ -377,6 +395,7 @@ def write_crossval_report(root, variants: list[str] | None = None, reference: st
         variants = [*variants, reference]
     lines = _run_sections(root, record) if "members" in record else []
     lines.append(report_text(root, variants, reference))
+    lines += lesion_lines(root, variants[0])
     images = root / "images"
     images.mkdir(exist_ok=True)
     lines += ["![every held-out case](images/cases.png)", ""]
