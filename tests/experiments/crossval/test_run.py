@@ -110,3 +110,15 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     assert main(["export", str(model), "-o", str(tmp_path / "tiny.onnx")]) == 0  # a model file like any other
     assert main(["calibrate", str(model), str(data), "-o", str(tmp_path / "again.safetensors"), "--quiet",
                  "--include-trained"]) == 0
+
+
+def test_torchrun_needs_one_fold_and_the_fold_must_exist(tmp_path, monkeypatch):
+    from medseg3d.experiments.crossval import run_crossval
+
+    data = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    with pytest.raises(InputError, match="--fold must be between 0 and 1"):
+        run_crossval(data, tmp_path / "run", folds=2, fold=2, progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(InputError, match="give --fold K"):
+        run_crossval(data, tmp_path / "run", progress=False)

@@ -190,14 +190,16 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
     from .report import write_crossval_report
     from .scoring import calibrate_run, choose_postprocessing, score_fold
 
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
+        _wait_for(Path(out) / RECORD)
     record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
     out = Path(out)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and fold is None:
         raise InputError("under torchrun every process must train the same fold: give --fold K")
     if fold is not None and not 0 <= fold < record["folds"]:
         raise InputError(f"--fold must be between 0 and {record['folds'] - 1}, got {fold}")
-    say = print if progress and int(os.environ.get("RANK", "0")) == 0 else (lambda *a, **k: None)
+    say = print if progress and rank == 0 else (lambda *a, **k: None)
     tasks = [t for t in fold_tasks(record, out, final) if fold is None or t.fold == fold]
     say(f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
         + (" + final" if final else "") + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
@@ -221,7 +223,7 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
                 ran += 1
         finally:
             release_task(task.folder)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if rank != 0:
         return {"out": str(out), "ran": ran}
     _add_timing(out, seconds)
     cases_by_id = {c.case_id: c for c in cases}
@@ -254,6 +256,14 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
     else:
         say(f"{len(done)} of {record['folds']} folds scored; run the same command again to continue")
     return summary
+
+
+def _wait_for(path: Path, seconds: float = 600.0) -> None:
+    t0 = time.monotonic()
+    while not path.is_file():
+        if time.monotonic() - t0 > seconds:
+            raise InputError(f"{path}: not written by rank 0 within {seconds:.0f} s; is rank 0 running?")
+        time.sleep(1.0)
 
 
 def _add_timing(out: Path, seconds: dict) -> None:
