@@ -78,6 +78,18 @@ def test_plan_of_the_brats_layout_trains_regions(brats_root):
     assert np.prod(plan.settings["patch"]) <= PATCH_VOXELS
 
 
+def test_plan_of_the_hippocampus_is_whole_case_patches_of_its_two_classes(data_root):
+    root = data_root / "msd_hippocampus"
+    if not root.is_dir():
+        pytest.skip("no msd_hippocampus in the shared data")
+    s = plan_dataset(root, max_measured=12).settings
+    # crops of about 31-43 x 40-59 x 24-47 voxels at 1 mm: one patch holds a case, two fit the budget
+    assert s["spacing"] == [1.0, 1.0, 1.0] and s["batch"] >= 2
+    assert all(p % 2 ** (s["net_args"]["levels"] - 1) == 0 for p in s["patch"])
+    assert 32 <= s["patch"][0] <= 48 and 40 <= s["patch"][1] <= 64 and 32 <= s["patch"][2] <= 48
+    assert s["labels"] == "dataset" and s["normalize"] == "zscore"
+
+
 def test_plan_command_prints_the_reasons_and_writes_json(tmp_path, capsys):
     root = make_tiny_dataset(tmp_path / "d")
     assert main(["plan", str(root), "--json", str(tmp_path / "plan.json")]) == 0
