@@ -21,18 +21,18 @@ def _worker(threads: int, steps: int) -> None:
     import statistics
 
     import torch
-    from precision import _net, _train_step  # benchmarks/precision.py: the same network and training step
+    from precision import brats_net, timed_train_step  # benchmarks/precision.py: same network, same step
 
     from medseg3d.losses import build_loss
 
     torch.set_num_threads(threads)
-    model = _net()
+    model = brats_net()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = build_loss("region-dice-bce")
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 64, 64, 64, generator=gen)
     y = (torch.rand(1, 3, 64, 64, 64, generator=gen) > 0.8).float()
-    times = [_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]  # 3 warm-up steps
+    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]  # 3 warm-up steps
     print(f"{statistics.median(times):.4f}", flush=True)
 
 

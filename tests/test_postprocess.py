@@ -110,10 +110,10 @@ def test_a_negative_distance_is_refused_in_one_line():
 
 
 def test_far_tumour_in_references_known_answer(tmp_path, capsys):
-    from conftest import load_script
+    from conftest import VALIDATION, load_script
 
 
-    script = load_script("far_tumour_in_references")
+    script = load_script("far_tumour_in_references", VALIDATION)
     labels = np.zeros((60, 20, 20), np.uint8)
     labels[5:15, 5:15, 5:15] = 2   # main tumour
     labels[50:53, 8:11, 8:11] = 4  # 27 voxels whose nearest is 36 mm (1 mm voxels) from it

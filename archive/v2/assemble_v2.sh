@@ -61,7 +61,7 @@ echo "report: $kept/report.md, picture: docs/images/v1_v2_cv27.png"
 # lever 5: each fold's models (and their ensemble in windows, as v2 runs) on the other pipeline's case
 shopt -s nullglob; rows=(); for k in 0 1 2 3 4; do rows+=("$kept"/cv27-*/fold$k/robustness*.json); done; shopt -u nullglob
 if (( ${#rows[@]} )); then
-    python scripts/pipeline_robustness.py --table "${rows[@]}" > "$kept/robustness.md.tmp"
+    python validation/pipeline_robustness.py --table "${rows[@]}" > "$kept/robustness.md.tmp"
     mv "$kept/robustness.md.tmp" "$kept/robustness.md"
     echo "other pipeline: $kept/robustness.md"
 fi

@@ -32,7 +32,7 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "medseg3d" / "weights"
 
 def cross_validation(root: Path, variant: str) -> dict:
     """Mean Dice per region for each fold of a cross-validation, and the mean and SD over folds."""
-    from crossval_report import REGIONS, _mean, _sd, collect, fold_means, planned_folds
+    from crossval_report import REGIONS, collect, fold_means, nan_mean, nan_sd, planned_folds
 
     means = fold_means(collect(root, variant))
     if not means:
@@ -41,8 +41,8 @@ def cross_validation(root: Path, variant: str) -> dict:
     summary = {}
     for r in REGIONS:
         values = [v[r] for v in per_fold.values()]
-        summary[f"dice_{r}"] = (f"{_mean(values):.3f} +- {_sd(values):.3f}" if len(values) > 1
-                                else f"{_mean(values):.3f} (one fold: no SD)")
+        summary[f"dice_{r}"] = (f"{nan_mean(values):.3f} +- {nan_sd(values):.3f}" if len(values) > 1
+                                else f"{nan_mean(values):.3f} (one fold: no SD)")
     planned = planned_folds(root) or len(means)
     return {"folds": len(means), "folds_planned": max(planned, len(means)), "complete": len(means) >= planned,
             "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}

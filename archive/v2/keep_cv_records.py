@@ -4,7 +4,7 @@ A fold's trained weights and predicted volumes are large and stay in ``runs/`` (
 have); what the reports and the model card are made of is small: each finished fold's ``config.json`` (split,
 preset, software), ``log.csv`` and ``curves.png`` (the training), its ``done`` marker (so that readers of
 finished folds, e.g. ``scripts/learning_curves.py``, read the kept copy too), its ``robustness*.json``
-(``scripts/pipeline_robustness.py`` on the other pipeline's case) and every scored variant's per-case
+(``validation/pipeline_robustness.py`` on the other pipeline's case) and every scored variant's per-case
 ``pred-VARIANT/metrics.csv``. This copies those of every finished fold (``foldK/done``) from ``SOURCE`` into
 ``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST`` read
 them as they read the run folder:

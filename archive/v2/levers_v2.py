@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crossval_report import REGIONS, _by_case, collect, scores_by_case, splice
+from crossval_report import REGIONS, collect, scores_by_case, splice
 
 from medseg3d.experiments import paired_cells
 
@@ -44,7 +44,7 @@ def lever_lines(root: Path) -> list[str]:
     ref_folds = collect(root / REFERENCE[0], REFERENCE[1])
     if not ref_folds:
         raise SystemExit(f"error: {root / REFERENCE[0]}: no fold*/pred-{REFERENCE[1]}/metrics.csv")
-    reference = _by_case(root / REFERENCE[0], REFERENCE[1])
+    reference = scores_by_case(collect(root / REFERENCE[0], REFERENCE[1]))
     folds = sorted(ref_folds)
     intro = ("Each row minus the v1 preset in windows on the same held-out cases, Dice WT / TC / ET "
              f"(`python scripts/levers_v2.py {root}`):")

@@ -37,7 +37,7 @@ extras() {  # CV folder, fold, tag: the fold's probabilities (lever 4); far fals
         --refine none --quiet && touch "$prob/done"; }
     # until session 17 the rows lived in runs/robustness-TAG-foldK.json; now in the fold, kept with its records
     [[ -e "runs/robustness-$tag-fold$k.json" && ! -e "$rob" ]] && mv "runs/robustness-$tag-fold$k.json" "$rob"
-    [[ -e "$rob" ]] || python scripts/pipeline_robustness.py "$cv/fold$k/last.safetensors" --json "$rob"
+    [[ -e "$rob" ]] || python validation/pipeline_robustness.py "$cv/fold$k/last.safetensors" --json "$rob"
 }
 
 ensemble() {  # fold: the two presets' fold models as one ensemble on the cases neither saw, once both are done;
@@ -52,7 +52,7 @@ ensemble() {  # fold: the two presets' fold models as one ensemble on the cases 
             || python scripts/crossval_ensemble.py runs/cv27-v1 runs/cv27-strong --folds "$k" --windows
         [[ -e "$fold/ensemble-cv27-strong.safetensors" && ! -e "$fold/robustness-ens-cv27-strong-sw.json" ]] \
             || exit 0
-        python scripts/pipeline_robustness.py "$fold/ensemble-cv27-strong.safetensors" \
+        python validation/pipeline_robustness.py "$fold/ensemble-cv27-strong.safetensors" \
             --sliding-window --json "$fold/robustness-ens-cv27-strong-sw.json"
     ) 9> "runs/ensemble-fold$k.lock" || true
 }

@@ -68,8 +68,12 @@ def cmd_info(args) -> None:
     print(describe(args.path, layout=args.layout))
 
 
-def cmd_prepare(args) -> None:
+def cmd_cache(args) -> None:
     from .cache import prepare_dataset
+
+    if args.command == "prepare":  # the command's old name, kept as an alias for one release
+        print("medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; the old name will go in a later release",
+              file=sys.stderr)
     from .preprocess import PrepConfig
 
     crop = "fixed" if args.crop else args.crop_mode
@@ -141,7 +145,7 @@ def cmd_train(args) -> None:
         typed = {k for k, v in overrides.items() if v is not None} | set(PRESETS.get(args.preset or "", {}))
         given = {k: getattr(cfg, k) for k in typed} | {"dataset": args.dataset, "progress": not args.quiet}
         cfg = resume_config(args.out, ({"preset": args.preset} if args.preset else {}) | given)
-    summary = train(cfg)
+    summary = train(cfg, settings_merged=args.resume)
     print(f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
 
@@ -320,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("prepare", help="preprocess a dataset once into a fast cache")
+    s = sub.add_parser("cache", aliases=["prepare"],
+                       help="preprocess a dataset once into the training cache (`prepare`: its old name)")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--labels", default="brats", help="label scheme: brats, brats2015, brats2012, binary")
@@ -331,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--downsample", type=float, default=1.0, help="down-sampling factor (2 = half resolution)")
     s.add_argument("--spacing", type=_floats, help="resample to this voxel size in mm, e.g. 2,2,2")
     s.add_argument("--workers", type=int, help="processes (default: cores, at most 4)")
-    s.set_defaults(func=cmd_prepare)
+    s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("split", help="write a seeded train/validation(/test) or k-fold split file")
     s.add_argument("dataset")

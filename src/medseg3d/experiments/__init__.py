@@ -3,7 +3,7 @@
 Modules: :mod:`~medseg3d.experiments.catalogue` (the grids as data), :mod:`~medseg3d.experiments.plan`
 (``experiment.json``, split, budget, tasks), :mod:`~medseg3d.experiments.timing` (estimates),
 :mod:`~medseg3d.experiments.runner` (claims, training, scoring), :mod:`~medseg3d.experiments.reuse`
-(finished runs of other folders) and :mod:`~medseg3d.experiments.report` (tables, statistics, plots).
+(finished runs of other folders) and :mod:`~medseg3d.experiments.tables` (tables, statistics, plots).
 
 An experiment is a list of named runs; a run is a set of :class:`~medseg3d.train.TrainConfig` overrides on
 top of the experiment's shared settings. Every run is trained once per cross-validation fold, its final
@@ -99,7 +99,9 @@ from .catalogue import (
     train_config,
 )
 from .plan import budget_epochs, plan_experiment, read_record
-from .report import (
+from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
+from .runner import run_experiment
+from .tables import (
     collect_results,
     paired_cells,
     paired_comparison,
@@ -109,9 +111,7 @@ from .report import (
     settings_text,
     write_report,
 )
-from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
-from .runner import run_experiment
-from .tasks import RESULTS_ONLY_IGNORE, Task, claim_task, fold_dir, release_task, run_state
+from .task import RESULTS_ONLY_IGNORE, Task, claim_task, fold_dir, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,

@@ -26,7 +26,7 @@ from .catalogue import (
     net_args,
     train_config,
 )
-from .tasks import RESULTS_ONLY_IGNORE, Task, fold_dir, run_state
+from .task import RESULTS_ONLY_IGNORE, Task, fold_dir, run_state
 
 
 def _write_subset(cases: list[Case], path: Path) -> Path:

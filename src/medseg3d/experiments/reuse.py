@@ -11,7 +11,7 @@ from ..datasets import fold_ids
 from ..errors import InputError
 from ..io import write_json_atomic
 from .plan import read_record
-from .tasks import Task, run_state
+from .task import Task, run_state
 
 # config.json entries that say where a run lived or what it cached, not what it trained
 _PLACE_KEYS = frozenset({"out", "split_file", "cache", "resume", "progress", "software", "dataset"})

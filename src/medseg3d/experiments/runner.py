@@ -12,9 +12,9 @@ from ..io import write_json_atomic
 from . import timing  # timing.measure_iteration: one place for tests to replace the timing
 from .catalogue import train_config
 from .plan import plan_experiment
-from .report import write_report
 from .reuse import adopt_run, find_reusable
-from .tasks import Task, claim_task, release_task, run_state
+from .tables import write_report
+from .task import Task, claim_task, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,

@@ -9,15 +9,12 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..datasets import Case
 from .catalogue import QUICK
-
-if TYPE_CHECKING:
-    from .tasks import Task
+from .task import Task
 
 
 def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:

@@ -196,9 +196,7 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
                          "config.json (only --epochs and --minutes may change): leave them out")
     if not settings.get("dataset"):
         raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
-    cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
-    cfg._from_run_folder = True  # not a setting: tells train() these were merged already
-    return cfg
+    return TrainConfig(**(settings | {"out": str(out), "resume": True}))
 
 
 def label_scheme(cfg: TrainConfig) -> LabelScheme:

@@ -154,7 +154,7 @@ def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
 
 def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
     """Each variant against ``reference`` on the same held-out cases."""
-    from ..report import paired_cells
+    from ..tables import paired_cells
 
     by_variant = {v: _by_case(root, v) for v in variants}
     others = [v for v in variants if v != reference]
@@ -210,7 +210,7 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
 def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str]) -> list[str]:
     """A block for a document: the folds done, the side-by-side table (its columns called ``names``), the
     per-fold means of both and their paired differences."""
-    from ..report import paired_cells
+    from ..tables import paired_cells
 
     table = side_by_side_lines(root, reference, variant)
     if len(table) < 3:

@@ -35,7 +35,7 @@ from ...errors import InputError
 from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
 from ..planning import plan_dataset
-from ..tasks import Task, claim_task, release_task
+from ..task import Task, claim_task, release_task
 from .records import FINAL, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images

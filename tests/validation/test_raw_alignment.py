@@ -1,8 +1,8 @@
-"""scripts/raw_alignment.py: two pipelines' atlas alignments of one head are measured and undone."""
+"""validation/raw_alignment.py: two pipelines' atlas alignments of one head are measured and undone."""
 
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import VALIDATION, load_script
 from scipy import ndimage
 
 from medseg3d.io import Volume
@@ -10,7 +10,7 @@ from medseg3d.io import Volume
 
 @pytest.fixture(scope="module")
 def raw_alignment():
-    return load_script("raw_alignment")
+    return load_script("raw_alignment", VALIDATION)
 
 
 def test_known_points_and_displacements(raw_alignment):

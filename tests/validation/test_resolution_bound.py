@@ -1,15 +1,15 @@
-"""benchmarks/resolution_bound.py: the reference's round trip through a model's grid (known answers)."""
+"""validation/resolution_bound.py: the reference's round trip through a model's grid (known answers)."""
 
 import numpy as np
 import pytest
-from conftest import SCRIPTS, load_script
+from conftest import VALIDATION, load_script
 
 from medseg3d.preprocess import PrepConfig
 
 
 @pytest.fixture(scope="module")
 def bound():
-    return load_script("resolution_bound", SCRIPTS.parent / "benchmarks")
+    return load_script("resolution_bound", VALIDATION)
 
 
 def test_round_trip_known_answers(bound):

@@ -26,9 +26,9 @@ code; flips that change the grid, type or voxel size are refused), ``negative_va
 accepted), and gzip flips in the 8-byte trailer's length field that happen to match (none in practice).
 Everything in a compressed file is covered by the CRC-32 and is detected.
 
-    python benchmarks/fuzz.py --jobs 2              # 348 inputs, ~40 min here; Markdown to stdout and /tmp
-    python benchmarks/fuzz.py --per-category 2 --categories gzip_flip,rgb24 --jobs 2
-    python benchmarks/fuzz.py --in-process           # no subprocesses: fast, no memory figures (tests)
+    python validation/fuzz.py --jobs 2              # 348 inputs, ~40 min here; Markdown to stdout and /tmp
+    python validation/fuzz.py --per-category 2 --categories gzip_flip,rgb24 --jobs 2
+    python validation/fuzz.py --in-process           # no subprocesses: fast, no memory figures (tests)
 
 The report goes to ``--out`` (default ``/tmp/medseg3d-fuzz/report.md``); inputs are built under ``--work``
 (default a temporary folder, removed unless ``--keep``).
@@ -547,7 +547,7 @@ def command_args(inp: Input, command: str, out: Path) -> list[str]:
     if command == "predict":
         return ["predict", "brats", case_dir, "-o", str(out / "pred.nii.gz"), "--whole-volume", "--quiet"]
     if command == "prepare":
-        return ["prepare", data, "--out", str(out / "cache")]
+        return ["cache", data, "--out", str(out / "cache")]
     if command == "train":
         return ["train", data, "--out", str(out / "run"), "--preset", "quick", "--epochs", "1",
                 "--iters-per-epoch", "1", "--all-cases", "--quiet"]

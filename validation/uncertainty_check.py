@@ -14,7 +14,7 @@ and measures on every case:
 
 It ends with the pooled ECEs, the temperatures and the Spearman rank correlation of confidence with Dice.
 
-    python benchmarks/uncertainty_check.py [--cases N] [--json out.json]
+    python validation/uncertainty_check.py [--cases N] [--json out.json]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ template's and its correlation with the template of each modality are what a goo
 (10 mm shift, 10 degree rotation, 15% scaling) shows what a failed one gives. The thresholds
 (``medseg3d.raw.qc.MIN_BRAIN_OVERLAP``, ``MIN_TEMPLATE_CORRELATION``) must separate the two.
 
-    python benchmarks/qc_calibration.py ../shared/data/brats2018 [--out /tmp/qc_calibration.json]
+    python validation/qc_calibration.py ../shared/data/brats2018 [--out /tmp/qc_calibration.json]
 """
 
 from __future__ import annotations

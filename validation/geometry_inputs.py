@@ -5,7 +5,7 @@ against 0.899 on the original files). Now they are reoriented and resampled to t
 probabilities are taken back. For each case: the bundled model's region Dice on the original files, and on
 each variant against the reference carried onto the variant's grid (nearest neighbour).
 
-    python benchmarks/geometry_inputs.py ../shared/data/brats2018 --cases 3
+    python validation/geometry_inputs.py ../shared/data/brats2018 --cases 3
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@
 Results go to ``--out`` (default ``/tmp/raw_pipeline.jsonl``), one JSON line per case, so an interrupted run
 continues where it stopped; ``--report`` prints the tables from that file.
 
-    python benchmarks/raw_pipeline.py ../shared/data --part simulated --seed 2026
-    python benchmarks/raw_pipeline.py ../shared/data --part real
-    python benchmarks/raw_pipeline.py ../shared/data --report
-    python benchmarks/raw_pipeline.py ../shared/data --part simulated --template-fit rigid --out /tmp/rigid.jsonl
+    python validation/raw_pipeline.py ../shared/data --part simulated --seed 2026
+    python validation/raw_pipeline.py ../shared/data --part real
+    python validation/raw_pipeline.py ../shared/data --report
+    python validation/raw_pipeline.py ../shared/data --part simulated --template-fit rigid --out /tmp/rigid.jsonl
 """
 
 from __future__ import annotations

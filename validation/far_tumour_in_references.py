@@ -6,7 +6,7 @@ from the largest one; run on the references, the same rule shows how much real t
 were it found. Prints one row per case that has any, then per distance how many cases lose tumour and the most
 any case loses.
 
-    python scripts/far_tumour_in_references.py ../shared/data/brats2018 [--distances 10,20,30]
+    python validation/far_tumour_in_references.py ../shared/data/brats2018 [--distances 10,20,30]
 """
 
 from __future__ import annotations

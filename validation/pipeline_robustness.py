@@ -6,9 +6,9 @@ case's ``fusion_labels.nii.gz`` (an algorithm fusion: a sanity reference, not tr
 and the volume of those farther than 30 mm from the largest (what ``--max-distance 30`` would remove). The
 models must not have seen the case (none of the shared BraTS cases is this one).
 
-    python scripts/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors runs/cv27-strong/fold0/last.safetensors
+    python validation/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors runs/cv27-strong/fold0/last.safetensors
         [--refiner runs/cv27-refine/fold0/last.safetensors] [--sliding-window] [--case ...brainles_sri24] [--json out.json]
-    python scripts/pipeline_robustness.py --table docs/runs/brats-v2-cv/cv27-*/fold*/robustness*.json
+    python validation/pipeline_robustness.py --table docs/runs/brats-v2-cv/cv27-*/fold*/robustness*.json
 
 ``--refiner``: each model is also scored as a cascade with that refiner (:mod:`medseg3d.cascade`).
 ``--sliding-window``: in windows of the training patch, as the bundled models run (default: each model's own).

@@ -1,4 +1,4 @@
-"""An experiment's report: results collected over folds, paired statistics, ``table.md``, ``table.csv`` and
+"""An experiment's tables: results collected over folds, paired statistics, ``table.md``, ``table.csv`` and
 ``plot.png``."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ..labels import LabelScheme, get_scheme
 from ..plotting import save_figure
 from .catalogue import BASE, PAPER_MODALITIES, PAPER_REGIONS, QUICK, Experiment, get_experiment
 from .reuse import reused_lines
-from .tasks import fold_dir, run_state
+from .task import fold_dir, run_state
 from .timing import budget_text, format_duration, log_rows, read_timing
 
 

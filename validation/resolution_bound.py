@@ -7,7 +7,7 @@ model's 2 mm), linear resampling back (:func:`medseg3d.preprocess.undo_probabili
 Dice of that round trip is the most a perfect model on that grid can score; the gap between a real model and
 this bound is what it gets wrong, the gap between the bound and 1 what its grid costs.
 
-    python benchmarks/resolution_bound.py [DATASET] [--downsample 2] [--json out.json]
+    python validation/resolution_bound.py [DATASET] [--downsample 2] [--json out.json]
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""scripts/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad case."""
+"""validation/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad case."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import VALIDATION, load_script
 
 
 @pytest.fixture(scope="module")
 def robustness():
-    return load_script("pipeline_robustness")
+    return load_script("pipeline_robustness", VALIDATION)
 
 
 def test_far_volume_known_answer(robustness):

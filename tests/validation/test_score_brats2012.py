@@ -1,15 +1,15 @@
-"""scripts/score_brats2012.py: 2018 labels against a 2012 truth map (1 edema, 2 core), known answers."""
+"""validation/score_brats2012.py: 2018 labels against a 2012 truth map (1 edema, 2 core), known answers."""
 
 
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import VALIDATION, load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script("score_brats2012")
+    return load_script("score_brats2012", VALIDATION)
 
 
 def test_regions_map_across_conventions(script):

@@ -17,7 +17,7 @@ Each case's reference is perturbed into two predictions: shifted by 2 voxels alo
 whole tumour eroded by one voxel at the surface; and the same plus a false-positive enhancing blob (6^3 voxels)
 and a small (3^3) edema blob away from the tumour. Agreement is reported to 3 decimals per region.
 
-    python benchmarks/lesionwise_check.py [--cases 5] [--data ../shared/data/brats2018]
+    python validation/lesionwise_check.py [--cases 5] [--data ../shared/data/brats2018]
 """
 
 from __future__ import annotations

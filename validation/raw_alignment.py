@@ -13,7 +13,7 @@ alignment. Scored as is, any difference between the two alignments counts as seg
    other alignment (nearest neighbour): the second says how good the segmentation is, the difference between
    the two how much the alignment costs.
 
-    python scripts/raw_alignment.py [--model brats] [--case .../raw_clinical/TCGA-FG-6692] [--json out.json]
+    python validation/raw_alignment.py [--model brats] [--case .../raw_clinical/TCGA-FG-6692] [--json out.json]
         [--template-fit rigid|affine]
 
 The case folder holds ``raw/`` (the four scans as exported) and ``brainles_sri24/`` (the other pipeline's four

@@ -1,6 +1,6 @@
 """How well the channel order check (``medseg3d.datasets.channel_order_warning``) tells a wrong order.
 
-    python benchmarks/channel_order.py [--dataset ../shared/data/brats2018] [--extra CASE_FOLDER ...]
+    python validation/channel_order.py [--dataset ../shared/data/brats2018] [--extra CASE_FOLDER ...]
 
 For every case of the dataset, the correlations between its channels inside the brain are scored against
 the mean and spread of the OTHER cases (leave one out), for the given order and for each of the 23 wrong

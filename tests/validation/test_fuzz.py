@@ -1,4 +1,4 @@
-"""A short seeded fuzz run (benchmarks/fuzz.py in-process): broken inputs end in one line or a listed problem,
+"""A short seeded fuzz run (validation/fuzz.py in-process): broken inputs end in one line or a listed problem,
 never a traceback, and leave nothing half-written."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # 20 categories whose inputs build in milliseconds (the gzip bomb takes seconds: the full run has it)
 SHORT = ("truncated_gz", "truncated_nii", "gzip_flip", "gzip_trailer", "header_flip", "rgb24", "complex",
@@ -20,7 +20,7 @@ SHORT = ("truncated_gz", "truncated_nii", "gzip_flip", "gzip_trailer", "header_f
 
 def _fuzz():
     if "medseg3d_fuzz" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("medseg3d_fuzz", REPO / "benchmarks" / "fuzz.py")
+        spec = importlib.util.spec_from_file_location("medseg3d_fuzz", REPO / "validation" / "fuzz.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["medseg3d_fuzz"] = module  # dataclasses look their module up while the file runs
         spec.loader.exec_module(module)

@@ -1,6 +1,7 @@
-"""One training of an experiment or a cross-validation: a run on a fold (:class:`Task`), what its folder still
-needs (:func:`run_state`), and the claim that lets several invocations, shells, machines or Slurm array tasks
-share the work (:func:`claim_task`)."""
+"""One training of an experiment or a cross-validation: a run on a fold (:class:`Task`, what ``plan`` makes,
+``timing`` estimates and ``runner`` trains), what its folder still needs (:func:`run_state`), and the claim that
+lets several invocations, shells, machines or Slurm array tasks share the work (:func:`claim_task`). Its own module
+so that ``timing`` can name a task without importing ``plan``, and ``crossval`` claim folds without the runner."""
 
 from __future__ import annotations
 
