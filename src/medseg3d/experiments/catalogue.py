@@ -165,6 +165,14 @@ def _hand_settings(dataset: Path, cases: list[Case], quick: bool) -> dict:
     }
 
 
+# the paper's Task 1 comparisons: `ablations` on BraTS, `task1` on any dataset with a dataset.json
+TASK1_RUNS = (
+    Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
+    Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
+    Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
+    Run("single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"),
+    Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
+)
 # what the dataset's plan decides in `task1`; the runs decide network and loss, the experiment the budget
 _PLANNED = ("crop", "spacing", "patch", "batch", "foreground_p", "normalize", "window", "labels", "net_args")
 
@@ -201,15 +209,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "the paper: multi-scale maps speed up convergence without hurting the final result; "
             "element-wise sum is slightly worse than concatenation; removing long skips clearly hurts; "
             "cross-entropy detects rare classes far worse than the Jaccard loss.",
-            (
-                Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
-                Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
-                Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
-                Run(
-                    "single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"
-                ),
-                Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
-            ),
+            TASK1_RUNS,
             convergence=True,
         ),
         Experiment(
@@ -295,13 +295,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "the paper (hand MRI): multi-scale maps speed up convergence without hurting the final result; sum is "
             "slightly worse than concatenation; no long skips clearly hurts; cross-entropy detects rare classes "
             "far worse than the Jaccard loss.",
-            (
-                Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
-                Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
-                Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
-                Run("single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"),
-                Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
-            ),
+            TASK1_RUNS,
             adapt=_planned_settings,
             convergence=True,
         ),
