@@ -122,3 +122,27 @@ def test_torchrun_needs_one_fold_and_the_fold_must_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(InputError, match="give --fold K"):
         run_crossval(data, tmp_path / "run", progress=False)
+
+
+@pytest.mark.slow
+def test_an_interrupted_fold_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A fold stopped after epoch 1 of 2 (last.pt, no model.safetensors) continues at epoch 2, not from 0."""
+    import csv
+
+    from medseg3d.experiments.catalogue import train_config
+    from medseg3d.experiments.crossval import run_crossval
+    from medseg3d.experiments.crossval.run import fold_tasks
+    from medseg3d.train import train
+
+    monkeypatch.setenv("MEDSEG3D_CACHE", str(tmp_path / "cache"))
+    data = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    run = tmp_path / "run"
+    record, _ = setup(data, run, folds=2, epochs=2, overrides={"iters_per_epoch": 2, "val_every": 2})
+    first = fold_tasks(record, run)[0]
+    train(train_config(first.overrides | {"epochs": 1}))  # "killed" after one epoch
+    (first.folder / "model.safetensors").unlink()
+    summary = run_crossval(data, run, progress=False, report=False)
+    assert summary["ran"] == 2 and summary["folds_scored"] == [0, 1]
+    with open(first.folder / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and int(rows[-1]["iteration"]) == 4
