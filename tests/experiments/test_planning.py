@@ -16,7 +16,7 @@ from medseg3d.experiments.planning import (
 from medseg3d.preprocess import PrepConfig, preprocess
 from medseg3d.train import TrainConfig
 
-from .helpers import make_tiny_dataset
+from .crossval.helpers import make_tiny_dataset
 
 
 def test_target_spacing_median_and_anisotropic_rule():
