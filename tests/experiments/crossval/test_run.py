@@ -101,6 +101,7 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     meta, _ = read_model_file(model)
     card = json.loads(model.with_suffix(".json").read_text())
     assert meta["card"] == card and card["cross_validation"]["cases"] == 4
+    assert card["training_time"]["trainings"] == 3 and card["training_time"]["cpu_core_hours_all_trainings"] > 0
     assert "calibration" in meta and card["calibration"]["cases"] == 4
     assert main(["bundle", str(run), "-o", str(model)]) == 2  # exists
     out = tmp_path / "pred.nii.gz"

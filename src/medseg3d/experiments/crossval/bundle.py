@@ -50,6 +50,24 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
     }
 
 
+def _training_time(run: Path, record: dict, timing: dict) -> dict:
+    """Wall seconds of every training and of the final members, and CPU core-hours (wall x the threads each
+    training ran on, from its model file): what the card says the model cost."""
+    from ...checkpoint import read_model_file
+
+    core_seconds = 0.0
+    for key, seconds in timing.items():
+        model = run / key / "model.safetensors"
+        threads = (read_model_file(model)[0].get("software") or {}).get("threads", 1) if model.is_file() else 1
+        core_seconds += seconds * int(threads or 1)
+    return {"wall_seconds_all_trainings": round(sum(timing.values()), 1),
+            "wall_seconds_final_members": round(sum(v for k, v in timing.items() if k.endswith("/all")), 1),
+            "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
+            "trainings": len(timing), "members": record["members"],
+            "note": "wall clock of each training (trainings may run side by side), summed over resumes; core-hours: "
+                    "wall clock x the threads it ran on"}
+
+
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -116,9 +134,7 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         "command": command,
         "settings": record["settings"],
         "plan": plan["reasons"] if plan else None,
-        "training_time": {"wall_seconds_all_trainings": round(sum(timing.values()), 1),
-                          "wall_seconds_final_members": round(sum(v for k, v in timing.items() if k.endswith("/all")), 1),
-                          "note": "wall clock of each training (trainings may run side by side), summed over resumes"},
+        "training_time": _training_time(run, record, timing),
         "cross_validation": scores | {"what": "held-out cases of each fold, segmented by that fold's members exactly "
                                               "as this file runs (windows, precision), post-processing chosen on the "
                                               "other folds (nested)"},
