@@ -315,6 +315,38 @@ def cmd_experiment(args) -> None:
                    precision=args.precision, reuse=args.reuse, plan=args.plan)
 
 
+def cmd_plan(args) -> None:
+    from .experiments.crossval import format_plan, plan_dataset
+    from .io import write_json_atomic
+
+    plan = plan_dataset(args.dataset)
+    print(format_plan(plan))
+    if args.json:
+        write_json_atomic(plan.to_dict(), args.json)
+
+
+def cmd_crossval(args) -> None:
+    from .errors import InputError
+    from .experiments.crossval import run_crossval, write_crossval_report
+
+    if args.report:
+        names = tuple(args.names) if args.names else None
+        print(f"wrote {write_crossval_report(args.path, args.variant, args.reference, names, args.splice)}")
+        return
+    if args.out is None:
+        raise InputError("give the run folder: medseg3d crossval DATA --out RUN (or RUN --report for its report)")
+    overrides = {"iters_per_epoch": args.iters_per_epoch} if args.iters_per_epoch else None
+    run_crossval(args.path, args.out, preset=args.preset, members=args.members, folds=args.folds, epochs=args.epochs,
+                 fold=args.fold, final=args.final, progress=not args.quiet, overrides=overrides)
+
+
+def cmd_bundle(args) -> None:
+    from .experiments.crossval import bundle
+
+    out = bundle(args.run, args.output, name=args.name, force=args.force)
+    print(f"wrote {out} and its card {out.with_suffix('.json')} (`medseg3d predict {out} CASE -o OUT` runs it)")
+
+
 def cmd_serve(args) -> None:
     from .serve import status_lines
 
@@ -599,6 +631,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("plan", help="training settings chosen from a dataset's spacings, shapes, modality and labels")
+    s.add_argument("dataset", help="dataset folder with labels (BraTS, nnU-Net/MSD with dataset.json, CSV)")
+    s.add_argument("--json", help="also write the plan (settings, reasons, measurements) to this JSON file")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("crossval", help="cross-validate presets on your cases: train every fold (resumable, shared), "
+                                          "score held-out cases as the final model runs, choose post-processing, "
+                                          "calibrate, report")
+    s.add_argument("path", help="the labelled dataset folder; with --report the run folder")
+    s.add_argument("--out", help="the run folder (run the same command again to resume; several may run at once)")
+    s.add_argument("--preset", default="auto", help="auto (planned from the data, see `medseg3d plan`) or a preset "
+                                                   "of `medseg3d train` (default auto)")
+    s.add_argument("--members", nargs="+", metavar="PRESET", default=[],
+                   help="more presets, each trained on every fold; the final model is their ensemble")
+    s.add_argument("--folds", type=int, help="number of folds (default 5)")
+    s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
+    s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
+    s.add_argument("--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)")
+    s.add_argument("--report", action="store_true", help="only rebuild RUN/report.md from the run's records")
+    s.add_argument("--variant", action="append", help="(--report) the variants to report, first the main one")
+    s.add_argument("--reference", help="(--report) the variant the others are paired against")
+    s.add_argument("--splice", metavar="FILE:NAME", help="(--report) also write the comparison into FILE's block "
+                                                         "<!-- NAME --> ... <!-- /NAME -->")
+    s.add_argument("--names", nargs=2, metavar=("REFERENCE", "VARIANT"), help="(--report) what --splice calls the two")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_crossval)
+
+    s = sub.add_parser("bundle", help="a cross-validation's final members as one model file with its card")
+    s.add_argument("run", help="the crossval run folder (trained with --final, every fold scored)")
+    s.add_argument("-o", "--output", required=True, help="the model file (.safetensors); its card goes beside it (.json)")
+    s.add_argument("--name", help="the model's name (default: the file's stem)")
+    s.add_argument("--force", action="store_true", help="overwrite the output file")
+    s.set_defaults(func=cmd_bundle)
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model")
     s.add_argument("model", help="bundled name, run folder or .safetensors file")
