@@ -3,7 +3,7 @@
 Times the ``brats`` preset's training step (network, loss and step function of ``medseg3d train``, float32,
 64^3 patch) in separate processes: one process with ``--threads`` threads alone, then ``--threads`` processes
 with one thread each at the same time. Their summed steps per second against the single process's is the
-gain of running that many trainings side by side (``scripts/queue_v2.sh`` runs its two presets that way).
+gain of running that many trainings side by side (``archive/v2/queue_v2.sh`` runs its two presets that way).
 Run it on an otherwise idle machine.
 
     python benchmarks/train_threads.py [--threads 2] [--steps 15]

@@ -72,9 +72,10 @@ STUDY_UID = "1.2.826.0.1.3680043.2.1125.7"
 
 
 def write_dicom_series(vol: Volume, folder: Path, description: str, series_number: int, study_uid: str = STUDY_UID,
-                       tags: dict[str, str] | None = None) -> Path:
+                       tags: dict[str, str] | None = None, slices=None, start: int = 1) -> Path:
     """One DICOM file per slice with the tags a series reader needs (UIDs, position, orientation); its UIDs
-    derive from ``study_uid``; ``tags`` (``{"0008|0060": "CT"}``) add or replace header values."""
+    derive from ``study_uid``; ``tags`` (``{"0008|0060": "CT"}``) add or replace header values; ``slices``:
+    only these (a series with gaps), files numbered from ``start`` (a second series in the same folder)."""
     import SimpleITK as sitk
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,14 +94,14 @@ def write_dicom_series(vol: Volume, folder: Path, description: str, series_numbe
     } | (tags or {})
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for k in range(image.GetDepth()):
+    for n, k in enumerate(range(image.GetDepth()) if slices is None else slices):
         part = image[:, :, k]
         for tag, value in common.items():
             part.SetMetaData(tag, value)
         part.SetMetaData("0008|0018", f"{uid}.{k + 1}")
         part.SetMetaData("0020|0013", str(k + 1))
         part.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
-        writer.SetFileName(str(folder / f"IM{k + 1:04d}.dcm"))
+        writer.SetFileName(str(folder / f"IM{start + n:04d}.dcm"))
         writer.Execute(part)
     return folder
 

@@ -361,3 +361,59 @@ def test_a_cache_where_every_case_fails_leaves_no_folder_behind(brats_root, tmp_
     with pytest.raises(InputError, match="every case failed"):
         prepare_dataset(tmp_path / "data", tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists()
+
+
+def _loop(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path.name + ".loop")
+    path.with_name(path.name + ".loop").symlink_to(path.name)
+
+
+def test_train_refusing_a_bad_case_leaves_no_cache_and_no_run_folder(tmp_path):
+    """Issue 36 item 3: the other cases' arrays were left in the cache when train stopped on a bad one; a
+    modality that is a symbolic link loop dropped its case without a word."""
+    from medseg3d.train import TrainConfig, train
+
+    for k in range(3):
+        _synthetic_case(tmp_path / "ds", f"s{k}", k)
+    _loop(tmp_path / "ds" / "s2" / "s2_flair.nii.gz")
+    cfg = TrainConfig(dataset=str(tmp_path / "ds"), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
+                      epochs=1, iters_per_epoch=1, all_cases=True, progress=False)
+    with pytest.raises(InputError) as e:
+        train(cfg)
+    assert "s2" in str(e.value) and "symbolic link loop" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+    # a cache an earlier run made keeps what that run prepared
+    (tmp_path / "ds" / "s2" / "s2_flair.nii.gz").unlink()
+    _synthetic_case(tmp_path / "other", "s2", 2)
+    shutil.copyfile(tmp_path / "other" / "s2" / "s2_flair.nii.gz", tmp_path / "ds" / "s2" / "s2_flair.nii.gz")
+    summary = prepare_dataset(tmp_path / "ds", tmp_path / "cache", workers=1, progress=False)
+    assert sorted(summary["prepared"]) == ["s0", "s1", "s2"]
+    _synthetic_case(tmp_path / "ds", "s3", 3)
+    _loop(tmp_path / "ds" / "s3" / "s3_t2.nii.gz")
+    with pytest.raises(InputError, match="s3"):
+        train(cfg)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["cache.json", "s0", "s1", "s2"]
+
+
+def test_a_symbolic_link_loop_is_listed_and_refused_not_dropped(tmp_path):
+    for k in range(2):
+        _synthetic_case(tmp_path / "ds", f"s{k}", k)
+    _loop(tmp_path / "ds" / "s1" / "s1_t1ce.nii.gz")
+    cases = find_cases(tmp_path / "ds")
+    assert [c.case_id for c in cases] == ["s0", "s1"]
+    with pytest.raises(InputError, match="symbolic link loop"):
+        cases[1].load()
+
+
+def test_a_case_whose_names_its_content_contradicts_is_not_cached(brats_root, tmp_path):
+    """T1 and T1ce files swapped in one case: training on it would learn the wrong contrast."""
+    good, bad = CASES
+    ds = tmp_path / "ds"
+    (ds / bad).mkdir(parents=True)
+    (ds / good).symlink_to(brats_root / good, target_is_directory=True)
+    for given, real in {"flair": "flair", "t1": "t1ce", "t1ce": "t1", "t2": "t2", "seg": "seg"}.items():
+        (ds / bad / f"{bad}_{given}.nii.gz").symlink_to(brats_root / bad / f"{bad}_{real}.nii.gz")
+    summary = prepare_dataset(ds, tmp_path / "out", workers=1, progress=False)
+    assert summary["prepared"] == [good] and list(summary["failed"]) == [bad]
+    assert "look like flair, t1ce, t1, t2" in summary["failed"][bad]

@@ -130,3 +130,58 @@ def test_export_errors(run, onnx_file, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("medseg3d: error:")
     assert not (tmp_path / "x.onnx").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+class _Saturated(torch.nn.Module):
+    """Region logits of probabilities clamped to [eps, 1 - eps], like an ensemble's outputs; ``limit`` is the
+    float32 value the clamp's upper bound rounded to."""
+
+    def __init__(self, limit: float):
+        super().__init__()
+        self.limit, self.conv = limit, torch.nn.Conv3d(4, 3, 1)
+        torch.nn.init.constant_(self.conv.weight, 40.0)
+        self.size_multiple = 8
+
+    def forward(self, x):
+        p = torch.sigmoid(self.conv(x)).clamp(1e-6, self.limit)
+        return torch.log(p / (1 - p))
+
+
+def test_export_check_compares_probabilities_not_saturated_logits(tmp_path):
+    """Issue 36 item 6: the bundled ensemble 'differs from PyTorch by up to 0.0601' where one float32 step of
+    the clamp's 1 - eps moved a saturated logit; its probabilities agree to 1e-7."""
+    from medseg3d.export import EXPORT_TOLERANCE, _verify
+
+    lo = float(np.float32(1 - 1e-6))
+    hi = float(np.nextafter(np.float32(lo), np.float32(2)))  # one float32 step above
+    ref, other = _Saturated(lo).eval(), _Saturated(hi).eval()
+    other.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 4, 24, 24, 24)
+    with torch.no_grad():
+        assert float((ref(x) - other(x)).abs().max()) > 0.05  # what the old logit check refused
+    _verify(ref, other, 4, tmp_path / "m.onnx", "region")
+    moved = _Saturated(lo).eval()
+    moved.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        moved.conv.bias += 10 * EXPORT_TOLERANCE / 40  # a real difference in the network: refused
+        moved.conv.weight[:] = 0.01
+    with pytest.raises(ModelError, match="probabilities differ"):
+        _verify(ref, moved, 4, tmp_path / "m.onnx", "region")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["brats-v1", "brats-v2"])
+def test_every_bundled_model_exports_to_onnx_and_passes_its_check(name, tmp_path):
+    """On this CPU (native bfloat16 where it has it) and with PyTorch held to AVX2 kernels."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / f"{name}.onnx"
+    assert main(["export", name, "--format", "onnx", "-o", str(out)]) == 0
+    assert load_onnx_model(out).modalities == ("flair", "t1", "t1ce", "t2")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+    done = subprocess.run([sys.executable, "-m", "medseg3d.cli", "export", name, "--format", "onnx", "-o",
+                           str(tmp_path / "avx2.onnx")], check=False, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr

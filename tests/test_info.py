@@ -256,3 +256,18 @@ def test_label_numbering_is_named(data_root, brats_root, tmp_path):
     nib.save(nib.Nifti1Image(nnunet, seg.affine, seg.header), str(tmp_path / "ds" / CASE / f"{CASE}_seg.nii.gz"))
     text = describe(tmp_path / "ds", progress=False)
     assert "label numbering: nnU-Net's BraTS numbering" in text and "use --labels nnunet-brats" in text
+
+
+def test_many_distinct_label_grids_are_summarised_not_listed():
+    """Issue 36 item 7: a 260-case dataset printed one line per distinct grid (hundreds)."""
+    from medseg3d.info import GRIDS_LISTED, grid_summary
+
+    few = [((240, 240, 155), (1.0, 1.0, 1.0), "LPS")] * 3 + [((200, 200, 100), (1.0, 1.0, 1.5), "RAS")]
+    assert grid_summary(few) == ("3 case(s) (240, 240, 155) at (1, 1, 1) mm LPS; "
+                                 "1 case(s) (200, 200, 100) at (1, 1, 1.5) mm RAS")
+    many = [((30 + k, 50, 40 - k % 3), (1.0, 1.0, 1.0 + 0.5 * (k % 2)), "RAS") for k in range(40)]
+    many += [((31, 50, 39), (1.0, 1.0, 1.5), "RAS")] * 5
+    line = grid_summary(many)
+    assert line.startswith("40 distinct grids over 45 cases: sizes 30-69 x 50 x 38-40 voxels, spacing 1 x 1 x 1-1.5 mm")
+    assert "orientation RAS; most common (31, 50, 39) at (1, 1, 1.5) mm RAS (6 case(s))" in line
+    assert line.count(" at (") == GRIDS_LISTED and "\n" not in line

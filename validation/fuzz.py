@@ -60,9 +60,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # this checkout's medseg3d, in-process as in the subprocesses
     sys.path.insert(0, str(REPO / "src"))
+if str(REPO / "tests") not in sys.path:  # the tests' writers of real-looking inputs (DICOM series)
+    sys.path.insert(0, str(REPO / "tests"))
 CASE = "Brats18_2013_2_1"
 MODALITIES = ("flair", "t1", "t1ce", "t2")
-OUTCOMES = ("refused", "warned", "silent", "traceback", "unclear", "leftover", "memory", "timeout")
+OUTCOMES = ("refused", "review", "warned", "silent", "traceback", "unclear", "leftover", "memory", "timeout")
 HEAVY = ("predict", "prepare", "train", "evaluate")
 
 
@@ -463,6 +465,81 @@ def b_fifo(rng, inp):
     return f"{m}: a named pipe"
 
 
+# What a hospital export brings: the four sequences as DICOM series sub-folders (named by sequence), with one
+# thing a PACS export does to them.
+
+
+def _dicom_series(nifti: Path, folder: Path, description: str, number: int, slices=None, start: int = 1) -> None:
+    """``nifti`` as a DICOM series in ``folder`` as a scanner writes it (tests/layouts.py), int16."""
+    from layouts import write_dicom_series
+
+    from medseg3d.io import read_volume
+
+    vol = read_volume(nifti)
+    write_dicom_series(vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices, start)
+
+
+def _as_dicom(inp, skip: str | None = None) -> None:
+    """The case's four channel files replaced by DICOM series folders named after the sequences (the label
+    stays a NIfTI file); ``skip``: leave that sequence to the caller."""
+    for n, m in enumerate(MODALITIES, start=1):
+        if m != skip:
+            _dicom_series(inp.file(m), inp.case_dir / f"{m.upper()}_series", f"AX {m.upper()}", n)
+    keep = inp.file(skip) if skip else None
+    for m in MODALITIES:
+        if inp.file(m) != keep:
+            inp.file(m).unlink()
+
+
+def b_dicom_missing_slices(rng, inp):
+    m = rng.choice(MODALITIES)
+    depth = int(_nib().load(str(inp.file(m))).shape[2])
+    gone = sorted(rng.sample(range(5, depth - 5), rng.randint(1, 3)))
+    _dicom_series(inp.file(m), inp.case_dir / f"{m.upper()}_series", f"AX {m.upper()}", 9,
+                  slices=[k for k in range(depth) if k not in gone])
+    _as_dicom(inp, skip=m)
+    inp.file(m).unlink()
+    return f"{m}: DICOM series without slice(s) {', '.join(map(str, gone))} of {depth}"
+
+
+def b_dicom_mixed_series(rng, inp):
+    m, other = rng.sample(list(MODALITIES), 2)
+    _scratch_copy(inp, other)
+    _as_dicom(inp)
+    folder = inp.case_dir / f"{m.upper()}_series"
+    written = len(list(folder.iterdir()))
+    # a second series (another UID) exported into the same folder, as some PACS exports do
+    _dicom_series(_scratch_copy(inp, other), folder, f"AX {other.upper()}", 20, start=written + 1)
+    return f"{m}: its DICOM folder also holds the {other} series"
+
+
+def _scratch_copy(inp, m: str) -> Path:
+    """A NIfTI of modality ``m`` of the base case, outside the case folder (the case's own may be gone)."""
+    path = inp.root / f"scratch_{m}.nii.gz"
+    if not path.exists():
+        shutil.copyfile(inp.file(m) if inp.file(m).exists() else inp.root.parent / "base" / f"fz_{m}.nii.gz", path)
+    return path
+
+
+def b_dicom_localiser(rng, inp):
+    m = rng.choice(MODALITIES)
+    _scratch_copy(inp, m)
+    _as_dicom(inp)
+    depth = int(_nib().load(str(_scratch_copy(inp, m))).shape[2])
+    _dicom_series(_scratch_copy(inp, m), inp.case_dir / "LOCALIZER", "localizer 3-plane", 30,
+                  slices=[depth // 4, depth // 2, 3 * depth // 4])
+    return "a 3-slice localiser series beside the four DICOM series"
+
+
+def b_derived_series(rng, inp):
+    m = rng.choice(MODALITIES)
+    what = rng.choice(("ep2d_diff ADC", "PERFUSION rCBV", "DWI TRACEW"))
+    _scratch_copy(inp, m)
+    _as_dicom(inp)
+    _dicom_series(_scratch_copy(inp, m), inp.case_dir / what.replace(" ", "_"), what, 40)
+    return f"a derived series '{what}' beside the four DICOM series"
+
+
 def b_pred_grid(rng, inp):
     path = inp.root / "pred" / f"{inp.case}.nii.gz"
     nib = _nib()
@@ -511,6 +588,10 @@ CATEGORIES = {
     "missing": (b_missing, ALL, "refuse"),
     "fifo": (b_fifo, ALL, "refuse"),
     "pred_grid": (b_pred_grid, ("evaluate",), "refuse"),
+    "dicom_missing_slices": (b_dicom_missing_slices, IMAGE, "refuse"),
+    "dicom_mixed_series": (b_dicom_mixed_series, IMAGE, "refuse"),
+    "dicom_localiser": (b_dicom_localiser, IMAGE, "accept"),
+    "derived_series": (b_derived_series, IMAGE, "accept"),
 }
 
 
@@ -652,6 +733,11 @@ def classify(rc, stdout: str, stderr: str, out: Path, rss_mb: float, mem_report_
         return "traceback", (tb[-1] if tb else "")[:300]
     if tmp_files:
         return "leftover", f"temporary files left: {', '.join(str(p.relative_to(out)) for p in tmp_files[:3])}"
+    if rc == 3:  # predict's contract: written, but a quality check fired (warnings on standard error)
+        if "warning" in stdout.lower():
+            return "unclear", "a warning on standard output"
+        warn = [ln for ln in stderr.splitlines() if ln.startswith("warning:")]
+        return ("review", warn[0][:300]) if warn else ("unclear", "exit 3 without a warning")
     if rc != 0:
         if len(errors) + len(failed) != 1:
             return "unclear", message
@@ -706,8 +792,8 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
     commands = ["info", *HEAVY]
     for r in results:
         by_cell[(r.inp.category, r.command)][r.outcome] += 1
-    short = {"refused": "R", "warned": "W", "silent": "S", "traceback": "T", "unclear": "U", "leftover": "L",
-             "memory": "M", "timeout": "X"}
+    short = {"refused": "R", "review": "V", "warned": "W", "silent": "S", "traceback": "T", "unclear": "U",
+             "leftover": "L", "memory": "M", "timeout": "X"}
     n_inputs = len({r.inp.name for r in results})
     totals = Counter(r.outcome for r in results)
     lines = [
@@ -716,8 +802,12 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         "",
         "Outcomes: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES),
         "",
-        ("Cells: R refused (one line, nothing left), W accepted with a warning (info: problems listed), S accepted "
-         "silently, T traceback, U exit != 0 without one clear line, L output left behind, M memory, X timeout."),
+        "Exit codes: " + ", ".join(f"{code}: {n}" for code, n in sorted(Counter(
+            "timeout" if r.rc is None else str(r.rc) for r in results).items())),
+        "",
+        ("Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: review), W "
+         "exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U exit != 0 without "
+         "one clear line (or a warning on standard output), L output left behind, M memory, X timeout."),
         "",
         "| category | expected | " + " | ".join(commands) + " |",
         "|---|---|" + "---|" * len(commands),
@@ -734,7 +824,10 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
                    and r.inp.name in refused_inputs and expected(r) != "either" and r.inp.target != "pred"]
     should_refuse = [r for r in results if r.outcome == "silent" and expected(r) == "refuse"]
     wrongly_refused = [r for r in results if r.outcome == "refused" and expected(r) == "accept"]
+    # what a batch cannot see: predict wrote a result, said a warning, and exited 0
+    quiet_doubt = [r for r in results if r.command == "predict" and r.outcome == "warned"]
     for title, rows in (("Tracebacks, unclear exits, leftovers, memory, timeouts", bad),
+                        ("`predict` exit 0 with a warning (a batch reading exit codes would not see it)", quiet_doubt),
                         ("`info` said 'problems: none' where another command refused", info_silent),
                         ("Accepted silently although the input is broken", should_refuse),
                         ("Refused although the input is legal", wrongly_refused)):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Case, find_cases
+from .datasets import Case, channel_order_warning, find_cases
 from .errors import InputError
 from .io import atomic_write, write_json_atomic
 from .labels import LabelScheme, get_scheme
@@ -87,9 +87,13 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
     """Preprocess one case into ``out/<case_id>/``; returns its record dict.
 
     The case folder is made only once the case has been read and preprocessed, and removed again if writing
-    it fails (a full disk): a failed case leaves nothing in the cache."""
+    it fails (a full disk): a failed case leaves nothing in the cache. A case whose channels' content
+    confidently says another order of FLAIR, T1, T1ce, T2 than their names is refused (InputError)."""
     case_dir = out / case.case_id
     image, ref, label = case.load(with_label=True)
+    swapped = channel_order_warning(image, case.modalities, ref.spacing)  # FLAIR, T1, T1ce, T2 by content
+    if swapped:
+        raise InputError(f"case {case.case_id}: {swapped}")
     if label is not None:
         _check_numbering(case, label, scheme)
     classes = scheme.to_classes(label, where=f"case {case.case_id} label") if label is not None else None
@@ -180,7 +184,8 @@ def prepare_dataset(
     """Preprocess every case of the dataset at ``root`` into the cache folder ``out``.
 
     Cases already done with the same settings are skipped. Returns a summary dict
-    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}}``). Failed cases are reported, not
+    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``; a caller that
+    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are reported, not
     fatal, unless every case fails. ``option`` is how the caller's user named ``out`` (``--cache`` for train).
     """
     config = config or PrepConfig()
@@ -215,7 +220,7 @@ def prepare_dataset(
                          f"{option}") from exc
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
-    summary = {"prepared": [], "skipped": skipped, "failed": {}}
+    summary = {"prepared": [], "skipped": skipped, "failed": {}, "new_cache": new_cache}
     workers = workers or min(len(todo), os.cpu_count() or 1, 4)
     jobs = [(c, out, config, scheme, settings) for c in todo]
     from tqdm import tqdm
@@ -247,6 +252,19 @@ def prepare_dataset(
                 out.rmdir()
         raise InputError(f"every case failed to prepare; first error: {first}")
     return summary
+
+
+def discard_prepared(out, summary: dict) -> None:
+    """Undo one :func:`prepare_dataset` call: remove the cases it prepared (and the cache's record and folder
+    when it made the cache), for a caller that refuses to go on (``train`` with a bad case), so that a
+    refusal leaves nothing behind. Cases an earlier call prepared stay."""
+    out = Path(out)
+    for cid in summary.get("prepared", []):
+        _remove_case_dir(out / cid, out)
+    if summary.get("new_cache") and not summary.get("skipped"):
+        (out / "cache.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()
 
 
 class PreparedCase:

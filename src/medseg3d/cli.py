@@ -150,21 +150,50 @@ def cmd_train(args) -> None:
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
 
 
-def cmd_predict(args) -> None:
+PREDICT_EXIT_CODES = """exit codes:
+  0  every output written and no quality check fired
+  3  every output written, but a quality check fired for a case (channels that look swapped, brain outside a
+     scan's field of view, a registration or skull stripping that looks wrong, tumour cut by the brain mask,
+     low confidence): look at it; its <stem>.json lists the checks under "checks"
+  2  refused: the input or an option (one 'medseg3d: error:' line); with --strict also a case whose checks fire,
+     before anything of it is written
+  1  anything else (a bug: please report it)
+Warnings and errors go to standard error; --json prints one JSON object per case on standard output."""
+
+
+def cmd_predict(args) -> int:
+    import json
+
+    from .io import output_stem
     from .predict import PredictOptions, predict
+    from .review import EXIT_OK, EXIT_REVIEW, collecting
 
     options = PredictOptions(mirror=args.mirror, sliding_window=args.sliding_window, overlap=args.overlap,
                              min_component=args.min_component, min_enhancing=args.min_enhancing,
                              max_distance=args.max_distance, align=args.align, space=args.space,
-                             uncertainty=args.uncertainty, template_fit=args.template_fit)
-    written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
-                      force=args.force, shard=args.shard, progress=not args.quiet, device=args.device,
-                      precision=args.precision, channel_files=_channel_flags(args), report=args.report,
-                      output_format=args.output_format, refine=args.refine)
-    for path in written[:10]:
-        print(f"wrote {path}")
-    if len(written) > 10:
-        print(f"... and {len(written) - 10} more")
+                             uncertainty=args.uncertainty, template_fit=args.template_fit,
+                             trust_names=args.trust_names, strict=args.strict)
+    with collecting() as checks:
+        written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
+                          force=args.force, shard=args.shard, progress=not (args.quiet or args.json),
+                          device=args.device, precision=args.precision, channel_files=_channel_flags(args),
+                          report=args.report, anonymise=args.anonymise, output_format=args.output_format,
+                          refine=args.refine)
+    if args.json:
+        by_case: dict = {}
+        for c in checks:
+            by_case.setdefault(c.case, []).append(c.to_dict())
+        for path in written:  # a dataset's outputs are named after their cases; one case takes all checks
+            case = output_stem(path).name
+            fired = [c.to_dict() for c in checks] if len(written) == 1 else by_case.get(case, [])
+            print(json.dumps({"case": fired[0]["case"] if fired else case, "output": str(path),
+                              "status": "review" if fired else "ok", "checks": fired}))
+    elif not args.quiet:
+        for path in written[:10]:
+            print(f"wrote {path}")
+        if len(written) > 10:
+            print(f"... and {len(written) - 10} more")
+    return EXIT_REVIEW if checks else EXIT_OK
 
 
 def _channel_flags(args) -> dict:
@@ -263,6 +292,13 @@ def cmd_show(args) -> None:
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
 
 
+def cmd_compare(args) -> None:
+    from .clinical.compare import compare
+
+    say = None if args.quiet else (lambda line: print(line, flush=True))
+    compare(args.prior, args.current, args.output, model=args.model, register=not args.no_register, progress=say)
+
+
 def cmd_experiment(args) -> None:
     from .errors import InputError
     from .experiments import report_only, run_experiment
@@ -277,6 +313,38 @@ def cmd_experiment(args) -> None:
     run_experiment(args.name, args.dataset, args.out, folds=args.folds, budget_minutes=args.budget_minutes,
                    quick=args.quick, runs=runs, progress=not args.quiet, epochs=args.epochs,
                    precision=args.precision, reuse=args.reuse, plan=args.plan)
+
+
+def cmd_plan(args) -> None:
+    from .experiments.crossval import format_plan, plan_dataset
+    from .io import write_json_atomic
+
+    plan = plan_dataset(args.dataset)
+    print(format_plan(plan))
+    if args.json:
+        write_json_atomic(plan.to_dict(), args.json)
+
+
+def cmd_crossval(args) -> None:
+    from .errors import InputError
+    from .experiments.crossval import run_crossval, write_crossval_report
+
+    if args.report:
+        names = tuple(args.names) if args.names else None
+        print(f"wrote {write_crossval_report(args.path, args.variant, args.reference, names, args.splice)}")
+        return
+    if args.out is None:
+        raise InputError("give the run folder: medseg3d crossval DATA --out RUN (or RUN --report for its report)")
+    overrides = {"iters_per_epoch": args.iters_per_epoch} if args.iters_per_epoch else None
+    run_crossval(args.path, args.out, preset=args.preset, members=args.members, folds=args.folds, epochs=args.epochs,
+                 fold=args.fold, final=args.final, progress=not args.quiet, overrides=overrides)
+
+
+def cmd_bundle(args) -> None:
+    from .experiments.crossval import bundle
+
+    out = bundle(args.run, args.output, name=args.name, force=args.force)
+    print(f"wrote {out} and its card {out.with_suffix('.json')} (`medseg3d predict {out} CASE -o OUT` runs it)")
 
 
 def cmd_serve(args) -> None:
@@ -429,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset")
+    s = sub.add_parser("predict", help="segment a case, a list of channel files or a whole dataset",
+                       epilog=PREDICT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", help="bundled model name (see `medseg3d models`), run folder or model file")
     s.add_argument("inputs", nargs="*", help="case folder, channel files in the model's order, or dataset folder")
     s.add_argument("-o", "--output", required=True, help="output file (one case) or folder (dataset)")
@@ -464,8 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or file); default: the refiner the model names, if any; 'none': the model alone")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--report", action="store_true",
-                   help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
-                        "and <stem>.json beside each segmentation")
+                   help="also write the report a clinician reads: <stem>.report.html, <stem>.report.pdf and, for a "
+                        "DICOM input, <stem>.report.dcm (an Encapsulated PDF in the study): patient and study, "
+                        "volumes, location, RANO diameters, pictures, quality checks; and <stem>.json")
+    s.add_argument("--anonymise", action="store_true",
+                   help="with --report: leave the patient, study and series details out (and write no .dcm)")
     s.add_argument("--uncertainty", nargs="?", type=_passes, const="auto", metavar="PASSES",
                    help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes "
                         "(2, 4 or 8), or of an ensemble's members ('members')) and the case's confidence in "
@@ -481,7 +553,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="fp32 or mixed (bfloat16 on CPUs with native bfloat16, float16 on CUDA); "
                         "auto (default): as the model file says, else fp32 on the CPU")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2, nothing written) a case whose quality checks fire, instead of writing it "
+                        "and exiting 3")
+    s.add_argument("--trust-names", action="store_true",
+                   help="where file names and the channels' intensities confidently disagree about the sequences, "
+                        "segment as named (flagged for review) instead of refusing")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON object per case on standard output (output, status, checks) and nothing "
+                        "else there; implies --quiet")
+    s.add_argument("--quiet", action="store_true", help="no progress; warnings and errors still go to standard error")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("align", aliases=["preprocess"],
@@ -525,6 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", help="channel to draw (default flair)")
     s.set_defaults(func=cmd_show)
 
+    s = sub.add_parser("compare", help="follow-up: what changed between two scans (volumes, RANO, new lesions, page)")
+    s.add_argument("prior", help="earlier scans (case folder, raw files' folder, DICOM study) or predict output")
+    s.add_argument("current", help="later scans, or predict output, as PRIOR")
+    s.add_argument("-o", "--output", required=True, help="folder for compare.json, compare.html, pictures, change map")
+    s.add_argument("--model", default="brats", help="model to segment scans with (default: bundled brats)")
+    s.add_argument("--no-register", action="store_true", help="compare as placed in SRI24, without the rigid fit")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("experiment", help="run one of the paper's experiment grids (resumable) -> table + plot")
     s.add_argument("name", help="modalities, ablations, losses, depth, binary or hand")
     s.add_argument("dataset", nargs="?", help="labelled dataset folder (not needed with --report)")
@@ -549,6 +639,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("plan", help="training settings chosen from a dataset's spacings, shapes, modality and labels")
+    s.add_argument("dataset", help="dataset folder with labels (BraTS, nnU-Net/MSD with dataset.json, CSV)")
+    s.add_argument("--json", help="also write the plan (settings, reasons, measurements) to this JSON file")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("crossval", help="cross-validate presets on your cases: train every fold (resumable, shared), "
+                                          "score held-out cases as the final model runs, choose post-processing, "
+                                          "calibrate, report")
+    s.add_argument("path", help="the labelled dataset folder; with --report the run folder")
+    s.add_argument("--out", help="the run folder (run the same command again to resume; several may run at once)")
+    s.add_argument("--preset", default="auto", help="auto (planned from the data, see `medseg3d plan`) or a preset "
+                                                   "of `medseg3d train` (default auto)")
+    s.add_argument("--members", nargs="+", metavar="PRESET", default=[],
+                   help="more presets, each trained on every fold; the final model is their ensemble")
+    s.add_argument("--folds", type=int, help="number of folds (default 5)")
+    s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
+    s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
+    s.add_argument("--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)")
+    s.add_argument("--report", action="store_true", help="only rebuild RUN/report.md from the run's records")
+    s.add_argument("--variant", action="append", help="(--report) the variants to report, first the main one")
+    s.add_argument("--reference", help="(--report) the variant the others are paired against")
+    s.add_argument("--splice", metavar="FILE:NAME", help="(--report) also write the comparison into FILE's block "
+                                                         "<!-- NAME --> ... <!-- /NAME -->")
+    s.add_argument("--names", nargs=2, metavar=("REFERENCE", "VARIANT"), help="(--report) what --splice calls the two")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_crossval)
+
+    s = sub.add_parser("bundle", help="a cross-validation's final members as one model file with its card")
+    s.add_argument("run", help="the crossval run folder (trained with --final, every fold scored)")
+    s.add_argument("-o", "--output", required=True, help="the model file (.safetensors); its card goes beside it (.json)")
+    s.add_argument("--name", help="the model's name (default: the file's stem)")
+    s.add_argument("--force", action="store_true", help="overwrite the output file")
+    s.set_defaults(func=cmd_bundle)
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model")
     s.add_argument("model", help="bundled name, run folder or .safetensors file")
@@ -624,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)  # a command with an exit-code contract returns its code (predict: 0 or 3)
     except MedsegError as exc:
         print(f"medseg3d: error: {exc}", file=sys.stderr)
         return 2
@@ -634,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `medseg3d models | head`: the reader has gone, which is no error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
         return 141
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

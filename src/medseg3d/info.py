@@ -327,7 +327,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
         problems += [f"case {c.case_id}: no label file (other cases have one)" for c in cases if c.label is None]
     totals: dict[int, int] = {}
     in_cases: dict[int, int] = {}
-    grids: dict[str, int] = {}
+    grids: list[tuple[tuple[int, ...], tuple[float, ...], str]] = []
     case_values: dict[str, set[int]] = {}
     pooled = LabelStats()
     for case in tqdm(cases, desc="check", unit="case", file=sys.stderr, disable=not progress):
@@ -339,8 +339,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             lab = read_volume(case.label)
         except InputError:
             continue  # reported by check_case
-        grid = f"{lab.shape} at {_fmt(lab.spacing)} mm {''.join(lab.axcodes)}"
-        grids[grid] = grids.get(grid, 0) + 1
+        grids.append((tuple(lab.shape), tuple(lab.spacing), "".join(lab.axcodes)))
         counts = _label_counts(apply_label_map(lab.array, case.meta.get("label_map")))
         if counts is None:
             problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
@@ -351,7 +350,7 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
             totals[v] = totals.get(v, 0) + n
             in_cases[v] = in_cases.get(v, 0) + 1
     if grids:
-        lines.append("  label grids: " + "; ".join(f"{n} case(s) {g}" for g, n in sorted(grids.items(), key=lambda x: -x[1])))
+        lines.append("  label grids: " + grid_summary(grids))
     if totals:
         voxels = sum(totals.values())
         parts = [f"{v}: {n} voxels ({100 * n / voxels:.2f} %) in {in_cases[v]} case(s)" for v, n in sorted(totals.items())]
@@ -373,6 +372,33 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
     lines.append("  problems: none" if not problems else f"  problems ({len(problems)}):")
     lines += ["    - " + p for p in problems]
     return "\n".join(lines)
+
+
+GRIDS_LISTED = 3  # distinct grids listed one by one; more are summarised (a 260-case dataset has hundreds)
+
+
+def grid_summary(grids: list[tuple[tuple[int, ...], tuple[float, ...], str]]) -> str:
+    """One line for the grids of a dataset's cases (shape, spacing, orientation codes), each case one entry:
+    the grids and their counts when there are at most :data:`GRIDS_LISTED`, else how many distinct ones,
+    the range of each axis' size and spacing, the orientations and the most common grids."""
+    def text(g):
+        return f"{g[0]} at {_fmt(g[1])} mm {g[2]}"
+
+    counts: dict = {}
+    for g in grids:
+        key = (g[0], tuple(round(float(v), 4) for v in g[1]), g[2])
+        counts[key] = counts.get(key, 0) + 1
+    common = sorted(counts.items(), key=lambda x: (-x[1], str(x[0])))
+    if len(common) <= GRIDS_LISTED:
+        return "; ".join(f"{n} case(s) {text(g)}" for g, n in common)
+    shapes = np.array([g[0] for g in grids])
+    spacing = np.array([g[1] for g in grids], dtype=np.float64)
+    size = " x ".join(f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in zip(shapes.min(0), shapes.max(0)))
+    mm = " x ".join(f"{lo:g}-{hi:g}" if lo != hi else f"{lo:g}" for lo, hi in zip(spacing.min(0), spacing.max(0)))
+    codes = sorted({g[2] for g in grids})
+    top = ", ".join(f"{text(g)} ({n} case(s))" for g, n in common[:GRIDS_LISTED])
+    return (f"{len(common)} distinct grids over {len(grids)} cases: sizes {size} voxels, spacing {mm} mm, "
+            f"orientation {', '.join(codes)}; most common {top}")
 
 
 def _numbering_line(stats: LabelStats) -> str | None:

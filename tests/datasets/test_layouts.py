@@ -316,13 +316,30 @@ def test_two_files_for_one_modality_are_refused(vols, tmp_path):
     assert [p.name for p in case.channels.values()] == [f"{CASE}_t1ce.nii.gz", f"{CASE}_t2.nii.gz"]
 
 
+def test_extra_files_beside_the_four_channels_are_ignored_with_a_note(vols, tmp_path):
+    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the case."""
+    folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
+    write_case_folder(vols, folder, {"t1ce": f"{CASE}_foo", "seg": f"{CASE}_seg2", "t1": f"{CASE}_mask"},
+                      ".nii.gz")
+    (case,) = find_cases(folder)
+    assert check_case(case) == []
+    assert case.meta["ignored"] == [f"{CASE}_foo.nii.gz", f"{CASE}_mask.nii.gz", f"{CASE}_seg2.nii.gz"]
+    _assert_channels_are(case, vols)
+    case, lines = resolve_case_channels([folder], MODALITIES)
+    _assert_channels_are(case, vols)
+    assert lines[0] == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, {CASE}_seg2.nii.gz (no channel name: not a channel)"
+    assert "not a channel, ignored" in describe(folder)
+
+
 def test_unrecognised_file_and_missing_modality_are_refused(vols, tmp_path):
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE, label=False), ".nii.gz")
     write_case_folder(vols, folder, {"t1ce": "scan_7"}, ".nii.gz")
+    (folder / f"{CASE}_t1ce.nii.gz").unlink()  # scan_7 may be the missing T1ce: a person must say
     with pytest.raises(InputError) as e:
         find_cases(folder)[0].load()
     _one_line(e, "not recognised", "scan_7.nii.gz -> not recognised", FLAGS)
     assert any("not recognised" in p for p in check_case(find_cases(folder)[0]))
+    write_case_folder(vols, folder, {"t1ce": f"{CASE}_t1ce"}, ".nii.gz")
     (folder / "scan_7.nii.gz").unlink()
     (folder / f"{CASE}_t2.nii.gz").unlink()
     with pytest.raises(InputError) as e:
@@ -358,27 +375,30 @@ def test_brain_mask_beside_the_channels_is_not_a_channel(vols, tmp_path):
 
 def test_channel_order_check_on_a_real_case(brats_root):
     (case,) = find_cases(brats_root / CASE)
-    image, _, _ = case.load(with_label=False)
-    assert channel_order_warning(image, MODALITIES) is None
+    image, ref, _ = case.load(with_label=False)
+    assert channel_order_warning(image, MODALITIES, ref.spacing) is None
     # nnU-Net's files (T1, T1ce, T2, FLAIR) taken as FLAIR, T1, T1ce, T2: the issue's WT 0.319 input
-    warning = channel_order_warning(image[[1, 2, 3, 0]], MODALITIES)
+    warning = channel_order_warning(image[[1, 2, 3, 0]], MODALITIES, ref.spacing)
     assert "given as flair, t1, t1ce, t2 look like t1, t1ce, t2, flair" in warning and FLAGS in warning
-    assert "look like t2, t1, t1ce, flair" in channel_order_warning(image[[3, 1, 2, 0]], MODALITIES)
-    assert channel_order_warning(image[[0, 2, 1, 3]], MODALITIES) is None  # T1 / T1ce: not told apart
-    assert channel_order_warning(image[[1, 2, 3]], ("t1", "t1ce", "t2")) is None  # a subset, in order
+    assert "look like t2, t1, t1ce, flair" in channel_order_warning(image[[3, 1, 2, 0]], MODALITIES, ref.spacing)
+    # T1 / T1ce: told apart by content now (the correlation check could not)
+    assert "look like flair, t1ce, t1, t2" in channel_order_warning(image[[0, 2, 1, 3]], MODALITIES, ref.spacing)
+    assert channel_order_warning(image[[1, 2, 3]], ("t1", "t1ce", "t2")) is None  # a subset: not checked
     assert channel_order_warning(image[:2], ("flair", "t1")) is None  # two channels: nothing to compare
 
 
-def test_files_named_in_the_wrong_order_are_reported(vols, tmp_path):
-    """FLAIR saved as ..._t2 and T2 as ..._flair: the names are clear but wrong; info says so."""
-    folder = write_case_folder(vols, tmp_path / CASE, {"flair": f"{CASE}_t2", "t1": f"{CASE}_t1",
-                                                       "t1ce": f"{CASE}_t1ce", "t2": f"{CASE}_flair"}, ".nii.gz")
+def test_files_named_in_the_wrong_order_are_reported(brats_root, tmp_path):
+    """FLAIR saved as ..._t2 and T2 as ..._flair: the names are clear but wrong; info says so. Whole scans: a
+    64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor flagged)."""
+    folder = tmp_path / CASE
+    folder.mkdir()
+    for given, real in {"flair": "t2", "t1": "t1", "t1ce": "t1ce", "t2": "flair"}.items():
+        (folder / f"{CASE}_{given}.nii.gz").symlink_to(brats_root / CASE / f"{CASE}_{real}.nii.gz")
     (case,) = find_cases(folder)
     (problem,) = check_case(case)
     assert problem.startswith(f"case {CASE}: the channels given as flair, t1, t1ce, t2 look like t2, t1, t1ce, flair")
     assert "problems (1)" in describe(folder)
-    write_case_folder(vols, tmp_path / "right" / CASE, brats_names(CASE), ".nii.gz")
-    assert check_case(find_cases(tmp_path / "right" / CASE)[0]) == []
+    assert check_case(find_cases(brats_root / CASE)[0]) == []
 
 
 # ----------------------------------------------------------------------------------------- lists of files

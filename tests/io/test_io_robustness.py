@@ -232,3 +232,20 @@ def test_gzip_nrrd_crc_checked(tmp_path):
     data[-6] ^= 0x01  # the CRC-32 of the gzip trailer
     (tmp_path / "crc.nrrd").write_bytes(bytes(data))
     _refused(tmp_path / "crc.nrrd", "compressed data are corrupt")
+
+
+def test_a_dicom_series_with_missing_slices_is_refused(tmp_path):
+    """Issue 36 (hospital exports): ITK stacks the slices around a gap as if adjacent, squeezing the anatomy."""
+    from layouts import write_dicom_series
+
+    from medseg3d.io import Volume
+
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.integers(0, 500, (20, 24, 12)).astype(np.int16), np.diag([0.9, 0.9, 3.0, 1.0]))
+    folder = write_dicom_series(vol, tmp_path / "T2", "AX T2", 1)
+    assert read_volume(folder).shape == (20, 24, 12)
+    (folder / "IM0006.dcm").unlink()
+    with pytest.raises(InputError) as e:
+        read_volume(folder)
+    assert str(e.value) == (f"{folder}: the DICOM series misses slices (a gap of 6 mm after slice 5 of 11, where "
+                            "slices are 3 mm apart); export the complete series")

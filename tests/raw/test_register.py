@@ -131,3 +131,33 @@ def test_a_simulated_raw_case_scores_close_to_its_original(brats_root):
     assert result.prepared.mode == "full"
     pred, ref = result.labels.array > 0, sim.label.array > 0
     assert 2 * (pred & ref).sum() / (pred.sum() + ref.sum()) > 0.8
+
+
+def test_scans_that_do_not_overlap_are_refused_with_what_is_wrong_not_itk_text():
+    """Issue 36 item 5: "co-registration failed (ITK ERROR: MattesMutualInformation...(0x55...): All samples
+    map outside moving image buffer)" became a line about the input and what to do."""
+    from medseg3d.errors import InputError
+
+    rng = np.random.default_rng(0)
+    a = np.zeros((40, 40, 30), np.float32)
+    a[8:32, 8:32, 6:24] = rng.uniform(100, 400, (24, 24, 18))
+    far = np.eye(4)
+    far[:3, 3] = 5000.0  # the same head, but 8.7 m away in the scanner's coordinates
+    with pytest.raises(InputError) as e:
+        rigid(Volume(a, np.eye(4)), Volume(a, far), what="co-registration of t2 to t1ce")
+    text = str(e.value)
+    assert text.startswith("co-registration of t2 to t1ce failed: the two scans hardly overlap in space")
+    assert "--preprocess resample" in text
+    assert "ITK" not in text and "0x" not in text and "\n" not in text and "Mattes" not in text
+
+
+def test_a_mask_given_as_a_scan_is_refused_as_an_image(brats_root):
+    from medseg3d.errors import InputError
+    from medseg3d.raw.pipeline import prepare
+
+    vols = {m: read_volume(brats_root / CASE / f"{CASE}_{m}.nii.gz") for m in ("flair", "t1", "t1ce", "t2")}
+    vols["t1ce"] = vols["t1ce"].with_array((vols["t1ce"].array > 0).astype(np.uint8))  # a 0/1 brain mask
+    with pytest.raises(InputError) as e:
+        prepare(vols, None, "auto")
+    assert str(e.value) == ("channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
+                            "give the t1ce image itself")

@@ -40,8 +40,10 @@ from .case import (
     check_case,
 )
 from .channel_order import (
-    CHANNEL_ORDER_THRESHOLD,
+    SequenceCheck,
     channel_order_warning,
+    check_case_sequences,
+    check_sequences,
 )
 from .dataset_json import (
     brats_label_map,
@@ -72,15 +74,17 @@ from .splits import (
 
 __all__ = [
     "BRATS_MODALITIES",
-    "CHANNEL_ORDER_THRESHOLD",
     "FLAGS",
     "LAYOUTS",
     "NNUNET_BRATS_ORDER",
     "Case",
+    "SequenceCheck",
     "apply_label_map",
     "brats_label_map",
     "channel_order_warning",
     "check_case",
+    "check_case_sequences",
+    "check_sequences",
     "dataset_labels",
     "detect_layout",
     "find_cases",

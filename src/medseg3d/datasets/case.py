@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume, read_volume
+from ..io import Volume, check_path, mask_like, read_volume
 from .channel_order import order_warning
 from .names import normalise_modalities
 
@@ -67,6 +67,8 @@ class Case:
         opened: dict[Path, Volume] = {}
         for name, path in self.channels.items():
             path = Path(path)
+            if path.is_symlink() and not path.exists():
+                check_path(path)  # "is a symbolic link loop" / "is a broken symbolic link (to ...)"
             if not path.exists():
                 present = [m for m in self.channels if m not in self.missing()]
                 raise InputError(
@@ -154,6 +156,9 @@ def _channel_problem(case_id, name, path, vol, data, ref, ref_name) -> str | Non
         return f"case {case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file"
     if data.size and data.min() == data.max():
         return f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); the file is empty or broken"
+    few = mask_like(vol.array)
+    if few:
+        return f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, not an MR scan; give the image"
     return None
 
 
@@ -205,9 +210,10 @@ def check_case(case: Case) -> list[str]:
         if problem:
             problems.append(problem)
         else:
-            subsampled[name] = vol.array[::2, ::2, ::2]
+            subsampled[name] = (vol.array[::2, ::2, ::2], tuple(2 * s for s in vol.spacing))
     if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
-        warning = order_warning(list(subsampled.values()), tuple(subsampled))
+        warning = order_warning([a for a, _ in subsampled.values()], tuple(subsampled),
+                                [s for _, s in subsampled.values()])
         if warning:
             problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:

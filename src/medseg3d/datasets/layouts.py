@@ -42,9 +42,15 @@ def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
             for entry in it:
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
+                try:
+                    is_dir, is_file = entry.is_dir(), entry.is_file()
+                except OSError:  # a symbolic link loop
+                    is_dir = is_file = False
+                if is_dir:
                     dirs.append(Path(entry.path))
-                elif entry.is_file():
+                elif is_file or entry.is_symlink():
+                    # a link that leads nowhere (a loop, a dangling target) is listed, so that the case it
+                    # belongs to is refused with what is wrong with it rather than dropped without a word
                     files.append(Path(entry.path))
     except OSError:
         return [], []
@@ -79,12 +85,17 @@ def dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None,
 
 
 def ambiguity(case_id: str, entries, needed=None) -> str | None:
-    """One line saying why the files of a case cannot be told apart, or ``None`` when they can."""
+    """One line saying why the files of a case cannot be told apart, or ``None`` when they can.
+
+    Two files named for one ``needed`` modality are ambiguous; files whose names say nothing are ambiguous
+    only while a ``needed`` modality has no file (one of them may be it). Beside a file for each, they are
+    extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see :func:`extra_files`."""
     counts: dict = {}
     for _, what, _, _ in entries:
         counts[what] = counts.get(what, 0) + 1
     twice = [w for w, n in counts.items() if w not in (None, "ignore") and n > 1 and (needed is None or w in needed)]
-    unknown = counts.get(None, 0)
+    complete = needed is not None and all(m in counts for m in needed)
+    unknown = 0 if complete else counts.get(None, 0)
     if not twice and not unknown:
         return None
     found = ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}"
@@ -93,6 +104,11 @@ def ambiguity(case_id: str, entries, needed=None) -> str | None:
                     + ([f"{unknown} file(s) not recognised"] if unknown else []))
     return (f"case {case_id}: cannot tell which file is which channel ({why}; found {found}); remove the extra "
             f"files or say which is which with {FLAGS}")
+
+
+def extra_files(entries) -> list[str]:
+    """The names of the files that are no channel and no label (a mask, ``CASE_foo``): ignored."""
+    return [shown_name(p) for p, what, _, _ in entries if what in (None, "ignore")]
 
 
 def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
@@ -113,7 +129,7 @@ def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
         meta["ambiguous_label"] = (
             f"case {case_id}: {len(labels)} label files ({', '.join(shown_name(e[0]) for e in labels)}); "
             "keep one, or list the cases in a .csv with a 'label' column")
-    ignored = [shown_name(p) for p, what, _, _ in entries if what == "ignore"]
+    ignored = extra_files(entries) if not ambiguous else []
     if ignored:
         meta["ignored"] = ignored
     label = first["label"][0] if "label" in first else None

@@ -13,6 +13,7 @@ from .layouts import (
     NNUNET_FILE,
     ambiguity,
     dicom_entries,
+    extra_files,
     file_entries,
     find_cases,
     is_nnunet_images_folder,
@@ -127,7 +128,10 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
     case = Case(case_id, channels, label, {"layout": "folder", "sources": sources})
     if case_id.lower() in _GENERIC_FOLDER_NAMES:  # ".../TCGA-FG-6692/raw/flair.nii.gz": the case is above
         case.case_id = prefixes.pop() if len(prefixes) == 1 else folder.resolve().parent.name
-    return case, []
+    used = {Path(p).resolve() for p in channels.values()} | ({Path(label).resolve()} if label else set())
+    extras = extra_files([e for e in entries if e[0].resolve() not in used and e[1] not in BRATS_MODALITIES])
+    lines = [f"ignored {', '.join(extras)} (no channel name: not a channel)"] if extras else []
+    return case, lines
 
 
 _GENERIC_FOLDER_NAMES = {"raw", "images", "input", "inputs", "nifti", "nii", "dicom", "scans", "anat", "mri"}

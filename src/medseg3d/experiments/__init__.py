@@ -25,6 +25,8 @@ Experiments (``EXPERIMENTS``):
 * ``hand``: the paper's Task 1 configuration on any nnU-Net/MSD dataset: first channel only, five classes
   (``--labels hand``: 0 background, 1 metacarpals, 2 proximal, 3 middle, 4 distal phalanges), a fixed
   crop down-sampled to 120 x 120 x 64 voxels (crop and factor chosen from the first case's size).
+* ``task1``: the runs of ``ablations`` on any dataset with a ``dataset.json`` (e.g. the hippocampus MRI), its
+  spacing, patch, batch, depth and classes planned from the data (:mod:`~medseg3d.experiments.planning`).
 
 Default settings (they keep each experiment under 6 hours on a 2-core CPU):
 
@@ -96,9 +98,9 @@ from .catalogue import (
     net_args,
     train_config,
 )
-from .plan import RESULTS_ONLY_IGNORE, Task, budget_epochs, fold_dir, plan_experiment, read_record, run_state
+from .plan import budget_epochs, plan_experiment, read_record
 from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
-from .runner import claim_task, release_task, run_experiment
+from .runner import run_experiment
 from .tables import (
     collect_results,
     paired_cells,
@@ -109,6 +111,7 @@ from .tables import (
     settings_text,
     write_report,
 )
+from .task import RESULTS_ONLY_IGNORE, Task, claim_task, fold_dir, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,

@@ -16,8 +16,8 @@ from ..errors import InputError
 from ..labels import LabelScheme, get_scheme
 from ..plotting import save_figure
 from .catalogue import BASE, PAPER_MODALITIES, PAPER_REGIONS, QUICK, Experiment, get_experiment
-from .plan import fold_dir, run_state
 from .reuse import reused_lines
+from .task import fold_dir, run_state
 from .timing import budget_text, format_duration, log_rows, read_timing
 
 

@@ -37,7 +37,7 @@ from .atomic import (
     write_rows,
     write_text_atomic,
 )
-from .checks import DEFAULT_MAX_VOXELS, MAX_ABS_VALUE, check_path, check_values, max_voxels
+from .checks import DEFAULT_MAX_VOXELS, MAX_ABS_VALUE, check_path, check_values, mask_like, max_voxels
 from .read import is_dicom_folder, read_volume
 from .volume import (
     IMAGE_SUFFIXES,
@@ -64,6 +64,7 @@ __all__ = [
     "image_suffix",
     "is_dicom_folder",
     "is_image_file",
+    "mask_like",
     "max_voxels",
     "output_stem",
     "read_volume",

@@ -104,6 +104,23 @@ def check_affine(path: Path, affine: np.ndarray) -> None:
         )
 
 
+MASK_MAX_VALUES = 8  # an image with this few distinct values is a mask or a label map, not a scan
+
+
+def mask_like(array: np.ndarray) -> str | None:
+    """``"only the values 0, 1"`` when ``array`` holds at most :data:`MASK_MAX_VALUES` distinct values (a brain
+    mask, a segmentation, a thresholded map given as a scan), else ``None``. A real MR scan, even an 8-bit one,
+    holds dozens of grey values inside the head; a sample is looked at first, so a scan costs little."""
+    if array.size == 0:
+        return None
+    if np.unique(array.reshape(-1)[:: max(1, array.size // 100_000)]).size > MASK_MAX_VALUES:
+        return None
+    values = np.unique(array)
+    if values.size > MASK_MAX_VALUES:
+        return None
+    return "only the values " + ", ".join(f"{v:g}" for v in values)
+
+
 def check_values(array: np.ndarray, where: str) -> None:
     """Refuse NaN / infinite voxels and magnitudes above :data:`MAX_ABS_VALUE` (1e10).
 

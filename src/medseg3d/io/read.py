@@ -223,6 +223,35 @@ def _read_itk(path: Path) -> Volume:
     return _itk_to_volume(reader.Execute(), "itk", path)
 
 
+def _check_slice_gaps(path: Path, files) -> None:
+    """Refuse a series with missing slices: positions along the slice normal whose largest step is more than
+    1.5 times the usual one (ITK would stack the slices around the gap as if they were adjacent, squeezing the
+    anatomy). Files without positions (a single-frame export of another kind) are left to ITK."""
+    import SimpleITK as sitk
+
+    if len(files) < 3:
+        return
+    header = sitk.ImageFileReader()
+    positions, normal = [], None
+    for f in files:
+        header.SetFileName(f)
+        try:
+            header.ReadImageInformation()
+            pos = [float(v) for v in header.GetMetaData("0020|0032").split("\\")]
+            if normal is None:
+                o = [float(v) for v in header.GetMetaData("0020|0037").split("\\")]
+                normal = np.cross(o[:3], o[3:])
+        except (RuntimeError, ValueError):
+            return
+        positions.append(float(np.dot(pos, normal)))
+    steps = np.abs(np.diff(np.sort(positions)))
+    usual = float(np.median(steps))
+    if usual > 0 and steps.max() > 1.5 * usual:
+        at = int(np.argmax(steps))
+        raise InputError(f"{path}: the DICOM series misses slices (a gap of {steps[at]:.3g} mm after slice {at + 1} "
+                         f"of {len(files)}, where slices are {usual:.3g} mm apart); export the complete series")
+
+
 def _read_dicom_series(path: Path) -> Volume:
     import SimpleITK as sitk
 
@@ -239,6 +268,7 @@ def _read_dicom_series(path: Path) -> Volume:
         raise InputError(f"{path}: cannot read the DICOM series ({library_error_line(exc)})") from exc
     size = tuple(first.GetSize())[:2] + (len(files), max(1, first.GetNumberOfComponents()))
     check_size(path, size, "its DICOM series")
+    _check_slice_gaps(path, files)
     reader.SetFileNames(files)
     try:
         image = reader.Execute()

@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
-from ..datasets import Case, find_cases, resolve_case_channels
+from ..datasets import Case, check_case_sequences, find_cases, resolve_case_channels
 from ..errors import InputError
 from ..io import image_suffix, remove_stale_temporaries_of
 from ..models import LoadedModel, load_model, with_refiner
+from ..review import collecting, fire
 from .options import PredictOptions, check_output_format
 from .outputs import check_dicom_source, companions, write_case_outputs
 from .pipeline import segment_volumes
@@ -58,19 +60,26 @@ def predict_case(loaded: LoadedModel, case: Case, target: Path, opts: PredictOpt
                  **outputs) -> Path:
     """Read one case, segment it and write its outputs (``outputs``: the keyword arguments of
     :func:`~.outputs.write_case_outputs`). Returns ``target``."""
-    t0 = time.perf_counter()
-    volumes = {name: vol for name, _, vol in case.read_channels()}
-    read_seconds = time.perf_counter() - t0
-    result = segment_volumes(loaded, volumes, opts, progress=progress)
-    return write_case_outputs(loaded, case, target, result, volumes, opts, read_seconds=read_seconds,
-                              say=progress, **outputs)
+    with collecting() as checks:  # this case's quality checks: recorded in its JSON, refused with --strict
+        t0 = time.perf_counter()
+        volumes = {name: vol for name, _, vol in case.read_channels()}
+        read_seconds = time.perf_counter() - t0
+        # which file is which sequence, by content against the names: reorders, refuses or flags (issue 36)
+        volumes, sequences = check_case_sequences(case, volumes, opts.trust_names)
+        for line in sequences.lines:
+            print(f"note: {line}", file=sys.stderr, flush=True)
+        for line in sequences.review:
+            fire(case.case_id, line)
+        result = segment_volumes(loaded, volumes, opts, progress=progress)
+        return write_case_outputs(loaded, case, target, result, volumes, opts, read_seconds=read_seconds,
+                                  say=progress, checks=checks, sequences=sequences.record(), **outputs)
 
 
 def predict(model, inputs: list, output: str | os.PathLike, options: PredictOptions | None = None, *,
             save_probabilities: bool = False, force: bool = False, shard: tuple[int, int] | None = None,
             progress: bool = True, device: str = "auto", precision: str = "auto", channel_files: dict | None = None,
-            report: bool = False, output_format: str | None = None, refine: str | None = "auto",
-            **option_values) -> list[Path]:
+            report: bool = False, anonymise: bool = False, output_format: str | None = None,
+            refine: str | None = "auto", **option_values) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
     Args:
@@ -88,7 +97,9 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
         progress: print one line per step and a progress bar.
         device, precision: where and in which precision to run (``auto``: CUDA when present).
         channel_files: modality -> file, where names do not tell which file is which.
-        report: also write ``<output stem>.report.html`` and its ``.json`` for every case.
+        report: also write the report a clinician reads (``<output stem>.report.html``, ``.pdf``, ``.dcm`` for
+            a DICOM input: :mod:`medseg3d.clinical.report`) and its ``.json`` for every case.
+        anonymise: with ``report``, leave the patient, study and series out (and write no ``.dcm``).
         output_format: ``dicom-seg`` also writes ``<output stem>.seg.dcm`` referencing the input DICOM series
             (written by default when there is one; ``nifti``: not).
         refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none; else
@@ -113,7 +124,8 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
     for p in inputs:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the input path")
-    outputs = dict(save_probabilities=save_probabilities, report=report, output_format=output_format)
+    outputs = dict(save_probabilities=save_probabilities, report=report, output_format=output_format,
+                   anonymise=anonymise)
     # one scan of a folder says whether it is a dataset (several cases) and gives its cases
     found = _cases_in(inputs[0]) if len(inputs) == 1 and inputs[0].is_dir() and not channel_files else []
     if len(found) <= 1:

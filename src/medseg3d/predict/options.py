@@ -46,6 +46,10 @@ class PredictOptions:
         space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after ``full``).
         uncertainty: see :data:`Passes`.
         template_fit: ``rigid`` or ``affine`` map of the brain to the template in ``full``; None: rigid.
+        trust_names: where file names and the channels' content confidently disagree about the sequences,
+            segment as named and flag the case for review, instead of refusing it (``--trust-names``).
+        strict: a case whose quality checks fire (:mod:`medseg3d.review`) is refused before anything of it is
+            written, instead of written and flagged for review (``--strict``).
     """
 
     mirror: bool = False
@@ -58,6 +62,8 @@ class PredictOptions:
     space: str = "native"
     uncertainty: Passes = None
     template_fit: str | None = None
+    trust_names: bool = False
+    strict: bool = False
     resolved: bool = dataclasses.field(default=False, compare=False)
 
     @classmethod

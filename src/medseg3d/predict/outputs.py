@@ -5,7 +5,8 @@ Beside ``<stem>.<suffix>`` (the labels, in the input's format and on its grid):
 - ``<stem>_probabilities<suffix>`` (``--probabilities``), ``<stem>_uncertainty<suffix>`` (``--uncertainty``);
 - ``<stem>.json`` and ``<stem>.png`` for a case that was aligned (raw scans): volumes, steps, transforms,
   timings and quality checks (:mod:`medseg3d.raw.summary`), and the alignment picture;
-- ``<stem>.report.html`` and ``<stem>.json`` with ``--report`` (:mod:`medseg3d.report`);
+- ``<stem>.report.html``, ``.report.pdf``, ``.report.dcm`` (DICOM input) and ``<stem>.json`` with ``--report``
+  (:mod:`medseg3d.clinical.report`);
 - ``<stem>.json`` with ``--uncertainty`` alone;
 - ``<stem>.seg.dcm``, a DICOM Segmentation, when the input is a DICOM series (docs/report.md).
 
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Case, channel_order_warning
+from ..datasets import Case
 from ..errors import InputError
 from ..io import Volume, image_suffix, output_stem, write_json_atomic, write_volume
 from ..models import LoadedModel
+from ..review import fire
 from ..uncertainty import (
     apply_temperature,
     confidence_rank,
@@ -45,7 +47,7 @@ def companions(target: Path) -> list[str]:
     """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
     suffix, stem = image_suffix(target), output_stem(target).name
     return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
-            f"{stem}.report.html", f"{stem}.seg.dcm"]
+            f"{stem}.report.html", f"{stem}.report.pdf", f"{stem}.report.dcm", f"{stem}.seg.dcm"]
 
 
 def dicom_channels(case: Case) -> list[str]:
@@ -64,7 +66,9 @@ def check_dicom_source(case: Case, output_format: str | None) -> None:
 
 def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: CaseResult, volumes: dict,
                        opts: PredictOptions, *, save_probabilities: bool = False, report: bool = False,
-                       output_format: str | None = None, read_seconds: float = 0.0, say=None) -> Path:
+                       output_format: str | None = None, read_seconds: float = 0.0, say=None,
+                       anonymise: bool = False, checks: list | None = None,
+                       sequences: dict | None = None) -> Path:
     """Write the segmentation ``target`` and what goes beside it (see the module docstring).
 
     Args:
@@ -74,21 +78,37 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         result: what :func:`~.pipeline.segment_volumes` returned.
         volumes: the channels as read (modality -> Volume), for the pictures and the DICOM SEG.
         opts: the resolved options the case was segmented with (recorded).
-        save_probabilities, report, output_format: what else to write.
+        save_probabilities, report, output_format: what else to write; ``anonymise``: the report leaves the
+            patient, study and series out.
         read_seconds: how long reading the channels took (recorded).
         say: a callable given one line per step, or None (quiet).
+        checks: the list the case's quality checks are collected in (:func:`medseg3d.review.collecting`): the
+            alignment's and the confidence's are fired here; all are recorded in the case's JSON (one is
+            written for a case with checks), and with ``opts.strict`` any refuses the case before a file.
+        sequences: the content reading of the channels' sequences, recorded in the JSON.
 
     Returns:
         ``target``, once everything is written.
 
     Raises:
-        InputError: ``--output-format dicom-seg`` where the labels do not lie on a DICOM series' grid, or an
-            output that cannot be written.
+        InputError: ``--output-format dicom-seg`` where the labels do not lie on a DICOM series' grid, an
+            output that cannot be written, or (``opts.strict``) a quality check that fired.
     """
-    if result.prepared.mode != "full":
-        order = channel_order_warning(result.prepared.image(loaded.modalities), loaded.modalities)
-        if order:
-            (say or warn)(f"warning: {case.case_id}: {order}")
+    checks = [] if checks is None else checks
+    if result.prepared.mode != "none":  # the alignment's checks and the tumour against the brain mask
+        from ..raw.summary import summary_warnings
+
+        for line in summary_warnings(result.labels, result.prepared, loaded.scheme):
+            fire(case.case_id, f"{case.case_id}: {line}")
+    uncertainty = uncertainty_record(loaded, result, output_stem(target), image_suffix(target))
+    low = uncertainty and confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"),
+                                             uncertainty.get("source", "mirrored"))
+    if low:
+        fire(case.case_id, f"{case.case_id}: {low}")
+    if opts.strict and checks:
+        raise InputError(f"case {case.case_id}: refused by --strict, nothing written: {len(checks)} quality "
+                         f"check(s) fired ({', '.join(dict.fromkeys(c.name for c in checks))}): {checks[0].message}")
+    record = {"checks": [c.to_dict() for c in checks], "sequence_identification": sequences}
     if say and result.prepared.mode != "none":
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     post = {"min_component": opts.min_component, "min_enhancing": opts.min_enhancing,
@@ -117,7 +137,6 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         tumour_ml = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)
         if say:
             say(f"{case.case_id}: tumour volumes: {volumes_line(tumour_ml['regions'])}")
-    uncertainty = uncertainty_record(loaded, result, stem, suffix)
     if uncertainty:
         _say_uncertainty(case.case_id, uncertainty, say)
     raw_summary = None
@@ -128,15 +147,19 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
                                                 model=loaded.pipeline_name,
                                                 inputs={m: str(p) for m, p in case.channels.items()},
-                                                extra={"postprocessing": post} | ({"uncertainty": uncertainty} if uncertainty else {}))
+                                                extra={"postprocessing": post, **record}
+                                                | ({"uncertainty": uncertainty} if uncertainty else {}))
         for line in lines if say else []:
-            say(line)
+            if not line.startswith("warning: "):  # fired on standard error above
+                say(line)
     _write_dicom_seg_if_dicom(loaded, case, result, volumes, stem, target, output_format, say)
     if report:
-        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post)
-    elif uncertainty and raw_summary is None:
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post, record,
+                      {m: case.channels[m] for m in dicom_channels(case)}, anonymise)
+    elif (uncertainty or checks) and raw_summary is None:  # a case flagged for review says why in its JSON
         write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
-                           "postprocessing": post, "uncertainty": uncertainty}, stem.with_name(stem.name + ".json"))
+                           "postprocessing": post, **record} | ({"uncertainty": uncertainty} if uncertainty else {}),
+                          stem.with_name(stem.name + ".json"))
     return written
 
 
@@ -149,10 +172,6 @@ def _say_uncertainty(case_id: str, uncertainty: dict, say) -> None:
         spread = member_spread(uncertainty)
         if spread:
             say(f"{case_id}: {spread}")
-    low = confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"),
-                             uncertainty.get("source", "mirrored"))
-    if low:
-        warn(f"warning: {case_id}: {low}")
 
 
 def _write_dicom_seg_if_dicom(loaded: LoadedModel, case: Case, result: CaseResult, volumes: dict, stem: Path,
@@ -221,9 +240,12 @@ def member_spread(uncertainty: dict | None) -> str | None:
 
 
 def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
-                  uncertainty: dict | None = None, post: dict | None = None) -> None:
-    """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
-    from ..report import write_case_report
+                  uncertainty: dict | None = None, post: dict | None = None, record: dict | None = None,
+                  dicom: dict | None = None, anonymise: bool = False) -> None:
+    """The report's files (:func:`medseg3d.clinical.report.write_case_report`) and ``<stem>.json`` (a raw
+    case's summary kept inside it); ``record``: the quality checks and sequences recorded; ``dicom``: modality
+    -> DICOM series folder of the input."""
+    from ..clinical.report import write_case_report
 
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
     if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
@@ -241,9 +263,11 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
                                      "segment again with --max-distance 0")
     if uncertainty:
         extra["uncertainty"] = uncertainty
+    extra |= record or {}
     if result.refinement:
         extra["refinement"] = result.refinement
-    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
-                                             steps, extra, uncertainty_map=result.uncertainty)
+    files = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
+                              steps, extra, uncertainty_map=result.uncertainty, dicom_series=dicom,
+                              anonymise=anonymise, prepared=result.prepared)  # prepared: the way into atlas space
     if say:
-        say(f"wrote {html_path} and {json_path}")
+        say("wrote " + ", ".join(str(f) for f in (files.html, files.pdf, files.dcm, files.json) if f))

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..io import Volume
+from ..io import Volume, mask_like
 from . import qc
 from .geometry import covering_grid, resample
 from .template import BRATS_AFFINE, BRATS_SHAPE, load_template, normalise_brain
@@ -152,6 +152,10 @@ def _check_channel(name: str, volume: Volume) -> None:
         raise InputError(f"channel {name}: holds NaN or infinite values; check the file")
     if a.min() == a.max():
         raise InputError(f"channel {name}: is empty or constant (all voxels {a.flat[0]}); check the file")
+    few = mask_like(a)
+    if few:
+        raise InputError(f"channel {name}: holds {few}: a mask or label map, not an MR scan; give the {name} "
+                         "image itself")
 
 
 @contextlib.contextmanager
@@ -231,7 +235,7 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template
         for m, vol in volumes.items():
             if m == reference:
                 continue
-            fit = register.rigid(ref, vol)
+            fit = register.rigid(ref, vol, what=f"co-registration of {m} to {reference}")
             rigid[m] = fit.matrix
             transforms[m] = fit.to_dict()
     strip = _strip_channel(volumes)

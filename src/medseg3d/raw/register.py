@@ -59,6 +59,27 @@ def _method(levels: tuple[int, ...], sigmas_mm: tuple[float, ...], iterations: i
     return reg
 
 
+# What ITK's registration errors say about the input (ITK's own words, matched case-insensitively), and
+# what to do; anything else is read as "no fit found".
+_ITK_PROBLEMS = (
+    (("samples map outside moving image buffer",),
+     ("the two scans hardly overlap in space (their positions in the scanner's coordinates are far apart); "
+      "check that they come from one study and that their headers keep the scanner's positions, or give scans "
+      "already on one grid (--preprocess resample)")),
+    (("joint pdf summed to zero", "the joint pdf",),
+     "one scan holds no contrast where the two overlap (empty, constant or a mask); check the files"),
+)
+
+
+def _input_problem(itk_message: str) -> str:
+    text = itk_message.lower()
+    for needles, problem in _ITK_PROBLEMS:
+        if any(n in text for n in needles):
+            return problem
+    return ("no alignment was found between the scans; check that they show the same head, or give scans "
+            "already on one grid (--preprocess resample)")
+
+
 def _run(reg, fixed, moving, what: str):
     """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input can
     end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
@@ -69,17 +90,22 @@ def _run(reg, fixed, moving, what: str):
     reg.SetNumberOfThreads(1)
     try:
         transform = reg.Execute(fixed, moving)
-    except RuntimeError as exc:
-        line = str(exc).strip().splitlines()[-1][:200]
-        raise InputError(f"{what} failed ({line}); do the scans show the same head?") from exc
+    except RuntimeError as exc:  # ITK's text (addresses, class names) stays in the chained exception
+        raise InputError(f"{what} failed: {_input_problem(str(exc))}") from exc
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     return transform, float(reg.GetMetricValue()), int(reg.GetOptimizerIteration())
 
 
 def rigid(fixed: Volume, moving: Volume, *, seed: int = 0, fixed_mask: Volume | None = None,
-          spacing: float = 3.0, levels: tuple[int, ...] = (2, 1), sampling: float = 0.2) -> Registration:
+          spacing: float = 3.0, levels: tuple[int, ...] = (2, 1), sampling: float = 0.2,
+          what: str = "co-registration") -> Registration:
     """Rigid map from ``fixed``'s space to ``moving``'s, started at the identity.
+
+    ``what`` names the step in an error (e.g. ``"co-registration of t2 to t1ce"``).
+
+    Raises:
+        InputError: the fit fails, in one line saying what about the scans makes it fail and what to do.
 
     Sequences of one session share the scanner's coordinates, so the identity is the right start; the fit
     corrects motion between them. Both images go through a 3 mm isotropic grid first (on this CPU a third
@@ -97,7 +123,7 @@ def rigid(fixed: Volume, moving: Volume, *, seed: int = 0, fixed_mask: Volume | 
     centre = np.asarray(f.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in f.GetSize()]))
     start.SetCenter(tuple(float(c) for c in centre))
     reg.SetInitialTransform(start, inPlace=False)
-    transform, metric, iters = _run(reg, f, m, "co-registration")
+    transform, metric, iters = _run(reg, f, m, what)
     return Registration(sitk_to_matrix(transform), metric, iters, "rigid")
 
 

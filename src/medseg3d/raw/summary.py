@@ -23,6 +23,21 @@ from .template import load_template
 REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 
 
+def _on_native(labels: Volume, prepared: Aligned) -> bool:
+    return labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
+
+
+def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> list[str]:
+    """The quality checks of an aligned case that fired: the alignment's (:mod:`.qc`) and whether the tumour
+    lies inside the brain mask and off its edge; one line each."""
+    brain = prepared.native_brain if _on_native(labels, prepared) else prepared.brain
+    warnings = list(prepared.warnings)
+    if brain is not None and scheme.regions:
+        tumour = np.isin(labels.array, [v for v in scheme.values if v != 0])
+        warnings += qc.check_tumour_in_brain(tumour, brain, labels.spacing)
+    return warnings
+
+
 def write_case_summary(labels: Volume, prepared: Aligned, scheme: LabelScheme, target: Path, seconds: dict,
                        *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
     """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
@@ -30,12 +45,9 @@ def write_case_summary(labels: Volume, prepared: Aligned, scheme: LabelScheme, t
     from ..report import volume_summary, volumes_line
 
     stem = output_stem(target)
-    on_native = labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
+    on_native = _on_native(labels, prepared)
     brain = prepared.native_brain if on_native else prepared.brain
-    warnings = list(prepared.warnings)
-    if brain is not None and scheme.regions:
-        tumour = np.isin(labels.array, [v for v in scheme.values if v != 0])
-        warnings += qc.check_tumour_in_brain(tumour, brain, labels.spacing)
+    warnings = summary_warnings(labels, prepared, scheme)
     volumes = volume_summary(labels.array, labels.spacing, scheme)
     summary = {"model": model, "inputs": inputs, "output": str(target), "output_grid": {
         "space": "native" if on_native else "atlas", "shape": list(labels.shape),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cache import open_cache, prepare_dataset
+from ..cache import discard_prepared, open_cache, prepare_dataset
 from ..datasets import fold_ids, load_split, make_split
 from ..errors import InputError
 from ..labels import LabelScheme
@@ -49,6 +49,7 @@ def load_training_data(cfg: TrainConfig, out: Path, scheme: LabelScheme, modalit
                                    progress=cfg.progress, option="--cache" if cfg.cache else "--out")
         bad_cases = prepared["failed"]
         if bad_cases and not cfg.skip_bad_cases:
+            discard_prepared(cache_dir, prepared)  # a refusal leaves no cache behind
             raise InputError(f"{len(bad_cases)} case(s) cannot be used: "
                              + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
                              + "; fix or remove them, or add --skip-bad-cases to train without them")

@@ -42,12 +42,12 @@ from ..checkpoint import save_checkpoint, save_model
 from ..datasets import normalise_modalities, save_split
 from ..errors import InputError
 from ..io import write_json_atomic, write_rows
-from ..labels import get_scheme
 from ..precision import describe as describe_precision
 from .config import (
     TrainConfig,
     check_budget_and_batch,
     given_settings,
+    label_scheme,
     learning_rate,
     model_metadata,
     resume_config,
@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
     rank, world = join_process_group(device)
     out = Path(cfg.out)
     _open_run_folder(cfg, out, rank)
-    scheme = get_scheme(cfg.labels)
+    scheme = label_scheme(cfg)
     torch.manual_seed(cfg.seed + rank)
     if device.type == "cpu" and world == 1:
         torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", os.cpu_count() or 1)))

@@ -5,7 +5,7 @@ cases of HELDOUT, written by ``medseg3d predict MODEL HELDOUT -o PRED --probabil
 have seen those cases (e.g. runs of the same cross-validation fold with other seeds, precisions or budgets).
 Prints, per case and as means, the region Dice of every model alone and of every average of two or more.
 
-    python scripts/ensemble_heldout.py runs/cv-brats/fold0/heldout \\
+    python archive/v2/ensemble_heldout.py runs/cv-brats/fold0/heldout \\
         runs/cv-brats/fold0/pred-last-sw-prob runs/cv-brats-4k/fold0/pred-last-sw-prob
 """
 
