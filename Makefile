@@ -4,7 +4,7 @@ PY ?= python3
 DATA ?= $(or $(MEDSEG3D_DATA),../shared/data)
 CASE ?= $(DATA)/brats2018/Brats18_2013_2_1
 
-.PHONY: install install-dev demo test test-slow lint bench
+.PHONY: install install-dev demo test test-slow test-integration lint bench
 
 # torch is installed first on its own: on a machine without it, `pip install torch==2.13.0` takes the CPU
 # build where one is provided locally instead of pulling several GB of CUDA wheels through a loose range.
@@ -25,6 +25,15 @@ test: install-dev
 
 test-slow: install-dev
 	$(PY) -m pytest -q -m slow
+
+# The end-to-end tests (tests/integration, slow ones included), among them the round trip through a real Orthanc.
+# Installs the Debian package `orthanc` when its binary is missing (needs root, or sudo); the test starts its own
+# Orthanc on loopback ports and stops it.
+# CI (a Debian/Ubuntu runner): `make test-integration`
+test-integration: install-dev
+	command -v Orthanc >/dev/null || { if [ "$$(id -u)" = 0 ]; then S=; else S=sudo; fi; \
+		$$S apt-get update && $$S apt-get install -y orthanc; }
+	$(PY) -m pytest -q -m "slow or not slow" tests/integration
 
 lint:
 	ruff check src tests benchmarks

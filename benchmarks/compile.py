@@ -19,7 +19,7 @@ import statistics
 import time
 
 import torch
-from precision import _net, _train_step  # benchmarks/precision.py: the same network and training step
+from precision import brats_net, timed_train_step  # benchmarks/precision.py: same network, same step
 
 from medseg3d.losses import build_loss
 from medseg3d.precision import describe
@@ -29,7 +29,7 @@ PATCH = (64, 64, 64)
 
 
 def _setup():
-    model = _net()
+    model = brats_net()
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
@@ -49,16 +49,16 @@ def main(argv=None) -> int:
     eager_model, eager_opt = _setup()
     comp_model, comp_opt = _setup()
     compiled = compile_for_training(comp_model)
-    _, loss_eager = _train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
+    _, loss_eager = timed_train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
     t0 = time.perf_counter()
-    _, loss_comp = _train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
-    _train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
+    _, loss_comp = timed_train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
+    timed_train_step(compiled, comp_opt, loss_fn, x, y, args.precision)
     compile_seconds = time.perf_counter() - t0
-    _train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
+    timed_train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)
     eager, comp = [], []
     for _ in range(args.repeats):
-        eager.append(_train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)[0])
-        comp.append(_train_step(compiled, comp_opt, loss_fn, x, y, args.precision)[0])
+        eager.append(timed_train_step(eager_model, eager_opt, loss_fn, x, y, args.precision)[0])
+        comp.append(timed_train_step(compiled, comp_opt, loss_fn, x, y, args.precision)[0])
     result = {
         "precision": args.precision,
         "compute_dtype": describe(args.precision, "cpu"),

@@ -29,12 +29,13 @@ PATCH = (64, 64, 64)
 CROP = (72, 88, 72)
 
 
-def _net():
+def brats_net():
+    """The ``brats`` preset's network (kayalibay, instance norm, 4 inputs, 3 region outputs), seeded."""
     torch.manual_seed(0)
     return build_network("kayalibay", 4, 3, norm="instance")
 
 
-def _train_step(model, opt, loss_fn, x, y, precision):
+def timed_train_step(model, opt, loss_fn, x, y, precision):
     """(seconds, loss) of one step of the training loop's own step function."""
     scaler = make_grad_scaler(precision, "cpu")
     start = time.perf_counter()
@@ -63,18 +64,18 @@ def main(argv=None) -> int:
     crop = torch.randn((1, 4, *CROP), generator=g)
     loss_fn = build_loss("region-dice-bce", n_classes=3)
     precisions = ("fp32", "mixed")
-    models = {p: _net() for p in precisions}
+    models = {p: brats_net() for p in precisions}
     opts = {p: torch.optim.Adam(models[p].parameters(), lr=1e-3) for p in precisions}
     train_t = {p: [] for p in precisions}
     infer_t = {p: [] for p in precisions}
     for p in precisions:  # warm-up
-        _train_step(models[p], opts[p], loss_fn, x, y, p)
+        timed_train_step(models[p], opts[p], loss_fn, x, y, p)
         _infer(models[p].eval(), crop, p)
         models[p].train()
     for _ in range(args.repeats):
         for p in precisions:
-            train_t[p].append(_train_step(models[p], opts[p], loss_fn, x, y, p)[0])
-    evaluator = _net().eval()
+            train_t[p].append(timed_train_step(models[p], opts[p], loss_fn, x, y, p)[0])
+    evaluator = brats_net().eval()
     outs = {}
     for _ in range(args.repeats):
         for p in precisions:

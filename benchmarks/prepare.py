@@ -1,4 +1,4 @@
-"""Time ``medseg3d prepare`` on the shared BraTS cases and the loading of one prepared case.
+"""Time ``medseg3d cache`` on the shared BraTS cases and the loading of one prepared case.
 
 Targets (issue 3): preparing the 20 shared cases in under 2 minutes on the 2-core development machine with
 the default settings, and loading one prepared case for training in under 50 ms.

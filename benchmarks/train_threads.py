@@ -3,7 +3,7 @@
 Times the ``brats`` preset's training step (network, loss and step function of ``medseg3d train``, float32,
 64^3 patch) in separate processes: one process with ``--threads`` threads alone, then ``--threads`` processes
 with one thread each at the same time. Their summed steps per second against the single process's is the
-gain of running that many trainings side by side (``scripts/queue_v2.sh`` runs its two presets that way).
+gain of running that many trainings side by side (``archive/v2/queue_v2.sh`` runs its two presets that way).
 Run it on an otherwise idle machine.
 
     python benchmarks/train_threads.py [--threads 2] [--steps 15]
@@ -21,18 +21,18 @@ def _worker(threads: int, steps: int) -> None:
     import statistics
 
     import torch
-    from precision import _net, _train_step  # benchmarks/precision.py: the same network and training step
+    from precision import brats_net, timed_train_step  # benchmarks/precision.py: same network, same step
 
     from medseg3d.losses import build_loss
 
     torch.set_num_threads(threads)
-    model = _net()
+    model = brats_net()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     loss_fn = build_loss("region-dice-bce")
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 64, 64, 64, generator=gen)
     y = (torch.rand(1, 3, 64, 64, 64, generator=gen) > 0.8).float()
-    times = [_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]  # 3 warm-up steps
+    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]  # 3 warm-up steps
     print(f"{statistics.median(times):.4f}", flush=True)
 
 

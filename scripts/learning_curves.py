@@ -1,6 +1,6 @@
 """Would a longer training budget help? Held-out Dice over the epochs of a cross-validation's trainings.
 
-``scripts/crossval.sh`` trains each fold with ``--fold K``, so a fold's validation cases are its held-out
+``archive/v2/crossval.sh`` trains each fold with ``--fold K``, so a fold's validation cases are its held-out
 cases and its ``log.csv`` holds their Dice every ``val_every`` epochs (one whole-volume pass, the training
 loop's validation). For each fold and region this prints the mean Dice over the first and last windows of
 ``--window`` epochs before the end, and the slope of a least-squares line through the last window (Dice per
@@ -112,13 +112,13 @@ def plot(curves: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="a scripts/crossval.sh output folder (foldK/log.csv)")
+    parser.add_argument("root", type=Path, help="a archive/v2/crossval.sh output folder (foldK/log.csv)")
     parser.add_argument("--window", type=int, default=60, help="epochs per window (default 60)")
     parser.add_argument("--png", type=Path, help="also draw the curves here")
     args = parser.parse_args(argv)
     text, curves = report(args.root, args.window)
     if not curves:
-        print(f"{args.root}: no finished fold with a log.csv (foldK/done); run scripts/crossval.sh first",
+        print(f"{args.root}: no finished fold with a log.csv (foldK/done); run archive/v2/crossval.sh first",
               file=sys.stderr)
         return 2
     print(text)

@@ -69,10 +69,11 @@ def small_dataset(brats_root, tmp_path_factory) -> Path:
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+VALIDATION = SCRIPTS.parent / "validation"  # studies whose results docs/ quote, and the fuzz harness
 
 
 def load_script(name: str, folder: Path = SCRIPTS):
-    """A module of ``scripts/`` (or of ``folder``, e.g. ``benchmarks/``; not a package) loaded from its file,
+    """A module of ``scripts/`` (or of ``folder``, e.g. ``VALIDATION``; not a package) loaded from its file,
     e.g. ``load_script("crossval_report")``. Its folder goes on ``sys.path``, as when it runs as a script, so
     that it can import its siblings."""
     if str(folder) not in sys.path:

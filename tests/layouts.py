@@ -68,26 +68,30 @@ def _sitk_image(vol: Volume):
     return image
 
 
-def write_dicom_series(vol: Volume, folder: Path, description: str, series_number: int, slices=None,
-                       start: int = 1) -> Path:
-    """One DICOM file per slice with the tags a series reader needs (UIDs, position, orientation); ``slices``:
+STUDY_UID = "1.2.826.0.1.3680043.2.1125.7"
+
+
+def write_dicom_series(vol: Volume, folder: Path, description: str, series_number: int, study_uid: str = STUDY_UID,
+                       tags: dict[str, str] | None = None, slices=None, start: int = 1) -> Path:
+    """One DICOM file per slice with the tags a series reader needs (UIDs, position, orientation); its UIDs
+    derive from ``study_uid``; ``tags`` (``{"0008|0060": "CT"}``) add or replace header values; ``slices``:
     only these (a series with gaps), files numbered from ``start`` (a second series in the same folder)."""
     import SimpleITK as sitk
 
     folder.mkdir(parents=True, exist_ok=True)
     image = _sitk_image(vol)
     d = image.GetDirection()
-    uid = f"1.2.826.0.1.3680043.2.1125.7.{series_number}"
+    uid = f"{study_uid}.{series_number}"
     common = {
         "0008|0060": "MR",
         "0008|103e": description,
         "0010|0010": "TEST^LAYOUTS",
-        "0020|000d": "1.2.826.0.1.3680043.2.1125.7",
+        "0020|000d": study_uid,
         "0020|000e": uid,
-        "0020|0052": "1.2.826.0.1.3680043.2.1125.7.0",  # frame of reference: one per study, as a scanner writes
+        "0020|0052": f"{study_uid}.0",  # frame of reference: one per study, as a scanner writes
         "0020|0011": str(series_number),
         "0020|0037": "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])),
-    }
+    } | (tags or {})
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for n, k in enumerate(range(image.GetDepth()) if slices is None else slices):
@@ -102,12 +106,12 @@ def write_dicom_series(vol: Volume, folder: Path, description: str, series_numbe
     return folder
 
 
-def write_dicom_case(vols: dict[str, Volume], folder: Path, series: dict[str, str]) -> Path:
+def write_dicom_case(vols: dict[str, Volume], folder: Path, series: dict[str, str], study_uid: str = STUDY_UID) -> Path:
     """A case folder with one DICOM series sub-folder per modality: ``series`` maps modality -> folder name
     (its SeriesDescription is the folder name too, unless given as ``"name|description"``)."""
     for n, (m, spec) in enumerate(series.items(), start=1):
         name, _, description = spec.partition("|")
-        write_dicom_series(vols[m], folder / name, description or name, n)
+        write_dicom_series(vols[m], folder / name, description or name, n, study_uid)
     return folder
 
 

@@ -189,20 +189,6 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
     np.testing.assert_array_equal(a.array[outside], b.array[outside])
 
 
-def test_crossval_cascade_switches_refiner_windows_on_a_copy(tmp_path):
-    from dataclasses import replace
-
-    from conftest import load_script
-
-    script = load_script("crossval_cascade")
-    coarse = replace(load_model("brats-v1", refine="none"), refiner=_refiner(tmp_path, patch=[16, 16, 16]))
-    windowed = script.with_refiner_windows(coarse, True)
-    assert windowed.refiner.inference_settings(None, None)[0] is True
-    assert coarse.refiner.inference_settings(None, None)[0] is False  # the loaded model is as read
-    assert windowed.model is coarse.model and windowed.refiner.model is coarse.refiner.model  # no weights copied
-    assert script.with_refiner_windows(windowed, False).refiner.inference_settings(None, None)[0] is False
-
-
 def test_a_refiner_must_work_on_finer_voxels():
     from medseg3d.cascade import _finer
     from medseg3d.preprocess import PrepConfig

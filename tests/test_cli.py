@@ -21,23 +21,35 @@ def assert_one_line_error(result, fragment):
 def test_help_lists_commands():
     result = run("--help")
     assert result.returncode == 0
-    for cmd in ("info", "prepare", "train", "predict", "evaluate", "nets", "models", "split"):
+    for cmd in ("info", "cache", "prepare", "train", "predict", "evaluate", "nets", "models", "split"):
         assert cmd in result.stdout
 
 
 def test_missing_dataset(tmp_path):
-    assert_one_line_error(run("prepare", tmp_path / "nope", "--out", tmp_path / "c"), "no such dataset")
+    assert_one_line_error(run("cache", tmp_path / "nope", "--out", tmp_path / "c"), "no such dataset")
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run("prepare", tmp_path / "empty", "--out", tmp_path / "c"), "no cases found")
+    assert_one_line_error(run("cache", tmp_path / "empty", "--out", tmp_path / "c"), "no cases found")
 
 
 def test_file_where_folder_expected(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x", encoding="utf-8")
-    assert_one_line_error(run("prepare", f, "--out", tmp_path / "c"), "is a file")
+    assert_one_line_error(run("cache", f, "--out", tmp_path / "c"), "is a file")
+
+
+def test_prepare_is_the_cache_command_with_a_note(tmp_path):
+    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its result."""
+    result = run("prepare", tmp_path / "nope", "--out", tmp_path / "c")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("medseg3d: note: `medseg3d prepare` is now `medseg3d cache`"), lines[0]
+    assert lines[1].startswith("medseg3d: error:") and "no such dataset" in lines[1], lines[1]
+    quiet = run("cache", tmp_path / "nope", "--out", tmp_path / "c")
+    assert lines[1] == quiet.stderr.strip() and "note" not in quiet.stderr
 
 
 def test_train_without_budget(brats_root, tmp_path):
@@ -61,7 +73,7 @@ def test_missing_modality(tmp_path, brats_root):
     for m in ("flair", "t1", "t2"):
         name = f"Brats18_2013_2_1_{m}.nii.gz"
         (case / name).symlink_to(brats_root / "Brats18_2013_2_1" / name)
-    assert_one_line_error(run("prepare", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"),
+    assert_one_line_error(run("cache", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"),
                           "t1ce is missing")
 
 

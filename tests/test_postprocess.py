@@ -70,46 +70,6 @@ def test_small_components_removed_known_answer():
     assert out[9, 9, 9] == 0 and (out == 2).sum() == 64
 
 
-def test_sweep_script_known_answer(tmp_path, capsys):
-    from conftest import load_script
-
-    from medseg3d.io import Volume, write_volume
-
-    sweep = load_script("postprocess_sweep")
-    affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    ref, pred = _reference_and_far_blob(3)  # 3 of the 5 enhancing voxels found: ET Dice 2*3/8, TC 2*7/(7+9)
-    _write_case(tmp_path / "cv" / "fold0" / "heldout" / "c1", "c1", ref, affine)
-    (tmp_path / "cv" / "fold0" / "pred-last-sw").mkdir()
-    write_volume(Volume(pred, affine), tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz")
-    assert sweep.main([str(tmp_path / "cv"), "--distances", "0,18,20", "--min-enhancing", "0,3,4"]) == 0
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    table = {(r[0].strip("| "), r[1]): r for r in rows[1:10]}
-    wt_with_blob = 2 * 64 / (64 + 72)
-    assert table[("0", "0")][2:5] == [f"{wt_with_blob:.4f}", "0.8750", "0.7500"]
-    assert table[("0", "3")][2:5] == table[("0", "0")][2:5] and table[("0", "3")][-1] == "- |"
-    assert table[("0", "4")][2:5] == [f"{wt_with_blob:.4f}", "0.8750", "0.0000"]
-    assert table[("0", "4")][7] == "373.1"  # no enhancing tumour left: the BraTS penalty
-    assert table[("18", "0")][2:5] == ["1.0000", "0.8750", "0.7500"]  # the blob is 20 mm away: removed
-    assert table[("18", "0")][5] == "0.0"  # and the whole tumour's HD95 drops to 0
-    assert table[("20", "0")][2:5] == table[("0", "0")][2:5]  # 20 mm is not farther than 20: kept
-    assert table[("18", "4")][2:5] == ["1.0000", "0.8750", "0.0000"]
-
-    # kept records have no heldout/ links: --data finds the references by the predicted cases' names, and
-    # the sweep is the same
-    kept = tmp_path / "kept" / "fold0" / "pred-last-sw"
-    kept.mkdir(parents=True)
-    (kept / "c1.nii.gz").write_bytes((tmp_path / "cv" / "fold0" / "pred-last-sw" / "c1.nii.gz").read_bytes())
-    assert sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "cv" / "fold0" / "heldout"),
-                       "--distances", "0,18,20", "--min-enhancing", "0,3,4"]) == 0
-    again = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert again[1:] == rows[1:]
-    (kept / "c2.nii.gz").write_bytes((kept / "c1.nii.gz").read_bytes())  # a case the data folder lacks
-    with pytest.raises(SystemExit, match="lacks the case"):
-        sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "cv" / "fold0" / "heldout")])
-    with pytest.raises(SystemExit, match="no such folder"):
-        sweep.main([str(tmp_path / "kept"), "--data", str(tmp_path / "missing")])
-
-
 def test_negative_minimums_are_refused(brats_root):
     from medseg3d.models import bundled_models
     from medseg3d.predict import segment
@@ -149,76 +109,11 @@ def test_a_negative_distance_is_refused_in_one_line():
             check_options(get_scheme("brats"), 0, 0, bad)
 
 
-def test_nested_choice_never_sees_the_fold_it_is_scored_on():
-    from conftest import load_script
-
-    sweep = load_script("postprocess_sweep")
-    half = {f"dice_{r}": 0.5 for r in ("WT", "TC", "ET")}
-    best = {f"dice_{r}": 1.0 for r in ("WT", "TC", "ET")}
-    base = {"a": half, "b": half, "c": half}
-    rows = [{"max_distance": 0.0, "min_enhancing": 0, "changed": {}},
-            {"max_distance": 20.0, "min_enhancing": 0, "changed": {"a": best}}]  # helps case a only
-    chosen = {f["fold"]: f for f in sweep.nested(rows, base, {"a": "fold0", "b": "fold1", "c": "fold1"})}
-    # fold 0 holds a: the other folds (b, c) cannot tell the settings apart, so the first (none) is kept and
-    # a scores as without post-processing, although 20 mm would have helped it
-    assert chosen["fold0"]["max_distance"] == 0.0 and chosen["fold0"]["scores"] == {"a": half}
-    # fold 1: chosen on a, where 20 mm helps; b and c unchanged by it
-    assert chosen["fold1"]["max_distance"] == 20.0 and chosen["fold1"]["scores"] == {"b": half, "c": half}
-
-
-def test_postprocess_variant_scores_the_setting_as_predict_would(tmp_path, capsys):
-    """A far blob 20 mm from the tumour: --max-distance 18 removes it, in the variant's labels and scores."""
-    import csv
-
-    from conftest import load_script
-
-    from medseg3d.io import Volume, read_volume, write_volume
-
-    variant = load_script("postprocess_variant")
-    affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    ref, pred = _reference_and_far_blob(5)  # every enhancing voxel found, and the blob 20 mm away
-    _write_case(tmp_path / "data" / "c1", "c1", ref, affine)
-    saved = tmp_path / "cv" / "fold0" / "pred-ens"
-    saved.mkdir(parents=True)
-    write_volume(Volume(pred, affine), saved / "c1.nii.gz")
-
-    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "18", "--data",
-                         str(tmp_path / "data"), "--keep-labels"]) == 0
-    assert "fold0: 1 label map(s) changed" in capsys.readouterr().out
-    out = tmp_path / "cv" / "fold0" / "pred-ens-md18"
-    written = read_volume(out / "c1.nii.gz")
-    assert np.array_equal(written.array, ref) and np.allclose(written.affine, affine)
-    row = next(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
-    assert float(row["dice_WT"]) == 1.0 and float(row["hd95_WT"]) == 0.0
-    assert float(row["dice_ET"]) == 1.0
-    assert np.array_equal(read_volume(saved / "c1.nii.gz").array, pred)  # the input maps are untouched
-
-    # 20 mm is not farther than 20: nothing changes; the maps are deleted after scoring (no --keep-labels)
-    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20", "--data",
-                         str(tmp_path / "data")]) == 0
-    out20 = tmp_path / "cv" / "fold0" / "pred-ens-md20"
-    assert not list(out20.glob("*.nii.gz"))
-    assert float(next(csv.DictReader((out20 / "metrics.csv").read_text().splitlines()))["dice_WT"]) == pytest.approx(2 * 64 / (64 + 72), abs=1e-5)
-    scores_only = tmp_path / "cv" / "fold1" / "pred-ens"  # a fold kept with its scores only
-    scores_only.mkdir(parents=True)
-    (scores_only / "metrics.csv").write_text("case,dice_WT\n")
-    assert variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20", "--data",
-                         str(tmp_path / "data")]) == 0
-    assert "fold1: pred-ens holds scores but no label maps (not kept); left out" in capsys.readouterr().out
-    assert not (tmp_path / "cv" / "fold1" / "pred-ens-md20").exists()
-    with pytest.raises(SystemExit, match="give --max-distance or --min-enhancing"):
-        variant.main([str(tmp_path / "cv"), "--variant", "ens"])
-    with pytest.raises(SystemExit, match="no fold under"):
-        variant.main([str(tmp_path / "cv"), "--variant", "missing", "--max-distance", "20"])
-    with pytest.raises(SystemExit, match="has no heldout/"):
-        variant.main([str(tmp_path / "cv"), "--variant", "ens", "--max-distance", "20"])
-
-
 def test_far_tumour_in_references_known_answer(tmp_path, capsys):
-    from conftest import load_script
+    from conftest import VALIDATION, load_script
 
 
-    script = load_script("far_tumour_in_references")
+    script = load_script("far_tumour_in_references", VALIDATION)
     labels = np.zeros((60, 20, 20), np.uint8)
     labels[5:15, 5:15, 5:15] = 2   # main tumour
     labels[50:53, 8:11, 8:11] = 4  # 27 voxels whose nearest is 36 mm (1 mm voxels) from it

@@ -1,23 +1,11 @@
-import base64
-import json
-import re
-import shutil
-import subprocess
+"""Volumes and lesions (medseg3d.report); the report page's tests are in tests/clinical/test_report.py."""
+
 
 import numpy as np
 import pytest
 
-from medseg3d.errors import InputError
-from medseg3d.io import Volume
 from medseg3d.labels import get_scheme
-from medseg3d.report import (
-    lesion_summary,
-    overlay_pictures,
-    radiological_slices,
-    volume_summary,
-    voxel_volume_ml,
-    write_case_report,
-)
+from medseg3d.report import lesion_summary, volume_summary, voxel_volume_ml
 
 
 def test_voxel_volume_is_the_product_of_the_spacing_in_ml():
@@ -40,9 +28,10 @@ def test_an_empty_map_has_zero_volumes():
     assert set(out["regions"].values()) == {0.0}
 
 
-# --- lesions, pictures and the one-page report --------------------------------------------------------------
+# --- lesions --------------------------------------------------------------
 
-def _two_lesion_case():
+def two_lesion_case():
+    """Edema and enhancing lesions of 125 and 64 voxels and an 8-voxel fragment (also the report tests' case)."""
     labels = np.zeros((30, 30, 20), dtype=np.uint8)
     labels[2:7, 2:7, 2:7] = 2          # 125 voxels edema, centre (4, 4, 4)
     labels[20:24, 20:24, 10:14] = 4    # 64 voxels enhancing, centre (21.5, 21.5, 11.5)
@@ -53,7 +42,7 @@ def _two_lesion_case():
 def test_lesions_are_components_above_50_mm3_with_world_centres():
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
     affine[:3, 3] = (-10.0, 5.0, 100.0)
-    out = lesion_summary(_two_lesion_case(), affine, get_scheme("brats"))
+    out = lesion_summary(two_lesion_case(), affine, get_scheme("brats"))
     wt = out["WT"]
     assert (wt["count"], wt["n_small"]) == (2, 1)
     assert [le["volume_ml"] for le in wt["lesions"]] == [0.125, 0.064]  # largest first
@@ -66,7 +55,7 @@ def test_lesions_are_components_above_50_mm3_with_world_centres():
 
 def test_lesion_size_threshold_is_in_mm3_so_spacing_counts():
     affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 8 voxels = 64 mm^3 > 50
-    out = lesion_summary(_two_lesion_case(), affine, get_scheme("brats"))
+    out = lesion_summary(two_lesion_case(), affine, get_scheme("brats"))
     assert (out["WT"]["count"], out["WT"]["n_small"]) == (3, 0)
     assert out["WT"]["lesions"][0]["volume_ml"] == 1.0  # 125 voxels of 8 ul
 
@@ -74,110 +63,3 @@ def test_lesion_size_threshold_is_in_mm3_so_spacing_counts():
 def test_an_empty_map_has_no_lesions():
     out = lesion_summary(np.zeros((5, 5, 5), dtype=np.uint8), np.eye(4), get_scheme("brats"))
     assert all(v == {"count": 0, "n_small": 0, "lesions": []} for v in out.values())
-
-
-def test_overlay_pictures_are_three_pngs():
-    labels = _two_lesion_case()
-    image = np.random.default_rng(0).random(labels.shape).astype(np.float32) + 1
-    pics = overlay_pictures(image, labels, get_scheme("brats"), (4, 4, 4), affine=np.diag([1.0, 1.0, 3.0, 1.0]))
-    assert list(pics) == ["axial", "coronal", "sagittal"]
-    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pics.values())
-
-
-@pytest.mark.parametrize("flip_x", [False, True])
-def test_slices_are_radiological_whatever_the_grid_orientation(flip_x):
-    # a marker at the patient's right-anterior-superior corner region of a 9^3 head
-    labels = np.zeros((9, 9, 9), dtype=np.uint8)
-    ras = (7, 6, 5)  # towards R (i up), A (j up), S (k up) on a RAS grid
-    affine = np.eye(4)
-    voxel = list(ras)
-    if flip_x:  # an LAS grid: i grows towards the left, so the same point is at i = 8 - 7
-        affine[0, 0], affine[0, 3] = -1.0, 8.0
-        voxel[0] = 8 - ras[0]
-    labels[tuple(voxel)] = 4
-    image = np.ones(labels.shape, dtype=np.float32)
-    views = radiological_slices(image, labels, affine, voxel)
-    axial, coronal, sagittal = (views[v][1] for v in ("axial", "coronal", "sagittal"))
-    # axial: row 0 = anterior, column 0 = patient's right; coronal/sagittal: row 0 = superior
-    assert np.argwhere(axial == 4).tolist() == [[8 - 6, 8 - 7]]
-    assert np.argwhere(coronal == 4).tolist() == [[8 - 5, 8 - 7]]
-    assert np.argwhere(sagittal == 4).tolist() == [[8 - 5, 8 - 6]]  # column 0 = anterior
-    assert [views[v][3] for v in ("axial", "coronal", "sagittal")] == [("R", "L", "A"), ("R", "L", "S"),
-                                                                       ("A", "P", "S")]
-
-
-def test_thick_slices_keep_their_aspect():
-    views = radiological_slices(np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.diag([1.0, 2.0, 5.0, 1.0]), (1, 1, 1))
-    assert [views[v][2] for v in ("axial", "coronal", "sagittal")] == [2.0, 5.0, 2.5]
-
-
-def _case_volumes():
-    labels = _two_lesion_case()
-    affine = np.diag([1.0, 1.0, 2.0, 1.0])
-    image = np.where(np.indices(labels.shape)[0] > 0, 100.0, 0.0).astype(np.float32)
-    return Volume(labels, affine), {"t1": Volume(image * 2, affine), "flair": Volume(image, affine)}
-
-
-def test_write_case_report_writes_a_self_contained_page_and_json(tmp_path):
-    labels, channels = _case_volumes()
-    card = {"name": "toy", "held_out_scores": {"dice_WT": 0.9}, "train_cases": [f"c{i}" for i in range(20)]}
-    steps = [{"step": "resample", "to_mm": [1, 1, 1]}]
-    json_path, html_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "case7", card, steps,
-                                             {"warnings": ["low confidence <check>"], "confidence": 0.4})
-    assert (json_path.name, html_path.name) == ("case7.json", "case7.report.html")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["case7.json", "case7.report.html"]  # no temporary left
-    report = json.loads(json_path.read_text(encoding="utf-8"))
-    assert report["volumes_ml"]["regions"] == {"WT": 0.394, "TC": 0.144, "ET": 0.128}  # 2 ul voxels
-    assert report["lesions"]["regions"]["WT"]["count"] == 2  # the 8 voxels are 16 mm^3 < 50
-    assert report["picture_channel"] == "flair"
-    assert report["pictures_through_voxel"] == [4, 4, 4]  # the largest lesion's centre
-    assert report["preprocessing"] == steps and report["model_card"] == card
-    assert report["warnings"] == ["low confidence <check>"] and report["extra"] == {"confidence": 0.4}
-    html = html_path.read_text(encoding="utf-8")
-    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(images) == 3 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
-    assert "low confidence &lt;check&gt;" in html  # escaped, not markup
-    assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)  # nothing fetched from the network
-    assert "20 items" in html and "dice_WT 0.9" in html and "resample" in html
-
-
-def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existing_folder(tmp_path):
-    labels, channels = _case_volumes()
-    empty = labels.with_array(np.zeros(labels.shape, dtype=np.uint8))
-    json_path, _ = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, [])
-    assert any("No tumour" in w for w in json.loads(json_path.read_text(encoding="utf-8"))["warnings"])
-    json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
-                                     {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}})
-    report = json.loads(json_path.read_text(encoding="utf-8"))
-    assert report["extra"]["uncertainty"]["confidence"] == 0.31
-    assert [w[:27] for w in report["warnings"]] == ["Low confidence (0.310 < 0.8"]
-    json_path, _ = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "n", {}, [],
-                                     {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}})
-    assert json.loads(json_path.read_text(encoding="utf-8"))["warnings"] == []  # no held-out reference, no threshold
-    with pytest.raises(InputError, match="does not exist"):
-        write_case_report(labels, channels, get_scheme("brats"), tmp_path / "missing" / "e", {}, [])
-
-
-def test_pictures_fall_back_to_labels_alone_when_no_channel_is_on_the_grid(tmp_path):
-    labels, _ = _case_volumes()
-    other = {"flair": Volume(np.ones((10, 10, 10), dtype=np.float32), np.eye(4))}
-    json_path, _ = write_case_report(labels, other, get_scheme("brats"), tmp_path / "c", {}, [])
-    report = json.loads(json_path.read_text(encoding="utf-8"))
-    assert report["picture_channel"] is None and any("grid" in w for w in report["warnings"])
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
-def test_the_report_renders_in_headless_chromium(tmp_path):
-    labels, channels = _case_volumes()
-    _, html_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, [])
-    shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    f"--screenshot={shot}", "--window-size=1000,1400", html_path.as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    from PIL import Image
-
-    page = np.asarray(Image.open(shot).convert("RGB"))
-    assert page.shape[:2] == (1400, 1000)
-    dark = (page.sum(axis=2) < 60).mean()  # the black picture strip: the images were drawn
-    assert 0.02 < dark < 0.6

@@ -20,6 +20,13 @@ def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     text = json.dumps(summary)
     assert "WT" in text and "ET" in text
+    # a BraTS case lies in atlas space already: located and measured; no DICOM, so a PDF but no .dcm
+    wt = summary["location"]["regions"]["WT"]
+    assert summary["location"]["available"] and wt["hemisphere"] in ("left", "right", "bilateral")
+    assert wt["main_lobe"] in ("frontal", "temporal", "parietal", "occipital", "insula")
+    assert summary["diameters"]["ET"]["lesions"][0]["axial_mm"] >= summary["diameters"]["ET"]["lesions"][0]["perpendicular_mm"]
+    assert (tmp_path / "seg.report.pdf").read_bytes().startswith(b"%PDF") and not (tmp_path / "seg.report.dcm").exists()
+    assert "Location of the whole tumour" in page
 
 
 # --- --uncertainty and --output-format on a small crop of a shared case (seconds) --------------------------------

@@ -1,4 +1,4 @@
-"""The preprocessed-case cache that training reads (``medseg3d prepare``).
+"""The preprocessed-case cache that training reads (``medseg3d cache``).
 
 Layout of a cache folder::
 
@@ -274,7 +274,7 @@ class PreparedCase:
         self.dir = Path(case_dir)
         rec_path = self.dir / "record.json"
         if not rec_path.is_file():
-            raise InputError(f"{self.dir}: not a prepared case (no record.json); run `medseg3d prepare` again")
+            raise InputError(f"{self.dir}: not a prepared case (no record.json); run `medseg3d cache` again")
         self.entry = _read_json(rec_path, "the case record")
         try:
             self.case_id = self.entry["case"]
@@ -283,7 +283,7 @@ class PreparedCase:
             self.label = np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(
-                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); run `medseg3d prepare` again"
+                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); run `medseg3d cache` again"
             ) from exc
 
 
@@ -292,12 +292,12 @@ def open_cache(out) -> tuple[dict, dict[str, PreparedCase]]:
     out = Path(out)
     meta_path = out / "cache.json"
     if not meta_path.is_file():
-        raise InputError(f"{out}: not a medseg3d cache (no cache.json); create it with `medseg3d prepare`")
+        raise InputError(f"{out}: not a medseg3d cache (no cache.json); create it with `medseg3d cache`")
     meta = _read_json(meta_path, "the cache record")
     cases = {}
     for cid in meta.get("cases", []):
         if (out / cid / "record.json").is_file():
             cases[cid] = PreparedCase(out / cid)
     if not cases:
-        raise InputError(f"{out}: the cache holds no prepared case; run `medseg3d prepare` again")
+        raise InputError(f"{out}: the cache holds no prepared case; run `medseg3d cache` again")
     return meta, cases

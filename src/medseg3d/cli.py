@@ -68,8 +68,12 @@ def cmd_info(args) -> None:
     print(describe(args.path, layout=args.layout))
 
 
-def cmd_prepare(args) -> None:
+def cmd_cache(args) -> None:
     from .cache import prepare_dataset
+
+    if args.command == "prepare":  # the command's old name, kept as an alias for one release
+        print("medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; the old name will go in a later release",
+              file=sys.stderr)
     from .preprocess import PrepConfig
 
     crop = "fixed" if args.crop else args.crop_mode
@@ -141,7 +145,7 @@ def cmd_train(args) -> None:
         typed = {k for k, v in overrides.items() if v is not None} | set(PRESETS.get(args.preset or "", {}))
         given = {k: getattr(cfg, k) for k in typed} | {"dataset": args.dataset, "progress": not args.quiet}
         cfg = resume_config(args.out, ({"preset": args.preset} if args.preset else {}) | given)
-    summary = train(cfg)
+    summary = train(cfg, settings_merged=args.resume)
     print(f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
           f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}")
 
@@ -173,7 +177,8 @@ def cmd_predict(args) -> int:
         written = predict(args.model, args.inputs, args.output, options, save_probabilities=args.probabilities,
                           force=args.force, shard=args.shard, progress=not (args.quiet or args.json),
                           device=args.device, precision=args.precision, channel_files=_channel_flags(args),
-                          report=args.report, output_format=args.output_format, refine=args.refine)
+                          report=args.report, anonymise=args.anonymise, output_format=args.output_format,
+                          refine=args.refine)
     if args.json:
         by_case: dict = {}
         for c in checks:
@@ -287,6 +292,13 @@ def cmd_show(args) -> None:
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
 
 
+def cmd_compare(args) -> None:
+    from .clinical.compare import compare
+
+    say = None if args.quiet else (lambda line: print(line, flush=True))
+    compare(args.prior, args.current, args.output, model=args.model, register=not args.no_register, progress=say)
+
+
 def cmd_experiment(args) -> None:
     from .errors import InputError
     from .experiments import report_only, run_experiment
@@ -303,6 +315,89 @@ def cmd_experiment(args) -> None:
                    precision=args.precision, reuse=args.reuse, plan=args.plan)
 
 
+def cmd_plan(args) -> None:
+    from .experiments.crossval import format_plan, plan_dataset
+    from .io import write_json_atomic
+
+    plan = plan_dataset(args.dataset)
+    print(format_plan(plan))
+    if args.json:
+        write_json_atomic(plan.to_dict(), args.json)
+
+
+def cmd_crossval(args) -> None:
+    from .errors import InputError
+    from .experiments.crossval import run_crossval, write_crossval_report
+
+    if args.report:
+        names = tuple(args.names) if args.names else None
+        print(f"wrote {write_crossval_report(args.path, args.variant, args.reference, names, args.splice)}")
+        return
+    if args.out is None:
+        raise InputError("give the run folder: medseg3d crossval DATA --out RUN (or RUN --report for its report)")
+    overrides = {"iters_per_epoch": args.iters_per_epoch} if args.iters_per_epoch else None
+    run_crossval(args.path, args.out, preset=args.preset, members=args.members, folds=args.folds, epochs=args.epochs,
+                 fold=args.fold, final=args.final, progress=not args.quiet, overrides=overrides)
+
+
+def cmd_bundle(args) -> None:
+    from .experiments.crossval import bundle
+
+    out = bundle(args.run, args.output, name=args.name, force=args.force)
+    print(f"wrote {out} and its card {out.with_suffix('.json')} (`medseg3d predict {out} CASE -o OUT` runs it)")
+
+
+def cmd_serve(args) -> None:
+    from .serve import status_lines
+
+    if args.status:
+        for line in status_lines(args.spool):
+            print(line)
+        return
+    import logging
+    import signal
+
+    from .dicom.net import parse_allowed, parse_peer
+    from .serve import Node, PredictSegmenter
+
+    send_to = parse_peer(args.send_to) if args.send_to else None
+    allow = [parse_allowed(a) for a in args.allow or []]
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # one line per association and instance otherwise
+    node = Node(args.spool, PredictSegmenter(args.model, device=args.device, report=not args.no_report),
+                ae_title=args.ae_title, send_to=send_to, allow=allow, quiet=args.quiet_period)
+    node.start(args.port, args.bind, worker=False)
+
+    def stop(signum, frame):  # SIGTERM as Ctrl-C: a study cut short is queued again at the next start
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        node.work_forever()
+    except KeyboardInterrupt:
+        print("medseg3d serve: stopped (the spool keeps every study; a restart continues)", file=sys.stderr)
+    finally:
+        node.stop(wait=0)
+
+
+def cmd_send(args) -> None:
+    from .dicom.net import parse_peer, send_files
+
+    result = send_files([args.folder], parse_peer(args.destination), calling_aet=args.ae_title, timeout=args.timeout)
+    skipped = list(result.skipped.items())
+    for path, why in skipped[:10]:
+        print(f"note: skipped {path}: {why}")
+    if len(skipped) > 10:
+        print(f"note: ... and {len(skipped) - 10} more files skipped")
+    for path, why in result.refused.items():
+        print(f"refused by {args.destination}: {path} ({why})", file=sys.stderr)
+    print(f"sent {len(result.stored)} DICOM file(s) to {args.destination}"
+          + (f"; {len(result.refused)} refused" if result.refused else ""))
+    if result.refused:
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -316,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("prepare", help="preprocess a dataset once into a fast cache")
+    s = sub.add_parser("cache", aliases=["prepare"],
+                       help="preprocess a dataset once into the training cache (`prepare`: its old name)")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--labels", default="brats", help="label scheme: brats, brats2015, brats2012, binary")
@@ -327,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--downsample", type=float, default=1.0, help="down-sampling factor (2 = half resolution)")
     s.add_argument("--spacing", type=_floats, help="resample to this voxel size in mm, e.g. 2,2,2")
     s.add_argument("--workers", type=int, help="processes (default: cores, at most 4)")
-    s.set_defaults(func=cmd_prepare)
+    s.set_defaults(func=cmd_cache)
 
     s = sub.add_parser("split", help="write a seeded train/validation(/test) or k-fold split file")
     s.add_argument("dataset")
@@ -429,8 +525,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "or file); default: the refiner the model names, if any; 'none': the model alone")
     s.add_argument("--probabilities", action="store_true", help="also write the probability maps")
     s.add_argument("--report", action="store_true",
-                   help="also write <stem>.report.html (one offline page: volumes, lesions, pictures, model card) "
-                        "and <stem>.json beside each segmentation")
+                   help="also write the report a clinician reads: <stem>.report.html, <stem>.report.pdf and, for a "
+                        "DICOM input, <stem>.report.dcm (an Encapsulated PDF in the study): patient and study, "
+                        "volumes, location, RANO diameters, pictures, quality checks; and <stem>.json")
+    s.add_argument("--anonymise", action="store_true",
+                   help="with --report: leave the patient, study and series details out (and write no .dcm)")
     s.add_argument("--uncertainty", nargs="?", type=_passes, const="auto", metavar="PASSES",
                    help="also write <stem>_uncertainty (voxel-wise normalised entropy of PASSES mirrored passes "
                         "(2, 4 or 8), or of an ensemble's members ('members')) and the case's confidence in "
@@ -499,6 +598,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", help="channel to draw (default flair)")
     s.set_defaults(func=cmd_show)
 
+    s = sub.add_parser("compare", help="follow-up: what changed between two scans (volumes, RANO, new lesions, page)")
+    s.add_argument("prior", help="earlier scans (case folder, raw files' folder, DICOM study) or predict output")
+    s.add_argument("current", help="later scans, or predict output, as PRIOR")
+    s.add_argument("-o", "--output", required=True, help="folder for compare.json, compare.html, pictures, change map")
+    s.add_argument("--model", default="brats", help="model to segment scans with (default: bundled brats)")
+    s.add_argument("--no-register", action="store_true", help="compare as placed in SRI24, without the rigid fit")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_compare)
+
     s = sub.add_parser("experiment", help="run one of the paper's experiment grids (resumable) -> table + plot")
     s.add_argument("name", help="modalities, ablations, losses, depth, binary or hand")
     s.add_argument("dataset", nargs="?", help="labelled dataset folder (not needed with --report)")
@@ -523,6 +631,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", action="store_true", help="only write table.md, table.csv and plot.png from finished runs")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_experiment)
+
+    s = sub.add_parser("plan", help="training settings chosen from a dataset's spacings, shapes, modality and labels")
+    s.add_argument("dataset", help="dataset folder with labels (BraTS, nnU-Net/MSD with dataset.json, CSV)")
+    s.add_argument("--json", help="also write the plan (settings, reasons, measurements) to this JSON file")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("crossval", help="cross-validate presets on your cases: train every fold (resumable, shared), "
+                                          "score held-out cases as the final model runs, choose post-processing, "
+                                          "calibrate, report")
+    s.add_argument("path", help="the labelled dataset folder; with --report the run folder")
+    s.add_argument("--out", help="the run folder (run the same command again to resume; several may run at once)")
+    s.add_argument("--preset", default="auto", help="auto (planned from the data, see `medseg3d plan`) or a preset "
+                                                   "of `medseg3d train` (default auto)")
+    s.add_argument("--members", nargs="+", metavar="PRESET", default=[],
+                   help="more presets, each trained on every fold; the final model is their ensemble")
+    s.add_argument("--folds", type=int, help="number of folds (default 5)")
+    s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
+    s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
+    s.add_argument("--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)")
+    s.add_argument("--report", action="store_true", help="only rebuild RUN/report.md from the run's records")
+    s.add_argument("--variant", action="append", help="(--report) the variants to report, first the main one")
+    s.add_argument("--reference", help="(--report) the variant the others are paired against")
+    s.add_argument("--splice", metavar="FILE:NAME", help="(--report) also write the comparison into FILE's block "
+                                                         "<!-- NAME --> ... <!-- /NAME -->")
+    s.add_argument("--names", nargs=2, metavar=("REFERENCE", "VARIANT"), help="(--report) what --splice calls the two")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_crossval)
+
+    s = sub.add_parser("bundle", help="a cross-validation's final members as one model file with its card")
+    s.add_argument("run", help="the crossval run folder (trained with --final, every fold scored)")
+    s.add_argument("-o", "--output", required=True, help="the model file (.safetensors); its card goes beside it (.json)")
+    s.add_argument("--name", help="the model's name (default: the file's stem)")
+    s.add_argument("--force", action="store_true", help="overwrite the output file")
+    s.set_defaults(func=cmd_bundle)
 
     s = sub.add_parser("calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model")
     s.add_argument("model", help="bundled name, run folder or .safetensors file")
@@ -550,6 +693,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=float, help="window overlap recorded as its default (in [0, 1))")
     s.add_argument("--force", action="store_true", help="overwrite the output file")
     s.set_defaults(func=cmd_ensemble)
+
+    s = sub.add_parser("serve", help="a DICOM node: receive studies from a PACS, segment each, send the SEG and "
+                                       "report back", epilog="exit status: 0 stopped (Ctrl-C or SIGTERM), 2 a bad option, "
+                                       "a busy port or a spool held by another node")
+    s.add_argument("--ae-title", default="MEDSEG3D", help="our AE title (default MEDSEG3D)")
+    s.add_argument("--port", type=int, default=11112, help="port to listen on (default 11112)")
+    s.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all; 127.0.0.1: this machine only)")
+    s.add_argument("--send-to", metavar="AET@HOST:PORT", help="where the results go (e.g. the PACS); default: kept "
+                                                              "in the spool")
+    s.add_argument("--allow", action="append", metavar="AET@ADDRESS",
+                   help="accept only this calling AE title from this address (* for any address); repeatable; "
+                        "default: any caller")
+    s.add_argument("--spool", default=str(Path.home() / ".cache" / "medseg3d" / "spool"),
+                   help="folder for received studies and results, mode 0700 (default ~/.cache/medseg3d/spool)")
+    s.add_argument("--quiet-period", type=float, default=10.0, metavar="SECONDS",
+                   help="a study is complete after this long without a new instance (default 10)")
+    s.add_argument("--model", default="brats", help="bundled model name, run folder or model file (default brats)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--no-report", action="store_true", help="send the DICOM SEG only, without the case report")
+    s.add_argument("--status", action="store_true",
+                   help="print the spool's queue (received, waiting, processing, done, failed, sent) and exit")
+    s.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("send", help="C-STORE the DICOM files of a folder to a DICOM node",
+                       epilog="exit status: 0 all sent, 1 some refused by the node, 2 the node cannot be reached "
+                              "or a bad argument")
+    s.add_argument("folder", help="a study folder (searched recursively; files that are not DICOM are skipped)")
+    s.add_argument("destination", metavar="AET@HOST:PORT", help="e.g. MEDSEG3D@127.0.0.1:11112")
+    s.add_argument("--ae-title", default="MEDSEG3D", help="our (calling) AE title (default MEDSEG3D)")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds for connecting and each answer (default 30)")
+    s.set_defaults(func=cmd_send)
 
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

@@ -36,7 +36,10 @@ class PrepConfig:
         margin: voxels added around the bounding box.
         downsample: integer-or-float factor per axis (1 = none); ignored when ``spacing`` is given.
         spacing: target voxel size in mm (x, y, z), or ``None``.
-        normalize: ``"zscore"`` (inside the mask) or ``"none"``.
+        normalize: ``"zscore"`` (per case and channel, inside the mask: MRI), ``"window"`` (every case alike:
+            clip to ``window[0]..window[1]``, subtract ``window[2]``, divide by ``window[3]``: CT, whose
+            values mean the same in every scan) or ``"none"``.
+        window: (low, high, mean, std) as :func:`medseg3d.experiments.planning.plan_dataset` chooses it, for ``"window"``.
     """
 
     crop: str = "bbox"
@@ -45,6 +48,7 @@ class PrepConfig:
     downsample: float = 1.0
     spacing: tuple[float, float, float] | None = None
     normalize: str = "zscore"
+    window: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.crop not in ("bbox", "fixed", "none"):
@@ -59,8 +63,12 @@ class PrepConfig:
             raise InputError(f"the crop size must be three positive numbers, got {self.crop_size}")
         if self.spacing is not None and (len(self.spacing) != 3 or min(self.spacing) <= 0):
             raise InputError(f"--spacing must be three positive numbers in mm, got {self.spacing}")
-        if self.normalize not in ("zscore", "none"):
-            raise InputError(f"normalize must be 'zscore' or 'none', got {self.normalize!r}")
+        if self.normalize not in ("zscore", "window", "none"):
+            raise InputError(f"normalize must be 'zscore', 'window' or 'none', got {self.normalize!r}")
+        if self.normalize == "window":
+            if self.window is None or len(self.window) != 4 or self.window[0] >= self.window[1] or self.window[3] <= 0:
+                raise InputError("normalize='window' needs window=(low, high, mean, std) with low < high and std > 0")
+            self.window = tuple(float(v) for v in self.window)
         if self.crop_size is not None:
             self.crop_size = tuple(int(v) for v in self.crop_size)
         if self.spacing is not None:
@@ -70,6 +78,10 @@ class PrepConfig:
         d = asdict(self)
         d["crop_size"] = list(self.crop_size) if self.crop_size else None
         d["spacing"] = list(self.spacing) if self.spacing else None
+        if self.window is None:  # as written before the setting existed: older readers accept the file
+            d.pop("window")
+        else:
+            d["window"] = list(self.window)
         return d
 
     @classmethod
@@ -263,6 +275,9 @@ def preprocess(
     means, stds = [], []
     if config.normalize == "zscore":
         image, means, stds = zscore(image, mask)
+    elif config.normalize == "window":
+        low, high, mean, std = config.window
+        image = ((np.clip(image, low, high) - mean) / std).astype(np.float32)
     else:
         image = image.astype(np.float32)
     spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)

@@ -16,7 +16,7 @@ from .helpers import make_synthetic_hand_dataset
 
 
 def test_grid_definitions():
-    assert list(EXPERIMENTS) == ["modalities", "ablations", "losses", "depth", "binary", "hand"]
+    assert list(EXPERIMENTS) == ["modalities", "ablations", "losses", "depth", "binary", "hand", "task1"]
     assert [r.name for r in EXPERIMENTS["modalities"].runs] == [
         "flair",
         "t1",

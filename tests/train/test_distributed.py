@@ -16,7 +16,10 @@ from conftest import SMALL_CASES as CASES  # the cases of the `small_dataset` fi
 
 from medseg3d.train import TrainConfig, train
 
+from .dumps import recorder
+
 REPO = Path(__file__).resolve().parents[2]
+DUMPS = Path(__file__).with_name("dumps.py")  # `medseg3d` with each process's record, under torchrun
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 # patches and augmentation on, so that the shared sampling stream and per-sample augmentation seeds matter
 SETTINGS = {"epochs": 1, "iters_per_epoch": 3, "patch": (32, 32, 32), "augment": "default", "seed": 5}
@@ -28,7 +31,7 @@ def dataset(small_dataset):
 
 
 def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MEDSEG3D_DEBUG_DUMP")}
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
     return env | extra
@@ -46,18 +49,15 @@ def runs(dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     cache = tmp / "cache"
     # one process, gradient accumulation over 2 micro-batches (also prepares the shared cache)
-    os.environ["MEDSEG3D_DEBUG_DUMP"] = str(tmp / "dump1")
-    try:
-        train(TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp / "single"), cache=str(cache),
-                                      accumulate=2, progress=False, **SETTINGS))
-    finally:
-        del os.environ["MEDSEG3D_DEBUG_DUMP"]
+    train(TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp / "single"), cache=str(cache),
+                                  accumulate=2, progress=False, **SETTINGS), **recorder(tmp / "dump1"))
     # two processes under torchrun, gloo on the CPU
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "medseg3d.cli", "train", str(dataset), "--out", str(tmp / "ddp"), "--preset", "quick",
+           str(DUMPS), str(tmp / "dump2"), "train", str(dataset), "--out", str(tmp / "ddp"),
+           "--preset", "quick",
            "--cache", str(cache), "--epochs", "1", "--iters-per-epoch", "3", "--patch", "32,32,32",
            "--augment", "default", "--seed", "5", "--quiet"]
-    _run(cmd, _env(MEDSEG3D_DEBUG_DUMP=str(tmp / "dump2")))
+    _run(cmd, _env())
     return tmp
 
 
@@ -164,10 +164,11 @@ def two_nodes(runs, dataset):
     """The same 3 steps on two "nodes": two torchrun launchers (1 process each) meeting at a c10d rendezvous
     on 127.0.0.1, as on two machines (docs/distributed.md), gloo between them."""
     port = _free_port()
-    env = _env(MEDSEG3D_DEBUG_DUMP=str(runs / "dump-nodes"))
+    env = _env()
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "medseg3d-test",
-                "-m", "medseg3d.cli", "train", str(dataset), "--out", str(runs / "nodes"), "--preset", "quick",
+                str(DUMPS), str(runs / "dump-nodes"), "train", str(dataset), "--out", str(runs / "nodes"),
+                "--preset", "quick",
                 "--cache", str(runs / "cache"), "--epochs", "1", "--iters-per-epoch", "3", "--patch", "32,32,32",
                 "--augment", "default", "--seed", "5", "--quiet"]
     nodes = [subprocess.Popen(launcher, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -259,9 +260,10 @@ def test_cuda_uses_amp_and_channels_last(runs):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
 def test_two_gpu_nccl_training(dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "medseg3d.cli", "train", str(dataset), "--out", str(tmp_path / "gpu"), "--preset", "quick",
+           str(DUMPS), str(tmp_path / "dump"), "train", str(dataset), "--out", str(tmp_path / "gpu"),
+           "--preset", "quick",
            "--cache", str(tmp_path / "cache"), "--epochs", "1", "--iters-per-epoch", "3", "--quiet"]
-    _run(cmd, _env(MEDSEG3D_DEBUG_DUMP=str(tmp_path / "dump")))
+    _run(cmd, _env())
     p0, _, _ = _weights(tmp_path / "dump" / "rank0.pt")
     p1, _, _ = _weights(tmp_path / "dump" / "rank1.pt")
     for key in p0:

@@ -292,7 +292,7 @@ def test_skip_bad_cases_trains_on_the_rest_and_records_them(dataset_with_a_bad_c
 # ------------------------------------------------------------------------------------------------ the cache
 
 def test_a_prepared_cache_with_other_settings_is_refused(dataset, tmp_path, capsys):
-    assert main(["prepare", str(dataset), "--out", str(tmp_path / "c"), "--downsample", "2", "--workers", "1"]) == 0
+    assert main(["cache", str(dataset), "--out", str(tmp_path / "c"), "--downsample", "2", "--workers", "1"]) == 0
     code = main(["train", str(dataset), "--out", str(tmp_path / "run"), "--preset", "quick", "--downsample", "1",
                  "--cache", str(tmp_path / "c"), "--quiet"])
     line = _one_line_error(capsys)
@@ -302,7 +302,7 @@ def test_a_prepared_cache_with_other_settings_is_refused(dataset, tmp_path, caps
 
 @pytest.mark.slow
 def test_a_prepared_cache_is_used_by_train(dataset, tmp_path):
-    assert main(["prepare", str(dataset), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    assert main(["cache", str(dataset), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
     images = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").glob("*/image.npy")}
     assert len(images) == 3
     assert main(["train", str(dataset), "--out", str(tmp_path / "run"), "--preset", "quick", "--downsample", "1",

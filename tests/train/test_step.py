@@ -21,6 +21,7 @@ from medseg3d.train import step as train_step
 from medseg3d.train.data import load_training_data, micro_batch, plan_global_batch
 from medseg3d.train.step import make_grad_scaler, training_step
 
+from .dumps import recorder
 from .synthetic import synthetic_case
 
 
@@ -54,13 +55,12 @@ def test_the_loop_and_the_timing_call_the_one_step(dataset, monkeypatch):
     assert read_volume(flair).array.shape[:3] == (30, 28, 26)
 
 
-def test_two_steps_by_hand_give_the_loops_first_two_iterations(dataset, tmp_path, monkeypatch):
+def test_two_steps_by_hand_give_the_loops_first_two_iterations(dataset, tmp_path):
     # two epochs of one iteration each, so the loop logs each step's loss; validation does not touch weights
     cfg = TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp_path / "run"),
                                   cache=str(tmp_path / "cache"), epochs=2, iters_per_epoch=1, downsample=1.0,
                                   patch=(16, 16, 16), augment="default", progress=False, seed=4)
-    monkeypatch.setenv("MEDSEG3D_DEBUG_DUMP", str(tmp_path / "dump"))
-    train(cfg)
+    train(cfg, **recorder(tmp_path / "dump"))
     dumped = torch.load(tmp_path / "dump" / "rank0.pt")
 
     scheme = get_scheme(cfg.labels)

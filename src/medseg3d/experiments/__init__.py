@@ -3,7 +3,7 @@
 Modules: :mod:`~medseg3d.experiments.catalogue` (the grids as data), :mod:`~medseg3d.experiments.plan`
 (``experiment.json``, split, budget, tasks), :mod:`~medseg3d.experiments.timing` (estimates),
 :mod:`~medseg3d.experiments.runner` (claims, training, scoring), :mod:`~medseg3d.experiments.reuse`
-(finished runs of other folders) and :mod:`~medseg3d.experiments.report` (tables, statistics, plots).
+(finished runs of other folders) and :mod:`~medseg3d.experiments.tables` (tables, statistics, plots).
 
 An experiment is a list of named runs; a run is a set of :class:`~medseg3d.train.TrainConfig` overrides on
 top of the experiment's shared settings. Every run is trained once per cross-validation fold, its final
@@ -25,6 +25,8 @@ Experiments (``EXPERIMENTS``):
 * ``hand``: the paper's Task 1 configuration on any nnU-Net/MSD dataset: first channel only, five classes
   (``--labels hand``: 0 background, 1 metacarpals, 2 proximal, 3 middle, 4 distal phalanges), a fixed
   crop down-sampled to 120 x 120 x 64 voxels (crop and factor chosen from the first case's size).
+* ``task1``: the runs of ``ablations`` on any dataset with a ``dataset.json`` (e.g. the hippocampus MRI), its
+  spacing, patch, batch, depth and classes planned from the data (:mod:`~medseg3d.experiments.planning`).
 
 Default settings (they keep each experiment under 6 hours on a 2-core CPU):
 
@@ -96,8 +98,10 @@ from .catalogue import (
     net_args,
     train_config,
 )
-from .plan import RESULTS_ONLY_IGNORE, Task, budget_epochs, fold_dir, plan_experiment, read_record, run_state
-from .report import (
+from .plan import budget_epochs, plan_experiment, read_record
+from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
+from .runner import run_experiment
+from .tables import (
     collect_results,
     paired_cells,
     paired_comparison,
@@ -107,8 +111,7 @@ from .report import (
     settings_text,
     write_report,
 )
-from .reuse import adopt_run, find_reusable, reused_lines, reused_sources
-from .runner import claim_task, release_task, run_experiment
+from .task import RESULTS_ONLY_IGNORE, Task, claim_task, fold_dir, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,

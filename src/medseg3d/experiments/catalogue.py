@@ -165,6 +165,26 @@ def _hand_settings(dataset: Path, cases: list[Case], quick: bool) -> dict:
     }
 
 
+# the paper's Task 1 comparisons: `ablations` on BraTS, `task1` on any dataset with a dataset.json
+TASK1_RUNS = (
+    Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
+    Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
+    Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
+    Run("single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"),
+    Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
+)
+# what the dataset's plan decides in `task1`; the runs decide network and loss, the experiment the budget
+_PLANNED = ("crop", "spacing", "patch", "batch", "foreground_p", "normalize", "window", "labels", "net_args")
+
+
+def _planned_settings(dataset: Path, cases: list[Case], quick: bool) -> dict:
+    """The dataset's own preprocessing, patch, batch, depth and labels (``medseg3d plan``)."""
+    from .planning import plan_dataset
+
+    settings = plan_dataset(dataset).settings
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k in _PLANNED}
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
@@ -189,15 +209,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "the paper: multi-scale maps speed up convergence without hurting the final result; "
             "element-wise sum is slightly worse than concatenation; removing long skips clearly hurts; "
             "cross-entropy detects rare classes far worse than the Jaccard loss.",
-            (
-                Run("concat-jaccard", {}, "paper's net (concat skips, multi-scale maps), Jaccard loss"),
-                Run("concat-ce", {"loss": "ce"}, "same net, categorical cross-entropy"),
-                Run("noskip", {"net": "kayalibay-noskip"}, "no long skip connections"),
-                Run(
-                    "single-map", {"net": "kayalibay-single"}, "one full-resolution map, no multi-scale maps"
-                ),
-                Run("sum", {"net": "kayalibay-sum"}, "long skips merged by element-wise sum"),
-            ),
+            TASK1_RUNS,
             convergence=True,
         ),
         Experiment(
@@ -276,6 +288,17 @@ EXPERIMENTS: dict[str, Experiment] = {
             (Run("kayalibay", {}, "paper's net, Jaccard loss, one channel, five classes"),),
             adapt=_hand_settings,
         ),
+        Experiment(
+            "task1",
+            "the paper's Task 1 comparisons (as `ablations`) on any dataset with a dataset.json, e.g. the "
+            "hippocampus MRI: spacing, patch, batch, depth and labels from `medseg3d plan`",
+            "the paper (hand MRI): multi-scale maps speed up convergence without hurting the final result; sum is "
+            "slightly worse than concatenation; no long skips clearly hurts; cross-entropy detects rare classes "
+            "far worse than the Jaccard loss.",
+            TASK1_RUNS,
+            adapt=_planned_settings,
+            convergence=True,
+        ),
     )
 }
 
@@ -292,13 +315,13 @@ def default_budget_minutes(experiment: Experiment, folds: int) -> float:
 
 
 def train_config(overrides: dict):
-    from ..train import TrainConfig, default_cache_dir
+    from ..train import TrainConfig, default_cache_dir, label_scheme
 
     settings = dict(overrides)
     cache_root = settings.pop("cache_root", None)
     cfg = TrainConfig.from_preset(None, **settings)
     if not cfg.cache:
-        scheme = get_scheme(cfg.labels)
+        scheme = label_scheme(cfg)
         default = default_cache_dir(cfg, scheme, cfg.modalities)
         cfg.cache = str(Path(cache_root or default.parent) / default.name)
     return cfg

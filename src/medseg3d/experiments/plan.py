@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
@@ -27,45 +26,7 @@ from .catalogue import (
     net_args,
     train_config,
 )
-
-
-@dataclass
-class Task:
-    """One run on one fold, with its training settings and state."""
-
-    run: Run
-    fold: int
-    folder: Path
-    overrides: dict
-    val_ids: list[str]
-    state: str = "new"  # new | resume | score | done
-
-
-def fold_dir(out: Path, run: str, fold: int) -> Path:
-    return out / run / f"fold{fold}"
-
-
-# Written as DIR/.gitignore: a run's tables need only its metrics.csv, log.csv, config.json and timing.json,
-# so committing DIR keeps every finished run (a later invocation skips it) without weights or predictions.
-RESULTS_ONLY_IGNORE = """# written by medseg3d experiment: keep the small text files of finished runs, not weights or images
-*.pt
-*.safetensors
-*.onnx
-pred/
-cache/
-claim.json
-"""
-
-
-def run_state(folder: Path) -> str:
-    """What a run and fold's folder still needs: ``done`` (scored), ``score``, ``resume`` or ``new``."""
-    if (folder / "metrics.csv").is_file():  # scored: the tables need nothing else of the run
-        return "done"
-    if (folder / "model.safetensors").is_file():
-        return "score"
-    if (folder / "last.pt").is_file():
-        return "resume"
-    return "new"
+from .task import RESULTS_ONLY_IGNORE, Task, fold_dir, run_state
 
 
 def _write_subset(cases: list[Case], path: Path) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..datasets import fold_ids
 from ..errors import InputError
 from ..io import write_json_atomic
-from .plan import Task, read_record, run_state
+from .plan import read_record
+from .task import Task, run_state
 
 # config.json entries that say where a run lived or what it cached, not what it trained
 _PLACE_KEYS = frozenset({"out", "split_file", "cache", "resume", "progress", "software", "dataset"})

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -14,9 +11,10 @@ from ..errors import InputError
 from ..io import write_json_atomic
 from . import timing  # timing.measure_iteration: one place for tests to replace the timing
 from .catalogue import train_config
-from .plan import Task, plan_experiment, run_state
-from .report import write_report
+from .plan import plan_experiment
 from .reuse import adopt_run, find_reusable
+from .tables import write_report
+from .task import Task, claim_task, release_task, run_state
 from .timing import (
     budget_text,
     estimate_from_finished,
@@ -53,48 +51,6 @@ def _score_task(task: Task, cfg, cases_by_id: dict[str, Case], dataset_ref: Path
         labels = segment_arrays(loaded, image, ref.affine, sliding_window=False)
         write_volume(ref.with_array(labels), target)
     evaluate(pred_dir, dataset_ref, loaded.scheme, out_csv=task.folder / "metrics.csv", progress=False)
-
-
-def _process_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def claim_task(folder: Path) -> bool:
-    """Mark ``folder`` as trained by this process; False when a live process (or another host) holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "claim.json"
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                owner = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                owner = {}
-            if owner.get("pid") == me["pid"] and owner.get("host") == me["host"]:
-                return True
-            if owner.get("host") == me["host"] and not _process_alive(owner.get("pid")):
-                path.unlink(missing_ok=True)  # stale: the process that held it has ended
-                continue
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        return True
-    return False
-
-
-def release_task(folder: Path) -> None:
-    path = folder / "claim.json"
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
-            path.unlink()
 
 
 def _run_task(task: Task, cases_by_id: dict[str, Case], dataset_ref: Path) -> dict:

@@ -9,16 +9,12 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..datasets import Case
-from ..labels import get_scheme
 from .catalogue import QUICK
-
-if TYPE_CHECKING:  # annotations only: plan imports timing
-    from .plan import Task
+from .task import Task
 
 
 def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
@@ -32,9 +28,10 @@ def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
     from ..nets import build_network
     from ..precision import autocast
     from ..preprocess import bounding_box, foreground_mask, target_shape
+    from ..train import label_scheme
     from ..train.step import make_grad_scaler, training_step
 
-    scheme = get_scheme(cfg.labels)
+    scheme = label_scheme(cfg)
     case = next(iter(cases_by_id.values()))
     channels = list(cfg.modalities) if cfg.modalities else list(case.modalities)
     volume = read_volume(case.channels[channels[0]])

@@ -78,8 +78,8 @@ def predict_case(loaded: LoadedModel, case: Case, target: Path, opts: PredictOpt
 def predict(model, inputs: list, output: str | os.PathLike, options: PredictOptions | None = None, *,
             save_probabilities: bool = False, force: bool = False, shard: tuple[int, int] | None = None,
             progress: bool = True, device: str = "auto", precision: str = "auto", channel_files: dict | None = None,
-            report: bool = False, output_format: str | None = None, refine: str | None = "auto",
-            **option_values) -> list[Path]:
+            report: bool = False, anonymise: bool = False, output_format: str | None = None,
+            refine: str | None = "auto", **option_values) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
     Args:
@@ -97,7 +97,9 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
         progress: print one line per step and a progress bar.
         device, precision: where and in which precision to run (``auto``: CUDA when present).
         channel_files: modality -> file, where names do not tell which file is which.
-        report: also write ``<output stem>.report.html`` and its ``.json`` for every case.
+        report: also write the report a clinician reads (``<output stem>.report.html``, ``.pdf``, ``.dcm`` for
+            a DICOM input: :mod:`medseg3d.clinical.report`) and its ``.json`` for every case.
+        anonymise: with ``report``, leave the patient, study and series out (and write no ``.dcm``).
         output_format: ``dicom-seg`` also writes ``<output stem>.seg.dcm`` referencing the input DICOM series
             (written by default when there is one; ``nifti``: not).
         refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none; else
@@ -122,7 +124,8 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
     for p in inputs:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the input path")
-    outputs = dict(save_probabilities=save_probabilities, report=report, output_format=output_format)
+    outputs = dict(save_probabilities=save_probabilities, report=report, output_format=output_format,
+                   anonymise=anonymise)
     # one scan of a folder says whether it is a dataset (several cases) and gives its cases
     found = _cases_in(inputs[0]) if len(inputs) == 1 and inputs[0].is_dir() and not channel_files else []
     if len(found) <= 1:

@@ -5,7 +5,8 @@ Beside ``<stem>.<suffix>`` (the labels, in the input's format and on its grid):
 - ``<stem>_probabilities<suffix>`` (``--probabilities``), ``<stem>_uncertainty<suffix>`` (``--uncertainty``);
 - ``<stem>.json`` and ``<stem>.png`` for a case that was aligned (raw scans): volumes, steps, transforms,
   timings and quality checks (:mod:`medseg3d.raw.summary`), and the alignment picture;
-- ``<stem>.report.html`` and ``<stem>.json`` with ``--report`` (:mod:`medseg3d.report`);
+- ``<stem>.report.html``, ``.report.pdf``, ``.report.dcm`` (DICOM input) and ``<stem>.json`` with ``--report``
+  (:mod:`medseg3d.clinical.report`);
 - ``<stem>.json`` with ``--uncertainty`` alone;
 - ``<stem>.seg.dcm``, a DICOM Segmentation, when the input is a DICOM series (docs/report.md).
 
@@ -46,7 +47,7 @@ def companions(target: Path) -> list[str]:
     """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
     suffix, stem = image_suffix(target), output_stem(target).name
     return [f"{stem}_probabilities{suffix}", f"{stem}_uncertainty{suffix}", f"{stem}.json", f"{stem}.png",
-            f"{stem}.report.html", f"{stem}.seg.dcm"]
+            f"{stem}.report.html", f"{stem}.report.pdf", f"{stem}.report.dcm", f"{stem}.seg.dcm"]
 
 
 def dicom_channels(case: Case) -> list[str]:
@@ -66,7 +67,8 @@ def check_dicom_source(case: Case, output_format: str | None) -> None:
 def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: CaseResult, volumes: dict,
                        opts: PredictOptions, *, save_probabilities: bool = False, report: bool = False,
                        output_format: str | None = None, read_seconds: float = 0.0, say=None,
-                       checks: list | None = None, sequences: dict | None = None) -> Path:
+                       anonymise: bool = False, checks: list | None = None,
+                       sequences: dict | None = None) -> Path:
     """Write the segmentation ``target`` and what goes beside it (see the module docstring).
 
     Args:
@@ -76,7 +78,8 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         result: what :func:`~.pipeline.segment_volumes` returned.
         volumes: the channels as read (modality -> Volume), for the pictures and the DICOM SEG.
         opts: the resolved options the case was segmented with (recorded).
-        save_probabilities, report, output_format: what else to write.
+        save_probabilities, report, output_format: what else to write; ``anonymise``: the report leaves the
+            patient, study and series out.
         read_seconds: how long reading the channels took (recorded).
         say: a callable given one line per step, or None (quiet).
         checks: the list the case's quality checks are collected in (:func:`medseg3d.review.collecting`): the
@@ -151,7 +154,8 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
                 say(line)
     _write_dicom_seg_if_dicom(loaded, case, result, volumes, stem, target, output_format, say)
     if report:
-        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post, record)
+        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post, record,
+                      {m: case.channels[m] for m in dicom_channels(case)}, anonymise)
     elif (uncertainty or checks) and raw_summary is None:  # a case flagged for review says why in its JSON
         write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
                            "postprocessing": post, **record} | ({"uncertainty": uncertainty} if uncertainty else {}),
@@ -236,9 +240,12 @@ def member_spread(uncertainty: dict | None) -> str | None:
 
 
 def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
-                  uncertainty: dict | None = None, post: dict | None = None, record: dict | None = None) -> None:
-    """``<stem>.report.html`` and ``<stem>.json`` (a raw case's summary kept inside it)."""
-    from ..report import write_case_report
+                  uncertainty: dict | None = None, post: dict | None = None, record: dict | None = None,
+                  dicom: dict | None = None, anonymise: bool = False) -> None:
+    """The report's files (:func:`medseg3d.clinical.report.write_case_report`) and ``<stem>.json`` (a raw
+    case's summary kept inside it); ``record``: the quality checks and sequences recorded; ``dicom``: modality
+    -> DICOM series folder of the input."""
+    from ..clinical.report import write_case_report
 
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
     if not on_grid:  # labels on the atlas grid: show the preprocessed channels there
@@ -259,7 +266,8 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
     extra |= record or {}
     if result.refinement:
         extra["refinement"] = result.refinement
-    json_path, html_path = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
-                                             steps, extra, uncertainty_map=result.uncertainty)
+    files = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
+                              steps, extra, uncertainty_map=result.uncertainty, dicom_series=dicom,
+                              anonymise=anonymise, prepared=result.prepared)  # prepared: the way into atlas space
     if say:
-        say(f"wrote {html_path} and {json_path}")
+        say("wrote " + ", ".join(str(f) for f in (files.html, files.pdf, files.dcm, files.json) if f))

@@ -6,7 +6,7 @@ on (exit status 0). Thresholds:
 * brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586 ml);
 * template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
   the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
-  ``benchmarks/qc_calibration.py``);
+  ``validation/qc_calibration.py``);
 * channels that fit the modality templates much better in another order (swapped files, a T1 given as T2);
 * brain that a channel's field of view does not cover (thin slabs);
 * tumour outside the brain mask, or a third of its surface within 2 mm of the mask's edge (the skull
@@ -20,7 +20,7 @@ import numpy as np
 from .template import MODALITIES
 
 BRAIN_ML = (800.0, 2000.0)
-# Calibrated with benchmarks/qc_calibration.py on the 27 shared cases (aligned by construction): brain overlap
+# Calibrated with validation/qc_calibration.py on the 27 shared cases (aligned by construction): brain overlap
 # 0.86-0.96, T1 correlation 0.37-0.71, T1ce 0.25-0.61; moved by 10 mm, 10 degrees or 15% scale they drop
 # (overlap 0.70-0.93, T1 0.15-0.65). No aligned case is flagged; gross failures are, small errors often not.
 MIN_BRAIN_OVERLAP = 0.85

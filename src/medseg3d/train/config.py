@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..datasets import normalise_modalities
+from ..datasets import dataset_labels, normalise_modalities
 from ..errors import InputError
-from ..labels import LabelScheme
+from ..labels import LabelScheme, get_scheme, scheme_from_labels
 from ..precision import check_precision
 from ..preprocess import PrepConfig
 from .run_files import PREVIOUS_CHECKPOINT, read_run_settings
@@ -42,7 +42,7 @@ PRESETS: dict[str, dict] = {
     # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3 patches
     # (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse model's tumour.
     # Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at the end; the
-    # cascade is scored by scripts/crossval_cascade.py. Experimental: on fold 0 of the 27-case CV its 64 mm field of
+    # cascade is scored by archive/v2/crossval_cascade.py. Experimental: on fold 0 of the 27-case CV its 64 mm field of
     # view relabelled large tumour cores as oedema (TC 0.758 -> 0.47-0.59, docs/results.md).
     "brats-refine": _BRATS | dict(downsample=1.0, foreground_p=0.9, val_every=160),
     # Version 0 of the bundled model: 1.5 mm voxels, 96^3 patches, 100 minutes (kept to reproduce it).
@@ -73,6 +73,8 @@ class TrainConfig:
     crop_size: tuple[int, int, int] | None = None
     downsample: float = 1.0
     spacing: tuple[float, float, float] | None = None
+    normalize: str = "zscore"  # zscore (MRI) | window (CT: see PrepConfig) | none
+    window: tuple[float, float, float, float] | None = None
     # sampling and augmentation
     patch: tuple[int, int, int] | None = None
     foreground_p: float = 0.5
@@ -121,7 +123,8 @@ class TrainConfig:
         return cls(preset=preset, **base)
 
     def prep_config(self) -> PrepConfig:
-        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing)
+        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing,
+                          normalize=self.normalize, window=self.window)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -130,7 +133,7 @@ class TrainConfig:
 
 # settings a resumed run may change: the budget (to extend it), and where and how verbosely it runs
 RESUME_FREE = ("epochs", "minutes", "progress", "device", "compile", "cache", "skip_bad_cases")
-_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch")
+_TUPLE_FIELDS = ("modalities", "crop_size", "spacing", "patch", "val_patch", "window")
 
 
 def _plain(value):
@@ -193,9 +196,22 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
                          "config.json (only --epochs and --minutes may change): leave them out")
     if not settings.get("dataset"):
         raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
-    cfg = TrainConfig(**(settings | {"out": str(out), "resume": True}))
-    cfg._from_run_folder = True  # not a setting: tells train() these were merged already
-    return cfg
+    return TrainConfig(**(settings | {"out": str(out), "resume": True}))
+
+
+def label_scheme(cfg: TrainConfig) -> LabelScheme:
+    """The label scheme ``cfg.labels`` names; ``"dataset"``: the classes of the dataset's ``dataset.json``.
+
+    Raises:
+        InputError: an unknown scheme, or ``"dataset"`` for a dataset without a ``dataset.json`` labels entry.
+    """
+    if cfg.labels != "dataset":
+        return get_scheme(cfg.labels)
+    labels = dataset_labels(cfg.dataset) if cfg.dataset else None
+    if labels is None:
+        raise InputError(f"{cfg.dataset}: --labels dataset needs a dataset.json with a 'labels' entry; "
+                         "name a scheme (brats, regions, binary...) instead")
+    return scheme_from_labels(labels, name="dataset")
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:

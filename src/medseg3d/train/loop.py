@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +42,12 @@ from ..checkpoint import save_checkpoint, save_model
 from ..datasets import normalise_modalities, save_split
 from ..errors import InputError
 from ..io import write_json_atomic, write_rows
-from ..labels import get_scheme
 from ..precision import describe as describe_precision
 from .config import (
     TrainConfig,
     check_budget_and_batch,
     given_settings,
+    label_scheme,
     learning_rate,
     model_metadata,
     resume_config,
@@ -69,8 +70,32 @@ from .step import compile_for_training, make_grad_scaler, region_targets, traini
 from .validate import validation_scores
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run (or resume) a training run; returns a summary dict (best score, epochs, seconds, paths)."""
+def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable | None = None,
+          on_end: Callable | None = None) -> dict:
+    """Run (or resume) a training run.
+
+    Args:
+        cfg: every setting of the run; with ``cfg.resume`` the run in ``cfg.out`` continues, its settings
+            taken from its ``config.json`` (:func:`~medseg3d.train.config.resume_config`; only the budget and
+            ``RESUME_FREE`` settings may differ).
+        settings_merged: ``cfg`` is already :func:`resume_config`'s result (``medseg3d train --resume`` merges
+            what was typed itself): it is used as it is, not merged with the run folder's settings again.
+        on_step: called after every optimiser step as ``on_step(iteration, loss, model)`` on every process,
+            with the step's gradient (averaged over processes and micro-batches) still on ``model``'s
+            parameters; to watch a run (the tests record its first step so).
+        on_end: called once at the end as ``on_end(model, history)`` on every process, after rank 0 wrote
+            ``model.safetensors`` and before the processes' last barrier; ``history`` is the rows of
+            ``log.csv``.
+
+    Returns:
+        A summary dict: ``out``, ``epochs``, ``iterations``, ``seconds``, ``best_score``, ``best_epoch``,
+        ``model`` (the path of ``model.safetensors``).
+
+    Raises:
+        InputError: no ``out``, settings that disagree with each other or with the resumed run, a folder that
+            holds another run, unreadable data.
+        MedsegError: a run folder that cannot be written (one line).
+    """
     from tqdm import tqdm
 
     from ..augment import build_augment
@@ -80,7 +105,7 @@ def train(cfg: TrainConfig) -> dict:
 
     if not cfg.out:
         raise InputError("no output folder given; add --out RUN_DIR")
-    if cfg.resume and not getattr(cfg, "_from_run_folder", False):  # the run's own settings, budget aside
+    if cfg.resume and not settings_merged:  # the run's own settings, budget aside
         cfg = resume_config(cfg.out, given_settings(cfg))
     check_budget_and_batch(cfg)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -88,7 +113,7 @@ def train(cfg: TrainConfig) -> dict:
     rank, world = join_process_group(device)
     out = Path(cfg.out)
     _open_run_folder(cfg, out, rank)
-    scheme = get_scheme(cfg.labels)
+    scheme = label_scheme(cfg)
     torch.manual_seed(cfg.seed + rank)
     if device.type == "cpu" and world == 1:
         torch.set_num_threads(int(os.environ.get("MEDSEG3D_THREADS", os.cpu_count() or 1)))
@@ -154,7 +179,6 @@ def train(cfg: TrainConfig) -> dict:
             timer["data"] += time.monotonic() - t_data
             yield x, target
 
-    first_step = {} if os.environ.get("MEDSEG3D_DEBUG_DUMP") else None  # test hook: this run's first step
     bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
     while not all_agree(progress() >= 1.0, world):
@@ -170,9 +194,8 @@ def train(cfg: TrainConfig) -> dict:
                                  accumulate=cfg.accumulate, precision=cfg.precision, device=device, world=world,
                                  iteration=state["iteration"])
             epoch_losses.append(loss)
-            if first_step == {}:  # its loss and the gradient it applied (averaged over processes, micro-batches)
-                first_step.update(loss=loss, grads={k: p.grad.detach().cpu().clone()
-                                                    for k, p in model.named_parameters() if p.grad is not None})
+            if on_step is not None:
+                on_step(state["iteration"], loss, model)
             state["iteration"] += 1
             state["elapsed"] += time.monotonic() - t0
             bar.update(1)
@@ -202,7 +225,7 @@ def train(cfg: TrainConfig) -> dict:
                                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                                "rng": rng_state(np_rng, aug_gen)})
     bar.close()
-    _finish(out, model, state, rank, world, first_step)
+    _finish(out, model, state, rank, world, on_end)
     return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
             "seconds": state["elapsed"], "best_score": state["best"], "best_epoch": state["best_epoch"],
             "model": str(out / "model.safetensors")}
@@ -267,8 +290,8 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
     _save(out, write_json_atomic, cfg_dict, out / "config.json")
 
 
-def _finish(out: Path, model, state: dict, rank: int, world: int, first_step: dict | None = None) -> None:
-    """``model.safetensors``: the best (else the last) model; then the test hook's dump and the last barrier."""
+def _finish(out: Path, model, state: dict, rank: int, world: int, on_end: Callable | None = None) -> None:
+    """``model.safetensors``: the best (else the last) model; then the caller's ``on_end``, the last barrier."""
     if rank == 0:
         best = out / "best.safetensors"
         final = best if best.exists() else out / "last.safetensors"
@@ -278,11 +301,7 @@ def _finish(out: Path, model, state: dict, rank: int, world: int, first_step: di
             os.replace(tmp, out / "model.safetensors")
         except OSError as exc:
             raise write_failed(out, exc) from exc
-    dump = os.environ.get("MEDSEG3D_DEBUG_DUMP")
-    if dump:  # test hook: each process's final weights, logged losses, and its first step's loss and gradients
-        Path(dump).mkdir(parents=True, exist_ok=True)
-        torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "losses": [h["train_loss"] for h in state["history"]], "first_step": first_step or {}},
-                   Path(dump) / f"rank{rank}.pt")
+    if on_end is not None:
+        on_end(model, state["history"])
     if world > 1:
         torch.distributed.barrier()

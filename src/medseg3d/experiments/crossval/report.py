@@ -1,0 +1,409 @@
+"""A cross-validation's report from its small records: ``medseg3d crossval RUN --report``.
+
+Everything here reads only ``RUN/fold<k>/pred-<variant>/metrics.csv`` (one row per held-out case, written by
+``medseg3d evaluate``) and the JSON records beside them, so a report survives without weights or label maps.
+The folder may be one ``medseg3d crossval`` made, or the records v2 was made from (``docs/runs/brats-v2-cv/
+cv27-v1``, with its ``crossval.json`` naming the variants to report).
+
+Per variant: the mean Dice and HD95 per fold, mean +- SD over folds, the pooled mean over every held-out case,
+and the held-out cases from worst to best; then every variant paired case by case against the reference
+(mean difference, cases better / worse, Wilcoxon signed-rank p) and side by side; a picture per comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+from ...errors import InputError
+from ...io import write_text_atomic
+from .records import FINAL, read_crossval_record
+
+BRATS_REGIONS = ("WT", "TC", "ET")
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def _sd(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _f(value: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def collect(root: Path, variant: str) -> dict[int, list[dict]]:
+    """{fold: rows of that fold's held-out metrics} for the folds that have scored ``variant``."""
+    folds = {}
+    for metrics in sorted(Path(root).glob(f"fold*/pred-{variant}/metrics.csv")):
+        fold = int(metrics.parent.parent.name.removeprefix("fold"))
+        folds[fold] = _read(metrics)
+    return folds
+
+
+def regions_of(folds: dict[int, list[dict]]) -> tuple[str, ...]:
+    """The structures a table shows: BraTS's WT / TC / ET where scored, else every ``dice_<name>`` column."""
+    header = next((list(rows[0]) for rows in folds.values() if rows), [])
+    if all(f"dice_{r}" in header for r in BRATS_REGIONS):
+        return BRATS_REGIONS
+    return tuple(k[len("dice_"):] for k in header if k.startswith("dice_"))
+
+
+def planned_folds(root: Path) -> int | None:
+    """How many folds the cross-validation has, scored or not; None if nothing says."""
+    record = Path(root) / "crossval.json"
+    if record.is_file():
+        with_folds = json.loads(record.read_text(encoding="utf-8")).get("folds")
+        if with_folds:
+            return int(with_folds)
+    planned = set()
+    for config in Path(root).glob("fold*/config.json"):
+        try:
+            planned.add(int(json.loads(config.read_text(encoding="utf-8"))["folds"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return max(planned) if planned else None
+
+
+def fold_means(folds: dict[int, list[dict]], regions, metric: str = "dice") -> dict[int, dict[str, float]]:
+    """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
+    return {fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in regions}
+            for fold, rows in sorted(folds.items())}
+
+
+def _volume_names(regions) -> tuple[str, ...]:
+    return ("WT", "ET") if tuple(regions) == BRATS_REGIONS else tuple(regions)
+
+
+def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
+    """A variant's per-fold table, pooled row and held-out cases worst first; returns (lines, pooled rows)."""
+    folds = collect(root, variant)
+    if not folds:
+        raise InputError(f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` first")
+    regions = regions_of(folds)
+    planned = planned_folds(root)
+    done = (f"{len(folds)} of {planned} folds: incomplete" if planned and len(folds) < planned
+            else f"{len(folds)} folds")
+    n = len(regions)
+    lines = [f"### `{variant}` weights ({done})", "",
+             "| fold | cases | " + " | ".join(regions) + f" | HD95 {regions[0]} (mm) | "
+             + " | ".join(f"HD95 {r}" for r in regions[1:]) + " |", "|---" * (2 + 2 * n) + "|"]
+    dice_by_fold, hd_by_fold = fold_means(folds, regions), fold_means(folds, regions, "hd95")
+    per_fold = {r: [d[r] for d in dice_by_fold.values()] for r in regions}
+    all_rows = []
+    for fold, rows in sorted(folds.items()):
+        dice, hd = dice_by_fold[fold], hd_by_fold[fold]
+        lines.append(f"| {fold} | {len(rows)} | " + " | ".join(_f(dice[r]) for r in regions) + " | "
+                     + " | ".join(_f(hd[r], 1) for r in regions) + " |")
+        all_rows += [dict(row, fold=fold) for row in rows]
+    lines.append("| **mean +- SD over folds** | | " + " | ".join(
+        f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in regions) + " |" + " |" * n)
+    pooled = {r: _mean(float(row[f"dice_{r}"]) for row in all_rows) for r in regions}
+    hd = {r: _mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in regions}
+    lines.append(f"| pooled over {len(all_rows)} cases | | " + " | ".join(_f(pooled[r]) for r in regions) + " | "
+                 + " | ".join(_f(hd[r], 1) for r in regions) + " |")
+    volumes = _volume_names(regions)
+    lines += ["", f"Held-out cases, worst {regions[0]} first:", "",
+              "| case | fold | " + " | ".join(regions) + " | " + " | ".join(f"{v} volume (ml)" for v in volumes) + " |",
+              "|---" * (2 + n + len(volumes)) + "|"]
+    for row in sorted(all_rows, key=lambda row: float(row[f"dice_{regions[0]}"])):
+        lines.append(f"| {row['case']} | {row['fold']} | " + " | ".join(_f(float(row[f'dice_{r}'])) for r in regions)
+                     + " | " + " | ".join(f"{float(row[f'vol_ref_{v}']):.1f}" for v in volumes) + " |")
+    return lines + [""], all_rows
+
+
+def lesion_lines(root: Path, variant: str) -> list[str]:
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them."""
+    rows = [row for rows in collect(root, variant).values() for row in rows]
+    names = [k[len("lesion_dice_"):] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
+    if not names:
+        return []
+    lines = [f"Lesion-wise (each connected component of the reference a lesion; `{variant}`, {len(rows)} cases):", "",
+             "| region | lesion Dice | lesion HD95 (mm) | lesions found | missed | false positives |", "|---|---|---|---|---|---|"]
+    def total(key, n):
+        return int(sum(float(row[f"{key}_{n}"]) for row in rows if row.get(f"{key}_{n}") not in (None, "")))
+
+    for n in names:
+        lines.append(f"| {n} | {_f(_mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
+                     f"{_f(_mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
+                     f"{total('lesion_fn', n)} | {total('lesion_fp', n)} |")
+    return lines + [""]
+
+
+def scores_by_case(folds: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
+    """{case: {metric: value}} over the folds of :func:`collect`."""
+    return {row["case"]: {k: float(x) for k, x in row.items() if k != "case" and x not in ("", None)}
+            for rows in folds.values() for row in rows}
+
+
+def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
+    return scores_by_case(collect(root, variant))
+
+
+def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
+    """Each variant against ``reference`` on the same held-out cases."""
+    from ..tables import paired_cells
+
+    by_variant = {v: _by_case(root, v) for v in variants}
+    others = [v for v in variants if v != reference]
+    if reference not in by_variant or not others:
+        return []
+    regions = regions_of(collect(root, reference))
+    lines = [f"### Paired against `{reference}` (mean difference; cases better / worse; Wilcoxon p)", "",
+             "| variant | cases | " + " | ".join(regions) + " |", "|---" * (2 + len(regions)) + "|"]
+    for v in others:
+        n, cells = paired_cells(by_variant[reference], by_variant[v], [f"dice_{r}" for r in regions], na="n/a")
+        lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[str, int], list[str]]:
+    """Each variant's scores by case, ``variant``'s fold of each case, and the cases both scored (by name)."""
+    ref, var = _by_case(root, reference), _by_case(root, variant)
+    folds = {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
+    return ref, var, folds, sorted(set(ref) & set(var))
+
+
+def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
+    """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant`` first,
+    then the means and the cases each is worst on."""
+    ref, var, folds, cases = _both(root, reference, variant)
+    if not cases:
+        return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
+    regions = regions_of(collect(root, variant))
+    cases.sort(key=lambda c: var[c][f"dice_{regions[0]}"])
+    slash = " / ".join(regions)
+
+    def cells(scores):
+        return " / ".join(_f(scores[f"dice_{r}"]) for r in regions)
+
+    lines = [(f"### `{reference}` and `{variant}` side by side ({len(cases)} held-out cases, worst `{variant}` "
+              f"{regions[0]} first; Dice {slash})"), "", f"| case | fold | `{reference}` | `{variant}` | difference |",
+             "|---|---|---|---|---|"]
+    for c in cases:
+        diff = " / ".join(f"{var[c][f'dice_{r}'] - ref[c][f'dice_{r}']:+.3f}" for r in regions)
+        lines.append(f"| {c} | {folds.get(c, '')} | {cells(ref[c])} | {cells(var[c])} | {diff} |")
+    mean = {name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in regions}
+            for name, scores in ((reference, ref), (variant, var))}
+    diff = " / ".join(f"{mean[variant][f'dice_{r}'] - mean[reference][f'dice_{r}']:+.3f}" for r in regions)
+    lines.append(f"| **mean** | | **{cells(mean[reference])}** | **{cells(mean[variant])}** | {diff} |")
+    for r in regions:
+        lowest = {name: min(cases, key=lambda c: scores[c][f"dice_{r}"]) for name, scores in ((reference, ref),
+                                                                                          (variant, var))}
+        lines.append(f"| lowest {r} | | {lowest[reference]} {_f(ref[lowest[reference]][f'dice_{r}'])} | "
+                     f"{lowest[variant]} {_f(var[lowest[variant]][f'dice_{r}'])} | |")
+    return lines + [""]
+
+
+def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str]) -> list[str]:
+    """A block for a document: the folds done, the side-by-side table (its columns called ``names``), the
+    per-fold means of both and their paired differences."""
+    from ..tables import paired_cells
+
+    table = side_by_side_lines(root, reference, variant)
+    if len(table) < 3:
+        raise InputError(f"{root}: no case scored by both `{reference}` and `{variant}`")
+    regions = regions_of(collect(root, variant))
+    slash = " / ".join(regions)
+    table = table[2:-1]
+    table[0] = f"| case | fold | {names[0]} {slash} | {names[1]} {slash} | difference |"
+    means = {name: fold_means(collect(root, v), regions) for name, v in zip(names, (reference, variant))}
+    folds = sorted(set(means[names[0]]) & set(means[names[1]]))
+    planned = planned_folds(root)
+    n, cells = paired_cells(_by_case(root, reference), _by_case(root, variant), [f"dice_{r}" for r in regions],
+                            na="n/a")
+    done = ", ".join(map(str, folds[:-1])) + (" and " if len(folds) > 1 else "") + str(folds[-1])
+    head = (f"Folds {done}" if len(folds) > 1 else f"Fold {done}") + (f" of {planned}" if planned else "")
+    per_fold = "; ".join(f"fold {k} " + ", ".join(f"{name} " + " / ".join(_f(means[name][k][r]) for r in regions)
+                                                  for name in names) for k in folds)
+    intro = (f"{head}: {n} held-out cases, each scored by models that never saw it (written by "
+             "`medseg3d crossval --report`).")
+    return [intro, "", *table, "",
+            f"Per fold ({slash}): {per_fold}. Paired over the {n} cases ({names[1]} minus {names[0]}; cases "
+            f"better / worse; Wilcoxon p): " + ", ".join(f"{r} {c}" for r, c in zip(regions, cells)) + "."]
+
+
+def splice(target: str, lines: list[str]) -> Path:
+    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of ``FILE`` (``target`` is
+    ``FILE:NAME``) by ``lines``, atomically."""
+    path_text, sep, name = target.rpartition(":")
+    path = Path(path_text)
+    if not sep or not name or not path.is_file():
+        raise InputError(f"--splice {target}: give FILE:NAME, an existing Markdown file and a block name")
+    text = path.read_text(encoding="utf-8")
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise InputError(f"{path} needs exactly one '{start}' line and one '{end}' line after it")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    return write_text_atomic(before + start + "\n" + "\n".join(lines) + "\n" + end + after, path)
+
+
+def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Path:
+    """Each held-out case's Dice under ``reference`` (x) against ``variant`` (y), one panel per region."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ...plotting import save_figure
+
+    ref, var, folds, cases = _both(root, reference, variant)
+    if not cases:
+        raise InputError(f"{root}: no case scored by both `{reference}` and `{variant}`")
+    regions = regions_of(collect(root, variant))
+    fig, axes = plt.subplots(1, len(regions), figsize=(4.4 * len(regions), 4.6), squeeze=False)
+    for ax, r in zip(axes[0], regions):
+        x = [ref[c][f"dice_{r}"] for c in cases]
+        y = [var[c][f"dice_{r}"] for c in cases]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.scatter(x, y, c=[folds.get(c, 0) for c in cases], cmap="tab10", vmin=0, vmax=9, s=28)
+        for c, xi, yi in zip(cases, x, y):
+            if min(xi, yi) < 0.7:  # name the weak cases
+                ax.annotate(c.removeprefix("Brats18_").removesuffix("_1"), (xi, yi), fontsize=7,
+                            xytext=(3, -3), textcoords="offset points")
+        better = sum(yi > xi for xi, yi in zip(x, y))
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal", xlabel=f"{reference} Dice", ylabel=f"{variant} Dice",
+               title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above")
+    fig.suptitle(f"{root}: held-out cases (colour: fold)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
+def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
+    """Every held-out case's Dice per region, one column of dots per fold, the worst cases named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ...plotting import save_figure
+
+    folds = collect(root, variant)
+    regions = regions_of(folds)
+    fig, axes = plt.subplots(1, len(regions), figsize=(3.8 * len(regions), 4.2), squeeze=False, sharey=True)
+    for ax, r in zip(axes[0], regions):
+        for k, rows in sorted(folds.items()):
+            values = [float(row[f"dice_{r}"]) for row in rows]
+            jitter = [k + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(values))]
+            ax.scatter(jitter, values, s=14, alpha=0.7)
+            ax.plot([k - 0.3, k + 0.3], [_mean(values)] * 2, color="black", lw=1.5)
+        rows = sorted((dict(row, fold=k) for k, rs in folds.items() for row in rs), key=lambda row: float(row[f"dice_{r}"]))
+        for row in rows[:worst]:
+            ax.annotate(row["case"], (int(row["fold"]), float(row[f"dice_{r}"])), fontsize=7, xytext=(4, -2),
+                        textcoords="offset points")
+        ax.set(title=f"{r}: pooled mean {_mean(float(row[f'dice_{r}']) for row in rows):.3f}", xlabel="fold",
+               xticks=sorted(folds), ylim=(0, 1.02))
+    axes[0][0].set_ylabel("held-out Dice")
+    fig.suptitle(f"{variant}: every held-out case (bar: fold mean; named: the {worst} worst)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=110)
+
+
+def variants_found(root: Path) -> list[str]:
+    return sorted({m.parent.name[len("pred-"):] for m in Path(root).glob("fold*/pred-*/metrics.csv")})
+
+
+def report_text(root: Path, variants: list[str], reference: str, side_by_side: bool = True) -> str:
+    """The tables of the report: each variant, then each against ``reference``, paired and side by side."""
+    lines = []
+    for variant in variants:
+        lines += variant_lines(root, variant)[0]
+    lines += paired_lines(root, variants, reference)
+    if side_by_side:
+        for variant in [v for v in variants if v != reference]:
+            lines += side_by_side_lines(root, reference, variant)
+    return "\n".join(lines)
+
+
+def _run_sections(root: Path, record: dict) -> list[str]:
+    """What a ``medseg3d crossval`` run adds to the tables: settings, time, post-processing, calibration."""
+    lines = [f"# Cross-validation of {', '.join(record['members'])} on `{record['dataset']}`", "",
+             f"{record['folds']} folds (`split.json`), started {record.get('created', '?')}. Command: `medseg3d "
+             f"crossval {record['dataset']} --preset {record['members'][0]}"
+             + "".join(f" --members {m}" for m in record["members"][1:]) + f" --folds {record['folds']}"
+             + (f" --epochs {record['epochs']}" if record.get("epochs") else "") + f" --out {root}`.", ""]
+    plan = root / "plan.json"
+    if plan.is_file():
+        lines += ["Planned settings (`medseg3d plan`):", ""]
+        lines += [f"- {r}" for r in json.loads(plan.read_text(encoding="utf-8"))["reasons"]] + [""]
+    timing = root / "timing.json"
+    if timing.is_file():
+        seconds = json.loads(timing.read_text(encoding="utf-8"))
+        lines += [(f"Training wall time: {sum(seconds.values()) / 3600:.2f} h over {len(seconds)} trainings "
+                   "(summed over invocations; `timing.json`)."), ""]
+    pp = root / "postprocess.json"
+    if pp.is_file():
+        p = json.loads(pp.read_text(encoding="utf-8"))
+        lines += ["## Post-processing (nested cross-validation)", "",
+                  "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
+                  + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
+                  + f". Mean Dice ({', '.join(p['judged_on'])}) over {p['cases']} cases: none {p['none_mean_dice']:.4f},"
+                  f" nested {p['nested_mean_dice']:.4f}; {len(p['cases_changed'])} case(s) changed. By distance on"
+                  " all cases: " + ", ".join(f"{d} mm {v:.4f}" for d, v in p["mean_dice_by_distance"].items())
+                  + f". The final model takes {p['chosen_mm']:g} mm.", ""]
+    cal = root / "calibration.json"
+    if cal.is_file():
+        from ...calibrate import summary_lines
+
+        lines += ["## Calibration (temperature scaling on the held-out cases)", ""]
+        lines += [f"- {line}" for line in summary_lines(json.loads(cal.read_text(encoding="utf-8")))] + [""]
+    return lines
+
+
+def write_crossval_report(root, variants: list[str] | None = None, reference: str | None = None,
+                          names: tuple[str, str] | None = None, splice_into: str | None = None) -> Path:
+    """Write ``ROOT/report.md`` (and ``ROOT/images/*.png``) from the records; returns the report's path.
+
+    Args:
+        root: a ``medseg3d crossval`` folder, or kept records with ``fold<k>/pred-<variant>/metrics.csv``.
+        variants: the variants to report, first the one the report is about (default: ``crossval.json``'s
+            ``report.variants``, else ``final-pp`` and ``final``, else every variant found).
+        reference: the variant the others are paired against (default: the last variant).
+        names: what a spliced block calls the reference and the first variant.
+        splice_into: ``FILE:NAME``: also write the first variant against the reference into that block.
+
+    Raises:
+        InputError: nothing scored, or a variant that is not.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such cross-validation folder")
+    record = read_crossval_record(root) or {}
+    wanted = record.get("report") or {}
+    found = variants_found(root)
+    if not found:
+        raise InputError(f"{root}: nothing scored (no fold*/pred-*/metrics.csv); run `medseg3d crossval` first")
+    variants = variants or wanted.get("variants") or [v for v in (f"{FINAL}-pp", FINAL) if v in found] or found
+    missing = [v for v in variants if v not in found]
+    if missing:
+        raise InputError(f"{root}: variant(s) {', '.join(missing)} not scored; scored: {', '.join(found)}")
+    reference = reference or wanted.get("reference") or variants[-1]
+    if reference not in variants:
+        variants = [*variants, reference]
+    lines = _run_sections(root, record) if "members" in record else []
+    lines.append(report_text(root, variants, reference))
+    lines += lesion_lines(root, variants[0])
+    images = root / "images"
+    images.mkdir(exist_ok=True)
+    lines += ["![every held-out case](images/cases.png)", ""]
+    cases_png(root, variants[0], images / "cases.png")
+    if len(variants) > 1:
+        side_by_side_png(root, reference, variants[0], images / "side_by_side.png")
+        lines += [f"![`{variants[0]}` against `{reference}`, case by case](images/side_by_side.png)", ""]
+    names = names or tuple(wanted.get("names") or (f"`{reference}`", f"`{variants[0]}`"))
+    if splice_into:
+        splice(splice_into, splice_lines(root, reference, variants[0], names))
+    return write_text_atomic("\n".join(lines).rstrip("\n") + "\n", root / "report.md")

@@ -1,0 +1,278 @@
+"""``medseg3d crossval DATA --preset NAME --out RUN``: every fold of every member trained (resumable, claimed), each
+fold's held-out cases segmented exactly as the final model runs, scored, post-processing chosen by nested
+cross-validation, calibrated, reported.
+
+Layout of ``RUN``::
+
+    crossval.json          what was asked (dataset, members and their settings, folds); later invocations agree
+    plan.json              the ``auto`` preset's plan (``medseg3d plan``), when a member uses it
+    split.json             the k-fold split every member shares
+    members/<m>/fold<k>/   a training run folder (``medseg3d train``: config.json, log.csv, last.pt, ...)
+    members/<m>/all/       the member trained on every case (``--final``): what ``medseg3d bundle`` packs
+    fold<k>/model.safetensors      the fold's members as one ensemble (one member: a copy of its last weights)
+    fold<k>/pred-final/    held-out label maps as the final model writes them, and their ``metrics.csv``
+    fold<k>/pred-final-pp/ the same after the post-processing nested cross-validation chose (``metrics.csv``)
+    postprocess.json, calibration.json, timing.json   the choices and measurements (small records)
+    report.md, images/     the report (``medseg3d crossval RUN --report`` rebuilds it from the records)
+
+Several invocations may run at once (shells, machines sharing the folder, Slurm array tasks): each takes the
+next (member, fold) no live process holds (:func:`~medseg3d.experiments.tasks.claim_task`); ``--fold K`` takes
+only fold K (a Slurm array task, or every rank of a ``torchrun`` training one fold with DDP). A killed invocation
+is resumed by running the same command again: trainings continue from their last epoch, finished steps are
+skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+from ...datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
+from ...errors import InputError
+from ...io import write_json_atomic, write_text_atomic
+from ..catalogue import Run, train_config
+from ..planning import plan_dataset
+from ..task import Task, claim_task, release_task
+from .records import FINAL, RECORD, read_crossval_record
+
+# what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
+KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records (configs, logs, metrics, choices), not weights or images
+*.pt
+*.safetensors
+*.nii.gz
+*.tmp
+claim.json
+cache/
+"""
+
+
+def member_settings(preset: str, plan_settings: dict | None) -> dict:
+    """The training settings of one member: ``auto`` is the dataset's plan, any other name a preset of
+    :data:`medseg3d.train.PRESETS`."""
+    from ...train import PRESETS
+
+    if preset == "auto":
+        return dict(plan_settings or {})
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset '{preset}'; choose auto (planned from the data) or one of {', '.join(PRESETS)}")
+    return dict(PRESETS[preset])
+
+
+def _check_same(out: Path, old: dict, record: dict) -> None:
+    for key, what in (("dataset", "dataset"), ("members", "--preset/--members"), ("folds", "--folds")):
+        if old.get(key) != record.get(key):
+            raise InputError(f"{out}: was started with {what} {old.get(key)!r}, now {record.get(key)!r}; repeat the "
+                             "first command's settings (or leave them out), or choose another --out")
+    if record.get("epochs") is not None and old.get("epochs") != record.get("epochs"):
+        raise InputError(f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
+                         "--epochs out to continue, or choose another --out")
+
+
+def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
+          epochs: int | None = None, overrides: dict | None = None) -> tuple[dict, list[Case]]:
+    """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
+
+    Args:
+        dataset: labelled dataset folder.
+        out: the run folder.
+        preset: the first member's preset (``auto``: planned from the data).
+        members: further members' presets (an ensemble of all of them is the final model).
+        folds: number of folds (default 5; a later call may leave it out).
+        epochs: epochs per training instead of each preset's own.
+        overrides: other training settings for every member (e.g. ``iters_per_epoch``), on a first call.
+
+    Returns:
+        (record, labelled cases).
+
+    Raises:
+        InputError: a missing dataset, too few cases, a preset that does not exist, or settings that differ from
+            the folder's first invocation.
+    """
+    dataset, out = Path(dataset), Path(out)
+    if not dataset.exists():
+        raise InputError(f"{dataset}: no such dataset folder; check the path")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; --out must be a folder")
+    old = read_crossval_record(out)
+    names = [preset, *(members or [])]
+    if len(set(names)) != len(names):
+        raise InputError(f"members {names}: each preset once; an ensemble of copies only costs time")
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {epochs}")
+    cases = find_cases(dataset, require_label=True)
+    folds = (old or {}).get("folds", 5) if folds is None else int(folds)
+    if not 2 <= folds <= len(cases):
+        raise InputError(f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}")
+    record = {"dataset": str(dataset.resolve()), "members": names, "folds": folds, "epochs": epochs}
+    if old is not None:
+        _check_same(out, old, record)
+        return old, cases
+    for name in names:
+        member_settings(name, {})  # unknown presets refused before anything is written
+    plan = plan_dataset(dataset) if "auto" in names else None
+    settings = {name: member_settings(name, plan.settings if plan else None) for name in names}
+    if epochs is not None:
+        settings = {name: s | {"epochs": epochs, "minutes": None} for name, s in settings.items()}
+    if overrides:
+        settings = {name: s | overrides for name, s in settings.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    if plan is not None:
+        write_json_atomic(plan.to_dict(), out / "plan.json")
+    split = make_split(sorted(c.case_id for c in cases), folds=folds, seed=0)
+    save_split(split, out / "split.json")
+    if not (out / ".gitignore").exists():
+        write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
+    record |= {"settings": settings, "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    write_json_atomic(record, out / RECORD)
+    return record, cases
+
+
+def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
+    """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final`` each
+    member on every case (fold ``-1``)."""
+    split = load_split(out / "split.json")
+    tasks = []
+    for k in range(record["folds"]):
+        for name in record["members"]:
+            overrides = record["settings"][name] | dict(
+                dataset=record["dataset"], out=str(out / "members" / name / f"fold{k}"), fold=k,
+                folds=record["folds"], split_file=str(out / "split.json"), progress=False)
+            tasks.append(Task(Run(name, {}, f"member {name}"), k, Path(overrides["out"]), overrides, fold_ids(split, k)[1]))
+    if final:
+        for name in record["members"]:
+            overrides = record["settings"][name] | dict(dataset=record["dataset"], out=str(out / "members" / name / "all"),
+                                                        all_cases=True, progress=False)
+            tasks.append(Task(Run(name, {}, f"member {name}"), -1, Path(overrides["out"]), overrides, []))
+    return tasks
+
+
+def training_state(folder: Path) -> str:
+    """``done`` (``model.safetensors``, written when a training ends), ``resume`` (``last.pt``) or ``new``."""
+    if (folder / "model.safetensors").is_file():
+        return "done"
+    return "resume" if (folder / "last.pt").is_file() else "new"
+
+
+def train_task(task: Task) -> float:
+    """Train (or resume) one task in its folder, its epoch lines to ``train.log``; returns wall seconds."""
+    from ...train import train
+
+    cfg = train_config(task.overrides)
+    cfg.resume = training_state(task.folder) == "resume"
+    task.folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with open(task.folder / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        train(cfg)
+    return time.monotonic() - t0
+
+
+def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
+                 epochs: int | None = None, fold: int | None = None, final: bool = False, progress: bool = True,
+                 report: bool = True, overrides: dict | None = None) -> dict:
+    """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
+
+    Args:
+        dataset, out, preset, members, folds, epochs, overrides: as :func:`setup`.
+        fold: only this fold (a Slurm array task; every rank of ``torchrun``).
+        final: also train every member on all cases (what ``medseg3d bundle`` packs).
+        progress: print what is done.
+        report: write ``report.md`` at the end when every fold is scored.
+
+    Returns:
+        a summary: trainings run here, held elsewhere, folds scored.
+
+    Raises:
+        InputError: as :func:`setup`; a ``--fold`` outside the split; ``torchrun`` without ``--fold``.
+    """
+    from .report import write_crossval_report
+    from .scoring import calibrate_run, choose_postprocessing, score_fold
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
+        _wait_for(Path(out) / RECORD)
+    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
+    out = Path(out)
+    if world > 1 and fold is None:
+        raise InputError("under torchrun every process must train the same fold: give --fold K")
+    if fold is not None and not 0 <= fold < record["folds"]:
+        raise InputError(f"--fold must be between 0 and {record['folds'] - 1}, got {fold}")
+    say = print if progress and rank == 0 else (lambda *a, **k: None)
+    tasks = [t for t in fold_tasks(record, out, final) if fold is None or t.fold == fold]
+    say(f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
+        + (" + final" if final else "") + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
+        f"{len(tasks)} trainings done")
+    ran, held, seconds = 0, [], {}
+    for task in tasks:
+        if training_state(task.folder) == "done":
+            continue
+        if world > 1:  # every rank trains the same fold together; the claim is rank 0's business
+            seconds[str(task.folder)] = train_task(task)
+            ran += 1
+            continue
+        if not claim_task(task.folder):
+            held.append(task)
+            continue
+        try:
+            if training_state(task.folder) != "done":
+                say(f"training {task.run.name} " + (f"fold {task.fold}" if task.fold >= 0 else "on all cases")
+                    + f" ({training_state(task.folder)})")
+                seconds[str(task.folder)] = train_task(task)
+                ran += 1
+        finally:
+            release_task(task.folder)
+    if rank != 0:
+        return {"out": str(out), "ran": ran}
+    _add_timing(out, seconds)
+    cases_by_id = {c.case_id: c for c in cases}
+    scored = []
+    for k in range(record["folds"]):
+        if fold is not None and k != fold:
+            continue
+        members = [t for t in tasks if t.fold == k]
+        if not all(training_state(t.folder) == "done" for t in members):
+            continue
+        lock = out / f"fold{k}"
+        if not claim_task(lock):
+            continue
+        try:
+            if score_fold(out, record, k, cases_by_id, say):
+                scored.append(k)
+        finally:
+            release_task(lock)
+    done = [k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()]
+    summary = {"out": str(out), "ran": ran, "held_elsewhere": len(held), "scored_here": scored, "folds_scored": done}
+    if held:
+        say(f"{len(held)} training(s) held by another invocation: "
+            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held))
+    if len(done) == record["folds"]:
+        choose_postprocessing(out, record, cases_by_id, say)
+        calibrate_run(out, record, cases_by_id, say)
+        if report:
+            summary["report"] = str(write_crossval_report(out))
+            say(f"wrote {summary['report']}")
+    else:
+        say(f"{len(done)} of {record['folds']} folds scored; run the same command again to continue")
+    return summary
+
+
+def _wait_for(path: Path, seconds: float = 600.0) -> None:
+    t0 = time.monotonic()
+    while not path.is_file():
+        if time.monotonic() - t0 > seconds:
+            raise InputError(f"{path}: not written by rank 0 within {seconds:.0f} s; is rank 0 running?")
+        time.sleep(1.0)
+
+
+def _add_timing(out: Path, seconds: dict) -> None:
+    """Wall seconds per training folder, summed over invocations (``RUN/timing.json``)."""
+    if not seconds:
+        return
+    path = out / "timing.json"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for folder, s in seconds.items():
+        key = str(Path(folder).relative_to(out))
+        old[key] = round(old.get(key, 0.0) + s, 1)
+    write_json_atomic(old, path)
