@@ -11,7 +11,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "medseg3d"
-MAX_LINES = 650
+MAX_LINES = 600
 
 # Modules still over MAX_LINES that are not yet split. Remove a name when its split is merged.
 TOO_LONG_FOR_NOW: set[str] = set()

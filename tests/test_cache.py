@@ -417,3 +417,20 @@ def test_a_case_whose_names_its_content_contradicts_is_not_cached(brats_root, tm
     summary = prepare_dataset(ds, tmp_path / "out", workers=1, progress=False)
     assert summary["prepared"] == [good] and list(summary["failed"]) == [bad]
     assert "look like flair, t1ce, t1, t2" in summary["failed"][bad]
+
+
+def test_a_pipe_or_a_folder_where_a_channel_file_belongs_refuses_its_case_not_drops_it(tmp_path):
+    """Fuzz findings: a named pipe or a folder named like a channel file dropped its channel, and training
+    went on without it."""
+    for k in range(2):
+        _synthetic_case(tmp_path / "ds", f"s{k}", k)
+    (tmp_path / "ds" / "s0" / "s0_t2.nii.gz").unlink()
+    os.mkfifo(tmp_path / "ds" / "s0" / "s0_t2.nii.gz")
+    (tmp_path / "ds" / "s1" / "s1_t1ce.nii.gz").unlink()
+    (tmp_path / "ds" / "s1" / "s1_t1ce.nii.gz").mkdir()
+    cases = find_cases(tmp_path / "ds")
+    assert [list(c.channels) for c in cases] == [["flair", "t1", "t1ce", "t2"]] * 2
+    with pytest.raises(InputError, match="not a regular file"):
+        cases[0].load()
+    with pytest.raises(InputError):
+        cases[1].load()

@@ -176,7 +176,7 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
     plain, cascade = tmp_path / "plain.nii.gz", tmp_path / "cascade.nii.gz"
     assert main(["predict", "brats-v1", str(case), "-o", str(plain), "--quiet", "--report"]) == 0
     assert main(["predict", "brats-v1", str(case), "-o", str(cascade), "--quiet", "--report", "--refine", str(fine)]) == 0
-    refinement = json.loads((tmp_path / "cascade.json").read_text())["extra"]["refinement"]
+    refinement = json.loads((tmp_path / "cascade.json").read_text())["refinement"]
     assert refinement["refiner"] == "fine" and refinement["voxels"] > 64**3  # the tumour plus 12 mm each side
     a, b = read_volume(plain), read_volume(cascade)
     np.testing.assert_array_equal(a.affine, b.affine)

@@ -1,6 +1,7 @@
 """A model file may say how it is meant to be run (sliding window, overlap); the user's flags always win."""
 
 import pytest
+from stand_ins import two_blob_case
 
 from medseg3d.checkpoint import read_model_file, rewrite_model_metadata
 from medseg3d.cli import build_parser
@@ -78,25 +79,6 @@ def test_far_component_distance_default_comes_from_the_model_and_the_user_wins(b
     assert parser.parse_args(base + ["--max-distance", "0"]).max_distance == 0.0
 
 
-def _two_blob_case(tmp_path):
-    """Four 1 mm channels on one 60 x 24 x 24 grid, and region probabilities with a 1000-voxel tumour and a
-    27-voxel one 36 mm beyond its edge (the network is replaced by these)."""
-    import numpy as np
-
-    from medseg3d.io import Volume, write_volume
-
-    affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "case"
-    folder.mkdir()
-    for m in ("flair", "t1", "t1ce", "t2"):
-        write_volume(Volume(rng.random((60, 24, 24)).astype(np.float32), affine), folder / f"case_{m}.nii.gz")
-    probs = np.zeros((3, 60, 24, 24), np.float32)
-    probs[0, 5:15, 5:15, 5:15] = 0.9     # main tumour: whole tumour only (edema), 1000 voxels
-    probs[0, 50:53, 8:11, 8:11] = 0.9    # far blob: 27 voxels, nearest voxel 36 mm from the main one
-    return folder, probs
-
-
 def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp_path, monkeypatch, capsys):
     import json
 
@@ -107,7 +89,7 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
 
     source, target = bundled_copy
     rewrite_model_metadata(source, {"inference": {"max_distance_mm": 20.0}}, out=target)
-    folder, probs = _two_blob_case(tmp_path)
+    folder, probs = two_blob_case(tmp_path)
     monkeypatch.setattr(P.pipeline, "grid_prediction", lambda *a, **k: P.GridPrediction(probs.copy()))
     loaded = load_model(target, device="cpu")
 
@@ -119,7 +101,7 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     # 27 voxels of 1 mm^3 = 0.027 ml: said as such, not rounded away to "0.0 ml"
     assert "case: removed 0.03 ml of tumour farther than 20 mm from the largest component (--max-distance 0 keeps it)" in said
     record = json.loads((tmp_path / "out" / "seg.json").read_text())
-    assert record["extra"]["postprocessing"] == {"min_component": 0, "min_enhancing": 0, "max_distance_mm": 20.0,
+    assert record["postprocessing"] == {"min_component": 0, "min_enhancing": 0, "max_distance_mm": 20.0,
                                         "far_removed_ml": 0.03}
     assert any("was removed" in w for w in record["warnings"])
 
@@ -128,5 +110,5 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     P.predict(loaded, [folder], kept, preprocess="none", report=True, max_distance=0.0)
     assert (read_volume(kept).array > 0).sum() == 1027
     assert "removed" not in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / "kept.json").read_text())["extra"]["postprocessing"]["far_removed_ml"] == 0.0
+    assert json.loads((tmp_path / "out" / "kept.json").read_text())["postprocessing"]["far_removed_ml"] == 0.0
     assert np.isclose(probs.sum(), 0.9 * 1027, rtol=1e-5)  # the stand-in network's output was not changed

@@ -130,7 +130,7 @@ def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop
     assert "over 2 members" in out and "the 2 members' volumes: WT" in out
     labels = read_volume(tmp_path / "seg.nii.gz")
     np.testing.assert_array_equal(labels.array, read_volume(plain).array)  # the labels do not change
-    record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["extra"]["uncertainty"]
+    record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
     assert record["source"] == "members" and record["passes"] == 2 and 0 < record["confidence"] <= 1
     assert "ensemble's members" in record["map_meaning"] and record["low_confidence_below"] is None
     scheme = get_scheme("brats")

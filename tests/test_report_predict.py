@@ -175,7 +175,7 @@ def test_a_case_less_confident_than_the_held_out_cases_is_warned_about(model, cr
                                   tmp_path / "calibrated.safetensors")
     predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "seg.nii.gz", uncertainty=2, report=True)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
-    record = summary["extra"]["uncertainty"]
+    record = summary["uncertainty"]
     assert record["confidence"] < 0.995 and record["held_out_share_less_confident"] == 0.0
     assert record["low_confidence_below"] == pytest.approx(0.9954)  # the 10% quantile of the three
     assert any(w.startswith("Low confidence") for w in summary["warnings"])

@@ -476,7 +476,8 @@ def _dicom_series(nifti: Path, folder: Path, description: str, number: int, slic
     from medseg3d.io import read_volume
 
     vol = read_volume(nifti)
-    write_dicom_series(vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices, start)
+    write_dicom_series(vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices=slices,
+                       start=start)
 
 
 def _as_dicom(inp, skip: str | None = None) -> None:

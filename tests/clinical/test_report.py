@@ -75,18 +75,19 @@ def _case_volumes():
     return Volume(labels, affine), {"t1": Volume(image * 2, affine), "flair": Volume(image, affine)}
 
 
-def test_write_case_report_writes_a_self_contained_page_and_json(tmp_path):
+def test_write_case_report_writes_a_self_contained_page_and_gives_its_record(tmp_path):
     labels, channels = _case_volumes()
     card = {"name": "toy", "held_out_scores": {"dice_WT": 0.9}, "train_cases": [f"c{i}" for i in range(20)]}
     steps = [{"step": "resample", "to_mm": [1, 1, 1]}]
     files = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "case7", card, steps,
                               {"warnings": ["low confidence <check>"], "confidence": 0.4})
-    json_path, html_path = files.json, files.html
-    assert (json_path.name, html_path.name, files.pdf.name) == ("case7.json", "case7.report.html", "case7.report.pdf")
+    html_path = files.html
+    assert (html_path.name, files.pdf.name) == ("case7.report.html", "case7.report.pdf")
     assert files.dcm is None  # no DICOM input: no study to join
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["case7.json", "case7.report.html", "case7.report.pdf"]
+    # the case's <stem>.json is predict's to write (medseg3d.predict.outputs), from this record
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case7.report.html", "case7.report.pdf"]
     assert files.pdf.read_bytes().startswith(b"%PDF")
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    report = json.loads(json.dumps(files.record))  # JSON-ready as it is
     assert report["volumes_ml"]["regions"] == {"WT": 0.394, "TC": 0.144, "ET": 0.128}  # 2 ul voxels
     assert report["lesions"]["regions"]["WT"]["count"] == 2  # the 8 voxels are 16 mm^3 < 50
     assert report["picture_channel"] == "flair"
@@ -110,16 +111,15 @@ def test_write_case_report_writes_a_self_contained_page_and_json(tmp_path):
 def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existing_folder(tmp_path):
     labels, channels = _case_volumes()
     empty = labels.with_array(np.zeros(labels.shape, dtype=np.uint8))
-    json_path = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, []).json
-    assert any("No tumour" in w for w in json.loads(json_path.read_text(encoding="utf-8"))["warnings"])
-    json_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
-                                  {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}}).json
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    record = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, []).record
+    assert any("No tumour" in w for w in record["warnings"])
+    report = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
+                               {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}}).record
     assert report["extra"]["uncertainty"]["confidence"] == 0.31
     assert [w[:27] for w in report["warnings"]] == ["Low confidence (0.310 < 0.8"]
-    json_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "n", {}, [],
-                                  {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}}).json
-    assert json.loads(json_path.read_text(encoding="utf-8"))["warnings"] == []  # no held-out reference, no threshold
+    record = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "n", {}, [],
+                               {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}}).record
+    assert record["warnings"] == []  # no held-out reference, no threshold
     with pytest.raises(InputError, match="does not exist"):
         write_case_report(labels, channels, get_scheme("brats"), tmp_path / "missing" / "e", {}, [])
 
@@ -127,8 +127,7 @@ def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existin
 def test_pictures_fall_back_to_labels_alone_when_no_channel_is_on_the_grid(tmp_path):
     labels, _ = _case_volumes()
     other = {"flair": Volume(np.ones((10, 10, 10), dtype=np.float32), np.eye(4))}
-    json_path = write_case_report(labels, other, get_scheme("brats"), tmp_path / "c", {}, []).json
-    report = json.loads(json_path.read_text(encoding="utf-8"))
+    report = write_case_report(labels, other, get_scheme("brats"), tmp_path / "c", {}, []).record
     assert report["picture_channel"] is None and any("grid" in w for w in report["warnings"])
 
 

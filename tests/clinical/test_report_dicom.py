@@ -47,7 +47,7 @@ def test_the_report_names_the_patient_and_joins_the_study_as_an_encapsulated_pdf
     html = files.html.read_text(encoding="utf-8")
     for shown in ("TEST, LAYOUTS", "P-0042", "2026-01-14", "MR HEAD W/WO", "AX T1 POST GD (series 7)"):
         assert shown in html
-    assert json.loads(files.json.read_text(encoding="utf-8"))["study"]["patient"]["id"] == "P-0042"
+    assert files.record["study"]["patient"]["id"] == "P-0042"
     ds, pdf = read_report_dicom(files.dcm)
     source = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.iterdir())]
     assert pdf == files.pdf.read_bytes() and pdf.startswith(b"%PDF")
@@ -64,7 +64,7 @@ def test_anonymise_leaves_patient_study_and_series_out(case, tmp_path):
     files = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "seg", {}, [],
                               dicom_series={"t1ce": folder}, anonymise=True)
     html = files.html.read_text(encoding="utf-8")
-    text = files.json.read_text(encoding="utf-8")
+    text = json.dumps(files.record)
     for hidden in ("LAYOUTS", "P-0042", "2026-01-14", "1961", "AX T1 POST GD"):
         assert hidden not in html and hidden not in text
     assert "--anonymise" in html and files.dcm is None and files.pdf.is_file()

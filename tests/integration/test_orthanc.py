@@ -1,6 +1,6 @@
 """The round trip through a real Orthanc (issue 39): the shared raw case uploaded to Orthanc, Orthanc sends it
-to ``medseg3d serve``, and the DICOM SEG (and the report, when predict writes one as DICOM) is found in
-Orthanc afterwards, readable by highdicom. Slow (a real segmentation); skipped where Orthanc is not installed
+to ``medseg3d serve``, and the DICOM SEG (readable by highdicom) and the report (an Encapsulated PDF) are
+found in Orthanc afterwards. Slow (a real segmentation); skipped where Orthanc is not installed
 (``make test-integration`` installs it)."""
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ def test_a_study_sent_from_orthanc_comes_back_into_orthanc_as_a_seg(data_root, t
         hd.seg.Segmentation.from_dataset(ds)
         labelled, differing = seg_matches_the_nifti(ds, tmp_path / "spool", tmp_path, segmenter.model.scheme)
         assert labelled > 0 and differing == 0
-        sent = [p.name for p in (tmp_path / "spool" / "studies" / STUDY / "out").glob("*/*.dcm")]
-        reports = [n for n in sent if "report" in n]
-        if reports:  # the report as a DICOM object (issue 37), where predict writes one
-            assert orthanc.study_instances(study_id, "DOC") or orthanc.study_instances(study_id, "SR")
+        # the report as a DICOM object (issue 37): an Encapsulated PDF in the same study
+        (report_id,) = wait_for(lambda: orthanc.study_instances(study_id, "DOC"), timeout=60, what="the report")
+        report = pydicom.dcmread(io.BytesIO(orthanc.instance_file(report_id)))
+        assert report.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1" and report.StudyInstanceUID == STUDY
+        assert bytes(report.EncapsulatedDocument).startswith(b"%PDF")
     finally:
         node.stop(wait=5)
         orthanc.stop()

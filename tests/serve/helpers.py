@@ -66,10 +66,11 @@ class StandIn:
 
 
 class Pacs:
-    """A pynetdicom Storage SCP on 127.0.0.1 that keeps what it receives (the PACS the node sends back to)."""
+    """A pynetdicom Storage SCP on 127.0.0.1 that keeps what it receives (the PACS the node sends back to);
+    over TLS with a server ``tls`` context."""
 
-    def __init__(self, port: int | None = None, ae_title: str = "PACS"):
-        self.port, self.ae_title = port or free_port(), ae_title
+    def __init__(self, port: int | None = None, ae_title: str = "PACS", tls=None):
+        self.port, self.ae_title, self.tls = port or free_port(), ae_title, tls
         self.received: list = []
         self._server = None
 
@@ -90,7 +91,7 @@ class Pacs:
             self.received.append(ds)
             return 0x0000
 
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False,
+        self._server = ae.start_server(("127.0.0.1", self.port), block=False, ssl_context=self.tls,
                                        evt_handlers=[(evt.EVT_C_STORE, on_store)])
         return self
 

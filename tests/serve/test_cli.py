@@ -8,7 +8,7 @@ import sys
 from medseg3d.cli import main
 from medseg3d.dicom.net import SendError, echo, parse_peer
 
-from .helpers import free_port, small_study, wait_for
+from .helpers import StandIn, free_port, small_study, wait_for
 
 
 def test_send_stores_a_folder_and_notes_what_is_not_dicom(tmp_path, pacs, capsys):
@@ -18,6 +18,21 @@ def test_send_stores_a_folder_and_notes_what_is_not_dicom(tmp_path, pacs, capsys
     out = capsys.readouterr().out
     assert f"note: skipped {study / 'README.txt'}: not a DICOM file" in out
     assert f"sent 16 DICOM file(s) to {pacs.address}" in out and len(pacs.received) == 16
+
+
+def test_send_says_which_files_the_node_refused_and_exits_3(tmp_path, nodes, capsys):
+    import pydicom
+
+    study = small_study(tmp_path / "study", "1.2.826.0.1.3680043.2.1125.39.32")
+    broken = max((study / "AX_T2").glob("*.dcm"))
+    ds = pydicom.dcmread(broken)
+    ds.PixelData = ds.PixelData[:10]
+    ds.save_as(broken)
+    _, node = nodes(tmp_path / "spool", StandIn(), worker=False)
+    assert main(["send", str(study), str(node)]) == 3
+    captured = capsys.readouterr()
+    assert f"refused by {node}: {broken} (status 0xC210)" in captured.err
+    assert f"sent 15 DICOM file(s) to {node}; 1 refused" in captured.out
 
 
 def test_send_to_a_node_that_is_down_is_one_line_and_exit_2(tmp_path, capsys):

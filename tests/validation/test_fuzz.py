@@ -56,7 +56,9 @@ def test_short_fuzz_run(data_root, tmp_path):
 @pytest.mark.parametrize("outcome_args", [(0, "", "", 0.0, "silent"), (2, "", "medseg3d: error: x.nii: broken", 0.0, "refused"),
                                           (1, "", "Traceback (most recent call last):\n  ...\nValueError: x", 0.0,
                                            "traceback"), (None, "", "", 0.0, "timeout"), (0, "", "", 5000.0, "memory"),
-                                          (2, "", "medseg3d: error: a\nmedseg3d: error: b", 0.0, "unclear")])
+                                          (2, "", "medseg3d: error: a\nmedseg3d: error: b", 0.0, "unclear"),
+                                          (3, "", "warning: t2: 53% of the brain lies outside", 0.0, "review"),
+                                          (3, "warning: swapped", "", 0.0, "unclear")])
 def test_classify(tmp_path, outcome_args):
     rc, out, err, rss, expected = outcome_args
     assert _fuzz().classify(rc, out, err, tmp_path, rss, 2048)[0] == expected

@@ -4,9 +4,9 @@
 left out with ``anonymise``), volumes, lesions, the location in atlas space (:mod:`.location`), the RANO
 diameters (:mod:`.diameters`), the quality checks and the technical record. :func:`summary_sentences` and
 :func:`quality_sentences` say it in plain sentences, which the HTML page (:mod:`.page`) and the PDF
-(:mod:`.pdf`) both show. :func:`write_case_report` writes ``<stem>.json``, ``<stem>.report.html``,
-``<stem>.report.pdf`` and, for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study,
-:mod:`medseg3d.dicom.report`).
+(:mod:`.pdf`) both show. :func:`write_case_report` writes ``<stem>.report.html``, ``<stem>.report.pdf`` and,
+for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study, :mod:`medseg3d.dicom.report`);
+``predict`` records the dict in the case's ``<stem>.json`` (:mod:`medseg3d.predict.outputs`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from .summary import TITLE, jsonable
 
 @dataclass
 class ReportFiles:
-    """The files one report wrote (``pdf`` and ``dcm`` None when not written)."""
+    """The files one report wrote (``pdf`` and ``dcm`` None when not written) and what the page shows
+    (:func:`case_report`'s dict, JSON-ready), which ``predict`` records in the case's ``<stem>.json``."""
 
-    json: Path
     html: Path
+    record: dict
     pdf: Path | None = None
     dcm: Path | None = None
 
@@ -124,7 +125,7 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
                       uncertainty_map: np.ndarray | None = None, *, to_atlas: np.ndarray | None = None,
                       dicom_series: dict | None = None, anonymise: bool = False, pdf: bool = True,
                       dicom_reference: str | None = None, prepared=None) -> ReportFiles:
-    """Write ``<out_stem>.json``, ``.report.html``, ``.report.pdf`` and (DICOM input) ``.report.dcm``.
+    """Write ``<out_stem>.report.html``, ``.report.pdf`` and (DICOM input) ``.report.dcm``.
 
     Args:
         labels: the segmentation as a :class:`~medseg3d.io.Volume` (file values, its own grid and affine).
@@ -157,7 +158,6 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     Raises:
         InputError: the labels are no Volume, or the output folder does not exist or cannot be written.
     """
-    import json
 
     from ..errors import InputError
     from ..io import Volume, atomic_write, write_text_atomic
@@ -189,9 +189,8 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
     if uncertainty_map is not None and np.shape(uncertainty_map) == labels.shape:
         uncertainty_pngs = uncertainty_pictures(uncertainty_map, labels.array, centre, labels.affine)
     name = out_stem.name
-    files = ReportFiles(out_stem.with_name(name + ".json"), out_stem.with_name(name + ".report.html"))
+    files = ReportFiles(out_stem.with_name(name + ".report.html"), jsonable(report))
     try:
-        write_text_atomic(json.dumps(jsonable(report), indent=1), files.json)
         write_text_atomic(render_html(report, pictures, uncertainty_pngs), files.html)
         if pdf:
             from .pdf import render_pdf

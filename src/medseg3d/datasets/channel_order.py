@@ -9,8 +9,8 @@ does:
   evidence and the flags that settle it (``--flair --t1 --t1ce --t2``, or ``--trust-names``);
 * a ``--t1ce``-style flag: the user said so; a disagreement is a quality flag, not a refusal.
 
-A reading below :data:`~.sequence_id.CONFIDENT` never changes or refuses anything: where it disagrees with
-the names it is a quality flag ("look at it"), as are unconfirmed positional orders.
+A reading below :data:`~.sequence_id.CONFIDENT` never changes or refuses anything: where it disagrees with an
+assumed order it is a quality flag ("look at it"); names and flags are trusted against it.
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ def check_sequences(case_id: str, arrays: dict[str, np.ndarray], spacings: dict[
             check.review.append(f"case {case_id}: the channel order ({', '.join(given)}) was assumed and their "
                                 f"intensities only weakly confirm it ({ident.describe()}); check which file is which")
         return check
-    if not ident.confident:
-        check.review.append(f"case {case_id}: the channels may be swapped: by their intensities {evidence} "
-                            f"({ident.describe()}); check which file is which, or name them with {FLAGS}")
+    if not ident.confident:  # names are trusted against a doubtful reading; an assumed order is not
+        if any(m in assumed for m in wrong):
+            check.review.append(f"case {case_id}: the channels may be swapped: by their intensities {evidence} "
+                                f"({ident.describe()}); check which file is which, or name them with {FLAGS}")
         return check
     flagged = [m for m in wrong if sources.get(m, "").startswith("--")]
     named = [m for m in wrong if m not in flagged and m not in assumed]

@@ -43,14 +43,15 @@ def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    is_dir, is_file = entry.is_dir(), entry.is_file()
+                    is_dir = entry.is_dir()
                 except OSError:  # a symbolic link loop
-                    is_dir = is_file = False
-                if is_dir:
+                    is_dir = False
+                if is_dir and not image_suffix(entry.name):
                     dirs.append(Path(entry.path))
-                elif is_file or entry.is_symlink():
-                    # a link that leads nowhere (a loop, a dangling target) is listed, so that the case it
-                    # belongs to is refused with what is wrong with it rather than dropped without a word
+                else:
+                    # a link that leads nowhere (a loop, a dangling target), a pipe or device, a folder named
+                    # like an image file: listed, so that the case it belongs to is refused with what is wrong
+                    # with it rather than dropped without a word
                     files.append(Path(entry.path))
     except OSError:
         return [], []

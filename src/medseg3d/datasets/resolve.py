@@ -110,8 +110,8 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
         out = Case(case.case_id, channels, case.label, meta | {"sources": {k: v for k, v in sources.items() if v}})
         return out, [case.meta["note"]] if case.meta.get("note") else []
     # the user's flags settle their modalities: the folder's files named so, or given so, step aside
-    given = {p.resolve() for p in overrides.values()}
-    kept = [e for e in entries if e[1] not in overrides and e[0].resolve() not in given]
+    given = {_resolved(p) for p in overrides.values()}
+    kept = [e for e in entries if e[1] not in overrides and _resolved(e[0]) not in given]
     prefixes = {prefix for _, what, _, prefix in kept if what in BRATS_MODALITIES and prefix}
     case_id = folder.name
     needed = [m for m in modalities if m not in overrides]
@@ -128,10 +128,19 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
     case = Case(case_id, channels, label, {"layout": "folder", "sources": sources})
     if case_id.lower() in _GENERIC_FOLDER_NAMES:  # ".../TCGA-FG-6692/raw/flair.nii.gz": the case is above
         case.case_id = prefixes.pop() if len(prefixes) == 1 else folder.resolve().parent.name
-    used = {Path(p).resolve() for p in channels.values()} | ({Path(label).resolve()} if label else set())
-    extras = extra_files([e for e in entries if e[0].resolve() not in used and e[1] not in BRATS_MODALITIES])
+    used = {_resolved(p) for p in channels.values()} | ({_resolved(label)} if label else set())
+    extras = extra_files([e for e in entries if _resolved(e[0]) not in used and e[1] not in BRATS_MODALITIES])
     lines = [f"ignored {', '.join(extras)} (no channel name: not a channel)"] if extras else []
     return case, lines
+
+
+def _resolved(path) -> Path:
+    """``path`` with its links followed; a link loop as it stands (``Path.resolve`` raises on one: the case's
+    reading says what is wrong with it)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        return Path(path).absolute()
 
 
 _GENERIC_FOLDER_NAMES = {"raw", "images", "input", "inputs", "nifti", "nii", "dicom", "scans", "anat", "mri"}

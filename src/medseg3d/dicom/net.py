@@ -1,8 +1,8 @@
 """DICOM networking helpers: peers named ``AET@HOST:PORT``, C-ECHO, and C-STORE of files (pynetdicom).
 
 The node (:mod:`medseg3d.serve`) receives with these and sends its results back; ``medseg3d send`` uses
-:func:`send_files` to push a folder to any node. DICOM traffic is unencrypted: run it on a trusted network,
-or behind TLS (README, "Connecting to a PACS").
+:func:`send_files` to push a folder to any node. DICOM traffic is unencrypted unless a TLS context
+(:func:`tls_context`) is given; otherwise run it on a trusted network or behind a TLS tunnel (docs/pacs.md).
 """
 
 from __future__ import annotations
@@ -70,6 +70,37 @@ def parse_allowed(text: str) -> tuple[str, str]:
     return _check_aet(aet, text, "ORTHANC@127.0.0.1"), address
 
 
+def tls_context(side: str, cert=None, key=None, ca=None):
+    """An ``ssl.SSLContext`` for DICOM over TLS (pynetdicom wraps its sockets with it).
+
+    Args:
+        side: ``"server"`` (listening: ``cert`` and ``key`` required; with ``ca``, callers must present a
+            certificate signed by it) or ``"client"`` (connecting: the peer's certificate is verified against
+            ``ca``, else the system's CAs, and its host name checked; ``cert``/``key`` present ours).
+        cert, key, ca: PEM files.
+
+    Raises:
+        InputError: a file is missing or not a usable certificate or key.
+    """
+    import ssl
+
+    try:
+        if side == "server":
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+            if ca:
+                ctx.load_verify_locations(ca)
+                ctx.verify_mode = ssl.CERT_REQUIRED
+        else:
+            ctx = ssl.create_default_context(cafile=ca)
+            if cert:
+                ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(str(f) for f in (cert, key, ca) if f)
+        raise InputError(f"TLS: cannot use {files} ({exc}); give PEM certificate, key and CA files") from None
+    return ctx
+
+
 @dataclass
 class SendResult:
     """What :func:`send_files` did: files stored, refused by the peer (with their status), and skipped here."""
@@ -119,9 +150,10 @@ def _ae(calling_aet: str, timeout: float):
     return ae
 
 
-def _associate(ae, peer: Peer):
+def _associate(ae, peer: Peer, tls=None):
     try:
-        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title)
+        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title,
+                             tls_args=(tls, peer.host) if tls is not None else None)
     except (OSError, RuntimeError, ValueError) as exc:  # pynetdicom raises on a bad host name, a closed socket
         raise SendError(f"{peer}: cannot associate ({exc}); is the node up and does it know our AE title?") from None
     if not assoc.is_established:
@@ -131,7 +163,7 @@ def _associate(ae, peer: Peer):
 
 
 def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 30.0,
-               on_stored=None) -> SendResult:
+               on_stored=None, tls=None) -> SendResult:
     """C-STORE the DICOM files among ``paths`` to ``peer`` over one association.
 
     Args:
@@ -141,6 +173,7 @@ def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeou
         timeout: seconds for connecting and for each response.
         on_stored: called with each file's path as soon as the peer confirms it (the node records it then,
             so that a send cut short is resumed without sending a file twice).
+        tls: a client :func:`tls_context` to send over TLS (None: unencrypted).
 
     Returns:
         :class:`SendResult`: stored, refused (status given by the peer) and skipped files.
@@ -160,7 +193,7 @@ def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeou
                          f"takes at most {_MAX_CONTEXTS}: send the folder in parts")
     ae = _ae(calling_aet, timeout)
     ae.requested_contexts = [build_context(sop, syntax) for sop, syntax in pairs]
-    assoc = _associate(ae, peer)
+    assoc = _associate(ae, peer, tls)
     try:
         for path, ds in found:
             try:
@@ -183,8 +216,8 @@ def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeou
     return result
 
 
-def echo(peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 10.0) -> bool:
-    """C-ECHO ``peer``: True when it answered with success.
+def echo(peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 10.0, tls=None) -> bool:
+    """C-ECHO ``peer`` (over TLS with a client :func:`tls_context`): True when it answered with success.
 
     Raises:
         SendError: the peer could not be reached or refused the association.
@@ -193,7 +226,7 @@ def echo(peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 10
 
     ae = _ae(calling_aet, timeout)
     ae.add_requested_context(Verification)
-    assoc = _associate(ae, peer)
+    assoc = _associate(ae, peer, tls)
     try:
         status = assoc.send_c_echo()
     finally:

@@ -3,11 +3,11 @@
 Beside ``<stem>.<suffix>`` (the labels, in the input's format and on its grid):
 
 - ``<stem>_probabilities<suffix>`` (``--probabilities``), ``<stem>_uncertainty<suffix>`` (``--uncertainty``);
-- ``<stem>.json`` and ``<stem>.png`` for a case that was aligned (raw scans): volumes, steps, transforms,
-  timings and quality checks (:mod:`medseg3d.raw.summary`), and the alignment picture;
-- ``<stem>.report.html``, ``.report.pdf``, ``.report.dcm`` (DICOM input) and ``<stem>.json`` with ``--report``
+- ``<stem>.json``, one layout for every case (:func:`case_record`, :data:`CASE_SCHEMA`, docs/report.md),
+  written for an aligned (raw) case, with ``--report``, with ``--uncertainty`` or when a quality check fired;
+- ``<stem>.png``, the alignment picture of an aligned case (:mod:`medseg3d.raw.summary`);
+- ``<stem>.report.html``, ``.report.pdf`` and ``.report.dcm`` (DICOM input) with ``--report``
   (:mod:`medseg3d.clinical.report`);
-- ``<stem>.json`` with ``--uncertainty`` alone;
 - ``<stem>.seg.dcm``, a DICOM Segmentation, when the input is a DICOM series (docs/report.md).
 
 Every file is written atomically (a temporary file, then a rename), so a killed run leaves no half-written output.
@@ -25,6 +25,7 @@ from ..datasets import Case
 from ..errors import InputError
 from ..io import Volume, image_suffix, output_stem, write_json_atomic, write_volume
 from ..models import LoadedModel
+from ..report import volume_summary, volumes_line
 from ..review import fire
 from ..uncertainty import (
     apply_temperature,
@@ -36,6 +37,16 @@ from ..uncertainty import (
 )
 from .options import PredictOptions
 from .pipeline import CaseResult
+
+CASE_SCHEMA = "medseg3d.case/2"
+"""The version of ``<stem>.json``'s layout (docs/report.md, "The case's JSON"). 2: one layout for every case
+(version 1, unnamed, had three: the aligned case's summary, the report's with its items under ``extra``, and a
+short one for ``--uncertainty`` alone)."""
+PAGE_ITEMS = ("postprocessing", "uncertainty", "refinement", "checks", "sequence_identification")
+"""What of the case's record the report page shows beside its own measurements."""
+REPORT_ITEMS = ("title", "study", "anonymised", "lesions", "location", "diameters", "model_card", "picture_channel",
+                "pictures_through_voxel")
+"""What the report measured that the case's JSON records too."""
 
 
 def warn(line: str) -> None:
@@ -94,12 +105,13 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         InputError: ``--output-format dicom-seg`` where the labels do not lie on a DICOM series' grid, an
             output that cannot be written, or (``opts.strict``) a quality check that fired.
     """
-    checks = [] if checks is None else checks
-    if result.prepared.mode != "none":  # the alignment's checks and the tumour against the brain mask
-        from ..raw.summary import summary_warnings
+    from ..raw.summary import summary_warnings
 
-        for line in summary_warnings(result.labels, result.prepared, loaded.scheme):
-            fire(case.case_id, f"{case.case_id}: {line}")
+    checks = [] if checks is None else checks
+    # the alignment's checks and the tumour against the brain mask
+    warnings = summary_warnings(result.labels, result.prepared, loaded.scheme) if result.prepared.mode != "none" else []
+    for line in warnings:
+        fire(case.case_id, f"{case.case_id}: {line}")
     uncertainty = uncertainty_record(loaded, result, output_stem(target), image_suffix(target))
     low = uncertainty and confidence_warning(uncertainty["confidence"], uncertainty.get("low_confidence_below"),
                                              uncertainty.get("source", "mirrored"))
@@ -130,37 +142,58 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
                      stem.with_name(stem.name + "_uncertainty" + suffix))
     t0 = time.perf_counter()
     written = write_volume(result.labels, target)
-    tumour_ml = None  # aligned cases measure and say it in their summary (raw.summary)
-    if result.prepared.mode == "none":
-        from ..report import volume_summary, volumes_line
-
-        tumour_ml = volume_summary(result.labels.array, result.labels.spacing, loaded.scheme)
-        if say:
-            say(f"{case.case_id}: tumour volumes: {volumes_line(tumour_ml['regions'])}")
     if uncertainty:
         _say_uncertainty(case.case_id, uncertainty, say)
-    raw_summary = None
-    if result.prepared.mode != "none":
-        from ..raw.summary import write_case_summary
+    seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
+    case_json = case_record(loaded, case, target, result, seconds, warnings) | {"postprocessing": post, **record}
+    if uncertainty:
+        case_json["uncertainty"] = uncertainty
+    if result.refinement:
+        case_json["refinement"] = result.refinement
+    if post["far_removed_ml"] > 0:
+        case_json["warnings"].append(f"{post['far_removed_ml']:.3g} ml of tumour farther than "
+                                     f"{post['max_distance_mm']:g} mm from the largest component was removed; if "
+                                     "it may be a second lesion, segment again with --max-distance 0")
+    if say:
+        brain_ml = result.prepared.details.get("brain_ml")
+        say(f"{case.case_id}: tumour volumes: {volumes_line(case_json['volumes_ml']['regions'])}"
+            + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
+    json_path = stem.with_name(stem.name + ".json")
+    aligned = result.prepared.mode != "none"
+    if aligned:
+        from ..raw.summary import write_qc_picture
 
-        seconds = dict(read=round(read_seconds, 2), **result.seconds, write=round(time.perf_counter() - t0, 2))
-        lines, raw_summary = write_case_summary(result.labels, result.prepared, loaded.scheme, target, seconds,
-                                                model=loaded.pipeline_name,
-                                                inputs={m: str(p) for m, p in case.channels.items()},
-                                                extra={"postprocessing": post, **record}
-                                                | ({"uncertainty": uncertainty} if uncertainty else {}))
-        for line in lines if say else []:
-            if not line.startswith("warning: "):  # fired on standard error above
-                say(line)
+        png = write_qc_picture(result.labels, result.prepared, loaded.scheme, stem.with_name(stem.name + ".png"))
+        if say:
+            say(f"wrote {png}")
     _write_dicom_seg_if_dicom(loaded, case, result, volumes, stem, target, output_format, say)
     if report:
-        _write_report(loaded, result, volumes, stem, raw_summary, say, uncertainty, post, record,
-                      {m: case.channels[m] for m in dicom_channels(case)}, anonymise)
-    elif (uncertainty or checks) and raw_summary is None:  # a case flagged for review says why in its JSON
-        write_json_atomic({"model": loaded.pipeline_name, "output": str(target), "volumes_ml": tumour_ml,
-                           "postprocessing": post, **record} | ({"uncertainty": uncertainty} if uncertainty else {}),
-                          stem.with_name(stem.name + ".json"))
+        case_json = _write_report(loaded, result, volumes, stem, case_json, say,
+                                  {m: case.channels[m] for m in dicom_channels(case)}, anonymise)
+    if aligned or report or uncertainty or checks:  # a case flagged for review says why in its JSON
+        write_json_atomic(case_json, json_path)
+        if say:
+            say(f"wrote {json_path}")
     return written
+
+
+def case_record(loaded: LoadedModel, case: Case, target: Path, result: CaseResult, seconds: dict,
+                warnings: list[str]) -> dict:
+    """The case's ``<stem>.json`` (schema :data:`CASE_SCHEMA`, docs/report.md), before post-processing, checks,
+    uncertainty and the report add their items: the model, inputs and output, the output grid, the tumour
+    volumes, how the input was aligned (mode, reason, reference, steps, transforms, details such as the brain
+    volume), the quality ``warnings`` and the seconds each step took."""
+    labels, aligned = result.labels, result.prepared
+    on_native = labels.shape == aligned.native.shape and np.allclose(labels.affine, aligned.native.affine)
+    steps = {s["step"]: s["seconds"] for s in aligned.steps}
+    return {"schema": CASE_SCHEMA, "model": loaded.pipeline_name,
+            "inputs": {m: str(p) for m, p in case.channels.items()}, "output": str(target),
+            "output_grid": {"space": "native" if on_native else "atlas", "shape": list(labels.shape),
+                            "spacing_mm": [round(s, 4) for s in labels.spacing], "axcodes": "".join(labels.axcodes)},
+            "volumes_ml": volume_summary(labels.array, labels.spacing, loaded.scheme),
+            **aligned.summary(), "warnings": list(warnings),
+            "seconds": dict(seconds, preprocessing=steps,
+                            total=round(sum(steps.values()) + sum(seconds.values()), 2))}
 
 
 def _say_uncertainty(case_id: str, uncertainty: dict, say) -> None:
@@ -239,12 +272,16 @@ def member_spread(uncertainty: dict | None) -> str | None:
     return f"the {n} members' volumes: " + ", ".join(f"{r} {min(v):.1f}-{max(v):.1f} ml" for r, v in volumes.items())
 
 
-def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, raw_summary, say,
-                  uncertainty: dict | None = None, post: dict | None = None, record: dict | None = None,
-                  dicom: dict | None = None, anonymise: bool = False) -> None:
-    """The report's files (:func:`medseg3d.clinical.report.write_case_report`) and ``<stem>.json`` (a raw
-    case's summary kept inside it); ``record``: the quality checks and sequences recorded; ``dicom``: modality
-    -> DICOM series folder of the input."""
+def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: Path, case_json: dict, say,
+                  dicom: dict | None = None, anonymise: bool = False) -> dict:
+    """The report's files (:func:`medseg3d.clinical.report.write_case_report`); returns ``case_json`` with what
+    the report measured (location, diameters, lesions, the study) and its warnings.
+
+    Args:
+        case_json: the case's record (:func:`case_record` and what was added to it).
+        dicom: modality -> DICOM series folder of the input.
+        anonymise: leave the patient, study and series out.
+    """
     from ..clinical.report import write_case_report
 
     on_grid = {m: v for m, v in volumes.items() if v.same_grid(result.labels)}
@@ -252,22 +289,17 @@ def _write_report(loaded: LoadedModel, result: CaseResult, volumes: dict, stem: 
         on_grid = {m: Volume(a, result.prepared.affine) for m, a in result.prepared.channels.items()}
     steps = [{"step": "preprocess", "mode": result.prepared.mode, "reason": result.prepared.reason}]
     steps += list(result.prepared.steps)
-    extra = {"warnings": list((raw_summary or {}).get("warnings", result.prepared.warnings))}
-    if raw_summary:
-        extra["raw_input"] = raw_summary
-    if post:
-        extra["postprocessing"] = post
-        if post["far_removed_ml"] > 0:
-            extra["warnings"].append(f"{post['far_removed_ml']:.3g} ml of tumour farther than {post['max_distance_mm']:g} "
-                                     "mm from the largest component was removed; if it may be a second lesion, "
-                                     "segment again with --max-distance 0")
-    if uncertainty:
-        extra["uncertainty"] = uncertainty
-    extra |= record or {}
-    if result.refinement:
-        extra["refinement"] = result.refinement
+    extra = {k: v for k, v in case_json.items() if k in PAGE_ITEMS}
+    extra["warnings"] = list(case_json["warnings"])
+    if result.prepared.mode != "none":
+        extra["raw_input"] = case_json
     files = write_case_report(result.labels, on_grid, loaded.scheme, stem, loaded.card or loaded.meta.to_dict(),
                               steps, extra, uncertainty_map=result.uncertainty, dicom_series=dicom,
                               anonymise=anonymise, prepared=result.prepared)  # prepared: the way into atlas space
+    page = files.record
+    out = dict(case_json, **{k: page[k] for k in REPORT_ITEMS}, warnings=page["warnings"])
+    out["seconds"] = dict(case_json["seconds"], **page["seconds"])
+    out["report"] = {k: str(v) for k, v in (("html", files.html), ("pdf", files.pdf), ("dcm", files.dcm)) if v}
     if say:
-        say("wrote " + ", ".join(str(f) for f in (files.html, files.pdf, files.dcm, files.json) if f))
+        say("wrote " + ", ".join(str(f) for f in (files.html, files.pdf, files.dcm) if f))
+    return out

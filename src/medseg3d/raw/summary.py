@@ -1,19 +1,18 @@
-"""What a raw case leaves beside its segmentation: ``<stem>.json`` (numbers) and ``<stem>.png`` (a picture).
+"""What an aligned raw case shows beside its segmentation: its quality checks and ``<stem>.png`` (a picture);
+``predict`` records the numbers in ``<stem>.json`` (:func:`medseg3d.predict.outputs.case_record`).
 
-The JSON holds tumour volumes in ml (regions and labels), the brain volume, which preprocessing ran and why,
-each step's seconds, the transforms and every quality check. The picture shows the reference scan (T1ce) as
-exported, with the brain mask, the registered template's brain and the tumour outlined, in three orthogonal
-planes through the tumour, so that a person sees at a glance whether skull stripping and alignment worked.
+The picture shows the reference scan (T1ce) as exported, with the brain mask, the registered template's brain
+and the tumour outlined, in three orthogonal planes through the tumour, so that a person sees at a glance
+whether skull stripping and alignment worked.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..io import Volume, atomic_write, output_stem
+from ..io import Volume, atomic_write
 from ..labels import LabelScheme
 from . import qc
 from .geometry import resample
@@ -38,33 +37,12 @@ def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> 
     return warnings
 
 
-def write_case_summary(labels: Volume, prepared: Aligned, scheme: LabelScheme, target: Path, seconds: dict,
-                       *, model: str, inputs: dict, extra: dict | None = None) -> tuple[list[str], dict]:
-    """Write ``<stem>.json`` and ``<stem>.png`` beside ``target``; return the lines to show the user and
-    what the JSON holds (``extra``'s items added to it)."""
-    from ..report import volume_summary, volumes_line
-
-    stem = output_stem(target)
+def write_qc_picture(labels: Volume, prepared: Aligned, scheme: LabelScheme, path: Path) -> Path:
+    """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask, the
+    registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
     on_native = _on_native(labels, prepared)
-    brain = prepared.native_brain if on_native else prepared.brain
-    warnings = summary_warnings(labels, prepared, scheme)
-    volumes = volume_summary(labels.array, labels.spacing, scheme)
-    summary = {"model": model, "inputs": inputs, "output": str(target), "output_grid": {
-        "space": "native" if on_native else "atlas", "shape": list(labels.shape),
-        "spacing_mm": [round(s, 4) for s in labels.spacing], "axcodes": "".join(labels.axcodes)},
-        "volumes_ml": volumes, **prepared.summary()}
-    summary["warnings"] = warnings
-    summary.update(extra or {})
-    summary["seconds"] = dict(seconds, preprocessing={s["step"]: s["seconds"] for s in prepared.steps},
-                              total=round(sum(s["seconds"] for s in prepared.steps) + sum(seconds.values()), 2))
-    json_path, png_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".png")
-    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8"))
-    atomic_write(png_path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain if on_native else None))
-    lines = [f"warning: {w}" for w in warnings]
-    brain_ml = prepared.details.get("brain_ml")
-    lines.append(f"tumour volumes: {volumes_line(volumes['regions'])}" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
-    lines.append(f"wrote {json_path} and {png_path}")
-    return lines, summary
+    brain = prepared.native_brain if on_native else None
+    return atomic_write(path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain))
 
 
 def _canonical(array: np.ndarray, affine: np.ndarray):

@@ -94,6 +94,8 @@ class Node:
         retry: ``(first, longest)`` delay in seconds between tries of a send that failed; doubles each time.
         timeout: network timeout in seconds (connecting, each response).
         poll: seconds the worker waits between looks when idle.
+        tls_server: a server :func:`~medseg3d.dicom.net.tls_context`: listen over TLS (None: unencrypted).
+        tls_client: a client one: send results over TLS (None: unencrypted).
 
     Raises:
         InputError: another node holds the spool, or an ``allow`` address cannot be resolved.
@@ -101,11 +103,12 @@ class Node:
 
     def __init__(self, spool: Spool | str | os.PathLike, segmenter, *, ae_title: str = DEFAULT_AE_TITLE,
                  send_to: Peer | None = None, allow=(), quiet: float = 10.0, retry=(5.0, 300.0),
-                 timeout: float = 30.0, poll: float = 0.5):
+                 timeout: float = 30.0, poll: float = 0.5, tls_server=None, tls_client=None):
         self.spool = spool if isinstance(spool, Spool) else Spool(spool)
         self.segmenter = segmenter
         self.ae_title, self.send_to, self.quiet, self.timeout = ae_title, send_to, quiet, timeout
         self.retry, self.poll = retry, poll
+        self.tls_server, self.tls_client = tls_server, tls_client
         self.allow = _resolve_addresses(allow)
         self._lock_file = self._take_spool()
         self._server = None
@@ -153,15 +156,18 @@ class Node:
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_RELEASED, self._on_end), (evt.EVT_ABORTED, self._on_end)]
         try:
-            self._server = ae.start_server((bind, port), block=False, evt_handlers=handlers)
+            self._server = ae.start_server((bind, port), block=False, evt_handlers=handlers,
+                                           ssl_context=self.tls_server)
         except OSError as exc:
             raise InputError(f"cannot listen on {bind}:{port} ({exc.strerror}); is another node using the port?") from None
         addresses = {address for _, address in self.allow}
         if self.allow and "*" not in addresses:
             self._server.verify_request = lambda request, client: self._address_allowed(client[0], addresses)
         port = self._server.server_address[1]
-        log.info("listening as %s on %s:%d; spool %s; results to %s; %s", self.ae_title, bind, port,
+        log.info("listening as %s on %s:%d%s; spool %s; results to %s%s; %s", self.ae_title, bind, port,
+                 " (TLS)" if self.tls_server else " (unencrypted)",
                  self.spool.root, self.send_to or "nowhere (kept in the spool)",
+                 (" (TLS)" if self.tls_client else " (unencrypted)") if self.send_to else "",
                  "callers " + ", ".join(f"{a}@{h}" for a, h in self.allow) if self.allow else "any caller accepted")
         if worker:
             self._worker = threading.Thread(target=self.work_forever, name="medseg3d-worker", daemon=True)
@@ -366,7 +372,7 @@ class Node:
 
         try:
             result = send_files(todo, self.send_to, calling_aet=self.ae_title, timeout=self.timeout,
-                                on_stored=record)
+                                on_stored=record, tls=self.tls_client)
             problem = "; ".join(f"{p.name}: {why}" for p, why in {**result.refused, **result.skipped}.items())
         except Exception as exc:  # noqa: BLE001 (SendError above all; anything else is retried the same way)
             problem = str(exc)

@@ -1,0 +1,84 @@
+"""Argument types and option groups that several commands share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def positive_triple(cast, kind: str, example: str):
+    """An argparse type: three positive comma-separated values (sizes or spacings), e.g. 96,96,96."""
+
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(cast(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind} like {example}, got {text!r}") from None
+        if len(values) != 3 or min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"expected three positive {kind} like {example}, got {text!r}")
+        return values
+
+    return parse
+
+
+positive_ints = positive_triple(int, "integers", "96,96,96")
+
+
+positive_floats = positive_triple(float, "numbers", "2,2,2")
+
+
+def shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected INDEX/COUNT like 0/4, got {text!r}") from None
+    return i, n
+
+
+def passes(text: str) -> int | str:
+    """``--uncertainty`` / ``--passes``: 2, 4 or 8 mirrored passes, ``members`` (an ensemble's), or ``auto``
+    (``--uncertainty`` without a number; argparse passes its string constant through here too)."""
+    if text in ("members", "auto"):
+        return text
+    if text in ("2", "4", "8"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected 2, 4 or 8 mirrored passes, or 'members' for an ensemble, got {text!r}")
+
+
+def kv(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE like base_channels=16, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def channel_flags(args) -> dict:
+    return {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m, None)}
+
+
+def add_template_fit(s) -> None:
+    s.add_argument("--template-fit", choices=["rigid", "affine"], default=None,
+                   help="raw scans: how the brain is aligned to the BraTS template. rigid (default): keeps its size, "
+                        "as BraTS data do; affine: scales and shears it to the template's")
+
+
+def add_channel_flags(s) -> None:
+    for m in ("flair", "t1", "t1ce", "t2"):
+        s.add_argument(f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)")
+
+
+def new_model_file(path: str, force: bool, what: str) -> Path:
+    """The ``.safetensors`` file a command writes a model to: refused if named otherwise, or if it exists
+    without ``--force``."""
+    from ..errors import InputError
+
+    out = Path(path)
+    if out.suffix != ".safetensors":
+        raise InputError(f"{out}: name the {what} file .safetensors")
+    if out.exists() and not force:
+        raise InputError(f"{out}: exists already; add --force to overwrite it")
+    return out
