@@ -50,7 +50,8 @@ DEFAULT_SLICE_RULE = "product"
 """Measure each lesion on the axial slice with the largest product. RANO's wording takes the longest diameter
 first; on an irregular enhancing rim the perpendicular on that one slice swings with a voxel's change (13.5 against
 18.5 mm on two simulated scans of one case: +36% product, a false progression), while the largest product over
-the slices moved 1.8% (docs/clinical-followup.md has the repeatability of both)."""
+the slices moved 1.8%. On 27 simulated repeat pairs: sum-of-products CoV 7.75% against 28.7%, no false call
+against two (docs/clinical-followup.md)."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -170,7 +171,7 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
         origin: voxel index of ``mask[0, 0, 0]`` on that grid, when ``mask`` is a crop of it.
         rule: which axial slice is measured: ``"diameter"``, the one with the longest diameter (RANO's
             wording: the longest diameter first, then its perpendicular; ties broken by the larger product),
-            or ``"product"``, the one with the largest product (as AutoRANO measures).
+            or ``"product"``, the one with the largest product.
 
     Returns:
         ``{"axial_mm", "perpendicular_mm", "product_mm2", "measurable", "longest_3d_mm", "slice_axis",
