@@ -120,7 +120,7 @@ def two_members(tmp_path_factory):
 def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop_folder, two_members, tmp_path, capsys):
     from medseg3d.labels import get_scheme
     from medseg3d.predict import predict
-    from medseg3d.report import volume_summary
+    from medseg3d.volumes import volume_summary
 
     paths, ensemble = two_members
     (plain,) = predict(ensemble, [crop_folder], tmp_path / "plain.nii.gz", progress=False, sliding_window=False)
@@ -157,7 +157,7 @@ def test_mirrored_passes_of_an_ensemble_and_members_of_a_single_model(crop_folde
     record = written["uncertainty"]
     assert record["source"] == "mirrored" and record["passes"] == 2 and "member_volumes_ml" not in record
     from medseg3d.labels import get_scheme
-    from medseg3d.report import volume_summary
+    from medseg3d.volumes import volume_summary
 
     labels = read_volume(tmp_path / "a.nii.gz")  # the JSON's volumes are those of the labels written beside it
     assert written["volumes_ml"] == volume_summary(labels.array, labels.spacing, get_scheme("brats"))

@@ -76,7 +76,7 @@ def scale_tumour(vols: dict, label, volume_factor: float, margin_mm: float = 20.
 
 def _region_volumes_ml(labels: np.ndarray, spacing) -> dict:
     from medseg3d.labels import get_scheme
-    from medseg3d.report import volume_summary
+    from medseg3d.volumes import volume_summary
 
     return volume_summary(labels, spacing, get_scheme("brats"))["regions"]
 

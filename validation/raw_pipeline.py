@@ -115,7 +115,7 @@ def real(data: Path, out: Path, template_fit: str | None = None) -> None:
     from medseg3d.models import load_model
     from medseg3d.predict import background_fill, grid_probabilities, probabilities_to_labels
     from medseg3d.raw.pipeline import model_space, prepare
-    from medseg3d.report import volume_summary
+    from medseg3d.volumes import volume_summary
 
     case = data / "raw_clinical" / "TCGA-FG-6692"
     t_start = time.perf_counter()

@@ -55,7 +55,7 @@ class TimePoint:
     @property
     def volumes_ml(self) -> dict:
         from ..labels import get_scheme
-        from ..report import volume_summary
+        from ..volumes import volume_summary
 
         return volume_summary(self.labels.array, self.labels.spacing, get_scheme("brats"))["regions"]
 

@@ -2,7 +2,7 @@
 
 For every lesion of a region (its voxels grouped as BraTS 2023 groups a reference into lesions, fragments
 within 3 dilation steps together, see :func:`label_lesions`; larger than ``MIN_LESION_MM3`` as
-:func:`medseg3d.report.lesion_summary` counts them):
+:func:`medseg3d.volumes.lesion_summary` counts them):
 
 - **axial diameter**: the longest segment inside the lesion within one axial slice, over all slices;
 - **perpendicular diameter**: in that slice, the longest chord of the lesion perpendicular to it;
@@ -32,7 +32,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ..errors import InputError
 from ..labels import LabelScheme
 from ..lesionwise import DILATION_STRUCTURE
-from ..report import MIN_LESION_MM3
+from ..volumes import MIN_LESION_MM3
 
 MEASURABLE_MM = 10.0
 """RANO: a lesion is measurable when both perpendicular diameters are at least 10 mm."""

@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..labels import LabelScheme
-from ..report import MIN_LESION_MM3
+from ..volumes import MIN_LESION_MM3
 from .diameters import label_lesions
 
 ATLAS_DIR = Path(__file__).resolve().parent.parent / "weights" / "atlas"

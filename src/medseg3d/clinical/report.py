@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import LabelScheme
-from ..report import MIN_LESION_MM3, lesion_summary, volume_summary
+from ..volumes import MIN_LESION_MM3, lesion_summary, volume_summary
 from .pictures import picture_channel
 from .summary import TITLE, jsonable
 

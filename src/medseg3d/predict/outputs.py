@@ -25,7 +25,6 @@ from ..datasets import Case
 from ..errors import InputError
 from ..io import Volume, image_suffix, output_stem, write_json_atomic, write_volume
 from ..models import LoadedModel
-from ..report import volume_summary, volumes_line
 from ..review import fire
 from ..uncertainty import (
     apply_temperature,
@@ -35,6 +34,7 @@ from ..uncertainty import (
     describe_passes,
     describe_source,
 )
+from ..volumes import volume_summary, volumes_line
 from .options import PredictOptions
 from .pipeline import CaseResult
 

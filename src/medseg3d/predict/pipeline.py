@@ -253,7 +253,7 @@ def member_volumes(model: LoadedModel, prediction: GridPrediction, to_grid, post
     are: its probabilities pasted back (``to_grid`` takes them from the preprocessed grid to the output's),
     turned into labels with the same post-processing ``post``, one member at a time (a member on a full
     240 x 240 x 155 grid is about 100 MB)."""
-    from ..report import volume_summary
+    from ..volumes import volume_summary
 
     fill_background = model.kind != "region"
     out: dict[str, list[float]] = {}

@@ -1,11 +1,11 @@
-"""Volumes and lesions (medseg3d.report); the report page's tests are in tests/clinical/test_report.py."""
+"""Volumes and lesions (medseg3d.volumes); the report page's tests are in tests/clinical/test_report.py."""
 
 
 import numpy as np
 import pytest
 
 from medseg3d.labels import get_scheme
-from medseg3d.report import lesion_summary, volume_summary, voxel_volume_ml
+from medseg3d.volumes import lesion_summary, volume_summary, voxel_volume_ml
 
 
 def test_voxel_volume_is_the_product_of_the_spacing_in_ml():
