@@ -108,7 +108,7 @@ def test_cli_passes_precision_to_training(monkeypatch):
 
     seen = {}
 
-    def fake_train(cfg):
+    def fake_train(cfg, **_):  # train() also takes settings_merged and the on_step/on_end callbacks
         seen["precision"] = cfg.precision
         return {"epochs": 0, "iterations": 0, "seconds": 0.0, "best_score": 0.0, "best_epoch": None, "model": "m"}
 

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_report import two_lesion_case as _two_lesion_case  # tests/test_report.py: the volumes' toy case
+from test_volumes import two_lesion_case as _two_lesion_case  # tests/test_volumes.py: the volumes' toy case
 
 from medseg3d.clinical.pictures import overlay_pictures, radiological_slices
 from medseg3d.clinical.report import write_case_report
