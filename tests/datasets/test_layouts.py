@@ -373,6 +373,7 @@ def test_brain_mask_beside_the_channels_is_not_a_channel(vols, tmp_path):
     assert "not a channel, ignored" in describe(folder)
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_channel_order_check_on_a_real_case(brats_root):
     (case,) = find_cases(brats_root / CASE)
     image, ref, _ = case.load(with_label=False)
@@ -387,6 +388,7 @@ def test_channel_order_check_on_a_real_case(brats_root):
     assert channel_order_warning(image[:2], ("flair", "t1")) is None  # two channels: nothing to compare
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_files_named_in_the_wrong_order_are_reported(brats_root, tmp_path):
     """FLAIR saved as ..._t2 and T2 as ..._flair: the names are clear but wrong; info says so. Whole scans: a
     64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor flagged)."""

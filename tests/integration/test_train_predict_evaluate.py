@@ -127,6 +127,7 @@ def test_presets_budget_and_network_arguments_merge():
     assert TrainConfig.from_preset("brats-v0").net_args == {}
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path):
     cfg = quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
                        loss="bce", epochs=1, output_prior=True, augment="none")

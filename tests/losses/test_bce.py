@@ -25,6 +25,7 @@ def test_mean_over_channels_and_boolean_targets():
     assert build_loss("bce")(logits, target).item() == pytest.approx(math.log(2), rel=1e-6)
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_trains_the_one_output_tiny_unet():
     torch.manual_seed(0)
     net = build_network("tiny-unet", 1, 1)

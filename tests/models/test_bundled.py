@@ -32,6 +32,7 @@ def test_segments_a_shared_case(brats_root, tmp_path):
     assert 2 * (wt_p & wt_r).sum() / (wt_p.sum() + wt_r.sum()) > 0.6
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_min_enhancing_moves_enhancing_to_necrosis(brats_root):
     from medseg3d.predict import segment
 

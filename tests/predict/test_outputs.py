@@ -41,11 +41,9 @@ def test_the_report_writes_the_one_layout_with_its_measurements_at_the_top(stand
     assert "extra" not in record and "raw_input" not in json.dumps(record)
 
 
-def test_a_case_flagged_for_review_gets_the_same_layout_without_the_report(stand_in, tmp_path):
+def test_a_case_used_as_it_is_without_extras_or_checks_gets_no_json(stand_in, tmp_path):
     P, folder = stand_in
     loaded = load_model("brats-v1", device="cpu")
-    P.predict(loaded, [folder], tmp_path / "out" / "seg.nii.gz", align="none", progress=False)
-    # the stand-in case's channels are noise: their sequences cannot be told apart, which is a check that fires
-    record = json.loads((tmp_path / "out" / "seg.json").read_text(encoding="utf-8"))
-    assert set(record) == BASE_KEYS and record["checks"] and record["checks"][0]["name"] == "sequences"
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seg.json", "seg.nii.gz"]
+    P.predict(loaded, [folder], tmp_path / "out" / "seg.nii.gz", align="none", max_distance=0.0, progress=False)
+    # named channels whose content reads doubtfully are trusted (no check fires): nothing to record
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seg.nii.gz"]

@@ -73,6 +73,7 @@ def test_forced_modes_are_checked(brats_volumes, raw_volumes):
         align(raw_volumes, BRATS_SPACE, "full", template_fit="similarity")  # before any registration
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_preprocess_aligns_raw_scans_affinely_when_asked(raw_volumes, data_root, tmp_path):
     """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default, rigid,
     keeps its size: the slow end-to-end test in test_register.py)."""
@@ -126,6 +127,7 @@ def test_already_preprocessed_input_gives_exactly_todays_result(brats_root):
     assert auto.array.dtype == today.dtype
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_permuted_axes_give_the_same_labels_permuted(brats_volumes):
     from medseg3d.models import load_model
     from medseg3d.predict import segment_volumes

@@ -19,6 +19,7 @@ def _base(small_dataset, tmp_path, **extra):
                 progress=False, seed=1) | extra
 
 
+@pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_compile_wraps_only_the_training_step(small_dataset, tmp_path, monkeypatch):
     wrapped = []
 
