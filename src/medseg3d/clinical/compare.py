@@ -1,7 +1,7 @@
 """Follow-up: what changed between two scans of one patient (``medseg3d compare PRIOR CURRENT -o DIR``).
 
 Each time point is a :class:`TimePoint`: the label map and the T1ce in BraTS (SRI24) space, 1 mm, the grid
-the model segments on. Raw scans reach it through the raw pipeline (``--preprocess full``, rigid fit to the
+the model segments on. Raw scans reach it through the raw pipeline (``--align full``, rigid fit to the
 template: sizes are kept); cases already preprocessed BraTS-style are on it as they are. Measuring both time
 points there gives one axial plane for both (RANO asks for the same plane at each visit; two raw scans'
 own slices differ by the head's tilt in the scanner) and volumes straight from the model's output grid.
@@ -88,9 +88,9 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
     mode = choose_mode(ordered, space)[0] if len(ordered) == len(model.modalities) else "full"
     # already on the model's grid: as it is; anything else goes through the full pipeline to SRI24 (a
     # 'resample' case keeps its own orientation, not the atlas's, so it would not match the other time point)
-    preprocess, out_space = ("none", "native") if mode == "none" else ("full", "atlas")
+    align, out_space = ("none", "native") if mode == "none" else ("full", "atlas")
     t0 = time.perf_counter()
-    result = segment_volumes(model, volumes, preprocess=preprocess, space=out_space, progress=progress)
+    result = segment_volumes(model, volumes, align=align, space=out_space, progress=progress)
     prepared = result.prepared
     channel = PICTURE_CHANNEL if PICTURE_CHANNEL in prepared.channels else next(iter(prepared.channels))
     image = Volume(np.asarray(prepared.channels[channel], dtype=np.float32), prepared.affine)
