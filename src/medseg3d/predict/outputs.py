@@ -108,8 +108,9 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
     from ..raw.summary import summary_warnings
 
     checks = [] if checks is None else checks
+    aligned = result.prepared.mode != "none"
     # the alignment's checks and the tumour against the brain mask
-    warnings = summary_warnings(result.labels, result.prepared, loaded.scheme) if result.prepared.mode != "none" else []
+    warnings = summary_warnings(result.labels, result.prepared, loaded.scheme) if aligned else []
     for line in warnings:
         fire(case.case_id, f"{case.case_id}: {line}")
     uncertainty = uncertainty_record(loaded, result, output_stem(target), image_suffix(target))
@@ -121,7 +122,7 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         raise InputError(f"case {case.case_id}: refused by --strict, nothing written: {len(checks)} quality "
                          f"check(s) fired ({', '.join(dict.fromkeys(c.name for c in checks))}): {checks[0].message}")
     record = {"checks": [c.to_dict() for c in checks], "sequence_identification": sequences}
-    if say and result.prepared.mode != "none":
+    if say and aligned:
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     post = {"min_component": opts.min_component, "min_enhancing": opts.min_enhancing,
             "max_distance_mm": opts.max_distance, "far_removed_ml": result.far_removed_ml}  # the JSON's record
@@ -159,7 +160,6 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
         say(f"{case.case_id}: tumour volumes: {volumes_line(case_json['volumes_ml']['regions'])}"
             + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
     json_path = stem.with_name(stem.name + ".json")
-    aligned = result.prepared.mode != "none"
     if aligned:
         from ..raw.summary import write_qc_picture
 
@@ -183,8 +183,10 @@ def case_record(loaded: LoadedModel, case: Case, target: Path, result: CaseResul
     uncertainty and the report add their items: the model, inputs and output, the output grid, the tumour
     volumes, how the input was aligned (mode, reason, reference, steps, transforms, details such as the brain
     volume), the quality ``warnings`` and the seconds each step took."""
+    from ..raw.summary import on_native_grid
+
     labels, aligned = result.labels, result.prepared
-    on_native = labels.shape == aligned.native.shape and np.allclose(labels.affine, aligned.native.affine)
+    on_native = on_native_grid(labels, aligned)
     steps = {s["step"]: s["seconds"] for s in aligned.steps}
     return {"schema": CASE_SCHEMA, "model": loaded.pipeline_name,
             "inputs": {m: str(p) for m, p in case.channels.items()}, "output": str(target),

@@ -22,14 +22,15 @@ from .template import load_template
 REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 
 
-def _on_native(labels: Volume, prepared: Aligned) -> bool:
+def on_native_grid(labels: Volume, prepared: Aligned) -> bool:
+    """Whether ``labels`` lie on the reference scan's own grid (else on the model's)."""
     return labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
 
 
 def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> list[str]:
     """The quality checks of an aligned case that fired: the alignment's (:mod:`.qc`) and whether the tumour
     lies inside the brain mask and off its edge; one line each."""
-    brain = prepared.native_brain if _on_native(labels, prepared) else prepared.brain
+    brain = prepared.native_brain if on_native_grid(labels, prepared) else prepared.brain
     warnings = list(prepared.warnings)
     if brain is not None and scheme.regions:
         tumour = np.isin(labels.array, [v for v in scheme.values if v != 0])
@@ -40,7 +41,7 @@ def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> 
 def write_qc_picture(labels: Volume, prepared: Aligned, scheme: LabelScheme, path: Path) -> Path:
     """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask, the
     registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
-    on_native = _on_native(labels, prepared)
+    on_native = on_native_grid(labels, prepared)
     brain = prepared.native_brain if on_native else None
     return atomic_write(path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain))
 
