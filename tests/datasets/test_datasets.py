@@ -128,6 +128,30 @@ def test_missing_modality_is_a_clear_error(brats_root, tmp_path):
     assert find_cases(tmp_path, modalities="flair")[0].modalities == ("flair",)
 
 
+def test_a_sequence_no_case_has_is_missing_not_a_smaller_dataset(tmp_path):
+    """Issue 36 (fuzz, missing-02): a one-case dataset without its FLAIR file trained a three-channel model
+    with exit 0, the dataset's channels being those its cases had."""
+    one = tmp_path / "one"
+    _synthetic_brats_case(one, "c1", ("t1", "t1ce", "t2"))
+    (case,) = find_cases(one)
+    assert case.modalities == BRATS_MODALITIES and case.missing() == ["flair"]
+    assert any("flair" in p and "missing" in p for p in check_case(case))  # info lists it
+    with pytest.raises(InputError) as e:
+        find_cases(one, complete=True)  # what training and the cache ask for
+    _one_line(e, "case c1 has no flair file", "c1_flair.nii.gz", "--modalities t1,t1ce,t2")
+    (chosen,) = find_cases(one, modalities="t1,t1ce,t2", complete=True)
+    assert chosen.modalities == ("t1", "t1ce", "t2")
+    assert "no case has a flair file" in chosen.meta["note"] and "--modalities" in chosen.meta["note"]
+    for cid in ("d1", "d2"):
+        _synthetic_brats_case(tmp_path / "no_t2", cid, ("flair", "t1", "t1ce"))
+    with pytest.raises(InputError) as e:
+        find_cases(tmp_path / "no_t2", complete=True)
+    _one_line(e, "none of the 2 cases has a t2 file", "--modalities flair,t1,t1ce")
+    # a case lacking what another case has: that case's file is missing, said when it is read (as before)
+    _synthetic_brats_case(one, "c2", ("flair", "t1", "t1ce"))
+    assert [c.missing() for c in find_cases(one, complete=True)] == [["flair"], ["t2"]]
+
+
 def test_single_case_folder(brats_root):
     cases = find_cases(brats_root / CASE)
     assert [c.case_id for c in cases] == [CASE]
