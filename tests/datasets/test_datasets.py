@@ -152,6 +152,27 @@ def test_a_sequence_no_case_has_is_missing_not_a_smaller_dataset(tmp_path):
     assert [c.missing() for c in find_cases(one, complete=True)] == [["flair"], ["t2"]]
 
 
+def test_a_background_other_than_zero_is_moved_to_zero(tmp_path):
+    """Fuzz (negative_values): a FLAIR whose background was -5000 made the whole volume 'brain' for the
+    normalisation, and predict's whole tumour overlapped the unbroken case's by Dice 0.51, with exit 0."""
+    from medseg3d.datasets.case import background_at_zero
+
+    image = _rand((20, 20, 20))  # background: the first two slices, 10% of the volume
+    folder = _synthetic_brats_case(tmp_path, "c1", shape=(20, 20, 20))
+    _nifti(folder / "c1_flair.nii.gz", np.where(image != 0, image - 500, -5000).astype(np.int16))
+    (case,) = find_cases(tmp_path)
+    loaded, _, _ = case.load()
+    flair = loaded[0]
+    assert flair.min() == 0 and np.array_equal(flair == 0, image == 0)
+    np.testing.assert_array_equal(flair[image != 0], image[image != 0] + 4500)  # shifted, nothing else
+    # left alone: a background at 0 (with negative interpolation values beside it), and an image without a
+    # fill at its minimum (a crop inside the head, values all different)
+    with_zero = Volume(np.where(image != 0, image - 600, 0).astype(np.int16), np.eye(4))
+    assert background_at_zero(with_zero) is with_zero
+    smooth = Volume(np.random.default_rng(1).normal(-3.0, 1.0, (20, 20, 20)).astype(np.float32), np.eye(4))
+    assert background_at_zero(smooth) is smooth
+
+
 def test_single_case_folder(brats_root):
     cases = find_cases(brats_root / CASE)
     assert [c.case_id for c in cases] == [CASE]

@@ -88,7 +88,7 @@ class Case:
                     f"case {self.case_id}: channel {name} ({path}) is not a 3D image {vol.array.shape}; "
                     "give one 3D file per channel"
                 )
-            yield name, path, vol
+            yield name, path, background_at_zero(vol)
 
     def load(self, with_label: bool = True) -> tuple[np.ndarray, Volume, np.ndarray | None]:
         """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume, label)``.
@@ -128,6 +128,40 @@ class Case:
         sources = self.meta.get("sources", {})
         return [f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
                 for m, p in self.channels.items()]
+
+
+# a channel whose background is a constant other than 0: its minimum fills at least this share of the volume
+# (a fill: tissue varies from voxel to voxel; a crop close around a tumour keeps ~1% background) while 0 is
+# all but absent (below 1% of the voxels)
+_BACKGROUND_SHARE = 0.005
+_ZERO_SHARE = 0.01
+
+
+def background_at_zero(vol: Volume) -> Volume:
+    """``vol`` with its background moved to 0 where it is another constant (e.g. -1000 after a rescale
+    intercept), else ``vol`` itself.
+
+    Everything downstream takes 0 as the background (the brain is the non-zero voxels: cropping, the
+    per-channel normalisation, the sequence reading); a background of -1000 made the whole volume "brain" and
+    the tumour came out half wrong with exit 0 (fuzz, ``negative_values``). Shifting a channel by a constant
+    changes nothing else: it is normalised by its mean and spread inside the brain.
+
+    Args:
+        vol: one 3D channel.
+
+    Returns:
+        The channel, shifted by minus its minimum (float32) where its minimum fills at least 0.5% of the
+        volume and 0 less than 1%; otherwise unchanged.
+    """
+    a = vol.array
+    if a.dtype.kind not in "iuf" or a.size == 0:
+        return vol
+    low = a.min()
+    if low == 0 or np.count_nonzero(a == 0) >= _ZERO_SHARE * a.size:
+        return vol
+    if np.count_nonzero(a == low) < _BACKGROUND_SHARE * a.size:
+        return vol
+    return vol.with_array(a.astype(np.float32) - np.float32(low))
 
 
 def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
