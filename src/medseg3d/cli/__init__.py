@@ -15,7 +15,6 @@ import sys
 from ..errors import MedsegError
 from . import data, node, predicting, training
 
-
 EXIT_STATUS = """exit status, every command:
   0  done (predict: every output written and no quality check fired)
   3  predict: every output written, but a quality check fired for a case: look at it (medseg3d predict --help);
