@@ -11,7 +11,9 @@ import numpy as np
 from medseg3d.io import read_volume
 
 
-def interleaved_seconds(cases, modalities, variants: dict[str, Callable], repeats: int) -> dict[str, list[float]]:
+def interleaved_seconds(
+    cases, modalities, variants: dict[str, Callable], repeats: int
+) -> dict[str, list[float]]:
     """Seconds of each variant on each case, ``repeats`` rounds after one warm-up round.
 
     Args:

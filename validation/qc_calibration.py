@@ -46,7 +46,10 @@ def main() -> None:
         brain = np.any(np.stack([v.array != 0 for v in vols.values()]), axis=0)
         row = {"case": case.case_id}
         for name, err in ERRORS.items():
-            moved_brain = resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, err) >= 0.5
+            moved_brain = (
+                resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, err)
+                >= 0.5
+            )
             moved = {m: resample(v, BRATS_SHAPE, BRATS_AFFINE, err) for m, v in vols.items()}
             fit = template_fit(moved, moved_brain, template)
             row[f"overlap {name}"] = fit["brain_overlap"]

@@ -40,19 +40,27 @@ def fold_pairs(root: Path, fold_model: str) -> list:
         cases = [c.select(model.modalities) for c in find_cases(run / "heldout")]
         seen = sorted(set(model.meta.train_cases) & {c.case_id for c in cases})
         if seen:
-            sys.exit(f"error: {run / fold_model} was trained on its fold's held-out case(s) {', '.join(seen)}")
+            sys.exit(
+                f"error: {run / fold_model} was trained on its fold's held-out case(s) {', '.join(seen)}"
+            )
         pairs.append((model, cases))
     if not pairs:
-        sys.exit(f"error: no finished fold of {root} has {fold_model}; run the folds (and crossval_ensemble.py) first")
+        sys.exit(
+            f"error: no finished fold of {root} has {fold_model}; run the folds (and crossval_ensemble.py) first"
+        )
     return pairs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the cross-validation folder (fold*/heldout, fold*/done)")
-    parser.add_argument("fold_model", help="the model file in each fold folder, e.g. last.safetensors or "
-                        "ensemble-cv27-strong.safetensors")
-    parser.add_argument("--into", type=Path, required=True, help="the model (trained on all cases) to calibrate")
+    parser.add_argument(
+        "fold_model",
+        help="the model file in each fold folder, e.g. last.safetensors or ensemble-cv27-strong.safetensors",
+    )
+    parser.add_argument(
+        "--into", type=Path, required=True, help="the model (trained on all cases) to calibrate"
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="its calibrated copy (.safetensors)")
     parser.add_argument("--passes", default="2", help="2, 4 or 8 mirrored passes, or 'members' (default 2)")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
@@ -65,7 +73,10 @@ def main(argv=None) -> int:
         target = load_model(args.into, "cpu", refine="none")
         check_alike([target] + [m for m, _ in pairs])  # the fold models' calibration must fit the target
         # every fold model runs as the target runs (windows or one pass, overlap, precision)
-        pairs = [(replace(m, meta=replace(m.meta, inference=dict(target.meta.inference))), cases) for m, cases in pairs]
+        pairs = [
+            (replace(m, meta=replace(m.meta, inference=dict(target.meta.inference))), cases)
+            for m, cases in pairs
+        ]
         summary = calibrate_pairs(pairs, passes=passes)
         for line in summary_lines(summary):
             print(line)

@@ -39,14 +39,18 @@ def with_refiner_windows(coarse, windows: bool):
     """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that the
     loaded models and their metadata stay as read."""
     inference = {**coarse.refiner.meta.inference, "sliding_window": windows}
-    return replace(coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference)))
+    return replace(
+        coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference))
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("coarse", type=Path, help="cross-validation folder of the coarse model (foldK/done)")
     parser.add_argument("refine", type=Path, help="cross-validation folder of the refiner (same split)")
-    parser.add_argument("--windows", action="store_true", help="also score the refiner in windows of its patch")
+    parser.add_argument(
+        "--windows", action="store_true", help="also score the refiner in windows of its patch"
+    )
     parser.add_argument("--force", action="store_true", help="score again folds scored already")
     args = parser.parse_args()
     folds = sorted(p for p in args.refine.glob("fold[0-9]*") if (p / "done").exists())
@@ -65,8 +69,14 @@ def main() -> None:
                 continue
             model = with_refiner_windows(coarse, refine_windows)
             for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
-                predict(model, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
-                        force=True, progress=False)
+                predict(
+                    model,
+                    [held / case.case_id],
+                    out / f"{case.case_id}.nii.gz",
+                    sliding_window=coarse_windows,
+                    force=True,
+                    progress=False,
+                )
             run_cli(["evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty", "--quiet"])
             print(f"{run.name}: {name} scored in {out}")
 

@@ -53,8 +53,10 @@ def keep(source: Path, dest: Path, labels: tuple[str, ...] = ()) -> list[Path]:
     """Copy the records of ``source``'s finished folds into ``dest``; returns the files written."""
     if not source.is_dir():
         raise SystemExit(f"error: {source}: no such cross-validation folder")
-    folds = sorted((f for f in source.glob("fold*") if f.name[4:].isdigit() and (f / "done").is_file()),
-                   key=lambda f: int(f.name[4:]))
+    folds = sorted(
+        (f for f in source.glob("fold*") if f.name[4:].isdigit() and (f / "done").is_file()),
+        key=lambda f: int(f.name[4:]),
+    )
     if not folds:
         raise SystemExit(f"error: {source}: no finished fold (foldK/done); nothing to keep")
     written = []
@@ -69,11 +71,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="the cross-validation run folder (fold*/done)")
     parser.add_argument("dest", type=Path, help="where its records are kept (same layout)")
-    parser.add_argument("--labels", action="append", default=[], metavar="VARIANT",
-                        help="also keep pred-VARIANT's label maps (repeatable)")
+    parser.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="VARIANT",
+        help="also keep pred-VARIANT's label maps (repeatable)",
+    )
     args = parser.parse_args(argv)
     written = keep(args.source, args.dest, tuple(args.labels))
-    print(f"{args.source} -> {args.dest}: {len(written)} file(s) written" + "".join(f"\n  {p}" for p in written))
+    print(
+        f"{args.source} -> {args.dest}: {len(written)} file(s) written" + "".join(f"\n  {p}" for p in written)
+    )
     return 0
 
 

@@ -29,9 +29,13 @@ from medseg3d.postprocess import check_options, postprocess
 
 def suffix_for(max_distance: float, min_enhancing: int) -> str:
     """``md20``, ``me500``, ``md20-me500``: the variant's suffix for a setting (one must be on)."""
-    parts = ([f"md{max_distance:g}"] if max_distance > 0 else []) + ([f"me{min_enhancing}"] if min_enhancing > 0 else [])
+    parts = ([f"md{max_distance:g}"] if max_distance > 0 else []) + (
+        [f"me{min_enhancing}"] if min_enhancing > 0 else []
+    )
     if not parts:
-        raise SystemExit("error: give --max-distance or --min-enhancing above 0: with neither the variant is the input")
+        raise SystemExit(
+            "error: give --max-distance or --min-enhancing above 0: with neither the variant is the input"
+        )
     return "-".join(parts)
 
 
@@ -42,8 +46,13 @@ def write_fold(pred: Path, out: Path, max_distance: float, min_enhancing: int) -
     changed = 0
     for path in sorted(pred.glob("*.nii.gz")):
         volume = read_volume(path)
-        labels = postprocess(volume.array, scheme, spacing=volume.spacing, min_enhancing=min_enhancing,
-                             max_distance_mm=max_distance)
+        labels = postprocess(
+            volume.array,
+            scheme,
+            spacing=volume.spacing,
+            min_enhancing=min_enhancing,
+            max_distance_mm=max_distance,
+        )
         changed += int(labels is not volume.array and (labels != volume.array).any())
         write_volume(volume.with_array(labels.astype(volume.array.dtype, copy=False)), out / path.name)
     return changed
@@ -55,7 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="last-sw", help="the label maps: fold<k>/pred-<variant>")
     parser.add_argument("--max-distance", type=float, default=0.0, metavar="MM", help="as medseg3d predict's")
     parser.add_argument("--min-enhancing", type=int, default=0, metavar="N", help="as medseg3d predict's")
-    parser.add_argument("--data", type=Path, help="the references' case folders, where the folds have no heldout/")
+    parser.add_argument(
+        "--data", type=Path, help="the references' case folders, where the folds have no heldout/"
+    )
     parser.add_argument("--keep-labels", action="store_true", help="keep the post-processed label maps")
     args = parser.parse_args(argv)
     check_options(get_scheme("brats"), 0, args.min_enhancing, args.max_distance)
@@ -74,8 +85,22 @@ def main(argv=None) -> int:
             sys.exit(f"error: {fold} has no heldout/; give the cases' folder with --data")
         out = fold / f"pred-{args.variant}-{suffix}"
         changed = write_fold(fold / f"pred-{args.variant}", out, args.max_distance, args.min_enhancing)
-        subprocess.run([sys.executable, "-m", "medseg3d", "evaluate", str(out), str(reference), "--labels", "brats",
-                        "--hd95-penalty", "--quiet"], check=True, stdout=subprocess.DEVNULL)  # its table: metrics.csv
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medseg3d",
+                "evaluate",
+                str(out),
+                str(reference),
+                "--labels",
+                "brats",
+                "--hd95-penalty",
+                "--quiet",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # its table: metrics.csv
         if not args.keep_labels:
             for path in out.glob("*.nii.gz"):
                 path.unlink()

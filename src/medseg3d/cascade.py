@@ -43,8 +43,10 @@ def check_refiner(coarse, refiner) -> None:
     if refiner.source is not None and coarse.source is not None and refiner.source == coarse.source:
         problems.append("it is the model itself")
     elif not _finer(refiner.prep, coarse.prep):
-        problems.append(f"it works on voxels {_voxels(refiner.prep)}, not finer than the model's "
-                        f"({_voxels(coarse.prep)}); a refiner is trained at a finer resolution (preset brats-refine)")
+        problems.append(
+            f"it works on voxels {_voxels(refiner.prep)}, not finer than the model's "
+            f"({_voxels(coarse.prep)}); a refiner is trained at a finer resolution (preset brats-refine)"
+        )
     if problems:
         raise ModelError(f"{refiner.name} cannot refine {coarse.name}: {'; '.join(problems)}")
 
@@ -95,8 +97,16 @@ def refine_box(mask: np.ndarray, margin: tuple[int, ...], min_size: tuple[int, .
     return tuple(start), tuple(stop)
 
 
-def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *, mirror: bool = False,
-           margin_mm: float = DEFAULT_MARGIN_MM, sliding_window: bool | None = None) -> tuple[np.ndarray, dict]:
+def refine(
+    refiner,
+    image: np.ndarray,
+    affine: np.ndarray,
+    coarse: np.ndarray,
+    *,
+    mirror: bool = False,
+    margin_mm: float = DEFAULT_MARGIN_MM,
+    sliding_window: bool | None = None,
+) -> tuple[np.ndarray, dict]:
     """The coarse probabilities (K, X, Y, Z) on the grid of raw channels ``image`` (C, X, Y, Z) with the box
     around the coarse tumour replaced by ``refiner``'s probabilities.
 
@@ -115,16 +125,20 @@ def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *
         return coarse, {"refiner": refiner.name, "box": None}
     start, stop = box
     window = tuple(slice(a, b) for a, b in zip(start, stop))
-    probs = predict_probabilities(refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), mirror=mirror,
-                                  **settings).numpy()
+    probs = predict_probabilities(
+        refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), mirror=mirror, **settings
+    ).numpy()
     # back onto the input grid: the refiner's box pasted into its preprocessed grid, then that grid undone
     fine = paste(probs, start, stop, record.shape)
     inside = paste(np.ones((1, *probs.shape[1:]), np.float32), start, stop, record.shape)
     fine = undo_probabilities(fine, record, fill_background=False)
     inside = undo_probabilities(inside, record, fill_background=False)[0] > 0.5
     out = np.where(inside[None], fine, coarse).astype(np.float32)
-    return out, {"refiner": refiner.name, "box": [list(start), list(stop)],
-                 "voxels": int(np.prod([b - a for a, b in zip(start, stop)]))}
+    return out, {
+        "refiner": refiner.name,
+        "box": [list(start), list(stop)],
+        "voxels": int(np.prod([b - a for a, b in zip(start, stop)])),
+    }
 
 
 def _to_preprocessed(probs: np.ndarray, record) -> np.ndarray:

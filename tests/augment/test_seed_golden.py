@@ -71,7 +71,14 @@ TRANSFORMS_22 = {
 }
 # Blur and low resolution are weighted sums of neighbours like an interpolation, so they get its tolerance.
 NOT_INTERPOLATED = {
-    "flip", "intensity", "gamma", "noise", "preset_none", "contrast", "brightness", "gamma_inverted"
+    "flip",
+    "intensity",
+    "gamma",
+    "noise",
+    "preset_none",
+    "contrast",
+    "brightness",
+    "gamma_inverted",
 }
 
 # Projection weights: small integers from a seeded generator, exact on every CPU.

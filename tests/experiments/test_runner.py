@@ -182,7 +182,9 @@ def test_hand_configuration_on_synthetic_phantom(tmp_path):
 
 
 @pytest.mark.slow  # two invocations train side by side: 10 s idle
-def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path, monkeypatch):
+def test_claims_let_several_invocations_share_an_experiment(
+    quick_ablations, small_dataset, tmp_path, monkeypatch
+):
     import socket
 
     folder = tmp_path / "run" / "fold0"
@@ -220,7 +222,9 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
 
     with monkeypatch.context() as m:
         m.setattr(runner, "claim_task", finished_elsewhere)  # where run_experiment looks it up
-        summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+        summary = run_experiment(
+            "ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False
+        )
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 0
     (fold0 / "metrics.csv").unlink()
     (fold0 / "claim.json").unlink()

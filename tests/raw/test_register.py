@@ -104,11 +104,20 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
     np.testing.assert_allclose(seg.affine, t1ce.affine, atol=1e-4)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "full" and 1200 < summary["brain_ml"] < 1800
-    atlas = summary["transforms"]["atlas"]  # by default the brain keeps its size on the template, as in BraTS data
+    atlas = summary["transforms"][
+        "atlas"
+    ]  # by default the brain keeps its size on the template, as in BraTS data
     assert atlas["kind"] == "rigid" and abs(np.linalg.det(np.asarray(atlas["matrix_lps"])[:3, :3]) - 1) < 1e-5
-    assert {s["step"] for s in summary["steps"]} >= {"co-register", "skull strip", "atlas registration", "resample"}
+    assert {s["step"] for s in summary["steps"]} >= {
+        "co-register",
+        "skull strip",
+        "atlas registration",
+        "resample",
+    }
     wt = summary["volumes_ml"]["regions"]["WT"]
-    fusion = read_volume(data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24" / "fusion_labels.nii.gz")
+    fusion = read_volume(
+        data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24" / "fusion_labels.nii.gz"
+    )
     fusion_wt = float((fusion.array > 0).sum()) / 1000
     assert 0.5 * fusion_wt < wt < 2.0 * fusion_wt
     assert (tmp_path / "seg.png").stat().st_size > 10_000
@@ -159,5 +168,7 @@ def test_a_mask_given_as_a_scan_is_refused_as_an_image(brats_root):
     vols["t1ce"] = vols["t1ce"].with_array((vols["t1ce"].array > 0).astype(np.uint8))  # a 0/1 brain mask
     with pytest.raises(InputError) as e:
         prepare(vols, None, "auto")
-    assert str(e.value) == ("channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
-                            "give the t1ce image itself")
+    assert str(e.value) == (
+        "channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
+        "give the t1ce image itself"
+    )

@@ -83,8 +83,10 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
 
     space = model_space(model.meta)
     if space is None or tuple(space.get("shape", ())) != (240, 240, 155):
-        raise InputError("compare needs a BraTS model (segmenting on the 240 x 240 x 155 SRI24 grid); "
-                         "use the bundled 'brats' model")
+        raise InputError(
+            "compare needs a BraTS model (segmenting on the 240 x 240 x 155 SRI24 grid); "
+            "use the bundled 'brats' model"
+        )
     ordered = {m: volumes[m] for m in model.modalities if m in volumes}
     mode = choose_mode(ordered, space)[0] if len(ordered) == len(model.modalities) else "full"
     # already on the model's grid: as it is; anything else goes through the full pipeline to SRI24 (a
@@ -95,8 +97,12 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
     prepared = result.prepared
     channel = PICTURE_CHANNEL if PICTURE_CHANNEL in prepared.channels else next(iter(prepared.channels))
     image = Volume(np.asarray(prepared.channels[channel], dtype=np.float32), prepared.affine)
-    details = {"preprocess": prepared.mode, "seconds": round(time.perf_counter() - t0, 1),
-               "image_channel": channel, "warnings": list(prepared.warnings)}
+    details = {
+        "preprocess": prepared.mode,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "image_channel": channel,
+        "warnings": list(prepared.warnings),
+    }
     return TimePoint(result.labels, image, source, details)
 
 
@@ -111,8 +117,15 @@ def save_timepoint(point: TimePoint, folder: str | Path, extra: dict | None = No
     write_volume(point.labels.with_array(point.labels.array.astype(np.uint8)), folder / "labels.nii.gz")
     if point.image is not None:
         write_volume(point.image, folder / "image.nii.gz")
-    write_json_atomic({"source": point.source, "details": point.details, "volumes_ml": point.volumes_ml,
-                       "extra": extra or {}}, folder / "timepoint.json")
+    write_json_atomic(
+        {
+            "source": point.source,
+            "details": point.details,
+            "volumes_ml": point.volumes_ml,
+            "extra": extra or {},
+        },
+        folder / "timepoint.json",
+    )
     return folder
 
 
@@ -130,8 +143,12 @@ def load_timepoint(folder: str | Path) -> TimePoint:
     record = json.loads((folder / "timepoint.json").read_text(encoding="utf-8"))
     image = read_volume(folder / "image.nii.gz") if (folder / "image.nii.gz").is_file() else None
     labels = read_volume(folder / "labels.nii.gz")
-    return TimePoint(labels.with_array(np.asarray(labels.array).astype(np.uint8)), image, record["source"],
-                     record.get("details", {}))
+    return TimePoint(
+        labels.with_array(np.asarray(labels.array).astype(np.uint8)),
+        image,
+        record["source"],
+        record.get("details", {}),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -159,7 +176,9 @@ def _from_output(path: Path) -> TimePoint:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     except ValueError as exc:
-        raise InputError(f"{record_path}: is not readable JSON ({exc}); write it again with medseg3d predict") from exc
+        raise InputError(
+            f"{record_path}: is not readable JSON ({exc}); write it again with medseg3d predict"
+        ) from exc
     grid = record.get("output_grid", {}).get("space")
     inputs = record.get("inputs", {})
     transforms = record.get("transforms", {})
@@ -173,11 +192,14 @@ def _from_output(path: Path) -> TimePoint:
     if grid == "native":
         if to_native is None:
             raise InputError(f"{record_path}: holds no atlas transform; give the scans to compare instead")
-        labels = Volume(resample(labels, BRATS_SHAPE, BRATS_AFFINE, to_native, order=0).astype(np.uint8),
-                        BRATS_AFFINE)
+        labels = Volume(
+            resample(labels, BRATS_SHAPE, BRATS_AFFINE, to_native, order=0).astype(np.uint8), BRATS_AFFINE
+        )
     elif not _on_brats_grid(labels):
-        raise InputError(f"{path}: a label map on a {labels.shape} grid without its predict JSON beside it; give "
-                         "the scans instead, or the output of 'medseg3d predict' with its .json")
+        raise InputError(
+            f"{path}: a label map on a {labels.shape} grid without its predict JSON beside it; give "
+            "the scans instead, or the output of 'medseg3d predict' with its .json"
+        )
     image = None
     source = inputs.get(record.get("reference", PICTURE_CHANNEL), inputs.get(PICTURE_CHANNEL))
     if source and Path(source).exists():
@@ -214,7 +236,9 @@ def timepoint_from(source, model=None, progress=None) -> TimePoint:
         return source
     path = Path(source)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder; give a case folder, a DICOM study or a predict output")
+        raise InputError(
+            f"{path}: no such file or folder; give a case folder, a DICOM study or a predict output"
+        )
     if path.is_dir() and (path / "timepoint.json").is_file():
         return load_timepoint(path)
     if _is_label_file(path):
@@ -249,8 +273,11 @@ def register_timepoints(prior: TimePoint, current: TimePoint) -> tuple[np.ndarra
     from ..raw import register
 
     if prior.image is None or current.image is None:
-        return np.eye(4), {"method": "none", "reason": "a time point has no T1ce image (an earlier output whose "
-                                                       "inputs are gone): both are compared as placed in SRI24"}
+        return np.eye(4), {
+            "method": "none",
+            "reason": "a time point has no T1ce image (an earlier output whose "
+            "inputs are gone): both are compared as placed in SRI24",
+        }
     inside = np.asarray(prior.image.array) > 0
     if inside.mean() > 0.9:  # not skull-stripped: the whole field of view
         inside = np.ones_like(inside)
@@ -261,15 +288,21 @@ def register_timepoints(prior: TimePoint, current: TimePoint) -> tuple[np.ndarra
     angle = float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
     centre = np.array([-119.5, -119.5, 77.0])  # middle of the BraTS grid, LPS mm
     shift = float(np.linalg.norm(matrix[:3, :3] @ centre + matrix[:3, 3] - centre))
-    return matrix, {"method": "rigid, Mattes mutual information, current T1ce onto prior T1ce (SimpleITK), "
-                              "prior brain without the tumour",
-                    "matrix_lps": np.round(matrix, 6).tolist(), "rotation_degrees": round(angle, 2),
-                    "shift_at_centre_mm": round(shift, 2), "metric": round(fit.metric, 5)}
+    return matrix, {
+        "method": "rigid, Mattes mutual information, current T1ce onto prior T1ce (SimpleITK), "
+        "prior brain without the tumour",
+        "matrix_lps": np.round(matrix, 6).tolist(),
+        "rotation_degrees": round(angle, 2),
+        "shift_at_centre_mm": round(shift, 2),
+        "metric": round(fit.metric, 5),
+    }
 
 
 def _lesion_row(le: dict) -> dict:
-    return {k: le[k] for k in ("id", "volume_ml", "centre_mm", "axial_mm", "perpendicular_mm", "product_mm2",
-                               "measurable")}
+    return {
+        k: le[k]
+        for k in ("id", "volume_ml", "centre_mm", "axial_mm", "perpendicular_mm", "product_mm2", "measurable")
+    }
 
 
 def _unmatched(lesions: np.ndarray, count: int, other: np.ndarray) -> list[int]:
@@ -287,7 +320,9 @@ def _unmatched(lesions: np.ndarray, count: int, other: np.ndarray) -> list[int]:
     return [k for k in range(1, count + 1) if k not in touched]
 
 
-def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tuple[dict, np.ndarray, Volume | None]:
+def _compare(
+    prior: TimePoint, current: TimePoint, register: bool = True
+) -> tuple[dict, np.ndarray, Volume | None]:
     """The record, the current labels on the prior's grid, and the current image there."""
     import time
 
@@ -309,8 +344,10 @@ def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tup
     aligned_image = None
     if current.image is not None:
         aligned_image = grid.with_array(resample(current.image, grid.shape, grid.affine, matrix, order=1))
-    diam = {"prior": case_diameters(prior.labels.array, prior.labels.affine, scheme),
-            "current": case_diameters(current.labels.array, current.labels.affine, scheme)}
+    diam = {
+        "prior": case_diameters(prior.labels.array, prior.labels.affine, scheme),
+        "current": case_diameters(current.labels.array, current.labels.affine, scheme),
+    }
     seconds["diameters"] = round(time.perf_counter() - t0, 1)
     vol = {"prior": prior.volumes_ml, "current": current.volumes_ml}
     voxel_mm3 = float(np.prod(grid.spacing))
@@ -323,36 +360,50 @@ def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tup
         before_lesions, before_count, _ = label_lesions(before, voxel_mm3)
         # new lesions are found on the aligned labels; their numbers are those measured on the aligned grid
         aligned_diam = case_diameters(now.astype(np.uint8), grid.affine, scheme, regions={name: (1,)})[name]
-        new = [_lesion_row(aligned_diam["lesions"][k - 1]) for k in _unmatched(now_lesions, now_count, before)]
-        gone = [_lesion_row(diam["prior"][name]["lesions"][k - 1])
-                for k in _unmatched(before_lesions, before_count, now)]
+        new = [
+            _lesion_row(aligned_diam["lesions"][k - 1]) for k in _unmatched(now_lesions, now_count, before)
+        ]
+        gone = [
+            _lesion_row(diam["prior"][name]["lesions"][k - 1])
+            for k in _unmatched(before_lesions, before_count, now)
+        ]
         v0, v1 = vol["prior"][name], vol["current"][name]
         s0, s1 = diam["prior"][name]["sum_products_mm2"], diam["current"][name]["sum_products_mm2"]
         regions[name] = {
-            "volume_ml": {"prior": v0, "current": v1}, "change_ml": round(v1 - v0, 3),
+            "volume_ml": {"prior": v0, "current": v1},
+            "change_ml": round(v1 - v0, 3),
             "relative_change_percent": rano.percent_change(v0, v1),
             "sum_products_mm2": {"prior": s0, "current": s1},
             "sum_products_change_percent": rano.percent_change(s0, s1),
             "lesions": {"prior": diam["prior"][name]["count"], "current": diam["current"][name]["count"]},
-            "new_lesions": new, "vanished_lesions": gone,
+            "new_lesions": new,
+            "vanished_lesions": gone,
             "diameters": {"prior": diam["prior"][name], "current": diam["current"][name]},
         }
     et = regions["ET"]
     new_measurable = sum(1 for le in et["new_lesions"] if le["measurable"])
-    counts = dict(prior_lesions=et["lesions"]["prior"], current_lesions=et["lesions"]["current"],
-                  new_measurable=new_measurable)
+    counts = dict(
+        prior_lesions=et["lesions"]["prior"],
+        current_lesions=et["lesions"]["current"],
+        new_measurable=new_measurable,
+    )
     record = {
-        "schema": f"medseg3d.compare/{SCHEMA_VERSION}", "schema_version": SCHEMA_VERSION,
+        "schema": f"medseg3d.compare/{SCHEMA_VERSION}",
+        "schema_version": SCHEMA_VERSION,
         "space": "BraTS (SRI24) grid, 240 x 240 x 155 at 1 mm; current registered onto prior",
         "prior": {"source": prior.source, **prior.details, "volumes_ml": vol["prior"]},
         "current": {"source": current.source, **current.details, "volumes_ml": vol["current"]},
         "registration": reg,
         "regions": regions,
-        "response": {"rano_2010": rano.rano_2010(et["sum_products_mm2"]["prior"], et["sum_products_mm2"]["current"],
-                                                 **counts),
-                     "rano_2_volumetric": rano.rano_2_volumetric(et["volume_ml"]["prior"], et["volume_ml"]["current"],
-                                                                 **counts),
-                     "caveat": rano.CAVEAT},
+        "response": {
+            "rano_2010": rano.rano_2010(
+                et["sum_products_mm2"]["prior"], et["sum_products_mm2"]["current"], **counts
+            ),
+            "rano_2_volumetric": rano.rano_2_volumetric(
+                et["volume_ml"]["prior"], et["volume_ml"]["current"], **counts
+            ),
+            "caveat": rano.CAVEAT,
+        },
         "seconds": seconds,
     }
     return record, aligned, aligned_image
@@ -415,15 +466,23 @@ def compare(prior, current, out_dir, *, model=None, register: bool = True, progr
     write_volume(grid.with_array(np.asarray(grid.array).astype(np.uint8)), out / "prior_labels.nii.gz")
     write_volume(grid.with_array(aligned), out / "current_labels_on_prior.nii.gz")
     write_pictures(before, aligned, aligned_image, out / "compare.png")
-    record["outputs"] = {"page": "compare.html", "pictures": "compare.png", "change_map": "change_map.nii.gz",
-                         "change_codes": {str(k): v for k, v in CHANGE_CODES.items()},
-                         "prior_labels": "prior_labels.nii.gz", "current_labels": "current_labels_on_prior.nii.gz"}
-    record["seconds"] = dict(record["seconds"], segment_or_read=read_seconds,
-                             write=round(time.perf_counter() - t0, 1))
+    record["outputs"] = {
+        "page": "compare.html",
+        "pictures": "compare.png",
+        "change_map": "change_map.nii.gz",
+        "change_codes": {str(k): v for k, v in CHANGE_CODES.items()},
+        "prior_labels": "prior_labels.nii.gz",
+        "current_labels": "current_labels_on_prior.nii.gz",
+    }
+    record["seconds"] = dict(
+        record["seconds"], segment_or_read=read_seconds, write=round(time.perf_counter() - t0, 1)
+    )
     write_text_atomic(render_html(record), out / "compare.html")
     write_json_atomic(record, out / "compare.json")  # last: a folder with compare.json is complete
     resp = record["response"]
-    say(f"RANO 2010: {resp['rano_2010']['category']} ({resp['rano_2010']['reason']}); RANO 2.0 volumetric: "
-        f"{resp['rano_2_volumetric']['category']} ({resp['rano_2_volumetric']['reason']})")
+    say(
+        f"RANO 2010: {resp['rano_2010']['category']} ({resp['rano_2010']['reason']}); RANO 2.0 volumetric: "
+        f"{resp['rano_2_volumetric']['category']} ({resp['rano_2_volumetric']['reason']})"
+    )
     say(f"wrote {out / 'compare.html'} and {out / 'compare.json'}")
     return record

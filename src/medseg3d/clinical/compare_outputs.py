@@ -17,9 +17,15 @@ from ..io import Volume
 if TYPE_CHECKING:
     from .compare import TimePoint
 
-CHANGE_CODES = {0: "no tumour", 1: "tumour at both scans", 2: "tumour new at the current scan",
-                3: "tumour gone at the current scan", 4: "enhancing at both scans",
-                5: "enhancing new at the current scan", 6: "enhancing gone at the current scan"}
+CHANGE_CODES = {
+    0: "no tumour",
+    1: "tumour at both scans",
+    2: "tumour new at the current scan",
+    3: "tumour gone at the current scan",
+    4: "enhancing at both scans",
+    5: "enhancing new at the current scan",
+    6: "enhancing gone at the current scan",
+}
 """Values of ``change_map.nii.gz`` (tumour = WT; an enhancing code wins where both apply)."""
 
 
@@ -64,7 +70,9 @@ def _picture_slices(prior_labels: np.ndarray, aligned: np.ndarray, count: int = 
     return sorted(dict.fromkeys(picks))[:count]
 
 
-def write_pictures(prior: TimePoint, aligned_labels: np.ndarray, aligned_image: Volume | None, path: Path) -> Path:
+def write_pictures(
+    prior: TimePoint, aligned_labels: np.ndarray, aligned_image: Volume | None, path: Path
+) -> Path:
     """``compare.png``: rows of axial slices, columns prior | current (registered) | change, outlines on the
     T1ce. Written atomically."""
     import matplotlib
@@ -78,16 +86,19 @@ def write_pictures(prior: TimePoint, aligned_labels: np.ndarray, aligned_image: 
     affine = prior.labels.affine
     before = _display(np.asarray(prior.labels.array), affine)
     now = _display(aligned_labels, affine)
-    images = [None if v is None else _display(np.asarray(v.array, dtype=np.float32), affine)
-              for v in (prior.image, aligned_image)]
+    images = [
+        None if v is None else _display(np.asarray(v.array, dtype=np.float32), affine)
+        for v in (prior.image, aligned_image)
+    ]
     change = change_map(before, now)
     slices = _picture_slices(before, now)
     colours = {1: "#e41a1c", 2: "#4daf4a", 4: "#ffd92f"}
     change_cmap = ListedColormap(["none", "#9e9e9e", "#d7301f", "#2b8cbe", "#fdd49e", "#b30000", "#0570b0"])
     fig, axes = plt.subplots(len(slices), 3, figsize=(10.5, 3.6 * len(slices)), squeeze=False)
     for row, z in enumerate(slices):
-        for col, (labels, image, title) in enumerate([(before, images[0], "prior"), (now, images[1], "current"),
-                                                      (None, images[0], "change")]):
+        for col, (labels, image, title) in enumerate(
+            [(before, images[0], "prior"), (now, images[1], "current"), (None, images[0], "change")]
+        ):
             ax = axes[row, col]
             if image is not None:
                 sl = image[:, :, z].T
@@ -105,9 +116,13 @@ def write_pictures(prior: TimePoint, aligned_labels: np.ndarray, aligned_image: 
                 ax.imshow(shown, cmap=change_cmap, vmin=0, vmax=6, alpha=0.75, interpolation="nearest")
             ax.set_title(f"{title}, axial slice {z}", fontsize=9)
             ax.set_axis_off()
-    fig.text(0.01, 0.005, "outlines: red necrosis, green oedema, yellow enhancing | change: grey tumour both, "
-                          "red new, blue gone; light/dark = whole tumour/enhancing | patient's right on the left",
-             fontsize=7.5)
+    fig.text(
+        0.01,
+        0.005,
+        "outlines: red necrosis, green oedema, yellow enhancing | change: grey tumour both, "
+        "red new, blue gone; light/dark = whole tumour/enhancing | patient's right on the left",
+        fontsize=7.5,
+    )
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), suffix=".tmp.png")
@@ -137,7 +152,8 @@ def render_html(record: dict) -> str:
             f"<td>{r['sum_products_mm2']['prior']:.0f} &rarr; {r['sum_products_mm2']['current']:.0f} mm&sup2; "
             f"({_fmt(r['sum_products_change_percent'], '%')})</td>"
             f"<td>{r['lesions']['prior']} &rarr; {r['lesions']['current']}</td>"
-            f"<td>{len(r['new_lesions'])} / {len(r['vanished_lesions'])}</td></tr>")
+            f"<td>{len(r['new_lesions'])} / {len(r['vanished_lesions'])}</td></tr>"
+        )
     lesion_rows = []
     for name, r in record["regions"].items():
         for kind, key in (("new", "new_lesions"), ("vanished", "vanished_lesions")):
@@ -146,16 +162,27 @@ def render_html(record: dict) -> str:
                     f"<tr><td>{name}</td><td>{kind}</td><td>{le['volume_ml']:.2f} ml</td>"
                     f"<td>{le['axial_mm']:.0f} &times; {le['perpendicular_mm']:.0f} mm</td>"
                     f"<td>{'yes' if le['measurable'] else 'no'}</td>"
-                    f"<td>{', '.join(f'{v:.0f}' for v in le['centre_mm'])}</td></tr>")
-    lesions = ("<table><tr><th>region</th><th>lesion</th><th>volume</th><th>diameters</th><th>measurable</th>"
-               "<th>centre (RAS mm, SRI24)</th></tr>" + "".join(lesion_rows) + "</table>") if lesion_rows else \
-        "<p>No new and no vanished lesion.</p>"
+                    f"<td>{', '.join(f'{v:.0f}' for v in le['centre_mm'])}</td></tr>"
+                )
+    lesions = (
+        (
+            "<table><tr><th>region</th><th>lesion</th><th>volume</th><th>diameters</th><th>measurable</th>"
+            "<th>centre (RAS mm, SRI24)</th></tr>" + "".join(lesion_rows) + "</table>"
+        )
+        if lesion_rows
+        else "<p>No new and no vanished lesion.</p>"
+    )
     cats = "".join(
         f"<div class='cat'><h3>{title}</h3><p class='big'>{escape(resp[key]['category'])}</p>"
         f"<p>{escape(resp[key]['reason'])}</p></div>"
-        for key, title in (("rano_2010", "RANO 2010 (bidimensional, enhancing)"),
-                           ("rano_2_volumetric", "RANO 2.0 (volumetric, enhancing)")))
-    technical = escape(json.dumps({k: record[k] for k in ("registration", "space", "seconds", "schema")}, indent=1))
+        for key, title in (
+            ("rano_2010", "RANO 2010 (bidimensional, enhancing)"),
+            ("rano_2_volumetric", "RANO 2.0 (volumetric, enhancing)"),
+        )
+    )
+    technical = escape(
+        json.dumps({k: record[k] for k in ("registration", "space", "seconds", "schema")}, indent=1)
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Follow-up comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:1.5em auto;color:#222}}
@@ -165,18 +192,19 @@ padding:.4em .8em}}
 .big{{font-size:1.5em;font-weight:bold;margin:.2em 0}}.caveat{{background:#fff4e5;border-left:4px solid #f0a030;
 padding:.5em .8em}}img{{max-width:100%}}</style></head><body>
 <h1>Follow-up comparison</h1>
-<p>Prior: {escape(str(record['prior']['source']))}<br>Current: {escape(str(record['current']['source']))}</p>
+<p>Prior: {escape(str(record["prior"]["source"]))}<br>Current: {escape(str(record["current"]["source"]))}</p>
 {cats}
-<p class="caveat">{escape(resp['caveat'])}</p>
+<p class="caveat">{escape(resp["caveat"])}</p>
 <h2>Per region</h2>
 <table><tr><th></th><th>prior</th><th>current</th><th>change</th><th>relative</th>
-<th>sum of products (RANO)</th><th>lesions</th><th>new / vanished</th></tr>{''.join(rows)}</table>
+<th>sum of products (RANO)</th><th>lesions</th><th>new / vanished</th></tr>{"".join(rows)}</table>
 <p>WT whole tumour, TC tumour core, ET enhancing tumour. Volumes from each scan's own segmentation; lesions are
 matched after the current scan is registered onto the prior one (rigid).</p>
 <h2>New and vanished lesions</h2>{lesions}
 <h2>Pictures</h2><img src="compare.png" alt="prior, current and change on the same axial slices">
-<p>The change map is in <code>change_map.nii.gz</code> on the SRI24 grid: {escape(', '.join(
-        f'{k} {v}' for k, v in CHANGE_CODES.items()))}.</p>
+<p>The change map is in <code>change_map.nii.gz</code> on the SRI24 grid: {
+        escape(", ".join(f"{k} {v}" for k, v in CHANGE_CODES.items()))
+    }.</p>
 <details><summary>Technical record</summary><pre>{technical}</pre></details>
 </body></html>
 """

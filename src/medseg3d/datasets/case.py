@@ -58,7 +58,9 @@ class Case:
             )
         meta = dict(self.meta)
         if "channel_index" in meta:
-            meta["channel_index"] = {m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]}
+            meta["channel_index"] = {
+                m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]
+            }
         return Case(self.case_id, {m: self.channels[m] for m in modalities}, self.label, meta)
 
     def read_channels(self):
@@ -81,7 +83,9 @@ class Case:
             if vol.array.ndim == 4 and name in index:
                 k = int(index[name])
                 if k >= vol.array.shape[3]:
-                    raise InputError(f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, no channel {k} ({name})")
+                    raise InputError(
+                        f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, no channel {k} ({name})"
+                    )
                 vol = Volume(vol.array[..., k], vol.affine, vol.meta)
             if vol.array.ndim != 3:
                 raise InputError(
@@ -126,8 +130,10 @@ class Case:
     def channel_lines(self) -> list[str]:
         """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel order."""
         sources = self.meta.get("sources", {})
-        return [f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
-                for m, p in self.channels.items()]
+        return [
+            f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
+            for m, p in self.channels.items()
+        ]
 
 
 def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
@@ -202,18 +208,23 @@ def check_case(case: Case) -> list[str]:
         try:
             _, path, vol = next(sub.read_channels())
         except InputError as exc:
-            problems.append(str(exc) if str(exc).startswith(f"case {case.case_id}") else f"case {case.case_id}: {exc}")
+            problems.append(
+                str(exc) if str(exc).startswith(f"case {case.case_id}") else f"case {case.case_id}: {exc}"
+            )
             continue
         if ref is None:
             ref, ref_name = vol, name
-        problem = _channel_problem(case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name)
+        problem = _channel_problem(
+            case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name
+        )
         if problem:
             problems.append(problem)
         else:
             subsampled[name] = (vol.array[::2, ::2, ::2], tuple(2 * s for s in vol.spacing))
     if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
-        warning = order_warning([a for a, _ in subsampled.values()], tuple(subsampled),
-                                [s for _, s in subsampled.values()])
+        warning = order_warning(
+            [a for a, _ in subsampled.values()], tuple(subsampled), [s for _, s in subsampled.values()]
+        )
         if warning:
             problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:

@@ -118,7 +118,9 @@ class Experiment:
 
     def __post_init__(self):
         if self.reference is not None and self.reference not in self.run_names:
-            raise ValueError(f"experiment {self.name}: reference run {self.reference!r} is not one of its runs")
+            raise ValueError(
+                f"experiment {self.name}: reference run {self.reference!r} is not one of its runs"
+            )
 
     def run(self, name: str) -> Run:
         for r in self.runs:

@@ -25,10 +25,14 @@ def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
     from ..datasets import normalise_modalities
     from ..train import TrainConfig
 
-    settings = TrainConfig().to_dict() | {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    settings = TrainConfig().to_dict() | {
+        k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__
+    }
     settings = {k: v for k, v in settings.items() if k not in _PLACE_KEYS}
     global_batch = settings["batch"] * settings["accumulate"]
-    settings["iters_per_epoch"] = settings["iters_per_epoch"] or max(1, math.ceil(len(train_ids) / global_batch))
+    settings["iters_per_epoch"] = settings["iters_per_epoch"] or max(
+        1, math.ceil(len(train_ids) / global_batch)
+    )
     settings["modalities"] = list(normalise_modalities(settings["modalities"] or modalities))
     settings |= {"train_cases": sorted(train_ids), "val_cases": sorted(val_ids), "global_batch": global_batch}
     return json.loads(json.dumps(settings))  # tuples -> lists, as in a config.json

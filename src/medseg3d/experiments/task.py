@@ -94,5 +94,3 @@ def release_task(folder: Path) -> None:
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
             path.unlink()
-
-

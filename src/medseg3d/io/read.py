@@ -248,8 +248,10 @@ def _check_slice_gaps(path: Path, files) -> None:
     usual = float(np.median(steps))
     if usual > 0 and steps.max() > 1.5 * usual:
         at = int(np.argmax(steps))
-        raise InputError(f"{path}: the DICOM series misses slices (a gap of {steps[at]:.3g} mm after slice {at + 1} "
-                         f"of {len(files)}, where slices are {usual:.3g} mm apart); export the complete series")
+        raise InputError(
+            f"{path}: the DICOM series misses slices (a gap of {steps[at]:.3g} mm after slice {at + 1} "
+            f"of {len(files)}, where slices are {usual:.3g} mm apart); export the complete series"
+        )
 
 
 def _read_dicom_series(path: Path) -> Volume:

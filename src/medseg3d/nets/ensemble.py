@@ -43,7 +43,9 @@ class EnsembleNet(nn.Module):
             raise InputError(f"ensemble kind must be 'region' or 'multiclass', got {kind!r}")
         rules = {(getattr(m, "spatial_dims", None), getattr(m, "size_multiple", None)) for m in members}
         if len(rules) != 1:
-            raise InputError(f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}")
+            raise InputError(
+                f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}"
+            )
         self.members = nn.ModuleList(members)
         self.kind = kind
         self.region = kind == "region"
@@ -102,6 +104,8 @@ def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
     from medseg3d.nets.registry import build_network
 
     def one() -> nn.Module:
-        return build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+        return build_network(
+            meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {})
+        )
 
     return EnsembleNet([one() for _ in range(members)], meta.get("kind", "multiclass")) if members else one()

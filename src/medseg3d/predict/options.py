@@ -79,7 +79,9 @@ class PredictOptions:
         names = {f.name for f in dataclasses.fields(cls)} - {"resolved"}
         unknown = sorted(set(given) - names)
         if unknown:
-            raise InputError(f"unknown prediction option {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+            raise InputError(
+                f"unknown prediction option {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
         base = options or cls()
         return dataclasses.replace(base, resolved=False, **given) if given else base
 
@@ -106,13 +108,23 @@ class PredictOptions:
         if passes in (0, "auto"):
             passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
         check_passes(passes, self.mirror, model.runnable_members)
-        return dataclasses.replace(self, max_distance=max_distance, sliding_window=sliding_window, overlap=overlap,
-                                   uncertainty=passes, resolved=True)
+        return dataclasses.replace(
+            self,
+            max_distance=max_distance,
+            sliding_window=sliding_window,
+            overlap=overlap,
+            uncertainty=passes,
+            resolved=True,
+        )
 
     def postprocessing(self, spacing) -> dict:
         """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of ``spacing``."""
-        return dict(min_component=self.min_component, min_enhancing=self.min_enhancing, spacing=spacing,
-                    max_distance=self.max_distance or 0.0)
+        return dict(
+            min_component=self.min_component,
+            min_enhancing=self.min_enhancing,
+            spacing=spacing,
+            max_distance=self.max_distance or 0.0,
+        )
 
 
 def check_output_format(output_format: str | None, space: str) -> None:
@@ -124,4 +136,6 @@ def check_output_format(output_format: str | None, space: str) -> None:
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
     if output_format == "dicom-seg" and space == "atlas":
-        raise InputError("--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas")
+        raise InputError(
+            "--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas"
+        )

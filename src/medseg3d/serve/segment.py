@@ -26,7 +26,9 @@ class PredictSegmenter:
         MedsegError: the model cannot be found or loaded.
     """
 
-    def __init__(self, model: str = "brats", *, device: str = "auto", precision: str = "auto", report: bool = True):
+    def __init__(
+        self, model: str = "brats", *, device: str = "auto", precision: str = "auto", report: bool = True
+    ):
         from ..models import load_model
 
         self.model = load_model(model, device, precision)
@@ -44,8 +46,15 @@ class PredictSegmenter:
         caught = io.StringIO()
         try:
             with contextlib.redirect_stdout(caught), contextlib.redirect_stderr(caught):
-                return predict(self.model, [], Path(out_dir) / OUTPUT_NAME, channel_files=channels,
-                               report=self.report, force=True, progress=True)
+                return predict(
+                    self.model,
+                    [],
+                    Path(out_dir) / OUTPUT_NAME,
+                    channel_files=channels,
+                    report=self.report,
+                    force=True,
+                    progress=True,
+                )
         finally:
             for line in caught.getvalue().splitlines():
                 if line.strip():

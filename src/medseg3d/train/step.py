@@ -34,9 +34,19 @@ def make_grad_scaler(precision: str, device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=autocast_dtype(precision, device) == torch.float16)
 
 
-def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
-                  micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, accumulate: int = 1,
-                  precision: str = "auto", device="cpu", world: int = 1, iteration: int = 0) -> float:
+def training_step(
+    net,
+    loss_fn,
+    optimizer,
+    scaler: torch.amp.GradScaler,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    accumulate: int = 1,
+    precision: str = "auto",
+    device="cpu",
+    world: int = 1,
+    iteration: int = 0,
+) -> float:
     """One optimiser step over ``accumulate`` micro-batches; returns the mean loss (over processes too).
 
     Args:
@@ -66,8 +76,9 @@ def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
         step_loss += loss.item() / accumulate
     step_loss, bad = mean_across([step_loss, 0.0 if math.isfinite(step_loss) else 1.0], world)
     if bad > 0:
-        raise InputError(f"the loss became {step_loss} at iteration {iteration}; lower --lr "
-                         "or check the data (NaN inputs)")
+        raise InputError(
+            f"the loss became {step_loss} at iteration {iteration}; lower --lr or check the data (NaN inputs)"
+        )
     scaler.step(optimizer)
     scaler.update()
     return step_loss

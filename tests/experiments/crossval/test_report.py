@@ -22,8 +22,15 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def _row(case, a, b):
-    return {"case": case, "dice_front": a, "dice_back": b, "hd95_front": 1.0, "hd95_back": 2.0,
-            "vol_ref_front": 0.5, "vol_ref_back": 0.25}
+    return {
+        "case": case,
+        "dice_front": a,
+        "dice_back": b,
+        "hd95_front": 1.0,
+        "hd95_back": 2.0,
+        "vol_ref_front": 0.5,
+        "vol_ref_back": 0.25,
+    }
 
 
 def test_v2_recorded_tables_are_reproduced_line_by_line(tmp_path):
@@ -46,7 +53,9 @@ def test_v2_results_block_is_reproduced():
 
 
 def test_variant_table_means_and_worst_first(tmp_path):
-    _write_metrics(tmp_path / "fold0" / "pred-final" / "metrics.csv", [_row("a", 0.9, 0.8), _row("b", 0.5, 0.6)])
+    _write_metrics(
+        tmp_path / "fold0" / "pred-final" / "metrics.csv", [_row("a", 0.9, 0.8), _row("b", 0.5, 0.6)]
+    )
     _write_metrics(tmp_path / "fold1" / "pred-final" / "metrics.csv", [_row("c", 0.7, 1.0)])
     lines, rows = variant_lines(tmp_path, "final")
     assert len(rows) == 3

@@ -57,22 +57,35 @@ def member_settings(preset: str, plan_settings: dict | None) -> dict:
     if preset == "auto":
         return dict(plan_settings or {})
     if preset not in PRESETS:
-        raise InputError(f"unknown preset '{preset}'; choose auto (planned from the data) or one of {', '.join(PRESETS)}")
+        raise InputError(
+            f"unknown preset '{preset}'; choose auto (planned from the data) or one of {', '.join(PRESETS)}"
+        )
     return dict(PRESETS[preset])
 
 
 def _check_same(out: Path, old: dict, record: dict) -> None:
     for key, what in (("dataset", "dataset"), ("members", "--preset/--members"), ("folds", "--folds")):
         if old.get(key) != record.get(key):
-            raise InputError(f"{out}: was started with {what} {old.get(key)!r}, now {record.get(key)!r}; repeat the "
-                             "first command's settings (or leave them out), or choose another --out")
+            raise InputError(
+                f"{out}: was started with {what} {old.get(key)!r}, now {record.get(key)!r}; repeat the "
+                "first command's settings (or leave them out), or choose another --out"
+            )
     if record.get("epochs") is not None and old.get("epochs") != record.get("epochs"):
-        raise InputError(f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
-                         "--epochs out to continue, or choose another --out")
+        raise InputError(
+            f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
+            "--epochs out to continue, or choose another --out"
+        )
 
 
-def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
-          epochs: int | None = None, overrides: dict | None = None) -> tuple[dict, list[Case]]:
+def setup(
+    dataset,
+    out,
+    preset: str = "auto",
+    members: list[str] | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    overrides: dict | None = None,
+) -> tuple[dict, list[Case]]:
     """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
 
     Args:
@@ -105,7 +118,9 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
     cases = find_cases(dataset, require_label=True)
     folds = (old or {}).get("folds", 5) if folds is None else int(folds)
     if not 2 <= folds <= len(cases):
-        raise InputError(f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}")
+        raise InputError(
+            f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}"
+        )
     record = {"dataset": str(dataset.resolve()), "members": names, "folds": folds, "epochs": epochs}
     if old is not None:
         _check_same(out, old, record)
@@ -138,13 +153,30 @@ def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
     for k in range(record["folds"]):
         for name in record["members"]:
             overrides = record["settings"][name] | dict(
-                dataset=record["dataset"], out=str(out / "members" / name / f"fold{k}"), fold=k,
-                folds=record["folds"], split_file=str(out / "split.json"), progress=False)
-            tasks.append(Task(Run(name, {}, f"member {name}"), k, Path(overrides["out"]), overrides, fold_ids(split, k)[1]))
+                dataset=record["dataset"],
+                out=str(out / "members" / name / f"fold{k}"),
+                fold=k,
+                folds=record["folds"],
+                split_file=str(out / "split.json"),
+                progress=False,
+            )
+            tasks.append(
+                Task(
+                    Run(name, {}, f"member {name}"),
+                    k,
+                    Path(overrides["out"]),
+                    overrides,
+                    fold_ids(split, k)[1],
+                )
+            )
     if final:
         for name in record["members"]:
-            overrides = record["settings"][name] | dict(dataset=record["dataset"], out=str(out / "members" / name / "all"),
-                                                        all_cases=True, progress=False)
+            overrides = record["settings"][name] | dict(
+                dataset=record["dataset"],
+                out=str(out / "members" / name / "all"),
+                all_cases=True,
+                progress=False,
+            )
             tasks.append(Task(Run(name, {}, f"member {name}"), -1, Path(overrides["out"]), overrides, []))
     return tasks
 
@@ -169,9 +201,19 @@ def train_task(task: Task) -> float:
     return time.monotonic() - t0
 
 
-def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
-                 epochs: int | None = None, fold: int | None = None, final: bool = False, progress: bool = True,
-                 report: bool = True, overrides: dict | None = None) -> dict:
+def run_crossval(
+    dataset,
+    out,
+    preset: str = "auto",
+    members: list[str] | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    fold: int | None = None,
+    final: bool = False,
+    progress: bool = True,
+    report: bool = True,
+    overrides: dict | None = None,
+) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
@@ -201,9 +243,12 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
         raise InputError(f"--fold must be between 0 and {record['folds'] - 1}, got {fold}")
     say = print if progress and rank == 0 else (lambda *a, **k: None)
     tasks = [t for t in fold_tasks(record, out, final) if fold is None or t.fold == fold]
-    say(f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
-        + (" + final" if final else "") + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
-        f"{len(tasks)} trainings done")
+    say(
+        f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
+        + (" + final" if final else "")
+        + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
+        f"{len(tasks)} trainings done"
+    )
     ran, held, seconds = 0, [], {}
     for task in tasks:
         if training_state(task.folder) == "done":
@@ -217,8 +262,11 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
             continue
         try:
             if training_state(task.folder) != "done":
-                say(f"training {task.run.name} " + (f"fold {task.fold}" if task.fold >= 0 else "on all cases")
-                    + f" ({training_state(task.folder)})")
+                say(
+                    f"training {task.run.name} "
+                    + (f"fold {task.fold}" if task.fold >= 0 else "on all cases")
+                    + f" ({training_state(task.folder)})"
+                )
                 seconds[str(task.folder)] = train_task(task)
                 ran += 1
         finally:
@@ -242,11 +290,21 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
                 scored.append(k)
         finally:
             release_task(lock)
-    done = [k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()]
-    summary = {"out": str(out), "ran": ran, "held_elsewhere": len(held), "scored_here": scored, "folds_scored": done}
+    done = [
+        k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()
+    ]
+    summary = {
+        "out": str(out),
+        "ran": ran,
+        "held_elsewhere": len(held),
+        "scored_here": scored,
+        "folds_scored": done,
+    }
     if held:
-        say(f"{len(held)} training(s) held by another invocation: "
-            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held))
+        say(
+            f"{len(held)} training(s) held by another invocation: "
+            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held)
+        )
     if len(done) == record["folds"]:
         choose_postprocessing(out, record, cases_by_id, say)
         calibrate_run(out, record, cases_by_id, say)
