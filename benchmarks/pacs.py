@@ -98,8 +98,8 @@ def main() -> None:
             "--quiet-period",
             str(args.quiet_period),
         ],
-        stderr=open(tmp / "node.log", "wb"),
-    )  # noqa: SIM115
+        stderr=open(tmp / "node.log", "wb"),  # noqa: SIM115
+    )
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
 

@@ -734,8 +734,8 @@ def run_subprocess(
             stderr=err,
             stdin=subprocess.DEVNULL,
             env=env,
-            preexec_fn=_limit_memory(mem_cap),
-        )  # noqa: PLW1509 - setrlimit + setsid only
+            preexec_fn=_limit_memory(mem_cap),  # noqa: PLW1509 - setrlimit + setsid only
+        )
         rc, rss = None, 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
