@@ -106,8 +106,9 @@ def main(argv=None):
         for name, s in seconds.items()
     }
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), image {tuple(image.shape)} float32, "
-        f"label {tuple(label.shape)} {str(label.dtype).replace('torch.', '')}, {args.draws} draws each\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), image {tuple(image.shape)} "
+        f"float32, label {tuple(label.shape)} {str(label.dtype).replace('torch.', '')}, "
+        f"{args.draws} draws each\n"
     )
     print("| preset | median ms/sample | mean ms/sample |")
     print("|---|---:|---:|")

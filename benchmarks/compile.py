@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     )
     print(f"  compile (first two steps): {compile_seconds:.0f} s")
     print(
-        f"  eager {result['eager_step_seconds']:.3f} s, compiled {result['compiled_step_seconds']:.3f} s per step: "
-        f"{result['speedup']:.2f}x; compiling pays for itself after about {breakeven:.0f} steps"
+        f"  eager {result['eager_step_seconds']:.3f} s, compiled {result['compiled_step_seconds']:.3f} s per "
+        f"step: {result['speedup']:.2f}x; compiling pays for itself after about {breakeven:.0f} steps"
     )
     print(f"  first-step loss: eager {loss_eager:.5f}, compiled {loss_comp:.5f}")
     if args.json:

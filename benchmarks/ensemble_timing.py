@@ -5,12 +5,13 @@ its 64^3 patch), not on the weights: so N copies of the bundled model stand in f
 variant segments the same cases in one process, interleaved, after a warm-up round that is not counted
 (segmenting only: no reading, writing or imports, which a fresh `medseg3d predict` adds, about 4 s here).
 
-    MEDSEG3D_THREADS=2 python benchmarks/ensemble_timing.py [--data DIR] [--cases 3] [--repeats 2] [--members 1 3 4 5]
+    MEDSEG3D_THREADS=2 python benchmarks/ensemble_timing.py [--data DIR] [--cases 3] [--repeats 2] [--members
+    1 3 4 5]
         [--all-windows] [--uncertainty]
 
-``--uncertainty`` also times each ensemble in one pass through ``segment_volumes`` (labels and volumes included)
-without and with its members' uncertainty (``predict --uncertainty`` on an ensemble: the members' disagreement
-and each member's tumour volumes), interleaved the same way.
+``--uncertainty`` also times each ensemble in one pass through ``segment_volumes`` (labels and volumes
+included) without and with its members' uncertainty (``predict --uncertainty`` on an ensemble: the members'
+disagreement and each member's tumour volumes), interleaved the same way.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     cases = find_cases(args.data)[: args.cases]
     times = interleaved_seconds(cases, single.modalities, {v: run(*v) for v in variants}, args.repeats)
     print(
-        f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case to "
-        "segment (no reading, writing or imports)"
+        f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case "
+        "to segment (no reading, writing or imports)"
     )
     base = statistics.median(times[(1, True)]) if (1, True) in times else None
     print("| members | inference | median s | ratio to 1 model in windows |\n|---|---|---|---|")

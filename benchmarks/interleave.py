@@ -17,9 +17,11 @@ def interleaved_seconds(
     """Seconds of each variant on each case, ``repeats`` rounds after one warm-up round.
 
     Args:
-        cases: :class:`~medseg3d.datasets.Case` objects; their channels are read before timing, once per round.
+        cases: :class:`~medseg3d.datasets.Case` objects; their channels are read before timing, once per
+            round.
         modalities: the channels' order.
-        variants: name -> ``fn(image, affine, case, repeat)``, timed around the call (``repeat`` 0 is the warm-up).
+        variants: name -> ``fn(image, affine, case, repeat)``, timed around the call (``repeat`` 0 is the
+            warm-up).
         repeats: counted rounds.
     """
     times: dict[str, list[float]] = {name: [] for name in variants}

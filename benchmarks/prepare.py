@@ -111,8 +111,9 @@ def main(argv=None) -> int:
                 f"re-run (all skipped): {prep['rerun_seconds']:.2f} s; cache {prep['cache_mb']} MB"
             )
             print(
-                f"[{name}] load one case as float32 {tuple(load['example_shape'])}: median {load['median_ms']:.1f} ms "
-                f"over {load['loads']} loads (max {load['max_ms']:.1f} ms; target < {LOAD_TARGET_MS:.0f} ms: {ok_l})"
+                f"[{name}] load one case as float32 {tuple(load['example_shape'])}: median "
+                f"{load['median_ms']:.1f} ms over {load['loads']} loads (max {load['max_ms']:.1f} ms; "
+                f"target < {LOAD_TARGET_MS:.0f} ms: {ok_l})"
             )
     print(f"machine: {results['cpus']} CPUs, load average at start {results['load_average'][0]:.2f}")
     if args.json:

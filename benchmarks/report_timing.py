@@ -3,8 +3,8 @@
 Also prints what location and diameters took inside it (the report's ``seconds``; issue 37 asks <= 1 s).
 
 Uses each case's reference label map as the segmentation, with its four channels, the bundled model's card
-and a two-step preprocessing list; reading the files is not timed. Prints wall and CPU seconds per case (3 runs
-each; the first run of the process also pays matplotlib's start-up) and the medians over the warm runs.
+and a two-step preprocessing list; reading the files is not timed. Prints wall and CPU seconds per case (3
+runs each; the first run of the process also pays matplotlib's start-up) and the medians over the warm runs.
 
     python benchmarks/report_timing.py [--cases 3] [--out /tmp/reports]
 """
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
         )
     # CPU time is what the report costs; wall time also shows how busy the machine was
     print(
-        f"median warm: wall {statistics.median(warm):.2f} s, CPU {statistics.median(warm_cpu):.2f} s per case; "
-        f"reports in {out}"
+        f"median warm: wall {statistics.median(warm):.2f} s, CPU {statistics.median(warm_cpu):.2f} s per "
+        f"case; reports in {out}"
     )
     print(
         f"location + diameters: median {statistics.median(located):.2f} s, max {max(located):.2f} s per case"

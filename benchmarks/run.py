@@ -218,8 +218,8 @@ def worker_monai(cfg: dict) -> dict:
 
 
 def worker_train(cfg: dict) -> dict:
-    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16, through
-    the training loop's own step (``medseg3d.train.training_step``)."""
+    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16,
+    through the training loop's own step (``medseg3d.train.training_step``)."""
     import numpy as np
     import torch
 
@@ -440,7 +440,8 @@ def write_report(results: dict, out_dir: Path) -> None:
         "",
         (
             f"Model: {results['model']}. Case: `{results['case']}` (4 x 240x240x155 NIfTI). Figures are "
-            "median (min-max) over repeats; each configuration ran in its own process (peak RSS = its `ru_maxrss`)."
+            "median (min-max) over repeats; "
+            "each configuration ran in its own process (peak RSS = its `ru_maxrss`)."
         ),
         "",
     ]
@@ -448,7 +449,10 @@ def write_report(results: dict, out_dir: Path) -> None:
     lines += [
         "## 1. Inference on one full BraTS case, end to end",
         "",
-        "| path | threads | total | read | preprocess | network | postprocess | write | peak RSS | labels vs eager fp32 |",
+        (
+            "| path | threads | total | read | preprocess | network "
+            "| postprocess | write | peak RSS | labels vs eager fp32 |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in e2e["variants"]:
@@ -502,9 +506,9 @@ def write_report(results: dict, out_dir: Path) -> None:
         )
         targets = (
             f"- Targets: end to end < {TARGETS['e2e_seconds']:.0f} s (default path: "
-            f"{default['stages']['total']['median']:.1f} s median), peak RSS < {TARGETS['peak_rss_gib']:.0f} GiB "
-            f"({default['peak_rss_mb'] / 1024:.2f} GiB), >= {TARGETS['monai_ratio']:.0f}x faster than the "
-            f"reference ({ratio:.1f}x)."
+            f"{default['stages']['total']['median']:.1f} s median), peak RSS < {TARGETS['peak_rss_gib']:.0f} "
+            f"GiB ({default['peak_rss_mb'] / 1024:.2f} GiB), >= {TARGETS['monai_ratio']:.0f}x faster than "
+            f"the reference ({ratio:.1f}x)."
         )
         lines += ["", reference, "", ratios, same, targets]
     tr = results["training"]
@@ -527,8 +531,8 @@ def write_report(results: dict, out_dir: Path) -> None:
     ok = [r for r in tr if "error" not in r]
     if len(ok) == 2:
         lines.append(
-            f"\nRatio (it/s, medseg3d / SegResNet-16 on the same {'x'.join(map(str, ok[0]['patch']))} patches): "
-            f"**{ok[0]['it_per_s'] / ok[1]['it_per_s']:.2f}x**."
+            f"\nRatio (it/s, medseg3d / SegResNet-16 on the same {'x'.join(map(str, ok[0]['patch']))} "
+            f"patches): **{ok[0]['it_per_s'] / ok[1]['it_per_s']:.2f}x**."
         )
     lines += [
         "",
@@ -564,9 +568,9 @@ def write_report(results: dict, out_dir: Path) -> None:
     for r in ok:
         share = r["data_seconds"]["median"] / r["step_seconds"]["median"]
         lines.append(
-            f"- Training step ({r['net']}): loading + augmenting {r['data_seconds']['median']:.3f} s vs computing "
-            f"{r['compute_seconds']['median']:.2f} s: the step waits for data {100 * share:.0f}% of the time "
-            "(the loop is synchronous: no loader process, so every data second is a wait)."
+            f"- Training step ({r['net']}): loading + augmenting {r['data_seconds']['median']:.3f} s vs "
+            f"computing {r['compute_seconds']['median']:.2f} s: the step waits for data {100 * share:.0f}% "
+            "of the time (the loop is synchronous: no loader process, so every data second is a wait)."
         )
     lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     _write_text(out_dir / "results.md", "\n".join(lines) + "\n")

@@ -1,8 +1,8 @@
 """How many windows per network call (``medseg3d.inference.WINDOW_BATCH``) segment a case fastest on this CPU?
 
-For each batch size, a fresh process preprocesses one case for the bundled model (the BraTS model, 64^3 windows)
-and times ``predict_probabilities`` in windows (median of ``--repeats`` after a warm-up); it reports that and its
-peak resident memory, and the largest probability difference to one window at a time.
+For each batch size, a fresh process preprocesses one case for the bundled model (the BraTS model, 64^3
+windows) and times ``predict_probabilities`` in windows (median of ``--repeats`` after a warm-up); it reports
+that and its peak resident memory, and the largest probability difference to one window at a time.
 
     MEDSEG3D_THREADS=2 python benchmarks/window_batch.py [CASE] [--batches 1 2 4 8] [--repeats 4]
 """
@@ -97,7 +97,8 @@ def main(argv=None) -> int:
             f"median of {args.repeats}"
         )
         print(
-            "| windows per call | seconds | peak GB | largest probability difference to the first |\n|---|---|---|---|"
+            "| windows per call | seconds | peak GB | largest "
+            "probability difference to the first |\n|---|---|---|---|"
         )
         for row in rows:
             diff = float(np.abs(np.load(row["probs"]) - first).max())

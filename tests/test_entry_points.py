@@ -1,4 +1,5 @@
-"""`python -m medseg3d` is the `medseg3d` command; `benchmarks/run.py` leaves tracked files alone unless asked."""
+"""`python -m medseg3d` is the `medseg3d` command; `benchmarks/run.py` leaves tracked files alone unless
+asked."""
 
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ def test_benchmark_writes_outside_tracked_files_unless_asked(tmp_path):
     tracked = subprocess.run(
         ["git", "-C", str(REPO), "ls-files", "runs/benchmarks"], capture_output=True, text=True, check=True
     ).stdout
-    # git will not look past a symbolic link, and some machines keep runs/ elsewhere behind one: then it is the
-    # link itself that must be ignored (everything under an ignored path is)
+    # git will not look past a symbolic link, and some machines keep runs/ elsewhere behind one: then it is
+    # the link itself that must be ignored (everything under an ignored path is)
     probe = "runs" if (REPO / "runs").is_symlink() else "runs/benchmarks/results.md"
     ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", probe], check=False)
     assert tracked == "" and ignored.returncode == 0

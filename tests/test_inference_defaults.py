@@ -104,8 +104,8 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     said = capsys.readouterr().out
     # 27 voxels of 1 mm^3 = 0.027 ml: said as such, not rounded away to "0.0 ml"
     assert (
-        "case: removed 0.03 ml of tumour farther than 20 mm from the largest component (--max-distance 0 keeps it)"
-        in said
+        "case: removed 0.03 ml of tumour farther than 20 mm "
+        "from the largest component (--max-distance 0 keeps it)" in said
     )
     record = json.loads((tmp_path / "out" / "seg.json").read_text())
     assert record["postprocessing"] == {

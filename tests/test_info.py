@@ -183,7 +183,10 @@ def test_image_file_problems_match_what_reading_refuses(tmp_path):
     _nifti(tmp_path / "nan.nii.gz", nan)
     text = describe(tmp_path / "nan.nii.gz")
     assert "1 NaN/infinite voxels" in text
-    expected = f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; fix the file or replace them (e.g. with 0)"
+    expected = (
+        f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; "
+        "fix the file or replace them (e.g. with 0)"
+    )
     assert _problems(text) == [expected]
     huge = _img(1).astype(np.float32)
     huge[:, :, :2] = 3e38

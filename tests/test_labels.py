@@ -209,7 +209,8 @@ def test_label_values_over_the_whole_int16_range():
 
 
 def _tumour(edema: int, core: int, enhancing: int | None = None) -> np.ndarray:
-    """A synthetic tumour: an edema ball (radius 9) around a core ball (radius 5) around an enhancing one (2)."""
+    """A synthetic tumour: an edema ball (radius 9) around a core ball (radius 5) around an enhancing one
+    (2)."""
     z, y, x = np.mgrid[:30, :30, :30]
     r = np.sqrt((x - 15) ** 2 + (y - 15) ** 2 + (z - 15) ** 2)
     out = np.zeros((30, 30, 30), np.uint8)

@@ -1,6 +1,6 @@
 """An ensemble's uncertainty from its members' disagreement (uncertainty.member_uncertainty, predict
---uncertainty on an ensemble): known answers on stand-in members, the ensemble's own numbers left unchanged, and
-each member's tumour volumes equal to what that member alone segments."""
+--uncertainty on an ensemble): known answers on stand-in members, the ensemble's own numbers left unchanged,
+and each member's tumour volumes equal to what that member alone segments."""
 
 import json
 
@@ -90,7 +90,7 @@ def test_only_an_ensemble_has_members():
         member_uncertainty(a, np.zeros((4, 8, 8, 8), np.float32), kind="region")
 
 
-# --- predict on a small crop of a shared case: the bundled model and a perturbed copy as an ensemble -------------
+# --- predict on a small crop of a shared case: the bundled model and a perturbed copy as an ensemble --------
 
 CROP_CASE = "Brats18_2013_20_1"
 
@@ -107,7 +107,8 @@ def crop_folder(brats_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_members(tmp_path_factory):
-    """The bundled model and a copy whose weights are perturbed by 5% noise: two members that disagree a little."""
+    """The bundled model and a copy whose weights are perturbed by 5% noise: two members that disagree a
+    little."""
     root = tmp_path_factory.mktemp("members")
     meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}

@@ -27,8 +27,10 @@ def _write_case(folder, case_id: str, reference: np.ndarray, affine) -> None:
 
 
 def _reference_and_far_blob(found_enhancing: int) -> tuple[np.ndarray, np.ndarray]:
-    """(reference, prediction) on a 30 x 10 x 10 grid of 1 mm voxels: the reference's tumour (5 enhancing voxels)
-    in x 0-9; the prediction finds ``found_enhancing`` of those and adds an 8-voxel blob 20 mm away (x 5 -> 25)."""
+    """(reference, prediction) on a 30 x 10 x 10 grid of 1 mm voxels: the reference's tumour (5 enhancing
+    voxels) in x 0-9; the prediction finds ``found_enhancing`` of those and adds an 8-voxel blob 20 mm away (x
+    5 ->
+    25)."""
     ref = np.zeros((30, 10, 10), np.uint8)
     ref[:10] = _case_with_enhancing(5)
     pred = ref.copy()

@@ -34,7 +34,7 @@ def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_
     assert "Location of the whole tumour" in page
 
 
-# --- --uncertainty and --output-format on a small crop of a shared case (seconds) --------------------------------
+# --- --uncertainty and --output-format on a small crop of a shared case (seconds) ---------------------------
 
 CROP_CASE = "Brats18_2013_20_1"
 
@@ -72,7 +72,8 @@ def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(c
     )  # doubt lives at the tumour
     record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
     assert record["passes"] == 2 and 0 < record["confidence"] <= 1
-    # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass confidences
+    # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass
+    # confidences
     assert record["calibrated"] is True and len(record["temperatures"]) == 3
     assert 0 <= record["held_out_share_less_confident"] <= 1 and 0 < record["low_confidence_below"] < 1
     assert record["map"].endswith("seg_uncertainty.nii.gz")
@@ -108,7 +109,8 @@ def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(crop_fo
     np.testing.assert_array_equal(read_volume(cal_seg).array, read_volume(raw_seg).array)
     raw = np.moveaxis(read_volume(tmp_path / "raw_probabilities.nii.gz").array, -1, 0)
     cal = np.moveaxis(read_volume(tmp_path / "cal_probabilities.nii.gz").array, -1, 0)
-    # the same float32 inputs through the same float64 computation, stored as float32: equal to float32 rounding
+    # the same float32 inputs through the same float64 computation, stored as float32: equal to float32
+    # rounding
     np.testing.assert_allclose(
         cal, apply_temperature(raw, temps, "region"), rtol=0, atol=np.finfo(np.float32).eps
     )

@@ -45,8 +45,8 @@ def test_predict_does_not_import_monai():
     code = (
         "import sys, numpy as np; from medseg3d.models import load_model; from medseg3d.inference import "
         "predict_probabilities; m = load_model('brats', 'cpu'); "
-        "predict_probabilities(m.model, np.zeros((4, 40, 40, 40), np.float32), kind='region', patch=(32, 32, 32)); "
-        "print('monai' in sys.modules)"
+        "predict_probabilities(m.model, np.zeros((4, 40, 40, 40), np.float32), kind='region', patch=(32, 32, "
+        "32)); print('monai' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300

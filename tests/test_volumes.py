@@ -31,7 +31,8 @@ def test_an_empty_map_has_zero_volumes():
 
 
 def two_lesion_case():
-    """Edema and enhancing lesions of 125 and 64 voxels and an 8-voxel fragment (also the report tests' case)."""
+    """Edema and enhancing lesions of 125 and 64 voxels and an 8-voxel fragment (also the report tests'
+    case)."""
     labels = np.zeros((30, 30, 20), dtype=np.uint8)
     labels[2:7, 2:7, 2:7] = 2  # 125 voxels edema, centre (4, 4, 4)
     labels[20:24, 20:24, 10:14] = 4  # 64 voxels enhancing, centre (21.5, 21.5, 11.5)

@@ -49,7 +49,8 @@ def make_studies(data: Path, work: Path, case_name: str) -> tuple[Path, Path]:
 
 
 def time_diameters(data: Path) -> None:
-    """Seconds of :func:`medseg3d.clinical.diameters.case_diameters` (WT, TC, ET, every lesion) per reference."""
+    """Seconds of :func:`medseg3d.clinical.diameters.case_diameters` (WT, TC, ET, every lesion) per
+    reference."""
     import numpy as np
 
     from medseg3d.clinical.diameters import case_diameters

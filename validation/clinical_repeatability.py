@@ -19,7 +19,8 @@ calls (any category other than stable on a pair without change), and for the cha
 against the true relative change.
 
     OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py segment --work runs/clinical_rep
-    OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py measure --work runs/clinical_rep \
+    OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py measure --work runs/clinical_rep
+    \
         --out docs/runs/clinical_repeatability.json
 """
 
@@ -38,7 +39,8 @@ REGIONS = ("WT", "TC", "ET")
 SEEDS = {"A": 1000, "B": 2000, "C": 3000}
 CHANGE_EVERY = 3
 SCALES = (0.25, 1.6)  # volume factors of the changed scans, alternately: a response and a progression
-# (the first runs shrank to 0.35: -65% in volume and -50% in product, on both thresholds; kept, recorded per scan)
+# (the first runs shrank to 0.35: -65% in volume and -50% in product, on both thresholds; kept, recorded per
+# scan)
 
 
 def scale_tumour(vols: dict, label, volume_factor: float, margin_mm: float = 20.0):

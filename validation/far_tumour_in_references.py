@@ -1,10 +1,10 @@
 """What far-component removal would cost on true lesions: tumour in the reference label maps that lies farther
 than D mm from the reference's own largest component (a satellite lesion of a multifocal tumour).
 
-``medseg3d predict --max-distance D`` removes every predicted component whose nearest voxel is farther than D mm
-from the largest one; run on the references, the same rule shows how much real tumour it would take with it,
-were it found. Prints one row per case that has any, then per distance how many cases lose tumour and the most
-any case loses.
+``medseg3d predict --max-distance D`` removes every predicted component whose nearest voxel is farther than D
+mm from the largest one; run on the references, the same rule shows how much real tumour it would take with
+it, were it found. Prints one row per case that has any, then per distance how many cases lose tumour and the
+most any case loses.
 
     python validation/far_tumour_in_references.py ../shared/data/brats2018 [--distances 10,20,30]
 """

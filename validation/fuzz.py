@@ -8,8 +8,8 @@ images, zero voxel sizes, label numberings from other pipelines... Every input i
 (always) and to one of ``predict`` (``--whole-volume``), ``prepare``, ``train`` (the quick preset, one
 iteration) and ``evaluate`` in turn, each as a subprocess with a memory cap, and each outcome is classified:
 
-* ``refused``: exit status != 0, one line of error (``medseg3d: error: ...`` or prepare's ``failed CASE: ...``),
-  no traceback, nothing left in the output folder;
+* ``refused``: exit status != 0, one line of error (``medseg3d: error: ...`` or prepare's ``failed CASE:
+  ...``), no traceback, nothing left in the output folder;
 * ``warned``: exit 0 with a warning or note printed;
 * ``silent``: exit 0 without a word;
 * ``traceback``: a Python traceback (or an exit != 0 without one clear line: ``unclear``);
@@ -630,7 +630,8 @@ CATEGORIES = {
 def build_inputs(
     work: Path, base: Path, per_category: int, seed: int, categories=None, only=None
 ) -> list[Input]:
-    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides info."""
+    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides
+    info."""
     inputs = []
     for name in categories or CATEGORIES:
         builder, commands, _ = CATEGORIES[name]
@@ -879,8 +880,8 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
     totals = Counter(r.outcome for r in results)
     lines = [
         (
-            f"# medseg3d fuzz run: {n_inputs} inputs, {len(_categories_used(results))} categories, {len(results)} "
-            f"invocations, seed {seed}, {seconds / 60:.1f} min"
+            f"# medseg3d fuzz run: {n_inputs} inputs, {len(_categories_used(results))} categories, "
+            f"{len(results)} invocations, seed {seed}, {seconds / 60:.1f} min"
         ),
         "",
         "Outcomes: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES),
@@ -892,9 +893,10 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         ),
         "",
         (
-            "Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: review), W "
-            "exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U exit != 0 without "
-            "one clear line (or a warning on standard output), L output left behind, M memory, X timeout."
+            "Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: "
+            "review), W exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U "
+            "exit != 0 without one clear line (or a warning on standard output), L output left behind, "
+            "M memory, X timeout."
         ),
         "",
         "| category | expected | " + " | ".join(commands) + " |",

@@ -2,8 +2,8 @@
 
 The official BraTS 2023 lesion-wise code (Saluja et al., AGPL) is not published on PyPI; the package there,
 ``brats-evaluation`` (0.0.10), is the later panoptica-based evaluation (instances matched one-to-one by Dice,
-no reference dilation, no size threshold), i.e. different rules, so it cannot check these numbers. Instead this
-script recomputes every score a second way, sharing no code with :mod:`medseg3d.lesionwise`:
+no reference dilation, no size threshold), i.e. different rules, so it cannot check these numbers. Instead
+this script recomputes every score a second way, sharing no code with :mod:`medseg3d.lesionwise`:
 
 * connected components (26-connectivity) with SimpleITK's ``ConnectedComponent`` (fully connected) instead of
   SciPy's ``label``;
@@ -14,8 +14,8 @@ script recomputes every score a second way, sharing no code with :mod:`medseg3d.
 * the averaging written as the published formula (sum of kept lesions' scores over kept + FP).
 
 Each case's reference is perturbed into two predictions: shifted by 2 voxels along the first axis with its
-whole tumour eroded by one voxel at the surface; and the same plus a false-positive enhancing blob (6^3 voxels)
-and a small (3^3) edema blob away from the tumour. Agreement is reported to 3 decimals per region.
+whole tumour eroded by one voxel at the surface; and the same plus a false-positive enhancing blob (6^3
+voxels) and a small (3^3) edema blob away from the tumour. Agreement is reported to 3 decimals per region.
 
     python validation/lesionwise_check.py [--cases 5] [--data ../shared/data/brats2018]
 """
@@ -162,8 +162,8 @@ def main(argv=None) -> int:
             worst = max(worst, abs(dice1 - dice2), abs(hd1 - hd2))
             what = "shifted, eroded" + (", 2 blobs" if blobs else "")
             print(
-                f"| {case.name} | {what} | {name} | {dice1:.3f} / {dice2:.3f} | {hd1:.3f} / {hd2:.3f} | {fp1} / {fp2} | "
-                f"{'yes' if agree else 'NO'} | {seconds:.2f} |"
+                f"| {case.name} | {what} | {name} | {dice1:.3f} / {dice2:.3f} | {hd1:.3f} / {hd2:.3f} | "
+                f"{fp1} / {fp2} | {'yes' if agree else 'NO'} | {seconds:.2f} |"
             )
     print(f"\nlargest absolute difference: {worst:.2e}")
     return 0 if worst < 5e-4 else 1

@@ -1,13 +1,15 @@
-"""Check ``medseg3d.clinical.location`` on the 27 shared BraTS 2018 references: against VASARI-auto, and by eye.
+"""Check ``medseg3d.clinical.location`` on the 27 shared BraTS 2018 references: against VASARI-auto, and by
+eye.
 
-``vasari``: runs VASARI-auto (pip ``vasari-auto`` 0.1.0; needs antspyx, pandas, seaborn, scikit-image, so run it
-from an environment that has them) on each reference segmentation and compares the features that both
+``vasari``: runs VASARI-auto (pip ``vasari-auto`` 0.1.0; needs antspyx, pandas, seaborn, scikit-image, so run
+it from an environment that has them) on each reference segmentation and compares the features that both
 compute, on the same masks:
 
 - side (VASARI F2: the side holding more lesion voxels, WT) against our WT's larger side;
 - location (F1: the structure, lobes and brainstem/corpus callosum/thalamus together, holding the largest
   share of the non-oedema tumour, TC) against our TC's largest share among the same eight;
-- ependymal (F19), cortical (F20), deep white matter (F21: brainstem, corpus callosum, internal capsule) on TC;
+- ependymal (F19), cortical (F20), deep white matter (F21: brainstem, corpus callosum, internal capsule) on
+  TC;
 - enhancing tumour crossing the midline (F23) against our ET ``crosses_midline``.
 
 VASARI-auto multiplies the label array with its masks voxel by voxel, so the labels are given to it in the
@@ -221,8 +223,8 @@ def run_time(args) -> None:
     both = sorted(a + b for a, b in seconds)
     print(
         f"{len(both)} cases: location median {np.median([a for a, _ in seconds]):.2f} s, diameters median "
-        f"{np.median([b for _, b in seconds]):.2f} s, together median {np.median(both):.2f} s, max {both[-1]:.2f} s "
-        f"wall; CPU median {np.median(cpu):.2f} s, max {max(cpu):.2f} s"
+        f"{np.median([b for _, b in seconds]):.2f} s, together median {np.median(both):.2f} s, max "
+        f"{both[-1]:.2f} s wall; CPU median {np.median(cpu):.2f} s, max {max(cpu):.2f} s"
     )
 
 

@@ -1,18 +1,22 @@
-"""Lever 5 of issue #22: does a model stay free of far false positives on a case from another preprocessing pipeline?
+"""Lever 5 of issue #22: does a model stay free of far false positives on a case from another preprocessing
+pipeline?
 
-Segments ``raw_clinical/TCGA-FG-6692/brainles_sri24`` (the shared case after BrainLesion's BraTS preprocessing,
-SRI24 grid) with each model given, without post-processing, and prints per model: the region Dice against the
-case's ``fusion_labels.nii.gz`` (an algorithm fusion: a sanity reference, not truth), the tumour's components
-and the volume of those farther than 30 mm from the largest (what ``--max-distance 30`` would remove). The
-models must not have seen the case (none of the shared BraTS cases is this one).
+Segments ``raw_clinical/TCGA-FG-6692/brainles_sri24`` (the shared case after BrainLesion's BraTS
+preprocessing, SRI24 grid) with each model given, without post-processing, and prints per model: the region
+Dice against the case's ``fusion_labels.nii.gz`` (an algorithm fusion: a sanity reference, not truth), the
+tumour's components and the volume of those farther than 30 mm from the largest (what ``--max-distance 30``
+would remove). The models must not have seen the case (none of the shared BraTS cases is this one).
 
-    python validation/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors runs/cv27-strong/fold0/last.safetensors
-        [--refiner runs/cv27-refine/fold0/last.safetensors] [--sliding-window] [--case ...brainles_sri24] [--json out.json]
+    python validation/pipeline_robustness.py runs/cv27-v1/fold0/last.safetensors
+    runs/cv27-strong/fold0/last.safetensors
+        [--refiner runs/cv27-refine/fold0/last.safetensors] [--sliding-window] [--case ...brainles_sri24]
+        [--json out.json]
     python validation/pipeline_robustness.py --table docs/runs/brats-v2-cv/cv27-*/fold*/robustness*.json
 
 ``--refiner``: each model is also scored as a cascade with that refiner (:mod:`medseg3d.cascade`).
 ``--sliding-window``: in windows of the training patch, as the bundled models run (default: each model's own).
-``--table``: no segmenting; one markdown table of the rows kept in those JSON files (``--json``), all folds together.
+``--table``: no segmenting; one markdown table of the rows kept in those JSON files (``--json``), all folds
+together.
 """
 
 from __future__ import annotations
@@ -69,8 +73,8 @@ HEADER = (
 
 
 def table(rows: list[dict]) -> str:
-    """The rows as one markdown table (a row per model; in windows, or restored from a published table, where it
-    says so)."""
+    """The rows as one markdown table (a row per model; in windows, or restored from a published table, where
+    it says so)."""
     lines = [HEADER]
     for r in rows:
         name = (
@@ -79,8 +83,8 @@ def table(rows: list[dict]) -> str:
             + (" (restored)" if r.get("restored") else "")
         )
         lines.append(
-            f"| {name} | {r['dice_WT']:.3f} | {r['dice_TC']:.3f} | {r['dice_ET']:.3f} | {r['tumour_ml']:.1f} | "
-            f"{r['components']} | {r['far_30mm_ml']:.2f} |"
+            f"| {name} | {r['dice_WT']:.3f} | {r['dice_TC']:.3f} | {r['dice_ET']:.3f} | {r['tumour_ml']:.1f} "
+            f"| {r['components']} | {r['far_30mm_ml']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -1,19 +1,22 @@
 """How much of the raw path's distance from another pipeline's reference is where the two pipelines put the
 patient in atlas space, and how much is the segmentation.
 
-Our raw path (``medseg3d predict MODEL RAW --space atlas``) and BrainLesion's BraTS preprocessing both bring the
-patient onto the SRI24 grid, each with its own registrations; the case's fused reference lies in BrainLesion's
-alignment. Scored as is, any difference between the two alignments counts as segmentation error. This script:
+Our raw path (``medseg3d predict MODEL RAW --space atlas``) and BrainLesion's BraTS preprocessing both bring
+the patient onto the SRI24 grid, each with its own registrations; the case's fused reference lies in
+BrainLesion's alignment. Scored as is, any difference between the two alignments counts as segmentation error.
+This script:
 
-1. preprocesses the raw scans exactly as ``predict`` does and segments them with ``--model`` on the atlas grid;
+1. preprocesses the raw scans exactly as ``predict`` does and segments them with ``--model`` on the atlas
+grid;
 2. fits an affine map between our T1ce and the other pipeline's (both on the atlas grid, skull-stripped:
-   ``medseg3d.raw.register.to_template`` with ``kind="affine"``, Mattes mutual information) and reports how far apart the two
-   alignments put each point, over the other pipeline's brain and over the reference tumour;
+   ``medseg3d.raw.register.to_template`` with ``kind="affine"``, Mattes mutual information) and reports how
+   far apart the two alignments put each point, over the other pipeline's brain and over the reference tumour;
 3. scores our labels against the reference as they are, and after carrying them through that map into the
    other alignment (nearest neighbour): the second says how good the segmentation is, the difference between
    the two how much the alignment costs.
 
-    python validation/raw_alignment.py [--model brats] [--case .../raw_clinical/TCGA-FG-6692] [--json out.json]
+    python validation/raw_alignment.py [--model brats] [--case .../raw_clinical/TCGA-FG-6692] [--json
+    out.json]
         [--template-fit rigid|affine]
 
 The case folder holds ``raw/`` (the four scans as exported) and ``brainles_sri24/`` (the other pipeline's four
@@ -146,16 +149,17 @@ def main(argv=None) -> int:
     }
     d = out["alignment_difference_mm"]
     print(
-        f"{model.name} on {args.case.name}, {out['template_fit']} template fit: the two pipelines' atlas alignments differ by {d['brain_median']:.1f} mm "
-        f"(median over the brain; 95th percentile {d['brain_p95']:.1f} mm), {d['tumour_median']:.1f} mm in the tumour"
+        f"{model.name} on {args.case.name}, {out['template_fit']} template fit: the two pipelines' atlas "
+        f"alignments differ by {d['brain_median']:.1f} mm (median over the brain; 95th percentile "
+        f"{d['brain_p95']:.1f} mm), {d['tumour_median']:.1f} mm in the tumour"
     )
     for key, what in (("dice_as_is", "as is"), ("dice_aligned", "in the other pipeline's alignment")):
         print(
             f"Dice against the reference, {what}: " + " / ".join(f"{k} {v:.3f}" for k, v in out[key].items())
         )
     print(
-        f"brain on the atlas grid: ours {out['brain_ml']['ours']:.0f} ml, theirs {out['brain_ml']['theirs']:.0f} ml; "
-        f"{out['seconds']:.0f} s"
+        f"brain on the atlas grid: ours {out['brain_ml']['ours']:.0f} ml, theirs "
+        f"{out['brain_ml']['theirs']:.0f} ml; {out['seconds']:.0f} s"
     )
     if args.json:
         write_json_atomic(out, args.json)

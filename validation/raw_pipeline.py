@@ -17,7 +17,8 @@ continues where it stopped; ``--report`` prints the tables from that file.
     python validation/raw_pipeline.py ../shared/data --part simulated --seed 2026
     python validation/raw_pipeline.py ../shared/data --part real
     python validation/raw_pipeline.py ../shared/data --report
-    python validation/raw_pipeline.py ../shared/data --part simulated --template-fit rigid --out /tmp/rigid.jsonl
+    python validation/raw_pipeline.py ../shared/data --part simulated --template-fit rigid --out
+    /tmp/rigid.jsonl
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def report(out: Path) -> None:
             )
         errs = [e for r in sim for e in r["coregistration_error_mm"].values()]
         print(
-            f"co-registration error over the brain: median {np.median(errs):.2f} mm, max {np.max(errs):.2f} mm"
+            f"co-registration error over the brain: median {np.median(errs):.2f} mm, "
+            f"max {np.max(errs):.2f} mm"
         )
         atlas = [r["atlas_error_mm"] for r in sim if r.get("atlas_error_mm") is not None]
         if atlas:
@@ -227,14 +229,15 @@ def report(out: Path) -> None:
                 if r.get("brain_ml_original")
             ]
             print(
-                f"template fit ({', '.join(map(str, kinds))}) against BraTS's own alignment, largest displacement "
-                f"over the brain: median {np.median(atlas):.2f} mm, max {np.max(atlas):.2f} mm; brain size on the "
-                f"atlas grid against the original: median {np.median(size):+.1%}, range {min(size):+.1%} to "
-                f"{max(size):+.1%}"
+                f"template fit ({', '.join(map(str, kinds))}) against BraTS's own alignment, largest "
+                f"displacement over the brain: median {np.median(atlas):.2f} mm, max {np.max(atlas):.2f} mm; "
+                f"brain size on the atlas grid against the original: median {np.median(size):+.1%}, range "
+                f"{min(size):+.1%} to {max(size):+.1%}"
             )
         tot = [r["seconds"]["raw"] for r in sim]
         print(
-            f"raw pipeline seconds per case (in process, model loaded): median {np.median(tot):.1f}, max {np.max(tot):.1f}"
+            f"raw pipeline seconds per case (in process, model loaded): median {np.median(tot):.1f}, "
+            f"max {np.max(tot):.1f}"
         )
         worst = sorted(sim, key=lambda r: r["dice_raw"]["WT"])[:3]
         print(

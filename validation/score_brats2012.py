@@ -6,7 +6,8 @@ truth uses the 2012 convention (1 edema, 2 tumour core), so only two regions com
 Markdown row per prediction: Dice and volumes in ml.
 
     for k in 0 1 2 3 4; do
-        medseg3d predict runs/cv-brats/fold$k/last.safetensors ../shared/data/brats2012_mha -o ext/fold$k.nii.gz
+        medseg3d predict runs/cv-brats/fold$k/last.safetensors ../shared/data/brats2012_mha -o
+        ext/fold$k.nii.gz
     done
     python validation/score_brats2012.py ../shared/data/brats2012_mha/BRATS_HG0015_truth.mha ext/*.nii.gz
 """

@@ -77,7 +77,8 @@ def collect(data: Path) -> list[dict]:
 
 def fit(examples: list[dict], shrink: float = 0.15) -> dict:
     """Gaussian per sequence with a shared, shrunk covariance; a symmetric logistic on the pair statistic;
-    a temperature that softens the per-channel scores so that a held-out patient's share is not overconfident."""
+    a temperature that softens the per-channel scores so that a held-out patient's share is not
+    overconfident."""
     x = np.concatenate([e["features"] for e in examples])
     y = np.tile(np.arange(4), len(examples))
     centre, scale = x.mean(0), x.std(0) + 1e-6

@@ -1,8 +1,8 @@
 """Does the uncertainty mean something? ECE before/after temperature scaling and confidence vs Dice.
 
 Runs the bundled model on the shared cases it was not trained on (the 7 CBICA cases added after its training:
-its card lists the 20 it saw), each with 8 mirrored passes (:func:`medseg3d.uncertainty.mirrored_uncertainty`),
-and measures on every case:
+its card lists the 20 it saw), each with 8 mirrored passes
+(:func:`medseg3d.uncertainty.mirrored_uncertainty`), and measures on every case:
 
 * the time of one pass (what ``predict`` does by default), of 2 passes and of 8 passes (first case only);
 * Dice WT/TC/ET of the mirrored prediction against the reference, and the per-case confidence;

@@ -2,7 +2,8 @@
 
 Usage:
     python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
-    python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant last \
+    python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant
+    last \
         --metrics CV_DIR/pooled.csv            # the fold models of a cross-validation as one ensemble
     python scripts/bundle_model.py --members runs/v2-v1 runs/v2-strong --name brats-v2 --model last \
         --cv runs/cv27-v1 --cv-variant ens-cv27-strong-sw --metrics POOLED.csv --sliding-window
@@ -119,7 +120,8 @@ def set_inference(args, card: dict) -> None:
 
 
 def total_training(card: dict, refiner: str) -> str:
-    """The training time of a cascade: this model's minutes plus its bundled refiner's (bundle the refiner first)."""
+    """The training time of a cascade: this model's minutes plus its bundled refiner's (bundle the refiner
+    first)."""
     path = WEIGHTS / f"{refiner}.json"
     if not path.is_file():
         raise SystemExit(f"{refiner}: no bundled refiner of that name ({path}); bundle the refiner first")
@@ -144,7 +146,8 @@ def make_default(name: str, alias: str) -> None:
 
 
 def update_card(args) -> None:
-    """--keep-weights: new held-out scores, cross-validation, note and inference default for the same weights."""
+    """--keep-weights: new held-out scores, cross-validation, note and inference default for the same
+    weights."""
     path = WEIGHTS / f"{args.name}.json"
     card = json.loads(path.read_text(encoding="utf-8"))
     with open(args.metrics, newline="") as f:
@@ -268,7 +271,8 @@ LICENCE = (
 
 
 def train_options(config: dict) -> str:
-    """The options of ``medseg3d train`` that made a run: its preset, and the augmentation and budget it changed."""
+    """The options of ``medseg3d train`` that made a run: its preset, and the augmentation and budget it
+    changed."""
     return (
         f"--preset {config['preset']}"
         + (f" --augment {config['augment']}" if config.get("augment", "default") != "default" else "")
@@ -298,8 +302,8 @@ def bundle_ensemble(args) -> None:
     first = runs[0][0]
     fold_list = " ".join(f.name for f in folds)
     command = (
-        f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
-        f"{args.run} {train_options(first)}; {ensemble_command(args, folds)}"
+        f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} "
+        f"{first['split_file']} {args.run} {train_options(first)}; {ensemble_command(args, folds)}"
     )
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
     write_ensemble(
@@ -308,19 +312,20 @@ def bundle_ensemble(args) -> None:
         runs,
         command,
         trained_on=(
-            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the {len(folds)} fold "
-            f"models of a seeded {len(folds)}-fold cross-validation, each trained on "
+            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the "
+            f"{len(folds)} fold models of a seeded {len(folds)}-fold cross-validation, each trained on "
             f"{_span(len(c['train_cases']) for c, _ in runs)} of them"
         ),
         weights=f"{args.model}.safetensors of each fold",
-        note="held-out scores are the members' own, each on the cases it did not see (the ensemble saw every case)",
+        note="held-out scores are the members' own, "
+        "each on the cases it did not see (the ensemble saw every case)",
         cv=args.cv or args.run,
     )
 
 
 def bundle_members(args) -> None:
-    """Runs trained on all cases (``args.members``) as one bundled ensemble; its card's scores are those of the
-    same ensemble cross-validated (``--cv`` and ``--cv-variant``, e.g. scripts/crossval_ensemble.py's
+    """Runs trained on all cases (``args.members``) as one bundled ensemble; its card's scores are those of
+    the same ensemble cross-validated (``--cv`` and ``--cv-variant``, e.g. scripts/crossval_ensemble.py's
     ``ens-...-sw``; ``--metrics`` its pooled held-out rows)."""
     if len(args.members) < 2:
         raise SystemExit("--members: give at least 2 training runs")
@@ -349,13 +354,13 @@ def bundle_members(args) -> None:
         runs,
         command,
         trained_on=(
-            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of {len(runs)} models, "
-            f"each trained on all of them ({recipes})"
+            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of {len(runs)} "
+            f"models, each trained on all of them ({recipes})"
         ),
         weights=f"{args.model}.safetensors of each run",
         note=(
-            "held-out scores: the same ensemble cross-validated, each fold's members trained alike on the other "
-            "cases and scored on that fold's cases, which none of them saw"
+            "held-out scores: the same ensemble cross-validated, each fold's members trained alike on the "
+            "other cases and scored on that fold's cases, which none of them saw"
         ),
         cv=args.cv,
     )
@@ -408,16 +413,16 @@ def write_ensemble(
 
 
 def _threads(runs: list) -> str:
-    """``"; 1 thread each, 2.0 core-hours (wall clock x threads)"`` from the runs' recorded threads (their last
-    start), or nothing if a run did not record them."""
+    """``"; 1 thread each, 2.0 core-hours (wall clock x threads)"`` from the runs' recorded threads (their
+    last start), or nothing if a run did not record them."""
     threads = [c.get("software", {}).get("threads") for c, _ in runs]
     if None in threads:
         return ""
     core_hours = sum(wall_minutes(log) * t for (_, log), t in zip(runs, threads)) / 60
     kinds = sorted(set(threads))
     return (
-        f"; {'/'.join(map(str, kinds))} thread{'s' if kinds[-1] > 1 else ''} each, {core_hours:.1f} core-hours "
-        "(wall clock x threads)"
+        f"; {'/'.join(map(str, kinds))} thread{'s' if kinds[-1] > 1 else ''} each, {core_hours:.1f} "
+        "core-hours (wall clock x threads)"
     )
 
 

@@ -1,13 +1,13 @@
-"""Calibrate a model trained on all cases with its cross-validation: each fold's model of the same recipe on the
-held-out cases it never saw stands in for the final model on new cases.
+"""Calibrate a model trained on all cases with its cross-validation: each fold's model of the same recipe on
+the held-out cases it never saw stands in for the final model on new cases.
 
 A model trained on every labelled case has no held-out case left to fit its temperature scaling on, nor to
 rank a new case's confidence against. Its cross-validation has them: fold k's model (``FOLD_MODEL``, e.g. the
 fold's two presets as one ensemble, ``ensemble-cv27-strong.safetensors`` from scripts/crossval_ensemble.py)
 never saw fold k's cases. This runs every fold's model on its held-out cases exactly as ``medseg3d predict
---uncertainty`` does (``--passes``: mirrored passes, or ``members`` for an ensemble's members), measures ECE and
-the confidence-Dice rank correlation leave-one-case-out over all of them (``medseg3d.calibrate``), fits the
-temperatures on all of them, and writes them with the held-out confidences into a copy of ``TARGET``:
+--uncertainty`` does (``--passes``: mirrored passes, or ``members`` for an ensemble's members), measures ECE
+and the confidence-Dice rank correlation leave-one-case-out over all of them (``medseg3d.calibrate``), fits
+the temperatures on all of them, and writes them with the held-out confidences into a copy of ``TARGET``:
 
     python scripts/calibrate_cv.py runs/cv27-v1 ensemble-cv27-strong.safetensors --passes members \\
         --into src/medseg3d/weights/brats-v2.safetensors -o runs/brats-v2-calibrated.safetensors --json c.json
@@ -46,7 +46,8 @@ def fold_pairs(root: Path, fold_model: str) -> list:
         pairs.append((model, cases))
     if not pairs:
         sys.exit(
-            f"error: no finished fold of {root} has {fold_model}; run the folds (and crossval_ensemble.py) first"
+            f"error: no finished fold of {root} has {fold_model}; "
+            "run the folds (and crossval_ensemble.py) first"
         )
     return pairs
 

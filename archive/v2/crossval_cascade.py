@@ -1,9 +1,10 @@
-"""Score the cascade (medseg3d.cascade) by cross-validation: each fold's coarse model refined by that fold's refiner.
+"""Score the cascade (medseg3d.cascade) by cross-validation: each fold's coarse model refined by that fold's
+refiner.
 
-For every fold K whose coarse run (``COARSE/foldK``, from ``scripts/crossval.sh ... --preset brats``) and refiner
-run (``REFINE/foldK``, ``--preset brats-refine``, the same split) are both done, the fold's held-out cases are
-segmented on their original grid and scored (``medseg3d evaluate --labels brats --hd95-penalty``). The
-prediction folders go into the coarse run (``COARSE/foldK/pred-<variant>``) so that
+For every fold K whose coarse run (``COARSE/foldK``, from ``scripts/crossval.sh ... --preset brats``) and
+refiner run (``REFINE/foldK``, ``--preset brats-refine``, the same split) are both done, the fold's held-out
+cases are segmented on their original grid and scored (``medseg3d evaluate --labels brats --hd95-penalty``).
+The prediction folders go into the coarse run (``COARSE/foldK/pred-<variant>``) so that
 ``python scripts/crossval_report.py COARSE`` sets them beside the coarse model's own variants, case by case:
 
 * ``cascade-box``: the coarse model in one whole-volume pass, the refiner in one pass over the box;
@@ -36,8 +37,8 @@ def variants(windows: bool) -> dict[str, tuple[bool, bool]]:
 
 
 def with_refiner_windows(coarse, windows: bool):
-    """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that the
-    loaded models and their metadata stay as read."""
+    """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that
+    the loaded models and their metadata stay as read."""
     inference = {**coarse.refiner.meta.inference, "sliding_window": windows}
     return replace(
         coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference))

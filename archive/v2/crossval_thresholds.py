@@ -71,7 +71,8 @@ def load_cases(root: Path, variant: str) -> dict[int, list[tuple[str, np.ndarray
 
 
 def region_dice(probs: np.ndarray, masks: np.ndarray, thresholds) -> list[float]:
-    """Dice of WT / TC / ET after thresholding and painting the regions into one label map, as predict does."""
+    """Dice of WT / TC / ET after thresholding and painting the regions into one label map, as predict
+    does."""
     values = get_scheme("brats").regions_to_values(
         probs > np.asarray(thresholds, dtype=np.float32)[:, None, None, None]
     )
@@ -135,7 +136,8 @@ def main(argv=None) -> int:
             + " |"
         )
     print(
-        "\n| region | mean at 0.5 | mean chosen | paired difference | better / worse | Wilcoxon p |\n|---|---|---|---|---|---|"
+        "\n| region | mean at 0.5 | mean chosen | paired difference "
+        "| better / worse | Wilcoxon p |\n|---|---|---|---|---|---|"
     )
     for r, name in enumerate(REGIONS):
         diffs = [tuned[r] - base[r] for _, _, base, tuned in rows]

@@ -6,8 +6,8 @@ preset, software), ``log.csv`` and ``curves.png`` (the training), its ``done`` m
 finished folds, e.g. ``scripts/learning_curves.py``, read the kept copy too), its ``robustness*.json``
 (``validation/pipeline_robustness.py`` on the other pipeline's case) and every scored variant's per-case
 ``pred-VARIANT/metrics.csv``. This copies those of every finished fold (``foldK/done``) from ``SOURCE`` into
-``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST`` read
-them as they read the run folder:
+``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST``
+read them as they read the run folder:
 
     python scripts/keep_cv_records.py runs/cv27-v1 docs/runs/brats-v2-cv/cv27-v1 [--labels ens-cv27-strong-sw]
 
@@ -42,7 +42,8 @@ def records(fold: Path, labels: tuple[str, ...] = ()) -> list[Path]:
 
 
 def _copy_atomic(src: Path, dst: Path) -> bool:
-    """Copy ``src`` to ``dst`` through a temporary file; False (and nothing written) if they are already equal."""
+    """Copy ``src`` to ``dst`` through a temporary file; False (and nothing written) if they are already
+    equal."""
     if dst.is_file() and dst.read_bytes() == src.read_bytes():
         return False
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))

@@ -37,8 +37,8 @@ REGIONS = ("WT", "TC", "ET")
 
 
 def references(fold: Path, pred: Path, available: dict | None) -> list:
-    """The fold's held-out cases: its ``heldout`` folder, or from ``available`` (case id -> case of ``--data``) the
-    cases that ``pred`` holds."""
+    """The fold's held-out cases: its ``heldout`` folder, or from ``available`` (case id -> case of
+    ``--data``) the cases that ``pred`` holds."""
     if available is None:
         return find_cases(fold / "heldout")
     wanted = sorted(p.name[: -len(".nii.gz")] for p in pred.glob("*.nii.gz"))
@@ -52,7 +52,8 @@ def references(fold: Path, pred: Path, available: dict | None) -> list:
 
 
 def load_pairs(root: Path, variant: str, data: Path | None = None):
-    """([(case, predicted labels, reference labels, spacing)], {case: fold}) over every fold folder under ``root``."""
+    """([(case, predicted labels, reference labels, spacing)], {case: fold}) over every fold folder under
+    ``root``."""
     pairs, fold_of = [], {}
     available = None if data is None else {case.case_id: case for case in find_cases(data)}  # scanned once
     folds = sorted(p for p in root.glob("fold*") if p.is_dir() and p.name[4:].isdigit())
@@ -124,8 +125,8 @@ def sweep(pairs, distances, minimums) -> tuple[list[dict], dict]:
 
 
 def nested(rows, base, fold_of: dict) -> list[dict]:
-    """Each fold's setting chosen on the other folds' cases alone (the best mean of WT, TC and ET Dice; on a tie
-    the first row, i.e. the least post-processing), then scored on that fold: an estimate of the sweep's
+    """Each fold's setting chosen on the other folds' cases alone (the best mean of WT, TC and ET Dice; on a
+    tie the first row, i.e. the least post-processing), then scored on that fold: an estimate of the sweep's
     choice that does not see the cases it is judged on. Returns per fold its setting and its cases' scores."""
 
     def case_scores(row, case):
@@ -155,7 +156,8 @@ def nested(rows, base, fold_of: dict) -> list[dict]:
 
 
 def mean_dice_cell(case_scores) -> str:
-    """``WT / TC / ET``: the mean Dice of each region over ``case_scores`` (an iterable of per-case score dicts)."""
+    """``WT / TC / ET``: the mean Dice of each region over ``case_scores`` (an iterable of per-case score
+    dicts)."""
     case_scores = list(case_scores)
     return " / ".join(f"{statistics.fmean(s['dice_' + r] for s in case_scores):.4f}" for r in REGIONS)
 
@@ -188,7 +190,8 @@ def main(argv=None) -> int:
     rows, base = sweep(pairs, distances, minimums)
     print(f"{len(pairs)} held-out cases of {args.root} (pred-{args.variant})\n")
     print(
-        "| --max-distance | --min-enhancing | Dice WT | TC | ET | HD95 WT | TC | ET | worst WT | cases changed |"
+        "| --max-distance | --min-enhancing | Dice WT | TC | "
+        "ET | HD95 WT | TC | ET | worst WT | cases changed |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
@@ -203,7 +206,8 @@ def main(argv=None) -> int:
     changes = [(row, case, s) for row in rows for case, s in row["changed"].items()]
     if changes:
         print(
-            "\n| --max-distance | --min-enhancing | case | Dice WT / TC / ET before | after | HD95 WT before | after |"
+            "\n| --max-distance | --min-enhancing | case | Dice "
+            "WT / TC / ET before | after | HD95 WT before | after |"
         )
         print("|---|---|---|---|---|---|---|")
         for row, case, after in changes:
@@ -218,7 +222,8 @@ def main(argv=None) -> int:
     chosen = nested(rows, base, fold_of)
     if len(chosen) > 1:
         print(
-            "\nEach fold's setting chosen on the other folds only (best mean Dice of WT, TC and ET), scored on it:\n"
+            "\nEach fold's setting chosen on the other folds only (best mean Dice of WT, TC and ET), "
+            "scored on it:\n"
         )
         print("| fold | --max-distance | --min-enhancing | Dice WT / TC / ET, none | chosen |")
         print("|---|---|---|---|---|")

@@ -1,12 +1,14 @@
-"""Score one post-processing setting as a cross-validation variant of its own, from saved label maps, without inference.
+"""Score one post-processing setting as a cross-validation variant of its own, from saved label maps, without
+inference.
 
 For every fold ``ROOT/fold<k>`` with ``pred-<variant>/`` (label maps written by ``medseg3d predict`` without
-post-processing), applies :func:`medseg3d.postprocess.postprocess` with ``--max-distance`` / ``--min-enhancing``
-to each map, exactly as ``predict`` does to its labels, writes the result to
+post-processing), applies :func:`medseg3d.postprocess.postprocess` with ``--max-distance`` /
+``--min-enhancing`` to each map, exactly as ``predict`` does to its labels, writes the result to
 ``ROOT/fold<k>/pred-<variant>-<suffix>/`` and scores it as ``scripts/crossval.sh`` scores a fold (``medseg3d
-evaluate ... --labels brats --hd95-penalty``: ``metrics.csv`` there). The references are the fold's ``heldout/``
-cases, or with ``--data DIR`` the case folders of ``DIR`` (kept records have no ``heldout/``). The derived label
-maps are deleted after scoring unless ``--keep-labels``: this command makes them again, to the voxel.
+evaluate ... --labels brats --hd95-penalty``: ``metrics.csv`` there). The references are the fold's
+``heldout/`` cases, or with ``--data DIR`` the case folders of ``DIR`` (kept records have no ``heldout/``).
+The derived label maps are deleted after scoring unless ``--keep-labels``: this command makes them again, to
+the voxel.
 
 This is the exact output of ``predict`` with that setting where the saved maps lie on the grid ``predict``
 post-processes on: the case's own grid, as for BraTS cases (already on one grid, ``--preprocess none``).

@@ -51,7 +51,8 @@ def sweep(root: Path, windows: list[int], folds: list[int] | None) -> list[dict]
     runs = [r for r in runs if folds is None or int(r.name[4:]) in folds]
     if not runs:
         sys.exit(
-            f"error: {root} has no fold*/last.safetensors{' for those folds' if folds else ''}; train the folds first"
+            f"error: {root} has no fold*/last.safetensors{' for those folds' if folds else ''}; "
+            "train the folds first"
         )
     for run in runs:
         loaded = load_model(run / "last.safetensors", "cpu", refine="none")
@@ -102,8 +103,8 @@ def table(rows: list[dict]) -> list[str]:
             for k in REGIONS
         )
         lines.append(
-            f"| {name} | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {worst['WT']:.3f} ({worst['case']}) "
-            f"| {statistics.median(r['seconds'] for r in mine):.2f} | {paired} |"
+            f"| {name} | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {worst['WT']:.3f} "
+            f"({worst['case']}) | {statistics.median(r['seconds'] for r in mine):.2f} | {paired} |"
         )
     return lines
 

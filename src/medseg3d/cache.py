@@ -71,8 +71,8 @@ def _case_done(case_dir: Path, settings: dict) -> bool:
 
 def _check_numbering(case: Case, label: np.ndarray, scheme: LabelScheme) -> None:
     """Refuse nnU-Net-numbered BraTS labels (1 edema, 2 NCR/NET, 3 enhancing) read as BraTS 2017+ values,
-    which would silently merge the enhancing tumour (3) into the necrosis (1). BRATS 2015 maps (3 = non-enhancing,
-    edema 2) still merge 3 into 1 as they should."""
+    which would silently merge the enhancing tumour (3) into the necrosis (1). BRATS 2015 maps (3 =
+    non-enhancing, edema 2) still merge 3 into 1 as they should."""
     from .labels import LabelStats
 
     if scheme.name != "brats":
@@ -191,8 +191,9 @@ def prepare_dataset(
 
     Cases already done with the same settings are skipped. Returns a summary dict
     (``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``; a caller that
-    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are reported, not
-    fatal, unless every case fails. ``option`` is how the caller's user named ``out`` (``--cache`` for train).
+    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are
+    reported, not fatal, unless every case fails. ``option`` is how the caller's user named ``out``
+    (``--cache`` for train).
     """
     config = config or PrepConfig()
     scheme = get_scheme(labels) if isinstance(labels, str) else labels
@@ -219,7 +220,8 @@ def prepare_dataset(
             )
     elif out.is_dir() and any(out.iterdir()):
         raise InputError(
-            f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}"
+            f"{out}: is a folder that holds other files, not a medseg3d cache; "
+            f"choose an empty or new {option}"
         )
     new_cache = not meta_path.is_file()
     try:
@@ -300,7 +302,8 @@ class PreparedCase:
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(
-                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); run `medseg3d cache` again"
+                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); "
+                "run `medseg3d cache` again"
             ) from exc
 
 

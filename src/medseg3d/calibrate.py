@@ -206,8 +206,9 @@ def summary_lines(summary: dict) -> list[str]:
 
     lines = [
         (
-            f"{len(summary['cases'])} cases, {describe_passes(summary['passes'], summary.get('source', 'mirrored'))}; temperatures "
-            f"{', '.join(f'{t:.3f}' for t in summary['temperatures'])}"
+            f"{len(summary['cases'])} cases, "
+            f"{describe_passes(summary['passes'], summary.get('source', 'mirrored'))}; "
+            f"temperatures {', '.join(f'{t:.3f}' for t in summary['temperatures'])}"
         ),
         (
             f"ECE over the brain {e['brain_before']:.4f} -> {e['brain_after']:.4f}; in the tumour zone "

@@ -1,4 +1,5 @@
-"""A two-stage cascade: a coarse model finds the tumour, a refiner segments a box around it at its own resolution.
+"""A two-stage cascade: a coarse model finds the tumour, a refiner segments a box around it at its own
+resolution.
 
 The bundled BraTS model works on 2 mm voxels; even a perfect 2 mm segmentation, up-sampled, loses Dice at the
 boundary (most on small enhancing regions, docs/results.md). A *refiner* is a network of the same label scheme
@@ -30,7 +31,8 @@ DEFAULT_MARGIN_MM = 12.0
 
 
 def check_refiner(coarse, refiner) -> None:
-    """Raise :class:`ModelError` unless ``refiner`` can refine ``coarse`` (same outputs, labels and channels)."""
+    """Raise :class:`ModelError` unless ``refiner`` can refine ``coarse`` (same outputs, labels and
+    channels)."""
     problems = []
     if refiner.kind != coarse.kind:
         problems.append(f"it gives {refiner.kind} outputs, the model {coarse.kind}")
@@ -113,8 +115,8 @@ def refine(
     The refiner sees the channels preprocessed as it was trained (crop to the brain, z-score over it, its own
     resolution), cut to the box; it runs in windows of its patch if ``sliding_window`` (None: as its metadata
     says), else in one pass over the box.
-    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's size
-    in voxels (``box`` None when the coarse model found no tumour).
+    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's
+    size in voxels (``box`` None when the coarse model found no tumour).
     """
     x, record, settings = model_input(refiner, image, affine, sliding_window=sliding_window)
     coarse_mask = tumour_mask(_to_preprocessed(coarse, record), refiner.kind)

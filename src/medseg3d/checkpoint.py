@@ -73,7 +73,8 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
 
 
 INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm"}
-"""What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by default."""
+"""What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
+default."""
 
 
 def check_inference(inference, path: Path) -> None:
@@ -195,8 +196,8 @@ MAX_MEMBERS = 16
 
 
 def ensemble_members(meta: dict, path: str | Path) -> int:
-    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for a
-    single model."""
+    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for
+    a single model."""
     entry = meta.get("ensemble")
     if entry is None:
         return 0

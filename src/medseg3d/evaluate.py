@@ -196,7 +196,8 @@ def evaluate(
     matched = [c for c in preds if c in refs]
     if not matched:
         raise InputError(
-            f"no prediction in {pred_dir} has a reference in {ref} (case ids differ, e.g. {next(iter(preds))})"
+            f"no prediction in {pred_dir} has a reference in {ref} (case ids differ, e.g. "
+            f"{next(iter(preds))})"
         )
     out_csv = Path(out_csv) if out_csv else pred_dir / "metrics.csv"
     _check_csv_target(out_csv)

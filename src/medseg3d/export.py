@@ -74,7 +74,8 @@ def _example_input(model: torch.nn.Module, channels: int, shape_index: int = 0) 
 def export_model(
     model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.onnx", *, verify: bool = True
 ) -> Path:
-    """Write ``model_ref`` (bundled name, run folder, ``.safetensors`` file or :class:`LoadedModel`) as ``fmt``.
+    """Write ``model_ref`` (bundled name, run folder, ``.safetensors`` file or :class:`LoadedModel`) as
+    ``fmt``.
 
     Args:
         model_ref: the model to export.
@@ -200,10 +201,10 @@ def _verify(
 
     Like with like: PyTorch runs in float32 whatever the machine (no autocast: a CPU with native bfloat16 must
     not check a float32 export against a bfloat16 run), and outputs are compared as what they mean, the
-    probabilities (sigmoid for ``kind`` ``"region"``, softmax over the classes otherwise). Raw logits are not: an ensemble's outputs are logits of
-    probabilities clamped to [eps, 1 - eps], where one float32 rounding step of 1 - eps (6e-8) moves the
-    logit by 0.06 (the bundled ensemble, ONNX Runtime against PyTorch on a 2-core Xeon) while no probability
-    moves by more than 1e-7.
+    probabilities (sigmoid for ``kind`` ``"region"``, softmax over the classes otherwise). Raw logits are not:
+    an ensemble's outputs are logits of probabilities clamped to [eps, 1 - eps], where one float32 rounding
+    step of 1 - eps (6e-8) moves the logit by 0.06 (the bundled ensemble, ONNX Runtime against PyTorch on a
+    2-core Xeon) while no probability moves by more than 1e-7.
     """
     x = _example_input(reference, in_channels, shape_index=1)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):

@@ -17,8 +17,8 @@ from .nets.padding import pad_to_multiple, unpad
 from .precision import autocast
 
 WINDOW_BATCH = 2
-"""Windows per network call in sliding-window inference: pairs were the fastest on a 2-core CPU for little more
-memory (measured in docs/results.md, "Windows in pairs")."""
+"""Windows per network call in sliding-window inference: pairs were the fastest on a 2-core CPU for little
+more memory (measured in docs/results.md, "Windows in pairs")."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -141,11 +141,11 @@ def sliding_window(
     model, x: torch.Tensor, window: tuple[int, ...], overlap: float, batch: int = 1
 ) -> torch.Tensor:
     """``model``'s output for ``x`` (1, C, *spatial), computed in windows of ``window`` voxels that overlap by
-    ``overlap`` and blended with :func:`gaussian_weights` (the way MONAI's ``sliding_window_inference`` does with
-    ``mode="gaussian"``, one window at a time; written here because importing MONAI costs a single case 3.6 s,
-    docs/results.md). A volume smaller than the window along an axis is padded with zeros, evenly on both sides,
-    and the output cropped back. ``batch`` windows go through the network at once (as MONAI's ``sw_batch_size``;
-    only for a single input, ``x.shape[0] == 1``), blended in the same order."""
+    ``overlap`` and blended with :func:`gaussian_weights` (the way MONAI's ``sliding_window_inference`` does
+    with ``mode="gaussian"``, one window at a time; written here because importing MONAI costs a single case
+    3.6 s, docs/results.md). A volume smaller than the window along an axis is padded with zeros, evenly on
+    both sides, and the output cropped back. ``batch`` windows go through the network at once (as MONAI's
+    ``sw_batch_size``; only for a single input, ``x.shape[0] == 1``), blended in the same order."""
     spatial = x.shape[2:]
     pads = [max(w - n, 0) for w, n in zip(window, spatial)]
     if any(pads):
@@ -202,14 +202,17 @@ def model_input(
         model: a :class:`~medseg3d.models.LoadedModel` (its preprocessing, patch, kind, device, precision).
         image: raw channels (C, X, Y, Z) in the model's channel order.
         affine: their grid's affine.
-        sliding_window, overlap: as asked; None takes the model file's own (:meth:`LoadedModel.inference_settings`).
+        sliding_window, overlap: as asked; None takes the model file's own
+            (:meth:`LoadedModel.inference_settings`).
 
     Returns:
-        ``(x, record, settings)``: the preprocessed channels, the :class:`~medseg3d.preprocess.PrepRecord` that
-        undoes the preprocessing, and the keyword arguments of :func:`predict_probabilities` for this model.
+        ``(x, record, settings)``: the preprocessed channels, the :class:`~medseg3d.preprocess.PrepRecord`
+        that undoes the preprocessing, and the keyword arguments of :func:`predict_probabilities` for this
+        model.
 
     Raises:
-        InputError: the image has another number of channels than the model takes, or ``overlap`` is outside [0, 1).
+        InputError: the image has another number of channels than the model takes, or ``overlap`` is outside
+            [0, 1).
     """
     from .errors import InputError
     from .preprocess import preprocess

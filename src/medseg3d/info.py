@@ -42,8 +42,8 @@ def describe(path, layout: str | None = None, *, progress: bool = True) -> str:
     """A readable summary of an image file, a case folder, a dataset (folder or CSV) or a training run.
 
     Args:
-        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder, CSV, or a
-            training run's folder (:func:`medseg3d.train.status.describe_run`).
+        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder, CSV, or
+            a training run's folder (:func:`medseg3d.train.status.describe_run`).
         layout: dataset layout (see :data:`medseg3d.datasets.LAYOUTS`); detected when ``None``.
         progress: show a progress bar on stderr while a dataset's cases are checked.
 
@@ -236,7 +236,8 @@ MAX_CASES_LISTED = 20
 
 def _channel_file_lines(cases: list[Case]) -> list[str]:
     """Which file was taken as which channel: one line per naming pattern (the case id written <case>), with
-    the cases that follow it, so that a dataset named consistently takes one line and an odd case stands out."""
+    the cases that follow it, so that a dataset named consistently takes one line and an odd case stands
+    out."""
     patterns: dict[str, list[str]] = {}
     for c in cases:
         text = "; ".join(c.channel_lines()).replace(c.case_id, "<case>")
@@ -293,8 +294,8 @@ def folder_problems(case: Case) -> list[str]:
         missing = [m for m in _BRATS_CHANNELS if m not in case.channels]
         if missing and len(missing) < len(_BRATS_CHANNELS):
             problems.append(
-                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no {', '.join(missing)}); "
-                "the bundled model and the BraTS presets need all four"
+                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no "
+                f"{', '.join(missing)}); the bundled model and the BraTS presets need all four"
             )
     return problems
 
@@ -364,7 +365,8 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
         counts = _label_counts(apply_label_map(lab.array, case.meta.get("label_map")))
         if counts is None:
             problems.append(
-                f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)"
+                f"case {case.case_id}: "
+                f"label {case.label} does not look like a label map (many or non-integer values)"
             )
             continue
         case_values[case.case_id] = set(counts)
@@ -443,4 +445,7 @@ def _numbering_line(stats: LabelStats) -> str | None:
         return f"label numbering: unclear ({str(exc).split(': ', 1)[1]})"
     if note is None:
         return None
-    return f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; use --labels {scheme.name}"
+    return (
+        f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; "
+        f"use --labels {scheme.name}"
+    )

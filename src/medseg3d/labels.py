@@ -257,7 +257,8 @@ CONVENTION_TEXT = {
     "nnunet-brats": "nnU-Net's BraTS numbering (1 edema, 2 NCR/NET, 3 enhancing)",
 }
 # Edema touches the background in 15 to 49 % of its voxels on the 27 shared BraTS 2018 cases and in 17 %
-# on the BRATS 2012 case; the core in 0.1 to 15 % (5 %). 1.5 times the other's share is a clear call on all 28.
+# on the BRATS 2012 case; the core in 0.1 to 15 % (5 %). 1.5 times the other's share is a clear call on
+# all 28.
 EDEMA_CONTACT_RATIO = 1.5
 _MIN_VOXELS = 50
 

@@ -216,7 +216,8 @@ def lesion_wise_masks(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: LesionRules = LesionRules(),
 ) -> dict:
-    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each side."""
+    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each
+    side."""
     row: dict[str, float] = {}
     for name in names:
         out = lesion_wise_region(pred_masks[name], ref_masks[name], spacing, rules)

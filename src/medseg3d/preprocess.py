@@ -39,7 +39,8 @@ class PrepConfig:
         normalize: ``"zscore"`` (per case and channel, inside the mask: MRI), ``"window"`` (every case alike:
             clip to ``window[0]..window[1]``, subtract ``window[2]``, divide by ``window[3]``: CT, whose
             values mean the same in every scan) or ``"none"``.
-        window: (low, high, mean, std) as :func:`medseg3d.experiments.planning.plan_dataset` chooses it, for ``"window"``.
+        window: (low, high, mean, std) as :func:`medseg3d.experiments.planning.plan_dataset` chooses it, for
+            ``"window"``.
     """
 
     crop: str = "bbox"

@@ -22,7 +22,8 @@ Example::
     score = case_confidence(result, kind="multiclass")["confidence"]
     t = fit_temperature(saved_probs, saved_refs, kind="multiclass")        # e.g. [1.9]
     ece_before = expected_calibration_error(saved_probs, saved_refs, "multiclass")
-    ece_after = expected_calibration_error(apply_temperature(saved_probs, t, "multiclass"), saved_refs, "multiclass")
+    ece_after = expected_calibration_error(apply_temperature(saved_probs, t, "multiclass"), saved_refs,
+                                           "multiclass")
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ _FLIP_ORDER = [(), (0,), (1,), (0, 1), (2,), (0, 2), (1, 2), (0, 1, 2)]
 
 
 MEMBERS = "members"
-"""``passes`` value (``predict --uncertainty`` without a number, on an ensemble) for the members' disagreement."""
+"""``passes`` value (``predict --uncertainty`` without a number, on an ensemble) for the members'
+disagreement."""
 
 
 @dataclass
 class MirroredPrediction:
     """Mean probabilities (K, x, y, z) and voxel-wise uncertainty maps (x, y, z), float32, over ``passes``
-    mirrored passes (``source`` "mirrored") or over an ensemble's ``passes`` members (``source`` "members")."""
+    mirrored passes (``source`` "mirrored") or over an ensemble's ``passes`` members (``source``
+    "members")."""
 
     probabilities: np.ndarray
     entropy: np.ndarray
@@ -109,8 +112,8 @@ def mirrored_uncertainty(
         keep_first_pass: also return the unmirrored pass's probabilities (``first_pass``).
 
     Returns:
-        :class:`MirroredPrediction` on the grid of ``image``: the mean probabilities, the normalised entropy of
-        the mean, the variance across passes (mean over outputs) and the agreement with the final decision.
+        :class:`MirroredPrediction` on the grid of ``image``: the mean probabilities, the normalised entropy
+        of the mean, the variance across passes (mean over outputs) and the agreement with the final decision.
     """
     from .inference import predict_probabilities
 
@@ -168,7 +171,8 @@ def member_uncertainty(
     Args:
         model: an :class:`~medseg3d.nets.ensemble.EnsembleNet`.
         image, kind, patch, overlap, mirror, device, precision: as for
-            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as ``--mirror``).
+            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as
+            ``--mirror``).
 
     Returns:
         :class:`MirroredPrediction` with ``source="members"``: ``probabilities`` are the ensemble's own (the
@@ -213,8 +217,8 @@ def member_uncertainty(
 
 def check_passes(passes: int | str | None, mirror: bool = False, members: int = 0) -> None:
     """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), fewer than 8 with
-    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of ``members``
-    networks, in one line."""
+    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of
+    ``members`` networks, in one line."""
     if passes == MEMBERS:
         if members < 2:
             raise InputError(
@@ -296,7 +300,8 @@ def describe_passes(passes, source: str = "mirrored") -> str:
 
 
 def describe_source(source: str = "mirrored") -> str:
-    """``"the mirrored passes"`` or ``"the ensemble's members"``: whose disagreement a map shows, for people."""
+    """``"the mirrored passes"`` or ``"the ensemble's members"``: whose disagreement a map shows, for
+    people."""
     return "the ensemble's members" if source == MEMBERS else "the mirrored passes"
 
 
@@ -325,8 +330,9 @@ def confidence_warning(confidence: float, threshold: float | None, source: str =
     """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
     if threshold is not None and confidence < threshold:
         return (
-            f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the model "
-            f"was calibrated on): {describe_source(source)} disagree in the tumour zone; check this segmentation by eye."
+            f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the "
+            f"model was calibrated on): {describe_source(source)} disagree in the tumour zone; "
+            "check this segmentation by eye."
         )
     return None
 

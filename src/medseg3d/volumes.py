@@ -54,7 +54,8 @@ def volume_summary(labels: np.ndarray, spacing, scheme: LabelScheme) -> dict:
 
 
 MIN_LESION_MM3 = 50.0
-"""Connected components of at most this volume are not counted as lesions (BraTS 2023's 50 mm^3 for gliomas)."""
+"""Connected components of at most this volume are not counted as lesions (BraTS 2023's 50 mm^3 for
+gliomas)."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 

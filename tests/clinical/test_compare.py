@@ -1,5 +1,5 @@
-"""Follow-up comparison: categories at their thresholds, the change map, known changes on synthetic time points,
-the outputs (files, schema, page), earlier outputs as input, and the command line's errors."""
+"""Follow-up comparison: categories at their thresholds, the change map, known changes on synthetic time
+points, the outputs (files, schema, page), earlier outputs as input, and the command line's errors."""
 
 import json
 

@@ -1,4 +1,5 @@
-"""RANO diameters: known answers on boxes and ellipses, anisotropic and rotated grids, empty and tiny masks."""
+"""RANO diameters: known answers on boxes and ellipses, anisotropic and rotated grids, empty and tiny
+masks."""
 
 import numpy as np
 import pytest

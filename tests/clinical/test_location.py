@@ -87,7 +87,7 @@ def test_empty_mask_says_nothing():
     assert loc.location_sentence({"volume_ml": 0.0, "hemisphere": None}) == "No tumour in this region."
 
 
-# --- the bundled atlas ----------------------------------------------------------------------------------------
+# --- the bundled atlas --------------------------------------------------------------------------------------
 
 
 def _ball(centre, radius):
@@ -96,7 +96,8 @@ def _ball(centre, radius):
 
 
 def _deep_inside(packed, lobe, left: bool, midline: float):
-    """A voxel of ``lobe`` at least 10 mm inside it, on the asked side (found in the atlas, not written down)."""
+    """A voxel of ``lobe`` at least 10 mm inside it, on the asked side (found in the atlas, not written
+    down)."""
     from scipy import ndimage
 
     coarse = packed[::2, ::2, ::2]  # 2 mm: the search costs an eighth

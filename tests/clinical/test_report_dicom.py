@@ -1,4 +1,5 @@
-"""The report with a DICOM input: patient and study on the page, the Encapsulated PDF read back with pydicom."""
+"""The report with a DICOM input: patient and study on the page, the Encapsulated PDF read back with
+pydicom."""
 
 import json
 

@@ -182,7 +182,8 @@ def test_brats_2023_names(tmp_path):
 
 
 def _mha_tree_2015(brats_root: Path, data_root: Path, root: Path):
-    """A BRATS 2015 style tree: HGG/<patient>/VSD.Brain.XX.O.MR_<mod>.<id>/VSD.Brain.XX.O.MR_<mod>.<id>.mha."""
+    """A BRATS 2015 style tree:
+    HGG/<patient>/VSD.Brain.XX.O.MR_<mod>.<id>/VSD.Brain.XX.O.MR_<mod>.<id>.mha."""
     box = (slice(100, 132), slice(90, 118), slice(60, 84))  # a small block through the tumour
     names = {"flair": "MR_Flair", "t1": "MR_T1", "t1ce": "MR_T1c", "t2": "MR_T2"}
     written = {}
@@ -352,7 +353,10 @@ def test_csv_layout(brats_root, tmp_path):
     rel.symlink_to(brats_root / CASE / f"{CASE}_flair.nii.gz")
     rows = [
         "\ufeffcase,FLAIR,T1c,label",  # a spreadsheet's byte-order mark
-        f"a,imgs/a_flair.nii.gz,{brats_root / CASE / (CASE + '_t1ce.nii.gz')},{brats_root / CASE / (CASE + '_seg.nii.gz')}",
+        (
+            f"a,imgs/a_flair.nii.gz,{brats_root / CASE / (CASE + '_t1ce.nii.gz')},"
+            f"{brats_root / CASE / (CASE + '_seg.nii.gz')}"
+        ),
         (
             f"b,{brats_root / 'Brats18_2013_2_1' / 'Brats18_2013_2_1_flair.nii.gz'},"
             f"{brats_root / 'Brats18_2013_2_1' / 'Brats18_2013_2_1_t1ce.nii.gz'},"

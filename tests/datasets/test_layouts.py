@@ -387,7 +387,8 @@ def test_two_files_for_one_modality_are_refused(vols, tmp_path):
 
 
 def test_extra_files_beside_the_four_channels_are_ignored_with_a_note(vols, tmp_path):
-    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the case."""
+    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the
+    case."""
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
     write_case_folder(
         vols, folder, {"t1ce": f"{CASE}_foo", "seg": f"{CASE}_seg2", "t1": f"{CASE}_mask"}, ".nii.gz"
@@ -399,8 +400,8 @@ def test_extra_files_beside_the_four_channels_are_ignored_with_a_note(vols, tmp_
     case, lines = resolve_case_channels([folder], MODALITIES)
     _assert_channels_are(case, vols)
     assert (
-        lines[0]
-        == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, {CASE}_seg2.nii.gz (no channel name: not a channel)"
+        lines[0] == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, "
+        f"{CASE}_seg2.nii.gz (no channel name: not a channel)"
     )
     assert "not a channel, ignored" in describe(folder)
 
@@ -473,7 +474,8 @@ def test_channel_order_check_on_a_real_case(brats_root):
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_files_named_in_the_wrong_order_are_reported(brats_root, tmp_path):
     """FLAIR saved as ..._t2 and T2 as ..._flair: the names are clear but wrong; info says so. Whole scans: a
-    64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor flagged)."""
+    64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor
+    flagged)."""
     folder = tmp_path / CASE
     folder.mkdir()
     for given, real in {"flair": "t2", "t1": "t1", "t1ce": "t1ce", "t2": "flair"}.items():
@@ -498,7 +500,8 @@ def test_list_of_files_in_another_order_is_reordered(vols, tmp_path):
     assert case.case_id == CASE
     assert (
         lines[0]
-        == "channels given in the order t1, t1ce, t2, flair; reordered to the model's flair, t1, t1ce, t2 by their names"
+        == "channels given in the order t1, t1ce, t2, flair; reordered to the model's flair, t1, t1ce, "
+        "t2 by their names"
     )
     assert lines[1:] == [f"{m} <- {CASE}_{m}.nii.gz (file name)" for m in MODALITIES]
 
@@ -545,7 +548,8 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory, vols):
-    """The bundled model and its prediction on the crop as BraTS files (the reference every layout must give)."""
+    """The bundled model and its prediction on the crop as BraTS files (the reference every layout must
+    give)."""
     from medseg3d.models import load_model
     from medseg3d.predict import predict
 
@@ -566,7 +570,8 @@ def _same_prediction(path, reference):
 
 
 def test_predict_on_an_nnunet_images_folder_without_dataset_json(bundled, vols, tmp_path):
-    """The issue's WT 0.319 input: nnU-Net's channel order, no dataset.json. Now the same result as BraTS files."""
+    """The issue's WT 0.319 input: nnU-Net's channel order, no dataset.json. Now the same result as BraTS
+    files."""
     from medseg3d.predict import predict
 
     model, reference = bundled
@@ -631,8 +636,8 @@ def test_predict_command_on_a_dicom_case(bundled, vols, tmp_path, capsys):
 
 
 def test_training_data_of_an_nnunet_dataset_equal_the_brats_folders(vols, other_vols, tmp_path):
-    """``train`` prepares its cache from the dataset: the nnU-Net conversion must give the same arrays (channels
-    in the same order, labels back in BraTS values) as the same cases in BraTS folders."""
+    """``train`` prepares its cache from the dataset: the nnU-Net conversion must give the same arrays
+    (channels in the same order, labels back in BraTS values) as the same cases in BraTS folders."""
     from medseg3d.cache import open_cache, prepare_dataset
     from medseg3d.preprocess import PrepConfig
 

@@ -215,7 +215,8 @@ def test_claims_let_several_invocations_share_an_experiment(
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
     assert not (fold0 / "metrics.csv").exists()
 
-    # held when this invocation passed it, finished by the other one before this one ends: not reported as held
+    # held when this invocation passed it, finished by the other one before this one ends: not reported as
+    # held
     def finished_elsewhere(folder):
         (folder / "metrics.csv").write_bytes(scored)
         return False

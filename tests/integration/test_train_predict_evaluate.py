@@ -92,7 +92,9 @@ def test_segment_api_and_shards(trained_run, small_dataset, brats_root, tmp_path
     assert predict(run, [small_dataset], tmp_path / "p", progress=False) == []
 
 
-@pytest.mark.slow  # two trainings of the same run, one interrupted: 10 s idle (tests/train/test_resume covers resuming by default)
+# two trainings of the same run, one interrupted: 10 s idle (tests/train/test_resume covers resuming by
+# default)
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(small_dataset, tmp_path):
     full = train(quick_config(small_dataset, tmp_path / "full", tmp_path / "cache", epochs=2))
     train(quick_config(small_dataset, tmp_path / "part", tmp_path / "cache", epochs=1))

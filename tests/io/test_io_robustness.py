@@ -238,7 +238,8 @@ def test_gzip_nrrd_crc_checked(tmp_path):
 
 
 def test_a_dicom_series_with_missing_slices_is_refused(tmp_path):
-    """Issue 36 (hospital exports): ITK stacks the slices around a gap as if adjacent, squeezing the anatomy."""
+    """Issue 36 (hospital exports): ITK stacks the slices around a gap as if adjacent, squeezing the
+    anatomy."""
     from layouts import write_dicom_series
 
     from medseg3d.io import Volume

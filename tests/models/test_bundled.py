@@ -75,8 +75,9 @@ def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validat
     shared = sorted(p.name for p in brats_root.iterdir() if p.is_dir() and p.name.startswith("Brats18_"))
     assert card["train_cases"] == shared == sorted(model.meta.train_cases)  # all 27: nothing shared is unseen
     cv = card["cross_validation"]
-    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one ensemble,
-    # and the far-component removal v2 runs by default (chosen by cross-validation), at the same distance
+    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one
+    # ensemble, and the far-component removal v2 runs by default (chosen by cross-validation), at the same
+    # distance
     distance = model.max_distance(None)
     assert distance > 0 and f"farther than {distance:g} mm" in card["inference"]
     assert (

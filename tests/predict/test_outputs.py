@@ -1,4 +1,5 @@
-"""What predict writes beside a segmentation: one layout of <stem>.json for every case (schema medseg3d.case/2)."""
+"""What predict writes beside a segmentation: one layout of <stem>.json for every case (schema
+medseg3d.case/2)."""
 
 import json
 

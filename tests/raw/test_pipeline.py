@@ -78,8 +78,8 @@ def test_forced_modes_are_checked(brats_volumes, raw_volumes):
 
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_preprocess_aligns_raw_scans_affinely_when_asked(raw_volumes, data_root, tmp_path):
-    """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default, rigid,
-    keeps its size: the slow end-to-end test in test_register.py)."""
+    """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default,
+    rigid, keeps its size: the slow end-to-end test in test_register.py)."""
     import json
 
     raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"

@@ -30,9 +30,9 @@ def test_a_known_rigid_motion_between_sequences_is_recovered_within_1mm_and_1_de
     fit = rigid(t1ce, moved)
     angle, shift = _residual(fit.matrix, move)
     assert angle < 1.0 and shift < 1.0, (angle, shift)
-    # the same input fits the same map, bit for bit, every run: the metric's sample points come from a fixed seed
-    # (SimpleITK reads seed 0 as the wall clock: two runs differed by up to 0.5 mm here, 0.9 mm on the raw case)
-    # and one thread adds its sums in one order
+    # the same input fits the same map, bit for bit, every run: the metric's sample points come from a fixed
+    # seed (SimpleITK reads seed 0 as the wall clock: two runs differed by up to 0.5 mm here, 0.9 mm on the
+    # raw case) and one thread adds its sums in one order
     again = rigid(t1ce, moved)
     np.testing.assert_array_equal(again.matrix, fit.matrix)
 
@@ -81,9 +81,10 @@ def test_deepbet_finds_an_adult_brain_in_the_raw_t1(data_root):
     assert mask.shape == t1.shape
     ml = float(mask.sum()) * float(np.prod(t1.spacing)) / 1000
     assert 1200 < ml < 1800
-    # the neck and the skull are out: nothing in the lowest slice (skull base and neck) and nothing on the volume's
-    # faces; the next 5.5 mm slab cuts the lowest cerebellum and brainstem, a sliver of the brain (on an AVX-512
-    # CPU deepbet keeps 0.3% of the brain there; where this test was written, an AVX2 CPU, it kept none)
+    # the neck and the skull are out: nothing in the lowest slice (skull base and neck) and nothing on the
+    # volume's faces; the next 5.5 mm slab cuts the lowest cerebellum and brainstem, a sliver of the brain (on
+    # an AVX-512 CPU deepbet keeps 0.3% of the brain there; where this test was written, an AVX2 CPU, it kept
+    # none)
     assert not mask[:, :, 0].any()
     assert mask[:, :, 1].sum() < 0.01 * mask.sum()
     assert not mask[0].any() and not mask[-1].any()

@@ -47,8 +47,8 @@ def small_study(folder: Path, study_uid: str, slices: int = 4) -> Path:
 
 
 class StandIn:
-    """A segmenter that takes no time: writes one DICOM object (a copy of a T1ce image with new UIDs) per study
-    and records the channels it was given. ``delay`` seconds of sleep first (to be caught mid-study)."""
+    """A segmenter that takes no time: writes one DICOM object (a copy of a T1ce image with new UIDs) per
+    study and records the channels it was given. ``delay`` seconds of sleep first (to be caught mid-study)."""
 
     modalities = ("flair", "t1", "t1ce", "t2")
 
@@ -134,8 +134,9 @@ def raw_study(data_root: Path, folder: Path, study_uid: str) -> Path:
 
 
 def seg_matches_the_nifti(seg_ds, spool: Path, tmp: Path, scheme) -> tuple[int, int]:
-    """Read a received DICOM SEG with highdicom onto the series it references (in the node's spool) and compare
-    it voxel for voxel with the NIfTI segmentation the node wrote; returns (voxels labelled, voxels differing)."""
+    """Read a received DICOM SEG with highdicom onto the series it references (in the node's spool) and
+    compare it voxel for voxel with the NIfTI segmentation the node wrote; returns (voxels labelled, voxels
+    differing)."""
     import highdicom as hd
 
     from medseg3d.dicom.seg import read_dicom_seg

@@ -1,5 +1,5 @@
-"""The node end to end on loopback with a stand-in segmenter (fast): receive, complete, resolve, send back, and
-the faults of issue 39 (destination down, killed mid-study, a study sent twice, a corrupt instance,
+"""The node end to end on loopback with a stand-in segmenter (fast): receive, complete, resolve, send back,
+and the faults of issue 39 (destination down, killed mid-study, a study sent twice, a corrupt instance,
 interleaved studies), the allow-list and studies it must not segment."""
 
 from __future__ import annotations

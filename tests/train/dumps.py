@@ -1,6 +1,6 @@
 """The training tests' record of a run, through ``train()``'s ``on_step`` and ``on_end``: each process's final
-weights, its logged losses, and its first step's loss and gradient (averaged over processes and micro-batches),
-saved as ``DUMP/rank<R>.pt``.
+weights, its logged losses, and its first step's loss and gradient (averaged over processes and
+micro-batches), saved as ``DUMP/rank<R>.pt``.
 
 In-process: ``train(cfg, **recorder(DUMP))``. Under torchrun, this file stands in for ``-m medseg3d.cli``:
 ``python -m torch.distributed.run ... tests/train/dumps.py DUMP train DATASET --out RUN ...`` runs

@@ -115,9 +115,9 @@ def test_ranks_hold_identical_weights(runs):
 
 # How far two float32 computations of the same gradient may lie apart, per tensor, relative to its norm: each
 # component is a sum over the patch's ~10^5 voxel terms with heavy cancellation, summed in another order when
-# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon; bit-identical
-# on an AMD EPYC). A real fault is of order 1: a missing average over processes is 1.0 off, a process's
-# micro-batch lost or another sample drawn about 0.5 to 1.
+# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon;
+# bit-identical on an AMD EPYC). A real fault is of order 1: a missing average over processes is 1.0 off, a
+# process's micro-batch lost or another sample drawn about 0.5 to 1.
 GRADIENT_RTOL = 1e-3
 
 
@@ -125,9 +125,9 @@ def _assert_same_first_step(expected_dump: Path, dump: Path) -> None:
     """The first step of two runs from the same weights: the same loss and the same averaged gradient.
 
     The weights after the steps are not compared element by element: Adam moves every component by about the
-    learning rate whatever its gradient's size, so a gradient near zero whose sign float32 rounding flips moves
-    its weight by up to twice the learning rate (measured 2.4e-3 after 3 steps at lr 1e-3 on one CPU, none on
-    another)."""
+    learning rate whatever its gradient's size, so a gradient near zero whose sign float32 rounding flips
+    moves its weight by up to twice the learning rate (measured 2.4e-3 after 3 steps at lr 1e-3 on one CPU,
+    none on another)."""
     expected = torch.load(expected_dump, weights_only=True)["first_step"]
     got = torch.load(dump, weights_only=True)["first_step"]
     assert got["loss"] == pytest.approx(
@@ -141,7 +141,8 @@ def _assert_same_first_step(expected_dump: Path, dump: Path) -> None:
         assert relative <= GRADIENT_RTOL, (key, relative)
         worst = max(worst, relative)
     print(
-        f"{dump.parent.name} vs {expected_dump.parent.name}: first gradients differ by {worst:.2g} of their norm"
+        f"{dump.parent.name} vs {expected_dump.parent.name}: "
+        f"first gradients differ by {worst:.2g} of their norm"
     )
 
 
@@ -174,7 +175,8 @@ def test_only_rank_zero_writes(runs):
     assert config["world_size"] == 2 and config["global_batch"] == 2
 
 
-@pytest.mark.slow  # two torchrun processes predicting: 14 s idle; the killed-shard test stays in the default suite
+# two torchrun processes predicting: 14 s idle; the killed-shard test stays in the default suite
+@pytest.mark.slow
 def test_predict_shards_in_two_processes(runs, dataset, tmp_path):
     model = runs / "ddp"
     out = tmp_path / "preds"
@@ -204,7 +206,8 @@ def test_predict_shards_in_two_processes(runs, dataset, tmp_path):
     ]
     assert written[0] and written[1] and not written[0] & written[1]
     assert {Path(p).name for p in written[0] | written[1]} == {f"{c}.nii.gz" for c in CASES}
-    # a later run over the whole dataset (here as torchrun's rank 1 of 2) finds its cases written and skips them
+    # a later run over the whole dataset (here as torchrun's rank 1 of 2) finds its cases written and skips
+    # them
     again = _run(base, _env(RANK="1", WORLD_SIZE="2"))
     assert "wrote" not in again.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}.nii.gz" for c in CASES)
@@ -297,7 +300,8 @@ def _synthetic_case(root: Path, name: str, seed: int) -> None:
 @pytest.mark.slow
 def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs, tmp_path):
     """3 shards over 9 cases; shard 1 is killed once it has written a case, and the folder holds what a kill
-    during a write leaves (an empty temporary folder, one with half a file); rerunning shard 1 completes it."""
+    during a write leaves (an empty temporary folder, one with half a file); rerunning shard 1 completes
+    it."""
     import signal
     import time
 

@@ -117,7 +117,8 @@ def test_resume_config_takes_the_budget_and_compares_the_rest(run, dataset, tmp_
         resume_config(tmp_path / "empty", {})
 
 
-# ----------------------------------------------------------------------------------------- damaged run folders
+# ----------------------------------------------------------------------------------------- damaged run
+# folders
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,8 @@ def _small_training_objects(channels: int = 4):
 def _checkpoint(
     folder: Path, epoch: int, channels: int = 4, drop: str | None = None, rotate: bool = True
 ) -> None:
-    """A checkpoint of a small network as train writes it (``rotate``: the one it replaces kept as previous)."""
+    """A checkpoint of a small network as train writes it (``rotate``: the one it replaces kept as
+    previous)."""
     model, optimizer, scaler, np_rng, gen = _small_training_objects(channels)
     model(torch.randn(1, 2, 16, 16, 16)).mean().backward()
     optimizer.step()
@@ -200,7 +202,8 @@ def _checkpoint(
 
 
 def _damage(folder: Path, how: str) -> str:
-    """Damage ``folder/last.pt`` in place (``previous.pt`` untouched); returns the problem resume must name."""
+    """Damage ``folder/last.pt`` in place (``previous.pt`` untouched); returns the problem resume must
+    name."""
     last = folder / "last.pt"
     if how == "empty":
         last.write_bytes(b"")
@@ -325,7 +328,8 @@ def test_save_checkpoint_on_a_full_disk_keeps_the_last_good_one(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
-# --------------------------------------------------------------------------------------------------- bad cases
+# --------------------------------------------------------------------------------------------------- bad
+# cases
 
 
 @pytest.fixture

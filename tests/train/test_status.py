@@ -65,7 +65,8 @@ def make_run(root, epochs_done, epoch_seconds, scores=None, epochs=100, **config
 
 
 def test_progress_speed_and_time_to_go(tmp_path):
-    # 20 epochs: the first ten at 100 s, the last ten at 40 s except one paused epoch of 1000 s (the median ignores it)
+    # 20 epochs: the first ten at 100 s, the last ten at 40 s except one paused epoch of 1000 s (the median
+    # ignores it)
     seconds = [100.0] * 10 + [40.0] * 9 + [1000.0]
     run = make_run(
         tmp_path / "run", 20, seconds, scores={10: (0.8, 0.7, 0.6, 0.7), 20: (0.85, 0.75, 0.65, 0.75)}

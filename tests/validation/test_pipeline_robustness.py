@@ -1,4 +1,5 @@
-"""validation/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad case."""
+"""validation/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad
+case."""
 
 import json
 
@@ -80,8 +81,8 @@ def test_table_of_kept_rows_and_bad_files(tmp_path, robustness, capsys):
     assert lines[0].startswith("| model | Dice WT") and len(lines) == 4
     assert lines[2] == "| runs/cv27-v1/fold2/last.safetensors | 0.875 | 0.711 | 0.776 | 26.0 | 13 | 0.51 |"
     assert (
-        lines[3]
-        == "| runs/cv27-v1/fold2/ensemble.safetensors (windows) (restored) | 0.900 | 0.800 | 0.850 | 24.0 | 2 | 0.00 |"
+        lines[3] == "| runs/cv27-v1/fold2/ensemble.safetensors (windows) (restored) "
+        "| 0.900 | 0.800 | 0.850 | 24.0 | 2 | 0.00 |"
     )
     (tmp_path / "bad.json").write_text('{"model": 1}')
     with pytest.raises(SystemExit, match="bad.json: not the rows of pipeline_robustness.py --json"):

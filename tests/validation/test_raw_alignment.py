@@ -28,8 +28,8 @@ def test_known_points_and_displacements(raw_alignment):
 
 
 def test_a_shifted_alignment_is_found_and_undone(raw_alignment):
-    """The same textured head, "ours" 4 mm further along x: the fitted map moves the brain by about 4 mm and our
-    labels carried through it land on theirs."""
+    """The same textured head, "ours" 4 mm further along x: the fitted map moves the brain by about 4 mm and
+    our labels carried through it land on theirs."""
     rng = np.random.default_rng(0)
     shape = (80, 90, 70)
     x, y, z = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")

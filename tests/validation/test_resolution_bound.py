@@ -24,7 +24,8 @@ def test_round_trip_known_answers(bound):
     scores = bound.round_trip_dice(image, np.eye(4), label, prep)
     # Back on the fine grid, linear interpolation gives a voxel at the end of an aligned run 0.75 of its own
     # coarse voxel per axis: a block's 8 corner voxels get 0.75^3 = 0.42 and are lost, edges (0.56) and faces
-    # stay, nothing outside appears (0.25 per axis at most). The lone necrotic voxel (1/8 -> below 0.5) is lost.
+    # stay, nothing outside appears (0.25 per axis at most). The lone necrotic voxel (1/8 -> below 0.5) is
+    # lost.
     assert scores["WT"] == pytest.approx(2 * 208 / (208 + 217))  # 6^3 + 1 voxels, 6^3 - 8 kept
     assert scores["ET"] == pytest.approx(2 * 56 / (56 + 64))  # 4^3 voxels, 4^3 - 8 kept
     assert scores["TC"] == pytest.approx(2 * 56 / (56 + 65))  # ET's plus the lost necrotic voxel

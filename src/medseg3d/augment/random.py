@@ -325,7 +325,8 @@ class RandomNoise(RandomTransform):
 
 
 class RandomBrightness(RandomTransform):
-    """Multiplicative brightness: ``image * scale`` per channel, scale from ``scale_range``, probability ``p``.
+    """Multiplicative brightness: ``image * scale`` per channel, scale from ``scale_range``, probability
+    ``p``.
 
     nnU-Net's BrightnessMultiplicativeTransform; recorded as an ``intensity`` record with zero shift.
     """

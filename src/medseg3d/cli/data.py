@@ -21,7 +21,8 @@ def cmd_cache(args) -> None:
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
         print(
-            "medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; the old name will go in a later release",
+            "medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; "
+            "the old name will go in a later release",
             file=sys.stderr,
         )
     from ..preprocess import PrepConfig

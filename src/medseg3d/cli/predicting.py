@@ -1,4 +1,5 @@
-"""Commands that segment and look at results: ``predict``, ``align`` (alias ``preprocess``), ``export``, ``evaluate``, ``show``, ``compare``, ``models``."""
+"""Commands that segment and look at results: ``predict``, ``align`` (alias ``preprocess``), ``export``,
+``evaluate``, ``show``, ``compare``, ``models``."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ PREDICT_EXIT_CODES = """exit codes:
   3  every output written, but a quality check fired for a case (channels that look swapped, brain outside a
      scan's field of view, a registration or skull stripping that looks wrong, tumour cut by the brain mask,
      low confidence): look at it; its <stem>.json lists the checks under "checks"
-  2  refused: the input or an option (one 'medseg3d: error:' line); with --strict also a case whose checks fire,
+  2  refused: the input or an option (one 'medseg3d: error:' line); with --strict also a case whose checks \
+fire,
      before anything of it is written
   1  anything else (a bug: please report it)
 Warnings and errors go to standard error; --json prints one JSON object per case on standard output."""

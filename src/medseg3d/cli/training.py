@@ -1,4 +1,5 @@
-"""Commands that train or assemble models: ``nets``, ``train``, ``experiment``, ``plan``, ``crossval``, ``bundle``, ``calibrate``, ``ensemble``."""
+"""Commands that train or assemble models: ``nets``, ``train``, ``experiment``, ``plan``, ``crossval``,
+``bundle``, ``calibrate``, ``ensemble``."""
 
 from __future__ import annotations
 
@@ -93,8 +94,9 @@ def cmd_train(args) -> None:
         cfg = resume_config(args.out, ({"preset": args.preset} if args.preset else {}) | given)
     summary = train(cfg, settings_merged=args.resume)
     print(
-        f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, {summary['seconds'] / 60:.1f} min; "
-        f"best validation score {summary['best_score']:.4f} (epoch {summary['best_epoch']}); model {summary['model']}"
+        f"done: {summary['epochs']} epochs, {summary['iterations']} iterations, "
+        f"{summary['seconds'] / 60:.1f} min; best validation score {summary['best_score']:.4f} (epoch "
+        f"{summary['best_epoch']}); model {summary['model']}"
     )
 
 
@@ -204,7 +206,11 @@ def cmd_ensemble(args) -> None:
 
     out = new_model_file(args.output, args.force, "ensemble")
     print(
-        f"wrote {make_ensemble(args.models, out, name=args.name, sliding_window=args.sliding_window, overlap=args.overlap)}"
+        f"""wrote {
+            make_ensemble(
+                args.models, out, name=args.name, sliding_window=args.sliding_window, overlap=args.overlap
+            )
+        }"""
         f" ({len(args.models)} members; `medseg3d predict {out} CASE` runs them all and averages)"
     )
 

@@ -49,7 +49,8 @@ def change_map(prior_labels: np.ndarray, current_labels: np.ndarray) -> np.ndarr
 
 def _display(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """An array turned so that axial slices ``[:, :, z]`` show as radiologists look at them (patient's right
-    on the left of the picture, anterior at the top) once transposed: the LPS orientation of the BraTS grid."""
+    on the left of the picture, anterior at the top) once transposed: the LPS orientation of the BraTS
+    grid."""
     import nibabel as nib
 
     ornt = nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt("LPS"))
@@ -149,8 +150,8 @@ def render_html(record: dict) -> str:
             f"<tr><th>{name}</th><td>{_fmt(r['volume_ml']['prior'], ' ml')}</td>"
             f"<td>{_fmt(r['volume_ml']['current'], ' ml')}</td><td>{r['change_ml']:+.1f} ml</td>"
             f"<td>{_fmt(r['relative_change_percent'], '%')}</td>"
-            f"<td>{r['sum_products_mm2']['prior']:.0f} &rarr; {r['sum_products_mm2']['current']:.0f} mm&sup2; "
-            f"({_fmt(r['sum_products_change_percent'], '%')})</td>"
+            f"<td>{r['sum_products_mm2']['prior']:.0f} &rarr; {r['sum_products_mm2']['current']:.0f} "
+            f"mm&sup2; ({_fmt(r['sum_products_change_percent'], '%')})</td>"
             f"<td>{r['lesions']['prior']} &rarr; {r['lesions']['current']}</td>"
             f"<td>{len(r['new_lesions'])} / {len(r['vanished_lesions'])}</td></tr>"
         )
@@ -186,10 +187,13 @@ def render_html(record: dict) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Follow-up comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:1.5em auto;color:#222}}
-table{{border-collapse:collapse;margin:.6em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
-.cat{{display:inline-block;vertical-align:top;box-sizing:border-box;width:48%;margin-right:2%;border:1px solid #ccc;
+table{{border-collapse:collapse;margin:.6em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;\
+text-align:right}}
+.cat{{display:inline-block;vertical-align:top;box-sizing:border-box;width:48%;margin-right:2%;\
+border:1px solid #ccc;
 padding:.4em .8em}}
-.big{{font-size:1.5em;font-weight:bold;margin:.2em 0}}.caveat{{background:#fff4e5;border-left:4px solid #f0a030;
+.big{{font-size:1.5em;font-weight:bold;margin:.2em 0}}\
+.caveat{{background:#fff4e5;border-left:4px solid #f0a030;
 padding:.5em .8em}}img{{max-width:100%}}</style></head><body>
 <h1>Follow-up comparison</h1>
 <p>Prior: {escape(str(record["prior"]["source"]))}<br>Current: {escape(str(record["current"]["source"]))}</p>
@@ -198,7 +202,8 @@ padding:.5em .8em}}img{{max-width:100%}}</style></head><body>
 <h2>Per region</h2>
 <table><tr><th></th><th>prior</th><th>current</th><th>change</th><th>relative</th>
 <th>sum of products (RANO)</th><th>lesions</th><th>new / vanished</th></tr>{"".join(rows)}</table>
-<p>WT whole tumour, TC tumour core, ET enhancing tumour. Volumes from each scan's own segmentation; lesions are
+<p>WT whole tumour, TC tumour core, ET enhancing tumour. Volumes from each scan's own segmentation; \
+lesions are
 matched after the current scan is registered onto the prior one (rigid).</p>
 <h2>New and vanished lesions</h2>{lesions}
 <h2>Pictures</h2><img src="compare.png" alt="prior, current and change on the same axial slices">

@@ -48,10 +48,10 @@ RANO_TARGET_LESIONS = 5
 SLICE_RULES = ("diameter", "product")
 DEFAULT_SLICE_RULE = "product"
 """Measure each lesion on the axial slice with the largest product. RANO's wording takes the longest diameter
-first; on an irregular enhancing rim the perpendicular on that one slice swings with a voxel's change (13.5 against
-18.5 mm on two simulated scans of one case: +36% product, a false progression), while the largest product over
-the slices moved 1.8%. On 27 simulated repeat pairs: sum-of-products CoV 7.75% against 28.7%, no false call
-against two (docs/clinical-followup.md)."""
+first; on an irregular enhancing rim the perpendicular on that one slice swings with a voxel's change (13.5
+against 18.5 mm on two simulated scans of one case: +36% product, a false progression), while the largest
+product over the slices moved 1.8%. On 27 simulated repeat pairs: sum-of-products CoV 7.75% against 28.7%, no
+false call against two (docs/clinical-followup.md)."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 

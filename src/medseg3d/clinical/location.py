@@ -15,7 +15,8 @@ What is reported for a region (WT, TC, ET) and for each of its lesions, and the 
 - **lobes**: the share of the region in each lobe (frontal, temporal, parietal, occipital, insula; voxels in
   no lobe mask, e.g. deep white matter or cerebellum, are ``other``); ``main_lobe`` the largest;
   ``lobes_involved`` those holding at least ``LOBE_SHARE`` of it;
-- **deep structures** (thalamus, internal capsule, corpus callosum, brainstem): involved from ``STRUCTURE_ML``;
+- **deep structures** (thalamus, internal capsule, corpus callosum, brainstem): involved from
+  ``STRUCTURE_ML``;
 - **ventricles** (ependymal contact): at least ``STRUCTURE_ML`` of the region lies within
   ``EPENDYMAL_MM`` of the atlas' ventricles; **cortex**: at least ``STRUCTURE_ML`` inside its cortex mask.
 
@@ -226,8 +227,8 @@ def case_location(
         scheme: the label scheme (its regions; without regions each label is one).
         min_lesion_mm3: components of at most this volume are not lesions (as in the lesion table).
         per_lesion: also locate each lesion, largest first, grouped and numbered as
-            :func:`~medseg3d.clinical.diameters.label_lesions` does (so lesion k is the diameters' lesion k when
-            both are measured on the BraTS grid).
+            :func:`~medseg3d.clinical.diameters.label_lesions` does (so lesion k is the diameters' lesion k
+            when both are measured on the BraTS grid).
 
     Returns:
         ``{"available": True, "space", "atlas", "rules", "regions": {name: describe_mask(...) + "lesions"}}``,

@@ -16,16 +16,20 @@ from .pictures import LABEL_COLOURS
 from .summary import TITLE, jsonable, quality_sentences, region_name, summary_sentences
 
 _CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;\
+max-width:1100px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:16px;margin:22px 0 6px;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:13px;margin:4px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px;margin:4px 0} \
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pics{display:flex;gap:8px;flex-wrap:wrap;background:#000;padding:6px;border-radius:4px} .pics img{height:260px}
+.pics{display:flex;gap:8px;flex-wrap:wrap;background:#000;padding:6px;border-radius:4px} \
+.pics img{height:260px}
 .warn{background:#fff4ce;border:1px solid #e0b000;padding:6px 10px;margin:4px 0;border-radius:3px}
 .ok{padding:2px 0} .note{color:#666;font-size:12px} .findings li{margin:3px 0}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:4px;vertical-align:-1px}
 .patient td{border:none;padding:1px 14px 1px 0} .patient{margin:6px 0 2px}
-details{margin-top:22px;border:1px solid #ccc;border-radius:4px;padding:6px 10px} summary{cursor:pointer;font-weight:600}
+details{margin-top:22px;border:1px solid #ccc;border-radius:4px;padding:6px 10px} \
+summary{cursor:pointer;font-weight:600}
 """
 
 
@@ -214,8 +218,8 @@ def _size_tables(report: dict) -> str:
     html += (
         "<p class='note'>Per label: "
         + escape(", ".join(f"{k} {v:.1f} ml" for k, v in volumes["labels"].items()))
-        + ". Diameters as RANO measures them: the longest diameter in an axial slice and the longest perpendicular "
-        "to it; measurable when both are at least 10 mm.</p>"
+        + ". Diameters as RANO measures them: the longest diameter in an axial slice and the longest "
+        "perpendicular to it; measurable when both are at least 10 mm.</p>"
     )
     lesions = [
         (
@@ -250,8 +254,8 @@ def _size_tables(report: dict) -> str:
         )
         small = {r: d["n_small"] for r, d in diam.items() if d.get("n_small")}
         html += (
-            f"<p class='note'>Lesions larger than {report['lesions']['min_lesion_mm3']:g} mm³, fragments close "
-            "together counted as one (BraTS 2023's rule)"
+            f"<p class='note'>Lesions larger than {report['lesions']['min_lesion_mm3']:g} mm³, fragments "
+            "close together counted as one (BraTS 2023's rule)"
             + (
                 " (smaller ones left out: " + ", ".join(f"{r} {n}" for r, n in small.items()) + ")"
                 if small
@@ -337,7 +341,8 @@ def _technical(report: dict, extra: dict) -> str:
     parts.append(
         f"<p>Segmentation grid {' x '.join(map(str, grid['shape']))} voxels of "
         f"{' x '.join(f'{s:g}' for s in grid['spacing_mm'])} mm, orientation {escape(grid['axcodes'])}. "
-        f"Location took {report['seconds']['location']:.2f} s, diameters {report['seconds']['diameters']:.2f} s.</p>"
+        f"Location took {report['seconds']['location']:.2f} s, "
+        f"diameters {report['seconds']['diameters']:.2f} s.</p>"
     )
     if report["preprocessing"]:
         steps = [
@@ -411,8 +416,8 @@ def render_html(
         + (
             record_html(follow)
             if isinstance(follow, dict)
-            else "<p class='note'>No earlier scan was compared. <code>medseg3d compare PRIOR CURRENT -o DIR</code> "
-            "reports the change since an earlier scan.</p>"
+            else "<p class='note'>No earlier scan was compared. <code>medseg3d compare PRIOR CURRENT -o "
+            "DIR</code> reports the change since an earlier scan.</p>"
         )
     )
     if pictures:

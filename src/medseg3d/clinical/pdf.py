@@ -198,8 +198,8 @@ def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
         if pictures:
             w.heading("Pictures")
             w.text(
-                f"Through the largest lesion, over {report.get('picture_channel') or 'no image'}; the patient's "
-                "right on the viewer's left"
+                f"Through the largest lesion, over {report.get('picture_channel') or 'no image'}; the "
+                "patient's right on the viewer's left"
                 + (
                     "; the last: the axial slice where the RANO diameter (cyan) was measured."
                     if "RANO" in pictures

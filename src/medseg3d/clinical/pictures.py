@@ -43,7 +43,8 @@ def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_vox
 
 
 def _slices(data, labels, affine, centre_voxel, points=None) -> tuple[dict, list]:
-    """:func:`radiological_slices`, and where voxel coordinates ``points`` fall on the axial view (row, col)."""
+    """:func:`radiological_slices`, and where voxel coordinates ``points`` fall on the axial view (row,
+    col)."""
     import nibabel as nib
 
     affine = np.asarray(affine, dtype=float)
@@ -98,7 +99,8 @@ def overlay_pictures(
     line=None,
     title: str | None = None,
 ) -> dict[str, bytes]:
-    """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled outlines.
+    """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled
+    outlines.
 
     Drawn in radiological convention whatever the grid's orientation: axial and coronal with the patient's
     right on the viewer's left, anterior (axial) or superior (coronal, sagittal) at the top, sagittal with

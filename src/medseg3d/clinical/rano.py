@@ -1,4 +1,5 @@
-"""Response categories from two time points' enhancing tumour: RANO 2010 (bidimensional) and RANO 2.0 (volumetric).
+"""Response categories from two time points' enhancing tumour: RANO 2010 (bidimensional) and RANO 2.0
+(volumetric).
 
 Imaging part only. RANO also asks for the corticosteroid dose, the clinical status, confirmation of a response
 on a scan at least 4 weeks later, and a reader's judgement of non-enhancing (T2/FLAIR) progression and of
@@ -40,7 +41,8 @@ CAVEAT = (
 
 
 def percent_change(prior: float, current: float) -> float | None:
-    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is defined)."""
+    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is
+    defined)."""
     if prior <= 0:
         return None
     return round(100.0 * (float(current) - float(prior)) / float(prior), 1)

@@ -1,12 +1,13 @@
 """The case report a clinician reads (``predict --report``): what it holds, in words, and the files it is.
 
-:func:`case_report` gathers everything as one JSON-ready dict: who and what was scanned (from the DICOM headers,
-left out with ``anonymise``), volumes, lesions, the location in atlas space (:mod:`.location`), the RANO
-diameters (:mod:`.diameters`), the quality checks and the technical record. :func:`summary_sentences` and
+:func:`case_report` gathers everything as one JSON-ready dict: who and what was scanned (from the DICOM
+headers, left out with ``anonymise``), volumes, lesions, the location in atlas space (:mod:`.location`), the
+RANO diameters (:mod:`.diameters`), the quality checks and the technical record. :func:`summary_sentences` and
 :func:`quality_sentences` say it in plain sentences, which the HTML page (:mod:`.page`) and the PDF
 (:mod:`.pdf`) both show. :func:`write_case_report` writes ``<stem>.report.html``, ``<stem>.report.pdf`` and,
-for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study, :mod:`medseg3d.dicom.report`);
-``predict`` records the dict in the case's ``<stem>.json`` (:mod:`medseg3d.predict.outputs`).
+for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study,
+:mod:`medseg3d.dicom.report`); ``predict`` records the dict in the case's ``<stem>.json``
+(:mod:`medseg3d.predict.outputs`).
 """
 
 from __future__ import annotations

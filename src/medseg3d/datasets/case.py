@@ -53,8 +53,8 @@ class Case:
         if missing:
             present = [m for m in self.channels if m not in self.missing()]
             raise InputError(
-                f"case {self.case_id}: modality {', '.join(missing)} is missing (found {', '.join(present) or 'none'}); "
-                "add the file or choose --modalities among those found"
+                f"case {self.case_id}: modality {', '.join(missing)} is missing (found "
+                f"{', '.join(present) or 'none'}); add the file or choose --modalities among those found"
             )
         meta = dict(self.meta)
         if "channel_index" in meta:
@@ -84,7 +84,8 @@ class Case:
                 k = int(index[name])
                 if k >= vol.array.shape[3]:
                     raise InputError(
-                        f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, no channel {k} ({name})"
+                        f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, "
+                        f"no channel {k} ({name})"
                     )
                 vol = Volume(vol.array[..., k], vol.affine, vol.meta)
             if vol.array.ndim != 3:
@@ -95,7 +96,8 @@ class Case:
             yield name, path, vol
 
     def load(self, with_label: bool = True) -> tuple[np.ndarray, Volume, np.ndarray | None]:
-        """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume, label)``.
+        """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume,
+        label)``.
 
         Checks that every channel and the label share one grid, and that images are finite and not constant.
         Refuses a case whose channel files could not be told apart (``meta["ambiguous"]``), and with
@@ -128,7 +130,8 @@ class Case:
         return np.stack(arrays), ref, label
 
     def channel_lines(self) -> list[str]:
-        """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel order."""
+        """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel
+        order."""
         sources = self.meta.get("sources", {})
         return [
             f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
@@ -155,24 +158,31 @@ def _channel_problem(case_id, name, path, vol, data, ref, ref_name) -> str | Non
     if vol is not ref and not ref.same_grid(vol):
         return (
             f"case {case_id}: channel {name} has grid {vol.shape} / spacing {_fmt(vol.spacing)} / origin "
-            f"{_fmt(vol.origin)} that differs from {ref_name} {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; "
-            "resample all channels onto one grid"
+            f"{_fmt(vol.origin)} that differs from {ref_name} {ref.shape} / {_fmt(ref.spacing)} / "
+            f"{_fmt(ref.origin)}; resample all channels onto one grid"
         )
     if not np.all(np.isfinite(data)):
         return f"case {case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file"
     if data.size and data.min() == data.max():
-        return f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); the file is empty or broken"
+        return (
+            f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); "
+            "the file is empty or broken"
+        )
     few = mask_like(vol.array)
     if few:
-        return f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, not an MR scan; give the image"
+        return (
+            f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, "
+            "not an MR scan; give the image"
+        )
     return None
 
 
 def _label_problem(case_id, path, lab, ref) -> str | None:
     if not ref.same_grid(lab):
         return (
-            f"case {case_id}: label grid {lab.shape} / spacing {_fmt(lab.spacing)} / origin {_fmt(lab.origin)} differs "
-            f"from the images' {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; the label must be on the image grid"
+            f"case {case_id}: label grid {lab.shape} / spacing {_fmt(lab.spacing)} / origin "
+            f"{_fmt(lab.origin)} differs from the images' {ref.shape} / {_fmt(ref.spacing)} / "
+            f"{_fmt(ref.origin)}; the label must be on the image grid"
         )
     if lab.array.ndim != 3:
         return f"case {case_id}: label {path} is not a 3D image {lab.array.shape}"

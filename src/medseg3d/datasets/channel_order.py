@@ -193,7 +193,8 @@ def order_warning(arrays: list[np.ndarray], modalities: tuple[str, ...], spacing
         return None
     return (
         f"the channels given as {', '.join(modalities)} look like {', '.join(ident.order)} by their "
-        f"intensities (confidence {ident.confidence:.3f}); check which file is which, or name them with {FLAGS}"
+        f"intensities (confidence {ident.confidence:.3f}); check which file is which, "
+        f"or name them with {FLAGS}"
     )
 
 

@@ -90,7 +90,8 @@ def ambiguity(case_id: str, entries, needed=None) -> str | None:
 
     Two files named for one ``needed`` modality are ambiguous; files whose names say nothing are ambiguous
     only while a ``needed`` modality has no file (one of them may be it). Beside a file for each, they are
-    extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see :func:`extra_files`."""
+    extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see
+    :func:`extra_files`."""
     counts: dict = {}
     for _, what, _, _ in entries:
         counts[what] = counts.get(what, 0) + 1
@@ -160,7 +161,8 @@ def _brats_case(folder: Path) -> Case | None:
 
 
 def _fill_missing(cases: list[Case], expected_path) -> list[Case]:
-    """Give every case the modalities any case has (BraTS order), pointing missing ones at ``expected_path``."""
+    """Give every case the modalities any case has (BraTS order), pointing missing ones at
+    ``expected_path``."""
     present = {m for c in cases for m in c.channels}
     order = [m for m in BRATS_MODALITIES if m in present] + sorted(present - set(BRATS_MODALITIES))
     for c in cases:
@@ -322,7 +324,8 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
         }
         note = (
             f"{root}: no dataset.json here or in the folder above; channels taken in nnU-Net's BraTS order "
-            f"(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair); if not, give a dataset.json or the files with {FLAGS}"
+            "(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair); if not, "
+            f"give a dataset.json or the files with {FLAGS}"
         )
     label_map = brats_label_map(info.get("labels"))
     cases = []
@@ -400,7 +403,8 @@ def _find_csv(path: Path) -> list[Case]:
         empty = [names[j] for j, i in enumerate(channel_cols) if not row[i].strip()]
         if empty:
             raise InputError(
-                f"{path}: line {n} (case {case_id}) has no file for {', '.join(empty)}; fill every channel cell"
+                f"{path}: line {n} (case {case_id}) has no file for {', '.join(empty)}; "
+                "fill every channel cell"
             )
         channels = {names[j]: resolve(row[i]) for j, i in enumerate(channel_cols)}
         label = resolve(row[label_col]) if label_col is not None and row[label_col].strip() else None
@@ -487,7 +491,8 @@ def find_cases(
         unlabelled = [c.case_id for c in cases if c.label is None]
         if unlabelled:
             raise InputError(
-                f"{root}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); training needs labels"
+                f"{root}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); "
+                "training needs labels"
             )
     return cases
 

@@ -5,11 +5,11 @@ itself, used where names say nothing (``c0..c3``, nnU-Net ``_000N`` without ``da
 a case whose names and content confidently disagree.
 
 Each channel is described by scale-free statistics of its intensities inside the head's core (voxels about
-1.5 mm apart, the foreground eroded by :data:`CORE_MM`, so the scalp and skull of a raw scan and the cortex's partial volume of a
-skull-stripped one weigh little): quantiles relative to the median and interquartile range (how dark CSF is
-against white matter, how heavy the bright tail of enhancement or oedema is) and a skewness. Channels on one
-grid add a pairwise statistic: how often one channel is far brighter than the other where the two are
-compared voxel by voxel, which is what tells T1ce (enhancing rim, vessels, choroid plexus) from T1.
+1.5 mm apart, the foreground eroded by :data:`CORE_MM`, so the scalp and skull of a raw scan and the cortex's
+partial volume of a skull-stripped one weigh little): quantiles relative to the median and interquartile range
+(how dark CSF is against white matter, how heavy the bright tail of enhancement or oedema is) and a skewness.
+Channels on one grid add a pairwise statistic: how often one channel is far brighter than the other where the
+two are compared voxel by voxel, which is what tells T1ce (enhancing rim, vessels, choroid plexus) from T1.
 
 A linear discriminant (one Gaussian per sequence, shared covariance) fitted on the shared cases and their
 raw-simulated versions (``validation/sequence_id.py``, parameters in ``weights/sequence_id.json``) scores
@@ -118,7 +118,8 @@ def pair_brighter(a: np.ndarray, b: np.ndarray) -> float:
 
 def sample_channels(arrays: list[np.ndarray], spacings: list) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Each channel's intensities in its head's core (:func:`head_core`), and when all are on one grid the
-    voxels of their common core (``(C, N)``) for the pairwise statistic; ``None`` then where the grids differ."""
+    voxels of their common core (``(C, N)``) for the pairwise statistic; ``None`` then where the grids
+    differ."""
     steps = [_grid_step(s) for s in spacings]
     small = [np.asarray(a[:: k[0], :: k[1], :: k[2]]) for a, k in zip(arrays, steps)]
     cores = [head_core(a, s) for a, s in zip(arrays, spacings)]
@@ -145,7 +146,8 @@ def load_parameters() -> dict:
 
 
 def class_log_likelihoods(features: np.ndarray, params: dict) -> np.ndarray:
-    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared covariance)."""
+    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared
+    covariance)."""
     z = (features - params["centre"]) / params["scale"]
     diff = z[:, None, :] - params["means"][None]
     prec = params["precision"]

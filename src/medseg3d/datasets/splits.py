@@ -72,7 +72,8 @@ def fold_ids(split: dict, fold: int | None) -> tuple[list[str], list[str]]:
     if split["kind"] == "kfold":
         if fold is None or not 0 <= fold < len(split["folds"]):
             raise InputError(
-                f"--fold must be between 0 and {len(split['folds']) - 1} for this {len(split['folds'])}-fold split"
+                f"--fold must be between 0 and {len(split['folds']) - 1} "
+                f"for this {len(split['folds'])}-fold split"
             )
         f = split["folds"][fold]
         return list(f["train"]), list(f["val"])

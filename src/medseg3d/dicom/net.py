@@ -104,7 +104,8 @@ def tls_context(side: str, cert=None, key=None, ca=None):
 
 @dataclass
 class SendResult:
-    """What :func:`send_files` did: files stored, refused by the peer (with their status), and skipped here."""
+    """What :func:`send_files` did: files stored, refused by the peer (with their status), and skipped
+    here."""
 
     stored: list[Path] = field(default_factory=list)
     refused: dict[Path, str] = field(default_factory=dict)

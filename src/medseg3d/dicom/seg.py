@@ -1,9 +1,9 @@
 """DICOM Segmentation objects (``--output-format dicom-seg``): written and read with highdicom.
 
 A hospital viewer (OHIF, 3D Slicer, a PACS) opens a segmentation when it is a DICOM SEG object that
-references the images it was drawn on. :func:`write_dicom_seg` makes one from a label :class:`Volume` that lies
-on the grid of a source DICOM series (what ``medseg3d predict`` writes for a DICOM input): one segment per
-non-background label, each with coded terms from SNOMED CT (scheme designator SCT):
+references the images it was drawn on. :func:`write_dicom_seg` makes one from a label :class:`Volume` that
+lies on the grid of a source DICOM series (what ``medseg3d predict`` writes for a DICOM input): one segment
+per non-background label, each with coded terms from SNOMED CT (scheme designator SCT):
 
 * category: 49755003 "Morphologically Abnormal Structure" for every segment;
 * type: 6574001 "Necrosis" for a necrotic class (BraTS label 1, necrotic and non-enhancing tumour core),
@@ -88,7 +88,8 @@ def read_source_series(source_dir) -> list:
 
 
 def _slice_index_of(datasets: list, grid: Volume) -> list[int]:
-    """For each source slice, its k index on ``grid``; checks that the slice's rows and columns are the grid's."""
+    """For each source slice, its k index on ``grid``; checks that the slice's rows and columns are the
+    grid's."""
     inverse = np.linalg.inv(grid.affine)
     indices = []
     for ds in datasets:
@@ -255,9 +256,10 @@ def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | Non
 def read_dicom_seg_frames(seg_path, grid: Volume, scheme: LabelScheme) -> Volume:
     """A second reader, with pydicom alone: each frame placed by its own position, painted by its segment.
 
-    Independent of highdicom's reader (used to cross-check it): every frame's ``ImagePositionPatient`` (per-frame
-    functional groups) is mapped through the inverse of ``grid``'s affine to its slice, and its
-    ``ReferencedSegmentNumber`` picks the label value (segment ``n`` = the scheme's ``n``-th non-background value).
+    Independent of highdicom's reader (used to cross-check it): every frame's ``ImagePositionPatient``
+    (per-frame functional groups) is mapped through the inverse of ``grid``'s affine to its slice, and its
+    ``ReferencedSegmentNumber`` picks the label value (segment ``n`` = the scheme's ``n``-th non-background
+    value).
     """
     _, pydicom = _require_highdicom()
     ds = pydicom.dcmread(str(seg_path))

@@ -40,7 +40,8 @@ def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
 
 def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: dict, modalities) -> dict:
     """Finished runs in other experiment folders (``sources``) that trained exactly what a new task of this
-    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run folder}.
+    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run
+    folder}.
 
     Training on a CPU is deterministic for a given configuration (seeded sampling and augmentation: the
     ``all`` run of ``modalities`` and ``concat-jaccard`` of ``ablations``, trained a day apart in
@@ -119,7 +120,7 @@ def reused_lines(out: Path) -> list[str]:
             for name, folds in found.items()
         )
         lines.append(
-            f"- reused, not trained again: `{run}` {copies} (the same training settings, channels, budget and "
-            "fold cases; `reused.json` in the fold folder)"
+            f"- reused, not trained again: `{run}` {copies} (the same training settings, channels, budget "
+            "and fold cases; `reused.json` in the fold folder)"
         )
     return lines

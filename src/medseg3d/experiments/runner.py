@@ -156,8 +156,9 @@ def run_experiment(
         eta = estimate_from_finished(pending, rates, score_seconds, n_train)
         n_done = sum(t.state == "done" and (t.folder / "timing.json").is_file() for t in tasks)
         say(
-            f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per training "
-            f"iteration, validation included, of the {n_done} finished trainings; concurrent invocations share it)"
+            f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per "
+            f"training iteration, validation included, of the {n_done} finished trainings; "
+            "concurrent invocations share it)"
         )
     elif pending and plan:
         say(f"estimated time: {plan_estimate_text(pending, record, n_train)}")

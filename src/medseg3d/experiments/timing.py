@@ -118,7 +118,8 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
 
 
 def read_timing(folder: Path) -> dict:
-    """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if none."""
+    """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if
+    none."""
     path = folder / "timing.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -240,8 +241,8 @@ def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
     if minutes and all(t.state == "new" for t in to_train):
         total = len(to_train) * (minutes * 60 + _SECONDS_PER_RUN) + scoring
         return (
-            f"about {format_duration(total)} ({len(to_train)} trainings of {minutes:g} minutes, then scoring; "
-            "nothing timed for --plan)"
+            f"about {format_duration(total)} ({len(to_train)} trainings of {minutes:g} minutes, then "
+            "scoring; nothing timed for --plan)"
         )
     if measured and all(t.overrides.get("epochs") for t in to_train):
         reference = next(iter(measured.values()))
@@ -251,8 +252,8 @@ def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
             iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
             total += iterations * measured.get(task.run.name, reference) + _SECONDS_PER_RUN
         return (
-            f"about {format_duration(total)} (at the seconds per iteration measured when the experiment started; "
-            "nothing timed for --plan)"
+            f"about {format_duration(total)} (at the seconds per iteration measured when the experiment "
+            "started; nothing timed for --plan)"
         )
     return (
         "not estimated by --plan (it times nothing, to print at once); a run without --plan times one "

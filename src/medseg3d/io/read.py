@@ -1,4 +1,5 @@
-"""Reading NIfTI (nibabel), MetaImage / NRRD files and DICOM series folders (SimpleITK) into a :class:`Volume`.
+"""Reading NIfTI (nibabel), MetaImage / NRRD files and DICOM series folders (SimpleITK) into a
+:class:`Volume`.
 
 MetaImage / NRRD / DICOM data, which SimpleITK returns as ``(z, y, x)``, are transposed into the ``(x, y, z)``
 order of NIfTI, and ITK's LPS origin and direction converted to RAS. ``meta`` keeps what a faithful write-back
@@ -169,8 +170,8 @@ def _read_nifti(path: Path) -> Volume:
         size = path.stat().st_size
         if size < needed:
             raise InputError(
-                f"{path}: cannot read this image: it is truncated ({size:,} of the {needed:,} bytes its header "
-                "describes); copy or download the file again"
+                f"{path}: cannot read this image: it is truncated ({size:,} of the {needed:,} bytes its "
+                "header describes); copy or download the file again"
             )
         img = nib.load(str(path))
     array = np.asanyarray(img.dataobj)

@@ -140,7 +140,8 @@ def _scores(scores: dict, cases: list | None) -> str:
 
 
 def _cross_validation(cv: dict) -> str:
-    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC / ET."""
+    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC /
+    ET."""
     done, planned = cv.get("folds"), cv.get("folds_planned")
     folds = f"{done} of {planned} folds (incomplete)" if planned and done != planned else f"{done} folds"
     summary = cv.get("mean_sd_over_folds", {})

@@ -25,9 +25,9 @@ TORCHSCRIPT_META_FILE = "medseg3d.json"
 class OnnxRuntimeNet(torch.nn.Module):
     """An ONNX Runtime session behind the interface of a medseg3d network.
 
-    ``forward`` takes and returns torch tensors (on the CPU), so :func:`medseg3d.inference.predict_probabilities`
-    (whole volume or MONAI sliding windows) runs it unchanged. It has no parameters: ``eval()``/``to()`` are
-    no-ops.
+    ``forward`` takes and returns torch tensors (on the CPU), so
+    :func:`medseg3d.inference.predict_probabilities` (whole volume or MONAI sliding windows) runs it
+    unchanged. It has no parameters: ``eval()``/``to()`` are no-ops.
     """
 
     def __init__(self, session, spatial_dims: int, size_multiple: int | None, network_name: str = "onnx"):

@@ -59,8 +59,8 @@ def load_model(
 
 
 def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> LoadedModel:
-    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the same
-    precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
+    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the
+    same precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
     ``loaded`` itself is not changed."""
     if refine is None or str(refine) == "none":
         return replace(loaded, refiner=None) if loaded.refiner is not None else loaded

@@ -28,7 +28,8 @@ EPS = 1e-6
 
 
 class EnsembleNet(nn.Module):
-    """Members with the same input and output channels, run on the same input; their mean probabilities as logits.
+    """Members with the same input and output channels, run on the same input; their mean probabilities as
+    logits.
 
     Args:
         members: two or more networks (built by :func:`medseg3d.nets.build_network`, same input size rule).
@@ -64,8 +65,8 @@ class EnsembleNet(nn.Module):
         return self._mean_logits(total)
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
-        """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits, concatenated
-        along the channels: ``1 + len(members)`` blocks of outputs, for the members' disagreement
+        """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits,
+        concatenated along the channels: ``1 + len(members)`` blocks of outputs, for the members' disagreement
         (:func:`medseg3d.uncertainty.member_uncertainty`) at the cost of one ensemble pass."""
         logits = [member(x).float() for member in self.members]
         total = torch.zeros(0)
@@ -84,8 +85,8 @@ class EnsembleNet(nn.Module):
 
 
 class AllOutputs(nn.Module):
-    """An :class:`EnsembleNet` seen as one network whose output is :meth:`EnsembleNet.forward_all`'s blocks, so
-    that whole-volume, windowed and mirrored inference treat the mean and every member alike."""
+    """An :class:`EnsembleNet` seen as one network whose output is :meth:`EnsembleNet.forward_all`'s blocks,
+    so that whole-volume, windowed and mirrored inference treat the mean and every member alike."""
 
     def __init__(self, ensemble: EnsembleNet):
         super().__init__()

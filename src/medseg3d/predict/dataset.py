@@ -22,7 +22,8 @@ from .pipeline import segment_volumes
 
 
 def output_path_for(case: Case, out_dir: Path) -> Path:
-    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for DICOM)."""
+    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for
+    DICOM)."""
     first = Path(next(iter(case.channels.values())))
     suffix = image_suffix(first) or ".nii.gz"
     return out_dir / f"{case.case_id}{suffix}"
@@ -38,8 +39,8 @@ def _make_parent(path: Path) -> None:
 
 
 def _cases_in(folder: Path) -> list[Case]:
-    """The cases ``find_cases`` sees in ``folder``; none where it sees no dataset (e.g. a folder of files whose
-    names :func:`resolve_case_channels` must identify)."""
+    """The cases ``find_cases`` sees in ``folder``; none where it sees no dataset (e.g. a folder of files
+    whose names :func:`resolve_case_channels` must identify)."""
     try:
         return find_cases(folder)
     except InputError:
@@ -47,7 +48,8 @@ def _cases_in(folder: Path) -> list[Case]:
 
 
 def _shard_of(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
-    """This process's share: every n-th case from i (``shard=(i, n)``, or ``RANK``/``WORLD_SIZE`` under torchrun)."""
+    """This process's share: every n-th case from i (``shard=(i, n)``, or ``RANK``/``WORLD_SIZE`` under
+    torchrun)."""
     if shard is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         shard = (int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]))
     if shard is None:
@@ -115,8 +117,9 @@ def predict(
         inputs: a case folder, the case's channel files, or one dataset folder.
         output: the labels' file (one case) or a folder (a dataset: ``output/<case>.<input suffix>``).
         options: :class:`PredictOptions`; keyword arguments (``mirror``, ``align`` or its old name
-            ``preprocess``, ``space``, ``uncertainty``, ``max_distance`` ...) replace its fields. Raw scans are
-            aligned to the model's grid first and such a case also gets ``<output stem>.json`` and ``.png``.
+            ``preprocess``, ``space``, ``uncertainty``, ``max_distance`` ...) replace its fields. Raw scans
+            are aligned to the model's grid first and such a case also gets ``<output stem>.json`` and
+            ``.png``.
         save_probabilities: also write the probabilities (after the model's calibration, if it has one).
         force: overwrite existing outputs (a dataset's existing outputs are otherwise skipped, so that an
             interrupted or parallel run continues).
@@ -130,8 +133,8 @@ def predict(
         anonymise: with ``report``, leave the patient, study and series out (and write no ``.dcm``).
         output_format: ``dicom-seg`` also writes ``<output stem>.seg.dcm`` referencing the input DICOM series
             (written by default when there is one; ``nifti``: not).
-        refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none; else
-            the refiner to run.
+        refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none;
+            else the refiner to run.
 
     Returns:
         The written label files.

@@ -1,8 +1,8 @@
 """What one prediction is asked to do: one frozen object, built and checked once.
 
 The command line (``medseg3d predict``) and the Python API (:func:`~medseg3d.predict.segment`,
-:func:`~medseg3d.predict.predict`) build a :class:`PredictOptions`; :meth:`PredictOptions.resolve` fills in the
-model's own defaults (far-component distance, sliding windows, uncertainty passes) and refuses impossible
+:func:`~medseg3d.predict.predict`) build a :class:`PredictOptions`; :meth:`PredictOptions.resolve` fills in
+the model's own defaults (far-component distance, sliding windows, uncertainty passes) and refuses impossible
 settings in one line each, before minutes of alignment and inference. Everything downstream takes the resolved
 object and checks nothing again.
 """
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from ..models import LoadedModel
 
 Passes = int | Literal["members", "auto"] | None
-"""Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members for
-an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
+"""Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members
+for an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
 
 SPACES = ("native", "atlas")
 OUTPUT_FORMATS = (None, "nifti", "dicom-seg")
@@ -41,9 +41,10 @@ class PredictOptions:
         min_enhancing: below this many enhancing voxels, enhancing tumour becomes core (0: off).
         max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
             model file's choice.
-        align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or ``none``
-            (:mod:`medseg3d.raw.pipeline`).
-        space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after ``full``).
+        align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or
+            ``none`` (:mod:`medseg3d.raw.pipeline`).
+        space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after
+            ``full``).
         uncertainty: see :data:`Passes`.
         template_fit: ``rigid`` or ``affine`` map of the brain to the template in ``full``; None: rigid.
         trust_names: where file names and the channels' content confidently disagree about the sequences,
@@ -68,8 +69,8 @@ class PredictOptions:
 
     @classmethod
     def of(cls, options: PredictOptions | None = None, **given) -> PredictOptions:
-        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name of
-        ``align``); None values of keywords that default to None are kept as given.
+        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name
+        of ``align``); None values of keywords that default to None are kept as given.
 
         Raises:
             InputError: an unknown option name.
@@ -118,7 +119,8 @@ class PredictOptions:
         )
 
     def postprocessing(self, spacing) -> dict:
-        """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of ``spacing``."""
+        """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of
+        ``spacing``."""
         return dict(
             min_component=self.min_component,
             min_enhancing=self.min_enhancing,

@@ -10,7 +10,8 @@ Beside ``<stem>.<suffix>`` (the labels, in the input's format and on its grid):
   (:mod:`medseg3d.clinical.report`);
 - ``<stem>.seg.dcm``, a DICOM Segmentation, when the input is a DICOM series (docs/report.md).
 
-Every file is written atomically (a temporary file, then a rename), so a killed run leaves no half-written output.
+Every file is written atomically (a temporary file, then a rename), so a killed run leaves no half-written
+output.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def warn(line: str) -> None:
 
 
 def companions(target: Path) -> list[str]:
-    """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON, report...)."""
+    """The names of the files predict may write beside ``target`` (probabilities, uncertainty, JSON,
+    report...)."""
     suffix, stem = image_suffix(target), output_stem(target).name
     return [
         f"{stem}_probabilities{suffix}",
@@ -243,10 +245,10 @@ def write_case_outputs(
 def case_record(
     loaded: LoadedModel, case: Case, target: Path, result: CaseResult, seconds: dict, warnings: list[str]
 ) -> dict:
-    """The case's ``<stem>.json`` (schema :data:`CASE_SCHEMA`, docs/report.md), before post-processing, checks,
-    uncertainty and the report add their items: the model, inputs and output, the output grid, the tumour
-    volumes, how the input was aligned (mode, reason, reference, steps, transforms, details such as the brain
-    volume), the quality ``warnings`` and the seconds each step took."""
+    """The case's ``<stem>.json`` (schema :data:`CASE_SCHEMA`, docs/report.md), before post-processing,
+    checks, uncertainty and the report add their items: the model, inputs and output, the output grid, the
+    tumour volumes, how the input was aligned (mode, reason, reference, steps, transforms, details such as the
+    brain volume), the quality ``warnings`` and the seconds each step took."""
     from ..raw.summary import on_native_grid
 
     labels, aligned = result.labels, result.prepared
@@ -295,8 +297,8 @@ def _write_dicom_seg_if_dicom(
     output_format: str | None,
     say,
 ) -> None:
-    """``<stem>.seg.dcm`` when the case has DICOM series (unless ``output_format`` is ``nifti``); refused in one
-    line where ``dicom-seg`` was asked and cannot be written, else a warning."""
+    """``<stem>.seg.dcm`` when the case has DICOM series (unless ``output_format`` is ``nifti``); refused in
+    one line where ``dicom-seg`` was asked and cannot be written, else a warning."""
     dicom = dicom_channels(case) if output_format != "nifti" else []
     if not dicom:
         return
@@ -383,8 +385,8 @@ def _write_report(
     dicom: dict | None = None,
     anonymise: bool = False,
 ) -> dict:
-    """The report's files (:func:`medseg3d.clinical.report.write_case_report`); returns ``case_json`` with what
-    the report measured (location, diameters, lesions, the study) and its warnings.
+    """The report's files (:func:`medseg3d.clinical.report.write_case_report`); returns ``case_json`` with
+    what the report measured (location, diameters, lesions, the study) and its warnings.
 
     Args:
         case_json: the case's record (:func:`case_record` and what was added to it).

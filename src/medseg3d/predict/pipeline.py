@@ -37,10 +37,11 @@ class GridPrediction:
     uncertainty: np.ndarray | None = None
     confidence: dict | None = None
     refinement: dict | None = None
-    """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no tumour)."""
+    """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no
+    tumour)."""
     member_probabilities: np.ndarray | None = None
-    """With the members' uncertainty of an ensemble: each member's probabilities (M, K, x, y, z) on the model's
-    grid, to be pasted back one at a time with ``record`` (:func:`member_volumes`)."""
+    """With the members' uncertainty of an ensemble: each member's probabilities (M, K, x, y, z) on the
+    model's grid, to be pasted back one at a time with ``record`` (:func:`member_volumes`)."""
     record: object = None
 
 
@@ -53,7 +54,8 @@ class CaseResult:
     prepared: Aligned
     seconds: dict
     uncertainty: np.ndarray | None = None
-    """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty`` passes."""
+    """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty``
+    passes."""
     confidence: dict | None = None
     """The case's confidence (:func:`medseg3d.uncertainty.case_confidence`) and calibration temperatures."""
     refinement: dict | None = None
@@ -90,7 +92,8 @@ def grid_prediction(
     overlap: float | None = None,
     passes: int | str | None = None,
 ) -> GridPrediction:
-    """The model's prediction for raw channels ``image`` (C, X, Y, Z), on their grid: preprocess -> infer -> undo.
+    """The model's prediction for raw channels ``image`` (C, X, Y, Z), on their grid: preprocess -> infer ->
+    undo.
 
     Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
     models give 0 outside the brain, multi-class models background there.
@@ -103,14 +106,14 @@ def grid_prediction(
         passes: 2, 4 or 8 mirrored passes, or ``"members"`` for an ensemble's members (checked by the caller:
             :meth:`PredictOptions.resolve`, :func:`medseg3d.uncertainty.check_passes`): also measures how much
             the passes (or members) disagree, without changing the segmentation (the unmirrored pass's
-            probabilities; with ``mirror`` the mean of all 8). The map is the normalised entropy of the passes'
-            mean (0 certain, 1 uniform; 0 outside the box the model saw), the confidence 1 minus its mean in the
-            tumour zone, both before calibration (docs/report.md says why); the model's temperatures come along
-            in ``confidence["temperatures"]``.
+            probabilities; with ``mirror`` the mean of all 8). The map is the normalised entropy of the
+            passes' mean (0 certain, 1 uniform; 0 outside the box the model saw), the confidence 1 minus its
+            mean in the tumour zone, both before calibration (docs/report.md says why); the model's
+            temperatures come along in ``confidence["temperatures"]``.
 
     Returns:
-        A :class:`GridPrediction`. A model with a refiner (:mod:`medseg3d.cascade`) has the box around its tumour
-        re-segmented by the refiner; the uncertainty stays the coarse model's.
+        A :class:`GridPrediction`. A model with a refiner (:mod:`medseg3d.cascade`) has the box around its
+        tumour re-segmented by the refiner; the uncertainty stays the coarse model's.
     """
     x, record, settings = model_input(model, image, affine, sliding_window=sliding_window, overlap=overlap)
     # region probabilities: outside the brain every region is absent (probability 0)
@@ -217,7 +220,8 @@ def segment_arrays(
     return_probabilities: bool = False,
     **option_values,
 ):
-    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine`` (no alignment).
+    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine`` (no
+    alignment).
 
     Args:
         model: the loaded model.
@@ -252,10 +256,10 @@ def segment_volumes(
     Args:
         model: the loaded model.
         volumes: modality -> Volume, the model's modalities (others are ignored).
-        options: :class:`PredictOptions`; keyword arguments (``align`` or its old name ``preprocess``, ``space``,
-            ``uncertainty`` ...) replace its fields. With ``space="native"`` the labels lie on the reference
-            scan's grid (T1ce for BraTS models; with ``align="none"`` the first channel's), with ``atlas`` on the
-            model's grid. With ``uncertainty`` an ensemble's members' tumour volumes go into
+        options: :class:`PredictOptions`; keyword arguments (``align`` or its old name ``preprocess``,
+            ``space``, ``uncertainty`` ...) replace its fields. With ``space="native"`` the labels lie on the
+            reference scan's grid (T1ce for BraTS models; with ``align="none"`` the first channel's), with
+            ``atlas`` on the model's grid. With ``uncertainty`` an ensemble's members' tumour volumes go into
             ``confidence["member_volumes_ml"]``; the labels are the same as without.
         progress: a callable given one line per step (e.g. ``print``), or None.
 

@@ -70,9 +70,9 @@ def write_preprocessed(
         (tmp / "transforms.json").write_text(
             json.dumps(
                 {
-                    "convention": "4x4 maps in ITK LPS millimetres from the fixed space to the moving one: 'atlas' maps "
-                    "BraTS-grid points to the skull-stripped channel's points, each sequence's entry maps "
-                    f"{prepared.reference} points to that sequence's points",
+                    "convention": "4x4 maps in ITK LPS millimetres from the fixed space to the moving one: "
+                    "'atlas' maps BraTS-grid points to the skull-stripped channel's points, each sequence's "
+                    f"entry maps {prepared.reference} points to that sequence's points",
                     "grid_from_native_lps": np.round(prepared.grid_from_native, 6).tolist()
                     if prepared.grid_from_native is not None
                     else None,
@@ -106,6 +106,7 @@ def write_preprocessed(
         + (f"; brain {brain_ml:.0f} ml" if brain_ml else "")
     )
     lines.append(
-        f"wrote {out}/ ({case.case_id}_flair/t1/t1ce/t2/brainmask.nii.gz, transforms.json, preprocess.json, qc.png)"
+        f"wrote {out}/ ({case.case_id}_flair/t1/t1ce/t2/brainmask.nii.gz, transforms.json, "
+        "preprocess.json, qc.png)"
     )
     return lines

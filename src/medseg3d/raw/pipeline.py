@@ -1,6 +1,7 @@
 """Scans as a hospital exports them -> the four BraTS-like channels a model was trained on, and back.
 
-Three ways, chosen per case by :func:`choose_mode` (``--align auto``; ``--preprocess`` is its old name) or forced:
+Three ways, chosen per case by :func:`choose_mode` (``--align auto``; ``--preprocess`` is its old name) or
+forced:
 
 * ``none``: the channels already share one skull-stripped grid in the model's space (spacing, orientation);
   they are used as they are, which gives exactly the result of a BraTS-preprocessed case.
@@ -263,7 +264,8 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template
     rigid = {reference: np.eye(4)}  # reference points -> channel points
     transforms: dict = {reference: {"kind": "identity"}}
     say(
-        f"co-registering {', '.join(m for m in volumes if m != reference)} to {reference} (rigid, mutual information)"
+        f"co-registering {', '.join(m for m in volumes if m != reference)} to {reference} (rigid, "
+        "mutual information)"
     )
     with _timed(steps, "co-register"):
         for m, vol in volumes.items():

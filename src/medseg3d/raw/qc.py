@@ -3,7 +3,8 @@
 Each check returns ``None`` or one line; the pipeline prints them, records them in the case's JSON and carries
 on (exit status 0). Thresholds:
 
-* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586 ml);
+* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586
+  ml);
 * template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
   the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
   ``validation/qc_calibration.py``);
@@ -103,8 +104,8 @@ def check_modalities(scores: dict) -> list[str]:
     moved = ", ".join(f"{c} looks like {m}" for c, m in zip(channels, best) if c != m)
     return [
         (
-            f"the channels may be swapped ({moved}; template fit {best_sum:.2f} against {given:.2f} as given): "
-            "check which file is which (--flair --t1 --t1ce --t2)"
+            f"the channels may be swapped ({moved}; template fit {best_sum:.2f} against {given:.2f} as "
+            "given): check which file is which (--flair --t1 --t1ce --t2)"
         )
     ]
 

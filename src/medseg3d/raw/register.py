@@ -1,10 +1,11 @@
-"""Registration with SimpleITK's framework: rigid co-registration of sequences, rigid or affine alignment to the
-template.
+"""Registration with SimpleITK's framework: rigid co-registration of sequences, rigid or affine alignment to
+the template.
 
 Both use Mattes mutual information (so images of different contrast can be matched), a regular-step gradient
 descent with physical-shift scales, and two or three resolution levels. The images are first put on isotropic
-grids (3 mm for co-registration, 2 mm for the template) so that thick slices do not make the coarse levels degenerate. Results are 4x4 LPS
-point maps (see :mod:`medseg3d.raw.geometry`): from the fixed image's space into the moving image's.
+grids (3 mm for co-registration, 2 mm for the template) so that thick slices do not make the coarse levels
+degenerate. Results are 4x4 LPS point maps (see :mod:`medseg3d.raw.geometry`): from the fixed image's space
+into the moving image's.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _method(
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     # SimpleITK reads a seed of 0 as "seed from the wall clock" (sitkWallClock): every run would sample other
-    # points and fit another transform. Our seeds start at 0, so the sampler gets seed + 1: the same every run.
+    # points and fit another transform. Our seeds start at 0, so the sampler gets seed + 1: the same every
+    # run.
     reg.SetMetricSamplingPercentage(sampling, seed + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
@@ -78,9 +80,9 @@ _ITK_PROBLEMS = (
     (
         ("samples map outside moving image buffer",),
         (
-            "the two scans hardly overlap in space (their positions in the scanner's coordinates are far apart); "
-            "check that they come from one study and that their headers keep the scanner's positions, or give scans "
-            "already on one grid (--preprocess resample)"
+            "the two scans hardly overlap in space (their positions in the scanner's coordinates are far "
+            "apart); check that they come from one study and that their headers keep the scanner's "
+            "positions, or give scans already on one grid (--preprocess resample)"
         ),
     ),
     (
@@ -105,8 +107,8 @@ def _input_problem(itk_message: str) -> str:
 
 
 def _run(reg, fixed, moving, what: str):
-    """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input can
-    end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
+    """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input
+    can end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
     import SimpleITK as sitk
 
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
@@ -181,8 +183,8 @@ def to_template(
 
     Both start from the translation that lays the brain's centre of mass on the template's and fit at three
     resolutions. ``rigid`` (rotation and translation) keeps the brain's size, as BraTS data do (the 27 shared
-    cases' brains span 1,174-1,729 ml on the atlas grid); ``affine`` fits a similarity (one scale) and then the
-    full affine, which brings every brain to the template's size and shape.
+    cases' brains span 1,174-1,729 ml on the atlas grid); ``affine`` fits a similarity (one scale) and then
+    the full affine, which brings every brain to the template's size and shape.
     """
     import SimpleITK as sitk
 

@@ -131,7 +131,8 @@ def simulate(
         fine = (spacing[0], spacing[1], spacing[2] / slab_voxels)
         shape, affine = raw_grid(lo, hi, codes, rot, fine)
         shape = (shape[0], shape[1], shape[2] + (-shape[2]) % slab_voxels)
-        # the sequence was acquired with the head moved by ``move``: its voxel p shows the head's point move^-1 p
+        # the sequence was acquired with the head moved by ``move``: its voxel p shows the head's point
+        # move^-1 p
         data = resample(vol, shape, affine, np.linalg.inv(move), order=1)
         if slab_voxels > 1:  # thick slices: the mean over each slab, on a grid of slab-sized voxels
             data = data.reshape(shape[0], shape[1], shape[2] // slab_voxels, slab_voxels).mean(-1)

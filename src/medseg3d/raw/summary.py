@@ -39,8 +39,8 @@ def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> 
 
 
 def write_qc_picture(labels: Volume, prepared: Aligned, scheme: LabelScheme, path: Path) -> Path:
-    """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask, the
-    registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
+    """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask,
+    the registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
     on_native = on_native_grid(labels, prepared)
     brain = prepared.native_brain if on_native else None
     return atomic_write(path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain))

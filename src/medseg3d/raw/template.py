@@ -6,8 +6,8 @@ fraction of cases in which each voxel is brain. It is stored at 2 mm (120 x 120 
 4D uint8 NIfTI inside the package, so the raw-input pipeline needs no download.
 
 Brain normalisation (:func:`normalise_brain`) is shared by the template and by the images registered to it:
-a z-score inside the brain, clipped to ``[-3, 5]``, and a constant ``-4`` outside, so that the brain's edge and
-its inner structure (ventricles, white matter) drive the mutual-information metric.
+a z-score inside the brain, clipped to ``[-3, 5]``, and a constant ``-4`` outside, so that the brain's edge
+and its inner structure (ventricles, white matter) drive the mutual-information metric.
 """
 
 from __future__ import annotations

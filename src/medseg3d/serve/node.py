@@ -1,4 +1,5 @@
-"""The DICOM node (``medseg3d serve``): receive studies, segment each once it is complete, send the results back.
+"""The DICOM node (``medseg3d serve``): receive studies, segment each once it is complete, send the results
+back.
 
 Three parts run together:
 
@@ -158,7 +159,8 @@ class Node:
                 log.info("study %s: was being segmented when the node stopped; queued again", uid)
 
     def start(self, port: int = 11112, bind: str = "0.0.0.0", worker: bool = True) -> int:
-        """Start listening (and, with ``worker``, the worker thread). Returns the port (``port=0``: a free one).
+        """Start listening (and, with ``worker``, the worker thread). Returns the port (``port=0``: a free
+        one).
 
         Raises:
             InputError: the port cannot be opened.
@@ -225,7 +227,8 @@ class Node:
             self._lock_file = None
 
     def work_forever(self) -> None:
-        """The worker loop: :meth:`work_once` until :meth:`stop` (a failure is logged, never the end of it)."""
+        """The worker loop: :meth:`work_once` until :meth:`stop` (a failure is logged, never the end of
+        it)."""
         while not self._stop.is_set():
             try:
                 busy = self.work_once()

@@ -20,7 +20,8 @@ class PredictSegmenter:
         model: bundled name, run folder or model file (as ``medseg3d predict`` takes).
         device: ``auto``, ``cpu``, ``cuda``...
         precision: ``auto``, ``fp32`` or ``mixed``.
-        report: also write the case report (the node sends every ``*.dcm`` written, the report's DICOM form too).
+        report: also write the case report (the node sends every ``*.dcm`` written, the report's DICOM form
+            too).
 
     Raises:
         MedsegError: the model cannot be found or loaded.
@@ -37,8 +38,8 @@ class PredictSegmenter:
 
     def __call__(self, channels: dict, out_dir: Path, say) -> list[Path]:
         """Segment the case ``channels`` (modality -> DICOM series folder) into ``out_dir``; returns the
-        segmentation's path. predict's own lines (steps, warnings) are given to ``say`` one by one, so the node
-        logs them with the study's UID."""
+        segmentation's path. predict's own lines (steps, warnings) are given to ``say`` one by one, so the
+        node logs them with the study's UID."""
         from ..predict import predict
 
         # predict prints its lines; they are caught and handed on after it returns (or fails). The worker is

@@ -63,11 +63,12 @@ PRESETS: dict[str, dict] = {
     ),
     # The bundled BraTS model (v1), above.
     "brats": _BRATS,
-    # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3 patches
-    # (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse model's tumour.
-    # Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at the end; the
-    # cascade is scored by archive/v2/crossval_cascade.py. Experimental: on fold 0 of the 27-case CV its 64 mm field of
-    # view relabelled large tumour cores as oedema (TC 0.758 -> 0.47-0.59, docs/results.md).
+    # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3
+    # patches (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse
+    # model's tumour. Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at
+    # the end; the cascade is scored by archive/v2/crossval_cascade.py. Experimental: on fold 0 of the 27-case
+    # CV its 64 mm field of view relabelled large tumour cores as oedema (TC 0.758 -> 0.47-0.59,
+    # docs/results.md).
     "brats-refine": _BRATS | dict(downsample=1.0, foreground_p=0.9, val_every=160),
     # Version 0 of the bundled model: 1.5 mm voxels, 96^3 patches, 100 minutes (kept to reproduce it).
     "brats-v0": dict(

@@ -133,7 +133,8 @@ def train(
     if (kind == "region") != scheme.region_training:
         raise InputError(
             f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
-            f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
+            f"{'region' if scheme.region_training else 'class'}-based; "
+            "use --labels regions with region losses"
         )
     sampler = PatchSampler(cfg.patch, cfg.foreground_p, size_multiple)
     prior_fractions = None
@@ -153,7 +154,8 @@ def train(
         net = compile_for_training(net)
         if rank == 0 and cfg.progress:
             print(
-                "compiling the network for training (torch.compile): the first iterations take minutes on a CPU"
+                "compiling the network for training (torch.compile): "
+                "the first iterations take minutes on a CPU"
             )
     augment = build_augment(cfg.augment)
     # one stream shared by all processes (same seed on every rank): see plan_global_batch
@@ -186,7 +188,8 @@ def train(
         return max(fractions)
 
     def timed_micro_batches(plan, timer: dict):
-        """This process's micro-batches of the global batch ``plan``; adds the loading seconds to ``timer``."""
+        """This process's micro-batches of the global batch ``plan``; adds the loading seconds to
+        ``timer``."""
         for a in range(cfg.accumulate):
             t_data = time.monotonic()
             first = (a * world + rank) * cfg.batch  # this process's micro-batch of the global batch
@@ -366,7 +369,8 @@ def _write_run_config(
 
 
 def _finish(out: Path, model, state: dict, rank: int, world: int, on_end: Callable | None = None) -> None:
-    """``model.safetensors``: the best (else the last) model; then the caller's ``on_end``, the last barrier."""
+    """``model.safetensors``: the best (else the last) model; then the caller's ``on_end``, the last
+    barrier."""
     if rank == 0:
         best = out / "best.safetensors"
         final = best if best.exists() else out / "last.safetensors"

@@ -236,7 +236,8 @@ def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> d
             continue
         if problems:
             warn(
-                f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, an epoch earlier)"
+                f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, "
+                "an epoch earlier)"
             )
         return state
     raise InputError(

@@ -56,8 +56,9 @@ def _number(value) -> bool:
 def describe_run(path) -> str:
     """A readable status of the training run in ``path``.
 
-    Speed is the median seconds of the last ten epochs (a paused or shared machine shows in single epochs); the
-    time to go is that speed times the epochs left, capped by the run's ``--minutes`` budget if it has one."""
+    Speed is the median seconds of the last ten epochs (a paused or shared machine shows in single epochs);
+    the time to go is that speed times the epochs left, capped by the run's ``--minutes`` budget if it has
+    one."""
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))

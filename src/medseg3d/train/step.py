@@ -88,7 +88,8 @@ def compile_for_training(net):
     """``net`` compiled with ``torch.compile`` for the training step; validation and saving use the original.
 
     Faster per step on a 2-core CPU but hardly per epoch of a real training, after minutes of compilation the
-    first time (docs/results.md, "Compiled training step"): an opt-in for other machines, not a preset default.
+    first time (docs/results.md, "Compiled training step"): an opt-in for other machines, not a preset
+    default.
 
     The inputs must all have one size (patches, or a fixed crop): with whole crops of different sizes,
     torch 2.13's dynamic shapes failed to compile this network. If compilation fails (no C++ compiler, an

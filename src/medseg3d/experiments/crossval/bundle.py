@@ -1,13 +1,13 @@
-"""``medseg3d bundle RUN -o model.safetensors``: a cross-validation's members trained on all cases as one model
-file with its card.
+"""``medseg3d bundle RUN -o model.safetensors``: a cross-validation's members trained on all cases as one
+model file with its card.
 
 The file holds the members (one, or an ensemble of several, :func:`medseg3d.models.ensemble.make_ensemble`),
 the far-component removal the nested cross-validation chose (``inference.max_distance_mm``, which ``predict``
 applies), the temperatures fitted on the held-out cases (``calibration``, as ``medseg3d calibrate`` writes it)
 and the card (``card`` in the metadata, and ``<output>.json`` beside the file, the form ``medseg3d models``
 reads for a model copied into ``src/medseg3d/weights/``): data, commands, training time, the cross-validated
-scores of exactly what the file runs (held-out cases, post-processing chosen without them), per fold, the worst
-cases, the post-processing and the calibration.
+scores of exactly what the file runs (held-out cases, post-processing chosen without them), per fold, the
+worst cases, the post-processing and the calibration.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
         "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
         "trainings": len(timing),
         "members": record["members"],
-        "note": "wall clock of each training (trainings may run side by side), summed over resumes; core-hours: "
-        "wall clock x the threads it ran on",
+        "note": "wall clock of each training (trainings may run side by side), summed over resumes; "
+        "core-hours: wall clock x the threads it ran on",
     }
 
 
@@ -93,8 +93,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
     """Write the run's final model with its card to ``output`` (and the card to ``<output stem>.json``).
 
     Args:
-        run: a ``medseg3d crossval`` folder whose members were trained on all cases (``--final``) and whose folds
-            are all scored.
+        run: a ``medseg3d crossval`` folder whose members were trained on all cases (``--final``) and whose
+            folds are all scored.
         output: the model file (``.safetensors``).
         name: the model's name (default: the file's stem).
         force: overwrite ``output``.
@@ -103,8 +103,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         the model file's path.
 
     Raises:
-        InputError: not a crossval folder, members not trained on all cases, folds not scored, or an output that
-            exists (without ``force``) or is not named ``.safetensors``.
+        InputError: not a crossval folder, members not trained on all cases, folds not scored, or an output
+            that exists (without ``force``) or is not named ``.safetensors``.
     """
     from ...calibrate import write_calibrated_model
     from ...checkpoint import rewrite_model_metadata
@@ -154,7 +154,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
     )
     card = {
         "name": name,
-        "trained_on": f"{Path(record['dataset']).name}: every labelled case; members {', '.join(record['members'])}",
+        "trained_on": f"{Path(record['dataset']).name}: every labelled case; "
+        f"members {', '.join(record['members'])}",
         "dataset": record["dataset"],
         "command": command,
         "settings": record["settings"],

@@ -164,7 +164,8 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
 
 
 def lesion_lines(root: Path, variant: str) -> list[str]:
-    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them."""
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has
+    them."""
     rows = [row for rows in collect(root, variant).values() for row in rows]
     names = [k[len("lesion_dice_") :] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
     if not names:
@@ -232,8 +233,8 @@ def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[st
 
 
 def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
-    """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant`` first,
-    then the means and the cases each is worst on."""
+    """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant``
+    first, then the means and the cases each is worst on."""
     ref, var, folds, cases = _both(root, reference, variant)
     if not cases:
         return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
@@ -464,9 +465,9 @@ def _run_sections(root: Path, record: dict) -> list[str]:
             "",
             "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
             + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
-            + f". Mean Dice ({', '.join(p['judged_on'])}) over {p['cases']} cases: none {p['none_mean_dice']:.4f},"
-            f" nested {p['nested_mean_dice']:.4f}; {len(p['cases_changed'])} case(s) changed. By distance on"
-            " all cases: "
+            + f". Mean Dice ({', '.join(p['judged_on'])}) over {p['cases']} cases: none "
+            f"{p['none_mean_dice']:.4f}, nested {p['nested_mean_dice']:.4f}; {len(p['cases_changed'])} "
+            "case(s) changed. By distance on all cases: "
             + ", ".join(f"{d} mm {v:.4f}" for d, v in p["mean_dice_by_distance"].items())
             + f". The final model takes {p['chosen_mm']:g} mm.",
             "",

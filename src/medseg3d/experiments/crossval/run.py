@@ -1,10 +1,11 @@
-"""``medseg3d crossval DATA --preset NAME --out RUN``: every fold of every member trained (resumable, claimed), each
-fold's held-out cases segmented exactly as the final model runs, scored, post-processing chosen by nested
-cross-validation, calibrated, reported.
+"""``medseg3d crossval DATA --preset NAME --out RUN``: every fold of every member trained (resumable,
+claimed), each fold's held-out cases segmented exactly as the final model runs, scored, post-processing chosen
+by nested cross-validation, calibrated, reported.
 
 Layout of ``RUN``::
 
-    crossval.json          what was asked (dataset, members and their settings, folds); later invocations agree
+    crossval.json          what was asked (dataset, members and their settings, folds); later invocations
+                           agree
     plan.json              the ``auto`` preset's plan (``medseg3d plan``), when a member uses it
     split.json             the k-fold split every member shares
     members/<m>/fold<k>/   a training run folder (``medseg3d train``: config.json, log.csv, last.pt, ...)
@@ -17,9 +18,9 @@ Layout of ``RUN``::
 
 Several invocations may run at once (shells, machines sharing the folder, Slurm array tasks): each takes the
 next (member, fold) no live process holds (:func:`~medseg3d.experiments.tasks.claim_task`); ``--fold K`` takes
-only fold K (a Slurm array task, or every rank of a ``torchrun`` training one fold with DDP). A killed invocation
-is resumed by running the same command again: trainings continue from their last epoch, finished steps are
-skipped.
+only fold K (a Slurm array task, or every rank of a ``torchrun`` training one fold with DDP). A killed
+invocation is resumed by running the same command again: trainings continue from their last epoch, finished
+steps are skipped.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from ..task import Task, claim_task, release_task
 from .records import FINAL, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
-KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records (configs, logs, metrics, choices), not weights or images
+KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records \
+(configs, logs, metrics, choices), not weights or images
 *.pt
 *.safetensors
 *.nii.gz
@@ -101,8 +103,8 @@ def setup(
         (record, labelled cases).
 
     Raises:
-        InputError: a missing dataset, too few cases, a preset that does not exist, or settings that differ from
-            the folder's first invocation.
+        InputError: a missing dataset, too few cases, a preset that does not exist, or settings that differ
+            from the folder's first invocation.
     """
     dataset, out = Path(dataset), Path(out)
     if not dataset.exists():
@@ -146,8 +148,8 @@ def setup(
 
 
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
-    """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final`` each
-    member on every case (fold ``-1``)."""
+    """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final``
+    each member on every case (fold ``-1``)."""
     split = load_split(out / "split.json")
     tasks = []
     for k in range(record["folds"]):

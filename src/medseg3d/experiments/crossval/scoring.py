@@ -5,8 +5,8 @@ nested cross-validation, calibrated.
   :func:`medseg3d.predict.predict`, the function behind ``medseg3d predict`` (windows, precision and
   post-processing as the model file asks), and :func:`medseg3d.evaluate.evaluate` scores them: Dice and HD95
   per class and region, lesion-wise scores, volumes (``RUN/fold<k>/pred-final/metrics.csv``).
-* :func:`choose_postprocessing`: the far-component removal (``--max-distance``, the one post-processing a model
-  file carries) is chosen per fold on the *other* folds' cases only and scored on the fold's own
+* :func:`choose_postprocessing`: the far-component removal (``--max-distance``, the one post-processing a
+  model file carries) is chosen per fold on the *other* folds' cases only and scored on the fold's own
   (``pred-final-pp``), so the reported gain is not tuned on the cases it is measured on; the final model
   takes the distance that is best over all cases, if any beats none.
 * :func:`calibrate_run`: temperatures fitted on every fold model's held-out cases (:mod:`medseg3d.calibrate`),
@@ -76,7 +76,8 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
 
 
 def fold_model(out: Path, record: dict, k: int) -> Path:
-    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them."""
+    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines
+    them."""
     from ...models.ensemble import make_ensemble
 
     target = out / f"fold{k}" / "model.safetensors"
@@ -94,7 +95,8 @@ def fold_model(out: Path, record: dict, k: int) -> Path:
 
 
 def _names(scheme: LabelScheme) -> list[str]:
-    """What a choice is judged on: the scheme's regions for region models (BraTS WT / TC / ET), else its classes."""
+    """What a choice is judged on: the scheme's regions for region models (BraTS WT / TC / ET), else its
+    classes."""
     if scheme.region_training or scheme.name in BRATS_FAMILY:
         return list(scheme.regions)
     return list(scheme.class_names[1:])
@@ -126,8 +128,8 @@ def _dice_table(
 
 
 def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tuple[dict[int, int], int]:
-    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one best
-    over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
+    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one
+    best over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
 
     Args:
         scores: case -> (candidates, names) array of scores (higher is better).
