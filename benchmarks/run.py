@@ -42,9 +42,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = "Brats18_2013_2_1"
-DEFAULT_OUT = (
-    REPO / "runs" / "benchmarks"
-)  # ignored by git: results.md in benchmarks/ changes only when asked
+# ignored by git: results.md in benchmarks/ changes only when asked
+DEFAULT_OUT = REPO / "runs" / "benchmarks"
 TARGETS = {"e2e_seconds": 10.0, "peak_rss_gib": 3.0, "monai_ratio": 3.0}
 
 

@@ -32,9 +32,8 @@ def _worker(threads: int, steps: int) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 64, 64, 64, generator=gen)
     y = (torch.rand(1, 3, 64, 64, 64, generator=gen) > 0.8).float()
-    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][
-        3:
-    ]  # 3 warm-up steps
+    # 3 warm-up steps
+    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]
     print(f"{statistics.median(times):.4f}", flush=True)
 
 

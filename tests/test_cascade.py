@@ -242,7 +242,6 @@ def test_a_refiner_must_work_on_finer_voxels():
     assert _finer(PrepConfig(downsample=1.0), PrepConfig(downsample=2.0))
     assert not _finer(PrepConfig(downsample=2.0), PrepConfig(downsample=2.0))
     assert _finer(mm(1, 1, 1), mm(2, 2, 2)) and _finer(mm(1, 2, 2), mm(2, 2, 2))  # finer in-plane only: finer
-    assert not _finer(mm(2, 2, 2), mm(2, 2, 2)) and not _finer(
-        mm(1, 3, 1), mm(2, 2, 2)
-    )  # coarser on one axis
+    # coarser on one axis
+    assert not _finer(mm(2, 2, 2), mm(2, 2, 2)) and not _finer(mm(1, 3, 1), mm(2, 2, 2))
     assert _finer(mm(1, 1, 1), PrepConfig(downsample=2.0))  # a spacing against a factor: the case decides

@@ -234,10 +234,11 @@ def test_case_folder_problems_that_reading_would_trip_over(tmp_path, brats_root)
     assert any("c2_t2.nii.gz: is not a regular file" in p for p in problems), problems
     (case / "c2_t2.nii.gz").unlink()
     (case / "c2_t2.nii.gz").mkdir()
+    # read as the t2 channel, not left out of the case
     assert any(
         "c2_t2.nii.gz: is a folder with no DICOM series; give an image file" in p
         for p in _problems(describe(case))
-    )  # read as the t2 channel, not left out of the case
+    )
 
 
 def test_case_label_values_no_scheme_fits(tmp_path):

@@ -79,9 +79,8 @@ def test_the_ensembles_probabilities_are_unchanged_and_each_member_is_as_alone(p
     assert np.array_equal(result.probabilities, predict_probabilities(ensemble, x, **settings).numpy())
     for member, probs in zip((a, b), result.member_probabilities):
         alone = predict_probabilities(member, x, **settings).numpy()
-        np.testing.assert_allclose(
-            probs, alone, atol=1e-6, rtol=0
-        )  # float32 window blending in a wider tensor
+        # float32 window blending in a wider tensor
+        np.testing.assert_allclose(probs, alone, atol=1e-6, rtol=0)
 
 
 def test_only_an_ensemble_has_members():
@@ -204,9 +203,8 @@ def test_mirrored_passes_of_an_ensemble_and_members_of_a_single_model(
     from medseg3d.labels import get_scheme
     from medseg3d.volumes import volume_summary
 
-    labels = read_volume(
-        tmp_path / "a.nii.gz"
-    )  # the JSON's volumes are those of the labels written beside it
+    # the JSON's volumes are those of the labels written beside it
+    labels = read_volume(tmp_path / "a.nii.gz")
     assert written["volumes_ml"] == volume_summary(labels.array, labels.spacing, get_scheme("brats"))
     capsys.readouterr()
     assert (

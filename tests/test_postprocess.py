@@ -128,9 +128,8 @@ def test_far_tumour_in_references_known_answer(tmp_path, capsys):
         _write_case(tmp_path / name, name, seg, np.eye(4))
     assert script.main([str(tmp_path), "--distances", "20,40"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "| multi | 1.0 | 0.027 | 0.000 |" in out
-    )  # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
+    # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
+    assert "| multi | 1.0 | 0.027 | 0.000 |" in out
     assert "| single |" not in out
     assert "20 mm: 1 of 2 references have tumour beyond it; most 0.027 ml (multi)" in out
     assert "40 mm: 0 of 2 references have tumour beyond it\n" in out

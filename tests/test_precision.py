@@ -67,9 +67,8 @@ def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_datase
     assert np.isfinite(summary["best_score"])
     meta, state = read_model_file(tmp_path / "run" / "model.safetensors")
     assert meta["inference"] == {"precision": "mixed"}  # it asks to be run as it was validated
-    assert all(
-        v.dtype == torch.float32 for v in state.values() if v.is_floating_point()
-    )  # weights stay float32
+    # weights stay float32
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     with pytest.raises(InputError, match=r"--resume with other settings \(precision\)"):
         train(TrainConfig.from_preset("quick", epochs=2, resume=True, **(base | {"precision": "fp32"})))
     with pytest.raises(InputError, match="unknown precision"):

@@ -67,9 +67,8 @@ def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(c
     entropy = read_volume(tmp_path / "seg_uncertainty.nii.gz")
     assert entropy.shape == labels.shape and np.allclose(entropy.affine, labels.affine)
     assert entropy.array.dtype == np.float32 and 0 <= entropy.array.min() and entropy.array.max() <= 1
-    assert (
-        entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()
-    )  # doubt lives at the tumour
+    # doubt lives at the tumour
+    assert entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()
     record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
     assert record["passes"] == 2 and 0 < record["confidence"] <= 1
     # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass
@@ -169,9 +168,8 @@ def test_a_dicom_input_gets_a_dicom_seg_that_reads_back_voxel_for_voxel(crop_fol
     labels = read_volume(seg)
     assert labels.array.any()
     dcm = tmp_path / "out" / "seg.seg.dcm"
-    back = read_dicom_seg(
-        dcm, folder / "AX_FLAIR", model.scheme, grid=labels
-    )  # labels lie on the first channel
+    # labels lie on the first channel
+    back = read_dicom_seg(dcm, folder / "AX_FLAIR", model.scheme, grid=labels)
     np.testing.assert_array_equal(back.array, labels.array)
     predict(model, [folder], tmp_path / "nifti" / "seg.nii.gz", progress=False, output_format="nifti")
     assert not (tmp_path / "nifti" / "seg.seg.dcm").exists()
@@ -239,11 +237,12 @@ def test_calibrate_fits_on_held_out_cases_and_writes_a_model_predict_uses(brats_
 
     from medseg3d.models import load_model
 
+    # not in the bundled model's training
     cases = [
         "Brats18_CBICA_APR_1",
         "Brats18_CBICA_AQO_1",
         "Brats18_CBICA_ASE_1",
-    ]  # not in the bundled model's training
+    ]
     data = link_cases(brats_root, tmp_path / "held", cases)
     out = tmp_path / "calibrated.safetensors"
     assert (

@@ -88,9 +88,8 @@ def our_top_of_eight(region: dict) -> str:
 def run_vasari(args) -> None:
     import nibabel as nib
 
-    sys.modules.setdefault(
-        "ants", types.ModuleType("ants")
-    )  # only its registration uses ANTs; not needed here
+    # only its registration uses ANTs; not needed here
+    sys.modules.setdefault("ants", types.ModuleType("ants"))
     from vasari_auto.vasari_auto import get_vasari_features
 
     rows = []

@@ -96,9 +96,8 @@ def set_inference(args, card: dict) -> None:
         "precision": args.precision,
     }
     if getattr(args, "refiner", None):
-        card["total_training"] = total_training(
-            card, args.refiner
-        )  # checks the refiner is bundled: before writing
+        # checks the refiner is bundled: before writing
+        card["total_training"] = total_training(card, args.refiner)
         inference["refiner"] = args.refiner
     if getattr(args, "max_distance", 0.0):
         inference["max_distance_mm"] = args.max_distance

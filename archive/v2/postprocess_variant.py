@@ -87,6 +87,7 @@ def main(argv=None) -> int:
             sys.exit(f"error: {fold} has no heldout/; give the cases' folder with --data")
         out = fold / f"pred-{args.variant}-{suffix}"
         changed = write_fold(fold / f"pred-{args.variant}", out, args.max_distance, args.min_enhancing)
+        # its table: metrics.csv
         subprocess.run(
             [
                 sys.executable,
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
             ],
             check=True,
             stdout=subprocess.DEVNULL,
-        )  # its table: metrics.csv
+        )
         if not args.keep_labels:
             for path in out.glob("*.nii.gz"):
                 path.unlink()

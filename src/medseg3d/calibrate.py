@@ -134,9 +134,8 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
         [r["zone"] for r in records],
     )
     calibrated, rows = [], []
-    for i, rec in enumerate(
-        records
-    ):  # leave-one-case-out: case i is scored with temperatures fitted without it
+    # leave-one-case-out: case i is scored with temperatures fitted without it
+    for i, rec in enumerate(records):
         others = [j for j in range(len(records)) if j != i]
         temps = fit_temperature([probs[j] for j in others], [refs[j] for j in others], kind)
         calibrated.append(apply_temperature(probs[i], temps, kind))

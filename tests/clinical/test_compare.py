@@ -174,6 +174,7 @@ def test_compare_writes_every_output_atomically(tmp_path):
     out = tmp_path / "out"
     record = compare(prior, current, out, register=False)
     names = {p.name for p in out.iterdir()}
+    # no temporary file left behind
     assert names == {
         "compare.json",
         "compare.html",
@@ -181,7 +182,7 @@ def test_compare_writes_every_output_atomically(tmp_path):
         "change_map.nii.gz",
         "prior_labels.nii.gz",
         "current_labels_on_prior.nii.gz",
-    }  # no temporary file left behind
+    }
     saved = json.loads((out / "compare.json").read_text())
     assert saved == json.loads(json.dumps(record))
     assert saved["schema_version"] == SCHEMA_VERSION and saved["outputs"]["change_map"] == "change_map.nii.gz"

@@ -113,9 +113,8 @@ def test_write_case_report_writes_a_self_contained_page_and_gives_its_record(tmp
     assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)  # + RANO
     assert "low confidence &lt;check&gt;" in html  # escaped, not markup
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)  # nothing fetched from the network
-    assert (
-        "20 items" in html and "dice WT" in html and "resample" in html
-    )  # the card, in the technical record
+    # the card, in the technical record
+    assert "20 items" in html and "dice WT" in html and "resample" in html
     assert "<title>Brain tumour MRI" in html and "case7" not in html.split("<body>")[1][:400]  # not the stem
     assert (
         html.index("Findings")

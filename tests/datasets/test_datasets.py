@@ -144,9 +144,8 @@ def test_nested_hgg_lgg_brats_folder(brats_root, tmp_path):
     (tmp_path / "LGG" / "Brats18_TCIA10_628_1").symlink_to(
         brats_root / "Brats18_TCIA10_628_1", target_is_directory=True
     )
-    (tmp_path / "survival_data.csv").write_text(
-        "id,age\n", encoding="utf-8"
-    )  # BraTS ships this beside HGG/LGG
+    # BraTS ships this beside HGG/LGG
+    (tmp_path / "survival_data.csv").write_text("id,age\n", encoding="utf-8")
     assert detect_layout(tmp_path) == "brats"
     cases = find_cases(tmp_path)
     assert {c.case_id: c.meta.get("grade") for c in cases} == {

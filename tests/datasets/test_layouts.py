@@ -247,9 +247,8 @@ def test_train_says_which_order_it_assumed(vols, tmp_path, capsys):
     from medseg3d.cli import main
 
     write_nnunet_case(vols, tmp_path / "imagesTs", "BRATS_001", tmp_path / "labelsTs")
-    (tmp_path / "run").write_text(
-        "", encoding="utf-8"
-    )  # train stops at once (--out is a file); the assumption is printed first
+    # train stops at once (--out is a file); the assumption is printed first
+    (tmp_path / "run").write_text("", encoding="utf-8")
     assert main(["train", str(tmp_path / "imagesTs"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
     out, err = capsys.readouterr()
     assert out.startswith("note: ") and "nnU-Net's BraTS order" in out and out.count("\n") == 1
@@ -294,15 +293,17 @@ def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
         ),
         ({"background": 0, "NCR": 1, "ED": 2, "ET": 3}, {1: 1, 2: 2, 3: 4}),
         ({"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}, None),  # BraTS values already
+        # BRATS 2015: 5 classes
         (
             {"background": 0, "necrosis": 1, "edema": 2, "non-enhancing": 3, "enhancing": 4},
             None,
-        ),  # BRATS 2015: 5 classes
+        ),
         ({"background": 0, "bone": 1}, None),
+        # not nested
         (
             {"background": 0, "whole tumor": [1, 2], "tumor core": [2, 3], "enhancing tumor": [3]},
             None,
-        ),  # not nested
+        ),
         ("not a mapping", None),
     ],
 )

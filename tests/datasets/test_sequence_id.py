@@ -90,10 +90,11 @@ def test_names_that_content_confidently_contradicts_are_refused(case_vols):
     with pytest.raises(InputError) as e:
         _check(case_vols, ("flair", "t1ce", "t1", "t2"), "file name")  # T1 and T1ce files swapped
     text = str(e.value)
+    # the evidence: what each looks like
     assert text.startswith(
         "case c: the names say t1, t1ce but by their intensities the t1 file looks like t1ce, "
         "the t1ce file looks like t1 (read as flair, t1ce, t1, t2 at confidence "
-    )  # the evidence: what each looks like
+    )
     assert FLAGS in text and "--trust-names" in text and "\n" not in text
     kept = _check(case_vols, ("flair", "t1ce", "t1", "t2"), "file name", trust_names=True)
     assert not kept.reordered and kept.review[0].startswith("case c: kept as given (--trust-names)")

@@ -76,6 +76,5 @@ def test_a_node_that_is_not_there_is_a_send_error(tmp_path):
         send_files([small_study(tmp_path / "s", "1.2.3")], peer, timeout=2)
     with pytest.raises(SendError):
         echo(peer, timeout=2)
-    assert (
-        send_files([tmp_path / "s" / "missing"], peer).stored == []
-    )  # nothing to send: no association tried
+    # nothing to send: no association tried
+    assert send_files([tmp_path / "s" / "missing"], peer).stored == []

@@ -169,9 +169,8 @@ def test_mha_round_trip_real_file(data_root, tmp_path, name):
     src = data_root / "brats2012_mha" / name
     vol = read_volume(src)
     itk = sitk.ReadImage(str(src))
-    assert (
-        vol.shape == (160, 216, 176) == itk.GetSize()
-    )  # (x, y, z); the README's 176 x 216 x 160 is (z, y, x)
+    # (x, y, z); the README's 176 x 216 x 160 is (z, y, x)
+    assert vol.shape == (160, 216, 176) == itk.GetSize()
     assert vol.array.dtype == np.int16
     out = write_volume(vol, tmp_path / name)
     back = read_volume(out)

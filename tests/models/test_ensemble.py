@@ -146,9 +146,10 @@ def test_cli_ensemble(tmp_path, capsys):
     assert "no such model" in capsys.readouterr().err and not (tmp_path / "g.safetensors").exists()
 
 
+# tests/test_export.py keeps ONNX in the default suite
 @pytest.mark.parametrize(
     "fmt", [pytest.param("torchscript", marks=pytest.mark.slow), pytest.param("onnx", marks=pytest.mark.slow)]
-)  # tests/test_export.py keeps ONNX in the default suite
+)
 def test_ensemble_exports_and_runs_the_same(tmp_path, fmt):
     from medseg3d.export import export_model
     from medseg3d.models import load_torchscript_model

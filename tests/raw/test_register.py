@@ -105,9 +105,8 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
     np.testing.assert_allclose(seg.affine, t1ce.affine, atol=1e-4)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "full" and 1200 < summary["brain_ml"] < 1800
-    atlas = summary["transforms"][
-        "atlas"
-    ]  # by default the brain keeps its size on the template, as in BraTS data
+    # by default the brain keeps its size on the template, as in BraTS data
+    atlas = summary["transforms"]["atlas"]
     assert atlas["kind"] == "rigid" and abs(np.linalg.det(np.asarray(atlas["matrix_lps"])[:3, :3]) - 1) < 1e-5
     assert {s["step"] for s in summary["steps"]} >= {
         "co-register",

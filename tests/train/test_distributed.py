@@ -130,9 +130,8 @@ def _assert_same_first_step(expected_dump: Path, dump: Path) -> None:
     none on another)."""
     expected = torch.load(expected_dump, weights_only=True)["first_step"]
     got = torch.load(dump, weights_only=True)["first_step"]
-    assert got["loss"] == pytest.approx(
-        expected["loss"], rel=1e-5
-    )  # the same weights: only sums' order differs
+    # the same weights: only sums' order differs
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert expected["grads"].keys() == got["grads"].keys() and len(expected["grads"]) > 10
     worst = 0.0
     for key, want in expected["grads"].items():
@@ -348,15 +347,13 @@ def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs
     half.mkdir()
     (half / f"{mine[0]}.nii.gz").write_bytes(b"\x1f\x8b half")
     again = _run(base + ["--shard", "1/3"], env)
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}.nii.gz" for n in names
-    )  # nothing hidden left
+    # nothing hidden left
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.nii.gz" for n in names)
     rewritten = {
         Path(line.split()[-1]).name for line in again.stdout.splitlines() if line.startswith("wrote")
     }
-    assert rewritten == {
-        f"{n}.nii.gz" for n in missing
-    }  # only shard 1's cases, only the ones not yet written
+    # only shard 1's cases, only the ones not yet written
+    assert rewritten == {f"{n}.nii.gz" for n in missing}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -141,14 +141,12 @@ def test_damaged_config_without_model_files_is_one_line(run, content, problem):
 
 def test_config_edited_against_the_model_file_is_refused(run):
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    (run / "config.json").write_text(
-        json.dumps(config | {"lr": 0.003}), encoding="utf-8"
-    )  # a flipped digit, still valid JSON
+    # a flipped digit, still valid JSON
+    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}), encoding="utf-8")
     with pytest.raises(InputError, match="config.json and last.safetensors disagree on lr 0.003 vs 0.001"):
         resume_config(run, {})
-    (run / "config.json").write_text(
-        json.dumps(config | {"epochs": 7}), encoding="utf-8"
-    )  # a budget is not a fixed setting
+    # a budget is not a fixed setting
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}), encoding="utf-8")
     assert resume_config(run, {}).epochs == 7
 
 

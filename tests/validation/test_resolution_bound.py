@@ -13,9 +13,8 @@ def bound():
 
 
 def test_round_trip_known_answers(bound):
-    image = (
-        np.random.default_rng(0).uniform(1, 2, (4, 16, 16, 16)).astype(np.float32)
-    )  # foreground everywhere: no crop
+    # foreground everywhere: no crop
+    image = np.random.default_rng(0).uniform(1, 2, (4, 16, 16, 16)).astype(np.float32)
     label = np.zeros((16, 16, 16), np.int16)
     label[4:10, 4:10, 4:10] = 2  # oedema: 3 voxels of the 2x grid per axis, aligned with them
     label[4:8, 4:8, 4:8] = 4  # enhancing: 2 coarse voxels per axis

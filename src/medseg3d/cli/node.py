@@ -31,9 +31,8 @@ def cmd_serve(args) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    logging.getLogger("pynetdicom").setLevel(
-        logging.WARNING
-    )  # one line per association and instance otherwise
+    # one line per association and instance otherwise
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     node = Node(
         args.spool,
         PredictSegmenter(args.model, device=args.device, report=not args.no_report),

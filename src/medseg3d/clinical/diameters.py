@@ -265,9 +265,8 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
             width = float(np.ptp(hull @ np.array([-d[1], d[0]])))
             if length * width < best[0] * best[1] - 1e-6:
                 continue
-        perp = min(
-            perpendicular(s, p1, p2), length
-        )  # sampling can overshoot by a step; by definition shorter
+        # sampling can overshoot by a step; by definition shorter
+        perp = min(perpendicular(s, p1, p2), length)
         if rule == "diameter":  # equal longest diameters (a box, a cylinder): the larger product
             better = best is None or length > best[0] + 1e-6 or perp > best[1] + 1e-9
         else:

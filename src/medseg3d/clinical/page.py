@@ -72,9 +72,10 @@ def record_html(value, depth: int = 0) -> str:
         if not value:
             return "-"
         if all(isinstance(r, (list, tuple)) and all(isinstance(x, (int, float)) for x in r) for r in value):
+            # a matrix
             return "<br>".join(
                 escape("  ".join(f"{x:9.4f}" if isinstance(x, float) else str(x) for x in r)) for r in value
-            )  # a matrix
+            )
         if all(isinstance(r, dict) for r in value) and depth < 3:
             keys = list(dict.fromkeys(k for r in value for k in r))
             head = "".join(f"<th>{escape(str(k).replace('_', ' '))}</th>" for k in keys)

@@ -64,6 +64,7 @@ class _Writer:
         ax.axis("off")
         text = [[str(c) for c in r] for r in rows] or [["-"] * len(header)]
         longest = [max(len(str(h)), *(len(r[k]) for r in text)) + 2 for k, h in enumerate(header)]
+        # columns as wide as their text
         cells = ax.table(
             cellText=text,
             colLabels=header,
@@ -71,7 +72,7 @@ class _Writer:
             cellLoc="left",
             bbox=[0, 0, 1, 1],
             colWidths=[n / sum(longest) for n in longest],
-        )  # columns as wide as their text
+        )
         cells.auto_set_font_size(False)
         cells.set_fontsize(7.5)
         for (r, _), cell in cells.get_celld().items():

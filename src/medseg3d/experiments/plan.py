@@ -224,9 +224,8 @@ def plan_experiment(
             save_split(split, split_path)
     adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
     ignore = out / ".gitignore"
-    if (
-        write and not ignore.exists()
-    ):  # what is worth keeping (in git, across machines) is the small text files
+    # what is worth keeping (in git, across machines) is the small text files
+    if write and not ignore.exists():
         ignore.write_text(RESULTS_ONLY_IGNORE, encoding="utf-8")
 
     def run_overrides(run: Run, k: int) -> dict:

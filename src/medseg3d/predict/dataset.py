@@ -187,9 +187,8 @@ def predict(
     written = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         target = output_path_for(case, output)
-        remove_stale_temporaries_of(
-            target, companions(target)
-        )  # left by a killed run of this shard (docs/distributed.md)
+        # left by a killed run of this shard (docs/distributed.md)
+        remove_stale_temporaries_of(target, companions(target))
         if target.exists() and not force:
             continue
         written.append(

@@ -162,12 +162,13 @@ def write_case_outputs(
     record = {"checks": [c.to_dict() for c in checks], "sequence_identification": sequences}
     if say and aligned:
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
+    # the JSON's record
     post = {
         "min_component": opts.min_component,
         "min_enhancing": opts.min_enhancing,
         "max_distance_mm": opts.max_distance,
         "far_removed_ml": result.far_removed_ml,
-    }  # the JSON's record
+    }
     if say and result.far_removed_ml > 0:
         say(
             f"{case.case_id}: removed {result.far_removed_ml:.3g} ml of tumour farther than "
@@ -404,6 +405,7 @@ def _write_report(
     extra["warnings"] = list(case_json["warnings"])
     if result.prepared.mode != "none":
         extra["raw_input"] = case_json
+    # prepared: the way into atlas space
     files = write_case_report(
         result.labels,
         on_grid,
@@ -416,7 +418,7 @@ def _write_report(
         dicom_series=dicom,
         anonymise=anonymise,
         prepared=result.prepared,
-    )  # prepared: the way into atlas space
+    )
     page = files.record
     out = dict(case_json, **{k: page[k] for k in REPORT_ITEMS}, warnings=page["warnings"])
     out["seconds"] = dict(case_json["seconds"], **page["seconds"])

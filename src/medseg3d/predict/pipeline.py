@@ -312,9 +312,8 @@ def segment_volumes(
         fill = background_fill(model)
         to_grid = lambda p: aligned.to_native(p, fill)
         probs = to_grid(probs)
-        if (
-            entropy is not None
-        ):  # outside the model's grid nothing was seen: certain, as outside the brain box
+        # outside the model's grid nothing was seen: certain, as outside the brain box
+        if entropy is not None:
             entropy = aligned.to_native(entropy[None], [0.0])[0]
         seconds["map back"] = round(time.perf_counter() - t0, 2)
         grid = aligned.native

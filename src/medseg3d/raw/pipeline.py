@@ -100,9 +100,8 @@ class Aligned:
 
     mode: str
     reason: str
-    channels: dict[
-        str, np.ndarray
-    ]  # modality -> (X, Y, Z) on the model grid: float32, or as read with mode none
+    # modality -> (X, Y, Z) on the model grid: float32, or as read with mode none
+    channels: dict[str, np.ndarray]
     shape: tuple[int, int, int]
     affine: np.ndarray  # RAS affine of the model grid
     reference: str  # the channel whose grid outputs are written on

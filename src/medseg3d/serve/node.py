@@ -173,9 +173,8 @@ class Node:
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        if (
-            self.allow
-        ):  # an unknown calling AE title is rejected at association; the pair is checked per request
+        # an unknown calling AE title is rejected at association; the pair is checked per request
+        if self.allow:
             ae.require_calling_aet = sorted({aet for aet, _ in self.allow})
         handlers = [
             (evt.EVT_C_STORE, self._on_store),

@@ -300,6 +300,7 @@ def software_versions() -> dict:
     import monai
     import numpy
 
+    # of the process's last start: MEDSEG3D_THREADS when training
     return {
         "medseg3d": __version__,
         "torch": torch.__version__,
@@ -308,7 +309,7 @@ def software_versions() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "threads": torch.get_num_threads(),
-    }  # of the process's last start: MEDSEG3D_THREADS when training
+    }
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:

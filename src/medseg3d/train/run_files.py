@@ -77,6 +77,7 @@ def read_run_settings(out: Path) -> dict:
 
 # settings that no resume changes: config.json and the trained_with record of the run's last model file
 # always agree on them, so a difference means one of the two files was damaged or edited
+# not iters_per_epoch: config.json records the computed default
 _FIXED_SETTINGS = (
     "net",
     "net_args",
@@ -96,7 +97,7 @@ _FIXED_SETTINGS = (
     "augment",
     "foreground_p",
     "precision",
-)  # not iters_per_epoch: config.json records the computed default
+)
 
 
 def _check_against_model_file(out: Path, settings: dict) -> None:
