@@ -157,7 +157,7 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
                                      "it may be a second lesion, segment again with --max-distance 0")
     if say:
         brain_ml = result.prepared.details.get("brain_ml")
-        say(f"{case.case_id}: tumour volumes: {volumes_line(case_json['volumes_ml']['regions'])}"
+        say(f"{case.case_id}: {volumes_line(case_json['volumes_ml'])}"
             + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
     json_path = stem.with_name(stem.name + ".json")
     if aligned:
