@@ -31,6 +31,15 @@ def test_help_lists_commands():
         assert cmd in result.stdout
 
 
+def test_experiment_help_names_every_experiment():
+    from medseg3d.experiments.catalogue import EXPERIMENTS
+
+    result = run("experiment", "--help")
+    assert result.returncode == 0
+    for name in EXPERIMENTS:
+        assert name in result.stdout, name
+
+
 def test_missing_dataset(tmp_path):
     assert_one_line_error(run("cache", tmp_path / "nope", "--out", tmp_path / "c"), "no such dataset")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from medseg3d.labels import get_scheme
-from medseg3d.volumes import lesion_summary, volume_summary, voxel_volume_ml
+from medseg3d.labels import get_scheme, scheme_from_labels
+from medseg3d.volumes import lesion_summary, volume_summary, volumes_line, voxel_volume_ml
 
 
 def test_voxel_volume_is_the_product_of_the_spacing_in_ml():
@@ -68,3 +68,14 @@ def test_lesion_size_threshold_is_in_mm3_so_spacing_counts():
 def test_an_empty_map_has_no_lesions():
     out = lesion_summary(np.zeros((5, 5, 5), dtype=np.uint8), np.eye(4), get_scheme("brats"))
     assert all(v == {"count": 0, "n_small": 0, "lesions": []} for v in out.values())
+
+
+def test_volumes_line_names_tumour_regions_for_a_tumour_scheme_and_classes_otherwise():
+    labels = np.zeros((4, 4, 4), dtype=np.uint8)
+    labels[0, :2, :] = 1  # 8 voxels
+    labels[1, :, :] = 2  # 16 voxels
+    brats = volume_summary(labels, (5, 5, 5), get_scheme("brats"))  # 0.125 ml a voxel
+    assert volumes_line(brats) == "tumour volumes: WT 3.0 ml, TC 1.0 ml, ET 0.0 ml"
+    hippo = scheme_from_labels({"background": 0, "anterior": 1, "posterior": 2})
+    line = volumes_line(volume_summary(labels, (5, 5, 5), hippo))
+    assert line == "volumes: anterior 1.0 ml, posterior 2.0 ml"

@@ -17,9 +17,15 @@ def voxel_volume_ml(spacing) -> float:
     return float(np.prod([float(s) for s in spacing])) / 1000.0
 
 
-def volumes_line(regions: dict) -> str:
-    """``"WT 31.2 ml, TC 10.1 ml, ET 4.0 ml"``: :func:`volume_summary`'s regions as the console says them."""
-    return ", ".join(f"{name} {ml:.1f} ml" for name, ml in regions.items())
+def volumes_line(summary: dict) -> str:
+    """The console's line for :func:`volume_summary`'s result: ``"tumour volumes: WT 31.2 ml, TC 10.1 ml, ET
+    4.0 ml"`` for a tumour scheme (one with a whole-tumour region), ``"volumes: anterior 1.6 ml, posterior 1.4
+    ml"`` (each label by its class name) for any other anatomy."""
+    regions = summary["regions"]
+    if "WT" in regions:
+        return "tumour volumes: " + ", ".join(f"{name} {ml:.1f} ml" for name, ml in regions.items())
+    per_label = {key.split(" ", 1)[1]: ml for key, ml in summary["labels"].items()}
+    return "volumes: " + ", ".join(f"{name} {ml:.1f} ml" for name, ml in (per_label or regions).items())
 
 
 def volume_summary(labels: np.ndarray, spacing, scheme: LabelScheme) -> dict:

@@ -306,7 +306,7 @@ def add_experiment(sub) -> None:
     s = sub.add_parser(
         "experiment", help="run one of the paper's experiment grids (resumable) -> table + plot"
     )
-    s.add_argument("name", help="modalities, ablations, losses, depth, binary or hand")
+    s.add_argument("name", help="modalities, ablations, losses, depth, binary, hand or task1 (any dataset)")
     s.add_argument("dataset", nargs="?", help="labelled dataset folder (not needed with --report)")
     s.add_argument("--out", required=True, help="experiment folder (one sub-folder per run and fold)")
     s.add_argument("--folds", type=int, help="cross-validation folds (default 5; 2 with --quick)")

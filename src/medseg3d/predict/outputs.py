@@ -212,7 +212,7 @@ def write_case_outputs(
     if say:
         brain_ml = result.prepared.details.get("brain_ml")
         say(
-            f"{case.case_id}: tumour volumes: {volumes_line(case_json['volumes_ml']['regions'])}"
+            f"{case.case_id}: {volumes_line(case_json['volumes_ml'])}"
             + (f"; brain {brain_ml:.0f} ml" if brain_ml else "")
         )
     json_path = stem.with_name(stem.name + ".json")
