@@ -7,7 +7,13 @@ import pytest
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "medseg3d.cli", *map(str, args)], check=False, capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "medseg3d.cli", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 def assert_one_line_error(result, fragment):
@@ -32,11 +38,24 @@ def test_help_states_the_exit_status_contract():
 
     text = run("--help").stdout
     assert "exit status, every command:" in text
-    for code, words in ((EXIT_OK, "done"), (EXIT_REVIEW, "quality check fired"), (EXIT_REFUSED, "refused"),
-                        (1, "a bug")):
+    for code, words in (
+        (EXIT_OK, "done"),
+        (EXIT_REVIEW, "quality check fired"),
+        (EXIT_REFUSED, "refused"),
+        (1, "a bug"),
+    ):
         assert any(line.strip().startswith(f"{code}  ") and words in line for line in text.splitlines()), code
     predict = run("predict", "--help").stdout
     assert "exit codes:" in predict and "3  every output written, but a quality check fired" in predict
+
+
+def test_experiment_help_names_every_experiment():
+    from medseg3d.experiments.catalogue import EXPERIMENTS
+
+    result = run("experiment", "--help")
+    assert result.returncode == 0
+    for name in EXPERIMENTS:
+        assert name in result.stdout, name
 
 
 def test_missing_dataset(tmp_path):
@@ -55,7 +74,8 @@ def test_file_where_folder_expected(tmp_path):
 
 
 def test_prepare_is_the_cache_command_with_a_note(tmp_path):
-    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its result."""
+    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its
+    result."""
     result = run("prepare", tmp_path / "nope", "--out", tmp_path / "c")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
@@ -72,13 +92,17 @@ def test_train_without_budget(brats_root, tmp_path):
 
 def test_unknown_model(tmp_path, brats_root):
     case = brats_root / "Brats18_2013_2_1"
-    assert_one_line_error(run("predict", tmp_path / "nomodel", case, "-o", tmp_path / "o.nii.gz"), "no such model")
+    assert_one_line_error(
+        run("predict", tmp_path / "nomodel", case, "-o", tmp_path / "o.nii.gz"), "no such model"
+    )
     assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_unknown_preset(brats_root, tmp_path):
-    assert_one_line_error(run("train", brats_root, "--out", tmp_path / "r", "--preset", "nope", "--epochs", "1"),
-                          "unknown preset")
+    assert_one_line_error(
+        run("train", brats_root, "--out", tmp_path / "r", "--preset", "nope", "--epochs", "1"),
+        "unknown preset",
+    )
 
 
 def test_missing_modality(tmp_path, brats_root):
@@ -87,8 +111,9 @@ def test_missing_modality(tmp_path, brats_root):
     for m in ("flair", "t1", "t2"):
         name = f"Brats18_2013_2_1_{m}.nii.gz"
         (case / name).symlink_to(brats_root / "Brats18_2013_2_1" / name)
-    assert_one_line_error(run("cache", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"),
-                          "t1ce is missing")
+    assert_one_line_error(
+        run("cache", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"), "t1ce is missing"
+    )
 
 
 @pytest.mark.parametrize("cmd", ["nets", "models"])
@@ -99,8 +124,11 @@ def test_listing_commands_run(cmd):
 
 def test_a_reader_that_goes_away_is_no_error():
     """``medseg3d models | head -1``: the reader closes the pipe; no traceback, the exit status of SIGPIPE."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from medseg3d.cli import main; sys.exit(main(['models']))"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from medseg3d.cli import main; sys.exit(main(['models']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # gone before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""

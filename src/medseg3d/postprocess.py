@@ -87,7 +87,9 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
     return out
 
 
-def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0) -> None:
+def check_options(
+    scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0
+) -> None:
     """Refuse impossible post-processing settings in one line, before minutes of inference."""
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
@@ -98,15 +100,35 @@ def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, m
         _check_enhancing_scheme(scheme)
 
 
-def postprocess(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                min_enhancing: int = 0, max_distance_mm: float = 0.0) -> np.ndarray:
+def postprocess(
+    labels: np.ndarray,
+    scheme: LabelScheme,
+    *,
+    spacing=None,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    max_distance_mm: float = 0.0,
+) -> np.ndarray:
     """Small components, then far components (needs ``spacing``), then small enhancing regions."""
-    return postprocess_counted(labels, scheme, spacing=spacing, min_component=min_component,
-                               min_enhancing=min_enhancing, max_distance_mm=max_distance_mm)[0]
+    return postprocess_counted(
+        labels,
+        scheme,
+        spacing=spacing,
+        min_component=min_component,
+        min_enhancing=min_enhancing,
+        max_distance_mm=max_distance_mm,
+    )[0]
 
 
-def postprocess_counted(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                        min_enhancing: int = 0, max_distance_mm: float = 0.0) -> tuple[np.ndarray, int]:
+def postprocess_counted(
+    labels: np.ndarray,
+    scheme: LabelScheme,
+    *,
+    spacing=None,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    max_distance_mm: float = 0.0,
+) -> tuple[np.ndarray, int]:
     """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
     ``predict`` reports: a second lesion of a multifocal tumour would go too).
 

@@ -20,16 +20,22 @@ def cmd_cache(args) -> int:
     from ..cache import prepare_dataset
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
-        print("medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; the old name will go in a later release",
-              file=sys.stderr)
+        print(
+            "medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; "
+            "the old name will go in a later release",
+            file=sys.stderr,
+        )
     from ..preprocess import PrepConfig
 
     crop = "fixed" if args.crop else args.crop_mode
     config = PrepConfig(crop=crop, crop_size=args.crop, downsample=args.downsample, spacing=args.spacing)
-    summary = prepare_dataset(args.dataset, args.out, config, args.labels, args.modalities, args.layout,
-                              workers=args.workers)
-    print(f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
-          f"failed {len(summary['failed'])} -> {args.out}")
+    summary = prepare_dataset(
+        args.dataset, args.out, config, args.labels, args.modalities, args.layout, workers=args.workers
+    )
+    print(
+        f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
+        f"failed {len(summary['failed'])} -> {args.out}"
+    )
     for case, reason in summary["failed"].items():  # refused input, as every command's: stderr, status 2
         print(f"medseg3d: error: failed {case}: {reason}", file=sys.stderr)
     return 2 if summary["failed"] else 0
@@ -48,23 +54,33 @@ def cmd_split(args) -> None:
 
 
 def add_info(sub) -> None:
-    s = sub.add_parser("info", help="describe an image file, a case folder or a dataset (and its problems), "
-                                      "or where a training run stands")
+    s = sub.add_parser(
+        "info",
+        help="describe an image file, a case folder or a dataset (and its problems), "
+        "or where a training run stands",
+    )
     s.add_argument("path")
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
     s.set_defaults(func=cmd_info)
 
 
 def add_cache(sub) -> None:
-    s = sub.add_parser("cache", aliases=["prepare"],
-                       help="preprocess a dataset once into the training cache (`prepare`: its old name)")
+    s = sub.add_parser(
+        "cache",
+        aliases=["prepare"],
+        help="preprocess a dataset once into the training cache (`prepare`: its old name)",
+    )
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--labels", default="brats", help="label scheme: brats, brats2015, brats2012, binary")
     s.add_argument("--modalities", help="channels in order, e.g. flair,t1,t1ce,t2 (default: all)")
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
-    s.add_argument("--crop", type=positive_ints, help="fixed crop X,Y,Z around the foreground's centre of mass")
-    s.add_argument("--crop-mode", default="bbox", choices=["bbox", "none"], help="without --crop: brain box or none")
+    s.add_argument(
+        "--crop", type=positive_ints, help="fixed crop X,Y,Z around the foreground's centre of mass"
+    )
+    s.add_argument(
+        "--crop-mode", default="bbox", choices=["bbox", "none"], help="without --crop: brain box or none"
+    )
     s.add_argument("--downsample", type=float, default=1.0, help="down-sampling factor (2 = half resolution)")
     s.add_argument("--spacing", type=positive_floats, help="resample to this voxel size in mm, e.g. 2,2,2")
     s.add_argument("--workers", type=int, help="processes (default: cores, at most 4)")
@@ -76,7 +92,9 @@ def add_split(sub) -> None:
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="split JSON file")
     s.add_argument("--folds", type=int)
-    s.add_argument("--counts", type=lambda t: tuple(int(v) for v in t.split(",")), help="train,val,test counts")
+    s.add_argument(
+        "--counts", type=lambda t: tuple(int(v) for v in t.split(",")), help="train,val,test counts"
+    )
     s.add_argument("--fractions", type=lambda t: tuple(float(v) for v in t.split(",")), help="train,val,test")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])

@@ -93,12 +93,16 @@ class LoadedModel:
         return self.meta.inference.get("precision", "auto")
 
 
-def loaded_model(net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
+def loaded_model(
+    net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto"
+) -> LoadedModel:
     """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
     typed = ModelMeta.from_dict(meta)
     scheme = typed.scheme()
     if scheme.n_outputs != typed.n_outputs:
-        raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {typed.n_outputs}")
+        raise ModelError(
+            f"{path}: label scheme has {scheme.n_outputs} outputs but the network {typed.n_outputs}"
+        )
     bundled = path.parent.resolve() == WEIGHTS_DIR
     card = model_card(path.name[: -len(".safetensors")]) if bundled and path.suffix == ".safetensors" else {}
     return LoadedModel(net, typed, scheme, typed.prep(), device, precision, card, path)
