@@ -395,21 +395,8 @@ def test_skip_bad_cases_trains_on_the_rest_and_records_them(dataset_with_a_bad_c
 def test_a_dataset_without_a_sequence_is_refused_unless_the_user_chose_the_others(tmp_path, capsys):
     """Issue 36 (fuzz, missing-02): one case without its FLAIR file trained a three-channel model, exit 0."""
     (synthetic_case(tmp_path / "ds", "s0", 0) / "s0_flair.nii.gz").unlink()
-    args = [
-        "train",
-        str(tmp_path / "ds"),
-        "--out",
-        str(tmp_path / "run"),
-        "--preset",
-        "quick",
-        "--epochs",
-        "1",
-        "--cache",
-        str(tmp_path / "c"),
-        "--downsample",
-        "1",
-        "--quiet",
-    ]
+    folders = ["train", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c")]
+    args = [*folders, "--preset", "quick", "--epochs", "1", "--downsample", "1", "--quiet"]
     assert main(args) == 2
     line = _one_line_error(capsys)
     assert "case s0 has no flair file" in line and "--modalities t1,t1ce,t2" in line
