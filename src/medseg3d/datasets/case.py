@@ -154,9 +154,9 @@ def background_at_zero(vol: Volume) -> Volume:
     per-channel normalisation, the sequence reading); a FLAIR whose background was -30000 made the whole
     volume "brain" and the tumour came out wrong with exit 0 (fuzz, ``negative_values``). An MR image is
     magnitude data, its darkest tissue just above the background: the fill becomes 0 and the tissue is moved
-    so that its lowest value is one step above it (1 for integers), which undoes a constant offset. Merely moving the
-    fill to 0 would keep the offset, and the normalisation, which also counts the few voxels where this
-    channel is 0 and another is not, would weigh them by it (Dice 0.23 for an offset of 27,000).
+    so that its lowest value is one step above it (1 for integers), which undoes a constant offset. Merely
+    moving the fill to 0 would keep the offset, and the normalisation, which also counts the few voxels where
+    this channel is 0 and another is not, would weigh them by it (Dice 0.23 for an offset of 27,000).
 
     Args:
         vol: one 3D channel.
