@@ -177,6 +177,26 @@ def test_a_background_other_than_zero_is_moved_to_zero(tmp_path):
     assert background_at_zero(smooth) is smooth
 
 
+def test_values_that_wrapped_around_a_small_type_are_refused(brats_root, tmp_path):
+    """Fuzz (wrong_dtype-04): a T1 cast to uint8 wrapped around modulo 256, and predict's whole tumour
+    overlapped the right one by Dice 0.53, with exit 0."""
+    from medseg3d.datasets.case import wrapped_share
+
+    t1 = read_volume(brats_root / CASE / f"{CASE}_t1.nii.gz")
+    box = (slice(60, 180), slice(60, 180), slice(40, 110))
+    wrapped = (t1.array[box].astype(np.int64) % 256).astype(np.uint8)
+    scaled = np.round(t1.array[box] / t1.array.max() * 255).astype(np.uint8)  # an 8-bit export done right
+    assert wrapped_share(wrapped) > 0.02 and wrapped_share(scaled) < 0.001
+    assert wrapped_share(t1.array) == 0.0  # int16, 0-~700: no pair can differ by 32768
+    assert wrapped_share(wrapped.astype(np.float32)) == 0.0  # floats do not wrap
+    folder = _synthetic_brats_case(tmp_path, "c1", shape=wrapped.shape)
+    _nifti(folder / "c1_t1.nii.gz", wrapped)
+    (case,) = find_cases(tmp_path)
+    with pytest.raises(InputError) as e:
+        case.load()
+    _one_line(e, "case c1: channel t1", "wrapped around", "uint8", "wider type")
+
+
 def test_single_case_folder(brats_root):
     cases = find_cases(brats_root / CASE)
     assert [c.case_id for c in cases] == [CASE]
