@@ -4,7 +4,10 @@
 * :func:`remove_far_components`: tumour components whose nearest voxel lies more than D mm from the largest
   component become background (``--max-distance``): a false-positive blob far from the tumour, as a case from
   another preprocessing pipeline showed (issue #22), without touching a lesion next to the main one;
-* :func:`relabel_small_enhancing`: BraTS, under N enhancing voxels call them necrosis (``--min-enhancing``).
+* :func:`relabel_small_enhancing`: BraTS, under N enhancing voxels call them necrosis (``--min-enhancing``, or
+  the model card's ``inference.min_enhancing_mm3``): the "no enhancing tumour" rule of issue #40;
+* :func:`demote_small_region_components`: BraTS, components of one region (WT, TC or ET) under N voxels become
+  the next outer region (ET -> necrosis, TC -> edema, WT -> background): lesion-level clean-up (issue #40).
 """
 
 from __future__ import annotations
@@ -34,26 +37,106 @@ def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     return out
 
 
-def _check_enhancing_scheme(scheme: LabelScheme) -> None:
-    if tuple(scheme.regions.get("ET", ())) != (4,) or 1 not in scheme.values:
-        raise InputError("--min-enhancing needs a BraTS model (labels 1 necrosis, 2 edema, 4 enhancing)")
+def _check_enhancing_scheme(scheme: LabelScheme, what: str = "--min-enhancing") -> None:
+    if tuple(scheme.regions.get("ET", ())) != (4,) or 1 not in scheme.values or 2 not in scheme.values:
+        raise InputError(f"{what} needs a BraTS model (labels 1 necrosis, 2 edema, 4 enhancing)")
 
 
-def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels: int) -> np.ndarray:
+ENHANCING_MEASURES = ("total", "largest")
+"""What :func:`relabel_small_enhancing` compares with its threshold: all enhancing voxels, or the largest
+enhancing component's."""
+
+
+def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels: int, by: str = "total") -> np.ndarray:
     """BraTS: if fewer than ``min_voxels`` voxels are enhancing tumour (4), call them necrosis (1) instead.
 
     A case without enhancing tumour (many low-grade gliomas) scores ET Dice 0 for any enhancing voxel
     predicted and 1 for none; a few hundred voxels of enhancement are more often noise than a real
     enhancing rim. The tumour core (1 + 4) and whole tumour are unchanged.
+
+    Args:
+        labels: a BraTS label map (0, 1, 2, 4).
+        scheme: the model's label scheme (must have BraTS' necrosis 1 and enhancing 4).
+        min_voxels: the threshold; 0 or less: off.
+        by: ``total``: all enhancing voxels of the case count; ``largest``: only its largest enhancing component
+            (26-connectivity), so scattered specks do not add up to a rim.
+
+    Returns:
+        ``labels`` itself when nothing changes, else a relabelled copy.
+
+    Raises:
+        InputError: a scheme without BraTS' enhancing tumour, or an unknown ``by``.
     """
+    if by not in ENHANCING_MEASURES:
+        raise InputError(f"the enhancing-tumour rule measures {' or '.join(ENHANCING_MEASURES)}, got {by!r}")
     if min_voxels <= 0:
         return labels
     _check_enhancing_scheme(scheme)
     enhancing = labels == 4
-    if 0 < int(enhancing.sum()) < min_voxels:
+    amount = int(enhancing.sum())
+    if by == "largest" and amount:
+        from scipy import ndimage
+
+        comp, _ = ndimage.label(enhancing, structure=_FULL)
+        amount = int(np.bincount(comp.ravel())[1:].max())
+    if 0 < amount < min_voxels:
         labels = labels.copy()
         labels[enhancing] = 1
     return labels
+
+
+def voxels_for_volume(mm3: float, spacing) -> int:
+    """The voxel count that a volume of ``mm3`` makes on a grid of ``spacing`` (mm), rounded up: a threshold in
+    mm^3 (a model card's, chosen on 1 mm BraTS grids) applied on any native grid."""
+    if mm3 <= 0:
+        return 0
+    return int(np.ceil(mm3 / float(np.prod([float(s) for s in spacing])) - 1e-9))
+
+
+# where the voxels of a too-small component of each BraTS region go: the next outer region
+_OUTER_VALUE = {"ET": 1, "TC": 2, "WT": 0}
+
+
+def demote_small_region_components(labels: np.ndarray, scheme: LabelScheme, min_voxels: dict) -> np.ndarray:
+    """BraTS: connected components (26-connectivity) of a region smaller than its threshold become the next outer
+    region: enhancing tumour -> necrosis (TC kept), tumour core -> edema (WT kept), whole tumour -> background.
+    Applied from the innermost region out (ET, TC, WT), so a speck of enhancement inside a small core goes with it.
+
+    Args:
+        labels: a BraTS label map (0, 1, 2, 4).
+        scheme: the model's label scheme.
+        min_voxels: region name (``WT``, ``TC``, ``ET``) -> threshold in voxels (0: off for that region).
+
+    Returns:
+        ``labels`` itself when nothing changes, else a relabelled copy.
+
+    Raises:
+        InputError: an unknown region, a negative threshold, or a scheme without BraTS' regions.
+    """
+    unknown = sorted(set(min_voxels) - set(_OUTER_VALUE))
+    if unknown:
+        raise InputError(f"component thresholds are per region WT, TC or ET, got {', '.join(unknown)}")
+    if any(int(v) < 0 for v in min_voxels.values()):
+        raise InputError(f"component thresholds must be numbers of voxels >= 0, got {min_voxels}")
+    if not any(int(v) > 0 for v in min_voxels.values()):
+        return labels
+    _check_enhancing_scheme(scheme, "per-region component thresholds")
+    from scipy import ndimage
+
+    out = labels
+    for region in ("ET", "TC", "WT"):
+        threshold = int(min_voxels.get(region, 0))
+        if threshold <= 0:
+            continue
+        comp, n = ndimage.label(np.isin(out, scheme.regions[region]), structure=_FULL)
+        if n == 0:
+            continue
+        small = np.bincount(comp.ravel()) < threshold
+        small[0] = False
+        if small.any():
+            out = out.copy() if out is labels else out
+            out[small[comp]] = _OUTER_VALUE[region]
+    return out
 
 
 def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -> np.ndarray:
@@ -87,14 +170,17 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
     return out
 
 
-def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0) -> None:
+def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0,
+                  min_enhancing_mm3: float = 0.0) -> None:
     """Refuse impossible post-processing settings in one line, before minutes of inference."""
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
             raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
     if not max_distance_mm >= 0:  # NaN too
         raise InputError(f"--max-distance must be a distance in mm >= 0 (0: off), got {max_distance_mm}")
-    if min_enhancing > 0:
+    if not min_enhancing_mm3 >= 0:
+        raise InputError(f"the enhancing-tumour threshold must be a volume in mm^3 >= 0, got {min_enhancing_mm3}")
+    if min_enhancing > 0 or min_enhancing_mm3 > 0:
         _check_enhancing_scheme(scheme)
 
 

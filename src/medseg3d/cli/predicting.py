@@ -134,9 +134,10 @@ def add_predict(sub) -> None:
                         help="infer on the whole cropped volume at once")
     s.add_argument("--overlap", type=float, help="sliding-window overlap (default: the model's, else 0.5)")
     s.add_argument("--min-component", type=int, default=0, help="remove tumour components smaller than N voxels")
-    s.add_argument("--min-enhancing", type=int, default=0,
+    s.add_argument("--min-enhancing", type=int, default=None,
                    help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
-                        "enhancement score ET Dice 1 only with none predicted)")
+                        "enhancement score ET Dice 1 only with none predicted); default: the model's own volume "
+                        "threshold (its card in `medseg3d models` says), else off; 0: off")
     s.add_argument("--max-distance", type=float, default=None, metavar="MM",
                    help="remove tumour components farther than MM millimetres from the largest one (a "
                         "false-positive blob far from the tumour); default: the model's own (its card "

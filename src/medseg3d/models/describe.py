@@ -51,6 +51,9 @@ def describe_models() -> str:
         if inference.get("max_distance_mm"):
             lines.append(f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "
                          "largest one are removed (--max-distance 0 keeps them)")
+        if inference.get("min_enhancing_mm3"):
+            lines.append(f"  post-process enhancing tumour under {inference['min_enhancing_mm3']:g} mm^3 in all becomes "
+                         "necrosis (--min-enhancing 0 keeps it)")
         if inference.get("precision", "auto") != "auto":
             from ..precision import describe
 

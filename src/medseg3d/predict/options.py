@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import InputError
-from ..postprocess import check_options
+from ..postprocess import check_options, voxels_for_volume
 from ..raw.pipeline import MODES as ALIGN_MODES
 from ..uncertainty import MEMBERS, check_passes
 
@@ -38,7 +38,10 @@ class PredictOptions:
         sliding_window: run in windows of the model's patch; None: as the model file says.
         overlap: windows' overlap in [0, 1); None: the model file's (else 0.5).
         min_component: remove tumour components smaller than this many voxels (0: off).
-        min_enhancing: below this many enhancing voxels, enhancing tumour becomes core (0: off).
+        min_enhancing: below this many enhancing voxels, enhancing tumour becomes core (0: off); None: the
+            model file's ``min_enhancing_mm3``, turned into voxels on each grid.
+        min_enhancing_mm3: the same threshold as a volume (mm^3); resolved from the model file unless
+            ``min_enhancing`` is given.
         max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
             model file's choice.
         align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or ``none``
@@ -56,7 +59,8 @@ class PredictOptions:
     sliding_window: bool | None = None
     overlap: float | None = None
     min_component: int = 0
-    min_enhancing: int = 0
+    min_enhancing: int | None = None
+    min_enhancing_mm3: float = 0.0
     max_distance: float | None = None
     align: str = "auto"
     space: str = "native"
@@ -100,18 +104,24 @@ class PredictOptions:
         if self.space not in SPACES:
             raise InputError(f"--space must be 'native' or 'atlas', got {self.space!r}")
         max_distance = model.max_distance(self.max_distance)
-        check_options(model.scheme, self.min_component, self.min_enhancing, max_distance)
+        enhancing_mm3 = self.min_enhancing_mm3 or model.min_enhancing_mm3(self.min_enhancing)
+        min_enhancing = self.min_enhancing or 0
+        check_options(model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3)
         sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
         passes = self.uncertainty
         if passes in (0, "auto"):
             passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
         check_passes(passes, self.mirror, model.runnable_members)
-        return dataclasses.replace(self, max_distance=max_distance, sliding_window=sliding_window, overlap=overlap,
+        return dataclasses.replace(self, max_distance=max_distance, min_enhancing=min_enhancing,
+                                   min_enhancing_mm3=enhancing_mm3, sliding_window=sliding_window, overlap=overlap,
                                    uncertainty=passes, resolved=True)
 
     def postprocessing(self, spacing) -> dict:
         """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of ``spacing``."""
-        return dict(min_component=self.min_component, min_enhancing=self.min_enhancing, spacing=spacing,
+        min_enhancing = self.min_enhancing or 0
+        if not min_enhancing and self.min_enhancing_mm3 > 0 and spacing is not None:
+            min_enhancing = voxels_for_volume(self.min_enhancing_mm3, spacing)
+        return dict(min_component=self.min_component, min_enhancing=min_enhancing, spacing=spacing,
                     max_distance=self.max_distance or 0.0)
 
 
