@@ -148,7 +148,9 @@ def add_train(sub) -> None:
     s = sub.add_parser("train", help="train a network on a dataset")
     s.add_argument("dataset", nargs="?", help="dataset folder (with --resume: the run's own, may be left out)")
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
-    s.add_argument("--preset", help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0 or quick")
+    s.add_argument("--preset", help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0, "
+                                    "brats-v3 and brats-v3-strong (issue #40: synthetic non-enhancing variants train "
+                                    "beside their parents, low-grade cases oversampled) or quick")
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
     s.add_argument("--net-arg", action="append", type=kv, help="network argument KEY=VALUE (repeatable)")
     s.add_argument("--loss", help="loss name or combination, e.g. jaccard, dice, ce, jaccard+ce, region-dice-bce")

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from ...datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
+from ...datasets.synthetic import variant_parent
 from ...errors import InputError
 from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
@@ -121,7 +122,8 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     if plan is not None:
         write_json_atomic(plan.to_dict(), out / "plan.json")
-    split = make_split(sorted(c.case_id for c in cases), folds=folds, seed=0)
+    # synthetic variants (medseg3d synth-nonenhancing) train beside their parent case, never held out
+    split = make_split(sorted(c.case_id for c in cases if variant_parent(c.case_id) is None), folds=folds, seed=0)
     save_split(split, out / "split.json")
     if not (out / ".gitignore").exists():
         write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
