@@ -109,3 +109,15 @@ def test_cli_writes_variants_and_links_originals(tmp_path, capsys):
     assert sorted(c.case_id for c in find_cases(tmp_path / "out")) == ["P1", "P1_nonenh", "P2"]
     assert main(["synth-nonenhancing", str(tmp_path / "data"), "--out", str(tmp_path / "o2"), "--cases", "P9"]) != 0
     assert "has no labelled case P9" in capsys.readouterr().err
+
+
+def test_target_z_sets_the_regions_level_against_the_normal_brain():
+    from medseg3d.datasets.synthetic import robust_z
+
+    t1ce, labels = _case(2)
+    for z in (-1.0, 0.5):
+        out, _, summary = remove_enhancement(t1ce, labels, sigma_mm=0, target_z=z)
+        # the brain (100 +- 5 noise) has an IQR of about 6.7: the median lands within a rounding step of z IQRs
+        got = robust_z(out, labels == 4, labels)
+        assert abs(got - z) < 0.2 and abs(summary["after_z"] - got) < 1e-9
+        assert np.array_equal(out[labels != 4], t1ce[labels != 4])

@@ -44,7 +44,7 @@ def variant_parent(case_id: str) -> str | None:
 
 
 def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 1.0), sigma_mm: float = 1.0,
-                       min_source_voxels: int = 200) -> tuple[np.ndarray, np.ndarray, dict]:
+                       min_source_voxels: int = 200, target_z: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Take the enhancement out of one case's T1ce and move its enhancing label to the core (module docstring).
 
     Args:
@@ -53,10 +53,14 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
         spacing: voxel size in mm (for the smoothing's width).
         sigma_mm: standard deviation of the Gaussian that blends the region with its surroundings; 0: none.
         min_source_voxels: fewest core voxels whose intensities are matched; below it the oedema's are used.
+        target_z: when given, the matched intensities are shifted so that their median lies ``target_z``
+            interquartile ranges of the normal brain (nonzero voxels outside the tumour) from its median: a
+            high-grade case's necrosis is often brighter than a low-grade tumour's core, and this sets the
+            level the real low-grade cores show (see :func:`robust_z`).
 
     Returns:
         ``(t1ce, labels, summary)``: the new T1ce (only enhancing voxels differ), the labels with 4 -> 1, and
-        ``{"voxels", "source", "source_median", "enhancing_median_before", "after_median"}``.
+        ``{"voxels", "source", "source_median", "enhancing_median_before", "after_median", "after_z"}``.
 
     Raises:
         InputError: shapes differ, no enhancing tumour, or too little core and oedema to match to.
@@ -80,6 +84,11 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
     ranks = np.empty(n, dtype=np.float64)
     ranks[np.argsort(values, kind="stable")] = (np.arange(n) + 0.5) / n
     matched = np.quantile(reference.astype(np.float64), ranks)
+    brain_median, brain_iqr = _brain_level(t1ce, labels)
+    if target_z is not None:
+        matched += brain_median + target_z * brain_iqr - float(np.median(matched))
+        if t1ce.min() >= 0:  # a non-negative scan stays so (the background is 0)
+            matched = np.maximum(matched, 0.0)
     work = t1ce.astype(np.float64)
     work[enhancing] = matched
     if sigma_mm > 0:
@@ -103,11 +112,29 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
     new_labels[enhancing] = CORE
     summary = {"voxels": n, "source": source, "source_median": float(np.median(reference)),
                "enhancing_median_before": float(np.median(values)),
-               "after_median": float(np.median(out[enhancing]))}
+               "after_median": float(np.median(out[enhancing])),
+               "after_z": (float(np.median(out[enhancing])) - brain_median) / brain_iqr}
     return out, new_labels, summary
 
 
-def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float = 1.0) -> tuple[Case, dict]:
+def _brain_level(t1ce: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(median, interquartile range) of the normal brain's intensities: nonzero voxels outside the tumour."""
+    brain = t1ce[(t1ce != 0) & (labels == 0)].astype(np.float64)
+    if brain.size < 100:
+        raise InputError(f"only {brain.size} brain voxels outside the tumour; is the T1ce skull-stripped and labelled?")
+    q1, median, q3 = np.percentile(brain, (25, 50, 75))
+    return float(median), float(max(q3 - q1, 1e-6))
+
+
+def robust_z(t1ce: np.ndarray, region: np.ndarray, labels: np.ndarray) -> float:
+    """The median intensity of ``region`` in interquartile ranges of the normal brain from its median (nonzero voxels
+    outside the tumour, ``labels > 0``): a level that compares across scanners and intensity scales."""
+    median, iqr = _brain_level(np.asarray(t1ce), np.asarray(labels))
+    return (float(np.median(np.asarray(t1ce)[np.asarray(region, bool)])) - median) / iqr
+
+
+def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float = 1.0,
+                               target_z: float | None = None) -> tuple[Case, dict]:
     """Write the non-enhancing variant of ``case`` as ``out_dir/<case><SUFFIX>/`` in the BraTS layout.
 
     T1ce and labels are edited by :func:`remove_enhancement` and written on the case's own affine; the other
@@ -116,7 +143,7 @@ def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float 
     Args:
         case: a labelled BraTS case with a ``t1ce`` channel.
         out_dir: the folder the variant's case folder goes in.
-        sigma_mm: see :func:`remove_enhancement`.
+        sigma_mm, target_z: see :func:`remove_enhancement`.
 
     Returns:
         (the written case, the summary of :func:`remove_enhancement`).
@@ -135,7 +162,7 @@ def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float 
         raise InputError(f"case {case.case_id}: T1ce {image.array.shape} and label {label.array.shape} differ in "
                          "shape; the case is not co-registered")
     new_t1ce, new_labels, summary = remove_enhancement(np.asarray(image.array), np.asarray(label.array),
-                                                       image.spacing, sigma_mm)
+                                                       image.spacing, sigma_mm, target_z=target_z)
     variant_id = case.case_id + VARIANT_SUFFIX
     folder = Path(out_dir) / variant_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,4 +179,4 @@ def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float 
     return Case(variant_id, channels, label_target, {"grade": "synthetic-nonenhancing", "parent": case.case_id}), summary
 
 
-__all__ = ["VARIANT_SUFFIX", "remove_enhancement", "variant_parent", "write_nonenhancing_variant"]
+__all__ = ["VARIANT_SUFFIX", "remove_enhancement", "robust_z", "variant_parent", "write_nonenhancing_variant"]
