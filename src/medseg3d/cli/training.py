@@ -100,7 +100,7 @@ def cmd_crossval(args) -> None:
         raise InputError("give the run folder: medseg3d crossval DATA --out RUN (or RUN --report for its report)")
     overrides = {"iters_per_epoch": args.iters_per_epoch} if args.iters_per_epoch else None
     run_crossval(args.path, args.out, preset=args.preset, members=args.members, folds=args.folds, epochs=args.epochs,
-                 fold=args.fold, final=args.final, progress=not args.quiet, overrides=overrides)
+                 fold=args.fold, final=args.final, progress=not args.quiet, overrides=overrides, split_file=args.split)
 
 
 def cmd_bundle(args) -> None:
@@ -244,6 +244,9 @@ def add_crossval(sub) -> None:
     s.add_argument("--folds", type=int, help="number of folds (default 5)")
     s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
     s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument("--split", metavar="FILE",
+                   help="on the first call, this k-fold split instead of a new seeded one (e.g. an earlier "
+                        "cross-validation's, to compare fold by fold); it must hold out each original case once")
     s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
     s.add_argument("--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)")
     s.add_argument("--report", action="store_true", help="only rebuild RUN/report.md from the run's records")

@@ -73,7 +73,8 @@ def _check_same(out: Path, old: dict, record: dict) -> None:
 
 
 def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
-          epochs: int | None = None, overrides: dict | None = None) -> tuple[dict, list[Case]]:
+          epochs: int | None = None, overrides: dict | None = None,
+          split_file: str | Path | None = None) -> tuple[dict, list[Case]]:
     """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
 
     Args:
@@ -84,6 +85,9 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
         folds: number of folds (default 5; a later call may leave it out).
         epochs: epochs per training instead of each preset's own.
         overrides: other training settings for every member (e.g. ``iters_per_epoch``), on a first call.
+        split_file: on a first call, this k-fold split instead of a new seeded one (e.g. an earlier
+            cross-validation's, so that the two compare fold by fold); its held-out cases must be exactly the
+            dataset's original cases (synthetic variants are never held out).
 
     Returns:
         (record, labelled cases).
@@ -104,6 +108,9 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
     cases = find_cases(dataset, require_label=True)
+    given_split = None if split_file is None or old is not None else _given_split(split_file, cases, folds)
+    if given_split is not None:
+        folds = len(given_split["folds"])
     folds = (old or {}).get("folds", 5) if folds is None else int(folds)
     if not 2 <= folds <= len(cases):
         raise InputError(f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}")
@@ -123,13 +130,30 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
     if plan is not None:
         write_json_atomic(plan.to_dict(), out / "plan.json")
     # synthetic variants (medseg3d synth-nonenhancing) train beside their parent case, never held out
-    split = make_split(sorted(c.case_id for c in cases if variant_parent(c.case_id) is None), folds=folds, seed=0)
+    split = given_split or make_split(sorted(c.case_id for c in cases if variant_parent(c.case_id) is None),
+                                      folds=folds, seed=0)
     save_split(split, out / "split.json")
     if not (out / ".gitignore").exists():
         write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
     record |= {"settings": settings, "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json_atomic(record, out / RECORD)
     return record, cases
+
+
+def _given_split(path, cases: list[Case], folds: int | None) -> dict:
+    """``--split FILE`` checked against the dataset: k folds whose held-out cases are its original cases, once each."""
+    split = load_split(path)
+    if split.get("kind") != "kfold":
+        raise InputError(f"{path}: is not a k-fold split; give one made by `medseg3d split --folds K`")
+    originals = sorted(c.case_id for c in cases if variant_parent(c.case_id) is None)
+    held = sorted(c for f in split["folds"] for c in f["val"])
+    if held != originals:
+        missing, extra = sorted(set(originals) - set(held)), sorted(set(held) - set(originals))
+        raise InputError(f"{path}: its folds do not hold out each original case of the dataset once (missing "
+                         f"{missing[:3]}, unknown {extra[:3]}); give the split made for this dataset")
+    if folds is not None and int(folds) != len(split["folds"]):
+        raise InputError(f"--folds {folds} but {path} has {len(split['folds'])} folds; leave --folds out")
+    return split
 
 
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
@@ -173,11 +197,11 @@ def train_task(task: Task) -> float:
 
 def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
                  epochs: int | None = None, fold: int | None = None, final: bool = False, progress: bool = True,
-                 report: bool = True, overrides: dict | None = None) -> dict:
+                 report: bool = True, overrides: dict | None = None, split_file: str | Path | None = None) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
-        dataset, out, preset, members, folds, epochs, overrides: as :func:`setup`.
+        dataset, out, preset, members, folds, epochs, overrides, split_file: as :func:`setup`.
         fold: only this fold (a Slurm array task; every rank of ``torchrun``).
         final: also train every member on all cases (what ``medseg3d bundle`` packs).
         progress: print what is done.
@@ -195,7 +219,7 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
         _wait_for(Path(out) / RECORD)
-    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
+    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides, split_file)
     out = Path(out)
     if world > 1 and fold is None:
         raise InputError("under torchrun every process must train the same fold: give --fold K")
