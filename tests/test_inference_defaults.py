@@ -101,7 +101,7 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     # 27 voxels of 1 mm^3 = 0.027 ml: said as such, not rounded away to "0.0 ml"
     assert "case: removed 0.03 ml of tumour farther than 20 mm from the largest component (--max-distance 0 keeps it)" in said
     record = json.loads((tmp_path / "out" / "seg.json").read_text())
-    assert record["postprocessing"] == {"min_component": 0, "min_enhancing": 0, "min_enhancing_mm3": 0.0,
+    assert record["postprocessing"] == {"min_component": 0, "min_enhancing": 0, "min_enhancing_mm3": 0.0, "min_lesion_mm3": {},
                                         "max_distance_mm": 20.0,
                                         "far_removed_ml": 0.03}
     assert any("was removed" in w for w in record["warnings"])
@@ -142,3 +142,32 @@ def test_enhancing_threshold_comes_from_the_model_in_voxels_of_each_grid_and_the
     base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
     assert parser.parse_args(base).min_enhancing is None
     assert parser.parse_args(base + ["--min-enhancing", "0"]).min_enhancing == 0
+
+
+@pytest.mark.parametrize("bad", [{"NET": 5.0}, {"WT": -1.0}, {"ET": "100"}, [100.0]])
+def test_bad_lesion_thresholds_in_metadata_are_rejected(bundled_copy, bad):
+    source, target = bundled_copy
+    with pytest.raises(ModelError, match="inference.min_lesion_mm3 must map regions"):
+        rewrite_model_metadata(source, {"inference": {"min_lesion_mm3": bad}}, out=target)
+    assert not target.exists()
+
+
+def test_lesion_thresholds_come_from_the_model_in_voxels_of_each_grid_and_the_user_wins(bundled_copy):
+    from medseg3d.predict import PredictOptions
+
+    source, target = bundled_copy
+    rewrite_model_metadata(source, {"inference": {"min_lesion_mm3": {"WT": 1000.0, "ET": 100.0}}}, out=target)
+    loaded = load_model(target, device="cpu")
+    card = PredictOptions().resolve(loaded)
+    assert card.postprocessing((1.0, 1.0, 1.0))["min_lesion"] == {"WT": 1000, "ET": 100}
+    assert card.postprocessing((1.0, 1.0, 2.0))["min_lesion"] == {"WT": 500, "ET": 50}
+    assert PredictOptions(min_lesion={}).resolve(loaded).postprocessing((1.0, 1.0, 1.0))["min_lesion"] is None
+    mine = PredictOptions(min_lesion={"TC": 200.0}).resolve(loaded)
+    assert mine.postprocessing((1.0, 1.0, 1.0))["min_lesion"] == {"TC": 200}
+    parser = build_parser()
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
+    assert parser.parse_args(base).min_lesion is None
+    assert parser.parse_args(base + ["--min-lesion", "0"]).min_lesion == {}
+    assert parser.parse_args(base + ["--min-lesion", "wt=1000,ET=100"]).min_lesion == {"WT": 1000.0, "ET": 100.0}
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--min-lesion", "NET=5"])

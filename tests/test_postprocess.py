@@ -194,3 +194,20 @@ def test_small_region_components_go_to_the_next_outer_region_known_answer():
         demote_small_region_components(labels, scheme, {"NET": 5})
     with pytest.raises(InputError, match="needs a BraTS model"):
         demote_small_region_components(labels, get_scheme("brats2012"), {"WT": 5})
+
+
+def test_postprocess_applies_region_thresholds_before_the_enhancing_rule():
+    from medseg3d.labels import BRATS
+    from medseg3d.postprocess import postprocess
+
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:12, 2:12, 2:12] = 2
+    labels[4:10, 4:10, 4:10] = 1
+    labels[5:8, 5:8, 5:8] = 4            # 27 enhancing voxels in the core
+    labels[20:22, 20:22, 20:22] = 4      # an 8-voxel enhancing blob on its own (a WT component of 8)
+    out = postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={"WT": 10})
+    assert out[20:22, 20:22, 20:22].sum() == 0 and (out == 4).sum() == 27
+    # the blob demoted to necrosis by ET < 10, then the rule sees 27 enhancing voxels < 30: all necrosis
+    out = postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={"ET": 10}, min_enhancing=30)
+    assert (out == 4).sum() == 0 and (out[20:22, 20:22, 20:22] == 1).all()
+    assert np.array_equal(postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={}), labels)

@@ -72,7 +72,8 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
     return _write_model_file(state, meta, Path(out or path))
 
 
-INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm", "min_enhancing_mm3"}
+INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm", "min_enhancing_mm3",
+                  "min_lesion_mm3"}
 """What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by default."""
 
 
@@ -83,7 +84,7 @@ def check_inference(inference, path: Path) -> None:
     if not isinstance(inference, dict) or set(inference) - INFERENCE_KEYS:
         raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; expected "
                          "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-                         "'max_distance_mm': float, 'min_enhancing_mm3': float}")
+                         "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}}")
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
     if refiner is not None and not (isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)):
@@ -100,6 +101,11 @@ def check_inference(inference, path: Path) -> None:
     if isinstance(enhancing, bool) or not isinstance(enhancing, (int, float)) or not 0 <= enhancing < float("inf"):
         raise ModelError(f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), "
                          f"got {enhancing!r}")
+    lesion = inference.get("min_lesion_mm3", {})
+    if not isinstance(lesion, dict) or set(lesion) - {"WT", "TC", "ET"} or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf") for v in lesion.values()):
+        raise ModelError(f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
+                         f"got {lesion!r}")
     if inference.get("precision", "auto") not in PRECISIONS:
         raise ModelError(f"{path}: inference.precision must be one of {', '.join(PRECISIONS)}, "
                          f"got {inference['precision']!r}")

@@ -171,7 +171,7 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
 
 
 def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0,
-                  min_enhancing_mm3: float = 0.0) -> None:
+                  min_enhancing_mm3: float = 0.0, min_lesion_mm3: dict | None = None) -> None:
     """Refuse impossible post-processing settings in one line, before minutes of inference."""
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
@@ -182,17 +182,39 @@ def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, m
         raise InputError(f"the enhancing-tumour threshold must be a volume in mm^3 >= 0, got {min_enhancing_mm3}")
     if min_enhancing > 0 or min_enhancing_mm3 > 0:
         _check_enhancing_scheme(scheme)
+    if min_lesion_mm3:
+        check_lesion_thresholds(min_lesion_mm3)
+        _check_enhancing_scheme(scheme, "--min-lesion")
+
+
+def check_lesion_thresholds(thresholds, what: str = "--min-lesion") -> dict:
+    """``{region: mm^3}`` for WT / TC / ET, each a finite number >= 0; refused in one line otherwise.
+
+    Raises:
+        InputError: not a mapping, an unknown region, or a bad number.
+    """
+    if not isinstance(thresholds, dict):
+        raise InputError(f"{what} must map regions WT, TC, ET to volumes in mm^3, got {thresholds!r}")
+    unknown = sorted(set(thresholds) - set(_OUTER_VALUE))
+    if unknown:
+        raise InputError(f"{what}: component thresholds are per region WT, TC or ET, got {', '.join(map(str, unknown))}")
+    for region, value in thresholds.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise InputError(f"{what}: {region} must be a volume in mm^3 >= 0 (0: off), got {value!r}")
+    return {str(k): float(v) for k, v in thresholds.items()}
 
 
 def postprocess(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                min_enhancing: int = 0, max_distance_mm: float = 0.0) -> np.ndarray:
-    """Small components, then far components (needs ``spacing``), then small enhancing regions."""
+                min_enhancing: int = 0, max_distance_mm: float = 0.0, min_lesion: dict | None = None) -> np.ndarray:
+    """Small components, then far components (needs ``spacing``), then small components of each region
+    (``min_lesion``: region -> voxels), then small enhancing regions."""
     return postprocess_counted(labels, scheme, spacing=spacing, min_component=min_component,
-                               min_enhancing=min_enhancing, max_distance_mm=max_distance_mm)[0]
+                               min_enhancing=min_enhancing, max_distance_mm=max_distance_mm, min_lesion=min_lesion)[0]
 
 
 def postprocess_counted(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                        min_enhancing: int = 0, max_distance_mm: float = 0.0) -> tuple[np.ndarray, int]:
+                        min_enhancing: int = 0, max_distance_mm: float = 0.0,
+                        min_lesion: dict | None = None) -> tuple[np.ndarray, int]:
     """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
     ``predict`` reports: a second lesion of a multifocal tumour would go too).
 
@@ -208,4 +230,6 @@ def postprocess_counted(labels: np.ndarray, scheme: LabelScheme, *, spacing=None
         labels = remove_far_components(labels, spacing, max_distance_mm)
         if labels is not before:
             far_removed = int(np.count_nonzero(before > 0) - np.count_nonzero(labels > 0))
+    if min_lesion:
+        labels = demote_small_region_components(labels, scheme, min_lesion)
     return relabel_small_enhancing(labels, scheme, min_enhancing), far_removed

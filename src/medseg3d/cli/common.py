@@ -46,6 +46,22 @@ def passes(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected 2, 4 or 8 mirrored passes, or 'members' for an ensemble, got {text!r}")
 
 
+def region_volumes(text: str) -> dict[str, float]:
+    """``WT=1000,TC=200,ET=100`` -> ``{"WT": 1000.0, ...}`` (mm^3); ``0`` or ``none`` -> ``{}`` (off)."""
+    if text.strip().lower() in ("0", "none", "off"):
+        return {}
+    out = {}
+    for part in text.split(","):
+        region, sep, value = part.partition("=")
+        try:
+            out[region.strip().upper()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or region.strip().upper() not in ("WT", "TC", "ET"):
+            raise argparse.ArgumentTypeError(f"expected REGION=MM3 pairs of WT, TC, ET (e.g. WT=1000,ET=100), got {text!r}")
+    return out
+
+
 def kv(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE like base_channels=16, got {text!r}")

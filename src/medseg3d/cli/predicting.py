@@ -12,6 +12,7 @@ from .common import (
     add_template_fit,
     channel_flags,
     passes,
+    region_volumes,
     shard,
 )
 
@@ -35,7 +36,7 @@ def cmd_predict(args) -> int:
 
     options = PredictOptions(mirror=args.mirror, sliding_window=args.sliding_window, overlap=args.overlap,
                              min_component=args.min_component, min_enhancing=args.min_enhancing,
-                             max_distance=args.max_distance, align=args.align, space=args.space,
+                             min_lesion=args.min_lesion, max_distance=args.max_distance, align=args.align, space=args.space,
                              uncertainty=args.uncertainty, template_fit=args.template_fit,
                              trust_names=args.trust_names, strict=args.strict)
     with collecting() as checks:
@@ -138,6 +139,10 @@ def add_predict(sub) -> None:
                    help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
                         "enhancement score ET Dice 1 only with none predicted); default: the model's own volume "
                         "threshold (its card in `medseg3d models` says), else off; 0: off")
+    s.add_argument("--min-lesion", type=region_volumes, default=None, metavar="WT=MM3,TC=MM3,ET=MM3",
+                   help="BraTS: components of a region smaller than its volume become the next outer region "
+                        "(enhancing -> necrosis, core -> oedema, whole tumour -> background), e.g. "
+                        "WT=1000,TC=200,ET=100; default: the model's own (its card says), else off; 0: off")
     s.add_argument("--max-distance", type=float, default=None, metavar="MM",
                    help="remove tumour components farther than MM millimetres from the largest one (a "
                         "false-positive blob far from the tumour); default: the model's own (its card "

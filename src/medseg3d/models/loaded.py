@@ -93,6 +93,11 @@ class LoadedModel:
             return 0.0
         return float(self.meta.inference.get("min_enhancing_mm3", 0.0))
 
+    def min_lesion_mm3(self) -> dict:
+        """The model file's per-region component thresholds in mm^3 (``inference.min_lesion_mm3``, set for a
+        model whose cross-validation chose them), else ``{}`` (off)."""
+        return dict(self.meta.inference.get("min_lesion_mm3") or {})
+
     def compute_precision(self) -> str:
         """The precision to run in: what the user asked, else the model file's ``inference.precision``
         (set for a model whose cross-validation was scored in it), else ``auto``."""

@@ -42,6 +42,9 @@ class PredictOptions:
             model file's ``min_enhancing_mm3``, turned into voxels on each grid.
         min_enhancing_mm3: the same threshold as a volume (mm^3); resolved from the model file unless
             ``min_enhancing`` is given.
+        min_lesion: region (WT, TC, ET) -> mm^3: components of a region smaller than that become the next outer
+            region (:func:`medseg3d.postprocess.demote_small_region_components`); None: the model file's
+            ``min_lesion_mm3``; ``{}``: off.
         max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
             model file's choice.
         align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or ``none``
@@ -61,6 +64,7 @@ class PredictOptions:
     min_component: int = 0
     min_enhancing: int | None = None
     min_enhancing_mm3: float = 0.0
+    min_lesion: dict | None = None
     max_distance: float | None = None
     align: str = "auto"
     space: str = "native"
@@ -106,14 +110,15 @@ class PredictOptions:
         max_distance = model.max_distance(self.max_distance)
         enhancing_mm3 = self.min_enhancing_mm3 or model.min_enhancing_mm3(self.min_enhancing)
         min_enhancing = self.min_enhancing or 0
-        check_options(model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3)
+        min_lesion = model.min_lesion_mm3() if self.min_lesion is None else dict(self.min_lesion)
+        check_options(model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3, min_lesion)
         sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
         passes = self.uncertainty
         if passes in (0, "auto"):
             passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
         check_passes(passes, self.mirror, model.runnable_members)
         return dataclasses.replace(self, max_distance=max_distance, min_enhancing=min_enhancing,
-                                   min_enhancing_mm3=enhancing_mm3, sliding_window=sliding_window, overlap=overlap,
+                                   min_enhancing_mm3=enhancing_mm3, min_lesion=min_lesion, sliding_window=sliding_window, overlap=overlap,
                                    uncertainty=passes, resolved=True)
 
     def postprocessing(self, spacing) -> dict:
@@ -121,8 +126,11 @@ class PredictOptions:
         min_enhancing = self.min_enhancing or 0
         if not min_enhancing and self.min_enhancing_mm3 > 0 and spacing is not None:
             min_enhancing = voxels_for_volume(self.min_enhancing_mm3, spacing)
+        min_lesion = None
+        if self.min_lesion and spacing is not None:
+            min_lesion = {region: voxels_for_volume(mm3, spacing) for region, mm3 in self.min_lesion.items()}
         return dict(min_component=self.min_component, min_enhancing=min_enhancing, spacing=spacing,
-                    max_distance=self.max_distance or 0.0)
+                    max_distance=self.max_distance or 0.0, min_lesion=min_lesion)
 
 
 def check_output_format(output_format: str | None, space: str) -> None:

@@ -125,7 +125,8 @@ def write_case_outputs(loaded: LoadedModel, case: Case, target: Path, result: Ca
     if say and aligned:
         say(f"{case.case_id}: preprocessing '{result.prepared.mode}': {result.prepared.reason}")
     post = {"min_component": opts.min_component, "min_enhancing": opts.min_enhancing,
-            "min_enhancing_mm3": opts.min_enhancing_mm3, "max_distance_mm": opts.max_distance,
+            "min_enhancing_mm3": opts.min_enhancing_mm3, "min_lesion_mm3": opts.min_lesion or {},
+            "max_distance_mm": opts.max_distance,
             "far_removed_ml": result.far_removed_ml}  # the JSON's record
     if say and result.far_removed_ml > 0:
         say(f"{case.case_id}: removed {result.far_removed_ml:.3g} ml of tumour farther than "

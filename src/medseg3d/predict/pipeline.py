@@ -139,7 +139,7 @@ def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray
 
 
 def labels_and_removed(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0, min_enhancing: int = 0,
-                       spacing=None, max_distance: float = 0.0) -> tuple[np.ndarray, int]:
+                       spacing=None, max_distance: float = 0.0, min_lesion: dict | None = None) -> tuple[np.ndarray, int]:
     """Label values from probabilities (regions above 0.5, or the most probable class), post-processed once
     (:func:`medseg3d.postprocess.postprocess_counted`), and the number of tumour voxels that the far-component
     removal took."""
@@ -148,15 +148,16 @@ def labels_and_removed(model: LoadedModel, probs: np.ndarray, *, min_component: 
     else:
         labels = model.scheme.to_values(probs.argmax(0))
     return postprocess_counted(labels, model.scheme, spacing=spacing, min_component=min_component,
-                               min_enhancing=min_enhancing, max_distance_mm=max_distance)
+                               min_enhancing=min_enhancing, max_distance_mm=max_distance, min_lesion=min_lesion)
 
 
 def probabilities_to_labels(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0,
-                            min_enhancing: int = 0, spacing=None, max_distance: float = 0.0) -> np.ndarray:
+                            min_enhancing: int = 0, spacing=None, max_distance: float = 0.0,
+                            min_lesion: dict | None = None) -> np.ndarray:
     """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count;
     ``max_distance`` in mm needs the grid's ``spacing``)."""
     return labels_and_removed(model, probs, min_component=min_component, min_enhancing=min_enhancing,
-                              spacing=spacing, max_distance=max_distance)[0]
+                              spacing=spacing, max_distance=max_distance, min_lesion=min_lesion)[0]
 
 
 def segment_arrays(model: LoadedModel, image: np.ndarray, affine: np.ndarray, options: PredictOptions | None = None,
