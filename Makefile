@@ -3,6 +3,8 @@
 PY ?= python3
 DATA ?= $(or $(MEDSEG3D_DATA),../shared/data)
 CASE ?= $(DATA)/brats2018/Brats18_2013_2_1
+# the Python code ruff checks and formats (Markdown code blocks are left alone)
+PYTHON_DIRS = src tests benchmarks validation scripts archive
 
 .PHONY: install install-dev demo test test-slow test-integration lint bench
 
@@ -36,7 +38,8 @@ test-integration: install-dev
 	$(PY) -m pytest -q -m "slow or not slow" tests/integration
 
 lint:
-	ruff check src tests benchmarks
+	ruff check $(PYTHON_DIRS)
+	ruff format --check $(PYTHON_DIRS)
 
 bench:
 	$(PY) benchmarks/run.py

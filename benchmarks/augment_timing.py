@@ -88,7 +88,9 @@ def time_ops(image, label, repeats: int) -> dict[str, float]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--draws", type=int, default=200, help="samples per preset (default 200)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--label", choices=("regions", "classes"), default="regions")
@@ -104,8 +106,9 @@ def main(argv=None):
         for name, s in seconds.items()
     }
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), image {tuple(image.shape)} float32, "
-        f"label {tuple(label.shape)} {str(label.dtype).replace('torch.', '')}, {args.draws} draws each\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), image {tuple(image.shape)} "
+        f"float32, label {tuple(label.shape)} {str(label.dtype).replace('torch.', '')}, "
+        f"{args.draws} draws each\n"
     )
     print("| preset | median ms/sample | mean ms/sample |")
     print("|---|---:|---:|")
@@ -114,8 +117,10 @@ def main(argv=None):
     ratio = {k: stats["strong"][k] / stats["default"][k] for k in ("median_ms", "mean_ms")}
     print(f"| strong / default | {ratio['median_ms']:.2f}x | {ratio['mean_ms']:.2f}x |")
     extra_s = (stats["strong"]["mean_ms"] - stats["default"]["mean_ms"]) / 1000
-    print(f"\nstrong adds {extra_s * 1000:.1f} ms per sample on average: {50 * extra_s:.2f} s per epoch of 50 "
-          "one-sample iterations")
+    print(
+        f"\nstrong adds {extra_s * 1000:.1f} ms per sample on average: {50 * extra_s:.2f} s per epoch of 50 "
+        "one-sample iterations"
+    )
 
     ops = time_ops(image, label, args.op_repeats)
     print("\n| op of strong, applied with p=1 | median ms |")
@@ -124,8 +129,17 @@ def main(argv=None):
         print(f"| {name} | {1000 * s:.1f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"threads": args.threads, "label": args.label, "draws": args.draws, "presets": stats,
-                       "ops_median_ms": {k: 1000 * v for k, v in ops.items()}}, f, indent=2)
+            json.dump(
+                {
+                    "threads": args.threads,
+                    "label": args.label,
+                    "draws": args.draws,
+                    "presets": stats,
+                    "ops_median_ms": {k: 1000 * v for k, v in ops.items()},
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

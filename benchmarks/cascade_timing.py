@@ -41,8 +41,11 @@ def main() -> None:
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
     with tempfile.TemporaryDirectory() as tmp:
-        fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
-                                      out=Path(tmp) / "fine.safetensors")
+        fine = rewrite_model_metadata(
+            source,
+            {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
+            out=Path(tmp) / "fine.safetensors",
+        )
         refiner = load_model(fine, device="cpu", refine="none")
     cases = find_cases(args.data)[: args.cases]
     boxes = []
@@ -54,17 +57,22 @@ def main() -> None:
                 _, info = refine(refiner, image, affine, probs, sliding_window=variant == "cascade windows")
                 if repeat == 0 and variant == "cascade box":
                     boxes.append((case.case_id, info.get("box"), info.get("voxels")))
+
         return fn
 
     variants = ["coarse windows", "coarse whole", "cascade box", "cascade windows"]
     times = interleaved_seconds(cases, coarse.modalities, {v: run(v) for v in variants}, args.repeats)
-    print(f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case "
-          "(segment only: no reading, writing or imports)")
+    print(
+        f"{len(cases)} cases x {args.repeats} repeats, {torch.get_num_threads()} threads, seconds per case "
+        "(segment only: no reading, writing or imports)"
+    )
     base = statistics.median(times["coarse windows"])
     for variant in variants:
         med = statistics.median(times[variant])
-        print(f"  {variant:16s} median {med:6.2f}  mean {statistics.mean(times[variant]):6.2f}  "
-              f"ratio to coarse windows {med / base:4.2f}")
+        print(
+            f"  {variant:16s} median {med:6.2f}  mean {statistics.mean(times[variant]):6.2f}  "
+            f"ratio to coarse windows {med / base:4.2f}"
+        )
     for name, box, voxels in boxes:
         size = "none" if box is None else "x".join(str(b - a) for a, b in zip(*box))
         print(f"  {name}: refiner box {size} ({voxels or 0:,} voxels at 1 mm)")

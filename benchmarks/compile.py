@@ -73,11 +73,15 @@ def main(argv=None) -> int:
     }
     seconds_saved = statistics.median(eager) - statistics.median(comp)
     breakeven = compile_seconds / seconds_saved if seconds_saved > 0 else float("inf")
-    print(f"training step, kayalibay (instance norm) + region-dice-bce, {PATCH[0]}^3 patch, {args.precision} "
-          f"({result['compute_dtype']}), {args.threads} thread(s):")
+    print(
+        f"training step, kayalibay (instance norm) + region-dice-bce, {PATCH[0]}^3 patch, {args.precision} "
+        f"({result['compute_dtype']}), {args.threads} thread(s):"
+    )
     print(f"  compile (first two steps): {compile_seconds:.0f} s")
-    print(f"  eager {result['eager_step_seconds']:.3f} s, compiled {result['compiled_step_seconds']:.3f} s per step: "
-          f"{result['speedup']:.2f}x; compiling pays for itself after about {breakeven:.0f} steps")
+    print(
+        f"  eager {result['eager_step_seconds']:.3f} s, compiled {result['compiled_step_seconds']:.3f} s per "
+        f"step: {result['speedup']:.2f}x; compiling pays for itself after about {breakeven:.0f} steps"
+    )
     print(f"  first-step loss: eager {loss_eager:.5f}, compiled {loss_comp:.5f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

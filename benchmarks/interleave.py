@@ -11,13 +11,17 @@ import numpy as np
 from medseg3d.io import read_volume
 
 
-def interleaved_seconds(cases, modalities, variants: dict[str, Callable], repeats: int) -> dict[str, list[float]]:
+def interleaved_seconds(
+    cases, modalities, variants: dict[str, Callable], repeats: int
+) -> dict[str, list[float]]:
     """Seconds of each variant on each case, ``repeats`` rounds after one warm-up round.
 
     Args:
-        cases: :class:`~medseg3d.datasets.Case` objects; their channels are read before timing, once per round.
+        cases: :class:`~medseg3d.datasets.Case` objects; their channels are read before timing, once per
+            round.
         modalities: the channels' order.
-        variants: name -> ``fn(image, affine, case, repeat)``, timed around the call (``repeat`` 0 is the warm-up).
+        variants: name -> ``fn(image, affine, case, repeat)``, timed around the call (``repeat`` 0 is the
+            warm-up).
         repeats: counted rounds.
     """
     times: dict[str, list[float]] = {name: [] for name in variants}

@@ -50,7 +50,7 @@ def copy_with_new_uids(study: Path, out: Path, k: int) -> str:
         ds = pydicom.dcmread(f)
         old = str(ds.StudyInstanceUID)
         for name in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID"):
-            setattr(ds, name, new + str(getattr(ds, name))[len(old):])
+            setattr(ds, name, new + str(getattr(ds, name))[len(old) :])
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         target = out / f.relative_to(study)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -72,14 +72,34 @@ def main() -> None:
     data = Path(os.environ.get("MEDSEG3D_DATA", REPO.parent / "shared" / "data"))
     tmp = Path(tempfile.mkdtemp(prefix="medseg3d-pacs-"))
     node_port = free_port()
-    orthanc = Orthanc(tmp / "orthanc", free_port(), free_port(), {"medseg3d": ("MEDSEG3D", "127.0.0.1", node_port)})
+    orthanc = Orthanc(
+        tmp / "orthanc", free_port(), free_port(), {"medseg3d": ("MEDSEG3D", "127.0.0.1", node_port)}
+    )
     orthanc.start()
     spool = tmp / "spool"
     node = subprocess.Popen(
-        [sys.executable, "-m", "medseg3d", "serve", "--ae-title", "MEDSEG3D", "--port", str(node_port), "--bind",
-         "127.0.0.1", "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}", "--allow", "ORTHANC@127.0.0.1",
-         "--spool", str(spool), "--quiet-period", str(args.quiet_period)],
-        stderr=open(tmp / "node.log", "wb"))  # noqa: SIM115
+        [
+            sys.executable,
+            "-m",
+            "medseg3d",
+            "serve",
+            "--ae-title",
+            "MEDSEG3D",
+            "--port",
+            str(node_port),
+            "--bind",
+            "127.0.0.1",
+            "--send-to",
+            f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",
+            "--allow",
+            "ORTHANC@127.0.0.1",
+            "--spool",
+            str(spool),
+            "--quiet-period",
+            str(args.quiet_period),
+        ],
+        stderr=open(tmp / "node.log", "wb"),  # noqa: SIM115
+    )
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
 
@@ -88,8 +108,11 @@ def main() -> None:
             samples.append((time.time(), rss_mb(node.pid)))
 
     threading.Thread(target=sample, daemon=True).start()
-    results: dict = {"quiet_period_s": args.quiet_period, "cores": os.cpu_count(),
-                     "load_average_at_start": os.getloadavg()}
+    results: dict = {
+        "quiet_period_s": args.quiet_period,
+        "cores": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+    }
     try:
         end = time.time() + 300  # the node loads the model before it listens
         while time.time() < end:
@@ -130,20 +153,30 @@ def main() -> None:
         while len(per_study) < len(uids) and time.time() < deadline:
             for u in uids:
                 if u not in per_study and state(spool, u).get("status") in ("sent", "failed"):
-                    per_study[u] = {"status": state(spool, u)["status"], "rss_mb": round(rss_mb(node.pid), 1),
-                                    "done_after_s": round(time.time() - t_burst, 1)}
+                    per_study[u] = {
+                        "status": state(spool, u)["status"],
+                        "rss_mb": round(rss_mb(node.pid), 1),
+                        "done_after_s": round(time.time() - t_burst, 1),
+                    }
                     print(u, per_study[u], flush=True)
             time.sleep(1.0)
         studies_in_orthanc = orthanc.get("/studies")
         segs = sum(bool(orthanc.study_instances(i, "SEG")) for i in studies_in_orthanc)
-        status = subprocess.run([sys.executable, "-m", "medseg3d", "serve", "--status", "--spool", str(spool)],
-                                check=False, capture_output=True, text=True).stdout.splitlines()
+        status = subprocess.run(
+            [sys.executable, "-m", "medseg3d", "serve", "--status", "--spool", str(spool)],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
         rss = [mb for t, mb in samples if t >= t_burst]
         results["burst"] = {
-            "studies": len(uids), "finished": len(per_study),
+            "studies": len(uids),
+            "finished": len(per_study),
             "sent": sum(v["status"] == "sent" for v in per_study.values()),
-            "studies_with_a_seg_in_orthanc": segs, "orthanc_studies": len(studies_in_orthanc),
-            "wall_s": round(time.time() - t_burst, 1), "status_head": status[0] if status else None,
+            "studies_with_a_seg_in_orthanc": segs,
+            "orthanc_studies": len(studies_in_orthanc),
+            "wall_s": round(time.time() - t_burst, 1),
+            "status_head": status[0] if status else None,
             "rss_mb_after_each_study": [v["rss_mb"] for v in per_study.values()],
             "rss_mb_min_max_over_burst": [round(min(rss), 1), round(max(rss), 1)] if rss else None,
             "load_average_at_end": os.getloadavg(),

@@ -81,7 +81,10 @@ def main(argv=None) -> int:
         for p in precisions:
             t, outs[p] = _infer(evaluator, crop, p)
             infer_t[p].append(t)
-    med = {k: {p: statistics.median(v[p]) for p in precisions} for k, v in (("train", train_t), ("infer", infer_t))}
+    med = {
+        k: {p: statistics.median(v[p]) for p in precisions}
+        for k, v in (("train", train_t), ("infer", infer_t))
+    }
     result = {
         "native_bf16": native_bf16(),
         "mixed_runs_in": describe("mixed", "cpu"),
@@ -92,13 +95,19 @@ def main(argv=None) -> int:
         "infer_ratio": med["infer"]["fp32"] / med["infer"]["mixed"],
         "max_probability_difference": float((outs["fp32"] - outs["mixed"]).abs().max()),
     }
-    print(f"mixed precision runs in {result['mixed_runs_in']} on this CPU ({args.threads} thread(s), "
-          f"median of {args.repeats})")
+    print(
+        f"mixed precision runs in {result['mixed_runs_in']} on this CPU ({args.threads} thread(s), "
+        f"median of {args.repeats})"
+    )
     print("| | float32 | mixed | float32 / mixed |\n|---|---|---|---|")
-    print(f"| training step, 64^3 patch | {med['train']['fp32']:.3f} s | {med['train']['mixed']:.3f} s | "
-          f"{result['train_ratio']:.2f}x |")
-    print(f"| inference pass, 72x88x72 | {med['infer']['fp32']:.3f} s | {med['infer']['mixed']:.3f} s | "
-          f"{result['infer_ratio']:.2f}x |")
+    print(
+        f"| training step, 64^3 patch | {med['train']['fp32']:.3f} s | {med['train']['mixed']:.3f} s | "
+        f"{result['train_ratio']:.2f}x |"
+    )
+    print(
+        f"| inference pass, 72x88x72 | {med['infer']['fp32']:.3f} s | {med['infer']['mixed']:.3f} s | "
+        f"{result['infer_ratio']:.2f}x |"
+    )
     print(f"largest probability difference, same weights: {result['max_probability_difference']:.4f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

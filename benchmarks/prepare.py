@@ -84,12 +84,17 @@ def time_loads(out: Path, n: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", nargs="?", type=Path, default=default_dataset())
-    parser.add_argument("--workers", type=int, default=None, help="prepare workers (default: as prepare chooses)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="prepare workers (default: as prepare chooses)"
+    )
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if not args.dataset.is_dir():
-        print(f"benchmark: {args.dataset}: dataset not found; pass its path or set MEDSEG3D_DATA", file=sys.stderr)
+        print(
+            f"benchmark: {args.dataset}: dataset not found; pass its path or set MEDSEG3D_DATA",
+            file=sys.stderr,
+        )
         return 2
     results = {"dataset": str(args.dataset), "cpus": os.cpu_count(), "load_average": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(prefix="medseg3d-bench-") as tmp:
@@ -100,11 +105,16 @@ def main(argv=None) -> int:
             results[name] = {"prepare": prep, "load": load}
             ok_p = "OK" if prep["seconds"] < PREPARE_TARGET_S else "OVER TARGET"
             ok_l = "OK" if load["median_ms"] < LOAD_TARGET_MS else "OVER TARGET"
-            print(f"[{name}] prepare {prep['cases']} cases: {prep['seconds']:.1f} s "
-                  f"({prep['seconds_per_case']:.2f} s/case; target < {PREPARE_TARGET_S:.0f} s: {ok_p}); "
-                  f"re-run (all skipped): {prep['rerun_seconds']:.2f} s; cache {prep['cache_mb']} MB")
-            print(f"[{name}] load one case as float32 {tuple(load['example_shape'])}: median {load['median_ms']:.1f} ms "
-                  f"over {load['loads']} loads (max {load['max_ms']:.1f} ms; target < {LOAD_TARGET_MS:.0f} ms: {ok_l})")
+            print(
+                f"[{name}] prepare {prep['cases']} cases: {prep['seconds']:.1f} s "
+                f"({prep['seconds_per_case']:.2f} s/case; target < {PREPARE_TARGET_S:.0f} s: {ok_p}); "
+                f"re-run (all skipped): {prep['rerun_seconds']:.2f} s; cache {prep['cache_mb']} MB"
+            )
+            print(
+                f"[{name}] load one case as float32 {tuple(load['example_shape'])}: median "
+                f"{load['median_ms']:.1f} ms over {load['loads']} loads (max {load['max_ms']:.1f} ms; "
+                f"target < {LOAD_TARGET_MS:.0f} ms: {ok_l})"
+            )
     print(f"machine: {results['cpus']} CPUs, load average at start {results['load_average'][0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")

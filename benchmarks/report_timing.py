@@ -3,8 +3,8 @@
 Also prints what location and diameters took inside it (the report's ``seconds``; issue 37 asks <= 1 s).
 
 Uses each case's reference label map as the segmentation, with its four channels, the bundled model's card
-and a two-step preprocessing list; reading the files is not timed. Prints wall and CPU seconds per case (3 runs
-each; the first run of the process also pays matplotlib's start-up) and the medians over the warm runs.
+and a two-step preprocessing list; reading the files is not timed. Prints wall and CPU seconds per case (3
+runs each; the first run of the process also pays matplotlib's start-up) and the medians over the warm runs.
 
     python benchmarks/report_timing.py [--cases 3] [--out /tmp/reports]
 """
@@ -27,7 +27,9 @@ from medseg3d.models import model_card
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018")
+    )
     parser.add_argument("--cases", type=int, default=3)
     parser.add_argument("--out", help="folder for the reports (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -50,12 +52,21 @@ def main(argv=None) -> int:
             cpu.append(time.process_time() - start_cpu)
         warm += times[1:]
         warm_cpu += cpu[1:]
-        print(f"{case.name}: wall " + ", ".join(f"{t:.2f}" for t in times) + " s; CPU "
-              + ", ".join(f"{t:.2f}" for t in cpu) + " s")
+        print(
+            f"{case.name}: wall "
+            + ", ".join(f"{t:.2f}" for t in times)
+            + " s; CPU "
+            + ", ".join(f"{t:.2f}" for t in cpu)
+            + " s"
+        )
     # CPU time is what the report costs; wall time also shows how busy the machine was
-    print(f"median warm: wall {statistics.median(warm):.2f} s, CPU {statistics.median(warm_cpu):.2f} s per case; "
-          f"reports in {out}")
-    print(f"location + diameters: median {statistics.median(located):.2f} s, max {max(located):.2f} s per case")
+    print(
+        f"median warm: wall {statistics.median(warm):.2f} s, CPU {statistics.median(warm_cpu):.2f} s per "
+        f"case; reports in {out}"
+    )
+    print(
+        f"location + diameters: median {statistics.median(located):.2f} s, max {max(located):.2f} s per case"
+    )
     return 0
 
 

@@ -42,7 +42,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = "Brats18_2013_2_1"
-DEFAULT_OUT = REPO / "runs" / "benchmarks"  # ignored by git: results.md in benchmarks/ changes only when asked
+# ignored by git: results.md in benchmarks/ changes only when asked
+DEFAULT_OUT = REPO / "runs" / "benchmarks"
 TARGETS = {"e2e_seconds": 10.0, "peak_rss_gib": 3.0, "monai_ratio": 3.0}
 
 
@@ -102,7 +103,9 @@ def _variant_model(model_path: str, variant: str, onnx_path: str | None):
     if "channels-last" in variant:
         model = model.to(memory_format=torch.channels_last_3d)
         inner = model
-        loaded.model = _Adapter.wrap(lambda x: inner(x.contiguous(memory_format=torch.channels_last_3d)), inner)
+        loaded.model = _Adapter.wrap(
+            lambda x: inner(x.contiguous(memory_format=torch.channels_last_3d)), inner
+        )
     if "compile" in variant:
         compiled = torch.compile(model, dynamic=False)
         loaded.model = _Adapter.wrap(compiled, model)
@@ -128,6 +131,7 @@ def worker_e2e(cfg: dict) -> dict:
                 return fn(*args, **kwargs, **more)
             finally:
                 stage[name] = stage.get(name, 0.0) + time.perf_counter() - t0
+
         return inner
 
     original_load = datasets.Case.load
@@ -149,7 +153,9 @@ def worker_e2e(cfg: dict) -> dict:
             first_s = total
             continue
         row = dict(stage, total=total)
-        row["postprocess"] = total - sum(stage.get(k, 0.0) for k in ("read", "preprocess", "network", "write"))
+        row["postprocess"] = total - sum(
+            stage.get(k, 0.0) for k in ("read", "preprocess", "network", "write")
+        )
         runs.append(row)
     from medseg3d.io import read_volume
 
@@ -157,9 +163,13 @@ def worker_e2e(cfg: dict) -> dict:
     np.save(out_dir / "labels.npy", labels)
     keys = ["read", "preprocess", "network", "postprocess", "write", "total"]
     return {
-        "variant": cfg["variant"], "threads": cfg["threads"], "setup_seconds": setup_s, "first_run_seconds": first_s,
+        "variant": cfg["variant"],
+        "threads": cfg["threads"],
+        "setup_seconds": setup_s,
+        "first_run_seconds": first_s,
         "stages": {k: _stats([r.get(k, 0.0) for r in runs]) for k in keys},
-        "labels": str(out_dir / "labels.npy"), "peak_rss_mb": _peak_rss_mb(),
+        "labels": str(out_dir / "labels.npy"),
+        "peak_rss_mb": _peak_rss_mb(),
         "label_counts": {int(v): int(c) for v, c in zip(*np.unique(labels, return_counts=True))},
     }
 
@@ -197,13 +207,18 @@ def worker_monai(cfg: dict) -> dict:
         t0 = time.perf_counter()
         predict_probabilities(ours.model, x, kind=ours.kind)
         ours_times.append(time.perf_counter() - t0)
-    return {"crop_shape": list(x.shape[1:]), "segresnet_sw": _stats(times), "segresnet_peak_rss_mb": monai_rss,
-            "ours_whole_same_crop": _stats(ours_times), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "crop_shape": list(x.shape[1:]),
+        "segresnet_sw": _stats(times),
+        "segresnet_peak_rss_mb": monai_rss,
+        "ours_whole_same_crop": _stats(ours_times),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def worker_train(cfg: dict) -> dict:
-    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16, through
-    the training loop's own step (``medseg3d.train.training_step``)."""
+    """Training steps of the brats preset (patch, loss, augmentation) with our network or SegResNet-16,
+    through the training loop's own step (``medseg3d.train.training_step``)."""
     import numpy as np
     import torch
 
@@ -237,9 +252,11 @@ def worker_train(cfg: dict) -> dict:
     data_s, compute_s = [], []
     for i in range(cfg["steps"] + cfg["warmup"]):
         t0 = time.perf_counter()
-        (k, box, seed), = plan_global_batch(cases, sampler, np_rng, gen, 1)
+        ((k, box, seed),) = plan_global_batch(cases, sampler, np_rng, gen, 1)
         image, label = sampler.crop(cases[k], box)
-        image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label), torch.Generator().manual_seed(seed))
+        image_t, label_t, _ = augment(
+            torch.from_numpy(image), torch.from_numpy(label), torch.Generator().manual_seed(seed)
+        )
         x, y = image_t[None], label_t[None].long()
         target = region_targets(y, scheme)
         t1 = time.perf_counter()
@@ -250,10 +267,17 @@ def worker_train(cfg: dict) -> dict:
             compute_s.append(t2 - t1)
     step = [a + b for a, b in zip(data_s, compute_s)]
     voxels = int(np.prod(preset.patch))
-    return {"net": cfg["net"], "patch": list(preset.patch), "params": sum(p.numel() for p in model.parameters()),
-            "step_seconds": _stats(step), "data_seconds": _stats(data_s), "compute_seconds": _stats(compute_s),
-            "it_per_s": 1.0 / statistics.median(step), "voxels_per_s": voxels / statistics.median(step),
-            "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "net": cfg["net"],
+        "patch": list(preset.patch),
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_seconds": _stats(step),
+        "data_seconds": _stats(data_s),
+        "compute_seconds": _stats(compute_s),
+        "it_per_s": 1.0 / statistics.median(step),
+        "voxels_per_s": voxels / statistics.median(step),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def worker_scale(cfg: dict) -> dict:
@@ -274,8 +298,15 @@ def worker_scale(cfg: dict) -> dict:
         predict_probabilities(loaded.model, x, kind=loaded.kind, patch=patch, overlap=0.5, max_voxels=10**10)
         times.append(time.perf_counter() - t0)
     peak = _peak_rss_mb()
-    return {"size": cfg["size"], "mode": cfg["mode"], "window": cfg.get("window") if patch else None,
-            "seconds": _stats(times), "peak_rss_mb": peak, "rss_before_mb": base, "increase_mb": peak - base}
+    return {
+        "size": cfg["size"],
+        "mode": cfg["mode"],
+        "window": cfg.get("window") if patch else None,
+        "seconds": _stats(times),
+        "peak_rss_mb": peak,
+        "rss_before_mb": base,
+        "increase_mb": peak - base,
+    }
 
 
 WORKERS = {"e2e": worker_e2e, "monai": worker_monai, "train": worker_train, "scale": worker_scale}
@@ -298,7 +329,7 @@ def run_worker(kind: str, cfg: dict, timeout: float = 1800) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         print(f"  {kind} {cfg.get('variant', '')} failed: {' | '.join(tail)}", file=sys.stderr)
         return {"error": " | ".join(tail)}
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     result["wall_seconds"] = time.perf_counter() - t0
     return result
 
@@ -350,8 +381,13 @@ def prepare_section(dataset: Path, cases: list[str], tmp: Path) -> tuple[dict, P
     summary = prepare_dataset(subset, cache, prep, "regions", progress=False)
     seconds = time.perf_counter() - t0
     n = len(summary["prepared"])
-    return {"cases": n, "seconds": seconds, "cases_per_s": n / seconds, "settings": prep.to_dict(),
-            "workers": "default (cores, at most 4)"}, cache
+    return {
+        "cases": n,
+        "seconds": seconds,
+        "cases_per_s": n / seconds,
+        "settings": prep.to_dict(),
+        "workers": "default (cores, at most 4)",
+    }, cache
 
 
 def _fmt(s: dict, unit: str = "s", digits: int = 2) -> str:
@@ -366,7 +402,11 @@ def compare_labels(reference: str, other: str) -> dict:
     wt_a, wt_b = a > 0, b > 0
     inter = int((wt_a & wt_b).sum())
     denom = int(wt_a.sum() + wt_b.sum())
-    return {"voxels_differing": differ, "fraction": differ / a.size, "dice_wt": 2 * inter / denom if denom else 1.0}
+    return {
+        "voxels_differing": differ,
+        "fraction": differ / a.size,
+        "dice_wt": 2 * inter / denom if denom else 1.0,
+    }
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -384,90 +424,153 @@ def write_report(results: dict, out_dir: Path) -> None:
     _write_text(out_dir / "results.json", json.dumps(results, indent=1))
     env = results["environment"]
     lines = [
-        "# medseg3d benchmarks", "",
+        "# medseg3d benchmarks",
+        "",
         f"Written by `python benchmarks/run.py{' --quick' if results['quick'] else ''}` on {env['date']}. "
         f"Machine: {env['cpu']}, {env['cores']} cores, {env['memory_gib']:.0f} GiB; torch {env['torch']}, "
         f"onnxruntime {env['onnxruntime']}, MONAI {env['monai']}. Load average before/after: "
-        f"{env['load_before']} / {env['load_after']}" + (" - **the machine was shared with another job; medians "
-        "are inflated by it, minima are closer to an idle machine.**" if env["load_before"][0] > 0.5 * env["cores"]
-                                                         else "."),
-        "", (f"Model: {results['model']}. Case: `{results['case']}` (4 x 240x240x155 NIfTI). Figures are "
-             "median (min-max) over repeats; each configuration ran in its own process (peak RSS = its `ru_maxrss`)."),
+        f"{env['load_before']} / {env['load_after']}"
+        + (
+            " - **the machine was shared with another job; medians "
+            "are inflated by it, minima are closer to an idle machine.**"
+            if env["load_before"][0] > 0.5 * env["cores"]
+            else "."
+        ),
+        "",
+        (
+            f"Model: {results['model']}. Case: `{results['case']}` (4 x 240x240x155 NIfTI). Figures are "
+            "median (min-max) over repeats; "
+            "each configuration ran in its own process (peak RSS = its `ru_maxrss`)."
+        ),
         "",
     ]
     e2e = results["inference"]
-    lines += ["## 1. Inference on one full BraTS case, end to end", "",
-              "| path | threads | total | read | preprocess | network | postprocess | write | peak RSS | labels vs eager fp32 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## 1. Inference on one full BraTS case, end to end",
+        "",
+        (
+            "| path | threads | total | read | preprocess | network "
+            "| postprocess | write | peak RSS | labels vs eager fp32 |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in e2e["variants"]:
         if "error" in r:
-            lines.append(f"| {r['variant']} | {r.get('threads', '')} | failed: {r['error'][:80]} | | | | | | | |")
+            lines.append(
+                f"| {r['variant']} | {r.get('threads', '')} | failed: {r['error'][:80]} | | | | | | | |"
+            )
             continue
         st = r["stages"]
         agree = r.get("agreement")
-        agree_s = "reference" if agree is None else f"{agree['voxels_differing']} voxels differ (WT Dice {agree['dice_wt']:.4f})"
-        lines.append(f"| {r['variant']} | {r['threads']} | {_fmt(st['total'])} | {st['read']['median']:.2f} | "
-                     f"{st['preprocess']['median']:.2f} | {st['network']['median']:.2f} | "
-                     f"{st['postprocess']['median']:.2f} | {st['write']['median']:.2f} | "
-                     f"{r['peak_rss_mb'] / 1024:.2f} GiB | {agree_s} |")
-    extra = [r for r in e2e["variants"] if r.get("variant", "").startswith("torch.compile") and "error" not in r]
+        agree_s = (
+            "reference"
+            if agree is None
+            else f"{agree['voxels_differing']} voxels differ (WT Dice {agree['dice_wt']:.4f})"
+        )
+        lines.append(
+            f"| {r['variant']} | {r['threads']} | {_fmt(st['total'])} | {st['read']['median']:.2f} | "
+            f"{st['preprocess']['median']:.2f} | {st['network']['median']:.2f} | "
+            f"{st['postprocess']['median']:.2f} | {st['write']['median']:.2f} | "
+            f"{r['peak_rss_mb'] / 1024:.2f} GiB | {agree_s} |"
+        )
+    extra = [
+        r for r in e2e["variants"] if r.get("variant", "").startswith("torch.compile") and "error" not in r
+    ]
     for r in extra:
         lines.append(f"\n`torch.compile`: first run (compilation) {r['first_run_seconds']:.1f} s.")
     m = e2e.get("monai", {})
     if "segresnet_sw" in m:
-        best = min((r for r in e2e["variants"] if "error" not in r), key=lambda r: r["stages"]["total"]["median"])
+        best = min(
+            (r for r in e2e["variants"] if "error" not in r), key=lambda r: r["stages"]["total"]["median"]
+        )
         default = e2e["default_variant"]
         ratio = m["segresnet_sw"]["median"] / default["stages"]["total"]["median"]
-        reference = (f"Reference: MONAI `sliding_window_inference` (128^3 windows, overlap 0.5, batch 1) with "
-                     f"SegResNet(init_filters=16) on the brain crop at full resolution "
-                     f"({'x'.join(map(str, m['crop_shape']))} voxels): network {_fmt(m['segresnet_sw'])}, peak RSS "
-                     f"{m['segresnet_peak_rss_mb'] / 1024:.2f} GiB. Our network, whole volume on the same 1 mm crop: "
-                     f"{_fmt(m['ours_whole_same_crop'])}.")
-        ratios = (f"- Ratio MONAI reference network time / medseg3d **end-to-end** time (default path "
-                  f"`{default['variant']}`): **{ratio:.1f}x** (median), "
-                  f"{m['segresnet_sw']['min'] / default['stages']['total']['min']:.1f}x (min); fastest path "
-                  f"`{best['variant']}` ({best['threads']} threads): "
-                  f"{m['segresnet_sw']['median'] / best['stages']['total']['median']:.1f}x.")
-        same = (f"- Network to network on the same 1 mm crop: "
-                f"{m['segresnet_sw']['median'] / m['ours_whole_same_crop']['median']:.1f}x.")
-        targets = (f"- Targets: end to end < {TARGETS['e2e_seconds']:.0f} s (default path: "
-                   f"{default['stages']['total']['median']:.1f} s median), peak RSS < {TARGETS['peak_rss_gib']:.0f} GiB "
-                   f"({default['peak_rss_mb'] / 1024:.2f} GiB), >= {TARGETS['monai_ratio']:.0f}x faster than the "
-                   f"reference ({ratio:.1f}x).")
+        reference = (
+            f"Reference: MONAI `sliding_window_inference` (128^3 windows, overlap 0.5, batch 1) with "
+            f"SegResNet(init_filters=16) on the brain crop at full resolution "
+            f"({'x'.join(map(str, m['crop_shape']))} voxels): network {_fmt(m['segresnet_sw'])}, peak RSS "
+            f"{m['segresnet_peak_rss_mb'] / 1024:.2f} GiB. Our network, whole volume on the same 1 mm crop: "
+            f"{_fmt(m['ours_whole_same_crop'])}."
+        )
+        ratios = (
+            f"- Ratio MONAI reference network time / medseg3d **end-to-end** time (default path "
+            f"`{default['variant']}`): **{ratio:.1f}x** (median), "
+            f"{m['segresnet_sw']['min'] / default['stages']['total']['min']:.1f}x (min); fastest path "
+            f"`{best['variant']}` ({best['threads']} threads): "
+            f"{m['segresnet_sw']['median'] / best['stages']['total']['median']:.1f}x."
+        )
+        same = (
+            f"- Network to network on the same 1 mm crop: "
+            f"{m['segresnet_sw']['median'] / m['ours_whole_same_crop']['median']:.1f}x."
+        )
+        targets = (
+            f"- Targets: end to end < {TARGETS['e2e_seconds']:.0f} s (default path: "
+            f"{default['stages']['total']['median']:.1f} s median), peak RSS < {TARGETS['peak_rss_gib']:.0f} "
+            f"GiB ({default['peak_rss_mb'] / 1024:.2f} GiB), >= {TARGETS['monai_ratio']:.0f}x faster than "
+            f"the reference ({ratio:.1f}x)."
+        )
         lines += ["", reference, "", ratios, same, targets]
     tr = results["training"]
-    lines += ["", "## 2. Training throughput (brats preset: patch, loss, augmentation; batch 1)", "",
-              "| network | parameters | step | it/s | voxels/s | of which data | compute | peak RSS |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## 2. Training throughput (brats preset: patch, loss, augmentation; batch 1)",
+        "",
+        "| network | parameters | step | it/s | voxels/s | of which data | compute | peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in tr:
         if "error" in r:
             lines.append(f"| {r.get('net', '?')} | failed: {r['error'][:80]} | | | | | | |")
             continue
-        lines.append(f"| {r['net']} | {r['params']:,} | {_fmt(r['step_seconds'])} | {r['it_per_s']:.2f} | "
-                     f"{r['voxels_per_s'] / 1e6:.2f} M | {r['data_seconds']['median']:.3f} s | "
-                     f"{r['compute_seconds']['median']:.2f} s | {r['peak_rss_mb'] / 1024:.2f} GiB |")
+        lines.append(
+            f"| {r['net']} | {r['params']:,} | {_fmt(r['step_seconds'])} | {r['it_per_s']:.2f} | "
+            f"{r['voxels_per_s'] / 1e6:.2f} M | {r['data_seconds']['median']:.3f} s | "
+            f"{r['compute_seconds']['median']:.2f} s | {r['peak_rss_mb'] / 1024:.2f} GiB |"
+        )
     ok = [r for r in tr if "error" not in r]
     if len(ok) == 2:
-        lines.append(f"\nRatio (it/s, medseg3d / SegResNet-16 on the same {'x'.join(map(str, ok[0]['patch']))} patches): "
-                     f"**{ok[0]['it_per_s'] / ok[1]['it_per_s']:.2f}x**.")
-    lines += ["", "## 3. Network time and peak memory by input size (4 channels, default threads)", "",
-              "| input | mode | time | peak RSS | increase over the process before inference |", "|---|---|---|---|---|"]
+        lines.append(
+            f"\nRatio (it/s, medseg3d / SegResNet-16 on the same {'x'.join(map(str, ok[0]['patch']))} "
+            f"patches): **{ok[0]['it_per_s'] / ok[1]['it_per_s']:.2f}x**."
+        )
+    lines += [
+        "",
+        "## 3. Network time and peak memory by input size (4 channels, default threads)",
+        "",
+        "| input | mode | time | peak RSS | increase over the process before inference |",
+        "|---|---|---|---|---|",
+    ]
     for r in results["scaling"]:
         if "error" in r:
             lines.append(f"| {r.get('size')} | {r.get('mode')} | failed: {r['error'][:80]} | | |")
             continue
-        mode = r["mode"] if r["mode"] == "whole" else f"sliding window {'x'.join(map(str, r['window']))}, overlap 0.5"
-        lines.append(f"| {'x'.join(map(str, r['size']))} | {mode} | {_fmt(r['seconds'])} | "
-                     f"{r['peak_rss_mb'] / 1024:.2f} GiB | {r['increase_mb'] / 1024:.2f} GiB |")
+        mode = (
+            r["mode"]
+            if r["mode"] == "whole"
+            else f"sliding window {'x'.join(map(str, r['window']))}, overlap 0.5"
+        )
+        lines.append(
+            f"| {'x'.join(map(str, r['size']))} | {mode} | {_fmt(r['seconds'])} | "
+            f"{r['peak_rss_mb'] / 1024:.2f} GiB | {r['increase_mb'] / 1024:.2f} GiB |"
+        )
     dp = results["data"]
     pr = dp["prepare"]
-    lines += ["", "## 4. Data pipeline", "",
-              (f"- `prepare` (brats preset preprocessing: {pr['settings']}): {pr['cases']} cases in "
-               f"{pr['seconds']:.1f} s = **{pr['cases_per_s']:.2f} cases/s** ({pr['workers']} workers).")]
+    lines += [
+        "",
+        "## 4. Data pipeline",
+        "",
+        (
+            f"- `prepare` (brats preset preprocessing: {pr['settings']}): {pr['cases']} cases in "
+            f"{pr['seconds']:.1f} s = **{pr['cases_per_s']:.2f} cases/s** ({pr['workers']} workers)."
+        ),
+    ]
     for r in ok:
         share = r["data_seconds"]["median"] / r["step_seconds"]["median"]
-        lines.append(f"- Training step ({r['net']}): loading + augmenting {r['data_seconds']['median']:.3f} s vs computing "
-                     f"{r['compute_seconds']['median']:.2f} s: the step waits for data {100 * share:.0f}% of the time "
-                     "(the loop is synchronous: no loader process, so every data second is a wait).")
+        lines.append(
+            f"- Training step ({r['net']}): loading + augmenting {r['data_seconds']['median']:.3f} s vs "
+            f"computing {r['compute_seconds']['median']:.2f} s: the step waits for data {100 * share:.0f}% "
+            "of the time (the loop is synchronous: no loader process, so every data second is a wait)."
+        )
     lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     _write_text(out_dir / "results.md", "\n".join(lines) + "\n")
 
@@ -475,12 +578,21 @@ def write_report(results: dict, out_dir: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats and variants: a few minutes")
-    p.add_argument("--dataset", type=Path,
-                   default=Path(os.environ.get("MEDSEG3D_DATA", REPO.parent / "shared" / "data")) / "brats2018")
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        default=Path(os.environ.get("MEDSEG3D_DATA", REPO.parent / "shared" / "data")) / "brats2018",
+    )
     p.add_argument("--case", default=DEFAULT_CASE)
-    p.add_argument("--out", "--out-dir", dest="out_dir", type=Path, default=DEFAULT_OUT,
-                   help="folder for results.md and results.json (default runs/benchmarks, ignored by git; "
-                        "--out benchmarks updates the committed results)")
+    p.add_argument(
+        "--out",
+        "--out-dir",
+        dest="out_dir",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="folder for results.md and results.json (default runs/benchmarks, ignored by git; "
+        "--out benchmarks updates the committed results)",
+    )
     p.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     return p
 
@@ -529,10 +641,18 @@ def main(argv=None) -> int:
         if not quick:
             variants += [("torch.compile", cores), ("channels-last+bf16", cores)]
         else:
-            notes.append("--quick: torch.compile (about 30 s of compilation here, no gain when last measured) and "
-                         "channels-last+bf16 are left out; run without --quick for them.")
+            notes.append(
+                "--quick: torch.compile (about 30 s of compilation here, no gain when last measured) and "
+                "channels-last+bf16 are left out; run without --quick for them."
+            )
         inference = {"variants": []}
-        base = {"model": model_path, "onnx": str(onnx_path), "case": str(case_dir), "tmp": str(tmp), "repeats": repeats}
+        base = {
+            "model": model_path,
+            "onnx": str(onnx_path),
+            "case": str(case_dir),
+            "tmp": str(tmp),
+            "repeats": repeats,
+        }
         for variant, threads in variants:
             print(f"inference: {variant}, {threads} thread(s)")
             r = run_worker("e2e", base | {"variant": variant, "threads": threads})
@@ -543,17 +663,30 @@ def main(argv=None) -> int:
         for r in inference["variants"][1:]:
             if "error" not in r and "error" not in ref:
                 r["agreement"] = compare_labels(ref["labels"], r["labels"])
-        inference["default_variant"] = next(r for r in inference["variants"]
-                                            if r.get("variant") == "eager-fp32" and r.get("threads") == cores)
+        inference["default_variant"] = next(
+            r for r in inference["variants"] if r.get("variant") == "eager-fp32" and r.get("threads") == cores
+        )
         print("inference: MONAI SegResNet-16 reference")
-        inference["monai"] = run_worker("monai", {"model": model_path, "case": str(case_dir), "threads": cores,
-                                                  "repeats": 1 if quick else 3})
+        inference["monai"] = run_worker(
+            "monai",
+            {"model": model_path, "case": str(case_dir), "threads": cores, "repeats": 1 if quick else 3},
+        )
 
         training = []
         for net in ("medseg3d", "segresnet"):
             print(f"training: {net}")
-            training.append(run_worker("train", {"net": net, "cache": str(cache), "threads": cores,
-                                                 "steps": 2 if quick else 10, "warmup": 1 if quick else 2}))
+            training.append(
+                run_worker(
+                    "train",
+                    {
+                        "net": net,
+                        "cache": str(cache),
+                        "threads": cores,
+                        "steps": 2 if quick else 10,
+                        "warmup": 1 if quick else 2,
+                    },
+                )
+            )
 
         from medseg3d.models import load_model
 
@@ -566,19 +699,42 @@ def main(argv=None) -> int:
                 if mode == "window" and (size[0] < 128 or (quick and size != [240, 240, 155])):
                     continue
                 print(f"scaling: {'x'.join(map(str, size))} {mode}")
-                scaling.append(run_worker("scale", {"model": model_path, "size": size, "mode": mode, "window": window,
-                                                    "threads": cores, "repeats": 1 if quick else 3}))
+                scaling.append(
+                    run_worker(
+                        "scale",
+                        {
+                            "model": model_path,
+                            "size": size,
+                            "mode": mode,
+                            "window": window,
+                            "threads": cores,
+                            "repeats": 1 if quick else 3,
+                        },
+                    )
+                )
 
     notes.append(f"Benchmark wall time {time.perf_counter() - t_start:.0f} s.")
     results = {
-        "quick": quick, "model": model_desc, "case": args.case,
-        "environment": {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": _cpu_name(), "cores": cores,
-                        "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-                        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "monai": _monai_version(),
-                        "python": platform.python_version(), "load_before": load_before,
-                        "load_after": [round(v, 2) for v in os.getloadavg()]},
-        "inference": inference, "training": training, "scaling": scaling,
-        "data": {"prepare": prep}, "notes": notes,
+        "quick": quick,
+        "model": model_desc,
+        "case": args.case,
+        "environment": {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "cpu": _cpu_name(),
+            "cores": cores,
+            "memory_gib": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "monai": _monai_version(),
+            "python": platform.python_version(),
+            "load_before": load_before,
+            "load_after": [round(v, 2) for v in os.getloadavg()],
+        },
+        "inference": inference,
+        "training": training,
+        "scaling": scaling,
+        "data": {"prepare": prep},
+        "notes": notes,
     }
     write_report(results, args.out_dir)
     print(f"wrote {args.out_dir / 'results.md'} and results.json")

@@ -19,7 +19,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default = Path(__file__).resolve().parents[1].parent / "shared/data/brats2018/Brats18_2013_20_1"
     parser.add_argument("case", nargs="?", default=str(default))
-    parser.add_argument("--model", default="brats", help="bundled name, run folder or model file (an ensemble too)")
+    parser.add_argument(
+        "--model", default="brats", help="bundled name, run folder or model file (an ensemble too)"
+    )
     parser.add_argument("--top", type=int, default=45, help="profile lines to print")
     args = parser.parse_args(argv)
     marks = [("start", time.perf_counter())]

@@ -32,15 +32,23 @@ def _worker(threads: int, steps: int) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 4, 64, 64, 64, generator=gen)
     y = (torch.rand(1, 3, 64, 64, 64, generator=gen) > 0.8).float()
-    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]  # 3 warm-up steps
+    # 3 warm-up steps
+    times = [timed_train_step(model, opt, loss_fn, x, y, "fp32")[0] for _ in range(steps + 3)][3:]
     print(f"{statistics.median(times):.4f}", flush=True)
 
 
 def _run(threads: int, copies: int, steps: int) -> list[float]:
     """Median seconds per step of each of ``copies`` processes started together."""
     here = Path(__file__).resolve().parent
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(threads), "--steps", str(steps)],
-                              cwd=here, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(threads), "--steps", str(steps)],
+            cwd=here,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
     return [float(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
 
 
@@ -57,8 +65,11 @@ def main(argv=None) -> int:
     side = _run(1, args.threads, args.steps)
     rate_alone, rate_side = 1 / alone, sum(1 / s for s in side)
     print(f"one process, {args.threads} threads: {alone:.3f} s per step ({rate_alone:.2f} steps/s)")
-    print(f"{args.threads} processes, 1 thread each: " + ", ".join(f"{s:.3f}" for s in side)
-          + f" s per step ({rate_side:.2f} steps/s together)")
+    print(
+        f"{args.threads} processes, 1 thread each: "
+        + ", ".join(f"{s:.3f}" for s in side)
+        + f" s per step ({rate_side:.2f} steps/s together)"
+    )
     print(f"side by side / alone: {rate_side / rate_alone:.2f}x the steps per second")
     return 0
 

@@ -23,7 +23,9 @@ from medseg3d.predict import predict
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018")
+    )
     parser.add_argument("--cases", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--passes-8", action="store_true", help="also time --uncertainty 8")
@@ -38,8 +40,14 @@ def main(argv=None) -> int:
         for case in cases:
             for name, passes in variants.items():
                 t0, c0 = time.perf_counter(), time.process_time()
-                predict(model, [case], out / f"{name.replace(' ', '')}.nii.gz", uncertainty=passes, force=True,
-                        progress=False)
+                predict(
+                    model,
+                    [case],
+                    out / f"{name.replace(' ', '')}.nii.gz",
+                    uncertainty=passes,
+                    force=True,
+                    progress=False,
+                )
                 w, c = time.perf_counter() - t0, time.process_time() - c0
                 print(f"round {round_} {case.name} {name}: wall {w:.2f} s, CPU {c:.2f} s", flush=True)
                 if round_:  # round 0 warms up (first calls, allocator, file cache)

@@ -1,8 +1,8 @@
 """How many windows per network call (``medseg3d.inference.WINDOW_BATCH``) segment a case fastest on this CPU?
 
-For each batch size, a fresh process preprocesses one case for the bundled model (the BraTS model, 64^3 windows)
-and times ``predict_probabilities`` in windows (median of ``--repeats`` after a warm-up); it reports that and its
-peak resident memory, and the largest probability difference to one window at a time.
+For each batch size, a fresh process preprocesses one case for the bundled model (the BraTS model, 64^3
+windows) and times ``predict_probabilities`` in windows (median of ``--repeats`` after a warm-up); it reports
+that and its peak resident memory, and the largest probability difference to one window at a time.
 
     MEDSEG3D_THREADS=2 python benchmarks/window_batch.py [CASE] [--batches 1 2 4 8] [--repeats 4]
 """
@@ -45,8 +45,16 @@ def _worker(case: str, batch: int, repeats: int, save: str) -> None:
         if i:
             times.append(time.perf_counter() - t0)
     np.save(save, probs.numpy())
-    print(json.dumps({"batch": batch, "seconds": statistics.median(times), "shape": list(x.shape[1:]),
-                      "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    print(
+        json.dumps(
+            {
+                "batch": batch,
+                "seconds": statistics.median(times),
+                "shape": list(x.shape[1:]),
+                "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -66,13 +74,32 @@ def main(argv=None) -> int:
         rows = []
         for batch in args.batches:
             save = f"{tmp}/p{batch}.npy"
-            done = subprocess.run([sys.executable, __file__, args.case, "--worker", str(batch), "--repeats",
-                                   str(args.repeats), "--save", save], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    args.case,
+                    "--worker",
+                    str(batch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--save",
+                    save,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]) | {"probs": save})
         first = np.load(rows[0]["probs"])
-        print(f"{Path(args.case).name}, crop {'x'.join(map(str, rows[0]['shape']))} on the model's grid, "
-              f"median of {args.repeats}")
-        print("| windows per call | seconds | peak GB | largest probability difference to the first |\n|---|---|---|---|")
+        print(
+            f"{Path(args.case).name}, crop {'x'.join(map(str, rows[0]['shape']))} on the model's grid, "
+            f"median of {args.repeats}"
+        )
+        print(
+            "| windows per call | seconds | peak GB | largest "
+            "probability difference to the first |\n|---|---|---|---|"
+        )
         for row in rows:
             diff = float(np.abs(np.load(row["probs"]) - first).max())
             print(f"| {row['batch']} | {row['seconds']:.2f} | {row['peak_gb']:.2f} | {diff:.1e} |")

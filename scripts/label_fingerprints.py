@@ -49,21 +49,25 @@ def fingerprint(folder: Path, stem: str) -> dict:
             from medseg3d.io import read_volume
 
             vol = read_volume(path)
-            out["labels"] = _digest(np.ascontiguousarray(vol.array).tobytes() + np.round(vol.affine, 5).tobytes())
+            out["labels"] = _digest(
+                np.ascontiguousarray(vol.array).tobytes() + np.round(vol.affine, 5).tobytes()
+            )
             out["label_counts"] = {int(v): int(c) for v, c in zip(*np.unique(vol.array, return_counts=True))}
         elif path.suffix == ".json":
-            out[path.name[len(stem):]] = _strip(json.loads(path.read_text()))
+            out[path.name[len(stem) :]] = _strip(json.loads(path.read_text()))
         elif path.name.endswith(".nii.gz"):
             img = nib.load(path)
-            out[path.name[len(stem):]] = _digest(np.asarray(img.dataobj).tobytes())
+            out[path.name[len(stem) :]] = _digest(np.asarray(img.dataobj).tobytes())
         else:
-            out[path.name[len(stem):]] = "present"
+            out[path.name[len(stem) :]] = "present"
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="the shared data folder (holds brats2018/, raw_clinical/ ...)")
+    parser.add_argument(
+        "data", type=Path, help="the shared data folder (holds brats2018/, raw_clinical/ ...)"
+    )
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--models", default="brats-v1,brats-v2")
     parser.add_argument("--limit", type=int, default=0, help="only the first N BraTS cases (0: all)")

@@ -59,8 +59,13 @@ def summarise(curve: dict[str, list[tuple[int, float]]], window: int) -> dict[st
         earlier = [p for p in points if end - 2 * window < p[0] <= end - window]
         late_mean = statistics.fmean(v for _, v in late)
         earlier_mean = statistics.fmean(v for _, v in earlier) if earlier else math.nan
-        out[r] = {"earlier": earlier_mean, "late": late_mean, "gain": late_mean - earlier_mean,
-                  "slope": slope_per_100(late), "end": end}
+        out[r] = {
+            "earlier": earlier_mean,
+            "late": late_mean,
+            "gain": late_mean - earlier_mean,
+            "slope": slope_per_100(late),
+            "end": end,
+        }
     return out
 
 
@@ -70,22 +75,32 @@ def _f(v: float, sign: str = "") -> str:
 
 def report(root: Path, window: int) -> tuple[str, dict]:
     """The Markdown table and {fold name: curve} of every finished fold of ``root``."""
-    curves = {run.name: read_curve(run / "log.csv") for run in sorted(root.glob("fold[0-9]*"))
-              if (run / "done").exists() and (run / "log.csv").exists()}
-    lines = [f"Held-out Dice during training, {root} (window {window} epochs)", "",
-             "| fold | region | epochs | mean, window before | mean, last window | gain | slope per 100 epochs |",
-             "|---|---|---|---|---|---|---|"]
+    curves = {
+        run.name: read_curve(run / "log.csv")
+        for run in sorted(root.glob("fold[0-9]*"))
+        if (run / "done").exists() and (run / "log.csv").exists()
+    }
+    lines = [
+        f"Held-out Dice during training, {root} (window {window} epochs)",
+        "",
+        "| fold | region | epochs | mean, window before | mean, last window | gain | slope per 100 epochs |",
+        "|---|---|---|---|---|---|---|",
+    ]
     gains = {r: [] for r in REGIONS}
     for name, curve in curves.items():
         for r, s in summarise(curve, window).items():
             gains[r].append(s["gain"])
-            lines.append(f"| {name} | {r} | {s['end']} | {_f(s['earlier'])} | {_f(s['late'])} | {_f(s['gain'], '+')} "
-                         f"| {_f(s['slope'], '+')} |")
+            lines.append(
+                f"| {name} | {r} | {s['end']} | {_f(s['earlier'])} | {_f(s['late'])} | {_f(s['gain'], '+')} "
+                f"| {_f(s['slope'], '+')} |"
+            )
     if len(curves) > 1:
         for r in REGIONS:
             values = [g for g in gains[r] if not math.isnan(g)]
             if values:
-                lines.append(f"| mean of {len(values)} folds | {r} | | | | {_f(statistics.fmean(values), '+')} | |")
+                lines.append(
+                    f"| mean of {len(values)} folds | {r} | | | | {_f(statistics.fmean(values), '+')} | |"
+                )
     return "\n".join(lines), curves
 
 
@@ -118,8 +133,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     text, curves = report(args.root, args.window)
     if not curves:
-        print(f"{args.root}: no finished fold with a log.csv (foldK/done); run archive/v2/crossval.sh first",
-              file=sys.stderr)
+        print(
+            f"{args.root}: no finished fold with a log.csv (foldK/done); run archive/v2/crossval.sh first",
+            file=sys.stderr,
+        )
         return 2
     print(text)
     if args.png:

@@ -30,7 +30,8 @@ BOX = (slice(96, 160), slice(64, 128), slice(64, 112))
 
 
 def crop_case(brats_root: Path, case_id: str, box=BOX) -> dict[str, Volume]:
-    """The four channels and the label (``"seg"``) of a shared case, cropped to ``box`` (affine moved along)."""
+    """The four channels and the label (``"seg"``) of a shared case, cropped to ``box`` (affine moved
+    along)."""
     out = {}
     for name in MODALITIES + ("seg",):
         vol = read_volume(brats_root / case_id / f"{case_id}_{name}.nii.gz")
@@ -71,8 +72,16 @@ def _sitk_image(vol: Volume):
 STUDY_UID = "1.2.826.0.1.3680043.2.1125.7"
 
 
-def write_dicom_series(vol: Volume, folder: Path, description: str, series_number: int, study_uid: str = STUDY_UID,
-                       tags: dict[str, str] | None = None, slices=None, start: int = 1) -> Path:
+def write_dicom_series(
+    vol: Volume,
+    folder: Path,
+    description: str,
+    series_number: int,
+    study_uid: str = STUDY_UID,
+    tags: dict[str, str] | None = None,
+    slices=None,
+    start: int = 1,
+) -> Path:
     """One DICOM file per slice with the tags a series reader needs (UIDs, position, orientation); its UIDs
     derive from ``study_uid``; ``tags`` (``{"0008|0060": "CT"}``) add or replace header values; ``slices``:
     only these (a series with gaps), files numbered from ``start`` (a second series in the same folder)."""
@@ -100,13 +109,17 @@ def write_dicom_series(vol: Volume, folder: Path, description: str, series_numbe
             part.SetMetaData(tag, value)
         part.SetMetaData("0008|0018", f"{uid}.{k + 1}")
         part.SetMetaData("0020|0013", str(k + 1))
-        part.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
+        part.SetMetaData(
+            "0020|0032", "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k)))
+        )
         writer.SetFileName(str(folder / f"IM{start + n:04d}.dcm"))
         writer.Execute(part)
     return folder
 
 
-def write_dicom_case(vols: dict[str, Volume], folder: Path, series: dict[str, str], study_uid: str = STUDY_UID) -> Path:
+def write_dicom_case(
+    vols: dict[str, Volume], folder: Path, series: dict[str, str], study_uid: str = STUDY_UID
+) -> Path:
     """A case folder with one DICOM series sub-folder per modality: ``series`` maps modality -> folder name
     (its SeriesDescription is the folder name too, unless given as ``"name|description"``)."""
     for n, (m, spec) in enumerate(series.items(), start=1):
@@ -122,9 +135,11 @@ def to_nnunet_labels(label: np.ndarray) -> np.ndarray:
     return out
 
 
-def write_nnunet_case(vols: dict[str, Volume], images: Path, case_id: str, labels: Path | None = None,
-                      order=NNUNET_ORDER) -> None:
-    """``images/<case>_XXXX.nii.gz`` in ``order`` and, with ``labels``, ``labels/<case>.nii.gz`` renumbered."""
+def write_nnunet_case(
+    vols: dict[str, Volume], images: Path, case_id: str, labels: Path | None = None, order=NNUNET_ORDER
+) -> None:
+    """``images/<case>_XXXX.nii.gz`` in ``order`` and, with ``labels``, ``labels/<case>.nii.gz``
+    renumbered."""
     images.mkdir(parents=True, exist_ok=True)
     for k, m in enumerate(order):
         write_volume(vols[m], images / f"{case_id}_{k:04d}.nii.gz")

@@ -30,6 +30,6 @@ def two_blob_case(tmp_path):
     for m in ("flair", "t1", "t1ce", "t2"):
         write_volume(Volume(rng.random((60, 24, 24)).astype(np.float32), affine), folder / f"case_{m}.nii.gz")
     probs = np.zeros((3, 60, 24, 24), np.float32)
-    probs[0, 5:15, 5:15, 5:15] = 0.9     # main tumour: whole tumour only (edema), 1000 voxels
-    probs[0, 50:53, 8:11, 8:11] = 0.9    # far blob: 27 voxels, nearest voxel 36 mm from the main one
+    probs[0, 5:15, 5:15, 5:15] = 0.9  # main tumour: whole tumour only (edema), 1000 voxels
+    probs[0, 50:53, 8:11, 8:11] = 0.9  # far blob: 27 voxels, nearest voxel 36 mm from the main one
     return folder, probs

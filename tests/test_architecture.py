@@ -34,7 +34,8 @@ def module_files() -> dict[str, Path]:
 def _type_checking_only(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -43,9 +44,13 @@ def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str
     runs ``a.b``'s ``__init__``, so that counts as importing ``a.b`` too."""
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    annotation_only = {id(inner) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and _type_checking_only(node)
-                       for statement in node.body for inner in ast.walk(statement)}
+    annotation_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _type_checking_only(node)
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     targets: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in annotation_only:
@@ -134,15 +139,29 @@ def test_the_cycle_finder_finds_known_cycles():
 
 
 def test_relative_function_level_and_package_imports_are_edges(tmp_path):
-    names = ["medseg3d.experiments", "medseg3d.experiments.plan", "medseg3d.experiments.timing",
-             "medseg3d.experiments.runner", "medseg3d.train", "medseg3d.train.step", "medseg3d.io"]
+    names = [
+        "medseg3d.experiments",
+        "medseg3d.experiments.plan",
+        "medseg3d.experiments.timing",
+        "medseg3d.experiments.runner",
+        "medseg3d.train",
+        "medseg3d.train.step",
+        "medseg3d.io",
+    ]
     modules = {name: tmp_path / f"{name}.py" for name in names}  # only the names matter here
     source = modules["medseg3d.experiments.plan"]
-    source.write_text("from typing import TYPE_CHECKING\nfrom . import timing\nfrom ..io import read_volume\n"
-                      "def f():\n    from ..train.step import training_step\n"
-                      "if TYPE_CHECKING:\n    from .runner import Task\n", encoding="utf-8")
+    source.write_text(
+        "from typing import TYPE_CHECKING\nfrom . import timing\nfrom ..io import read_volume\n"
+        "def f():\n    from ..train.step import training_step\n"
+        "if TYPE_CHECKING:\n    from .runner import Task\n",
+        encoding="utf-8",
+    )
     assert imported_modules("medseg3d.experiments.plan", source, modules) == {
-        "medseg3d.experiments.timing", "medseg3d.io", "medseg3d.train.step", "medseg3d.train"}
+        "medseg3d.experiments.timing",
+        "medseg3d.io",
+        "medseg3d.train.step",
+        "medseg3d.train",
+    }
 
 
 def test_no_import_cycle():

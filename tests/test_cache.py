@@ -49,7 +49,9 @@ def _mtimes(out: Path) -> dict:
 
 def test_prepare_writes_every_case(prepared):
     out, summary = prepared
-    assert sorted(summary["prepared"]) == sorted(CASES) and summary["skipped"] == [] and summary["failed"] == {}
+    assert (
+        sorted(summary["prepared"]) == sorted(CASES) and summary["skipped"] == [] and summary["failed"] == {}
+    )
     meta = json.loads((out / "cache.json").read_text(encoding="utf-8"))
     assert meta["cases"] == sorted(CASES)
     assert meta["settings"]["modalities"] == ["flair", "t1", "t1ce", "t2"]
@@ -119,8 +121,10 @@ def _bad_label_case(root: Path) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
     for m in ("flair", "t1", "t1ce", "t2"):
-        nib.save(nib.Nifti1Image(rng.integers(1, 100, (10, 10, 10)).astype(np.int16), np.eye(4)),
-                 str(folder / f"zz_bad_{m}.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(rng.integers(1, 100, (10, 10, 10)).astype(np.int16), np.eye(4)),
+            str(folder / f"zz_bad_{m}.nii.gz"),
+        )
     lab = np.zeros((10, 10, 10), np.uint8)
     lab[5, 5, 5] = 7
     nib.save(nib.Nifti1Image(lab, np.eye(4)), str(folder / "zz_bad_seg.nii.gz"))
@@ -239,8 +243,13 @@ def test_worker_processes_do_not_deadlock_after_torch_ran_in_parent(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-c", _FORK_AFTER_TORCH, str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FORK_AFTER_TORCH, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=90)
     except subprocess.TimeoutExpired:
@@ -377,8 +386,15 @@ def test_train_refusing_a_bad_case_leaves_no_cache_and_no_run_folder(tmp_path):
     for k in range(3):
         _synthetic_case(tmp_path / "ds", f"s{k}", k)
     _loop(tmp_path / "ds" / "s2" / "s2_flair.nii.gz")
-    cfg = TrainConfig(dataset=str(tmp_path / "ds"), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
-                      epochs=1, iters_per_epoch=1, all_cases=True, progress=False)
+    cfg = TrainConfig(
+        dataset=str(tmp_path / "ds"),
+        out=str(tmp_path / "run"),
+        cache=str(tmp_path / "cache"),
+        epochs=1,
+        iters_per_epoch=1,
+        all_cases=True,
+        progress=False,
+    )
     with pytest.raises(InputError) as e:
         train(cfg)
     assert "s2" in str(e.value) and "symbolic link loop" in str(e.value) and "\n" not in str(e.value)

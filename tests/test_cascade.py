@@ -47,8 +47,11 @@ class _FirstChannelsAsLogits(torch.nn.Module):
 
 def _refiner(tmp_path, patch=None, **inference):
     meta, _ = read_model_file(bundled_models()["brats-v1"])
-    meta = meta | {"preprocess": meta["preprocess"] | {"downsample": 1.0}, "inference": inference or None,
-                   "patch": patch}
+    meta = meta | {
+        "preprocess": meta["preprocess"] | {"downsample": 1.0},
+        "inference": inference or None,
+        "patch": patch,
+    }
     return loaded_model(_FirstChannelsAsLogits(), meta, tmp_path / "refiner.safetensors", torch.device("cpu"))
 
 
@@ -67,7 +70,8 @@ def test_refine_replaces_the_box_and_nothing_else(tmp_path):
     refiner = _refiner(tmp_path)
     out, info = refine(refiner, image, affine, coarse, margin_mm=3.0)
     x, _, record = preprocess(image, affine, refiner.prep)
-    # the box on the refiner's grid: the tumour (input voxels 18:22, ...) moved by the crop start, plus 3 voxels
+    # the box on the refiner's grid: the tumour (input voxels 18:22, ...) moved by the crop start, plus 3
+    # voxels
     start = [a - s - 3 for a, s in zip((18, 20, 15), record.box_start)]
     stop = [b - s + 3 for b, s in zip((22, 24, 18), record.box_start)]
     assert info["box"] == [start, stop] and info["voxels"] == 10 * 10 * 9
@@ -85,7 +89,9 @@ def test_refine_in_windows_covers_the_same_box(tmp_path):
     coarse = np.zeros((3, 40, 44, 36), np.float32)
     coarse[:, 10:30, 12:30, 8:28] = 0.9
     whole, _ = refine(_refiner(tmp_path), image, affine, coarse, sliding_window=False)
-    windowed, _ = refine(_refiner(tmp_path, (8, 8, 8), sliding_window=True, overlap=0.5), image, affine, coarse)
+    windowed, _ = refine(
+        _refiner(tmp_path, (8, 8, 8), sliding_window=True, overlap=0.5), image, affine, coarse
+    )
     # a voxel-wise network gives the same numbers in windows (blending equal values), up to float32 rounding
     np.testing.assert_allclose(windowed, whole, rtol=0, atol=1e-5)
 
@@ -100,15 +106,22 @@ def test_no_tumour_no_refinement(tmp_path):
 def test_refiners_must_match(tmp_path):
     coarse = load_model("brats-v1", device="cpu", refine="none")
     meta, _ = read_model_file(bundled_models()["brats-v1"])
-    other = loaded_model(_FirstChannelsAsLogits(), meta | {"modalities": ["t1", "flair", "t1ce", "t2"]},
-                         tmp_path / "r.safetensors", torch.device("cpu"))
+    other = loaded_model(
+        _FirstChannelsAsLogits(),
+        meta | {"modalities": ["t1", "flair", "t1ce", "t2"]},
+        tmp_path / "r.safetensors",
+        torch.device("cpu"),
+    )
     with pytest.raises(ModelError, match="cannot refine brats-v1: it reads t1, flair, t1ce, t2"):
         check_refiner(coarse, other)
     with pytest.raises(ModelError, match="it is the model itself"):
         load_model("brats-v1", device="cpu", refine="brats-v1")
     # another model at the same 2 mm is no refiner: v2 (what `brats` names now) cannot refine v1, nor v1 v2
-    with pytest.raises(ModelError, match="cannot refine brats-v1: it works on voxels 2x the input's, not finer "
-                                         "than the model's \\(2x the input's\\)"):
+    with pytest.raises(
+        ModelError,
+        match="cannot refine brats-v1: it works on voxels 2x the input's, not finer "
+        "than the model's \\(2x the input's\\)",
+    ):
         load_model("brats-v1", device="cpu", refine="brats-v2")
     with pytest.raises(ModelError, match="brats-v1 cannot refine brats-v2: it works on voxels 2x"):
         load_model("brats-v2", device="cpu", refine="brats-v1")
@@ -117,29 +130,35 @@ def test_refiners_must_match(tmp_path):
 def test_refiner_named_in_metadata(tmp_path):
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
-    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
-                                  out=tmp_path / "fine.safetensors")
+    fine = rewrite_model_metadata(
+        source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}}, out=tmp_path / "fine.safetensors"
+    )
     assert load_model(source, device="cpu").refiner is None  # v1 names none
     attached = load_model(source, device="cpu", refine=fine)
     assert attached.refiner.prep.downsample == 1.0 and attached.pipeline_name == "brats-v1 refined by fine"
     assert load_model(source, device="cpu", refine="none").refiner is None
-    named = rewrite_model_metadata(source, {"inference": meta["inference"] | {"refiner": "no-such-model"}},
-                                   out=tmp_path / "named.safetensors")
+    named = rewrite_model_metadata(
+        source,
+        {"inference": meta["inference"] | {"refiner": "no-such-model"}},
+        out=tmp_path / "named.safetensors",
+    )
     with pytest.raises(ModelError, match="names refiner 'no-such-model', which is not a bundled model"):
         load_model(named, device="cpu")
     assert load_model(named, device="cpu", refine="none").refiner is None  # the user can still run it alone
     for hostile in ("../../etc/passwd", "/tmp/x.safetensors", 3, ""):
         with pytest.raises(ModelError, match="inference.refiner must be the name of a bundled model"):
-            rewrite_model_metadata(source, {"inference": {"refiner": hostile}}, out=tmp_path / "h.safetensors")
+            rewrite_model_metadata(
+                source, {"inference": {"refiner": hostile}}, out=tmp_path / "h.safetensors"
+            )
     assert not (tmp_path / "h.safetensors").exists()
-
 
 
 def test_with_refiner_on_a_loaded_model(tmp_path):
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
-    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}},
-                                  out=tmp_path / "fine.safetensors")
+    fine = rewrite_model_metadata(
+        source, {"preprocess": meta["preprocess"] | {"downsample": 1.0}}, out=tmp_path / "fine.safetensors"
+    )
     coarse = load_model(source, device="cpu")
     attached = with_refiner(coarse, fine)
     assert coarse.refiner is None and attached.refiner.name == "fine"  # the caller's model is not changed
@@ -149,14 +168,19 @@ def test_with_refiner_on_a_loaded_model(tmp_path):
     assert with_refiner(coarse, "auto") is coarse  # v1's metadata names none
     with pytest.raises(ModelError, match="it is the model itself"):
         with_refiner(coarse, "brats-v1")
-    coarser = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 3.0}},
-                                     out=tmp_path / "coarser.safetensors")
+    coarser = rewrite_model_metadata(
+        source, {"preprocess": meta["preprocess"] | {"downsample": 3.0}}, out=tmp_path / "coarser.safetensors"
+    )
     with pytest.raises(ModelError, match="coarser cannot refine brats-v1: it works on voxels 3x the input's"):
         with_refiner(coarse, coarser)
     assert with_refiner(load_model(coarser, device="cpu"), source).refiner.name == "brats-v1"  # 2x refines 3x
 
+
 def test_cli_refine_errors_are_one_line(tmp_path, capsys):
-    assert main(["predict", "brats-v1", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats-v1"]) == 2
+    assert (
+        main(["predict", "brats-v1", str(tmp_path), "-o", str(tmp_path / "t.nii.gz"), "--refine", "brats-v1"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot refine brats-v1" in err
 
@@ -169,13 +193,32 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
 
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
-    # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it scores)
-    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0},
-                                           "inference": {"sliding_window": False}}, out=tmp_path / "fine.safetensors")
+    # the bundled weights at 1 mm, one pass over the box: a stand-in refiner (what it costs, not what it
+    # scores)
+    fine = rewrite_model_metadata(
+        source,
+        {"preprocess": meta["preprocess"] | {"downsample": 1.0}, "inference": {"sliding_window": False}},
+        out=tmp_path / "fine.safetensors",
+    )
     case = brats_root / "Brats18_2013_2_1"
     plain, cascade = tmp_path / "plain.nii.gz", tmp_path / "cascade.nii.gz"
     assert main(["predict", "brats-v1", str(case), "-o", str(plain), "--quiet", "--report"]) == 0
-    assert main(["predict", "brats-v1", str(case), "-o", str(cascade), "--quiet", "--report", "--refine", str(fine)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "brats-v1",
+                str(case),
+                "-o",
+                str(cascade),
+                "--quiet",
+                "--report",
+                "--refine",
+                str(fine),
+            ]
+        )
+        == 0
+    )
     refinement = json.loads((tmp_path / "cascade.json").read_text())["refinement"]
     assert refinement["refiner"] == "fine" and refinement["voxels"] > 64**3  # the tumour plus 12 mm each side
     a, b = read_volume(plain), read_volume(cascade)
@@ -185,7 +228,7 @@ def test_predict_runs_the_cascade_on_a_real_case(tmp_path, brats_root):
     box = np.argwhere(a.array > 0)
     lo, hi = box.min(0) - 13, box.max(0) + 14
     outside = np.ones(a.shape, bool)
-    outside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = False
+    outside[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
     np.testing.assert_array_equal(a.array[outside], b.array[outside])
 
 
@@ -199,5 +242,6 @@ def test_a_refiner_must_work_on_finer_voxels():
     assert _finer(PrepConfig(downsample=1.0), PrepConfig(downsample=2.0))
     assert not _finer(PrepConfig(downsample=2.0), PrepConfig(downsample=2.0))
     assert _finer(mm(1, 1, 1), mm(2, 2, 2)) and _finer(mm(1, 2, 2), mm(2, 2, 2))  # finer in-plane only: finer
-    assert not _finer(mm(2, 2, 2), mm(2, 2, 2)) and not _finer(mm(1, 3, 1), mm(2, 2, 2))  # coarser on one axis
+    # coarser on one axis
+    assert not _finer(mm(2, 2, 2), mm(2, 2, 2)) and not _finer(mm(1, 3, 1), mm(2, 2, 2))
     assert _finer(mm(1, 1, 1), PrepConfig(downsample=2.0))  # a spacing against a factor: the case decides

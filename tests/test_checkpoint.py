@@ -6,7 +6,14 @@ import torch
 from medseg3d.checkpoint import load_checkpoint, read_model_file, save_checkpoint, save_model
 from medseg3d.errors import ModelError
 
-META = {"network": "kayalibay", "in_channels": 4, "n_outputs": 4, "labels": {}, "preprocess": {}, "modalities": []}
+META = {
+    "network": "kayalibay",
+    "in_channels": 4,
+    "n_outputs": 4,
+    "labels": {},
+    "preprocess": {},
+    "modalities": [],
+}
 
 
 def test_model_round_trip(tmp_path):

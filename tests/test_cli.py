@@ -7,7 +7,13 @@ import pytest
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "medseg3d.cli", *map(str, args)], check=False, capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "medseg3d.cli", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        **kw,
+    )
 
 
 def assert_one_line_error(result, fragment):
@@ -23,6 +29,15 @@ def test_help_lists_commands():
     assert result.returncode == 0
     for cmd in ("info", "cache", "prepare", "train", "predict", "evaluate", "nets", "models", "split"):
         assert cmd in result.stdout
+
+
+def test_experiment_help_names_every_experiment():
+    from medseg3d.experiments.catalogue import EXPERIMENTS
+
+    result = run("experiment", "--help")
+    assert result.returncode == 0
+    for name in EXPERIMENTS:
+        assert name in result.stdout, name
 
 
 def test_missing_dataset(tmp_path):
@@ -41,7 +56,8 @@ def test_file_where_folder_expected(tmp_path):
 
 
 def test_prepare_is_the_cache_command_with_a_note(tmp_path):
-    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its result."""
+    """`prepare`, the old name of `cache`, does the same and says so in one line on stderr before its
+    result."""
     result = run("prepare", tmp_path / "nope", "--out", tmp_path / "c")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
@@ -58,13 +74,17 @@ def test_train_without_budget(brats_root, tmp_path):
 
 def test_unknown_model(tmp_path, brats_root):
     case = brats_root / "Brats18_2013_2_1"
-    assert_one_line_error(run("predict", tmp_path / "nomodel", case, "-o", tmp_path / "o.nii.gz"), "no such model")
+    assert_one_line_error(
+        run("predict", tmp_path / "nomodel", case, "-o", tmp_path / "o.nii.gz"), "no such model"
+    )
     assert not (tmp_path / "o.nii.gz").exists()
 
 
 def test_unknown_preset(brats_root, tmp_path):
-    assert_one_line_error(run("train", brats_root, "--out", tmp_path / "r", "--preset", "nope", "--epochs", "1"),
-                          "unknown preset")
+    assert_one_line_error(
+        run("train", brats_root, "--out", tmp_path / "r", "--preset", "nope", "--epochs", "1"),
+        "unknown preset",
+    )
 
 
 def test_missing_modality(tmp_path, brats_root):
@@ -73,8 +93,9 @@ def test_missing_modality(tmp_path, brats_root):
     for m in ("flair", "t1", "t2"):
         name = f"Brats18_2013_2_1_{m}.nii.gz"
         (case / name).symlink_to(brats_root / "Brats18_2013_2_1" / name)
-    assert_one_line_error(run("cache", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"),
-                          "t1ce is missing")
+    assert_one_line_error(
+        run("cache", case, "--out", tmp_path / "c", "--modalities", "flair,t1ce"), "t1ce is missing"
+    )
 
 
 @pytest.mark.parametrize("cmd", ["nets", "models"])
@@ -85,8 +106,11 @@ def test_listing_commands_run(cmd):
 
 def test_a_reader_that_goes_away_is_no_error():
     """``medseg3d models | head -1``: the reader closes the pipe; no traceback, the exit status of SIGPIPE."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from medseg3d.cli import main; sys.exit(main(['models']))"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from medseg3d.cli import main; sys.exit(main(['models']))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.close()  # gone before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""

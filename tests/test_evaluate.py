@@ -23,7 +23,7 @@ def _seg(brats_root, case) -> Volume:
     lo, hi = nz.min(0) - 2, nz.max(0) + 3
     affine = vol.affine.copy()
     affine[:3, 3] = vol.affine[:3, :3] @ lo + vol.affine[:3, 3]
-    return Volume(np.ascontiguousarray(vol.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]), affine)
+    return Volume(np.ascontiguousarray(vol.array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]), affine)
 
 
 def _relabel(array: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
@@ -57,7 +57,9 @@ def test_identical_maps_score_one_with_volumes(segs, tmp_path):
     for row, case in zip(rows, CASES):
         assert row["dice_WT"] == row["dice_TC"] == row["dice_ET"] == 1.0
         wt = int(np.isin(segs[case].array, (1, 2, 4)).sum()) / 1000.0  # 1 mm voxels: 1000 per ml
-        assert row["vol_pred_WT"] == pytest.approx(wt, abs=1e-9) and row["vol_ref_WT"] == pytest.approx(wt, abs=1e-9)
+        assert row["vol_pred_WT"] == pytest.approx(wt, abs=1e-9) and row["vol_ref_WT"] == pytest.approx(
+            wt, abs=1e-9
+        )
     header = _rows(preds / "metrics.csv")[0]
     assert "vol_pred_WT" in header and "vol_ref_WT" in header
     assert "Volume agreement over 2 case(s)" in summary
@@ -108,7 +110,10 @@ def test_unwritable_metrics_file_is_one_line(segs, tmp_path):
     preds = _write_all(tmp_path / "pred", {case: segs[case]})
     refs = _write_all(tmp_path / "ref", {case: segs[case]})
     (tmp_path / "folder.csv").mkdir()
-    for target, fragment in ((tmp_path / "folder.csv", "is a folder"), (tmp_path / "no" / "m.csv", "does not exist")):
+    for target, fragment in (
+        (tmp_path / "folder.csv", "is a folder"),
+        (tmp_path / "no" / "m.csv", "does not exist"),
+    ):
         with pytest.raises(InputError) as e:
             evaluate(preds, refs, out_csv=target, progress=False)
         assert fragment in str(e.value) and "\n" not in str(e.value)

@@ -34,8 +34,16 @@ def run(brats_root, tmp_path_factory):
     for case in CASES:
         (root / case).symlink_to(brats_root / case, target_is_directory=True)
     tmp = tmp_path_factory.mktemp("export")
-    cfg = TrainConfig.from_preset("quick", dataset=str(root), out=str(tmp / "run"), cache=str(tmp / "cache"),
-                                  epochs=1, iters_per_epoch=3, progress=False, seed=1)
+    cfg = TrainConfig.from_preset(
+        "quick",
+        dataset=str(root),
+        out=str(tmp / "run"),
+        cache=str(tmp / "cache"),
+        epochs=1,
+        iters_per_epoch=3,
+        progress=False,
+        seed=1,
+    )
     train(cfg)
     return tmp / "run"
 
@@ -50,8 +58,9 @@ def onnx_file(run, tmp_path_factory):
 def test_onnx_metadata_round_trip(run, onnx_file):
     original = load_model(run, device="cpu")
     loaded = load_onnx_model(onnx_file)
-    assert {k: v for k, v in loaded.meta.to_dict().items() if k not in EXPORT_KEYS} == \
-        {k: v for k, v in original.meta.to_dict().items() if k not in EXPORT_KEYS}
+    assert {k: v for k, v in loaded.meta.to_dict().items() if k not in EXPORT_KEYS} == {
+        k: v for k, v in original.meta.to_dict().items() if k not in EXPORT_KEYS
+    }
     assert loaded.modalities == ("flair", "t1", "t1ce", "t2") and loaded.kind == original.kind
     assert loaded.scheme.values == original.scheme.values and loaded.prep == original.prep
     assert loaded.model.size_multiple == original.model.size_multiple and loaded.model.spatial_dims == 3
@@ -181,7 +190,22 @@ def test_every_bundled_model_exports_to_onnx_and_passes_its_check(name, tmp_path
     assert main(["export", name, "--format", "onnx", "-o", str(out)]) == 0
     assert load_onnx_model(out).modalities == ("flair", "t1", "t1ce", "t2")
     env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
-    done = subprocess.run([sys.executable, "-m", "medseg3d.cli", "export", name, "--format", "onnx", "-o",
-                           str(tmp_path / "avx2.onnx")], check=False, env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medseg3d.cli",
+            "export",
+            name,
+            "--format",
+            "onnx",
+            "-o",
+            str(tmp_path / "avx2.onnx"),
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr

@@ -20,7 +20,9 @@ def test_rewrite_keeps_weights_and_adds_defaults(bundled_copy):
     meta0, state0 = read_model_file(source)
     meta1, state1 = read_model_file(target)
     assert meta1["inference"] == {"sliding_window": True, "overlap": 0.25}
-    assert {k: v for k, v in meta1.items() if k != "inference"} == {k: v for k, v in meta0.items() if k != "inference"}
+    assert {k: v for k, v in meta1.items() if k != "inference"} == {
+        k: v for k, v in meta0.items() if k != "inference"
+    }
     assert state0.keys() == state1.keys() and all((state0[k] == state1[k]).all() for k in state0)
 
     loaded = load_model(target, device="cpu")
@@ -67,7 +69,9 @@ def test_bad_far_component_distance_in_metadata_is_rejected(bundled_copy, bad):
 
 def test_far_component_distance_default_comes_from_the_model_and_the_user_wins(bundled_copy):
     source, target = bundled_copy
-    rewrite_model_metadata(source, {"inference": {"sliding_window": True, "max_distance_mm": 20.0}}, out=target)
+    rewrite_model_metadata(
+        source, {"inference": {"sliding_window": True, "max_distance_mm": 20.0}}, out=target
+    )
     loaded = load_model(target, device="cpu")
     assert loaded.max_distance(None) == 20.0
     assert loaded.max_distance(0) == 0.0 and loaded.max_distance(35) == 35.0  # --max-distance 0 / 35
@@ -99,11 +103,19 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     assert (labels[5:15, 5:15, 5:15] == 2).all() and labels[50:53].sum() == 0 and (labels > 0).sum() == 1000
     said = capsys.readouterr().out
     # 27 voxels of 1 mm^3 = 0.027 ml: said as such, not rounded away to "0.0 ml"
-    assert "case: removed 0.03 ml of tumour farther than 20 mm from the largest component (--max-distance 0 keeps it)" in said
+    assert (
+        "case: removed 0.03 ml of tumour farther than 20 mm "
+        "from the largest component (--max-distance 0 keeps it)" in said
+    )
     record = json.loads((tmp_path / "out" / "seg.json").read_text())
-    assert record["postprocessing"] == {"min_component": 0, "min_enhancing": 0, "min_enhancing_mm3": 0.0, "min_lesion_mm3": {},
-                                        "max_distance_mm": 20.0,
-                                        "far_removed_ml": 0.03}
+    assert record["postprocessing"] == {
+        "min_component": 0,
+        "min_enhancing": 0,
+        "min_enhancing_mm3": 0.0,
+        "min_lesion_mm3": {},
+        "max_distance_mm": 20.0,
+        "far_removed_ml": 0.03,
+    }
     assert any("was removed" in w for w in record["warnings"])
 
     # --max-distance 0: the user's choice wins, both blobs stay, nothing is said to be removed
@@ -168,6 +180,9 @@ def test_lesion_thresholds_come_from_the_model_in_voxels_of_each_grid_and_the_us
     base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
     assert parser.parse_args(base).min_lesion is None
     assert parser.parse_args(base + ["--min-lesion", "0"]).min_lesion == {}
-    assert parser.parse_args(base + ["--min-lesion", "wt=1000,ET=100"]).min_lesion == {"WT": 1000.0, "ET": 100.0}
+    assert parser.parse_args(base + ["--min-lesion", "wt=1000,ET=100"]).min_lesion == {
+        "WT": 1000.0,
+        "ET": 100.0,
+    }
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--min-lesion", "NET=5"])

@@ -118,8 +118,9 @@ def test_describe_csv_dataset(tmp_path, brats_root):
     csv.write_text(
         "case,flair,label\n"
         f"a,{brats_root / CASE / (CASE + '_flair.nii.gz')},{brats_root / CASE / (CASE + '_seg.nii.gz')}\n"
-        f"b,{tmp_path / 'gone.nii.gz'},\n"
-    , encoding="utf-8")
+        f"b,{tmp_path / 'gone.nii.gz'},\n",
+        encoding="utf-8",
+    )
     text = describe(csv, progress=False)
     assert "layout: csv" in text and "cases: 2" in text
     assert "gone.nii.gz" in text and "missing" in text
@@ -142,7 +143,9 @@ def test_describe_errors(tmp_path):
 def test_describe_nnunet_checks_declared_labels(tmp_path):
     import json
 
-    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bone": 1}}), encoding="utf-8")
+    (tmp_path / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bone": 1}}), encoding="utf-8"
+    )
     for i in range(2):
         _nifti(tmp_path / "imagesTr" / f"c{i}_0000.nii.gz", _img(i))
         lab = np.zeros((12, 10, 8), np.uint8)
@@ -180,7 +183,10 @@ def test_image_file_problems_match_what_reading_refuses(tmp_path):
     _nifti(tmp_path / "nan.nii.gz", nan)
     text = describe(tmp_path / "nan.nii.gz")
     assert "1 NaN/infinite voxels" in text
-    expected = f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; fix the file or replace them (e.g. with 0)"
+    expected = (
+        f"    - {tmp_path / 'nan.nii.gz'}: holds 1 NaN or infinite voxels; "
+        "fix the file or replace them (e.g. with 0)"
+    )
     assert _problems(text) == [expected]
     huge = _img(1).astype(np.float32)
     huge[:, :, :2] = 3e38
@@ -228,8 +234,11 @@ def test_case_folder_problems_that_reading_would_trip_over(tmp_path, brats_root)
     assert any("c2_t2.nii.gz: is not a regular file" in p for p in problems), problems
     (case / "c2_t2.nii.gz").unlink()
     (case / "c2_t2.nii.gz").mkdir()
-    assert any("c2_t2.nii.gz: is a folder with no DICOM series; give an image file" in p
-               for p in _problems(describe(case)))  # read as the t2 channel, not left out of the case
+    # read as the t2 channel, not left out of the case
+    assert any(
+        "c2_t2.nii.gz: is a folder with no DICOM series; give an image file" in p
+        for p in _problems(describe(case))
+    )
 
 
 def test_case_label_values_no_scheme_fits(tmp_path):
@@ -244,7 +253,10 @@ def test_case_label_values_no_scheme_fits(tmp_path):
 
 def test_label_numbering_is_named(data_root, brats_root, tmp_path):
     text = describe(data_root / "brats2012_mha")
-    assert "label numbering: BRATS 2012 (1 edema, 2 core), from the values and shapes; use --labels brats2012" in text
+    assert (
+        "label numbering: BRATS 2012 (1 edema, 2 core), from the values and shapes; use --labels brats2012"
+        in text
+    )
     assert "label numbering" not in describe(brats_root / CASE)  # BraTS 2017+: what everything assumes
     seg = nib.load(str(brats_root / CASE / f"{CASE}_seg.nii.gz"))
     a = np.asanyarray(seg.dataobj)
@@ -253,7 +265,9 @@ def test_label_numbering_is_named(data_root, brats_root, tmp_path):
     (tmp_path / "ds" / CASE).mkdir(parents=True)
     for m in ("flair", "t1", "t1ce", "t2"):
         (tmp_path / "ds" / CASE / f"{CASE}_{m}.nii.gz").symlink_to(brats_root / CASE / f"{CASE}_{m}.nii.gz")
-    nib.save(nib.Nifti1Image(nnunet, seg.affine, seg.header), str(tmp_path / "ds" / CASE / f"{CASE}_seg.nii.gz"))
+    nib.save(
+        nib.Nifti1Image(nnunet, seg.affine, seg.header), str(tmp_path / "ds" / CASE / f"{CASE}_seg.nii.gz")
+    )
     text = describe(tmp_path / "ds", progress=False)
     assert "label numbering: nnU-Net's BraTS numbering" in text and "use --labels nnunet-brats" in text
 
@@ -263,11 +277,14 @@ def test_many_distinct_label_grids_are_summarised_not_listed():
     from medseg3d.info import GRIDS_LISTED, grid_summary
 
     few = [((240, 240, 155), (1.0, 1.0, 1.0), "LPS")] * 3 + [((200, 200, 100), (1.0, 1.0, 1.5), "RAS")]
-    assert grid_summary(few) == ("3 case(s) (240, 240, 155) at (1, 1, 1) mm LPS; "
-                                 "1 case(s) (200, 200, 100) at (1, 1, 1.5) mm RAS")
+    assert grid_summary(few) == (
+        "3 case(s) (240, 240, 155) at (1, 1, 1) mm LPS; 1 case(s) (200, 200, 100) at (1, 1, 1.5) mm RAS"
+    )
     many = [((30 + k, 50, 40 - k % 3), (1.0, 1.0, 1.0 + 0.5 * (k % 2)), "RAS") for k in range(40)]
     many += [((31, 50, 39), (1.0, 1.0, 1.5), "RAS")] * 5
     line = grid_summary(many)
-    assert line.startswith("40 distinct grids over 45 cases: sizes 30-69 x 50 x 38-40 voxels, spacing 1 x 1 x 1-1.5 mm")
+    assert line.startswith(
+        "40 distinct grids over 45 cases: sizes 30-69 x 50 x 38-40 voxels, spacing 1 x 1 x 1-1.5 mm"
+    )
     assert "orientation RAS; most common (31, 50, 39) at (1, 1, 1.5) mm RAS (6 case(s))" in line
     assert line.count(" at (") == GRIDS_LISTED and "\n" not in line

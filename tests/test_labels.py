@@ -58,7 +58,9 @@ def test_brats2015_labels_read_as_brats_equal_the_2018_map(seg2015, seg2018):
 def test_brats2015_five_classes(seg2015, seg2018):
     classes = BRATS2015.to_classes(seg2015)
     assert BRATS2015.n_classes == 5
-    np.testing.assert_array_equal(np.bincount(classes.ravel(), minlength=5), [np.sum(seg2015 == v) for v in range(5)])
+    np.testing.assert_array_equal(
+        np.bincount(classes.ravel(), minlength=5), [np.sum(seg2015 == v) for v in range(5)]
+    )
     np.testing.assert_array_equal(BRATS2015.to_values(classes), seg2015.astype(np.uint8))
     # the 2015 regions are the 2018 regions of the same patient
     m15 = BRATS2015.region_masks(classes)
@@ -164,7 +166,9 @@ def test_scheme_dict_round_trip():
 
 
 def test_scheme_from_nnunet_v2_labels():
-    scheme = scheme_from_labels({"background": 0, "edema": 1, "non-enhancing tumor": 2, "enhancing tumour": 3})
+    scheme = scheme_from_labels(
+        {"background": 0, "edema": 1, "non-enhancing tumor": 2, "enhancing tumour": 3}
+    )
     assert scheme.values == (0, 1, 2, 3)
     assert scheme.class_names == ("background", "edema", "non-enhancing tumor", "enhancing tumour")
     assert scheme.regions == {"foreground": (1, 2, 3)}
@@ -205,7 +209,8 @@ def test_label_values_over_the_whole_int16_range():
 
 
 def _tumour(edema: int, core: int, enhancing: int | None = None) -> np.ndarray:
-    """A synthetic tumour: an edema ball (radius 9) around a core ball (radius 5) around an enhancing one (2)."""
+    """A synthetic tumour: an edema ball (radius 9) around a core ball (radius 5) around an enhancing one
+    (2)."""
     z, y, x = np.mgrid[:30, :30, :30]
     r = np.sqrt((x - 15) ** 2 + (y - 15) ** 2 + (z - 15) ** 2)
     out = np.zeros((30, 30, 30), np.uint8)
@@ -257,7 +262,10 @@ def test_predictions_with_only_0_1_2_keep_the_declared_scheme():
     from medseg3d.labels import LabelStats, get_scheme, resolve_convention
 
     stats = LabelStats().add(_tumour(1, 2))  # shaped like BRATS 2012, but a prediction's shapes prove nothing
-    assert resolve_convention(get_scheme("brats"), stats, "preds", by_shape=False) == (get_scheme("brats"), None)
+    assert resolve_convention(get_scheme("brats"), stats, "preds", by_shape=False) == (
+        get_scheme("brats"),
+        None,
+    )
     nnunet = LabelStats().add(_tumour(1, 2, 3))  # 3 without 4 is still told apart
     assert resolve_convention(get_scheme("brats"), nnunet, "preds", by_shape=False)[0].name == "nnunet-brats"
 

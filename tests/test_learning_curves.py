@@ -1,4 +1,5 @@
-"""scripts/learning_curves.py: held-out Dice per window of epochs and the late slope, from crossval folds' logs."""
+"""scripts/learning_curves.py: held-out Dice per window of epochs and the late slope, from crossval folds'
+logs."""
 
 import csv
 import math

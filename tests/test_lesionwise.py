@@ -8,7 +8,7 @@ SHAPE = (40, 40, 40)
 
 def cube(mask, corner, size):
     x, y, z = corner
-    mask[x:x + size, y:y + size, z:z + size] = True
+    mask[x : x + size, y : y + size, z : z + size] = True
     return mask
 
 
@@ -56,7 +56,14 @@ def test_lesions_of_at_most_50_mm3_leave_the_average_and_their_matches_are_not_f
     ref = cube(cube(empty(), (5, 5, 5), 5), (28, 28, 28), 3)  # 125 and 27 voxels
     pred_misses_small = cube(empty(), (5, 5, 5), 5)
     out = lesion_wise_region(pred_misses_small, ref)
-    assert (out["dice"], out["hd95"], out["tp"], out["fn"], out["fp"], out["n_small"]) == (1.0, 0.0, 1, 0, 0, 1)
+    assert (out["dice"], out["hd95"], out["tp"], out["fn"], out["fp"], out["n_small"]) == (
+        1.0,
+        0.0,
+        1,
+        0,
+        0,
+        1,
+    )
     pred_finds_small = cube(pred_misses_small.copy(), (28, 28, 28), 3)
     out = lesion_wise_region(pred_finds_small, ref)
     assert (out["dice"], out["fp"]) == (1.0, 0)
@@ -71,7 +78,7 @@ def test_fragments_within_two_dilation_reaches_are_one_lesion(gap, n_lesions):
     # 3 iterations of the 18-neighbourhood grow each fragment by 3 voxels along an axis: gaps up to 6 merge
     ref = empty()
     ref[10:15, 10:15, 5:10] = True
-    ref[10:15, 10:15, 10 + gap:15 + gap] = True
+    ref[10:15, 10:15, 10 + gap : 15 + gap] = True
     out = lesion_wise_region(empty(), ref)
     assert len(out["lesions"]) == n_lesions
     assert out["fn"] == n_lesions
@@ -96,8 +103,8 @@ def test_a_prediction_near_but_not_touching_a_lesion_is_matched_not_a_false_posi
 def test_a_lesion_scored_against_the_union_of_its_matched_components():
     ref = cube(empty(), (5, 5, 5), 8)  # 512 voxels
     pred = empty()
-    pred[5:13, 5:13, 5:8] = True       # 192 voxels
-    pred[5:13, 5:13, 10:13] = True     # 192 voxels, separate component, same lesion
+    pred[5:13, 5:13, 5:8] = True  # 192 voxels
+    pred[5:13, 5:13, 10:13] = True  # 192 voxels, separate component, same lesion
     out = lesion_wise_region(pred, ref)
     assert (out["tp"], out["fp"]) == (1, 0)
     assert out["dice"] == pytest.approx(2 * 384 / (512 + 384))
@@ -106,14 +113,16 @@ def test_a_lesion_scored_against_the_union_of_its_matched_components():
 def test_per_region_columns_on_a_label_map():
     ref = np.zeros(SHAPE, dtype=np.uint8)
     ref[5:15, 5:15, 5:15] = 2
-    ref[8:12, 8:12, 8:12] = 4      # 64 voxels ET inside
+    ref[8:12, 8:12, 8:12] = 4  # 64 voxels ET inside
     pred = ref.copy()
     pred[30:34, 30:34, 30:34] = 4  # a false-positive enhancing blob (64 voxels)
     row = lesion_wise_scores(pred, ref, {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)})
     assert row["lesion_dice_ET"] == pytest.approx(0.5) and row["lesion_fp_ET"] == 1
     assert row["lesion_dice_TC"] == pytest.approx(0.5)
     assert row["lesion_dice_WT"] == pytest.approx(0.5) and row["lesion_hd95_WT"] == pytest.approx(187.0)
-    assert set(row) == {f"lesion_{m}_{r}" for m in ("dice", "hd95", "tp", "fn", "fp") for r in ("WT", "TC", "ET")}
+    assert set(row) == {
+        f"lesion_{m}_{r}" for m in ("dice", "hd95", "tp", "fn", "fp") for r in ("WT", "TC", "ET")
+    }
 
 
 def test_evaluate_lesion_wise_adds_the_columns(tmp_path):
@@ -147,5 +156,7 @@ def test_without_distances_the_dice_and_counts_are_the_same_and_hd95_is_nan():
     pred[15:17, 2:4, 25:27] = True  # a false positive far from both lesions
     full = lesion_wise_region(pred, ref)
     quick = lesion_wise_region(pred, ref, distances=False)
-    assert {k: full[k] for k in ("dice", "tp", "fn", "fp")} == {k: quick[k] for k in ("dice", "tp", "fn", "fp")}
+    assert {k: full[k] for k in ("dice", "tp", "fn", "fp")} == {
+        k: quick[k] for k in ("dice", "tp", "fn", "fp")
+    }
     assert math.isnan(quick["hd95"]) and not math.isnan(full["hd95"])

@@ -1,6 +1,6 @@
 """An ensemble's uncertainty from its members' disagreement (uncertainty.member_uncertainty, predict
---uncertainty on an ensemble): known answers on stand-in members, the ensemble's own numbers left unchanged, and
-each member's tumour volumes equal to what that member alone segments."""
+--uncertainty on an ensemble): known answers on stand-in members, the ensemble's own numbers left unchanged,
+and each member's tumour volumes equal to what that member alone segments."""
 
 import json
 
@@ -33,7 +33,9 @@ def test_grouped_activation_takes_each_block_on_its_own():
     logits = torch.randn(2, 9, 3, 2, 2, generator=torch.Generator().manual_seed(0))
     grouped = activation(logits, "multiclass", groups=3)
     for g in range(3):
-        torch.testing.assert_close(grouped[:, 3 * g:3 * g + 3], torch.softmax(logits[:, 3 * g:3 * g + 3], dim=1))
+        torch.testing.assert_close(
+            grouped[:, 3 * g : 3 * g + 3], torch.softmax(logits[:, 3 * g : 3 * g + 3], dim=1)
+        )
     torch.testing.assert_close(activation(logits, "region", groups=3), torch.sigmoid(logits))
 
 
@@ -62,7 +64,9 @@ def test_known_answers_with_stand_in_members():
     np.testing.assert_allclose(result.variance[0, 0, 0], np.mean(((pa - pb) / 2) ** 2), rtol=1e-5)
     # decisions as counts of regions above 0.5: a 1, b 2, the mean 2 (0.5 is not above 0.5): only b agrees
     np.testing.assert_allclose(result.agreement, 0.5)
-    np.testing.assert_allclose(result.entropy[0, 0, 0], normalised_entropy(mean[:, None], "region")[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        result.entropy[0, 0, 0], normalised_entropy(mean[:, None], "region")[0], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("patch,mirror", [(None, False), ((16, 16, 16), False), (None, True)])
@@ -75,7 +79,8 @@ def test_the_ensembles_probabilities_are_unchanged_and_each_member_is_as_alone(p
     assert np.array_equal(result.probabilities, predict_probabilities(ensemble, x, **settings).numpy())
     for member, probs in zip((a, b), result.member_probabilities):
         alone = predict_probabilities(member, x, **settings).numpy()
-        np.testing.assert_allclose(probs, alone, atol=1e-6, rtol=0)  # float32 window blending in a wider tensor
+        # float32 window blending in a wider tensor
+        np.testing.assert_allclose(probs, alone, atol=1e-6, rtol=0)
 
 
 def test_only_an_ensemble_has_members():
@@ -84,7 +89,7 @@ def test_only_an_ensemble_has_members():
         member_uncertainty(a, np.zeros((4, 8, 8, 8), np.float32), kind="region")
 
 
-# --- predict on a small crop of a shared case: the bundled model and a perturbed copy as an ensemble -------------
+# --- predict on a small crop of a shared case: the bundled model and a perturbed copy as an ensemble --------
 
 CROP_CASE = "Brats18_2013_20_1"
 
@@ -94,19 +99,24 @@ def crop_folder(brats_root, tmp_path_factory):
     from layouts import brats_names, crop_case, write_case_folder
 
     vols = crop_case(brats_root, CROP_CASE)
-    return write_case_folder(vols, tmp_path_factory.mktemp("crop") / CROP_CASE, brats_names(CROP_CASE), ".nii.gz")
+    return write_case_folder(
+        vols, tmp_path_factory.mktemp("crop") / CROP_CASE, brats_names(CROP_CASE), ".nii.gz"
+    )
 
 
 @pytest.fixture(scope="module")
 def two_members(tmp_path_factory):
-    """The bundled model and a copy whose weights are perturbed by 5% noise: two members that disagree a little."""
+    """The bundled model and a copy whose weights are perturbed by 5% noise: two members that disagree a
+    little."""
     root = tmp_path_factory.mktemp("members")
     meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name", "calibration")}
     loaded = load_model("brats-v1", "cpu", "fp32")
     paths = []
     for i, scale in enumerate((0.0, 0.05)):
-        net = build_network(meta["network"], meta["in_channels"], meta["n_outputs"], **meta.get("net_args", {}))
+        net = build_network(
+            meta["network"], meta["in_channels"], meta["n_outputs"], **meta.get("net_args", {})
+        )
         net.load_state_dict(loaded.model.state_dict())
         gen = torch.Generator().manual_seed(i)
         with torch.no_grad():
@@ -117,15 +127,32 @@ def two_members(tmp_path_factory):
     return paths, ensemble
 
 
-def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop_folder, two_members, tmp_path, capsys):
+def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(
+    crop_folder, two_members, tmp_path, capsys
+):
     from medseg3d.labels import get_scheme
     from medseg3d.predict import predict
     from medseg3d.volumes import volume_summary
 
     paths, ensemble = two_members
-    (plain,) = predict(ensemble, [crop_folder], tmp_path / "plain.nii.gz", progress=False, sliding_window=False)
-    assert main(["predict", str(ensemble), str(crop_folder), "-o", str(tmp_path / "seg.nii.gz"), "--uncertainty",
-                 "--whole-volume", "--report"]) == 0
+    (plain,) = predict(
+        ensemble, [crop_folder], tmp_path / "plain.nii.gz", progress=False, sliding_window=False
+    )
+    assert (
+        main(
+            [
+                "predict",
+                str(ensemble),
+                str(crop_folder),
+                "-o",
+                str(tmp_path / "seg.nii.gz"),
+                "--uncertainty",
+                "--whole-volume",
+                "--report",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "over 2 members" in out and "the 2 members' volumes: WT" in out
     labels = read_volume(tmp_path / "seg.nii.gz")
@@ -140,7 +167,9 @@ def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop
     assert abs(ours["WT"] - wt) < 0.01 and ours["WT"] > 0
     assert f"{CROP_CASE}: tumour volumes: " + ", ".join(f"{r} {v:.1f} ml" for r, v in ours.items()) in out
     for i, path in enumerate(paths):  # each member's volumes are what that member alone segments
-        (alone,) = predict(path, [crop_folder], tmp_path / f"alone{i}.nii.gz", progress=False, sliding_window=False)
+        (alone,) = predict(
+            path, [crop_folder], tmp_path / f"alone{i}.nii.gz", progress=False, sliding_window=False
+        )
         got = volume_summary(read_volume(alone).array, labels.spacing, scheme)["regions"]
         assert {r: v[i] for r, v in record["member_volumes_ml"].items()} == got
     volumes = record["member_volumes_ml"]
@@ -149,36 +178,81 @@ def test_predict_an_ensemble_gives_member_volumes_that_are_each_members_own(crop
     assert "Each member of the ensemble alone" in page and "2 members" in page
 
 
-def test_mirrored_passes_of_an_ensemble_and_members_of_a_single_model(crop_folder, two_members, tmp_path, capsys):
+def test_mirrored_passes_of_an_ensemble_and_members_of_a_single_model(
+    crop_folder, two_members, tmp_path, capsys
+):
     paths, ensemble = two_members
-    assert main(["predict", str(ensemble), str(crop_folder), "-o", str(tmp_path / "a.nii.gz"),
-                 "--uncertainty", "2", "--whole-volume"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(ensemble),
+                str(crop_folder),
+                "-o",
+                str(tmp_path / "a.nii.gz"),
+                "--uncertainty",
+                "2",
+                "--whole-volume",
+            ]
+        )
+        == 0
+    )
     written = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
     record = written["uncertainty"]
     assert record["source"] == "mirrored" and record["passes"] == 2 and "member_volumes_ml" not in record
     from medseg3d.labels import get_scheme
     from medseg3d.volumes import volume_summary
 
-    labels = read_volume(tmp_path / "a.nii.gz")  # the JSON's volumes are those of the labels written beside it
+    # the JSON's volumes are those of the labels written beside it
+    labels = read_volume(tmp_path / "a.nii.gz")
     assert written["volumes_ml"] == volume_summary(labels.array, labels.spacing, get_scheme("brats"))
     capsys.readouterr()
-    assert main(["predict", str(paths[0]), str(crop_folder), "-o", str(tmp_path / "b.nii.gz"),
-                 "--uncertainty", "members"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(paths[0]),
+                str(crop_folder),
+                "-o",
+                str(tmp_path / "b.nii.gz"),
+                "--uncertainty",
+                "members",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "needs an ensemble" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.nii.gz").exists()
     with pytest.raises(SystemExit):  # argparse's own one-line usage error
-        main(["predict", str(paths[0]), str(crop_folder), "-o", str(tmp_path / "c.nii.gz"), "--uncertainty", "3"])
+        main(
+            [
+                "predict",
+                str(paths[0]),
+                str(crop_folder),
+                "-o",
+                str(tmp_path / "c.nii.gz"),
+                "--uncertainty",
+                "3",
+            ]
+        )
     assert "expected 2, 4 or 8" in capsys.readouterr().err
 
 
 def test_a_members_calibration_reference_must_count_the_members(two_members):
     _, ensemble = two_members
     meta, _ = read_model_file(ensemble)
-    good = {"temperatures": [1.0, 1.0, 1.0], "confidence": {"source": "members", "passes": 2, "held_out": [0.9, 0.8, 0.7]}}
+    good = {
+        "temperatures": [1.0, 1.0, 1.0],
+        "confidence": {"source": "members", "passes": 2, "held_out": [0.9, 0.8, 0.7]},
+    }
     validate_model(meta | {"calibration": good}, None, "e.safetensors")
-    for bad in ({"source": "members", "passes": 3}, {"source": "members", "passes": 2.5},
-                {"source": "votes", "passes": 2}, {"passes": 5}):
+    for bad in (
+        {"source": "members", "passes": 3},
+        {"source": "members", "passes": 2.5},
+        {"source": "votes", "passes": 2},
+        {"passes": 5},
+    ):
         calibration = {"temperatures": [1.0], "confidence": dict(bad, held_out=[0.9, 0.8, 0.7])}
         with pytest.raises(ModelError, match="mirrored passes or for the ensemble's members"):
             validate_model(meta | {"calibration": calibration}, None, "e.safetensors")

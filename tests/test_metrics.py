@@ -221,8 +221,8 @@ def test_real_brats_label_map(brats_root):
 
     for name in (*CLASSES, *REGIONS):
         assert same[f"dice_{name}"] == 1.0 and same[f"hd95_{name}"] == 0.0
-        # Every surface voxel of the shifted mask is a reference surface voxel moved by 2 mm (the tumour is far
-        # from the array border), so no surface distance exceeds 2 mm in either direction: 0 < HD95 <= 2.
+        # Every surface voxel of the shifted mask is a reference surface voxel moved by 2 mm (the tumour is
+        # far from the array border), so no surface distance exceeds 2 mm in either direction: 0 < HD95 <= 2.
         assert 0.0 < moved[f"hd95_{name}"] <= 2.0 + 1e-6
         assert moved[f"dice_{name}"] < 1.0
         assert moved[f"voldiff_{name}"] == pytest.approx(0.0)

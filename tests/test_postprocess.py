@@ -27,8 +27,10 @@ def _write_case(folder, case_id: str, reference: np.ndarray, affine) -> None:
 
 
 def _reference_and_far_blob(found_enhancing: int) -> tuple[np.ndarray, np.ndarray]:
-    """(reference, prediction) on a 30 x 10 x 10 grid of 1 mm voxels: the reference's tumour (5 enhancing voxels)
-    in x 0-9; the prediction finds ``found_enhancing`` of those and adds an 8-voxel blob 20 mm away (x 5 -> 25)."""
+    """(reference, prediction) on a 30 x 10 x 10 grid of 1 mm voxels: the reference's tumour (5 enhancing
+    voxels) in x 0-9; the prediction finds ``found_enhancing`` of those and adds an 8-voxel blob 20 mm away (x
+    5 ->
+    25)."""
     ref = np.zeros((30, 10, 10), np.uint8)
     ref[:10] = _case_with_enhancing(5)
     pred = ref.copy()
@@ -43,7 +45,9 @@ def test_small_enhancing_becomes_necrosis(scheme):
     out = relabel_small_enhancing(labels, get_scheme(scheme), 4)
     assert (out == 4).sum() == 0 and (out == 1).sum() == (labels == 1).sum() + 3
     # tumour core and whole tumour are unchanged
-    assert np.array_equal(np.isin(out, (1, 4)), np.isin(labels, (1, 4))) and np.array_equal(out > 0, labels > 0)
+    assert np.array_equal(np.isin(out, (1, 4)), np.isin(labels, (1, 4))) and np.array_equal(
+        out > 0, labels > 0
+    )
     assert (labels == 4).sum() == 3  # the input is not modified
 
 
@@ -84,12 +88,16 @@ def test_far_components_are_removed_by_their_distance_in_mm_and_near_ones_kept()
     from medseg3d.postprocess import remove_far_components
 
     labels = np.zeros((60, 20, 20), np.uint8)
-    labels[5:15, 5:15, 5:15] = 2     # the main tumour, 1000 voxels
-    labels[18:20, 8:10, 8:10] = 1    # 3 voxels past its edge (index 14 -> 18: 4 voxels apart)
-    labels[50:53, 8:11, 8:11] = 4    # 36 voxels past its edge
+    labels[5:15, 5:15, 5:15] = 2  # the main tumour, 1000 voxels
+    labels[18:20, 8:10, 8:10] = 1  # 3 voxels past its edge (index 14 -> 18: 4 voxels apart)
+    labels[50:53, 8:11, 8:11] = 4  # 36 voxels past its edge
     # 1 mm voxels: the near lesion is 4 mm away, the far one 36 mm
     out = remove_far_components(labels, (1.0, 1.0, 1.0), 20)
-    assert out[50:53, 8:11, 8:11].sum() == 0 and (out[18:20, 8:10, 8:10] == 1).all() and (out[5:15, 5:15, 5:15] == 2).all()
+    assert (
+        out[50:53, 8:11, 8:11].sum() == 0
+        and (out[18:20, 8:10, 8:10] == 1).all()
+        and (out[5:15, 5:15, 5:15] == 2).all()
+    )
     # the same voxels 0.5 mm apart along x: the far one is 18 mm away and stays at 20 mm, goes at 15 mm
     assert np.array_equal(remove_far_components(labels, (0.5, 1.0, 1.0), 20), labels)
     assert remove_far_components(labels, (0.5, 1.0, 1.0), 15)[50:53].sum() == 0
@@ -112,16 +120,16 @@ def test_a_negative_distance_is_refused_in_one_line():
 def test_far_tumour_in_references_known_answer(tmp_path, capsys):
     from conftest import VALIDATION, load_script
 
-
     script = load_script("far_tumour_in_references", VALIDATION)
     labels = np.zeros((60, 20, 20), np.uint8)
-    labels[5:15, 5:15, 5:15] = 2   # main tumour
+    labels[5:15, 5:15, 5:15] = 2  # main tumour
     labels[50:53, 8:11, 8:11] = 4  # 27 voxels whose nearest is 36 mm (1 mm voxels) from it
     for name, seg in (("multi", labels), ("single", np.where(labels == 4, 0, labels).astype(np.uint8))):
         _write_case(tmp_path / name, name, seg, np.eye(4))
     assert script.main([str(tmp_path), "--distances", "20,40"]) == 0
     out = capsys.readouterr().out
-    assert "| multi | 1.0 | 0.027 | 0.000 |" in out  # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
+    # 1027 voxels of 1 mm^3; 27 of them beyond 20 mm, none beyond 40
+    assert "| multi | 1.0 | 0.027 | 0.000 |" in out
     assert "| single |" not in out
     assert "20 mm: 1 of 2 references have tumour beyond it; most 0.027 ml (multi)" in out
     assert "40 mm: 0 of 2 references have tumour beyond it\n" in out
@@ -151,7 +159,9 @@ def test_enhancing_rule_by_largest_component_ignores_scattered_specks():
     labels[2:18, 2:18, 2:18] = 2
     for i in range(5):  # five single enhancing voxels, none touching another: 5 in all, largest 1
         labels[3 + 3 * i, 5, 5] = 4
-    assert np.array_equal(relabel_small_enhancing(labels, scheme, 5, by="total"), labels)  # 5 is not fewer than 5
+    assert np.array_equal(
+        relabel_small_enhancing(labels, scheme, 5, by="total"), labels
+    )  # 5 is not fewer than 5
     out = relabel_small_enhancing(labels, scheme, 2, by="largest")
     assert (out == 4).sum() == 0 and (out == 1).sum() == 5
     labels[10:12, 10:12, 10:12] = 4  # an 8-voxel rim: the largest is now 8
@@ -174,11 +184,11 @@ def test_small_region_components_go_to_the_next_outer_region_known_answer():
 
     scheme = get_scheme("brats")
     labels = np.zeros((30, 30, 30), np.uint8)
-    labels[2:12, 2:12, 2:12] = 2      # main tumour: 1000 voxels of edema ...
-    labels[4:10, 4:10, 4:10] = 1      # ... around a 216-voxel core ...
-    labels[5:8, 5:8, 5:8] = 4         # ... with 27 enhancing voxels
-    labels[4, 11, 11] = 4             # a lone enhancing voxel inside the edema (touches no other 4)
-    labels[20:23, 20:23, 20:23] = 1   # a separate 27-voxel core without edema
+    labels[2:12, 2:12, 2:12] = 2  # main tumour: 1000 voxels of edema ...
+    labels[4:10, 4:10, 4:10] = 1  # ... around a 216-voxel core ...
+    labels[5:8, 5:8, 5:8] = 4  # ... with 27 enhancing voxels
+    labels[4, 11, 11] = 4  # a lone enhancing voxel inside the edema (touches no other 4)
+    labels[20:23, 20:23, 20:23] = 1  # a separate 27-voxel core without edema
     out = demote_small_region_components(labels, scheme, {"ET": 2})
     assert out[4, 11, 11] == 1 and (out == 4).sum() == 27  # the 1-voxel ET component became necrosis
     assert np.array_equal(np.isin(out, (1, 4)), np.isin(labels, (1, 4)))  # tumour core unchanged
@@ -203,8 +213,8 @@ def test_postprocess_applies_region_thresholds_before_the_enhancing_rule():
     labels = np.zeros((30, 30, 30), np.uint8)
     labels[2:12, 2:12, 2:12] = 2
     labels[4:10, 4:10, 4:10] = 1
-    labels[5:8, 5:8, 5:8] = 4            # 27 enhancing voxels in the core
-    labels[20:22, 20:22, 20:22] = 4      # an 8-voxel enhancing blob on its own (a WT component of 8)
+    labels[5:8, 5:8, 5:8] = 4  # 27 enhancing voxels in the core
+    labels[20:22, 20:22, 20:22] = 4  # an 8-voxel enhancing blob on its own (a WT component of 8)
     out = postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={"WT": 10})
     assert out[20:22, 20:22, 20:22].sum() == 0 and (out == 4).sum() == 27
     # the blob demoted to necrosis by ET < 10, then the rule sees 27 enhancing voxels < 30: all necrosis

@@ -52,8 +52,14 @@ def test_mixed_inference_is_close_to_float32_and_returns_float32(monkeypatch):
 
 
 def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_dataset, tmp_path):
-    base = dict(dataset=str(small_dataset), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
-                progress=False, seed=1, precision="mixed")
+    base = dict(
+        dataset=str(small_dataset),
+        out=str(tmp_path / "run"),
+        cache=str(tmp_path / "cache"),
+        progress=False,
+        seed=1,
+        precision="mixed",
+    )
     summary = train(TrainConfig.from_preset("quick", epochs=1, **base))
     config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert config["precision"] == "mixed"
@@ -61,12 +67,16 @@ def test_training_in_mixed_precision_is_recorded_and_kept_on_resume(small_datase
     assert np.isfinite(summary["best_score"])
     meta, state = read_model_file(tmp_path / "run" / "model.safetensors")
     assert meta["inference"] == {"precision": "mixed"}  # it asks to be run as it was validated
-    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())  # weights stay float32
+    # weights stay float32
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     with pytest.raises(InputError, match=r"--resume with other settings \(precision\)"):
         train(TrainConfig.from_preset("quick", epochs=2, resume=True, **(base | {"precision": "fp32"})))
     with pytest.raises(InputError, match="unknown precision"):
-        train(TrainConfig.from_preset("quick", epochs=1, **(base | {"out": str(tmp_path / "b"),
-                                                                     "precision": "half"})))
+        train(
+            TrainConfig.from_preset(
+                "quick", epochs=1, **(base | {"out": str(tmp_path / "b"), "precision": "half"})
+            )
+        )
     assert not (tmp_path / "b").exists()
 
 
@@ -78,7 +88,9 @@ def test_model_file_can_carry_its_precision(tmp_path):
     assert load_model(target, device="cpu").compute_precision() == "mixed"
     assert load_model(target, device="cpu", precision="fp32").compute_precision() == "fp32"  # the user wins
     with pytest.raises(ModelError, match="inference.precision must be one of auto, fp32, mixed"):
-        rewrite_model_metadata(source, {"inference": inference | {"precision": "half"}}, out=tmp_path / "bad.safetensors")
+        rewrite_model_metadata(
+            source, {"inference": inference | {"precision": "half"}}, out=tmp_path / "bad.safetensors"
+        )
     assert not (tmp_path / "bad.safetensors").exists()
     with pytest.raises(InputError, match="unknown precision"):
         load_model(source, device="cpu", precision="half")
@@ -100,7 +112,10 @@ def test_trained_models_say_how_to_run(tmp_path):
     assert inference_defaults(cfg(patch=(32, 32, 32))) == {"sliding_window": True, "overlap": 0.5}
     assert inference_defaults(cfg(precision="mixed")) == {"precision": "mixed"}
     assert inference_defaults(TrainConfig.from_preset("brats", dataset="d", out="o", precision="mixed")) == {
-        "sliding_window": True, "overlap": 0.5, "precision": "mixed"}
+        "sliding_window": True,
+        "overlap": 0.5,
+        "precision": "mixed",
+    }
 
 
 def test_cli_passes_precision_to_training(monkeypatch):
@@ -110,7 +125,14 @@ def test_cli_passes_precision_to_training(monkeypatch):
 
     def fake_train(cfg, **_):  # train() also takes settings_merged and the on_step/on_end callbacks
         seen["precision"] = cfg.precision
-        return {"epochs": 0, "iterations": 0, "seconds": 0.0, "best_score": 0.0, "best_epoch": None, "model": "m"}
+        return {
+            "epochs": 0,
+            "iterations": 0,
+            "seconds": 0.0,
+            "best_score": 0.0,
+            "best_epoch": None,
+            "model": "m",
+        }
 
     monkeypatch.setattr(train_module, "train", fake_train)
     assert main(["train", "data", "--out", "o", "--preset", "quick", "--precision", "mixed"]) == 0

@@ -175,7 +175,12 @@ def test_empty_image_rejected():
     with pytest.raises(InputError):
         preprocess(np.zeros((5, 5, 5)), np.eye(4), PrepConfig())
     with pytest.raises(InputError):
-        preprocess(np.ones((1, 5, 5, 5)), np.eye(4), PrepConfig(normalize="none"), classes=np.zeros((5, 5, 4), np.uint8))
+        preprocess(
+            np.ones((1, 5, 5, 5)),
+            np.eye(4),
+            PrepConfig(normalize="none"),
+            classes=np.zeros((5, 5, 4), np.uint8),
+        )
 
 
 # ------------------------------------------------------------------------------- exact inverse, no resampling
@@ -326,8 +331,14 @@ def test_undo_probabilities_exact_without_resampling(real):
 
 def test_config_validation_and_dict_round_trip():
     for bad in (
-        {"crop": "brain"}, {"crop": "fixed"}, {"crop": "fixed", "crop_size": (1, 2)}, {"downsample": 0},
-        {"normalize": "minmax"}, {"margin": -1}, {"crop": "fixed", "crop_size": (0, 10, 10)}, {"spacing": (1, 0, 1)},
+        {"crop": "brain"},
+        {"crop": "fixed"},
+        {"crop": "fixed", "crop_size": (1, 2)},
+        {"downsample": 0},
+        {"normalize": "minmax"},
+        {"margin": -1},
+        {"crop": "fixed", "crop_size": (0, 10, 10)},
+        {"spacing": (1, 0, 1)},
     ):
         with pytest.raises(InputError):
             PrepConfig(**bad)

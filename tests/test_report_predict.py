@@ -24,12 +24,17 @@ def test_predict_report_writes_a_page_and_json_with_the_volumes(brats_root, tmp_
     wt = summary["location"]["regions"]["WT"]
     assert summary["location"]["available"] and wt["hemisphere"] in ("left", "right", "bilateral")
     assert wt["main_lobe"] in ("frontal", "temporal", "parietal", "occipital", "insula")
-    assert summary["diameters"]["ET"]["lesions"][0]["axial_mm"] >= summary["diameters"]["ET"]["lesions"][0]["perpendicular_mm"]
-    assert (tmp_path / "seg.report.pdf").read_bytes().startswith(b"%PDF") and not (tmp_path / "seg.report.dcm").exists()
+    assert (
+        summary["diameters"]["ET"]["lesions"][0]["axial_mm"]
+        >= summary["diameters"]["ET"]["lesions"][0]["perpendicular_mm"]
+    )
+    assert (tmp_path / "seg.report.pdf").read_bytes().startswith(b"%PDF") and not (
+        tmp_path / "seg.report.dcm"
+    ).exists()
     assert "Location of the whole tumour" in page
 
 
-# --- --uncertainty and --output-format on a small crop of a shared case (seconds) --------------------------------
+# --- --uncertainty and --output-format on a small crop of a shared case (seconds) ---------------------------
 
 CROP_CASE = "Brats18_2013_20_1"
 
@@ -39,7 +44,9 @@ def crop_folder(brats_root, tmp_path_factory):
     from layouts import brats_names, crop_case, write_case_folder
 
     vols = crop_case(brats_root, CROP_CASE)
-    return write_case_folder(vols, tmp_path_factory.mktemp("crop") / CROP_CASE, brats_names(CROP_CASE), ".nii.gz"), vols
+    return write_case_folder(
+        vols, tmp_path_factory.mktemp("crop") / CROP_CASE, brats_names(CROP_CASE), ".nii.gz"
+    ), vols
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +67,12 @@ def test_uncertainty_writes_a_map_and_a_confidence_and_leaves_the_labels_alone(c
     entropy = read_volume(tmp_path / "seg_uncertainty.nii.gz")
     assert entropy.shape == labels.shape and np.allclose(entropy.affine, labels.affine)
     assert entropy.array.dtype == np.float32 and 0 <= entropy.array.min() and entropy.array.max() <= 1
-    assert entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()  # doubt lives at the tumour
+    # doubt lives at the tumour
+    assert entropy.array[labels.array > 0].mean() > entropy.array[labels.array == 0].mean()
     record = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))["uncertainty"]
     assert record["passes"] == 2 and 0 < record["confidence"] <= 1
-    # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass confidences
+    # the bundled model carries its calibration: temperatures for the probabilities, held-out 2-pass
+    # confidences
     assert record["calibrated"] is True and len(record["temperatures"]) == 3
     assert 0 <= record["held_out_share_less_confident"] <= 1 and 0 < record["low_confidence_below"] < 1
     assert record["map"].endswith("seg_uncertainty.nii.gz")
@@ -77,31 +86,49 @@ def test_a_calibrated_model_softens_the_probabilities_but_not_the_labels(crop_fo
 
     folder, _ = crop_folder
     temps = [2.0, 1.5, 3.0]
-    path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": {"temperatures": temps}},
-                                  tmp_path / "calibrated.safetensors")
+    path = rewrite_model_metadata(
+        WEIGHTS_DIR / "brats-v1.safetensors",
+        {"calibration": {"temperatures": temps}},
+        tmp_path / "calibrated.safetensors",
+    )
     calibrated = load_model(path, "cpu", "fp32")
-    plain = load_model(rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": None},
-                                              tmp_path / "plain.safetensors"), "cpu", "fp32")
-    (raw_seg,) = predict(plain, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2,
-                         save_probabilities=True)
-    (cal_seg,) = predict(calibrated, [folder], tmp_path / "cal.nii.gz", progress=False, uncertainty=2,
-                         save_probabilities=True)
+    plain = load_model(
+        rewrite_model_metadata(
+            WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": None}, tmp_path / "plain.safetensors"
+        ),
+        "cpu",
+        "fp32",
+    )
+    (raw_seg,) = predict(
+        plain, [folder], tmp_path / "raw.nii.gz", progress=False, uncertainty=2, save_probabilities=True
+    )
+    (cal_seg,) = predict(
+        calibrated, [folder], tmp_path / "cal.nii.gz", progress=False, uncertainty=2, save_probabilities=True
+    )
     np.testing.assert_array_equal(read_volume(cal_seg).array, read_volume(raw_seg).array)
     raw = np.moveaxis(read_volume(tmp_path / "raw_probabilities.nii.gz").array, -1, 0)
     cal = np.moveaxis(read_volume(tmp_path / "cal_probabilities.nii.gz").array, -1, 0)
-    # the same float32 inputs through the same float64 computation, stored as float32: equal to float32 rounding
-    np.testing.assert_allclose(cal, apply_temperature(raw, temps, "region"), rtol=0, atol=np.finfo(np.float32).eps)
+    # the same float32 inputs through the same float64 computation, stored as float32: equal to float32
+    # rounding
+    np.testing.assert_allclose(
+        cal, apply_temperature(raw, temps, "region"), rtol=0, atol=np.finfo(np.float32).eps
+    )
     tumour = (raw > 0.5) & (raw < 0.999)
     assert np.all(np.abs(cal[tumour] - 0.5) <= np.abs(raw[tumour] - 0.5))  # T > 1 pulls towards 0.5
     record = json.loads((tmp_path / "cal.json").read_text(encoding="utf-8"))["uncertainty"]
     assert record["calibrated"] is True and record["temperatures"] == temps
 
 
-@pytest.mark.parametrize("flags, fragment", [
-    (["--tta", "--uncertainty", "2"], "--uncertainty 8"),
-    (["--output-format", "dicom-seg"], "needs DICOM series"),
-])
-def test_option_conflicts_are_refused_in_one_line_before_any_output(crop_folder, tmp_path, capsys, flags, fragment):
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--tta", "--uncertainty", "2"], "--uncertainty 8"),
+        (["--output-format", "dicom-seg"], "needs DICOM series"),
+    ],
+)
+def test_option_conflicts_are_refused_in_one_line_before_any_output(
+    crop_folder, tmp_path, capsys, flags, fragment
+):
     folder, _ = crop_folder
     out = tmp_path / "seg.nii.gz"
     assert main(["predict", "brats-v1", str(folder), "-o", str(out), *flags]) == 2
@@ -116,8 +143,11 @@ def test_hostile_calibration_metadata_is_refused(tmp_path):
     from medseg3d.models import WEIGHTS_DIR, load_model
 
     for temps in ([0.0, 1.0, 1.0], [1.0, 2.0], "2", [float("nan")] * 3, [1e9, 1.0, 1.0]):
-        path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": {"temperatures": temps}},
-                                      tmp_path / "hostile.safetensors")
+        path = rewrite_model_metadata(
+            WEIGHTS_DIR / "brats-v1.safetensors",
+            {"calibration": {"temperatures": temps}},
+            tmp_path / "hostile.safetensors",
+        )
         with pytest.raises(ModelError, match="calibration temperatures") as excinfo:
             load_model(path, "cpu")
         assert "\n" not in str(excinfo.value)
@@ -131,19 +161,23 @@ def test_a_dicom_input_gets_a_dicom_seg_that_reads_back_voxel_for_voxel(crop_fol
     from medseg3d.predict import predict
 
     _, vols = crop_folder
-    folder = write_dicom_case(vols, tmp_path / CROP_CASE, {
-        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
+    folder = write_dicom_case(
+        vols, tmp_path / CROP_CASE, {"flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"}
+    )
     (seg,) = predict(model, [folder], tmp_path / "out" / "seg.nii.gz", progress=False)
     labels = read_volume(seg)
     assert labels.array.any()
     dcm = tmp_path / "out" / "seg.seg.dcm"
-    back = read_dicom_seg(dcm, folder / "AX_FLAIR", model.scheme, grid=labels)  # labels lie on the first channel
+    # labels lie on the first channel
+    back = read_dicom_seg(dcm, folder / "AX_FLAIR", model.scheme, grid=labels)
     np.testing.assert_array_equal(back.array, labels.array)
     predict(model, [folder], tmp_path / "nifti" / "seg.nii.gz", progress=False, output_format="nifti")
     assert not (tmp_path / "nifti" / "seg.seg.dcm").exists()
 
 
-def test_a_series_a_dicom_seg_cannot_reference_warns_and_keeps_the_nifti(crop_folder, model, tmp_path, capsys):
+def test_a_series_a_dicom_seg_cannot_reference_warns_and_keeps_the_nifti(
+    crop_folder, model, tmp_path, capsys
+):
     pytest.importorskip("highdicom")
     import pydicom
     from layouts import write_dicom_case
@@ -151,8 +185,9 @@ def test_a_series_a_dicom_seg_cannot_reference_warns_and_keeps_the_nifti(crop_fo
     from medseg3d.predict import predict
 
     _, vols = crop_folder
-    folder = write_dicom_case(vols, tmp_path / CROP_CASE, {
-        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
+    folder = write_dicom_case(
+        vols, tmp_path / CROP_CASE, {"flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"}
+    )
     for path in (folder / "AX_FLAIR").iterdir():  # an export that left out the mandatory frame of reference
         ds = pydicom.dcmread(path)
         del ds.FrameOfReferenceUID
@@ -170,19 +205,28 @@ def test_a_case_less_confident_than_the_held_out_cases_is_warned_about(model, cr
     from medseg3d.predict import predict
 
     folder, _ = crop_folder
-    calibration = {"temperatures": [2.0, 2.0, 2.0], "confidence": {"passes": 2, "held_out": [0.995, 0.997, 0.999]}}
-    path = rewrite_model_metadata(WEIGHTS_DIR / "brats-v1.safetensors", {"calibration": calibration},
-                                  tmp_path / "calibrated.safetensors")
+    calibration = {
+        "temperatures": [2.0, 2.0, 2.0],
+        "confidence": {"passes": 2, "held_out": [0.995, 0.997, 0.999]},
+    }
+    path = rewrite_model_metadata(
+        WEIGHTS_DIR / "brats-v1.safetensors",
+        {"calibration": calibration},
+        tmp_path / "calibrated.safetensors",
+    )
     predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "seg.nii.gz", uncertainty=2, report=True)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     record = summary["uncertainty"]
     assert record["confidence"] < 0.995 and record["held_out_share_less_confident"] == 0.0
     assert record["low_confidence_below"] == pytest.approx(0.9954)  # the 10% quantile of the three
     assert any(w.startswith("Low confidence") for w in summary["warnings"])
-    assert "warning:" in capsys.readouterr().err and "Low confidence" in (tmp_path / "seg.report.html").read_text(
-        encoding="utf-8")
+    assert "warning:" in capsys.readouterr().err and "Low confidence" in (
+        tmp_path / "seg.report.html"
+    ).read_text(encoding="utf-8")
     # with 4 passes the 2-pass reference does not apply: no rank, no threshold, and it says why
-    predict(load_model(path, "cpu", "fp32"), [folder], tmp_path / "four.nii.gz", uncertainty=4, progress=False)
+    predict(
+        load_model(path, "cpu", "fp32"), [folder], tmp_path / "four.nii.gz", uncertainty=4, progress=False
+    )
     four = json.loads((tmp_path / "four.json").read_text(encoding="utf-8"))["uncertainty"]
     assert four["low_confidence_below"] is None and "none for 4 mirrored passes" in four["reference"]
 
@@ -193,10 +237,29 @@ def test_calibrate_fits_on_held_out_cases_and_writes_a_model_predict_uses(brats_
 
     from medseg3d.models import load_model
 
-    cases = ["Brats18_CBICA_APR_1", "Brats18_CBICA_AQO_1", "Brats18_CBICA_ASE_1"]  # not in the bundled model's training
+    # not in the bundled model's training
+    cases = [
+        "Brats18_CBICA_APR_1",
+        "Brats18_CBICA_AQO_1",
+        "Brats18_CBICA_ASE_1",
+    ]
     data = link_cases(brats_root, tmp_path / "held", cases)
     out = tmp_path / "calibrated.safetensors"
-    assert main(["calibrate", "brats-v1", str(data), "-o", str(out), "--json", str(tmp_path / "c.json"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "brats-v1",
+                str(data),
+                "-o",
+                str(out),
+                "--json",
+                str(tmp_path / "c.json"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "ECE over the brain" in text and "Spearman" in text and f"wrote {out}" in text
     meta = load_model(out, "cpu").meta

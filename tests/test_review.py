@@ -25,14 +25,18 @@ def _positional(brats_root, case_id, folder):
 def test_fired_checks_are_collected_named_and_shown_on_stderr(capsys):
     with collecting() as outer:
         with collecting() as inner:
-            fire("a", "t2: 53% of the brain lies outside this scan's field of view; the model sees zeros there")
+            fire(
+                "a", "t2: 53% of the brain lies outside this scan's field of view; the model sees zeros there"
+            )
         fire("b", "case b: the channels may be swapped: ...")
     assert [c.name for c in inner] == ["field_of_view"]
     assert [(c.case, c.name) for c in outer] == [("a", "field_of_view"), ("b", "sequences")]
     out, err = capsys.readouterr()
     assert out == "" and err.count("warning: ") == 2
     assert check_name("the brain fits the template poorly after registration") == "registration"
-    assert check_name("12% of the tumour's surface lies on the edge of the brain mask") == "tumour_cut_by_mask"
+    assert (
+        check_name("12% of the tumour's surface lies on the edge of the brain mask") == "tumour_cut_by_mask"
+    )
 
 
 def test_a_trusted_result_exits_0_and_json_is_machine_readable(brats_root, tmp_path, capsys):
@@ -45,8 +49,9 @@ def test_a_trusted_result_exits_0_and_json_is_machine_readable(brats_root, tmp_p
     assert "agrees with their intensities" in stderr and "warning" not in stderr
 
 
-def test_a_result_a_check_doubts_exits_3_with_the_checks_in_its_json_and_strict_refuses(brats_root, tmp_path,
-                                                                                         capsys):
+def test_a_result_a_check_doubts_exits_3_with_the_checks_in_its_json_and_strict_refuses(
+    brats_root, tmp_path, capsys
+):
     """A crop too small for a confident reading whose reading disagrees with the assumed order: written, but
     flagged; with --strict refused before anything is written."""
     files = _positional(brats_root, "Brats18_2013_20_1", tmp_path)
@@ -59,9 +64,14 @@ def test_a_result_a_check_doubts_exits_3_with_the_checks_in_its_json_and_strict_
     assert [c["name"] for c in record["checks"]] == ["sequences"]
     assert record["sequence_identification"]["confidence"] < 0.99
     strict = tmp_path / "strict" / "p.nii.gz"
-    assert main(["predict", "brats-v1", *files, "-o", str(strict), "--whole-volume", "--strict"]) == EXIT_REFUSED
+    assert (
+        main(["predict", "brats-v1", *files, "-o", str(strict), "--whole-volume", "--strict"]) == EXIT_REFUSED
+    )
     stdout, stderr = capsys.readouterr()
-    assert "medseg3d: error: case c0: refused by --strict, nothing written: 1 quality check(s) fired (sequences)" in stderr
+    assert (
+        "medseg3d: error: case c0: refused by --strict, nothing written: 1 quality check(s) fired (sequences)"
+        in stderr
+    )
     assert "medseg3d: error" not in stdout
     assert not strict.parent.exists() or not any(strict.parent.iterdir())
 

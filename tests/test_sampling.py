@@ -1,4 +1,5 @@
-"""PatchSampler: foreground over-sampling at the rate asked for, patches where they should be, reproducible."""
+"""PatchSampler: foreground over-sampling at the rate asked for, patches where they should be,
+reproducible."""
 
 import math
 from types import SimpleNamespace
@@ -66,7 +67,8 @@ def test_foreground_classes_are_chosen_uniformly_not_by_size():
     rng = np.random.default_rng(7)
     n = 2000
     hits = sum(_contains(sampler.box_for(case, rng), (33, 5, 25)) for _ in range(n))
-    # a class-2 draw cannot reach the class-4 voxel (over 23 voxels away along x, patch 16), so hits are class 4
+    # a class-2 draw cannot reach the class-4 voxel (over 23 voxels away along x, patch 16), so hits are class
+    # 4
     assert abs(hits / n - 0.5) <= 4 * math.sqrt(0.25 / n)
 
 

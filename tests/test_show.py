@@ -16,7 +16,11 @@ def test_overlay_png(brats_root, tmp_path):
 
 def test_mismatched_prediction_grid(brats_root, data_root, tmp_path):
     with pytest.raises(InputError, match="grid"):
-        show(brats_root / "Brats18_2013_2_1", tmp_path / "o.png", pred=data_root / "brats2012_mha" / "BRATS_HG0015_truth.mha")
+        show(
+            brats_root / "Brats18_2013_2_1",
+            tmp_path / "o.png",
+            pred=data_root / "brats2012_mha" / "BRATS_HG0015_truth.mha",
+        )
     assert not (tmp_path / "o.png").exists()
 
 
@@ -26,8 +30,10 @@ def test_brats2012_edema_is_drawn_as_edema(data_root, tmp_path, monkeypatch, cap
     figures = []
     monkeypatch.setattr(show_module, "save_figure", lambda fig, out, **kw: figures.append(fig) or out)
     show(data_root / "brats2012_mha", tmp_path / "o.png", labels="brats")
-    legend = {t.get_text(): h.get_color() for t, h in zip(figures[0].legends[0].get_texts(),
-                                                         figures[0].legends[0].legend_handles)}
+    legend = {
+        t.get_text(): h.get_color()
+        for t, h in zip(figures[0].legends[0].get_texts(), figures[0].legends[0].legend_handles)
+    }
     assert legend["1: edema"] == show_module.COLOURS["edema"]  # was "1: NCR/NET" in the NCR/NET colour
     assert legend["2: core"] == show_module.COLOURS["core"]
     assert "BRATS 2012" in capsys.readouterr().err

@@ -27,8 +27,9 @@ def test_gaussian_weights_are_separable_peaked_and_floored():
 def test_the_blend_equals_monai_bit_for_bit(shape, batch):
     monai = pytest.importorskip("monai.inferers")
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(),
-                              torch.nn.Conv3d(4, 3, 3, padding=1)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 3, 3, padding=1)
+    ).eval()
     x = torch.randn(1, 2, *shape)
     with torch.no_grad():
         ours = sliding_window(net, x, (16, 16, 16), 0.5, batch=batch)
@@ -41,9 +42,13 @@ def test_predict_does_not_import_monai():
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from medseg3d.models import load_model; from medseg3d.inference import "
-            "predict_probabilities; m = load_model('brats', 'cpu'); "
-            "predict_probabilities(m.model, np.zeros((4, 40, 40, 40), np.float32), kind='region', patch=(32, 32, 32)); "
-            "print('monai' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    code = (
+        "import sys, numpy as np; from medseg3d.models import load_model; from medseg3d.inference import "
+        "predict_probabilities; m = load_model('brats', 'cpu'); "
+        "predict_probabilities(m.model, np.zeros((4, 40, 40, 40), np.float32), kind='region', patch=(32, 32, "
+        "32)); print('monai' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
     assert out.stdout.strip() == "False"

@@ -59,7 +59,9 @@ def test_region_outputs_get_one_temperature_each():
     ts = fit_temperature(shown.reshape(2, 100, 100, 10), y.reshape(2, 100, 100, 10), kind="region")
     assert ts[0] == pytest.approx(2.0, rel=0.05) and ts[1] == pytest.approx(0.5, rel=0.05)
     calibrated = apply_temperature(shown, ts, "region")
-    assert expected_calibration_error(calibrated, y, "region") < expected_calibration_error(shown, y, "region")
+    assert expected_calibration_error(calibrated, y, "region") < expected_calibration_error(
+        shown, y, "region"
+    )
 
 
 def test_lists_of_cases_and_masks_and_shape_errors():
@@ -79,7 +81,9 @@ def test_entropy_is_normalised():
     certain[1] = 1
     assert normalised_entropy(uniform, "multiclass") == pytest.approx(np.ones((2, 2, 2)), abs=1e-5)
     assert normalised_entropy(certain, "multiclass") == pytest.approx(np.zeros((2, 2, 2)), abs=1e-4)
-    assert normalised_entropy(np.full((3, 2, 2, 2), 0.5), "region") == pytest.approx(np.ones((2, 2, 2)), abs=1e-5)
+    assert normalised_entropy(np.full((3, 2, 2, 2), 0.5), "region") == pytest.approx(
+        np.ones((2, 2, 2)), abs=1e-5
+    )
 
 
 class _Ramp(torch.nn.Module):
@@ -123,8 +127,9 @@ def test_a_model_that_mirroring_changes_shows_disagreement_where_it_flips():
 
 def _result(probs):
     probs = np.asarray(probs, dtype=np.float32)
-    return MirroredPrediction(probs, normalised_entropy(probs, "multiclass"), np.zeros(probs.shape[1:]),
-                              np.ones(probs.shape[1:]), 8)
+    return MirroredPrediction(
+        probs, normalised_entropy(probs, "multiclass"), np.zeros(probs.shape[1:]), np.ones(probs.shape[1:]), 8
+    )
 
 
 def test_case_confidence_is_one_minus_entropy_in_the_tumour_zone():
@@ -137,7 +142,9 @@ def test_case_confidence_is_one_minus_entropy_in_the_tumour_zone():
     assert doubtful["zone_voxels"] == 8 and doubtful["confidence"] == pytest.approx(0.0, abs=1e-4)
     probs[0, 4:6, 4:6, 4:6], probs[1, 4:6, 4:6, 4:6] = 0.0, 1.0  # a sure tumour with a sure margin
     assert case_confidence(_result(probs), margin=2)["confidence"] == pytest.approx(1.0, abs=1e-3)
-    assert confidence_warning(0.3, 0.85).startswith("Low confidence") and confidence_warning(0.9, 0.85) is None
+    assert (
+        confidence_warning(0.3, 0.85).startswith("Low confidence") and confidence_warning(0.9, 0.85) is None
+    )
     assert confidence_warning(0.3, None) is None  # no held-out reference, no threshold to warn by
 
 
@@ -164,4 +171,8 @@ def test_the_confidence_reference_is_the_held_out_tenth_for_the_same_passes():
     assert ref["low_below"] == pytest.approx(0.82)  # numpy's linear quantile: 0.80 + 0.4 * (0.85 - 0.80)
     assert confidence_reference(calibration, 8) is None and confidence_reference(None, 2) is None
     assert confidence_reference({"confidence": {"passes": 2, "held_out": [0.9, 0.8]}}, 2) is None  # too few
-    assert confidence_rank(0.91, ref) == 0.6 and confidence_rank(0.5, ref) == 0.0 and confidence_rank(0.99, ref) == 1.0
+    assert (
+        confidence_rank(0.91, ref) == 0.6
+        and confidence_rank(0.5, ref) == 0.0
+        and confidence_rank(0.99, ref) == 1.0
+    )

@@ -21,8 +21,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SERIES = {"flair": "AX_FLAIR|Ax T2 FLAIR", "t1": "T1_SE|Ax T1 SE", "t1ce": "T1_POST|Ax T1 +C MPRAGE",
-          "t2": "T2_TSE|Ax T2 TSE"}
+SERIES = {
+    "flair": "AX_FLAIR|Ax T2 FLAIR",
+    "t1": "T1_SE|Ax T1 SE",
+    "t1ce": "T1_POST|Ax T1 +C MPRAGE",
+    "t2": "T2_TSE|Ax T2 TSE",
+}
 
 
 def make_studies(data: Path, work: Path, case_name: str) -> tuple[Path, Path]:
@@ -45,7 +49,8 @@ def make_studies(data: Path, work: Path, case_name: str) -> tuple[Path, Path]:
 
 
 def time_diameters(data: Path) -> None:
-    """Seconds of :func:`medseg3d.clinical.diameters.case_diameters` (WT, TC, ET, every lesion) per reference."""
+    """Seconds of :func:`medseg3d.clinical.diameters.case_diameters` (WT, TC, ET, every lesion) per
+    reference."""
     import numpy as np
 
     from medseg3d.clinical.diameters import case_diameters
@@ -60,9 +65,18 @@ def time_diameters(data: Path) -> None:
         case_diameters(label.array, label.affine, get_scheme("brats"))
         seconds.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    print(json.dumps({"cases": len(seconds), "median_seconds": round(float(np.median(seconds)), 2),
-                      "max_seconds": round(max(seconds), 2), "median_cpu_seconds": round(float(np.median(cpu)), 2),
-                      "max_cpu_seconds": round(max(cpu), 2), "load_average_1min": round(os.getloadavg()[0], 1)}))
+    print(
+        json.dumps(
+            {
+                "cases": len(seconds),
+                "median_seconds": round(float(np.median(seconds)), 2),
+                "max_seconds": round(max(seconds), 2),
+                "median_cpu_seconds": round(float(np.median(cpu)), 2),
+                "max_cpu_seconds": round(max(cpu), 2),
+                "load_average_1min": round(os.getloadavg()[0], 1),
+            }
+        )
+    )
 
 
 def main(argv=None) -> None:
@@ -81,18 +95,29 @@ def main(argv=None) -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "medseg3d", "compare", str(prior), str(current), "-o", str(out)],
-                   check=True, env=env)
+    subprocess.run(
+        [sys.executable, "-m", "medseg3d", "compare", str(prior), str(current), "-o", str(out)],
+        check=True,
+        env=env,
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     record = json.loads((out / "compare.json").read_text())
-    print(json.dumps({"wall_seconds": round(wall, 1),
-                      "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
-                      "load_average_1min_before_after": [round(load[0], 1), round(os.getloadavg()[0], 1)],
-                      "cores": os.cpu_count(), "compare_seconds": record["seconds"],
-                      "rano_2010": record["response"]["rano_2010"]["category"],
-                      "rano_2_volumetric": record["response"]["rano_2_volumetric"]["category"],
-                      "volumes_ml": {r: v["volume_ml"] for r, v in record["regions"].items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
+                "load_average_1min_before_after": [round(load[0], 1), round(os.getloadavg()[0], 1)],
+                "cores": os.cpu_count(),
+                "compare_seconds": record["seconds"],
+                "rano_2010": record["response"]["rano_2010"]["category"],
+                "rano_2_volumetric": record["response"]["rano_2_volumetric"]["category"],
+                "volumes_ml": {r: v["volume_ml"] for r, v in record["regions"].items()},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

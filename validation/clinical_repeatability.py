@@ -19,7 +19,8 @@ calls (any category other than stable on a pair without change), and for the cha
 against the true relative change.
 
     OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py segment --work runs/clinical_rep
-    OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py measure --work runs/clinical_rep \
+    OMP_NUM_THREADS=1 nice -n 10 python validation/clinical_repeatability.py measure --work runs/clinical_rep
+    \
         --out docs/runs/clinical_repeatability.json
 """
 
@@ -38,7 +39,8 @@ REGIONS = ("WT", "TC", "ET")
 SEEDS = {"A": 1000, "B": 2000, "C": 3000}
 CHANGE_EVERY = 3
 SCALES = (0.25, 1.6)  # volume factors of the changed scans, alternately: a response and a progression
-# (the first runs shrank to 0.35: -65% in volume and -50% in product, on both thresholds; kept, recorded per scan)
+# (the first runs shrank to 0.35: -65% in volume and -50% in product, on both thresholds; kept, recorded per
+# scan)
 
 
 def scale_tumour(vols: dict, label, volume_factor: float, margin_mm: float = 20.0):
@@ -68,8 +70,12 @@ def scale_tumour(vols: dict, label, volume_factor: float, margin_mm: float = 20.
     source = np.where(r <= inner, r / s, np.where(r < r1, r0 + (r - inner) * (r1 - r0) / (r1 - inner), r))
     factor = np.where(r > 0, source / np.maximum(r, 1e-9), 1.0 / s)
     coords = centre[:, None, None, None] + offset * factor / spacing[:, None, None, None]
-    out = {m: v.with_array(ndimage.map_coordinates(np.asarray(v.array, dtype=np.float32), coords, order=1)
-                           .astype(np.float32)) for m, v in vols.items()}
+    out = {
+        m: v.with_array(
+            ndimage.map_coordinates(np.asarray(v.array, dtype=np.float32), coords, order=1).astype(np.float32)
+        )
+        for m, v in vols.items()
+    }
     new_label = label.with_array(ndimage.map_coordinates(ref, coords, order=0).astype(np.uint8))
     return out, new_label
 
@@ -103,16 +109,34 @@ def segment_stage(data: Path, work: Path, limit: int | None) -> None:
             if scan == "C":
                 factor = SCALES[(k // CHANGE_EVERY) % len(SCALES)]
                 source_vols, source_label = scale_tumour(vols, label, factor)
-                truth.update(volume_factor=factor, changed_ml=_region_volumes_ml(source_label.array, label.spacing))
+                truth.update(
+                    volume_factor=factor, changed_ml=_region_volumes_ml(source_label.array, label.spacing)
+                )
             sim = simulate(source_vols, source_label, seed=SEEDS[scan] + k)
             t0 = time.perf_counter()
             point = segment_timepoint(model, sim.volumes, source=f"{case.case_id} scan {scan} (simulated)")
             seconds = time.perf_counter() - t0
-            save_timepoint(point, work / case.case_id / scan,
-                           extra={"truth": truth, "seconds": round(seconds, 1), "seed": SEEDS[scan] + k,
-                                  "settings": sim.settings})
-            print(json.dumps({"case": case.case_id, "scan": scan, "seconds": round(seconds, 1),
-                              "volumes_ml": point.volumes_ml}), flush=True)
+            save_timepoint(
+                point,
+                work / case.case_id / scan,
+                extra={
+                    "truth": truth,
+                    "seconds": round(seconds, 1),
+                    "seed": SEEDS[scan] + k,
+                    "settings": sim.settings,
+                },
+            )
+            print(
+                json.dumps(
+                    {
+                        "case": case.case_id,
+                        "scan": scan,
+                        "seconds": round(seconds, 1),
+                        "volumes_ml": point.volumes_ml,
+                    }
+                ),
+                flush=True,
+            )
 
 
 def icc_3_1(pairs: np.ndarray) -> float:
@@ -144,7 +168,9 @@ def measure_stage(work: Path, out: Path) -> dict:
     from medseg3d.io.atomic import write_json_atomic
 
     def spd_by_diameter_rule(point):  # the other slice rule, to compare the two on the same labels
-        return region_diameters(point.labels.array == 4, point.labels.affine, rule="diameter")["sum_products_mm2"]
+        return region_diameters(point.labels.array == 4, point.labels.affine, rule="diameter")[
+            "sum_products_mm2"
+        ]
 
     rows = []
     for case_dir in sorted(p for p in work.iterdir() if p.is_dir()):
@@ -159,31 +185,56 @@ def measure_stage(work: Path, out: Path) -> dict:
             result = compare_timepoints(prior, current)
             seconds = time.perf_counter() - t0
             truth = json.loads((case_dir / scan / "timepoint.json").read_text())["extra"]["truth"]
-            row = {"case": case_dir.name, "pair": f"A-{scan}", "compare_seconds": round(seconds, 1),
-                   "registration": result["registration"],
-                   "volumes_ml": {r: [result["regions"][r]["volume_ml"]["prior"],
-                                      result["regions"][r]["volume_ml"]["current"]] for r in REGIONS},
-                   "sum_products_mm2": [result["regions"]["ET"]["sum_products_mm2"]["prior"],
-                                        result["regions"]["ET"]["sum_products_mm2"]["current"]],
-                   "sum_products_mm2_diameter_rule": [spd_by_diameter_rule(prior), spd_by_diameter_rule(current)],
-                   "rano_2010": result["response"]["rano_2010"]["category"],
-                   "rano_2_volumetric": result["response"]["rano_2_volumetric"]["category"],
-                   "new_lesions": {r: len(result["regions"][r]["new_lesions"]) for r in REGIONS},
-                   "vanished_lesions": {r: len(result["regions"][r]["vanished_lesions"]) for r in REGIONS}}
+            row = {
+                "case": case_dir.name,
+                "pair": f"A-{scan}",
+                "compare_seconds": round(seconds, 1),
+                "registration": result["registration"],
+                "volumes_ml": {
+                    r: [
+                        result["regions"][r]["volume_ml"]["prior"],
+                        result["regions"][r]["volume_ml"]["current"],
+                    ]
+                    for r in REGIONS
+                },
+                "sum_products_mm2": [
+                    result["regions"]["ET"]["sum_products_mm2"]["prior"],
+                    result["regions"]["ET"]["sum_products_mm2"]["current"],
+                ],
+                "sum_products_mm2_diameter_rule": [
+                    spd_by_diameter_rule(prior),
+                    spd_by_diameter_rule(current),
+                ],
+                "rano_2010": result["response"]["rano_2010"]["category"],
+                "rano_2_volumetric": result["response"]["rano_2_volumetric"]["category"],
+                "new_lesions": {r: len(result["regions"][r]["new_lesions"]) for r in REGIONS},
+                "vanished_lesions": {r: len(result["regions"][r]["vanished_lesions"]) for r in REGIONS},
+            }
             et = result["regions"]["ET"]["lesions"]
             row["rano_2010_diameter_rule"] = rano.rano_2010(
-                *row["sum_products_mm2_diameter_rule"], prior_lesions=et["prior"], current_lesions=et["current"],
-                new_measurable=sum(le["measurable"] for le in result["regions"]["ET"]["new_lesions"]))["category"]
+                *row["sum_products_mm2_diameter_rule"],
+                prior_lesions=et["prior"],
+                current_lesions=et["current"],
+                new_measurable=sum(le["measurable"] for le in result["regions"]["ET"]["new_lesions"]),
+            )["category"]
             if scan == "C":
                 row["true_relative_change_percent"] = {
                     r: round(100.0 * (truth["changed_ml"][r] / truth["original_ml"][r] - 1.0), 1)
-                    if truth["original_ml"][r] else None for r in REGIONS}
+                    if truth["original_ml"][r]
+                    else None
+                    for r in REGIONS
+                }
                 row["measured_relative_change_percent"] = {
-                    r: result["regions"][r]["relative_change_percent"] for r in REGIONS}
+                    r: result["regions"][r]["relative_change_percent"] for r in REGIONS
+                }
                 row["volume_factor"] = truth["volume_factor"]
             rows.append(row)
-            print(json.dumps({k: row[k] for k in ("case", "pair", "volumes_ml", "rano_2010", "rano_2_volumetric")}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {k: row[k] for k in ("case", "pair", "volumes_ml", "rano_2010", "rano_2_volumetric")}
+                ),
+                flush=True,
+            )
     same = [r for r in rows if r["pair"] == "A-B"]
     summary: dict = {"pairs_without_change": len(same), "pairs_with_change": len(rows) - len(same)}
     if len(same) >= 2:
@@ -197,34 +248,62 @@ def measure_stage(work: Path, out: Path) -> dict:
         summary["cov_sum_products_ET_percent_diameter_rule"] = round(within_cov(spd_d), 2)
         summary["icc_sum_products_ET"] = round(icc_3_1(spd), 4)
         summary["false_calls_rano_2010_diameter_rule"] = sum(
-            r["rano_2010_diameter_rule"] not in ("stable", "not assessable") for r in same)
+            r["rano_2010_diameter_rule"] not in ("stable", "not assessable") for r in same
+        )
         # "not assessable" (no enhancing tumour at either scan) is no call; anything else but stable is false
-        summary["false_calls_rano_2010"] = sum(r["rano_2010"] not in ("stable", "not assessable") for r in same)
-        summary["false_calls_rano_2_volumetric"] = sum(r["rano_2_volumetric"] not in ("stable", "not assessable")
-                                                       for r in same)
+        summary["false_calls_rano_2010"] = sum(
+            r["rano_2010"] not in ("stable", "not assessable") for r in same
+        )
+        summary["false_calls_rano_2_volumetric"] = sum(
+            r["rano_2_volumetric"] not in ("stable", "not assessable") for r in same
+        )
         summary["pairs_with_new_or_vanished_lesions"] = {
-            reg: sum(1 for r in same if r["new_lesions"][reg] or r["vanished_lesions"][reg]) for reg in REGIONS}
+            reg: sum(1 for r in same if r["new_lesions"][reg] or r["vanished_lesions"][reg])
+            for reg in REGIONS
+        }
         summary["largest_abs_change_percent"] = {
-            reg: round(max(abs(100 * (b - a) / a) for a, b in (r["volumes_ml"][reg] for r in same) if a > 0), 1)
-            for reg in REGIONS}
-        summary["calls_without_change"] = {key: sorted({r[key] for r in same}) for key in
-                                           ("rano_2010", "rano_2_volumetric")}
+            reg: round(
+                max(abs(100 * (b - a) / a) for a, b in (r["volumes_ml"][reg] for r in same) if a > 0), 1
+            )
+            for reg in REGIONS
+        }
+        summary["calls_without_change"] = {
+            key: sorted({r[key] for r in same}) for key in ("rano_2010", "rano_2_volumetric")
+        }
     changed = [r for r in rows if r["pair"] != "A-B"]
     if changed:
-        errors = {reg: [r["measured_relative_change_percent"][reg] - r["true_relative_change_percent"][reg]
-                        for r in changed if r["true_relative_change_percent"][reg] is not None
-                        and r["measured_relative_change_percent"][reg] is not None] for reg in REGIONS}
+        errors = {
+            reg: [
+                r["measured_relative_change_percent"][reg] - r["true_relative_change_percent"][reg]
+                for r in changed
+                if r["true_relative_change_percent"][reg] is not None
+                and r["measured_relative_change_percent"][reg] is not None
+            ]
+            for reg in REGIONS
+        }
         summary["change_error_percent_points"] = {
-            reg: {"median_abs": round(float(np.median(np.abs(e))), 1), "max_abs": round(float(np.max(np.abs(e))), 1)}
-            for reg, e in errors.items() if e}
+            reg: {
+                "median_abs": round(float(np.median(np.abs(e))), 1),
+                "max_abs": round(float(np.max(np.abs(e))), 1),
+            }
+            for reg, e in errors.items()
+            if e
+        }
     if rows:
-        seg = [json.loads((work / r["case"] / scan / "timepoint.json").read_text())["extra"]["seconds"]
-               for r in rows for scan in ("A", r["pair"][-1])]
-        summary["seconds"] = {"segment_median": round(float(np.median(seg)), 1), "segment_max": round(max(seg), 1),
-                              "compare_median": round(float(np.median([r["compare_seconds"] for r in rows])), 1)}
+        seg = [
+            json.loads((work / r["case"] / scan / "timepoint.json").read_text())["extra"]["seconds"]
+            for r in rows
+            for scan in ("A", r["pair"][-1])
+        ]
+        summary["seconds"] = {
+            "segment_median": round(float(np.median(seg)), 1),
+            "segment_max": round(max(seg), 1),
+            "compare_median": round(float(np.median([r["compare_seconds"] for r in rows])), 1),
+        }
         summary["registration_shift_at_centre_mm"] = {
             "median": round(float(np.median([r["registration"]["shift_at_centre_mm"] for r in rows])), 2),
-            "max": round(max(r["registration"]["shift_at_centre_mm"] for r in rows), 2)}
+            "max": round(max(r["registration"]["shift_at_centre_mm"] for r in rows), 2),
+        }
     record = {"schema": 1, "command": " ".join(sys.argv), "rows": rows, "summary": summary}
     write_json_atomic(record, out)
     print(json.dumps(summary, indent=1))

@@ -8,8 +8,8 @@ images, zero voxel sizes, label numberings from other pipelines... Every input i
 (always) and to one of ``predict`` (``--whole-volume``), ``prepare``, ``train`` (the quick preset, one
 iteration) and ``evaluate`` in turn, each as a subprocess with a memory cap, and each outcome is classified:
 
-* ``refused``: exit status != 0, one line of error (``medseg3d: error: ...`` or prepare's ``failed CASE: ...``),
-  no traceback, nothing left in the output folder;
+* ``refused``: exit status != 0, one line of error (``medseg3d: error: ...`` or prepare's ``failed CASE:
+  ...``), no traceback, nothing left in the output folder;
 * ``warned``: exit 0 with a warning or note printed;
 * ``silent``: exit 0 without a word;
 * ``traceback``: a Python traceback (or an exit != 0 without one clear line: ``unclear``);
@@ -143,7 +143,11 @@ def _save(path: Path, array: np.ndarray, like: Path | None = None, affine=None) 
     nib = _nib()
     ref = nib.load(str(like)) if like is not None else None
     aff = affine if affine is not None else (ref.affine if ref is not None else np.eye(4))
-    img = nib.Nifti1Image(array, aff, dtype=array.dtype) if array.dtype.fields is None else nib.Nifti1Image(array, aff)
+    img = (
+        nib.Nifti1Image(array, aff, dtype=array.dtype)
+        if array.dtype.fields is None
+        else nib.Nifti1Image(array, aff)
+    )
     nib.save(img, str(path))
 
 
@@ -305,7 +309,9 @@ def b_zero_spacing(rng, inp):
         new["srow_x"][axis] = 0.0
         new["srow_y"][axis] = 0.0
         new["srow_z"][axis] = 0.0
-    payload = new.binaryblock + b"\0" * (int(new["vox_offset"]) - 348) + np.asfortranarray(a).tobytes(order="F")
+    payload = (
+        new.binaryblock + b"\0" * (int(new["vox_offset"]) - 348) + np.asfortranarray(a).tobytes(order="F")
+    )
     inp.file(m).write_bytes(gzip.compress(payload))
     return f"{m}: voxel size {axis} set to 0"
 
@@ -377,7 +383,9 @@ def b_huge_header(rng, inp):
 
 
 def b_odd_names(rng, inp):
-    new = rng.choice(("fz case", "fzé ünïcode", "-fz", "fz;rm", "fz'quote", "fz" + "x" * 180, "fz%s%n", "fz\tTab"))
+    new = rng.choice(
+        ("fz case", "fzé ünïcode", "-fz", "fz;rm", "fz'quote", "fz" + "x" * 180, "fz%s%n", "fz\tTab")
+    )
     old = inp.case_dir
     target = inp.data / new
     old.rename(target)
@@ -439,15 +447,23 @@ def b_constant(rng, inp):
 def b_not_nifti(rng, inp):
     m = _pick_modality(rng)
     what = rng.choice(("random", "text", "gzip-text", "png"))
-    payload = {"random": os.urandom(3000), "text": b"hello\n" * 100, "gzip-text": gzip.compress(b"hello\n" * 100),
-               "png": b"\x89PNG\r\n\x1a\n" + os.urandom(500)}[what]
+    payload = {
+        "random": os.urandom(3000),
+        "text": b"hello\n" * 100,
+        "gzip-text": gzip.compress(b"hello\n" * 100),
+        "png": b"\x89PNG\r\n\x1a\n" + os.urandom(500),
+    }[what]
     inp.file(m).write_bytes(payload)
     return f"{m}: {what} bytes named .nii.gz"
 
 
 def b_duplicate_modality(rng, inp):
     m = rng.choice(MODALITIES)
-    noise = np.random.default_rng(rng.randrange(2**31)).integers(0, 1000, _load(inp.file(m)).shape).astype(np.int16)
+    noise = (
+        np.random.default_rng(rng.randrange(2**31))
+        .integers(0, 1000, _load(inp.file(m)).shape)
+        .astype(np.int16)
+    )
     _save(inp.case_dir / f"x_{m}.nii.gz", noise, like=inp.file(m))
     return f"second {m} file x_{m}.nii.gz (noise) beside the case's"
 
@@ -469,15 +485,18 @@ def b_fifo(rng, inp):
 # thing a PACS export does to them.
 
 
-def _dicom_series(nifti: Path, folder: Path, description: str, number: int, slices=None, start: int = 1) -> None:
+def _dicom_series(
+    nifti: Path, folder: Path, description: str, number: int, slices=None, start: int = 1
+) -> None:
     """``nifti`` as a DICOM series in ``folder`` as a scanner writes it (tests/layouts.py), int16."""
     from layouts import write_dicom_series
 
     from medseg3d.io import read_volume
 
     vol = read_volume(nifti)
-    write_dicom_series(vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices=slices,
-                       start=start)
+    write_dicom_series(
+        vol.with_array(vol.array.astype(np.int16)), folder, description, number, slices=slices, start=start
+    )
 
 
 def _as_dicom(inp, skip: str | None = None) -> None:
@@ -496,8 +515,13 @@ def b_dicom_missing_slices(rng, inp):
     m = rng.choice(MODALITIES)
     depth = int(_nib().load(str(inp.file(m))).shape[2])
     gone = sorted(rng.sample(range(5, depth - 5), rng.randint(1, 3)))
-    _dicom_series(inp.file(m), inp.case_dir / f"{m.upper()}_series", f"AX {m.upper()}", 9,
-                  slices=[k for k in range(depth) if k not in gone])
+    _dicom_series(
+        inp.file(m),
+        inp.case_dir / f"{m.upper()}_series",
+        f"AX {m.upper()}",
+        9,
+        slices=[k for k in range(depth) if k not in gone],
+    )
     _as_dicom(inp, skip=m)
     inp.file(m).unlink()
     return f"{m}: DICOM series without slice(s) {', '.join(map(str, gone))} of {depth}"
@@ -518,7 +542,9 @@ def _scratch_copy(inp, m: str) -> Path:
     """A NIfTI of modality ``m`` of the base case, outside the case folder (the case's own may be gone)."""
     path = inp.root / f"scratch_{m}.nii.gz"
     if not path.exists():
-        shutil.copyfile(inp.file(m) if inp.file(m).exists() else inp.root.parent / "base" / f"fz_{m}.nii.gz", path)
+        shutil.copyfile(
+            inp.file(m) if inp.file(m).exists() else inp.root.parent / "base" / f"fz_{m}.nii.gz", path
+        )
     return path
 
 
@@ -527,8 +553,13 @@ def b_dicom_localiser(rng, inp):
     _scratch_copy(inp, m)
     _as_dicom(inp)
     depth = int(_nib().load(str(_scratch_copy(inp, m))).shape[2])
-    _dicom_series(_scratch_copy(inp, m), inp.case_dir / "LOCALIZER", "localizer 3-plane", 30,
-                  slices=[depth // 4, depth // 2, 3 * depth // 4])
+    _dicom_series(
+        _scratch_copy(inp, m),
+        inp.case_dir / "LOCALIZER",
+        "localizer 3-plane",
+        30,
+        slices=[depth // 4, depth // 2, 3 * depth // 4],
+    )
     return "a 3-slice localiser series beside the four DICOM series"
 
 
@@ -596,9 +627,11 @@ CATEGORIES = {
 }
 
 
-def build_inputs(work: Path, base: Path, per_category: int, seed: int, categories=None,
-                 only=None) -> list[Input]:
-    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides info."""
+def build_inputs(
+    work: Path, base: Path, per_category: int, seed: int, categories=None, only=None
+) -> list[Input]:
+    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides
+    info."""
     inputs = []
     for name in categories or CATEGORIES:
         builder, commands, _ = CATEGORIES[name]
@@ -610,8 +643,16 @@ def build_inputs(work: Path, base: Path, per_category: int, seed: int, categorie
             inp = Input(name, k, work / f"{name}-{k:02d}")
             _copy_case(base, inp)
             inp.detail = builder(rng, inp)
-            inp.target = next((t for t in (*MODALITIES, "seg", "pred") if inp.detail.startswith(t + " ")
-                               or inp.detail.startswith(t + ":") or inp.detail.startswith(f"second {t} ")), "")
+            inp.target = next(
+                (
+                    t
+                    for t in (*MODALITIES, "seg", "pred")
+                    if inp.detail.startswith(t + " ")
+                    or inp.detail.startswith(t + ":")
+                    or inp.detail.startswith(f"second {t} ")
+                ),
+                "",
+            )
             if name == "pred_grid":
                 inp.target = "pred"
             inp.commands = tuple(dict.fromkeys(("info", commands[k % len(commands)])))
@@ -631,11 +672,31 @@ def command_args(inp: Input, command: str, out: Path) -> list[str]:
     if command == "prepare":
         return ["cache", data, "--out", str(out / "cache")]
     if command == "train":
-        return ["train", data, "--out", str(out / "run"), "--preset", "quick", "--epochs", "1",
-                "--iters-per-epoch", "1", "--all-cases", "--quiet"]
+        return [
+            "train",
+            data,
+            "--out",
+            str(out / "run"),
+            "--preset",
+            "quick",
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "1",
+            "--all-cases",
+            "--quiet",
+        ]
     if command == "evaluate":
-        return ["evaluate", str(inp.root / "pred"), data, "--labels", "brats", "--csv", str(out / "metrics.csv"),
-                "--quiet"]
+        return [
+            "evaluate",
+            str(inp.root / "pred"),
+            data,
+            "--labels",
+            "brats",
+            "--csv",
+            str(out / "metrics.csv"),
+            "--quiet",
+        ]
     raise ValueError(command)
 
 
@@ -659,15 +720,23 @@ def _limit_memory(limit_bytes: int):
     return apply
 
 
-def run_subprocess(argv: list[str], cwd: Path, timeout: float, mem_cap: int) -> tuple[int | None, str, str, float, float]:
+def run_subprocess(
+    argv: list[str], cwd: Path, timeout: float, mem_cap: int
+) -> tuple[int | None, str, str, float, float]:
     """(exit status or None on timeout, stdout, stderr, seconds, peak RSS in MB) of one medseg3d command."""
     env = dict(os.environ, PYTHONWARNINGS="default", MEDSEG3D_THREADS="1", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH", "")]))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "medseg3d.cli", *argv], cwd=cwd, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, env=env,
-                                preexec_fn=_limit_memory(mem_cap))  # noqa: PLW1509 - setrlimit + setsid only
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medseg3d.cli", *argv],
+            cwd=cwd,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=_limit_memory(mem_cap),  # noqa: PLW1509 - setrlimit + setsid only
+        )
         rc, rss = None, 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -733,7 +802,10 @@ def classify(rc, stdout: str, stderr: str, out: Path, rss_mb: float, mem_report_
         tb = [ln for ln in stderr.splitlines() if ln.strip()]
         return "traceback", (tb[-1] if tb else "")[:300]
     if tmp_files:
-        return "leftover", f"temporary files left: {', '.join(str(p.relative_to(out)) for p in tmp_files[:3])}"
+        return (
+            "leftover",
+            f"temporary files left: {', '.join(str(p.relative_to(out)) for p in tmp_files[:3])}",
+        )
     if rc == 3:  # predict's contract: written, but a quality check fired (warnings on standard error)
         if "warning" in stdout.lower():
             return "unclear", "a warning on standard output"
@@ -793,22 +865,39 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
     commands = ["info", *HEAVY]
     for r in results:
         by_cell[(r.inp.category, r.command)][r.outcome] += 1
-    short = {"refused": "R", "review": "V", "warned": "W", "silent": "S", "traceback": "T", "unclear": "U",
-             "leftover": "L", "memory": "M", "timeout": "X"}
+    short = {
+        "refused": "R",
+        "review": "V",
+        "warned": "W",
+        "silent": "S",
+        "traceback": "T",
+        "unclear": "U",
+        "leftover": "L",
+        "memory": "M",
+        "timeout": "X",
+    }
     n_inputs = len({r.inp.name for r in results})
     totals = Counter(r.outcome for r in results)
     lines = [
-        (f"# medseg3d fuzz run: {n_inputs} inputs, {len(_categories_used(results))} categories, {len(results)} "
-         f"invocations, seed {seed}, {seconds / 60:.1f} min"),
+        (
+            f"# medseg3d fuzz run: {n_inputs} inputs, {len(_categories_used(results))} categories, "
+            f"{len(results)} invocations, seed {seed}, {seconds / 60:.1f} min"
+        ),
         "",
         "Outcomes: " + ", ".join(f"{o} {totals[o]}" for o in OUTCOMES),
         "",
-        "Exit codes: " + ", ".join(f"{code}: {n}" for code, n in sorted(Counter(
-            "timeout" if r.rc is None else str(r.rc) for r in results).items())),
+        "Exit codes: "
+        + ", ".join(
+            f"{code}: {n}"
+            for code, n in sorted(Counter("timeout" if r.rc is None else str(r.rc) for r in results).items())
+        ),
         "",
-        ("Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: review), W "
-         "exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U exit != 0 without "
-         "one clear line (or a warning on standard output), L output left behind, M memory, X timeout."),
+        (
+            "Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: "
+            "review), W exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U "
+            "exit != 0 without one clear line (or a warning on standard output), L output left behind, "
+            "M memory, X timeout."
+        ),
         "",
         "| category | expected | " + " | ".join(commands) + " |",
         "|---|---|" + "---|" * len(commands),
@@ -821,17 +910,26 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         lines.append(f"| {cat} | {CATEGORIES[cat][2]} | " + " | ".join(cells) + " |")
     bad = [r for r in results if r.outcome in ("traceback", "unclear", "leftover", "memory", "timeout")]
     refused_inputs = {r.inp.name for r in results if r.command != "info" and r.outcome == "refused"}
-    info_silent = [r for r in results if r.command == "info" and r.message == "problems: none"
-                   and r.inp.name in refused_inputs and expected(r) != "either" and r.inp.target != "pred"]
+    info_silent = [
+        r
+        for r in results
+        if r.command == "info"
+        and r.message == "problems: none"
+        and r.inp.name in refused_inputs
+        and expected(r) != "either"
+        and r.inp.target != "pred"
+    ]
     should_refuse = [r for r in results if r.outcome == "silent" and expected(r) == "refuse"]
     wrongly_refused = [r for r in results if r.outcome == "refused" and expected(r) == "accept"]
     # what a batch cannot see: predict wrote a result, said a warning, and exited 0
     quiet_doubt = [r for r in results if r.command == "predict" and r.outcome == "warned"]
-    for title, rows in (("Tracebacks, unclear exits, leftovers, memory, timeouts", bad),
-                        ("`predict` exit 0 with a warning (a batch reading exit codes would not see it)", quiet_doubt),
-                        ("`info` said 'problems: none' where another command refused", info_silent),
-                        ("Accepted silently although the input is broken", should_refuse),
-                        ("Refused although the input is legal", wrongly_refused)):
+    for title, rows in (
+        ("Tracebacks, unclear exits, leftovers, memory, timeouts", bad),
+        ("`predict` exit 0 with a warning (a batch reading exit codes would not see it)", quiet_doubt),
+        ("`info` said 'problems: none' where another command refused", info_silent),
+        ("Accepted silently although the input is broken", should_refuse),
+        ("Refused although the input is legal", wrongly_refused),
+    ):
         lines += ["", f"## {title}: {len(rows)}", ""]
         for r in rows[:60]:
             peak = f", peak {r.max_rss_mb:.0f} MB" if r.max_rss_mb else ""
@@ -851,8 +949,16 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
-def run(work: Path, per_category: int = 12, seed: int = 0, categories=None, jobs: int = 1, args=None,
-        progress: bool = True, only=None) -> tuple[list[Result], str]:
+def run(
+    work: Path,
+    per_category: int = 12,
+    seed: int = 0,
+    categories=None,
+    jobs: int = 1,
+    args=None,
+    progress: bool = True,
+    only=None,
+) -> tuple[list[Result], str]:
     """Build the inputs under ``work``, run every command on them, return the results and the report."""
     args = args or argparse.Namespace(in_process=False, timeout=120.0, mem_cap=6.0, mem_report=2.0)
     start = time.monotonic()
@@ -869,8 +975,12 @@ def run(work: Path, per_category: int = 12, seed: int = 0, categories=None, jobs
     for done, result in enumerate(iterator, 1):
         results.append(result)
         if progress:
-            print(f"\r{done}/{len(jobs_list)} {result.inp.name} {result.command}: {result.outcome}        ",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{done}/{len(jobs_list)} {result.inp.name} {result.command}: {result.outcome}        ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     if pool:
         pool.shutdown()
     if progress:
@@ -880,16 +990,22 @@ def run(work: Path, per_category: int = 12, seed: int = 0, categories=None, jobs
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-category", type=int, default=12, help="inputs per category (default 12: 348 inputs)")
+    ap.add_argument(
+        "--per-category", type=int, default=12, help="inputs per category (default 12: 348 inputs)"
+    )
     ap.add_argument("--categories", help="comma-separated subset of: " + ", ".join(CATEGORIES))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--commands", help="commands besides info, comma-separated (default predict,prepare,train,"
-                                       "evaluate in turn)")
+    ap.add_argument(
+        "--commands",
+        help="commands besides info, comma-separated (default predict,prepare,train,evaluate in turn)",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="commands run at once")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds per command")
     ap.add_argument("--mem-cap", type=float, default=6.0, help="address-space cap per command, GiB")
     ap.add_argument("--mem-report", type=float, default=2.0, help="peak memory (GiB) reported as 'memory'")
-    ap.add_argument("--in-process", action="store_true", help="call medseg3d.cli.main here instead of subprocesses")
+    ap.add_argument(
+        "--in-process", action="store_true", help="call medseg3d.cli.main here instead of subprocesses"
+    )
     ap.add_argument("--work", type=Path, help="where to build the inputs (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the inputs (to reproduce a finding)")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "medseg3d-fuzz" / "report.md")
@@ -910,7 +1026,10 @@ def main(argv=None) -> int:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, args.out)
     print(text)
-    print(f"report: {args.out}" + (f"; inputs kept in {work}" if args.keep or args.work else ""), file=sys.stderr)
+    print(
+        f"report: {args.out}" + (f"; inputs kept in {work}" if args.keep or args.work else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -44,15 +44,20 @@ def main() -> int:
     for case in find_cases(args.dataset)[: args.cases]:
         vols = {m: v for m, _, v in case.select(MODS).read_channels()}
         label = read_volume(case.label)
-        row = {"case": case.case_id,
-               "original": region_dice(segment_volumes(model, vols, preprocess="none").labels.array, label.array, REGIONS)}
+        row = {
+            "case": case.case_id,
+            "original": region_dice(
+                segment_volumes(model, vols, preprocess="none").labels.array, label.array, REGIONS
+            ),
+        }
         for name, make in (("0.9x0.9x3 mm", thick), ("axes permuted", lambda v, order: permute_axes(v))):
             variant = {m: make(v, 1) for m, v in vols.items()}
             ref = make(Volume(label.array.astype(np.float32), label.affine), 0)
             for mode in ("none", "auto"):
                 result = segment_volumes(model, variant, preprocess=mode)
                 row[f"{name}, preprocess {mode} ({result.prepared.mode})"] = region_dice(
-                    result.labels.array, np.round(ref.array), REGIONS)
+                    result.labels.array, np.round(ref.array), REGIONS
+                )
         rows.append(row)
         print(json.dumps(row), flush=True)
     keys = [k for k in rows[0] if k != "case"]

@@ -2,8 +2,8 @@
 
 The official BraTS 2023 lesion-wise code (Saluja et al., AGPL) is not published on PyPI; the package there,
 ``brats-evaluation`` (0.0.10), is the later panoptica-based evaluation (instances matched one-to-one by Dice,
-no reference dilation, no size threshold), i.e. different rules, so it cannot check these numbers. Instead this
-script recomputes every score a second way, sharing no code with :mod:`medseg3d.lesionwise`:
+no reference dilation, no size threshold), i.e. different rules, so it cannot check these numbers. Instead
+this script recomputes every score a second way, sharing no code with :mod:`medseg3d.lesionwise`:
 
 * connected components (26-connectivity) with SimpleITK's ``ConnectedComponent`` (fully connected) instead of
   SciPy's ``label``;
@@ -14,8 +14,8 @@ script recomputes every score a second way, sharing no code with :mod:`medseg3d.
 * the averaging written as the published formula (sum of kept lesions' scores over kept + FP).
 
 Each case's reference is perturbed into two predictions: shifted by 2 voxels along the first axis with its
-whole tumour eroded by one voxel at the surface; and the same plus a false-positive enhancing blob (6^3 voxels)
-and a small (3^3) edema blob away from the tumour. Agreement is reported to 3 decimals per region.
+whole tumour eroded by one voxel at the surface; and the same plus a false-positive enhancing blob (6^3
+voxels) and a small (3^3) edema blob away from the tumour. Agreement is reported to 3 decimals per region.
 
     python validation/lesionwise_check.py [--cases 5] [--data ../shared/data/brats2018]
 """
@@ -127,20 +127,24 @@ def perturb(ref_labels: np.ndarray, blobs: bool = True) -> np.ndarray:
     far = [int(n - c) for c, n in zip(centre, ref_labels.shape)]
     far = [min(max(f, 10), n - 20) for f, n in zip(far, ref_labels.shape)]
     x, y, z = far
-    pred[x:x + 6, y:y + 6, z:z + 6] = 4
-    pred[x + 10:x + 13, y:y + 3, z:z + 3] = 2
+    pred[x : x + 6, y : y + 6, z : z + 6] = 4
+    pred[x + 10 : x + 13, y : y + 3, z : z + 3] = 2
     return pred
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018")
+    )
     parser.add_argument("--cases", type=int, default=5)
     args = parser.parse_args(argv)
     cases = sorted(p for p in Path(args.data).iterdir() if p.is_dir())[: args.cases]
     worst = 0.0
-    print("| case | prediction | region | Dice (medseg3d / second) | HD95 mm (medseg3d / second) | FP | "
-          "agree to 3 dp | s |")
+    print(
+        "| case | prediction | region | Dice (medseg3d / second) | HD95 mm (medseg3d / second) | FP | "
+        "agree to 3 dp | s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for case, blobs in itertools.product(cases, (False, True)):
         ref_vol = read_volume(case / f"{case.name}_seg.nii.gz")
@@ -150,14 +154,17 @@ def main(argv=None) -> int:
         row = lesion_wise_scores(pred_labels, ref_labels, REGIONS, ref_vol.spacing)
         seconds = time.perf_counter() - start
         for name, values in REGIONS.items():
-            dice2, hd2, fp2 = second_lesion_wise(np.isin(pred_labels, values), np.isin(ref_labels, values),
-                                                 ref_vol.spacing)
+            dice2, hd2, fp2 = second_lesion_wise(
+                np.isin(pred_labels, values), np.isin(ref_labels, values), ref_vol.spacing
+            )
             dice1, hd1, fp1 = row[f"lesion_dice_{name}"], row[f"lesion_hd95_{name}"], row[f"lesion_fp_{name}"]
             agree = round(dice1, 3) == round(dice2, 3) and round(hd1, 3) == round(hd2, 3) and fp1 == fp2
             worst = max(worst, abs(dice1 - dice2), abs(hd1 - hd2))
             what = "shifted, eroded" + (", 2 blobs" if blobs else "")
-            print(f"| {case.name} | {what} | {name} | {dice1:.3f} / {dice2:.3f} | {hd1:.3f} / {hd2:.3f} | {fp1} / {fp2} | "
-                  f"{'yes' if agree else 'NO'} | {seconds:.2f} |")
+            print(
+                f"| {case.name} | {what} | {name} | {dice1:.3f} / {dice2:.3f} | {hd1:.3f} / {hd2:.3f} | "
+                f"{fp1} / {fp2} | {'yes' if agree else 'NO'} | {seconds:.2f} |"
+            )
     print(f"\nlargest absolute difference: {worst:.2e}")
     return 0 if worst < 5e-4 else 1
 

@@ -1,13 +1,15 @@
-"""Check ``medseg3d.clinical.location`` on the 27 shared BraTS 2018 references: against VASARI-auto, and by eye.
+"""Check ``medseg3d.clinical.location`` on the 27 shared BraTS 2018 references: against VASARI-auto, and by
+eye.
 
-``vasari``: runs VASARI-auto (pip ``vasari-auto`` 0.1.0; needs antspyx, pandas, seaborn, scikit-image, so run it
-from an environment that has them) on each reference segmentation and compares the features that both
+``vasari``: runs VASARI-auto (pip ``vasari-auto`` 0.1.0; needs antspyx, pandas, seaborn, scikit-image, so run
+it from an environment that has them) on each reference segmentation and compares the features that both
 compute, on the same masks:
 
 - side (VASARI F2: the side holding more lesion voxels, WT) against our WT's larger side;
 - location (F1: the structure, lobes and brainstem/corpus callosum/thalamus together, holding the largest
   share of the non-oedema tumour, TC) against our TC's largest share among the same eight;
-- ependymal (F19), cortical (F20), deep white matter (F21: brainstem, corpus callosum, internal capsule) on TC;
+- ependymal (F19), cortical (F20), deep white matter (F21: brainstem, corpus callosum, internal capsule) on
+  TC;
 - enhancing tumour crossing the midline (F23) against our ET ``crosses_midline``.
 
 VASARI-auto multiplies the label array with its masks voxel by voxel, so the labels are given to it in the
@@ -43,11 +45,26 @@ from medseg3d.io import read_volume
 from medseg3d.labels import get_scheme
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "brats2018"
-EIGHT = {"frontal": "Frontal Lobe", "temporal": "Temporal Lobe", "insula": "Insula", "parietal": "Parietal Lobe",
-         "occipital": "Occipital Lobe", "brainstem": "Brainstem", "corpus callosum": "Corpus callosum",
-         "thalamus": "Thalamus"}
-F1 = {1: "Frontal Lobe", 2: "Temporal Lobe", 3: "Insula", 4: "Parietal Lobe", 5: "Occipital Lobe", 6: "Brainstem",
-      7: "Corpus callosum", 8: "Thalamus"}
+EIGHT = {
+    "frontal": "Frontal Lobe",
+    "temporal": "Temporal Lobe",
+    "insula": "Insula",
+    "parietal": "Parietal Lobe",
+    "occipital": "Occipital Lobe",
+    "brainstem": "Brainstem",
+    "corpus callosum": "Corpus callosum",
+    "thalamus": "Thalamus",
+}
+F1 = {
+    1: "Frontal Lobe",
+    2: "Temporal Lobe",
+    3: "Insula",
+    4: "Parietal Lobe",
+    5: "Occipital Lobe",
+    6: "Brainstem",
+    7: "Corpus callosum",
+    8: "Thalamus",
+}
 
 
 def references(data: Path):
@@ -71,7 +88,8 @@ def our_top_of_eight(region: dict) -> str:
 def run_vasari(args) -> None:
     import nibabel as nib
 
-    sys.modules.setdefault("ants", types.ModuleType("ants"))  # only its registration uses ANTs; not needed here
+    # only its registration uses ANTs; not needed here
+    sys.modules.setdefault("ants", types.ModuleType("ants"))
     from vasari_auto.vasari_auto import get_vasari_features
 
     rows = []
@@ -86,24 +104,49 @@ def run_vasari(args) -> None:
             v = get_vasari_features(str(file), template_space="sri24", z_dim=0).iloc[0]
             mine = ours(path)
             wt, tc, et = (mine["regions"][r] for r in ("WT", "TC", "ET"))
-            row = {"case": case, "seconds_ours": mine["seconds"], "seconds_vasari": round(float(v["time_taken_seconds"]), 2),
-                   "side": {"vasari": {1: "right", 2: "bilateral", 3: "left"}[int(v["F2 Side of Tumour Epicenter"])],
-                            "ours": "left" if wt["side_share"]["left"] >= 0.5 else "right", "ours_word": wt["hemisphere"]},
-                   "location": {"vasari": F1[int(v["F1 Tumour Location"])], "ours": our_top_of_eight(tc)},
-                   "ependymal": {"vasari": int(v["F19 Ependymal Invasion"]) == 2, "ours": tc["ventricles"]["contact"],
-                                 "ours_ml": tc["ventricles"]["ml"]},
-                   "cortical": {"vasari": int(v["F20 Cortical involvement"]) == 2, "ours": tc["cortex"]["contact"],
-                                "ours_ml": tc["cortex"]["ml"]},
-                   "deep_wm": {"vasari": int(v["F21 Deep WM invasion"]) == 2,
-                               "ours": bool(set(tc["deep_structures"]) - {"thalamus"})},
-                   "et_crosses_midline": {"vasari": int(v["F23 CET Crosses midline"]) == 3, "ours": et.get("crosses_midline", False),
-                                          "ours_beyond_ml": et.get("beyond_midline_ml", 0.0)}}
+            row = {
+                "case": case,
+                "seconds_ours": mine["seconds"],
+                "seconds_vasari": round(float(v["time_taken_seconds"]), 2),
+                "side": {
+                    "vasari": {1: "right", 2: "bilateral", 3: "left"}[int(v["F2 Side of Tumour Epicenter"])],
+                    "ours": "left" if wt["side_share"]["left"] >= 0.5 else "right",
+                    "ours_word": wt["hemisphere"],
+                },
+                "location": {"vasari": F1[int(v["F1 Tumour Location"])], "ours": our_top_of_eight(tc)},
+                "ependymal": {
+                    "vasari": int(v["F19 Ependymal Invasion"]) == 2,
+                    "ours": tc["ventricles"]["contact"],
+                    "ours_ml": tc["ventricles"]["ml"],
+                },
+                "cortical": {
+                    "vasari": int(v["F20 Cortical involvement"]) == 2,
+                    "ours": tc["cortex"]["contact"],
+                    "ours_ml": tc["cortex"]["ml"],
+                },
+                "deep_wm": {
+                    "vasari": int(v["F21 Deep WM invasion"]) == 2,
+                    "ours": bool(set(tc["deep_structures"]) - {"thalamus"}),
+                },
+                "et_crosses_midline": {
+                    "vasari": int(v["F23 CET Crosses midline"]) == 3,
+                    "ours": et.get("crosses_midline", False),
+                    "ours_beyond_ml": et.get("beyond_midline_ml", 0.0),
+                },
+            }
             rows.append(row)
-            print(case, {k: (r["vasari"], r["ours"]) for k, r in row.items() if isinstance(r, dict)}, flush=True)
-    agree = {k: sum(r[k]["vasari"] == r[k]["ours"] for r in rows) for k in rows[0] if isinstance(rows[0][k], dict)}
-    summary = {"cases": len(rows), "agree": agree,
-               "seconds_ours_max": max(r["seconds_ours"] for r in rows),
-               "command": "/tmp/vasenv/bin/python validation/location_check.py vasari --out " + str(args.out)}
+            print(
+                case, {k: (r["vasari"], r["ours"]) for k, r in row.items() if isinstance(r, dict)}, flush=True
+            )
+    agree = {
+        k: sum(r[k]["vasari"] == r[k]["ours"] for r in rows) for k in rows[0] if isinstance(rows[0][k], dict)
+    }
+    summary = {
+        "cases": len(rows),
+        "agree": agree,
+        "seconds_ours_max": max(r["seconds_ours"] for r in rows),
+        "command": "/tmp/vasenv/bin/python validation/location_check.py vasari --out " + str(args.out),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "cases": rows}, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=1))
@@ -122,7 +165,7 @@ def run_sheets(args) -> None:
     for sheet in range(0, len(paths), 9):
         fig, axes = plt.subplots(3, 6, figsize=(15, 8), dpi=80)
         fig.patch.set_facecolor("black")
-        for n, path in enumerate(paths[sheet:sheet + 9]):
+        for n, path in enumerate(paths[sheet : sheet + 9]):
             labels = read_volume(path)
             flair = read_volume(next(path.parent.glob("*_flair.nii.gz")))
             centre = np.argwhere(labels.array > 0).mean(axis=0).round().astype(int)
@@ -132,8 +175,11 @@ def run_sheets(args) -> None:
                 ax = axes[n // 3, 2 * (n % 3) + k]
                 ax.imshow(image, cmap="gray", aspect=aspect)
                 ax.contour(sl > 0, levels=[0.5], colors=["#ff3030"], linewidths=0.8)
-                ax.set_title(f"{sheet + n + 1} {path.parent.name[7:]} {view} ({letters[0]}|{letters[1]})",
-                             color="white", fontsize=8)
+                ax.set_title(
+                    f"{sheet + n + 1} {path.parent.name[7:]} {view} ({letters[0]}|{letters[1]})",
+                    color="white",
+                    fontsize=8,
+                )
                 ax.axis("off")
         fig.savefig(args.out / f"sheet{sheet // 9 + 1}.png", facecolor="black", bbox_inches="tight")
         plt.close(fig)
@@ -174,9 +220,11 @@ def run_time(args) -> None:
         seconds.append((t1 - t, time.perf_counter() - t1))
         cpu.append(time.process_time() - c)  # what it costs; wall time also shows how busy the machine was
     both = sorted(a + b for a, b in seconds)
-    print(f"{len(both)} cases: location median {np.median([a for a, _ in seconds]):.2f} s, diameters median "
-          f"{np.median([b for _, b in seconds]):.2f} s, together median {np.median(both):.2f} s, max {both[-1]:.2f} s "
-          f"wall; CPU median {np.median(cpu):.2f} s, max {max(cpu):.2f} s")
+    print(
+        f"{len(both)} cases: location median {np.median([a for a, _ in seconds]):.2f} s, diameters median "
+        f"{np.median([b for _, b in seconds]):.2f} s, together median {np.median(both):.2f} s, max "
+        f"{both[-1]:.2f} s wall; CPU median {np.median(cpu):.2f} s, max {max(cpu):.2f} s"
+    )
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Calibrate the raw pipeline's template-similarity check on cases whose alignment is known.
 
 Every BraTS case of a dataset is already aligned to the template (SRI24 space): its brain overlap with the
-template's and its correlation with the template of each modality are what a good registration gives. The same case moved off by a known error
-(10 mm shift, 10 degree rotation, 15% scaling) shows what a failed one gives. The thresholds
-(``medseg3d.raw.qc.MIN_BRAIN_OVERLAP``, ``MIN_TEMPLATE_CORRELATION``) must separate the two.
+template's and its correlation with the template of each modality are what a good registration gives. The same
+case moved off by a known error (10 mm shift, 10 degree rotation, 15% scaling) shows what a failed one gives.
+The thresholds (``medseg3d.raw.qc.MIN_BRAIN_OVERLAP``, ``MIN_TEMPLATE_CORRELATION``) must separate the two.
 
     python validation/qc_calibration.py ../shared/data/brats2018 [--out /tmp/qc_calibration.json]
 """
@@ -46,7 +46,10 @@ def main() -> None:
         brain = np.any(np.stack([v.array != 0 for v in vols.values()]), axis=0)
         row = {"case": case.case_id}
         for name, err in ERRORS.items():
-            moved_brain = resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, err) >= 0.5
+            moved_brain = (
+                resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, err)
+                >= 0.5
+            )
             moved = {m: resample(v, BRATS_SHAPE, BRATS_AFFINE, err) for m, v in vols.items()}
             fit = template_fit(moved, moved_brain, template)
             row[f"overlap {name}"] = fit["brain_overlap"]

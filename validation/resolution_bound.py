@@ -40,7 +40,10 @@ def round_trip_dice(image: np.ndarray, affine: np.ndarray, label: np.ndarray, pr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(os.environ.get("MEDSEG3D_DATA", Path(__file__).resolve().parents[2] / "shared/data")) / "brats2018"
+    default = (
+        Path(os.environ.get("MEDSEG3D_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+        / "brats2018"
+    )
     parser.add_argument("dataset", nargs="?", type=Path, default=default)
     parser.add_argument("--downsample", type=float, default=2.0, help="the model grid's factor (2: 2 mm)")
     parser.add_argument("--json", type=Path, help="also write the per-case rows here")
@@ -61,8 +64,12 @@ def main(argv=None) -> int:
         return 2
     mean = {r: statistics.fmean(row[r] for row in rows) for r in REGIONS}
     worst = {r: min(rows, key=lambda row: row[r]) for r in REGIONS}
-    print(f"\n{len(rows)} cases, grid x{args.downsample:g}: mean " + " / ".join(f"{mean[r]:.3f}" for r in REGIONS)
-          + "; lowest " + ", ".join(f"{r} {worst[r][r]:.3f} ({worst[r]['case']})" for r in REGIONS))
+    print(
+        f"\n{len(rows)} cases, grid x{args.downsample:g}: mean "
+        + " / ".join(f"{mean[r]:.3f}" for r in REGIONS)
+        + "; lowest "
+        + ", ".join(f"{r} {worst[r][r]:.3f} ({worst[r]['case']})" for r in REGIONS)
+    )
     if args.json:
         write_json_atomic({"downsample": args.downsample, "mean": mean, "cases": rows}, args.json)
     return 0

@@ -6,7 +6,8 @@ truth uses the 2012 convention (1 edema, 2 tumour core), so only two regions com
 Markdown row per prediction: Dice and volumes in ml.
 
     for k in 0 1 2 3 4; do
-        medseg3d predict runs/cv-brats/fold$k/last.safetensors ../shared/data/brats2012_mha -o ext/fold$k.nii.gz
+        medseg3d predict runs/cv-brats/fold$k/last.safetensors ../shared/data/brats2012_mha -o
+        ext/fold$k.nii.gz
     done
     python validation/score_brats2012.py ../shared/data/brats2012_mha/BRATS_HG0015_truth.mha ext/*.nii.gz
 """
@@ -27,9 +28,14 @@ def score(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> dict[str, flo
     """WT and TC Dice of a 0/1/2/4 prediction against a 0/1/2 (2012) truth, and the volumes in ml."""
     wt_p, wt_t = pred > 0, truth > 0
     tc_p, tc_t = np.isin(pred, (1, 4)), truth == 2
-    return {"dice_WT": dice(wt_p, wt_t), "dice_TC": dice(tc_p, tc_t),
-            "ml_WT": wt_p.sum() * voxel_ml, "ref_ml_WT": wt_t.sum() * voxel_ml,
-            "ml_TC": tc_p.sum() * voxel_ml, "ref_ml_TC": tc_t.sum() * voxel_ml}
+    return {
+        "dice_WT": dice(wt_p, wt_t),
+        "dice_TC": dice(tc_p, tc_t),
+        "ml_WT": wt_p.sum() * voxel_ml,
+        "ref_ml_WT": wt_t.sum() * voxel_ml,
+        "ml_TC": tc_p.sum() * voxel_ml,
+        "ref_ml_TC": tc_t.sum() * voxel_ml,
+    }
 
 
 def main(argv=None) -> int:
@@ -40,17 +46,23 @@ def main(argv=None) -> int:
     truth = read_volume(args.truth)
     t = np.asarray(truth.array)
     if not set(np.unique(t).tolist()) <= {0, 1, 2}:
-        sys.exit(f"error: {args.truth} has labels {sorted(np.unique(t).tolist())}; a 2012 truth map has 0, 1, 2")
+        sys.exit(
+            f"error: {args.truth} has labels {sorted(np.unique(t).tolist())}; a 2012 truth map has 0, 1, 2"
+        )
     voxel_ml = float(np.prod(truth.spacing)) / 1000
     print("| prediction | WT | TC | WT ml (truth) | TC ml (truth) |\n|---|---|---|---|---|")
     for path in args.preds:
         pred = read_volume(path)
         if pred.shape != truth.shape or not np.allclose(pred.affine, truth.affine, atol=1e-3):
-            sys.exit(f"error: {path} is not on the truth's grid (shape {pred.shape} against {truth.shape}); "
-                     "predict from the 2012 case itself")
+            sys.exit(
+                f"error: {path} is not on the truth's grid (shape {pred.shape} against {truth.shape}); "
+                "predict from the 2012 case itself"
+            )
         s = score(np.asarray(pred.array), t, voxel_ml)
-        print(f"| {path} | {s['dice_WT']:.3f} | {s['dice_TC']:.3f} | {s['ml_WT']:.1f} ({s['ref_ml_WT']:.1f}) | "
-              f"{s['ml_TC']:.1f} ({s['ref_ml_TC']:.1f}) |")
+        print(
+            f"| {path} | {s['dice_WT']:.3f} | {s['dice_TC']:.3f} | {s['ml_WT']:.1f} ({s['ref_ml_WT']:.1f}) | "
+            f"{s['ml_TC']:.1f} ({s['ref_ml_TC']:.1f}) |"
+        )
     return 0
 
 

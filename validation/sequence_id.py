@@ -44,9 +44,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def _example(volumes: dict, kind: str, group: str, name: str) -> dict:
     arrays = [volumes[m].array.astype(np.float32) for m in SEQUENCES]
     samples, joint = sample_channels(arrays, [volumes[m].spacing for m in SEQUENCES])
-    return {"kind": kind, "group": group, "name": name, "features": np.stack([channel_features(s) for s in samples]),
-            "samples": [s[:: max(1, s.size // 100_000)] for s in samples],
-            "joint": None if joint is None else joint[:, :: max(1, joint.shape[1] // 100_000)]}
+    return {
+        "kind": kind,
+        "group": group,
+        "name": name,
+        "features": np.stack([channel_features(s) for s in samples]),
+        "samples": [s[:: max(1, s.size // 100_000)] for s in samples],
+        "joint": None if joint is None else joint[:, :: max(1, joint.shape[1] // 100_000)],
+    }
 
 
 def collect(data: Path) -> list[dict]:
@@ -72,7 +77,8 @@ def collect(data: Path) -> list[dict]:
 
 def fit(examples: list[dict], shrink: float = 0.15) -> dict:
     """Gaussian per sequence with a shared, shrunk covariance; a symmetric logistic on the pair statistic;
-    a temperature that softens the per-channel scores so that a held-out patient's share is not overconfident."""
+    a temperature that softens the per-channel scores so that a held-out patient's share is not
+    overconfident."""
     x = np.concatenate([e["features"] for e in examples])
     y = np.tile(np.arange(4), len(examples))
     centre, scale = x.mean(0), x.std(0) + 1e-6
@@ -85,8 +91,14 @@ def fit(examples: list[dict], shrink: float = 0.15) -> dict:
     # T1ce against T1: the statistic for (t1ce, t1) and its negative for (t1, t1ce); logistic without bias
     stats = [pair_brighter(e["joint"][2], e["joint"][1]) for e in examples if e["joint"] is not None]
     w = _symmetric_logistic(np.asarray(stats))
-    return {"centre": centre, "scale": scale, "means": means, "precision": precision, "pair_logistic": [w, 0.0],
-            "temperature": 1.0}
+    return {
+        "centre": centre,
+        "scale": scale,
+        "means": means,
+        "precision": precision,
+        "pair_logistic": [w, 0.0],
+        "temperature": 1.0,
+    }
 
 
 def _symmetric_logistic(s: np.ndarray, l2: float = 0.1) -> float:
@@ -106,8 +118,13 @@ def score(example: dict, params: dict) -> list[tuple[tuple[str, ...], tuple[str,
 
     feats = np.stack([channel_features(s) for s in example["samples"]])
     joint = example["joint"]
-    pair = None if joint is None else np.array([[pair_brighter(joint[i], joint[j]) if i != j else 0.0
-                                                 for j in range(4)] for i in range(4)])
+    pair = (
+        None
+        if joint is None
+        else np.array(
+            [[pair_brighter(joint[i], joint[j]) if i != j else 0.0 for j in range(4)] for i in range(4)]
+        )
+    )
     out = []
     for perm in itertools.permutations(range(4)):
         p = list(perm)
@@ -126,20 +143,29 @@ def evaluate(examples: list[dict]) -> list[dict]:
         params = fit([e for e in examples if e["group"] != group])
         for e in (e for e in examples if e["group"] == group):
             for truth, got, conf in score(e, params):
-                rows.append({"kind": e["kind"], "name": e["name"], "truth": truth, "got": got, "confidence": conf})
+                rows.append(
+                    {"kind": e["kind"], "name": e["name"], "truth": truth, "got": got, "confidence": conf}
+                )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = [(f"| examples | tests | all four right | confident (>= {CONFIDENT:.2f}) | confident and wrong | "
-             "right among confident |"), "|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"| examples | tests | all four right | confident (>= {CONFIDENT:.2f}) | confident and wrong | "
+            "right among confident |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
     for kind in list(dict.fromkeys(r["kind"] for r in rows)) + ["all"]:
         rs = [r for r in rows if kind in ("all", r["kind"])]
         right = sum(r["truth"] == r["got"] for r in rs)
         conf = [r for r in rs if r["confidence"] >= CONFIDENT]
         wrong = sum(r["truth"] != r["got"] for r in conf)
-        lines.append(f"| {kind} ({len({r['name'] for r in rs})}) | {len(rs)} | {right / len(rs):.1%} | "
-                     f"{len(conf) / len(rs):.1%} | {wrong} | {(len(conf) - wrong) / max(len(conf), 1):.1%} |")
+        lines.append(
+            f"| {kind} ({len({r['name'] for r in rs})}) | {len(rs)} | {right / len(rs):.1%} | "
+            f"{len(conf) / len(rs):.1%} | {wrong} | {(len(conf) - wrong) / max(len(conf), 1):.1%} |"
+        )
     lines += ["", "| pair | channels of the two sequences told apart |", "|---|---|"]
     for a in range(4):
         for b in range(a + 1, 4):
@@ -160,8 +186,10 @@ def table(rows: list[dict]) -> str:
                 continue
             seen.add(r["name"])
             n = sum(m["name"] == r["name"] for m in mistakes)
-            lines.append(f"- {r['name']}: {n} of 24 orders wrong, e.g. {', '.join(r['truth'])} -> "
-                         f"{', '.join(r['got'])} ({r['confidence']:.3f})")
+            lines.append(
+                f"- {r['name']}: {n} of 24 orders wrong, e.g. {', '.join(r['truth'])} -> "
+                f"{', '.join(r['got'])} ({r['confidence']:.3f})"
+            )
     return "\n".join(lines)
 
 

@@ -1,8 +1,8 @@
 """Does the uncertainty mean something? ECE before/after temperature scaling and confidence vs Dice.
 
 Runs the bundled model on the shared cases it was not trained on (the 7 CBICA cases added after its training:
-its card lists the 20 it saw), each with 8 mirrored passes (:func:`medseg3d.uncertainty.mirrored_uncertainty`),
-and measures on every case:
+its card lists the 20 it saw), each with 8 mirrored passes
+(:func:`medseg3d.uncertainty.mirrored_uncertainty`), and measures on every case:
 
 * the time of one pass (what ``predict`` does by default), of 2 passes and of 8 passes (first case only);
 * Dice WT/TC/ET of the mirrored prediction against the reference, and the per-case confidence;
@@ -44,18 +44,27 @@ from medseg3d.uncertainty import (
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018"))
+    parser.add_argument(
+        "--data", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/brats2018")
+    )
     parser.add_argument("--cases", type=int, default=7)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     loaded = load_model("brats", "cpu")
     seen = set(model_card("brats").get("train_cases", []))
     # channels in the model's order, as predict does
-    cases = [c.select(loaded.modalities) for c in find_cases(Path(args.data)) if c.case_id not in seen][: args.cases]
+    cases = [c.select(loaded.modalities) for c in find_cases(Path(args.data)) if c.case_id not in seen][
+        : args.cases
+    ]
     sliding, overlap = loaded.inference_settings(None, None)
     patch = loaded.meta.patch if sliding else None
-    opts = dict(kind=loaded.kind, patch=patch, overlap=overlap, device=loaded.device,
-                precision=loaded.compute_precision())
+    opts = dict(
+        kind=loaded.kind,
+        patch=patch,
+        overlap=overlap,
+        device=loaded.device,
+        precision=loaded.compute_precision(),
+    )
     scheme = loaded.scheme
     rows, single, mirrored, refs, brains, zones = [], [], [], [], [], []
     for case in cases:
@@ -116,9 +125,13 @@ def main(argv=None) -> int:
     summary = {}
     for name, probs_list in (("1 pass", single), ("8 mirrored passes", mirrored)):
         before, after, before_zone, after_zone, temps = loo(probs_list)
-        summary[name] = {"ece_brain_before": round(before, 5), "ece_brain_after": round(after, 5),
-                         "ece_tumour_zone_before": round(before_zone, 5), "ece_tumour_zone_after": round(after_zone, 5),
-                         "temperatures": [[round(v, 3) for v in t] for t in temps]}
+        summary[name] = {
+            "ece_brain_before": round(before, 5),
+            "ece_brain_after": round(after, 5),
+            "ece_tumour_zone_before": round(before_zone, 5),
+            "ece_tumour_zone_after": round(after_zone, 5),
+            "temperatures": [[round(v, 3) for v in t] for t in temps],
+        }
     conf = [r["confidence"] for r in rows]
     for region in scheme.regions:
         rho, p = spearmanr(conf, [r[f"dice_{region}"] for r in rows])
@@ -127,7 +140,9 @@ def main(argv=None) -> int:
     summary["time_ratio_8pass"] = round(rows[0]["s_8pass"] / rows[0]["s_1pass"], 2)
     print(json.dumps(summary, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps({"cases": rows, "summary": summary}, indent=1), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps({"cases": rows, "summary": summary}, indent=1), encoding="utf-8"
+        )
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Usage:
     python scripts/bundle_model.py RUN_DIR --name brats --metrics PRED_DIR/metrics.csv [--model best]
-    python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant last \
+    python scripts/bundle_model.py CV_DIR --ensemble --name brats-v2 --model last --cv CV_DIR --cv-variant
+    last \
         --metrics CV_DIR/pooled.csv            # the fold models of a cross-validation as one ensemble
     python scripts/bundle_model.py --members runs/v2-v1 runs/v2-strong --name brats-v2 --model last \
         --cv runs/cv27-v1 --cv-variant ens-cv27-strong-sw --metrics POOLED.csv --sliding-window
@@ -41,11 +42,20 @@ def cross_validation(root: Path, variant: str) -> dict:
     summary = {}
     for r in REGIONS:
         values = [v[r] for v in per_fold.values()]
-        summary[f"dice_{r}"] = (f"{nan_mean(values):.3f} +- {nan_sd(values):.3f}" if len(values) > 1
-                                else f"{nan_mean(values):.3f} (one fold: no SD)")
+        summary[f"dice_{r}"] = (
+            f"{nan_mean(values):.3f} +- {nan_sd(values):.3f}"
+            if len(values) > 1
+            else f"{nan_mean(values):.3f} (one fold: no SD)"
+        )
     planned = planned_folds(root) or len(means)
-    return {"folds": len(means), "folds_planned": max(planned, len(means)), "complete": len(means) >= planned,
-            "weights": variant, "mean_sd_over_folds": summary, "per_fold": per_fold}
+    return {
+        "folds": len(means),
+        "folds_planned": max(planned, len(means)),
+        "complete": len(means) >= planned,
+        "weights": variant,
+        "mean_sd_over_folds": summary,
+        "per_fold": per_fold,
+    }
 
 
 KEYS = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
@@ -53,13 +63,16 @@ KEYS = ["dice_WT", "dice_TC", "dice_ET", "hd95_WT", "hd95_TC", "hd95_ET"]
 
 def scores(rows: list[dict]) -> dict:
     """The card's held-out scores: the mean of each metric and every case's values."""
+
     def mean(k):
         values = [float(r[k]) for r in rows if r.get(k) not in (None, "", "nan")]
         return round(float(np.mean(values)), 4) if values else None
 
-    return {"held_out_scores": {k: mean(k) for k in KEYS},
-            "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in KEYS} for r in rows},
-            "worst_cases": worst_cases(rows)}
+    return {
+        "held_out_scores": {k: mean(k) for k in KEYS},
+        "held_out_per_case": {r["case"]: {k: round(float(r[k]), 4) for k in KEYS} for r in rows},
+        "worst_cases": worst_cases(rows),
+    }
 
 
 def worst_cases(rows: list[dict], n: int = 3) -> dict:
@@ -77,34 +90,50 @@ def set_inference(args, card: dict) -> None:
     """Write the inference default (sliding window or whole volume) into the bundled file and its card."""
     from medseg3d.checkpoint import rewrite_model_metadata
 
-    inference = {"sliding_window": bool(args.sliding_window), "overlap": args.overlap, "precision": args.precision}
+    inference = {
+        "sliding_window": bool(args.sliding_window),
+        "overlap": args.overlap,
+        "precision": args.precision,
+    }
     if getattr(args, "refiner", None):
-        card["total_training"] = total_training(card, args.refiner)  # checks the refiner is bundled: before writing
+        # checks the refiner is bundled: before writing
+        card["total_training"] = total_training(card, args.refiner)
         inference["refiner"] = args.refiner
     if getattr(args, "max_distance", 0.0):
         inference["max_distance_mm"] = args.max_distance
     rewrite_model_metadata(WEIGHTS / f"{args.name}.safetensors", {"inference": inference})
-    card["inference"] = (f"windows of the training patch, overlap {args.overlap}" if args.sliding_window
-                         else "the whole cropped volume in one pass")
+    card["inference"] = (
+        f"windows of the training patch, overlap {args.overlap}"
+        if args.sliding_window
+        else "the whole cropped volume in one pass"
+    )
     if args.precision == "mixed":
         card["inference"] += "; mixed precision (bfloat16 on CPUs with native bfloat16, else float32)"
     if getattr(args, "refiner", None):
         card["inference"] += f"; then the bundled refiner {args.refiner} in the box around the tumour"
     if getattr(args, "max_distance", 0.0):
-        card["inference"] += (f"; then tumour components farther than {args.max_distance:g} mm from the largest one "
-                              "are removed (--max-distance; 0 turns it off)")
+        card["inference"] += (
+            f"; then tumour components farther than {args.max_distance:g} mm from the largest one "
+            "are removed (--max-distance; 0 turns it off)"
+        )
 
 
 def total_training(card: dict, refiner: str) -> str:
-    """The training time of a cascade: this model's minutes plus its bundled refiner's (bundle the refiner first)."""
+    """The training time of a cascade: this model's minutes plus its bundled refiner's (bundle the refiner
+    first)."""
     path = WEIGHTS / f"{refiner}.json"
     if not path.is_file():
         raise SystemExit(f"{refiner}: no bundled refiner of that name ({path}); bundle the refiner first")
-    own, other = card.get("training_minutes"), json.loads(path.read_text(encoding="utf-8")).get("training_minutes")
+    own, other = (
+        card.get("training_minutes"),
+        json.loads(path.read_text(encoding="utf-8")).get("training_minutes"),
+    )
     if own is None or other is None:
         return f"not recorded (card without training_minutes: {card['name'] if own is None else refiner})"
-    return (f"{own + other} min of training on a 2-core CPU in all: {own} min this model, {other} min its "
-            f"refiner {refiner}")
+    return (
+        f"{own + other} min of training on a 2-core CPU in all: {own} min this model, {other} min its "
+        f"refiner {refiner}"
+    )
 
 
 def make_default(name: str, alias: str) -> None:
@@ -116,7 +145,8 @@ def make_default(name: str, alias: str) -> None:
 
 
 def update_card(args) -> None:
-    """--keep-weights: new held-out scores, cross-validation, note and inference default for the same weights."""
+    """--keep-weights: new held-out scores, cross-validation, note and inference default for the same
+    weights."""
     path = WEIGHTS / f"{args.name}.json"
     card = json.loads(path.read_text(encoding="utf-8"))
     with open(args.metrics, newline="") as f:
@@ -129,37 +159,75 @@ def update_card(args) -> None:
         card["note"] = args.note
     set_inference(args, card)
     write_json_atomic(card, path)
-    print(json.dumps({k: card[k] for k in ("name", "held_out_scores", "cross_validation", "inference")}, indent=1))
+    print(
+        json.dumps(
+            {k: card[k] for k in ("name", "held_out_scores", "cross_validation", "inference")}, indent=1
+        )
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, nargs="?", help="the training run whose weights are bundled")
-    p.add_argument("--keep-weights", action="store_true", help="keep the bundled weights and the card's training "
-                   "record; update its scores (--metrics, --cv), note and inference default")
+    p.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="keep the bundled weights and the card's training "
+        "record; update its scores (--metrics, --cv), note and inference default",
+    )
     p.add_argument("--name", default="brats")
     p.add_argument("--model", default="best", choices=["best", "last", "model"])
     p.add_argument("--metrics", type=Path, required=True, help="metrics.csv of the held-out cases")
     p.add_argument("--note", default="", help="one sentence on what the scores mean")
-    p.add_argument("--cv", type=Path, help="scripts/crossval.sh output of the same preset: adds per-fold "
-                   "cross-validated scores to the card (then --metrics is its pooled held-out CSV)")
-    p.add_argument("--cv-variant", default="last", help="which weights of the folds were scored (last, best, "
-                   "last-sw: the last weights in windows of the training patch)")
-    p.add_argument("--sliding-window", action="store_true", help="the bundled file asks to be run in windows of "
-                   "its training patch (what --cv-variant last-sw scored); users can still pass --whole-volume")
+    p.add_argument(
+        "--cv",
+        type=Path,
+        help="scripts/crossval.sh output of the same preset: adds per-fold "
+        "cross-validated scores to the card (then --metrics is its pooled held-out CSV)",
+    )
+    p.add_argument(
+        "--cv-variant",
+        default="last",
+        help="which weights of the folds were scored (last, best, "
+        "last-sw: the last weights in windows of the training patch)",
+    )
+    p.add_argument(
+        "--sliding-window",
+        action="store_true",
+        help="the bundled file asks to be run in windows of "
+        "its training patch (what --cv-variant last-sw scored); users can still pass --whole-volume",
+    )
     p.add_argument("--overlap", type=float, default=0.5, help="with --sliding-window: the windows' overlap")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "mixed"],
-                   help="the precision the bundled file asks to be run in (users can still pass --precision)")
-    p.add_argument("--max-distance", type=float, default=0.0, metavar="MM",
-                   help="the bundled file removes tumour components farther than MM mm from the largest one by "
-                        "default (chosen by cross-validation: scripts/postprocess_sweep.py); 0: off")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "mixed"],
+        help="the precision the bundled file asks to be run in (users can still pass --precision)",
+    )
+    p.add_argument(
+        "--max-distance",
+        type=float,
+        default=0.0,
+        metavar="MM",
+        help="the bundled file removes tumour components farther than MM mm from the largest one by "
+        "default (chosen by cross-validation: scripts/postprocess_sweep.py); 0: off",
+    )
     p.add_argument("--refiner", help="the bundled refiner (its name) this model runs in a cascade by default")
     p.add_argument("--default-for", metavar="ALIAS", help="make this model what ALIAS names (e.g. brats)")
-    p.add_argument("--ensemble", action="store_true", help="RUN_DIR is a cross-validation (scripts/crossval.sh): "
-                   "bundle its fold models as one ensemble (medseg3d ensemble); the card's scores are the fold "
-                   "models' on the cases each did not see")
-    p.add_argument("--members", type=Path, nargs="+", help="training runs on all cases (--all-cases) to bundle "
-                   "as one ensemble (instead of RUN_DIR); --cv/--cv-variant: the same ensemble cross-validated")
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="RUN_DIR is a cross-validation (scripts/crossval.sh): "
+        "bundle its fold models as one ensemble (medseg3d ensemble); the card's scores are the fold "
+        "models' on the cases each did not see",
+    )
+    p.add_argument(
+        "--members",
+        type=Path,
+        nargs="+",
+        help="training runs on all cases (--all-cases) to bundle "
+        "as one ensemble (instead of RUN_DIR); --cv/--cv-variant: the same ensemble cross-validated",
+    )
     args = p.parse_args()
     if (args.run is None and not args.members) != args.keep_weights or (args.run and args.members):
         p.error("give one of RUN_DIR, --members RUN... or --keep-weights")
@@ -195,46 +263,68 @@ def undisturbed_minutes(log: list[dict]) -> int:
     return round(len(log) * float(np.median([float(r["epoch_seconds"]) for r in log])) / 60)
 
 
-LICENCE = ("weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
-           "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use.")
+LICENCE = (
+    "weights: Apache-2.0 like the code; trained on BraTS 2018 data, which are for research use "
+    "(cite Menze et al. 2015, Bakas et al. 2017 and 2018). Not for clinical use."
+)
 
 
 def train_options(config: dict) -> str:
-    """The options of ``medseg3d train`` that made a run: its preset, and the augmentation and budget it changed."""
-    return (f"--preset {config['preset']}"
-            + (f" --augment {config['augment']}" if config.get("augment", "default") != "default" else "")
-            + (f" --minutes {config['minutes']:g}" if config.get("minutes") else ""))
+    """The options of ``medseg3d train`` that made a run: its preset, and the augmentation and budget it
+    changed."""
+    return (
+        f"--preset {config['preset']}"
+        + (f" --augment {config['augment']}" if config.get("augment", "default") != "default" else "")
+        + (f" --minutes {config['minutes']:g}" if config.get("minutes") else "")
+    )
 
 
 def ensemble_command(args, folders: list[Path]) -> str:
     """``medseg3d ensemble`` of the folders' ``args.model`` weights into ``args.name``.safetensors."""
-    return (f"medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folders)} -o "
-            f"{args.name}.safetensors")
+    return (
+        f"medseg3d ensemble {' '.join(str(f / (args.model + '.safetensors')) for f in folders)} -o "
+        f"{args.name}.safetensors"
+    )
 
 
 def bundle_ensemble(args) -> None:
     """The fold models of the cross-validation ``args.run`` as one bundled ensemble, with their card."""
-    folds = sorted((p for p in args.run.glob("fold*") if (p / f"{args.model}.safetensors").is_file()),
-                   key=lambda p: p.name)
+    folds = sorted(
+        (p for p in args.run.glob("fold*") if (p / f"{args.model}.safetensors").is_file()),
+        key=lambda p: p.name,
+    )
     if len(folds) < 2:
-        raise SystemExit(f"{args.run}: fewer than 2 fold folders with {args.model}.safetensors; finish the folds first")
+        raise SystemExit(
+            f"{args.run}: fewer than 2 fold folders with {args.model}.safetensors; finish the folds first"
+        )
     runs = [read_run(f) for f in folds]
     first = runs[0][0]
     fold_list = " ".join(f.name for f in folds)
-    command = (f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} {first['split_file']} "
-               f"{args.run} {train_options(first)}; {ensemble_command(args, folds)}")
+    command = (
+        f"FOLDS='{fold_list.replace('fold', '')}' scripts/crossval.sh {first['dataset']} "
+        f"{first['split_file']} {args.run} {train_options(first)}; {ensemble_command(args, folds)}"
+    )
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
-    write_ensemble(args, folds, runs, command, trained_on=(
-        f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the {len(folds)} fold "
-        f"models of a seeded {len(folds)}-fold cross-validation, each trained on "
-        f"{_span(len(c['train_cases']) for c, _ in runs)} of them"), weights=f"{args.model}.safetensors of each fold",
-        note="held-out scores are the members' own, each on the cases it did not see (the ensemble saw every case)",
-        cv=args.cv or args.run)
+    write_ensemble(
+        args,
+        folds,
+        runs,
+        command,
+        trained_on=(
+            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of the "
+            f"{len(folds)} fold models of a seeded {len(folds)}-fold cross-validation, each trained on "
+            f"{_span(len(c['train_cases']) for c, _ in runs)} of them"
+        ),
+        weights=f"{args.model}.safetensors of each fold",
+        note="held-out scores are the members' own, "
+        "each on the cases it did not see (the ensemble saw every case)",
+        cv=args.cv or args.run,
+    )
 
 
 def bundle_members(args) -> None:
-    """Runs trained on all cases (``args.members``) as one bundled ensemble; its card's scores are those of the
-    same ensemble cross-validated (``--cv`` and ``--cv-variant``, e.g. scripts/crossval_ensemble.py's
+    """Runs trained on all cases (``args.members``) as one bundled ensemble; its card's scores are those of
+    the same ensemble cross-validated (``--cv`` and ``--cv-variant``, e.g. scripts/crossval_ensemble.py's
     ``ens-...-sw``; ``--metrics`` its pooled held-out rows)."""
     if len(args.members) < 2:
         raise SystemExit("--members: give at least 2 training runs")
@@ -243,20 +333,41 @@ def bundle_members(args) -> None:
     runs = [read_run(r) for r in args.members]
     partial = [str(r) for r, (config, _) in zip(args.members, runs) if not config.get("all_cases")]
     if partial:
-        raise SystemExit(f"{', '.join(partial)}: not trained on all cases (--all-cases); a bundled member must be")
-    command = "; ".join([*(f"medseg3d train {c['dataset']} --out {r} --all-cases {train_options(c)}"
-                           for r, (c, _) in zip(args.members, runs)), ensemble_command(args, args.members)])
+        raise SystemExit(
+            f"{', '.join(partial)}: not trained on all cases (--all-cases); a bundled member must be"
+        )
+    command = "; ".join(
+        [
+            *(
+                f"medseg3d train {c['dataset']} --out {r} --all-cases {train_options(c)}"
+                for r, (c, _) in zip(args.members, runs)
+            ),
+            ensemble_command(args, args.members),
+        ]
+    )
     cases = sorted({c for config, _ in runs for c in config["train_cases"]})
     recipes = "; ".join(f"{r.name}: {train_options(c)}" for r, (c, _) in zip(args.members, runs))
-    write_ensemble(args, list(args.members), runs, command, trained_on=(
-        f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of {len(runs)} models, "
-        f"each trained on all of them ({recipes})"), weights=f"{args.model}.safetensors of each run",
-        note=("held-out scores: the same ensemble cross-validated, each fold's members trained alike on the other "
-              "cases and scored on that fold's cases, which none of them saw"), cv=args.cv)
+    write_ensemble(
+        args,
+        list(args.members),
+        runs,
+        command,
+        trained_on=(
+            f"{len(cases)} BraTS 2018 training cases (../shared/data/brats2018): an ensemble of {len(runs)} "
+            f"models, each trained on all of them ({recipes})"
+        ),
+        weights=f"{args.model}.safetensors of each run",
+        note=(
+            "held-out scores: the same ensemble cross-validated, each fold's members trained alike on the "
+            "other cases and scored on that fold's cases, which none of them saw"
+        ),
+        cv=args.cv,
+    )
 
 
-def write_ensemble(args, folders: list[Path], runs: list, command: str, *, trained_on: str, weights: str, note: str,
-                   cv: Path) -> None:
+def write_ensemble(
+    args, folders: list[Path], runs: list, command: str, *, trained_on: str, weights: str, note: str, cv: Path
+) -> None:
     """Write the ensemble of ``folders``' ``args.model`` weights into the package with its card."""
     from medseg3d.models.ensemble import make_ensemble
 
@@ -271,35 +382,47 @@ def write_ensemble(args, folders: list[Path], runs: list, command: str, *, train
         "train_cases": sorted({c for config, _ in runs for c in config["train_cases"]}),
         "held_out_cases": sorted(r["case"] for r in rows),
         "command": command,
-        "training_time": (f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(runs)} members together "
-                          f"({', '.join(map(str, wall))}); {sum(alone)} min undisturbed (epochs x median epoch), "
-                          f"{runs[0][1][-1]['iteration']} iterations each" + _threads(runs)),
+        "training_time": (
+            f"{sum(wall)} min of wall clock on a 2-core CPU for the {len(runs)} members together "
+            f"({', '.join(map(str, wall))}); {sum(alone)} min undisturbed (epochs x median epoch), "
+            f"{runs[0][1][-1]['iteration']} iterations each" + _threads(runs)
+        ),
         "training_minutes": sum(wall),
         "weights": weights,
         **scores(rows),
         "note": args.note or note,
         "cross_validation": cross_validation(cv, args.cv_variant),
         "licence": LICENCE,
-        "provenance": "trained with medseg3d " + first["software"]["medseg3d"] + ", torch " + first["software"]["torch"],
+        "provenance": "trained with medseg3d "
+        + first["software"]["medseg3d"]
+        + ", torch "
+        + first["software"]["torch"],
     }
     WEIGHTS.mkdir(exist_ok=True)
-    make_ensemble([f / f"{args.model}.safetensors" for f in folders], WEIGHTS / f"{args.name}.safetensors",
-                  name=args.name)
+    make_ensemble(
+        [f / f"{args.model}.safetensors" for f in folders],
+        WEIGHTS / f"{args.name}.safetensors",
+        name=args.name,
+    )
     set_inference(args, card)
     write_json_atomic(card, WEIGHTS / f"{args.name}.json")
-    print(json.dumps({k: card[k] for k in ("name", "trained_on", "training_time", "held_out_scores")}, indent=1))
+    print(
+        json.dumps({k: card[k] for k in ("name", "trained_on", "training_time", "held_out_scores")}, indent=1)
+    )
 
 
 def _threads(runs: list) -> str:
-    """``"; 1 thread each, 2.0 core-hours (wall clock x threads)"`` from the runs' recorded threads (their last
-    start), or nothing if a run did not record them."""
+    """``"; 1 thread each, 2.0 core-hours (wall clock x threads)"`` from the runs' recorded threads (their
+    last start), or nothing if a run did not record them."""
     threads = [c.get("software", {}).get("threads") for c, _ in runs]
     if None in threads:
         return ""
     core_hours = sum(wall_minutes(log) * t for (_, log), t in zip(runs, threads)) / 60
     kinds = sorted(set(threads))
-    return (f"; {'/'.join(map(str, kinds))} thread{'s' if kinds[-1] > 1 else ''} each, {core_hours:.1f} core-hours "
-            "(wall clock x threads)")
+    return (
+        f"; {'/'.join(map(str, kinds))} thread{'s' if kinds[-1] > 1 else ''} each, {core_hours:.1f} "
+        "core-hours (wall clock x threads)"
+    )
 
 
 def _span(values) -> str:
@@ -314,9 +437,15 @@ def bundle_run(args) -> None:
     with open(args.metrics, newline="") as f:
         rows = list(csv.DictReader(f))
 
-    command = (f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
-               + (f" --fold {config['fold']} --split-file {config['split_file']}" if config.get("fold") is not None else "")
-               + (" --all-cases" if config.get("all_cases") else ""))
+    command = (
+        f"medseg3d train {config['dataset']} --out {args.run} --preset {config['preset']}"
+        + (
+            f" --fold {config['fold']} --split-file {config['split_file']}"
+            if config.get("fold") is not None
+            else ""
+        )
+        + (" --all-cases" if config.get("all_cases") else "")
+    )
     minutes = wall_minutes(log)
     held_out = config["val_cases"]
     if args.cv:  # every case was held out once by the cross-validation of the same preset
@@ -324,26 +453,34 @@ def bundle_run(args) -> None:
     card = {
         "name": args.name,
         "trained_on": f"{len(config['train_cases'])} BraTS 2018 training cases (../shared/data/brats2018)"
-                      + (f", fold {config['fold']} of a seeded 5-fold split" if config.get("fold") is not None else ""),
+        + (f", fold {config['fold']} of a seeded 5-fold split" if config.get("fold") is not None else ""),
         "train_cases": config["train_cases"],
         "held_out_cases": held_out,
         "command": command,
         "training_time": f"{minutes} min of training on a 2-core CPU, {log[-1]['epoch']} epochs, "
-                         f"{log[-1]['iteration']} iterations",
+        f"{log[-1]['iteration']} iterations",
         "training_minutes": minutes,
         "weights": f"{args.model}.safetensors of the run"
-                   + (" (best validation score)" if args.model == "best" else ""),
+        + (" (best validation score)" if args.model == "best" else ""),
         **scores(rows),
         "note": args.note,
         **({"cross_validation": cross_validation(args.cv, args.cv_variant)} if args.cv else {}),
         "licence": LICENCE,
-        "provenance": "trained with medseg3d " + config["software"]["medseg3d"] + ", torch " + config["software"]["torch"],
+        "provenance": "trained with medseg3d "
+        + config["software"]["medseg3d"]
+        + ", torch "
+        + config["software"]["torch"],
     }
     WEIGHTS.mkdir(exist_ok=True)
     shutil.copyfile(args.run / f"{args.model}.safetensors", WEIGHTS / f"{args.name}.safetensors")
     set_inference(args, card)
     write_json_atomic(card, WEIGHTS / f"{args.name}.json")
-    print(json.dumps({k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")}, indent=1))
+    print(
+        json.dumps(
+            {k: card[k] for k in ("name", "trained_on", "command", "training_time", "held_out_scores")},
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

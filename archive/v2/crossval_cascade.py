@@ -1,9 +1,10 @@
-"""Score the cascade (medseg3d.cascade) by cross-validation: each fold's coarse model refined by that fold's refiner.
+"""Score the cascade (medseg3d.cascade) by cross-validation: each fold's coarse model refined by that fold's
+refiner.
 
-For every fold K whose coarse run (``COARSE/foldK``, from ``scripts/crossval.sh ... --preset brats``) and refiner
-run (``REFINE/foldK``, ``--preset brats-refine``, the same split) are both done, the fold's held-out cases are
-segmented on their original grid and scored (``medseg3d evaluate --labels brats --hd95-penalty``). The
-prediction folders go into the coarse run (``COARSE/foldK/pred-<variant>``) so that
+For every fold K whose coarse run (``COARSE/foldK``, from ``scripts/crossval.sh ... --preset brats``) and
+refiner run (``REFINE/foldK``, ``--preset brats-refine``, the same split) are both done, the fold's held-out
+cases are segmented on their original grid and scored (``medseg3d evaluate --labels brats --hd95-penalty``).
+The prediction folders go into the coarse run (``COARSE/foldK/pred-<variant>``) so that
 ``python scripts/crossval_report.py COARSE`` sets them beside the coarse model's own variants, case by case:
 
 * ``cascade-box``: the coarse model in one whole-volume pass, the refiner in one pass over the box;
@@ -36,17 +37,21 @@ def variants(windows: bool) -> dict[str, tuple[bool, bool]]:
 
 
 def with_refiner_windows(coarse, windows: bool):
-    """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that the
-    loaded models and their metadata stay as read."""
+    """``coarse`` whose refiner runs in windows of its patch (or in one pass over the box): a copy, so that
+    the loaded models and their metadata stay as read."""
     inference = {**coarse.refiner.meta.inference, "sliding_window": windows}
-    return replace(coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference)))
+    return replace(
+        coarse, refiner=replace(coarse.refiner, meta=replace(coarse.refiner.meta, inference=inference))
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("coarse", type=Path, help="cross-validation folder of the coarse model (foldK/done)")
     parser.add_argument("refine", type=Path, help="cross-validation folder of the refiner (same split)")
-    parser.add_argument("--windows", action="store_true", help="also score the refiner in windows of its patch")
+    parser.add_argument(
+        "--windows", action="store_true", help="also score the refiner in windows of its patch"
+    )
     parser.add_argument("--force", action="store_true", help="score again folds scored already")
     args = parser.parse_args()
     folds = sorted(p for p in args.refine.glob("fold[0-9]*") if (p / "done").exists())
@@ -65,8 +70,14 @@ def main() -> None:
                 continue
             model = with_refiner_windows(coarse, refine_windows)
             for case in find_cases(held):  # case by case: a folder of one case is not a dataset to predict
-                predict(model, [held / case.case_id], out / f"{case.case_id}.nii.gz", sliding_window=coarse_windows,
-                        force=True, progress=False)
+                predict(
+                    model,
+                    [held / case.case_id],
+                    out / f"{case.case_id}.nii.gz",
+                    sliding_window=coarse_windows,
+                    force=True,
+                    progress=False,
+                )
             run_cli(["evaluate", str(out), str(held), "--labels", "brats", "--hd95-penalty", "--quiet"])
             print(f"{run.name}: {name} scored in {out}")
 

@@ -31,9 +31,14 @@ def finished_folds(roots: list[Path]) -> list[int]:
         name = run.name
         if not name[4:].isdigit() or not all((root / name / "done").is_file() for root in roots):
             continue
-        splits = {json.loads((root / name / "config.json").read_text(encoding="utf-8")).get("split_file") for root in roots}
+        splits = {
+            json.loads((root / name / "config.json").read_text(encoding="utf-8")).get("split_file")
+            for root in roots
+        }
         if len(splits) != 1:
-            raise SystemExit(f"{name}: the folders were cross-validated on different splits ({sorted(map(str, splits))})")
+            raise SystemExit(
+                f"{name}: the folders were cross-validated on different splits ({sorted(map(str, splits))})"
+            )
         folds.append(int(name[4:]))
     return folds
 
@@ -54,9 +59,15 @@ def score(model: Path, held: Path, pred: Path, *options: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", type=Path, nargs="+", help="two or more scripts/crossval.sh OUT folders")
-    parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every fold all have finished)")
-    parser.add_argument("--windows", action="store_true", help="also score the ensemble in windows of the patch")
-    parser.add_argument("--weights", default="last", choices=["last", "best"], help="which weights of each fold")
+    parser.add_argument(
+        "--folds", type=int, nargs="+", help="only these folds (default: every fold all have finished)"
+    )
+    parser.add_argument(
+        "--windows", action="store_true", help="also score the ensemble in windows of the patch"
+    )
+    parser.add_argument(
+        "--weights", default="last", choices=["last", "best"], help="which weights of each fold"
+    )
     args = parser.parse_args(argv)
     if len(args.roots) < 2:
         parser.error("give two or more cross-validation folders")
@@ -68,13 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     for k in folds:
         first = args.roots[0] / f"fold{k}"
         model = first / f"ensemble-{tag}.safetensors"
-        run(["ensemble", *[str(root / f"fold{k}" / f"{args.weights}.safetensors") for root in args.roots],
-             "-o", str(model), "--force"])
+        run(
+            [
+                "ensemble",
+                *[str(root / f"fold{k}" / f"{args.weights}.safetensors") for root in args.roots],
+                "-o",
+                str(model),
+                "--force",
+            ]
+        )
         score(model, first / "heldout", first / f"pred-ens-{tag}", "--whole-volume")
         if args.windows:
             score(model, first / "heldout", first / f"pred-ens-{tag}-sw", "--sliding-window")
-    print(f"scored folds {folds}: python scripts/crossval_report.py {args.roots[0]} --reference last-sw "
-          f"--variant last-sw --variant ens-{tag}" + (f" --variant ens-{tag}-sw" if args.windows else ""))
+    print(
+        f"scored folds {folds}: python scripts/crossval_report.py {args.roots[0]} --reference last-sw "
+        f"--variant last-sw --variant ens-{tag}" + (f" --variant ens-{tag}-sw" if args.windows else "")
+    )
     return 0
 
 

@@ -71,8 +71,11 @@ def load_cases(root: Path, variant: str) -> dict[int, list[tuple[str, np.ndarray
 
 
 def region_dice(probs: np.ndarray, masks: np.ndarray, thresholds) -> list[float]:
-    """Dice of WT / TC / ET after thresholding and painting the regions into one label map, as predict does."""
-    values = get_scheme("brats").regions_to_values(probs > np.asarray(thresholds, dtype=np.float32)[:, None, None, None])
+    """Dice of WT / TC / ET after thresholding and painting the regions into one label map, as predict
+    does."""
+    values = get_scheme("brats").regions_to_values(
+        probs > np.asarray(thresholds, dtype=np.float32)[:, None, None, None]
+    )
     pred = region_masks(values)
     return [dice(pred[r], masks[r]) for r in range(len(REGIONS))]
 
@@ -83,7 +86,7 @@ def choose(cases, grid) -> list[float]:
     for r in range(len(REGIONS)):
         best = (-1.0, 0.5)
         for t in grid:
-            trial = chosen[:r] + [t] + chosen[r + 1:]
+            trial = chosen[:r] + [t] + chosen[r + 1 :]
             score = statistics.fmean(region_dice(p, m, trial)[r] for _, p, m in cases)
             # ties go to the threshold nearer 0.5
             if score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(t - 0.5) < abs(best[1] - 0.5)):
@@ -115,7 +118,9 @@ def main(argv=None) -> int:
         others = [c for k, cs in folds.items() if k != fold for c in cs]
         chosen[fold] = choose(others, grid)
         for case_id, probs, masks in cases:
-            rows.append((case_id, fold, region_dice(probs, masks, [0.5] * 3), region_dice(probs, masks, chosen[fold])))
+            rows.append(
+                (case_id, fold, region_dice(probs, masks, [0.5] * 3), region_dice(probs, masks, chosen[fold]))
+            )
 
     print(f"# Region thresholds chosen on the other folds ({args.root}, pred-{args.variant})\n")
     print("| fold | " + " | ".join(REGIONS) + " |\n|---|" + "---|" * len(REGIONS))
@@ -123,17 +128,29 @@ def main(argv=None) -> int:
         print(f"| {fold} | " + " | ".join(f"{v:.2f}" for v in t) + " |")
     print("\n| case | fold | Dice at 0.5 (WT / TC / ET) | Dice at the chosen thresholds |\n|---|---|---|---|")
     for case_id, fold, base, tuned in sorted(rows, key=lambda r: r[2][2]):
-        print(f"| {case_id} | {fold} | " + " / ".join(f"{v:.3f}" for v in base) + " | "
-              + " / ".join(f"{v:.3f}" for v in tuned) + " |")
-    print("\n| region | mean at 0.5 | mean chosen | paired difference | better / worse | Wilcoxon p |\n|---|---|---|---|---|---|")
+        print(
+            f"| {case_id} | {fold} | "
+            + " / ".join(f"{v:.3f}" for v in base)
+            + " | "
+            + " / ".join(f"{v:.3f}" for v in tuned)
+            + " |"
+        )
+    print(
+        "\n| region | mean at 0.5 | mean chosen | paired difference "
+        "| better / worse | Wilcoxon p |\n|---|---|---|---|---|---|"
+    )
     for r, name in enumerate(REGIONS):
         diffs = [tuned[r] - base[r] for _, _, base, tuned in rows]
-        print(f"| {name} | {statistics.fmean(b[r] for _, _, b, _ in rows):.3f} | "
-              f"{statistics.fmean(t[r] for _, _, _, t in rows):.3f} | {statistics.fmean(diffs):+.3f} | "
-              f"{sum(d > 1e-12 for d in diffs)} / {sum(d < -1e-12 for d in diffs)} | {_wilcoxon_p(diffs):.3g} |")
+        print(
+            f"| {name} | {statistics.fmean(b[r] for _, _, b, _ in rows):.3f} | "
+            f"{statistics.fmean(t[r] for _, _, _, t in rows):.3f} | {statistics.fmean(diffs):+.3f} | "
+            f"{sum(d > 1e-12 for d in diffs)} / {sum(d < -1e-12 for d in diffs)} | {_wilcoxon_p(diffs):.3g} |"
+        )
     all_cases = [c for cs in folds.values() for c in cs]
-    print(f"\nthresholds chosen on all {len(all_cases)} cases (for a final model): "
-          + ", ".join(f"{n} {t:.2f}" for n, t in zip(REGIONS, choose(all_cases, grid))))
+    print(
+        f"\nthresholds chosen on all {len(all_cases)} cases (for a final model): "
+        + ", ".join(f"{n} {t:.2f}" for n, t in zip(REGIONS, choose(all_cases, grid)))
+    )
     return 0
 
 

@@ -23,7 +23,9 @@ import numpy as np
 from medseg3d.datasets import find_cases
 from medseg3d.io import read_volume
 
-_spec = importlib.util.spec_from_file_location("crossval_thresholds", Path(__file__).with_name("crossval_thresholds.py"))
+_spec = importlib.util.spec_from_file_location(
+    "crossval_thresholds", Path(__file__).with_name("crossval_thresholds.py")
+)
 _thresholds = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_thresholds)
 REGIONS, region_dice = _thresholds.REGIONS, _thresholds.region_dice
@@ -50,11 +52,19 @@ def main(argv=None) -> int:
         masks = region_masks(np.asarray(read_volume(case.label).array))
         for c in combos:
             scores[c].append(region_dice(sum(probs[i] for i in c) / len(c), masks, [0.5] * len(REGIONS)))
-    print(f"| models ({len(scores[combos[0]])} cases) | " + " | ".join(REGIONS) + " |\n|---|" + "---|" * len(REGIONS))
+    print(
+        f"| models ({len(scores[combos[0]])} cases) | "
+        + " | ".join(REGIONS)
+        + " |\n|---|"
+        + "---|" * len(REGIONS)
+    )
     for c in combos:
         label = " + ".join(names[i] for i in c) + (" (average)" if len(c) > 1 else "")
-        print(f"| {label} | " + " | ".join(f"{statistics.fmean(s[r] for s in scores[c]):.3f}"
-                                          for r in range(len(REGIONS))) + " |")
+        print(
+            f"| {label} | "
+            + " | ".join(f"{statistics.fmean(s[r] for s in scores[c]):.3f}" for r in range(len(REGIONS)))
+            + " |"
+        )
     return 0
 
 

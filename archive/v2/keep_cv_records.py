@@ -6,8 +6,8 @@ preset, software), ``log.csv`` and ``curves.png`` (the training), its ``done`` m
 finished folds, e.g. ``scripts/learning_curves.py``, read the kept copy too), its ``robustness*.json``
 (``validation/pipeline_robustness.py`` on the other pipeline's case) and every scored variant's per-case
 ``pred-VARIANT/metrics.csv``. This copies those of every finished fold (``foldK/done``) from ``SOURCE`` into
-``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST`` read
-them as they read the run folder:
+``DEST`` in the same layout, so that ``scripts/crossval_report.py DEST`` and ``bundle_model.py --cv DEST``
+read them as they read the run folder:
 
     python scripts/keep_cv_records.py runs/cv27-v1 docs/runs/brats-v2-cv/cv27-v1 [--labels ens-cv27-strong-sw]
 
@@ -42,7 +42,8 @@ def records(fold: Path, labels: tuple[str, ...] = ()) -> list[Path]:
 
 
 def _copy_atomic(src: Path, dst: Path) -> bool:
-    """Copy ``src`` to ``dst`` through a temporary file; False (and nothing written) if they are already equal."""
+    """Copy ``src`` to ``dst`` through a temporary file; False (and nothing written) if they are already
+    equal."""
     if dst.is_file() and dst.read_bytes() == src.read_bytes():
         return False
     atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
@@ -53,8 +54,10 @@ def keep(source: Path, dest: Path, labels: tuple[str, ...] = ()) -> list[Path]:
     """Copy the records of ``source``'s finished folds into ``dest``; returns the files written."""
     if not source.is_dir():
         raise SystemExit(f"error: {source}: no such cross-validation folder")
-    folds = sorted((f for f in source.glob("fold*") if f.name[4:].isdigit() and (f / "done").is_file()),
-                   key=lambda f: int(f.name[4:]))
+    folds = sorted(
+        (f for f in source.glob("fold*") if f.name[4:].isdigit() and (f / "done").is_file()),
+        key=lambda f: int(f.name[4:]),
+    )
     if not folds:
         raise SystemExit(f"error: {source}: no finished fold (foldK/done); nothing to keep")
     written = []
@@ -69,11 +72,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="the cross-validation run folder (fold*/done)")
     parser.add_argument("dest", type=Path, help="where its records are kept (same layout)")
-    parser.add_argument("--labels", action="append", default=[], metavar="VARIANT",
-                        help="also keep pred-VARIANT's label maps (repeatable)")
+    parser.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="VARIANT",
+        help="also keep pred-VARIANT's label maps (repeatable)",
+    )
     args = parser.parse_args(argv)
     written = keep(args.source, args.dest, tuple(args.labels))
-    print(f"{args.source} -> {args.dest}: {len(written)} file(s) written" + "".join(f"\n  {p}" for p in written))
+    print(
+        f"{args.source} -> {args.dest}: {len(written)} file(s) written" + "".join(f"\n  {p}" for p in written)
+    )
     return 0
 
 

@@ -1,12 +1,14 @@
-"""Score one post-processing setting as a cross-validation variant of its own, from saved label maps, without inference.
+"""Score one post-processing setting as a cross-validation variant of its own, from saved label maps, without
+inference.
 
 For every fold ``ROOT/fold<k>`` with ``pred-<variant>/`` (label maps written by ``medseg3d predict`` without
-post-processing), applies :func:`medseg3d.postprocess.postprocess` with ``--max-distance`` / ``--min-enhancing``
-to each map, exactly as ``predict`` does to its labels, writes the result to
+post-processing), applies :func:`medseg3d.postprocess.postprocess` with ``--max-distance`` /
+``--min-enhancing`` to each map, exactly as ``predict`` does to its labels, writes the result to
 ``ROOT/fold<k>/pred-<variant>-<suffix>/`` and scores it as ``scripts/crossval.sh`` scores a fold (``medseg3d
-evaluate ... --labels brats --hd95-penalty``: ``metrics.csv`` there). The references are the fold's ``heldout/``
-cases, or with ``--data DIR`` the case folders of ``DIR`` (kept records have no ``heldout/``). The derived label
-maps are deleted after scoring unless ``--keep-labels``: this command makes them again, to the voxel.
+evaluate ... --labels brats --hd95-penalty``: ``metrics.csv`` there). The references are the fold's
+``heldout/`` cases, or with ``--data DIR`` the case folders of ``DIR`` (kept records have no ``heldout/``).
+The derived label maps are deleted after scoring unless ``--keep-labels``: this command makes them again, to
+the voxel.
 
 This is the exact output of ``predict`` with that setting where the saved maps lie on the grid ``predict``
 post-processes on: the case's own grid, as for BraTS cases (already on one grid, ``--preprocess none``).
@@ -29,9 +31,13 @@ from medseg3d.postprocess import check_options, postprocess
 
 def suffix_for(max_distance: float, min_enhancing: int) -> str:
     """``md20``, ``me500``, ``md20-me500``: the variant's suffix for a setting (one must be on)."""
-    parts = ([f"md{max_distance:g}"] if max_distance > 0 else []) + ([f"me{min_enhancing}"] if min_enhancing > 0 else [])
+    parts = ([f"md{max_distance:g}"] if max_distance > 0 else []) + (
+        [f"me{min_enhancing}"] if min_enhancing > 0 else []
+    )
     if not parts:
-        raise SystemExit("error: give --max-distance or --min-enhancing above 0: with neither the variant is the input")
+        raise SystemExit(
+            "error: give --max-distance or --min-enhancing above 0: with neither the variant is the input"
+        )
     return "-".join(parts)
 
 
@@ -42,8 +48,13 @@ def write_fold(pred: Path, out: Path, max_distance: float, min_enhancing: int) -
     changed = 0
     for path in sorted(pred.glob("*.nii.gz")):
         volume = read_volume(path)
-        labels = postprocess(volume.array, scheme, spacing=volume.spacing, min_enhancing=min_enhancing,
-                             max_distance_mm=max_distance)
+        labels = postprocess(
+            volume.array,
+            scheme,
+            spacing=volume.spacing,
+            min_enhancing=min_enhancing,
+            max_distance_mm=max_distance,
+        )
         changed += int(labels is not volume.array and (labels != volume.array).any())
         write_volume(volume.with_array(labels.astype(volume.array.dtype, copy=False)), out / path.name)
     return changed
@@ -55,7 +66,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="last-sw", help="the label maps: fold<k>/pred-<variant>")
     parser.add_argument("--max-distance", type=float, default=0.0, metavar="MM", help="as medseg3d predict's")
     parser.add_argument("--min-enhancing", type=int, default=0, metavar="N", help="as medseg3d predict's")
-    parser.add_argument("--data", type=Path, help="the references' case folders, where the folds have no heldout/")
+    parser.add_argument(
+        "--data", type=Path, help="the references' case folders, where the folds have no heldout/"
+    )
     parser.add_argument("--keep-labels", action="store_true", help="keep the post-processed label maps")
     args = parser.parse_args(argv)
     check_options(get_scheme("brats"), 0, args.min_enhancing, args.max_distance)
@@ -74,8 +87,23 @@ def main(argv=None) -> int:
             sys.exit(f"error: {fold} has no heldout/; give the cases' folder with --data")
         out = fold / f"pred-{args.variant}-{suffix}"
         changed = write_fold(fold / f"pred-{args.variant}", out, args.max_distance, args.min_enhancing)
-        subprocess.run([sys.executable, "-m", "medseg3d", "evaluate", str(out), str(reference), "--labels", "brats",
-                        "--hd95-penalty", "--quiet"], check=True, stdout=subprocess.DEVNULL)  # its table: metrics.csv
+        # its table: metrics.csv
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medseg3d",
+                "evaluate",
+                str(out),
+                str(reference),
+                "--labels",
+                "brats",
+                "--hd95-penalty",
+                "--quiet",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         if not args.keep_labels:
             for path in out.glob("*.nii.gz"):
                 path.unlink()

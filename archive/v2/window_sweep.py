@@ -44,11 +44,16 @@ def variants(loaded, windows: list[int]) -> dict[str, tuple]:
 def sweep(root: Path, windows: list[int], folds: list[int] | None) -> list[dict]:
     """One row per (fold, case, variant): Dice per region and seconds."""
     rows = []
-    runs = sorted((p for p in root.glob("fold*") if p.name[4:].isdigit() and (p / "last.safetensors").exists()),
-                  key=lambda p: int(p.name[4:]))
+    runs = sorted(
+        (p for p in root.glob("fold*") if p.name[4:].isdigit() and (p / "last.safetensors").exists()),
+        key=lambda p: int(p.name[4:]),
+    )
     runs = [r for r in runs if folds is None or int(r.name[4:]) in folds]
     if not runs:
-        sys.exit(f"error: {root} has no fold*/last.safetensors{' for those folds' if folds else ''}; train the folds first")
+        sys.exit(
+            f"error: {root} has no fold*/last.safetensors{' for those folds' if folds else ''}; "
+            "train the folds first"
+        )
     for run in runs:
         loaded = load_model(run / "last.safetensors", "cpu", refine="none")
         for case in find_cases(run / "heldout"):
@@ -59,11 +64,24 @@ def sweep(root: Path, windows: list[int], folds: list[int] | None) -> list[dict]
                 labels = segment_volumes(model, volumes, sliding_window=windowed).labels.array
                 seconds = time.perf_counter() - t0
                 dice = region_dice(labels, reference, loaded.scheme.regions)
-                rows.append({"fold": int(run.name[4:]), "case": case.case_id, "variant": name,
-                             "seconds": round(seconds, 3), **{r: dice[r] for r in REGIONS}})
-            print(f"{run.name} {case.case_id}: " + "; ".join(
-                f"{r['variant']} {r['WT']:.3f}/{r['TC']:.3f}/{r['ET']:.3f} {r['seconds']:.1f} s"
-                for r in rows if r["case"] == case.case_id and r["fold"] == int(run.name[4:])), flush=True)
+                rows.append(
+                    {
+                        "fold": int(run.name[4:]),
+                        "case": case.case_id,
+                        "variant": name,
+                        "seconds": round(seconds, 3),
+                        **{r: dice[r] for r in REGIONS},
+                    }
+                )
+            print(
+                f"{run.name} {case.case_id}: "
+                + "; ".join(
+                    f"{r['variant']} {r['WT']:.3f}/{r['TC']:.3f}/{r['ET']:.3f} {r['seconds']:.1f} s"
+                    for r in rows
+                    if r["case"] == case.case_id and r["fold"] == int(run.name[4:])
+                ),
+                flush=True,
+            )
     return rows
 
 
@@ -71,22 +89,31 @@ def table(rows: list[dict]) -> list[str]:
     names = list(dict.fromkeys(r["variant"] for r in rows))
     by = {(r["fold"], r["case"], r["variant"]): r for r in rows}
     cases = sorted({(r["fold"], r["case"]) for r in rows})
-    lines = [f"{len(cases)} held-out cases", "| variant | WT | TC | ET | worst WT | median s | paired vs one pass (WT / TC / ET) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{len(cases)} held-out cases",
+        "| variant | WT | TC | ET | worst WT | median s | paired vs one pass (WT / TC / ET) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in names:
         mine = [by[c + (name,)] for c in cases]
         means = [statistics.mean(r[k] for r in mine) for k in REGIONS]
         worst = min(mine, key=lambda r: r["WT"])
-        paired = " / ".join(f"{statistics.mean(by[c + (name,)][k] - by[c + ('one pass',)][k] for c in cases):+.3f}"
-                            for k in REGIONS)
-        lines.append(f"| {name} | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {worst['WT']:.3f} ({worst['case']}) "
-                     f"| {statistics.median(r['seconds'] for r in mine):.2f} | {paired} |")
+        paired = " / ".join(
+            f"{statistics.mean(by[c + (name,)][k] - by[c + ('one pass',)][k] for c in cases):+.3f}"
+            for k in REGIONS
+        )
+        lines.append(
+            f"| {name} | {means[0]:.3f} | {means[1]:.3f} | {means[2]:.3f} | {worst['WT']:.3f} "
+            f"({worst['case']}) | {statistics.median(r['seconds'] for r in mine):.2f} | {paired} |"
+        )
     return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="a cross-validation folder (fold*/last.safetensors, fold*/heldout)")
+    parser.add_argument(
+        "root", type=Path, help="a cross-validation folder (fold*/last.safetensors, fold*/heldout)"
+    )
     parser.add_argument("--windows", type=int, nargs="+", default=[64, 80, 96], help="window edges in voxels")
     parser.add_argument("--folds", type=int, nargs="+", help="only these folds (default: every trained fold)")
     parser.add_argument("--json", type=Path, help="also write every row to this JSON file")

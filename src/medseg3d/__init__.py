@@ -27,5 +27,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'medseg3d' has no attribute {name!r}")
 
 
-__all__ = ["MedsegError", "Volume", "__version__", "evaluate", "load_model", "read_volume", "segment", "train",
-           "write_volume"]
+__all__ = [
+    "MedsegError",
+    "Volume",
+    "__version__",
+    "evaluate",
+    "load_model",
+    "read_volume",
+    "segment",
+    "train",
+    "write_volume",
+]

@@ -71,16 +71,18 @@ def _case_done(case_dir: Path, settings: dict) -> bool:
 
 def _check_numbering(case: Case, label: np.ndarray, scheme: LabelScheme) -> None:
     """Refuse nnU-Net-numbered BraTS labels (1 edema, 2 NCR/NET, 3 enhancing) read as BraTS 2017+ values,
-    which would silently merge the enhancing tumour (3) into the necrosis (1). BRATS 2015 maps (3 = non-enhancing,
-    edema 2) still merge 3 into 1 as they should."""
+    which would silently merge the enhancing tumour (3) into the necrosis (1). BRATS 2015 maps (3 =
+    non-enhancing, edema 2) still merge 3 into 1 as they should."""
     from .labels import LabelStats
 
     if scheme.name != "brats":
         return
     stats = LabelStats().add(label)
     if 3 in stats.values and 4 not in stats.values and stats.edema_value() == 1:
-        raise InputError(f"case {case.case_id}: label values {sorted(stats.values)} are numbered like nnU-Net's BraTS "
-                         "conversion (1 edema, 3 enhancing), not BraTS 2017+; pass --labels nnunet-brats")
+        raise InputError(
+            f"case {case.case_id}: label values {sorted(stats.values)} are numbered like nnU-Net's BraTS "
+            "conversion (1 edema, 3 enhancing), not BraTS 2017+; pass --labels nnunet-brats"
+        )
 
 
 def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme, settings: dict) -> dict:
@@ -115,7 +117,9 @@ def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme,
         "has_label": y is not None,
         "channels": {k: str(v) for k, v in case.channels.items()},
         "label_file": str(case.label) if case.label else None,
-        "class_voxels": np.bincount(y.ravel(), minlength=scheme.n_classes).tolist() if y is not None else None,
+        "class_voxels": np.bincount(y.ravel(), minlength=scheme.n_classes).tolist()
+        if y is not None
+        else None,
     }
     try:
         write_json_atomic(entry, case_dir / "record.json")
@@ -164,7 +168,9 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: {what} is unreadable ({exc}); delete the cache folder and prepare again") from exc
+        raise InputError(
+            f"{path}: {what} is unreadable ({exc}); delete the cache folder and prepare again"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(f"{path}: {what} is malformed; delete the cache folder and prepare again")
     return data
@@ -185,8 +191,9 @@ def prepare_dataset(
 
     Cases already done with the same settings are skipped. Returns a summary dict
     (``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``; a caller that
-    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are reported, not
-    fatal, unless every case fails. ``option`` is how the caller's user named ``out`` (``--cache`` for train).
+    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are
+    reported, not fatal, unless every case fails. ``option`` is how the caller's user named ``out``
+    (``--cache`` for train).
     """
     config = config or PrepConfig()
     scheme = get_scheme(labels) if isinstance(labels, str) else labels
@@ -198,7 +205,9 @@ def prepare_dataset(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out}: cannot make the cache folder ({exc.strerror or exc}); choose another {option}") from exc
+        raise InputError(
+            f"{out}: cannot make the cache folder ({exc.strerror or exc}); choose another {option}"
+        ) from exc
     settings = settings_of(config, scheme, modalities)
     meta_path = out / "cache.json"
     if meta_path.is_file():
@@ -210,14 +219,20 @@ def prepare_dataset(
                 f"use another {option} folder or delete this one"
             )
     elif out.is_dir() and any(out.iterdir()):
-        raise InputError(f"{out}: is a folder that holds other files, not a medseg3d cache; choose an empty or new {option}")
+        raise InputError(
+            f"{out}: is a folder that holds other files, not a medseg3d cache; "
+            f"choose an empty or new {option}"
+        )
     new_cache = not meta_path.is_file()
     try:
-        write_json_atomic({"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
-                     meta_path)
+        write_json_atomic(
+            {"settings": settings, "root": str(Path(root).resolve()), "cases": [c.case_id for c in cases]},
+            meta_path,
+        )
     except OSError as exc:  # a full disk or a read-only folder
-        raise InputError(f"{out}: cannot write the cache ({exc.strerror or exc}); free space or choose another "
-                         f"{option}") from exc
+        raise InputError(
+            f"{out}: cannot write the cache ({exc.strerror or exc}); free space or choose another {option}"
+        ) from exc
     todo = [c for c in cases if not _case_done(out / c.case_id, settings)]
     skipped = [c.case_id for c in cases if c not in todo]
     summary = {"prepared": [], "skipped": skipped, "failed": {}, "new_cache": new_cache}
@@ -231,7 +246,9 @@ def prepare_dataset(
         pool = None
     else:
         # spawn, not fork: a forked child of a process that already ran torch's OpenMP threads can hang
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
         results = pool.map(_prepare_one, jobs)
     try:
         for job, (entry, error) in zip(jobs, results):
@@ -280,10 +297,13 @@ class PreparedCase:
             self.case_id = self.entry["case"]
             self.record = PrepRecord.from_dict(self.entry["record"])
             self.image = np.load(self.dir / "image.npy", mmap_mode="r")
-            self.label = np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
+            self.label = (
+                np.load(self.dir / "label.npy", mmap_mode="r") if self.entry.get("has_label") else None
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(
-                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); run `medseg3d cache` again"
+                f"{self.dir}: prepared case is damaged ({type(exc).__name__}: {exc}); "
+                "run `medseg3d cache` again"
             ) from exc
 
 

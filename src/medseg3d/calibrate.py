@@ -51,9 +51,14 @@ def _case_record(loaded, case, passes: int) -> dict:
     brain = np.any(image != 0, axis=0)
     zone = ndimage.binary_dilation((label > 0) | (pred_values > 0), iterations=ZONE_MARGIN) & brain
     dice = region_dice(pred_values, label, scheme.regions) if scheme.regions else {}
-    return {"case": case.case_id, "probs": probs[:, brain], "ref": reference[:, brain] if region else reference[brain],
-            "zone": zone[brain], "confidence": prediction.confidence["confidence"],
-            "dice": {k: round(float(v), 4) for k, v in dice.items()}}
+    return {
+        "case": case.case_id,
+        "probs": probs[:, brain],
+        "ref": reference[:, brain] if region else reference[brain],
+        "zone": zone[brain],
+        "confidence": prediction.confidence["confidence"],
+        "dice": {k: round(float(v), 4) for k, v in dice.items()},
+    }
 
 
 def calibrate(model, dataset, *, passes: int | str = 2, exclude_trained: bool = True, progress=print) -> dict:
@@ -75,11 +80,15 @@ def calibrate(model, dataset, *, passes: int | str = 2, exclude_trained: bool = 
     from .models import as_loaded
 
     loaded = as_loaded(model)
-    trained = set(loaded.meta.train_cases) | set(loaded.card.get("train_cases", [])) if exclude_trained else set()
+    trained = (
+        set(loaded.meta.train_cases) | set(loaded.card.get("train_cases", [])) if exclude_trained else set()
+    )
     cases = [c.select(loaded.modalities) for c in find_cases(Path(dataset)) if c.case_id not in trained]
     if len(cases) < 3:
-        raise InputError(f"{dataset}: {len(cases)} labelled case(s) the model did not see; calibration needs at "
-                         "least 3 (leave-one-case-out)")
+        raise InputError(
+            f"{dataset}: {len(cases)} labelled case(s) the model did not see; calibration needs at "
+            "least 3 (leave-one-case-out)"
+        )
     return calibrate_pairs([(loaded, cases)], passes=passes, progress=progress)
 
 
@@ -88,7 +97,9 @@ def check_alike(models: list) -> None:
     number of outputs or number of ensemble members."""
     kinds = {(m.kind, m.meta.n_outputs, m.meta.members) for m in models}
     if len(kinds) != 1:
-        raise InputError(f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}")
+        raise InputError(
+            f"the models to calibrate together differ in kind, outputs or members: {sorted(kinds)}"
+        )
 
 
 def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> dict:
@@ -113,42 +124,72 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
             t0 = time.perf_counter()
             records.append(_case_record(model, case, passes))
             if progress:
-                progress(f"[{len(records)}/{total}] {case.case_id}: Dice {records[-1]['dice']} "
-                         f"({time.perf_counter() - t0:.1f} s)")
-    probs, refs, zones = [r["probs"] for r in records], [r["ref"] for r in records], [r["zone"] for r in records]
+                progress(
+                    f"[{len(records)}/{total}] {case.case_id}: Dice {records[-1]['dice']} "
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
+    probs, refs, zones = (
+        [r["probs"] for r in records],
+        [r["ref"] for r in records],
+        [r["zone"] for r in records],
+    )
     calibrated, rows = [], []
-    for i, rec in enumerate(records):  # leave-one-case-out: case i is scored with temperatures fitted without it
+    # leave-one-case-out: case i is scored with temperatures fitted without it
+    for i, rec in enumerate(records):
         others = [j for j in range(len(records)) if j != i]
         temps = fit_temperature([probs[j] for j in others], [refs[j] for j in others], kind)
         calibrated.append(apply_temperature(probs[i], temps, kind))
-        rows.append({"case": rec["case"], "confidence": rec["confidence"], **{f"dice_{k}": v for k, v in rec["dice"].items()},
-                     "temperatures": temps})
-    ece = {"brain_before": expected_calibration_error(probs, refs, kind),
-           "brain_after": expected_calibration_error(calibrated, refs, kind),
-           "tumour_zone_before": expected_calibration_error(probs, refs, kind, mask=zones),
-           "tumour_zone_after": expected_calibration_error(calibrated, refs, kind, mask=zones)}
+        rows.append(
+            {
+                "case": rec["case"],
+                "confidence": rec["confidence"],
+                **{f"dice_{k}": v for k, v in rec["dice"].items()},
+                "temperatures": temps,
+            }
+        )
+    ece = {
+        "brain_before": expected_calibration_error(probs, refs, kind),
+        "brain_after": expected_calibration_error(calibrated, refs, kind),
+        "tumour_zone_before": expected_calibration_error(probs, refs, kind, mask=zones),
+        "tumour_zone_after": expected_calibration_error(calibrated, refs, kind, mask=zones),
+    }
     spearman = {}
     for region in loaded.scheme.regions:
         rho, p = spearmanr([r["confidence"] for r in rows], [r[f"dice_{region}"] for r in rows])
         # a constant column (every Dice 1, say) has no rank correlation: null, not NaN, in the JSON
-        spearman[region] = {"rho": round(float(rho), 3) if np.isfinite(rho) else None,
-                            "p": round(float(p), 3) if np.isfinite(p) else None}
+        spearman[region] = {
+            "rho": round(float(rho), 3) if np.isfinite(rho) else None,
+            "p": round(float(p), 3) if np.isfinite(p) else None,
+        }
     source = "members" if passes == "members" else "mirrored"
-    return {"temperatures": fit_temperature(probs, refs, kind), "source": source,
-            "passes": loaded.runnable_members if source == "members" else passes, "cases": [r["case"] for r in rows],
-            "ece": {k: round(v, 5) for k, v in ece.items()}, "spearman": spearman, "per_case": rows}
+    return {
+        "temperatures": fit_temperature(probs, refs, kind),
+        "source": source,
+        "passes": loaded.runnable_members if source == "members" else passes,
+        "cases": [r["case"] for r in rows],
+        "ece": {k: round(v, 5) for k, v in ece.items()},
+        "spearman": spearman,
+        "per_case": rows,
+    }
 
 
 def write_calibrated_model(model_path, summary: dict, out) -> Path:
     """A copy of the model file with ``calibration`` in its metadata (checked as any model file is)."""
     from .checkpoint import read_model_file, rewrite_model_metadata, validate_model
 
-    calibration = {"temperatures": summary["temperatures"], "method": "temperature scaling (NLL, per output)",
-                   "fitted_on": summary["cases"], "ece_leave_one_case_out": summary["ece"],
-                   # the held-out confidences: predict --uncertainty with as many passes ranks a case among them
-                   "confidence": {"passes": summary["passes"], "source": summary.get("source", "mirrored"),
-                                  "held_out": [r["confidence"] for r in summary["per_case"]],
-                                  "spearman_with_dice": summary["spearman"]}}
+    calibration = {
+        "temperatures": summary["temperatures"],
+        "method": "temperature scaling (NLL, per output)",
+        "fitted_on": summary["cases"],
+        "ece_leave_one_case_out": summary["ece"],
+        # the held-out confidences: predict --uncertainty with as many passes ranks a case among them
+        "confidence": {
+            "passes": summary["passes"],
+            "source": summary.get("source", "mirrored"),
+            "held_out": [r["confidence"] for r in summary["per_case"]],
+            "spearman_with_dice": summary["spearman"],
+        },
+    }
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist; create it first")
@@ -162,15 +203,30 @@ def summary_lines(summary: dict) -> list[str]:
     e = summary["ece"]
     from .uncertainty import describe_passes
 
-    lines = [(f"{len(summary['cases'])} cases, {describe_passes(summary['passes'], summary.get('source', 'mirrored'))}; temperatures "
-             f"{', '.join(f'{t:.3f}' for t in summary['temperatures'])}"),
-             (f"ECE over the brain {e['brain_before']:.4f} -> {e['brain_after']:.4f}; in the tumour zone "
-             f"{e['tumour_zone_before']:.4f} -> {e['tumour_zone_after']:.4f} (leave-one-case-out)"),
-             "Spearman(confidence, Dice): " + ", ".join(
-                 f"{k} {v['rho']:+.2f} (p {v['p']:.2f})" if v["rho"] is not None else f"{k} undefined"
-                 for k, v in summary["spearman"].items())]
+    lines = [
+        (
+            f"{len(summary['cases'])} cases, "
+            f"{describe_passes(summary['passes'], summary.get('source', 'mirrored'))}; "
+            f"temperatures {', '.join(f'{t:.3f}' for t in summary['temperatures'])}"
+        ),
+        (
+            f"ECE over the brain {e['brain_before']:.4f} -> {e['brain_after']:.4f}; in the tumour zone "
+            f"{e['tumour_zone_before']:.4f} -> {e['tumour_zone_after']:.4f} (leave-one-case-out)"
+        ),
+        "Spearman(confidence, Dice): "
+        + ", ".join(
+            f"{k} {v['rho']:+.2f} (p {v['p']:.2f})" if v["rho"] is not None else f"{k} undefined"
+            for k, v in summary["spearman"].items()
+        ),
+    ]
     worst = sorted(summary["per_case"], key=lambda r: r["confidence"])[:3]
-    lines.append("least confident: " + "; ".join(
-        f"{r['case']} {r['confidence']:.3f} (" + ", ".join(f"{k[5:]} {v:.2f}" for k, v in r.items()
-                                                             if k.startswith("dice_")) + ")" for r in worst))
+    lines.append(
+        "least confident: "
+        + "; ".join(
+            f"{r['case']} {r['confidence']:.3f} ("
+            + ", ".join(f"{k[5:]} {v:.2f}" for k, v in r.items() if k.startswith("dice_"))
+            + ")"
+            for r in worst
+        )
+    )
     return lines

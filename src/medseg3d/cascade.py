@@ -1,4 +1,5 @@
-"""A two-stage cascade: a coarse model finds the tumour, a refiner segments a box around it at its own resolution.
+"""A two-stage cascade: a coarse model finds the tumour, a refiner segments a box around it at its own
+resolution.
 
 The bundled BraTS model works on 2 mm voxels; even a perfect 2 mm segmentation, up-sampled, loses Dice at the
 boundary (most on small enhancing regions, docs/results.md). A *refiner* is a network of the same label scheme
@@ -30,7 +31,8 @@ DEFAULT_MARGIN_MM = 12.0
 
 
 def check_refiner(coarse, refiner) -> None:
-    """Raise :class:`ModelError` unless ``refiner`` can refine ``coarse`` (same outputs, labels and channels)."""
+    """Raise :class:`ModelError` unless ``refiner`` can refine ``coarse`` (same outputs, labels and
+    channels)."""
     problems = []
     if refiner.kind != coarse.kind:
         problems.append(f"it gives {refiner.kind} outputs, the model {coarse.kind}")
@@ -43,8 +45,10 @@ def check_refiner(coarse, refiner) -> None:
     if refiner.source is not None and coarse.source is not None and refiner.source == coarse.source:
         problems.append("it is the model itself")
     elif not _finer(refiner.prep, coarse.prep):
-        problems.append(f"it works on voxels {_voxels(refiner.prep)}, not finer than the model's "
-                        f"({_voxels(coarse.prep)}); a refiner is trained at a finer resolution (preset brats-refine)")
+        problems.append(
+            f"it works on voxels {_voxels(refiner.prep)}, not finer than the model's "
+            f"({_voxels(coarse.prep)}); a refiner is trained at a finer resolution (preset brats-refine)"
+        )
     if problems:
         raise ModelError(f"{refiner.name} cannot refine {coarse.name}: {'; '.join(problems)}")
 
@@ -95,16 +99,24 @@ def refine_box(mask: np.ndarray, margin: tuple[int, ...], min_size: tuple[int, .
     return tuple(start), tuple(stop)
 
 
-def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *, mirror: bool = False,
-           margin_mm: float = DEFAULT_MARGIN_MM, sliding_window: bool | None = None) -> tuple[np.ndarray, dict]:
+def refine(
+    refiner,
+    image: np.ndarray,
+    affine: np.ndarray,
+    coarse: np.ndarray,
+    *,
+    mirror: bool = False,
+    margin_mm: float = DEFAULT_MARGIN_MM,
+    sliding_window: bool | None = None,
+) -> tuple[np.ndarray, dict]:
     """The coarse probabilities (K, X, Y, Z) on the grid of raw channels ``image`` (C, X, Y, Z) with the box
     around the coarse tumour replaced by ``refiner``'s probabilities.
 
     The refiner sees the channels preprocessed as it was trained (crop to the brain, z-score over it, its own
     resolution), cut to the box; it runs in windows of its patch if ``sliding_window`` (None: as its metadata
     says), else in one pass over the box.
-    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's size
-    in voxels (``box`` None when the coarse model found no tumour).
+    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's
+    size in voxels (``box`` None when the coarse model found no tumour).
     """
     x, record, settings = model_input(refiner, image, affine, sliding_window=sliding_window)
     coarse_mask = tumour_mask(_to_preprocessed(coarse, record), refiner.kind)
@@ -115,16 +127,20 @@ def refine(refiner, image: np.ndarray, affine: np.ndarray, coarse: np.ndarray, *
         return coarse, {"refiner": refiner.name, "box": None}
     start, stop = box
     window = tuple(slice(a, b) for a, b in zip(start, stop))
-    probs = predict_probabilities(refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), mirror=mirror,
-                                  **settings).numpy()
+    probs = predict_probabilities(
+        refiner.model, np.ascontiguousarray(x[(slice(None), *window)]), mirror=mirror, **settings
+    ).numpy()
     # back onto the input grid: the refiner's box pasted into its preprocessed grid, then that grid undone
     fine = paste(probs, start, stop, record.shape)
     inside = paste(np.ones((1, *probs.shape[1:]), np.float32), start, stop, record.shape)
     fine = undo_probabilities(fine, record, fill_background=False)
     inside = undo_probabilities(inside, record, fill_background=False)[0] > 0.5
     out = np.where(inside[None], fine, coarse).astype(np.float32)
-    return out, {"refiner": refiner.name, "box": [list(start), list(stop)],
-                 "voxels": int(np.prod([b - a for a, b in zip(start, stop)]))}
+    return out, {
+        "refiner": refiner.name,
+        "box": [list(start), list(stop)],
+        "voxels": int(np.prod([b - a for a, b in zip(start, stop)])),
+    }
 
 
 def _to_preprocessed(probs: np.ndarray, record) -> np.ndarray:

@@ -26,8 +26,6 @@ MODEL_FORMAT = 1
 REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", "modalities")
 
 
-
-
 def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:
     """Write ``model``'s weights and ``meta`` to a safetensors file (atomic)."""
 
@@ -58,7 +56,9 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
             raw = (fh.metadata() or {}).get("medseg3d")
             state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise ModelError(f"{path}: not a readable safetensors model file ({str(exc).splitlines()[0]})") from exc
+        raise ModelError(
+            f"{path}: not a readable safetensors model file ({str(exc).splitlines()[0]})"
+        ) from exc
     meta = check_metadata(raw, path)
     return meta, state
 
@@ -72,9 +72,17 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
     return _write_model_file(state, meta, Path(out or path))
 
 
-INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm", "min_enhancing_mm3",
-                  "min_lesion_mm3"}
-"""What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by default."""
+INFERENCE_KEYS = {
+    "sliding_window",
+    "overlap",
+    "precision",
+    "refiner",
+    "max_distance_mm",
+    "min_enhancing_mm3",
+    "min_lesion_mm3",
+}
+"""What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
+default."""
 
 
 def check_inference(inference, path: Path) -> None:
@@ -82,12 +90,16 @@ def check_inference(inference, path: Path) -> None:
     if inference is None:
         return
     if not isinstance(inference, dict) or set(inference) - INFERENCE_KEYS:
-        raise ModelError(f"{path}: its inference metadata {inference!r} is not understood; expected "
-                         "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-                         "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}}")
+        raise ModelError(
+            f"{path}: its inference metadata {inference!r} is not understood; expected "
+            "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
+            "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}}"
+        )
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
-    if refiner is not None and not (isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)):
+    if refiner is not None and not (
+        isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)
+    ):
         raise ModelError(f"{path}: inference.refiner must be the name of a bundled model, got {refiner!r}")
     if not isinstance(inference.get("sliding_window", False), bool):
         raise ModelError(f"{path}: inference.sliding_window must be true or false")
@@ -95,20 +107,41 @@ def check_inference(inference, path: Path) -> None:
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
     distance = inference.get("max_distance_mm", 0.0)
-    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not 0 <= distance < float("inf"):
-        raise ModelError(f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}")
+    if (
+        isinstance(distance, bool)
+        or not isinstance(distance, (int, float))
+        or not 0 <= distance < float("inf")
+    ):
+        raise ModelError(
+            f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}"
+        )
     enhancing = inference.get("min_enhancing_mm3", 0.0)
-    if isinstance(enhancing, bool) or not isinstance(enhancing, (int, float)) or not 0 <= enhancing < float("inf"):
-        raise ModelError(f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), "
-                         f"got {enhancing!r}")
+    if (
+        isinstance(enhancing, bool)
+        or not isinstance(enhancing, (int, float))
+        or not 0 <= enhancing < float("inf")
+    ):
+        raise ModelError(
+            f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), got {enhancing!r}"
+        )
     lesion = inference.get("min_lesion_mm3", {})
-    if not isinstance(lesion, dict) or set(lesion) - {"WT", "TC", "ET"} or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf") for v in lesion.values()):
-        raise ModelError(f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
-                         f"got {lesion!r}")
+    if (
+        not isinstance(lesion, dict)
+        or set(lesion) - {"WT", "TC", "ET"}
+        or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")
+            for v in lesion.values()
+        )
+    ):
+        raise ModelError(
+            f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
+            f"got {lesion!r}"
+        )
     if inference.get("precision", "auto") not in PRECISIONS:
-        raise ModelError(f"{path}: inference.precision must be one of {', '.join(PRECISIONS)}, "
-                         f"got {inference['precision']!r}")
+        raise ModelError(
+            f"{path}: inference.precision must be one of {', '.join(PRECISIONS)}, "
+            f"got {inference['precision']!r}"
+        )
 
 
 def check_metadata(raw: str | None, path: Path, origin: str = "it was not written by medseg3d") -> dict:
@@ -178,8 +211,9 @@ def load_checkpoint(path: str | Path) -> dict:
     if isinstance(state, dict) and "sha256" in state:
         stored = state.pop("sha256")
         if state_digest(state) != stored:
-            raise ModelError(f"{path}: the checkpoint is damaged (its contents do not match the checksum saved "
-                             "with it)")
+            raise ModelError(
+                f"{path}: the checkpoint is damaged (its contents do not match the checksum saved with it)"
+            )
     return state
 
 
@@ -192,15 +226,17 @@ MAX_MEMBERS = 16
 
 
 def ensemble_members(meta: dict, path: str | Path) -> int:
-    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for a
-    single model."""
+    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for
+    a single model."""
     entry = meta.get("ensemble")
     if entry is None:
         return 0
     count = entry.get("members") if isinstance(entry, dict) else None
     if not isinstance(count, int) or isinstance(count, bool) or not 2 <= count <= MAX_MEMBERS:
-        raise ModelError(f"{path}: its ensemble metadata must give 'members' as a whole number from 2 to "
-                         f"{MAX_MEMBERS}, got {count!r}; the model file is broken")
+        raise ModelError(
+            f"{path}: its ensemble metadata must give 'members' as a whole number from 2 to "
+            f"{MAX_MEMBERS}, got {count!r}; the model file is broken"
+        )
     return count
 
 
@@ -221,23 +257,30 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
     path = Path(path)
     network = meta["network"]
     if network not in network_names():
-        raise ModelError(f"{path}: unknown network {network!r} (this medseg3d has {', '.join(network_names())}); "
-                         "update medseg3d or use a model made by it")
+        raise ModelError(
+            f"{path}: unknown network {network!r} (this medseg3d has {', '.join(network_names())}); "
+            "update medseg3d or use a model made by it"
+        )
     in_channels, n_outputs, modalities = meta["in_channels"], meta["n_outputs"], meta["modalities"]
     if not _whole(in_channels) or in_channels < 1:
         raise ModelError(f"{path}: in_channels must be a whole number >= 1, got {in_channels!r}")
     if not _whole(n_outputs) or n_outputs < 1:
         raise ModelError(f"{path}: n_outputs must be a whole number >= 1, got {n_outputs!r}")
-    if not isinstance(modalities, list) or len(modalities) != in_channels \
-            or not all(isinstance(m, str) and m for m in modalities):
+    if (
+        not isinstance(modalities, list)
+        or len(modalities) != in_channels
+        or not all(isinstance(m, str) and m for m in modalities)
+    ):
         raise ModelError(f"{path}: modalities {modalities!r} do not name its {in_channels} input channels")
     labels = meta["labels"]
     values = labels.get("values") if isinstance(labels, dict) else None
     if not isinstance(values, list) or len(values) < 2 or not all(_whole(v) for v in values):
         raise ModelError(f"{path}: label values {values!r} are not a list of at least 2 whole numbers")
     if not all(0 <= v <= 255 for v in values) or len(set(values)) != len(values):
-        raise ModelError(f"{path}: label values {values} must be distinct and within 0..255 (label files "
-                         "hold bytes); the model metadata is broken")
+        raise ModelError(
+            f"{path}: label values {values} must be distinct and within 0..255 (label files "
+            "hold bytes); the model metadata is broken"
+        )
     try:
         scheme = LabelScheme.from_dict(labels)
         region_values = [v for members in scheme.regions.values() for v in members]
@@ -250,14 +293,19 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
         raise ModelError(f"{path}: output kind {kind!r} is not 'multiclass' or 'region'")
     if (kind == "region") != scheme.region_training:
         trained = "regions (sigmoid outputs)" if scheme.region_training else "classes (softmax outputs)"
-        raise ModelError(f"{path}: declared {kind}, but its labels say it was trained on {trained}; "
-                         "the model metadata is inconsistent")
+        raise ModelError(
+            f"{path}: declared {kind}, but its labels say it was trained on {trained}; "
+            "the model metadata is inconsistent"
+        )
     if scheme.n_outputs != n_outputs:
-        raise ModelError(f"{path}: its label scheme has {scheme.n_outputs} outputs but the network {n_outputs}")
+        raise ModelError(
+            f"{path}: its label scheme has {scheme.n_outputs} outputs but the network {n_outputs}"
+        )
     members = ensemble_members(meta, path)
     patch = meta.get("patch")
-    if patch is not None and (not isinstance(patch, list) or len(patch) not in (2, 3)
-                              or not all(_whole(v) and v > 0 for v in patch)):
+    if patch is not None and (
+        not isinstance(patch, list) or len(patch) not in (2, 3) or not all(_whole(v) and v > 0 for v in patch)
+    ):
         raise ModelError(f"{path}: patch {patch!r} is not 3 positive whole numbers (voxels per axis)")
     multiple = meta.get("size_multiple")
     if multiple is not None and (not _whole(multiple) or multiple < 1):
@@ -266,27 +314,48 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
     if calibration is not None:
         temps = calibration.get("temperatures") if isinstance(calibration, dict) else None
         allowed = (1, n_outputs) if kind == "region" else (1,)
-        if not isinstance(temps, list) or len(temps) not in allowed or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20 for t in temps):
-            raise ModelError(f"{path}: calibration temperatures {temps!r} are not {' or '.join(map(str, allowed))} "
-                             "numbers in [0.05, 20]; recalibrate with `medseg3d calibrate` or remove 'calibration'")
+        if (
+            not isinstance(temps, list)
+            or len(temps) not in allowed
+            or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0.05 <= t <= 20 for t in temps
+            )
+        ):
+            raise ModelError(
+                f"{path}: calibration temperatures {temps!r} are not {' or '.join(map(str, allowed))} "
+                "numbers in [0.05, 20]; recalibrate with `medseg3d calibrate` or remove 'calibration'"
+            )
         reference = calibration.get("confidence")
         if reference is not None:
             values = reference.get("held_out") if isinstance(reference, dict) else None
             source = reference.get("source", "mirrored") if isinstance(reference, dict) else None
-            passes_ok = (reference.get("passes") in (2, 4, 8) if source == "mirrored" else
-                         source == "members" and members >= 2 and reference.get("passes") == members)
-            if not isinstance(values, list) or not passes_ok or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
-                raise ModelError(f"{path}: calibration confidences are not held-out values in [0, 1] for 2, 4 or 8 "
-                                 "mirrored passes or for the ensemble's members; recalibrate with `medseg3d "
-                                 "calibrate` or remove 'calibration'")
+            passes_ok = (
+                reference.get("passes") in (2, 4, 8)
+                if source == "mirrored"
+                else source == "members" and members >= 2 and reference.get("passes") == members
+            )
+            if (
+                not isinstance(values, list)
+                or not passes_ok
+                or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values
+                )
+            ):
+                raise ModelError(
+                    f"{path}: calibration confidences are not held-out values in [0, 1] for 2, 4 or 8 "
+                    "mirrored passes or for the ensemble's members; recalibrate with `medseg3d "
+                    "calibrate` or remove 'calibration'"
+                )
     try:
         PrepConfig.from_dict(meta["preprocess"])
     except (MedsegError, TypeError, KeyError, AttributeError) as exc:
-        raise ModelError(f"{path}: its preprocessing settings are invalid ({str(exc).splitlines()[0][:160]})") from exc
+        raise ModelError(
+            f"{path}: its preprocessing settings are invalid ({str(exc).splitlines()[0][:160]})"
+        ) from exc
     if state:
         broken = [k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         if broken:
-            raise ModelError(f"{path}: {len(broken)} of its {len(state)} weight tensors hold NaN or infinite values "
-                             f"(first: {broken[0]}); the model is broken: use an earlier checkpoint or retrain")
+            raise ModelError(
+                f"{path}: {len(broken)} of its {len(state)} weight tensors hold NaN or infinite values "
+                f"(first: {broken[0]}); the model is broken: use an earlier checkpoint or retrain"
+            )

@@ -30,7 +30,11 @@ def find_references(ref: Path, wanted=None) -> dict[str, Path]:
     holds any of the ``wanted`` case ids, when given)."""
     if not ref.exists():
         raise InputError(f"{ref}: no such reference folder; check the path")
-    files = {strip_image_suffix(p.name): p for p in sorted(ref.iterdir()) if is_image_file(p)} if ref.is_dir() else {}
+    files = (
+        {strip_image_suffix(p.name): p for p in sorted(ref.iterdir()) if is_image_file(p)}
+        if ref.is_dir()
+        else {}
+    )
     if files and (wanted is None or set(files) & set(wanted)):
         return files
     try:  # a case folder of images (BRATS 2012 .mha) holds files too: its cases' labels are the references
@@ -58,9 +62,13 @@ def _grid_problem(case_id: str, pred: Volume, ref: Volume) -> str | None:
     if not np.allclose(pred.spacing, ref.spacing, rtol=1e-5, atol=AFFINE_TOLERANCE_MM):
         what.append(f"spacing {_fmt(pred.spacing)} against {_fmt(ref.spacing)} mm")
     if not what:
-        what.append(f"orientation {''.join(pred.axcodes)} against {''.join(ref.axcodes)} (axis directions differ)")
-    return (f"case {case_id}: prediction and reference lie on different grids ({'; '.join(what)}, tolerance "
-            f"{AFFINE_TOLERANCE_MM:g} mm); predict from the reference's own images or resample onto its grid")
+        what.append(
+            f"orientation {''.join(pred.axcodes)} against {''.join(ref.axcodes)} (axis directions differ)"
+        )
+    return (
+        f"case {case_id}: prediction and reference lie on different grids ({'; '.join(what)}, tolerance "
+        f"{AFFINE_TOLERANCE_MM:g} mm); predict from the reference's own images or resample onto its grid"
+    )
 
 
 def _fmt(values) -> str:
@@ -100,16 +108,20 @@ def _shared_names(pred: LabelScheme, ref: LabelScheme) -> list[str]:
     names = [n for n in pred.class_names[1:] if n in ref.class_names[1:]]
     names += [n for n in pred.regions if n in ref.regions and n not in names]
     if not names:
-        raise InputError(f"the '{pred.name}' predictions and '{ref.name}' references share no class or region; "
-                         "choose --labels and --ref-labels that describe the same structures")
+        raise InputError(
+            f"the '{pred.name}' predictions and '{ref.name}' references share no class or region; "
+            "choose --labels and --ref-labels that describe the same structures"
+        )
     return names
 
 
 def volume_agreement(rows: list[dict], names) -> str:
     """A Markdown table: per region, mean reference and predicted volume (ml), their Pearson correlation over
     cases and the mean absolute difference."""
-    lines = ["| region | reference ml (mean) | predicted ml (mean) | Pearson r | mean abs. difference ml |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| region | reference ml (mean) | predicted ml (mean) | Pearson r | mean abs. difference ml |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
         ref = np.array([row[f"vol_ref_{name}"] for row in rows], dtype=float)
         pred = np.array([row[f"vol_pred_{name}"] for row in rows], dtype=float)
@@ -117,7 +129,9 @@ def volume_agreement(rows: list[dict], names) -> str:
             r = float(np.corrcoef(ref, pred)[0, 1])
         else:
             r = math.nan  # undefined for one case or a constant volume
-        lines.append(f"| {name} | {ref.mean():.2f} | {pred.mean():.2f} | {r:.3f} | {np.abs(pred - ref).mean():.2f} |")
+        lines.append(
+            f"| {name} | {ref.mean():.2f} | {pred.mean():.2f} | {r:.3f} | {np.abs(pred - ref).mean():.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -125,7 +139,9 @@ def _check_csv_target(out_csv: Path) -> None:
     if out_csv.is_dir():
         raise InputError(f"{out_csv}: is a folder; give --csv a file name such as metrics.csv")
     if not out_csv.parent.is_dir():
-        raise InputError(f"{out_csv.parent}: folder for the metrics does not exist; create it or choose another --csv")
+        raise InputError(
+            f"{out_csv.parent}: folder for the metrics does not exist; create it or choose another --csv"
+        )
     if not os.access(out_csv.parent, os.W_OK) or (out_csv.exists() and not os.access(out_csv, os.W_OK)):
         raise InputError(f"{out_csv}: cannot be written (permission denied); choose another --csv")
 
@@ -166,14 +182,23 @@ def evaluate(
         declared_ref = get_scheme(ref_labels) if isinstance(ref_labels, str) else ref_labels
     pred_dir, ref = Path(pred_dir), Path(ref)
     if not pred_dir.is_dir():
-        raise InputError(f"{pred_dir}: not a folder of predictions; give the folder written by medseg3d predict")
-    preds = {strip_image_suffix(p.name): p for p in sorted(pred_dir.iterdir()) if is_image_file(p) and "_probabilities" not in p.name}
+        raise InputError(
+            f"{pred_dir}: not a folder of predictions; give the folder written by medseg3d predict"
+        )
+    preds = {
+        strip_image_suffix(p.name): p
+        for p in sorted(pred_dir.iterdir())
+        if is_image_file(p) and "_probabilities" not in p.name
+    }
     if not preds:
         raise InputError(f"{pred_dir}: holds no prediction files (.nii.gz, .mha...)")
     refs = find_references(ref, wanted=preds)
     matched = [c for c in preds if c in refs]
     if not matched:
-        raise InputError(f"no prediction in {pred_dir} has a reference in {ref} (case ids differ, e.g. {next(iter(preds))})")
+        raise InputError(
+            f"no prediction in {pred_dir} has a reference in {ref} (case ids differ, e.g. "
+            f"{next(iter(preds))})"
+        )
     out_csv = Path(out_csv) if out_csv else pred_dir / "metrics.csv"
     _check_csv_target(out_csv)
 
@@ -186,15 +211,20 @@ def evaluate(
         if problem:
             raise InputError(problem)
         if p.array.ndim != 3 or r.array.ndim != 3:
-            raise InputError(f"case {case_id}: prediction or reference is not a 3D label map "
-                             f"({p.array.shape}, {r.array.shape})")
+            raise InputError(
+                f"case {case_id}: prediction or reference is not a 3D label map "
+                f"({p.array.shape}, {r.array.shape})"
+            )
         pred_stats.add(p.array)
         ref_stats.add(r.array)
         kept[case_id] = (r.shape, r.spacing, *_crop(p.array, r.array))
-    pred_scheme, pred_note = resolve_convention(declared_pred, pred_stats, f"predictions in {pred_dir}",
-                                                by_shape=False)
+    pred_scheme, pred_note = resolve_convention(
+        declared_pred, pred_stats, f"predictions in {pred_dir}", by_shape=False
+    )
     ref_option = "--ref-labels" if ref_labels is not None else "--labels"
-    ref_scheme, ref_note = resolve_convention(declared_ref, ref_stats, f"references in {ref}", option=ref_option)
+    ref_scheme, ref_note = resolve_convention(
+        declared_ref, ref_stats, f"references in {ref}", option=ref_option
+    )
     names = _shared_names(pred_scheme, ref_scheme)
 
     # pass 2: score
@@ -204,14 +234,15 @@ def evaluate(
         p_full, r_full = _uncrop(shape, box, p_part), _uncrop(shape, box, r_part)
         pm = _masks(pred_scheme, p_full, names, f"case {case_id} prediction")
         rm = _masks(ref_scheme, r_full, names, f"case {case_id} reference")
-        scores = score_masks(pm, rm, spacing=spacing,
-                             hd95_one_empty=BRATS_HD95_PENALTY if hd95_penalty else math.nan)
+        scores = score_masks(
+            pm, rm, spacing=spacing, hd95_one_empty=BRATS_HD95_PENALTY if hd95_penalty else math.nan
+        )
         voxel_ml = float(np.prod(spacing)) / 1000.0
         row: dict = {"case": case_id}
         for key, value in scores.items():
             row[key] = value
             if key.startswith("vol_ref_"):
-                name = key[len("vol_ref_"):]
+                name = key[len("vol_ref_") :]
                 row[f"vol_pred_{name}"] = int(np.count_nonzero(pm[name])) * voxel_ml
         if lesion_wise:
             from .lesionwise import lesion_wise_masks
@@ -221,20 +252,24 @@ def evaluate(
     try:
         write_rows(rows, out_csv)
     except OSError as exc:
-        raise InputError(f"{out_csv}: cannot write the metrics ({exc.strerror or exc}); choose another --csv "
-                         "or free space") from exc
+        raise InputError(
+            f"{out_csv}: cannot write the metrics ({exc.strerror or exc}); choose another --csv or free space"
+        ) from exc
     missing = sorted(set(preds) - set(matched))
     regions = [n for n in names if n in pred_scheme.regions] or names
     summary = markdown_summary(rows)
     summary += f"\nVolume agreement over {len(rows)} case(s):\n\n" + volume_agreement(rows, regions) + "\n"
-    note = ("\nEmpty references: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 "
-            + ("373.13 mm (BraTS penalty)." if hd95_penalty else "NaN (left out of the statistics, counted)."))
+    note = "\nEmpty references: both empty -> Dice 1, HD95 0; one empty -> Dice 0, HD95 " + (
+        "373.13 mm (BraTS penalty)." if hd95_penalty else "NaN (left out of the statistics, counted)."
+    )
     for label_note in (pred_note, ref_note):
         if label_note:
             note += f"\nNote: {label_note}."
     if pred_scheme.name != ref_scheme.name:
-        note += (f"\nScored what '{pred_scheme.name}' predictions and '{ref_scheme.name}' references share: "
-                 f"{', '.join(names)}.")
+        note += (
+            f"\nScored what '{pred_scheme.name}' predictions and '{ref_scheme.name}' references share: "
+            f"{', '.join(names)}."
+        )
     if missing:
         note += f"\nNo reference for {len(missing)} prediction(s): {', '.join(missing[:5])}"
     return rows, summary + "\n" + note

@@ -71,8 +71,11 @@ def _example_input(model: torch.nn.Module, channels: int, shape_index: int = 0) 
     return torch.randn(1, channels, *sizes, generator=torch.Generator().manual_seed(shape_index))
 
 
-def export_model(model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.onnx", *, verify: bool = True) -> Path:
-    """Write ``model_ref`` (bundled name, run folder, ``.safetensors`` file or :class:`LoadedModel`) as ``fmt``.
+def export_model(
+    model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.onnx", *, verify: bool = True
+) -> Path:
+    """Write ``model_ref`` (bundled name, run folder, ``.safetensors`` file or :class:`LoadedModel`) as
+    ``fmt``.
 
     Args:
         model_ref: the model to export.
@@ -91,15 +94,21 @@ def export_model(model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.o
     if fmt not in FORMATS:
         raise InputError(f"unknown export format '{fmt}'; choose onnx or torchscript")
     if not isinstance(model_ref, LoadedModel) and str(model_ref).endswith(".onnx"):
-        raise InputError(f"{model_ref}: is an exported ONNX model already; export from the .safetensors model")
+        raise InputError(
+            f"{model_ref}: is an exported ONNX model already; export from the .safetensors model"
+        )
     loaded = model_ref if isinstance(model_ref, LoadedModel) else load_model(model_ref, device="cpu")
     if isinstance(loaded.model, (OnnxRuntimeNet, TorchScriptNet)):
         raise InputError("the model is an exported one already; export from the .safetensors model")
     out = Path(out)
     if out.is_dir():
-        raise InputError(f"{out}: is a folder; give an output file name (e.g. model.{'onnx' if fmt == 'onnx' else 'pt'})")
+        raise InputError(
+            f"{out}: is a folder; give an output file name (e.g. model.{'onnx' if fmt == 'onnx' else 'pt'})"
+        )
     model = loaded.model.to("cpu").eval()
-    meta = _export_meta(loaded, fmt, str(model_ref if not isinstance(model_ref, LoadedModel) else "in-memory"))
+    meta = _export_meta(
+        loaded, fmt, str(model_ref if not isinstance(model_ref, LoadedModel) else "in-memory")
+    )
     in_channels = int(meta["in_channels"])
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +129,9 @@ def export_model(model_ref, fmt: str = "onnx", out: str | os.PathLike = "model.o
             try:
                 scripted = torch.jit.script(model)
             except Exception as exc:  # scripting errors come in many types
-                raise ModelError(f"network '{meta['network']}' cannot be scripted ({str(exc).splitlines()[0][:160]})") from exc
+                raise ModelError(
+                    f"network '{meta['network']}' cannot be scripted ({str(exc).splitlines()[0][:160]})"
+                ) from exc
         extra = {TORCHSCRIPT_META_FILE: json.dumps(meta)}
 
         def write(tmp: str) -> None:
@@ -145,9 +156,17 @@ def _onnx_bytes(model: torch.nn.Module, meta: dict, in_channels: int) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy (TorchScript-based) exporter announces its deprecation
-        torch.onnx.export(model, (x,), buffer, opset_version=ONNX_OPSET, dynamo=False, input_names=["image"],
-                          output_names=["logits"], dynamic_axes={"image": axes, "logits": axes},
-                          do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (x,),
+            buffer,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": axes, "logits": axes},
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     labels = meta["labels"]
     flat = {
@@ -163,34 +182,45 @@ def _onnx_bytes(model: torch.nn.Module, meta: dict, in_channels: int) -> bytes:
         entry.key, entry.value = key, value
     proto.producer_name = "medseg3d"
     proto.producer_version = __version__
-    proto.doc_string = (f"medseg3d {meta['network']}: channels {','.join(meta['modalities'])} -> "
-                        f"{meta.get('kind', 'multiclass')} logits for labels {labels['name']} {labels['values']}")
+    proto.doc_string = (
+        f"medseg3d {meta['network']}: channels {','.join(meta['modalities'])} -> "
+        f"{meta.get('kind', 'multiclass')} logits for labels {labels['name']} {labels['values']}"
+    )
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def _verify(reference: torch.nn.Module, exported: torch.nn.Module, in_channels: int, path: Path,
-            kind: str = "multiclass") -> None:
+def _verify(
+    reference: torch.nn.Module,
+    exported: torch.nn.Module,
+    in_channels: int,
+    path: Path,
+    kind: str = "multiclass",
+) -> None:
     """Compare the export with the float32 PyTorch network on an input of another size.
 
     Like with like: PyTorch runs in float32 whatever the machine (no autocast: a CPU with native bfloat16 must
     not check a float32 export against a bfloat16 run), and outputs are compared as what they mean, the
-    probabilities (sigmoid for ``kind`` ``"region"``, softmax over the classes otherwise). Raw logits are not: an ensemble's outputs are logits of
-    probabilities clamped to [eps, 1 - eps], where one float32 rounding step of 1 - eps (6e-8) moves the
-    logit by 0.06 (the bundled ensemble, ONNX Runtime against PyTorch on a 2-core Xeon) while no probability
-    moves by more than 1e-7.
+    probabilities (sigmoid for ``kind`` ``"region"``, softmax over the classes otherwise). Raw logits are not:
+    an ensemble's outputs are logits of probabilities clamped to [eps, 1 - eps], where one float32 rounding
+    step of 1 - eps (6e-8) moves the logit by 0.06 (the bundled ensemble, ONNX Runtime against PyTorch on a
+    2-core Xeon) while no probability moves by more than 1e-7.
     """
     x = _example_input(reference, in_channels, shape_index=1)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
         expected = reference.float()(x).float()
         actual = exported(x).float()
     if actual.shape != expected.shape:
-        raise ModelError(f"{path}: the export gives shape {tuple(actual.shape)} instead of {tuple(expected.shape)}")
+        raise ModelError(
+            f"{path}: the export gives shape {tuple(actual.shape)} instead of {tuple(expected.shape)}"
+        )
     to_probs = torch.sigmoid if kind == "region" else (lambda t: torch.softmax(t, dim=1))
     diff = float((to_probs(actual) - to_probs(expected)).abs().max())
     if not diff <= EXPORT_TOLERANCE:  # also refuses NaN
-        raise ModelError(f"{path}: the export's probabilities differ from PyTorch's (float32) by up to {diff:.3g} "
-                         f"(tolerance {EXPORT_TOLERANCE:g}); please report this network")
+        raise ModelError(
+            f"{path}: the export's probabilities differ from PyTorch's (float32) by up to {diff:.3g} "
+            f"(tolerance {EXPORT_TOLERANCE:g}); please report this network"
+        )
 
 
 # float32 networks computed by two libraries differ by summation order: ~1e-4 in the logits here (measured

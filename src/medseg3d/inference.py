@@ -17,8 +17,8 @@ from .nets.padding import pad_to_multiple, unpad
 from .precision import autocast
 
 WINDOW_BATCH = 2
-"""Windows per network call in sliding-window inference: pairs were the fastest on a 2-core CPU for little more
-memory (measured in docs/results.md, "Windows in pairs")."""
+"""Windows per network call in sliding-window inference: pairs were the fastest on a 2-core CPU for little
+more memory (measured in docs/results.md, "Windows in pairs")."""
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -137,13 +137,15 @@ def window_starts(size: int, window: int, overlap: float) -> list[int]:
     return [d * step - max(d * step + window - size, 0) for d in range(count)]
 
 
-def sliding_window(model, x: torch.Tensor, window: tuple[int, ...], overlap: float, batch: int = 1) -> torch.Tensor:
+def sliding_window(
+    model, x: torch.Tensor, window: tuple[int, ...], overlap: float, batch: int = 1
+) -> torch.Tensor:
     """``model``'s output for ``x`` (1, C, *spatial), computed in windows of ``window`` voxels that overlap by
-    ``overlap`` and blended with :func:`gaussian_weights` (the way MONAI's ``sliding_window_inference`` does with
-    ``mode="gaussian"``, one window at a time; written here because importing MONAI costs a single case 3.6 s,
-    docs/results.md). A volume smaller than the window along an axis is padded with zeros, evenly on both sides,
-    and the output cropped back. ``batch`` windows go through the network at once (as MONAI's ``sw_batch_size``;
-    only for a single input, ``x.shape[0] == 1``), blended in the same order."""
+    ``overlap`` and blended with :func:`gaussian_weights` (the way MONAI's ``sliding_window_inference`` does
+    with ``mode="gaussian"``, one window at a time; written here because importing MONAI costs a single case
+    3.6 s, docs/results.md). A volume smaller than the window along an axis is padded with zeros, evenly on
+    both sides, and the output cropped back. ``batch`` windows go through the network at once (as MONAI's
+    ``sw_batch_size``; only for a single input, ``x.shape[0] == 1``), blended in the same order."""
     spatial = x.shape[2:]
     pads = [max(w - n, 0) for w, n in zip(window, spatial)]
     if any(pads):
@@ -153,12 +155,14 @@ def sliding_window(model, x: torch.Tensor, window: tuple[int, ...], overlap: flo
         x = torch.nn.functional.pad(x, flat)
     size = x.shape[2:]
     weights = gaussian_weights(window).to(device=x.device, dtype=x.dtype)[None, None]
-    boxes = [tuple(slice(s, s + w) for s, w in zip(starts, window))
-             for starts in itertools.product(*(window_starts(n, w, overlap) for n, w in zip(size, window)))]
+    boxes = [
+        tuple(slice(s, s + w) for s, w in zip(starts, window))
+        for starts in itertools.product(*(window_starts(n, w, overlap) for n, w in zip(size, window)))
+    ]
     out = count = None
     batch = max(int(batch), 1) if x.shape[0] == 1 else 1
     for first in range(0, len(boxes), batch):
-        chunk = boxes[first:first + batch]
+        chunk = boxes[first : first + batch]
         inputs = [x[(slice(None), slice(None), *box)] for box in chunk]
         logits = model(inputs[0] if len(inputs) == 1 else torch.cat(inputs))
         if out is None:
@@ -167,14 +171,16 @@ def sliding_window(model, x: torch.Tensor, window: tuple[int, ...], overlap: flo
             for b in boxes:
                 count[(slice(None), slice(None), *b)] += weights
         for i, box in enumerate(chunk):
-            out[(slice(None), slice(None), *box)] += logits[i:i + 1] * weights
+            out[(slice(None), slice(None), *box)] += logits[i : i + 1] * weights
     out /= count
     if any(pads):
         out = out[(slice(None), slice(None), *(slice(p // 2, p // 2 + n) for p, n in zip(pads, spatial)))]
     return out
 
 
-def probabilities_to_classes(probs: torch.Tensor | np.ndarray, kind: str, threshold: float = 0.5) -> np.ndarray:
+def probabilities_to_classes(
+    probs: torch.Tensor | np.ndarray, kind: str, threshold: float = 0.5
+) -> np.ndarray:
     """Class indices (multiclass: argmax) or boolean region masks (region: threshold) as NumPy."""
     probs = torch.as_tensor(probs)
     if kind == "region":
@@ -182,33 +188,53 @@ def probabilities_to_classes(probs: torch.Tensor | np.ndarray, kind: str, thresh
     return probs.argmax(0).to(torch.uint8).numpy()
 
 
-def model_input(model, image: np.ndarray, affine: np.ndarray, *, sliding_window: bool | None = None,
-                overlap: float | None = None):
+def model_input(
+    model,
+    image: np.ndarray,
+    affine: np.ndarray,
+    *,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
+):
     """Raw channels preprocessed as ``model`` was trained, ready for :func:`predict_probabilities`.
 
     Args:
         model: a :class:`~medseg3d.models.LoadedModel` (its preprocessing, patch, kind, device, precision).
         image: raw channels (C, X, Y, Z) in the model's channel order.
         affine: their grid's affine.
-        sliding_window, overlap: as asked; None takes the model file's own (:meth:`LoadedModel.inference_settings`).
+        sliding_window, overlap: as asked; None takes the model file's own
+            (:meth:`LoadedModel.inference_settings`).
 
     Returns:
-        ``(x, record, settings)``: the preprocessed channels, the :class:`~medseg3d.preprocess.PrepRecord` that
-        undoes the preprocessing, and the keyword arguments of :func:`predict_probabilities` for this model.
+        ``(x, record, settings)``: the preprocessed channels, the :class:`~medseg3d.preprocess.PrepRecord`
+        that undoes the preprocessing, and the keyword arguments of :func:`predict_probabilities` for this
+        model.
 
     Raises:
-        InputError: the image has another number of channels than the model takes, or ``overlap`` is outside [0, 1).
+        InputError: the image has another number of channels than the model takes, or ``overlap`` is outside
+            [0, 1).
     """
     from .errors import InputError
     from .preprocess import preprocess
 
     if image.shape[0] != model.meta.in_channels:
-        raise InputError(f"the model needs {model.meta.in_channels} channels ({', '.join(model.modalities)}), "
-                         f"the input has {image.shape[0]}")
+        raise InputError(
+            f"the model needs {model.meta.in_channels} channels ({', '.join(model.modalities)}), "
+            f"the input has {image.shape[0]}"
+        )
     sliding_window, overlap = model.inference_settings(sliding_window, overlap)
     x, _, record = preprocess(image, affine, model.prep)
     patch = model.meta.patch if sliding_window else None
     if sliding_window and patch is None:
         patch = (128, 128, 128)
-    return x, record, dict(kind=model.kind, patch=patch, overlap=overlap, device=model.device,
-                           precision=model.compute_precision())
+    return (
+        x,
+        record,
+        dict(
+            kind=model.kind,
+            patch=patch,
+            overlap=overlap,
+            device=model.device,
+            precision=model.compute_precision(),
+        ),
+    )

@@ -42,8 +42,8 @@ def describe(path, layout: str | None = None, *, progress: bool = True) -> str:
     """A readable summary of an image file, a case folder, a dataset (folder or CSV) or a training run.
 
     Args:
-        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder, CSV, or a
-            training run's folder (:func:`medseg3d.train.status.describe_run`).
+        path: image file (``.nii.gz``, ``.mha``...), DICOM series folder, case folder, dataset folder, CSV, or
+            a training run's folder (:func:`medseg3d.train.status.describe_run`).
         layout: dataset layout (see :data:`medseg3d.datasets.LAYOUTS`); detected when ``None``.
         progress: show a progress bar on stderr while a dataset's cases are checked.
 
@@ -120,7 +120,10 @@ def _image_lines(vol: Volume) -> list[str]:
         rng = f"min {values.min():g}, max {values.max():g}" if values.size else "no finite value"
         lines.append(f"dtype {a.dtype}, {rng}; {bad} NaN/infinite voxels")
         return lines
-    lines.append(f"dtype {a.dtype}, min {a.min():g}, max {a.max():g}" + (" (constant image)" if a.min() == a.max() else ""))
+    lines.append(
+        f"dtype {a.dtype}, min {a.min():g}, max {a.max():g}"
+        + (" (constant image)" if a.min() == a.max() else "")
+    )
     counts = _label_counts(a)
     if counts is not None and a.ndim == 3:
         total = a.size
@@ -158,15 +161,19 @@ def describe_image(path) -> str:
 
 def describe_case(case: Case) -> str:
     """A line per channel (and label), whether all share one grid, and the case's problems."""
-    lines = [f"case {case.case_id}: {len(case.channels)} channel(s) {', '.join(case.channels)}"
-             + ("" if case.label else ", no label file")]
+    lines = [
+        f"case {case.case_id}: {len(case.channels)} channel(s) {', '.join(case.channels)}"
+        + ("" if case.label else ", no label file")
+    ]
     if case.meta.get("note"):
         lines.append(f"  note: {case.meta['note']}")
     vols: dict[str, Volume] = {}
     sources = case.meta.get("sources", {})
     entries = list(case.channels.items()) + ([("label", case.label)] if case.label else [])
     for name, path in entries:
-        lines.append(f"  {name}: {path}" + (f" (taken as {name} from its {sources[name]})" if name in sources else ""))
+        lines.append(
+            f"  {name}: {path}" + (f" (taken as {name} from its {sources[name]})" if name in sources else "")
+        )
         if not Path(path).exists():
             lines.append("    MISSING")
             continue
@@ -200,12 +207,16 @@ def describe_case(case: Case) -> str:
     if "label" in vols and vols["label"].array.ndim == 3 and not any("label" in p for p in found):
         counts = _label_counts(vols["label"].array)
         if counts is None:
-            problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or "
-                            "non-integer values)")
+            problems.append(
+                f"case {case.case_id}: label {case.label} does not look like a label map (many or "
+                "non-integer values)"
+            )
         elif not _fits(set(counts)):
             odd = sorted(set(counts) - {0, 1, 2, 3, 4})
-            problems.append(f"case {case.case_id}: label values {odd} are not among [0, 1, 2, 3, 4] and fit no "
-                            f"label scheme ({', '.join(SCHEMES)})")
+            problems.append(
+                f"case {case.case_id}: label values {odd} are not among [0, 1, 2, 3, 4] and fit no "
+                f"label scheme ({', '.join(SCHEMES)})"
+            )
         else:
             numbering = _numbering_line(LabelStats().add(vols["label"].array))
             if numbering:
@@ -225,7 +236,8 @@ MAX_CASES_LISTED = 20
 
 def _channel_file_lines(cases: list[Case]) -> list[str]:
     """Which file was taken as which channel: one line per naming pattern (the case id written <case>), with
-    the cases that follow it, so that a dataset named consistently takes one line and an odd case stands out."""
+    the cases that follow it, so that a dataset named consistently takes one line and an odd case stands
+    out."""
     patterns: dict[str, list[str]] = {}
     for c in cases:
         text = "; ".join(c.channel_lines()).replace(c.case_id, "<case>")
@@ -235,11 +247,15 @@ def _channel_file_lines(cases: list[Case]) -> list[str]:
         who = f"{len(ids)} cases" if len(ids) > 1 else f"case {ids[0]}"
         lines.append(f"    {who}: {text}")
     if len(patterns) > MAX_CASES_LISTED:
-        lines.append(f"    ... {len(patterns) - MAX_CASES_LISTED} more namings (`medseg3d info CASE_FOLDER` shows one)")
+        lines.append(
+            f"    ... {len(patterns) - MAX_CASES_LISTED} more namings (`medseg3d info CASE_FOLDER` shows one)"
+        )
     return lines
 
 
 _BRATS_CHANNELS = ("flair", "t1", "t1ce", "t2")
+
+
 def folder_problems(case: Case) -> list[str]:
     """What a case's own folder holds that reading would trip over or silently ignore.
 
@@ -270,14 +286,16 @@ def folder_problems(case: Case) -> list[str]:
             problems.append(f"case {case.case_id}: {exc}")
             continue
         if entry.is_dir():
-            problems.append(f"case {case.case_id}: {entry} is a folder where an image file is expected; "
-                            "replace it with the file")
+            problems.append(
+                f"case {case.case_id}: {entry} is a folder where an image file is expected; "
+                "replace it with the file"
+            )
     if case.meta.get("layout") == "brats" and case.channels:
         missing = [m for m in _BRATS_CHANNELS if m not in case.channels]
         if missing and len(missing) < len(_BRATS_CHANNELS):
             problems.append(
-                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no {', '.join(missing)}); "
-                "the bundled model and the BraTS presets need all four"
+                f"case {case.case_id}: has {len(case.channels)} of the 4 BraTS channels (no "
+                f"{', '.join(missing)}); the bundled model and the BraTS presets need all four"
             )
     return problems
 
@@ -319,12 +337,16 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
     lines += _channel_file_lines(cases)
     labelled = [c for c in cases if c.label is not None]
     lines.append(f"  labelled cases: {len(labelled)} of {len(cases)}")
-    label_maps = list(dict.fromkeys(_label_map_text(c.meta["label_map"]) for c in cases if c.meta.get("label_map")))
+    label_maps = list(
+        dict.fromkeys(_label_map_text(c.meta["label_map"]) for c in cases if c.meta.get("label_map"))
+    )
     lines += [f"  label values read as BraTS values: {t}" for t in label_maps]
 
     problems: list[str] = []
     if labelled and len(labelled) < len(cases):
-        problems += [f"case {c.case_id}: no label file (other cases have one)" for c in cases if c.label is None]
+        problems += [
+            f"case {c.case_id}: no label file (other cases have one)" for c in cases if c.label is None
+        ]
     totals: dict[int, int] = {}
     in_cases: dict[int, int] = {}
     grids: list[tuple[tuple[int, ...], tuple[float, ...], str]] = []
@@ -342,7 +364,10 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
         grids.append((tuple(lab.shape), tuple(lab.spacing), "".join(lab.axcodes)))
         counts = _label_counts(apply_label_map(lab.array, case.meta.get("label_map")))
         if counts is None:
-            problems.append(f"case {case.case_id}: label {case.label} does not look like a label map (many or non-integer values)")
+            problems.append(
+                f"case {case.case_id}: "
+                f"label {case.label} does not look like a label map (many or non-integer values)"
+            )
             continue
         case_values[case.case_id] = set(counts)
         pooled.add(lab.array)
@@ -353,11 +378,16 @@ def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True
         lines.append("  label grids: " + grid_summary(grids))
     if totals:
         voxels = sum(totals.values())
-        parts = [f"{v}: {n} voxels ({100 * n / voxels:.2f} %) in {in_cases[v]} case(s)" for v, n in sorted(totals.items())]
+        parts = [
+            f"{v}: {n} voxels ({100 * n / voxels:.2f} %) in {in_cases[v]} case(s)"
+            for v, n in sorted(totals.items())
+        ]
         lines.append("  label values: " + "; ".join(parts))
         declared = _declared_values(root, layout)
         fits = _fits(set(totals))
-        lines.append("  label schemes that fit: " + (", ".join(fits) if fits else "none of " + ", ".join(SCHEMES)))
+        lines.append(
+            "  label schemes that fit: " + (", ".join(fits) if fits else "none of " + ", ".join(SCHEMES))
+        )
         # values no scheme explains: the dataset.json labels, else the BraTS family's 0..4
         allowed = declared if declared is not None else (None if fits else {0, 1, 2, 3, 4})
         if allowed is not None:
@@ -381,6 +411,7 @@ def grid_summary(grids: list[tuple[tuple[int, ...], tuple[float, ...], str]]) ->
     """One line for the grids of a dataset's cases (shape, spacing, orientation codes), each case one entry:
     the grids and their counts when there are at most :data:`GRIDS_LISTED`, else how many distinct ones,
     the range of each axis' size and spacing, the orientations and the most common grids."""
+
     def text(g):
         return f"{g[0]} at {_fmt(g[1])} mm {g[2]}"
 
@@ -394,11 +425,15 @@ def grid_summary(grids: list[tuple[tuple[int, ...], tuple[float, ...], str]]) ->
     shapes = np.array([g[0] for g in grids])
     spacing = np.array([g[1] for g in grids], dtype=np.float64)
     size = " x ".join(f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in zip(shapes.min(0), shapes.max(0)))
-    mm = " x ".join(f"{lo:g}-{hi:g}" if lo != hi else f"{lo:g}" for lo, hi in zip(spacing.min(0), spacing.max(0)))
+    mm = " x ".join(
+        f"{lo:g}-{hi:g}" if lo != hi else f"{lo:g}" for lo, hi in zip(spacing.min(0), spacing.max(0))
+    )
     codes = sorted({g[2] for g in grids})
     top = ", ".join(f"{text(g)} ({n} case(s))" for g, n in common[:GRIDS_LISTED])
-    return (f"{len(common)} distinct grids over {len(grids)} cases: sizes {size} voxels, spacing {mm} mm, "
-            f"orientation {', '.join(codes)}; most common {top}")
+    return (
+        f"{len(common)} distinct grids over {len(grids)} cases: sizes {size} voxels, spacing {mm} mm, "
+        f"orientation {', '.join(codes)}; most common {top}"
+    )
 
 
 def _numbering_line(stats: LabelStats) -> str | None:
@@ -410,4 +445,7 @@ def _numbering_line(stats: LabelStats) -> str | None:
         return f"label numbering: unclear ({str(exc).split(': ', 1)[1]})"
     if note is None:
         return None
-    return f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; use --labels {scheme.name}"
+    return (
+        f"label numbering: {CONVENTION_TEXT[scheme.name]}, from the values and shapes; "
+        f"use --labels {scheme.name}"
+    )

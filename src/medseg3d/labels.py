@@ -100,10 +100,14 @@ class LabelScheme:
         names = list(self.regions)
         out = np.zeros(masks.shape[1:], dtype=self.to_values(np.zeros(1, dtype=np.int64)).dtype)
         for r, name in enumerate(names):
-            later = set().union(*[set(self.regions[n]) for n in names[r + 1 :]]) if r + 1 < len(names) else set()
+            later = (
+                set().union(*[set(self.regions[n]) for n in names[r + 1 :]]) if r + 1 < len(names) else set()
+            )
             own = [v for v in self.regions[name] if v not in later]
             if not own:
-                raise InputError(f"region {name} has no value of its own; regions must be nested, largest first")
+                raise InputError(
+                    f"region {name} has no value of its own; regions must be nested, largest first"
+                )
             out[masks[r]] = own[0]
         return out
 
@@ -180,9 +184,7 @@ BRATS2015 = LabelScheme(
 BRATS2012 = LabelScheme("brats2012", (0, 1, 2), ("background", "edema", "core"), {"WT": (1, 2), "TC": (2,)})
 # Tumour vs background: the class is the BraTS whole tumour. The region is named WT, not "tumour", because a
 # class and a region must have different names to be scored side by side (metrics.score_case).
-BINARY = LabelScheme(
-    "binary", (0, 1), ("background", "tumour"), {"WT": (1,)}, merge={2: 1, 3: 1, 4: 1}
-)
+BINARY = LabelScheme("binary", (0, 1), ("background", "tumour"), {"WT": (1,)}, merge={2: 1, 3: 1, 4: 1})
 # nnU-Net's BraTS conversion (Task043/Dataset137): 1 edema, 2 non-enhancing/necrosis, 3 enhancing.
 NNUNET_BRATS = LabelScheme(
     "nnunet-brats",
@@ -236,7 +238,9 @@ def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelSc
     if not pairs or pairs[0][0] != 0:
         raise InputError("dataset.json labels must include background with value 0")
     fg = tuple(v for v, _ in pairs if v != 0)
-    return LabelScheme(name, tuple(v for v, _ in pairs), tuple(n for _, n in pairs), {"foreground": fg} if fg else {})
+    return LabelScheme(
+        name, tuple(v for v, _ in pairs), tuple(n for _, n in pairs), {"foreground": fg} if fg else {}
+    )
 
 
 # ------------------------------------------------------------------------ BraTS label conventions
@@ -253,7 +257,8 @@ CONVENTION_TEXT = {
     "nnunet-brats": "nnU-Net's BraTS numbering (1 edema, 2 NCR/NET, 3 enhancing)",
 }
 # Edema touches the background in 15 to 49 % of its voxels on the 27 shared BraTS 2018 cases and in 17 %
-# on the BRATS 2012 case; the core in 0.1 to 15 % (5 %). 1.5 times the other's share is a clear call on all 28.
+# on the BRATS 2012 case; the core in 0.1 to 15 % (5 %). 1.5 times the other's share is a clear call on
+# all 28.
 EDEMA_CONTACT_RATIO = 1.5
 _MIN_VOXELS = 50
 
@@ -345,7 +350,9 @@ def resolve_convention(
     elif by_shape:
         detected = {1: "brats2012", 2: "brats"}.get(edema)
     else:
-        detected = None  # only 0, 1, 2 in a prediction: noisy shapes are no evidence against the model's scheme
+        detected = (
+            None  # only 0, 1, 2 in a prediction: noisy shapes are no evidence against the model's scheme
+        )
     if detected is None or _EDEMA_VALUE[detected] == _EDEMA_VALUE[base]:
         if base == "brats2012" and values & {3, 4}:
             raise InputError(
@@ -356,6 +363,8 @@ def resolve_convention(
     scheme = get_scheme(detected)
     if declared.region_training:
         scheme = scheme.with_region_training()
-    note = (f"{what}: label values {found}, label {edema} surrounding the others: read as "
-            f"{CONVENTION_TEXT[detected]}, not as {option} {base}; pass {option} {detected} to say so")
+    note = (
+        f"{what}: label values {found}, label {edema} surrounding the others: read as "
+        f"{CONVENTION_TEXT[detected]}, not as {option} {base}; pass {option} {detected} to say so"
+    )
     return scheme, note

@@ -110,7 +110,9 @@ def lesion_wise_region(
     pred = np.asarray(pred_mask) != 0
     ref = np.asarray(ref_mask) != 0
     if pred.shape != ref.shape or pred.ndim != 3:
-        raise InputError(f"lesion-wise scoring needs two 3D masks of one shape, got {pred.shape} and {ref.shape}")
+        raise InputError(
+            f"lesion-wise scoring needs two 3D masks of one shape, got {pred.shape} and {ref.shape}"
+        )
     voxel_mm3 = float(np.prod([float(s) for s in spacing]))
     it = int(rules.dilation_iterations)
     either = pred | ref
@@ -126,7 +128,9 @@ def lesion_wise_region(
         # dilating only the reference's bounding box (plus the dilation reach) gives the same result
         ref_box = _box(ndimage.find_objects(ref.astype(np.uint8))[0], it, ref.shape)
         dilated_cc, _ = ndimage.label(
-            ndimage.binary_dilation(ref[ref_box], DILATION_STRUCTURE, iterations=it), structure=CONNECTIVITY_26)
+            ndimage.binary_dilation(ref[ref_box], DILATION_STRUCTURE, iterations=it),
+            structure=CONNECTIVITY_26,
+        )
         grouped = np.where(ref[ref_box], dilated_cc, 0)
         for k, box in enumerate(ndimage.find_objects(grouped), start=1):
             if box is None:
@@ -153,8 +157,15 @@ def lesion_wise_region(
                 hd = hausdorff95(found, lesion, spacing) if distances else float("nan")
             else:
                 dice, hd = 0.0, float(rules.hd95_penalty)
-            lesions.append({"volume_mm3": volume, "dice": float(dice), "hd95": float(hd), "matched": len(hits),
-                            "kept": volume > rules.min_lesion_mm3})
+            lesions.append(
+                {
+                    "volume_mm3": volume,
+                    "dice": float(dice),
+                    "hd95": float(hd),
+                    "matched": len(hits),
+                    "kept": volume > rules.min_lesion_mm3,
+                }
+            )
     fp = n_pred - len(matched_any)
     kept = [le for le in lesions if le["kept"]]
     denominator = len(kept) + fp
@@ -192,14 +203,24 @@ def lesion_wise_scores(
     """
     pred, ref = np.asarray(pred_labels), np.asarray(ref_labels)
     if pred.shape != ref.shape:
-        raise InputError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "
-                         "paste the prediction onto the reference grid first")
-    return lesion_wise_masks(value_masks(pred, regions), value_masks(ref, regions), list(regions), spacing, rules)
+        raise InputError(
+            f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "
+            "paste the prediction onto the reference grid first"
+        )
+    return lesion_wise_masks(
+        value_masks(pred, regions), value_masks(ref, regions), list(regions), spacing, rules
+    )
 
 
-def lesion_wise_masks(pred_masks: Mapping, ref_masks: Mapping, names: Sequence[str],
-                      spacing: Sequence[float] = (1.0, 1.0, 1.0), rules: LesionRules = LesionRules()) -> dict:
-    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each side."""
+def lesion_wise_masks(
+    pred_masks: Mapping,
+    ref_masks: Mapping,
+    names: Sequence[str],
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    rules: LesionRules = LesionRules(),
+) -> dict:
+    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each
+    side."""
     row: dict[str, float] = {}
     for name in names:
         out = lesion_wise_region(pred_masks[name], ref_masks[name], spacing, rules)
@@ -211,4 +232,11 @@ def lesion_wise_masks(pred_masks: Mapping, ref_masks: Mapping, names: Sequence[s
     return row
 
 
-__all__ = ["BRATS_2023_RULES", "LESION_HD95_PENALTY", "LesionRules", "lesion_wise_masks", "lesion_wise_region", "lesion_wise_scores"]
+__all__ = [
+    "BRATS_2023_RULES",
+    "LESION_HD95_PENALTY",
+    "LesionRules",
+    "lesion_wise_masks",
+    "lesion_wise_region",
+    "lesion_wise_scores",
+]

@@ -61,7 +61,8 @@ def _ratio(numerator: int, denominator: int, both_empty: float) -> float:
 
 
 def dice(pred_mask, ref_mask) -> float:
-    """Dice ``2|P & R| / (|P| + |R|)`` of two masks (nonzero = inside). Both empty -> 1.0, one empty -> 0.0."""
+    """Dice ``2|P & R| / (|P| + |R|)`` of two masks (nonzero = inside). Both empty -> 1.0, one empty ->
+    0.0."""
     tp, fp, fn, _ = _counts(*_pair(pred_mask, ref_mask))
     return _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
 
@@ -150,8 +151,8 @@ def hausdorff95(
     voxels on the array border count as surface). For each direction (prediction -> reference and back) the
     95th percentile of the surface-to-nearest-surface distances is taken with linear interpolation between
     ranks (``torch.quantile``), and the larger of the two is returned. The computation is MONAI's
-    :func:`monai.metrics.compute_hausdorff_distance` (``percentile=95``) on the two masks cropped to their joint
-    bounding box plus one voxel, which gives the same result far faster on whole volumes.
+    :func:`monai.metrics.compute_hausdorff_distance` (``percentile=95``) on the two masks cropped to their
+    joint bounding box plus one voxel, which gives the same result far faster on whole volumes.
 
     Args:
         pred_mask, ref_mask: masks of equal shape (nonzero = inside), 2D or 3D.

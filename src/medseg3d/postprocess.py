@@ -47,7 +47,9 @@ ENHANCING_MEASURES = ("total", "largest")
 enhancing component's."""
 
 
-def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels: int, by: str = "total") -> np.ndarray:
+def relabel_small_enhancing(
+    labels: np.ndarray, scheme: LabelScheme, min_voxels: int, by: str = "total"
+) -> np.ndarray:
     """BraTS: if fewer than ``min_voxels`` voxels are enhancing tumour (4), call them necrosis (1) instead.
 
     A case without enhancing tumour (many low-grade gliomas) scores ET Dice 0 for any enhancing voxel
@@ -58,8 +60,8 @@ def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels:
         labels: a BraTS label map (0, 1, 2, 4).
         scheme: the model's label scheme (must have BraTS' necrosis 1 and enhancing 4).
         min_voxels: the threshold; 0 or less: off.
-        by: ``total``: all enhancing voxels of the case count; ``largest``: only its largest enhancing component
-            (26-connectivity), so scattered specks do not add up to a rim.
+        by: ``total``: all enhancing voxels of the case count; ``largest``: only its largest enhancing
+            component (26-connectivity), so scattered specks do not add up to a rim.
 
     Returns:
         ``labels`` itself when nothing changes, else a relabelled copy.
@@ -86,8 +88,8 @@ def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels:
 
 
 def voxels_for_volume(mm3: float, spacing) -> int:
-    """The voxel count that a volume of ``mm3`` makes on a grid of ``spacing`` (mm), rounded up: a threshold in
-    mm^3 (a model card's, chosen on 1 mm BraTS grids) applied on any native grid."""
+    """The voxel count that a volume of ``mm3`` makes on a grid of ``spacing`` (mm), rounded up: a threshold
+    in mm^3 (a model card's, chosen on 1 mm BraTS grids) applied on any native grid."""
     if mm3 <= 0:
         return 0
     return int(np.ceil(mm3 / float(np.prod([float(s) for s in spacing])) - 1e-9))
@@ -98,9 +100,10 @@ _OUTER_VALUE = {"ET": 1, "TC": 2, "WT": 0}
 
 
 def demote_small_region_components(labels: np.ndarray, scheme: LabelScheme, min_voxels: dict) -> np.ndarray:
-    """BraTS: connected components (26-connectivity) of a region smaller than its threshold become the next outer
-    region: enhancing tumour -> necrosis (TC kept), tumour core -> edema (WT kept), whole tumour -> background.
-    Applied from the innermost region out (ET, TC, WT), so a speck of enhancement inside a small core goes with it.
+    """BraTS: connected components (26-connectivity) of a region smaller than its threshold become the next
+    outer region: enhancing tumour -> necrosis (TC kept), tumour core -> edema (WT kept), whole tumour ->
+    background. Applied from the innermost region out (ET, TC, WT), so a speck of enhancement inside a small
+    core goes with it.
 
     Args:
         labels: a BraTS label map (0, 1, 2, 4).
@@ -170,8 +173,14 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
     return out
 
 
-def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0,
-                  min_enhancing_mm3: float = 0.0, min_lesion_mm3: dict | None = None) -> None:
+def check_options(
+    scheme: LabelScheme,
+    min_component: int,
+    min_enhancing: int,
+    max_distance_mm: float = 0.0,
+    min_enhancing_mm3: float = 0.0,
+    min_lesion_mm3: dict | None = None,
+) -> None:
     """Refuse impossible post-processing settings in one line, before minutes of inference."""
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
@@ -179,7 +188,9 @@ def check_options(scheme: LabelScheme, min_component: int, min_enhancing: int, m
     if not max_distance_mm >= 0:  # NaN too
         raise InputError(f"--max-distance must be a distance in mm >= 0 (0: off), got {max_distance_mm}")
     if not min_enhancing_mm3 >= 0:
-        raise InputError(f"the enhancing-tumour threshold must be a volume in mm^3 >= 0, got {min_enhancing_mm3}")
+        raise InputError(
+            f"the enhancing-tumour threshold must be a volume in mm^3 >= 0, got {min_enhancing_mm3}"
+        )
     if min_enhancing > 0 or min_enhancing_mm3 > 0:
         _check_enhancing_scheme(scheme)
     if min_lesion_mm3:
@@ -197,24 +208,48 @@ def check_lesion_thresholds(thresholds, what: str = "--min-lesion") -> dict:
         raise InputError(f"{what} must map regions WT, TC, ET to volumes in mm^3, got {thresholds!r}")
     unknown = sorted(set(thresholds) - set(_OUTER_VALUE))
     if unknown:
-        raise InputError(f"{what}: component thresholds are per region WT, TC or ET, got {', '.join(map(str, unknown))}")
+        raise InputError(
+            f"{what}: component thresholds are per region WT, TC or ET, got {', '.join(map(str, unknown))}"
+        )
     for region, value in thresholds.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             raise InputError(f"{what}: {region} must be a volume in mm^3 >= 0 (0: off), got {value!r}")
     return {str(k): float(v) for k, v in thresholds.items()}
 
 
-def postprocess(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                min_enhancing: int = 0, max_distance_mm: float = 0.0, min_lesion: dict | None = None) -> np.ndarray:
+def postprocess(
+    labels: np.ndarray,
+    scheme: LabelScheme,
+    *,
+    spacing=None,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    max_distance_mm: float = 0.0,
+    min_lesion: dict | None = None,
+) -> np.ndarray:
     """Small components, then far components (needs ``spacing``), then small components of each region
     (``min_lesion``: region -> voxels), then small enhancing regions."""
-    return postprocess_counted(labels, scheme, spacing=spacing, min_component=min_component,
-                               min_enhancing=min_enhancing, max_distance_mm=max_distance_mm, min_lesion=min_lesion)[0]
+    return postprocess_counted(
+        labels,
+        scheme,
+        spacing=spacing,
+        min_component=min_component,
+        min_enhancing=min_enhancing,
+        max_distance_mm=max_distance_mm,
+        min_lesion=min_lesion,
+    )[0]
 
 
-def postprocess_counted(labels: np.ndarray, scheme: LabelScheme, *, spacing=None, min_component: int = 0,
-                        min_enhancing: int = 0, max_distance_mm: float = 0.0,
-                        min_lesion: dict | None = None) -> tuple[np.ndarray, int]:
+def postprocess_counted(
+    labels: np.ndarray,
+    scheme: LabelScheme,
+    *,
+    spacing=None,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    max_distance_mm: float = 0.0,
+    min_lesion: dict | None = None,
+) -> tuple[np.ndarray, int]:
     """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
     ``predict`` reports: a second lesion of a multifocal tumour would go too).
 

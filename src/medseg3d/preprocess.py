@@ -39,7 +39,8 @@ class PrepConfig:
         normalize: ``"zscore"`` (per case and channel, inside the mask: MRI), ``"window"`` (every case alike:
             clip to ``window[0]..window[1]``, subtract ``window[2]``, divide by ``window[3]``: CT, whose
             values mean the same in every scan) or ``"none"``.
-        window: (low, high, mean, std) as :func:`medseg3d.experiments.planning.plan_dataset` chooses it, for ``"window"``.
+        window: (low, high, mean, std) as :func:`medseg3d.experiments.planning.plan_dataset` chooses it, for
+            ``"window"``.
     """
 
     crop: str = "bbox"
@@ -66,8 +67,15 @@ class PrepConfig:
         if self.normalize not in ("zscore", "window", "none"):
             raise InputError(f"normalize must be 'zscore', 'window' or 'none', got {self.normalize!r}")
         if self.normalize == "window":
-            if self.window is None or len(self.window) != 4 or self.window[0] >= self.window[1] or self.window[3] <= 0:
-                raise InputError("normalize='window' needs window=(low, high, mean, std) with low < high and std > 0")
+            if (
+                self.window is None
+                or len(self.window) != 4
+                or self.window[0] >= self.window[1]
+                or self.window[3] <= 0
+            ):
+                raise InputError(
+                    "normalize='window' needs window=(low, high, mean, std) with low < high and std > 0"
+                )
             self.window = tuple(float(v) for v in self.window)
         if self.crop_size is not None:
             self.crop_size = tuple(int(v) for v in self.crop_size)
@@ -89,7 +97,9 @@ class PrepConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
-            raise InputError(f"preprocessing settings hold unknown fields {unknown}; was this made by a newer medseg3d?")
+            raise InputError(
+                f"preprocessing settings hold unknown fields {unknown}; was this made by a newer medseg3d?"
+            )
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
@@ -315,7 +325,10 @@ def undo_probabilities(probs: np.ndarray, record: PrepRecord, fill_background: b
     out = paste(probs.astype(np.float32), record.box_start, record.box_stop, record.original_shape)
     if fill_background:
         outside = np.ones(record.original_shape, dtype=bool)
-        inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(record.box_start, record.box_stop, record.original_shape))
+        inside = tuple(
+            slice(max(a, 0), min(b, n))
+            for a, b, n in zip(record.box_start, record.box_stop, record.original_shape)
+        )
         outside[inside] = False
         out[0][outside] = 1.0
     return out

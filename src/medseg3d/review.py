@@ -29,10 +29,15 @@ EXIT_REVIEW = 3
 
 # what each check is called in the JSON, by the words of its warning (raw/qc.py, datasets/channel_order.py)
 _NAMES = (
-    ("swapped", "sequences"), ("channel order", "sequences"), ("intensities", "sequences"),
-    ("field of view", "field_of_view"), ("fits the template poorly", "registration"),
-    ("brain volume", "skull_strip"), ("outside the brain mask", "tumour_outside_brain"),
-    ("edge of the brain mask", "tumour_cut_by_mask"), ("confidence", "low_confidence"),
+    ("swapped", "sequences"),
+    ("channel order", "sequences"),
+    ("intensities", "sequences"),
+    ("field of view", "field_of_view"),
+    ("fits the template poorly", "registration"),
+    ("brain volume", "skull_strip"),
+    ("outside the brain mask", "tumour_outside_brain"),
+    ("edge of the brain mask", "tumour_cut_by_mask"),
+    ("confidence", "low_confidence"),
 )
 
 

@@ -33,7 +33,9 @@ class PatchSampler:
         max_points: foreground voxel positions kept per class and case (memory bound).
     """
 
-    def __init__(self, patch=None, foreground_p: float = 0.5, size_multiple: int = 8, max_points: int = 20_000):
+    def __init__(
+        self, patch=None, foreground_p: float = 0.5, size_multiple: int = 8, max_points: int = 20_000
+    ):
         if patch and not all(isinstance(p, (int, np.integer)) and p > 0 for p in patch):
             # loud, not silent, for a caller still passing the cases first (they were never used here)
             raise InputError(f"patch must be positive voxel counts (x, y, z) or None, got {patch!r}")
@@ -60,7 +62,9 @@ class PatchSampler:
             self._points[case.case_id] = points
         return self._points[case.case_id]
 
-    def box_for(self, case: PreparedCase, rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def box_for(
+        self, case: PreparedCase, rng: np.random.Generator
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
         shape = case.image.shape[1:]
         if self.patch is None:
             target = tuple(int(np.ceil(s / self.size_multiple) * self.size_multiple) for s in shape)
@@ -81,7 +85,9 @@ class PatchSampler:
             start.append(a)
         return tuple(start), tuple(a + p for a, p in zip(start, self.patch))
 
-    def crop(self, case: PreparedCase, box: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    def crop(
+        self, case: PreparedCase, box: tuple[tuple[int, ...], tuple[int, ...]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cut the box ``(start, stop)`` (from :meth:`box_for`) out of a case, zero-padding outside it."""
         start, stop = box
         image = crop_or_pad(case.image, start, stop).astype(np.float32)

@@ -22,7 +22,8 @@ Example::
     score = case_confidence(result, kind="multiclass")["confidence"]
     t = fit_temperature(saved_probs, saved_refs, kind="multiclass")        # e.g. [1.9]
     ece_before = expected_calibration_error(saved_probs, saved_refs, "multiclass")
-    ece_after = expected_calibration_error(apply_temperature(saved_probs, t, "multiclass"), saved_refs, "multiclass")
+    ece_after = expected_calibration_error(apply_temperature(saved_probs, t, "multiclass"), saved_refs,
+                                           "multiclass")
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ _FLIP_ORDER = [(), (0,), (1,), (0, 1), (2,), (0, 2), (1, 2), (0, 1, 2)]
 
 
 MEMBERS = "members"
-"""``passes`` value (``predict --uncertainty`` without a number, on an ensemble) for the members' disagreement."""
+"""``passes`` value (``predict --uncertainty`` without a number, on an ensemble) for the members'
+disagreement."""
 
 
 @dataclass
 class MirroredPrediction:
     """Mean probabilities (K, x, y, z) and voxel-wise uncertainty maps (x, y, z), float32, over ``passes``
-    mirrored passes (``source`` "mirrored") or over an ensemble's ``passes`` members (``source`` "members")."""
+    mirrored passes (``source`` "mirrored") or over an ensemble's ``passes`` members (``source``
+    "members")."""
 
     probabilities: np.ndarray
     entropy: np.ndarray
@@ -86,9 +89,18 @@ def normalised_entropy(probs: np.ndarray, kind: str) -> np.ndarray:
     return (-(p * np.log(p)).sum(axis=0) / np.log(k)).astype(np.float32)
 
 
-def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int = 8, patch=None,
-                         overlap: float = 0.5, device="cpu", precision: str = "auto",
-                         keep_first_pass: bool = False) -> MirroredPrediction:
+def mirrored_uncertainty(
+    model,
+    image,
+    *,
+    kind: str = "multiclass",
+    passes: int = 8,
+    patch=None,
+    overlap: float = 0.5,
+    device="cpu",
+    precision: str = "auto",
+    keep_first_pass: bool = False,
+) -> MirroredPrediction:
     """Run ``model`` on ``passes`` mirrored copies of ``image`` (C, x, y, z) and measure their disagreement.
 
     Args:
@@ -100,8 +112,8 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
         keep_first_pass: also return the unmirrored pass's probabilities (``first_pass``).
 
     Returns:
-        :class:`MirroredPrediction` on the grid of ``image``: the mean probabilities, the normalised entropy of
-        the mean, the variance across passes (mean over outputs) and the agreement with the final decision.
+        :class:`MirroredPrediction` on the grid of ``image``: the mean probabilities, the normalised entropy
+        of the mean, the variance across passes (mean over outputs) and the agreement with the final decision.
     """
     from .inference import predict_probabilities
 
@@ -110,8 +122,16 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
     decisions = []
     for axes in _FLIP_ORDER[:passes]:
         x = np.flip(image, axis=tuple(a + 1 for a in axes)) if axes else image
-        p = predict_probabilities(model, np.ascontiguousarray(x), kind=kind, patch=patch, overlap=overlap,
-                                  mirror=False, device=device, precision=precision).numpy()
+        p = predict_probabilities(
+            model,
+            np.ascontiguousarray(x),
+            kind=kind,
+            patch=patch,
+            overlap=overlap,
+            mirror=False,
+            device=device,
+            precision=precision,
+        ).numpy()
         if axes:
             p = np.ascontiguousarray(np.flip(p, axis=tuple(a + 1 for a in axes)))
         if keep_first_pass and first is None:
@@ -125,18 +145,34 @@ def mirrored_uncertainty(model, image, *, kind: str = "multiclass", passes: int 
     final = _decision(mean, kind)
     agreement = np.mean([d == final for d in decisions], axis=0)
     mean = mean.astype(np.float32)
-    return MirroredPrediction(mean, normalised_entropy(mean, kind), variance.astype(np.float32),
-                              agreement.astype(np.float32), passes, first)
+    return MirroredPrediction(
+        mean,
+        normalised_entropy(mean, kind),
+        variance.astype(np.float32),
+        agreement.astype(np.float32),
+        passes,
+        first,
+    )
 
 
-def member_uncertainty(model, image, *, kind: str = "multiclass", patch=None, overlap: float = 0.5,
-                       mirror: bool = False, device="cpu", precision: str = "auto") -> MirroredPrediction:
+def member_uncertainty(
+    model,
+    image,
+    *,
+    kind: str = "multiclass",
+    patch=None,
+    overlap: float = 0.5,
+    mirror: bool = False,
+    device="cpu",
+    precision: str = "auto",
+) -> MirroredPrediction:
     """An ensemble's prediction for ``image`` (C, x, y, z) with its members' disagreement.
 
     Args:
         model: an :class:`~medseg3d.nets.ensemble.EnsembleNet`.
         image, kind, patch, overlap, mirror, device, precision: as for
-            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as ``--mirror``).
+            :func:`~medseg3d.inference.predict_probabilities` (``mirror`` mirrors every member, as
+            ``--mirror``).
 
     Returns:
         :class:`MirroredPrediction` with ``source="members"``: ``probabilities`` are the ensemble's own (the
@@ -148,33 +184,56 @@ def member_uncertainty(model, image, *, kind: str = "multiclass", patch=None, ov
     from .nets.ensemble import AllOutputs, EnsembleNet
 
     if not isinstance(model, EnsembleNet):
-        raise InputError("only an ensemble has members to disagree; give --uncertainty a number of mirrored passes")
+        raise InputError(
+            "only an ensemble has members to disagree; give --uncertainty a number of mirrored passes"
+        )
     wrapped = AllOutputs(model)
-    out = predict_probabilities(wrapped, image, kind=kind, patch=patch, overlap=overlap, mirror=mirror,
-                                device=device, precision=precision, groups=wrapped.groups).numpy()
+    out = predict_probabilities(
+        wrapped,
+        image,
+        kind=kind,
+        patch=patch,
+        overlap=overlap,
+        mirror=mirror,
+        device=device,
+        precision=precision,
+        groups=wrapped.groups,
+    ).numpy()
     blocks = out.reshape(wrapped.groups, out.shape[0] // wrapped.groups, *out.shape[1:])
     mean, members = np.ascontiguousarray(blocks[0]), np.ascontiguousarray(blocks[1:])
     variance = members.astype(np.float64).var(axis=0).mean(axis=0)
     final = _decision(mean, kind)
     agreement = np.mean([_decision(m, kind) == final for m in members], axis=0)
-    return MirroredPrediction(mean, normalised_entropy(mean, kind), variance.astype(np.float32),
-                              agreement.astype(np.float32), len(members), source=MEMBERS,
-                              member_probabilities=members)
+    return MirroredPrediction(
+        mean,
+        normalised_entropy(mean, kind),
+        variance.astype(np.float32),
+        agreement.astype(np.float32),
+        len(members),
+        source=MEMBERS,
+        member_probabilities=members,
+    )
 
 
 def check_passes(passes: int | str | None, mirror: bool = False, members: int = 0) -> None:
     """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), fewer than 8 with
-    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of ``members``
-    networks, in one line."""
+    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of
+    ``members`` networks, in one line."""
     if passes == MEMBERS:
         if members < 2:
-            raise InputError("--uncertainty members needs an ensemble file (medseg3d ensemble); this model runs as "
-                             "one network (an exported ensemble does too): give a number of mirrored passes (2, 4 or 8)")
+            raise InputError(
+                "--uncertainty members needs an ensemble file (medseg3d ensemble); this model runs as "
+                "one network (an exported ensemble does too): give a number of mirrored passes (2, 4 or 8)"
+            )
         return
     if passes is not None and passes not in (2, 4, 8):
-        raise InputError(f"--uncertainty takes 2, 4 or 8 mirrored passes (or 'members' for an ensemble), got {passes}")
+        raise InputError(
+            f"--uncertainty takes 2, 4 or 8 mirrored passes (or 'members' for an ensemble), got {passes}"
+        )
     if passes and mirror and passes != 8:
-        raise InputError(f"--mirror averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}")
+        raise InputError(
+            f"--mirror averages all 8 mirrored passes; use --uncertainty 8 with it, not {passes}"
+        )
 
 
 def maps_on_input_grid(result: MirroredPrediction, record) -> dict[str, np.ndarray]:
@@ -216,12 +275,23 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
         foreground = result.probabilities.max(axis=0) if kind == "region" else 1.0 - result.probabilities[0]
         zone = foreground > 0.1
     if not zone.any():
-        return {"confidence": 1.0, "mean_entropy": 0.0, "mean_agreement": 1.0, "zone_voxels": 0,
-                "passes": result.passes, "source": result.source}
+        return {
+            "confidence": 1.0,
+            "mean_entropy": 0.0,
+            "mean_agreement": 1.0,
+            "zone_voxels": 0,
+            "passes": result.passes,
+            "source": result.source,
+        }
     entropy = float(result.entropy[zone].mean())
-    return {"confidence": round(1.0 - entropy, 4), "mean_entropy": round(entropy, 4),
-            "mean_agreement": round(float(result.agreement[zone].mean()), 4), "zone_voxels": int(zone.sum()),
-            "passes": result.passes, "source": result.source}
+    return {
+        "confidence": round(1.0 - entropy, 4),
+        "mean_entropy": round(entropy, 4),
+        "mean_agreement": round(float(result.agreement[zone].mean()), 4),
+        "zone_voxels": int(zone.sum()),
+        "passes": result.passes,
+        "source": result.source,
+    }
 
 
 def describe_passes(passes, source: str = "mirrored") -> str:
@@ -230,7 +300,8 @@ def describe_passes(passes, source: str = "mirrored") -> str:
 
 
 def describe_source(source: str = "mirrored") -> str:
-    """``"the mirrored passes"`` or ``"the ensemble's members"``: whose disagreement a map shows, for people."""
+    """``"the mirrored passes"`` or ``"the ensemble's members"``: whose disagreement a map shows, for
+    people."""
     return "the ensemble's members" if source == MEMBERS else "the mirrored passes"
 
 
@@ -242,8 +313,11 @@ def confidence_reference(calibration: dict | None, passes: int, source: str = "m
     values = ref.get("held_out") or []
     if (int(ref.get("passes", 0)) != passes or ref.get("source", "mirrored") != source) or len(values) < 3:
         return None
-    return {"held_out": [float(v) for v in values], "low_below": round(float(np.quantile(values, LOW_SHARE)), 4),
-            "passes": passes}
+    return {
+        "held_out": [float(v) for v in values],
+        "low_below": round(float(np.quantile(values, LOW_SHARE)), 4),
+        "passes": passes,
+    }
 
 
 def confidence_rank(confidence: float, reference: dict) -> float:
@@ -255,8 +329,11 @@ def confidence_rank(confidence: float, reference: dict) -> float:
 def confidence_warning(confidence: float, threshold: float | None, source: str = "mirrored") -> str | None:
     """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
     if threshold is not None and confidence < threshold:
-        return (f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the model "
-                f"was calibrated on): {describe_source(source)} disagree in the tumour zone; check this segmentation by eye.")
+        return (
+            f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the "
+            f"model was calibrated on): {describe_source(source)} disagree in the tumour zone; "
+            "check this segmentation by eye."
+        )
     return None
 
 
@@ -278,8 +355,10 @@ def _as_samples(probabilities, labels, kind: str, mask=None, max_voxels: int | N
         spatial = p.shape[1:]
         expected = (p.shape[0], *spatial) if kind == "region" else spatial
         if y.shape != expected:
-            raise InputError(f"references of shape {y.shape} do not fit probabilities of shape {p.shape} "
-                             f"({'one mask per region' if kind == 'region' else 'one class index per voxel'})")
+            raise InputError(
+                f"references of shape {y.shape} do not fit probabilities of shape {p.shape} "
+                f"({'one mask per region' if kind == 'region' else 'one class index per voxel'})"
+            )
         p = p.reshape(p.shape[0], -1)
         y = y.reshape(p.shape[0], -1) if kind == "region" else y.reshape(-1)
         if m is not None:
@@ -308,8 +387,9 @@ def _nll_binary(logit: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(np.mean(np.logaddexp(0.0, np.where(y, -z, z))))
 
 
-def fit_temperature(probabilities, labels, kind: str = "multiclass", mask=None, max_voxels: int = 2_000_000,
-                    seed: int = 0) -> list[float]:
+def fit_temperature(
+    probabilities, labels, kind: str = "multiclass", mask=None, max_voxels: int = 2_000_000, seed: int = 0
+) -> list[float]:
     """Temperatures minimising the NLL of ``probabilities`` (softened by 1/T in logit space) on ``labels``.
 
     Args:
@@ -331,20 +411,25 @@ def fit_temperature(probabilities, labels, kind: str = "multiclass", mask=None, 
     p = np.clip(p, EPS, 1.0 - EPS)
     if kind == "region":
         logits = np.log(p) - np.log1p(-p)
-        objectives = [lambda log_t, r=r: _nll_binary(logits[r], y[r].astype(bool), float(np.exp(log_t)))
-                      for r in range(p.shape[0])]
+        objectives = [
+            lambda log_t, r=r: _nll_binary(logits[r], y[r].astype(bool), float(np.exp(log_t)))
+            for r in range(p.shape[0])
+        ]
     else:
         log_p = np.log(p)  # softmax(log p) = p, so log p are valid logits
         objectives = [lambda log_t: _nll_multiclass(log_p, y.astype(np.int64), float(np.exp(log_t)))]
     temperatures = []
     for objective in objectives:
-        best = minimize_scalar(objective, bounds=(np.log(0.05), np.log(20.0)), method="bounded",
-                               options={"xatol": 1e-5})
+        best = minimize_scalar(
+            objective, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-5}
+        )
         temperatures.append(round(float(np.exp(best.x)), 5))
     return temperatures
 
 
-def apply_temperature(probabilities: np.ndarray, temperatures: Sequence[float], kind: str = "multiclass") -> np.ndarray:
+def apply_temperature(
+    probabilities: np.ndarray, temperatures: Sequence[float], kind: str = "multiclass"
+) -> np.ndarray:
     """Probabilities recomputed with logits divided by the fitted temperature(s) (float32, same shape)."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), EPS, 1.0 - EPS)
     t = np.asarray(temperatures, dtype=np.float64)
@@ -376,8 +461,15 @@ def ece_from_confidences(confidence, correct, n_bins: int = 15) -> float:
     return float(np.abs(acc_sum - conf_sum).sum() / confidence.size)
 
 
-def expected_calibration_error(probabilities, labels, kind: str = "multiclass", n_bins: int = 15, mask=None,
-                               max_voxels: int | None = None, seed: int = 0) -> float:
+def expected_calibration_error(
+    probabilities,
+    labels,
+    kind: str = "multiclass",
+    n_bins: int = 15,
+    mask=None,
+    max_voxels: int | None = None,
+    seed: int = 0,
+) -> float:
     """ECE of saved probabilities against references (equal-width bins).
 
     Multiclass: top-label ECE (confidence = the largest probability, correct = its class is the reference's).
@@ -386,8 +478,10 @@ def expected_calibration_error(probabilities, labels, kind: str = "multiclass", 
     """
     p, y = _as_samples(probabilities, labels, kind, mask, max_voxels, seed)
     if kind == "region":
-        eces = [ece_from_confidences(np.maximum(p[r], 1 - p[r]), (p[r] > 0.5) == y[r].astype(bool), n_bins)
-                for r in range(p.shape[0])]
+        eces = [
+            ece_from_confidences(np.maximum(p[r], 1 - p[r]), (p[r] > 0.5) == y[r].astype(bool), n_bins)
+            for r in range(p.shape[0])
+        ]
         return float(np.mean(eces))
     return ece_from_confidences(p.max(axis=0), p.argmax(axis=0) == y, n_bins)
 
@@ -412,4 +506,3 @@ __all__ = [
     "mirrored_uncertainty",
     "normalised_entropy",
 ]
-

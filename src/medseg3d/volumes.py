@@ -17,9 +17,15 @@ def voxel_volume_ml(spacing) -> float:
     return float(np.prod([float(s) for s in spacing])) / 1000.0
 
 
-def volumes_line(regions: dict) -> str:
-    """``"WT 31.2 ml, TC 10.1 ml, ET 4.0 ml"``: :func:`volume_summary`'s regions as the console says them."""
-    return ", ".join(f"{name} {ml:.1f} ml" for name, ml in regions.items())
+def volumes_line(summary: dict) -> str:
+    """The console's line for :func:`volume_summary`'s result: ``"tumour volumes: WT 31.2 ml, TC 10.1 ml, ET
+    4.0 ml"`` for a tumour scheme (one with a whole-tumour region), ``"volumes: anterior 1.6 ml, posterior 1.4
+    ml"`` (each label by its class name) for any other anatomy."""
+    regions = summary["regions"]
+    if "WT" in regions:
+        return "tumour volumes: " + ", ".join(f"{name} {ml:.1f} ml" for name, ml in regions.items())
+    per_label = {key.split(" ", 1)[1]: ml for key, ml in summary["labels"].items()}
+    return "volumes: " + ", ".join(f"{name} {ml:.1f} ml" for name, ml in (per_label or regions).items())
 
 
 def volume_summary(labels: np.ndarray, spacing, scheme: LabelScheme) -> dict:
@@ -38,21 +44,31 @@ def volume_summary(labels: np.ndarray, spacing, scheme: LabelScheme) -> dict:
         0.002
     """
     ml = voxel_volume_ml(spacing)
-    counts = np.bincount(np.asarray(labels).astype(np.int64).ravel().clip(0), minlength=max(scheme.values) + 1)
-    regions = {name: round(float(sum(counts[v] for v in members if v < len(counts))) * ml, 3)
-               for name, members in scheme.regions.items()}
-    per_label = {f"{v} {n}": round(float(counts[v]) * ml, 3)
-                 for v, n in zip(scheme.values, scheme.class_names) if v != 0}
+    counts = np.bincount(
+        np.asarray(labels).astype(np.int64).ravel().clip(0), minlength=max(scheme.values) + 1
+    )
+    regions = {
+        name: round(float(sum(counts[v] for v in members if v < len(counts))) * ml, 3)
+        for name, members in scheme.regions.items()
+    }
+    per_label = {
+        f"{v} {n}": round(float(counts[v]) * ml, 3)
+        for v, n in zip(scheme.values, scheme.class_names)
+        if v != 0
+    }
     return {"regions": regions, "labels": per_label}
 
 
 MIN_LESION_MM3 = 50.0
-"""Connected components of at most this volume are not counted as lesions (BraTS 2023's 50 mm^3 for gliomas)."""
+"""Connected components of at most this volume are not counted as lesions (BraTS 2023's 50 mm^3 for
+gliomas)."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
 
-def lesion_summary(labels: np.ndarray, affine, scheme: LabelScheme, min_lesion_mm3: float = MIN_LESION_MM3) -> dict:
+def lesion_summary(
+    labels: np.ndarray, affine, scheme: LabelScheme, min_lesion_mm3: float = MIN_LESION_MM3
+) -> dict:
     """The lesions of each region: connected components (26-connectivity) larger than ``min_lesion_mm3``.
 
     Args:
@@ -94,9 +110,13 @@ def lesion_summary(labels: np.ndarray, affine, scheme: LabelScheme, min_lesion_m
                     continue
                 centre = total / size + offset
                 world = affine @ np.array([*centre, 1.0])
-                found.append({"volume_ml": round(float(size) * voxel_mm3 / 1000.0, 3),
-                              "centre_mm": [round(float(v), 1) for v in world[:3]],
-                              "centre_voxel": [round(float(v)) for v in centre]})
+                found.append(
+                    {
+                        "volume_ml": round(float(size) * voxel_mm3 / 1000.0, 3),
+                        "centre_mm": [round(float(v), 1) for v in world[:3]],
+                        "centre_voxel": [round(float(v)) for v in centre],
+                    }
+                )
         found.sort(key=lambda le: -le["volume_ml"])
         out[name] = {"count": len(found), "n_small": int(n) - len(found), "lesions": found}
     return out

@@ -84,8 +84,6 @@ def test_zero_rotation_and_unit_scale_is_identity():
     assert torch.equal(lab, label)
 
 
-
-
 @pytest.mark.parametrize("angles", [[23.0, 0.0, 0.0], [0.0, 0.0, 200.0], [17.0, -40.0, 65.0]])
 @pytest.mark.parametrize("scale", [1.0, 1.15, [0.9, 1.1, 1.0]])
 def test_labels_keep_their_values_and_regions_stay_binary(angles, scale):
@@ -152,7 +150,6 @@ def test_intensity_and_noise_keep_background():
     assert torch.all(noisy[:, background] == 0) and not torch.equal(noisy, image)
     assert torch.equal(noisy, A.gaussian_noise(image, 0.1, _gen(0)))
     assert torch.equal(A.intensity(image, 1.0, 0.0), image)
-
 
 
 # ------------------------------------------------- blur, low resolution, contrast, brightness (issue #22)

@@ -145,7 +145,11 @@ def test_issue_22_records_are_dropped_from_the_geometry_and_listed_in_the_error(
 
 def test_gamma_logs_as_before_unless_inverted():
     assert A.GammaParams(gamma=(0.8,)).to_dict() == {"op": "gamma", "gamma": [0.8]}
-    assert A.GammaParams(gamma=(0.8,), invert=True).to_dict() == {"op": "gamma", "gamma": [0.8], "invert": True}
+    assert A.GammaParams(gamma=(0.8,), invert=True).to_dict() == {
+        "op": "gamma",
+        "gamma": [0.8],
+        "invert": True,
+    }
 
 
 def test_bad_logged_values_raise_one_line_input_error_when_replayed():

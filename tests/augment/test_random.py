@@ -112,8 +112,6 @@ def test_invert_geometry_undoes_flips_and_quarter_turns():
     assert torch.equal(back, label)
 
 
-
-
 def test_invert_geometry_undoes_rotation_and_scaling_inside_the_volume():
     grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, 25)] * 3, indexing="ij"))
     blob = torch.exp(-2 * (grid**2).sum(0))[None]  # smooth, so the blur of three resamplings stays small
@@ -163,7 +161,10 @@ def test_per_channel_draws_choose_channels_and_stay_in_their_ranges():
     for seed in range(20):
         _, _, blur = A.RandomBlur((0.5, 1.0), p=1.0, p_per_channel=0.5)(image, None, _gen(seed))
         _, _, low = A.RandomLowResolution((1.0, 2.0), p=1.0, p_per_channel=0.5)(image, None, _gen(seed))
-        for record, field, identity, (lo, hi) in ((blur, "sigma", 0.0, (0.5, 1.0)), (low, "factor", 1.0, (1.0, 2.0))):
+        for record, field, identity, (lo, hi) in (
+            (blur, "sigma", 0.0, (0.5, 1.0)),
+            (low, "factor", 1.0, (1.0, 2.0)),
+        ):
             if record:  # {} when no channel was chosen
                 values = record[field]
                 assert len(values) == 4 and any(v != identity for v in values)
@@ -203,6 +204,14 @@ def test_strong_preset_draws_every_op_of_its_recipe_within_its_ranges():
                 kind += "+inverted" if record.get("invert") else ""
             seen.add(kind)
     assert seen == {
-        "rotate_scale+scale", "rotate_scale+rotate", "noise", "blur", "intensity", "contrast", "low_resolution",
-        "gamma", "gamma+inverted", "flip",
+        "rotate_scale+scale",
+        "rotate_scale+rotate",
+        "noise",
+        "blur",
+        "intensity",
+        "contrast",
+        "low_resolution",
+        "gamma",
+        "gamma+inverted",
+        "flip",
     }

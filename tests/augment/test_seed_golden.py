@@ -4,11 +4,12 @@ The reference numbers of ``GOLDEN`` were computed with the single-file ``augment
 small synthetic sample; issue #22 redefined the "strong" preset, so the former one is built here from its
 transforms (``former_strong``) and still checked against them. ``GOLDEN_22`` holds the ops added by issue #22
 (blur, simulated low resolution, contrast, brightness, inverted gamma) and the new "strong", computed with the
-package when they were added, so any later change of what a seed draws for them shows up here. What a seed draws is exact on every CPU (torch's generators and Python float arithmetic),
-so the parameters logged (JSON of the typed records) are hashed and compared exactly. The outputs are
-float32 interpolations, powers and Gaussian noise, whose last bits depend on the CPU's SIMD kernels (try
-``ATEN_CPU_CAPABILITY=default``), so each output is reduced to a fingerprint -- its sum, its sum of squares
-and two fixed projections -- compared with a tolerance derived from float32 rounding (see ``_tolerance``).
+package when they were added, so any later change of what a seed draws for them shows up here. What a seed
+draws is exact on every CPU (torch's generators and Python float arithmetic), so the parameters logged (JSON
+of the typed records) are hashed and compared exactly. The outputs are float32 interpolations, powers and
+Gaussian noise, whose last bits depend on the CPU's SIMD kernels (try ``ATEN_CPU_CAPABILITY=default``), so
+each output is reduced to a fingerprint -- its sum, its sum of squares and two fixed projections -- compared
+with a tolerance derived from float32 rounding (see ``_tolerance``).
 
 Regenerate only for an intended change of behaviour, from the module that defines the reference:
 ``git show 3859d5d:src/medseg3d/augment.py > /tmp/old_augment.py``, then
@@ -71,7 +72,14 @@ TRANSFORMS_22 = {
 }
 # Blur and low resolution are weighted sums of neighbours like an interpolation, so they get its tolerance.
 NOT_INTERPOLATED = {
-    "flip", "intensity", "gamma", "noise", "preset_none", "contrast", "brightness", "gamma_inverted"
+    "flip",
+    "intensity",
+    "gamma",
+    "noise",
+    "preset_none",
+    "contrast",
+    "brightness",
+    "gamma_inverted",
 }
 
 # Projection weights: small integers from a seeded generator, exact on every CPU.

@@ -1,5 +1,5 @@
-"""Follow-up comparison: categories at their thresholds, the change map, known changes on synthetic time points,
-the outputs (files, schema, page), earlier outputs as input, and the command line's errors."""
+"""Follow-up comparison: categories at their thresholds, the change map, known changes on synthetic time
+points, the outputs (files, schema, page), earlier outputs as input, and the command line's errors."""
 
 import json
 
@@ -47,16 +47,26 @@ def _ml(mask):
     return round(float(np.count_nonzero(mask)) / 1000.0, 3)
 
 
-@pytest.mark.parametrize("change, category", [(-50.0, "partial response"), (-49.9, "stable"), (24.9, "stable"),
-                                              (25.0, "progression"), (0.0, "stable")])
+@pytest.mark.parametrize(
+    "change, category",
+    [
+        (-50.0, "partial response"),
+        (-49.9, "stable"),
+        (24.9, "stable"),
+        (25.0, "progression"),
+        (0.0, "stable"),
+    ],
+)
 def test_rano_2010_thresholds(change, category):
     prior = 1000.0
     out = rano.rano_2010(prior, prior * (1 + change / 100), prior_lesions=1, current_lesions=1)
     assert out["category"] == category and out["change_percent"] == pytest.approx(change)
 
 
-@pytest.mark.parametrize("change, category", [(-65.0, "partial response"), (-64.9, "stable"), (39.9, "stable"),
-                                              (40.0, "progression")])
+@pytest.mark.parametrize(
+    "change, category",
+    [(-65.0, "partial response"), (-64.9, "stable"), (39.9, "stable"), (40.0, "progression")],
+)
 def test_rano_2_volumetric_thresholds(change, category):
     out = rano.rano_2_volumetric(10.0, 10.0 * (1 + change / 100), prior_lesions=1, current_lesions=1)
     assert out["category"] == category
@@ -64,7 +74,10 @@ def test_rano_2_volumetric_thresholds(change, category):
 
 def test_rano_special_cases():
     assert rano.rano_2010(800, 0, prior_lesions=1, current_lesions=0)["category"] == "complete response"
-    assert rano.rano_2010(800, 700, prior_lesions=1, current_lesions=2, new_measurable=1)["category"] == "progression"
+    assert (
+        rano.rano_2010(800, 700, prior_lesions=1, current_lesions=2, new_measurable=1)["category"]
+        == "progression"
+    )
     assert rano.rano_2010(0, 0, prior_lesions=0, current_lesions=0)["category"] == "not assessable"
     # nothing measurable before: only a new measurable lesion or no enhancement at all changes the category
     assert rano.rano_2010(0, 500, prior_lesions=1, current_lesions=1)["category"] == "stable"
@@ -105,8 +118,10 @@ def test_same_scan_is_stable_and_a_shrunk_one_a_response():
     same = compare_timepoints(_point(_tumour(10)), _point(_tumour(10)), register=False)
     assert same["response"]["rano_2010"]["category"] == "stable"
     assert same["response"]["rano_2_volumetric"]["category"] == "stable"
-    assert all(r["change_ml"] == 0 and not r["new_lesions"] and not r["vanished_lesions"]
-               for r in same["regions"].values())
+    assert all(
+        r["change_ml"] == 0 and not r["new_lesions"] and not r["vanished_lesions"]
+        for r in same["regions"].values()
+    )
     shrunk = compare_timepoints(_point(_tumour(12)), _point(_tumour(7)), register=False)
     assert shrunk["regions"]["ET"]["sum_products_change_percent"] <= rano.RANO_2010_RESPONSE
     assert shrunk["response"]["rano_2010"]["category"] == "partial response"
@@ -133,15 +148,22 @@ def test_registration_undoes_a_shift_so_nothing_looks_new():
     unregistered = compare_timepoints(prior, current, register=False)
     registered = compare_timepoints(prior, current)
     assert registered["registration"]["shift_at_centre_mm"] > 0
-    assert registered["regions"]["WT"]["volume_ml"]["prior"] == registered["regions"]["WT"]["volume_ml"]["current"]
+    assert (
+        registered["regions"]["WT"]["volume_ml"]["prior"]
+        == registered["regions"]["WT"]["volume_ml"]["current"]
+    )
     assert registered["response"]["rano_2010"]["category"] == "stable"
     # the registered labels overlap the prior's better than the unregistered ones
     from medseg3d.clinical.compare import _compare
 
     _, aligned, _ = _compare(prior, current)
     _, placed, _ = _compare(prior, current, register=False)
-    dice = [2 * np.count_nonzero((a > 0) & (prior.labels.array > 0)) /
-            (np.count_nonzero(a > 0) + np.count_nonzero(prior.labels.array > 0)) for a in (aligned, placed)]
+    dice = [
+        2
+        * np.count_nonzero((a > 0) & (prior.labels.array > 0))
+        / (np.count_nonzero(a > 0) + np.count_nonzero(prior.labels.array > 0))
+        for a in (aligned, placed)
+    ]
     assert dice[0] > 0.97 > dice[1]
     assert unregistered["registration"]["method"] == "none"
 
@@ -152,8 +174,15 @@ def test_compare_writes_every_output_atomically(tmp_path):
     out = tmp_path / "out"
     record = compare(prior, current, out, register=False)
     names = {p.name for p in out.iterdir()}
-    assert names == {"compare.json", "compare.html", "compare.png", "change_map.nii.gz", "prior_labels.nii.gz",
-                     "current_labels_on_prior.nii.gz"}  # no temporary file left behind
+    # no temporary file left behind
+    assert names == {
+        "compare.json",
+        "compare.html",
+        "compare.png",
+        "change_map.nii.gz",
+        "prior_labels.nii.gz",
+        "current_labels_on_prior.nii.gz",
+    }
     saved = json.loads((out / "compare.json").read_text())
     assert saved == json.loads(json.dumps(record))
     assert saved["schema_version"] == SCHEMA_VERSION and saved["outputs"]["change_map"] == "change_map.nii.gz"
@@ -193,8 +222,15 @@ def test_earlier_output_on_its_native_grid_comes_back_through_its_transforms(tmp
     write_volume(Volume(labels, native), tmp_path / "seg.nii.gz")
     to_native = np.eye(4)
     to_native[:3, 3] = shift_ras * [-1, -1, 1]  # BraTS-grid points -> the scan's points, LPS
-    record = {"output_grid": {"space": "native"}, "reference": "t1ce", "inputs": {},
-              "transforms": {"t1ce": {"kind": "identity"}, "atlas": {"matrix_lps": to_native.tolist(), "channel": "t1ce"}}}
+    record = {
+        "output_grid": {"space": "native"},
+        "reference": "t1ce",
+        "inputs": {},
+        "transforms": {
+            "t1ce": {"kind": "identity"},
+            "atlas": {"matrix_lps": to_native.tolist(), "channel": "t1ce"},
+        },
+    }
     (tmp_path / "seg.json").write_text(json.dumps(record))
     point = timepoint_from(tmp_path / "seg.nii.gz")
     assert np.array_equal(point.labels.array, labels) and np.allclose(point.labels.affine, BRATS_AFFINE)
@@ -246,9 +282,16 @@ def test_compare_two_raw_dicom_studies_of_one_head_is_stable(brats_root, tmp_pat
 
     case = next(c for c in find_cases(brats_root) if c.case_id == "Brats18_2013_20_1")
     vols = {m: v for m, _, v in case.select(("flair", "t1", "t1ce", "t2")).read_channels()}
-    series = {"flair": "AX_FLAIR|Ax T2 FLAIR", "t1": "T1_SE|Ax T1 SE", "t1ce": "T1_POST|Ax T1 +C MPRAGE",
-              "t2": "T2_TSE|Ax T2 TSE"}
-    studies = [write_dicom_case(simulate(vols, None, seed=s).volumes, tmp_path / f"study{s}", series) for s in (11, 12)]
+    series = {
+        "flair": "AX_FLAIR|Ax T2 FLAIR",
+        "t1": "T1_SE|Ax T1 SE",
+        "t1ce": "T1_POST|Ax T1 +C MPRAGE",
+        "t2": "T2_TSE|Ax T2 TSE",
+    }
+    studies = [
+        write_dicom_case(simulate(vols, None, seed=s).volumes, tmp_path / f"study{s}", series)
+        for s in (11, 12)
+    ]
     record = compare(studies[0], studies[1], tmp_path / "out")
     assert record["prior"]["preprocess"] == record["current"]["preprocess"] == "full"
     assert record["response"]["rano_2010"]["category"] == "stable"

@@ -1,4 +1,5 @@
-"""RANO diameters: known answers on boxes and ellipses, anisotropic and rotated grids, empty and tiny masks."""
+"""RANO diameters: known answers on boxes and ellipses, anisotropic and rotated grids, empty and tiny
+masks."""
 
 import numpy as np
 import pytest
@@ -167,8 +168,10 @@ def test_case_diameters_reports_voxels_on_the_full_grid():
     assert r["WT"]["lesions"][0]["axial_mm"] > et["axial_mm"]
 
 
-@pytest.mark.parametrize("mask, affine", [(np.zeros((4, 4)), np.eye(4)), (np.ones((3, 3, 3)), np.eye(3)),
-                                          (np.ones((3, 3, 3)), np.zeros((4, 4)))])
+@pytest.mark.parametrize(
+    "mask, affine",
+    [(np.zeros((4, 4)), np.eye(4)), (np.ones((3, 3, 3)), np.eye(3)), (np.ones((3, 3, 3)), np.zeros((4, 4)))],
+)
 def test_bad_input_is_refused_in_one_line(mask, affine):
     with pytest.raises(InputError) as err:
         lesion_diameters(mask, affine)
@@ -195,7 +198,11 @@ def test_real_case_invariants_and_speed(brats_root):
 
 def test_label_lesions_numbers_largest_first_as_region_diameters_lists_them():
     shape = (40, 40, 10)
-    m = _box(shape, (2, 2, 2), (6, 6, 6)) | _box(shape, (20, 20, 2), (30, 30, 8)) | _box(shape, (35, 2, 2), (36, 3, 3))
+    m = (
+        _box(shape, (2, 2, 2), (6, 6, 6))
+        | _box(shape, (20, 20, 2), (30, 30, 8))
+        | _box(shape, (35, 2, 2), (36, 3, 3))
+    )
     found, count, n_small = label_lesions(m, 1.0)
     assert (count, n_small) == (2, 1)
     assert np.count_nonzero(found == 1) == 600 and np.count_nonzero(found == 2) == 64

@@ -15,7 +15,7 @@ def _toy_atlas(n=40, midline=19.5):
     cube; the ependymal flag on a plane; the cortex flag on the top slices."""
     packed = np.zeros((n, n, n), np.uint8)
     packed[: int(midline + 0.5)] = 1
-    packed[int(midline + 0.5):] = 2
+    packed[int(midline + 0.5) :] = 2
     packed[10:14, 10:14, 10:14] |= 1 << 3
     packed[:, 30, :] |= 64
     packed[:, :, 36:] |= 128
@@ -29,7 +29,11 @@ def test_shares_sides_and_lobes_follow_the_voxels():
     out = loc.describe_mask(mask, packed, midline_i=19.5)
     assert out["volume_ml"] == 1.0 and out["hemisphere"] == "right"
     assert out["side_share"] == {"right": 1.0, "left": 0.0} and not out["crosses_midline"]
-    assert out["lobes"]["frontal"] == 1.0 and out["main_lobe"] == "frontal" and out["lobes_involved"] == ["frontal"]
+    assert (
+        out["lobes"]["frontal"] == 1.0
+        and out["main_lobe"] == "frontal"
+        and out["lobes_involved"] == ["frontal"]
+    )
     # the thalamus cube overlaps the mask in 4 x 4 x 4 voxels = 0.064 ml: below the 0.1 ml to count
     assert out["deep_ml"]["thalamus"] == 0.064 and out["deep_structures"] == []
     assert not out["ventricles"]["contact"] and not out["cortex"]["contact"]
@@ -40,7 +44,7 @@ def test_crossing_needs_volume_beyond_the_margin():
     mask = np.zeros(packed.shape, bool)
     mask[4:20, 0:20, 0:20] = True  # i 4..19: all right of 19.5
     edge = int(19.5 + loc.MIDLINE_MARGIN_MM)  # i = 24: 4.5 mm beyond the plane, inside the margin
-    mask[20:edge + 1, 0:20, 0:5] = True
+    mask[20 : edge + 1, 0:20, 0:5] = True
     out = loc.describe_mask(mask, packed, midline_i=19.5)
     assert out["beyond_midline_ml"] == 0.0 and not out["crosses_midline"]
     mask[edge + 1, 0:20, 0:5] = True  # 100 voxels 5.5 mm beyond: 0.1 ml, the threshold
@@ -61,7 +65,9 @@ def test_bilateral_when_the_smaller_side_holds_a_fifth():
 def test_contact_with_ventricles_and_cortex():
     packed = _toy_atlas()
     mask = np.zeros(packed.shape, bool)
-    mask[0:10, 28:32, 30:40] = True  # crosses the ependymal plane j = 30 and reaches the cortex slices k >= 36
+    mask[0:10, 28:32, 30:40] = (
+        True  # crosses the ependymal plane j = 30 and reaches the cortex slices k >= 36
+    )
     out = loc.describe_mask(mask, packed, midline_i=19.5)
     assert out["ventricles"]["ml"] == 0.1 and out["ventricles"]["contact"]
     assert out["cortex"]["ml"] == 0.16 and out["cortex"]["contact"]
@@ -81,7 +87,8 @@ def test_empty_mask_says_nothing():
     assert loc.location_sentence({"volume_ml": 0.0, "hemisphere": None}) == "No tumour in this region."
 
 
-# --- the bundled atlas ----------------------------------------------------------------------------------------
+# --- the bundled atlas --------------------------------------------------------------------------------------
+
 
 def _ball(centre, radius):
     grid = np.indices(BRATS_SHAPE, sparse=True)
@@ -89,7 +96,8 @@ def _ball(centre, radius):
 
 
 def _deep_inside(packed, lobe, left: bool, midline: float):
-    """A voxel of ``lobe`` at least 10 mm inside it, on the asked side (found in the atlas, not written down)."""
+    """A voxel of ``lobe`` at least 10 mm inside it, on the asked side (found in the atlas, not written
+    down)."""
     from scipy import ndimage
 
     coarse = packed[::2, ::2, ::2]  # 2 mm: the search costs an eighth
@@ -147,8 +155,10 @@ def test_labels_reach_the_atlas_grid_directly_or_through_the_alignment():
     labels[100:110, 120:130, 60:70] = 2
     on_grid = Volume(labels, BRATS_AFFINE)
     assert loc.on_atlas_grid(on_grid) is labels
-    flipped = Volume(labels[::-1].copy(), BRATS_AFFINE @ np.array([[-1, 0, 0, 239], [0, 1, 0, 0], [0, 0, 1, 0],
-                                                                    [0, 0, 0, 1.0]]))
+    flipped = Volume(
+        labels[::-1].copy(),
+        BRATS_AFFINE @ np.array([[-1, 0, 0, 239], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]),
+    )
     assert loc.on_atlas_grid(flipped) is None  # the same space, another grid, and no map given
     back = loc.on_atlas_grid(flipped, np.eye(4))
     np.testing.assert_array_equal(back, labels)
@@ -170,8 +180,14 @@ def test_resampling_only_the_tumour_box_equals_resampling_the_whole_grid():
     labels[25:30, 15:20, 7:10] = 4
     labels[rng.random(labels.shape) > 0.995] = 1  # scattered voxels widen the box
     angle = np.deg2rad(12)  # an oblique, anisotropic native grid placed inside the atlas' field of view
-    affine = np.array([[np.cos(angle) * 0.9, -np.sin(angle) * 0.9, 0, -60], [np.sin(angle) * 0.9, np.cos(angle) * 0.9, 0, 120],
-                       [0, 0, 4.0, 30], [0, 0, 0, 1]])
+    affine = np.array(
+        [
+            [np.cos(angle) * 0.9, -np.sin(angle) * 0.9, 0, -60],
+            [np.sin(angle) * 0.9, np.cos(angle) * 0.9, 0, 120],
+            [0, 0, 4.0, 30],
+            [0, 0, 0, 1],
+        ]
+    )
     native = Volume(labels, affine)
     to_atlas = np.eye(4)
     to_atlas[:3, 3] = (3.0, -2.0, 1.5)  # an alignment: a shift in LPS mm

@@ -20,7 +20,9 @@ from medseg3d.labels import get_scheme
 def test_overlay_pictures_are_three_pngs():
     labels = _two_lesion_case()
     image = np.random.default_rng(0).random(labels.shape).astype(np.float32) + 1
-    pics = overlay_pictures(image, labels, get_scheme("brats"), (4, 4, 4), affine=np.diag([1.0, 1.0, 3.0, 1.0]))
+    pics = overlay_pictures(
+        image, labels, get_scheme("brats"), (4, 4, 4), affine=np.diag([1.0, 1.0, 3.0, 1.0])
+    )
     assert list(pics) == ["axial", "coronal", "sagittal"]
     assert all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pics.values())
 
@@ -43,8 +45,11 @@ def test_slices_are_radiological_whatever_the_grid_orientation(flip_x):
     assert np.argwhere(axial == 4).tolist() == [[8 - 6, 8 - 7]]
     assert np.argwhere(coronal == 4).tolist() == [[8 - 5, 8 - 7]]
     assert np.argwhere(sagittal == 4).tolist() == [[8 - 5, 8 - 6]]  # column 0 = anterior
-    assert [views[v][3] for v in ("axial", "coronal", "sagittal")] == [("R", "L", "A"), ("R", "L", "S"),
-                                                                       ("A", "P", "S")]
+    assert [views[v][3] for v in ("axial", "coronal", "sagittal")] == [
+        ("R", "L", "A"),
+        ("R", "L", "S"),
+        ("A", "P", "S"),
+    ]
 
 
 @pytest.mark.parametrize("flip_x", [False, True])
@@ -64,7 +69,9 @@ def test_points_land_on_the_axial_view_where_their_voxels_are_drawn(flip_x):
 
 
 def test_thick_slices_keep_their_aspect():
-    views = radiological_slices(np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.diag([1.0, 2.0, 5.0, 1.0]), (1, 1, 1))
+    views = radiological_slices(
+        np.ones((4, 4, 4)), np.zeros((4, 4, 4)), np.diag([1.0, 2.0, 5.0, 1.0]), (1, 1, 1)
+    )
     assert [views[v][2] for v in ("axial", "coronal", "sagittal")] == [2.0, 5.0, 2.5]
 
 
@@ -79,8 +86,15 @@ def test_write_case_report_writes_a_self_contained_page_and_gives_its_record(tmp
     labels, channels = _case_volumes()
     card = {"name": "toy", "held_out_scores": {"dice_WT": 0.9}, "train_cases": [f"c{i}" for i in range(20)]}
     steps = [{"step": "resample", "to_mm": [1, 1, 1]}]
-    files = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "case7", card, steps,
-                              {"warnings": ["low confidence <check>"], "confidence": 0.4})
+    files = write_case_report(
+        labels,
+        channels,
+        get_scheme("brats"),
+        tmp_path / "case7",
+        card,
+        steps,
+        {"warnings": ["low confidence <check>"], "confidence": 0.4},
+    )
     html_path = files.html
     assert (html_path.name, files.pdf.name) == ("case7.report.html", "case7.report.pdf")
     assert files.dcm is None  # no DICOM input: no study to join
@@ -99,9 +113,15 @@ def test_write_case_report_writes_a_self_contained_page_and_gives_its_record(tmp
     assert len(images) == 4 and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)  # + RANO
     assert "low confidence &lt;check&gt;" in html  # escaped, not markup
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", html)  # nothing fetched from the network
-    assert "20 items" in html and "dice WT" in html and "resample" in html  # the card, in the technical record
+    # the card, in the technical record
+    assert "20 items" in html and "dice WT" in html and "resample" in html
     assert "<title>Brain tumour MRI" in html and "case7" not in html.split("<body>")[1][:400]  # not the stem
-    assert html.index("Findings") < html.index("Pictures") < html.index("Quality checks") < html.index("<details>")
+    assert (
+        html.index("Findings")
+        < html.index("Pictures")
+        < html.index("Quality checks")
+        < html.index("<details>")
+    )
     assert '{"' not in html and "{&quot;" not in html  # no JSON dump anywhere
     # the toy grid is not the BraTS grid: no location, said in words; the diameters are there
     assert report["location"]["available"] is False and "Location: not given" in html
@@ -113,12 +133,26 @@ def test_write_case_report_warns_when_nothing_was_segmented_and_needs_an_existin
     empty = labels.with_array(np.zeros(labels.shape, dtype=np.uint8))
     record = write_case_report(empty, channels, get_scheme("brats"), tmp_path / "e", {}, []).record
     assert any("No tumour" in w for w in record["warnings"])
-    report = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "u", {}, [],
-                               {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}}).record
+    report = write_case_report(
+        labels,
+        channels,
+        get_scheme("brats"),
+        tmp_path / "u",
+        {},
+        [],
+        {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": 0.85}},
+    ).record
     assert report["extra"]["uncertainty"]["confidence"] == 0.31
     assert [w[:27] for w in report["warnings"]] == ["Low confidence (0.310 < 0.8"]
-    record = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "n", {}, [],
-                               {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}}).record
+    record = write_case_report(
+        labels,
+        channels,
+        get_scheme("brats"),
+        tmp_path / "n",
+        {},
+        [],
+        {"uncertainty": {"confidence": 0.31, "passes": 8, "low_confidence_below": None}},
+    ).record
     assert record["warnings"] == []  # no held-out reference, no threshold
     with pytest.raises(InputError, match="does not exist"):
         write_case_report(labels, channels, get_scheme("brats"), tmp_path / "missing" / "e", {}, [])
@@ -132,15 +166,23 @@ def test_pictures_fall_back_to_labels_alone_when_no_channel_is_on_the_grid(tmp_p
 
 
 def _chromium(*args, timeout=120):
-    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           *args], check=True, capture_output=True, timeout=timeout)
+    return subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", *args],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 def test_the_report_renders_in_headless_chromium(tmp_path):
     labels, channels = _case_volumes()
-    html_path = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, []).html
+    html_path = write_case_report(
+        labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, []
+    ).html
     shot = tmp_path / "shot.png"
     _chromium(f"--screenshot={shot}", "--window-size=1000,1400", "--hide-scrollbars", html_path.as_uri())
     from PIL import Image
@@ -150,8 +192,13 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
     dark = (page.sum(axis=2) < 60).mean()  # the black picture strip: the images were drawn
     assert 0.02 < dark < 0.6
     dom = _chromium("--dump-dom", html_path.as_uri()).stdout.decode("utf-8")  # what the browser built
-    for section in ("Findings", "Volumes and diameters", "Pictures", "Quality checks",
-                    "Technical record (preprocessing, transforms, timings, model)"):
+    for section in (
+        "Findings",
+        "Volumes and diameters",
+        "Pictures",
+        "Quality checks",
+        "Technical record (preprocessing, transforms, timings, model)",
+    ):
         assert f">{section}<" in dom
     assert dom.count("<img") == 4 and "<details>" in dom
 
@@ -160,8 +207,12 @@ def test_the_report_renders_in_headless_chromium(tmp_path):
 def test_the_pdf_renders_as_a_page_with_pictures(tmp_path):
     labels, channels = _case_volumes()
     pdf = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "c", {"name": "toy"}, []).pdf
-    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "page")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     from PIL import Image
 
     page = np.asarray(Image.open(next(tmp_path.glob("page*.png"))).convert("L"))

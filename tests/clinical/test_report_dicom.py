@@ -1,4 +1,5 @@
-"""The report with a DICOM input: patient and study on the page, the Encapsulated PDF read back with pydicom."""
+"""The report with a DICOM input: patient and study on the page, the Encapsulated PDF read back with
+pydicom."""
 
 import json
 
@@ -33,17 +34,36 @@ def case(tmp_path_factory):
 def test_study_details_come_from_the_headers(case):
     _, _, folder = case
     details = study_details({"t1ce": folder, "flair": folder.parent / "missing"})
-    assert details["patient"] == {"name": "TEST, LAYOUTS", "id": "P-0042", "birth_date": "1961-03-02", "sex": "F"}
+    assert details["patient"] == {
+        "name": "TEST, LAYOUTS",
+        "id": "P-0042",
+        "birth_date": "1961-03-02",
+        "sex": "F",
+    }
     assert details["study"]["date"] == "2026-01-14" and details["study"]["accession"] == "ACC7"
-    assert details["series"] == {"t1ce": {"description": "AX T1 POST GD", "number": "7", "date": None,
-                                          "uid": "1.2.826.0.1.3680043.2.1125.7.7"}}
+    assert details["series"] == {
+        "t1ce": {
+            "description": "AX T1 POST GD",
+            "number": "7",
+            "date": None,
+            "uid": "1.2.826.0.1.3680043.2.1125.7.7",
+        }
+    }
     assert study_details({"t1": folder.parent / "missing"}) is None
 
 
 def test_the_report_names_the_patient_and_joins_the_study_as_an_encapsulated_pdf(case, tmp_path):
     labels, channels, folder = case
-    files = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "seg", {"name": "toy"}, [],
-                              dicom_series={"t1ce": folder}, dicom_reference="t1ce")
+    files = write_case_report(
+        labels,
+        channels,
+        get_scheme("brats"),
+        tmp_path / "seg",
+        {"name": "toy"},
+        [],
+        dicom_series={"t1ce": folder},
+        dicom_reference="t1ce",
+    )
     html = files.html.read_text(encoding="utf-8")
     for shown in ("TEST, LAYOUTS", "P-0042", "2026-01-14", "MR HEAD W/WO", "AX T1 POST GD (series 7)"):
         assert shown in html
@@ -51,18 +71,31 @@ def test_the_report_names_the_patient_and_joins_the_study_as_an_encapsulated_pdf
     ds, pdf = read_report_dicom(files.dcm)
     source = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(folder.iterdir())]
     assert pdf == files.pdf.read_bytes() and pdf.startswith(b"%PDF")
-    assert ds.SOPClassUID == ENCAPSULATED_PDF and ds.Modality == "DOC" and ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert (
+        ds.SOPClassUID == ENCAPSULATED_PDF
+        and ds.Modality == "DOC"
+        and ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    )
     assert ds.StudyInstanceUID == source[0].StudyInstanceUID and ds.PatientID == "P-0042"
     assert str(ds.PatientName) == "TEST^LAYOUTS" and ds.SeriesInstanceUID != source[0].SeriesInstanceUID
     assert sorted(r.ReferencedSOPInstanceUID for r in ds.SourceInstanceSequence) == sorted(
-        s.SOPInstanceUID for s in source)
+        s.SOPInstanceUID for s in source
+    )
     assert ds.file_meta.MediaStorageSOPClassUID == ENCAPSULATED_PDF
 
 
 def test_anonymise_leaves_patient_study_and_series_out(case, tmp_path):
     labels, channels, folder = case
-    files = write_case_report(labels, channels, get_scheme("brats"), tmp_path / "seg", {}, [],
-                              dicom_series={"t1ce": folder}, anonymise=True)
+    files = write_case_report(
+        labels,
+        channels,
+        get_scheme("brats"),
+        tmp_path / "seg",
+        {},
+        [],
+        dicom_series={"t1ce": folder},
+        anonymise=True,
+    )
     html = files.html.read_text(encoding="utf-8")
     text = json.dumps(files.record)
     for hidden in ("LAYOUTS", "P-0042", "2026-01-14", "1961", "AX T1 POST GD"):

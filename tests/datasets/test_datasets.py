@@ -50,7 +50,9 @@ def _rand(shape=(12, 10, 8), seed=0, dtype=np.int16):
     return a
 
 
-def _synthetic_brats_case(root: Path, case_id: str, modalities=BRATS_MODALITIES, label=True, shape=(12, 10, 8)):
+def _synthetic_brats_case(
+    root: Path, case_id: str, modalities=BRATS_MODALITIES, label=True, shape=(12, 10, 8)
+):
     folder = root / case_id
     for k, m in enumerate(modalities):
         _nifti(folder / f"{case_id}_{m}.nii.gz", _rand(shape, seed=k))
@@ -139,12 +141,17 @@ def test_nested_hgg_lgg_brats_folder(brats_root, tmp_path):
     (tmp_path / "LGG").mkdir()
     for cid in ("Brats18_2013_20_1", "Brats18_2013_2_1"):
         (tmp_path / "HGG" / cid).symlink_to(brats_root / cid, target_is_directory=True)
-    (tmp_path / "LGG" / "Brats18_TCIA10_628_1").symlink_to(brats_root / "Brats18_TCIA10_628_1", target_is_directory=True)
-    (tmp_path / "survival_data.csv").write_text("id,age\n", encoding="utf-8")  # BraTS ships this beside HGG/LGG
+    (tmp_path / "LGG" / "Brats18_TCIA10_628_1").symlink_to(
+        brats_root / "Brats18_TCIA10_628_1", target_is_directory=True
+    )
+    # BraTS ships this beside HGG/LGG
+    (tmp_path / "survival_data.csv").write_text("id,age\n", encoding="utf-8")
     assert detect_layout(tmp_path) == "brats"
     cases = find_cases(tmp_path)
     assert {c.case_id: c.meta.get("grade") for c in cases} == {
-        "Brats18_2013_20_1": "HGG", "Brats18_2013_2_1": "HGG", "Brats18_TCIA10_628_1": "LGG",
+        "Brats18_2013_20_1": "HGG",
+        "Brats18_2013_2_1": "HGG",
+        "Brats18_TCIA10_628_1": "LGG",
     }
     assert all(c.modalities == BRATS_MODALITIES and c.label is not None for c in cases)
 
@@ -174,11 +181,15 @@ def test_brats_2023_names(tmp_path):
 
 
 def _mha_tree_2015(brats_root: Path, data_root: Path, root: Path):
-    """A BRATS 2015 style tree: HGG/<patient>/VSD.Brain.XX.O.MR_<mod>.<id>/VSD.Brain.XX.O.MR_<mod>.<id>.mha."""
+    """A BRATS 2015 style tree:
+    HGG/<patient>/VSD.Brain.XX.O.MR_<mod>.<id>/VSD.Brain.XX.O.MR_<mod>.<id>.mha."""
     box = (slice(100, 132), slice(90, 118), slice(60, 84))  # a small block through the tumour
     names = {"flair": "MR_Flair", "t1": "MR_T1", "t1ce": "MR_T1c", "t2": "MR_T2"}
     written = {}
-    for grade, patient, first_id in (("HGG", "brats_2013_pat0020_1", 54500), ("LGG", "brats_tcia_pat101_1", 54600)):
+    for grade, patient, first_id in (
+        ("HGG", "brats_2013_pat0020_1", 54500),
+        ("LGG", "brats_tcia_pat101_1", 54600),
+    ):
         patient_dir = root / grade / patient
         for k, (mod, mr) in enumerate(names.items()):
             vol = read_volume(brats_root / CASE / f"{CASE}_{mod}.nii.gz")
@@ -215,7 +226,9 @@ def test_brats2015_nested_mha_layout(brats_root, data_root, tmp_path):
     # the layout can be named, and one grade folder or one patient folder is a dataset too
     assert len(find_cases(tmp_path, layout="brats-mha")) == 2
     assert [c.case_id for c in find_cases(tmp_path / "LGG")] == ["brats_tcia_pat101_1"]
-    assert [c.case_id for c in find_cases(tmp_path / "HGG" / "brats_2013_pat0020_1")] == ["brats_2013_pat0020_1"]
+    assert [c.case_id for c in find_cases(tmp_path / "HGG" / "brats_2013_pat0020_1")] == [
+        "brats_2013_pat0020_1"
+    ]
 
 
 def test_brats2015_missing_modality_reported(brats_root, data_root, tmp_path):
@@ -239,7 +252,10 @@ def test_flat_2012_mha_layout(data_root):
     (case,) = find_cases(root)
     assert case.case_id == "BRATS_HG0015"
     assert [p.name for p in case.channels.values()] == [
-        "BRATS_HG0015_FLAIR.mha", "BRATS_HG0015_T1.mha", "BRATS_HG0015_T1C.mha", "BRATS_HG0015_T2.mha",
+        "BRATS_HG0015_FLAIR.mha",
+        "BRATS_HG0015_T1.mha",
+        "BRATS_HG0015_T1C.mha",
+        "BRATS_HG0015_T2.mha",
     ]
     assert case.label.name == "BRATS_HG0015_truth.mha"
     assert find_cases(root, modalities="t1c")[0].channels["t1ce"].name == "BRATS_HG0015_T1C.mha"
@@ -302,8 +318,10 @@ def test_nnunet_missing_channel_file_reported(tmp_path):
 def test_msd_four_dimensional_images(tmp_path):
     (tmp_path / "imagesTr").mkdir()
     (tmp_path / "labelsTr").mkdir()
-    info = {"modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
-            "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}
+    info = {
+        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+    }
     (tmp_path / "dataset.json").write_text(json.dumps(info), encoding="utf-8")
     arr = np.stack([_rand(seed=k) for k in range(4)], axis=-1)
     _nifti(tmp_path / "imagesTr" / "BRATS_001.nii.gz", arr)
@@ -334,7 +352,10 @@ def test_csv_layout(brats_root, tmp_path):
     rel.symlink_to(brats_root / CASE / f"{CASE}_flair.nii.gz")
     rows = [
         "\ufeffcase,FLAIR,T1c,label",  # a spreadsheet's byte-order mark
-        f"a,imgs/a_flair.nii.gz,{brats_root / CASE / (CASE + '_t1ce.nii.gz')},{brats_root / CASE / (CASE + '_seg.nii.gz')}",
+        (
+            f"a,imgs/a_flair.nii.gz,{brats_root / CASE / (CASE + '_t1ce.nii.gz')},"
+            f"{brats_root / CASE / (CASE + '_seg.nii.gz')}"
+        ),
         (
             f"b,{brats_root / 'Brats18_2013_2_1' / 'Brats18_2013_2_1_flair.nii.gz'},"
             f"{brats_root / 'Brats18_2013_2_1' / 'Brats18_2013_2_1_t1ce.nii.gz'},"
@@ -508,8 +529,14 @@ def test_holdout_by_fractions():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"folds": 1}, {"folds": 21}, {"counts": (10, 5, 4)}, {"counts": (22, -1, -1)}, {"fractions": (0.5, 0.5, 0.5)},
-     {"fractions": (1.2, -0.1, -0.1)}],
+    [
+        {"folds": 1},
+        {"folds": 21},
+        {"counts": (10, 5, 4)},
+        {"counts": (22, -1, -1)},
+        {"fractions": (0.5, 0.5, 0.5)},
+        {"fractions": (1.2, -0.1, -0.1)},
+    ],
 )
 def test_split_errors(kw):
     with pytest.raises(InputError):

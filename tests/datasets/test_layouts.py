@@ -65,48 +65,61 @@ def _assert_channels_are(case, vols, modalities=MODALITIES):
 # ------------------------------------------------------------------------------------ names -> modality
 
 
-@pytest.mark.parametrize("name, what, prefix", [
-    ("Brats18_2013_2_1_flair.nii.gz", "flair", "Brats18_2013_2_1"),
-    ("Brats18_2013_2_1_t1.nii.gz", "t1", "Brats18_2013_2_1"),
-    ("Brats18_2013_2_1_t1ce.nii.gz", "t1ce", "Brats18_2013_2_1"),  # t1ce, not t1
-    ("Brats18_2013_2_1_t2.nii.gz", "t2", "Brats18_2013_2_1"),
-    ("Brats18_2013_2_1_seg.nii.gz", "label", "Brats18_2013_2_1"),
-    ("BraTS-GLI-00001-000-t1n.nii.gz", "t1", "BraTS-GLI-00001-000"),
-    ("BraTS-GLI-00001-000-t1c.nii.gz", "t1ce", "BraTS-GLI-00001-000"),
-    ("BraTS-GLI-00001-000-t2w.nii.gz", "t2", "BraTS-GLI-00001-000"),
-    ("BraTS-GLI-00001-000-t2f.nii.gz", "flair", "BraTS-GLI-00001-000"),  # t2f, not t2
-    ("BraTS-GLI-00001-000-seg.nii.gz", "label", "BraTS-GLI-00001-000"),
-    ("BRATS_HG0015_T1C.mha", "t1ce", "BRATS_HG0015"),
-    ("BRATS_HG0015_truth.mha", "label", "BRATS_HG0015"),
-    ("flair.nii.gz", "flair", ""),
-    ("p1_fla.nii", "flair", "p1"),
-    ("t2_flair.nii.gz", "flair", ""),
-    ("t1w.nii.gz", "t1", ""),
-    ("t1_native.nrrd", "t1", ""),
-    ("t1gd.nii.gz", "t1ce", ""),
-    ("t1_post.mha", "t1ce", ""),
-    ("post.nii.gz", "t1ce", ""),
-    ("t1+c.nii.gz", "t1ce", ""),
-    ("t1_contrast.nii.gz", "t1ce", ""),
-    ("post_gd.nii.gz", "t1ce", ""),
-    ("t2w.nii", "t2", ""),
-    ("flair_brain.nii.gz", "flair", "flair_brain"),  # a modality anywhere, when it is the only one
-    ("brainmask.nii.gz", "ignore", ""),
-    ("notes.nii.gz", None, "notes"),
-    ("CASE_0000.nii.gz", None, "CASE_0000"),  # nnU-Net numbers say nothing without dataset.json
-    ("no_t2_t1.nii.gz", "t1", "no_t2"),  # the end names the modality, whatever the case id holds
-    ("t1_t2.nii.gz", "t2", "t1"),
-])
+@pytest.mark.parametrize(
+    "name, what, prefix",
+    [
+        ("Brats18_2013_2_1_flair.nii.gz", "flair", "Brats18_2013_2_1"),
+        ("Brats18_2013_2_1_t1.nii.gz", "t1", "Brats18_2013_2_1"),
+        ("Brats18_2013_2_1_t1ce.nii.gz", "t1ce", "Brats18_2013_2_1"),  # t1ce, not t1
+        ("Brats18_2013_2_1_t2.nii.gz", "t2", "Brats18_2013_2_1"),
+        ("Brats18_2013_2_1_seg.nii.gz", "label", "Brats18_2013_2_1"),
+        ("BraTS-GLI-00001-000-t1n.nii.gz", "t1", "BraTS-GLI-00001-000"),
+        ("BraTS-GLI-00001-000-t1c.nii.gz", "t1ce", "BraTS-GLI-00001-000"),
+        ("BraTS-GLI-00001-000-t2w.nii.gz", "t2", "BraTS-GLI-00001-000"),
+        ("BraTS-GLI-00001-000-t2f.nii.gz", "flair", "BraTS-GLI-00001-000"),  # t2f, not t2
+        ("BraTS-GLI-00001-000-seg.nii.gz", "label", "BraTS-GLI-00001-000"),
+        ("BRATS_HG0015_T1C.mha", "t1ce", "BRATS_HG0015"),
+        ("BRATS_HG0015_truth.mha", "label", "BRATS_HG0015"),
+        ("flair.nii.gz", "flair", ""),
+        ("p1_fla.nii", "flair", "p1"),
+        ("t2_flair.nii.gz", "flair", ""),
+        ("t1w.nii.gz", "t1", ""),
+        ("t1_native.nrrd", "t1", ""),
+        ("t1gd.nii.gz", "t1ce", ""),
+        ("t1_post.mha", "t1ce", ""),
+        ("post.nii.gz", "t1ce", ""),
+        ("t1+c.nii.gz", "t1ce", ""),
+        ("t1_contrast.nii.gz", "t1ce", ""),
+        ("post_gd.nii.gz", "t1ce", ""),
+        ("t2w.nii", "t2", ""),
+        ("flair_brain.nii.gz", "flair", "flair_brain"),  # a modality anywhere, when it is the only one
+        ("brainmask.nii.gz", "ignore", ""),
+        ("notes.nii.gz", None, "notes"),
+        ("CASE_0000.nii.gz", None, "CASE_0000"),  # nnU-Net numbers say nothing without dataset.json
+        ("no_t2_t1.nii.gz", "t1", "no_t2"),  # the end names the modality, whatever the case id holds
+        ("t1_t2.nii.gz", "t2", "t1"),
+    ],
+)
 def test_modality_from_file_name(name, what, prefix):
     assert identify_name(name) == (what, prefix)
 
 
-@pytest.mark.parametrize("text, what", [
-    ("AX T1 POST GD", "t1ce"), ("Ax T1 pre", "t1"), ("Sag T2 FLAIR", "flair"), ("AX T2 FSE", "t2"),
-    ("MPRAGE", "t1"), ("T1+C", "t1ce"), ("AX_FLAIR_3", "flair"), ("t1ce", "t1ce"),
-    ("T1 FLAIR", None),  # a T1-weighted FLAIR: neither BraTS FLAIR nor plain T1, the user must say
-    ("DWI b1000", None), ("T2 post", None),
-])
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ("AX T1 POST GD", "t1ce"),
+        ("Ax T1 pre", "t1"),
+        ("Sag T2 FLAIR", "flair"),
+        ("AX T2 FSE", "t2"),
+        ("MPRAGE", "t1"),
+        ("T1+C", "t1ce"),
+        ("AX_FLAIR_3", "flair"),
+        ("t1ce", "t1ce"),
+        ("T1 FLAIR", None),  # a T1-weighted FLAIR: neither BraTS FLAIR nor plain T1, the user must say
+        ("DWI b1000", None),
+        ("T2 post", None),
+    ],
+)
 def test_modality_from_series_description(text, what):
     assert identify_name(text, descriptive=True)[0] == what
 
@@ -154,12 +167,19 @@ def test_mha_case_folder_keeps_its_t1ce(vols, tmp_path):
 
 def test_dicom_series_case_folder(vols, tmp_path):
     # modality from the folder name (AX_FLAIR, t2) or, for neutral folder names, the SeriesDescription
-    folder = write_dicom_case(vols, tmp_path / CASE, {
-        "flair": "AX_FLAIR", "t1": "series_2|AX T1 PRE", "t1ce": "series_3|AX T1 POST GD", "t2": "t2"})
+    folder = write_dicom_case(
+        vols,
+        tmp_path / CASE,
+        {"flair": "AX_FLAIR", "t1": "series_2|AX T1 PRE", "t1ce": "series_3|AX T1 POST GD", "t2": "t2"},
+    )
     (case,) = find_cases(folder)
     assert case.case_id == CASE
     assert {m: p.name for m, p in case.channels.items()} == {
-        "flair": "AX_FLAIR", "t1": "series_2", "t1ce": "series_3", "t2": "t2"}
+        "flair": "AX_FLAIR",
+        "t1": "series_2",
+        "t1ce": "series_3",
+        "t2": "t2",
+    }
     assert case.meta["sources"]["t1ce"] == "series description 'AX T1 POST GD'"
     assert case.meta["sources"]["flair"] == "folder name"
     _assert_channels_are(case, vols)
@@ -176,14 +196,17 @@ def test_dicom_series_case_folder(vols, tmp_path):
 
 
 def test_nnunet_dataset137(vols, other_vols, tmp_path):
-    root = write_nnunet_dataset({CASE: vols, OTHER: other_vols}, tmp_path / "Dataset137_BraTS2021", test_cases=[OTHER])
+    root = write_nnunet_dataset(
+        {CASE: vols, OTHER: other_vols}, tmp_path / "Dataset137_BraTS2021", test_cases=[OTHER]
+    )
     assert detect_layout(root) == "nnunet"
     cases = find_cases(root)
     assert [c.case_id for c in cases] == [CASE, OTHER]
     case = cases[0]
     # dataset.json says 0 T1, 1 T1ce, 2 T2, 3 Flair: FLAIR is the _0003 file
     assert {m: p.name for m, p in case.channels.items()} == {
-        m: f"{CASE}_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES}
+        m: f"{CASE}_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES
+    }
     label = _assert_channels_are(case, vols)
     # nnU-Net's 1 edema, 2 NCR/NET, 3 enhancing are read back as BraTS 2, 1, 4
     np.testing.assert_array_equal(label, vols["seg"].array)
@@ -209,7 +232,9 @@ def test_nnunet_images_folder_without_dataset_json(vols, tmp_path):
     assert "note: " in describe(images) and "nnU-Net's BraTS order" in describe(images)
     case, lines = resolve_case_channels([images], MODALITIES)
     assert "nnU-Net's BraTS order" in lines[0]
-    assert [p.name for p in case.channels.values()] == [f"BRATS_001_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES]
+    assert [p.name for p in case.channels.values()] == [
+        f"BRATS_001_{NNUNET_ORDER.index(m):04d}.nii.gz" for m in MODALITIES
+    ]
     # the four files listed as given (the issue's WT 0.319 case): reordered by their numbers, and said so
     files = sorted(images.iterdir())
     case, lines = resolve_case_channels(files, MODALITIES)
@@ -222,7 +247,8 @@ def test_train_says_which_order_it_assumed(vols, tmp_path, capsys):
     from medseg3d.cli import main
 
     write_nnunet_case(vols, tmp_path / "imagesTs", "BRATS_001", tmp_path / "labelsTs")
-    (tmp_path / "run").write_text("", encoding="utf-8")  # train stops at once (--out is a file); the assumption is printed first
+    # train stops at once (--out is a file); the assumption is printed first
+    (tmp_path / "run").write_text("", encoding="utf-8")
     assert main(["train", str(tmp_path / "imagesTs"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
     out, err = capsys.readouterr()
     assert out.startswith("note: ") and "nnU-Net's BraTS order" in out and out.count("\n") == 1
@@ -236,8 +262,15 @@ def test_train_says_which_order_it_assumed(vols, tmp_path, capsys):
 def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
     order = ("flair", "t1", "t1ce", "t2")  # another dataset's order: must be taken from its dataset.json
     write_nnunet_case(vols, tmp_path / "imagesTs", "c1", order=order)
-    (tmp_path / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1Gd", "3": "T2w"}, "labels": {"background": 0}}), encoding="utf-8")
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1Gd", "3": "T2w"},
+                "labels": {"background": 0},
+            }
+        ),
+        encoding="utf-8",
+    )
     (case,) = find_cases(tmp_path / "imagesTs")
     assert "note" not in case.meta
     _assert_channels_are(case, vols)
@@ -245,26 +278,54 @@ def test_nnunet_images_folder_reads_the_dataset_json_above(vols, tmp_path):
     _assert_channels_are(case, vols)
 
 
-@pytest.mark.parametrize("labels, expected", [
-    # nnU-Net v2 Dataset137_BraTS2021: regions
-    ({"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}, {1: 2, 2: 1, 3: 4}),
-    # MSD Task01_BrainTumour: classes, value -> name
-    ({"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}, {1: 2, 2: 1, 3: 4}),
-    ({"background": 0, "NCR": 1, "ED": 2, "ET": 3}, {1: 1, 2: 2, 3: 4}),
-    ({"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}, None),  # BraTS values already
-    ({"background": 0, "necrosis": 1, "edema": 2, "non-enhancing": 3, "enhancing": 4}, None),  # BRATS 2015: 5 classes
-    ({"background": 0, "bone": 1}, None),
-    ({"background": 0, "whole tumor": [1, 2], "tumor core": [2, 3], "enhancing tumor": [3]}, None),  # not nested
-    ("not a mapping", None),
-])
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        # nnU-Net v2 Dataset137_BraTS2021: regions
+        (
+            {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+            {1: 2, 2: 1, 3: 4},
+        ),
+        # MSD Task01_BrainTumour: classes, value -> name
+        (
+            {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+            {1: 2, 2: 1, 3: 4},
+        ),
+        ({"background": 0, "NCR": 1, "ED": 2, "ET": 3}, {1: 1, 2: 2, 3: 4}),
+        ({"background": 0, "NCR/NET": 1, "edema": 2, "enhancing": 4}, None),  # BraTS values already
+        # BRATS 2015: 5 classes
+        (
+            {"background": 0, "necrosis": 1, "edema": 2, "non-enhancing": 3, "enhancing": 4},
+            None,
+        ),
+        ({"background": 0, "bone": 1}, None),
+        # not nested
+        (
+            {"background": 0, "whole tumor": [1, 2], "tumor core": [2, 3], "enhancing tumor": [3]},
+            None,
+        ),
+        ("not a mapping", None),
+    ],
+)
 def test_brats_label_map(labels, expected):
     assert brats_label_map(labels) == expected
 
 
 def test_msd_class_labels_are_read_as_brats_values(vols, tmp_path):
-    (tmp_path / "dataset.json").write_text(json.dumps({
-        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
-        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"}}), encoding="utf-8")
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+                "labels": {
+                    "0": "background",
+                    "1": "edema",
+                    "2": "non-enhancing tumor",
+                    "3": "enhancing tumour",
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
     write_nnunet_case(vols, tmp_path / "imagesTr", "BRATS_001", tmp_path / "labelsTr", order=MODALITIES)
     (case,) = find_cases(tmp_path)
     np.testing.assert_array_equal(_assert_channels_are(case, vols), vols["seg"].array)
@@ -272,15 +333,21 @@ def test_msd_class_labels_are_read_as_brats_values(vols, tmp_path):
 
 
 def test_resolve_reads_mha_and_brats2015_folders(vols, data_root, tmp_path):
-    folder = write_case_folder(vols, tmp_path / "p1", brats_names("p1", {"t1ce": "T1C", "flair": "FLAIR"}), ".mha")
+    folder = write_case_folder(
+        vols, tmp_path / "p1", brats_names("p1", {"t1ce": "T1C", "flair": "FLAIR"}), ".mha"
+    )
     case, lines = resolve_case_channels([folder], MODALITIES)
     _assert_channels_are(case, vols)
     assert case.case_id == "p1" and lines[2] == "t1ce <- p1_T1C.mha (file name)"
     case, _ = resolve_case_channels([data_root / "brats2012_mha"], ("flair", "t1ce"))
     assert [p.name for p in case.channels.values()] == ["BRATS_HG0015_FLAIR.mha", "BRATS_HG0015_T1C.mha"]
     vsd = tmp_path / "HGG" / "brats_2013_pat0020_1"
-    for k, (m, mr) in enumerate({"flair": "MR_Flair", "t1": "MR_T1", "t1ce": "MR_T1c", "t2": "MR_T2"}.items()):
-        write_case_folder(vols, vsd / f"VSD.Brain.XX.O.{mr}.{100 + k}", {m: f"VSD.Brain.XX.O.{mr}.{100 + k}"}, ".mha")
+    for k, (m, mr) in enumerate(
+        {"flair": "MR_Flair", "t1": "MR_T1", "t1ce": "MR_T1c", "t2": "MR_T2"}.items()
+    ):
+        write_case_folder(
+            vols, vsd / f"VSD.Brain.XX.O.{mr}.{100 + k}", {m: f"VSD.Brain.XX.O.{mr}.{100 + k}"}, ".mha"
+        )
     case, _ = resolve_case_channels([vsd], MODALITIES)
     assert case.case_id == "brats_2013_pat0020_1"
     _assert_channels_are(case, vols)
@@ -298,7 +365,11 @@ def test_two_files_for_one_modality_are_refused(vols, tmp_path):
     (case,) = find_cases(folder)
     problems = check_case(case)
     assert len(problems) == 1
-    assert "2 files for flair" in problems[0] and "x_flair.nii.gz -> flair" in problems[0] and FLAGS in problems[0]
+    assert (
+        "2 files for flair" in problems[0]
+        and "x_flair.nii.gz -> flair" in problems[0]
+        and FLAGS in problems[0]
+    )
     with pytest.raises(InputError) as e:
         case.load()
     _one_line(e, "2 files for flair", f"{CASE}_flair.nii.gz -> flair", "x_flair.nii.gz -> flair", FLAGS)
@@ -317,17 +388,22 @@ def test_two_files_for_one_modality_are_refused(vols, tmp_path):
 
 
 def test_extra_files_beside_the_four_channels_are_ignored_with_a_note(vols, tmp_path):
-    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the case."""
+    """Issue 36 item 4: CASE_foo, CASE_seg2, a mask and old labels beside the channels do not refuse the
+    case."""
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
-    write_case_folder(vols, folder, {"t1ce": f"{CASE}_foo", "seg": f"{CASE}_seg2", "t1": f"{CASE}_mask"},
-                      ".nii.gz")
+    write_case_folder(
+        vols, folder, {"t1ce": f"{CASE}_foo", "seg": f"{CASE}_seg2", "t1": f"{CASE}_mask"}, ".nii.gz"
+    )
     (case,) = find_cases(folder)
     assert check_case(case) == []
     assert case.meta["ignored"] == [f"{CASE}_foo.nii.gz", f"{CASE}_mask.nii.gz", f"{CASE}_seg2.nii.gz"]
     _assert_channels_are(case, vols)
     case, lines = resolve_case_channels([folder], MODALITIES)
     _assert_channels_are(case, vols)
-    assert lines[0] == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, {CASE}_seg2.nii.gz (no channel name: not a channel)"
+    assert (
+        lines[0] == f"ignored {CASE}_foo.nii.gz, {CASE}_mask.nii.gz, "
+        f"{CASE}_seg2.nii.gz (no channel name: not a channel)"
+    )
     assert "not a channel, ignored" in describe(folder)
 
 
@@ -354,8 +430,12 @@ def test_two_label_files_are_refused_for_training_not_for_prediction(vols, tmp_p
     folder = write_case_folder(vols, tmp_path / CASE, brats_names(CASE), ".nii.gz")
     write_case_folder(vols, folder, {"seg": "fusion_labels"}, ".nii.gz")
     (case,) = find_cases(folder)
-    assert check_case(case) == [(f"case {CASE}: 2 label files ({CASE}_seg.nii.gz, fusion_labels.nii.gz); keep one, "
-                                "or list the cases in a .csv with a 'label' column")]
+    assert check_case(case) == [
+        (
+            f"case {CASE}: 2 label files ({CASE}_seg.nii.gz, fusion_labels.nii.gz); keep one, "
+            "or list the cases in a .csv with a 'label' column"
+        )
+    ]
     with pytest.raises(InputError) as e:
         case.load()
     _one_line(e, "2 label files")
@@ -381,9 +461,13 @@ def test_channel_order_check_on_a_real_case(brats_root):
     # nnU-Net's files (T1, T1ce, T2, FLAIR) taken as FLAIR, T1, T1ce, T2: the issue's WT 0.319 input
     warning = channel_order_warning(image[[1, 2, 3, 0]], MODALITIES, ref.spacing)
     assert "given as flair, t1, t1ce, t2 look like t1, t1ce, t2, flair" in warning and FLAGS in warning
-    assert "look like t2, t1, t1ce, flair" in channel_order_warning(image[[3, 1, 2, 0]], MODALITIES, ref.spacing)
+    assert "look like t2, t1, t1ce, flair" in channel_order_warning(
+        image[[3, 1, 2, 0]], MODALITIES, ref.spacing
+    )
     # T1 / T1ce: told apart by content now (the correlation check could not)
-    assert "look like flair, t1ce, t1, t2" in channel_order_warning(image[[0, 2, 1, 3]], MODALITIES, ref.spacing)
+    assert "look like flair, t1ce, t1, t2" in channel_order_warning(
+        image[[0, 2, 1, 3]], MODALITIES, ref.spacing
+    )
     assert channel_order_warning(image[[1, 2, 3]], ("t1", "t1ce", "t2")) is None  # a subset: not checked
     assert channel_order_warning(image[:2], ("flair", "t1")) is None  # two channels: nothing to compare
 
@@ -391,14 +475,17 @@ def test_channel_order_check_on_a_real_case(brats_root):
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_files_named_in_the_wrong_order_are_reported(brats_root, tmp_path):
     """FLAIR saved as ..._t2 and T2 as ..._flair: the names are clear but wrong; info says so. Whole scans: a
-    64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor flagged)."""
+    64 x 64 x 48 crop inside the brain is too little for a confident reading (it is not refused, nor
+    flagged)."""
     folder = tmp_path / CASE
     folder.mkdir()
     for given, real in {"flair": "t2", "t1": "t1", "t1ce": "t1ce", "t2": "flair"}.items():
         (folder / f"{CASE}_{given}.nii.gz").symlink_to(brats_root / CASE / f"{CASE}_{real}.nii.gz")
     (case,) = find_cases(folder)
     (problem,) = check_case(case)
-    assert problem.startswith(f"case {CASE}: the channels given as flair, t1, t1ce, t2 look like t2, t1, t1ce, flair")
+    assert problem.startswith(
+        f"case {CASE}: the channels given as flair, t1, t1ce, t2 look like t2, t1, t1ce, flair"
+    )
     assert "problems (1)" in describe(folder)
     assert check_case(find_cases(brats_root / CASE)[0]) == []
 
@@ -412,7 +499,11 @@ def test_list_of_files_in_another_order_is_reordered(vols, tmp_path):
     case, lines = resolve_case_channels(given, MODALITIES)
     _assert_channels_are(case, vols)
     assert case.case_id == CASE
-    assert lines[0] == "channels given in the order t1, t1ce, t2, flair; reordered to the model's flair, t1, t1ce, t2 by their names"
+    assert (
+        lines[0]
+        == "channels given in the order t1, t1ce, t2, flair; reordered to the model's flair, t1, t1ce, "
+        "t2 by their names"
+    )
     assert lines[1:] == [f"{m} <- {CASE}_{m}.nii.gz (file name)" for m in MODALITIES]
 
 
@@ -425,12 +516,16 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
     # names that contradict the order given, or repeat a modality, are refused
     write_case_folder(vols, folder, {"t2": "t2", "flair": "post"}, ".nii.gz")
     with pytest.raises(InputError) as e:
-        resolve_case_channels([folder / "t2.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz",
-                               folder / "scan3.nii.gz"], MODALITIES)
+        resolve_case_channels(
+            [folder / "t2.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz", folder / "scan3.nii.gz"],
+            MODALITIES,
+        )
     _one_line(e, "t2.nii.gz -> t2", "scan1.nii.gz -> not recognised", FLAGS)
     with pytest.raises(InputError) as e:
-        resolve_case_channels([folder / "post.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz",
-                               folder / "t2.nii.gz"], MODALITIES)
+        resolve_case_channels(
+            [folder / "post.nii.gz", folder / "scan1.nii.gz", folder / "scan2.nii.gz", folder / "t2.nii.gz"],
+            MODALITIES,
+        )
     _one_line(e, "post.nii.gz -> t1ce", FLAGS)
     with pytest.raises(InputError) as e:
         resolve_case_channels([folder / "scan0.nii.gz"], MODALITIES)
@@ -442,7 +537,9 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
         resolve_case_channels([folder / "scan0.nii.gz"], ("flair",), {"t2": folder / "t2.nii.gz"})
     _one_line(e, "--t2", "does not use t2")
     # the flags alone make a case
-    case, lines = resolve_case_channels([], MODALITIES, {m: folder / f"scan{k}.nii.gz" for k, m in enumerate(MODALITIES)})
+    case, lines = resolve_case_channels(
+        [], MODALITIES, {m: folder / f"scan{k}.nii.gz" for k, m in enumerate(MODALITIES)}
+    )
     _assert_channels_are(case, vols)
     assert lines[2] == "t1ce <- scan2.nii.gz (--t1ce)"
 
@@ -452,7 +549,8 @@ def test_list_without_names_keeps_the_given_order(vols, tmp_path):
 
 @pytest.fixture(scope="module")
 def bundled(tmp_path_factory, vols):
-    """The bundled model and its prediction on the crop as BraTS files (the reference every layout must give)."""
+    """The bundled model and its prediction on the crop as BraTS files (the reference every layout must
+    give)."""
     from medseg3d.models import load_model
     from medseg3d.predict import predict
 
@@ -473,7 +571,8 @@ def _same_prediction(path, reference):
 
 
 def test_predict_on_an_nnunet_images_folder_without_dataset_json(bundled, vols, tmp_path):
-    """The issue's WT 0.319 input: nnU-Net's channel order, no dataset.json. Now the same result as BraTS files."""
+    """The issue's WT 0.319 input: nnU-Net's channel order, no dataset.json. Now the same result as BraTS
+    files."""
     from medseg3d.predict import predict
 
     model, reference = bundled
@@ -491,8 +590,11 @@ def test_predict_finds_every_case_folder_layout(bundled, vols, other_vols, tmp_p
     folders = {
         "nrrd": write_case_folder(vols, tmp_path / "nrrd" / CASE, brats_names(CASE), ".nrrd"),
         "mha": write_case_folder(vols, tmp_path / "mha" / CASE, brats_names(CASE), ".mha"),
-        "dicom": write_dicom_case(vols, tmp_path / "dicom" / CASE, {
-            "flair": "FLAIR", "t1": "s2|AX T1 PRE", "t1ce": "s3|AX T1 POST GD", "t2": "T2"}),
+        "dicom": write_dicom_case(
+            vols,
+            tmp_path / "dicom" / CASE,
+            {"flair": "FLAIR", "t1": "s2|AX T1 PRE", "t1ce": "s3|AX T1 POST GD", "t2": "T2"},
+        ),
     }
     for name, folder in folders.items():
         (written,) = predict(model, [folder], tmp_path / f"{name}.nii.gz", progress=False)
@@ -509,18 +611,34 @@ def test_predict_command_on_a_dicom_case(bundled, vols, tmp_path, capsys):
     from medseg3d.cli import main
 
     _, reference = bundled
-    folder = write_dicom_case(vols, tmp_path / CASE, {
-        "flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"})
-    assert main(["predict", "brats-v1", str(folder), "-o", str(tmp_path / "seg.nii.gz"), "--quiet", "--device", "cpu",
-                 "--precision", "fp32"]) == 0
+    folder = write_dicom_case(
+        vols, tmp_path / CASE, {"flair": "AX_FLAIR", "t1": "AX_T1", "t1ce": "AX_T1_POST", "t2": "AX_T2"}
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "brats-v1",
+                str(folder),
+                "-o",
+                str(tmp_path / "seg.nii.gz"),
+                "--quiet",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     _same_prediction(tmp_path / "seg.nii.gz", reference)
     assert main(["info", str(folder)]) == 0
     assert "(taken as t1ce from its folder name)" in capsys.readouterr().out
 
 
 def test_training_data_of_an_nnunet_dataset_equal_the_brats_folders(vols, other_vols, tmp_path):
-    """``train`` prepares its cache from the dataset: the nnU-Net conversion must give the same arrays (channels
-    in the same order, labels back in BraTS values) as the same cases in BraTS folders."""
+    """``train`` prepares its cache from the dataset: the nnU-Net conversion must give the same arrays
+    (channels in the same order, labels back in BraTS values) as the same cases in BraTS folders."""
     from medseg3d.cache import open_cache, prepare_dataset
     from medseg3d.preprocess import PrepConfig
 
@@ -530,7 +648,9 @@ def test_training_data_of_an_nnunet_dataset_equal_the_brats_folders(vols, other_
     nnunet = write_nnunet_dataset(cases, tmp_path / "Dataset137_BraTS2021")
     config = PrepConfig(downsample=2.0)
     for name, root in (("a", tmp_path / "brats"), ("b", nnunet)):
-        summary = prepare_dataset(root, tmp_path / f"cache_{name}", config, "brats", workers=1, progress=False)
+        summary = prepare_dataset(
+            root, tmp_path / f"cache_{name}", config, "brats", workers=1, progress=False
+        )
         assert sorted(summary["prepared"]) == sorted(cases) and not summary["failed"]
     meta_a, a = open_cache(tmp_path / "cache_a")
     meta_b, b = open_cache(tmp_path / "cache_b")
@@ -551,13 +671,33 @@ def test_train_command_on_nnunet_dicom_and_nrrd_datasets(vols, other_vols, brats
     datasets = {"nnunet": write_nnunet_dataset(cases, tmp_path / "Dataset137_BraTS2021")}
     for cid, v in cases.items():
         write_case_folder(v, tmp_path / "nrrd" / cid, brats_names(cid), ".nrrd")
-        write_dicom_case(v, tmp_path / "dicom" / cid, {"flair": "flair", "t1": "t1", "t1ce": "t1_post", "t2": "t2"})
+        write_dicom_case(
+            v, tmp_path / "dicom" / cid, {"flair": "flair", "t1": "t1", "t1ce": "t1_post", "t2": "t2"}
+        )
         write_case_folder(v, tmp_path / "dicom" / cid, {"seg": f"{cid}_seg"}, ".nii.gz")
     datasets["nrrd"], datasets["dicom"] = tmp_path / "nrrd", tmp_path / "dicom"
     for name, root in datasets.items():
         run = tmp_path / f"run_{name}"
-        assert main(["train", str(root), "--out", str(run), "--preset", "quick", "--epochs", "1", "--quiet",
-                     "--device", "cpu", "--cache", str(tmp_path / f"cache_{name}")]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(root),
+                    "--out",
+                    str(run),
+                    "--preset",
+                    "quick",
+                    "--epochs",
+                    "1",
+                    "--quiet",
+                    "--device",
+                    "cpu",
+                    "--cache",
+                    str(tmp_path / f"cache_{name}"),
+                ]
+            )
+            == 0
+        )
         config = json.loads((run / "config.json").read_text(encoding="utf-8"))
         assert config["dataset"] == str(root)
         cache = json.loads((tmp_path / f"cache_{name}" / "cache.json").read_text(encoding="utf-8"))

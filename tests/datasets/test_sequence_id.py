@@ -38,7 +38,9 @@ def test_shipped_parameters_fit_the_features():
     assert np.all(np.linalg.eigvalsh(params["precision"]) > 0)  # a proper Gaussian
 
 
-@pytest.mark.parametrize("order", [SEQUENCES, NNUNET, ("flair", "t1ce", "t1", "t2"), ("t2", "flair", "t1ce", "t1")])
+@pytest.mark.parametrize(
+    "order", [SEQUENCES, NNUNET, ("flair", "t1ce", "t1", "t2"), ("t2", "flair", "t1ce", "t1")]
+)
 def test_every_order_of_a_real_case_is_named_confidently(case_vols, order):
     ident = identify_channels(*_arrays(case_vols, order))
     assert ident.order == order and ident.confidence >= CONFIDENT
@@ -53,9 +55,12 @@ def test_the_raw_clinical_case_with_skull_is_not_confidently_misread(data_root):
     for order in (SEQUENCES, NNUNET):
         ident = identify_channels(*_arrays(vols, order))
         assert ident.order == order or ident.confidence < CONFIDENT
-        named = check_sequences("raw", {m: vols[o].array for m, o in zip(SEQUENCES, order)},
-                                {m: vols[o].spacing for m, o in zip(SEQUENCES, order)},
-                                dict.fromkeys(SEQUENCES, "file name"))
+        named = check_sequences(
+            "raw",
+            {m: vols[o].array for m, o in zip(SEQUENCES, order)},
+            {m: vols[o].spacing for m, o in zip(SEQUENCES, order)},
+            dict.fromkeys(SEQUENCES, "file name"),
+        )
         assert not named.reordered
 
 
@@ -71,9 +76,11 @@ def test_positional_files_are_put_in_their_content_order(case_vols):
     check = _check(case_vols, NNUNET, "position {k}, no modality in the name")
     assert check.order == {"flair": "t1", "t1": "t1ce", "t1ce": "t2", "t2": "flair"} and check.review == []
     (line,) = check.lines
-    assert line.startswith("case c: no name says which file is which; by their intensities the file at position 1 "
-                           "is t1, the file at position 2 is t1ce, the file at position 3 is t2, the file at "
-                           "position 4 is flair (confidence ")
+    assert line.startswith(
+        "case c: no name says which file is which; by their intensities the file at position 1 "
+        "is t1, the file at position 2 is t1ce, the file at position 3 is t2, the file at "
+        "position 4 is flair (confidence "
+    )
     assert check.record()["content_order"] == list(NNUNET)
     right = _check(case_vols, SEQUENCES, "position {k}, no modality in the name")
     assert not right.reordered and "agrees with their intensities" in right.lines[0]
@@ -83,8 +90,11 @@ def test_names_that_content_confidently_contradicts_are_refused(case_vols):
     with pytest.raises(InputError) as e:
         _check(case_vols, ("flair", "t1ce", "t1", "t2"), "file name")  # T1 and T1ce files swapped
     text = str(e.value)
-    assert text.startswith("case c: the names say t1, t1ce but by their intensities the t1 file looks like t1ce, "
-                           "the t1ce file looks like t1 (read as flair, t1ce, t1, t2 at confidence ")  # the evidence: what each looks like
+    # the evidence: what each looks like
+    assert text.startswith(
+        "case c: the names say t1, t1ce but by their intensities the t1 file looks like t1ce, "
+        "the t1ce file looks like t1 (read as flair, t1ce, t1, t2 at confidence "
+    )
     assert FLAGS in text and "--trust-names" in text and "\n" not in text
     kept = _check(case_vols, ("flair", "t1ce", "t1", "t2"), "file name", trust_names=True)
     assert not kept.reordered and kept.review[0].startswith("case c: kept as given (--trust-names)")
@@ -103,8 +113,12 @@ def test_nnunet_files_c0_to_c3_are_read_in_their_content_order(case_vols, brats_
     case, _ = resolve_case_channels(files, SEQUENCES)
     volumes = {m: read_volume(p) for m, p in case.channels.items()}
     volumes, check = check_case_sequences(case, volumes)
-    assert {m: Path(p).name for m, p in case.channels.items()} == {"flair": "c3.nii.gz", "t1": "c0.nii.gz",
-                                                                   "t1ce": "c1.nii.gz", "t2": "c2.nii.gz"}
+    assert {m: Path(p).name for m, p in case.channels.items()} == {
+        "flair": "c3.nii.gz",
+        "t1": "c0.nii.gz",
+        "t1ce": "c1.nii.gz",
+        "t2": "c2.nii.gz",
+    }
     for m in SEQUENCES:
         np.testing.assert_array_equal(volumes[m].array, case_vols[m].array)
     assert case.meta["sources"]["flair"].startswith("intensities, confidence")
@@ -135,5 +149,10 @@ def test_predict_on_nnunet_ordered_files_gives_the_right_order_result(brats_root
         files[-1].symlink_to(brats_root / CASE / f"{CASE}_{m}.nii.gz")
     assert main(["predict", "brats", *map(str, files), "-o", str(tmp_path / "c.nii.gz"), "--quiet"]) == 0
     assert "no name says which file is which" in capsys.readouterr().err
-    assert main(["predict", "brats", str(brats_root / CASE), "-o", str(tmp_path / "named.nii.gz"), "--quiet"]) == 0
-    np.testing.assert_array_equal(read_volume(tmp_path / "c.nii.gz").array, read_volume(tmp_path / "named.nii.gz").array)
+    assert (
+        main(["predict", "brats", str(brats_root / CASE), "-o", str(tmp_path / "named.nii.gz"), "--quiet"])
+        == 0
+    )
+    np.testing.assert_array_equal(
+        read_volume(tmp_path / "c.nii.gz").array, read_volume(tmp_path / "named.nii.gz").array
+    )

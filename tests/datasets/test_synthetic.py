@@ -1,4 +1,5 @@
-"""Synthetic non-enhancing variants: enhancement out of T1ce inside the enhancing region only, label 4 -> 1."""
+"""Synthetic non-enhancing variants: enhancement out of T1ce inside the enhancing region only, label 4 ->
+1."""
 
 import numpy as np
 import pytest
@@ -41,7 +42,10 @@ def test_enhancing_voxels_take_the_cores_intensities_and_nothing_else_changes():
     bright = t1ce[enhancing] > np.median(t1ce[enhancing])
     assert out[enhancing][bright].mean() > out[enhancing][~bright].mean()
     assert summary["voxels"] == int(enhancing.sum()) and summary["source"] == "core"
-    assert summary["enhancing_median_before"] > 250 and abs(summary["after_median"] - summary["source_median"]) <= 1
+    assert (
+        summary["enhancing_median_before"] > 250
+        and abs(summary["after_median"] - summary["source_median"]) <= 1
+    )
 
 
 def test_smoothing_blends_the_border_but_never_touches_outside():
@@ -103,11 +107,19 @@ def test_cli_writes_variants_and_links_originals(tmp_path, capsys):
         for m in ("flair", "t1", "t1ce", "t2"):
             write_volume(Volume(t1ce, np.eye(4)), folder / f"{cid}_{m}.nii.gz")
         write_volume(Volume(seg, np.eye(4)), folder / f"{cid}_seg.nii.gz")
-    assert main(["synth-nonenhancing", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--with-originals"]) == 0
+    assert (
+        main(
+            ["synth-nonenhancing", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--with-originals"]
+        )
+        == 0
+    )
     said = capsys.readouterr().out
     assert "skipped P2" in said and "wrote 1 non-enhancing variant(s)" in said
     assert sorted(c.case_id for c in find_cases(tmp_path / "out")) == ["P1", "P1_nonenh", "P2"]
-    assert main(["synth-nonenhancing", str(tmp_path / "data"), "--out", str(tmp_path / "o2"), "--cases", "P9"]) != 0
+    assert (
+        main(["synth-nonenhancing", str(tmp_path / "data"), "--out", str(tmp_path / "o2"), "--cases", "P9"])
+        != 0
+    )
     assert "has no labelled case P9" in capsys.readouterr().err
 
 
@@ -117,7 +129,8 @@ def test_target_z_sets_the_regions_level_against_the_normal_brain():
     t1ce, labels = _case(2)
     for z in (-1.0, 0.5):
         out, _, summary = remove_enhancement(t1ce, labels, sigma_mm=0, target_z=z)
-        # the brain (100 +- 5 noise) has an IQR of about 6.7: the median lands within a rounding step of z IQRs
+        # the brain (100 +- 5 noise) has an IQR of about 6.7: the median lands within a rounding step of z
+        # IQRs
         got = robust_z(out, labels == 4, labels)
         assert abs(got - z) < 0.2 and abs(summary["after_z"] - got) < 1e-9
         assert np.array_equal(out[labels != 4], t1ce[labels != 4])

@@ -7,17 +7,31 @@ from medseg3d.dicom.net import Peer, SendError, dicom_files, echo, parse_allowed
 from medseg3d.errors import InputError
 
 
-@pytest.mark.parametrize("text, peer", [
-    ("ORTHANC@127.0.0.1:4242", Peer("ORTHANC", "127.0.0.1", 4242)),
-    ("PACS 1@pacs.example.org:104", Peer("PACS 1", "pacs.example.org", 104)),
-    ("A@[::1]:11112", Peer("A", "::1", 11112)),
-])
+@pytest.mark.parametrize(
+    "text, peer",
+    [
+        ("ORTHANC@127.0.0.1:4242", Peer("ORTHANC", "127.0.0.1", 4242)),
+        ("PACS 1@pacs.example.org:104", Peer("PACS 1", "pacs.example.org", 104)),
+        ("A@[::1]:11112", Peer("A", "::1", 11112)),
+    ],
+)
 def test_a_peer_is_read_from_aet_at_host_colon_port(text, peer):
     assert parse_peer(text) == peer
 
 
-@pytest.mark.parametrize("text", ["ORTHANC@127.0.0.1", "127.0.0.1:4242", "@h:1", "A@h:0", "A@h:70000",
-                                  "A@h:x", "WAY_TOO_LONG_AE_TITLE@h:1", "BACK\\SLASH@h:1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ORTHANC@127.0.0.1",
+        "127.0.0.1:4242",
+        "@h:1",
+        "A@h:0",
+        "A@h:70000",
+        "A@h:x",
+        "WAY_TOO_LONG_AE_TITLE@h:1",
+        "BACK\\SLASH@h:1",
+    ],
+)
 def test_a_malformed_peer_is_refused_in_one_line(text):
     with pytest.raises(InputError) as excinfo:
         parse_peer(text)
@@ -46,8 +60,12 @@ def test_files_that_are_not_dicom_are_skipped_with_a_reason(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / ".hidden.dcm").write_bytes(b"x")
     found, skipped = dicom_files([tmp_path])
-    assert [p.name for p, _ in found] == ["a.dcm"] and pydicom.dcmread(found[0][0]).SOPInstanceUID == ds.SOPInstanceUID
-    assert {p.name: why for p, why in skipped.items()} == {"notes.txt": "not a DICOM file (InvalidDicomError)"}
+    assert [p.name for p, _ in found] == ["a.dcm"] and pydicom.dcmread(
+        found[0][0]
+    ).SOPInstanceUID == ds.SOPInstanceUID
+    assert {p.name: why for p, why in skipped.items()} == {
+        "notes.txt": "not a DICOM file (InvalidDicomError)"
+    }
 
 
 def test_a_node_that_is_not_there_is_a_send_error(tmp_path):
@@ -58,4 +76,5 @@ def test_a_node_that_is_not_there_is_a_send_error(tmp_path):
         send_files([small_study(tmp_path / "s", "1.2.3")], peer, timeout=2)
     with pytest.raises(SendError):
         echo(peer, timeout=2)
-    assert send_files([tmp_path / "s" / "missing"], peer).stored == []  # nothing to send: no association tried
+    # nothing to send: no association tried
+    assert send_files([tmp_path / "s" / "missing"], peer).stored == []

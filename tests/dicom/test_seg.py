@@ -22,17 +22,26 @@ def write_series(image: sitk.Image, folder: Path) -> None:
     image = sitk.Cast(image, sitk.sitkInt16)
     d = image.GetDirection()
     root = "1.2.826.0.1.3680043.8.498.77"
-    common = [("0008|0060", "MR"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.4"), ("0020|000e", f"{root}.1"),
-              ("0020|000d", f"{root}.2"), ("0020|0052", f"{root}.3"), ("0010|0010", "Test^Patient"),
-              ("0010|0020", "T1"), ("0018|0050", f"{image.GetSpacing()[2]:.4f}"),
-              ("0020|0037", "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7])))]
+    common = [
+        ("0008|0060", "MR"),
+        ("0008|0016", "1.2.840.10008.5.1.4.1.1.4"),
+        ("0020|000e", f"{root}.1"),
+        ("0020|000d", f"{root}.2"),
+        ("0020|0052", f"{root}.3"),
+        ("0010|0010", "Test^Patient"),
+        ("0010|0020", "T1"),
+        ("0018|0050", f"{image.GetSpacing()[2]:.4f}"),
+        ("0020|0037", "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))),
+    ]
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     for k in range(image.GetDepth()):
         s = image[:, :, k]
         for tag, value in common:
             s.SetMetaData(tag, value)
-        s.SetMetaData("0020|0032", "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))))
+        s.SetMetaData(
+            "0020|0032", "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k)))
+        )
         s.SetMetaData("0020|0013", str(k + 1))
         s.SetMetaData("0008|0018", f"{root}.4.{k + 1}")
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
@@ -67,12 +76,25 @@ def test_dicom_seg_references_the_source_series_with_coded_segments(series, tmp_
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4" and ds.SegmentationType == "BINARY"
     source = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
-    assert ds.FrameOfReferenceUID == source.FrameOfReferenceUID and ds.StudyInstanceUID == source.StudyInstanceUID
-    segments = [(s.SegmentNumber, s.SegmentLabel, s.SegmentedPropertyTypeCodeSequence[0].CodeValue,
-                 s.SegmentedPropertyCategoryCodeSequence[0].CodeValue, s.SegmentAlgorithmType) for s in ds.SegmentSequence]
-    assert segments == [(1, "NCR/NET (label 1)", "6574001", "49755003", "AUTOMATIC"),
-                        (2, "edema (label 2)", "79654002", "49755003", "AUTOMATIC"),
-                        (3, "enhancing (label 4)", "108369006", "49755003", "AUTOMATIC")]
+    assert (
+        ds.FrameOfReferenceUID == source.FrameOfReferenceUID
+        and ds.StudyInstanceUID == source.StudyInstanceUID
+    )
+    segments = [
+        (
+            s.SegmentNumber,
+            s.SegmentLabel,
+            s.SegmentedPropertyTypeCodeSequence[0].CodeValue,
+            s.SegmentedPropertyCategoryCodeSequence[0].CodeValue,
+            s.SegmentAlgorithmType,
+        )
+        for s in ds.SegmentSequence
+    ]
+    assert segments == [
+        (1, "NCR/NET (label 1)", "6574001", "49755003", "AUTOMATIC"),
+        (2, "edema (label 2)", "79654002", "49755003", "AUTOMATIC"),
+        (3, "enhancing (label 4)", "108369006", "49755003", "AUTOMATIC"),
+    ]
 
 
 def test_a_segmentation_on_another_grid_is_refused(series, tmp_path):

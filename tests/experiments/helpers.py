@@ -46,6 +46,7 @@ def make_synthetic_hand_dataset(root, n_cases=3, shape=(72, 64, 40), seed=0):
                 "numTraining": n_cases,
                 "file_ending": ".nii.gz",
             }
-        )
-    , encoding="utf-8")
+        ),
+        encoding="utf-8",
+    )
     return root

@@ -49,8 +49,9 @@ def test_default_plan_turns_the_budget_into_epochs(small_dataset, tmp_path, monk
     assert timed == ["kayalibay"] and len(set(record["epochs"].values())) == 1
     # modalities is compared with (and timed on) its reference run, all four sequences, not the first run
     timed_channels = []
-    monkeypatch.setattr(timing, "measure_iteration",
-                        lambda cfg, c: timed_channels.append(cfg.modalities) or (0.5, 0.1))
+    monkeypatch.setattr(
+        timing, "measure_iteration", lambda cfg, c: timed_channels.append(cfg.modalities) or (0.5, 0.1)
+    )
     plan_experiment("modalities", small_dataset, tmp_path / "mod", folds=3)
     assert timed_channels == [("flair", "t1", "t1ce", "t2")]
 
@@ -86,7 +87,10 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
     (grown / "experiment.json").write_text(json.dumps(made), encoding="utf-8")
     _, tasks, _ = plan_experiment("binary", small_dataset, grown, folds=2, epochs=3)
     assert {t.overrides["epochs"] for t in tasks if t.run.name == "tiny-unet-bce-prior"} == {3}
-    assert json.loads((grown / "experiment.json").read_text(encoding="utf-8"))["epochs"]["tiny-unet-bce-prior"] == 3
+    assert (
+        json.loads((grown / "experiment.json").read_text(encoding="utf-8"))["epochs"]["tiny-unet-bce-prior"]
+        == 3
+    )
     assert next(t for t in tasks if t.run.name == "tiny-unet-bce-prior").overrides["output_prior"] is True
     # a folder of the time-budget era: its runs are not comparable with fixed-iteration ones
     old = tmp_path / "old"
@@ -100,20 +104,28 @@ def test_explicit_epochs_and_old_folders(small_dataset, tmp_path):
 def test_precision_is_recorded_and_kept(small_dataset, tmp_path):
     _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, epochs=3)
     assert record["precision"] == "mixed" and {t.overrides["precision"] for t in tasks} == {"mixed"}
-    assert json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8"))["precision"] == "mixed"
+    assert (
+        json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8"))["precision"]
+        == "mixed"
+    )
     _, tasks, _ = plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2)  # adopts the record
     assert {t.overrides["precision"] for t in tasks} == {"mixed"}
     with pytest.raises(InputError, match="was run with --precision mixed, now fp32"):
         plan_experiment("losses", small_dataset, tmp_path / "losses", folds=2, precision="fp32")
     with pytest.raises(InputError, match="unknown precision"):
         plan_experiment("losses", small_dataset, tmp_path / "l2", folds=2, epochs=3, precision="half")
-    _, tasks, record = plan_experiment("losses", small_dataset, tmp_path / "l3", folds=2, epochs=3, precision="fp32")
+    _, tasks, record = plan_experiment(
+        "losses", small_dataset, tmp_path / "l3", folds=2, epochs=3, precision="fp32"
+    )
     assert {t.overrides["precision"] for t in tasks} == {"fp32"} and "precision=fp32" in settings_text(record)
     # a folder from before the setting trained in "auto" (float32 on a CPU) and goes on doing so
     old = tmp_path / "old"
     old.mkdir()
-    kept = {k: v for k, v in json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8")).items()
-            if k != "precision"}
+    kept = {
+        k: v
+        for k, v in json.loads((tmp_path / "losses" / "experiment.json").read_text(encoding="utf-8")).items()
+        if k != "precision"
+    }
     (old / "experiment.json").write_text(json.dumps(kept), encoding="utf-8")
     _, tasks, _ = plan_experiment("losses", small_dataset, old, folds=2)
     assert {t.overrides["precision"] for t in tasks} == {"auto"}
@@ -135,15 +147,34 @@ def test_plan_writes_nothing(small_dataset, tmp_path, capsys, monkeypatch):
     # 1 and with 2 outputs)
     _, tasks, _ = plan_experiment("binary", small_dataset, out, quick=True, write=False)
     groups = [sorted({t.run.name for t in group}) for group in experiments.speed_groups(tasks)]
-    assert sorted(groups) == [["kayalibay-bce"], ["kayalibay-jaccard"], ["tiny-unet-bce", "tiny-unet-bce-prior"]]
+    assert sorted(groups) == [
+        ["kayalibay-bce"],
+        ["kayalibay-jaccard"],
+        ["tiny-unet-bce", "tiny-unet-bce-prior"],
+    ]
     assert not out.exists()
 
 
 def test_plan_of_a_time_budget_prints_at_once(small_dataset, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(timing, "measure_iteration", _no_timing)
     out = tmp_path / "depth"
-    assert main(["experiment", "depth", str(small_dataset), "--out", str(out), "--folds", "3",
-                 "--budget-minutes", "2", "--plan"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "depth",
+                str(small_dataset),
+                "--out",
+                str(out),
+                "--folds",
+                "3",
+                "--budget-minutes",
+                "2",
+                "--plan",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "2 training minutes per run and fold, turned into epochs by timing each network" in printed
     # 12 trainings of 2 minutes (+5 s start-up each), then each one's validation case scored (8 s)

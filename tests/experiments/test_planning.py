@@ -105,7 +105,8 @@ def test_plan_command_refuses_a_folder_without_cases(tmp_path, capsys):
 
 
 def test_task1_experiment_takes_the_dataset_plan(tmp_path, capsys):
-    """`medseg3d experiment task1 DATA --plan`: the paper's Task 1 runs with the dataset's planned settings."""
+    """`medseg3d experiment task1 DATA --plan`: the paper's Task 1 runs with the dataset's planned
+    settings."""
     from medseg3d.experiments import plan_experiment
 
     root = make_tiny_dataset(tmp_path / "d", n_cases=4)

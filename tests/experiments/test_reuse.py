@@ -21,8 +21,13 @@ def _fake_finished_run(task, split, modalities, **changes):
 
     train_ids, val_ids = fold_ids(split, task.fold)
     config = experiments.train_config(task.overrides).to_dict()
-    config |= {"modalities": modalities, "train_cases": train_ids, "val_cases": val_ids, "world_size": 1,
-               "iters_per_epoch": len(train_ids)}
+    config |= {
+        "modalities": modalities,
+        "train_cases": train_ids,
+        "val_cases": val_ids,
+        "world_size": 1,
+        "iters_per_epoch": len(train_ids),
+    }
     config.pop("compile")  # as written before the setting existed: read as its default
     task.folder.mkdir(parents=True)
     (task.folder / "config.json").write_text(json.dumps(config | changes), encoding="utf-8")
@@ -33,8 +38,9 @@ def test_reuse_matches_only_identical_trainings(small_dataset, tmp_path):
     from medseg3d.datasets import find_cases, load_split
 
     modalities = list(find_cases(small_dataset, require_label=True)[0].modalities)
-    _, source_tasks, _ = plan_experiment("ablations", small_dataset, tmp_path / "abl", folds=3, epochs=2,
-                                         runs=["concat-jaccard", "concat-ce"])
+    _, source_tasks, _ = plan_experiment(
+        "ablations", small_dataset, tmp_path / "abl", folds=3, epochs=2, runs=["concat-jaccard", "concat-ce"]
+    )
     split = load_split(tmp_path / "abl" / "split.json")
     for task in source_tasks:
         changes = {"precision": "fp32"} if task.run.name == "concat-ce" and task.fold == 2 else {}
@@ -54,7 +60,10 @@ def test_reuse_matches_only_identical_trainings(small_dataset, tmp_path):
     _, other, record3 = plan_experiment("losses", small_dataset, tmp_path / "l3", folds=3, epochs=3)
     assert experiments.find_reusable(other, [tmp_path / "abl"], record3, split, modalities) == {}
     # quick runs never reuse; a folder that is not an experiment is refused in one line
-    assert experiments.find_reusable(tasks, [tmp_path / "abl"], record | {"quick": True}, split, modalities) == {}
+    assert (
+        experiments.find_reusable(tasks, [tmp_path / "abl"], record | {"quick": True}, split, modalities)
+        == {}
+    )
     with pytest.raises(InputError, match="not an experiment folder"):
         experiments.find_reusable(tasks, [tmp_path], record, split, modalities)
 
@@ -63,24 +72,45 @@ def test_reuse_matches_only_identical_trainings(small_dataset, tmp_path):
 def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     """End to end: a run trained in one experiment is copied into another, not trained again."""
     source = tmp_path / "abl"
-    run_experiment("ablations", small_dataset, source, folds=3, epochs=1, runs=["concat-jaccard"],
-                   progress=False, report=False)
+    run_experiment(
+        "ablations",
+        small_dataset,
+        source,
+        folds=3,
+        epochs=1,
+        runs=["concat-jaccard"],
+        progress=False,
+        report=False,
+    )
     # --plan: what would be copied and trained, and nothing written
-    plan = run_experiment("losses", small_dataset, tmp_path / "losses", folds=3, epochs=1,
-                          runs=["jaccard", "dice"], reuse=[source], plan=True)
+    plan = run_experiment(
+        "losses",
+        small_dataset,
+        tmp_path / "losses",
+        folds=3,
+        epochs=1,
+        runs=["jaccard", "dice"],
+        reuse=[source],
+        plan=True,
+    )
     assert (plan["to_copy"], plan["to_train"], plan["ran"]) == (3, 3, 0)
     assert not (tmp_path / "losses").exists()
     printed = capsys.readouterr().out
     assert "jaccard  0     3        0" in printed and "dice     0     0        3" in printed
     assert "estimated time" in printed and "nothing was trained or written" in printed
-    summary = run_experiment("losses", small_dataset, tmp_path / "losses", folds=3, epochs=1,
-                             runs=["jaccard"], reuse=[source])
+    summary = run_experiment(
+        "losses", small_dataset, tmp_path / "losses", folds=3, epochs=1, runs=["jaccard"], reuse=[source]
+    )
     assert summary["ran"] == 0 and summary["reused"] == 3
     assert "reused: 3 training(s)" in capsys.readouterr().out
     for k in range(3):
         copy, original = tmp_path / "losses" / "jaccard" / f"fold{k}", source / "concat-jaccard" / f"fold{k}"
-        assert (copy / "metrics.csv").read_text(encoding="utf-8") == (original / "metrics.csv").read_text(encoding="utf-8")
-        assert json.loads((copy / "reused.json").read_text(encoding="utf-8"))["source"] == str(original.resolve())
+        assert (copy / "metrics.csv").read_text(encoding="utf-8") == (original / "metrics.csv").read_text(
+            encoding="utf-8"
+        )
+        assert json.loads((copy / "reused.json").read_text(encoding="utf-8"))["source"] == str(
+            original.resolve()
+        )
         assert not (copy / "model.safetensors").exists()
     table = (tmp_path / "losses" / "table.md").read_text(encoding="utf-8")
     assert "reused, not trained again: `jaccard` folds 0, 1, 2 from `abl/concat-jaccard`" in table
@@ -91,6 +121,16 @@ def test_reused_runs_are_copied_and_reported(small_dataset, tmp_path, capsys):
     args = ["experiment", "losses", str(small_dataset), "--folds", "3", "--epochs", "1", "--runs", "dice"]
     assert main(args + ["--out", str(tmp_path / "l2"), "--reuse", str(tmp_path / "missing")]) == 2
     assert "no such experiment folder; check --reuse" in capsys.readouterr().err
-    again = ["experiment", "ablations", str(small_dataset), "--folds", "3", "--epochs", "1", "--runs", "concat-jaccard"]
+    again = [
+        "experiment",
+        "ablations",
+        str(small_dataset),
+        "--folds",
+        "3",
+        "--epochs",
+        "1",
+        "--runs",
+        "concat-jaccard",
+    ]
     assert main(again + ["--out", str(source), "--reuse", str(source)]) == 2
     assert "is the experiment folder itself" in capsys.readouterr().err

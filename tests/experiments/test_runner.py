@@ -182,7 +182,9 @@ def test_hand_configuration_on_synthetic_phantom(tmp_path):
 
 
 @pytest.mark.slow  # two invocations train side by side: 10 s idle
-def test_claims_let_several_invocations_share_an_experiment(quick_ablations, small_dataset, tmp_path, monkeypatch):
+def test_claims_let_several_invocations_share_an_experiment(
+    quick_ablations, small_dataset, tmp_path, monkeypatch
+):
     import socket
 
     folder = tmp_path / "run" / "fold0"
@@ -213,14 +215,17 @@ def test_claims_let_several_invocations_share_an_experiment(quick_ablations, sma
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 1
     assert not (fold0 / "metrics.csv").exists()
 
-    # held when this invocation passed it, finished by the other one before this one ends: not reported as held
+    # held when this invocation passed it, finished by the other one before this one ends: not reported as
+    # held
     def finished_elsewhere(folder):
         (folder / "metrics.csv").write_bytes(scored)
         return False
 
     with monkeypatch.context() as m:
         m.setattr(runner, "claim_task", finished_elsewhere)  # where run_experiment looks it up
-        summary = run_experiment("ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False)
+        summary = run_experiment(
+            "ablations", small_dataset, out, quick=True, runs=["single-map"], progress=False
+        )
     assert summary["ran"] == 0 and summary["held_elsewhere"] == 0
     (fold0 / "metrics.csv").unlink()
     (fold0 / "claim.json").unlink()

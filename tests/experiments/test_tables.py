@@ -1,6 +1,5 @@
 """The report: paired statistics against the reference run, class and region scores."""
 
-
 import numpy as np
 import pytest
 
@@ -45,7 +44,10 @@ def test_report_pairs_against_the_reference_run():
     per_case = experiments.per_case_lines(exp, cases)
     assert "worst `all` WT first" in "\n".join(per_case)
     assert [line.split(" | ")[0] for line in per_case if line.startswith("| ") and " | 0 | " in line] == [
-        "| q", "| r", "| p"]
+        "| q",
+        "| r",
+        "| p",
+    ]
 
 
 def test_binary_scheme_scores_class_and_region():

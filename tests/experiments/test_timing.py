@@ -10,13 +10,16 @@ from medseg3d.experiments import (
 
 
 def test_estimate_from_finished_trainings(small_dataset, tmp_path):
-    _, tasks, _ = plan_experiment("ablations", small_dataset, tmp_path / "abl", folds=2, epochs=3,
-                                  runs=["concat-jaccard", "noskip"])
+    _, tasks, _ = plan_experiment(
+        "ablations", small_dataset, tmp_path / "abl", folds=2, epochs=3, runs=["concat-jaccard", "noskip"]
+    )
     assert finished_rates(tasks, 1) == ({}, 0.0)  # nothing finished: the runner times an iteration instead
     # fold 0 of both runs finished: 3 epochs of 1 iteration (1 training case per fold) each
     for task, wall in zip(tasks[:2], (30.0, 12.0)):
         task.folder.mkdir(parents=True)
-        (task.folder / "timing.json").write_text(json.dumps({"train_wall_seconds": wall, "score_wall_seconds": 4.0}), encoding="utf-8")
+        (task.folder / "timing.json").write_text(
+            json.dumps({"train_wall_seconds": wall, "score_wall_seconds": 4.0}), encoding="utf-8"
+        )
         task.state = "done"
     rates, score = finished_rates(tasks, 1)
     assert rates == {"concat-jaccard": 10.0, "noskip": 4.0, "": 7.0} and score == 4.0

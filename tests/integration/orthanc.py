@@ -27,15 +27,32 @@ class Orthanc:
         modalities: ``{name: (AE title, host, port)}`` it may send to.
     """
 
-    def __init__(self, folder: Path, dicom_port: int, http_port: int, modalities: dict, ae_title: str = "ORTHANC"):
-        self.folder, self.dicom_port, self.http_port, self.ae_title = Path(folder), dicom_port, http_port, ae_title
+    def __init__(
+        self, folder: Path, dicom_port: int, http_port: int, modalities: dict, ae_title: str = "ORTHANC"
+    ):
+        self.folder, self.dicom_port, self.http_port, self.ae_title = (
+            Path(folder),
+            dicom_port,
+            http_port,
+            ae_title,
+        )
         self.url = f"http://127.0.0.1:{http_port}"
         config = {
-            "Name": "medseg3d-test", "StorageDirectory": str(self.folder / "db"), "IndexDirectory": str(self.folder / "db"),
-            "DicomAet": ae_title, "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "SslEnabled": False, "Plugins": [], "DicomCheckCalledAet": False,
-            "DicomAlwaysAllowStore": True, "DicomModalities": {k: list(v) for k, v in modalities.items()},
-            "StableAge": 2, "ConcurrentJobs": 1,
+            "Name": "medseg3d-test",
+            "StorageDirectory": str(self.folder / "db"),
+            "IndexDirectory": str(self.folder / "db"),
+            "DicomAet": ae_title,
+            "DicomPort": dicom_port,
+            "HttpPort": http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "SslEnabled": False,
+            "Plugins": [],
+            "DicomCheckCalledAet": False,
+            "DicomAlwaysAllowStore": True,
+            "DicomModalities": {k: list(v) for k, v in modalities.items()},
+            "StableAge": 2,
+            "ConcurrentJobs": 1,
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "orthanc.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
@@ -43,12 +60,18 @@ class Orthanc:
 
     def start(self, timeout: float = 60.0) -> Orthanc:
         log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 (Orthanc writes to it until stopped)
-        self.process = subprocess.Popen([orthanc_binary(), str(self.folder / "orthanc.json")], stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=self.folder)
+        self.process = subprocess.Popen(
+            [orthanc_binary(), str(self.folder / "orthanc.json")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.folder,
+        )
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited ({self.process.returncode}); see {self.folder / 'orthanc.log'}")
+                raise RuntimeError(
+                    f"Orthanc exited ({self.process.returncode}); see {self.folder / 'orthanc.log'}"
+                )
             try:
                 self.get("/system")
                 return self
@@ -66,9 +89,15 @@ class Orthanc:
                 self.process.wait(10)
         self.process = None
 
-    def _call(self, method: str, path: str, data: bytes | None = None, content_type: str = "application/json"):
-        request = urllib.request.Request(self.url + path, data=data, method=method,
-                                         headers={"Content-Type": content_type} if data is not None else {})
+    def _call(
+        self, method: str, path: str, data: bytes | None = None, content_type: str = "application/json"
+    ):
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": content_type} if data is not None else {},
+        )
         with urllib.request.urlopen(request, timeout=600) as response:
             return response.read()
 

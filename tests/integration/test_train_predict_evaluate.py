@@ -18,8 +18,15 @@ from medseg3d.train import TrainConfig, train
 
 
 def quick_config(dataset, out, cache, **kw):
-    base = dict(dataset=str(dataset), out=str(out), cache=str(cache), epochs=2, progress=False, seed=3,
-                augment="default")
+    base = dict(
+        dataset=str(dataset),
+        out=str(out),
+        cache=str(cache),
+        epochs=2,
+        progress=False,
+        seed=3,
+        augment="default",
+    )
     base.update(kw)
     return TrainConfig.from_preset("quick", **base)
 
@@ -36,7 +43,9 @@ def test_training_writes_everything(trained_run):
     for name in ("config.json", "log.csv", "curves.png", "last.pt", "model.safetensors", "split.json"):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader((run / "log.csv").open()))
-    assert len(rows) == 2 and {"epoch", "train_loss", "dice_WT", "dice_TC", "dice_ET", "seconds"} <= set(rows[0])
+    assert len(rows) == 2 and {"epoch", "train_loss", "dice_WT", "dice_TC", "dice_ET", "seconds"} <= set(
+        rows[0]
+    )
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
     assert 0.0 <= float(rows[-1]["dice_WT"]) <= 1.0
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -83,7 +92,9 @@ def test_segment_api_and_shards(trained_run, small_dataset, brats_root, tmp_path
     assert predict(run, [small_dataset], tmp_path / "p", progress=False) == []
 
 
-@pytest.mark.slow  # two trainings of the same run, one interrupted: 10 s idle (tests/train/test_resume covers resuming by default)
+# two trainings of the same run, one interrupted: 10 s idle (tests/train/test_resume covers resuming by
+# default)
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(small_dataset, tmp_path):
     full = train(quick_config(small_dataset, tmp_path / "full", tmp_path / "cache", epochs=2))
     train(quick_config(small_dataset, tmp_path / "part", tmp_path / "cache", epochs=1))
@@ -129,8 +140,17 @@ def test_presets_budget_and_network_arguments_merge():
 
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path):
-    cfg = quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
-                       loss="bce", epochs=1, output_prior=True, augment="none")
+    cfg = quick_config(
+        small_dataset,
+        tmp_path / "run",
+        tmp_path / "cache",
+        net="tiny-unet",
+        labels="binary-regions",
+        loss="bce",
+        epochs=1,
+        output_prior=True,
+        augment="none",
+    )
     train(cfg)
     saved = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     (fraction,) = saved["output_prior_fractions"]
@@ -143,11 +163,34 @@ def test_output_prior_starts_at_the_training_foreground(small_dataset, tmp_path)
     assert fraction == pytest.approx(tumour / total, rel=1e-4)
     assert 0.0 < fraction < 0.5
     # resumed for a second epoch: the biases come from the checkpoint, the record of the first start stays
-    train(quick_config(small_dataset, tmp_path / "run", tmp_path / "cache", net="tiny-unet", labels="binary-regions",
-                       loss="bce", epochs=2, output_prior=True, augment="none", resume=True))
-    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["output_prior_fractions"] == [fraction]
+    train(
+        quick_config(
+            small_dataset,
+            tmp_path / "run",
+            tmp_path / "cache",
+            net="tiny-unet",
+            labels="binary-regions",
+            loss="bce",
+            epochs=2,
+            output_prior=True,
+            augment="none",
+            resume=True,
+        )
+    )
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))[
+        "output_prior_fractions"
+    ] == [fraction]
     # the paper's network has bias-free output maps: refused in one line before any training
     with pytest.raises(InputError, match="without --output-prior"):
-        train(quick_config(small_dataset, tmp_path / "paper", tmp_path / "cache", labels="binary-regions",
-                           loss="bce", epochs=1, output_prior=True))
+        train(
+            quick_config(
+                small_dataset,
+                tmp_path / "paper",
+                tmp_path / "cache",
+                labels="binary-regions",
+                loss="bce",
+                epochs=1,
+                output_prior=True,
+            )
+        )
     assert not (tmp_path / "paper").exists()

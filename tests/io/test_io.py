@@ -73,8 +73,22 @@ def test_nifti_round_trip_real_file(brats_root, tmp_path, kind):
     np.testing.assert_array_equal(back.array, vol.array)
     np.testing.assert_array_equal(back.affine, vol.affine)
     h0, h1 = nib.load(str(src)).header, nib.load(str(out)).header
-    for field in ("qform_code", "sform_code", "pixdim", "dim", "quatern_b", "quatern_c", "quatern_d",
-                  "qoffset_x", "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "xyzt_units"):
+    for field in (
+        "qform_code",
+        "sform_code",
+        "pixdim",
+        "dim",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "xyzt_units",
+    ):
         np.testing.assert_array_equal(h1[field], h0[field], err_msg=field)
     assert h1.get_data_dtype() == h0.get_data_dtype()
     assert out.read_bytes()[:2] == b"\x1f\x8b"  # really gzip-compressed
@@ -155,7 +169,8 @@ def test_mha_round_trip_real_file(data_root, tmp_path, name):
     src = data_root / "brats2012_mha" / name
     vol = read_volume(src)
     itk = sitk.ReadImage(str(src))
-    assert vol.shape == (160, 216, 176) == itk.GetSize()  # (x, y, z); the README's 176 x 216 x 160 is (z, y, x)
+    # (x, y, z); the README's 176 x 216 x 160 is (z, y, x)
+    assert vol.shape == (160, 216, 176) == itk.GetSize()
     assert vol.array.dtype == np.int16
     out = write_volume(vol, tmp_path / name)
     back = read_volume(out)
@@ -443,7 +458,9 @@ def test_volume_validation():
     assert vol.spacing == (2.0, 3.0, 4.0)
     np.testing.assert_allclose(vol.direction, np.eye(3))
     assert vol.same_grid(vol.with_array(np.ones((2, 3, 4))))
-    shifted = Volume(vol.array, vol.affine + np.array([[0, 0, 0, 0.5], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    shifted = Volume(
+        vol.array, vol.affine + np.array([[0, 0, 0, 0.5], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    )
     assert not vol.same_grid(shifted)
 
 
@@ -516,7 +533,9 @@ def test_write_rows_round_trips_columns_in_first_appearance_order(tmp_path):
 
     from medseg3d.io import write_rows
 
-    path = write_rows([{"case": "a", "dice": 0.123456789}, {"case": "b", "hd95": 3.0, "dice": 1}], tmp_path / "r.csv")
+    path = write_rows(
+        [{"case": "a", "dice": 0.123456789}, {"case": "b", "hd95": 3.0, "dice": 1}], tmp_path / "r.csv"
+    )
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     assert rows == [["case", "dice", "hd95"], ["a", "0.123457", ""], ["b", "1", "3"]]

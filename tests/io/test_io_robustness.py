@@ -181,8 +181,11 @@ def test_zero_and_absurd_voxel_size(tmp_path):
     path = tmp_path / "zero.nii"
     path.write_bytes(raw)
     _refused(path, "voxel size (1, 0, 1)", "pixdim")
-    _refused(_nifti(tmp_path / "far.nii.gz", np.ones((4, 4, 4), np.int16), np.diag([1.0, 1e30, 1.0, 1.0])),
-             "voxel size", "absurd")
+    _refused(
+        _nifti(tmp_path / "far.nii.gz", np.ones((4, 4, 4), np.int16), np.diag([1.0, 1e30, 1.0, 1.0])),
+        "voxel size",
+        "absurd",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -235,7 +238,8 @@ def test_gzip_nrrd_crc_checked(tmp_path):
 
 
 def test_a_dicom_series_with_missing_slices_is_refused(tmp_path):
-    """Issue 36 (hospital exports): ITK stacks the slices around a gap as if adjacent, squeezing the anatomy."""
+    """Issue 36 (hospital exports): ITK stacks the slices around a gap as if adjacent, squeezing the
+    anatomy."""
     from layouts import write_dicom_series
 
     from medseg3d.io import Volume
@@ -247,5 +251,7 @@ def test_a_dicom_series_with_missing_slices_is_refused(tmp_path):
     (folder / "IM0006.dcm").unlink()
     with pytest.raises(InputError) as e:
         read_volume(folder)
-    assert str(e.value) == (f"{folder}: the DICOM series misses slices (a gap of 6 mm after slice 5 of 11, where "
-                            "slices are 3 mm apart); export the complete series")
+    assert str(e.value) == (
+        f"{folder}: the DICOM series misses slices (a gap of 6 mm after slice 5 of 11, where "
+        "slices are 3 mm apart); export the complete series"
+    )

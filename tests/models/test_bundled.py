@@ -51,11 +51,14 @@ def test_every_version_stays_selectable_by_name():
     aliases = model_aliases()
     assert aliases["brats"] in bundled_models() and "brats-v1" in bundled_models()
     assert bundled_models()["brats"] == bundled_models()[aliases["brats"]]
-    assert model_card("brats") == model_card(aliases["brats"]) and model_card("brats-v1")["name"] == "brats-v1"
+    assert (
+        model_card("brats") == model_card(aliases["brats"]) and model_card("brats-v1")["name"] == "brats-v1"
+    )
     assert load_model("brats-v1", device="cpu").name == "brats-v1"
     listing = describe_models()
     assert listing.splitlines()[0] == f"brats = {aliases['brats']} (what `medseg3d predict brats` runs)"
-    assert sum(line.startswith("brats-v1  (") for line in listing.splitlines()) == 1  # listed once, not per alias
+    # listed once, not per alias
+    assert sum(line.startswith("brats-v1  (") for line in listing.splitlines()) == 1
 
 
 def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validation(brats_root):
@@ -63,17 +66,29 @@ def test_v2_is_two_members_trained_on_every_shared_case_with_their_cross_validat
         pytest.skip("brats-v2 is not bundled")
     card, model = model_card("brats-v2"), load_model("brats-v2", device="cpu")
     assert bundled_models()["brats-v2"].stat().st_size < 20_000_000  # #22: at most 20 MB of weights
-    assert model.meta.members == 2 and model.inference_settings(None, None) == (True, 0.5)  # windows by default
+    # windows by default
+    assert model.meta.members == 2 and model.inference_settings(None, None) == (
+        True,
+        0.5,
+    )
     assert len(model.meta.temperatures) == 3 and model.meta.calibration["confidence"]["source"] == "members"
     shared = sorted(p.name for p in brats_root.iterdir() if p.is_dir() and p.name.startswith("Brats18_"))
     assert card["train_cases"] == shared == sorted(model.meta.train_cases)  # all 27: nothing shared is unseen
     cv = card["cross_validation"]
-    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one ensemble,
-    # and the far-component removal v2 runs by default (chosen by cross-validation), at the same distance
+    # the card's scores are the same recipe cross-validated: windows, the two presets' fold models as one
+    # ensemble, and the far-component removal v2 runs by default (chosen by cross-validation), at the same
+    # distance
     distance = model.max_distance(None)
     assert distance > 0 and f"farther than {distance:g} mm" in card["inference"]
-    assert cv["weights"] == f"ens-cv27-strong-sw-md{distance:g}" and cv["folds_planned"] == 5 and 1 <= cv["folds"] <= 5
-    assert f"farther than {distance:g} mm from the largest one are removed (--max-distance 0 keeps them)" in describe_models()
+    assert (
+        cv["weights"] == f"ens-cv27-strong-sw-md{distance:g}"
+        and cv["folds_planned"] == 5
+        and 1 <= cv["folds"] <= 5
+    )
+    assert (
+        f"farther than {distance:g} mm from the largest one are removed (--max-distance 0 keeps them)"
+        in describe_models()
+    )
     assert set(card["held_out_cases"]) <= set(shared) and len(card["held_out_cases"]) >= 6
     assert {"WT", "TC", "ET"} == set(card["worst_cases"]) and "core-hours" in card["training_time"]
 
@@ -87,4 +102,11 @@ def test_the_listing_shows_what_the_aliases_name_first_then_the_newest(monkeypat
     monkeypatch.setattr(describe, "model_aliases", lambda: {"brats": "brats-v9"})
     monkeypatch.setattr(describe, "model_card", lambda name: {})
     heads = [line.split()[0] for line in describe.describe_models().splitlines() if not line.startswith(" ")]
-    assert heads == ["brats", "brats-v9", "other-v2", "brats-v10", "brats-v1"]  # v10 after v9 by number, not text
+    # v10 after v9 by number, not text
+    assert heads == [
+        "brats",
+        "brats-v9",
+        "other-v2",
+        "brats-v10",
+        "brats-v1",
+    ]

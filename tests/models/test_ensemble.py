@@ -59,7 +59,10 @@ def _member(tmp_path, name, seed, **changes):
     """A small BraTS-like model file: the bundled model's metadata, a 4-channel-wide kayalibay net."""
     meta, _ = read_model_file(bundled_models()["brats-v1"])
     meta = {k: v for k, v in meta.items() if k not in ("format", "name")}
-    meta |= {"net_args": {"norm": "instance", "base_channels": 4}, "train_cases": [f"case{seed}", "shared"]} | changes
+    meta |= {
+        "net_args": {"norm": "instance", "base_channels": 4},
+        "train_cases": [f"case{seed}", "shared"],
+    } | changes
     torch.manual_seed(seed)
     net = build_network("kayalibay", 4, 3, norm="instance", base_channels=4)
     return save_model(net, meta, tmp_path / name / "model.safetensors"), net.eval()
@@ -67,18 +70,25 @@ def _member(tmp_path, name, seed, **changes):
 
 def test_ensemble_file_round_trip(tmp_path):
     (p0, n0), (p1, n1) = _member(tmp_path, "a", 0), _member(tmp_path, "b", 1)
-    out = make_ensemble([p0.parent, p1], tmp_path / "ens.safetensors", name="my-ensemble", sliding_window=False)
+    out = make_ensemble(
+        [p0.parent, p1], tmp_path / "ens.safetensors", name="my-ensemble", sliding_window=False
+    )
     loaded = load_model(out)
     assert isinstance(loaded.model, EnsembleNet) and loaded.meta.members == 2
     assert count_parameters(loaded.model) == 2 * count_parameters(n0)
     assert loaded.name == "my-ensemble" and loaded.meta.calibration is None  # members' temperatures dropped
     assert loaded.meta.train_cases == ["case0", "case1", "shared"]
-    assert [s["source"] for s in loaded.meta.ensemble["sources"]] == ["a/model.safetensors", "b/model.safetensors"]
+    assert [s["source"] for s in loaded.meta.ensemble["sources"]] == [
+        "a/model.safetensors",
+        "b/model.safetensors",
+    ]
     assert loaded.inference_settings(None, None) == (False, 0.5)
     x = np.random.default_rng(0).normal(size=(4, 20, 18, 17)).astype(np.float32)
     got = predict_probabilities(loaded.model, x, kind="region", precision="fp32")
-    want = (predict_probabilities(n0, x, kind="region", precision="fp32")
-            + predict_probabilities(n1, x, kind="region", precision="fp32")) / 2
+    want = (
+        predict_probabilities(n0, x, kind="region", precision="fp32")
+        + predict_probabilities(n1, x, kind="region", precision="fp32")
+    ) / 2
     assert got.shape == (3, 20, 18, 17)
     torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
 
@@ -136,8 +146,10 @@ def test_cli_ensemble(tmp_path, capsys):
     assert "no such model" in capsys.readouterr().err and not (tmp_path / "g.safetensors").exists()
 
 
-@pytest.mark.parametrize("fmt", [pytest.param("torchscript", marks=pytest.mark.slow),
-                                 pytest.param("onnx", marks=pytest.mark.slow)])  # tests/test_export.py keeps ONNX in the default suite
+# tests/test_export.py keeps ONNX in the default suite
+@pytest.mark.parametrize(
+    "fmt", [pytest.param("torchscript", marks=pytest.mark.slow), pytest.param("onnx", marks=pytest.mark.slow)]
+)
 def test_ensemble_exports_and_runs_the_same(tmp_path, fmt):
     from medseg3d.export import export_model
     from medseg3d.models import load_torchscript_model

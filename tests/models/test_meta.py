@@ -10,7 +10,12 @@ def test_the_bundled_metadata_round_trips_exactly_and_reads_typed():
     stored, _ = read_model_file(WEIGHTS_DIR / "brats-v1.safetensors")
     meta = ModelMeta.from_dict(stored)
     assert meta.to_dict() == stored and list(meta.to_dict()) == list(stored)  # same keys, same order
-    assert meta.network == "kayalibay" and meta.in_channels == 4 and meta.n_outputs == 3 and meta.kind == "region"
+    assert (
+        meta.network == "kayalibay"
+        and meta.in_channels == 4
+        and meta.n_outputs == 3
+        and meta.kind == "region"
+    )
     assert meta.modalities == ("flair", "t1", "t1ce", "t2") and meta.patch == (64, 64, 64)
     assert meta.inference["sliding_window"] is True and len(meta.temperatures) == 3  # calibrated: 3 sigmoids
     assert tuple(meta.scheme().regions["ET"]) == (4,) and meta.prep().downsample == 2.0

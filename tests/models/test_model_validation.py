@@ -28,19 +28,28 @@ def test_the_bundled_model_passes(tmp_path):
     assert loaded.kind == "region" and loaded.meta.n_outputs == 3
 
 
-@pytest.mark.parametrize("updates, message", [
-    ({"kind": "multiclass"}, "declared multiclass, but its labels say it was trained on regions"),
-    ({"n_outputs": 4}, "label scheme has 3 outputs but the network 4"),
-    ({"patch": [0, 64, 64]}, r"patch \[0, 64, 64\] is not 3 positive whole numbers"),
-    ({"patch": [-64, 64, 64]}, r"patch \[-64, 64, 64\] is not 3 positive"),
-    ({"labels": _labels(values=[0, 1, 2, 300], regions={"WT": [1, 2, 300], "TC": [1, 300], "ET": [300]})},
-     r"label values \[0, 1, 2, 300\] must be distinct and within 0..255"),
-    ({"labels": _labels(values=[0, 1, 1, 4])}, "must be distinct"),
-    ({"network": "resnet-9000"}, "unknown network 'resnet-9000'"),
-    ({"in_channels": 3}, "do not name its 3 input channels"),
-    ({"size_multiple": 0}, "size_multiple 0 is not a whole number >= 1"),
-    ({"preprocess": {"crop": "bbox", "downsample": -2.0}}, "preprocessing settings are invalid"),
-])
+@pytest.mark.parametrize(
+    "updates, message",
+    [
+        ({"kind": "multiclass"}, "declared multiclass, but its labels say it was trained on regions"),
+        ({"n_outputs": 4}, "label scheme has 3 outputs but the network 4"),
+        ({"patch": [0, 64, 64]}, r"patch \[0, 64, 64\] is not 3 positive whole numbers"),
+        ({"patch": [-64, 64, 64]}, r"patch \[-64, 64, 64\] is not 3 positive"),
+        (
+            {
+                "labels": _labels(
+                    values=[0, 1, 2, 300], regions={"WT": [1, 2, 300], "TC": [1, 300], "ET": [300]}
+                )
+            },
+            r"label values \[0, 1, 2, 300\] must be distinct and within 0..255",
+        ),
+        ({"labels": _labels(values=[0, 1, 1, 4])}, "must be distinct"),
+        ({"network": "resnet-9000"}, "unknown network 'resnet-9000'"),
+        ({"in_channels": 3}, "do not name its 3 input channels"),
+        ({"size_multiple": 0}, "size_multiple 0 is not a whole number >= 1"),
+        ({"preprocess": {"crop": "bbox", "downsample": -2.0}}, "preprocessing settings are invalid"),
+    ],
+)
 def test_hostile_metadata_is_refused(tmp_path, updates, message):
     hostile = rewrite_model_metadata(BUNDLED, updates, tmp_path / "hostile.safetensors")
     with pytest.raises(ModelError, match=message) as err:
@@ -68,6 +77,7 @@ def test_the_command_line_says_one_line_and_writes_nothing(tmp_path, brats_root,
 
 
 # ---------------------------------------------------------------------------------------------------- ONNX
+
 
 @pytest.fixture(scope="module")
 def bundled_onnx(tmp_path_factory):
@@ -100,18 +110,25 @@ def test_the_bundled_onnx_export_passes(bundled_onnx):
 
 
 def test_onnx_channels_disagreeing_with_metadata(bundled_onnx, tmp_path):
-    hostile = _edited_onnx(bundled_onnx, tmp_path / "c.onnx", {"in_channels": 3, "modalities": ["flair", "t1", "t2"]})
+    hostile = _edited_onnx(
+        bundled_onnx, tmp_path / "c.onnx", {"in_channels": 3, "modalities": ["flair", "t1", "t2"]}
+    )
     with pytest.raises(ModelError, match="the ONNX graph has 4 input channels but its metadata says 3"):
         load_model(hostile, device="cpu")
 
 
 def test_onnx_fixed_sizes_disagreeing_with_metadata(bundled_onnx, tmp_path):
     hostile = _edited_onnx(bundled_onnx, tmp_path / "f.onnx", input_dims=[None, None, 32, 32, 32])
-    with pytest.raises(ModelError, match=r"fixed spatial sizes \[32, 32, 32\] but the metadata asks for windows of "
-                                         r"\[64, 64, 64\]"):
+    with pytest.raises(
+        ModelError,
+        match=r"fixed spatial sizes \[32, 32, 32\] but the metadata asks for windows of "
+        r"\[64, 64, 64\]",
+    ):
         load_model(hostile, device="cpu")
     # the same fixed sizes are fine where they are the metadata's patch, run in windows
-    fitting = _edited_onnx(bundled_onnx, tmp_path / "ok.onnx", {"patch": [32, 32, 32]}, [None, None, 32, 32, 32])
+    fitting = _edited_onnx(
+        bundled_onnx, tmp_path / "ok.onnx", {"patch": [32, 32, 32]}, [None, None, 32, 32, 32]
+    )
     assert load_model(fitting, device="cpu").meta.patch == (32, 32, 32)
 
 

@@ -43,16 +43,19 @@ def test_resolve_fills_in_the_models_own_defaults(v1, v2):
     assert v1_opts.resolve(v2) is v1_opts  # resolved once: nothing is checked or filled in again
 
 
-@pytest.mark.parametrize("given, message", [
-    (dict(align="sometimes"), "--align must be one of auto, full, resample, none"),
-    (dict(space="mni"), "--space must be 'native' or 'atlas'"),
-    (dict(min_component=-1), "--min-component must be a number of voxels >= 0"),
-    (dict(max_distance=float("nan")), "--max-distance must be a distance in mm >= 0"),
-    (dict(overlap=1.0), r"--overlap must be in \[0, 1\)"),
-    (dict(uncertainty=3), "--uncertainty takes 2, 4 or 8 mirrored passes"),
-    (dict(uncertainty=2, mirror=True), "use --uncertainty 8 with it"),
-    (dict(uncertainty="members"), "--uncertainty members needs an ensemble file"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (dict(align="sometimes"), "--align must be one of auto, full, resample, none"),
+        (dict(space="mni"), "--space must be 'native' or 'atlas'"),
+        (dict(min_component=-1), "--min-component must be a number of voxels >= 0"),
+        (dict(max_distance=float("nan")), "--max-distance must be a distance in mm >= 0"),
+        (dict(overlap=1.0), r"--overlap must be in \[0, 1\)"),
+        (dict(uncertainty=3), "--uncertainty takes 2, 4 or 8 mirrored passes"),
+        (dict(uncertainty=2, mirror=True), "use --uncertainty 8 with it"),
+        (dict(uncertainty="members"), "--uncertainty members needs an ensemble file"),
+    ],
+)
 def test_impossible_options_are_refused_in_one_line(v1, given, message):
     with pytest.raises(InputError, match=message) as caught:
         PredictOptions(**given).resolve(v1)

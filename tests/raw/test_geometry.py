@@ -46,8 +46,9 @@ def test_a_simpleitk_transform_and_its_matrix_describe_the_same_map():
     shift = sitk.TranslationTransform(3, (1.0, 2.0, 3.0))
     comp = sitk.CompositeTransform([euler, shift])
     p = (4.0, 5.0, 6.0)
-    np.testing.assert_allclose(sitk_to_matrix(comp)[:3, :3] @ p + sitk_to_matrix(comp)[:3, 3],
-                               comp.TransformPoint(p), atol=1e-9)
+    np.testing.assert_allclose(
+        sitk_to_matrix(comp)[:3, :3] @ p + sitk_to_matrix(comp)[:3, 3], comp.TransformPoint(p), atol=1e-9
+    )
 
 
 def test_resampling_through_a_known_shift_moves_the_voxels_by_it():

@@ -42,7 +42,10 @@ def test_permuted_axes_or_thick_slices_of_a_stripped_case_are_only_resampled(bra
     assert prepared.shape == (240, 240, 155)
     np.testing.assert_allclose(prepared.affine, brats_volumes["t1"].affine, atol=1e-6)
     np.testing.assert_allclose(prepared.channels["t1ce"], brats_volumes["t1ce"].array, atol=1e-2)
-    thick = {m: Volume(v.array[:, :, ::3], v.affine @ np.diag([1.0, 1.0, 3.0, 1.0])) for m, v in brats_volumes.items()}
+    thick = {
+        m: Volume(v.array[:, :, ::3], v.affine @ np.diag([1.0, 1.0, 3.0, 1.0]))
+        for m, v in brats_volumes.items()
+    }
     mode, reason = choose_mode(thick, BRATS_SPACE)
     assert mode == "resample" and "spacing 1x1x3 mm" in reason
 
@@ -75,21 +78,35 @@ def test_forced_modes_are_checked(brats_volumes, raw_volumes):
 
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
 def test_preprocess_aligns_raw_scans_affinely_when_asked(raw_volumes, data_root, tmp_path):
-    """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default, rigid,
-    keeps its size: the slow end-to-end test in test_register.py)."""
+    """`medseg3d preprocess --template-fit affine` maps the brain to the template with scaling (the default,
+    rigid, keeps its size: the slow end-to-end test in test_register.py)."""
     import json
 
     raw = data_root / "raw_clinical" / "TCGA-FG-6692" / "raw"
     out = tmp_path / "prep"
-    assert main(["preprocess", *[str(raw / f"{m}.nii.gz") for m in MODS], "-o", str(out), "--quiet",
-                 "--template-fit", "affine"]) == 0
+    assert (
+        main(
+            [
+                "preprocess",
+                *[str(raw / f"{m}.nii.gz") for m in MODS],
+                "-o",
+                str(out),
+                "--quiet",
+                "--template-fit",
+                "affine",
+            ]
+        )
+        == 0
+    )
     atlas = json.loads((out / "transforms.json").read_text(encoding="utf-8"))["transforms"]["atlas"]
     # this brain (1,586 ml) is larger than the template's: the affine map from template to scan enlarges
     assert atlas["kind"] == "affine" and np.linalg.det(np.asarray(atlas["matrix_lps"])[:3, :3]) > 1.05
 
 
 @pytest.mark.parametrize("damage", ["constant", "nan", "2d"])
-def test_a_broken_channel_is_refused_before_any_work_and_nothing_is_written(brats_root, tmp_path, damage, capsys):
+def test_a_broken_channel_is_refused_before_any_work_and_nothing_is_written(
+    brats_root, tmp_path, damage, capsys
+):
     files = [str(brats_root / CASE / f"{CASE}_{m}.nii.gz") for m in MODS]
     t1 = read_volume(files[1])
     arr = t1.array.astype(np.float32)
@@ -122,7 +139,9 @@ def test_already_preprocessed_input_gives_exactly_todays_result(brats_root):
     case = brats_root / CASE
     auto = medseg3d.segment(model, case, sliding_window=False)
     image = np.stack([read_volume(case / f"{CASE}_{m}.nii.gz").array.astype(np.float32) for m in MODS])
-    today = segment_arrays(model, image, read_volume(case / f"{CASE}_flair.nii.gz").affine, sliding_window=False)
+    today = segment_arrays(
+        model, image, read_volume(case / f"{CASE}_flair.nii.gz").affine, sliding_window=False
+    )
     np.testing.assert_array_equal(auto.array, today)
     assert auto.array.dtype == today.dtype
 
@@ -137,8 +156,7 @@ def test_permuted_axes_give_the_same_labels_permuted(brats_volumes):
     # voxels differed on an AVX-512 BF16 CPU, while float32 leaves interpolation ties alone.
     model = load_model("brats-v1", precision="fp32")
     original = segment_volumes(model, brats_volumes, preprocess="none", sliding_window=False).labels
-    permuted = segment_volumes(model, {m: permute(v) for m, v in brats_volumes.items()},
-                               sliding_window=False)
+    permuted = segment_volumes(model, {m: permute(v) for m, v in brats_volumes.items()}, sliding_window=False)
     assert permuted.prepared.mode == "resample"
     assert permuted.labels.shape == (155, 240, 240)
     np.testing.assert_allclose(permuted.labels.affine, permute(brats_volumes["t1ce"]).affine)
@@ -151,8 +169,10 @@ def test_preprocess_writes_a_brats_case_folder_that_predict_and_info_can_read(br
     case = brats_root / CASE
     assert main(["preprocess", str(case), "-o", str(out), "--preprocess", "auto", "--quiet"]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([f"{CASE}_{m}.nii.gz" for m in MODS] + [f"{CASE}_brainmask.nii.gz", "preprocess.json",
-                                                                    "qc.png", "transforms.json"])
+    assert names == sorted(
+        [f"{CASE}_{m}.nii.gz" for m in MODS]
+        + [f"{CASE}_brainmask.nii.gz", "preprocess.json", "qc.png", "transforms.json"]
+    )
     for m in MODS:  # already BraTS-like: the channels are the input's, on its grid
         got, src = read_volume(out / f"{CASE}_{m}.nii.gz"), read_volume(case / f"{CASE}_{m}.nii.gz")
         np.testing.assert_array_equal(got.array, src.array.astype(np.float32))

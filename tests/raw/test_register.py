@@ -30,9 +30,9 @@ def test_a_known_rigid_motion_between_sequences_is_recovered_within_1mm_and_1_de
     fit = rigid(t1ce, moved)
     angle, shift = _residual(fit.matrix, move)
     assert angle < 1.0 and shift < 1.0, (angle, shift)
-    # the same input fits the same map, bit for bit, every run: the metric's sample points come from a fixed seed
-    # (SimpleITK reads seed 0 as the wall clock: two runs differed by up to 0.5 mm here, 0.9 mm on the raw case)
-    # and one thread adds its sums in one order
+    # the same input fits the same map, bit for bit, every run: the metric's sample points come from a fixed
+    # seed (SimpleITK reads seed 0 as the wall clock: two runs differed by up to 0.5 mm here, 0.9 mm on the
+    # raw case) and one thread adds its sums in one order
     again = rigid(t1ce, moved)
     np.testing.assert_array_equal(again.matrix, fit.matrix)
 
@@ -81,9 +81,10 @@ def test_deepbet_finds_an_adult_brain_in_the_raw_t1(data_root):
     assert mask.shape == t1.shape
     ml = float(mask.sum()) * float(np.prod(t1.spacing)) / 1000
     assert 1200 < ml < 1800
-    # the neck and the skull are out: nothing in the lowest slice (skull base and neck) and nothing on the volume's
-    # faces; the next 5.5 mm slab cuts the lowest cerebellum and brainstem, a sliver of the brain (on an AVX-512
-    # CPU deepbet keeps 0.3% of the brain there; where this test was written, an AVX2 CPU, it kept none)
+    # the neck and the skull are out: nothing in the lowest slice (skull base and neck) and nothing on the
+    # volume's faces; the next 5.5 mm slab cuts the lowest cerebellum and brainstem, a sliver of the brain (on
+    # an AVX-512 CPU deepbet keeps 0.3% of the brain there; where this test was written, an AVX2 CPU, it kept
+    # none)
     assert not mask[:, :, 0].any()
     assert mask[:, :, 1].sum() < 0.01 * mask.sum()
     assert not mask[0].any() and not mask[-1].any()
@@ -104,11 +105,19 @@ def test_the_real_raw_case_end_to_end_on_its_own_t1ce_grid(data_root, tmp_path, 
     np.testing.assert_allclose(seg.affine, t1ce.affine, atol=1e-4)
     summary = json.loads((tmp_path / "seg.json").read_text(encoding="utf-8"))
     assert summary["mode"] == "full" and 1200 < summary["brain_ml"] < 1800
-    atlas = summary["transforms"]["atlas"]  # by default the brain keeps its size on the template, as in BraTS data
+    # by default the brain keeps its size on the template, as in BraTS data
+    atlas = summary["transforms"]["atlas"]
     assert atlas["kind"] == "rigid" and abs(np.linalg.det(np.asarray(atlas["matrix_lps"])[:3, :3]) - 1) < 1e-5
-    assert {s["step"] for s in summary["steps"]} >= {"co-register", "skull strip", "atlas registration", "resample"}
+    assert {s["step"] for s in summary["steps"]} >= {
+        "co-register",
+        "skull strip",
+        "atlas registration",
+        "resample",
+    }
     wt = summary["volumes_ml"]["regions"]["WT"]
-    fusion = read_volume(data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24" / "fusion_labels.nii.gz")
+    fusion = read_volume(
+        data_root / "raw_clinical" / "TCGA-FG-6692" / "brainles_sri24" / "fusion_labels.nii.gz"
+    )
     fusion_wt = float((fusion.array > 0).sum()) / 1000
     assert 0.5 * fusion_wt < wt < 2.0 * fusion_wt
     assert (tmp_path / "seg.png").stat().st_size > 10_000
@@ -159,5 +168,7 @@ def test_a_mask_given_as_a_scan_is_refused_as_an_image(brats_root):
     vols["t1ce"] = vols["t1ce"].with_array((vols["t1ce"].array > 0).astype(np.uint8))  # a 0/1 brain mask
     with pytest.raises(InputError) as e:
         prepare(vols, None, "auto")
-    assert str(e.value) == ("channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
-                            "give the t1ce image itself")
+    assert str(e.value) == (
+        "channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
+        "give the t1ce image itself"
+    )

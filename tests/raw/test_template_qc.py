@@ -55,10 +55,12 @@ def test_brain_volume_outside_the_adult_range_warns():
 
 def test_a_swap_of_t1_and_t2_is_named_and_the_right_order_is_quiet():
     # rows: channel as given; columns: correlation with each modality's template (raw shared case's values)
-    right = {"flair": {"flair": 0.36, "t1": 0.41, "t1ce": 0.26, "t2": -0.16},
-             "t1": {"flair": 0.29, "t1": 0.64, "t1ce": 0.47, "t2": -0.29},
-             "t1ce": {"flair": 0.28, "t1": 0.43, "t1ce": 0.42, "t2": -0.21},
-             "t2": {"flair": 0.01, "t1": -0.18, "t1ce": -0.18, "t2": 0.50}}
+    right = {
+        "flair": {"flair": 0.36, "t1": 0.41, "t1ce": 0.26, "t2": -0.16},
+        "t1": {"flair": 0.29, "t1": 0.64, "t1ce": 0.47, "t2": -0.29},
+        "t1ce": {"flair": 0.28, "t1": 0.43, "t1ce": 0.42, "t2": -0.21},
+        "t2": {"flair": 0.01, "t1": -0.18, "t1ce": -0.18, "t2": 0.50},
+    }
     assert qc.check_modalities(right) == []
     swapped = dict(right, t1=right["t2"], t2=right["t1"])
     lines = qc.check_modalities(swapped)
@@ -94,7 +96,9 @@ def test_template_fit_of_a_brats_case_is_high_and_of_a_shifted_one_lower(brats_r
     good = qc.template_fit({"t1": t1}, brain, template)
     shift = rigid_matrix(np.eye(3), [0, 12.0, 0], [0, 0, 0])
     moved = resample(Volume(t1, BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, shift)
-    moved_brain = resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, shift) >= 0.5
+    moved_brain = (
+        resample(Volume(brain.astype(np.float32), BRATS_AFFINE), BRATS_SHAPE, BRATS_AFFINE, shift) >= 0.5
+    )
     bad = qc.template_fit({"t1": moved}, moved_brain, template)
     assert good["brain_overlap"] >= qc.MIN_BRAIN_OVERLAP
     assert good["correlation"]["t1"]["t1"] >= qc.MIN_TEMPLATE_CORRELATION["t1"]

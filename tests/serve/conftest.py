@@ -11,8 +11,9 @@ def pacs():
 
 
 class Nodes:
-    """Starts nodes: ``nodes(spool, segmenter, **options)`` on a free loopback port, worker running, with short
-    test timings; returns ``(node, its Peer address)``. ``stop_all()`` stops them (also after the test)."""
+    """Starts nodes: ``nodes(spool, segmenter, **options)`` on a free loopback port, worker running, with
+    short test timings; returns ``(node, its Peer address)``. ``stop_all()`` stops them (also after the
+    test)."""
 
     def __init__(self):
         self.started = []

@@ -11,7 +11,12 @@ import numpy as np
 
 from medseg3d.io import Volume
 
-SERIES = {"flair": "AX_FLAIR|AX FLAIR", "t1": "AX_T1|AX T1", "t1ce": "AX_T1_POST|AX T1 POST", "t2": "AX_T2|AX T2"}
+SERIES = {
+    "flair": "AX_FLAIR|AX FLAIR",
+    "t1": "AX_T1|AX T1",
+    "t1ce": "AX_T1_POST|AX T1 POST",
+    "t2": "AX_T2|AX T2",
+}
 
 
 def free_port() -> int:
@@ -42,8 +47,8 @@ def small_study(folder: Path, study_uid: str, slices: int = 4) -> Path:
 
 
 class StandIn:
-    """A segmenter that takes no time: writes one DICOM object (a copy of a T1ce image with new UIDs) per study
-    and records the channels it was given. ``delay`` seconds of sleep first (to be caught mid-study)."""
+    """A segmenter that takes no time: writes one DICOM object (a copy of a T1ce image with new UIDs) per
+    study and records the channels it was given. ``delay`` seconds of sleep first (to be caught mid-study)."""
 
     modalities = ("flair", "t1", "t1ce", "t2")
 
@@ -91,8 +96,12 @@ class Pacs:
             self.received.append(ds)
             return 0x0000
 
-        self._server = ae.start_server(("127.0.0.1", self.port), block=False, ssl_context=self.tls,
-                                       evt_handlers=[(evt.EVT_C_STORE, on_store)])
+        self._server = ae.start_server(
+            ("127.0.0.1", self.port),
+            block=False,
+            ssl_context=self.tls,
+            evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        )
         return self
 
     def stop(self) -> None:
@@ -105,7 +114,12 @@ class Pacs:
 
 
 RAW_CASE = "raw_clinical/TCGA-FG-6692/raw"
-RAW_SERIES = {"flair": "FLAIR|AX T2 FLAIR", "t1": "T1|AX T1", "t1ce": "T1POST|AX T1 POST GD", "t2": "T2|AX T2 FSE"}
+RAW_SERIES = {
+    "flair": "FLAIR|AX T2 FLAIR",
+    "t1": "T1|AX T1",
+    "t1ce": "T1POST|AX T1 POST GD",
+    "t2": "T2|AX T2 FSE",
+}
 
 
 def raw_study(data_root: Path, folder: Path, study_uid: str) -> Path:
@@ -120,8 +134,9 @@ def raw_study(data_root: Path, folder: Path, study_uid: str) -> Path:
 
 
 def seg_matches_the_nifti(seg_ds, spool: Path, tmp: Path, scheme) -> tuple[int, int]:
-    """Read a received DICOM SEG with highdicom onto the series it references (in the node's spool) and compare
-    it voxel for voxel with the NIfTI segmentation the node wrote; returns (voxels labelled, voxels differing)."""
+    """Read a received DICOM SEG with highdicom onto the series it references (in the node's spool) and
+    compare it voxel for voxel with the NIfTI segmentation the node wrote; returns (voxels labelled, voxels
+    differing)."""
     import highdicom as hd
 
     from medseg3d.dicom.seg import read_dicom_seg

@@ -12,7 +12,12 @@ from .helpers import StandIn
 
 if __name__ == "__main__":
     spool, port, destination, started = sys.argv[1:5]
-    node = Node(spool, StandIn(delay=60.0, started=Path(started)), send_to=parse_peer(destination), quiet=0.3,
-                timeout=5.0)
+    node = Node(
+        spool,
+        StandIn(delay=60.0, started=Path(started)),
+        send_to=parse_peer(destination),
+        quiet=0.3,
+        timeout=5.0,
+    )
     node.start(int(port), "127.0.0.1")
     time.sleep(120)  # killed by the test long before

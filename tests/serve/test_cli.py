@@ -54,9 +54,27 @@ def test_serve_refuses_bad_options_before_loading_anything(tmp_path, capsys):
 def test_serve_answers_echo_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
     node = parse_peer(f"MEDSEG3D@127.0.0.1:{port}")
-    process = subprocess.Popen([sys.executable, "-m", "medseg3d", "serve", "--port", str(port), "--bind", "127.0.0.1",
-                                "--spool", str(tmp_path / "spool"), "--model", "brats-v1", "--device", "cpu"],
-                               stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "medseg3d",
+            "serve",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--spool",
+            str(tmp_path / "spool"),
+            "--model",
+            "brats-v1",
+            "--device",
+            "cpu",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     try:
         wait_for(lambda: _echoes(node), timeout=120, what="the node to answer C-ECHO")
     finally:
@@ -64,8 +82,12 @@ def test_serve_answers_echo_and_stops_cleanly_on_sigterm(tmp_path):
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert f"listening as MEDSEG3D on 127.0.0.1:{port}" in err and "stopped" in err
-    status = subprocess.run([sys.executable, "-m", "medseg3d", "serve", "--status", "--spool", str(tmp_path / "spool")],
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "medseg3d", "serve", "--status", "--spool", str(tmp_path / "spool")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert status.startswith("received 0, waiting 0, processing 0, done 0, failed 0, sent 0")
 
 

@@ -1,5 +1,5 @@
-"""The node end to end on loopback with a stand-in segmenter (fast): receive, complete, resolve, send back, and
-the faults of issue 39 (destination down, killed mid-study, a study sent twice, a corrupt instance,
+"""The node end to end on loopback with a stand-in segmenter (fast): receive, complete, resolve, send back,
+and the faults of issue 39 (destination down, killed mid-study, a study sent twice, a corrupt instance,
 interleaved studies), the allow-list and studies it must not segment."""
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def _state(spool: Path, uid: str) -> dict:
 
 
 def _status_is(spool: Path, uid: str, status: str):
-    return lambda: (spool / "studies" / uid / "state.json").exists() and _state(spool, uid)["status"] == status
+    return lambda: (
+        (spool / "studies" / uid / "state.json").exists() and _state(spool, uid)["status"] == status
+    )
 
 
 def test_a_study_sent_to_the_node_comes_back_once_to_the_destination(tmp_path, nodes, pacs):
@@ -43,8 +45,10 @@ def test_a_study_sent_to_the_node_comes_back_once_to_the_destination(tmp_path, n
     assert len(pacs.received) == 1 and pacs.received[0].StudyInstanceUID == STUDY_A
     # each channel was identified from its series description, one series each
     (channels,) = segmenter.calls
-    descriptions = {m: pydicom.dcmread(next(Path(p).glob("*.dcm")), stop_before_pixels=True).SeriesDescription
-                    for m, p in channels.items()}
+    descriptions = {
+        m: pydicom.dcmread(next(Path(p).glob("*.dcm")), stop_before_pixels=True).SeriesDescription
+        for m, p in channels.items()
+    }
     assert descriptions == {"flair": "AX FLAIR", "t1": "AX T1", "t1ce": "AX T1 POST", "t2": "AX T2"}
     lines = status_lines(tmp_path / "spool")
     assert lines[0].startswith("received 0, waiting 0, processing 0, done 0, failed 0, sent 1")
@@ -56,7 +60,12 @@ def test_the_spool_is_private_and_holds_whole_files_by_study(tmp_path, nodes):
     _, address = nodes(tmp_path / "spool", StandIn(), worker=False)
     send_files([study], address)
     spool = tmp_path / "spool"
-    for folder in [spool, spool / "studies", spool / "studies" / STUDY_A, *(spool / "studies" / STUDY_A / "series").iterdir()]:
+    for folder in [
+        spool,
+        spool / "studies",
+        spool / "studies" / STUDY_A,
+        *(spool / "studies" / STUDY_A / "series").iterdir(),
+    ]:
         assert folder.stat().st_mode & 0o777 == 0o700, folder
     files = sorted((spool / "studies" / STUDY_A / "series").rglob("*"))
     instances = [f for f in files if f.is_file()]
@@ -105,8 +114,11 @@ def test_a_node_killed_mid_study_completes_it_after_a_restart_and_sends_once(tmp
     port = free_port()
     tests = Path(__file__).parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]))
-    process = subprocess.Popen([sys.executable, "-m", "serve.node_process", str(spool), str(port), pacs.address,
-                                str(started)], cwd=tests, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serve.node_process", str(spool), str(port), pacs.address, str(started)],
+        cwd=tests,
+        env=env,
+    )
     try:
         study = small_study(tmp_path / "study", STUDY_A)
         wait_for(lambda: _try_send(study, port), timeout=60, what="the node process to take the study")
@@ -147,7 +159,8 @@ def test_a_send_cut_short_resumes_with_the_files_not_yet_stored(tmp_path, nodes,
     pacs.received.clear()
     node.work_once()
     assert [str(ds.SOPInstanceUID) for ds in pacs.received] == [
-        str(pydicom.dcmread(spool / "studies" / STUDY_A / "out" / "0" / "result.seg.dcm").SOPInstanceUID)]
+        str(pydicom.dcmread(spool / "studies" / STUDY_A / "out" / "0" / "result.seg.dcm").SOPInstanceUID)
+    ]
 
 
 def _one_study_sent(tmp_path, nodes, pacs):
@@ -171,8 +184,10 @@ def test_a_study_sent_twice_is_segmented_once_and_new_images_reopen_it(tmp_path,
     extra = small_study(tmp_path / "more", STUDY_A, slices=5)
     added = [f for f in extra.rglob("*.dcm") if f.name == "IM0005.dcm" and "AX_T2" in str(f)]
     send_files(added, address)
-    wait_for(lambda: _state(spool, STUDY_A)["round"] == 1 and _state(spool, STUDY_A)["status"] == "sent",
-             what="the second round")
+    wait_for(
+        lambda: _state(spool, STUDY_A)["round"] == 1 and _state(spool, STUDY_A)["status"] == "sent",
+        what="the second round",
+    )
     assert len(segmenter.calls) == 2 and len(pacs.received) == 2
 
 
@@ -224,7 +239,11 @@ def test_a_corrupt_instance_is_kept_aside_and_the_study_still_goes_through(tmp_p
     assert set(result.refused) == {broken, no_uid} and all("0xC210" in v for v in result.refused.values())
     kept = sorted((spool / "malformed").glob("*.txt"))
     reasons = " ".join(p.read_text(encoding="utf-8") for p in kept)
-    assert len(kept) == 2 and "pixel data truncated: 100 of 512 bytes" in reasons and "StudyInstanceUID" in reasons
+    assert (
+        len(kept) == 2
+        and "pixel data truncated: 100 of 512 bytes" in reasons
+        and "StudyInstanceUID" in reasons
+    )
     assert len(list((spool / "malformed").glob("*.dcm"))) == 2
     wait_for(_status_is(spool, STUDY_A, "sent"), what="the rest of the study to be segmented and sent")
     assert echo(address) and "malformed instances kept aside 2" in status_lines(spool)[0]
@@ -238,12 +257,16 @@ def test_two_studies_arriving_interleaved_are_each_segmented_from_their_own_imag
     _, address = nodes(spool, segmenter, send_to=pacs.address)
     interleaved = [f for pair in zip(a, b) for f in pair]
     assert len(send_files(interleaved, address).stored) == 32
-    wait_for(lambda: _status_is(spool, STUDY_A, "sent")() and _status_is(spool, STUDY_B, "sent")(),
-             what="both studies")
+    wait_for(
+        lambda: _status_is(spool, STUDY_A, "sent")() and _status_is(spool, STUDY_B, "sent")(),
+        what="both studies",
+    )
     assert sorted(str(ds.StudyInstanceUID) for ds in pacs.received) == [STUDY_A, STUDY_B]
     for channels in segmenter.calls:  # every channel of a call comes from one study
-        studies = {pydicom.dcmread(next(Path(p).glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
-                   for p in channels.values()}
+        studies = {
+            pydicom.dcmread(next(Path(p).glob("*.dcm")), stop_before_pixels=True).StudyInstanceUID
+            for p in channels.values()
+        }
         assert len(studies) == 1 and all(len(list(Path(p).glob("*.dcm"))) == 4 for p in channels.values())
 
 
@@ -280,15 +303,22 @@ def test_a_study_that_cannot_be_resolved_is_reported_not_segmented(tmp_path, nod
     _, address = nodes(spool, segmenter, send_to=pacs.address)
     with caplog.at_level("INFO", logger="medseg3d.serve"):
         send_files([study], address)
-        wait_for(lambda: any(r.getMessage().startswith(f"study {STUDY_A}: cannot tell the sequences apart")
-                             for r in caplog.records), what="the study to be reported")
+        wait_for(
+            lambda: any(
+                r.getMessage().startswith(f"study {STUDY_A}: cannot tell the sequences apart")
+                for r in caplog.records
+            ),
+            what="the study to be reported",
+        )
     state = _state(spool, STUDY_A)
     assert state["status"] == "failed" and "flair" in state["reason"] and segmenter.calls == []
     _settle(0.5)
     assert pacs.received == [] and "failed 1" in status_lines(spool)[0]
 
 
-def test_localisers_other_modalities_and_derived_series_are_left_out_with_a_line(tmp_path, nodes, pacs, caplog):
+def test_localisers_other_modalities_and_derived_series_are_left_out_with_a_line(
+    tmp_path, nodes, pacs, caplog
+):
     import numpy as np
     from layouts import write_dicom_series
 
@@ -310,4 +340,5 @@ def test_localisers_other_modalities_and_derived_series_are_left_out_with_a_line
     text = " ".join(lines)
     assert "localiser" in text and "modality CT" in text and "derived series" in text
     assert len(segmenter.calls) == 1 and {p.name for p in map(Path, segmenter.calls[0].values())} == {
-        f"{STUDY_A}.{n}" for n in (1, 2, 3, 4)}
+        f"{STUDY_A}.{n}" for n in (1, 2, 3, 4)
+    }

@@ -32,15 +32,19 @@ def _round_trip(tmp_path, nodes, pacs, study, model: str, timeout: float, caplog
     assert labelled > 0 and differing == 0
 
 
-def test_a_small_dicom_study_comes_back_as_a_seg_of_the_real_segmentation(brats_root, tmp_path, nodes, pacs,
-                                                                           caplog):
+def test_a_small_dicom_study_comes_back_as_a_seg_of_the_real_segmentation(
+    brats_root, tmp_path, nodes, pacs, caplog
+):
     from layouts import crop_case, write_dicom_case
 
     # 20 slices through the tumour (80 instances): sending takes most of the time here, not segmenting
     box = (slice(96, 160), slice(64, 128), slice(80, 100))
-    study = write_dicom_case(crop_case(brats_root, "Brats18_2013_20_1", box), tmp_path / "study", {
-        "flair": "S1|AX FLAIR", "t1": "S2|AX T1", "t1ce": "S3|AX T1 POST", "t2": "S4|AX T2"},
-        study_uid="1.2.826.0.1.3680043.2.1125.39.10")
+    study = write_dicom_case(
+        crop_case(brats_root, "Brats18_2013_20_1", box),
+        tmp_path / "study",
+        {"flair": "S1|AX FLAIR", "t1": "S2|AX T1", "t1ce": "S3|AX T1 POST", "t2": "S4|AX T2"},
+        study_uid="1.2.826.0.1.3680043.2.1125.39.10",
+    )
     _round_trip(tmp_path, nodes, pacs, study, "brats-v1", timeout=120, caplog=caplog)
 
 

@@ -28,7 +28,8 @@ def _image(rows=4, cols=4, bits=16, data=None, syntax="1.2.840.10008.1.2.1") -> 
 def test_an_instance_is_checked_for_its_uids_and_its_pixel_data_length():
     assert instance_problem(_image()) is None
     assert instance_problem(_image(data=b"\0" * 31)) == "pixel data truncated: 31 of 32 bytes"
-    assert instance_problem(_image(data=b"\0" * 3, syntax="1.2.840.10008.1.2.4.50")) is None  # compressed: not sized
+    # compressed: not sized
+    assert instance_problem(_image(data=b"\0" * 3, syntax="1.2.840.10008.1.2.4.50")) is None
     ds = _image()
     del ds.SeriesInstanceUID
     assert instance_problem(ds).startswith("SeriesInstanceUID missing")
@@ -71,11 +72,13 @@ def test_unusable_series_are_named_with_the_reason(tmp_path):
     ds = Dataset()
     ds.Modality, ds.SOPClassUID = "MR", "1.2.840.10008.5.1.4.1.1.4"
     assert unusable_reason(ds) is None
-    for change, reason in [({"Modality": "CT"}, "modality CT, not MR"),
-                           ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.66.4"}, "not a single-frame MR image"),
-                           ({"SeriesDescription": "3-Plane_Loc"}, "localiser"),
-                           ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, "localiser"),
-                           ({"ImageType": ["DERIVED", "PRIMARY", "ADC"]}, "derived series (ImageType DERIVED/PRIMARY/ADC)")]:
+    for change, reason in [
+        ({"Modality": "CT"}, "modality CT, not MR"),
+        ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.66.4"}, "not a single-frame MR image"),
+        ({"SeriesDescription": "3-Plane_Loc"}, "localiser"),
+        ({"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}, "localiser"),
+        ({"ImageType": ["DERIVED", "PRIMARY", "ADC"]}, "derived series (ImageType DERIVED/PRIMARY/ADC)"),
+    ]:
         other = copy.deepcopy(ds)
         for k, v in change.items():
             setattr(other, k, v)

@@ -21,9 +21,28 @@ def certificate(tmp_path_factory):
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed; it makes the test's certificate")
     folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"),
-                    "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
@@ -32,8 +51,13 @@ def test_the_node_takes_studies_and_sends_results_over_tls(tmp_path, nodes, cert
     pacs = Pacs(tls=tls_context("server", cert, key)).start()
     try:
         client = tls_context("client", ca=cert)
-        _, address = nodes(tmp_path / "spool", StandIn(), send_to=pacs.address, tls_server=tls_context("server", cert, key),
-                           tls_client=client)
+        _, address = nodes(
+            tmp_path / "spool",
+            StandIn(),
+            send_to=pacs.address,
+            tls_server=tls_context("server", cert, key),
+            tls_client=client,
+        )
         assert echo(address, tls=client)
         with pytest.raises(SendError):  # an unencrypted caller: no association
             echo(address, timeout=3)

@@ -1,6 +1,6 @@
 """The training tests' record of a run, through ``train()``'s ``on_step`` and ``on_end``: each process's final
-weights, its logged losses, and its first step's loss and gradient (averaged over processes and micro-batches),
-saved as ``DUMP/rank<R>.pt``.
+weights, its logged losses, and its first step's loss and gradient (averaged over processes and
+micro-batches), saved as ``DUMP/rank<R>.pt``.
 
 In-process: ``train(cfg, **recorder(DUMP))``. Under torchrun, this file stands in for ``-m medseg3d.cli``:
 ``python -m torch.distributed.run ... tests/train/dumps.py DUMP train DATASET --out RUN ...`` runs
@@ -22,15 +22,26 @@ def recorder(folder) -> dict:
 
     def on_step(iteration: int, loss: float, model) -> None:
         if not first_step:  # this run's first step: its loss and the gradient it applied
-            first_step.update(loss=loss, grads={k: p.grad.detach().cpu().clone()
-                                                for k, p in model.named_parameters() if p.grad is not None})
+            first_step.update(
+                loss=loss,
+                grads={
+                    k: p.grad.detach().cpu().clone()
+                    for k, p in model.named_parameters()
+                    if p.grad is not None
+                },
+            )
 
     def on_end(model, history: list[dict]) -> None:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "losses": [h["train_loss"] for h in history], "first_step": first_step},
-                   folder / f"rank{rank}.pt")
+        torch.save(
+            {
+                "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "losses": [h["train_loss"] for h in history],
+                "first_step": first_step,
+            },
+            folder / f"rank{rank}.pt",
+        )
 
     return {"on_step": on_step, "on_end": on_end}
 

@@ -15,8 +15,16 @@ from medseg3d.train import step as train_step
 
 
 def _base(small_dataset, tmp_path, **extra):
-    return dict(dataset=str(small_dataset), out=str(tmp_path / "run"), cache=str(tmp_path / "cache"),
-                progress=False, seed=1) | extra
+    return (
+        dict(
+            dataset=str(small_dataset),
+            out=str(tmp_path / "run"),
+            cache=str(tmp_path / "cache"),
+            progress=False,
+            seed=1,
+        )
+        | extra
+    )
 
 
 @pytest.mark.slow  # slow: keeps the default suite near 5 minutes; run with -m slow
@@ -36,8 +44,11 @@ def test_compile_wraps_only_the_training_step(small_dataset, tmp_path, monkeypat
         return forward
 
     monkeypatch.setattr(train_loop, "compile_for_training", fake_compile)  # where the loop looks it up
-    summary = train(TrainConfig.from_preset("quick", epochs=1, compile=True, patch=(16, 16, 16),
-                                            **_base(small_dataset, tmp_path)))
+    summary = train(
+        TrainConfig.from_preset(
+            "quick", epochs=1, compile=True, patch=(16, 16, 16), **_base(small_dataset, tmp_path)
+        )
+    )
     assert len(wrapped) == 1 and isinstance(wrapped[0], torch.nn.Module)
     config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
     assert config["compile"] is True and np.isfinite(summary["best_score"])
@@ -51,6 +62,7 @@ def test_compile_flags_parse():
     assert p.parse_args(["train", "d", "--out", "o", "--compile"]).compile is True
     assert p.parse_args(["train", "d", "--out", "o"]).compile is False
 
+
 def test_compile_needs_inputs_of_one_size(small_dataset, tmp_path):
     with pytest.raises(InputError, match="--compile needs inputs of one size"):
         train(TrainConfig.from_preset("quick", epochs=1, compile=True, **_base(small_dataset, tmp_path)))
@@ -61,9 +73,14 @@ def test_compile_needs_inputs_of_one_size(small_dataset, tmp_path):
 def test_compiled_training_runs_and_matches_eager_closely(small_dataset, tmp_path):
     # a real torch.compile (inductor; minutes on a 2-core CPU): one epoch each, same seed, float32
     patch = (16, 16, 16)
-    eager = train(TrainConfig.from_preset("quick", epochs=1, patch=patch, **_base(small_dataset, tmp_path / "e")))
-    compiled = train(TrainConfig.from_preset("quick", epochs=1, patch=patch, compile=True,
-                                             **_base(small_dataset, tmp_path / "c")))
+    eager = train(
+        TrainConfig.from_preset("quick", epochs=1, patch=patch, **_base(small_dataset, tmp_path / "e"))
+    )
+    compiled = train(
+        TrainConfig.from_preset(
+            "quick", epochs=1, patch=patch, compile=True, **_base(small_dataset, tmp_path / "c")
+        )
+    )
     _, w_eager = read_model_file(tmp_path / "e" / "run" / "last.safetensors")
     _, w_comp = read_model_file(tmp_path / "c" / "run" / "last.safetensors")
     assert w_eager.keys() == w_comp.keys()

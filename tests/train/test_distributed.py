@@ -39,7 +39,9 @@ def _env(**extra) -> dict:
 
 def _run(cmd: list[str], env: dict, timeout: float = 240) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -49,14 +51,48 @@ def runs(dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     cache = tmp / "cache"
     # one process, gradient accumulation over 2 micro-batches (also prepares the shared cache)
-    train(TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp / "single"), cache=str(cache),
-                                  accumulate=2, progress=False, **SETTINGS), **recorder(tmp / "dump1"))
+    train(
+        TrainConfig.from_preset(
+            "quick",
+            dataset=str(dataset),
+            out=str(tmp / "single"),
+            cache=str(cache),
+            accumulate=2,
+            progress=False,
+            **SETTINGS,
+        ),
+        **recorder(tmp / "dump1"),
+    )
     # two processes under torchrun, gloo on the CPU
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(DUMPS), str(tmp / "dump2"), "train", str(dataset), "--out", str(tmp / "ddp"),
-           "--preset", "quick",
-           "--cache", str(cache), "--epochs", "1", "--iters-per-epoch", "3", "--patch", "32,32,32",
-           "--augment", "default", "--seed", "5", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(DUMPS),
+        str(tmp / "dump2"),
+        "train",
+        str(dataset),
+        "--out",
+        str(tmp / "ddp"),
+        "--preset",
+        "quick",
+        "--cache",
+        str(cache),
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "3",
+        "--patch",
+        "32,32,32",
+        "--augment",
+        "default",
+        "--seed",
+        "5",
+        "--quiet",
+    ]
     _run(cmd, _env())
     return tmp
 
@@ -79,9 +115,9 @@ def test_ranks_hold_identical_weights(runs):
 
 # How far two float32 computations of the same gradient may lie apart, per tensor, relative to its norm: each
 # component is a sum over the patch's ~10^5 voxel terms with heavy cancellation, summed in another order when
-# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon; bit-identical
-# on an AMD EPYC). A real fault is of order 1: a missing average over processes is 1.0 off, a process's
-# micro-batch lost or another sample drawn about 0.5 to 1.
+# oneDNN picks other kernels for a process of its own (measured 2.7e-4 at worst on a 2-core Xeon;
+# bit-identical on an AMD EPYC). A real fault is of order 1: a missing average over processes is 1.0 off, a
+# process's micro-batch lost or another sample drawn about 0.5 to 1.
 GRADIENT_RTOL = 1e-3
 
 
@@ -89,12 +125,13 @@ def _assert_same_first_step(expected_dump: Path, dump: Path) -> None:
     """The first step of two runs from the same weights: the same loss and the same averaged gradient.
 
     The weights after the steps are not compared element by element: Adam moves every component by about the
-    learning rate whatever its gradient's size, so a gradient near zero whose sign float32 rounding flips moves
-    its weight by up to twice the learning rate (measured 2.4e-3 after 3 steps at lr 1e-3 on one CPU, none on
-    another)."""
+    learning rate whatever its gradient's size, so a gradient near zero whose sign float32 rounding flips
+    moves its weight by up to twice the learning rate (measured 2.4e-3 after 3 steps at lr 1e-3 on one CPU,
+    none on another)."""
     expected = torch.load(expected_dump, weights_only=True)["first_step"]
     got = torch.load(dump, weights_only=True)["first_step"]
-    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)  # the same weights: only sums' order differs
+    # the same weights: only sums' order differs
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert expected["grads"].keys() == got["grads"].keys() and len(expected["grads"]) > 10
     worst = 0.0
     for key, want in expected["grads"].items():
@@ -102,7 +139,10 @@ def _assert_same_first_step(expected_dump: Path, dump: Path) -> None:
         relative = float((got["grads"][key] - want).norm()) / float(want.norm())
         assert relative <= GRADIENT_RTOL, (key, relative)
         worst = max(worst, relative)
-    print(f"{dump.parent.name} vs {expected_dump.parent.name}: first gradients differ by {worst:.2g} of their norm")
+    print(
+        f"{dump.parent.name} vs {expected_dump.parent.name}: "
+        f"first gradients differ by {worst:.2g} of their norm"
+    )
 
 
 def test_two_processes_equal_one_with_accumulation(runs):
@@ -127,25 +167,46 @@ def test_only_rank_zero_writes(runs):
     assert not list(run.glob("*.tmp*"))
     with open(run / "log.csv") as a, open(runs / "single" / "log.csv") as b:
         rows, single = list(csv.DictReader(a)), list(csv.DictReader(b))
-    assert len(rows) == 1 and float(rows[0]["train_loss"]) == pytest.approx(float(single[0]["train_loss"]), rel=1e-4)
+    assert len(rows) == 1 and float(rows[0]["train_loss"]) == pytest.approx(
+        float(single[0]["train_loss"]), rel=1e-4
+    )
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["world_size"] == 2 and config["global_batch"] == 2
 
 
-@pytest.mark.slow  # two torchrun processes predicting: 14 s idle; the killed-shard test stays in the default suite
+# two torchrun processes predicting: 14 s idle; the killed-shard test stays in the default suite
+@pytest.mark.slow
 def test_predict_shards_in_two_processes(runs, dataset, tmp_path):
     model = runs / "ddp"
     out = tmp_path / "preds"
-    base = [sys.executable, "-m", "medseg3d.cli", "predict", str(model), str(dataset), "-o", str(out), "--quiet"]
+    base = [
+        sys.executable,
+        "-m",
+        "medseg3d.cli",
+        "predict",
+        str(model),
+        str(dataset),
+        "-o",
+        str(out),
+        "--quiet",
+    ]
     env = _env()
-    procs = [subprocess.Popen(base + ["--shard", f"{i}/2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            base + ["--shard", f"{i}/2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
     outputs = [p.communicate(timeout=240) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    written = [{line.split()[-1] for line in stdout.splitlines() if line.startswith("wrote")} for stdout, _ in outputs]
+    written = [
+        {line.split()[-1] for line in stdout.splitlines() if line.startswith("wrote")}
+        for stdout, _ in outputs
+    ]
     assert written[0] and written[1] and not written[0] & written[1]
     assert {Path(p).name for p in written[0] | written[1]} == {f"{c}.nii.gz" for c in CASES}
-    # a later run over the whole dataset (here as torchrun's rank 1 of 2) finds its cases written and skips them
+    # a later run over the whole dataset (here as torchrun's rank 1 of 2) finds its cases written and skips
+    # them
     again = _run(base, _env(RANK="1", WORLD_SIZE="2"))
     assert "wrote" not in again.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}.nii.gz" for c in CASES)
@@ -165,14 +226,46 @@ def two_nodes(runs, dataset):
     on 127.0.0.1, as on two machines (docs/distributed.md), gloo between them."""
     port = _free_port()
     env = _env()
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "medseg3d-test",
-                str(DUMPS), str(runs / "dump-nodes"), "train", str(dataset), "--out", str(runs / "nodes"),
-                "--preset", "quick",
-                "--cache", str(runs / "cache"), "--epochs", "1", "--iters-per-epoch", "3", "--patch", "32,32,32",
-                "--augment", "default", "--seed", "5", "--quiet"]
-    nodes = [subprocess.Popen(launcher, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        "medseg3d-test",
+        str(DUMPS),
+        str(runs / "dump-nodes"),
+        "train",
+        str(dataset),
+        "--out",
+        str(runs / "nodes"),
+        "--preset",
+        "quick",
+        "--cache",
+        str(runs / "cache"),
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "3",
+        "--patch",
+        "32,32,32",
+        "--augment",
+        "default",
+        "--seed",
+        "5",
+        "--quiet",
+    ]
+    nodes = [
+        subprocess.Popen(launcher, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [node.communicate(timeout=400) for node in nodes]
     assert all(node.returncode == 0 for node in nodes), [err[-3000:] for _, err in outputs]
     return runs
@@ -206,7 +299,8 @@ def _synthetic_case(root: Path, name: str, seed: int) -> None:
 @pytest.mark.slow
 def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs, tmp_path):
     """3 shards over 9 cases; shard 1 is killed once it has written a case, and the folder holds what a kill
-    during a write leaves (an empty temporary folder, one with half a file); rerunning shard 1 completes it."""
+    during a write leaves (an empty temporary folder, one with half a file); rerunning shard 1 completes
+    it."""
     import signal
     import time
 
@@ -217,11 +311,26 @@ def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs
     out = tmp_path / "preds"
     # the synthetic cases are not on the BraTS grid: `--preprocess none` keeps this about shards, without the
     # raw-input path's per-case JSON and PNG (which would be companions, not leftovers)
-    base = [sys.executable, "-m", "medseg3d.cli", "predict", str(runs / "ddp"), str(data), "-o", str(out), "--quiet",
-            "--preprocess", "none"]
+    base = [
+        sys.executable,
+        "-m",
+        "medseg3d.cli",
+        "predict",
+        str(runs / "ddp"),
+        str(data),
+        "-o",
+        str(out),
+        "--quiet",
+        "--preprocess",
+        "none",
+    ]
     env = _env()
-    procs = {i: subprocess.Popen(base + ["--shard", f"{i}/3"], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for i in range(3)}
+    procs = {
+        i: subprocess.Popen(
+            base + ["--shard", f"{i}/3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(3)
+    }
     mine = names[1::3]  # shard 1's cases
     deadline = time.monotonic() + 300
     while not any((out / f"{n}.nii.gz").exists() for n in mine) and procs[1].poll() is None:
@@ -238,9 +347,13 @@ def test_a_killed_shard_rerun_completes_the_union_and_leaves_no_temporaries(runs
     half.mkdir()
     (half / f"{mine[0]}.nii.gz").write_bytes(b"\x1f\x8b half")
     again = _run(base + ["--shard", "1/3"], env)
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.nii.gz" for n in names)  # nothing hidden left
-    rewritten = {Path(line.split()[-1]).name for line in again.stdout.splitlines() if line.startswith("wrote")}
-    assert rewritten == {f"{n}.nii.gz" for n in missing}  # only shard 1's cases, only the ones not yet written
+    # nothing hidden left
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{n}.nii.gz" for n in names)
+    rewritten = {
+        Path(line.split()[-1]).name for line in again.stdout.splitlines() if line.startswith("wrote")
+    }
+    # only shard 1's cases, only the ones not yet written
+    assert rewritten == {f"{n}.nii.gz" for n in missing}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -259,10 +372,29 @@ def test_cuda_uses_amp_and_channels_last(runs):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
 def test_two_gpu_nccl_training(dataset, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(DUMPS), str(tmp_path / "dump"), "train", str(dataset), "--out", str(tmp_path / "gpu"),
-           "--preset", "quick",
-           "--cache", str(tmp_path / "cache"), "--epochs", "1", "--iters-per-epoch", "3", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(DUMPS),
+        str(tmp_path / "dump"),
+        "train",
+        str(dataset),
+        "--out",
+        str(tmp_path / "gpu"),
+        "--preset",
+        "quick",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "3",
+        "--quiet",
+    ]
     _run(cmd, _env())
     p0, _, _ = _weights(tmp_path / "dump" / "rank0.pt")
     p1, _, _ = _weights(tmp_path / "dump" / "rank1.pt")

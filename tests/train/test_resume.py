@@ -39,8 +39,18 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def quick(dataset, out, cache, **kw) -> TrainConfig:
-    settings = dict(dataset=str(dataset), out=str(out), cache=str(cache), epochs=2, downsample=1.0,
-                    progress=False, seed=2) | kw
+    settings = (
+        dict(
+            dataset=str(dataset),
+            out=str(out),
+            cache=str(cache),
+            epochs=2,
+            downsample=1.0,
+            progress=False,
+            seed=2,
+        )
+        | kw
+    )
     return TrainConfig.from_preset("quick", **settings)
 
 
@@ -71,6 +81,7 @@ def _one_line_error(capsys) -> str:
 
 
 # ------------------------------------------------------------------------------------- resume from the folder
+
 
 def test_resume_needs_only_the_run_folder(run, capsys):
     assert (run / PREVIOUS_CHECKPOINT).is_file()  # the checkpoint before the last is kept
@@ -106,10 +117,18 @@ def test_resume_config_takes_the_budget_and_compares_the_rest(run, dataset, tmp_
         resume_config(tmp_path / "empty", {})
 
 
-# ----------------------------------------------------------------------------------------- damaged run folders
+# ----------------------------------------------------------------------------------------- damaged run
+# folders
 
-@pytest.mark.parametrize("content, problem", [
-    (None, "is missing"), ("{not json", "is not valid JSON"), ("[1, 2]", "holds a JSON list, not a run.s settings")])
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (None, "is missing"),
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "holds a JSON list, not a run.s settings"),
+    ],
+)
 def test_damaged_config_without_model_files_is_one_line(run, content, problem):
     config = run / "config.json"
     config.unlink() if content is None else config.write_text(content, encoding="utf-8")
@@ -122,10 +141,12 @@ def test_damaged_config_without_model_files_is_one_line(run, content, problem):
 
 def test_config_edited_against_the_model_file_is_refused(run):
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}), encoding="utf-8")  # a flipped digit, still valid JSON
+    # a flipped digit, still valid JSON
+    (run / "config.json").write_text(json.dumps(config | {"lr": 0.003}), encoding="utf-8")
     with pytest.raises(InputError, match="config.json and last.safetensors disagree on lr 0.003 vs 0.001"):
         resume_config(run, {})
-    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}), encoding="utf-8")  # a budget is not a fixed setting
+    # a budget is not a fixed setting
+    (run / "config.json").write_text(json.dumps(config | {"epochs": 7}), encoding="utf-8")
     assert resume_config(run, {}).epochs == 7
 
 
@@ -134,8 +155,14 @@ def test_damaged_config_is_recovered_from_the_model_file(run, capsys):
     assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("medseg3d: warning:") == 1
-    assert "holds a JSON list, not a run's settings; resuming with the settings recorded in last.safetensors" in err
-    assert len(_log_rows(run)) == 3 and json.loads((run / "config.json").read_text(encoding="utf-8"))["net"] == "kayalibay"
+    assert (
+        "holds a JSON list, not a run's settings; resuming with the settings recorded in last.safetensors"
+        in err
+    )
+    assert (
+        len(_log_rows(run)) == 3
+        and json.loads((run / "config.json").read_text(encoding="utf-8"))["net"] == "kayalibay"
+    )
 
 
 def _small_training_objects(channels: int = 4):
@@ -147,21 +174,34 @@ def _small_training_objects(channels: int = 4):
     return model, optimizer, scaler, np_rng, gen
 
 
-def _checkpoint(folder: Path, epoch: int, channels: int = 4, drop: str | None = None, rotate: bool = True) -> None:
-    """A checkpoint of a small network as train writes it (``rotate``: the one it replaces kept as previous)."""
+def _checkpoint(
+    folder: Path, epoch: int, channels: int = 4, drop: str | None = None, rotate: bool = True
+) -> None:
+    """A checkpoint of a small network as train writes it (``rotate``: the one it replaces kept as
+    previous)."""
     model, optimizer, scaler, np_rng, gen = _small_training_objects(channels)
     model(torch.randn(1, 2, 16, 16, 16)).mean().backward()
     optimizer.step()
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-             "epoch": epoch, "iteration": epoch, "elapsed": 1.0, "best": -1.0, "best_epoch": None,
-             "history": json.dumps([{"epoch": e + 1} for e in range(epoch)]), "rng": rng_state(np_rng, gen)}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "iteration": epoch,
+        "elapsed": 1.0,
+        "best": -1.0,
+        "best_epoch": None,
+        "history": json.dumps([{"epoch": e + 1} for e in range(epoch)]),
+        "rng": rng_state(np_rng, gen),
+    }
     if drop:
         del state[drop]
     save_checkpoint(state, folder / "last.pt", previous=folder / PREVIOUS_CHECKPOINT if rotate else None)
 
 
 def _damage(folder: Path, how: str) -> str:
-    """Damage ``folder/last.pt`` in place (``previous.pt`` untouched); returns the problem resume must name."""
+    """Damage ``folder/last.pt`` in place (``previous.pt`` untouched); returns the problem resume must
+    name."""
     last = folder / "last.pt"
     if how == "empty":
         last.write_bytes(b"")
@@ -209,8 +249,14 @@ def test_a_damaged_last_checkpoint_in_a_real_run(run, capsys):
 
 
 def test_stale_temporaries_are_removed_on_the_next_start(run, capsys):
-    stale = [".last.pt.k2j3h4.tmp", ".last.safetensors.x1y2.tmp", "log.csv.tmp", ".curves.png.tmp.png",
-             ".model.safetensors.tmp", "config.json.tmp"]
+    stale = [
+        ".last.pt.k2j3h4.tmp",
+        ".last.safetensors.x1y2.tmp",
+        "log.csv.tmp",
+        ".curves.png.tmp.png",
+        ".model.safetensors.tmp",
+        "config.json.tmp",
+    ]
     for name in stale:
         (run / name).write_bytes(b"half")
     kept = sorted(p.name for p in run.iterdir() if p.name not in stale)
@@ -223,22 +269,42 @@ def test_stale_temporaries_are_removed_on_the_next_start(run, capsys):
 
 # ------------------------------------------------------------------------------- unwritable folder, full disk
 
+
 def test_unwritable_out_is_one_line_and_writes_nothing(dataset, tmp_path, capsys):
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    code = main(["train", str(dataset), "--out", str(tmp_path / "file" / "run"), "--preset", "quick", "--quiet"])
+    code = main(
+        ["train", str(dataset), "--out", str(tmp_path / "file" / "run"), "--preset", "quick", "--quiet"]
+    )
     assert code == 2 and "is a file; choose another --out" in _one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_full_disk_during_training_is_one_line_and_leaves_no_temporary(dataset, tmp_path, monkeypatch, capsys):
+def test_full_disk_during_training_is_one_line_and_leaves_no_temporary(
+    dataset, tmp_path, monkeypatch, capsys
+):
     def full(obj, path, *args, **kw):
         Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "run"
-    code = main(["train", str(dataset), "--out", str(out), "--preset", "quick", "--cache", str(tmp_path / "c"),
-                 "--epochs", "1", "--downsample", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            str(dataset),
+            "--out",
+            str(out),
+            "--preset",
+            "quick",
+            "--cache",
+            str(tmp_path / "c"),
+            "--epochs",
+            "1",
+            "--downsample",
+            "1",
+            "--quiet",
+        ]
+    )
     line = _one_line_error(capsys)
     assert code == 2 and "No space left on device" in line and "--resume" in line
     assert not [p.name for p in out.iterdir() if "tmp" in p.name]
@@ -260,7 +326,9 @@ def test_save_checkpoint_on_a_full_disk_keeps_the_last_good_one(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
-# --------------------------------------------------------------------------------------------------- bad cases
+# --------------------------------------------------------------------------------------------------- bad
+# cases
+
 
 @pytest.fixture
 def dataset_with_a_bad_case(dataset, tmp_path) -> Path:
@@ -272,8 +340,21 @@ def dataset_with_a_bad_case(dataset, tmp_path) -> Path:
 
 
 def test_unreadable_cases_are_refused_by_name(dataset_with_a_bad_case, tmp_path, capsys):
-    code = main(["train", str(dataset_with_a_bad_case), "--out", str(tmp_path / "run"), "--preset", "quick",
-                 "--cache", str(tmp_path / "c"), "--downsample", "1", "--quiet"])
+    code = main(
+        [
+            "train",
+            str(dataset_with_a_bad_case),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "quick",
+            "--cache",
+            str(tmp_path / "c"),
+            "--downsample",
+            "1",
+            "--quiet",
+        ]
+    )
     line = _one_line_error(capsys)
     assert code == 2 and "1 case(s) cannot be used: s9_broken (" in line and "s9_broken_flair.nii.gz" in line
     assert "--skip-bad-cases" in line and not (tmp_path / "run").exists()
@@ -281,20 +362,59 @@ def test_unreadable_cases_are_refused_by_name(dataset_with_a_bad_case, tmp_path,
 
 def test_skip_bad_cases_trains_on_the_rest_and_records_them(dataset_with_a_bad_case, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", str(dataset_with_a_bad_case), "--out", str(out), "--preset", "quick", "--epochs", "1",
-                 "--cache", str(tmp_path / "c"), "--downsample", "1", "--skip-bad-cases", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(dataset_with_a_bad_case),
+                "--out",
+                str(out),
+                "--preset",
+                "quick",
+                "--epochs",
+                "1",
+                "--cache",
+                str(tmp_path / "c"),
+                "--downsample",
+                "1",
+                "--skip-bad-cases",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "training without case s9_broken (--skip-bad-cases)" in capsys.readouterr().err
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    assert list(config["skipped_cases"]) == ["s9_broken"] and "s9_broken_flair" in config["skipped_cases"]["s9_broken"]
+    assert (
+        list(config["skipped_cases"]) == ["s9_broken"]
+        and "s9_broken_flair" in config["skipped_cases"]["s9_broken"]
+    )
     assert sorted(config["train_cases"] + config["val_cases"]) == ["s0", "s1", "s2"]
 
 
 # ------------------------------------------------------------------------------------------------ the cache
 
+
 def test_a_prepared_cache_with_other_settings_is_refused(dataset, tmp_path, capsys):
-    assert main(["cache", str(dataset), "--out", str(tmp_path / "c"), "--downsample", "2", "--workers", "1"]) == 0
-    code = main(["train", str(dataset), "--out", str(tmp_path / "run"), "--preset", "quick", "--downsample", "1",
-                 "--cache", str(tmp_path / "c"), "--quiet"])
+    assert (
+        main(["cache", str(dataset), "--out", str(tmp_path / "c"), "--downsample", "2", "--workers", "1"])
+        == 0
+    )
+    code = main(
+        [
+            "train",
+            str(dataset),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "quick",
+            "--downsample",
+            "1",
+            "--cache",
+            str(tmp_path / "c"),
+            "--quiet",
+        ]
+    )
     line = _one_line_error(capsys)
     assert code == 2 and "holds a cache made with other settings (preprocess.downsample 2.0 -> 1.0" in line
     assert "use another --cache folder" in line and not (tmp_path / "run").exists()
@@ -305,10 +425,32 @@ def test_a_prepared_cache_is_used_by_train(dataset, tmp_path):
     assert main(["cache", str(dataset), "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
     images = {p: p.stat().st_mtime_ns for p in (tmp_path / "c").glob("*/image.npy")}
     assert len(images) == 3
-    assert main(["train", str(dataset), "--out", str(tmp_path / "run"), "--preset", "quick", "--downsample", "1",
-                 "--labels", "brats", "--epochs", "1", "--cache", str(tmp_path / "c"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(dataset),
+                "--out",
+                str(tmp_path / "run"),
+                "--preset",
+                "quick",
+                "--downsample",
+                "1",
+                "--labels",
+                "brats",
+                "--epochs",
+                "1",
+                "--cache",
+                str(tmp_path / "c"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert {p: p.stat().st_mtime_ns for p in images} == images  # read, not prepared again
-    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["cache"] == str(tmp_path / "c")
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["cache"] == str(
+        tmp_path / "c"
+    )
 
 
 def test_seeded_damage_of_checkpoints_and_settings_never_ends_in_a_traceback(tmp_path, run, capsys):
@@ -344,7 +486,9 @@ def test_seeded_damage_of_checkpoints_and_settings_never_ends_in_a_traceback(tmp
             (tmp_path / PREVIOUS_CHECKPOINT).rename(tmp_path / "kept.pt")
         try:
             state = load_resume_state(tmp_path, *_small_training_objects())
-            outcomes["fell back" if "resuming from previous.pt" in capsys.readouterr().err else "resumed"] += 1
+            outcomes[
+                "fell back" if "resuming from previous.pt" in capsys.readouterr().err else "resumed"
+            ] += 1
             assert state["epoch"] in (1, 2)
         except InputError as exc:
             assert "\n" not in str(exc) and "cannot resume, the checkpoint is damaged" in str(exc)

@@ -57,9 +57,19 @@ def test_the_loop_and_the_timing_call_the_one_step(dataset, monkeypatch):
 
 def test_two_steps_by_hand_give_the_loops_first_two_iterations(dataset, tmp_path):
     # two epochs of one iteration each, so the loop logs each step's loss; validation does not touch weights
-    cfg = TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp_path / "run"),
-                                  cache=str(tmp_path / "cache"), epochs=2, iters_per_epoch=1, downsample=1.0,
-                                  patch=(16, 16, 16), augment="default", progress=False, seed=4)
+    cfg = TrainConfig.from_preset(
+        "quick",
+        dataset=str(dataset),
+        out=str(tmp_path / "run"),
+        cache=str(tmp_path / "cache"),
+        epochs=2,
+        iters_per_epoch=1,
+        downsample=1.0,
+        patch=(16, 16, 16),
+        augment="default",
+        progress=False,
+        seed=4,
+    )
     train(cfg, **recorder(tmp_path / "dump"))
     dumped = torch.load(tmp_path / "dump" / "rank0.pt")
 
@@ -96,8 +106,14 @@ def test_accumulation_averages_the_micro_batch_gradients():
     x1, x2 = torch.randn(2, 3), torch.randn(2, 3)
     t1, t2 = torch.randn(2, 1), torch.randn(2, 1)
     mse = torch.nn.functional.mse_loss
-    loss = training_step(net, mse, torch.optim.SGD(net.parameters(), lr=0.1), make_grad_scaler("fp32", "cpu"),
-                         [(x1, t1), (x2, t2)], accumulate=2)
+    loss = training_step(
+        net,
+        mse,
+        torch.optim.SGD(net.parameters(), lr=0.1),
+        make_grad_scaler("fp32", "cpu"),
+        [(x1, t1), (x2, t2)],
+        accumulate=2,
+    )
     optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
     mean_loss = (mse(twin(x1), t1) + mse(twin(x2), t2)) / 2
     mean_loss.backward()
@@ -110,11 +126,18 @@ def test_accumulation_averages_the_micro_batch_gradients():
 def test_a_loss_that_is_not_finite_stops_before_the_weights_change():
     net = torch.nn.Linear(3, 1)
     before = {k: v.clone() for k, v in net.state_dict().items()}
+
     def nan_loss(out, target):
         return out.sum() * float("nan")
 
     with pytest.raises(InputError, match="the loss became nan at iteration 7; lower --lr"):
-        training_step(net, nan_loss, torch.optim.SGD(net.parameters(), lr=0.1),
-                      make_grad_scaler("fp32", "cpu"), [(torch.randn(2, 3), None)], iteration=7)
+        training_step(
+            net,
+            nan_loss,
+            torch.optim.SGD(net.parameters(), lr=0.1),
+            make_grad_scaler("fp32", "cpu"),
+            [(torch.randn(2, 3), None)],
+            iteration=7,
+        )
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])

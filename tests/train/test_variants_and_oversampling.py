@@ -26,8 +26,14 @@ def dataset(tmp_path_factory):
 
 def _data(dataset, tmp_path, **settings):
     # one cache for the module's tests (prepared once, then reused): the split and sampling are what is tested
-    cfg = TrainConfig.from_preset("quick", dataset=str(dataset), out=str(tmp_path / "run"),
-                                  cache=str(dataset.parent / "cache"), progress=False, **settings)
+    cfg = TrainConfig.from_preset(
+        "quick",
+        dataset=str(dataset),
+        out=str(tmp_path / "run"),
+        cache=str(dataset.parent / "cache"),
+        progress=False,
+        **settings,
+    )
     return load_training_data(cfg, tmp_path / "run", get_scheme(cfg.labels), None)
 
 
@@ -58,5 +64,9 @@ def test_v3_presets_oversample_the_low_grade_cases_without_a_time_budget():
     for name in ("brats-v3", "brats-v3-strong"):
         cfg = TrainConfig.from_preset(name)
         assert cfg.minutes is None and cfg.epochs * cfg.iters_per_epoch == 8000
-        assert cfg.oversample == {"Brats18_TCIA10_628_1": 3, "Brats18_TCIA10_637_1": 3, "Brats18_TCIA13_623_1": 3}
+        assert cfg.oversample == {
+            "Brats18_TCIA10_628_1": 3,
+            "Brats18_TCIA10_637_1": 3,
+            "Brats18_TCIA13_623_1": 3,
+        }
     assert PRESETS["brats-v3-strong"]["augment"] == "strong" and PRESETS["brats-v3"]["augment"] == "default"

@@ -13,9 +13,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # 20 categories whose inputs build in milliseconds (the gzip bomb takes seconds: the full run has it)
-SHORT = ("truncated_gz", "truncated_nii", "gzip_flip", "gzip_trailer", "header_flip", "rgb24", "complex",
-         "nan_inf", "huge_values", "negative_values", "grid_mismatch", "zero_spacing", "unknown_labels",
-         "label_numbering", "huge_header", "odd_names", "symlink_loop", "dir_for_file", "empty_file", "pred_grid")
+SHORT = (
+    "truncated_gz",
+    "truncated_nii",
+    "gzip_flip",
+    "gzip_trailer",
+    "header_flip",
+    "rgb24",
+    "complex",
+    "nan_inf",
+    "huge_values",
+    "negative_values",
+    "grid_mismatch",
+    "zero_spacing",
+    "unknown_labels",
+    "label_numbering",
+    "huge_header",
+    "odd_names",
+    "symlink_loop",
+    "dir_for_file",
+    "empty_file",
+    "pred_grid",
+)
 
 
 def _fuzz():
@@ -32,11 +51,15 @@ def test_short_fuzz_run(data_root, tmp_path):
     args = argparse.Namespace(in_process=True, timeout=60.0, mem_cap=6.0, mem_report=2.0)
     # info on all 20; evaluate (the one command here that reads labels and predictions) on the label inputs
     only = {c: ("evaluate",) for c in ("unknown_labels", "label_numbering", "pred_grid", "truncated_gz")}
-    results, text = fuzz.run(tmp_path, per_category=1, seed=1, categories=SHORT, args=args, progress=False,
-                             only=only)
+    results, text = fuzz.run(
+        tmp_path, per_category=1, seed=1, categories=SHORT, args=args, progress=False, only=only
+    )
     assert len({r.inp.name for r in results}) == 20
-    bad = [f"{r.inp.name} {r.command}: {r.outcome}: {r.message}" for r in results
-           if r.outcome in ("traceback", "unclear", "leftover", "memory", "timeout")]
+    bad = [
+        f"{r.inp.name} {r.command}: {r.outcome}: {r.message}"
+        for r in results
+        if r.outcome in ("traceback", "unclear", "leftover", "memory", "timeout")
+    ]
     assert not bad, "\n".join(bad)
     for r in results:
         if r.command == "evaluate":
@@ -47,18 +70,36 @@ def test_short_fuzz_run(data_root, tmp_path):
     # known answers: what must be refused is refused (info lists it), the legal input passes
     assert by_name[("pred_grid", "evaluate")].outcome == "refused"
     assert "different grids" in by_name[("pred_grid", "evaluate")].message
-    for category in ("truncated_gz", "gzip_flip", "rgb24", "nan_inf", "huge_values", "huge_header", "empty_file"):
-        assert by_name[(category, "info")].outcome == "warned", (category, by_name[(category, "info")].message)
+    for category in (
+        "truncated_gz",
+        "gzip_flip",
+        "rgb24",
+        "nan_inf",
+        "huge_values",
+        "huge_header",
+        "empty_file",
+    ):
+        assert by_name[(category, "info")].outcome == "warned", (
+            category,
+            by_name[(category, "info")].message,
+        )
     assert by_name[("negative_values", "info")].message == "problems: none"
     assert "| category | expected | info |" in text
 
 
-@pytest.mark.parametrize("outcome_args", [(0, "", "", 0.0, "silent"), (2, "", "medseg3d: error: x.nii: broken", 0.0, "refused"),
-                                          (1, "", "Traceback (most recent call last):\n  ...\nValueError: x", 0.0,
-                                           "traceback"), (None, "", "", 0.0, "timeout"), (0, "", "", 5000.0, "memory"),
-                                          (2, "", "medseg3d: error: a\nmedseg3d: error: b", 0.0, "unclear"),
-                                          (3, "", "warning: t2: 53% of the brain lies outside", 0.0, "review"),
-                                          (3, "warning: swapped", "", 0.0, "unclear")])
+@pytest.mark.parametrize(
+    "outcome_args",
+    [
+        (0, "", "", 0.0, "silent"),
+        (2, "", "medseg3d: error: x.nii: broken", 0.0, "refused"),
+        (1, "", "Traceback (most recent call last):\n  ...\nValueError: x", 0.0, "traceback"),
+        (None, "", "", 0.0, "timeout"),
+        (0, "", "", 5000.0, "memory"),
+        (2, "", "medseg3d: error: a\nmedseg3d: error: b", 0.0, "unclear"),
+        (3, "", "warning: t2: 53% of the brain lies outside", 0.0, "review"),
+        (3, "warning: swapped", "", 0.0, "unclear"),
+    ],
+)
 def test_classify(tmp_path, outcome_args):
     rc, out, err, rss, expected = outcome_args
     assert _fuzz().classify(rc, out, err, tmp_path, rss, 2048)[0] == expected

@@ -1,4 +1,5 @@
-"""validation/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad case."""
+"""validation/pipeline_robustness.py: far tumour volume (known answers), rows per model and cascade, bad
+case."""
 
 import json
 
@@ -37,8 +38,11 @@ def test_model_and_cascade_rows(tmp_path, robustness, data_root):
         pytest.skip("shared brainles_sri24 case not present")
     source = bundled_models()["brats-v1"]
     meta, _ = read_model_file(source)
-    fine = rewrite_model_metadata(source, {"preprocess": meta["preprocess"] | {"downsample": 1.0},
-                                           "inference": {"sliding_window": False}}, out=tmp_path / "fine.safetensors")
+    fine = rewrite_model_metadata(
+        source,
+        {"preprocess": meta["preprocess"] | {"downsample": 1.0}, "inference": {"sliding_window": False}},
+        out=tmp_path / "fine.safetensors",
+    )
     out = tmp_path / "rows.json"
     assert robustness.main(["brats-v1", "--refiner", str(fine), "--case", str(case), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
@@ -48,17 +52,38 @@ def test_model_and_cascade_rows(tmp_path, robustness, data_root):
 
 
 def test_table_of_kept_rows_and_bad_files(tmp_path, robustness, capsys):
-    rows = [{"model": "runs/cv27-v1/fold2/last.safetensors", "dice_WT": 0.87481, "dice_TC": 0.7113, "dice_ET": 0.7757,
-             "components": 13, "far_30mm_ml": 0.51, "tumour_ml": 25.98},
-            {"model": "runs/cv27-v1/fold2/ensemble.safetensors", "dice_WT": 0.9, "dice_TC": 0.8, "dice_ET": 0.85,
-             "components": 2, "far_30mm_ml": 0.0, "tumour_ml": 24.0, "sliding_window": True, "restored": True}]
+    rows = [
+        {
+            "model": "runs/cv27-v1/fold2/last.safetensors",
+            "dice_WT": 0.87481,
+            "dice_TC": 0.7113,
+            "dice_ET": 0.7757,
+            "components": 13,
+            "far_30mm_ml": 0.51,
+            "tumour_ml": 25.98,
+        },
+        {
+            "model": "runs/cv27-v1/fold2/ensemble.safetensors",
+            "dice_WT": 0.9,
+            "dice_TC": 0.8,
+            "dice_ET": 0.85,
+            "components": 2,
+            "far_30mm_ml": 0.0,
+            "tumour_ml": 24.0,
+            "sliding_window": True,
+            "restored": True,
+        },
+    ]
     (tmp_path / "a.json").write_text(json.dumps(rows[:1]))
     (tmp_path / "b.json").write_text(json.dumps(rows[1:]))
     assert robustness.main(["--table", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| model | Dice WT") and len(lines) == 4
     assert lines[2] == "| runs/cv27-v1/fold2/last.safetensors | 0.875 | 0.711 | 0.776 | 26.0 | 13 | 0.51 |"
-    assert lines[3] == "| runs/cv27-v1/fold2/ensemble.safetensors (windows) (restored) | 0.900 | 0.800 | 0.850 | 24.0 | 2 | 0.00 |"
+    assert (
+        lines[3] == "| runs/cv27-v1/fold2/ensemble.safetensors (windows) (restored) "
+        "| 0.900 | 0.800 | 0.850 | 24.0 | 2 | 0.00 |"
+    )
     (tmp_path / "bad.json").write_text('{"model": 1}')
     with pytest.raises(SystemExit, match="bad.json: not the rows of pipeline_robustness.py --json"):
         robustness.main(["--table", str(tmp_path / "bad.json")])

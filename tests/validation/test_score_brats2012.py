@@ -1,6 +1,5 @@
 """validation/score_brats2012.py: 2018 labels against a 2012 truth map (1 edema, 2 core), known answers."""
 
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -14,10 +13,10 @@ def script():
 
 def test_regions_map_across_conventions(script):
     truth = np.array([0, 1, 1, 2, 2, 0])  # 2012: edema, edema, core, core
-    pred = np.array([0, 2, 0, 1, 4, 4])   # 2018: edema, -, NCR, ET, ET (one false positive)
+    pred = np.array([0, 2, 0, 1, 4, 4])  # 2018: edema, -, NCR, ET, ET (one false positive)
     s = script.score(pred, truth, voxel_ml=0.001)
-    assert s["dice_WT"] == pytest.approx(2 * 3 / (4 + 4))   # WT: 3 of 4 found, 1 false positive
-    assert s["dice_TC"] == pytest.approx(2 * 2 / (3 + 2))   # core: both found, 1 false positive
+    assert s["dice_WT"] == pytest.approx(2 * 3 / (4 + 4))  # WT: 3 of 4 found, 1 false positive
+    assert s["dice_TC"] == pytest.approx(2 * 2 / (3 + 2))  # core: both found, 1 false positive
     assert s["ml_WT"] == pytest.approx(0.004) and s["ref_ml_TC"] == pytest.approx(0.002)
 
 

@@ -79,4 +79,3 @@ def brain_mask(image: torch.Tensor, mask: torch.Tensor | None, what: str) -> tor
             f"{what} mask shape {tuple(mask.shape)} differs from image spatial shape {tuple(image.shape[1:])}"
         )
     return mask.bool()
-

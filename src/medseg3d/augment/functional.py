@@ -56,7 +56,6 @@ def flip(
     return image, label
 
 
-
 def rotate_scale(
     image: torch.Tensor,
     label: torch.Tensor | None,
@@ -98,7 +97,6 @@ def rotate_scale(
     if label is not None:
         label = resample_label(label, sampling, sd, label_order)
     return image, label
-
 
 
 def intensity(
@@ -230,7 +228,9 @@ def _blur_channel(x: torch.Tensor, weights: list[float]) -> torch.Tensor:
     for axis in range(x.ndim):
         n = x.shape[axis]
         edge = [radius if a == axis else size for a, size in enumerate(x.shape)]
-        padded = torch.cat([x.narrow(axis, 0, 1).expand(edge), x, x.narrow(axis, n - 1, 1).expand(edge)], axis)
+        padded = torch.cat(
+            [x.narrow(axis, 0, 1).expand(edge), x, x.narrow(axis, n - 1, 1).expand(edge)], axis
+        )
         out = padded.narrow(axis, 0, n) * weights[0]
         for k in range(1, len(weights)):
             out.add_(padded.narrow(axis, k, n), alpha=weights[k])

@@ -231,7 +231,8 @@ class BlurParams(AugmentParams):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LowResolutionParams(AugmentParams):
-    """Simulated low resolution: down-sampling factor (>= 1) per channel, up-sampled back; labels untouched."""
+    """Simulated low resolution: down-sampling factor (>= 1) per channel, up-sampled back; labels
+    untouched."""
 
     factor: float | tuple[float, ...]
     op: ClassVar[str] = "low_resolution"

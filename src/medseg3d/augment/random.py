@@ -325,7 +325,8 @@ class RandomNoise(RandomTransform):
 
 
 class RandomBrightness(RandomTransform):
-    """Multiplicative brightness: ``image * scale`` per channel, scale from ``scale_range``, probability ``p``.
+    """Multiplicative brightness: ``image * scale`` per channel, scale from ``scale_range``, probability
+    ``p``.
 
     nnU-Net's BrightnessMultiplicativeTransform; recorded as an ``intensity`` record with zero shift.
     """
@@ -350,7 +351,9 @@ class RandomContrast(RandomTransform):
     straddles 1; one factor per channel unless ``per_channel=False``.
     """
 
-    def __init__(self, factor_range: Sequence[float] = (0.75, 1.25), p: float = 1.0, per_channel: bool = True):
+    def __init__(
+        self, factor_range: Sequence[float] = (0.75, 1.25), p: float = 1.0, per_channel: bool = True
+    ):
         self.factor_range = _range(factor_range, "factor_range")
         if self.factor_range[0] <= 0:
             raise InputError(f"factor_range must be positive, got {tuple(factor_range)}")

@@ -86,7 +86,6 @@ def linear_map(angles_deg: Any, scale: float | Sequence[float], sd: int) -> np.n
     return forward
 
 
-
 def resample_label(label: torch.Tensor, sampling: np.ndarray, sd: int, label_order: int) -> torch.Tensor:
     is_index_map = label.ndim == sd
     work_dtype = label.dtype if label.dtype in (torch.float32, torch.float64) else torch.float32
@@ -205,4 +204,3 @@ def resample_axis1(src: torch.Tensor, m: float, mode: str, dst: torch.Tensor) ->
             torch.mul(src[:, i0 if in0 else i0 + 1], w0 if in0 else w1, out=out)
         else:
             out.zero_()
-

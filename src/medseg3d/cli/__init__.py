@@ -19,7 +19,9 @@ from . import data, node, predicting, training
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    p = argparse.ArgumentParser(prog="medseg3d", description="3D CNN segmentation of medical images (Kayalibay et al. 2017).")
+    p = argparse.ArgumentParser(
+        prog="medseg3d", description="3D CNN segmentation of medical images (Kayalibay et al. 2017)."
+    )
     p.add_argument("--version", action="version", version=f"medseg3d {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data.add_info(sub)

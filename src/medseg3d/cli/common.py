@@ -14,7 +14,9 @@ def positive_triple(cast, kind: str, example: str):
         try:
             values = tuple(cast(v) for v in text.split(","))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind} like {example}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind} like {example}, got {text!r}"
+            ) from None
         if len(values) != 3 or min(values) <= 0:
             raise argparse.ArgumentTypeError(f"expected three positive {kind} like {example}, got {text!r}")
         return values
@@ -43,7 +45,9 @@ def passes(text: str) -> int | str:
         return text
     if text in ("2", "4", "8"):
         return int(text)
-    raise argparse.ArgumentTypeError(f"expected 2, 4 or 8 mirrored passes, or 'members' for an ensemble, got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected 2, 4 or 8 mirrored passes, or 'members' for an ensemble, got {text!r}"
+    )
 
 
 def region_volumes(text: str) -> dict[str, float]:
@@ -58,7 +62,9 @@ def region_volumes(text: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or region.strip().upper() not in ("WT", "TC", "ET"):
-            raise argparse.ArgumentTypeError(f"expected REGION=MM3 pairs of WT, TC, ET (e.g. WT=1000,ET=100), got {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected REGION=MM3 pairs of WT, TC, ET (e.g. WT=1000,ET=100), got {text!r}"
+            )
     return out
 
 
@@ -77,14 +83,20 @@ def channel_flags(args) -> dict:
 
 
 def add_template_fit(s) -> None:
-    s.add_argument("--template-fit", choices=["rigid", "affine"], default=None,
-                   help="raw scans: how the brain is aligned to the BraTS template. rigid (default): keeps its size, "
-                        "as BraTS data do; affine: scales and shears it to the template's")
+    s.add_argument(
+        "--template-fit",
+        choices=["rigid", "affine"],
+        default=None,
+        help="raw scans: how the brain is aligned to the BraTS template. rigid (default): keeps its size, "
+        "as BraTS data do; affine: scales and shears it to the template's",
+    )
 
 
 def add_channel_flags(s) -> None:
     for m in ("flair", "t1", "t1ce", "t2"):
-        s.add_argument(f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)")
+        s.add_argument(
+            f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)"
+        )
 
 
 def new_model_file(path: str, force: bool, what: str) -> Path:

@@ -21,16 +21,22 @@ def cmd_cache(args) -> None:
     from ..cache import prepare_dataset
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
-        print("medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; the old name will go in a later release",
-              file=sys.stderr)
+        print(
+            "medseg3d: note: `medseg3d prepare` is now `medseg3d cache`; "
+            "the old name will go in a later release",
+            file=sys.stderr,
+        )
     from ..preprocess import PrepConfig
 
     crop = "fixed" if args.crop else args.crop_mode
     config = PrepConfig(crop=crop, crop_size=args.crop, downsample=args.downsample, spacing=args.spacing)
-    summary = prepare_dataset(args.dataset, args.out, config, args.labels, args.modalities, args.layout,
-                              workers=args.workers)
-    print(f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
-          f"failed {len(summary['failed'])} -> {args.out}")
+    summary = prepare_dataset(
+        args.dataset, args.out, config, args.labels, args.modalities, args.layout, workers=args.workers
+    )
+    print(
+        f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
+        f"failed {len(summary['failed'])} -> {args.out}"
+    )
     for case, reason in summary["failed"].items():
         print(f"  failed {case}: {reason}")
     if summary["failed"]:
@@ -71,61 +77,93 @@ def cmd_synth_nonenhancing(args) -> None:
     made = 0
     for case in cases:
         try:
-            variant, summary = write_nonenhancing_variant(case, out, sigma_mm=args.sigma, target_z=args.target_z)
+            variant, summary = write_nonenhancing_variant(
+                case, out, sigma_mm=args.sigma, target_z=args.target_z
+            )
         except InputError as exc:
             if args.cases:  # a case asked for by name must work
                 raise
             print(f"  skipped {case.case_id}: {exc}")
             continue
         made += 1
-        print(f"  {variant.case_id}: {summary['voxels']} enhancing voxels -> core; T1ce median "
-              f"{summary['enhancing_median_before']:.0f} -> {summary['after_median']:.0f} (the {summary['source']}'s "
-              f"{summary['source_median']:.0f}); {summary['after_z']:+.2f} brain IQRs from the brain's median")
+        print(
+            f"  {variant.case_id}: {summary['voxels']} enhancing voxels -> core; T1ce median "
+            f"{summary['enhancing_median_before']:.0f} -> {summary['after_median']:.0f} "
+            f"(the {summary['source']}'s {summary['source_median']:.0f}); "
+            f"{summary['after_z']:+.2f} brain IQRs from the brain's median"
+        )
     if args.with_originals:  # every original, those without a variant too (the low-grade cases)
         for case in originals:
             link = out / case.case_id
             if not link.exists():
                 os.symlink(Path(case.label).resolve().parent, link, target_is_directory=True)
-    print(f"wrote {made} non-enhancing variant(s) to {out}" + (" beside links to their originals"
-                                                                if args.with_originals else ""))
+    print(
+        f"wrote {made} non-enhancing variant(s) to {out}"
+        + (" beside links to their originals" if args.with_originals else "")
+    )
 
 
 def add_synth_nonenhancing(sub) -> None:
-    s = sub.add_parser("synth-nonenhancing",
-                       help="write synthetic non-enhancing variants of labelled BraTS cases: enhancement taken out "
-                            "of T1ce inside the enhancing region (matched to the case's own core), label 4 -> 1")
+    s = sub.add_parser(
+        "synth-nonenhancing",
+        help="write synthetic non-enhancing variants of labelled BraTS cases: enhancement taken out "
+        "of T1ce inside the enhancing region (matched to the case's own core), label 4 -> 1",
+    )
     s.add_argument("dataset", help="a labelled BraTS dataset folder")
     s.add_argument("--out", required=True, help="folder for the variants (<case>_nonenh/)")
     s.add_argument("--cases", help="comma-separated case ids (default: every case with enhancing tumour)")
-    s.add_argument("--sigma", type=float, default=1.0, metavar="MM",
-                   help="Gaussian blend of the edited region with its surroundings, in mm (default 1; 0: none)")
-    s.add_argument("--target-z", type=float, default=None, metavar="Z",
-                   help="shift the edited region's median to Z interquartile ranges of the case's normal brain from "
-                        "its median (the real low-grade cores of the shared set lie at -1.6 to -0.4); default: the "
-                        "case's own core level")
-    s.add_argument("--with-originals", action="store_true",
-                   help="also link every original case folder into --out, making it a training dataset of both")
+    s.add_argument(
+        "--sigma",
+        type=float,
+        default=1.0,
+        metavar="MM",
+        help="Gaussian blend of the edited region with its surroundings, in mm (default 1; 0: none)",
+    )
+    s.add_argument(
+        "--target-z",
+        type=float,
+        default=None,
+        metavar="Z",
+        help="shift the edited region's median to Z interquartile ranges of the case's normal brain from "
+        "its median (the real low-grade cores of the shared set lie at -1.6 to -0.4); default: the "
+        "case's own core level",
+    )
+    s.add_argument(
+        "--with-originals",
+        action="store_true",
+        help="also link every original case folder into --out, making it a training dataset of both",
+    )
     s.set_defaults(func=cmd_synth_nonenhancing)
 
 
 def add_info(sub) -> None:
-    s = sub.add_parser("info", help="describe an image file, a case folder or a dataset (and its problems), "
-                                      "or where a training run stands")
+    s = sub.add_parser(
+        "info",
+        help="describe an image file, a case folder or a dataset (and its problems), "
+        "or where a training run stands",
+    )
     s.add_argument("path")
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
     s.set_defaults(func=cmd_info)
 
 
 def add_cache(sub) -> None:
-    s = sub.add_parser("cache", aliases=["prepare"],
-                       help="preprocess a dataset once into the training cache (`prepare`: its old name)")
+    s = sub.add_parser(
+        "cache",
+        aliases=["prepare"],
+        help="preprocess a dataset once into the training cache (`prepare`: its old name)",
+    )
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="cache folder")
     s.add_argument("--labels", default="brats", help="label scheme: brats, brats2015, brats2012, binary")
     s.add_argument("--modalities", help="channels in order, e.g. flair,t1,t1ce,t2 (default: all)")
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])
-    s.add_argument("--crop", type=positive_ints, help="fixed crop X,Y,Z around the foreground's centre of mass")
-    s.add_argument("--crop-mode", default="bbox", choices=["bbox", "none"], help="without --crop: brain box or none")
+    s.add_argument(
+        "--crop", type=positive_ints, help="fixed crop X,Y,Z around the foreground's centre of mass"
+    )
+    s.add_argument(
+        "--crop-mode", default="bbox", choices=["bbox", "none"], help="without --crop: brain box or none"
+    )
     s.add_argument("--downsample", type=float, default=1.0, help="down-sampling factor (2 = half resolution)")
     s.add_argument("--spacing", type=positive_floats, help="resample to this voxel size in mm, e.g. 2,2,2")
     s.add_argument("--workers", type=int, help="processes (default: cores, at most 4)")
@@ -137,7 +175,9 @@ def add_split(sub) -> None:
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="split JSON file")
     s.add_argument("--folds", type=int)
-    s.add_argument("--counts", type=lambda t: tuple(int(v) for v in t.split(",")), help="train,val,test counts")
+    s.add_argument(
+        "--counts", type=lambda t: tuple(int(v) for v in t.split(",")), help="train,val,test counts"
+    )
     s.add_argument("--fractions", type=lambda t: tuple(float(v) for v in t.split(",")), help="train,val,test")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--layout", choices=["brats", "brats-mha", "nnunet", "csv"])

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import Volume
+from .compare_outputs import CHANGE_CODES, change_map, render_html, write_pictures
 
 SCHEMA_VERSION = 1
 """Version of ``compare.json``'s layout (docs/clinical-followup.md); raised when a key changes meaning."""
@@ -82,8 +83,10 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
 
     space = model_space(model.meta)
     if space is None or tuple(space.get("shape", ())) != (240, 240, 155):
-        raise InputError("compare needs a BraTS model (segmenting on the 240 x 240 x 155 SRI24 grid); "
-                         "use the bundled 'brats' model")
+        raise InputError(
+            "compare needs a BraTS model (segmenting on the 240 x 240 x 155 SRI24 grid); "
+            "use the bundled 'brats' model"
+        )
     ordered = {m: volumes[m] for m in model.modalities if m in volumes}
     mode = choose_mode(ordered, space)[0] if len(ordered) == len(model.modalities) else "full"
     # already on the model's grid: as it is; anything else goes through the full pipeline to SRI24 (a
@@ -94,8 +97,12 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
     prepared = result.prepared
     channel = PICTURE_CHANNEL if PICTURE_CHANNEL in prepared.channels else next(iter(prepared.channels))
     image = Volume(np.asarray(prepared.channels[channel], dtype=np.float32), prepared.affine)
-    details = {"preprocess": prepared.mode, "seconds": round(time.perf_counter() - t0, 1),
-               "image_channel": channel, "warnings": list(prepared.warnings)}
+    details = {
+        "preprocess": prepared.mode,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "image_channel": channel,
+        "warnings": list(prepared.warnings),
+    }
     return TimePoint(result.labels, image, source, details)
 
 
@@ -110,8 +117,15 @@ def save_timepoint(point: TimePoint, folder: str | Path, extra: dict | None = No
     write_volume(point.labels.with_array(point.labels.array.astype(np.uint8)), folder / "labels.nii.gz")
     if point.image is not None:
         write_volume(point.image, folder / "image.nii.gz")
-    write_json_atomic({"source": point.source, "details": point.details, "volumes_ml": point.volumes_ml,
-                       "extra": extra or {}}, folder / "timepoint.json")
+    write_json_atomic(
+        {
+            "source": point.source,
+            "details": point.details,
+            "volumes_ml": point.volumes_ml,
+            "extra": extra or {},
+        },
+        folder / "timepoint.json",
+    )
     return folder
 
 
@@ -129,13 +143,17 @@ def load_timepoint(folder: str | Path) -> TimePoint:
     record = json.loads((folder / "timepoint.json").read_text(encoding="utf-8"))
     image = read_volume(folder / "image.nii.gz") if (folder / "image.nii.gz").is_file() else None
     labels = read_volume(folder / "labels.nii.gz")
-    return TimePoint(labels.with_array(np.asarray(labels.array).astype(np.uint8)), image, record["source"],
-                     record.get("details", {}))
+    return TimePoint(
+        labels.with_array(np.asarray(labels.array).astype(np.uint8)),
+        image,
+        record["source"],
+        record.get("details", {}),
+    )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Reading a time point from what the user gives
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _on_brats_grid(volume: Volume) -> bool:
@@ -158,7 +176,9 @@ def _from_output(path: Path) -> TimePoint:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     except ValueError as exc:
-        raise InputError(f"{record_path}: is not readable JSON ({exc}); write it again with medseg3d predict") from exc
+        raise InputError(
+            f"{record_path}: is not readable JSON ({exc}); write it again with medseg3d predict"
+        ) from exc
     grid = record.get("output_grid", {}).get("space")
     inputs = record.get("inputs", {})
     transforms = record.get("transforms", {})
@@ -172,11 +192,14 @@ def _from_output(path: Path) -> TimePoint:
     if grid == "native":
         if to_native is None:
             raise InputError(f"{record_path}: holds no atlas transform; give the scans to compare instead")
-        labels = Volume(resample(labels, BRATS_SHAPE, BRATS_AFFINE, to_native, order=0).astype(np.uint8),
-                        BRATS_AFFINE)
+        labels = Volume(
+            resample(labels, BRATS_SHAPE, BRATS_AFFINE, to_native, order=0).astype(np.uint8), BRATS_AFFINE
+        )
     elif not _on_brats_grid(labels):
-        raise InputError(f"{path}: a label map on a {labels.shape} grid without its predict JSON beside it; give "
-                         "the scans instead, or the output of 'medseg3d predict' with its .json")
+        raise InputError(
+            f"{path}: a label map on a {labels.shape} grid without its predict JSON beside it; give "
+            "the scans instead, or the output of 'medseg3d predict' with its .json"
+        )
     image = None
     source = inputs.get(record.get("reference", PICTURE_CHANNEL), inputs.get(PICTURE_CHANNEL))
     if source and Path(source).exists():
@@ -213,7 +236,9 @@ def timepoint_from(source, model=None, progress=None) -> TimePoint:
         return source
     path = Path(source)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder; give a case folder, a DICOM study or a predict output")
+        raise InputError(
+            f"{path}: no such file or folder; give a case folder, a DICOM study or a predict output"
+        )
     if path.is_dir() and (path / "timepoint.json").is_file():
         return load_timepoint(path)
     if _is_label_file(path):
@@ -227,9 +252,9 @@ def timepoint_from(source, model=None, progress=None) -> TimePoint:
     return segment_timepoint(loaded, volumes, str(path), progress)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Registration, lesions, the record
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 MATCH_DILATION = 3
 """A lesion is new (or vanished) when no voxel of it lies within this many 18-neighbourhood dilation steps
@@ -248,8 +273,11 @@ def register_timepoints(prior: TimePoint, current: TimePoint) -> tuple[np.ndarra
     from ..raw import register
 
     if prior.image is None or current.image is None:
-        return np.eye(4), {"method": "none", "reason": "a time point has no T1ce image (an earlier output whose "
-                                                       "inputs are gone): both are compared as placed in SRI24"}
+        return np.eye(4), {
+            "method": "none",
+            "reason": "a time point has no T1ce image (an earlier output whose "
+            "inputs are gone): both are compared as placed in SRI24",
+        }
     inside = np.asarray(prior.image.array) > 0
     if inside.mean() > 0.9:  # not skull-stripped: the whole field of view
         inside = np.ones_like(inside)
@@ -260,15 +288,21 @@ def register_timepoints(prior: TimePoint, current: TimePoint) -> tuple[np.ndarra
     angle = float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1.0, 1.0))))
     centre = np.array([-119.5, -119.5, 77.0])  # middle of the BraTS grid, LPS mm
     shift = float(np.linalg.norm(matrix[:3, :3] @ centre + matrix[:3, 3] - centre))
-    return matrix, {"method": "rigid, Mattes mutual information, current T1ce onto prior T1ce (SimpleITK), "
-                              "prior brain without the tumour",
-                    "matrix_lps": np.round(matrix, 6).tolist(), "rotation_degrees": round(angle, 2),
-                    "shift_at_centre_mm": round(shift, 2), "metric": round(fit.metric, 5)}
+    return matrix, {
+        "method": "rigid, Mattes mutual information, current T1ce onto prior T1ce (SimpleITK), "
+        "prior brain without the tumour",
+        "matrix_lps": np.round(matrix, 6).tolist(),
+        "rotation_degrees": round(angle, 2),
+        "shift_at_centre_mm": round(shift, 2),
+        "metric": round(fit.metric, 5),
+    }
 
 
 def _lesion_row(le: dict) -> dict:
-    return {k: le[k] for k in ("id", "volume_ml", "centre_mm", "axial_mm", "perpendicular_mm", "product_mm2",
-                               "measurable")}
+    return {
+        k: le[k]
+        for k in ("id", "volume_ml", "centre_mm", "axial_mm", "perpendicular_mm", "product_mm2", "measurable")
+    }
 
 
 def _unmatched(lesions: np.ndarray, count: int, other: np.ndarray) -> list[int]:
@@ -286,7 +320,9 @@ def _unmatched(lesions: np.ndarray, count: int, other: np.ndarray) -> list[int]:
     return [k for k in range(1, count + 1) if k not in touched]
 
 
-def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tuple[dict, np.ndarray, Volume | None]:
+def _compare(
+    prior: TimePoint, current: TimePoint, register: bool = True
+) -> tuple[dict, np.ndarray, Volume | None]:
     """The record, the current labels on the prior's grid, and the current image there."""
     import time
 
@@ -308,8 +344,10 @@ def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tup
     aligned_image = None
     if current.image is not None:
         aligned_image = grid.with_array(resample(current.image, grid.shape, grid.affine, matrix, order=1))
-    diam = {"prior": case_diameters(prior.labels.array, prior.labels.affine, scheme),
-            "current": case_diameters(current.labels.array, current.labels.affine, scheme)}
+    diam = {
+        "prior": case_diameters(prior.labels.array, prior.labels.affine, scheme),
+        "current": case_diameters(current.labels.array, current.labels.affine, scheme),
+    }
     seconds["diameters"] = round(time.perf_counter() - t0, 1)
     vol = {"prior": prior.volumes_ml, "current": current.volumes_ml}
     voxel_mm3 = float(np.prod(grid.spacing))
@@ -322,36 +360,50 @@ def _compare(prior: TimePoint, current: TimePoint, register: bool = True) -> tup
         before_lesions, before_count, _ = label_lesions(before, voxel_mm3)
         # new lesions are found on the aligned labels; their numbers are those measured on the aligned grid
         aligned_diam = case_diameters(now.astype(np.uint8), grid.affine, scheme, regions={name: (1,)})[name]
-        new = [_lesion_row(aligned_diam["lesions"][k - 1]) for k in _unmatched(now_lesions, now_count, before)]
-        gone = [_lesion_row(diam["prior"][name]["lesions"][k - 1])
-                for k in _unmatched(before_lesions, before_count, now)]
+        new = [
+            _lesion_row(aligned_diam["lesions"][k - 1]) for k in _unmatched(now_lesions, now_count, before)
+        ]
+        gone = [
+            _lesion_row(diam["prior"][name]["lesions"][k - 1])
+            for k in _unmatched(before_lesions, before_count, now)
+        ]
         v0, v1 = vol["prior"][name], vol["current"][name]
         s0, s1 = diam["prior"][name]["sum_products_mm2"], diam["current"][name]["sum_products_mm2"]
         regions[name] = {
-            "volume_ml": {"prior": v0, "current": v1}, "change_ml": round(v1 - v0, 3),
+            "volume_ml": {"prior": v0, "current": v1},
+            "change_ml": round(v1 - v0, 3),
             "relative_change_percent": rano.percent_change(v0, v1),
             "sum_products_mm2": {"prior": s0, "current": s1},
             "sum_products_change_percent": rano.percent_change(s0, s1),
             "lesions": {"prior": diam["prior"][name]["count"], "current": diam["current"][name]["count"]},
-            "new_lesions": new, "vanished_lesions": gone,
+            "new_lesions": new,
+            "vanished_lesions": gone,
             "diameters": {"prior": diam["prior"][name], "current": diam["current"][name]},
         }
     et = regions["ET"]
     new_measurable = sum(1 for le in et["new_lesions"] if le["measurable"])
-    counts = dict(prior_lesions=et["lesions"]["prior"], current_lesions=et["lesions"]["current"],
-                  new_measurable=new_measurable)
+    counts = dict(
+        prior_lesions=et["lesions"]["prior"],
+        current_lesions=et["lesions"]["current"],
+        new_measurable=new_measurable,
+    )
     record = {
-        "schema": f"medseg3d.compare/{SCHEMA_VERSION}", "schema_version": SCHEMA_VERSION,
+        "schema": f"medseg3d.compare/{SCHEMA_VERSION}",
+        "schema_version": SCHEMA_VERSION,
         "space": "BraTS (SRI24) grid, 240 x 240 x 155 at 1 mm; current registered onto prior",
         "prior": {"source": prior.source, **prior.details, "volumes_ml": vol["prior"]},
         "current": {"source": current.source, **current.details, "volumes_ml": vol["current"]},
         "registration": reg,
         "regions": regions,
-        "response": {"rano_2010": rano.rano_2010(et["sum_products_mm2"]["prior"], et["sum_products_mm2"]["current"],
-                                                 **counts),
-                     "rano_2_volumetric": rano.rano_2_volumetric(et["volume_ml"]["prior"], et["volume_ml"]["current"],
-                                                                 **counts),
-                     "caveat": rano.CAVEAT},
+        "response": {
+            "rano_2010": rano.rano_2010(
+                et["sum_products_mm2"]["prior"], et["sum_products_mm2"]["current"], **counts
+            ),
+            "rano_2_volumetric": rano.rano_2_volumetric(
+                et["volume_ml"]["prior"], et["volume_ml"]["current"], **counts
+            ),
+            "caveat": rano.CAVEAT,
+        },
         "seconds": seconds,
     }
     return record, aligned, aligned_image
@@ -370,175 +422,6 @@ def compare_timepoints(prior: TimePoint, current: TimePoint, register: bool = Tr
         categories (RANO 2010, RANO 2.0 volumetric) with the caveat; the registration.
     """
     return _compare(prior, current, register)[0]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Outputs: change map, pictures, compare.json, compare.html
-# ---------------------------------------------------------------------------------------------------------------
-
-CHANGE_CODES = {0: "no tumour", 1: "tumour at both scans", 2: "tumour new at the current scan",
-                3: "tumour gone at the current scan", 4: "enhancing at both scans",
-                5: "enhancing new at the current scan", 6: "enhancing gone at the current scan"}
-"""Values of ``change_map.nii.gz`` (tumour = WT; an enhancing code wins where both apply)."""
-
-
-def change_map(prior_labels: np.ndarray, current_labels: np.ndarray) -> np.ndarray:
-    """Voxel-wise change of the tumour (WT) and the enhancing tumour (ET) as :data:`CHANGE_CODES` (uint8).
-
-    Args:
-        prior_labels, current_labels: BraTS label maps (0/1/2/4) on one grid (the current registered).
-    """
-    before, now = np.asarray(prior_labels) > 0, np.asarray(current_labels) > 0
-    et_before, et_now = np.asarray(prior_labels) == 4, np.asarray(current_labels) == 4
-    out = np.zeros(before.shape, dtype=np.uint8)
-    out[before & now] = 1
-    out[now & ~before] = 2
-    out[before & ~now] = 3
-    out[et_before & et_now] = 4
-    out[et_now & ~et_before] = 5
-    out[et_before & ~et_now] = 6
-    return out
-
-
-def _display(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """An array turned so that axial slices ``[:, :, z]`` show as radiologists look at them (patient's right
-    on the left of the picture, anterior at the top) once transposed: the LPS orientation of the BraTS grid."""
-    import nibabel as nib
-
-    ornt = nib.orientations.ornt_transform(nib.io_orientation(affine), nib.orientations.axcodes2ornt("LPS"))
-    return nib.orientations.apply_orientation(array, ornt)
-
-
-def _picture_slices(prior_labels: np.ndarray, aligned: np.ndarray, count: int = 3) -> list[int]:
-    """Axial slices (of the LPS-oriented arrays) to show: the largest tumour area at either scan, and the
-    slices halfway to the tumour's top and bottom."""
-    tumour = (prior_labels > 0) | (aligned > 0)
-    if not tumour.any():
-        z = prior_labels.shape[2] // 2
-        return [z]
-    area = tumour.sum(axis=(0, 1))
-    rows = np.flatnonzero(area)
-    peak = int(np.argmax(area))
-    picks = [int((rows[0] + peak) // 2), peak, int((peak + rows[-1]) // 2)]
-    return sorted(dict.fromkeys(picks))[:count]
-
-
-def write_pictures(prior: TimePoint, aligned_labels: np.ndarray, aligned_image: Volume | None, path: Path) -> Path:
-    """``compare.png``: rows of axial slices, columns prior | current (registered) | change, outlines on the
-    T1ce. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-
-    from ..io import atomic_write
-
-    affine = prior.labels.affine
-    before = _display(np.asarray(prior.labels.array), affine)
-    now = _display(aligned_labels, affine)
-    images = [None if v is None else _display(np.asarray(v.array, dtype=np.float32), affine)
-              for v in (prior.image, aligned_image)]
-    change = change_map(before, now)
-    slices = _picture_slices(before, now)
-    colours = {1: "#e41a1c", 2: "#4daf4a", 4: "#ffd92f"}
-    change_cmap = ListedColormap(["none", "#9e9e9e", "#d7301f", "#2b8cbe", "#fdd49e", "#b30000", "#0570b0"])
-    fig, axes = plt.subplots(len(slices), 3, figsize=(10.5, 3.6 * len(slices)), squeeze=False)
-    for row, z in enumerate(slices):
-        for col, (labels, image, title) in enumerate([(before, images[0], "prior"), (now, images[1], "current"),
-                                                      (None, images[0], "change")]):
-            ax = axes[row, col]
-            if image is not None:
-                sl = image[:, :, z].T
-                hi = np.percentile(sl[sl > 0], 99.5) if np.any(sl > 0) else 1.0
-                ax.imshow(sl, cmap="gray", vmin=0, vmax=hi, interpolation="nearest")
-            else:
-                ax.imshow(np.zeros(before.shape[:2]).T, cmap="gray")
-            if labels is not None:
-                for value, colour in colours.items():
-                    mask = (labels[:, :, z] == value).T
-                    if mask.any():
-                        ax.contour(mask, levels=[0.5], colors=[colour], linewidths=0.9)
-            else:
-                shown = np.ma.masked_equal(change[:, :, z].T, 0)
-                ax.imshow(shown, cmap=change_cmap, vmin=0, vmax=6, alpha=0.75, interpolation="nearest")
-            ax.set_title(f"{title}, axial slice {z}", fontsize=9)
-            ax.set_axis_off()
-    fig.text(0.01, 0.005, "outlines: red necrosis, green oedema, yellow enhancing | change: grey tumour both, "
-                          "red new, blue gone; light/dark = whole tumour/enhancing | patient's right on the left",
-             fontsize=7.5)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"), suffix=".tmp.png")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _fmt(v, unit="", digits=1) -> str:
-    if v is None:
-        return "&ndash;"
-    return f"{v:+.{digits}f}{unit}" if unit == "%" else f"{v:.{digits}f}{unit}"
-
-
-def render_html(record: dict) -> str:
-    """``compare.html``: the categories with their reasons and the caveat, the table per region, new and
-    vanished lesions, the picture, and the technical record folded."""
-    from html import escape
-
-    resp = record["response"]
-    rows = []
-    for name, r in record["regions"].items():
-        rows.append(
-            f"<tr><th>{name}</th><td>{_fmt(r['volume_ml']['prior'], ' ml')}</td>"
-            f"<td>{_fmt(r['volume_ml']['current'], ' ml')}</td><td>{r['change_ml']:+.1f} ml</td>"
-            f"<td>{_fmt(r['relative_change_percent'], '%')}</td>"
-            f"<td>{r['sum_products_mm2']['prior']:.0f} &rarr; {r['sum_products_mm2']['current']:.0f} mm&sup2; "
-            f"({_fmt(r['sum_products_change_percent'], '%')})</td>"
-            f"<td>{r['lesions']['prior']} &rarr; {r['lesions']['current']}</td>"
-            f"<td>{len(r['new_lesions'])} / {len(r['vanished_lesions'])}</td></tr>")
-    lesion_rows = []
-    for name, r in record["regions"].items():
-        for kind, key in (("new", "new_lesions"), ("vanished", "vanished_lesions")):
-            for le in r[key]:
-                lesion_rows.append(
-                    f"<tr><td>{name}</td><td>{kind}</td><td>{le['volume_ml']:.2f} ml</td>"
-                    f"<td>{le['axial_mm']:.0f} &times; {le['perpendicular_mm']:.0f} mm</td>"
-                    f"<td>{'yes' if le['measurable'] else 'no'}</td>"
-                    f"<td>{', '.join(f'{v:.0f}' for v in le['centre_mm'])}</td></tr>")
-    lesions = ("<table><tr><th>region</th><th>lesion</th><th>volume</th><th>diameters</th><th>measurable</th>"
-               "<th>centre (RAS mm, SRI24)</th></tr>" + "".join(lesion_rows) + "</table>") if lesion_rows else \
-        "<p>No new and no vanished lesion.</p>"
-    cats = "".join(
-        f"<div class='cat'><h3>{title}</h3><p class='big'>{escape(resp[key]['category'])}</p>"
-        f"<p>{escape(resp[key]['reason'])}</p></div>"
-        for key, title in (("rano_2010", "RANO 2010 (bidimensional, enhancing)"),
-                           ("rano_2_volumetric", "RANO 2.0 (volumetric, enhancing)")))
-    technical = escape(json.dumps({k: record[k] for k in ("registration", "space", "seconds", "schema")}, indent=1))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Follow-up comparison</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:1.5em auto;color:#222}}
-table{{border-collapse:collapse;margin:.6em 0}}td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
-.cat{{display:inline-block;vertical-align:top;box-sizing:border-box;width:48%;margin-right:2%;border:1px solid #ccc;
-padding:.4em .8em}}
-.big{{font-size:1.5em;font-weight:bold;margin:.2em 0}}.caveat{{background:#fff4e5;border-left:4px solid #f0a030;
-padding:.5em .8em}}img{{max-width:100%}}</style></head><body>
-<h1>Follow-up comparison</h1>
-<p>Prior: {escape(str(record['prior']['source']))}<br>Current: {escape(str(record['current']['source']))}</p>
-{cats}
-<p class="caveat">{escape(resp['caveat'])}</p>
-<h2>Per region</h2>
-<table><tr><th></th><th>prior</th><th>current</th><th>change</th><th>relative</th>
-<th>sum of products (RANO)</th><th>lesions</th><th>new / vanished</th></tr>{''.join(rows)}</table>
-<p>WT whole tumour, TC tumour core, ET enhancing tumour. Volumes from each scan's own segmentation; lesions are
-matched after the current scan is registered onto the prior one (rigid).</p>
-<h2>New and vanished lesions</h2>{lesions}
-<h2>Pictures</h2><img src="compare.png" alt="prior, current and change on the same axial slices">
-<p>The change map is in <code>change_map.nii.gz</code> on the SRI24 grid: {escape(', '.join(
-        f'{k} {v}' for k, v in CHANGE_CODES.items()))}.</p>
-<details><summary>Technical record</summary><pre>{technical}</pre></details>
-</body></html>
-"""
 
 
 def compare(prior, current, out_dir, *, model=None, register: bool = True, progress=None) -> dict:
@@ -583,15 +466,23 @@ def compare(prior, current, out_dir, *, model=None, register: bool = True, progr
     write_volume(grid.with_array(np.asarray(grid.array).astype(np.uint8)), out / "prior_labels.nii.gz")
     write_volume(grid.with_array(aligned), out / "current_labels_on_prior.nii.gz")
     write_pictures(before, aligned, aligned_image, out / "compare.png")
-    record["outputs"] = {"page": "compare.html", "pictures": "compare.png", "change_map": "change_map.nii.gz",
-                         "change_codes": {str(k): v for k, v in CHANGE_CODES.items()},
-                         "prior_labels": "prior_labels.nii.gz", "current_labels": "current_labels_on_prior.nii.gz"}
-    record["seconds"] = dict(record["seconds"], segment_or_read=read_seconds,
-                             write=round(time.perf_counter() - t0, 1))
+    record["outputs"] = {
+        "page": "compare.html",
+        "pictures": "compare.png",
+        "change_map": "change_map.nii.gz",
+        "change_codes": {str(k): v for k, v in CHANGE_CODES.items()},
+        "prior_labels": "prior_labels.nii.gz",
+        "current_labels": "current_labels_on_prior.nii.gz",
+    }
+    record["seconds"] = dict(
+        record["seconds"], segment_or_read=read_seconds, write=round(time.perf_counter() - t0, 1)
+    )
     write_text_atomic(render_html(record), out / "compare.html")
     write_json_atomic(record, out / "compare.json")  # last: a folder with compare.json is complete
     resp = record["response"]
-    say(f"RANO 2010: {resp['rano_2010']['category']} ({resp['rano_2010']['reason']}); RANO 2.0 volumetric: "
-        f"{resp['rano_2_volumetric']['category']} ({resp['rano_2_volumetric']['reason']})")
+    say(
+        f"RANO 2010: {resp['rano_2010']['category']} ({resp['rano_2010']['reason']}); RANO 2.0 volumetric: "
+        f"{resp['rano_2_volumetric']['category']} ({resp['rano_2_volumetric']['reason']})"
+    )
     say(f"wrote {out / 'compare.html'} and {out / 'compare.json'}")
     return record

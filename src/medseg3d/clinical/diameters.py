@@ -48,10 +48,10 @@ RANO_TARGET_LESIONS = 5
 SLICE_RULES = ("diameter", "product")
 DEFAULT_SLICE_RULE = "product"
 """Measure each lesion on the axial slice with the largest product. RANO's wording takes the longest diameter
-first; on an irregular enhancing rim the perpendicular on that one slice swings with a voxel's change (13.5 against
-18.5 mm on two simulated scans of one case: +36% product, a false progression), while the largest product over
-the slices moved 1.8%. On 27 simulated repeat pairs: sum-of-products CoV 7.75% against 28.7%, no false call
-against two (docs/clinical-followup.md)."""
+first; on an irregular enhancing rim the perpendicular on that one slice swings with a voxel's change (13.5
+against 18.5 mm on two simulated scans of one case: +36% product, a false progression), while the largest
+product over the slices moved 1.8%. On 27 simulated repeat pairs: sum-of-products CoV 7.75% against 28.7%, no
+false call against two (docs/clinical-followup.md)."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 
@@ -79,8 +79,10 @@ def slice_axis(affine) -> tuple[int, float]:
 def _check_affine(affine) -> np.ndarray:
     a = np.asarray(affine, dtype=float)
     if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
-        raise InputError(f"the affine must be a 4x4 matrix of finite numbers with independent columns, got "
-                         f"shape {a.shape}; read the image with medseg3d.io to get its affine")
+        raise InputError(
+            f"the affine must be a 4x4 matrix of finite numbers with independent columns, got "
+            f"shape {a.shape}; read the image with medseg3d.io to get its affine"
+        )
     return a
 
 
@@ -107,7 +109,7 @@ def _farthest_pair(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """The two points farthest apart (chunked so that a few thousand hull vertices stay small in memory)."""
     best, pair = -1.0, (0, 0)
     for start in range(0, len(points), 512):
-        d = np.sum((points[start:start + 512, None, :] - points[None, :, :]) ** 2, axis=-1)
+        d = np.sum((points[start : start + 512, None, :] - points[None, :, :]) ** 2, axis=-1)
         k = int(np.argmax(d))
         i, j = divmod(k, len(points))
         if d[i, j] > best:
@@ -191,9 +193,18 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
         raise InputError(f"the slice rule must be one of {', '.join(SLICE_RULES)}, got {rule!r}")
     a = _check_affine(affine)
     axis, tilt = slice_axis(a)
-    out = {"axial_mm": 0.0, "perpendicular_mm": 0.0, "product_mm2": 0.0, "measurable": False,
-           "longest_3d_mm": 0.0, "slice_axis": axis, "slice": None, "tilt_degrees": round(tilt, 2),
-           "axial_ends_voxel": None, "longest_3d_ends_mm": None}
+    out = {
+        "axial_mm": 0.0,
+        "perpendicular_mm": 0.0,
+        "product_mm2": 0.0,
+        "measurable": False,
+        "longest_3d_mm": 0.0,
+        "slice_axis": axis,
+        "slice": None,
+        "tilt_degrees": round(tilt, 2),
+        "axial_ends_voxel": None,
+        "longest_3d_ends_mm": None,
+    }
     if not m.any():
         return out
     box = _bounding_box(m)
@@ -239,8 +250,9 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
     for k in np.argsort(bounds)[::-1]:
         # no slice left can beat the best: its diameter (rule "diameter") or product (at most its diameter
         # squared, rule "product") is bounded by its box diagonal
-        if best is not None and (bounds[k] < best[0] - 1e-6 if rule == "diameter"
-                                 else bounds[k] ** 2 < best[0] * best[1] - 1e-6):
+        if best is not None and (
+            bounds[k] < best[0] - 1e-6 if rule == "diameter" else bounds[k] ** 2 < best[0] * best[1] - 1e-6
+        ):
             break
         s, pts = slices[k], plane_pts[groups[k]]
         length, p1, p2, hull = _longest(pts, to_plane.T)
@@ -253,7 +265,8 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
             width = float(np.ptp(hull @ np.array([-d[1], d[0]])))
             if length * width < best[0] * best[1] - 1e-6:
                 continue
-        perp = min(perpendicular(s, p1, p2), length)  # sampling can overshoot by a step; by definition shorter
+        # sampling can overshoot by a step; by definition shorter
+        perp = min(perpendicular(s, p1, p2), length)
         if rule == "diameter":  # equal longest diameters (a box, a cylinder): the larger product
             better = best is None or length > best[0] + 1e-6 or perp > best[1] + 1e-9
         else:
@@ -267,14 +280,20 @@ def lesion_diameters(mask, affine, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_R
         v[in_plane] = np.linalg.solve(to_plane, p)
         v[axis] = s
         ends.append([round(float(x), 2) for x in v])
-    out.update(axial_mm=round(length, 2), perpendicular_mm=round(perp, 2), product_mm2=round(length * perp, 1),
-               measurable=bool(length >= MEASURABLE_MM and perp >= MEASURABLE_MM), slice=int(s),
-               axial_ends_voxel=ends)
+    out.update(
+        axial_mm=round(length, 2),
+        perpendicular_mm=round(perp, 2),
+        product_mm2=round(length * perp, 1),
+        measurable=bool(length >= MEASURABLE_MM and perp >= MEASURABLE_MM),
+        slice=int(s),
+        axial_ends_voxel=ends,
+    )
     return out
 
 
-def label_lesions(mask, voxel_mm3: float, min_lesion_mm3: float = MIN_LESION_MM3,
-                  group_iterations: int = GROUP_ITERATIONS) -> tuple[np.ndarray, int, int]:
+def label_lesions(
+    mask, voxel_mm3: float, min_lesion_mm3: float = MIN_LESION_MM3, group_iterations: int = GROUP_ITERATIONS
+) -> tuple[np.ndarray, int, int]:
     """The lesions of a mask as a label image: 1 the largest, 2 the next... (0 outside and for small parts).
 
     Args:
@@ -294,8 +313,10 @@ def label_lesions(mask, voxel_mm3: float, min_lesion_mm3: float = MIN_LESION_MM3
     if not m.any():
         return out, 0, 0
     # labelled within the mask's box plus the dilation's reach: the same lesions, a fraction of the work
-    crop = tuple(slice(max(b.start - group_iterations, 0), min(b.stop + group_iterations, n))
-                 for b, n in zip(_bounding_box(m), m.shape))
+    crop = tuple(
+        slice(max(b.start - group_iterations, 0), min(b.stop + group_iterations, n))
+        for b, n in zip(_bounding_box(m), m.shape)
+    )
     sub = m[crop]
     if group_iterations > 0:
         grown = ndimage.binary_dilation(sub, DILATION_STRUCTURE, iterations=group_iterations)
@@ -311,8 +332,9 @@ def label_lesions(mask, voxel_mm3: float, min_lesion_mm3: float = MIN_LESION_MM3
     return out, len(kept), int(np.count_nonzero(sizes)) - len(kept)
 
 
-def region_diameters(mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origin=(0, 0, 0),
-                     rule: str = DEFAULT_SLICE_RULE) -> dict:
+def region_diameters(
+    mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origin=(0, 0, 0), rule: str = DEFAULT_SLICE_RULE
+) -> dict:
     """The lesions of one region with their diameters, and the region's multifocality.
 
     Args:
@@ -345,19 +367,36 @@ def region_diameters(mask, affine, min_lesion_mm3: float = MIN_LESION_MM3, origi
         start = np.array([b.start for b in box], dtype=float) + origin
         size = int(np.count_nonzero(comp))
         centre = np.argwhere(comp).mean(axis=0) + start
-        lesions.append({"id": k, "volume_ml": round(size * voxel_mm3 / 1000.0, 3),
-                        "centre_mm": [round(float(v), 1) for v in a[:3, :3] @ centre + a[:3, 3]],
-                        **lesion_diameters(comp, a, start, rule)})
+        lesions.append(
+            {
+                "id": k,
+                "volume_ml": round(size * voxel_mm3 / 1000.0, 3),
+                "centre_mm": [round(float(v), 1) for v in a[:3, :3] @ centre + a[:3, 3]],
+                **lesion_diameters(comp, a, start, rule),
+            }
+        )
     centres = np.array([le["centre_mm"] for le in lesions], dtype=float).reshape(-1, 3)
     distance = _farthest_pair(centres)[0] if len(centres) > 1 else 0.0
     products = sorted((le["product_mm2"] for le in lesions if le["measurable"]), reverse=True)
-    return {"count": count, "n_small": n_small, "lesions": lesions,
-            "multifocal": count > 1, "max_distance_mm": round(distance, 1),
-            "n_measurable": len(products), "sum_products_mm2": round(sum(products[:RANO_TARGET_LESIONS]), 1)}
+    return {
+        "count": count,
+        "n_small": n_small,
+        "lesions": lesions,
+        "multifocal": count > 1,
+        "max_distance_mm": round(distance, 1),
+        "n_measurable": len(products),
+        "sum_products_mm2": round(sum(products[:RANO_TARGET_LESIONS]), 1),
+    }
 
 
-def case_diameters(labels, affine, scheme: LabelScheme, regions: Mapping[str, tuple] | None = None,
-                   min_lesion_mm3: float = MIN_LESION_MM3, rule: str = DEFAULT_SLICE_RULE) -> dict:
+def case_diameters(
+    labels,
+    affine,
+    scheme: LabelScheme,
+    regions: Mapping[str, tuple] | None = None,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+    rule: str = DEFAULT_SLICE_RULE,
+) -> dict:
     """:func:`region_diameters` of each region of a label map (BraTS: WT, TC, ET).
 
     Args:
@@ -377,10 +416,14 @@ def case_diameters(labels, affine, scheme: LabelScheme, regions: Mapping[str, tu
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise InputError(f"a label map must be 3D, got shape {labels.shape}")
-    regions = regions or scheme.regions or {n: (v,) for v, n in zip(scheme.values[1:], scheme.class_names[1:])}
+    regions = (
+        regions or scheme.regions or {n: (v,) for v, n in zip(scheme.values[1:], scheme.class_names[1:])}
+    )
     origin = np.zeros(3)
     if labels.any():  # every region lies within the labels' box: measure there (a whole volume is 10x slower)
         box = _bounding_box(labels != 0)
         labels, origin = labels[box], np.array([b.start for b in box], dtype=float)
-    return {name: region_diameters(np.isin(labels, members), affine, min_lesion_mm3, origin, rule)
-            for name, members in regions.items()}
+    return {
+        name: region_diameters(np.isin(labels, members), affine, min_lesion_mm3, origin, rule)
+        for name, members in regions.items()
+    }

@@ -15,7 +15,8 @@ What is reported for a region (WT, TC, ET) and for each of its lesions, and the 
 - **lobes**: the share of the region in each lobe (frontal, temporal, parietal, occipital, insula; voxels in
   no lobe mask, e.g. deep white matter or cerebellum, are ``other``); ``main_lobe`` the largest;
   ``lobes_involved`` those holding at least ``LOBE_SHARE`` of it;
-- **deep structures** (thalamus, internal capsule, corpus callosum, brainstem): involved from ``STRUCTURE_ML``;
+- **deep structures** (thalamus, internal capsule, corpus callosum, brainstem): involved from
+  ``STRUCTURE_ML``;
 - **ventricles** (ependymal contact): at least ``STRUCTURE_ML`` of the region lies within
   ``EPENDYMAL_MM`` of the atlas' ventricles; **cortex**: at least ``STRUCTURE_ML`` inside its cortex mask.
 
@@ -70,9 +71,13 @@ def load_location_atlas(folder: Path = ATLAS_DIR, name: str = ATLAS_NAME) -> tup
             packed = np.asarray(nib.load(path).dataobj, dtype=np.uint8)
             info = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: the location atlas is missing or damaged ({exc}); reinstall medseg3d") from exc
+            raise InputError(
+                f"{path}: the location atlas is missing or damaged ({exc}); reinstall medseg3d"
+            ) from exc
         if packed.shape != BRATS_SHAPE:
-            raise InputError(f"{path}: the location atlas has shape {packed.shape}, not {BRATS_SHAPE}; reinstall medseg3d")
+            raise InputError(
+                f"{path}: the location atlas has shape {packed.shape}, not {BRATS_SHAPE}; reinstall medseg3d"
+            )
         _CACHE[key] = (packed, info)
     return _CACHE[key]
 
@@ -102,10 +107,22 @@ def on_atlas_grid(labels, to_atlas: np.ndarray | None = None) -> np.ndarray | No
     # only the tumour's box is resampled (a whole BraTS grid costs ~10x more): its corners, grown by a voxel,
     # mapped into the atlas grid give the part of that grid the labels can reach
     hit = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    corners = np.array([[i, j, k, 1.0] for i in (hit[0][0] - 1, hit[0][-1] + 1)
-                        for j in (hit[1][0] - 1, hit[1][-1] + 1) for k in (hit[2][0] - 1, hit[2][-1] + 1)])
+    corners = np.array(
+        [
+            [i, j, k, 1.0]
+            for i in (hit[0][0] - 1, hit[0][-1] + 1)
+            for j in (hit[1][0] - 1, hit[1][-1] + 1)
+            for k in (hit[2][0] - 1, hit[2][-1] + 1)
+        ]
+    )
     lps = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS <-> LPS
-    to_grid = np.linalg.inv(BRATS_AFFINE) @ lps @ np.linalg.inv(np.asarray(to_atlas, dtype=float)) @ lps @ labels.affine
+    to_grid = (
+        np.linalg.inv(BRATS_AFFINE)
+        @ lps
+        @ np.linalg.inv(np.asarray(to_atlas, dtype=float))
+        @ lps
+        @ labels.affine
+    )
     ijk = (corners @ to_grid.T)[:, :3]
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, BRATS_SHAPE)
     hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, BRATS_SHAPE)
@@ -114,8 +131,13 @@ def on_atlas_grid(labels, to_atlas: np.ndarray | None = None) -> np.ndarray | No
     shift = np.eye(4)
     shift[:3, 3] = lo
     out[tuple(slice(a, b) for a, b in zip(lo, hi))] = resample(
-        labels, tuple(int(v) for v in hi - lo), BRATS_AFFINE @ shift, np.asarray(to_atlas, dtype=float), order=0,
-        dtype=array.dtype)
+        labels,
+        tuple(int(v) for v in hi - lo),
+        BRATS_AFFINE @ shift,
+        np.asarray(to_atlas, dtype=float),
+        order=0,
+        dtype=array.dtype,
+    )
     return out
 
 
@@ -127,7 +149,9 @@ def _box(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...]:
     return tuple(out)
 
 
-def describe_mask(mask: np.ndarray, packed: np.ndarray, origin=(0, 0, 0), midline_i: float = MIDLINE_I) -> dict:
+def describe_mask(
+    mask: np.ndarray, packed: np.ndarray, origin=(0, 0, 0), midline_i: float = MIDLINE_I
+) -> dict:
     """The location of one mask (a region or a lesion), voxels of 1 mm on the BraTS grid.
 
     Args:
@@ -155,8 +179,11 @@ def describe_mask(mask: np.ndarray, packed: np.ndarray, origin=(0, 0, 0), midlin
     left = float(np.count_nonzero(offset > 0) + 0.5 * np.count_nonzero(offset == 0)) / n
     share = {"right": round(1.0 - left, 3), "left": round(left, 3)}
     minor = "left" if left < 0.5 else "right"
-    beyond = np.count_nonzero(offset > MIDLINE_MARGIN_MM) if minor == "left" else \
-        np.count_nonzero(offset < -MIDLINE_MARGIN_MM)
+    beyond = (
+        np.count_nonzero(offset > MIDLINE_MARGIN_MM)
+        if minor == "left"
+        else np.count_nonzero(offset < -MIDLINE_MARGIN_MM)
+    )
     hemisphere = "bilateral" if share[minor] >= BILATERAL_SHARE else ("left" if left >= 0.5 else "right")
     lobe_counts = np.bincount(codes & 7, minlength=len(LOBES) + 1)
     lobes = {name: round(float(lobe_counts[k + 1]) / n, 3) for k, name in enumerate(LOBES)}
@@ -178,14 +205,21 @@ def describe_mask(mask: np.ndarray, packed: np.ndarray, origin=(0, 0, 0), midlin
         "lobes_involved": [k for k, v in sorted(in_lobes.items(), key=lambda kv: -kv[1]) if v >= LOBE_SHARE],
         "deep_ml": deep_ml,
         "deep_structures": [k for k, v in deep_ml.items() if v >= STRUCTURE_ML],
-        "ventricles": {"contact": ependymal / 1000.0 >= STRUCTURE_ML, "within_mm": EPENDYMAL_MM,
-                       "ml": round(ependymal / 1000.0, 3)},
+        "ventricles": {
+            "contact": ependymal / 1000.0 >= STRUCTURE_ML,
+            "within_mm": EPENDYMAL_MM,
+            "ml": round(ependymal / 1000.0, 3),
+        },
         "cortex": {"contact": cortex / 1000.0 >= STRUCTURE_ML, "ml": round(cortex / 1000.0, 3)},
     }
 
 
-def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesion_mm3: float = MIN_LESION_MM3,
-                  per_lesion: bool = True) -> dict:
+def case_location(
+    atlas_labels: np.ndarray | None,
+    scheme: LabelScheme,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+    per_lesion: bool = True,
+) -> dict:
     """The location of each region of a label map on the BraTS grid, and of each of its lesions.
 
     Args:
@@ -193,8 +227,8 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
         scheme: the label scheme (its regions; without regions each label is one).
         min_lesion_mm3: components of at most this volume are not lesions (as in the lesion table).
         per_lesion: also locate each lesion, largest first, grouped and numbered as
-            :func:`~medseg3d.clinical.diameters.label_lesions` does (so lesion k is the diameters' lesion k when
-            both are measured on the BraTS grid).
+            :func:`~medseg3d.clinical.diameters.label_lesions` does (so lesion k is the diameters' lesion k
+            when both are measured on the BraTS grid).
 
     Returns:
         ``{"available": True, "space", "atlas", "rules", "regions": {name: describe_mask(...) + "lesions"}}``,
@@ -204,9 +238,11 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
         InputError: the labels are not on the BraTS grid's shape, or the atlas is damaged.
     """
     if atlas_labels is None:
-        return {"available": False,
-                "reason": "the scans were not aligned to the atlas (BraTS/SRI24 space); location needs "
-                          "--preprocess full, or input already on the BraTS grid"}
+        return {
+            "available": False,
+            "reason": "the scans were not aligned to the atlas (BraTS/SRI24 space); location needs "
+            "--preprocess full, or input already on the BraTS grid",
+        }
     packed, info = load_location_atlas()
     labels = np.asarray(atlas_labels)
     if labels.shape != packed.shape:
@@ -227,20 +263,44 @@ def case_location(atlas_labels: np.ndarray | None, scheme: LabelScheme, min_lesi
                 described = [entry] if entry["volume_ml"] * 1000 > min_lesion_mm3 else []
             else:
                 cc, _, _ = label_lesions(mask, 1.0, min_lesion_mm3)  # 1 mm voxels
-                described = [describe_mask(cc[sl] == k, packed, [o + s.start for o, s in zip(origin, sl)], midline)
-                             for k, sl in enumerate(ndimage.find_objects(cc), start=1) if sl is not None]
+                described = [
+                    describe_mask(cc[sl] == k, packed, [o + s.start for o, s in zip(origin, sl)], midline)
+                    for k, sl in enumerate(ndimage.find_objects(cc), start=1)
+                    if sl is not None
+                ]
             for sub in described:
-                lesions.append({key: sub[key] for key in ("volume_ml", "hemisphere", "side_share",
-                                                          "crosses_midline", "main_lobe", "lobes_involved",
-                                                          "deep_structures")}
-                               | {"ventricles": sub["ventricles"]["contact"], "cortex": sub["cortex"]["contact"]})
+                lesions.append(
+                    {
+                        key: sub[key]
+                        for key in (
+                            "volume_ml",
+                            "hemisphere",
+                            "side_share",
+                            "crosses_midline",
+                            "main_lobe",
+                            "lobes_involved",
+                            "deep_structures",
+                        )
+                    }
+                    | {"ventricles": sub["ventricles"]["contact"], "cortex": sub["cortex"]["contact"]}
+                )
             entry["lesions"] = lesions
         out[name] = entry
-    return {"available": True, "space": "SRI24 (BraTS grid, 1 mm)", "atlas": info.get("source", ATLAS_NAME),
-            "rules": {"bilateral_from_share": BILATERAL_SHARE, "midline_margin_mm": MIDLINE_MARGIN_MM,
-                      "crossing_ml": CROSSING_ML, "lobe_from_share": LOBE_SHARE, "structure_from_ml": STRUCTURE_ML,
-                      "ependymal_within_mm": EPENDYMAL_MM, "midline_i": midline},
-            "regions": out}
+    return {
+        "available": True,
+        "space": "SRI24 (BraTS grid, 1 mm)",
+        "atlas": info.get("source", ATLAS_NAME),
+        "rules": {
+            "bilateral_from_share": BILATERAL_SHARE,
+            "midline_margin_mm": MIDLINE_MARGIN_MM,
+            "crossing_ml": CROSSING_ML,
+            "lobe_from_share": LOBE_SHARE,
+            "structure_from_ml": STRUCTURE_ML,
+            "ependymal_within_mm": EPENDYMAL_MM,
+            "midline_i": midline,
+        },
+        "regions": out,
+    }
 
 
 def location_sentence(entry: dict) -> str:
@@ -263,7 +323,9 @@ def location_sentence(entry: dict) -> str:
     parts = [where]
     if entry["crosses_midline"]:
         parts.append("crosses the midline")
-    touches = [t for t, key in (("the ventricles", "ventricles"), ("the cortex", "cortex")) if entry[key]["contact"]]
+    touches = [
+        t for t, key in (("the ventricles", "ventricles"), ("the cortex", "cortex")) if entry[key]["contact"]
+    ]
     if touches:
         parts.append("reaches " + " and ".join(touches))
     if entry["deep_structures"]:

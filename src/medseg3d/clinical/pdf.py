@@ -35,11 +35,20 @@ class _Writer:
         if self.fig is None or self.y - height < _MARGIN:
             self._page()
 
-    def text(self, line: str, size: float = 9, weight: str = "normal", colour: str = "#222", indent: float = 0.0,
-             width: int = 112):
+    def text(
+        self,
+        line: str,
+        size: float = 9,
+        weight: str = "normal",
+        colour: str = "#222",
+        indent: float = 0.0,
+        width: int = 112,
+    ):
         for part in textwrap.wrap(line, width=width) or [""]:
             self.need(_LINE * size / 9)
-            self.fig.text(_MARGIN + indent, self.y, part, fontsize=size, fontweight=weight, color=colour, va="top")
+            self.fig.text(
+                _MARGIN + indent, self.y, part, fontsize=size, fontweight=weight, color=colour, va="top"
+            )
             self.y -= _LINE * size / 9
 
     def heading(self, title: str):
@@ -55,8 +64,15 @@ class _Writer:
         ax.axis("off")
         text = [[str(c) for c in r] for r in rows] or [["-"] * len(header)]
         longest = [max(len(str(h)), *(len(r[k]) for r in text)) + 2 for k, h in enumerate(header)]
-        cells = ax.table(cellText=text, colLabels=header, loc="upper left", cellLoc="left", bbox=[0, 0, 1, 1],
-                         colWidths=[n / sum(longest) for n in longest])  # columns as wide as their text
+        # columns as wide as their text
+        cells = ax.table(
+            cellText=text,
+            colLabels=header,
+            loc="upper left",
+            cellLoc="left",
+            bbox=[0, 0, 1, 1],
+            colWidths=[n / sum(longest) for n in longest],
+        )
         cells.auto_set_font_size(False)
         cells.set_fontsize(7.5)
         for (r, _), cell in cells.get_celld().items():
@@ -92,12 +108,32 @@ def _who(report: dict) -> list[str]:
     if not study:
         return ["The input held no patient details (image files, not DICOM)."]
     p, s = study["patient"], study["study"]
-    lines = ["   ".join(f"{k}: {v}" for k, v in (("Patient", p.get("name")), ("ID", p.get("id")),
-                                                 ("Born", p.get("birth_date")), ("Sex", p.get("sex"))) if v),
-             "   ".join(f"{k}: {v}" for k, v in (("Study date", s.get("date")), ("Study", s.get("description")),
-                                                 ("Accession", s.get("accession"))) if v)]
-    series = "; ".join(f"{m}: {i.get('description') or 'no description'}"
-                       + (f" (series {i['number']})" if i.get("number") else "") for m, i in study["series"].items())
+    lines = [
+        "   ".join(
+            f"{k}: {v}"
+            for k, v in (
+                ("Patient", p.get("name")),
+                ("ID", p.get("id")),
+                ("Born", p.get("birth_date")),
+                ("Sex", p.get("sex")),
+            )
+            if v
+        ),
+        "   ".join(
+            f"{k}: {v}"
+            for k, v in (
+                ("Study date", s.get("date")),
+                ("Study", s.get("description")),
+                ("Accession", s.get("accession")),
+            )
+            if v
+        ),
+    ]
+    series = "; ".join(
+        f"{m}: {i.get('description') or 'no description'}"
+        + (f" (series {i['number']})" if i.get("number") else "")
+        for m, i in study["series"].items()
+    )
     return [line for line in lines if line] + [f"Series used: {series}."]
 
 
@@ -114,8 +150,12 @@ def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
         w.text(TITLE, size=15, weight="bold")
         for line in _who(report):
             w.text(line)
-        w.text("Automatic segmentation for research use, not a diagnosis: a radiologist reviews it before any "
-               "clinical use.", size=8, colour="#666")
+        w.text(
+            "Automatic segmentation for research use, not a diagnosis: a radiologist reviews it before any "
+            "clinical use.",
+            size=8,
+            colour="#666",
+        )
         w.heading("Findings")
         for line in summary_sentences(report):
             w.text("- " + line)
@@ -125,39 +165,75 @@ def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
         for region, ml in report["volumes_ml"]["regions"].items():
             d = diam.get(region, {})
             top = (d.get("lesions") or [None])[0]
-            rows.append([region_name(region), f"{ml:.1f}", d.get("count", "-"),
-                         f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
-                         f"{top['product_mm2']:.0f}" if top else "-",
-                         ("yes" if top["measurable"] else "no") if top else "-",
-                         f"{top['longest_3d_mm']:.0f}" if top else "-"])
-        w.table(["region", "ml", "lesions", "axial x perp. (mm)", "product (mm²)", "measurable", "3D (mm)"], rows)
+            rows.append(
+                [
+                    region_name(region),
+                    f"{ml:.1f}",
+                    d.get("count", "-"),
+                    f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
+                    f"{top['product_mm2']:.0f}" if top else "-",
+                    ("yes" if top["measurable"] else "no") if top else "-",
+                    f"{top['longest_3d_mm']:.0f}" if top else "-",
+                ]
+            )
+        w.table(
+            ["region", "ml", "lesions", "axial x perp. (mm)", "product (mm²)", "measurable", "3D (mm)"], rows
+        )
         loc = report.get("location") or {}
         if loc.get("available"):
             w.heading("Location")
-            rows = [[r, f"{e['hemisphere']} (R {e['side_share']['right']:.0%})",
-                     "yes" if e["crosses_midline"] else "no",
-                     ", ".join(f"{k} {e['lobes'][k]:.0%}" for k in e["lobes_involved"]) or "none",
-                     ", ".join(e["deep_structures"]) or "none",
-                     "yes" if e["ventricles"]["contact"] else "no", "yes" if e["cortex"]["contact"] else "no"]
-                    for r, e in loc["regions"].items() if e.get("hemisphere")]
+            rows = [
+                [
+                    r,
+                    f"{e['hemisphere']} (R {e['side_share']['right']:.0%})",
+                    "yes" if e["crosses_midline"] else "no",
+                    ", ".join(f"{k} {e['lobes'][k]:.0%}" for k in e["lobes_involved"]) or "none",
+                    ", ".join(e["deep_structures"]) or "none",
+                    "yes" if e["ventricles"]["contact"] else "no",
+                    "yes" if e["cortex"]["contact"] else "no",
+                ]
+                for r, e in loc["regions"].items()
+                if e.get("hemisphere")
+            ]
             w.table(["region", "side", "midline", "lobes", "deep", "ventricles", "cortex"], rows)
         if pictures:
             w.heading("Pictures")
-            w.text(f"Through the largest lesion, over {report.get('picture_channel') or 'no image'}; the patient's "
-                   "right on the viewer's left" + ("; the last: the axial slice where the RANO diameter (cyan) was "
-                                                   "measured." if "RANO" in pictures else "."), size=8, colour="#666")
+            w.text(
+                f"Through the largest lesion, over {report.get('picture_channel') or 'no image'}; the "
+                "patient's right on the viewer's left"
+                + (
+                    "; the last: the axial slice where the RANO diameter (cyan) was measured."
+                    if "RANO" in pictures
+                    else "."
+                ),
+                size=8,
+                colour="#666",
+            )
             w.images(list(pictures.values()))
         w.heading("Quality checks")
         for line in quality_sentences(report):
             w.text("- " + line, colour="#8a5a00" if line in report["warnings"] else "#222")
         w.heading("Technical record")
         card = report.get("model_card") or {}
-        w.text("Model: " + ", ".join(f"{k} {card[k]}" for k in ("name", "version", "kind") if k in card), size=8)
+        w.text(
+            "Model: " + ", ".join(f"{k} {card[k]}" for k in ("name", "version", "kind") if k in card), size=8
+        )
         for step in report.get("preprocessing", []):
-            w.text(f"{step.get('step', step.get('name', ''))}: "
-                   + ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("step", "name")
-                               and not isinstance(v, (dict, list))), size=8, indent=0.01, width=120)
-        w.text("The HTML report and the case's JSON hold the full record (transforms, timings, model card).",
-               size=8, colour="#666")
+            w.text(
+                f"{step.get('step', step.get('name', ''))}: "
+                + ", ".join(
+                    f"{k} {v}"
+                    for k, v in step.items()
+                    if k not in ("step", "name") and not isinstance(v, (dict, list))
+                ),
+                size=8,
+                indent=0.01,
+                width=120,
+            )
+        w.text(
+            "The HTML report and the case's JSON hold the full record (transforms, timings, model card).",
+            size=8,
+            colour="#666",
+        )
         w.close()
     return buffer.getvalue()

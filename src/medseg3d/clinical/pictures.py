@@ -43,7 +43,8 @@ def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_vox
 
 
 def _slices(data, labels, affine, centre_voxel, points=None) -> tuple[dict, list]:
-    """:func:`radiological_slices`, and where voxel coordinates ``points`` fall on the axial view (row, col)."""
+    """:func:`radiological_slices`, and where voxel coordinates ``points`` fall on the axial view (row,
+    col)."""
     import nibabel as nib
 
     affine = np.asarray(affine, dtype=float)
@@ -81,14 +82,25 @@ def _slices(data, labels, affine, centre_voxel, points=None) -> tuple[dict, list
     }
     nx, ny = data.shape[:2]  # axial: column nx - 1 - x, row ny - 1 - y (the cut above)
     shown_points = [(ny - 1 - q[1], nx - 1 - q[0]) for q in ras_points]
-    return ({view: (cut(data), cut(labels), aspect, letters) for view, (cut, aspect, letters) in cuts.items()},
-            shown_points)
+    return (
+        {view: (cut(data), cut(labels), aspect, letters) for view, (cut, aspect, letters) in cuts.items()},
+        shown_points,
+    )
 
 
-def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: LabelScheme, centre_voxel,
-                     affine=None, *, views=("axial", "coronal", "sagittal"), line=None,
-                     title: str | None = None) -> dict[str, bytes]:
-    """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled outlines.
+def overlay_pictures(
+    image: np.ndarray | None,
+    labels: np.ndarray,
+    scheme: LabelScheme,
+    centre_voxel,
+    affine=None,
+    *,
+    views=("axial", "coronal", "sagittal"),
+    line=None,
+    title: str | None = None,
+) -> dict[str, bytes]:
+    """Axial, coronal and sagittal PNGs through ``centre_voxel``: the image in grey, labels as filled
+    outlines.
 
     Drawn in radiological convention whatever the grid's orientation: axial and coronal with the patient's
     right on the viewer's left, anterior (axial) or superior (coronal, sagittal) at the top, sagittal with
@@ -118,7 +130,7 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
     labels = np.asarray(labels)
     data = np.zeros(labels.shape, dtype=np.float32) if image is None else np.asarray(image, dtype=np.float32)
     nonzero = data[data != 0]
-    lo, hi = (np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0))
+    lo, hi = np.percentile(nonzero, [1, 99.5]) if nonzero.size else (0.0, 1.0)
     slices, ends = _slices(data, labels, affine, centre_voxel, line)
     out = {}
     for view, (picture, sl, aspect, letters) in slices.items():
@@ -126,14 +138,25 @@ def overlay_pictures(image: np.ndarray | None, labels: np.ndarray, scheme: Label
             continue
         fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)
         fig.patch.set_facecolor("black")
-        ax.imshow(picture, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
-                  interpolation="nearest")
+        ax.imshow(
+            picture,
+            cmap="gray",
+            vmin=lo,
+            vmax=hi if hi > lo else lo + 1,
+            aspect=aspect,
+            interpolation="nearest",
+        )
         for value in scheme.values[1:]:
             inside = sl == value
             if inside.any():
                 colour = LABEL_COLOURS.get(value, "#00ffff")
-                ax.imshow(np.ma.masked_where(~inside, inside), cmap=ListedColormap([colour]), alpha=0.35,
-                          aspect=aspect, interpolation="nearest")
+                ax.imshow(
+                    np.ma.masked_where(~inside, inside),
+                    cmap=ListedColormap([colour]),
+                    alpha=0.35,
+                    aspect=aspect,
+                    interpolation="nearest",
+                )
                 ax.contour(inside, levels=[0.5], colors=[colour], linewidths=0.8)
         if view == "axial" and len(ends) == 2:
             (r1, c1), (r2, c2) = ends
@@ -149,9 +172,14 @@ def finish_png(fig, ax, view: str, letters) -> bytes:
     import matplotlib.pyplot as plt
 
     left, right, top = letters
-    for x, y, letter, ha, va in ((0.01, 0.5, left, "left", "center"), (0.99, 0.5, right, "right", "center"),
-                                 (0.5, 0.99, top, "center", "top")):
-        ax.text(x, y, letter, transform=ax.transAxes, color="#9fd3ff", fontsize=9, ha=ha, va=va, fontweight="bold")
+    for x, y, letter, ha, va in (
+        (0.01, 0.5, left, "left", "center"),
+        (0.99, 0.5, right, "right", "center"),
+        (0.5, 0.99, top, "center", "top"),
+    ):
+        ax.text(
+            x, y, letter, transform=ax.transAxes, color="#9fd3ff", fontsize=9, ha=ha, va=va, fontweight="bold"
+        )
     ax.set_title(view, color="white", fontsize=9)
     ax.axis("off")
     buffer = _io.BytesIO()
@@ -160,7 +188,9 @@ def finish_png(fig, ax, view: str, letters) -> bytes:
     return buffer.getvalue()
 
 
-def uncertainty_pictures(entropy: np.ndarray, labels: np.ndarray, centre_voxel, affine=None) -> dict[str, bytes]:
+def uncertainty_pictures(
+    entropy: np.ndarray, labels: np.ndarray, centre_voxel, affine=None
+) -> dict[str, bytes]:
     """The uncertainty map (normalised entropy, 0 black to 1 white-yellow, ``magma``) through the same three
     slices as :func:`overlay_pictures`, with the segmented tumour's outline in cyan."""
     import matplotlib
@@ -169,7 +199,9 @@ def uncertainty_pictures(entropy: np.ndarray, labels: np.ndarray, centre_voxel, 
     import matplotlib.pyplot as plt
 
     affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
-    views = radiological_slices(np.asarray(entropy, dtype=np.float32), np.asarray(labels), affine, centre_voxel)
+    views = radiological_slices(
+        np.asarray(entropy, dtype=np.float32), np.asarray(labels), affine, centre_voxel
+    )
     out = {}
     for view, (picture, sl, aspect, letters) in views.items():
         fig, ax = plt.subplots(figsize=(3.4, 3.4), dpi=80)

@@ -1,4 +1,5 @@
-"""Response categories from two time points' enhancing tumour: RANO 2010 (bidimensional) and RANO 2.0 (volumetric).
+"""Response categories from two time points' enhancing tumour: RANO 2010 (bidimensional) and RANO 2.0
+(volumetric).
 
 Imaging part only. RANO also asks for the corticosteroid dose, the clinical status, confirmation of a response
 on a scan at least 4 weeks later, and a reader's judgement of non-enhancing (T2/FLAIR) progression and of
@@ -32,45 +33,84 @@ RANO_2_MEASURABLE_ML = 1.0
 
 CATEGORIES = ("complete response", "partial response", "stable", "progression", "not assessable")
 
-CAVEAT = ("These categories come from the images alone. A response assessment also needs what this software "
-          "does not have: the corticosteroid dose, new or worse symptoms, confirmation on a later scan, and a "
-          "reader's judgement of non-enhancing (T2/FLAIR) progression and of pseudoprogression after treatment.")
+CAVEAT = (
+    "These categories come from the images alone. A response assessment also needs what this software "
+    "does not have: the corticosteroid dose, new or worse symptoms, confirmation on a later scan, and a "
+    "reader's judgement of non-enhancing (T2/FLAIR) progression and of pseudoprogression after treatment."
+)
 
 
 def percent_change(prior: float, current: float) -> float | None:
-    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is defined)."""
+    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is
+    defined)."""
     if prior <= 0:
         return None
     return round(100.0 * (float(current) - float(prior)) / float(prior), 1)
 
 
-def _category(change: float | None, response: float, progression: float, *, any_now: bool, any_before: bool,
-              new_measurable: int, measurable_before: bool, what: str) -> dict:
+def _category(
+    change: float | None,
+    response: float,
+    progression: float,
+    *,
+    any_now: bool,
+    any_before: bool,
+    new_measurable: int,
+    measurable_before: bool,
+    what: str,
+) -> dict:
     if not any_before and not any_now:
-        return {"category": "not assessable", "change_percent": None,
-                "reason": "no enhancing tumour at either scan: the enhancing-tumour criteria do not apply"}
+        return {
+            "category": "not assessable",
+            "change_percent": None,
+            "reason": "no enhancing tumour at either scan: the enhancing-tumour criteria do not apply",
+        }
     if new_measurable:
-        return {"category": "progression", "change_percent": change,
-                "reason": f"{new_measurable} new measurable enhancing lesion(s)"}
+        return {
+            "category": "progression",
+            "change_percent": change,
+            "reason": f"{new_measurable} new measurable enhancing lesion(s)",
+        }
     if any_before and not any_now:
-        return {"category": "complete response", "change_percent": change,
-                "reason": "no enhancing tumour left (RANO also asks for confirmation at 4 weeks and no steroids)"}
+        return {
+            "category": "complete response",
+            "change_percent": change,
+            "reason": "no enhancing tumour left (RANO also asks for confirmation at 4 weeks and no steroids)",
+        }
     if not measurable_before or change is None:
-        return {"category": "stable", "change_percent": change,
-                "reason": f"no measurable enhancing disease at the prior scan ({what}): only a new measurable "
-                          "lesion or the disappearance of all enhancement would change the category"}
+        return {
+            "category": "stable",
+            "change_percent": change,
+            "reason": f"no measurable enhancing disease at the prior scan ({what}): only a new measurable "
+            "lesion or the disappearance of all enhancement would change the category",
+        }
     if change >= progression:
-        return {"category": "progression", "change_percent": change,
-                "reason": f"{what} up {change:+.1f}% (progression at {progression:+.0f}% or more)"}
+        return {
+            "category": "progression",
+            "change_percent": change,
+            "reason": f"{what} up {change:+.1f}% (progression at {progression:+.0f}% or more)",
+        }
     if change <= response:
-        return {"category": "partial response", "change_percent": change,
-                "reason": f"{what} {change:+.1f}% (partial response at {response:.0f}% or less)"}
-    return {"category": "stable", "change_percent": change,
-            "reason": f"{what} {change:+.1f}%, between {response:.0f}% and {progression:+.0f}%"}
+        return {
+            "category": "partial response",
+            "change_percent": change,
+            "reason": f"{what} {change:+.1f}% (partial response at {response:.0f}% or less)",
+        }
+    return {
+        "category": "stable",
+        "change_percent": change,
+        "reason": f"{what} {change:+.1f}%, between {response:.0f}% and {progression:+.0f}%",
+    }
 
 
-def rano_2010(prior_sum_products: float, current_sum_products: float, *, prior_lesions: int, current_lesions: int,
-              new_measurable: int = 0) -> dict:
+def rano_2010(
+    prior_sum_products: float,
+    current_sum_products: float,
+    *,
+    prior_lesions: int,
+    current_lesions: int,
+    new_measurable: int = 0,
+) -> dict:
     """RANO 2010 bidimensional category (imaging only).
 
     Args:
@@ -84,14 +124,24 @@ def rano_2010(prior_sum_products: float, current_sum_products: float, *, prior_l
         :data:`CATEGORIES` ("stable" for stable disease, as RANO names it).
     """
     change = percent_change(prior_sum_products, current_sum_products)
-    out = _category(change, RANO_2010_RESPONSE, RANO_2010_PROGRESSION, any_now=current_lesions > 0,
-                    any_before=prior_lesions > 0, new_measurable=new_measurable,
-                    measurable_before=prior_sum_products > 0, what="sum of products")
-    return dict(out, thresholds_percent={"partial response": RANO_2010_RESPONSE, "progression": RANO_2010_PROGRESSION})
+    out = _category(
+        change,
+        RANO_2010_RESPONSE,
+        RANO_2010_PROGRESSION,
+        any_now=current_lesions > 0,
+        any_before=prior_lesions > 0,
+        new_measurable=new_measurable,
+        measurable_before=prior_sum_products > 0,
+        what="sum of products",
+    )
+    return dict(
+        out, thresholds_percent={"partial response": RANO_2010_RESPONSE, "progression": RANO_2010_PROGRESSION}
+    )
 
 
-def rano_2_volumetric(prior_ml: float, current_ml: float, *, prior_lesions: int, current_lesions: int,
-                      new_measurable: int = 0) -> dict:
+def rano_2_volumetric(
+    prior_ml: float, current_ml: float, *, prior_lesions: int, current_lesions: int, new_measurable: int = 0
+) -> dict:
     """RANO 2.0 volumetric category (imaging only) from the enhancing tumour's volume.
 
     Args:
@@ -103,8 +153,18 @@ def rano_2_volumetric(prior_ml: float, current_ml: float, *, prior_lesions: int,
         As :func:`rano_2010`, with the volumetric thresholds and ``measurable_ml``.
     """
     change = percent_change(prior_ml, current_ml)
-    out = _category(change, RANO_2_RESPONSE, RANO_2_PROGRESSION, any_now=current_lesions > 0,
-                    any_before=prior_lesions > 0, new_measurable=new_measurable,
-                    measurable_before=prior_ml >= RANO_2_MEASURABLE_ML, what="enhancing volume")
-    return dict(out, thresholds_percent={"partial response": RANO_2_RESPONSE, "progression": RANO_2_PROGRESSION},
-                measurable_ml=RANO_2_MEASURABLE_ML)
+    out = _category(
+        change,
+        RANO_2_RESPONSE,
+        RANO_2_PROGRESSION,
+        any_now=current_lesions > 0,
+        any_before=prior_lesions > 0,
+        new_measurable=new_measurable,
+        measurable_before=prior_ml >= RANO_2_MEASURABLE_ML,
+        what="enhancing volume",
+    )
+    return dict(
+        out,
+        thresholds_percent={"partial response": RANO_2_RESPONSE, "progression": RANO_2_PROGRESSION},
+        measurable_ml=RANO_2_MEASURABLE_ML,
+    )

@@ -1,12 +1,13 @@
 """The case report a clinician reads (``predict --report``): what it holds, in words, and the files it is.
 
-:func:`case_report` gathers everything as one JSON-ready dict: who and what was scanned (from the DICOM headers,
-left out with ``anonymise``), volumes, lesions, the location in atlas space (:mod:`.location`), the RANO
-diameters (:mod:`.diameters`), the quality checks and the technical record. :func:`summary_sentences` and
+:func:`case_report` gathers everything as one JSON-ready dict: who and what was scanned (from the DICOM
+headers, left out with ``anonymise``), volumes, lesions, the location in atlas space (:mod:`.location`), the
+RANO diameters (:mod:`.diameters`), the quality checks and the technical record. :func:`summary_sentences` and
 :func:`quality_sentences` say it in plain sentences, which the HTML page (:mod:`.page`) and the PDF
 (:mod:`.pdf`) both show. :func:`write_case_report` writes ``<stem>.report.html``, ``<stem>.report.pdf`` and,
-for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study, :mod:`medseg3d.dicom.report`);
-``predict`` records the dict in the case's ``<stem>.json`` (:mod:`medseg3d.predict.outputs`).
+for a DICOM input, ``<stem>.report.dcm`` (an Encapsulated PDF in the input study,
+:mod:`medseg3d.dicom.report`); ``predict`` records the dict in the case's ``<stem>.json``
+(:mod:`medseg3d.predict.outputs`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,19 @@ class ReportFiles:
     dcm: Path | None = None
 
 
-def case_report(labels, image_channels: dict | None, scheme: LabelScheme, model_card: dict | None = None,
-                preprocessing: list[dict] | None = None, extra: dict | None = None,
-                min_lesion_mm3: float = MIN_LESION_MM3, *, to_atlas: np.ndarray | None = None,
-                study: dict | None = None, anonymise: bool = False) -> dict:
+def case_report(
+    labels,
+    image_channels: dict | None,
+    scheme: LabelScheme,
+    model_card: dict | None = None,
+    preprocessing: list[dict] | None = None,
+    extra: dict | None = None,
+    min_lesion_mm3: float = MIN_LESION_MM3,
+    *,
+    to_atlas: np.ndarray | None = None,
+    study: dict | None = None,
+    anonymise: bool = False,
+) -> dict:
     """Everything the report shows, as a JSON-ready dict (see :func:`write_case_report` for the arguments).
 
     Returns:
@@ -62,22 +72,32 @@ def case_report(labels, image_channels: dict | None, scheme: LabelScheme, model_
     if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
         from ..uncertainty import confidence_warning
 
-        low = confidence_warning(float(uncertainty["confidence"]), uncertainty.get("low_confidence_below"),
-                                 uncertainty.get("source", "mirrored"))
+        low = confidence_warning(
+            float(uncertainty["confidence"]),
+            uncertainty.get("low_confidence_below"),
+            uncertainty.get("source", "mirrored"),
+        )
         if low:
             warnings.append(low)
     if not np.any(np.asarray(labels.array)):
-        warnings.append("No tumour was segmented. If a tumour is visible, the input may not match what the model "
-                        "was trained on (channels, preprocessing).")
+        warnings.append(
+            "No tumour was segmented. If a tumour is visible, the input may not match what the model "
+            "was trained on (channels, preprocessing)."
+        )
     channel, _ = picture_channel(image_channels or {}, labels)
     if image_channels and channel is None:
-        warnings.append("No input channel lies on the segmentation's grid; the pictures show the labels alone.")
+        warnings.append(
+            "No input channel lies on the segmentation's grid; the pictures show the labels alone."
+        )
     return {
         "title": TITLE,
         "study": None if anonymise else study,
         "anonymised": bool(anonymise),
-        "grid": {"shape": list(labels.shape), "spacing_mm": [round(s, 4) for s in labels.spacing],
-                 "axcodes": "".join(labels.axcodes)},
+        "grid": {
+            "shape": list(labels.shape),
+            "spacing_mm": [round(s, 4) for s in labels.spacing],
+            "axcodes": "".join(labels.axcodes),
+        },
         "volumes_ml": volumes,
         "lesions": {"min_lesion_mm3": min_lesion_mm3, "connectivity": 26, "regions": lesions},
         "location": location,
@@ -115,16 +135,38 @@ def _rano_picture(report: dict, image, labels, scheme: LabelScheme) -> dict[str,
             centre = np.clip(np.round((p1 + p2) / 2).astype(int), 0, np.asarray(labels.shape) - 1)
             centre[top["slice_axis"]] = top["slice"]
             title = f"{region}: {top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f} mm"
-            return {"RANO": overlay_pictures(image, labels.array, scheme, tuple(int(v) for v in centre),
-                                             labels.affine, views=("axial",), line=(p1, p2), title=title)["axial"]}
+            return {
+                "RANO": overlay_pictures(
+                    image,
+                    labels.array,
+                    scheme,
+                    tuple(int(v) for v in centre),
+                    labels.affine,
+                    views=("axial",),
+                    line=(p1, p2),
+                    title=title,
+                )["axial"]
+            }
     return {}
 
 
-def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_stem, model_card: dict,
-                      preprocessing: list[dict], extra: dict | None = None,
-                      uncertainty_map: np.ndarray | None = None, *, to_atlas: np.ndarray | None = None,
-                      dicom_series: dict | None = None, anonymise: bool = False, pdf: bool = True,
-                      dicom_reference: str | None = None, prepared=None) -> ReportFiles:
+def write_case_report(
+    labels,
+    image_channels: dict,
+    scheme: LabelScheme,
+    out_stem,
+    model_card: dict,
+    preprocessing: list[dict],
+    extra: dict | None = None,
+    uncertainty_map: np.ndarray | None = None,
+    *,
+    to_atlas: np.ndarray | None = None,
+    dicom_series: dict | None = None,
+    anonymise: bool = False,
+    pdf: bool = True,
+    dicom_reference: str | None = None,
+    prepared=None,
+) -> ReportFiles:
     """Write ``<out_stem>.report.html``, ``.report.pdf`` and (DICOM input) ``.report.dcm``.
 
     Args:
@@ -178,8 +220,17 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
         from ..dicom.report import study_details
 
         study = study_details(dicom_series)
-    report = case_report(labels, image_channels, scheme, model_card, preprocessing, extra, to_atlas=to_atlas,
-                         study=study, anonymise=anonymise)
+    report = case_report(
+        labels,
+        image_channels,
+        scheme,
+        model_card,
+        preprocessing,
+        extra,
+        to_atlas=to_atlas,
+        study=study,
+        anonymise=anonymise,
+    )
     _, image = picture_channel(image_channels or {}, labels)
     centre = _largest_lesion_centre(report, labels.shape)
     report["pictures_through_voxel"] = list(centre)
@@ -196,13 +247,18 @@ def write_case_report(labels, image_channels: dict, scheme: LabelScheme, out_ste
             from .pdf import render_pdf
 
             document = render_pdf(report, pictures)
-            files.pdf = atomic_write(out_stem.with_name(name + ".report.pdf"),
-                                     lambda tmp: Path(tmp).write_bytes(document))
+            files.pdf = atomic_write(
+                out_stem.with_name(name + ".report.pdf"), lambda tmp: Path(tmp).write_bytes(document)
+            )
             if dicom_series and not anonymise:
                 from ..dicom.report import write_report_dicom
 
                 source = dicom_series.get(dicom_reference) or next(iter(dicom_series.values()))
-                files.dcm = write_report_dicom(document, source, out_stem.with_name(name + ".report.dcm"), title=TITLE)
+                files.dcm = write_report_dicom(
+                    document, source, out_stem.with_name(name + ".report.dcm"), title=TITLE
+                )
     except OSError as exc:
-        raise InputError(f"{out_stem.parent}: cannot write the report ({exc.strerror}); choose another folder") from exc
+        raise InputError(
+            f"{out_stem.parent}: cannot write the report ({exc.strerror}); choose another folder"
+        ) from exc
     return files

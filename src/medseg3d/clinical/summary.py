@@ -40,14 +40,18 @@ def diameters_phrase(region: dict) -> str:
     if not lesions:
         return "no lesion"
     top = lesions[0]
-    text = (f"{len(lesions)} lesion{'s' if len(lesions) > 1 else ''}; largest {_mm(top['axial_mm'])} x "
-            f"{_mm(top['perpendicular_mm'])} mm (product {top['product_mm2']:.0f} mm²), "
-            + ("measurable" if top["measurable"] else "not measurable (under 10 mm)"))
+    text = (
+        f"{len(lesions)} lesion{'s' if len(lesions) > 1 else ''}; largest {_mm(top['axial_mm'])} x "
+        f"{_mm(top['perpendicular_mm'])} mm (product {top['product_mm2']:.0f} mm²), "
+        + ("measurable" if top["measurable"] else "not measurable (under 10 mm)")
+    )
     if region.get("multifocal"):
         text += f"; multifocal, centres up to {region['max_distance_mm']:.0f} mm apart"
     if region.get("n_measurable", 0) > 1:
-        text += f"; sum of products of the {min(region['n_measurable'], 5)} largest measurable " \
-                f"{region['sum_products_mm2']:.0f} mm²"
+        text += (
+            f"; sum of products of the {min(region['n_measurable'], 5)} largest measurable "
+            f"{region['sum_products_mm2']:.0f} mm²"
+        )
     return text
 
 
@@ -75,8 +79,10 @@ def summary_sentences(report: dict) -> list[str]:
         if r in diam:
             lines.append(f"Diameters of the {REGION_NAMES[r]} (RANO): {diameters_phrase(diam[r])}.")
     if "ET" in diam and not diam["ET"].get("lesions"):
-        lines.append("Without enhancing tumour nothing is measurable by RANO 2010's bidimensional rule; "
-                     "non-enhancing disease is followed on T2/FLAIR.")
+        lines.append(
+            "Without enhancing tumour nothing is measurable by RANO 2010's bidimensional rule; "
+            "non-enhancing disease is followed on T2/FLAIR."
+        )
     follow = (report.get("extra") or {}).get("followup")
     if isinstance(follow, dict) and follow.get("summary"):
         lines.append("Follow-up: " + str(follow["summary"]))
@@ -90,15 +96,19 @@ def quality_sentences(report: dict) -> list[str]:
     raw = extra.get("raw_input") or {}
     fit = raw.get("template_fit") or {}
     if fit.get("brain_overlap") is not None:
-        lines.append(f"The brain was aligned to the atlas template with a brain overlap (Dice) of "
-                     f"{fit['brain_overlap']:.2f}.")
+        lines.append(
+            f"The brain was aligned to the atlas template with a brain overlap (Dice) of "
+            f"{fit['brain_overlap']:.2f}."
+        )
     if raw.get("brain_ml"):
         lines.append(f"Skull stripping found a brain of {raw['brain_ml']:.0f} ml.")
     uncertainty = extra.get("uncertainty")
     if isinstance(uncertainty, dict) and uncertainty.get("confidence") is not None:
         rank = uncertainty.get("held_out_share_less_confident")
-        lines.append(f"The model's confidence in this segmentation is {uncertainty['confidence']:.2f}"
-                     + (f", above that of {rank:.0%} of the held-out test cases." if rank is not None else "."))
+        lines.append(
+            f"The model's confidence in this segmentation is {uncertainty['confidence']:.2f}"
+            + (f", above that of {rank:.0%} of the held-out test cases." if rank is not None else ".")
+        )
     loc = report.get("location") or {}
     if loc and not loc.get("available"):
         lines.append(f"The location could not be given: {loc.get('reason')}.")

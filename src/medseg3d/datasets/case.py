@@ -53,12 +53,14 @@ class Case:
         if missing:
             present = [m for m in self.channels if m not in self.missing()]
             raise InputError(
-                f"case {self.case_id}: modality {', '.join(missing)} is missing (found {', '.join(present) or 'none'}); "
-                "add the file or choose --modalities among those found"
+                f"case {self.case_id}: modality {', '.join(missing)} is missing (found "
+                f"{', '.join(present) or 'none'}); add the file or choose --modalities among those found"
             )
         meta = dict(self.meta)
         if "channel_index" in meta:
-            meta["channel_index"] = {m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]}
+            meta["channel_index"] = {
+                m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]
+            }
         return Case(self.case_id, {m: self.channels[m] for m in modalities}, self.label, meta)
 
     def read_channels(self):
@@ -81,7 +83,10 @@ class Case:
             if vol.array.ndim == 4 and name in index:
                 k = int(index[name])
                 if k >= vol.array.shape[3]:
-                    raise InputError(f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, no channel {k} ({name})")
+                    raise InputError(
+                        f"case {self.case_id}: {path} has {vol.array.shape[3]} channels, "
+                        f"no channel {k} ({name})"
+                    )
                 vol = Volume(vol.array[..., k], vol.affine, vol.meta)
             if vol.array.ndim != 3:
                 raise InputError(
@@ -91,7 +96,8 @@ class Case:
             yield name, path, vol
 
     def load(self, with_label: bool = True) -> tuple[np.ndarray, Volume, np.ndarray | None]:
-        """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume, label)``.
+        """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume,
+        label)``.
 
         Checks that every channel and the label share one grid, and that images are finite and not constant.
         Refuses a case whose channel files could not be told apart (``meta["ambiguous"]``), and with
@@ -124,10 +130,13 @@ class Case:
         return np.stack(arrays), ref, label
 
     def channel_lines(self) -> list[str]:
-        """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel order."""
+        """``"t1ce <- post_gd.nii.gz (file name)"``: how each channel's file was identified, in channel
+        order."""
         sources = self.meta.get("sources", {})
-        return [f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
-                for m, p in self.channels.items()]
+        return [
+            f"{m} <- {shown_name(p)}" + (f" ({sources[m]})" if m in sources else "")
+            for m, p in self.channels.items()
+        ]
 
 
 def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
@@ -149,24 +158,31 @@ def _channel_problem(case_id, name, path, vol, data, ref, ref_name) -> str | Non
     if vol is not ref and not ref.same_grid(vol):
         return (
             f"case {case_id}: channel {name} has grid {vol.shape} / spacing {_fmt(vol.spacing)} / origin "
-            f"{_fmt(vol.origin)} that differs from {ref_name} {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; "
-            "resample all channels onto one grid"
+            f"{_fmt(vol.origin)} that differs from {ref_name} {ref.shape} / {_fmt(ref.spacing)} / "
+            f"{_fmt(ref.origin)}; resample all channels onto one grid"
         )
     if not np.all(np.isfinite(data)):
         return f"case {case_id}: channel {name} ({path}) holds NaN or infinite values; fix the file"
     if data.size and data.min() == data.max():
-        return f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); the file is empty or broken"
+        return (
+            f"case {case_id}: channel {name} ({path}) is constant ({data.min():g}); "
+            "the file is empty or broken"
+        )
     few = mask_like(vol.array)
     if few:
-        return f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, not an MR scan; give the image"
+        return (
+            f"case {case_id}: channel {name} ({path}) holds {few}: a mask or label map, "
+            "not an MR scan; give the image"
+        )
     return None
 
 
 def _label_problem(case_id, path, lab, ref) -> str | None:
     if not ref.same_grid(lab):
         return (
-            f"case {case_id}: label grid {lab.shape} / spacing {_fmt(lab.spacing)} / origin {_fmt(lab.origin)} differs "
-            f"from the images' {ref.shape} / {_fmt(ref.spacing)} / {_fmt(ref.origin)}; the label must be on the image grid"
+            f"case {case_id}: label grid {lab.shape} / spacing {_fmt(lab.spacing)} / origin "
+            f"{_fmt(lab.origin)} differs from the images' {ref.shape} / {_fmt(ref.spacing)} / "
+            f"{_fmt(ref.origin)}; the label must be on the image grid"
         )
     if lab.array.ndim != 3:
         return f"case {case_id}: label {path} is not a 3D image {lab.array.shape}"
@@ -202,18 +218,23 @@ def check_case(case: Case) -> list[str]:
         try:
             _, path, vol = next(sub.read_channels())
         except InputError as exc:
-            problems.append(str(exc) if str(exc).startswith(f"case {case.case_id}") else f"case {case.case_id}: {exc}")
+            problems.append(
+                str(exc) if str(exc).startswith(f"case {case.case_id}") else f"case {case.case_id}: {exc}"
+            )
             continue
         if ref is None:
             ref, ref_name = vol, name
-        problem = _channel_problem(case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name)
+        problem = _channel_problem(
+            case.case_id, name, path, vol, vol.array.astype(np.float32, copy=False), ref, ref_name
+        )
         if problem:
             problems.append(problem)
         else:
             subsampled[name] = (vol.array[::2, ::2, ::2], tuple(2 * s for s in vol.spacing))
     if len(subsampled) == len(case.channels) and not case.meta.get("ambiguous"):
-        warning = order_warning([a for a, _ in subsampled.values()], tuple(subsampled),
-                                [s for _, s in subsampled.values()])
+        warning = order_warning(
+            [a for a, _ in subsampled.values()], tuple(subsampled), [s for _, s in subsampled.values()]
+        )
         if warning:
             problems.append(f"case {case.case_id}: {warning}")
     if case.label is not None:

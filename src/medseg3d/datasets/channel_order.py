@@ -67,13 +67,21 @@ class SequenceCheck:
         ident = self.identification
         if ident is None:
             return None
-        return {"content_order": list(ident.order), "confidence": round(ident.confidence, 4),
-                "runner_up": [list(ident.runner_up[0]), round(ident.runner_up[1], 4)],
-                "used_as": self.order if self.reordered else None}
+        return {
+            "content_order": list(ident.order),
+            "confidence": round(ident.confidence, 4),
+            "runner_up": [list(ident.runner_up[0]), round(ident.runner_up[1], 4)],
+            "used_as": self.order if self.reordered else None,
+        }
 
 
-def check_sequences(case_id: str, arrays: dict[str, np.ndarray], spacings: dict[str, tuple], sources: dict[str, str],
-                    trust_names: bool = False) -> SequenceCheck:
+def check_sequences(
+    case_id: str,
+    arrays: dict[str, np.ndarray],
+    spacings: dict[str, tuple],
+    sources: dict[str, str],
+    trust_names: bool = False,
+) -> SequenceCheck:
     """Check the channels' modalities against their content; see the module docstring for the rules.
 
     Args:
@@ -99,39 +107,53 @@ def check_sequences(case_id: str, arrays: dict[str, np.ndarray], spacings: dict[
     assumed = [m for m in given if is_assumed(sources.get(m, ""))]
     if ident is None:
         if assumed:
-            check.review.append(f"case {case_id}: the channel order ({', '.join(given)}) was assumed and their "
-                                "intensities could not confirm it; check which file is which")
+            check.review.append(
+                f"case {case_id}: the channel order ({', '.join(given)}) was assumed and their "
+                "intensities could not confirm it; check which file is which"
+            )
         return check
     content = dict(zip(given, ident.order))
     wrong = [m for m in given if content[m] != m]
     evidence = ", ".join(f"{_file(sources, m)} looks like {content[m]}" for m in wrong)
     if not wrong:
         if assumed and ident.confident:
-            check.lines.append(f"case {case_id}: the assumed channel order {', '.join(given)} agrees with their "
-                               f"intensities (confidence {ident.confidence:.3f})")
+            check.lines.append(
+                f"case {case_id}: the assumed channel order {', '.join(given)} agrees with their "
+                f"intensities (confidence {ident.confidence:.3f})"
+            )
         elif assumed:
-            check.review.append(f"case {case_id}: the channel order ({', '.join(given)}) was assumed and their "
-                                f"intensities only weakly confirm it ({ident.describe()}); check which file is which")
+            check.review.append(
+                f"case {case_id}: the channel order ({', '.join(given)}) was assumed and their "
+                f"intensities only weakly confirm it ({ident.describe()}); check which file is which"
+            )
         return check
     if not ident.confident:  # names are trusted against a doubtful reading; an assumed order is not
         if any(m in assumed for m in wrong):
-            check.review.append(f"case {case_id}: the channels may be swapped: by their intensities {evidence} "
-                                f"({ident.describe()}); check which file is which, or name them with {FLAGS}")
+            check.review.append(
+                f"case {case_id}: the channels may be swapped: by their intensities {evidence} "
+                f"({ident.describe()}); check which file is which, or name them with {FLAGS}"
+            )
         return check
     flagged = [m for m in wrong if sources.get(m, "").startswith("--")]
     named = [m for m in wrong if m not in flagged and m not in assumed]
     if not named and not flagged:
         check.order = content
-        check.lines.append(f"case {case_id}: no name says which file is which; by their intensities "
-                           + ", ".join(f"{_file(sources, m)} is {content[m]}" for m in given)
-                           + f" (confidence {ident.confidence:.3f}); segmented in that order")
+        check.lines.append(
+            f"case {case_id}: no name says which file is which; by their intensities "
+            + ", ".join(f"{_file(sources, m)} is {content[m]}" for m in given)
+            + f" (confidence {ident.confidence:.3f}); segmented in that order"
+        )
         return check
     if named and not trust_names:
-        raise InputError(f"case {case_id}: the names say {', '.join(named)} but by their intensities {evidence} "
-                         f"({ident.describe()}); check the files, or if the names are right say so with {FLAGS} "
-                         "(one case) or --trust-names")
-    check.review.append(f"case {case_id}: kept as given ({'flags' if flagged else '--trust-names'}), although by "
-                        f"their intensities {evidence} ({ident.describe()})")
+        raise InputError(
+            f"case {case_id}: the names say {', '.join(named)} but by their intensities {evidence} "
+            f"({ident.describe()}); check the files, or if the names are right say so with {FLAGS} "
+            "(one case) or --trust-names"
+        )
+    check.review.append(
+        f"case {case_id}: kept as given ({'flags' if flagged else '--trust-names'}), although by "
+        f"their intensities {evidence} ({ident.describe()})"
+    )
     return check
 
 
@@ -157,7 +179,9 @@ def channel_order_warning(image: np.ndarray, modalities, spacing=(1.0, 1.0, 1.0)
     """
     if image.ndim != 4:
         return None
-    return order_warning([image[i] for i in range(image.shape[0])], tuple(modalities), [spacing] * image.shape[0])
+    return order_warning(
+        [image[i] for i in range(image.shape[0])], tuple(modalities), [spacing] * image.shape[0]
+    )
 
 
 def order_warning(arrays: list[np.ndarray], modalities: tuple[str, ...], spacings=None) -> str | None:
@@ -167,8 +191,11 @@ def order_warning(arrays: list[np.ndarray], modalities: tuple[str, ...], spacing
     ident = identify_channels(arrays, spacings or [(1.0, 1.0, 1.0)] * len(arrays))
     if ident is None or not ident.confident or list(ident.order) == list(modalities):
         return None
-    return (f"the channels given as {', '.join(modalities)} look like {', '.join(ident.order)} by their "
-            f"intensities (confidence {ident.confidence:.3f}); check which file is which, or name them with {FLAGS}")
+    return (
+        f"the channels given as {', '.join(modalities)} look like {', '.join(ident.order)} by their "
+        f"intensities (confidence {ident.confidence:.3f}); check which file is which, "
+        f"or name them with {FLAGS}"
+    )
 
 
 def check_case_sequences(case, volumes: dict, trust_names: bool = False) -> tuple[dict, SequenceCheck]:
@@ -183,13 +210,21 @@ def check_case_sequences(case, volumes: dict, trust_names: bool = False) -> tupl
         InputError: as :func:`check_sequences`.
     """
     sources = case.meta.get("sources", {})
-    check = check_sequences(case.case_id, {m: v.array for m, v in volumes.items()},
-                            {m: v.spacing for m, v in volumes.items()}, sources, trust_names)
+    check = check_sequences(
+        case.case_id,
+        {m: v.array for m, v in volumes.items()},
+        {m: v.spacing for m, v in volumes.items()},
+        sources,
+        trust_names,
+    )
     if not check.reordered:
         return volumes, check
     moved = {check.order[m]: v for m, v in volumes.items()}
     paths = {check.order[m]: p for m, p in case.channels.items()}
     case.channels = {m: paths[m] for m in volumes}
-    case.meta["sources"] = {check.order[m]: f"intensities, confidence {check.identification.confidence:.3f} "
-                            f"(given as {m}: {sources.get(m, 'no name')})" for m in volumes}
+    case.meta["sources"] = {
+        check.order[m]: f"intensities, confidence {check.identification.confidence:.3f} "
+        f"(given as {m}: {sources.get(m, 'no name')})"
+        for m in volumes
+    }
     return {m: moved[m] for m in volumes}, check

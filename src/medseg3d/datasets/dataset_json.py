@@ -31,7 +31,10 @@ def _brats_value_of_class(name: str) -> int | None:
     text = " ".join(sorted(words))
     if words & {"edema", "oedema", "ed", "peritumoral"}:
         return 2
-    if words & {"non", "nonenhancing", "necrotic", "necrosis", "ncr", "net"} or "non-enhancing" in name.lower():
+    if (
+        words & {"non", "nonenhancing", "necrotic", "necrosis", "ncr", "net"}
+        or "non-enhancing" in name.lower()
+    ):
         return 1
     if words & {"enhancing", "et"} or "enhancing" in text:
         return 4
@@ -61,8 +64,11 @@ def brats_label_map(labels) -> dict[int, int] | None:
     except (TypeError, ValueError):
         return None
     if regions:
+
         def region(*keys):
-            return next((vals for name, vals in regions.items() if any(k in name_words(name) for k in keys)), None)
+            return next(
+                (vals for name, vals in regions.items() if any(k in name_words(name) for k in keys)), None
+            )
 
         whole, core, enhancing = region("whole", "wt"), region("core", "tc"), region("enhancing", "et")
         if whole is None or core is None or enhancing is None or not enhancing <= core <= whole:

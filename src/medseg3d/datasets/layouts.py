@@ -90,21 +90,33 @@ def ambiguity(case_id: str, entries, needed=None) -> str | None:
 
     Two files named for one ``needed`` modality are ambiguous; files whose names say nothing are ambiguous
     only while a ``needed`` modality has no file (one of them may be it). Beside a file for each, they are
-    extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see :func:`extra_files`."""
+    extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see
+    :func:`extra_files`."""
     counts: dict = {}
     for _, what, _, _ in entries:
         counts[what] = counts.get(what, 0) + 1
-    twice = [w for w, n in counts.items() if w not in (None, "ignore") and n > 1 and (needed is None or w in needed)]
+    twice = [
+        w
+        for w, n in counts.items()
+        if w not in (None, "ignore") and n > 1 and (needed is None or w in needed)
+    ]
     complete = needed is not None and all(m in counts for m in needed)
     unknown = 0 if complete else counts.get(None, 0)
     if not twice and not unknown:
         return None
-    found = ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}"
-                      for p, what, _, _ in sorted(entries, key=lambda e: e[0].name) if what != "ignore")
-    why = "; ".join([f"{n} files for {w}" for w, n in counts.items() if w in twice]
-                    + ([f"{unknown} file(s) not recognised"] if unknown else []))
-    return (f"case {case_id}: cannot tell which file is which channel ({why}; found {found}); remove the extra "
-            f"files or say which is which with {FLAGS}")
+    found = ", ".join(
+        f"{shown_name(p)} -> {what or 'not recognised'}"
+        for p, what, _, _ in sorted(entries, key=lambda e: e[0].name)
+        if what != "ignore"
+    )
+    why = "; ".join(
+        [f"{n} files for {w}" for w, n in counts.items() if w in twice]
+        + ([f"{unknown} file(s) not recognised"] if unknown else [])
+    )
+    return (
+        f"case {case_id}: cannot tell which file is which channel ({why}; found {found}); remove the extra "
+        f"files or say which is which with {FLAGS}"
+    )
 
 
 def extra_files(entries) -> list[str]:
@@ -129,7 +141,8 @@ def _case_from_entries(case_id: str, entries, layout: str) -> Case | None:
     if len(labels) > 1:  # matters to training and evaluation, not to prediction
         meta["ambiguous_label"] = (
             f"case {case_id}: {len(labels)} label files ({', '.join(shown_name(e[0]) for e in labels)}); "
-            "keep one, or list the cases in a .csv with a 'label' column")
+            "keep one, or list the cases in a .csv with a 'label' column"
+        )
     ignored = extra_files(entries) if not ambiguous else []
     if ignored:
         meta["ignored"] = ignored
@@ -148,7 +161,8 @@ def _brats_case(folder: Path) -> Case | None:
 
 
 def _fill_missing(cases: list[Case], expected_path) -> list[Case]:
-    """Give every case the modalities any case has (BraTS order), pointing missing ones at ``expected_path``."""
+    """Give every case the modalities any case has (BraTS order), pointing missing ones at
+    ``expected_path``."""
     present = {m for c in cases for m in c.channels}
     order = [m for m in BRATS_MODALITIES if m in present] + sorted(present - set(BRATS_MODALITIES))
     for c in cases:
@@ -214,7 +228,9 @@ def _find_brats_mha(root: Path) -> list[Case]:
         kind = m.group(1).lower()
         key = "label" if kind == "ot" else NAME_MODALITY.get(kind[3:].replace("_", ""), kind[3:])
         meta = {"grade": patient_dir.parent.name} if patient_dir != root else {}
-        entry = groups.setdefault(case_id, {"channels": {}, "label": None, "meta": {"layout": "brats-mha", **meta}})
+        entry = groups.setdefault(
+            case_id, {"channels": {}, "label": None, "meta": {"layout": "brats-mha", **meta}}
+        )
         if key == "label":
             entry["label"] = f
         else:
@@ -239,7 +255,9 @@ def _flat_mha_cases(folder: Path, entries) -> list[Case]:
         if e[1] is not None:
             by_prefix.setdefault(e[3], []).append(e)
     if len(by_prefix) > 1 and all(len(group) >= 2 for group in by_prefix.values()):
-        found = [_case_from_entries(prefix, group, "brats-mha") for prefix, group in sorted(by_prefix.items())]
+        found = [
+            _case_from_entries(prefix, group, "brats-mha") for prefix, group in sorted(by_prefix.items())
+        ]
         return [c for c in found if c is not None]
     prefixes = [p for p in by_prefix if p]
     case_id = prefixes[0] if len(by_prefix) == 1 and prefixes else folder.name
@@ -277,7 +295,9 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
     else:  # an images folder given on its own: its dataset.json, if any, is in the dataset folder above
         info_root = root.parent if (root.parent / "dataset.json").is_file() else None
         img_dir = root
-        lab_dir = root.parent / ("labels" + root.name[len("images"):]) if root.name.startswith("images") else None
+        lab_dir = (
+            root.parent / ("labels" + root.name[len("images") :]) if root.name.startswith("images") else None
+        )
     info = read_dataset_json(info_root) if info_root is not None else {}
     names = info.get("channel_names") or info.get("modality") or {}
     if not isinstance(names, dict):
@@ -299,9 +319,14 @@ def _find_nnunet(root: Path, split: str = "Tr") -> list[Case]:
     note = None
     if info_root is None and found and all(set(chans) == {0, 1, 2, 3} for chans in found.values()):
         channel_names = list(NNUNET_BRATS_ORDER)
-        how = {name: f"_{k:04d}: nnU-Net's BraTS order, no dataset.json" for k, name in enumerate(channel_names)}
-        note = (f"{root}: no dataset.json here or in the folder above; channels taken in nnU-Net's BraTS order "
-                f"(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair); if not, give a dataset.json or the files with {FLAGS}")
+        how = {
+            name: f"_{k:04d}: nnU-Net's BraTS order, no dataset.json" for k, name in enumerate(channel_names)
+        }
+        note = (
+            f"{root}: no dataset.json here or in the folder above; channels taken in nnU-Net's BraTS order "
+            "(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair); if not, "
+            f"give a dataset.json or the files with {FLAGS}"
+        )
     label_map = brats_label_map(info.get("labels"))
     cases = []
     for case_id, chans in sorted(found.items()):
@@ -346,13 +371,17 @@ def _find_csv(path: Path) -> list[Case]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"{path}: cannot read the CSV ({exc}); save it as UTF-8 text") from exc
     if not header:
-        raise InputError(f"{path}: the CSV is empty; add a header 'case,<channel>...,label' and one row per case")
+        raise InputError(
+            f"{path}: the CSV is empty; add a header 'case,<channel>...,label' and one row per case"
+        )
     columns = [c.strip() for c in header]
     lower = [c.lower() for c in columns]
     if "case" not in lower:
         raise InputError(f"{path}: the CSV needs a 'case' column (found {columns})")
     if not rows:
-        raise InputError(f"{path}: the CSV lists no cases; add rows with a 'case' column and one column per channel")
+        raise InputError(
+            f"{path}: the CSV lists no cases; add rows with a 'case' column and one column per channel"
+        )
     label_col = next((i for i, c in enumerate(lower) if c in ("label", "seg")), None)
     case_col = lower.index("case")
     channel_cols = [i for i in range(len(columns)) if i not in (case_col, label_col)]
@@ -373,7 +402,10 @@ def _find_csv(path: Path) -> list[Case]:
             raise InputError(f"{path}: line {n} has an empty 'case' cell; give every case an id")
         empty = [names[j] for j, i in enumerate(channel_cols) if not row[i].strip()]
         if empty:
-            raise InputError(f"{path}: line {n} (case {case_id}) has no file for {', '.join(empty)}; fill every channel cell")
+            raise InputError(
+                f"{path}: line {n} (case {case_id}) has no file for {', '.join(empty)}; "
+                "fill every channel cell"
+            )
         channels = {names[j]: resolve(row[i]) for j, i in enumerate(channel_cols)}
         label = resolve(row[label_col]) if label_col is not None and row[label_col].strip() else None
         cases.append(Case(case_id, channels, label, {"layout": "csv"}))
@@ -459,7 +491,8 @@ def find_cases(
         unlabelled = [c.case_id for c in cases if c.label is None]
         if unlabelled:
             raise InputError(
-                f"{root}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); training needs labels"
+                f"{root}: {len(unlabelled)} case(s) have no label file (e.g. {unlabelled[0]}); "
+                "training needs labels"
             )
     return cases
 

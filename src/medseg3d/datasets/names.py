@@ -10,22 +10,46 @@ from ..io import strip_image_suffix
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 MODALITY_ALIASES = {
-    "t1c": "t1ce", "t1gd": "t1ce", "t1ce": "t1ce", "flair": "flair", "t1": "t1", "t2": "t2",
+    "t1c": "t1ce",
+    "t1gd": "t1ce",
+    "t1ce": "t1ce",
+    "flair": "flair",
+    "t1": "t1",
+    "t2": "t2",
     # BraTS 2023+ names (T2-FLAIR, native T1, contrast T1, T2-weighted) and MSD's T1w / T2w
-    "t2f": "flair", "t1n": "t1", "t2w": "t2", "t1w": "t1",
+    "t2f": "flair",
+    "t1n": "t1",
+    "t2w": "t2",
+    "t1w": "t1",
 }
 # Names that say a file's modality when they END a file or folder name (after the case id): one word, or
 # two joined by "_" ("t1_post", "post_gd"). Words are split at "_", "-", ".", and spaces; "t1+c" is one word.
 NAME_MODALITY = {
     **MODALITY_ALIASES,
-    "fla": "flair", "t2flair": "flair", "t2_flair": "flair",
-    "t1_native": "t1", "t1native": "t1", "t1_pre": "t1", "t1pre": "t1", "native": "t1",
-    "t1_post": "t1ce", "t1post": "t1ce", "post": "t1ce", "post_gd": "t1ce", "t1+c": "t1ce", "t1+gd": "t1ce",
-    "t1_contrast": "t1ce", "t1_gd": "t1ce", "t1_ce": "t1ce", "t1ce_gd": "t1ce",
+    "fla": "flair",
+    "t2flair": "flair",
+    "t2_flair": "flair",
+    "t1_native": "t1",
+    "t1native": "t1",
+    "t1_pre": "t1",
+    "t1pre": "t1",
+    "native": "t1",
+    "t1_post": "t1ce",
+    "t1post": "t1ce",
+    "post": "t1ce",
+    "post_gd": "t1ce",
+    "t1+c": "t1ce",
+    "t1+gd": "t1ce",
+    "t1_contrast": "t1ce",
+    "t1_gd": "t1ce",
+    "t1_ce": "t1ce",
+    "t1ce_gd": "t1ce",
 }
 # Names that identify a modality wherever they stand in a file name ("flair_brain.nii.gz"), when no other
 # such name is there; shorter words ("post", "native") are trusted only at the end, after the case id.
-_STRONG_NAMES = {k: v for k, v in NAME_MODALITY.items() if "_" not in k and k not in ("post", "native", "fla")}
+_STRONG_NAMES = {
+    k: v for k, v in NAME_MODALITY.items() if "_" not in k and k not in ("post", "native", "fla")
+}
 _LABEL_NAMES = {"seg", "label", "labels", "truth", "ot", "gt", "segmentation"}
 # known companions of the channels that are not channels (a brain mask beside the images)
 _IGNORED_NAMES = {"mask", "brainmask", "brain_mask"}
@@ -85,7 +109,8 @@ def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str
             continue
         key = "_".join(words[-n:])
         what = NAME_MODALITY.get(key) or (
-            "label" if key in _LABEL_NAMES else "ignore" if key in _IGNORED_NAMES else None)
+            "label" if key in _LABEL_NAMES else "ignore" if key in _IGNORED_NAMES else None
+        )
         if what in ("label", "ignore") or (what and not descriptive):
             return what, stem[: spans[-n].start()].rstrip("_-. ")
     strong = {_STRONG_NAMES[w] for w in words if w in _STRONG_NAMES}
@@ -100,8 +125,27 @@ def _modality_from_description(words: list[str]) -> str | None:
     flair = w & {"flair", "t2f", "fla", "t2flair"}
     t1 = w & {"t1", "t1w", "t1n", "t1c", "t1ce", "t1gd", "t1+c", "t1post", "t1pre", "mprage", "spgr", "bravo"}
     t2 = w & {"t2", "t2w", "t2flair"}
-    contrast = bool(w & {"post", "gd", "gad", "gado", "gadolinium", "ce", "c", "+c", "c+", "contrast", "t1c",
-                         "t1ce", "t1gd", "t1+c", "t1post", "postcontrast"})
+    contrast = bool(
+        w
+        & {
+            "post",
+            "gd",
+            "gad",
+            "gado",
+            "gadolinium",
+            "ce",
+            "c",
+            "+c",
+            "c+",
+            "contrast",
+            "t1c",
+            "t1ce",
+            "t1gd",
+            "t1+c",
+            "t1post",
+            "postcontrast",
+        }
+    )
     pre = bool(w & {"pre", "native", "t1n", "t1pre", "precontrast"})
     if flair:
         return None if t1 and not t2 else "flair"  # T1-FLAIR is a T1-weighted sequence: let the user say

@@ -76,24 +76,35 @@ def _override_entries(overrides: dict[str, Path]):
 
 
 def _refuse(case_id: str, entries, modalities, problem: str) -> InputError:
-    found = ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}" for p, what, _, _ in entries) or "no image file"
-    return InputError(f"case {case_id}: {problem} (found {found}); say which file is which with {FLAGS}"
-                      + ("" if set(modalities) == set(BRATS_MODALITIES) else f" (the model needs {', '.join(modalities)})"))
+    found = (
+        ", ".join(f"{shown_name(p)} -> {what or 'not recognised'}" for p, what, _, _ in entries)
+        or "no image file"
+    )
+    return InputError(
+        f"case {case_id}: {problem} (found {found}); say which file is which with {FLAGS}"
+        + ("" if set(modalities) == set(BRATS_MODALITIES) else f" (the model needs {', '.join(modalities)})")
+    )
 
 
 def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str]]:
     entries = file_entries(folder, IMAGE_SUFFIXES) + dicom_entries(folder)
     named = any(what in BRATS_MODALITIES for _, what, _, _ in entries)
     if set(overrides) >= set(modalities):
-        case = Case(folder.name, {m: overrides[m] for m in modalities}, None,
-                    {"layout": "files", "sources": {m: f"--{m}" for m in modalities}})
+        case = Case(
+            folder.name,
+            {m: overrides[m] for m in modalities},
+            None,
+            {"layout": "files", "sources": {m: f"--{m}" for m in modalities}},
+        )
         return case, []
     if not named and entries and not is_nnunet_images_folder(folder):
         raise _refuse(folder.name, entries, modalities, "no file name says its modality")
     if not named:  # nnU-Net images folder, BRATS 2015 patient folder...: as find_cases reads it
         cases = find_cases(folder)
         if len(cases) != 1:
-            raise InputError(f"{folder}: holds {len(cases)} cases; give one case folder, or -o a folder for all")
+            raise InputError(
+                f"{folder}: holds {len(cases)} cases; give one case folder, or -o a folder for all"
+            )
         case = cases[0]
         if case.meta.get("ambiguous"):
             raise InputError(case.meta["ambiguous"])
@@ -102,12 +113,19 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
         if missing:
             listed = [(p, m, "", "") for m, p in case.channels.items() if Path(p).exists()]
             raise _refuse(case.case_id, listed, modalities, f"no file for {', '.join(missing)}")
-        sources = {m: f"--{m}" if m in overrides else case.meta.get("sources", {}).get(m, "") for m in modalities}
+        sources = {
+            m: f"--{m}" if m in overrides else case.meta.get("sources", {}).get(m, "") for m in modalities
+        }
         meta = {k: v for k, v in case.meta.items() if k not in ("sources", "channel_index")}
         if "channel_index" in case.meta:
-            meta["channel_index"] = {m: case.meta["channel_index"][m] for m in modalities
-                                     if m in case.meta["channel_index"] and m not in overrides}
-        out = Case(case.case_id, channels, case.label, meta | {"sources": {k: v for k, v in sources.items() if v}})
+            meta["channel_index"] = {
+                m: case.meta["channel_index"][m]
+                for m in modalities
+                if m in case.meta["channel_index"] and m not in overrides
+            }
+        out = Case(
+            case.case_id, channels, case.label, meta | {"sources": {k: v for k, v in sources.items() if v}}
+        )
         return out, [case.meta["note"]] if case.meta.get("note") else []
     # the user's flags settle their modalities: the folder's files named so, or given so, step aside
     given = {_resolved(p) for p in overrides.values()}
@@ -121,7 +139,9 @@ def _resolve_folder(folder: Path, modalities, overrides) -> tuple[Case, list[str
     found = {what: (path, how) for path, what, how, _ in kept}
     missing = [m for m in needed if m not in found]
     if missing:
-        raise _refuse(case_id, kept + _override_entries(overrides), modalities, f"no file for {', '.join(missing)}")
+        raise _refuse(
+            case_id, kept + _override_entries(overrides), modalities, f"no file for {', '.join(missing)}"
+        )
     channels = {m: overrides[m] if m in overrides else found[m][0] for m in modalities}
     sources = {m: f"--{m}" if m in overrides else found[m][1] for m in modalities}
     label = found["label"][0] if "label" in found else None
@@ -157,10 +177,14 @@ def _nnunet_file_modalities(files: list[Path]) -> tuple[dict[int, str], str] | N
     folder = files[0].parent
     for info_root in (folder, folder.parent):
         if (info_root / "dataset.json").is_file():
-            names = read_dataset_json(info_root).get("channel_names") or read_dataset_json(info_root).get("modality")
+            names = read_dataset_json(info_root).get("channel_names") or read_dataset_json(info_root).get(
+                "modality"
+            )
             if isinstance(names, dict) and all(str(k) in names for k in numbers):
-                return ({k: nnunet_channel_name(names[str(k)], k) for k in numbers},
-                        f"nnU-Net channel number, {info_root / 'dataset.json'}")
+                return (
+                    {k: nnunet_channel_name(names[str(k)], k) for k in numbers},
+                    f"nnU-Net channel number, {info_root / 'dataset.json'}",
+                )
     if set(numbers) == {0, 1, 2, 3}:
         return dict(enumerate(NNUNET_BRATS_ORDER)), "nnU-Net channel number, nnU-Net's BraTS order"
     return None
@@ -180,8 +204,10 @@ def _resolve_files(files: list[Path], modalities, overrides) -> tuple[Case, list
             k = int(NNUNET_FILE.match(strip_image_suffix(f.name)).group("ch"))
             entries.append((f, by_number[k], f"_{k:04d}: {how}", case_id))
         if "BraTS order" in how:
-            lines.append(f"no dataset.json beside {files[0].parent}: channels taken in nnU-Net's BraTS order "
-                         "(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair)")
+            lines.append(
+                f"no dataset.json beside {files[0].parent}: channels taken in nnU-Net's BraTS order "
+                "(_0000 t1, _0001 t1ce, _0002 t2, _0003 flair)"
+            )
     else:
         for f in files:
             if f.is_dir():
@@ -190,15 +216,22 @@ def _resolve_files(files: list[Path], modalities, overrides) -> tuple[Case, list
                 if what is None:
                     description = series_description(f)
                     if description:
-                        what, how = identify_name(description, descriptive=True)[0], f"series description '{description}'"
+                        what, how = (
+                            identify_name(description, descriptive=True)[0],
+                            f"series description '{description}'",
+                        )
             else:
                 what, prefix = identify_name(f.name)
                 how = "file name"
             entries.append((f, what, how, prefix))
     if len(files) != len(remaining):
-        raise _refuse(case_id, entries + _override_entries(overrides), modalities,
-                      f"the model needs {len(modalities)} channel files ({', '.join(modalities)}), got "
-                      f"{len(files) + len(overrides)}")
+        raise _refuse(
+            case_id,
+            entries + _override_entries(overrides),
+            modalities,
+            f"the model needs {len(modalities)} channel files ({', '.join(modalities)}), got "
+            f"{len(files) + len(overrides)}",
+        )
     whats = [what for _, what, _, _ in entries]
     if all(w is None for w in whats):  # no name says anything: the order given is the model's (as always)
         channels = dict(zip(remaining, files))
@@ -207,20 +240,32 @@ def _resolve_files(files: list[Path], modalities, overrides) -> tuple[Case, list
         channels = {w: f for f, w, _, _ in entries}
         sources = {w: how for _, w, how, _ in entries}
         if whats != remaining:
-            lines.append(f"channels given in the order {', '.join(whats)}; reordered to the model's "
-                         f"{', '.join(modalities)} by their names")
+            lines.append(
+                f"channels given in the order {', '.join(whats)}; reordered to the model's "
+                f"{', '.join(modalities)} by their names"
+            )
         prefixes = {prefix for _, _, _, prefix in entries}
         if nnunet is None and len(prefixes) == 1 and next(iter(prefixes)):
             case_id = prefixes.pop()
     elif all(w is None or w == m for w, m in zip(whats, remaining)):  # some named, each where it belongs
         channels = dict(zip(remaining, files))
-        sources = {m: how if w == m else f"position {k + 1}, no modality in the name"
-                   for k, (m, (_, w, how, _)) in enumerate(zip(remaining, entries))}
+        sources = {
+            m: how if w == m else f"position {k + 1}, no modality in the name"
+            for k, (m, (_, w, how, _)) in enumerate(zip(remaining, entries))
+        }
     else:
-        raise _refuse(case_id, entries + _override_entries(overrides), modalities,
-                      "the file names do not give each channel exactly once")
+        raise _refuse(
+            case_id,
+            entries + _override_entries(overrides),
+            modalities,
+            "the file names do not give each channel exactly once",
+        )
     channels |= {m: overrides[m] for m in overrides}
     sources |= {m: f"--{m}" for m in overrides}
-    case = Case(case_id, {m: Path(channels[m]) for m in modalities}, None,
-                {"layout": "files", "sources": {m: sources[m] for m in modalities}})
+    case = Case(
+        case_id,
+        {m: Path(channels[m]) for m in modalities},
+        None,
+        {"layout": "files", "sources": {m: sources[m] for m in modalities}},
+    )
     return case, lines

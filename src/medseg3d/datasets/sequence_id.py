@@ -5,11 +5,11 @@ itself, used where names say nothing (``c0..c3``, nnU-Net ``_000N`` without ``da
 a case whose names and content confidently disagree.
 
 Each channel is described by scale-free statistics of its intensities inside the head's core (voxels about
-1.5 mm apart, the foreground eroded by :data:`CORE_MM`, so the scalp and skull of a raw scan and the cortex's partial volume of a
-skull-stripped one weigh little): quantiles relative to the median and interquartile range (how dark CSF is
-against white matter, how heavy the bright tail of enhancement or oedema is) and a skewness. Channels on one
-grid add a pairwise statistic: how often one channel is far brighter than the other where the two are
-compared voxel by voxel, which is what tells T1ce (enhancing rim, vessels, choroid plexus) from T1.
+1.5 mm apart, the foreground eroded by :data:`CORE_MM`, so the scalp and skull of a raw scan and the cortex's
+partial volume of a skull-stripped one weigh little): quantiles relative to the median and interquartile range
+(how dark CSF is against white matter, how heavy the bright tail of enhancement or oedema is) and a skewness.
+Channels on one grid add a pairwise statistic: how often one channel is far brighter than the other where the
+two are compared voxel by voxel, which is what tells T1ce (enhancing rim, vessels, choroid plexus) from T1.
 
 A linear discriminant (one Gaussian per sequence, shared covariance) fitted on the shared cases and their
 raw-simulated versions (``validation/sequence_id.py``, parameters in ``weights/sequence_id.json``) scores
@@ -56,8 +56,10 @@ class Identification:
     def describe(self) -> str:
         """``"read as t1, t1ce, t2, flair at confidence 0.998, next t1ce, t1, t2, flair at 0.002"``."""
         other, share = self.runner_up
-        return (f"read as {', '.join(self.order)} at confidence {self.confidence:.3f}, next {', '.join(other)} "
-                f"at {share:.3f}")
+        return (
+            f"read as {', '.join(self.order)} at confidence {self.confidence:.3f}, next {', '.join(other)} "
+            f"at {share:.3f}"
+        )
 
 
 def _grid_step(spacing) -> tuple[int, int, int]:
@@ -71,7 +73,7 @@ def head_core(array: np.ndarray, spacing) -> np.ndarray:
     from scipy import ndimage
 
     step = _grid_step(spacing)
-    small = np.asarray(array[::step[0], ::step[1], ::step[2]], dtype=np.float32)
+    small = np.asarray(array[:: step[0], :: step[1], :: step[2]], dtype=np.float32)
     finite = np.isfinite(small)
     positive = small[finite & (small > 0)]
     if positive.size == 0:
@@ -82,7 +84,7 @@ def head_core(array: np.ndarray, spacing) -> np.ndarray:
     coarse = fg[::2, ::2, ::2]
     inside = ndimage.distance_transform_edt(coarse, sampling=np.asarray(spacing, dtype=np.float64) * step * 2)
     up = (inside > CORE_MM).repeat(2, 0).repeat(2, 1).repeat(2, 2)
-    core = fg & up[:fg.shape[0], :fg.shape[1], :fg.shape[2]]
+    core = fg & up[: fg.shape[0], : fg.shape[1], : fg.shape[2]]
     return core if core.sum() >= 1000 else fg
 
 
@@ -109,14 +111,17 @@ def pair_brighter(a: np.ndarray, b: np.ndarray) -> float:
     mb, sb = _robust(b)
     d = (a - ma) / sa - (b - mb) / sb
     n = d.size
-    return float(np.log((np.count_nonzero(d > PAIR_Z) + 0.001 * n) / (np.count_nonzero(d < -PAIR_Z) + 0.001 * n)))
+    return float(
+        np.log((np.count_nonzero(d > PAIR_Z) + 0.001 * n) / (np.count_nonzero(d < -PAIR_Z) + 0.001 * n))
+    )
 
 
 def sample_channels(arrays: list[np.ndarray], spacings: list) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Each channel's intensities in its head's core (:func:`head_core`), and when all are on one grid the
-    voxels of their common core (``(C, N)``) for the pairwise statistic; ``None`` then where the grids differ."""
+    voxels of their common core (``(C, N)``) for the pairwise statistic; ``None`` then where the grids
+    differ."""
     steps = [_grid_step(s) for s in spacings]
-    small = [np.asarray(a[::k[0], ::k[1], ::k[2]]) for a, k in zip(arrays, steps)]
+    small = [np.asarray(a[:: k[0], :: k[1], :: k[2]]) for a, k in zip(arrays, steps)]
     cores = [head_core(a, s) for a, s in zip(arrays, spacings)]
     samples = []
     for a, c in zip(small, cores):
@@ -141,7 +146,8 @@ def load_parameters() -> dict:
 
 
 def class_log_likelihoods(features: np.ndarray, params: dict) -> np.ndarray:
-    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared covariance)."""
+    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared
+    covariance)."""
     z = (features - params["centre"]) / params["scale"]
     diff = z[:, None, :] - params["means"][None]
     prec = params["precision"]
@@ -154,7 +160,9 @@ def pair_log_odds(value: float, params: dict) -> float:
     return float(w * value + b)
 
 
-def identify(samples: list[np.ndarray], joint: np.ndarray | None = None, params: dict | None = None) -> Identification:
+def identify(
+    samples: list[np.ndarray], joint: np.ndarray | None = None, params: dict | None = None
+) -> Identification:
     """The most probable assignment of FLAIR, T1, T1ce, T2 to four channels.
 
     Args:
@@ -175,23 +183,32 @@ def identify(samples: list[np.ndarray], joint: np.ndarray | None = None, params:
     feats = np.stack([channel_features(s) for s in samples])
     pair = None
     if joint is not None:
-        pair = np.array([[pair_brighter(joint[i], joint[j]) if i != j else 0.0 for j in range(4)] for i in range(4)])
+        pair = np.array(
+            [[pair_brighter(joint[i], joint[j]) if i != j else 0.0 for j in range(4)] for i in range(4)]
+        )
     return identify_features(feats, pair, params)
 
 
-def identify_features(feats: np.ndarray, pair: np.ndarray | None, params: dict | None = None) -> Identification:
+def identify_features(
+    feats: np.ndarray, pair: np.ndarray | None, params: dict | None = None
+) -> Identification:
     """:func:`identify` from the channels' statistics: ``feats`` ``(4, F)`` (:func:`channel_features`) and
     ``pair`` ``(4, 4)`` (:func:`pair_brighter` of channel i against j) or ``None``."""
     params = params or load_parameters()
     ll = class_log_likelihoods(feats, params)
     ce_k, t1_k = SEQUENCES.index("t1ce"), SEQUENCES.index("t1")
     perms = list(itertools.permutations(range(4)))  # perm[i]: the sequence index of channel i
-    values = np.array([sum(ll[i, p[i]] for i in range(4))
-                       + (pair_log_odds(pair[p.index(ce_k), p.index(t1_k)], params) if pair is not None else 0.0)
-                       for p in perms]) / float(params.get("temperature", 1.0))
+    values = np.array(
+        [
+            sum(ll[i, p[i]] for i in range(4))
+            + (pair_log_odds(pair[p.index(ce_k), p.index(t1_k)], params) if pair is not None else 0.0)
+            for p in perms
+        ]
+    ) / float(params.get("temperature", 1.0))
     prob = np.exp(values - values.max())
     prob /= prob.sum()
     order = np.argsort(-prob)
     name = lambda p: tuple(SEQUENCES[k] for k in p)
-    return Identification(name(perms[order[0]]), float(prob[order[0]]),
-                          (name(perms[order[1]]), float(prob[order[1]])))
+    return Identification(
+        name(perms[order[0]]), float(prob[order[0]]), (name(perms[order[1]]), float(prob[order[1]]))
+    )

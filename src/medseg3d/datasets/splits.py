@@ -40,7 +40,10 @@ def make_split(
             "seed": seed,
             "kind": "kfold",
             "folds": [
-                {"train": sorted(c for j, p in enumerate(parts) if j != k for c in p), "val": sorted(parts[k])}
+                {
+                    "train": sorted(c for j, p in enumerate(parts) if j != k for c in p),
+                    "val": sorted(parts[k]),
+                }
                 for k in range(folds)
             ],
         }
@@ -55,14 +58,23 @@ def make_split(
     if len(counts) != 3 or sum(counts) != n or min(counts) < 0:
         raise InputError(f"split counts {counts} must be >= 0 and sum to the number of cases ({n})")
     a, b = counts[0], counts[0] + counts[1]
-    return {"seed": seed, "kind": "holdout", "train": sorted(order[:a]), "val": sorted(order[a:b]), "test": sorted(order[b:])}
+    return {
+        "seed": seed,
+        "kind": "holdout",
+        "train": sorted(order[:a]),
+        "val": sorted(order[a:b]),
+        "test": sorted(order[b:]),
+    }
 
 
 def fold_ids(split: dict, fold: int | None) -> tuple[list[str], list[str]]:
     """(train ids, validation ids) of ``fold`` in a k-fold split, or of a hold-out split."""
     if split["kind"] == "kfold":
         if fold is None or not 0 <= fold < len(split["folds"]):
-            raise InputError(f"--fold must be between 0 and {len(split['folds']) - 1} for this {len(split['folds'])}-fold split")
+            raise InputError(
+                f"--fold must be between 0 and {len(split['folds']) - 1} "
+                f"for this {len(split['folds'])}-fold split"
+            )
         f = split["folds"][fold]
         return list(f["train"]), list(f["val"])
     return list(split["train"]), list(split["val"])
@@ -84,10 +96,14 @@ def load_split(path: str | Path) -> dict:
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: split file is not valid JSON ({exc.msg})") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the split file ({exc}); give a JSON file made by `medseg3d split`") from exc
+        raise InputError(
+            f"{path}: cannot read the split file ({exc}); give a JSON file made by `medseg3d split`"
+        ) from exc
     if not isinstance(split, dict) or split.get("kind") not in ("kfold", "holdout"):
         raise InputError(f"{path}: not a medseg3d split file (no 'kind'); create it with `medseg3d split`")
     needed = ("folds",) if split["kind"] == "kfold" else ("train", "val")
     if any(k not in split for k in needed):
-        raise InputError(f"{path}: the split file lacks {', '.join(k for k in needed if k not in split)}; recreate it")
+        raise InputError(
+            f"{path}: the split file lacks {', '.join(k for k in needed if k not in split)}; recreate it"
+        )
     return split

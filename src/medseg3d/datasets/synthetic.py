@@ -9,8 +9,9 @@ enhancement is taken out of T1ce, with the enhancing label moved to the core, sh
 intensity of the same rank in the case's own necrosis / non-enhancing core (label 1; the oedema, label 2, when
 the case has too little core), so the region keeps its texture ordering but takes the dark core's intensity
 distribution, the way a non-enhancing tumour looks on the same scanner; then the region is smoothed with its
-surroundings (a Gaussian of ``sigma_mm``) so that no step edge outlines the former rim. Every voxel outside the
-enhancing region is left exactly as it was, as are the other three sequences (enhancement is a T1ce finding).
+surroundings (a Gaussian of ``sigma_mm``) so that no step edge outlines the former rim. Every voxel outside
+the enhancing region is left exactly as it was, as are the other three sequences (enhancement is a T1ce
+finding).
 
 :func:`write_nonenhancing_variant` writes one case folder in the BraTS layout (``<case><SUFFIX>``) beside
 others, so that caching, training and cross-validation take variants as ordinary cases; their ids end in
@@ -43,9 +44,16 @@ def variant_parent(case_id: str) -> str | None:
     return case_id[: -len(VARIANT_SUFFIX)] if case_id.endswith(VARIANT_SUFFIX) else None
 
 
-def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 1.0), sigma_mm: float = 1.0,
-                       min_source_voxels: int = 200, target_z: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Take the enhancement out of one case's T1ce and move its enhancing label to the core (module docstring).
+def remove_enhancement(
+    t1ce: np.ndarray,
+    labels: np.ndarray,
+    spacing=(1.0, 1.0, 1.0),
+    sigma_mm: float = 1.0,
+    min_source_voxels: int = 200,
+    target_z: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Take the enhancement out of one case's T1ce and move its enhancing label to the core (module
+    docstring).
 
     Args:
         t1ce: the T1ce volume (any numeric dtype; the result has the same dtype).
@@ -77,8 +85,10 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
     if reference.size < min_source_voxels:
         source, reference = "edema", t1ce[labels == EDEMA]
     if reference.size < min_source_voxels:
-        raise InputError(f"too little core and oedema ({reference.size} voxels) to take non-enhancing intensities "
-                         "from; choose another case")
+        raise InputError(
+            f"too little core and oedema ({reference.size} voxels) to take non-enhancing intensities "
+            "from; choose another case"
+        )
     values = t1ce[enhancing].astype(np.float64)
     # rank matching: the k-th darkest enhancing voxel takes the core's intensity at the same quantile
     ranks = np.empty(n, dtype=np.float64)
@@ -97,7 +107,9 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
         sigma = [sigma_mm / float(s) for s in spacing]
         reach = [int(np.ceil(4 * s)) + 1 for s in sigma]
         box = ndimage.find_objects(enhancing.astype(np.uint8))[0]
-        box = tuple(slice(max(b.start - r, 0), min(b.stop + r, size)) for b, r, size in zip(box, reach, t1ce.shape))
+        box = tuple(
+            slice(max(b.start - r, 0), min(b.stop + r, size)) for b, r, size in zip(box, reach, t1ce.shape)
+        )
         smooth = ndimage.gaussian_filter(work[box], sigma, mode="nearest")
         inside = enhancing[box]
         region = work[box]
@@ -110,10 +122,14 @@ def remove_enhancement(t1ce: np.ndarray, labels: np.ndarray, spacing=(1.0, 1.0, 
     out[~enhancing] = t1ce[~enhancing]  # bit for bit, whatever the float round trip did
     new_labels = labels.copy()
     new_labels[enhancing] = CORE
-    summary = {"voxels": n, "source": source, "source_median": float(np.median(reference)),
-               "enhancing_median_before": float(np.median(values)),
-               "after_median": float(np.median(out[enhancing])),
-               "after_z": (float(np.median(out[enhancing])) - brain_median) / brain_iqr}
+    summary = {
+        "voxels": n,
+        "source": source,
+        "source_median": float(np.median(reference)),
+        "enhancing_median_before": float(np.median(values)),
+        "after_median": float(np.median(out[enhancing])),
+        "after_z": (float(np.median(out[enhancing])) - brain_median) / brain_iqr,
+    }
     return out, new_labels, summary
 
 
@@ -121,20 +137,24 @@ def _brain_level(t1ce: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(median, interquartile range) of the normal brain's intensities: nonzero voxels outside the tumour."""
     brain = t1ce[(t1ce != 0) & (labels == 0)].astype(np.float64)
     if brain.size < 100:
-        raise InputError(f"only {brain.size} brain voxels outside the tumour; is the T1ce skull-stripped and labelled?")
+        raise InputError(
+            f"only {brain.size} brain voxels outside the tumour; is the T1ce skull-stripped and labelled?"
+        )
     q1, median, q3 = np.percentile(brain, (25, 50, 75))
     return float(median), float(max(q3 - q1, 1e-6))
 
 
 def robust_z(t1ce: np.ndarray, region: np.ndarray, labels: np.ndarray) -> float:
-    """The median intensity of ``region`` in interquartile ranges of the normal brain from its median (nonzero voxels
-    outside the tumour, ``labels > 0``): a level that compares across scanners and intensity scales."""
+    """The median intensity of ``region`` in interquartile ranges of the normal brain from its median
+    (nonzero voxels outside the tumour, ``labels > 0``): a level that compares across scanners and intensity
+    scales."""
     median, iqr = _brain_level(np.asarray(t1ce), np.asarray(labels))
     return (float(np.median(np.asarray(t1ce)[np.asarray(region, bool)])) - median) / iqr
 
 
-def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float = 1.0,
-                               target_z: float | None = None) -> tuple[Case, dict]:
+def write_nonenhancing_variant(
+    case: Case, out_dir: str | Path, sigma_mm: float = 1.0, target_z: float | None = None
+) -> tuple[Case, dict]:
     """Write the non-enhancing variant of ``case`` as ``out_dir/<case><SUFFIX>/`` in the BraTS layout.
 
     T1ce and labels are edited by :func:`remove_enhancement` and written on the case's own affine; the other
@@ -159,10 +179,13 @@ def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float 
         raise InputError(f"case {case.case_id}: is a variant already; make variants of the original cases")
     image, label = read_volume(case.channels["t1ce"]), read_volume(case.label)
     if image.array.shape != label.array.shape:
-        raise InputError(f"case {case.case_id}: T1ce {image.array.shape} and label {label.array.shape} differ in "
-                         "shape; the case is not co-registered")
-    new_t1ce, new_labels, summary = remove_enhancement(np.asarray(image.array), np.asarray(label.array),
-                                                       image.spacing, sigma_mm, target_z=target_z)
+        raise InputError(
+            f"case {case.case_id}: T1ce {image.array.shape} and label {label.array.shape} differ in "
+            "shape; the case is not co-registered"
+        )
+    new_t1ce, new_labels, summary = remove_enhancement(
+        np.asarray(image.array), np.asarray(label.array), image.spacing, sigma_mm, target_z=target_z
+    )
     variant_id = case.case_id + VARIANT_SUFFIX
     folder = Path(out_dir) / variant_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -176,7 +199,9 @@ def write_nonenhancing_variant(case: Case, out_dir: str | Path, sigma_mm: float 
         channels[modality] = target
     label_target = folder / f"{variant_id}_seg.nii.gz"
     write_volume(label.with_array(new_labels), label_target)
-    return Case(variant_id, channels, label_target, {"grade": "synthetic-nonenhancing", "parent": case.case_id}), summary
+    return Case(
+        variant_id, channels, label_target, {"grade": "synthetic-nonenhancing", "parent": case.case_id}
+    ), summary
 
 
 __all__ = ["VARIANT_SUFFIX", "remove_enhancement", "robust_z", "variant_parent", "write_nonenhancing_variant"]

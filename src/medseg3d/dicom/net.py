@@ -38,8 +38,9 @@ class Peer:
 
 def _check_aet(aet: str, text: str, example: str) -> str:
     if not _AET.match(aet) or not aet.strip():
-        raise InputError(f"{text!r}: the AE title must be 1 to 16 printable characters without a backslash, "
-                         f"e.g. {example}")
+        raise InputError(
+            f"{text!r}: the AE title must be 1 to 16 printable characters without a backslash, e.g. {example}"
+        )
     return aet
 
 
@@ -103,7 +104,8 @@ def tls_context(side: str, cert=None, key=None, ca=None):
 
 @dataclass
 class SendResult:
-    """What :func:`send_files` did: files stored, refused by the peer (with their status), and skipped here."""
+    """What :func:`send_files` did: files stored, refused by the peer (with their status), and skipped
+    here."""
 
     stored: list[Path] = field(default_factory=list)
     refused: dict[Path, str] = field(default_factory=dict)
@@ -123,8 +125,11 @@ def dicom_files(paths) -> tuple[list, dict[Path, str]]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file()
-                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            files += sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
         else:
             files.append(p)
     found, skipped = [], {}
@@ -152,18 +157,31 @@ def _ae(calling_aet: str, timeout: float):
 
 def _associate(ae, peer: Peer, tls=None):
     try:
-        assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title,
-                             tls_args=(tls, peer.host) if tls is not None else None)
-    except (OSError, RuntimeError, ValueError) as exc:  # pynetdicom raises on a bad host name, a closed socket
-        raise SendError(f"{peer}: cannot associate ({exc}); is the node up and does it know our AE title?") from None
+        assoc = ae.associate(
+            peer.host,
+            peer.port,
+            ae_title=peer.ae_title,
+            tls_args=(tls, peer.host) if tls is not None else None,
+        )
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+    ) as exc:  # pynetdicom raises on a bad host name, a closed socket
+        raise SendError(
+            f"{peer}: cannot associate ({exc}); is the node up and does it know our AE title?"
+        ) from None
     if not assoc.is_established:
         why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "not reachable"
-        raise SendError(f"{peer}: association {why}; is the node up and does it accept AE title {ae.ae_title}?")
+        raise SendError(
+            f"{peer}: association {why}; is the node up and does it accept AE title {ae.ae_title}?"
+        )
     return assoc
 
 
-def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 30.0,
-               on_stored=None, tls=None) -> SendResult:
+def send_files(
+    paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 30.0, on_stored=None, tls=None
+) -> SendResult:
     """C-STORE the DICOM files among ``paths`` to ``peer`` over one association.
 
     Args:
@@ -189,8 +207,10 @@ def send_files(paths, peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeou
         return result
     pairs = sorted({(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for _, ds in found})
     if len(pairs) > _MAX_CONTEXTS:
-        raise InputError(f"{len(pairs)} kinds of DICOM object (SOP class, transfer syntax) to send; one association "
-                         f"takes at most {_MAX_CONTEXTS}: send the folder in parts")
+        raise InputError(
+            f"{len(pairs)} kinds of DICOM object (SOP class, transfer syntax) to send; one association "
+            f"takes at most {_MAX_CONTEXTS}: send the folder in parts"
+        )
     ae = _ae(calling_aet, timeout)
     ae.requested_contexts = [build_context(sop, syntax) for sop, syntax in pairs]
     assoc = _associate(ae, peer, tls)

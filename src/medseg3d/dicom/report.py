@@ -19,8 +19,15 @@ from ..io import atomic_write
 
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
-STUDY_KEYS = ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "StudyDescription",
-              "ReferringPhysicianName")
+STUDY_KEYS = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+    "ReferringPhysicianName",
+)
 
 
 def _first_dataset(folder: Path):
@@ -75,19 +82,39 @@ def study_details(series: dict) -> dict | None:
         return None
     first = next(iter(found.values()))
     return {
-        "patient": {"name": _person(_text(first, "PatientName")), "id": _text(first, "PatientID"),
-                    "birth_date": _date(_text(first, "PatientBirthDate")), "sex": _text(first, "PatientSex")},
-        "study": {"date": _date(_text(first, "StudyDate")), "time": _text(first, "StudyTime"),
-                  "description": _text(first, "StudyDescription"), "accession": _text(first, "AccessionNumber"),
-                  "uid": _text(first, "StudyInstanceUID")},
-        "series": {m: {"description": _text(ds, "SeriesDescription"), "number": _text(ds, "SeriesNumber"),
-                       "date": _date(_text(ds, "SeriesDate")), "uid": _text(ds, "SeriesInstanceUID")}
-                   for m, ds in found.items()},
+        "patient": {
+            "name": _person(_text(first, "PatientName")),
+            "id": _text(first, "PatientID"),
+            "birth_date": _date(_text(first, "PatientBirthDate")),
+            "sex": _text(first, "PatientSex"),
+        },
+        "study": {
+            "date": _date(_text(first, "StudyDate")),
+            "time": _text(first, "StudyTime"),
+            "description": _text(first, "StudyDescription"),
+            "accession": _text(first, "AccessionNumber"),
+            "uid": _text(first, "StudyInstanceUID"),
+        },
+        "series": {
+            m: {
+                "description": _text(ds, "SeriesDescription"),
+                "number": _text(ds, "SeriesNumber"),
+                "date": _date(_text(ds, "SeriesDate")),
+                "uid": _text(ds, "SeriesInstanceUID"),
+            }
+            for m, ds in found.items()
+        },
     }
 
 
-def write_report_dicom(pdf: bytes, source_dir, out_path, *, title: str = "Brain tumour segmentation report",
-                       series_description: str = "medseg3d report") -> Path:
+def write_report_dicom(
+    pdf: bytes,
+    source_dir,
+    out_path,
+    *,
+    title: str = "Brain tumour segmentation report",
+    series_description: str = "medseg3d report",
+) -> Path:
     """Write ``pdf`` as a DICOM Encapsulated PDF in the study of the series in ``source_dir``, atomically.
 
     Args:
@@ -158,7 +185,9 @@ def write_report_dicom(pdf: bytes, source_dir, out_path, *, title: str = "Brain 
     try:
         return atomic_write(out_path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
     except OSError as exc:
-        raise InputError(f"{out_path}: cannot write the DICOM report ({exc.strerror}); choose another path") from exc
+        raise InputError(
+            f"{out_path}: cannot write the DICOM report ({exc.strerror}); choose another path"
+        ) from exc
 
 
 def read_report_dicom(path) -> tuple[object, bytes]:

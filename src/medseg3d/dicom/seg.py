@@ -1,9 +1,9 @@
 """DICOM Segmentation objects (``--output-format dicom-seg``): written and read with highdicom.
 
 A hospital viewer (OHIF, 3D Slicer, a PACS) opens a segmentation when it is a DICOM SEG object that
-references the images it was drawn on. :func:`write_dicom_seg` makes one from a label :class:`Volume` that lies
-on the grid of a source DICOM series (what ``medseg3d predict`` writes for a DICOM input): one segment per
-non-background label, each with coded terms from SNOMED CT (scheme designator SCT):
+references the images it was drawn on. :func:`write_dicom_seg` makes one from a label :class:`Volume` that
+lies on the grid of a source DICOM series (what ``medseg3d predict`` writes for a DICOM input): one segment
+per non-background label, each with coded terms from SNOMED CT (scheme designator SCT):
 
 * category: 49755003 "Morphologically Abnormal Structure" for every segment;
 * type: 6574001 "Necrosis" for a necrotic class (BraTS label 1, necrotic and non-enhancing tumour core),
@@ -29,7 +29,11 @@ from ..labels import LabelScheme
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 CATEGORY_SCT = ("49755003", "Morphologically Abnormal Structure")
-TYPE_SCT = {"necrosis": ("6574001", "Necrosis"), "edema": ("79654002", "Edema"), "neoplasm": ("108369006", "Neoplasm")}
+TYPE_SCT = {
+    "necrosis": ("6574001", "Necrosis"),
+    "edema": ("79654002", "Edema"),
+    "neoplasm": ("108369006", "Neoplasm"),
+}
 
 
 def _require_highdicom():
@@ -37,7 +41,9 @@ def _require_highdicom():
         import highdicom
         import pydicom
     except ImportError as exc:
-        raise InputError("DICOM SEG needs highdicom and pydicom; reinstall medseg3d (`pip install medseg3d`)") from exc
+        raise InputError(
+            "DICOM SEG needs highdicom and pydicom; reinstall medseg3d (`pip install medseg3d`)"
+        ) from exc
     return highdicom, pydicom
 
 
@@ -82,7 +88,8 @@ def read_source_series(source_dir) -> list:
 
 
 def _slice_index_of(datasets: list, grid: Volume) -> list[int]:
-    """For each source slice, its k index on ``grid``; checks that the slice's rows and columns are the grid's."""
+    """For each source slice, its k index on ``grid``; checks that the slice's rows and columns are the
+    grid's."""
     inverse = np.linalg.inv(grid.affine)
     indices = []
     for ds in datasets:
@@ -93,18 +100,33 @@ def _slice_index_of(datasets: list, grid: Volume) -> list[int]:
         # along a row the column index grows (grid axis i); down a column the row index grows (grid axis j)
         step_i = _LPS_TO_RAS[:3, :3] @ orientation[0] * col_spacing
         step_j = _LPS_TO_RAS[:3, :3] @ orientation[1] * row_spacing
-        fits = (np.allclose(ijk[:2], 0, atol=1e-2) and abs(ijk[2] - round(ijk[2])) < 1e-2
-                and np.allclose(grid.affine[:3, 0], step_i, atol=1e-3) and np.allclose(grid.affine[:3, 1], step_j, atol=1e-3)
-                and (int(ds.Columns), int(ds.Rows)) == grid.shape[:2] and 0 <= round(ijk[2]) < grid.shape[2])
+        fits = (
+            np.allclose(ijk[:2], 0, atol=1e-2)
+            and abs(ijk[2] - round(ijk[2])) < 1e-2
+            and np.allclose(grid.affine[:3, 0], step_i, atol=1e-3)
+            and np.allclose(grid.affine[:3, 1], step_j, atol=1e-3)
+            and (int(ds.Columns), int(ds.Rows)) == grid.shape[:2]
+            and 0 <= round(ijk[2]) < grid.shape[2]
+        )
         if not fits:
-            raise InputError("the segmentation's grid is not the source DICOM series' grid; write the segmentation "
-                             "on the series' own grid (as medseg3d predict does for a DICOM input)")
+            raise InputError(
+                "the segmentation's grid is not the source DICOM series' grid; write the segmentation "
+                "on the series' own grid (as medseg3d predict does for a DICOM input)"
+            )
         indices.append(round(float(ijk[2])))
     return indices
 
 
-def write_dicom_seg(labels: Volume, source_dir, out_path, scheme: LabelScheme, *, model_name: str = "medseg3d",
-                    model_version: str = "1", series_description: str = "medseg3d tumour segmentation") -> Path:
+def write_dicom_seg(
+    labels: Volume,
+    source_dir,
+    out_path,
+    scheme: LabelScheme,
+    *,
+    model_name: str = "medseg3d",
+    model_version: str = "1",
+    series_description: str = "medseg3d tumour segmentation",
+) -> Path:
     """Write ``labels`` (on the grid of the DICOM series in ``source_dir``) as a DICOM SEG file, atomically.
 
     Args:
@@ -133,37 +155,63 @@ def write_dicom_seg(labels: Volume, source_dir, out_path, scheme: LabelScheme, *
     values = np.asarray(labels.array)
     unknown = sorted(set(np.unique(values).tolist()) - set(scheme.values))
     if unknown:
-        raise InputError(f"label values {unknown} are not in the '{scheme.name}' scheme; choose the right --labels")
+        raise InputError(
+            f"label values {unknown} are not in the '{scheme.name}' scheme; choose the right --labels"
+        )
     segment_values = list(scheme.values[1:])
     # frames in source order: (slices, rows, cols, segments); a grid slice [:, :, k] is (cols, rows)
     frames = np.stack([values[:, :, k].T for k in k_of])
     masks = np.stack([frames == v for v in segment_values], axis=-1)
     descriptions = []
-    algorithm = hd.AlgorithmIdentificationSequence(name=model_name, version=str(model_version),
-                                                   family=Code("123110", "DCM", "Artificial Intelligence"))
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=model_name, version=str(model_version), family=Code("123110", "DCM", "Artificial Intelligence")
+    )
     for number, (value, name) in enumerate(zip(segment_values, scheme.class_names[1:]), start=1):
         code, meaning = segment_type(name)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number, segment_label=f"{name} (label {value})",
-            segmented_property_category=Code(CATEGORY_SCT[0], "SCT", CATEGORY_SCT[1]),
-            segmented_property_type=Code(code, "SCT", meaning),
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm))
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=f"{name} (label {value})",
+                segmented_property_category=Code(CATEGORY_SCT[0], "SCT", CATEGORY_SCT[1]),
+                segmented_property_type=Code(code, "SCT", meaning),
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+            )
+        )
     try:
         seg = hd.seg.Segmentation(
-            source_images=datasets, pixel_array=masks, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="medseg3d", manufacturer_model_name=model_name,
-            software_versions=str(__version__), device_serial_number="0", series_description=series_description)
-    except (ValueError, TypeError, AttributeError) as exc:  # a source series missing what a SEG must reference
-        raise InputError(f"{source_dir}: this DICOM series cannot be referenced by a DICOM SEG "
-                         f"({str(exc).splitlines()[0][:160]}); the NIfTI segmentation is unaffected") from exc
+            source_images=datasets,
+            pixel_array=masks,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=900,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="medseg3d",
+            manufacturer_model_name=model_name,
+            software_versions=str(__version__),
+            device_serial_number="0",
+            series_description=series_description,
+        )
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as exc:  # a source series missing what a SEG must reference
+        raise InputError(
+            f"{source_dir}: this DICOM series cannot be referenced by a DICOM SEG "
+            f"({str(exc).splitlines()[0][:160]}); the NIfTI segmentation is unaffected"
+        ) from exc
     out_path = Path(out_path)
     if not out_path.parent.is_dir():
         raise InputError(f"{out_path.parent}: output folder does not exist; create it first")
     try:
         return atomic_write(out_path, seg.save_as)
     except OSError as exc:
-        raise InputError(f"{out_path}: cannot write the DICOM SEG ({exc.strerror}); choose another path") from exc
+        raise InputError(
+            f"{out_path}: cannot write the DICOM SEG ({exc.strerror}); choose another path"
+        ) from exc
 
 
 def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | None = None) -> Volume:
@@ -187,10 +235,15 @@ def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | Non
     seg = hd.seg.segread(str(seg_path))
     numbers = [int(n) for n in seg.segment_numbers]
     if max(numbers) >= len(scheme.values):
-        raise InputError(f"{seg_path}: has segment {max(numbers)} but the '{scheme.name}' scheme has "
-                         f"{len(scheme.values) - 1} labels; choose the right --labels")
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=[ds.SOPInstanceUID for ds in datasets],
-                                               segment_numbers=numbers, ignore_spatial_locations=False)
+        raise InputError(
+            f"{seg_path}: has segment {max(numbers)} but the '{scheme.name}' scheme has "
+            f"{len(scheme.values) - 1} labels; choose the right --labels"
+        )
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[ds.SOPInstanceUID for ds in datasets],
+        segment_numbers=numbers,
+        ignore_spatial_locations=False,
+    )
     out = np.zeros(grid.shape, dtype=scheme.to_values(np.zeros(1, dtype=np.int64)).dtype)
     for s, k in enumerate(k_of):
         frame = np.zeros(pixels.shape[1:3], dtype=out.dtype)
@@ -203,9 +256,10 @@ def read_dicom_seg(seg_path, source_dir, scheme: LabelScheme, grid: Volume | Non
 def read_dicom_seg_frames(seg_path, grid: Volume, scheme: LabelScheme) -> Volume:
     """A second reader, with pydicom alone: each frame placed by its own position, painted by its segment.
 
-    Independent of highdicom's reader (used to cross-check it): every frame's ``ImagePositionPatient`` (per-frame
-    functional groups) is mapped through the inverse of ``grid``'s affine to its slice, and its
-    ``ReferencedSegmentNumber`` picks the label value (segment ``n`` = the scheme's ``n``-th non-background value).
+    Independent of highdicom's reader (used to cross-check it): every frame's ``ImagePositionPatient``
+    (per-frame functional groups) is mapped through the inverse of ``grid``'s affine to its slice, and its
+    ``ReferencedSegmentNumber`` picks the label value (segment ``n`` = the scheme's ``n``-th non-background
+    value).
     """
     _, pydicom = _require_highdicom()
     ds = pydicom.dcmread(str(seg_path))

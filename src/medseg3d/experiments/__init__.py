@@ -32,8 +32,9 @@ Default settings (they keep each experiment under 6 hours on a 2-core CPU):
 
 * the paper's network with instance norm (:data:`EXPERIMENT_NORM`, for every network that has the
   option: batch norm's running averages failed at inference) and Jaccard loss, BraTS classes, the brain's
-  bounding box down-sampled 2x (about 72 x 88 x 72 voxels), whole crops (no patches), the paper's augmentation, Adam 1e-3 with a poly decay
-  (the paper's 5e-5 is far too slow for a budget of minutes), validation every epoch;
+  bounding box down-sampled 2x (about 72 x 88 x 72 voxels), whole crops (no patches), the paper's
+  augmentation, Adam 1e-3 with a poly decay (the paper's 5e-5 is far too slow for a budget of minutes),
+  validation every epoch;
 * 5 folds; a training budget per run and fold of ``TRAIN_MINUTES / (runs x folds)`` minutes
   (``TRAIN_MINUTES`` = 260: 7.4 min for ``modalities``, 10.4 for ``ablations``, 8.7 for ``losses``, 13 for
   ``depth``, 13 for ``binary``, 52 for ``hand``), turned into a fixed number of epochs when the

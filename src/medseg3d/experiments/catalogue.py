@@ -23,7 +23,8 @@ EXPERIMENT_NORM = {"norm": "instance"}
 
 
 def net_args(net: str, *layers: dict) -> dict:
-    """Network arguments: instance norm where the network has a norm option, then each layer's ``net_args``."""
+    """Network arguments: instance norm where the network has a norm option, then each layer's
+    ``net_args``."""
     from ..nets import get_network_info
 
     args = dict(EXPERIMENT_NORM) if "norm" in get_network_info(str(net)).options() else {}
@@ -118,7 +119,9 @@ class Experiment:
 
     def __post_init__(self):
         if self.reference is not None and self.reference not in self.run_names:
-            raise ValueError(f"experiment {self.name}: reference run {self.reference!r} is not one of its runs")
+            raise ValueError(
+                f"experiment {self.name}: reference run {self.reference!r} is not one of its runs"
+            )
 
     def run(self, name: str) -> Run:
         for r in self.runs:
@@ -292,9 +295,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "task1",
             "the paper's Task 1 comparisons (as `ablations`) on any dataset with a dataset.json, e.g. the "
             "hippocampus MRI: spacing, patch, batch, depth and labels from `medseg3d plan`",
-            "the paper (hand MRI): multi-scale maps speed up convergence without hurting the final result; sum is "
-            "slightly worse than concatenation; no long skips clearly hurts; cross-entropy detects rare classes "
-            "far worse than the Jaccard loss.",
+            "the paper (hand MRI): multi-scale maps speed up convergence without hurting the final result; "
+            "sum is slightly worse than concatenation; no long skips clearly hurts; cross-entropy detects "
+            "rare classes far worse than the Jaccard loss.",
             TASK1_RUNS,
             adapt=_planned_settings,
             convergence=True,

@@ -92,7 +92,11 @@ def _check_record(out: Path, old: dict | None, record: dict, budget_minutes, epo
 
 
 def budget_epochs(
-    experiment: Experiment, overrides: dict[str, dict], cases_by_id: dict[str, Case], minutes: float, n_train: int
+    experiment: Experiment,
+    overrides: dict[str, dict],
+    cases_by_id: dict[str, Case],
+    minutes: float,
+    n_train: int,
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Turn a training-time budget per run and fold into a fixed number of epochs per run.
 
@@ -107,8 +111,9 @@ def budget_epochs(
     names = [r.name for r in experiment.runs]
     ref = experiment.reference_run
     measure = names if experiment.equal == "time" else [ref]
-    seconds = {name: timing.measure_iteration(train_config(overrides[name]), cases_by_id)[0]
-               for name in measure}
+    seconds = {
+        name: timing.measure_iteration(train_config(overrides[name]), cases_by_id)[0] for name in measure
+    }
     epochs = {}
     for name in names:
         t_iter = seconds.get(name, seconds[ref])
@@ -219,7 +224,8 @@ def plan_experiment(
             save_split(split, split_path)
     adapted = experiment.adapt(dataset, cases, quick) if experiment.adapt else {}
     ignore = out / ".gitignore"
-    if write and not ignore.exists():  # what is worth keeping (in git, across machines) is the small text files
+    # what is worth keeping (in git, across machines) is the small text files
+    if write and not ignore.exists():
         ignore.write_text(RESULTS_ONLY_IGNORE, encoding="utf-8")
 
     def run_overrides(run: Run, k: int) -> dict:
@@ -246,7 +252,9 @@ def plan_experiment(
             # runs added to the experiment since the folder was made, which trained a fixed --epochs
             run_epochs |= {r: int(epochs) for r in missing}
         elif missing:
-            raise InputError(f"{out}: records no budget for run(s) {', '.join(missing)}; choose another --out")
+            raise InputError(
+                f"{out}: records no budget for run(s) {', '.join(missing)}; choose another --out"
+            )
     elif quick:
         run_epochs = {r: QUICK["epochs"] for r in experiment.run_names}
     elif epochs is not None:

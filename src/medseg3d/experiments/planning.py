@@ -69,7 +69,12 @@ class DatasetPlan:
     facts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "settings": self.settings, "reasons": self.reasons, "facts": self.facts}
+        return {
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "reasons": self.reasons,
+            "facts": self.facts,
+        }
 
 
 def _spacing_and_box(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -114,7 +119,8 @@ def target_spacing(spacings: np.ndarray) -> tuple[tuple[float, ...], str]:
         median[coarse] = np.percentile(spacings[:, coarse], 10)
         return tuple(float(v) for v in median), (
             f"axis {coarse} is more than {ANISOTROPY:g}x coarser than the others: its 10th percentile "
-            "spacing, so thin slices are not interpolated away; the median elsewhere")
+            "spacing, so thin slices are not interpolated away; the median elsewhere"
+        )
     return tuple(float(v) for v in median), "the median spacing of the cases, per axis"
 
 
@@ -178,8 +184,10 @@ def plan_dataset(dataset, max_measured: int = MAX_MEASURED) -> DatasetPlan:
     spacing, why_spacing = target_spacing(spacings)
     median_mm = np.median(np.asarray(boxes), axis=0)
     reasons = [f"cases: {len(cases)} labelled ({len(measured)} measured); channels: {', '.join(modalities)}"]
-    reasons.append(f"spacing {_mm(spacing)} mm: {why_spacing} (cases from {_mm(spacings.min(0))} to "
-                   f"{_mm(spacings.max(0))} mm)")
+    reasons.append(
+        f"spacing {_mm(spacing)} mm: {why_spacing} (cases from {_mm(spacings.min(0))} to "
+        f"{_mm(spacings.max(0))} mm)"
+    )
     shape = median_mm / np.asarray(spacing)
     coarsened = 0
     while np.prod(shape) * MIN_COVER > PATCH_VOXELS:
@@ -188,48 +196,82 @@ def plan_dataset(dataset, max_measured: int = MAX_MEASURED) -> DatasetPlan:
     if coarsened:
         before = spacing
         spacing = tuple(float(s * 2**coarsened) for s in spacing)
-        reasons.append(f"spacing coarsened to {_mm(spacing)} mm: at {_mm(before)} mm a patch of {PATCH_VOXELS} "
-                       f"voxels would see less than {MIN_COVER:.0%} of the median case ({_mm(median_mm)} mm)")
+        reasons.append(
+            f"spacing coarsened to {_mm(spacing)} mm: at {_mm(before)} mm a patch of {PATCH_VOXELS} "
+            f"voxels would see less than {MIN_COVER:.0%} of the median case ({_mm(median_mm)} mm)"
+        )
     patch, levels = fit_patch(shape)
     whole = all(p >= s for p, s in zip(patch, shape))
-    reasons.append(f"patch {'x'.join(map(str, patch))} voxels: the median case at that spacing is "
-                   f"{'x'.join(f'{s:.0f}' for s in shape)} voxels, " + (
-                       "so a patch holds a whole case" if whole else f"cut to {PATCH_VOXELS} voxels at most")
-                   + f"; sides multiples of {2 ** (levels - 1)}")
+    reasons.append(
+        f"patch {'x'.join(map(str, patch))} voxels: the median case at that spacing is "
+        f"{'x'.join(f'{s:.0f}' for s in shape)} voxels, "
+        + ("so a patch holds a whole case" if whole else f"cut to {PATCH_VOXELS} voxels at most")
+        + f"; sides multiples of {2 ** (levels - 1)}"
+    )
     batch = int(min(MAX_BATCH, max(1, PATCH_VOXELS // int(np.prod(patch)))))
     reasons.append(f"batch {batch}: as many patches as {PATCH_VOXELS} voxels hold")
-    reasons.append(f"network: the paper's (kayalibay) with {levels} resolution levels (the patch's shortest side "
-                   f"halved {levels - 1} times stays >= {MIN_EDGE} voxels), instance norm")
-    settings = dict(net="kayalibay", net_args={"norm": "instance", "levels": levels}, crop="bbox",
-                    spacing=list(spacing), patch=list(patch), batch=batch, foreground_p=0.5 if not whole else 0.33,
-                    augment="default", lr=2e-3, schedule="poly", epochs=DEFAULT_EPOCHS,
-                    iters_per_epoch=ITERS_PER_EPOCH, val_every=10)
-    facts = {"cases": len(cases), "measured": len(measured), "modalities": modalities,
-             "median_spacing_mm": [round(float(v), 4) for v in np.median(spacings, axis=0)],
-             "median_box_mm": [round(float(v), 1) for v in median_mm]}
+    reasons.append(
+        f"network: the paper's (kayalibay) with {levels} resolution levels (the patch's shortest side "
+        f"halved {levels - 1} times stays >= {MIN_EDGE} voxels), instance norm"
+    )
+    settings = dict(
+        net="kayalibay",
+        net_args={"norm": "instance", "levels": levels},
+        crop="bbox",
+        spacing=list(spacing),
+        patch=list(patch),
+        batch=batch,
+        foreground_p=0.5 if not whole else 0.33,
+        augment="default",
+        lr=2e-3,
+        schedule="poly",
+        epochs=DEFAULT_EPOCHS,
+        iters_per_epoch=ITERS_PER_EPOCH,
+        val_every=10,
+    )
+    facts = {
+        "cases": len(cases),
+        "measured": len(measured),
+        "modalities": modalities,
+        "median_spacing_mm": [round(float(v), 4) for v in np.median(spacings, axis=0)],
+        "median_box_mm": [round(float(v), 1) for v in median_mm],
+    }
     if is_ct:
         values = np.concatenate(samples) if samples else np.zeros(0)
         if values.size < 100:
             raise InputError(f"{root}: CT, but too few labelled voxels to choose an intensity window")
         low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
         clipped = np.clip(values, low, high)
-        window = [round(low, 2), round(high, 2), round(float(clipped.mean()), 3), round(float(clipped.std()), 3)]
+        window = [
+            round(low, 2),
+            round(high, 2),
+            round(float(clipped.mean()), 3),
+            round(float(clipped.std()), 3),
+        ]
         settings |= {"normalize": "window", "window": window}
-        reasons.append(f"normalisation: CT window {window[0]:g} to {window[1]:g} (0.5 and 99.5 percentiles of "
-                       f"labelled voxels), then minus {window[2]:g}, over {window[3]:g}: one scale for all scans")
+        reasons.append(
+            f"normalisation: CT window {window[0]:g} to {window[1]:g} (0.5 and 99.5 percentiles of "
+            f"labelled voxels), then minus {window[2]:g}, over {window[3]:g}: one scale for all scans"
+        )
         facts["ct_window"] = window
     else:
         settings["normalize"] = "zscore"
-        reasons.append(f"normalisation: z-score per case and channel inside its non-zero voxels "
-                       f"({modalities[0]} is not CT: its intensities have no fixed scale)")
+        reasons.append(
+            f"normalisation: z-score per case and channel inside its non-zero voxels "
+            f"({modalities[0]} is not CT: its intensities have no fixed scale)"
+        )
     if _is_brats(root, cases):
         settings |= {"labels": "regions", "loss": "region-dice-bce"}
-        reasons.append("labels: BraTS: the nested regions WT / TC / ET, one sigmoid output each, region Dice + BCE")
+        reasons.append(
+            "labels: BraTS: the nested regions WT / TC / ET, one sigmoid output each, region Dice + BCE"
+        )
     else:
         labels = dataset_labels(root)
         if labels is None:
-            raise InputError(f"{root}: no dataset.json labels and not a BraTS layout; add a dataset.json "
-                             "with 'labels' (name -> value)")
+            raise InputError(
+                f"{root}: no dataset.json labels and not a BraTS layout; add a dataset.json "
+                "with 'labels' (name -> value)"
+            )
         settings |= {"labels": "dataset", "loss": "dice+ce"}
         names = ", ".join(f"{v} {k}" for k, v in sorted(labels.items(), key=lambda kv: kv[1]))
         reasons.append(f"labels: dataset.json's classes ({names}), softmax, Dice + cross-entropy")

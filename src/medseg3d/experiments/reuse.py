@@ -25,10 +25,14 @@ def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
     from ..datasets import normalise_modalities
     from ..train import TrainConfig
 
-    settings = TrainConfig().to_dict() | {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    settings = TrainConfig().to_dict() | {
+        k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__
+    }
     settings = {k: v for k, v in settings.items() if k not in _PLACE_KEYS}
     global_batch = settings["batch"] * settings["accumulate"]
-    settings["iters_per_epoch"] = settings["iters_per_epoch"] or max(1, math.ceil(len(train_ids) / global_batch))
+    settings["iters_per_epoch"] = settings["iters_per_epoch"] or max(
+        1, math.ceil(len(train_ids) / global_batch)
+    )
     settings["modalities"] = list(normalise_modalities(settings["modalities"] or modalities))
     settings |= {"train_cases": sorted(train_ids), "val_cases": sorted(val_ids), "global_batch": global_batch}
     return json.loads(json.dumps(settings))  # tuples -> lists, as in a config.json
@@ -36,7 +40,8 @@ def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
 
 def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: dict, modalities) -> dict:
     """Finished runs in other experiment folders (``sources``) that trained exactly what a new task of this
-    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run folder}.
+    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run
+    folder}.
 
     Training on a CPU is deterministic for a given configuration (seeded sampling and augmentation: the
     ``all`` run of ``modalities`` and ``concat-jaccard`` of ``ablations``, trained a day apart in
@@ -115,7 +120,7 @@ def reused_lines(out: Path) -> list[str]:
             for name, folds in found.items()
         )
         lines.append(
-            f"- reused, not trained again: `{run}` {copies} (the same training settings, channels, budget and "
-            "fold cases; `reused.json` in the fold folder)"
+            f"- reused, not trained again: `{run}` {copies} (the same training settings, channels, budget "
+            "and fold cases; `reused.json` in the fold folder)"
         )
     return lines

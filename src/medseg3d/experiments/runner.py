@@ -128,7 +128,9 @@ def run_experiment(
         if not source.is_dir():
             raise InputError(f"{source}: no such experiment folder; check --reuse")
         if source.resolve() == out.resolve():
-            raise InputError(f"{source}: is the experiment folder itself; --reuse takes other experiment folders")
+            raise InputError(
+                f"{source}: is the experiment folder itself; --reuse takes other experiment folders"
+            )
     first = next(iter(cases_by_id.values()))
     reusable = find_reusable(tasks, sources, record, split, list(first.modalities))
     copies = {id(tasks[i]): folder for i, folder in reusable.items()}
@@ -154,8 +156,9 @@ def run_experiment(
         eta = estimate_from_finished(pending, rates, score_seconds, n_train)
         n_done = sum(t.state == "done" and (t.folder / "timing.json").is_file() for t in tasks)
         say(
-            f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per training "
-            f"iteration, validation included, of the {n_done} finished trainings; concurrent invocations share it)"
+            f"estimated time: {format_duration(eta)} for one invocation (at the {rates['']:.2f} s per "
+            f"training iteration, validation included, of the {n_done} finished trainings; "
+            "concurrent invocations share it)"
         )
     elif pending and plan:
         say(f"estimated time: {plan_estimate_text(pending, record, n_train)}")
@@ -173,9 +176,16 @@ def run_experiment(
         )
     if plan:
         print(_plan_table(tasks, copies, record))
-        return {"out": str(out), "tasks": len(tasks), "ran": 0, "reused": 0, "to_copy": len(copies),
-                "to_train": sum(t.state in ("new", "resume") for t in pending),
-                "to_score": sum(t.state == "score" for t in pending), "seconds": 0.0}
+        return {
+            "out": str(out),
+            "tasks": len(tasks),
+            "ran": 0,
+            "reused": 0,
+            "to_copy": len(copies),
+            "to_train": sum(t.state in ("new", "resume") for t in pending),
+            "to_score": sum(t.state == "score" for t in pending),
+            "seconds": 0.0,
+        }
     t_start = time.monotonic()
     for task in tasks:  # copies first: they take a moment
         if id(task) in copies and claim_task(task.folder):
@@ -241,8 +251,15 @@ def _plan_table(tasks: list[Task], copies: dict, record: dict) -> str:
         rows.setdefault(task.run.name, {"done": 0, "resume": 0, "score": 0, "new": 0, "copy": 0})[state] += 1
     header = ("run", "done", "to copy", "to train", "to resume", "to score", "epochs")
     table = [header] + [
-        (run, str(c["done"]), str(c["copy"]), str(c["new"]), str(c["resume"]), str(c["score"]),
-         str(record["epochs"].get(run) or "-"))
+        (
+            run,
+            str(c["done"]),
+            str(c["copy"]),
+            str(c["new"]),
+            str(c["resume"]),
+            str(c["score"]),
+            str(record["epochs"].get(run) or "-"),
+        )
         for run, c in rows.items()
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

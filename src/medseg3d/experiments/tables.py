@@ -155,10 +155,10 @@ def paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metr
         f"## Paired against `{ref}`",
         "",
         (
-            f"Per-case Dice of each run minus `{ref}`'s on the same cases (scored by models of the same fold): "
-            "mean difference, then cases better / worse, then the two-sided Wilcoxon signed-rank p-value. "
-            "With 20 cases, p < 0.05 needs a consistent difference; a difference of the mean with p > 0.2 is "
-            "noise at this budget."
+            f"Per-case Dice of each run minus `{ref}`'s on the same cases (scored by models of the same "
+            "fold): mean difference, then cases better / worse, then the two-sided Wilcoxon signed-rank "
+            "p-value. With 20 cases, p < 0.05 needs a consistent difference; a difference of the mean with "
+            "p > 0.2 is noise at this budget."
         ),
         "",
         "| run | cases | " + " | ".join(_header(m) for m in dice) + " |",
@@ -178,11 +178,12 @@ def per_case_lines(experiment: Experiment, cases: dict[str, dict[str, dict]]) ->
         return []
     order_by = experiment.reference_run if experiment.reference_run in names else names[0]
     first = cases[order_by]
-    regions = [k[len("dice_"):] for k in next(iter(first.values())) if k.startswith("dice_")]
+    regions = [k[len("dice_") :] for k in next(iter(first.values())) if k.startswith("dice_")]
     regions = [r for r in ("WT", "TC", "ET") if r in regions] or regions[-1:]
     key = f"dice_{regions[0]}"
-    all_cases = sorted({c for run in cases.values() for c in run},
-                       key=lambda c: (first.get(c, {}).get(key, math.inf), c))
+    all_cases = sorted(
+        {c for run in cases.values() for c in run}, key=lambda c: (first.get(c, {}).get(key, math.inf), c)
+    )
     vol = f"vol_ref_{regions[0]}"
     lines = [
         "",
@@ -388,8 +389,12 @@ def _csv_value(value):
 
 
 def settings_text(record: dict) -> str:
-    settings = {**BASE, **(QUICK if record["quick"] else {}), **record.get("adapted", {}),
-                "precision": record.get("precision", "auto")}
+    settings = {
+        **BASE,
+        **(QUICK if record["quick"] else {}),
+        **record.get("adapted", {}),
+        "precision": record.get("precision", "auto"),
+    }
     keep = (
         "net",
         "loss",

@@ -1,7 +1,8 @@
 """One training of an experiment or a cross-validation: a run on a fold (:class:`Task`, what ``plan`` makes,
-``timing`` estimates and ``runner`` trains), what its folder still needs (:func:`run_state`), and the claim that
-lets several invocations, shells, machines or Slurm array tasks share the work (:func:`claim_task`). Its own module
-so that ``timing`` can name a task without importing ``plan``, and ``crossval`` claim folds without the runner."""
+``timing`` estimates and ``runner`` trains), what its folder still needs (:func:`run_state`), and the claim
+that lets several invocations, shells, machines or Slurm array tasks share the work (:func:`claim_task`). Its
+own module so that ``timing`` can name a task without importing ``plan``, and ``crossval`` claim folds without
+the runner."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def fold_dir(out: Path, run: str, fold: int) -> Path:
 
 # Written as DIR/.gitignore: a run's tables need only its metrics.csv, log.csv, config.json and timing.json,
 # so committing DIR keeps every finished run (a later invocation skips it) without weights or predictions.
-RESULTS_ONLY_IGNORE = """# written by medseg3d experiment: keep the small text files of finished runs, not weights or images
+RESULTS_ONLY_IGNORE = """# written by medseg3d experiment: keep the small text files of finished runs, \
+not weights or images
 *.pt
 *.safetensors
 *.onnx
@@ -94,5 +96,3 @@ def release_task(folder: Path) -> None:
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
             path.unlink()
-
-

@@ -39,8 +39,10 @@ def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
     if cfg.crop == "fixed" and cfg.crop_size:
         shape = cfg.crop_size
     elif cfg.crop == "bbox":  # the first case's own bounding box (a brain: about 140 x 170 x 140 mm)
-        start, stop = bounding_box(foreground_mask(volume.array[None, ..., 0] if volume.array.ndim == 4
-                                                   else volume.array[None]), cfg.prep_config().margin)
+        start, stop = bounding_box(
+            foreground_mask(volume.array[None, ..., 0] if volume.array.ndim == 4 else volume.array[None]),
+            cfg.prep_config().margin,
+        )
         shape = tuple(b - a for a, b in zip(start, stop))
     shape = cfg.patch or target_shape(shape, volume.spacing, cfg.prep_config())
     model = build_network(cfg.net, len(channels), scheme.n_outputs, **cfg.net_args)
@@ -68,8 +70,19 @@ def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
 
 
 # the settings that decide the speed of a training iteration (one timing per distinct combination)
-_SPEED_KEYS = ("net", "net_args", "labels", "modalities", "crop", "crop_size", "downsample", "spacing", "patch",
-               "precision", "batch")
+_SPEED_KEYS = (
+    "net",
+    "net_args",
+    "labels",
+    "modalities",
+    "crop",
+    "crop_size",
+    "downsample",
+    "spacing",
+    "patch",
+    "precision",
+    "batch",
+)
 # per validation case, besides the network: reading the channels, resampling back, writing, scoring (HD95)
 _SECONDS_PER_SCORED_CASE = 8.0
 # per training run: start-up (cache check, network, split); per epoch: checkpoint, log and curves
@@ -105,7 +118,8 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
 
 
 def read_timing(folder: Path) -> dict:
-    """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if none."""
+    """A run's ``timing.json`` (wall seconds of training and scoring, summed over sittings); ``{}`` if
+    none."""
     path = folder / "timing.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
@@ -136,7 +150,9 @@ def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], f
     return rates, (float(np.mean(scoring)) if scoring else 0.0)
 
 
-def estimate_from_finished(tasks: list[Task], rates: dict[str, float], score_seconds: float, n_train: int) -> float:
+def estimate_from_finished(
+    tasks: list[Task], rates: dict[str, float], score_seconds: float, n_train: int
+) -> float:
     """Wall time of the pending fixed-epoch tasks at the pace of the finished ones (:func:`finished_rates`):
     a run's own pace where it has finished a fold, else the experiment's; plus scoring."""
     total = 0.0
@@ -159,8 +175,10 @@ def budget_text(record: dict, n_train: int) -> str:
     minutes = record.get("budget_minutes")
     seconds = record.get("measured_seconds_per_iteration") or {}
     if None in epochs.values():  # a --plan of a new folder: not timed yet
-        return (f"{minutes:g} training minutes per run and fold, turned into epochs by timing each network "
-                "when the experiment starts")
+        return (
+            f"{minutes:g} training minutes per run and fold, turned into epochs by timing each network "
+            "when the experiment starts"
+        )
     if len(set(epochs.values())) == 1:
         (e,) = set(epochs.values())
         text = f"{e} epochs of {n_train} iterations ({e * n_train} iterations) per run and fold"
@@ -222,8 +240,10 @@ def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
     measured = record.get("measured_seconds_per_iteration") or {}
     if minutes and all(t.state == "new" for t in to_train):
         total = len(to_train) * (minutes * 60 + _SECONDS_PER_RUN) + scoring
-        return (f"about {format_duration(total)} ({len(to_train)} trainings of {minutes:g} minutes, then scoring; "
-                "nothing timed for --plan)")
+        return (
+            f"about {format_duration(total)} ({len(to_train)} trainings of {minutes:g} minutes, then "
+            "scoring; nothing timed for --plan)"
+        )
     if measured and all(t.overrides.get("epochs") for t in to_train):
         reference = next(iter(measured.values()))
         total = scoring
@@ -231,7 +251,11 @@ def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
             epochs = task.overrides["epochs"] - (trained_epochs(task.folder) if task.state == "resume" else 0)
             iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
             total += iterations * measured.get(task.run.name, reference) + _SECONDS_PER_RUN
-        return (f"about {format_duration(total)} (at the seconds per iteration measured when the experiment started; "
-                "nothing timed for --plan)")
-    return ("not estimated by --plan (it times nothing, to print at once); a run without --plan times one "
-            "iteration per network first (minutes on a CPU) and prints its estimate")
+        return (
+            f"about {format_duration(total)} (at the seconds per iteration measured when the experiment "
+            "started; nothing timed for --plan)"
+        )
+    return (
+        "not estimated by --plan (it times nothing, to print at once); a run without --plan times one "
+        "iteration per network first (minutes on a CPU) and prints its estimate"
+    )

@@ -16,9 +16,9 @@ Formats: NIfTI (``.nii``, ``.nii.gz``) through nibabel; MetaImage (``.mha``, ``.
 Reading refuses, with one line naming the file, what would otherwise be read wrongly or crash later: a header
 describing more than ``MEDSEG3D_MAX_VOXELS`` voxels (default 2^28; checked before any allocation, so a gzip
 bomb costs nothing), compressed data whose CRC-32 / Adler-32 or length do not match (``.nii.gz``, compressed
-``.mha``, gzip ``.nrrd``), truncated files, RGB / complex / structured voxel types, zero or absurd voxel sizes,
-NaN / infinite voxels or magnitudes above 1e10, and paths that are link loops, pipes or unreadable. A bit flip
-in the voxels of an uncompressed file cannot be detected: nothing records what they were.
+``.mha``, gzip ``.nrrd``), truncated files, RGB / complex / structured voxel types, zero or absurd voxel
+sizes, NaN / infinite voxels or magnitudes above 1e10, and paths that are link loops, pipes or unreadable. A
+bit flip in the voxels of an uncompressed file cannot be detected: nothing records what they were.
 
 Writes are atomic: data go to a temporary folder inside the target folder and are renamed into place, so
 an interrupted or failed write never leaves a half-written file under the final name.

@@ -80,8 +80,8 @@ def remove_stale_temporaries_of(target: str | os.PathLike, companions=()) -> lis
     """Delete the temporaries an interrupted :func:`atomic_write` of ``target`` (or of a companion file beside
     it, named in ``companions``) left behind: ``.NAME.*tmp*`` files or folders. Returns what was removed.
 
-    Only the process responsible for ``target`` may call this (for ``predict --shard i/n``: the shard that owns
-    the case), since a write of ``target`` in progress elsewhere would lose its temporary.
+    Only the process responsible for ``target`` may call this (for ``predict --shard i/n``: the shard that
+    owns the case), since a write of ``target`` in progress elsewhere would lose its temporary.
     """
     import glob
     import shutil

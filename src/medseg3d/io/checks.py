@@ -67,7 +67,8 @@ def check_size(path: Path, shape, what: str = "its header") -> None:
     if total > limit:
         raise InputError(
             f"{path}: {what} describes {' x '.join(map(str, dims))} = {total:,} voxels, over the limit of "
-            f"{limit:,} (MEDSEG3D_MAX_VOXELS); crop or downsample the image, or raise the limit if it is genuine"
+            f"{limit:,} (MEDSEG3D_MAX_VOXELS); crop or downsample the image, "
+            "or raise the limit if it is genuine"
         )
 
 
@@ -108,9 +109,10 @@ MASK_MAX_VALUES = 8  # an image with this few distinct values is a mask or a lab
 
 
 def mask_like(array: np.ndarray) -> str | None:
-    """``"only the values 0, 1"`` when ``array`` holds at most :data:`MASK_MAX_VALUES` distinct values (a brain
-    mask, a segmentation, a thresholded map given as a scan), else ``None``. A real MR scan, even an 8-bit one,
-    holds dozens of grey values inside the head; a sample is looked at first, so a scan costs little."""
+    """``"only the values 0, 1"`` when ``array`` holds at most :data:`MASK_MAX_VALUES` distinct values (a
+    brain mask, a segmentation, a thresholded map given as a scan), else ``None``. A real MR scan, even an
+    8-bit one, holds dozens of grey values inside the head; a sample is looked at first, so a scan costs
+    little."""
     if array.size == 0:
         return None
     if np.unique(array.reshape(-1)[:: max(1, array.size // 100_000)]).size > MASK_MAX_VALUES:
@@ -142,13 +144,14 @@ def check_values(array: np.ndarray, where: str) -> None:
         biggest = max(abs(float(array.min())), abs(float(array.max())))
         if biggest > MAX_ABS_VALUE:
             raise InputError(
-                f"{where}: holds values up to {biggest:.3g} in magnitude (limit {MAX_ABS_VALUE:g}, beyond which "
-                "float32 statistics overflow); the file is broken or needs rescaling"
+                f"{where}: holds values up to {biggest:.3g} in magnitude (limit {MAX_ABS_VALUE:g}, beyond "
+                "which float32 statistics overflow); the file is broken or needs rescaling"
             )
 
 
 def check_path(path: Path) -> None:
-    """Refuse, with one line, what is not a readable file or folder: missing, link loop, FIFO, no permission."""
+    """Refuse, with one line, what is not a readable file or folder: missing, link loop, FIFO, no
+    permission."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -192,8 +195,8 @@ def gunzip_checked(path: Path, header_nbytes) -> bytes:
                 chunk = fh.read(min(_CHUNK, needed - kept))
                 if not chunk:
                     raise InputError(
-                        f"{path}: cannot read this image: it is truncated ({kept:,} of the {needed:,} bytes its "
-                        "header describes); copy or download the file again"
+                        f"{path}: cannot read this image: it is truncated ({kept:,} of the {needed:,} bytes "
+                        "its header describes); copy or download the file again"
                     )
                 chunks.append(chunk)
                 kept += len(chunk)
@@ -205,15 +208,15 @@ def gunzip_checked(path: Path, header_nbytes) -> bytes:
                 trailing += len(chunk)
                 if trailing > _MAX_TRAILING_BYTES:
                     raise InputError(
-                        f"{path}: cannot read this image: over {_MAX_TRAILING_BYTES >> 20} MB of data follow the "
-                        "voxels its header describes; the file is broken"
+                        f"{path}: cannot read this image: over {_MAX_TRAILING_BYTES >> 20} MB of data follow "
+                        "the voxels its header describes; the file is broken"
                     )
     except InputError:
         raise
     except (OSError, EOFError, zlib.error) as exc:
         raise InputError(
-            f"{path}: cannot read this image: its compressed data are corrupt or incomplete ({library_error_line(exc)}); "
-            "copy or download the file again (gzip -t checks it)"
+            f"{path}: cannot read this image: its compressed data are corrupt or incomplete "
+            f"({library_error_line(exc)}); copy or download the file again (gzip -t checks it)"
         ) from exc
     return b"".join(chunks)
 
@@ -228,7 +231,8 @@ def _header_fields(text: str, sep: str) -> dict[str, str]:
 
 
 def _check_stream(path: Path, data_path: Path, offset: int, wbits: int) -> None:
-    """Decompress (and discard) a zlib / gzip stream to its end so that its checksum and length are verified."""
+    """Decompress (and discard) a zlib / gzip stream to its end so that its checksum and length are
+    verified."""
     inflater = zlib.decompressobj(wbits)
     try:
         with open(data_path, "rb") as fh:
@@ -246,7 +250,8 @@ def _check_stream(path: Path, data_path: Path, offset: int, wbits: int) -> None:
                 del data
     except zlib.error as exc:
         raise InputError(
-            f"{path}: cannot read this image: its compressed data are corrupt ({exc}); copy or download the file again"
+            f"{path}: cannot read this image: its compressed data are corrupt ({exc}); "
+            "copy or download the file again"
         ) from exc
 
 

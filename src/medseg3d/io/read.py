@@ -1,4 +1,5 @@
-"""Reading NIfTI (nibabel), MetaImage / NRRD files and DICOM series folders (SimpleITK) into a :class:`Volume`.
+"""Reading NIfTI (nibabel), MetaImage / NRRD files and DICOM series folders (SimpleITK) into a
+:class:`Volume`.
 
 MetaImage / NRRD / DICOM data, which SimpleITK returns as ``(z, y, x)``, are transposed into the ``(x, y, z)``
 order of NIfTI, and ITK's LPS origin and direction converted to RAS. ``meta`` keeps what a faithful write-back
@@ -169,8 +170,8 @@ def _read_nifti(path: Path) -> Volume:
         size = path.stat().st_size
         if size < needed:
             raise InputError(
-                f"{path}: cannot read this image: it is truncated ({size:,} of the {needed:,} bytes its header "
-                "describes); copy or download the file again"
+                f"{path}: cannot read this image: it is truncated ({size:,} of the {needed:,} bytes its "
+                "header describes); copy or download the file again"
             )
         img = nib.load(str(path))
     array = np.asanyarray(img.dataobj)
@@ -248,8 +249,10 @@ def _check_slice_gaps(path: Path, files) -> None:
     usual = float(np.median(steps))
     if usual > 0 and steps.max() > 1.5 * usual:
         at = int(np.argmax(steps))
-        raise InputError(f"{path}: the DICOM series misses slices (a gap of {steps[at]:.3g} mm after slice {at + 1} "
-                         f"of {len(files)}, where slices are {usual:.3g} mm apart); export the complete series")
+        raise InputError(
+            f"{path}: the DICOM series misses slices (a gap of {steps[at]:.3g} mm after slice {at + 1} "
+            f"of {len(files)}, where slices are {usual:.3g} mm apart); export the complete series"
+        )
 
 
 def _read_dicom_series(path: Path) -> Volume:

@@ -27,7 +27,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
     beside ``path`` and moved into place data first, header last.
 
     Raises:
-        InputError: unknown suffix, existing file with ``overwrite=False``, or a folder that cannot be written.
+        InputError: unknown suffix, existing file with ``overwrite=False``, or a folder that cannot be
+            written.
     """
     path = Path(path)
     suffix = image_suffix(path)
@@ -75,7 +76,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
 
 
 def write_nifti(array: np.ndarray, volume: Volume, path: Path) -> None:
-    """Write ``array`` on ``volume``'s grid as NIfTI, reusing its header; not atomic (see :func:`write_volume`)."""
+    """Write ``array`` on ``volume``'s grid as NIfTI, reusing its header; not atomic (see
+    :func:`write_volume`)."""
     import nibabel as nib
 
     header = volume.meta.get("nifti_header")

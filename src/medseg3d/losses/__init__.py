@@ -76,7 +76,8 @@ _TERM = re.compile(r"^(?:(?P<weight>[0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\*)?(?P<nam
 
 
 class CombinedLoss(nn.Module):
-    """Weighted sum ``sum_i w_i L_i`` of losses of the same ``kind``; ``names`` and ``weights`` list the parts."""
+    """Weighted sum ``sum_i w_i L_i`` of losses of the same ``kind``; ``names`` and ``weights`` list the
+    parts."""
 
     def __init__(self, terms: Sequence[tuple[float, str, nn.Module]]) -> None:
         super().__init__()

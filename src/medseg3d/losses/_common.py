@@ -91,7 +91,8 @@ def one_hot(
     """(N, *S) class map -> (N, C, *S) one-hot; ignored voxels become all-zero."""
     safe = target if valid is None else torch.where(valid, target, torch.zeros_like(target))
     shape = (safe.shape[0], n_classes, *safe.shape[1:])
-    # scatter_ into the final dtype avoids F.one_hot's int64 (N, *S, C) intermediate (8x the memory of float32)
+    # scatter_ into the final dtype avoids F.one_hot's int64 (N, *S, C) intermediate (8x the memory of
+    # float32)
     onehot = torch.zeros(shape, dtype=dtype, device=safe.device).scatter_(1, safe.long().unsqueeze(1), 1.0)
     if valid is not None:
         onehot = onehot * valid.unsqueeze(1).to(dtype)

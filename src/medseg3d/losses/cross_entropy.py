@@ -17,7 +17,8 @@ def frequency_weights(
 ) -> torch.Tensor:
     """Inverse-frequency class weights from the voxels of one batch.
 
-    With ``n_c`` voxels of class ``c`` among the ``V`` counted (non-ignored) voxels and ``K`` classes present::
+    With ``n_c`` voxels of class ``c`` among the ``V`` counted (non-ignored) voxels and ``K`` classes
+    present::
 
         w_c = V / (K * n_c)  if n_c > 0,   w_c = 0 otherwise.
 

@@ -105,7 +105,8 @@ class JaccardLoss(nn.Module):
         intersection = (probs * onehot).sum(dims)
         denominator = (probs * probs).sum(dims) + (onehot * onehot).sum(dims) - intersection
         if self.mode == "paper":
-            # Only a class absent from target and (fully clipped-away) prediction can reach 0 / 0; it counts 1.
+            # Only a class absent from target and (fully clipped-away) prediction can reach 0 / 0; it counts
+            # 1.
             ratio = intersection / denominator.clamp_min(torch.finfo(denominator.dtype).tiny)
         else:
             ratio = (intersection + self.smooth) / (denominator + self.smooth).clamp_min(
@@ -161,4 +162,7 @@ class SoftJaccardMinMaxLoss(nn.Module):
         return (1.0 - ratio).mean()
 
     def extra_repr(self) -> str:
-        return f"smooth={self.smooth}, reduction={self.reduction!r}, include_background={self.include_background}"
+        return (
+            f"smooth={self.smooth}, reduction={self.reduction!r}, "
+            f"include_background={self.include_background}"
+        )

@@ -18,13 +18,18 @@ def describe_models() -> str:
     aliases = model_aliases()
     models = {name: path for name, path in bundled_models().items() if name not in aliases}
     # what the aliases name first (what `predict brats` runs), then the other versions, newest first
-    order = sorted(models, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)], reverse=True)
+    order = sorted(
+        models, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)], reverse=True
+    )
     order.sort(key=lambda n: n not in aliases.values())  # stable: keeps newest first within each group
     models = {name: models[name] for name in order}
     if not models:
         return "no bundled model is installed"
-    lines = [f"{alias} = {target} (what `medseg3d predict {alias}` runs)" for alias, target in aliases.items()
-             if target in models]
+    lines = [
+        f"{alias} = {target} (what `medseg3d predict {alias}` runs)"
+        for alias, target in aliases.items()
+        if target in models
+    ]
     for name, path in models.items():
         meta = ModelMeta.from_dict(read_model_file(path)[0])
         card = model_card(name)
@@ -32,43 +37,68 @@ def describe_models() -> str:
         lines.append(f"{name}  ({path.stat().st_size / 1e6:.1f} MB)")
         lines.append(f"  network      {meta.network} {meta.net_args or ''}".rstrip())
         if meta.ensemble:
-            lines.append(f"  ensemble     {meta.members} members, the mean of their probabilities (each member runs "
-                         "on every case)")
+            lines.append(
+                f"  ensemble     {meta.members} members, the mean of their probabilities (each member runs "
+                "on every case)"
+            )
         lines.append(f"  channels     {', '.join(meta.modalities)}")
-        lines.append(f"  labels       {labels['name']} values {labels['values']}"
-                     + (" (trained on regions " + ", ".join(labels['regions']) + ")" if labels.get("region_training") else ""))
+        lines.append(
+            f"  labels       {labels['name']} values {labels['values']}"
+            + (
+                " (trained on regions " + ", ".join(labels["regions"]) + ")"
+                if labels.get("region_training")
+                else ""
+            )
+        )
         lines.append(f"  preprocess   {meta.preprocess}")
         inference = meta.inference
         if inference.get("refiner"):
-            lines.append(f"  refined by   {inference['refiner']} in the box around the tumour (--refine none: "
-                         "without)")
+            lines.append(
+                f"  refined by   {inference['refiner']} in the box around the tumour (--refine none: without)"
+            )
         if inference.get("sliding_window") and meta.patch:
             window = "x".join(str(v) for v in meta.patch)
-            lines.append(f"  inference    windows of {window} voxels, overlap {inference.get('overlap', 0.5)} "
-                         "(--whole-volume for one pass)")
+            lines.append(
+                f"  inference    windows of {window} voxels, overlap {inference.get('overlap', 0.5)} "
+                "(--whole-volume for one pass)"
+            )
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
         if inference.get("max_distance_mm"):
-            lines.append(f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "
-                         "largest one are removed (--max-distance 0 keeps them)")
+            lines.append(
+                f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "
+                "largest one are removed (--max-distance 0 keeps them)"
+            )
         if inference.get("min_enhancing_mm3"):
-            lines.append(f"  post-process enhancing tumour under {inference['min_enhancing_mm3']:g} mm^3 in all becomes "
-                         "necrosis (--min-enhancing 0 keeps it)")
+            lines.append(
+                f"  post-process enhancing tumour under {inference['min_enhancing_mm3']:g} mm^3 in all "
+                "becomes necrosis (--min-enhancing 0 keeps it)"
+            )
         if inference.get("min_lesion_mm3"):
             sizes = ", ".join(f"{r} {v:g}" for r, v in inference["min_lesion_mm3"].items())
-            lines.append(f"  post-process components under {sizes} mm^3 become the next outer region "
-                         "(--min-lesion 0 keeps them)")
+            lines.append(
+                f"  post-process components under {sizes} mm^3 become the next outer region "
+                "(--min-lesion 0 keeps them)"
+            )
         if inference.get("precision", "auto") != "auto":
             from ..precision import describe
 
-            lines.append(f"  precision    {inference['precision']}: {describe(inference['precision'], 'cpu')} on this "
-                         "CPU (--precision fp32 for float32)")
+            lines.append(
+                f"  precision    {inference['precision']}: {describe(inference['precision'], 'cpu')} on this "
+                "CPU (--precision fp32 for float32)"
+            )
         if meta.temperatures:
             ece = (meta.calibration or {}).get("ece_leave_one_case_out") or {}
             fitted = len((meta.calibration or {}).get("fitted_on") or [])
-            lines.append(f"  calibration  temperatures {', '.join(f'{t:g}' for t in meta.temperatures)} on {fitted} "
-                         f"held-out cases" + (f"; tumour-zone ECE {ece['tumour_zone_before']:.3f} -> "
-                                              f"{ece['tumour_zone_after']:.3f}" if "tumour_zone_after" in ece else ""))
+            lines.append(
+                f"  calibration  temperatures {', '.join(f'{t:g}' for t in meta.temperatures)} on {fitted} "
+                f"held-out cases"
+                + (
+                    f"; tumour-zone ECE {ece['tumour_zone_before']:.3f} -> {ece['tumour_zone_after']:.3f}"
+                    if "tumour_zone_after" in ece
+                    else ""
+                )
+            )
         lines += card_lines(card)
     return "\n".join(lines)
 
@@ -79,8 +109,18 @@ REGIONS = ("WT", "TC", "ET")
 def card_lines(card: dict) -> list[str]:
     """The model card's training record and held-out scores as ``medseg3d models`` prints them."""
     lines = []
-    for key in ("trained_on", "command", "training_time", "total_training", "held_out_scores", "cross_validation",
-                "worst_cases", "note", "licence", "provenance"):
+    for key in (
+        "trained_on",
+        "command",
+        "training_time",
+        "total_training",
+        "held_out_scores",
+        "cross_validation",
+        "worst_cases",
+        "note",
+        "licence",
+        "provenance",
+    ):
         if key not in card:
             continue
         value = card[key]
@@ -98,23 +138,32 @@ def card_lines(card: dict) -> list[str]:
 
 def _scores(scores: dict, cases: list | None) -> str:
     """``Dice WT 0.839 / TC 0.748 / ET 0.627, HD95 15.5 / 11.8 / 12.0 mm (20 cases)``."""
-    def values(metric, digits):
-        return " / ".join("n/a" if scores.get(f"{metric}_{r}") is None else f"{scores[f'{metric}_{r}']:.{digits}f}"
-                          for r in REGIONS)
 
-    return (f"Dice WT / TC / ET {values('dice', 3)}, HD95 {values('hd95', 1)} mm"
-            + (f" ({len(cases)} cases, each scored by a model that never saw it)" if cases else ""))
+    def values(metric, digits):
+        return " / ".join(
+            "n/a" if scores.get(f"{metric}_{r}") is None else f"{scores[f'{metric}_{r}']:.{digits}f}"
+            for r in REGIONS
+        )
+
+    return f"Dice WT / TC / ET {values('dice', 3)}, HD95 {values('hd95', 1)} mm" + (
+        f" ({len(cases)} cases, each scored by a model that never saw it)" if cases else ""
+    )
 
 
 def _cross_validation(cv: dict) -> str:
-    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC / ET."""
+    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC /
+    ET."""
     done, planned = cv.get("folds"), cv.get("folds_planned")
     folds = f"{done} of {planned} folds (incomplete)" if planned and done != planned else f"{done} folds"
     summary = cv.get("mean_sd_over_folds", {})
-    text = f"{folds}, {cv.get('weights')} weights: " + ", ".join(
-        f"{r} {summary[f'dice_{r}']}" for r in REGIONS if f"dice_{r}" in summary) + " (mean +- SD over folds)"
+    text = (
+        f"{folds}, {cv.get('weights')} weights: "
+        + ", ".join(f"{r} {summary[f'dice_{r}']}" for r in REGIONS if f"dice_{r}" in summary)
+        + " (mean +- SD over folds)"
+    )
     per_fold = cv.get("per_fold", {})
     if per_fold:
         text += "; WT / TC / ET per fold: " + "; ".join(
-            f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in REGIONS) for fold, v in per_fold.items())
+            f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in REGIONS) for fold, v in per_fold.items()
+        )
     return text

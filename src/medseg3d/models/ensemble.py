@@ -25,15 +25,33 @@ from ..errors import ModelError
 from ..nets.ensemble import build_from_meta
 from .loading import resolve_model_path
 
-MUST_AGREE = ("network", "net_args", "in_channels", "n_outputs", "modalities", "labels", "preprocess", "kind",
-              "patch", "size_multiple", "spatial_dims", "space")
+MUST_AGREE = (
+    "network",
+    "net_args",
+    "in_channels",
+    "n_outputs",
+    "modalities",
+    "labels",
+    "preprocess",
+    "kind",
+    "patch",
+    "size_multiple",
+    "spatial_dims",
+    "space",
+)
 """Metadata every member must share: what the network reads, how, and what it writes."""
 PER_MEMBER = ("train_cases", "val_cases", "epoch", "trained_with", "loss")
 """Provenance kept for each member in the ensemble's metadata."""
 
 
-def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, name: str | None = None,
-                  sliding_window: bool | None = None, overlap: float | None = None) -> Path:
+def make_ensemble(
+    models: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    name: str | None = None,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
+) -> Path:
     """Write the ensemble of ``models`` (bundled names, run folders or ``.safetensors`` files) to ``out``.
 
     ``sliding_window``/``overlap`` set how the ensemble runs when the user does not say (default: as the
@@ -62,8 +80,10 @@ def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, na
     for path, meta in zip(paths[1:], metas[1:]):
         for key in MUST_AGREE:
             if meta.get(key) != first.get(key):
-                raise ModelError(f"{path}: its {key} ({meta.get(key)!r}) differs from {paths[0]}'s "
-                                 f"({first.get(key)!r}); ensemble members must be trained alike")
+                raise ModelError(
+                    f"{path}: its {key} ({meta.get(key)!r}) differs from {paths[0]}'s "
+                    f"({first.get(key)!r}); ensemble members must be trained alike"
+                )
     net = build_from_meta(first, len(paths))
     for i, state in enumerate(states):
         net.members[i].load_state_dict(state)
@@ -75,9 +95,14 @@ def make_ensemble(models: list[str | os.PathLike], out: str | os.PathLike, *, na
         inference["overlap"] = float(overlap)
     check_inference(inference, Path(out))
     meta["inference"] = inference
-    members = [{"source": _source_name(p), **{k: m[k] for k in PER_MEMBER if k in m}} for p, m in zip(paths, metas)]
-    meta["ensemble"] = {"members": len(paths), "combine": "mean of the members' probabilities",
-                        "sources": members}
+    members = [
+        {"source": _source_name(p), **{k: m[k] for k in PER_MEMBER if k in m}} for p, m in zip(paths, metas)
+    ]
+    meta["ensemble"] = {
+        "members": len(paths),
+        "combine": "mean of the members' probabilities",
+        "sources": members,
+    }
     meta["train_cases"] = sorted({c for m in metas for c in m.get("train_cases") or []})
     if name:
         meta["name"] = name

@@ -25,9 +25,9 @@ TORCHSCRIPT_META_FILE = "medseg3d.json"
 class OnnxRuntimeNet(torch.nn.Module):
     """An ONNX Runtime session behind the interface of a medseg3d network.
 
-    ``forward`` takes and returns torch tensors (on the CPU), so :func:`medseg3d.inference.predict_probabilities`
-    (whole volume or MONAI sliding windows) runs it unchanged. It has no parameters: ``eval()``/``to()`` are
-    no-ops.
+    ``forward`` takes and returns torch tensors (on the CPU), so
+    :func:`medseg3d.inference.predict_probabilities` (whole volume or MONAI sliding windows) runs it
+    unchanged. It has no parameters: ``eval()``/``to()`` are no-ops.
     """
 
     def __init__(self, session, spatial_dims: int, size_multiple: int | None, network_name: str = "onnx"):
@@ -102,7 +102,9 @@ def load_onnx_model(path: str | os.PathLike, device: str = "auto", threads: int 
     meta = _check_meta(session.get_modelmeta().custom_metadata_map.get(META_KEY), path)
     validate_model(meta, _onnx_weights(path), path)
     _check_onnx_signature(session, meta, path)
-    net = OnnxRuntimeNet(session, int(meta.get("spatial_dims", 3)), meta.get("size_multiple"), str(meta["network"]))
+    net = OnnxRuntimeNet(
+        session, int(meta.get("spatial_dims", 3)), meta.get("size_multiple"), str(meta["network"])
+    )
     # tensors go to and come from the session on the host; the session itself may run on the GPU
     return loaded_model(net, meta, path, torch.device("cpu"))
 
@@ -118,7 +120,9 @@ def _onnx_weights(path: Path) -> dict | None:
         proto = onnx.load(str(path))
     except Exception as exc:  # protobuf decoding errors come in several types
         raise ModelError(f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:200]})") from exc
-    return {init.name: torch.from_numpy(np.array(numpy_helper.to_array(init))) for init in proto.graph.initializer}
+    return {
+        init.name: torch.from_numpy(np.array(numpy_helper.to_array(init))) for init in proto.graph.initializer
+    }
 
 
 def _check_onnx_signature(session, meta: dict, path: Path) -> None:
@@ -128,27 +132,37 @@ def _check_onnx_signature(session, meta: dict, path: Path) -> None:
     so it must be the metadata's patch, run in sliding windows."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or not outputs:
-        raise ModelError(f"{path}: the ONNX graph has {len(inputs)} inputs and {len(outputs)} outputs; "
-                         "a medseg3d model has one image input and one logits output")
+        raise ModelError(
+            f"{path}: the ONNX graph has {len(inputs)} inputs and {len(outputs)} outputs; "
+            "a medseg3d model has one image input and one logits output"
+        )
     spatial_dims = int(meta.get("spatial_dims", 3))
     shape_in, shape_out = list(inputs[0].shape), list(outputs[0].shape)
     expected = f"(N, {meta['in_channels']}, {', '.join(['size'] * spatial_dims)})"
     if len(shape_in) != 2 + spatial_dims or len(shape_out) != 2 + spatial_dims:
-        raise ModelError(f"{path}: the ONNX input has dimensions {shape_in} but the metadata says {expected}; "
-                         "export the model again with `medseg3d export`")
-    for what, dims, count in (("input channels", shape_in, meta["in_channels"]),
-                              ("output channels", shape_out, meta["n_outputs"])):
+        raise ModelError(
+            f"{path}: the ONNX input has dimensions {shape_in} but the metadata says {expected}; "
+            "export the model again with `medseg3d export`"
+        )
+    for what, dims, count in (
+        ("input channels", shape_in, meta["in_channels"]),
+        ("output channels", shape_out, meta["n_outputs"]),
+    ):
         if isinstance(dims[1], int) and dims[1] != count:
-            raise ModelError(f"{path}: the ONNX graph has {dims[1]} {what} but its metadata says {count}; "
-                             "export the model again with `medseg3d export`")
+            raise ModelError(
+                f"{path}: the ONNX graph has {dims[1]} {what} but its metadata says {count}; "
+                "export the model again with `medseg3d export`"
+            )
     fixed = [d for d in shape_in[2:] if isinstance(d, int)]
     if fixed:
         patch = meta.get("patch")
         window = bool((meta.get("inference") or {}).get("sliding_window"))
         if len(fixed) != spatial_dims or patch != fixed or not window:
-            raise ModelError(f"{path}: the ONNX input has fixed spatial sizes {shape_in[2:]} but the metadata asks for "
-                             f"{'windows of ' + str(patch) if window else 'whole volumes'}; export the model again "
-                             "with `medseg3d export` (dynamic sizes)")
+            raise ModelError(
+                f"{path}: the ONNX input has fixed spatial sizes {shape_in[2:]} but the metadata asks for "
+                f"{'windows of ' + str(patch) if window else 'whole volumes'}; export the model again "
+                "with `medseg3d export` (dynamic sizes)"
+            )
 
 
 def load_torchscript_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
@@ -157,13 +171,17 @@ def load_torchscript_model(path: str | os.PathLike, device: str = "cpu") -> Load
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     extra = {TORCHSCRIPT_META_FILE: ""}
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scripted = torch.jit.load(str(path), map_location=dev, _extra_files=extra)
     except Exception as exc:  # torch.jit raises RuntimeError or its own types for foreign files
-        raise ModelError(f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:200]})") from exc
+        raise ModelError(
+            f"{path}: not a readable TorchScript model ({str(exc).splitlines()[0][:200]})"
+        ) from exc
     raw = extra[TORCHSCRIPT_META_FILE]
     meta = _check_meta(raw.decode() if isinstance(raw, bytes) else (raw or None), path)
     validate_model(meta, dict(scripted.state_dict()), path)

@@ -86,9 +86,10 @@ class LoadedModel:
         return float(self.meta.inference.get("max_distance_mm", 0.0))
 
     def min_enhancing_mm3(self, asked_voxels: int | None) -> float:
-        """The "no enhancing tumour" rule's threshold in mm^3 (:func:`medseg3d.postprocess.relabel_small_enhancing`):
-        0 when the caller gave a voxel count (``--min-enhancing``, 0: off), else the model file's
-        ``inference.min_enhancing_mm3`` (set for a model whose cross-validation chose it), else 0 (off)."""
+        """The "no enhancing tumour" rule's threshold in mm^3
+        (:func:`medseg3d.postprocess.relabel_small_enhancing`): 0 when the caller gave a voxel count
+        (``--min-enhancing``, 0: off), else the model file's ``inference.min_enhancing_mm3`` (set for a model
+        whose cross-validation chose it), else 0 (off)."""
         if asked_voxels is not None:
             return 0.0
         return float(self.meta.inference.get("min_enhancing_mm3", 0.0))
@@ -106,12 +107,16 @@ class LoadedModel:
         return self.meta.inference.get("precision", "auto")
 
 
-def loaded_model(net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto") -> LoadedModel:
+def loaded_model(
+    net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto"
+) -> LoadedModel:
     """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
     typed = ModelMeta.from_dict(meta)
     scheme = typed.scheme()
     if scheme.n_outputs != typed.n_outputs:
-        raise ModelError(f"{path}: label scheme has {scheme.n_outputs} outputs but the network {typed.n_outputs}")
+        raise ModelError(
+            f"{path}: label scheme has {scheme.n_outputs} outputs but the network {typed.n_outputs}"
+        )
     bundled = path.parent.resolve() == WEIGHTS_DIR
     card = model_card(path.name[: -len(".safetensors")]) if bundled and path.suffix == ".safetensors" else {}
     return LoadedModel(net, typed, scheme, typed.prep(), device, precision, card, path)

@@ -35,14 +35,20 @@ def resolve_model_path(ref: str | os.PathLike) -> Path:
         if path.suffix == ".onnx":
             return path
         if path.suffix != ".safetensors":
-            raise ModelError(f"{path}: not a model file; give a .safetensors or .onnx file, a run folder or a bundled name")
+            raise ModelError(
+                f"{path}: not a model file; give a .safetensors or .onnx file, a run folder or a bundled name"
+            )
         return path
     names = ", ".join(bundled) or "none installed"
     raise ModelError(f"{ref_s}: no such model file, run folder or bundled model (bundled: {names})")
 
 
-def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "auto",
-               refine: str | os.PathLike | None = "auto") -> LoadedModel:
+def load_model(
+    ref: str | os.PathLike,
+    device: str = "auto",
+    precision: str = "auto",
+    refine: str | os.PathLike | None = "auto",
+) -> LoadedModel:
     """Load a model by bundled name, run folder or file; metadata is checked before use.
 
     ``precision`` (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`) is the one inference runs
@@ -53,8 +59,8 @@ def load_model(ref: str | os.PathLike, device: str = "auto", precision: str = "a
 
 
 def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> LoadedModel:
-    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the same
-    precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
+    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the
+    same precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
     ``loaded`` itself is not changed."""
     if refine is None or str(refine) == "none":
         return replace(loaded, refiner=None) if loaded.refiner is not None else loaded
@@ -65,13 +71,17 @@ def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> Loade
         if not refine:
             return loaded
         if str(refine) not in bundled_models():
-            raise ModelError(f"{loaded.source}: its metadata names refiner {refine!r}, which is not a bundled "
-                             "model; reinstall medseg3d or pass --refine none")
+            raise ModelError(
+                f"{loaded.source}: its metadata names refiner {refine!r}, which is not a bundled "
+                "model; reinstall medseg3d or pass --refine none"
+            )
     from ..cascade import check_refiner
 
     refiner = _load_one(refine, str(loaded.device), loaded.precision)
     if refiner.meta.inference.get("refiner"):
-        raise ModelError(f"{refiner.source}: a refiner must not name a refiner of its own; give its coarse model")
+        raise ModelError(
+            f"{refiner.source}: a refiner must not name a refiner of its own; give its coarse model"
+        )
     check_refiner(loaded, refiner)
     return replace(loaded, refiner=refiner)
 
@@ -90,7 +100,9 @@ def _load_one(ref: str | os.PathLike, device: str, precision: str) -> LoadedMode
         model = build_from_meta(meta, ensemble_members(meta, path))
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})") from exc
+        raise ModelError(
+            f"{path}: weights do not fit network '{meta['network']}' ({str(exc).splitlines()[0][:160]})"
+        ) from exc
     dev = pick_device(device)
     model.to(dev).eval()
     return loaded_model(model, meta, path, dev, precision)

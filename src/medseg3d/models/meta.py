@@ -1,11 +1,11 @@
 """What a model file says about itself, typed: :class:`ModelMeta`.
 
-Every model medseg3d writes (``.safetensors`` from ``train``, ONNX and TorchScript from ``export``) carries one
-JSON object of metadata. Its keys are checked by :func:`medseg3d.checkpoint.validate_model` before anything is
-built from them; :class:`ModelMeta` then gives them names and types, so that predict, export, calibrate and
-``medseg3d models`` read ``meta.in_channels`` instead of ``meta["in_channels"]``. Keys it has no field for
-(provenance: ``trained_with``, ``train_cases``, ``software``, ``export``...) are kept in ``extra``, and
-:meth:`ModelMeta.to_dict` gives back exactly the object that was read.
+Every model medseg3d writes (``.safetensors`` from ``train``, ONNX and TorchScript from ``export``) carries
+one JSON object of metadata. Its keys are checked by :func:`medseg3d.checkpoint.validate_model` before
+anything is built from them; :class:`ModelMeta` then gives them names and types, so that predict, export,
+calibrate and ``medseg3d models`` read ``meta.in_channels`` instead of ``meta["in_channels"]``. Keys it has no
+field for (provenance: ``trained_with``, ``train_cases``, ``software``, ``export``...) are kept in ``extra``,
+and :meth:`ModelMeta.to_dict` gives back exactly the object that was read.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class ModelMeta:
     inference: dict = field(default_factory=dict)
     """How to run it when the user does not say: ``sliding_window``, ``overlap``, ``precision``."""
     calibration: dict | None = None
-    """Temperature scaling fitted by ``medseg3d calibrate`` (``temperatures``, where and how it was fitted)."""
+    """Temperature scaling fitted by ``medseg3d calibrate`` (``temperatures``, where and how it was
+    fitted)."""
     space: dict | None = None
     """The grid it was trained on (spacing, axcodes, shape) when not BraTS's."""
     name: str | None = None
@@ -96,7 +97,8 @@ class ModelMeta:
 
     @property
     def temperatures(self) -> list[float] | None:
-        """The calibration temperatures (one per output, or one for a softmax), if the model was calibrated."""
+        """The calibration temperatures (one per output, or one for a softmax), if the model was
+        calibrated."""
         temps = (self.calibration or {}).get("temperatures")
         return [float(t) for t in temps] if temps else None
 

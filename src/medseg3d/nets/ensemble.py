@@ -28,7 +28,8 @@ EPS = 1e-6
 
 
 class EnsembleNet(nn.Module):
-    """Members with the same input and output channels, run on the same input; their mean probabilities as logits.
+    """Members with the same input and output channels, run on the same input; their mean probabilities as
+    logits.
 
     Args:
         members: two or more networks (built by :func:`medseg3d.nets.build_network`, same input size rule).
@@ -43,7 +44,9 @@ class EnsembleNet(nn.Module):
             raise InputError(f"ensemble kind must be 'region' or 'multiclass', got {kind!r}")
         rules = {(getattr(m, "spatial_dims", None), getattr(m, "size_multiple", None)) for m in members}
         if len(rules) != 1:
-            raise InputError(f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}")
+            raise InputError(
+                f"ensemble members disagree on dimensions or input size rule: {sorted(rules, key=str)}"
+            )
         self.members = nn.ModuleList(members)
         self.kind = kind
         self.region = kind == "region"
@@ -62,8 +65,8 @@ class EnsembleNet(nn.Module):
         return self._mean_logits(total)
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
-        """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits, concatenated
-        along the channels: ``1 + len(members)`` blocks of outputs, for the members' disagreement
+        """The ensemble's logits (exactly :meth:`forward`'s) followed by each member's own logits,
+        concatenated along the channels: ``1 + len(members)`` blocks of outputs, for the members' disagreement
         (:func:`medseg3d.uncertainty.member_uncertainty`) at the cost of one ensemble pass."""
         logits = [member(x).float() for member in self.members]
         total = torch.zeros(0)
@@ -82,8 +85,8 @@ class EnsembleNet(nn.Module):
 
 
 class AllOutputs(nn.Module):
-    """An :class:`EnsembleNet` seen as one network whose output is :meth:`EnsembleNet.forward_all`'s blocks, so
-    that whole-volume, windowed and mirrored inference treat the mean and every member alike."""
+    """An :class:`EnsembleNet` seen as one network whose output is :meth:`EnsembleNet.forward_all`'s blocks,
+    so that whole-volume, windowed and mirrored inference treat the mean and every member alike."""
 
     def __init__(self, ensemble: EnsembleNet):
         super().__init__()
@@ -102,6 +105,8 @@ def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
     from medseg3d.nets.registry import build_network
 
     def one() -> nn.Module:
-        return build_network(meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {}))
+        return build_network(
+            meta["network"], int(meta["in_channels"]), int(meta["n_outputs"]), **meta.get("net_args", {})
+        )
 
     return EnsembleNet([one() for _ in range(members)], meta.get("kind", "multiclass")) if members else one()

@@ -121,9 +121,7 @@ class _DeepDownLevel(nn.Module):
     ):
         super().__init__()
         self.down = conv_layer(spatial_dims, in_channels, down_channels, 3, stride=2)
-        self.units = _pre_activation_units(
-            spatial_dims, down_channels, out_channels, blocks, norm_act
-        )
+        self.units = _pre_activation_units(spatial_dims, down_channels, out_channels, blocks, norm_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.down(x)
@@ -308,9 +306,7 @@ class KayalibayNet(nn.Module):
                 )
             else:
                 encoder.append(
-                    _ShallowDownLevel(
-                        spatial_dims, widths[level - 1], down_width, widths[level], norm_act
-                    )
+                    _ShallowDownLevel(spatial_dims, widths[level - 1], down_width, widths[level], norm_act)
                 )
         self.encoder = nn.ModuleList(encoder)
 

@@ -29,8 +29,23 @@ from .pipeline import (
 )
 
 __all__ = [
-    "CaseResult", "GridPrediction", "Passes", "PredictOptions", "background_fill", "grid_prediction",
-    "grid_probabilities", "member_spread", "member_volumes", "output_path_for", "predict", "predict_case",
-    "probabilities_to_labels", "resolve_passes", "segment", "segment_arrays", "segment_volumes",
-    "uncertainty_record", "write_case_outputs",
+    "CaseResult",
+    "GridPrediction",
+    "Passes",
+    "PredictOptions",
+    "background_fill",
+    "grid_prediction",
+    "grid_probabilities",
+    "member_spread",
+    "member_volumes",
+    "output_path_for",
+    "predict",
+    "predict_case",
+    "probabilities_to_labels",
+    "resolve_passes",
+    "segment",
+    "segment_arrays",
+    "segment_volumes",
+    "uncertainty_record",
+    "write_case_outputs",
 ]

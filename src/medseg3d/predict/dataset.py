@@ -22,7 +22,8 @@ from .pipeline import segment_volumes
 
 
 def output_path_for(case: Case, out_dir: Path) -> Path:
-    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for DICOM)."""
+    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for
+    DICOM)."""
     first = Path(next(iter(case.channels.values())))
     suffix = image_suffix(first) or ".nii.gz"
     return out_dir / f"{case.case_id}{suffix}"
@@ -32,12 +33,14 @@ def _make_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{path.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
+        raise InputError(
+            f"{path.parent}: cannot create the output folder ({exc.strerror}); choose another -o"
+        ) from exc
 
 
 def _cases_in(folder: Path) -> list[Case]:
-    """The cases ``find_cases`` sees in ``folder``; none where it sees no dataset (e.g. a folder of files whose
-    names :func:`resolve_case_channels` must identify)."""
+    """The cases ``find_cases`` sees in ``folder``; none where it sees no dataset (e.g. a folder of files
+    whose names :func:`resolve_case_channels` must identify)."""
     try:
         return find_cases(folder)
     except InputError:
@@ -45,7 +48,8 @@ def _cases_in(folder: Path) -> list[Case]:
 
 
 def _shard_of(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
-    """This process's share: every n-th case from i (``shard=(i, n)``, or ``RANK``/``WORLD_SIZE`` under torchrun)."""
+    """This process's share: every n-th case from i (``shard=(i, n)``, or ``RANK``/``WORLD_SIZE`` under
+    torchrun)."""
     if shard is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         shard = (int(os.environ.get("RANK", "0")), int(os.environ["WORLD_SIZE"]))
     if shard is None:
@@ -56,8 +60,9 @@ def _shard_of(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
     return cases[i::n]
 
 
-def predict_case(loaded: LoadedModel, case: Case, target: Path, opts: PredictOptions, *, progress=None,
-                 **outputs) -> Path:
+def predict_case(
+    loaded: LoadedModel, case: Case, target: Path, opts: PredictOptions, *, progress=None, **outputs
+) -> Path:
     """Read one case, segment it and write its outputs (``outputs``: the keyword arguments of
     :func:`~.outputs.write_case_outputs`). Returns ``target``."""
     with collecting() as checks:  # this case's quality checks: recorded in its JSON, refused with --strict
@@ -71,15 +76,40 @@ def predict_case(loaded: LoadedModel, case: Case, target: Path, opts: PredictOpt
         for line in sequences.review:
             fire(case.case_id, line)
         result = segment_volumes(loaded, volumes, opts, progress=progress)
-        return write_case_outputs(loaded, case, target, result, volumes, opts, read_seconds=read_seconds,
-                                  say=progress, checks=checks, sequences=sequences.record(), **outputs)
+        return write_case_outputs(
+            loaded,
+            case,
+            target,
+            result,
+            volumes,
+            opts,
+            read_seconds=read_seconds,
+            say=progress,
+            checks=checks,
+            sequences=sequences.record(),
+            **outputs,
+        )
 
 
-def predict(model, inputs: list, output: str | os.PathLike, options: PredictOptions | None = None, *,
-            save_probabilities: bool = False, force: bool = False, shard: tuple[int, int] | None = None,
-            progress: bool = True, device: str = "auto", precision: str = "auto", channel_files: dict | None = None,
-            report: bool = False, anonymise: bool = False, output_format: str | None = None,
-            refine: str | None = "auto", **option_values) -> list[Path]:
+def predict(
+    model,
+    inputs: list,
+    output: str | os.PathLike,
+    options: PredictOptions | None = None,
+    *,
+    save_probabilities: bool = False,
+    force: bool = False,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    device: str = "auto",
+    precision: str = "auto",
+    channel_files: dict | None = None,
+    report: bool = False,
+    anonymise: bool = False,
+    output_format: str | None = None,
+    refine: str | None = "auto",
+    **option_values,
+) -> list[Path]:
     """Segment one case (``output`` is a file) or every case of a dataset (``output`` is a folder).
 
     Args:
@@ -87,8 +117,9 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
         inputs: a case folder, the case's channel files, or one dataset folder.
         output: the labels' file (one case) or a folder (a dataset: ``output/<case>.<input suffix>``).
         options: :class:`PredictOptions`; keyword arguments (``mirror``, ``align`` or its old name
-            ``preprocess``, ``space``, ``uncertainty``, ``max_distance`` ...) replace its fields. Raw scans are
-            aligned to the model's grid first and such a case also gets ``<output stem>.json`` and ``.png``.
+            ``preprocess``, ``space``, ``uncertainty``, ``max_distance`` ...) replace its fields. Raw scans
+            are aligned to the model's grid first and such a case also gets ``<output stem>.json`` and
+            ``.png``.
         save_probabilities: also write the probabilities (after the model's calibration, if it has one).
         force: overwrite existing outputs (a dataset's existing outputs are otherwise skipped, so that an
             interrupted or parallel run continues).
@@ -102,8 +133,8 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
         anonymise: with ``report``, leave the patient, study and series out (and write no ``.dcm``).
         output_format: ``dicom-seg`` also writes ``<output stem>.seg.dcm`` referencing the input DICOM series
             (written by default when there is one; ``nifti``: not).
-        refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none; else
-            the refiner to run.
+        refine: ``auto`` runs the refiner the model has or names (:mod:`medseg3d.cascade`); ``none`` none;
+            else the refiner to run.
 
     Returns:
         The written label files.
@@ -115,8 +146,11 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
     """
     from tqdm import tqdm
 
-    loaded = with_refiner(model, refine) if isinstance(model, LoadedModel) else load_model(model, device, precision,
-                                                                                           refine)
+    loaded = (
+        with_refiner(model, refine)
+        if isinstance(model, LoadedModel)
+        else load_model(model, device, precision, refine)
+    )
     opts = PredictOptions.of(options, **option_values).resolve(loaded)
     check_output_format(output_format, opts.space)
     output = Path(output)
@@ -124,8 +158,9 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
     for p in inputs:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; check the input path")
-    outputs = dict(save_probabilities=save_probabilities, report=report, output_format=output_format,
-                   anonymise=anonymise)
+    outputs = dict(
+        save_probabilities=save_probabilities, report=report, output_format=output_format, anonymise=anonymise
+    )
     # one scan of a folder says whether it is a dataset (several cases) and gives its cases
     found = _cases_in(inputs[0]) if len(inputs) == 1 and inputs[0].is_dir() and not channel_files else []
     if len(found) <= 1:
@@ -152,9 +187,11 @@ def predict(model, inputs: list, output: str | os.PathLike, options: PredictOpti
     written = []
     for case in tqdm(cases, desc="predict", unit="case", disable=not progress):
         target = output_path_for(case, output)
-        remove_stale_temporaries_of(target, companions(target))  # left by a killed run of this shard (docs/distributed.md)
+        # left by a killed run of this shard (docs/distributed.md)
+        remove_stale_temporaries_of(target, companions(target))
         if target.exists() and not force:
             continue
-        written.append(predict_case(loaded, case, target, opts, progress=tqdm.write if progress else None,
-                                    **outputs))
+        written.append(
+            predict_case(loaded, case, target, opts, progress=tqdm.write if progress else None, **outputs)
+        )
     return written

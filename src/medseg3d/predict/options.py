@@ -1,8 +1,8 @@
 """What one prediction is asked to do: one frozen object, built and checked once.
 
 The command line (``medseg3d predict``) and the Python API (:func:`~medseg3d.predict.segment`,
-:func:`~medseg3d.predict.predict`) build a :class:`PredictOptions`; :meth:`PredictOptions.resolve` fills in the
-model's own defaults (far-component distance, sliding windows, uncertainty passes) and refuses impossible
+:func:`~medseg3d.predict.predict`) build a :class:`PredictOptions`; :meth:`PredictOptions.resolve` fills in
+the model's own defaults (far-component distance, sliding windows, uncertainty passes) and refuses impossible
 settings in one line each, before minutes of alignment and inference. Everything downstream takes the resolved
 object and checks nothing again.
 """
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from ..models import LoadedModel
 
 Passes = int | Literal["members", "auto"] | None
-"""Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members for
-an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
+"""Uncertainty passes: 2, 4 or 8 mirrored passes, ``"members"`` (an ensemble's members), ``"auto"`` (members
+for an ensemble, else 2 passes, 8 with mirroring) or None (no uncertainty)."""
 
 SPACES = ("native", "atlas")
 OUTPUT_FORMATS = (None, "nifti", "dicom-seg")
@@ -42,14 +42,16 @@ class PredictOptions:
             model file's ``min_enhancing_mm3``, turned into voxels on each grid.
         min_enhancing_mm3: the same threshold as a volume (mm^3); resolved from the model file unless
             ``min_enhancing`` is given.
-        min_lesion: region (WT, TC, ET) -> mm^3: components of a region smaller than that become the next outer
+        min_lesion: region (WT, TC, ET) -> mm^3: components of a region smaller than that become the next
+        outer
             region (:func:`medseg3d.postprocess.demote_small_region_components`); None: the model file's
             ``min_lesion_mm3``; ``{}``: off.
         max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
             model file's choice.
-        align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or ``none``
-            (:mod:`medseg3d.raw.pipeline`).
-        space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after ``full``).
+        align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or
+            ``none`` (:mod:`medseg3d.raw.pipeline`).
+        space: ``native`` (labels on the reference scan's grid) or ``atlas`` (on the model's grid, after
+            ``full``).
         uncertainty: see :data:`Passes`.
         template_fit: ``rigid`` or ``affine`` map of the brain to the template in ``full``; None: rigid.
         trust_names: where file names and the channels' content confidently disagree about the sequences,
@@ -76,8 +78,8 @@ class PredictOptions:
 
     @classmethod
     def of(cls, options: PredictOptions | None = None, **given) -> PredictOptions:
-        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name of
-        ``align``); None values of keywords that default to None are kept as given.
+        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name
+        of ``align``); None values of keywords that default to None are kept as given.
 
         Raises:
             InputError: an unknown option name.
@@ -87,7 +89,9 @@ class PredictOptions:
         names = {f.name for f in dataclasses.fields(cls)} - {"resolved"}
         unknown = sorted(set(given) - names)
         if unknown:
-            raise InputError(f"unknown prediction option {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+            raise InputError(
+                f"unknown prediction option {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+            )
         base = options or cls()
         return dataclasses.replace(base, resolved=False, **given) if given else base
 
@@ -111,26 +115,42 @@ class PredictOptions:
         enhancing_mm3 = self.min_enhancing_mm3 or model.min_enhancing_mm3(self.min_enhancing)
         min_enhancing = self.min_enhancing or 0
         min_lesion = model.min_lesion_mm3() if self.min_lesion is None else dict(self.min_lesion)
-        check_options(model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3, min_lesion)
+        check_options(
+            model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3, min_lesion
+        )
         sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
         passes = self.uncertainty
         if passes in (0, "auto"):
             passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
         check_passes(passes, self.mirror, model.runnable_members)
-        return dataclasses.replace(self, max_distance=max_distance, min_enhancing=min_enhancing,
-                                   min_enhancing_mm3=enhancing_mm3, min_lesion=min_lesion, sliding_window=sliding_window, overlap=overlap,
-                                   uncertainty=passes, resolved=True)
+        return dataclasses.replace(
+            self,
+            max_distance=max_distance,
+            min_enhancing=min_enhancing,
+            min_enhancing_mm3=enhancing_mm3,
+            min_lesion=min_lesion,
+            sliding_window=sliding_window,
+            overlap=overlap,
+            uncertainty=passes,
+            resolved=True,
+        )
 
     def postprocessing(self, spacing) -> dict:
-        """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of ``spacing``."""
+        """The keyword arguments of :func:`~medseg3d.predict.probabilities_to_labels` on a grid of
+        ``spacing``."""
         min_enhancing = self.min_enhancing or 0
         if not min_enhancing and self.min_enhancing_mm3 > 0 and spacing is not None:
             min_enhancing = voxels_for_volume(self.min_enhancing_mm3, spacing)
         min_lesion = None
         if self.min_lesion and spacing is not None:
             min_lesion = {region: voxels_for_volume(mm3, spacing) for region, mm3 in self.min_lesion.items()}
-        return dict(min_component=self.min_component, min_enhancing=min_enhancing, spacing=spacing,
-                    max_distance=self.max_distance or 0.0, min_lesion=min_lesion)
+        return dict(
+            min_component=self.min_component,
+            min_enhancing=min_enhancing,
+            spacing=spacing,
+            max_distance=self.max_distance or 0.0,
+            min_lesion=min_lesion,
+        )
 
 
 def check_output_format(output_format: str | None, space: str) -> None:
@@ -142,4 +162,6 @@ def check_output_format(output_format: str | None, space: str) -> None:
     if output_format not in OUTPUT_FORMATS:
         raise InputError(f"--output-format must be nifti or dicom-seg, got {output_format!r}")
     if output_format == "dicom-seg" and space == "atlas":
-        raise InputError("--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas")
+        raise InputError(
+            "--output-format dicom-seg needs the labels on the input series' grid; leave out --space atlas"
+        )

@@ -37,10 +37,11 @@ class GridPrediction:
     uncertainty: np.ndarray | None = None
     confidence: dict | None = None
     refinement: dict | None = None
-    """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no tumour)."""
+    """With a refiner (:mod:`medseg3d.cascade`): which one and the box it refined on its grid (None: no
+    tumour)."""
     member_probabilities: np.ndarray | None = None
-    """With the members' uncertainty of an ensemble: each member's probabilities (M, K, x, y, z) on the model's
-    grid, to be pasted back one at a time with ``record`` (:func:`member_volumes`)."""
+    """With the members' uncertainty of an ensemble: each member's probabilities (M, K, x, y, z) on the
+    model's grid, to be pasted back one at a time with ``record`` (:func:`member_volumes`)."""
     record: object = None
 
 
@@ -53,7 +54,8 @@ class CaseResult:
     prepared: Aligned
     seconds: dict
     uncertainty: np.ndarray | None = None
-    """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty`` passes."""
+    """Normalised entropy of the mirrored passes (X, Y, Z) on the labels' grid, with ``uncertainty``
+    passes."""
     confidence: dict | None = None
     """The case's confidence (:func:`medseg3d.uncertainty.case_confidence`) and calibration temperatures."""
     refinement: dict | None = None
@@ -80,10 +82,18 @@ def background_fill(model: LoadedModel) -> list[float]:
     return [0.0] * n if model.kind == "region" else [1.0] + [0.0] * (n - 1)
 
 
-def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
-                    sliding_window: bool | None = None, overlap: float | None = None,
-                    passes: int | str | None = None) -> GridPrediction:
-    """The model's prediction for raw channels ``image`` (C, X, Y, Z), on their grid: preprocess -> infer -> undo.
+def grid_prediction(
+    model: LoadedModel,
+    image: np.ndarray,
+    affine: np.ndarray,
+    *,
+    mirror: bool = False,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
+    passes: int | str | None = None,
+) -> GridPrediction:
+    """The model's prediction for raw channels ``image`` (C, X, Y, Z), on their grid: preprocess -> infer ->
+    undo.
 
     Preprocesses as training did (crop, z-score, resampling), infers, and undoes the preprocessing: region
     models give 0 outside the brain, multi-class models background there.
@@ -96,14 +106,14 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
         passes: 2, 4 or 8 mirrored passes, or ``"members"`` for an ensemble's members (checked by the caller:
             :meth:`PredictOptions.resolve`, :func:`medseg3d.uncertainty.check_passes`): also measures how much
             the passes (or members) disagree, without changing the segmentation (the unmirrored pass's
-            probabilities; with ``mirror`` the mean of all 8). The map is the normalised entropy of the passes'
-            mean (0 certain, 1 uniform; 0 outside the box the model saw), the confidence 1 minus its mean in the
-            tumour zone, both before calibration (docs/report.md says why); the model's temperatures come along
-            in ``confidence["temperatures"]``.
+            probabilities; with ``mirror`` the mean of all 8). The map is the normalised entropy of the
+            passes' mean (0 certain, 1 uniform; 0 outside the box the model saw), the confidence 1 minus its
+            mean in the tumour zone, both before calibration (docs/report.md says why); the model's
+            temperatures come along in ``confidence["temperatures"]``.
 
     Returns:
-        A :class:`GridPrediction`. A model with a refiner (:mod:`medseg3d.cascade`) has the box around its tumour
-        re-segmented by the refiner; the uncertainty stays the coarse model's.
+        A :class:`GridPrediction`. A model with a refiner (:mod:`medseg3d.cascade`) has the box around its
+        tumour re-segmented by the refiner; the uncertainty stays the coarse model's.
     """
     x, record, settings = model_input(model, image, affine, sliding_window=sliding_window, overlap=overlap)
     # region probabilities: outside the brain every region is absent (probability 0)
@@ -116,30 +126,54 @@ def grid_prediction(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *
             result = member_uncertainty(model.model, x, mirror=mirror, **settings)
             probs = result.probabilities
         else:
-            result = mirrored_uncertainty(model.model, x, passes=passes, keep_first_pass=not mirror, **settings)
+            result = mirrored_uncertainty(
+                model.model, x, passes=passes, keep_first_pass=not mirror, **settings
+            )
             probs = result.probabilities if mirror else result.first_pass
         temps = model.meta.temperatures
         confidence = dict(case_confidence(result, model.kind), calibrated=bool(temps), temperatures=temps)
         # only the entropy map is written: one channel back onto the input grid
         entropy = undo_probabilities(result.entropy[None], record, fill_background=False)[0]
-        prediction = GridPrediction(undo_probabilities(probs, record, fill_background=fill_background), entropy,
-                                    confidence, member_probabilities=result.member_probabilities, record=record)
+        prediction = GridPrediction(
+            undo_probabilities(probs, record, fill_background=fill_background),
+            entropy,
+            confidence,
+            member_probabilities=result.member_probabilities,
+            record=record,
+        )
     if model.refiner is not None:  # the uncertainty stays the coarse model's: it says where the tumour may be
-        prediction.probabilities, prediction.refinement = refine(model.refiner, image, affine,
-                                                                 prediction.probabilities, mirror=mirror)
+        prediction.probabilities, prediction.refinement = refine(
+            model.refiner, image, affine, prediction.probabilities, mirror=mirror
+        )
     return prediction
 
 
-def grid_probabilities(model: LoadedModel, image: np.ndarray, affine: np.ndarray, *, mirror: bool = False,
-                       sliding_window: bool | None = None, overlap: float | None = None) -> np.ndarray:
+def grid_probabilities(
+    model: LoadedModel,
+    image: np.ndarray,
+    affine: np.ndarray,
+    *,
+    mirror: bool = False,
+    sliding_window: bool | None = None,
+    overlap: float | None = None,
+) -> np.ndarray:
     """The model's probabilities (outputs, X, Y, Z) for raw channels ``image`` (C, X, Y, Z), on their grid
     (:func:`grid_prediction` without uncertainty)."""
-    return grid_prediction(model, image, affine, mirror=mirror, sliding_window=sliding_window,
-                           overlap=overlap).probabilities
+    return grid_prediction(
+        model, image, affine, mirror=mirror, sliding_window=sliding_window, overlap=overlap
+    ).probabilities
 
 
-def labels_and_removed(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0, min_enhancing: int = 0,
-                       spacing=None, max_distance: float = 0.0, min_lesion: dict | None = None) -> tuple[np.ndarray, int]:
+def labels_and_removed(
+    model: LoadedModel,
+    probs: np.ndarray,
+    *,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    spacing=None,
+    max_distance: float = 0.0,
+    min_lesion: dict | None = None,
+) -> tuple[np.ndarray, int]:
     """Label values from probabilities (regions above 0.5, or the most probable class), post-processed once
     (:func:`medseg3d.postprocess.postprocess_counted`), and the number of tumour voxels that the far-component
     removal took."""
@@ -147,22 +181,51 @@ def labels_and_removed(model: LoadedModel, probs: np.ndarray, *, min_component: 
         labels = model.scheme.regions_to_values(probs > 0.5)
     else:
         labels = model.scheme.to_values(probs.argmax(0))
-    return postprocess_counted(labels, model.scheme, spacing=spacing, min_component=min_component,
-                               min_enhancing=min_enhancing, max_distance_mm=max_distance, min_lesion=min_lesion)
+    return postprocess_counted(
+        labels,
+        model.scheme,
+        spacing=spacing,
+        min_component=min_component,
+        min_enhancing=min_enhancing,
+        max_distance_mm=max_distance,
+        min_lesion=min_lesion,
+    )
 
 
-def probabilities_to_labels(model: LoadedModel, probs: np.ndarray, *, min_component: int = 0,
-                            min_enhancing: int = 0, spacing=None, max_distance: float = 0.0,
-                            min_lesion: dict | None = None) -> np.ndarray:
+def probabilities_to_labels(
+    model: LoadedModel,
+    probs: np.ndarray,
+    *,
+    min_component: int = 0,
+    min_enhancing: int = 0,
+    spacing=None,
+    max_distance: float = 0.0,
+    min_lesion: dict | None = None,
+) -> np.ndarray:
     """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count;
     ``max_distance`` in mm needs the grid's ``spacing``)."""
-    return labels_and_removed(model, probs, min_component=min_component, min_enhancing=min_enhancing,
-                              spacing=spacing, max_distance=max_distance, min_lesion=min_lesion)[0]
+    return labels_and_removed(
+        model,
+        probs,
+        min_component=min_component,
+        min_enhancing=min_enhancing,
+        spacing=spacing,
+        max_distance=max_distance,
+        min_lesion=min_lesion,
+    )[0]
 
 
-def segment_arrays(model: LoadedModel, image: np.ndarray, affine: np.ndarray, options: PredictOptions | None = None,
-                   *, return_probabilities: bool = False, **option_values):
-    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine`` (no alignment).
+def segment_arrays(
+    model: LoadedModel,
+    image: np.ndarray,
+    affine: np.ndarray,
+    options: PredictOptions | None = None,
+    *,
+    return_probabilities: bool = False,
+    **option_values,
+):
+    """Label values (X, Y, Z) for raw channels ``image`` (C, X, Y, Z) on the grid of ``affine`` (no
+    alignment).
 
     Args:
         model: the loaded model.
@@ -175,23 +238,32 @@ def segment_arrays(model: LoadedModel, image: np.ndarray, affine: np.ndarray, op
         InputError: an option out of range (:meth:`PredictOptions.resolve`).
     """
     opts = PredictOptions.of(options, **option_values).resolve(model)
-    full = grid_probabilities(model, image, affine, mirror=opts.mirror, sliding_window=opts.sliding_window,
-                              overlap=opts.overlap)
-    labels = probabilities_to_labels(model, full, **opts.postprocessing(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)))
+    full = grid_probabilities(
+        model, image, affine, mirror=opts.mirror, sliding_window=opts.sliding_window, overlap=opts.overlap
+    )
+    labels = probabilities_to_labels(
+        model, full, **opts.postprocessing(np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+    )
     return (labels, full) if return_probabilities else labels
 
 
-def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], options: PredictOptions | None = None, *,
-                    progress=None, **option_values) -> CaseResult:
+def segment_volumes(
+    model: LoadedModel,
+    volumes: dict[str, Volume],
+    options: PredictOptions | None = None,
+    *,
+    progress=None,
+    **option_values,
+) -> CaseResult:
     """Segment one case given as channel volumes on any grids (see :mod:`medseg3d.raw`): the spine of predict.
 
     Args:
         model: the loaded model.
         volumes: modality -> Volume, the model's modalities (others are ignored).
-        options: :class:`PredictOptions`; keyword arguments (``align`` or its old name ``preprocess``, ``space``,
-            ``uncertainty`` ...) replace its fields. With ``space="native"`` the labels lie on the reference
-            scan's grid (T1ce for BraTS models; with ``align="none"`` the first channel's), with ``atlas`` on the
-            model's grid. With ``uncertainty`` an ensemble's members' tumour volumes go into
+        options: :class:`PredictOptions`; keyword arguments (``align`` or its old name ``preprocess``,
+            ``space``, ``uncertainty`` ...) replace its fields. With ``space="native"`` the labels lie on the
+            reference scan's grid (T1ce for BraTS models; with ``align="none"`` the first channel's), with
+            ``atlas`` on the model's grid. With ``uncertainty`` an ensemble's members' tumour volumes go into
             ``confidence["member_volumes_ml"]``; the labels are the same as without.
         progress: a callable given one line per step (e.g. ``print``), or None.
 
@@ -204,19 +276,35 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], options: Pre
     opts = PredictOptions.of(options, **option_values).resolve(model)
     missing = [m for m in model.modalities if m not in volumes]
     if missing:
-        raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}")
+        raise InputError(
+            f"modality {', '.join(missing)} is missing; the model needs {', '.join(model.modalities)}"
+        )
     # align: scans as exported -> the model's grid
-    aligned = align({m: volumes[m] for m in model.modalities}, model_space(model.meta), opts.align,
-                    progress=progress, template_fit=opts.template_fit)
+    aligned = align(
+        {m: volumes[m] for m in model.modalities},
+        model_space(model.meta),
+        opts.align,
+        progress=progress,
+        template_fit=opts.template_fit,
+    )
     if opts.space == "atlas" and aligned.mode != "full":
-        raise InputError("--space atlas needs the full alignment (--align full); this input is "
-                         f"'{aligned.mode}', already on its own grid")
+        raise InputError(
+            "--space atlas needs the full alignment (--align full); this input is "
+            f"'{aligned.mode}', already on its own grid"
+        )
     if progress and aligned.mode != "none":
         progress(f"segmenting on the model's grid {'x'.join(str(s) for s in aligned.shape)}")
     # preprocess -> infer -> undo (on the model's grid)
     t0 = time.perf_counter()
-    prediction = grid_prediction(model, aligned.image(model.modalities), aligned.affine, mirror=opts.mirror,
-                                 sliding_window=opts.sliding_window, overlap=opts.overlap, passes=opts.uncertainty)
+    prediction = grid_prediction(
+        model,
+        aligned.image(model.modalities),
+        aligned.affine,
+        mirror=opts.mirror,
+        sliding_window=opts.sliding_window,
+        overlap=opts.overlap,
+        passes=opts.uncertainty,
+    )
     probs, entropy = prediction.probabilities, prediction.uncertainty
     seconds = {"segment": round(time.perf_counter() - t0, 2)}
     # -> the output grid
@@ -228,7 +316,8 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], options: Pre
         fill = background_fill(model)
         to_grid = lambda p: aligned.to_native(p, fill)
         probs = to_grid(probs)
-        if entropy is not None:  # outside the model's grid nothing was seen: certain, as outside the brain box
+        # outside the model's grid nothing was seen: certain, as outside the brain box
+        if entropy is not None:
             entropy = aligned.to_native(entropy[None], [0.0])[0]
         seconds["map back"] = round(time.perf_counter() - t0, 2)
         grid = aligned.native
@@ -241,15 +330,25 @@ def segment_volumes(model: LoadedModel, volumes: dict[str, Volume], options: Pre
         confidence = dict(confidence, member_volumes_ml=member_volumes(model, prediction, to_grid, post))
         seconds["members' volumes"] = round(time.perf_counter() - t0, 2)
     far_removed_ml = far_removed * float(np.prod(grid.spacing)) / 1000.0
-    return CaseResult(grid.with_array(labels), probs, aligned, seconds, entropy, confidence,
-                      prediction.refinement, round(far_removed_ml, 2))
+    return CaseResult(
+        grid.with_array(labels),
+        probs,
+        aligned,
+        seconds,
+        entropy,
+        confidence,
+        prediction.refinement,
+        round(far_removed_ml, 2),
+    )
 
 
 def _identity(p):
     return p
 
 
-def member_volumes(model: LoadedModel, prediction: GridPrediction, to_grid, post: dict) -> dict[str, list[float]]:
+def member_volumes(
+    model: LoadedModel, prediction: GridPrediction, to_grid, post: dict
+) -> dict[str, list[float]]:
     """Each ensemble member's tumour volumes in ml, region -> [one per member], measured as the ensemble's
     are: its probabilities pasted back (``to_grid`` takes them from the preprocessed grid to the output's),
     turned into labels with the same post-processing ``post``, one member at a time (a member on a full
@@ -272,7 +371,9 @@ def volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
         names = normalise_modalities(list(channels))
         missing = [m for m in loaded.modalities if m not in names]
         if missing:
-            raise InputError(f"modality {', '.join(missing)} is missing; the model needs {', '.join(loaded.modalities)}")
+            raise InputError(
+                f"modality {', '.join(missing)} is missing; the model needs {', '.join(loaded.modalities)}"
+            )
         lookup = dict(zip(names, channels.values()))
         channels = [lookup[m] for m in loaded.modalities]
     if isinstance(channels, (str, os.PathLike, Volume)):
@@ -280,8 +381,10 @@ def volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
     channels = list(channels)
     if all(isinstance(c, Volume) for c in channels):
         if len(channels) != len(loaded.modalities):
-            raise InputError(f"the model needs {len(loaded.modalities)} channels ({', '.join(loaded.modalities)}), "
-                             f"got {len(channels)}")
+            raise InputError(
+                f"the model needs {len(loaded.modalities)} channels ({', '.join(loaded.modalities)}), "
+                f"got {len(channels)}"
+            )
         return dict(zip(loaded.modalities, channels))
     if any(isinstance(c, Volume) for c in channels):
         raise InputError("give the channels either all as files or all as Volumes")

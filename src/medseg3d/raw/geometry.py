@@ -94,8 +94,16 @@ def sitk_to_matrix(transform) -> np.ndarray:
     return out
 
 
-def resample(volume: Volume, shape, affine: np.ndarray, matrix: np.ndarray | None = None, *,
-             order: int = 1, fill: float = 0.0, dtype=np.float32) -> np.ndarray:
+def resample(
+    volume: Volume,
+    shape,
+    affine: np.ndarray,
+    matrix: np.ndarray | None = None,
+    *,
+    order: int = 1,
+    fill: float = 0.0,
+    dtype=np.float32,
+) -> np.ndarray:
     """Values of ``volume`` on the grid ``(shape, affine)``; ``matrix`` maps grid points (LPS mm) to
     ``volume``'s points (identity when both already share physical space).
 
@@ -106,18 +114,24 @@ def resample(volume: Volume, shape, affine: np.ndarray, matrix: np.ndarray | Non
     interp = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]
     transform = matrix_to_sitk(np.eye(4) if matrix is None else matrix)
     ref = grid_image(shape, affine)
-    out = sitk.Resample(volume_to_sitk(volume, np.float32), ref, transform, interp, float(fill), sitk.sitkFloat32)
+    out = sitk.Resample(
+        volume_to_sitk(volume, np.float32), ref, transform, interp, float(fill), sitk.sitkFloat32
+    )
     return np.ascontiguousarray(np.transpose(sitk.GetArrayFromImage(out))).astype(dtype, copy=False)
 
 
 def voxel_corners(shape, affine: np.ndarray) -> np.ndarray:
     """World (RAS) positions of the eight corner voxel centres, (8, 3)."""
-    idx = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)],
-                   dtype=np.float64)
+    idx = np.array(
+        [[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)],
+        dtype=np.float64,
+    )
     return idx @ affine[:3, :3].T + affine[:3, 3]
 
 
-def covering_grid(shape, affine: np.ndarray, axcodes: tuple[str, str, str], spacing) -> tuple[tuple, np.ndarray]:
+def covering_grid(
+    shape, affine: np.ndarray, axcodes: tuple[str, str, str], spacing
+) -> tuple[tuple, np.ndarray]:
     """A grid with the given orientation and spacing that covers the field of view of ``(shape, affine)``.
 
     When the input's axes are a permutation/flip of ``axcodes`` at the same spacing, the voxel centres of the

@@ -21,8 +21,9 @@ from .geometry import matrix_to_sitk
 from .pipeline import BRATS_SPACE, align
 
 
-def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False, progress=None,
-                       template_fit: str | None = None) -> list[str]:
+def write_preprocessed(
+    case, out_dir, *, mode: str = "full", force: bool = False, progress=None, template_fit: str | None = None
+) -> list[str]:
     """Preprocess one case (``datasets.Case`` with flair, t1, t1ce, t2) into ``out_dir``; lines to show."""
     import SimpleITK as sitk
 
@@ -35,7 +36,9 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out.parent}: cannot create the output folder ({exc.strerror}); choose another -o") from exc
+        raise InputError(
+            f"{out.parent}: cannot create the output folder ({exc.strerror}); choose another -o"
+        ) from exc
     volumes = {name: vol for name, _, vol in case.read_channels()}
     missing = [m for m in ("flair", "t1", "t1ce", "t2") if m not in volumes]
     if missing:
@@ -44,27 +47,49 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as exc:
-        raise InputError(f"{out.parent}: output folder is not writable ({exc.strerror}); choose another -o") from exc
+        raise InputError(
+            f"{out.parent}: output folder is not writable ({exc.strerror}); choose another -o"
+        ) from exc
     try:
         cid = case.case_id
         for m, array in prepared.channels.items():
-            write_volume(Volume(array.astype(np.float32, copy=False), prepared.affine), tmp / f"{cid}_{m}.nii.gz")
-        brain = prepared.brain if prepared.brain is not None else np.any(prepared.image(list(prepared.channels)), 0)
+            write_volume(
+                Volume(array.astype(np.float32, copy=False), prepared.affine), tmp / f"{cid}_{m}.nii.gz"
+            )
+        brain = (
+            prepared.brain
+            if prepared.brain is not None
+            else np.any(prepared.image(list(prepared.channels)), 0)
+        )
         write_volume(Volume(brain.astype(np.uint8), prepared.affine), tmp / f"{cid}_brainmask.nii.gz")
         transforms = {}
         for name, t in prepared.transforms.items():
             if "matrix_lps" in t:
                 sitk.WriteTransform(matrix_to_sitk(np.asarray(t["matrix_lps"])), str(tmp / f"{name}.tfm"))
             transforms[name] = t
-        (tmp / "transforms.json").write_text(json.dumps({
-            "convention": "4x4 maps in ITK LPS millimetres from the fixed space to the moving one: 'atlas' maps "
-                          "BraTS-grid points to the skull-stripped channel's points, each sequence's entry maps "
-                          f"{prepared.reference} points to that sequence's points",
-            "grid_from_native_lps": np.round(prepared.grid_from_native, 6).tolist()
-            if prepared.grid_from_native is not None else None,
-            "transforms": transforms}, indent=1) + "\n", encoding="utf-8")
-        (tmp / "preprocess.json").write_text(json.dumps(
-            {"inputs": {m: str(p) for m, p in case.channels.items()}, **prepared.summary()}, indent=1) + "\n", encoding="utf-8")
+        (tmp / "transforms.json").write_text(
+            json.dumps(
+                {
+                    "convention": "4x4 maps in ITK LPS millimetres from the fixed space to the moving one: "
+                    "'atlas' maps BraTS-grid points to the skull-stripped channel's points, each sequence's "
+                    f"entry maps {prepared.reference} points to that sequence's points",
+                    "grid_from_native_lps": np.round(prepared.grid_from_native, 6).tolist()
+                    if prepared.grid_from_native is not None
+                    else None,
+                    "transforms": transforms,
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        (tmp / "preprocess.json").write_text(
+            json.dumps(
+                {"inputs": {m: str(p) for m, p in case.channels.items()}, **prepared.summary()}, indent=1
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         empty = Volume(np.zeros(prepared.native.shape, np.uint8), prepared.native.affine)
         qc_picture(prepared, empty, get_scheme("brats"), tmp / "qc.png", prepared.native_brain)
         if out.exists():
@@ -76,6 +101,12 @@ def write_preprocessed(case, out_dir, *, mode: str = "full", force: bool = False
         shutil.rmtree(tmp, ignore_errors=True)
     lines = [f"warning: {w}" for w in prepared.warnings]
     brain_ml = prepared.details.get("brain_ml")
-    lines.append(f"preprocessing '{prepared.mode}' ({prepared.reason})" + (f"; brain {brain_ml:.0f} ml" if brain_ml else ""))
-    lines.append(f"wrote {out}/ ({case.case_id}_flair/t1/t1ce/t2/brainmask.nii.gz, transforms.json, preprocess.json, qc.png)")
+    lines.append(
+        f"preprocessing '{prepared.mode}' ({prepared.reason})"
+        + (f"; brain {brain_ml:.0f} ml" if brain_ml else "")
+    )
+    lines.append(
+        f"wrote {out}/ ({case.case_id}_flair/t1/t1ce/t2/brainmask.nii.gz, transforms.json, "
+        "preprocess.json, qc.png)"
+    )
     return lines

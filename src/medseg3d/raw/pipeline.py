@@ -1,6 +1,7 @@
 """Scans as a hospital exports them -> the four BraTS-like channels a model was trained on, and back.
 
-Three ways, chosen per case by :func:`choose_mode` (``--align auto``; ``--preprocess`` is its old name) or forced:
+Three ways, chosen per case by :func:`choose_mode` (``--align auto``; ``--preprocess`` is its old name) or
+forced:
 
 * ``none``: the channels already share one skull-stripped grid in the model's space (spacing, orientation);
   they are used as they are, which gives exactly the result of a BraTS-preprocessed case.
@@ -88,8 +89,9 @@ def choose_mode(volumes: dict[str, Volume], space: dict | None) -> tuple[str, st
         what.append("spacing " + "x".join(f"{s:g}" for s in first.spacing) + " mm")
     if not axes_ok:
         what.append("orientation " + "".join(first.axcodes))
-    return "resample", f"skull-stripped but {' and '.join(what)}; model: " + \
-        "x".join(f"{s:g}" for s in space["spacing"]) + f" mm {space['axcodes']}"
+    return "resample", f"skull-stripped but {' and '.join(what)}; model: " + "x".join(
+        f"{s:g}" for s in space["spacing"]
+    ) + f" mm {space['axcodes']}"
 
 
 @dataclass
@@ -98,7 +100,8 @@ class Aligned:
 
     mode: str
     reason: str
-    channels: dict[str, np.ndarray]  # modality -> (X, Y, Z) on the model grid: float32, or as read with mode none
+    # modality -> (X, Y, Z) on the model grid: float32, or as read with mode none
+    channels: dict[str, np.ndarray]
     shape: tuple[int, int, int]
     affine: np.ndarray  # RAS affine of the model grid
     reference: str  # the channel whose grid outputs are written on
@@ -133,13 +136,26 @@ class Aligned:
             return probs
         out = np.empty((probs.shape[0],) + self.native.shape, dtype=np.float32)
         for c in range(probs.shape[0]):
-            out[c] = resample(Volume(probs[c], self.affine), self.native.shape, self.native.affine,
-                              self.grid_from_native, order=1, fill=float(fill[c]))
+            out[c] = resample(
+                Volume(probs[c], self.affine),
+                self.native.shape,
+                self.native.affine,
+                self.grid_from_native,
+                order=1,
+                fill=float(fill[c]),
+            )
         return out
 
     def summary(self) -> dict:
-        return {"mode": self.mode, "reason": self.reason, "reference": self.reference, "steps": self.steps,
-                "transforms": self.transforms, "warnings": self.warnings, **self.details}
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "reference": self.reference,
+            "steps": self.steps,
+            "transforms": self.transforms,
+            "warnings": self.warnings,
+            **self.details,
+        }
 
 
 def _check_channel(name: str, volume: Volume) -> None:
@@ -154,8 +170,9 @@ def _check_channel(name: str, volume: Volume) -> None:
         raise InputError(f"channel {name}: is empty or constant (all voxels {a.flat[0]}); check the file")
     few = mask_like(a)
     if few:
-        raise InputError(f"channel {name}: holds {few}: a mask or label map, not an MR scan; give the {name} "
-                         "image itself")
+        raise InputError(
+            f"channel {name}: holds {few}: a mask or label map, not an MR scan; give the {name} image itself"
+        )
 
 
 @contextlib.contextmanager
@@ -166,8 +183,14 @@ def _timed(steps: list, step: str, **details):
     steps.append({"step": step, "seconds": round(time.perf_counter() - t, 2), **details})
 
 
-def align(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", reference: str = "t1ce",
-            progress=None, template_fit: str | None = None) -> Aligned:
+def align(
+    volumes: dict[str, Volume],
+    space: dict | None,
+    mode: str = "auto",
+    reference: str = "t1ce",
+    progress=None,
+    template_fit: str | None = None,
+) -> Aligned:
     """Bring one case's channels onto the model's grid (see the module docstring).
 
     Args:
@@ -199,8 +222,15 @@ def align(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", re
             raise InputError("--align none: the channels lie on different grids; use --align full")
         reference = next(iter(volumes))
         first = volumes[reference]
-        return Aligned("none", reason, {m: v.array for m, v in volumes.items()}, first.shape,
-                        first.affine, reference, first)
+        return Aligned(
+            "none",
+            reason,
+            {m: v.array for m, v in volumes.items()},
+            first.shape,
+            first.affine,
+            reference,
+            first,
+        )
     if mode == "resample":
         if not all(first.same_grid(v) for v in volumes.values()):
             raise InputError("--align resample: the channels lie on different grids; use --align full")
@@ -212,7 +242,9 @@ def align(volumes: dict[str, Volume], space: dict | None, mode: str = "auto", re
             channels = {m: resample(v, shape, affine, order=1) for m, v in volumes.items()}
         return Aligned("resample", reason, channels, shape, affine, reference, first, np.eye(4), steps=steps)
     if space is not None and tuple(space.get("shape", ())) != BRATS_SHAPE:
-        raise InputError("--align full aligns scans to the BraTS (SRI24) grid; this model was trained on another")
+        raise InputError(
+            "--align full aligns scans to the BraTS (SRI24) grid; this model was trained on another"
+        )
     return _full(volumes, reference, reason, say, template_fit or TEMPLATE_FIT)
 
 
@@ -230,7 +262,10 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template
     ref = volumes[reference]
     rigid = {reference: np.eye(4)}  # reference points -> channel points
     transforms: dict = {reference: {"kind": "identity"}}
-    say(f"co-registering {', '.join(m for m in volumes if m != reference)} to {reference} (rigid, mutual information)")
+    say(
+        f"co-registering {', '.join(m for m in volumes if m != reference)} to {reference} (rigid, "
+        "mutual information)"
+    )
     with _timed(steps, "co-register"):
         for m, vol in volumes.items():
             if m == reference:
@@ -246,31 +281,66 @@ def _full(volumes: dict[str, Volume], reference: str, reason: str, say, template
     template = load_template()
     say(f"registering the brain to the BraTS template ({template_fit}, mutual information)")
     with _timed(steps, "atlas registration"):
-        brain_image = Volume(normalise_brain(volumes[strip].array.astype(np.float32), mask), volumes[strip].affine)
+        brain_image = Volume(
+            normalise_brain(volumes[strip].array.astype(np.float32), mask), volumes[strip].affine
+        )
         tmpl_mod = strip if strip in template.images else "t1"
-        fit = register.to_template(template.volume(tmpl_mod), template.brain_mask(), brain_image, mask,
-                                   kind=template_fit)
+        fit = register.to_template(
+            template.volume(tmpl_mod), template.brain_mask(), brain_image, mask, kind=template_fit
+        )
     atlas_to_strip = fit.matrix
     atlas_to_ref = np.linalg.inv(rigid[strip]) @ atlas_to_strip
-    transforms["atlas"] = dict(fit.to_dict(), channel=strip, note="template (BraTS grid) points -> channel points")
+    transforms["atlas"] = dict(
+        fit.to_dict(), channel=strip, note="template (BraTS grid) points -> channel points"
+    )
     say("resampling the channels onto the BraTS grid")
     with _timed(steps, "resample"):
-        brain = resample(Volume(mask.astype(np.float32), volumes[strip].affine), BRATS_SHAPE, BRATS_AFFINE,
-                         atlas_to_strip, order=1) >= 0.5
+        brain = (
+            resample(
+                Volume(mask.astype(np.float32), volumes[strip].affine),
+                BRATS_SHAPE,
+                BRATS_AFFINE,
+                atlas_to_strip,
+                order=1,
+            )
+            >= 0.5
+        )
         channels, uncovered = {}, {}
         for m, vol in volumes.items():
             to_channel = rigid[m] @ atlas_to_ref
             data = resample(vol, BRATS_SHAPE, BRATS_AFFINE, to_channel, order=1)
             uncovered[m] = _uncovered(brain, to_channel, vol)
             channels[m] = np.where(brain, data, 0.0).astype(np.float32)
-        native_brain = resample(Volume(mask.astype(np.float32), volumes[strip].affine), ref.shape, ref.affine,
-                                rigid[strip], order=1) >= 0.5
+        native_brain = (
+            resample(
+                Volume(mask.astype(np.float32), volumes[strip].affine),
+                ref.shape,
+                ref.affine,
+                rigid[strip],
+                order=1,
+            )
+            >= 0.5
+        )
     with _timed(steps, "quality checks"):
         details = _quality(channels, brain, template, brain_ml, uncovered, warnings, strip)
     details["brain_ml"] = round(brain_ml, 1)
     details["skull_stripped_channel"] = strip
-    return Aligned("full", reason, channels, BRATS_SHAPE, BRATS_AFFINE, reference, ref,
-                    np.linalg.inv(atlas_to_ref), brain, native_brain, steps, transforms, warnings, details)
+    return Aligned(
+        "full",
+        reason,
+        channels,
+        BRATS_SHAPE,
+        BRATS_AFFINE,
+        reference,
+        ref,
+        np.linalg.inv(atlas_to_ref),
+        brain,
+        native_brain,
+        steps,
+        transforms,
+        warnings,
+        details,
+    )
 
 
 def _uncovered(brain: np.ndarray, grid_to_channel: np.ndarray, vol: Volume) -> float:
@@ -288,18 +358,29 @@ def _uncovered(brain: np.ndarray, grid_to_channel: np.ndarray, vol: Volume) -> f
     return round(float(outside.mean()), 4)
 
 
-def _quality(channels: dict, brain: np.ndarray, template, brain_ml: float, uncovered: dict, warnings: list,
-             strip: str) -> dict:
+def _quality(
+    channels: dict, brain: np.ndarray, template, brain_ml: float, uncovered: dict, warnings: list, strip: str
+) -> dict:
     """Fit to the template (brain overlap, correlation) and modality plausibility, plus the simple checks."""
     fit = qc.template_fit(channels, brain, template)
-    for line in [qc.check_brain_volume(brain_ml), qc.check_template_fit(fit["brain_overlap"],
-                                                                         fit["correlation"][strip][strip], strip)] + \
-            qc.check_modalities(fit["correlation"]) + qc.check_coverage(uncovered):
+    for line in (
+        [
+            qc.check_brain_volume(brain_ml),
+            qc.check_template_fit(fit["brain_overlap"], fit["correlation"][strip][strip], strip),
+        ]
+        + qc.check_modalities(fit["correlation"])
+        + qc.check_coverage(uncovered)
+    ):
         if line:
             warnings.append(line)
-    return {"template_fit": {"brain_overlap": fit["brain_overlap"],
-                             "correlation": {m: fit["correlation"][m][m] for m in channels}},
-            "modality_correlation": fit["correlation"], "brain_uncovered": uncovered}
+    return {
+        "template_fit": {
+            "brain_overlap": fit["brain_overlap"],
+            "correlation": {m: fit["correlation"][m][m] for m in channels},
+        },
+        "modality_correlation": fit["correlation"],
+        "brain_uncovered": uncovered,
+    }
 
 
 # The names of the first release, kept for one more (medseg3d.raw.pipeline.prepare / Prepared).

@@ -3,7 +3,8 @@
 Each check returns ``None`` or one line; the pipeline prints them, records them in the case's JSON and carries
 on (exit status 0). Thresholds:
 
-* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586 ml);
+* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586
+  ml);
 * template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
   the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
   ``validation/qc_calibration.py``);
@@ -43,8 +44,10 @@ def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 def check_brain_volume(ml: float) -> str | None:
     lo, hi = BRAIN_ML
     if not lo <= ml <= hi:
-        return (f"brain volume {ml:.0f} ml is outside {lo:.0f}-{hi:.0f} ml: the skull stripping may have failed "
-                "(look at the picture)")
+        return (
+            f"brain volume {ml:.0f} ml is outside {lo:.0f}-{hi:.0f} ml: the skull stripping may have failed "
+            "(look at the picture)"
+        )
     return None
 
 
@@ -59,17 +62,21 @@ def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -
     mask = fraction >= 0.5
     overlap = 2.0 * float((mask & tmask).sum()) / max(int(mask.sum()) + int(tmask.sum()), 1)
     both = mask & tmask
-    scores = {c: {m: round(correlation(img, template.images[m], both), 3) for m in MODALITIES}
-              for c, img in small.items()}
+    scores = {
+        c: {m: round(correlation(img, template.images[m], both), 3) for m in MODALITIES}
+        for c, img in small.items()
+    }
     return {"brain_overlap": round(overlap, 4), "correlation": scores}
 
 
 def check_template_fit(overlap: float, corr: float, modality: str) -> str | None:
     least = MIN_TEMPLATE_CORRELATION.get(modality, 0.2)
     if overlap < MIN_BRAIN_OVERLAP or corr < least:
-        return (f"the brain fits the template poorly after registration (brain overlap {overlap:.2f}, {modality} "
-                f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {least}): "
-                "the alignment or the skull stripping may have failed (look at the picture)")
+        return (
+            f"the brain fits the template poorly after registration (brain overlap {overlap:.2f}, {modality} "
+            f"correlation {corr:.2f}; expected at least {MIN_BRAIN_OVERLAP} and {least}): "
+            "the alignment or the skull stripping may have failed (look at the picture)"
+        )
     return None
 
 
@@ -95,13 +102,20 @@ def check_modalities(scores: dict) -> list[str]:
     if best_sum - given <= PERMUTATION_GAIN:
         return []
     moved = ", ".join(f"{c} looks like {m}" for c, m in zip(channels, best) if c != m)
-    return [(f"the channels may be swapped ({moved}; template fit {best_sum:.2f} against {given:.2f} as given): "
-             "check which file is which (--flair --t1 --t1ce --t2)")]
+    return [
+        (
+            f"the channels may be swapped ({moved}; template fit {best_sum:.2f} against {given:.2f} as "
+            "given): check which file is which (--flair --t1 --t1ce --t2)"
+        )
+    ]
 
 
 def check_coverage(uncovered: dict[str, float]) -> list[str]:
-    return [f"{c}: {100 * f:.0f}% of the brain lies outside this scan's field of view; the model sees zeros there"
-            for c, f in uncovered.items() if f > MAX_UNCOVERED]
+    return [
+        f"{c}: {100 * f:.0f}% of the brain lies outside this scan's field of view; the model sees zeros there"
+        for c, f in uncovered.items()
+        if f > MAX_UNCOVERED
+    ]
 
 
 def check_tumour_in_brain(tumour: np.ndarray, brain: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> list[str]:
@@ -121,6 +135,8 @@ def check_tumour_in_brain(tumour: np.ndarray, brain: np.ndarray, spacing=(1.0, 1
     if surface.any():
         at_edge = float((depth[surface] <= EDGE_MM).mean())
         if at_edge > MAX_SURFACE_AT_EDGE:
-            out.append(f"{100 * at_edge:.0f}% of the tumour's surface lies on the edge of the brain mask: the skull "
-                       "stripping may have cut the tumour off (look at the picture)")
+            out.append(
+                f"{100 * at_edge:.0f}% of the tumour's surface lies on the edge of the brain mask: the skull "
+                "stripping may have cut the tumour off (look at the picture)"
+            )
     return out

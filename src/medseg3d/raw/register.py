@@ -1,10 +1,11 @@
-"""Registration with SimpleITK's framework: rigid co-registration of sequences, rigid or affine alignment to the
-template.
+"""Registration with SimpleITK's framework: rigid co-registration of sequences, rigid or affine alignment to
+the template.
 
 Both use Mattes mutual information (so images of different contrast can be matched), a regular-step gradient
 descent with physical-shift scales, and two or three resolution levels. The images are first put on isotropic
-grids (3 mm for co-registration, 2 mm for the template) so that thick slices do not make the coarse levels degenerate. Results are 4x4 LPS
-point maps (see :mod:`medseg3d.raw.geometry`): from the fixed image's space into the moving image's.
+grids (3 mm for co-registration, 2 mm for the template) so that thick slices do not make the coarse levels
+degenerate. Results are 4x4 LPS point maps (see :mod:`medseg3d.raw.geometry`): from the fixed image's space
+into the moving image's.
 """
 
 from __future__ import annotations
@@ -28,30 +29,44 @@ class Registration:
     kind: str
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "matrix_lps": np.round(self.matrix, 6).tolist(), "metric": round(self.metric, 5),
-                "iterations": self.iterations}
+        return {
+            "kind": self.kind,
+            "matrix_lps": np.round(self.matrix, 6).tolist(),
+            "metric": round(self.metric, 5),
+            "iterations": self.iterations,
+        }
 
 
 def isotropic(volume: Volume, spacing: float = 2.0, order: int = 1) -> Volume:
     """``volume`` resampled onto an isotropic grid of its own orientation and field of view."""
     import nibabel as nib
 
-    shape, affine = covering_grid(volume.shape, volume.affine, tuple(nib.aff2axcodes(volume.affine)), (spacing,) * 3)
+    shape, affine = covering_grid(
+        volume.shape, volume.affine, tuple(nib.aff2axcodes(volume.affine)), (spacing,) * 3
+    )
     return Volume(resample(volume, shape, affine, order=order), affine)
 
 
-def _method(levels: tuple[int, ...], sigmas_mm: tuple[float, ...], iterations: int, sampling: float, seed: int):
+def _method(
+    levels: tuple[int, ...], sigmas_mm: tuple[float, ...], iterations: int, sampling: float, seed: int
+):
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     # SimpleITK reads a seed of 0 as "seed from the wall clock" (sitkWallClock): every run would sample other
-    # points and fit another transform. Our seeds start at 0, so the sampler gets seed + 1: the same every run.
+    # points and fit another transform. Our seeds start at 0, so the sampler gets seed + 1: the same every
+    # run.
     reg.SetMetricSamplingPercentage(sampling, seed + 1)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=iterations,
-                                                 relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,
+        minStep=1e-3,
+        numberOfIterations=iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(levels))
     reg.SetSmoothingSigmasPerLevel(list(sigmas_mm))
@@ -62,12 +77,21 @@ def _method(levels: tuple[int, ...], sigmas_mm: tuple[float, ...], iterations: i
 # What ITK's registration errors say about the input (ITK's own words, matched case-insensitively), and
 # what to do; anything else is read as "no fit found".
 _ITK_PROBLEMS = (
-    (("samples map outside moving image buffer",),
-     ("the two scans hardly overlap in space (their positions in the scanner's coordinates are far apart); "
-      "check that they come from one study and that their headers keep the scanner's positions, or give scans "
-      "already on one grid (--preprocess resample)")),
-    (("joint pdf summed to zero", "the joint pdf",),
-     "one scan holds no contrast where the two overlap (empty, constant or a mask); check the files"),
+    (
+        ("samples map outside moving image buffer",),
+        (
+            "the two scans hardly overlap in space (their positions in the scanner's coordinates are far "
+            "apart); check that they come from one study and that their headers keep the scanner's "
+            "positions, or give scans already on one grid (--preprocess resample)"
+        ),
+    ),
+    (
+        (
+            "joint pdf summed to zero",
+            "the joint pdf",
+        ),
+        "one scan holds no contrast where the two overlap (empty, constant or a mask); check the files",
+    ),
 )
 
 
@@ -76,13 +100,15 @@ def _input_problem(itk_message: str) -> str:
     for needles, problem in _ITK_PROBLEMS:
         if any(n in text for n in needles):
             return problem
-    return ("no alignment was found between the scans; check that they show the same head, or give scans "
-            "already on one grid (--preprocess resample)")
+    return (
+        "no alignment was found between the scans; check that they show the same head, or give scans "
+        "already on one grid (--preprocess resample)"
+    )
 
 
 def _run(reg, fixed, moving, what: str):
-    """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input can
-    end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
+    """Fit in one thread: with several, ITK adds per-thread partial sums in varying order and the same input
+    can end up to 1e-3 away; with one, the same map bit for bit, and no slower on 2 cores (docs/raw.md)."""
     import SimpleITK as sitk
 
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
@@ -97,9 +123,17 @@ def _run(reg, fixed, moving, what: str):
     return transform, float(reg.GetMetricValue()), int(reg.GetOptimizerIteration())
 
 
-def rigid(fixed: Volume, moving: Volume, *, seed: int = 0, fixed_mask: Volume | None = None,
-          spacing: float = 3.0, levels: tuple[int, ...] = (2, 1), sampling: float = 0.2,
-          what: str = "co-registration") -> Registration:
+def rigid(
+    fixed: Volume,
+    moving: Volume,
+    *,
+    seed: int = 0,
+    fixed_mask: Volume | None = None,
+    spacing: float = 3.0,
+    levels: tuple[int, ...] = (2, 1),
+    sampling: float = 0.2,
+    what: str = "co-registration",
+) -> Registration:
     """Rigid map from ``fixed``'s space to ``moving``'s, started at the identity.
 
     ``what`` names the step in an error (e.g. ``"co-registration of t2 to t1ce"``).
@@ -136,14 +170,21 @@ def _centroid_lps(volume: Volume, mask: np.ndarray) -> np.ndarray:
 TEMPLATE_FITS = ("rigid", "affine")
 
 
-def to_template(template_image: Volume, template_brain: Volume, brain: Volume, brain_mask: np.ndarray,
-                *, kind: str = "rigid", seed: int = 0) -> Registration:
+def to_template(
+    template_image: Volume,
+    template_brain: Volume,
+    brain: Volume,
+    brain_mask: np.ndarray,
+    *,
+    kind: str = "rigid",
+    seed: int = 0,
+) -> Registration:
     """Map from template space to the space of ``brain`` (a brain-normalised image), rigid or affine.
 
     Both start from the translation that lays the brain's centre of mass on the template's and fit at three
     resolutions. ``rigid`` (rotation and translation) keeps the brain's size, as BraTS data do (the 27 shared
-    cases' brains span 1,174-1,729 ml on the atlas grid); ``affine`` fits a similarity (one scale) and then the
-    full affine, which brings every brain to the template's size and shape.
+    cases' brains span 1,174-1,729 ml on the atlas grid); ``affine`` fits a similarity (one scale) and then
+    the full affine, which brings every brain to the template's size and shape.
     """
     import SimpleITK as sitk
 
@@ -151,8 +192,10 @@ def to_template(template_image: Volume, template_brain: Volume, brain: Volume, b
         raise InputError(f"the template fit must be one of {', '.join(TEMPLATE_FITS)}, got {kind!r}")
     fixed = volume_to_sitk(template_image)
     moving = volume_to_sitk(isotropic(brain, 2.0))
-    fixed_mask = sitk.Cast(sitk.BinaryDilate(sitk.Cast(volume_to_sitk(template_brain) > 0.5, sitk.sitkUInt8),
-                                             [3, 3, 3]), sitk.sitkUInt8)
+    fixed_mask = sitk.Cast(
+        sitk.BinaryDilate(sitk.Cast(volume_to_sitk(template_brain) > 0.5, sitk.sitkUInt8), [3, 3, 3]),
+        sitk.sitkUInt8,
+    )
     c_fixed = _centroid_lps(template_brain, template_brain.array > 0.5)
     c_moving = _centroid_lps(brain, brain_mask)
     start = sitk.Euler3DTransform() if kind == "rigid" else sitk.Similarity3DTransform()
@@ -161,7 +204,9 @@ def to_template(template_image: Volume, template_brain: Volume, brain: Volume, b
     reg = _method((4, 2), (4.0, 2.0), 200, 0.2, seed)
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInitialTransform(start, inPlace=False)
-    first, _, it1 = _run(reg, fixed, moving, f"atlas registration ({'rigid' if kind == 'rigid' else 'similarity'})")
+    first, _, it1 = _run(
+        reg, fixed, moving, f"atlas registration ({'rigid' if kind == 'rigid' else 'similarity'})"
+    )
     matrix = sitk_to_matrix(first)
     second = sitk.Euler3DTransform() if kind == "rigid" else sitk.AffineTransform(3)
     second.SetCenter(tuple(float(v) for v in c_fixed))

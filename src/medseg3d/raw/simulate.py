@@ -16,7 +16,14 @@ import numpy as np
 from ..io import Volume
 from .geometry import resample
 
-AXCODES = [("L", "A", "S"), ("R", "A", "S"), ("L", "P", "S"), ("P", "I", "R"), ("A", "S", "L"), ("R", "P", "I")]
+AXCODES = [
+    ("L", "A", "S"),
+    ("R", "A", "S"),
+    ("L", "P", "S"),
+    ("P", "I", "R"),
+    ("A", "S", "L"),
+    ("R", "P", "I"),
+]
 
 
 @dataclass
@@ -57,8 +64,14 @@ def raw_grid(extent_lo: np.ndarray, extent_hi: np.ndarray, axcodes, rot: np.ndar
         axes[int(axis), col] = sign
     direction = rot @ axes
     spacing = np.asarray(spacing, dtype=np.float64)
-    box = np.array([[x, y, z] for x in (extent_lo[0], extent_hi[0]) for y in (extent_lo[1], extent_hi[1])
-                    for z in (extent_lo[2], extent_hi[2])])
+    box = np.array(
+        [
+            [x, y, z]
+            for x in (extent_lo[0], extent_hi[0])
+            for y in (extent_lo[1], extent_hi[1])
+            for z in (extent_lo[2], extent_hi[2])
+        ]
+    )
     coords = box @ direction  # positions along each grid axis (direction columns are unit vectors)
     lo, hi = coords.min(0), coords.max(0)
     shape = tuple(int(v) for v in np.ceil((hi - lo) / spacing) + 1)
@@ -68,16 +81,32 @@ def raw_grid(extent_lo: np.ndarray, extent_hi: np.ndarray, axcodes, rot: np.ndar
     return shape, affine
 
 
-def simulate(volumes: dict[str, Volume], label: Volume | None, seed: int, *, reference: str = "t1ce",
-             max_rotation: float = 12.0, max_motion_mm: float = 3.0, max_motion_deg: float = 3.0,
-             thick: tuple[float, float] = (3.0, 5.5), margin_mm: float = 25.0) -> SimulatedCase:
+def simulate(
+    volumes: dict[str, Volume],
+    label: Volume | None,
+    seed: int,
+    *,
+    reference: str = "t1ce",
+    max_rotation: float = 12.0,
+    max_motion_mm: float = 3.0,
+    max_motion_deg: float = 3.0,
+    thick: tuple[float, float] = (3.0, 5.5),
+    margin_mm: float = 25.0,
+) -> SimulatedCase:
     """A raw-looking copy of one case (all channels on one grid, e.g. a BraTS case)."""
     rng = np.random.default_rng(seed)
     first = volumes[reference]
     fg = np.argwhere(np.any(np.stack([v.array != 0 for v in volumes.values()]), axis=0))
     lo_idx, hi_idx = fg.min(0), fg.max(0)
-    corners = np.array([[i, j, k] for i in (lo_idx[0], hi_idx[0]) for j in (lo_idx[1], hi_idx[1])
-                        for k in (lo_idx[2], hi_idx[2])], dtype=np.float64)
+    corners = np.array(
+        [
+            [i, j, k]
+            for i in (lo_idx[0], hi_idx[0])
+            for j in (lo_idx[1], hi_idx[1])
+            for k in (lo_idx[2], hi_idx[2])
+        ],
+        dtype=np.float64,
+    )
     world = corners @ first.affine[:3, :3].T + first.affine[:3, 3]
     lo, hi = world.min(0) - margin_mm, world.max(0) + margin_mm
     centre = (world.min(0) + world.max(0)) / 2
@@ -102,7 +131,8 @@ def simulate(volumes: dict[str, Volume], label: Volume | None, seed: int, *, ref
         fine = (spacing[0], spacing[1], spacing[2] / slab_voxels)
         shape, affine = raw_grid(lo, hi, codes, rot, fine)
         shape = (shape[0], shape[1], shape[2] + (-shape[2]) % slab_voxels)
-        # the sequence was acquired with the head moved by ``move``: its voxel p shows the head's point move^-1 p
+        # the sequence was acquired with the head moved by ``move``: its voxel p shows the head's point
+        # move^-1 p
         data = resample(vol, shape, affine, np.linalg.inv(move), order=1)
         if slab_voxels > 1:  # thick slices: the mean over each slab, on a grid of slab-sized voxels
             data = data.reshape(shape[0], shape[1], shape[2] // slab_voxels, slab_voxels).mean(-1)
@@ -113,14 +143,18 @@ def simulate(volumes: dict[str, Volume], label: Volume | None, seed: int, *, ref
         gain = rng.uniform(0.5, 3.0)
         out[m] = Volume((data * gain).astype(np.float32), affine)
         motion[m] = move
-        settings[m] = {"axcodes": "".join(codes), "spacing": [round(float(s), 3) for s in
-                                                               np.linalg.norm(affine[:3, :3], axis=0)],
-                       "shape": list(out[m].shape), "gain": round(float(gain), 3)}
+        settings[m] = {
+            "axcodes": "".join(codes),
+            "spacing": [round(float(s), 3) for s in np.linalg.norm(affine[:3, :3], axis=0)],
+            "shape": list(out[m].shape),
+            "gain": round(float(gain), 3),
+        }
     ref_label = None
     if label is not None:
         ref = out[reference]
-        ref_label = Volume(resample(label, ref.shape, ref.affine, order=0, dtype=np.float32).astype(np.uint8),
-                           ref.affine)
+        ref_label = Volume(
+            resample(label, ref.shape, ref.affine, order=0, dtype=np.float32).astype(np.uint8), ref.affine
+        )
     return SimulatedCase(out, ref_label, motion, settings)
 
 
@@ -137,4 +171,3 @@ def permute_axes(vol: Volume) -> Volume:
 def true_rigid(sim: SimulatedCase, reference: str, modality: str) -> np.ndarray:
     """The map a perfect co-registration finds: reference points -> ``modality``'s points (LPS mm)."""
     return sim.motion[modality] @ np.linalg.inv(sim.motion[reference])
-

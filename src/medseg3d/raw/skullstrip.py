@@ -26,7 +26,9 @@ def _extractor():
                 warnings.simplefilter("ignore")  # torch.jit deprecation notices
                 from deepbet import BrainExtraction
         except ImportError as exc:  # pragma: no cover - deepbet is a dependency
-            raise InputError("skull stripping needs the package deepbet; reinstall medseg3d (pip install medseg3d)") from exc
+            raise InputError(
+                "skull stripping needs the package deepbet; reinstall medseg3d (pip install medseg3d)"
+            ) from exc
         import torch
 
         _MODEL = BrainExtraction(no_gpu=not torch.cuda.is_available())
@@ -52,9 +54,13 @@ def brain_mask(volume: Volume, threshold: float = 0.5) -> np.ndarray:
         prob = model.run_model(x.copy())
         mask = model.postprocess(prob > threshold, 0)
     except (AssertionError, ValueError, RuntimeError) as exc:
-        raise InputError(f"skull stripping found no brain in the image ({str(exc)[:120]}); is this a head MRI?") from exc
+        raise InputError(
+            f"skull stripping found no brain in the image ({str(exc)[:120]}); is this a head MRI?"
+        ) from exc
     # back from the closest canonical (RAS) orientation to the input's axis order
-    ornt = nib.orientations.ornt_transform(nib.io_orientation(canonical.affine), nib.io_orientation(img.affine))
+    ornt = nib.orientations.ornt_transform(
+        nib.io_orientation(canonical.affine), nib.io_orientation(img.affine)
+    )
     mask = nib.orientations.apply_orientation(mask.astype(np.uint8), ornt).astype(bool)
     if mask.shape != image.shape:
         raise InputError("skull stripping returned a mask on another grid; please report this input")

@@ -39,8 +39,8 @@ def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> 
 
 
 def write_qc_picture(labels: Volume, prepared: Aligned, scheme: LabelScheme, path: Path) -> Path:
-    """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask, the
-    registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
+    """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask,
+    the registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
     on_native = on_native_grid(labels, prepared)
     brain = prepared.native_brain if on_native else None
     return atomic_write(path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain))
@@ -71,35 +71,57 @@ def qc_picture(prepared: Aligned, labels: Volume, scheme: LabelScheme, path, nat
         base, template_brain = grid, None
     image, spacing = _canonical(base.array.astype(np.float32), base.affine)
     lab, _ = _canonical(labels.array, labels.affine)
-    brain = _canonical(native_brain if native_brain is not None else prepared.brain, base.affine)[0] \
-        if (native_brain is not None or prepared.brain is not None) else None
+    brain = (
+        _canonical(native_brain if native_brain is not None else prepared.brain, base.affine)[0]
+        if (native_brain is not None or prepared.brain is not None)
+        else None
+    )
     tmpl = _canonical(template_brain, base.affine)[0] if template_brain is not None else None
     tumour = lab > 0
     centre = np.argwhere(tumour).mean(0) if tumour.any() else np.array(image.shape) / 2
     c = [int(np.round(v)) for v in centre]
     lo, hi = np.percentile(image[image > 0], [1, 99.5]) if (image > 0).any() else (0, 1)
-    planes = [("axial", lambda a: a[:, :, c[2]], (spacing[0], spacing[1])),
-              ("coronal", lambda a: a[:, c[1], :], (spacing[0], spacing[2])),
-              ("sagittal", lambda a: a[c[0], :, :], (spacing[1], spacing[2]))]
+    planes = [
+        ("axial", lambda a: a[:, :, c[2]], (spacing[0], spacing[1])),
+        ("coronal", lambda a: a[:, c[1], :], (spacing[0], spacing[2])),
+        ("sagittal", lambda a: a[c[0], :, :], (spacing[1], spacing[2])),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), facecolor="black")
     for ax, (name, cut, (sx, sy)) in zip(axes, planes):
         extent = (0, cut(image).shape[0] * sx, 0, cut(image).shape[1] * sy)
         ax.imshow(np.rot90(cut(image)), cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
         for mask, colour, style in ((brain, "#00bfff", "solid"), (tmpl, "#ff00ff", "dashed")):
             if mask is not None and cut(mask).any():
-                ax.contour(np.rot90(cut(mask).astype(float)), [0.5], colors=colour, linestyles=style,
-                           linewidths=1.0, extent=extent, origin="upper")
+                ax.contour(
+                    np.rot90(cut(mask).astype(float)),
+                    [0.5],
+                    colors=colour,
+                    linestyles=style,
+                    linewidths=1.0,
+                    extent=extent,
+                    origin="upper",
+                )
         for region, members in scheme.regions.items():
             m = np.isin(cut(lab), members)
             if m.any():
-                ax.contour(np.rot90(m.astype(float)), [0.5], colors=REGION_COLOURS.get(region, "red"),
-                           linewidths=1.2, extent=extent, origin="upper")
+                ax.contour(
+                    np.rot90(m.astype(float)),
+                    [0.5],
+                    colors=REGION_COLOURS.get(region, "red"),
+                    linewidths=1.2,
+                    extent=extent,
+                    origin="upper",
+                )
         ax.set_title(name, color="white")
         ax.axis("off")
-    legend = "brain mask (cyan), template brain (magenta, dashed), " + \
-        ", ".join(f"{r} ({'green' if r == 'WT' else 'red' if r == 'TC' else 'yellow'})" for r in scheme.regions)
-    fig.suptitle(f"{prepared.reference} as given, preprocessing '{prepared.mode}': {legend}", color="white",
-                 fontsize=10)
+    legend = "brain mask (cyan), template brain (magenta, dashed), " + ", ".join(
+        f"{r} ({'green' if r == 'WT' else 'red' if r == 'TC' else 'yellow'})" for r in scheme.regions
+    )
+    fig.suptitle(
+        f"{prepared.reference} as given, preprocessing '{prepared.mode}': {legend}",
+        color="white",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80, facecolor="black", format="png")
     plt.close(fig)
@@ -109,5 +131,13 @@ def _template_on(grid: Volume, prepared: Aligned) -> np.ndarray | None:
     if prepared.grid_from_native is None or prepared.mode != "full":
         return None
     template = load_template()
-    return resample(Volume(template.brain, template.affine), grid.shape, grid.affine, prepared.grid_from_native,
-                    order=1) >= 0.5
+    return (
+        resample(
+            Volume(template.brain, template.affine),
+            grid.shape,
+            grid.affine,
+            prepared.grid_from_native,
+            order=1,
+        )
+        >= 0.5
+    )

@@ -6,8 +6,8 @@ fraction of cases in which each voxel is brain. It is stored at 2 mm (120 x 120 
 4D uint8 NIfTI inside the package, so the raw-input pipeline needs no download.
 
 Brain normalisation (:func:`normalise_brain`) is shared by the template and by the images registered to it:
-a z-score inside the brain, clipped to ``[-3, 5]``, and a constant ``-4`` outside, so that the brain's edge and
-its inner structure (ventricles, white matter) drive the mutual-information metric.
+a z-score inside the brain, clipped to ``[-3, 5]``, and a constant ``-4`` outside, so that the brain's edge
+and its inner structure (ventricles, white matter) drive the mutual-information metric.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def build_template(cases, factor: int = 2, progress: bool = True) -> Template:
         vols = {m: read_volume(case.channels[m]) for m in MODALITIES}
         first = vols[MODALITIES[0]]
         if first.shape != BRATS_SHAPE or not np.allclose(first.affine, BRATS_AFFINE, atol=1e-3):
-            raise InputError(f"{case.case_id}: not on the BraTS 240x240x155 grid; the template needs BraTS cases")
+            raise InputError(
+                f"{case.case_id}: not on the BraTS 240x240x155 grid; the template needs BraTS cases"
+            )
         mask = np.any(np.stack([v.array != 0 for v in vols.values()]), axis=0)
         w = block_sum(mask.astype(np.float64), factor)
         weight = w if weight is None else weight + w
@@ -110,8 +112,13 @@ def build_template(cases, factor: int = 2, progress: bool = True) -> Template:
     for m in MODALITIES:
         mean = np.divide(sums[m], weight, out=np.zeros_like(weight), where=weight > 0)
         images[m] = np.where(brain >= 0.5, mean, OUTSIDE).astype(np.float32)
-    info = {"name": TEMPLATE_NAME, "cases": used, "factor": factor, "modalities": list(MODALITIES),
-            "normalisation": f"z-score inside the brain clipped to {list(CLIP)}, {OUTSIDE} outside"}
+    info = {
+        "name": TEMPLATE_NAME,
+        "cases": used,
+        "factor": factor,
+        "modalities": list(MODALITIES),
+        "normalisation": f"z-score inside the brain clipped to {list(CLIP)}, {OUTSIDE} outside",
+    }
     return Template(images, brain.astype(np.float32), template_affine(factor), info)
 
 
@@ -127,7 +134,11 @@ def save_template(template: Template, folder: Path = TEMPLATE_DIR, name: str = T
     q.append(np.round(np.clip(template.brain, 0, 1) * 255))
     stack = np.stack(q, axis=-1).astype(np.uint8)
     path = write_volume(Volume(stack, template.affine), folder / f"{name}.nii.gz")
-    info = dict(template.info, channels=list(MODALITIES) + ["brain"], storage=f"uint8: images {_LO}..{_HI}, brain 0..1")
+    info = dict(
+        template.info,
+        channels=list(MODALITIES) + ["brain"],
+        storage=f"uint8: images {_LO}..{_HI}, brain 0..1",
+    )
     write_text_atomic(json.dumps(info, indent=1) + "\n", folder / f"{name}.json")
     return path
 
@@ -146,7 +157,9 @@ def load_template(folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Tem
     vol = read_volume(path)
     info = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
     if vol.array.ndim != 4 or vol.array.shape[3] != len(MODALITIES) + 1:
-        raise InputError(f"{path}: the brain template is damaged (shape {vol.array.shape}); reinstall medseg3d")
+        raise InputError(
+            f"{path}: the brain template is damaged (shape {vol.array.shape}); reinstall medseg3d"
+        )
     a = vol.array.astype(np.float32)
     images = {m: (a[..., i] / 255 * (_HI - _LO) + _LO).astype(np.float32) for i, m in enumerate(MODALITIES)}
     template = Template(images, a[..., -1] / 255, vol.affine, info)
@@ -160,7 +173,9 @@ def brain_fraction(brain: np.ndarray, template: Template) -> np.ndarray:
     return (block_sum(brain.astype(np.float32), f) / f**3).astype(np.float32)
 
 
-def to_template_grid(array: np.ndarray, brain: np.ndarray, fraction: np.ndarray, template: Template) -> np.ndarray:
+def to_template_grid(
+    array: np.ndarray, brain: np.ndarray, fraction: np.ndarray, template: Template
+) -> np.ndarray:
     """A BraTS-grid image brain-normalised and averaged into the template's blocks (``fraction`` from
     :func:`brain_fraction` of the same ``brain``)."""
     if brain.sum() < 100:

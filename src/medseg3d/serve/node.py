@@ -1,4 +1,5 @@
-"""The DICOM node (``medseg3d serve``): receive studies, segment each once it is complete, send the results back.
+"""The DICOM node (``medseg3d serve``): receive studies, segment each once it is complete, send the results
+back.
 
 Three parts run together:
 
@@ -59,8 +60,14 @@ def instance_problem(ds) -> str | None:
     syntax = str(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", ""))
     if "PixelData" in ds and syntax in _UNCOMPRESSED:
         try:
-            expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-                        * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated) // 8)
+            expected = (
+                int(ds.Rows)
+                * int(ds.Columns)
+                * int(ds.get("SamplesPerPixel", 1))
+                * int(ds.get("NumberOfFrames", 1) or 1)
+                * int(ds.BitsAllocated)
+                // 8
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             return f"image without a usable size ({type(exc).__name__}: {exc})"
         got = len(ds.PixelData)
@@ -101,9 +108,21 @@ class Node:
         InputError: another node holds the spool, or an ``allow`` address cannot be resolved.
     """
 
-    def __init__(self, spool: Spool | str | os.PathLike, segmenter, *, ae_title: str = DEFAULT_AE_TITLE,
-                 send_to: Peer | None = None, allow=(), quiet: float = 10.0, retry=(5.0, 300.0),
-                 timeout: float = 30.0, poll: float = 0.5, tls_server=None, tls_client=None):
+    def __init__(
+        self,
+        spool: Spool | str | os.PathLike,
+        segmenter,
+        *,
+        ae_title: str = DEFAULT_AE_TITLE,
+        send_to: Peer | None = None,
+        allow=(),
+        quiet: float = 10.0,
+        retry=(5.0, 300.0),
+        timeout: float = 30.0,
+        poll: float = 0.5,
+        tls_server=None,
+        tls_client=None,
+    ):
         self.spool = spool if isinstance(spool, Spool) else Spool(spool)
         self.segmenter = segmenter
         self.ae_title, self.send_to, self.quiet, self.timeout = ae_title, send_to, quiet, timeout
@@ -124,8 +143,10 @@ class Node:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
-            raise InputError(f"{self.spool.root}: another medseg3d serve is using this spool; stop it or give "
-                             "another --spool") from None
+            raise InputError(
+                f"{self.spool.root}: another medseg3d serve is using this spool; stop it or give "
+                "another --spool"
+            ) from None
         return fh
 
     def _resume(self) -> None:
@@ -138,7 +159,8 @@ class Node:
                 log.info("study %s: was being segmented when the node stopped; queued again", uid)
 
     def start(self, port: int = 11112, bind: str = "0.0.0.0", worker: bool = True) -> int:
-        """Start listening (and, with ``worker``, the worker thread). Returns the port (``port=0``: a free one).
+        """Start listening (and, with ``worker``, the worker thread). Returns the port (``port=0``: a free
+        one).
 
         Raises:
             InputError: the port cannot be opened.
@@ -151,24 +173,40 @@ class Node:
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        if self.allow:  # an unknown calling AE title is rejected at association; the pair is checked per request
+        # an unknown calling AE title is rejected at association; the pair is checked per request
+        if self.allow:
             ae.require_calling_aet = sorted({aet for aet, _ in self.allow})
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, self._on_echo),
-                    (evt.EVT_RELEASED, self._on_end), (evt.EVT_ABORTED, self._on_end)]
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
+        ]
         try:
-            self._server = ae.start_server((bind, port), block=False, evt_handlers=handlers,
-                                           ssl_context=self.tls_server)
+            self._server = ae.start_server(
+                (bind, port), block=False, evt_handlers=handlers, ssl_context=self.tls_server
+            )
         except OSError as exc:
-            raise InputError(f"cannot listen on {bind}:{port} ({exc.strerror}); is another node using the port?") from None
+            raise InputError(
+                f"cannot listen on {bind}:{port} ({exc.strerror}); is another node using the port?"
+            ) from None
         addresses = {address for _, address in self.allow}
         if self.allow and "*" not in addresses:
             self._server.verify_request = lambda request, client: self._address_allowed(client[0], addresses)
         port = self._server.server_address[1]
-        log.info("listening as %s on %s:%d%s; spool %s; results to %s%s; %s", self.ae_title, bind, port,
-                 " (TLS)" if self.tls_server else " (unencrypted)",
-                 self.spool.root, self.send_to or "nowhere (kept in the spool)",
-                 (" (TLS)" if self.tls_client else " (unencrypted)") if self.send_to else "",
-                 "callers " + ", ".join(f"{a}@{h}" for a, h in self.allow) if self.allow else "any caller accepted")
+        log.info(
+            "listening as %s on %s:%d%s; spool %s; results to %s%s; %s",
+            self.ae_title,
+            bind,
+            port,
+            " (TLS)" if self.tls_server else " (unencrypted)",
+            self.spool.root,
+            self.send_to or "nowhere (kept in the spool)",
+            (" (TLS)" if self.tls_client else " (unencrypted)") if self.send_to else "",
+            "callers " + ", ".join(f"{a}@{h}" for a, h in self.allow)
+            if self.allow
+            else "any caller accepted",
+        )
         if worker:
             self._worker = threading.Thread(target=self.work_forever, name="medseg3d-worker", daemon=True)
             self._worker.start()
@@ -188,7 +226,8 @@ class Node:
             self._lock_file = None
 
     def work_forever(self) -> None:
-        """The worker loop: :meth:`work_once` until :meth:`stop` (a failure is logged, never the end of it)."""
+        """The worker loop: :meth:`work_once` until :meth:`stop` (a failure is logged, never the end of
+        it)."""
         while not self._stop.is_set():
             try:
                 busy = self.work_once()
@@ -236,8 +275,12 @@ class Node:
         if problem:
             return self._keep_aside(event, raw, study, problem, counts)
         try:
-            _, new = self.spool.store(study, str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID),
-                                      lambda tmp: self._write_instance(tmp, event.file_meta, raw))
+            _, new = self.spool.store(
+                study,
+                str(ds.SeriesInstanceUID),
+                str(ds.SOPInstanceUID),
+                lambda tmp: self._write_instance(tmp, event.file_meta, raw),
+            )
         except OSError as exc:
             log.error("study %s: cannot store an instance (%s); the sender is told to retry", study, exc)
             return _OUT_OF_RESOURCES
@@ -246,19 +289,30 @@ class Node:
             reason = unusable_reason(ds)
             reopened = self.spool.reopen(study) if reason is None else None
             if reopened is not None:
-                log.info("study %s: a new image after it was %s: will be segmented again (round %d)",
-                         study, reopened["reopened_from"], reopened["round"])
+                log.info(
+                    "study %s: a new image after it was %s: will be segmented again (round %d)",
+                    study,
+                    reopened["reopened_from"],
+                    reopened["round"],
+                )
         return _SUCCESS
 
     def _keep_aside(self, event, raw: bytes, study: str, problem: str, counts: Counter) -> int:
         try:
             path = self.spool.keep_malformed(raw, f"from {self._caller(event.assoc)}: {problem}")
         except OSError as exc:
-            log.error("study %s: a malformed instance (%s) could not be kept either (%s)", study, problem, exc)
+            log.error(
+                "study %s: a malformed instance (%s) could not be kept either (%s)", study, problem, exc
+            )
             return _CANNOT_UNDERSTAND
         counts[(study, "kept aside")] += 1
-        log.warning("study %s: instance from %s kept aside as %s: %s", study, self._caller(event.assoc),
-                    path.name, problem)
+        log.warning(
+            "study %s: instance from %s kept aside as %s: %s",
+            study,
+            self._caller(event.assoc),
+            path.name,
+            problem,
+        )
         return _CANNOT_UNDERSTAND
 
     @staticmethod
@@ -276,8 +330,11 @@ class Node:
         if not counts:
             return
         for study in sorted({s for s, _ in counts}):
-            parts = ", ".join(f"{counts[(study, k)]} {k}" for k in ("new", "already held", "kept aside")
-                              if counts[(study, k)])
+            parts = ", ".join(
+                f"{counts[(study, k)]} {k}"
+                for k in ("new", "already held", "kept aside")
+                if counts[(study, k)]
+            )
             log.info("study %s: association with %s ended: %s", study, self._caller(event.assoc), parts)
 
     # ----------------------------------------------------------------------------------------- worker
@@ -294,10 +351,17 @@ class Node:
                 n, series = self.spool.count_instances(uid)
                 if self.spool.update(uid, state.get("round", 0), status="waiting", complete=now):
                     state["status"] = "waiting"
-                    log.info("study %s: complete (%d instances in %d series, nothing new for %.0f s); queued",
-                             uid, n, series, self.quiet)
+                    log.info(
+                        "study %s: complete (%d instances in %d series, nothing new for %.0f s); queued",
+                        uid,
+                        n,
+                        series,
+                        self.quiet,
+                    )
         busy = self._send_due(states, now)
-        waiting = sorted((self.spool.last_received(uid), uid) for uid, s in states.items() if s["status"] == "waiting")
+        waiting = sorted(
+            (self.spool.last_received(uid), uid) for uid, s in states.items() if s["status"] == "waiting"
+        )
         if waiting:
             uid = waiting[0][1]
             self._process(uid, states[uid].get("round", 0))
@@ -339,10 +403,13 @@ class Node:
             return self._fail(uid, round_, f"segmentation failed: {type(exc).__name__}: {exc}")
         outputs = sorted(p.name for p in out.glob("*.dcm"))
         if not outputs:
-            return self._fail(uid, round_, "segmented, but no DICOM object was written (see the warnings above)")
+            return self._fail(
+                uid, round_, "segmented, but no DICOM object was written (see the warnings above)"
+            )
         seconds = round(time.time() - t0, 1)
-        if self.spool.update(uid, round_, status="done", outputs=outputs, sent=[], attempts=0, next_try=0.0,
-                             seconds=seconds):
+        if self.spool.update(
+            uid, round_, status="done", outputs=outputs, sent=[], attempts=0, next_try=0.0, seconds=seconds
+        ):
             log.info("study %s: segmented in %.1f s: %s", uid, seconds, ", ".join(outputs))
 
     def _fail(self, uid: str, round_: int, reason: str) -> None:
@@ -371,8 +438,14 @@ class Node:
             self.spool.update(uid, round_, sent=list(sent))
 
         try:
-            result = send_files(todo, self.send_to, calling_aet=self.ae_title, timeout=self.timeout,
-                                on_stored=record, tls=self.tls_client)
+            result = send_files(
+                todo,
+                self.send_to,
+                calling_aet=self.ae_title,
+                timeout=self.timeout,
+                on_stored=record,
+                tls=self.tls_client,
+            )
             problem = "; ".join(f"{p.name}: {why}" for p, why in {**result.refused, **result.skipped}.items())
         except Exception as exc:  # noqa: BLE001 (SendError above all; anything else is retried the same way)
             problem = str(exc)
@@ -383,5 +456,11 @@ class Node:
         attempts = state.get("attempts", 0) + 1
         delay = min(self.retry[0] * 2 ** (attempts - 1), self.retry[1])
         self.spool.update(uid, round_, attempts=attempts, next_try=now + delay, send_error=problem)
-        log.warning("study %s: sending to %s failed (try %d): %s; next try in %.0f s", uid, self.send_to,
-                    attempts, problem, delay)
+        log.warning(
+            "study %s: sending to %s failed (try %d): %s; next try in %.0f s",
+            uid,
+            self.send_to,
+            attempts,
+            problem,
+            delay,
+        )

@@ -66,7 +66,9 @@ class Spool:
         self._n_malformed = 0
         if not create:
             if not (self.root / "studies").is_dir():
-                raise InputError(f"{self.root}: not a medseg3d spool folder (no studies/ inside); give the node's --spool")
+                raise InputError(
+                    f"{self.root}: not a medseg3d spool folder (no studies/ inside); give the node's --spool"
+                )
             return
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{self.root}: is a file; give a folder for --spool")
@@ -75,7 +77,9 @@ class Spool:
             _private_dir(self.root / "studies")
             _private_dir(self.root / "malformed")
         except OSError as exc:
-            raise InputError(f"{self.root}: cannot make the spool folder ({exc.strerror}); choose another --spool") from None
+            raise InputError(
+                f"{self.root}: cannot make the spool folder ({exc.strerror}); choose another --spool"
+            ) from None
 
     # ----------------------------------------------------------------------------------------- instances
     def study_dir(self, study_uid: str) -> Path:
@@ -102,8 +106,10 @@ class Spool:
         os.utime(marker)  # touch() keeps an existing file's time on some systems
         with self._lock:
             if not (self.study_dir(study_uid) / "state.json").exists():
-                self._write(study_uid, {"study_uid": study_uid, "status": "received", "round": 0,
-                                        "first_received": time.time()})
+                self._write(
+                    study_uid,
+                    {"study_uid": study_uid, "status": "received", "round": 0, "first_received": time.time()},
+                )
         return path, True
 
     def keep_malformed(self, data: bytes, reason: str) -> Path:
@@ -113,7 +119,9 @@ class Spool:
             stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{self._n_malformed}"
         path = self.root / "malformed" / f"{stem}.dcm"
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), suffix=".part")
-        atomic_write(path.with_suffix(".txt"), lambda tmp: Path(tmp).write_text(reason + "\n", encoding="utf-8"))
+        atomic_write(
+            path.with_suffix(".txt"), lambda tmp: Path(tmp).write_text(reason + "\n", encoding="utf-8")
+        )
         return path
 
     def last_received(self, study_uid: str) -> float:
@@ -166,8 +174,13 @@ class Spool:
             state = self.state(study_uid)
             if state["status"] == "received":
                 return None
-            state = {"study_uid": study_uid, "status": "received", "round": state.get("round", 0) + 1,
-                     "first_received": state.get("first_received"), "reopened_from": state["status"]}
+            state = {
+                "study_uid": study_uid,
+                "status": "received",
+                "round": state.get("round", 0) + 1,
+                "first_received": state.get("first_received"),
+                "reopened_from": state["status"],
+            }
             self._write(study_uid, state)
             return state
 
@@ -190,9 +203,15 @@ def status_lines(root: str | os.PathLike) -> list[str]:
         n, series = spool.count_instances(uid)
         last = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(spool.last_received(uid)))
         detail = state.get("reason") or state.get("send_error") or ""
-        sent = f" sent {len(state.get('sent', []))}/{len(state.get('outputs', []))}" if state.get("outputs") else ""
-        rows.append(f"{uid:<{width}}  {state['status']:<10} {n} instances in {series} series, last {last}{sent}"
-                    + (f"  ({detail})" if detail else ""))
+        sent = (
+            f" sent {len(state.get('sent', []))}/{len(state.get('outputs', []))}"
+            if state.get("outputs")
+            else ""
+        )
+        rows.append(
+            f"{uid:<{width}}  {state['status']:<10} {n} instances in {series} series, last {last}{sent}"
+            + (f"  ({detail})" if detail else "")
+        )
     malformed = len(list((root / "malformed").glob("*.dcm"))) if (root / "malformed").is_dir() else 0
     head = ", ".join(f"{k} {counts[k]}" for k in STATUSES) + f"; malformed instances kept aside {malformed}"
     return [head] + rows

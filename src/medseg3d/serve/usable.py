@@ -8,7 +8,9 @@ from pathlib import Path
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 # words a scanner puts in the description of a planning scan
-_LOCALISER = re.compile(r"\b(loc|locali[sz]er|scout|survey|3[- ]?plane|tri[- ]?pilot|aahead)\b", re.IGNORECASE)
+_LOCALISER = re.compile(
+    r"\b(loc|locali[sz]er|scout|survey|3[- ]?plane|tri[- ]?pilot|aahead)\b", re.IGNORECASE
+)
 _MIN_SLICES = 3  # fewer images cannot make a volume the pipeline can register
 
 

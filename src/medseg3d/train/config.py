@@ -28,9 +28,23 @@ from .run_files import PREVIOUS_CHECKPOINT, read_run_settings
 # on 2 mm voxels (`downsample` 2: a brain crop is about 72 x 88 x 70), 64^3 patches (128 mm) with
 # foreground over-sampling, poly schedule, nnU-Net-like augmentation; 8,000 iterations, at most 2 hours.
 # Measured choices and their effects: docs/results.md.
-_BRATS = dict(net="kayalibay", net_args={"norm": "instance"}, loss="region-dice-bce", labels="regions", lr=2e-3,
-              schedule="poly", augment="default", crop="bbox", downsample=2.0, patch=(64, 64, 64), foreground_p=0.5,
-              epochs=160, iters_per_epoch=50, minutes=120.0, val_every=5)
+_BRATS = dict(
+    net="kayalibay",
+    net_args={"norm": "instance"},
+    loss="region-dice-bce",
+    labels="regions",
+    lr=2e-3,
+    schedule="poly",
+    augment="default",
+    crop="bbox",
+    downsample=2.0,
+    patch=(64, 64, 64),
+    foreground_p=0.5,
+    epochs=160,
+    iters_per_epoch=50,
+    minutes=120.0,
+    val_every=5,
+)
 
 LOW_GRADE_2018 = ("Brats18_TCIA10_628_1", "Brats18_TCIA10_637_1", "Brats18_TCIA13_623_1")
 """The low-grade cases of the shared BraTS 2018 development set (../shared/data/README.md)."""
@@ -38,31 +52,66 @@ LOW_GRADE_2018 = ("Brats18_TCIA10_628_1", "Brats18_TCIA10_637_1", "Brats18_TCIA1
 PRESETS: dict[str, dict] = {
     # The paper as coded: whole 144x160x128 crops (x, y, z; the code's D x H x W = 128 x 160 x 144),
     # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
-    "paper": dict(net="kayalibay", loss="jaccard", lr=5e-5, schedule="constant", augment="paper",
-                  crop="fixed", crop_size=(144, 160, 128), patch=None, labels="brats", val_every=5),
+    "paper": dict(
+        net="kayalibay",
+        loss="jaccard",
+        lr=5e-5,
+        schedule="constant",
+        augment="paper",
+        crop="fixed",
+        crop_size=(144, 160, 128),
+        patch=None,
+        labels="brats",
+        val_every=5,
+    ),
     # The bundled BraTS model (v1), above.
     "brats": _BRATS,
-    # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3 patches
-    # (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse model's tumour.
-    # Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at the end; the
-    # cascade is scored by archive/v2/crossval_cascade.py. Experimental: on fold 0 of the 27-case CV its 64 mm field of
-    # view relabelled large tumour cores as oedema (TC 0.758 -> 0.47-0.59, docs/results.md).
+    # The refiner of a cascade (medseg3d.cascade): the bundled preset at 1 mm (no downsampling) on 64^3
+    # patches (64 mm) that are mostly centred on tumour, as it only ever sees the box around the coarse
+    # model's tumour. Validation windows the whole brain at 1 mm (minutes per case on a CPU), so only once, at
+    # the end; the cascade is scored by archive/v2/crossval_cascade.py. Experimental: on fold 0 of the 27-case
+    # CV its 64 mm field of view relabelled large tumour cores as oedema (TC 0.758 -> 0.47-0.59,
+    # docs/results.md).
     "brats-refine": _BRATS | dict(downsample=1.0, foreground_p=0.9, val_every=160),
     # Version 0 of the bundled model: 1.5 mm voxels, 96^3 patches, 100 minutes (kept to reproduce it).
-    "brats-v0": dict(net="kayalibay", loss="region-dice-bce", labels="regions", lr=2e-3, schedule="poly",
-                     augment="default", crop="bbox", downsample=1.5, patch=(96, 96, 96), foreground_p=0.5,
-                     minutes=100.0, val_every=5, iters_per_epoch=50),
+    "brats-v0": dict(
+        net="kayalibay",
+        loss="region-dice-bce",
+        labels="regions",
+        lr=2e-3,
+        schedule="poly",
+        augment="default",
+        crop="bbox",
+        downsample=1.5,
+        patch=(96, 96, 96),
+        foreground_p=0.5,
+        minutes=100.0,
+        val_every=5,
+        iters_per_epoch=50,
+    ),
     # v3 (issue #40), its two members as v2's (the v1 recipe, and the same with strong augmentation), 8,000
     # iterations each whatever the machine's speed (no minutes budget), for a dataset made by
     # `medseg3d synth-nonenhancing DATA --out V3DATA --with-originals --cases ...`: synthetic non-enhancing
     # variants train beside their parent case only (medseg3d.datasets.synthetic); the 3 low-grade cases of the
-    # shared BraTS 2018 set are drawn 3 times as often (ids another dataset lacks are ignored). The plan and its
-    # cost: docs/results.md, issue #40.
+    # shared BraTS 2018 set are drawn 3 times as often (ids another dataset lacks are ignored). The plan and
+    # its cost: docs/results.md, issue #40.
     "brats-v3": _BRATS | dict(minutes=None, oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
-    "brats-v3-strong": _BRATS | dict(minutes=None, augment="strong", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
+    "brats-v3-strong": _BRATS
+    | dict(minutes=None, augment="strong", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
     # A few seconds: for tests and smoke runs.
-    "quick": dict(net="kayalibay", loss="jaccard-smooth", labels="brats", lr=1e-3, schedule="constant",
-                  augment="none", crop="bbox", downsample=4.0, patch=None, epochs=2, val_every=1),
+    "quick": dict(
+        net="kayalibay",
+        loss="jaccard-smooth",
+        labels="brats",
+        lr=1e-3,
+        schedule="constant",
+        augment="none",
+        crop="bbox",
+        downsample=4.0,
+        patch=None,
+        epochs=2,
+        val_every=1,
+    ),
 }
 
 
@@ -89,7 +138,9 @@ class TrainConfig:
     # sampling and augmentation
     patch: tuple[int, int, int] | None = None
     foreground_p: float = 0.5
-    oversample: dict = field(default_factory=dict)  # case id -> how many times as often it is drawn (default 1)
+    oversample: dict = field(
+        default_factory=dict
+    )  # case id -> how many times as often it is drawn (default 1)
     augment: str = "default"
     # optimisation
     lr: float = 5e-5
@@ -113,7 +164,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (see compile_for_training)
     output_prior: bool = False  # start the output biases at the training labels' frequencies (nets.prior)
     cache: str | None = None
-    skip_bad_cases: bool = False  # train without cases that cannot be read (named, and recorded in config.json)
+    skip_bad_cases: bool = (
+        False  # train without cases that cannot be read (named, and recorded in config.json)
+    )
     resume: bool = False
     progress: bool = True
 
@@ -135,8 +188,14 @@ class TrainConfig:
         return cls(preset=preset, **base)
 
     def prep_config(self) -> PrepConfig:
-        return PrepConfig(crop=self.crop, crop_size=self.crop_size, downsample=self.downsample, spacing=self.spacing,
-                          normalize=self.normalize, window=self.window)
+        return PrepConfig(
+            crop=self.crop,
+            crop_size=self.crop_size,
+            downsample=self.downsample,
+            spacing=self.spacing,
+            normalize=self.normalize,
+            window=self.window,
+        )
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -173,7 +232,9 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
     """
     out = Path(out)
     if not out.is_dir():
-        raise InputError(f"{out}: no such run folder to resume; check --out, or start a new run without --resume")
+        raise InputError(
+            f"{out}: no such run folder to resume; check --out, or start a new run without --resume"
+        )
     if not (out / "last.pt").exists() and not (out / PREVIOUS_CHECKPOINT).exists():
         raise InputError(f"{out}: no checkpoint (last.pt) to resume; start without --resume")
     saved = read_run_settings(out)
@@ -203,11 +264,15 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
             if _plain(value) != _plain(old):
                 changed[key] = f"{key} {old!r} -> {value!r}"
     if changed:
-        raise InputError(f"{out}: --resume with other settings ({', '.join(changed)}): "
-                         f"{'; '.join(list(changed.values())[:4])}; a resumed run takes its settings from "
-                         "config.json (only --epochs and --minutes may change): leave them out")
+        raise InputError(
+            f"{out}: --resume with other settings ({', '.join(changed)}): "
+            f"{'; '.join(list(changed.values())[:4])}; a resumed run takes its settings from "
+            "config.json (only --epochs and --minutes may change): leave them out"
+        )
     if not settings.get("dataset"):
-        raise InputError(f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume")
+        raise InputError(
+            f"{out}: the run's settings name no dataset; give it: medseg3d train DATASET --out {out} --resume"
+        )
     return TrainConfig(**(settings | {"out": str(out), "resume": True}))
 
 
@@ -221,8 +286,10 @@ def label_scheme(cfg: TrainConfig) -> LabelScheme:
         return get_scheme(cfg.labels)
     labels = dataset_labels(cfg.dataset) if cfg.dataset else None
     if labels is None:
-        raise InputError(f"{cfg.dataset}: --labels dataset needs a dataset.json with a 'labels' entry; "
-                         "name a scheme (brats, regions, binary...) instead")
+        raise InputError(
+            f"{cfg.dataset}: --labels dataset needs a dataset.json with a 'labels' entry; "
+            "name a scheme (brats, regions, binary...) instead"
+        )
     return scheme_from_labels(labels, name="dataset")
 
 
@@ -230,19 +297,35 @@ def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path
     """A cache folder shared by runs with the same dataset, preprocessing, labels and channels."""
     if cfg.cache:
         return Path(cfg.cache)
-    key = json.dumps([str(Path(cfg.dataset).resolve()), cfg.prep_config().to_dict(), scheme.name,
-                      list(modalities) if modalities else None], sort_keys=True)
+    key = json.dumps(
+        [
+            str(Path(cfg.dataset).resolve()),
+            cfg.prep_config().to_dict(),
+            scheme.name,
+            list(modalities) if modalities else None,
+        ],
+        sort_keys=True,
+    )
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     root = Path(os.environ.get("MEDSEG3D_CACHE", Path.home() / ".cache" / "medseg3d"))
     return root / f"{Path(cfg.dataset).resolve().name}-{digest}"
+
 
 def software_versions() -> dict:
     import monai
     import numpy
 
-    return {"medseg3d": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "monai": monai.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "threads": torch.get_num_threads()}  # of the process's last start: MEDSEG3D_THREADS when training
+    # of the process's last start: MEDSEG3D_THREADS when training
+    return {
+        "medseg3d": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "monai": monai.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+    }
+
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
     progress = min(max(progress, 0.0), 1.0)
@@ -253,6 +336,7 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
     raise InputError(f"unknown schedule '{cfg.schedule}'; choose constant, poly or cosine")
+
 
 def inference_defaults(cfg: TrainConfig) -> dict | None:
     """How a trained model asks to be run when the user does not say (the ``inference`` metadata).
@@ -270,18 +354,38 @@ def inference_defaults(cfg: TrainConfig) -> dict | None:
     return inference or None
 
 
-def model_metadata(cfg: TrainConfig, scheme: LabelScheme, modalities, in_channels: int, kind: str,
-                   size_multiple, extra: dict | None = None) -> dict:
+def model_metadata(
+    cfg: TrainConfig,
+    scheme: LabelScheme,
+    modalities,
+    in_channels: int,
+    kind: str,
+    size_multiple,
+    extra: dict | None = None,
+) -> dict:
     """What the model file says about the model (a :class:`~medseg3d.models.ModelMeta`), as stored."""
     from ..models.meta import ModelMeta
 
     patch = cfg.val_patch or cfg.patch
-    meta = ModelMeta(network=cfg.net, net_args=dict(cfg.net_args), in_channels=in_channels, n_outputs=scheme.n_outputs,
-                     kind=kind, labels=scheme.to_dict(), modalities=tuple(modalities),
-                     preprocess=cfg.prep_config().to_dict(), patch=tuple(patch) if patch else None,
-                     size_multiple=size_multiple, inference=inference_defaults(cfg) or {},
-                     extra={"loss": cfg.loss, "trained_with": cfg.to_dict(), "software": software_versions(),
-                            **(extra or {})})
+    meta = ModelMeta(
+        network=cfg.net,
+        net_args=dict(cfg.net_args),
+        in_channels=in_channels,
+        n_outputs=scheme.n_outputs,
+        kind=kind,
+        labels=scheme.to_dict(),
+        modalities=tuple(modalities),
+        preprocess=cfg.prep_config().to_dict(),
+        patch=tuple(patch) if patch else None,
+        size_multiple=size_multiple,
+        inference=inference_defaults(cfg) or {},
+        extra={
+            "loss": cfg.loss,
+            "trained_with": cfg.to_dict(),
+            "software": software_versions(),
+            **(extra or {}),
+        },
+    )
     return meta.to_dict()
 
 
@@ -295,5 +399,7 @@ def check_budget_and_batch(cfg: TrainConfig) -> None:
         raise InputError(f"--batch and --accumulate must be at least 1, got {cfg.batch} and {cfg.accumulate}")
     check_precision(cfg.precision)
     if cfg.compile and cfg.patch is None and cfg.crop != "fixed":
-        raise InputError("--compile needs inputs of one size: add --patch X Y Z or a fixed --crop; whole crops "
-                         "of different sizes would recompile for every case")
+        raise InputError(
+            "--compile needs inputs of one size: add --patch X Y Z or a fixed --crop; whole crops "
+            "of different sizes would recompile for every case"
+        )

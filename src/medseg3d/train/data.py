@@ -40,20 +40,31 @@ class TrainingData:
     bad_cases: dict[str, str] = field(default_factory=dict)  # case -> why it is unusable (--skip-bad-cases)
 
 
-def load_training_data(cfg: TrainConfig, out: Path, scheme: LabelScheme, modalities, rank: int = 0,
-                       world: int = 1) -> TrainingData:
+def load_training_data(
+    cfg: TrainConfig, out: Path, scheme: LabelScheme, modalities, rank: int = 0, world: int = 1
+) -> TrainingData:
     """Prepare (or reuse) the cache of preprocessed cases (rank 0 only) and read or make the split."""
     cache_dir = default_cache_dir(cfg, scheme, modalities)
     bad_cases: dict[str, str] = {}
     if rank == 0:
-        prepared = prepare_dataset(cfg.dataset, cache_dir, cfg.prep_config(), scheme, modalities, cfg.layout,
-                                   progress=cfg.progress, option="--cache" if cfg.cache else "--out")
+        prepared = prepare_dataset(
+            cfg.dataset,
+            cache_dir,
+            cfg.prep_config(),
+            scheme,
+            modalities,
+            cfg.layout,
+            progress=cfg.progress,
+            option="--cache" if cfg.cache else "--out",
+        )
         bad_cases = prepared["failed"]
         if bad_cases and not cfg.skip_bad_cases:
             discard_prepared(cache_dir, prepared)  # a refusal leaves no cache behind
-            raise InputError(f"{len(bad_cases)} case(s) cannot be used: "
-                             + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
-                             + "; fix or remove them, or add --skip-bad-cases to train without them")
+            raise InputError(
+                f"{len(bad_cases)} case(s) cannot be used: "
+                + "; ".join(f"{cid} ({reason})" for cid, reason in bad_cases.items())
+                + "; fix or remove them, or add --skip-bad-cases to train without them"
+            )
         for cid, reason in bad_cases.items():
             warn(f"training without case {cid} (--skip-bad-cases): {reason}")
     if world > 1:
@@ -69,8 +80,11 @@ def load_training_data(cfg: TrainConfig, out: Path, scheme: LabelScheme, modalit
     if split_path.exists():
         split = load_split(split_path)
     else:  # synthetic variants are never validated on: the split is of the original cases
-        split = make_split(originals, folds=cfg.folds, seed=cfg.seed) if cfg.fold is not None else \
-            make_split(originals, counts=holdout_counts(len(originals)), seed=cfg.seed)
+        split = (
+            make_split(originals, folds=cfg.folds, seed=cfg.seed)
+            if cfg.fold is not None
+            else make_split(originals, counts=holdout_counts(len(originals)), seed=cfg.seed)
+        )
         new_split = split_path
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
     if not cfg.all_cases:  # a variant trains when its parent does, so no validation case leaks in through it
@@ -81,18 +95,30 @@ def load_training_data(cfg: TrainConfig, out: Path, scheme: LabelScheme, modalit
         val_ids = [c for c in val_ids if c not in bad_cases]
     unknown = [c for c in train_ids + val_ids if c not in cases]
     if unknown:
-        raise InputError(f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset")
-    # --oversample: a case listed k times is drawn k times as often (cases the dataset lacks are ignored, so one
-    # preset serves datasets with and without them)
+        raise InputError(
+            f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset"
+        )
+    # --oversample: a case listed k times is drawn k times as often (cases the dataset lacks are ignored, so
+    # one preset serves datasets with and without them)
     train_cases = [cases[c] for c in train_ids for _ in range(max(1, int(cfg.oversample.get(c, 1))))]
     if not train_cases:
         raise InputError("no training cases; the dataset needs at least 2 labelled cases")
-    return TrainingData(cache_dir, meta["settings"]["modalities"], split, new_split, train_ids, val_ids,
-                        train_cases, [cases[c] for c in val_ids], bad_cases)
+    return TrainingData(
+        cache_dir,
+        meta["settings"]["modalities"],
+        split,
+        new_split,
+        train_ids,
+        val_ids,
+        train_cases,
+        [cases[c] for c in val_ids],
+        bad_cases,
+    )
 
 
-def label_fractions(cases, sampler: PatchSampler, scheme: LabelScheme, kind: str, seed: int,
-                    samples_per_case: int = 2) -> list[float]:
+def label_fractions(
+    cases, sampler: PatchSampler, scheme: LabelScheme, kind: str, seed: int, samples_per_case: int = 2
+) -> list[float]:
     """Fraction of training voxels in each output (region or class), over samples drawn like training's.
 
     Draws ``samples_per_case`` patches (or whole crops) per case with their own random stream, so the
@@ -113,8 +139,9 @@ def label_fractions(cases, sampler: PatchSampler, scheme: LabelScheme, kind: str
     return (counts / max(total, 1)).tolist()
 
 
-def plan_global_batch(cases: list, sampler: PatchSampler, np_rng: np.random.Generator, aug_gen: torch.Generator,
-                      size: int) -> list[tuple[int, tuple, int]]:
+def plan_global_batch(
+    cases: list, sampler: PatchSampler, np_rng: np.random.Generator, aug_gen: torch.Generator, size: int
+) -> list[tuple[int, tuple, int]]:
     """(case index, patch box, augmentation seed) for each sample of one global batch.
 
     Every process draws the whole plan from the same streams (cheap: no voxel is read), so the streams stay
@@ -133,8 +160,9 @@ def micro_batch(plan, cases, sampler: PatchSampler, augment, device) -> tuple[to
     images, targets = [], []
     for k, box, seed in plan:
         image, label = sampler.crop(cases[k], box)
-        image_t, label_t, _ = augment(torch.from_numpy(image), torch.from_numpy(label),
-                                      torch.Generator().manual_seed(seed))
+        image_t, label_t, _ = augment(
+            torch.from_numpy(image), torch.from_numpy(label), torch.Generator().manual_seed(seed)
+        )
         images.append(image_t)
         targets.append(label_t)
     x = torch.stack(images).to(device)

@@ -28,8 +28,9 @@ def join_process_group(device: torch.device) -> tuple[int, int]:
     if world > 1 and not torch.distributed.is_initialized():
         # rank 0 validates while the others wait in a collective: allow long validations
         minutes = float(os.environ.get("MEDSEG3D_DIST_TIMEOUT_MIN", "120"))
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                             timeout=datetime.timedelta(minutes=minutes))
+        torch.distributed.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=minutes)
+        )
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
 

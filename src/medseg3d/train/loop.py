@@ -70,8 +70,13 @@ from .step import compile_for_training, make_grad_scaler, region_targets, traini
 from .validate import validation_scores
 
 
-def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable | None = None,
-          on_end: Callable | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    *,
+    settings_merged: bool = False,
+    on_step: Callable | None = None,
+    on_end: Callable | None = None,
+) -> dict:
     """Run (or resume) a training run.
 
     Args:
@@ -128,7 +133,8 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
     if (kind == "region") != scheme.region_training:
         raise InputError(
             f"loss '{cfg.loss}' is {kind}, but labels '{cfg.labels}' are "
-            f"{'region' if scheme.region_training else 'class'}-based; use --labels regions with region losses"
+            f"{'region' if scheme.region_training else 'class'}-based; "
+            "use --labels regions with region losses"
         )
     sampler = PatchSampler(cfg.patch, cfg.foreground_p, size_multiple)
     prior_fractions = None
@@ -141,11 +147,16 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
     scaler = make_grad_scaler(cfg.precision, device)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         net = compile_for_training(net)
         if rank == 0 and cfg.progress:
-            print("compiling the network for training (torch.compile): the first iterations take minutes on a CPU")
+            print(
+                "compiling the network for training (torch.compile): "
+                "the first iterations take minutes on a CPU"
+            )
     augment = build_augment(cfg.augment)
     # one stream shared by all processes (same seed on every rank): see plan_global_batch
     np_rng = np.random.default_rng(cfg.seed * 1000)
@@ -160,8 +171,15 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
     if rank == 0:
         batching = {"iters_per_epoch": iters_per_epoch, "world_size": world, "global_batch": global_batch}
         _write_run_config(cfg, out, data, prior_fractions, device, batching)
-    meta_out = model_metadata(cfg, scheme, data.modalities, len(data.modalities), kind, size_multiple,
-                              {"train_cases": data.train_ids, "val_cases": data.val_ids})
+    meta_out = model_metadata(
+        cfg,
+        scheme,
+        data.modalities,
+        len(data.modalities),
+        kind,
+        size_multiple,
+        {"train_cases": data.train_ids, "val_cases": data.val_ids},
+    )
 
     def progress() -> float:
         fractions = [state["iteration"] / total_iters] if total_iters else []
@@ -170,17 +188,24 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
         return max(fractions)
 
     def timed_micro_batches(plan, timer: dict):
-        """This process's micro-batches of the global batch ``plan``; adds the loading seconds to ``timer``."""
+        """This process's micro-batches of the global batch ``plan``; adds the loading seconds to
+        ``timer``."""
         for a in range(cfg.accumulate):
             t_data = time.monotonic()
             first = (a * world + rank) * cfg.batch  # this process's micro-batch of the global batch
-            x, y = micro_batch(plan[first:first + cfg.batch], data.train_cases, sampler, augment, device)
+            x, y = micro_batch(plan[first : first + cfg.batch], data.train_cases, sampler, augment, device)
             target = region_targets(y, scheme) if kind == "region" else y
             timer["data"] += time.monotonic() - t_data
             yield x, target
 
-    bar = tqdm(total=total_iters, initial=state["iteration"], desc="train", unit="it",
-               disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_iters,
+        initial=state["iteration"],
+        desc="train",
+        unit="it",
+        disable=not cfg.progress or rank != 0,
+        dynamic_ncols=True,
+    )
     while not all_agree(progress() >= 1.0, world):
         net.train()
         epoch_losses = []
@@ -190,45 +215,87 @@ def train(cfg: TrainConfig, *, settings_merged: bool = False, on_step: Callable 
             plan = plan_global_batch(data.train_cases, sampler, np_rng, aug_gen, global_batch)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress())
-            loss = training_step(net, loss_fn, optimizer, scaler, timed_micro_batches(plan, timer),
-                                 accumulate=cfg.accumulate, precision=cfg.precision, device=device, world=world,
-                                 iteration=state["iteration"])
+            loss = training_step(
+                net,
+                loss_fn,
+                optimizer,
+                scaler,
+                timed_micro_batches(plan, timer),
+                accumulate=cfg.accumulate,
+                precision=cfg.precision,
+                device=device,
+                world=world,
+                iteration=state["iteration"],
+            )
             epoch_losses.append(loss)
             if on_step is not None:
                 on_step(state["iteration"], loss, model)
             state["iteration"] += 1
             state["elapsed"] += time.monotonic() - t0
             bar.update(1)
-            bar.set_postfix(epoch=state["epoch"] + 1, loss=f"{np.mean(epoch_losses):.4f}",
-                            lr=f"{optimizer.param_groups[0]['lr']:.2g}")
+            bar.set_postfix(
+                epoch=state["epoch"] + 1,
+                loss=f"{np.mean(epoch_losses):.4f}",
+                lr=f"{optimizer.param_groups[0]['lr']:.2g}",
+            )
             if all_agree(progress() >= 1.0, world):
                 break
         state["epoch"] += 1
-        row = {"epoch": state["epoch"], "iteration": state["iteration"], "seconds": round(state["elapsed"], 1),
-               "lr": optimizer.param_groups[0]["lr"], "train_loss": float(np.mean(epoch_losses)),
-               "epoch_seconds": round(time.monotonic() - t_epoch, 2), "data_seconds": round(timer["data"], 2)}
+        row = {
+            "epoch": state["epoch"],
+            "iteration": state["iteration"],
+            "seconds": round(state["elapsed"], 1),
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": float(np.mean(epoch_losses)),
+            "epoch_seconds": round(time.monotonic() - t_epoch, 2),
+            "data_seconds": round(timer["data"], 2),
+        }
         done = all_agree(progress() >= 1.0, world)
         if rank == 0 and data.val_cases and (state["epoch"] % cfg.val_every == 0 or done):
             t_val = time.monotonic()
-            scores = validation_scores(model, data.val_cases, scheme, kind, device, cfg.val_patch, cfg.precision)
+            scores = validation_scores(
+                model, data.val_cases, scheme, kind, device, cfg.val_patch, cfg.precision
+            )
             row.update(scores)
             row["val_seconds"] = round(time.monotonic() - t_val, 1)
             if scores["score"] > state["best"]:
                 state["best"], state["best_epoch"] = scores["score"], state["epoch"]
-                _save(out, save_model, model, meta_out | {"validation": scores, "epoch": state["epoch"]},
-                      out / "best.safetensors")
-            bar.write(f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
-                      + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_")))
+                _save(
+                    out,
+                    save_model,
+                    model,
+                    meta_out | {"validation": scores, "epoch": state["epoch"]},
+                    out / "best.safetensors",
+                )
+            bar.write(
+                f"epoch {state['epoch']}: loss {row['train_loss']:.4f}  "
+                + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items() if k.startswith("dice_"))
+            )
         state["history"].append(row)
         if rank == 0:
-            _write_epoch_files(out, model, meta_out, state, {"model": model.state_dict(),
-                               "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                               "rng": rng_state(np_rng, aug_gen)})
+            _write_epoch_files(
+                out,
+                model,
+                meta_out,
+                state,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": rng_state(np_rng, aug_gen),
+                },
+            )
     bar.close()
     _finish(out, model, state, rank, world, on_end)
-    return {"out": str(out), "epochs": state["epoch"], "iterations": state["iteration"],
-            "seconds": state["elapsed"], "best_score": state["best"], "best_epoch": state["best_epoch"],
-            "model": str(out / "model.safetensors")}
+    return {
+        "out": str(out),
+        "epochs": state["epoch"],
+        "iterations": state["iteration"],
+        "seconds": state["elapsed"],
+        "best_score": state["best"],
+        "best_epoch": state["best_epoch"],
+        "model": str(out / "model.safetensors"),
+    }
 
 
 def _save(out: Path, write, *args, **kwargs) -> None:
@@ -244,8 +311,13 @@ def _write_epoch_files(out: Path, model, meta_out: dict, state: dict, training_s
     as ``previous.pt``), ``log.csv`` and ``curves.png``."""
     _save(out, save_model, model, meta_out | {"epoch": state["epoch"]}, out / "last.safetensors")
     checkpoint = training_state | {k: v for k, v in state.items() if k != "history"}
-    _save(out, save_checkpoint, checkpoint | {"history": json.dumps(state["history"])}, out / "last.pt",
-          previous=out / PREVIOUS_CHECKPOINT)
+    _save(
+        out,
+        save_checkpoint,
+        checkpoint | {"history": json.dumps(state["history"])},
+        out / "last.pt",
+        previous=out / PREVIOUS_CHECKPOINT,
+    )
     _save(out, write_rows, state["history"], out / "log.csv")
     _save(out, plot_curves, state["history"], out / "curves.png")
 
@@ -266,8 +338,9 @@ def _open_run_folder(cfg: TrainConfig, out: Path, rank: int) -> None:
             warn(f"removed {path}, a temporary file left by an interrupted run")
 
 
-def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fractions, device,
-                      batching: dict) -> None:
+def _write_run_config(
+    cfg: TrainConfig, out: Path, data: TrainingData, prior_fractions, device, batching: dict
+) -> None:
     """The run folder, its new split and ``config.json``: the settings and what they resolved to."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -275,10 +348,15 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
             save_split(data.split, data.new_split)
     except OSError as exc:
         raise write_failed(out, exc) from exc
-    cfg_dict = cfg.to_dict() | {"modalities": list(data.modalities), "cache": str(data.cache_dir),
-                                "train_cases": data.train_ids, "val_cases": data.val_ids,
-                                "software": software_versions(), **batching,
-                                "compute_dtype": describe_precision(cfg.precision, device)}
+    cfg_dict = cfg.to_dict() | {
+        "modalities": list(data.modalities),
+        "cache": str(data.cache_dir),
+        "train_cases": data.train_ids,
+        "val_cases": data.val_ids,
+        "software": software_versions(),
+        **batching,
+        "compute_dtype": describe_precision(cfg.precision, device),
+    }
     if prior_fractions is not None:
         cfg_dict["output_prior_fractions"] = [round(f, 6) for f in prior_fractions]
     elif cfg.output_prior and cfg.resume:  # a resumed run keeps its first start's record
@@ -291,7 +369,8 @@ def _write_run_config(cfg: TrainConfig, out: Path, data: TrainingData, prior_fra
 
 
 def _finish(out: Path, model, state: dict, rank: int, world: int, on_end: Callable | None = None) -> None:
-    """``model.safetensors``: the best (else the last) model; then the caller's ``on_end``, the last barrier."""
+    """``model.safetensors``: the best (else the last) model; then the caller's ``on_end``, the last
+    barrier."""
     if rank == 0:
         best = out / "best.safetensors"
         final = best if best.exists() else out / "last.safetensors"

@@ -22,8 +22,18 @@ from ..checkpoint import load_checkpoint, read_model_file
 from ..errors import InputError, MedsegError
 from ..plotting import save_figure
 
-CHECKPOINT_KEYS = ("model", "optimizer", "scaler", "epoch", "iteration", "elapsed", "best", "best_epoch", "history",
-                   "rng")
+CHECKPOINT_KEYS = (
+    "model",
+    "optimizer",
+    "scaler",
+    "epoch",
+    "iteration",
+    "elapsed",
+    "best",
+    "best_epoch",
+    "history",
+    "rng",
+)
 PREVIOUS_CHECKPOINT = "previous.pt"
 
 
@@ -37,7 +47,11 @@ def read_run_settings(out: Path) -> dict:
     path = Path(out) / "config.json"
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
-        problem = None if isinstance(settings, dict) else f"holds a JSON {type(settings).__name__}, not a run's settings"
+        problem = (
+            None
+            if isinstance(settings, dict)
+            else f"holds a JSON {type(settings).__name__}, not a run's settings"
+        )
     except FileNotFoundError:
         problem = "is missing"
     except (OSError, UnicodeDecodeError) as exc:
@@ -55,15 +69,35 @@ def read_run_settings(out: Path) -> dict:
         if isinstance(meta.get("trained_with"), dict):
             warn(f"{path} {problem}; resuming with the settings recorded in {name}")
             return meta["trained_with"]
-    raise InputError(f"{path}: {problem}, and no model file of the run records its settings; restore config.json "
-                     "or start a new run with another --out")
+    raise InputError(
+        f"{path}: {problem}, and no model file of the run records its settings; restore config.json "
+        "or start a new run with another --out"
+    )
 
 
 # settings that no resume changes: config.json and the trained_with record of the run's last model file
 # always agree on them, so a difference means one of the two files was damaged or edited
-_FIXED_SETTINGS = ("net", "net_args", "loss", "labels", "lr", "weight_decay", "schedule", "patch", "crop",
-                   "crop_size", "downsample", "spacing", "batch", "accumulate", "seed", "augment", "foreground_p",
-                   "precision")  # not iters_per_epoch: config.json records the computed default
+# not iters_per_epoch: config.json records the computed default
+_FIXED_SETTINGS = (
+    "net",
+    "net_args",
+    "loss",
+    "labels",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "patch",
+    "crop",
+    "crop_size",
+    "downsample",
+    "spacing",
+    "batch",
+    "accumulate",
+    "seed",
+    "augment",
+    "foreground_p",
+    "precision",
+)
 
 
 def _check_against_model_file(out: Path, settings: dict) -> None:
@@ -74,16 +108,25 @@ def _check_against_model_file(out: Path, settings: dict) -> None:
     recorded = meta.get("trained_with")
     if not isinstance(recorded, dict):
         return
-    differ = [f"{k} {settings[k]!r} vs {recorded[k]!r}" for k in _FIXED_SETTINGS
-              if k in settings and k in recorded and json.dumps(settings[k]) != json.dumps(recorded[k])]
+    differ = [
+        f"{k} {settings[k]!r} vs {recorded[k]!r}"
+        for k in _FIXED_SETTINGS
+        if k in settings and k in recorded and json.dumps(settings[k]) != json.dumps(recorded[k])
+    ]
     if differ:
-        raise InputError(f"{out}: config.json and last.safetensors disagree on {'; '.join(differ[:3])}; one was "
-                         "damaged or edited: restore config.json, or delete it to resume with the model file's")
+        raise InputError(
+            f"{out}: config.json and last.safetensors disagree on {'; '.join(differ[:3])}; one was "
+            "damaged or edited: restore config.json, or delete it to resume with the model file's"
+        )
 
 
 def rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": json.dumps(np_rng.bit_generator.state), "torch": torch.get_rng_state(),
-            "augment": gen.get_state(), "python": json.dumps(random.getstate())}
+    return {
+        "numpy": json.dumps(np_rng.bit_generator.state),
+        "torch": torch.get_rng_state(),
+        "augment": gen.get_state(),
+        "python": json.dumps(random.getstate()),
+    }
 
 
 def set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generator) -> None:
@@ -100,8 +143,10 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
     removed = []
     for path in Path(out).iterdir() if Path(out).is_dir() else []:
         name = path.name
-        if path.is_file() and ((name.startswith(".") and name.endswith((".tmp", ".tmp.png")))
-                               or name in ("log.csv.tmp", "config.json.tmp", "split.json.tmp")):
+        if path.is_file() and (
+            (name.startswith(".") and name.endswith((".tmp", ".tmp.png")))
+            or name in ("log.csv.tmp", "config.json.tmp", "split.json.tmp")
+        ):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -123,10 +168,10 @@ def write_failed(out: Path, exc: OSError) -> InputError:
     with contextlib.suppress(OSError):
         remove_stale_temporaries(out)
     reason = exc.strerror or str(exc)
-    return InputError(f"{out}: cannot write the run's files ({reason}); free space or fix the folder, then continue "
-                      f"with: medseg3d train --out {out} --resume")
-
-
+    return InputError(
+        f"{out}: cannot write the run's files ({reason}); free space or fix the folder, then continue "
+        f"with: medseg3d train --out {out} --resume"
+    )
 
 
 class _DamagedCheckpoint(Exception):
@@ -156,8 +201,10 @@ def _restore_checkpoint(ckpt, model, optimizer, scaler, np_rng, aug_gen) -> dict
         for param in group["params"]:
             for name, value in optimizer.state.get(param, {}).items():
                 if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
-                    raise _DamagedCheckpoint(f"its optimiser state '{name}' has shape {tuple(value.shape)} for "
-                                             f"weights of shape {tuple(param.shape)}")
+                    raise _DamagedCheckpoint(
+                        f"its optimiser state '{name}' has shape {tuple(value.shape)} for "
+                        f"weights of shape {tuple(param.shape)}"
+                    )
     try:
         state = {k: ckpt[k] for k in ("epoch", "iteration", "elapsed", "best", "best_epoch")}
         state["history"] = json.loads(ckpt["history"])
@@ -189,10 +236,15 @@ def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> d
             problems.append(f"{name}: {str(exc).removeprefix(str(path) + ': ')}")
             continue
         if problems:
-            warn(f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, an epoch earlier)")
+            warn(
+                f"{out}: {'; '.join(problems)}; resuming from {name} (epoch {state['epoch']}, "
+                "an epoch earlier)"
+            )
         return state
-    raise InputError(f"{out}: cannot resume, the checkpoint is damaged ({'; '.join(problems)}); start a new run "
-                     "with another --out (the weights so far are in last.safetensors)")
+    raise InputError(
+        f"{out}: cannot resume, the checkpoint is damaged ({'; '.join(problems)}); start a new run "
+        "with another --out (the weights so far are in last.safetensors)"
+    )
 
 
 def plot_curves(history: list[dict], path: Path) -> None:

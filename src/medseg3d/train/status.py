@@ -30,7 +30,9 @@ def _read_log(path: Path) -> list[dict]:
     if not path.is_file():
         return []
 
-    def complete(row: dict) -> bool:  # every column there (a cut line lacks the last ones: None), counters numbers
+    def complete(
+        row: dict,
+    ) -> bool:  # every column there (a cut line lacks the last ones: None), counters numbers
         if any(v is None for v in row.values()):
             return False
         try:
@@ -54,13 +56,16 @@ def _number(value) -> bool:
 def describe_run(path) -> str:
     """A readable status of the training run in ``path``.
 
-    Speed is the median seconds of the last ten epochs (a paused or shared machine shows in single epochs); the
-    time to go is that speed times the epochs left, capped by the run's ``--minutes`` budget if it has one."""
+    Speed is the median seconds of the last ten epochs (a paused or shared machine shows in single epochs);
+    the time to go is that speed times the epochs left, capped by the run's ``--minutes`` budget if it has
+    one."""
     path = Path(path)
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path / 'config.json'}: unreadable run settings ({exc}); is this a training run?") from None
+        raise InputError(
+            f"{path / 'config.json'}: unreadable run settings ({exc}); is this a training run?"
+        ) from None
     if not isinstance(config, dict):
         raise InputError(f"{path / 'config.json'}: not a run's settings; is this a training run?")
     log = _read_log(path / "log.csv")
@@ -75,7 +80,9 @@ def describe_run(path) -> str:
     if config.get("downsample") not in (None, 1, 1.0):
         what.append(f"downsample {config['downsample']:g}")
     lines.append("  settings     " + ", ".join(what))
-    cases = f"{len(config.get('train_cases') or [])} training, {len(config.get('val_cases') or [])} validation"
+    cases = (
+        f"{len(config.get('train_cases') or [])} training, {len(config.get('val_cases') or [])} validation"
+    )
     if config.get("fold") is not None:
         cases += f" (fold {config['fold']} of {config.get('split_file')})"
     elif config.get("all_cases"):
@@ -85,13 +92,19 @@ def describe_run(path) -> str:
     elapsed = float(log[-1]["seconds"]) if log else 0.0
     finished = (path / "model.safetensors").is_file()
     if epochs:
-        iters = f", {int(log[-1]['iteration']):,} of {epochs * per_epoch:,} iterations" if log and per_epoch else ""
+        iters = (
+            f", {int(log[-1]['iteration']):,} of {epochs * per_epoch:,} iterations"
+            if log and per_epoch
+            else ""
+        )
         lines.append(f"  progress     epoch {done} of {epochs}{iters} ({100 * done / epochs:.0f}%)")
     recent = [float(r["epoch_seconds"]) for r in log[-10:] if _number(r.get("epoch_seconds"))]
     if recent:
         speed = statistics.median(recent)
-        timing = (f"{_minutes(elapsed)} of training {'in all' if finished else 'so far'}; {speed:.1f} s per epoch "
-                  f"(median of the last {len(recent)})")
+        timing = (
+            f"{_minutes(elapsed)} of training {'in all' if finished else 'so far'}; {speed:.1f} s per epoch "
+            f"(median of the last {len(recent)})"
+        )
         left = max(epochs - done, 0) * speed
         budget = config.get("minutes")
         if budget:
@@ -103,16 +116,22 @@ def describe_run(path) -> str:
     if scored:
         last = scored[-1]
         scores = [k for k in last if k.startswith("dice_") and _number(last[k])]
-        shown = [k for k in scores if k in ("dice_WT", "dice_TC", "dice_ET")] or scores  # regions, else classes
+        shown = [
+            k for k in scores if k in ("dice_WT", "dice_TC", "dice_ET")
+        ] or scores  # regions, else classes
         best = max(scored, key=lambda r: float(r["score"]))
-        lines.append(f"  validation   epoch {last['epoch']}: "
-                     + " ".join(f"{k.removeprefix('dice_')} {float(last[k]):.3f}" for k in shown)
-                     + f"; best score {float(best['score']):.3f} at epoch {best['epoch']}")
+        lines.append(
+            f"  validation   epoch {last['epoch']}: "
+            + " ".join(f"{k.removeprefix('dice_')} {float(last[k]):.3f}" for k in shown)
+            + f"; best score {float(best['score']):.3f} at epoch {best['epoch']}"
+        )
     if finished:
         lines.append(f"  state        finished: {path / 'model.safetensors'}")
     elif (path / "last.pt").is_file():
-        lines.append(f"  state        stopped or running; resumable from epoch {done}: "
-                     f"medseg3d train --out {path} --resume")
+        lines.append(
+            f"  state        stopped or running; resumable from epoch {done}: "
+            f"medseg3d train --out {path} --resume"
+        )
     else:
         lines.append("  state        no checkpoint yet (last.pt): a restart begins again")
     return "\n".join(lines)

@@ -34,9 +34,19 @@ def make_grad_scaler(precision: str, device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=autocast_dtype(precision, device) == torch.float16)
 
 
-def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
-                  micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, accumulate: int = 1,
-                  precision: str = "auto", device="cpu", world: int = 1, iteration: int = 0) -> float:
+def training_step(
+    net,
+    loss_fn,
+    optimizer,
+    scaler: torch.amp.GradScaler,
+    micro_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    accumulate: int = 1,
+    precision: str = "auto",
+    device="cpu",
+    world: int = 1,
+    iteration: int = 0,
+) -> float:
     """One optimiser step over ``accumulate`` micro-batches; returns the mean loss (over processes too).
 
     Args:
@@ -66,8 +76,9 @@ def training_step(net, loss_fn, optimizer, scaler: torch.amp.GradScaler,
         step_loss += loss.item() / accumulate
     step_loss, bad = mean_across([step_loss, 0.0 if math.isfinite(step_loss) else 1.0], world)
     if bad > 0:
-        raise InputError(f"the loss became {step_loss} at iteration {iteration}; lower --lr "
-                         "or check the data (NaN inputs)")
+        raise InputError(
+            f"the loss became {step_loss} at iteration {iteration}; lower --lr or check the data (NaN inputs)"
+        )
     scaler.step(optimizer)
     scaler.update()
     return step_loss
@@ -77,7 +88,8 @@ def compile_for_training(net):
     """``net`` compiled with ``torch.compile`` for the training step; validation and saving use the original.
 
     Faster per step on a 2-core CPU but hardly per epoch of a real training, after minutes of compilation the
-    first time (docs/results.md, "Compiled training step"): an opt-in for other machines, not a preset default.
+    first time (docs/results.md, "Compiled training step"): an opt-in for other machines, not a preset
+    default.
 
     The inputs must all have one size (patches, or a fixed crop): with whole crops of different sizes,
     torch 2.13's dynamic shapes failed to compile this network. If compilation fails (no C++ compiler, an

@@ -9,13 +9,20 @@ from ..labels import LabelScheme
 from ..metrics import dice
 
 
-def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patch=None,
-                      precision: str = "auto") -> dict[str, float]:
+def validation_scores(
+    model, cases, scheme: LabelScheme, kind: str, device, patch=None, precision: str = "auto"
+) -> dict[str, float]:
     """Mean Dice per class and region over prepared validation cases, on the preprocessed grid."""
     sums: dict[str, list[float]] = {}
     for case in cases:
-        probs = predict_probabilities(model, np.asarray(case.image, dtype=np.float32), kind=kind, patch=patch,
-                                      device=device, precision=precision)
+        probs = predict_probabilities(
+            model,
+            np.asarray(case.image, dtype=np.float32),
+            kind=kind,
+            patch=patch,
+            device=device,
+            precision=precision,
+        )
         pred = probabilities_to_classes(probs, kind)
         ref = np.asarray(case.label)
         if kind == "region":
@@ -27,7 +34,9 @@ def validation_scores(model, cases, scheme: LabelScheme, kind: str, device, patc
             v = scheme.values[k]
             sums.setdefault(f"dice_{name}", []).append(dice(pred_values == v, ref_values == v))
         for rname, members in scheme.regions.items():
-            sums.setdefault(f"dice_{rname}", []).append(dice(np.isin(pred_values, members), np.isin(ref_values, members)))
+            sums.setdefault(f"dice_{rname}", []).append(
+                dice(np.isin(pred_values, members), np.isin(ref_values, members))
+            )
     scores = {k: float(np.mean(v)) for k, v in sums.items()}
     region_keys = [f"dice_{r}" for r in scheme.regions] or list(scores)
     scores["score"] = float(np.mean([scores[k] for k in region_keys]))

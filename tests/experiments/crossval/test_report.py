@@ -22,12 +22,20 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def _row(case, a, b):
-    return {"case": case, "dice_front": a, "dice_back": b, "hd95_front": 1.0, "hd95_back": 2.0,
-            "vol_ref_front": 0.5, "vol_ref_back": 0.25}
+    return {
+        "case": case,
+        "dice_front": a,
+        "dice_back": b,
+        "hd95_front": 1.0,
+        "hd95_back": 2.0,
+        "vol_ref_front": 0.5,
+        "vol_ref_back": 0.25,
+    }
 
 
 def test_v2_recorded_tables_are_reproduced_line_by_line(tmp_path):
-    """`crossval --report` on v2's kept records gives the tables v2's scripts wrote (docs/runs/brats-v2-cv)."""
+    """`crossval --report` on v2's kept records gives the tables v2's scripts wrote
+    (docs/runs/brats-v2-cv)."""
     run = tmp_path / "cv27-v1"
     shutil.copytree(V2 / "cv27-v1", run)
     assert main(["crossval", str(run), "--report"]) == 0
@@ -46,13 +54,18 @@ def test_v2_results_block_is_reproduced():
 
 
 def test_variant_table_means_and_worst_first(tmp_path):
-    _write_metrics(tmp_path / "fold0" / "pred-final" / "metrics.csv", [_row("a", 0.9, 0.8), _row("b", 0.5, 0.6)])
+    _write_metrics(
+        tmp_path / "fold0" / "pred-final" / "metrics.csv", [_row("a", 0.9, 0.8), _row("b", 0.5, 0.6)]
+    )
     _write_metrics(tmp_path / "fold1" / "pred-final" / "metrics.csv", [_row("c", 0.7, 1.0)])
     lines, rows = variant_lines(tmp_path, "final")
     assert len(rows) == 3
     fold_mean = np.mean([np.mean([0.9, 0.5]), 0.7])
     assert f"| **mean +- SD over folds** | | **{fold_mean:.3f}**" in "\n".join(lines)
-    pooled = f"| pooled over 3 cases | | {np.mean([0.9, 0.5, 0.7]):.3f} | {np.mean([0.8, 0.6, 1.0]):.3f} | 1.0 | 2.0 |"
+    pooled = (
+        f"| pooled over 3 cases | | {np.mean([0.9, 0.5, 0.7]):.3f} "
+        f"| {np.mean([0.8, 0.6, 1.0]):.3f} | 1.0 | 2.0 |"
+    )
     assert pooled in lines
     worst = [line for line in lines if line.startswith(("| b |", "| c |"))]
     assert worst[0].startswith("| b | 0 |")  # worst front Dice first

@@ -30,7 +30,10 @@ def test_setup_records_the_run_and_refuses_a_different_second_call(tmp_path):
     data = make_tiny_dataset(tmp_path / "d", n_cases=4)
     record, cases = setup(data, tmp_path / "run", folds=2, epochs=1, overrides={"iters_per_epoch": 2})
     assert len(cases) == 4 and record["members"] == ["auto"]
-    assert record["settings"]["auto"]["iters_per_epoch"] == 2 and record["settings"]["auto"]["labels"] == "dataset"
+    assert (
+        record["settings"]["auto"]["iters_per_epoch"] == 2
+        and record["settings"]["auto"]["labels"] == "dataset"
+    )
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert sorted(c for f in split["folds"] for c in f["val"]) == sorted(c.case_id for c in cases)
     assert setup(data, tmp_path / "run")[0] == record  # the recorded settings continue
@@ -72,8 +75,20 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     monkeypatch.setenv("MEDSEG3D_CACHE", str(tmp_path / "cache"))
     data = make_tiny_dataset(tmp_path / "d", n_cases=4)
     run = tmp_path / "run"
-    args = ["crossval", str(data), "--out", str(run), "--folds", "2", "--epochs", "1", "--iters-per-epoch", "2",
-            "--final", "--quiet"]
+    args = [
+        "crossval",
+        str(data),
+        "--out",
+        str(run),
+        "--folds",
+        "2",
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "2",
+        "--final",
+        "--quiet",
+    ]
     assert main(args) == 0
     for k in (0, 1):
         rows = (run / f"fold{k}" / "pred-final" / "metrics.csv").read_text().splitlines()
@@ -83,12 +98,18 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
         held = json.loads((run / "split.json").read_text())["folds"][k]["val"]
         assert not set(meta["train_cases"]) & set(held)
     report = (run / "report.md").read_text()
-    assert "## Post-processing (nested cross-validation)" in report and "### `final-pp` weights (2 folds)" in report
+    assert (
+        "## Post-processing (nested cross-validation)" in report
+        and "### `final-pp` weights (2 folds)" in report
+    )
     assert "Lesion-wise" in report and (run / "images" / "cases.png").is_file()
     stamp = (run / "report.md").stat().st_mtime_ns
     assert main(args) == 0  # resumed: nothing left to train or score
     assert json.loads((run / "timing.json").read_text()).keys() == {
-        "members/auto/fold0", "members/auto/fold1", "members/auto/all"}
+        "members/auto/fold0",
+        "members/auto/fold1",
+        "members/auto/all",
+    }
     # the records alone rebuild the same tables
     for heavy in [*run.rglob("*.safetensors"), *run.rglob("*.pt"), *run.rglob("*.nii.gz")]:
         if "members" not in heavy.parts:
@@ -101,7 +122,9 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     meta, _ = read_model_file(model)
     card = json.loads(model.with_suffix(".json").read_text())
     assert meta["card"] == card and card["cross_validation"]["cases"] == 4
-    assert card["training_time"]["trainings"] == 3 and card["training_time"]["cpu_core_hours_all_trainings"] > 0
+    assert (
+        card["training_time"]["trainings"] == 3 and card["training_time"]["cpu_core_hours_all_trainings"] > 0
+    )
     assert "calibration" in meta and card["calibration"]["cases"] == 4
     assert main(["bundle", str(run), "-o", str(model)]) == 2  # exists
     out = tmp_path / "pred.nii.gz"
@@ -109,8 +132,20 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     assert main(["predict", str(model), str(case), "-o", str(out), "--quiet"]) == 0
     assert read_volume(out).shape == read_volume(case).shape
     assert main(["export", str(model), "-o", str(tmp_path / "tiny.onnx")]) == 0  # a model file like any other
-    assert main(["calibrate", str(model), str(data), "-o", str(tmp_path / "again.safetensors"), "--quiet",
-                 "--include-trained"]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                str(model),
+                str(data),
+                "-o",
+                str(tmp_path / "again.safetensors"),
+                "--quiet",
+                "--include-trained",
+            ]
+        )
+        == 0
+    )
 
 
 def test_torchrun_needs_one_fold_and_the_fold_must_exist(tmp_path, monkeypatch):

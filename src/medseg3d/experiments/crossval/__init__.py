@@ -9,5 +9,14 @@ from .records import read_crossval_record
 from .report import write_crossval_report
 from .run import run_crossval, setup
 
-__all__ = ["DatasetPlan", "bundle", "card_scores", "format_plan", "plan_dataset", "read_crossval_record", "run_crossval", "setup",
-           "write_crossval_report"]
+__all__ = [
+    "DatasetPlan",
+    "bundle",
+    "card_scores",
+    "format_plan",
+    "plan_dataset",
+    "read_crossval_record",
+    "run_crossval",
+    "setup",
+    "write_crossval_report",
+]

@@ -1,13 +1,13 @@
-"""``medseg3d bundle RUN -o model.safetensors``: a cross-validation's members trained on all cases as one model
-file with its card.
+"""``medseg3d bundle RUN -o model.safetensors``: a cross-validation's members trained on all cases as one
+model file with its card.
 
 The file holds the members (one, or an ensemble of several, :func:`medseg3d.models.ensemble.make_ensemble`),
 the far-component removal the nested cross-validation chose (``inference.max_distance_mm``, which ``predict``
 applies), the temperatures fitted on the held-out cases (``calibration``, as ``medseg3d calibrate`` writes it)
 and the card (``card`` in the metadata, and ``<output>.json`` beside the file, the form ``medseg3d models``
 reads for a model copied into ``src/medseg3d/weights/``): data, commands, training time, the cross-validated
-scores of exactly what the file runs (held-out cases, post-processing chosen without them), per fold, the worst
-cases, the post-processing and the calibration.
+scores of exactly what the file runs (held-out cases, post-processing chosen without them), per fold, the
+worst cases, the post-processing and the calibration.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
     """Cross-validated scores of ``variant``: pooled means, mean +- SD over folds, per fold, worst cases."""
     folds = collect(root, variant)
     if not folds:
-        raise InputError(f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` to the end first")
+        raise InputError(
+            f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` to the end first"
+        )
     regions = regions_of(folds)
     rows = [dict(row, fold=k) for k, rs in folds.items() for row in rs]
 
@@ -40,13 +42,23 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
 
     per_fold = {f"fold {k}": {r: rounded(mean(rs, f"dice_{r}")) for r in regions} for k, rs in folds.items()}
     return {
-        "variant": variant, "cases": len(rows), "folds": len(folds),
+        "variant": variant,
+        "cases": len(rows),
+        "folds": len(folds),
         "pooled": {f"{m}_{r}": rounded(mean(rows, f"{m}_{r}")) for m in ("dice", "hd95") for r in regions},
-        "mean_sd_over_folds": {r: f"{_mean([v[r] for v in per_fold.values()]):.3f} +- "
-                                  f"{_sd([v[r] for v in per_fold.values()]):.3f}" for r in regions},
+        "mean_sd_over_folds": {
+            r: f"{_mean([v[r] for v in per_fold.values()]):.3f} +- "
+            f"{_sd([v[r] for v in per_fold.values()]):.3f}"
+            for r in regions
+        },
         "per_fold": per_fold,
-        "worst_cases": {r: [f"{x['case']} {float(x[f'dice_{r}']):.3f} (fold {x['fold']})"
-                            for x in sorted(rows, key=lambda x: float(x[f"dice_{r}"]))[:worst]] for r in regions},
+        "worst_cases": {
+            r: [
+                f"{x['case']} {float(x[f'dice_{r}']):.3f} (fold {x['fold']})"
+                for x in sorted(rows, key=lambda x: float(x[f"dice_{r}"]))[:worst]
+            ]
+            for r in regions
+        },
     }
 
 
@@ -58,14 +70,19 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
     core_seconds = 0.0
     for key, seconds in timing.items():
         model = run / key / "model.safetensors"
-        threads = (read_model_file(model)[0].get("software") or {}).get("threads", 1) if model.is_file() else 1
+        threads = (
+            (read_model_file(model)[0].get("software") or {}).get("threads", 1) if model.is_file() else 1
+        )
         core_seconds += seconds * int(threads or 1)
-    return {"wall_seconds_all_trainings": round(sum(timing.values()), 1),
-            "wall_seconds_final_members": round(sum(v for k, v in timing.items() if k.endswith("/all")), 1),
-            "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
-            "trainings": len(timing), "members": record["members"],
-            "note": "wall clock of each training (trainings may run side by side), summed over resumes; core-hours: "
-                    "wall clock x the threads it ran on"}
+    return {
+        "wall_seconds_all_trainings": round(sum(timing.values()), 1),
+        "wall_seconds_final_members": round(sum(v for k, v in timing.items() if k.endswith("/all")), 1),
+        "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
+        "trainings": len(timing),
+        "members": record["members"],
+        "note": "wall clock of each training (trainings may run side by side), summed over resumes; "
+        "core-hours: wall clock x the threads it ran on",
+    }
 
 
 def _json(path: Path) -> dict | None:
@@ -76,8 +93,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
     """Write the run's final model with its card to ``output`` (and the card to ``<output stem>.json``).
 
     Args:
-        run: a ``medseg3d crossval`` folder whose members were trained on all cases (``--final``) and whose folds
-            are all scored.
+        run: a ``medseg3d crossval`` folder whose members were trained on all cases (``--final``) and whose
+            folds are all scored.
         output: the model file (``.safetensors``).
         name: the model's name (default: the file's stem).
         force: overwrite ``output``.
@@ -86,8 +103,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         the model file's path.
 
     Raises:
-        InputError: not a crossval folder, members not trained on all cases, folds not scored, or an output that
-            exists (without ``force``) or is not named ``.safetensors``.
+        InputError: not a crossval folder, members not trained on all cases, folds not scored, or an output
+            that exists (without ``force``) or is not named ``.safetensors``.
     """
     from ...calibrate import write_calibrated_model
     from ...checkpoint import rewrite_model_metadata
@@ -106,10 +123,14 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
     finals = [run / "members" / m / "all" / "model.safetensors" for m in record["members"]]
     missing = [str(f.parent) for f in finals if not f.is_file()]
     if missing:
-        raise InputError(f"{missing[0]}: not trained on all cases yet; run the crossval command again with --final")
+        raise InputError(
+            f"{missing[0]}: not trained on all cases yet; run the crossval command again with --final"
+        )
     pp = _json(run / "postprocess.json")
     if pp is None:
-        raise InputError(f"{run}: folds not all scored (no postprocess.json); run the crossval command to the end")
+        raise InputError(
+            f"{run}: folds not all scored (no postprocess.json); run the crossval command to the end"
+        )
     variant = f"{FINAL}-pp" if collect(run, f"{FINAL}-pp") else FINAL
     scores = card_scores(run, variant)
     name = name or output.stem
@@ -123,32 +144,53 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         write_calibrated_model(tmp, calibration, tmp)
     plan = _json(run / "plan.json")
     timing = _json(run / "timing.json") or {}
-    command = (f"medseg3d crossval {record['dataset']} --preset {record['members'][0]}"
-               + "".join(f" --members {m}" for m in record["members"][1:]) + f" --folds {record['folds']}"
-               + (f" --epochs {record['epochs']}" if record.get("epochs") else "") + f" --out {run} --final; "
-               f"medseg3d bundle {run} -o {output}")
+    command = (
+        f"medseg3d crossval {record['dataset']} --preset {record['members'][0]}"
+        + "".join(f" --members {m}" for m in record["members"][1:])
+        + f" --folds {record['folds']}"
+        + (f" --epochs {record['epochs']}" if record.get("epochs") else "")
+        + f" --out {run} --final; "
+        f"medseg3d bundle {run} -o {output}"
+    )
     card = {
         "name": name,
-        "trained_on": f"{Path(record['dataset']).name}: every labelled case; members {', '.join(record['members'])}",
+        "trained_on": f"{Path(record['dataset']).name}: every labelled case; "
+        f"members {', '.join(record['members'])}",
         "dataset": record["dataset"],
         "command": command,
         "settings": record["settings"],
         "plan": plan["reasons"] if plan else None,
         "training_time": _training_time(run, record, timing),
-        "cross_validation": scores | {"what": "held-out cases of each fold, segmented by that fold's members exactly "
-                                              "as this file runs (windows, precision), post-processing chosen on the "
-                                              "other folds (nested)"},
-        "postprocessing": {"max_distance_mm": pp["chosen_mm"], "per_fold": pp["per_fold"],
-                           "nested_mean_dice": pp["nested_mean_dice"], "none_mean_dice": pp["none_mean_dice"]},
-        "calibration": ({"temperatures": calibration["temperatures"], "ece": calibration["ece"],
-                         "cases": len(calibration["cases"])} if calibration else None),
+        "cross_validation": scores
+        | {
+            "what": "held-out cases of each fold, segmented by that fold's members exactly "
+            "as this file runs (windows, precision), post-processing chosen on the "
+            "other folds (nested)"
+        },
+        "postprocessing": {
+            "max_distance_mm": pp["chosen_mm"],
+            "per_fold": pp["per_fold"],
+            "nested_mean_dice": pp["nested_mean_dice"],
+            "none_mean_dice": pp["none_mean_dice"],
+        },
+        "calibration": (
+            {
+                "temperatures": calibration["temperatures"],
+                "ece": calibration["ece"],
+                "cases": len(calibration["cases"]),
+            }
+            if calibration
+            else None
+        ),
     }
     inference_updates = {"card": card}
     if pp["chosen_mm"] > 0:
         from ...checkpoint import read_model_file
 
         meta, _ = read_model_file(tmp)
-        inference_updates["inference"] = dict(meta.get("inference") or {}) | {"max_distance_mm": float(pp["chosen_mm"])}
+        inference_updates["inference"] = dict(meta.get("inference") or {}) | {
+            "max_distance_mm": float(pp["chosen_mm"])
+        }
     inference_updates["name"] = name
     rewrite_model_metadata(tmp, inference_updates, tmp)
     os.replace(tmp, output)

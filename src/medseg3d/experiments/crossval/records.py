@@ -1,4 +1,5 @@
-"""What a ``medseg3d crossval`` folder records about itself (``crossval.json``) and the names of its variants."""
+"""What a ``medseg3d crossval`` folder records about itself (``crossval.json``) and the names of its
+variants."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 from ...errors import InputError
 
 RECORD = "crossval.json"
-FINAL = "final"  # the variant scored exactly as the final model runs (``pred-final``); ``final-pp`` post-processed
+# the variant scored exactly as the final model runs (``pred-final``); ``final-pp`` post-processed
+FINAL = "final"
 
 
 def read_crossval_record(out) -> dict | None:

@@ -58,7 +58,7 @@ def regions_of(folds: dict[int, list[dict]]) -> tuple[str, ...]:
     header = next((list(rows[0]) for rows in folds.values() if rows), [])
     if all(f"dice_{r}" in header for r in BRATS_REGIONS):
         return BRATS_REGIONS
-    return tuple(k[len("dice_"):] for k in header if k.startswith("dice_"))
+    return tuple(k[len("dice_") :] for k in header if k.startswith("dice_"))
 
 
 def planned_folds(root: Path) -> int | None:
@@ -79,8 +79,10 @@ def planned_folds(root: Path) -> int | None:
 
 def fold_means(folds: dict[int, list[dict]], regions, metric: str = "dice") -> dict[int, dict[str, float]]:
     """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
-    return {fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in regions}
-            for fold, rows in sorted(folds.items())}
+    return {
+        fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in regions}
+        for fold, rows in sorted(folds.items())
+    }
 
 
 def _volume_names(regions) -> tuple[str, ...]:
@@ -94,58 +96,106 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
         raise InputError(f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` first")
     regions = regions_of(folds)
     planned = planned_folds(root)
-    done = (f"{len(folds)} of {planned} folds: incomplete" if planned and len(folds) < planned
-            else f"{len(folds)} folds")
+    done = (
+        f"{len(folds)} of {planned} folds: incomplete"
+        if planned and len(folds) < planned
+        else f"{len(folds)} folds"
+    )
     n = len(regions)
-    lines = [f"### `{variant}` weights ({done})", "",
-             "| fold | cases | " + " | ".join(regions) + f" | HD95 {regions[0]} (mm) | "
-             + " | ".join(f"HD95 {r}" for r in regions[1:]) + " |", "|---" * (2 + 2 * n) + "|"]
+    lines = [
+        f"### `{variant}` weights ({done})",
+        "",
+        "| fold | cases | "
+        + " | ".join(regions)
+        + f" | HD95 {regions[0]} (mm) | "
+        + " | ".join(f"HD95 {r}" for r in regions[1:])
+        + " |",
+        "|---" * (2 + 2 * n) + "|",
+    ]
     dice_by_fold, hd_by_fold = fold_means(folds, regions), fold_means(folds, regions, "hd95")
     per_fold = {r: [d[r] for d in dice_by_fold.values()] for r in regions}
     all_rows = []
     for fold, rows in sorted(folds.items()):
         dice, hd = dice_by_fold[fold], hd_by_fold[fold]
-        lines.append(f"| {fold} | {len(rows)} | " + " | ".join(_f(dice[r]) for r in regions) + " | "
-                     + " | ".join(_f(hd[r], 1) for r in regions) + " |")
+        lines.append(
+            f"| {fold} | {len(rows)} | "
+            + " | ".join(_f(dice[r]) for r in regions)
+            + " | "
+            + " | ".join(_f(hd[r], 1) for r in regions)
+            + " |"
+        )
         all_rows += [dict(row, fold=fold) for row in rows]
-    lines.append("| **mean +- SD over folds** | | " + " | ".join(
-        f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in regions) + " |" + " |" * n)
+    lines.append(
+        "| **mean +- SD over folds** | | "
+        + " | ".join(f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in regions)
+        + " |"
+        + " |" * n
+    )
     pooled = {r: _mean(float(row[f"dice_{r}"]) for row in all_rows) for r in regions}
     hd = {r: _mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in regions}
-    lines.append(f"| pooled over {len(all_rows)} cases | | " + " | ".join(_f(pooled[r]) for r in regions) + " | "
-                 + " | ".join(_f(hd[r], 1) for r in regions) + " |")
+    lines.append(
+        f"| pooled over {len(all_rows)} cases | | "
+        + " | ".join(_f(pooled[r]) for r in regions)
+        + " | "
+        + " | ".join(_f(hd[r], 1) for r in regions)
+        + " |"
+    )
     volumes = _volume_names(regions)
-    lines += ["", f"Held-out cases, worst {regions[0]} first:", "",
-              "| case | fold | " + " | ".join(regions) + " | " + " | ".join(f"{v} volume (ml)" for v in volumes) + " |",
-              "|---" * (2 + n + len(volumes)) + "|"]
+    lines += [
+        "",
+        f"Held-out cases, worst {regions[0]} first:",
+        "",
+        "| case | fold | "
+        + " | ".join(regions)
+        + " | "
+        + " | ".join(f"{v} volume (ml)" for v in volumes)
+        + " |",
+        "|---" * (2 + n + len(volumes)) + "|",
+    ]
     for row in sorted(all_rows, key=lambda row: float(row[f"dice_{regions[0]}"])):
-        lines.append(f"| {row['case']} | {row['fold']} | " + " | ".join(_f(float(row[f'dice_{r}'])) for r in regions)
-                     + " | " + " | ".join(f"{float(row[f'vol_ref_{v}']):.1f}" for v in volumes) + " |")
+        lines.append(
+            f"| {row['case']} | {row['fold']} | "
+            + " | ".join(_f(float(row[f"dice_{r}"])) for r in regions)
+            + " | "
+            + " | ".join(f"{float(row[f'vol_ref_{v}']):.1f}" for v in volumes)
+            + " |"
+        )
     return lines + [""], all_rows
 
 
 def lesion_lines(root: Path, variant: str) -> list[str]:
-    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them."""
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has
+    them."""
     rows = [row for rows in collect(root, variant).values() for row in rows]
-    names = [k[len("lesion_dice_"):] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
+    names = [k[len("lesion_dice_") :] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
     if not names:
         return []
-    lines = [f"Lesion-wise (each connected component of the reference a lesion; `{variant}`, {len(rows)} cases):", "",
-             "| region | lesion Dice | lesion HD95 (mm) | lesions found | missed | false positives |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Lesion-wise (each connected component of the reference a lesion; `{variant}`, {len(rows)} cases):",
+        "",
+        "| region | lesion Dice | lesion HD95 (mm) | lesions found | missed | false positives |",
+        "|---|---|---|---|---|---|",
+    ]
+
     def total(key, n):
         return int(sum(float(row[f"{key}_{n}"]) for row in rows if row.get(f"{key}_{n}") not in (None, "")))
 
     for n in names:
-        lines.append(f"| {n} | {_f(_mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
-                     f"{_f(_mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
-                     f"{total('lesion_fn', n)} | {total('lesion_fp', n)} |")
+        lines.append(
+            f"| {n} | {_f(_mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
+            f"{_f(_mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
+            f"{total('lesion_fn', n)} | {total('lesion_fp', n)} |"
+        )
     return lines + [""]
 
 
 def scores_by_case(folds: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
     """{case: {metric: value}} over the folds of :func:`collect`."""
-    return {row["case"]: {k: float(x) for k, x in row.items() if k != "case" and x not in ("", None)}
-            for rows in folds.values() for row in rows}
+    return {
+        row["case"]: {k: float(x) for k, x in row.items() if k != "case" and x not in ("", None)}
+        for rows in folds.values()
+        for row in rows
+    }
 
 
 def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
@@ -161,10 +211,16 @@ def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
     if reference not in by_variant or not others:
         return []
     regions = regions_of(collect(root, reference))
-    lines = [f"### Paired against `{reference}` (mean difference; cases better / worse; Wilcoxon p)", "",
-             "| variant | cases | " + " | ".join(regions) + " |", "|---" * (2 + len(regions)) + "|"]
+    lines = [
+        f"### Paired against `{reference}` (mean difference; cases better / worse; Wilcoxon p)",
+        "",
+        "| variant | cases | " + " | ".join(regions) + " |",
+        "|---" * (2 + len(regions)) + "|",
+    ]
     for v in others:
-        n, cells = paired_cells(by_variant[reference], by_variant[v], [f"dice_{r}" for r in regions], na="n/a")
+        n, cells = paired_cells(
+            by_variant[reference], by_variant[v], [f"dice_{r}" for r in regions], na="n/a"
+        )
         lines.append(f"| {v} | {n} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -177,8 +233,8 @@ def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[st
 
 
 def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
-    """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant`` first,
-    then the means and the cases each is worst on."""
+    """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant``
+    first, then the means and the cases each is worst on."""
     ref, var, folds, cases = _both(root, reference, variant)
     if not cases:
         return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
@@ -189,21 +245,33 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     def cells(scores):
         return " / ".join(_f(scores[f"dice_{r}"]) for r in regions)
 
-    lines = [(f"### `{reference}` and `{variant}` side by side ({len(cases)} held-out cases, worst `{variant}` "
-              f"{regions[0]} first; Dice {slash})"), "", f"| case | fold | `{reference}` | `{variant}` | difference |",
-             "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"### `{reference}` and `{variant}` side by side ({len(cases)} held-out cases, worst `{variant}` "
+            f"{regions[0]} first; Dice {slash})"
+        ),
+        "",
+        f"| case | fold | `{reference}` | `{variant}` | difference |",
+        "|---|---|---|---|---|",
+    ]
     for c in cases:
         diff = " / ".join(f"{var[c][f'dice_{r}'] - ref[c][f'dice_{r}']:+.3f}" for r in regions)
         lines.append(f"| {c} | {folds.get(c, '')} | {cells(ref[c])} | {cells(var[c])} | {diff} |")
-    mean = {name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in regions}
-            for name, scores in ((reference, ref), (variant, var))}
+    mean = {
+        name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in regions}
+        for name, scores in ((reference, ref), (variant, var))
+    }
     diff = " / ".join(f"{mean[variant][f'dice_{r}'] - mean[reference][f'dice_{r}']:+.3f}" for r in regions)
     lines.append(f"| **mean** | | **{cells(mean[reference])}** | **{cells(mean[variant])}** | {diff} |")
     for r in regions:
-        lowest = {name: min(cases, key=lambda c: scores[c][f"dice_{r}"]) for name, scores in ((reference, ref),
-                                                                                          (variant, var))}
-        lines.append(f"| lowest {r} | | {lowest[reference]} {_f(ref[lowest[reference]][f'dice_{r}'])} | "
-                     f"{lowest[variant]} {_f(var[lowest[variant]][f'dice_{r}'])} | |")
+        lowest = {
+            name: min(cases, key=lambda c: scores[c][f"dice_{r}"])
+            for name, scores in ((reference, ref), (variant, var))
+        }
+        lines.append(
+            f"| lowest {r} | | {lowest[reference]} {_f(ref[lowest[reference]][f'dice_{r}'])} | "
+            f"{lowest[variant]} {_f(var[lowest[variant]][f'dice_{r}'])} | |"
+        )
     return lines + [""]
 
 
@@ -222,17 +290,28 @@ def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str
     means = {name: fold_means(collect(root, v), regions) for name, v in zip(names, (reference, variant))}
     folds = sorted(set(means[names[0]]) & set(means[names[1]]))
     planned = planned_folds(root)
-    n, cells = paired_cells(_by_case(root, reference), _by_case(root, variant), [f"dice_{r}" for r in regions],
-                            na="n/a")
+    n, cells = paired_cells(
+        _by_case(root, reference), _by_case(root, variant), [f"dice_{r}" for r in regions], na="n/a"
+    )
     done = ", ".join(map(str, folds[:-1])) + (" and " if len(folds) > 1 else "") + str(folds[-1])
     head = (f"Folds {done}" if len(folds) > 1 else f"Fold {done}") + (f" of {planned}" if planned else "")
-    per_fold = "; ".join(f"fold {k} " + ", ".join(f"{name} " + " / ".join(_f(means[name][k][r]) for r in regions)
-                                                  for name in names) for k in folds)
-    intro = (f"{head}: {n} held-out cases, each scored by models that never saw it (written by "
-             "`medseg3d crossval --report`).")
-    return [intro, "", *table, "",
-            f"Per fold ({slash}): {per_fold}. Paired over the {n} cases ({names[1]} minus {names[0]}; cases "
-            f"better / worse; Wilcoxon p): " + ", ".join(f"{r} {c}" for r, c in zip(regions, cells)) + "."]
+    per_fold = "; ".join(
+        f"fold {k} "
+        + ", ".join(f"{name} " + " / ".join(_f(means[name][k][r]) for r in regions) for name in names)
+        for k in folds
+    )
+    intro = (
+        f"{head}: {n} held-out cases, each scored by models that never saw it (written by "
+        "`medseg3d crossval --report`)."
+    )
+    return [
+        intro,
+        "",
+        *table,
+        "",
+        f"Per fold ({slash}): {per_fold}. Paired over the {n} cases ({names[1]} minus {names[0]}; cases "
+        f"better / worse; Wilcoxon p): " + ", ".join(f"{r} {c}" for r, c in zip(regions, cells)) + ".",
+    ]
 
 
 def splice(target: str, lines: list[str]) -> Path:
@@ -272,11 +351,22 @@ def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Pa
         ax.scatter(x, y, c=[folds.get(c, 0) for c in cases], cmap="tab10", vmin=0, vmax=9, s=28)
         for c, xi, yi in zip(cases, x, y):
             if min(xi, yi) < 0.7:  # name the weak cases
-                ax.annotate(c.removeprefix("Brats18_").removesuffix("_1"), (xi, yi), fontsize=7,
-                            xytext=(3, -3), textcoords="offset points")
+                ax.annotate(
+                    c.removeprefix("Brats18_").removesuffix("_1"),
+                    (xi, yi),
+                    fontsize=7,
+                    xytext=(3, -3),
+                    textcoords="offset points",
+                )
         better = sum(yi > xi for xi, yi in zip(x, y))
-        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal", xlabel=f"{reference} Dice", ylabel=f"{variant} Dice",
-               title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above")
+        ax.set(
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+            aspect="equal",
+            xlabel=f"{reference} Dice",
+            ylabel=f"{variant} Dice",
+            title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above",
+        )
     fig.suptitle(f"{root}: held-out cases (colour: fold)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
@@ -300,12 +390,24 @@ def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
             jitter = [k + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(values))]
             ax.scatter(jitter, values, s=14, alpha=0.7)
             ax.plot([k - 0.3, k + 0.3], [_mean(values)] * 2, color="black", lw=1.5)
-        rows = sorted((dict(row, fold=k) for k, rs in folds.items() for row in rs), key=lambda row: float(row[f"dice_{r}"]))
+        rows = sorted(
+            (dict(row, fold=k) for k, rs in folds.items() for row in rs),
+            key=lambda row: float(row[f"dice_{r}"]),
+        )
         for row in rows[:worst]:
-            ax.annotate(row["case"], (int(row["fold"]), float(row[f"dice_{r}"])), fontsize=7, xytext=(4, -2),
-                        textcoords="offset points")
-        ax.set(title=f"{r}: pooled mean {_mean(float(row[f'dice_{r}']) for row in rows):.3f}", xlabel="fold",
-               xticks=sorted(folds), ylim=(0, 1.02))
+            ax.annotate(
+                row["case"],
+                (int(row["fold"]), float(row[f"dice_{r}"])),
+                fontsize=7,
+                xytext=(4, -2),
+                textcoords="offset points",
+            )
+        ax.set(
+            title=f"{r}: pooled mean {_mean(float(row[f'dice_{r}']) for row in rows):.3f}",
+            xlabel="fold",
+            xticks=sorted(folds),
+            ylim=(0, 1.02),
+        )
     axes[0][0].set_ylabel("held-out Dice")
     fig.suptitle(f"{variant}: every held-out case (bar: fold mean; named: the {worst} worst)", fontsize=10)
     fig.tight_layout()
@@ -313,7 +415,7 @@ def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
 
 
 def variants_found(root: Path) -> list[str]:
-    return sorted({m.parent.name[len("pred-"):] for m in Path(root).glob("fold*/pred-*/metrics.csv")})
+    return sorted({m.parent.name[len("pred-") :] for m in Path(root).glob("fold*/pred-*/metrics.csv")})
 
 
 def report_text(root: Path, variants: list[str], reference: str, side_by_side: bool = True) -> str:
@@ -330,11 +432,17 @@ def report_text(root: Path, variants: list[str], reference: str, side_by_side: b
 
 def _run_sections(root: Path, record: dict) -> list[str]:
     """What a ``medseg3d crossval`` run adds to the tables: settings, time, post-processing, calibration."""
-    lines = [f"# Cross-validation of {', '.join(record['members'])} on `{record['dataset']}`", "",
-             f"{record['folds']} folds (`split.json`), started {record.get('created', '?')}. Command: `medseg3d "
-             f"crossval {record['dataset']} --preset {record['members'][0]}"
-             + "".join(f" --members {m}" for m in record["members"][1:]) + f" --folds {record['folds']}"
-             + (f" --epochs {record['epochs']}" if record.get("epochs") else "") + f" --out {root}`.", ""]
+    lines = [
+        f"# Cross-validation of {', '.join(record['members'])} on `{record['dataset']}`",
+        "",
+        f"{record['folds']} folds (`split.json`), started {record.get('created', '?')}. Command: `medseg3d "
+        f"crossval {record['dataset']} --preset {record['members'][0]}"
+        + "".join(f" --members {m}" for m in record["members"][1:])
+        + f" --folds {record['folds']}"
+        + (f" --epochs {record['epochs']}" if record.get("epochs") else "")
+        + f" --out {root}`.",
+        "",
+    ]
     plan = root / "plan.json"
     if plan.is_file():
         lines += ["Planned settings (`medseg3d plan`):", ""]
@@ -342,18 +450,28 @@ def _run_sections(root: Path, record: dict) -> list[str]:
     timing = root / "timing.json"
     if timing.is_file():
         seconds = json.loads(timing.read_text(encoding="utf-8"))
-        lines += [(f"Training wall time: {sum(seconds.values()) / 3600:.2f} h over {len(seconds)} trainings "
-                   "(summed over invocations; `timing.json`)."), ""]
+        lines += [
+            (
+                f"Training wall time: {sum(seconds.values()) / 3600:.2f} h over {len(seconds)} trainings "
+                "(summed over invocations; `timing.json`)."
+            ),
+            "",
+        ]
     pp = root / "postprocess.json"
     if pp.is_file():
         p = json.loads(pp.read_text(encoding="utf-8"))
-        lines += ["## Post-processing (nested cross-validation)", "",
-                  "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
-                  + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
-                  + f". Mean Dice ({', '.join(p['judged_on'])}) over {p['cases']} cases: none {p['none_mean_dice']:.4f},"
-                  f" nested {p['nested_mean_dice']:.4f}; {len(p['cases_changed'])} case(s) changed. By distance on"
-                  " all cases: " + ", ".join(f"{d} mm {v:.4f}" for d, v in p["mean_dice_by_distance"].items())
-                  + f". The final model takes {p['chosen_mm']:g} mm.", ""]
+        lines += [
+            "## Post-processing (nested cross-validation)",
+            "",
+            "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
+            + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
+            + f". Mean Dice ({', '.join(p['judged_on'])}) over {p['cases']} cases: none "
+            f"{p['none_mean_dice']:.4f}, nested {p['nested_mean_dice']:.4f}; {len(p['cases_changed'])} "
+            "case(s) changed. By distance on all cases: "
+            + ", ".join(f"{d} mm {v:.4f}" for d, v in p["mean_dice_by_distance"].items())
+            + f". The final model takes {p['chosen_mm']:g} mm.",
+            "",
+        ]
     cal = root / "calibration.json"
     if cal.is_file():
         from ...calibrate import summary_lines
@@ -363,8 +481,13 @@ def _run_sections(root: Path, record: dict) -> list[str]:
     return lines
 
 
-def write_crossval_report(root, variants: list[str] | None = None, reference: str | None = None,
-                          names: tuple[str, str] | None = None, splice_into: str | None = None) -> Path:
+def write_crossval_report(
+    root,
+    variants: list[str] | None = None,
+    reference: str | None = None,
+    names: tuple[str, str] | None = None,
+    splice_into: str | None = None,
+) -> Path:
     """Write ``ROOT/report.md`` (and ``ROOT/images/*.png``) from the records; returns the report's path.
 
     Args:
@@ -385,8 +508,12 @@ def write_crossval_report(root, variants: list[str] | None = None, reference: st
     wanted = record.get("report") or {}
     found = variants_found(root)
     if not found:
-        raise InputError(f"{root}: nothing scored (no fold*/pred-*/metrics.csv); run `medseg3d crossval` first")
-    variants = variants or wanted.get("variants") or [v for v in (f"{FINAL}-pp", FINAL) if v in found] or found
+        raise InputError(
+            f"{root}: nothing scored (no fold*/pred-*/metrics.csv); run `medseg3d crossval` first"
+        )
+    variants = (
+        variants or wanted.get("variants") or [v for v in (f"{FINAL}-pp", FINAL) if v in found] or found
+    )
     missing = [v for v in variants if v not in found]
     if missing:
         raise InputError(f"{root}: variant(s) {', '.join(missing)} not scored; scored: {', '.join(found)}")

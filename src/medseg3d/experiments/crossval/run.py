@@ -1,10 +1,11 @@
-"""``medseg3d crossval DATA --preset NAME --out RUN``: every fold of every member trained (resumable, claimed), each
-fold's held-out cases segmented exactly as the final model runs, scored, post-processing chosen by nested
-cross-validation, calibrated, reported.
+"""``medseg3d crossval DATA --preset NAME --out RUN``: every fold of every member trained (resumable,
+claimed), each fold's held-out cases segmented exactly as the final model runs, scored, post-processing chosen
+by nested cross-validation, calibrated, reported.
 
 Layout of ``RUN``::
 
-    crossval.json          what was asked (dataset, members and their settings, folds); later invocations agree
+    crossval.json          what was asked (dataset, members and their settings, folds); later invocations
+                           agree
     plan.json              the ``auto`` preset's plan (``medseg3d plan``), when a member uses it
     split.json             the k-fold split every member shares
     members/<m>/fold<k>/   a training run folder (``medseg3d train``: config.json, log.csv, last.pt, ...)
@@ -17,9 +18,9 @@ Layout of ``RUN``::
 
 Several invocations may run at once (shells, machines sharing the folder, Slurm array tasks): each takes the
 next (member, fold) no live process holds (:func:`~medseg3d.experiments.tasks.claim_task`); ``--fold K`` takes
-only fold K (a Slurm array task, or every rank of a ``torchrun`` training one fold with DDP). A killed invocation
-is resumed by running the same command again: trainings continue from their last epoch, finished steps are
-skipped.
+only fold K (a Slurm array task, or every rank of a ``torchrun`` training one fold with DDP). A killed
+invocation is resumed by running the same command again: trainings continue from their last epoch, finished
+steps are skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from ..task import Task, claim_task, release_task
 from .records import FINAL, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
-KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records (configs, logs, metrics, choices), not weights or images
+KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records \
+(configs, logs, metrics, choices), not weights or images
 *.pt
 *.safetensors
 *.nii.gz
@@ -58,23 +60,36 @@ def member_settings(preset: str, plan_settings: dict | None) -> dict:
     if preset == "auto":
         return dict(plan_settings or {})
     if preset not in PRESETS:
-        raise InputError(f"unknown preset '{preset}'; choose auto (planned from the data) or one of {', '.join(PRESETS)}")
+        raise InputError(
+            f"unknown preset '{preset}'; choose auto (planned from the data) or one of {', '.join(PRESETS)}"
+        )
     return dict(PRESETS[preset])
 
 
 def _check_same(out: Path, old: dict, record: dict) -> None:
     for key, what in (("dataset", "dataset"), ("members", "--preset/--members"), ("folds", "--folds")):
         if old.get(key) != record.get(key):
-            raise InputError(f"{out}: was started with {what} {old.get(key)!r}, now {record.get(key)!r}; repeat the "
-                             "first command's settings (or leave them out), or choose another --out")
+            raise InputError(
+                f"{out}: was started with {what} {old.get(key)!r}, now {record.get(key)!r}; repeat the "
+                "first command's settings (or leave them out), or choose another --out"
+            )
     if record.get("epochs") is not None and old.get("epochs") != record.get("epochs"):
-        raise InputError(f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
-                         "--epochs out to continue, or choose another --out")
+        raise InputError(
+            f"{out}: was started with --epochs {old.get('epochs')!r}, now {record['epochs']!r}; leave "
+            "--epochs out to continue, or choose another --out"
+        )
 
 
-def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
-          epochs: int | None = None, overrides: dict | None = None,
-          split_file: str | Path | None = None) -> tuple[dict, list[Case]]:
+def setup(
+    dataset,
+    out,
+    preset: str = "auto",
+    members: list[str] | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    overrides: dict | None = None,
+    split_file: str | Path | None = None,
+) -> tuple[dict, list[Case]]:
     """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
 
     Args:
@@ -93,8 +108,8 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
         (record, labelled cases).
 
     Raises:
-        InputError: a missing dataset, too few cases, a preset that does not exist, or settings that differ from
-            the folder's first invocation.
+        InputError: a missing dataset, too few cases, a preset that does not exist, or settings that differ
+            from the folder's first invocation.
     """
     dataset, out = Path(dataset), Path(out)
     if not dataset.exists():
@@ -113,7 +128,9 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
         folds = len(given_split["folds"])
     folds = (old or {}).get("folds", 5) if folds is None else int(folds)
     if not 2 <= folds <= len(cases):
-        raise InputError(f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}")
+        raise InputError(
+            f"--folds must be between 2 and the number of labelled cases ({len(cases)}), got {folds}"
+        )
     record = {"dataset": str(dataset.resolve()), "members": names, "folds": folds, "epochs": epochs}
     if old is not None:
         _check_same(out, old, record)
@@ -130,8 +147,9 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
     if plan is not None:
         write_json_atomic(plan.to_dict(), out / "plan.json")
     # synthetic variants (medseg3d synth-nonenhancing) train beside their parent case, never held out
-    split = given_split or make_split(sorted(c.case_id for c in cases if variant_parent(c.case_id) is None),
-                                      folds=folds, seed=0)
+    split = given_split or make_split(
+        sorted(c.case_id for c in cases if variant_parent(c.case_id) is None), folds=folds, seed=0
+    )
     save_split(split, out / "split.json")
     if not (out / ".gitignore").exists():
         write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
@@ -141,7 +159,8 @@ def setup(dataset, out, preset: str = "auto", members: list[str] | None = None, 
 
 
 def _given_split(path, cases: list[Case], folds: int | None) -> dict:
-    """``--split FILE`` checked against the dataset: k folds whose held-out cases are its original cases, once each."""
+    """``--split FILE`` checked against the dataset: k folds whose held-out cases are its original cases,
+    once each."""
     split = load_split(path)
     if split.get("kind") != "kfold":
         raise InputError(f"{path}: is not a k-fold split; give one made by `medseg3d split --folds K`")
@@ -149,28 +168,47 @@ def _given_split(path, cases: list[Case], folds: int | None) -> dict:
     held = sorted(c for f in split["folds"] for c in f["val"])
     if held != originals:
         missing, extra = sorted(set(originals) - set(held)), sorted(set(held) - set(originals))
-        raise InputError(f"{path}: its folds do not hold out each original case of the dataset once (missing "
-                         f"{missing[:3]}, unknown {extra[:3]}); give the split made for this dataset")
+        raise InputError(
+            f"{path}: its folds do not hold out each original case of the dataset once (missing "
+            f"{missing[:3]}, unknown {extra[:3]}); give the split made for this dataset"
+        )
     if folds is not None and int(folds) != len(split["folds"]):
         raise InputError(f"--folds {folds} but {path} has {len(split['folds'])} folds; leave --folds out")
     return split
 
 
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
-    """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final`` each
-    member on every case (fold ``-1``)."""
+    """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final``
+    each member on every case (fold ``-1``)."""
     split = load_split(out / "split.json")
     tasks = []
     for k in range(record["folds"]):
         for name in record["members"]:
             overrides = record["settings"][name] | dict(
-                dataset=record["dataset"], out=str(out / "members" / name / f"fold{k}"), fold=k,
-                folds=record["folds"], split_file=str(out / "split.json"), progress=False)
-            tasks.append(Task(Run(name, {}, f"member {name}"), k, Path(overrides["out"]), overrides, fold_ids(split, k)[1]))
+                dataset=record["dataset"],
+                out=str(out / "members" / name / f"fold{k}"),
+                fold=k,
+                folds=record["folds"],
+                split_file=str(out / "split.json"),
+                progress=False,
+            )
+            tasks.append(
+                Task(
+                    Run(name, {}, f"member {name}"),
+                    k,
+                    Path(overrides["out"]),
+                    overrides,
+                    fold_ids(split, k)[1],
+                )
+            )
     if final:
         for name in record["members"]:
-            overrides = record["settings"][name] | dict(dataset=record["dataset"], out=str(out / "members" / name / "all"),
-                                                        all_cases=True, progress=False)
+            overrides = record["settings"][name] | dict(
+                dataset=record["dataset"],
+                out=str(out / "members" / name / "all"),
+                all_cases=True,
+                progress=False,
+            )
             tasks.append(Task(Run(name, {}, f"member {name}"), -1, Path(overrides["out"]), overrides, []))
     return tasks
 
@@ -195,9 +233,20 @@ def train_task(task: Task) -> float:
     return time.monotonic() - t0
 
 
-def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None = None, folds: int | None = None,
-                 epochs: int | None = None, fold: int | None = None, final: bool = False, progress: bool = True,
-                 report: bool = True, overrides: dict | None = None, split_file: str | Path | None = None) -> dict:
+def run_crossval(
+    dataset,
+    out,
+    preset: str = "auto",
+    members: list[str] | None = None,
+    folds: int | None = None,
+    epochs: int | None = None,
+    fold: int | None = None,
+    final: bool = False,
+    progress: bool = True,
+    report: bool = True,
+    overrides: dict | None = None,
+    split_file: str | Path | None = None,
+) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
@@ -227,9 +276,12 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
         raise InputError(f"--fold must be between 0 and {record['folds'] - 1}, got {fold}")
     say = print if progress and rank == 0 else (lambda *a, **k: None)
     tasks = [t for t in fold_tasks(record, out, final) if fold is None or t.fold == fold]
-    say(f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
-        + (" + final" if final else "") + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
-        f"{len(tasks)} trainings done")
+    say(
+        f"crossval {out}: {', '.join(record['members'])} x {record['folds']} folds"
+        + (" + final" if final else "")
+        + f"; {sum(training_state(t.folder) == 'done' for t in tasks)} of "
+        f"{len(tasks)} trainings done"
+    )
     ran, held, seconds = 0, [], {}
     for task in tasks:
         if training_state(task.folder) == "done":
@@ -243,8 +295,11 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
             continue
         try:
             if training_state(task.folder) != "done":
-                say(f"training {task.run.name} " + (f"fold {task.fold}" if task.fold >= 0 else "on all cases")
-                    + f" ({training_state(task.folder)})")
+                say(
+                    f"training {task.run.name} "
+                    + (f"fold {task.fold}" if task.fold >= 0 else "on all cases")
+                    + f" ({training_state(task.folder)})"
+                )
                 seconds[str(task.folder)] = train_task(task)
                 ran += 1
         finally:
@@ -268,11 +323,21 @@ def run_crossval(dataset, out, preset: str = "auto", members: list[str] | None =
                 scored.append(k)
         finally:
             release_task(lock)
-    done = [k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()]
-    summary = {"out": str(out), "ran": ran, "held_elsewhere": len(held), "scored_here": scored, "folds_scored": done}
+    done = [
+        k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()
+    ]
+    summary = {
+        "out": str(out),
+        "ran": ran,
+        "held_elsewhere": len(held),
+        "scored_here": scored,
+        "folds_scored": done,
+    }
     if held:
-        say(f"{len(held)} training(s) held by another invocation: "
-            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held))
+        say(
+            f"{len(held)} training(s) held by another invocation: "
+            + ", ".join(f"{t.run.name}/fold{t.fold}" for t in held)
+        )
     if len(done) == record["folds"]:
         choose_postprocessing(out, record, cases_by_id, say)
         calibrate_run(out, record, cases_by_id, say)

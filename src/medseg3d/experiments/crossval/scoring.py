@@ -5,8 +5,8 @@ nested cross-validation, calibrated.
   :func:`medseg3d.predict.predict`, the function behind ``medseg3d predict`` (windows, precision and
   post-processing as the model file asks), and :func:`medseg3d.evaluate.evaluate` scores them: Dice and HD95
   per class and region, lesion-wise scores, volumes (``RUN/fold<k>/pred-final/metrics.csv``).
-* :func:`choose_postprocessing`: the far-component removal (``--max-distance``, the one post-processing a model
-  file carries) is chosen per fold on the *other* folds' cases only and scored on the fold's own
+* :func:`choose_postprocessing`: the far-component removal (``--max-distance``, the one post-processing a
+  model file carries) is chosen per fold on the *other* folds' cases only and scored on the fold's own
   (``pred-final-pp``), so the reported gain is not tuned on the cases it is measured on; the final model
   takes the distance that is best over all cases, if any beats none.
 * :func:`calibrate_run`: temperatures fitted on every fold model's held-out cases (:mod:`medseg3d.calibrate`),
@@ -52,8 +52,10 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
     seen = set(loaded.meta.train_cases or [])
     held = fold_ids(load_split(out / "split.json"), k)[1]
     if seen & set(held):
-        raise InputError(f"{model_file}: was trained on held-out case(s) {sorted(seen & set(held))[:3]}; "
-                         "the split changed: start the cross-validation in a new --out")
+        raise InputError(
+            f"{model_file}: was trained on held-out case(s) {sorted(seen & set(held))[:3]}; "
+            "the split changed: start the cross-validation in a new --out"
+        )
     say(f"fold {k}: segmenting {len(held)} held-out cases as the final model runs")
     pred_dir.mkdir(parents=True, exist_ok=True)
     for case_id in held:
@@ -61,13 +63,21 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
         target = pred_dir / f"{case_id}.nii.gz"
         if not target.exists():
             predict(loaded, [], target, channel_files=dict(case.channels), progress=False)
-    evaluate(pred_dir, record["dataset"], loaded.scheme, out_csv=pred_dir / "metrics.csv",
-             hd95_penalty=_hd95_penalty(loaded.scheme), progress=False, lesion_wise=True)
+    evaluate(
+        pred_dir,
+        record["dataset"],
+        loaded.scheme,
+        out_csv=pred_dir / "metrics.csv",
+        hd95_penalty=_hd95_penalty(loaded.scheme),
+        progress=False,
+        lesion_wise=True,
+    )
     return True
 
 
 def fold_model(out: Path, record: dict, k: int) -> Path:
-    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them."""
+    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines
+    them."""
     from ...models.ensemble import make_ensemble
 
     target = out / f"fold{k}" / "model.safetensors"
@@ -85,13 +95,16 @@ def fold_model(out: Path, record: dict, k: int) -> Path:
 
 
 def _names(scheme: LabelScheme) -> list[str]:
-    """What a choice is judged on: the scheme's regions for region models (BraTS WT / TC / ET), else its classes."""
+    """What a choice is judged on: the scheme's regions for region models (BraTS WT / TC / ET), else its
+    classes."""
     if scheme.region_training or scheme.name in BRATS_FAMILY:
         return list(scheme.regions)
     return list(scheme.class_names[1:])
 
 
-def _dice_table(labels: np.ndarray, ref: np.ndarray, scheme: LabelScheme, names: list[str], spacing) -> np.ndarray:
+def _dice_table(
+    labels: np.ndarray, ref: np.ndarray, scheme: LabelScheme, names: list[str], spacing
+) -> np.ndarray:
     """Dice per name for every distance of :data:`DISTANCES_MM` (rows)."""
     from ...metrics import dice
     from ...postprocess import remove_far_components
@@ -115,8 +128,8 @@ def _dice_table(labels: np.ndarray, ref: np.ndarray, scheme: LabelScheme, names:
 
 
 def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tuple[dict[int, int], int]:
-    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one best
-    over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
+    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one
+    best over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
 
     Args:
         scores: case -> (candidates, names) array of scores (higher is better).
@@ -159,7 +172,9 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
             fold_of[case_id] = k
             spacing_of[case_id] = volume.spacing
     if not scores:
-        raise InputError(f"{out}: no held-out label maps (fold*/pred-{FINAL}/*.nii.gz) to choose post-processing on")
+        raise InputError(
+            f"{out}: no held-out label maps (fold*/pred-{FINAL}/*.nii.gz) to choose post-processing on"
+        )
     per_fold, overall = nested_choice(scores, fold_of)
     for k, row in per_fold.items():
         pp = out / f"fold{k}" / f"pred-{FINAL}-pp"
@@ -169,24 +184,44 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
         for case_id in [c for c in scores if fold_of[c] == k]:
             volume = read_volume(out / f"fold{k}" / f"pred-{FINAL}" / f"{case_id}.nii.gz")
             labels = remove_far_components(np.asarray(volume.array), volume.spacing, DISTANCES_MM[row])
-            write_volume(volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz")
-        evaluate(pp, record["dataset"], scheme, out_csv=pp / "metrics.csv", hd95_penalty=_hd95_penalty(scheme),
-                 progress=False, lesion_wise=True)
+            write_volume(
+                volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz"
+            )
+        evaluate(
+            pp,
+            record["dataset"],
+            scheme,
+            out_csv=pp / "metrics.csv",
+            hd95_penalty=_hd95_penalty(scheme),
+            progress=False,
+            lesion_wise=True,
+        )
         for f in pp.glob("*.nii.gz"):  # made again to the voxel from pred-final and the choice
             f.unlink()
-    means = {f"{d:g}": round(float(np.mean([scores[c][i].mean() for c in scores])), 4)
-             for i, d in enumerate(DISTANCES_MM)}
+    means = {
+        f"{d:g}": round(float(np.mean([scores[c][i].mean() for c in scores])), 4)
+        for i, d in enumerate(DISTANCES_MM)
+    }
     nested = [float(scores[c][per_fold[fold_of[c]]].mean()) for c in scores]
     plain = [float(scores[c][0].mean()) for c in scores]
     changed = sorted(c for c in scores if not np.allclose(scores[c][per_fold[fold_of[c]]], scores[c][0]))
-    result = {"setting": "max_distance_mm", "candidates_mm": list(DISTANCES_MM), "judged_on": names,
-              "mean_dice_by_distance": means,
-              "per_fold": {str(k): DISTANCES_MM[row] for k, row in per_fold.items()},
-              "nested_mean_dice": round(statistics.fmean(nested), 4), "none_mean_dice": round(statistics.fmean(plain), 4),
-              "cases_changed": changed, "chosen_mm": DISTANCES_MM[overall], "cases": len(scores)}
+    result = {
+        "setting": "max_distance_mm",
+        "candidates_mm": list(DISTANCES_MM),
+        "judged_on": names,
+        "mean_dice_by_distance": means,
+        "per_fold": {str(k): DISTANCES_MM[row] for k, row in per_fold.items()},
+        "nested_mean_dice": round(statistics.fmean(nested), 4),
+        "none_mean_dice": round(statistics.fmean(plain), 4),
+        "cases_changed": changed,
+        "chosen_mm": DISTANCES_MM[overall],
+        "cases": len(scores),
+    }
     write_json_atomic(result, path)
-    say(f"post-processing: far-component removal {DISTANCES_MM[overall]:g} mm (0: off); nested CV mean Dice "
-        f"{result['none_mean_dice']:.4f} -> {result['nested_mean_dice']:.4f}")
+    say(
+        f"post-processing: far-component removal {DISTANCES_MM[overall]:g} mm (0: off); nested CV mean Dice "
+        f"{result['none_mean_dice']:.4f} -> {result['nested_mean_dice']:.4f}"
+    )
     return result
 
 
@@ -209,6 +244,8 @@ def calibrate_run(out: Path, record: dict, cases_by_id: dict[str, Case], say=pri
         return None
     summary = calibrate_pairs(pairs, passes=passes, progress=None)
     write_json_atomic(summary, path)
-    say(f"calibration: temperatures {', '.join(f'{t:.3f}' for t in summary['temperatures'])} on "
-        f"{len(summary['cases'])} held-out cases")
+    say(
+        f"calibration: temperatures {', '.join(f'{t:.3f}' for t in summary['temperatures'])} on "
+        f"{len(summary['cases'])} held-out cases"
+    )
     return summary
