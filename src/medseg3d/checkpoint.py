@@ -85,6 +85,11 @@ INFERENCE_KEYS = {
 default."""
 
 
+def _non_negative(value) -> bool:
+    """A finite number >= 0 (not a bool, not a string): a distance or volume a model file may carry."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < float("inf")
+
+
 def check_inference(inference, path: Path) -> None:
     """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
     if inference is None:
@@ -107,20 +112,12 @@ def check_inference(inference, path: Path) -> None:
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
     distance = inference.get("max_distance_mm", 0.0)
-    if (
-        isinstance(distance, bool)
-        or not isinstance(distance, (int, float))
-        or not 0 <= distance < float("inf")
-    ):
+    if not _non_negative(distance):
         raise ModelError(
             f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}"
         )
     enhancing = inference.get("min_enhancing_mm3", 0.0)
-    if (
-        isinstance(enhancing, bool)
-        or not isinstance(enhancing, (int, float))
-        or not 0 <= enhancing < float("inf")
-    ):
+    if not _non_negative(enhancing):
         raise ModelError(
             f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), got {enhancing!r}"
         )
@@ -128,10 +125,7 @@ def check_inference(inference, path: Path) -> None:
     if (
         not isinstance(lesion, dict)
         or set(lesion) - {"WT", "TC", "ET"}
-        or any(
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")
-            for v in lesion.values()
-        )
+        or not all(_non_negative(v) for v in lesion.values())
     ):
         raise ModelError(
             f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
