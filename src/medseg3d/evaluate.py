@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import find_cases
+from .datasets import dataset_labels, find_cases
 from .errors import InputError
 from .io import Volume, is_image_file, read_volume, strip_image_suffix, write_rows
-from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention
+from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention, scheme_from_labels
 from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_masks
 from .preprocess import bounding_box
 
@@ -146,10 +147,38 @@ def _check_csv_target(out_csv: Path) -> None:
         raise InputError(f"{out_csv}: cannot be written (permission denied); choose another --csv")
 
 
+# a dataset.json class name with one of these words makes the references a brain tumour's, scored with the
+# BraTS scheme and its regions: words starting with a stem, or equal to a short name
+_TUMOUR_STEMS = ("tumo", "edema", "oedema", "enhanc", "necro")
+_TUMOUR_NAMES = {"core", "ncr", "net", "et", "tc", "wt"}
+
+
+def default_labels(ref) -> str | LabelScheme:
+    """The numbering of the references at ``ref`` when none is named: the classes of the ``dataset.json`` of
+    the dataset they belong to (``ref`` itself, or the dataset folder above ``ref`` = ``labelsTr``) when they
+    are not a brain tumour's (e.g. anterior / posterior hippocampus), else ``"brats"``.
+
+    Args:
+        ref: a folder of reference label files or a dataset folder.
+
+    Returns:
+        ``"brats"`` or a :class:`LabelScheme` built from the dataset's ``labels``.
+    """
+    ref = Path(ref)
+    for root in (ref, ref.parent):
+        labels = dataset_labels(root) if (root / "dataset.json").is_file() else None
+        if labels:
+            words = re.findall(r"[a-z]+", " ".join(str(name).lower() for name in labels))
+            if any(w.startswith(_TUMOUR_STEMS) or w in _TUMOUR_NAMES for w in words):
+                return "brats"
+            return scheme_from_labels(labels, name="dataset")
+    return "brats"
+
+
 def evaluate(
     pred_dir,
     ref,
-    labels: str | LabelScheme = "brats",
+    labels: str | LabelScheme | None = None,
     out_csv=None,
     hd95_penalty: bool = False,
     progress: bool = True,
@@ -160,7 +189,8 @@ def evaluate(
 
     Each prediction must lie on its reference's grid: same shape and the same affine to
     :data:`AFFINE_TOLERANCE_MM` (a moved origin or another spacing is refused). ``labels`` is the numbering of
-    the predictions, ``ref_labels`` that of the references (default: the same). For the BraTS family the
+    the predictions (default :func:`default_labels`: a non-tumour dataset's own classes, else BraTS's),
+    ``ref_labels`` that of the references (default: the same). For the BraTS family the
     numbering each side really uses is checked from its values (:func:`medseg3d.labels.resolve_convention`):
     BRATS 2012 or nnU-Net-numbered references are read as such, with a note in the summary, and values that
     fit two numberings are refused with the choices to pass. Classes and regions both numberings define are
@@ -175,6 +205,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    if labels is None:
+        labels = default_labels(ref)
     declared_pred = get_scheme(labels) if isinstance(labels, str) else labels
     if ref_labels is None:
         declared_ref = declared_pred

@@ -340,7 +340,11 @@ def add_evaluate(sub) -> None:
     s = sub.add_parser("evaluate", help="score predictions against references (metrics.csv + summary)")
     s.add_argument("pred_dir")
     s.add_argument("ref", help="folder of reference label files or a dataset folder")
-    s.add_argument("--labels", default="brats")
+    s.add_argument(
+        "--labels",
+        help="label scheme (brats, brats2015, brats2012, binary...; default: the classes of the references' "
+        "dataset.json when they are not a brain tumour's, else brats)",
+    )
     s.add_argument(
         "--ref-labels",
         help="label numbering of the references when it differs from --labels "

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..datasets import Case, check_case_sequences, find_cases, resolve_case_channels
+from ..datasets import Case, check_case_sequences, find_cases, layout_notes, resolve_case_channels
 from ..errors import InputError
 from ..io import image_suffix, remove_stale_temporaries_of
 from ..models import LoadedModel, load_model, with_refiner
@@ -178,6 +178,8 @@ def predict(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in found]
+    for note in layout_notes(cases) if progress else ():
+        print(f"note: {note}", flush=True)
     for case in cases:
         check_dicom_source(case, output_format)
     cases = _shard_of(cases, shard)
