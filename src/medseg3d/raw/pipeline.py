@@ -69,7 +69,17 @@ def looks_skull_stripped(volume: Volume) -> bool:
 
 
 def choose_mode(volumes: dict[str, Volume], space: dict | None) -> tuple[str, str]:
-    """(mode, reason): which preprocessing a case needs, in one line a person can read."""
+    """(mode, reason): which alignment a case needs, in one line a person can read.
+
+    Args:
+        volumes: the case's channels as read.
+        space: the model's grid (``spacing`` in mm, ``axcodes``), or None when the model does not say.
+
+    Returns:
+        "full" (channels on different grids, or not skull-stripped), "none" (already on one skull-stripped
+        grid in the model's space, or the space unknown) or "resample" (skull-stripped on another spacing or
+        orientation), with the reason.
+    """
     vols = list(volumes.values())
     first = vols[0]
     one_grid = all(first.same_grid(v) for v in vols[1:])

@@ -38,8 +38,15 @@ def _extractor():
 def brain_mask(volume: Volume, threshold: float = 0.5) -> np.ndarray:
     """Boolean brain mask of a T1-weighted head scan, on the scan's own grid.
 
+    Args:
+        volume: the 3D scan.
+        threshold: deepbet's brain probability above which a voxel is brain.
+
+    Returns:
+        A boolean array of the scan's shape.
+
     Raises:
-        InputError: deepbet found no brain (e.g. the image is not a head scan).
+        InputError: the image is not 3D, or deepbet found no brain (e.g. the image is not a head scan).
     """
     import nibabel as nib
 
