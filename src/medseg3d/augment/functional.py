@@ -179,8 +179,17 @@ def gaussian_noise(
 ) -> torch.Tensor:
     """Add zero-mean Gaussian noise with standard deviation ``std`` (one value or one per channel).
 
-    The noise is drawn from ``generator``; with ``keep_background`` it is added only where some channel is
-    non-zero, so the background stays 0.
+    Args:
+        image: a float tensor (C, X, Y[, Z]).
+        std: the standard deviation, in the image's intensity units; one value or one per channel, >= 0.
+        generator: the random stream (None: torch's global one).
+        keep_background: add the noise only where some channel is non-zero, so the background stays 0.
+
+    Returns:
+        A new tensor.
+
+    Raises:
+        InputError: a bad image, or a negative std.
     """
     sd = spatial_dims(image)
     n = image.shape[0]

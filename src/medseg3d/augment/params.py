@@ -289,7 +289,19 @@ def apply_params(
     label: torch.Tensor | None,
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
 ) -> Sample:
-    """Apply logged parameters (one record or dict, or a list, as returned by the transforms) exactly."""
+    """Apply logged parameters (one record or dict, or a list, as returned by the transforms) exactly.
+
+    Args:
+        image: the (C, *spatial) image.
+        label: the label, or None.
+        params: what the transforms logged; an empty dict (nothing applied) is skipped.
+
+    Returns:
+        (image, label) after every op, in order.
+
+    Raises:
+        InputError: an entry names an unknown op or has bad parameters.
+    """
     for p in [params] if isinstance(params, Mapping) else params:
         record = params_from_dict(p)
         if record is not None:

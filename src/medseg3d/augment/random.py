@@ -54,14 +54,27 @@ __all__ = [
 
 
 def rand(g: torch.Generator | None) -> float:
+    """A float uniform in [0, 1) from ``g`` (None: torch's global stream)."""
     return float(torch.rand((), generator=g, dtype=torch.float64))
 
 
 def uniform(g: torch.Generator | None, lo: float, hi: float) -> float:
+    """A float uniform in [lo, hi) from a generator.
+
+    Args:
+        g: the random stream (None: torch's global one).
+        lo, hi: the interval.
+    """
     return lo + (hi - lo) * rand(g)
 
 
 def randint(g: torch.Generator | None, n: int) -> int:
+    """An int uniform in 0..n-1 from a generator.
+
+    Args:
+        g: the random stream (None: torch's global one).
+        n: the number of values.
+    """
     return int(torch.randint(n, (), generator=g))
 
 
