@@ -108,4 +108,5 @@ def output_stem(target: str | os.PathLike) -> Path:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing file with an image suffix medseg3d reads."""
     return Path(path).is_file() and image_suffix(path) != ""
