@@ -24,6 +24,14 @@ def frequency_weights(
 
     They are normalised so that ``sum_c w_c n_c = V``: the weighted voxel mean then equals the mean, over the
     classes present, of each class's mean cross-entropy, whatever the class sizes.
+
+    Args:
+        target: (N, *S) class indices.
+        n_classes: the number of classes.
+        valid: the voxels that count (None: all).
+
+    Returns:
+        (n_classes,) weights.
     """
     labels = target if valid is None else target[valid]
     counts = torch.bincount(labels.reshape(-1).long(), minlength=n_classes)[:n_classes].to(torch.float64)

@@ -14,8 +14,17 @@ def soft_dice_per_class(
 ) -> torch.Tensor:
     """Soft Dice coefficient per class, ``(2 I + s) / (D + s)``, summing over ``dims``.
 
-    ``D`` is ``sum p^2 + sum t^2`` (``squared``, V-Net) or ``sum p + sum t``. A 0 / 0 (class absent from both
-    and ``smooth == 0``) gives 0, i.e. the class counts as fully wrong.
+    A 0 / 0 (class absent from both and ``smooth == 0``) gives 0, i.e. the class counts as fully wrong.
+
+    Args:
+        probs: (N, C, *S) probabilities.
+        onehot: the one-hot target of the same shape.
+        dims: the axes summed (:func:`sum_dims`).
+        squared: ``D`` is ``sum p^2 + sum t^2`` (V-Net), else ``sum p + sum t``.
+        smooth: ``s``.
+
+    Returns:
+        The Dice per class (and per image for the 'image' reduction).
     """
     intersection = (probs * onehot).sum(dims)
     if squared:

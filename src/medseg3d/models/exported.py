@@ -166,7 +166,15 @@ def _check_onnx_signature(session, meta: dict, path: Path) -> None:
 
 
 def load_torchscript_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
-    """A TorchScript export as a :class:`LoadedModel` (``torch.jit.load`` plus its metadata)."""
+    """A TorchScript export as a :class:`LoadedModel` (``torch.jit.load`` plus its metadata).
+
+    Args:
+        path: the ``.pt`` file.
+        device: "cpu", "cuda" or "auto" (CUDA when available).
+
+    Raises:
+        ModelError: the file is missing, not TorchScript, or its metadata is missing or invalid.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")

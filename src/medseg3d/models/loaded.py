@@ -96,7 +96,18 @@ class LoadedModel:
 def loaded_model(
     net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto"
 ) -> LoadedModel:
-    """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
+    """A :class:`LoadedModel` from a built network and its checked metadata (any file format).
+
+    Args:
+        net: the network, weights loaded.
+        meta: its checked metadata.
+        path: the model file (a bundled one gets its model card).
+        device: where it runs.
+        precision: the inference precision ("auto", "fp32", "mixed").
+
+    Raises:
+        ModelError: the label scheme's output count differs from the network's.
+    """
     typed = ModelMeta.from_dict(meta)
     scheme = typed.scheme()
     if scheme.n_outputs != typed.n_outputs:

@@ -99,9 +99,12 @@ class AllOutputs(nn.Module):
 
 
 def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
-    """The untrained network model metadata ``meta`` describes (``network``, ``in_channels``, ``n_outputs``,
-    ``net_args``), or with ``members`` an :class:`EnsembleNet` of that many (``kind`` from ``meta``), for
-    weights to be loaded into."""
+    """The untrained network model metadata ``meta`` describes, for weights to be loaded into.
+
+    Args:
+        meta: the metadata (``network``, ``in_channels``, ``n_outputs``, ``net_args``, ``kind``).
+        members: 0 for one network, else an :class:`EnsembleNet` of that many.
+    """
     from medseg3d.nets.registry import build_network
 
     def one() -> nn.Module:
