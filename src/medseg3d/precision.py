@@ -45,13 +45,23 @@ def native_bf16() -> bool:
 
 
 def check_precision(precision: str) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`; InputError otherwise."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return precision
 
 
 def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The 16-bit type that ``precision`` runs in on ``device``, or ``None`` for float32."""
+    """The 16-bit type that ``precision`` runs in on ``device``, or ``None`` for float32.
+
+    Args:
+        precision: "auto", "fp32" or "mixed".
+        device: the device; CUDA runs float16 unless fp32, a CPU bfloat16 only for "mixed" where it has native
+            bfloat16.
+
+    Raises:
+        InputError: an unknown precision.
+    """
     import torch
 
     check_precision(precision)
@@ -66,7 +76,11 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
 
 
 def autocast(precision: str, device: torch.device | str):
-    """A ``torch.autocast`` context for ``precision`` on ``device`` (a no-op context in float32)."""
+    """A ``torch.autocast`` context for ``precision`` on ``device`` (a no-op context in float32).
+
+    Args:
+        precision, device: as :func:`autocast_dtype`.
+    """
     import torch
 
     dtype = autocast_dtype(precision, device)
@@ -76,6 +90,10 @@ def autocast(precision: str, device: torch.device | str):
 
 
 def describe(precision: str, device: torch.device | str) -> str:
-    """What ``precision`` resolves to on ``device``: ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
+    """What ``precision`` resolves to on ``device``: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Args:
+        precision, device: as :func:`autocast_dtype`.
+    """
     dtype = autocast_dtype(precision, device)
     return "float32" if dtype is None else str(dtype).removeprefix("torch.")
