@@ -144,6 +144,10 @@ class LabelScheme:
 def value_masks(labels: np.ndarray, groups) -> dict[str, np.ndarray]:
     """Boolean masks of a label map (file values), one per named group of values.
 
+    Args:
+        labels: the label map.
+        groups: {name: one value or several}.
+
     Example:
         >>> value_masks(np.array([0, 1, 2, 4]), {"WT": (1, 2, 4), "ET": 4})["WT"].tolist()
         [False, True, True, True]
@@ -215,7 +219,16 @@ def get_scheme(name: str) -> LabelScheme:
 
 
 def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelScheme:
-    """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name)."""
+    """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name).
+
+    Args:
+        labels: the entry.
+        name: the scheme's name.
+
+    Raises:
+        InputError: not a mapping, region labels (nnU-Net v2), values that are not integers or repeat, or no
+            background 0.
+    """
     if not isinstance(labels, dict):
         raise InputError("dataset.json 'labels' must be a mapping of names to values; fix the file")
     pairs = []
@@ -321,15 +334,23 @@ def resolve_convention(
     For a scheme of the BraTS family (:data:`BRATS_FAMILY`), the values present and which label surrounds
     the other decide: 4 present -> BraTS 2017+ (or 2015 with 3); 3 without 4 -> nnU-Net's numbering when 1
     is the edema, BRATS 2015 when 2 is; only 0, 1, 2 -> BRATS 2012 when 1 is the edema, BraTS 2017+ when 2
-    is. When that differs from ``declared`` the detected scheme is returned with a note to print; when the
-    values fit more than one numbering and the declared one is doubtful, an :class:`InputError` names the
-    values found and the ``--labels`` choices. Other schemes are returned unchanged.
+    is. When that differs from ``declared`` the detected scheme is returned with a note to print. Other
+    schemes are returned unchanged.
 
-    ``by_shape=False`` (for predictions, whose shapes are noisy and whose numbering is the model's) keeps
-    the declared scheme for maps holding only 0, 1 and 2.
+    Args:
+        declared: the scheme the user declared.
+        stats: the values found in the maps and which touch the background (:class:`LabelStats`).
+        what: what the maps are (e.g. "references"), for the messages.
+        option: the option the user would pass, for the messages.
+        by_shape: False (for predictions, whose shapes are noisy and whose numbering is the model's) keeps
+            the declared scheme for maps holding only 0, 1 and 2.
 
     Returns:
         (scheme to read the maps with, note or ``None``).
+
+    Raises:
+        InputError: the values fit more than one numbering and the declared one is doubtful, or fit no
+            numbering of the family; the line names the values found and the ``--labels`` choices.
     """
     base = declared.name
     if base not in BRATS_FAMILY or not stats.values <= {0, 1, 2, 3, 4}:
