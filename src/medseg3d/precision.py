@@ -5,9 +5,9 @@ Three settings, for ``medseg3d train --precision`` and ``medseg3d predict --prec
 * ``fp32``: float32 everywhere.
 * ``mixed``: convolutions in a 16-bit type, losses and normalisation statistics in float32
   (``torch.autocast``): float16 with loss scaling on CUDA; bfloat16 on a CPU with native bfloat16 instructions
-  (AVX-512 BF16 or AMX; on this project's 2-core build machine about 2.5 times faster per training iteration
-  and 3 times faster per inference pass than float32). A CPU without them emulates bfloat16 slowly, so there
-  ``mixed`` falls back to float32.
+  (AVX-512 BF16 or AMX; faster than float32 per training step and inference pass, measured:
+  docs/results.md#mixed-precision-bfloat16-on-this-cpu). A CPU without them emulates bfloat16 slowly, so
+  there ``mixed`` falls back to float32.
 * ``auto`` (default): ``mixed`` on CUDA, ``fp32`` on the CPU for training, so that CPU runs reproduce
   earlier float32 runs exactly; presets that were measured in mixed precision ask for it explicitly.
 

@@ -3,8 +3,8 @@
 Each check returns ``None`` or one line; the pipeline prints them, records them in the case's JSON and carries
 on (exit status 0). Thresholds:
 
-* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586
-  ml);
+* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case:
+  docs/raw.md#the-real-raw-case-tcga-fg-6692);
 * template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
   the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
   ``validation/qc_calibration.py``);
