@@ -63,7 +63,7 @@ def foreground(array: np.ndarray) -> np.ndarray:
 
 def looks_skull_stripped(volume: Volume) -> bool:
     """Foreground under ``MAX_STRIPPED_ML``: a brain (or a crop of one), not a head with skull and neck, which
-    fills 3,000 ml and more (the raw shared case: 3,200 to 3,600 ml per sequence)."""
+    fills far more (measured: docs/raw.md, "Figures quoted by the code")."""
     fg = foreground(volume.array)
     return float(fg.sum()) * float(np.prod(volume.spacing)) / 1000.0 <= MAX_STRIPPED_ML
 
@@ -128,7 +128,8 @@ class Aligned:
 
     def image(self, modalities) -> np.ndarray:
         """The channels in ``modalities``' order as one read-only float32 (C, X, Y, Z) array, converted once
-        (a BraTS case is 140 MB of float32; allocating it twice cost a fresh process about 0.4 s)."""
+        (a BraTS case is 143 MB of float32, and converting it is not free; measured: docs/raw.md, "Figures
+        quoted by the code")."""
         key = tuple(modalities)
         if self._image is None or self._image[0] != key:
             out = np.empty((len(key), *self.channels[key[0]].shape), dtype=np.float32)

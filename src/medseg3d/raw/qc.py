@@ -106,8 +106,9 @@ def check_template_fit(overlap: float, corr: float, modality: str) -> str | None
 def check_modalities(scores: dict) -> list[str]:
     """A warning when another assignment of the channels to modalities fits the templates much better.
 
-    Correlations with the mean templates are modest on thick-slice clinical scans (FLAIR 0.36 against 0.41 for
-    the T1 template on the raw shared case), so single channels are not judged alone: the sum over all
+    Correlations with the mean templates are modest on thick-slice clinical scans (the raw shared case's FLAIR
+    fits the T1 template as well as its own; measured: docs/raw.md, "Figures quoted by the code"), so single
+    channels are not judged alone: the sum over all
     channels of the given assignment is compared with the best permutation, which must gain more than
     ``PERMUTATION_GAIN`` (a T1/T2 or FLAIR/T2 swap gains about 1).
     """

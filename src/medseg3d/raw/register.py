@@ -143,8 +143,9 @@ def rigid(
     """Rigid map from ``fixed``'s space to ``moving``'s, started at the identity.
 
     Sequences of one session share the scanner's coordinates, so the identity is the right start; the fit
-    corrects motion between them. Both images go through a 3 mm isotropic grid first (on this CPU a third
-    of the time of 2 mm, for sub-millimetre accuracy: tests/raw/test_register.py).
+    corrects motion between them. Both images go through a 3 mm isotropic grid first (a fraction of the time
+    of 2 mm, measured: docs/raw.md, "Figures quoted by the code"; for sub-millimetre accuracy:
+    tests/raw/test_register.py).
 
     Args:
         fixed, moving: 3D volumes.
