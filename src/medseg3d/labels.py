@@ -57,7 +57,15 @@ class LabelScheme:
         return table
 
     def to_classes(self, labels: np.ndarray, where: str = "label map") -> np.ndarray:
-        """File values -> class indices (uint8). Unknown values raise :class:`InputError`."""
+        """File values -> class indices (uint8).
+
+        Args:
+            labels: a label map of integers (floats holding integers are accepted).
+            where: what the map is, for the message.
+
+        Raises:
+            InputError: non-integer or NaN values, a non-integer type, or values the scheme does not know.
+        """
         labels = np.asarray(labels)
         if labels.dtype.kind == "f":
             if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):

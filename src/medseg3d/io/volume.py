@@ -81,7 +81,12 @@ class Volume:
         return Volume(array, self.affine.copy(), dict(self.meta))
 
     def same_grid(self, other: Volume, atol: float = 1e-3) -> bool:
-        """True when both volumes have the same shape and (to ``atol`` mm) the same affine."""
+        """True when both volumes have the same shape and (to ``atol`` mm) the same affine.
+
+        Args:
+            other: the other volume.
+            atol: the tolerance on every affine entry, mm.
+        """
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 
 

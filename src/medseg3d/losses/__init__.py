@@ -98,6 +98,7 @@ class CombinedLoss(nn.Module):
         self.parts = nn.ModuleList(module for _, _, module in terms)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the parts' losses of ``logits`` against ``target``."""
         total = None
         for weight, part in zip(self.weights, self.parts):
             value = part(logits, target)

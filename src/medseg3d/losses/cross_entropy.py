@@ -79,6 +79,7 @@ class CrossEntropyLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of (N, C, *S) logits against (N, *S) class indices, ignored voxels left out."""
         valid = check_multiclass(logits, target, self.ignore_index)
         n_classes = logits.shape[1]
         weight = self.weight

@@ -77,6 +77,7 @@ class DiceLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean soft Dice over classes of (N, C, *S) logits (softmax) against (N, *S) class indices."""
         valid = check_multiclass(logits, target, self.ignore_index)
         probs = torch.softmax(logits, dim=1)
         onehot = one_hot(target, logits.shape[1], valid, probs.dtype)

@@ -66,8 +66,17 @@ class LoadedModel:
         return f"{self.name} refined by {self.refiner.name}" if self.refiner is not None else self.name
 
     def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
-        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
-        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
+        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata (a
+        model
+        trained on patches may ask to be run in windows of its patch size), else whole volume.
+
+        Args:
+            sliding_window: the caller's choice (None: the model's).
+            overlap: the caller's window overlap in [0, 1) (None: the model's, else 0.5).
+
+        Raises:
+            InputError: an overlap outside [0, 1).
+        """
         defaults = self.meta.inference
         if sliding_window is None:
             sliding_window = bool(defaults.get("sliding_window", False))

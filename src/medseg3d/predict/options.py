@@ -69,8 +69,13 @@ class PredictOptions:
 
     @classmethod
     def of(cls, options: PredictOptions | None = None, **given) -> PredictOptions:
-        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name
-        of ``align``); None values of keywords that default to None are kept as given.
+        """``options`` with the keyword arguments given replacing its fields.
+
+        Args:
+            options: the options to start from (None: the defaults).
+            given: fields to replace (``preprocess`` is the old name of ``align``); None values of keywords
+                that
+                default to None are kept as given.
 
         Raises:
             InputError: an unknown option name.

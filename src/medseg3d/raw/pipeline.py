@@ -142,7 +142,13 @@ class Aligned:
     def to_native(self, probs: np.ndarray, fill) -> np.ndarray:
         """Probabilities (C, X, Y, Z) on the model grid -> (C, ...) on the reference scan's grid.
 
-        ``fill[c]`` is used outside the model grid (1 for a background class, else 0)."""
+        Args:
+            probs: the probabilities on the model grid.
+            fill: per channel, the value outside the model grid (1 for a background class, else 0).
+
+        Returns:
+            float32 probabilities on the native grid (``probs`` itself in mode "none").
+        """
         if self.mode == "none":
             return probs
         out = np.empty((probs.shape[0],) + self.native.shape, dtype=np.float32)

@@ -157,6 +157,17 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> TrainConfig:
+        """The settings of a preset with ``overrides`` on top.
+
+        Args:
+            preset: a name of :data:`PRESETS` (None: the defaults).
+            overrides: settings that replace the preset's (None values are ignored); ``net_args`` are merged
+                into
+                the preset's.
+
+        Raises:
+            InputError: an unknown preset or setting.
+        """
         base = {}
         if preset:
             if preset not in PRESETS:
