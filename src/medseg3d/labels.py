@@ -40,6 +40,7 @@ class LabelScheme:
 
     @property
     def n_classes(self) -> int:
+        """The number of classes, background included."""
         return len(self.values)
 
     @property
@@ -120,11 +121,16 @@ class LabelScheme:
         return out
 
     def with_region_training(self, on: bool = True) -> LabelScheme:
+        """This scheme trained on its regions (sigmoid outputs) or, with ``on=False``, on its classes;
+        InputError when
+        ``on`` and the scheme has no regions.
+        """
         if on and not self.regions:
             raise InputError(f"label scheme '{self.name}' has no regions; region training needs them")
         return LabelScheme(self.name, self.values, self.class_names, self.regions, self.merge, on)
 
     def to_dict(self) -> dict:
+        """The scheme as a JSON-ready dict, as model files store it."""
         return {
             "name": self.name,
             "values": list(self.values),
@@ -136,6 +142,7 @@ class LabelScheme:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabelScheme:
+        """The scheme :meth:`to_dict` wrote; InputError when the dict is not a valid scheme."""
         try:
             return cls(
                 d["name"],

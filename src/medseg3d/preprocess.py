@@ -83,6 +83,7 @@ class PrepConfig:
             self.spacing = tuple(float(v) for v in self.spacing)
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (unset newer fields left out, so older readers accept it)."""
         d = asdict(self)
         d["crop_size"] = list(self.crop_size) if self.crop_size else None
         d["spacing"] = list(self.spacing) if self.spacing else None
@@ -94,6 +95,7 @@ class PrepConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PrepConfig:
+        """The settings :meth:`to_dict` wrote; InputError for unknown fields (a newer medseg3d's)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
@@ -118,13 +120,16 @@ class PrepRecord:
 
     @property
     def crop_shape(self) -> tuple[int, int, int]:
+        """The crop box's size in voxels (X, Y, Z)."""
         return tuple(b - a for a, b in zip(self.box_start, self.box_stop))
 
     def to_dict(self) -> dict:
+        """The record as a JSON-ready dict."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> PrepRecord:
+        """The record :meth:`to_dict` wrote."""
         d = dict(d)
         for k in ("original_shape", "box_start", "box_stop", "shape"):
             d[k] = tuple(int(v) for v in d[k])

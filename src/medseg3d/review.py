@@ -50,6 +50,7 @@ class Check:
     message: str
 
     def to_dict(self) -> dict:
+        """The check as a JSON-ready dict (case, name, message)."""
         return asdict(self)
 
 

@@ -55,6 +55,7 @@ class TimePoint:
 
     @property
     def volumes_ml(self) -> dict:
+        """The BraTS region volumes of the labels in ml ({region: ml})."""
         from ..labels import get_scheme
         from ..volumes import volume_summary
 

@@ -38,6 +38,7 @@ class Case:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The case's channel names, in order."""
         return tuple(self.channels)
 
     def missing(self) -> list[str]:

@@ -68,6 +68,7 @@ class SequenceCheck:
 
     @property
     def reordered(self) -> bool:
+        """Whether some file is used as another modality than its name said."""
         return any(k != v for k, v in self.order.items())
 
     def record(self) -> dict | None:

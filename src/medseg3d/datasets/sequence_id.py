@@ -51,6 +51,7 @@ class Identification:
 
     @property
     def confident(self) -> bool:
+        """Whether the best assignment's probability reaches :data:`CONFIDENT`."""
         return self.confidence >= CONFIDENT
 
     def describe(self) -> str:

@@ -128,6 +128,7 @@ class Experiment:
             )
 
     def run(self, name: str) -> Run:
+        """The run called ``name``; InputError (naming the runs) for an unknown one."""
         for r in self.runs:
             if r.name == name:
                 return r
@@ -137,10 +138,12 @@ class Experiment:
 
     @property
     def run_names(self) -> list[str]:
+        """The runs' names, in order."""
         return [r.name for r in self.runs]
 
     @property
     def reference_run(self) -> str:
+        """The run the others are compared with: ``reference``, else the first run."""
         return self.reference or self.runs[0].name
 
 

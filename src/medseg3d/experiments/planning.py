@@ -69,6 +69,7 @@ class DatasetPlan:
     facts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The plan as a JSON-ready dict (dataset, settings, reasons, facts)."""
         return {
             "dataset": self.dataset,
             "settings": self.settings,

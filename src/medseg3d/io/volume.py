@@ -51,6 +51,7 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The spatial shape (X, Y, Z), without a channel axis."""
         return tuple(int(s) for s in self.array.shape[:3])
 
     @property
@@ -70,6 +71,7 @@ class Volume:
 
     @property
     def axcodes(self) -> tuple[str, str, str]:
+        """The orientation of the voxel axes, e.g. ("L", "P", "S") (nibabel's aff2axcodes of the affine)."""
         import nibabel as nib
 
         return tuple(nib.aff2axcodes(self.affine))

@@ -106,6 +106,7 @@ class CombinedLoss(nn.Module):
         return total
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return " + ".join(f"{w:g}*{n}" for w, n in zip(self.weights, self.names))
 
 

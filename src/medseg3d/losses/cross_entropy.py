@@ -98,5 +98,6 @@ class CrossEntropyLoss(nn.Module):
         return F.cross_entropy(logits, target.long(), weight=weight, ignore_index=ignore)
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         weight = "frequency" if self.frequency else (None if self.weight is None else self.weight.tolist())
         return f"weight={weight}, ignore_index={self.ignore_index}"

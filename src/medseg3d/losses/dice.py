@@ -91,4 +91,5 @@ class DiceLoss(nn.Module):
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"squared={self.squared}, reduction={self.reduction!r}, smooth={self.smooth}"

@@ -88,5 +88,6 @@ class FocalLoss(nn.Module):
         return loss[valid].mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         alpha = self.alpha_scalar if self.alpha is None else self.alpha.tolist()
         return f"gamma={self.gamma}, alpha={alpha}, ignore_index={self.ignore_index}"

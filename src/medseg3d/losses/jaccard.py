@@ -116,6 +116,7 @@ class JaccardLoss(nn.Module):
         return (1.0 - ratio).sum(-1).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return (
             f"mode={self.mode!r}, reduction={self.reduction!r}, include_background={self.include_background}"
         )
@@ -165,6 +166,7 @@ class SoftJaccardMinMaxLoss(nn.Module):
         return (1.0 - ratio).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return (
             f"smooth={self.smooth}, reduction={self.reduction!r}, "
             f"include_background={self.include_background}"

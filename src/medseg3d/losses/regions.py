@@ -49,6 +49,7 @@ class RegionDiceLoss(nn.Module):
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"smooth={self.smooth}, reduction={self.reduction!r}, squared={self.squared}"
 
 
@@ -85,6 +86,7 @@ class RegionBCELoss(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"pos_weight={self.pos_weight}"
 
 
@@ -131,4 +133,5 @@ class RegionDiceBCELoss(nn.Module):
         return self.dice_weight * self.dice(logits, target) + self.bce_weight * bce
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}"

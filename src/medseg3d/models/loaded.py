@@ -38,10 +38,12 @@ class LoadedModel:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The channels the model reads, in order."""
         return self.meta.modalities
 
     @property
     def kind(self) -> str:
+        """ "region" (sigmoid outputs) or "multiclass" (softmax)."""
         return self.meta.kind
 
     @property

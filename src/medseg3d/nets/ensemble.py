@@ -55,6 +55,7 @@ class EnsembleNet(nn.Module):
         self.network_name = f"ensemble of {len(members)} {getattr(members[0], 'network_name', 'networks')}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of the members' mean probability (members run one at a time), (N, K, ...)."""
         # written for TorchScript too (`medseg3d export --format torchscript`): no globals, no None
         total = torch.zeros(0)
         first = True
@@ -95,6 +96,7 @@ class AllOutputs(nn.Module):
         self.groups = 1 + len(ensemble.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`EnsembleNet.forward_all` of the wrapped ensemble (for export)."""
         return self.ensemble.forward_all(x)
 
 

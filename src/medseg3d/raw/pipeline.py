@@ -164,6 +164,8 @@ class Aligned:
         return out
 
     def summary(self) -> dict:
+        """What the alignment did, JSON-ready: mode, reason, reference, steps, transforms, warnings and
+        details."""
         return {
             "mode": self.mode,
             "reason": self.reason,

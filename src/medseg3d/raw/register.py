@@ -29,6 +29,7 @@ class Registration:
     kind: str
 
     def to_dict(self) -> dict:
+        """The fit as a JSON-ready dict (kind, LPS matrix to 6 decimals, metric, iterations)."""
         return {
             "kind": self.kind,
             "matrix_lps": np.round(self.matrix, 6).tolist(),

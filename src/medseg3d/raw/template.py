@@ -42,12 +42,15 @@ class Template:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """The template grid's shape (X, Y, Z)."""
         return tuple(int(s) for s in self.brain.shape)
 
     def volume(self, modality: str) -> Volume:
+        """One modality's template image as a Volume on the template grid."""
         return Volume(self.images[modality], self.affine)
 
     def brain_mask(self) -> Volume:
+        """The template's brain (probability >= 0.5) as a 0/1 float32 Volume."""
         return Volume((self.brain >= 0.5).astype(np.float32), self.affine)
 
 

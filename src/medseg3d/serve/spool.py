@@ -83,6 +83,7 @@ class Spool:
 
     # ----------------------------------------------------------------------------------------- instances
     def study_dir(self, study_uid: str) -> Path:
+        """A study's folder in the spool: ``studies/<study uid>``."""
         return self.root / "studies" / study_uid
 
     def instance_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
@@ -145,6 +146,7 @@ class Spool:
             return 0.0
 
     def series_dirs(self, study_uid: str) -> list[Path]:
+        """A study's series folders, sorted ([] before its first instance)."""
         base = self.study_dir(study_uid) / "series"
         return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
@@ -160,10 +162,12 @@ class Spool:
 
     # ------------------------------------------------------------------------------------------ state
     def studies(self) -> list[str]:
+        """The study UIDs that have a state, sorted."""
         base = self.root / "studies"
         return sorted(p.name for p in base.iterdir() if (p / "state.json").is_file())
 
     def state(self, study_uid: str) -> dict:
+        """A study's state (``state.json``)."""
         path = self.study_dir(study_uid) / "state.json"
         return json.loads(path.read_text(encoding="utf-8"))
 

@@ -184,6 +184,7 @@ class TrainConfig:
         return cls(preset=preset, **base)
 
     def prep_config(self) -> PrepConfig:
+        """The preprocessing settings of this training."""
         return PrepConfig(
             crop=self.crop,
             crop_size=self.crop_size,
@@ -194,6 +195,7 @@ class TrainConfig:
         )
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (tuples as lists), as ``config.json`` stores them."""
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
