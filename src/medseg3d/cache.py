@@ -221,7 +221,7 @@ def prepare_dataset(
         labels: the label scheme or its name.
         modalities: the channels in order (None: all the dataset has).
         layout: the dataset layout (None: detected).
-        workers: processes (None: the cores, at most 4).
+        workers: processes (None: the cores, at most 4 and at most the cases to do).
         progress: show a progress bar.
         option: how the caller's user named ``out`` (``--cache`` for train), for the messages.
 

@@ -262,7 +262,7 @@ def case_record(
         case: the case (its inputs).
         target: the segmentation file.
         result: the segmentation and how the input was aligned.
-        seconds: {step: seconds} measured outside the pipeline (e.g. reading).
+        seconds: {step: seconds} of reading, the pipeline's steps and writing.
         warnings: the quality warnings.
 
     Returns:

@@ -401,7 +401,7 @@ def model_metadata(
         scheme: the label scheme.
         modalities: the channels in order.
         in_channels: the network's input channels.
-        kind: "region" (sigmoid outputs) or "class" (softmax).
+        kind: "region" (sigmoid outputs) or "multiclass" (softmax).
         size_multiple: what each input size must be a multiple of.
         extra: more entries for the metadata's ``extra`` (beside loss, settings and software versions).
 

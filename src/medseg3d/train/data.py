@@ -137,7 +137,7 @@ def label_fractions(
         cases: the prepared training cases.
         sampler: the training's patch sampler.
         scheme: the label scheme.
-        kind: "region" (overlapping regions) or "class".
+        kind: "region" (overlapping regions) or "multiclass".
         seed: the training's seed (the stream is derived from it).
         samples_per_case: patches per case (one whole crop when the sampler has no patch).
 

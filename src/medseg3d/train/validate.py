@@ -18,7 +18,7 @@ def validation_scores(
         model: the network (in eval mode).
         cases: prepared cases (image (C, X, Y, Z), label class indices (X, Y, Z)).
         scheme: the label scheme.
-        kind: "region" or "class" outputs.
+        kind: "region" or "multiclass" outputs.
         device: where inference runs.
         patch: sliding-window patch size (None: whole volume).
         precision: the autocast setting.
