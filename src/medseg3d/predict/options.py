@@ -138,7 +138,7 @@ def check_output_format(output_format: str | None, space: str) -> None:
     """Refuse an output format that is unknown or cannot be written with ``space``, in one line.
 
     Args:
-        output_format: "nifti" or "dicom-seg" (None: refused).
+        output_format: "nifti", "dicom-seg", or None (the default: dicom-seg for a DICOM input).
         space: the output's space ("native" or "atlas"); dicom-seg needs the input series' grid.
 
     Raises:
