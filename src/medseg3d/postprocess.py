@@ -18,7 +18,15 @@ _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background."""
+    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background.
+
+    Args:
+        labels: the label map (file values; non-zero is foreground).
+        min_voxels: the smallest component kept (<= 0: ``labels`` returned as given).
+
+    Returns:
+        A copy with the small components set to 0 (``labels`` itself when off or without foreground).
+    """
     if min_voxels <= 0:
         return labels
     from scipy import ndimage
@@ -45,6 +53,14 @@ def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels:
     A case without enhancing tumour (many low-grade gliomas) scores ET Dice 0 for any enhancing voxel
     predicted and 1 for none; a few hundred voxels of enhancement are more often noise than a real
     enhancing rim. The tumour core (1 + 4) and whole tumour are unchanged.
+
+    Args:
+        labels: the BraTS label map (file values).
+        scheme: the label scheme; it must have the region ET = (4,) and the value 1 (necrosis).
+        min_voxels: the threshold (<= 0: off).
+
+    Raises:
+        InputError: a scheme without those values (with ``min_voxels`` > 0).
     """
     if min_voxels <= 0:
         return labels
@@ -58,8 +74,14 @@ def relabel_small_enhancing(labels: np.ndarray, scheme: LabelScheme, min_voxels:
 
 def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -> np.ndarray:
     """Set tumour components (26-connectivity) farther than ``max_distance_mm`` from the largest one to
-    background; the distance is from a component's nearest voxel to the largest component, in mm on the grid's
-    ``spacing``. Off (labels returned as given) for ``max_distance_mm <= 0`` or fewer than two components."""
+    background; the distance is from a component's nearest voxel to the largest component.
+
+    Args:
+        labels: the label map (non-zero is tumour).
+        spacing: the grid's voxel size in mm, (X, Y, Z).
+        max_distance_mm: the largest distance kept, mm (<= 0: off, ``labels`` returned as given, as for fewer
+            than two components).
+    """
     if max_distance_mm <= 0:
         return labels
     from scipy import ndimage
@@ -90,7 +112,16 @@ def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -
 def check_options(
     scheme: LabelScheme, min_component: int, min_enhancing: int, max_distance_mm: float = 0.0
 ) -> None:
-    """Refuse impossible post-processing settings in one line, before minutes of inference."""
+    """Refuse impossible post-processing settings in one line, before minutes of inference.
+
+    Args:
+        scheme: the model's label scheme (``min_enhancing`` needs BraTS values).
+        min_component, min_enhancing: voxel counts, >= 0.
+        max_distance_mm: a distance in mm, >= 0 (NaN refused).
+
+    Raises:
+        InputError: as said.
+    """
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
             raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
@@ -109,7 +140,19 @@ def postprocess(
     min_enhancing: int = 0,
     max_distance_mm: float = 0.0,
 ) -> np.ndarray:
-    """Small components, then far components (needs ``spacing``), then small enhancing regions."""
+    """Small components, then far components (needs ``spacing``), then small enhancing regions.
+
+    Args:
+        labels: the label map (file values).
+        scheme: the label scheme.
+        spacing: the grid's voxel size in mm (needed with ``max_distance_mm``).
+        min_component: :func:`remove_small_components`' threshold in voxels (0: off).
+        min_enhancing: :func:`relabel_small_enhancing`'s threshold in voxels (0: off).
+        max_distance_mm: :func:`remove_far_components`' distance in mm (0: off).
+
+    Raises:
+        InputError: ``max_distance_mm`` without ``spacing``, or ``min_enhancing`` with a non-BraTS scheme.
+    """
     return postprocess_counted(
         labels,
         scheme,
@@ -132,8 +175,14 @@ def postprocess_counted(
     """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
     ``predict`` reports: a second lesion of a multifocal tumour would go too).
 
+    Args:
+        labels, scheme, spacing, min_component, min_enhancing, max_distance_mm: as :func:`postprocess`.
+
+    Returns:
+        (label map, tumour voxels removed as far components).
+
     Raises:
-        InputError: ``max_distance_mm`` without ``spacing``.
+        InputError: ``max_distance_mm`` without ``spacing``, or ``min_enhancing`` with a non-BraTS scheme.
     """
     labels = remove_small_components(labels, min_component)
     far_removed = 0

@@ -11,12 +11,14 @@ from .common import (
 
 
 def cmd_info(args) -> None:
+    """``medseg3d info``: print the description of a file, case, dataset or training run."""
     from ..info import describe
 
     print(describe(args.path, layout=args.layout))
 
 
 def cmd_cache(args) -> None:
+    """``medseg3d cache`` (alias ``prepare``): build the training cache; exits 1 when a case failed."""
     from ..cache import prepare_dataset
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
@@ -43,6 +45,7 @@ def cmd_cache(args) -> None:
 
 
 def cmd_split(args) -> None:
+    """``medseg3d split``: write a seeded split file of a dataset's cases."""
     from ..datasets import find_cases, make_split, save_split
 
     ids = [c.case_id for c in find_cases(args.dataset, layout=args.layout)]
@@ -55,6 +58,7 @@ def cmd_split(args) -> None:
 
 
 def add_info(sub) -> None:
+    """Add the ``info`` sub-command."""
     s = sub.add_parser(
         "info",
         help="describe an image file, a case folder or a dataset (and its problems), "
@@ -66,6 +70,7 @@ def add_info(sub) -> None:
 
 
 def add_cache(sub) -> None:
+    """Add the ``cache`` sub-command (and its old name ``prepare``)."""
     s = sub.add_parser(
         "cache",
         aliases=["prepare"],
@@ -89,6 +94,7 @@ def add_cache(sub) -> None:
 
 
 def add_split(sub) -> None:
+    """Add the ``split`` sub-command."""
     s = sub.add_parser("split", help="write a seeded train/validation(/test) or k-fold split file")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="split JSON file")

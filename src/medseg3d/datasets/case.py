@@ -38,6 +38,7 @@ class Case:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The case's channel names, in order."""
         return tuple(self.channels)
 
     def missing(self) -> list[str]:
@@ -161,7 +162,16 @@ class Case:
 
 
 def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
-    """``label`` with its values renumbered by ``label_map`` (file value -> value; others unchanged)."""
+    """``label`` with its values renumbered by ``label_map`` (file value -> value; others unchanged).
+
+    Args:
+        label: the label array as read.
+        label_map: {file value: value} (keys may be strings, as JSON holds them); None or empty: ``label``
+            itself.
+
+    Returns:
+        A renumbered copy (or ``label`` itself without a map).
+    """
     if not label_map:
         return label
     out = label.copy()
@@ -171,6 +181,7 @@ def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
 
 
 def shown_name(path) -> str:
+    """A path's name as a message shows it: a folder's with a trailing ``/``."""
     path = Path(path)
     return path.name + ("/" if path.is_dir() else "")
 

@@ -25,7 +25,20 @@ from .report import _mean, _sd, collect, regions_of
 
 
 def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
-    """Cross-validated scores of ``variant``: pooled means, mean +- SD over folds, per fold, worst cases."""
+    """Cross-validated scores of ``variant``: pooled means, mean +- SD over folds, per fold, worst cases.
+
+    Args:
+        root: the crossval run folder.
+        variant: the scored weights (``fold*/pred-<variant>/metrics.csv``).
+        worst: how many worst cases to list per region.
+
+    Returns:
+        {"variant", "cases", "folds", "pooled" (Dice and HD95 in mm per region, 4 decimals, None for NaN),
+        "mean_sd_over_folds" (text), "per_fold", "worst_cases"}.
+
+    Raises:
+        InputError: no fold has scored ``variant``.
+    """
     folds = collect(root, variant)
     if not folds:
         raise InputError(

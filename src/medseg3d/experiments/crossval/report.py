@@ -45,7 +45,12 @@ def _f(value: float, digits: int = 3) -> str:
 
 
 def collect(root: Path, variant: str) -> dict[int, list[dict]]:
-    """{fold: rows of that fold's held-out metrics} for the folds that have scored ``variant``."""
+    """{fold: rows of that fold's held-out metrics} for the folds that have scored ``variant``.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored (``fold*/pred-<variant>/metrics.csv``).
+    """
     folds = {}
     for metrics in sorted(Path(root).glob(f"fold*/pred-{variant}/metrics.csv")):
         fold = int(metrics.parent.parent.name.removeprefix("fold"))
@@ -78,7 +83,13 @@ def planned_folds(root: Path) -> int | None:
 
 
 def fold_means(folds: dict[int, list[dict]], regions, metric: str = "dice") -> dict[int, dict[str, float]]:
-    """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
+    """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}.
+
+    Args:
+        folds: :func:`collect`'s rows.
+        regions: the region names.
+        metric: the column prefix ("dice" or "hd95").
+    """
     return {
         fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in regions}
         for fold, rows in sorted(folds.items())
@@ -90,7 +101,18 @@ def _volume_names(regions) -> tuple[str, ...]:
 
 
 def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
-    """A variant's per-fold table, pooled row and held-out cases worst first; returns (lines, pooled rows)."""
+    """A variant's per-fold table, pooled row and held-out cases worst first.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored.
+
+    Returns:
+        (Markdown lines, the pooled rows of every held-out case).
+
+    Raises:
+        InputError: no fold has scored ``variant``.
+    """
     folds = collect(root, variant)
     if not folds:
         raise InputError(f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` first")
@@ -164,8 +186,15 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
 
 
 def lesion_lines(root: Path, variant: str) -> list[str]:
-    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has
-    them."""
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored.
+
+    Returns:
+        Markdown lines (Dice, HD95 in mm, lesions found, missed and false), or [] without lesion columns.
+    """
     rows = [row for rows in collect(root, variant).values() for row in rows]
     names = [k[len("lesion_dice_") :] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
     if not names:
@@ -203,7 +232,18 @@ def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
 
 
 def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
-    """Each variant against ``reference`` on the same held-out cases."""
+    """Each variant against ``reference`` on the same held-out cases.
+
+    Args:
+        root: the crossval run folder.
+        variants: the weights scored.
+        reference: the variant the others are compared with.
+
+    Returns:
+        Markdown lines (mean Dice difference, cases better / worse, Wilcoxon p), or [] when there is nothing
+            to
+        pair.
+    """
     from ..tables import paired_cells
 
     by_variant = {v: _by_case(root, v) for v in variants}
@@ -234,7 +274,15 @@ def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[st
 
 def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant``
-    first, then the means and the cases each is worst on."""
+    first, then the means and the cases each is worst on.
+
+    Args:
+        root: the crossval run folder.
+        reference, variant: the two weights compared.
+
+    Returns:
+        Markdown lines; a one-line note when no case was scored by both.
+    """
     ref, var, folds, cases = _both(root, reference, variant)
     if not cases:
         return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
@@ -276,8 +324,21 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
 
 
 def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str]) -> list[str]:
-    """A block for a document: the folds done, the side-by-side table (its columns called ``names``), the
-    per-fold means of both and their paired differences."""
+    """A block for a document: the folds done, the side-by-side table, the per-fold means of both and their
+    paired
+    differences.
+
+    Args:
+        root: the crossval run folder.
+        reference, variant: the two weights compared.
+        names: what the table's columns call them.
+
+    Returns:
+        Markdown lines.
+
+    Raises:
+        InputError: no case was scored by both.
+    """
     from ..tables import paired_cells
 
     table = side_by_side_lines(root, reference, variant)
@@ -315,8 +376,19 @@ def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str
 
 
 def splice(target: str, lines: list[str]) -> Path:
-    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of ``FILE`` (``target`` is
-    ``FILE:NAME``) by ``lines``, atomically."""
+    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of a Markdown file, atomically.
+
+    Args:
+        target: ``FILE:NAME``.
+        lines: the block's new lines.
+
+    Returns:
+        The file.
+
+    Raises:
+        InputError: ``target`` is not FILE:NAME of an existing file, or the file lacks exactly one pair of
+            markers in that order.
+    """
     path_text, sep, name = target.rpartition(":")
     path = Path(path_text)
     if not sep or not name or not path.is_file():
@@ -331,7 +403,19 @@ def splice(target: str, lines: list[str]) -> Path:
 
 
 def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Path:
-    """Each held-out case's Dice under ``reference`` (x) against ``variant`` (y), one panel per region."""
+    """Each held-out case's Dice under ``reference`` (x) against ``variant`` (y), one panel per region.
+
+    Args:
+        root: the crossval run folder.
+        reference, variant: the two weights compared.
+        path: the PNG file.
+
+    Returns:
+        The PNG written.
+
+    Raises:
+        InputError: no case was scored by both.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -373,7 +457,17 @@ def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Pa
 
 
 def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
-    """Every held-out case's Dice per region, one column of dots per fold, the worst cases named."""
+    """Every held-out case's Dice per region, one column of dots per fold, the worst cases named.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored.
+        path: the PNG file.
+        worst: how many of the lowest cases to name per region.
+
+    Returns:
+        The PNG written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -415,11 +509,25 @@ def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
 
 
 def variants_found(root: Path) -> list[str]:
+    """The variants scored in some fold of the run (``fold*/pred-<variant>/metrics.csv``), sorted."""
     return sorted({m.parent.name[len("pred-") :] for m in Path(root).glob("fold*/pred-*/metrics.csv")})
 
 
 def report_text(root: Path, variants: list[str], reference: str, side_by_side: bool = True) -> str:
-    """The tables of the report: each variant, then each against ``reference``, paired and side by side."""
+    """The tables of the report: each variant, then each against ``reference``, paired and side by side.
+
+    Args:
+        root: the crossval run folder.
+        variants: the weights to report.
+        reference: the variant the others are compared with.
+        side_by_side: also the per-case side-by-side tables.
+
+    Returns:
+        Markdown text.
+
+    Raises:
+        InputError: a variant was scored in no fold.
+    """
     lines = []
     for variant in variants:
         lines += variant_lines(root, variant)[0]
