@@ -104,10 +104,8 @@ def check_alike(models: list) -> None:
 
 def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> dict:
     """:func:`calibrate` over several models, each with the labelled cases it never saw, e.g. every fold's
-    model
-    (or ensemble) of a cross-validation with its held-out cases, which together stand for a model trained
-    alike
-    on all of them. The measurements pool every case.
+    model (or ensemble) of a cross-validation with its held-out cases, which together stand for a model
+    trained alike on all of them. The measurements pool every case.
 
     Args:
         pairs: ``[(LoadedModel, [Case, ...]), ...]``; the models must be alike (the same outputs, kind and,

@@ -74,8 +74,7 @@ class PredictOptions:
         Args:
             options: the options to start from (None: the defaults).
             given: fields to replace (``preprocess`` is the old name of ``align``); None values of keywords
-                that
-                default to None are kept as given.
+                that default to None are kept as given.
 
         Raises:
             InputError: an unknown option name.

@@ -180,8 +180,7 @@ class Spool:
         Args:
             study_uid: the study.
             round_: only while the study is still in this round (a study reopened meanwhile by new instances
-                is
-                left to its next round); None: always.
+                is left to its next round); None: always.
             fields: the state entries to set.
 
         Returns:

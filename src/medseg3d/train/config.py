@@ -162,8 +162,7 @@ class TrainConfig:
         Args:
             preset: a name of :data:`PRESETS` (None: the defaults).
             overrides: settings that replace the preset's (None values are ignored); ``net_args`` are merged
-                into
-                the preset's.
+                into the preset's.
 
         Raises:
             InputError: an unknown preset or setting.
