@@ -219,8 +219,17 @@ def lesion_wise_masks(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: LesionRules = LesionRules(),
 ) -> dict:
-    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each
-    side."""
+    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks of each side.
+
+    Args:
+        pred_masks, ref_masks: {region name: 3D boolean mask}.
+        names: the regions to score.
+        spacing: voxel size in mm, (X, Y, Z).
+        rules: the lesion-wise parameters (default: BraTS 2023 GLI).
+
+    Returns:
+        Per region: ``lesion_dice_``, ``lesion_hd95_`` (mm), ``lesion_tp_``, ``lesion_fn_``, ``lesion_fp_``.
+    """
     row: dict[str, float] = {}
     for name in names:
         out = lesion_wise_region(pred_masks[name], ref_masks[name], spacing, rules)

@@ -21,7 +21,15 @@ _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity
 
 
 def remove_small_components(labels: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background."""
+    """Set connected foreground components (26-connectivity) smaller than ``min_voxels`` to background.
+
+    Args:
+        labels: the label map (file values; non-zero is foreground).
+        min_voxels: the smallest component kept (<= 0: ``labels`` returned as given).
+
+    Returns:
+        A copy with the small components set to 0 (``labels`` itself when off or without foreground).
+    """
     if min_voxels <= 0:
         return labels
     from scipy import ndimage
@@ -89,7 +97,15 @@ def relabel_small_enhancing(
 
 def voxels_for_volume(mm3: float, spacing) -> int:
     """The voxel count that a volume of ``mm3`` makes on a grid of ``spacing`` (mm), rounded up: a threshold
-    in mm^3 (a model card's, chosen on 1 mm BraTS grids) applied on any native grid."""
+    in mm^3 (a model card's, chosen on 1 mm BraTS grids) applied on any native grid.
+
+    Args:
+        mm3: the volume (<= 0: 0 voxels).
+        spacing: the grid's voxel size in mm.
+
+    Returns:
+        the number of voxels.
+    """
     if mm3 <= 0:
         return 0
     return int(np.ceil(mm3 / float(np.prod([float(s) for s in spacing])) - 1e-9))
@@ -144,8 +160,14 @@ def demote_small_region_components(labels: np.ndarray, scheme: LabelScheme, min_
 
 def remove_far_components(labels: np.ndarray, spacing, max_distance_mm: float) -> np.ndarray:
     """Set tumour components (26-connectivity) farther than ``max_distance_mm`` from the largest one to
-    background; the distance is from a component's nearest voxel to the largest component, in mm on the grid's
-    ``spacing``. Off (labels returned as given) for ``max_distance_mm <= 0`` or fewer than two components."""
+    background; the distance is from a component's nearest voxel to the largest component.
+
+    Args:
+        labels: the label map (non-zero is tumour).
+        spacing: the grid's voxel size in mm, (X, Y, Z).
+        max_distance_mm: the largest distance kept, mm (<= 0: off, ``labels`` returned as given, as for fewer
+            than two components).
+    """
     if max_distance_mm <= 0:
         return labels
     from scipy import ndimage
@@ -181,7 +203,18 @@ def check_options(
     min_enhancing_mm3: float = 0.0,
     min_lesion_mm3: dict | None = None,
 ) -> None:
-    """Refuse impossible post-processing settings in one line, before minutes of inference."""
+    """Refuse impossible post-processing settings in one line, before minutes of inference.
+
+    Args:
+        scheme: the model's label scheme (``min_enhancing`` needs BraTS values).
+        min_component, min_enhancing: voxel counts, >= 0.
+        max_distance_mm: a distance in mm, >= 0 (NaN refused).
+        min_enhancing_mm3: the enhancing rule's threshold as a volume (a model card's), >= 0.
+        min_lesion_mm3: region -> volume in mm^3 (:func:`check_lesion_thresholds`).
+
+    Raises:
+        InputError: as said.
+    """
     for name, value in (("--min-component", min_component), ("--min-enhancing", min_enhancing)):
         if value < 0:
             raise InputError(f"{name} must be a number of voxels >= 0, got {value}")
@@ -200,6 +233,13 @@ def check_options(
 
 def check_lesion_thresholds(thresholds, what: str = "--min-lesion") -> dict:
     """``{region: mm^3}`` for WT / TC / ET, each a finite number >= 0; refused in one line otherwise.
+
+    Args:
+        thresholds: what the user or a model file gave.
+        what: the option's name, for the message.
+
+    Returns:
+        ``{region: float}``.
 
     Raises:
         InputError: not a mapping, an unknown region, or a bad number.
@@ -227,8 +267,22 @@ def postprocess(
     max_distance_mm: float = 0.0,
     min_lesion: dict | None = None,
 ) -> np.ndarray:
-    """Small components, then far components (needs ``spacing``), then small components of each region
-    (``min_lesion``: region -> voxels), then small enhancing regions."""
+    """Small components, then far components (needs ``spacing``), then small components of each region, then
+    small enhancing regions.
+
+    Args:
+        labels: the label map (file values).
+        scheme: the label scheme.
+        spacing: the grid's voxel size in mm (needed with ``max_distance_mm``).
+        min_component: :func:`remove_small_components`' threshold in voxels (0: off).
+        min_enhancing: :func:`relabel_small_enhancing`'s threshold in voxels (0: off).
+        max_distance_mm: :func:`remove_far_components`' distance in mm (0: off).
+        min_lesion: :func:`demote_small_region_components`' thresholds, region -> voxels (None or empty: off).
+
+    Raises:
+        InputError: ``max_distance_mm`` without ``spacing``, or ``min_enhancing`` / ``min_lesion`` with a
+            non-BraTS scheme.
+    """
     return postprocess_counted(
         labels,
         scheme,
@@ -253,8 +307,15 @@ def postprocess_counted(
     """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
     ``predict`` reports: a second lesion of a multifocal tumour would go too).
 
+    Args:
+        labels, scheme, spacing, min_component, min_enhancing, max_distance_mm, min_lesion: as
+            :func:`postprocess`.
+
+    Returns:
+        (label map, tumour voxels removed as far components).
+
     Raises:
-        InputError: ``max_distance_mm`` without ``spacing``.
+        InputError: ``max_distance_mm`` without ``spacing``, or ``min_enhancing`` with a non-BraTS scheme.
     """
     labels = remove_small_components(labels, min_component)
     far_removed = 0

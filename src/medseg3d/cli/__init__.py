@@ -17,6 +17,7 @@ from . import data, node, predicting, training
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``medseg3d`` argument parser, one sub-command per ``add_*`` of the cli modules."""
     from .. import __version__
 
     p = argparse.ArgumentParser(
@@ -49,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``medseg3d`` command line.
+
+    Args:
+        argv: the arguments after the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: the command's own (predict: 0 or 3), 2 on a MedsegError (printed as one
+        ``medseg3d: error: ...`` line on stderr), 130 on Ctrl-C, 141 when stdout's reader has gone.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

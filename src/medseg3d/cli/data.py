@@ -12,12 +12,14 @@ from .common import (
 
 
 def cmd_info(args) -> None:
+    """``medseg3d info``: print the description of a file, case, dataset or training run."""
     from ..info import describe
 
     print(describe(args.path, layout=args.layout))
 
 
 def cmd_cache(args) -> None:
+    """``medseg3d cache`` (alias ``prepare``): build the training cache; exits 1 when a case failed."""
     from ..cache import prepare_dataset
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
@@ -44,6 +46,7 @@ def cmd_cache(args) -> None:
 
 
 def cmd_split(args) -> None:
+    """``medseg3d split``: write a seeded split file of a dataset's cases."""
     from ..datasets import find_cases, make_split, save_split
 
     ids = [c.case_id for c in find_cases(args.dataset, layout=args.layout)]
@@ -56,6 +59,14 @@ def cmd_split(args) -> None:
 
 
 def cmd_synth_nonenhancing(args) -> None:
+    """``medseg3d synth-nonenhancing``: write the variants (with ``--with-originals``, links to originals).
+
+    Args:
+        args: the parsed command line.
+
+    Raises:
+        InputError: a case named in ``--cases`` that the dataset lacks or that cannot be made a variant.
+    """
     import os
 
     from ..datasets import find_cases
@@ -104,6 +115,11 @@ def cmd_synth_nonenhancing(args) -> None:
 
 
 def add_synth_nonenhancing(sub) -> None:
+    """Register ``synth-nonenhancing`` on the ``sub`` parsers.
+
+    Args:
+        sub: argparse's subparsers.
+    """
     s = sub.add_parser(
         "synth-nonenhancing",
         help="write synthetic non-enhancing variants of labelled BraTS cases: enhancement taken out "
@@ -137,6 +153,7 @@ def add_synth_nonenhancing(sub) -> None:
 
 
 def add_info(sub) -> None:
+    """Add the ``info`` sub-command."""
     s = sub.add_parser(
         "info",
         help="describe an image file, a case folder or a dataset (and its problems), "
@@ -148,6 +165,7 @@ def add_info(sub) -> None:
 
 
 def add_cache(sub) -> None:
+    """Add the ``cache`` sub-command (and its old name ``prepare``)."""
     s = sub.add_parser(
         "cache",
         aliases=["prepare"],
@@ -171,6 +189,7 @@ def add_cache(sub) -> None:
 
 
 def add_split(sub) -> None:
+    """Add the ``split`` sub-command."""
     s = sub.add_parser("split", help="write a seeded train/validation(/test) or k-fold split file")
     s.add_argument("dataset")
     s.add_argument("--out", required=True, help="split JSON file")

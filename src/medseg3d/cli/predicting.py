@@ -30,6 +30,7 @@ Warnings and errors go to standard error; --json prints one JSON object per case
 
 
 def cmd_predict(args) -> int:
+    """``medseg3d predict``: segment the inputs; returns 3 (EXIT_REVIEW) when a check fired, else 0."""
 
     from ..io import output_stem
     from ..predict import PredictOptions, predict
@@ -94,6 +95,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_align(args) -> None:
+    """``medseg3d align``: raw scans -> BraTS-like channels on the BraTS grid, printing what was written."""
     from ..datasets import resolve_case_channels
     from ..raw.outputs import write_preprocessed
 
@@ -114,12 +116,15 @@ def cmd_align(args) -> None:
 
 
 def cmd_export(args) -> None:
+    """``medseg3d export``: write a model as ONNX or TorchScript."""
     from ..export import export_model
 
     print(f"wrote {export_model(args.model, args.format, args.output)}")
 
 
 def cmd_evaluate(args) -> None:
+    """``medseg3d evaluate``: score predictions against references; prints the summary, writes the per-case
+    CSV."""
     from ..evaluate import evaluate
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
@@ -138,12 +143,14 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_show(args) -> None:
+    """``medseg3d show``: draw a case's slices with outlines to a PNG."""
     from ..show import show
 
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
 
 
 def cmd_compare(args) -> None:
+    """``medseg3d compare``: what changed between two scans of one patient."""
     from ..clinical.compare import compare
 
     say = None if args.quiet else (lambda line: print(line, flush=True))
@@ -153,12 +160,14 @@ def cmd_compare(args) -> None:
 
 
 def cmd_models(args) -> None:
+    """``medseg3d models``: list the bundled models."""
     from ..models import describe_models
 
     print(describe_models())
 
 
 def add_predict(sub) -> None:
+    """Add the ``predict`` sub-command."""
     s = sub.add_parser(
         "predict",
         help="segment a case, a list of channel files or a whole dataset",
@@ -316,6 +325,7 @@ def add_predict(sub) -> None:
 
 
 def add_align(sub) -> None:
+    """Add the ``align`` sub-command."""
     s = sub.add_parser(
         "align",
         aliases=["preprocess"],
@@ -341,6 +351,7 @@ def add_align(sub) -> None:
 
 
 def add_export(sub) -> None:
+    """Add the ``export`` sub-command."""
     s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
     s.add_argument("model", help="bundled model name, run folder or .safetensors file")
     s.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
@@ -349,10 +360,15 @@ def add_export(sub) -> None:
 
 
 def add_evaluate(sub) -> None:
+    """Add the ``evaluate`` sub-command."""
     s = sub.add_parser("evaluate", help="score predictions against references (metrics.csv + summary)")
     s.add_argument("pred_dir")
     s.add_argument("ref", help="folder of reference label files or a dataset folder")
-    s.add_argument("--labels", default="brats")
+    s.add_argument(
+        "--labels",
+        help="label scheme (brats, brats2015, brats2012, binary...; default: the classes of the references' "
+        "dataset.json when they are not a brain tumour's, else brats)",
+    )
     s.add_argument(
         "--ref-labels",
         help="label numbering of the references when it differs from --labels "
@@ -372,6 +388,7 @@ def add_evaluate(sub) -> None:
 
 
 def add_show(sub) -> None:
+    """Add the ``show`` sub-command."""
     s = sub.add_parser("show", help="draw slices through the tumour with reference/prediction outlines (PNG)")
     s.add_argument("case", help="case folder (its label is the reference) or an image file")
     s.add_argument("--pred", help="predicted label file to outline (dashed)")
@@ -382,6 +399,7 @@ def add_show(sub) -> None:
 
 
 def add_compare(sub) -> None:
+    """Add the ``compare`` sub-command."""
     s = sub.add_parser(
         "compare", help="follow-up: what changed between two scans (volumes, RANO, new lesions, page)"
     )
@@ -401,5 +419,6 @@ def add_compare(sub) -> None:
 
 
 def add_models(sub) -> None:
+    """Add the ``models`` sub-command."""
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

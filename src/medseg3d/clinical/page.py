@@ -57,7 +57,12 @@ def _scalar(value) -> str:
 
 def record_html(value, depth: int = 0) -> str:
     """A nested record (dicts, lists, numbers) as readable HTML tables: keys in words, matrices as rows of
-    numbers, lists of records as tables; deeper than three levels it is summarised."""
+    numbers, lists of records as tables; deeper than three levels it is summarised.
+
+    Args:
+        value: the record (escaped for HTML).
+        depth: how deep this value sits (the recursion's level; callers pass 0).
+    """
     if isinstance(value, dict):
         if not value:
             return "-"
@@ -394,7 +399,13 @@ def _technical(report: dict, extra: dict) -> str:
 def render_html(
     report: dict, pictures: dict[str, bytes], uncertainty_pngs: dict[str, bytes] | None = None
 ) -> str:
-    """The report (:func:`medseg3d.clinical.report.case_report`) as one self-contained HTML page."""
+    """The report (:func:`medseg3d.clinical.report.case_report`) as one self-contained HTML page.
+
+    Args:
+        report: the report dict.
+        pictures: {view: PNG bytes} of the overlays, embedded inline.
+        uncertainty_pngs: {view: PNG bytes} of the uncertainty map, for the uncertainty section (None: none).
+    """
     parts = [
         (
             f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(TITLE)}</title>"

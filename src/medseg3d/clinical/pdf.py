@@ -138,7 +138,12 @@ def _who(report: dict) -> list[str]:
 
 
 def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
-    """The report (:func:`medseg3d.clinical.report.case_report`) as PDF bytes (A4, one or more pages)."""
+    """The report (:func:`medseg3d.clinical.report.case_report`) as PDF bytes (A4, one or more pages).
+
+    Args:
+        report: the report dict.
+        pictures: {view: PNG bytes} of the overlays.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -147,7 +147,19 @@ def _brain_level(t1ce: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 def robust_z(t1ce: np.ndarray, region: np.ndarray, labels: np.ndarray) -> float:
     """The median intensity of ``region`` in interquartile ranges of the normal brain from its median
     (nonzero voxels outside the tumour, ``labels > 0``): a level that compares across scanners and intensity
-    scales."""
+    scales.
+
+    Args:
+        t1ce: the image.
+        region: the mask whose median is taken.
+        labels: the case's label map (tumour: > 0).
+
+    Returns:
+        (median of the region - median of the brain) / interquartile range of the brain.
+
+    Raises:
+        InputError: fewer than 100 brain voxels outside the tumour.
+    """
     median, iqr = _brain_level(np.asarray(t1ce), np.asarray(labels))
     return (float(np.median(np.asarray(t1ce)[np.asarray(region, bool)])) - median) / iqr
 

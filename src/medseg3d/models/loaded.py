@@ -38,10 +38,12 @@ class LoadedModel:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The channels the model reads, in order."""
         return self.meta.modalities
 
     @property
     def kind(self) -> str:
+        """ "region" (sigmoid outputs) or "multiclass" (softmax)."""
         return self.meta.kind
 
     @property
@@ -66,8 +68,17 @@ class LoadedModel:
         return f"{self.name} refined by {self.refiner.name}" if self.refiner is not None else self.name
 
     def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
-        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
-        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
+        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata (a
+        model
+        trained on patches may ask to be run in windows of its patch size), else whole volume.
+
+        Args:
+            sliding_window: the caller's choice (None: the model's).
+            overlap: the caller's window overlap in [0, 1) (None: the model's, else 0.5).
+
+        Raises:
+            InputError: an overlap outside [0, 1).
+        """
         defaults = self.meta.inference
         if sliding_window is None:
             sliding_window = bool(defaults.get("sliding_window", False))
@@ -110,7 +121,18 @@ class LoadedModel:
 def loaded_model(
     net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto"
 ) -> LoadedModel:
-    """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
+    """A :class:`LoadedModel` from a built network and its checked metadata (any file format).
+
+    Args:
+        net: the network, weights loaded.
+        meta: its checked metadata.
+        path: the model file (a bundled one gets its model card).
+        device: where it runs.
+        precision: the inference precision ("auto", "fp32", "mixed").
+
+    Raises:
+        ModelError: the label scheme's output count differs from the network's.
+    """
     typed = ModelMeta.from_dict(meta)
     scheme = typed.scheme()
     if scheme.n_outputs != typed.n_outputs:

@@ -78,8 +78,12 @@ class PredictOptions:
 
     @classmethod
     def of(cls, options: PredictOptions | None = None, **given) -> PredictOptions:
-        """``options`` with the keyword arguments given replacing its fields (``preprocess`` is the old name
-        of ``align``); None values of keywords that default to None are kept as given.
+        """``options`` with the keyword arguments given replacing its fields.
+
+        Args:
+            options: the options to start from (None: the defaults).
+            given: fields to replace (``preprocess`` is the old name of ``align``); None values of keywords
+                that default to None are kept as given.
 
         Raises:
             InputError: an unknown option name.
@@ -155,6 +159,10 @@ class PredictOptions:
 
 def check_output_format(output_format: str | None, space: str) -> None:
     """Refuse an output format that is unknown or cannot be written with ``space``, in one line.
+
+    Args:
+        output_format: "nifti", "dicom-seg", or None (the default: dicom-seg for a DICOM input).
+        space: the output's space ("native" or "atlas"); dicom-seg needs the input series' grid.
 
     Raises:
         InputError: as said.

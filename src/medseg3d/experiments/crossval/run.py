@@ -54,7 +54,18 @@ cache/
 
 def member_settings(preset: str, plan_settings: dict | None) -> dict:
     """The training settings of one member: ``auto`` is the dataset's plan, any other name a preset of
-    :data:`medseg3d.train.PRESETS`."""
+    :data:`medseg3d.train.PRESETS`.
+
+    Args:
+        preset: "auto" or a preset name.
+        plan_settings: the dataset's planned settings (used for "auto"; None: none).
+
+    Returns:
+        A new dict of settings.
+
+    Raises:
+        InputError: an unknown preset.
+    """
     from ...train import PRESETS
 
     if preset == "auto":
@@ -179,7 +190,16 @@ def _given_split(path, cases: list[Case], folds: int | None) -> dict:
 
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
     """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final``
-    each member on every case (fold ``-1``)."""
+    each member on every case (fold ``-1``).
+
+    Args:
+        record: the run's ``crossval.json`` (folds, members and their settings, dataset).
+        out: the crossval run folder (holding ``split.json``).
+        final: also the final trainings on all cases.
+
+    Returns:
+        The tasks (state "new"; the caller reads their folders).
+    """
     split = load_split(out / "split.json")
     tasks = []
     for k in range(record["folds"]):

@@ -39,7 +39,21 @@ def _hd95_penalty(scheme: LabelScheme) -> bool:
 
 
 def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], say=print) -> bool:
-    """Segment fold ``k``'s held-out cases as the final model runs and score them; False if done already."""
+    """Segment fold ``k``'s held-out cases as the final model runs and score them.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json``.
+        k: the fold.
+        cases_by_id: the dataset's cases.
+        say: where progress lines go.
+
+    Returns:
+        False if the fold was scored already, else True.
+
+    Raises:
+        InputError: the fold model was trained on a held-out case (the split changed).
+    """
     from ...evaluate import evaluate
     from ...models import load_model
     from ...predict import predict
@@ -76,8 +90,16 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
 
 
 def fold_model(out: Path, record: dict, k: int) -> Path:
-    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines
-    them."""
+    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json`` (the members).
+        k: the fold.
+
+    Returns:
+        The file, made (copied or ensembled) if it was not there.
+    """
     from ...models.ensemble import make_ensemble
 
     target = out / f"fold{k}" / "model.safetensors"
@@ -153,7 +175,20 @@ def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tup
 
 def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict:
     """Choose the far-component removal by nested cross-validation (module docstring); writes
-    ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps."""
+    ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps.
+
+    Args:
+        out: the crossval run folder (its folds scored by :func:`score_fold`).
+        record: its ``crossval.json``.
+        cases_by_id: the dataset's cases (their reference labels).
+        say: where progress lines go.
+
+    Returns:
+        The choice as written to ``postprocess.json`` (read back if it exists already).
+
+    Raises:
+        InputError: no fold has held-out predictions to choose from.
+    """
     from ...evaluate import evaluate
     from ...models import load_model
 
@@ -226,8 +261,19 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
 
 
 def calibrate_run(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict | None:
-    """Temperatures from every fold model on its held-out cases (``RUN/calibration.json``); ``None`` when the
-    cross-validation holds fewer than 3 cases."""
+    """Temperatures from every fold model on its held-out cases (``RUN/calibration.json``).
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json`` (the number of folds).
+        cases_by_id: the dataset's cases.
+        say: where the result line goes.
+
+    Returns:
+        The calibration summary (read back if it exists already), or None when the cross-validation holds
+            fewer
+        than 3 cases.
+    """
     from ...calibrate import calibrate_pairs
     from ...models import load_model
 
