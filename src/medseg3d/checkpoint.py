@@ -95,7 +95,7 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
     return _write_model_file(state, meta, Path(out or path))
 
 
-INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm"}
+INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm", "mirror"}
 """What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
 default."""
 
@@ -116,7 +116,7 @@ def check_inference(inference, path: Path) -> None:
         raise ModelError(
             f"{path}: its inference metadata {inference!r} is not understood; expected "
             "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-            "'max_distance_mm': float}"
+            "'max_distance_mm': float, 'mirror': bool}"
         )
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
@@ -124,8 +124,9 @@ def check_inference(inference, path: Path) -> None:
         isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)
     ):
         raise ModelError(f"{path}: inference.refiner must be the name of a bundled model, got {refiner!r}")
-    if not isinstance(inference.get("sliding_window", False), bool):
-        raise ModelError(f"{path}: inference.sliding_window must be true or false")
+    for flag in ("sliding_window", "mirror"):
+        if not isinstance(inference.get(flag, False), bool):
+            raise ModelError(f"{path}: inference.{flag} must be true or false")
     overlap = inference.get("overlap", 0.5)
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")

@@ -34,7 +34,9 @@ class PredictOptions:
     """How to segment a case (the same for every case of a dataset).
 
     Attributes:
-        mirror: average the 8 mirrored passes (``--mirror``, formerly ``--tta``).
+        mirror: average the 8 mirrored passes (``--mirror``, formerly ``--tta``; ``--no-mirror``: one pass);
+            None: as the model file says (``inference.mirror``, set where cross-validation chose it), else
+            one pass.
         sliding_window: run in windows of the model's patch; None: as the model file says.
         overlap: windows' overlap in [0, 1); None: the model file's (else 0.5).
         min_component: remove tumour components smaller than this many voxels (0: off).
@@ -53,7 +55,7 @@ class PredictOptions:
             written, instead of written and flagged for review (``--strict``).
     """
 
-    mirror: bool = False
+    mirror: bool | None = None
     sliding_window: bool | None = None
     overlap: float | None = None
     min_component: int = 0
@@ -94,8 +96,9 @@ class PredictOptions:
         """These options with ``model``'s defaults filled in, checked once.
 
         Returns:
-            A resolved copy: ``max_distance``, ``sliding_window`` and ``overlap`` are numbers, ``uncertainty``
-            is a number of passes, ``"members"`` or None. A resolved object is returned as it is.
+            A resolved copy: ``mirror`` is a bool, ``max_distance``, ``sliding_window`` and ``overlap`` are
+            numbers, ``uncertainty`` is a number of passes, ``"members"`` or None. A resolved object is
+            returned as it is.
 
         Raises:
             InputError: an option out of range, or one that this model cannot take (one line each).
@@ -109,12 +112,14 @@ class PredictOptions:
         max_distance = model.max_distance(self.max_distance)
         check_options(model.scheme, self.min_component, self.min_enhancing, max_distance)
         sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
+        mirror = model.mirror(self.mirror)
         passes = self.uncertainty
         if passes in (0, "auto"):
-            passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
-        check_passes(passes, self.mirror, model.runnable_members)
+            passes = MEMBERS if model.runnable_members > 1 else (8 if mirror else 2)
+        check_passes(passes, mirror, model.runnable_members)
         return dataclasses.replace(
             self,
+            mirror=mirror,
             max_distance=max_distance,
             sliding_window=sliding_window,
             overlap=overlap,
