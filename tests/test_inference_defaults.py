@@ -33,7 +33,9 @@ def test_rewrite_keeps_weights_and_adds_defaults(bundled_copy):
     assert plain.inference_settings(None, None) == (plain.meta.inference.get("sliding_window", False), 0.5)
 
 
-@pytest.mark.parametrize("bad", [{"sliding_window": "yes"}, {"overlap": 1.0}, {"windows": 3}, [True]])
+@pytest.mark.parametrize(
+    "bad", [{"sliding_window": "yes"}, {"overlap": 1.0}, {"windows": 3}, [True], {"mirror": 1}]
+)
 def test_bad_inference_metadata_is_rejected(bundled_copy, bad):
     source, target = bundled_copy
     with pytest.raises(ModelError, match="inference"):
@@ -186,3 +188,28 @@ def test_lesion_thresholds_come_from_the_model_in_voxels_of_each_grid_and_the_us
     }
     with pytest.raises(SystemExit):
         parser.parse_args(base + ["--min-lesion", "NET=5"])
+
+
+def test_mirroring_default_comes_from_the_model_and_the_user_wins(bundled_copy, monkeypatch):
+    from medseg3d.predict import PredictOptions
+
+    source, target = bundled_copy
+    rewrite_model_metadata(source, {"inference": {"mirror": True}}, out=target)
+    mirrored, plain = load_model(target, device="cpu"), load_model(source, device="cpu")
+    assert PredictOptions().resolve(mirrored).mirror is True
+    assert PredictOptions(mirror=False).resolve(mirrored).mirror is False  # --no-mirror
+    assert PredictOptions().resolve(plain).mirror is bool(plain.meta.inference.get("mirror", False))
+    assert PredictOptions(mirror=True).resolve(plain).mirror is True
+    assert PredictOptions(uncertainty="auto").resolve(mirrored).uncertainty == 8  # 8 passes: they run anyway
+    parser = build_parser()
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
+    assert parser.parse_args(base).mirror is None
+    assert parser.parse_args(base + ["--mirror"]).mirror is True
+    assert parser.parse_args(base + ["--tta"]).mirror is True
+    assert parser.parse_args(base + ["--no-mirror"]).mirror is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--mirror", "--no-mirror"])
+    from medseg3d.models import describe
+
+    monkeypatch.setattr(describe, "bundled_models", lambda: {"mirrored": target})
+    assert "mean of the 8 mirrored passes (--no-mirror for one pass)" in describe.describe_models()

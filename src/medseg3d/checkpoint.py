@@ -103,6 +103,7 @@ INFERENCE_KEYS = {
     "max_distance_mm",
     "min_enhancing_mm3",
     "min_lesion_mm3",
+    "mirror",
 }
 """What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
 default."""
@@ -129,7 +130,8 @@ def check_inference(inference, path: Path) -> None:
         raise ModelError(
             f"{path}: its inference metadata {inference!r} is not understood; expected "
             "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-            "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}}"
+            "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}, "
+            "'mirror': bool}"
         )
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
@@ -137,8 +139,9 @@ def check_inference(inference, path: Path) -> None:
         isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)
     ):
         raise ModelError(f"{path}: inference.refiner must be the name of a bundled model, got {refiner!r}")
-    if not isinstance(inference.get("sliding_window", False), bool):
-        raise ModelError(f"{path}: inference.sliding_window must be true or false")
+    for flag in ("sliding_window", "mirror"):
+        if not isinstance(inference.get(flag, False), bool):
+            raise ModelError(f"{path}: inference.{flag} must be true or false")
     overlap = inference.get("overlap", 0.5)
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")

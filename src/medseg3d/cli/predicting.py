@@ -198,12 +198,23 @@ def add_predict(sub) -> None:
     )
     add_template_fit(s)
     add_channel_flags(s)
-    s.add_argument(
+    mirror = s.add_mutually_exclusive_group()
+    mirror.add_argument(
         "--mirror",
         "--tta",
         dest="mirror",
-        action="store_true",
-        help="average over the 8 mirrored copies, test-time augmentation (8x slower; --tta is its old name)",
+        action="store_const",
+        const=True,
+        default=None,
+        help="average over the 8 mirrored copies, test-time augmentation (8x slower; --tta is its old name); "
+        "default: as the model file says (a model whose cross-validation chose mirroring mirrors)",
+    )
+    mirror.add_argument(
+        "--no-mirror",
+        dest="mirror",
+        action="store_const",
+        const=False,
+        help="one pass, whatever the model says",
     )
     window = s.add_mutually_exclusive_group()
     window.add_argument(

@@ -64,6 +64,8 @@ def describe_models() -> str:
             )
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
+        if inference.get("mirror"):
+            lines.append("  mirroring    mean of the 8 mirrored passes (--no-mirror for one pass)")
         if inference.get("max_distance_mm"):
             lines.append(
                 f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "

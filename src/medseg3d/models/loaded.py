@@ -69,8 +69,7 @@ class LoadedModel:
 
     def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
         """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata (a
-        model
-        trained on patches may ask to be run in windows of its patch size), else whole volume.
+        model trained on patches may ask to be run in windows of its patch size), else whole volume.
 
         Args:
             sliding_window: the caller's choice (None: the model's).
@@ -87,6 +86,13 @@ class LoadedModel:
         if not 0 <= overlap < 1:
             raise InputError(f"--overlap must be in [0, 1), got {overlap}")
         return sliding_window, overlap
+
+    def mirror(self, asked: bool | None) -> bool:
+        """Whether to average the 8 mirrored passes: what the caller asked, else the model file's
+        ``inference.mirror`` (set for a model whose cross-validation chose it), else one pass."""
+        if asked is not None:
+            return bool(asked)
+        return bool(self.meta.inference.get("mirror", False))
 
     def max_distance(self, asked: float | None) -> float:
         """The far-component distance in mm (:func:`medseg3d.postprocess.remove_far_components`): what the

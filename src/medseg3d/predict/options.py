@@ -34,7 +34,9 @@ class PredictOptions:
     """How to segment a case (the same for every case of a dataset).
 
     Attributes:
-        mirror: average the 8 mirrored passes (``--mirror``, formerly ``--tta``).
+        mirror: average the 8 mirrored passes (``--mirror``, formerly ``--tta``; ``--no-mirror``: one pass);
+            None: as the model file says (``inference.mirror``, set where cross-validation chose it), else
+            one pass.
         sliding_window: run in windows of the model's patch; None: as the model file says.
         overlap: windows' overlap in [0, 1); None: the model file's (else 0.5).
         min_component: remove tumour components smaller than this many voxels (0: off).
@@ -43,9 +45,8 @@ class PredictOptions:
         min_enhancing_mm3: the same threshold as a volume (mm^3); resolved from the model file unless
             ``min_enhancing`` is given.
         min_lesion: region (WT, TC, ET) -> mm^3: components of a region smaller than that become the next
-        outer
-            region (:func:`medseg3d.postprocess.demote_small_region_components`); None: the model file's
-            ``min_lesion_mm3``; ``{}``: off.
+            outer region (:func:`medseg3d.postprocess.demote_small_region_components`); None: the model
+            file's ``min_lesion_mm3``; ``{}``: off.
         max_distance: remove tumour components farther than this (mm) from the largest one; 0: off; None: the
             model file's choice.
         align: how raw scans reach the model's grid (``--align``): ``auto``, ``full``, ``resample`` or
@@ -60,7 +61,7 @@ class PredictOptions:
             written, instead of written and flagged for review (``--strict``).
     """
 
-    mirror: bool = False
+    mirror: bool | None = None
     sliding_window: bool | None = None
     overlap: float | None = None
     min_component: int = 0
@@ -103,8 +104,9 @@ class PredictOptions:
         """These options with ``model``'s defaults filled in, checked once.
 
         Returns:
-            A resolved copy: ``max_distance``, ``sliding_window`` and ``overlap`` are numbers, ``uncertainty``
-            is a number of passes, ``"members"`` or None. A resolved object is returned as it is.
+            A resolved copy: ``mirror`` is a bool, ``max_distance``, ``sliding_window`` and ``overlap`` are
+            numbers, ``uncertainty`` is a number of passes, ``"members"`` or None. A resolved object is
+            returned as it is.
 
         Raises:
             InputError: an option out of range, or one that this model cannot take (one line each).
@@ -123,12 +125,14 @@ class PredictOptions:
             model.scheme, self.min_component, min_enhancing, max_distance, enhancing_mm3, min_lesion
         )
         sliding_window, overlap = model.inference_settings(self.sliding_window, self.overlap)
+        mirror = model.mirror(self.mirror)
         passes = self.uncertainty
         if passes in (0, "auto"):
-            passes = MEMBERS if model.runnable_members > 1 else (8 if self.mirror else 2)
-        check_passes(passes, self.mirror, model.runnable_members)
+            passes = MEMBERS if model.runnable_members > 1 else (8 if mirror else 2)
+        check_passes(passes, mirror, model.runnable_members)
         return dataclasses.replace(
             self,
+            mirror=mirror,
             max_distance=max_distance,
             min_enhancing=min_enhancing,
             min_enhancing_mm3=enhancing_mm3,
