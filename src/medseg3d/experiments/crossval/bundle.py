@@ -185,7 +185,9 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         },
         "postprocessing": {
             "max_distance_mm": pp["chosen_mm"],
+            "mirror": bool(pp.get("chosen_mirror")),
             "per_fold": pp["per_fold"],
+            "per_fold_mirror": pp.get("per_fold_mirror"),
             "nested_mean_dice": pp["nested_mean_dice"],
             "none_mean_dice": pp["none_mean_dice"],
         },
@@ -200,13 +202,14 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         ),
     }
     inference_updates = {"card": card}
-    if pp["chosen_mm"] > 0:
+    chosen = {"max_distance_mm": float(pp["chosen_mm"])} if pp["chosen_mm"] > 0 else {}
+    if pp.get("chosen_mirror"):
+        chosen["mirror"] = True
+    if chosen:
         from ...checkpoint import read_model_file
 
         meta, _ = read_model_file(tmp)
-        inference_updates["inference"] = dict(meta.get("inference") or {}) | {
-            "max_distance_mm": float(pp["chosen_mm"])
-        }
+        inference_updates["inference"] = dict(meta.get("inference") or {}) | chosen
     inference_updates["name"] = name
     rewrite_model_metadata(tmp, inference_updates, tmp)
     os.replace(tmp, output)

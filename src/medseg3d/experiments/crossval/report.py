@@ -383,7 +383,7 @@ def _run_sections(root: Path, record: dict) -> list[str]:
     if pp.is_file():
         p = json.loads(pp.read_text(encoding="utf-8"))
         lines += [
-            "## Post-processing (nested cross-validation)",
+            "## Mirroring and post-processing (nested cross-validation)",
             "",
             "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
             + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
@@ -394,6 +394,20 @@ def _run_sections(root: Path, record: dict) -> list[str]:
             + f". The final model takes {p['chosen_mm']:g} mm.",
             "",
         ]
+        if "per_fold_mirror" in p:
+            mirrored = p.get("mean_dice_by_distance_mirrored") or {}
+            lines += [
+                "Test-time mirroring (the mean of the 8 mirrored passes), chosen with the distance: "
+                + ", ".join(f"fold {k} {'on' if v else 'off'}" for k, v in p["per_fold_mirror"].items())
+                + (
+                    ". Mirrored, by distance on all cases: "
+                    + ", ".join(f"{d} mm {v:.4f}" for d, v in mirrored.items())
+                    if mirrored
+                    else " (no mirrored predictions to choose from)"
+                )
+                + f". The final model runs {'mirrored' if p['chosen_mirror'] else 'in one pass'}.",
+                "",
+            ]
     cal = root / "calibration.json"
     if cal.is_file():
         from ...calibrate import summary_lines

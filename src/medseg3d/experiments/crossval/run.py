@@ -12,7 +12,9 @@ Layout of ``RUN``::
     members/<m>/all/       the member trained on every case (``--final``): what ``medseg3d bundle`` packs
     fold<k>/model.safetensors      the fold's members as one ensemble (one member: a copy of its last weights)
     fold<k>/pred-final/    held-out label maps as the final model writes them, and their ``metrics.csv``
-    fold<k>/pred-final-pp/ the same after the post-processing nested cross-validation chose (``metrics.csv``)
+    fold<k>/pred-final-mirror/  the same with the 8 mirrored passes averaged (a candidate of the choice)
+    fold<k>/pred-final-pp/ as the final model runs after nested cross-validation chose mirroring and the
+                           far-component removal (``metrics.csv``)
     postprocess.json, calibration.json, timing.json   the choices and measurements (small records)
     report.md, images/     the report (``medseg3d crossval RUN --report`` rebuilds it from the records)
 
@@ -38,7 +40,7 @@ from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
 from ..planning import plan_dataset
 from ..task import Task, claim_task, release_task
-from .records import FINAL, RECORD, read_crossval_record
+from .records import FINAL, MIRRORED, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
 KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records \
@@ -339,12 +341,16 @@ def run_crossval(
         if not claim_task(lock):
             continue
         try:
-            if score_fold(out, record, k, cases_by_id, say):
+            # one pass as the model runs, then mirrored: a candidate of the nested choice
+            fresh = [score_fold(out, record, k, cases_by_id, say, mirror=m) for m in (False, True)]
+            if any(fresh):
                 scored.append(k)
         finally:
             release_task(lock)
     done = [
-        k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()
+        k
+        for k in range(record["folds"])
+        if all((out / f"fold{k}" / f"pred-{v}" / "metrics.csv").is_file() for v in (FINAL, MIRRORED))
     ]
     summary = {
         "out": str(out),
