@@ -95,9 +95,23 @@ def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | No
     return _write_model_file(state, meta, Path(out or path))
 
 
-INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm", "mirror"}
+INFERENCE_KEYS = {
+    "sliding_window",
+    "overlap",
+    "precision",
+    "refiner",
+    "max_distance_mm",
+    "min_enhancing_mm3",
+    "min_lesion_mm3",
+    "mirror",
+}
 """What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
 default."""
+
+
+def _non_negative(value) -> bool:
+    """A finite number >= 0 (not a bool, not a string): a distance or volume a model file may carry."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < float("inf")
 
 
 def check_inference(inference, path: Path) -> None:
@@ -116,7 +130,8 @@ def check_inference(inference, path: Path) -> None:
         raise ModelError(
             f"{path}: its inference metadata {inference!r} is not understood; expected "
             "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-            "'max_distance_mm': float, 'mirror': bool}"
+            "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}, "
+            "'mirror': bool}"
         )
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
@@ -131,13 +146,24 @@ def check_inference(inference, path: Path) -> None:
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
     distance = inference.get("max_distance_mm", 0.0)
-    if (
-        isinstance(distance, bool)
-        or not isinstance(distance, (int, float))
-        or not 0 <= distance < float("inf")
-    ):
+    if not _non_negative(distance):
         raise ModelError(
             f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}"
+        )
+    enhancing = inference.get("min_enhancing_mm3", 0.0)
+    if not _non_negative(enhancing):
+        raise ModelError(
+            f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), got {enhancing!r}"
+        )
+    lesion = inference.get("min_lesion_mm3", {})
+    if (
+        not isinstance(lesion, dict)
+        or set(lesion) - {"WT", "TC", "ET"}
+        or not all(_non_negative(v) for v in lesion.values())
+    ):
+        raise ModelError(
+            f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
+            f"got {lesion!r}"
         )
     if inference.get("precision", "auto") not in PRECISIONS:
         raise ModelError(

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_info(sub)
     data.add_cache(sub)
     data.add_split(sub)
+    data.add_synth_nonenhancing(sub)
     training.add_nets(sub)
     training.add_train(sub)
     predicting.add_predict(sub)

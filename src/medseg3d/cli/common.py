@@ -60,6 +60,24 @@ def passes(text: str) -> int | str:
     )
 
 
+def region_volumes(text: str) -> dict[str, float]:
+    """``WT=1000,TC=200,ET=100`` -> ``{"WT": 1000.0, ...}`` (mm^3); ``0`` or ``none`` -> ``{}`` (off)."""
+    if text.strip().lower() in ("0", "none", "off"):
+        return {}
+    out = {}
+    for part in text.split(","):
+        region, sep, value = part.partition("=")
+        try:
+            out[region.strip().upper()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or region.strip().upper() not in ("WT", "TC", "ET"):
+            raise argparse.ArgumentTypeError(
+                f"expected REGION=MM3 pairs of WT, TC, ET (e.g. WT=1000,ET=100), got {text!r}"
+            )
+    return out
+
+
 def kv(text: str) -> tuple[str, object]:
     """An argparse type: ``KEY=VALUE`` -> (key, value), the value parsed as JSON where it is JSON, else a
     string."""

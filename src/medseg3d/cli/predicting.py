@@ -13,6 +13,7 @@ from .common import (
     add_template_fit,
     channel_flags,
     passes,
+    region_volumes,
     shard,
 )
 
@@ -41,6 +42,7 @@ def cmd_predict(args) -> int:
         overlap=args.overlap,
         min_component=args.min_component,
         min_enhancing=args.min_enhancing,
+        min_lesion=args.min_lesion,
         max_distance=args.max_distance,
         align=args.align,
         space=args.space,
@@ -237,9 +239,19 @@ def add_predict(sub) -> None:
     s.add_argument(
         "--min-enhancing",
         type=int,
-        default=0,
+        default=None,
         help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
-        "enhancement score ET Dice 1 only with none predicted)",
+        "enhancement score ET Dice 1 only with none predicted); default: the model's own volume "
+        "threshold (its card in `medseg3d models` says), else off; 0: off",
+    )
+    s.add_argument(
+        "--min-lesion",
+        type=region_volumes,
+        default=None,
+        metavar="WT=MM3,TC=MM3,ET=MM3",
+        help="BraTS: components of a region smaller than its volume become the next outer region "
+        "(enhancing -> necrosis, core -> oedema, whole tumour -> background), e.g. "
+        "WT=1000,TC=200,ET=100; default: the model's own (its card says), else off; 0: off",
     )
     s.add_argument(
         "--max-distance",

@@ -168,6 +168,7 @@ def cmd_crossval(args) -> None:
         final=args.final,
         progress=not args.quiet,
         overrides=overrides,
+        split_file=args.split,
     )
 
 
@@ -240,7 +241,9 @@ def add_train(sub) -> None:
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
     s.add_argument(
         "--preset",
-        help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0 or quick",
+        help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0, "
+        "brats-v3 and brats-v3-strong (issue #40: synthetic non-enhancing variants train "
+        "beside their parents, low-grade cases oversampled) or quick",
     )
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
     s.add_argument("--net-arg", action="append", type=kv, help="network argument KEY=VALUE (repeatable)")
@@ -401,6 +404,12 @@ def add_crossval(sub) -> None:
     s.add_argument("--folds", type=int, help="number of folds (default 5)")
     s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
     s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument(
+        "--split",
+        metavar="FILE",
+        help="on the first call, this k-fold split instead of a new seeded one (e.g. an earlier "
+        "cross-validation's, to compare fold by fold); it must hold out each original case once",
+    )
     s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
     s.add_argument(
         "--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)"

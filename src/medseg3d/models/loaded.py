@@ -102,6 +102,20 @@ class LoadedModel:
             return float(asked)
         return float(self.meta.inference.get("max_distance_mm", 0.0))
 
+    def min_enhancing_mm3(self, asked_voxels: int | None) -> float:
+        """The "no enhancing tumour" rule's threshold in mm^3
+        (:func:`medseg3d.postprocess.relabel_small_enhancing`): 0 when the caller gave a voxel count
+        (``--min-enhancing``, 0: off), else the model file's ``inference.min_enhancing_mm3`` (set for a model
+        whose cross-validation chose it), else 0 (off)."""
+        if asked_voxels is not None:
+            return 0.0
+        return float(self.meta.inference.get("min_enhancing_mm3", 0.0))
+
+    def min_lesion_mm3(self) -> dict:
+        """The model file's per-region component thresholds in mm^3 (``inference.min_lesion_mm3``, set for a
+        model whose cross-validation chose them), else ``{}`` (off)."""
+        return dict(self.meta.inference.get("min_lesion_mm3") or {})
+
     def compute_precision(self) -> str:
         """The precision to run in: what the user asked, else the model file's ``inference.precision``
         (set for a model whose cross-validation was scored in it), else ``auto``."""

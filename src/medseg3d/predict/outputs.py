@@ -174,6 +174,8 @@ def write_case_outputs(
     post = {
         "min_component": opts.min_component,
         "min_enhancing": opts.min_enhancing,
+        "min_enhancing_mm3": opts.min_enhancing_mm3,
+        "min_lesion_mm3": opts.min_lesion or {},
         "max_distance_mm": opts.max_distance,
         "far_removed_ml": result.far_removed_ml,
     }

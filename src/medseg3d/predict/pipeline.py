@@ -187,6 +187,7 @@ def labels_and_removed(
     min_enhancing: int = 0,
     spacing=None,
     max_distance: float = 0.0,
+    min_lesion: dict | None = None,
 ) -> tuple[np.ndarray, int]:
     """Label values from probabilities (regions above 0.5, or the most probable class), post-processed once
     (:func:`medseg3d.postprocess.postprocess_counted`), and the number of tumour voxels that the far-component
@@ -219,6 +220,7 @@ def labels_and_removed(
         min_component=min_component,
         min_enhancing=min_enhancing,
         max_distance_mm=max_distance,
+        min_lesion=min_lesion,
     )
 
 
@@ -230,6 +232,7 @@ def probabilities_to_labels(
     min_enhancing: int = 0,
     spacing=None,
     max_distance: float = 0.0,
+    min_lesion: dict | None = None,
 ) -> np.ndarray:
     """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count).
 
@@ -244,6 +247,7 @@ def probabilities_to_labels(
         min_enhancing=min_enhancing,
         spacing=spacing,
         max_distance=max_distance,
+        min_lesion=min_lesion,
     )[0]
 
 

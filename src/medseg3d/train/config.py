@@ -46,6 +46,9 @@ _BRATS = dict(
     val_every=5,
 )
 
+LOW_GRADE_2018 = ("Brats18_TCIA10_628_1", "Brats18_TCIA10_637_1", "Brats18_TCIA13_623_1")
+"""The low-grade cases of the shared BraTS 2018 development set (../shared/data/README.md)."""
+
 PRESETS: dict[str, dict] = {
     # The paper as coded: whole 144x160x128 crops (x, y, z; the code's D x H x W = 128 x 160 x 144),
     # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
@@ -86,6 +89,15 @@ PRESETS: dict[str, dict] = {
         val_every=5,
         iters_per_epoch=50,
     ),
+    # v3 (issue #40), its two members as v2's (the v1 recipe, and the same with strong augmentation), 8,000
+    # iterations each whatever the machine's speed (no minutes budget), for a dataset made by
+    # `medseg3d synth-nonenhancing DATA --out V3DATA --with-originals --cases ...`: synthetic non-enhancing
+    # variants train beside their parent case only (medseg3d.datasets.synthetic); the 3 low-grade cases of the
+    # shared BraTS 2018 set are drawn 3 times as often (ids another dataset lacks are ignored). The plan and
+    # its cost: docs/results.md, issue #40.
+    "brats-v3": _BRATS | dict(minutes=None, oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
+    "brats-v3-strong": _BRATS
+    | dict(minutes=None, augment="strong", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
     # A few seconds: for tests and smoke runs.
     "quick": dict(
         net="kayalibay",
@@ -126,6 +138,9 @@ class TrainConfig:
     # sampling and augmentation
     patch: tuple[int, int, int] | None = None
     foreground_p: float = 0.5
+    oversample: dict = field(
+        default_factory=dict
+    )  # case id -> how many times as often it is drawn (default 1)
     augment: str = "default"
     # optimisation
     lr: float = 5e-5

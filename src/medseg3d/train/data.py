@@ -16,6 +16,7 @@ import torch
 
 from ..cache import discard_prepared, open_cache, prepare_dataset
 from ..datasets import fold_ids, load_split, make_split
+from ..datasets.synthetic import variant_parent
 from ..errors import InputError
 from ..labels import LabelScheme
 from ..sampling import PatchSampler
@@ -91,16 +92,20 @@ def load_training_data(
     cases = {cid: case for cid, case in cases.items() if cid not in bad_cases}
     split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
     new_split = None
+    originals = [cid for cid in cases if variant_parent(cid) is None]
     if split_path.exists():
         split = load_split(split_path)
-    else:
+    else:  # synthetic variants are never validated on: the split is of the original cases
         split = (
-            make_split(list(cases), folds=cfg.folds, seed=cfg.seed)
+            make_split(originals, folds=cfg.folds, seed=cfg.seed)
             if cfg.fold is not None
-            else make_split(list(cases), counts=holdout_counts(len(cases)), seed=cfg.seed)
+            else make_split(originals, counts=holdout_counts(len(originals)), seed=cfg.seed)
         )
         new_split = split_path
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
+    if not cfg.all_cases:  # a variant trains when its parent does, so no validation case leaks in through it
+        parents = set(train_ids)
+        train_ids = train_ids + sorted(c for c in cases if variant_parent(c) in parents and c not in parents)
     if cfg.skip_bad_cases:  # a split made before the cases went bad: train and validate on the rest
         train_ids = [c for c in train_ids if c not in bad_cases]
         val_ids = [c for c in val_ids if c not in bad_cases]
@@ -109,7 +114,9 @@ def load_training_data(
         raise InputError(
             f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset"
         )
-    train_cases = [cases[c] for c in train_ids]
+    # --oversample: a case listed k times is drawn k times as often (cases the dataset lacks are ignored, so
+    # one preset serves datasets with and without them)
+    train_cases = [cases[c] for c in train_ids for _ in range(max(1, int(cfg.oversample.get(c, 1))))]
     if not train_cases:
         raise InputError("no training cases; the dataset needs at least 2 labelled cases")
     return TrainingData(

@@ -190,3 +190,21 @@ def test_an_interrupted_fold_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     with open(first.folder / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and int(rows[-1]["iteration"]) == 4
+
+
+def test_setup_takes_a_given_split_and_refuses_one_for_other_cases(tmp_path):
+    from medseg3d.datasets import make_split, save_split
+
+    data = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    ids = [f"tiny_{i:03d}" for i in range(4)]
+    given = make_split(ids, folds=2, seed=7)
+    save_split(given, tmp_path / "given.json")
+    setup(data, tmp_path / "run", epochs=1, split_file=tmp_path / "given.json")
+    kept = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert [sorted(f["val"]) for f in kept["folds"]] == [sorted(f["val"]) for f in given["folds"]]
+    save_split(make_split(ids[:3], folds=3, seed=0), tmp_path / "three.json")
+    with pytest.raises(InputError, match="do not hold out each original case"):
+        setup(data, tmp_path / "other", split_file=tmp_path / "three.json")
+    with pytest.raises(InputError, match="leave --folds out"):
+        setup(data, tmp_path / "other", folds=3, split_file=tmp_path / "given.json")
+    assert not (tmp_path / "other").exists()

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from ...datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
+from ...datasets.synthetic import variant_parent
 from ...errors import InputError
 from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
@@ -100,6 +101,7 @@ def setup(
     folds: int | None = None,
     epochs: int | None = None,
     overrides: dict | None = None,
+    split_file: str | Path | None = None,
 ) -> tuple[dict, list[Case]]:
     """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
 
@@ -111,6 +113,9 @@ def setup(
         folds: number of folds (default 5; a later call may leave it out).
         epochs: epochs per training instead of each preset's own.
         overrides: other training settings for every member (e.g. ``iters_per_epoch``), on a first call.
+        split_file: on a first call, this k-fold split instead of a new seeded one (e.g. an earlier
+            cross-validation's, so that the two compare fold by fold); its held-out cases must be exactly the
+            dataset's original cases (synthetic variants are never held out).
 
     Returns:
         (record, labelled cases).
@@ -131,6 +136,9 @@ def setup(
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
     cases = find_cases(dataset, require_label=True)
+    given_split = None if split_file is None or old is not None else _given_split(split_file, cases, folds)
+    if given_split is not None:
+        folds = len(given_split["folds"])
     folds = (old or {}).get("folds", 5) if folds is None else int(folds)
     if not 2 <= folds <= len(cases):
         raise InputError(
@@ -151,13 +159,35 @@ def setup(
     out.mkdir(parents=True, exist_ok=True)
     if plan is not None:
         write_json_atomic(plan.to_dict(), out / "plan.json")
-    split = make_split(sorted(c.case_id for c in cases), folds=folds, seed=0)
+    # synthetic variants (medseg3d synth-nonenhancing) train beside their parent case, never held out
+    split = given_split or make_split(
+        sorted(c.case_id for c in cases if variant_parent(c.case_id) is None), folds=folds, seed=0
+    )
     save_split(split, out / "split.json")
     if not (out / ".gitignore").exists():
         write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
     record |= {"settings": settings, "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json_atomic(record, out / RECORD)
     return record, cases
+
+
+def _given_split(path, cases: list[Case], folds: int | None) -> dict:
+    """``--split FILE`` checked against the dataset: k folds whose held-out cases are its original cases,
+    once each."""
+    split = load_split(path)
+    if split.get("kind") != "kfold":
+        raise InputError(f"{path}: is not a k-fold split; give one made by `medseg3d split --folds K`")
+    originals = sorted(c.case_id for c in cases if variant_parent(c.case_id) is None)
+    held = sorted(c for f in split["folds"] for c in f["val"])
+    if held != originals:
+        missing, extra = sorted(set(originals) - set(held)), sorted(set(held) - set(originals))
+        raise InputError(
+            f"{path}: its folds do not hold out each original case of the dataset once (missing "
+            f"{missing[:3]}, unknown {extra[:3]}); give the split made for this dataset"
+        )
+    if folds is not None and int(folds) != len(split["folds"]):
+        raise InputError(f"--folds {folds} but {path} has {len(split['folds'])} folds; leave --folds out")
+    return split
 
 
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
@@ -237,11 +267,12 @@ def run_crossval(
     progress: bool = True,
     report: bool = True,
     overrides: dict | None = None,
+    split_file: str | Path | None = None,
 ) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
-        dataset, out, preset, members, folds, epochs, overrides: as :func:`setup`.
+        dataset, out, preset, members, folds, epochs, overrides, split_file: as :func:`setup`.
         fold: only this fold (a Slurm array task; every rank of ``torchrun``).
         final: also train every member on all cases (what ``medseg3d bundle`` packs).
         progress: print what is done.
@@ -259,7 +290,7 @@ def run_crossval(
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
         _wait_for(Path(out) / RECORD)
-    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
+    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides, split_file)
     out = Path(out)
     if world > 1 and fold is None:
         raise InputError("under torchrun every process must train the same fold: give --fold K")
