@@ -13,7 +13,7 @@ from html import escape
 
 from .location import DEEP, LOBES
 from .pictures import LABEL_COLOURS
-from .summary import TITLE, jsonable, quality_sentences, region_name, summary_sentences
+from .summary import TITLE, jsonable, quality_sentences, region_name, size_rows, summary_sentences
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;\
@@ -193,21 +193,7 @@ def _location_table(location: dict) -> str:
 def _size_tables(report: dict) -> str:
     volumes = report["volumes_ml"]
     diam = report.get("diameters") or {}
-    rows = []
-    for region, ml in volumes["regions"].items():
-        d = diam.get(region, {})
-        top = (d.get("lesions") or [None])[0]
-        rows.append(
-            (
-                region_name(region),
-                f"{ml:.1f}",
-                d.get("count", "-"),
-                f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
-                f"{top['product_mm2']:.0f}" if top else "-",
-                ("yes" if top["measurable"] else "no") if top else "-",
-                f"{top['longest_3d_mm']:.0f}" if top else "-",
-            )
-        )
+    rows = size_rows(report)
     html = _table(
         [
             "region",
