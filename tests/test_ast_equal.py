@@ -87,3 +87,30 @@ def test_revisions_are_compared_file_by_file(ast_equal, tmp_path, monkeypatch, c
     assert ast_equal.main(["HEAD~1", "HEAD"]) == 1
     out = capsys.readouterr().out
     assert "differs: b.py" in out and "differs: a.py" not in out and "2 files compared, 1 differ" in out
+
+
+def test_ignore_docstrings_leaves_out_docstrings_only(ast_equal):
+    documented = '''def f(x, y):
+    """Add two numbers.
+
+    Args:
+        x, y: the numbers.
+    """
+    return x + y
+
+
+class C:
+    """A class, documented."""
+
+    def m(self):
+        """A method."""
+        return 1
+'''
+    bare = "def f(x, y):\n    return x + y\n\n\nclass C:\n    def m(self):\n        return 1\n"
+    assert not ast_equal.same_code(bare, documented)
+    assert ast_equal.same_code(bare, documented, ignore_docstrings=True)
+    # code still counts, also beside a docstring
+    assert not ast_equal.same_code(bare, documented.replace("x + y", "x - y"), ignore_docstrings=True)
+    assert not ast_equal.same_code(bare, documented.replace("return 1", "return 2"), ignore_docstrings=True)
+    # a string that is a value (not a statement) is code
+    assert not ast_equal.same_code("X = 'a'\n", "X = 'b'\n", ignore_docstrings=True)

@@ -4,13 +4,14 @@ an unwritable metrics file refused in one line."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
 import pytest
 
 from medseg3d.errors import InputError
-from medseg3d.evaluate import evaluate, volume_agreement
+from medseg3d.evaluate import default_labels, evaluate, volume_agreement
 from medseg3d.io import Volume, read_volume, write_volume
 
 CASES = ("Brats18_2013_2_1", "Brats18_CBICA_ABM_1")
@@ -166,3 +167,39 @@ def test_ambiguous_numbering_is_refused_with_the_choices(tmp_path):
     assert "[0, 1, 2, 3]" in msg and "nnunet-brats or brats2015" in msg and "\n" not in msg
     rows, _ = evaluate(preds, refs, "brats2015", progress=False)  # said explicitly: accepted
     assert rows[0]["dice_WT"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"background": 0, "Anterior": 1, "Posterior": 2}, ("background", "Anterior", "Posterior")),
+        ({"background": 0, "pancreas": 1, "cancer": 2}, ("background", "pancreas", "cancer")),
+        ({"background": 0, "NCR": 1, "edema": 2, "enhancing tumor": 3}, "brats"),
+        ({"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]}, "brats"),
+    ],
+)
+def test_default_labels_are_a_non_tumour_datasets_own_classes(tmp_path, labels, expected):
+    (tmp_path / "labelsTr").mkdir()
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "labels": labels}))
+    for ref in (tmp_path, tmp_path / "labelsTr"):
+        scheme = default_labels(ref)
+        assert (scheme if isinstance(scheme, str) else scheme.class_names) == expected
+    assert default_labels(tmp_path / "labelsTr" / "nowhere") == "brats"
+
+
+def test_evaluate_scores_a_non_tumour_dataset_by_its_class_names(tmp_path):
+    (tmp_path / "labelsTr").mkdir()
+    (tmp_path / "pred").mkdir()
+    labels = {"background": 0, "anterior": 1, "posterior": 2}
+    (tmp_path / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "labels": labels}))
+    ref = np.zeros((8, 8, 8), dtype=np.uint8)
+    ref[2:4, 2:6, 2:6] = 1  # 32 voxels
+    ref[4:6, 2:6, 2:6] = 2  # 32 voxels
+    pred = ref.copy()
+    pred[5, 2:6, 2:6] = 0  # 16 posterior voxels missed: Dice 2 * 16 / (32 + 16) = 2/3
+    write_volume(Volume(ref, np.eye(4)), tmp_path / "labelsTr" / "c1.nii.gz")
+    write_volume(Volume(pred, np.eye(4)), tmp_path / "pred" / "c1.nii.gz")
+    rows, summary = evaluate(tmp_path / "pred", tmp_path / "labelsTr", progress=False)
+    assert rows[0]["dice_anterior"] == pytest.approx(1.0)
+    assert rows[0]["dice_posterior"] == pytest.approx(2 / 3)
+    assert "dice_edema" not in rows[0] and "dice_posterior" in summary

@@ -33,7 +33,9 @@ def test_rewrite_keeps_weights_and_adds_defaults(bundled_copy):
     assert plain.inference_settings(None, None) == (plain.meta.inference.get("sliding_window", False), 0.5)
 
 
-@pytest.mark.parametrize("bad", [{"sliding_window": "yes"}, {"overlap": 1.0}, {"windows": 3}, [True]])
+@pytest.mark.parametrize(
+    "bad", [{"sliding_window": "yes"}, {"overlap": 1.0}, {"windows": 3}, [True], {"mirror": 1}]
+)
 def test_bad_inference_metadata_is_rejected(bundled_copy, bad):
     source, target = bundled_copy
     with pytest.raises(ModelError, match="inference"):
@@ -111,6 +113,8 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     assert record["postprocessing"] == {
         "min_component": 0,
         "min_enhancing": 0,
+        "min_enhancing_mm3": 0.0,
+        "min_lesion_mm3": {},
         "max_distance_mm": 20.0,
         "far_removed_ml": 0.03,
     }
@@ -123,3 +127,89 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     assert "removed" not in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "kept.json").read_text())["postprocessing"]["far_removed_ml"] == 0.0
     assert np.isclose(probs.sum(), 0.9 * 1027, rtol=1e-5)  # the stand-in network's output was not changed
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "500", True])
+def test_bad_enhancing_threshold_in_metadata_is_rejected(bundled_copy, bad):
+    source, target = bundled_copy
+    with pytest.raises(ModelError, match="inference.min_enhancing_mm3 must be a volume"):
+        rewrite_model_metadata(source, {"inference": {"min_enhancing_mm3": bad}}, out=target)
+    assert not target.exists()
+
+
+def test_enhancing_threshold_comes_from_the_model_in_voxels_of_each_grid_and_the_user_wins(bundled_copy):
+    from medseg3d.predict import PredictOptions
+
+    source, target = bundled_copy
+    rewrite_model_metadata(source, {"inference": {"min_enhancing_mm3": 500.0}}, out=target)
+    loaded = load_model(target, device="cpu")
+    card = PredictOptions().resolve(loaded)
+    assert card.min_enhancing == 0 and card.min_enhancing_mm3 == 500.0
+    assert card.postprocessing((1.0, 1.0, 1.0))["min_enhancing"] == 500
+    assert card.postprocessing((1.0, 1.0, 2.0))["min_enhancing"] == 250  # 2 mm^3 voxels
+    assert card.postprocessing((0.9, 0.9, 5.5))["min_enhancing"] == 113  # ceil(500 / 4.455)
+    mine = PredictOptions(min_enhancing=40).resolve(loaded)  # --min-enhancing 40: voxels, the user's
+    assert mine.min_enhancing_mm3 == 0.0 and mine.postprocessing((0.9, 0.9, 5.5))["min_enhancing"] == 40
+    off = PredictOptions(min_enhancing=0).resolve(loaded)  # --min-enhancing 0: off
+    assert off.postprocessing((1.0, 1.0, 1.0))["min_enhancing"] == 0
+    parser = build_parser()
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
+    assert parser.parse_args(base).min_enhancing is None
+    assert parser.parse_args(base + ["--min-enhancing", "0"]).min_enhancing == 0
+
+
+@pytest.mark.parametrize("bad", [{"NET": 5.0}, {"WT": -1.0}, {"ET": "100"}, [100.0]])
+def test_bad_lesion_thresholds_in_metadata_are_rejected(bundled_copy, bad):
+    source, target = bundled_copy
+    with pytest.raises(ModelError, match="inference.min_lesion_mm3 must map regions"):
+        rewrite_model_metadata(source, {"inference": {"min_lesion_mm3": bad}}, out=target)
+    assert not target.exists()
+
+
+def test_lesion_thresholds_come_from_the_model_in_voxels_of_each_grid_and_the_user_wins(bundled_copy):
+    from medseg3d.predict import PredictOptions
+
+    source, target = bundled_copy
+    rewrite_model_metadata(source, {"inference": {"min_lesion_mm3": {"WT": 1000.0, "ET": 100.0}}}, out=target)
+    loaded = load_model(target, device="cpu")
+    card = PredictOptions().resolve(loaded)
+    assert card.postprocessing((1.0, 1.0, 1.0))["min_lesion"] == {"WT": 1000, "ET": 100}
+    assert card.postprocessing((1.0, 1.0, 2.0))["min_lesion"] == {"WT": 500, "ET": 50}
+    assert PredictOptions(min_lesion={}).resolve(loaded).postprocessing((1.0, 1.0, 1.0))["min_lesion"] is None
+    mine = PredictOptions(min_lesion={"TC": 200.0}).resolve(loaded)
+    assert mine.postprocessing((1.0, 1.0, 1.0))["min_lesion"] == {"TC": 200}
+    parser = build_parser()
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
+    assert parser.parse_args(base).min_lesion is None
+    assert parser.parse_args(base + ["--min-lesion", "0"]).min_lesion == {}
+    assert parser.parse_args(base + ["--min-lesion", "wt=1000,ET=100"]).min_lesion == {
+        "WT": 1000.0,
+        "ET": 100.0,
+    }
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--min-lesion", "NET=5"])
+
+
+def test_mirroring_default_comes_from_the_model_and_the_user_wins(bundled_copy, monkeypatch):
+    from medseg3d.predict import PredictOptions
+
+    source, target = bundled_copy
+    rewrite_model_metadata(source, {"inference": {"mirror": True}}, out=target)
+    mirrored, plain = load_model(target, device="cpu"), load_model(source, device="cpu")
+    assert PredictOptions().resolve(mirrored).mirror is True
+    assert PredictOptions(mirror=False).resolve(mirrored).mirror is False  # --no-mirror
+    assert PredictOptions().resolve(plain).mirror is bool(plain.meta.inference.get("mirror", False))
+    assert PredictOptions(mirror=True).resolve(plain).mirror is True
+    assert PredictOptions(uncertainty="auto").resolve(mirrored).uncertainty == 8  # 8 passes: they run anyway
+    parser = build_parser()
+    base = ["predict", "brats-v1", "case", "-o", "x.nii.gz"]
+    assert parser.parse_args(base).mirror is None
+    assert parser.parse_args(base + ["--mirror"]).mirror is True
+    assert parser.parse_args(base + ["--tta"]).mirror is True
+    assert parser.parse_args(base + ["--no-mirror"]).mirror is False
+    with pytest.raises(SystemExit):
+        parser.parse_args(base + ["--mirror", "--no-mirror"])
+    from medseg3d.models import describe
+
+    monkeypatch.setattr(describe, "bundled_models", lambda: {"mirrored": target})
+    assert "mean of the 8 mirrored passes (--no-mirror for one pass)" in describe.describe_models()

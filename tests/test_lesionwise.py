@@ -143,3 +143,20 @@ def test_evaluate_lesion_wise_adds_the_columns(tmp_path):
     assert "lesion_dice_WT" in summary
     plain, _ = evaluate(tmp_path / "pred", tmp_path / "ref", progress=False)
     assert not any(k.startswith("lesion_") for k in plain[0])
+
+
+def test_without_distances_the_dice_and_counts_are_the_same_and_hd95_is_nan():
+    import math
+
+    ref = np.zeros((30, 30, 30), bool)
+    ref[3:10, 3:10, 3:10] = True
+    ref[20:26, 20:26, 20:26] = True
+    pred = np.zeros_like(ref)
+    pred[4:10, 3:10, 3:10] = True
+    pred[15:17, 2:4, 25:27] = True  # a false positive far from both lesions
+    full = lesion_wise_region(pred, ref)
+    quick = lesion_wise_region(pred, ref, distances=False)
+    assert {k: full[k] for k in ("dice", "tp", "fn", "fp")} == {
+        k: quick[k] for k in ("dice", "tp", "fn", "fp")
+    }
+    assert math.isnan(quick["hd95"]) and not math.isnan(full["hd95"])

@@ -151,3 +151,73 @@ def test_postprocess_counts_exactly_the_voxels_that_far_removal_took():
     assert none_removed == 0 and np.array_equal(same, labels)
     # 2 mm voxels: 68 mm apart, and the count is of voxels, not of mm^3
     assert postprocess_counted(labels, BRATS, spacing=(2, 2, 2), max_distance_mm=40.0)[1] == 27
+
+
+def test_enhancing_rule_by_largest_component_ignores_scattered_specks():
+    scheme = get_scheme("brats")
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:18, 2:18, 2:18] = 2
+    for i in range(5):  # five single enhancing voxels, none touching another: 5 in all, largest 1
+        labels[3 + 3 * i, 5, 5] = 4
+    assert np.array_equal(
+        relabel_small_enhancing(labels, scheme, 5, by="total"), labels
+    )  # 5 is not fewer than 5
+    out = relabel_small_enhancing(labels, scheme, 2, by="largest")
+    assert (out == 4).sum() == 0 and (out == 1).sum() == 5
+    labels[10:12, 10:12, 10:12] = 4  # an 8-voxel rim: the largest is now 8
+    assert np.array_equal(relabel_small_enhancing(labels, scheme, 8, by="largest"), labels)
+    assert (relabel_small_enhancing(labels, scheme, 9, by="largest") == 4).sum() == 0
+    with pytest.raises(InputError, match="measures total or largest"):
+        relabel_small_enhancing(labels, scheme, 9, by="mean")
+
+
+def test_voxels_for_volume_rounds_up():
+    from medseg3d.postprocess import voxels_for_volume
+
+    assert voxels_for_volume(500, (1, 1, 1)) == 500
+    assert voxels_for_volume(500, (2, 2, 2)) == 63  # 62.5 voxels of 8 mm^3
+    assert voxels_for_volume(0, (1, 1, 1)) == 0
+
+
+def test_small_region_components_go_to_the_next_outer_region_known_answer():
+    from medseg3d.postprocess import demote_small_region_components
+
+    scheme = get_scheme("brats")
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:12, 2:12, 2:12] = 2  # main tumour: 1000 voxels of edema ...
+    labels[4:10, 4:10, 4:10] = 1  # ... around a 216-voxel core ...
+    labels[5:8, 5:8, 5:8] = 4  # ... with 27 enhancing voxels
+    labels[4, 11, 11] = 4  # a lone enhancing voxel inside the edema (touches no other 4)
+    labels[20:23, 20:23, 20:23] = 1  # a separate 27-voxel core without edema
+    out = demote_small_region_components(labels, scheme, {"ET": 2})
+    assert out[4, 11, 11] == 1 and (out == 4).sum() == 27  # the 1-voxel ET component became necrosis
+    assert np.array_equal(np.isin(out, (1, 4)), np.isin(labels, (1, 4)))  # tumour core unchanged
+    out = demote_small_region_components(labels, scheme, {"TC": 28})
+    assert (out[20:23, 20:23, 20:23] == 2).all() and out[4, 11, 11] == 2  # both small cores -> edema
+    assert (out[5:8, 5:8, 5:8] == 4).all()  # the 216-voxel core stays
+    assert np.array_equal(out > 0, labels > 0)  # whole tumour unchanged
+    out = demote_small_region_components(labels, scheme, {"WT": 28})
+    assert out[20:23, 20:23, 20:23].sum() == 0 and (out > 0).sum() == 1000
+    assert demote_small_region_components(labels, scheme, {"WT": 0, "ET": 0}) is labels  # off
+    assert (labels[20:23, 20:23, 20:23] == 1).all()  # the input is not modified
+    with pytest.raises(InputError, match="per region WT, TC or ET"):
+        demote_small_region_components(labels, scheme, {"NET": 5})
+    with pytest.raises(InputError, match="needs a BraTS model"):
+        demote_small_region_components(labels, get_scheme("brats2012"), {"WT": 5})
+
+
+def test_postprocess_applies_region_thresholds_before_the_enhancing_rule():
+    from medseg3d.labels import BRATS
+    from medseg3d.postprocess import postprocess
+
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[2:12, 2:12, 2:12] = 2
+    labels[4:10, 4:10, 4:10] = 1
+    labels[5:8, 5:8, 5:8] = 4  # 27 enhancing voxels in the core
+    labels[20:22, 20:22, 20:22] = 4  # an 8-voxel enhancing blob on its own (a WT component of 8)
+    out = postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={"WT": 10})
+    assert out[20:22, 20:22, 20:22].sum() == 0 and (out == 4).sum() == 27
+    # the blob demoted to necrosis by ET < 10, then the rule sees 27 enhancing voxels < 30: all necrosis
+    out = postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={"ET": 10}, min_enhancing=30)
+    assert (out == 4).sum() == 0 and (out[20:22, 20:22, 20:22] == 1).all()
+    assert np.array_equal(postprocess(labels, BRATS, spacing=(1, 1, 1), min_lesion={}), labels)

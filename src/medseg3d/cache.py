@@ -40,6 +40,14 @@ def _atomic_npy(array: np.ndarray, path: Path) -> None:
 
 
 def settings_of(config: PrepConfig, scheme: LabelScheme, modalities) -> dict:
+    """The settings a cache is made with and checked against (version, preprocessing, class-map labels,
+    modalities), as stored in ``cache.json``.
+
+    Args:
+        config: the preprocessing settings.
+        scheme: the label scheme (stored without region training: the cache holds class maps).
+        modalities: the channels in order.
+    """
     return {
         "version": CACHE_VERSION,
         "preprocess": config.to_dict(),
@@ -86,11 +94,25 @@ def _check_numbering(case: Case, label: np.ndarray, scheme: LabelScheme) -> None
 
 
 def prepare_case(case: Case, out: Path, config: PrepConfig, scheme: LabelScheme, settings: dict) -> dict:
-    """Preprocess one case into ``out/<case_id>/``; returns its record dict.
+    """Preprocess one case into ``out/<case_id>/``.
 
     The case folder is made only once the case has been read and preprocessed, and removed again if writing
-    it fails (a full disk): a failed case leaves nothing in the cache. A case whose channels' content
-    confidently says another order of FLAIR, T1, T1ce, T2 than their names is refused (InputError)."""
+    it fails (a full disk): a failed case leaves nothing in the cache.
+
+    Args:
+        case: the case.
+        out: the cache folder.
+        config: the preprocessing settings.
+        scheme: the label scheme (the label is checked against it and stored as class indices).
+        settings: :func:`settings_of`'s dict, stored with the case.
+
+    Returns:
+        The case's record (also written as ``record.json``): channels, label file, voxels per class.
+
+    Raises:
+        InputError: the channels' content confidently says another order of FLAIR, T1, T1ce, T2 than their
+            names, or the label's values do not fit the scheme.
+    """
     case_dir = out / case.case_id
     image, ref, label = case.load(with_label=True)
     swapped = channel_order_warning(image, case.modalities, ref.spacing)  # FLAIR, T1, T1ce, T2 by content
@@ -189,11 +211,26 @@ def prepare_dataset(
 ) -> dict:
     """Preprocess every case of the dataset at ``root`` into the cache folder ``out``.
 
-    Cases already done with the same settings are skipped. Returns a summary dict
-    (``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``; a caller that
-    refuses because of a failed case undoes the call with :func:`discard_prepared`). Failed cases are
-    reported, not fatal, unless every case fails. ``option`` is how the caller's user named ``out``
-    (``--cache`` for train).
+    Cases already done with the same settings are skipped. Failed cases are reported, not fatal, unless every
+    case fails; a caller that refuses because of a failed case undoes the call with :func:`discard_prepared`.
+
+    Args:
+        root: the dataset folder (or CSV).
+        out: the cache folder.
+        config: the preprocessing settings (None: the defaults).
+        labels: the label scheme or its name.
+        modalities: the channels in order (None: all the dataset has).
+        layout: the dataset layout (None: detected).
+        workers: processes (None: the cores, at most 4 and at most the cases to do).
+        progress: show a progress bar.
+        option: how the caller's user named ``out`` (``--cache`` for train), for the messages.
+
+    Returns:
+        ``{"prepared": [...], "skipped": [...], "failed": {case: reason}, "new_cache": bool}``.
+
+    Raises:
+        InputError: ``out`` is a file, a folder of other files or a cache made with other settings, it cannot
+            be made or written, the dataset cannot be read, or every case failed.
     """
     config = config or PrepConfig()
     scheme = get_scheme(labels) if isinstance(labels, str) else labels
@@ -274,7 +311,12 @@ def prepare_dataset(
 def discard_prepared(out, summary: dict) -> None:
     """Undo one :func:`prepare_dataset` call: remove the cases it prepared (and the cache's record and folder
     when it made the cache), for a caller that refuses to go on (``train`` with a bad case), so that a
-    refusal leaves nothing behind. Cases an earlier call prepared stay."""
+    refusal leaves nothing behind. Cases an earlier call prepared stay.
+
+    Args:
+        out: the cache folder.
+        summary: that call's summary.
+    """
     out = Path(out)
     for cid in summary.get("prepared", []):
         _remove_case_dir(out / cid, out)

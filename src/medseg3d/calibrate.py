@@ -103,10 +103,24 @@ def check_alike(models: list) -> None:
 
 
 def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> dict:
-    """:func:`calibrate` over several models, each with the labelled cases it never saw: ``[(LoadedModel,
-    [Case, ...]), ...]``, e.g. every fold's model (or ensemble) of a cross-validation with its held-out cases,
-    which together stand for a model trained alike on all of them. The models must be alike (the same outputs,
-    kind and, for ``"members"``, member count); the measurements pool every case."""
+    """:func:`calibrate` over several models, each with the labelled cases it never saw, e.g. every fold's
+    model (or ensemble) of a cross-validation with its held-out cases, which together stand for a model
+    trained alike on all of them. The measurements pool every case.
+
+    Args:
+        pairs: ``[(LoadedModel, [Case, ...]), ...]``; the models must be alike (the same outputs, kind and,
+            for ``"members"``, member count).
+        passes: the mirrored passes per case, or "members" (an ensemble's members).
+        progress: called with a line per case (None: silent).
+
+    Returns:
+        ``{"temperatures", "source", "passes", "cases", "ece", "spearman", "per_case"}``: the temperatures
+        fitted on all cases (one per output) and the leave-one-case-out measurements (ECE in the brain and the
+        tumour zone, before and after).
+
+    Raises:
+        InputError: fewer than 3 cases, models that differ, or passes the models cannot run.
+    """
     from scipy.stats import spearmanr
 
     from .uncertainty import apply_temperature, check_passes, expected_calibration_error, fit_temperature
@@ -174,7 +188,20 @@ def calibrate_pairs(pairs: list, *, passes: int | str = 2, progress=print) -> di
 
 
 def write_calibrated_model(model_path, summary: dict, out) -> Path:
-    """A copy of the model file with ``calibration`` in its metadata (checked as any model file is)."""
+    """A copy of the model file with ``calibration`` in its metadata (checked as any model file is).
+
+    Args:
+        model_path: the model file.
+        summary: :func:`calibrate_pairs`'s summary.
+        out: the new model file (its folder must exist).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        InputError: the output folder does not exist.
+        ModelError: the model file is not a valid model.
+    """
     from .checkpoint import read_model_file, rewrite_model_metadata, validate_model
 
     calibration = {

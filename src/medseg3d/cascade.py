@@ -32,7 +32,12 @@ DEFAULT_MARGIN_MM = 12.0
 
 def check_refiner(coarse, refiner) -> None:
     """Raise :class:`ModelError` unless ``refiner`` can refine ``coarse`` (same outputs, labels and
-    channels)."""
+    channels, and not the model itself).
+
+    Args:
+        coarse: the model whose output is refined.
+        refiner: the refining model.
+    """
     problems = []
     if refiner.kind != coarse.kind:
         problems.append(f"it gives {refiner.kind} outputs, the model {coarse.kind}")
@@ -72,7 +77,12 @@ def _voxels(prep) -> str:
 
 def tumour_mask(probs: np.ndarray, kind: str) -> np.ndarray:
     """Voxels the model calls tumour (any foreground): a region above 0.5, or a most probable class other than
-    background."""
+    background.
+
+    Args:
+        probs: (K, X, Y, Z) probabilities.
+        kind: "region" or "multiclass".
+    """
     if kind == "region":
         return (probs > 0.5).any(axis=0)
     return probs.argmax(axis=0) != 0
@@ -80,7 +90,13 @@ def tumour_mask(probs: np.ndarray, kind: str) -> np.ndarray:
 
 def refine_box(mask: np.ndarray, margin: tuple[int, ...], min_size: tuple[int, ...] | None = None):
     """``(start, stop)`` of the box around ``mask``'s voxels widened by ``margin`` voxels per side and to at
-    least ``min_size``, clipped to the array; None for an empty mask."""
+    least ``min_size``, clipped to the array; None for an empty mask.
+
+    Args:
+        mask: a boolean array.
+        margin: voxels added on each side, per axis.
+        min_size: the smallest box size per axis (None: none); grown about the centre, then shifted inside.
+    """
     where = np.nonzero(mask)
     if not where[0].size:
         return None
@@ -113,10 +129,21 @@ def refine(
     around the coarse tumour replaced by ``refiner``'s probabilities.
 
     The refiner sees the channels preprocessed as it was trained (crop to the brain, z-score over it, its own
-    resolution), cut to the box; it runs in windows of its patch if ``sliding_window`` (None: as its metadata
-    says), else in one pass over the box.
-    Returns ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's
-    size in voxels (``box`` None when the coarse model found no tumour).
+    resolution), cut to the box.
+
+    Args:
+        refiner: the refining model.
+        image: the raw channels in the refiner's order, (C, X, Y, Z).
+        affine: their 4x4 voxel-to-RAS map.
+        coarse: the coarse model's probabilities on that grid, (K, X, Y, Z).
+        mirror: average over mirrored passes.
+        margin_mm: the box's margin around the coarse tumour, mm.
+        sliding_window: run in windows of the refiner's patch (None: as its metadata says), else in one pass
+            over the box.
+
+    Returns:
+        ``(probabilities, info)``; ``info`` names the refiner and has the box on its grid and the box's size
+        in voxels (``box`` None when the coarse model found no tumour; the coarse probabilities then).
     """
     x, record, settings = model_input(refiner, image, affine, sliding_window=sliding_window)
     coarse_mask = tumour_mask(_to_preprocessed(coarse, record), refiner.kind)

@@ -27,7 +27,19 @@ REQUIRED_META = ("network", "in_channels", "n_outputs", "labels", "preprocess", 
 
 
 def save_model(model: torch.nn.Module, meta: dict, path: str | Path) -> Path:
-    """Write ``model``'s weights and ``meta`` to a safetensors file (atomic)."""
+    """Write ``model``'s weights and ``meta`` to a safetensors file (atomic).
+
+    Args:
+        model: the network (a DDP wrapper's module is taken).
+        meta: the metadata (:func:`medseg3d.train.config.model_metadata`).
+        path: the file.
+
+    Returns:
+        The path.
+
+    Raises:
+        ModelError: the metadata lacks a required entry.
+    """
 
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
@@ -64,28 +76,62 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
 
 
 def rewrite_model_metadata(path: str | Path, updates: dict, out: str | Path | None = None) -> Path:
-    """Write ``path``'s weights again with ``updates`` merged into its metadata (to ``out``, default in
-    place; atomic). E.g. ``{"inference": {"sliding_window": True, "overlap": 0.5}}``."""
+    """Write ``path``'s weights again with ``updates`` merged into its metadata (atomic).
+
+    Args:
+        path: the model file.
+        updates: top-level metadata entries to replace, e.g. ``{"inference": {"sliding_window": True}}``.
+        out: the file to write (None: ``path``, in place).
+
+    Returns:
+        The file written.
+
+    Raises:
+        ModelError: the file is not a valid model, or the new ``inference`` entry is not understood.
+    """
     meta, state = read_model_file(path)
     meta = meta | updates
     check_inference(meta.get("inference"), Path(path))
     return _write_model_file(state, meta, Path(out or path))
 
 
-INFERENCE_KEYS = {"sliding_window", "overlap", "precision", "refiner", "max_distance_mm"}
+INFERENCE_KEYS = {
+    "sliding_window",
+    "overlap",
+    "precision",
+    "refiner",
+    "max_distance_mm",
+    "min_enhancing_mm3",
+    "min_lesion_mm3",
+    "mirror",
+}
 """What a model file's ``inference`` metadata may say: how the model is run, and post-processed, by
 default."""
 
 
+def _non_negative(value) -> bool:
+    """A finite number >= 0 (not a bool, not a string): a distance or volume a model file may carry."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < float("inf")
+
+
 def check_inference(inference, path: Path) -> None:
-    """The optional ``inference`` metadata: how the model is meant to be run when the user does not say."""
+    """Check the optional ``inference`` metadata: how the model is meant to be run when the user does not say.
+
+    Args:
+        inference: the entry (None: none, accepted).
+        path: the model file, for the message.
+
+    Raises:
+        ModelError: unknown keys, values of the wrong type or range, or a refiner that is not a bundled name.
+    """
     if inference is None:
         return
     if not isinstance(inference, dict) or set(inference) - INFERENCE_KEYS:
         raise ModelError(
             f"{path}: its inference metadata {inference!r} is not understood; expected "
             "{'sliding_window': bool, 'overlap': float, 'precision': str, 'refiner': str, "
-            "'max_distance_mm': float}"
+            "'max_distance_mm': float, 'min_enhancing_mm3': float, 'min_lesion_mm3': {region: float}, "
+            "'mirror': bool}"
         )
     refiner = inference.get("refiner")
     # a bundled model's name only: metadata travels with the file and must not point at other files
@@ -93,19 +139,31 @@ def check_inference(inference, path: Path) -> None:
         isinstance(refiner, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", refiner)
     ):
         raise ModelError(f"{path}: inference.refiner must be the name of a bundled model, got {refiner!r}")
-    if not isinstance(inference.get("sliding_window", False), bool):
-        raise ModelError(f"{path}: inference.sliding_window must be true or false")
+    for flag in ("sliding_window", "mirror"):
+        if not isinstance(inference.get(flag, False), bool):
+            raise ModelError(f"{path}: inference.{flag} must be true or false")
     overlap = inference.get("overlap", 0.5)
     if not isinstance(overlap, (int, float)) or not 0 <= overlap < 1:
         raise ModelError(f"{path}: inference.overlap must be a number in [0, 1), got {overlap!r}")
     distance = inference.get("max_distance_mm", 0.0)
-    if (
-        isinstance(distance, bool)
-        or not isinstance(distance, (int, float))
-        or not 0 <= distance < float("inf")
-    ):
+    if not _non_negative(distance):
         raise ModelError(
             f"{path}: inference.max_distance_mm must be a distance in mm >= 0 (0: off), got {distance!r}"
+        )
+    enhancing = inference.get("min_enhancing_mm3", 0.0)
+    if not _non_negative(enhancing):
+        raise ModelError(
+            f"{path}: inference.min_enhancing_mm3 must be a volume in mm^3 >= 0 (0: off), got {enhancing!r}"
+        )
+    lesion = inference.get("min_lesion_mm3", {})
+    if (
+        not isinstance(lesion, dict)
+        or set(lesion) - {"WT", "TC", "ET"}
+        or not all(_non_negative(v) for v in lesion.values())
+    ):
+        raise ModelError(
+            f"{path}: inference.min_lesion_mm3 must map regions WT, TC, ET to volumes in mm^3 >= 0, "
+            f"got {lesion!r}"
         )
     if inference.get("precision", "auto") not in PRECISIONS:
         raise ModelError(
@@ -115,7 +173,20 @@ def check_inference(inference, path: Path) -> None:
 
 
 def check_metadata(raw: str | None, path: Path, origin: str = "it was not written by medseg3d") -> dict:
-    """Parse and check the medseg3d metadata JSON of a model file (safetensors, ONNX or TorchScript)."""
+    """Parse and check the medseg3d metadata JSON of a model file (safetensors, ONNX or TorchScript).
+
+    Args:
+        raw: the metadata text (None: the file has none).
+        path: the model file, for the message.
+        origin: the end of the message for a file without metadata.
+
+    Returns:
+        The metadata dict.
+
+    Raises:
+        ModelError: no metadata, invalid JSON, a required entry missing, a newer format, or bad inference
+            settings.
+    """
     if raw is None:
         raise ModelError(f"{path}: has no medseg3d metadata; {origin}")
     try:
@@ -162,9 +233,17 @@ def save_checkpoint(state: dict, path: str | Path, previous: str | Path | None =
     """``torch.save`` to a temporary file, then rename: an interrupted save never corrupts ``path``.
 
     The file carries a checksum of its contents (``sha256``): ``torch.load`` reads flipped bits inside
-    tensor data as other numbers without a word, :func:`load_checkpoint` does not. With ``previous``
-    (e.g. ``previous.pt``), the checkpoint being replaced is kept there: a resume can fall back to it if
-    ``path`` is later damaged (a copy, a disk error)."""
+    tensor data as other numbers without a word, :func:`load_checkpoint` does not.
+
+    Args:
+        state: the training state (weights, optimiser, random streams, history).
+        path: the checkpoint file.
+        previous: where the checkpoint being replaced is kept (e.g. ``previous.pt``), so a resume can fall
+            back to it if ``path`` is later damaged (a copy, a disk error); None: not kept.
+
+    Returns:
+        The path.
+    """
     state = dict(state) | {"sha256": state_digest(state)}
     return atomic_write(Path(path), lambda tmp: torch.save(state, tmp), Path(previous) if previous else None)
 
@@ -196,8 +275,18 @@ MAX_MEMBERS = 16
 
 
 def ensemble_members(meta: dict, path: str | Path) -> int:
-    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked; 0 for
-    a single model."""
+    """The number of networks an ensemble file's metadata declares (its ``ensemble.members``), checked.
+
+    Args:
+        meta: the model's metadata.
+        path: the model file, for the message.
+
+    Returns:
+        The count (2 to :data:`MAX_MEMBERS`), 0 for a single model.
+
+    Raises:
+        ModelError: the entry is not a whole number in that range.
+    """
     entry = meta.get("ensemble")
     if entry is None:
         return 0
@@ -217,8 +306,16 @@ def validate_model(meta: dict, state: dict | None, path: str | Path) -> None:
     not know; channels and modalities that disagree; label values outside 0..255 (label files are written
     as bytes) or repeated; an output kind (``region``/``multiclass``) or output count that disagrees with the
     label scheme; a patch or size multiple that is not positive; preprocessing settings out of range; and
-    weights (``state``; ``None`` for exported files checked elsewhere) holding NaN or infinite values, which
-    turn every output into NaN and the segmentation into background.
+    weights holding NaN or infinite values, which turn every output into NaN and the segmentation into
+    background.
+
+    Args:
+        meta: the model's metadata.
+        state: its weights (None for exported files, checked elsewhere).
+        path: the model file, for the message.
+
+    Raises:
+        ModelError: as said.
     """
     from .labels import LabelScheme
     from .nets import network_names

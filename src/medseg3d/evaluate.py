@@ -13,21 +13,30 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import find_cases
+from .datasets import dataset_labels, find_cases
 from .errors import InputError
 from .io import Volume, is_image_file, read_volume, strip_image_suffix, write_rows
-from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention
+from .labels import LabelScheme, LabelStats, get_scheme, resolve_convention, scheme_from_labels
 from .metrics import BRATS_HD95_PENALTY, markdown_summary, score_masks
 from .preprocess import bounding_box
 
 
 def find_references(ref: Path, wanted=None) -> dict[str, Path]:
-    """case id -> reference label file, from a folder of label files or a dataset folder (the first that
-    holds any of the ``wanted`` case ids, when given)."""
+    """case id -> reference label file, from a folder of label files or a dataset folder.
+
+    Args:
+        ref: a folder of label files, or a dataset folder (its cases' labels).
+        wanted: the case ids to score (None: any); a folder of files holding none of them is read as a
+            dataset.
+
+    Raises:
+        InputError: ``ref`` does not exist.
+    """
     if not ref.exists():
         raise InputError(f"{ref}: no such reference folder; check the path")
     files = (
@@ -117,7 +126,12 @@ def _shared_names(pred: LabelScheme, ref: LabelScheme) -> list[str]:
 
 def volume_agreement(rows: list[dict], names) -> str:
     """A Markdown table: per region, mean reference and predicted volume (ml), their Pearson correlation over
-    cases and the mean absolute difference."""
+    cases (NaN for one case or a constant volume) and the mean absolute difference.
+
+    Args:
+        rows: the per-case rows (``vol_ref_<name>``, ``vol_pred_<name>`` in ml).
+        names: the regions.
+    """
     lines = [
         "| region | reference ml (mean) | predicted ml (mean) | Pearson r | mean abs. difference ml |",
         "|---|---|---|---|---|",
@@ -146,28 +160,67 @@ def _check_csv_target(out_csv: Path) -> None:
         raise InputError(f"{out_csv}: cannot be written (permission denied); choose another --csv")
 
 
+# a dataset.json class name with one of these words makes the references a brain tumour's, scored with the
+# BraTS scheme and its regions: words starting with a stem, or equal to a short name
+_TUMOUR_STEMS = ("tumo", "edema", "oedema", "enhanc", "necro")
+_TUMOUR_NAMES = {"core", "ncr", "net", "et", "tc", "wt"}
+
+
+def default_labels(ref) -> str | LabelScheme:
+    """The numbering of the references at ``ref`` when none is named: the classes of the ``dataset.json`` of
+    the dataset they belong to (``ref`` itself, or the dataset folder above ``ref`` = ``labelsTr``) when they
+    are not a brain tumour's (e.g. anterior / posterior hippocampus), else ``"brats"``.
+
+    Args:
+        ref: a folder of reference label files or a dataset folder.
+
+    Returns:
+        ``"brats"`` or a :class:`LabelScheme` built from the dataset's ``labels``.
+    """
+    ref = Path(ref)
+    for root in (ref, ref.parent):
+        labels = dataset_labels(root) if (root / "dataset.json").is_file() else None
+        if labels:
+            words = re.findall(r"[a-z]+", " ".join(str(name).lower() for name in labels))
+            if any(w.startswith(_TUMOUR_STEMS) or w in _TUMOUR_NAMES for w in words):
+                return "brats"
+            return scheme_from_labels(labels, name="dataset")
+    return "brats"
+
+
 def evaluate(
     pred_dir,
     ref,
-    labels: str | LabelScheme = "brats",
+    labels: str | LabelScheme | None = None,
     out_csv=None,
     hd95_penalty: bool = False,
     progress: bool = True,
     ref_labels: str | LabelScheme | None = None,
     lesion_wise: bool = False,
 ) -> tuple[list[dict], str]:
-    """Score every prediction in ``pred_dir`` that has a reference; returns (rows, Markdown summary).
+    """Score every prediction in ``pred_dir`` that has a reference.
 
     Each prediction must lie on its reference's grid: same shape and the same affine to
-    :data:`AFFINE_TOLERANCE_MM` (a moved origin or another spacing is refused). ``labels`` is the numbering of
-    the predictions, ``ref_labels`` that of the references (default: the same). For the BraTS family the
+    :data:`AFFINE_TOLERANCE_MM` (a moved origin or another spacing is refused). For the BraTS family the
     numbering each side really uses is checked from its values (:func:`medseg3d.labels.resolve_convention`):
     BRATS 2012 or nnU-Net-numbered references are read as such, with a note in the summary, and values that
     fit two numberings are refused with the choices to pass. Classes and regions both numberings define are
-    scored. Rows hold ``vol_pred_<name>`` and ``vol_ref_<name>`` (ml); the summary adds their Pearson
-    correlation and mean absolute difference per region. ``metrics.csv`` is written to ``out_csv`` (default
-    ``pred_dir/metrics.csv``) atomically. ``lesion_wise=True`` adds the BraTS 2023 lesion-wise columns per
-    region (:mod:`medseg3d.lesionwise`).
+    scored.
+
+    Args:
+        pred_dir: the folder of predicted label files.
+        ref: the references (:func:`find_references`).
+        labels: the numbering of the predictions (None: :func:`default_labels`, a non-tumour dataset's own
+            classes, else BraTS's).
+        out_csv: where ``metrics.csv`` is written, atomically (None: ``pred_dir/metrics.csv``).
+        hd95_penalty: where one side of a region is empty, HD95 is the BraTS penalty (373.13 mm), not NaN.
+        progress: show a progress bar.
+        ref_labels: the numbering of the references (None: as ``labels``).
+        lesion_wise: add the BraTS 2023 lesion-wise columns per region (:mod:`medseg3d.lesionwise`).
+
+    Returns:
+        (rows, Markdown summary); rows hold Dice, HD95 (mm) and ``vol_pred_<name>``, ``vol_ref_<name>`` (ml)
+        per region; the summary adds their Pearson correlation and mean absolute difference per region.
 
     Raises:
         InputError: missing or unreadable files, grids that differ, label values that fit no numbering, or
@@ -175,6 +228,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
+    if labels is None:
+        labels = default_labels(ref)
     declared_pred = get_scheme(labels) if isinstance(labels, str) else labels
     if ref_labels is None:
         declared_ref = declared_pred

@@ -203,8 +203,8 @@ def _verify(
     not check a float32 export against a bfloat16 run), and outputs are compared as what they mean, the
     probabilities (sigmoid for ``kind`` ``"region"``, softmax over the classes otherwise). Raw logits are not:
     an ensemble's outputs are logits of probabilities clamped to [eps, 1 - eps], where one float32 rounding
-    step of 1 - eps (6e-8) moves the logit by 0.06 (the bundled ensemble, ONNX Runtime against PyTorch on a
-    2-core Xeon) while no probability moves by more than 1e-7.
+    step of 1 - eps (6e-8) moves the logit by hundredths while the probability hardly moves (measured:
+    docs/results.md, "Figures quoted by the code").
     """
     x = _example_input(reference, in_channels, shape_index=1)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):

@@ -31,8 +31,12 @@ def pick_device(device: str = "auto") -> torch.device:
 def activation(logits: torch.Tensor, kind: str, groups: int = 1) -> torch.Tensor:
     """Probabilities from logits (N, C, ...): softmax over classes, or sigmoid per region channel.
 
-    With ``groups`` the C channels are that many blocks of C / groups outputs (an ensemble's mean and each of
-    its members, :meth:`medseg3d.nets.ensemble.EnsembleNet.forward_all`), each block activated on its own.
+    Args:
+        logits: the network output.
+        kind: "multiclass" (softmax) or "region" (sigmoid).
+        groups: the C channels are that many blocks of C / groups outputs (an ensemble's mean and each of
+            its members, :meth:`medseg3d.nets.ensemble.EnsembleNet.forward_all`), each block activated on its
+            own.
     """
     if kind == "region":
         return torch.sigmoid(logits)
@@ -117,8 +121,14 @@ def predict_probabilities(
 
 
 def gaussian_weights(window: tuple[int, ...], sigma_scale: float = 0.125) -> torch.Tensor:
-    """Blending weights of a window: a separable Gaussian (sigma = ``sigma_scale`` x the window's size along
-    each axis) centred on the window, at least 1e-3 (or its smallest value if larger), float32."""
+    """Blending weights of a window: a separable Gaussian centred on the window, at least 1e-3 (or its
+    smallest
+    value if larger), float32.
+
+    Args:
+        window: the window's size in voxels per axis.
+        sigma_scale: sigma as a fraction of the window's size along each axis.
+    """
     weights = None
     for i, n in enumerate(window):
         x = torch.arange(start=-(n - 1) / 2.0, end=(n - 1) / 2.0 + 1, dtype=torch.float)
@@ -128,8 +138,14 @@ def gaussian_weights(window: tuple[int, ...], sigma_scale: float = 0.125) -> tor
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
-    """Where windows of ``window`` voxels start along an axis of ``size`` (>= ``window``) voxels: every
-    ``int(window * (1 - overlap))`` voxels (at least 1), the last one moved back to end at the border."""
+    """Where windows start along one axis: every ``int(window * (1 - overlap))`` voxels (at least 1), the last
+    one moved back to end at the border.
+
+    Args:
+        size: the axis length in voxels (>= ``window``).
+        window: the window's length in voxels.
+        overlap: the fraction of a window shared with the next, in [0, 1).
+    """
     if window == size:
         return [0]
     step = max(int(window * (1 - overlap)), 1)
@@ -140,12 +156,25 @@ def window_starts(size: int, window: int, overlap: float) -> list[int]:
 def sliding_window(
     model, x: torch.Tensor, window: tuple[int, ...], overlap: float, batch: int = 1
 ) -> torch.Tensor:
-    """``model``'s output for ``x`` (1, C, *spatial), computed in windows of ``window`` voxels that overlap by
-    ``overlap`` and blended with :func:`gaussian_weights` (the way MONAI's ``sliding_window_inference`` does
-    with ``mode="gaussian"``, one window at a time; written here because importing MONAI costs a single case
-    3.6 s, docs/results.md). A volume smaller than the window along an axis is padded with zeros, evenly on
-    both sides, and the output cropped back. ``batch`` windows go through the network at once (as MONAI's
-    ``sw_batch_size``; only for a single input, ``x.shape[0] == 1``), blended in the same order."""
+    """``model``'s output for ``x`` in overlapping windows, blended with :func:`gaussian_weights`.
+
+    The way MONAI's ``sliding_window_inference`` does with ``mode="gaussian"``, one window at a time; written
+    here because importing MONAI costs a single case seconds (measured:
+    docs/results.md#where-a-single-cases-seconds-go-profile-for-issue-22-this-cpu-no-bfloat16). A volume
+    smaller than the window along an axis is padded with zeros, evenly on both sides, and the output cropped
+    back.
+
+    Args:
+        model: the network (called on (B, C, *window) tensors).
+        x: the input, (1, C, *spatial).
+        window: the window size in voxels per spatial axis.
+        overlap: the fraction of a window shared with its neighbour, in [0, 1).
+        batch: windows that go through the network at once (as MONAI's ``sw_batch_size``; only for a single
+            input, ``x.shape[0] == 1``), blended in the same order.
+
+    Returns:
+        The output, (1, K, *spatial).
+    """
     spatial = x.shape[2:]
     pads = [max(w - n, 0) for w, n in zip(window, spatial)]
     if any(pads):
@@ -181,7 +210,13 @@ def sliding_window(
 def probabilities_to_classes(
     probs: torch.Tensor | np.ndarray, kind: str, threshold: float = 0.5
 ) -> np.ndarray:
-    """Class indices (multiclass: argmax) or boolean region masks (region: threshold) as NumPy."""
+    """Class indices (multiclass: argmax, uint8) or boolean region masks (region: threshold) as NumPy.
+
+    Args:
+        probs: (K, X, Y, Z) probabilities.
+        kind: "multiclass" or "region".
+        threshold: the region threshold.
+    """
     probs = torch.as_tensor(probs)
     if kind == "region":
         return (probs > threshold).numpy()

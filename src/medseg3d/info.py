@@ -136,7 +136,15 @@ def _image_lines(vol: Volume) -> list[str]:
 
 
 def image_problems(vol: Volume, where: str) -> list[str]:
-    """What other commands refuse in one image's voxels: NaN/Inf, magnitudes over 1e10, a constant image."""
+    """What other commands refuse in one image's voxels: NaN/Inf, magnitudes over 1e10, a constant image.
+
+    Args:
+        vol: the image.
+        where: its name in the lines.
+
+    Returns:
+        One line per problem ([] when it is fine).
+    """
     try:
         check_values(vol.array, where)
     except InputError as exc:
@@ -318,7 +326,17 @@ def _declared_values(root: Path, layout: str) -> set[int] | None:
 
 
 def describe_dataset(root, cases: list[Case], layout: str, progress: bool = True) -> str:
-    """Layout, cases, channels, label values over all cases and every problem of every case."""
+    """Layout, cases, channels, label values over all cases and every problem of every case.
+
+    Args:
+        root: the dataset folder.
+        cases: its cases (:func:`medseg3d.datasets.find_cases`).
+        layout: the layout found.
+        progress: show a progress bar while every case is checked.
+
+    Returns:
+        The description, lines of text.
+    """
     from tqdm import tqdm
 
     root = Path(root)

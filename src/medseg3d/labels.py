@@ -40,6 +40,7 @@ class LabelScheme:
 
     @property
     def n_classes(self) -> int:
+        """The number of classes, background included."""
         return len(self.values)
 
     @property
@@ -57,7 +58,15 @@ class LabelScheme:
         return table
 
     def to_classes(self, labels: np.ndarray, where: str = "label map") -> np.ndarray:
-        """File values -> class indices (uint8). Unknown values raise :class:`InputError`."""
+        """File values -> class indices (uint8).
+
+        Args:
+            labels: a label map of integers (floats holding integers are accepted).
+            where: what the map is, for the message.
+
+        Raises:
+            InputError: non-integer or NaN values, a non-integer type, or values the scheme does not know.
+        """
         labels = np.asarray(labels)
         if labels.dtype.kind == "f":
             if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
@@ -112,11 +121,16 @@ class LabelScheme:
         return out
 
     def with_region_training(self, on: bool = True) -> LabelScheme:
+        """This scheme trained on its regions (sigmoid outputs) or, with ``on=False``, on its classes;
+        InputError when
+        ``on`` and the scheme has no regions.
+        """
         if on and not self.regions:
             raise InputError(f"label scheme '{self.name}' has no regions; region training needs them")
         return LabelScheme(self.name, self.values, self.class_names, self.regions, self.merge, on)
 
     def to_dict(self) -> dict:
+        """The scheme as a JSON-ready dict, as model files store it."""
         return {
             "name": self.name,
             "values": list(self.values),
@@ -128,6 +142,7 @@ class LabelScheme:
 
     @classmethod
     def from_dict(cls, d: dict) -> LabelScheme:
+        """The scheme :meth:`to_dict` wrote; InputError when the dict is not a valid scheme."""
         try:
             return cls(
                 d["name"],
@@ -143,6 +158,10 @@ class LabelScheme:
 
 def value_masks(labels: np.ndarray, groups) -> dict[str, np.ndarray]:
     """Boolean masks of a label map (file values), one per named group of values.
+
+    Args:
+        labels: the label map.
+        groups: {name: one value or several}.
 
     Example:
         >>> value_masks(np.array([0, 1, 2, 4]), {"WT": (1, 2, 4), "ET": 4})["WT"].tolist()
@@ -215,7 +234,16 @@ def get_scheme(name: str) -> LabelScheme:
 
 
 def scheme_from_labels(labels: dict[str, int], name: str = "dataset") -> LabelScheme:
-    """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name)."""
+    """A scheme from an nnU-Net/MSD ``dataset.json`` ``labels`` entry (name -> value or value -> name).
+
+    Args:
+        labels: the entry.
+        name: the scheme's name.
+
+    Raises:
+        InputError: not a mapping, region labels (nnU-Net v2), values that are not integers or repeat, or no
+            background 0.
+    """
     if not isinstance(labels, dict):
         raise InputError("dataset.json 'labels' must be a mapping of names to values; fix the file")
     pairs = []
@@ -321,15 +349,23 @@ def resolve_convention(
     For a scheme of the BraTS family (:data:`BRATS_FAMILY`), the values present and which label surrounds
     the other decide: 4 present -> BraTS 2017+ (or 2015 with 3); 3 without 4 -> nnU-Net's numbering when 1
     is the edema, BRATS 2015 when 2 is; only 0, 1, 2 -> BRATS 2012 when 1 is the edema, BraTS 2017+ when 2
-    is. When that differs from ``declared`` the detected scheme is returned with a note to print; when the
-    values fit more than one numbering and the declared one is doubtful, an :class:`InputError` names the
-    values found and the ``--labels`` choices. Other schemes are returned unchanged.
+    is. When that differs from ``declared`` the detected scheme is returned with a note to print. Other
+    schemes are returned unchanged.
 
-    ``by_shape=False`` (for predictions, whose shapes are noisy and whose numbering is the model's) keeps
-    the declared scheme for maps holding only 0, 1 and 2.
+    Args:
+        declared: the scheme the user declared.
+        stats: the values found in the maps and which touch the background (:class:`LabelStats`).
+        what: what the maps are (e.g. "references"), for the messages.
+        option: the option the user would pass, for the messages.
+        by_shape: False (for predictions, whose shapes are noisy and whose numbering is the model's) keeps
+            the declared scheme for maps holding only 0, 1 and 2.
 
     Returns:
         (scheme to read the maps with, note or ``None``).
+
+    Raises:
+        InputError: the values fit more than one numbering and the declared one is doubtful, or fit no
+            numbering of the family; the line names the values found and the ``--labels`` choices.
     """
     base = declared.name
     if base not in BRATS_FAMILY or not stats.values <= {0, 1, 2, 3, 4}:

@@ -90,6 +90,7 @@ def lesion_wise_region(
     ref_mask,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: LesionRules = LesionRules(),
+    distances: bool = True,
 ) -> dict:
     """Lesion-wise scores of one binary region (see the module docstring for the rules).
 
@@ -97,6 +98,8 @@ def lesion_wise_region(
         pred_mask, ref_mask: 3D masks of equal shape (nonzero = inside).
         spacing: voxel size in mm along each axis (for volumes and HD95).
         rules: dilation, size threshold and penalty (default BraTS 2023 GLI).
+        distances: False: leave HD95 out (NaN), most of the time on large lesions, when only Dice is wanted
+            (e.g. sweeps of post-processing settings).
 
     Returns:
         ``{"dice", "hd95", "tp", "fn", "fp", "n_small", "lesions"}``: the lesion-wise Dice and HD95 (mm),
@@ -151,7 +154,7 @@ def lesion_wise_region(
                 found = np.isin(pred_cc[box_all], hits)
                 tp_vox = int(np.count_nonzero(lesion & found))
                 dice = 2.0 * tp_vox / (int(np.count_nonzero(lesion)) + int(np.count_nonzero(found)))
-                hd = hausdorff95(found, lesion, spacing)
+                hd = hausdorff95(found, lesion, spacing) if distances else float("nan")
             else:
                 dice, hd = 0.0, float(rules.hd95_penalty)
             lesions.append(
@@ -216,8 +219,17 @@ def lesion_wise_masks(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     rules: LesionRules = LesionRules(),
 ) -> dict:
-    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks (name -> 3D mask) of each
-    side."""
+    """The lesion-wise columns of :func:`lesion_wise_scores` from region masks of each side.
+
+    Args:
+        pred_masks, ref_masks: {region name: 3D boolean mask}.
+        names: the regions to score.
+        spacing: voxel size in mm, (X, Y, Z).
+        rules: the lesion-wise parameters (default: BraTS 2023 GLI).
+
+    Returns:
+        Per region: ``lesion_dice_``, ``lesion_hd95_`` (mm), ``lesion_tp_``, ``lesion_fn_``, ``lesion_fp_``.
+    """
     row: dict[str, float] = {}
     for name in names:
         out = lesion_wise_region(pred_masks[name], ref_masks[name], spacing, rules)

@@ -61,14 +61,21 @@ def _ratio(numerator: int, denominator: int, both_empty: float) -> float:
 
 
 def dice(pred_mask, ref_mask) -> float:
-    """Dice ``2|P & R| / (|P| + |R|)`` of two masks (nonzero = inside). Both empty -> 1.0, one empty ->
-    0.0."""
+    """Dice ``2|P & R| / (|P| + |R|)`` of two masks (nonzero = inside). Both empty -> 1.0, one empty -> 0.0.
+
+    Args:
+        pred_mask, ref_mask: arrays of one shape.
+    """
     tp, fp, fn, _ = _counts(*_pair(pred_mask, ref_mask))
     return _ratio(2 * tp, 2 * tp + fp + fn, 1.0)
 
 
 def jaccard(pred_mask, ref_mask) -> float:
-    """Jaccard ``|P & R| / |P | R|``. Both empty -> 1.0, one empty -> 0.0."""
+    """Jaccard ``|P & R| / |P | R|``. Both empty -> 1.0, one empty -> 0.0.
+
+    Args:
+        pred_mask, ref_mask: arrays of one shape (nonzero = inside).
+    """
     tp, fp, fn, _ = _counts(*_pair(pred_mask, ref_mask))
     return _ratio(tp, tp + fp + fn, 1.0)
 
@@ -86,19 +93,31 @@ def _precision(tp: int, fp: int, fn: int) -> float:
 
 
 def sensitivity(pred_mask, ref_mask) -> float:
-    """Sensitivity (recall) ``TP / (TP + FN)``. Empty reference: 1.0 if the prediction is empty, else 0.0."""
+    """Sensitivity (recall) ``TP / (TP + FN)``. Empty reference: 1.0 if the prediction is empty, else 0.0.
+
+    Args:
+        pred_mask, ref_mask: arrays of one shape (nonzero = inside).
+    """
     tp, fp, fn, _ = _counts(*_pair(pred_mask, ref_mask))
     return _sensitivity(tp, fp, fn)
 
 
 def specificity(pred_mask, ref_mask) -> float:
-    """Specificity ``TN / (TN + FP)``; 1.0 when the reference has no negative voxel."""
+    """Specificity ``TN / (TN + FP)``; 1.0 when the reference has no negative voxel.
+
+    Args:
+        pred_mask, ref_mask: arrays of one shape (nonzero = inside).
+    """
     _, fp, _, tn = _counts(*_pair(pred_mask, ref_mask))
     return _ratio(tn, tn + fp, 1.0)
 
 
 def precision(pred_mask, ref_mask) -> float:
-    """Precision ``TP / (TP + FP)``. Empty prediction: 1.0 if the reference is empty, else 0.0."""
+    """Precision ``TP / (TP + FP)``. Empty prediction: 1.0 if the reference is empty, else 0.0.
+
+    Args:
+        pred_mask, ref_mask: arrays of one shape (nonzero = inside).
+    """
     tp, fp, fn, _ = _counts(*_pair(pred_mask, ref_mask))
     return _precision(tp, fp, fn)
 
@@ -191,7 +210,12 @@ def hausdorff95(
 
 
 def region_dice(pred_labels: np.ndarray, ref_labels: np.ndarray, groups: Mapping[str, Sequence[int]]) -> dict:
-    """Dice per named group of label values (e.g. BraTS WT/TC/ET regions), rounded to 4 digits."""
+    """Dice per named group of label values (e.g. BraTS WT/TC/ET regions), rounded to 4 digits.
+
+    Args:
+        pred_labels, ref_labels: label maps (file values) of one shape.
+        groups: {name: the values the group holds}.
+    """
     pred, ref = value_masks(pred_labels, groups), value_masks(ref_labels, groups)
     return {name: round(dice(pred[name], ref[name]), 4) for name in groups}
 
@@ -279,8 +303,18 @@ def score_masks(
     """Score boolean masks by name (the columns of :func:`score_case`), for maps read with different
     label numberings: each side's masks come from its own scheme.
 
+    Args:
+        pred_masks, ref_masks: {name: mask}, the same names in the same order.
+        spacing: voxel size in mm, (X, Y, Z).
+        hd95_one_empty: the HD95 (mm) where exactly one side is empty (NaN, or the BraTS penalty).
+
+    Returns:
+        Per name: ``dice_``, ``jaccard_``, ``sens_``, ``spec_``, ``prec_``, ``hd95_`` (mm), ``voldiff_``
+            (predicted
+        minus reference, ml) and ``vol_ref_`` (ml).
+
     Raises:
-        InputError: the names or shapes of the two sides differ.
+        InputError: the names or shapes of the two sides differ, or a bad spacing.
     """
     if list(pred_masks) != list(ref_masks):
         raise InputError(f"prediction masks {list(pred_masks)} and reference masks {list(ref_masks)} differ")

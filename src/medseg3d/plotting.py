@@ -8,7 +8,16 @@ from .io import atomic_write
 
 
 def save_figure(fig, path, **savefig_kwargs) -> Path:
-    """Write ``fig`` to a temporary PNG beside ``path``, close it, then rename: never a half-written image."""
+    """Write ``fig`` to a temporary PNG beside ``path``, close it, then rename: never a half-written image.
+
+    Args:
+        fig: the matplotlib figure (closed afterwards, also on failure).
+        path: the image file; its suffix sets the format.
+        savefig_kwargs: passed to ``fig.savefig``.
+
+    Returns:
+        The path.
+    """
     import matplotlib.pyplot as plt
 
     try:

@@ -5,9 +5,9 @@ Three settings, for ``medseg3d train --precision`` and ``medseg3d predict --prec
 * ``fp32``: float32 everywhere.
 * ``mixed``: convolutions in a 16-bit type, losses and normalisation statistics in float32
   (``torch.autocast``): float16 with loss scaling on CUDA; bfloat16 on a CPU with native bfloat16 instructions
-  (AVX-512 BF16 or AMX; on this project's 2-core build machine about 2.5 times faster per training iteration
-  and 3 times faster per inference pass than float32). A CPU without them emulates bfloat16 slowly, so there
-  ``mixed`` falls back to float32.
+  (AVX-512 BF16 or AMX; faster than float32 per training step and inference pass, measured:
+  docs/results.md#mixed-precision-bfloat16-on-this-cpu). A CPU without them emulates bfloat16 slowly, so
+  there ``mixed`` falls back to float32.
 * ``auto`` (default): ``mixed`` on CUDA, ``fp32`` on the CPU for training, so that CPU runs reproduce
   earlier float32 runs exactly; presets that were measured in mixed precision ask for it explicitly.
 
@@ -45,13 +45,23 @@ def native_bf16() -> bool:
 
 
 def check_precision(precision: str) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`; InputError otherwise."""
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return precision
 
 
 def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
-    """The 16-bit type that ``precision`` runs in on ``device``, or ``None`` for float32."""
+    """The 16-bit type that ``precision`` runs in on ``device``, or ``None`` for float32.
+
+    Args:
+        precision: "auto", "fp32" or "mixed".
+        device: the device; CUDA runs float16 unless fp32, a CPU bfloat16 only for "mixed" where it has native
+            bfloat16.
+
+    Raises:
+        InputError: an unknown precision.
+    """
     import torch
 
     check_precision(precision)
@@ -66,7 +76,11 @@ def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | 
 
 
 def autocast(precision: str, device: torch.device | str):
-    """A ``torch.autocast`` context for ``precision`` on ``device`` (a no-op context in float32)."""
+    """A ``torch.autocast`` context for ``precision`` on ``device`` (a no-op context in float32).
+
+    Args:
+        precision, device: as :func:`autocast_dtype`.
+    """
     import torch
 
     dtype = autocast_dtype(precision, device)
@@ -76,6 +90,10 @@ def autocast(precision: str, device: torch.device | str):
 
 
 def describe(precision: str, device: torch.device | str) -> str:
-    """What ``precision`` resolves to on ``device``: ``"float32"``, ``"bfloat16"`` or ``"float16"``."""
+    """What ``precision`` resolves to on ``device``: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+
+    Args:
+        precision, device: as :func:`autocast_dtype`.
+    """
     dtype = autocast_dtype(precision, device)
     return "float32" if dtype is None else str(dtype).removeprefix("torch.")

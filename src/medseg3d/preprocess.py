@@ -83,6 +83,7 @@ class PrepConfig:
             self.spacing = tuple(float(v) for v in self.spacing)
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (unset newer fields left out, so older readers accept it)."""
         d = asdict(self)
         d["crop_size"] = list(self.crop_size) if self.crop_size else None
         d["spacing"] = list(self.spacing) if self.spacing else None
@@ -94,6 +95,7 @@ class PrepConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PrepConfig:
+        """The settings :meth:`to_dict` wrote; InputError for unknown fields (a newer medseg3d's)."""
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
@@ -118,13 +120,16 @@ class PrepRecord:
 
     @property
     def crop_shape(self) -> tuple[int, int, int]:
+        """The crop box's size in voxels (X, Y, Z)."""
         return tuple(b - a for a, b in zip(self.box_start, self.box_stop))
 
     def to_dict(self) -> dict:
+        """The record as a JSON-ready dict."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> PrepRecord:
+        """The record :meth:`to_dict` wrote."""
         d = dict(d)
         for k in ("original_shape", "box_start", "box_stop", "shape"):
             d[k] = tuple(int(v) for v in d[k])
@@ -137,7 +142,15 @@ def foreground_mask(image: np.ndarray) -> np.ndarray:
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(start, stop) of the smallest box holding ``mask``, grown by ``margin`` and clipped to the volume."""
+    """(start, stop) of the smallest box holding ``mask``, grown by ``margin`` and clipped to the volume.
+
+    Args:
+        mask: a boolean array (any number of axes).
+        margin: voxels added on each side.
+
+    Raises:
+        InputError: an empty mask (no foreground).
+    """
     if not mask.any():
         raise InputError("the image has no non-zero voxel (empty foreground); check the input files")
     start, stop = [], []
@@ -154,6 +167,16 @@ def centred_box(mask: np.ndarray, size) -> tuple[tuple[int, ...], tuple[int, ...
 
     Where the volume is smaller than ``size`` along an axis, the box is centred on the volume and reaches
     outside it (negative start): that part is zero-padded by :func:`crop_or_pad`.
+
+    Args:
+        mask: the boolean foreground, (X, Y, Z).
+        size: the box size in voxels, (X, Y, Z).
+
+    Returns:
+        (start, stop) per axis.
+
+    Raises:
+        InputError: an empty mask.
     """
     if not mask.any():
         raise InputError("the image has no non-zero voxel (empty foreground); check the input files")
@@ -182,7 +205,16 @@ def _com_fast(mask: np.ndarray) -> np.ndarray:
 
 
 def crop_or_pad(array: np.ndarray, start, stop, fill=0) -> np.ndarray:
-    """``array[..., start:stop]`` over the last three axes, zero-padded where the box leaves the volume."""
+    """``array[..., start:stop]`` over the last three axes, padded where the box leaves the volume.
+
+    Args:
+        array: (..., X, Y, Z).
+        start, stop: the box per spatial axis; may reach outside the volume.
+        fill: the value of the padding.
+
+    Returns:
+        A view when the box lies inside, else a new array.
+    """
     spatial = array.shape[-3:]
     out_shape = array.shape[:-3] + tuple(b - a for a, b in zip(start, stop))
     src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(start, stop, spatial))
@@ -195,7 +227,14 @@ def crop_or_pad(array: np.ndarray, start, stop, fill=0) -> np.ndarray:
 
 
 def paste(array: np.ndarray, start, stop, shape, fill=0) -> np.ndarray:
-    """Inverse of :func:`crop_or_pad`: put a cropped ``array`` back into a volume of ``shape``."""
+    """Inverse of :func:`crop_or_pad`: put a cropped ``array`` back into a volume of ``shape``.
+
+    Args:
+        array: the crop, (..., x, y, z).
+        start, stop: the box it was cut with.
+        shape: the full volume's spatial shape (X, Y, Z).
+        fill: the value outside the box.
+    """
     out = np.full(array.shape[:-3] + tuple(shape), fill, dtype=array.dtype)
     dst = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(start, stop, shape))
     src = tuple(slice(d.start - a, d.start - a + (d.stop - d.start)) for a, d in zip(start, dst))
@@ -204,7 +243,18 @@ def paste(array: np.ndarray, start, stop, shape, fill=0) -> np.ndarray:
 
 
 def zscore(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list, list]:
-    """Per-channel z-score inside ``mask``; background set to 0. Returns (image, means, stds)."""
+    """Per-channel z-score inside ``mask``; background set to 0.
+
+    Args:
+        image: (C, X, Y, Z).
+        mask: the boolean brain mask, (X, Y, Z).
+
+    Returns:
+        (float32 image, means, stds), one mean and std per channel.
+
+    Raises:
+        InputError: a channel constant inside the mask.
+    """
     out = np.zeros(image.shape, dtype=np.float32)
     means, stds = [], []
     for c in range(image.shape[0]):
@@ -220,7 +270,16 @@ def zscore(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list, list]
 
 
 def target_shape(shape, spacing, config: PrepConfig) -> tuple[int, int, int]:
-    """Grid size after resampling a region of ``shape`` voxels at ``spacing`` mm."""
+    """Grid size after resampling a region of ``shape`` voxels at ``spacing`` mm.
+
+    Args:
+        shape: the region's size in voxels, (X, Y, Z).
+        spacing: its voxel size in mm.
+        config: the preprocessing settings (its target spacing, else its down-sampling factor).
+
+    Returns:
+        The new size, at least 1 voxel per axis.
+    """
     if config.spacing is not None:
         factors = [t / s for s, t in zip(spacing, config.spacing)]
     else:
@@ -229,7 +288,15 @@ def target_shape(shape, spacing, config: PrepConfig) -> tuple[int, int, int]:
 
 
 def resize_image(image: np.ndarray, shape) -> np.ndarray:
-    """Linear resampling of (C, X, Y, Z) to ``shape`` (align_corners=False geometry)."""
+    """Linear resampling of (C, X, Y, Z) to ``shape`` (align_corners=False geometry).
+
+    Args:
+        image: (C, X, Y, Z); returned as it is when it has ``shape`` already.
+        shape: the new (X, Y, Z).
+
+    Returns:
+        float32 (C, *shape).
+    """
     if tuple(image.shape[-3:]) == tuple(shape):
         return image
     import torch
@@ -240,7 +307,13 @@ def resize_image(image: np.ndarray, shape) -> np.ndarray:
 
 
 def resize_labels(classes: np.ndarray, shape, n_classes: int | None = None) -> np.ndarray:
-    """Label-map resampling by majority: linear interpolation of one-hot maps, then argmax."""
+    """Label-map resampling by majority: linear interpolation of one-hot maps, then argmax.
+
+    Args:
+        classes: class indices (X, Y, Z).
+        shape: the new (X, Y, Z).
+        n_classes: the number of classes (None: the largest index + 1).
+    """
     if tuple(classes.shape) == tuple(shape):
         return classes
     n = int(n_classes or classes.max() + 1)
@@ -317,9 +390,16 @@ def preprocess(
 def undo_probabilities(probs: np.ndarray, record: PrepRecord, fill_background: bool = True) -> np.ndarray:
     """Probabilities (K, x, y, z) on the preprocessed grid -> (K, X, Y, Z) on the original grid.
 
-    Up-sampling is linear (the paper's low-resolution mode); outside the crop box the first channel
-    (background) is 1 and the others 0 when ``fill_background``. Region (sigmoid) outputs have no background
-    channel: pass ``fill_background=False`` so that every region is 0 outside the box.
+    Up-sampling is linear (the paper's low-resolution mode).
+
+    Args:
+        probs: the probabilities on the preprocessed grid.
+        record: how the case was preprocessed (crop box, shapes).
+        fill_background: outside the crop box the first channel (background) is 1 and the others 0; region
+            (sigmoid) outputs have no background channel: pass False so that every region is 0 outside.
+
+    Returns:
+        float32 (K, X, Y, Z).
     """
     probs = resize_image(probs, record.crop_shape)
     out = paste(probs.astype(np.float32), record.box_start, record.box_stop, record.original_shape)
@@ -335,6 +415,12 @@ def undo_probabilities(probs: np.ndarray, record: PrepRecord, fill_background: b
 
 
 def undo_labels(classes: np.ndarray, record: PrepRecord, n_classes: int | None = None) -> np.ndarray:
-    """A class-index map on the preprocessed grid -> the original grid (majority up-sampling, paste back)."""
+    """A class-index map on the preprocessed grid -> the original grid (majority up-sampling, paste back).
+
+    Args:
+        classes: class indices on the preprocessed grid.
+        record: how the case was preprocessed.
+        n_classes: the number of classes (None: the largest index + 1).
+    """
     classes = resize_labels(classes, record.crop_shape, n_classes)
     return paste(classes, record.box_start, record.box_stop, record.original_shape)

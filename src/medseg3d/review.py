@@ -50,6 +50,7 @@ class Check:
     message: str
 
     def to_dict(self) -> dict:
+        """The check as a JSON-ready dict (case, name, message)."""
         return asdict(self)
 
 
@@ -74,7 +75,16 @@ def collecting():
 
 
 def fire(case: str, message: str, *, show: bool = True) -> Check:
-    """Record that a quality check fired for ``case``; print ``warning: <message>`` on standard error."""
+    """Record that a quality check fired for ``case``; print ``warning: <message>`` on standard error.
+
+    Args:
+        case: the case it fired for.
+        message: the one-line warning.
+        show: whether to print it.
+
+    Returns:
+        The Check, also added to every open :func:`collecting` list.
+    """
     check = Check(case, check_name(message), message)
     for checks in _open:
         checks.append(check)

@@ -65,6 +65,18 @@ class PatchSampler:
     def box_for(
         self, case: PreparedCase, rng: np.random.Generator
     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Where the next sample is cut: ``(start, stop)`` per spatial axis, possibly reaching outside the
+        case.
+
+        Without a patch size: the whole case, padded about its centre to a multiple of ``size_multiple``. With
+        one: with probability ``foreground_p`` a patch around a random foreground voxel of a random class
+        (jittered by a quarter patch), else anywhere; shifted to lie inside the case, or centred on an axis
+        where the case is smaller than the patch.
+
+        Args:
+            case: the prepared case (image (C, X, Y, Z), label class indices).
+            rng: the sampling stream; it advances.
+        """
         shape = case.image.shape[1:]
         if self.patch is None:
             target = tuple(int(np.ceil(s / self.size_multiple) * self.size_multiple) for s in shape)
@@ -88,11 +100,20 @@ class PatchSampler:
     def crop(
         self, case: PreparedCase, box: tuple[tuple[int, ...], tuple[int, ...]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cut the box ``(start, stop)`` (from :meth:`box_for`) out of a case, zero-padding outside it."""
+        """Cut the box ``(start, stop)`` (from :meth:`box_for`) out of a case, zero-padding outside it.
+
+        Args:
+            case: the prepared case.
+            box: (start, stop) per spatial axis.
+
+        Returns:
+            (image (C, *box size) float32, class indices (*box size) int64).
+        """
         start, stop = box
         image = crop_or_pad(case.image, start, stop).astype(np.float32)
         label = crop_or_pad(case.label, start, stop).astype(np.int64)
         return image, label
 
     def sample(self, case: PreparedCase, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`crop` of :meth:`box_for`: one (image, classes) sample of ``case`` drawn with ``rng``."""
         return self.crop(case, self.box_for(case, rng))

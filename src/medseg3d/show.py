@@ -43,7 +43,23 @@ def _centre(mask: np.ndarray) -> tuple[int, int, int]:
 def show(
     case_path, out, pred=None, labels: str = "brats", channel: str | None = None, title: str | None = None
 ) -> Path:
-    """Draw axial, coronal and sagittal slices of ``case_path`` with outlines; write a PNG to ``out``."""
+    """Draw axial, coronal and sagittal slices of ``case_path`` with outlines; write a PNG to ``out``.
+
+    Args:
+        case_path: a case folder (its label is the reference) or an image file.
+        out: the PNG file.
+        pred: a predicted label file to outline (dashed) (None: none).
+        labels: the label scheme's name.
+        channel: the channel drawn (None: FLAIR, else the first).
+        title: the figure's title (None: the case, channel and centre voxel).
+
+    Returns:
+        The PNG written.
+
+    Raises:
+        InputError: a folder of several cases, an unknown channel, grids that differ, an empty image, or an
+            output folder that cannot be made.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

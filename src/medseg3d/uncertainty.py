@@ -78,8 +78,13 @@ def _decision(probs: np.ndarray, kind: str) -> np.ndarray:
 def normalised_entropy(probs: np.ndarray, kind: str) -> np.ndarray:
     """Entropy of the probabilities divided by its maximum: 0 = certain, 1 = uniform.
 
-    Multiclass: entropy of the K-class distribution over log K. Region (sigmoid) outputs: mean over regions of
-    the binary entropy over log 2.
+    Args:
+        probs: (K, X, Y, Z) probabilities.
+        kind: "multiclass" (entropy of the K-class distribution over log K) or "region" (mean over regions of
+            the binary entropy over log 2).
+
+    Returns:
+        float32 (X, Y, Z).
     """
     p = np.clip(np.asarray(probs, dtype=np.float32), EPS, 1.0)
     if kind == "region":
@@ -216,9 +221,17 @@ def member_uncertainty(
 
 
 def check_passes(passes: int | str | None, mirror: bool = False, members: int = 0) -> None:
-    """Refuse a number of mirrored passes other than 2, 4 or 8 (None: no uncertainty), fewer than 8 with
-    ``--mirror`` (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble of
-    ``members`` networks, in one line."""
+    """Refuse, in one line, a number of mirrored passes other than 2, 4 or 8, fewer than 8 with ``--mirror``
+    (mirroring averages all 8), or ``"members"`` for a model that is not an ensemble.
+
+    Args:
+        passes: 2, 4, 8, "members", or None (no uncertainty).
+        mirror: whether the prediction mirrors.
+        members: the model's runnable members (0 or 1: not an ensemble).
+
+    Raises:
+        InputError: as said.
+    """
     if passes == MEMBERS:
         if members < 2:
             raise InputError(
@@ -262,6 +275,11 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
     voxels where the mean foreground probability exceeds 0.1 (a faint, rejected tumour is doubt too); with
     none of those either, the model is sure there is nothing and the confidence is 1.
 
+    Args:
+        result: the mirrored (or members') prediction with its maps.
+        kind: "multiclass" or "region".
+        margin: voxels the zone grows by.
+
     Returns:
         ``{"confidence", "mean_entropy", "mean_agreement", "zone_voxels", "passes", "source"}``; ``passes`` is
         the number of members when ``source`` is "members".
@@ -295,7 +313,12 @@ def case_confidence(result: MirroredPrediction, kind: str = "multiclass", margin
 
 
 def describe_passes(passes, source: str = "mirrored") -> str:
-    """``"2 mirrored passes"`` or ``"5 members"``: what a confidence was measured over, for people."""
+    """``"2 mirrored passes"`` or ``"5 members"``: what a confidence was measured over, for people.
+
+    Args:
+        passes: the count.
+        source: "mirrored" or "members".
+    """
     return f"{passes} members" if source == MEMBERS else f"{passes} mirrored passes"
 
 
@@ -306,9 +329,17 @@ def describe_source(source: str = "mirrored") -> str:
 
 
 def confidence_reference(calibration: dict | None, passes: int, source: str = "mirrored") -> dict | None:
-    """The held-out confidences a model's calibration stored for ``passes`` mirrored passes (or members, with
-    ``source`` "members"), with the warning threshold (their ``LOW_SHARE`` quantile):
-    ``{"held_out", "low_below", "passes"}``, or None without one."""
+    """The held-out confidences a model's calibration stored for ``passes``, with the warning threshold.
+
+    Args:
+        calibration: the model's calibration metadata (None: none).
+        passes: the mirrored passes (or members) the case was measured with; must be those stored.
+        source: "mirrored" or "members"; must be the one stored.
+
+    Returns:
+        ``{"held_out", "low_below" (their :data:`LOW_SHARE` quantile), "passes"}``, or None without a matching
+        reference of at least 3 cases.
+    """
     ref = (calibration or {}).get("confidence") or {}
     values = ref.get("held_out") or []
     if (int(ref.get("passes", 0)) != passes or ref.get("source", "mirrored") != source) or len(values) < 3:
@@ -321,13 +352,24 @@ def confidence_reference(calibration: dict | None, passes: int, source: str = "m
 
 
 def confidence_rank(confidence: float, reference: dict) -> float:
-    """The share of the reference's held-out cases that were less confident than ``confidence`` (0 to 1)."""
+    """The share of the reference's held-out cases that were less confident than ``confidence`` (0 to 1).
+
+    Args:
+        confidence: the case's confidence.
+        reference: :func:`confidence_reference`'s dict.
+    """
     values = np.asarray(reference["held_out"], dtype=np.float64)
     return round(float((values < confidence).mean()), 3)
 
 
 def confidence_warning(confidence: float, threshold: float | None, source: str = "mirrored") -> str | None:
-    """The report's warning for a case below ``threshold`` (None: no reference, no warning), else None."""
+    """The report's warning for a case below ``threshold``, else None.
+
+    Args:
+        confidence: the case's confidence.
+        threshold: the reference's ``low_below`` (None: no reference, no warning).
+        source: "mirrored" or "members", for the wording.
+    """
     if threshold is not None and confidence < threshold:
         return (
             f"Low confidence ({confidence:.3f} < {threshold:.3f}, the least confident tenth of the cases the "
@@ -430,7 +472,16 @@ def fit_temperature(
 def apply_temperature(
     probabilities: np.ndarray, temperatures: Sequence[float], kind: str = "multiclass"
 ) -> np.ndarray:
-    """Probabilities recomputed with logits divided by the fitted temperature(s) (float32, same shape)."""
+    """Probabilities recomputed with logits divided by the fitted temperature(s) (float32, same shape).
+
+    Args:
+        probabilities: (K, ...) probabilities.
+        temperatures: one for a softmax; one, or one per region, for sigmoid regions.
+        kind: "multiclass" or "region".
+
+    Raises:
+        InputError: the wrong number of temperatures.
+    """
     p = np.clip(np.asarray(probabilities, dtype=np.float64), EPS, 1.0 - EPS)
     t = np.asarray(temperatures, dtype=np.float64)
     if kind == "region":
@@ -450,6 +501,14 @@ def ece_from_confidences(confidence, correct, n_bins: int = 15) -> float:
     """Expected calibration error: sum over equal-width bins of |accuracy - mean confidence| x bin share.
 
     Bins are ``[0, 1/n), [1/n, 2/n), ..., [(n-1)/n, 1]``.
+
+    Args:
+        confidence: confidences in [0, 1], any shape.
+        correct: 1 where the decision was right, 0 where not, of the same size.
+        n_bins: n.
+
+    Returns:
+        The ECE in [0, 1] (0 for no sample).
     """
     confidence = np.asarray(confidence, dtype=np.float64).ravel()
     correct = np.asarray(correct, dtype=np.float64).ravel()
@@ -474,7 +533,13 @@ def expected_calibration_error(
 
     Multiclass: top-label ECE (confidence = the largest probability, correct = its class is the reference's).
     Region outputs: the mean over regions of the binary ECE (confidence = max(p, 1 - p)).
-    Arguments as for :func:`fit_temperature`.
+
+    Args:
+        probabilities, labels, kind, mask, max_voxels, seed: as for :func:`fit_temperature`.
+        n_bins: the number of equal-width confidence bins.
+
+    Returns:
+        The ECE in [0, 1].
     """
     p, y = _as_samples(probabilities, labels, kind, mask, max_voxels, seed)
     if kind == "region":

@@ -634,3 +634,24 @@ def test_save_and_load_split(tmp_path):
         load_split(tmp_path / "nokey.json")
     with pytest.raises(InputError):
         load_split(tmp_path)
+
+
+def test_numbered_files_without_dataset_json_are_taken_in_the_models_channel_order(tmp_path):
+    """nnU-Net files ``<case>_0000`` with no dataset.json: for a model of another anatomy, channel k is the
+    model's channel k (nnU-Net's convention), said in a note; for BraTS sequences position alone decides
+    nothing."""
+    images = tmp_path / "imagesTs"
+    images.mkdir()
+    for case_id in ("hippo_001", "hippo_002"):
+        _nifti(images / f"{case_id}_0000.nii.gz", _rand())
+    cases = find_cases(images)
+    assert [list(c.channels) for c in cases] == [["ch0"], ["ch0"]]
+    chosen = cases[0].select(("mri",))
+    assert chosen.channels == {"mri": images / "hippo_001_0000.nii.gz"}
+    assert "_0000 taken as mri" in chosen.meta["note"] and "dataset.json" in chosen.meta["note"]
+    assert chosen.load()[0].shape[0] == 1
+    with pytest.raises(InputError) as excinfo:
+        cases[0].select(("flair",))
+    _one_line(excinfo, "modality flair is missing", "found ch0")
+    with pytest.raises(InputError):  # two channels asked, one file: no guess
+        cases[0].select(("mri", "ct"))

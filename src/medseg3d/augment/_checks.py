@@ -11,7 +11,16 @@ from medseg3d.errors import InputError
 
 
 def spatial_dims(image: torch.Tensor, label: torch.Tensor | None = None) -> int:
-    """Check a sample and return its number of spatial dimensions (2 or 3)."""
+    """Check a sample and return its number of spatial dimensions (2 or 3).
+
+    Args:
+        image: a float tensor (C, X, Y) or (C, X, Y, Z).
+        label: None, or a tensor of the image's spatial shape: class indices (X, Y[, Z]) or masks (R, X, Y[,
+            Z]).
+
+    Raises:
+        InputError: either is not a tensor, the image is not floating point, or the shapes do not fit.
+    """
     if not isinstance(image, torch.Tensor):
         raise InputError(
             f"image must be a torch.Tensor, got {type(image).__name__}; convert it with torch.from_numpy"
@@ -45,6 +54,15 @@ def spatial_dims(image: torch.Tensor, label: torch.Tensor | None = None) -> int:
 
 
 def check_axes(axes: int | Sequence[int], sd: int) -> list[int]:
+    """Spatial axes as non-negative indices (negative ones count from the end).
+
+    Args:
+        axes: one axis or several.
+        sd: the number of spatial dimensions.
+
+    Raises:
+        InputError: an axis outside -sd..sd-1.
+    """
     axes = [axes] if isinstance(axes, (int, np.integer)) else list(axes)
     out = []
     for a in axes:
@@ -55,7 +73,16 @@ def check_axes(axes: int | Sequence[int], sd: int) -> list[int]:
 
 
 def per_channel(value: float | Sequence[float], n: int, name: str) -> torch.Tensor:
-    """A scalar or one value per channel, as a float64 tensor of length n."""
+    """A scalar or one value per channel, as a float64 tensor of length n.
+
+    Args:
+        value: one number (for every channel) or n numbers.
+        n: the number of channels.
+        name: the parameter's name, for the error.
+
+    Raises:
+        InputError: neither 1 nor n values.
+    """
     v = torch.as_tensor(value, dtype=torch.float64).flatten()
     if v.numel() == 1:
         v = v.expand(n)
@@ -70,8 +97,16 @@ def foreground(image: torch.Tensor) -> torch.Tensor:
 
 
 def brain_mask(image: torch.Tensor, mask: torch.Tensor | None, what: str) -> torch.Tensor:
-    """``mask`` as booleans (checked to match ``image``'s spatial shape), else :func:`foreground`; ``what``
-    names the op in the error."""
+    """``mask`` as booleans (checked to match ``image``'s spatial shape), else :func:`foreground`.
+
+    Args:
+        image: the (C, *spatial) image.
+        mask: a spatial-shaped mask, or None (the foreground: some channel non-zero).
+        what: the op's name, for the error.
+
+    Raises:
+        InputError: the mask's shape differs from the image's spatial shape.
+    """
     if mask is None:
         return foreground(image)
     if tuple(mask.shape) != tuple(image.shape[1:]):

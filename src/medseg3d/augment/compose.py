@@ -74,7 +74,16 @@ class PaperAugment:
         self.label_order = label_order
 
     def draw(self, image: torch.Tensor, generator: torch.Generator | None) -> list[AugmentParams]:
-        """The records of one sample (only ``image``'s shape is read)."""
+        """The records of one sample (only ``image``'s shape is read): ``n_ops`` draws of nothing, a flip or a
+        rotation, consecutive rotations merged into one resampling.
+
+        Args:
+            image: the (C, *spatial) sample.
+            generator: the random stream (None: torch's global one).
+
+        Returns:
+            The records in the order they apply.
+        """
         sd = image.ndim - 1
         steps: list[AugmentParams] = []
         for _ in range(self.n_ops):

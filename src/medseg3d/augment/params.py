@@ -108,7 +108,18 @@ class AugmentParams(Mapping):
         return out
 
     def apply(self, image: torch.Tensor, label: torch.Tensor | None) -> Sample:
-        """Run the deterministic op with these parameters."""
+        """Run the deterministic op with these parameters.
+
+        Args:
+            image: the (C, *spatial) float image.
+            label: its label (class indices or region masks), or None.
+
+        Returns:
+            (image, label) after the op; intensity ops return the label unchanged.
+
+        Raises:
+            InputError: a sample the op refuses (:func:`medseg3d.augment._checks.spatial_dims`).
+        """
         raise NotImplementedError
 
     def inverse(self) -> AugmentParams:
@@ -138,9 +149,11 @@ class FlipParams(AugmentParams):
     geometric: ClassVar[bool] = True
 
     def apply(self, image, label):
+        """Flip image and label along the recorded axes (:meth:`AugmentParams.apply`)."""
         return flip(image, label, list(self.axes))
 
     def inverse(self) -> FlipParams:
+        """The same flip, which undoes itself."""
         return self
 
 
@@ -166,12 +179,15 @@ class RotateScaleParams(AugmentParams):
     geometric: ClassVar[bool] = True
 
     def apply(self, image, label):
+        """Rotate and scale image and label about the centre with the recorded matrix
+        (:meth:`AugmentParams.apply`)."""
         scale = list(self.scale) if isinstance(self.scale, tuple) else self.scale
         return rotate_scale(
             image, label, np.asarray(self.matrix), scale, order=self.order, label_order=self.label_order
         )
 
     def inverse(self) -> RotateScaleParams:
+        """The record that undoes this one (the inverse map, back to the original grid)."""
         forward = np.asarray(self.scale, dtype=np.float64).reshape(-1, 1) * np.asarray(self.matrix)
         return RotateScaleParams(
             matrix=np.linalg.inv(forward), scale=1.0, order=self.order, label_order=self.label_order
@@ -187,6 +203,8 @@ class IntensityParams(AugmentParams):
     op: ClassVar[str] = "intensity"
 
     def apply(self, image, label):
+        """Scale and shift the intensities per channel (:meth:`AugmentParams.apply`); the label is
+        unchanged."""
         return intensity(image, list(self.scale), list(self.shift)), label
 
 
@@ -203,6 +221,7 @@ class GammaParams(AugmentParams):
     op: ClassVar[str] = "gamma"
 
     def apply(self, image, label):
+        """Apply the recorded gamma per channel (:meth:`AugmentParams.apply`); the label is unchanged."""
         return gamma(image, list(self.gamma), invert=bool(self.invert)), label
 
 
@@ -215,6 +234,7 @@ class NoiseParams(AugmentParams):
     op: ClassVar[str] = "noise"
 
     def apply(self, image, label):
+        """Add the recorded seed's Gaussian noise (:meth:`AugmentParams.apply`); the label is unchanged."""
         return gaussian_noise(image, self.std, torch.Generator().manual_seed(int(self.seed))), label
 
 
@@ -226,6 +246,7 @@ class BlurParams(AugmentParams):
     op: ClassVar[str] = "blur"
 
     def apply(self, image, label):
+        """Blur each channel with the recorded sigma (:meth:`AugmentParams.apply`); the label is unchanged."""
         return gaussian_blur(image, _values(self.sigma)), label
 
 
@@ -238,6 +259,8 @@ class LowResolutionParams(AugmentParams):
     op: ClassVar[str] = "low_resolution"
 
     def apply(self, image, label):
+        """Down- and up-sample each channel by the recorded factor (:meth:`AugmentParams.apply`); the label is
+        unchanged."""
         return low_resolution(image, _values(self.factor)), label
 
 
@@ -249,6 +272,8 @@ class ContrastParams(AugmentParams):
     op: ClassVar[str] = "contrast"
 
     def apply(self, image, label):
+        """Scale contrast per channel by the recorded factor (:meth:`AugmentParams.apply`); the label is
+        unchanged."""
         return contrast(image, _values(self.factor)), label
 
 
@@ -289,7 +314,19 @@ def apply_params(
     label: torch.Tensor | None,
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]],
 ) -> Sample:
-    """Apply logged parameters (one record or dict, or a list, as returned by the transforms) exactly."""
+    """Apply logged parameters (one record or dict, or a list, as returned by the transforms) exactly.
+
+    Args:
+        image: the (C, *spatial) image.
+        label: the label, or None.
+        params: what the transforms logged; an empty dict (nothing applied) is skipped.
+
+    Returns:
+        (image, label) after every op, in order.
+
+    Raises:
+        InputError: an entry names an unknown op or has bad parameters.
+    """
     for p in [params] if isinstance(params, Mapping) else params:
         record = params_from_dict(p)
         if record is not None:

@@ -54,14 +54,27 @@ __all__ = [
 
 
 def rand(g: torch.Generator | None) -> float:
+    """A float uniform in [0, 1) from ``g`` (None: torch's global stream)."""
     return float(torch.rand((), generator=g, dtype=torch.float64))
 
 
 def uniform(g: torch.Generator | None, lo: float, hi: float) -> float:
+    """A float uniform in [lo, hi) from a generator.
+
+    Args:
+        g: the random stream (None: torch's global one).
+        lo, hi: the interval.
+    """
     return lo + (hi - lo) * rand(g)
 
 
 def randint(g: torch.Generator | None, n: int) -> int:
+    """An int uniform in 0..n-1 from a generator.
+
+    Args:
+        g: the random stream (None: torch's global one).
+        n: the number of values.
+    """
     return int(torch.randint(n, (), generator=g))
 
 
@@ -98,7 +111,12 @@ class RandomTransform:
     """
 
     def draw(self, image: torch.Tensor, generator: torch.Generator | None) -> AugmentParams | None:
-        """Parameters for one sample (only ``image``'s shape is read), or None to apply nothing."""
+        """Parameters for one sample (only ``image``'s shape is read), or None to apply nothing.
+
+        Args:
+            image: the (C, *spatial) sample.
+            generator: the random stream (None: torch's global one); every draw advances it.
+        """
         raise NotImplementedError
 
     def __call__(self, image, label, generator: torch.Generator | None = None):
@@ -122,6 +140,8 @@ class RandomFlip(RandomTransform):
         self.axes = None if axes is None else list(axes)
 
     def draw(self, image, generator):
+        """Each allowed axis flipped with probability ``p`` (:meth:`RandomTransform.draw`); None when none
+        is."""
         sd = image.ndim - 1
         axes = check_axes(range(sd) if self.axes is None else self.axes, sd)
         chosen = [a for a in axes if rand(generator) < self.p]
@@ -173,6 +193,8 @@ class RandomRotateScale(RandomTransform):
         return uniform(g, -self.max_angle, self.max_angle)
 
     def draw(self, image, generator):
+        """A rotation (probability ``p_rotation``) and a scaling (``p_scale``) as one record
+        (:meth:`RandomTransform.draw`)."""
         sd = image.ndim - 1
         planes: list[tuple[int, int]] = []
         angles: list[float] = []
@@ -264,6 +286,7 @@ class RandomIntensity(RandomTransform):
         self.per_channel = bool(per_channel)
 
     def draw(self, image, generator):
+        """Scale and shift per channel (or shared), with probability ``p`` (:meth:`RandomTransform.draw`)."""
         if rand(generator) >= self.p:
             return None
         n = image.shape[0] if self.per_channel else 1
@@ -295,6 +318,7 @@ class RandomGamma(RandomTransform):
         self.invert = bool(invert)
 
     def draw(self, image, generator):
+        """A gamma per channel (or shared) around 1, with probability ``p`` (:meth:`RandomTransform.draw`)."""
         if rand(generator) >= self.p:
             return None
         n = image.shape[0] if self.per_channel else 1
@@ -317,6 +341,7 @@ class RandomNoise(RandomTransform):
         self.p = float(p)
 
     def draw(self, image, generator):
+        """A noise std and seed, with probability ``p`` (:meth:`RandomTransform.draw`)."""
         if rand(generator) >= self.p:
             return None
         std = uniform(generator, *self.std_range)
@@ -337,6 +362,8 @@ class RandomBrightness(RandomTransform):
         self.per_channel = bool(per_channel)
 
     def draw(self, image, generator):
+        """A multiplicative brightness per channel (or shared), with probability ``p``
+        (:meth:`RandomTransform.draw`)."""
         if rand(generator) >= self.p:
             return None
         n = image.shape[0] if self.per_channel else 1
@@ -361,6 +388,8 @@ class RandomContrast(RandomTransform):
         self.per_channel = bool(per_channel)
 
     def draw(self, image, generator):
+        """A contrast factor per channel (or shared) around 1, with probability ``p``
+        (:meth:`RandomTransform.draw`)."""
         if rand(generator) >= self.p:
             return None
         n = image.shape[0] if self.per_channel else 1
@@ -414,6 +443,8 @@ class RandomBlur(_PerChannelDraw):
             raise InputError(f"sigma_range must be >= 0, got {tuple(sigma_range)}")
 
     def draw(self, image, generator):
+        """Blur sigmas per channel, drawn as configured (:meth:`RandomTransform.draw`); None when no channel
+        is blurred."""
         sigma = self._values(image, generator)
         return None if sigma is None else BlurParams(sigma=sigma)
 
@@ -440,5 +471,7 @@ class RandomLowResolution(_PerChannelDraw):
             raise InputError(f"factor_range must be >= 1 (a down-sampling factor), got {tuple(factor_range)}")
 
     def draw(self, image, generator):
+        """Down-sampling factors per channel, drawn as configured (:meth:`RandomTransform.draw`); None when
+        none is."""
         factor = self._values(image, generator)
         return None if factor is None else LowResolutionParams(factor=factor)

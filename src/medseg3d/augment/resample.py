@@ -42,7 +42,17 @@ ZERO_ATOL = 1e-9
 def rotation_matrix(angles_deg: float | Sequence[float], spatial_dims: int) -> np.ndarray:
     """Rotation matrix for per-plane angles in degrees, planes in the order of :data:`PLANES`.
 
-    The rotations are applied in that order (first plane (0, 1)). A scalar is accepted in 2D.
+    The rotations are applied in that order (first plane (0, 1)).
+
+    Args:
+        angles_deg: one angle per plane (3 in 3D, 1 in 2D; a scalar is accepted in 2D).
+        spatial_dims: 2 or 3.
+
+    Returns:
+        The (sd, sd) matrix.
+
+    Raises:
+        InputError: the wrong number of angles.
     """
     planes = PLANES[spatial_dims]
     angles = np.atleast_1d(np.asarray(angles_deg, dtype=np.float64))
@@ -58,6 +68,13 @@ def rotation_matrix(angles_deg: float | Sequence[float], spatial_dims: int) -> n
 
 
 def plane_rotation(angle_deg: float, plane: tuple[int, int], sd: int) -> np.ndarray:
+    """The (sd, sd) rotation by ``angle_deg`` degrees in the plane of two axes (identity elsewhere).
+
+    Args:
+        angle_deg: the angle, degrees.
+        plane: the two axes (a, b); positive turns a towards b.
+        sd: the number of spatial dimensions.
+    """
     a, b = plane
     t = math.radians(angle_deg)
     c, s = math.cos(t), math.sin(t)
@@ -67,7 +84,19 @@ def plane_rotation(angle_deg: float, plane: tuple[int, int], sd: int) -> np.ndar
 
 
 def linear_map(angles_deg: Any, scale: float | Sequence[float], sd: int) -> np.ndarray:
-    """Forward map A = diag(scale) @ R taking input voxel offsets (from the centre) to output offsets."""
+    """Forward map A = diag(scale) @ R taking input voxel offsets (from the centre) to output offsets.
+
+    Args:
+        angles_deg: per-plane angles (:func:`rotation_matrix`) or an (sd, sd) rotation matrix.
+        scale: one positive zoom or one per axis.
+        sd: the number of spatial dimensions.
+
+    Returns:
+        The (sd, sd) matrix.
+
+    Raises:
+        InputError: a matrix of the wrong shape, bad scales, or a singular map.
+    """
     arr = np.asarray(angles_deg.detach().cpu() if isinstance(angles_deg, torch.Tensor) else angles_deg)
     if arr.ndim == 2:
         if arr.shape != (sd, sd):
@@ -87,6 +116,18 @@ def linear_map(angles_deg: Any, scale: float | Sequence[float], sd: int) -> np.n
 
 
 def resample_label(label: torch.Tensor, sampling: np.ndarray, sd: int, label_order: int) -> torch.Tensor:
+    """A label resampled with a sampling matrix about the centre (zeros outside), keeping its dtype.
+
+    Args:
+        label: class indices (*spatial) or masks (R, *spatial).
+        sampling: the (sd, sd) matrix from output offsets to input offsets.
+        sd: the number of spatial dimensions.
+        label_order: 0 nearest neighbour; 1 linear (per-class one-hot then argmax, or masks thresholded at
+            0.5).
+
+    Raises:
+        InputError: label_order 1 with negative class indices.
+    """
     is_index_map = label.ndim == sd
     work_dtype = label.dtype if label.dtype in (torch.float32, torch.float64) else torch.float32
     if label_order == 0:
@@ -104,7 +145,13 @@ def resample_label(label: torch.Tensor, sampling: np.ndarray, sd: int, label_ord
 
 
 def resample(t: torch.Tensor, sampling: np.ndarray, mode: str) -> torch.Tensor:
-    """Resample (C, *spatial) with a linear sampling matrix about the centre; zeros outside."""
+    """Resample (C, *spatial) with a linear sampling matrix about the centre; zeros outside.
+
+    Args:
+        t: the tensor, (C, X, Y) or (C, X, Y, Z).
+        sampling: the (sd, sd) matrix taking output voxel offsets to input offsets.
+        mode: "nearest" or "bilinear" (trilinear in 3D).
+    """
     sd = t.ndim - 1
     if sd == 2:
         grid = grid_2d(sampling, t.shape[1:], t)
@@ -125,7 +172,13 @@ def separable_axis(m: np.ndarray) -> int | None:
 
 
 def grid_2d(m: np.ndarray, size: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-    """grid_sample grid (1, Na, Nb, 2) for sampling matrix m on a plane of the given size."""
+    """grid_sample grid (1, Na, Nb, 2) for sampling matrix m on a plane of the given size.
+
+    Args:
+        m: the (2, 2) sampling matrix (output offsets to input offsets).
+        size: the plane's (Na, Nb).
+        like: the grid takes its dtype and device.
+    """
     na, nb = int(size[0]), int(size[1])
     ua = torch.arange(na, dtype=torch.float64) - (na - 1) / 2
     ub = torch.arange(nb, dtype=torch.float64) - (nb - 1) / 2
@@ -136,6 +189,13 @@ def grid_2d(m: np.ndarray, size: Sequence[int], like: torch.Tensor) -> torch.Ten
 
 
 def resample_general(t: torch.Tensor, m: np.ndarray, mode: str) -> torch.Tensor:
+    """Resample (C, X, Y, Z) by one trilinear (or nearest) grid_sample with any 3x3 sampling matrix.
+
+    Args:
+        t: the tensor.
+        m: the (3, 3) sampling matrix (output offsets to input offsets).
+        mode: "nearest" or "bilinear".
+    """
     sizes = t.shape[1:]
     grid = torch.empty((1, *sizes, 3), dtype=t.dtype, device=t.device)
     u = [torch.arange(n, dtype=t.dtype, device=t.device) - (n - 1) / 2 for n in sizes]
@@ -151,6 +211,15 @@ def resample_separable(t: torch.Tensor, m: np.ndarray, c: int, mode: str) -> tor
 
     The 2D step reads the input through a strided view and the 1D step writes straight into the final
     layout, so a rotation in any plane costs two passes over the volume and no extra permuting copy.
+
+    Args:
+        t: the (C, X, Y, Z) tensor.
+        m: the (3, 3) sampling matrix; it must not mix axis c with the others (:func:`separable_axis`).
+        c: that axis.
+        mode: "nearest" or "bilinear".
+
+    Returns:
+        A new tensor, or ``t``'s own data when the map is the identity along c and c is 0.
     """
     a, b = [j for j in range(3) if j != c]
     perm = (0, c + 1, a + 1, b + 1)
@@ -184,7 +253,14 @@ def resample_separable(t: torch.Tensor, m: np.ndarray, c: int, mode: str) -> tor
 
 
 def resample_axis1(src: torch.Tensor, m: float, mode: str, dst: torch.Tensor) -> None:
-    """1D resampling along dim 1 of (C, N, A, B) into dst: output index k samples input position m*(k-c)+c."""
+    """1D resampling along dim 1 of (C, N, A, B) into dst: output index k samples input position m*(k-c)+c.
+
+    Args:
+        src: the (C, N, A, B) input (a view is fine).
+        m: the scale along dim 1 (c is the centre, (N - 1) / 2).
+        mode: "nearest" (half rounded to even, as grid_sample) or linear otherwise; zeros outside.
+        dst: the output, of ``src``'s shape, written in place.
+    """
     n = src.shape[1]
     centre = (n - 1) / 2
     for k in range(n):

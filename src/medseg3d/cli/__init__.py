@@ -24,6 +24,7 @@ EXIT_STATUS = """exit status, every command:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``medseg3d`` argument parser, one sub-command per ``add_*`` of the cli modules."""
     from .. import __version__
 
     p = argparse.ArgumentParser(
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_info(sub)
     data.add_cache(sub)
     data.add_split(sub)
+    data.add_synth_nonenhancing(sub)
     training.add_nets(sub)
     training.add_train(sub)
     predicting.add_predict(sub)
@@ -58,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``medseg3d`` command line.
+
+    Args:
+        argv: the arguments after the program name (None: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: the command's own (predict: 0 or 3), 2 on a MedsegError (printed as one
+        ``medseg3d: error: ...`` line on stderr), 130 on Ctrl-C, 141 when stdout's reader has gone.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,7 +8,15 @@ from pathlib import Path
 
 
 def positive_triple(cast, kind: str, example: str):
-    """An argparse type: three positive comma-separated values (sizes or spacings), e.g. 96,96,96."""
+    """An argparse type: three positive comma-separated values (sizes or spacings), e.g. 96,96,96.
+
+    Args:
+        cast: the type of each value (int or float).
+        kind, example: what the values are and an example, for the error message.
+
+    Returns:
+        The parser: text -> a tuple of three values; it raises argparse.ArgumentTypeError on anything else.
+    """
 
     def parse(text: str) -> tuple:
         try:
@@ -31,6 +39,8 @@ positive_floats = positive_triple(float, "numbers", "2,2,2")
 
 
 def shard(text: str) -> tuple[int, int]:
+    """An argparse type: ``INDEX/COUNT`` (e.g. 0/4) -> (index, count); argparse.ArgumentTypeError
+    otherwise."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -50,7 +60,27 @@ def passes(text: str) -> int | str:
     )
 
 
+def region_volumes(text: str) -> dict[str, float]:
+    """``WT=1000,TC=200,ET=100`` -> ``{"WT": 1000.0, ...}`` (mm^3); ``0`` or ``none`` -> ``{}`` (off)."""
+    if text.strip().lower() in ("0", "none", "off"):
+        return {}
+    out = {}
+    for part in text.split(","):
+        region, sep, value = part.partition("=")
+        try:
+            out[region.strip().upper()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or region.strip().upper() not in ("WT", "TC", "ET"):
+            raise argparse.ArgumentTypeError(
+                f"expected REGION=MM3 pairs of WT, TC, ET (e.g. WT=1000,ET=100), got {text!r}"
+            )
+    return out
+
+
 def kv(text: str) -> tuple[str, object]:
+    """An argparse type: ``KEY=VALUE`` -> (key, value), the value parsed as JSON where it is JSON, else a
+    string."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE like base_channels=16, got {text!r}")
     key, value = text.split("=", 1)
@@ -61,10 +91,13 @@ def kv(text: str) -> tuple[str, object]:
 
 
 def channel_flags(args) -> dict:
+    """The channel files named by ``--flair``/``--t1``/``--t1ce``/``--t2``, as {modality: path}, the unset
+    left out."""
     return {m: getattr(args, m) for m in ("flair", "t1", "t1ce", "t2") if getattr(args, m, None)}
 
 
 def add_template_fit(s) -> None:
+    """Add ``--template-fit`` (rigid or affine alignment of raw scans to the template) to a sub-parser."""
     s.add_argument(
         "--template-fit",
         choices=["rigid", "affine"],
@@ -75,6 +108,8 @@ def add_template_fit(s) -> None:
 
 
 def add_channel_flags(s) -> None:
+    """Add ``--flair``, ``--t1``, ``--t1ce``, ``--t2`` (a channel's file where names do not tell) to a
+    sub-parser."""
     for m in ("flair", "t1", "t1ce", "t2"):
         s.add_argument(
             f"--{m}", metavar="FILE", help=f"the {m.upper()} file or DICOM folder (where names do not tell)"
@@ -82,8 +117,19 @@ def add_channel_flags(s) -> None:
 
 
 def new_model_file(path: str, force: bool, what: str) -> Path:
-    """The ``.safetensors`` file a command writes a model to: refused if named otherwise, or if it exists
-    without ``--force``."""
+    """The ``.safetensors`` file a command writes a model to.
+
+    Args:
+        path: the file named on the command line.
+        force: whether an existing file may be overwritten (``--force``).
+        what: what the file holds, for the error message (e.g. "ensemble").
+
+    Returns:
+        The path.
+
+    Raises:
+        InputError: the name does not end in ``.safetensors``, or the file exists and ``force`` is False.
+    """
     from ..errors import InputError
 
     out = Path(path)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def cmd_serve(args) -> None:
+    """``medseg3d serve``: run the DICOM node until Ctrl-C or SIGTERM (or print the spool's queue with
+    ``--status``)."""
     from ..serve import status_lines
 
     if args.status:
@@ -58,6 +60,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_send(args) -> int:
+    """``medseg3d send``: C-STORE a folder's DICOM files; returns 3 when the node refused some, else 0."""
     from ..dicom.net import parse_peer, send_files, tls_context
 
     tls = tls_context("client", ca=args.tls_ca) if args.tls_ca else None
@@ -79,6 +82,7 @@ def cmd_send(args) -> int:
 
 
 def add_serve(sub) -> None:
+    """Add the ``serve`` sub-command."""
     s = sub.add_parser(
         "serve",
         help="a DICOM node: receive studies from a PACS, segment each, send the SEG and report back",
@@ -143,6 +147,7 @@ def add_serve(sub) -> None:
 
 
 def add_send(sub) -> None:
+    """Add the ``send`` sub-command."""
     s = sub.add_parser(
         "send",
         help="C-STORE the DICOM files of a folder to a DICOM node",

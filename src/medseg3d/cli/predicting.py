@@ -13,6 +13,7 @@ from .common import (
     add_template_fit,
     channel_flags,
     passes,
+    region_volumes,
     shard,
 )
 
@@ -29,6 +30,7 @@ Warnings and errors go to standard error; --json prints one JSON object per case
 
 
 def cmd_predict(args) -> int:
+    """``medseg3d predict``: segment the inputs; returns 3 (EXIT_REVIEW) when a check fired, else 0."""
 
     from ..io import output_stem
     from ..predict import PredictOptions, predict
@@ -40,6 +42,7 @@ def cmd_predict(args) -> int:
         overlap=args.overlap,
         min_component=args.min_component,
         min_enhancing=args.min_enhancing,
+        min_lesion=args.min_lesion,
         max_distance=args.max_distance,
         align=args.align,
         space=args.space,
@@ -92,6 +95,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_align(args) -> None:
+    """``medseg3d align``: raw scans -> BraTS-like channels on the BraTS grid, printing what was written."""
     from ..datasets import resolve_case_channels
     from ..raw.outputs import write_preprocessed
 
@@ -112,12 +116,15 @@ def cmd_align(args) -> None:
 
 
 def cmd_export(args) -> None:
+    """``medseg3d export``: write a model as ONNX or TorchScript."""
     from ..export import export_model
 
     print(f"wrote {export_model(args.model, args.format, args.output)}")
 
 
 def cmd_evaluate(args) -> None:
+    """``medseg3d evaluate``: score predictions against references; prints the summary, writes the per-case
+    CSV."""
     from ..evaluate import evaluate
 
     out_csv = args.csv or Path(args.pred_dir) / "metrics.csv"
@@ -136,12 +143,14 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_show(args) -> None:
+    """``medseg3d show``: draw a case's slices with outlines to a PNG."""
     from ..show import show
 
     print(f"wrote {show(args.case, args.output, pred=args.pred, labels=args.labels, channel=args.channel)}")
 
 
 def cmd_compare(args) -> None:
+    """``medseg3d compare``: what changed between two scans of one patient."""
     from ..clinical.compare import compare
 
     say = None if args.quiet else (lambda line: print(line, flush=True))
@@ -151,12 +160,14 @@ def cmd_compare(args) -> None:
 
 
 def cmd_models(args) -> None:
+    """``medseg3d models``: list the bundled models."""
     from ..models import describe_models
 
     print(describe_models())
 
 
 def add_predict(sub) -> None:
+    """Add the ``predict`` sub-command."""
     s = sub.add_parser(
         "predict",
         help="segment a case, a list of channel files or a whole dataset",
@@ -187,12 +198,23 @@ def add_predict(sub) -> None:
     )
     add_template_fit(s)
     add_channel_flags(s)
-    s.add_argument(
+    mirror = s.add_mutually_exclusive_group()
+    mirror.add_argument(
         "--mirror",
         "--tta",
         dest="mirror",
-        action="store_true",
-        help="average over the 8 mirrored copies, test-time augmentation (8x slower; --tta is its old name)",
+        action="store_const",
+        const=True,
+        default=None,
+        help="average over the 8 mirrored copies, test-time augmentation (8x slower; --tta is its old name); "
+        "default: as the model file says (a model whose cross-validation chose mirroring mirrors)",
+    )
+    mirror.add_argument(
+        "--no-mirror",
+        dest="mirror",
+        action="store_const",
+        const=False,
+        help="one pass, whatever the model says",
     )
     window = s.add_mutually_exclusive_group()
     window.add_argument(
@@ -217,9 +239,19 @@ def add_predict(sub) -> None:
     s.add_argument(
         "--min-enhancing",
         type=int,
-        default=0,
+        default=None,
         help="BraTS: if fewer than N voxels are enhancing tumour, label them necrosis (cases without "
-        "enhancement score ET Dice 1 only with none predicted)",
+        "enhancement score ET Dice 1 only with none predicted); default: the model's own volume "
+        "threshold (its card in `medseg3d models` says), else off; 0: off",
+    )
+    s.add_argument(
+        "--min-lesion",
+        type=region_volumes,
+        default=None,
+        metavar="WT=MM3,TC=MM3,ET=MM3",
+        help="BraTS: components of a region smaller than its volume become the next outer region "
+        "(enhancing -> necrosis, core -> oedema, whole tumour -> background), e.g. "
+        "WT=1000,TC=200,ET=100; default: the model's own (its card says), else off; 0: off",
     )
     s.add_argument(
         "--max-distance",
@@ -304,6 +336,7 @@ def add_predict(sub) -> None:
 
 
 def add_align(sub) -> None:
+    """Add the ``align`` sub-command."""
     s = sub.add_parser(
         "align",
         aliases=["preprocess"],
@@ -329,6 +362,7 @@ def add_align(sub) -> None:
 
 
 def add_export(sub) -> None:
+    """Add the ``export`` sub-command."""
     s = sub.add_parser("export", help="write a self-describing ONNX or TorchScript model (metadata inside)")
     s.add_argument("model", help="bundled model name, run folder or .safetensors file")
     s.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
@@ -337,10 +371,15 @@ def add_export(sub) -> None:
 
 
 def add_evaluate(sub) -> None:
+    """Add the ``evaluate`` sub-command."""
     s = sub.add_parser("evaluate", help="score predictions against references (metrics.csv + summary)")
     s.add_argument("pred_dir")
     s.add_argument("ref", help="folder of reference label files or a dataset folder")
-    s.add_argument("--labels", default="brats")
+    s.add_argument(
+        "--labels",
+        help="label scheme (brats, brats2015, brats2012, binary...; default: the classes of the references' "
+        "dataset.json when they are not a brain tumour's, else brats)",
+    )
     s.add_argument(
         "--ref-labels",
         help="label numbering of the references when it differs from --labels "
@@ -360,6 +399,7 @@ def add_evaluate(sub) -> None:
 
 
 def add_show(sub) -> None:
+    """Add the ``show`` sub-command."""
     s = sub.add_parser("show", help="draw slices through the tumour with reference/prediction outlines (PNG)")
     s.add_argument("case", help="case folder (its label is the reference) or an image file")
     s.add_argument("--pred", help="predicted label file to outline (dashed)")
@@ -370,6 +410,7 @@ def add_show(sub) -> None:
 
 
 def add_compare(sub) -> None:
+    """Add the ``compare`` sub-command."""
     s = sub.add_parser(
         "compare", help="follow-up: what changed between two scans (volumes, RANO, new lesions, page)"
     )
@@ -389,5 +430,6 @@ def add_compare(sub) -> None:
 
 
 def add_models(sub) -> None:
+    """Add the ``models`` sub-command."""
     s = sub.add_parser("models", help="list the bundled models")
     s.set_defaults(func=cmd_models)

@@ -14,12 +14,14 @@ from .common import (
 
 
 def cmd_nets(args) -> None:
+    """``medseg3d nets``: list the registered networks with their parameter counts."""
     from ..nets import describe_networks
 
     print(describe_networks(in_channels=args.in_channels, n_classes=args.classes))
 
 
 def cmd_train(args) -> None:
+    """``medseg3d train``: train (or resume) one network on a dataset."""
     from ..datasets import find_cases, layout_notes
     from ..errors import InputError
     from ..train import TrainConfig, train
@@ -103,6 +105,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_experiment(args) -> None:
+    """``medseg3d experiment``: run one of the paper's experiment grids (resumable) -> table and plot."""
     from ..errors import InputError
     from ..experiments import report_only, run_experiment
 
@@ -132,6 +135,7 @@ def cmd_experiment(args) -> None:
 
 
 def cmd_plan(args) -> None:
+    """``medseg3d plan``: print the training settings chosen from a dataset's properties."""
     from ..experiments.crossval import format_plan, plan_dataset
     from ..io import write_json_atomic
 
@@ -142,6 +146,7 @@ def cmd_plan(args) -> None:
 
 
 def cmd_crossval(args) -> None:
+    """``medseg3d crossval``: cross-validate presets on a dataset's cases (resumable)."""
     from ..errors import InputError
     from ..experiments.crossval import run_crossval, write_crossval_report
 
@@ -165,10 +170,12 @@ def cmd_crossval(args) -> None:
         final=args.final,
         progress=not args.quiet,
         overrides=overrides,
+        split_file=args.split,
     )
 
 
 def cmd_bundle(args) -> None:
+    """``medseg3d bundle``: a cross-validation's final members as one model file with its card."""
     from ..experiments.crossval import bundle
 
     out = bundle(args.run, args.output, name=args.name, force=args.force)
@@ -178,6 +185,7 @@ def cmd_bundle(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
+    """``medseg3d calibrate``: fit temperature scaling on held-out cases and write the calibrated model."""
     from ..calibrate import calibrate, summary_lines, write_calibrated_model
     from ..errors import InputError
     from ..io import write_json_atomic
@@ -204,6 +212,7 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_ensemble(args) -> None:
+    """``medseg3d ensemble``: one model file from several models trained alike."""
     from ..models.ensemble import make_ensemble
 
     out = new_model_file(args.output, args.force, "ensemble")
@@ -218,6 +227,7 @@ def cmd_ensemble(args) -> None:
 
 
 def add_nets(sub) -> None:
+    """Add the ``nets`` sub-command."""
     s = sub.add_parser("nets", help="list the registered networks with parameter counts")
     s.add_argument("--in-channels", type=int, default=4)
     s.add_argument("--classes", type=int, default=5)
@@ -225,6 +235,7 @@ def add_nets(sub) -> None:
 
 
 def add_train(sub) -> None:
+    """Add the ``train`` sub-command."""
     s = sub.add_parser("train", help="train a network on a dataset")
     s.add_argument(
         "dataset", nargs="?", help="dataset folder (with --resume: the run's own, may be left out)"
@@ -232,7 +243,9 @@ def add_train(sub) -> None:
     s.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, curves.png, model)")
     s.add_argument(
         "--preset",
-        help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0 or quick",
+        help="paper, brats (the bundled model), brats-refine (its 1 mm refiner), brats-v0, "
+        "brats-v3 and brats-v3-strong (issue #40: synthetic non-enhancing variants train "
+        "beside their parents, low-grade cases oversampled) or quick",
     )
     s.add_argument("--net", help="network registry name (see `medseg3d nets`)")
     s.add_argument("--net-arg", action="append", type=kv, help="network argument KEY=VALUE (repeatable)")
@@ -305,6 +318,7 @@ def add_train(sub) -> None:
 
 
 def add_experiment(sub) -> None:
+    """Add the ``experiment`` sub-command."""
     s = sub.add_parser(
         "experiment", help="run one of the paper's experiment grids (resumable) -> table + plot"
     )
@@ -355,6 +369,7 @@ def add_experiment(sub) -> None:
 
 
 def add_plan(sub) -> None:
+    """Add the ``plan`` sub-command."""
     s = sub.add_parser(
         "plan", help="training settings chosen from a dataset's spacings, shapes, modality and labels"
     )
@@ -364,6 +379,7 @@ def add_plan(sub) -> None:
 
 
 def add_crossval(sub) -> None:
+    """Add the ``crossval`` sub-command."""
     s = sub.add_parser(
         "crossval",
         help="cross-validate presets on your cases: train every fold (resumable, shared), "
@@ -390,6 +406,12 @@ def add_crossval(sub) -> None:
     s.add_argument("--folds", type=int, help="number of folds (default 5)")
     s.add_argument("--epochs", type=int, help="epochs per training instead of each preset's own")
     s.add_argument("--iters-per-epoch", type=int, help="iterations per epoch instead of each preset's own")
+    s.add_argument(
+        "--split",
+        metavar="FILE",
+        help="on the first call, this k-fold split instead of a new seeded one (e.g. an earlier "
+        "cross-validation's, to compare fold by fold); it must hold out each original case once",
+    )
     s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
     s.add_argument(
         "--final", action="store_true", help="also train every member on all cases (for `medseg3d bundle`)"
@@ -410,6 +432,7 @@ def add_crossval(sub) -> None:
 
 
 def add_bundle(sub) -> None:
+    """Add the ``bundle`` sub-command."""
     s = sub.add_parser("bundle", help="a cross-validation's final members as one model file with its card")
     s.add_argument("run", help="the crossval run folder (trained with --final, every fold scored)")
     s.add_argument(
@@ -421,6 +444,7 @@ def add_bundle(sub) -> None:
 
 
 def add_calibrate(sub) -> None:
+    """Add the ``calibrate`` sub-command."""
     s = sub.add_parser(
         "calibrate", help="fit temperature scaling on labelled held-out cases; write a calibrated model"
     )
@@ -448,6 +472,7 @@ def add_calibrate(sub) -> None:
 
 
 def add_ensemble(sub) -> None:
+    """Add the ``ensemble`` sub-command."""
     s = sub.add_parser(
         "ensemble", help="one model file from several models trained alike (e.g. a CV's fold models)"
     )

@@ -55,6 +55,7 @@ class TimePoint:
 
     @property
     def volumes_ml(self) -> dict:
+        """The BraTS region volumes of the labels in ml ({region: ml})."""
         from ..labels import get_scheme
         from ..volumes import volume_summary
 
@@ -108,7 +109,16 @@ def segment_timepoint(model, volumes: dict, source: str, progress=None) -> TimeP
 
 def save_timepoint(point: TimePoint, folder: str | Path, extra: dict | None = None) -> Path:
     """Write a time point to ``folder`` (``labels.nii.gz``, ``image.nii.gz``, ``timepoint.json`` last, so a
-    folder with the JSON is complete). Returns the folder."""
+    folder with the JSON is complete).
+
+    Args:
+        point: the time point (labels stored as uint8; the image only if it has one).
+        folder: where it goes (made if missing).
+        extra: more entries for ``timepoint.json`` (None: none).
+
+    Returns:
+        The folder.
+    """
     from ..io import write_volume
     from ..io.atomic import write_json_atomic
 
@@ -267,6 +277,15 @@ def register_timepoints(prior: TimePoint, current: TimePoint) -> tuple[np.ndarra
     The metric is taken inside the prior's brain (its T1ce above zero; the whole field of view for an
     unmasked image) without the prior's tumour and 5 mm around it, so that a change of the tumour does not
     pull the fit. Without an image at either time point the identity is used, and said.
+
+    Args:
+        prior, current: the two time points on the BraTS grid (their T1ce images are registered).
+
+    Returns:
+        (4x4 map from prior LPS points to current LPS points, a JSON-ready record of the method and fit).
+
+    Raises:
+        InputError: the registration fails.
     """
     from scipy import ndimage
 

@@ -75,7 +75,17 @@ def write_pictures(
     prior: TimePoint, aligned_labels: np.ndarray, aligned_image: Volume | None, path: Path
 ) -> Path:
     """``compare.png``: rows of axial slices, columns prior | current (registered) | change, outlines on the
-    T1ce. Written atomically."""
+    T1ce. Written atomically.
+
+    Args:
+        prior: the earlier time point (its labels and grid).
+        aligned_labels: the current labels resampled onto the prior's grid.
+        aligned_image: the current T1ce on the prior's grid (None: the outlines are drawn without an image).
+        path: the PNG file.
+
+    Returns:
+        ``path``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -57,6 +57,10 @@ _CACHE: dict[str, tuple[np.ndarray, dict]] = {}
 def load_location_atlas(folder: Path = ATLAS_DIR, name: str = ATLAS_NAME) -> tuple[np.ndarray, dict]:
     """The packed atlas (240, 240, 155) uint8 and its description (read once per process).
 
+    Args:
+        folder: where the atlas files are (default: the bundled ones).
+        name: their stem.
+
     Raises:
         InputError: the atlas is missing or damaged (a broken installation).
     """

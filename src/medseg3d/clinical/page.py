@@ -13,7 +13,7 @@ from html import escape
 
 from .location import DEEP, LOBES
 from .pictures import LABEL_COLOURS
-from .summary import TITLE, jsonable, quality_sentences, region_name, summary_sentences
+from .summary import TITLE, jsonable, quality_sentences, region_name, size_rows, summary_sentences
 
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;\
@@ -57,7 +57,12 @@ def _scalar(value) -> str:
 
 def record_html(value, depth: int = 0) -> str:
     """A nested record (dicts, lists, numbers) as readable HTML tables: keys in words, matrices as rows of
-    numbers, lists of records as tables; deeper than three levels it is summarised."""
+    numbers, lists of records as tables; deeper than three levels it is summarised.
+
+    Args:
+        value: the record (escaped for HTML).
+        depth: how deep this value sits (the recursion's level; callers pass 0).
+    """
     if isinstance(value, dict):
         if not value:
             return "-"
@@ -188,21 +193,7 @@ def _location_table(location: dict) -> str:
 def _size_tables(report: dict) -> str:
     volumes = report["volumes_ml"]
     diam = report.get("diameters") or {}
-    rows = []
-    for region, ml in volumes["regions"].items():
-        d = diam.get(region, {})
-        top = (d.get("lesions") or [None])[0]
-        rows.append(
-            (
-                region_name(region),
-                f"{ml:.1f}",
-                d.get("count", "-"),
-                f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
-                f"{top['product_mm2']:.0f}" if top else "-",
-                ("yes" if top["measurable"] else "no") if top else "-",
-                f"{top['longest_3d_mm']:.0f}" if top else "-",
-            )
-        )
+    rows = size_rows(report)
     html = _table(
         [
             "region",
@@ -394,7 +385,13 @@ def _technical(report: dict, extra: dict) -> str:
 def render_html(
     report: dict, pictures: dict[str, bytes], uncertainty_pngs: dict[str, bytes] | None = None
 ) -> str:
-    """The report (:func:`medseg3d.clinical.report.case_report`) as one self-contained HTML page."""
+    """The report (:func:`medseg3d.clinical.report.case_report`) as one self-contained HTML page.
+
+    Args:
+        report: the report dict.
+        pictures: {view: PNG bytes} of the overlays, embedded inline.
+        uncertainty_pngs: {view: PNG bytes} of the uncertainty map, for the uncertainty section (None: none).
+    """
     parts = [
         (
             f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(TITLE)}</title>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import textwrap
 
-from .summary import TITLE, quality_sentences, region_name, summary_sentences
+from .summary import TITLE, quality_sentences, size_rows, summary_sentences
 
 _PAGE = (8.27, 11.69)  # A4 in inches
 _MARGIN = 0.06
@@ -138,7 +138,12 @@ def _who(report: dict) -> list[str]:
 
 
 def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
-    """The report (:func:`medseg3d.clinical.report.case_report`) as PDF bytes (A4, one or more pages)."""
+    """The report (:func:`medseg3d.clinical.report.case_report`) as PDF bytes (A4, one or more pages).
+
+    Args:
+        report: the report dict.
+        pictures: {view: PNG bytes} of the overlays.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,22 +165,7 @@ def render_pdf(report: dict, pictures: dict[str, bytes]) -> bytes:
         for line in summary_sentences(report):
             w.text("- " + line)
         w.heading("Volumes and diameters")
-        diam = report.get("diameters") or {}
-        rows = []
-        for region, ml in report["volumes_ml"]["regions"].items():
-            d = diam.get(region, {})
-            top = (d.get("lesions") or [None])[0]
-            rows.append(
-                [
-                    region_name(region),
-                    f"{ml:.1f}",
-                    d.get("count", "-"),
-                    f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
-                    f"{top['product_mm2']:.0f}" if top else "-",
-                    ("yes" if top["measurable"] else "no") if top else "-",
-                    f"{top['longest_3d_mm']:.0f}" if top else "-",
-                ]
-            )
+        rows = [list(row) for row in size_rows(report)]
         w.table(
             ["region", "ml", "lesions", "axial x perp. (mm)", "product (mm²)", "measurable", "3D (mm)"], rows
         )

@@ -13,7 +13,15 @@ PICTURE_CHANNELS = ("flair", "t2f", "t1ce", "t1c", "t1gd", "t2", "t2w", "t1", "t
 
 
 def picture_channel(image_channels: dict, labels_grid) -> tuple[str | None, np.ndarray | None]:
-    """The channel drawn under the labels: FLAIR first, on the labels' grid (None when no channel fits)."""
+    """The channel drawn under the labels: FLAIR first, on the labels' grid (None when no channel fits).
+
+    Args:
+        image_channels: {modality: Volume} of the inputs.
+        labels_grid: the labels' Volume (None: any grid fits).
+
+    Returns:
+        (channel name, its (X, Y, Z) float32 array), or (None, None).
+    """
     on_grid = {k: v for k, v in image_channels.items() if labels_grid is None or v.same_grid(labels_grid)}
     for wanted in PICTURE_CHANNELS:
         for name, vol in on_grid.items():
@@ -35,9 +43,18 @@ def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def radiological_slices(data: np.ndarray, labels: np.ndarray, affine, centre_voxel) -> dict:
     """Axial, coronal and sagittal slices through ``centre_voxel``, oriented for display (radiological).
 
-    Returns ``{view: (image slice, label slice, pixel aspect, (left, right, top) letters)}``; row 0 of a slice
-    is its top. The volumes are reoriented to RAS first and cropped to the head (nonzero image or labels, plus
-    4 voxels), so the tumour is drawn large whatever the grid's orientation.
+    The volumes are reoriented to RAS first and cropped to the head (nonzero image or labels, plus 4 voxels),
+    so the tumour is drawn large whatever the grid's orientation.
+
+    Args:
+        data: the image, (X, Y, Z).
+        labels: the label map on the same grid.
+        affine: the grid's 4x4 voxel-to-RAS map.
+        centre_voxel: the (x, y, z) voxel the slices pass through.
+
+    Returns:
+        ``{view: (image slice, label slice, pixel aspect, (left, right, top) letters)}``; row 0 of a slice is
+        its top.
     """
     return _slices(data, labels, affine, centre_voxel)[0]
 
@@ -166,7 +183,13 @@ def overlay_pictures(
 
 
 def finish_png(fig, ax, view: str, letters) -> bytes:
-    """Orientation letters, title, no axes; the figure as PNG bytes (closed)."""
+    """Orientation letters, title, no axes; the figure as PNG bytes (closed).
+
+    Args:
+        fig, ax: the figure and its one axes.
+        view: the title (e.g. "axial").
+        letters: the (left, right, top) orientation letters.
+    """
     import io as _io
 
     import matplotlib.pyplot as plt
@@ -192,7 +215,17 @@ def uncertainty_pictures(
     entropy: np.ndarray, labels: np.ndarray, centre_voxel, affine=None
 ) -> dict[str, bytes]:
     """The uncertainty map (normalised entropy, 0 black to 1 white-yellow, ``magma``) through the same three
-    slices as :func:`overlay_pictures`, with the segmented tumour's outline in cyan."""
+    slices as :func:`overlay_pictures`, with the segmented tumour's outline in cyan.
+
+    Args:
+        entropy: the voxel-wise normalised entropy in [0, 1], (X, Y, Z).
+        labels: the label map on the same grid (non-zero: tumour).
+        centre_voxel: the (x, y, z) voxel the slices pass through.
+        affine: the grid's 4x4 voxel-to-RAS map (None: the identity).
+
+    Returns:
+        {view: PNG bytes}.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -41,8 +41,11 @@ CAVEAT = (
 
 
 def percent_change(prior: float, current: float) -> float | None:
-    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is
-    defined)."""
+    """``100 * (current - prior) / prior``, rounded to 0.1; None when the prior is 0 (no change is defined).
+
+    Args:
+        prior, current: the two measurements (any one unit, e.g. mm² or ml).
+    """
     if prior <= 0:
         return None
     return round(100.0 * (float(current) - float(prior)) / float(prior), 1)

@@ -48,7 +48,13 @@ def case_report(
     study: dict | None = None,
     anonymise: bool = False,
 ) -> dict:
-    """Everything the report shows, as a JSON-ready dict (see :func:`write_case_report` for the arguments).
+    """Everything the report shows, as a JSON-ready dict.
+
+    Args:
+        labels, image_channels, scheme, model_card, preprocessing, extra, to_atlas, anonymise: as
+            :func:`write_case_report`.
+        min_lesion_mm3: connected components smaller than this (mm³, 26-connected) are not counted as lesions.
+        study: the DICOM patient and study details (None: none; left out when anonymising).
 
     Returns:
         ``{"title", "study", "anonymised", "grid", "volumes_ml", "lesions", "location", "diameters",

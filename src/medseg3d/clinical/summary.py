@@ -30,6 +30,33 @@ def region_name(region: str) -> str:
     return f"{REGION_NAMES[region]} ({region})" if region in REGION_NAMES else region
 
 
+def size_rows(report: dict) -> list[tuple]:
+    """One row per region of the case record for the report's size table (the page and the PDF): name,
+    volume (ml), lesion count, the largest lesion's two axial diameters, their product, whether it is
+    measurable by RANO and its longest 3D extent ("-" where there is no lesion).
+
+    Args:
+        report: the case record (``volumes_ml`` and, if measured, ``diameters``).
+    """
+    diam = report.get("diameters") or {}
+    rows = []
+    for region, ml in report["volumes_ml"]["regions"].items():
+        d = diam.get(region, {})
+        top = (d.get("lesions") or [None])[0]
+        rows.append(
+            (
+                region_name(region),
+                f"{ml:.1f}",
+                d.get("count", "-"),
+                f"{top['axial_mm']:.0f} x {top['perpendicular_mm']:.0f}" if top else "-",
+                f"{top['product_mm2']:.0f}" if top else "-",
+                ("yes" if top["measurable"] else "no") if top else "-",
+                f"{top['longest_3d_mm']:.0f}" if top else "-",
+            )
+        )
+    return rows
+
+
 def _mm(v: float) -> str:
     return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
 

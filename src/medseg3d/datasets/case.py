@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import Volume, check_path, mask_like, read_volume
 from .channel_order import order_warning
-from .names import normalise_modalities
+from .names import BRATS_MODALITIES, normalise_modalities
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Case:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The case's channel names, in order."""
         return tuple(self.channels)
 
     def missing(self) -> list[str]:
@@ -50,6 +51,8 @@ class Case:
             return self
         modalities = normalise_modalities(modalities)
         missing = [m for m in modalities if m not in self.channels or not Path(self.channels[m]).exists()]
+        if missing and self._numbered_only(modalities):
+            return self._by_position(modalities)
         if missing:
             present = [m for m in self.channels if m not in self.missing()]
             raise InputError(
@@ -62,6 +65,25 @@ class Case:
                 m: meta["channel_index"][m] for m in modalities if m in meta["channel_index"]
             }
         return Case(self.case_id, {m: self.channels[m] for m in modalities}, self.label, meta)
+
+    def _numbered_only(self, modalities) -> bool:
+        """Whether this case's channels are known only by number (``ch0``, ``ch1``...: nnU-Net files without
+        a dataset.json) and as many as ``modalities``, none of which is a BraTS sequence (those are told
+        apart by name or content, never by position alone)."""
+        numbered = [f"ch{k}" for k in range(len(modalities))]
+        return list(self.channels) == numbered and not set(modalities) & set(BRATS_MODALITIES)
+
+    def _by_position(self, modalities) -> Case:
+        """This case with channel k taken as ``modalities[k]``, the nnU-Net convention (the model's channel k
+        is the dataset's channel k), said in ``meta["note"]``."""
+        meta = dict(self.meta)
+        meta["note"] = (
+            "no dataset.json names the channels: "
+            + ", ".join(f"_{k:04d} taken as {m}" for k, m in enumerate(modalities))
+            + " (the model's channel order); add a dataset.json with channel_names to say otherwise"
+        )
+        channels = {m: self.channels[f"ch{k}"] for k, m in enumerate(modalities)}
+        return Case(self.case_id, channels, self.label, meta)
 
     def read_channels(self):
         """Yield ``(modality, path, Volume)`` per channel, each a 3D volume; a 4D file is read once."""
@@ -226,7 +248,16 @@ def background_at_zero(vol: Volume) -> Volume:
 
 
 def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
-    """``label`` with its values renumbered by ``label_map`` (file value -> value; others unchanged)."""
+    """``label`` with its values renumbered by ``label_map`` (file value -> value; others unchanged).
+
+    Args:
+        label: the label array as read.
+        label_map: {file value: value} (keys may be strings, as JSON holds them); None or empty: ``label``
+            itself.
+
+    Returns:
+        A renumbered copy (or ``label`` itself without a map).
+    """
     if not label_map:
         return label
     out = label.copy()
@@ -236,6 +267,7 @@ def apply_label_map(label: np.ndarray, label_map: dict | None) -> np.ndarray:
 
 
 def shown_name(path) -> str:
+    """A path's name as a message shows it: a folder's with a trailing ``/``."""
     path = Path(path)
     return path.name + ("/" if path.is_dir() else "")
 

@@ -32,7 +32,15 @@ def is_assumed(source: str) -> bool:
 
 def identify_channels(arrays: list[np.ndarray], spacings: list) -> Identification | None:
     """The content reading of four channels (any grids), or ``None`` where nothing can be said (too little
-    foreground, non-finite values)."""
+    foreground, non-finite values).
+
+    Args:
+        arrays: the channels, each (X, Y, Z).
+        spacings: each channel's voxel size in mm.
+
+    Returns:
+        The Identification (order, confidence, runner-up), or None (not 3D scans, a mask, too little data).
+    """
     arrays = [np.asarray(a, dtype=np.float32) for a in arrays]
     if any(a.ndim != 3 or not np.isfinite(a).all() or mask_like(a) for a in arrays):
         return None  # not scans: the channel checks refuse them with what is wrong
@@ -60,6 +68,7 @@ class SequenceCheck:
 
     @property
     def reordered(self) -> bool:
+        """Whether some file is used as another modality than its name said."""
         return any(k != v for k, v in self.order.items())
 
     def record(self) -> dict | None:
@@ -168,9 +177,15 @@ def _file(sources: dict[str, str], modality: str) -> str:
 def channel_order_warning(image: np.ndarray, modalities, spacing=(1.0, 1.0, 1.0)) -> str | None:
     """One line when the four channels' content confidently says another order than ``modalities``.
 
-    ``image`` is ``(C, X, Y, Z)`` with channels in ``modalities`` order, on one grid (as :meth:`Case.load`
-    returns it). Returns ``None`` when the given order fits, when the reading is not confident, or when the
-    channels are not FLAIR, T1, T1ce and T2.
+    Args:
+        image: ``(C, X, Y, Z)`` with channels in ``modalities`` order, on one grid (as :meth:`Case.load`
+            returns it); another number of dimensions gives None.
+        modalities: the order the channels are given in.
+        spacing: voxel size in mm, (X, Y, Z).
+
+    Returns:
+        The line, or None when the given order fits, when the reading is not confident, or when the channels
+        are not FLAIR, T1, T1ce and T2.
 
     Example:
         >>> image, _, _ = case.load(with_label=False)
@@ -185,7 +200,13 @@ def channel_order_warning(image: np.ndarray, modalities, spacing=(1.0, 1.0, 1.0)
 
 
 def order_warning(arrays: list[np.ndarray], modalities: tuple[str, ...], spacings=None) -> str | None:
-    """:func:`channel_order_warning` for a list of 3D arrays (each with its voxel size in ``spacings``)."""
+    """:func:`channel_order_warning` for a list of 3D arrays.
+
+    Args:
+        arrays: the channels, each (X, Y, Z).
+        modalities: the order they are given in.
+        spacings: each channel's voxel size in mm (None: 1 mm).
+    """
     if sorted(modalities) != sorted(BRATS_MODALITIES):
         return None
     ident = identify_channels(arrays, spacings or [(1.0, 1.0, 1.0)] * len(arrays))
@@ -200,6 +221,11 @@ def order_warning(arrays: list[np.ndarray], modalities: tuple[str, ...], spacing
 
 def check_case_sequences(case, volumes: dict, trust_names: bool = False) -> tuple[dict, SequenceCheck]:
     """:func:`check_sequences` on a case's read channels (modality -> :class:`~medseg3d.io.Volume`).
+
+    Args:
+        case: the case (its id, and ``meta["sources"]``: how each channel was identified).
+        volumes: {modality: volume} as read.
+        trust_names: a confident disagreement with a name is a quality flag instead of a refusal.
 
     Returns:
         ``(volumes, check)``: the volumes keyed by the modality each is used as (reordered where the names

@@ -10,6 +10,8 @@ from .names import name_words
 
 
 def read_dataset_json(root: Path) -> dict:
+    """The JSON object of ``root/dataset.json`` (nnU-Net / MSD); InputError if it cannot be read or is no
+    object."""
     path = root / "dataset.json"
     try:
         info = json.loads(path.read_text(encoding="utf-8"))

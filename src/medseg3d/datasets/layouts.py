@@ -59,7 +59,17 @@ def _listing(folder: Path) -> tuple[list[Path], list[Path]]:
 
 
 def file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | None, str, str]]:
-    """``(file, what, how, prefix)`` for the image files of ``folder`` with one of ``suffixes``."""
+    """``(file, what, how, prefix)`` for the image files of ``folder`` with one of ``suffixes``.
+
+    Args:
+        folder: the case folder.
+        suffixes: the image suffixes to take (e.g. ".nii.gz").
+        files: the folder's files if already listed (None: list them).
+
+    Returns:
+        One entry per file: what its name says (:func:`identify_name`; None unrecognised), "file name", and
+        the name without that part.
+    """
     entries = []
     for f in _listing(folder)[0] if files is None else files:
         if image_suffix(f) in suffixes:
@@ -69,7 +79,16 @@ def file_entries(folder: Path, suffixes, files=None) -> list[tuple[Path, str | N
 
 
 def dicom_entries(folder: Path, subfolders=None) -> list[tuple[Path, str | None, str, str]]:
-    """``(series folder, what, how, prefix)`` for the DICOM series sub-folders of ``folder``."""
+    """``(series folder, what, how, prefix)`` for the DICOM series sub-folders of ``folder``.
+
+    Args:
+        folder: the case folder.
+        subfolders: its sub-folders if already listed (None: list them).
+
+    Returns:
+        One entry per series: what its folder name (else its SeriesDescription) says, how that was read, and
+        the name without that part.
+    """
     entries = []
     for sub in _subfolders(folder) if subfolders is None else subfolders:
         if not looks_like_dicom_series(sub):
@@ -91,7 +110,13 @@ def ambiguity(case_id: str, entries, needed=None) -> str | None:
     Two files named for one ``needed`` modality are ambiguous; files whose names say nothing are ambiguous
     only while a ``needed`` modality has no file (one of them may be it). Beside a file for each, they are
     extras a real folder carries (``CASE_foo``, ``CASE_seg2``, a mask, old labels): see
-    :func:`extra_files`."""
+    :func:`extra_files`.
+
+    Args:
+        case_id: the case, for the line.
+        entries: :func:`file_entries` / :func:`dicom_entries` of its folder.
+        needed: the modalities the caller needs (None: every modality counts).
+    """
     counts: dict = {}
     for _, what, _, _ in entries:
         counts[what] = counts.get(what, 0) + 1
@@ -287,6 +312,14 @@ def is_nnunet_images_folder(folder: Path) -> bool:
 
 
 def nnunet_channel_name(name: str, k: int) -> str:
+    """The modality name of an nnU-Net ``channel_names`` entry: a BraTS modality when the name says one, else
+    the
+    name (lower case, aliases resolved), or ``ch<k>`` when it is empty.
+
+    Args:
+        name: the entry's value in dataset.json.
+        k: the channel's number.
+    """
     what, _ = identify_name(str(name).strip(), descriptive=True)
     if what in BRATS_MODALITIES:
         return what

@@ -80,6 +80,7 @@ _WORD = re.compile(r"[^\s_\-.]+")
 
 
 def name_words(text: str) -> list[str]:
+    """The lower-case words (letters and digits) of a name."""
     return [w.lower() for w in _WORD.findall(text)]
 
 
@@ -87,11 +88,17 @@ def name_words(text: str) -> list[str]:
 def identify_name(name: str, descriptive: bool = False) -> tuple[str | None, str]:
     """What a file or folder name says it holds, and the name without that part (the case id, usually).
 
-    Returns ``(what, prefix)``; ``what`` is a modality (``"flair"``, ``"t1"``, ``"t1ce"``, ``"t2"``),
-    ``"label"``, ``"ignore"`` (a brain mask) or ``None`` (not recognised). The modality is read from the end
-    of the name (``Brats18_x_t1ce``, ``BraTS-GLI-00001-000-t1n``, ``t1_post``, ``post_gd``), else from a name
-    that says it anywhere (``flair_brain``). ``descriptive`` also reads free text such as a DICOM
-    SeriesDescription or a series folder name (``AX T1 POST GD``, ``Sag T2 FLAIR``).
+    The modality is read from the end of the name (``Brats18_x_t1ce``, ``BraTS-GLI-00001-000-t1n``,
+    ``t1_post``, ``post_gd``), else from a name that says it anywhere (``flair_brain``).
+
+    Args:
+        name: the file or folder name (an image suffix is stripped).
+        descriptive: also read free text such as a DICOM SeriesDescription or a series folder name
+            (``AX T1 POST GD``, ``Sag T2 FLAIR``).
+
+    Returns:
+        ``(what, prefix)``; ``what`` is a modality (``"flair"``, ``"t1"``, ``"t1ce"``, ``"t2"``),
+        ``"label"``, ``"ignore"`` (a brain mask) or ``None`` (not recognised).
 
     Example:
         >>> identify_name("BraTS-GLI-00001-000-t2f.nii.gz")

@@ -39,9 +39,14 @@ def resolve_case_channels(
 
     Each file's modality comes from its name (:func:`identify_name`), a DICOM series' folder name or
     SeriesDescription, an nnU-Net ``_XXXX`` number read through ``dataset.json`` (nnU-Net's BraTS order when
-    there is none, said in a line), or ``overrides`` (``{"t1ce": path}``, the ``--t1ce`` flags). A list of
-    files with no recognisable names keeps the order given (the model's); a list whose names are recognised
-    but given in another order is reordered, with a line saying so. DICOM series folders count as files.
+    there is none, said in a line), or ``overrides``. A list of files with no recognisable names keeps the
+    order given (the model's); a list whose names are recognised but given in another order is reordered, with
+    a line saying so. DICOM series folders count as files.
+
+    Args:
+        inputs: one case folder, or the channel files (or DICOM series folders).
+        modalities: the channels the model needs, in its order.
+        overrides: ``{"t1ce": path}``, from the ``--t1ce`` flags (None: none).
 
     Returns:
         ``(case, lines)``: the case, and one line per channel saying how its file was identified (e.g.

@@ -51,6 +51,7 @@ class Identification:
 
     @property
     def confident(self) -> bool:
+        """Whether the best assignment's probability reaches :data:`CONFIDENT`."""
         return self.confidence >= CONFIDENT
 
     def describe(self) -> str:
@@ -69,7 +70,15 @@ def _grid_step(spacing) -> tuple[int, int, int]:
 
 def head_core(array: np.ndarray, spacing) -> np.ndarray:
     """The head's core on the grid of ``array`` taken every :func:`_grid_step` voxels: voxels above 5% of the
-    robust maximum, holes filled, eroded by :data:`CORE_MM` mm (the whole foreground of a small crop)."""
+    robust maximum, holes filled, eroded by :data:`CORE_MM` mm (the whole foreground of a small crop).
+
+    Args:
+        array: one channel, (X, Y, Z).
+        spacing: its voxel size in mm.
+
+    Returns:
+        A boolean mask on the sub-sampled grid (all False without positive values).
+    """
     from scipy import ndimage
 
     step = _grid_step(spacing)
@@ -106,7 +115,11 @@ def channel_features(values: np.ndarray) -> np.ndarray:
 
 def pair_brighter(a: np.ndarray, b: np.ndarray) -> float:
     """log of how much more often ``a`` is far brighter than ``b`` than the other way round (voxel by voxel
-    over the same voxels, each robustly z-scored): positive for T1ce against T1."""
+    over the same voxels, each robustly z-scored): positive for T1ce against T1.
+
+    Args:
+        a, b: the two channels' intensities at the same voxels, (N,).
+    """
     ma, sa = _robust(a)
     mb, sb = _robust(b)
     d = (a - ma) / sa - (b - mb) / sb
@@ -117,9 +130,16 @@ def pair_brighter(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sample_channels(arrays: list[np.ndarray], spacings: list) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Each channel's intensities in its head's core (:func:`head_core`), and when all are on one grid the
-    voxels of their common core (``(C, N)``) for the pairwise statistic; ``None`` then where the grids
-    differ."""
+    """Each channel's intensities in its head's core (:func:`head_core`), and the voxels of their common core.
+
+    Args:
+        arrays: the channels, each (X, Y, Z).
+        spacings: each channel's voxel size in mm.
+
+    Returns:
+        (one 1-D sample per channel, the common core's values ``(C, N)`` for the pairwise statistic, or None
+        where the grids differ or the common core is under 1,000 voxels).
+    """
     steps = [_grid_step(s) for s in spacings]
     small = [np.asarray(a[:: k[0], :: k[1], :: k[2]]) for a, k in zip(arrays, steps)]
     cores = [head_core(a, s) for a, s in zip(arrays, spacings)]
@@ -146,8 +166,12 @@ def load_parameters() -> dict:
 
 
 def class_log_likelihoods(features: np.ndarray, params: dict) -> np.ndarray:
-    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared
-    covariance)."""
+    """``(C, 4)`` log densities of each channel's features under each sequence's Gaussian (shared covariance).
+
+    Args:
+        features: ``(C, F)`` features per channel (:func:`channel_features`).
+        params: the fitted parameters (centre, scale, means, precision).
+    """
     z = (features - params["centre"]) / params["scale"]
     diff = z[:, None, :] - params["means"][None]
     prec = params["precision"]
@@ -155,7 +179,12 @@ def class_log_likelihoods(features: np.ndarray, params: dict) -> np.ndarray:
 
 
 def pair_log_odds(value: float, params: dict) -> float:
-    """log p(this pair is (T1ce, T1) | statistic) - log p((T1, T1ce)): a logistic fit on the statistic."""
+    """log p(this pair is (T1ce, T1) | statistic) - log p((T1, T1ce)): a logistic fit on the statistic.
+
+    Args:
+        value: :func:`pair_brighter` of the pair.
+        params: the fitted parameters (``pair_logistic``: weight and bias).
+    """
     w, b = params["pair_logistic"]
     return float(w * value + b)
 
@@ -192,8 +221,16 @@ def identify(
 def identify_features(
     feats: np.ndarray, pair: np.ndarray | None, params: dict | None = None
 ) -> Identification:
-    """:func:`identify` from the channels' statistics: ``feats`` ``(4, F)`` (:func:`channel_features`) and
-    ``pair`` ``(4, 4)`` (:func:`pair_brighter` of channel i against j) or ``None``."""
+    """:func:`identify` from the channels' statistics.
+
+    Args:
+        feats: ``(4, F)`` features per channel (:func:`channel_features`).
+        pair: ``(4, 4)`` :func:`pair_brighter` of channel i against j, or None (channels on different grids).
+        params: the fitted parameters (None: the bundled ones).
+
+    Returns:
+        The Identification: the most probable assignment of the 24, its probability and the runner-up.
+    """
     params = params or load_parameters()
     ll = class_log_likelihoods(feats, params)
     ce_k, t1_k = SEQUENCES.index("t1ce"), SEQUENCES.index("t1")

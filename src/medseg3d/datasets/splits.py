@@ -23,9 +23,21 @@ def make_split(
 ) -> dict:
     """A seeded split: k folds (``folds=5``) or train/validation/test by fractions or counts.
 
-    Returns a JSON-ready dict: ``{"seed", "kind": "kfold", "folds": [{"train": [...], "val": [...]}, ...]}``
-    or ``{"seed", "kind": "holdout", "train", "val", "test"}``. The same ids and seed always give the same
-    split, whatever order the ids come in.
+    The same ids and seed always give the same split, whatever order the ids come in.
+
+    Args:
+        case_ids: the cases (unique).
+        folds: the number of folds, 2 to the number of cases.
+        fractions: (train, validation, test) fractions, each >= 0, summing to 1 (default 0.8, 0.1, 0.1).
+        counts: (train, validation, test) case counts summing to the number of cases.
+        seed: the shuffling seed.
+
+    Returns:
+        A JSON-ready dict: ``{"seed", "kind": "kfold", "folds": [{"train": [...], "val": [...]}, ...]}``
+        or ``{"seed", "kind": "holdout", "train", "val", "test"}``.
+
+    Raises:
+        InputError: ids repeat, or the folds, fractions or counts are out of range.
     """
     ids = sorted(case_ids)
     if len(set(ids)) != len(ids):
@@ -68,7 +80,15 @@ def make_split(
 
 
 def fold_ids(split: dict, fold: int | None) -> tuple[list[str], list[str]]:
-    """(train ids, validation ids) of ``fold`` in a k-fold split, or of a hold-out split."""
+    """(train ids, validation ids) of ``fold`` in a k-fold split, or of a hold-out split.
+
+    Args:
+        split: a split (:func:`make_split` / :func:`load_split`).
+        fold: the fold of a k-fold split (ignored for a hold-out split).
+
+    Raises:
+        InputError: a k-fold split and ``fold`` missing or out of range.
+    """
     if split["kind"] == "kfold":
         if fold is None or not 0 <= fold < len(split["folds"]):
             raise InputError(
@@ -81,6 +101,15 @@ def fold_ids(split: dict, fold: int | None) -> tuple[list[str], list[str]]:
 
 
 def save_split(split: dict, path: str | Path) -> Path:
+    """Write a split as JSON (atomically, parent folders made).
+
+    Args:
+        split: the split.
+        path: the file.
+
+    Returns:
+        The path.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(split, path)
@@ -88,6 +117,9 @@ def save_split(split: dict, path: str | Path) -> Path:
 
 
 def load_split(path: str | Path) -> dict:
+    """A split file written by ``medseg3d split``; InputError, saying what to do, if it is missing, unreadable
+    or not a complete split.
+    """
     path = Path(path)
     try:
         split = json.loads(path.read_text(encoding="utf-8"))

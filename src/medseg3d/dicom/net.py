@@ -237,7 +237,13 @@ def send_files(
 
 
 def echo(peer: Peer, *, calling_aet: str = DEFAULT_AE_TITLE, timeout: float = 10.0, tls=None) -> bool:
-    """C-ECHO ``peer`` (over TLS with a client :func:`tls_context`): True when it answered with success.
+    """C-ECHO ``peer``: True when it answered with success.
+
+    Args:
+        peer: the node (AE title, host, port).
+        calling_aet: our AE title.
+        timeout: seconds for connecting and the answer.
+        tls: a client :func:`tls_context` (None: plain TCP).
 
     Raises:
         SendError: the peer could not be reached or refused the association.

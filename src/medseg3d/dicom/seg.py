@@ -260,6 +260,17 @@ def read_dicom_seg_frames(seg_path, grid: Volume, scheme: LabelScheme) -> Volume
     (per-frame functional groups) is mapped through the inverse of ``grid``'s affine to its slice, and its
     ``ReferencedSegmentNumber`` picks the label value (segment ``n`` = the scheme's ``n``-th non-background
     value).
+
+    Args:
+        seg_path: the DICOM SEG file.
+        grid: the image grid the SEG was drawn on.
+        scheme: the label scheme.
+
+    Returns:
+        The label map on ``grid``.
+
+    Raises:
+        InputError: the file is no DICOM Segmentation, or a frame does not lie on the grid.
     """
     _, pydicom = _require_highdicom()
     ds = pydicom.dcmread(str(seg_path))

@@ -23,8 +23,12 @@ EXPERIMENT_NORM = {"norm": "instance"}
 
 
 def net_args(net: str, *layers: dict) -> dict:
-    """Network arguments: instance norm where the network has a norm option, then each layer's
-    ``net_args``."""
+    """Network arguments: instance norm where the network has a norm option, then each layer's ``net_args``.
+
+    Args:
+        net: the registered network's name.
+        layers: dicts (experiment, run) whose ``net_args`` entries are applied in order, later ones winning.
+    """
     from ..nets import get_network_info
 
     args = dict(EXPERIMENT_NORM) if "norm" in get_network_info(str(net)).options() else {}
@@ -124,6 +128,7 @@ class Experiment:
             )
 
     def run(self, name: str) -> Run:
+        """The run called ``name``; InputError (naming the runs) for an unknown one."""
         for r in self.runs:
             if r.name == name:
                 return r
@@ -133,10 +138,12 @@ class Experiment:
 
     @property
     def run_names(self) -> list[str]:
+        """The runs' names, in order."""
         return [r.name for r in self.runs]
 
     @property
     def reference_run(self) -> str:
+        """The run the others are compared with: ``reference``, else the first run."""
         return self.reference or self.runs[0].name
 
 
@@ -307,17 +314,30 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 def get_experiment(name: str) -> Experiment:
+    """The experiment grid called ``name``; InputError (naming the choices) for an unknown one."""
     if name not in EXPERIMENTS:
         raise InputError(f"unknown experiment '{name}'; choose one of {', '.join(EXPERIMENTS)}")
     return EXPERIMENTS[name]
 
 
 def default_budget_minutes(experiment: Experiment, folds: int) -> float:
-    """Training minutes per run and fold at default settings: :data:`TRAIN_MINUTES` shared by the grid."""
+    """Training minutes per run and fold at default settings: :data:`TRAIN_MINUTES` shared by the grid.
+
+    Args:
+        experiment: the grid (its number of runs).
+        folds: the number of folds.
+
+    Returns:
+        Minutes, rounded to 0.1.
+    """
     return round(TRAIN_MINUTES / (len(experiment.runs) * folds), 1)
 
 
 def train_config(overrides: dict):
+    """The TrainConfig of one task: ``overrides`` over the defaults; without a ``cache``, the default cache
+    folder's
+    name under ``overrides["cache_root"]`` (if given), so the runs of an experiment share caches.
+    """
     from ..train import TrainConfig, default_cache_dir, label_scheme
 
     settings = dict(overrides)

@@ -49,6 +49,7 @@ def _write_subset(cases: list[Case], path: Path) -> Path:
 
 
 def read_record(out: Path) -> dict | None:
+    """The experiment folder's ``experiment.json``, None if it has none; InputError if it cannot be read."""
     path = out / "experiment.json"
     if not path.is_file():
         return None
@@ -106,7 +107,15 @@ def budget_epochs(
     With ``experiment.equal == "iterations"`` every run gets the reference run's epochs;
     with ``"time"`` each run gets as many as its own iteration time allows.
 
-    Returns (epochs by run, measured seconds per iteration by run).
+    Args:
+        experiment: the grid.
+        overrides: each run's training settings.
+        cases_by_id: the dataset's cases (the first one sets the timed input size).
+        minutes: the training budget per run and fold.
+        n_train: training cases per fold (iterations per epoch).
+
+    Returns:
+        (epochs by run, at least 1; measured seconds per iteration by run).
     """
     names = [r.name for r in experiment.runs]
     ref = experiment.reference_run
@@ -145,8 +154,24 @@ def plan_experiment(
     numeric ``precision`` (default :data:`DEFAULT_PRECISION`; folders from before the setting trained in
     ``auto``, which is float32 on a CPU).
 
-    Returns (experiment, tasks in fold-major order, record): every run's fold 0 first, then fold 1, ...,
-    so that an experiment stopped part-way compares all its runs on the same folds.
+    Args:
+        name: the experiment grid (:data:`EXPERIMENTS`).
+        dataset: the dataset folder or file.
+        out: the experiment folder (made or continued).
+        folds: cross-validation folds (None: the grid's default; with ``quick``, the quick cases').
+        budget_minutes, epochs: the budget per run and fold; at most one of them.
+        quick: a smoke run on a few cases with a tiny budget.
+        runs: the grid's runs to include (None: all).
+        precision: the numeric precision (None: the folder's or the default).
+        write: whether to write the folder's files.
+
+    Returns:
+        (experiment, tasks in fold-major order, record): every run's fold 0 first, then fold 1, ...,
+        so that an experiment stopped part-way compares all its runs on the same folds.
+
+    Raises:
+        InputError: a missing dataset, ``out`` a file, conflicting or out-of-range budget and fold options, or
+            settings that differ from those the folder was made with.
     """
     experiment = get_experiment(name)
     dataset, out = Path(dataset), Path(out)

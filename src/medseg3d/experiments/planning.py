@@ -69,6 +69,7 @@ class DatasetPlan:
     facts: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The plan as a JSON-ready dict (dataset, settings, reasons, facts)."""
         return {
             "dataset": self.dataset,
             "settings": self.settings,
@@ -135,8 +136,15 @@ def levels_for(patch) -> int:
 
 def fit_patch(shape, budget: int = PATCH_VOXELS) -> tuple[tuple[int, ...], int]:
     """A patch for cases of median ``shape`` voxels: the shape itself, its longest axis shrunk until the patch
-    holds at most ``budget`` voxels, each side a multiple of the network's size multiple; returns (patch,
-    levels)."""
+    holds at most ``budget`` voxels, each side a multiple of the network's size multiple.
+
+    Args:
+        shape: the median case shape in voxels (X, Y, Z); fractions are rounded up.
+        budget: the most voxels a patch may hold (it may hold more when every side is down to one multiple).
+
+    Returns:
+        (patch shape, the number of U-Net levels it allows).
+    """
     patch = [max(1, math.ceil(s)) for s in shape]
     levels = levels_for(patch)
     multiple = 2 ** (levels - 1)

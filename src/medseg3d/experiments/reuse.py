@@ -40,13 +40,25 @@ def _training_settings(config: dict, modalities, train_ids, val_ids) -> dict:
 
 def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: dict, modalities) -> dict:
     """Finished runs in other experiment folders (``sources``) that trained exactly what a new task of this
-    experiment would: same settings, channels, budget, dataset and fold cases. Returns {task index: run
-    folder}.
+    experiment would: same settings, channels, budget, dataset and fold cases.
 
     Training on a CPU is deterministic for a given configuration (seeded sampling and augmentation: the
     ``all`` run of ``modalities`` and ``concat-jaccard`` of ``ablations``, trained a day apart in
     bfloat16, logged the same loss and validation scores at every epoch and the same per-case scores on
     every fold), so training such a run again would only repeat it.
+
+    Args:
+        tasks: this experiment's tasks; only those in state "new" are matched.
+        sources: other experiment folders (``--reuse``).
+        record: this experiment's record (dataset; a quick experiment reuses nothing).
+        split: this experiment's split (the fold cases).
+        modalities: the channels this experiment trains on.
+
+    Returns:
+        {task index: run folder}.
+
+    Raises:
+        InputError: a source is not an experiment folder.
     """
     found: dict[int, Path] = {}
     if record["quick"] or not sources:
@@ -79,7 +91,12 @@ def find_reusable(tasks: list[Task], sources: list[Path], record: dict, split: d
 
 
 def adopt_run(task: Task, source: Path) -> None:
-    """Copy the result files of ``source`` (a finished run with the same training) into ``task``'s folder."""
+    """Copy the result files of ``source`` (a finished run with the same training) into ``task``'s folder.
+
+    Args:
+        task: the task to mark done; its folder gets ``reused.json`` naming the source.
+        source: the finished run folder.
+    """
     import shutil
 
     task.folder.mkdir(parents=True, exist_ok=True)
@@ -113,6 +130,8 @@ def reused_sources(out: Path) -> dict[str, dict[str, list[int]]]:
 
 
 def reused_lines(out: Path) -> list[str]:
+    """One Markdown list line per run of the experiment in ``out`` with folds copied from another
+    experiment."""
     lines = []
     for run, found in reused_sources(out).items():
         copies = "; ".join(

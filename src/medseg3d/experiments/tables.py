@@ -109,8 +109,17 @@ def _float(value) -> float:
 
 
 def paired_comparison(reference: dict[str, dict], other: dict[str, dict], metric: str) -> dict:
-    """``other`` against ``reference`` on the cases both scored (the same cases, the same folds): mean
-    per-case difference, cases better / worse, and the two-sided Wilcoxon signed-rank p-value."""
+    """``other`` against ``reference`` on the cases both scored (the same cases, the same folds).
+
+    Args:
+        reference, other: {case: {metric: value}}; NaN values are left out.
+        metric: the column compared (e.g. "dice_WT").
+
+    Returns:
+        {"n": cases paired, "mean_diff": mean of other - reference, "better", "worse": case counts, "p": the
+        two-sided Wilcoxon signed-rank p-value}; NaN where there is no pair (mean) or fewer than two non-zero
+        differences (p).
+    """
     from scipy.stats import wilcoxon
 
     common = sorted(set(reference) & set(other))
@@ -130,7 +139,13 @@ def paired_cells(
     reference: dict[str, dict], other: dict[str, dict], metrics: list[str], na: str = "-"
 ) -> tuple[int, list[str]]:
     """(cases paired, one cell per metric): ``other`` against ``reference`` as "mean difference (cases
-    better/worse, p P)", ``na`` for a p-value that cannot be computed, "-" where no case pairs."""
+    better/worse, p P)".
+
+    Args:
+        reference, other: {case: {metric: value}}.
+        metrics: the columns compared.
+        na: the text for a p-value that cannot be computed ("-" is written where no case pairs).
+    """
     cells, n = [], 0
     for metric in metrics:
         c = paired_comparison(reference, other, metric)
@@ -144,7 +159,16 @@ def paired_cells(
 
 
 def paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metrics: list[str]) -> list[str]:
-    """Each run against the reference run, case by case."""
+    """Each run against the reference run, case by case.
+
+    Args:
+        experiment: the grid (its runs and reference run).
+        cases: {run: {case: {metric: value}}}.
+        metrics: the columns; the ``dice_*`` ones are compared.
+
+    Returns:
+        Markdown lines, or [] without a scored reference and another run.
+    """
     ref = experiment.reference_run
     others = [r.name for r in experiment.runs if r.name != ref and r.name in cases]
     dice = [m for m in metrics if m.startswith("dice_")]
@@ -172,7 +196,15 @@ def paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metr
 
 def per_case_lines(experiment: Experiment, cases: dict[str, dict[str, dict]]) -> list[str]:
     """Every scored case, worst first by the reference run's first region (or the first scored run's, until
-    the reference has scores): each run's region Dice."""
+    the reference has scores): each run's region Dice.
+
+    Args:
+        experiment: the grid.
+        cases: {run: {case: {metric: value}}}.
+
+    Returns:
+        Markdown lines (with the fold and the reference volume in ml), or [] when no run has scores.
+    """
     names = [r.name for r in experiment.runs if r.name in cases]
     if not names:
         return []
@@ -389,6 +421,7 @@ def _csv_value(value):
 
 
 def settings_text(record: dict) -> str:
+    """The training settings shared by the experiment's runs, as one line, from its record."""
     settings = {
         **BASE,
         **(QUICK if record["quick"] else {}),
@@ -461,7 +494,18 @@ def _plot(
 
 
 def report_only(name: str, out) -> dict[str, Path]:
-    """``--report``: tables and plot from the complete runs, without training anything."""
+    """``--report``: tables and plot from the complete runs, without training anything.
+
+    Args:
+        name: the experiment the folder must hold.
+        out: the experiment folder.
+
+    Returns:
+        {what: path} of the files written.
+
+    Raises:
+        InputError: the folder holds another experiment.
+    """
     out = Path(out)
     path = out / "experiment.json"
     if path.is_file():

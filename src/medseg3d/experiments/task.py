@@ -29,6 +29,13 @@ class Task:
 
 
 def fold_dir(out: Path, run: str, fold: int) -> Path:
+    """The folder of one run's fold: ``out/<run>/fold<fold>``.
+
+    Args:
+        out: the experiment folder.
+        run: the run's name.
+        fold: the fold index.
+    """
     return out / run / f"fold{fold}"
 
 
@@ -92,6 +99,7 @@ def claim_task(folder: Path) -> bool:
 
 
 def release_task(folder: Path) -> None:
+    """Remove the folder's ``claim.json`` if this process holds it (errors ignored)."""
     path = folder / "claim.json"
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():

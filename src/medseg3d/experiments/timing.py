@@ -20,7 +20,15 @@ from .task import Task
 def measure_iteration(cfg, cases_by_id: dict[str, Case]) -> tuple[float, float]:
     """Seconds of one training iteration and of one validation forward pass of ``cfg``'s network, timed on
     a random input of the size a case has after preprocessing (first case's grid, down-sampled), with the
-    training loop's own step (:func:`medseg3d.train.step.training_step`)."""
+    training loop's own step (:func:`medseg3d.train.step.training_step`).
+
+    Args:
+        cfg: the run's TrainConfig.
+        cases_by_id: the dataset's cases; the first one sets the input size.
+
+    Returns:
+        (seconds per training iteration, seconds per forward pass).
+    """
     import torch
 
     from ..io import read_volume
@@ -93,7 +101,16 @@ _SECONDS_PER_EPOCH = 1.0
 def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train: int) -> float:
     """Rough wall time of the pending tasks: training budget (or epochs x iterations x ``t_iter``),
     validation passes, checkpoints, and prediction + scoring of the validation cases. Preparing a cache
-    the first time (a few seconds per case) comes on top."""
+    the first time (a few seconds per case) comes on top.
+
+    Args:
+        tasks: the experiment's tasks (done ones count nothing).
+        t_iter, t_forward: seconds of a training iteration and of a forward pass (:func:`measure_iteration`).
+        n_train: training cases per fold (iterations per epoch unless a task sets them).
+
+    Returns:
+        Seconds.
+    """
     total = 0.0
     for task in tasks:
         if task.state == "done":
@@ -127,7 +144,15 @@ def read_timing(folder: Path) -> dict:
 def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], float]:
     """From the finished trainings with a ``timing.json``: wall seconds per training iteration (validation
     and checkpoints included) per run name, key ``""`` over all of them, and the mean scoring seconds of a
-    fold. ``({}, 0.0)`` if none has finished."""
+    fold.
+
+    Args:
+        tasks: the experiment's tasks (only done fixed-epoch ones are read).
+        n_train: training cases per fold (iterations per epoch unless a task sets them).
+
+    Returns:
+        (rates, scoring seconds); ``({}, 0.0)`` if none has finished.
+    """
     seconds: dict[str, float] = {}
     iterations: dict[str, float] = {}
     scoring = []
@@ -154,7 +179,17 @@ def estimate_from_finished(
     tasks: list[Task], rates: dict[str, float], score_seconds: float, n_train: int
 ) -> float:
     """Wall time of the pending fixed-epoch tasks at the pace of the finished ones (:func:`finished_rates`):
-    a run's own pace where it has finished a fold, else the experiment's; plus scoring."""
+    a run's own pace where it has finished a fold, else the experiment's; plus scoring.
+
+    Args:
+        tasks: the experiment's tasks.
+        rates: seconds per iteration by run name, ``""`` for all (must be present).
+        score_seconds: seconds to score one fold.
+        n_train: training cases per fold.
+
+    Returns:
+        Seconds.
+    """
     total = 0.0
     for task in tasks:
         if task.state == "done":
@@ -168,7 +203,12 @@ def estimate_from_finished(
 
 
 def budget_text(record: dict, n_train: int) -> str:
-    """The budget of a run and fold, in words, from ``experiment.json``."""
+    """The budget of a run and fold, in words, from ``experiment.json``.
+
+    Args:
+        record: the experiment's record (quick, epochs, budget minutes, measured seconds per iteration).
+        n_train: training cases per fold (iterations per epoch).
+    """
     if record["quick"]:
         return f"{QUICK['epochs']} epochs of {QUICK['iters_per_epoch']} iterations per run and fold"
     epochs = record["epochs"]
@@ -196,6 +236,7 @@ def budget_text(record: dict, n_train: int) -> str:
 
 
 def log_rows(folder: Path) -> list[dict]:
+    """The rows of a run folder's ``log.csv`` (one per epoch), [] without one."""
     path = folder / "log.csv"
     if not path.is_file():
         return []
@@ -204,16 +245,19 @@ def log_rows(folder: Path) -> list[dict]:
 
 
 def trained_seconds(folder: Path) -> float:
+    """The training seconds a run folder's log reached (0.0 without a log)."""
     rows = log_rows(folder)
     return float(rows[-1].get("seconds") or 0) if rows else 0.0
 
 
 def trained_epochs(folder: Path) -> int:
+    """The epochs a run folder's log reached (0 without a log)."""
     rows = log_rows(folder)
     return int(rows[-1].get("epoch") or 0) if rows else 0
 
 
 def format_duration(seconds: float) -> str:
+    """Seconds as "45 s", "12 min" or "2 h 05 min" (whole minutes from one minute on)."""
     minutes = round(seconds / 60)
     if minutes < 1:
         return f"{seconds:.0f} s"
@@ -233,7 +277,16 @@ def speed_groups(tasks: list[Task]) -> list[list[Task]]:
 
 def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
     """The time estimate ``--plan`` prints without timing anything (timing takes minutes on a CPU): the
-    minutes budget of each training, or the iteration times recorded when the folder was made."""
+    minutes budget of each training, or the iteration times recorded when the folder was made.
+
+    Args:
+        pending: the tasks still to do.
+        record: the experiment's record.
+        n_train: training cases per fold.
+
+    Returns:
+        One sentence: "about ..." with how it was estimated, or why it was not.
+    """
     to_train = [t for t in pending if t.state in ("new", "resume")]
     scoring = sum(len(t.val_ids) for t in pending) * _SECONDS_PER_SCORED_CASE
     minutes = record.get("budget_minutes")

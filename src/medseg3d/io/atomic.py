@@ -46,20 +46,44 @@ def atomic_write(
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`."""
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_write`.
+
+    Args:
+        text: the content.
+        path: the file.
+
+    Returns:
+        The path.
+    """
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON (UTF-8) to ``path`` through :func:`atomic_write` (a unique temporary, so
-    two processes writing the same file at once, e.g. two trainings sharing a cache, never race on it)."""
+    two processes writing the same file at once, e.g. two trainings sharing a cache, never race on it).
+
+    Args:
+        obj: a JSON-serialisable object.
+        path: the file.
+
+    Returns:
+        The path.
+    """
     import json
 
     return write_text_atomic(json.dumps(obj, indent=1), path)
 
 
 def write_rows(rows, path: str | os.PathLike) -> Path:
-    """Write one CSV row per dict (columns in order of first appearance) atomically; floats to 6 digits."""
+    """Write one CSV row per dict (columns in order of first appearance) atomically; floats to 6 digits.
+
+    Args:
+        rows: the dicts (a missing key is an empty cell).
+        path: the CSV file.
+
+    Returns:
+        The path.
+    """
     import csv
 
     keys: list[str] = []
@@ -78,10 +102,17 @@ def write_rows(rows, path: str | os.PathLike) -> Path:
 
 def remove_stale_temporaries_of(target: str | os.PathLike, companions=()) -> list[Path]:
     """Delete the temporaries an interrupted :func:`atomic_write` of ``target`` (or of a companion file beside
-    it, named in ``companions``) left behind: ``.NAME.*tmp*`` files or folders. Returns what was removed.
+    it) left behind: ``.NAME.*tmp*`` files or folders.
 
     Only the process responsible for ``target`` may call this (for ``predict --shard i/n``: the shard that
     owns the case), since a write of ``target`` in progress elsewhere would lose its temporary.
+
+    Args:
+        target: the file whose temporaries go.
+        companions: names of files beside it whose temporaries go too.
+
+    Returns:
+        What was removed.
     """
     import glob
     import shutil

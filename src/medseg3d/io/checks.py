@@ -58,7 +58,16 @@ def max_voxels() -> int:
 
 
 def check_size(path: Path, shape, what: str = "its header") -> None:
-    """Refuse an empty grid or one over :func:`max_voxels`, before anything is allocated."""
+    """Refuse an empty grid or one over :func:`max_voxels`, before anything is allocated.
+
+    Args:
+        path: the file, for the message.
+        shape: the grid's dimensions as the header says.
+        what: what described them, for the message.
+
+    Raises:
+        InputError: a zero dimension, or more voxels than the limit (MEDSEG3D_MAX_VOXELS).
+    """
     dims = [int(d) for d in shape]
     if not dims or min(dims) <= 0:
         raise InputError(f"{path}: {what} describes an empty grid {tuple(dims)}; the file is broken")
@@ -73,7 +82,16 @@ def check_size(path: Path, shape, what: str = "its header") -> None:
 
 
 def check_dtype(path: Path, dtype: np.dtype, name: str | None = None) -> None:
-    """Refuse RGB, structured, complex and other voxel types that are not plain integers or floats."""
+    """Refuse RGB, structured, complex and other voxel types that are not plain integers or floats.
+
+    Args:
+        path: the file, for the message.
+        dtype: the voxel type.
+        name: the type as the file names it (None: numpy's name).
+
+    Raises:
+        InputError: a voxel type medseg3d cannot read.
+    """
     dtype = np.dtype(dtype)
     shown = name or str(dtype)
     if dtype.fields is not None or dtype.kind == "V":
@@ -92,7 +110,15 @@ def check_dtype(path: Path, dtype: np.dtype, name: str | None = None) -> None:
 
 
 def check_affine(path: Path, affine: np.ndarray) -> None:
-    """Refuse a non-finite voxel-to-world matrix and a zero, degenerate or absurd voxel size."""
+    """Refuse a non-finite voxel-to-world matrix and a zero, degenerate or absurd voxel size.
+
+    Args:
+        path: the file, for the message.
+        affine: its 4x4 voxel-to-world matrix.
+
+    Raises:
+        InputError: NaN or infinite entries, or a voxel size outside 0.0001 to 10000 mm or a singular matrix.
+    """
     affine = np.asarray(affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)):
         raise InputError(f"{path}: its voxel-to-world matrix holds NaN or infinite values; fix the header")
@@ -127,6 +153,10 @@ def check_values(array: np.ndarray, where: str) -> None:
     """Refuse NaN / infinite voxels and magnitudes above :data:`MAX_ABS_VALUE` (1e10).
 
     Negative values are legal (other pipelines write them) and pass.
+
+    Args:
+        array: the voxels (an empty array passes).
+        where: the file, for the message.
 
     Raises:
         InputError: one line naming ``where``, the problem and what to do.
@@ -181,8 +211,15 @@ def check_path(path: Path) -> None:
 def gunzip_checked(path: Path, header_nbytes) -> bytes:
     """The decompressed bytes of a gzip file, its CRC and length checked; refuse before a bomb inflates.
 
-    ``header_nbytes(first_bytes)`` returns the number of bytes the header describes (header + voxels),
-    after checking them against the limits; decompression stops being kept beyond that.
+    Args:
+        path: the gzip file.
+        header_nbytes: ``header_nbytes(first_bytes)`` returns the number of bytes the header describes
+            (header + voxels), after checking them against the limits; decompression stops being kept beyond
+            that.
+
+    Raises:
+        InputError: the data are truncated, corrupt, or followed by too much trailing data (and whatever
+            ``header_nbytes`` raises).
     """
     chunks: list[bytes] = []
     try:

@@ -51,6 +51,7 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The spatial shape (X, Y, Z), without a channel axis."""
         return tuple(int(s) for s in self.array.shape[:3])
 
     @property
@@ -70,6 +71,7 @@ class Volume:
 
     @property
     def axcodes(self) -> tuple[str, str, str]:
+        """The orientation of the voxel axes, e.g. ("L", "P", "S") (nibabel's aff2axcodes of the affine)."""
         import nibabel as nib
 
         return tuple(nib.aff2axcodes(self.affine))
@@ -81,7 +83,12 @@ class Volume:
         return Volume(array, self.affine.copy(), dict(self.meta))
 
     def same_grid(self, other: Volume, atol: float = 1e-3) -> bool:
-        """True when both volumes have the same shape and (to ``atol`` mm) the same affine."""
+        """True when both volumes have the same shape and (to ``atol`` mm) the same affine.
+
+        Args:
+            other: the other volume.
+            atol: the tolerance on every affine entry, mm.
+        """
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 
 
@@ -108,4 +115,5 @@ def output_stem(target: str | os.PathLike) -> Path:
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing file with an image suffix medseg3d reads."""
     return Path(path).is_file() and image_suffix(path) != ""

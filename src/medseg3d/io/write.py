@@ -26,6 +26,14 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
     separate data file (``.mhd``, ``.nhdr``) are written under their final names in a temporary folder
     beside ``path`` and moved into place data first, header last.
 
+    Args:
+        volume: the image (array (X, Y[, Z][, C]) and RAS affine).
+        path: the file; its suffix chooses the format.
+        overwrite: whether an existing file may be replaced.
+
+    Returns:
+        The path.
+
     Raises:
         InputError: unknown suffix, existing file with ``overwrite=False``, or a folder that cannot be
             written.
@@ -77,7 +85,13 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, overwrite: bool = T
 
 def write_nifti(array: np.ndarray, volume: Volume, path: Path) -> None:
     """Write ``array`` on ``volume``'s grid as NIfTI, reusing its header; not atomic (see
-    :func:`write_volume`)."""
+    :func:`write_volume`).
+
+    Args:
+        array: the voxels to write (the header's data type follows them).
+        volume: the grid (affine) and the header kept from reading, if any.
+        path: the file.
+    """
     import nibabel as nib
 
     header = volume.meta.get("nifti_header")
@@ -98,7 +112,13 @@ def write_nifti(array: np.ndarray, volume: Volume, path: Path) -> None:
 
 
 def write_itk(array: np.ndarray, volume: Volume, path: Path) -> None:
-    """Write ``array`` on ``volume``'s grid through SimpleITK (LPS, compressed); not atomic."""
+    """Write ``array`` on ``volume``'s grid through SimpleITK (LPS, compressed); not atomic.
+
+    Args:
+        array: the voxels, (X, Y, Z) or (X, Y, Z, C) (a vector image).
+        volume: the grid (RAS affine).
+        path: the file; its suffix chooses the format (.mha, .mhd, .nrrd, ...).
+    """
     import SimpleITK as sitk
 
     if array.ndim == 4:

@@ -98,6 +98,7 @@ class CombinedLoss(nn.Module):
         self.parts = nn.ModuleList(module for _, _, module in terms)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the parts' losses of ``logits`` against ``target``."""
         total = None
         for weight, part in zip(self.weights, self.parts):
             value = part(logits, target)
@@ -105,6 +106,7 @@ class CombinedLoss(nn.Module):
         return total
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return " + ".join(f"{w:g}*{n}" for w, n in zip(self.weights, self.names))
 
 

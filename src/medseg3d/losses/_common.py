@@ -10,12 +10,23 @@ REDUCTIONS = ("image", "batch")
 
 
 def check_reduction(reduction: str) -> str:
+    """``reduction`` itself if it is one of :data:`REDUCTIONS`; InputError otherwise."""
     if reduction not in REDUCTIONS:
         raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}; pick one of them")
     return reduction
 
 
 def check_logits(logits: torch.Tensor, min_channels: int) -> None:
+    """Refuse logits that are not a floating-point (N, C, *spatial) tensor with at least ``min_channels``
+    channels.
+
+    Args:
+        logits: the network output.
+        min_channels: the fewest channels the loss needs (2 for a softmax over classes).
+
+    Raises:
+        InputError: one line saying what is wrong.
+    """
     if not isinstance(logits, torch.Tensor) or logits.ndim < 3:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise InputError(
@@ -37,7 +48,16 @@ def check_multiclass(
 ) -> torch.Tensor | None:
     """Validate a (N, C, *S) logits / (N, *S) class-map pair.
 
-    Returns the boolean mask of voxels that count (N, *S), or None when no voxel is ignored.
+    Args:
+        logits: the network output (at least 2 channels).
+        target: integer class indices in 0..C-1 (or ``ignore_index``).
+        ignore_index: a target value whose voxels do not count (None: none).
+
+    Returns:
+        The boolean mask of voxels that count (N, *S), or None when no voxel is ignored.
+
+    Raises:
+        InputError: shapes that do not match, a target that is not integer, or class indices out of range.
     """
     check_logits(logits, min_channels=2)
     n, c = logits.shape[:2]
@@ -71,7 +91,15 @@ def check_multiclass(
 
 
 def check_region(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Validate a (N, R, *S) logits / target pair and return the target as float in the logits' dtype."""
+    """Validate a (N, R, *S) logits / target pair and return the target as float in the logits' dtype.
+
+    Args:
+        logits: the network output, one channel per region.
+        target: region masks of the logits' shape, values in [0, 1].
+
+    Raises:
+        InputError: another shape, or values outside [0, 1].
+    """
     check_logits(logits, min_channels=1)
     if not isinstance(target, torch.Tensor) or target.shape != logits.shape:
         got = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
@@ -88,7 +116,14 @@ def check_region(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def one_hot(
     target: torch.Tensor, n_classes: int, valid: torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor:
-    """(N, *S) class map -> (N, C, *S) one-hot; ignored voxels become all-zero."""
+    """(N, *S) class map -> (N, C, *S) one-hot; ignored voxels become all-zero.
+
+    Args:
+        target: class indices.
+        n_classes: C.
+        valid: the voxels that count (None: all).
+        dtype: the result's dtype.
+    """
     safe = target if valid is None else torch.where(valid, target, torch.zeros_like(target))
     shape = (safe.shape[0], n_classes, *safe.shape[1:])
     # scatter_ into the final dtype avoids F.one_hot's int64 (N, *S, C) intermediate (8x the memory of
@@ -100,6 +135,11 @@ def one_hot(
 
 
 def sum_dims(ndim: int, reduction: str) -> tuple[int, ...]:
-    """Axes to sum for per-class statistics: spatial axes ('image') or batch + spatial axes ('batch')."""
+    """Axes to sum for per-class statistics: spatial axes ('image') or batch + spatial axes ('batch').
+
+    Args:
+        ndim: the number of dimensions of (N, C, *spatial).
+        reduction: "image" or anything else (the batch too).
+    """
     spatial = tuple(range(2, ndim))
     return spatial if reduction == "image" else (0, *spatial)

@@ -24,6 +24,14 @@ def frequency_weights(
 
     They are normalised so that ``sum_c w_c n_c = V``: the weighted voxel mean then equals the mean, over the
     classes present, of each class's mean cross-entropy, whatever the class sizes.
+
+    Args:
+        target: (N, *S) class indices.
+        n_classes: the number of classes.
+        valid: the voxels that count (None: all).
+
+    Returns:
+        (n_classes,) weights.
     """
     labels = target if valid is None else target[valid]
     counts = torch.bincount(labels.reshape(-1).long(), minlength=n_classes)[:n_classes].to(torch.float64)
@@ -71,6 +79,7 @@ class CrossEntropyLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of (N, C, *S) logits against (N, *S) class indices, ignored voxels left out."""
         valid = check_multiclass(logits, target, self.ignore_index)
         n_classes = logits.shape[1]
         weight = self.weight
@@ -89,5 +98,6 @@ class CrossEntropyLoss(nn.Module):
         return F.cross_entropy(logits, target.long(), weight=weight, ignore_index=ignore)
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         weight = "frequency" if self.frequency else (None if self.weight is None else self.weight.tolist())
         return f"weight={weight}, ignore_index={self.ignore_index}"

@@ -14,8 +14,17 @@ def soft_dice_per_class(
 ) -> torch.Tensor:
     """Soft Dice coefficient per class, ``(2 I + s) / (D + s)``, summing over ``dims``.
 
-    ``D`` is ``sum p^2 + sum t^2`` (``squared``, V-Net) or ``sum p + sum t``. A 0 / 0 (class absent from both
-    and ``smooth == 0``) gives 0, i.e. the class counts as fully wrong.
+    A 0 / 0 (class absent from both and ``smooth == 0``) gives 0, i.e. the class counts as fully wrong.
+
+    Args:
+        probs: (N, C, *S) probabilities.
+        onehot: the one-hot target of the same shape.
+        dims: the axes summed (:func:`sum_dims`).
+        squared: ``D`` is ``sum p^2 + sum t^2`` (V-Net), else ``sum p + sum t``.
+        smooth: ``s``.
+
+    Returns:
+        The Dice per class (and per image for the 'image' reduction).
     """
     intersection = (probs * onehot).sum(dims)
     if squared:
@@ -68,6 +77,7 @@ class DiceLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean soft Dice over classes of (N, C, *S) logits (softmax) against (N, *S) class indices."""
         valid = check_multiclass(logits, target, self.ignore_index)
         probs = torch.softmax(logits, dim=1)
         onehot = one_hot(target, logits.shape[1], valid, probs.dtype)
@@ -81,4 +91,5 @@ class DiceLoss(nn.Module):
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"squared={self.squared}, reduction={self.reduction!r}, smooth={self.smooth}"

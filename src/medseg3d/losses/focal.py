@@ -71,6 +71,7 @@ class FocalLoss(nn.Module):
         return self.alpha.to(device=like.device, dtype=like.dtype)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean focal loss of (N, C, *S) logits against (N, *S) class indices, ignored voxels left out."""
         valid = check_multiclass(logits, target, self.ignore_index)
         safe = target.long() if valid is None else torch.where(valid, target, torch.zeros_like(target)).long()
         log_p = torch.log_softmax(logits, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
@@ -87,5 +88,6 @@ class FocalLoss(nn.Module):
         return loss[valid].mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         alpha = self.alpha_scalar if self.alpha is None else self.alpha.tolist()
         return f"gamma={self.gamma}, alpha={alpha}, ignore_index={self.ignore_index}"

@@ -98,6 +98,7 @@ class JaccardLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean soft Jaccard over classes of (N, C, *S) logits (softmax) against (N, *S) class indices."""
         probs, onehot = _probabilities_and_targets(
             logits, target, self.ignore_index, self.include_background, self.clip
         )
@@ -115,6 +116,7 @@ class JaccardLoss(nn.Module):
         return (1.0 - ratio).sum(-1).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return (
             f"mode={self.mode!r}, reduction={self.reduction!r}, include_background={self.include_background}"
         )
@@ -154,6 +156,8 @@ class SoftJaccardMinMaxLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - soft Jaccard as sum(min) / sum(max) of probabilities and one-hot targets, (N, C, *S) against
+        (N, *S)."""
         probs, onehot = _probabilities_and_targets(logits, target, self.ignore_index, self.include_background)
         dims = tuple(range(1, logits.ndim)) if self.reduction == "image" else tuple(range(logits.ndim))
         smaller = torch.minimum(probs, onehot).sum(dims)
@@ -162,6 +166,7 @@ class SoftJaccardMinMaxLoss(nn.Module):
         return (1.0 - ratio).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return (
             f"smooth={self.smooth}, reduction={self.reduction!r}, "
             f"include_background={self.include_background}"

@@ -40,6 +40,7 @@ class RegionDiceLoss(nn.Module):
         self.squared = squared
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean soft Dice over regions of (N, R, *S) logits (sigmoid) against (N, R, *S) region masks."""
         target = check_region(logits, target)
         probs = torch.sigmoid(logits)
         dice = soft_dice_per_class(
@@ -48,6 +49,7 @@ class RegionDiceLoss(nn.Module):
         return (1.0 - dice).mean()
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"smooth={self.smooth}, reduction={self.reduction!r}, squared={self.squared}"
 
 
@@ -76,6 +78,7 @@ class RegionBCELoss(nn.Module):
         self.pos_weight = None if pos_weight is None else float(pos_weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean binary cross-entropy of (N, R, *S) logits against (N, R, *S) region masks."""
         target = check_region(logits, target)
         pos_weight = None
         if self.pos_weight is not None:
@@ -83,6 +86,7 @@ class RegionBCELoss(nn.Module):
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"pos_weight={self.pos_weight}"
 
 
@@ -122,9 +126,12 @@ class RegionDiceBCELoss(nn.Module):
         self.dice = RegionDiceLoss(smooth=smooth, reduction=reduction, squared=squared)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of the region Dice loss and the binary cross-entropy, (N, R, *S) against region
+        masks."""
         target = check_region(logits, target)
         bce = F.binary_cross_entropy_with_logits(logits, target)
         return self.dice_weight * self.dice(logits, target) + self.bce_weight * bce
 
     def extra_repr(self) -> str:
+        """The loss's settings, for the module's repr."""
         return f"bce_weight={self.bce_weight}, dice_weight={self.dice_weight}"

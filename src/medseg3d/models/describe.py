@@ -64,10 +64,23 @@ def describe_models() -> str:
             )
         else:
             lines.append("  inference    whole cropped volume in one pass (--sliding-window for windows)")
+        if inference.get("mirror"):
+            lines.append("  mirroring    mean of the 8 mirrored passes (--no-mirror for one pass)")
         if inference.get("max_distance_mm"):
             lines.append(
                 f"  post-process tumour components farther than {inference['max_distance_mm']:g} mm from the "
                 "largest one are removed (--max-distance 0 keeps them)"
+            )
+        if inference.get("min_enhancing_mm3"):
+            lines.append(
+                f"  post-process enhancing tumour under {inference['min_enhancing_mm3']:g} mm^3 in all "
+                "becomes necrosis (--min-enhancing 0 keeps it)"
+            )
+        if inference.get("min_lesion_mm3"):
+            sizes = ", ".join(f"{r} {v:g}" for r, v in inference["min_lesion_mm3"].items())
+            lines.append(
+                f"  post-process components under {sizes} mm^3 become the next outer region "
+                "(--min-lesion 0 keeps them)"
             )
         if inference.get("precision", "auto") != "auto":
             from ..precision import describe

@@ -52,11 +52,25 @@ def make_ensemble(
     sliding_window: bool | None = None,
     overlap: float | None = None,
 ) -> Path:
-    """Write the ensemble of ``models`` (bundled names, run folders or ``.safetensors`` files) to ``out``.
+    """Write the ensemble of ``models`` to ``out``.
 
-    ``sliding_window``/``overlap`` set how the ensemble runs when the user does not say (default: as the
-    first member's metadata says). Every member is checked (metadata and weights) before anything is written,
-    and the file is written atomically. Raises :class:`ModelError` naming the first disagreement."""
+    Every member is checked (metadata and weights) before anything is written, and the file is written
+    atomically.
+
+    Args:
+        models: 2 to :data:`MAX_MEMBERS` bundled names, run folders or ``.safetensors`` files, trained alike.
+        out: the ensemble's ``.safetensors`` file.
+        name: the ensemble's name in its metadata (None: none).
+        sliding_window, overlap: how the ensemble runs when the user does not say (None: as the first member's
+            metadata says).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ModelError: too few or too many models, one given twice, an export, or members that disagree (the
+            first disagreement named).
+    """
     if len(models) < 2:
         raise ModelError(f"an ensemble needs at least 2 models, got {len(models)}")
     if len(models) > MAX_MEMBERS:

@@ -41,9 +41,12 @@ class OnnxRuntimeNet(torch.nn.Module):
 
     @property
     def providers(self) -> list[str]:
+        """The ONNX Runtime execution providers the session uses."""
         return self.session.get_providers()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output for ``x``, run by ONNX Runtime in float32 on the CPU copy, returned on ``x``'s
+        device."""
         array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
         out = self.session.run([self.output_name], {self.input_name: array})[0]
         return torch.from_numpy(out).to(x.device)
@@ -59,6 +62,7 @@ class TorchScriptNet(torch.nn.Module):
         self.size_multiple = size_multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The TorchScript network's output for ``x``."""
         return self.net(x)
 
 
@@ -166,7 +170,15 @@ def _check_onnx_signature(session, meta: dict, path: Path) -> None:
 
 
 def load_torchscript_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
-    """A TorchScript export as a :class:`LoadedModel` (``torch.jit.load`` plus its metadata)."""
+    """A TorchScript export as a :class:`LoadedModel` (``torch.jit.load`` plus its metadata).
+
+    Args:
+        path: the ``.pt`` file.
+        device: "cpu", "cuda" or "auto" (CUDA when available).
+
+    Raises:
+        ModelError: the file is missing, not TorchScript, or its metadata is missing or invalid.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")

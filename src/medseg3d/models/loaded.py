@@ -38,10 +38,12 @@ class LoadedModel:
 
     @property
     def modalities(self) -> tuple[str, ...]:
+        """The channels the model reads, in order."""
         return self.meta.modalities
 
     @property
     def kind(self) -> str:
+        """ "region" (sigmoid outputs) or "multiclass" (softmax)."""
         return self.meta.kind
 
     @property
@@ -66,8 +68,16 @@ class LoadedModel:
         return f"{self.name} refined by {self.refiner.name}" if self.refiner is not None else self.name
 
     def inference_settings(self, sliding_window: bool | None, overlap: float | None) -> tuple[bool, float]:
-        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata
-        (a model trained on patches may ask to be run in windows of its patch size), else whole volume."""
+        """(sliding_window, overlap): what the caller asked, else the model file's ``inference`` metadata (a
+        model trained on patches may ask to be run in windows of its patch size), else whole volume.
+
+        Args:
+            sliding_window: the caller's choice (None: the model's).
+            overlap: the caller's window overlap in [0, 1) (None: the model's, else 0.5).
+
+        Raises:
+            InputError: an overlap outside [0, 1).
+        """
         defaults = self.meta.inference
         if sliding_window is None:
             sliding_window = bool(defaults.get("sliding_window", False))
@@ -77,6 +87,13 @@ class LoadedModel:
             raise InputError(f"--overlap must be in [0, 1), got {overlap}")
         return sliding_window, overlap
 
+    def mirror(self, asked: bool | None) -> bool:
+        """Whether to average the 8 mirrored passes: what the caller asked, else the model file's
+        ``inference.mirror`` (set for a model whose cross-validation chose it), else one pass."""
+        if asked is not None:
+            return bool(asked)
+        return bool(self.meta.inference.get("mirror", False))
+
     def max_distance(self, asked: float | None) -> float:
         """The far-component distance in mm (:func:`medseg3d.postprocess.remove_far_components`): what the
         caller asked (0: off), else the model file's ``inference.max_distance_mm`` (set for a model whose
@@ -84,6 +101,20 @@ class LoadedModel:
         if asked is not None:
             return float(asked)
         return float(self.meta.inference.get("max_distance_mm", 0.0))
+
+    def min_enhancing_mm3(self, asked_voxels: int | None) -> float:
+        """The "no enhancing tumour" rule's threshold in mm^3
+        (:func:`medseg3d.postprocess.relabel_small_enhancing`): 0 when the caller gave a voxel count
+        (``--min-enhancing``, 0: off), else the model file's ``inference.min_enhancing_mm3`` (set for a model
+        whose cross-validation chose it), else 0 (off)."""
+        if asked_voxels is not None:
+            return 0.0
+        return float(self.meta.inference.get("min_enhancing_mm3", 0.0))
+
+    def min_lesion_mm3(self) -> dict:
+        """The model file's per-region component thresholds in mm^3 (``inference.min_lesion_mm3``, set for a
+        model whose cross-validation chose them), else ``{}`` (off)."""
+        return dict(self.meta.inference.get("min_lesion_mm3") or {})
 
     def compute_precision(self) -> str:
         """The precision to run in: what the user asked, else the model file's ``inference.precision``
@@ -96,7 +127,18 @@ class LoadedModel:
 def loaded_model(
     net: torch.nn.Module, meta: dict, path: Path, device: torch.device, precision: str = "auto"
 ) -> LoadedModel:
-    """A :class:`LoadedModel` from a built network and its checked metadata (any file format)."""
+    """A :class:`LoadedModel` from a built network and its checked metadata (any file format).
+
+    Args:
+        net: the network, weights loaded.
+        meta: its checked metadata.
+        path: the model file (a bundled one gets its model card).
+        device: where it runs.
+        precision: the inference precision ("auto", "fp32", "mixed").
+
+    Raises:
+        ModelError: the label scheme's output count differs from the network's.
+    """
     typed = ModelMeta.from_dict(meta)
     scheme = typed.scheme()
     if scheme.n_outputs != typed.n_outputs:

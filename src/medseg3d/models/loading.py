@@ -51,17 +51,33 @@ def load_model(
 ) -> LoadedModel:
     """Load a model by bundled name, run folder or file; metadata is checked before use.
 
-    ``precision`` (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`) is the one inference runs
-    in; ``auto`` takes the model file's own default. ``refine`` attaches a refiner (:mod:`medseg3d.cascade`):
-    ``auto`` the one the model's metadata names (``inference.refiner``, a bundled model), ``None`` or
-    ``"none"`` none, else a bundled name, run folder or file."""
+    Args:
+        ref: a bundled name, a run folder, or a ``.safetensors``, ``.onnx`` or ``.pt`` file.
+        device: "auto", "cpu" or "cuda".
+        precision: the one inference runs in (``auto`` / ``fp32`` / ``mixed``, see :mod:`medseg3d.precision`);
+            ``auto`` takes the model file's own default.
+        refine: attaches a refiner (:mod:`medseg3d.cascade`): ``auto`` the one the model's metadata names
+            (``inference.refiner``, a bundled model), ``None`` or ``"none"`` none, else a bundled name, run
+            folder or file.
+
+    Raises:
+        ModelError: the model cannot be found or read, its metadata is invalid, or the refiner does not fit.
+    """
     return with_refiner(_load_one(ref, device, precision), refine)
 
 
 def with_refiner(loaded: LoadedModel, refine: str | os.PathLike | None) -> LoadedModel:
-    """``loaded`` with the refiner ``refine`` names (see :func:`load_model`), on the same device and in the
-    same precision; ``auto`` keeps a refiner ``loaded`` has already, else loads the one its metadata names.
-    ``loaded`` itself is not changed."""
+    """``loaded`` with the refiner ``refine`` names, on the same device and in the same precision; ``loaded``
+    itself is not changed.
+
+    Args:
+        loaded: the model.
+        refine: as :func:`load_model`'s; ``auto`` keeps a refiner ``loaded`` has already, else loads the one
+            its metadata names.
+
+    Raises:
+        ModelError: the metadata names a refiner that is not bundled, or the refiner does not fit the model.
+    """
     if refine is None or str(refine) == "none":
         return replace(loaded, refiner=None) if loaded.refiner is not None else loaded
     if str(refine) == "auto":

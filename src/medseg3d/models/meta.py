@@ -90,9 +90,11 @@ class ModelMeta:
         return out
 
     def scheme(self) -> LabelScheme:
+        """The label scheme the metadata stores."""
         return LabelScheme.from_dict(self.labels)
 
     def prep(self) -> PrepConfig:
+        """The preprocessing settings the metadata stores."""
         return PrepConfig.from_dict(self.preprocess)
 
     @property
@@ -104,6 +106,7 @@ class ModelMeta:
 
     @property
     def train_cases(self) -> list[str]:
+        """The cases the model was trained on, as its metadata lists them ([] when it does not say)."""
         return list(self.extra.get("train_cases") or [])
 
     @property
@@ -113,4 +116,5 @@ class ModelMeta:
 
     @property
     def display_name(self) -> str:
+        """The model's name, else its network's."""
         return self.name or self.network

@@ -55,6 +55,7 @@ class EnsembleNet(nn.Module):
         self.network_name = f"ensemble of {len(members)} {getattr(members[0], 'network_name', 'networks')}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of the members' mean probability (members run one at a time), (N, K, ...)."""
         # written for TorchScript too (`medseg3d export --format torchscript`): no globals, no None
         total = torch.zeros(0)
         first = True
@@ -95,13 +96,17 @@ class AllOutputs(nn.Module):
         self.groups = 1 + len(ensemble.members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`EnsembleNet.forward_all` of the wrapped ensemble (for export)."""
         return self.ensemble.forward_all(x)
 
 
 def build_from_meta(meta: dict, members: int = 0) -> nn.Module:
-    """The untrained network model metadata ``meta`` describes (``network``, ``in_channels``, ``n_outputs``,
-    ``net_args``), or with ``members`` an :class:`EnsembleNet` of that many (``kind`` from ``meta``), for
-    weights to be loaded into."""
+    """The untrained network model metadata ``meta`` describes, for weights to be loaded into.
+
+    Args:
+        meta: the metadata (``network``, ``in_channels``, ``n_outputs``, ``net_args``, ``kind``).
+        members: 0 for one network, else an :class:`EnsembleNet` of that many.
+    """
     from medseg3d.nets.registry import build_network
 
     def one() -> nn.Module:

@@ -51,6 +51,7 @@ class MaxoutConv2d(nn.Module):
         self.conv = nn.Conv2d(in_channels, self.out_channels * self.pieces, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution's responses, the maximum over each group of ``pieces`` feature maps."""
         responses = self.conv(x)
         if self.pieces == 1:
             return responses

@@ -34,6 +34,10 @@ _CLIP = 1e-4
 def prior_biases(fractions: Sequence[float], kind: str) -> list[float]:
     """Output biases for label ``fractions``: log-odds (``kind="region"``, sigmoid) or log (softmax).
 
+    Args:
+        fractions: the fraction of voxels of each output, clipped away from 0 and 1.
+        kind: "region" or "multiclass".
+
     Example:
         >>> [round(b, 4) for b in prior_biases([0.1], "region")]
         [-2.1972]

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..datasets import Case, check_case_sequences, find_cases, resolve_case_channels
+from ..datasets import Case, check_case_sequences, find_cases, layout_notes, resolve_case_channels
 from ..errors import InputError
 from ..io import image_suffix, remove_stale_temporaries_of
 from ..models import LoadedModel, load_model, with_refiner
@@ -22,8 +22,12 @@ from .pipeline import segment_volumes
 
 
 def output_path_for(case: Case, out_dir: Path) -> Path:
-    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for
-    DICOM)."""
+    """Where a dataset's case goes: ``out_dir/<case>.<its first channel's suffix>`` (``.nii.gz`` for DICOM).
+
+    Args:
+        case: the case (its id and first channel file).
+        out_dir: the output folder.
+    """
     first = Path(next(iter(case.channels.values())))
     suffix = image_suffix(first) or ".nii.gz"
     return out_dir / f"{case.case_id}{suffix}"
@@ -63,8 +67,24 @@ def _shard_of(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
 def predict_case(
     loaded: LoadedModel, case: Case, target: Path, opts: PredictOptions, *, progress=None, **outputs
 ) -> Path:
-    """Read one case, segment it and write its outputs (``outputs``: the keyword arguments of
-    :func:`~.outputs.write_case_outputs`). Returns ``target``."""
+    """Read one case, segment it and write its outputs.
+
+    Args:
+        loaded: the model.
+        case: the case to read; its channels are checked against their content first (reordered, refused or
+            flagged as review, issue 36).
+        target: the segmentation file to write.
+        opts: the prediction options.
+        progress: called with progress lines (None: silent).
+        outputs: the keyword arguments of :func:`~.outputs.write_case_outputs` (probabilities, report,
+            format).
+
+    Returns:
+        ``target``.
+
+    Raises:
+        InputError: the case cannot be read, its channels are refused, or the outputs cannot be written.
+    """
     with collecting() as checks:  # this case's quality checks: recorded in its JSON, refused with --strict
         t0 = time.perf_counter()
         volumes = {name: vol for name, _, vol in case.read_channels()}
@@ -178,6 +198,8 @@ def predict(
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: is a file; for a dataset give an output folder")
     cases = [c.select(loaded.modalities) for c in found]
+    for note in layout_notes(cases) if progress else ():
+        print(f"note: {note}", flush=True)
     for case in cases:
         check_dicom_source(case, output_format)
     cases = _shard_of(cases, shard)

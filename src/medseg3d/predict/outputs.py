@@ -88,7 +88,15 @@ def dicom_channels(case: Case) -> list[str]:
 
 
 def check_dicom_source(case: Case, output_format: str | None) -> None:
-    """Refuse ``--output-format dicom-seg`` for a case without a DICOM series (one line)."""
+    """Refuse ``--output-format dicom-seg`` for a case without a DICOM series (one line).
+
+    Args:
+        case: the case (its channels).
+        output_format: the requested format; only "dicom-seg" is checked.
+
+    Raises:
+        InputError: dicom-seg for a case whose channels are image files.
+    """
     if output_format == "dicom-seg" and not dicom_channels(case):
         raise InputError(
             f"{case.case_id}: --output-format dicom-seg needs DICOM series as input (a DICOM SEG "
@@ -166,6 +174,8 @@ def write_case_outputs(
     post = {
         "min_component": opts.min_component,
         "min_enhancing": opts.min_enhancing,
+        "min_enhancing_mm3": opts.min_enhancing_mm3,
+        "min_lesion_mm3": opts.min_lesion or {},
         "max_distance_mm": opts.max_distance,
         "far_removed_ml": result.far_removed_ml,
     }
@@ -247,9 +257,22 @@ def case_record(
     loaded: LoadedModel, case: Case, target: Path, result: CaseResult, seconds: dict, warnings: list[str]
 ) -> dict:
     """The case's ``<stem>.json`` (schema :data:`CASE_SCHEMA`, docs/report.md), before post-processing,
-    checks, uncertainty and the report add their items: the model, inputs and output, the output grid, the
-    tumour volumes, how the input was aligned (mode, reason, reference, steps, transforms, details such as the
-    brain volume), the quality ``warnings`` and the seconds each step took."""
+    checks, uncertainty and the report add their items.
+
+    Args:
+        loaded: the model (its card).
+        case: the case (its inputs).
+        target: the segmentation file.
+        result: the segmentation and how the input was aligned.
+        seconds: {step: seconds} of reading, the pipeline's steps and writing.
+        warnings: the quality warnings.
+
+    Returns:
+        The record: the model, inputs and output, the output grid, the tumour volumes (ml), how the input was
+        aligned (mode, reason, reference, steps, transforms, details such as the brain volume), the warnings
+            and
+        the seconds each step took.
+    """
     from ..raw.summary import on_native_grid
 
     labels, aligned = result.labels, result.prepared
@@ -342,7 +365,17 @@ def _write_dicom_seg(
 
 def uncertainty_record(loaded: LoadedModel, result: CaseResult, stem: Path, suffix: str) -> dict | None:
     """What the case's JSON says about its uncertainty: confidence, passes, how it compares with the held-out
-    cases of the model's calibration, and the map's file; None without uncertainty."""
+    cases of the model's calibration, and the map's file.
+
+    Args:
+        loaded: the model (its calibration).
+        result: the segmentation (its confidence).
+        stem: the output's path without suffix; the map is ``<stem>_uncertainty<suffix>``.
+        suffix: the image suffix of the outputs.
+
+    Returns:
+        The record, or None without uncertainty.
+    """
     if result.confidence is None:
         return None
     source = result.confidence.get("source", "mirrored")

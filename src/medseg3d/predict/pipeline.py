@@ -71,8 +71,15 @@ class CaseResult:
 
 def resolve_passes(model: LoadedModel, uncertainty: Passes, mirror: bool = False) -> Passes:
     """What ``predict --uncertainty`` without a number measures: an ensemble's members' disagreement (free:
-    they run anyway), else 2 mirrored passes (8 with ``mirror``). Other values pass through (None: no
-    uncertainty). :meth:`PredictOptions.resolve` does this for a prediction and checks the result."""
+    they run anyway), else 2 mirrored passes (8 with ``mirror``). :meth:`PredictOptions.resolve` does this
+    for a prediction and checks the result.
+
+    Args:
+        model: the model (how many members it runs).
+        uncertainty: "auto", "members", a number of passes, or None (no uncertainty); other values pass
+            through.
+        mirror: whether the prediction mirrors (test-time augmentation).
+    """
     return PredictOptions(mirror=mirror, uncertainty=uncertainty).resolve(model).uncertainty
 
 
@@ -158,7 +165,15 @@ def grid_probabilities(
     overlap: float | None = None,
 ) -> np.ndarray:
     """The model's probabilities (outputs, X, Y, Z) for raw channels ``image`` (C, X, Y, Z), on their grid
-    (:func:`grid_prediction` without uncertainty)."""
+    (:func:`grid_prediction` without uncertainty).
+
+    Args:
+        model: the model.
+        image: the channels in the model's order, (C, X, Y, Z).
+        affine: their 4x4 voxel-to-RAS map.
+        mirror: average over mirrored passes.
+        sliding_window, overlap: the inference window (None: the model's defaults).
+    """
     return grid_prediction(
         model, image, affine, mirror=mirror, sliding_window=sliding_window, overlap=overlap
     ).probabilities
@@ -172,10 +187,28 @@ def labels_and_removed(
     min_enhancing: int = 0,
     spacing=None,
     max_distance: float = 0.0,
+    min_lesion: dict | None = None,
 ) -> tuple[np.ndarray, int]:
     """Label values from probabilities (regions above 0.5, or the most probable class), post-processed once
     (:func:`medseg3d.postprocess.postprocess_counted`), and the number of tumour voxels that the far-component
-    removal took."""
+    removal took.
+
+    Args:
+        model: the model (its kind and label scheme).
+        probs: (outputs, X, Y, Z) probabilities.
+        min_component: foreground components (26-connected) under this many voxels become background (0:
+            none).
+        min_enhancing: if fewer voxels than this are enhancing tumour (BraTS 4), they become necrosis (0:
+            off).
+        spacing: the grid's voxel size in mm (needed with ``max_distance``).
+        max_distance: tumour components farther than this (mm) from the largest become background (0: off).
+
+    Returns:
+        (label values (X, Y, Z), tumour voxels the far-component removal took).
+
+    Raises:
+        InputError: ``max_distance`` without ``spacing``.
+    """
     if model.kind == "region":
         labels = model.scheme.regions_to_values(probs > 0.5)
     else:
@@ -187,6 +220,7 @@ def labels_and_removed(
         min_component=min_component,
         min_enhancing=min_enhancing,
         max_distance_mm=max_distance,
+        min_lesion=min_lesion,
     )
 
 
@@ -198,9 +232,14 @@ def probabilities_to_labels(
     min_enhancing: int = 0,
     spacing=None,
     max_distance: float = 0.0,
+    min_lesion: dict | None = None,
 ) -> np.ndarray:
-    """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count;
-    ``max_distance`` in mm needs the grid's ``spacing``)."""
+    """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count).
+
+    Args:
+        model, probs, min_component, min_enhancing, spacing, max_distance: as :func:`labels_and_removed`
+            (``max_distance`` in mm needs the grid's ``spacing``).
+    """
     return labels_and_removed(
         model,
         probs,
@@ -208,6 +247,7 @@ def probabilities_to_labels(
         min_enhancing=min_enhancing,
         spacing=spacing,
         max_distance=max_distance,
+        min_lesion=min_lesion,
     )[0]
 
 
@@ -346,9 +386,15 @@ def member_volumes(
     model: LoadedModel, prediction: GridPrediction, to_grid, post: dict
 ) -> dict[str, list[float]]:
     """Each ensemble member's tumour volumes in ml, region -> [one per member], measured as the ensemble's
-    are: its probabilities pasted back (``to_grid`` takes them from the preprocessed grid to the output's),
-    turned into labels with the same post-processing ``post``, one member at a time (a member on a full
-    240 x 240 x 155 grid is about 100 MB)."""
+    are: its probabilities pasted back, turned into labels with the same post-processing, one member at a time
+    (a member on a full 240 x 240 x 155 grid is about 100 MB).
+
+    Args:
+        model: the ensemble.
+        prediction: the grid prediction holding each member's probabilities.
+        to_grid: takes probabilities from the preprocessed grid to the output's.
+        post: :func:`probabilities_to_labels`'s keyword arguments (with ``spacing``, which the volumes use).
+    """
     from ..volumes import volume_summary
 
     fill_background = model.kind != "region"
@@ -362,7 +408,17 @@ def member_volumes(
 
 
 def volumes_from_channels(loaded: LoadedModel, channels) -> dict[str, Volume]:
-    """modality -> Volume from a case folder, a list of files or Volumes (model's order), or a dict."""
+    """modality -> Volume from a case folder, a list of files or Volumes (model's order), or a dict.
+
+    Args:
+        loaded: the model (its modalities and their order).
+        channels: a case folder, a file or Volume, a list of them in the model's order, or {modality: file or
+            Volume}.
+
+    Raises:
+        InputError: a modality is missing, files and Volumes are mixed, or the files cannot be resolved or
+            read.
+    """
     if isinstance(channels, dict):
         names = normalise_modalities(list(channels))
         missing = [m for m in loaded.modalities if m not in names]

@@ -20,7 +20,18 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def volume_to_sitk(volume: Volume, dtype=np.float32):
-    """The SimpleITK image of a 3D volume on the same physical grid (no resampling)."""
+    """The SimpleITK image of a 3D volume on the same physical grid (no resampling).
+
+    Args:
+        volume: a 3D volume, array (X, Y, Z) with its RAS affine.
+        dtype: the voxel type of the image.
+
+    Returns:
+        The image (LPS origin, spacing and direction, as ITK keeps them).
+
+    Raises:
+        InputError: the volume is not 3D.
+    """
     import SimpleITK as sitk
 
     if volume.array.ndim != 3:
@@ -44,7 +55,12 @@ def sitk_affine(image) -> np.ndarray:
 
 
 def sitk_to_volume(image, meta: dict | None = None) -> Volume:
-    """A Volume from a 3D scalar or vector SimpleITK image (vector components become the last axis)."""
+    """A Volume from a 3D scalar or vector SimpleITK image (vector components become the last axis).
+
+    Args:
+        image: the image; its array becomes (X, Y, Z) or (X, Y, Z, components), its geometry a RAS affine.
+        meta: the Volume's metadata (copied; None: empty).
+    """
     import SimpleITK as sitk
 
     array = sitk.GetArrayFromImage(image)
@@ -53,7 +69,12 @@ def sitk_to_volume(image, meta: dict | None = None) -> Volume:
 
 
 def grid_image(shape, affine: np.ndarray):
-    """An empty SimpleITK image that only describes a grid (the reference of a resampling)."""
+    """An empty SimpleITK image that only describes a grid (the reference of a resampling).
+
+    Args:
+        shape: the grid's (X, Y, Z) size in voxels.
+        affine: its 4x4 voxel-to-RAS map (mm).
+    """
     return volume_to_sitk(Volume(np.zeros(tuple(int(s) for s in shape), dtype=np.uint8), affine), np.uint8)
 
 
@@ -104,10 +125,19 @@ def resample(
     fill: float = 0.0,
     dtype=np.float32,
 ) -> np.ndarray:
-    """Values of ``volume`` on the grid ``(shape, affine)``; ``matrix`` maps grid points (LPS mm) to
-    ``volume``'s points (identity when both already share physical space).
+    """Values of ``volume`` on the grid ``(shape, affine)``.
 
-    ``order`` 0 is nearest neighbour, 1 trilinear, 3 B-spline. Points outside ``volume`` get ``fill``.
+    Args:
+        volume: the image to sample (3D).
+        shape, affine: the target grid: (X, Y, Z) voxels and its 4x4 voxel-to-RAS map (mm).
+        matrix: a 4x4 map from grid points (LPS mm) to ``volume``'s points (None: the identity, when both
+            already share physical space).
+        order: 0 nearest neighbour, 1 trilinear, 3 B-spline.
+        fill: the value of points outside ``volume``.
+        dtype: the returned array's type.
+
+    Returns:
+        The (X, Y, Z) array on the target grid.
     """
     import SimpleITK as sitk
 
@@ -121,7 +151,12 @@ def resample(
 
 
 def voxel_corners(shape, affine: np.ndarray) -> np.ndarray:
-    """World (RAS) positions of the eight corner voxel centres, (8, 3)."""
+    """World (RAS, mm) positions of the eight corner voxel centres, (8, 3).
+
+    Args:
+        shape: the grid's (X, Y, Z) size in voxels.
+        affine: its 4x4 voxel-to-RAS map.
+    """
     idx = np.array(
         [[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)],
         dtype=np.float64,
@@ -136,6 +171,14 @@ def covering_grid(
 
     When the input's axes are a permutation/flip of ``axcodes`` at the same spacing, the voxel centres of the
     two grids coincide, so resampling between them is exact.
+
+    Args:
+        shape, affine: the grid to cover: (X, Y, Z) voxels and its 4x4 voxel-to-RAS map (mm).
+        axcodes: the new grid's orientation, e.g. ("L", "P", "S").
+        spacing: the new grid's voxel size in mm, (X, Y, Z).
+
+    Returns:
+        (shape, 4x4 RAS affine) of the new grid.
     """
     import nibabel as nib
 

@@ -24,7 +24,26 @@ from .pipeline import BRATS_SPACE, align
 def write_preprocessed(
     case, out_dir, *, mode: str = "full", force: bool = False, progress=None, template_fit: str | None = None
 ) -> list[str]:
-    """Preprocess one case (``datasets.Case`` with flair, t1, t1ce, t2) into ``out_dir``; lines to show."""
+    """Align one case (``datasets.Case`` with flair, t1, t1ce, t2) to the BraTS grid and write it to
+    ``out_dir``:
+    the four channels, the brain mask, ``transforms.json`` (and ITK ``.tfm`` files), ``preprocess.json`` and
+    ``qc.png``, all at once (built in a temporary folder, then renamed).
+
+    Args:
+        case: the case to align.
+        out_dir: the output folder (replaced as a whole with ``force``).
+        mode: the alignment mode (:func:`medseg3d.raw.pipeline.align`: full, resample, none or auto).
+        force: whether an existing ``out_dir`` may be replaced.
+        progress: called with a line per step (None: silent).
+        template_fit: "rigid" or "affine" fit to the template (None: the default).
+
+    Returns:
+        Lines to show: the warnings, the mode chosen and why (with the brain volume in ml), what was written.
+
+    Raises:
+        InputError: ``out_dir`` exists without ``force``, a channel is missing, the folder cannot be made or
+            written, or the alignment fails.
+    """
     import SimpleITK as sitk
 
     from ..labels import get_scheme

@@ -63,13 +63,23 @@ def foreground(array: np.ndarray) -> np.ndarray:
 
 def looks_skull_stripped(volume: Volume) -> bool:
     """Foreground under ``MAX_STRIPPED_ML``: a brain (or a crop of one), not a head with skull and neck, which
-    fills 3,000 ml and more (the raw shared case: 3,200 to 3,600 ml per sequence)."""
+    fills far more (measured: docs/raw.md, "Figures quoted by the code")."""
     fg = foreground(volume.array)
     return float(fg.sum()) * float(np.prod(volume.spacing)) / 1000.0 <= MAX_STRIPPED_ML
 
 
 def choose_mode(volumes: dict[str, Volume], space: dict | None) -> tuple[str, str]:
-    """(mode, reason): which preprocessing a case needs, in one line a person can read."""
+    """(mode, reason): which alignment a case needs, in one line a person can read.
+
+    Args:
+        volumes: the case's channels as read.
+        space: the model's grid (``spacing`` in mm, ``axcodes``), or None when the model does not say.
+
+    Returns:
+        "full" (channels on different grids, or not skull-stripped), "none" (already on one skull-stripped
+        grid in the model's space, or the space unknown) or "resample" (skull-stripped on another spacing or
+        orientation), with the reason.
+    """
     vols = list(volumes.values())
     first = vols[0]
     one_grid = all(first.same_grid(v) for v in vols[1:])
@@ -118,7 +128,8 @@ class Aligned:
 
     def image(self, modalities) -> np.ndarray:
         """The channels in ``modalities``' order as one read-only float32 (C, X, Y, Z) array, converted once
-        (a BraTS case is 140 MB of float32; allocating it twice cost a fresh process about 0.4 s)."""
+        (a BraTS case is 143 MB of float32, and converting it is not free; measured: docs/raw.md, "Figures
+        quoted by the code")."""
         key = tuple(modalities)
         if self._image is None or self._image[0] != key:
             out = np.empty((len(key), *self.channels[key[0]].shape), dtype=np.float32)
@@ -131,7 +142,13 @@ class Aligned:
     def to_native(self, probs: np.ndarray, fill) -> np.ndarray:
         """Probabilities (C, X, Y, Z) on the model grid -> (C, ...) on the reference scan's grid.
 
-        ``fill[c]`` is used outside the model grid (1 for a background class, else 0)."""
+        Args:
+            probs: the probabilities on the model grid.
+            fill: per channel, the value outside the model grid (1 for a background class, else 0).
+
+        Returns:
+            float32 probabilities on the native grid (``probs`` itself in mode "none").
+        """
         if self.mode == "none":
             return probs
         out = np.empty((probs.shape[0],) + self.native.shape, dtype=np.float32)
@@ -147,6 +164,8 @@ class Aligned:
         return out
 
     def summary(self) -> dict:
+        """What the alignment did, JSON-ready: mode, reason, reference, steps, transforms, warnings and
+        details."""
         return {
             "mode": self.mode,
             "reason": self.reason,

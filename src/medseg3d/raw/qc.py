@@ -3,8 +3,8 @@
 Each check returns ``None`` or one line; the pipeline prints them, records them in the case's JSON and carries
 on (exit status 0). Thresholds:
 
-* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case is 1,586
-  ml);
+* brain volume outside 800-2,000 ml (adult brains with tumour; deepbet's estimate of the raw case:
+  docs/raw.md#the-real-raw-case-tcga-fg-6692);
 * template fit: the Dice overlap of the registered brain with the template's brain, and the correlation of
   the skull-stripped channel with its modality's template inside both (thresholds below, calibrated by
   ``validation/qc_calibration.py``);
@@ -33,7 +33,12 @@ MAX_SURFACE_AT_EDGE = 0.3
 
 
 def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """Pearson correlation of ``a`` and ``b`` inside ``mask`` (0 when either is constant there)."""
+    """Pearson correlation of ``a`` and ``b`` inside ``mask`` (0 when either is constant there).
+
+    Args:
+        a, b: images of one shape.
+        mask: boolean, of that shape; fewer than 2 voxels give 0.
+    """
     x = a[mask].astype(np.float64)
     y = b[mask].astype(np.float64)
     if x.size < 2 or x.std() == 0 or y.std() == 0:
@@ -42,6 +47,8 @@ def correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def check_brain_volume(ml: float) -> str | None:
+    """The warning when a brain volume (ml) lies outside :data:`BRAIN_ML` (skull stripping may have failed),
+    else None."""
     lo, hi = BRAIN_ML
     if not lo <= ml <= hi:
         return (
@@ -53,7 +60,16 @@ def check_brain_volume(ml: float) -> str | None:
 
 def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -> dict:
     """How well a case on the BraTS grid fits the template: the Dice overlap of its brain with the template's,
-    and the correlation of each channel with each modality's template inside both brains (2 mm grid)."""
+    and the correlation of each channel with each modality's template inside both brains (2 mm grid).
+
+    Args:
+        channels: {modality: (X, Y, Z) image on the BraTS grid}.
+        brain: the case's boolean brain mask, on that grid.
+        template: the loaded template (:func:`medseg3d.raw.template.load_template`).
+
+    Returns:
+        {"brain_overlap": Dice in [0, 1], "correlation": {channel: {template modality: r}}}.
+    """
     from .template import brain_fraction, to_template_grid
 
     tmask = template.brain >= 0.5
@@ -70,6 +86,13 @@ def template_fit(channels: dict[str, np.ndarray], brain: np.ndarray, template) -
 
 
 def check_template_fit(overlap: float, corr: float, modality: str) -> str | None:
+    """The warning when a case fits the template poorly after registration, else None.
+
+    Args:
+        overlap: the brain overlap (Dice) with the template's brain; below :data:`MIN_BRAIN_OVERLAP` warns.
+        corr: the channel's correlation with its own modality's template.
+        modality: that modality (its least correlation from :data:`MIN_TEMPLATE_CORRELATION`, else 0.2).
+    """
     least = MIN_TEMPLATE_CORRELATION.get(modality, 0.2)
     if overlap < MIN_BRAIN_OVERLAP or corr < least:
         return (
@@ -83,8 +106,9 @@ def check_template_fit(overlap: float, corr: float, modality: str) -> str | None
 def check_modalities(scores: dict) -> list[str]:
     """A warning when another assignment of the channels to modalities fits the templates much better.
 
-    Correlations with the mean templates are modest on thick-slice clinical scans (FLAIR 0.36 against 0.41 for
-    the T1 template on the raw shared case), so single channels are not judged alone: the sum over all
+    Correlations with the mean templates are modest on thick-slice clinical scans (the raw shared case's FLAIR
+    fits the T1 template as well as its own; measured: docs/raw.md, "Figures quoted by the code"), so single
+    channels are not judged alone: the sum over all
     channels of the given assignment is compared with the best permutation, which must gain more than
     ``PERMUTATION_GAIN`` (a T1/T2 or FLAIR/T2 swap gains about 1).
     """
@@ -111,6 +135,7 @@ def check_modalities(scores: dict) -> list[str]:
 
 
 def check_coverage(uncovered: dict[str, float]) -> list[str]:
+    """One warning per channel whose field of view misses more than :data:`MAX_UNCOVERED` of the brain."""
     return [
         f"{c}: {100 * f:.0f}% of the brain lies outside this scan's field of view; the model sees zeros there"
         for c, f in uncovered.items()
@@ -120,7 +145,17 @@ def check_coverage(uncovered: dict[str, float]) -> list[str]:
 
 def check_tumour_in_brain(tumour: np.ndarray, brain: np.ndarray, spacing=(1.0, 1.0, 1.0)) -> list[str]:
     """Warnings when predicted tumour lies outside the brain mask, or when much of its surface lies within
-    ``EDGE_MM`` of the mask's edge (measured in millimetres, so thick slices do not widen the band)."""
+    ``EDGE_MM`` of the mask's edge (measured in millimetres, so thick slices do not widen the band).
+
+    Args:
+        tumour: boolean (X, Y, Z) mask of the predicted tumour.
+        brain: boolean brain mask on the same grid.
+        spacing: voxel size in mm, (X, Y, Z).
+
+    Returns:
+        Warning lines (none for an empty tumour or brain): over 1% outside the mask, or more than
+        :data:`MAX_SURFACE_AT_EDGE` of the surface at the edge.
+    """
     from scipy import ndimage
 
     n = int(tumour.sum())

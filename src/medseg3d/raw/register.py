@@ -29,6 +29,7 @@ class Registration:
     kind: str
 
     def to_dict(self) -> dict:
+        """The fit as a JSON-ready dict (kind, LPS matrix to 6 decimals, metric, iterations)."""
         return {
             "kind": self.kind,
             "matrix_lps": np.round(self.matrix, 6).tolist(),
@@ -38,7 +39,13 @@ class Registration:
 
 
 def isotropic(volume: Volume, spacing: float = 2.0, order: int = 1) -> Volume:
-    """``volume`` resampled onto an isotropic grid of its own orientation and field of view."""
+    """``volume`` resampled onto an isotropic grid of its own orientation and field of view.
+
+    Args:
+        volume: a 3D volume.
+        spacing: the voxel size in mm.
+        order: interpolation (0 nearest, 1 trilinear, 3 B-spline).
+    """
     import nibabel as nib
 
     shape, affine = covering_grid(
@@ -136,14 +143,25 @@ def rigid(
 ) -> Registration:
     """Rigid map from ``fixed``'s space to ``moving``'s, started at the identity.
 
-    ``what`` names the step in an error (e.g. ``"co-registration of t2 to t1ce"``).
+    Sequences of one session share the scanner's coordinates, so the identity is the right start; the fit
+    corrects motion between them. Both images go through a 3 mm isotropic grid first (a fraction of the time
+    of 2 mm, measured: docs/raw.md, "Figures quoted by the code"; for sub-millimetre accuracy:
+    tests/raw/test_register.py).
+
+    Args:
+        fixed, moving: 3D volumes.
+        seed: the seed of the metric's random voxel sampling.
+        fixed_mask: where the metric is evaluated, on ``fixed``'s grid (None: everywhere).
+        spacing: the isotropic grid's voxel size in mm.
+        levels: the shrink factors of the resolution pyramid, coarse first.
+        sampling: the fraction of voxels the metric samples.
+        what: the step's name in an error (e.g. ``"co-registration of t2 to t1ce"``).
+
+    Returns:
+        The fitted Registration (fixed LPS points -> moving LPS points, Mattes MI metric, iterations).
 
     Raises:
         InputError: the fit fails, in one line saying what about the scans makes it fail and what to do.
-
-    Sequences of one session share the scanner's coordinates, so the identity is the right start; the fit
-    corrects motion between them. Both images go through a 3 mm isotropic grid first (on this CPU a third
-    of the time of 2 mm, for sub-millimetre accuracy: tests/raw/test_register.py).
     """
     import SimpleITK as sitk
 
@@ -182,9 +200,23 @@ def to_template(
     """Map from template space to the space of ``brain`` (a brain-normalised image), rigid or affine.
 
     Both start from the translation that lays the brain's centre of mass on the template's and fit at three
-    resolutions. ``rigid`` (rotation and translation) keeps the brain's size, as BraTS data do (the 27 shared
-    cases' brains span 1,174-1,729 ml on the atlas grid); ``affine`` fits a similarity (one scale) and then
-    the full affine, which brings every brain to the template's size and shape.
+    resolutions. ``rigid`` (rotation and translation) keeps the brain's size, as BraTS data do (measured:
+    docs/raw.md#why-the-raw-path-scores-lower-against-the-fusion-than-the-brainlesion-files-do-session-15);
+    ``affine`` fits a similarity (one scale) and then the full affine, which brings every brain to the
+    template's size and shape.
+
+    Args:
+        template_image, template_brain: the template's image and brain probability (2 mm grid).
+        brain: the case's brain-normalised image.
+        brain_mask: the case's boolean brain mask, on ``brain``'s grid.
+        kind: "rigid" or "affine" (:data:`TEMPLATE_FITS`).
+        seed: the seed of the metric's random voxel sampling.
+
+    Returns:
+        The Registration (template LPS points -> the case's LPS points).
+
+    Raises:
+        InputError: an unknown ``kind``, or the fit fails.
     """
     import SimpleITK as sitk
 

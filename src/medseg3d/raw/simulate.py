@@ -35,6 +35,12 @@ class SimulatedCase:
 
 
 def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    """The 3x3 rotation by ``degrees`` about ``axis`` (any length; normalised), by Rodrigues' formula.
+
+    Args:
+        axis: the axis, (3,).
+        degrees: the angle, right-handed.
+    """
     axis = np.asarray(axis, dtype=np.float64)
     axis = axis / np.linalg.norm(axis)
     a = np.radians(degrees)
@@ -43,7 +49,13 @@ def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def rigid_matrix(rot: np.ndarray, shift, centre) -> np.ndarray:
-    """4x4 map rotating about ``centre`` then shifting (all in the same mm frame)."""
+    """4x4 map rotating about ``centre`` then shifting (all in the same mm frame).
+
+    Args:
+        rot: the 3x3 rotation.
+        shift: the translation after it, mm (3,).
+        centre: the fixed point of the rotation, mm (3,).
+    """
     out = np.eye(4)
     out[:3, :3] = rot
     out[:3, 3] = np.asarray(centre) - rot @ np.asarray(centre) + np.asarray(shift)
@@ -55,7 +67,14 @@ def _random_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray
 
 
 def raw_grid(extent_lo: np.ndarray, extent_hi: np.ndarray, axcodes, rot: np.ndarray, spacing) -> tuple:
-    """(shape, RAS affine) of a grid with ``axcodes`` turned by ``rot`` that covers the RAS box lo..hi."""
+    """(shape, RAS affine) of a grid with ``axcodes`` turned by ``rot`` that covers the RAS box lo..hi.
+
+    Args:
+        extent_lo, extent_hi: the box's corners, RAS mm (3,).
+        axcodes: the grid's orientation before the turn, e.g. ("L", "P", "S").
+        rot: a 3x3 rotation applied to the axes.
+        spacing: voxel size in mm, (X, Y, Z).
+    """
     import nibabel as nib
 
     ornt = nib.orientations.axcodes2ornt(axcodes)
@@ -93,7 +112,23 @@ def simulate(
     thick: tuple[float, float] = (3.0, 5.5),
     margin_mm: float = 25.0,
 ) -> SimulatedCase:
-    """A raw-looking copy of one case (all channels on one grid, e.g. a BraTS case)."""
+    """A raw-looking copy of one case (all channels on one grid, e.g. a BraTS case): each channel on its own
+    turned grid, some with thick slices, with motion between sequences.
+
+    Args:
+        volumes: {modality: volume}, all on one grid.
+        label: the reference on that grid (None: none).
+        seed: the seed of every random choice.
+        reference: the sequence the others move relative to (its grid carries the label).
+        max_rotation: the largest turn of the scanner grid, degrees.
+        max_motion_mm, max_motion_deg: the largest motion of a sequence relative to ``reference``.
+        thick: the range of slab thickness (mm) of the sequences drawn to have thick slices.
+        margin_mm: the field of view beyond the foreground, mm.
+
+    Returns:
+        The SimulatedCase: volumes, the label on the reference's grid, each sequence's true motion and the
+        settings drawn.
+    """
     rng = np.random.default_rng(seed)
     first = volumes[reference]
     fg = np.argwhere(np.any(np.stack([v.array != 0 for v in volumes.values()]), axis=0))
@@ -169,5 +204,10 @@ def permute_axes(vol: Volume) -> Volume:
 
 
 def true_rigid(sim: SimulatedCase, reference: str, modality: str) -> np.ndarray:
-    """The map a perfect co-registration finds: reference points -> ``modality``'s points (LPS mm)."""
+    """The map a perfect co-registration finds: reference points -> ``modality``'s points (LPS mm).
+
+    Args:
+        sim: the simulated case (its motions).
+        reference, modality: the fixed and the moving sequence.
+    """
     return sim.motion[modality] @ np.linalg.inv(sim.motion[reference])

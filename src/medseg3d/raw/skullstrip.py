@@ -1,9 +1,10 @@
 """Skull stripping with deepbet (Fisch et al. 2024, MIT licence), whose two small networks ship in its wheel.
 
 deepbet finds the brain's bounding box with one network at 128^3, then segments the brain with a second at
-256^3 inside that box, keeps the largest component and fills holes. It runs offline on a CPU (about 18 s on
-this project's 2-core machine) and works on thick-slice clinical T1-weighted scans as exported. Nothing is
-downloaded: its TorchScript weights are read from the installed package.
+256^3 inside that box, keeps the largest component and fills holes. It runs offline on a CPU in seconds
+(measured: docs/raw.md#time-and-memory-idle-2-core-machine-avx2-only) and works on thick-slice clinical
+T1-weighted scans as exported. Nothing is downloaded: its TorchScript weights are read from the installed
+package.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ def _extractor():
 def brain_mask(volume: Volume, threshold: float = 0.5) -> np.ndarray:
     """Boolean brain mask of a T1-weighted head scan, on the scan's own grid.
 
+    Args:
+        volume: the 3D scan.
+        threshold: deepbet's brain probability above which a voxel is brain.
+
+    Returns:
+        A boolean array of the scan's shape.
+
     Raises:
-        InputError: deepbet found no brain (e.g. the image is not a head scan).
+        InputError: the image is not 3D, or deepbet found no brain (e.g. the image is not a head scan).
     """
     import nibabel as nib
 

@@ -23,13 +23,25 @@ REGION_COLOURS = {"WT": "#2ca02c", "TC": "#d62728", "ET": "#ffd700"}
 
 
 def on_native_grid(labels: Volume, prepared: Aligned) -> bool:
-    """Whether ``labels`` lie on the reference scan's own grid (else on the model's)."""
+    """Whether ``labels`` lie on the reference scan's own grid (else on the model's).
+
+    Args:
+        labels: the label map.
+        prepared: the aligned case.
+    """
     return labels.shape == prepared.native.shape and np.allclose(labels.affine, prepared.native.affine)
 
 
 def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> list[str]:
     """The quality checks of an aligned case that fired: the alignment's (:mod:`.qc`) and whether the tumour
-    lies inside the brain mask and off its edge; one line each."""
+    lies inside the brain mask and off its edge; one line each.
+
+    Args:
+        labels: the predicted label map (on the native or the model grid).
+        prepared: the aligned case (its warnings and brain masks).
+        scheme: the label scheme (non-zero values are tumour; a scheme without regions skips the tumour
+            checks).
+    """
     brain = prepared.native_brain if on_native_grid(labels, prepared) else prepared.brain
     warnings = list(prepared.warnings)
     if brain is not None and scheme.regions:
@@ -40,7 +52,17 @@ def summary_warnings(labels: Volume, prepared: Aligned, scheme: LabelScheme) -> 
 
 def write_qc_picture(labels: Volume, prepared: Aligned, scheme: LabelScheme, path: Path) -> Path:
     """Write the alignment picture ``path`` (atomically): the reference scan as given, with the brain mask,
-    the registered template's brain and the tumour outlined (:func:`qc_picture`). Returns ``path``."""
+    the registered template's brain and the tumour outlined (:func:`qc_picture`).
+
+    Args:
+        labels: the predicted label map.
+        prepared: the aligned case.
+        scheme: the label scheme.
+        path: the PNG file.
+
+    Returns:
+        ``path``.
+    """
     on_native = on_native_grid(labels, prepared)
     brain = prepared.native_brain if on_native else None
     return atomic_write(path, lambda tmp: qc_picture(prepared, labels, scheme, tmp, brain))
@@ -57,7 +79,15 @@ def _canonical(array: np.ndarray, affine: np.ndarray):
 
 
 def qc_picture(prepared: Aligned, labels: Volume, scheme: LabelScheme, path, native_brain: np.ndarray | None):
-    """Three orthogonal planes of the reference scan through the tumour (or brain) centre, with outlines."""
+    """Three orthogonal planes of the reference scan through the tumour (or brain) centre, with outlines.
+
+    Args:
+        prepared: the aligned case.
+        labels: the label map, on the native grid (with ``native_brain``) or the model's.
+        scheme: the label scheme (the outlines' regions).
+        path: where the PNG goes (not atomic: :func:`write_qc_picture` is).
+        native_brain: the brain mask on the native grid; None draws on the model grid.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -42,17 +42,28 @@ class Template:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """The template grid's shape (X, Y, Z)."""
         return tuple(int(s) for s in self.brain.shape)
 
     def volume(self, modality: str) -> Volume:
+        """One modality's template image as a Volume on the template grid."""
         return Volume(self.images[modality], self.affine)
 
     def brain_mask(self) -> Volume:
+        """The template's brain (probability >= 0.5) as a 0/1 float32 Volume."""
         return Volume((self.brain >= 0.5).astype(np.float32), self.affine)
 
 
 def normalise_brain(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Z-score inside ``mask`` (clipped to ``CLIP``), ``OUTSIDE`` elsewhere; float32."""
+    """Z-score inside ``mask`` (clipped to ``CLIP``), ``OUTSIDE`` elsewhere; float32.
+
+    Args:
+        image: the (X, Y, Z) image.
+        mask: the boolean brain mask, of that shape.
+
+    Raises:
+        InputError: the mask holds fewer than 100 voxels, or the image is constant inside it.
+    """
     values = image[mask].astype(np.float64)
     if values.size < 100:
         raise InputError("the brain mask holds fewer than 100 voxels; the skull stripping failed")
@@ -65,6 +76,12 @@ def normalise_brain(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def block_sum(a: np.ndarray, f: int = 2) -> np.ndarray:
+    """The sums over ``f`` x ``f`` x ``f`` blocks of a 3D array (zero-padded to a multiple of ``f``).
+
+    Args:
+        a: the (X, Y, Z) array.
+        f: the block side in voxels.
+    """
     pad = [(0, (-s) % f) for s in a.shape]
     a = np.pad(a, pad)
     x, y, z = (s // f for s in a.shape)
@@ -84,6 +101,17 @@ def build_template(cases, factor: int = 2, progress: bool = True) -> Template:
 
     Each case is brain-normalised per modality; the template value of a 2 mm block is the mean over cases of
     the brain voxels in it, and ``OUTSIDE`` where fewer than half of the cases have brain there.
+
+    Args:
+        cases: the cases (each with a brain given by non-zero voxels).
+        factor: the block side in voxels (2: 2 mm on the 1 mm BraTS grid).
+        progress: show a progress bar.
+
+    Returns:
+        The Template: images per modality, brain fraction in [0, 1], affine and info.
+
+    Raises:
+        InputError: a case is not on the BraTS 240x240x155 grid, or no case is given.
     """
     from tqdm import tqdm
 
@@ -127,6 +155,16 @@ _LO, _HI = OUTSIDE, CLIP[1]
 
 
 def save_template(template: Template, folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Path:
+    """Write a template as one uint8 NIfTI (the modalities and the brain as channels) and its JSON info.
+
+    Args:
+        template: the template.
+        folder: where it goes (made if missing).
+        name: the files' stem.
+
+    Returns:
+        The NIfTI file.
+    """
     from ..io import write_text_atomic, write_volume
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,7 +185,15 @@ _CACHE: dict[str, Template] = {}
 
 
 def load_template(folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Template:
-    """The bundled template (read once per process)."""
+    """The bundled template (read once per process).
+
+    Args:
+        folder: where it is.
+        name: the files' stem.
+
+    Raises:
+        InputError: the template is missing or damaged (reinstall).
+    """
     key = str(folder / name)
     if key in _CACHE:
         return _CACHE[key]
@@ -168,7 +214,12 @@ def load_template(folder: Path = TEMPLATE_DIR, name: str = TEMPLATE_NAME) -> Tem
 
 
 def brain_fraction(brain: np.ndarray, template: Template) -> np.ndarray:
-    """The fraction of each of the template's blocks that ``brain`` (on the BraTS grid) covers."""
+    """The fraction of each of the template's blocks that ``brain`` (on the BraTS grid) covers.
+
+    Args:
+        brain: a boolean (X, Y, Z) mask on the BraTS grid.
+        template: the template (its block factor).
+    """
     f = int(template.info.get("factor", 2))
     return (block_sum(brain.astype(np.float32), f) / f**3).astype(np.float32)
 
@@ -176,8 +227,17 @@ def brain_fraction(brain: np.ndarray, template: Template) -> np.ndarray:
 def to_template_grid(
     array: np.ndarray, brain: np.ndarray, fraction: np.ndarray, template: Template
 ) -> np.ndarray:
-    """A BraTS-grid image brain-normalised and averaged into the template's blocks (``fraction`` from
-    :func:`brain_fraction` of the same ``brain``)."""
+    """A BraTS-grid image brain-normalised and averaged into the template's blocks.
+
+    Args:
+        array: the (X, Y, Z) image on the BraTS grid.
+        brain: its boolean brain mask (fewer than 100 voxels: all ``OUTSIDE``).
+        fraction: :func:`brain_fraction` of the same ``brain``.
+        template: the template (its shape and block factor).
+
+    Raises:
+        InputError: the image is constant inside the brain.
+    """
     if brain.sum() < 100:
         return np.full(template.shape, OUTSIDE, np.float32)
     f = int(template.info.get("factor", 2))

@@ -159,8 +159,15 @@ class Node:
                 log.info("study %s: was being segmented when the node stopped; queued again", uid)
 
     def start(self, port: int = 11112, bind: str = "0.0.0.0", worker: bool = True) -> int:
-        """Start listening (and, with ``worker``, the worker thread). Returns the port (``port=0``: a free
-        one).
+        """Start listening (and, with ``worker``, the worker thread).
+
+        Args:
+            port: the TCP port (0: a free one).
+            bind: the address to listen on.
+            worker: also start the worker thread that segments complete studies.
+
+        Returns:
+            The port listened on.
 
         Raises:
             InputError: the port cannot be opened.

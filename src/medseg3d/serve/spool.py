@@ -83,13 +83,19 @@ class Spool:
 
     # ----------------------------------------------------------------------------------------- instances
     def study_dir(self, study_uid: str) -> Path:
+        """A study's folder in the spool: ``studies/<study uid>``."""
         return self.root / "studies" / study_uid
 
     def instance_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Where a received instance is kept: ``<study>/series/<series uid>/<sop uid>.dcm``."""
         return self.study_dir(study_uid) / "series" / series_uid / f"{sop_uid}.dcm"
 
     def store(self, study_uid: str, series_uid: str, sop_uid: str, write) -> tuple[Path, bool]:
-        """Write one instance (``write(tmp_path)`` writes the file) into its series folder, atomically.
+        """Write one instance into its series folder, atomically.
+
+        Args:
+            study_uid, series_uid, sop_uid: the instance's UIDs (its place in the spool).
+            write: ``write(tmp_path)`` writes the file.
 
         Returns:
             ``(path, new)``: ``new`` is False when the spool already held this SOP instance (kept as it was).
@@ -113,7 +119,15 @@ class Spool:
         return path, True
 
     def keep_malformed(self, data: bytes, reason: str) -> Path:
-        """Keep an instance that cannot be used aside (its bytes and a ``.txt`` saying why)."""
+        """Keep an instance that cannot be used aside (its bytes and a ``.txt`` saying why).
+
+        Args:
+            data: the instance's bytes as received.
+            reason: why it cannot be used.
+
+        Returns:
+            The ``.dcm`` file under ``malformed/``.
+        """
         with self._lock:
             self._n_malformed += 1
             stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{self._n_malformed}"
@@ -132,6 +146,7 @@ class Spool:
             return 0.0
 
     def series_dirs(self, study_uid: str) -> list[Path]:
+        """A study's series folders, sorted ([] before its first instance)."""
         base = self.study_dir(study_uid) / "series"
         return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
 
@@ -141,14 +156,18 @@ class Spool:
         return sum(1 for d in dirs for f in d.iterdir() if f.suffix == ".dcm"), len(dirs)
 
     def out_dir(self, study_uid: str, round_: int) -> Path:
+        """The (private, made if missing) folder of a study's results of one round:
+        ``<study>/out/<round>``."""
         return _private_dir(self.study_dir(study_uid) / "out" / str(round_))
 
     # ------------------------------------------------------------------------------------------ state
     def studies(self) -> list[str]:
+        """The study UIDs that have a state, sorted."""
         base = self.root / "studies"
         return sorted(p.name for p in base.iterdir() if (p / "state.json").is_file())
 
     def state(self, study_uid: str) -> dict:
+        """A study's state (``state.json``)."""
         path = self.study_dir(study_uid) / "state.json"
         return json.loads(path.read_text(encoding="utf-8"))
 
@@ -156,9 +175,17 @@ class Spool:
         write_json_atomic(dict(state, updated=time.time()), self.study_dir(study_uid) / "state.json")
 
     def update(self, study_uid: str, round_: int | None = None, **fields) -> dict | None:
-        """Set ``fields`` in the study's state; with ``round_``, only while the study is still in that round
-        (a study reopened meanwhile by new instances is left to its next round). Returns the new state, or
-        None when the round had moved on."""
+        """Set ``fields`` in the study's state.
+
+        Args:
+            study_uid: the study.
+            round_: only while the study is still in this round (a study reopened meanwhile by new instances
+                is left to its next round); None: always.
+            fields: the state entries to set.
+
+        Returns:
+            The new state, or None when the round had moved on.
+        """
         with self._lock:
             state = self.state(study_uid)
             if round_ is not None and state.get("round", 0) != round_:

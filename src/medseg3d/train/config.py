@@ -46,6 +46,9 @@ _BRATS = dict(
     val_every=5,
 )
 
+LOW_GRADE_2018 = ("Brats18_TCIA10_628_1", "Brats18_TCIA10_637_1", "Brats18_TCIA13_623_1")
+"""The low-grade cases of the shared BraTS 2018 development set (../shared/data/README.md)."""
+
 PRESETS: dict[str, dict] = {
     # The paper as coded: whole 144x160x128 crops (x, y, z; the code's D x H x W = 128 x 160 x 144),
     # softmax classes, Jaccard loss, Adam 5e-5, the authors' augmentation.
@@ -86,6 +89,15 @@ PRESETS: dict[str, dict] = {
         val_every=5,
         iters_per_epoch=50,
     ),
+    # v3 (issue #40), its two members as v2's (the v1 recipe, and the same with strong augmentation), 8,000
+    # iterations each whatever the machine's speed (no minutes budget), for a dataset made by
+    # `medseg3d synth-nonenhancing DATA --out V3DATA --with-originals --cases ...`: synthetic non-enhancing
+    # variants train beside their parent case only (medseg3d.datasets.synthetic); the 3 low-grade cases of the
+    # shared BraTS 2018 set are drawn 3 times as often (ids another dataset lacks are ignored). The plan and
+    # its cost: docs/results.md, issue #40.
+    "brats-v3": _BRATS | dict(minutes=None, oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
+    "brats-v3-strong": _BRATS
+    | dict(minutes=None, augment="strong", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
     # A few seconds: for tests and smoke runs.
     "quick": dict(
         net="kayalibay",
@@ -126,6 +138,9 @@ class TrainConfig:
     # sampling and augmentation
     patch: tuple[int, int, int] | None = None
     foreground_p: float = 0.5
+    oversample: dict = field(
+        default_factory=dict
+    )  # case id -> how many times as often it is drawn (default 1)
     augment: str = "default"
     # optimisation
     lr: float = 5e-5
@@ -157,6 +172,16 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, preset: str | None, **overrides) -> TrainConfig:
+        """The settings of a preset with ``overrides`` on top.
+
+        Args:
+            preset: a name of :data:`PRESETS` (None: the defaults).
+            overrides: settings that replace the preset's (None values are ignored); ``net_args`` are merged
+                into the preset's.
+
+        Raises:
+            InputError: an unknown preset or setting.
+        """
         base = {}
         if preset:
             if preset not in PRESETS:
@@ -173,6 +198,7 @@ class TrainConfig:
         return cls(preset=preset, **base)
 
     def prep_config(self) -> PrepConfig:
+        """The preprocessing settings of this training."""
         return PrepConfig(
             crop=self.crop,
             crop_size=self.crop_size,
@@ -183,6 +209,7 @@ class TrainConfig:
         )
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (tuples as lists), as ``config.json`` stores them."""
         d = dataclasses.asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
@@ -211,9 +238,18 @@ def given_settings(cfg: TrainConfig) -> dict:
 def resume_config(out, given: dict | None = None) -> TrainConfig:
     """The configuration of the run in ``out``, for ``--resume``: its own settings (``config.json``).
 
-    ``given`` are settings the caller asked for: the budget (``epochs``, ``minutes``) and ``RESUME_FREE``
-    settings replace the run's; a dataset is accepted if it is the run's (or the run's is gone, moved);
-    any other setting must equal the run's, else one line names the differences.
+    Args:
+        out: the run folder.
+        given: settings the caller asked for (None values are ignored): the budget (``epochs``, ``minutes``)
+            and ``RESUME_FREE`` settings replace the run's; a dataset is accepted if it is the run's (or the
+            run's is gone, moved); any other setting must equal the run's.
+
+    Returns:
+        The run's TrainConfig with ``out`` and ``resume=True``.
+
+    Raises:
+        InputError: ``out`` is no folder or holds no checkpoint, a given setting differs from the run's (one
+            line names the differences), or the settings name no dataset.
     """
     out = Path(out)
     if not out.is_dir():
@@ -279,7 +315,17 @@ def label_scheme(cfg: TrainConfig) -> LabelScheme:
 
 
 def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path:
-    """A cache folder shared by runs with the same dataset, preprocessing, labels and channels."""
+    """A cache folder shared by runs with the same dataset, preprocessing, labels and channels.
+
+    Args:
+        cfg: the training settings; ``cfg.cache``, when set, is the answer.
+        scheme: the label scheme (its name is part of the key).
+        modalities: the channels in order (None: all).
+
+    Returns:
+        ``cfg.cache``, else ``$MEDSEG3D_CACHE`` (default ``~/.cache/medseg3d``) / ``<dataset name>-<12 hex
+            digits>``.
+    """
     if cfg.cache:
         return Path(cfg.cache)
     key = json.dumps(
@@ -297,6 +343,8 @@ def default_cache_dir(cfg: TrainConfig, scheme: LabelScheme, modalities) -> Path
 
 
 def software_versions() -> dict:
+    """The versions of medseg3d, torch, numpy, monai, Python, the platform and torch's thread count, for a
+    model card."""
     import monai
     import numpy
 
@@ -313,6 +361,18 @@ def software_versions() -> dict:
 
 
 def learning_rate(cfg: TrainConfig, progress: float) -> float:
+    """The learning rate of ``cfg.schedule`` at a point of the training.
+
+    Args:
+        cfg: the settings (``lr`` the peak, ``schedule`` constant, poly (power 0.9) or cosine).
+        progress: the fraction of the training done, clipped to [0, 1].
+
+    Returns:
+        The learning rate (0 at the end for poly and cosine).
+
+    Raises:
+        InputError: an unknown schedule.
+    """
     progress = min(max(progress, 0.0), 1.0)
     if cfg.schedule == "constant":
         return cfg.lr
@@ -328,8 +388,8 @@ def inference_defaults(cfg: TrainConfig) -> dict | None:
 
     A network trained on patches runs in windows of its patch (overlap 0.5): with instance norm it saw
     only patch statistics, and in the bundled preset's 5-fold cross-validation windows beat one whole-volume
-    pass by 0.033 WT Dice and 8.5 mm WT HD95 (docs/results.md). A network trained in mixed precision runs in
-    it. ``None`` (whole volume, ``auto`` precision) otherwise.
+    pass (measured: docs/results.md, "Inference in windows of the training patch"). A network trained in
+    mixed precision runs in it. ``None`` (whole volume, ``auto`` precision) otherwise.
     """
     inference = {}
     if cfg.patch:
@@ -348,7 +408,20 @@ def model_metadata(
     size_multiple,
     extra: dict | None = None,
 ) -> dict:
-    """What the model file says about the model (a :class:`~medseg3d.models.ModelMeta`), as stored."""
+    """What the model file says about the model (a :class:`~medseg3d.models.ModelMeta`), as stored.
+
+    Args:
+        cfg: the training settings (network, preprocessing, patch, inference defaults; stored whole).
+        scheme: the label scheme.
+        modalities: the channels in order.
+        in_channels: the network's input channels.
+        kind: "region" (sigmoid outputs) or "multiclass" (softmax).
+        size_multiple: what each input size must be a multiple of.
+        extra: more entries for the metadata's ``extra`` (beside loss, settings and software versions).
+
+    Returns:
+        ``ModelMeta.to_dict()``.
+    """
     from ..models.meta import ModelMeta
 
     patch = cfg.val_patch or cfg.patch

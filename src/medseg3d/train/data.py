@@ -16,6 +16,7 @@ import torch
 
 from ..cache import discard_prepared, open_cache, prepare_dataset
 from ..datasets import fold_ids, load_split, make_split
+from ..datasets.synthetic import variant_parent
 from ..errors import InputError
 from ..labels import LabelScheme
 from ..sampling import PatchSampler
@@ -42,7 +43,23 @@ class TrainingData:
 def load_training_data(
     cfg: TrainConfig, out: Path, scheme: LabelScheme, modalities, rank: int = 0, world: int = 1
 ) -> TrainingData:
-    """Prepare (or reuse) the cache of preprocessed cases (rank 0 only) and read or make the split."""
+    """Prepare (or reuse) the cache of preprocessed cases (rank 0 only) and read or make the split.
+
+    Args:
+        cfg: the training settings.
+        out: the run folder (the split is ``out/split.json`` unless ``cfg.split_file``).
+        scheme: the label scheme.
+        modalities: the channels in order (None: all).
+        rank, world: this process and the number of processes; only rank 0 prepares, and every rank leaves
+            out the same failed cases.
+
+    Returns:
+        The cache, channels, split (and where a new split is to be written) and the two sides' cases.
+
+    Raises:
+        InputError: a case cannot be used (without ``cfg.skip_bad_cases``), the split names cases not in the
+            dataset, or no training case is left.
+    """
     cache_dir = default_cache_dir(cfg, scheme, modalities)
     bad_cases: dict[str, str] = {}
     if rank == 0:
@@ -75,16 +92,20 @@ def load_training_data(
     cases = {cid: case for cid, case in cases.items() if cid not in bad_cases}
     split_path = Path(cfg.split_file) if cfg.split_file else out / "split.json"
     new_split = None
+    originals = [cid for cid in cases if variant_parent(cid) is None]
     if split_path.exists():
         split = load_split(split_path)
-    else:
+    else:  # synthetic variants are never validated on: the split is of the original cases
         split = (
-            make_split(list(cases), folds=cfg.folds, seed=cfg.seed)
+            make_split(originals, folds=cfg.folds, seed=cfg.seed)
             if cfg.fold is not None
-            else make_split(list(cases), counts=holdout_counts(len(cases)), seed=cfg.seed)
+            else make_split(originals, counts=holdout_counts(len(originals)), seed=cfg.seed)
         )
         new_split = split_path
     train_ids, val_ids = (sorted(cases), []) if cfg.all_cases else fold_ids(split, cfg.fold)
+    if not cfg.all_cases:  # a variant trains when its parent does, so no validation case leaks in through it
+        parents = set(train_ids)
+        train_ids = train_ids + sorted(c for c in cases if variant_parent(c) in parents and c not in parents)
     if cfg.skip_bad_cases:  # a split made before the cases went bad: train and validate on the rest
         train_ids = [c for c in train_ids if c not in bad_cases]
         val_ids = [c for c in val_ids if c not in bad_cases]
@@ -93,7 +114,9 @@ def load_training_data(
         raise InputError(
             f"split lists case(s) not in the dataset ({unknown[:3]}); use a split made for this dataset"
         )
-    train_cases = [cases[c] for c in train_ids]
+    # --oversample: a case listed k times is drawn k times as often (cases the dataset lacks are ignored, so
+    # one preset serves datasets with and without them)
+    train_cases = [cases[c] for c in train_ids for _ in range(max(1, int(cfg.oversample.get(c, 1))))]
     if not train_cases:
         raise InputError("no training cases; the dataset needs at least 2 labelled cases")
     return TrainingData(
@@ -116,6 +139,17 @@ def label_fractions(
 
     Draws ``samples_per_case`` patches (or whole crops) per case with their own random stream, so the
     training stream is unchanged. Used by ``--output-prior`` (:func:`medseg3d.nets.init_output_prior`).
+
+    Args:
+        cases: the prepared training cases.
+        sampler: the training's patch sampler.
+        scheme: the label scheme.
+        kind: "region" (overlapping regions) or "multiclass".
+        seed: the training's seed (the stream is derived from it).
+        samples_per_case: patches per case (one whole crop when the sampler has no patch).
+
+    Returns:
+        One fraction in [0, 1] per output, in the scheme's order.
     """
     rng = np.random.default_rng(seed * 1000 + 7)
     counts = torch.zeros(scheme.n_outputs, dtype=torch.float64)
@@ -139,6 +173,15 @@ def plan_global_batch(
 
     Every process draws the whole plan from the same streams (cheap: no voxel is read), so the streams stay
     in step across processes and a single-process run with gradient accumulation draws the same samples.
+
+    Args:
+        cases: the training cases.
+        sampler: where patches are cut (:meth:`PatchSampler.box_for`).
+        np_rng, aug_gen: the case/patch stream and the augmentation-seed stream; both advance.
+        size: samples in the global batch (all processes and micro-batches).
+
+    Returns:
+        ``size`` tuples.
     """
     plan = []
     for _ in range(size):
@@ -149,7 +192,18 @@ def plan_global_batch(
 
 
 def micro_batch(plan, cases, sampler: PatchSampler, augment, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut out and augment the samples of ``plan`` -> (images, class maps) on ``device``."""
+    """Cut out and augment the samples of ``plan`` -> (images, class maps) on ``device``.
+
+    Args:
+        plan: this micro-batch's part of :func:`plan_global_batch`'s list.
+        cases: the training cases the plan's indices refer to.
+        sampler: cuts each box out of its case.
+        augment: ``augment(image, label, generator) -> (image, label, _)``.
+        device: where the tensors go (channels-last memory on CUDA).
+
+    Returns:
+        Float images (N, C, X, Y, Z) and long class maps (N, X, Y, Z).
+    """
     images, targets = [], []
     for k, box, seed in plan:
         image, label = sampler.crop(cases[k], box)

@@ -36,7 +36,15 @@ def join_process_group(device: torch.device) -> tuple[int, int]:
 
 
 def process_device(name: str, world: int) -> torch.device:
-    """The device of this process: under torchrun, CUDA process k uses GPU ``LOCAL_RANK``."""
+    """The device of this process: under torchrun, CUDA process k uses GPU ``LOCAL_RANK``.
+
+    Args:
+        name: "auto", "cpu", "cuda" or a torch device name.
+        world: the number of processes; above 1 on CUDA, this process's GPU is selected.
+
+    Returns:
+        The device.
+    """
     device = pick_device(name)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -45,7 +53,12 @@ def process_device(name: str, world: int) -> torch.device:
 
 
 def all_agree(flag: bool, world: int) -> bool:
-    """True on every process once any process says True (time budgets differ slightly between ranks)."""
+    """True on every process once any process says True (time budgets differ slightly between ranks).
+
+    Args:
+        flag: this process's answer.
+        world: the number of processes (1: ``flag`` as it is, no communication).
+    """
     if world == 1:
         return flag
     t = torch.tensor([1.0 if flag else 0.0])
@@ -54,7 +67,12 @@ def all_agree(flag: bool, world: int) -> bool:
 
 
 def mean_across(values: list[float], world: int) -> list[float]:
-    """Element-wise mean of a few numbers over all processes."""
+    """Element-wise mean of a few numbers over all processes.
+
+    Args:
+        values: this process's numbers (the same length on every process).
+        world: the number of processes (1: ``values`` as they are).
+    """
     if world == 1:
         return values
     t = torch.tensor(values, dtype=torch.float64)

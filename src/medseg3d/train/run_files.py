@@ -38,6 +38,7 @@ PREVIOUS_CHECKPOINT = "previous.pt"
 
 
 def warn(message: str) -> None:
+    """Print ``medseg3d: warning: <message>`` on stderr."""
     print(f"medseg3d: warning: {message}", file=sys.stderr)
 
 
@@ -121,6 +122,15 @@ def _check_against_model_file(out: Path, settings: dict) -> None:
 
 
 def rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
+    """The state of the training's random streams, for the checkpoint.
+
+    Args:
+        np_rng: the case/patch sampling generator.
+        gen: the augmentation-seed generator.
+
+    Returns:
+        {"numpy", "torch", "augment", "python"}: numpy's and Python's as JSON text, torch's as tensors.
+    """
     return {
         "numpy": json.dumps(np_rng.bit_generator.state),
         "torch": torch.get_rng_state(),
@@ -130,6 +140,13 @@ def rng_state(np_rng: np.random.Generator, gen: torch.Generator) -> dict:
 
 
 def set_rng_state(state: dict, np_rng: np.random.Generator, gen: torch.Generator) -> None:
+    """Put back the random streams saved by :func:`rng_state`.
+
+    Args:
+        state: :func:`rng_state`'s dict.
+        np_rng, gen: the generators to restore (in place); torch's and Python's global streams are restored
+            too.
+    """
     np_rng.bit_generator.state = json.loads(state["numpy"])
     torch.set_rng_state(state["torch"])
     gen.set_state(state["augment"])
@@ -164,7 +181,15 @@ def check_writable(out: Path) -> None:
 
 
 def write_failed(out: Path, exc: OSError) -> InputError:
-    """One line for a run folder that cannot be written (disk full, permissions); its temporaries removed."""
+    """One line for a run folder that cannot be written (disk full, permissions); its temporaries removed.
+
+    Args:
+        out: the run folder.
+        exc: the error of the write.
+
+    Returns:
+        The InputError to raise, naming the reason and the command that continues the run.
+    """
     with contextlib.suppress(OSError):
         remove_stale_temporaries(out)
     reason = exc.strerror or str(exc)
@@ -218,8 +243,20 @@ def _restore_checkpoint(ckpt, model, optimizer, scaler, np_rng, aug_gen) -> dict
 
 
 def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> dict:
-    """The training state of the run in ``out``: from ``last.pt``, else (damaged) from ``previous.pt`` with a
-    warning; one clear line when neither fits."""
+    """The training state of the run in ``out``, restored into the objects given.
+
+    Args:
+        out: the run folder.
+        model, optimizer, scaler: restored in place from the checkpoint.
+        np_rng, aug_gen: the random streams, restored in place.
+
+    Returns:
+        The checkpoint's state (epoch, history and the rest), from ``last.pt``, else (damaged or missing)
+        from ``previous.pt`` with a warning.
+
+    Raises:
+        InputError: neither checkpoint can be used.
+    """
     problems = []
     for name in ("last.pt", PREVIOUS_CHECKPOINT):
         path = out / name
@@ -248,6 +285,12 @@ def load_resume_state(out: Path, model, optimizer, scaler, np_rng, aug_gen) -> d
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
+    """Draw the training loss and the validation Dice per region against the epoch to a PNG.
+
+    Args:
+        history: one dict per epoch (``epoch``, ``train_loss``, ``dice_*``; empty Dice entries are skipped).
+        path: the PNG file (written atomically).
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -20,7 +20,12 @@ from .distributed import mean_across
 
 
 def region_targets(classes: torch.Tensor, scheme: LabelScheme) -> torch.Tensor:
-    """(N, X, Y, Z) class indices -> (N, R, X, Y, Z) float region masks."""
+    """(N, X, Y, Z) class indices -> (N, R, X, Y, Z) float region masks.
+
+    Args:
+        classes: class indices into ``scheme.values``.
+        scheme: the label scheme; R is the number of its regions, in its order.
+    """
     masks = []
     for members in scheme.regions.values():
         ks = torch.tensor([scheme.values.index(v) for v in members], device=classes.device)
@@ -30,7 +35,11 @@ def region_targets(classes: torch.Tensor, scheme: LabelScheme) -> torch.Tensor:
 
 def make_grad_scaler(precision: str, device) -> torch.amp.GradScaler:
     """The gradient scaler of a training: float16 needs loss scaling; bfloat16 (mixed precision on a CPU)
-    has float32's range and does not, and a disabled scaler passes losses and steps through unchanged."""
+    has float32's range and does not, and a disabled scaler passes losses and steps through unchanged.
+
+    Args:
+        precision, device: the autocast settings (:func:`medseg3d.precision.autocast_dtype`).
+    """
     return torch.amp.GradScaler("cuda", enabled=autocast_dtype(precision, device) == torch.float16)
 
 

@@ -12,7 +12,22 @@ from ..metrics import dice
 def validation_scores(
     model, cases, scheme: LabelScheme, kind: str, device, patch=None, precision: str = "auto"
 ) -> dict[str, float]:
-    """Mean Dice per class and region over prepared validation cases, on the preprocessed grid."""
+    """Mean Dice per class and region over prepared validation cases, on the preprocessed grid.
+
+    Args:
+        model: the network (in eval mode).
+        cases: prepared cases (image (C, X, Y, Z), label class indices (X, Y, Z)).
+        scheme: the label scheme.
+        kind: "region" or "multiclass" outputs.
+        device: where inference runs.
+        patch: sliding-window patch size (None: whole volume).
+        precision: the autocast setting.
+
+    Returns:
+        ``dice_<class>`` and ``dice_<region>`` in [0, 1] (mean over cases), and ``score``: the mean of the
+            region
+        Dice scores (of all entries when the scheme has no regions).
+    """
     sums: dict[str, list[float]] = {}
     for case in cases:
         probs = predict_probabilities(

@@ -94,12 +94,18 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
         rows = (run / f"fold{k}" / "pred-final" / "metrics.csv").read_text().splitlines()
         assert len(rows) == 3 and "lesion_dice_foreground" in rows[0]  # 2 held-out cases, lesion-wise scored
         assert (run / f"fold{k}" / "pred-final-pp" / "metrics.csv").is_file()
+        mirrored = (run / f"fold{k}" / "pred-final-mirror" / "metrics.csv").read_text().splitlines()
+        assert len(mirrored) == 3 and mirrored[0] == rows[0]  # the same cases, mirrored: a candidate
         meta, _ = read_model_file(run / f"fold{k}" / "model.safetensors")
         held = json.loads((run / "split.json").read_text())["folds"][k]["val"]
         assert not set(meta["train_cases"]) & set(held)
+    choice = json.loads((run / "postprocess.json").read_text())
+    assert choice["candidates_mirror"] == [False, True] and set(choice["per_fold_mirror"]) == {"0", "1"}
+    assert len(choice["mean_dice_by_distance_mirrored"]) == len(choice["mean_dice_by_distance"])
     report = (run / "report.md").read_text()
+    assert "Test-time mirroring (the mean of the 8 mirrored passes), chosen with the distance" in report
     assert (
-        "## Post-processing (nested cross-validation)" in report
+        "## Mirroring and post-processing (nested cross-validation)" in report
         and "### `final-pp` weights (2 folds)" in report
     )
     assert "Lesion-wise" in report and (run / "images" / "cases.png").is_file()
@@ -126,6 +132,8 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
         card["training_time"]["trainings"] == 3 and card["training_time"]["cpu_core_hours_all_trainings"] > 0
     )
     assert "calibration" in meta and card["calibration"]["cases"] == 4
+    assert card["postprocessing"]["mirror"] is choice["chosen_mirror"]
+    assert meta["inference"].get("mirror", False) is choice["chosen_mirror"]  # the file runs as it was scored
     assert main(["bundle", str(run), "-o", str(model)]) == 2  # exists
     out = tmp_path / "pred.nii.gz"
     case = min((data / "imagesTr").iterdir())
@@ -182,3 +190,21 @@ def test_an_interrupted_fold_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     with open(first.folder / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and int(rows[-1]["iteration"]) == 4
+
+
+def test_setup_takes_a_given_split_and_refuses_one_for_other_cases(tmp_path):
+    from medseg3d.datasets import make_split, save_split
+
+    data = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    ids = [f"tiny_{i:03d}" for i in range(4)]
+    given = make_split(ids, folds=2, seed=7)
+    save_split(given, tmp_path / "given.json")
+    setup(data, tmp_path / "run", epochs=1, split_file=tmp_path / "given.json")
+    kept = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert [sorted(f["val"]) for f in kept["folds"]] == [sorted(f["val"]) for f in given["folds"]]
+    save_split(make_split(ids[:3], folds=3, seed=0), tmp_path / "three.json")
+    with pytest.raises(InputError, match="do not hold out each original case"):
+        setup(data, tmp_path / "other", split_file=tmp_path / "three.json")
+    with pytest.raises(InputError, match="leave --folds out"):
+        setup(data, tmp_path / "other", folds=3, split_file=tmp_path / "given.json")
+    assert not (tmp_path / "other").exists()

@@ -21,11 +21,24 @@ from pathlib import Path
 from ...errors import InputError
 from ...io import write_json_atomic
 from .records import FINAL, read_crossval_record
-from .report import _mean, _sd, collect, regions_of
+from .scores import collect, mean, regions_of, sd
 
 
 def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
-    """Cross-validated scores of ``variant``: pooled means, mean +- SD over folds, per fold, worst cases."""
+    """Cross-validated scores of ``variant``: pooled means, mean +- SD over folds, per fold, worst cases.
+
+    Args:
+        root: the crossval run folder.
+        variant: the scored weights (``fold*/pred-<variant>/metrics.csv``).
+        worst: how many worst cases to list per region.
+
+    Returns:
+        {"variant", "cases", "folds", "pooled" (Dice and HD95 in mm per region, 4 decimals, None for NaN),
+        "mean_sd_over_folds" (text), "per_fold", "worst_cases"}.
+
+    Raises:
+        InputError: no fold has scored ``variant``.
+    """
     folds = collect(root, variant)
     if not folds:
         raise InputError(
@@ -34,21 +47,24 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
     regions = regions_of(folds)
     rows = [dict(row, fold=k) for k, rs in folds.items() for row in rs]
 
-    def mean(rs, key):
-        return _mean(float(r[key]) for r in rs if r.get(key) not in (None, ""))
+    def column_mean(rs, key):
+        return mean(float(r[key]) for r in rs if r.get(key) not in (None, ""))
 
     def rounded(value):
         return None if math.isnan(value) else round(value, 4)
 
-    per_fold = {f"fold {k}": {r: rounded(mean(rs, f"dice_{r}")) for r in regions} for k, rs in folds.items()}
+    per_fold = {
+        f"fold {k}": {r: rounded(column_mean(rs, f"dice_{r}")) for r in regions} for k, rs in folds.items()
+    }
     return {
         "variant": variant,
         "cases": len(rows),
         "folds": len(folds),
-        "pooled": {f"{m}_{r}": rounded(mean(rows, f"{m}_{r}")) for m in ("dice", "hd95") for r in regions},
+        "pooled": {
+            f"{m}_{r}": rounded(column_mean(rows, f"{m}_{r}")) for m in ("dice", "hd95") for r in regions
+        },
         "mean_sd_over_folds": {
-            r: f"{_mean([v[r] for v in per_fold.values()]):.3f} +- "
-            f"{_sd([v[r] for v in per_fold.values()]):.3f}"
+            r: f"{mean([v[r] for v in per_fold.values()]):.3f} +- {sd([v[r] for v in per_fold.values()]):.3f}"
             for r in regions
         },
         "per_fold": per_fold,
@@ -169,7 +185,9 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         },
         "postprocessing": {
             "max_distance_mm": pp["chosen_mm"],
+            "mirror": bool(pp.get("chosen_mirror")),
             "per_fold": pp["per_fold"],
+            "per_fold_mirror": pp.get("per_fold_mirror"),
             "nested_mean_dice": pp["nested_mean_dice"],
             "none_mean_dice": pp["none_mean_dice"],
         },
@@ -184,13 +202,14 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         ),
     }
     inference_updates = {"card": card}
-    if pp["chosen_mm"] > 0:
+    chosen = {"max_distance_mm": float(pp["chosen_mm"])} if pp["chosen_mm"] > 0 else {}
+    if pp.get("chosen_mirror"):
+        chosen["mirror"] = True
+    if chosen:
         from ...checkpoint import read_model_file
 
         meta, _ = read_model_file(tmp)
-        inference_updates["inference"] = dict(meta.get("inference") or {}) | {
-            "max_distance_mm": float(pp["chosen_mm"])
-        }
+        inference_updates["inference"] = dict(meta.get("inference") or {}) | chosen
     inference_updates["name"] = name
     rewrite_model_metadata(tmp, inference_updates, tmp)
     os.replace(tmp, output)

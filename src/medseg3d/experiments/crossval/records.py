@@ -11,6 +11,8 @@ from ...errors import InputError
 RECORD = "crossval.json"
 # the variant scored exactly as the final model runs (``pred-final``); ``final-pp`` post-processed
 FINAL = "final"
+# the same with the 8 mirrored passes averaged (``pred-final-mirror``), a candidate of the nested choice
+MIRRORED = f"{FINAL}-mirror"
 
 
 def read_crossval_record(out) -> dict | None:

@@ -12,77 +12,29 @@ and the held-out cases from worst to best; then every variant paired case by cas
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import statistics
 from pathlib import Path
 
 from ...errors import InputError
 from ...io import write_text_atomic
+from .pictures import cases_png, side_by_side_png
 from .records import FINAL, read_crossval_record
-
-BRATS_REGIONS = ("WT", "TC", "ET")
-
-
-def _read(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _mean(values) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.fmean(values) if values else math.nan
-
-
-def _sd(values) -> float:
-    values = [v for v in values if not math.isnan(v)]
-    return statistics.stdev(values) if len(values) > 1 else math.nan
+from .scores import (
+    BRATS_REGIONS,
+    both_scored,
+    by_case,
+    collect,
+    fold_means,
+    mean,
+    planned_folds,
+    regions_of,
+    sd,
+)
 
 
 def _f(value: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def collect(root: Path, variant: str) -> dict[int, list[dict]]:
-    """{fold: rows of that fold's held-out metrics} for the folds that have scored ``variant``."""
-    folds = {}
-    for metrics in sorted(Path(root).glob(f"fold*/pred-{variant}/metrics.csv")):
-        fold = int(metrics.parent.parent.name.removeprefix("fold"))
-        folds[fold] = _read(metrics)
-    return folds
-
-
-def regions_of(folds: dict[int, list[dict]]) -> tuple[str, ...]:
-    """The structures a table shows: BraTS's WT / TC / ET where scored, else every ``dice_<name>`` column."""
-    header = next((list(rows[0]) for rows in folds.values() if rows), [])
-    if all(f"dice_{r}" in header for r in BRATS_REGIONS):
-        return BRATS_REGIONS
-    return tuple(k[len("dice_") :] for k in header if k.startswith("dice_"))
-
-
-def planned_folds(root: Path) -> int | None:
-    """How many folds the cross-validation has, scored or not; None if nothing says."""
-    record = Path(root) / "crossval.json"
-    if record.is_file():
-        with_folds = json.loads(record.read_text(encoding="utf-8")).get("folds")
-        if with_folds:
-            return int(with_folds)
-    planned = set()
-    for config in Path(root).glob("fold*/config.json"):
-        try:
-            planned.add(int(json.loads(config.read_text(encoding="utf-8"))["folds"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return max(planned) if planned else None
-
-
-def fold_means(folds: dict[int, list[dict]], regions, metric: str = "dice") -> dict[int, dict[str, float]]:
-    """{fold: {region: mean of ``<metric>_<region>`` over that fold's held-out cases}}."""
-    return {
-        fold: {r: _mean(float(row[f"{metric}_{r}"]) for row in rows) for r in regions}
-        for fold, rows in sorted(folds.items())
-    }
 
 
 def _volume_names(regions) -> tuple[str, ...]:
@@ -90,7 +42,18 @@ def _volume_names(regions) -> tuple[str, ...]:
 
 
 def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
-    """A variant's per-fold table, pooled row and held-out cases worst first; returns (lines, pooled rows)."""
+    """A variant's per-fold table, pooled row and held-out cases worst first.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored.
+
+    Returns:
+        (Markdown lines, the pooled rows of every held-out case).
+
+    Raises:
+        InputError: no fold has scored ``variant``.
+    """
     folds = collect(root, variant)
     if not folds:
         raise InputError(f"{root}: no fold*/pred-{variant}/metrics.csv; run `medseg3d crossval` first")
@@ -127,12 +90,12 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
         all_rows += [dict(row, fold=fold) for row in rows]
     lines.append(
         "| **mean +- SD over folds** | | "
-        + " | ".join(f"**{_f(_mean(per_fold[r]))}** +- {_f(_sd(per_fold[r]))}" for r in regions)
+        + " | ".join(f"**{_f(mean(per_fold[r]))}** +- {_f(sd(per_fold[r]))}" for r in regions)
         + " |"
         + " |" * n
     )
-    pooled = {r: _mean(float(row[f"dice_{r}"]) for row in all_rows) for r in regions}
-    hd = {r: _mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in regions}
+    pooled = {r: mean(float(row[f"dice_{r}"]) for row in all_rows) for r in regions}
+    hd = {r: mean(float(row[f"hd95_{r}"]) for row in all_rows) for r in regions}
     lines.append(
         f"| pooled over {len(all_rows)} cases | | "
         + " | ".join(_f(pooled[r]) for r in regions)
@@ -164,8 +127,15 @@ def variant_lines(root: Path, variant: str) -> tuple[list[str], list[dict]]:
 
 
 def lesion_lines(root: Path, variant: str) -> list[str]:
-    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has
-    them."""
+    """Pooled lesion-wise scores of ``variant`` (``medseg3d evaluate --lesion-wise`` columns), if it has them.
+
+    Args:
+        root: the crossval run folder.
+        variant: the weights scored.
+
+    Returns:
+        Markdown lines (Dice, HD95 in mm, lesions found, missed and false), or [] without lesion columns.
+    """
     rows = [row for rows in collect(root, variant).values() for row in rows]
     names = [k[len("lesion_dice_") :] for k in (rows[0] if rows else {}) if k.startswith("lesion_dice_")]
     if not names:
@@ -182,31 +152,28 @@ def lesion_lines(root: Path, variant: str) -> list[str]:
 
     for n in names:
         lines.append(
-            f"| {n} | {_f(_mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
-            f"{_f(_mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
+            f"| {n} | {_f(mean(float(row[f'lesion_dice_{n}']) for row in rows))} | "
+            f"{_f(mean(float(row[f'lesion_hd95_{n}']) for row in rows), 1)} | {total('lesion_tp', n)} | "
             f"{total('lesion_fn', n)} | {total('lesion_fp', n)} |"
         )
     return lines + [""]
 
 
-def scores_by_case(folds: dict[int, list[dict]]) -> dict[str, dict[str, float]]:
-    """{case: {metric: value}} over the folds of :func:`collect`."""
-    return {
-        row["case"]: {k: float(x) for k, x in row.items() if k != "case" and x not in ("", None)}
-        for rows in folds.values()
-        for row in rows
-    }
-
-
-def _by_case(root: Path, variant: str) -> dict[str, dict[str, float]]:
-    return scores_by_case(collect(root, variant))
-
-
 def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
-    """Each variant against ``reference`` on the same held-out cases."""
+    """Each variant against ``reference`` on the same held-out cases.
+
+    Args:
+        root: the crossval run folder.
+        variants: the weights scored.
+        reference: the variant the others are compared with.
+
+    Returns:
+        Markdown lines (mean Dice difference, cases better / worse, Wilcoxon p), or [] when there is
+        nothing to pair.
+    """
     from ..tables import paired_cells
 
-    by_variant = {v: _by_case(root, v) for v in variants}
+    by_variant = {v: by_case(root, v) for v in variants}
     others = [v for v in variants if v != reference]
     if reference not in by_variant or not others:
         return []
@@ -225,17 +192,18 @@ def paired_lines(root: Path, variants: list[str], reference: str) -> list[str]:
     return lines + [""]
 
 
-def _both(root: Path, reference: str, variant: str) -> tuple[dict, dict, dict[str, int], list[str]]:
-    """Each variant's scores by case, ``variant``'s fold of each case, and the cases both scored (by name)."""
-    ref, var = _by_case(root, reference), _by_case(root, variant)
-    folds = {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
-    return ref, var, folds, sorted(set(ref) & set(var))
-
-
 def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     """Every held-out case scored by both: their Dice side by side and the difference, worst ``variant``
-    first, then the means and the cases each is worst on."""
-    ref, var, folds, cases = _both(root, reference, variant)
+    first, then the means and the cases each is worst on.
+
+    Args:
+        root: the crossval run folder.
+        reference, variant: the two weights compared.
+
+    Returns:
+        Markdown lines; a one-line note when no case was scored by both.
+    """
+    ref, var, folds, cases = both_scored(root, reference, variant)
     if not cases:
         return [f"(no case scored by both `{reference}` and `{variant}`)", ""]
     regions = regions_of(collect(root, variant))
@@ -257,12 +225,12 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
     for c in cases:
         diff = " / ".join(f"{var[c][f'dice_{r}'] - ref[c][f'dice_{r}']:+.3f}" for r in regions)
         lines.append(f"| {c} | {folds.get(c, '')} | {cells(ref[c])} | {cells(var[c])} | {diff} |")
-    mean = {
-        name: {f"dice_{r}": _mean(scores[c][f"dice_{r}"] for c in cases) for r in regions}
+    means = {
+        name: {f"dice_{r}": mean(scores[c][f"dice_{r}"] for c in cases) for r in regions}
         for name, scores in ((reference, ref), (variant, var))
     }
-    diff = " / ".join(f"{mean[variant][f'dice_{r}'] - mean[reference][f'dice_{r}']:+.3f}" for r in regions)
-    lines.append(f"| **mean** | | **{cells(mean[reference])}** | **{cells(mean[variant])}** | {diff} |")
+    diff = " / ".join(f"{means[variant][f'dice_{r}'] - means[reference][f'dice_{r}']:+.3f}" for r in regions)
+    lines.append(f"| **mean** | | **{cells(means[reference])}** | **{cells(means[variant])}** | {diff} |")
     for r in regions:
         lowest = {
             name: min(cases, key=lambda c: scores[c][f"dice_{r}"])
@@ -276,8 +244,21 @@ def side_by_side_lines(root: Path, reference: str, variant: str) -> list[str]:
 
 
 def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str]) -> list[str]:
-    """A block for a document: the folds done, the side-by-side table (its columns called ``names``), the
-    per-fold means of both and their paired differences."""
+    """A block for a document: the folds done, the side-by-side table, the per-fold means of both and their
+    paired
+    differences.
+
+    Args:
+        root: the crossval run folder.
+        reference, variant: the two weights compared.
+        names: what the table's columns call them.
+
+    Returns:
+        Markdown lines.
+
+    Raises:
+        InputError: no case was scored by both.
+    """
     from ..tables import paired_cells
 
     table = side_by_side_lines(root, reference, variant)
@@ -291,7 +272,7 @@ def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str
     folds = sorted(set(means[names[0]]) & set(means[names[1]]))
     planned = planned_folds(root)
     n, cells = paired_cells(
-        _by_case(root, reference), _by_case(root, variant), [f"dice_{r}" for r in regions], na="n/a"
+        by_case(root, reference), by_case(root, variant), [f"dice_{r}" for r in regions], na="n/a"
     )
     done = ", ".join(map(str, folds[:-1])) + (" and " if len(folds) > 1 else "") + str(folds[-1])
     head = (f"Folds {done}" if len(folds) > 1 else f"Fold {done}") + (f" of {planned}" if planned else "")
@@ -315,8 +296,19 @@ def splice_lines(root: Path, reference: str, variant: str, names: tuple[str, str
 
 
 def splice(target: str, lines: list[str]) -> Path:
-    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of ``FILE`` (``target`` is
-    ``FILE:NAME``) by ``lines``, atomically."""
+    """Replace the block between ``<!-- NAME -->`` and ``<!-- /NAME -->`` of a Markdown file, atomically.
+
+    Args:
+        target: ``FILE:NAME``.
+        lines: the block's new lines.
+
+    Returns:
+        The file.
+
+    Raises:
+        InputError: ``target`` is not FILE:NAME of an existing file, or the file lacks exactly one pair of
+            markers in that order.
+    """
     path_text, sep, name = target.rpartition(":")
     path = Path(path_text)
     if not sep or not name or not path.is_file():
@@ -330,96 +322,26 @@ def splice(target: str, lines: list[str]) -> Path:
     return write_text_atomic(before + start + "\n" + "\n".join(lines) + "\n" + end + after, path)
 
 
-def side_by_side_png(root: Path, reference: str, variant: str, path: Path) -> Path:
-    """Each held-out case's Dice under ``reference`` (x) against ``variant`` (y), one panel per region."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ...plotting import save_figure
-
-    ref, var, folds, cases = _both(root, reference, variant)
-    if not cases:
-        raise InputError(f"{root}: no case scored by both `{reference}` and `{variant}`")
-    regions = regions_of(collect(root, variant))
-    fig, axes = plt.subplots(1, len(regions), figsize=(4.4 * len(regions), 4.6), squeeze=False)
-    for ax, r in zip(axes[0], regions):
-        x = [ref[c][f"dice_{r}"] for c in cases]
-        y = [var[c][f"dice_{r}"] for c in cases]
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-        ax.scatter(x, y, c=[folds.get(c, 0) for c in cases], cmap="tab10", vmin=0, vmax=9, s=28)
-        for c, xi, yi in zip(cases, x, y):
-            if min(xi, yi) < 0.7:  # name the weak cases
-                ax.annotate(
-                    c.removeprefix("Brats18_").removesuffix("_1"),
-                    (xi, yi),
-                    fontsize=7,
-                    xytext=(3, -3),
-                    textcoords="offset points",
-                )
-        better = sum(yi > xi for xi, yi in zip(x, y))
-        ax.set(
-            xlim=(0, 1.02),
-            ylim=(0, 1.02),
-            aspect="equal",
-            xlabel=f"{reference} Dice",
-            ylabel=f"{variant} Dice",
-            title=f"{r}: mean {_mean(x):.3f} -> {_mean(y):.3f}, {better} of {len(cases)} cases above",
-        )
-    fig.suptitle(f"{root}: held-out cases (colour: fold)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
-
-
-def cases_png(root: Path, variant: str, path: Path, worst: int = 3) -> Path:
-    """Every held-out case's Dice per region, one column of dots per fold, the worst cases named."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ...plotting import save_figure
-
-    folds = collect(root, variant)
-    regions = regions_of(folds)
-    fig, axes = plt.subplots(1, len(regions), figsize=(3.8 * len(regions), 4.2), squeeze=False, sharey=True)
-    for ax, r in zip(axes[0], regions):
-        for k, rows in sorted(folds.items()):
-            values = [float(row[f"dice_{r}"]) for row in rows]
-            jitter = [k + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(values))]
-            ax.scatter(jitter, values, s=14, alpha=0.7)
-            ax.plot([k - 0.3, k + 0.3], [_mean(values)] * 2, color="black", lw=1.5)
-        rows = sorted(
-            (dict(row, fold=k) for k, rs in folds.items() for row in rs),
-            key=lambda row: float(row[f"dice_{r}"]),
-        )
-        for row in rows[:worst]:
-            ax.annotate(
-                row["case"],
-                (int(row["fold"]), float(row[f"dice_{r}"])),
-                fontsize=7,
-                xytext=(4, -2),
-                textcoords="offset points",
-            )
-        ax.set(
-            title=f"{r}: pooled mean {_mean(float(row[f'dice_{r}']) for row in rows):.3f}",
-            xlabel="fold",
-            xticks=sorted(folds),
-            ylim=(0, 1.02),
-        )
-    axes[0][0].set_ylabel("held-out Dice")
-    fig.suptitle(f"{variant}: every held-out case (bar: fold mean; named: the {worst} worst)", fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=110)
-
-
 def variants_found(root: Path) -> list[str]:
+    """The variants scored in some fold of the run (``fold*/pred-<variant>/metrics.csv``), sorted."""
     return sorted({m.parent.name[len("pred-") :] for m in Path(root).glob("fold*/pred-*/metrics.csv")})
 
 
 def report_text(root: Path, variants: list[str], reference: str, side_by_side: bool = True) -> str:
-    """The tables of the report: each variant, then each against ``reference``, paired and side by side."""
+    """The tables of the report: each variant, then each against ``reference``, paired and side by side.
+
+    Args:
+        root: the crossval run folder.
+        variants: the weights to report.
+        reference: the variant the others are compared with.
+        side_by_side: also the per-case side-by-side tables.
+
+    Returns:
+        Markdown text.
+
+    Raises:
+        InputError: a variant was scored in no fold.
+    """
     lines = []
     for variant in variants:
         lines += variant_lines(root, variant)[0]
@@ -461,7 +383,7 @@ def _run_sections(root: Path, record: dict) -> list[str]:
     if pp.is_file():
         p = json.loads(pp.read_text(encoding="utf-8"))
         lines += [
-            "## Post-processing (nested cross-validation)",
+            "## Mirroring and post-processing (nested cross-validation)",
             "",
             "Far-component removal, distance chosen per fold on the other folds' cases (mm, 0 off): "
             + ", ".join(f"fold {k} {v:g}" for k, v in p["per_fold"].items())
@@ -472,6 +394,20 @@ def _run_sections(root: Path, record: dict) -> list[str]:
             + f". The final model takes {p['chosen_mm']:g} mm.",
             "",
         ]
+        if "per_fold_mirror" in p:
+            mirrored = p.get("mean_dice_by_distance_mirrored") or {}
+            lines += [
+                "Test-time mirroring (the mean of the 8 mirrored passes), chosen with the distance: "
+                + ", ".join(f"fold {k} {'on' if v else 'off'}" for k, v in p["per_fold_mirror"].items())
+                + (
+                    ". Mirrored, by distance on all cases: "
+                    + ", ".join(f"{d} mm {v:.4f}" for d, v in mirrored.items())
+                    if mirrored
+                    else " (no mirrored predictions to choose from)"
+                )
+                + f". The final model runs {'mirrored' if p['chosen_mirror'] else 'in one pass'}.",
+                "",
+            ]
     cal = root / "calibration.json"
     if cal.is_file():
         from ...calibrate import summary_lines

@@ -12,7 +12,9 @@ Layout of ``RUN``::
     members/<m>/all/       the member trained on every case (``--final``): what ``medseg3d bundle`` packs
     fold<k>/model.safetensors      the fold's members as one ensemble (one member: a copy of its last weights)
     fold<k>/pred-final/    held-out label maps as the final model writes them, and their ``metrics.csv``
-    fold<k>/pred-final-pp/ the same after the post-processing nested cross-validation chose (``metrics.csv``)
+    fold<k>/pred-final-mirror/  the same with the 8 mirrored passes averaged (a candidate of the choice)
+    fold<k>/pred-final-pp/ as the final model runs after nested cross-validation chose mirroring and the
+                           far-component removal (``metrics.csv``)
     postprocess.json, calibration.json, timing.json   the choices and measurements (small records)
     report.md, images/     the report (``medseg3d crossval RUN --report`` rebuilds it from the records)
 
@@ -32,12 +34,13 @@ import time
 from pathlib import Path
 
 from ...datasets import Case, find_cases, fold_ids, load_split, make_split, save_split
+from ...datasets.synthetic import variant_parent
 from ...errors import InputError
 from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
 from ..planning import plan_dataset
 from ..task import Task, claim_task, release_task
-from .records import FINAL, RECORD, read_crossval_record
+from .records import FINAL, MIRRORED, RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
 KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records \
@@ -53,7 +56,18 @@ cache/
 
 def member_settings(preset: str, plan_settings: dict | None) -> dict:
     """The training settings of one member: ``auto`` is the dataset's plan, any other name a preset of
-    :data:`medseg3d.train.PRESETS`."""
+    :data:`medseg3d.train.PRESETS`.
+
+    Args:
+        preset: "auto" or a preset name.
+        plan_settings: the dataset's planned settings (used for "auto"; None: none).
+
+    Returns:
+        A new dict of settings.
+
+    Raises:
+        InputError: an unknown preset.
+    """
     from ...train import PRESETS
 
     if preset == "auto":
@@ -87,6 +101,7 @@ def setup(
     folds: int | None = None,
     epochs: int | None = None,
     overrides: dict | None = None,
+    split_file: str | Path | None = None,
 ) -> tuple[dict, list[Case]]:
     """Check the arguments against ``RUN/crossval.json`` and write it, the plan and the split on a first call.
 
@@ -98,6 +113,9 @@ def setup(
         folds: number of folds (default 5; a later call may leave it out).
         epochs: epochs per training instead of each preset's own.
         overrides: other training settings for every member (e.g. ``iters_per_epoch``), on a first call.
+        split_file: on a first call, this k-fold split instead of a new seeded one (e.g. an earlier
+            cross-validation's, so that the two compare fold by fold); its held-out cases must be exactly the
+            dataset's original cases (synthetic variants are never held out).
 
     Returns:
         (record, labelled cases).
@@ -118,6 +136,9 @@ def setup(
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
     cases = find_cases(dataset, require_label=True)
+    given_split = None if split_file is None or old is not None else _given_split(split_file, cases, folds)
+    if given_split is not None:
+        folds = len(given_split["folds"])
     folds = (old or {}).get("folds", 5) if folds is None else int(folds)
     if not 2 <= folds <= len(cases):
         raise InputError(
@@ -138,7 +159,10 @@ def setup(
     out.mkdir(parents=True, exist_ok=True)
     if plan is not None:
         write_json_atomic(plan.to_dict(), out / "plan.json")
-    split = make_split(sorted(c.case_id for c in cases), folds=folds, seed=0)
+    # synthetic variants (medseg3d synth-nonenhancing) train beside their parent case, never held out
+    split = given_split or make_split(
+        sorted(c.case_id for c in cases if variant_parent(c.case_id) is None), folds=folds, seed=0
+    )
     save_split(split, out / "split.json")
     if not (out / ".gitignore").exists():
         write_text_atomic(KEEP_ONLY_RECORDS, out / ".gitignore")
@@ -147,9 +171,37 @@ def setup(
     return record, cases
 
 
+def _given_split(path, cases: list[Case], folds: int | None) -> dict:
+    """``--split FILE`` checked against the dataset: k folds whose held-out cases are its original cases,
+    once each."""
+    split = load_split(path)
+    if split.get("kind") != "kfold":
+        raise InputError(f"{path}: is not a k-fold split; give one made by `medseg3d split --folds K`")
+    originals = sorted(c.case_id for c in cases if variant_parent(c.case_id) is None)
+    held = sorted(c for f in split["folds"] for c in f["val"])
+    if held != originals:
+        missing, extra = sorted(set(originals) - set(held)), sorted(set(held) - set(originals))
+        raise InputError(
+            f"{path}: its folds do not hold out each original case of the dataset once (missing "
+            f"{missing[:3]}, unknown {extra[:3]}); give the split made for this dataset"
+        )
+    if folds is not None and int(folds) != len(split["folds"]):
+        raise InputError(f"--folds {folds} but {path} has {len(split['folds'])} folds; leave --folds out")
+    return split
+
+
 def fold_tasks(record: dict, out: Path, final: bool = False) -> list[Task]:
     """Every member's training of every fold (fold-major: all members of fold 0 first), and with ``final``
-    each member on every case (fold ``-1``)."""
+    each member on every case (fold ``-1``).
+
+    Args:
+        record: the run's ``crossval.json`` (folds, members and their settings, dataset).
+        out: the crossval run folder (holding ``split.json``).
+        final: also the final trainings on all cases.
+
+    Returns:
+        The tasks (state "new"; the caller reads their folders).
+    """
     split = load_split(out / "split.json")
     tasks = []
     for k in range(record["folds"]):
@@ -215,11 +267,12 @@ def run_crossval(
     progress: bool = True,
     report: bool = True,
     overrides: dict | None = None,
+    split_file: str | Path | None = None,
 ) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
-        dataset, out, preset, members, folds, epochs, overrides: as :func:`setup`.
+        dataset, out, preset, members, folds, epochs, overrides, split_file: as :func:`setup`.
         fold: only this fold (a Slurm array task; every rank of ``torchrun``).
         final: also train every member on all cases (what ``medseg3d bundle`` packs).
         progress: print what is done.
@@ -237,7 +290,7 @@ def run_crossval(
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
         _wait_for(Path(out) / RECORD)
-    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides)
+    record, cases = setup(dataset, out, preset, members, folds, epochs, overrides, split_file)
     out = Path(out)
     if world > 1 and fold is None:
         raise InputError("under torchrun every process must train the same fold: give --fold K")
@@ -288,12 +341,16 @@ def run_crossval(
         if not claim_task(lock):
             continue
         try:
-            if score_fold(out, record, k, cases_by_id, say):
+            # one pass as the model runs, then mirrored: a candidate of the nested choice
+            fresh = [score_fold(out, record, k, cases_by_id, say, mirror=m) for m in (False, True)]
+            if any(fresh):
                 scored.append(k)
         finally:
             release_task(lock)
     done = [
-        k for k in range(record["folds"]) if (out / f"fold{k}" / f"pred-{FINAL}" / "metrics.csv").is_file()
+        k
+        for k in range(record["folds"])
+        if all((out / f"fold{k}" / f"pred-{v}" / "metrics.csv").is_file() for v in (FINAL, MIRRORED))
     ]
     summary = {
         "out": str(out),

@@ -5,10 +5,11 @@ nested cross-validation, calibrated.
   :func:`medseg3d.predict.predict`, the function behind ``medseg3d predict`` (windows, precision and
   post-processing as the model file asks), and :func:`medseg3d.evaluate.evaluate` scores them: Dice and HD95
   per class and region, lesion-wise scores, volumes (``RUN/fold<k>/pred-final/metrics.csv``).
-* :func:`choose_postprocessing`: the far-component removal (``--max-distance``, the one post-processing a
-  model file carries) is chosen per fold on the *other* folds' cases only and scored on the fold's own
-  (``pred-final-pp``), so the reported gain is not tuned on the cases it is measured on; the final model
-  takes the distance that is best over all cases, if any beats none.
+* :func:`choose_postprocessing`: test-time mirroring (each fold's held-out cases are also segmented with the
+  8 mirrored passes averaged, ``pred-final-mirror``) and the far-component removal (``--max-distance``), the
+  inference settings a model file carries, are chosen together per fold on the *other* folds' cases only and
+  scored on the fold's own (``pred-final-pp``), so the reported gain is not tuned on the cases it is measured
+  on; the final model takes the setting that is best over all cases, one pass and no removal on a tie.
 * :func:`calibrate_run`: temperatures fitted on every fold model's held-out cases (:mod:`medseg3d.calibrate`),
   for the model trained on all cases, which has none left (``RUN/calibration.json``).
 """
@@ -27,7 +28,7 @@ from ...datasets import Case, fold_ids, load_split
 from ...errors import InputError
 from ...io import read_volume, write_json_atomic, write_volume
 from ...labels import BRATS_FAMILY, LabelScheme
-from .records import FINAL
+from .records import FINAL, MIRRORED
 
 # far-component removal distances tried, in mm (0: off)
 DISTANCES_MM = (0.0, 5.0, 10.0, 20.0, 40.0)
@@ -38,13 +39,31 @@ def _hd95_penalty(scheme: LabelScheme) -> bool:
     return scheme.name in BRATS_FAMILY
 
 
-def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], say=print) -> bool:
-    """Segment fold ``k``'s held-out cases as the final model runs and score them; False if done already."""
+def score_fold(
+    out: Path, record: dict, k: int, cases_by_id: dict[str, Case], say=print, mirror: bool = False
+) -> bool:
+    """Segment fold ``k``'s held-out cases as the final model runs and score them.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json``.
+        k: the fold.
+        cases_by_id: the dataset's cases.
+        say: where progress lines go.
+        mirror: average the 8 mirrored passes (``pred-final-mirror``, a candidate of
+            :func:`choose_postprocessing`) instead of one pass (``pred-final``).
+
+    Returns:
+        False if the fold was scored already, else True.
+
+    Raises:
+        InputError: the fold model was trained on a held-out case (the split changed).
+    """
     from ...evaluate import evaluate
     from ...models import load_model
-    from ...predict import predict
+    from ...predict import PredictOptions, predict
 
-    pred_dir = out / f"fold{k}" / f"pred-{FINAL}"
+    pred_dir = out / f"fold{k}" / f"pred-{MIRRORED if mirror else FINAL}"
     if (pred_dir / "metrics.csv").is_file():
         return False
     model_file = fold_model(out, record, k)
@@ -56,13 +75,15 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
             f"{model_file}: was trained on held-out case(s) {sorted(seen & set(held))[:3]}; "
             "the split changed: start the cross-validation in a new --out"
         )
-    say(f"fold {k}: segmenting {len(held)} held-out cases as the final model runs")
+    how = "mirrored (8 passes)" if mirror else "as the final model runs"
+    say(f"fold {k}: segmenting {len(held)} held-out cases {how}")
     pred_dir.mkdir(parents=True, exist_ok=True)
     for case_id in held:
         case = cases_by_id[case_id].select(loaded.modalities)
         target = pred_dir / f"{case_id}.nii.gz"
         if not target.exists():
-            predict(loaded, [], target, channel_files=dict(case.channels), progress=False)
+            opts = PredictOptions(mirror=mirror)
+            predict(loaded, [], target, opts, channel_files=dict(case.channels), progress=False)
     evaluate(
         pred_dir,
         record["dataset"],
@@ -76,8 +97,16 @@ def score_fold(out: Path, record: dict, k: int, cases_by_id: dict[str, Case], sa
 
 
 def fold_model(out: Path, record: dict, k: int) -> Path:
-    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines
-    them."""
+    """``RUN/fold<k>/model.safetensors``: the fold's members' final weights as the final model combines them.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json`` (the members).
+        k: the fold.
+
+    Returns:
+        The file, made (copied or ensembled) if it was not there.
+    """
     from ...models.ensemble import make_ensemble
 
     target = out / f"fold{k}" / "model.safetensors"
@@ -152,38 +181,62 @@ def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tup
 
 
 def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict:
-    """Choose the far-component removal by nested cross-validation (module docstring); writes
-    ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps."""
+    """Choose test-time mirroring and the far-component removal together by nested cross-validation (module
+    docstring); writes ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the
+    held-out label maps (``pred-final``, and ``pred-final-mirror`` where every fold has them: else mirroring
+    is not a candidate).
+
+    Args:
+        out: the crossval run folder (its folds scored by :func:`score_fold`).
+        record: its ``crossval.json``.
+        cases_by_id: the dataset's cases (their reference labels).
+        say: where progress lines go.
+
+    Returns:
+        The choice as written to ``postprocess.json`` (read back if it exists already).
+
+    Raises:
+        InputError: no fold has held-out predictions to choose from.
+    """
     from ...evaluate import evaluate
     from ...models import load_model
+    from ...postprocess import remove_far_components
 
     path = out / "postprocess.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     scheme = load_model(out / "fold0" / "model.safetensors", refine="none").scheme
     names = _names(scheme)
-    scores, fold_of, spacing_of = {}, {}, {}
+    fold_of = {}
     for k in range(record["folds"]):
         for pred in sorted((out / f"fold{k}" / f"pred-{FINAL}").glob("*.nii.gz")):
-            case_id = pred.name[: -len(".nii.gz")]
-            volume, ref = read_volume(pred), read_volume(cases_by_id[case_id].label)
-            labels = np.asarray(volume.array)
-            scores[case_id] = _dice_table(labels, np.asarray(ref.array), scheme, names, volume.spacing)
-            fold_of[case_id] = k
-            spacing_of[case_id] = volume.spacing
-    if not scores:
+            fold_of[pred.name[: -len(".nii.gz")]] = k
+    if not fold_of:
         raise InputError(
             f"{out}: no held-out label maps (fold*/pred-{FINAL}/*.nii.gz) to choose post-processing on"
         )
+
+    def label_map(variant: str, case_id: str) -> Path:
+        return out / f"fold{fold_of[case_id]}" / f"pred-{variant}" / f"{case_id}.nii.gz"
+
+    variants = [FINAL] + ([MIRRORED] if all(label_map(MIRRORED, c).is_file() for c in fold_of) else [])
+    # rows: every (variant, distance), one pass first, so that ties go to the cheaper and gentler setting
+    scores = {}
+    for case_id in fold_of:
+        ref = np.asarray(read_volume(cases_by_id[case_id].label).array)
+        tables = []
+        for variant in variants:
+            volume = read_volume(label_map(variant, case_id))
+            tables.append(_dice_table(np.asarray(volume.array), ref, scheme, names, volume.spacing))
+        scores[case_id] = np.vstack(tables)
     per_fold, overall = nested_choice(scores, fold_of)
+    n = len(DISTANCES_MM)
     for k, row in per_fold.items():
         pp = out / f"fold{k}" / f"pred-{FINAL}-pp"
         pp.mkdir(parents=True, exist_ok=True)
-        from ...postprocess import remove_far_components
-
         for case_id in [c for c in scores if fold_of[c] == k]:
-            volume = read_volume(out / f"fold{k}" / f"pred-{FINAL}" / f"{case_id}.nii.gz")
-            labels = remove_far_components(np.asarray(volume.array), volume.spacing, DISTANCES_MM[row])
+            volume = read_volume(label_map(variants[row // n], case_id))
+            labels = remove_far_components(np.asarray(volume.array), volume.spacing, DISTANCES_MM[row % n])
             write_volume(
                 volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz"
             )
@@ -196,38 +249,57 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
             progress=False,
             lesion_wise=True,
         )
-        for f in pp.glob("*.nii.gz"):  # made again to the voxel from pred-final and the choice
+        for f in pp.glob("*.nii.gz"):  # made again to the voxel from pred-final(-mirror) and the choice
             f.unlink()
-    means = {
-        f"{d:g}": round(float(np.mean([scores[c][i].mean() for c in scores])), 4)
-        for i, d in enumerate(DISTANCES_MM)
-    }
+
+    def mean_of_row(i: int) -> float:
+        return round(float(np.mean([scores[c][i].mean() for c in scores])), 4)
+
     nested = [float(scores[c][per_fold[fold_of[c]]].mean()) for c in scores]
     plain = [float(scores[c][0].mean()) for c in scores]
     changed = sorted(c for c in scores if not np.allclose(scores[c][per_fold[fold_of[c]]], scores[c][0]))
     result = {
-        "setting": "max_distance_mm",
+        "setting": "mirror, max_distance_mm",
         "candidates_mm": list(DISTANCES_MM),
+        "candidates_mirror": [v == MIRRORED for v in variants],
         "judged_on": names,
-        "mean_dice_by_distance": means,
-        "per_fold": {str(k): DISTANCES_MM[row] for k, row in per_fold.items()},
+        "mean_dice_by_distance": {f"{d:g}": mean_of_row(i) for i, d in enumerate(DISTANCES_MM)},
+        "per_fold": {str(k): DISTANCES_MM[row % n] for k, row in per_fold.items()},
+        "per_fold_mirror": {str(k): variants[row // n] == MIRRORED for k, row in per_fold.items()},
         "nested_mean_dice": round(statistics.fmean(nested), 4),
         "none_mean_dice": round(statistics.fmean(plain), 4),
         "cases_changed": changed,
-        "chosen_mm": DISTANCES_MM[overall],
+        "chosen_mm": DISTANCES_MM[overall % n],
+        "chosen_mirror": variants[overall // n] == MIRRORED,
         "cases": len(scores),
     }
+    if MIRRORED in variants:
+        result["mean_dice_by_distance_mirrored"] = {
+            f"{d:g}": mean_of_row(n + i) for i, d in enumerate(DISTANCES_MM)
+        }
     write_json_atomic(result, path)
     say(
-        f"post-processing: far-component removal {DISTANCES_MM[overall]:g} mm (0: off); nested CV mean Dice "
-        f"{result['none_mean_dice']:.4f} -> {result['nested_mean_dice']:.4f}"
+        f"post-processing: mirroring {'on' if result['chosen_mirror'] else 'off'}, far-component removal "
+        f"{result['chosen_mm']:g} mm (0: off); nested CV mean Dice {result['none_mean_dice']:.4f} -> "
+        f"{result['nested_mean_dice']:.4f}"
     )
     return result
 
 
 def calibrate_run(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict | None:
-    """Temperatures from every fold model on its held-out cases (``RUN/calibration.json``); ``None`` when the
-    cross-validation holds fewer than 3 cases."""
+    """Temperatures from every fold model on its held-out cases (``RUN/calibration.json``).
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json`` (the number of folds).
+        cases_by_id: the dataset's cases.
+        say: where the result line goes.
+
+    Returns:
+        The calibration summary (read back if it exists already), or None when the cross-validation holds
+            fewer
+        than 3 cases.
+    """
     from ...calibrate import calibrate_pairs
     from ...models import load_model
 
