@@ -558,7 +558,14 @@ def find_cases(
 
 
 def absent_channels(cases: list[Case]) -> list[str]:
-    """The channels that no case of ``cases`` has a file for (their paths are where the file was expected)."""
+    """The channels that no case of ``cases`` has a file for (their paths are where the file was expected).
+
+    Args:
+        cases: cases of one dataset, every one with the same channels (as :func:`find_cases` gives them).
+
+    Returns:
+        Those channels' names, in channel order; empty when every channel has a file in some case.
+    """
     if not cases:
         return []
     return [m for m in cases[0].channels if all(m in c.missing() for c in cases)]
