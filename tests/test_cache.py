@@ -230,7 +230,8 @@ for cid in ("a", "b"):  # one channel, large enough for torch to resample with s
              str(root / "ds" / cid / f"{cid}_flair.nii.gz"))
 torch.set_num_threads(2)
 F.interpolate(torch.rand(1, 4, 96, 96, 96), size=(48, 48, 48), mode="trilinear")  # OpenMP runs in the parent
-summary = prepare_dataset(root / "ds", root / "out", PrepConfig(downsample=2), workers=2, progress=False)
+summary = prepare_dataset(root / "ds", root / "out", PrepConfig(downsample=2), modalities="flair", workers=2,
+                          progress=False)
 assert sorted(summary["prepared"]) == ["a", "b"], summary
 print("ok")
 """

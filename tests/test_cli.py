@@ -31,6 +31,24 @@ def test_help_lists_commands():
         assert cmd in result.stdout
 
 
+def test_help_states_the_exit_status_contract():
+    """Issue 36: the exit codes are a contract, in --help as in the README; the codes main returns are the
+    ones it states."""
+    from medseg3d.review import EXIT_OK, EXIT_REFUSED, EXIT_REVIEW
+
+    text = run("--help").stdout
+    assert "exit status, every command:" in text
+    for code, words in (
+        (EXIT_OK, "done"),
+        (EXIT_REVIEW, "quality check fired"),
+        (EXIT_REFUSED, "refused"),
+        (1, "a bug"),
+    ):
+        assert any(line.strip().startswith(f"{code}  ") and words in line for line in text.splitlines()), code
+    predict = run("predict", "--help").stdout
+    assert "exit codes:" in predict and "3  every output written, but a quality check fired" in predict
+
+
 def test_experiment_help_names_every_experiment():
     from medseg3d.experiments.catalogue import EXPERIMENTS
 

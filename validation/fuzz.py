@@ -12,6 +12,9 @@ iteration) and ``evaluate`` in turn, each as a subprocess with a memory cap, and
   ...``), no traceback, nothing left in the output folder;
 * ``warned``: exit 0 with a warning or note printed;
 * ``silent``: exit 0 without a word;
+* ``wrong``: ``predict`` exit 0, but its whole tumour overlaps that of the unbroken case's prediction with a
+  Dice below ``AGREEMENT`` (a result a batch would trust and should not); an output on another grid is not
+  compared;
 * ``traceback``: a Python traceback (or an exit != 0 without one clear line: ``unclear``);
 * ``leftover``: output left behind by a refused command, or temporary files after any command;
 * ``memory``: peak memory over ``--mem-report`` (default 2 GiB), a MemoryError, or killed;
@@ -26,7 +29,7 @@ code; flips that change the grid, type or voxel size are refused), ``negative_va
 accepted), and gzip flips in the 8-byte trailer's length field that happen to match (none in practice).
 Everything in a compressed file is covered by the CRC-32 and is detected.
 
-    python validation/fuzz.py --jobs 2              # 348 inputs, ~40 min here; Markdown to stdout and /tmp
+    python validation/fuzz.py --jobs 2              # 404 inputs, ~36 min here; Markdown to stdout and /tmp
     python validation/fuzz.py --per-category 2 --categories gzip_flip,rgb24 --jobs 2
     python validation/fuzz.py --in-process           # no subprocesses: fast, no memory figures (tests)
 
@@ -64,7 +67,22 @@ if str(REPO / "tests") not in sys.path:  # the tests' writers of real-looking in
     sys.path.insert(0, str(REPO / "tests"))
 CASE = "Brats18_2013_2_1"
 MODALITIES = ("flair", "t1", "t1ce", "t2")
-OUTCOMES = ("refused", "review", "warned", "silent", "traceback", "unclear", "leftover", "memory", "timeout")
+OUTCOMES = (
+    "refused",
+    "review",
+    "warned",
+    "silent",
+    "wrong",
+    "traceback",
+    "unclear",
+    "leftover",
+    "memory",
+    "timeout",
+)
+# predict's whole tumour against the unbroken case's (same command, same model): below this Dice an exit 0
+# is "wrong" (a result the batch trusts and should not). Channels read in the wrong order gave 0.54 against
+# the right order's 0.93 on a shared case (issue 36); a legal change of the file should leave it near 1.
+AGREEMENT = 0.8
 HEAVY = ("predict", "prepare", "train", "evaluate")
 
 
@@ -93,6 +111,27 @@ def make_base(dest: Path, source: Path | None = None) -> Path:
         affine = vol.affine.copy()
         affine[:3, 3] = vol.affine[:3, :3] @ lo + vol.affine[:3, 3]
         write_volume(Volume(np.ascontiguousarray(vol.array[box]), affine, vol.meta), case / f"fz_{m}.nii.gz")
+    return case
+
+
+RAW_CASE = "TCGA-FG-6692"
+
+
+def make_raw_base(dest: Path, source: Path | None = None) -> Path:
+    """The raw clinical case as the hospital exported it (skull on, 5.5 mm slices, each sequence on its own
+    grid), every other voxel in-plane (1.8 mm, ~128 x 112 x 26) so that its run through the raw pipeline
+    takes a minute, not three: ``dest/raw/fz_<m>.nii.gz``, int16, no label."""
+    from medseg3d.io import Volume, read_volume, write_volume
+
+    source = source or data_root() / "raw_clinical" / RAW_CASE / "raw"
+    case = dest / "raw"
+    case.mkdir(parents=True, exist_ok=True)
+    for m in MODALITIES:
+        vol = read_volume(source / f"{m}.nii.gz")
+        affine = vol.affine.copy()
+        affine[:3, :2] *= 2  # every other voxel along the two in-plane axes, same corner
+        array = np.ascontiguousarray(vol.array[::2, ::2, :].astype(np.int16))
+        write_volume(Volume(array, affine, vol.meta), case / f"fz_{m}.nii.gz")
     return case
 
 
@@ -127,10 +166,12 @@ class Input:
 
 def _copy_case(base: Path, inp: Input) -> None:
     inp.case_dir.mkdir(parents=True)
-    for m in (*MODALITIES, "seg"):
-        shutil.copyfile(base / f"fz_{m}.nii.gz", inp.case_dir / f"{inp.case}_{m}.nii.gz")
     (inp.root / "pred").mkdir()
-    shutil.copyfile(base / "fz_seg.nii.gz", inp.root / "pred" / f"{inp.case}.nii.gz")
+    for m in (*MODALITIES, "seg"):
+        if (base / f"fz_{m}.nii.gz").exists():  # the raw clinical case has no label
+            shutil.copyfile(base / f"fz_{m}.nii.gz", inp.case_dir / f"{inp.case}_{m}.nii.gz")
+    if (base / "fz_seg.nii.gz").exists():
+        shutil.copyfile(base / "fz_seg.nii.gz", inp.root / "pred" / f"{inp.case}.nii.gz")
 
 
 def _nib():
@@ -624,24 +665,41 @@ CATEGORIES = {
     "dicom_mixed_series": (b_dicom_mixed_series, IMAGE, "refuse"),
     "dicom_localiser": (b_dicom_localiser, IMAGE, "accept"),
     "derived_series": (b_derived_series, IMAGE, "accept"),
+    # the same hospital-export mishaps on the raw clinical case (own grid per sequence, skull on, thick
+    # slices), which predict takes through the raw pipeline; no label, so predict alone, and few inputs
+    "raw_dicom_missing_slices": (b_dicom_missing_slices, ("predict",), "refuse"),
+    "raw_dicom_mixed_series": (b_dicom_mixed_series, ("predict",), "refuse"),
+    "raw_dicom_localiser": (b_dicom_localiser, ("predict",), "accept"),
+    "raw_derived_series": (b_derived_series, ("predict",), "accept"),
 }
+# categories built on the raw clinical case (make_raw_base): at most this many inputs each, and a longer
+# time limit per command (registration, skull stripping and the template step come before segmenting)
+RAW_PER_CATEGORY = 2
+RAW_TIMEOUT_FACTOR = 3
 
 
 def build_inputs(
-    work: Path, base: Path, per_category: int, seed: int, categories=None, only=None
+    work: Path,
+    base: Path,
+    per_category: int,
+    seed: int,
+    categories=None,
+    only=None,
+    raw_base: Path | None = None,
 ) -> list[Input]:
-    """``per_category`` broken copies of the base case per category; ``only`` limits the commands besides
-    info."""
+    """``per_category`` broken copies of the base case per category (of ``raw_base`` for the ``raw_``
+    categories, at most ``RAW_PER_CATEGORY``); ``only`` limits the commands besides info."""
     inputs = []
     for name in categories or CATEGORIES:
         builder, commands, _ = CATEGORIES[name]
         if only is not None:  # a tuple of commands, or category -> commands
             allowed = only.get(name, ()) if isinstance(only, dict) else only
             commands = tuple(c for c in commands if c in allowed) or ("info",)
-        for k in range(per_category):
+        raw = name.startswith("raw_")
+        for k in range(min(per_category, RAW_PER_CATEGORY) if raw else per_category):
             rng = random.Random(f"{seed}-{name}-{k}")
             inp = Input(name, k, work / f"{name}-{k:02d}")
-            _copy_case(base, inp)
+            _copy_case(raw_base if raw else base, inp)
             inp.detail = builder(rng, inp)
             inp.target = next(
                 (
@@ -710,6 +768,7 @@ class Result:
     max_rss_mb: float
     message: str
     argv: list[str] = field(default_factory=list)
+    agreement: float | None = None  # predict: whole-tumour Dice against the unbroken case's prediction
 
 
 def _limit_memory(limit_bytes: int):
@@ -832,15 +891,81 @@ def run_one(inp: Input, command: str, args) -> Result:
     if args.in_process:
         rc, so, se, secs, rss = run_in_process(argv, inp.root)
     else:
-        rc, so, se, secs, rss = run_subprocess(argv, inp.root, args.timeout, int(args.mem_cap * 2**30))
+        timeout = args.timeout * (RAW_TIMEOUT_FACTOR if inp.category.startswith("raw_") else 1)
+        rc, so, se, secs, rss = run_subprocess(argv, inp.root, timeout, int(args.mem_cap * 2**30))
     outcome, message = classify(rc, so, se, out, rss, args.mem_report * 1024)
+    agreement = None
+    if (
+        command == "predict"
+        and rc in (0, 3)
+        and outcome not in ("traceback", "unclear", "leftover", "memory")
+    ):
+        agreement = _agreement(out / "pred.nii.gz", REFERENCES.get(_base_kind(inp)))
+        if rc == 0 and agreement is not None and agreement < AGREEMENT:
+            outcome, message = (
+                "wrong",
+                f"exit 0, whole tumour Dice {agreement:.3f} against the unbroken case's",
+            )
     if command == "info" and outcome == "silent":
         listed = [ln.strip()[2:] for ln in so.splitlines() if ln.startswith("    - ")]
         if listed:  # info's job is to list problems: listing them is its warning
             outcome, message = "warned", listed[0][:300]
         elif "problems: none" in so:
             message = "problems: none"
-    return Result(inp, command, outcome, rc, secs, rss, message, argv)
+    return Result(inp, command, outcome, rc, secs, rss, message, argv, agreement)
+
+
+# kind of base ("brats" or "raw") -> (whole-tumour mask, affine) of predict on the unbroken case
+REFERENCES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _base_kind(inp: Input) -> str:
+    return "raw" if inp.category.startswith("raw_") else "brats"
+
+
+def _whole_tumour(path: Path):
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    return np.asanyarray(img.dataobj) > 0, img.affine
+
+
+def _agreement(pred: Path, reference) -> float | None:
+    """Whole-tumour Dice of ``pred`` against the reference; ``None``: no reference, no file, other grid."""
+    if reference is None or not pred.is_file():
+        return None
+    try:
+        mask, affine = _whole_tumour(pred)
+    except Exception:  # noqa: BLE001 - an unreadable output is classified elsewhere (leftover / traceback)
+        return None
+    ref, ref_affine = reference
+    if mask.shape != ref.shape or not np.allclose(affine, ref_affine, atol=1e-3):
+        return None  # written on another grid (a moved channel): not comparable voxel for voxel
+    total = int(mask.sum()) + int(ref.sum())
+    return 1.0 if total == 0 else 2.0 * int((mask & ref).sum()) / total
+
+
+def make_references(work: Path, base: Path, raw_base: Path | None, args) -> None:
+    """Predict the unbroken cases once (the BraTS crop as files, the raw case as DICOM series, as the raw
+    categories give it) into ``REFERENCES``."""
+    for kind, source in (("brats", base), ("raw", raw_base)):
+        if source is None:
+            continue
+        inp = Input(f"reference_{kind}", 0, work / f"reference-{kind}")
+        _copy_case(source, inp)
+        if kind == "raw":
+            _as_dicom(inp)
+        out = inp.root / "out_predict"
+        out.mkdir()
+        argv = command_args(inp, "predict", out)
+        if args.in_process:
+            rc, _, err, _, _ = run_in_process(argv, inp.root)
+        else:
+            timeout = args.timeout * (RAW_TIMEOUT_FACTOR if kind == "raw" else 1)
+            rc, _, err, _, _ = run_subprocess(argv, inp.root, timeout, int(args.mem_cap * 2**30))
+        if rc not in (0, 3):
+            raise RuntimeError(f"predict on the unbroken {kind} case failed ({rc}): {err[-500:]}")
+        REFERENCES[kind] = _whole_tumour(out / "pred.nii.gz")
 
 
 # ---------------------------------------------------------------------------------------------- reporting
@@ -870,6 +995,7 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         "review": "V",
         "warned": "W",
         "silent": "S",
+        "wrong": "Z",
         "traceback": "T",
         "unclear": "U",
         "leftover": "L",
@@ -894,10 +1020,13 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
         "",
         (
             "Cells: R refused (one line, nothing left), V written with exit 3 (a quality check fired: "
-            "review), W exit 0 with a warning (info: problems listed), S accepted silently, T traceback, U "
-            "exit != 0 without one clear line (or a warning on standard output), L output left behind, "
-            "M memory, X timeout."
+            "review), W exit 0 with a warning (info: problems listed), S accepted silently, Z exit 0 but the "
+            f"whole tumour differs from the unbroken case's (Dice < {AGREEMENT}), T traceback, U exit != 0 "
+            "without one clear line (or a warning on standard output), L output left behind, M memory, "
+            "X timeout."
         ),
+        "",
+        _agreement_line(results),
         "",
         "| category | expected | " + " | ".join(commands) + " |",
         "|---|---|" + "---|" * len(commands),
@@ -923,9 +1052,11 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
     wrongly_refused = [r for r in results if r.outcome == "refused" and expected(r) == "accept"]
     # what a batch cannot see: predict wrote a result, said a warning, and exited 0
     quiet_doubt = [r for r in results if r.command == "predict" and r.outcome == "warned"]
+    wrong = [r for r in results if r.outcome == "wrong"]
     for title, rows in (
         ("Tracebacks, unclear exits, leftovers, memory, timeouts", bad),
         ("`predict` exit 0 with a warning (a batch reading exit codes would not see it)", quiet_doubt),
+        (f"`predict` exit 0 with a whole tumour unlike the unbroken case's (Dice < {AGREEMENT})", wrong),
         ("`info` said 'problems: none' where another command refused", info_silent),
         ("Accepted silently although the input is broken", should_refuse),
         ("Refused although the input is legal", wrongly_refused),
@@ -937,6 +1068,18 @@ def report(results: list[Result], seconds: float, seed: int) -> str:
             if r.outcome != "silent" or title.startswith("Accepted"):
                 lines.append(f"  reproduce: `medseg3d {' '.join(_quote(a) for a in r.argv)}` in {r.inp.root}")
     return "\n".join(lines) + "\n"
+
+
+def _agreement_line(results: list[Result]) -> str:
+    scores = sorted(r.agreement for r in results if r.agreement is not None)
+    if not scores:
+        return "predict: no output compared with the unbroken case's"
+    low = sum(s < AGREEMENT for s in scores)
+    return (
+        f"predict outputs compared with the unbroken case's (whole tumour Dice): {len(scores)}, lowest "
+        f"{scores[0]:.3f}, median {scores[len(scores) // 2]:.3f}, below {AGREEMENT}: {low} (exit 0 among "
+        f"them: {sum(r.outcome == 'wrong' for r in results)})"
+    )
 
 
 def _categories_used(results: list[Result]) -> list[str]:
@@ -963,8 +1106,14 @@ def run(
     args = args or argparse.Namespace(in_process=False, timeout=120.0, mem_cap=6.0, mem_report=2.0)
     start = time.monotonic()
     base = make_base(work / "base")
-    inputs = build_inputs(work / "inputs", base, per_category, seed, categories, only)
+    raw_base = (
+        make_raw_base(work / "base") if any(c.startswith("raw_") for c in categories or CATEGORIES) else None
+    )
+    inputs = build_inputs(work / "inputs", base, per_category, seed, categories, only, raw_base)
     jobs_list = [(inp, c) for inp in inputs for c in inp.commands]
+    REFERENCES.clear()
+    if any(c == "predict" for _, c in jobs_list):
+        make_references(work / "reference", base, raw_base, args)
     results: list[Result] = []
 
     def task(item):
@@ -991,7 +1140,10 @@ def run(
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--per-category", type=int, default=12, help="inputs per category (default 12: 348 inputs)"
+        "--per-category",
+        type=int,
+        default=12,
+        help="inputs per category (default 12: 404 inputs, the raw_ categories 2 each)",
     )
     ap.add_argument("--categories", help="comma-separated subset of: " + ", ".join(CATEGORIES))
     ap.add_argument("--seed", type=int, default=0)

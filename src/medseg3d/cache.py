@@ -237,7 +237,7 @@ def prepare_dataset(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; --out must be a folder")
-    cases = find_cases(root, layout=layout, modalities=modalities)
+    cases = find_cases(root, layout=layout, modalities=modalities, complete=True)
     modalities = cases[0].modalities
     try:
         out.mkdir(parents=True, exist_ok=True)

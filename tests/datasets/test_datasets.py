@@ -130,6 +130,73 @@ def test_missing_modality_is_a_clear_error(brats_root, tmp_path):
     assert find_cases(tmp_path, modalities="flair")[0].modalities == ("flair",)
 
 
+def test_a_sequence_no_case_has_is_missing_not_a_smaller_dataset(tmp_path):
+    """Issue 36 (fuzz, missing-02): a one-case dataset without its FLAIR file trained a three-channel model
+    with exit 0, the dataset's channels being those its cases had."""
+    one = tmp_path / "one"
+    _synthetic_brats_case(one, "c1", ("t1", "t1ce", "t2"))
+    (case,) = find_cases(one)
+    assert case.modalities == BRATS_MODALITIES and case.missing() == ["flair"]
+    assert any("flair" in p and "missing" in p for p in check_case(case))  # info lists it
+    with pytest.raises(InputError) as e:
+        find_cases(one, complete=True)  # what training and the cache ask for
+    _one_line(e, "case c1 has no flair file", "c1_flair.nii.gz", "--modalities t1,t1ce,t2")
+    (chosen,) = find_cases(one, modalities="t1,t1ce,t2", complete=True)
+    assert chosen.modalities == ("t1", "t1ce", "t2")
+    assert "no case has a flair file" in chosen.meta["note"] and "--modalities" in chosen.meta["note"]
+    for cid in ("d1", "d2"):
+        _synthetic_brats_case(tmp_path / "no_t2", cid, ("flair", "t1", "t1ce"))
+    with pytest.raises(InputError) as e:
+        find_cases(tmp_path / "no_t2", complete=True)
+    _one_line(e, "none of the 2 cases has a t2 file", "--modalities flair,t1,t1ce")
+    # a case lacking what another case has: that case's file is missing, said when it is read (as before)
+    _synthetic_brats_case(one, "c2", ("flair", "t1", "t1ce"))
+    assert [c.missing() for c in find_cases(one, complete=True)] == [["flair"], ["t2"]]
+
+
+def test_a_background_other_than_zero_is_moved_to_zero(tmp_path):
+    """Fuzz (negative_values): a FLAIR whose background was -5000 made the whole volume 'brain' for the
+    normalisation, and predict's whole tumour overlapped the unbroken case's by Dice 0.51 (-30000: 0.23), with
+    exit 0; it now agrees with it voxel for voxel."""
+    from medseg3d.datasets.case import background_at_zero
+
+    image = _rand((20, 20, 20))  # background: the first two slices, 10% of the volume
+    folder = _synthetic_brats_case(tmp_path, "c1", shape=(20, 20, 20))
+    _nifti(folder / "c1_flair.nii.gz", np.where(image != 0, image - 500, -5000).astype(np.int16))
+    (case,) = find_cases(tmp_path)
+    loaded, _, _ = case.load()
+    flair = loaded[0]
+    assert flair.min() == 0 and np.array_equal(flair == 0, image == 0)
+    tissue = image[image != 0]
+    np.testing.assert_array_equal(flair[image != 0], tissue - tissue.min() + 1)  # the offset undone, no more
+    # left alone: a background at 0 (with negative interpolation values beside it), and an image without a
+    # fill at its minimum (a crop inside the head, values all different)
+    with_zero = Volume(np.where(image != 0, image - 600, 0).astype(np.int16), np.eye(4))
+    assert background_at_zero(with_zero) is with_zero
+    smooth = Volume(np.random.default_rng(1).normal(-3.0, 1.0, (20, 20, 20)).astype(np.float32), np.eye(4))
+    assert background_at_zero(smooth) is smooth
+
+
+def test_values_that_wrapped_around_a_small_type_are_refused(brats_root, tmp_path):
+    """Fuzz (wrong_dtype-04): a T1 cast to uint8 wrapped around modulo 256, and predict's whole tumour
+    overlapped the right one by Dice 0.53, with exit 0."""
+    from medseg3d.datasets.case import wrapped_share
+
+    t1 = read_volume(brats_root / CASE / f"{CASE}_t1.nii.gz")
+    box = (slice(60, 180), slice(60, 180), slice(40, 110))
+    wrapped = (t1.array[box].astype(np.int64) % 256).astype(np.uint8)
+    scaled = np.round(t1.array[box] / t1.array.max() * 255).astype(np.uint8)  # an 8-bit export done right
+    assert wrapped_share(wrapped) > 0.02 and wrapped_share(scaled) < 0.001
+    assert wrapped_share(t1.array) == 0.0  # int16, 0-~700: no pair can differ by 32768
+    assert wrapped_share(wrapped.astype(np.float32)) == 0.0  # floats do not wrap
+    folder = _synthetic_brats_case(tmp_path, "c1", shape=wrapped.shape)
+    _nifti(folder / "c1_t1.nii.gz", wrapped)
+    (case,) = find_cases(tmp_path)
+    with pytest.raises(InputError) as e:
+        case.load()
+    _one_line(e, "case c1: channel t1", "wrapped around", "uint8", "wider type")
+
+
 def test_single_case_folder(brats_root):
     cases = find_cases(brats_root / CASE)
     assert [c.case_id for c in cases] == [CASE]

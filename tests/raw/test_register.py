@@ -172,3 +172,16 @@ def test_a_mask_given_as_a_scan_is_refused_as_an_image(brats_root):
         "channel t1ce: holds only the values 0, 1: a mask or label map, not an MR scan; "
         "give the t1ce image itself"
     )
+
+
+def test_loading_the_skull_stripper_prints_no_deprecation_notice(recwarn, monkeypatch):
+    """Fuzz (raw DICOM exports): torch.jit's notice from deepbet's loading reached standard error, and a
+    clean result read as 'exit 0 with a warning'."""
+    import warnings
+
+    from medseg3d.raw import skullstrip
+
+    monkeypatch.setattr(skullstrip, "_MODEL", None)
+    warnings.simplefilter("always")
+    assert skullstrip._extractor() is not None
+    assert not [str(w.message) for w in recwarn if issubclass(w.category, DeprecationWarning)]

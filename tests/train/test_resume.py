@@ -392,6 +392,25 @@ def test_skip_bad_cases_trains_on_the_rest_and_records_them(dataset_with_a_bad_c
     assert sorted(config["train_cases"] + config["val_cases"]) == ["s0", "s1", "s2"]
 
 
+def test_a_dataset_without_a_sequence_is_refused_unless_the_user_chose_the_others(tmp_path, capsys):
+    """Issue 36 (fuzz, missing-02): one case without its FLAIR file trained a three-channel model, exit 0."""
+    (synthetic_case(tmp_path / "ds", "s0", 0) / "s0_flair.nii.gz").unlink()
+    folders = ["train", str(tmp_path / "ds"), "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c")]
+    args = [*folders, "--preset", "quick", "--epochs", "1", "--downsample", "1", "--quiet"]
+    assert main(args) == 2
+    line = _one_line_error(capsys)
+    assert "case s0 has no flair file" in line and "--modalities t1,t1ce,t2" in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "c").exists()
+    assert main(args + ["--modalities", "t1,t1ce,t2"]) == 0
+    said = capsys.readouterr()
+    assert (
+        "no case has a flair file; the channels are t1, t1ce, t2, as --modalities chose"
+        in said.out + said.err
+    )
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config["modalities"] == ["t1", "t1ce", "t2"]
+
+
 # ------------------------------------------------------------------------------------------------ the cache
 
 
@@ -418,6 +437,20 @@ def test_a_prepared_cache_with_other_settings_is_refused(dataset, tmp_path, caps
     line = _one_line_error(capsys)
     assert code == 2 and "holds a cache made with other settings (preprocess.downsample 2.0 -> 1.0" in line
     assert "use another --cache folder" in line and not (tmp_path / "run").exists()
+
+
+def test_cache_with_a_bad_case_prepares_the_rest_and_exits_2_naming_it(
+    dataset_with_a_bad_case, tmp_path, capsys
+):
+    """The exit-code contract (status 1 is a bug, 2 refused input): cache said a failed case on standard
+    output and exited 1."""
+    code = main(["cache", str(dataset_with_a_bad_case), "--out", str(tmp_path / "c"), "--workers", "1"])
+    said = capsys.readouterr()
+    errors = [ln for ln in said.err.splitlines() if ln.startswith("medseg3d: error: ")]
+    assert (
+        code == 2 and len(errors) == 1 and "failed s9_broken: " in errors[0] and "s9_broken" not in said.out
+    )
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["cache.json", "s0", "s1", "s2"]
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +110,40 @@ def test_refusal_with_output_left_is_leftover(tmp_path):
     (tmp_path / "cache" / "case").mkdir(parents=True)
     outcome, message = _fuzz().classify(2, "", "medseg3d: error: bad", tmp_path, 0.0, 2048)
     assert outcome == "leftover" and "cache/case" in message
+
+
+def test_agreement_with_the_unbroken_case(tmp_path):
+    """The fuzz's test for a silently wrong exit 0: whole-tumour Dice against the unbroken case's output."""
+    import nibabel as nib
+
+    fuzz = _fuzz()
+    ref = np.zeros((8, 8, 8), np.uint8)
+    ref[2:6, 2:6, 2:6] = 2  # 64 voxels
+    half = ref.copy()
+    half[2:4] = 0  # 32 of them, as label 4 below: the whole tumour ignores which label
+    half[half > 0] = 4
+    for name, array, affine in (
+        ("same", ref, np.eye(4)),
+        ("half", half, np.eye(4)),
+        ("moved", ref, np.diag([2.0, 2.0, 2.0, 1.0])),
+    ):
+        nib.save(nib.Nifti1Image(array, affine), str(tmp_path / f"{name}.nii.gz"))
+    reference = fuzz._whole_tumour(tmp_path / "same.nii.gz")
+    assert fuzz._agreement(tmp_path / "same.nii.gz", reference) == 1.0
+    assert fuzz._agreement(tmp_path / "half.nii.gz", reference) == 2 * 32 / (32 + 64)
+    assert fuzz._agreement(tmp_path / "moved.nii.gz", reference) is None  # another grid: not compared
+    assert fuzz._agreement(tmp_path / "absent.nii.gz", reference) is None
+    assert fuzz._agreement(tmp_path / "same.nii.gz", None) is None
+
+
+def test_raw_base_is_the_clinical_export_at_half_resolution_in_plane(data_root, tmp_path):
+    import nibabel as nib
+
+    fuzz = _fuzz()
+    case = fuzz.make_raw_base(tmp_path, data_root / "raw_clinical" / "TCGA-FG-6692" / "raw")
+    for m in fuzz.MODALITIES:
+        full = nib.load(str(data_root / "raw_clinical" / "TCGA-FG-6692" / "raw" / f"{m}.nii.gz"))
+        half = nib.load(str(case / f"fz_{m}.nii.gz"))
+        assert half.shape == tuple((n + 1) // 2 for n in full.shape[:2]) + (full.shape[2],)
+        assert np.allclose(half.header.get_zooms()[:2], 2 * np.array(full.header.get_zooms()[:2]), rtol=1e-4)
+        assert np.allclose(half.affine[:3, 3], full.affine[:3, 3])  # same corner voxel

@@ -15,13 +15,23 @@ import sys
 from ..errors import MedsegError
 from . import data, node, predicting, training
 
+EXIT_STATUS = """exit status, every command:
+  0  done (predict: every output written and no quality check fired)
+  3  predict: every output written, but a quality check fired for a case: look at it (see
+     medseg3d predict --help); send: some files refused by the node
+  2  refused: the input or an option, one 'medseg3d: error:' line on standard error, nothing half-written
+  1  anything else: a bug (please report it); 130 interrupted"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg3d`` argument parser, one sub-command per ``add_*`` of the cli modules."""
     from .. import __version__
 
     p = argparse.ArgumentParser(
-        prog="medseg3d", description="3D CNN segmentation of medical images (Kayalibay et al. 2017)."
+        prog="medseg3d",
+        description="3D CNN segmentation of medical images (Kayalibay et al. 2017).",
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"medseg3d {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

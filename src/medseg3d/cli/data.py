@@ -18,8 +18,9 @@ def cmd_info(args) -> None:
     print(describe(args.path, layout=args.layout))
 
 
-def cmd_cache(args) -> None:
-    """``medseg3d cache`` (alias ``prepare``): build the training cache; exits 1 when a case failed."""
+def cmd_cache(args) -> int:
+    """``medseg3d cache`` (alias ``prepare``): build the training cache; returns 2 when a case failed (each
+    named on standard error), else 0."""
     from ..cache import prepare_dataset
 
     if args.command == "prepare":  # the command's old name, kept as an alias for one release
@@ -39,10 +40,9 @@ def cmd_cache(args) -> None:
         f"prepared {len(summary['prepared'])}, skipped {len(summary['skipped'])} (already done), "
         f"failed {len(summary['failed'])} -> {args.out}"
     )
-    for case, reason in summary["failed"].items():
-        print(f"  failed {case}: {reason}")
-    if summary["failed"]:
-        sys.exit(1)
+    for case, reason in summary["failed"].items():  # refused input, as every command's: stderr, status 2
+        print(f"medseg3d: error: failed {case}: {reason}", file=sys.stderr)
+    return 2 if summary["failed"] else 0
 
 
 def cmd_split(args) -> None:

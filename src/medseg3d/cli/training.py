@@ -27,7 +27,9 @@ def cmd_train(args) -> None:
     from ..train import TrainConfig, train
 
     try:  # say what the layout assumed (e.g. nnU-Net's channel order) before hours of training on it
-        cases = find_cases(args.dataset, layout=args.layout) if args.dataset else []
+        cases = (
+            find_cases(args.dataset, layout=args.layout, modalities=args.modalities) if args.dataset else []
+        )
     except InputError:
         cases = []  # train reports the dataset's problem itself
     for note in layout_notes(cases):

@@ -186,9 +186,14 @@ def _brats_case(folder: Path) -> Case | None:
 
 
 def _fill_missing(cases: list[Case], expected_path) -> list[Case]:
-    """Give every case the modalities any case has (BraTS order), pointing missing ones at
-    ``expected_path``."""
+    """Give every case the modalities any case has (BraTS order), pointing missing ones at ``expected_path``.
+
+    Files named by BraTS sequence stand for a BraTS dataset: one that names some of the four gets all four, so
+    that a sequence no case has (a one-case dataset without its FLAIR file) is missing, not a smaller dataset.
+    """
     present = {m for c in cases for m in c.channels}
+    if present & set(BRATS_MODALITIES):
+        present |= set(BRATS_MODALITIES)
     order = [m for m in BRATS_MODALITIES if m in present] + sorted(present - set(BRATS_MODALITIES))
     for c in cases:
         c.channels = {m: c.channels[m] if m in c.channels else expected_path(c, m) for m in order}
@@ -477,6 +482,7 @@ def find_cases(
     modalities=None,
     require_label: bool = False,
     split: str = "Tr",
+    complete: bool = False,
 ) -> list[Case]:
     """All cases of the dataset at ``root`` (folder or CSV), channels in order, optionally a modality subset.
 
@@ -490,6 +496,16 @@ def find_cases(
         modalities: channels to keep, in order (e.g. ``"flair,t1ce"``); ``None`` keeps all.
         require_label: raise if a case has no label file (training needs them).
         split: for nnU-Net layouts, ``"Tr"`` or ``"Ts"``.
+        complete: refuse a dataset in which no case has a file for one of its channels (a BraTS-named one
+            without any FLAIR file), unless ``modalities`` chose the channels; a chosen subset that leaves
+            such a channel out is said in each case's ``meta["note"]``.
+
+    Returns:
+        The cases, in the layout's order.
+
+    Raises:
+        InputError: no such dataset, no cases, a case id twice, a chosen modality missing, a case without
+            a label under ``require_label``, a channel absent everywhere under ``complete``.
     """
     root = Path(root)
     if not root.exists():
@@ -519,7 +535,18 @@ def find_cases(
                 "give every case a unique name"
             )
         seen[c.case_id] = c
+    absent = absent_channels(cases)
+    if absent and complete and modalities is None:
+        raise InputError(_absent_message(root, cases, absent))
     cases = [c.select(modalities) for c in cases]
+    left_out = [m for m in absent if m not in cases[0].channels]
+    if left_out and modalities is not None:  # the user chose to do without them: said once, not hidden
+        note = (
+            f"no case has a {', '.join(left_out)} file; the channels are {', '.join(cases[0].channels)}, "
+            "as --modalities chose"
+        )
+        for c in cases:
+            c.meta["note"] = "; ".join(n for n in (c.meta.get("note"), note) if n)
     if require_label:
         unlabelled = [c.case_id for c in cases if c.label is None]
         if unlabelled:
@@ -528,6 +555,30 @@ def find_cases(
                 "training needs labels"
             )
     return cases
+
+
+def absent_channels(cases: list[Case]) -> list[str]:
+    """The channels that no case of ``cases`` has a file for (their paths are where the file was expected).
+
+    Args:
+        cases: cases of one dataset, every one with the same channels (as :func:`find_cases` gives them).
+
+    Returns:
+        Those channels' names, in channel order; empty when every channel has a file in some case.
+    """
+    if not cases:
+        return []
+    return [m for m in cases[0].channels if all(m in c.missing() for c in cases)]
+
+
+def _absent_message(root: Path, cases: list[Case], absent: list[str]) -> str:
+    first = cases[0]
+    found = [m for m in first.channels if m not in absent]
+    who = f"case {first.case_id} has no" if len(cases) == 1 else f"none of the {len(cases)} cases has a"
+    return (
+        f"{root}: {who} {', '.join(absent)} file (expected e.g. {shown_name(first.channels[absent[0]])}); "
+        f"add it, or choose the sequences found with --modalities {','.join(found) or '...'}"
+    )
 
 
 def _where(case: Case) -> str:

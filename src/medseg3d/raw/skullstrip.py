@@ -20,19 +20,21 @@ _MODEL = None
 def _extractor():
     global _MODEL
     if _MODEL is None:
-        try:
-            import warnings
+        import warnings
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.jit deprecation notices
-                from deepbet import BrainExtraction
-        except ImportError as exc:  # pragma: no cover - deepbet is a dependency
-            raise InputError(
-                "skull stripping needs the package deepbet; reinstall medseg3d (pip install medseg3d)"
-            ) from exc
         import torch
 
-        _MODEL = BrainExtraction(no_gpu=not torch.cuda.is_available())
+        # torch.jit's deprecation notices, raised on import and when deepbet loads its networks: about
+        # deepbet's code, nothing a user of medseg3d can act on (a batch would read them as a doubt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                from deepbet import BrainExtraction
+            except ImportError as exc:  # pragma: no cover - deepbet is a dependency
+                raise InputError(
+                    "skull stripping needs the package deepbet; reinstall medseg3d (pip install medseg3d)"
+                ) from exc
+            _MODEL = BrainExtraction(no_gpu=not torch.cuda.is_available())
     return _MODEL
 
 
