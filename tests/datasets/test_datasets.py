@@ -177,6 +177,23 @@ def test_a_background_other_than_zero_is_moved_to_zero(tmp_path):
     assert background_at_zero(smooth) is smooth
 
 
+def test_a_ct_channel_keeps_its_hounsfield_units(tmp_path):
+    """CT is on an absolute scale: its air background (-1000 HU or the scanner's -1024 fill) is not moved to 0
+    as an MR image's fill is."""
+    images = tmp_path / "imagesTr"
+    images.mkdir()
+    (tmp_path / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1}})
+    )
+    hu = np.full((20, 20, 20), -1024, dtype=np.int16)
+    hu[4:16, 4:16, 4:16] = np.random.default_rng(0).integers(-200, 300, (12, 12, 12))
+    _nifti(images / "ct_001_0000.nii.gz", hu)
+    (case,) = find_cases(tmp_path)
+    assert list(case.channels) == ["ct"]
+    image, _, _ = case.load(with_label=False)
+    np.testing.assert_array_equal(image[0], hu)
+
+
 def test_values_that_wrapped_around_a_small_type_are_refused(brats_root, tmp_path):
     """Fuzz (wrong_dtype-04): a T1 cast to uint8 wrapped around modulo 256, and predict's whole tumour
     overlapped the right one by Dice 0.53, with exit 0."""

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import Volume, check_path, mask_like, read_volume
 from .channel_order import order_warning
-from .names import BRATS_MODALITIES, normalise_modalities
+from .names import BRATS_MODALITIES, CT_NAMES, normalise_modalities
 
 
 @dataclass
@@ -123,7 +123,8 @@ class Case:
                     "when stored in too small a type; export the image again with a wider type (e.g. int16 "
                     "or float32)"
                 )
-            yield name, path, background_at_zero(vol)
+            # CT is on an absolute scale (air -1000 HU is its background): only MR magnitude images are moved
+            yield name, path, vol if name.strip().lower() in CT_NAMES else background_at_zero(vol)
 
     def load(self, with_label: bool = True) -> tuple[np.ndarray, Volume, np.ndarray | None]:
         """Read all channels (and the label). Returns ``(image (C, X, Y, Z) float32, reference Volume,

@@ -9,6 +9,9 @@ from ..errors import InputError
 from ..io import strip_image_suffix
 
 BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
+CT_NAMES = ("ct",)
+"""Channel names (lower case) that are CT: intensities on an absolute scale (Hounsfield units), never
+shifted or z-scored as MR magnitude images are."""
 MODALITY_ALIASES = {
     "t1c": "t1ce",
     "t1gd": "t1ce",

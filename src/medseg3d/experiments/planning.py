@@ -37,6 +37,7 @@ import numpy as np
 
 from ..datasets import Case, dataset_labels, find_cases
 from ..datasets.dataset_json import read_dataset_json
+from ..datasets.names import CT_NAMES
 from ..errors import InputError
 
 PATCH_VOXELS = 64**3  # a patch a 2-core CPU trains a step on in about a second with the paper's network
@@ -46,7 +47,6 @@ MIN_EDGE = 4
 MAX_LEVELS = 5
 MAX_BATCH = 8
 MAX_MEASURED = 40
-CT_NAMES = ("ct",)
 # iterations of one plan's training: 50 per epoch, validation every 10 epochs; the budget is the caller's
 ITERS_PER_EPOCH = 50
 DEFAULT_EPOCHS = 100
