@@ -133,6 +133,7 @@ def test_crossval_end_to_end_resume_report_and_bundle(tmp_path, monkeypatch, cap
     )
     assert "calibration" in meta and card["calibration"]["cases"] == 4
     assert card["postprocessing"]["mirror"] is choice["chosen_mirror"]
+    assert "state no licence" in card["licence"]  # the tiny dataset.json states none: the card says so
     assert meta["inference"].get("mirror", False) is choice["chosen_mirror"]  # the file runs as it was scored
     assert main(["bundle", str(run), "-o", str(model)]) == 2  # exists
     out = tmp_path / "pred.nii.gz"
@@ -208,3 +209,16 @@ def test_setup_takes_a_given_split_and_refuses_one_for_other_cases(tmp_path):
     with pytest.raises(InputError, match="leave --folds out"):
         setup(data, tmp_path / "other", folds=3, split_file=tmp_path / "given.json")
     assert not (tmp_path / "other").exists()
+
+
+def test_the_card_carries_the_data_licence_from_dataset_json(tmp_path):
+    from medseg3d.experiments.crossval.bundle import data_licence
+
+    info = {"name": "Hippocampus", "licence": "CC BY-SA 4.0", "reference": "Simpson et al. 2019"}
+    (tmp_path / "dataset.json").write_text(json.dumps(info))
+    assert data_licence(tmp_path) == (
+        "trained on Hippocampus data under CC BY-SA 4.0, whose terms the model inherits; "
+        "cite Simpson et al. 2019"
+    )
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
+    assert "state no licence" in data_licence(tmp_path) and tmp_path.name in data_licence(tmp_path)

@@ -101,6 +101,28 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
     }
 
 
+def data_licence(dataset: Path) -> str:
+    """What the card says of the terms the model inherits from its training data: the ``licence`` and
+    ``reference`` of the dataset's ``dataset.json`` where it states them.
+
+    Args:
+        dataset: the training dataset's folder.
+
+    Returns:
+        One sentence; where nothing is stated, a sentence asking the bundler to state it.
+    """
+    info = _json(dataset / "dataset.json") or {}
+    licence, reference = info.get("licence") or info.get("license"), info.get("reference")
+    if not licence:
+        return (
+            f"the training data ({dataset.name}) state no licence; the model inherits the data's terms: "
+            "state them in this card before sharing the file"
+        )
+    cite = f"; cite {reference}" if reference else ""
+    name = info.get("name") or dataset.name
+    return f"trained on {name} data under {licence}, whose terms the model inherits{cite}"
+
+
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -177,6 +199,7 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         "settings": record["settings"],
         "plan": plan["reasons"] if plan else None,
         "training_time": _training_time(run, record, timing),
+        "licence": data_licence(Path(record["dataset"])),
         "cross_validation": scores
         | {
             "what": "held-out cases of each fold, segmented by that fold's members exactly "
