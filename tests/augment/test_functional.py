@@ -227,6 +227,55 @@ def test_low_resolution_of_a_linear_ramp_is_the_ramp_shifted_by_half_a_voxel():
     assert float((out[0] - image[0]).abs().max()) <= sum(abs(g) for g in gradient) + tolerance
 
 
+def test_thick_slices_keep_a_ramp_along_the_slab_axis_and_what_does_not_vary_along_it():
+    """Area averaging over slabs of 2 voxels, then linear interpolation back (align_corners=False): a linear
+    ramp along the slab axis comes back as itself inside (slab j holds the ramp at 2j + 0.5, which lands at
+    voxel 2j + 0.5); the first and last voxels read the clamped edge slab, half a voxel's step off. A channel
+    that does not vary along its slab axis comes back unchanged. Other channels are untouched."""
+    n = 16
+    u = torch.arange(n, dtype=torch.float32)
+    x, y, z = torch.meshgrid(u, u, u, indexing="ij")
+    ramp_z = 3.0 * z + 2.0 * x + 40.0  # varies along axis 2 (and 0)
+    image = torch.stack([ramp_z, ramp_z, 2.0 * y + 10.0])
+    out = A.thick_slices(image, [2.0, 1.0, 2.0], [2, 2, 0])
+    assert out.shape == image.shape and out.dtype == image.dtype
+    # a weighted sum of a few float32 values of magnitude <= max|image|
+    tolerance = 8 * torch.finfo(torch.float32).eps * float(image.abs().max())
+    inner = (slice(None), slice(None), slice(1, n - 1))
+    assert float((out[0][inner] - image[0][inner]).abs().max()) <= tolerance
+    assert float((out[0][..., 0] - image[0][..., 0]).abs().max()) == pytest.approx(1.5, abs=tolerance)
+    assert torch.equal(out[1], image[1])  # thickness 1: unchanged
+    assert float((out[2] - image[2]).abs().max()) <= tolerance  # channel 2 does not vary along axis 0
+    assert A.thick_slices(image, 1.0, 0) is image
+
+
+def test_thick_slices_spread_a_thin_bright_slice_and_keep_the_background():
+    image = torch.full((1, 12, 12, 12), 1.0)
+    image[0, :, :, 6] = 5.0
+    image[0, 0] = 0.0  # background: one face
+    out = A.thick_slices(image, 3.0, 2)
+    profile = out[0, 6, 6]
+    assert float(profile.max()) < 5.0 and float(profile[6]) > 1.0  # blurred along z only
+    assert float(profile[5]) > 1.0 or float(profile[7]) > 1.0
+    assert torch.equal(out[0, 0], torch.zeros(12, 12))  # the background stays 0
+    torch.testing.assert_close(out[0, 1:, :, 0], image[0, 1:, :, 0])  # far from the slice: unchanged
+
+
+@pytest.mark.parametrize(
+    ("thickness", "axis", "fragment"),
+    [
+        (0.5, 0, "slice thickness must be finite and >= 1"),
+        (2.0, 3, "slice axis must be one of 0..2"),
+        (2.0, [0, 1, 2], "slice axis must be one of 0..2"),
+        (float("nan"), 0, "finite"),
+    ],
+)
+def test_thick_slices_refuse_bad_settings(thickness, axis, fragment):
+    image, _ = _sample()
+    with pytest.raises(InputError, match=fragment.replace(".", r"\.")):
+        A.thick_slices(image, thickness, axis)
+
+
 def test_contrast_known_answer_mean_and_range():
     image = torch.zeros(1, 4, 4, 4)
     image[0, :2] = 1.0

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from medseg3d import augment as A
+from medseg3d.errors import InputError
 
 from .samples import gen as _gen
 from .samples import regions as _regions
@@ -129,6 +130,7 @@ def test_invert_geometry_undoes_rotation_and_scaling_inside_the_volume():
 NEW_RANDOM = {
     "blur": lambda p, pc: A.RandomBlur((0.5, 1.0), p=p, p_per_channel=pc),
     "low_resolution": lambda p, pc: A.RandomLowResolution((1.0, 2.0), p=p, p_per_channel=pc),
+    "thick_slices": lambda p, pc: A.RandomThickSlices((1.5, 2.75), p=p, p_per_channel=pc),
     "contrast": lambda p, pc: A.RandomContrast((0.75, 1.25), p=p),
     "intensity": lambda p, pc: A.RandomBrightness((0.75, 1.25), p=p),
     "gamma": lambda p, pc: A.RandomGamma((0.7, 1.5), p=p, invert=True),
@@ -175,6 +177,14 @@ def test_per_channel_draws_choose_channels_and_stay_in_their_ranges():
     assert none == {}
     _, _, shared = A.RandomLowResolution(p=1.0, per_channel=False)(image, None, _gen(0))
     assert len(set(shared["factor"])) == 1 and len(shared["factor"]) == 4
+    axes = set()
+    for seed in range(20):
+        _, _, thick = A.RandomThickSlices((1.5, 2.75), p=1.0, p_per_channel=1.0)(image, None, _gen(seed))
+        assert all(1.5 <= t <= 2.75 for t in thick["thickness"]) and len(thick["axis"]) == 4
+        axes.update(thick["axis"])
+    assert axes == {0, 1, 2}  # every channel its own axis, all of them drawn
+    with pytest.raises(InputError, match="thickness_range must be >= 1"):
+        A.RandomThickSlices((0.5, 2.0))
 
 
 def test_strong_preset_draws_every_op_of_its_recipe_within_its_ranges():
@@ -215,3 +225,11 @@ def test_strong_preset_draws_every_op_of_its_recipe_within_its_ranges():
         "gamma+inverted",
         "flip",
     }
+
+
+def test_strong_thick_is_strong_with_thick_slices_after_the_low_resolution():
+    strong = [type(t).__name__ for t in A.build_augment("strong").transforms]
+    thick = [type(t).__name__ for t in A.build_augment("strong-thick").transforms]
+    at = strong.index("RandomLowResolution") + 1
+    assert thick == strong[:at] + ["RandomThickSlices"] + strong[at:]
+    assert "strong-thick" in A.PRESETS

@@ -16,7 +16,7 @@ Layers, as in TorchIO, one module each:
   that only draw parameters from the ``torch.Generator`` they are given and return
   ``(image, label, record)`` (``{}`` when nothing was applied).
 * :mod:`~medseg3d.augment.compose`: :class:`Compose`, :class:`PaperAugment` (Kayalibay et al. 2017) and
-  :func:`build_augment` ("none", "paper", "default", "strong").
+  :func:`build_augment` ("none", "paper", "default", "strong", "strong-thick").
 
 Example:
     >>> import torch
@@ -40,6 +40,7 @@ from .functional import (
     intensity,
     low_resolution,
     rotate_scale,
+    thick_slices,
 )
 from .params import (
     AugmentParams,
@@ -51,6 +52,7 @@ from .params import (
     LowResolutionParams,
     NoiseParams,
     RotateScaleParams,
+    ThickSliceParams,
     apply_params,
     invert_geometry,
     params_from_dict,
@@ -67,6 +69,7 @@ from .random import (
     RandomRotateScale,
     RandomRotation,
     RandomScale,
+    RandomThickSlices,
     RandomTransform,
 )
 from .resample import PLANES, rotation_matrix
@@ -95,8 +98,10 @@ __all__ = [
     "RandomRotateScale",
     "RandomRotation",
     "RandomScale",
+    "RandomThickSlices",
     "RandomTransform",
     "RotateScaleParams",
+    "ThickSliceParams",
     "apply_params",
     "build_augment",
     "contrast",
@@ -111,4 +116,5 @@ __all__ = [
     "params_from_dict",
     "rotate_scale",
     "rotation_matrix",
+    "thick_slices",
 ]

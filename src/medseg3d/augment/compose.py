@@ -22,6 +22,7 @@ from .random import (
     RandomLowResolution,
     RandomNoise,
     RandomRotateScale,
+    RandomThickSlices,
     randint,
     uniform,
 )
@@ -125,7 +126,7 @@ class PaperAugment:
 
 
 #: The named pipelines of :func:`build_augment`.
-PRESETS = ("none", "paper", "default", "strong")
+PRESETS = ("none", "paper", "default", "strong", "strong-thick")
 
 
 def build_augment(name: str) -> Compose | PaperAugment:
@@ -158,6 +159,10 @@ def build_augment(name: str) -> Compose | PaperAugment:
 
       Gamma and contrast draw below 1 and above 1 equally often. Every intensity op leaves the background
       (0 in every channel) at 0, so the brain mask the network sees is the one of the input.
+    * ``"strong-thick"`` (issue #40, lever 5): ``"strong"`` plus thick slices after the low resolution
+      (p 0.3 per sample, 0.5 per channel): a channel averaged over slabs 1.5-2.75 voxels thick along its own
+      random axis and interpolated back, what 3-5.5 mm slices resampled to the 2 mm training grid look like
+      (:func:`~medseg3d.augment.thick_slices`).
     """
     key = str(name).lower()
     if key == "none":
@@ -173,7 +178,8 @@ def build_augment(name: str) -> Compose | PaperAugment:
                 RandomGamma(gamma_range=(0.7, 1.5), p=0.3),
             ]
         )
-    if key == "strong":
+    if key in ("strong", "strong-thick"):
+        thick = [RandomThickSlices(thickness_range=(1.5, 2.75), p=0.3, p_per_channel=0.5)]
         return Compose(
             [
                 RandomRotateScale(max_angle=30.0, p_rotation=0.2, scale_range=(0.7, 1.4), p_scale=0.2),
@@ -182,6 +188,7 @@ def build_augment(name: str) -> Compose | PaperAugment:
                 RandomBrightness(scale_range=(0.75, 1.25), p=0.15),
                 RandomContrast(factor_range=(0.75, 1.25), p=0.15),
                 RandomLowResolution(factor_range=(1.0, 2.0), p=0.25, p_per_channel=0.5),
+                *(thick if key == "strong-thick" else []),
                 RandomGamma(gamma_range=(0.7, 1.5), p=0.1, invert=True),
                 RandomGamma(gamma_range=(0.7, 1.5), p=0.3),
                 RandomFlip(p=0.5),

@@ -29,6 +29,7 @@ __all__ = [
     "intensity",
     "low_resolution",
     "rotate_scale",
+    "thick_slices",
 ]
 
 
@@ -310,6 +311,59 @@ def low_resolution(
             continue
         coarse_shape = tuple(max(1, round(n / fc)) for n in shape)
         coarse = F.interpolate(image[ch][None, None], size=coarse_shape, mode="nearest-exact")
+        out[ch] = F.interpolate(coarse, size=shape, mode=mode, align_corners=False)[0, 0]
+    return _restore_background(out, image) if keep_background else out
+
+
+def thick_slices(
+    image: torch.Tensor,
+    thickness: float | Sequence[float],
+    axis: int | Sequence[int],
+    keep_background: bool = True,
+) -> torch.Tensor:
+    """Simulate an acquisition in thick slices along one axis, resampled back to the grid: each channel is
+    averaged over slabs ``thickness`` voxels thick along its ``axis`` (area averaging, so a non-integer
+    thickness weighs the voxels a slab partly covers by their share), then interpolated linearly back to
+    the original shape along that axis. The other axes keep their resolution, as in a raw scan of 3-5.5 mm
+    slices with about 1 mm in-plane that the raw pipeline resamples (:mod:`medseg3d.raw.simulate`); unlike
+    :func:`low_resolution`, which coarsens every axis by nearest-neighbour sampling.
+
+    Args:
+        image: (C, X, Y[, Z]) float tensor.
+        thickness: slab thickness in voxels (>= 1; 1 leaves the channel unchanged), one or one per channel.
+        axis: the slice axis (0 = X ...), one or one per channel: each sequence of a raw study may have been
+            acquired along its own axis.
+        keep_background: set the input's background (0 in every channel) back to 0 afterwards.
+
+    Returns:
+        A tensor of ``image``'s shape and dtype.
+
+    Raises:
+        InputError: a thickness below 1 or not finite, or an axis the image does not have.
+
+    Example:
+        >>> out = thick_slices(torch.randn(4, 16, 16, 16), [1.0, 2.5, 3.0, 1.0], [2, 2, 0, 2])
+    """
+    sd = spatial_dims(image)
+    n = image.shape[0]
+    t = per_channel(thickness, n, "slice thickness")
+    if not bool(torch.all(torch.isfinite(t))) or not bool(torch.all(t >= 1)):
+        raise InputError(f"slice thickness must be finite and >= 1 voxel, got {t.tolist()}; 1 = unchanged")
+    axes = [int(axis)] * n if isinstance(axis, (int, np.integer)) else [int(a) for a in axis]
+    if len(axes) != n or any(not 0 <= a < sd for a in axes):
+        raise InputError(f"slice axis must be one of 0..{sd - 1} (one, or one per channel), got {axis!r}")
+    if not bool(torch.any(t > 1)):
+        return image
+    mode = "trilinear" if sd == 3 else "bilinear"
+    shape = tuple(image.shape[1:])
+    out = image.clone()
+    for ch in range(n):
+        tc = float(t[ch])
+        if tc == 1.0:
+            continue
+        coarse_shape = list(shape)
+        coarse_shape[axes[ch]] = max(1, round(shape[axes[ch]] / tc))
+        coarse = F.interpolate(image[ch][None, None], size=tuple(coarse_shape), mode="area")
         out[ch] = F.interpolate(coarse, size=shape, mode=mode, align_corners=False)[0, 0]
     return _restore_background(out, image) if keep_background else out
 

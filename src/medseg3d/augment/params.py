@@ -42,6 +42,7 @@ from .functional import (
     intensity,
     low_resolution,
     rotate_scale,
+    thick_slices,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "LowResolutionParams",
     "NoiseParams",
     "RotateScaleParams",
+    "ThickSliceParams",
     "apply_params",
     "invert_geometry",
     "params_from_dict",
@@ -265,6 +267,21 @@ class LowResolutionParams(AugmentParams):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ThickSliceParams(AugmentParams):
+    """Simulated thick slices: slab thickness (voxels, >= 1) and slice axis per channel, resampled back;
+    labels untouched."""
+
+    thickness: float | tuple[float, ...]
+    axis: int | tuple[int, ...]
+    op: ClassVar[str] = "thick_slices"
+
+    def apply(self, image, label):
+        """Average each channel over slabs along its axis and interpolate back (:meth:`AugmentParams.apply`);
+        the label is unchanged."""
+        return thick_slices(image, _values(self.thickness), _values(self.axis)), label
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class ContrastParams(AugmentParams):
     """Contrast about each channel's foreground mean, clipped to its range; one factor or one per channel."""
 
@@ -287,6 +304,7 @@ _RECORDS: dict[str, type[AugmentParams]] = {
         NoiseParams,
         BlurParams,
         LowResolutionParams,
+        ThickSliceParams,
         ContrastParams,
     )
 }

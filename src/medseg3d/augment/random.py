@@ -34,6 +34,7 @@ from .params import (
     LowResolutionParams,
     NoiseParams,
     RotateScaleParams,
+    ThickSliceParams,
 )
 from .resample import PLANES, plane_rotation
 
@@ -475,3 +476,38 @@ class RandomLowResolution(_PerChannelDraw):
         none is."""
         factor = self._values(image, generator)
         return None if factor is None else LowResolutionParams(factor=factor)
+
+
+class RandomThickSlices(_PerChannelDraw):
+    """Simulated thick slices (:func:`~medseg3d.augment.thick_slices`): a slab thickness from
+    ``thickness_range`` (voxels) and a slice axis drawn uniformly from the spatial axes, per channel.
+
+    A sample with probability ``p``, then each channel with ``p_per_channel``, each with its own thickness
+    and axis, as the sequences of a raw study come in thick slices of their own orientation (issue #40,
+    lever 5). Labels are untouched: the reference was drawn on the fine grid.
+    """
+
+    identity = 1.0
+    range_name = "thickness_range"
+
+    def __init__(
+        self,
+        thickness_range: Sequence[float] = (1.5, 2.75),
+        p: float = 1.0,
+        p_per_channel: float = 1.0,
+        per_channel: bool = True,
+    ):
+        super().__init__(thickness_range, p, p_per_channel, per_channel)
+        if self.value_range[0] < 1:
+            raise InputError(
+                f"thickness_range must be >= 1 voxel (1 = the grid's own), got {tuple(thickness_range)}"
+            )
+
+    def draw(self, image, generator):
+        """Thickness and axis per channel, drawn as configured (:meth:`RandomTransform.draw`); None when no
+        channel is thickened."""
+        thickness = self._values(image, generator)
+        if thickness is None:
+            return None
+        axes = [randint(generator, image.ndim - 1) for _ in thickness]
+        return ThickSliceParams(thickness=thickness, axis=axes)

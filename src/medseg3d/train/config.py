@@ -98,6 +98,9 @@ PRESETS: dict[str, dict] = {
     "brats-v3": _BRATS | dict(minutes=None, oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
     "brats-v3-strong": _BRATS
     | dict(minutes=None, augment="strong", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
+    # lever 5 of #40, a candidate member not yet measured: the strong member with simulated thick slices
+    "brats-v3-thick": _BRATS
+    | dict(minutes=None, augment="strong-thick", oversample=dict.fromkeys(LOW_GRADE_2018, 3)),
     # A few seconds: for tests and smoke runs.
     "quick": dict(
         net="kayalibay",
