@@ -211,6 +211,9 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
             "mirror": bool(pp.get("chosen_mirror")),
             "per_fold": pp["per_fold"],
             "per_fold_mirror": pp.get("per_fold_mirror"),
+            "min_lesion_mm3": pp.get("chosen_lesion_mm3") or {},
+            "per_fold_lesion_mm3": pp.get("per_fold_lesion_mm3"),
+            "judged_by": pp.get("judged_by", "Dice"),
             "nested_mean_dice": pp["nested_mean_dice"],
             "none_mean_dice": pp["none_mean_dice"],
         },
@@ -228,6 +231,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
     chosen = {"max_distance_mm": float(pp["chosen_mm"])} if pp["chosen_mm"] > 0 else {}
     if pp.get("chosen_mirror"):
         chosen["mirror"] = True
+    if pp.get("chosen_lesion_mm3"):
+        chosen["min_lesion_mm3"] = {r: float(v) for r, v in pp["chosen_lesion_mm3"].items()}
     if chosen:
         from ...checkpoint import read_model_file
 

@@ -408,6 +408,23 @@ def _run_sections(root: Path, record: dict) -> list[str]:
                 + f". The final model runs {'mirrored' if p['chosen_mirror'] else 'in one pass'}.",
                 "",
             ]
+        if len(p.get("candidates_lesion_mm3") or []) > 1:
+
+            def rule(r: dict) -> str:
+                return " / ".join(f"{k} {v:g}" for k, v in r.items()) or "off"
+
+            lines += [
+                "Lesion-size rule (components smaller than the threshold, mm^3, become the next outer "
+                f"region), chosen with the rest, all judged by the {p['judged_by']}: "
+                + ", ".join(f"fold {k} {rule(v)}" for k, v in p["per_fold_lesion_mm3"].items())
+                + ". Each rule alone (one pass, no far removal), on all cases: "
+                + ", ".join(
+                    f"{rule(r)} {v:.4f}"
+                    for r, v in zip(p["candidates_lesion_mm3"], p["mean_score_by_lesion_rule"])
+                )
+                + f". The final model takes {rule(p['chosen_lesion_mm3'])}.",
+                "",
+            ]
     cal = root / "calibration.json"
     if cal.is_file():
         from ...calibrate import summary_lines

@@ -32,6 +32,15 @@ from .records import FINAL, MIRRORED
 
 # far-component removal distances tried, in mm (0: off)
 DISTANCES_MM = (0.0, 5.0, 10.0, 20.0, 40.0)
+# BraTS: the lesion-size rule's thresholds tried (mm^3 per region; components smaller become the next outer
+# region, :func:`medseg3d.postprocess.demote_small_region_components`); off first. Issue #40's lever 3 chose
+# 1000 / 200 / 100 on v2's held-out maps (docs/results.md).
+LESION_RULES_MM3 = (
+    {},
+    {"WT": 500.0, "TC": 50.0, "ET": 25.0},
+    {"WT": 1000.0, "TC": 200.0, "ET": 100.0},
+    {"WT": 2000.0, "TC": 500.0, "ET": 200.0},
+)
 
 
 def _hd95_penalty(scheme: LabelScheme) -> bool:
@@ -131,12 +140,35 @@ def _names(scheme: LabelScheme) -> list[str]:
     return list(scheme.class_names[1:])
 
 
+def _lesion_rules(scheme: LabelScheme) -> tuple[dict, ...]:
+    """The lesion-size rules tried for ``scheme``: :data:`LESION_RULES_MM3` for BraTS's regions, else off."""
+    enhancing = tuple(scheme.regions.get("ET", ())) == (4,) and {1, 2} <= set(scheme.values)
+    return LESION_RULES_MM3 if enhancing and {"WT", "TC"} <= set(scheme.regions) else ({},)
+
+
 def _dice_table(
-    labels: np.ndarray, ref: np.ndarray, scheme: LabelScheme, names: list[str], spacing
+    labels: np.ndarray,
+    ref: np.ndarray,
+    scheme: LabelScheme,
+    names: list[str],
+    spacing,
+    lesion_rules: tuple[dict, ...] = ({},),
 ) -> np.ndarray:
-    """Dice per name for every distance of :data:`DISTANCES_MM` (rows)."""
+    """The score per name for every (lesion rule, distance) of ``lesion_rules`` x :data:`DISTANCES_MM` (rows,
+    rule-major): Dice, or with lesion rules to choose (BraTS) the mean of the whole-case Dice and the BraTS
+    2023 lesion-wise Dice, since the rule is there for false and split lesions, which the whole-case Dice
+    barely sees.
+
+    Args:
+        labels, ref: the predicted and reference label maps on one grid.
+        scheme: the model's label scheme.
+        names: the regions or classes scored.
+        spacing: the grid's voxel size (mm).
+        lesion_rules: region -> mm^3 thresholds per candidate ({}: off).
+    """
+    from ...lesionwise import lesion_wise_region
     from ...metrics import dice
-    from ...postprocess import remove_far_components
+    from ...postprocess import postprocess, voxels_for_volume
 
     def masks(values):
         classes = scheme.to_classes(values)
@@ -149,10 +181,22 @@ def _dice_table(
         return out
 
     reference = masks(ref)
+    lesion_wise = len(lesion_rules) > 1
     rows = []
-    for distance in DISTANCES_MM:
-        pred = masks(remove_far_components(labels, spacing, distance))
-        rows.append([dice(pred[n], reference[n]) for n in names])
+    for rule in lesion_rules:
+        voxels = {region: voxels_for_volume(mm3, spacing) for region, mm3 in rule.items()}
+        for distance in DISTANCES_MM:
+            pred = masks(
+                postprocess(labels, scheme, spacing=spacing, max_distance_mm=distance, min_lesion=voxels)
+            )
+            row = []
+            for n in names:
+                whole = dice(pred[n], reference[n])
+                if lesion_wise:
+                    lw = lesion_wise_region(pred[n], reference[n], spacing, distances=False)["dice"]
+                    whole = (whole + lw) / 2
+                row.append(whole)
+            rows.append(row)
     return np.asarray(rows)
 
 
@@ -181,10 +225,10 @@ def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tup
 
 
 def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict:
-    """Choose test-time mirroring and the far-component removal together by nested cross-validation (module
-    docstring); writes ``RUN/postprocess.json`` and ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the
-    held-out label maps (``pred-final``, and ``pred-final-mirror`` where every fold has them: else mirroring
-    is not a candidate).
+    """Choose test-time mirroring, the far-component removal and (BraTS) the lesion-size rule together by
+    nested cross-validation (module docstring); writes ``RUN/postprocess.json`` and
+    ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps (``pred-final``, and
+    ``pred-final-mirror`` where every fold has them: else mirroring is not a candidate).
 
     Args:
         out: the crossval run folder (its folds scored by :func:`score_fold`).
@@ -200,13 +244,14 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
     """
     from ...evaluate import evaluate
     from ...models import load_model
-    from ...postprocess import remove_far_components
+    from ...postprocess import postprocess, voxels_for_volume
 
     path = out / "postprocess.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     scheme = load_model(out / "fold0" / "model.safetensors", refine="none").scheme
     names = _names(scheme)
+    rules = _lesion_rules(scheme)
     fold_of = {}
     for k in range(record["folds"]):
         for pred in sorted((out / f"fold{k}" / f"pred-{FINAL}").glob("*.nii.gz")):
@@ -220,23 +265,37 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
         return out / f"fold{fold_of[case_id]}" / f"pred-{variant}" / f"{case_id}.nii.gz"
 
     variants = [FINAL] + ([MIRRORED] if all(label_map(MIRRORED, c).is_file() for c in fold_of) else [])
-    # rows: every (variant, distance), one pass first, so that ties go to the cheaper and gentler setting
+    # rows: every (variant, lesion rule, distance), one pass, no rule and no removal first, so that ties go to
+    # the cheaper and gentler setting
     scores = {}
     for case_id in fold_of:
         ref = np.asarray(read_volume(cases_by_id[case_id].label).array)
         tables = []
         for variant in variants:
             volume = read_volume(label_map(variant, case_id))
-            tables.append(_dice_table(np.asarray(volume.array), ref, scheme, names, volume.spacing))
+            tables.append(_dice_table(np.asarray(volume.array), ref, scheme, names, volume.spacing, rules))
         scores[case_id] = np.vstack(tables)
     per_fold, overall = nested_choice(scores, fold_of)
-    n = len(DISTANCES_MM)
+    n, per_variant = len(DISTANCES_MM), len(DISTANCES_MM) * len(rules)
+
+    def setting(row: int) -> tuple[str, dict, float]:
+        """(variant, lesion rule in mm^3, distance in mm) of a row."""
+        return variants[row // per_variant], rules[(row % per_variant) // n], DISTANCES_MM[row % n]
+
     for k, row in per_fold.items():
         pp = out / f"fold{k}" / f"pred-{FINAL}-pp"
         pp.mkdir(parents=True, exist_ok=True)
+        variant, rule, distance = setting(row)
         for case_id in [c for c in scores if fold_of[c] == k]:
-            volume = read_volume(label_map(variants[row // n], case_id))
-            labels = remove_far_components(np.asarray(volume.array), volume.spacing, DISTANCES_MM[row % n])
+            volume = read_volume(label_map(variant, case_id))
+            voxels = {region: voxels_for_volume(mm3, volume.spacing) for region, mm3 in rule.items()}
+            labels = postprocess(
+                np.asarray(volume.array),
+                scheme,
+                spacing=volume.spacing,
+                max_distance_mm=distance,
+                min_lesion=voxels,
+            )
             write_volume(
                 volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz"
             )
@@ -258,30 +317,38 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
     nested = [float(scores[c][per_fold[fold_of[c]]].mean()) for c in scores]
     plain = [float(scores[c][0].mean()) for c in scores]
     changed = sorted(c for c in scores if not np.allclose(scores[c][per_fold[fold_of[c]]], scores[c][0]))
+    chosen = setting(overall)
     result = {
-        "setting": "mirror, max_distance_mm",
+        "setting": "mirror, max_distance_mm" + (", min_lesion_mm3" if len(rules) > 1 else ""),
+        "judged_by": "mean of Dice and lesion-wise Dice" if len(rules) > 1 else "Dice",
         "candidates_mm": list(DISTANCES_MM),
         "candidates_mirror": [v == MIRRORED for v in variants],
+        "candidates_lesion_mm3": list(rules),
         "judged_on": names,
         "mean_dice_by_distance": {f"{d:g}": mean_of_row(i) for i, d in enumerate(DISTANCES_MM)},
-        "per_fold": {str(k): DISTANCES_MM[row % n] for k, row in per_fold.items()},
-        "per_fold_mirror": {str(k): variants[row // n] == MIRRORED for k, row in per_fold.items()},
+        "per_fold": {str(k): setting(row)[2] for k, row in per_fold.items()},
+        "per_fold_mirror": {str(k): setting(row)[0] == MIRRORED for k, row in per_fold.items()},
+        "per_fold_lesion_mm3": {str(k): setting(row)[1] for k, row in per_fold.items()},
         "nested_mean_dice": round(statistics.fmean(nested), 4),
         "none_mean_dice": round(statistics.fmean(plain), 4),
         "cases_changed": changed,
-        "chosen_mm": DISTANCES_MM[overall % n],
-        "chosen_mirror": variants[overall // n] == MIRRORED,
+        "chosen_mm": chosen[2],
+        "chosen_mirror": chosen[0] == MIRRORED,
+        "chosen_lesion_mm3": chosen[1],
         "cases": len(scores),
     }
+    if len(rules) > 1:  # one pass, no far removal: what each rule does alone
+        result["mean_score_by_lesion_rule"] = [mean_of_row(r * n) for r in range(len(rules))]
     if MIRRORED in variants:
         result["mean_dice_by_distance_mirrored"] = {
-            f"{d:g}": mean_of_row(n + i) for i, d in enumerate(DISTANCES_MM)
+            f"{d:g}": mean_of_row(per_variant + i) for i, d in enumerate(DISTANCES_MM)
         }
     write_json_atomic(result, path)
+    rule = ", ".join(f"{r} {v:g}" for r, v in result["chosen_lesion_mm3"].items()) or "off"
     say(
         f"post-processing: mirroring {'on' if result['chosen_mirror'] else 'off'}, far-component removal "
-        f"{result['chosen_mm']:g} mm (0: off); nested CV mean Dice {result['none_mean_dice']:.4f} -> "
-        f"{result['nested_mean_dice']:.4f}"
+        f"{result['chosen_mm']:g} mm (0: off), lesion-size rule {rule} (mm^3); nested CV mean "
+        f"{result['judged_by']} {result['none_mean_dice']:.4f} -> {result['nested_mean_dice']:.4f}"
     )
     return result
 
