@@ -51,7 +51,7 @@ def test_output_shape_3d(levels, merge, multiscale):
 
 @pytest.mark.parametrize(
     ("levels", "blocks_per_level", "merge"),
-    itertools.product((2, 4, 5), (1, 2, 3), ("concat", "sum", "none")),
+    list(itertools.product((2, 4, 5), (1, 2, 3), ("concat", "sum", "none"))),
 )
 def test_output_shape_2d(levels, blocks_per_level, merge):
     net = KayalibayNet(
