@@ -1,5 +1,5 @@
-"""The bundled hippocampus model (issue #38): listed with its cross-validated card, segments a shared case of the
-Medical Segmentation Decathlon's Task04 on its own grid."""
+"""The bundled hippocampus model (issue #38): listed with its cross-validated card, segments a shared case of
+the Medical Segmentation Decathlon's Task04 on its own grid."""
 
 import numpy as np
 import pytest
@@ -20,7 +20,11 @@ def test_card_and_metadata():
     assert "CC BY-SA 4.0" in card["licence"]
     assert card["cross_validation"]["cases"] == 208
     model = load_model("hippocampus", device="cpu")
-    assert model.modalities == ("mri",) and model.scheme.class_names == ("background", "anterior", "posterior")
+    assert model.modalities == ("mri",) and model.scheme.class_names == (
+        "background",
+        "anterior",
+        "posterior",
+    )
     assert model.mirror(None) is bool(card["postprocessing"]["mirror"])  # the file runs as it was scored
     assert bundled_models()["hippocampus"].stat().st_size < 5_000_000
     assert "hippocampus = " in describe_models()
