@@ -153,19 +153,22 @@ def _scores(scores: dict, cases: list | None) -> str:
 
 
 def _cross_validation(cv: dict) -> str:
-    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's WT / TC /
-    ET."""
+    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's Dice per
+    region (BraTS: WT / TC / ET; a ``medseg3d bundle`` card of another anatomy: its classes)."""
     done, planned = cv.get("folds"), cv.get("folds_planned")
     folds = f"{done} of {planned} folds (incomplete)" if planned and done != planned else f"{done} folds"
     summary = cv.get("mean_sd_over_folds", {})
+    per_fold = cv.get("per_fold", {})
+    first = next(iter(per_fold.values()), {})
+    regions = REGIONS if all(r in first for r in REGIONS) or not first else tuple(first)
+    means = {r: summary.get(f"dice_{r}", summary.get(r)) for r in regions}
     text = (
-        f"{folds}, {cv.get('weights')} weights: "
-        + ", ".join(f"{r} {summary[f'dice_{r}']}" for r in REGIONS if f"dice_{r}" in summary)
+        f"{folds}, {cv.get('weights') or cv.get('variant')} weights: "
+        + ", ".join(f"{r} {m}" for r, m in means.items() if m is not None)
         + " (mean +- SD over folds)"
     )
-    per_fold = cv.get("per_fold", {})
     if per_fold:
-        text += "; WT / TC / ET per fold: " + "; ".join(
-            f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in REGIONS) for fold, v in per_fold.items()
+        text += f"; {' / '.join(regions)} per fold: " + "; ".join(
+            f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in regions) for fold, v in per_fold.items()
         )
     return text

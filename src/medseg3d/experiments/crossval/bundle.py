@@ -81,8 +81,19 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
 def _training_time(run: Path, record: dict, timing: dict) -> dict:
     """Wall seconds of every training and of the final members, and CPU core-hours (wall x the threads each
     training ran on, from its model file): what the card says the model cost."""
+    import csv
+
     from ...checkpoint import read_model_file
 
+    timing = dict(timing)
+    # a training whose invocation was killed before it could add its time to timing.json (the end of a
+    # sitting): its own log.csv has the seconds it trained, summed over resumes
+    for log in sorted(run.glob("members/*/*/log.csv")):
+        key = str(log.parent.relative_to(run))
+        with log.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        logged = float(rows[-1]["seconds"]) if rows and rows[-1].get("seconds") else 0.0
+        timing[key] = max(timing.get(key, 0.0), logged)
     core_seconds = 0.0
     for key, seconds in timing.items():
         model = run / key / "model.safetensors"
@@ -96,8 +107,9 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
         "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
         "trainings": len(timing),
         "members": record["members"],
-        "note": "wall clock of each training (trainings may run side by side), summed over resumes; "
-        "core-hours: wall clock x the threads it ran on",
+        "note": "wall clock of each training (trainings may run side by side), summed over resumes "
+        "(timing.json, or the training's own log.csv where larger); core-hours: wall clock x the threads it "
+        "ran on",
     }
 
 
