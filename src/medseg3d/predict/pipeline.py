@@ -202,6 +202,8 @@ def labels_and_removed(
             off).
         spacing: the grid's voxel size in mm (needed with ``max_distance``).
         max_distance: tumour components farther than this (mm) from the largest become background (0: off).
+        min_lesion: BraTS region -> voxels: smaller components of that region become the next outer region
+            (:func:`medseg3d.postprocess.demote_small_region_components`; None or empty: off).
 
     Returns:
         (label values (X, Y, Z), tumour voxels the far-component removal took).
@@ -237,8 +239,8 @@ def probabilities_to_labels(
     """Label values from probabilities, post-processed (:func:`labels_and_removed` without the count).
 
     Args:
-        model, probs, min_component, min_enhancing, spacing, max_distance: as :func:`labels_and_removed`
-            (``max_distance`` in mm needs the grid's ``spacing``).
+        model, probs, min_component, min_enhancing, spacing, max_distance, min_lesion: as
+            :func:`labels_and_removed` (``max_distance`` in mm needs the grid's ``spacing``).
     """
     return labels_and_removed(
         model,
