@@ -21,7 +21,7 @@ from pathlib import Path
 from ...errors import InputError
 from ...io import write_json_atomic
 from .records import FINAL, read_crossval_record
-from .scores import collect, mean, regions_of, sd
+from .scores import collect, mean, read_metrics, regions_of, sd
 
 
 def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
@@ -81,8 +81,6 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
 def _training_time(run: Path, record: dict, timing: dict) -> dict:
     """Wall seconds of every training and of the final members, and CPU core-hours (wall x the threads each
     training ran on, from its model file): what the card says the model cost."""
-    import csv
-
     from ...checkpoint import read_model_file
 
     timing = dict(timing)
@@ -90,8 +88,7 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
     # sitting): its own log.csv has the seconds it trained, summed over resumes
     for log in sorted(run.glob("members/*/*/log.csv")):
         key = str(log.parent.relative_to(run))
-        with log.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_metrics(log)
         logged = float(rows[-1]["seconds"]) if rows and rows[-1].get("seconds") else 0.0
         timing[key] = max(timing.get(key, 0.0), logged)
     core_seconds = 0.0
@@ -104,7 +101,8 @@ def _training_time(run: Path, record: dict, timing: dict) -> dict:
     return {
         "wall_seconds_all_trainings": round(sum(timing.values()), 1),
         "wall_seconds_final_members": round(sum(v for k, v in timing.items() if k.endswith("/all")), 1),
-        "cpu_core_hours_all_trainings": round(core_seconds / 3600, 2),
+        # 3 significant figures: a short run costs a few core-seconds, which 2 decimals would call 0
+        "cpu_core_hours_all_trainings": float(f"{core_seconds / 3600:.3g}"),
         "trainings": len(timing),
         "members": record["members"],
         "note": "wall clock of each training (trainings may run side by side), summed over resumes "
