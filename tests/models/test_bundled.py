@@ -110,3 +110,44 @@ def test_the_listing_shows_what_the_aliases_name_first_then_the_newest(monkeypat
         "brats-v10",
         "brats-v1",
     ]
+
+
+def test_v2_1_is_v2s_networks_with_the_lesion_rule_its_card_scores(brats_root):
+    """brats-v2.1 = brats-v2's weights unchanged, plus the lesion-size rule; its card's held-out scores are
+    v2's kept held-out maps post-processed as v2.1 runs
+    (``docs/runs/brats-v2-cv/cv27-v1/fold*/pred-v2.1``)."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from medseg3d.checkpoint import read_model_file
+
+    if "brats-v2.1" not in bundled_models():
+        pytest.skip("brats-v2.1 is not bundled")
+    meta21, state21 = read_model_file(bundled_models()["brats-v2.1"])
+    meta2, state2 = read_model_file(bundled_models()["brats-v2"])
+    assert state21.keys() == state2.keys() and all(bool((state21[k] == state2[k]).all()) for k in state2)
+    assert meta21["name"] == "brats-v2.1" and meta21["calibration"] == meta2["calibration"]
+    rule = meta21["inference"]["min_lesion_mm3"]
+    assert meta21["inference"] == meta2["inference"] | {"min_lesion_mm3": rule}
+    card = model_card("brats-v2.1")
+    for region in ("WT", "TC", "ET"):
+        assert f"{region} {rule[region]:g}" in card["inference"]
+    repo = Path(__file__).resolve().parents[2]
+    levers = json.loads((repo / "docs/runs/brats-v3-levers/levers.json").read_text())
+    assert {r: float(v) for r, v in levers["lesion"]["chosen_on_all"].items() if r != "far_mm"} == rule
+    # the card's pooled lesion-wise Dice is the mean of the kept per-case scores
+    root = repo / "docs/runs/brats-v2-cv/cv27-v1"
+    rows = [r for f in sorted(root.glob("fold*/pred-v2.1/metrics.csv")) for r in csv.DictReader(f.open())]
+    assert len(rows) == len(card["held_out_cases"]) == len(card["held_out_per_case"])
+    for region in ("WT", "TC", "ET"):
+        mean = sum(float(r[f"lesion_dice_{region}"]) for r in rows) / len(rows)
+        assert card["held_out_scores"][f"lesion_dice_{region}"] == pytest.approx(mean, abs=5e-5)
+    # lesion-wise: the rule's reason to exist; whole-case: no cost (both on the same 21 cases)
+    v2 = model_card("brats-v2")["held_out_scores"]
+    v21 = card["held_out_scores"]
+    assert all(v21[f"lesion_dice_{r}"] >= v2[f"lesion_dice_{r}"] for r in ("WT", "TC", "ET"))
+    assert all(v21[f"dice_{r}"] >= v2[f"dice_{r}"] - 1e-3 for r in ("WT", "TC", "ET"))
+    listing = describe_models()
+    assert "lesion-wise Dice 0.824 / 0.722 / 0.588" in listing
+    assert "components under WT 1000, TC 200, ET 100 mm^3 become the next outer region" in listing

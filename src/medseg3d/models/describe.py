@@ -139,7 +139,8 @@ def card_lines(card: dict) -> list[str]:
 
 
 def _scores(scores: dict, cases: list | None) -> str:
-    """``Dice WT 0.839 / TC 0.748 / ET 0.627, HD95 15.5 / 11.8 / 12.0 mm (20 cases)``."""
+    """``Dice WT 0.839 / TC 0.748 / ET 0.627, HD95 15.5 / 11.8 / 12.0 mm (20 cases)``, with the BraTS 2023
+    lesion-wise Dice after the whole-case one where the card has it (``lesion_dice_<region>``)."""
 
     def values(metric, digits):
         return " / ".join(
@@ -147,14 +148,20 @@ def _scores(scores: dict, cases: list | None) -> str:
             for r in REGIONS
         )
 
-    return f"Dice WT / TC / ET {values('dice', 3)}, HD95 {values('hd95', 1)} mm" + (
+    lesion_wise = (
+        f", lesion-wise Dice {values('lesion_dice', 3)}"
+        if any(f"lesion_dice_{r}" in scores for r in REGIONS)
+        else ""
+    )
+    return f"Dice WT / TC / ET {values('dice', 3)}{lesion_wise}, HD95 {values('hd95', 1)} mm" + (
         f" ({len(cases)} cases, each scored by a model that never saw it)" if cases else ""
     )
 
 
 def _cross_validation(cv: dict) -> str:
-    """Folds done (of those planned), the weights scored, mean +- SD over folds and each fold's Dice per
-    region (BraTS: WT / TC / ET; a ``medseg3d bundle`` card of another anatomy: its classes)."""
+    """Folds done (of those planned), the weights scored, mean +- SD over folds, the pooled lesion-wise Dice
+    where scored, and each fold's Dice per region (BraTS: WT / TC / ET; a ``medseg3d bundle`` card of another
+    anatomy: its classes)."""
     done, planned = cv.get("folds"), cv.get("folds_planned")
     folds = f"{done} of {planned} folds (incomplete)" if planned and done != planned else f"{done} folds"
     summary = cv.get("mean_sd_over_folds", {})
@@ -167,6 +174,11 @@ def _cross_validation(cv: dict) -> str:
         + ", ".join(f"{r} {m}" for r, m in means.items() if m is not None)
         + " (mean +- SD over folds)"
     )
+    lesion_wise = {r: v for r, v in (cv.get("lesion_wise") or {}).items() if v is not None}
+    if lesion_wise:
+        text += (
+            "; lesion-wise Dice " + ", ".join(f"{r} {v:.3f}" for r, v in lesion_wise.items()) + " (pooled)"
+        )
     if per_fold:
         text += f"; {' / '.join(regions)} per fold: " + "; ".join(
             f"{fold} " + " / ".join(f"{v[r]:.3f}" for r in regions) for fold, v in per_fold.items()

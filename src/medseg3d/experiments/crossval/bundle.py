@@ -34,6 +34,7 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
 
     Returns:
         {"variant", "cases", "folds", "pooled" (Dice and HD95 in mm per region, 4 decimals, None for NaN),
+        "lesion_wise" (mean BraTS 2023 lesion-wise Dice per region where the fold scored it, else empty),
         "mean_sd_over_folds" (text), "per_fold", "worst_cases"}.
 
     Raises:
@@ -62,6 +63,11 @@ def card_scores(root: Path, variant: str, worst: int = 3) -> dict:
         "folds": len(folds),
         "pooled": {
             f"{m}_{r}": rounded(column_mean(rows, f"{m}_{r}")) for m in ("dice", "hd95") for r in regions
+        },
+        "lesion_wise": {
+            r: rounded(column_mean(rows, f"lesion_dice_{r}"))
+            for r in regions
+            if any(row.get(f"lesion_dice_{r}") not in (None, "") for row in rows)
         },
         "mean_sd_over_folds": {
             r: f"{mean([v[r] for v in per_fold.values()]):.3f} +- {sd([v[r] for v in per_fold.values()]):.3f}"
