@@ -82,3 +82,46 @@ def test_report_refuses_a_folder_with_nothing_scored(tmp_path, capsys):
 def test_crossval_without_out_is_refused(tmp_path, capsys):
     assert main(["crossval", str(tmp_path)]) == 2
     assert "--out RUN" in capsys.readouterr().err
+
+
+def _brats_row(case, et_ref, et_pred, dice_et, lw_et):
+    return {
+        "case": case,
+        "dice_WT": 0.9,
+        "dice_TC": 0.8,
+        "dice_ET": dice_et,
+        "vol_ref_ET": et_ref,
+        "vol_pred_ET": et_pred,
+        "lesion_dice_ET": lw_et,
+    }
+
+
+def test_little_enhancing_cases_are_a_group_of_their_own(tmp_path):
+    from medseg3d.experiments.crossval.report import LITTLE_ENHANCING_ML, little_enhancing_lines
+
+    rows = [
+        _brats_row("big", 20.0, 18.0, 0.85, 0.8),
+        _brats_row("none", 0.0, 2.5, 0.0, 0.0),  # enhancing called where there is none
+        _brats_row("small", 1.5, 0.5, 0.4, 0.4),
+    ]
+    _write_metrics(tmp_path / "fold0" / "pred-final" / "metrics.csv", rows)
+    lines = little_enhancing_lines(tmp_path, "final")
+    assert lines[0].startswith(
+        f"Cases with little enhancing tumour (reference ET under {LITTLE_ENHANCING_ML:g}"
+    )
+    assert "2 of 3, 1 with (almost) none" in lines[0]
+    table = [line for line in lines if line.startswith("| ")]
+    # smallest reference first, the big case left out, then the group's mean
+    assert [line.split(" | ")[0] for line in table[1:]] == ["| none", "| small", "| mean (2)"]
+    assert table[1] == "| none | 0.00 | 2.50 | 0.900 / 0.800 / 0.000 | 0.000 |"
+    assert table[-1] == "| mean (2) | 0.75 | 1.50 | 0.900 / 0.800 / 0.200 | 0.200 |"
+    assert not any("cannot show" in line for line in lines)
+    # without a case lacking enhancing tumour, the report says what it cannot show
+    _write_metrics(tmp_path / "fold0" / "pred-final" / "metrics.csv", rows[::2])
+    assert any(
+        "cannot show how the model treats non-enhancing" in x
+        for x in little_enhancing_lines(tmp_path, "final")
+    )
+    # not BraTS (no ET volumes): nothing
+    _write_metrics(tmp_path / "fold0" / "pred-final" / "metrics.csv", [_row("a", 0.9, 0.8)])
+    assert little_enhancing_lines(tmp_path, "final") == []
