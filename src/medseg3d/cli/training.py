@@ -171,6 +171,7 @@ def cmd_crossval(args) -> None:
         progress=not args.quiet,
         overrides=overrides,
         split_file=args.split,
+        heldout_variants=args.heldout_variants,
     )
 
 
@@ -411,6 +412,13 @@ def add_crossval(sub) -> None:
         metavar="FILE",
         help="on the first call, this k-fold split instead of a new seeded one (e.g. an earlier "
         "cross-validation's, to compare fold by fold); it must hold out each original case once",
+    )
+    s.add_argument(
+        "--heldout-variants",
+        metavar="DIR",
+        help="BraTS: synthetic non-enhancing variants (medseg3d synth-nonenhancing) that each fold's model "
+        "also segments where it holds out their parent; the enhancing-tumour rule (--min-enhancing) is then "
+        "chosen on them and the real held-out cases (recorded for later calls)",
     )
     s.add_argument("--fold", type=int, help="only this fold (a Slurm array task; every process of torchrun)")
     s.add_argument(

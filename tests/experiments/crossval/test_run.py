@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -222,3 +223,27 @@ def test_the_card_carries_the_data_licence_from_dataset_json(tmp_path):
     )
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0}}))
     assert "state no licence" in data_licence(tmp_path) and tmp_path.name in data_licence(tmp_path)
+
+
+def test_heldout_variants_must_be_variants_and_are_recorded_once(tmp_path):
+    from medseg3d.experiments.crossval import run_crossval
+    from medseg3d.experiments.crossval.run import _record_variants
+
+    data = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no labelled synthetic variants"):
+        run_crossval(data, tmp_path / "run", folds=2, epochs=1, heldout_variants=empty, progress=False)
+    # a folder with a variant is recorded in crossval.json; another folder later is refused
+    variants = make_tiny_dataset(tmp_path / "v", n_cases=1)
+    for sub, suffix in (("imagesTr", "_0000.nii.gz"), ("labelsTr", ".nii.gz")):
+        (variants / sub / f"tiny_000{suffix}").rename(variants / sub / f"tiny_000_nonenh{suffix}")
+    record = json.loads((tmp_path / "run" / "crossval.json").read_text())
+    record = _record_variants(tmp_path / "run", record, variants)
+    assert json.loads((tmp_path / "run" / "crossval.json").read_text())["heldout_variants"] == str(
+        variants.resolve()
+    )
+    other = tmp_path / "v2"
+    shutil.copytree(variants, other)
+    with pytest.raises(InputError, match="was scored with --heldout-variants"):
+        _record_variants(tmp_path / "run", record, other)

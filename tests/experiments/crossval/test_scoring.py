@@ -108,3 +108,120 @@ def test_the_nested_choice_takes_the_lesion_rule_that_removes_false_blobs_withou
     rows = (run / "fold1" / "pred-final-pp" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3  # the fold's 2 cases, scored after the fold's choice
     assert json.loads((run / "postprocess.json").read_text()) == result
+
+
+def _brats_case(root, case_id, ref, rng):
+    import nibabel as nib
+
+    case = root / case_id
+    case.mkdir(parents=True)
+    for m in ("flair", "t1", "t1ce", "t2"):
+        nib.save(
+            nib.Nifti1Image(rng.random(ref.shape, dtype=np.float32), np.eye(4)),
+            case / f"{case_id}_{m}.nii.gz",
+        )
+    nib.save(nib.Nifti1Image(ref, np.eye(4)), case / f"{case_id}_seg.nii.gz")
+
+
+def test_the_enhancing_rule_is_chosen_where_held_out_variants_show_its_benefit(tmp_path):
+    """Four real BraTS cases (512 voxels of enhancing tumour each, segmented perfectly) and their four
+    non-enhancing variants (label 4 -> 1), on which the model calls a false 27-voxel enhancing speck. Without
+    the variants the rule can only cost, so it stays off; with them each fold takes 250 mm^3, the smallest
+    threshold that clears the specks and leaves the real 512-voxel regions (1,000 would remove them)."""
+    import json
+    import shutil
+
+    import nibabel as nib
+
+    from medseg3d.datasets import find_cases
+    from medseg3d.experiments.crossval.enhancing import ENHANCING_MM3, VARIANTS
+    from medseg3d.experiments.crossval.scoring import choose_postprocessing
+    from medseg3d.models import bundled_models
+
+    data, variants, run = tmp_path / "data", tmp_path / "variants", tmp_path / "run"
+    ref = np.zeros((40, 40, 40), dtype=np.uint8)
+    ref[5:25, 5:25, 5:25] = 2
+    ref[9:21, 9:21, 9:21] = 1
+    ref[11:19, 11:19, 11:19] = 4  # 512 enhancing voxels
+    variant_ref = np.where(ref == 4, 1, ref).astype(np.uint8)
+    variant_pred = variant_ref.copy()
+    variant_pred[14:17, 14:17, 14:17] = 4  # the false speck: 27 voxels
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        _brats_case(data, f"c{i}", ref, rng)
+        _brats_case(variants, f"c{i}_nonenh", variant_ref, rng)
+        for name, pred, case_id in (("final", ref, f"c{i}"), (VARIANTS, variant_pred, f"c{i}_nonenh")):
+            held = run / f"fold{i % 2}" / f"pred-{name}"
+            held.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(pred, np.eye(4)), held / f"{case_id}.nii.gz")
+    shutil.copyfile(bundled_models()["brats-v1"], run / "fold0" / "model.safetensors")
+    cases = {c.case_id: c for c in find_cases(data)}
+    record = {"folds": 2, "dataset": str(data)}
+
+    alone = choose_postprocessing(run, record, cases, say=lambda *a: None)
+    assert (
+        alone["per_fold_min_enhancing_mm3"] == {"0": 0.0, "1": 0.0} and alone["chosen_min_enhancing_mm3"] == 0
+    )
+    assert alone["heldout_variants"] == 0 and list(alone["min_enhancing_score_by_group"]) == ["real"]
+    real = alone["min_enhancing_score_by_group"]["real"]
+    assert real[: ENHANCING_MM3.index(1000.0)] == pytest.approx([1.0] * 3) and real[-1] == pytest.approx(0.0)
+
+    (run / "postprocess.json").unlink()
+    said = []
+    result = choose_postprocessing(run, record | {"heldout_variants": str(variants)}, cases, say=said.append)
+    assert result["per_fold_min_enhancing_mm3"] == {"0": 250.0, "1": 250.0}
+    assert result["chosen_min_enhancing_mm3"] == 250.0 and result["heldout_variants"] == 4
+    groups = result["min_enhancing_score_by_group"]
+    assert groups["variants"][0] == pytest.approx(0.0) and groups["variants"][1] == pytest.approx(1.0)
+    assert "enhancing tumour under 250 mm^3 -> necrosis (0: off; 4 held-out variants)" in said[0]
+    # the variants post-processed by their fold's choice are scored against their own references
+    rows = (run / "fold1" / f"pred-{VARIANTS}-pp" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert len(rows) == 3 and all(float(r.split(",")[header.index("dice_ET")]) == 1.0 for r in rows[1:])
+    assert json.loads((run / "postprocess.json").read_text()) == result
+
+
+def test_heldout_variants_are_those_whose_parent_the_fold_holds_out(tmp_path):
+    from medseg3d.experiments.crossval.enhancing import has_enhancing_rule, heldout_variants
+
+    rng = np.random.default_rng(0)
+    ref = np.zeros((8, 8, 8), dtype=np.uint8)
+    ref[2:5, 2:5, 2:5] = 1
+    for case_id in ("a_nonenh", "b_nonenh", "c"):
+        _brats_case(tmp_path, case_id, ref, rng)
+    assert [c.case_id for c in heldout_variants(tmp_path, ["a", "c"])] == ["a_nonenh"]
+    assert heldout_variants(tmp_path, ["c"]) == []
+    assert has_enhancing_rule(get_scheme("brats")) and not has_enhancing_rule(get_scheme("brats2012"))
+
+
+def test_each_fold_segments_the_variants_of_the_cases_it_holds_out(tmp_path):
+    """score_variants runs the fold's model on the variants whose parent the fold holds out (none other) and
+    scores them against the variants' own labels; fold_scored then waits for both passes."""
+    import shutil
+
+    from medseg3d.datasets import fold_ids, make_split, save_split
+    from medseg3d.experiments.crossval.enhancing import VARIANTS
+    from medseg3d.experiments.crossval.scoring import fold_scored, score_variants
+    from medseg3d.models import bundled_models
+
+    run, data, variants = tmp_path / "run", tmp_path / "data", tmp_path / "variants"
+    ref = np.zeros((24, 24, 24), dtype=np.uint8)
+    ref[6:14, 6:14, 6:14] = 2
+    ref[8:12, 8:12, 8:12] = 1
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        _brats_case(data, f"c{i}", ref, rng)
+        _brats_case(variants, f"c{i}_nonenh", ref, rng)
+    split = make_split([f"c{i}" for i in range(4)], folds=2, seed=0)
+    save_split(split, run / "split.json")
+    (run / "fold0").mkdir()
+    shutil.copyfile(bundled_models()["brats-v1"], run / "fold0" / "model.safetensors")
+    record = {"folds": 2, "members": ["m"], "dataset": str(data), "heldout_variants": str(variants)}
+    assert score_variants(run, record, 0, say=lambda *a: None)
+    maps = sorted(p.name for p in (run / "fold0" / f"pred-{VARIANTS}").glob("*.nii.gz"))
+    assert maps == sorted(f"{c}_nonenh.nii.gz" for c in fold_ids(split, 0)[1])
+    rows = (run / "fold0" / f"pred-{VARIANTS}" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "lesion_dice_ET" in rows[0]
+    assert not score_variants(run, record, 0)  # scored already
+    assert not fold_scored(run, record, 0)  # the real cases and the mirrored passes are still missing
+    assert not score_variants(run, record | {"heldout_variants": None}, 1)  # a run without variants

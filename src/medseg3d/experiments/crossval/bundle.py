@@ -229,6 +229,10 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
             "per_fold_mirror": pp.get("per_fold_mirror"),
             "min_lesion_mm3": pp.get("chosen_lesion_mm3") or {},
             "per_fold_lesion_mm3": pp.get("per_fold_lesion_mm3"),
+            "min_enhancing_mm3": pp.get("chosen_min_enhancing_mm3", 0.0),
+            "per_fold_min_enhancing_mm3": pp.get("per_fold_min_enhancing_mm3"),
+            "min_enhancing_score_by_group": pp.get("min_enhancing_score_by_group"),
+            "heldout_variants": pp.get("heldout_variants", 0),
             "judged_by": pp.get("judged_by", "Dice"),
             "nested_mean_dice": pp["nested_mean_dice"],
             "none_mean_dice": pp["none_mean_dice"],
@@ -249,6 +253,8 @@ def bundle(run, output, name: str | None = None, force: bool = False) -> Path:
         chosen["mirror"] = True
     if pp.get("chosen_lesion_mm3"):
         chosen["min_lesion_mm3"] = {r: float(v) for r, v in pp["chosen_lesion_mm3"].items()}
+    if pp.get("chosen_min_enhancing_mm3"):
+        chosen["min_enhancing_mm3"] = float(pp["chosen_min_enhancing_mm3"])
     if chosen:
         from ...checkpoint import read_model_file
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ...errors import InputError
 from ...io import write_text_atomic
+from .enhancing import VARIANTS, enhancing_rule_lines
 from .pictures import cases_png, side_by_side_png
 from .records import FINAL, read_crossval_record
 from .scores import (
@@ -487,6 +488,7 @@ def _run_sections(root: Path, record: dict) -> list[str]:
                 + f". The final model takes {rule(p['chosen_lesion_mm3'])}.",
                 "",
             ]
+        lines += enhancing_rule_lines(p)
     cal = root / "calibration.json"
     if cal.is_file():
         from ...calibrate import summary_lines
@@ -539,6 +541,12 @@ def write_crossval_report(
     lines.append(report_text(root, variants, reference))
     lines += lesion_lines(root, variants[0])
     lines += little_enhancing_lines(root, variants[0])
+    if f"{VARIANTS}-pp" in found:
+        lines += [
+            "### Held-out synthetic non-enhancing variants (each segmented by a fold that never saw it)",
+            "",
+        ]
+        lines += lesion_lines(root, f"{VARIANTS}-pp") + little_enhancing_lines(root, f"{VARIANTS}-pp")
     images = root / "images"
     images.mkdir(exist_ok=True)
     lines += ["![every held-out case](images/cases.png)", ""]

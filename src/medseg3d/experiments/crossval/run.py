@@ -40,7 +40,7 @@ from ...io import write_json_atomic, write_text_atomic
 from ..catalogue import Run, train_config
 from ..planning import plan_dataset
 from ..task import Task, claim_task, release_task
-from .records import FINAL, MIRRORED, RECORD, read_crossval_record
+from .records import RECORD, read_crossval_record
 
 # what is worth keeping of a run folder (git, other machines): the small text records, not weights or images
 KEEP_ONLY_RECORDS = """# written by medseg3d crossval: keep the small records \
@@ -268,11 +268,16 @@ def run_crossval(
     report: bool = True,
     overrides: dict | None = None,
     split_file: str | Path | None = None,
+    heldout_variants: str | Path | None = None,
 ) -> dict:
     """Train, predict, score and report a cross-validation (module docstring); resumable and shareable.
 
     Args:
         dataset, out, preset, members, folds, epochs, overrides, split_file: as :func:`setup`.
+        heldout_variants: a folder of synthetic non-enhancing variants (``medseg3d synth-nonenhancing``):
+            each fold's model also segments those whose parent it holds out, and the enhancing-tumour rule is
+            chosen on them and the real held-out cases (:mod:`.enhancing`); recorded, so that later calls
+            use it too.
         fold: only this fold (a Slurm array task; every rank of ``torchrun``).
         final: also train every member on all cases (what ``medseg3d bundle`` packs).
         progress: print what is done.
@@ -285,13 +290,15 @@ def run_crossval(
         InputError: as :func:`setup`; a ``--fold`` outside the split; ``torchrun`` without ``--fold``.
     """
     from .report import write_crossval_report
-    from .scoring import calibrate_run, choose_postprocessing, score_fold
+    from .scoring import calibrate_run, choose_postprocessing, fold_scored, score_fold, score_variants
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
         _wait_for(Path(out) / RECORD)
     record, cases = setup(dataset, out, preset, members, folds, epochs, overrides, split_file)
     out = Path(out)
+    if heldout_variants is not None and rank == 0:
+        record = _record_variants(out, record, Path(heldout_variants))
     if world > 1 and fold is None:
         raise InputError("under torchrun every process must train the same fold: give --fold K")
     if fold is not None and not 0 <= fold < record["folds"]:
@@ -343,15 +350,12 @@ def run_crossval(
         try:
             # one pass as the model runs, then mirrored: a candidate of the nested choice
             fresh = [score_fold(out, record, k, cases_by_id, say, mirror=m) for m in (False, True)]
+            fresh += [score_variants(out, record, k, say, mirror=m) for m in (False, True)]
             if any(fresh):
                 scored.append(k)
         finally:
             release_task(lock)
-    done = [
-        k
-        for k in range(record["folds"])
-        if all((out / f"fold{k}" / f"pred-{v}" / "metrics.csv").is_file() for v in (FINAL, MIRRORED))
-    ]
+    done = [k for k in range(record["folds"]) if fold_scored(out, record, k)]
     summary = {
         "out": str(out),
         "ran": ran,
@@ -373,6 +377,30 @@ def run_crossval(
     else:
         say(f"{len(done)} of {record['folds']} folds scored; run the same command again to continue")
     return summary
+
+
+def _record_variants(out: Path, record: dict, variants: Path) -> dict:
+    """``record`` with ``heldout_variants`` set to ``variants`` (written to ``crossval.json``); refused if the
+    folder holds no synthetic variant or the run recorded another folder."""
+    try:
+        found = find_cases(variants, require_label=True) if variants.is_dir() else []
+    except InputError:
+        found = []
+    if not any(variant_parent(c.case_id) for c in found):
+        raise InputError(
+            f"{variants}: no labelled synthetic variants (<case>_nonenh); make them with "
+            "`medseg3d synth-nonenhancing DATA --out DIR`"
+        )
+    path = str(variants.resolve())
+    if record.get("heldout_variants") not in (None, path):
+        raise InputError(
+            f"{out}: was scored with --heldout-variants {record['heldout_variants']}; give that folder or "
+            "none"
+        )
+    if record.get("heldout_variants") != path:
+        record = record | {"heldout_variants": path}
+        write_json_atomic(record, out / RECORD)
+    return record
 
 
 def _wait_for(path: Path, seconds: float = 600.0) -> None:

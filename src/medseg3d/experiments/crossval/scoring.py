@@ -24,10 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ...datasets import Case, fold_ids, load_split
+from ...datasets import Case, find_cases, fold_ids, load_split
 from ...errors import InputError
 from ...io import read_volume, write_json_atomic, write_volume
 from ...labels import BRATS_FAMILY, LabelScheme
+from .enhancing import (
+    ENHANCING_MM3,
+    VARIANTS,
+    choose_threshold,
+    enhancing_scores,
+    group_means,
+    has_enhancing_rule,
+    heldout_variants,
+)
 from .records import FINAL, MIRRORED
 
 # far-component removal distances tried, in mm (0: off)
@@ -68,9 +77,7 @@ def score_fold(
     Raises:
         InputError: the fold model was trained on a held-out case (the split changed).
     """
-    from ...evaluate import evaluate
     from ...models import load_model
-    from ...predict import PredictOptions, predict
 
     pred_dir = out / f"fold{k}" / f"pred-{MIRRORED if mirror else FINAL}"
     if (pred_dir / "metrics.csv").is_file():
@@ -86,23 +93,90 @@ def score_fold(
         )
     how = "mirrored (8 passes)" if mirror else "as the final model runs"
     say(f"fold {k}: segmenting {len(held)} held-out cases {how}")
+    segment_and_score(loaded, [cases_by_id[c] for c in held], pred_dir, record["dataset"], mirror)
+    return True
+
+
+def score_variants(out: Path, record: dict, k: int, say=print, mirror: bool = False) -> bool:
+    """Segment the held-out synthetic variants of fold ``k`` (``record["heldout_variants"]``: those whose
+    parent the fold holds out, :func:`.enhancing.heldout_variants`) with the fold's model and score them
+    (``pred-variants[-mirror]/metrics.csv``): the enhancing rule's benefit, measured where it can be seen.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json``.
+        k: the fold.
+        say: where progress lines go.
+        mirror: average the 8 mirrored passes.
+
+    Returns:
+        False if there is nothing to do (no variants, none of this fold's, or scored already), else True.
+    """
+    from ...models import load_model
+
+    pred_dir = out / f"fold{k}" / f"pred-{VARIANTS}{'-mirror' if mirror else ''}"
+    if not record.get("heldout_variants") or (pred_dir / "metrics.csv").is_file():
+        return False
+    cases = heldout_variants(record["heldout_variants"], fold_ids(load_split(out / "split.json"), k)[1])
+    if not cases:
+        return False
+    loaded = load_model(fold_model(out, record, k), refine="none")
+    how = "mirrored (8 passes)" if mirror else "as the final model runs"
+    say(f"fold {k}: segmenting {len(cases)} held-out synthetic variants {how}")
+    segment_and_score(loaded, cases, pred_dir, record["heldout_variants"], mirror)
+    return True
+
+
+def fold_scored(out: Path, record: dict, k: int) -> bool:
+    """Whether fold ``k``'s held-out cases (and its held-out variants, if the run has them) are scored both
+    ways."""
+    names = [FINAL] + ([VARIANTS] if record.get("heldout_variants") else [])
+    for name in names:
+        if name == VARIANTS and not heldout_variants(
+            record["heldout_variants"], fold_ids(load_split(out / "split.json"), k)[1]
+        ):
+            continue
+        if not all((out / f"fold{k}" / f"pred-{name}{m}" / "metrics.csv").is_file() for m in ("", "-mirror")):
+            return False
+    return True
+
+
+def segment_and_score(loaded, cases: list[Case], pred_dir: Path, references, mirror: bool) -> None:
+    """Segment ``cases`` with ``loaded`` as ``medseg3d predict`` runs it (labels already there are kept) and
+    score them against ``references`` into ``pred_dir/metrics.csv`` (whole-case and lesion-wise).
+
+    Args:
+        loaded: the fold's model.
+        cases: the cases to segment.
+        pred_dir: where the label maps and ``metrics.csv`` go.
+        references: the dataset folder holding the cases' labels.
+        mirror: average the 8 mirrored passes.
+    """
+    from ...evaluate import evaluate
+    from ...predict import PredictOptions, predict
+
     pred_dir.mkdir(parents=True, exist_ok=True)
-    for case_id in held:
-        case = cases_by_id[case_id].select(loaded.modalities)
-        target = pred_dir / f"{case_id}.nii.gz"
+    for case in cases:
+        case = case.select(loaded.modalities)
+        target = pred_dir / f"{case.case_id}.nii.gz"
         if not target.exists():
-            opts = PredictOptions(mirror=mirror)
-            predict(loaded, [], target, opts, channel_files=dict(case.channels), progress=False)
+            predict(
+                loaded,
+                [],
+                target,
+                PredictOptions(mirror=mirror),
+                channel_files=dict(case.channels),
+                progress=False,
+            )
     evaluate(
         pred_dir,
-        record["dataset"],
+        references,
         loaded.scheme,
         out_csv=pred_dir / "metrics.csv",
         hd95_penalty=_hd95_penalty(loaded.scheme),
         progress=False,
         lesion_wise=True,
     )
-    return True
 
 
 def fold_model(out: Path, record: dict, k: int) -> Path:
@@ -226,13 +300,14 @@ def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tup
 
 def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict:
     """Choose test-time mirroring, the far-component removal and (BraTS) the lesion-size rule together by
-    nested cross-validation (module docstring); writes ``RUN/postprocess.json`` and
-    ``RUN/fold<k>/pred-final-pp/metrics.csv``. Needs the held-out label maps (``pred-final``, and
-    ``pred-final-mirror`` where every fold has them: else mirroring is not a candidate).
+    nested cross-validation (module docstring), then (BraTS) the enhancing-tumour rule
+    (:mod:`.enhancing`, on the held-out variants too where the run has them); writes ``RUN/postprocess.json``
+    and ``RUN/fold<k>/pred-final-pp/metrics.csv`` (and ``pred-variants-pp``). Needs the held-out label maps
+    (``pred-final``, and ``pred-final-mirror`` where every fold has them: else mirroring is not a candidate).
 
     Args:
         out: the crossval run folder (its folds scored by :func:`score_fold`).
-        record: its ``crossval.json``.
+        record: its ``crossval.json`` (``heldout_variants``: the variants' dataset, if any).
         cases_by_id: the dataset's cases (their reference labels).
         say: where progress lines go.
 
@@ -242,9 +317,7 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
     Raises:
         InputError: no fold has held-out predictions to choose from.
     """
-    from ...evaluate import evaluate
     from ...models import load_model
-    from ...postprocess import postprocess, voxels_for_volume
 
     path = out / "postprocess.json"
     if path.is_file():
@@ -252,10 +325,7 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
     scheme = load_model(out / "fold0" / "model.safetensors", refine="none").scheme
     names = _names(scheme)
     rules = _lesion_rules(scheme)
-    fold_of = {}
-    for k in range(record["folds"]):
-        for pred in sorted((out / f"fold{k}" / f"pred-{FINAL}").glob("*.nii.gz")):
-            fold_of[pred.name[: -len(".nii.gz")]] = k
+    fold_of = _held_out_maps(out, record, FINAL)
     if not fold_of:
         raise InputError(
             f"{out}: no held-out label maps (fold*/pred-{FINAL}/*.nii.gz) to choose post-processing on"
@@ -282,34 +352,22 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
         """(variant, lesion rule in mm^3, distance in mm) of a row."""
         return variants[row // per_variant], rules[(row % per_variant) // n], DISTANCES_MM[row % n]
 
+    enhancing = _choose_enhancing(out, record, scheme, cases_by_id, fold_of, setting, per_fold, overall)
     for k, row in per_fold.items():
-        pp = out / f"fold{k}" / f"pred-{FINAL}-pp"
-        pp.mkdir(parents=True, exist_ok=True)
-        variant, rule, distance = setting(row)
-        for case_id in [c for c in scores if fold_of[c] == k]:
-            volume = read_volume(label_map(variant, case_id))
-            voxels = {region: voxels_for_volume(mm3, volume.spacing) for region, mm3 in rule.items()}
-            labels = postprocess(
-                np.asarray(volume.array),
+        threshold = enhancing["per_fold"][k] if enhancing else 0.0
+        real = [(c, cases_by_id[c].label) for c in scores if fold_of[c] == k]
+        _write_pp(out, record["dataset"], scheme, k, FINAL, real, setting(row), threshold)
+        if enhancing and enhancing["variants"].get(k):
+            _write_pp(
+                out,
+                record["heldout_variants"],
                 scheme,
-                spacing=volume.spacing,
-                max_distance_mm=distance,
-                min_lesion=voxels,
+                k,
+                VARIANTS,
+                enhancing["variants"][k],
+                setting(row),
+                threshold,
             )
-            write_volume(
-                volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz"
-            )
-        evaluate(
-            pp,
-            record["dataset"],
-            scheme,
-            out_csv=pp / "metrics.csv",
-            hd95_penalty=_hd95_penalty(scheme),
-            progress=False,
-            lesion_wise=True,
-        )
-        for f in pp.glob("*.nii.gz"):  # made again to the voxel from pred-final(-mirror) and the choice
-            f.unlink()
 
     def mean_of_row(i: int) -> float:
         return round(float(np.mean([scores[c][i].mean() for c in scores])), 4)
@@ -343,14 +401,139 @@ def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case],
         result["mean_dice_by_distance_mirrored"] = {
             f"{d:g}": mean_of_row(per_variant + i) for i, d in enumerate(DISTANCES_MM)
         }
+    if enhancing:
+        result |= {
+            "candidates_min_enhancing_mm3": list(ENHANCING_MM3),
+            "per_fold_min_enhancing_mm3": {str(k): v for k, v in enhancing["per_fold"].items()},
+            "chosen_min_enhancing_mm3": enhancing["chosen"],
+            "min_enhancing_judged_by": "mean of enhancing tumour's Dice and lesion-wise Dice",
+            "min_enhancing_score_by_group": enhancing["by_group"],
+            "heldout_variants": sum(len(v) for v in enhancing["variants"].values()),
+        }
     write_json_atomic(result, path)
     rule = ", ".join(f"{r} {v:g}" for r, v in result["chosen_lesion_mm3"].items()) or "off"
     say(
         f"post-processing: mirroring {'on' if result['chosen_mirror'] else 'off'}, far-component removal "
-        f"{result['chosen_mm']:g} mm (0: off), lesion-size rule {rule} (mm^3); nested CV mean "
-        f"{result['judged_by']} {result['none_mean_dice']:.4f} -> {result['nested_mean_dice']:.4f}"
+        f"{result['chosen_mm']:g} mm (0: off), lesion-size rule {rule} (mm^3)"
+        + (
+            f", enhancing tumour under {result['chosen_min_enhancing_mm3']:g} mm^3 -> necrosis (0: off; "
+            f"{result['heldout_variants']} held-out variants)"
+            if enhancing
+            else ""
+        )
+        + f"; nested CV mean {result['judged_by']} {result['none_mean_dice']:.4f} -> "
+        f"{result['nested_mean_dice']:.4f}"
     )
     return result
+
+
+def _held_out_maps(out: Path, record: dict, variant: str) -> dict[str, int]:
+    """case -> fold, for every held-out label map ``fold<k>/pred-<variant>/<case>.nii.gz``."""
+    fold_of = {}
+    for k in range(record["folds"]):
+        for pred in sorted((out / f"fold{k}" / f"pred-{variant}").glob("*.nii.gz")):
+            fold_of[pred.name[: -len(".nii.gz")]] = k
+    return fold_of
+
+
+def _postprocessed(path: Path, scheme: LabelScheme, setting: tuple, min_enhancing_mm3: float = 0.0):
+    """The label map ``path`` as the final model would leave it under ``setting`` (variant, lesion rule,
+    distance) and the enhancing threshold: (volume, labels)."""
+    from ...postprocess import postprocess, voxels_for_volume
+
+    volume = read_volume(path)
+    _, rule, distance = setting
+    voxels = {region: voxels_for_volume(mm3, volume.spacing) for region, mm3 in rule.items()}
+    labels = postprocess(
+        np.asarray(volume.array),
+        scheme,
+        spacing=volume.spacing,
+        max_distance_mm=distance,
+        min_lesion=voxels,
+        min_enhancing=voxels_for_volume(min_enhancing_mm3, volume.spacing) if min_enhancing_mm3 else 0,
+    )
+    return volume, labels
+
+
+def _write_pp(out, references, scheme, k: int, name: str, cases: list, setting: tuple, threshold: float):
+    """Fold ``k``'s maps ``pred-<name>[-mirror]`` post-processed by the fold's choice, scored into
+    ``pred-<name>-pp/metrics.csv`` against ``references`` (the maps themselves are not kept: they are made
+    again to the voxel from the kept ones and the choice).
+
+    Args:
+        out: the crossval run folder.
+        references: the dataset with the cases' labels.
+        scheme: the label scheme.
+        k: the fold.
+        name: ``final`` (the real held-out cases) or ``variants``.
+        cases: (case id, its label file) of the fold.
+        setting: the fold's (variant, lesion rule, distance).
+        threshold: the fold's enhancing threshold in mm^3 (0: off).
+    """
+    from ...evaluate import evaluate
+
+    source = name if setting[0] == FINAL else f"{name}-mirror"
+    pp = out / f"fold{k}" / f"pred-{name}-pp"
+    pp.mkdir(parents=True, exist_ok=True)
+    for case_id, _ in cases:
+        volume, labels = _postprocessed(
+            out / f"fold{k}" / f"pred-{source}" / f"{case_id}.nii.gz", scheme, setting, threshold
+        )
+        write_volume(
+            volume.with_array(labels.astype(np.asarray(volume.array).dtype)), pp / f"{case_id}.nii.gz"
+        )
+    evaluate(
+        pp,
+        references,
+        scheme,
+        out_csv=pp / "metrics.csv",
+        hd95_penalty=_hd95_penalty(scheme),
+        progress=False,
+        lesion_wise=True,
+    )
+    for f in pp.glob("*.nii.gz"):
+        f.unlink()
+
+
+def _choose_enhancing(out, record, scheme, cases_by_id, fold_of, setting, per_fold, overall) -> dict | None:
+    """The enhancing threshold per fold and overall (:mod:`.enhancing`), or None for a scheme without
+    BraTS's enhancing tumour.
+
+    Returns:
+        {"per_fold": {fold: mm^3}, "chosen": mm^3, "by_group": {"real"/"variants": mean score per
+        threshold under the overall setting}, "variants": {fold: [(variant id, label file)]}}.
+    """
+    if not has_enhancing_rule(scheme):
+        return None
+    refs = {c: cases_by_id[c].label for c in fold_of}
+    variant_fold: dict[str, int] = {}
+    variants: dict[int, list] = {}
+    if record.get("heldout_variants"):
+        by_id = {c.case_id: c for c in find_cases(Path(record["heldout_variants"]), require_label=True)}
+        variant_fold = _held_out_maps(out, record, VARIANTS)
+        for case_id, k in variant_fold.items():
+            refs[case_id] = by_id[case_id].label
+            variants.setdefault(k, []).append((case_id, by_id[case_id].label))
+    all_folds = fold_of | variant_fold
+    tables: dict[int, dict[str, np.ndarray]] = {}
+    for row in sorted(set(per_fold.values()) | {overall}):
+        variant, rule, distance = setting(row)
+        tables[row] = {}
+        for case_id, k in all_folds.items():
+            name = FINAL if case_id in fold_of else VARIANTS
+            source = name if variant == FINAL else f"{name}-mirror"
+            volume, labels = _postprocessed(
+                out / f"fold{k}" / f"pred-{source}" / f"{case_id}.nii.gz", scheme, (variant, rule, distance)
+            )
+            ref = np.asarray(read_volume(refs[case_id]).array)
+            tables[row][case_id] = enhancing_scores(labels, ref, scheme, volume.spacing)
+    chosen, best = choose_threshold(tables, all_folds, per_fold, overall)
+    return {
+        "per_fold": {k: ENHANCING_MM3[i] for k, i in chosen.items()},
+        "chosen": ENHANCING_MM3[best],
+        "by_group": group_means(tables[overall], set(variant_fold)),
+        "variants": variants,
+    }
 
 
 def calibrate_run(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict | None:
