@@ -20,7 +20,7 @@ import numpy as np
 from ...datasets import Case, find_cases
 from ...datasets.synthetic import variant_parent
 from ...labels import LabelScheme
-from .scores import mean
+from .scores import mean, nested_choice
 
 # thresholds tried, mm^3 of enhancing tumour in all below which it becomes necrosis (0: off, first: ties)
 ENHANCING_MM3 = (0.0, 250.0, 500.0, 1000.0, 2000.0)
@@ -87,14 +87,17 @@ def choose_threshold(
     Returns:
         ({fold: index into :data:`ENHANCING_MM3`}, index chosen on all cases).
     """
-    from .scoring import nested_choice
-
     chosen = {k: nested_choice(tables[row], fold_of)[0][k] for k, row in per_fold.items()}
     return chosen, nested_choice(tables[overall], fold_of)[1]
 
 
 def group_means(table: dict[str, np.ndarray], variants: set[str]) -> dict[str, list[float]]:
-    """Mean score per threshold over the real held-out cases and over the variants (those present)."""
+    """Mean score per threshold over the real held-out cases and over the variants (those present).
+
+    Args:
+        table: case -> :func:`enhancing_scores`.
+        variants: the variant case ids among them.
+    """
     groups = {
         "real": [c for c in table if c not in variants],
         "variants": [c for c in table if c in variants],

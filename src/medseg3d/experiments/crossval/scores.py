@@ -1,6 +1,6 @@
 """A cross-validation's held-out scores as the report and the card read them: the
 ``fold*/pred-<variant>/metrics.csv`` collected per fold and per case, means that leave NaN out, the structures
-a table shows."""
+a table shows, and the nested choice among candidates scored per case."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 import math
 import statistics
 from pathlib import Path
+
+import numpy as np
 
 BRATS_REGIONS = ("WT", "TC", "ET")
 
@@ -116,3 +118,27 @@ def both_scored(root: Path, reference: str, variant: str) -> tuple[dict, dict, d
     ref, var = by_case(root, reference), by_case(root, variant)
     folds = {row["case"]: fold for fold, rows in collect(root, variant).items() for row in rows}
     return ref, var, folds, sorted(set(ref) & set(var))
+
+
+def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tuple[dict[int, int], int]:
+    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one
+    best over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
+
+    Args:
+        scores: case -> (candidates, names) array of scores (higher is better).
+        fold_of: case -> its fold.
+
+    Returns:
+        ({fold: chosen row}, row chosen on all cases).
+    """
+    cases = sorted(scores)
+
+    def best(subset):
+        means = np.mean([scores[c].mean(axis=1) for c in subset], axis=0)
+        return int(np.flatnonzero(means >= means.max() - 1e-12)[0])
+
+    per_fold = {}
+    for k in sorted(set(fold_of.values())):
+        others = [c for c in cases if fold_of[c] != k]
+        per_fold[k] = best(others) if others else 0
+    return per_fold, best(cases)

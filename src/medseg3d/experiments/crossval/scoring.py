@@ -38,6 +38,7 @@ from .enhancing import (
     heldout_variants,
 )
 from .records import FINAL, MIRRORED
+from .scores import nested_choice
 
 # far-component removal distances tried, in mm (0: off)
 DISTANCES_MM = (0.0, 5.0, 10.0, 20.0, 40.0)
@@ -129,7 +130,13 @@ def score_variants(out: Path, record: dict, k: int, say=print, mirror: bool = Fa
 
 def fold_scored(out: Path, record: dict, k: int) -> bool:
     """Whether fold ``k``'s held-out cases (and its held-out variants, if the run has them) are scored both
-    ways."""
+    ways.
+
+    Args:
+        out: the crossval run folder.
+        record: its ``crossval.json``.
+        k: the fold.
+    """
     names = [FINAL] + ([VARIANTS] if record.get("heldout_variants") else [])
     for name in names:
         if name == VARIANTS and not heldout_variants(
@@ -272,30 +279,6 @@ def _dice_table(
                 row.append(whole)
             rows.append(row)
     return np.asarray(rows)
-
-
-def nested_choice(scores: dict[str, np.ndarray], fold_of: dict[str, int]) -> tuple[dict[int, int], int]:
-    """For each fold, the candidate (row) with the best mean score over the *other* folds' cases; and the one
-    best over all cases. Ties go to the earlier candidate (the gentler setting; row 0 is "off").
-
-    Args:
-        scores: case -> (candidates, names) array of scores (higher is better).
-        fold_of: case -> its fold.
-
-    Returns:
-        ({fold: chosen row}, row chosen on all cases).
-    """
-    cases = sorted(scores)
-
-    def best(subset):
-        means = np.mean([scores[c].mean(axis=1) for c in subset], axis=0)
-        return int(np.flatnonzero(means >= means.max() - 1e-12)[0])
-
-    per_fold = {}
-    for k in sorted(set(fold_of.values())):
-        others = [c for c in cases if fold_of[c] != k]
-        per_fold[k] = best(others) if others else 0
-    return per_fold, best(cases)
 
 
 def choose_postprocessing(out: Path, record: dict, cases_by_id: dict[str, Case], say=print) -> dict:
