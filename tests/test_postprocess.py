@@ -199,6 +199,13 @@ def test_small_region_components_go_to_the_next_outer_region_known_answer():
     out = demote_small_region_components(labels, scheme, {"WT": 28})
     assert out[20:23, 20:23, 20:23].sum() == 0 and (out > 0).sum() == 1000
     assert demote_small_region_components(labels, scheme, {"WT": 0, "ET": 0}) is labels  # off
+    # the largest whole-tumour component always stays, even below the threshold: a small tumour is not erased
+    out = demote_small_region_components(labels, scheme, {"WT": 5000})
+    assert out[20:23, 20:23, 20:23].sum() == 0 and np.array_equal(out[:12, :12, :12], labels[:12, :12, :12])
+    lone = np.zeros((30, 30, 30), np.uint8)
+    lone[10:13, 10:13, 10:13] = 2
+    lone[11, 11, 11] = 4
+    assert demote_small_region_components(lone, scheme, {"WT": 1000}) is lone
     assert (labels[20:23, 20:23, 20:23] == 1).all()  # the input is not modified
     with pytest.raises(InputError, match="per region WT, TC or ET"):
         demote_small_region_components(labels, scheme, {"NET": 5})

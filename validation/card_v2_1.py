@@ -88,7 +88,8 @@ def main() -> int:
     card["inference"] = (
         v2["inference"]
         + f"; then components smaller than {sizes} become the next outer region (whole tumour -> background, "
-        "core -> oedema, enhancing -> necrosis; --min-lesion 0 keeps them)"
+        "core -> oedema, enhancing -> necrosis; the largest tumour component always stays; --min-lesion 0 "
+        "keeps them)"
     )
     card["note"] = (
         "v2.1: brats-v2's networks and windows unchanged; after v2's far-component removal (20 mm), "

@@ -119,7 +119,8 @@ def demote_small_region_components(labels: np.ndarray, scheme: LabelScheme, min_
     """BraTS: connected components (26-connectivity) of a region smaller than its threshold become the next
     outer region: enhancing tumour -> necrosis (TC kept), tumour core -> edema (WT kept), whole tumour ->
     background. Applied from the innermost region out (ET, TC, WT), so a speck of enhancement inside a small
-    core goes with it.
+    core goes with it. The whole tumour's largest component always stays: the rule takes false lesions beside
+    a tumour, never the only one (a tumour smaller than the WT threshold is kept, not erased).
 
     Args:
         labels: a BraTS label map (0, 1, 2, 4).
@@ -150,8 +151,11 @@ def demote_small_region_components(labels: np.ndarray, scheme: LabelScheme, min_
         comp, n = ndimage.label(np.isin(out, scheme.regions[region]), structure=_FULL)
         if n == 0:
             continue
-        small = np.bincount(comp.ravel()) < threshold
+        sizes = np.bincount(comp.ravel())
+        small = sizes < threshold
         small[0] = False
+        if region == "WT":
+            small[1 + int(np.argmax(sizes[1:]))] = False
         if small.any():
             out = out.copy() if out is labels else out
             out[small[comp]] = _OUTER_VALUE[region]

@@ -150,4 +150,6 @@ def test_v2_1_is_v2s_networks_with_the_lesion_rule_its_card_scores(brats_root):
     assert all(v21[f"dice_{r}"] >= v2[f"dice_{r}"] - 1e-3 for r in ("WT", "TC", "ET"))
     listing = describe_models()
     assert "lesion-wise Dice 0.824 / 0.722 / 0.588" in listing
-    assert "components under WT 1000, TC 200, ET 100 mm^3 become the next outer region" in listing
+    assert (
+        "components under WT 1000, TC 200, ET 100 mm^3 become the next outer region, the largest" in listing
+    )

@@ -79,8 +79,8 @@ def describe_models() -> str:
         if inference.get("min_lesion_mm3"):
             sizes = ", ".join(f"{r} {v:g}" for r, v in inference["min_lesion_mm3"].items())
             lines.append(
-                f"  post-process components under {sizes} mm^3 become the next outer region "
-                "(--min-lesion 0 keeps them)"
+                f"  post-process components under {sizes} mm^3 become the next outer region, the largest "
+                "tumour component excepted (--min-lesion 0 keeps them)"
             )
         if inference.get("precision", "auto") != "auto":
             from ..precision import describe
