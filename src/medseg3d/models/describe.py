@@ -174,7 +174,8 @@ def _cross_validation(cv: dict) -> str:
         + ", ".join(f"{r} {m}" for r, m in means.items() if m is not None)
         + " (mean +- SD over folds)"
     )
-    lesion_wise = {r: v for r, v in (cv.get("lesion_wise") or {}).items() if v is not None}
+    # lesion-wise scores are a tumour measure (BraTS 2023): shown for tumour regions, not anatomy
+    lesion_wise = {r: v for r, v in (cv.get("lesion_wise") or {}).items() if v is not None and r in REGIONS}
     if lesion_wise:
         text += (
             "; lesion-wise Dice " + ", ".join(f"{r} {v:.3f}" for r, v in lesion_wise.items()) + " (pooled)"
