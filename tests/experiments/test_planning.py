@@ -118,3 +118,14 @@ def test_task1_experiment_takes_the_dataset_plan(tmp_path, capsys):
         assert task.overrides["net_args"]["levels"] == planned["net_args"]["levels"]
     assert {t.overrides["loss"] for t in tasks} == {"jaccard", "ce"}
     assert not (tmp_path / "exp").exists()
+
+
+def test_task1_runs_and_reports_with_the_datasets_own_classes(tmp_path):
+    """A task1 run trains with labels "dataset" (dataset.json's classes): its table must name them (the
+    report once asked for a built-in scheme called "dataset" and stopped)."""
+    root = make_tiny_dataset(tmp_path / "d", n_cases=4)
+    out = tmp_path / "exp"
+    args = ["experiment", "task1", str(root), "--out", str(out), "--folds", "2", "--epochs", "1"]
+    assert main(args + ["--runs", "concat-jaccard", "--quiet"]) == 0
+    table = (out / "table.md").read_text()
+    assert "front" in table and "back" in table and "concat-jaccard" in table

@@ -8,13 +8,15 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..datasets import fold_ids, load_split
 from ..errors import InputError
-from ..labels import LabelScheme, get_scheme
+from ..labels import LabelScheme
 from ..plotting import save_figure
+from ..train.config import label_scheme
 from .catalogue import BASE, PAPER_MODALITIES, PAPER_REGIONS, QUICK, Experiment, get_experiment
 from .reuse import reused_lines
 from .task import fold_dir, run_state
@@ -67,7 +69,7 @@ def collect_results(out) -> tuple[dict, list[dict], dict, dict[str, dict[str, di
             if run_state(folder) != "done":
                 continue
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-            scheme = get_scheme(config["labels"])
+            scheme = label_scheme(SimpleNamespace(labels=config["labels"], dataset=config.get("dataset")))
             columns += [c for c in _columns(scheme) if c not in columns]
             with open(folder / "metrics.csv", newline="") as fh:
                 case_rows = list(csv.DictReader(fh))

@@ -302,6 +302,7 @@ def resume_config(out, given: dict | None = None) -> TrainConfig:
 
 def label_scheme(cfg: TrainConfig) -> LabelScheme:
     """The label scheme ``cfg.labels`` names; ``"dataset"``: the classes of the dataset's ``dataset.json``.
+    ``cfg`` is a :class:`TrainConfig` or anything with its ``labels`` and ``dataset`` (a run's config.json).
 
     Raises:
         InputError: an unknown scheme, or ``"dataset"`` for a dataset without a ``dataset.json`` labels entry.
