@@ -27,3 +27,12 @@ def test_estimate_from_finished_trainings(small_dataset, tmp_path):
     assert estimate_from_finished(tasks, rates, score, 1) == 50.0
     tasks[2].state = "score"  # trained, only scoring left
     assert estimate_from_finished(tasks, rates, score, 1) == 4.0 + 12.0 + 4.0
+
+
+def test_an_epoch_passes_over_the_training_cases_once_in_batches():
+    from medseg3d.experiments.timing import iterations_per_epoch
+
+    assert iterations_per_epoch({}, 20) == 20  # the paper's set-up: one case per iteration
+    assert iterations_per_epoch({"batch": 2}, 139) == 70  # as the training loop counts: ceil(139 / 2)
+    assert iterations_per_epoch({"batch": 2, "accumulate": 2}, 8) == 2
+    assert iterations_per_epoch({"batch": 2, "iters_per_epoch": 16}, 139) == 16  # a run's own count wins

@@ -126,7 +126,7 @@ def budget_epochs(
     epochs = {}
     for name in names:
         t_iter = seconds.get(name, seconds[ref])
-        per_epoch = overrides[name].get("iters_per_epoch") or n_train
+        per_epoch = timing.iterations_per_epoch(overrides[name], n_train)
         epochs[name] = max(1, round(minutes * 60 / (t_iter * per_epoch)))
     return epochs, seconds
 

@@ -183,8 +183,8 @@ def paired_lines(experiment: Experiment, cases: dict[str, dict[str, dict]], metr
         (
             f"Per-case Dice of each run minus `{ref}`'s on the same cases (scored by models of the same "
             "fold): mean difference, then cases better / worse, then the two-sided Wilcoxon signed-rank "
-            "p-value. With 20 cases, p < 0.05 needs a consistent difference; a difference of the mean with "
-            "p > 0.2 is noise at this budget."
+            f"p-value. With {len(cases[ref])} cases, p < 0.05 needs a consistent difference; a difference of "
+            "the mean with p > 0.2 is noise at this budget."
         ),
         "",
         "| run | cases | " + " | ".join(_header(m) for m in dice) + " |",
@@ -436,7 +436,9 @@ def settings_text(record: dict) -> str:
         "labels",
         "crop",
         "crop_size",
-        "downsample",
+        "spacing" if settings.get("spacing") else "downsample",
+        "patch",
+        "batch",
         "augment",
         "lr",
         "schedule",

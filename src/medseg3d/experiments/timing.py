@@ -121,7 +121,7 @@ def estimate_seconds(tasks: list[Task], t_iter: float, t_forward: float, n_train
         if task.state == "score":
             total += score
             continue
-        per_epoch = (o.get("iters_per_epoch") or n_train) * t_iter
+        per_epoch = iterations_per_epoch(o, n_train) * t_iter
         if o.get("minutes"):
             train_s = o["minutes"] * 60 - trained_seconds(task.folder)
             epochs = train_s / max(per_epoch, 1e-6)
@@ -167,7 +167,7 @@ def finished_rates(tasks: list[Task], n_train: int) -> tuple[dict[str, float], f
         if wall <= 0:
             continue
         scoring.append(float(timing.get("score_wall_seconds", 0.0)))
-        its = task.overrides["epochs"] * (task.overrides.get("iters_per_epoch") or n_train)
+        its = task.overrides["epochs"] * iterations_per_epoch(task.overrides, n_train)
         for key in (task.run.name, ""):
             seconds[key] = seconds.get(key, 0.0) + wall
             iterations[key] = iterations.get(key, 0.0) + its
@@ -196,10 +196,24 @@ def estimate_from_finished(
             continue
         if task.state != "score":
             epochs = task.overrides["epochs"] - (trained_epochs(task.folder) if task.state == "resume" else 0)
-            iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
+            iterations = max(epochs, 0) * iterations_per_epoch(task.overrides, n_train)
             total += iterations * rates.get(task.run.name, rates[""])
         total += score_seconds
     return total
+
+
+def iterations_per_epoch(overrides: dict, n_train: int) -> int:
+    """Iterations in one epoch of a run, as the training loop counts them: its ``iters_per_epoch``, else one
+    pass over the ``n_train`` training cases in batches of ``batch`` x ``accumulate`` samples.
+
+    Args:
+        overrides: the run's settings (``iters_per_epoch``, ``batch``, ``accumulate``; missing: 1 sample).
+        n_train: training cases per fold.
+    """
+    if overrides.get("iters_per_epoch"):
+        return int(overrides["iters_per_epoch"])
+    samples = int(overrides.get("batch") or 1) * int(overrides.get("accumulate") or 1)
+    return max(1, math.ceil(n_train / samples))
 
 
 def budget_text(record: dict, n_train: int) -> str:
@@ -207,7 +221,7 @@ def budget_text(record: dict, n_train: int) -> str:
 
     Args:
         record: the experiment's record (quick, epochs, budget minutes, measured seconds per iteration).
-        n_train: training cases per fold (iterations per epoch).
+        n_train: training cases per fold (an epoch passes over them once, in the shared batch size).
     """
     if record["quick"]:
         return f"{QUICK['epochs']} epochs of {QUICK['iters_per_epoch']} iterations per run and fold"
@@ -219,9 +233,10 @@ def budget_text(record: dict, n_train: int) -> str:
             f"{minutes:g} training minutes per run and fold, turned into epochs by timing each network "
             "when the experiment starts"
         )
+    per_epoch = iterations_per_epoch(record.get("adapted") or {}, n_train)
     if len(set(epochs.values())) == 1:
         (e,) = set(epochs.values())
-        text = f"{e} epochs of {n_train} iterations ({e * n_train} iterations) per run and fold"
+        text = f"{e} epochs of {per_epoch} iterations ({e * per_epoch} iterations) per run and fold"
         if minutes and seconds:
             text += (
                 f", fixed from a {minutes:g}-minute budget at the {next(iter(seconds.values())):.2f} s per "
@@ -229,7 +244,7 @@ def budget_text(record: dict, n_train: int) -> str:
             )
         return text
     per_run = ", ".join(f"{run} {e}" for run, e in epochs.items())
-    text = f"epochs of {n_train} iterations per run and fold: {per_run}"
+    text = f"epochs of {per_epoch} iterations per run and fold: {per_run}"
     if minutes:
         text += f" (the same {minutes:g} training minutes for each, at iteration times measured side by side)"
     return text
@@ -302,7 +317,7 @@ def plan_estimate_text(pending: list[Task], record: dict, n_train: int) -> str:
         total = scoring
         for task in to_train:
             epochs = task.overrides["epochs"] - (trained_epochs(task.folder) if task.state == "resume" else 0)
-            iterations = max(epochs, 0) * (task.overrides.get("iters_per_epoch") or n_train)
+            iterations = max(epochs, 0) * iterations_per_epoch(task.overrides, n_train)
             total += iterations * measured.get(task.run.name, reference) + _SECONDS_PER_RUN
         return (
             f"about {format_duration(total)} (at the seconds per iteration measured when the experiment "
