@@ -117,6 +117,7 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
         "min_lesion_mm3": {},
         "max_distance_mm": 20.0,
         "far_removed_ml": 0.03,
+        "small_removed_ml": 0.0,
     }
     assert any("was removed" in w for w in record["warnings"])
 
@@ -127,6 +128,17 @@ def test_the_models_far_component_default_runs_and_is_reported(bundled_copy, tmp
     assert "removed" not in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / "kept.json").read_text())["postprocessing"]["far_removed_ml"] == 0.0
     assert np.isclose(probs.sum(), 0.9 * 1027, rtol=1e-5)  # the stand-in network's output was not changed
+
+    # the lesion-size rule instead of the far removal: the small blob goes, and that is said and recorded
+    small = tmp_path / "out" / "small.nii.gz"
+    P.predict(
+        loaded, [folder], small, preprocess="none", report=True, max_distance=0.0, min_lesion={"WT": 100.0}
+    )
+    assert (read_volume(small).array > 0).sum() == 1000
+    said = capsys.readouterr().out
+    assert "case: removed 0.03 ml of tumour in components under 100 mm^3 (--min-lesion 0 keeps them)" in said
+    post = json.loads((tmp_path / "out" / "small.json").read_text())["postprocessing"]
+    assert post["small_removed_ml"] == 0.03 and post["far_removed_ml"] == 0.0
 
 
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), "500", True])

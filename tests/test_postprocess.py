@@ -144,13 +144,17 @@ def test_postprocess_counts_exactly_the_voxels_that_far_removal_took():
     labels = np.zeros((60, 20, 20), np.uint8)
     labels[2:12, 5:15, 5:15] = 2  # 1000 voxels of edema
     labels[45:48, 5:8, 5:8] = 4  # 27 voxels, 34 mm from it at 1 mm spacing
-    kept, removed = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=20.0)
-    assert removed == 27 and (kept > 0).sum() == 1000
+    kept, removed, small = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=20.0)
+    assert removed == 27 and small == 0 and (kept > 0).sum() == 1000
     assert np.array_equal(kept, postprocess(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=20.0))
-    same, none_removed = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=40.0)
+    same, none_removed, _ = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), max_distance_mm=40.0)
     assert none_removed == 0 and np.array_equal(same, labels)
     # 2 mm voxels: 68 mm apart, and the count is of voxels, not of mm^3
     assert postprocess_counted(labels, BRATS, spacing=(2, 2, 2), max_distance_mm=40.0)[1] == 27
+    # the lesion-size rule's whole-tumour removal is counted apart (the largest component always stays)
+    out, far, small = postprocess_counted(labels, BRATS, spacing=(1, 1, 1), min_lesion={"WT": 100, "ET": 5})
+    assert far == 0 and small == 27 and (out > 0).sum() == 1000
+    assert postprocess_counted(labels, BRATS, min_lesion={"WT": 5000})[2] == 27  # the 1000-voxel one stays
 
 
 def test_enhancing_rule_by_largest_component_ignores_scattered_specks():

@@ -307,16 +307,18 @@ def postprocess_counted(
     min_enhancing: int = 0,
     max_distance_mm: float = 0.0,
     min_lesion: dict | None = None,
-) -> tuple[np.ndarray, int]:
-    """:func:`postprocess`, and how many tumour voxels the far-component removal set to background (what
-    ``predict`` reports: a second lesion of a multifocal tumour would go too).
+) -> tuple[np.ndarray, int, int]:
+    """:func:`postprocess`, and how many tumour voxels the far-component removal and the lesion-size rule set
+    to background (what ``predict`` reports: a second lesion of a multifocal tumour, or a true small one,
+    would go too).
 
     Args:
         labels, scheme, spacing, min_component, min_enhancing, max_distance_mm, min_lesion: as
             :func:`postprocess`.
 
     Returns:
-        (label map, tumour voxels removed as far components).
+        (label map, tumour voxels removed as far components, tumour voxels removed as whole-tumour components
+        under the lesion-size rule's WT threshold).
 
     Raises:
         InputError: ``max_distance_mm`` without ``spacing``, or ``min_enhancing`` with a non-BraTS scheme.
@@ -330,6 +332,10 @@ def postprocess_counted(
         labels = remove_far_components(labels, spacing, max_distance_mm)
         if labels is not before:
             far_removed = int(np.count_nonzero(before > 0) - np.count_nonzero(labels > 0))
+    small_removed = 0
     if min_lesion:
+        before = labels
         labels = demote_small_region_components(labels, scheme, min_lesion)
-    return relabel_small_enhancing(labels, scheme, min_enhancing), far_removed
+        if labels is not before:
+            small_removed = int(np.count_nonzero(before > 0) - np.count_nonzero(labels > 0))
+    return relabel_small_enhancing(labels, scheme, min_enhancing), far_removed, small_removed

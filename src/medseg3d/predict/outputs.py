@@ -178,11 +178,17 @@ def write_case_outputs(
         "min_lesion_mm3": opts.min_lesion or {},
         "max_distance_mm": opts.max_distance,
         "far_removed_ml": result.far_removed_ml,
+        "small_removed_ml": result.small_removed_ml,
     }
     if say and result.far_removed_ml > 0:
         say(
             f"{case.case_id}: removed {result.far_removed_ml:.3g} ml of tumour farther than "
             f"{post['max_distance_mm']:g} mm from the largest component (--max-distance 0 keeps it)"
+        )
+    if say and result.small_removed_ml > 0:
+        say(
+            f"{case.case_id}: removed {result.small_removed_ml:.3g} ml of tumour in components under "
+            f"{post['min_lesion_mm3'].get('WT', 0):g} mm^3 (--min-lesion 0 keeps them)"
         )
     grid = result.labels
     suffix, stem = image_suffix(target), output_stem(target)

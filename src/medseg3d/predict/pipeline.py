@@ -62,6 +62,8 @@ class CaseResult:
     """With a refiner: which one and the box it refined (:func:`medseg3d.cascade.refine`)."""
     far_removed_ml: float = 0.0
     """Tumour (ml) that ``max_distance`` removed as components far from the largest one."""
+    small_removed_ml: float = 0.0
+    """Tumour (ml) that the lesion-size rule (``min_lesion``'s WT) removed as small components."""
 
     @property
     def aligned(self) -> Aligned:
@@ -188,10 +190,10 @@ def labels_and_removed(
     spacing=None,
     max_distance: float = 0.0,
     min_lesion: dict | None = None,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, int]:
     """Label values from probabilities (regions above 0.5, or the most probable class), post-processed once
-    (:func:`medseg3d.postprocess.postprocess_counted`), and the number of tumour voxels that the far-component
-    removal took.
+    (:func:`medseg3d.postprocess.postprocess_counted`), and the numbers of tumour voxels that the
+    far-component removal and the lesion-size rule took.
 
     Args:
         model: the model (its kind and label scheme).
@@ -206,7 +208,8 @@ def labels_and_removed(
             (:func:`medseg3d.postprocess.demote_small_region_components`; None or empty: off).
 
     Returns:
-        (label values (X, Y, Z), tumour voxels the far-component removal took).
+        (label values (X, Y, Z), tumour voxels the far-component removal took, tumour voxels the lesion-size
+        rule took).
 
     Raises:
         InputError: ``max_distance`` without ``spacing``.
@@ -361,13 +364,13 @@ def segment_volumes(
         grid = aligned.native
     # labels, post-processed once
     post = opts.postprocessing(grid.spacing)
-    labels, far_removed = labels_and_removed(model, probs, **post)
+    labels, far_removed, small_removed = labels_and_removed(model, probs, **post)
     confidence = prediction.confidence
     if prediction.member_probabilities is not None and prediction.refinement is None:
         t0 = time.perf_counter()
         confidence = dict(confidence, member_volumes_ml=member_volumes(model, prediction, to_grid, post))
         seconds["members' volumes"] = round(time.perf_counter() - t0, 2)
-    far_removed_ml = far_removed * float(np.prod(grid.spacing)) / 1000.0
+    voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     return CaseResult(
         grid.with_array(labels),
         probs,
@@ -376,7 +379,8 @@ def segment_volumes(
         entropy,
         confidence,
         prediction.refinement,
-        round(far_removed_ml, 2),
+        round(far_removed * voxel_ml, 2),
+        round(small_removed * voxel_ml, 2),
     )
 
 
