@@ -234,6 +234,8 @@ def test_heldout_variants_must_be_variants_and_are_recorded_once(tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="no labelled synthetic variants"):
         run_crossval(data, tmp_path / "run", folds=2, epochs=1, heldout_variants=empty, progress=False)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    setup(data, tmp_path / "run", folds=2, epochs=1)
     # a folder with a variant is recorded in crossval.json; another folder later is refused
     variants = make_tiny_dataset(tmp_path / "v", n_cases=1)
     for sub, suffix in (("imagesTr", "_0000.nii.gz"), ("labelsTr", ".nii.gz")):

@@ -295,6 +295,8 @@ def run_crossval(
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     if world > 1 and rank != 0:  # under torchrun rank 0 makes the run folder; the others read what it wrote
         _wait_for(Path(out) / RECORD)
+    if heldout_variants is not None:
+        _check_variants(Path(heldout_variants))  # before anything is written
     record, cases = setup(dataset, out, preset, members, folds, epochs, overrides, split_file)
     out = Path(out)
     if heldout_variants is not None and rank == 0:
@@ -382,15 +384,7 @@ def run_crossval(
 def _record_variants(out: Path, record: dict, variants: Path) -> dict:
     """``record`` with ``heldout_variants`` set to ``variants`` (written to ``crossval.json``); refused if the
     folder holds no synthetic variant or the run recorded another folder."""
-    try:
-        found = find_cases(variants, require_label=True) if variants.is_dir() else []
-    except InputError:
-        found = []
-    if not any(variant_parent(c.case_id) for c in found):
-        raise InputError(
-            f"{variants}: no labelled synthetic variants (<case>_nonenh); make them with "
-            "`medseg3d synth-nonenhancing DATA --out DIR`"
-        )
+    _check_variants(variants)
     path = str(variants.resolve())
     if record.get("heldout_variants") not in (None, path):
         raise InputError(
@@ -401,6 +395,19 @@ def _record_variants(out: Path, record: dict, variants: Path) -> dict:
         record = record | {"heldout_variants": path}
         write_json_atomic(record, out / RECORD)
     return record
+
+
+def _check_variants(variants: Path) -> None:
+    """Refuse a ``--heldout-variants`` folder without a labelled synthetic variant, in one line."""
+    try:
+        found = find_cases(variants, require_label=True) if variants.is_dir() else []
+    except InputError:
+        found = []
+    if not any(variant_parent(c.case_id) for c in found):
+        raise InputError(
+            f"{variants}: no labelled synthetic variants (<case>_nonenh); make them with "
+            "`medseg3d synth-nonenhancing DATA --out DIR`"
+        )
 
 
 def _wait_for(path: Path, seconds: float = 600.0) -> None:
